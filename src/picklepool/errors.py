@@ -1,0 +1,47 @@
+"""Every exception picklepool raises on its own account, in one module.
+
+Each extends the stdlib exception a user would already catch: ``PicklingError`` is a
+``pickle.PicklingError``, ``WorkerCrashedError`` a ``BrokenProcessPool``,
+``TaskTimeoutError`` a ``TimeoutError``. Messages say what went wrong, where, and
+what to do.
+"""
+
+from __future__ import annotations
+
+import pickle
+from concurrent.futures.process import BrokenProcessPool
+
+
+class PicklingError(pickle.PicklingError):
+    """A task, its arguments or its result could not be serialised or rebuilt.
+
+    Raised in the parent. The message names the object's path inside the call
+    (``args[1]['model']._lock``), its type, the pickler in use and the fix.
+    """
+
+
+class UnpicklingError(PicklingError, pickle.UnpicklingError):
+    """Bytes made by the pickler could not be turned back into objects."""
+
+
+class WorkerCrashedError(BrokenProcessPool):
+    """A worker process died while running a task (segfault, ``os._exit``, kill).
+
+    The message names the task and the exit code or signal. The pool is rebuilt
+    on the next call, which works as usual.
+    """
+
+
+class TaskTimeoutError(TimeoutError):
+    """A task ran longer than ``Parallel(timeout=...)`` allows."""
+
+
+class RemoteTraceback(Exception):
+    """Carries a worker's formatted traceback; attached as ``__cause__``."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb}"""'

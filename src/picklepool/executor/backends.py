@@ -1,0 +1,148 @@
+"""Backends move batches to workers and bring replies back; nothing more.
+
+Process backends (loky, dask) move bytes only: the parent has already pickled
+each batch with the call's pickler. In-process backends (threading, sequential)
+run the same batch runner on the objects themselves, with no copy.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable
+
+import loky
+
+from ..workers.control import Session
+
+IDLE_WORKER_TIMEOUT = 300.0  # seconds a warm loky worker waits for work before exiting
+
+BACKENDS = ("loky", "threading", "sequential", "dask")
+
+
+def cpu_count(only_physical_cores: bool = False) -> int:
+    """Usable cores: CPU affinity, cgroup quotas and ``LOKY_MAX_CPU_COUNT`` respected."""
+    return int(loky.cpu_count(only_physical_cores=only_physical_cores))
+
+
+_session: Session | None = None
+_session_lock = threading.Lock()
+
+
+def session() -> Session:
+    """The parent's shared-memory session folder, created on first use."""
+    global _session
+    with _session_lock:
+        if _session is None or not os.path.isdir(_session.path):
+            _session = Session()
+            import atexit
+
+            atexit.register(_session.close)
+        return _session
+
+
+class Backend:
+    """What the dispatcher needs from a backend."""
+
+    name = "base"
+    moves_bytes = True  # tasks are pickled in the parent and cross as bytes
+
+    def __init__(self, n_workers: int) -> None:
+        self.n_workers = n_workers
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        raise NotImplementedError
+
+    def worker_pids(self) -> list[int]:
+        return []
+
+    def session_path(self) -> str | None:
+        return None
+
+    def shutdown(self, kill: bool = False) -> None:
+        pass
+
+
+class LokyBackend(Backend):
+    """Warm, reusable loky worker processes, shared by every call in the process."""
+
+    name = "loky"
+
+    def __init__(self, n_workers: int, idle_timeout: float | None = None) -> None:
+        super().__init__(n_workers)
+        self.idle_timeout = IDLE_WORKER_TIMEOUT if idle_timeout is None else idle_timeout
+        self._executor = self._get()
+
+    def _get(self) -> Any:
+        return loky.get_reusable_executor(max_workers=self.n_workers, timeout=self.idle_timeout)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        try:
+            return self._executor.submit(fn, *args)  # type: ignore[no-any-return]
+        except (loky.process_executor.ShutdownExecutorError, RuntimeError):
+            # Broken by a crash in an earlier call, or shut down: get a fresh pool.
+            self._executor = self._get()
+            return self._executor.submit(fn, *args)  # type: ignore[no-any-return]
+
+    def refresh(self) -> None:
+        """Take the current reusable executor (a new one after a crash)."""
+        self._executor = self._get()
+
+    def worker_pids(self) -> list[int]:
+        return sorted(getattr(self._executor, "_processes", {}) or {})
+
+    def session_path(self) -> str | None:
+        return session().path
+
+    def shutdown(self, kill: bool = False) -> None:
+        self._executor.shutdown(wait=True, kill_workers=kill)
+
+
+class ThreadingBackend(Backend):
+    """A thread pool in the calling process: no pickling, objects shared as they are."""
+
+    name = "threading"
+    moves_bytes = False
+
+    def __init__(self, n_workers: int) -> None:
+        super().__init__(n_workers)
+        self._pool = ThreadPoolExecutor(n_workers, thread_name_prefix="picklepool")
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return self._pool.submit(fn, *args)
+
+    def shutdown(self, kill: bool = False) -> None:
+        self._pool.shutdown(wait=not kill, cancel_futures=True)
+
+
+class SequentialBackend(Backend):
+    """Runs each batch at once in the calling thread (``n_jobs=1``, debugging)."""
+
+    name = "sequential"
+    moves_bytes = False
+
+    def __init__(self, n_workers: int = 1) -> None:
+        super().__init__(1)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future
+            fut.set_exception(exc)
+        return fut
+
+
+def make_backend(name: str, n_workers: int, **options: Any) -> Backend:
+    if name == "loky":
+        return LokyBackend(n_workers, options.get("idle_worker_timeout"))
+    if name == "threading":
+        return ThreadingBackend(n_workers)
+    if name == "sequential":
+        return SequentialBackend()
+    if name == "dask":
+        from .dask import DaskBackend
+
+        return DaskBackend(n_workers, options.get("scheduler_address"))
+    raise ValueError(f"unknown backend {name!r}; valid backends are {list(BACKENDS)}")

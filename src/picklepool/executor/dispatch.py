@@ -1,0 +1,334 @@
+"""One call of ``Parallel``: batches out, replies in, results in order.
+
+    items ──islice──▶ batch (funcs, args, kwargs) ──pickler.dumps──▶ bytes
+      ──backend──▶ worker: workers.runner.run_batch ──▶ reply bytes
+      ──pickler.loads──▶ results, in order (or as completed)
+
+The parent serialises each distinct function once per call; batches carry only
+its content key (plus the bytes, or a blob path when large), and workers keep the
+rebuilt function in their cache. A task error, a pickling error or a crashed
+worker cancels the call: queued batches are cancelled, batches already in a
+worker skip their remaining tasks (a shared cancel flag), and the error is
+raised at once.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import itertools
+import operator
+import queue
+import sys
+from collections.abc import Iterable, Iterator
+from concurrent.futures import CancelledError, Future
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable
+
+import cloudpickle
+
+from ..errors import PicklingError, RemoteTraceback, UnpicklingError, WorkerCrashedError
+from ..pickler.diagnose import explain
+from ..workers.runner import execute, run_batch
+from .backends import Backend, session
+
+_FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
+INLINE_LIMIT = 256 * 1024  # larger serialised functions go through a blob, once per call
+
+
+class _Batch:
+    __slots__ = ("seq", "first", "n", "future")
+
+    def __init__(self, seq: int, first: int, n: int) -> None:
+        self.seq, self.first, self.n = seq, first, n
+        self.future: Future[Any] | None = None
+
+
+def _label(func: Any) -> str:
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{getattr(func, '__module__', '?')}.{name}"
+
+
+def _bad_item(item: Any, index: int) -> TypeError:
+    return TypeError(
+        f"item {index} of the iterable given to Parallel is not a delayed call: "
+        f"{item!r:.200}. Write Parallel(...)(delayed(f)(x) for x in xs), or yield "
+        "(function, args_tuple, kwargs_dict) tuples."
+    )
+
+
+class Call:
+    """The state of one ``Parallel.__call__``."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        pickler: Any,
+        batcher: Any,
+        max_inflight: int,
+        timeout: float | None,
+        ordered: bool,
+        on_progress: Callable[[int, int | None], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.pickler = pickler
+        self.batcher = batcher
+        self.max_inflight = max_inflight
+        self.timeout = timeout
+        self.ordered = ordered
+        self.on_progress = on_progress
+        self.bytes_path = backend.moves_bytes
+        self.session = session() if self.bytes_path and backend.session_path() else None
+        self.call_id = self.session.begin_call() if self.session else 0
+        self.header = cloudpickle.dumps(pickler) if self.bytes_path else b""
+        self._specs: dict[int, tuple[str, Any, str]] = {}
+        self._keep: list[Any] = []  # functions of this call, kept alive so ids stay unique
+        self._blobs: list[str] = []
+        self._done: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
+        self.total: int | None = None
+
+    # -- parent side of the data path -------------------------------------------------
+
+    def _function_spec(self, func: Any, index: int) -> tuple[str, Any, str]:
+        spec = self._specs.get(id(func))
+        if spec is None:
+            try:
+                data = self.pickler.dumps(func)
+            except Exception as exc:
+                msg = explain(self.pickler, func, exc, root="function")
+                raise PicklingError(f"task {index}: {msg}") from exc
+            key = hashlib.blake2b(data, digest_size=16).hexdigest()
+            payload: Any = data
+            if len(data) > INLINE_LIMIT and self.session is not None:
+                payload = self.session.write_blob(key, data)
+                self._blobs.append(key)
+            spec = self._specs[id(func)] = (key, payload, _label(func))
+            self._keep.append(func)
+        return spec
+
+    def _split(self, items: list[Any], first: int) -> tuple[list[Any], Any, tuple[Any, ...], Any]:
+        """Columns of a batch: distinct functions, their index per task, args, kwargs."""
+        try:
+            cols = [list(map(_FIRST, items)), list(map(_SECOND, items)), list(map(_THIRD, items))]
+        except (TypeError, IndexError, KeyError):
+            cols = []
+        if not cols or set(map(len, items)) != {3} or set(map(type, cols[1])) != {tuple} or (any(cols[2]) and set(map(type, cols[2])) != {dict}):
+            for i, item in enumerate(items):
+                ok = (
+                    type(item) is tuple
+                    and len(item) == 3
+                    and type(item[1]) is tuple
+                    and type(item[2]) is dict
+                )
+                if not ok:
+                    raise _bad_item(item, first + i)
+        fcol, acol, kcol = cols
+        f0 = fcol[0]
+        funcs: list[Any]
+        if all(map(operator.is_, fcol, itertools.repeat(f0))):
+            funcs, fidx = [f0], 0
+        else:
+            slots: dict[int, int] = {}
+            funcs = []
+            fidx = []
+            for f in fcol:
+                k = slots.get(id(f))
+                if k is None:
+                    k = slots[id(f)] = len(funcs)
+                    funcs.append(f)
+                fidx.append(k)
+        for f in funcs:
+            if not callable(f):
+                i = fcol.index(f)
+                raise _bad_item(items[i], first + i)
+        kwargs = kcol if any(kcol) else None
+        return funcs, fidx, acol, kwargs
+
+    def _submit(self, items: list[Any], seq: int, first: int) -> _Batch:
+        funcs, fidx, args, kwargs = self._split(items, first)
+        batch = _Batch(seq, first, len(items))
+        if self.bytes_path:
+            specs = tuple(self._function_spec(f, first) for f in funcs)
+            try:
+                payload = self.pickler.dumps((fidx, args, kwargs))
+            except Exception as exc:
+                raise self._dumps_error(items, first, exc) from exc
+            fut = self.backend.submit(
+                run_batch,
+                self.session.path if self.session else None,
+                self.call_id,
+                self.header,
+                specs,
+                payload,
+                first,
+                self.timeout,
+            )
+        else:
+            fut = self.backend.submit(execute, funcs, fidx, args, kwargs, first)
+        batch.future = fut
+        fut.add_done_callback(lambda _f, b=batch: self._done.put(b))
+        return batch
+
+    def _dumps_error(self, items: list[Any], first: int, exc: BaseException) -> PicklingError:
+        for i, (_f, args, kwargs) in enumerate(items):
+            for root, value in (("args", args), ("kwargs", kwargs)):
+                try:
+                    self.pickler.dumps(value)
+                except Exception as err:
+                    msg = explain(self.pickler, value, err, root=root)
+                    return PicklingError(f"task {first + i}: {msg}")
+        return PicklingError(f"tasks {first}..{first + len(items) - 1}: {exc}")
+
+    # -- replies ------------------------------------------------------------------------
+
+    def _outcome(self, batch: _Batch) -> tuple[list[Any], float]:
+        fut = batch.future
+        assert fut is not None
+        try:
+            reply = fut.result()
+        except CancelledError:
+            return [], 0.0
+        except BrokenProcessPool as exc:
+            raise self._crash_error(batch, exc) from exc
+        if self.bytes_path:
+            try:
+                reply = self.pickler.loads(reply)
+            except Exception as exc:
+                raise UnpicklingError(
+                    f"the reply of tasks {batch.first}..{batch.first + batch.n - 1} could not "
+                    f"be unpickled in the parent with pickler {self.pickler.name!r}: "
+                    f"{type(exc).__name__}: {exc}. A result's class must be importable here."
+                ) from exc
+        kind = reply[0]
+        if kind == "ok":
+            return reply[1], reply[2]
+        if kind == "error":
+            _, index, exc, tb = reply
+            if tb:
+                exc.__cause__ = RemoteTraceback(tb)
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"(raised by task {index} of this Parallel call, in a worker)")
+            raise exc
+        if kind == "load-error":
+            raise self._load_error(batch, *reply[1:])
+        if kind == "dump-error":
+            _, index, message = reply
+            raise PicklingError(f"the result of task {index} could not be sent back: {message}")
+        return [], 0.0  # "cancelled": only after this call was cancelled
+
+    def _load_error(self, batch: _Batch, what: str, label: str, message: str, tb: str) -> UnpicklingError:
+        name = self.pickler.name
+        text = (
+            f"a worker could not rebuild the {what} of tasks {batch.first}.."
+            f"{batch.first + batch.n - 1} ({label}) sent with pickler {name!r}: {message}."
+        )
+        if "Can't get attribute" in message or "No module named" in message:
+            text += (
+                f" Pickler {name!r} sends functions and classes by reference (module and "
+                "name), and this one cannot be imported in the worker (it is defined in "
+                "__main__, inside a function, or in a module the worker cannot import). "
+                "Fix: use pickler='hybrid' (the default) or 'cloudpickle', move it into "
+                "an importable module, or decorate it with "
+                "picklepool.wrap_non_picklable_objects."
+            )
+        err = UnpicklingError(text)
+        err.__cause__ = RemoteTraceback(tb)
+        return err
+
+    def _crash_error(self, batch: _Batch, exc: BaseException) -> WorkerCrashedError:
+        import psutil
+
+        culprit = ""
+        if self.session is not None:
+            import os
+
+            for entry in os.listdir(self.session.path):
+                if not entry.startswith("w") or not entry[1:].isdigit():
+                    continue
+                pid = int(entry[1:])
+                if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    continue
+                status = self.session.worker_status(pid)
+                self.session.forget_worker(pid)
+                if status and status[0] == self.call_id and status[1] >= 0:
+                    culprit = f" while running task {status[1]} (worker pid {pid})"
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        if not culprit:
+            culprit = f" while tasks {batch.first}..{batch.first + batch.n - 1} were queued or running"
+        return WorkerCrashedError(
+            f"a worker process died{culprit}: {detail}. This is usually a segfault in "
+            "compiled code, a call to os._exit(), or the OOM killer (check memory use). "
+            "The pool is replaced on the next call."
+        )
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self, iterable: Iterable[Any]) -> Iterator[list[Any]]:
+        """Yield lists of results: in task order, or as batches complete."""
+        try:
+            self.total = len(iterable)  # type: ignore[arg-type]
+            if hasattr(self.batcher, "total"):
+                self.batcher.total = self.total
+        except TypeError:
+            pass
+        it = iter(iterable)
+        inflight: dict[int, _Batch] = {}
+        ready: dict[int, list[Any]] = {}
+        seq = next_out = dispatched = completed = 0
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(inflight) < self.max_inflight:
+                    size = self.batcher.next_size(dispatched)
+                    # Pulling a batch allocates many small tuples that all stay alive
+                    # until it is pickled: the cyclic GC would only rescan them, so it
+                    # waits until the batch is sent (it runs between batches).
+                    gc_was_on = gc.isenabled()
+                    gc.disable()
+                    try:
+                        items = list(itertools.islice(it, size))
+                        if len(items) < size:
+                            exhausted = True
+                        if not items:
+                            break
+                        inflight[seq] = self._submit(items, seq, dispatched)
+                    finally:
+                        if gc_was_on:
+                            gc.enable()
+                    seq += 1
+                    dispatched += len(items)
+                if not inflight:
+                    break
+                batch = self._done.get()
+                results, seconds = self._outcome(batch)
+                del inflight[batch.seq]
+                self.batcher.record(batch.n, seconds)
+                completed += batch.n
+                if self.on_progress is not None:
+                    self.on_progress(completed, self.total if exhausted is False else dispatched)
+                if not self.ordered:
+                    yield results
+                    continue
+                ready[batch.seq] = results
+                while next_out in ready:
+                    yield ready.pop(next_out)
+                    next_out += 1
+        except BaseException as exc:
+            self._cancel(inflight, hard=isinstance(exc, KeyboardInterrupt))
+            raise
+        finally:
+            for key in self._blobs:
+                if self.session is not None:
+                    self.session.drop_blob(key)
+
+    def _cancel(self, inflight: dict[int, _Batch], hard: bool) -> None:
+        if self.session is not None:
+            self.session.cancel(self.call_id)
+        for batch in inflight.values():
+            if batch.future is not None:
+                batch.future.cancel()
+        if hard:  # Ctrl-C: stop the workers too, leave no process behind
+            try:
+                self.backend.shutdown(kill=True)
+            except Exception:  # pragma: no cover - best effort during interrupt
+                print("picklepool: could not stop workers cleanly", file=sys.stderr)

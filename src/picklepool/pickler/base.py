@@ -1,0 +1,74 @@
+"""The pickler strategy objects: how objects become bytes and back.
+
+A pickler is an object with ``.name``, ``.dumps(obj, buffer_callback=None)`` and
+``.loads(data, buffers=None)``. Everything that serialises in picklepool, in the
+parent and in workers, goes through one. Instances are small and picklable (they
+hold a class, pickled by reference), so a call carries its pickler to the workers
+and switching picklers never touches the workers themselves.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any, Callable, Iterable
+
+import cloudpickle
+
+PROTOCOL = 5
+
+BufferCallback = Callable[[pickle.PickleBuffer], Any] | None
+
+
+class BasePickler:
+    """Serialise with a ``pickle.Pickler`` subclass, deserialise with ``pickle``.
+
+    Subclasses set ``name`` and ``pickler_class`` or override ``dumps``/``loads``.
+    """
+
+    name = "base"
+    pickler_class: type[pickle.Pickler] = pickle.Pickler
+
+    def dumps(self, obj: Any, buffer_callback: BufferCallback = None) -> bytes:
+        f = io.BytesIO()
+        self.pickler_class(f, protocol=PROTOCOL, buffer_callback=buffer_callback).dump(obj)
+        return f.getvalue()
+
+    def loads(self, data: bytes | memoryview, buffers: Iterable[Any] | None = None) -> Any:
+        return pickle.loads(data, buffers=buffers)
+
+    def __repr__(self) -> str:
+        return f"<pickler {self.name!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.name))
+
+
+class StdlibPickler(BasePickler):
+    """The stdlib C pickler, protocol 5. Fastest; functions and classes by reference."""
+
+    name = "pickle"
+
+    def dumps(self, obj: Any, buffer_callback: BufferCallback = None) -> bytes:
+        return pickle.dumps(obj, PROTOCOL, buffer_callback=buffer_callback)
+
+
+class CloudPickler(BasePickler):
+    """cloudpickle: functions and classes that cannot be imported go by value."""
+
+    name = "cloudpickle"
+    pickler_class = cloudpickle.Pickler
+
+    def dumps(self, obj: Any, buffer_callback: BufferCallback = None) -> bytes:
+        return cloudpickle.dumps(obj, protocol=PROTOCOL, buffer_callback=buffer_callback)
+
+
+class ClassPickler(BasePickler):
+    """A pickler made from a user's ``pickle.Pickler`` subclass."""
+
+    def __init__(self, name: str, pickler_class: type[pickle.Pickler]) -> None:
+        self.name = name
+        self.pickler_class = pickler_class

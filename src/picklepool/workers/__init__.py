@@ -1,0 +1,1 @@
+"""Code that runs inside a worker: the batch runner and its caches."""

@@ -1,0 +1,180 @@
+"""What runs inside a worker: load a batch, run its tasks, send results as bytes.
+
+A batch arrives as bytes made by the call's pickler, together with the pickler
+itself (a small header) and the call's functions, each serialised once per call
+and rebuilt once per worker (cached by content). The reply is one bytes object
+made by the same pickler:
+
+    ("ok", results, seconds)                  every task ran
+    ("error", index, exc, traceback_text)     task *index* raised; the rest skipped
+    ("cancelled",)                            the call was cancelled meanwhile
+    ("load-error", what, label, message, tb)  the batch could not be unpickled here
+    ("dump-error", index, message)            a result could not be pickled back
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+from typing import Any, Callable, Sequence
+
+from ..errors import TaskTimeoutError
+from .cache import objects
+from .control import WorkerView, worker_view
+
+FuncSpec = tuple[str, Any, str]  # key, bytes (inline) or path (blob), label
+
+
+def _header(header: bytes) -> Any:
+    return objects.get_or_build(("header", header), len(header), lambda: pickle.loads(header))
+
+
+def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
+    key, data, _label = spec
+
+    def build() -> Any:
+        if isinstance(data, str):  # a blob path: large function, written once per call
+            with open(data, "rb") as f:
+                return pickler.loads(f.read())
+        return pickler.loads(data)
+
+    size = len(data) if isinstance(data, bytes) else os.path.getsize(data)
+    return objects.get_or_build(("func", key), size, build)
+
+
+class _Timeout(BaseException):
+    """Raised by SIGALRM inside a task that ran past its time."""
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _Timeout
+
+
+def execute(
+    funcs: Sequence[Callable[..., Any]],
+    fidx: int | Sequence[int],
+    args: Sequence[tuple[Any, ...]],
+    kwargs: Sequence[dict[str, Any]] | None,
+    first: int,
+    view: WorkerView | None = None,
+    call_id: int = 0,
+    timeout: float | None = None,
+) -> tuple[Any, ...]:
+    """Run the tasks of one batch in order; stop at the first exception."""
+    results: list[Any] = []
+    append = results.append
+    status = view.status if view is not None else None
+    single = funcs[fidx] if isinstance(fidx, int) else None
+    use_alarm = timeout is not None and _can_alarm()
+    previous = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
+    i = 0
+    start = time.perf_counter()
+    try:
+        if status is not None:
+            status[0] = call_id
+        for i in range(len(args)):
+            if status is not None:
+                status[1] = first + i
+                if not i & 31 and view is not None and view.cancelled(call_id):
+                    return ("cancelled",)
+            f = single if single is not None else funcs[fidx[i]]  # type: ignore[index]
+            if use_alarm:
+                signal.setitimer(signal.ITIMER_REAL, timeout)  # type: ignore[arg-type]
+            if kwargs is None:
+                append(f(*args[i]))
+            else:
+                append(f(*args[i], **kwargs[i]))
+            if use_alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Timeout:
+        exc = TaskTimeoutError(
+            f"task {first + i} ran longer than timeout={timeout}s and was interrupted"
+        )
+        return ("error", first + i, exc, "")
+    except BaseException as exc:  # noqa: BLE001 - every task error goes to the parent
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
+        return ("error", first + i, exc, tb)
+    finally:
+        if status is not None:
+            status[1] = -1
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    return ("ok", results, time.perf_counter() - start)
+
+
+def _can_alarm() -> bool:
+    import threading
+
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+def run_batch(
+    session: str | None,
+    call_id: int,
+    header: bytes,
+    funcs: tuple[FuncSpec, ...],
+    tasks: bytes,
+    first: int,
+    timeout: float | None,
+) -> bytes:
+    """Entry point called by the backend in a worker; takes and returns bytes."""
+    pickler = _header(header)
+    view = worker_view(session) if session else None
+    if view is not None and view.cancelled(call_id):
+        return pickler.dumps(("cancelled",))  # type: ignore[no-any-return]
+    try:
+        fns = [_function(pickler, spec) for spec in funcs]
+    except BaseException as exc:  # noqa: BLE001
+        return _load_error(pickler, "function", ", ".join(s[2] for s in funcs), exc)
+    try:
+        fidx, args, kwargs = pickler.loads(tasks)
+    except BaseException as exc:  # noqa: BLE001
+        return _load_error(pickler, "arguments", f"tasks {first}..", exc)
+    outcome = execute(fns, fidx, args, kwargs, first, view, call_id, timeout)
+    del args, kwargs
+    return _dump_outcome(pickler, outcome, first)
+
+
+def _load_error(pickler: Any, what: str, label: str, exc: BaseException) -> bytes:
+    tb = traceback.format_exc()
+    return pickle.dumps(("load-error", what, label, f"{type(exc).__name__}: {exc}", tb))
+
+
+def _dump_outcome(pickler: Any, outcome: tuple[Any, ...], first: int) -> bytes:
+    try:
+        return pickler.dumps(outcome)  # type: ignore[no-any-return]
+    except BaseException as exc:  # noqa: BLE001
+        pass
+    if outcome[0] == "error":  # the exception itself cannot be pickled: send it as text
+        _, index, err, tb = outcome
+        text = f"{type(err).__module__}.{type(err).__qualname__}: {err}"
+        return pickle.dumps(("error", index, _UnpicklableError(text), tb))
+    results = outcome[1]
+    for i, value in enumerate(results):
+        try:
+            pickler.dumps(value)
+        except BaseException as exc:  # noqa: BLE001
+            return pickle.dumps(("dump-error", first + i, _explain(pickler, value, exc)))
+    return pickle.dumps(("dump-error", first, f"{type(exc).__name__}: {exc}"))
+
+
+def _explain(pickler: Any, value: Any, exc: BaseException) -> str:
+    from ..pickler.diagnose import explain
+
+    return explain(pickler, value, exc, root="result")
+
+
+class _UnpicklableError(Exception):
+    """Stands in for a task's exception that could not be pickled back."""
+
+
+def worker_info() -> tuple[int, str]:
+    """Used by tests and ``picklepool info``: who am I."""
+    return os.getpid(), sys.executable
