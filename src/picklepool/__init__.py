@@ -11,6 +11,7 @@ from .errors import WorkerCrashedError as WorkerCrashedError
 from .executor import Parallel as Parallel
 from .executor import cpu_count as cpu_count
 from .executor import delayed as delayed
+from .executor import shutdown as shutdown
 from .pickler import register_pickler as register_pickler
 
 __version__ = "0.1.0"
@@ -24,4 +25,5 @@ __all__ = [
     "delayed",
     "parallel_config",
     "register_pickler",
+    "shutdown",
 ]

@@ -1,7 +1,7 @@
 """The front end and the backends: Parallel, delayed, batching, dispatch."""
 
-from .backends import cpu_count
+from .backends import cpu_count, shutdown
 from .delayed import delayed
 from .parallel import Parallel
 
-__all__ = ["Parallel", "cpu_count", "delayed"]
+__all__ = ["Parallel", "cpu_count", "delayed", "shutdown"]

@@ -134,6 +134,18 @@ class SequentialBackend(Backend):
         return fut
 
 
+def shutdown(wait: bool = True, kill: bool = False) -> None:
+    """Stop picklepool's warm worker processes now (they restart on the next call).
+
+    Idle workers also exit by themselves after ``idle_worker_timeout`` seconds.
+    """
+    from loky import reusable_executor
+
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=wait, kill_workers=kill)
+
+
 def make_backend(name: str, n_workers: int, **options: Any) -> Backend:
     if name == "loky":
         return LokyBackend(n_workers, options.get("idle_worker_timeout"))

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import cloudpickle
 
 from ..errors import PicklingError, RemoteTraceback, UnpicklingError, WorkerCrashedError
+from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain
 from ..workers.runner import execute, run_batch
 from .backends import Backend, session
@@ -83,7 +84,7 @@ class Call:
         self.header = cloudpickle.dumps(pickler) if self.bytes_path else b""
         self._specs: dict[int, tuple[str, Any, str]] = {}
         self._keep: list[Any] = []  # functions of this call, kept alive so ids stay unique
-        self._blobs: list[str] = []
+        self.context = CallContext(pickler, self.session)
         self._done: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
         self.total: int | None = None
 
@@ -100,8 +101,7 @@ class Call:
             key = hashlib.blake2b(data, digest_size=16).hexdigest()
             payload: Any = data
             if len(data) > INLINE_LIMIT and self.session is not None:
-                payload = self.session.write_blob(key, data)
-                self._blobs.append(key)
+                payload = self.context.write_blob(key, data)
             spec = self._specs[id(func)] = (key, payload, _label(func))
             self._keep.append(func)
         return spec
@@ -148,11 +148,12 @@ class Call:
         funcs, fidx, args, kwargs = self._split(items, first)
         batch = _Batch(seq, first, len(items))
         if self.bytes_path:
-            specs = tuple(self._function_spec(f, first) for f in funcs)
-            try:
-                payload = self.pickler.dumps((fidx, args, kwargs))
-            except Exception as exc:
-                raise self._dumps_error(items, first, exc) from exc
+            with active(self.context):
+                specs = tuple(self._function_spec(f, first) for f in funcs)
+                try:
+                    payload = self.pickler.dumps((fidx, args, kwargs))
+                except Exception as exc:
+                    raise self._dumps_error(items, first, exc) from exc
             fut = self.backend.submit(
                 run_batch,
                 self.session.path if self.session else None,
@@ -317,8 +318,8 @@ class Call:
             self._cancel(inflight, hard=isinstance(exc, KeyboardInterrupt))
             raise
         finally:
-            for key in self._blobs:
-                if self.session is not None:
+            if self.session is not None:
+                for key in self.context.blobs:
                     self.session.drop_blob(key)
 
     def _cancel(self, inflight: dict[int, _Batch], hard: bool) -> None:
