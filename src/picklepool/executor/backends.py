@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -25,6 +26,9 @@ def cpu_count(only_physical_cores: bool = False) -> int:
     """Usable cores: CPU affinity, cgroup quotas and ``LOKY_MAX_CPU_COUNT`` respected."""
     return int(loky.cpu_count(only_physical_cores=only_physical_cores))
 
+
+# Every loky executor picklepool has used (loky keeps one per thread), for shutdown().
+_executors: weakref.WeakSet[Any] = weakref.WeakSet()
 
 _session: Session | None = None
 _session_lock = threading.Lock()
@@ -75,7 +79,9 @@ class LokyBackend(Backend):
         self._executor = self._get()
 
     def _get(self) -> Any:
-        return loky.get_reusable_executor(max_workers=self.n_workers, timeout=self.idle_timeout)
+        executor = loky.get_reusable_executor(max_workers=self.n_workers, timeout=self.idle_timeout)
+        _executors.add(executor)
+        return executor
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         try:
@@ -139,11 +145,9 @@ def shutdown(wait: bool = True, kill: bool = False) -> None:
 
     Idle workers also exit by themselves after ``idle_worker_timeout`` seconds.
     """
-    from loky import reusable_executor
-
-    executor = getattr(reusable_executor, "_executor", None)
-    if executor is not None:
+    for executor in list(_executors):
         executor.shutdown(wait=wait, kill_workers=kill)
+        _executors.discard(executor)
 
 
 def make_backend(name: str, n_workers: int, **options: Any) -> Backend:

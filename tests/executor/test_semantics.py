@@ -1,0 +1,201 @@
+"""The conformance suite: the same Parallel semantics on every backend.
+
+Each test runs once per backend in ``BACKENDS``; a backend that needs a service
+(dask) adds itself through the ``backend`` fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import threading
+
+import pytest
+
+from picklepool import Parallel, PicklingError, delayed, parallel_config
+
+BACKENDS = ["loky", "threading", "sequential"]
+PROCESS_BACKENDS = {"loky", "dask"}
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+def square(x):
+    return x * x
+
+
+def add(x, y=0, *, z=0):
+    return x + y + z
+
+
+def fail_on(x, bad):
+    if x == bad:
+        raise ValueError(f"bad value {x}")
+    return x
+
+
+class CustomError(Exception):
+    def __init__(self, code, detail):
+        super().__init__(code, detail)
+        self.code = code
+
+
+def raise_custom(x):
+    raise CustomError(x, "detail")
+
+
+def test_results_in_order(backend):
+    assert Parallel(n_jobs=2, backend=backend)(delayed(square)(i) for i in range(200)) == [
+        i * i for i in range(200)
+    ]
+
+
+def test_args_and_kwargs(backend):
+    out = Parallel(n_jobs=2, backend=backend)(delayed(add)(i, y=1, z=i) for i in range(10))
+    assert out == [2 * i + 1 for i in range(10)]
+
+
+def test_builtins_and_mixed_functions(backend):
+    tasks = [delayed(pow)(2, 3), delayed(square)(4), delayed(add)(1, 2), delayed(len)("abc")]
+    assert Parallel(n_jobs=2, backend=backend)(tasks) == [8, 16, 3, 3]
+
+
+def test_empty_iterable(backend):
+    assert Parallel(n_jobs=2, backend=backend)([]) == []
+    assert list(Parallel(n_jobs=2, backend=backend, return_as="generator")(iter([]))) == []
+
+
+def test_generator_is_ordered_and_lazy(backend):
+    gen = Parallel(n_jobs=2, backend=backend, return_as="generator")(delayed(square)(i) for i in range(50))
+    assert not isinstance(gen, list)
+    assert list(gen) == [i * i for i in range(50)]
+
+
+def test_generator_unordered_has_every_result(backend):
+    out = Parallel(n_jobs=2, backend=backend, return_as="generator_unordered")(
+        delayed(square)(i) for i in range(100)
+    )
+    assert sorted(out) == [i * i for i in range(100)]
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, "auto"])
+def test_fixed_and_auto_batch_sizes(backend, batch_size):
+    out = Parallel(n_jobs=2, backend=backend, batch_size=batch_size)(delayed(square)(i) for i in range(30))
+    assert out == [i * i for i in range(30)]
+
+
+def test_task_exception_keeps_type_message_and_remote_traceback(backend):
+    with pytest.raises(ValueError, match="bad value 3") as info:
+        Parallel(n_jobs=2, backend=backend)(delayed(fail_on)(i, 3) for i in range(10))
+    if backend in PROCESS_BACKENDS:
+        assert "fail_on" in str(info.value.__cause__)
+    notes = getattr(info.value, "__notes__", [])
+    assert any("task 3" in n for n in notes)
+
+
+def test_custom_exception_round_trips(backend):
+    with pytest.raises(CustomError) as info:
+        Parallel(n_jobs=2, backend=backend)(delayed(raise_custom)(i) for i in range(3))
+    assert info.value.code == 0
+
+
+def test_exception_in_generator_mode(backend):
+    gen = Parallel(n_jobs=2, backend=backend, return_as="generator")(delayed(fail_on)(i, 5) for i in range(10))
+    got = []
+    with pytest.raises(ValueError, match="bad value 5"):
+        for x in gen:
+            got.append(x)
+    assert got == list(range(len(got)))
+
+
+def _mark_and_fail(i, folder):
+    if i == 0:
+        raise RuntimeError("first task fails")
+    with open(os.path.join(folder, str(i)), "w"):
+        pass
+    threading.Event().wait(0.005)  # stands in for real work
+    return i
+
+
+def test_failure_cancels_the_remaining_tasks(backend, tmp_path):
+    n = 400
+    with pytest.raises(RuntimeError, match="first task fails"):
+        Parallel(n_jobs=2, backend=backend, batch_size=1)(
+            delayed(_mark_and_fail)(i, str(tmp_path)) for i in range(n)
+        )
+    Parallel(n_jobs=2, backend=backend)([])  # let in-flight work drain
+    import picklepool
+
+    picklepool.shutdown()
+    ran = len(os.listdir(tmp_path))
+    assert ran < n // 4, f"{ran} tasks ran after the first one failed"
+
+
+def test_pickler_choice_applies(backend):
+    lam = Parallel(n_jobs=2, backend=backend, pickler="cloudpickle")(delayed(lambda x: x + 1)(i) for i in range(4))
+    assert lam == [1, 2, 3, 4]
+    if backend in PROCESS_BACKENDS:
+        with pytest.raises(PicklingError, match="pickle"):
+            Parallel(n_jobs=2, backend=backend, pickler="pickle")(delayed(lambda x: x)(i) for i in range(2))
+    else:  # in-process backends do not pickle at all
+        assert Parallel(n_jobs=2, backend=backend, pickler="pickle")(delayed(lambda x: x)(1) for _ in range(2)) == [
+            1,
+            1,
+        ]
+
+
+def test_unpicklable_argument_names_its_path(backend):
+    class Holder:
+        def __init__(self):
+            self.handle = socket.socket()
+
+    h = Holder()
+    try:
+        if backend in PROCESS_BACKENDS:
+            with pytest.raises(PicklingError) as info:
+                Parallel(n_jobs=2, backend=backend, pickler="cloudpickle")(delayed(id)({"h": h}) for _ in range(2))
+            msg = str(info.value)
+            assert "args[0]['h'].handle" in msg
+            assert "socket" in msg
+            assert "cloudpickle" in msg
+        else:
+            assert len(Parallel(n_jobs=2, backend=backend)(delayed(id)({"h": h}) for _ in range(2))) == 2
+    finally:
+        h.handle.close()
+
+
+def test_parallel_config_supplies_defaults(backend):
+    with parallel_config(backend=backend, n_jobs=2, pickler="cloudpickle"):
+        assert Parallel()(delayed(lambda x: -x)(i) for i in range(3)) == [0, -1, -2]
+
+
+def test_reused_parallel_object(backend):
+    with Parallel(n_jobs=2, backend=backend) as p:
+        assert p(delayed(square)(i) for i in range(5)) == [0, 1, 4, 9, 16]
+        assert p(delayed(square)(i) for i in range(3)) == [0, 1, 4]
+
+
+def test_results_that_cannot_be_pickled_back(backend):
+    if backend not in PROCESS_BACKENDS:
+        pytest.skip("in-process backends do not pickle results")
+    with pytest.raises(PicklingError, match="result of task 1") as info:
+        Parallel(n_jobs=2, backend=backend, batch_size=1)(
+            delayed(threading.Lock if i == 1 else int)() for i in range(3)
+        )
+    assert "lock" in str(info.value).lower()
+
+
+def test_non_delayed_items_are_rejected_with_their_index(backend):
+    items = [delayed(square)(1), delayed(square)(2), 42]
+    with pytest.raises(TypeError, match="item 2 .* not a delayed call"):
+        Parallel(n_jobs=2, backend=backend)(items)
+    with pytest.raises(TypeError, match="item 0"):
+        Parallel(n_jobs=2, backend=backend)([(square, 1, {})])
+
+
+def test_pickle_module_errors_are_pickle_errors():
+    assert issubclass(PicklingError, pickle.PicklingError)
