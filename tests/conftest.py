@@ -41,7 +41,9 @@ def no_leftover_workers():
         pytest.fail(f"processes left behind by this test: {[p.pid for p in alive]}")
 
 
-def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_python(
+    code: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run *code* as a real ``__main__`` script in a clean interpreter."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PICKLEPOOL_", "LOKY_PICKLER"))}
     full_env.update(env or {})

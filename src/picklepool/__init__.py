@@ -1,7 +1,7 @@
 """picklepool: joblib-style parallel calls on warm workers, with a pluggable pickler.
 
-    from picklepool import Parallel, delayed
-    Parallel(n_jobs=2)(delayed(pow)(x, 2) for x in range(10))
+from picklepool import Parallel, delayed
+Parallel(n_jobs=2)(delayed(pow)(x, 2) for x in range(10))
 """
 
 from .config import parallel_config as parallel_config

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextvars
 import os
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 
 class _Sentinel:
@@ -116,8 +117,7 @@ class parallel_config:
         unknown = sorted(set(settings) - set(CONFIG_KEYS))
         if unknown:
             raise TypeError(
-                f"parallel_config() got unknown setting(s) {unknown}; "
-                f"valid settings are {list(CONFIG_KEYS)}"
+                f"parallel_config() got unknown setting(s) {unknown}; valid settings are {list(CONFIG_KEYS)}"
             )
         if "pickler" in settings and settings["pickler"] is not None:
             # Validate now so the error points at the with-statement, not a later call.

@@ -104,7 +104,9 @@ def test_custom_exception_round_trips(backend):
 
 
 def test_exception_in_generator_mode(backend):
-    gen = Parallel(n_jobs=2, backend=backend, return_as="generator")(delayed(fail_on)(i, 5) for i in range(10))
+    gen = Parallel(n_jobs=2, backend=backend, return_as="generator")(
+        delayed(fail_on)(i, 5) for i in range(10)
+    )
     got = []
     with pytest.raises(ValueError, match="bad value 5"):
         for x in gen:
@@ -136,13 +138,17 @@ def test_failure_cancels_the_remaining_tasks(backend, tmp_path):
 
 
 def test_pickler_choice_applies(backend):
-    lam = Parallel(n_jobs=2, backend=backend, pickler="cloudpickle")(delayed(lambda x: x + 1)(i) for i in range(4))
+    lam = Parallel(n_jobs=2, backend=backend, pickler="cloudpickle")(
+        delayed(lambda x: x + 1)(i) for i in range(4)
+    )
     assert lam == [1, 2, 3, 4]
     if backend in PROCESS_BACKENDS:
         with pytest.raises(PicklingError, match="pickle"):
             Parallel(n_jobs=2, backend=backend, pickler="pickle")(delayed(lambda x: x)(i) for i in range(2))
     else:  # in-process backends do not pickle at all
-        assert Parallel(n_jobs=2, backend=backend, pickler="pickle")(delayed(lambda x: x)(1) for _ in range(2)) == [
+        assert Parallel(n_jobs=2, backend=backend, pickler="pickle")(
+            delayed(lambda x: x)(1) for _ in range(2)
+        ) == [
             1,
             1,
         ]
@@ -157,7 +163,9 @@ def test_unpicklable_argument_names_its_path(backend):
     try:
         if backend in PROCESS_BACKENDS:
             with pytest.raises(PicklingError) as info:
-                Parallel(n_jobs=2, backend=backend, pickler="cloudpickle")(delayed(id)({"h": h}) for _ in range(2))
+                Parallel(n_jobs=2, backend=backend, pickler="cloudpickle")(
+                    delayed(id)({"h": h}) for _ in range(2)
+                )
             msg = str(info.value)
             assert "args[0]['h'].handle" in msg
             assert "socket" in msg

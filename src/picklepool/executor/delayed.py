@@ -7,7 +7,8 @@ metadata per item (joblib's re-wraps the function every time).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Task = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 

@@ -18,22 +18,33 @@ import gc
 import hashlib
 import itertools
 import operator
+import os
 import queue
+import re
+import signal
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable
+from typing import Any
 
 import cloudpickle
 
-from ..errors import PicklingError, RemoteTraceback, UnpicklingError, WorkerCrashedError
+from ..errors import (
+    PicklingError,
+    RemoteTraceback,
+    TaskTimeoutError,
+    UnpicklingError,
+    WorkerCrashedError,
+)
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain
 from ..workers.runner import execute, run_batch
 from .backends import Backend, session
 
 _FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
+HARD_TIMEOUT_GRACE = 2.0  # seconds past timeout before a stuck worker is killed
 INLINE_LIMIT = 256 * 1024  # larger serialised functions go through a blob, once per call
 
 
@@ -87,6 +98,7 @@ class Call:
         self.context = CallContext(pickler, self.session)
         self._done: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
         self.total: int | None = None
+        self._overdue: tuple[int, int] | None = None  # (task, pid) killed by the backstop
 
     # -- parent side of the data path -------------------------------------------------
 
@@ -106,13 +118,18 @@ class Call:
             self._keep.append(func)
         return spec
 
-    def _split(self, items: list[Any], first: int) -> tuple[list[Any], Any, tuple[Any, ...], Any]:
+    def _split(self, items: list[Any], first: int) -> tuple[list[Any], Any, list[Any], Any]:
         """Columns of a batch: distinct functions, their index per task, args, kwargs."""
         try:
             cols = [list(map(_FIRST, items)), list(map(_SECOND, items)), list(map(_THIRD, items))]
         except (TypeError, IndexError, KeyError):
             cols = []
-        if not cols or set(map(len, items)) != {3} or set(map(type, cols[1])) != {tuple} or (any(cols[2]) and set(map(type, cols[2])) != {dict}):
+        if (
+            not cols
+            or set(map(len, items)) != {3}
+            or set(map(type, cols[1])) != {tuple}
+            or (any(cols[2]) and set(map(type, cols[2])) != {dict})
+        ):
             for i, item in enumerate(items):
                 ok = (
                     type(item) is tuple
@@ -125,6 +142,7 @@ class Call:
         fcol, acol, kcol = cols
         f0 = fcol[0]
         funcs: list[Any]
+        fidx: Any
         if all(map(operator.is_, fcol, itertools.repeat(f0))):
             funcs, fidx = [f0], 0
         else:
@@ -165,9 +183,9 @@ class Call:
                 self.timeout,
             )
         else:
-            fut = self.backend.submit(execute, funcs, fidx, args, kwargs, first)
+            fut = self.backend.submit(execute, funcs, fidx, args, kwargs, first, None, 0, self.timeout)
         batch.future = fut
-        fut.add_done_callback(lambda _f, b=batch: self._done.put(b))
+        fut.add_done_callback(lambda _f: self._done.put(batch))
         return batch
 
     def _dumps_error(self, items: list[Any], first: int, exc: BaseException) -> PicklingError:
@@ -204,12 +222,13 @@ class Call:
         if kind == "ok":
             return reply[1], reply[2]
         if kind == "error":
-            _, index, exc, tb = reply
+            _, index, error, tb = reply
             if tb:
-                exc.__cause__ = RemoteTraceback(tb)
-            if hasattr(exc, "add_note"):
-                exc.add_note(f"(raised by task {index} of this Parallel call, in a worker)")
-            raise exc
+                error.__cause__ = RemoteTraceback(tb)
+            if hasattr(error, "add_note"):
+                where = "in a worker" if self.bytes_path else "in this process"
+                error.add_note(f"(raised by task {index} of this Parallel call, {where})")
+            raise error
         if kind == "load-error":
             raise self._load_error(batch, *reply[1:])
         if kind == "dump-error":
@@ -236,24 +255,28 @@ class Call:
         err.__cause__ = RemoteTraceback(tb)
         return err
 
-    def _crash_error(self, batch: _Batch, exc: BaseException) -> WorkerCrashedError:
+    def _crash_error(self, batch: _Batch, exc: BaseException) -> Exception:
         import psutil
+
+        if self._overdue is not None:
+            index, pid = self._overdue
+            return TaskTimeoutError(
+                f"task {index} ran longer than timeout={self.timeout}s and did not respond "
+                f"to interruption (stuck in compiled code?); its worker (pid {pid}) was "
+                "killed, and the pool is replaced on the next call"
+            )
 
         culprit = ""
         if self.session is not None:
-            import os
-
-            for entry in os.listdir(self.session.path):
-                if not entry.startswith("w") or not entry[1:].isdigit():
-                    continue
-                pid = int(entry[1:])
+            for pid in self.session.worker_pids():
                 if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
                     continue
                 status = self.session.worker_status(pid)
                 self.session.forget_worker(pid)
                 if status and status[0] == self.call_id and status[1] >= 0:
                     culprit = f" while running task {status[1]} (worker pid {pid})"
-        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        codes = re.search(r"exit codes of the workers are \{(.*?)\}", str(exc))
+        detail = f"exit code {codes.group(1)}" if codes else type(exc).__name__
         if not culprit:
             culprit = f" while tasks {batch.first}..{batch.first + batch.n - 1} were queued or running"
         return WorkerCrashedError(
@@ -300,7 +323,7 @@ class Call:
                     dispatched += len(items)
                 if not inflight:
                     break
-                batch = self._done.get()
+                batch = self._next_done()
                 results, seconds = self._outcome(batch)
                 del inflight[batch.seq]
                 self.batcher.record(batch.n, seconds)
@@ -321,6 +344,37 @@ class Call:
             if self.session is not None:
                 for key in self.context.blobs:
                     self.session.drop_blob(key)
+
+    def _next_done(self) -> _Batch:
+        if self.timeout is None or self.session is None:
+            return self._done.get()
+        poll = min(max(self.timeout / 4, 0.05), 1.0)
+        while True:
+            try:
+                return self._done.get(timeout=poll)
+            except queue.Empty:
+                self._kill_overdue()
+
+    def _kill_overdue(self) -> None:
+        """Kill a worker whose task ignored the in-worker interruption (stuck in C code).
+
+        Workers interrupt a task at ``timeout`` themselves (SIGALRM); this is the
+        backstop, ``HARD_TIMEOUT_GRACE`` later. loky then reports the worker lost, and
+        the call fails with ``TaskTimeoutError`` naming the task.
+        """
+        assert self.session is not None and self.timeout is not None
+        limit = (self.timeout + HARD_TIMEOUT_GRACE) * 1e9
+        now = time.monotonic_ns()
+        for pid in self.session.worker_pids():
+            status = self.session.worker_status(pid)
+            if status is None or status[0] != self.call_id or status[1] < 0 or status[2] <= 0:
+                continue
+            if now - status[2] > limit:
+                self._overdue = (status[1], pid)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def _cancel(self, inflight: dict[int, _Batch], hard: bool) -> None:
         if self.session is not None:

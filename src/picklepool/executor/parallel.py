@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any, Callable, Literal
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal
 
 from .. import config
 from ..config import NOT_SET
@@ -180,12 +180,20 @@ class Parallel:
                 return 1 << 30
             if text.isdigit() and int(text) > 0:
                 return int(text)
-        raise ValueError(f"pre_dispatch={pre_dispatch!r} is not valid; use e.g. '2*n_jobs', 'all' or a positive int")
+        raise ValueError(
+            f"pre_dispatch={pre_dispatch!r} is not valid; use e.g. '2*n_jobs', 'all' or a positive int"
+        )
 
     def _make_backend(self, s: dict[str, Any]) -> Backend:
         name = s["backend"]
         if s["n_workers"] == 1 and name in ("loky", "threading"):
             name = "sequential"
+        if name == "threading" and s["timeout"] is not None:
+            raise ValueError(
+                f"timeout={s['timeout']} (from {s['sources']['timeout']}) cannot be enforced by "
+                "the threading backend: Python threads cannot be interrupted. Use "
+                "backend='loky' (processes), or drop the timeout."
+            )
         return make_backend(
             name,
             s["n_workers"],

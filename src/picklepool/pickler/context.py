@@ -33,9 +33,7 @@ class CallContext:
         return path
 
 
-_current: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
-    "picklepool_call", default=None
-)
+_current: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("picklepool_call", default=None)
 
 
 def current() -> CallContext | None:

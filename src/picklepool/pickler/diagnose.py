@@ -9,7 +9,8 @@ cells), and reports the deepest child that still fails, as a path such as
 from __future__ import annotations
 
 import types
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 _MAX_DEPTH = 50
 _MAX_CHILDREN = 10_000
@@ -34,7 +35,7 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
         return
     if isinstance(obj, types.FunctionType):
         if obj.__closure__:
-            for name, cell in zip(obj.__code__.co_freevars, obj.__closure__):
+            for name, cell in zip(obj.__code__.co_freevars, obj.__closure__, strict=False):
                 try:
                     yield f".<closure {name}>", cell.cell_contents
                 except ValueError:
@@ -57,7 +58,7 @@ def find_culprit(pickler: Any, obj: Any, root: str = "") -> tuple[str, Any, Base
     def fails(value: Any) -> BaseException | None:
         try:
             pickler.dumps(value)
-        except BaseException as exc:  # noqa: BLE001 - any failure is what we look for
+        except BaseException as exc:  # any failure is what we look for
             return exc
         return None
 

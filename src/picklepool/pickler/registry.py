@@ -58,8 +58,7 @@ def _instantiate(name: str, obj: Any, where: str) -> BasePickler:
     if isinstance(obj, type) and issubclass(obj, pickle.Pickler):
         return ClassPickler(name, obj)
     raise TypeError(
-        f"{where}: expected a pickle.Pickler subclass or a picklepool BasePickler "
-        f"subclass, got {obj!r}"
+        f"{where}: expected a pickle.Pickler subclass or a picklepool BasePickler subclass, got {obj!r}"
     )
 
 

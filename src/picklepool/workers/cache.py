@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB of serialised size per worker
 

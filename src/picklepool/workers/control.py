@@ -21,7 +21,7 @@ import uuid
 from typing import Any
 
 CANCEL_SLOTS = 4096
-_STATUS = struct.Struct("qq")  # call id, index of the task running (-1: idle)
+_STATUS = struct.Struct("qqq")  # call id, task running (-1: idle), its start (monotonic ns)
 
 
 def _shm_root() -> str:
@@ -91,8 +91,11 @@ class Session:
         except FileNotFoundError:
             pass
 
-    def worker_status(self, pid: int) -> tuple[int, int] | None:
-        """``(call_id, task_index)`` a worker last reported, or None."""
+    def worker_status(self, pid: int) -> tuple[int, int, int] | None:
+        """``(call_id, task_index, start_ns)`` a worker last reported, or None.
+
+        ``start_ns`` (``time.monotonic_ns()``) is only kept when the call has a timeout.
+        """
         try:
             with open(os.path.join(self.path, f"w{pid}"), "rb") as f:
                 data = f.read(_STATUS.size)
@@ -101,6 +104,10 @@ class Session:
         if len(data) < _STATUS.size:
             return None
         return _STATUS.unpack(data)
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the workers that have reported a status in this session."""
+        return [int(e[1:]) for e in os.listdir(self.path) if e[:1] == "w" and e[1:].isdigit()]
 
     def forget_worker(self, pid: int) -> None:
         try:

@@ -20,7 +20,8 @@ import signal
 import sys
 import time
 import traceback
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..errors import TaskTimeoutError
 from .cache import objects
@@ -83,6 +84,8 @@ def execute(
                     return ("cancelled",)
             f = single if single is not None else funcs[fidx[i]]  # type: ignore[index]
             if use_alarm:
+                if status is not None:
+                    status[2] = time.monotonic_ns()  # lets the parent kill a task stuck in C
                 signal.setitimer(signal.ITIMER_REAL, timeout)  # type: ignore[arg-type]
             if kwargs is None:
                 append(f(*args[i]))
@@ -91,14 +94,12 @@ def execute(
             if use_alarm:
                 signal.setitimer(signal.ITIMER_REAL, 0)
     except _Timeout:
-        exc = TaskTimeoutError(
-            f"task {first + i} ran longer than timeout={timeout}s and was interrupted"
-        )
+        exc = TaskTimeoutError(f"task {first + i} ran longer than timeout={timeout}s and was interrupted")
         return ("error", first + i, exc, "")
-    except BaseException as exc:  # noqa: BLE001 - every task error goes to the parent
+    except BaseException as exc:  # every task error goes to the parent
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         return ("error", first + i, exc, tb)
     finally:
         if status is not None:
@@ -131,11 +132,11 @@ def run_batch(
         return pickler.dumps(("cancelled",))  # type: ignore[no-any-return]
     try:
         fns = [_function(pickler, spec) for spec in funcs]
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         return _load_error(pickler, "function", ", ".join(s[2] for s in funcs), exc)
     try:
         fidx, args, kwargs = pickler.loads(tasks)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         return _load_error(pickler, "arguments", f"tasks {first}..", exc)
     outcome = execute(fns, fidx, args, kwargs, first, view, call_id, timeout)
     del args, kwargs
@@ -150,8 +151,8 @@ def _load_error(pickler: Any, what: str, label: str, exc: BaseException) -> byte
 def _dump_outcome(pickler: Any, outcome: tuple[Any, ...], first: int) -> bytes:
     try:
         return pickler.dumps(outcome)  # type: ignore[no-any-return]
-    except BaseException as exc:  # noqa: BLE001
-        pass
+    except BaseException as exc:
+        whole_error = f"{type(exc).__name__}: {exc}"
     if outcome[0] == "error":  # the exception itself cannot be pickled: send it as text
         _, index, err, tb = outcome
         text = f"{type(err).__module__}.{type(err).__qualname__}: {err}"
@@ -160,9 +161,9 @@ def _dump_outcome(pickler: Any, outcome: tuple[Any, ...], first: int) -> bytes:
     for i, value in enumerate(results):
         try:
             pickler.dumps(value)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             return pickle.dumps(("dump-error", first + i, _explain(pickler, value, exc)))
-    return pickle.dumps(("dump-error", first, f"{type(exc).__name__}: {exc}"))
+    return pickle.dumps(("dump-error", first, whole_error))
 
 
 def _explain(pickler: Any, value: Any, exc: BaseException) -> str:

@@ -1,0 +1,161 @@
+"""Process-pool behaviour: warm workers, crashes, timeouts and Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import pytest
+
+from picklepool import Parallel, TaskTimeoutError, WorkerCrashedError, delayed
+from tests.conftest import run_python
+
+
+def pid_of(_):
+    return os.getpid()
+
+
+def test_switching_pickler_keeps_the_same_workers():
+    def pids(pickler):
+        seen = set()
+        for _ in range(5):
+            seen |= set(
+                Parallel(n_jobs=2, pickler=pickler, batch_size=1)(delayed(pid_of)(i) for i in range(20))
+            )
+        return seen
+
+    first = pids("pickle")
+    assert pids("cloudpickle") | pids("pickle") <= first | pids("cloudpickle")
+    with Parallel(n_jobs=2) as p:
+        before = p._backend.worker_pids()
+        p(delayed(pid_of)(i) for i in range(10))
+        Parallel(n_jobs=2, pickler="cloudpickle")(delayed(pid_of)(i) for i in range(10))
+        Parallel(n_jobs=2, pickler="pickle")(delayed(pid_of)(i) for i in range(10))
+        assert p._backend.worker_pids() == before
+        assert set(p(delayed(pid_of)(i) for i in range(10))) <= set(before)
+
+
+def exit_in_task(i, how):
+    if i == 3:
+        if how == "exit":
+            os._exit(7)
+        if how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if how == "segfault":
+            import ctypes
+
+            ctypes.string_at(0)
+    return i
+
+
+@pytest.mark.parametrize("how", ["exit", "kill", "segfault"])
+def test_worker_crash_names_the_task_and_the_pool_recovers(how):
+    with pytest.raises(WorkerCrashedError) as info:
+        Parallel(n_jobs=2, batch_size=1)(delayed(exit_in_task)(i, how) for i in range(8))
+    msg = str(info.value)
+    assert "task 3" in msg
+    expected = {"exit": "7", "kill": "SIGKILL", "segfault": "SIGSEGV"}[how]
+    assert expected in msg
+    assert Parallel(n_jobs=2)(delayed(pid_of)(i) for i in range(4))
+
+
+def slow_or_fast(i):
+    if i == 2:
+        threading.Event().wait(60)  # hangs far past the timeout
+    return i
+
+
+def test_timeout_names_the_task_and_the_pool_stays_usable():
+    with pytest.raises(TaskTimeoutError, match="task 2") as info:
+        Parallel(n_jobs=2, batch_size=1, timeout=0.5)(delayed(slow_or_fast)(i) for i in range(4))
+    assert isinstance(info.value, TimeoutError)
+    assert Parallel(n_jobs=2, timeout=5)(delayed(slow_or_fast)(i) for i in range(2)) == [0, 1]
+
+
+CTRL_C_SCRIPT = """
+import os, signal, sys, threading
+import psutil
+from picklepool import Parallel, delayed
+
+fifo = sys.argv[1] if len(sys.argv) > 1 else {fifo!r}
+
+def task(i, fifo):
+    if i == 0:
+        with open(fifo, "w") as f:
+            f.write("started")
+    threading.Event().wait(60)
+    return i
+
+def interrupt_when_started():
+    with open(fifo) as f:  # blocks until a task has started in a worker
+        f.read()
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt_when_started, daemon=True).start()
+try:
+    Parallel(n_jobs=2, batch_size=1)(delayed(task)(i, fifo) for i in range(10))
+except KeyboardInterrupt:
+    print("interrupted")
+kids = [p for p in psutil.Process().children(recursive=True)
+        if "resource_tracker" not in " ".join(p.cmdline())]
+gone, alive = psutil.wait_procs(kids, timeout=10)
+print("alive", len(alive))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and FIFOs")
+def test_ctrl_c_cancels_and_leaves_no_worker(tmp_path):
+    fifo = str(tmp_path / "started")
+    os.mkfifo(fifo)
+    res = run_python(CTRL_C_SCRIPT.format(fifo=fifo))
+    assert "interrupted" in res.stdout, res.stderr
+    assert "alive 0" in res.stdout, res.stdout + res.stderr
+
+
+MAIN_SCRIPT = """
+from picklepool import Parallel, delayed
+
+def twice(x):
+    return 2 * x
+
+print(Parallel(n_jobs=2, pickler={pickler!r})(delayed(twice)(i) for i in range(4)))
+"""
+
+
+@pytest.mark.parametrize("pickler", ["cloudpickle", "hybrid"])
+def test_main_function_by_value(pickler):
+    res = run_python(MAIN_SCRIPT.format(pickler=pickler))
+    assert res.returncode == 0, res.stderr
+    assert "[0, 2, 4, 6]" in res.stdout
+
+
+def test_main_function_under_pickle_explains_why():
+    res = run_python(MAIN_SCRIPT.format(pickler="pickle"))
+    assert res.returncode != 0
+    err = res.stderr
+    assert "picklepool.errors.UnpicklingError" in err
+    assert "__main__.twice" in err
+    assert "by reference" in err
+    assert "hybrid" in err
+
+
+def stuck_in_c(i):
+    if i == 1:
+        import signal as sig
+
+        sig.pthread_sigmask(sig.SIG_BLOCK, [sig.SIGALRM])  # the in-worker interruption cannot land
+        threading.Event().wait(60)
+    return i
+
+
+def test_timeout_backstop_kills_a_worker_that_ignores_interruption():
+    with pytest.raises(TaskTimeoutError, match="task 1 .*did not respond"):
+        Parallel(n_jobs=2, batch_size=1, timeout=0.3)(delayed(stuck_in_c)(i) for i in range(3))
+    assert Parallel(n_jobs=2)(delayed(pid_of)(i) for i in range(2))
+
+
+def test_threading_backend_refuses_a_timeout():
+    with pytest.raises(ValueError, match="threading backend"):
+        Parallel(n_jobs=2, backend="threading", timeout=1)([])

@@ -1,0 +1,120 @@
+"""Which pickler is in force, and where that choice came from."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from picklepool import Parallel, delayed, parallel_config, register_pickler
+from picklepool.pickler import get_pickler, resolve_pickler, unregister_pickler
+from picklepool.pickler.base import BasePickler
+from tests.conftest import run_python
+
+
+class CountingPickler(pickle.Pickler):
+    """A user pickler: plain pickle that also counts its dumps."""
+
+    dumps_count = 0
+
+    def dump(self, obj):
+        CountingPickler.dumps_count += 1
+        return super().dump(obj)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    monkeypatch.delenv("PICKLEPOOL_PICKLER", raising=False)
+    monkeypatch.delenv("LOKY_PICKLER", raising=False)
+    return monkeypatch
+
+
+def test_default_is_hybrid(clean_env):
+    pickler, source = resolve_pickler()
+    assert (pickler.name, source) == ("hybrid", "default")
+
+
+def test_precedence_argument_config_env(clean_env):
+    clean_env.setenv("LOKY_PICKLER", "cloudpickle")
+    assert resolve_pickler()[0].name == "cloudpickle"
+    assert resolve_pickler()[1] == "env var LOKY_PICKLER"
+    clean_env.setenv("PICKLEPOOL_PICKLER", "pickle")
+    assert resolve_pickler() == (get_pickler("pickle"), "env var PICKLEPOOL_PICKLER")
+    with parallel_config(pickler="cloudpickle"):
+        assert resolve_pickler() == (get_pickler("cloudpickle"), "parallel_config")
+        with parallel_config(pickler="hybrid"):
+            assert resolve_pickler()[0].name == "hybrid"
+        assert resolve_pickler()[0].name == "cloudpickle"
+        assert resolve_pickler("pickle") == (get_pickler("pickle"), "argument")
+    assert resolve_pickler()[1] == "env var PICKLEPOOL_PICKLER"
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [("argument", "from argument"), ("config", "from parallel_config"), ("env", "PICKLEPOOL_PICKLER")],
+)
+def test_bad_name_says_where_it_came_from(clean_env, where, expected):
+    with pytest.raises(ValueError) as info:
+        if where == "argument":
+            Parallel(pickler="nope")
+        elif where == "config":
+            parallel_config(pickler="nope")
+        else:
+            clean_env.setenv("PICKLEPOOL_PICKLER", "nope")
+            Parallel()
+    msg = str(info.value)
+    assert "'nope'" in msg and expected in msg
+    for name in ("pickle", "cloudpickle", "hybrid"):
+        assert name in msg
+
+
+def test_register_and_use_a_pickler_class(clean_env):
+    register_pickler("counting", CountingPickler)
+    try:
+        before = CountingPickler.dumps_count
+        out = Parallel(n_jobs=2, pickler="counting")(delayed(abs)(-i) for i in range(5))
+        assert out == [0, 1, 2, 3, 4]
+        assert CountingPickler.dumps_count > before
+        with pytest.raises(ValueError, match="built-in"):
+            register_pickler("pickle", CountingPickler)
+        with pytest.raises(TypeError, match="Pickler subclass"):
+            register_pickler("bad", dict)
+    finally:
+        unregister_pickler("counting")
+    with pytest.raises(ValueError, match="counting"):
+        get_pickler("counting")
+
+
+def test_module_attr_path(clean_env):
+    p = get_pickler("tests.pickler.test_registry:CountingPickler")
+    assert isinstance(p, BasePickler)
+    assert p.loads(p.dumps({"a": 1})) == {"a": 1}
+    with pytest.raises(ValueError, match="could not be imported"):
+        get_pickler("no_such_module_xyz:Thing")
+    with pytest.raises(ValueError, match="Pickler subclass"):
+        get_pickler("pickle:dumps")
+
+
+def test_env_var_switches_every_call_in_a_process():
+    code = """
+        from picklepool import Parallel, delayed
+        from picklepool.pickler import resolve_pickler
+        p, src = resolve_pickler()
+        print(p.name, src)
+        print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))
+        print(Parallel(n_jobs=2, pickler="cloudpickle")(delayed(lambda x: x)(1) for _ in range(1)))
+        try:
+            Parallel(n_jobs=2)(delayed(lambda x: x)(1) for _ in range(1))
+        except Exception as e:
+            print(type(e).__name__)
+    """
+    res = run_python(code, env={"PICKLEPOOL_PICKLER": "pickle", "LOKY_PICKLER": "cloudpickle"})
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "pickle env var PICKLEPOOL_PICKLER"
+    assert lines[1:] == ["[0, 1, 2]", "[1]", "PicklingError"]
+    res = run_python(
+        "from picklepool.pickler import resolve_pickler; print(*resolve_pickler())",
+        env={"LOKY_PICKLER": "cloudpickle"},
+    )
+    assert "env var LOKY_PICKLER" in res.stdout

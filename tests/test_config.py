@@ -1,0 +1,79 @@
+"""parallel_config: scoped, nested, restored, per thread; argument validation."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from picklepool import Parallel, cpu_count, delayed, parallel_config
+from picklepool.config import config_value
+
+
+def test_nesting_and_restoring():
+    assert config_value("n_jobs") is not None
+    with parallel_config(n_jobs=3, backend="threading"):
+        assert config_value("n_jobs") == 3
+        with parallel_config(n_jobs=1):
+            assert config_value("n_jobs") == 1
+            assert config_value("backend") == "threading"
+        assert config_value("n_jobs") == 3
+    with pytest.raises(KeyError), parallel_config(n_jobs=2):
+        raise KeyError("restored on error too")
+    assert repr(config_value("n_jobs")) == "NOT_SET"
+
+
+def test_config_is_private_to_each_thread():
+    seen = {}
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other():
+        inside.wait(10)
+        seen["other"] = config_value("n_jobs")
+        release.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with parallel_config(n_jobs=5):
+        inside.set()
+        release.wait(10)
+    t.join()
+    assert repr(seen["other"]) == "NOT_SET"
+
+
+def test_unknown_setting():
+    with pytest.raises(TypeError, match="unknown setting"):
+        parallel_config(n_job=2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_jobs": 0}, "n_jobs=0"),
+        ({"n_jobs": 1.5}, "n_jobs=1.5"),
+        ({"backend": "spark"}, "backend='spark'"),
+        ({"return_as": "dict"}, "return_as='dict'"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"timeout": -1}, "timeout=-1"),
+        ({"pre_dispatch": "n_jobs*"}, "pre_dispatch"),
+        ({"max_nbytes": "lots"}, "max_nbytes='lots'"),
+    ],
+)
+def test_bad_arguments_name_the_value(kwargs, match):
+    with pytest.raises(ValueError, match=match.replace("*", r"\*")):
+        Parallel(**kwargs)
+
+
+def test_negative_n_jobs_counts_from_the_cores():
+    from picklepool.executor.parallel import effective_n_jobs
+
+    assert effective_n_jobs(-1) == cpu_count()
+    assert effective_n_jobs(-2) == max(1, cpu_count() - 1)
+    assert effective_n_jobs(-1000) == 1
+
+
+def test_n_jobs_one_runs_in_the_calling_process():
+    import os
+
+    assert Parallel(n_jobs=1)(delayed(os.getpid)() for _ in range(3)) == [os.getpid()] * 3

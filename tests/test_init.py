@@ -1,0 +1,33 @@
+"""The public names: one door, pinned."""
+
+import picklepool
+
+EXPECTED = {
+    "Parallel",
+    "PicklingError",
+    "TaskTimeoutError",
+    "WorkerCrashedError",
+    "cpu_count",
+    "delayed",
+    "parallel_config",
+    "register_pickler",
+    "shutdown",
+}
+
+
+def test_all_is_pinned():
+    assert set(picklepool.__all__) == EXPECTED
+
+
+def test_every_name_in_all_is_importable():
+    for name in picklepool.__all__:
+        assert getattr(picklepool, name) is not None
+
+
+def test_exceptions_extend_the_stdlib():
+    import pickle
+    from concurrent.futures.process import BrokenProcessPool
+
+    assert issubclass(picklepool.PicklingError, pickle.PicklingError)
+    assert issubclass(picklepool.WorkerCrashedError, BrokenProcessPool)
+    assert issubclass(picklepool.TaskTimeoutError, TimeoutError)
