@@ -39,6 +39,9 @@ ENV_VARS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "state_key": ("PICKLEPOOL_STATE_KEY",),
         "n_jobs": ("PICKLEPOOL_N_JOBS",),
         "backend": ("PICKLEPOOL_BACKEND",),
+        "progress": ("PICKLEPOOL_PROGRESS",),
+        "max_worker_memory": ("PICKLEPOOL_MAX_WORKER_MEMORY",),
+        "idle_worker_timeout": ("PICKLEPOOL_IDLE_WORKER_TIMEOUT",),
     }
 )
 

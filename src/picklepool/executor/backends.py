@@ -74,13 +74,16 @@ class LokyBackend(Backend):
 
     name = "loky"
 
-    def __init__(self, n_workers: int, idle_timeout: float | None = None) -> None:
+    def __init__(
+        self, n_workers: int, idle_timeout: float | None = None, env: dict[str, str] | None = None
+    ) -> None:
         super().__init__(n_workers)
         self.idle_timeout = IDLE_WORKER_TIMEOUT if idle_timeout is None else idle_timeout
+        self.env = env  # set in each worker at start (thread limits, workers.limits)
         self._executor = self._get()
 
     def _get(self) -> Any:
-        executor = loky.get_reusable_executor(max_workers=self.n_workers, timeout=self.idle_timeout)
+        executor = loky.get_reusable_executor(max_workers=self.n_workers, timeout=self.idle_timeout, env=self.env)
         _executors.add(executor)
         return executor
 
@@ -153,7 +156,7 @@ def shutdown(wait: bool = True, kill: bool = False) -> None:
 
 def make_backend(name: str, n_workers: int, **options: Any) -> Backend:
     if name == "loky":
-        return LokyBackend(n_workers, options.get("idle_worker_timeout"))
+        return LokyBackend(n_workers, options.get("idle_worker_timeout"), options.get("worker_env"))
     if name == "threading":
         return ThreadingBackend(n_workers)
     if name == "sequential":

@@ -81,6 +81,7 @@ class Call:
         timeout: float | None,
         ordered: bool,
         on_progress: Callable[[int, int | None], None] | None = None,
+        worker_limits: Any = None,
     ) -> None:
         self.backend = backend
         self.pickler = pickler
@@ -89,6 +90,7 @@ class Call:
         self.timeout = timeout
         self.ordered = ordered
         self.on_progress = on_progress
+        self.worker_limits = worker_limits  # workers.limits.WorkerLimits, or None
         self.bytes_path = backend.moves_bytes
         self.session = session() if self.bytes_path and backend.session_path() else None
         self.call_id = self.session.begin_call() if self.session else 0
@@ -181,6 +183,7 @@ class Call:
                 payload,
                 first,
                 self.timeout,
+                self.worker_limits,
             )
         else:
             fut = self.backend.submit(execute, funcs, fidx, args, kwargs, first, None, 0, self.timeout)
@@ -329,7 +332,9 @@ class Call:
                 self.batcher.record(batch.n, seconds)
                 completed += batch.n
                 if self.on_progress is not None:
-                    self.on_progress(completed, self.total if exhausted is False else dispatched)
+                    # total: the known length, else the dispatched count once exhausted.
+                    total = self.total if self.total is not None else dispatched if exhausted else None
+                    self.on_progress(completed, total)
                 if not self.ordered:
                     yield results
                     continue

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 from .. import config
 from ..config import NOT_SET
 from ..pickler.registry import resolve_pickler
+from ..workers import limits, memory
 from .backends import BACKENDS, Backend, cpu_count, make_backend
 from .batching import AutoBatcher, FixedBatcher
 from .dispatch import Call
+from .progress import make_reporter, parse_progress, parse_verbose
 
 RETURN_AS = ("list", "generator", "generator_unordered")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -71,9 +71,16 @@ class Parallel:
         "generator_unordered" (as completed).
     timeout*: seconds one task may run; past it the task fails with
         ``TaskTimeoutError`` (a ``TimeoutError``) naming it.
-    progress*, verbose*: progress bar / joblib-style progress lines on stderr.
+    progress*: True: a bar (tqdm if installed) on stderr when it is a terminal;
+        "always": even when it is not; a callable: called with (done,
+        total_or_None) after each batch. See ``executor.progress``.
+    verbose*: joblib-style progress lines on stderr (more often for larger N).
     max_nbytes*: arrays and buffers larger than this go through shared memory.
-    inner_max_num_threads*: thread limit for BLAS/OpenMP inside each worker.
+    inner_max_num_threads*: BLAS/OpenMP threads in each worker (default
+        cores // n_jobs); see ``workers.limits``.
+    max_worker_memory*: e.g. "2G": a worker whose RSS passes it after a batch is
+        recycled between batches; default off. See ``workers.memory``.
+    idle_worker_timeout*: seconds an idle worker waits before it exits (300).
 
     ``with Parallel(...) as p:`` keeps the backend between calls.
     """
@@ -163,6 +170,14 @@ class Parallel:
             raise ValueError(f"timeout={t!r} is not valid; use a positive number of seconds or None")
         s["max_nbytes"] = parse_bytes(s["max_nbytes"], "max_nbytes")
         s["max_worker_memory"] = parse_bytes(s["max_worker_memory"], "max_worker_memory")
+        s["progress"] = parse_progress(s["progress"], sources["progress"])
+        s["verbose"] = parse_verbose(s["verbose"], sources["verbose"])
+        s["inner_max_num_threads"] = limits.parse_threads(
+            s["inner_max_num_threads"], sources["inner_max_num_threads"]
+        )
+        s["idle_worker_timeout"] = limits.parse_idle_timeout(
+            s["idle_worker_timeout"], sources["idle_worker_timeout"]
+        )
         s["max_inflight"] = self._inflight(s["pre_dispatch"], s["n_workers"])
         s["sources"] = sources
         return s
@@ -199,6 +214,7 @@ class Parallel:
             s["n_workers"],
             idle_worker_timeout=s["idle_worker_timeout"],
             scheduler_address=s["scheduler_address"],
+            worker_env=limits.worker_env(s["inner_max_num_threads"], s["n_workers"]),
         )
 
     def __enter__(self) -> Parallel:
@@ -223,6 +239,13 @@ class Parallel:
             batcher = AutoBatcher(backend.n_workers)
         else:
             batcher = FixedBatcher(s["batch_size"])
+        worker_limits = None
+        if backend.name == "loky":
+            worker_limits = limits.for_call(
+                s["inner_max_num_threads"], s["max_worker_memory"], backend.n_workers
+            )
+        recycled = memory.recycled_total if worker_limits and worker_limits.max_memory else None
+        reporter = make_reporter(s["progress"], s["verbose"], backend.n_workers, recycled)
         call = Call(
             backend,
             s["pickler"],
@@ -230,7 +253,8 @@ class Parallel:
             s["max_inflight"],
             s["timeout"],
             ordered=self.return_as != "generator_unordered",
-            on_progress=_Reporter(s, backend.n_workers) if s["verbose"] or s["progress"] else None,
+            on_progress=reporter,
+            worker_limits=worker_limits,
         )
         chunks = call.run(iterable)
         if self.return_as == "list":
@@ -239,62 +263,26 @@ class Parallel:
                 for chunk in chunks:
                     out.extend(chunk)
             finally:
+                if reporter is not None:
+                    reporter.close()
                 if owned and backend.name == "threading":
                     backend.shutdown()
             return out
-        return _flatten(chunks, backend if owned and backend.name == "threading" else None)
+        return _flatten(chunks, backend if owned and backend.name == "threading" else None, reporter)
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self._args.items() if v is not NOT_SET}
         return f"Parallel({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
-def _flatten(chunks: Iterator[list[Any]], owned: Backend | None) -> Iterator[Any]:
+def _flatten(chunks: Iterator[list[Any]], owned: Backend | None, reporter: Any = None) -> Iterator[Any]:
     try:
         for chunk in chunks:
             yield from chunk
     finally:
         chunks.close()  # type: ignore[attr-defined]
+        if reporter is not None:
+            reporter.close()
         if owned is not None:
             owned.shutdown()
 
-
-class _Reporter:
-    """joblib-style progress lines (``verbose``) and the progress callback."""
-
-    def __init__(self, s: dict[str, Any], n_workers: int) -> None:
-        self.verbose = s["verbose"] or 0
-        self.callback = s["progress"] if callable(s["progress"]) else None
-        self.bar = s["progress"] is True
-        self.n_workers = n_workers
-        self.start = time.perf_counter()
-        self.last_print = 0.0
-
-    def __call__(self, done: int, total: int | None) -> None:
-        if self.callback is not None:
-            self.callback(done, total)
-        now = time.perf_counter()
-        elapsed = now - self.start
-        if self.bar:
-            self._bar(done, total, elapsed)
-        if self.verbose and (now - self.last_print > 1.0 / self.verbose or done == total):
-            self.last_print = now
-            of = f"/{total}" if total else ""
-            print(
-                f"[Parallel(n_jobs={self.n_workers})]: Done {done}{of} tasks | elapsed: {elapsed:.1f}s",
-                file=sys.stderr,
-            )
-
-    def _bar(self, done: int, total: int | None, elapsed: float) -> None:
-        rate = done / elapsed if elapsed > 0 else 0.0
-        if total:
-            width = 30
-            fill = int(width * done / total)
-            eta = (total - done) / rate if rate else 0.0
-            line = f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} {rate:.0f} tasks/s eta {eta:.0f}s"
-        else:
-            line = f"\r{done} tasks {rate:.0f} tasks/s"
-        sys.stderr.write(line)
-        if total and done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()

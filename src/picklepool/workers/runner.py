@@ -26,6 +26,8 @@ from typing import Any
 from ..errors import TaskTimeoutError
 from .cache import objects
 from .control import WorkerView, worker_view
+from .limits import WorkerLimits, before_batch
+from .memory import after_batch
 
 FuncSpec = tuple[str, Any, str]  # key, bytes (inline) or path (blob), label
 
@@ -124,6 +126,7 @@ def run_batch(
     tasks: bytes,
     first: int,
     timeout: float | None,
+    limits: WorkerLimits | None = None,
 ) -> bytes:
     """Entry point called by the backend in a worker; takes and returns bytes."""
     pickler = _header(header)
@@ -138,9 +141,15 @@ def run_batch(
         fidx, args, kwargs = pickler.loads(tasks)
     except BaseException as exc:
         return _load_error(pickler, "arguments", f"tasks {first}..", exc)
+    if limits is not None:
+        before_batch(limits)  # thread limits, once per setting
     outcome = execute(fns, fidx, args, kwargs, first, view, call_id, timeout)
     del args, kwargs
-    return _dump_outcome(pickler, outcome, first)
+    reply = _dump_outcome(pickler, outcome, first)
+    if limits is not None:
+        del outcome
+        after_batch(limits, session)  # RSS check; may ask loky to recycle this worker
+    return reply
 
 
 def _load_error(pickler: Any, what: str, label: str, exc: BaseException) -> bytes:

@@ -1,0 +1,193 @@
+"""Worker limits: BLAS/OpenMP threads per worker, idle time, and the per-batch hooks.
+
+No thread oversubscription: ``n_jobs`` workers that each start a BLAS or OpenMP
+pool as wide as the machine run ``n_jobs x cores`` threads on ``cores`` cores,
+and every matrix product slows down. picklepool gives each loky worker
+``inner_max_num_threads`` threads (default ``max(1, cores // n_jobs)``) in two
+ways:
+
+1. At worker start, through the environment (loky's ``env=``, see
+   ``executor.backends.LokyBackend``): ``OMP_NUM_THREADS``,
+   ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and the others in
+   :data:`THREAD_VARS`. Libraries read these when they load, so this covers
+   libraries a task imports at any time. With the default setting a variable
+   the user already set in the parent's environment is kept as it is (as
+   joblib does); an explicit ``inner_max_num_threads`` overrides them all.
+   Nothing else in the environment is changed (``OPENBLAS_CORETYPE``,
+   ``OPENBLAS_L2_SIZE`` and the like pass through untouched).
+2. In the worker, with threadpoolctl when it is installed (the ``threads``
+   extra): :func:`before_batch` calls ``threadpool_limits(n)`` once per setting,
+   and again only after new modules were imported (``len(sys.modules)``
+   changed), so libraries already loaded are limited too, at the cost of a
+   scan per import wave instead of per task. Without threadpoolctl the
+   environment variables alone do the job.
+
+The limit changes the workers' environment, so a different limit (another
+``n_jobs`` or ``inner_max_num_threads``) starts fresh workers, as in joblib.
+In-process backends (threading, sequential) are not limited: their threads
+share the parent's pools, which picklepool leaves alone; dask manages its own.
+
+Memory limits are in :mod:`picklepool.workers.memory`; both travel to the
+worker with each batch in one small :class:`WorkerLimits` tuple.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
+
+
+class WorkerLimits(NamedTuple):
+    """What a worker enforces around each batch (sent with every batch)."""
+
+    threads: int | None  # threadpoolctl limit; None: leave thread pools alone
+    max_memory: int | None  # RSS in bytes past which the worker is recycled; None: off
+
+
+# -- parent side -----------------------------------------------------------------------
+
+
+def parse_threads(value: Any, source: str = "argument") -> int | None:
+    """Validate ``inner_max_num_threads``: None (default) or a positive int."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError(
+        f"inner_max_num_threads={value!r} (from {source}) is not valid; use a positive "
+        "number of BLAS/OpenMP threads per worker, or None for cores // n_jobs"
+    )
+
+
+def parse_idle_timeout(value: Any, source: str = "argument") -> float | None:
+    """Validate ``idle_worker_timeout``: None (the default, 300 s) or positive seconds."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    raise ValueError(
+        f"idle_worker_timeout={value!r} (from {source}) is not valid; use a positive "
+        "number of seconds an idle worker waits for work before it exits, or None"
+    )
+
+
+def default_threads(n_workers: int) -> int:
+    """``max(1, cores // n_workers)``: cores as in ``picklepool.cpu_count()``."""
+    from ..executor.backends import cpu_count
+
+    return max(1, cpu_count() // max(1, n_workers))
+
+
+def _user_set(environ: Mapping[str, str]) -> bool:
+    return any(environ.get(var) for var in THREAD_VARS)
+
+
+def worker_env(
+    threads: int | None, n_workers: int, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The thread variables loky sets in each worker at start.
+
+    *threads* is the ``inner_max_num_threads`` setting (None: the default).
+    """
+    environ = os.environ if environ is None else environ
+    if threads is not None:
+        return {var: str(threads) for var in THREAD_VARS}
+    n = str(default_threads(n_workers))
+    return {var: environ.get(var) or n for var in THREAD_VARS}
+
+
+def for_call(
+    threads: int | None,
+    max_memory: int | None,
+    n_workers: int,
+    environ: Mapping[str, str] | None = None,
+) -> WorkerLimits | None:
+    """The limits a loky call's batches carry, or None when there is nothing to do.
+
+    With the default thread setting and thread variables set by the user in the
+    parent's environment, the user's variables rule and threadpoolctl is not used.
+    """
+    environ = os.environ if environ is None else environ
+    if threads is None and not _user_set(environ):
+        threads = default_threads(n_workers)
+    if threads is None and max_memory is None:
+        return None
+    if max_memory is not None:
+        from .memory import prepare_parent
+
+        prepare_parent()
+    return WorkerLimits(threads, max_memory)
+
+
+def info(n_jobs: int | None = None) -> dict[str, Any]:
+    """Thread limits for ``picklepool info``: plain values, safe to print.
+
+    Keys: ``cores``, ``n_jobs``, ``inner_max_num_threads`` (the default for that
+    many workers), ``env`` (the thread variables as set in this process; None
+    when unset), ``threadpoolctl`` (its version, or None when not installed).
+    """
+    from ..executor.backends import cpu_count
+
+    cores = cpu_count()
+    n_workers = cores if n_jobs is None or n_jobs < 0 else n_jobs
+    try:
+        import threadpoolctl
+
+        version: str | None = threadpoolctl.__version__
+    except ImportError:
+        version = None
+    return {
+        "cores": cores,
+        "n_jobs": n_workers,
+        "inner_max_num_threads": default_threads(n_workers),
+        "env": {var: os.environ.get(var) for var in THREAD_VARS},
+        "threadpoolctl": version,
+    }
+
+
+# -- worker side ------------------------------------------------------------------------
+
+_applied: tuple[int, int] | None = None  # (threads, len(sys.modules)) at the last apply
+
+
+def before_batch(limits: WorkerLimits) -> None:
+    """Limit this worker's thread pools: once per setting and import wave, not per task."""
+    global _applied
+    n = limits.threads
+    if n is None or _applied == (n, len(sys.modules)):
+        return
+    limit_threads(n)
+    _applied = (n, len(sys.modules))
+
+
+def limit_threads(n: int) -> bool:
+    """Limit the BLAS/OpenMP pools loaded in this process to *n* threads.
+
+    Returns False when threadpoolctl is not installed (the environment variables
+    set at worker start are then the only limit).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return False
+    threadpool_limits(limits=n)
+    return True
