@@ -83,7 +83,9 @@ class LokyBackend(Backend):
         self._executor = self._get()
 
     def _get(self) -> Any:
-        executor = loky.get_reusable_executor(max_workers=self.n_workers, timeout=self.idle_timeout, env=self.env)
+        executor = loky.get_reusable_executor(
+            max_workers=self.n_workers, timeout=self.idle_timeout, env=self.env
+        )
         _executors.add(executor)
         return executor
 

@@ -285,4 +285,3 @@ def _flatten(chunks: Iterator[list[Any]], owned: Backend | None, reporter: Any =
             reporter.close()
         if owned is not None:
             owned.shutdown()
-
