@@ -61,14 +61,23 @@ def test_worker_env_touches_only_thread_counts():
     assert limits.worker_env(4, 2, environ) == dict.fromkeys(THREAD_VARS, "4")
 
 
-def test_for_call_limits():
+def test_for_call_follows_the_workers_environment():
     default = max(1, cpu_count() // 2)
-    assert limits.for_call(None, None, 2, {}) == WorkerLimits(default, None)
-    assert limits.for_call(3, None, 2, {}) == WorkerLimits(3, None)
-    # the user manages threads through the environment: threadpoolctl stays out of it
-    assert limits.for_call(None, None, 2, {"OMP_NUM_THREADS": "2"}) is None
-    assert limits.for_call(None, 1 << 30, 2, {"OMP_NUM_THREADS": "2"}) == WorkerLimits(None, 1 << 30)
+    assert limits.for_call(limits.worker_env(None, 2, {}), None) == WorkerLimits(default, None)
+    assert limits.for_call(limits.worker_env(3, 2, {}), None) == WorkerLimits(3, None)
+    # the user manages some threads through the environment: threadpoolctl stays out of it
+    mixed = limits.worker_env(None, 2, {"OMP_NUM_THREADS": str(default + 1)})
+    assert limits.for_call(mixed, None) is None
+    assert limits.for_call(mixed, 1 << 30) == WorkerLimits(None, 1 << 30)
+    assert limits.for_call(None, None) is None
     assert limits.default_threads(10 * cpu_count()) == 1
+
+
+def test_core_count_follows_loky_max_cpu_count(monkeypatch):
+    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "1")
+    assert limits.default_threads(1) == 1
+    monkeypatch.delenv("LOKY_MAX_CPU_COUNT")
+    assert limits.default_threads(1) == cpu_count()
 
 
 def test_before_batch_applies_once_per_setting_and_import_wave(monkeypatch):

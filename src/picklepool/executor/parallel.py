@@ -241,9 +241,7 @@ class Parallel:
             batcher = FixedBatcher(s["batch_size"])
         worker_limits = None
         if backend.name == "loky":
-            worker_limits = limits.for_call(
-                s["inner_max_num_threads"], s["max_worker_memory"], backend.n_workers
-            )
+            worker_limits = limits.for_call(getattr(backend, "env", None), s["max_worker_memory"])
         recycled = memory.recycled_total if worker_limits and worker_limits.max_memory else None
         reporter = make_reporter(s["progress"], s["verbose"], backend.n_workers, recycled)
         call = Call(

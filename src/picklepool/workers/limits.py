@@ -90,15 +90,25 @@ def parse_idle_timeout(value: Any, source: str = "argument") -> float | None:
     )
 
 
+_cores_cache: tuple[Any, int] | None = None
+
+
+def _cores() -> int:
+    """``picklepool.cpu_count()``, remembered while the CPU affinity and
+    ``LOKY_MAX_CPU_COUNT`` stay the same (loky's count costs ~0.1 ms a call)."""
+    global _cores_cache
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    key = (affinity, os.environ.get("LOKY_MAX_CPU_COUNT"))
+    if _cores_cache is None or _cores_cache[0] != key:
+        from ..executor.backends import cpu_count
+
+        _cores_cache = (key, cpu_count())
+    return _cores_cache[1]
+
+
 def default_threads(n_workers: int) -> int:
     """``max(1, cores // n_workers)``: cores as in ``picklepool.cpu_count()``."""
-    from ..executor.backends import cpu_count
-
-    return max(1, cpu_count() // max(1, n_workers))
-
-
-def _user_set(environ: Mapping[str, str]) -> bool:
-    return any(environ.get(var) for var in THREAD_VARS)
+    return max(1, _cores() // max(1, n_workers))
 
 
 def worker_env(
@@ -115,20 +125,20 @@ def worker_env(
     return {var: environ.get(var) or n for var in THREAD_VARS}
 
 
-def for_call(
-    threads: int | None,
-    max_memory: int | None,
-    n_workers: int,
-    environ: Mapping[str, str] | None = None,
-) -> WorkerLimits | None:
+def for_call(env: Mapping[str, str] | None, max_memory: int | None) -> WorkerLimits | None:
     """The limits a loky call's batches carry, or None when there is nothing to do.
 
-    With the default thread setting and thread variables set by the user in the
-    parent's environment, the user's variables rule and threadpoolctl is not used.
+    *env* is what the workers were started with (:func:`worker_env`), so the
+    threadpoolctl limit always agrees with it. When its thread variables differ
+    (the user set some of them in the parent's environment and left the default
+    ``inner_max_num_threads``), the user's variables rule and threadpoolctl is
+    not used.
     """
-    environ = os.environ if environ is None else environ
-    if threads is None and not _user_set(environ):
-        threads = default_threads(n_workers)
+    values = {env.get(var) for var in THREAD_VARS} if env else set()
+    threads = None
+    if len(values) == 1:
+        (value,) = values
+        threads = int(value) if value and value.isdigit() else None
     if threads is None and max_memory is None:
         return None
     if max_memory is not None:
@@ -145,9 +155,7 @@ def info(n_jobs: int | None = None) -> dict[str, Any]:
     many workers), ``env`` (the thread variables as set in this process; None
     when unset), ``threadpoolctl`` (its version, or None when not installed).
     """
-    from ..executor.backends import cpu_count
-
-    cores = cpu_count()
+    cores = _cores()
     n_workers = cores if n_jobs is None or n_jobs < 0 else n_jobs
     try:
         import threadpoolctl
