@@ -20,10 +20,18 @@ ways:
    and again only after new modules were imported (``len(sys.modules)``
    changed), so libraries already loaded are limited too, at the cost of a
    scan per import wave instead of per task. Without threadpoolctl the
-   environment variables alone do the job.
+   environment variables alone do the job. The threadpoolctl limit is read
+   from the environment the workers were started with (:func:`for_call`), so
+   the two always agree; when the user's own variables make them differ,
+   threadpoolctl is left out and the user's variables rule.
 
 The limit changes the workers' environment, so a different limit (another
 ``n_jobs`` or ``inner_max_num_threads``) starts fresh workers, as in joblib.
+
+Idle time: a loky worker that waits ``idle_worker_timeout`` seconds (default
+300; ``parallel_config`` or ``PICKLEPOOL_IDLE_WORKER_TIMEOUT``) without work
+exits by itself, through loky's own timeout; the next call starts new ones.
+``picklepool.shutdown()`` stops every worker at once.
 In-process backends (threading, sequential) are not limited: their threads
 share the parent's pools, which picklepool leaves alone; dask manages its own.
 
