@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 
 import pytest
 
@@ -193,3 +194,10 @@ def test_nothing_to_report_costs_nothing():
 @pytest.mark.parametrize(("seconds", "text"), [(4.25, "4.2s"), (90, "1.5min"), (7200, "2.0h")])
 def test_format_seconds(seconds, text):
     assert progress.format_seconds(seconds) == text
+
+
+def test_tqdm_class_is_none_when_tqdm_is_not_installed(monkeypatch):
+    assert progress._tqdm_class() is not None
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    assert progress._tqdm_class() is None
+    assert isinstance(progress._make_bar(io.StringIO()), progress.PlainBar)

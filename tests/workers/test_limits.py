@@ -158,3 +158,9 @@ def test_shutdown_stops_workers_on_demand():
     _gone, alive = psutil.wait_procs(procs, timeout=10)
     assert not alive
     assert Parallel(n_jobs=2)(delayed(pid_of)(i) for i in range(4))
+
+
+def test_without_threadpoolctl_only_the_env_vars_limit(monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails as if not installed
+    assert limits.limit_threads(1) is False
+    assert limits.info()["threadpoolctl"] is None
