@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import psutil
 import pytest
@@ -27,18 +30,96 @@ def _children() -> dict[int, psutil.Process]:
     return out
 
 
+# Processes owned by a fixture wider than one test (a module's dask cluster): functions
+# that return the pids such a fixture owns now. The per-test check skips them.
+_long_lived: list[Callable[[], Iterable[int]]] = []
+
+
+def _fail_if_left(before: set[int], who: str) -> None:
+    def left() -> list[psutil.Process]:
+        skip = {pid for pids in _long_lived for pid in pids()}
+        return [p for pid, p in _children().items() if pid not in before and pid not in skip]
+
+    _, alive = psutil.wait_procs(left(), timeout=10)
+    alive = [p for p in alive if p in left()]  # a long-lived fixture may have replaced it meanwhile
+    if alive:
+        for proc in alive:
+            proc.kill()
+        pytest.fail(f"processes left behind by {who}: {[p.pid for p in alive]}")
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_workers():
     """Fail the test if a process it started is still running after it."""
     before = set(_children())
     yield
     picklepool.shutdown(wait=True)
-    left = [p for pid, p in _children().items() if pid not in before]
-    _, alive = psutil.wait_procs(left, timeout=10)
-    if alive:
-        for proc in alive:
-            proc.kill()
-        pytest.fail(f"processes left behind by this test: {[p.pid for p in alive]}")
+    _fail_if_left(before, "this test")
+
+
+@contextlib.contextmanager
+def long_lived_processes(who: str) -> Iterator[Callable[[Callable[[], Iterable[int]]], None]]:
+    """For a fixture wider than one test that starts processes (a dask cluster).
+
+    Yields ``own(pids)``: the fixture passes a function returning the pids it owns
+    at any moment (they change when a worker is restarted); tests do not count
+    them as left behind. When the block ends, every process started inside it
+    must be gone.
+    """
+    before = set(_children())
+    owned: list[Callable[[], Iterable[int]]] = []
+
+    def own(pids: Callable[[], Iterable[int]]) -> None:
+        owned.append(pids)
+        _long_lived.append(pids)
+
+    try:
+        yield own
+    finally:
+        for pids in owned:
+            _long_lived.remove(pids)
+        _fail_if_left(before, who)
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A real LocalCluster (2 worker processes, 1 thread each) for one test module.
+
+    Its client is the current one while the module runs, so ``backend="dask"``
+    finds it. dask reruns a batch whose worker died up to ``allowed-failures``
+    times; 1 here (dask's default is 3) keeps the crash tests short.
+    """
+    distributed = pytest.importorskip(
+        "distributed", reason="dask.distributed is not installed (pip install 'picklepool[dask]')"
+    )
+    import dask
+
+    with long_lived_processes("the dask cluster fixture") as own:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+            cluster = distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+        own(lambda: _cluster_pids(cluster))
+        try:
+            with distributed.Client(cluster) as client:
+                yield client
+        finally:
+            try:
+                cluster.close()
+            except KeyError:
+                # dask 2026.8: the cluster's worker-status watcher trips over a worker
+                # the nanny restarted, and close() re-raises that at its very end,
+                # after workers and scheduler are closed.
+                pass
+
+
+def _cluster_pids(cluster: Any) -> set[int]:
+    pids = set()
+    for nanny in list(cluster.workers.values()):
+        pid = getattr(getattr(getattr(nanny, "process", None), "process", None), "pid", None)
+        if pid is not None:
+            pids.add(pid)
+    return pids
 
 
 def run_python(
