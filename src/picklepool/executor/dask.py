@@ -50,6 +50,8 @@ NO_CLUSTER = (
     "(started with `dask scheduler`, plus `dask worker tcp://HOST:8786` on each machine)."
 )
 
+MAX_RESENDS = 3  # times a batch is sent again after the cluster lost the data it carries
+
 # Clients picklepool opened itself (scheduler_address), by address; closed by shutdown().
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
@@ -117,36 +119,76 @@ class ScatterStore:
 
     ``put`` sends the bytes to one worker (``scatter(broadcast=False)``); the other
     workers fetch them from there when a batch that carries them lands on them.
-    The data lives as long as the call: ``drop`` releases it.
+    The data lives as long as the call: ``drop`` releases it. The store keeps the
+    bytes too, because dask cannot recompute scattered data: if the worker holding
+    them dies, :meth:`restore` scatters them again and the batch is sent again.
     """
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self.futures: dict[str, Any] = {}
+        self._data: dict[str, bytes] = {}
+        self._sent: dict[str, list[Any]] = {}  # every future scattered per key, restores too
+        self._lock = threading.Lock()
 
     def put(self, key: str, data: bytes) -> BlobRef:
-        if key not in self.futures:
-            [self.futures[key]] = self.client.scatter([data], hash=False)
+        with self._lock:
+            if key not in self.futures:
+                self.futures[key] = self._scatter(data)
+                self._data[key] = data
+                self._sent[key] = [self.futures[key]]
         return BlobRef(key, len(data))
 
+    def _scatter(self, data: bytes) -> Any:
+        [future] = self.client.scatter([data], hash=False)
+        return future
+
     def drop(self, key: str) -> None:
-        future = self.futures.pop(key, None)
+        with self._lock:
+            self._data.pop(key, None)
+            self._sent.pop(key, None)
+            future = self.futures.pop(key, None)
         if future is not None:
             future.release()
 
     def attachment(self) -> dict[str, Any] | None:
         """The call's scattered futures: dask replaces them by their bytes on the worker."""
-        return dict(self.futures) if self.futures else None
+        with self._lock:
+            current = dict(self.futures)
+        if any(future.status != "finished" for future in current.values()):
+            current = self.restore(current) or current  # known lost: scatter again first
+        return current or None
+
+    def owns(self, attachment: dict[str, Any]) -> bool:
+        """Whether *attachment* came from this store (before or after a restore)."""
+        with self._lock:
+            return any(f is future for key, future in attachment.items() for f in self._sent.get(key, ()))
+
+    def restore(self, attachment: dict[str, Any]) -> dict[str, Any] | None:
+        """*attachment* with the data the cluster lost scattered anew; None if none was lost."""
+        lost = []
+        with self._lock:
+            for key, old in attachment.items():
+                if self.futures.get(key) is old and old.status != "finished":
+                    self.futures[key] = self._scatter(self._data[key])
+                    self._sent[key].append(self.futures[key])
+                    lost.append(old)
+                elif self.futures.get(key) is not old and key in self.futures:
+                    lost.append(old)  # another batch restored it already
+            fresh = {key: self.futures[key] for key in attachment if key in self.futures}
+        for old in lost:
+            old.release()
+        return fresh if lost else None
 
 
 def _killed(exc: BaseException) -> WorkerCrashedError:
     retries = getattr(exc, "allowed_failures", None)
-    ran_on = f"the {retries + 1} workers it ran on" if isinstance(retries, int) else "its workers"
+    sent_to = f"the {retries + 1} workers" if isinstance(retries, int) else "the workers"
     return WorkerCrashedError(
-        f"dask gave up on this batch (KilledWorker) because {ran_on} died while running it; "
-        f"dask reruns a batch whose worker died up to distributed.scheduler.allowed-failures="
-        f"{retries if retries is not None else '?'} times, and the dask worker logs say why "
-        "each one died"
+        f"dask gave up on this batch (KilledWorker): {sent_to} it was sent to died while it "
+        "was running or queued there, and dask reruns such a batch only up to "
+        f"distributed.scheduler.allowed-failures={retries if retries is not None else '?'} "
+        "times. The dask worker logs say why each died; dask's nannies restart the workers"
     )
 
 
@@ -158,16 +200,29 @@ def _lost(detail: str) -> WorkerCrashedError:
 
 
 class _BatchFuture(Future):  # type: ignore[type-arg]
-    """A ``concurrent.futures.Future`` that follows one dask future.
+    """A ``concurrent.futures.Future`` that follows a batch on the cluster.
 
     ``cancel()`` releases the dask future: the scheduler drops the batch if it has
-    not started (a running batch finishes and its reply is discarded).
+    not started (a running batch finishes and its reply is discarded). If dask
+    drops the batch because the data it carries was lost with a worker, the data
+    is scattered again and the batch sent again (up to ``MAX_RESENDS`` times).
     """
 
-    def __init__(self, dask_future: Any) -> None:
+    def __init__(self, backend: DaskBackend, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         super().__init__()
-        self._dask_future: Any = dask_future
-        dask_future.add_done_callback(self._settle)
+        self._backend = backend
+        self._fn: Any = fn
+        self._args: Any = args
+        self._resends = 0
+        self._dask_future: Any = None
+        self._send()
+
+    def _send(self) -> None:
+        key = f"picklepool-batch-{uuid.uuid4().hex}"
+        self._dask_future = self._backend.client.submit(self._fn, *self._args, key=key, pure=False)
+        self._dask_future.add_done_callback(self._settle)
+        if self.cancelled():  # cancelled while being sent again
+            self._release()
 
     def cancel(self) -> bool:
         if not super().cancel():
@@ -182,26 +237,32 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
 
     def _settle(self, dask_future: Any) -> None:
         """Called by dask (in its callback thread) when the batch is over."""
-        if self.cancelled():
+        if self.cancelled() or dask_future is not self._dask_future:
             return
         value: Any = None
         error: BaseException | None = None
         try:
-            if dask_future.status == "finished":
-                value = dask_future.result()
-            elif dask_future.status == "error":
-                error = _translate(dask_future.exception())
-            else:
+            status = dask_future.status
+            if status == "finished":
                 try:
-                    dask_future.result()
-                except BaseException as exc:  # the reason dask gives
-                    error = _lost(f"{type(exc).__name__}: {exc}")
-                else:
-                    error = _lost(f"status {dask_future.status!r}")
+                    value = dask_future.result()
+                except CancelledError as exc:  # dropped since: its reply was on a lost worker
+                    status, error = "cancelled", exc
+            if status == "error":
+                error = _translate(dask_future.exception())
+            elif status != "finished":
+                if self._resend():
+                    return
+                if error is None:
+                    try:
+                        dask_future.result()
+                    except BaseException as exc:  # the reason dask gives
+                        error = exc
+                error = _lost(f"{type(error).__name__}: {error}" if error else f"status {status!r}")
         except BaseException as exc:  # fetching the reply failed
             error = exc
-        finally:
-            self._release()
+        self._release()
+        self._fn = self._args = None
         if isinstance(error, CancelledError):  # not by us: never let it pass for a cancel
             error = _lost(f"{type(error).__name__}: {error}")
         try:
@@ -211,6 +272,21 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
                 self.set_exception(error)
         except InvalidStateError:  # cancelled meanwhile
             pass
+
+    def _resend(self) -> bool:
+        """Send the batch again if dask dropped it because the data it carries was lost."""
+        attachment = self._args[-1]
+        if self._resends >= MAX_RESENDS or not isinstance(attachment, dict):
+            return False
+        store = self._backend.store_of(attachment)
+        fresh = store.restore(attachment) if store is not None else None
+        if fresh is None:
+            return False
+        self._resends += 1
+        self._release()
+        self._args = (*self._args[:-1], fresh)
+        self._send()
+        return True
 
 
 def _translate(exc: BaseException | None) -> BaseException:
@@ -246,10 +322,10 @@ class DaskBackend(Backend):
             n_workers = max(1, total_threads(self.client) + 1 + n_workers)
         super().__init__(n_workers)
         self._inflight: weakref.WeakSet[_BatchFuture] = weakref.WeakSet()
+        self._stores: weakref.WeakSet[ScatterStore] = weakref.WeakSet()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        key = f"picklepool-batch-{uuid.uuid4().hex}"
-        future = _BatchFuture(self.client.submit(fn, *args, key=key, pure=False))
+        future = _BatchFuture(self, fn, args)
         self._inflight.add(future)
         return future
 
@@ -257,7 +333,12 @@ class DaskBackend(Backend):
         return None  # no folder shared across machines
 
     def blob_store(self) -> ScatterStore:
-        return ScatterStore(self.client)
+        store = ScatterStore(self.client)
+        self._stores.add(store)
+        return store
+
+    def store_of(self, attachment: dict[str, Any]) -> ScatterStore | None:
+        return next((store for store in list(self._stores) if store.owns(attachment)), None)
 
     def shutdown(self, kill: bool = False) -> None:
         """Drop this backend's batches still on the cluster; the cluster keeps running."""

@@ -283,18 +283,19 @@ class Call:
                 if status and status[0] == self.call_id and status[1] >= 0:
                     culprit = f" while running task {status[1]} (worker pid {pid})"
         codes = re.search(r"exit codes of the workers are \{(.*?)\}", str(exc))
+        recovery = " The pool is replaced on the next call."
         if codes:
             detail = f"exit code {codes.group(1)}"
         elif isinstance(exc, WorkerCrashedError):  # the backend said what happened (dask)
-            detail = str(exc)
+            detail, recovery = str(exc), ""
         else:
             detail = type(exc).__name__
         if not culprit:
             culprit = f" while tasks {batch.first}..{batch.first + batch.n - 1} were queued or running"
         return WorkerCrashedError(
             f"a worker process died{culprit}: {detail}. This is usually a segfault in "
-            "compiled code, a call to os._exit(), or the OOM killer (check memory use). "
-            "The pool is replaced on the next call."
+            "compiled code, a call to os._exit(), or the OOM killer (check memory use)."
+            f"{recovery}"
         )
 
     # -- the loop -------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import contextlib
 import contextvars
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 
 class BlobRef(NamedTuple):
@@ -65,7 +65,3 @@ def blob_size(ref: str | BlobRef) -> int:
     if isinstance(ref, BlobRef):
         return ref.nbytes
     return os.path.getsize(ref)
-
-
-def is_blob_ref(value: Any) -> bool:
-    return isinstance(value, (str, BlobRef))
