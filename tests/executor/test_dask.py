@@ -52,6 +52,29 @@ def test_without_distributed_the_error_says_what_to_install(monkeypatch):
         Parallel(backend="dask")([delayed(abs)(-1)])
 
 
+class FakeClient:
+    """Answers ``get_versions`` as dask does, with the picklepool version of each worker."""
+
+    def __init__(self, versions):
+        self.versions = versions
+
+    def get_versions(self, packages):
+        return {"workers": {w: {"packages": {"picklepool": v}} for w, v in self.versions.items()}}
+
+
+def test_workers_without_this_picklepool_are_refused_with_the_fix():
+    from picklepool.executor.dask import check_workers
+
+    ok = {"tcp://a:1": picklepool.__version__}
+    check_workers(FakeClient(ok), ok)  # no error
+    client = FakeClient({**ok, "tcp://b:1": None})
+    with pytest.raises(RuntimeError, match=r"cannot be imported on the dask worker\(s\) \['tcp://b:1'\]"):
+        check_workers(client, client.versions)
+    client = FakeClient({**ok, "tcp://c:1": "0.0.1"})
+    with pytest.raises(RuntimeError, match="tcp://c:1 has 0.0.1. Install the same version everywhere"):
+        check_workers(client, client.versions)
+
+
 def test_uses_the_current_client(dask_client):
     with Parallel(backend="dask") as p:
         assert p._backend.client is dask_client

@@ -33,7 +33,7 @@ from __future__ import annotations
 import threading
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import Any
 
@@ -109,9 +109,42 @@ def close_clients() -> None:
         client.close()
 
 
-def total_threads(client: Any) -> int:
-    """Worker threads in the cluster right now (0 while an adaptive cluster is empty)."""
-    return sum(client.nthreads().values())
+# Per client, the workers known to run this version of picklepool.
+_checked: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+def check_workers(client: Any, workers: Iterable[str]) -> None:
+    """Fail now, saying what to install, if a worker cannot import this picklepool.
+
+    A dask worker that cannot import ``run_batch`` cannot even deserialise the
+    batch, and dask then waits for it forever. Checked once per worker.
+    """
+    from .. import __version__
+
+    known = _checked.setdefault(client, set())
+    new = set(workers) - known
+    if not new:
+        return
+    found = client.get_versions(packages=["picklepool"])["workers"]
+    missing, other = [], []
+    for address in sorted(new & set(found)):
+        version = found[address].get("packages", {}).get("picklepool")
+        if version is None:
+            missing.append(address)
+        elif version != __version__:
+            other.append(f"{address} has {version}")
+    if missing:
+        raise RuntimeError(
+            f"picklepool cannot be imported on the dask worker(s) {missing}: install picklepool "
+            f"{__version__} in the Python environment each `dask worker` runs in (with the "
+            "modules your tasks' functions and classes are imported from)"
+        )
+    if other:
+        raise RuntimeError(
+            f"the dask workers run another picklepool version than this process ({__version__}): "
+            f"{', '.join(other)}. Install the same version everywhere."
+        )
+    known.update(new & set(found))
 
 
 class ScatterStore:
@@ -166,14 +199,17 @@ class ScatterStore:
 
     def restore(self, attachment: dict[str, Any]) -> dict[str, Any] | None:
         """*attachment* with the data the cluster lost scattered anew; None if none was lost."""
-        lost = []
+        lost: list[Any] = []
         with self._lock:
             for key, old in attachment.items():
-                if self.futures.get(key) is old and old.status != "finished":
+                current = self.futures.get(key)
+                if current is None:  # dropped: the call is over
+                    continue
+                if current is old and old.status != "finished":
                     self.futures[key] = self._scatter(self._data[key])
                     self._sent[key].append(self.futures[key])
                     lost.append(old)
-                elif self.futures.get(key) is not old and key in self.futures:
+                elif current is not old:
                     lost.append(old)  # another batch restored it already
             fresh = {key: self.futures[key] for key in attachment if key in self.futures}
         for old in lost:
@@ -318,8 +354,10 @@ class DaskBackend(Backend):
 
     def __init__(self, n_workers: int, scheduler_address: str | None = None) -> None:
         self.client = get_client(scheduler_address)
-        if n_workers < 0:
-            n_workers = max(1, total_threads(self.client) + 1 + n_workers)
+        threads = self.client.nthreads()  # {worker address: threads}
+        check_workers(self.client, threads)
+        if n_workers < 0:  # as many as the cluster's threads (0 while an adaptive one is empty)
+            n_workers = max(1, sum(threads.values()) + 1 + n_workers)
         super().__init__(n_workers)
         self._inflight: weakref.WeakSet[_BatchFuture] = weakref.WeakSet()
         self._stores: weakref.WeakSet[ScatterStore] = weakref.WeakSet()
