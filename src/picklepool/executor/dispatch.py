@@ -110,7 +110,7 @@ class Call:
             try:
                 data = self.pickler.dumps(func)
             except Exception as exc:
-                msg = explain(self.pickler, func, exc, root="function")
+                msg = explain(self.pickler, func, exc, root=f"function {_label(func)}")
                 raise PicklingError(f"task {index}: {msg}") from exc
             key = hashlib.blake2b(data, digest_size=16).hexdigest()
             payload: Any = data
@@ -241,18 +241,18 @@ class Call:
 
     def _load_error(self, batch: _Batch, what: str, label: str, message: str, tb: str) -> UnpicklingError:
         name = self.pickler.name
-        text = (
-            f"a worker could not rebuild the {what} of tasks {batch.first}.."
-            f"{batch.first + batch.n - 1} ({label}) sent with pickler {name!r}: {message}."
-        )
+        tasks = f"tasks {batch.first}..{batch.first + batch.n - 1}"
+        subject = f"the function {label} of {tasks}" if what == "function" else f"the {what} of {tasks}"
+        text = f"a worker could not rebuild {subject}, sent with pickler {name!r}: {message}."
         if "Can't get attribute" in message or "No module named" in message:
+            missing = re.search(r"Can't get attribute '([^']+)'", message)
+            if missing and hasattr(sys.modules.get("__main__"), missing[1].partition(".")[0]):
+                text += f" {missing[1]!r} is defined in __main__ (your script), which workers do not import."
             text += (
                 f" Pickler {name!r} sends functions and classes by reference (module and "
-                "name), and this one cannot be imported in the worker (it is defined in "
-                "__main__, inside a function, or in a module the worker cannot import). "
-                "Fix: use pickler='hybrid' (the default) or 'cloudpickle', move it into "
-                "an importable module, or decorate it with "
-                "picklepool.wrap_non_picklable_objects."
+                "name), so the worker must be able to import them. Fix: use pickler='hybrid' "
+                "(the default) or 'cloudpickle', which send them by value, move them into an "
+                "importable module, or decorate them with picklepool.wrap_non_picklable_objects."
             )
         err = UnpicklingError(text)
         err.__cause__ = RemoteTraceback(tb)
