@@ -36,6 +36,7 @@ import copyreg
 import functools
 import io
 import pickle
+import threading
 import types
 from typing import Any, TypeVar
 
@@ -139,6 +140,9 @@ class ByValueFunction:
 # -- classes -----------------------------------------------------------------------------
 
 
+_checking = threading.local()  # (wrapper, subclass) checks in progress, per thread
+
+
 class _ByValueMeta(type):
     """Metaclass of wrapped classes: pickled with cloudpickle; isinstance both ways."""
 
@@ -150,9 +154,19 @@ class _ByValueMeta(type):
 
     def __subclasscheck__(cls, sub: type) -> bool:
         target = cls.__dict__.get("__wrapped__")
-        if target is None:
+        active = getattr(_checking, "active", None)
+        if active is None:
+            active = _checking.active = set()
+        key = (id(cls), id(sub))
+        if target is None or key in active:
+            # A subclass of a wrapped class, or the original (an ABC) asking its
+            # subclasses, this wrapper among them, while answering for it: plain rules.
             return super().__subclasscheck__(sub)
-        return issubclass(sub, target)
+        active.add(key)
+        try:
+            return issubclass(sub, target)
+        finally:
+            active.discard(key)
 
 
 class _ByValueABCMeta(_ByValueMeta, abc.ABCMeta):
