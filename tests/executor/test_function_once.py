@@ -1,0 +1,58 @@
+"""A call's function is serialised once in the parent and rebuilt once per worker."""
+
+from __future__ import annotations
+
+from ..conftest import run_python
+
+SCRIPT = """
+    import os
+    from collections import defaultdict
+
+    from picklepool import Parallel, delayed
+    from picklepool.pickler.hybrid import HybridPickler
+
+    DATA = list(range(1_000_000))  # read by the function: travels with it, by value
+
+    def total(i):
+        from picklepool.workers.cache import objects
+
+        return os.getpid(), objects.builds, len(DATA) + i
+
+    class Counting(HybridPickler):
+        dumped = 0
+
+        def dumps(self, obj, buffer_callback=None):
+            if obj is total:
+                type(self).dumped += 1
+            return super().dumps(obj, buffer_callback)
+
+    out = Parallel(n_jobs=2, pickler=Counting(), batch_size={batch_size})(
+        delayed(total)(i) for i in range(200)
+    )
+    assert [r[2] for r in out] == [1_000_000 + i for i in range(200)]
+    builds = defaultdict(set)
+    for pid, n, _ in out:
+        builds[pid].add(n)
+    print(Counting.dumped, sorted(len(b) for b in builds.values()))
+"""
+
+
+def _run(batch_size):
+    proc = run_python(SCRIPT.format(batch_size=batch_size))
+    assert proc.returncode == 0, proc.stderr
+    dumped, per_worker = proc.stdout.split(" ", 1)
+    return int(dumped), per_worker.strip()
+
+
+def test_main_function_with_a_large_global_is_sent_once_per_call():
+    # 200 batches of one task: the function (and the 1M-element list it reads) is
+    # pickled once, and each worker's cache count never moves after its first batch.
+    dumped, per_worker = _run(batch_size=1)
+    assert dumped == 1
+    assert per_worker in ("[1]", "[1, 1]")
+
+
+def test_same_with_automatic_batching():
+    dumped, per_worker = _run(batch_size='"auto"')
+    assert dumped == 1
+    assert per_worker in ("[1]", "[1, 1]")
