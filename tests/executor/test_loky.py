@@ -159,3 +159,31 @@ def test_timeout_backstop_kills_a_worker_that_ignores_interruption():
 def test_threading_backend_refuses_a_timeout():
     with pytest.raises(ValueError, match="threading backend"):
         Parallel(n_jobs=2, backend="threading", timeout=1)([])
+
+
+def hang_and_report(i, folder):
+    if i == 1:
+        with open(os.path.join(folder, "pid"), "w") as f:
+            f.write(str(os.getpid()))
+        threading.Event().wait(60)
+    return i
+
+
+def test_a_timed_out_worker_is_replaced(tmp_path):
+    import psutil
+
+    from picklepool.executor.backends import session
+
+    with Parallel(n_jobs=2, batch_size=1) as p:
+        # loky only recycles a worker after its first call: warm both workers up first.
+        for _ in range(50):
+            p(delayed(pid_of)(i) for i in range(10))
+            if all(session().worker_status(pid) for pid in p._backend.worker_pids()):
+                break
+        with pytest.raises(TaskTimeoutError, match="task 1"):
+            Parallel(n_jobs=2, batch_size=1, timeout=0.5)(
+                delayed(hang_and_report)(i, str(tmp_path)) for i in range(3)
+            )
+        pid = int((tmp_path / "pid").read_text())
+        psutil.Process(pid).wait(timeout=30)  # it retires once its reply is sent
+        assert pid not in p(delayed(pid_of)(i) for i in range(10))

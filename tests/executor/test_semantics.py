@@ -45,7 +45,9 @@ class CustomError(Exception):
 
 
 def raise_custom(x):
-    raise CustomError(x, "detail")
+    if x == 1:
+        raise CustomError(x, "detail")
+    return x
 
 
 def test_results_in_order(backend):
@@ -100,7 +102,7 @@ def test_task_exception_keeps_type_message_and_remote_traceback(backend):
 def test_custom_exception_round_trips(backend):
     with pytest.raises(CustomError) as info:
         Parallel(n_jobs=2, backend=backend)(delayed(raise_custom)(i) for i in range(3))
-    assert info.value.code == 0
+    assert info.value.code == 1
 
 
 def test_exception_in_generator_mode(backend):

@@ -23,9 +23,21 @@ IDLE_WORKER_TIMEOUT = 300.0  # seconds a warm loky worker waits for work before 
 BACKENDS = ("loky", "threading", "sequential", "dask")
 
 
+_cores_cache: dict[Any, int] = {}
+
+
 def cpu_count(only_physical_cores: bool = False) -> int:
-    """Usable cores: CPU affinity, cgroup quotas and ``LOKY_MAX_CPU_COUNT`` respected."""
-    return int(loky.cpu_count(only_physical_cores=only_physical_cores))
+    """Usable cores: CPU affinity, cgroup quotas and ``LOKY_MAX_CPU_COUNT`` respected.
+
+    Remembered while the affinity and ``LOKY_MAX_CPU_COUNT`` stay the same (loky's
+    count reads cgroup files, ~0.1 ms a call, which would show in every call).
+    """
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    key = (affinity, os.environ.get("LOKY_MAX_CPU_COUNT"), only_physical_cores)
+    count = _cores_cache.get(key)
+    if count is None:
+        count = _cores_cache[key] = int(loky.cpu_count(only_physical_cores=only_physical_cores))
+    return count
 
 
 # Every loky executor picklepool has used (loky keeps one per thread), for shutdown().

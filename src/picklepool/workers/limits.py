@@ -98,20 +98,10 @@ def parse_idle_timeout(value: Any, source: str = "argument") -> float | None:
     )
 
 
-_cores_cache: tuple[Any, int] | None = None
-
-
 def _cores() -> int:
-    """``picklepool.cpu_count()``, remembered while the CPU affinity and
-    ``LOKY_MAX_CPU_COUNT`` stay the same (loky's count costs ~0.1 ms a call)."""
-    global _cores_cache
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    key = (affinity, os.environ.get("LOKY_MAX_CPU_COUNT"))
-    if _cores_cache is None or _cores_cache[0] != key:
-        from ..executor.backends import cpu_count
+    from ..executor.backends import cpu_count
 
-        _cores_cache = (key, cpu_count())
-    return _cores_cache[1]
+    return cpu_count()
 
 
 def default_threads(n_workers: int) -> int:

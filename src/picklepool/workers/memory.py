@@ -106,6 +106,15 @@ def _loky_supports_recycling(pe: Any) -> bool:
     )
 
 
+def retire() -> bool:
+    """Ask loky to replace this worker once its current batch has been answered.
+
+    Used after a task was interrupted by its timeout: the interrupted code may have
+    left the process in a bad state, so the worker is not trusted with more work.
+    """
+    return _ask_loky_to_recycle()
+
+
 def _ask_loky_to_recycle() -> bool:
     global _retiring
     pe = _in_loky_worker()

@@ -27,7 +27,7 @@ from ..errors import TaskTimeoutError
 from .cache import objects
 from .control import WorkerView, worker_view
 from .limits import WorkerLimits, before_batch
-from .memory import after_batch
+from .memory import after_batch, retire
 
 FuncSpec = tuple[str, Any, str]  # key, bytes (inline) or path (blob), label
 
@@ -145,6 +145,8 @@ def run_batch(
         before_batch(limits)  # thread limits, once per setting
     outcome = execute(fns, fidx, args, kwargs, first, view, call_id, timeout)
     del args, kwargs
+    if outcome[0] == "error" and isinstance(outcome[2], TaskTimeoutError):
+        retire()  # replaced by loky after this reply; the rest of the pool is untouched
     reply = _dump_outcome(pickler, outcome, first)
     if limits is not None:
         del outcome
