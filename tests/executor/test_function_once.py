@@ -56,3 +56,35 @@ def test_same_with_automatic_batching():
     dumped, per_worker = _run(batch_size='"auto"')
     assert dumped == 1
     assert per_worker in ("[1]", "[1, 1]")
+
+
+LAMBDA_SCRIPT = """
+    from picklepool import Parallel, delayed
+    from picklepool.pickler.hybrid import HybridPickler
+
+    DATA = list(range(1_000_000))
+
+    class Counting(HybridPickler):
+        functions = 0
+
+        def dumps(self, obj, buffer_callback=None):
+            if callable(obj):
+                type(self).functions += 1
+            return super().dumps(obj, buffer_callback)
+
+    # a new lambda object for every task, reading a large global, and one whose
+    # default differs per task: the first kind is pickled once, the second per task
+    out = Parallel(n_jobs=2, pickler=Counting())(delayed(lambda i: len(DATA) + i)(i) for i in range(50))
+    assert out == [1_000_000 + i for i in range(50)]
+    print(Counting.functions)
+    Counting.functions = 0
+    out = Parallel(n_jobs=2, pickler=Counting())(delayed(lambda k=i: k * 2)() for i in range(50))
+    assert out == [2 * i for i in range(50)]
+    print(Counting.functions)
+"""
+
+
+def test_a_lambda_made_anew_for_each_task_is_pickled_once():
+    proc = run_python(LAMBDA_SCRIPT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "50"]

@@ -24,6 +24,7 @@ import re
 import signal
 import sys
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
@@ -61,6 +62,33 @@ def _label(func: Any) -> str:
     return f"{getattr(func, '__module__', '?')}.{name}"
 
 
+def _identity(func: Any) -> tuple[Any, Any]:
+    """A key for "pickles to the same bytes", and the objects it refers to by id.
+
+    The function object itself, except for plain functions made anew for each task
+    (``delayed(lambda x: ...)`` inside a generator expression): those share their
+    code object, and pickle the same when their globals, defaults and closure
+    contents are the same objects. The caller keeps the referents alive.
+    """
+    if type(func) is not types.FunctionType or func.__dict__:
+        return id(func), func
+    try:
+        cells = tuple(c.cell_contents for c in func.__closure__ or ())
+    except ValueError:  # an empty cell
+        return id(func), func
+    defaults = (func.__defaults__, tuple((func.__kwdefaults__ or {}).items()))
+    referents = (func, func.__code__, func.__globals__, cells, defaults)
+    ident = (
+        id(func.__code__),
+        id(func.__globals__),
+        func.__qualname__,
+        tuple(map(id, cells)),
+        tuple(map(id, func.__defaults__ or ())),
+        tuple((k, id(v)) for k, v in defaults[1]),
+    )
+    return ident, referents
+
+
 def _bad_item(item: Any, index: int) -> TypeError:
     return TypeError(
         f"item {index} of the iterable given to Parallel is not a delayed call: "
@@ -95,8 +123,8 @@ class Call:
         self.session = session() if self.bytes_path and backend.session_path() else None
         self.call_id = self.session.begin_call() if self.session else 0
         self.header = cloudpickle.dumps(pickler) if self.bytes_path else b""
-        self._specs: dict[int, tuple[str, Any, str]] = {}
-        self._keep: list[Any] = []  # functions of this call, kept alive so ids stay unique
+        self._specs: dict[Any, tuple[str, Any, str]] = {}
+        self._keep: list[Any] = []  # what the _specs keys refer to, kept alive so ids stay unique
         self.context = CallContext(pickler, self.session)
         self._done: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
         self.total: int | None = None
@@ -105,7 +133,8 @@ class Call:
     # -- parent side of the data path -------------------------------------------------
 
     def _function_spec(self, func: Any, index: int) -> tuple[str, Any, str]:
-        spec = self._specs.get(id(func))
+        ident, referents = _identity(func)
+        spec = self._specs.get(ident)
         if spec is None:
             try:
                 data = self.pickler.dumps(func)
@@ -116,8 +145,8 @@ class Call:
             payload: Any = data
             if len(data) > INLINE_LIMIT and self.session is not None:
                 payload = self.context.write_blob(key, data)
-            spec = self._specs[id(func)] = (key, payload, _label(func))
-            self._keep.append(func)
+            spec = self._specs[ident] = (key, payload, _label(func))
+            self._keep.append(referents)
         return spec
 
     def _split(self, items: list[Any], first: int) -> tuple[list[Any], Any, list[Any], Any]:
