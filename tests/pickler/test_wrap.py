@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import functools
 import pickle
+import sys
 
 import pytest
 
@@ -185,3 +186,33 @@ def test_joblib_signature_and_partial():
     add = functools.partial(lambda a, b: a + b, 1)
     wrapped = wrap_non_picklable_objects(add, keep_wrapper=True)
     assert roundtrip(wrapped)(2) == 3
+
+
+MODULE = """
+from picklepool import wrap_non_picklable_objects
+
+@wrap_non_picklable_objects
+class Decorated:
+    def __init__(self, v):
+        self.v = v
+
+@wrap_non_picklable_objects
+def decorated(x):
+    return x + 100
+"""
+
+
+@pytest.mark.parametrize("name", PICKLERS)
+def test_decorated_in_an_importable_module(name, tmp_path, monkeypatch):
+    import importlib
+
+    (tmp_path / "pp_wrapped_mod.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("pp_wrapped_mod")
+    try:
+        cls_copy, obj_copy, func_copy = roundtrip((mod.Decorated, mod.Decorated(1), mod.decorated), name)
+        assert cls_copy is mod.Decorated  # importable under its own name: by reference
+        assert obj_copy.v == 1 and isinstance(obj_copy, mod.Decorated)
+        assert func_copy(1) == 101
+    finally:
+        del sys.modules["pp_wrapped_mod"]

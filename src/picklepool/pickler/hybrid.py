@@ -111,7 +111,7 @@ class Pickler(cloudpickle.Pickler):
     def __init__(self, file: Any, protocol: int | None = None, buffer_callback: Any = None) -> None:
         super().__init__(file, protocol=protocol, buffer_callback=buffer_callback)
         self._held: list[Any] = []  # RLocks taken for snapshots still being written
-        self._kinds: dict[type, Any] = {}  # per type: one of the markers below, or a reducer
+        self._kinds: dict[type, Any] = {}  # per type: _BY_TABLE, _PLAIN, _MAY_OWN_LOCK or a reducer
 
     def dump(self, obj: Any) -> None:
         try:

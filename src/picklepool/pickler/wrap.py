@@ -15,14 +15,17 @@ function is pickled, so even an importable function travels by value; the
 worker never imports it).
 
 Classes are wrapped in a thin subclass whose metaclass is registered with
-``copyreg``, so that the class itself, and therefore its instances, pickle with
-cloudpickle under any pickler (by value unless the wrapper is importable under
-its own name, which a decorated class in an importable module is). Unlike
-joblib's wrapper, ``isinstance`` and ``issubclass`` keep working both ways:
-instances of the wrapper are instances of the original class, and the wrapper
-answers for the original's instances and subclasses. Classes whose metaclass
-is ``type`` or ``abc.ABCMeta`` are supported; for others pass them unwrapped
-under ``pickler="hybrid"`` (the default), which sends classes by value anyway.
+``copyreg`` (pickling support for picklepool's own metaclass), so that the class
+itself, and therefore its instances, pickle with cloudpickle under any pickler:
+by value, except a class decorated in an importable module, which goes by
+reference (the worker's import applies the decorator again). Unlike joblib's
+wrapper, ``isinstance`` and ``issubclass`` keep working both ways: instances of
+the wrapper are instances of the original class, and the wrapper answers for the
+original's instances and subclasses (``type(obj)`` is the wrapper, though).
+Classes whose metaclass is ``type`` or ``abc.ABCMeta`` are supported; for others
+pass them unwrapped under ``pickler="hybrid"`` (the default), which sends
+classes by value anyway. Functions reached through a wrapped class
+(``Point.norm``) are not wrapped themselves.
 
 With ``keep_wrapper=False`` the worker receives the plain function, as in joblib.
 The ``hybrid`` pickler needs none of this for ``__main__`` functions, lambdas or
@@ -36,6 +39,7 @@ import copyreg
 import functools
 import io
 import pickle
+import sys
 import threading
 import types
 from typing import Any, TypeVar
@@ -178,9 +182,22 @@ def _loads_class(data: bytes) -> type:
     return cls
 
 
+def _importable(cls: type) -> bool:
+    """True when *cls* is found under its own module and name (never for __main__)."""
+    module = sys.modules.get(cls.__module__)
+    if module is None or cls.__module__ == "__main__":
+        return False
+    obj: Any = module
+    for part in cls.__qualname__.split("."):
+        obj = getattr(obj, part, None)
+    return obj is cls
+
+
 def _reduce_class(cls: type) -> Any:
-    if "__wrapped__" not in cls.__dict__:  # a user subclass of a wrapped class
-        return cls.__qualname__  # by reference, like any class under stdlib pickle
+    if "__wrapped__" not in cls.__dict__ or _importable(cls):
+        # A user subclass of a wrapped class, or a class decorated in an importable
+        # module (the worker's import applies the decorator again): by reference.
+        return cls.__qualname__
     return (_loads_class, (cloudpickle.dumps(cls, protocol=PROTOCOL),))
 
 
