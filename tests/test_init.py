@@ -12,6 +12,7 @@ EXPECTED = {
     "parallel_config",
     "register_pickler",
     "shutdown",
+    "wrap_non_picklable_objects",
 }
 
 

@@ -13,6 +13,7 @@ from .executor import cpu_count as cpu_count
 from .executor import delayed as delayed
 from .executor import shutdown as shutdown
 from .pickler import register_pickler as register_pickler
+from .pickler import wrap_non_picklable_objects as wrap_non_picklable_objects
 
 __version__ = "0.1.0"
 
@@ -26,4 +27,5 @@ __all__ = [
     "parallel_config",
     "register_pickler",
     "shutdown",
+    "wrap_non_picklable_objects",
 ]

@@ -25,6 +25,7 @@ import re
 import signal
 import sys
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
@@ -62,6 +63,33 @@ def _label(func: Any) -> str:
     return f"{getattr(func, '__module__', '?')}.{name}"
 
 
+def _identity(func: Any) -> tuple[Any, Any]:
+    """A key for "pickles to the same bytes", and the objects it refers to by id.
+
+    The function object itself, except for plain functions made anew for each task
+    (``delayed(lambda x: ...)`` inside a generator expression): those share their
+    code object, and pickle the same when their globals, defaults and closure
+    contents are the same objects. The caller keeps the referents alive.
+    """
+    if type(func) is not types.FunctionType or func.__dict__:
+        return id(func), func
+    try:
+        cells = tuple(c.cell_contents for c in func.__closure__ or ())
+    except ValueError:  # an empty cell
+        return id(func), func
+    defaults = (func.__defaults__, tuple((func.__kwdefaults__ or {}).items()))
+    referents = (func, func.__code__, func.__globals__, cells, defaults)
+    ident = (
+        id(func.__code__),
+        id(func.__globals__),
+        func.__qualname__,
+        tuple(map(id, cells)),
+        tuple(map(id, func.__defaults__ or ())),
+        tuple((k, id(v)) for k, v in defaults[1]),
+    )
+    return ident, referents
+
+
 def _bad_item(item: Any, index: int) -> TypeError:
     return TypeError(
         f"item {index} of the iterable given to Parallel is not a delayed call: "
@@ -96,8 +124,8 @@ class Call:
         self.session = session() if self.bytes_path and backend.session_path() else None
         self.call_id = self.session.begin_call() if self.session else 0
         self.header = cloudpickle.dumps(pickler) if self.bytes_path else b""
-        self._specs: dict[int, tuple[str, Any, str]] = {}
-        self._keep: list[Any] = []  # functions of this call, kept alive so ids stay unique
+        self._specs: dict[Any, tuple[str, Any, str]] = {}
+        self._keep: list[Any] = []  # what the _specs keys refer to, kept alive so ids stay unique
         self.context = CallContext(pickler, self.session, backend.blob_store())
         self._done: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
         self.total: int | None = None
@@ -106,12 +134,13 @@ class Call:
     # -- parent side of the data path -------------------------------------------------
 
     def _function_spec(self, func: Any, index: int) -> tuple[str, Any, str]:
-        spec = self._specs.get(id(func))
+        ident, referents = _identity(func)
+        spec = self._specs.get(ident)
         if spec is None:
             try:
                 data = self.pickler.dumps(func)
             except Exception as exc:
-                msg = explain(self.pickler, func, exc, root="function")
+                msg = explain(self.pickler, func, exc, root=f"function {_label(func)}")
                 raise PicklingError(f"task {index}: {msg}") from exc
             key = hashlib.blake2b(data, digest_size=16).hexdigest()
             payload: Any = data
@@ -119,8 +148,8 @@ class Call:
                 ref = self.context.put_blob(key, data)
                 if ref is not None:
                     payload = ref
-            spec = self._specs[id(func)] = (key, payload, _label(func))
-            self._keep.append(func)
+            spec = self._specs[ident] = (key, payload, _label(func))
+            self._keep.append(referents)
         return spec
 
     def _split(self, items: list[Any], first: int) -> tuple[list[Any], Any, list[Any], Any]:
@@ -245,18 +274,18 @@ class Call:
 
     def _load_error(self, batch: _Batch, what: str, label: str, message: str, tb: str) -> UnpicklingError:
         name = self.pickler.name
-        text = (
-            f"a worker could not rebuild the {what} of tasks {batch.first}.."
-            f"{batch.first + batch.n - 1} ({label}) sent with pickler {name!r}: {message}."
-        )
+        tasks = f"tasks {batch.first}..{batch.first + batch.n - 1}"
+        subject = f"the function {label} of {tasks}" if what == "function" else f"the {what} of {tasks}"
+        text = f"a worker could not rebuild {subject}, sent with pickler {name!r}: {message}."
         if "Can't get attribute" in message or "No module named" in message:
+            missing = re.search(r"Can't get attribute '([^']+)'", message)
+            if missing and hasattr(sys.modules.get("__main__"), missing[1].partition(".")[0]):
+                text += f" {missing[1]!r} is defined in __main__ (your script), which workers do not import."
             text += (
                 f" Pickler {name!r} sends functions and classes by reference (module and "
-                "name), and this one cannot be imported in the worker (it is defined in "
-                "__main__, inside a function, or in a module the worker cannot import). "
-                "Fix: use pickler='hybrid' (the default) or 'cloudpickle', move it into "
-                "an importable module, or decorate it with "
-                "picklepool.wrap_non_picklable_objects."
+                "name), so the worker must be able to import them. Fix: use pickler='hybrid' "
+                "(the default) or 'cloudpickle', which send them by value, move them into an "
+                "importable module, or decorate them with picklepool.wrap_non_picklable_objects."
             )
         err = UnpicklingError(text)
         err.__cause__ = RemoteTraceback(tb)

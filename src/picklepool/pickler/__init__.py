@@ -2,6 +2,7 @@
 
 from .base import BasePickler, CloudPickler, StdlibPickler
 from .registry import get_pickler, register_pickler, resolve_pickler, unregister_pickler
+from .wrap import wrap_non_picklable_objects
 
 __all__ = [
     "BasePickler",
@@ -11,4 +12,5 @@ __all__ = [
     "register_pickler",
     "resolve_pickler",
     "unregister_pickler",
+    "wrap_non_picklable_objects",
 ]

@@ -1,19 +1,53 @@
 """Say *where* pickling failed: the path to the offending object inside a call.
 
 When ``pickler.dumps(task)`` raises, :func:`explain` walks the object again, one
-child at a time (container items, dict values, instance attributes, closure
-cells), and reports the deepest child that still fails, as a path such as
-``args[1]['model'].optimizer._lock``.
+child at a time (container items, dict values, instance attributes, a function's
+closure cells, defaults and globals, a bound method's ``__self__``, a partial's
+arguments), and reports the deepest child that still fails, as a path such as
+``args[1]['model'].optimizer._lock``, with its type, the pickler in use and the
+fix for that kind of object.
 """
 
 from __future__ import annotations
 
+import functools
+import io
+import socket
 import types
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from ..errors import PicklingError
+from .locks import is_sync_object
+
 _MAX_DEPTH = 50
 _MAX_CHILDREN = 10_000
+
+
+def _code_names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_names(const)
+
+
+def _function_children(func: types.FunctionType) -> Iterator[tuple[str, Any]]:
+    if func.__closure__:
+        for name, cell in zip(func.__code__.co_freevars, func.__closure__, strict=False):
+            try:
+                yield f".<closure {name}>", cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+    for i, default in enumerate(func.__defaults__ or ()):
+        yield f".__defaults__[{i}]", default
+    for key, default in (func.__kwdefaults__ or {}).items():
+        yield f".__kwdefaults__[{key!r}]", default
+    seen = set()
+    for name in _code_names(func.__code__):
+        if name in func.__globals__ and name not in seen:
+            seen.add(name)
+            yield f".<global {name}>", func.__globals__[name]
 
 
 def _children(obj: Any) -> Iterator[tuple[str, Any]]:
@@ -23,8 +57,10 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
                 return
             yield f"[{k!r}]", v
         return
-    if isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj[:_MAX_CHILDREN]):
+    if isinstance(obj, (list, tuple, deque)):
+        for i, v in enumerate(obj):
+            if i >= _MAX_CHILDREN:
+                return
             yield f"[{i}]", v
         return
     if isinstance(obj, (set, frozenset)):
@@ -34,21 +70,32 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
             yield f"{{item {i}}}", v
         return
     if isinstance(obj, types.FunctionType):
-        if obj.__closure__:
-            for name, cell in zip(obj.__code__.co_freevars, obj.__closure__, strict=False):
-                try:
-                    yield f".<closure {name}>", cell.cell_contents
-                except ValueError:
-                    continue
+        yield from _function_children(obj)
         return
+    if isinstance(obj, types.MethodType):
+        yield ".__self__", obj.__self__
+        yield ".__func__", obj.__func__
+        return
+    if isinstance(obj, functools.partial):
+        yield ".func", obj.func
+        for i, arg in enumerate(obj.args):
+            yield f".args[{i}]", arg
+        for key, value in obj.keywords.items():
+            yield f".keywords[{key!r}]", value
     state = getattr(obj, "__dict__", None)
     if isinstance(state, dict):
         for k, v in state.items():
             yield f".{k}", v
     for cls in type(obj).__mro__:
         for name in getattr(cls, "__slots__", ()):
-            if isinstance(name, str) and hasattr(obj, name) and name != "__dict__":
+            if isinstance(name, str) and name not in ("__dict__", "__weakref__") and hasattr(obj, name):
                 yield f".{name}", getattr(obj, name)
+
+
+def _by_reference_failure(err: BaseException) -> bool:
+    """The object itself could not be found by name: its contents are not the problem."""
+    text = str(err)
+    return any(m in text for m in ("Can't pickle local object", "attribute lookup", "not the same object"))
 
 
 def find_culprit(pickler: Any, obj: Any, root: str = "") -> tuple[str, Any, BaseException] | None:
@@ -63,7 +110,7 @@ def find_culprit(pickler: Any, obj: Any, root: str = "") -> tuple[str, Any, Base
         return None
 
     def walk(value: Any, path: str, err: BaseException, depth: int) -> tuple[str, Any, BaseException]:
-        if depth < _MAX_DEPTH and id(value) not in seen:
+        if depth < _MAX_DEPTH and id(value) not in seen and not _by_reference_failure(err):
             seen.add(id(value))
             for suffix, child in _children(value):
                 child_err = fails(child)
@@ -78,8 +125,16 @@ def find_culprit(pickler: Any, obj: Any, root: str = "") -> tuple[str, Any, Base
 
 
 def explain(pickler: Any, obj: Any, exc: BaseException, root: str = "") -> str:
-    """A message naming the path, type, pickler and fix for a failed dumps."""
+    """A message naming the path, type, pickler and fix for a failed dumps.
+
+    *root* names *obj* in the call: ``args``, ``kwargs``, ``result`` or the
+    function's name; paths below it are appended (``args[1]['model']._lock``).
+    """
     name = getattr(pickler, "name", type(pickler).__name__)
+    if isinstance(exc, PicklingError):
+        # Raised by picklepool itself (a lock that could not be taken for a
+        # snapshot): it already says what happened, and walking would wait again.
+        return f"cannot pickle {root or 'the task'} with pickler {name!r}: {exc}"
     found = find_culprit(pickler, obj, root)
     if found is None:
         path, culprit, err = root or "the task", obj, exc
@@ -87,27 +142,42 @@ def explain(pickler: Any, obj: Any, exc: BaseException, root: str = "") -> str:
         path, culprit, err = found
         path = path or root or "the task"
     kind = f"{type(culprit).__module__}.{type(culprit).__qualname__}"
+    returning = root.startswith("result")
     return (
         f"cannot pickle {path} (type {kind}) with pickler {name!r}: "
-        f"{type(err).__name__}: {err}. {_fix(name, culprit)}"
+        f"{type(err).__name__}: {err}. {fix(name, culprit, returning)}"
     )
 
 
-def _fix(pickler_name: str, culprit: Any) -> str:
-    lockish = "lock" in type(culprit).__name__.lower() or "queue" in type(culprit).__name__.lower()
-    if lockish and pickler_name != "hybrid":
+def fix(pickler_name: str, culprit: Any, returning: bool = False) -> str:
+    """What to do about *culprit*, which *pickler_name* could not pickle."""
+    give = "return" if returning else "pass"
+    where = "in the parent" if returning else "inside the task"
+    hybrid = pickler_name == "hybrid"
+    if is_sync_object(culprit) and not hybrid:
         return (
-            "Fix: use pickler='hybrid' (the default), which sends locks, conditions "
-            "and queues as snapshots rebuilt in the worker, or keep the lock out of "
-            "the task and pass only the data it guards."
+            "Fix: use pickler='hybrid' (the default), which sends locks, conditions, "
+            "events, semaphores and queues as snapshots rebuilt with fresh locks, or "
+            f"{give} only the data the lock guards."
         )
     if isinstance(culprit, (types.FunctionType, type)) and pickler_name == "pickle":
         return (
             "Fix: pickler 'pickle' sends functions and classes by reference, so they "
-            "must be importable; use pickler='hybrid' or 'cloudpickle', or decorate "
-            "it with picklepool.wrap_non_picklable_objects."
+            "must be importable by the worker; use pickler='hybrid' (the default) or "
+            "'cloudpickle', or decorate it with picklepool.wrap_non_picklable_objects."
         )
+    if isinstance(culprit, types.GeneratorType):
+        return (
+            f"Fix: a generator cannot be pickled; {give} list(generator) instead, or "
+            f"{give} what creates it and build the generator {where}."
+        )
+    if isinstance(culprit, io.IOBase):
+        return f"Fix: an open file cannot be pickled; {give} its path and open it {where}."
+    if isinstance(culprit, socket.socket):
+        return f"Fix: a socket cannot be pickled; {give} the address and connect {where}."
+    also = "" if hybrid else ", or use pickler='hybrid' (the default)"
     return (
-        "Fix: pass something picklable instead (for example the data this object "
-        "holds, and rebuild the object in the task), or try pickler='hybrid'."
+        f"Fix: {give} something picklable instead (for example the data this object "
+        f"holds, and rebuild the object {where}), give its class a __reduce__ that "
+        f"leaves this part out{also}."
     )

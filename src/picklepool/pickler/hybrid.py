@@ -1,9 +1,193 @@
-"""Placeholder until the hybrid pickler lands: behaves as cloudpickle."""
+"""The ``hybrid`` pickler (the default): stdlib speed, cloudpickle's reach, locks as snapshots.
+
+It is a subclass of ``cloudpickle.Pickler``, itself a subclass of the C
+``pickle.Pickler``. The C pickler writes ints, floats, strings, bytes, lists,
+tuples, dicts and sets without calling back into Python, so plain data goes at
+the speed of ``pickle.dumps``. Every other object (one call per object, never
+per element of a list) meets :meth:`Pickler.reducer_override`, which decides
+once per type (and per ``dump``) what its instances need:
+
+    1. locks, conditions, events, semaphores, queues   -> snapshots (locks.py)
+    2. classes and functions                           -> cloudpickle: by reference
+                                                          when importable, else by value
+    3. subclasses of queue.Queue / threading.Condition -> snapshots
+    4. wrap_non_picklable_objects wrappers              -> by value, in this stream
+    5. types with a reducer in ``dispatch_table``       -> that reducer (the table is a
+       ChainMap of the lock reducers, cloudpickle's and ``copyreg.dispatch_table``)
+    6. anything else                                    -> ``__reduce_ex__``, as the
+       stdlib pickler does; but an instance whose ``__dict__`` holds an RLock is
+       snapshotted while holding it (below)
+
+Deciding per type and calling ``__reduce_ex__`` directly skips the C pickler's
+per-object lookup in the ChainMap (a Python-level miss), which makes ``hybrid``
+faster than ``cloudpickle`` on lists of many small objects.
+
+Objects that own an RLock
+-------------------------
+A user object with an ``RLock`` among its attributes (``self._lock =
+threading.RLock()``) is snapshotted *while holding that lock*: the lock is
+acquired before the object's ``__reduce_ex__`` runs and released only after its
+whole state (every attribute, recursively) has been written. A method that
+changes the object under ``with self._lock:`` is therefore never seen half
+done. The rebuilt object holds a fresh, released RLock. Details of the choice:
+
+- Only RLocks are taken. An RLock can be re-acquired by the thread that holds
+  it, so pickling from inside ``with obj._lock:`` works; a plain ``Lock`` held
+  by the pickling thread would deadlock, so plain-Lock owners are pickled
+  without taking their lock (their lock is still rebuilt fresh).
+- The first lock is waited for as long as it takes, as ``with obj._lock:``
+  would. A nested object's lock (taken while another is held, in an order other
+  threads may not use) is waited for at most ``locks.SNAPSHOT_TIMEOUT`` seconds,
+  then pickling fails with a ``PicklingError`` instead of deadlocking.
+- Every lock taken is released when ``dump`` ends, also when it fails.
+- Objects whose type has a reducer in ``copyreg`` keep that reducer (no lock).
+"""
 
 from __future__ import annotations
 
-from .base import CloudPickler
+import queue
+import threading
+import types
+from collections import ChainMap
+from typing import Any
+
+import cloudpickle
+
+from ..errors import PicklingError
+from . import locks
+from .base import BasePickler
+from .wrap import ByValueFunction
+
+_REDUCERS = locks.REDUCERS
+_RLOCK_TYPES = locks.RLOCK_TYPES
+_cloudpickle_override = cloudpickle.Pickler.reducer_override
 
 
-class HybridPickler(CloudPickler):
+class _Release:
+    """Marker written after a guarded object's state: releases its lock."""
+
+    __slots__ = ()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _release(pickler: Pickler, marker: _Release) -> tuple[Any, ...]:
+    pickler._held.pop().release()
+    return (_nothing, ())
+
+
+_BY_TABLE = object()  # a reducer in dispatch_table (cloudpickle's or copyreg's)
+_PLAIN = object()  # no reducer in the table: __reduce_ex__
+_MAY_OWN_LOCK = object()  # the same, but instances have a __dict__, which may hold an RLock
+
+
+def _set_state(obj: Any, packed: tuple[Any, Any, Any]) -> None:
+    """Apply a guarded object's state the way pickle's BUILD would."""
+    state, setter, _released = packed
+    if setter is not None:
+        setter(obj, state)
+        return
+    setstate = getattr(obj, "__setstate__", None)
+    if setstate is not None:
+        setstate(state)
+        return
+    slotstate = None
+    if isinstance(state, tuple) and len(state) == 2:
+        state, slotstate = state
+    if state:
+        obj.__dict__.update(state)
+    if slotstate:
+        for key, value in slotstate.items():
+            setattr(obj, key, value)
+
+
+class Pickler(cloudpickle.Pickler):
+    """cloudpickle's pickler plus snapshots of locks, queues and lock owners."""
+
+    dispatch_table = ChainMap(_REDUCERS, *cloudpickle.Pickler.dispatch_table.maps)
+
+    def __init__(self, file: Any, protocol: int | None = None, buffer_callback: Any = None) -> None:
+        super().__init__(file, protocol=protocol, buffer_callback=buffer_callback)
+        self._held: list[Any] = []  # RLocks taken for snapshots still being written
+        self._kinds: dict[type, Any] = {}  # per type: _BY_TABLE, _PLAIN, _MAY_OWN_LOCK or a reducer
+
+    def dump(self, obj: Any) -> None:
+        try:
+            super().dump(obj)
+        finally:
+            while self._held:
+                self._held.pop().release()
+
+    def reducer_override(self, obj: Any) -> Any:
+        t = type(obj)
+        kind = self._kinds.get(t)
+        if kind is None:
+            kind = self._kinds[t] = self._kind_of(t)
+        if kind is _BY_TABLE:
+            return NotImplemented
+        if kind is _PLAIN:
+            # What the C pickler would do next, minus its dispatch_table lookup (a
+            # ChainMap: a Python-level miss per object), which _kind_of did once.
+            return obj.__reduce_ex__(self.proto)
+        if kind is _MAY_OWN_LOCK:
+            state = getattr(obj, "__dict__", None)
+            if type(state) is dict and not _RLOCK_TYPES.isdisjoint(map(type, state.values())):
+                return self._reduce_guarded(obj, state)
+            return obj.__reduce_ex__(self.proto)
+        return kind(self, obj)
+
+    def _kind_of(self, t: type) -> Any:
+        """How to reduce instances of *t*: decided once per type and dump."""
+        reducer = _REDUCERS.get(t)
+        if reducer is not None:
+            return lambda _self, obj: reducer(obj)
+        if t is _Release:
+            return _release
+        if issubclass(t, (type, types.FunctionType)):
+            return _cloudpickle_override
+        if issubclass(t, queue.Queue):
+            return lambda _self, obj: locks.reduce_queue(obj)
+        if issubclass(t, threading.Condition):
+            return lambda _self, obj: locks.reduce_condition_subclass(obj)
+        if t is ByValueFunction:
+            return lambda _self, obj: obj.reduce_in_stream()
+        if t in self.dispatch_table:
+            return _BY_TABLE
+        if not getattr(t, "__dictoffset__", 0):
+            return _PLAIN
+        return _MAY_OWN_LOCK
+
+    def _reduce_guarded(self, obj: Any, state: dict[str, Any]) -> Any:
+        """Reduce *obj* holding its RLock until its state has been written."""
+        name, lock = next((k, v) for k, v in state.items() if type(v) in _RLOCK_TYPES)
+        if not self._held:
+            lock.acquire()
+        elif not lock.acquire(timeout=locks.SNAPSHOT_TIMEOUT):
+            raise PicklingError(
+                f"could not snapshot a {type(obj).__qualname__}: its lock .{name} stayed held "
+                f"by another thread for {locks.SNAPSHOT_TIMEOUT:g}s while the lock of an "
+                "enclosing object was held for its own snapshot (a lock-order conflict). "
+                "Send the inner object separately, or send it while no thread holds its lock."
+            )
+        try:
+            rv = obj.__reduce_ex__(self.proto)
+        except BaseException:
+            lock.release()
+            raise
+        if type(rv) is not tuple or len(rv) < 3 or rv[2] is None:
+            lock.release()  # no state to write under the lock
+            return rv
+        self._held.append(lock)
+        listitems = rv[3] if len(rv) > 3 else None
+        dictitems = rv[4] if len(rv) > 4 else None
+        setter = rv[5] if len(rv) > 5 else None
+        return (rv[0], rv[1], (rv[2], setter, _Release()), listitems, dictitems, _set_state)
+
+
+class HybridPickler(BasePickler):
+    """Default pickler: stdlib speed on plain data, by value where needed, locks as snapshots."""
+
     name = "hybrid"
+    pickler_class = Pickler

@@ -1,0 +1,210 @@
+"""Locks, conditions, events, semaphores and queues sent as snapshots.
+
+A lock cannot cross a process boundary: what matters on the other side is the
+state it guards. The reducers here turn each synchronisation object into a
+snapshot of that state, and a module-level ``_rebuild_*`` function builds a
+fresh, *released* object from it in the worker:
+
+    _thread.lock, _thread.RLock        -> a new released lock of the same kind
+    threading.Condition(lock)          -> Condition(rebuilt lock), no waiters
+    threading.Event                    -> a new Event, set if the original was set
+    threading.Semaphore                -> a new Semaphore with the same value
+    threading.BoundedSemaphore         -> same value and the same upper bound
+    queue.Queue, LifoQueue,            -> same class, items, order, maxsize and
+      PriorityQueue (and subclasses)      unfinished-task count; fresh mutex and
+                                          conditions tied to it
+    queue.SimpleQueue                  -> a new SimpleQueue with the same items
+
+Shared references stay shared: the pickler memoises each reduced object, so two
+objects holding the same lock hold the same rebuilt lock, and a Queue's three
+conditions stay tied to its one rebuilt mutex.
+
+Consistency: a Queue is copied while holding its mutex, so a worker never sees
+half of a ``put``. The items themselves are pickled after the mutex is released
+(a shallow snapshot: the queue's own structure is consistent; an item that other
+threads mutate is guarded by whatever guards it). A ``SimpleQueue`` has no lock
+Python code can take; its items are read twice and accepted when both reads
+agree, which is exact when no other thread uses the queue meanwhile.
+
+These reducers are used by the ``hybrid`` pickler (see ``hybrid.py``, which
+also snapshots user objects that own an RLock while holding it). Under
+``pickle`` and ``cloudpickle`` locks stay unpicklable, as in the stdlib.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import PicklingError
+
+LockType = type(threading.Lock())  # _thread.lock
+RLockType = type(threading.RLock())  # _thread.RLock (the C implementation)
+PyRLockType: type = threading._PyRLock  # type: ignore[attr-defined]  # pure-Python RLock
+SimpleQueueType = queue.SimpleQueue
+
+#: Seconds to wait for a Queue's mutex (or a nested object's lock) before giving
+#: up with a PicklingError, instead of hanging on a lock that is never released.
+SNAPSHOT_TIMEOUT = 10.0
+
+Reduced = tuple[Any, ...]
+
+
+# -- rebuilders: run in the worker (or wherever the bytes are loaded) -----------------
+
+
+def _rebuild_lock() -> Any:
+    return threading.Lock()
+
+
+def _rebuild_rlock() -> Any:
+    return threading.RLock()
+
+
+def _rebuild_py_rlock() -> Any:
+    return PyRLockType()
+
+
+def _rebuild_condition(lock: Any) -> threading.Condition:
+    return threading.Condition(lock)
+
+
+def _rebuild_event(is_set: bool) -> threading.Event:
+    event = threading.Event()
+    if is_set:
+        event.set()
+    return event
+
+
+def _rebuild_semaphore(value: int) -> threading.Semaphore:
+    return threading.Semaphore(value)
+
+
+def _rebuild_bounded_semaphore(value: int, initial: int) -> threading.BoundedSemaphore:
+    sem = threading.BoundedSemaphore(initial)
+    for _ in range(initial - value):
+        sem.acquire(blocking=False)
+    return sem
+
+
+def _rebuild_empty(cls: Any) -> Any:
+    """An empty instance of *cls*; its state (items, fresh mutex, ...) is set by BUILD."""
+    return cls.__new__(cls)
+
+
+def _rebuild_simple_queue(items: list[Any]) -> queue.SimpleQueue[Any]:
+    q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for item in items:
+        q.put(item)
+    return q
+
+
+# -- reducers: run in the parent, inside the pickler ------------------------------------
+
+
+def _reduce_lock(lock: Any) -> Reduced:
+    return (_rebuild_lock, ())
+
+
+def _reduce_rlock(lock: Any) -> Reduced:
+    return (_rebuild_rlock, ())
+
+
+def _reduce_py_rlock(lock: Any) -> Reduced:
+    return (_rebuild_py_rlock, ())
+
+
+def _reduce_condition(cond: threading.Condition) -> Reduced:
+    return (_rebuild_condition, (cond._lock,))  # type: ignore[attr-defined]
+
+
+def _reduce_event(event: threading.Event) -> Reduced:
+    return (_rebuild_event, (event.is_set(),))
+
+
+def _reduce_semaphore(sem: threading.Semaphore) -> Reduced:
+    return (_rebuild_semaphore, (sem._value,))  # type: ignore[attr-defined]
+
+
+def _reduce_bounded_semaphore(sem: threading.BoundedSemaphore) -> Reduced:
+    return (_rebuild_bounded_semaphore, (sem._value, sem._initial_value))  # type: ignore[attr-defined]
+
+
+def reduce_queue(q: queue.Queue[Any]) -> Reduced:
+    """Snapshot a ``queue.Queue`` (or subclass) while holding its mutex."""
+    if not q.mutex.acquire(timeout=SNAPSHOT_TIMEOUT):
+        raise PicklingError(
+            f"could not snapshot a {type(q).__qualname__}: its mutex stayed held for "
+            f"{SNAPSHOT_TIMEOUT:g}s (is the calling thread holding q.mutex, or is "
+            "another thread stuck inside a put/get?). Release it before sending the queue."
+        )
+    try:
+        state = dict(vars(q))
+        items = q.queue
+        state["queue"] = items.copy() if hasattr(items, "copy") else copy.copy(items)
+    finally:
+        q.mutex.release()
+    return (_rebuild_empty, (type(q),), state)
+
+
+def reduce_condition_subclass(cond: threading.Condition) -> Reduced:
+    """A user subclass of Condition: its attributes, without the waiting threads."""
+    state = dict(vars(cond))
+    state["_waiters"] = deque()
+    return (_rebuild_empty, (type(cond),), state)
+
+
+def simple_queue_items(q: queue.SimpleQueue[Any], attempts: int = 1000) -> list[Any]:
+    """The items of a SimpleQueue, oldest first, without taking them out.
+
+    CPython's SimpleQueue keeps its items at the tail of one list, which the
+    garbage collector can see. Read the size, the tail, and the size again; accept
+    the tail when nothing changed in between.
+    """
+    for _ in range(attempts):
+        lists = [r for r in gc.get_referents(q) if type(r) is list]
+        if len(lists) != 1:
+            break
+        items = lists[0]
+        n = q.qsize()
+        tail = items[-n:] if n else []
+        if q.qsize() == n and len(tail) == n:
+            return tail
+    raise PicklingError(
+        "could not snapshot a queue.SimpleQueue: its items could not be read "
+        "consistently (it kept changing, or this Python does not expose them). "
+        "Use queue.Queue, which is snapshotted under its mutex, or send a list of the items."
+    )
+
+
+def _reduce_simple_queue(q: queue.SimpleQueue[Any]) -> Reduced:
+    return (_rebuild_simple_queue, (simple_queue_items(q),))
+
+
+#: Reducers by exact type, for a pickler's ``dispatch_table``.
+REDUCERS: dict[type, Callable[[Any], Reduced]] = {
+    LockType: _reduce_lock,
+    RLockType: _reduce_rlock,
+    PyRLockType: _reduce_py_rlock,
+    threading.Condition: _reduce_condition,
+    threading.Event: _reduce_event,
+    threading.Semaphore: _reduce_semaphore,
+    threading.BoundedSemaphore: _reduce_bounded_semaphore,
+    queue.Queue: reduce_queue,
+    queue.LifoQueue: reduce_queue,
+    queue.PriorityQueue: reduce_queue,
+    SimpleQueueType: _reduce_simple_queue,
+}
+
+#: Types whose instances are snapshotted under their own RLock by ``hybrid``.
+RLOCK_TYPES = frozenset({RLockType, PyRLockType})
+
+
+def is_sync_object(obj: Any) -> bool:
+    """True for the objects this module reduces (used by error messages)."""
+    return type(obj) in REDUCERS or isinstance(obj, (queue.Queue, threading.Condition))

@@ -1,0 +1,90 @@
+"""A call's function is serialised once in the parent and rebuilt once per worker."""
+
+from __future__ import annotations
+
+from ..conftest import run_python
+
+SCRIPT = """
+    import os
+    from collections import defaultdict
+
+    from picklepool import Parallel, delayed
+    from picklepool.pickler.hybrid import HybridPickler
+
+    DATA = list(range(1_000_000))  # read by the function: travels with it, by value
+
+    def total(i):
+        from picklepool.workers.cache import objects
+
+        return os.getpid(), objects.builds, len(DATA) + i
+
+    class Counting(HybridPickler):
+        dumped = 0
+
+        def dumps(self, obj, buffer_callback=None):
+            if obj is total:
+                type(self).dumped += 1
+            return super().dumps(obj, buffer_callback)
+
+    out = Parallel(n_jobs=2, pickler=Counting(), batch_size={batch_size})(
+        delayed(total)(i) for i in range(200)
+    )
+    assert [r[2] for r in out] == [1_000_000 + i for i in range(200)]
+    builds = defaultdict(set)
+    for pid, n, _ in out:
+        builds[pid].add(n)
+    print(Counting.dumped, sorted(len(b) for b in builds.values()))
+"""
+
+
+def _run(batch_size):
+    proc = run_python(SCRIPT.format(batch_size=batch_size))
+    assert proc.returncode == 0, proc.stderr
+    dumped, per_worker = proc.stdout.split(" ", 1)
+    return int(dumped), per_worker.strip()
+
+
+def test_main_function_with_a_large_global_is_sent_once_per_call():
+    # 200 batches of one task: the function (and the 1M-element list it reads) is
+    # pickled once, and each worker's cache count never moves after its first batch.
+    dumped, per_worker = _run(batch_size=1)
+    assert dumped == 1
+    assert per_worker in ("[1]", "[1, 1]")
+
+
+def test_same_with_automatic_batching():
+    dumped, per_worker = _run(batch_size='"auto"')
+    assert dumped == 1
+    assert per_worker in ("[1]", "[1, 1]")
+
+
+LAMBDA_SCRIPT = """
+    from picklepool import Parallel, delayed
+    from picklepool.pickler.hybrid import HybridPickler
+
+    DATA = list(range(1_000_000))
+
+    class Counting(HybridPickler):
+        functions = 0
+
+        def dumps(self, obj, buffer_callback=None):
+            if callable(obj):
+                type(self).functions += 1
+            return super().dumps(obj, buffer_callback)
+
+    # a new lambda object for every task, reading a large global, and one whose
+    # default differs per task: the first kind is pickled once, the second per task
+    out = Parallel(n_jobs=2, pickler=Counting())(delayed(lambda i: len(DATA) + i)(i) for i in range(50))
+    assert out == [1_000_000 + i for i in range(50)]
+    print(Counting.functions)
+    Counting.functions = 0
+    out = Parallel(n_jobs=2, pickler=Counting())(delayed(lambda k=i: k * 2)() for i in range(50))
+    assert out == [2 * i for i in range(50)]
+    print(Counting.functions)
+"""
+
+
+def test_a_lambda_made_anew_for_each_task_is_pickled_once():
+    proc = run_python(LAMBDA_SCRIPT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "50"]

@@ -1,0 +1,209 @@
+"""Pickling errors say where: path, type, pickler and fix."""
+
+from __future__ import annotations
+
+import functools
+import socket
+import threading
+
+import pytest
+
+from picklepool import Parallel, PicklingError, delayed
+from picklepool.errors import UnpicklingError
+from picklepool.pickler import get_pickler, locks
+from picklepool.pickler.diagnose import explain, find_culprit
+
+from ..conftest import run_python
+
+
+class Optimizer:
+    def __init__(self):
+        self._lock = threading.RLock()
+        self.lr = 0.01
+
+
+class Model:
+    def __init__(self):
+        self.weights = [0.5, 0.25]
+        self.optimizer = Optimizer()
+
+
+class Slotted:
+    __slots__ = ("gen", "x")
+
+    def __init__(self):
+        self.x = 1
+        self.gen = (i for i in range(2))
+
+
+def identity(*args, **kwargs):
+    return args, kwargs
+
+
+def message_for(obj, pickler="pickle", root="args"):
+    p = get_pickler(pickler)
+    try:
+        p.dumps(obj)
+    except Exception as exc:
+        return explain(p, obj, exc, root=root)
+    raise AssertionError("expected a pickling failure")
+
+
+@pytest.mark.parametrize("pickler", ["pickle", "cloudpickle"])
+def test_lock_deep_in_args_names_path_type_pickler_and_fix(pickler):
+    with pytest.raises(PicklingError) as info:
+        Parallel(n_jobs=2, pickler=pickler)(delayed(identity)(i, {"model": Model()}) for i in range(3))
+    msg = str(info.value)
+    assert msg.startswith("task 0: cannot pickle args[1]['model'].optimizer._lock (type _thread.RLock)")
+    assert f"with pickler {pickler!r}" in msg
+    assert "Fix: use pickler='hybrid' (the default)" in msg
+
+
+def test_path_through_kwargs():
+    with pytest.raises(
+        PicklingError, match=r"task 2: cannot pickle kwargs\['cfg'\]\[1\] \(type _thread.lock\)"
+    ):
+        Parallel(n_jobs=2, pickler="pickle")(
+            delayed(identity)(cfg=[1, threading.Lock()] if i == 2 else [1]) for i in range(3)
+        )
+
+
+def test_lambda_under_pickle_names_the_function_and_the_wrapper():
+    with pytest.raises(PicklingError) as info:
+        Parallel(n_jobs=2, pickler="pickle")(delayed(lambda x: x)(i) for i in range(2))
+    msg = str(info.value)
+    assert "cannot pickle function" in msg and "<lambda>" in msg and "with pickler 'pickle'" in msg
+    assert "by reference" in msg and "wrap_non_picklable_objects" in msg
+
+
+def test_closure_cell_under_hybrid():
+    gen = (i for i in range(3))
+
+    def uses_gen(x):
+        return next(gen) + x
+
+    with pytest.raises(PicklingError) as info:
+        Parallel(n_jobs=2)(delayed(uses_gen)(i) for i in range(2))
+    msg = str(info.value)
+    assert ".uses_gen.<closure gen> (type builtins.generator) with pickler 'hybrid'" in msg
+    assert "pass list(generator) instead" in msg
+
+
+def _gen_result(i):
+    return {"ok": i, "gen": (j for j in range(i))}
+
+
+def test_result_that_cannot_be_sent_back():
+    with pytest.raises(PicklingError) as info:
+        Parallel(n_jobs=2)(delayed(_gen_result)(i) for i in range(3))
+    msg = str(info.value)
+    assert "could not be sent back" in msg
+    assert "cannot pickle result['gen'] (type builtins.generator) with pickler 'hybrid'" in msg
+    assert "return list(generator) instead" in msg
+
+
+def test_main_function_under_pickle_is_explained_from_the_worker():
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        def square(x):
+            return x * x
+
+        try:
+            Parallel(n_jobs=2, pickler="pickle")(delayed(square)(i) for i in range(4))
+        except Exception as exc:
+            print(type(exc).__name__)
+            print(exc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    kind, msg = proc.stdout.split("\n", 1)
+    assert kind == "UnpicklingError"
+    assert "could not rebuild the function __main__.square" in msg
+    assert "Can't get attribute 'square'" in msg
+    assert "'square' is defined in __main__ (your script), which workers do not import" in msg
+    assert "sends functions and classes by reference" in msg and "pickler='hybrid'" in msg
+
+
+def test_main_class_in_args_under_pickle():
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        class Point:
+            def __init__(self, x):
+                self.x = x
+
+        try:
+            Parallel(n_jobs=2, pickler="pickle")(delayed(repr)(Point(i)) for i in range(2))
+        except Exception as exc:
+            print(exc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "could not rebuild the arguments of tasks" in proc.stdout
+    assert "'Point' is defined in __main__" in proc.stdout
+
+
+def test_main_function_global_under_cloudpickle():
+    proc = run_python(
+        """
+        import threading
+        from picklepool import Parallel, delayed
+
+        LOCK = threading.Lock()
+
+        def locked(x):
+            with LOCK:
+                return x
+
+        try:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(locked)(i) for i in range(2))
+        except Exception as exc:
+            print(exc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot pickle function __main__.locked.<global LOCK> (type _thread.lock)" in proc.stdout
+    assert "with pickler 'cloudpickle'" in proc.stdout and "pickler='hybrid'" in proc.stdout
+
+
+def test_unpickling_error_is_a_pickling_error():
+    assert issubclass(UnpicklingError, PicklingError)
+
+
+def test_bound_method_partial_and_slots_paths():
+    model = Model()
+    msg = message_for(functools.partial(identity, 1, model), pickler="cloudpickle", root="function f")
+    assert "function f.args[1].optimizer._lock" in msg
+    method = Optimizer().__init__
+    assert "args.__self__._lock" in message_for(method, pickler="cloudpickle")
+    assert "args.gen (type builtins.generator)" in message_for(Slotted(), pickler="hybrid")
+
+
+def test_fix_texts_per_kind(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x")
+    with open(path, "rb") as f:
+        assert "pass its path and open it inside the task" in message_for([f], pickler="hybrid")
+    with socket.socket() as s:
+        assert "pass the address and connect inside the task" in message_for({"s": s}, pickler="hybrid")
+    generic = message_for([threading.local()], pickler="hybrid")
+    assert "args[0] (type _thread._local)" in generic and "__reduce__" in generic
+    assert "pickler='hybrid'" not in generic  # already in use: not suggested again
+
+
+def test_the_culprit_is_the_deepest_failing_child():
+    found = find_culprit(get_pickler("pickle"), {"a": [1, {"b": threading.Lock()}]}, root="x")
+    assert found is not None and found[0] == "x['a'][1]['b']"
+
+
+def test_snapshot_errors_are_passed_on_without_walking(monkeypatch):
+    monkeypatch.setattr(locks, "SNAPSHOT_TIMEOUT", 0.01)
+    import queue
+
+    q = queue.Queue()
+    with q.mutex:
+        msg = message_for([q], pickler="hybrid")
+    assert msg.startswith("cannot pickle args with pickler 'hybrid': could not snapshot a Queue")

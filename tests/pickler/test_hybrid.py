@@ -1,0 +1,264 @@
+"""The hybrid pickler: plain data as pickle does, by value where needed, awkward objects."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import pickle
+import queue
+import socket
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from picklepool.pickler import get_pickler
+from picklepool.pickler.hybrid import HybridPickler, Pickler
+
+from ..conftest import run_python
+
+PICKLERS = ["pickle", "cloudpickle", "hybrid"]
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+    | st.complex_numbers(allow_nan=False)
+)
+hashables = st.recursive(
+    scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3), max_leaves=8
+)
+plain = st.recursive(
+    hashables,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.tuples(inner, inner)
+        | st.dictionaries(hashables, inner, max_size=5)
+        | st.sets(hashables, max_size=5)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(plain)
+def test_plain_data_round_trips_equal_through_every_pickler(obj):
+    for name in PICKLERS:
+        p = get_pickler(name)
+        assert p.loads(p.dumps(obj)) == obj, name
+
+
+@settings(max_examples=60, deadline=None)
+@given(plain)
+def test_hybrid_writes_the_same_bytes_as_pickle_on_plain_data(obj):
+    assert get_pickler("hybrid").dumps(obj) == pickle.dumps(obj, protocol=5)
+
+
+def test_hybrid_is_the_registered_default_strategy():
+    p = get_pickler("hybrid")
+    assert isinstance(p, HybridPickler) and p.name == "hybrid" and p.pickler_class is Pickler
+
+
+def test_shared_and_recursive_structure_is_kept():
+    inner = [1, 2]
+    outer = [inner, inner]
+    outer.append(outer)
+    copy = get_pickler("hybrid").loads(get_pickler("hybrid").dumps(outer))
+    assert copy[0] is copy[1] and copy[2] is copy
+
+
+def test_out_of_band_buffers_pass_through():
+    np = pytest.importorskip("numpy")
+    arr = np.arange(1000.0)
+    buffers: list[pickle.PickleBuffer] = []
+    p = get_pickler("hybrid")
+    data = p.dumps(arr, buffer_callback=buffers.append)
+    assert len(buffers) == 1 and len(data) < 1000
+    assert (p.loads(data, buffers=buffers) == arr).all()
+
+
+def importable(x):
+    return x + 1
+
+
+def test_importable_functions_go_by_reference():
+    data = get_pickler("hybrid").dumps(importable)
+    assert data == pickle.dumps(importable, protocol=5)
+
+
+# -- awkward objects: what each pickler does -----------------------------------------
+
+
+def _closure():
+    base = 10
+
+    def add(x):
+        return x + base
+
+    return add
+
+
+def _local_instance():
+    class Local:
+        def __init__(self):
+            self.v = 7
+
+    return Local()
+
+
+class LockHolder:
+    def __init__(self):
+        self._lock = threading.RLock()
+        self.data = {"w": [1.0, 2.0]}
+
+
+def _generator():
+    return (i for i in range(3))
+
+
+def _queue():
+    q = queue.Queue()
+    q.put("job")
+    return q
+
+
+OK, FAILS = "ok", "fails"
+AWKWARD = {
+    # name: (factory, check of the rebuilt object, outcome per pickler)
+    "lambda": (lambda: lambda x: x * 2, lambda f: f(3) == 6, (FAILS, OK, OK)),
+    "closure": (_closure, lambda f: f(1) == 11, (FAILS, OK, OK)),
+    "local class": (_local_instance, lambda o: o.v == 7, (FAILS, OK, OK)),
+    "generator": (_generator, None, (FAILS, FAILS, FAILS)),
+    "lock-holding class": (LockHolder, lambda o: o.data == {"w": [1.0, 2.0]}, (FAILS, FAILS, OK)),
+    "queue": (_queue, lambda q: q.get_nowait() == "job", (FAILS, FAILS, OK)),
+    "condition": (threading.Condition, lambda c: isinstance(c, threading.Condition), (FAILS, FAILS, OK)),
+    "event": (threading.Event, lambda e: not e.is_set(), (FAILS, FAILS, OK)),
+}
+
+
+@pytest.mark.parametrize("name", list(AWKWARD))
+@pytest.mark.parametrize("pickler", PICKLERS)
+def test_awkward_objects(name, pickler):
+    factory, check, outcomes = AWKWARD[name]
+    expected = outcomes[PICKLERS.index(pickler)]
+    p = get_pickler(pickler)
+    obj = factory()
+    if expected == FAILS:
+        with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):
+            p.dumps(obj)
+        return
+    copy = p.loads(p.dumps(obj))
+    assert check is None or check(copy)
+
+
+@pytest.mark.parametrize("pickler", PICKLERS)
+def test_open_binary_file_fails_everywhere(pickler, tmp_path):
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"abc")
+    with open(path, "rb") as f, pytest.raises(TypeError):
+        get_pickler(pickler).dumps(f)
+
+
+@pytest.mark.parametrize("pickler", PICKLERS)
+def test_open_text_file_only_by_cloudpickle_rules(pickler, tmp_path):
+    """cloudpickle sends a text file opened for reading as its contents; hybrid too."""
+    path = tmp_path / "data.txt"
+    path.write_text("hello")
+    p = get_pickler(pickler)
+    with open(path) as f:
+        if pickler == "pickle":
+            with pytest.raises(TypeError):
+                p.dumps(f)
+        else:
+            assert p.loads(p.dumps(f)).read() == "hello"
+
+
+@pytest.mark.parametrize("pickler", PICKLERS)
+def test_socket_fails_everywhere(pickler):
+    with socket.socket() as s, pytest.raises(TypeError):
+        get_pickler(pickler).dumps(s)
+
+
+MAIN_SCRIPT = """
+    import pickle, sys
+    from picklepool.pickler import get_pickler
+
+    SCALE = 3
+
+    def triple(x):
+        return x * SCALE
+
+    class Box:
+        def __init__(self, v):
+            self.v = v
+
+    p = get_pickler(sys.argv[1] if len(sys.argv) > 1 else "{name}")
+    sys.stdout.buffer.write(p.dumps((triple, Box(4))))
+"""
+
+LOAD_SCRIPT = """
+    import pickle, sys
+    f, box = pickle.loads(sys.stdin.buffer.read())
+    print(f(2), box.v, type(box).__name__)
+"""
+
+
+@pytest.mark.parametrize("pickler", PICKLERS)
+def test_main_functions_and_classes(pickler):
+    import subprocess
+    import sys
+    import textwrap
+
+    made = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(MAIN_SCRIPT.format(name=pickler))],
+        capture_output=True,
+        env=dict(os.environ),
+        check=True,
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(LOAD_SCRIPT)],
+        input=made.stdout,
+        capture_output=True,
+        env=dict(os.environ),
+    )
+    if pickler == "pickle":
+        assert loaded.returncode != 0 and b"Can't get attribute 'triple'" in loaded.stderr
+    else:
+        assert loaded.returncode == 0, loaded.stderr
+        assert loaded.stdout.decode().split() == ["6", "4", "Box"]
+
+
+def test_main_function_through_parallel_with_every_pickler():
+    proc = run_python(
+        """
+        import threading
+        from picklepool import Parallel, delayed
+
+        LOCK = threading.RLock()
+
+        def square(x):
+            with LOCK:  # a __main__ function whose global is a lock
+                return x * x
+
+        for name in ("cloudpickle", "pickle", "hybrid"):
+            try:
+                print(name, Parallel(n_jobs=2, pickler=name)(delayed(square)(i) for i in range(4)))
+            except Exception as exc:
+                print(name, type(exc).__name__)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines == ["cloudpickle PicklingError", "pickle UnpicklingError", "hybrid [0, 1, 4, 9]"]
+
+
+def test_pickler_class_is_usable_directly():
+    f = io.BytesIO()
+    Pickler(f, protocol=5).dump({"lock": threading.Lock(), "f": lambda: math.pi})
+    copy = pickle.loads(f.getvalue())
+    assert copy["f"]() == math.pi and copy["lock"].acquire(blocking=False)

@@ -1,0 +1,327 @@
+"""Locks, conditions, events, semaphores and queues under the hybrid pickler."""
+
+from __future__ import annotations
+
+import pickle
+import queue
+import threading
+
+import pytest
+
+from picklepool import Parallel, PicklingError, delayed
+from picklepool.pickler import get_pickler, locks
+
+hybrid = get_pickler("hybrid")
+
+
+def roundtrip(obj):
+    return pickle.loads(hybrid.dumps(obj))
+
+
+def released(lock) -> bool:
+    """True when *lock* can be taken at once by this thread (and gives it back)."""
+    if lock.acquire(blocking=False):
+        lock.release()
+        return True
+    return False
+
+
+@pytest.mark.parametrize(
+    "make", [threading.Lock, threading.RLock, locks.PyRLockType], ids=["Lock", "RLock", "PyRLock"]
+)
+def test_held_lock_is_rebuilt_fresh_and_released(make):
+    lock = make()
+    lock.acquire()
+    try:
+        copy = roundtrip(lock)
+    finally:
+        lock.release()
+    assert type(copy) is type(lock) and copy is not lock
+    assert released(copy)
+
+
+def test_condition_stays_tied_to_its_rebuilt_lock():
+    lock = threading.RLock()
+    cond = threading.Condition(lock)
+    box = roundtrip({"lock": lock, "cond": cond})
+    assert isinstance(box["cond"], threading.Condition)
+    assert box["cond"]._lock is box["lock"]
+    with box["cond"]:
+        box["cond"].notify_all()  # usable: owns the rebuilt lock, no stale waiters
+
+
+def test_condition_with_a_waiting_thread_arrives_without_waiters():
+    cond = threading.Condition()
+    waiting = threading.Event()
+    stop = threading.Event()
+
+    def waiter():
+        with cond:
+            waiting.set()
+            cond.wait_for(stop.is_set)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    waiting.wait()
+    with cond:  # the waiter is inside wait(): it released the lock and queued a waiter lock
+        assert cond._waiters
+        copy = roundtrip(cond)
+        stop.set()
+        cond.notify_all()
+    t.join()
+    assert not copy._waiters and released(copy._lock)
+
+
+@pytest.mark.parametrize("is_set", [True, False])
+def test_event_keeps_whether_it_is_set(is_set):
+    event = threading.Event()
+    if is_set:
+        event.set()
+    assert roundtrip(event).is_set() is is_set
+
+
+def test_semaphores_keep_their_value_and_bound():
+    sem = threading.Semaphore(3)
+    sem.acquire()
+    bounded = threading.BoundedSemaphore(4)
+    bounded.acquire()
+    bounded.acquire()
+    s, b = roundtrip((sem, bounded))
+    assert type(s) is threading.Semaphore and s._value == 2
+    assert type(b) is threading.BoundedSemaphore and b._value == 2
+    b.release()
+    b.release()
+    with pytest.raises(ValueError):  # still bounded at 4
+        b.release()
+
+
+@pytest.mark.parametrize("cls", [queue.Queue, queue.LifoQueue, queue.PriorityQueue])
+def test_queue_keeps_items_order_maxsize_and_unfinished_count(cls):
+    q = cls(maxsize=10)
+    for item in [(3, "c"), (1, "a"), (2, "b")]:
+        q.put(item)
+    q.get()
+    q.task_done()
+    copy = roundtrip(q)
+    assert type(copy) is cls and copy.maxsize == 10 and copy.unfinished_tasks == 2
+    expected = [q.get_nowait() for _ in range(q.qsize())]
+    assert [copy.get_nowait() for _ in range(copy.qsize())] == expected
+    for cond in (copy.not_empty, copy.not_full, copy.all_tasks_done):
+        assert cond._lock is copy.mutex
+    assert released(copy.mutex)
+
+
+def test_queue_subclass_is_snapshotted_too():
+    class Tagged(queue.Queue):
+        def __init__(self, tag):
+            super().__init__()
+            self.tag = tag
+
+    q = Tagged("jobs")
+    q.put(1)
+    copy = roundtrip(q)
+    assert type(copy).__name__ == "Tagged" and copy.tag == "jobs" and copy.get_nowait() == 1
+
+
+def test_queue_is_snapshotted_under_its_mutex(monkeypatch):
+    monkeypatch.setattr(locks, "SNAPSHOT_TIMEOUT", 0.05)
+    q = queue.Queue()
+    q.put(1)
+    with q.mutex, pytest.raises(PicklingError, match="mutex stayed held"):
+        hybrid.dumps(q)
+    assert released(q.mutex)
+
+
+def test_simple_queue_keeps_its_items_and_the_original_is_untouched():
+    q = queue.SimpleQueue()
+    for item in ["a", None, "c"]:
+        q.put(item)
+    q.get()
+    copy = roundtrip(q)
+    assert [copy.get_nowait() for _ in range(copy.qsize())] == [None, "c"]
+    assert [q.get_nowait() for _ in range(q.qsize())] == [None, "c"]
+
+
+def test_shared_references_stay_shared():
+    lock = threading.Lock()
+    q = queue.Queue()
+    a = {"lock": lock, "queue": q}
+    b = {"lock": lock, "queue": q}
+    a2, b2 = roundtrip((a, b))
+    assert a2["lock"] is b2["lock"] and a2["queue"] is b2["queue"]
+    assert a2["lock"] is not lock
+
+
+class Account:
+    """A user class guarding its state with an RLock."""
+
+    def __init__(self, balance=0):
+        self._lock = threading.RLock()
+        self.balance = balance
+        self.history = []
+
+    def deposit(self, amount):
+        with self._lock:
+            self.balance += amount
+            self.history.append(amount)
+
+
+class LockProbe:
+    """Records, when pickled, whether the account's lock is held by the pickling thread."""
+
+    def __init__(self, account):
+        self.account = account
+        self.seen = []
+
+    def __reduce__(self):
+        self.seen.append(self.account._lock._is_owned())
+        return (int, ())
+
+
+def test_rlock_owner_is_snapshotted_while_holding_its_lock():
+    acct = Account(5)
+    probe = LockProbe(acct)
+    acct.history.append(probe)
+    copy = roundtrip(acct)
+    assert probe.seen == [True]  # the state was written under acct._lock
+    assert released(acct._lock)  # and the lock was given back
+    assert copy.balance == 5 and copy.history == [0] and released(copy._lock)
+
+
+def test_rlock_owner_pickles_from_inside_its_own_lock():
+    acct = Account(1)
+    with acct._lock:  # reentrant: no deadlock
+        copy = roundtrip(acct)
+    assert copy.balance == 1 and released(acct._lock)
+
+
+def test_lock_is_released_when_pickling_the_state_fails():
+    acct = Account()
+    acct.history.append(i for i in range(3))  # a generator: cannot be pickled
+    with pytest.raises(TypeError, match="generator"):
+        hybrid.dumps(acct)
+    assert released_elsewhere(acct._lock)
+
+
+def released_elsewhere(lock) -> bool:
+    """True when another thread can take *lock* (an RLock held here would still look free here)."""
+    out = []
+    t = threading.Thread(target=lambda: out.append(released(lock)))
+    t.start()
+    t.join()
+    return out[0]
+
+
+def test_nested_lock_held_elsewhere_gives_a_clear_error(monkeypatch):
+    monkeypatch.setattr(locks, "SNAPSHOT_TIMEOUT", 0.05)
+    outer, inner = Account(), Account()
+    outer.history.append(inner)
+    holding, done = threading.Event(), threading.Event()
+
+    def hold():
+        with inner._lock:
+            holding.set()
+            done.wait()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    holding.wait()
+    try:
+        with pytest.raises(PicklingError, match="lock-order conflict"):
+            hybrid.dumps(outer)
+    finally:
+        done.set()
+        t.join()
+    assert released_elsewhere(outer._lock)
+
+
+class Custom:
+    """Owns an RLock but pickles itself its own way (drops the lock)."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self.value = 3
+
+    def __getstate__(self):
+        return {"value": self.value}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+
+def test_rlock_owner_with_its_own_getstate_keeps_it():
+    copy = roundtrip(Custom())
+    assert copy.value == 3 and released(copy._lock)
+
+
+@pytest.mark.parametrize("name", ["pickle", "cloudpickle"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        threading.Lock,
+        threading.RLock,
+        threading.Condition,
+        threading.Event,
+        queue.Queue,
+        queue.SimpleQueue,
+        Account,
+    ],
+)
+def test_other_picklers_still_refuse_locks(name, make):
+    with pytest.raises(TypeError):
+        get_pickler(name).dumps(make())
+
+
+def _balance(acct, extra):
+    with acct._lock:  # the rebuilt lock works in the worker
+        acct.deposit(extra)
+    return acct.balance, len(acct.history)
+
+
+def _drain(q, ev, sem):
+    items = []
+    while not q.empty():
+        items.append(q.get_nowait())
+        q.task_done()
+    return items, ev.is_set(), sem._value
+
+
+def test_lock_holders_through_parallel():
+    acct = Account(10)
+    acct.deposit(5)
+    out = Parallel(n_jobs=2)(delayed(_balance)(acct, i) for i in range(4))
+    assert out == [(15 + i, 2) for i in range(4)]
+    assert acct.balance == 15  # changes in workers stay in the workers
+
+
+def test_queue_event_semaphore_through_parallel():
+    q = queue.Queue()
+    for i in range(5):
+        q.put(i)
+    ev = threading.Event()
+    ev.set()
+    sem = threading.Semaphore(2)
+    out = Parallel(n_jobs=2)(delayed(_drain)(q, ev, sem) for _ in range(3))
+    assert out == [([0, 1, 2, 3, 4], True, 2)] * 3
+    assert q.qsize() == 5
+
+
+def _make_account(balance):
+    return Account(balance)
+
+
+def test_lock_holders_come_back_from_workers():
+    out = Parallel(n_jobs=2)(delayed(_make_account)(i) for i in range(3))
+    assert [a.balance for a in out] == [0, 1, 2]
+    assert all(released(a._lock) for a in out)
+
+
+def test_lock_in_args_under_pickle_fails_with_the_path():
+    acct = Account()
+    with pytest.raises(PicklingError) as info:
+        Parallel(n_jobs=2, pickler="pickle")(delayed(_balance)(acct, i) for i in range(2))
+    msg = str(info.value)
+    assert (
+        "args[0]._lock" in msg and "_thread.RLock" in msg and "'pickle'" in msg and "pickler='hybrid'" in msg
+    )
