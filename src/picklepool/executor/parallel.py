@@ -259,6 +259,7 @@ class Parallel:
             ordered=self.return_as != "generator_unordered",
             on_progress=reporter,
             worker_limits=worker_limits,
+            max_nbytes=s["max_nbytes"],
         )
         chunks = call.run(iterable)
         if self.return_as == "list":
