@@ -41,6 +41,7 @@ subclasses are copied in band by numpy), and ``pickle.PickleBuffer`` objects.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import mmap
@@ -116,6 +117,11 @@ def _unlink(path: str) -> None:
         pass
 
 
+def _holder(obj: Any) -> Callable[[], Any]:
+    """A strong stand-in for ``weakref.ref(obj)``."""
+    return lambda: obj
+
+
 def _owner(obj: Any) -> Any:
     """The object owning the memory a buffer exporter points into (numpy's base chain)."""
     np = sys.modules.get("numpy")
@@ -158,7 +164,7 @@ class CallBuffers:
         self.enabled = max_nbytes is not None and session is not None
         self.max_nbytes = max_nbytes if max_nbytes is not None else 0
         self.memo: dict[Any, Any] = context.memo
-        self.folder = os.path.join(session.path, f"call-{call_id}") if self.enabled else ""
+        self.folder = os.path.join(session.path, f"call-{call_id}") if session is not None else ""
         self._opened = False
         self._spill: str | None = None
         self._names = itertools.count()
@@ -230,10 +236,9 @@ class CallBuffers:
         entry = _Entry(key, path, raw.nbytes)
         entry.users, entry.pinned = 1, pin
         try:
-            ref = weakref.ref(owner, lambda _r, e=entry: self._owner_died(e))
-            entry.owner = ref
+            entry.owner = weakref.ref(owner, functools.partial(self._owner_died, entry))
         except TypeError:  # not weak-referenceable: held (and the file kept) until the call ends
-            entry.owner = lambda o=owner: o
+            entry.owner = _holder(owner)
         with self._lock:
             self._by_path[path] = entry
             if key is not None:
@@ -292,19 +297,23 @@ class CallBuffers:
         with self._lock:
             for e in entries:
                 e.users -= 1
-                if e.users == 0 and e.dead and not e.pinned and self._by_path.pop(e.path, None):
+                if e.users == 0 and e.dead and not e.pinned and self._forget(e):
                     gone.append(e.path)
         for path in gone:
             _unlink(path)
 
-    def _owner_died(self, entry: _Entry) -> None:
+    def _owner_died(self, entry: _Entry, _ref: Any = None) -> None:
         with self._lock:
             entry.dead = True
             if entry.key is not None and self.memo.get(entry.key) is entry:
                 self.memo.pop(entry.key, None)
-            gone = entry.users == 0 and not entry.pinned and self._by_path.pop(entry.path, None)
+            gone = entry.users == 0 and not entry.pinned and self._forget(entry)
         if gone:
             _unlink(entry.path)
+
+    def _forget(self, entry: _Entry) -> bool:
+        """Drop *entry* (lock held); False if the call's end already dropped it."""
+        return self._by_path.pop(entry.path, None) is not None
 
     # -- results --------------------------------------------------------------------
 
