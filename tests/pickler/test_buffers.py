@@ -120,14 +120,18 @@ def misbehave(a, i, how):
     return float(a[i])
 
 
-def wait_then_return(fifo, n):
-    with open(fifo, "rb") as f:  # blocks until the parent opens it for writing
+def wait_then_return(started, go, n):
+    with open(started, "wb"):  # blocks until fail_after_start() opens it
+        pass
+    with open(go, "rb") as f:  # blocks until the parent opens it
         f.read()
     return fresh(n, 7.0)
 
 
-def fail():
-    raise KeyError("fail at once")
+def fail_after_start(started):
+    with open(started, "rb") as f:  # returns once wait_then_return() is running
+        f.read()
+    raise KeyError("fail while the other task runs")
 
 
 class PlainPickler(pickle.Pickler):
@@ -354,7 +358,8 @@ def test_nothing_left_after_a_failed_call(how, writes, clean):
     a = np.arange(N, dtype=np.float64)
     expected = {"error": ValueError, "crash": WorkerCrashedError, "timeout": TimeoutError}[how]
     with pytest.raises(expected):
-        run((delayed(misbehave)(a, i, how) for i in range(20)), batch_size=1, timeout=2)
+        timeout = 1 if how == "timeout" else None
+        run((delayed(misbehave)(a, i, how) for i in range(20)), batch_size=1, timeout=timeout)
     assert writes and clean() == []
     assert run([delayed(first_of)(a)]) == [0.0]  # and the next call works
     assert clean() == []
@@ -384,12 +389,13 @@ def test_nothing_left_after_with_parallel(writes, clean):
 
 
 def test_a_result_finished_after_the_call_ended_leaves_nothing(tmp_path, clean):
-    fifo = str(tmp_path / "go")
-    os.mkfifo(fifo)
-    tasks = [delayed(wait_then_return)(fifo, N), delayed(fail)()]
+    started, go = str(tmp_path / "started"), str(tmp_path / "go")
+    os.mkfifo(started)
+    os.mkfifo(go)
+    tasks = [delayed(wait_then_return)(started, go, N), delayed(fail_after_start)(started)]
     with pytest.raises(KeyError):
         run(tasks, batch_size=1)
-    with open(fifo, "wb"):  # lets the first task finish, after its call has ended
+    with open(go, "wb"):  # lets the first task finish, after its call has ended
         pass
     picklepool.shutdown(wait=True)
     assert clean() == []
