@@ -304,9 +304,14 @@ def test_writing_to_an_argument_in_a_worker_raises_numpys_error():
     assert a[0] == 0
 
 
-def test_max_nbytes_none_sends_copies(writes):
+@pytest.mark.parametrize("where", ["argument", "parallel_config"])
+def test_max_nbytes_none_sends_copies(where, writes):
     a = np.arange(N, dtype=np.float64)
-    (d,) = run([delayed(describe)(a)], max_nbytes=None)
+    if where == "argument":
+        (d,) = run([delayed(describe)(a)], max_nbytes=None)
+    else:
+        with picklepool.parallel_config(max_nbytes=None):
+            (d,) = Parallel(n_jobs=2)([delayed(describe)(a)])
     assert not d["shm"] and d["writeable"]
     assert writes == []
 
@@ -386,6 +391,15 @@ def test_nothing_left_after_with_parallel(writes, clean):
     assert first == [0.0] * 5
     assert all(d["shm"] and shm_backed(d["copy"]) and d["copy"][-1] == a[-1] for d in second)
     assert len(writes) == 2 and clean() == []  # one file per call for the same array
+
+
+def test_nothing_left_when_a_generator_is_dropped(clean):
+    tasks = (delayed(fresh)(N, float(i)) for i in range(50))
+    gen = Parallel(n_jobs=2, max_nbytes=LIMIT, return_as="generator", batch_size=1)(tasks)
+    assert next(gen)[0] == 0.0
+    gen.close()
+    picklepool.shutdown(wait=True)  # lets the batches already running finish
+    assert clean() == []
 
 
 def test_a_result_finished_after_the_call_ended_leaves_nothing(tmp_path, clean):

@@ -264,11 +264,12 @@ class CallBuffers:
             self._spill = tempfile.mkdtemp(prefix=f"picklepool-{os.getpid()}-spill-")
             _track(self._spill, register=True)
             log.debug(
-                "picklepool: %s has %d MB free, too little for a %d MB buffer; large buffers "
-                "of this call go to memory-mapped files in %s instead",
-                os.path.dirname(self.folder),
+                "picklepool: %s has %d MB free, less than a %d MB buffer plus the %d MB left "
+                "for others; large buffers of this call go to memory-mapped files in %s instead",
+                os.path.dirname(os.path.dirname(self.folder)),  # /dev/shm, above the session
                 free_space(self.folder) >> 20,
                 -(-nbytes >> 20),
+                SHM_RESERVE >> 20,
                 self._spill,
             )
         return self._spill
@@ -318,7 +319,13 @@ class CallBuffers:
     # -- results --------------------------------------------------------------------
 
     def loads(self, pickler: Any, reply: Any) -> Any:
-        """Unpickle a reply, mapping (and taking over) its result files."""
+        """Unpickle a reply, mapping (and taking over) its result files.
+
+        The mappings are shared (``MAP_SHARED``) and the files unlinked at once, so
+        the parent is their only user: result arrays are writable, freed when
+        garbage collected. (A child forked later shares them, as with any shared
+        mapping.)
+        """
         if not isinstance(reply, Frames):
             return pickler.loads(reply)
         buffers = []
