@@ -28,6 +28,7 @@ from picklepool.executor.backends import session
 from picklepool.pickler import buffers
 from picklepool.pickler.base import StdlibPickler
 from picklepool.pickler.context import CallContext
+from tests.conftest import run_python
 
 np = pytest.importorskip("numpy")
 
@@ -173,9 +174,10 @@ def writes(monkeypatch):
 
 @pytest.fixture
 def clean():
-    """Start from a session with nothing in it but flags and statuses."""
-    assert leftovers() == []
-    return leftovers
+    """``clean()`` lists what appeared in the session folder, /dev/shm and the temp
+    folder since the test started (other tests' leftovers are not its business)."""
+    before = set(leftovers())
+    return lambda: sorted(set(leftovers()) - before)
 
 
 def run(tasks, **kw):
@@ -380,6 +382,49 @@ def test_nothing_left_after_ctrl_c_in_the_parent(writes, clean):
     with pytest.raises(KeyboardInterrupt):
         run(tasks(), batch_size=1)
     assert writes and clean() == []
+
+
+CTRL_C_SCRIPT = """
+import os, signal, sys, threading
+import numpy as np
+from picklepool import Parallel, delayed
+from picklepool.executor.backends import session
+
+fifo = {fifo!r}
+
+def task(a, i, fifo):
+    if i == 0:
+        with open(fifo, "w") as f:
+            f.write("started")
+    threading.Event().wait(60)
+    return a[i]
+
+def interrupt_when_started():
+    with open(fifo) as f:  # blocks until a task has started in a worker
+        f.read()
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt_when_started, daemon=True).start()
+a = np.ones(1 << 20)  # 8 MB: through shared memory
+print("pid", os.getpid(), "session", session().path)
+try:
+    Parallel(n_jobs=2, batch_size=1)(delayed(task)(a, i, fifo) for i in range(10))
+except KeyboardInterrupt:
+    print("interrupted")
+print("left", sorted(e for e in os.listdir(session().path) if e.startswith("call-")))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX signals and FIFOs")
+def test_nothing_left_after_a_real_ctrl_c(tmp_path):
+    fifo = str(tmp_path / "started")
+    os.mkfifo(fifo)
+    res = run_python(CTRL_C_SCRIPT.format(fifo=fifo))
+    assert "interrupted" in res.stdout and "left []" in res.stdout, res.stdout + res.stderr
+    pid = res.stdout.split()[1]
+    shm_root = os.path.dirname(res.stdout.split()[3])
+    for root in (shm_root, tempfile.gettempdir()):  # and nothing once it has exited
+        assert [e for e in os.listdir(root) if e.startswith(f"picklepool-{pid}-")] == []
 
 
 def test_nothing_left_after_with_parallel(writes, clean):
