@@ -34,8 +34,9 @@ and logs it at DEBUG level; a worker whose result does not fit sends it back
 through the pipe as usual. ``free_space`` is the one probe both sides use.
 
 Only buffers that pickle itself passes out of band take this road: numpy arrays
-(C or Fortran contiguous; non-contiguous views, object arrays and ``np.memmap``
-subclasses are copied in band by numpy), and ``pickle.PickleBuffer`` objects.
+(C or Fortran contiguous; numpy copies in band non-contiguous views, object
+arrays, ``np.memmap`` and other subclasses, and datetime64/timedelta64 arrays,
+whose memory it cannot export as a buffer) and ``pickle.PickleBuffer`` objects.
 ``bytes`` and ``bytearray`` are always pickled in band by the stdlib.
 """
 
