@@ -40,6 +40,7 @@ from ..errors import (
     UnpicklingError,
     WorkerCrashedError,
 )
+from ..pickler.buffers import CallBuffers, Frames
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain
 from ..workers.runner import execute, run_batch
@@ -111,6 +112,7 @@ class Call:
         ordered: bool,
         on_progress: Callable[[int, int | None], None] | None = None,
         worker_limits: Any = None,
+        max_nbytes: int | None = None,
     ) -> None:
         self.backend = backend
         self.pickler = pickler
@@ -127,6 +129,7 @@ class Call:
         self._specs: dict[Any, tuple[str, Any, str]] = {}
         self._keep: list[Any] = []  # what the _specs keys refer to, kept alive so ids stay unique
         self.context = CallContext(pickler, self.session, backend.blob_store())
+        self.buffers = CallBuffers(self.context, self.call_id, max_nbytes)  # large ones via shm
         self._done: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
         self.total: int | None = None
         self._overdue: tuple[int, int] | None = None  # (task, pid) killed by the backstop
@@ -138,16 +141,18 @@ class Call:
         spec = self._specs.get(ident)
         if spec is None:
             try:
-                data = self.pickler.dumps(func)
+                data, refs = self.buffers.dumps_function(self.pickler, func)
             except Exception as exc:
                 msg = explain(self.pickler, func, exc, root=f"function {_label(func)}")
                 raise PicklingError(f"task {index}: {msg}") from exc
-            key = hashlib.blake2b(data, digest_size=16).hexdigest()
+            key = hashlib.blake2b(data + repr(refs).encode(), digest_size=16).hexdigest()
             payload: Any = data
             if len(data) > INLINE_LIMIT:
                 ref = self.context.put_blob(key, data)
                 if ref is not None:
                     payload = ref
+            if refs:
+                payload = Frames(payload, refs)
             spec = self._specs[ident] = (key, payload, _label(func))
             self._keep.append(referents)
         return spec
@@ -203,7 +208,7 @@ class Call:
             with active(self.context):
                 specs = tuple(self._function_spec(f, first) for f in funcs)
                 try:
-                    payload = self.pickler.dumps((fidx, args, kwargs))
+                    payload = self.buffers.dumps_tasks(self.pickler, (fidx, args, kwargs))
                 except Exception as exc:
                     raise self._dumps_error(items, first, exc) from exc
             fut = self.backend.submit(
@@ -218,6 +223,7 @@ class Call:
                 self.worker_limits,
                 self.context.attachment(),
             )
+            self.buffers.sent(payload, fut)
         else:
             fut = self.backend.submit(execute, funcs, fidx, args, kwargs, first, None, 0, self.timeout)
         batch.future = fut
@@ -247,7 +253,7 @@ class Call:
             raise self._crash_error(batch, exc) from exc
         if self.bytes_path:
             try:
-                reply = self.pickler.loads(reply)
+                reply = self.buffers.loads(self.pickler, reply)
             except Exception as exc:
                 raise UnpicklingError(
                     f"the reply of tasks {batch.first}..{batch.first + batch.n - 1} could not "
@@ -385,6 +391,7 @@ class Call:
             self._cancel(inflight, hard=isinstance(exc, KeyboardInterrupt))
             raise
         finally:
+            self.buffers.close()
             self.context.close()
 
     def _next_done(self) -> _Batch:

@@ -76,7 +76,10 @@ class Parallel:
         "always": even when it is not; a callable: called with (done,
         total_or_None) after each batch. See ``executor.progress``.
     verbose*: joblib-style progress lines on stderr (more often for larger N).
-    max_nbytes*: arrays and buffers larger than this go through shared memory.
+    max_nbytes*: "1M" (default), bytes as an int, or None (off). Arrays and buffers
+        of at least this size go through shared memory, once per call, both ways:
+        workers map arguments read-only, the parent owns large results (see
+        ``pickler.buffers``).
     inner_max_num_threads*: BLAS/OpenMP threads in each worker (default
         cores // n_jobs); see ``workers.limits``.
     max_worker_memory*: e.g. "2G": a worker whose RSS passes it after a batch is
@@ -259,6 +262,7 @@ class Parallel:
             ordered=self.return_as != "generator_unordered",
             on_progress=reporter,
             worker_limits=worker_limits,
+            max_nbytes=s["max_nbytes"],
         )
         chunks = call.run(iterable)
         if self.return_as == "list":

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import TaskTimeoutError
+from ..pickler import buffers
 from .blobs import attached, blob_size, read_blob
 from .cache import objects
 from .control import WorkerView, worker_view
@@ -41,6 +42,8 @@ def _header(header: bytes) -> Any:
 
 def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
     key, data, _label = spec
+    if isinstance(data, buffers.Frames):  # holds buffers in shared memory: mapped per batch
+        return buffers.load(pickler, data)  # type: ignore[no-any-return]
 
     def build() -> Any:
         if isinstance(data, bytes):
@@ -186,12 +189,12 @@ def run_batch(
     call_id: int,
     header: bytes,
     funcs: tuple[FuncSpec, ...],
-    tasks: bytes,
+    tasks: bytes | buffers.Frames,
     first: int,
     timeout: float | None,
     limits: WorkerLimits | None = None,
     blobs: Mapping[str, bytes] | None = None,
-) -> bytes:
+) -> bytes | buffers.Frames:
     """Entry point called by the backend in a worker; takes and returns bytes.
 
     *blobs* are the call's once-sent data that travel with the batch (dask only;
@@ -207,7 +210,7 @@ def run_batch(
         except BaseException as exc:
             return _load_error(pickler, "function", ", ".join(s[2] for s in funcs), exc)
         try:
-            fidx, args, kwargs = pickler.loads(tasks)
+            fidx, args, kwargs = buffers.load(pickler, tasks)
         except BaseException as exc:
             return _load_error(pickler, "arguments", f"tasks {first}..", exc)
     if limits is not None:
@@ -219,7 +222,7 @@ def run_batch(
     del args, kwargs
     if outcome[0] == "error" and isinstance(outcome[2], TaskTimeoutError):
         retire()  # replaced by loky after this reply; the rest of the pool is untouched
-    reply = _dump_outcome(pickler, outcome, first)
+    reply = _dump_outcome(pickler, outcome, first, tasks)
     if limits is not None:
         del outcome
         after_batch(limits, session)  # RSS check; may ask loky to recycle this worker
@@ -231,9 +234,11 @@ def _load_error(pickler: Any, what: str, label: str, exc: BaseException) -> byte
     return pickle.dumps(("load-error", what, label, f"{type(exc).__name__}: {exc}", tb))
 
 
-def _dump_outcome(pickler: Any, outcome: tuple[Any, ...], first: int) -> bytes:
+def _dump_outcome(
+    pickler: Any, outcome: tuple[Any, ...], first: int, tasks: Any = None
+) -> bytes | buffers.Frames:
     try:
-        return pickler.dumps(outcome)  # type: ignore[no-any-return]
+        return buffers.dump_reply(pickler, outcome, tasks)  # large results via shared memory
     except BaseException as exc:
         whole_error = f"{type(exc).__name__}: {exc}"
     if outcome[0] == "error":  # the exception itself cannot be pickled: send it as text

@@ -1,0 +1,433 @@
+"""Large buffers through shared memory, both ways (pickle protocol 5 out-of-band).
+
+Parent to workers::
+
+    Call._submit ──CallBuffers.dumps_tasks──▶ pickler.dumps(batch, buffer_callback)
+        every contiguous buffer >= max_nbytes ──▶ one file <session>/call-<id>/a-<n>
+        (in /dev/shm), written once per call: the same array in 1,000 tasks is one file
+        the batch ──▶ Frames(pickle bytes, refs to the files, where results may go)
+    worker: load() maps each file read-only (mmap ACCESS_READ, no copy)
+        ──▶ pickler.loads(data, buffers=mapped) ──▶ read-only arrays
+
+Workers to parent::
+
+    worker: dump_reply() writes each large result buffer to <call folder>/r-<pid>-<n>
+        ──▶ Frames(reply bytes, refs)
+    parent: CallBuffers.loads() maps the files read-write and unlinks them at once;
+        the parent owns the mappings, which live exactly as long as the arrays
+
+Nothing is left behind. An argument file is unlinked as soon as no batch in flight
+uses it and the parent no longer holds the array it came from (weakref); the call
+folder is removed when the call ends (normal end, task error, crash, timeout,
+Ctrl-C, early close of a generator), and again when the last batch still running
+then finishes, in case it wrote a result file late. The session folder itself is
+registered with loky's resource tracker, so even a killed parent leaves nothing.
+
+Dedupe is by identity, like joblib's memmapping: within one call, a buffer is
+identified by the object owning its memory, its address and size. An array
+changed in place *during* a call, after a task already took it, is not sent
+again: later tasks of that call see the first version (pass a copy instead).
+
+When ``/dev/shm`` lacks room for a buffer (containers often have 64 MB), the
+parent writes it to a memory-mapped file in a temporary folder on disk instead
+and logs it at DEBUG level; a worker whose result does not fit sends it back
+through the pipe as usual. ``free_space`` is the one probe both sides use.
+
+Only buffers that pickle itself passes out of band take this road: numpy arrays
+(C or Fortran contiguous; numpy copies in band non-contiguous views, object
+arrays, ``np.memmap`` and other subclasses, and datetime64/timedelta64 arrays,
+whose memory it cannot export as a buffer) and ``pickle.PickleBuffer`` objects.
+``bytes`` and ``bytearray`` are always pickled in band by the stdlib.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import mmap
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, NamedTuple
+
+log = logging.getLogger(__name__)
+
+SHM_RESERVE = 16 << 20  # keep this much of /dev/shm free for everybody else
+_MEMO_TAG = "picklepool.buffer"
+
+Ref = tuple[str, int]  # a file's path and the size of the buffer it holds
+
+
+class Frames(NamedTuple):
+    """Pickle bytes plus the files holding their out-of-band buffers, in order.
+
+    ``data`` is the pickle stream, or a blob reference to it (large function
+    specs; see ``workers.blobs``). ``results`` is ``(folder, max_nbytes)`` for task batches:
+    where the worker may write large results.
+    """
+
+    data: Any  # bytes, or a blob reference (str path)
+    refs: tuple[Ref, ...] = ()
+    results: tuple[str, int] | None = None
+
+
+def free_space(path: str) -> int:
+    """Bytes an unprivileged process may still write in the file system of *path*."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _write_file(path: str, buf: memoryview) -> None:
+    """Write *buf* into a new file at *path*; no partial file survives an error."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        done, total = 0, buf.nbytes
+        while done < total:
+            done += os.write(fd, buf[done:])
+    except BaseException:
+        os.close(fd)
+        _unlink(path)
+        raise
+    os.close(fd)
+
+
+def _map(path: str, nbytes: int, writable: bool) -> memoryview:
+    """Map *nbytes* of the file at *path*; the memoryview keeps the mapping alive."""
+    fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size < nbytes:
+            raise OSError(f"shared-memory file {path} holds {size} bytes, {nbytes} expected")
+        access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
+        return memoryview(mmap.mmap(fd, nbytes, access=access))
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _holder(obj: Any) -> Callable[[], Any]:
+    """A strong stand-in for ``weakref.ref(obj)``."""
+    return lambda: obj
+
+
+def _owner(obj: Any) -> Any:
+    """The object owning the memory a buffer exporter points into (numpy's base chain)."""
+    np = sys.modules.get("numpy")
+    if np is not None:
+        while isinstance(obj, np.ndarray) and isinstance(obj.base, np.ndarray):
+            obj = obj.base
+    return obj
+
+
+def _address(raw: memoryview) -> int | None:
+    """Start address of a contiguous buffer, or None when it cannot be told."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        return None
+    return int(np.frombuffer(raw, np.uint8).__array_interface__["data"][0])
+
+
+class _Entry:
+    """One file of arguments: who uses it, and whether its owner is still alive."""
+
+    __slots__ = ("key", "path", "nbytes", "owner", "users", "dead", "pinned")
+
+    def __init__(self, key: Any, path: str, nbytes: int) -> None:
+        self.key, self.path, self.nbytes = key, path, nbytes
+        self.owner: Callable[[], Any] = lambda: None
+        self.users = 0  # batches in flight (or being pickled) that refer to the file
+        self.dead = False  # the parent's object is gone: the file cannot be reused
+        self.pinned = False  # a function spec refers to it: kept until the call ends
+
+
+class CallBuffers:
+    """Parent side, one per call: writes argument buffers, maps result buffers.
+
+    Disabled (everything in band, exactly as before) when ``max_nbytes`` is None
+    or the backend has no session folder (threading, sequential, remote workers).
+    """
+
+    def __init__(self, context: Any, call_id: int, max_nbytes: int | None) -> None:
+        session = getattr(context, "session", None)
+        self.enabled = max_nbytes is not None and session is not None
+        self.max_nbytes = max_nbytes if max_nbytes is not None else 0
+        self.memo: dict[Any, Any] = context.memo
+        self.folder = os.path.join(session.path, f"call-{call_id}") if session is not None else ""
+        self._opened = False
+        self._spill: str | None = None
+        self._names = itertools.count()
+        self._by_path: dict[str, _Entry] = {}
+        # Re-entrant: a weakref callback may run in this thread while it holds the lock.
+        self._lock = threading.RLock()
+        self._pending = 0  # batches sent and not finished
+        self._closed = False
+
+    # -- pickling arguments ---------------------------------------------------------
+
+    def dumps_tasks(self, pickler: Any, obj: Any) -> bytes | Frames:
+        """Pickle a batch; large buffers go to files, the batch carries references."""
+        if not self.enabled or not self._open():
+            return pickler.dumps(obj)  # type: ignore[no-any-return]
+        data, refs = self._dumps(pickler, obj, pin=False)
+        return Frames(data, refs, (self.folder, self.max_nbytes))
+
+    def dumps_function(self, pickler: Any, func: Any) -> tuple[bytes, tuple[Ref, ...]]:
+        """Pickle a function spec (sent once per call): its bytes and buffer refs."""
+        if not self.enabled or not self._open():
+            return pickler.dumps(func), ()
+        return self._dumps(pickler, func, pin=True)
+
+    def _open(self) -> bool:
+        if not self._opened:
+            try:
+                os.mkdir(self.folder, 0o700)
+            except OSError as exc:
+                log.debug("picklepool: no shared memory for this call (%s); buffers go in band", exc)
+                self.enabled = False
+                return False
+            self._opened = True
+        return True
+
+    def _dumps(self, pickler: Any, obj: Any, pin: bool) -> tuple[bytes, tuple[Ref, ...]]:
+        used: list[_Entry] = []
+
+        def out_of_band(pb: pickle.PickleBuffer) -> bool:
+            try:
+                raw = pb.raw()
+            except BufferError:  # not contiguous: pickle copies it in band (or says why not)
+                return True
+            with raw:
+                if raw.nbytes < self.max_nbytes or raw.nbytes == 0:
+                    return True
+                used.append(self._store(raw, pin))
+            return False
+
+        try:
+            data = pickler.dumps(obj, buffer_callback=out_of_band)
+        except BaseException:
+            self._release(used)
+            raise
+        return data, tuple((e.path, e.nbytes) for e in used)
+
+    def _store(self, raw: memoryview, pin: bool) -> _Entry:
+        """The file holding *raw*'s bytes for this call: found again, or written now."""
+        owner = _owner(raw.obj)
+        address = _address(raw)
+        key = (_MEMO_TAG, id(owner), address, raw.nbytes) if address is not None else None
+        with self._lock:
+            entry = self.memo.get(key) if key is not None else None
+            if entry is not None and entry.owner() is owner:
+                entry.users += 1
+                entry.pinned |= pin
+                return entry  # type: ignore[no-any-return]
+        path = self._write(raw)
+        entry = _Entry(key, path, raw.nbytes)
+        entry.users, entry.pinned = 1, pin
+        try:
+            entry.owner = weakref.ref(owner, functools.partial(self._owner_died, entry))
+        except TypeError:  # not weak-referenceable: held (and the file kept) until the call ends
+            entry.owner = _holder(owner)
+        with self._lock:
+            self._by_path[path] = entry
+            if key is not None:
+                self.memo[key] = entry
+        return entry
+
+    def _write(self, raw: memoryview) -> str:
+        name = f"a-{next(self._names)}"
+        nbytes = raw.nbytes
+        if free_space(self.folder) >= nbytes + SHM_RESERVE:
+            path = os.path.join(self.folder, name)
+            try:
+                _write_file(path, raw)
+                return path
+            except OSError as exc:  # ENOSPC: someone else filled it meanwhile
+                log.debug("picklepool: writing %d bytes to %s failed (%s)", nbytes, path, exc)
+        path = os.path.join(self._spill_folder(nbytes), name)
+        _write_file(path, raw)
+        return path
+
+    def _spill_folder(self, nbytes: int) -> str:
+        if self._spill is None:
+            self._spill = tempfile.mkdtemp(prefix=f"picklepool-{os.getpid()}-spill-")
+            _track(self._spill, register=True)
+            log.debug(
+                "picklepool: %s has %d MB free, less than a %d MB buffer plus the %d MB left "
+                "for others; large buffers of this call go to memory-mapped files in %s instead",
+                os.path.dirname(os.path.dirname(self.folder)),  # /dev/shm, above the session
+                free_space(self.folder) >> 20,
+                -(-nbytes >> 20),
+                SHM_RESERVE >> 20,
+                self._spill,
+            )
+        return self._spill
+
+    # -- lifetime of argument files -------------------------------------------------
+
+    def sent(self, payload: Any, fut: Future[Any]) -> None:
+        """Tie the batch's argument files to its future: released when it is done."""
+        if not isinstance(payload, Frames):
+            return
+        with self._lock:
+            entries = [self._by_path[path] for path, _ in payload.refs]
+            self._pending += 1
+        fut.add_done_callback(lambda _f: self._batch_done(entries))
+
+    def _batch_done(self, entries: list[_Entry]) -> None:
+        with self._lock:
+            self._pending -= 1
+            late = self._closed and self._pending == 0
+        self._release(entries)
+        if late:  # a batch still running at the end of the call may have written results
+            self._remove()
+
+    def _release(self, entries: list[_Entry]) -> None:
+        gone = []
+        with self._lock:
+            for e in entries:
+                e.users -= 1
+                if e.users == 0 and e.dead and not e.pinned and self._forget(e):
+                    gone.append(e.path)
+        for path in gone:
+            _unlink(path)
+
+    def _owner_died(self, entry: _Entry, _ref: Any = None) -> None:
+        with self._lock:
+            entry.dead = True
+            if entry.key is not None and self.memo.get(entry.key) is entry:
+                self.memo.pop(entry.key, None)
+            gone = entry.users == 0 and not entry.pinned and self._forget(entry)
+        if gone:
+            _unlink(entry.path)
+
+    def _forget(self, entry: _Entry) -> bool:
+        """Drop *entry* (lock held); False if the call's end already dropped it."""
+        return self._by_path.pop(entry.path, None) is not None
+
+    # -- results --------------------------------------------------------------------
+
+    def loads(self, pickler: Any, reply: Any) -> Any:
+        """Unpickle a reply, mapping (and taking over) its result files.
+
+        The mappings are shared (``MAP_SHARED``) and the files unlinked at once, so
+        the parent is their only user: result arrays are writable, freed when
+        garbage collected. (A child forked later shares them, as with any shared
+        mapping.)
+        """
+        if not isinstance(reply, Frames):
+            return pickler.loads(reply)
+        buffers = []
+        try:
+            for path, nbytes in reply.refs:
+                buffers.append(_map(path, nbytes, writable=True))
+        finally:
+            for path, _ in reply.refs:  # the mappings stay; the names go now
+                _unlink(path)
+        return pickler.loads(reply.data, buffers=buffers)
+
+    # -- end of the call ------------------------------------------------------------
+
+    def close(self) -> None:
+        """The call is over: remove its folder now (and again after late batches)."""
+        if not self._opened:
+            return
+        with self._lock:
+            self._closed = True
+            for key in [k for k in self.memo if isinstance(k, tuple) and k[:1] == (_MEMO_TAG,)]:
+                self.memo.pop(key, None)
+            self._by_path.clear()
+        self._remove()
+
+    def _remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        spill, self._spill = self._spill, None
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+            _track(spill, register=False)
+
+
+def _track(path: str, register: bool) -> None:
+    """Have loky's resource tracker remove *path* should this process be killed."""
+    try:
+        from loky.backend import resource_tracker
+
+        if register:
+            resource_tracker.register(path, "folder")
+        else:
+            resource_tracker.unregister(path, "folder")
+    except Exception:  # noqa: BLE001 - best effort: the folder is removed at call end anyway
+        log.debug("picklepool: loky's resource tracker did not take %s", path)
+
+
+# -- worker side ---------------------------------------------------------------------
+
+_result_names = itertools.count()
+
+
+def load(pickler: Any, payload: Any) -> Any:
+    """Unpickle a batch or function spec, mapping its buffer files read-only."""
+    if not isinstance(payload, Frames):
+        return pickler.loads(payload)
+    data = payload.data
+    if not isinstance(data, bytes):  # a blob reference: a large function spec
+        from ..workers.blobs import read_blob
+
+        data = read_blob(data)
+    maps: dict[str, memoryview] = {}
+    buffers = []
+    for path, nbytes in payload.refs:
+        view = maps.get(path)
+        if view is None:
+            view = maps[path] = _map(path, nbytes, writable=False)
+        buffers.append(view)
+    return pickler.loads(data, buffers=buffers)
+
+
+def dump_reply(pickler: Any, outcome: Any, tasks: Any) -> bytes | Frames:
+    """Pickle a batch's outcome; large result buffers go to files in the call folder."""
+    target = tasks.results if isinstance(tasks, Frames) else None
+    if target is None:
+        return pickler.dumps(outcome)  # type: ignore[no-any-return]
+    folder, limit = target
+    written: list[Ref] = []
+
+    def out_of_band(pb: pickle.PickleBuffer) -> bool:
+        try:
+            raw = pb.raw()
+        except BufferError:
+            return True
+        with raw:
+            nbytes = raw.nbytes
+            if nbytes < limit or nbytes == 0:
+                return True
+            path = os.path.join(folder, f"r-{os.getpid()}-{next(_result_names)}")
+            try:
+                if free_space(folder) < nbytes + SHM_RESERVE:
+                    log.debug("picklepool: no room in %s for a %d-byte result; sent in band", folder, nbytes)
+                    return True
+                _write_file(path, raw)
+            except OSError:  # the call is over (folder gone) or the disk is full
+                return True
+        written.append((path, nbytes))
+        return False
+
+    try:
+        data = pickler.dumps(outcome, buffer_callback=out_of_band)
+    except BaseException:
+        for path, _ in written:
+            _unlink(path)
+        raise
+    return Frames(data, tuple(written)) if written else data

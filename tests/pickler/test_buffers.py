@@ -1,0 +1,506 @@
+"""Large arrays through shared memory (pickler/buffers.py): both ways, nothing left behind.
+
+Arguments of at least ``max_nbytes`` go to files in the call's folder once per call
+and are mapped read-only in workers; large results come back the same way and are
+owned by the parent. The tests use ``max_nbytes="64K"`` so that arrays of a few
+hundred KB take the shared-memory road.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import logging
+import mmap
+import os
+import pickle
+import re
+import signal
+import tempfile
+import time
+from concurrent.futures import Future
+
+import pytest
+
+import picklepool
+from picklepool import Parallel, WorkerCrashedError, delayed
+from picklepool.executor.backends import session
+from picklepool.pickler import buffers
+from picklepool.pickler.base import StdlibPickler
+from picklepool.pickler.context import CallContext
+from tests.conftest import run_python
+
+np = pytest.importorskip("numpy")
+
+LIMIT = "64K"
+N = 100_000  # elements: 100 KB and more for every dtype below
+
+
+# -- run in workers ---------------------------------------------------------------------
+
+
+def shm_backed(a) -> bool:
+    """Whether *a*'s memory is a mapped file (shared memory), not a private copy."""
+    obj = a
+    while isinstance(obj, np.ndarray) and obj.base is not None:
+        obj = obj.base
+    if isinstance(obj, memoryview):
+        obj = obj.obj
+    return isinstance(obj, mmap.mmap)
+
+
+def describe(a):
+    flags = a.flags
+    return {
+        "dtype": a.dtype,
+        "shape": a.shape,
+        "strides": a.strides,
+        "c": flags.c_contiguous,
+        "f": flags.f_contiguous,
+        "writeable": flags.writeable,
+        "shm": shm_backed(a),
+        "copy": a.copy(),
+    }
+
+
+def shm_flags(tree):
+    """The shm_backed flag of every array inside dicts, lists and Holder objects."""
+    if isinstance(tree, dict):
+        return {k: shm_flags(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [shm_flags(v) for v in tree]
+    if isinstance(tree, Holder):
+        return {"weights": shm_flags(tree.weights), "extra": shm_flags(tree.extra)}
+    return shm_backed(tree)
+
+
+class Holder:
+    def __init__(self, weights, extra):
+        self.weights, self.extra = weights, extra
+
+
+def write_first(a):
+    a[0] = 1
+
+
+def arg_files(folder: str) -> int:
+    """How many argument files the parent's calls have in the session folder now."""
+    return sum(
+        1
+        for call in os.listdir(folder)
+        if call.startswith("call-")
+        for name in os.listdir(os.path.join(folder, call))
+        if name.startswith("a-")
+    )
+
+
+def count_and_read(a, folder):
+    return arg_files(folder), float(a[-1]), shm_backed(a)
+
+
+def fresh(n, value):
+    return np.full(n, value, dtype=np.float64)
+
+
+def first_of(a):
+    return float(a.flat[0])
+
+
+def sum_with(weights, x):
+    return float(weights[x]), shm_backed(weights)
+
+
+def misbehave(a, i, how):
+    if i == 3:
+        if how == "error":
+            raise ValueError("task 3 failed on purpose")
+        if how == "crash":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if how == "timeout":
+            time.sleep(60)  # interrupted by Parallel(timeout=...)
+    return float(a[i])
+
+
+def wait_then_return(started, go, n):
+    with open(started, "wb"):  # blocks until fail_after_start() opens it
+        pass
+    with open(go, "rb") as f:  # blocks until the parent opens it
+        f.read()
+    return fresh(n, 7.0)
+
+
+def fail_after_start(started):
+    with open(started, "rb") as f:  # returns once wait_then_return() is running
+        f.read()
+    raise KeyError("fail while the other task runs")
+
+
+class PlainPickler(pickle.Pickler):
+    """A user's ``pickle.Pickler`` subclass, passed as ``pickler=PlainPickler``."""
+
+
+# -- helpers in the parent --------------------------------------------------------------
+
+
+def leftovers() -> list[str]:
+    """Everything this process has in the session folder, /dev/shm and the temp folder
+    besides the session's own cancel flags and worker status files."""
+    path = session().path
+    pid_prefix = f"picklepool-{os.getpid()}-"
+    out = [e for e in os.listdir(path) if e != "cancel" and not re.fullmatch(r"w\d+", e)]
+    for root in {os.path.dirname(path), "/dev/shm", tempfile.gettempdir()}:
+        if os.path.isdir(root):
+            out += [
+                os.path.join(root, e)
+                for e in os.listdir(root)
+                if e.startswith(pid_prefix) and os.path.join(root, e) != path
+            ]
+    return sorted(out)
+
+
+@pytest.fixture
+def writes(monkeypatch):
+    """(path, nbytes) of every buffer file the parent writes (workers are not patched)."""
+    seen: list[tuple[str, int]] = []
+    real = buffers._write_file
+
+    def record(path, buf):
+        real(path, buf)
+        seen.append((path, buf.nbytes))
+
+    monkeypatch.setattr(buffers, "_write_file", record)
+    return seen
+
+
+@pytest.fixture
+def clean():
+    """``clean()`` lists what appeared in the session folder, /dev/shm and the temp
+    folder since the test started (other tests' leftovers are not its business)."""
+    before = set(leftovers())
+    return lambda: sorted(set(leftovers()) - before)
+
+
+def run(tasks, **kw):
+    kw.setdefault("n_jobs", 2)
+    kw.setdefault("max_nbytes", LIMIT)
+    return Parallel(**kw)(tasks)
+
+
+# -- arguments --------------------------------------------------------------------------
+
+DTYPES = {
+    "int": np.arange(N, dtype=np.int64),
+    "float": np.linspace(0, 1, N, dtype=np.float32),
+    "bool": np.arange(N) % 3 == 0,
+    "complex": np.arange(N) * (1 + 2j),
+    "structured": np.array(
+        [(i, i / 2, b"abc") for i in range(N)], dtype=[("x", "<i4"), ("y", "<f8"), ("s", "S3")]
+    ),
+    "datetime64": np.datetime64("2024-01-01T00:00:00", "ns") + np.arange(N).astype("m8[s]"),
+}
+
+
+@pytest.mark.parametrize("name", list(DTYPES))
+def test_dtypes_arrive_read_only_through_shared_memory(name, writes, clean):
+    a = DTYPES[name]
+    out = run(delayed(describe)(a) for _ in range(4))
+    for d in out:
+        assert (d["dtype"], d["shape"], d["strides"]) == (a.dtype, a.shape, a.strides)
+        np.testing.assert_array_equal(d["copy"], a)
+    if name == "datetime64":
+        # numpy cannot export datetime64 memory as a buffer (numpy issue #4983), so
+        # it pickles such arrays in band: each task gets its own writable copy.
+        assert all(d["writeable"] and not d["shm"] for d in out) and writes == []
+    else:
+        assert all(d["shm"] and not d["writeable"] for d in out)
+        assert [n for _, n in writes] == [a.nbytes]
+    assert clean() == []
+
+
+def test_zero_d_and_empty_arrays(clean):
+    zero_d = np.array(3.5)
+    zero_d_struct = np.zeros((), dtype=[("v", "<f8", (4,))])
+    empty, empty_2d = np.zeros(0), np.zeros((0, 5), dtype=np.int32)
+    out = run((delayed(describe)(a) for a in (zero_d, zero_d_struct, empty, empty_2d)), max_nbytes=0)
+    for d, a in zip(out, (zero_d, zero_d_struct, empty, empty_2d), strict=True):
+        assert (d["dtype"], d["shape"]) == (a.dtype, a.shape)
+        np.testing.assert_array_equal(d["copy"], a)
+    assert [d["shm"] for d in out] == [True, True, False, False]  # nothing to map when empty
+    assert clean() == []
+
+
+def test_views_and_slices():
+    base = np.arange(200_000, dtype=np.float64).reshape(400, 500)
+    views = {
+        "rows": base[10:300],  # contiguous slice: mapped, no copy
+        "transposed": base.T,  # Fortran-contiguous view: mapped
+        "column": base[:, 5],  # not contiguous: numpy copies it in band
+        "every_other": base[::2, ::3],
+    }
+    out = dict(zip(views, run(delayed(describe)(v) for v in views.values()), strict=True))
+    for name, v in views.items():
+        np.testing.assert_array_equal(out[name]["copy"], v)
+        assert out[name]["shape"] == v.shape
+    assert out["rows"]["shm"] and out["rows"]["strides"] == views["rows"].strides
+    assert out["transposed"]["shm"] and out["transposed"]["f"] and not out["transposed"]["c"]
+    assert not out["column"]["shm"] and not out["every_other"]["shm"]
+
+
+def test_fortran_order_is_kept():
+    a = np.asfortranarray(np.arange(60_000, dtype=np.float64).reshape(300, 200))
+    (d,) = run([delayed(describe)(a)])
+    assert d["shm"] and d["f"] and not d["c"] and d["strides"] == a.strides
+    np.testing.assert_array_equal(d["copy"], a)
+
+
+def test_many_different_arrays_in_one_call(writes):
+    arrays = [np.full(20_000, i, dtype=np.float64) for i in range(40)]
+    out = run((delayed(sum_with)(a, 7) for a in arrays), batch_size=3)
+    assert out == [(float(i), True) for i in range(40)]
+    assert sorted(n for _, n in writes) == [a.nbytes for a in arrays]
+
+
+def test_same_array_in_many_tasks_is_stored_once(writes, clean):
+    a = np.arange(262_144, dtype=np.float64)  # 2 MB
+    folder = session().path
+    out = run((delayed(count_and_read)(a, folder) for _ in range(200)), batch_size=1)
+    assert out == [(1, float(a[-1]), True)] * 200  # every task saw exactly one file
+    assert writes == [(writes[0][0], a.nbytes)]  # written once, 2 MB in all
+    assert clean() == []
+
+
+def test_function_holding_a_large_array_is_shared_too(writes):
+    weights = np.arange(50_000, dtype=np.float64)
+    f = functools.partial(sum_with, weights)
+    out = run((delayed(f)(i) for i in range(50)), batch_size=2)
+    assert out == [(float(i), True) for i in range(50)]
+    assert [n for _, n in writes] == [weights.nbytes]
+
+
+def test_distinct_arrays_from_a_generator_are_released_as_the_call_goes(writes, clean):
+    folder = session().path
+    tasks = (delayed(count_and_read)(np.full(N, i, dtype=np.float64), folder) for i in range(40))
+    out = run(tasks, batch_size=1, pre_dispatch=4)
+    assert [v for _, v, _ in out] == [float(i) for i in range(40)]
+    assert len(writes) == 40
+    # Files in flight at most, not one per task: batches in flight plus the one being sent.
+    assert max(n for n, _, _ in out) <= 5
+    assert clean() == []
+
+
+def test_arrays_inside_dicts_and_objects():
+    a, b, c = (np.full(N, i, dtype=np.float64) for i in range(3))
+    tree = {"a": a, "nested": [b, {"c": c}], "obj": Holder(a, [c, np.zeros(3)])}
+    (flags,) = run([delayed(shm_flags)(tree)])
+    assert flags == {
+        "a": True,
+        "nested": [True, {"c": True}],
+        "obj": {"weights": True, "extra": [True, False]},  # the small one is copied
+    }
+
+
+def test_writing_to_an_argument_in_a_worker_raises_numpys_error():
+    a = np.zeros(N)
+    with pytest.raises(ValueError, match="read-only"):
+        run([delayed(write_first)(a)])
+    assert a[0] == 0
+
+
+@pytest.mark.parametrize("where", ["argument", "parallel_config"])
+def test_max_nbytes_none_sends_copies(where, writes):
+    a = np.arange(N, dtype=np.float64)
+    if where == "argument":
+        (d,) = run([delayed(describe)(a)], max_nbytes=None)
+    else:
+        with picklepool.parallel_config(max_nbytes=None):
+            (d,) = Parallel(n_jobs=2)([delayed(describe)(a)])
+    assert not d["shm"] and d["writeable"]
+    assert writes == []
+
+
+@pytest.mark.parametrize("pickler", ["pickle", "cloudpickle", "hybrid", PlainPickler])
+def test_every_pickler(pickler, writes, clean):
+    a = np.arange(N, dtype=np.int32)
+    out = run((delayed(describe)(a) for _ in range(3)), pickler=pickler)
+    assert all(d["shm"] and not d["writeable"] for d in out)
+    back = run([delayed(fresh)(N, 2.0)], pickler=pickler)[0]
+    assert shm_backed(back) and back.flags.writeable and back[-1] == 2.0
+    assert len(writes) == 1 and clean() == []
+
+
+# -- results ----------------------------------------------------------------------------
+
+
+def _mapped(path_part: str) -> list[str]:
+    with open("/proc/self/maps") as f:
+        return [line for line in f if path_part in line]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc/self/maps")
+def test_results_come_back_mapped_owned_and_freed_on_gc(clean):
+    results = run(delayed(fresh)(N, float(i)) for i in range(6))
+    assert clean() == []  # the files are gone already: the parent holds the mappings
+    for i, r in enumerate(results):
+        assert shm_backed(r) and r.flags.writeable and r.dtype == np.float64
+        assert r[0] == r[-1] == float(i)
+        r += 1  # the parent owns them: writable, and private to it
+    assert results[5][3] == 6.0
+    calls = os.path.join(session().path, "call-")
+    assert len(_mapped(calls)) == 6
+    del results, r
+    gc.collect()
+    assert _mapped(calls) == []
+
+
+def test_small_results_stay_in_band():
+    (r,) = run([delayed(fresh)(100, 1.0)])
+    assert not shm_backed(r) and r.flags.writeable
+
+
+# -- nothing left behind ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["error", "crash", "timeout"])
+def test_nothing_left_after_a_failed_call(how, writes, clean):
+    a = np.arange(N, dtype=np.float64)
+    expected = {"error": ValueError, "crash": WorkerCrashedError, "timeout": TimeoutError}[how]
+    with pytest.raises(expected):
+        timeout = 1 if how == "timeout" else None
+        run((delayed(misbehave)(a, i, how) for i in range(20)), batch_size=1, timeout=timeout)
+    assert writes and clean() == []
+    assert run([delayed(first_of)(a)]) == [0.0]  # and the next call works
+    assert clean() == []
+
+
+def test_nothing_left_after_ctrl_c_in_the_parent(writes, clean):
+    def tasks():
+        for i in range(10):
+            if i == 6:
+                raise KeyboardInterrupt
+            yield delayed(fresh)(N, float(i)) if i % 2 else delayed(first_of)(np.full(N, i))
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tasks(), batch_size=1)
+    assert writes and clean() == []
+
+
+CTRL_C_SCRIPT = """
+import os, signal, sys, threading
+import numpy as np
+from picklepool import Parallel, delayed
+from picklepool.executor.backends import session
+
+fifo = {fifo!r}
+
+def task(a, i, fifo):
+    if i == 0:
+        with open(fifo, "w") as f:
+            f.write("started")
+    threading.Event().wait(60)
+    return a[i]
+
+def interrupt_when_started():
+    with open(fifo) as f:  # blocks until a task has started in a worker
+        f.read()
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt_when_started, daemon=True).start()
+a = np.ones(1 << 20)  # 8 MB: through shared memory
+print("pid", os.getpid(), "session", session().path)
+try:
+    Parallel(n_jobs=2, batch_size=1)(delayed(task)(a, i, fifo) for i in range(10))
+except KeyboardInterrupt:
+    print("interrupted")
+print("left", sorted(e for e in os.listdir(session().path) if e.startswith("call-")))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX signals and FIFOs")
+def test_nothing_left_after_a_real_ctrl_c(tmp_path):
+    fifo = str(tmp_path / "started")
+    os.mkfifo(fifo)
+    res = run_python(CTRL_C_SCRIPT.format(fifo=fifo))
+    assert "interrupted" in res.stdout and "left []" in res.stdout, res.stdout + res.stderr
+    pid = res.stdout.split()[1]
+    shm_root = os.path.dirname(res.stdout.split()[3])
+    for root in (shm_root, tempfile.gettempdir()):  # and nothing once it has exited
+        assert [e for e in os.listdir(root) if e.startswith(f"picklepool-{pid}-")] == []
+
+
+def test_nothing_left_after_with_parallel(writes, clean):
+    a = np.arange(N, dtype=np.float64)
+    with Parallel(n_jobs=2, max_nbytes=LIMIT) as p:
+        first = p(delayed(first_of)(a) for _ in range(5))
+        second = p(delayed(describe)(a) for _ in range(3))  # large results too
+        assert clean() == []
+    assert first == [0.0] * 5
+    assert all(d["shm"] and shm_backed(d["copy"]) and d["copy"][-1] == a[-1] for d in second)
+    assert len(writes) == 2 and clean() == []  # one file per call for the same array
+
+
+def test_nothing_left_when_a_generator_is_dropped(clean):
+    tasks = (delayed(fresh)(N, float(i)) for i in range(50))
+    gen = Parallel(n_jobs=2, max_nbytes=LIMIT, return_as="generator", batch_size=1)(tasks)
+    assert next(gen)[0] == 0.0
+    gen.close()
+    picklepool.shutdown(wait=True)  # lets the batches already running finish
+    assert clean() == []
+
+
+def test_a_result_finished_after_the_call_ended_leaves_nothing(tmp_path, clean):
+    started, go = str(tmp_path / "started"), str(tmp_path / "go")
+    os.mkfifo(started)
+    os.mkfifo(go)
+    tasks = [delayed(wait_then_return)(started, go, N), delayed(fail_after_start)(started)]
+    with pytest.raises(KeyError):
+        run(tasks, batch_size=1)
+    with open(go, "wb"):  # lets the first task finish, after its call has ended
+        pass
+    picklepool.shutdown(wait=True)
+    assert clean() == []
+
+
+def test_late_batches_remove_the_call_folder_again(tmp_path):
+    class FakeSession:
+        path = str(tmp_path)
+
+    calls = buffers.CallBuffers(CallContext(StdlibPickler(), FakeSession()), 1, 1024)
+    a = np.arange(1000, dtype=np.float64)
+    frames = calls.dumps_tasks(StdlibPickler(), [a])
+    fut: Future[bytes] = Future()
+    calls.sent(frames, fut)
+    calls.close()
+    assert not os.path.exists(calls.folder)
+    os.mkdir(calls.folder)  # as if a worker's late result had raced with the removal
+    open(os.path.join(calls.folder, "r-1-0"), "wb").close()
+    fut.set_result(b"")
+    assert os.listdir(tmp_path) == []
+
+
+# -- small /dev/shm -----------------------------------------------------------------
+
+
+def test_small_dev_shm_falls_back_to_files_on_disk(monkeypatch, caplog, writes, clean):
+    monkeypatch.setattr(buffers, "free_space", lambda path: 32 << 20)  # a 32 MB /dev/shm
+    a = np.arange(N, dtype=np.float64)
+    big = np.arange(4_194_304, dtype=np.float64)  # 32 MB: does not fit
+    with caplog.at_level(logging.DEBUG, logger="picklepool.pickler.buffers"):
+        out = run(delayed(sum_with)(x, 9) for x in (a, big, big))
+    assert out == [(9.0, True)] * 3
+    shm_dir = os.path.dirname(session().path)
+    [(small_path, _), (big_path, _)] = writes
+    assert small_path.startswith(shm_dir)
+    assert big_path.startswith(tempfile.gettempdir()) and not big_path.startswith(shm_dir)
+    assert "memory-mapped files" in caplog.text
+    assert clean() == []
+
+
+def test_worker_sends_results_in_band_when_shared_memory_is_full(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(buffers, "free_space", lambda path: 0)
+    tasks = buffers.Frames(b"", (), (str(tmp_path), 1024))
+    outcome = ("ok", [np.arange(10_000, dtype=np.float64)], 0.0)
+    with caplog.at_level(logging.DEBUG, logger="picklepool.pickler.buffers"):
+        reply = buffers.dump_reply(StdlibPickler(), outcome, tasks)
+    assert isinstance(reply, bytes) and os.listdir(tmp_path) == []
+    np.testing.assert_array_equal(pickle.loads(reply)[1][0], outcome[1][0])
+    assert "sent in band" in caplog.text
