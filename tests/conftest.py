@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable, Iterable, Iterator
 
 import psutil
 import pytest
@@ -27,18 +29,55 @@ def _children() -> dict[int, psutil.Process]:
     return out
 
 
+# Processes owned by a fixture wider than one test (a module's dask cluster): functions
+# that return the pids such a fixture owns now. The per-test check skips them.
+_long_lived: list[Callable[[], Iterable[int]]] = []
+
+
+def _fail_if_left(before: set[int], who: str) -> None:
+    def left() -> list[psutil.Process]:
+        skip = {pid for pids in _long_lived for pid in pids()}
+        return [p for pid, p in _children().items() if pid not in before and pid not in skip]
+
+    _, alive = psutil.wait_procs(left(), timeout=10)
+    alive = [p for p in alive if p in left()]  # a long-lived fixture may have replaced it meanwhile
+    if alive:
+        for proc in alive:
+            proc.kill()
+        pytest.fail(f"processes left behind by {who}: {[p.pid for p in alive]}")
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_workers():
     """Fail the test if a process it started is still running after it."""
     before = set(_children())
     yield
     picklepool.shutdown(wait=True)
-    left = [p for pid, p in _children().items() if pid not in before]
-    _, alive = psutil.wait_procs(left, timeout=10)
-    if alive:
-        for proc in alive:
-            proc.kill()
-        pytest.fail(f"processes left behind by this test: {[p.pid for p in alive]}")
+    _fail_if_left(before, "this test")
+
+
+@contextlib.contextmanager
+def long_lived_processes(who: str) -> Iterator[Callable[[Callable[[], Iterable[int]]], None]]:
+    """For a fixture wider than one test that starts processes (a dask cluster).
+
+    Yields ``own(pids)``: the fixture passes a function returning the pids it owns
+    at any moment (they change when a worker is restarted); tests do not count
+    them as left behind. When the block ends, every process started inside it
+    must be gone.
+    """
+    before = set(_children())
+    owned: list[Callable[[], Iterable[int]]] = []
+
+    def own(pids: Callable[[], Iterable[int]]) -> None:
+        owned.append(pids)
+        _long_lived.append(pids)
+
+    try:
+        yield own
+    finally:
+        for pids in owned:
+            _long_lived.remove(pids)
+        _fail_if_left(before, who)
 
 
 def run_python(

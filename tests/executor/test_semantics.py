@@ -15,12 +15,14 @@ import pytest
 
 from picklepool import Parallel, PicklingError, delayed, parallel_config
 
-BACKENDS = ["loky", "threading", "sequential"]
+BACKENDS = ["loky", "threading", "sequential", "dask"]
 PROCESS_BACKENDS = {"loky", "dask"}
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
+    if request.param == "dask":
+        request.getfixturevalue("dask_client")  # this module's LocalCluster; skips without dask
     return request.param
 
 

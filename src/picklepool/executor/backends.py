@@ -8,6 +8,7 @@ run the same batch runner on the objects themselves, with no copy.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -75,6 +76,10 @@ class Backend:
         return []
 
     def session_path(self) -> str | None:
+        return None
+
+    def blob_store(self) -> Any:
+        """A fresh ``pickler.context.BlobStore`` for one call, or None for the session's files."""
         return None
 
     def shutdown(self, kill: bool = False) -> None:
@@ -161,11 +166,16 @@ class SequentialBackend(Backend):
 def shutdown(wait: bool = True, kill: bool = False) -> None:
     """Stop picklepool's warm worker processes now (they restart on the next call).
 
-    Idle workers also exit by themselves after ``idle_worker_timeout`` seconds.
+    Idle workers also exit by themselves after ``idle_worker_timeout`` seconds. With
+    the dask backend, this closes the connections picklepool opened to a
+    ``scheduler_address``; it never closes your own ``Client`` or cluster.
     """
     for executor in list(_executors):
         executor.shutdown(wait=wait, kill_workers=kill)
         _executors.discard(executor)
+    dask_backend = sys.modules.get(f"{__package__}.dask")
+    if dask_backend is not None:  # imported only if backend="dask" was used
+        dask_backend.close_clients()
 
 
 def make_backend(name: str, n_workers: int, **options: Any) -> Backend:

@@ -5,7 +5,8 @@
       ──pickler.loads──▶ results, in order (or as completed)
 
 The parent serialises each distinct function once per call; batches carry only
-its content key (plus the bytes, or a blob path when large), and workers keep the
+its content key (plus the bytes, or a blob reference when large: a file in /dev/shm
+for loky, data scattered once to a dask cluster), and workers keep the
 rebuilt function in their cache. A task error, a pickling error or a crashed
 worker cancels the call: queued batches are cancelled, batches already in a
 worker skip their remaining tasks (a shared cancel flag), and the error is
@@ -125,7 +126,7 @@ class Call:
         self.header = cloudpickle.dumps(pickler) if self.bytes_path else b""
         self._specs: dict[Any, tuple[str, Any, str]] = {}
         self._keep: list[Any] = []  # what the _specs keys refer to, kept alive so ids stay unique
-        self.context = CallContext(pickler, self.session)
+        self.context = CallContext(pickler, self.session, backend.blob_store())
         self._done: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
         self.total: int | None = None
         self._overdue: tuple[int, int] | None = None  # (task, pid) killed by the backstop
@@ -143,8 +144,10 @@ class Call:
                 raise PicklingError(f"task {index}: {msg}") from exc
             key = hashlib.blake2b(data, digest_size=16).hexdigest()
             payload: Any = data
-            if len(data) > INLINE_LIMIT and self.session is not None:
-                payload = self.context.write_blob(key, data)
+            if len(data) > INLINE_LIMIT:
+                ref = self.context.put_blob(key, data)
+                if ref is not None:
+                    payload = ref
             spec = self._specs[ident] = (key, payload, _label(func))
             self._keep.append(referents)
         return spec
@@ -213,6 +216,7 @@ class Call:
                 first,
                 self.timeout,
                 self.worker_limits,
+                self.context.attachment(),
             )
         else:
             fut = self.backend.submit(execute, funcs, fidx, args, kwargs, first, None, 0, self.timeout)
@@ -308,13 +312,19 @@ class Call:
                 if status and status[0] == self.call_id and status[1] >= 0:
                     culprit = f" while running task {status[1]} (worker pid {pid})"
         codes = re.search(r"exit codes of the workers are \{(.*?)\}", str(exc))
-        detail = f"exit code {codes.group(1)}" if codes else type(exc).__name__
+        recovery = " The pool is replaced on the next call."
+        if codes:
+            detail = f"exit code {codes.group(1)}"
+        elif isinstance(exc, WorkerCrashedError):  # the backend said what happened (dask)
+            detail, recovery = str(exc), ""
+        else:
+            detail = type(exc).__name__
         if not culprit:
             culprit = f" while tasks {batch.first}..{batch.first + batch.n - 1} were queued or running"
         return WorkerCrashedError(
             f"a worker process died{culprit}: {detail}. This is usually a segfault in "
-            "compiled code, a call to os._exit(), or the OOM killer (check memory use). "
-            "The pool is replaced on the next call."
+            "compiled code, a call to os._exit(), or the OOM killer (check memory use)."
+            f"{recovery}"
         )
 
     # -- the loop -------------------------------------------------------------------------
@@ -375,9 +385,7 @@ class Call:
             self._cancel(inflight, hard=isinstance(exc, KeyboardInterrupt))
             raise
         finally:
-            if self.session is not None:
-                for key in self.context.blobs:
-                    self.session.drop_blob(key)
+            self.context.close()
 
     def _next_done(self) -> _Batch:
         if self.timeout is None or self.session is None:

@@ -58,7 +58,8 @@ class Parallel:
     Parameters (those marked * default to ``parallel_config`` and the environment):
 
     n_jobs*: workers; -1 (the default) all usable cores, -n all but n-1, 1 runs in
-        the calling process.
+        the calling process. With backend="dask", -1 and -n count the cluster's
+        threads instead of local cores.
     backend*: "loky" (default: warm reusable processes), "threading",
         "sequential" or "dask".
     pickler*: "hybrid" (default), "pickle", "cloudpickle", a name given to
@@ -209,9 +210,12 @@ class Parallel:
                 "the threading backend: Python threads cannot be interrupted. Use "
                 "backend='loky' (processes), or drop the timeout."
             )
+        n_workers = s["n_workers"]
+        if name == "dask" and int(s["n_jobs"]) < 0:
+            n_workers = int(s["n_jobs"])  # counted from the cluster's threads, not local cores
         return make_backend(
             name,
-            s["n_workers"],
+            n_workers,
             idle_worker_timeout=s["idle_worker_timeout"],
             scheduler_address=s["scheduler_address"],
             worker_env=limits.worker_env(s["inner_max_num_threads"], s["n_workers"]),
@@ -234,6 +238,8 @@ class Parallel:
             backend = self._make_backend(s)
         elif hasattr(backend, "refresh"):
             backend.refresh()
+        if backend.n_workers != s["n_workers"]:  # dask: n_jobs counts the cluster's threads
+            s["max_inflight"] = self._inflight(s["pre_dispatch"], backend.n_workers)
         batcher: Any
         if s["batch_size"] == "auto":
             batcher = AutoBatcher(backend.n_workers)

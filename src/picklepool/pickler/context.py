@@ -1,10 +1,20 @@
 """What a reducer may know about the call it is pickling for.
 
 While the parent serialises a call's tasks, ``current()`` returns the call's
-context: its pickler and its session folder, where a reducer can write data once
-per call (a ``SharedState`` snapshot, a large buffer) and send only a reference
-in each task. Outside a call (plain ``pickle.dumps``, or inside a worker) it is
+context: its pickler and its *blob store*, where a reducer can put data once per
+call (a ``SharedState`` snapshot, a large buffer) and send only a reference in
+each task. Outside a call (plain ``pickle.dumps``, or inside a worker) it is
 None and reducers fall back to sending everything inline.
+
+    ref = ctx.put_blob(key, data)      parent, while pickling: once per call
+    -> tasks carry ref (small)
+    workers.blobs.read_blob(ref)       worker, while unpickling: the bytes
+
+The store depends on the backend: loky writes a file in the session folder in
+/dev/shm (the reference is its path); dask scatters the bytes to the cluster once
+(the reference is a ``workers.blobs.BlobRef``, and each batch carries the call's
+scattered futures, which dask resolves on the worker). In-process backends have
+no store: ``put_blob`` returns None and the value is pickled inline.
 """
 
 from __future__ import annotations
@@ -13,24 +23,81 @@ import contextlib
 import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+
+class BlobStore(Protocol):
+    """Where a backend keeps the data a call sends once."""
+
+    def put(self, key: str, data: bytes) -> Any:
+        """Store *data* under *key* (once; later puts of the key are free); return its reference."""
+
+    def drop(self, key: str) -> None:
+        """Forget *key*: the call is over."""
+
+    def attachment(self) -> Any:
+        """What every batch carries so that workers can read references (None for files)."""
+
+
+class SessionStore:
+    """Blobs as files in the parent's session folder; the reference is the path."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def put(self, key: str, data: bytes) -> str:
+        return self.session.write_blob(key, data)  # type: ignore[no-any-return]
+
+    def drop(self, key: str) -> None:
+        self.session.drop_blob(key)
+
+    def attachment(self) -> None:
+        return None
 
 
 @dataclass
 class CallContext:
     pickler: Any
-    session: Any | None  # workers.control.Session, or None for in-process backends
+    session: Any | None  # workers.control.Session, or None (in-process backends, dask)
+    store: BlobStore | None = None  # None: the session's files, if there is a session
     blobs: list[str] = field(default_factory=list)  # keys to drop when the call ends
     memo: dict[Any, Any] = field(default_factory=dict)  # per-call cache for reducers
 
+    def __post_init__(self) -> None:
+        if self.store is None and self.session is not None:
+            self.store = SessionStore(self.session)
+
+    def put_blob(self, key: str, data: bytes) -> Any:
+        """Send *data* once for this call; a reference for ``workers.blobs.read_blob``, or None."""
+        if self.store is None:
+            return None
+        ref = self.store.put(key, data)
+        if key not in self.blobs:
+            self.blobs.append(key)
+        return ref
+
     def write_blob(self, key: str, data: bytes) -> str | None:
-        """Write *data* once for this call; the path workers read, or None."""
+        """Write *data* once for this call as a file; its path, or None (no session folder).
+
+        Prefer :meth:`put_blob`, which also works across machines (dask).
+        """
         if self.session is None:
             return None
         path: str = self.session.write_blob(key, data)
         if key not in self.blobs:
             self.blobs.append(key)
         return path
+
+    def attachment(self) -> Any:
+        """What each batch carries for the workers to read this call's blobs."""
+        return self.store.attachment() if self.store is not None else None
+
+    def close(self) -> None:
+        """The call is over: drop its blobs."""
+        keys, self.blobs = self.blobs, []
+        if self.store is not None:
+            for key in keys:
+                self.store.drop(key)
 
 
 _current: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("picklepool_call", default=None)

@@ -16,20 +16,23 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import signal
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import TaskTimeoutError
+from .blobs import attached, blob_size, read_blob
 from .cache import objects
 from .control import WorkerView, worker_view
 from .limits import WorkerLimits, before_batch
 from .memory import after_batch, retire
 
-FuncSpec = tuple[str, Any, str]  # key, bytes (inline) or path (blob), label
+FuncSpec = tuple[str, Any, str]  # key, bytes (inline) or a blob reference, label
 
 
 def _header(header: bytes) -> Any:
@@ -40,12 +43,11 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
     key, data, _label = spec
 
     def build() -> Any:
-        if isinstance(data, str):  # a blob path: large function, written once per call
-            with open(data, "rb") as f:
-                return pickler.loads(f.read())
-        return pickler.loads(data)
+        if isinstance(data, bytes):
+            return pickler.loads(data)
+        return pickler.loads(read_blob(data))  # a large function, sent once per call
 
-    size = len(data) if isinstance(data, bytes) else os.path.getsize(data)
+    size = len(data) if isinstance(data, bytes) else blob_size(data)
     return objects.get_or_build(("func", key), size, build)
 
 
@@ -113,9 +115,70 @@ def execute(
 
 
 def _can_alarm() -> bool:
-    import threading
-
     return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+def _execute_watched(
+    funcs: Sequence[Callable[..., Any]],
+    fidx: int | Sequence[int],
+    args: Sequence[tuple[Any, ...]],
+    kwargs: Sequence[dict[str, Any]] | None,
+    first: int,
+    view: WorkerView | None,
+    call_id: int,
+    timeout: float,
+) -> tuple[Any, ...]:
+    """``execute`` with a per-task deadline where SIGALRM cannot reach (a worker thread).
+
+    The tasks run one by one in a helper thread while this thread waits for each
+    with the deadline. When a task is late, this thread replies at once with
+    ``TaskTimeoutError`` and the helper thread is interrupted by an asynchronous
+    exception, which Python delivers as soon as the task runs Python code again;
+    a task stuck inside compiled code keeps its (abandoned) thread until it
+    returns from that code.
+    """
+    outcomes: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for i in range(len(args)):
+                if stop.is_set():
+                    return
+                one = fidx if isinstance(fidx, int) else (fidx[i],)
+                kw = None if kwargs is None else (kwargs[i],)
+                outcomes.put(execute(funcs, one, (args[i],), kw, first + i, view, call_id))
+        except _Timeout:
+            pass
+
+    start = time.perf_counter()
+    helper = threading.Thread(target=work, name=f"picklepool-task-{first}", daemon=True)
+    helper.start()
+    results: list[Any] = []
+    for i in range(len(args)):
+        try:
+            outcome = outcomes.get(timeout=timeout)
+        except queue.Empty:
+            stop.set()
+            _interrupt(helper)
+            exc = TaskTimeoutError(
+                f"task {first + i} ran longer than timeout={timeout}s and was interrupted "
+                "(in a worker thread: Python code stops at once, compiled code when it returns)"
+            )
+            return ("error", first + i, exc, "")
+        if outcome[0] != "ok":
+            stop.set()
+            return outcome
+        results.extend(outcome[1])
+    return ("ok", results, time.perf_counter() - start)
+
+
+def _interrupt(thread: threading.Thread) -> None:
+    """Raise ``_Timeout`` in *thread* the next time it runs Python code."""
+    import ctypes
+
+    if thread.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_Timeout))
 
 
 def run_batch(
@@ -127,23 +190,32 @@ def run_batch(
     first: int,
     timeout: float | None,
     limits: WorkerLimits | None = None,
+    blobs: Mapping[str, bytes] | None = None,
 ) -> bytes:
-    """Entry point called by the backend in a worker; takes and returns bytes."""
+    """Entry point called by the backend in a worker; takes and returns bytes.
+
+    *blobs* are the call's once-sent data that travel with the batch (dask only;
+    see ``workers.blobs``).
+    """
     pickler = _header(header)
     view = worker_view(session) if session else None
     if view is not None and view.cancelled(call_id):
         return pickler.dumps(("cancelled",))  # type: ignore[no-any-return]
-    try:
-        fns = [_function(pickler, spec) for spec in funcs]
-    except BaseException as exc:
-        return _load_error(pickler, "function", ", ".join(s[2] for s in funcs), exc)
-    try:
-        fidx, args, kwargs = pickler.loads(tasks)
-    except BaseException as exc:
-        return _load_error(pickler, "arguments", f"tasks {first}..", exc)
+    with attached(blobs):
+        try:
+            fns = [_function(pickler, spec) for spec in funcs]
+        except BaseException as exc:
+            return _load_error(pickler, "function", ", ".join(s[2] for s in funcs), exc)
+        try:
+            fidx, args, kwargs = pickler.loads(tasks)
+        except BaseException as exc:
+            return _load_error(pickler, "arguments", f"tasks {first}..", exc)
     if limits is not None:
         before_batch(limits)  # thread limits, once per setting
-    outcome = execute(fns, fidx, args, kwargs, first, view, call_id, timeout)
+    if timeout is not None and not _can_alarm():
+        outcome = _execute_watched(fns, fidx, args, kwargs, first, view, call_id, timeout)
+    else:
+        outcome = execute(fns, fidx, args, kwargs, first, view, call_id, timeout)
     del args, kwargs
     if outcome[0] == "error" and isinstance(outcome[2], TaskTimeoutError):
         retire()  # replaced by loky after this reply; the rest of the pool is untouched

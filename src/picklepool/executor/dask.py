@@ -1,0 +1,384 @@
+"""The dask.distributed backend: the same batches, run on a dask cluster.
+
+    Call ──run_batch(header, function specs, task bytes, blobs)──▶ client.submit
+      ──scheduler──▶ dask worker thread: workers.runner.run_batch ──▶ reply bytes
+      ──dask future──▶ _BatchFuture (a concurrent.futures.Future) ──▶ Call
+
+Tasks cross as the bytes the call's pickler made, exactly as with loky; dask only
+moves them (it pickles ``run_batch`` by reference, so picklepool must be
+importable on every worker, like the modules of the functions pickled by
+reference). Data a call sends once (functions larger than
+``dispatch.INLINE_LIMIT``, and anything a reducer puts with
+``CallContext.put_blob``) is scattered to the cluster once per call
+(:class:`ScatterStore`); every batch carries the call's scattered futures, dask
+hands their bytes to the worker that runs it, and the worker rebuilds each
+object once (``workers.blobs``, ``workers.cache``).
+
+What differs from loky, and why:
+
+- There is no session folder shared across machines, so no cancel flags and no
+  worker status files: a failed call cancels the batches dask has not started
+  (batches already running finish), and a crash names the batch's tasks rather
+  than the one task that was running.
+- ``timeout``: dask runs tasks in worker threads, where SIGALRM cannot reach, so
+  the runner waits for each task with a deadline and interrupts a late one
+  with an asynchronous exception (``workers.runner._execute_watched``).
+- A worker that dies: dask reschedules its batch on another worker, up to
+  ``distributed.scheduler.allowed-failures`` times (3 by default), then gives up
+  with ``KilledWorker``, which is raised here as ``WorkerCrashedError``.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Iterable
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from typing import Any
+
+from ..errors import WorkerCrashedError
+from ..workers.blobs import BlobRef
+from .backends import Backend
+
+NO_CLUSTER = (
+    "backend='dask' found no dask cluster: no distributed.Client is current and no "
+    "scheduler_address was given. Start one in this process, e.g. "
+    "`from distributed import Client, LocalCluster; client = Client(LocalCluster())`, "
+    "or point picklepool at a running scheduler with "
+    "parallel_config(backend='dask', scheduler_address='tcp://HOST:8786') "
+    "(started with `dask scheduler`, plus `dask worker tcp://HOST:8786` on each machine)."
+)
+
+MAX_RESENDS = 3  # times a batch is sent again after the cluster lost the data it carries
+
+# Clients picklepool opened itself (scheduler_address), by address; closed by shutdown().
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ImportError(
+            f"backend='dask' needs dask.distributed, which cannot be imported here ({exc}). "
+            "Install it with: pip install 'picklepool[dask]'"
+        ) from exc
+    return distributed
+
+
+def _usable(client: Any) -> bool:
+    return client is not None and client.status not in ("closing", "closed")
+
+
+def get_client(scheduler_address: str | None = None) -> Any:
+    """The client to use: the current one, or one connected to *scheduler_address*."""
+    distributed = _distributed()
+    try:
+        current = distributed.get_client()
+    except ValueError:  # no client in this process
+        current = None
+    if not scheduler_address:
+        if not _usable(current):
+            raise RuntimeError(NO_CLUSTER)
+        return current
+    if _usable(current) and current.scheduler.address == scheduler_address:
+        return current
+    with _clients_lock:
+        client = _clients.get(scheduler_address)
+        if not _usable(client):
+            try:
+                client = distributed.Client(scheduler_address, set_as_default=False)
+            except OSError as exc:
+                raise OSError(
+                    f"backend='dask' could not connect to the dask scheduler at "
+                    f"scheduler_address={scheduler_address!r}: {exc}. Is `dask scheduler` "
+                    "running there, and is its port reachable from this machine?"
+                ) from exc
+            _clients[scheduler_address] = client
+    return client
+
+
+def close_clients() -> None:
+    """Close the clients picklepool opened (never the user's own client)."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()
+
+
+# Per client, the workers known to run this version of picklepool.
+_checked: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+def check_workers(client: Any, workers: Iterable[str]) -> None:
+    """Fail now, saying what to install, if a worker cannot import this picklepool.
+
+    A dask worker that cannot import ``run_batch`` cannot even deserialise the
+    batch, and dask then waits for it forever. Checked once per worker.
+    """
+    from .. import __version__
+
+    known = _checked.setdefault(client, set())
+    new = set(workers) - known
+    if not new:
+        return
+    found = client.get_versions(packages=["picklepool"])["workers"]
+    missing, other = [], []
+    for address in sorted(new & set(found)):
+        version = found[address].get("packages", {}).get("picklepool")
+        if version is None:
+            missing.append(address)
+        elif version != __version__:
+            other.append(f"{address} has {version}")
+    if missing:
+        raise RuntimeError(
+            f"picklepool cannot be imported on the dask worker(s) {missing}: install picklepool "
+            f"{__version__} in the Python environment each `dask worker` runs in (with the "
+            "modules your tasks' functions and classes are imported from)"
+        )
+    if other:
+        raise RuntimeError(
+            f"the dask workers run another picklepool version than this process ({__version__}): "
+            f"{', '.join(other)}. Install the same version everywhere."
+        )
+    known.update(new & set(found))
+
+
+class ScatterStore:
+    """A call's once-sent data, scattered to the cluster (a ``pickler.context.BlobStore``).
+
+    ``put`` sends the bytes to one worker (``scatter(broadcast=False)``); the other
+    workers fetch them from there when a batch that carries them lands on them.
+    The data lives as long as the call: ``drop`` releases it. The store keeps the
+    bytes too, because dask cannot recompute scattered data: if the worker holding
+    them dies, :meth:`restore` scatters them again and the batch is sent again.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.futures: dict[str, Any] = {}
+        self._data: dict[str, bytes] = {}
+        self._sent: dict[str, list[Any]] = {}  # every future scattered per key, restores too
+        self._lock = threading.Lock()
+
+    def put(self, key: str, data: bytes) -> BlobRef:
+        with self._lock:
+            if key not in self.futures:
+                self.futures[key] = self._scatter(data)
+                self._data[key] = data
+                self._sent[key] = [self.futures[key]]
+        return BlobRef(key, len(data))
+
+    def _scatter(self, data: bytes) -> Any:
+        [future] = self.client.scatter([data], hash=False)
+        return future
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+            self._sent.pop(key, None)
+            future = self.futures.pop(key, None)
+        if future is not None:
+            future.release()
+
+    def attachment(self) -> dict[str, Any] | None:
+        """The call's scattered futures: dask replaces them by their bytes on the worker."""
+        with self._lock:
+            current = dict(self.futures)
+        if any(future.status != "finished" for future in current.values()):
+            current = self.restore(current) or current  # known lost: scatter again first
+        return current or None
+
+    def owns(self, attachment: dict[str, Any]) -> bool:
+        """Whether *attachment* came from this store (before or after a restore)."""
+        with self._lock:
+            return any(f is future for key, future in attachment.items() for f in self._sent.get(key, ()))
+
+    def restore(self, attachment: dict[str, Any]) -> dict[str, Any] | None:
+        """*attachment* with the data the cluster lost scattered anew; None if none was lost."""
+        lost: list[Any] = []
+        with self._lock:
+            for key, old in attachment.items():
+                current = self.futures.get(key)
+                if current is None:  # dropped: the call is over
+                    continue
+                if current is old and old.status != "finished":
+                    self.futures[key] = self._scatter(self._data[key])
+                    self._sent[key].append(self.futures[key])
+                    lost.append(old)
+                elif current is not old:
+                    lost.append(old)  # another batch restored it already
+            fresh = {key: self.futures[key] for key in attachment if key in self.futures}
+        for old in lost:
+            old.release()
+        return fresh if lost else None
+
+
+def _killed(exc: BaseException) -> WorkerCrashedError:
+    retries = getattr(exc, "allowed_failures", None)
+    sent_to = f"the {retries + 1} workers" if isinstance(retries, int) else "the workers"
+    return WorkerCrashedError(
+        f"dask gave up on this batch (KilledWorker): {sent_to} it was sent to died while it "
+        "was running or queued there, and dask reruns such a batch only up to "
+        f"distributed.scheduler.allowed-failures={retries if retries is not None else '?'} "
+        "times. The dask worker logs say why each died; dask's nannies restart the workers"
+    )
+
+
+def _lost(detail: str) -> WorkerCrashedError:
+    return WorkerCrashedError(
+        f"dask dropped this batch before it finished ({detail}): a worker holding this "
+        "call's scattered data died, or the client lost its scheduler or was closed"
+    )
+
+
+class _BatchFuture(Future):  # type: ignore[type-arg]
+    """A ``concurrent.futures.Future`` that follows a batch on the cluster.
+
+    ``cancel()`` releases the dask future: the scheduler drops the batch if it has
+    not started (a running batch finishes and its reply is discarded). If dask
+    drops the batch because the data it carries was lost with a worker, the data
+    is scattered again and the batch sent again (up to ``MAX_RESENDS`` times).
+    """
+
+    def __init__(self, backend: DaskBackend, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        super().__init__()
+        self._backend = backend
+        self._fn: Any = fn
+        self._args: Any = args
+        self._resends = 0
+        self._dask_future: Any = None
+        self._send()
+
+    def _send(self) -> None:
+        key = f"picklepool-batch-{uuid.uuid4().hex}"
+        self._dask_future = self._backend.client.submit(self._fn, *self._args, key=key, pure=False)
+        self._dask_future.add_done_callback(self._settle)
+        if self.cancelled():  # cancelled while being sent again
+            self._release()
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        self._release()
+        return True
+
+    def _release(self) -> None:
+        dask_future, self._dask_future = self._dask_future, None
+        if dask_future is not None:
+            dask_future.release()
+
+    def _settle(self, dask_future: Any) -> None:
+        """Called by dask (in its callback thread) when the batch is over."""
+        if self.cancelled() or dask_future is not self._dask_future:
+            return
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            status = dask_future.status
+            if status == "finished":
+                try:
+                    value = dask_future.result()
+                except CancelledError as exc:  # dropped since: its reply was on a lost worker
+                    status, error = "cancelled", exc
+            if status == "error":
+                error = _translate(dask_future.exception())
+            elif status != "finished":
+                if self._resend():
+                    return
+                if error is None:
+                    try:
+                        dask_future.result()
+                    except BaseException as exc:  # the reason dask gives
+                        error = exc
+                error = _lost(f"{type(error).__name__}: {error}" if error else f"status {status!r}")
+        except BaseException as exc:  # fetching the reply failed
+            error = exc
+        self._release()
+        self._fn = self._args = None
+        if isinstance(error, CancelledError):  # not by us: never let it pass for a cancel
+            error = _lost(f"{type(error).__name__}: {error}")
+        try:
+            if error is None:
+                self.set_result(value)
+            else:
+                self.set_exception(error)
+        except InvalidStateError:  # cancelled meanwhile
+            pass
+
+    def _resend(self) -> bool:
+        """Send the batch again if dask dropped it because the data it carries was lost."""
+        attachment = self._args[-1]
+        if self._resends >= MAX_RESENDS or not isinstance(attachment, dict):
+            return False
+        store = self._backend.store_of(attachment)
+        fresh = store.restore(attachment) if store is not None else None
+        if fresh is None:
+            return False
+        self._resends += 1
+        self._release()
+        self._args = (*self._args[:-1], fresh)
+        self._send()
+        return True
+
+
+def _translate(exc: BaseException | None) -> BaseException:
+    """An exception dask raised for a batch (not a task's own: those come in the reply)."""
+    from distributed.scheduler import KilledWorker
+
+    if exc is None:
+        return _lost("no exception given")
+    if isinstance(exc, KilledWorker):
+        return _killed(exc)
+    if isinstance(exc, ImportError) and hasattr(exc, "add_note"):
+        exc.add_note(
+            "(raised by a dask worker while loading a picklepool batch: picklepool, and the "
+            "modules of functions pickled by reference, must be importable on every worker)"
+        )
+    return exc
+
+
+class DaskBackend(Backend):
+    """Batches on a dask.distributed cluster, through the current or a named scheduler.
+
+    *n_workers* is how many batches to keep running at once; a negative number
+    counts from the cluster's total threads (-1: all of them), as ``n_jobs`` does
+    with local cores.
+    """
+
+    name = "dask"
+    moves_bytes = True
+
+    def __init__(self, n_workers: int, scheduler_address: str | None = None) -> None:
+        self.client = get_client(scheduler_address)
+        threads = self.client.nthreads()  # {worker address: threads}
+        check_workers(self.client, threads)
+        if n_workers < 0:  # as many as the cluster's threads (0 while an adaptive one is empty)
+            n_workers = max(1, sum(threads.values()) + 1 + n_workers)
+        super().__init__(n_workers)
+        self._inflight: weakref.WeakSet[_BatchFuture] = weakref.WeakSet()
+        self._stores: weakref.WeakSet[ScatterStore] = weakref.WeakSet()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future = _BatchFuture(self, fn, args)
+        self._inflight.add(future)
+        return future
+
+    def session_path(self) -> str | None:
+        return None  # no folder shared across machines
+
+    def blob_store(self) -> ScatterStore:
+        store = ScatterStore(self.client)
+        self._stores.add(store)
+        return store
+
+    def store_of(self, attachment: dict[str, Any]) -> ScatterStore | None:
+        return next((store for store in list(self._stores) if store.owns(attachment)), None)
+
+    def shutdown(self, kill: bool = False) -> None:
+        """Drop this backend's batches still on the cluster; the cluster keeps running."""
+        for future in list(self._inflight):
+            future.cancel()

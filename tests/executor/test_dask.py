@@ -1,0 +1,272 @@
+"""The dask backend beyond the conformance suite: finding the cluster, n_jobs,
+data sent once per call, lost workers and timeouts in worker threads.
+
+Runs on a real LocalCluster with worker processes (the ``dask_client`` fixture
+in tests/conftest.py); skipped when dask.distributed is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import pytest
+
+import picklepool
+from picklepool import Parallel, TaskTimeoutError, WorkerCrashedError, delayed, parallel_config
+from picklepool.executor import dispatch
+from tests.conftest import run_python
+
+pytest.importorskip(
+    "distributed", reason="dask.distributed is not installed (pip install 'picklepool[dask]')"
+)
+
+
+def square(x):
+    return x * x
+
+
+# -- finding the cluster -------------------------------------------------------------
+
+
+def test_without_a_cluster_the_error_says_how_to_start_one():
+    res = run_python(
+        """
+        from picklepool import Parallel, delayed
+        try:
+            Parallel(backend="dask")([delayed(abs)(-1)])
+        except RuntimeError as exc:
+            print("ERROR:", exc)
+        """
+    )
+    assert "ERROR: backend='dask' found no dask cluster" in res.stdout, res.stderr
+    assert "Client(LocalCluster())" in res.stdout
+    assert "scheduler_address=" in res.stdout
+
+
+def test_without_distributed_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
+    with pytest.raises(ImportError, match=r"pip install 'picklepool\[dask\]'"):
+        Parallel(backend="dask")([delayed(abs)(-1)])
+
+
+class FakeClient:
+    """Answers ``get_versions`` as dask does, with the picklepool version of each worker."""
+
+    def __init__(self, versions):
+        self.versions = versions
+
+    def get_versions(self, packages):
+        return {"workers": {w: {"packages": {"picklepool": v}} for w, v in self.versions.items()}}
+
+
+def test_workers_without_this_picklepool_are_refused_with_the_fix():
+    from picklepool.executor.dask import check_workers
+
+    ok = {"tcp://a:1": picklepool.__version__}
+    check_workers(FakeClient(ok), ok)  # no error
+    client = FakeClient({**ok, "tcp://b:1": None})
+    with pytest.raises(RuntimeError, match=r"cannot be imported on the dask worker\(s\) \['tcp://b:1'\]"):
+        check_workers(client, client.versions)
+    client = FakeClient({**ok, "tcp://c:1": "0.0.1"})
+    with pytest.raises(RuntimeError, match="tcp://c:1 has 0.0.1. Install the same version everywhere"):
+        check_workers(client, client.versions)
+
+
+def test_uses_the_current_client(dask_client):
+    with Parallel(backend="dask") as p:
+        assert p._backend.client is dask_client
+        assert p(delayed(square)(i) for i in range(5)) == [0, 1, 4, 9, 16]
+
+
+def test_scheduler_address_connects_and_shutdown_closes_only_that_client(dask_client):
+    port = dask_client.scheduler.address.rsplit(":", 1)[1]
+    address = f"tcp://localhost:{port}"  # same scheduler, not the current client's address
+    with parallel_config(backend="dask", scheduler_address=address):
+        with Parallel() as p:
+            own = p._backend.client
+            assert own is not dask_client
+            assert p(delayed(square)(i) for i in range(4)) == [0, 1, 4, 9]
+    picklepool.shutdown()
+    assert own.status == "closed"
+    assert dask_client.status == "running"
+    assert Parallel(backend="dask")(delayed(square)(i) for i in range(3)) == [0, 1, 4]
+
+
+def test_n_jobs_defaults_to_the_cluster_threads_not_local_cores(dask_client, monkeypatch):
+    from picklepool.executor import parallel
+
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 7)  # local cores must not matter
+    threads = sum(dask_client.nthreads().values())
+    assert threads == 2
+    for n_jobs, expected in [(None, threads), (-1, threads), (-2, threads - 1), (3, 3)]:
+        with Parallel(backend="dask", n_jobs=n_jobs) as p:
+            assert p._backend.n_workers == expected, n_jobs
+
+
+# -- data sent once per call -------------------------------------------------------
+
+REBUILDS = 0  # in each worker: how often a Rebuilt marker was unpickled there
+
+
+def _rebuilt():
+    global REBUILDS
+    REBUILDS += 1
+    return Rebuilt()
+
+
+def rebuild_count():
+    return REBUILDS
+
+
+class Rebuilt:
+    """Pickles as a call to ``_rebuilt``, so workers count their unpickles."""
+
+    def __reduce__(self):
+        return (_rebuilt, ())
+
+
+def make_big_function():
+    payload = os.urandom(2 * dispatch.INLINE_LIMIT)  # unique, so no worker has it cached
+    marker = Rebuilt()
+
+    def big(i):
+        assert marker is not None
+        return len(payload) + i
+
+    return big, len(payload)
+
+
+def _bytes_in(value):
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    if isinstance(value, (tuple, list)):
+        return sum(map(_bytes_in, value))
+    return 0
+
+
+def test_a_large_function_goes_to_the_cluster_once_per_call(dask_client, monkeypatch):
+    scattered, submitted = [], []
+    real_scatter, real_submit = dask_client.scatter, dask_client.submit
+
+    def scatter(data, **kwargs):
+        scattered.append(sum(map(len, data)))
+        return real_scatter(data, **kwargs)
+
+    def submit(fn, *args, **kwargs):
+        submitted.append(_bytes_in(args))
+        return real_submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(dask_client, "scatter", scatter)
+    monkeypatch.setattr(dask_client, "submit", submit)
+    big, size = make_big_function()
+    before = dask_client.run(rebuild_count)
+    run = Parallel(backend="dask", n_jobs=2, batch_size=1, pickler="cloudpickle")
+    assert run(delayed(big)(i) for i in range(12)) == [size + i for i in range(12)]
+    assert len(scattered) == 1 and scattered[0] > size  # the function, once
+    assert len(submitted) == 12 and max(submitted) < dispatch.INLINE_LIMIT  # batches without it
+    assert run(delayed(big)(i) for i in range(4)) == [size + i for i in range(4)]
+    assert len(scattered) == 2  # once per call
+    after = dask_client.run(rebuild_count)
+    rebuilt = {w: after[w] - before.get(w, 0) for w in after}
+    assert all(n <= 1 for n in rebuilt.values()), rebuilt  # rebuilt once per worker at most
+    assert sum(rebuilt.values()) >= 1
+
+
+def blob_sizes(blobs):
+    return {key: len(data) for key, data in blobs.items()}
+
+
+def test_data_lost_with_its_worker_is_scattered_again(dask_client):
+    from picklepool.executor.dask import DaskBackend
+
+    backend = DaskBackend(-1)
+    store = backend.blob_store()
+    store.put("blob", b"data" * 1000)
+    stale = store.attachment()
+    [holder] = dask_client.who_has([stale["blob"]])[stale["blob"].key]
+    dask_client.restart_workers([holder])  # the only copy is gone; dask cannot recompute it
+    # A batch sent with the lost data is dropped by dask, then sent again with a new copy.
+    assert backend.submit(blob_sizes, stale).result(timeout=60) == {"blob": 4000}
+    assert store.futures["blob"] is not stale["blob"]
+    assert backend.submit(blob_sizes, store.attachment()).result(timeout=60) == {"blob": 4000}
+    store.drop("blob")
+
+
+# -- lost workers ------------------------------------------------------------------
+
+
+def crash_once(i, marker):
+    if i == 1 and not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        os._exit(7)
+    return i
+
+
+def test_a_batch_whose_worker_died_is_rerun_by_dask(dask_client, tmp_path):
+    marker = str(tmp_path / "crashed")
+    out = Parallel(backend="dask", n_jobs=2, batch_size=1)(delayed(crash_once)(i, marker) for i in range(4))
+    assert out == [0, 1, 2, 3]
+    assert os.path.exists(marker)  # the worker did die; dask ran the batch again elsewhere
+    dask_client.wait_for_workers(2, timeout=60)
+
+
+def kill_worker(i):
+    if i == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return i
+
+
+def test_a_batch_that_kills_every_worker_raises_worker_crashed_error(dask_client):
+    with pytest.raises(WorkerCrashedError) as info:
+        Parallel(backend="dask", n_jobs=2, batch_size=1)(delayed(kill_worker)(i) for i in range(4))
+    msg = str(info.value)
+    assert "KilledWorker" in msg
+    assert "allowed-failures=1" in msg  # the fixture's setting: one rerun, then give up
+    assert "while tasks" in msg
+    dask_client.wait_for_workers(2, timeout=60)
+    assert Parallel(backend="dask")(delayed(square)(i) for i in range(3)) == [0, 1, 4]
+
+
+# -- timeouts in worker threads ----------------------------------------------------
+
+
+def late_in_python(i, fifo):
+    if i == 2:
+        while True:  # pure Python: interrupted at once
+            pass
+    return i
+
+
+def late_in_c(i, fifo):
+    if i == 2:
+        with open(fifo) as f:  # blocks in C until the test opens the FIFO for writing
+            f.read()
+    return i
+
+
+def picklepool_threads_after_join(seconds):
+    """In a worker: wait (bounded) for timed-out task threads to end; those still alive."""
+    for t in threading.enumerate():
+        if t.name.startswith("picklepool-task"):
+            t.join(seconds)
+    return [t.name for t in threading.enumerate() if t.name.startswith("picklepool-task")]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs")
+@pytest.mark.parametrize("task", [late_in_python, late_in_c])
+def test_timeout_interrupts_a_task_in_a_worker_thread(dask_client, tmp_path, task):
+    fifo = str(tmp_path / "release")
+    os.mkfifo(fifo)
+    with pytest.raises(TaskTimeoutError, match="task 2 ran longer than timeout=0.3s"):
+        Parallel(backend="dask", n_jobs=2, batch_size=1, timeout=0.3)(
+            delayed(task)(i, fifo) for i in range(4)
+        )
+    if task is late_in_c:  # the parent got its error; now let the C call return
+        with open(fifo, "w"):  # returns once the task's open() has returned too
+            pass
+    assert dask_client.run(picklepool_threads_after_join, 30) == {w: [] for w in dask_client.nthreads()}
+    assert Parallel(backend="dask", timeout=5)(delayed(square)(i) for i in range(3)) == [0, 1, 4]
