@@ -10,7 +10,8 @@ on the payloads the ``hybrid`` pickler must match stdlib ``pickle`` on:
 
 Used by ``picklepool bench`` and ``benchmarks/``; ``scale`` shrinks every
 payload for quick runs. Timings are the best of ``repeat`` rounds, with the
-picklers interleaved inside each round (in alternating order) so that drift on a busy machine hits
+picklers interleaved inside each round (each taking every position in turn: the
+one after a large free pays for page faults) so that drift on a busy machine hits
 them alike.
 """
 
@@ -43,16 +44,18 @@ def payloads(scale: float = 1.0) -> dict[str, Callable[[], Any]]:
     return out
 
 
-def roundtrip_seconds(pickler: Any, obj: Any) -> float:
+def roundtrip_seconds(pickler: Any, obj: Any, clock: Callable[[], float] = time.perf_counter) -> float:
     """Seconds for one ``pickler.dumps`` + ``pickler.loads`` of *obj*.
 
-    Freeing the bytes and the copy happens after the clock stops.
+    Freeing the bytes and the copy happens after the clock stops. Pass
+    ``clock=time.process_time`` to count CPU time only, which other processes
+    competing for the cores disturb much less than wall time.
     """
     gc.collect()
-    start = time.perf_counter()
+    start = clock()
     data = pickler.dumps(obj)
     copy = pickler.loads(data)
-    seconds = time.perf_counter() - start
+    seconds = clock() - start
     del data, copy
     return seconds
 
@@ -62,6 +65,7 @@ def compare(
     scale: float = 1.0,
     repeat: int = 5,
     names: Iterable[str] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, dict[str, float]]:
     """Best dumps+loads seconds per payload and pickler: ``{payload: {pickler: s}}``."""
     chosen = [get_pickler(p) for p in picklers]
@@ -71,8 +75,9 @@ def compare(
         obj = factories[name]()
         best = {p.name: float("inf") for p in chosen}
         for i in range(repeat):
-            for p in chosen if i % 2 else chosen[::-1]:
-                best[p.name] = min(best[p.name], roundtrip_seconds(p, obj))
+            k = i % len(chosen)
+            for p in chosen[k:] + chosen[:k]:
+                best[p.name] = min(best[p.name], roundtrip_seconds(p, obj, clock))
         results[name] = best
         del obj
     return results
