@@ -6,6 +6,8 @@ Parallel(n_jobs=2)(delayed(pow)(x, 2) for x in range(10))
 
 from .config import parallel_config as parallel_config
 from .errors import PicklingError as PicklingError
+from .errors import StateFileError as StateFileError
+from .errors import StateSignatureError as StateSignatureError
 from .errors import TaskTimeoutError as TaskTimeoutError
 from .errors import WorkerCrashedError as WorkerCrashedError
 from .executor import Parallel as Parallel
@@ -14,12 +16,16 @@ from .executor import delayed as delayed
 from .executor import shutdown as shutdown
 from .pickler import register_pickler as register_pickler
 from .pickler import wrap_non_picklable_objects as wrap_non_picklable_objects
+from .state import SharedState as SharedState
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Parallel",
     "PicklingError",
+    "SharedState",
+    "StateFileError",
+    "StateSignatureError",
     "TaskTimeoutError",
     "WorkerCrashedError",
     "cpu_count",

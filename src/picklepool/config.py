@@ -42,6 +42,7 @@ ENV_VARS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "progress": ("PICKLEPOOL_PROGRESS",),
         "max_worker_memory": ("PICKLEPOOL_MAX_WORKER_MEMORY",),
         "idle_worker_timeout": ("PICKLEPOOL_IDLE_WORKER_TIMEOUT",),
+        "worker_cache_bytes": ("PICKLEPOOL_WORKER_CACHE_BYTES",),
     }
 )
 

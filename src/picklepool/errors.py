@@ -2,8 +2,8 @@
 
 Each extends the stdlib exception a user would already catch: ``PicklingError`` is a
 ``pickle.PicklingError``, ``WorkerCrashedError`` a ``BrokenProcessPool``,
-``TaskTimeoutError`` a ``TimeoutError``. Messages say what went wrong, where, and
-what to do.
+``TaskTimeoutError`` a ``TimeoutError``, ``StateFileError`` a ``ValueError``.
+Messages say what went wrong, where, and what to do.
 """
 
 from __future__ import annotations
@@ -45,3 +45,22 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.tb}"""'
+
+
+class StateFileError(ValueError):
+    """A ``SharedState`` checkpoint file cannot be read back.
+
+    Raised by ``SharedState.load`` before anything in the file is unpickled: the
+    file is not a picklepool checkpoint, was written by a newer format, is
+    truncated, or its checksum does not match (the file was changed or damaged).
+    The message names the file and what to do.
+    """
+
+
+class StateSignatureError(StateFileError):
+    """A checkpoint's HMAC-SHA256 signature could not be verified.
+
+    The key is wrong, the file was changed after it was signed, the file is not
+    signed although a key was given (``key=`` or ``PICKLEPOOL_STATE_KEY``), or it
+    is signed and no key was given. Nothing in the file was unpickled.
+    """

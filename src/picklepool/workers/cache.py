@@ -48,10 +48,21 @@ class ByteLRU:
             self._data[key] = (value, nbytes)
             self._data.move_to_end(key)
             self._nbytes += nbytes
-            while self._nbytes > self.max_bytes and len(self._data) > 1:
-                _, (_, size) = self._data.popitem(last=False)
-                self._nbytes -= size
+            self._evict()
         return value
+
+    def resize(self, max_bytes: int) -> None:
+        """Change the byte bound, evicting least recently used entries to fit."""
+        with self._lock:
+            self.max_bytes = max_bytes
+            self._evict()
+
+    def _evict(self) -> None:
+        # Called with the lock held. The newest entry always stays, even alone past
+        # the bound: evicting it would rebuild it for every batch.
+        while self._nbytes > self.max_bytes and len(self._data) > 1:
+            _, (_, size) = self._data.popitem(last=False)
+            self._nbytes -= size
 
     def discard(self, key: Any) -> None:
         with self._lock:

@@ -1,0 +1,173 @@
+"""Checkpoint files for ``SharedState``: atomic writes, a header, an optional signature.
+
+File layout (little-endian)::
+
+    header   64 bytes: magic b"\\x93PPSTATE", format (u16), flags (u16),
+             state version (u64), frame length (u64), zero padding
+    frame    frames.pack(value): pickle stream and out-of-band buffers
+    trailer  32 bytes: HMAC-SHA256(key, header + frame) when signed (flag 1),
+             else SHA-256(header + frame), which catches damage but not tampering
+
+Writing goes to a temporary file in the target's folder, which is flushed,
+fsynced and moved over the target with ``os.replace`` (then the folder is
+fsynced): a crash leaves the old file or the new one, and a failed write removes
+its temporary file. Reading checks the magic, the format, the length and then
+the checksum or signature — all before a single byte is unpickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import struct
+import tempfile
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from .. import config
+from ..errors import StateFileError, StateSignatureError
+from . import frames
+
+MAGIC = b"\x93PPSTATE"
+FORMAT = 1
+SIGNED = 1
+_HEADER = struct.Struct("<8sHHQQ")
+HEADER_SIZE = 64
+TRAILER_SIZE = 32
+_KEY_HINT = "pass key= to SharedState.load (or set PICKLEPOOL_STATE_KEY)"
+
+
+def resolve_key(key: Any) -> bytes | None:
+    """The signing key in force: *key* if given, else ``PICKLEPOOL_STATE_KEY``, else None."""
+    source = "key="
+    if key is None:
+        found = config.env_setting("state_key")
+        if found is None:
+            return None
+        key, source = found[0], f"env var {found[1]}"
+    if isinstance(key, str):
+        key = key.encode("utf-8")
+    elif isinstance(key, (bytes, bytearray, memoryview)):
+        key = bytes(key)
+    else:
+        raise TypeError(f"{source} must be bytes or str, got {type(key).__name__}")
+    if not key:
+        raise ValueError(f"{source} is empty; use a secret of at least 16 bytes, or no key")
+    return key  # type: ignore[no-any-return]
+
+
+def _hasher(key: bytes | None) -> Any:
+    return hmac.new(key, digestmod=hashlib.sha256) if key is not None else hashlib.sha256()
+
+
+def write_frame(f: BinaryIO, pieces: list[Any], version: int, key: bytes | None) -> None:
+    """Write header, frame pieces and trailer to *f*."""
+    flags = SIGNED if key is not None else 0
+    header = _HEADER.pack(MAGIC, FORMAT, flags, version, frames.size(pieces)).ljust(HEADER_SIZE, b"\0")
+    digest = _hasher(key)
+    for piece in (header, *pieces):
+        f.write(piece)
+        digest.update(piece)
+    f.write(digest.digest())
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Yield a temporary file that replaces *path* when the block ends without error.
+
+    New files are readable by their owner only (mode 0600); an existing file's
+    permissions are kept.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the rename durable. Not every platform can open a folder; those skip it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # e.g. some network filesystems
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_frame(path: str | os.PathLike[str], key: bytes | None) -> tuple[memoryview, int]:
+    """Read and verify a checkpoint; return ``(frame, state version)``.
+
+    Raises ``StateFileError`` (foreign, newer, truncated, damaged) or
+    ``StateSignatureError`` (signature missing, unexpected or wrong), having
+    unpickled nothing.
+    """
+    name = os.fspath(path)
+    with open(name, "rb") as f:
+        data = bytearray(os.fstat(f.fileno()).st_size)
+        got = f.readinto(data)
+    view = memoryview(data)[:got]
+    if not got:
+        raise StateFileError(f"{name!r} is empty: it is not a finished checkpoint; restore a good copy")
+    head = bytes(view[: len(MAGIC)])
+    if head != MAGIC[: len(head)]:
+        raise StateFileError(
+            f"{name!r} is not a picklepool SharedState checkpoint (it starts with {head!r}, "
+            f"expected {MAGIC!r}); check the path, and write checkpoints with SharedState.save"
+        )
+    if got < HEADER_SIZE + TRAILER_SIZE:
+        raise StateFileError(f"{name!r} is truncated ({got} bytes); restore it from a good copy")
+    _, fmt, flags, version, length = _HEADER.unpack_from(view)
+    if fmt != FORMAT:
+        newer = fmt > FORMAT
+        raise StateFileError(
+            f"{name!r} has checkpoint format {fmt}; this picklepool reads format {FORMAT}"
+            + ("; upgrade picklepool to load it" if newer else "; the file is damaged")
+        )
+    if flags & ~SIGNED:
+        raise StateFileError(f"{name!r} has unknown flags {flags:#x}; the file is damaged or newer")
+    expected = HEADER_SIZE + length + TRAILER_SIZE
+    if got != expected:
+        what = "truncated" if got < expected else "longer than its header says"
+        raise StateFileError(
+            f"{name!r} is {what} ({got} bytes, expected {expected}): it was cut short or "
+            "changed; restore it from a good copy"
+        )
+    signed = bool(flags & SIGNED)
+    if signed and key is None:
+        raise StateSignatureError(f"{name!r} is signed; {_KEY_HINT} so it can be verified")
+    if key is not None and not signed:
+        raise StateSignatureError(
+            f"{name!r} is not signed, and a key was given (key= or PICKLEPOOL_STATE_KEY), so "
+            "it is refused: anyone could have written it. Load it without a key only if you "
+            "trust where it came from, then save it again with the key"
+        )
+    digest = _hasher(key)
+    digest.update(view[: HEADER_SIZE + length])
+    if not hmac.compare_digest(digest.digest(), bytes(view[HEADER_SIZE + length :])):
+        if signed:
+            raise StateSignatureError(
+                f"{name!r}: the signature does not match: the key is wrong, or the file was "
+                "changed after it was signed. Nothing was unpickled"
+            )
+        raise StateFileError(
+            f"{name!r}: the checksum does not match: the file is damaged; restore it from a good copy"
+        )
+    return view[HEADER_SIZE : HEADER_SIZE + length], version

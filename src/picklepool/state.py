@@ -1,0 +1,245 @@
+"""``SharedState``: a value guarded by an RLock, sent to workers as one snapshot.
+
+The seed's advice — don't pickle the lock, pickle the state it guards and
+rebuild the lock on the other side — as a library feature::
+
+    parent   with state as v: ...          RLock held; the version moves on
+    call     the pickler meets the state ──▶ under its lock, once per (state,
+             version) for the whole call: frames.pack(value) ──▶ write_blob
+             ──▶ every task carries (pickler, id, version, blob path, size)
+    worker   _rebuild_state ──▶ workers.snapshots: map the blob, unpickle once,
+             cache under (id, version) ──▶ a SharedState with a fresh RLock
+    disk     state.save(path) ──▶ pickler.checkpoint (atomic, signed) ──▶ load
+
+With the threading and sequential backends nothing is pickled: tasks receive
+the very same object. Outside a call (``pickle.dumps(state)``, ``copy.deepcopy``)
+the snapshot travels inline in the pickle and every load makes a new state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from typing import Any, Generic, TypeVar
+
+from . import config
+from .errors import PicklingError
+from .pickler import checkpoint, context, frames
+from .pickler.registry import get_pickler
+from .workers import snapshots
+
+T = TypeVar("T")
+
+log = logging.getLogger("picklepool")
+
+_MEMO = "picklepool.SharedState"
+
+
+def _worker_cache_bytes() -> int | None:
+    """The worker cache bound from ``PICKLEPOOL_WORKER_CACHE_BYTES``, if set."""
+    found = config.env_setting("worker_cache_bytes")
+    if found is None:
+        return None
+    from .executor.parallel import parse_bytes
+
+    try:
+        return parse_bytes(found[0], found[1])
+    except ValueError as exc:
+        raise ValueError(f"{exc} (from env var {found[1]})") from None
+
+
+class SharedState(Generic[T]):
+    """A value guarded by an ``RLock``, sent to workers as a consistent snapshot.
+
+    >>> state = SharedState({"a": 0, "b": 0})
+    >>> with state as v:            # holds the lock; counts as a change
+    ...     v["a"] = v["b"] = 1
+    >>> state.version
+    1
+
+    Pass the state itself to tasks (``delayed(f)(state, i)``), anywhere in their
+    arguments. A call to worker processes serialises it once per version for the
+    whole call, while holding its lock, so no task ever sees a half-applied
+    change even while other threads keep changing it; each task carries only a
+    small reference. Each worker rebuilds it once per version, with a fresh lock,
+    and keeps it in a cache bounded in bytes (``PICKLEPOOL_WORKER_CACHE_BYTES``,
+    default 1 GiB per worker; least recently used goes first, and a newer version
+    replaces the older one at once).
+
+    Changes made in a worker stay in that worker's copy: they never reach the
+    parent or other workers. Return results from tasks instead. Tasks running in
+    the same worker share its copy; a copy a task changed with ``with``/``set`` is
+    rebuilt from the parent's snapshot for the next batch that needs it.
+    With the ``threading`` and ``sequential`` backends (and ``n_jobs=1``) tasks
+    receive this very object, so there they share it with the parent: change it
+    only inside ``with state``.
+
+    ``state.value`` reads the value without the lock: it is a reference to the
+    live object, which may be in the middle of a change made by another thread.
+    Change the value only with ``with state as v`` or ``state.set(new)``: changes
+    made through ``state.value`` do not move the version on, so workers may keep
+    an older copy.
+
+    ``state.save(path, key=...)`` / ``SharedState.load(path, key=...)`` write and
+    read atomic, optionally signed checkpoints.
+    """
+
+    __slots__ = ("_value", "_lock", "_version", "_depth", "_uid", "_packing", "__weakref__")
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+        self._lock = threading.RLock()
+        self._version = 0
+        self._depth = 0  # nesting of ``with`` blocks of the thread holding the lock
+        self._uid = uuid.uuid4().hex  # names this state in worker caches and blobs
+        self._packing = False
+
+    @classmethod
+    def _restored(cls, value: T, version: int) -> SharedState[T]:
+        state = cls(value)
+        state._version = version
+        return state
+
+    # -- the value and its lock ------------------------------------------------------
+
+    @property
+    def value(self) -> T:
+        """The value, read WITHOUT the lock (see the class docstring)."""
+        return self._value
+
+    @property
+    def version(self) -> int:
+        """How many changes the value has had (``with`` blocks and ``set`` calls)."""
+        return self._version
+
+    def __enter__(self) -> T:
+        self._lock.acquire()
+        self._depth += 1
+        self._version += 1
+        return self._value
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._depth -= 1
+        self._lock.release()
+
+    def set(self, value: T) -> int:
+        """Replace the value under the lock; return the new version."""
+        with self._lock:
+            self._value = value
+            self._version += 1
+            return self._version
+
+    def __repr__(self) -> str:
+        return f"<SharedState version={self._version} value type={type(self._value).__qualname__}>"
+
+    # -- snapshots ---------------------------------------------------------------------
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        ctx = context.current()
+        with self._lock:
+            if self._packing:
+                raise PicklingError(
+                    "a SharedState cannot contain itself (its value refers back to the "
+                    "state); keep the state out of its own value"
+                )
+            self._packing = True
+            try:
+                args = self._inline(get_pickler()) if ctx is None else self._for_call(ctx)
+            finally:
+                self._packing = False
+            if self._depth:
+                # Taken inside this thread's own ``with`` block: the value may still
+                # change before the block ends, so that content needs a new version.
+                self._version += 1
+        return (_rebuild_state, args)
+
+    def _inline(self, pickler: Any) -> tuple[Any, ...]:
+        data = b"".join(frames.pack(pickler, self._value))
+        return (pickler, None, self._version, data, len(data), None)
+
+    def _for_call(self, ctx: Any) -> tuple[Any, ...]:
+        """Once per (state, version) for the call: pack, write a blob, memoize the reference."""
+        key = (_MEMO, self._uid, self._version)
+        args = ctx.memo.get(key)
+        if args is not None:
+            return args  # type: ignore[no-any-return]
+        pickler = ctx.pickler
+        data = b"".join(frames.pack(pickler, self._value))
+        token = ctx.memo.setdefault((_MEMO, "call"), uuid.uuid4().hex[:12])
+        source: str | bytes | None
+        try:
+            source = ctx.write_blob(f"state-{self._uid}-{self._version}-{token}", data)
+        except OSError as exc:
+            log.debug("picklepool: SharedState blob not written (%s); sending it inline", exc)
+            source = None
+        if source is None:  # no session folder (in-process or remote backend)
+            source = data
+        args = ctx.memo[key] = (pickler, self._uid, self._version, source, len(data), _worker_cache_bytes())
+        return args
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str], *, key: str | bytes | None = None) -> int:
+        """Write the value to *path* atomically; return the version written.
+
+        The snapshot is taken under the lock; the file is written to a temporary
+        file in the same folder, fsynced and moved over *path*, so a crash leaves
+        the old file or the new one, never a torn one, and a failed save leaves
+        no temporary file. With a key (``key=`` or ``PICKLEPOOL_STATE_KEY``) the
+        file is signed with HMAC-SHA256 and ``load`` verifies it before unpickling.
+        """
+        signing_key = checkpoint.resolve_key(key)
+        pickler = get_pickler()
+        with checkpoint.atomic_file(path) as f:
+            with self._lock:
+                try:
+                    pieces = frames.pack(pickler, self._value)
+                except Exception as exc:
+                    from .pickler.diagnose import explain
+
+                    raise PicklingError(
+                        f"SharedState.save({os.fspath(path)!r}): "
+                        + explain(pickler, self._value, exc, root="state.value")
+                    ) from exc
+                version = self._version
+                checkpoint.write_frame(f, pieces, version, signing_key)
+                del pieces
+                if self._depth:
+                    self._version += 1
+        return version
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, key: str | bytes | None = None) -> SharedState[Any]:
+        """Read a checkpoint written by :meth:`save`; a new state with a fresh lock.
+
+        Raises ``StateFileError`` (a ``ValueError``) for a foreign, newer, truncated
+        or damaged file and ``StateSignatureError`` for a missing, unexpected or
+        wrong signature — in every case before anything in the file is unpickled.
+        Only load unsigned files you trust: unpickling can run code.
+        """
+        frame, version = checkpoint.read_frame(path, checkpoint.resolve_key(key))
+        return cls._restored(frames.unpack(get_pickler(), frame), version)
+
+
+def _rebuild_state(
+    pickler: Any,
+    uid: str | None,
+    version: int,
+    source: str | bytes,
+    nbytes: int,
+    cache_bytes: int | None,
+) -> SharedState[Any]:
+    """Unpickling side of ``SharedState.__reduce__``: a new state, a fresh lock.
+
+    Inside a call (*uid* given) the state comes from the worker's cache, rebuilt
+    at most once per version; otherwise every load makes a new state.
+    """
+
+    def build() -> SharedState[Any]:
+        return SharedState._restored(snapshots.load(pickler, source), version)
+
+    if uid is None:
+        return build()
+    return snapshots.rebuild(uid, version, nbytes, cache_bytes, build)  # type: ignore[no-any-return]

@@ -1,0 +1,70 @@
+"""Worker side of ``SharedState``: rebuild each snapshot once, keep it in the cache.
+
+A task carries only a reference to its state's snapshot: the state's id, its
+version, and where the frame is (a blob path in the session folder, or the bytes
+themselves when the backend has no session folder). The first batch that needs
+a version maps the blob copy-on-write — large arrays become views of the shared
+pages, writable, and a write copies only the pages it touches — unpickles it
+once, and caches the rebuilt state in ``workers.cache.objects`` under
+``("state", id, version)``. Later batches of any call find it there. When a newer
+version of the same state arrives the older one is dropped at once; otherwise the
+cache's byte bound and LRU order decide.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Callable
+from typing import Any
+
+from ..pickler import frames
+from .cache import objects
+
+# Per worker: the newest version of each state rebuilt here (state id -> version).
+_newest: dict[str, int] = {}
+
+
+def read(source: str | bytes) -> memoryview:
+    """The frame's bytes: a copy-on-write map of a blob file, or a private copy."""
+    if isinstance(source, str):
+        with open(source, "rb") as f:
+            length = os.fstat(f.fileno()).st_size
+            if length == 0:
+                return memoryview(bytearray())
+            return memoryview(mmap.mmap(f.fileno(), length, access=mmap.ACCESS_COPY))
+    # Inline bytes are read-only; a bytearray makes the rebuilt arrays writable.
+    return memoryview(bytearray(source))
+
+
+def load(pickler: Any, source: str | bytes) -> Any:
+    """Rebuild the value of a snapshot frame."""
+    return frames.unpack(pickler, read(source))
+
+
+def rebuild(
+    uid: str,
+    version: int,
+    nbytes: int,
+    cache_bytes: int | None,
+    build: Callable[[], Any],
+) -> Any:
+    """The worker's copy of state *uid* at *version*, built at most once per version.
+
+    *build* returns a fresh ``SharedState``. If a task changed the cached copy
+    (its version moved on), the copy is rebuilt from the snapshot so that later
+    batches see what the parent sent.
+    """
+    if cache_bytes is not None and cache_bytes != objects.max_bytes:
+        objects.resize(cache_bytes)
+    key = ("state", uid, version)
+    state = objects.get_or_build(key, nbytes, build)
+    if state.version != version:
+        objects.discard(key)
+        state = objects.get_or_build(key, nbytes, build)
+    previous = _newest.get(uid)
+    if previous is None or previous < version:
+        if previous is not None:
+            objects.discard(("state", uid, previous))
+        _newest[uid] = version
+    return state
