@@ -5,6 +5,9 @@ import picklepool
 EXPECTED = {
     "Parallel",
     "PicklingError",
+    "SharedState",
+    "StateFileError",
+    "StateSignatureError",
     "TaskTimeoutError",
     "WorkerCrashedError",
     "cpu_count",
@@ -32,3 +35,5 @@ def test_exceptions_extend_the_stdlib():
     assert issubclass(picklepool.PicklingError, pickle.PicklingError)
     assert issubclass(picklepool.WorkerCrashedError, BrokenProcessPool)
     assert issubclass(picklepool.TaskTimeoutError, TimeoutError)
+    assert issubclass(picklepool.StateFileError, ValueError)
+    assert issubclass(picklepool.StateSignatureError, picklepool.StateFileError)

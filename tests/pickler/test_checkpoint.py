@@ -1,0 +1,228 @@
+"""SharedState checkpoints: atomic saves, headers, signatures checked before unpickling."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import stat
+
+import numpy as np
+import pytest
+
+from picklepool import PicklingError, SharedState, StateFileError, StateSignatureError
+from picklepool.pickler import checkpoint
+
+
+def _touch(path: str) -> str:
+    with open(path, "w") as f:
+        f.write("unpickled")
+    return "touched"
+
+
+class Marker:
+    """Unpickling this creates the file at *path*: proof that something was unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (_touch, (self.path,))
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise TypeError("this object refuses to be pickled")
+
+
+@pytest.fixture
+def marked(tmp_path):
+    """A state whose loading would create tmp_path/'marker'."""
+    marker = tmp_path / "marker"
+    return SharedState({"m": Marker(str(marker)), "w": np.arange(1000.0)}), marker
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_round_trip_keeps_values_and_version(tmp_path):
+    value = {
+        "c": np.arange(12, dtype=np.int32).reshape(3, 4),
+        "f": np.asfortranarray(np.random.default_rng(0).random((5, 3))),
+        "b": np.array([True, False]),
+        "list": [1, "two", 3.0, None],
+        "nested": {"t": (1, 2)},
+    }
+    state = SharedState(value)
+    with state:
+        pass
+    path = tmp_path / "ckpt.pp"
+    assert state.save(path) == 1
+    loaded = SharedState.load(path)
+    assert loaded.version == 1 and loaded._lock is not state._lock
+    for name in ("c", "f", "b"):
+        np.testing.assert_array_equal(loaded.value[name], value[name])
+        assert loaded.value[name].dtype == value[name].dtype
+    assert loaded.value["f"].flags.f_contiguous
+    assert loaded.value["c"].flags.writeable
+    assert loaded.value["list"] == value["list"] and loaded.value["nested"] == {"t": (1, 2)}
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("key", [b"secret-bytes-key", "secret str key"])
+def test_signed_round_trip(tmp_path, key):
+    path = tmp_path / "s.pp"
+    SharedState({"a": 1}).save(path, key=key)
+    assert SharedState.load(path, key=key).value == {"a": 1}
+
+
+def test_key_from_the_environment(tmp_path, monkeypatch, marked):
+    state, marker = marked
+    monkeypatch.setenv("PICKLEPOOL_STATE_KEY", "from-env")
+    state.save(tmp_path / "e.pp")
+    assert SharedState.load(tmp_path / "e.pp").value["m"] == "touched"
+    marker.unlink()
+    monkeypatch.setenv("PICKLEPOOL_STATE_KEY", "another")
+    with pytest.raises(StateSignatureError, match="signature does not match"):
+        SharedState.load(tmp_path / "e.pp")
+    assert not marker.exists()
+
+
+def test_wrong_key_unpickles_nothing(tmp_path, marked):
+    state, marker = marked
+    path = tmp_path / "k.pp"
+    state.save(path, key="right")
+    with pytest.raises(StateSignatureError, match="key is wrong"):
+        SharedState.load(path, key="wrong")
+    assert not marker.exists()
+    SharedState.load(path, key="right")  # the test object does unpickle when allowed
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_a_tampered_byte_is_refused(tmp_path, marked, signed):
+    state, marker = marked
+    path = tmp_path / "t.pp"
+    key = "k" if signed else None
+    state.save(path, key=key)
+    data = bytearray(path.read_bytes())
+    data[checkpoint.HEADER_SIZE + 200] ^= 0x01
+    path.write_bytes(bytes(data))
+    error = StateSignatureError if signed else StateFileError
+    with pytest.raises(error, match="signature does not match" if signed else "checksum"):
+        SharedState.load(path, key=key)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("cut", [1, 40, 1000])
+def test_a_truncated_file_is_refused(tmp_path, marked, cut):
+    state, marker = marked
+    path = tmp_path / "cut.pp"
+    state.save(path, key="k")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - cut])
+    with pytest.raises(StateFileError, match="truncated"):
+        SharedState.load(path, key="k")
+    assert not marker.exists()
+
+
+def test_an_unsigned_file_is_refused_when_a_key_is_required(tmp_path, marked, monkeypatch):
+    state, marker = marked
+    path = tmp_path / "u.pp"
+    state.save(path)
+    with pytest.raises(StateSignatureError, match="not signed"):
+        SharedState.load(path, key="k")
+    monkeypatch.setenv("PICKLEPOOL_STATE_KEY", "k")
+    with pytest.raises(StateSignatureError, match="not signed"):
+        SharedState.load(path)
+    assert not marker.exists()
+
+
+def test_a_signed_file_needs_its_key(tmp_path, marked):
+    state, marker = marked
+    state.save(tmp_path / "s.pp", key="k")
+    with pytest.raises(StateSignatureError, match="pass key="):
+        SharedState.load(tmp_path / "s.pp")
+    assert not marker.exists()
+
+
+def test_foreign_files_are_refused(tmp_path):
+    marker = tmp_path / "marker"
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps(Marker(str(marker))))
+    with pytest.raises(StateFileError, match="not a picklepool SharedState checkpoint"):
+        SharedState.load(plain)
+    assert not marker.exists()
+    empty = tmp_path / "empty.pp"
+    empty.write_bytes(b"")
+    with pytest.raises(StateFileError, match="empty"):
+        SharedState.load(empty)
+
+
+def test_a_newer_format_asks_for_an_upgrade(tmp_path):
+    path = tmp_path / "new.pp"
+    SharedState(1).save(path)
+    data = bytearray(path.read_bytes())
+    data[8:10] = (checkpoint.FORMAT + 1).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(StateFileError, match="upgrade picklepool"):
+        SharedState.load(path)
+
+
+def test_errors_are_value_errors():
+    assert issubclass(StateFileError, ValueError)
+    assert issubclass(StateSignatureError, StateFileError)
+
+
+@pytest.mark.parametrize("key, error", [(b"", ValueError), (123, TypeError)])
+def test_bad_keys(tmp_path, key, error):
+    with pytest.raises(error, match="key="):
+        SharedState(1).save(tmp_path / "x.pp", key=key)
+    assert leftovers(tmp_path) == []
+
+
+# -- crashes in the middle of save ----------------------------------------------------
+
+
+@pytest.mark.parametrize("failing", ["replace", "fsync", "write"])
+def test_a_failed_save_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch, failing):
+    path = tmp_path / "c.pp"
+    SharedState({"v": "old"}).save(path)
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError(f"simulated crash in {failing}")
+
+    if failing == "write":
+
+        def half_then_boom(f, pieces, version, key):
+            f.write(b"half of a checkpoint")
+            boom()
+
+        monkeypatch.setattr(checkpoint, "write_frame", half_then_boom)
+    else:
+        monkeypatch.setattr(os, failing, boom)
+    with pytest.raises(OSError, match="simulated crash"):
+        SharedState({"v": "new"}).save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert SharedState.load(path).value == {"v": "old"}
+    assert leftovers(tmp_path) == []
+
+
+def test_an_unpicklable_value_names_the_culprit_and_keeps_the_old_file(tmp_path):
+    path = tmp_path / "p.pp"
+    SharedState({"v": "old"}).save(path)
+    with pytest.raises(PicklingError, match=r"state.value\['bad'\]"):
+        SharedState({"bad": Unpicklable()}).save(path)
+    assert SharedState.load(path).value == {"v": "old"}
+    assert leftovers(tmp_path) == []
+
+
+def test_permissions_of_an_existing_file_are_kept(tmp_path):
+    path = tmp_path / "m.pp"
+    SharedState(1).save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.chmod(0o640)
+    SharedState(2).save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

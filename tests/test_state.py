@@ -1,0 +1,343 @@
+"""SharedState: the lock, the version, and snapshots sent to workers once per version."""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from picklepool import Parallel, PicklingError, SharedState, delayed
+
+# -- task functions (module level: workers import them from here) -------------------
+
+
+def read_ab(state: SharedState) -> tuple[int, int, int]:
+    v = state.value
+    return v["a"], v["b"], state.version
+
+
+def where(state: SharedState) -> tuple[int, int, int]:
+    """Which worker, which rebuilt object, which version."""
+    return os.getpid(), id(state), state.version
+
+
+def bump_copy(state: SharedState) -> int:
+    with state as v:
+        v["n"] += 1
+        return int(v["n"])
+
+
+def nested_sum(box: dict, obj: Holder, *, kw: SharedState) -> float:
+    return float(box["s"].value["x"].sum() + obj.state.value["x"].sum() + kw.value["x"].sum())
+
+
+def lock_is_fresh(state: SharedState) -> bool:
+    # A fresh RLock in the worker: another thread can take it at once.
+    got = []
+    t = threading.Thread(target=lambda: got.append(state._lock.acquire(blocking=False)))
+    t.start()
+    t.join()
+    return got == [True]
+
+
+class Holder:
+    def __init__(self, state: SharedState) -> None:
+        self.state = state
+
+
+_serialised: list[int] = []
+
+
+class Counted:
+    """Part of a state's value; records each time the parent serialises it."""
+
+    def __reduce__(self):
+        _serialised.append(1)
+        return (Counted, ())
+
+
+# -- the value, the lock, the version -----------------------------------------------
+
+
+def test_with_holds_the_lock_and_moves_the_version():
+    state = SharedState({"a": 1})
+    assert state.version == 0
+    with state as v:
+        v["a"] = 2
+        taken = []
+        t = threading.Thread(target=lambda: taken.append(state._lock.acquire(blocking=False)))
+        t.start()
+        t.join()
+        assert taken == [False]  # another thread cannot take it meanwhile
+        with state:  # re-entrant in the same thread
+            pass
+    assert state.version == 2
+    assert state.value == {"a": 2}
+    assert state.set({"a": 3}) == 3
+    assert state.value == {"a": 3}
+
+
+def test_plain_pickle_gives_an_independent_copy_with_a_fresh_lock():
+    state = SharedState({"a": [1, 2], "w": np.arange(4.0)})
+    with state as v:
+        v["a"].append(3)
+    data = pickle.dumps(state)
+    one, two = pickle.loads(data), pickle.loads(data)
+    assert one is not two and one._lock is not state._lock
+    assert one.value["a"] == [1, 2, 3] and one.version == state.version
+    one.value["w"][0] = 99.0  # writable, and private to the copy
+    assert two.value["w"][0] == 0.0 and state.value["w"][0] == 0.0
+    assert copy.deepcopy(state).value["a"] == [1, 2, 3]
+
+
+def test_snapshot_taken_inside_the_own_with_block_gets_its_own_version():
+    state = SharedState({"a": 0})
+    with state as v:
+        v["a"] = 1
+        data = pickle.dumps(state)
+        v["a"] = 2
+    snap = pickle.loads(data)
+    assert snap.value["a"] == 1
+    # The content of the snapshot's version number never changes afterwards.
+    assert state.version > snap.version
+
+
+def test_a_state_cannot_contain_itself():
+    box: dict = {}
+    state = SharedState(box)
+    box["me"] = state
+    with pytest.raises(PicklingError, match="cannot contain itself"):
+        pickle.dumps(state)
+
+
+# -- in-process backends use the object itself --------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["threading", "sequential"])
+def test_in_process_backends_pass_the_same_object(backend):
+    state = SharedState({"a": 1})
+    ids = Parallel(n_jobs=2, backend=backend)(delayed(id)(state) for _ in range(10))
+    assert set(ids) == {id(state)}
+
+
+# -- process workers ----------------------------------------------------------------
+
+
+def test_workers_get_the_value_with_a_fresh_lock():
+    state = SharedState({"a": 5, "b": 5})
+    with state:  # the parent holds its lock while the call runs: workers get their own
+        out = Parallel(n_jobs=2)(delayed(lock_is_fresh)(state) for _ in range(4))
+    assert out == [True] * 4
+    out = Parallel(n_jobs=2)(delayed(read_ab)(state) for _ in range(3))
+    assert out == [(5, 5, state.version)] * 3
+
+
+def test_serialised_once_per_version_and_rebuilt_once_per_worker():
+    _serialised.clear()
+    state = SharedState({"c": Counted(), "x": np.zeros(100_000)})
+    out = Parallel(n_jobs=2, batch_size=2)(delayed(where)(state) for _ in range(200))
+    assert len(_serialised) == 1  # 100 batches, one serialisation
+    by_worker = {}
+    for pid, ident, version in out:
+        by_worker.setdefault(pid, set()).add(ident)
+        assert version == 0
+    assert all(len(ids) == 1 for ids in by_worker.values())  # one rebuild per worker
+
+    # Unchanged: the next call serialises again (once), but workers keep their copy.
+    again = Parallel(n_jobs=2, batch_size=2)(delayed(where)(state) for _ in range(200))
+    assert len(_serialised) == 2
+    common = set(by_worker) & {pid for pid, _, _ in again}
+    assert common
+    for pid, ident, _ in again:
+        if pid in by_worker:
+            assert {ident} == by_worker[pid]
+
+    # A change in the middle of a call: exactly one more serialisation.
+    def tasks():
+        for i in range(200):
+            if i == 100:
+                state.set({"c": Counted(), "x": np.ones(10)})
+            yield delayed(where)(state)
+
+    out = Parallel(n_jobs=2, batch_size=2)(tasks())
+    assert len(_serialised) == 4
+    assert [v for _, _, v in out] == [0] * 100 + [1] * 100
+
+
+def test_the_snapshot_is_written_once_per_call(monkeypatch):
+    from picklepool.pickler.context import CallContext
+
+    writes = []
+    real = CallContext.write_blob
+
+    def counting(self, key, data):
+        writes.append(len(data))
+        return real(self, key, data)
+
+    monkeypatch.setattr(CallContext, "write_blob", counting)
+    state = SharedState({"x": np.ones(1_000_000)})  # 8 MB
+    out = Parallel(n_jobs=2, batch_size=1)(delayed(where)(state) for _ in range(50))
+    assert len(out) == 50
+    assert len(writes) == 1 and writes[0] > 8_000_000
+
+
+def test_concurrent_changes_are_never_seen_half_done():
+    """A thread keeps setting a and b to the same new value under the lock."""
+    state = SharedState({"a": 0, "b": 0})
+    stop = threading.Event()
+    changed = threading.Condition()
+    count = [0]
+
+    def mutate():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            with state as v:
+                v["a"] = i
+                time.sleep(0)  # let other threads run mid-change (not synchronisation)
+                v["b"] = i
+            with changed:
+                count[0] = i
+                changed.notify_all()
+
+    def tasks():
+        for k in range(400):
+            if k % 10 == 0:  # wait for a fresh change: several versions are sent
+                with changed:
+                    target = count[0] + 1
+                    changed.wait_for(lambda t=target: count[0] >= t)
+            yield delayed(read_ab)(state)
+
+    thread = threading.Thread(target=mutate)
+    thread.start()
+    try:
+        out = Parallel(n_jobs=2, batch_size=5)(tasks())
+    finally:
+        stop.set()
+        thread.join()
+    assert len(out) == 400
+    torn = [(a, b) for a, b, _ in out if a != b]
+    assert torn == []
+    assert len({version for _, _, version in out}) >= 10
+
+
+def test_state_inside_containers_objects_and_keywords():
+    _serialised.clear()
+    state = SharedState({"x": np.arange(10.0), "c": Counted()})
+    out = Parallel(n_jobs=2, batch_size=3)(
+        delayed(nested_sum)({"s": state}, Holder(state), kw=state) for _ in range(30)
+    )
+    assert out == [135.0] * 30
+    assert len(_serialised) == 1
+
+
+def test_changes_in_a_worker_stay_in_that_worker():
+    state = SharedState({"n": 10})
+    out = Parallel(n_jobs=2, batch_size=1)(delayed(bump_copy)(state) for _ in range(20))
+    # Each batch starts from the parent's snapshot: a changed copy is rebuilt.
+    assert out == [11] * 20
+    assert state.value == {"n": 10} and state.version == 0
+
+
+def test_each_task_carries_a_small_reference():
+    from picklepool.pickler.base import CloudPickler
+    from picklepool.pickler.context import CallContext, active
+    from picklepool.workers.control import Session
+
+    state = SharedState({"x": np.ones(1_000_000)})
+    session = Session()
+    try:
+        pickler = CloudPickler()
+        with active(CallContext(pickler, session)):
+            first = pickler.dumps([state])
+            batch = pickler.dumps([[state] for _ in range(100)])
+    finally:
+        session.close()
+    assert len(first) < 500 and len(batch) < 1000
+
+
+def test_without_a_session_folder_the_snapshot_goes_inline_once_per_call():
+    """write_blob returns None (remote backends): bytes in the task, still packed once."""
+    from picklepool.pickler.base import CloudPickler
+    from picklepool.pickler.context import CallContext, active
+    from picklepool.workers import snapshots
+    from picklepool.workers.cache import ByteLRU
+
+    _serialised.clear()
+    state = SharedState({"x": np.arange(5.0), "c": Counted()})
+    ctx = CallContext(CloudPickler(), None)
+    pickler = CloudPickler()
+    with active(ctx):
+        batches = [pickler.dumps([state, state]) for _ in range(3)]
+    assert len(_serialised) == 1
+    cache = ByteLRU()
+    original = snapshots.objects
+    snapshots.objects = cache  # stand in for a worker's cache
+    try:
+        first, _ = pickler.loads(batches[0])
+        second, _ = pickler.loads(batches[1])
+    finally:
+        snapshots.objects = original
+    assert first is second and cache.builds == 1
+    assert first._lock is not state._lock
+    first.value["x"][0] = 7.0  # rebuilt arrays are writable copies
+    assert state.value["x"][0] == 0.0
+
+
+# -- deep-learning use (the seed's scenarios) ---------------------------------------
+
+
+def evaluate(state: SharedState, i: int) -> float:
+    w = state.value
+    x = np.full(10, float(i))
+    return float((x @ w["layer1"] @ w["layer2"]).sum())
+
+
+def perturb_and_score(state: SharedState) -> float:
+    w = state.value
+    w["layer1"] += 1.0  # the worker's own copy
+    return float(w["layer1"].sum())
+
+
+def test_model_weights_as_numpy_arrays():
+    rng = np.random.default_rng(0)
+    state = SharedState({"layer1": rng.random((10, 10)), "layer2": rng.random((10, 2))})
+    for _ in range(3):
+        with state as w:
+            w["layer1"] += 0.1
+    expected = [evaluate(state, i) for i in range(40)]
+    assert Parallel(n_jobs=2)(delayed(evaluate)(state, i) for i in range(40)) == expected
+    before = state.value["layer1"].copy()
+    Parallel(n_jobs=2)(delayed(perturb_and_score)(state) for _ in range(4))
+    np.testing.assert_array_equal(state.value["layer1"], before)
+
+
+def restore_and_check(state: SharedState) -> tuple[bool, bool]:
+    import torch
+
+    torch.manual_seed(1)
+    model = torch.nn.Linear(10, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.load_state_dict(state.value["model"])
+    optimizer.load_state_dict(state.value["optimizer"])
+    sent = state.value["model"]
+    same_weights = all(torch.equal(a, sent[name]) for name, a in model.state_dict().items())
+    steps = [s["step"] for s in optimizer.state_dict()["state"].values()]
+    return same_weights, all(float(s) == 1.0 for s in steps)
+
+
+def test_torch_model_and_optimizer_state_dicts():
+    torch = pytest.importorskip(
+        "torch", reason="torch is not installed; the torch state_dict scenario needs it"
+    )
+    model = torch.nn.Linear(10, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    model(torch.ones(4, 10)).sum().backward()
+    optimizer.step()
+    state = SharedState({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+    assert Parallel(n_jobs=2)(delayed(restore_and_check)(state) for _ in range(4)) == [(True, True)] * 4
