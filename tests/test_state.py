@@ -341,3 +341,29 @@ def test_torch_model_and_optimizer_state_dicts():
     optimizer.step()
     state = SharedState({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
     assert Parallel(n_jobs=2)(delayed(restore_and_check)(state) for _ in range(4)) == [(True, True)] * 4
+
+
+# -- the examples run -----------------------------------------------------------------
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("seed_000_shared_state.py", []),
+        ("shared_state_vs_joblib.py", ["--tasks", "10", "--mb", "1", "--repeat", "1"]),
+    ],
+)
+def test_examples_run(script, args):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, script), *args],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()

@@ -57,14 +57,14 @@ def rebuild(
     """
     if cache_bytes is not None and cache_bytes != objects.max_bytes:
         objects.resize(cache_bytes)
+    previous = _newest.get(uid)
+    if previous is None or previous < version:
+        if previous is not None:  # dropped before the new one is built: one copy at a time
+            objects.discard(("state", uid, previous))
+        _newest[uid] = version
     key = ("state", uid, version)
     state = objects.get_or_build(key, nbytes, build)
     if state.version != version:
         objects.discard(key)
         state = objects.get_or_build(key, nbytes, build)
-    previous = _newest.get(uid)
-    if previous is None or previous < version:
-        if previous is not None:
-            objects.discard(("state", uid, previous))
-        _newest[uid] = version
     return state
