@@ -76,6 +76,11 @@ class SharedState(Generic[T]):
     receive this very object, so there they share it with the parent: change it
     only inside ``with state``.
 
+    A snapshot taken while the same thread is inside ``with state`` (a call made
+    inside the block) moves the version on afterwards, since the block may still
+    change the value: such a call serialises the state again for every batch.
+    Start calls outside the block.
+
     ``state.value`` reads the value without the lock: it is a reference to the
     live object, which may be in the middle of a change made by another thread.
     Change the value only with ``with state as v`` or ``state.set(new)``: changes
