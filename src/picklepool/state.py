@@ -29,6 +29,7 @@ from .errors import PicklingError
 from .pickler import checkpoint, context, frames
 from .pickler.registry import get_pickler
 from .workers import snapshots
+from .workers.cache import DEFAULT_MAX_BYTES
 
 T = TypeVar("T")
 
@@ -37,17 +38,18 @@ log = logging.getLogger("picklepool")
 _MEMO = "picklepool.SharedState"
 
 
-def _worker_cache_bytes() -> int | None:
-    """The worker cache bound from ``PICKLEPOOL_WORKER_CACHE_BYTES``, if set."""
+def _worker_cache_bytes() -> int:
+    """The worker cache bound: ``PICKLEPOOL_WORKER_CACHE_BYTES``, else 1 GiB."""
     found = config.env_setting("worker_cache_bytes")
     if found is None:
-        return None
+        return DEFAULT_MAX_BYTES
     from .executor.parallel import parse_bytes
 
     try:
-        return parse_bytes(found[0], found[1])
+        bound = parse_bytes(found[0], found[1])
     except ValueError as exc:
         raise ValueError(f"{exc} (from env var {found[1]})") from None
+    return DEFAULT_MAX_BYTES if bound is None else bound
 
 
 class SharedState(Generic[T]):

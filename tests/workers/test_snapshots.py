@@ -11,7 +11,7 @@ from picklepool import Parallel, SharedState, delayed
 from picklepool.pickler.base import CloudPickler
 from picklepool.pickler.context import CallContext, active
 from picklepool.workers import snapshots
-from picklepool.workers.cache import ByteLRU, objects
+from picklepool.workers.cache import DEFAULT_MAX_BYTES, ByteLRU, objects
 from picklepool.workers.control import Session
 
 MB = 1 << 20
@@ -52,7 +52,7 @@ def test_least_recently_used_states_go_first_past_the_bound(worker_cache, monkey
     send(session, s3)
     assert key(s2) not in cache and key(s1) in cache and key(s3) in cache
     send(session, s4)
-    assert key(s1) not in cache and {key(s3), key(s4)} <= set(cache._data)
+    assert cache.keys()[-2:] == [key(s3), key(s4)] and key(s1) not in cache
     assert cache.nbytes <= cache.max_bytes
     assert cache.builds == 4  # the second s1 came from the cache
 
@@ -78,6 +78,16 @@ def test_a_state_larger_than_the_bound_is_still_rebuilt_once(worker_cache, monke
     assert send(session, state)[0] is first and cache.builds == 1
 
 
+def test_the_bound_goes_back_to_the_default_when_unset(worker_cache, monkeypatch):
+    cache, session = worker_cache
+    monkeypatch.setenv("PICKLEPOOL_WORKER_CACHE_BYTES", "1M")
+    send(session, SharedState(1))
+    assert cache.max_bytes == MB
+    monkeypatch.delenv("PICKLEPOOL_WORKER_CACHE_BYTES")
+    send(session, SharedState(2))
+    assert cache.max_bytes == DEFAULT_MAX_BYTES
+
+
 def test_a_bad_bound_is_reported_with_its_source(monkeypatch):
     monkeypatch.setenv("PICKLEPOOL_WORKER_CACHE_BYTES", "lots")
     pickler = CloudPickler()
@@ -86,7 +96,7 @@ def test_a_bad_bound_is_reported_with_its_source(monkeypatch):
 
 
 def cache_report(uids: list[str]) -> tuple[int, int, int, list[str]]:
-    held = [uid for uid in uids if any(k[:2] == ("state", uid) for k in list(objects._data))]
+    held = [uid for uid in uids if any(k[:2] == ("state", uid) for k in objects.keys())]
     return os.getpid(), objects.max_bytes, objects.nbytes, held
 
 

@@ -64,6 +64,11 @@ class ByteLRU:
             _, (_, size) = self._data.popitem(last=False)
             self._nbytes -= size
 
+    def keys(self) -> list[Any]:
+        """The keys, least recently used first."""
+        with self._lock:
+            return list(self._data)
+
     def discard(self, key: Any) -> None:
         with self._lock:
             hit = self._data.pop(key, None)
