@@ -244,6 +244,17 @@ def test_changes_in_a_worker_stay_in_that_worker():
     assert state.value == {"n": 10} and state.version == 0
 
 
+def test_a_failed_blob_write_falls_back_to_sending_the_snapshot_inline(monkeypatch):
+    from picklepool.pickler.context import CallContext
+
+    def full(self, key, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(CallContext, "write_blob", full)
+    state = SharedState({"a": 3, "b": 3})
+    assert Parallel(n_jobs=2, batch_size=2)(delayed(read_ab)(state) for _ in range(6)) == [(3, 3, 0)] * 6
+
+
 def test_each_task_carries_a_small_reference():
     from picklepool.pickler.base import CloudPickler
     from picklepool.pickler.context import CallContext, active
