@@ -116,3 +116,19 @@ def test_real_workers_stay_under_the_bound(monkeypatch):
         assert bound == 3 * MB
         assert nbytes <= bound
         assert len(held) <= 2  # three would not fit
+
+
+def test_a_blob_is_mapped_copy_on_write_and_its_stream_pages_released(tmp_path):
+    from picklepool.pickler import frames
+
+    pickler = CloudPickler()
+    value = {"list": [float(i) for i in range(200_000)], "x": np.arange(300_000.0)}
+    path = tmp_path / "blob"
+    path.write_bytes(b"".join(frames.pack(pickler, value)))
+    got = snapshots.load(pickler, str(path))
+    assert got["list"] == value["list"]
+    np.testing.assert_array_equal(got["x"], value["x"])
+    got["x"][:] = -1.0  # writable, private: the blob file is unchanged
+    assert (got["x"] == -1.0).all()
+    again = snapshots.load(pickler, str(path))
+    np.testing.assert_array_equal(again["x"], value["x"])

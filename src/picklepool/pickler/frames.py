@@ -55,19 +55,30 @@ def unpack(pickler: Any, data: Any) -> Any:
     Arrays come back writable when *data* is writable (a bytearray, a copy-on-write
     mmap) and read-only otherwise.
     """
+    segments = split(data)
+    return pickler.loads(segments[0], buffers=segments[1:])
+
+
+def split(data: Any) -> list[memoryview]:
+    """The segments of a frame: the pickle stream, then each out-of-band buffer."""
     view = memoryview(data).cast("B")
+    return [view[start : start + length] for start, length in layout(view)]
+
+
+def layout(view: memoryview) -> list[tuple[int, int]]:
+    """``(offset, length)`` of each segment of the frame in *view*."""
     if view.nbytes < _HEAD.size or bytes(view[:8]) != MAGIC:
         raise ValueError("not a picklepool frame (bad magic); the data is damaged or foreign")
     _, count, _ = _HEAD.unpack_from(view)
     lengths = struct.unpack_from(f"<{count + 1}Q", view, _HEAD.size)
     offset = _HEAD.size + 8 * (count + 1)
-    segments = []
+    spans = []
     for length in lengths:
         offset += -offset % ALIGN
         if offset + length > view.nbytes:
             raise ValueError(
                 f"picklepool frame is truncated: needs {offset + length} bytes, has {view.nbytes}"
             )
-        segments.append(view[offset : offset + length])
+        spans.append((offset, length))
         offset += length
-    return pickler.loads(segments[0], buffers=segments[1:])
+    return spans

@@ -25,21 +25,35 @@ from .cache import objects
 _newest: dict[str, int] = {}
 
 
-def read(source: str | bytes) -> memoryview:
-    """The frame's bytes: a copy-on-write map of a blob file, or a private copy."""
-    if isinstance(source, str):
-        with open(source, "rb") as f:
-            length = os.fstat(f.fileno()).st_size
-            if length == 0:
-                return memoryview(bytearray())
-            return memoryview(mmap.mmap(f.fileno(), length, access=mmap.ACCESS_COPY))
-    # Inline bytes are read-only; a bytearray makes the rebuilt arrays writable.
-    return memoryview(bytearray(source))
-
-
 def load(pickler: Any, source: str | bytes) -> Any:
-    """Rebuild the value of a snapshot frame."""
-    return frames.unpack(pickler, read(source))
+    """Rebuild the value of a snapshot frame: a blob path, or the frame's bytes."""
+    if not isinstance(source, str):
+        # Inline bytes are read-only; a bytearray makes the rebuilt arrays writable.
+        return frames.unpack(pickler, bytearray(source))
+    with open(source, "rb") as f:
+        length = os.fstat(f.fileno()).st_size
+        mapped = mmap.mmap(f.fileno(), length, access=mmap.ACCESS_COPY)
+    view = memoryview(mapped)
+    spans = frames.layout(view)
+    stream, *buffers = (view[start : start + size] for start, size in spans)
+    value = pickler.loads(stream, buffers=buffers)
+    _release(mapped, *spans[0])
+    return value
+
+
+def _release(mapped: mmap.mmap, start: int, size: int) -> None:
+    """Drop the pickle stream's pages from this worker's memory once it is read.
+
+    The rebuilt arrays keep the map, and their own pages, alive; the stream's
+    pages would otherwise stay resident with them for nothing.
+    """
+    if not hasattr(mapped, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return  # pragma: no cover - not on every platform
+    page = mmap.PAGESIZE
+    first = -(-start // page) * page  # only whole pages inside the stream
+    last = (start + size) // page * page
+    if last > first:
+        mapped.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
 def rebuild(
