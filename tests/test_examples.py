@@ -15,6 +15,7 @@ EXPECTED = {
     "weights_rlock.py": ["every snapshot consistent: True"],
     "queue_work_items.py": ["shard 0: [0, 9, 36, 81]", "parent's queue untouched: 12 items"],
     "model_optimizer.py": ["optimizer tied to model: True", "parent's trainer unchanged"],
+    "shared_state_training.py": ["100 evaluations saw", "restored with a fresh lock"],
 }
 
 

@@ -5,10 +5,11 @@ rebuild the lock on the other side — as a library feature::
 
     parent   with state as v: ...          RLock held; the version moves on
     call     the pickler meets the state ──▶ under its lock, once per (state,
-             version) for the whole call: frames.pack(value) ──▶ write_blob
-             ──▶ every task carries (pickler, id, version, blob path, size)
-    worker   _rebuild_state ──▶ workers.snapshots: map the blob, unpickle once,
-             cache under (id, version) ──▶ a SharedState with a fresh RLock
+             version) for the whole call: frames.pack(value) ──▶ put_blob
+             ──▶ every task carries (pickler, id, version, blob reference, size)
+    worker   _rebuild_state ──▶ workers.snapshots: map the blob (loky) or take
+             the bytes delivered with the batch (dask), unpickle once, cache
+             under (id, version) ──▶ a SharedState with a fresh RLock
     disk     state.save(path) ──▶ pickler.checkpoint (atomic, signed) ──▶ load
 
 With the threading and sequential backends nothing is pickled: tasks receive
@@ -175,13 +176,13 @@ class SharedState(Generic[T]):
         pickler = ctx.pickler
         data = b"".join(frames.pack(pickler, self._value))
         token = ctx.memo.setdefault((_MEMO, "call"), uuid.uuid4().hex[:12])
-        source: str | bytes | None
+        source: Any
         try:
-            source = ctx.write_blob(f"state-{self._uid}-{self._version}-{token}", data)
+            source = ctx.put_blob(f"state-{self._uid}-{self._version}-{token}", data)
         except OSError as exc:
             log.debug("picklepool: SharedState blob not written (%s); sending it inline", exc)
             source = None
-        if source is None:  # no session folder (in-process or remote backend)
+        if source is None:  # no blob store (in-process backends) or it failed
             source = data
         args = ctx.memo[key] = (pickler, self._uid, self._version, source, len(data), _worker_cache_bytes())
         return args
@@ -234,7 +235,7 @@ def _rebuild_state(
     pickler: Any,
     uid: str | None,
     version: int,
-    source: str | bytes,
+    source: Any,
     nbytes: int,
     cache_bytes: int | None,
 ) -> SharedState[Any]:

@@ -1,9 +1,10 @@
 """Worker side of ``SharedState``: rebuild each snapshot once, keep it in the cache.
 
 A task carries only a reference to its state's snapshot: the state's id, its
-version, and where the frame is (a blob path in the session folder, or the bytes
-themselves when the backend has no session folder). The first batch that needs
-a version maps the blob copy-on-write — large arrays become views of the shared
+version, and where the frame is (see ``workers.blobs``: a file in the session
+folder, bytes delivered with the batch by dask, or the bytes themselves when
+the backend has no blob store). The first batch that needs a version maps a
+file blob copy-on-write — large arrays become views of the shared
 pages, writable, and a write copies only the pages it touches — unpickles it
 once, and caches the rebuilt state in ``workers.cache.objects`` under
 ``("state", id, version)``. Later batches of any call find it there. When a newer
@@ -19,16 +20,19 @@ from collections.abc import Callable
 from typing import Any
 
 from ..pickler import frames
+from .blobs import BlobRef, read_blob
 from .cache import objects
 
 # Per worker: the newest version of each state rebuilt here (state id -> version).
 _newest: dict[str, int] = {}
 
 
-def load(pickler: Any, source: str | bytes) -> Any:
-    """Rebuild the value of a snapshot frame: a blob path, or the frame's bytes."""
+def load(pickler: Any, source: str | BlobRef | bytes) -> Any:
+    """Rebuild the value of a snapshot frame: a blob path or reference, or the bytes."""
+    if isinstance(source, BlobRef):
+        source = read_blob(source)
     if not isinstance(source, str):
-        # Inline bytes are read-only; a bytearray makes the rebuilt arrays writable.
+        # Bytes are read-only; a private bytearray makes the rebuilt arrays writable.
         return frames.unpack(pickler, bytearray(source))
     with open(source, "rb") as f:
         length = os.fstat(f.fileno()).st_size

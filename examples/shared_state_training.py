@@ -1,4 +1,4 @@
-"""Seed 000: "How can I pickle _thread.RLock objects in a deep learning context?"
+"""Seed 000 with SharedState: "How can I pickle _thread.RLock objects in a deep learning context?"
 
 The seed's answer is to pickle the state a lock guards, not the lock, and to
 rebuild the lock after unpickling. SharedState does exactly that, for you:
@@ -8,7 +8,7 @@ rebuild the lock after unpickling. SharedState does exactly that, for you:
   (sent once per version, rebuilt with a fresh lock in each worker);
 - the weights are checkpointed atomically, signed, and loaded back.
 
-    python examples/seed_000_shared_state.py
+    python examples/shared_state_training.py
 """
 
 from __future__ import annotations
