@@ -42,14 +42,15 @@ class BlobStore(Protocol):
 class SessionStore:
     """Blobs as files in the parent's session folder; the reference is the path."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, owner: Any) -> None:
         self.session = session
+        self.owner = owner  # the call: calls sending the same content share one file
 
     def put(self, key: str, data: bytes) -> str:
-        return self.session.write_blob(key, data)  # type: ignore[no-any-return]
+        return self.session.write_blob(key, data, self.owner)  # type: ignore[no-any-return]
 
     def drop(self, key: str) -> None:
-        self.session.drop_blob(key)
+        self.session.drop_blob(key, self.owner)
 
     def attachment(self) -> None:
         return None
@@ -65,7 +66,7 @@ class CallContext:
 
     def __post_init__(self) -> None:
         if self.store is None and self.session is not None:
-            self.store = SessionStore(self.session)
+            self.store = SessionStore(self.session, id(self))
 
     def put_blob(self, key: str, data: bytes) -> Any:
         """Send *data* once for this call; a reference for ``workers.blobs.read_blob``, or None."""
@@ -83,7 +84,7 @@ class CallContext:
         """
         if self.session is None:
             return None
-        path: str = self.session.write_blob(key, data)
+        path: str = self.session.write_blob(key, data, id(self))
         if key not in self.blobs:
             self.blobs.append(key)
         return path

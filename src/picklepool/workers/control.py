@@ -58,7 +58,7 @@ class Session:
         self._flags = _map_file(os.path.join(self.path, "cancel"), CANCEL_SLOTS, create=True)
         self._lock = threading.Lock()
         self._next_call = 0
-        self._blobs: set[str] = set()
+        self._blobs: dict[str, set[Any]] = {}  # key -> the calls using it
 
     def begin_call(self) -> int:
         with self._lock:
@@ -70,26 +70,37 @@ class Session:
     def cancel(self, call_id: int) -> None:
         self._flags[call_id % CANCEL_SLOTS] = 1
 
-    def write_blob(self, key: str, data: bytes) -> str:
-        """Write *data* once under *key*; return its path for workers to read."""
+    def write_blob(self, key: str, data: bytes, owner: Any = None) -> str:
+        """Write *data* once under *key* for *owner* (a call); return its path.
+
+        Calls that send the same content share one file; it is removed when the last
+        of them drops it. The file is complete before any caller gets its path.
+        """
         path = os.path.join(self.path, f"blob-{key}")
         with self._lock:
-            if key in self._blobs:
-                return path
-            self._blobs.add(key)
-        tmp = f"{path}.tmp{threading.get_ident()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+            owners = self._blobs.get(key)
+            if owners is None:
+                tmp = f"{path}.tmp{threading.get_ident()}"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+                owners = self._blobs[key] = set()
+            owners.add(owner)
         return path
 
-    def drop_blob(self, key: str) -> None:
+    def drop_blob(self, key: str, owner: Any = None) -> None:
         with self._lock:
-            self._blobs.discard(key)
-        try:
-            os.unlink(os.path.join(self.path, f"blob-{key}"))
-        except FileNotFoundError:
-            pass
+            owners = self._blobs.get(key)
+            if owners is None:
+                return
+            owners.discard(owner)
+            if owners:
+                return
+            del self._blobs[key]
+            try:
+                os.unlink(os.path.join(self.path, f"blob-{key}"))
+            except FileNotFoundError:
+                pass
 
     def worker_status(self, pid: int) -> tuple[int, int, int] | None:
         """``(call_id, task_index, start_ns)`` a worker last reported, or None.
