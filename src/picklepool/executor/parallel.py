@@ -235,6 +235,8 @@ class Parallel:
 
     def __call__(self, iterable: Iterable[Any]) -> Any:
         s = self._settings()
+        if s["timeout"] is not None:
+            memory.prepare_parent()  # a timed-out worker is recycled: loky's leak warning would mislead
         backend = self._backend
         owned = backend is None
         if backend is None:
