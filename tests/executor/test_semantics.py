@@ -207,6 +207,8 @@ def test_non_delayed_items_are_rejected_with_their_index(backend):
         Parallel(n_jobs=2, backend=backend)(items)
     with pytest.raises(TypeError, match="item 0"):
         Parallel(n_jobs=2, backend=backend)([(square, 1, {})])
+    with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
+        Parallel(n_jobs=2, backend=backend)([delayed(square)(1), delayed(3)(1)])
 
 
 def test_pickle_module_errors_are_pickle_errors():

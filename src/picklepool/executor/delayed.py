@@ -19,9 +19,9 @@ def delayed(function: Callable[..., Any]) -> Callable[..., Task]:
     ``delayed(f)(1, y=2)`` is ``(f, (1,), {"y": 2})``, the joblib convention, and
     works as a decorator too. No metadata is copied onto the returned function:
     it is made once per item, and copying would cost more than the call itself.
+    For the same reason *function* is checked when the call is dispatched (a
+    ``TypeError`` naming the item), not here.
     """
-    if not callable(function):
-        raise TypeError(f"delayed() needs a callable, got {function!r}")
 
     def delayed_function(*args: Any, **kwargs: Any) -> Task:
         return function, args, kwargs
