@@ -1,5 +1,127 @@
-"""Placeholder CLI; replaced below."""
+"""The ``picklepool`` command: ``picklepool info`` and ``picklepool bench``.
+
+    picklepool info                      versions, cores, the pickler in force and why
+    picklepool bench [--quick] [--only NAME ...] [--json PATH] [--plot PATH.png]
+
+``python -m picklepool`` is the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 
-def main() -> int:
-    return 0
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB"
+
+
+def info_lines(env: dict[str, Any]) -> list[str]:
+    """``picklepool info``'s report, one line per fact."""
+    from .bench.environment import CORE, EXTRAS
+
+    v = env["versions"]
+    pickler = env["pickler"]
+    if "name" in pickler:
+        chosen = f"{pickler['name']} (from {pickler['source']})"
+    else:
+        chosen = f"INVALID: {pickler['error']}"
+    shm = env["dev_shm"]
+    present = [f"{name} {v[name]}" for name in EXTRAS if v.get(name)]
+    missing = [name for name in EXTRAS if not v.get(name)]
+    lines = [
+        f"picklepool      {v['picklepool']} ({env['picklepool_location']})",
+        f"python          {env['python']} ({env['python_implementation']}, {env['executable']})",
+        *(f"{name:<15} {v[name] or 'not installed'}" for name in CORE),
+        f"usable cores    {env['usable_cores']} (os.cpu_count() = {env['os_cpu_count']}; {env['cpu_model']})",
+        f"pickler         {chosen}",
+        "start method    " + ", ".join(f"{k}: {m}" for k, m in env["start_method"].items()),
+        f"/dev/shm        {_gib(shm['free_bytes'])} free of {_gib(shm['total_bytes'])}"
+        if shm
+        else "/dev/shm        not available (shared data goes to the temporary folder)",
+        f"extras present  {', '.join(present) or 'none'}",
+        f"extras missing  {', '.join(missing) or 'none'}",
+    ]
+    return lines
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .bench.environment import collect
+
+    env = collect()
+    print("\n".join(info_lines(env)))
+    return 1 if "error" in env["pickler"] else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import report
+    from .bench.suite import WORKLOADS, broken, run_suite
+
+    if args.only:
+        unknown = [n for n in args.only if n not in WORKLOADS]
+        if unknown:
+            print(
+                f"picklepool bench: unknown workload(s) {unknown}; choose from {list(WORKLOADS)}",
+                file=sys.stderr,
+            )
+            return 2
+    if args.plot:
+        try:
+            report.check_plot_possible()
+        except report.PlotUnavailable as exc:
+            print(f"picklepool bench: {exc}", file=sys.stderr)
+            return 2
+    results, env, settings = run_suite(
+        quick=args.quick, only=args.only, n_jobs=args.n_jobs, reps=args.reps, progress=not args.no_progress
+    )
+    sys.stdout.write(report.format_report(results, env, settings))
+    if args.json:
+        report.write_json(args.json, report.to_json(results, env, settings))
+        print(f"JSON written to {args.json}", file=sys.stderr)
+    if args.plot:
+        try:
+            report.plot(results, env, settings, args.plot)
+            print(f"chart written to {args.plot}", file=sys.stderr)
+        except ValueError as exc:
+            print(f"picklepool bench: no chart: {exc}", file=sys.stderr)
+    problems = broken(results)
+    for problem in problems:
+        print(f"picklepool bench: BROKEN: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .bench.suite import WORKLOADS
+
+    parser = argparse.ArgumentParser(prog="picklepool", description="picklepool: information and benchmarks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="versions, usable cores, the pickler in force and where it comes from")
+    info.set_defaults(func=cmd_info)
+    bench = sub.add_parser(
+        "bench",
+        help="compare picklepool with joblib, multiprocessing and concurrent.futures",
+        description="Run the benchmark suite: a table on stdout, progress on stderr. "
+        f"Workloads: {', '.join(WORKLOADS)}.",
+    )
+    bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (under a minute)")
+    bench.add_argument("--only", nargs="+", metavar="NAME", help="run only these workloads")
+    bench.add_argument("--json", metavar="PATH", help="also write every number and the environment as JSON")
+    bench.add_argument(
+        "--plot", metavar="PATH.png", help="also draw the speedups as a bar chart (matplotlib)"
+    )
+    bench.add_argument("--n-jobs", type=int, default=2, help="workers for every implementation (default 2)")
+    bench.add_argument("--reps", type=int, help="timed rounds per workload (default 3 with --quick, else 7)")
+    bench.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "n_jobs", 2) < 1 or (getattr(args, "reps", None) or 1) < 1:
+        print("picklepool bench: --n-jobs and --reps must be positive", file=sys.stderr)
+        return 2
+    code: int = args.func(args)
+    return code

@@ -1,0 +1,229 @@
+"""The implementations a workload runs on: picklepool, its peers, and the plain loop.
+
+Each runs a list of calls in its own natural idiom, with ``n_jobs`` workers:
+
+    picklepool  Parallel(n_jobs)(delayed(f)(x) for x in xs)           warm loky workers
+    joblib      joblib.Parallel(n_jobs)(joblib.delayed(f)(x) ...)      loky backend (default)
+    mp.Pool     multiprocessing.Pool(n_jobs).map(f, xs)                default chunksize
+    cf.PPE      ProcessPoolExecutor(n_jobs).map(f, xs, chunksize=c)    c = ceil(len / (4 n_jobs)),
+                                                                       Pool.map's own rule
+    loop        [f(x) for x in xs]                                     the floor: no parallelism
+
+picklepool and joblib keep their warm reusable workers between calls, as a user's
+program does; ``mp.Pool`` and ``cf.PPE`` are created when a workload opens them and
+kept warm for its runs. Everything a task calls must be importable in the workers
+(see ``picklepool.bench.tasks``) unless the workload is about ``__main__``.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from .results import CF_PPE, JOBLIB, LOOP, MP_POOL, PICKLEPOOL
+
+
+def chunksize(n_items: int, n_jobs: int) -> int:
+    """``multiprocessing.Pool.map``'s default chunk size, used for cf.PPE too."""
+    return max(1, math.ceil(n_items / (4 * n_jobs)))
+
+
+def _loky_worker_pids(module: str) -> list[int]:
+    """PIDs of the workers of the reusable executor of the loky copy in *module*.
+
+    (Not the command line: when both loky copies are imported, the one imported
+    last starts the workers of both, so command lines cannot tell them apart.)
+    """
+    mod = sys.modules.get(module + ".reusable_executor")
+    executor = getattr(mod, "_executor", None)
+    return sorted(getattr(executor, "_processes", None) or {})
+
+
+class Peer:
+    """One implementation: ``map``/``starmap`` a function over items, return the results."""
+
+    name = "base"
+
+    def __init__(self, n_jobs: int, **options: Any) -> None:
+        self.n_jobs = n_jobs
+        self.options = options
+
+    @staticmethod
+    def unavailable() -> str | None:
+        """Why this implementation cannot run here, or None."""
+        return None
+
+    def open(self) -> Peer:
+        return self
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Peer:
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def map(self, func: Callable[..., Any], xs: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def starmap(self, func: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        raise NotImplementedError
+
+    def worker_pids(self) -> list[int]:
+        return []
+
+
+class PicklepoolPeer(Peer):
+    name = PICKLEPOOL
+
+    def map(self, func: Callable[..., Any], xs: Sequence[Any]) -> list[Any]:
+        from picklepool import Parallel, delayed
+
+        result: list[Any] = Parallel(n_jobs=self.n_jobs, **self.options)(delayed(func)(x) for x in xs)
+        return result
+
+    def starmap(self, func: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        from picklepool import Parallel, delayed
+
+        result: list[Any] = Parallel(n_jobs=self.n_jobs, **self.options)(delayed(func)(*a) for a in args)
+        return result
+
+    def worker_pids(self) -> list[int]:
+        return _loky_worker_pids("loky")
+
+
+class JoblibPeer(Peer):
+    name = JOBLIB
+
+    @staticmethod
+    def unavailable() -> str | None:
+        try:
+            import joblib  # noqa: F401
+        except ImportError:
+            return "joblib is not installed (pip install 'picklepool[bench]')"
+        return None
+
+    def map(self, func: Callable[..., Any], xs: Sequence[Any]) -> list[Any]:
+        import joblib
+
+        result: list[Any] = joblib.Parallel(n_jobs=self.n_jobs, **self.options)(
+            joblib.delayed(func)(x) for x in xs
+        )
+        return result
+
+    def starmap(self, func: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        import joblib
+
+        result: list[Any] = joblib.Parallel(n_jobs=self.n_jobs, **self.options)(
+            joblib.delayed(func)(*a) for a in args
+        )
+        return result
+
+    def worker_pids(self) -> list[int]:
+        return _loky_worker_pids("joblib.externals.loky")
+
+
+class PoolPeer(Peer):
+    name = MP_POOL
+
+    def __init__(self, n_jobs: int, **options: Any) -> None:
+        super().__init__(n_jobs, **options)
+        self._pool: Any = None
+
+    def open(self) -> PoolPeer:
+        if self._pool is None:
+            self._pool = multiprocessing.Pool(self.n_jobs)
+        return self
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def map(self, func: Callable[..., Any], xs: Sequence[Any]) -> list[Any]:
+        self.open()
+        return self._pool.map(func, xs)  # type: ignore[no-any-return]
+
+    def starmap(self, func: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        self.open()
+        return self._pool.starmap(func, args)  # type: ignore[no-any-return]
+
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in getattr(self._pool, "_pool", [])]
+
+
+class ExecutorPeer(Peer):
+    name = CF_PPE
+
+    def __init__(self, n_jobs: int, **options: Any) -> None:
+        super().__init__(n_jobs, **options)
+        self._ex: ProcessPoolExecutor | None = None
+
+    def open(self) -> ExecutorPeer:
+        if self._ex is None:
+            self._ex = ProcessPoolExecutor(self.n_jobs)
+        return self
+
+    def close(self) -> None:
+        if self._ex is not None:
+            self._ex.shutdown(wait=True, cancel_futures=True)
+            self._ex = None
+
+    def map(self, func: Callable[..., Any], xs: Sequence[Any]) -> list[Any]:
+        self.open()
+        assert self._ex is not None
+        return list(self._ex.map(func, xs, chunksize=chunksize(len(xs), self.n_jobs)))
+
+    def starmap(self, func: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        self.open()
+        assert self._ex is not None
+        return list(self._ex.map(func, *zip(*args, strict=True), chunksize=chunksize(len(args), self.n_jobs)))
+
+    def worker_pids(self) -> list[int]:
+        return list(getattr(self._ex, "_processes", None) or {})
+
+
+class LoopPeer(Peer):
+    name = LOOP
+
+    def map(self, func: Callable[..., Any], xs: Sequence[Any]) -> list[Any]:
+        return [func(x) for x in xs]
+
+    def starmap(self, func: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        return [func(*a) for a in args]
+
+
+PEER_CLASSES: dict[str, type[Peer]] = {
+    PICKLEPOOL: PicklepoolPeer,
+    JOBLIB: JoblibPeer,
+    MP_POOL: PoolPeer,
+    CF_PPE: ExecutorPeer,
+    LOOP: LoopPeer,
+}
+
+
+def make_peers(
+    n_jobs: int, options: dict[str, dict[str, Any]] | None = None
+) -> tuple[dict[str, Peer], dict[str, str]]:
+    """Every implementation that can run here, and why each other one cannot."""
+    peers: dict[str, Peer] = {}
+    missing: dict[str, str] = {}
+    for name, cls in PEER_CLASSES.items():
+        reason = cls.unavailable()
+        if reason:
+            missing[name] = reason
+        else:
+            peers[name] = cls(n_jobs, **(options or {}).get(name, {}))
+    return peers, missing
+
+
+def close_all(peers: dict[str, Peer]) -> None:
+    for peer in peers.values():
+        peer.close()

@@ -1,0 +1,94 @@
+"""Workloads about the cost of a call itself: many tiny tasks, latency, CPU-bound work.
+
+tiny_tasks    100,000 calls of ``x * x`` (issue 2: at least 4x faster than joblib)
+warm_latency  a one-task call on warm workers, median of 50 (issue 2: under 2 ms)
+cpu_bound     40 tasks of ~25 ms of pure-Python work: wall time and parallel
+              efficiency (serial loop time / (n_jobs x time))
+"""
+
+from __future__ import annotations
+
+from .common import Context, expect, measure_row
+from .measure import Stat
+from .peers import close_all, make_peers
+from .results import LOOP, Table, WorkloadResult
+from .tasks import burn, calibrate_burn, square
+
+
+def tiny_tasks(ctx: Context) -> WorkloadResult:
+    n = 100_000
+    res = WorkloadResult("tiny_tasks", f"{n:,} calls of x*x, n_jobs={ctx.n_jobs}", {"n_tasks": n})
+    xs = range(n)
+    expected = [x * x for x in xs]
+    peers, missing = make_peers(ctx.n_jobs)
+    try:
+        row = measure_row(ctx, "tiny_tasks", peers, missing, lambda p: p.map(square, xs), expect(expected))
+    finally:
+        close_all(peers)
+    res.rows.append(row)
+    return res
+
+
+def warm_latency(ctx: Context) -> WorkloadResult:
+    n = 50
+    res = WorkloadResult(
+        "warm_latency",
+        f"one call of one task on warm workers, median of {n} calls",
+        {"calls": n},
+    )
+    peers, missing = make_peers(ctx.n_jobs)
+    try:
+        row = measure_row(
+            ctx, "warm_latency", peers, missing, lambda p: p.map(square, [3]), expect([9]), reps=n, warmup=3
+        )
+    finally:
+        close_all(peers)
+    res.rows.append(row)
+    return res
+
+
+def cpu_bound(ctx: Context) -> WorkloadResult:
+    n_tasks = 40
+    task_s = ctx.size(0.005, 0.025)
+    ctx.step("calibrating the task")
+    n = calibrate_burn(task_s)
+    res = WorkloadResult(
+        "cpu_bound",
+        f"{n_tasks} tasks of ~{task_s * 1000:.0f} ms of pure-Python work",
+        {"n_tasks": n_tasks, "task_s": task_s, "loop_turns": n},
+    )
+    expected = [burn(n)] * n_tasks
+    peers, missing = make_peers(ctx.n_jobs)
+    try:
+        row = measure_row(
+            ctx,
+            "cpu_bound",
+            peers,
+            missing,
+            lambda p: p.map(burn, [n] * n_tasks),
+            expect(expected),
+            warm=lambda p: p.map(burn, [n // 10] * 4),
+        )
+    finally:
+        close_all(peers)
+    res.rows.append(row)
+    loop = row.cells.get(LOOP)
+    table = Table(
+        "cpu_bound: parallel efficiency = loop time / (n_jobs x time), per round, median (min-max)",
+        ["implementation", "efficiency"],
+        [],
+    )
+    for name, cell in row.cells.items():
+        if name == LOOP or cell.status != "ok" or loop is None or loop.status != "ok":
+            continue
+        eff = Stat.of(
+            lt / (ctx.n_jobs * t)
+            for lt, t in zip(loop.times, cell.times, strict=True)
+            if lt is not None and t is not None
+        )
+        if eff is not None:
+            cell.extra["efficiency"] = eff.as_dict()
+            table.rows.append([name, f"{eff.median:.0%} ({eff.min:.0%}-{eff.max:.0%})"])
+    if table.rows:
+        res.tables.append(table)
+    return res
