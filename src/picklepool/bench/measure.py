@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import statistics
 import sys
 import threading
@@ -132,16 +133,21 @@ class PeakRSS:
     """Sample the resident memory of some processes in a thread; keep each one's peak.
 
     ``pids`` is called once at entry (the processes to watch; the calling
-    process when None). Sampling every ``interval`` seconds misses short spikes,
-    so peaks are lower bounds. Use it around an untimed run: the sampling thread
-    takes the GIL now and then.
+    process when None). The space used in ``/dev/shm`` is sampled too (files
+    there are memory, but not in anybody's RSS until mapped; other programs on
+    the machine can move it as well). Sampling every ``interval`` seconds misses
+    short spikes, so peaks are lower bounds. Use it around an untimed run: the
+    sampling thread takes the GIL now and then.
     """
+
+    SHM = "/dev/shm"
 
     def __init__(self, pids: Callable[[], Sequence[int]] | None = None, interval: float = 0.005) -> None:
         self._pids = pids
         self.interval = interval
         self.start: dict[int, int] = {}
         self.peak: dict[int, int] = {}
+        self.shm_start = self.shm_peak = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._procs: list[psutil.Process] = []
@@ -154,6 +160,8 @@ class PeakRSS:
                 continue
             if rss > self.peak.get(proc.pid, 0):
                 self.peak[proc.pid] = rss
+        if os.path.isdir(self.SHM):
+            self.shm_peak = max(self.shm_peak, shutil.disk_usage(self.SHM).used)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -164,6 +172,7 @@ class PeakRSS:
         self._procs = [psutil.Process(pid) for pid in pids]
         self._sample()
         self.start = dict(self.peak)
+        self.shm_start = self.shm_peak
         self._thread = threading.Thread(target=self._loop, name="picklepool-bench-rss", daemon=True)
         self._thread.start()
         return self
@@ -182,6 +191,11 @@ class PeakRSS:
     def max_growth(self) -> int:
         """The largest rise of one process's RSS above its value at entry."""
         return max((self.peak[p] - self.start.get(p, self.peak[p]) for p in self.peak), default=0)
+
+    @property
+    def shm_growth(self) -> int:
+        """The peak rise of the space used in /dev/shm above its value at entry."""
+        return max(0, self.shm_peak - self.shm_start)
 
 
 class Progress:

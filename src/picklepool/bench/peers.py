@@ -35,11 +35,13 @@ def chunksize(n_items: int, n_jobs: int) -> int:
 def _loky_worker_pids(module: str) -> list[int]:
     """PIDs of the workers of the reusable executor of the loky copy in *module*.
 
-    (Not the command line: when both loky copies are imported, the one imported
-    last starts the workers of both, so command lines cannot tell them apart.)
+    Standalone loky keeps one executor per thread (``_executor_storage``), joblib's
+    copy one per process (``_executor``). (Not the command line: when both copies
+    are imported, the one imported last starts the workers of both.)
     """
     mod = sys.modules.get(module + ".reusable_executor")
-    executor = getattr(mod, "_executor", None)
+    storage = getattr(mod, "_executor_storage", None)
+    executor = getattr(storage, "executor", None) or getattr(mod, "_executor", None)
     return sorted(getattr(executor, "_processes", None) or {})
 
 

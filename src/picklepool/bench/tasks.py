@@ -8,6 +8,7 @@ need it, so that this module imports without numpy.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -89,6 +90,12 @@ def make_state_value(nbytes: int, seed: int = 0) -> dict[str, Any]:
     n_array = max(1, nbytes // 2 // 8)
     n_list = max(1, nbytes // 2 // 9)
     return {"weights": rng.random(n_array), "history": [float(i) for i in range(n_list)], "step": seed}
+
+
+def value_nbytes(value: dict[str, Any]) -> int:
+    """About how much memory the shared_state value takes (array + list of floats)."""
+    history = value["history"]
+    return int(value["weights"].nbytes) + sys.getsizeof(history) + sum(sys.getsizeof(x) for x in history)
 
 
 def score_value(value: dict[str, Any], i: int) -> float:
