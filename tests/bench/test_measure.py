@@ -92,3 +92,16 @@ def test_peak_rss_sees_memory_allocated_inside_the_block():
         block[::4096] = b"x" * len(block[::4096])  # touch every page
     del block
     assert rss.max_growth >= 48 << 20
+
+
+def test_a_budget_stops_rounds_early_but_never_below_the_minimum():
+    calls: list[str] = []
+
+    def slow():
+        calls.append("x")
+        return 1.0
+
+    # Every run "takes" real time below; use a tiny budget so that any round exceeds it.
+    out = interleave({"a": slow, "b": slow}, reps=10, warmup=3, budget=1e-9, min_reps=3)
+    assert len(out["a"].times) == len(out["b"].times) == 3
+    assert len(calls) == 2 * (1 + 3)  # one warm-up round only: it already took over budget / 4

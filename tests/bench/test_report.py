@@ -26,7 +26,7 @@ ENV = {
     },
     "pickler": {"name": "hybrid", "source": "default"},
 }
-SETTINGS = {"quick": True, "n_jobs": 2, "reps": 3, "total_s": 1.5}
+SETTINGS = {"quick": True, "n_jobs": 2, "reps": 3, "budget_s": 8.0, "total_s": 1.5}
 
 
 def _results() -> list[WorkloadResult]:

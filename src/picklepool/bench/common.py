@@ -21,6 +21,7 @@ class Context:
     reps: int  # timed rounds per workload (some workloads use more, e.g. warm_latency)
     warmup: int
     step: Callable[[str], None]
+    budget: float = 60.0  # seconds of timed rounds per row, at most (after min_reps rounds)
 
     def size(self, quick: Any, full: Any) -> Any:
         """Pick the quick or the full size of a workload parameter."""
@@ -59,6 +60,7 @@ def measure_row(
         warmup=ctx.warmup if warmup is None else warmup,
         warm=warm_calls,
         on_step=ctx.step,
+        budget=ctx.budget,
     )
     row = Row(label)
     for name in list(peers) + list(missing):

@@ -220,7 +220,7 @@ def _run(
 ) -> dict[str, Any]:
     from picklepool.bench.measure import interleave
 
-    samples = interleave(impls, reps=args.reps, warmup=max(1, args.warmup), on_step=step)
+    samples = interleave(impls, reps=args.reps, warmup=max(1, args.warmup), on_step=step, budget=args.budget)
     out: dict[str, Any] = {k: {"times": s.times, "error": s.error} for k, s in samples.items()}
     out.update(skipped)
     return out
@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--budget", type=float, default=None, help="seconds of rounds at most")
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--impl", default="picklepool")

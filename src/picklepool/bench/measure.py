@@ -85,6 +85,8 @@ def interleave(
     warmup: int = 1,
     warm: Mapping[str, Callable[[], Any]] | None = None,
     on_step: Step | None = None,
+    budget: float | None = None,
+    min_reps: int = 3,
 ) -> dict[str, Samples]:
     """Run every implementation ``reps`` times, interleaved; see the module docstring.
 
@@ -92,10 +94,16 @@ def interleave(
     can leave its own setup out of the timing). ``warm`` optionally replaces the
     warm-up run of an implementation by a cheaper call. An implementation that
     raises is recorded with its error and not run again; the others go on.
+
+    ``budget`` (seconds) bounds a slow workload: further warm-up rounds are
+    skipped once one takes more than a quarter of it, and rounds stop (after
+    ``min_reps``) when the next one would end past it. Every implementation
+    always gets the same rounds, so ratios stay paired.
     """
     names = list(impls)
     out = {name: Samples() for name in names}
     for i in range(warmup):
+        started = time.perf_counter()
         for name in names:
             if on_step:
                 on_step(f"warm-up {i + 1}/{warmup} {name}")
@@ -104,6 +112,9 @@ def interleave(
                 fn()
             except Exception as exc:  # noqa: BLE001 - recorded as the implementation's result
                 out[name].error = describe_error(exc)
+        if budget is not None and time.perf_counter() - started > budget / 4:
+            break
+    started = time.perf_counter()
     for rep in range(reps):
         order = names if rep % 2 == 0 else names[::-1]
         times: dict[str, float | None] = {}
@@ -121,6 +132,10 @@ def interleave(
                 times[name] = None
         for name in names:
             out[name].times.append(times[name])
+        done = rep + 1
+        elapsed = time.perf_counter() - started
+        if budget is not None and done >= min_reps and elapsed * (done + 1) / done > budget:
+            break
     return out
 
 

@@ -117,8 +117,9 @@ def format_report(results: list[WorkloadResult], env: dict[str, Any], settings: 
         f"cores ({env['cpu_model']}), n_jobs={settings['n_jobs']}, load average {env['load_average']}",
         f"picklepool {v['picklepool']} ({chosen}), joblib {v.get('joblib') or 'not installed'}, "
         f"loky {v['loky']}, cloudpickle {v['cloudpickle']}, numpy {v.get('numpy') or 'not installed'}",
-        "Times: median (min-max) over interleaved rounds after warm-up; "
-        f"{settings['reps']} rounds (warm_latency: 50 calls).",
+        f"Times: median (min-max) over up to {settings['reps']} interleaved rounds after warm-up "
+        f"(warm_latency: 50 calls; fewer, at least 3, when a row's rounds exceed "
+        f"{settings['budget_s']:.0f} s; each cell's count is in the JSON).",
         "speedup vs joblib = joblib time / picklepool time, per round, then median (min-max): "
         ">1 means picklepool is faster.",
         "",

@@ -32,6 +32,7 @@ WORKLOADS: dict[str, Workload] = {
 
 QUICK_REPS, FULL_REPS = 3, 7
 QUICK_WARMUP, FULL_WARMUP = 1, 2
+QUICK_BUDGET, FULL_BUDGET = 8.0, 60.0  # seconds per row; see measure.interleave
 
 
 def run_suite(
@@ -59,9 +60,10 @@ def run_suite(
         "n_jobs": n_jobs,
         "reps": reps or (QUICK_REPS if quick else FULL_REPS),
         "warmup": QUICK_WARMUP if quick else FULL_WARMUP,
+        "budget_s": QUICK_BUDGET if quick else FULL_BUDGET,
         "argv": sys.argv,
     }
-    ctx = Context(quick, n_jobs, settings["reps"], settings["warmup"], bar.step)
+    ctx = Context(quick, n_jobs, settings["reps"], settings["warmup"], bar.step, settings["budget_s"])
     env = environment.collect()
     results = []
     start = time.perf_counter()

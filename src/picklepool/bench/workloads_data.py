@@ -278,7 +278,7 @@ def pickler_micro(ctx: Context) -> WorkloadResult:
         ctx.step(f"building {label}")
         payload = build()
         impls = {name: _roundtrip(p, payload) for name, p in picklers.items()}
-        samples = interleave(impls, reps=max(5, ctx.reps), warmup=1, on_step=ctx.step)
+        samples = interleave(impls, reps=max(9, ctx.reps), warmup=1, on_step=ctx.step, budget=ctx.budget / 4)
         cells = {name: Cell.from_samples(s) for name, s in samples.items()}
         line = [label]
         for name in names:

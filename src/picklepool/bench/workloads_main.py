@@ -114,7 +114,7 @@ def cold_start(ctx: Context) -> WorkloadResult:
     impls = {name: _cold_run(name, ctx.n_jobs, imports) for name in names}
     # Quick mode skips the warm-up round: the parent already imported everything,
     # so the files are in the page cache.
-    samples = interleave(impls, reps=ctx.reps, warmup=ctx.size(0, 1), on_step=ctx.step)
+    samples = interleave(impls, reps=ctx.reps, warmup=ctx.size(0, 1), on_step=ctx.step, budget=ctx.budget)
     row = Row("cold_start")
     table = Table(
         "cold_start: median time to import the library, then its first call (s)",
@@ -190,7 +190,7 @@ def run_script(ctx: Context, scenario: str, args: list[str]) -> dict[str, Sample
     each round and the error it raised, or why it was skipped (a string).
     """
     cmd = [sys.executable, MAIN_SCRIPT, scenario, "--reps", str(ctx.reps), "--warmup", str(ctx.warmup)]
-    cmd += ["--n-jobs", str(ctx.n_jobs), *args]
+    cmd += ["--n-jobs", str(ctx.n_jobs), "--budget", str(ctx.budget), *args]
     start = time.perf_counter()
     with (
         tempfile.TemporaryFile("w+") as result,
