@@ -76,7 +76,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     results, env, settings = run_suite(
         quick=args.quick, only=args.only, n_jobs=args.n_jobs, reps=args.reps, progress=not args.no_progress
     )
-    sys.stdout.write(report.format_report(results, env, settings))
+    sys.stdout.write(report.format_report(results, env, settings, markdown=args.markdown))
     if args.json:
         report.write_json(args.json, report.to_json(results, env, settings))
         print(f"JSON written to {args.json}", file=sys.stderr)
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--n-jobs", type=int, default=2, help="workers for every implementation (default 2)")
     bench.add_argument("--reps", type=int, help="timed rounds per workload (default 3 with --quick, else 7)")
+    bench.add_argument("--markdown", action="store_true", help="print the tables as Markdown (for a README)")
     bench.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -59,6 +59,12 @@ def test_text_report_shows_times_ratio_and_why_cells_are_empty():
     assert "cannot run [" in text  # long reasons in detail tables become footnotes
 
 
+def test_markdown_report_has_pipe_tables():
+    text = report.format_report(_results(), ENV, SETTINGS, markdown=True)
+    assert "| workload | picklepool | joblib | mp.Pool | cf.PPE | loop | speedup vs joblib |" in text
+    assert "| tiny_tasks | 125 (125-250) ms |" in text
+
+
 def test_json_record_holds_every_cell_and_ratio():
     data = json.loads(json.dumps(report.to_json(_results(), ENV, SETTINGS)))
     tiny, shared = data["workloads"]

@@ -95,15 +95,26 @@ def _shorten(text: str, where: str, notes: _Notes, limit: int = 60) -> str:
     return f"{outcome} [{notes.ref(f'{where}: {reason}')}]"
 
 
-def _grid(header: list[str], lines: list[list[str]]) -> list[str]:
+def _grid(header: list[str], lines: list[list[str]], markdown: bool = False) -> list[str]:
+    if markdown:
+        return [
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in lines),
+        ]
     widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     rule = "  ".join("-" * w for w in widths)
     return [fmt.format(*header).rstrip(), rule, *(fmt.format(*r).rstrip() for r in lines)]
 
 
-def format_report(results: list[WorkloadResult], env: dict[str, Any], settings: dict[str, Any]) -> str:
-    """The whole text report: header, main table, detail tables, notes and footnotes."""
+def format_report(
+    results: list[WorkloadResult], env: dict[str, Any], settings: dict[str, Any], markdown: bool = False
+) -> str:
+    """The whole text report: header, main table, detail tables, notes and footnotes.
+
+    With *markdown*, tables are Markdown tables (for a README) instead of aligned text.
+    """
     v = env["versions"]
     pickler = env["pickler"]
     chosen = (
@@ -136,12 +147,12 @@ def format_report(results: list[WorkloadResult], env: dict[str, Any], settings: 
             lines.append([res.name, "see its table below"] + [""] * len(COLUMNS))
         for row in res.rows:
             lines.append([row.label, *_row_cells(row, notes)])
-    body = _grid(header, lines)
+    body = _grid(header, lines, markdown)
     details: list[str] = []
     for res in results:
         for table in res.tables:
             rows = [[_shorten(c, r[0], notes) for c in r] for r in table.rows]
-            details += ["", table.title, *_grid(table.columns, rows)]
+            details += ["", table.title, "", *_grid(table.columns, rows, markdown)]
     tail: list[str] = []
     extra_notes = [n for res in results for n in res.notes]
     if extra_notes:
@@ -193,9 +204,9 @@ def plot(results: list[WorkloadResult], env: dict[str, Any], settings: dict[str,
             lo.append(s.median - s.min)
             hi.append(s.max - s.median)
         ax.barh(ys, xs, height=height, xerr=[lo, hi], label=f"vs {peer}", capsize=2)
-        for y, x in zip(ys, xs, strict=True):
+        for y, x, up in zip(ys, xs, hi, strict=True):
             ax.annotate(
-                f"{x:.2g}x", (x, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7
+                f"{x:.2g}x", (x + up, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=7
             )
         bars += len(xs)
     ax.axvline(1.0, color="black", linewidth=0.8)
