@@ -73,9 +73,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except report.PlotUnavailable as exc:
             print(f"picklepool bench: {exc}", file=sys.stderr)
             return 2
-    results, env, settings = run_suite(
-        quick=args.quick, only=args.only, n_jobs=args.n_jobs, reps=args.reps, progress=not args.no_progress
-    )
+    try:
+        results, env, settings = run_suite(
+            quick=args.quick,
+            only=args.only,
+            n_jobs=args.n_jobs,
+            reps=args.reps,
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        print("\npicklepool bench: interrupted; no results written", file=sys.stderr)
+        return 130
     sys.stdout.write(report.format_report(results, env, settings, markdown=args.markdown))
     if args.json:
         report.write_json(args.json, report.to_json(results, env, settings))

@@ -129,8 +129,8 @@ def format_report(
         f"picklepool {v['picklepool']} ({chosen}), joblib {v.get('joblib') or 'not installed'}, "
         f"loky {v['loky']}, cloudpickle {v['cloudpickle']}, numpy {v.get('numpy') or 'not installed'}",
         f"Times: median (min-max) over up to {settings['reps']} interleaved rounds after warm-up "
-        f"(warm_latency: 50 calls; fewer, at least 3, when a row's rounds exceed "
-        f"{settings['budget_s']:.0f} s; each cell's count is in the JSON).",
+        f"(warm_latency: 50 calls; fewer when a row's rounds would exceed {settings['budget_s']:.0f} s, "
+        "but at least 3; each cell's count n is in the JSON).",
         "speedup vs joblib = joblib time / picklepool time, per round, then median (min-max): "
         ">1 means picklepool is faster.",
         "",
