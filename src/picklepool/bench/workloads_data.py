@@ -143,7 +143,7 @@ def big_array_out(ctx: Context) -> WorkloadResult:
 
 
 def shared_state(ctx: Context) -> WorkloadResult:
-    nbytes, n_tasks = ctx.size(10 * MB, 50 * MB), ctx.size(200, 1000)
+    nbytes, n_tasks = ctx.size(6 * MB, 50 * MB), ctx.size(200, 1000)
     res = WorkloadResult(
         "shared_state",
         f"{n_tasks} tasks each receiving the same ~{nbytes // MB} MB value (numpy array + list of "
