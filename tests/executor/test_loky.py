@@ -187,3 +187,17 @@ def test_a_timed_out_worker_is_replaced(tmp_path):
         pid = int((tmp_path / "pid").read_text())
         psutil.Process(pid).wait(timeout=30)  # it retires once its reply is sent
         assert pid not in p(delayed(pid_of)(i) for i in range(10))
+
+
+def test_workers_start_with_standalone_loky_even_after_joblib_is_imported():
+    code = """
+        import joblib.externals.loky  # registers joblib's own "loky" start method
+        import psutil
+        from picklepool import Parallel, delayed
+        Parallel(n_jobs=2)(delayed(abs)(-1) for _ in range(2))
+        print([" ".join(c.cmdline()) for c in psutil.Process().children()])
+    """
+    res = run_python(code)
+    assert res.returncode == 0, res.stderr
+    assert "joblib" not in res.stdout
+    assert "loky" in res.stdout

@@ -86,6 +86,25 @@ class Backend:
         pass
 
 
+_context: Any = None
+
+
+def _loky_context() -> Any:
+    """Our own instance of loky's start method.
+
+    loky and joblib's vendored copy both register a start method named "loky", and
+    the one imported last wins: asking for it by name could start picklepool's
+    workers with joblib's loader. An instance of standalone loky's context does not
+    depend on import order.
+    """
+    global _context
+    if _context is None:
+        from loky.backend.context import LokyContext
+
+        _context = LokyContext()
+    return _context
+
+
 class LokyBackend(Backend):
     """Warm, reusable loky worker processes, shared by every call in the process."""
 
@@ -101,7 +120,7 @@ class LokyBackend(Backend):
 
     def _get(self) -> Any:
         executor = loky.get_reusable_executor(
-            max_workers=self.n_workers, timeout=self.idle_timeout, env=self.env
+            max_workers=self.n_workers, timeout=self.idle_timeout, env=self.env, context=_loky_context()
         )
         _executors.add(executor)
         return executor
