@@ -191,9 +191,9 @@ def test_a_timed_out_worker_is_replaced(tmp_path):
 
 def test_workers_start_with_standalone_loky_even_after_joblib_is_imported():
     code = """
-        import joblib.externals.loky  # registers joblib's own "loky" start method
         import psutil
         from picklepool import Parallel, delayed
+        import joblib.externals.loky  # registers joblib's "loky" start method, replacing loky's
         Parallel(n_jobs=2)(delayed(abs)(-1) for _ in range(2))
         print([" ".join(c.cmdline()) for c in psutil.Process().children()])
     """
