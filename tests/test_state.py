@@ -6,12 +6,12 @@ import copy
 import os
 import pickle
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from picklepool import Parallel, PicklingError, SharedState, delayed
+from tests.mutator import mutating
 
 # -- task functions (module level: workers import them from here) -------------------
 
@@ -189,37 +189,16 @@ def test_the_snapshot_is_written_once_per_call(monkeypatch):
 def test_concurrent_changes_are_never_seen_half_done():
     """A thread keeps setting a and b to the same new value under the lock."""
     state = SharedState({"a": 0, "b": 0})
-    stop = threading.Event()
-    changed = threading.Condition()
-    count = [0]
 
-    def mutate():
-        i = 0
-        while not stop.is_set():
-            i += 1
-            with state as v:
-                v["a"] = i
-                time.sleep(0)  # let other threads run mid-change (not synchronisation)
-                v["b"] = i
-            with changed:
-                count[0] = i
-                changed.notify_all()
+    with mutating(state) as wait_for_a_change:
 
-    def tasks():
-        for k in range(400):
-            if k % 10 == 0:  # wait for a fresh change: several versions are sent
-                with changed:
-                    target = count[0] + 1
-                    changed.wait_for(lambda t=target: count[0] >= t)
-            yield delayed(read_ab)(state)
+        def tasks():
+            for k in range(400):
+                if k % 10 == 0:  # wait for a fresh change: several versions are sent
+                    wait_for_a_change()
+                yield delayed(read_ab)(state)
 
-    thread = threading.Thread(target=mutate)
-    thread.start()
-    try:
         out = Parallel(n_jobs=2, batch_size=5)(tasks())
-    finally:
-        stop.set()
-        thread.join()
     assert len(out) == 400
     torn = [(a, b) for a, b, _ in out if a != b]
     assert torn == []

@@ -11,6 +11,7 @@ import pytest
 
 from picklepool import PicklingError, SharedState, StateFileError, StateSignatureError
 from picklepool.pickler import checkpoint
+from tests.mutator import mutating
 
 
 def _touch(path: str) -> str:
@@ -182,39 +183,13 @@ def test_bad_keys(tmp_path, key, error):
 
 
 def test_saves_taken_while_another_thread_changes_the_value_are_consistent(tmp_path):
-    import threading
-    import time
-
     state = SharedState({"a": 0, "b": 0})
-    stop = threading.Event()
-    changed = threading.Condition()
-    count = [0]
-
-    def mutate():
-        i = 0
-        while not stop.is_set():
-            i += 1
-            with state as v:
-                v["a"] = i
-                time.sleep(0)  # let other threads run mid-change (not synchronisation)
-                v["b"] = i
-            with changed:
-                count[0] = i
-                changed.notify_all()
-
-    thread = threading.Thread(target=mutate)
-    thread.start()
-    try:
-        seen = [{"a": 0, "b": 0}]
+    seen = [{"a": 0, "b": 0}]
+    with mutating(state) as wait_for_a_change:
         for n in range(30):
-            with changed:  # wait for a change newer than the last save
-                target = seen[-1]["a"] + 1
-                changed.wait_for(lambda t=target: count[0] >= t)
+            wait_for_a_change()  # each save sees a newer value than the last
             state.save(tmp_path / f"{n}.pp")
             seen.append(SharedState.load(tmp_path / f"{n}.pp").value)
-    finally:
-        stop.set()
-        thread.join()
     assert all(v["a"] == v["b"] for v in seen)
     assert len({v["a"] for v in seen}) == 31
 
