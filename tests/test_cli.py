@@ -83,6 +83,14 @@ def test_info_says_which_pickler_is_in_force_and_where_it_comes_from(env, expect
     for name in ("picklepool", "python", "loky", "cloudpickle", "psutil"):
         assert name in lines, name
     assert "usable cores" in proc.stdout and "start method" in proc.stdout and "extras present" in proc.stdout
+    assert "per worker by default" in proc.stdout
+    assert "worker(s) recycled" in proc.stdout
+
+
+def test_info_reports_the_worker_memory_limit_from_the_environment():
+    proc = run_cli("info", env={"PICKLEPOOL_MAX_WORKER_MEMORY": "2G"})
+    assert proc.returncode == 0, proc.stderr
+    assert f"max_worker_memory={2 << 30}" in proc.stdout
 
 
 def test_info_with_an_invalid_pickler_setting_names_it_and_fails():

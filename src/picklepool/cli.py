@@ -43,8 +43,25 @@ def info_lines(env: dict[str, Any]) -> list[str]:
         else "/dev/shm        not available (shared data goes to the temporary folder)",
         f"extras present  {', '.join(present) or 'none'}",
         f"extras missing  {', '.join(missing) or 'none'}",
+        *_worker_lines(),
     ]
     return lines
+
+
+def _worker_lines() -> list[str]:
+    """Thread limits workers get, and memory recycling in this process."""
+    from .workers import limits, memory
+
+    threads = limits.info()
+    mem = memory.info()
+    limit = mem["max_worker_memory"]
+    return [
+        f"worker threads  {threads['inner_max_num_threads']} per worker by default with n_jobs="
+        f"{threads['n_jobs']} (BLAS/OpenMP; threadpoolctl {threads['threadpoolctl'] or 'not installed'})",
+        f"worker memory   max_worker_memory={'off' if limit is None else limit}; "
+        f"recycling {'available' if mem['recycling'] else 'unavailable'}; "
+        f"{mem['recycled_workers']} worker(s) recycled in this process",
+    ]
 
 
 def cmd_info(args: argparse.Namespace) -> int:
