@@ -167,12 +167,14 @@ def test_a_large_function_goes_to_the_cluster_once_per_call(dask_client, monkeyp
     assert run(delayed(big)(i) for i in range(12)) == [size + i for i in range(12)]
     assert len(scattered) == 1 and scattered[0] > size  # the function, once
     assert len(submitted) == 12 and max(submitted) < dispatch.INLINE_LIMIT  # batches without it
+    middle = dask_client.run(rebuild_count)
     assert run(delayed(big)(i) for i in range(4)) == [size + i for i in range(4)]
     assert len(scattered) == 2  # once per call
     after = dask_client.run(rebuild_count)
-    rebuilt = {w: after[w] - before.get(w, 0) for w in after}
-    assert all(n <= 1 for n in rebuilt.values()), rebuilt  # rebuilt once per worker at most
-    assert sum(rebuilt.values()) >= 1
+    for start, end in ((before, middle), (middle, after)):
+        rebuilt = {w: end[w] - start.get(w, 0) for w in end}
+        assert all(n <= 1 for n in rebuilt.values()), rebuilt  # once per worker per call at most
+        assert sum(rebuilt.values()) >= 1
 
 
 def blob_sizes(blobs):

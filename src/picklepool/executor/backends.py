@@ -158,10 +158,17 @@ class ThreadingBackend(Backend):
         self._pool = ThreadPoolExecutor(n_workers, thread_name_prefix="picklepool")
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        return self._pool.submit(fn, *args)
+        try:
+            return self._pool.submit(fn, *args)
+        except RuntimeError as exc:
+            raise RuntimeError(
+                "this threading pool was shut down while the call still had tasks to send "
+                "(for example a return_as='generator' read after its `with Parallel(...)` "
+                "block ended). Consume the generator inside the block."
+            ) from exc
 
     def shutdown(self, kill: bool = False) -> None:
-        self._pool.shutdown(wait=not kill, cancel_futures=True)
+        self._pool.shutdown(wait=not kill, cancel_futures=kill)
 
 
 class SequentialBackend(Backend):

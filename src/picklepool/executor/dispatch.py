@@ -26,6 +26,7 @@ import signal
 import sys
 import time
 import types
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
@@ -43,11 +44,12 @@ from ..errors import (
 from ..pickler.buffers import CallBuffers, Frames
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain
-from ..workers.runner import execute, run_batch
+from ..workers.runner import run_batch, run_local
 from .backends import Backend, session
 
 _FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 HARD_TIMEOUT_GRACE = 2.0  # seconds past timeout before a stuck worker is killed
+_KEEPABLE = (types.FunctionType, types.BuiltinFunctionType, type)
 INLINE_LIMIT = 256 * 1024  # larger serialised functions go through a blob, once per call
 
 
@@ -126,17 +128,19 @@ class Call:
         self.session = session() if self.bytes_path and backend.session_path() else None
         self.call_id = self.session.begin_call() if self.session else 0
         self.header = cloudpickle.dumps(pickler) if self.bytes_path else b""
-        self._specs: dict[Any, tuple[str, Any, str]] = {}
+        self._specs: dict[Any, tuple[str | None, Any, str]] = {}
         self._keep: list[Any] = []  # what the _specs keys refer to, kept alive so ids stay unique
         self.context = CallContext(pickler, self.session, backend.blob_store())
         self.buffers = CallBuffers(self.context, self.call_id, max_nbytes)  # large ones via shm
         self._done: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
         self.total: int | None = None
         self._overdue: tuple[int, int] | None = None  # (task, pid) killed by the backstop
+        self._cancelled = False  # this call cancelled its own batches
+        self.token = uuid.uuid4().hex[:12]  # scopes the workers' function cache to this call
 
     # -- parent side of the data path -------------------------------------------------
 
-    def _function_spec(self, func: Any, index: int) -> tuple[str, Any, str]:
+    def _function_spec(self, func: Any, index: int) -> tuple[str | None, Any, str]:
         ident, referents = _identity(func)
         spec = self._specs.get(ident)
         if spec is None:
@@ -153,7 +157,12 @@ class Call:
                     payload = ref
             if refs:
                 payload = Frames(payload, refs)
-            spec = self._specs[ident] = (key, payload, _label(func))
+            # Workers keep plain functions and classes for the rest of this call (the
+            # key is scoped to the call); objects with state of their own (callable
+            # instances, bound methods, partials) are rebuilt for every batch, so no
+            # task or later call sees another's changes.
+            cache_key = f"{key}.{self.token}" if isinstance(func, _KEEPABLE) else None
+            spec = self._specs[ident] = (cache_key, payload, _label(func))
             self._keep.append(referents)
         return spec
 
@@ -225,7 +234,7 @@ class Call:
             )
             self.buffers.sent(payload, fut)
         else:
-            fut = self.backend.submit(execute, funcs, fidx, args, kwargs, first, None, 0, self.timeout)
+            fut = self.backend.submit(run_local, funcs, fidx, args, kwargs, first, self.timeout)
         batch.future = fut
         fut.add_done_callback(lambda _f: self._done.put(batch))
         return batch
@@ -248,7 +257,14 @@ class Call:
         try:
             reply = fut.result()
         except CancelledError:
-            return [], 0.0
+            if self._cancelled:
+                return [], 0.0
+            raise RuntimeError(
+                f"tasks {batch.first}..{batch.first + batch.n - 1} were cancelled because their "
+                f"{self.backend.name} pool was shut down while the call was still running "
+                "(for example a return_as='generator' read after its `with Parallel(...)` "
+                "block ended). Consume the generator inside the block."
+            ) from None
         except BrokenProcessPool as exc:
             raise self._crash_error(batch, exc) from exc
         if self.bytes_path:
@@ -311,8 +327,11 @@ class Call:
         culprit = ""
         if self.session is not None:
             for pid in self.session.worker_pids():
-                if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    continue
+                try:
+                    if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                        continue
+                except psutil.Error:
+                    pass  # gone: this is a dead worker
                 status = self.session.worker_status(pid)
                 self.session.forget_worker(pid)
                 if status and status[0] == self.call_id and status[1] >= 0:
@@ -426,6 +445,7 @@ class Call:
                     pass
 
     def _cancel(self, inflight: dict[int, _Batch], hard: bool) -> None:
+        self._cancelled = True
         if self.session is not None:
             self.session.cancel(self.call_id)
         for batch in inflight.values():

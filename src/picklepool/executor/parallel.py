@@ -28,9 +28,11 @@ def parse_bytes(value: Any, name: str) -> int | None:
         text = value.strip().upper().removesuffix("B")
         unit = text[-1:] if text[-1:] in _UNITS else ""
         try:
-            return int(float(text[: len(text) - len(unit)]) * _UNITS[unit])
+            number = float(text[: len(text) - len(unit)])
         except ValueError:
-            pass
+            number = -1.0
+        if 0 <= number < float("inf"):
+            return int(number * _UNITS[unit])
     raise ValueError(f"{name}={value!r} is not a size; use bytes as an int, or '500K', '1M', '2G', or None")
 
 
@@ -192,9 +194,13 @@ class Parallel:
             return pre_dispatch
         if isinstance(pre_dispatch, str):
             text = pre_dispatch.replace(" ", "")
+            if text == "n_jobs":
+                return n_workers
             factor, _, rest = text.partition("*")
             if rest == "n_jobs" and factor.isdigit() and int(factor) > 0:
                 return int(factor) * n_workers
+            if factor == "n_jobs" and rest.isdigit() and int(rest) > 0:
+                return int(rest) * n_workers
             if text == "all":
                 return 1 << 30
             if text.isdigit() and int(text) > 0:

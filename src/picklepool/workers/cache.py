@@ -12,14 +12,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+MAX_ENTRIES = 4096
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB of serialised size per worker
 
 
 class ByteLRU:
     """Least-recently-used mapping whose entries are weighed by their byte size."""
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, max_entries: int = MAX_ENTRIES) -> None:
         self.max_bytes = max_bytes
+        self.max_entries = max_entries  # many small entries (per-call functions) weigh too
         self._data: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
         self._nbytes = 0
         self._lock = threading.Lock()
@@ -60,7 +62,7 @@ class ByteLRU:
     def _evict(self) -> None:
         # Called with the lock held. The newest entry always stays, even alone past
         # the bound: evicting it would rebuild it for every batch.
-        while self._nbytes > self.max_bytes and len(self._data) > 1:
+        while (self._nbytes > self.max_bytes or len(self._data) > self.max_entries) and len(self._data) > 1:
             _, (_, size) = self._data.popitem(last=False)
             self._nbytes -= size
 

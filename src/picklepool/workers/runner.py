@@ -33,7 +33,8 @@ from .control import WorkerView, worker_view
 from .limits import WorkerLimits, before_batch
 from .memory import after_batch, retire
 
-FuncSpec = tuple[str, Any, str]  # key, bytes (inline) or a blob reference, label
+# key (None: rebuild for every batch), bytes (inline) or a blob reference, label
+FuncSpec = tuple[str | None, Any, str]
 
 
 def _header(header: bytes) -> Any:
@@ -50,6 +51,8 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
             return pickler.loads(data)
         return pickler.loads(read_blob(data))  # a large function, sent once per call
 
+    if key is None:  # an object with state of its own: a fresh copy per batch
+        return build()  # type: ignore[no-any-return]
     size = len(data) if isinstance(data, bytes) else blob_size(data)
     return objects.get_or_build(("func", key), size, build)
 
@@ -77,17 +80,20 @@ def execute(
     append = results.append
     status = view.status if view is not None else None
     single = funcs[fidx] if isinstance(fidx, int) else None
-    use_alarm = timeout is not None and _can_alarm()
+    # SIGALRM only inside a worker process (a session view): in the calling process it
+    # would clobber the user's own timers (run_local uses a watching thread there).
+    use_alarm = timeout is not None and view is not None and _can_alarm()
     previous = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
     i = 0
     start = time.perf_counter()
     try:
         if status is not None:
             status[0] = call_id
-        for i in range(len(args)):
+        n = len(args)
+        for i in range(n):
             if status is not None:
                 status[1] = first + i
-                if not i & 31 and view is not None and view.cancelled(call_id):
+                if (n <= 64 or not i & 31) and view is not None and view.cancelled(call_id):
                     return ("cancelled",)
             f = single if single is not None else funcs[fidx[i]]  # type: ignore[index]
             if use_alarm:
@@ -115,6 +121,20 @@ def execute(
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
     return ("ok", results, time.perf_counter() - start)
+
+
+def run_local(
+    funcs: Sequence[Callable[..., Any]],
+    fidx: int | Sequence[int],
+    args: Sequence[tuple[Any, ...]],
+    kwargs: Sequence[dict[str, Any]] | None,
+    first: int,
+    timeout: float | None,
+) -> tuple[Any, ...]:
+    """Run a batch in the calling process (sequential backend): no pickling, no signals."""
+    if timeout is None:
+        return execute(funcs, fidx, args, kwargs, first)
+    return _execute_watched(funcs, fidx, args, kwargs, first, None, 0, timeout)
 
 
 def _can_alarm() -> bool:
@@ -215,7 +235,7 @@ def run_batch(
             return _load_error(pickler, "arguments", f"tasks {first}..", exc)
     if limits is not None:
         before_batch(limits)  # thread limits, once per setting
-    if timeout is not None and not _can_alarm():
+    if timeout is not None and (view is None or not _can_alarm()):
         outcome = _execute_watched(fns, fidx, args, kwargs, first, view, call_id, timeout)
     else:
         outcome = execute(fns, fidx, args, kwargs, first, view, call_id, timeout)
@@ -237,14 +257,19 @@ def _load_error(pickler: Any, what: str, label: str, exc: BaseException) -> byte
 def _dump_outcome(
     pickler: Any, outcome: tuple[Any, ...], first: int, tasks: Any = None
 ) -> bytes | buffers.Frames:
+    if outcome[0] == "error":
+        try:
+            data = pickler.dumps(outcome)
+            pickler.loads(data)  # e.g. an exception whose __init__ needs other arguments
+            return data  # type: ignore[no-any-return]
+        except BaseException:  # it cannot make the trip: send it as text
+            _, index, err, tb = outcome
+            text = f"{type(err).__module__}.{type(err).__qualname__}: {err}"
+            return pickle.dumps(("error", index, _UnpicklableError(text), tb))
     try:
         return buffers.dump_reply(pickler, outcome, tasks)  # large results via shared memory
     except BaseException as exc:
         whole_error = f"{type(exc).__name__}: {exc}"
-    if outcome[0] == "error":  # the exception itself cannot be pickled: send it as text
-        _, index, err, tb = outcome
-        text = f"{type(err).__module__}.{type(err).__qualname__}: {err}"
-        return pickle.dumps(("error", index, _UnpicklableError(text), tb))
     results = outcome[1]
     for i, value in enumerate(results):
         try:
