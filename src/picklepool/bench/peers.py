@@ -17,10 +17,11 @@ kept warm for its runs. Everything a task calls must be importable in the worker
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -229,3 +230,15 @@ def make_peers(
 def close_all(peers: dict[str, Peer]) -> None:
     for peer in peers.values():
         peer.close()
+
+
+@contextlib.contextmanager
+def opened_peers(
+    n_jobs: int, options: dict[str, dict[str, Any]] | None = None
+) -> Iterator[tuple[dict[str, Peer], dict[str, str]]]:
+    """``make_peers`` for a block: every peer is closed when it ends, even on error."""
+    peers, missing = make_peers(n_jobs, options)
+    try:
+        yield peers, missing
+    finally:
+        close_all(peers)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .common import Context, expect, measure_row
 from .measure import Stat
-from .peers import close_all, make_peers
+from .peers import opened_peers
 from .results import LOOP, Table, WorkloadResult
 from .tasks import burn, calibrate_burn, square
 
@@ -20,11 +20,8 @@ def tiny_tasks(ctx: Context) -> WorkloadResult:
     res = WorkloadResult("tiny_tasks", f"{n:,} calls of x*x, n_jobs={ctx.n_jobs}", {"n_tasks": n})
     xs = range(n)
     expected = [x * x for x in xs]
-    peers, missing = make_peers(ctx.n_jobs)
-    try:
+    with opened_peers(ctx.n_jobs) as (peers, missing):
         row = measure_row(ctx, "tiny_tasks", peers, missing, lambda p: p.map(square, xs), expect(expected))
-    finally:
-        close_all(peers)
     res.rows.append(row)
     return res
 
@@ -36,13 +33,10 @@ def warm_latency(ctx: Context) -> WorkloadResult:
         f"one call of one task on warm workers, median of {n} calls",
         {"calls": n},
     )
-    peers, missing = make_peers(ctx.n_jobs)
-    try:
+    with opened_peers(ctx.n_jobs) as (peers, missing):
         row = measure_row(
             ctx, "warm_latency", peers, missing, lambda p: p.map(square, [3]), expect([9]), reps=n, warmup=3
         )
-    finally:
-        close_all(peers)
     res.rows.append(row)
     return res
 
@@ -58,8 +52,7 @@ def cpu_bound(ctx: Context) -> WorkloadResult:
         {"n_tasks": n_tasks, "task_s": task_s, "loop_turns": n},
     )
     expected = [burn(n)] * n_tasks
-    peers, missing = make_peers(ctx.n_jobs)
-    try:
+    with opened_peers(ctx.n_jobs) as (peers, missing):
         row = measure_row(
             ctx,
             "cpu_bound",
@@ -69,8 +62,6 @@ def cpu_bound(ctx: Context) -> WorkloadResult:
             expect(expected),
             warm=lambda p: p.map(burn, [n // 10] * 4),
         )
-    finally:
-        close_all(peers)
     res.rows.append(row)
     loop = row.cells.get(LOOP)
     table = Table(

@@ -29,7 +29,7 @@ from typing import Any
 from . import features
 from .common import Context, expect, measure_row
 from .measure import PeakRSS, Stat, describe_error, interleave, pair_ratios
-from .peers import Peer, close_all, make_peers
+from .peers import Peer, opened_peers
 from .results import JOBLIB, LOOP, PICKLEPOOL, Cell, Row, Table, WorkloadResult
 from .tasks import (
     LockedModel,
@@ -69,12 +69,11 @@ def big_array_in(ctx: Context) -> WorkloadResult:
     arr = np.random.default_rng(0).random(nbytes // 8)
     args = [(arr, i) for i in range(n_tasks)]
     small = [(np.arange(4 * MB // 8, dtype=np.float64), i) for i in range(ctx.n_jobs)]
-    peers, missing = make_peers(ctx.n_jobs)
 
     def call(p: Peer) -> Any:
         return p.starmap(read_element, args)
 
-    try:
+    with opened_peers(ctx.n_jobs) as (peers, missing):
         row = measure_row(
             ctx,
             "big_array_in",
@@ -92,8 +91,6 @@ def big_array_in(ctx: Context) -> WorkloadResult:
                 cell.extra["parent_peak_growth_mb"] = rss.max_growth / MB
                 cell.extra["parent_peak_x_array"] = (nbytes + rss.max_growth) / nbytes
                 cell.extra["dev_shm_growth_mb"] = rss.shm_growth / MB
-    finally:
-        close_all(peers)
     res.rows.append(row)
     _memory_table(
         res,
@@ -125,8 +122,7 @@ def big_array_out(ctx: Context) -> WorkloadResult:
         if not ok:
             raise AssertionError("wrong result: the returned arrays differ from the ones the tasks made")
 
-    peers, missing = make_peers(ctx.n_jobs)
-    try:
+    with opened_peers(ctx.n_jobs) as (peers, missing):
         row = measure_row(
             ctx,
             "big_array_out",
@@ -136,8 +132,6 @@ def big_array_out(ctx: Context) -> WorkloadResult:
             check,
             warm=lambda p: p.starmap(fresh_array, [(2 * MB // 8, 0.0)] * ctx.n_jobs),
         )
-    finally:
-        close_all(peers)
     res.rows.append(row)
     return res
 
@@ -173,8 +167,7 @@ def shared_state(ctx: Context) -> WorkloadResult:
             return p.starmap(score_state, state_args)
         return p.starmap(score_value, plain_args)
 
-    peers, missing = make_peers(ctx.n_jobs)
-    try:
+    with opened_peers(ctx.n_jobs) as (peers, missing):
         # Worker memory first, on fresh picklepool workers: peak RSS above an idle worker.
         ctx.step("memory run picklepool (fresh workers)")
         picklepool.shutdown(wait=True)
@@ -199,8 +192,6 @@ def shared_state(ctx: Context) -> WorkloadResult:
             joblib_cell.extra.update(
                 worker_peak_growth_mb=jl.max_growth / MB, worker_peak_x_value=jl.max_growth / value_size
             )
-    finally:
-        close_all(peers)
     res.rows.append(row)
     _memory_table(
         res,
@@ -234,13 +225,12 @@ def lock_object(ctx: Context) -> WorkloadResult:
     def call(p: Peer) -> Any:
         return p.starmap(predict, plain_args if p.name in (PICKLEPOOL, LOOP) else manual_args)
 
-    peers, missing = make_peers(ctx.n_jobs, {PICKLEPOOL: {"pickler": "hybrid"}})
     table = Table(
         "lock_object: the peers given the same class without the hand-written __getstate__",
         ["implementation", "outcome"],
         [],
     )
-    try:
+    with opened_peers(ctx.n_jobs, {PICKLEPOOL: {"pickler": "hybrid"}}) as (peers, missing):
         row = measure_row(ctx, "lock_object", peers, missing, call, expect(expected))
         for name, peer in peers.items():
             if name in (PICKLEPOOL, LOOP):
@@ -252,8 +242,6 @@ def lock_object(ctx: Context) -> WorkloadResult:
             except Exception as exc:  # noqa: BLE001 - the failure is the result shown
                 outcome = f"cannot run: {describe_error(exc, 160)}"
             table.rows.append([name, outcome])
-    finally:
-        close_all(peers)
     res.rows.append(row)
     res.tables.append(table)
     return res
