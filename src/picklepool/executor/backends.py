@@ -65,6 +65,7 @@ class Backend:
 
     name = "base"
     moves_bytes = True  # tasks are pickled in the parent and cross as bytes
+    parent_threads = False  # moves data on threads of this process (executor/gil.py)
 
     def __init__(self, n_workers: int) -> None:
         self.n_workers = n_workers
@@ -109,6 +110,7 @@ class LokyBackend(Backend):
     """Warm, reusable loky worker processes, shared by every call in the process."""
 
     name = "loky"
+    parent_threads = True
 
     def __init__(
         self, n_workers: int, idle_timeout: float | None = None, env: dict[str, str] | None = None

@@ -45,6 +45,7 @@ from ..pickler.buffers import CallBuffers, Frames
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain
 from ..workers.runner import run_batch, run_local
+from . import gil
 from .backends import Backend, session
 
 _FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
@@ -166,28 +167,19 @@ class Call:
             self._keep.append(referents)
         return spec
 
-    def _split(self, items: list[Any], first: int) -> tuple[list[Any], Any, list[Any], Any]:
-        """Columns of a batch: distinct functions, their index per task, args, kwargs."""
+    def _split(self, items: list[Any], first: int) -> tuple[list[Any], Any, tuple[Any, ...], Any]:
+        """Columns of a batch: distinct functions, their index per task, args, kwargs.
+
+        The hot path of tiny tasks, so every check is one pass in C over a column.
+        Like joblib, any ``(function, args, kwargs)`` triple is accepted (a tuple, as
+        ``delayed`` makes, or a list); anything else is named by its index.
+        """
         try:
-            cols = [list(map(_FIRST, items)), list(map(_SECOND, items)), list(map(_THIRD, items))]
-        except (TypeError, IndexError, KeyError):
-            cols = []
-        if (
-            not cols
-            or set(map(len, items)) != {3}
-            or set(map(type, cols[1])) != {tuple}
-            or (any(cols[2]) and set(map(type, cols[2])) != {dict})
-        ):
-            for i, item in enumerate(items):
-                ok = (
-                    type(item) is tuple
-                    and len(item) == 3
-                    and type(item[1]) is tuple
-                    and type(item[2]) is dict
-                )
-                if not ok:
-                    raise _bad_item(item, first + i)
-        fcol, acol, kcol = cols
+            fcol, acol, kcol = zip(*items, strict=True)
+        except (TypeError, ValueError):
+            raise self._bad_items(items, first) from None
+        if set(map(type, acol)) != {tuple} or (any(kcol) and set(map(type, kcol)) != {dict}):
+            raise self._bad_items(items, first)
         f0 = fcol[0]
         funcs: list[Any]
         fidx: Any
@@ -203,12 +195,21 @@ class Call:
                     k = slots[id(f)] = len(funcs)
                     funcs.append(f)
                 fidx.append(k)
-        for f in funcs:
-            if not callable(f):
-                i = fcol.index(f)
-                raise _bad_item(items[i], first + i)
-        kwargs = kcol if any(kcol) else None
-        return funcs, fidx, acol, kwargs
+        if not all(map(callable, funcs)):
+            raise self._bad_items(items, first)
+        return funcs, fidx, acol, kcol if any(kcol) else None
+
+    @staticmethod
+    def _bad_items(items: list[Any], first: int) -> TypeError:
+        """The error naming the first item that is not a ``(function, args, kwargs)`` call."""
+        for i, item in enumerate(items):
+            try:
+                f, args, kwargs = item
+            except (TypeError, ValueError):
+                return _bad_item(item, first + i)
+            if not callable(f) or type(args) is not tuple or not (kwargs == {} or type(kwargs) is dict):
+                return _bad_item(item, first + i)
+        return TypeError(f"items {first}..{first + len(items) - 1} of the iterable are not delayed calls")
 
     def _submit(self, items: list[Any], seq: int, first: int) -> _Batch:
         funcs, fidx, args, kwargs = self._split(items, first)
@@ -367,7 +368,12 @@ class Call:
         ready: dict[int, list[Any]] = {}
         seq = next_out = dispatched = completed = 0
         exhausted = False
+        handoff = self.backend.parent_threads  # see executor/gil.py
+        lowered = False
         try:
+            if handoff:
+                gil.lower()
+                lowered = True
             while True:
                 while not exhausted and len(inflight) < self.max_inflight:
                     size = self.batcher.next_size(dispatched)
@@ -400,16 +406,29 @@ class Call:
                     total = self.total if self.total is not None else dispatched if exhausted else None
                     self.on_progress(completed, total)
                 if not self.ordered:
-                    yield results
+                    out = [results]
+                else:
+                    ready[batch.seq] = results
+                    out = []
+                    while next_out in ready:
+                        out.append(ready.pop(next_out))
+                        next_out += 1
+                if not out:
                     continue
-                ready[batch.seq] = results
-                while next_out in ready:
-                    yield ready.pop(next_out)
-                    next_out += 1
+                if lowered:  # the caller's code runs between results: not ours to speed up
+                    gil.restore()
+                    lowered = False
+                for results in out:
+                    yield results
+                if handoff:
+                    gil.lower()
+                    lowered = True
         except BaseException as exc:
             self._cancel(inflight, hard=isinstance(exc, KeyboardInterrupt))
             raise
         finally:
+            if lowered:
+                gil.restore()
             self.buffers.close()
             self.context.close()
 
