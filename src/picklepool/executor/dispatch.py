@@ -51,6 +51,7 @@ from .backends import Backend, session
 _FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 HARD_TIMEOUT_GRACE = 2.0  # seconds past timeout before a stuck worker is killed
 _KEEPABLE = (types.FunctionType, types.BuiltinFunctionType, type)
+_EQ_IS_SAME = frozenset({types.FunctionType, types.BuiltinFunctionType, types.MethodType})
 INLINE_LIMIT = 256 * 1024  # larger serialised functions go through a blob, once per call
 
 
@@ -75,6 +76,8 @@ def _identity(func: Any) -> tuple[Any, Any]:
     code object, and pickle the same when their globals, defaults and closure
     contents are the same objects. The caller keeps the referents alive.
     """
+    if type(func) is types.MethodType:  # obj.method is a new object at every access
+        return ("method", id(func.__self__), id(func.__func__)), func
     if type(func) is not types.FunctionType or func.__dict__:
         return id(func), func
     try:
@@ -92,6 +95,25 @@ def _identity(func: Any) -> tuple[Any, Any]:
         tuple((k, id(v)) for k, v in defaults[1]),
     )
     return ident, referents
+
+
+def _group(fcol: tuple[Any, ...]) -> tuple[list[Any], Any]:
+    """The distinct functions of a batch (by :func:`_identity`) and each task's index."""
+    by_id: dict[int, int] = {}
+    by_ident: dict[Any, int] = {}
+    funcs: list[Any] = []
+    fidx: list[int] = []
+    for f in fcol:
+        k = by_id.get(id(f))
+        if k is None:
+            ident = _identity(f)[0]
+            k = by_ident.get(ident)
+            if k is None:
+                k = by_ident[ident] = len(funcs)
+                funcs.append(f)
+            by_id[id(f)] = k
+        fidx.append(k)
+    return funcs, (0 if len(funcs) == 1 else fidx)
 
 
 def _bad_item(item: Any, index: int) -> TypeError:
@@ -178,26 +200,23 @@ class Call:
             fcol, acol, kcol = zip(*items, strict=True)
         except (TypeError, ValueError):
             raise self._bad_items(items, first) from None
-        if set(map(type, acol)) != {tuple} or (any(kcol) and set(map(type, kcol)) != {dict}):
+        has_kwargs = any(kcol)
+        if set(map(type, acol)) != {tuple} or (has_kwargs and set(map(type, kcol)) != {dict}):
             raise self._bad_items(items, first)
         f0 = fcol[0]
         funcs: list[Any]
         fidx: Any
-        if all(map(operator.is_, fcol, itertools.repeat(f0))):
+        # One function for the whole batch? For functions and methods, == is "the same
+        # function of the same object" (obj.method is a new object at every access).
+        if type(f0) in _EQ_IS_SAME and fcol.count(f0) == len(fcol):
+            funcs, fidx = [f0], 0
+        elif all(map(operator.is_, fcol, itertools.repeat(f0))):
             funcs, fidx = [f0], 0
         else:
-            slots: dict[int, int] = {}
-            funcs = []
-            fidx = []
-            for f in fcol:
-                k = slots.get(id(f))
-                if k is None:
-                    k = slots[id(f)] = len(funcs)
-                    funcs.append(f)
-                fidx.append(k)
+            funcs, fidx = _group(fcol)
         if not all(map(callable, funcs)):
             raise self._bad_items(items, first)
-        return funcs, fidx, acol, kcol if any(kcol) else None
+        return funcs, fidx, acol, kcol if has_kwargs else None
 
     @staticmethod
     def _bad_items(items: list[Any], first: int) -> TypeError:
