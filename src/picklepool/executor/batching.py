@@ -15,6 +15,7 @@ import math
 
 TARGET_SECONDS = 0.02
 MAX_BATCH = 10_000
+GROWTH = 2  # at most this many times the previous batch
 
 
 class AutoBatcher:
@@ -29,7 +30,7 @@ class AutoBatcher:
             size = 1
         else:
             ideal = TARGET_SECONDS / max(self.per_task, 1e-9)
-            size = int(max(1, min(ideal, 2 * self.last, MAX_BATCH)))
+            size = int(max(1, min(ideal, GROWTH * self.last, MAX_BATCH)))
         if self.total is not None:
             share = math.ceil((self.total - dispatched) / (4 * self.n_workers))
             size = max(1, min(size, share))
