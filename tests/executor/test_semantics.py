@@ -209,6 +209,20 @@ def test_non_delayed_items_are_rejected_with_their_index(backend):
         Parallel(n_jobs=2, backend=backend)([(square, 1, {})])
     with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
         Parallel(n_jobs=2, backend=backend)([delayed(square)(1), delayed(3)(1)])
+    with pytest.raises(TypeError, match="item 0 .* not a delayed call"):  # would splat "ab"
+        Parallel(n_jobs=2, backend=backend)([(square, "ab", {})])
+    # found inside a large batch, which then runs none of its tasks
+    items = [delayed(square)(i) for i in range(100)] + [(square, [3], {})]
+    with pytest.raises(TypeError, match="item 100 .* not a delayed call"):
+        Parallel(n_jobs=2, backend=backend, batch_size=101)(items)
+    with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
+        Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(x=1), (square, (2,), 7)])
+
+
+def test_any_function_args_kwargs_triple_is_a_call(backend):
+    # As in joblib: lists work too, and None stands for no keyword arguments.
+    items = [[square, (2,), {}], (square, (3,), None), delayed(square)(x=4)]
+    assert Parallel(n_jobs=2, backend=backend, batch_size=3)(items) == [4, 9, 16]
 
 
 def test_pickle_module_errors_are_pickle_errors():

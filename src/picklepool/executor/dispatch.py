@@ -44,7 +44,7 @@ from ..errors import (
 from ..pickler.buffers import CallBuffers, Frames
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain
-from ..workers.runner import run_batch, run_local
+from ..workers.runner import bad_item_message, run_batch, run_local
 from . import gil
 from .backends import Backend, session
 
@@ -117,11 +117,7 @@ def _group(fcol: tuple[Any, ...]) -> tuple[list[Any], Any]:
 
 
 def _bad_item(item: Any, index: int) -> TypeError:
-    return TypeError(
-        f"item {index} of the iterable given to Parallel is not a delayed call: "
-        f"{item!r:.200}. Write Parallel(...)(delayed(f)(x) for x in xs), or yield "
-        "(function, args_tuple, kwargs_dict) tuples."
-    )
+    return TypeError(bad_item_message(item, index))
 
 
 class Call:
@@ -194,15 +190,14 @@ class Call:
 
         The hot path of tiny tasks, so every check is one pass in C over a column.
         Like joblib, any ``(function, args, kwargs)`` triple is accepted (a tuple, as
-        ``delayed`` makes, or a list); anything else is named by its index.
+        ``delayed`` makes, or a list); anything else is named by its index. That args
+        are tuples and kwargs dicts is checked by the runner, before the batch runs.
         """
         try:
             fcol, acol, kcol = zip(*items, strict=True)
         except (TypeError, ValueError):
             raise self._bad_items(items, first) from None
         has_kwargs = any(kcol)
-        if set(map(type, acol)) != {tuple} or (has_kwargs and set(map(type, kcol)) != {dict}):
-            raise self._bad_items(items, first)
         f0 = fcol[0]
         funcs: list[Any]
         fidx: Any
@@ -226,7 +221,7 @@ class Call:
                 f, args, kwargs = item
             except (TypeError, ValueError):
                 return _bad_item(item, first + i)
-            if not callable(f) or type(args) is not tuple or not (kwargs == {} or type(kwargs) is dict):
+            if not callable(f) or type(args) is not tuple or (kwargs and type(kwargs) is not dict):
                 return _bad_item(item, first + i)
         return TypeError(f"items {first}..{first + len(items) - 1} of the iterable are not delayed calls")
 
@@ -309,6 +304,8 @@ class Call:
             raise error
         if kind == "load-error":
             raise self._load_error(batch, *reply[1:])
+        if kind == "bad-item":
+            raise TypeError(reply[2])
         if kind == "dump-error":
             _, index, message = reply
             raise PicklingError(f"the result of task {index} could not be sent back: {message}")

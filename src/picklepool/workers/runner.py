@@ -10,6 +10,7 @@ made by the same pickler:
     ("cancelled",)                            the call was cancelled meanwhile
     ("load-error", what, label, message, tb)  the batch could not be unpickled here
     ("dump-error", index, message)            a result could not be pickled back
+    ("bad-item", index, message)              task *index* is not a delayed call
 """
 
 from __future__ import annotations
@@ -65,8 +66,41 @@ def _on_alarm(signum: int, frame: Any) -> None:
     raise _Timeout
 
 
+_KWARGS_TYPES = {dict, type(None)}  # None: no keyword arguments, as in (f, args, None)
+
+
 def _never(call_id: int) -> bool:
     return False
+
+
+def bad_item_message(item: Any, index: int) -> str:
+    return (
+        f"item {index} of the iterable given to Parallel is not a delayed call: "
+        f"{item!r:.200}. Write Parallel(...)(delayed(f)(x) for x in xs), or yield "
+        "(function, args_tuple, kwargs_dict) tuples."
+    )
+
+
+def _bad_items(
+    funcs: Sequence[Callable[..., Any]],
+    fidx: int | Sequence[int],
+    args: Sequence[Any],
+    kwargs: Sequence[Any] | None,
+    first: int,
+) -> tuple[Any, ...] | None:
+    """("bad-item", ...) for the first task whose args are not a tuple (or kwargs a dict).
+
+    Checked here, one pass in C per column, rather than in the parent, whose time
+    is the bottleneck of tiny tasks; nothing of the batch has run yet.
+    """
+    if set(map(type, args)) <= {tuple} and (kwargs is None or set(map(type, kwargs)) <= _KWARGS_TYPES):
+        return None
+    for k, a in enumerate(args):
+        kw = None if kwargs is None else kwargs[k]
+        if type(a) is not tuple or type(kw) not in _KWARGS_TYPES:
+            f = funcs[fidx if isinstance(fidx, int) else fidx[k]]
+            return ("bad-item", first + k, bad_item_message((f, a, kw), first + k))
+    return None  # pragma: no cover - the column check above found one
 
 
 def execute(
@@ -85,6 +119,9 @@ def execute(
     name the task a crashed worker was running); the call's cancel flag is read
     before every task in batches of up to 64 tasks, else every 32 tasks.
     """
+    bad = _bad_items(funcs, fidx, args, kwargs, first)
+    if bad is not None:
+        return bad
     results: list[Any] = []
     append = results.append
     status = view.status if view is not None else [0, -1, 0]
@@ -115,7 +152,8 @@ def execute(
                 if use_alarm:
                     status[2] = time.monotonic_ns()  # lets the parent kill a task stuck in C
                     signal.setitimer(signal.ITIMER_REAL, timeout)  # type: ignore[arg-type]
-                append(f(*a) if kwargs is None else f(*a, **kwargs[k]))
+                kw = None if kwargs is None else kwargs[k]
+                append(f(*a, **kw) if kw else f(*a))
                 if use_alarm:
                     signal.setitimer(signal.ITIMER_REAL, 0)
     except _Timeout:
