@@ -33,3 +33,16 @@ def test_cancel_flags_are_per_call():
         assert view.cancelled(a) and not view.cancelled(b)
     finally:
         s.close()
+
+
+def test_workers_that_exit_normally_remove_their_status_files():
+    import picklepool
+    from picklepool import Parallel, delayed
+    from picklepool.executor.backends import session
+
+    pids = set(Parallel(n_jobs=2, batch_size=1)(delayed(os.getpid)() for _ in range(20)))
+    folder = session().path
+    files = {f"w{pid}" for pid in pids}
+    assert files <= set(os.listdir(folder))
+    picklepool.shutdown()  # waits for the workers to exit (as recycling or idleness would)
+    assert not files & set(os.listdir(folder))

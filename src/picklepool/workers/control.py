@@ -141,6 +141,13 @@ class Session:
                 pass
 
 
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 class WorkerView:
     """Worker side: reads the cancel flags, writes this worker's status."""
 
@@ -154,6 +161,11 @@ class WorkerView:
             self._status_map = _map_file(status_path, _STATUS.size, create=False)
         self.status: Any = memoryview(self._status_map).cast("q")
         self.status[1] = -1
+        # A worker that exits normally (recycled, idle, shut down) removes its status
+        # file; the parent removes those of workers that died (Call._crash_error).
+        from multiprocessing.util import Finalize
+
+        Finalize(self, _remove, args=(status_path,), exitpriority=10)
 
     def cancelled(self, call_id: int) -> bool:
         return self.flags[call_id % CANCEL_SLOTS] != 0
