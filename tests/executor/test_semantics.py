@@ -218,6 +218,15 @@ def test_non_delayed_items_are_rejected_with_their_index(backend):
     with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
         Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(x=1), (square, (2,), 7)])
 
+    class EqualToAll:  # not callable, yet == the batch's function: must not pass for it
+        def __eq__(self, other):
+            return True
+
+        __hash__ = object.__hash__
+
+    with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
+        Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(1), (EqualToAll(), (2,), {})])
+
 
 def test_any_function_args_kwargs_triple_is_a_call(backend):
     # As in joblib: lists work too, and None stands for no keyword arguments.

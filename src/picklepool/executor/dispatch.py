@@ -48,10 +48,8 @@ from ..workers.runner import bad_item_message, run_batch, run_local
 from . import gil
 from .backends import Backend, session
 
-_FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 HARD_TIMEOUT_GRACE = 2.0  # seconds past timeout before a stuck worker is killed
 _KEEPABLE = (types.FunctionType, types.BuiltinFunctionType, type)
-_EQ_IS_SAME = frozenset({types.FunctionType, types.BuiltinFunctionType, types.MethodType})
 INLINE_LIMIT = 256 * 1024  # larger serialised functions go through a blob, once per call
 
 
@@ -201,12 +199,16 @@ class Call:
         f0 = fcol[0]
         funcs: list[Any]
         fidx: Any
-        # One function for the whole batch? For functions and methods, == is "the same
-        # function of the same object" (obj.method is a new object at every access).
-        if type(f0) in _EQ_IS_SAME and fcol.count(f0) == len(fcol):
+        if all(map(operator.is_, fcol, itertools.repeat(f0))):  # one function for the batch
             funcs, fidx = [f0], 0
-        elif all(map(operator.is_, fcol, itertools.repeat(f0))):
-            funcs, fidx = [f0], 0
+        elif (
+            type(f0) is types.MethodType
+            and set(map(type, fcol)) == {types.MethodType}
+            and (
+                fcol.count(f0) == len(fcol)  # between methods, == is "same function, same object"
+            )
+        ):
+            funcs, fidx = [f0], 0  # delayed(obj.method): a new method object for every task
         else:
             funcs, fidx = _group(fcol)
         if not all(map(callable, funcs)):
