@@ -117,10 +117,26 @@ def test_concurrent_calls_restore_once_the_last_one_ends():
     assert sys.getswitchinterval() == pytest.approx(0.005)
 
 
-def test_nesting_counts_users():
-    gil.lower()
-    gil.lower()
-    gil.restore()
+def test_scopes_nest_and_repeat_safely():
+    a, b = gil.Scope(), gil.Scope()
+    a.lower()
+    a.lower()  # repeated: still one user
+    b.lower()
+    a.restore()
     assert sys.getswitchinterval() == pytest.approx(gil.DISPATCH_INTERVAL)
-    gil.restore()
+    a.restore()  # repeated: does not take b's place
+    assert sys.getswitchinterval() == pytest.approx(gil.DISPATCH_INTERVAL)
+    b.restore()
     assert sys.getswitchinterval() == pytest.approx(0.005)
+    assert not gil._active
+
+
+def test_ctrl_c_inside_the_generator_restores_it():
+    def interrupted():
+        yield delayed(square)(1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Parallel(n_jobs=2)(interrupted())
+    assert sys.getswitchinterval() == pytest.approx(0.005)
+    assert not gil._active

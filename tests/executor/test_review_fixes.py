@@ -126,3 +126,65 @@ def test_pre_dispatch_accepts_joblibs_forms(value):
 def test_bad_sizes_are_value_errors(value):
     with pytest.raises(ValueError, match="max_nbytes"):
         Parallel(max_nbytes=value)
+
+
+# -- second review (this session's dispatch changes) ----------------------------------
+
+
+def _make_counter():
+    count = 0
+
+    def bump():
+        nonlocal count
+        count += 1
+        return count
+
+    return bump
+
+
+@pytest.mark.parametrize("backend", ["sequential", "threading"])
+def test_in_process_closures_alike_in_content_stay_distinct(backend):
+    counters = [_make_counter() for _ in range(3)]
+    out = Parallel(n_jobs=2, backend=backend, batch_size=3)([delayed(c)() for c in counters])
+    assert out == [1, 1, 1]
+    assert [c.__closure__[0].cell_contents for c in counters] == [1, 1, 1]
+
+
+class _Named:
+    def __init__(self, name):
+        self.name = name
+
+    def __eq__(self, other):  # equal to everything: must not stand in for another
+        return True
+
+    __hash__ = object.__hash__
+
+    def __call__(self, owner, x):
+        return self.name
+
+
+@pytest.mark.parametrize("backend", ["loky", "sequential"])
+def test_methods_equal_by_value_are_not_merged(backend):
+    import types
+
+    owner = _Named("owner")
+    first, second = types.MethodType(_Named("first"), owner), types.MethodType(_Named("second"), owner)
+    out = Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(first)(1), delayed(second)(2)])
+    assert out == ["first", "second"]
+
+
+_ran: list[int] = []
+
+
+def _note(x):
+    _ran.append(x)
+    return x
+
+
+def test_a_bad_item_stops_its_batch_before_any_task_also_with_a_timeout():
+    items = [delayed(_note)(0), delayed(_note)(1), (_note, [2], {})]
+    for timeout in (None, 30):
+        _ran.clear()
+        with pytest.raises(TypeError, match="item 2 .* not a delayed call"):
+            Parallel(n_jobs=1, batch_size=3, timeout=timeout)(items)
+        assert _ran == []

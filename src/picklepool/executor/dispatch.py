@@ -48,6 +48,7 @@ from ..workers.runner import bad_item_message, run_batch, run_local
 from . import gil
 from .backends import Backend, session
 
+_SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
 HARD_TIMEOUT_GRACE = 2.0  # seconds past timeout before a stuck worker is killed
 _KEEPABLE = (types.FunctionType, types.BuiltinFunctionType, type)
 INLINE_LIMIT = 256 * 1024  # larger serialised functions go through a blob, once per call
@@ -95,8 +96,13 @@ def _identity(func: Any) -> tuple[Any, Any]:
     return ident, referents
 
 
-def _group(fcol: tuple[Any, ...]) -> tuple[list[Any], Any]:
-    """The distinct functions of a batch (by :func:`_identity`) and each task's index."""
+def _group(fcol: tuple[Any, ...], by_content: bool) -> tuple[list[Any], Any]:
+    """The distinct functions of a batch and each task's index.
+
+    Bound methods of one object and function count once. When the batch is pickled
+    (*by_content*), so do functions that pickle the same (:func:`_identity`); run in
+    this process, two closures are two objects with state of their own.
+    """
     by_id: dict[int, int] = {}
     by_ident: dict[Any, int] = {}
     funcs: list[Any] = []
@@ -104,7 +110,12 @@ def _group(fcol: tuple[Any, ...]) -> tuple[list[Any], Any]:
     for f in fcol:
         k = by_id.get(id(f))
         if k is None:
-            ident = _identity(f)[0]
+            if by_content:
+                ident = _identity(f)[0]
+            elif type(f) is types.MethodType:
+                ident = ("method", id(f.__self__), id(f.__func__))
+            else:
+                ident = id(f)
             k = by_ident.get(ident)
             if k is None:
                 k = by_ident[ident] = len(funcs)
@@ -204,13 +215,12 @@ class Call:
         elif (
             type(f0) is types.MethodType
             and set(map(type, fcol)) == {types.MethodType}
-            and (
-                fcol.count(f0) == len(fcol)  # between methods, == is "same function, same object"
-            )
+            and all(map(operator.is_, map(_SELF, fcol), itertools.repeat(f0.__self__)))
+            and all(map(operator.is_, map(_FUNC, fcol), itertools.repeat(f0.__func__)))
         ):
             funcs, fidx = [f0], 0  # delayed(obj.method): a new method object for every task
         else:
-            funcs, fidx = _group(fcol)
+            funcs, fidx = _group(fcol, by_content=self.bytes_path)
         if not all(map(callable, funcs)):
             raise self._bad_items(items, first)
         return funcs, fidx, acol, kcol if has_kwargs else None
@@ -386,12 +396,10 @@ class Call:
         ready: dict[int, list[Any]] = {}
         seq = next_out = dispatched = completed = 0
         exhausted = False
-        handoff = self.backend.parent_threads  # see executor/gil.py
-        lowered = False
+        handoff = gil.Scope() if self.backend.parent_threads else None  # see executor/gil.py
         try:
-            if handoff:
-                gil.lower()
-                lowered = True
+            if handoff is not None:
+                handoff.lower()
             while True:
                 while not exhausted and len(inflight) < self.max_inflight:
                     size = self.batcher.next_size(dispatched)
@@ -433,20 +441,18 @@ class Call:
                         next_out += 1
                 if not out:
                     continue
-                if lowered:  # the caller's code runs between results: not ours to speed up
-                    gil.restore()
-                    lowered = False
+                if handoff is not None:  # the caller's code runs between results: not ours
+                    handoff.restore()
                 for results in out:
                     yield results
-                if handoff:
-                    gil.lower()
-                    lowered = True
+                if handoff is not None:
+                    handoff.lower()
         except BaseException as exc:
             self._cancel(inflight, hard=isinstance(exc, KeyboardInterrupt))
             raise
         finally:
-            if lowered:
-                gil.restore()
+            if handoff is not None:
+                handoff.restore()
             self.buffers.close()
             self.context.close()
 

@@ -21,33 +21,47 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 
 DISPATCH_INTERVAL = 0.0005  # seconds
 
 _lock = threading.Lock()
-_users = 0
+# The dispatching sections now open, in any thread; a scope lost to an interrupted
+# cleanup drops out when its call is collected, and the next restore heals the interval.
+_active: weakref.WeakSet[Scope] = weakref.WeakSet()
 _saved: float | None = None  # the interval to restore, when we lowered it
 _ours: float | None = None  # the interval we set, as sys reports it
 
 
-def lower() -> None:
-    """Enter a dispatching section (nests across threads and calls)."""
-    global _users, _saved, _ours
-    with _lock:
-        if _users == 0:
-            current = sys.getswitchinterval()
-            if current > DISPATCH_INTERVAL:
-                sys.setswitchinterval(DISPATCH_INTERVAL)
-                _saved, _ours = current, sys.getswitchinterval()
-        _users += 1
+class Scope:
+    """One call's dispatching section; ``lower`` and ``restore`` may be repeated.
 
+    Both are idempotent and the count of users is the set of open scopes, so a
+    ``KeyboardInterrupt`` landing anywhere in a call leaves nothing behind once
+    the call's ``finally`` has run ``restore``.
+    """
 
-def restore() -> None:
-    """Leave a dispatching section; the last one out restores the interval."""
-    global _users, _saved, _ours
-    with _lock:
-        _users -= 1
-        if _users == 0 and _saved is not None:
-            if sys.getswitchinterval() == _ours:  # not changed by anyone meanwhile
+    __slots__ = ("__weakref__",)
+
+    def lower(self) -> None:
+        global _saved, _ours
+        with _lock:
+            if self in _active:
+                return
+            if not _active and _saved is None:
+                current = sys.getswitchinterval()
+                if current > DISPATCH_INTERVAL:
+                    _saved, _ours = current, None
+                    sys.setswitchinterval(DISPATCH_INTERVAL)
+                    _ours = sys.getswitchinterval()
+            _active.add(self)
+
+    def restore(self) -> None:
+        global _saved, _ours
+        with _lock:
+            _active.discard(self)
+            if _active or _saved is None:
+                return
+            if _ours is None or sys.getswitchinterval() == _ours:  # not changed meanwhile
                 sys.setswitchinterval(_saved)
             _saved = _ours = None

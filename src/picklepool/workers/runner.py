@@ -209,6 +209,9 @@ def _execute_watched(
     a task stuck inside compiled code keeps its (abandoned) thread until it
     returns from that code.
     """
+    bad = _bad_items(funcs, fidx, args, kwargs, first)  # before any task of the batch runs
+    if bad is not None:
+        return bad
     outcomes: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
     stop = threading.Event()
 
