@@ -51,7 +51,12 @@ def test_unknown_setting():
     ("kwargs", "match"),
     [
         ({"n_jobs": 0}, "n_jobs=0"),
-        ({"n_jobs": 1.5}, "n_jobs=1.5"),
+        ({"n_jobs": float("nan")}, "n_jobs=nan"),
+        ({"timeout": float("nan")}, "timeout=nan"),
+        ({"timeout": float("inf")}, "timeout=inf"),
+        ({"timeout": 1e12}, "timeout=1000000000000.0"),
+        ({"max_nbytes": "1e308G"}, "max_nbytes='1e308G'"),
+        ({"idle_worker_timeout": -1}, "idle_worker_timeout=-1"),
         ({"backend": "spark"}, "backend='spark'"),
         ({"return_as": "dict"}, "return_as='dict'"),
         ({"batch_size": 0}, "batch_size=0"),
@@ -63,6 +68,11 @@ def test_unknown_setting():
 def test_bad_arguments_name_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match.replace("*", r"\*")):
         Parallel(**kwargs)
+
+
+def test_float_n_jobs_is_truncated_as_in_joblib():
+    assert Parallel(n_jobs=2.3)._settings().n_workers == 2
+    assert Parallel(n_jobs=-1.0)._settings().n_workers == cpu_count()
 
 
 def test_negative_n_jobs_counts_from_the_cores():

@@ -50,7 +50,7 @@ def info_lines(env: dict[str, Any]) -> list[str]:
 
 def _worker_lines() -> list[str]:
     """Thread limits workers get, and memory recycling in this process."""
-    from .workers import limits, memory
+    from .executor import limits, memory
 
     threads = limits.info()
     mem = memory.info()

@@ -2,12 +2,14 @@
 
 Each extends the stdlib exception a user would already catch: ``PicklingError`` is a
 ``pickle.PicklingError``, ``WorkerCrashedError`` a ``BrokenProcessPool``,
-``TaskTimeoutError`` a ``TimeoutError``, ``StateFileError`` a ``ValueError``.
+``TaskTimeoutError`` a ``TimeoutError``, ``TaskExitError`` a ``RuntimeError``,
+``StateFileError`` a ``ValueError``.
 Messages say what went wrong, where, and what to do.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 from concurrent.futures.process import BrokenProcessPool
 
@@ -32,8 +34,24 @@ class WorkerCrashedError(BrokenProcessPool):
     """
 
 
-class TaskTimeoutError(TimeoutError):
-    """A task ran longer than ``Parallel(timeout=...)`` allows."""
+class TaskTimeoutError(TimeoutError, multiprocessing.TimeoutError):
+    """A task ran longer than ``Parallel(timeout=...)`` allows.
+
+    Also a ``multiprocessing.TimeoutError``, which joblib raises for the same case,
+    so ``except multiprocessing.TimeoutError`` written for joblib still catches it.
+    """
+
+
+class TaskExitError(RuntimeError):
+    """A task raised ``SystemExit``, ``KeyboardInterrupt`` or ``GeneratorExit``.
+
+    Raised in the parent instead of the exception itself, which would end the
+    caller's program (``sys.exit(0)`` in a task would make a script exit quietly
+    with status 0). The message names the task; ``original`` is the exception the
+    task raised. A real Ctrl-C in the parent still interrupts the call as usual.
+    """
+
+    original: BaseException | None = None
 
 
 class RemoteTraceback(Exception):

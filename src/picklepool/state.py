@@ -25,7 +25,7 @@ import threading
 import uuid
 from typing import Any, Generic, TypeVar
 
-from . import config
+from . import settings
 from .errors import PicklingError
 from .pickler import checkpoint, context, frames
 from .pickler.registry import get_pickler
@@ -41,15 +41,8 @@ _MEMO = "picklepool.SharedState"
 
 def _worker_cache_bytes() -> int:
     """The worker cache bound: ``PICKLEPOOL_WORKER_CACHE_BYTES``, else 1 GiB."""
-    found = config.env_setting("worker_cache_bytes")
-    if found is None:
-        return DEFAULT_MAX_BYTES
-    from .executor.parallel import parse_bytes
-
-    try:
-        bound = parse_bytes(found[0], found[1])
-    except ValueError as exc:
-        raise ValueError(f"{exc} (from env var {found[1]})") from None
+    value, source = settings.resolve("worker_cache_bytes", None, DEFAULT_MAX_BYTES)
+    bound = settings.parse_bytes(value, "worker_cache_bytes", source)
     return DEFAULT_MAX_BYTES if bound is None else bound
 
 

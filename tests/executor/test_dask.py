@@ -16,7 +16,7 @@ import pytest
 
 import picklepool
 from picklepool import Parallel, TaskTimeoutError, WorkerCrashedError, delayed, parallel_config
-from picklepool.executor import dispatch
+from picklepool.executor import functions as dispatch
 from tests.conftest import run_python
 
 pytest.importorskip(
@@ -96,9 +96,9 @@ def test_scheduler_address_connects_and_shutdown_closes_only_that_client(dask_cl
 
 
 def test_n_jobs_defaults_to_the_cluster_threads_not_local_cores(dask_client, monkeypatch):
-    from picklepool.executor import parallel
+    from picklepool import settings
 
-    monkeypatch.setattr(parallel, "cpu_count", lambda: 7)  # local cores must not matter
+    monkeypatch.setattr(settings, "cpu_count", lambda: 7)  # local cores must not matter
     threads = sum(dask_client.nthreads().values())
     assert threads == 2
     for n_jobs, expected in [(None, threads), (-1, threads), (-2, threads - 1), (3, 3)]:
@@ -177,8 +177,14 @@ def test_a_large_function_goes_to_the_cluster_once_per_call(dask_client, monkeyp
         assert sum(rebuilt.values()) >= 1
 
 
-def blob_sizes(blobs):
-    return {key: len(data) for key, data in blobs.items()}
+def blob_sizes(batch):
+    return {key: len(data) for key, data in batch.attachment.items()}
+
+
+def _carrying(attachment):
+    from picklepool.wire import Batch
+
+    return Batch(0, None, b"", (), b"", 0, None, None, None, attachment)
 
 
 def test_data_lost_with_its_worker_is_scattered_again(dask_client):
@@ -191,9 +197,9 @@ def test_data_lost_with_its_worker_is_scattered_again(dask_client):
     [holder] = dask_client.who_has([stale["blob"]])[stale["blob"].key]
     dask_client.restart_workers([holder])  # the only copy is gone; dask cannot recompute it
     # A batch sent with the lost data is dropped by dask, then sent again with a new copy.
-    assert backend.submit(blob_sizes, stale).result(timeout=60) == {"blob": 4000}
+    assert backend.submit(blob_sizes, _carrying(stale)).result(timeout=60) == {"blob": 4000}
     assert store.futures["blob"] is not stale["blob"]
-    assert backend.submit(blob_sizes, store.attachment()).result(timeout=60) == {"blob": 4000}
+    assert backend.submit(blob_sizes, _carrying(store.attachment())).result(timeout=60) == {"blob": 4000}
     store.drop("blob")
 
 

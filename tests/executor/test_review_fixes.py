@@ -111,10 +111,10 @@ def raise_needs_two(i):
     return i
 
 
-def test_an_exception_that_cannot_be_rebuilt_still_reports_the_task():
-    with pytest.raises(Exception, match="NeedsTwo") as info:
+def test_an_exception_that_cannot_be_rebuilt_by_its_init_keeps_its_type():
+    with pytest.raises(NeedsTwo, match="1/2") as info:
         Parallel(n_jobs=2, batch_size=1)(delayed(raise_needs_two)(i) for i in range(3))
-    assert "reply" not in str(info.value)
+    assert "task 1: raise_needs_two(1)" in "".join(info.value.__notes__)
 
 
 @pytest.mark.parametrize("value", ["n_jobs", "n_jobs*2", "3*n_jobs", 5])

@@ -24,10 +24,12 @@ import pytest
 
 import picklepool
 from picklepool import Parallel, WorkerCrashedError, delayed
-from picklepool.executor.backends import session
+from picklepool.executor.session import session
 from picklepool.pickler import buffers
 from picklepool.pickler.base import StdlibPickler
 from picklepool.pickler.context import CallContext
+from picklepool.wire import Results
+from picklepool.workers import buffers as worker_buffers
 from tests.conftest import run_python
 
 np = pytest.importorskip("numpy")
@@ -162,13 +164,13 @@ def leftovers() -> list[str]:
 def writes(monkeypatch):
     """(path, nbytes) of every buffer file the parent writes (workers are not patched)."""
     seen: list[tuple[str, int]] = []
-    real = buffers._write_file
+    real = buffers.write_file
 
     def record(path, buf):
         real(path, buf)
         seen.append((path, buf.nbytes))
 
-    monkeypatch.setattr(buffers, "_write_file", record)
+    monkeypatch.setattr(buffers, "write_file", record)
     return seen
 
 
@@ -388,7 +390,7 @@ CTRL_C_SCRIPT = """
 import os, signal, sys, threading
 import numpy as np
 from picklepool import Parallel, delayed
-from picklepool.executor.backends import session
+from picklepool.executor.session import session
 
 fifo = {fifo!r}
 
@@ -498,9 +500,10 @@ def test_small_dev_shm_falls_back_to_files_on_disk(monkeypatch, caplog, writes, 
 def test_worker_sends_results_in_band_when_shared_memory_is_full(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(buffers, "free_space", lambda path: 0)
     tasks = buffers.Frames(b"", (), (str(tmp_path), 1024))
-    outcome = ("ok", [np.arange(10_000, dtype=np.float64)], 0.0)
-    with caplog.at_level(logging.DEBUG, logger="picklepool.pickler.buffers"):
-        reply = buffers.dump_reply(StdlibPickler(), outcome, tasks)
+    outcome = Results([np.arange(10_000, dtype=np.float64)], 0.0)
+    monkeypatch.setattr(worker_buffers, "free_space", lambda path: 0)
+    with caplog.at_level(logging.DEBUG, logger="picklepool.buffers"):
+        reply = worker_buffers.dump_reply(StdlibPickler(), outcome, tasks)
     assert isinstance(reply, bytes) and os.listdir(tmp_path) == []
-    np.testing.assert_array_equal(pickle.loads(reply)[1][0], outcome[1][0])
+    np.testing.assert_array_equal(pickle.loads(reply).values[0], outcome.values[0])
     assert "sent in band" in caplog.text

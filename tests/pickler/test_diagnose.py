@@ -54,14 +54,16 @@ def test_lock_deep_in_args_names_path_type_pickler_and_fix(pickler):
     with pytest.raises(PicklingError) as info:
         Parallel(n_jobs=2, pickler=pickler)(delayed(identity)(i, {"model": Model()}) for i in range(3))
     msg = str(info.value)
-    assert msg.startswith("task 0: cannot pickle args[1]['model'].optimizer._lock (type _thread.RLock)")
+    assert msg.startswith("task 0: identity(0, {'model': ")
+    assert ": cannot pickle args[1]['model'].optimizer._lock (type _thread.RLock)" in msg
     assert f"with pickler {pickler!r}" in msg
     assert "Fix: use pickler='hybrid' (the default)" in msg
 
 
 def test_path_through_kwargs():
     with pytest.raises(
-        PicklingError, match=r"task 2: cannot pickle kwargs\['cfg'\]\[1\] \(type _thread.lock\)"
+        PicklingError,
+        match=r"task 2: identity\(cfg=\[1, .*\]\): cannot pickle kwargs\['cfg'\]\[1\] \(type _thread.lock\)",
     ):
         Parallel(n_jobs=2, pickler="pickle")(
             delayed(identity)(cfg=[1, threading.Lock()] if i == 2 else [1]) for i in range(3)

@@ -61,7 +61,7 @@ def test_bad_name_says_where_it_came_from(clean_env, where, expected):
             parallel_config(pickler="nope")
         else:
             clean_env.setenv("PICKLEPOOL_PICKLER", "nope")
-            Parallel()
+            Parallel(n_jobs=2)(delayed(abs)(-1) for _ in range(1))  # resolved by calls that pickle
     msg = str(info.value)
     assert "'nope'" in msg and expected in msg
     for name in ("pickle", "cloudpickle", "hybrid"):

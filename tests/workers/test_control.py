@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from picklepool.workers.control import Session
+from picklepool.executor.session import Session
 
 
 def test_a_blob_shared_by_two_calls_lives_until_both_drop_it():
@@ -38,7 +38,7 @@ def test_cancel_flags_are_per_call():
 def test_workers_that_exit_normally_remove_their_status_files():
     import picklepool
     from picklepool import Parallel, delayed
-    from picklepool.executor.backends import session
+    from picklepool.executor.session import session
 
     pids = set(Parallel(n_jobs=2, batch_size=1)(delayed(os.getpid)() for _ in range(20)))
     folder = session().path

@@ -10,8 +10,10 @@ import pytest
 
 import picklepool
 from picklepool import Parallel, cpu_count, delayed
+from picklepool.executor import limits as parent_limits
+from picklepool.executor.limits import THREAD_VARS
+from picklepool.wire import WorkerLimits
 from picklepool.workers import limits
-from picklepool.workers.limits import THREAD_VARS, WorkerLimits
 
 
 def thread_report(_):
@@ -55,29 +57,29 @@ def test_variables_the_user_set_are_kept_by_default(monkeypatch):
 
 def test_worker_env_touches_only_thread_counts():
     environ = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "1048576", "MKL_NUM_THREADS": "5"}
-    env = limits.worker_env(None, 2, environ)
+    env = parent_limits.worker_env(None, 2, environ)
     assert set(env) == set(THREAD_VARS)
     assert env["MKL_NUM_THREADS"] == "5"
-    assert limits.worker_env(4, 2, environ) == dict.fromkeys(THREAD_VARS, "4")
+    assert parent_limits.worker_env(4, 2, environ) == dict.fromkeys(THREAD_VARS, "4")
 
 
 def test_for_call_follows_the_workers_environment():
     default = max(1, cpu_count() // 2)
-    assert limits.for_call(limits.worker_env(None, 2, {}), None) == WorkerLimits(default, None)
-    assert limits.for_call(limits.worker_env(3, 2, {}), None) == WorkerLimits(3, None)
+    assert parent_limits.for_call(parent_limits.worker_env(None, 2, {}), None) == WorkerLimits(default, None)
+    assert parent_limits.for_call(parent_limits.worker_env(3, 2, {}), None) == WorkerLimits(3, None)
     # the user manages some threads through the environment: threadpoolctl stays out of it
-    mixed = limits.worker_env(None, 2, {"OMP_NUM_THREADS": str(default + 1)})
-    assert limits.for_call(mixed, None) is None
-    assert limits.for_call(mixed, 1 << 30) == WorkerLimits(None, 1 << 30)
-    assert limits.for_call(None, None) is None
-    assert limits.default_threads(10 * cpu_count()) == 1
+    mixed = parent_limits.worker_env(None, 2, {"OMP_NUM_THREADS": str(default + 1)})
+    assert parent_limits.for_call(mixed, None) is None
+    assert parent_limits.for_call(mixed, 1 << 30) == WorkerLimits(None, 1 << 30)
+    assert parent_limits.for_call(None, None) is None
+    assert parent_limits.default_threads(10 * cpu_count()) == 1
 
 
 def test_core_count_follows_loky_max_cpu_count(monkeypatch):
     monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "1")
-    assert limits.default_threads(1) == 1
+    assert parent_limits.default_threads(1) == 1
     monkeypatch.delenv("LOKY_MAX_CPU_COUNT")
-    assert limits.default_threads(1) == cpu_count()
+    assert parent_limits.default_threads(1) == cpu_count()
 
 
 def test_before_batch_applies_once_per_setting_and_import_wave(monkeypatch):
@@ -129,7 +131,7 @@ def test_bad_idle_worker_timeout(bad):
 
 def test_idle_worker_timeout_from_the_environment(monkeypatch):
     monkeypatch.setenv("PICKLEPOOL_IDLE_WORKER_TIMEOUT", "2.5")
-    assert Parallel()._settings()["idle_worker_timeout"] == 2.5
+    assert Parallel()._settings().idle_worker_timeout == 2.5
     monkeypatch.setenv("PICKLEPOOL_IDLE_WORKER_TIMEOUT", "never")
     with pytest.raises(ValueError, match="PICKLEPOOL_IDLE_WORKER_TIMEOUT"):
         Parallel()
@@ -163,4 +165,4 @@ def test_shutdown_stops_workers_on_demand():
 def test_without_threadpoolctl_only_the_env_vars_limit(monkeypatch):
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails as if not installed
     assert limits.limit_threads(1) is False
-    assert limits.info()["threadpoolctl"] is None
+    assert parent_limits.info()["threadpoolctl"] is None

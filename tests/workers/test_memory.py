@@ -9,8 +9,9 @@ import loky.process_executor
 import pytest
 
 from picklepool import Parallel, delayed, parallel_config
+from picklepool.executor import memory as parent_memory
 from picklepool.workers import memory
-from picklepool.workers.limits import WorkerLimits
+from picklepool.wire import WorkerLimits
 
 _leaked = []  # grows in each worker process, never freed: the leak
 
@@ -33,7 +34,7 @@ def test_leaking_call_recycles_workers_and_loses_no_task(tmp_path, capsys):
     base = max(Parallel(n_jobs=2)(delayed(worker_rss)(i) for i in range(4)))
     limit = base + (24 << 20)
     log = tmp_path / "ran.txt"
-    before = memory.recycled_total()
+    before = parent_memory.recycled_total()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = Parallel(n_jobs=2, batch_size=4, max_worker_memory=limit, verbose=1)(
@@ -41,23 +42,23 @@ def test_leaking_call_recycles_workers_and_loses_no_task(tmp_path, capsys):
         )
     assert [square for square, _ in out] == [i * i for i in range(200)]
     assert sorted(int(line) for line in log.read_text().split()) == list(range(200))  # once each
-    recycled = memory.recycled_total() - before
+    recycled = parent_memory.recycled_total() - before
     pids = {pid for _, pid in out}
     assert recycled >= 2, "200 MB leaked against a 24 MB margin: workers must have been recycled"
     assert len(pids) - 2 <= recycled <= len(pids)  # at most 2 workers are left at the end
-    assert all(r["rss"] > r["limit"] == limit for r in list(memory.recycles.recent)[-recycled:])
+    assert all(r["rss"] > r["limit"] == limit for r in list(parent_memory.recycles.recent)[-recycled:])
     assert f"{recycled} workers recycled during this call" in capsys.readouterr().err
     assert not [w for w in caught if "restarted" in str(w.message)], "loky's generic warning leaked"
 
 
 def test_no_recycling_under_the_limit(tmp_path):
-    before = memory.recycled_total()
+    before = parent_memory.recycled_total()
     out = Parallel(n_jobs=2, batch_size=4, max_worker_memory="8G")(
         delayed(leak_and_log)(i, 1, str(tmp_path / "log")) for i in range(40)
     )
     assert [square for square, _ in out] == [i * i for i in range(40)]
     assert len({pid for _, pid in out}) <= 2
-    assert memory.recycled_total() == before
+    assert parent_memory.recycled_total() == before
 
 
 def test_after_batch_outside_a_loky_worker_changes_nothing():
@@ -88,7 +89,7 @@ def test_recycle_log_reads_and_removes_records(tmp_path):
     (tmp_path / f"recycled-{dead_pid}").write_text("300 200\n")
     (tmp_path / f"recycled-{dead_pid}.tmp").write_text("")  # a record still being written
     (tmp_path / "w123").write_text("")
-    log = memory.RecycleLog()
+    log = parent_memory.RecycleLog()
     session = _FakeSession(tmp_path)
     assert log.collect(session) == 1
     assert list(log.recent) == [{"pid": dead_pid, "rss": 300, "limit": 200}]
@@ -99,14 +100,14 @@ def test_recycle_log_reads_and_removes_records(tmp_path):
 
 def test_info_reports_the_setting_and_counts(monkeypatch):
     monkeypatch.setenv("PICKLEPOOL_MAX_WORKER_MEMORY", "1G")
-    report = memory.info()
+    report = parent_memory.info()
     assert report["max_worker_memory"] == 1 << 30
     assert report["recycling"] is True
-    assert report["recycled_workers"] == memory.recycled_total()
+    assert report["recycled_workers"] == parent_memory.recycled_total()
     with parallel_config(max_worker_memory="512M"):
-        assert memory.info()["max_worker_memory"] == 512 << 20
+        assert parent_memory.info()["max_worker_memory"] == 512 << 20
     monkeypatch.delenv("PICKLEPOOL_MAX_WORKER_MEMORY")
-    assert memory.info()["max_worker_memory"] is None
+    assert parent_memory.info()["max_worker_memory"] is None
 
 
 @pytest.mark.parametrize("bad", ["lots", -5, "1X"])

@@ -12,7 +12,7 @@ from picklepool.pickler.base import CloudPickler
 from picklepool.pickler.context import CallContext, active
 from picklepool.workers import snapshots
 from picklepool.workers.cache import DEFAULT_MAX_BYTES, ByteLRU, objects
-from picklepool.workers.control import Session
+from picklepool.executor.session import Session
 
 MB = 1 << 20
 

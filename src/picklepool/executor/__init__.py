@@ -1,7 +1,25 @@
-"""The front end and the backends: Parallel, delayed, batching, dispatch."""
+"""The parent side: ``Parallel``, its settings, dispatch, replies and the backends.
 
-from .backends import cpu_count, shutdown
+The data path, one direction each way, with no back and forth::
+
+    Parallel.__call__(iterable of delayed calls)
+      │ settings.resolve_settings      argument > parallel_config > env > default
+      │ dispatch.Call.run              batches of (function, args, kwargs)
+      │   functions.split / spec       distinct functions, each pickled once per call
+      │   pickler.dumps (+ buffers)    large arrays to /dev/shm files, once per call
+      ▼
+    wire.Batch ──backend (loky | dask)──▶ worker: workers.runner.run_batch
+      │                                   mirror parent state, load, run, dumps
+      ▼
+    reply bytes (or wire.Failure) ──▶ replies.ReplyReader.read ──▶ results in order
+                                                               (or as completed)
+
+In-process backends (threading, sequential) run ``workers.tasks.run_local`` on
+the objects themselves: nothing is pickled. Nothing here is imported by a worker.
+"""
+
+from .backends import shutdown
 from .delayed import delayed
-from .parallel import Parallel
+from .parallel import Parallel, effective_n_jobs
 
-__all__ = ["Parallel", "cpu_count", "delayed", "shutdown"]
+__all__ = ["Parallel", "delayed", "effective_n_jobs", "shutdown"]

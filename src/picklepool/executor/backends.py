@@ -7,9 +7,7 @@ run the same batch runner on the objects themselves, with no copy.
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,93 +15,17 @@ from typing import Any
 
 import loky
 
-from ..workers.control import Session
+from .. import lokycompat
+from .backend import Backend
+from .session import session
 
 IDLE_WORKER_TIMEOUT = 300.0  # seconds a warm loky worker waits for work before exiting
 
 BACKENDS = ("loky", "threading", "sequential", "dask")
 
 
-_cores_cache: dict[Any, int] = {}
-
-
-def cpu_count(only_physical_cores: bool = False) -> int:
-    """Usable cores: CPU affinity, cgroup quotas and ``LOKY_MAX_CPU_COUNT`` respected.
-
-    Remembered while the affinity and ``LOKY_MAX_CPU_COUNT`` stay the same (loky's
-    count reads cgroup files, ~0.1 ms a call, which would show in every call).
-    """
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    key = (affinity, os.environ.get("LOKY_MAX_CPU_COUNT"), only_physical_cores)
-    count = _cores_cache.get(key)
-    if count is None:
-        count = _cores_cache[key] = int(loky.cpu_count(only_physical_cores=only_physical_cores))
-    return count
-
-
 # Every loky executor picklepool has used (loky keeps one per thread), for shutdown().
 _executors: weakref.WeakSet[Any] = weakref.WeakSet()
-
-_session: Session | None = None
-_session_lock = threading.Lock()
-
-
-def session() -> Session:
-    """The parent's shared-memory session folder, created on first use."""
-    global _session
-    with _session_lock:
-        if _session is None or not os.path.isdir(_session.path):
-            _session = Session()
-            import atexit
-
-            atexit.register(_session.close)
-        return _session
-
-
-class Backend:
-    """What the dispatcher needs from a backend."""
-
-    name = "base"
-    moves_bytes = True  # tasks are pickled in the parent and cross as bytes
-    parent_threads = False  # moves data on threads of this process (executor/gil.py)
-
-    def __init__(self, n_workers: int) -> None:
-        self.n_workers = n_workers
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        raise NotImplementedError
-
-    def worker_pids(self) -> list[int]:
-        return []
-
-    def session_path(self) -> str | None:
-        return None
-
-    def blob_store(self) -> Any:
-        """A fresh ``pickler.context.BlobStore`` for one call, or None for the session's files."""
-        return None
-
-    def shutdown(self, kill: bool = False) -> None:
-        pass
-
-
-_context: Any = None
-
-
-def _loky_context() -> Any:
-    """Our own instance of loky's start method.
-
-    loky and joblib's vendored copy both register a start method named "loky", and
-    the one imported last wins: asking for it by name could start picklepool's
-    workers with joblib's loader. An instance of standalone loky's context does not
-    depend on import order.
-    """
-    global _context
-    if _context is None:
-        from loky.backend.context import LokyContext
-
-        _context = LokyContext()
-    return _context
 
 
 class LokyBackend(Backend):
@@ -111,6 +33,9 @@ class LokyBackend(Backend):
 
     name = "loky"
     parent_threads = True
+    mirrors_parent = True
+    enforces_limits = True
+    inline_single = True
 
     def __init__(
         self, n_workers: int, idle_timeout: float | None = None, env: dict[str, str] | None = None
@@ -122,7 +47,10 @@ class LokyBackend(Backend):
 
     def _get(self) -> Any:
         executor = loky.get_reusable_executor(
-            max_workers=self.n_workers, timeout=self.idle_timeout, env=self.env, context=_loky_context()
+            max_workers=self.n_workers,
+            timeout=self.idle_timeout,
+            env=self.env,
+            context=lokycompat.start_method(),
         )
         _executors.add(executor)
         return executor
@@ -140,7 +68,7 @@ class LokyBackend(Backend):
         self._executor = self._get()
 
     def worker_pids(self) -> list[int]:
-        return sorted(getattr(self._executor, "_processes", {}) or {})
+        return sorted(lokycompat.worker_processes(self._executor))
 
     def session_path(self) -> str | None:
         return session().path
@@ -154,6 +82,10 @@ class ThreadingBackend(Backend):
 
     name = "threading"
     moves_bytes = False
+    in_caller = True
+    supports_timeout = False  # Python threads cannot be interrupted
+    per_parallel = True
+    inline_single = True
 
     def __init__(self, n_workers: int) -> None:
         super().__init__(n_workers)
@@ -178,6 +110,8 @@ class SequentialBackend(Backend):
 
     name = "sequential"
     moves_bytes = False
+    in_caller = True
+    caller_thread = True
 
     def __init__(self, n_workers: int = 1) -> None:
         super().__init__(1)
@@ -207,14 +141,28 @@ def shutdown(wait: bool = True, kill: bool = False) -> None:
 
 
 def make_backend(name: str, n_workers: int, **options: Any) -> Backend:
-    if name == "loky":
-        return LokyBackend(n_workers, options.get("idle_worker_timeout"), options.get("worker_env"))
-    if name == "threading":
-        return ThreadingBackend(n_workers)
-    if name == "sequential":
-        return SequentialBackend()
+    """The backend *name* with *n_workers* workers (*options*: see ``Parallel``).
+
+    A pool of one worker of a backend that says so (``inline_single``) runs in the
+    calling thread instead, as joblib does for ``n_jobs=1``.
+    """
     if name == "dask":
         from .dask import DaskBackend
 
-        return DaskBackend(n_workers, options.get("scheduler_address"))
-    raise ValueError(f"unknown backend {name!r}; valid backends are {list(BACKENDS)}")
+        n_jobs = options.get("n_jobs", n_workers)  # n_jobs < 0 counts the cluster's threads
+        return DaskBackend(n_jobs if n_jobs < 0 else n_workers, options.get("scheduler_address"))
+    cls = _LOCAL.get(name)
+    if cls is None:
+        raise ValueError(f"unknown backend {name!r}; valid backends are {list(BACKENDS)}")
+    if n_workers == 1 and cls.inline_single:
+        return SequentialBackend()
+    if cls is LokyBackend:
+        return LokyBackend(n_workers, options.get("idle_worker_timeout"), options.get("worker_env"))
+    return cls(n_workers)
+
+
+_LOCAL: dict[str, type[Backend]] = {
+    "loky": LokyBackend,
+    "threading": ThreadingBackend,
+    "sequential": SequentialBackend,
+}

@@ -1,6 +1,6 @@
 """The dask.distributed backend: the same batches, run on a dask cluster.
 
-    Call ──run_batch(header, function specs, task bytes, blobs)──▶ client.submit
+    Call ──wire.Batch──▶ client.submit(run_attached, batch, scattered blobs)
       ──scheduler──▶ dask worker thread: workers.runner.run_batch ──▶ reply bytes
       ──dask future──▶ _BatchFuture (a concurrent.futures.Future) ──▶ Call
 
@@ -38,8 +38,10 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import Any
 
 from ..errors import WorkerCrashedError
+from ..wire import Batch
 from ..workers.blobs import BlobRef
-from .backends import Backend
+from ..workers.runner import run_attached
+from .backend import Backend
 
 NO_CLUSTER = (
     "backend='dask' found no dask cluster: no distributed.Client is current and no "
@@ -244,18 +246,23 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
     is scattered again and the batch sent again (up to ``MAX_RESENDS`` times).
     """
 
-    def __init__(self, backend: DaskBackend, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(self, backend: DaskBackend, fn: Callable[[Batch], Any], batch: Batch) -> None:
         super().__init__()
         self._backend = backend
         self._fn: Any = fn
-        self._args: Any = args
+        self._batch: Any = batch
         self._resends = 0
         self._dask_future: Any = None
         self._send()
 
     def _send(self) -> None:
         key = f"picklepool-batch-{uuid.uuid4().hex}"
-        self._dask_future = self._backend.client.submit(self._fn, *self._args, key=key, pure=False)
+        # The attachment (a dict of scattered futures) is passed on its own, where dask
+        # finds the futures and hands their data to the worker.
+        batch = self._batch
+        self._dask_future = self._backend.client.submit(
+            run_attached, self._fn, batch._replace(attachment=None), batch.attachment, key=key, pure=False
+        )
         self._dask_future.add_done_callback(self._settle)
         if self.cancelled():  # cancelled while being sent again
             self._release()
@@ -298,7 +305,7 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
         except BaseException as exc:  # fetching the reply failed
             error = exc
         self._release()
-        self._fn = self._args = None
+        self._fn = self._batch = None
         if isinstance(error, CancelledError):  # not by us: never let it pass for a cancel
             error = _lost(f"{type(error).__name__}: {error}")
         try:
@@ -311,7 +318,7 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
 
     def _resend(self) -> bool:
         """Send the batch again if dask dropped it because the data it carries was lost."""
-        attachment = self._args[-1]
+        attachment = self._batch.attachment
         if self._resends >= MAX_RESENDS or not isinstance(attachment, dict):
             return False
         store = self._backend.store_of(attachment)
@@ -320,7 +327,7 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
             return False
         self._resends += 1
         self._release()
-        self._args = (*self._args[:-1], fresh)
+        self._batch = self._batch._replace(attachment=fresh)
         self._send()
         return True
 
@@ -351,6 +358,7 @@ class DaskBackend(Backend):
 
     name = "dask"
     moves_bytes = True
+    counts_cluster = True
 
     def __init__(self, n_workers: int, scheduler_address: str | None = None) -> None:
         self.client = get_client(scheduler_address)
@@ -363,7 +371,9 @@ class DaskBackend(Backend):
         self._stores: weakref.WeakSet[ScatterStore] = weakref.WeakSet()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        future = _BatchFuture(self, fn, args)
+        """Run ``fn(batch)`` on the cluster for one ``wire.Batch`` (*fn*: ``workers.runner.run_batch``)."""
+        (batch,) = args
+        future = _BatchFuture(self, fn, batch)
         self._inflight.add(future)
         return future
 

@@ -36,46 +36,8 @@ from typing import IO, Any
 
 ProgressCallback = Callable[[int, "int | None"], None]
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "none", "")
-_ALWAYS = ("always", "force")
 BAR_WIDTH = 30
 REDRAW_SECONDS = 0.1  # the plain bar redraws at most this often (tqdm has its own)
-
-
-def parse_progress(value: Any, source: str = "argument") -> bool | str | ProgressCallback:
-    """Validate a ``progress`` setting: False, True, "always" or a callable.
-
-    Strings (from ``PICKLEPOOL_PROGRESS``) are read as booleans or "always".
-    """
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _ALWAYS:
-            return "always"
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    elif callable(value):
-        return value  # type: ignore[no-any-return]
-    raise ValueError(
-        f"progress={value!r} (from {source}) is not valid; use True (a bar when stderr is a "
-        "terminal), 'always' (a bar even when it is not), False, or a callable taking "
-        "(done, total_or_None)"
-    )
-
-
-def parse_verbose(value: Any, source: str = "argument") -> int:
-    """Validate a ``verbose`` setting: a non-negative int (a bool counts as 0/1)."""
-    if value is None:
-        return 0
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, int) and value >= 0:
-        return int(value)
-    raise ValueError(f"verbose={value!r} (from {source}) is not valid; use 0 (quiet) or a positive int")
 
 
 def make_reporter(

@@ -6,12 +6,12 @@ Parent to workers::
         every contiguous buffer >= max_nbytes ──▶ one file <session>/call-<id>/a-<n>
         (in /dev/shm), written once per call: the same array in 1,000 tasks is one file
         the batch ──▶ Frames(pickle bytes, refs to the files, where results may go)
-    worker: load() maps each file read-only (mmap ACCESS_READ, no copy)
+    worker (``workers.buffers``): load() maps each file read-only (mmap ACCESS_READ, no copy)
         ──▶ pickler.loads(data, buffers=mapped) ──▶ read-only arrays
 
 Workers to parent::
 
-    worker: dump_reply() writes each large result buffer to <call folder>/r-<pid>-<n>
+    worker (``workers.buffers``): dump_reply() writes each large result buffer to <call folder>/r-<pid>-<n>
         ──▶ Frames(reply bytes, refs)
     parent: CallBuffers.loads() maps the files read-write and unlinks them at once;
         the parent owns the mappings, which live exactly as long as the arrays
@@ -57,6 +57,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, NamedTuple
 
+from .. import lokycompat
+
 log = logging.getLogger(__name__)
 
 SHM_RESERVE = 16 << 20  # keep this much of /dev/shm free for everybody else
@@ -84,7 +86,7 @@ def free_space(path: str) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def _write_file(path: str, buf: memoryview) -> None:
+def write_file(path: str, buf: memoryview) -> None:
     """Write *buf* into a new file at *path*; no partial file survives an error."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -93,12 +95,12 @@ def _write_file(path: str, buf: memoryview) -> None:
             done += os.write(fd, buf[done:])
     except BaseException:
         os.close(fd)
-        _unlink(path)
+        unlink(path)
         raise
     os.close(fd)
 
 
-def _map(path: str, nbytes: int, writable: bool) -> memoryview:
+def map_file(path: str, nbytes: int, writable: bool) -> memoryview:
     """Map *nbytes* of the file at *path*; the memoryview keeps the mapping alive."""
     fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
     try:
@@ -111,7 +113,7 @@ def _map(path: str, nbytes: int, writable: bool) -> memoryview:
         os.close(fd)
 
 
-def _unlink(path: str) -> None:
+def unlink(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -252,18 +254,18 @@ class CallBuffers:
         if free_space(self.folder) >= nbytes + SHM_RESERVE:
             path = os.path.join(self.folder, name)
             try:
-                _write_file(path, raw)
+                write_file(path, raw)
                 return path
             except OSError as exc:  # ENOSPC: someone else filled it meanwhile
                 log.debug("picklepool: writing %d bytes to %s failed (%s)", nbytes, path, exc)
         path = os.path.join(self._spill_folder(nbytes), name)
-        _write_file(path, raw)
+        write_file(path, raw)
         return path
 
     def _spill_folder(self, nbytes: int) -> str:
         if self._spill is None:
             self._spill = tempfile.mkdtemp(prefix=f"picklepool-{os.getpid()}-spill-")
-            _track(self._spill, register=True)
+            lokycompat.track_folder(self._spill)
             log.debug(
                 "picklepool: %s has %d MB free, less than a %d MB buffer plus the %d MB left "
                 "for others; large buffers of this call go to memory-mapped files in %s instead",
@@ -302,7 +304,7 @@ class CallBuffers:
                 if e.users == 0 and e.dead and not e.pinned and self._forget(e):
                     gone.append(e.path)
         for path in gone:
-            _unlink(path)
+            unlink(path)
 
     def _owner_died(self, entry: _Entry, _ref: Any = None) -> None:
         with self._lock:
@@ -311,7 +313,7 @@ class CallBuffers:
                 self.memo.pop(entry.key, None)
             gone = entry.users == 0 and not entry.pinned and self._forget(entry)
         if gone:
-            _unlink(entry.path)
+            unlink(entry.path)
 
     def _forget(self, entry: _Entry) -> bool:
         """Drop *entry* (lock held); False if the call's end already dropped it."""
@@ -332,10 +334,10 @@ class CallBuffers:
         buffers = []
         try:
             for path, nbytes in reply.refs:
-                buffers.append(_map(path, nbytes, writable=True))
+                buffers.append(map_file(path, nbytes, writable=True))
         finally:
             for path, _ in reply.refs:  # the mappings stay; the names go now
-                _unlink(path)
+                unlink(path)
         return pickler.loads(reply.data, buffers=buffers)
 
     # -- end of the call ------------------------------------------------------------
@@ -356,78 +358,4 @@ class CallBuffers:
         spill, self._spill = self._spill, None
         if spill is not None:
             shutil.rmtree(spill, ignore_errors=True)
-            _track(spill, register=False)
-
-
-def _track(path: str, register: bool) -> None:
-    """Have loky's resource tracker remove *path* should this process be killed."""
-    try:
-        from loky.backend import resource_tracker
-
-        if register:
-            resource_tracker.register(path, "folder")
-        else:
-            resource_tracker.unregister(path, "folder")
-    except Exception:  # noqa: BLE001 - best effort: the folder is removed at call end anyway
-        log.debug("picklepool: loky's resource tracker did not take %s", path)
-
-
-# -- worker side ---------------------------------------------------------------------
-
-_result_names = itertools.count()
-
-
-def load(pickler: Any, payload: Any) -> Any:
-    """Unpickle a batch or function spec, mapping its buffer files read-only."""
-    if not isinstance(payload, Frames):
-        return pickler.loads(payload)
-    data = payload.data
-    if not isinstance(data, bytes):  # a blob reference: a large function spec
-        from ..workers.blobs import read_blob
-
-        data = read_blob(data)
-    maps: dict[str, memoryview] = {}
-    buffers = []
-    for path, nbytes in payload.refs:
-        view = maps.get(path)
-        if view is None:
-            view = maps[path] = _map(path, nbytes, writable=False)
-        buffers.append(view)
-    return pickler.loads(data, buffers=buffers)
-
-
-def dump_reply(pickler: Any, outcome: Any, tasks: Any) -> bytes | Frames:
-    """Pickle a batch's outcome; large result buffers go to files in the call folder."""
-    target = tasks.results if isinstance(tasks, Frames) else None
-    if target is None:
-        return pickler.dumps(outcome)  # type: ignore[no-any-return]
-    folder, limit = target
-    written: list[Ref] = []
-
-    def out_of_band(pb: pickle.PickleBuffer) -> bool:
-        try:
-            raw = pb.raw()
-        except BufferError:
-            return True
-        with raw:
-            nbytes = raw.nbytes
-            if nbytes < limit or nbytes == 0:
-                return True
-            path = os.path.join(folder, f"r-{os.getpid()}-{next(_result_names)}")
-            try:
-                if free_space(folder) < nbytes + SHM_RESERVE:
-                    log.debug("picklepool: no room in %s for a %d-byte result; sent in band", folder, nbytes)
-                    return True
-                _write_file(path, raw)
-            except OSError:  # the call is over (folder gone) or the disk is full
-                return True
-        written.append((path, nbytes))
-        return False
-
-    try:
-        data = pickler.dumps(outcome, buffer_callback=out_of_band)
-    except BaseException:
-        for path, _ in written:
-            _unlink(path)
-        raise
-    return Frames(data, tuple(written)) if written else data
+            lokycompat.track_folder(spill, register=False)

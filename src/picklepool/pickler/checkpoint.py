@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from .. import config
+from .. import settings
 from ..errors import StateFileError, StateSignatureError
 from . import frames
 
@@ -41,12 +41,10 @@ _KEY_HINT = "pass key= to SharedState.load (or set PICKLEPOOL_STATE_KEY)"
 
 def resolve_key(key: Any) -> bytes | None:
     """The signing key in force: *key* if given, else ``PICKLEPOOL_STATE_KEY``, else None."""
-    source = "key="
+    key, source = settings.resolve("state_key", key, None)
     if key is None:
-        found = config.env_setting("state_key")
-        if found is None:
-            return None
-        key, source = found[0], f"env var {found[1]}"
+        return None
+    source = "key=" if source == "argument" else source
     if isinstance(key, str):
         key = key.encode("utf-8")
     elif isinstance(key, (bytes, bytearray, memoryview)):

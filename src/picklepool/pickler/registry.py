@@ -10,7 +10,7 @@ import importlib
 import pickle
 from typing import Any
 
-from .. import config
+from .. import settings
 from .base import BasePickler, ClassPickler, CloudPickler, StdlibPickler
 
 DEFAULT = "hybrid"
@@ -100,7 +100,7 @@ def get_pickler(name: Any = None, *, source: str | None = None) -> BasePickler:
 def resolve_pickler(name: Any = None, *, source: str | None = None) -> tuple[BasePickler, str]:
     """Like :func:`get_pickler`, also returning where the choice came from."""
     if source is None:
-        name, source = config.resolve("pickler", name, DEFAULT)
+        name, source = settings.resolve("pickler", name, DEFAULT)
     if isinstance(name, BasePickler):
         return name, source
     if isinstance(name, type):

@@ -1,4 +1,4 @@
-"""The small shared-memory channel between a parent and its workers.
+"""The small shared-memory channel between a parent and its workers: the worker side.
 
 The parent owns one *session folder* (in ``/dev/shm`` when it exists, else the
 temp folder): a cancel-flag file, the workers' status files, and blobs written
@@ -6,32 +6,33 @@ once per call (large functions, shared values). Workers only read the flags and
 blobs, and write their own status file: which call and task they are running, so
 that the parent can name the task a crashed worker was running. The folder is
 registered with loky's resource tracker, so it is removed even if the parent is
-killed.
+killed. The parent side is ``executor.session.Session``; this module holds the
+worker side (:class:`WorkerView`) and the layout both sides share.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
-import shutil
 import struct
 import tempfile
 import threading
-import uuid
 from typing import Any
 
 CANCEL_SLOTS = 4096
-_STATUS = struct.Struct("qqq")  # call id, task running (-1: idle), its start (monotonic ns)
+# call id, task (-1: idle), its start (monotonic ns, with a timeout), stage (below)
+STATUS = struct.Struct("qqqq")
+RUNNING, LOADING, DUMPING = 0, 1, 2  # stages: a task runs; the batch is unpickled; results pickled
 
 
-def _shm_root() -> str:
+def shm_root() -> str:
     root = "/dev/shm"
     if os.path.isdir(root) and os.access(root, os.W_OK):
         return root
     return tempfile.gettempdir()
 
 
-def _map_file(path: str, size: int, create: bool) -> mmap.mmap:
+def map_file(path: str, size: int, create: bool) -> mmap.mmap:
     flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
     fd = os.open(path, flags, 0o600)
     try:
@@ -40,105 +41,6 @@ def _map_file(path: str, size: int, create: bool) -> mmap.mmap:
         return mmap.mmap(fd, size)
     finally:
         os.close(fd)
-
-
-class Session:
-    """Parent side: the session folder, cancel flags and status reading."""
-
-    def __init__(self) -> None:
-        self.path = os.path.join(_shm_root(), f"picklepool-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        os.mkdir(self.path, 0o700)
-        try:
-            from loky.backend import resource_tracker
-
-            resource_tracker.register(self.path, "folder")
-            self._tracked = True
-        except Exception:  # pragma: no cover - tracker unavailable
-            self._tracked = False
-        self._flags = _map_file(os.path.join(self.path, "cancel"), CANCEL_SLOTS, create=True)
-        self._lock = threading.Lock()
-        self._next_call = 0
-        self._blobs: dict[str, set[Any]] = {}  # key -> the calls using it
-
-    def begin_call(self) -> int:
-        with self._lock:
-            self._next_call += 1
-            call_id = self._next_call
-        self._flags[call_id % CANCEL_SLOTS] = 0
-        return call_id
-
-    def cancel(self, call_id: int) -> None:
-        self._flags[call_id % CANCEL_SLOTS] = 1
-
-    def write_blob(self, key: str, data: bytes, owner: Any = None) -> str:
-        """Write *data* once under *key* for *owner* (a call); return its path.
-
-        Calls that send the same content share one file; it is removed when the last
-        of them drops it. The file is complete before any caller gets its path.
-        """
-        path = os.path.join(self.path, f"blob-{key}")
-        with self._lock:
-            owners = self._blobs.get(key)
-            if owners is None:
-                tmp = f"{path}.tmp{threading.get_ident()}"
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-                owners = self._blobs[key] = set()
-            owners.add(owner)
-        return path
-
-    def drop_blob(self, key: str, owner: Any = None) -> None:
-        with self._lock:
-            owners = self._blobs.get(key)
-            if owners is None:
-                return
-            owners.discard(owner)
-            if owners:
-                return
-            del self._blobs[key]
-            try:
-                os.unlink(os.path.join(self.path, f"blob-{key}"))
-            except FileNotFoundError:
-                pass
-
-    def worker_status(self, pid: int) -> tuple[int, int, int] | None:
-        """``(call_id, task_index, start_ns)`` a worker last reported, or None.
-
-        ``start_ns`` (``time.monotonic_ns()``) is only kept when the call has a timeout.
-        """
-        try:
-            with open(os.path.join(self.path, f"w{pid}"), "rb") as f:
-                data = f.read(_STATUS.size)
-        except OSError:
-            return None
-        if len(data) < _STATUS.size:
-            return None
-        return _STATUS.unpack(data)
-
-    def worker_pids(self) -> list[int]:
-        """PIDs of the workers that have reported a status in this session."""
-        return [int(e[1:]) for e in os.listdir(self.path) if e[:1] == "w" and e[1:].isdigit()]
-
-    def forget_worker(self, pid: int) -> None:
-        try:
-            os.unlink(os.path.join(self.path, f"w{pid}"))
-        except FileNotFoundError:
-            pass
-
-    def close(self) -> None:
-        try:
-            self._flags.close()
-        except (BufferError, ValueError):
-            pass
-        shutil.rmtree(self.path, ignore_errors=True)
-        if self._tracked:
-            try:
-                from loky.backend import resource_tracker
-
-                resource_tracker.unregister(self.path, "folder")
-            except Exception:  # pragma: no cover
-                pass
 
 
 def _remove(path: str) -> None:
@@ -153,12 +55,12 @@ class WorkerView:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.flags = _map_file(os.path.join(path, "cancel"), CANCEL_SLOTS, create=False)
+        self.flags = map_file(os.path.join(path, "cancel"), CANCEL_SLOTS, create=False)
         status_path = os.path.join(path, f"w{os.getpid()}")
         try:
-            self._status_map = _map_file(status_path, _STATUS.size, create=True)
+            self._status_map = map_file(status_path, STATUS.size, create=True)
         except FileExistsError:
-            self._status_map = _map_file(status_path, _STATUS.size, create=False)
+            self._status_map = map_file(status_path, STATUS.size, create=False)
         self.status: Any = memoryview(self._status_map).cast("q")
         self.status[1] = -1
         # A worker that exits normally (recycled, idle, shut down) removes its status
@@ -183,3 +85,31 @@ def worker_view(path: str) -> WorkerView | None:
         except OSError:
             return None
     return view
+
+
+PARENT_POLL = 0.5  # seconds between two looks at the parent's pid
+_watching: int | None = None  # pid of the process that started the watch
+
+
+def watch_parent() -> None:
+    """Exit this worker within ``PARENT_POLL`` seconds of its parent's death.
+
+    A killed parent cannot stop its workers; loky's own workers would wait out
+    their idle timeout (300 s), holding their memory and, through the resource
+    tracker, the parent's session folder and semaphores. A daemon thread compares
+    ``os.getppid()`` with the parent's pid and ends the process when it changes
+    (the orphan was adopted by init or a subreaper). Started once per process.
+    """
+    global _watching
+    if _watching == os.getpid():
+        return
+    _watching = os.getpid()
+    parent = os.getppid()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(PARENT_POLL):
+            if os.getppid() != parent:
+                os._exit(70)  # EX_SOFTWARE: nobody is left to read a result
+
+    threading.Thread(target=watch, name="picklepool-parent-watch", daemon=True).start()

@@ -1,0 +1,51 @@
+"""What the dispatcher needs from a backend, and what each backend can do.
+
+A backend moves batches to workers and brings replies back; nothing more.
+Instead of being checked by name, each declares its capabilities as class
+attributes, read by ``Parallel`` and ``dispatch.Call``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+
+class Backend:
+    """The interface; capabilities default to those of a pool of local processes."""
+
+    name = "base"
+    moves_bytes = True  # tasks are pickled in the parent and cross as bytes
+    in_caller = False  # tasks run in the calling process (no pickling, shared objects)
+    caller_thread = False  # tasks run in the calling thread (a Ctrl-C may arrive inside one)
+    parent_threads = False  # moves data on threads of this process (executor/gil.py)
+    supports_timeout = True  # a late task can be interrupted
+    mirrors_parent = False  # workers mirror the parent's sys.path, cwd, ... (workers.mirror)
+    enforces_limits = False  # workers apply thread and memory limits (executor.limits)
+    per_parallel = False  # the pool belongs to one Parallel object: closed with it
+    counts_cluster = False  # n_jobs < 0 counts the cluster's threads, not local cores
+    inline_single = False  # a pool of one worker runs in the calling thread instead
+
+    def __init__(self, n_workers: int) -> None:
+        self.n_workers = n_workers
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        """Before a call on a kept backend (``with Parallel() as p``): take a working pool."""
+
+    def worker_pids(self) -> list[int]:
+        return []
+
+    def session_path(self) -> str | None:
+        """The parent's session folder, for backends whose workers share this machine."""
+        return None
+
+    def blob_store(self) -> Any:
+        """A fresh ``pickler.context.BlobStore`` for one call, or None for the session's files."""
+        return None
+
+    def shutdown(self, kill: bool = False) -> None:
+        pass

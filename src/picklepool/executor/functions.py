@@ -1,0 +1,187 @@
+"""The functions of a call: which tasks share one, and each one's spec, pickled once.
+
+A batch carries, per distinct function, a ``wire.FuncSpec``: a content key (plus
+the bytes, or a blob reference when large: a file in /dev/shm for loky, data
+scattered once to a dask cluster), and workers keep the rebuilt function in
+their cache. Plain functions and classes are kept for the rest of the call;
+callable objects, bound methods and partials carry state of their own and are
+rebuilt for every batch, so no task or later call sees another's changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import operator
+import reprlib
+import types
+import uuid
+from typing import Any
+
+from ..errors import PicklingError
+from ..pickler.buffers import Frames
+from ..pickler.diagnose import explain
+from ..wire import FuncSpec
+
+_SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
+_KEEPABLE = (types.FunctionType, types.BuiltinFunctionType, type)
+INLINE_LIMIT = 256 * 1024  # larger serialised functions go through a blob, once per call
+
+_short = reprlib.Repr()
+_short.maxstring, _short.maxother, _short.maxlist, _short.maxtuple, _short.maxdict = 40, 40, 4, 4, 4
+
+
+def label(func: Any) -> str:
+    """``module.qualname`` of a function (or of a callable object's class)."""
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{getattr(func, '__module__', '?')}.{name}"
+
+
+def describe_task(index: int, item: Any) -> str:
+    """``task 3: crash_task(3)``: the index, the function's name and short arguments."""
+    try:
+        func, args, kwargs = item
+        name = getattr(func, "__qualname__", None) or type(func).__qualname__
+        parts = [_short.repr(a) for a in args] + [f"{k}={_short.repr(v)}" for k, v in (kwargs or {}).items()]
+        return f"task {index}: {name}({', '.join(parts)})"
+    except Exception:  # noqa: BLE001 - a description must never fail
+        return f"task {index}"
+
+
+def identity(func: Any) -> tuple[Any, Any]:
+    """A key for "pickles to the same bytes", and the objects it refers to by id.
+
+    The function object itself, except for plain functions made anew for each task
+    (``delayed(lambda x: ...)`` inside a generator expression): those share their
+    code object, and pickle the same when their globals, defaults and closure
+    contents are the same objects. The caller keeps the referents alive.
+    """
+    if type(func) is types.MethodType:  # obj.method is a new object at every access
+        return ("method", id(func.__self__), id(func.__func__)), func
+    if type(func) is not types.FunctionType or func.__dict__:
+        return id(func), func
+    try:
+        cells = tuple(c.cell_contents for c in func.__closure__ or ())
+    except ValueError:  # an empty cell
+        return id(func), func
+    defaults = (func.__defaults__, tuple((func.__kwdefaults__ or {}).items()))
+    referents = (func, func.__code__, func.__globals__, cells, defaults)
+    ident = (
+        id(func.__code__),
+        id(func.__globals__),
+        func.__qualname__,
+        tuple(map(id, cells)),
+        tuple(map(id, func.__defaults__ or ())),
+        tuple((k, id(v)) for k, v in defaults[1]),
+    )
+    return ident, referents
+
+
+def group(fcol: tuple[Any, ...], by_content: bool) -> tuple[list[Any], Any]:
+    """The distinct functions of a batch and each task's index into them.
+
+    Bound methods of one object and function count once. When the batch is pickled
+    (*by_content*), so do functions that pickle the same (:func:`identity`); run in
+    this process, two closures are two objects with state of their own.
+    """
+    by_id: dict[int, int] = {}
+    by_ident: dict[Any, int] = {}
+    funcs: list[Any] = []
+    fidx: list[int] = []
+    for f in fcol:
+        k = by_id.get(id(f))
+        if k is None:
+            if by_content:
+                ident = identity(f)[0]
+            elif type(f) is types.MethodType:
+                ident = ("method", id(f.__self__), id(f.__func__))
+            else:
+                ident = id(f)
+            k = by_ident.get(ident)
+            if k is None:
+                k = by_ident[ident] = len(funcs)
+                funcs.append(f)
+            by_id[id(f)] = k
+        fidx.append(k)
+    return funcs, (0 if len(funcs) == 1 else fidx)
+
+
+def split(items: list[Any], first: int, by_content: bool) -> tuple[list[Any], Any, tuple[Any, ...], Any]:
+    """Columns of a batch: distinct functions, their index per task, args, kwargs.
+
+    The hot path of tiny tasks, so every check is one pass in C over a column.
+    Like joblib, any ``(function, args, kwargs)`` triple is accepted (a tuple, as
+    ``delayed`` makes, or a list); anything else is a ``TypeError`` naming its
+    index. That args are tuples and kwargs dicts is checked by the runner, before
+    the batch runs.
+    """
+    try:
+        fcol, acol, kcol = zip(*items, strict=True)
+    except (TypeError, ValueError):
+        raise bad_items(items, first) from None
+    has_kwargs = any(kcol)
+    f0 = fcol[0]
+    funcs: list[Any]
+    fidx: Any
+    if all(map(operator.is_, fcol, itertools.repeat(f0))):  # one function for the batch
+        funcs, fidx = [f0], 0
+    elif (
+        type(f0) is types.MethodType
+        and set(map(type, fcol)) == {types.MethodType}
+        and all(map(operator.is_, map(_SELF, fcol), itertools.repeat(f0.__self__)))
+        and all(map(operator.is_, map(_FUNC, fcol), itertools.repeat(f0.__func__)))
+    ):
+        funcs, fidx = [f0], 0  # delayed(obj.method): a new method object for every task
+    else:
+        funcs, fidx = group(fcol, by_content)
+    if not all(map(callable, funcs)):
+        raise bad_items(items, first)
+    return funcs, fidx, acol, kcol if has_kwargs else None
+
+
+def bad_items(items: list[Any], first: int) -> TypeError:
+    """The error naming the first item that is not a ``(function, args, kwargs)`` call."""
+    from ..workers.tasks import bad_item_message
+
+    for i, item in enumerate(items):
+        try:
+            f, args, kwargs = item
+        except (TypeError, ValueError):
+            return TypeError(bad_item_message(item, first + i))
+        if not callable(f) or type(args) is not tuple or (kwargs and type(kwargs) is not dict):
+            return TypeError(bad_item_message(item, first + i))
+    return TypeError(f"items {first}..{first + len(items) - 1} of the iterable are not delayed calls")
+
+
+class FunctionTable:
+    """The specs of one call's functions, each pickled when the call first meets it."""
+
+    def __init__(self, pickler: Any, buffers: Any, context: Any) -> None:
+        self.pickler = pickler
+        self.buffers = buffers  # pickler.buffers.CallBuffers: large arrays they hold via shm
+        self.context = context  # pickler.context.CallContext: large specs via a blob
+        self.token = uuid.uuid4().hex[:12]  # scopes the workers' function cache to this call
+        self._specs: dict[Any, FuncSpec] = {}
+        self._keep: list[Any] = []  # what the keys refer to, kept alive so ids stay unique
+
+    def spec(self, func: Any, index: int) -> FuncSpec:
+        ident, referents = identity(func)
+        spec = self._specs.get(ident)
+        if spec is None:
+            try:
+                data, refs = self.buffers.dumps_function(self.pickler, func)
+            except Exception as exc:
+                msg = explain(self.pickler, func, exc, root=f"function {label(func)}")
+                raise PicklingError(f"task {index}: {msg}") from exc
+            key = hashlib.blake2b(data + repr(refs).encode(), digest_size=16).hexdigest()
+            payload: Any = data
+            if len(data) > INLINE_LIMIT:
+                ref = self.context.put_blob(key, data)
+                if ref is not None:
+                    payload = ref
+            if refs:
+                payload = Frames(payload, refs)
+            cache_key = f"{key}.{self.token}" if isinstance(func, _KEEPABLE) else None
+            spec = self._specs[ident] = (cache_key, payload, label(func))
+            self._keep.append(referents)
+        return spec

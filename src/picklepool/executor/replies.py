@@ -1,0 +1,261 @@
+"""Reading a batch's reply in the parent, and turning failures into the right errors.
+
+A reply is what ``workers.runner.run_batch`` returned (``wire`` lists the kinds),
+or the exception the backend raised for the batch (a dead worker, a cancelled
+future). Every error says what went wrong, where (the task index and its
+function, with short arguments: ``task 3: crash_task(3)``) and what to do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from concurrent.futures import CancelledError
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from ..errors import (
+    PicklingError,
+    RemoteTraceback,
+    TaskExitError,
+    TaskTimeoutError,
+    UnpicklingError,
+    WorkerCrashedError,
+)
+from ..wire import Cancelled, Failure, Results, TaskFailed, decode_failure
+from ..workers.control import DUMPING, LOADING
+from .functions import describe_task
+
+_EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
+
+
+class Pending:
+    """A batch in flight: its place in the call, its items (for error messages), its future."""
+
+    __slots__ = ("seq", "first", "n", "items", "future")
+
+    def __init__(self, seq: int, first: int, items: list[Any]) -> None:
+        self.seq, self.first, self.n = seq, first, len(items)
+        self.items: list[Any] | None = items  # dropped once the batch succeeded
+        self.future: Any = None
+
+    def tasks(self) -> str:
+        """``tasks 3..5 (first: task 3: f(3))``."""
+        return f"tasks {self.first}..{self.first + self.n - 1} (first: {self.describe(self.first)})"
+
+    def describe(self, index: int) -> str:
+        """``task 3: f(3)`` for a task of this batch (just ``task N`` for others)."""
+        k = index - self.first
+        return describe_task(index, self.items[k]) if self.items and 0 <= k < self.n else f"task {index}"
+
+
+class ReplyReader:
+    """Decodes the replies of one call; raises the errors they report."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call  # executor.dispatch.Call: pickler, buffers, backend, session, timeout
+
+    def read(self, batch: Pending) -> tuple[list[Any], float]:
+        """``(results, seconds)`` of a finished batch, or the error it reports, raised."""
+        call = self.call
+        try:
+            reply = batch.future.result()
+        except CancelledError:
+            if call.cancelled:
+                return [], 0.0
+            raise RuntimeError(
+                f"{batch.tasks()} were cancelled because their {call.backend.name} pool was shut "
+                "down while the call was still running (for example a return_as='generator' read "
+                "after its `with Parallel(...)` block ended). Consume the generator inside the block."
+            ) from None
+        except BrokenProcessPool as exc:
+            raise self.crash_error(batch, exc) from exc
+        if call.bytes_path:
+            failure = decode_failure(reply)
+            if failure is not None:
+                raise self.failure_error(batch, failure)
+            try:
+                reply = call.buffers.loads(call.pickler, reply)
+            except Exception as exc:
+                raise UnpicklingError(
+                    f"the reply of {batch.tasks()} could not be unpickled in the parent with "
+                    f"pickler {call.pickler.name!r}: {type(exc).__name__}: {exc}. A result's class "
+                    "must be importable here."
+                ) from exc
+        kind = type(reply)
+        if kind is Results:
+            return reply.values, reply.seconds
+        if kind is TaskFailed:
+            raise self.task_error(batch, reply)
+        if kind is Failure:
+            raise self.failure_error(batch, reply)
+        if kind is Cancelled:
+            return [], 0.0
+        raise RuntimeError(f"picklepool: unexpected reply for {batch.tasks()}: {type(reply).__name__}")
+
+    def task_error(self, batch: Pending, failed: TaskFailed) -> BaseException:
+        """The task's own exception, with the worker's traceback as its cause and a note."""
+        error, where = failed.error, batch.describe(failed.task)
+        real_ctrl_c = isinstance(error, KeyboardInterrupt) and self.call.backend.caller_thread
+        if isinstance(error, _EXITS) and not real_ctrl_c:
+            exit_error = TaskExitError(
+                f"{where} raised {type(error).__name__}{_args(error)}, which would have ended "
+                "your program. A task cannot exit the caller: return a value or raise an "
+                "exception instead."
+            )
+            exit_error.original = error
+            exit_error.__cause__ = RemoteTraceback(failed.traceback) if failed.traceback else error
+            return exit_error
+        if failed.traceback:
+            error.__cause__ = RemoteTraceback(failed.traceback)
+        if hasattr(error, "add_note"):
+            place = "in this process" if self.call.in_caller else "in a worker"
+            error.add_note(f"(raised by {where} of this Parallel call, {place})")
+        return error
+
+    def failure_error(self, batch: Pending, failure: Failure) -> BaseException:
+        where = batch.describe(failure.task)
+        if failure.kind == "error":
+            error = stand_in(failure)
+            error.__cause__ = RemoteTraceback(failure.traceback) if failure.traceback else None
+            if hasattr(error, "add_note"):
+                error.add_note(
+                    f"(raised by {where} of this Parallel call, in a worker; the exception could "
+                    "not be pickled back, so this is a stand-in of the same name)"
+                )
+            return error
+        if failure.kind == "bad-item":
+            return TypeError(failure.message)
+        if failure.kind == "dump":
+            return PicklingError(f"{where}: the result could not be sent back: {failure.message}")
+        return self.load_error(batch, failure)
+
+    def load_error(self, batch: Pending, failure: Failure) -> UnpicklingError:
+        name, message, what = self.call.pickler.name, failure.message, failure.what
+        if what == "pickler":
+            subject = f"the pickler {name!r} itself (its class must be importable in the workers)"
+        elif what == "function":
+            subject = f"the function {failure.label} of {batch.tasks()}"
+        else:
+            subject = f"the {what} of {batch.tasks()}"
+        text = f"a worker could not rebuild {subject}, sent with pickler {name!r}: {message}."
+        text += _import_advice(name, message)
+        err = UnpicklingError(text)
+        err.__cause__ = RemoteTraceback(failure.traceback)
+        return err
+
+    def crash_error(self, batch: Pending, exc: BaseException) -> Exception:
+        """``WorkerCrashedError`` (or ``TaskTimeoutError`` for a worker the watchdog killed)."""
+        call = self.call
+        overdue = call.watchdog.overdue if call.watchdog is not None else None
+        if overdue is not None:
+            index, pid = overdue
+            return TaskTimeoutError(
+                f"{batch.describe(index)} ran longer than timeout={call.timeout}s and did not "
+                f"respond to interruption (stuck in compiled code?); its worker (pid {pid}) was "
+                "killed, and the pool is replaced on the next call"
+            )
+        culprit = ""
+        if call.session is not None:
+            dead = _dead_worker_task(call.session, call.call_id)
+            if dead is not None:
+                index, pid, stage = dead
+                owner = call.batch_of(index) or batch
+                if stage == LOADING:
+                    culprit = f" while unpickling {owner.tasks()} (worker pid {pid})"
+                elif stage == DUMPING:
+                    culprit = f" while pickling the results of {owner.tasks()} (worker pid {pid})"
+                else:
+                    culprit = f" while running {owner.describe(index)} (worker pid {pid})"
+        codes = re.search(r"exit codes of the workers are \{(.*?)\}", str(exc))
+        recovery = " The pool is replaced on the next call."
+        if codes:
+            detail = f"exit code {codes.group(1)}"
+        elif isinstance(exc, WorkerCrashedError):  # the backend said what happened (dask)
+            detail, recovery = str(exc), ""
+        else:
+            detail = type(exc).__name__
+        if not culprit:
+            culprit = f" while {batch.tasks()} were queued or running"
+        return WorkerCrashedError(
+            f"a worker process died{culprit}: {detail}. This is usually a segfault in "
+            "compiled code, a call to os._exit(), or the OOM killer (check memory use)."
+            f"{recovery}"
+        )
+
+
+def _args(error: BaseException) -> str:
+    return f"({', '.join(map(repr, error.args))})" if error.args else ""
+
+
+def _dead_worker_task(session: Any, call_id: int) -> tuple[int, int, int] | None:
+    """``(task, pid, stage)`` of a dead worker that was busy with *call_id*, if any."""
+    import psutil
+
+    found = None
+    for pid in session.worker_pids():
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.Error:
+            pass  # gone: this is a dead worker
+        status = session.worker_status(pid)
+        session.forget_worker(pid)
+        if status and status[0] == call_id and status[1] >= 0:
+            found = (status[1], pid, status[3])
+    return found
+
+
+def _import_advice(pickler_name: str, message: str) -> str:
+    """What to do when a worker cannot import what a by-reference pickler named."""
+    module = re.search(r"No module named '([^']+)'", message)
+    missing = re.search(r"Can't get attribute '([^']+)'", message)
+    if module is None and missing is None:
+        return ""
+    if module is not None and module[1] in sys.modules:
+        where = getattr(sys.modules[module[1]], "__file__", None) or "a path of its own"
+        return (
+            f" Module {module[1]!r} is imported in this process (from {where}) but cannot be "
+            "imported in the worker: its folder is not on the worker's sys.path, or it was made "
+            "at run time. Workers mirror the parent's sys.path at each call; a module that exists "
+            "only in memory needs pickler='hybrid' (the default) or 'cloudpickle'."
+        )
+    text = ""
+    if missing and hasattr(sys.modules.get("__main__"), missing[1].partition(".")[0]):
+        text += f" {missing[1]!r} is defined in __main__ (your script), which workers do not import."
+    return text + (
+        f" Pickler {pickler_name!r} sends functions and classes by reference (module and "
+        "name), so the worker must be able to import them. Fix: use pickler='hybrid' "
+        "(the default) or 'cloudpickle', which send them by value, move them into an "
+        "importable module, or decorate them with picklepool.wrap_non_picklable_objects."
+    )
+
+
+def stand_in(failure: Failure) -> BaseException:
+    """An exception named like the one that could not make the trip.
+
+    Its class subclasses the nearest importable base of the original (so ``except
+    ValueError`` still catches a ``ValueError`` subclass), and carries the
+    original's text.
+    """
+    base: type[BaseException] = Exception
+    for entry in failure.mro[1:]:
+        module, _, qualname = entry.partition(":")
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+        except Exception:  # noqa: BLE001 - not importable here: try the next base
+            continue
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            base = obj
+            break
+    name = failure.mro[0].rpartition(".")[2].rpartition(":")[2] if failure.mro else "RemoteError"
+    cls = type(name, (base,), {"__module__": "picklepool.remote", "__qualname__": name})
+    try:
+        return cls(failure.what)  # type: ignore[no-any-return]
+    except Exception:  # noqa: BLE001 - a base whose __init__ wants other arguments
+        exc: BaseException = BaseException.__new__(cls)
+        exc.args = (failure.what,)
+        return exc

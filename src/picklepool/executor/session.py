@@ -1,0 +1,171 @@
+"""The parent's session folder: cancel flags, worker status, blobs; and its cleanup.
+
+One folder per parent process (in ``/dev/shm`` when it exists, else the temp
+folder), named ``picklepool-<pid>-<random>``, created at the first call that
+needs it and removed at exit. Its layout is in ``workers.control``, whose
+``WorkerView`` is the workers' side of it. It is registered with loky's resource
+tracker, so it goes even when the parent is killed once its workers have exited
+(they notice their parent's death within about a second, see
+``workers.control.watch_parent``); and a new session removes the folders of
+earlier picklepool processes that died without cleaning up.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from typing import Any
+
+from .. import lokycompat
+from ..workers.control import CANCEL_SLOTS, STATUS, map_file, shm_root
+
+_STALE = re.compile(r"picklepool-(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_folders(roots: tuple[str, ...] | None = None) -> list[str]:
+    """Remove ``picklepool-<pid>-*`` folders whose process is gone; return their paths.
+
+    Looks in ``/dev/shm`` and the temp folder (spilled buffers). Folders of live
+    processes, and of this one, are left alone.
+    """
+    removed = []
+    for root in roots or (shm_root(), tempfile.gettempdir()):
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        for name in names:
+            m = _STALE.match(name)
+            if m is None or int(m[1]) == os.getpid() or _alive(int(m[1])):
+                continue
+            path = os.path.join(root, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+class Session:
+    """Parent side: the session folder, cancel flags and status reading."""
+
+    def __init__(self) -> None:
+        self.path = os.path.join(shm_root(), f"picklepool-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.mkdir(self.path, 0o700)
+        self._tracked = lokycompat.track_folder(self.path)
+        self._flags = map_file(os.path.join(self.path, "cancel"), CANCEL_SLOTS, create=True)
+        self._lock = threading.Lock()
+        self._next_call = 0
+        self._blobs: dict[str, set[Any]] = {}  # key -> the calls using it
+
+    def begin_call(self) -> int:
+        with self._lock:
+            self._next_call += 1
+            call_id = self._next_call
+        self._flags[call_id % CANCEL_SLOTS] = 0
+        return call_id
+
+    def cancel(self, call_id: int) -> None:
+        self._flags[call_id % CANCEL_SLOTS] = 1
+
+    def write_blob(self, key: str, data: bytes, owner: Any = None) -> str:
+        """Write *data* once under *key* for *owner* (a call); return its path.
+
+        Calls that send the same content share one file; it is removed when the last
+        of them drops it. The file is complete before any caller gets its path.
+        """
+        path = os.path.join(self.path, f"blob-{key}")
+        with self._lock:
+            owners = self._blobs.get(key)
+            if owners is None:
+                tmp = f"{path}.tmp{threading.get_ident()}"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+                owners = self._blobs[key] = set()
+            owners.add(owner)
+        return path
+
+    def drop_blob(self, key: str, owner: Any = None) -> None:
+        with self._lock:
+            owners = self._blobs.get(key)
+            if owners is None:
+                return
+            owners.discard(owner)
+            if owners:
+                return
+            del self._blobs[key]
+            try:
+                os.unlink(os.path.join(self.path, f"blob-{key}"))
+            except FileNotFoundError:
+                pass
+
+    def worker_status(self, pid: int) -> tuple[int, int, int, int] | None:
+        """``(call_id, task_index, start_ns, stage)`` a worker last reported, or None.
+
+        *stage* is ``workers.control.RUNNING`` (task_index runs), ``LOADING`` or
+        ``DUMPING`` (the batch starting at task_index is unpickled, its results pickled).
+
+        ``start_ns`` (``time.monotonic_ns()``) is only kept when the call has a timeout.
+        """
+        try:
+            with open(os.path.join(self.path, f"w{pid}"), "rb") as f:
+                data = f.read(STATUS.size)
+        except OSError:
+            return None
+        if len(data) < STATUS.size:
+            return None
+        return STATUS.unpack(data)
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the workers that have reported a status in this session."""
+        return [int(e[1:]) for e in os.listdir(self.path) if e[:1] == "w" and e[1:].isdigit()]
+
+    def forget_worker(self, pid: int) -> None:
+        try:
+            os.unlink(os.path.join(self.path, f"w{pid}"))
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        try:
+            self._flags.close()
+        except (BufferError, ValueError):
+            pass
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._tracked:
+            lokycompat.track_folder(self.path, register=False)
+
+
+_session: Session | None = None
+_session_lock = threading.Lock()
+
+
+def session() -> Session:
+    """The parent's shared-memory session folder, created on first use."""
+    global _session
+    with _session_lock:
+        if _session is None or not os.path.isdir(_session.path):
+            remove_stale_folders()
+            _session = Session()
+            atexit.register(_session.close)
+        return _session
+
+
+def current_session() -> Session | None:
+    """The session if one was made (never creates one just to look)."""
+    return _session

@@ -1,0 +1,113 @@
+"""Every use of loky beyond its documented API, in one module.
+
+loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
+``submit``/``shutdown``. picklepool also needs, and takes only from here:
+
+- the worker processes of an executor (``executor._processes``), to name the
+  task a dead worker was running and to kill a task stuck past its timeout;
+- the nesting depth of the current process (``process_executor._CURRENT_DEPTH``);
+- the worker's memory-leak check (``_USE_PSUTIL``, ``_MAX_MEMORY_LEAK_SIZE``,
+  ``_MEMORY_LEAK_CHECK_DELAY``), which picklepool sets to have loky replace a
+  worker after its current batch (memory recycling, a task that timed out);
+- an instance of standalone loky's start method (``backend.context.LokyContext``)
+  and its resource tracker (``backend.resource_tracker``).
+
+:data:`CHECKED` lists the loky versions this was checked against; a test pins it,
+so a new loky release is read before it is trusted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+CHECKED = ("3.4", "3.5", "3.6", "3.7")
+
+
+def loky_version() -> str:
+    import loky
+
+    return str(loky.__version__)
+
+
+def worker_processes(executor: Any) -> dict[int, Any]:
+    """pid -> process of a loky executor's live workers (empty when unknown)."""
+    return dict(getattr(executor, "_processes", None) or {})
+
+
+def depth() -> int:
+    """How deep this process is in loky's nesting: 0 in a parent, 1 in its workers."""
+    pe = sys.modules.get("loky.process_executor")
+    return int(getattr(pe, "_CURRENT_DEPTH", 0) or 0)
+
+
+def _worker_module() -> Any:
+    """loky's process_executor module if this process is one of its workers, else None."""
+    pe = sys.modules.get("loky.process_executor")
+    if pe is None or getattr(pe, "_CURRENT_DEPTH", 0) < 1:
+        return None
+    return pe
+
+
+def supports_recycling(pe: Any = None) -> bool:
+    """True when loky's memory-leak check has the knobs :func:`recycle_after_batch` sets."""
+    if pe is None:
+        pe = sys.modules.get("loky.process_executor") or importlib.import_module("loky.process_executor")
+    return bool(
+        getattr(pe, "_USE_PSUTIL", False)
+        and hasattr(pe, "_MAX_MEMORY_LEAK_SIZE")
+        and hasattr(pe, "_MEMORY_LEAK_CHECK_DELAY")
+    )
+
+
+_NEVER_ENOUGH = -(1 << 62)  # loky's allowed growth when this worker must retire
+
+
+def recycle_after_batch() -> bool:
+    """In a loky worker: have loky replace this process once its current job is answered.
+
+    loky checks a worker's memory growth after each job and exits it cleanly (the
+    executor starts a new one) when the growth passes ``_MAX_MEMORY_LEAK_SIZE``;
+    setting the check to "always, and always too much" retires this worker.
+    Returns False outside a loky worker, or when loky lacks the check.
+    """
+    pe = _worker_module()
+    if pe is None or not supports_recycling(pe):
+        return False
+    pe._MEMORY_LEAK_CHECK_DELAY = -1.0
+    pe._MAX_MEMORY_LEAK_SIZE = _NEVER_ENOUGH
+    return True
+
+
+_context: Any = None
+
+
+def start_method() -> Any:
+    """Our own instance of loky's start method.
+
+    loky and joblib's vendored copy both register a start method named "loky", and
+    the one imported last wins: asking for it by name could start picklepool's
+    workers with joblib's loader. An instance of standalone loky's context does not
+    depend on import order.
+    """
+    global _context
+    if _context is None:
+        from loky.backend.context import LokyContext
+
+        _context = LokyContext()
+    return _context
+
+
+def track_folder(path: str, register: bool = True) -> bool:
+    """Have loky's resource tracker remove *path* should this process be killed."""
+    try:
+        from loky.backend import resource_tracker
+
+        if register:
+            resource_tracker.register(path, "folder")
+        else:
+            resource_tracker.unregister(path, "folder")
+    except Exception:  # noqa: BLE001 - tracker unavailable: the folder is removed at exit anyway
+        return False
+    return True

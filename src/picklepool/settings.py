@@ -1,0 +1,389 @@
+"""Every setting, in one place: where its value comes from, and whether it is valid.
+
+One precedence rule for every setting, decided here and nowhere else::
+
+    the argument  >  the innermost parallel_config  >  PICKLEPOOL_* env var  >  default
+
+``None`` (and the ``NOT_SET`` sentinel) mean "not given" at every level, as in
+joblib, so a ``parallel_config`` applies to ``Parallel(n_jobs=None)``.
+:func:`resolve` answers for one setting; :func:`resolve_settings` builds the frozen
+:class:`Settings` a call runs with, every value validated where it was given:
+a bad value is a ``ValueError`` naming the setting, the value and its source.
+
+This module is the bottom of the package: it imports nothing of picklepool, so the
+parent side (``executor``), the pickler registry, ``SharedState`` checkpoints and
+``picklepool info`` all read settings the same way.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+
+class _Sentinel:
+    """Marks "not passed" (joblib's ``_Sentinel``)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def __reduce__(self) -> str:
+        return self.name
+
+
+NOT_SET: Any = _Sentinel("NOT_SET")
+
+# Every environment variable picklepool reads, in order of precedence per setting.
+ENV_VARS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "pickler": ("PICKLEPOOL_PICKLER", "LOKY_PICKLER"),
+        "state_key": ("PICKLEPOOL_STATE_KEY",),
+        "n_jobs": ("PICKLEPOOL_N_JOBS",),
+        "backend": ("PICKLEPOOL_BACKEND",),
+        "progress": ("PICKLEPOOL_PROGRESS",),
+        "max_worker_memory": ("PICKLEPOOL_MAX_WORKER_MEMORY",),
+        "idle_worker_timeout": ("PICKLEPOOL_IDLE_WORKER_TIMEOUT",),
+        "worker_cache_bytes": ("PICKLEPOOL_WORKER_CACHE_BYTES",),
+    }
+)
+
+# The built-in defaults, used when nothing at all is set.
+DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "n_jobs": -1,
+        "backend": "loky",
+        "pickler": "hybrid",
+        "batch_size": "auto",
+        "pre_dispatch": "2*n_jobs",
+        "timeout": None,
+        "progress": False,
+        "verbose": 0,
+        "max_nbytes": "1M",
+        "inner_max_num_threads": None,
+        "max_worker_memory": None,
+        "idle_worker_timeout": None,
+        "scheduler_address": None,
+    }
+)
+
+CONFIG_KEYS = tuple(DEFAULTS)
+
+_config: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "picklepool_config", default=MappingProxyType({})
+)
+
+
+def env_setting(setting: str) -> tuple[str, str] | None:
+    """Return ``(value, variable_name)`` for *setting* from the environment, or None.
+
+    The only function in picklepool that reads ``PICKLEPOOL_*`` (and
+    ``LOKY_PICKLER``) variables. Empty values count as unset.
+    """
+    for var in ENV_VARS.get(setting, ()):
+        value = os.environ.get(var)
+        if value:
+            return value, var
+    return None
+
+
+def config_value(setting: str) -> Any:
+    """The value of *setting* in the innermost ``parallel_config``, or NOT_SET."""
+    return _config.get().get(setting, NOT_SET)
+
+
+def push_config(values: Mapping[str, Any]) -> contextvars.Token[Mapping[str, Any]]:
+    """Enter a ``parallel_config`` block: *values* over the enclosing ones."""
+    merged = dict(_config.get())
+    merged.update(values)
+    return _config.set(MappingProxyType(merged))
+
+
+def pop_config(token: contextvars.Token[Mapping[str, Any]]) -> None:
+    _config.reset(token)
+
+
+def _given(value: Any) -> bool:
+    return value is not None and value is not NOT_SET
+
+
+def resolve(setting: str, argument: Any = NOT_SET, default: Any = NOT_SET) -> tuple[Any, str]:
+    """The value in force for *setting*, and where it came from.
+
+    Returns ``(value, source)``; source is ``"argument"``, ``"parallel_config"``,
+    ``"env var NAME"`` or ``"default"``. ``None`` means "not given" at every level.
+    *default* defaults to :data:`DEFAULTS`'s entry (None for settings without one).
+    """
+    if _given(argument):
+        return argument, "argument"
+    value = config_value(setting)
+    if _given(value):
+        return value, "parallel_config"
+    found = env_setting(setting)
+    if found is not None:
+        return found[0], f"env var {found[1]}"
+    if default is NOT_SET:
+        default = DEFAULTS.get(setting)
+    return default, "default"
+
+
+# -- parsers: one per kind of value ------------------------------------------------------
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+MAX_BYTES = 1 << 62  # far above any machine's memory; past it a size is a mistake
+MAX_SECONDS = 1e9  # ~31 years: timers and waits in the stdlib overflow not far above
+
+
+def parse_bytes(value: Any, name: str, source: str = "argument") -> int | None:
+    """``"1M"`` -> 1048576; None stays None; ints pass through.
+
+    Raises ``ValueError`` naming *name* for anything else: negative, NaN, infinite,
+    or past 2**62 bytes.
+    """
+    if value is None:
+        return None
+    number = -1.0
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip().upper().removesuffix("B")
+        unit = text[-1:] if text[-1:] in _UNITS else ""
+        try:
+            number = float(text[: len(text) - len(unit)]) * _UNITS[unit]
+        except ValueError:
+            number = -1.0
+    if 0 <= number <= MAX_BYTES:
+        return int(number)
+    raise ValueError(
+        f"{name}={value!r} (from {source}) is not a size; use bytes as an int, or '500K', '1M', '2G', or None"
+    )
+
+
+def parse_seconds(value: Any, name: str, source: str = "argument") -> float | None:
+    """A positive, finite number of seconds (at most 1e9), or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 < value <= MAX_SECONDS
+    ):
+        return float(value)
+    raise ValueError(
+        f"{name}={value!r} (from {source}) is not valid; use a positive, finite number of "
+        f"seconds (at most {MAX_SECONDS:g}), or None"
+    )
+
+
+def parse_n_jobs(value: Any, source: str = "argument") -> int:
+    """``n_jobs`` as an int: strings of digits are read, floats truncated (as joblib).
+
+    0, booleans, NaN and anything else raise ``ValueError``.
+    """
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, float) and math.isfinite(value) and value != 0:
+        value = int(value) or (1 if value > 0 else -1)
+    if not isinstance(value, int) or isinstance(value, bool) or value == 0:
+        raise ValueError(
+            f"n_jobs={value!r} (from {source}) is not valid: use a positive number of "
+            "workers, -1 for all usable cores, or -n for all cores but n-1"
+        )
+    return value
+
+
+_cores_cache: dict[Any, int] = {}
+
+
+def cpu_count(only_physical_cores: bool = False) -> int:
+    """Usable cores: CPU affinity, cgroup quotas and ``LOKY_MAX_CPU_COUNT`` respected.
+
+    loky's count, remembered while the affinity and ``LOKY_MAX_CPU_COUNT`` stay the
+    same (it reads cgroup files, ~0.1 ms a call, which would show in every call).
+    """
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    key = (affinity, os.environ.get("LOKY_MAX_CPU_COUNT"), only_physical_cores)
+    count = _cores_cache.get(key)
+    if count is None:
+        import loky
+
+        count = _cores_cache[key] = int(loky.cpu_count(only_physical_cores=only_physical_cores))
+    return count
+
+
+def workers_for(n_jobs: int, cores: int | None = None) -> int:
+    """Workers for an ``n_jobs`` already parsed: -1 all *cores*, -2 all but one, ..."""
+    if n_jobs < 0:
+        return max(1, (cpu_count() if cores is None else cores) + 1 + n_jobs)
+    return n_jobs
+
+
+def parse_batch_size(value: Any, source: str = "argument") -> int | str:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value  # type: ignore[no-any-return]
+    raise ValueError(f"batch_size={value!r} (from {source}) is not valid; use 'auto' or a positive int")
+
+
+def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int:
+    """Batches that may be in flight for *pre_dispatch* ("2*n_jobs", "all", an int)."""
+    if isinstance(pre_dispatch, int) and not isinstance(pre_dispatch, bool) and pre_dispatch > 0:
+        return pre_dispatch
+    if isinstance(pre_dispatch, str):
+        text = pre_dispatch.replace(" ", "")
+        if text == "n_jobs":
+            return n_workers
+        factor, _, rest = text.partition("*")
+        if rest == "n_jobs" and factor.isdigit() and int(factor) > 0:
+            return int(factor) * n_workers
+        if factor == "n_jobs" and rest.isdigit() and int(rest) > 0:
+            return int(rest) * n_workers
+        if text == "all":
+            return 1 << 30
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+    raise ValueError(
+        f"pre_dispatch={pre_dispatch!r} (from {source}) is not valid; use e.g. '2*n_jobs', "
+        "'all' or a positive int"
+    )
+
+
+def parse_threads(value: Any, source: str = "argument") -> int | None:
+    """Validate ``inner_max_num_threads``: None (default) or a positive int."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError(
+        f"inner_max_num_threads={value!r} (from {source}) is not valid; use a positive "
+        "number of BLAS/OpenMP threads per worker, or None for cores // n_jobs"
+    )
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", "none", ""}
+_ALWAYS = {"always", "force"}
+
+
+def parse_progress(value: Any, source: str = "argument") -> Any:
+    """Validate a ``progress`` setting: False, True, "always" or a callable.
+
+    Strings (from ``PICKLEPOOL_PROGRESS``) are read as booleans or "always".
+    """
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _ALWAYS:
+            return "always"
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    elif callable(value):
+        return value
+    raise ValueError(
+        f"progress={value!r} (from {source}) is not valid; use True (a bar when stderr is a "
+        "terminal), 'always' (a bar even when it is not), False, or a callable taking "
+        "(done, total_or_None)"
+    )
+
+
+def parse_verbose(value: Any, source: str = "argument") -> int:
+    """Validate a ``verbose`` setting: a non-negative int (a bool counts as 0/1)."""
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and value >= 0:
+        return int(value)
+    raise ValueError(f"verbose={value!r} (from {source}) is not valid; use 0 (quiet) or a positive int")
+
+
+# -- the settings of one call --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of one call, validated; ``sources`` says where each came from.
+
+    ``pickler`` is the value as given (a name, a class, an instance): it is resolved
+    by ``pickler.registry.resolve_pickler`` only for calls that pickle.
+    """
+
+    n_jobs: int
+    n_workers: int
+    backend: str
+    pickler: Any
+    batch_size: int | str
+    pre_dispatch: Any
+    max_inflight: int
+    timeout: float | None
+    progress: Any
+    verbose: int
+    max_nbytes: int | None
+    inner_max_num_threads: int | None
+    max_worker_memory: int | None
+    idle_worker_timeout: float | None
+    scheduler_address: str | None
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+
+_PARSERS: Mapping[str, Any] = MappingProxyType(
+    {
+        "batch_size": parse_batch_size,
+        "timeout": lambda v, s: parse_seconds(v, "timeout", s),
+        "progress": parse_progress,
+        "verbose": parse_verbose,
+        "max_nbytes": lambda v, s: parse_bytes(v, "max_nbytes", s),
+        "inner_max_num_threads": parse_threads,
+        "max_worker_memory": lambda v, s: parse_bytes(v, "max_worker_memory", s),
+        "idle_worker_timeout": lambda v, s: parse_seconds(v, "idle_worker_timeout", s),
+    }
+)
+
+
+def resolve_settings(
+    arguments: Mapping[str, Any], backends: tuple[str, ...], cores: int | None = None
+) -> Settings:
+    """The :class:`Settings` in force for *arguments* (NOT_SET or None: not given).
+
+    *backends* are the valid backend names; *cores* what ``n_jobs=-1`` means (None:
+    :func:`cpu_count`; inside a worker, its share of the parent's cores). Raises
+    ``ValueError`` naming the first bad setting, its value and its source.
+    """
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key in DEFAULTS:
+        values[key], sources[key] = resolve(key, arguments.get(key, NOT_SET))
+    for key, parse in _PARSERS.items():
+        values[key] = parse(values[key], sources[key])
+    if values["backend"] not in backends:
+        raise ValueError(
+            f"backend={values['backend']!r} (from {sources['backend']}) is not valid; "
+            f"use one of {list(backends)}"
+        )
+    n_jobs = parse_n_jobs(values["n_jobs"], sources["n_jobs"])
+    n_workers = workers_for(n_jobs, cores)
+    values["n_jobs"] = n_jobs
+    return Settings(
+        n_workers=n_workers,
+        max_inflight=inflight(values["pre_dispatch"], n_workers, sources["pre_dispatch"]),
+        sources=MappingProxyType(sources),
+        **values,
+    )

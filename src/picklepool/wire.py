@@ -1,0 +1,140 @@
+"""What crosses the process boundary, written down once.
+
+Parent to worker, one :class:`Batch` per submission: the call's pickler (itself
+pickled, a small header), the call's functions (each pickled once per call, see
+``executor.functions``), the tasks pickled by that pickler, and what the worker
+must mirror or enforce (:class:`ParentState`, :class:`WorkerLimits`, the timeout).
+The backend moves the ``Batch`` as it is; only ``pickler/`` turns objects into
+the bytes inside it.
+
+Worker to parent, one reply per batch, made by the call's pickler:
+
+    Results(values, seconds)           every task ran
+    TaskFailed(task, error, tb)        task number *task* raised; the rest were skipped
+    Cancelled(call_id)                 the call was cancelled meanwhile
+
+and, when the reply must describe a failure *of the pickler itself* (the batch
+could not be unpickled, a result could not be pickled, an exception could not
+make the trip), a :class:`Failure` in a fixed framing that does not depend on
+any pickler: :data:`FAILURE_MAGIC` followed by JSON. The parent checks for the
+magic before it hands a reply to the call's pickler, so a registered pickler
+whose ``loads`` is not ``pickle.loads`` still gets every failure reported.
+
+This module imports nothing of picklepool: both sides import it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+
+class WorkerLimits(NamedTuple):
+    """What a worker enforces around each batch."""
+
+    threads: int | None  # threadpoolctl limit; None: leave thread pools alone
+    max_memory: int | None  # RSS in bytes past which the worker is recycled; None: off
+
+
+class ParentState(NamedTuple):
+    """The parent's process state a task's outcome depends on, mirrored by workers.
+
+    Applied by ``workers.mirror`` before a batch runs, and only when it differs
+    from what the worker last applied (a tuple comparison per batch).
+    """
+
+    sys_path: tuple[str, ...]  # where imports are found (entries the parent added later)
+    recursion_limit: int  # deep results must pickle in the worker as in the parent
+    cwd: str  # relative paths open the same files
+    depth: int  # nesting depth of the call: 0 in the parent, 1 in its workers' calls
+    cores: int  # cores an inner call may use for n_jobs=-1 (the worker's share)
+
+
+# key (None: rebuild for every batch), bytes (inline) or a blob reference, label
+FuncSpec = tuple["str | None", Any, str]
+
+
+class Batch(NamedTuple):
+    """One submission: some consecutive tasks of one call."""
+
+    call_id: int
+    session: str | None  # the parent's session folder (cancel flags, status), or None
+    pickler: bytes  # the call's pickler, pickled with cloudpickle (cached by the worker)
+    functions: tuple[FuncSpec, ...]
+    tasks: Any  # (fidx, args, kwargs) made by the pickler: bytes, or pickler.buffers.Frames
+    first: int  # index of the batch's first task in the call
+    timeout: float | None
+    limits: WorkerLimits | None
+    parent: ParentState | None
+    attachment: Any = None  # data the batch's blob references name (dask), else None
+
+
+class Results(NamedTuple):
+    values: list[Any]
+    seconds: float
+
+
+class TaskFailed(NamedTuple):
+    task: int  # the index of the task that raised
+    error: BaseException
+    traceback: str
+
+
+class Cancelled(NamedTuple):
+    call_id: int
+
+
+FAILURE_MAGIC = b"\x00\x00picklepool-failure\x00"
+
+
+class Failure(NamedTuple):
+    """A failure reported without the call's pickler.
+
+    kind: "load" (the worker could not rebuild *what*: "pickler", "function",
+    "arguments"), "dump" (result *task* could not be pickled), "bad-item" (task
+    *task* is not a delayed call), "error" (task *task* raised an exception that
+    could not be sent: *what* is its class, *mro* the importable bases).
+    """
+
+    kind: str
+    task: int  # the task it is about (the batch's first, for a whole batch)
+    what: str
+    message: str
+    traceback: str = ""
+    mro: tuple[str, ...] = ()
+    label: str = ""  # for "load" of functions: their names
+
+    def encode(self) -> bytes:
+        return FAILURE_MAGIC + json.dumps(self._asdict()).encode("utf-8")
+
+
+def decode_failure(data: Any) -> Failure | None:
+    """The :class:`Failure` framed in *data*, or None when *data* is a pickler's reply."""
+    if type(data) is bytes and data[: len(FAILURE_MAGIC)] == FAILURE_MAGIC:
+        fields = json.loads(data[len(FAILURE_MAGIC) :].decode("utf-8"))
+        fields["mro"] = tuple(fields.get("mro", ()))
+        return Failure(**fields)
+    return None
+
+
+def rebuild_exception(
+    cls: type[BaseException],
+    args: tuple[Any, ...],
+    state: dict[str, Any],
+    notes: list[str] | None,
+    cause: BaseException | None = None,
+) -> BaseException:
+    """An exception of *cls* made without calling its ``__init__``.
+
+    The worker sends this when the exception's own pickling cannot make the trip
+    (an ``__init__`` that takes other arguments than ``args``): the class, its
+    ``args``, ``__dict__`` and notes are enough for ``except cls`` and ``str()``.
+    """
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    if state:
+        exc.__dict__.update(state)
+    if notes:
+        exc.__notes__ = list(notes)  # type: ignore[attr-defined]
+    exc.__cause__ = cause
+    return exc

@@ -1,0 +1,60 @@
+"""The parent's process state, mirrored in a worker before each batch.
+
+A warm worker was started once; the parent goes on changing. What decides
+whether a task runs the same in a worker as in the parent travels with every
+batch in a ``wire.ParentState`` and is applied here, only when it changed:
+
+- ``sys.path``: the parent's entries, in the parent's order, come first (a module
+  imported from a folder the parent added after the pool started is found);
+  entries only the worker has stay after them.
+- the recursion limit: deep results pickle (and deep recursion runs) as in the parent.
+- the working directory: relative paths open the same files.
+- the nesting depth and the cores an inner ``Parallel(n_jobs=-1)`` may use
+  (the worker's share of the parent's), read by ``executor`` in the worker.
+
+Not mirrored, by choice: ``os.environ`` (workers keep the environment they were
+started with, plus their thread limits; libraries read most variables once, at
+import, so changing them under a warm worker would not do what a user expects —
+pass values as arguments, or set them before the first call), signal handlers,
+``warnings`` filters and logging configuration (set them in the task or with
+``initializer``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..wire import ParentState
+
+_applied: ParentState | None = None
+
+
+def apply(state: ParentState) -> None:
+    """Make this process match *state* (cheap when it already does)."""
+    global _applied
+    if state == _applied:
+        return
+    previous = _applied
+    if previous is None or state.sys_path != previous.sys_path:
+        parent = list(state.sys_path)
+        known = set(parent)
+        sys.path[:] = parent + [p for p in sys.path if p not in known]
+    if sys.getrecursionlimit() != state.recursion_limit:
+        sys.setrecursionlimit(state.recursion_limit)
+    if previous is None or state.cwd != previous.cwd:
+        try:
+            os.chdir(state.cwd)
+        except OSError:  # the folder is not there for this worker (another machine)
+            pass
+    _applied = state
+
+
+def nesting() -> tuple[int, int | None]:
+    """``(depth, cores)`` this process runs calls with: ``(0, None)`` in a parent.
+
+    *cores* is how many cores a ``Parallel(n_jobs=-1)`` call made here may use.
+    """
+    if _applied is None:
+        return 0, None
+    return _applied.depth, _applied.cores

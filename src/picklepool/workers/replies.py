@@ -1,0 +1,105 @@
+"""A batch's outcome as reply bytes, made by the call's pickler (``wire`` lists the replies).
+
+Results go through the pickler, their large buffers through shared memory
+(``workers.buffers``). A task's exception goes through the pickler too, and is
+checked to make the trip back; when it cannot (an ``__init__`` that takes other
+arguments than ``args``, an attribute that cannot be pickled), it is sent as its
+parts (class, ``args``, ``__dict__``, notes, cause) to be rebuilt without
+``__init__`` (``wire.rebuild_exception``), and only when even that fails, as text
+in a ``wire.Failure`` naming its class and its importable bases, for the parent
+to raise a stand-in that ``except`` clauses on those bases still catch.
+Failures of the pickler itself are framed without it (``wire.Failure.encode``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..pickler.diagnose import explain
+from ..wire import Failure, Results, TaskFailed, rebuild_exception
+from . import buffers
+
+
+def _round_trip(pickler: Any, obj: Any) -> bytes | None:
+    try:
+        data = pickler.dumps(obj)
+        pickler.loads(data)
+    except BaseException:  # noqa: BLE001 - any failure means "cannot make the trip"
+        return None
+    return data  # type: ignore[no-any-return]
+
+
+class _ExceptionParts:
+    """Pickles an exception as its parts, rebuilt without calling ``__init__``."""
+
+    def __init__(self, exc: BaseException, cause: Any) -> None:
+        self.exc, self.cause = exc, cause
+
+    def __reduce__(self) -> Any:
+        exc = self.exc
+        state = {k: v for k, v in vars(exc).items() if k != "__notes__"}
+        notes = getattr(exc, "__notes__", None)
+        return rebuild_exception, (type(exc), exc.args, state, notes, self.cause)
+
+
+def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0) -> Any:
+    """*exc*, or its parts (:class:`_ExceptionParts`), able to make the trip; None if neither.
+
+    The cause goes along the same way, link by link.
+    """
+    if exc is None:
+        return None
+    if _round_trip(pickler, exc) is not None:
+        return exc
+    if depth > 8:
+        return None
+    parts = _ExceptionParts(exc, _sendable(pickler, exc.__cause__, depth + 1))
+    return parts if _round_trip(pickler, parts) is not None else None
+
+
+def _mro(exc: BaseException) -> tuple[str, ...]:
+    return tuple(f"{c.__module__}:{c.__qualname__}" for c in type(exc).__mro__)
+
+
+def dump_error(pickler: Any, failed: TaskFailed) -> bytes:
+    """A task's exception as reply bytes: itself, its parts, or text (see the module docstring)."""
+    data = _round_trip(pickler, failed)
+    if data is not None:
+        return data
+    exc = failed.error
+    sendable = _sendable(pickler, exc)
+    if sendable is not None:
+        data = _round_trip(pickler, TaskFailed(failed.task, sendable, failed.traceback))
+        if data is not None:
+            return data
+    text = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+    return Failure("error", failed.task, text, str(exc), failed.traceback, _mro(exc)).encode()
+
+
+def dump_results(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
+    """Results as reply bytes (or ``Frames``), or a "dump" ``Failure`` naming the result."""
+    try:
+        return buffers.dump_reply(pickler, outcome, tasks)  # large results via shared memory
+    except BaseException as exc:  # noqa: BLE001
+        whole_error = f"{type(exc).__name__}: {exc}"
+    for i, value in enumerate(outcome.values):
+        try:
+            pickler.dumps(value)
+        except BaseException as exc:  # noqa: BLE001
+            return Failure("dump", first + i, "result", explain(pickler, value, exc, root="result")).encode()
+    return Failure("dump", first, "results", whole_error).encode()
+
+
+def dump(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
+    """Any outcome of ``workers.tasks`` as reply bytes."""
+    kind = type(outcome)
+    if kind is TaskFailed:
+        return dump_error(pickler, outcome)
+    if kind is Failure:
+        return outcome.encode()
+    if kind is Results:
+        return dump_results(pickler, outcome, first, tasks)
+    try:
+        return pickler.dumps(outcome)
+    except BaseException as exc:  # noqa: BLE001
+        return Failure("dump", first, "reply", f"{type(exc).__name__}: {exc}").encode()

@@ -1,0 +1,228 @@
+"""Running the tasks of one batch, in order, with the call's timeout.
+
+Used inside a worker (``workers.runner``) and, on the objects themselves, by the
+in-process backends (:func:`run_local`). A batch stops at its first exception;
+the outcome is a ``wire.Results``, ``wire.TaskFailed``, ``wire.Cancelled`` or,
+for an item that is not a delayed call, a ``wire.Failure`` of kind "bad-item".
+
+Timeouts: in a worker's main thread, SIGALRM interrupts a late task; elsewhere
+(a dask worker thread, the threading backend) the tasks run in a helper thread
+watched with a deadline (:func:`execute_watched`). Once the deadline fired, the
+task's outcome is ``TaskTimeoutError`` whatever it does next: a task that catches
+the interruption and returns does not make the call succeed past its timeout.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import queue
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import TaskTimeoutError
+from ..wire import Cancelled, Failure, Results, TaskFailed
+
+Funcs = Sequence[Callable[..., Any]]
+_KWARGS_TYPES = {dict, type(None)}  # None: no keyword arguments, as in (f, args, None)
+
+
+class _Timeout(BaseException):
+    """Raised by SIGALRM (or an asynchronous exception) inside a task past its time."""
+
+
+_fired = [False]  # set by the alarm handler: the running task's deadline passed
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    _fired[0] = True
+    raise _Timeout
+
+
+def _never(call_id: int) -> bool:
+    return False
+
+
+def bad_item_message(item: Any, index: int) -> str:
+    return (
+        f"item {index} of the iterable given to Parallel is not a delayed call: "
+        f"{item!r:.200}. Write Parallel(...)(delayed(f)(x) for x in xs), or yield "
+        "(function, args_tuple, kwargs_dict) tuples."
+    )
+
+
+def _bad_items(funcs: Funcs, fidx: Any, args: Sequence[Any], kwargs: Sequence[Any] | None, first: int) -> Any:
+    """A "bad-item" ``Failure`` for the first task whose args are not a tuple (or kwargs a dict).
+
+    Checked here, one pass in C per column, rather than in the parent, whose time
+    is the bottleneck of tiny tasks; nothing of the batch has run yet.
+    """
+    if set(map(type, args)) <= {tuple} and (kwargs is None or set(map(type, kwargs)) <= _KWARGS_TYPES):
+        return None
+    for k, a in enumerate(args):
+        kw = None if kwargs is None else kwargs[k]
+        if type(a) is not tuple or type(kw) not in _KWARGS_TYPES:
+            f = funcs[fidx if isinstance(fidx, int) else fidx[k]]
+            return Failure("bad-item", first + k, "item", bad_item_message((f, a, kw), first + k))
+    return None  # pragma: no cover - the column check above found one
+
+
+def _timed_out(index: int, timeout: float | None, where: str = "") -> TaskFailed:
+    exc = TaskTimeoutError(f"task {index} ran longer than timeout={timeout}s and was interrupted{where}")
+    return TaskFailed(index, exc, "")
+
+
+def execute(
+    funcs: Funcs,
+    fidx: Any,
+    args: Sequence[tuple[Any, ...]],
+    kwargs: Sequence[dict[str, Any]] | None,
+    first: int,
+    view: Any = None,
+    call_id: int = 0,
+    timeout: float | None = None,
+) -> Any:
+    """Run the tasks of one batch in order; stop at the first exception.
+
+    Before each task its index goes into the worker's status (*view*, a
+    ``workers.control.WorkerView``) so that the parent can name the task a crashed
+    worker was running; the call's cancel flag is read before every task in
+    batches of up to 64 tasks, else every 32 tasks.
+    """
+    bad = _bad_items(funcs, fidx, args, kwargs, first)
+    if bad is not None:
+        return bad
+    results: list[Any] = []
+    append = results.append
+    status = view.status if view is not None else [0, -1, 0, 0]
+    cancelled = view.cancelled if view is not None else _never
+    every = 0 if len(args) <= 64 else 31  # i & every == 0: read the cancel flag
+    # SIGALRM only inside a worker process (a session view): in the calling process it
+    # would clobber the user's own timers (run_local uses a watching thread there).
+    use_alarm = timeout is not None and view is not None and can_alarm()
+    previous = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
+    i = first
+    start = time.perf_counter()
+    try:
+        status[0] = call_id
+        if isinstance(fidx, int) and kwargs is None and not use_alarm:
+            f = funcs[fidx]  # the common case, tiny tasks included: the leanest loop
+            for i, a in enumerate(args, first):
+                status[1] = i
+                if not i & every and cancelled(call_id):
+                    return Cancelled(call_id)
+                append(f(*a))
+        else:
+            for i, a in enumerate(args, first):
+                status[1] = i
+                if not i & every and cancelled(call_id):
+                    return Cancelled(call_id)
+                k = i - first
+                f = funcs[fidx if isinstance(fidx, int) else fidx[k]]
+                if use_alarm:
+                    _fired[0] = False
+                    status[2] = time.monotonic_ns()  # lets the parent kill a task stuck in C
+                    signal.setitimer(signal.ITIMER_REAL, timeout)  # type: ignore[arg-type]
+                kw = None if kwargs is None else kwargs[k]
+                append(f(*a, **kw) if kw else f(*a))
+                if use_alarm:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    if _fired[0]:  # the task caught the interruption and returned anyway
+                        return _timed_out(i, timeout)
+    except _Timeout:
+        return _timed_out(i, timeout)
+    except BaseException as exc:  # every task error goes to the parent
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            if _fired[0]:  # the interruption was turned into another exception
+                return _timed_out(i, timeout)
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return TaskFailed(i, exc, tb)
+    finally:
+        status[1] = -1
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    return Results(results, time.perf_counter() - start)
+
+
+def run_local(
+    funcs: Funcs,
+    fidx: Any,
+    args: Sequence[tuple[Any, ...]],
+    kwargs: Sequence[dict[str, Any]] | None,
+    first: int,
+    timeout: float | None,
+) -> Any:
+    """Run a batch in the calling process (in-process backends): no pickling, no signals."""
+    if timeout is None:
+        return execute(funcs, fidx, args, kwargs, first)
+    return execute_watched(funcs, fidx, args, kwargs, first, None, 0, timeout)
+
+
+def can_alarm() -> bool:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+def execute_watched(
+    funcs: Funcs,
+    fidx: Any,
+    args: Sequence[tuple[Any, ...]],
+    kwargs: Sequence[dict[str, Any]] | None,
+    first: int,
+    view: Any,
+    call_id: int,
+    timeout: float,
+) -> Any:
+    """``execute`` with a per-task deadline where SIGALRM cannot reach (a worker thread).
+
+    The tasks run one by one in a helper thread while this thread waits for each
+    with the deadline. When a task is late, this thread replies at once with
+    ``TaskTimeoutError`` and the helper thread is interrupted by an asynchronous
+    exception, which Python delivers as soon as the task runs Python code again;
+    a task stuck inside compiled code keeps its (abandoned) thread until it
+    returns from that code.
+    """
+    bad = _bad_items(funcs, fidx, args, kwargs, first)  # before any task of the batch runs
+    if bad is not None:
+        return bad
+    outcomes: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for i in range(len(args)):
+                if stop.is_set():
+                    return
+                one = fidx if isinstance(fidx, int) else (fidx[i],)
+                kw = None if kwargs is None else (kwargs[i],)
+                outcomes.put(execute(funcs, one, (args[i],), kw, first + i, view, call_id))
+        except _Timeout:
+            pass
+
+    start = time.perf_counter()
+    helper = threading.Thread(target=work, name=f"picklepool-task-{first}", daemon=True)
+    helper.start()
+    results: list[Any] = []
+    for i in range(len(args)):
+        try:
+            outcome = outcomes.get(timeout=timeout)
+        except queue.Empty:
+            stop.set()
+            _interrupt(helper)
+            where = " (in a worker thread: Python code stops at once, compiled code when it returns)"
+            return _timed_out(first + i, timeout, where)
+        if type(outcome) is not Results:
+            stop.set()
+            return outcome
+        results.extend(outcome.values)
+    return Results(results, time.perf_counter() - start)
+
+
+def _interrupt(thread: threading.Thread) -> None:
+    """Raise ``_Timeout`` in *thread* the next time it runs Python code."""
+    if thread.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_Timeout))

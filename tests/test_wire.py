@@ -1,0 +1,95 @@
+"""The wire: every byte through the call's pickler; failures framed without it; layering."""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+
+import pytest
+
+from picklepool import Parallel, PicklingError, delayed
+from picklepool.errors import UnpicklingError
+from picklepool.pickler import BasePickler, register_pickler, unregister_pickler
+from picklepool.wire import Failure, decode_failure
+
+from .conftest import run_python
+from .executor.crash_cases import FailsOnLoad, LedgerMismatch, crash_task, identity_task, make_fails_on_dump
+
+
+class Zlibbed(BasePickler):
+    """A pickler with its own format: ``loads`` refuses anything its ``dumps`` did not make."""
+
+    name = "zlibbed"
+
+    def dumps(self, obj, buffer_callback=None):
+        return b"ZZ" + zlib.compress(pickle.dumps(obj, protocol=5))
+
+    def loads(self, data, buffers=None):
+        data = bytes(data)
+        if data[:2] != b"ZZ":
+            raise pickle.UnpicklingError("not zlibbed data")
+        return pickle.loads(zlib.decompress(data[2:]))
+
+
+@pytest.fixture
+def zlibbed():
+    register_pickler("zlibbed", Zlibbed)
+    yield "zlibbed"
+    unregister_pickler("zlibbed")
+
+
+def test_a_pickler_with_its_own_format_runs_every_call(zlibbed):
+    assert Parallel(n_jobs=2, pickler=zlibbed)(delayed(pow)(i, 2) for i in range(20)) == [
+        i * i for i in range(20)
+    ]
+
+
+def test_its_failures_are_reported_too(zlibbed):
+    p = Parallel(n_jobs=2, pickler=zlibbed, batch_size=1)
+    with pytest.raises(LedgerMismatch):
+        p(delayed(crash_task)("unrebuildable" if i == 1 else "none", i) for i in range(3))
+    with pytest.raises(UnpicklingError, match="task 1"):
+        p(delayed(abs)(FailsOnLoad("raise") if i == 1 else i) for i in range(3))
+    with pytest.raises(PicklingError, match="task 1"):
+        p(delayed(make_fails_on_dump if i == 1 else identity_task)("raise") for i in range(3))
+    with pytest.raises(ValueError, match="boom"):
+        p(delayed(crash_task)("raise" if i == 1 else "none", i) for i in range(3))
+
+
+def test_failure_framing_round_trips_and_never_matches_a_pickle():
+    failure = Failure("dump", 3, "result", "cannot", "tb", ("a:B",), "f")
+    assert decode_failure(failure.encode()) == failure
+    assert decode_failure(pickle.dumps(failure)) is None
+    assert decode_failure(b"ZZ" + zlib.compress(b"x")) is None
+
+
+def test_workers_never_import_the_front_end():
+    out = run_python(
+        """
+        import sys
+        from picklepool import Parallel, delayed
+
+        def modules():
+            return sorted(m for m in sys.modules if m.startswith("picklepool"))
+
+        print(*Parallel(n_jobs=2)(delayed(modules)() for _ in range(1))[0])
+        """
+    )
+    mods = out.stdout.split()
+    assert out.returncode == 0 and "picklepool.workers.runner" in mods, out.stderr
+    assert not [m for m in mods if m.startswith(("picklepool.executor", "picklepool.bench"))], mods
+
+
+def test_layers_have_no_cycles_and_no_upward_imports():
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    tool = root.parent / "shared" / "tools" / "layers.py"
+    if not tool.exists():
+        pytest.skip("../shared/tools/layers.py is not beside this checkout")
+    out = subprocess.run(
+        [sys.executable, str(tool), str(root / "src" / "picklepool")], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout
