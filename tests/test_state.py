@@ -235,9 +235,9 @@ def test_a_failed_blob_write_falls_back_to_sending_the_snapshot_inline(monkeypat
 
 
 def test_each_task_carries_a_small_reference():
+    from picklepool.executor.session import Session
     from picklepool.pickler.base import CloudPickler
     from picklepool.pickler.context import CallContext, active
-    from picklepool.executor.session import Session
 
     state = SharedState({"x": np.ones(1_000_000)})
     session = Session()

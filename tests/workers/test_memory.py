@@ -10,8 +10,8 @@ import pytest
 
 from picklepool import Parallel, delayed, parallel_config
 from picklepool.executor import memory as parent_memory
-from picklepool.workers import memory
 from picklepool.wire import WorkerLimits
+from picklepool.workers import memory
 
 _leaked = []  # grows in each worker process, never freed: the leak
 

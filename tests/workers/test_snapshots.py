@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from picklepool import Parallel, SharedState, delayed
+from picklepool.executor.session import Session
 from picklepool.pickler.base import CloudPickler
 from picklepool.pickler.context import CallContext, active
 from picklepool.workers import snapshots
 from picklepool.workers.cache import DEFAULT_MAX_BYTES, ByteLRU, objects
-from picklepool.executor.session import Session
 
 MB = 1 << 20
 
