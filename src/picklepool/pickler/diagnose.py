@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import PicklingError
 from .locks import is_sync_object
+from .runtime import RefusedError
 
 _MAX_DEPTH = 50
 _MAX_CHILDREN = 10_000
@@ -143,6 +144,8 @@ def explain(pickler: Any, obj: Any, exc: BaseException, root: str = "") -> str:
         path = path or root or "the task"
     kind = f"{type(culprit).__module__}.{type(culprit).__qualname__}"
     returning = root.startswith("result")
+    if isinstance(err, RefusedError):  # refused by hybrid: the message says why and the fix
+        return f"cannot pickle {path} (type {kind}) with pickler {name!r}: {err}"
     return (
         f"cannot pickle {path} (type {kind}) with pickler {name!r}: "
         f"{type(err).__name__}: {err}. {fix(name, culprit, returning)}"

@@ -45,6 +45,7 @@ done. The rebuilt object holds a fresh, released RLock. Details of the choice:
 
 from __future__ import annotations
 
+import copyreg
 import queue
 import threading
 import types
@@ -54,13 +55,25 @@ from typing import Any
 import cloudpickle
 
 from ..errors import PicklingError
-from . import locks
+from . import locks, runtime
 from .base import BasePickler
 from .wrap import ByValueFunction
 
 _REDUCERS = locks.REDUCERS
 _RLOCK_TYPES = locks.RLOCK_TYPES
 _cloudpickle_override = cloudpickle.Pickler.reducer_override
+
+
+def _hybrid_reducer(t: type) -> Any:
+    """Hybrid's reducer for instances of *t* (locks, queues, per-process objects), or None."""
+    reducer = _REDUCERS.get(t)
+    if reducer is not None:
+        return reducer
+    if issubclass(t, queue.Queue):
+        return locks.reduce_queue
+    if issubclass(t, threading.Condition):
+        return locks.reduce_condition_subclass
+    return runtime.reducer_for(t)
 
 
 class _Release:
@@ -140,23 +153,26 @@ class Pickler(cloudpickle.Pickler):
 
     def _kind_of(self, t: type) -> Any:
         """How to reduce instances of *t*: decided once per type and dump."""
-        reducer = _REDUCERS.get(t)
-        if reducer is not None:
-            return lambda _self, obj: reducer(obj)
         if t is _Release:
             return _release
         if issubclass(t, (type, types.FunctionType)):
             return _cloudpickle_override
-        if issubclass(t, queue.Queue):
-            return lambda _self, obj: locks.reduce_queue(obj)
-        if issubclass(t, threading.Condition):
-            return lambda _self, obj: locks.reduce_condition_subclass(obj)
         if t is ByValueFunction:
             return lambda _self, obj: obj.reduce_in_stream()
+        reducer = _hybrid_reducer(t)
+        if reducer is not None:
+            # The user's own pickling wins over hybrid's defaults: a copyreg reducer
+            # registered for the type, or pickling methods defined on the user's class.
+            registered = copyreg.dispatch_table.get(t)
+            if registered is not None:
+                return lambda _self, obj: registered(obj)
+            if runtime.own_protocol(t):
+                return _PLAIN
+            return lambda _self, obj: reducer(obj)
         if t in self.dispatch_table:
             return _BY_TABLE
-        if not getattr(t, "__dictoffset__", 0):
-            return _PLAIN
+        if not getattr(t, "__dictoffset__", 0) or runtime.own_protocol(t):
+            return _PLAIN  # an object with its own __getstate__ (or __reduce__) is not locked
         return _MAY_OWN_LOCK
 
     def _reduce_guarded(self, obj: Any, state: dict[str, Any]) -> Any:
