@@ -111,7 +111,8 @@ def find_culprit(pickler: Any, obj: Any, root: str = "") -> tuple[str, Any, Base
         return None
 
     def walk(value: Any, path: str, err: BaseException, depth: int) -> tuple[str, Any, BaseException]:
-        if depth < _MAX_DEPTH and id(value) not in seen and not _by_reference_failure(err):
+        refused = isinstance(err, RefusedError) and err.obj is value  # refused itself, not a part
+        if depth < _MAX_DEPTH and id(value) not in seen and not refused and not _by_reference_failure(err):
             seen.add(id(value))
             for suffix, child in _children(value):
                 child_err = fails(child)

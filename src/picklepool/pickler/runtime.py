@@ -61,7 +61,14 @@ PROTOCOL_METHODS = ("__reduce_ex__", "__reduce__", "__getstate__", "__getnewargs
 
 
 class RefusedError(pickle.PicklingError):
-    """An object that cannot mean the same thing in a worker; the message says what to do."""
+    """An object that cannot mean the same thing in a worker; the message says what to do.
+
+    ``obj`` is the refused object (error messages stop their search for the culprit there).
+    """
+
+    def __init__(self, message: str, obj: Any = None) -> None:
+        super().__init__(message)
+        self.obj = obj
 
 
 def is_stdlib_class(cls: type) -> bool:
@@ -102,7 +109,8 @@ def _reduce_local(obj: Any) -> Reduced:
                 f"cannot send a {_type_name(obj)} (a threading.local subclass): it is rebuilt fresh "
                 "in the worker by calling the class with no arguments, and its __init__ requires "
                 "arguments, which cannot be read back from the object. Fix: give __init__'s "
-                "parameters defaults, or define __reduce__ on the class to say how to rebuild it."
+                "parameters defaults, or define __reduce__ on the class to say how to rebuild it.",
+                obj,
             ) from None
         except ValueError:  # no signature to check: let the worker try
             pass
@@ -155,7 +163,8 @@ def _refuse_token(token: Any) -> Reduced:
     raise RefusedError(
         f"cannot send a contextvars.Token (of variable {token.var.name!r}): a token can only reset "
         "its variable in the context that made it, which stays in this process. Fix: send the "
-        "value (token.old_value, or var.get()) and set the variable inside the task."
+        "value (token.old_value, or var.get()) and set the variable inside the task.",
+        token,
     )
 
 
@@ -258,7 +267,8 @@ def _refuse_thread(thread: threading.Thread) -> Reduced:
         f"cannot send a {_type_name(thread)} ({thread.name}): a thread runs only in the process "
         "that started it; a copy in the worker would be a thread that never ran. Fix: send its "
         "target and arguments and start a thread inside the task, or leave the thread out of "
-        "what you send (define __getstate__ on the class that holds it)."
+        "what you send (define __getstate__ on the class that holds it).",
+        thread,
     )
 
 
@@ -267,7 +277,8 @@ def _refuse_multiprocessing(obj: Any) -> Reduced:
         f"cannot send a {_type_name(obj)}: multiprocessing lets its locks, queues, events and "
         "pipes reach only the processes it starts itself (by inheritance), not the workers of a "
         "pool. Fix: use a multiprocessing.Manager() lock or queue (a proxy that can be sent), or "
-        "a threading/queue object, which hybrid sends as a snapshot rebuilt in the worker."
+        "a threading/queue object, which hybrid sends as a snapshot rebuilt in the worker.",
+        obj,
     )
 
 
@@ -276,7 +287,8 @@ def _refuse_file_handler(handler: logging.FileHandler) -> Reduced:
         f"cannot send a {_type_name(handler)} (file {handler.baseFilename!r}): it writes through "
         "a file opened by this process. Fix: configure logging inside the task or in a worker "
         "initializer (send the file name), or log from the task through logging.getLogger(name), "
-        "which travels by name."
+        "which travels by name.",
+        handler,
     )
 
 
