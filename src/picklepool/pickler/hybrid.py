@@ -7,16 +7,22 @@ the speed of ``pickle.dumps``. Every other object (one call per object, never
 per element of a list) meets :meth:`Pickler.reducer_override`, which decides
 once per type (and per ``dump``) what its instances need:
 
-    1. locks, conditions, events, semaphores, queues   -> snapshots (locks.py)
-    2. classes and functions                           -> cloudpickle: by reference
+    1. classes and functions                           -> cloudpickle: by reference
                                                           when importable, else by value
-    3. subclasses of queue.Queue / threading.Condition -> snapshots
-    4. wrap_non_picklable_objects wrappers              -> by value, in this stream
-    5. types with a reducer in ``dispatch_table``       -> that reducer (the table is a
+    2. wrap_non_picklable_objects wrappers              -> by value, in this stream
+    3. locks, conditions, events, semaphores, queues   -> snapshots (locks.py)
+       (and their subclasses); per-process objects:    -> rebuilt fresh or refused
+       threading.local, contextvars, weakrefs, ...        (runtime.py)
+       -- unless the user's own pickling applies: a copyreg reducer registered for
+       the type, or pickling methods defined on a class of its MRO below the
+       standard library (``runtime.own_protocol``): then that, as pickle would
+    4. types with a reducer in ``dispatch_table``       -> that reducer (the table is a
        ChainMap of the lock reducers, cloudpickle's and ``copyreg.dispatch_table``)
-    6. anything else                                    -> ``__reduce_ex__``, as the
+    5. anything else                                    -> ``__reduce_ex__``, as the
        stdlib pickler does; but an instance whose ``__dict__`` holds an RLock is
-       snapshotted while holding it (below)
+       snapshotted while holding it (below), unless its class defines its own
+       ``__getstate__``/``__reduce__``: that state is what it chose to send, and its
+       lock is not taken (take it in ``__getstate__`` if the snapshot needs it)
 
 Deciding per type and calling ``__reduce_ex__`` directly skips the C pickler's
 per-object lookup in the ChainMap (a Python-level miss), which makes ``hybrid``

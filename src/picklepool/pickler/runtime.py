@@ -272,12 +272,17 @@ def _refuse_thread(thread: threading.Thread) -> Reduced:
     )
 
 
+class InheritanceOnlyError(RefusedError, RuntimeError):
+    """A multiprocessing object: a RuntimeError too, as multiprocessing's own refusal is."""
+
+
 def _refuse_multiprocessing(obj: Any) -> Reduced:
-    raise RefusedError(
-        f"cannot send a {_type_name(obj)}: multiprocessing lets its locks, queues, events and "
-        "pipes reach only the processes it starts itself (by inheritance), not the workers of a "
-        "pool. Fix: use a multiprocessing.Manager() lock or queue (a proxy that can be sent), or "
-        "a threading/queue object, which hybrid sends as a snapshot rebuilt in the worker.",
+    raise InheritanceOnlyError(
+        f"cannot send a {_type_name(obj)}: multiprocessing's locks, queues, events and pipes "
+        "should only be shared between processes through inheritance, so they reach only the "
+        "processes multiprocessing starts itself, not the workers of a pool. Fix: use a "
+        "multiprocessing.Manager() lock or queue (a proxy that can be sent), or a threading/queue "
+        "object, which hybrid sends as a snapshot rebuilt in the worker.",
         obj,
     )
 
