@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import socket
+import sqlite3
 import threading
 
 import pytest
@@ -191,8 +192,12 @@ def test_fix_texts_per_kind(tmp_path):
         assert "pass its path and open it inside the task" in message_for([f], pickler="hybrid")
     with socket.socket() as s:
         assert "pass the address and connect inside the task" in message_for({"s": s}, pickler="hybrid")
-    generic = message_for([threading.local()], pickler="hybrid")
-    assert "args[0] (type _thread._local)" in generic and "__reduce__" in generic
+    conn = sqlite3.connect(":memory:")
+    try:
+        generic = message_for([conn], pickler="hybrid")
+    finally:
+        conn.close()
+    assert "args[0] (type sqlite3.Connection)" in generic and "__reduce__" in generic
     assert "pickler='hybrid'" not in generic  # already in use: not suggested again
 
 

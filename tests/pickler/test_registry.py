@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from picklepool import Parallel, delayed, parallel_config, register_pickler
-from picklepool.pickler import get_pickler, resolve_pickler, unregister_pickler
+from picklepool.pickler import choose_pickler, get_pickler, resolve_pickler, unregister_pickler
 from picklepool.pickler.base import BasePickler
 from tests.conftest import run_python
 
@@ -118,3 +118,80 @@ def test_env_var_switches_every_call_in_a_process():
         env={"LOKY_PICKLER": "cloudpickle"},
     )
     assert "env var LOKY_PICKLER" in res.stdout
+
+
+MODULE_PICKLER = """
+import copyreg
+import pickle
+
+
+class Marker:
+    pass
+
+
+def _reduce_marker(marker):
+    return (str, ("pickled by mypickler",))
+
+
+class Pickler(pickle.Pickler):
+    dispatch_table = {**copyreg.dispatch_table, Marker: _reduce_marker}
+"""
+
+
+def test_loky_pickler_in_lokys_own_form(tmp_path):
+    """LOKY_PICKLER=module, a module with a Pickler class, as loky's set_loky_pickler reads it."""
+    (tmp_path / "mypickler.py").write_text(MODULE_PICKLER)
+    code = """
+        from mypickler import Marker
+        from picklepool import Parallel, delayed
+        from picklepool.pickler import resolve_pickler
+        p, src = resolve_pickler()
+        print(p.name, src, p.pickler_class.__module__)
+        print(Parallel(n_jobs=2)(delayed(len)(Marker()) for _ in range(3)))
+        print(Parallel(n_jobs=2, pickler="hybrid")(delayed(abs)(-i) for i in range(3)))
+    """
+    res = run_python(code, env={"LOKY_PICKLER": "mypickler", "PYTHONPATH": str(tmp_path)})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "mypickler env var LOKY_PICKLER mypickler",
+        # the worker got the string the module's Pickler made of each Marker
+        f"{[len('pickled by mypickler')] * 3}",
+        "[0, 1, 2]",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("no_such_pickler_module", "unknown pickler 'no_such_pickler_module' (from env var LOKY_PICKLER)"),
+        ("json", "'json' (from env var LOKY_PICKLER) is a module, but its Pickler attribute is None"),
+        ("not a name", "unknown pickler 'not a name' (from env var LOKY_PICKLER)"),
+    ],
+)
+def test_bad_module_form_lists_valid_names(clean_env, value, expected):
+    clean_env.setenv("LOKY_PICKLER", value)
+    with pytest.raises(ValueError) as info:
+        resolve_pickler()
+    msg = str(info.value)
+    assert expected in msg
+    assert "['cloudpickle', 'hybrid', 'pickle']" in msg and "module with a Pickler class" in msg
+
+
+def test_module_form_that_fails_to_import_says_why(clean_env, tmp_path):
+    (tmp_path / "broken_pickler_mod.py").write_text("import no_such_dependency_xyz\n")
+    clean_env.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=r"'broken_pickler_mod' \(from argument\) could not be imported"):
+        get_pickler("broken_pickler_mod")
+
+
+def test_choose_pickler_resolves_only_when_asked(clean_env):
+    choice = choose_pickler("nope")  # no error yet: a call that pickles nothing never asks
+    assert (choice.value, choice.source) == ("nope", "argument")
+    with pytest.raises(ValueError, match=r"'nope' \(from argument\)"):
+        choice.resolve()
+    clean_env.setenv("PICKLEPOOL_PICKLER", "cloudpickle")
+    with parallel_config(pickler="pickle"):
+        choice = choose_pickler()  # captures the choice in force now...
+    assert choice.source == "parallel_config"
+    assert choice.resolve() is choice.resolve() == get_pickler("pickle")  # ...and keeps it
+    assert choose_pickler().resolve().name == "cloudpickle"

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import PicklingError
 from .locks import is_sync_object
+from .runtime import RefusedError
 
 _MAX_DEPTH = 50
 _MAX_CHILDREN = 10_000
@@ -110,7 +111,8 @@ def find_culprit(pickler: Any, obj: Any, root: str = "") -> tuple[str, Any, Base
         return None
 
     def walk(value: Any, path: str, err: BaseException, depth: int) -> tuple[str, Any, BaseException]:
-        if depth < _MAX_DEPTH and id(value) not in seen and not _by_reference_failure(err):
+        refused = isinstance(err, RefusedError) and err.obj is value  # refused itself, not a part
+        if depth < _MAX_DEPTH and id(value) not in seen and not refused and not _by_reference_failure(err):
             seen.add(id(value))
             for suffix, child in _children(value):
                 child_err = fails(child)
@@ -143,6 +145,8 @@ def explain(pickler: Any, obj: Any, exc: BaseException, root: str = "") -> str:
         path = path or root or "the task"
     kind = f"{type(culprit).__module__}.{type(culprit).__qualname__}"
     returning = root.startswith("result")
+    if isinstance(err, RefusedError):  # refused by hybrid: the message says why and the fix
+        return f"cannot pickle {path} (type {kind}) with pickler {name!r}: {err}"
     return (
         f"cannot pickle {path} (type {kind}) with pickler {name!r}: "
         f"{type(err).__name__}: {err}. {fix(name, culprit, returning)}"

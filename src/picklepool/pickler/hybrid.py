@@ -7,16 +7,22 @@ the speed of ``pickle.dumps``. Every other object (one call per object, never
 per element of a list) meets :meth:`Pickler.reducer_override`, which decides
 once per type (and per ``dump``) what its instances need:
 
-    1. locks, conditions, events, semaphores, queues   -> snapshots (locks.py)
-    2. classes and functions                           -> cloudpickle: by reference
+    1. classes and functions                           -> cloudpickle: by reference
                                                           when importable, else by value
-    3. subclasses of queue.Queue / threading.Condition -> snapshots
-    4. wrap_non_picklable_objects wrappers              -> by value, in this stream
-    5. types with a reducer in ``dispatch_table``       -> that reducer (the table is a
+    2. wrap_non_picklable_objects wrappers              -> by value, in this stream
+    3. locks, conditions, events, semaphores, queues   -> snapshots (locks.py)
+       (and their subclasses); per-process objects:    -> rebuilt fresh or refused
+       threading.local, contextvars, weakrefs, ...        (runtime.py)
+       -- unless the user's own pickling applies: a copyreg reducer registered for
+       the type, or pickling methods defined on a class of its MRO below the
+       standard library (``runtime.own_protocol``): then that, as pickle would
+    4. types with a reducer in ``dispatch_table``       -> that reducer (the table is a
        ChainMap of the lock reducers, cloudpickle's and ``copyreg.dispatch_table``)
-    6. anything else                                    -> ``__reduce_ex__``, as the
+    5. anything else                                    -> ``__reduce_ex__``, as the
        stdlib pickler does; but an instance whose ``__dict__`` holds an RLock is
-       snapshotted while holding it (below)
+       snapshotted while holding it (below), unless its class defines its own
+       ``__getstate__``/``__reduce__``: that state is what it chose to send, and its
+       lock is not taken (take it in ``__getstate__`` if the snapshot needs it)
 
 Deciding per type and calling ``__reduce_ex__`` directly skips the C pickler's
 per-object lookup in the ChainMap (a Python-level miss), which makes ``hybrid``
@@ -45,6 +51,7 @@ done. The rebuilt object holds a fresh, released RLock. Details of the choice:
 
 from __future__ import annotations
 
+import copyreg
 import queue
 import threading
 import types
@@ -54,13 +61,25 @@ from typing import Any
 import cloudpickle
 
 from ..errors import PicklingError
-from . import locks
+from . import locks, runtime
 from .base import BasePickler
 from .wrap import ByValueFunction
 
 _REDUCERS = locks.REDUCERS
 _RLOCK_TYPES = locks.RLOCK_TYPES
 _cloudpickle_override = cloudpickle.Pickler.reducer_override
+
+
+def _hybrid_reducer(t: type) -> Any:
+    """Hybrid's reducer for instances of *t* (locks, queues, per-process objects), or None."""
+    reducer = _REDUCERS.get(t)
+    if reducer is not None:
+        return reducer
+    if issubclass(t, queue.Queue):
+        return locks.reduce_queue
+    if issubclass(t, threading.Condition):
+        return locks.reduce_condition_subclass
+    return runtime.reducer_for(t)
 
 
 class _Release:
@@ -140,23 +159,26 @@ class Pickler(cloudpickle.Pickler):
 
     def _kind_of(self, t: type) -> Any:
         """How to reduce instances of *t*: decided once per type and dump."""
-        reducer = _REDUCERS.get(t)
-        if reducer is not None:
-            return lambda _self, obj: reducer(obj)
         if t is _Release:
             return _release
         if issubclass(t, (type, types.FunctionType)):
             return _cloudpickle_override
-        if issubclass(t, queue.Queue):
-            return lambda _self, obj: locks.reduce_queue(obj)
-        if issubclass(t, threading.Condition):
-            return lambda _self, obj: locks.reduce_condition_subclass(obj)
         if t is ByValueFunction:
             return lambda _self, obj: obj.reduce_in_stream()
+        reducer = _hybrid_reducer(t)
+        if reducer is not None:
+            # The user's own pickling wins over hybrid's defaults: a copyreg reducer
+            # registered for the type, or pickling methods defined on the user's class.
+            registered = copyreg.dispatch_table.get(t)
+            if registered is not None:
+                return lambda _self, obj: registered(obj)
+            if runtime.own_protocol(t):
+                return _PLAIN
+            return lambda _self, obj: reducer(obj)
         if t in self.dispatch_table:
             return _BY_TABLE
-        if not getattr(t, "__dictoffset__", 0):
-            return _PLAIN
+        if not getattr(t, "__dictoffset__", 0) or runtime.own_protocol(t):
+            return _PLAIN  # an object with its own __getstate__ (or __reduce__) is not locked
         return _MAY_OWN_LOCK
 
     def _reduce_guarded(self, obj: Any, state: dict[str, Any]) -> Any:

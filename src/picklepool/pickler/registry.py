@@ -2,6 +2,14 @@
 
 Precedence: the ``pickler=`` argument > ``parallel_config(pickler=...)`` >
 ``PICKLEPOOL_PICKLER`` > ``LOKY_PICKLER`` > the default (``hybrid``).
+
+A value is a built-in or registered name, ``"module:attr"`` naming a
+``pickle.Pickler`` subclass, or, as loky reads ``LOKY_PICKLER``, the name of an
+importable module whose ``Pickler`` attribute is a ``pickle.Pickler`` subclass.
+
+Calls that pickle nothing (``n_jobs=1``, the threading backend) need not import
+or check the pickler: :func:`choose_pickler` captures the choice in force now
+(cheap: no import) and resolves it only when asked.
 """
 
 from __future__ import annotations
@@ -79,6 +87,29 @@ def _from_path(spec: str, source: str) -> BasePickler:
         raise ValueError(str(exc)) from None
 
 
+def _from_module(name: str, source: str) -> BasePickler | None:
+    """loky's form: a module exposing a ``Pickler`` class; None when no such module exists."""
+    if not all(part.isidentifier() for part in name.split(".")):
+        return None
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (exc.name == name or name.startswith(exc.name + ".")):
+            return None  # the module itself does not exist: an unknown name
+        raise ValueError(f"pickler module {name!r} (from {source}) could not be imported: {exc}") from exc
+    except Exception as exc:
+        raise ValueError(f"pickler module {name!r} (from {source}) could not be imported: {exc!r}") from exc
+    cls = getattr(module, "Pickler", None)
+    if not (isinstance(cls, type) and issubclass(cls, pickle.Pickler)):
+        raise ValueError(
+            f"pickler {name!r} (from {source}) is a module, but its Pickler attribute is {cls!r}, "
+            "not a pickle.Pickler subclass; valid names are "
+            f"{valid_names()}, 'module:attr' naming a pickle.Pickler subclass, or a module "
+            "with a Pickler class (loky's LOKY_PICKLER form)"
+        )
+    return ClassPickler(name, cls)
+
+
 def _by_name(name: str) -> BasePickler:
     if name == "hybrid":
         from .hybrid import HybridPickler
@@ -114,7 +145,44 @@ def resolve_pickler(name: Any = None, *, source: str | None = None) -> tuple[Bas
             return _by_name(name), source
         if ":" in name:
             return _from_path(name, source), source
+        found = _from_module(name, source)
+        if found is not None:
+            return found, source
     raise ValueError(
         f"unknown pickler {name!r} (from {source}); valid names are "
-        f"{valid_names()}, or 'module:attr' naming a pickle.Pickler subclass"
+        f"{valid_names()}, 'module:attr' naming a pickle.Pickler subclass, or an importable "
+        "module with a Pickler class (loky's LOKY_PICKLER form)"
     )
+
+
+class PicklerChoice:
+    """The pickler in force when it was made, resolved (imported, checked) on first use.
+
+    ``value`` and ``source`` are known at once; :meth:`resolve` returns the
+    ``BasePickler`` (or raises the ``ValueError`` of a bad value) and caches it.
+    """
+
+    __slots__ = ("value", "source", "_pickler")
+
+    def __init__(self, value: Any, source: str) -> None:
+        self.value = value
+        self.source = source
+        self._pickler: BasePickler | None = value if isinstance(value, BasePickler) else None
+
+    def resolve(self) -> BasePickler:
+        if self._pickler is None:
+            self._pickler = resolve_pickler(self.value, source=self.source)[0]
+        return self._pickler
+
+    def __repr__(self) -> str:
+        return f"PicklerChoice({self.value!r}, source={self.source!r})"
+
+
+def choose_pickler(name: Any = None) -> PicklerChoice:
+    """The pickler choice in force now by precedence, not yet imported or checked.
+
+    Cheap (reads the ``parallel_config`` context and the environment only), so a
+    call can make it up front and call ``.resolve()`` only if it pickles.
+    """
+    value, source = config.resolve("pickler", name, DEFAULT)
+    return PicklerChoice(value, source)

@@ -1,0 +1,352 @@
+"""Per-process runtime objects: rebuilt fresh in the worker, or refused with the fix.
+
+A task sent by value (a ``__main__`` function and the globals it uses, an
+object's attributes) can reach objects that only mean something in the process,
+thread or context that made them. Under the ``hybrid`` pickler each kind is
+either *rebuilt fresh* in the worker, as locks are (``locks.py``), or *refused*
+with a :class:`RefusedError` that says why and what to do instead:
+
+    threading.local (and subclasses) -> rebuilt fresh and empty: ``cls()``, which runs
+                                        ``__init__`` with no arguments, as every new
+                                        thread's first access does. The values of any
+                                        thread are not sent. A subclass whose
+                                        ``__init__`` requires arguments is refused: the
+                                        arguments it was made with cannot be read back.
+    contextvars.ContextVar           -> a new variable with the same name and default
+                                        (its value is per context: not sent)
+    contextvars.Context              -> a new context with the same variables and values
+    contextvars.Token                -> refused: it resets a variable only in its own context
+    threading.Barrier (and subclass) -> same parties, action and timeout, no thread
+                                        waiting; a broken barrier stays broken
+    weakref.ref, WeakMethod          -> a weak reference to the worker's copy of the referent,
+                                        which lives only if the task also holds it
+                                        (the rule ``WeakSet`` already follows); a dead
+                                        reference arrives dead
+    WeakValueDictionary,             -> the same entries, under the same rule
+      WeakKeyDictionary
+    threading.Thread (and Timer)     -> refused: a thread runs in the process that started it
+    multiprocessing locks, queues,   -> refused: multiprocessing lets them reach only the
+      events, pipes                     processes it starts itself
+    logging.FileHandler (and subclasses) -> refused: its open file belongs to this process
+    asyncio Lock, Event, Condition,  -> fresh, bound to no event loop: released, no waiting
+      Semaphore, Queue, Barrier         task; an event keeps whether it is set, a semaphore
+                                        its value, a queue its items (as for threading's)
+
+``logging.Logger`` needs nothing here: it travels by name (``getLogger(name)``) under
+every pickler, as the stdlib defines. Other handlers travel as objects owning an
+RLock (snapshotted, fresh lock).
+
+A class that defines its own pickling (``__reduce_ex__``, ``__reduce__``,
+``__getstate__``, ``__getnewargs_ex__`` or ``__getnewargs__`` on a class of its MRO
+that is not the standard library's), or whose type has a ``copyreg`` reducer, is
+pickled its own way: see :func:`own_protocol`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+import pickle
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+Reduced = tuple[Any, ...]
+
+#: Methods by which a class says how it is pickled.
+PROTOCOL_METHODS = ("__reduce_ex__", "__reduce__", "__getstate__", "__getnewargs_ex__", "__getnewargs__")
+
+
+class RefusedError(pickle.PicklingError):
+    """An object that cannot mean the same thing in a worker; the message says what to do.
+
+    ``obj`` is the refused object (error messages stop their search for the culprit there).
+    """
+
+    def __init__(self, message: str, obj: Any = None) -> None:
+        super().__init__(message)
+        self.obj = obj
+
+
+def is_stdlib_class(cls: type) -> bool:
+    module = getattr(cls, "__module__", None) or ""
+    return module.partition(".")[0] in sys.stdlib_module_names
+
+
+def own_protocol(cls: type) -> bool:
+    """True when a class of *cls*'s MRO below the standard library defines how it pickles."""
+    for klass in cls.__mro__:
+        if is_stdlib_class(klass):
+            return False
+        if any(name in vars(klass) for name in PROTOCOL_METHODS):
+            return True
+    return False
+
+
+def _type_name(obj: Any) -> str:
+    t = type(obj)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+# -- threading.local ---------------------------------------------------------------------
+
+
+def _rebuild_local(cls: Any) -> Any:
+    return cls()
+
+
+def _reduce_local(obj: Any) -> Reduced:
+    cls = type(obj)
+    init = cls.__init__
+    if init is not object.__init__:
+        try:
+            inspect.signature(init).bind(obj)
+        except TypeError:
+            raise RefusedError(
+                f"cannot send a {_type_name(obj)} (a threading.local subclass): it is rebuilt fresh "
+                "in the worker by calling the class with no arguments, and its __init__ requires "
+                "arguments, which cannot be read back from the object. Fix: give __init__'s "
+                "parameters defaults, or define __reduce__ on the class to say how to rebuild it.",
+                obj,
+            ) from None
+        except ValueError:  # no signature to check: let the worker try
+            pass
+    return (_rebuild_local, (cls,))
+
+
+# -- contextvars -------------------------------------------------------------------------
+
+
+class _NoDefault:
+    """Stands for "this ContextVar has no default"."""
+
+    def __reduce__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT = _NoDefault()
+
+
+def _rebuild_context_var(name: str, default: Any) -> contextvars.ContextVar[Any]:
+    if default is NO_DEFAULT:
+        return contextvars.ContextVar(name)
+    return contextvars.ContextVar(name, default=default)
+
+
+def _reduce_context_var(var: contextvars.ContextVar[Any]) -> Reduced:
+    try:
+        default = contextvars.Context().run(var.get)  # an empty context: only the default is seen
+    except LookupError:
+        default = NO_DEFAULT
+    return (_rebuild_context_var, (var.name, default))
+
+
+def _set_all(items: list[tuple[contextvars.ContextVar[Any], Any]]) -> None:
+    for var, value in items:
+        var.set(value)
+
+
+def _rebuild_context(items: list[tuple[contextvars.ContextVar[Any], Any]]) -> contextvars.Context:
+    ctx = contextvars.Context()
+    ctx.run(_set_all, items)
+    return ctx
+
+
+def _reduce_context(ctx: contextvars.Context) -> Reduced:
+    return (_rebuild_context, (list(ctx.items()),))
+
+
+def _refuse_token(token: Any) -> Reduced:
+    raise RefusedError(
+        f"cannot send a contextvars.Token (of variable {token.var.name!r}): a token can only reset "
+        "its variable in the context that made it, which stays in this process. Fix: send the "
+        "value (token.old_value, or var.get()) and set the variable inside the task.",
+        token,
+    )
+
+
+# -- threading.Barrier -------------------------------------------------------------------
+
+_BARRIER_BROKEN = -2
+
+
+def _rebuild_empty(cls: Any) -> Any:
+    return cls.__new__(cls)
+
+
+def reduce_barrier(barrier: threading.Barrier) -> Reduced:
+    """Same parties, action and timeout; no waiting thread; broken stays broken."""
+    state = dict(vars(barrier))
+    state["_count"] = 0
+    state["_state"] = _BARRIER_BROKEN if barrier.broken else 0
+    return (_rebuild_empty, (type(barrier),), state)
+
+
+# -- weak references ---------------------------------------------------------------------
+
+
+class _Gone:
+    """A referent that dies at once, for a reference that arrives dead."""
+
+    def method(self) -> None:
+        pass
+
+
+def _rebuild_dead_ref() -> weakref.ref[Any]:
+    return weakref.ref(_Gone())
+
+
+def _rebuild_dead_method(cls: Any) -> Any:
+    return cls(_Gone().method)
+
+
+def _reduce_ref(ref: weakref.ref[Any]) -> Reduced:
+    referent = ref()
+    if referent is None:
+        return (_rebuild_dead_ref, ())
+    if ref.__callback__ is not None:
+        return (weakref.ref, (referent, ref.__callback__))
+    return (weakref.ref, (referent,))
+
+
+def _reduce_weak_method(ref: weakref.WeakMethod[Any]) -> Reduced:
+    method = ref()
+    if method is None:
+        return (_rebuild_dead_method, (type(ref),))
+    return (type(ref), (method,))
+
+
+def _reduce_weak_dict(d: Any) -> Reduced:
+    return (type(d), (), None, None, iter(list(d.items())))
+
+
+# -- asyncio primitives: per event loop ---------------------------------------------------
+
+
+def _reduce_asyncio(obj: Any) -> Reduced:
+    """A fresh asyncio lock, event, condition, semaphore, queue or barrier, bound to no loop.
+
+    As for their threading counterparts: released, no waiting task, an event keeps
+    whether it is set, a semaphore its value, a queue its items.
+    """
+    from collections import deque
+
+    state = dict(vars(obj))
+    state["_loop"] = None
+    for key in ("_waiters", "_getters", "_putters"):
+        if isinstance(state.get(key), deque):
+            state[key] = deque()
+    if "_locked" in state:
+        state["_locked"] = False
+    if "_wakeup_scheduled" in state:
+        state["_wakeup_scheduled"] = False
+    barrier_type = getattr(sys.modules.get("asyncio"), "Barrier", None)
+    if barrier_type is not None and isinstance(obj, barrier_type):
+        states = type(state["_state"])
+        state["_count"] = 0
+        state["_state"] = states.BROKEN if obj.broken else states.FILLING
+    return (_rebuild_empty, (type(obj),), state)
+
+
+def _asyncio_reducer(t: type) -> Callable[[Any], Reduced] | None:
+    aio = sys.modules.get("asyncio")
+    if aio is None:  # not imported: no asyncio object can exist
+        return None
+    bases = (aio.Lock, aio.Event, aio.Condition, aio.Semaphore, aio.Queue, getattr(aio, "Barrier", aio.Lock))
+    return _reduce_asyncio if issubclass(t, bases) else None
+
+
+# -- refused: threads, multiprocessing objects, file handlers ------------------------------
+
+
+def _refuse_thread(thread: threading.Thread) -> Reduced:
+    raise RefusedError(
+        f"cannot send a {_type_name(thread)} ({thread.name}): a thread runs only in the process "
+        "that started it; a copy in the worker would be a thread that never ran. Fix: send its "
+        "target and arguments and start a thread inside the task, or leave the thread out of "
+        "what you send (define __getstate__ on the class that holds it).",
+        thread,
+    )
+
+
+class InheritanceOnlyError(RefusedError, RuntimeError):
+    """A multiprocessing object: a RuntimeError too, as multiprocessing's own refusal is."""
+
+
+def _refuse_multiprocessing(obj: Any) -> Reduced:
+    raise InheritanceOnlyError(
+        f"cannot send a {_type_name(obj)}: multiprocessing's locks, queues, events and pipes "
+        "should only be shared between processes through inheritance, so they reach only the "
+        "processes multiprocessing starts itself, not the workers of a pool. Fix: use a "
+        "multiprocessing.Manager() lock or queue (a proxy that can be sent), or a threading/queue "
+        "object, which hybrid sends as a snapshot rebuilt in the worker.",
+        obj,
+    )
+
+
+def _refuse_file_handler(handler: logging.FileHandler) -> Reduced:
+    raise RefusedError(
+        f"cannot send a {_type_name(handler)} (file {handler.baseFilename!r}): it writes through "
+        "a file opened by this process. Fix: configure logging inside the task or in a worker "
+        "initializer (send the file name), or log from the task through logging.getLogger(name), "
+        "which travels by name.",
+        handler,
+    )
+
+
+def _multiprocessing_types() -> list[type]:
+    try:
+        import multiprocessing.connection as connection
+        import multiprocessing.queues as queues
+        import multiprocessing.synchronize as synchronize
+    except ImportError:  # no working sem_open on this platform
+        return []
+    return [
+        synchronize.SemLock,  # Lock, RLock, Semaphore, BoundedSemaphore
+        synchronize.Condition,
+        synchronize.Event,
+        synchronize.Barrier,
+        queues.Queue,  # and JoinableQueue
+        queues.SimpleQueue,
+        connection.Connection,
+    ]
+
+
+#: Exact types and their reducers.
+REDUCERS: dict[type, Callable[[Any], Reduced]] = {
+    threading.local: _reduce_local,
+    contextvars.ContextVar: _reduce_context_var,
+    contextvars.Context: _reduce_context,
+    contextvars.Token: _refuse_token,
+    threading.Barrier: reduce_barrier,
+    weakref.ReferenceType: _reduce_ref,
+    weakref.WeakMethod: _reduce_weak_method,
+    weakref.WeakValueDictionary: _reduce_weak_dict,
+    weakref.WeakKeyDictionary: _reduce_weak_dict,
+}
+
+#: Base classes whose subclasses are reduced alike (first match wins; more derived first).
+SUBCLASS_REDUCERS: list[tuple[type, Callable[[Any], Reduced]]] = [
+    (threading.local, _reduce_local),
+    *((t, _refuse_multiprocessing) for t in _multiprocessing_types()),
+    (threading.Barrier, reduce_barrier),
+    (threading.Thread, _refuse_thread),
+    (weakref.WeakMethod, _reduce_weak_method),
+    (weakref.WeakValueDictionary, _reduce_weak_dict),
+    (weakref.WeakKeyDictionary, _reduce_weak_dict),
+    (logging.FileHandler, _refuse_file_handler),
+]
+
+
+def reducer_for(t: type) -> Callable[[Any], Reduced] | None:
+    """The reducer of this module for instances of *t*, or None."""
+    reducer = REDUCERS.get(t)
+    if reducer is not None:
+        return reducer
+    for base, reducer in SUBCLASS_REDUCERS:
+        if issubclass(t, base):
+            return reducer
+    return _asyncio_reducer(t)
