@@ -29,7 +29,7 @@ from . import config
 from .errors import PicklingError
 from .pickler import checkpoint, context, frames
 from .pickler.registry import get_pickler
-from .workers import snapshots
+from .workers import changes, snapshots
 from .workers.cache import DEFAULT_MAX_BYTES
 
 T = TypeVar("T")
@@ -94,7 +94,7 @@ class SharedState(Generic[T]):
     read atomic, optionally signed checkpoints.
     """
 
-    __slots__ = ("_value", "_lock", "_version", "_depth", "_uid", "_packing", "__weakref__")
+    __slots__ = ("_value", "_lock", "_version", "_depth", "_uid", "_packing", "_baseline", "__weakref__")
 
     def __init__(self, value: T) -> None:
         self._value = value
@@ -103,6 +103,8 @@ class SharedState(Generic[T]):
         self._depth = 0  # nesting of ``with`` blocks of the thread holding the lock
         self._uid = uuid.uuid4().hex  # names this state in worker caches and blobs
         self._packing = False
+        # A worker's cached copy: what it held when built (``workers.changes``), or None.
+        self._baseline: Any = None
 
     @classmethod
     def _restored(cls, value: T, version: int) -> SharedState[T]:
@@ -125,7 +127,8 @@ class SharedState(Generic[T]):
     def __enter__(self) -> T:
         self._lock.acquire()
         self._depth += 1
-        self._version += 1
+        if self._baseline is None:  # a worker's watched copy tells its changes itself
+            self._version += 1
         return self._value
 
     def __exit__(self, *exc_info: object) -> None:
@@ -141,6 +144,12 @@ class SharedState(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<SharedState version={self._version} value type={type(self._value).__qualname__}>"
+
+    def _changed_since_built(self, version: int) -> bool:
+        """A worker's cached copy: did a task change it since it was rebuilt at *version*?"""
+        if self._version != version:  # ``set``, or ``with`` on a copy that is not watched
+            return True
+        return self._baseline is not None and bool(self._baseline.changed())
 
     # -- snapshots ---------------------------------------------------------------------
 
@@ -245,9 +254,13 @@ def _rebuild_state(
     at most once per version; otherwise every load makes a new state.
     """
 
-    def build() -> SharedState[Any]:
+    if uid is None:
         return SharedState._restored(snapshots.load(pickler, source), version)
 
-    if uid is None:
-        return build()
+    def build() -> SharedState[Any]:
+        value, region = snapshots.load_mapped(pickler, source)
+        state = SharedState._restored(value, version)
+        state._baseline = changes.Baseline.watch(value, region)
+        return state
+
     return snapshots.rebuild(uid, version, nbytes, cache_bytes, build)  # type: ignore[no-any-return]
