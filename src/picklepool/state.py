@@ -71,10 +71,20 @@ class SharedState(Generic[T]):
     default 1 GiB per worker; least recently used goes first, and a newer version
     replaces the older one at once).
 
-    Changes made in a worker stay in that worker's copy: they never reach the
-    parent or other workers. Return results from tasks instead. Tasks running in
-    the same worker share its copy; a copy a task changed with ``with``/``set`` is
-    rebuilt from the parent's snapshot for the next batch that needs it.
+    Reading costs nothing after that first rebuild, even under the lock: in a
+    worker, ``with state as v`` does not count as a change (it does not move the
+    copy's version). Changes made in a worker stay in that worker's copy: they
+    never reach the parent or other workers, nor the worker's later batches.
+    Return results from tasks instead. Before a worker reuses its copy for
+    another batch it checks, exactly and without copying anything, whether a
+    task changed it (``workers.changes``: the identities of the items of every
+    list, dict and set; the shape, dtype and data of every numpy array — written
+    pages of the snapshot's copy-on-write map, which the kernel reports), and
+    rebuilds a changed copy from the snapshot. Tasks of the same batch share the
+    copy. A value holding other mutable objects (user classes, torch tensors, a
+    large array that is not a view of the snapshot, as with dask) cannot be
+    checked: there each ``with`` block counts as a change, as does ``set``, and a
+    change made through ``state.value`` may be seen by the worker's later batches.
     With the ``threading`` and ``sequential`` backends (and ``n_jobs=1``) tasks
     receive this very object, so there they share it with the parent: change it
     only inside ``with state``.
@@ -91,7 +101,8 @@ class SharedState(Generic[T]):
     an older copy.
 
     ``state.save(path, key=...)`` / ``SharedState.load(path, key=...)`` write and
-    read atomic, optionally signed checkpoints.
+    read atomic, optionally signed checkpoints. A save killed midway leaves its
+    temporary file; the next save to the same path removes it.
     """
 
     __slots__ = ("_value", "_lock", "_version", "_depth", "_uid", "_packing", "_baseline", "__weakref__")
