@@ -29,7 +29,7 @@ from . import settings
 from .errors import PicklingError
 from .pickler import checkpoint, context, frames
 from .pickler.registry import get_pickler
-from .workers import snapshots
+from .workers import changes, snapshots
 from .workers.cache import DEFAULT_MAX_BYTES
 
 T = TypeVar("T")
@@ -64,10 +64,20 @@ class SharedState(Generic[T]):
     default 1 GiB per worker; least recently used goes first, and a newer version
     replaces the older one at once).
 
-    Changes made in a worker stay in that worker's copy: they never reach the
-    parent or other workers. Return results from tasks instead. Tasks running in
-    the same worker share its copy; a copy a task changed with ``with``/``set`` is
-    rebuilt from the parent's snapshot for the next batch that needs it.
+    Reading costs nothing after that first rebuild, even under the lock: in a
+    worker, ``with state as v`` does not count as a change (it does not move the
+    copy's version). Changes made in a worker stay in that worker's copy: they
+    never reach the parent or other workers, nor the worker's later batches.
+    Return results from tasks instead. Before a worker reuses its copy for
+    another batch it checks, exactly and without copying anything, whether a
+    task changed it (``workers.changes``: the identities of the items of every
+    list, dict and set; the shape, dtype and data of every numpy array — written
+    pages of the snapshot's copy-on-write map, which the kernel reports), and
+    rebuilds a changed copy from the snapshot. Tasks of the same batch share the
+    copy. A value holding other mutable objects (user classes, torch tensors, a
+    large array that is not a view of the snapshot, as with dask) cannot be
+    checked: there each ``with`` block counts as a change, as does ``set``, and a
+    change made through ``state.value`` may be seen by the worker's later batches.
     With the ``threading`` and ``sequential`` backends (and ``n_jobs=1``) tasks
     receive this very object, so there they share it with the parent: change it
     only inside ``with state``.
@@ -84,10 +94,11 @@ class SharedState(Generic[T]):
     an older copy.
 
     ``state.save(path, key=...)`` / ``SharedState.load(path, key=...)`` write and
-    read atomic, optionally signed checkpoints.
+    read atomic, optionally signed checkpoints. A save killed midway leaves its
+    temporary file; the next save to the same path removes it.
     """
 
-    __slots__ = ("_value", "_lock", "_version", "_depth", "_uid", "_packing", "__weakref__")
+    __slots__ = ("_value", "_lock", "_version", "_depth", "_uid", "_packing", "_baseline", "__weakref__")
 
     def __init__(self, value: T) -> None:
         self._value = value
@@ -96,6 +107,8 @@ class SharedState(Generic[T]):
         self._depth = 0  # nesting of ``with`` blocks of the thread holding the lock
         self._uid = uuid.uuid4().hex  # names this state in worker caches and blobs
         self._packing = False
+        # A worker's cached copy: what it held when built (``workers.changes``), or None.
+        self._baseline: Any = None
 
     @classmethod
     def _restored(cls, value: T, version: int) -> SharedState[T]:
@@ -118,7 +131,8 @@ class SharedState(Generic[T]):
     def __enter__(self) -> T:
         self._lock.acquire()
         self._depth += 1
-        self._version += 1
+        if self._baseline is None:  # a worker's watched copy tells its changes itself
+            self._version += 1
         return self._value
 
     def __exit__(self, *exc_info: object) -> None:
@@ -134,6 +148,12 @@ class SharedState(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<SharedState version={self._version} value type={type(self._value).__qualname__}>"
+
+    def _changed_since_built(self, version: int) -> bool:
+        """A worker's cached copy: did a task change it since it was rebuilt at *version*?"""
+        if self._version != version:  # ``set``, or ``with`` on a copy that is not watched
+            return True
+        return self._baseline is not None and bool(self._baseline.changed())
 
     # -- snapshots ---------------------------------------------------------------------
 
@@ -238,9 +258,13 @@ def _rebuild_state(
     at most once per version; otherwise every load makes a new state.
     """
 
-    def build() -> SharedState[Any]:
+    if uid is None:
         return SharedState._restored(snapshots.load(pickler, source), version)
 
-    if uid is None:
-        return build()
+    def build() -> SharedState[Any]:
+        value, region = snapshots.load_mapped(pickler, source)
+        state = SharedState._restored(value, version)
+        state._baseline = changes.Baseline.watch(value, region)
+        return state
+
     return snapshots.rebuild(uid, version, nbytes, cache_bytes, build)  # type: ignore[no-any-return]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -239,3 +241,71 @@ def test_permissions_of_an_existing_file_are_kept(tmp_path):
     path.chmod(0o640)
     SharedState(2).save(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+# -- a writer killed mid-save -------------------------------------------------------------
+
+STALLED_WRITER = """
+import sys
+from picklepool import SharedState
+from picklepool.pickler import checkpoint
+
+def stalled(f, pieces, version, key):
+    f.write(pieces[0])
+    f.flush()
+    print("writing", flush=True)
+    sys.stdin.read()  # blocks: the test kills this process here
+
+checkpoint.write_frame = stalled
+SharedState({"x": list(range(1000))}).save(sys.argv[1])
+"""
+
+
+def test_temporaries_of_a_writer_killed_mid_save_are_removed_by_the_next_save(tmp_path):
+    path = tmp_path / "ckpt.pp"
+    SharedState({"old": 1}).save(path)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", STALLED_WRITER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "writing\n"
+        (left,) = leftovers(tmp_path)  # the writer's, mid-save
+        assert f"-{writer.pid}-" in left
+        assert (tmp_path / left).stat().st_size > 0
+        SharedState({"other": 1}).save(path)  # the writer is alive: its file stays
+        assert leftovers(tmp_path) == [left]
+    finally:
+        writer.kill()
+        writer.wait()
+        assert writer.stdin is not None and writer.stdout is not None
+        writer.stdin.close()
+        writer.stdout.close()
+    assert leftovers(tmp_path) == [left]
+    assert SharedState.load(path).value == {"other": 1}  # the old file was never torn
+    SharedState({"new": 2}).save(path)
+    assert leftovers(tmp_path) == []
+    assert SharedState.load(path).value == {"new": 2}
+
+
+def test_which_temporaries_count_as_stale(tmp_path):
+    me = checkpoint._writer()
+    machine, pid, started = me.split("-")
+    prefix = ".ckpt.pp."
+    names = {
+        "live": f"{prefix}{me}.abc.tmp",
+        "reused pid": f"{prefix}{machine}-{pid}-{int(started) - 5000}.abc.tmp",
+        "no such pid": f"{prefix}{machine}-{2**22 + 12345}-{started}.abc.tmp",
+        "other machine": f"{prefix}{'0' * 8 if machine != '0' * 8 else '1' * 8}-1-1.abc.tmp",
+        "old name": f"{prefix}k3j_x8ab.tmp",
+        "other target": f".other.pp.{machine}-{2**22 + 12345}-1.abc.tmp",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"partial")
+    removed = checkpoint.remove_stale_temporaries(str(tmp_path), prefix)
+    assert sorted(removed) == sorted([names["reused pid"], names["no such pid"]])
+    kept = {p.name for p in tmp_path.iterdir()}
+    assert kept == {names[k] for k in ("live", "other machine", "old name", "other target")}

@@ -80,20 +80,21 @@ def base_owner(arr: Any) -> Any:
 
 
 def make_state_value(nbytes: int, seed: int = 0) -> dict[str, Any]:
-    """The shared_state payload: half a numpy array, half a list of Python floats.
+    """The shared_state payload: a float64 array of ~96% of *nbytes*, a list of Python ints.
 
-    Pickled, each half takes about ``nbytes / 2`` (a float is 9 bytes in a pickle).
+    At the full size (50 MB) that is issue 5's value: a 48 MB array and a list of
+    500,000 ints (2.5 MB pickled, ~18 MB in memory as objects).
     """
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    n_array = max(1, nbytes // 2 // 8)
-    n_list = max(1, nbytes // 2 // 9)
-    return {"weights": rng.random(n_array), "history": [float(i) for i in range(n_list)], "step": seed}
+    n_array = max(1, nbytes * 24 // 25 // 8)
+    n_list = max(1, nbytes // 100)
+    return {"weights": rng.random(n_array), "history": list(range(1000, 1000 + n_list)), "step": seed}
 
 
 def value_nbytes(value: dict[str, Any]) -> int:
-    """About how much memory the shared_state value takes (array + list of floats)."""
+    """About how much memory the shared_state value takes (array + list of ints)."""
     history = value["history"]
     return int(value["weights"].nbytes) + sys.getsizeof(history) + sum(sys.getsizeof(x) for x in history)
 
@@ -105,7 +106,7 @@ def score_value(value: dict[str, Any], i: int) -> float:
 
 
 def score_state(state: Any, i: int) -> float:
-    """The same task, given the value inside a ``picklepool.SharedState``."""
+    """The same task, given the value inside a ``picklepool.SharedState``: read under its lock."""
     with state as value:
         return score_value(value, i)
 

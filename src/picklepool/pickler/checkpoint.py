@@ -11,20 +11,31 @@ File layout (little-endian)::
 Writing goes to a temporary file in the target's folder, which is flushed,
 fsynced and moved over the target with ``os.replace`` (then the folder is
 fsynced): a crash leaves the old file or the new one, and a failed write removes
-its temporary file. Reading checks the magic, the format, the length and then
-the checksum or signature — all before a single byte is unpickled.
+its temporary file. A writer killed mid-save cannot remove its own, so the
+temporary file's name says who wrote it — ``.<name>.<machine>-<pid>-<start>.<random>.tmp``,
+machine being a hash of the host name and boot id, start the process's creation
+time — and the next save to the same path removes those of writers on this
+machine that are gone (no such pid, or the pid now names a process started at
+another time). Files of live writers and of other machines are left alone.
+
+Reading checks the magic, the format, the length and then the checksum or
+signature — all before a single byte is unpickled.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import os
+import socket
 import struct
 import tempfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
+
+import psutil
 
 from .. import settings
 from ..errors import StateFileError, StateSignatureError
@@ -80,7 +91,9 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    prefix = _temp_prefix(os.path.basename(path))
+    remove_stale_temporaries(folder, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{_writer()}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -94,6 +107,70 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             os.unlink(tmp)
         raise
     _fsync_folder(folder)
+
+
+def _temp_prefix(name: str) -> str:
+    return f".{name[:150]}."  # leaves room for the writer's tag within a 255-byte name
+
+
+@functools.cache
+def _machine() -> str:
+    """8 hex digits naming this host and boot: pids are only meaningful here."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = ""
+    return hashlib.sha256(f"{socket.gethostname()}\0{boot}".encode()).hexdigest()[:8]
+
+
+def _started(pid: int) -> int | None:
+    """Creation time of process *pid* in centiseconds; None if there is none (or a zombie)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return round(proc.create_time() * 100)
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+
+
+def _writer() -> str:
+    """This process's tag in its temporary files' names: machine, pid, creation time."""
+    pid = os.getpid()
+    return f"{_machine()}-{pid}-{_started(pid) or 0}"
+
+
+def _writer_gone(tag: str) -> bool:
+    """Is the writer named by *tag* a dead process of this machine? False when unsure."""
+    machine, _, rest = tag.partition("-")
+    pid_text, _, start_text = rest.partition("-")
+    if machine != _machine() or not pid_text.isdigit() or not start_text.isdigit():
+        return False
+    try:
+        started = _started(int(pid_text))
+    except psutil.Error:  # e.g. AccessDenied: it exists; leave its file alone
+        return False
+    # Gone, or the pid was reused by a process started at another time (1 cs of rounding).
+    return started is None or abs(started - int(start_text)) > 1
+
+
+def remove_stale_temporaries(folder: str, prefix: str) -> list[str]:
+    """Remove the temporary files that dead writers left for one target; return their names."""
+    removed: list[str] = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        tag, dot, _random = name[len(prefix) : -len(".tmp")].rpartition(".")
+        if dot and _writer_gone(tag):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, name))
+                removed.append(name)
+    return removed
 
 
 def _fsync_folder(folder: str) -> None:

@@ -7,9 +7,12 @@ the backend has no blob store). The first batch that needs a version maps a
 file blob copy-on-write — large arrays become views of the shared
 pages, writable, and a write copies only the pages it touches — unpickles it
 once, and caches the rebuilt state in ``workers.cache.objects`` under
-``("state", id, version)``. Later batches of any call find it there. When a newer
-version of the same state arrives the older one is dropped at once; otherwise the
-cache's byte bound and LRU order decide.
+``("state", id, version)``. Later batches of any call find it there, unless a
+task changed it: ``workers.changes`` tells (exactly, without copying anything), and
+a changed copy is rebuilt from the snapshot, so a task that only reads, even under
+``with state``, costs nothing after the first rebuild, and no batch sees another's
+change. When a newer version of the same state arrives the older one is dropped
+at once; otherwise the cache's byte bound and LRU order decide.
 """
 
 from __future__ import annotations
@@ -22,18 +25,31 @@ from typing import Any
 from ..pickler import frames
 from .blobs import BlobRef, read_blob
 from .cache import objects
+from .changes import map_range
 
 # Per worker: the newest version of each state rebuilt here (state id -> version).
 _newest: dict[str, int] = {}
 
+# Per worker: how many snapshots were rebuilt here (tests and ``picklepool info`` read it).
+rebuilds = 0
+
 
 def load(pickler: Any, source: str | BlobRef | bytes) -> Any:
     """Rebuild the value of a snapshot frame: a blob path or reference, or the bytes."""
+    return load_mapped(pickler, source)[0]
+
+
+def load_mapped(pickler: Any, source: str | BlobRef | bytes) -> tuple[Any, tuple[int, int] | None]:
+    """The value of a snapshot frame, and the ``(address, length)`` of the map its arrays view.
+
+    The region is None when the frame was not mapped from a file (bytes delivered
+    with the batch: the arrays are views of a private bytearray).
+    """
     if isinstance(source, BlobRef):
         source = read_blob(source)
     if not isinstance(source, str):
         # Bytes are read-only; a private bytearray makes the rebuilt arrays writable.
-        return frames.unpack(pickler, bytearray(source))
+        return frames.unpack(pickler, bytearray(source)), None
     with open(source, "rb") as f:
         length = os.fstat(f.fileno()).st_size
         mapped = mmap.mmap(f.fileno(), length, access=mmap.ACCESS_COPY)
@@ -41,8 +57,9 @@ def load(pickler: Any, source: str | BlobRef | bytes) -> Any:
     spans = frames.layout(view)
     stream, *buffers = (view[start : start + size] for start, size in spans)
     value = pickler.loads(stream, buffers=buffers)
+    del stream, buffers, view
     _release(mapped, *spans[0])
-    return value
+    return value, map_range(mapped)
 
 
 def _release(mapped: mmap.mmap, start: int, size: int) -> None:
@@ -70,9 +87,18 @@ def rebuild(
     """The worker's copy of state *uid* at *version*, built at most once per version.
 
     *build* returns a fresh ``SharedState``. If a task changed the cached copy
-    (its version moved on), the copy is rebuilt from the snapshot so that later
-    batches see what the parent sent.
+    (``SharedState._changed_since_built``), the copy is rebuilt from the snapshot
+    so that later batches see what the parent sent.
     """
+    built: list[Any] = []
+
+    def counted() -> Any:
+        global rebuilds
+        state = build()
+        rebuilds += 1
+        built.append(state)
+        return state
+
     if cache_bytes is not None and cache_bytes != objects.max_bytes:
         objects.resize(cache_bytes)
     previous = _newest.get(uid)
@@ -81,8 +107,8 @@ def rebuild(
             objects.discard(("state", uid, previous))
         _newest[uid] = version
     key = ("state", uid, version)
-    state = objects.get_or_build(key, nbytes, build)
-    if state.version != version:
+    state = objects.get_or_build(key, nbytes, counted)
+    if not built and state._changed_since_built(version):
         objects.discard(key)
-        state = objects.get_or_build(key, nbytes, build)
+        state = objects.get_or_build(key, nbytes, counted)
     return state
