@@ -7,7 +7,7 @@ like every other row, with ``n_jobs=-1`` (all the cluster's threads):
 dask_tiny    2,000 calls of ``x * x`` (--quick: 500): the cost of a call and its
              batches on the cluster
 dask_state   200 tasks each reading a ~48 MB value (numpy array + list of floats;
-             --quick: 20 tasks, 4 MB): picklepool gets it in a ``SharedState``,
+             --quick: 20 tasks, 2 MB): picklepool gets it in a ``SharedState``,
              joblib the plain value as an argument. joblib's dask backend scatters
              large arguments to the cluster once per call, but only those it can
              weak-reference: a dict goes inline with every task (about 2 s a task
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,13 +40,16 @@ def local_cluster() -> Iterator[Any]:
     """A LocalCluster of 2 single-threaded worker processes; its client is the current one."""
     import distributed
 
-    cluster = distributed.LocalCluster(
-        n_workers=N_WORKERS,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,  # no port to share with other programs
-        silence_logs=logging.ERROR,
-    )
+    with warnings.catch_warnings():
+        # The scheduler's HTTP server takes another port when 8787 is in use, and warns.
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        cluster = distributed.LocalCluster(
+            n_workers=N_WORKERS,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
     try:
         with distributed.Client(cluster) as client:
             yield client
@@ -58,7 +62,7 @@ def local_cluster() -> Iterator[Any]:
 
 def dask_cluster(ctx: Context) -> WorkloadResult:
     n_tiny = ctx.size(500, 2_000)
-    nbytes, n_state = ctx.size(4 * MB, 48 * MB), ctx.size(20, 200)
+    nbytes, n_state = ctx.size(2 * MB, 48 * MB), ctx.size(20, 200)
     res = WorkloadResult(
         "dask_cluster",
         f"on a LocalCluster ({N_WORKERS} worker processes, 1 thread each): {n_tiny:,} calls of x*x; "
