@@ -177,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the benchmark suite: a table on stdout, progress on stderr. "
         f"Workloads: {', '.join(WORKLOADS)}.",
     )
-    bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (under a minute)")
+    bench.add_argument(
+        "--quick", action="store_true", help="smaller sizes and fewer rounds (one to two minutes on 2 cores)"
+    )
     bench.add_argument("--only", nargs="+", metavar="NAME", help="run only these workloads")
     bench.add_argument("--json", metavar="PATH", help="also write every number and the environment as JSON")
     bench.add_argument(

@@ -125,3 +125,15 @@ def test_a_broken_feature_check_raises_and_fails_its_workload(monkeypatch, capsy
 
 def test_the_shared_state_check_passes_on_this_picklepool():
     assert features.shared_state(n_jobs=1) is None
+
+
+def test_without_distributed_the_cluster_rows_are_skipped_not_an_error(monkeypatch):
+    import sys
+
+    from picklepool.bench.workloads_cluster import dask_cluster
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
+    ctx = Context(quick=True, n_jobs=2, reps=1, warmup=0, step=lambda text: None)
+    res = dask_cluster(ctx)
+    assert res.status == "skipped" and "dask.distributed is not installed" in res.skipped
+    assert suite.broken([res]) == []
