@@ -2,6 +2,11 @@
 
     picklepool info                      versions, cores, the pickler in force and why
     picklepool bench [--quick] [--only NAME ...] [--json PATH] [--plot PATH.png]
+    picklepool bench --scaling [--quick] [--json PATH] [--plot PATH.png]
+
+``picklepool bench`` exits 1 when a workload is in error (it raised, a picklepool
+feature it measures is broken, or picklepool gave a wrong result), naming each
+one on stderr; 2 for a bad command line.
 
 ``python -m picklepool`` is the same command.
 """
@@ -90,6 +95,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except report.PlotUnavailable as exc:
             print(f"picklepool bench: {exc}", file=sys.stderr)
             return 2
+    if args.scaling:
+        if args.only:
+            print("picklepool bench: --scaling runs its own cases; it takes no --only", file=sys.stderr)
+            return 2
+        return _bench_scaling(args)
     try:
         results, env, settings = run_suite(
             quick=args.quick,
@@ -111,10 +121,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"chart written to {args.plot}", file=sys.stderr)
         except ValueError as exc:
             print(f"picklepool bench: no chart: {exc}", file=sys.stderr)
-    problems = broken(results)
-    for problem in problems:
-        print(f"picklepool bench: BROKEN: {problem}", file=sys.stderr)
+    return _exit_code(broken(results))
+
+
+def _exit_code(problems: list[str]) -> int:
+    """1 and each problem on stderr, or 0 when there is none."""
+    if problems:
+        print(f"picklepool bench: FAILED: {len(problems)} error(s):", file=sys.stderr)
+        for problem in problems:
+            print(f"picklepool bench: ERROR: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _bench_scaling(args: argparse.Namespace) -> int:
+    from .bench import report, scaling
+    from .bench.environment import collect
+    from .bench.measure import Progress
+
+    reps = args.reps or 3
+    n_jobs = sorted({1, args.n_jobs})
+    bar = Progress(1, sys.stderr, enabled=not args.no_progress)
+    bar.begin("scaling")
+    try:
+        rows = scaling.run_scaling(quick=args.quick, reps=reps, n_jobs=n_jobs, step=bar.step)
+    except KeyboardInterrupt:
+        print("\npicklepool bench: interrupted; no results written", file=sys.stderr)
+        return 130
+    problems = scaling.problems(rows)
+    bar.end("error" if problems else "done")
+    env = collect()
+    sys.stdout.write(scaling.format_scaling(rows, env, args.quick, reps))
+    if args.json:
+        settings = {"scaling": True, "quick": args.quick, "reps": reps, "n_jobs": n_jobs, "argv": sys.argv}
+        report.write_json(args.json, scaling.to_json(rows, env, settings))
+        print(f"JSON written to {args.json}", file=sys.stderr)
+    if args.plot:
+        try:
+            scaling.plot_scaling(rows, args.plot)
+            print(f"chart written to {args.plot}", file=sys.stderr)
+        except ValueError as exc:
+            print(f"picklepool bench: no chart: {exc}", file=sys.stderr)
+    return _exit_code(problems)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the benchmark suite: a table on stdout, progress on stderr. "
         f"Workloads: {', '.join(WORKLOADS)}.",
     )
-    bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (under a minute)")
+    bench.add_argument(
+        "--quick", action="store_true", help="smaller sizes and fewer rounds (one to two minutes on 2 cores)"
+    )
     bench.add_argument("--only", nargs="+", metavar="NAME", help="run only these workloads")
     bench.add_argument("--json", metavar="PATH", help="also write every number and the environment as JSON")
     bench.add_argument(
@@ -138,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--n-jobs", type=int, default=2, help="workers for every implementation (default 2)")
     bench.add_argument("--reps", type=int, help="timed rounds per workload (default 3 with --quick, else 7)")
+    bench.add_argument(
+        "--scaling",
+        action="store_true",
+        help="instead of the suite: picklepool's time per task on tiny tasks and SharedState tasks at "
+        "1x, 10x and 100x the number of tasks, n_jobs 1 and --n-jobs (with --plot: time per task vs size)",
+    )
     bench.add_argument("--markdown", action="store_true", help="print the tables as Markdown (for a README)")
     bench.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     bench.set_defaults(func=cmd_bench)

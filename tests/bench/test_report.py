@@ -37,8 +37,12 @@ def _results() -> list[WorkloadResult]:
     row.cells["loop"] = Cell.skipped("not applicable here")
     ok = WorkloadResult("tiny_tasks", "100k calls", rows=[row])
     ok.tables.append(Table("detail", ["variant", "time"], [["x", "cannot run: " + "because " * 20]]))
-    skipped = WorkloadResult("shared_state", "big value", skipped="SharedState is not merged yet")
-    return [ok, skipped]
+    skipped = WorkloadResult("cluster", "on dask", skipped="dask.distributed is not installed")
+    failed = Row("big_array_in")
+    failed.cells["picklepool"] = Cell.from_samples(Samples([None], error="AssertionError: wrong result"))
+    failed.cells["joblib"] = Cell.from_samples(Samples([0.5]))
+    error = WorkloadResult("big_array_in", "large array", rows=[failed])
+    return [ok, skipped, error]
 
 
 def test_speedup_is_peer_time_over_picklepool_time_round_by_round():
@@ -53,10 +57,14 @@ def test_text_report_shows_times_ratio_and_why_cells_are_empty():
     assert "speedup vs joblib = joblib time / picklepool time" in text
     line = next(line for line in text.splitlines() if line.startswith("tiny_tasks"))
     assert "125 (125-250) ms" in line and "4.00x (3.00-5.00)" in line
-    assert "failed [1]" in line and "skipped [2]" in line
-    assert "[1] mp.Pool, tiny_tasks: TypeError: cannot pickle" in text
-    assert "shared_state: SharedState is not merged yet" in text
+    assert "n/a [1]" in line and "n/a [2]" in line  # peers that cannot run it: not errors
+    assert "[1] mp.Pool, tiny_tasks: failed: TypeError: cannot pickle" in text
+    assert "[2] loop, tiny_tasks: not applicable here" in text
+    assert "cluster: dask.distributed is not installed" in text
     assert "cannot run [" in text  # long reasons in detail tables become footnotes
+    line = next(line for line in text.splitlines() if line.startswith("big_array_in"))
+    assert "ERROR [" in line  # picklepool failed: an error
+    assert "ERRORS in 1 workload(s): big_array_in" in text
 
 
 def test_markdown_report_has_pipe_tables():
@@ -67,13 +75,15 @@ def test_markdown_report_has_pipe_tables():
 
 def test_json_record_holds_every_cell_and_ratio():
     data = json.loads(json.dumps(report.to_json(_results(), ENV, SETTINGS)))
-    tiny, shared = data["workloads"]
+    tiny, shared, error = data["workloads"]
     cells = tiny["rows"][0]["cells"]
     assert cells["picklepool"]["times"] == [0.125, 0.25, 0.125]
     assert cells["mp.Pool"] == {"status": "failed", "reason": "TypeError: cannot pickle"}
     assert tiny["rows"][0]["speedup"]["joblib"]["median"] == 4.0
-    assert tiny["status"] == "partial"
-    assert shared["status"] == "skipped" and "not merged" in shared["reason"]
+    assert tiny["status"] == "ok"  # a peer failed: n/a for that peer, not an error
+    assert shared["status"] == "skipped" and "not installed" in shared["reason"]
+    assert error["status"] == "error"
+    assert error["problems"] == ["big_array_in: picklepool: AssertionError: wrong result"]
 
 
 @pytest.mark.skipif(

@@ -18,11 +18,21 @@ by round (``measure.py``). Workloads and the issues that set their targets:
     lock_object    a user object holding an RLock                  (issue 3)
     pickler_micro  dumps+loads per pickler                         (issue 3)
     main_global    __main__ function reading a large global        (issue 3)
+    dask_cluster   tiny tasks and a 48 MB state on a LocalCluster:
+                   backend="dask" vs joblib's dask backend
+
+A workload that raises, whose picklepool feature is broken, or where picklepool
+gives a wrong result is an *error*: shown in the report, and ``picklepool
+bench`` exits 1 naming it. A peer that cannot run a workload is "n/a" there; a
+workload whose optional dependency (numpy, dask.distributed) is missing is
+skipped. Neither is an error. ``picklepool bench --scaling`` (``scaling``)
+times picklepool per task at 1x, 10x and 100x the number of tasks.
 
 Modules: ``measure`` (timing, interleaving, ratios, memory), ``peers`` (the
-implementations), ``tasks`` (what workers run), ``features`` (is a picklepool
-feature there yet?), ``workloads_*``, ``main_script`` (the ``__main__``
-scenarios, run in a subprocess), ``report`` (table, JSON, plot), ``suite``.
+implementations), ``tasks`` (what workers run), ``features`` (checks that the
+features measured work), ``workloads_*``, ``main_script`` (the ``__main__``
+scenarios, run in a subprocess), ``report`` (table, JSON, plot), ``suite``,
+``scaling``.
 """
 
 from .suite import WORKLOADS, run_suite

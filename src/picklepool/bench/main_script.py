@@ -20,22 +20,13 @@ was skipped. Progress goes to stderr as ``step: ...`` lines.
 
 from __future__ import annotations
 
-import os
+import argparse
+import contextlib
+import json
 import sys
-
-# Run as a script, this file's folder is sys.path[0]: drop it, so that the bench's
-# own module names cannot shadow anything (workers inherit sys.path).
-if __name__ == "__main__" and os.path.abspath(sys.path[0] or ".") == os.path.dirname(
-    os.path.abspath(__file__)
-):
-    del sys.path[0]
-
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from typing import Any  # noqa: E402
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 def func_async(i: int, *args: Any) -> int:
@@ -87,8 +78,7 @@ def _peers(n_jobs: int) -> tuple[Any, Any]:
 
 
 def seed_table(args: argparse.Namespace) -> dict[str, Any]:
-    from picklepool import Parallel, delayed
-    from picklepool.bench.features import wrap_non_picklable_objects
+    from picklepool import Parallel, delayed, wrap_non_picklable_objects
 
     large_list = list(range(args.size))
     n = args.n_jobs
@@ -125,15 +115,11 @@ def seed_table(args: argparse.Namespace) -> dict[str, Any]:
     impls["pp:pickle+id"] = _timed(
         lambda: Parallel(n_jobs=n, pickler="pickle")(delayed(id)(large_list) for _ in range(1))
     )
-    wrap, why = wrap_non_picklable_objects()
-    if wrap is not None:
-        wrapped = wrap(func_async)
-        impls["pp:wrap+pickle"] = _timed(
-            lambda: Parallel(n_jobs=n, pickler="pickle")(delayed(wrapped)(21, large_list) for _ in range(1)),
-            is42,
-        )
-    else:
-        skipped["pp:wrap+pickle"] = why or ""
+    wrapped = wrap_non_picklable_objects(func_async)
+    impls["pp:wrap+pickle"] = _timed(
+        lambda: Parallel(n_jobs=n, pickler="pickle")(delayed(wrapped)(21, large_list) for _ in range(1)),
+        is42,
+    )
 
     if joblib is not None:
         impls["joblib"] = _timed(

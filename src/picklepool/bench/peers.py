@@ -9,6 +9,12 @@ Each runs a list of calls in its own natural idiom, with ``n_jobs`` workers:
                                                                        Pool.map's own rule
     loop        [f(x) for x in xs]                                     the floor: no parallelism
 
+and, on a dask cluster (``dask_peers``; the current ``distributed.Client``):
+
+    picklepool  Parallel(n_jobs, backend="dask")(delayed(f)(x) ...)
+    joblib      with joblib.parallel_config(backend="dask"):           joblib's own dask backend
+                    joblib.Parallel(n_jobs)(joblib.delayed(f)(x) ...)
+
 picklepool and joblib keep their warm reusable workers between calls, as a user's
 program does; ``mp.Pool`` and ``cf.PPE`` are created when a workload opens them and
 kept warm for its runs. Everything a task calls must be importable in the workers
@@ -21,6 +27,7 @@ import contextlib
 import math
 import multiprocessing
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -132,6 +139,35 @@ class JoblibPeer(Peer):
         return _loky_worker_pids("joblib.externals.loky")
 
 
+class JoblibDaskPeer(JoblibPeer):
+    """joblib on its own dask backend, with the current ``distributed.Client``.
+
+    dask's "Sending large graph" warning is silenced: joblib scatters only
+    weak-referenceable arguments (not a dict, list or tuple), so such an argument
+    goes inline with every task, and dask warns on every call.
+    """
+
+    def map(self, func: Callable[..., Any], xs: Sequence[Any]) -> list[Any]:
+        with self._dask():
+            return super().map(func, xs)
+
+    def starmap(self, func: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        with self._dask():
+            return super().starmap(func, args)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _dask() -> Iterator[None]:
+        import joblib
+
+        with warnings.catch_warnings(), joblib.parallel_config(backend="dask"):
+            warnings.filterwarnings("ignore", message="Sending large graph")
+            yield
+
+    def worker_pids(self) -> list[int]:
+        return []
+
+
 class PoolPeer(Peer):
     name = MP_POOL
 
@@ -224,6 +260,17 @@ def make_peers(
             missing[name] = reason
         else:
             peers[name] = cls(n_jobs, **(options or {}).get(name, {}))
+    return peers, missing
+
+
+def dask_peers(n_jobs: int) -> tuple[dict[str, Peer], dict[str, str]]:
+    """picklepool and joblib on the current dask client; why the other columns are n/a."""
+    peers: dict[str, Peer] = {PICKLEPOOL: PicklepoolPeer(n_jobs, backend="dask")}
+    missing = {name: "not applicable: does not run on a dask cluster" for name in (MP_POOL, CF_PPE, LOOP)}
+    if reason := JoblibDaskPeer.unavailable():
+        missing[JOBLIB] = reason
+    else:
+        peers[JOBLIB] = JoblibDaskPeer(n_jobs)
     return peers, missing
 
 

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from .measure import Stat
-from .results import COLUMNS, JOBLIB, PEERS, SPEEDUP_DEFINITION, Cell, Row, WorkloadResult
+from .results import COLUMNS, JOBLIB, PEERS, PICKLEPOOL, SPEEDUP_DEFINITION, Cell, Row, WorkloadResult
 
 SCHEMA = "picklepool-bench/1"
 TIME_DEFINITION = "seconds; median, min and max over interleaved rounds after warm-up runs"
@@ -81,10 +81,19 @@ def _row_cells(row: Row, notes: _Notes) -> list[str]:
         elif cell.status == "ok" and cell.stat is not None:
             out.append(_time_text(cell.stat, unit, scale))
         else:
-            word = "failed" if cell.status == "failed" else "skipped"
-            out.append(f"{word} [{notes.ref(f'{name}, {row.label}: {cell.reason}')}]")
+            out.append(_missing_cell(name, row.label, cell, notes))
     out.append(_ratio_text(row.speedup(JOBLIB)))
     return out
+
+
+def _missing_cell(name: str, label: str, cell: Cell, notes: _Notes) -> str:
+    """A cell without a time: ERROR (picklepool failed), skipped, or n/a (a peer cannot run it)."""
+    reason = f"failed: {cell.reason}" if cell.status == "failed" and name != PICKLEPOOL else cell.reason
+    if name != PICKLEPOOL:
+        word = "n/a"
+    else:
+        word = "ERROR" if cell.status == "failed" else "skipped"
+    return f"{word} [{notes.ref(f'{name}, {label}: {reason}')}]"
 
 
 def _shorten(text: str, where: str, notes: _Notes, limit: int = 60) -> str:
@@ -140,7 +149,7 @@ def format_report(
     lines: list[list[str]] = []
     for res in results:
         if res.skipped or res.error:
-            word, why = ("skipped", res.skipped) if res.skipped else ("error", res.error)
+            word, why = ("ERROR", res.error) if res.error else ("skipped", res.skipped)
             lines.append([res.name, f"{word} [{notes.ref(f'{res.name}: {why}')}]"] + [""] * len(COLUMNS))
             continue
         if not res.rows:
@@ -159,6 +168,12 @@ def format_report(
         tail += ["", "Notes:", *(f"- {n}" for n in extra_notes)]
     if notes.lines:
         tail += ["", "Cells without a time:", *(f"[{i}] {t}" for i, t in enumerate(notes.lines, 1))]
+    failures = [f"{res.name}: {f}" for res in results for f in res.failures]
+    if failures:
+        tail += ["", "picklepool failures found by the workloads:", *(f"- {f}" for f in failures)]
+    errors = [res.name for res in results if res.status == "error"]
+    if errors:
+        tail += ["", f"ERRORS in {len(errors)} workload(s): {', '.join(errors)}"]
     tail += ["", f"Total: {settings['total_s']:.1f} s"]
     return "\n".join(head + body + details + tail) + "\n"
 

@@ -3,8 +3,13 @@
 A *row* is one line of the main table: a workload (or a variant of it) run by
 each implementation (a *column*: picklepool, joblib, mp.Pool, cf.PPE, loop).
 A *cell* is one implementation's result there: a time (median, min, max), or
-why there is none — skipped (feature or peer missing, not applicable) or failed
-(the implementation raised: the reason is the error it gave).
+why there is none — skipped (peer or optional dependency missing, not
+applicable) or failed (the implementation raised or gave a wrong result: the
+reason says which).
+
+A picklepool cell that failed makes its workload an *error*, like a workload
+that raised or a picklepool failure it found elsewhere (``failures``); a peer
+that cannot run a workload is only "n/a" there.
 Speedups are computed pair by pair from the aligned per-round times.
 """
 
@@ -106,18 +111,27 @@ class WorkloadResult:
     tables: list[Table] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)  # raw numbers behind the tables
-    skipped: str = ""  # why the whole workload did not run (a feature or peer missing)
-    error: str = ""  # the workload itself broke: a bug in the bench or in picklepool
+    skipped: str = ""  # why the whole workload did not run (an optional dependency missing)
+    error: str = ""  # the workload raised: a bug in the bench or a broken picklepool feature
+    failures: list[str] = field(default_factory=list)  # picklepool failures outside the rows
     elapsed: float = 0.0
+
+    def problems(self) -> list[str]:
+        """Why this workload is an error (empty if it is not): what fails ``picklepool bench``."""
+        out = [self.error] if self.error else []
+        out += self.failures
+        for row in self.rows:
+            cell = row.cells.get(PICKLEPOOL)
+            if cell is not None and cell.status == "failed":
+                out.append(f"{row.label}: picklepool: {cell.reason}")
+        return out
 
     @property
     def status(self) -> str:
-        if self.error:
+        if self.problems():
             return "error"
         if self.skipped:
             return "skipped"
-        if any(c.status == "failed" for r in self.rows for c in r.cells.values()):
-            return "partial"
         return "ok"
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,6 +145,8 @@ class WorkloadResult:
             "notes": self.notes,
             "elapsed_s": round(self.elapsed, 3),
         }
+        if problems := self.problems():
+            out["problems"] = problems
         if self.skipped or self.error:
             out["reason"] = self.error or self.skipped
         if self.data:

@@ -8,10 +8,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from . import environment, workloads_calls, workloads_data, workloads_main
+from . import environment, workloads_calls, workloads_cluster, workloads_data, workloads_main
 from .common import Context
 from .measure import Progress
-from .results import PICKLEPOOL, WorkloadResult
+from .results import WorkloadResult
 
 Workload = Callable[[Context], WorkloadResult]
 
@@ -28,6 +28,7 @@ WORKLOADS: dict[str, Workload] = {
     "lock_object": workloads_data.lock_object,
     "pickler_micro": workloads_data.pickler_micro,
     "main_global": workloads_main.main_global,
+    "dask_cluster": workloads_cluster.dask_cluster,
 }
 
 QUICK_REPS, FULL_REPS = 3, 7
@@ -86,18 +87,15 @@ def run_suite(
 
 
 def broken(results: list[WorkloadResult]) -> list[str]:
-    """What should fail a CI run: workloads that raised, and picklepool cells that failed.
+    """What fails a run, one line each: ``workload: why`` for every workload in error.
 
-    (Variants expected to fail, such as stdlib pickle with a ``__main__`` function,
-    live in detail tables, not in the picklepool column.)
+    A workload is in error when it raised (a broken feature check included), when
+    a picklepool cell failed (it raised or gave a wrong result), or when it found
+    another picklepool failure. Peers that cannot run a workload, variants
+    expected to fail (stdlib pickle with a ``__main__`` function) and workloads
+    skipped for a missing optional dependency do not fail a run.
     """
-    out = [f"{r.name}: {r.error}" for r in results if r.error]
-    for res in results:
-        for row in res.rows:
-            cell = row.cells.get(PICKLEPOOL)
-            if cell is not None and cell.status == "failed":
-                out.append(f"{row.label}: picklepool failed: {cell.reason}")
-    return out
+    return [f"{res.name}: {problem}" for res in results for problem in res.problems()]
 
 
 def _shutdown_pools() -> None:

@@ -16,8 +16,9 @@ lock_object    tasks each receiving a user object holding an RLock: picklepool's
 pickler_micro  dumps+loads of issue 3's payloads under pickle, cloudpickle and
                hybrid, in the parent (issue 3: hybrid within 1.05x of pickle)
 
-A workload whose picklepool feature is not merged or not working yet is skipped
-with the reason its probe gives (``features.py``).
+A workload checks first that the picklepool feature it measures works
+(``features.py``): a broken feature, like an exception or a wrong result, makes
+the workload an error. Only missing numpy skips one.
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ def big_array_in(ctx: Context) -> WorkloadResult:
         f"{n_tasks} tasks each receiving the same {nbytes // MB} MB float64 array, reading one element",
         {"array_mb": nbytes // MB, "n_tasks": n_tasks},
     )
-    if reason := features.shm_arguments(ctx.n_jobs):
+    if reason := features.numpy_missing():
         res.skipped = reason
         return res
+    features.check_shm_arguments(ctx.n_jobs)
     import numpy as np
 
     arr = np.random.default_rng(0).random(nbytes // 8)
@@ -110,9 +112,10 @@ def big_array_out(ctx: Context) -> WorkloadResult:
         f"{n_tasks} tasks each returning a fresh {nbytes // MB} MB float64 array",
         {"array_mb": nbytes // MB, "n_tasks": n_tasks},
     )
-    if reason := features.shm_results(ctx.n_jobs):
+    if reason := features.numpy_missing():
         res.skipped = reason
         return res
+    features.check_shm_results(ctx.n_jobs)
     n_items = nbytes // 8
     args = [(n_items, float(i)) for i in range(n_tasks)]
 
@@ -221,7 +224,7 @@ def lock_object(ctx: Context) -> WorkloadResult:
         "need a hand-written __getstate__/__setstate__",
         {"n_tasks": n_tasks, "layers": n_layers, "layer_size": layer_size},
     )
-    if reason := features.numpy_missing() or features.hybrid_locks():
+    if reason := features.numpy_missing():
         res.skipped = reason
         return res
     model = LockedModel(n_layers, layer_size)
@@ -265,11 +268,10 @@ def pickler_micro(ctx: Context) -> WorkloadResult:
     )
     from picklepool.pickler import get_pickler
 
+    if reason := features.numpy_missing():
+        res.skipped = reason
+        return res
     names = ["pickle", "cloudpickle", "hybrid"]
-    hybrid_reason = features.hybrid_locks()
-    if hybrid_reason:
-        names.remove("hybrid")
-        res.notes.append(f"pickler_micro: hybrid not measured: {hybrid_reason}")
     picklers = {name: get_pickler(name) for name in names}
     columns = ["payload", *names, "pickle / hybrid", "pickle / cloudpickle"]
     table = Table(
@@ -281,22 +283,23 @@ def pickler_micro(ctx: Context) -> WorkloadResult:
     for label, build in payloads(scale).items():
         ctx.step(f"building {label}")
         payload = build()
+        for name, p in picklers.items():
+            if reason := _roundtrip_error(p, payload):
+                res.failures.append(f"{label}: {name}: {reason}")
         impls = {name: _roundtrip(p, payload) for name, p in picklers.items()}
         samples = interleave(impls, reps=max(9, ctx.reps), warmup=1, on_step=ctx.step, budget=ctx.budget / 4)
+        res.failures += [f"{label}: {n} failed: {s.error}" for n, s in samples.items() if s.error]
         cells = {name: Cell.from_samples(s) for name, s in samples.items()}
         line = [label]
         for name in names:
             c = cells[name]
             line.append(f"{c.stat.median:.4f} ({c.stat.min:.4f}-{c.stat.max:.4f})" if c.stat else c.reason)
         for other in ("hybrid", "cloudpickle"):
-            r = pair_ratios(samples["pickle"].times, samples[other].times) if other in samples else None
-            line.append(_ratio_text(r))
+            line.append(_ratio_text(pair_ratios(samples["pickle"].times, samples[other].times)))
         table.rows.append(line)
         res.data[label] = {
             "cells": {n: c.as_dict() for n, c in cells.items()},
-            "pickle_over_hybrid": _stat_dict(pair_ratios(samples["pickle"].times, samples["hybrid"].times))
-            if "hybrid" in samples
-            else None,
+            "pickle_over_hybrid": _stat_dict(pair_ratios(samples["pickle"].times, samples["hybrid"].times)),
             "pickle_over_cloudpickle": _stat_dict(
                 pair_ratios(samples["pickle"].times, samples["cloudpickle"].times)
             ),
@@ -313,6 +316,18 @@ def _roundtrip(pickler: Any, payload: Any) -> Callable[[], float]:
         return time.perf_counter() - start
 
     return run
+
+
+def _roundtrip_error(pickler: Any, payload: Any) -> str | None:
+    """Why ``loads(dumps(payload))`` does not give *payload* back, or None (untimed)."""
+    import numpy as np
+
+    try:
+        back = pickler.loads(pickler.dumps(payload))
+    except Exception as exc:  # noqa: BLE001 - reported as the workload's failure
+        return describe_error(exc)
+    same = np.array_equal(back, payload) if isinstance(payload, np.ndarray) else back == payload
+    return None if same else "loads(dumps(payload)) differs from the payload"
 
 
 def _ratio_text(r: Stat | None) -> str:
