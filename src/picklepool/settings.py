@@ -73,6 +73,10 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "max_worker_memory": None,
         "idle_worker_timeout": None,
         "scheduler_address": None,
+        "temp_folder": None,
+        "mmap_mode": "c",
+        "prefer": None,
+        "require": None,
     }
 )
 
@@ -315,6 +319,29 @@ def parse_verbose(value: Any, source: str = "argument") -> int:
     raise ValueError(f"verbose={value!r} (from {source}) is not valid; use 0 (quiet) or a positive int")
 
 
+MMAP_MODES = ("c", "r", "r+", "w+")
+
+
+def parse_choice(name: str, valid: tuple[Any, ...]) -> Any:
+    """A parser accepting only the values in *valid* (None always means "not set")."""
+
+    def parse(value: Any, source: str = "argument") -> Any:
+        if value is None or value in valid:
+            return value
+        raise ValueError(f"{name}={value!r} (from {source}) is not valid; use one of {list(valid)} or None")
+
+    return parse
+
+
+def parse_folder(value: Any, source: str = "argument") -> str | None:
+    """``temp_folder``: None (picklepool's choice: /dev/shm, else the temp folder) or a path."""
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)  # type: ignore[return-value]
+    raise ValueError(f"temp_folder={value!r} (from {source}) is not valid; use a folder's path or None")
+
+
 # -- the settings of one call --------------------------------------------------------------
 
 
@@ -341,6 +368,10 @@ class Settings:
     max_worker_memory: int | None
     idle_worker_timeout: float | None
     scheduler_address: str | None
+    temp_folder: str | None
+    mmap_mode: str
+    prefer: str | None
+    require: str | None
     sources: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -354,6 +385,10 @@ _PARSERS: Mapping[str, Any] = MappingProxyType(
         "inner_max_num_threads": parse_threads,
         "max_worker_memory": lambda v, s: parse_bytes(v, "max_worker_memory", s),
         "idle_worker_timeout": lambda v, s: parse_seconds(v, "idle_worker_timeout", s),
+        "temp_folder": parse_folder,
+        "mmap_mode": parse_choice("mmap_mode", MMAP_MODES),
+        "prefer": parse_choice("prefer", ("processes", "threads")),
+        "require": parse_choice("require", ("sharedmem",)),
     }
 )
 
@@ -373,6 +408,8 @@ def resolve_settings(
         values[key], sources[key] = resolve(key, arguments.get(key, NOT_SET))
     for key, parse in _PARSERS.items():
         values[key] = parse(values[key], sources[key])
+    if sources["backend"] == "default" and (values["prefer"] == "threads" or values["require"]):
+        values["backend"] = "threading"  # joblib: a soft hint, or shared memory required
     if values["backend"] not in backends:
         raise ValueError(
             f"backend={values['backend']!r} (from {sources['backend']}) is not valid; "

@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from picklepool import Parallel, delayed, parallel_config, register_pickler
-from picklepool.pickler import choose_pickler, get_pickler, resolve_pickler, unregister_pickler
+from picklepool.pickler import get_pickler, resolve_pickler, unregister_pickler
 from picklepool.pickler.base import BasePickler
 from tests.conftest import run_python
 
@@ -184,14 +184,9 @@ def test_module_form_that_fails_to_import_says_why(clean_env, tmp_path):
         get_pickler("broken_pickler_mod")
 
 
-def test_choose_pickler_resolves_only_when_asked(clean_env):
-    choice = choose_pickler("nope")  # no error yet: a call that pickles nothing never asks
-    assert (choice.value, choice.source) == ("nope", "argument")
-    with pytest.raises(ValueError, match=r"'nope' \(from argument\)"):
-        choice.resolve()
-    clean_env.setenv("PICKLEPOOL_PICKLER", "cloudpickle")
-    with parallel_config(pickler="pickle"):
-        choice = choose_pickler()  # captures the choice in force now...
-    assert choice.source == "parallel_config"
-    assert choice.resolve() is choice.resolve() == get_pickler("pickle")  # ...and keeps it
-    assert choose_pickler().resolve().name == "cloudpickle"
+def test_a_bad_pickler_in_the_environment_does_not_stop_calls_that_pickle_nothing(clean_env):
+    clean_env.setenv("LOKY_PICKLER", "no_such_module_anywhere")
+    assert Parallel(n_jobs=1)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+    assert Parallel(n_jobs=2, backend="threading")(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+    with pytest.raises(ValueError, match="no_such_module_anywhere.*LOKY_PICKLER"):
+        Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3))

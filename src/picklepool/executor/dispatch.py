@@ -64,6 +64,8 @@ class Call:
         on_progress: Callable[[int, int | None], None] | None = None,
         worker_limits: WorkerLimits | None = None,
         max_nbytes: int | None = None,
+        mmap_mode: str = "c",
+        temp_folder: str | None = None,
     ) -> None:
         self.backend = backend
         self.pickler = pickler  # None for in-process backends: nothing is pickled
@@ -80,7 +82,8 @@ class Call:
         self.header = cloudpickle.dumps(pickler) if self.bytes_path else b""
         self.parent = parent_state(backend.n_workers) if backend.mirrors_parent else None
         self.context = CallContext(pickler, self.session, backend.blob_store() if self.bytes_path else None)
-        self.buffers = CallBuffers(self.context, self.call_id, max_nbytes)  # large ones via shm
+        # large arrays via shared memory
+        self.buffers = CallBuffers(self.context, self.call_id, max_nbytes, mmap_mode, temp_folder)
         self.functions = functions.FunctionTable(pickler, self.buffers, self.context)
         self.watchdog = Watchdog(self.session, self.call_id, timeout) if timeout and self.session else None
         self.replies = ReplyReader(self)

@@ -2,8 +2,6 @@
 
 from .base import BasePickler, CloudPickler, StdlibPickler
 from .registry import (
-    PicklerChoice,
-    choose_pickler,
     get_pickler,
     register_pickler,
     resolve_pickler,
@@ -14,9 +12,7 @@ from .wrap import wrap_non_picklable_objects
 __all__ = [
     "BasePickler",
     "CloudPickler",
-    "PicklerChoice",
     "StdlibPickler",
-    "choose_pickler",
     "get_pickler",
     "register_pickler",
     "resolve_pickler",

@@ -162,8 +162,16 @@ class CallBuffers:
     or the backend has no session folder (threading, sequential, remote workers).
     """
 
-    def __init__(self, context: Any, call_id: int, max_nbytes: int | None) -> None:
+    def __init__(
+        self,
+        context: Any,
+        call_id: int,
+        max_nbytes: int | None,
+        mmap_mode: str = "c",
+        temp_folder: str | None = None,
+    ) -> None:
         session = getattr(context, "session", None)
+        self.mmap_mode, self.temp_folder = mmap_mode, temp_folder
         self.enabled = max_nbytes is not None and session is not None
         self.max_nbytes = max_nbytes if max_nbytes is not None else 0
         self.memo: dict[Any, Any] = context.memo

@@ -7,9 +7,8 @@ A value is a built-in or registered name, ``"module:attr"`` naming a
 ``pickle.Pickler`` subclass, or, as loky reads ``LOKY_PICKLER``, the name of an
 importable module whose ``Pickler`` attribute is a ``pickle.Pickler`` subclass.
 
-Calls that pickle nothing (``n_jobs=1``, the threading backend) need not import
-or check the pickler: :func:`choose_pickler` captures the choice in force now
-(cheap: no import) and resolves it only when asked.
+Calls that pickle nothing (``n_jobs=1``, the threading backend) never resolve the
+pickler (``executor.parallel``), so a bad value stops only calls that pickle.
 """
 
 from __future__ import annotations
@@ -153,36 +152,3 @@ def resolve_pickler(name: Any = None, *, source: str | None = None) -> tuple[Bas
         f"{valid_names()}, 'module:attr' naming a pickle.Pickler subclass, or an importable "
         "module with a Pickler class (loky's LOKY_PICKLER form)"
     )
-
-
-class PicklerChoice:
-    """The pickler in force when it was made, resolved (imported, checked) on first use.
-
-    ``value`` and ``source`` are known at once; :meth:`resolve` returns the
-    ``BasePickler`` (or raises the ``ValueError`` of a bad value) and caches it.
-    """
-
-    __slots__ = ("value", "source", "_pickler")
-
-    def __init__(self, value: Any, source: str) -> None:
-        self.value = value
-        self.source = source
-        self._pickler: BasePickler | None = value if isinstance(value, BasePickler) else None
-
-    def resolve(self) -> BasePickler:
-        if self._pickler is None:
-            self._pickler = resolve_pickler(self.value, source=self.source)[0]
-        return self._pickler
-
-    def __repr__(self) -> str:
-        return f"PicklerChoice({self.value!r}, source={self.source!r})"
-
-
-def choose_pickler(name: Any = None) -> PicklerChoice:
-    """The pickler choice in force now by precedence, not yet imported or checked.
-
-    Cheap (reads the ``parallel_config`` context and the environment only), so a
-    call can make it up front and call ``.resolve()`` only if it pickles.
-    """
-    value, source = config.resolve("pickler", name, DEFAULT)
-    return PicklerChoice(value, source)
