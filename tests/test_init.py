@@ -14,6 +14,7 @@ EXPECTED = {
     "cpu_count",
     "delayed",
     "effective_n_jobs",
+    "parallel_backend",
     "parallel_config",
     "register_pickler",
     "shutdown",

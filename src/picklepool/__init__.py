@@ -23,6 +23,7 @@ _WHERE = {
     "shutdown": "picklepool.executor.backends",
     "cpu_count": "picklepool.settings",
     "parallel_config": "picklepool.config",
+    "parallel_backend": "picklepool.config",
     "PicklingError": "picklepool.errors",
     "StateFileError": "picklepool.errors",
     "StateSignatureError": "picklepool.errors",
@@ -51,6 +52,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from .config import parallel_backend as parallel_backend
     from .config import parallel_config as parallel_config
     from .errors import PicklingError as PicklingError
     from .errors import StateFileError as StateFileError

@@ -1,8 +1,11 @@
-"""``parallel_config``: defaults for every ``Parallel`` call inside a ``with`` block.
+"""``parallel_config`` (and joblib's older ``parallel_backend``): defaults for every
+``Parallel`` call inside a ``with`` block.
 
 Scoped with :mod:`contextvars`, so it nests, restores on exit, and is private to
-each thread and asyncio task. The precedence it takes part in (argument >
-``parallel_config`` > environment > default) is decided in :mod:`picklepool.settings`.
+each thread and asyncio task; the threading backend copies the caller's context
+into its threads, so a task's own ``Parallel()`` sees it too. The precedence it
+takes part in (argument > ``parallel_config`` > environment > default) is decided
+in :mod:`picklepool.settings`.
 """
 
 from __future__ import annotations
@@ -12,35 +15,79 @@ from collections.abc import Mapping
 from typing import Any
 
 from .pickler.registry import get_pickler
-from .settings import CONFIG_KEYS, NOT_SET, config_value, pop_config, push_config
+from .settings import CONFIG_KEYS, NOT_SET, config_value, is_mp_context, pop_config, push_config
 
-__all__ = ["CONFIG_KEYS", "NOT_SET", "config_value", "parallel_config"]
+__all__ = ["CONFIG_KEYS", "NOT_SET", "config_value", "parallel_backend", "parallel_config"]
 
 
 class parallel_config:
     """Set defaults for every ``Parallel`` call inside a ``with`` block.
 
-    Accepts the same names as ``Parallel`` (``n_jobs``, ``backend``, ``pickler``,
-    ``batch_size``, ``timeout``, ...) plus ``scheduler_address`` for the dask
-    backend. Values not passed (or None) are inherited from the enclosing block.
+    joblib's signature: ``parallel_config(backend=None, *, n_jobs=None, verbose=None,
+    temp_folder=None, max_nbytes=None, mmap_mode=None, prefer=None, require=None,
+    inner_max_num_threads=None, **backend_params)``. *backend* is a name ("loky",
+    "threading", "sequential", "multiprocessing", "dask") or a ``multiprocessing``
+    context. *backend_params* are picklepool's other settings (``pickler``,
+    ``batch_size``, ``timeout``, ``idle_worker_timeout``, ``initializer``,
+    ``initargs``, ``scheduler_address`` for dask, ...). Values not passed (or None)
+    are inherited from the enclosing block, then the environment, then the defaults.
+
     The block restores the previous configuration on exit, even on error; blocks
     nest. Raises ``TypeError`` for an unknown setting and ``ValueError`` for a bad
-    pickler, at the ``with`` statement rather than at a later call.
+    pickler or backend name, at construction rather than at a later call.
 
     >>> with parallel_config(pickler="pickle", n_jobs=2):
     ...     pass
     """
 
-    def __init__(self, backend: Any = NOT_SET, **settings: Any) -> None:
-        if backend is not NOT_SET:
-            settings["backend"] = backend
-        unknown = sorted(set(settings) - set(CONFIG_KEYS))
+    def __init__(
+        self,
+        backend: Any = NOT_SET,
+        *,
+        n_jobs: Any = NOT_SET,
+        verbose: Any = NOT_SET,
+        temp_folder: Any = NOT_SET,
+        max_nbytes: Any = NOT_SET,
+        mmap_mode: Any = NOT_SET,
+        prefer: Any = NOT_SET,
+        require: Any = NOT_SET,
+        inner_max_num_threads: Any = NOT_SET,
+        **backend_params: Any,
+    ) -> None:
+        named = {
+            "backend": backend,
+            "n_jobs": n_jobs,
+            "verbose": verbose,
+            "temp_folder": temp_folder,
+            "max_nbytes": max_nbytes,
+            "mmap_mode": mmap_mode,
+            "prefer": prefer,
+            "require": require,
+            "inner_max_num_threads": inner_max_num_threads,
+        }
+        settings = {k: v for k, v in named.items() if v is not NOT_SET}
+        unknown = sorted(set(backend_params) - set(CONFIG_KEYS))
         if unknown:
             raise TypeError(
                 f"parallel_config() got unknown setting(s) {unknown}; valid settings are {list(CONFIG_KEYS)}"
             )
+        settings.update(backend_params)
         if settings.get("pickler") is not None:
             get_pickler(settings["pickler"], source="parallel_config")
+        name = settings.get("backend")
+        if isinstance(name, str):
+            from .executor.backends import BACKENDS  # the names only; the backends load lazily
+
+            if name not in BACKENDS:
+                raise ValueError(
+                    f"Invalid backend: {name!r} (from parallel_config), expected one of {sorted(BACKENDS)} "
+                    "or a multiprocessing context"
+                )
+        elif name is not None and not is_mp_context(name):
+            raise ValueError(
+                f"backend={name!r} (from parallel_config) is not valid; use a backend name or a "
+                "multiprocessing context such as multiprocessing.get_context('spawn')"
+            )
         self._settings = settings
         self._tokens: list[contextvars.Token[Mapping[str, Any]]] = []
 
@@ -50,3 +97,23 @@ class parallel_config:
 
     def __exit__(self, *exc_info: object) -> None:
         pop_config(self._tokens.pop())
+
+
+class parallel_backend(parallel_config):
+    """joblib's older ``parallel_backend(backend, n_jobs=-1, inner_max_num_threads=None, **params)``.
+
+    Deprecated in joblib in favour of :class:`parallel_config`, and here the same
+    thing with joblib's defaults: *n_jobs* defaults to -1, and ``with`` gives
+    ``(backend, n_jobs)``. Emits no warning (joblib 1.6 emits none either).
+    """
+
+    def __init__(
+        self, backend: Any, n_jobs: Any = -1, inner_max_num_threads: Any = None, **backend_params: Any
+    ) -> None:
+        super().__init__(
+            backend, n_jobs=n_jobs, inner_max_num_threads=inner_max_num_threads, **backend_params
+        )
+
+    def __enter__(self) -> Any:  # type: ignore[override]
+        super().__enter__()
+        return self._settings.get("backend"), self._settings.get("n_jobs")

@@ -9,6 +9,9 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
 - the worker's memory-leak check (``_USE_PSUTIL``, ``_MAX_MEMORY_LEAK_SIZE``,
   ``_MEMORY_LEAK_CHECK_DELAY``), which picklepool sets to have loky replace a
   worker after its current batch (memory recycling, a task that timed out);
+- the class behind ``get_reusable_executor`` and its ``_resize``, ``_flags`` and
+  ``_max_workers``, to keep one executor per process instead of loky's one per
+  thread (:func:`new_executor`, :func:`resize`, :func:`usable`, :func:`size`);
 - an instance of standalone loky's start method (``backend.context.LokyContext``)
   and its resource tracker (``backend.resource_tracker``).
 
@@ -111,3 +114,45 @@ def track_folder(path: str, register: bool = True) -> bool:
     except Exception:  # noqa: BLE001 - tracker unavailable: the folder is removed at exit anyway
         return False
     return True
+
+
+def new_executor(
+    n_workers: int,
+    idle_timeout: float,
+    env: dict[str, str] | None,
+    initializer: Any = None,
+    initargs: tuple[Any, ...] = (),
+) -> Any:
+    """A new loky executor with reusable-executor resizing, owned by the caller.
+
+    ``loky.get_reusable_executor`` keeps one executor *per thread* (loky 3.7): calls
+    from several threads would each start their own pool. picklepool keeps one for
+    the process (``executor.pool``) and builds it with the same class.
+    """
+    from loky.reusable_executor import _get_next_executor_id, _ReusablePoolExecutor
+
+    return _ReusablePoolExecutor(
+        max_workers=n_workers,
+        context=start_method(),
+        timeout=idle_timeout,
+        executor_id=_get_next_executor_id(),
+        initializer=initializer,
+        initargs=initargs,
+        env=env,
+    )
+
+
+def resize(executor: Any, n_workers: int) -> None:
+    """Make *executor* run *n_workers* processes (waits for its running jobs first)."""
+    executor._resize(n_workers)
+
+
+def usable(executor: Any) -> bool:
+    """False once *executor* is broken (a worker died) or shut down."""
+    flags = getattr(executor, "_flags", None)
+    return not (flags is not None and (flags.broken or flags.shutdown))
+
+
+def size(executor: Any) -> int:
+    """How many worker processes *executor* runs (its ``max_workers``)."""
+    return int(executor._max_workers)

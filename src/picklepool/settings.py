@@ -77,6 +77,8 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "mmap_mode": "c",
         "prefer": None,
         "require": None,
+        "initializer": None,
+        "initargs": (),
     }
 )
 
@@ -345,6 +347,27 @@ def parse_folder(value: Any, source: str = "argument") -> str | None:
 # -- the settings of one call --------------------------------------------------------------
 
 
+def parse_initializer(value: Any, source: str = "argument") -> Any:
+    """``initializer``: None or a callable run once in each new worker process."""
+    if value is None or callable(value):
+        return value
+    raise ValueError(
+        f"initializer={value!r} (from {source}) is not valid; use a function run once in each "
+        "new worker process, or None"
+    )
+
+
+def parse_initargs(value: Any, source: str = "argument") -> tuple[Any, ...]:
+    """``initargs``: the arguments of ``initializer``, a tuple or list (default ``()``)."""
+    if value is None:
+        return ()
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    raise ValueError(
+        f"initargs={value!r} (from {source}) is not valid; use a tuple of the initializer's arguments"
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of one call, validated; ``sources`` says where each came from.
@@ -372,7 +395,10 @@ class Settings:
     mmap_mode: str
     prefer: str | None
     require: str | None
+    initializer: Any
+    initargs: tuple[Any, ...]
     sources: Mapping[str, str] = field(default_factory=dict)
+    context: Any = None  # the multiprocessing context given as backend=, for "multiprocessing"
 
 
 _PARSERS: Mapping[str, Any] = MappingProxyType(
@@ -389,17 +415,68 @@ _PARSERS: Mapping[str, Any] = MappingProxyType(
         "mmap_mode": parse_choice("mmap_mode", MMAP_MODES),
         "prefer": parse_choice("prefer", ("processes", "threads")),
         "require": parse_choice("require", ("sharedmem",)),
+        "initializer": parse_initializer,
+        "initargs": parse_initargs,
     }
 )
 
 
+# The deepest nesting level whose calls run in parallel: 0 is the caller's, 1 the calls
+# made inside its workers (or threads). Deeper calls run sequentially, as in joblib
+# (level 1 on threads, sequential below), so unbounded recursion cannot start
+# processes without limit.
+MAX_DEPTH = 1
+
+
+def _choose_backend(values: dict[str, Any], sources: dict[str, str], backends: Mapping[str, Any]) -> None:
+    """Apply ``prefer`` (a soft hint) and ``require`` (a hard constraint) as joblib does.
+
+    - ``prefer="threads"``/``"processes"`` only chooses when no backend was given
+      (argument, ``parallel_config`` or environment): an explicit backend wins.
+    - ``require="sharedmem"`` with a backend given as an argument that does not share
+      memory is a ``ValueError``; with one from ``parallel_config`` or the environment
+      it switches to "threading", and a ``n_jobs`` that did not come from the argument
+      becomes 1 (joblib's ``_get_active_backend``).
+    """
+    prefer, require, backend = values["prefer"], values["require"], values["backend"]
+    if prefer == "processes" and require == "sharedmem":
+        raise ValueError(
+            "prefer='processes' and require='sharedmem' are inconsistent settings (from "
+            f"{sources['prefer']} and {sources['require']}): processes do not share memory; "
+            "drop one of them"
+        )
+    cls = backends.get(backend) if isinstance(backend, str) else None
+    shares = bool(getattr(cls, "in_caller", False))
+    threads = shares and backend != "sequential"
+    if require == "sharedmem" and not shares:
+        if sources["backend"] == "argument":
+            raise ValueError(
+                f"backend={backend!r} (from argument) does not support shared memory, which "
+                f"require='sharedmem' (from {sources['require']}) asks for; use "
+                "backend='threading', or drop require"
+            )
+        values["backend"], sources["backend"] = "threading", f"require='sharedmem' ({sources['require']})"
+        if sources["n_jobs"] != "argument":
+            values["n_jobs"], sources["n_jobs"] = 1, "require='sharedmem' (joblib's default)"
+    elif sources["backend"] == "default" and prefer == "threads" and not threads:
+        values["backend"], sources["backend"] = "threading", f"prefer='threads' ({sources['prefer']})"
+    elif sources["backend"] == "default" and prefer == "processes" and threads:
+        values["backend"], sources["backend"] = "loky", f"prefer='processes' ({sources['prefer']})"
+
+
 def resolve_settings(
-    arguments: Mapping[str, Any], backends: tuple[str, ...], cores: int | None = None
+    arguments: Mapping[str, Any],
+    backends: Mapping[str, Any],
+    cores: int | None = None,
+    depth: int = 0,
 ) -> Settings:
     """The :class:`Settings` in force for *arguments* (NOT_SET or None: not given).
 
-    *backends* are the valid backend names; *cores* what ``n_jobs=-1`` means (None:
-    :func:`cpu_count`; inside a worker, its share of the parent's cores). Raises
+    *backends* maps the valid backend names to their classes (their capabilities
+    decide ``prefer``/``require``, see :func:`_choose_backend`); *cores* is what
+    ``n_jobs=-1`` means (None: :func:`cpu_count`; inside a worker, its share of the
+    parent's cores); *depth* how deeply nested the call is: past :data:`MAX_DEPTH` a
+    process or thread backend runs the call sequentially instead. Raises
     ``ValueError`` naming the first bad setting, its value and its source.
     """
     values: dict[str, Any] = {}
@@ -408,19 +485,29 @@ def resolve_settings(
         values[key], sources[key] = resolve(key, arguments.get(key, NOT_SET))
     for key, parse in _PARSERS.items():
         values[key] = parse(values[key], sources[key])
-    if sources["backend"] == "default" and (values["prefer"] == "threads" or values["require"]):
-        values["backend"] = "threading"  # joblib: a soft hint, or shared memory required
+    context = None
+    if not isinstance(values["backend"], str) and is_mp_context(values["backend"]):
+        context, values["backend"] = values["backend"], "multiprocessing"
+    _choose_backend(values, sources, backends)
     if values["backend"] not in backends:
         raise ValueError(
             f"backend={values['backend']!r} (from {sources['backend']}) is not valid; "
-            f"use one of {list(backends)}"
+            f"use one of {list(backends)} or a multiprocessing context"
         )
     n_jobs = parse_n_jobs(values["n_jobs"], sources["n_jobs"])
     n_workers = workers_for(n_jobs, cores)
+    if depth > MAX_DEPTH and values["backend"] != "dask":
+        n_workers = 1  # too deep: sequential, as joblib below its first nesting level
     values["n_jobs"] = n_jobs
     return Settings(
         n_workers=n_workers,
         max_inflight=inflight(values["pre_dispatch"], n_workers, sources["pre_dispatch"]),
         sources=MappingProxyType(sources),
+        context=context,
         **values,
     )
+
+
+def is_mp_context(value: Any) -> bool:
+    """True for a ``multiprocessing`` context (``multiprocessing.get_context("spawn")``)."""
+    return hasattr(value, "Pool") and hasattr(value, "get_start_method")

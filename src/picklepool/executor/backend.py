@@ -26,6 +26,7 @@ class Backend:
     per_parallel = False  # the pool belongs to one Parallel object: closed with it
     counts_cluster = False  # n_jobs < 0 counts the cluster's threads, not local cores
     inline_single = False  # a pool of one worker runs in the calling thread instead
+    uses_threads = False  # tasks run on threads of this process (a nested call runs below threads)
 
     def __init__(self, n_workers: int) -> None:
         self.n_workers = n_workers
@@ -46,6 +47,15 @@ class Backend:
     def blob_store(self) -> Any:
         """A fresh ``pickler.context.BlobStore`` for one call, or None for the session's files."""
         return None
+
+    def release(self) -> None:
+        """The call (or ``with Parallel()`` block) that made this backend is done with it.
+
+        Backends whose pool belongs to one ``Parallel`` (``per_parallel``) shut it down;
+        the loky backend gives the process's shared pool back (``executor.pool``).
+        """
+        if self.per_parallel:
+            self.shutdown()
 
     def shutdown(self, kill: bool = False) -> None:
         pass

@@ -7,29 +7,32 @@ run the same batch runner on the objects themselves, with no copy.
 
 from __future__ import annotations
 
+import contextvars
 import sys
-import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import MappingProxyType
 from typing import Any
 
 import loky
 
 from .. import lokycompat
+from ..settings import cpu_count
+from ..workers import mirror
+from . import pool
 from .backend import Backend
+from .mpbackend import MultiprocessingBackend
 from .session import session
 
 IDLE_WORKER_TIMEOUT = 300.0  # seconds a warm loky worker waits for work before exiting
 
-BACKENDS = ("loky", "threading", "sequential", "dask")
-
-
-# Every loky executor picklepool has used (loky keeps one per thread), for shutdown().
-_executors: weakref.WeakSet[Any] = weakref.WeakSet()
-
 
 class LokyBackend(Backend):
-    """Warm, reusable loky worker processes, shared by every call in the process."""
+    """Warm, reusable loky worker processes, shared by every call in the process.
+
+    The executor is the process's one warm pool (``executor.pool``): calls from any
+    thread share it; this object holds it from its creation to :meth:`release`.
+    """
 
     name = "loky"
     parent_threads = True
@@ -38,34 +41,42 @@ class LokyBackend(Backend):
     inline_single = True
 
     def __init__(
-        self, n_workers: int, idle_timeout: float | None = None, env: dict[str, str] | None = None
+        self,
+        n_workers: int,
+        idle_timeout: float | None = None,
+        env: dict[str, str] | None = None,
+        initializer: Any = None,
+        initargs: tuple[Any, ...] = (),
     ) -> None:
         super().__init__(n_workers)
         self.idle_timeout = IDLE_WORKER_TIMEOUT if idle_timeout is None else idle_timeout
         self.env = env  # set in each worker at start (thread limits, workers.limits)
-        self._executor = self._get()
+        self._init = (initializer, initargs)
+        self._executor: Any = None
+        self._shared = False
+        self._get()
 
-    def _get(self) -> Any:
-        executor = loky.get_reusable_executor(
-            max_workers=self.n_workers,
-            timeout=self.idle_timeout,
-            env=self.env,
-            context=lokycompat.start_method(),
-        )
-        _executors.add(executor)
-        return executor
+    def _get(self) -> None:
+        self.release()
+        self._executor, self._shared = pool.acquire(self.n_workers, self.idle_timeout, self.env, *self._init)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         try:
             return self._executor.submit(fn, *args)  # type: ignore[no-any-return]
         except (loky.process_executor.ShutdownExecutorError, RuntimeError):
             # Broken by a crash in an earlier call, or shut down: get a fresh pool.
-            self._executor = self._get()
+            self._get()
             return self._executor.submit(fn, *args)  # type: ignore[no-any-return]
 
     def refresh(self) -> None:
-        """Take the current reusable executor (a new one after a crash)."""
-        self._executor = self._get()
+        """Before a call on a kept backend: a fresh executor if this one broke."""
+        if self._executor is None or not lokycompat.usable(self._executor):
+            self._get()
+
+    def release(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            pool.release(executor, self._shared)
 
     def worker_pids(self) -> list[int]:
         return sorted(lokycompat.worker_processes(self._executor))
@@ -74,7 +85,8 @@ class LokyBackend(Backend):
         return session().path
 
     def shutdown(self, kill: bool = False) -> None:
-        self._executor.shutdown(wait=True, kill_workers=kill)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, kill_workers=kill)
 
 
 class ThreadingBackend(Backend):
@@ -85,15 +97,26 @@ class ThreadingBackend(Backend):
     in_caller = True
     supports_timeout = False  # Python threads cannot be interrupted
     per_parallel = True
+    uses_threads = True
     inline_single = True
 
     def __init__(self, n_workers: int) -> None:
         super().__init__(n_workers)
         self._pool = ThreadPoolExecutor(n_workers, thread_name_prefix="picklepool")
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Take the caller's context now: its ``parallel_config`` and nesting reach the threads."""
+        depth, cores = mirror.nesting()
+        share = max(1, (cpu_count() if cores is None else cores) // self.n_workers)
+        context = contextvars.copy_context()
+        context.run(mirror.enter_thread, depth + 1, share)
+        self._context = context
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         try:
-            return self._pool.submit(fn, *args)
+            # one copy per task: a context can be entered by one thread at a time
+            return self._pool.submit(self._context.copy().run, fn, *args)
         except RuntimeError as exc:
             raise RuntimeError(
                 "this threading pool was shut down while the call still had tasks to send "
@@ -132,9 +155,7 @@ def shutdown(wait: bool = True, kill: bool = False) -> None:
     the dask backend, this closes the connections picklepool opened to a
     ``scheduler_address``; it never closes your own ``Client`` or cluster.
     """
-    for executor in list(_executors):
-        executor.shutdown(wait=wait, kill_workers=kill)
-        _executors.discard(executor)
+    pool.shutdown_all(wait=wait, kill=kill)
     dask_backend = sys.modules.get(f"{__package__}.dask")
     if dask_backend is not None:  # imported only if backend="dask" was used
         dask_backend.close_clients()
@@ -144,25 +165,34 @@ def make_backend(name: str, n_workers: int, **options: Any) -> Backend:
     """The backend *name* with *n_workers* workers (*options*: see ``Parallel``).
 
     A pool of one worker of a backend that says so (``inline_single``) runs in the
-    calling thread instead, as joblib does for ``n_jobs=1``.
+    calling thread instead, as joblib does for ``n_jobs=1``. Raises ``ValueError``
+    for an unknown name.
     """
     if name == "dask":
         from .dask import DaskBackend
 
         n_jobs = options.get("n_jobs", n_workers)  # n_jobs < 0 counts the cluster's threads
         return DaskBackend(n_jobs if n_jobs < 0 else n_workers, options.get("scheduler_address"))
-    cls = _LOCAL.get(name)
+    cls = BACKENDS.get(name)
     if cls is None:
         raise ValueError(f"unknown backend {name!r}; valid backends are {list(BACKENDS)}")
     if n_workers == 1 and cls.inline_single:
         return SequentialBackend()
+    init = (options.get("initializer"), options.get("initargs") or ())
     if cls is LokyBackend:
-        return LokyBackend(n_workers, options.get("idle_worker_timeout"), options.get("worker_env"))
+        return LokyBackend(n_workers, options.get("idle_worker_timeout"), options.get("worker_env"), *init)
+    if cls is MultiprocessingBackend:
+        return MultiprocessingBackend(n_workers, options.get("context"), *init)
     return cls(n_workers)
 
 
-_LOCAL: dict[str, type[Backend]] = {
-    "loky": LokyBackend,
-    "threading": ThreadingBackend,
-    "sequential": SequentialBackend,
-}
+# name -> class; "dask" is imported only when used (its class is not needed to choose it)
+BACKENDS: Mapping[str, Any] = MappingProxyType(
+    {
+        "loky": LokyBackend,
+        "threading": ThreadingBackend,
+        "sequential": SequentialBackend,
+        "multiprocessing": MultiprocessingBackend,
+        "dask": None,
+    }
+)

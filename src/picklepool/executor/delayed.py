@@ -1,29 +1,47 @@
 """``delayed``: capture a call as a plain ``(function, args, kwargs)`` tuple.
 
-Kept as lean as possible: the user's generator of ``delayed(f)(x)`` items is the
-floor of the whole calling convention, so ``delayed`` does no copying of
-metadata per item (joblib's re-wraps the function every time).
+Kept lean: the user's generator of ``delayed(f)(x)`` items is the floor of the
+whole calling convention. The returned function carries *function*'s metadata
+(``__name__``, ``__qualname__``, ``__doc__``, ``__wrapped__``, as joblib's does
+with ``functools.wraps``). The last one made is reused, so ``delayed(f)`` written
+for every item of a loop costs an identity check, not a copy of the metadata
+(about 40 ns instead of 1 µs an item).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 Task = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+# (function, its delayed version) made last; one pair, replaced as a whole (thread-safe)
+_last: tuple[Any, Any] = (None, None)
+
+
+def _make(function: Callable[..., Any]) -> Callable[..., Task]:
+    def delayed_function(*args: Any, **kwargs: Any) -> Task:
+        return function, args, kwargs
+
+    try:
+        return functools.wraps(function)(delayed_function)
+    except AttributeError:  # callables without a writable __dict__ or the like: as joblib
+        return delayed_function
 
 
 def delayed(function: Callable[..., Any]) -> Callable[..., Task]:
     """Return a function that records a call of *function* instead of running it.
 
     ``delayed(f)(1, y=2)`` is ``(f, (1,), {"y": 2})``, the joblib convention, and
-    works as a decorator too. No metadata is copied onto the returned function:
-    it is made once per item, and copying would cost more than the call itself.
-    For the same reason *function* is checked when the call is dispatched (a
-    ``TypeError`` naming the item), not here.
+    works as a decorator too. ``delayed(f).__name__`` is ``f.__name__`` and
+    ``__wrapped__`` is ``f`` (``functools.wraps``, as in joblib). *function* is
+    checked when the call is dispatched (a ``TypeError`` naming the item), not here.
     """
-
-    def delayed_function(*args: Any, **kwargs: Any) -> Task:
-        return function, args, kwargs
-
-    return delayed_function
+    global _last
+    last = _last
+    if last[0] is function:
+        return last[1]  # type: ignore[no-any-return]
+    made = _make(function)
+    _last = (function, made)
+    return made

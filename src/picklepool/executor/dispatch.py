@@ -139,8 +139,18 @@ class Call:
 
     # -- the loop -------------------------------------------------------------------------
 
-    def run(self, iterable: Iterable[Any]) -> Iterator[list[Any]]:
-        """Yield lists of results: in task order, or as batches complete."""
+    def start(self, iterable: Iterable[Any]) -> Iterator[list[Any]]:
+        """Dispatch the first batches now; return the iterator of :meth:`run` over the rest."""
+        chunks = self.run(iterable, primed=True)
+        next(chunks)
+        return chunks
+
+    def run(self, iterable: Iterable[Any], primed: bool = False) -> Iterator[list[Any]]:
+        """Yield lists of results: in task order, or as batches complete.
+
+        *primed*: yield one empty list as soon as the first batches are dispatched
+        (:meth:`start`), so that tasks start at the call, not at the first ``next()``.
+        """
         try:
             self.total = len(iterable)  # type: ignore[arg-type]
             if hasattr(self.batcher, "total"):
@@ -178,6 +188,13 @@ class Call:
                     dispatched += len(items)
                     if self.in_caller and not self._done.empty():
                         break  # a batch already ran here (sequential): check it before the next
+                if primed:
+                    primed = False
+                    if handoff is not None:
+                        handoff.restore()
+                    yield []
+                    if handoff is not None:
+                        handoff.lower()
                 if not inflight:
                     break
                 batch = self._next_done()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
+import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
+from .. import lokycompat
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, Settings, inflight, resolve_settings
 from ..workers import mirror
@@ -25,7 +30,45 @@ def effective_n_jobs(n_jobs: Any = -1) -> int:
     usable cores; inside a worker, that worker's share of them). Raises
     ``ValueError`` for 0 or a value that is not a number.
     """
-    return resolve_settings({"n_jobs": n_jobs}, BACKENDS, mirror.nesting()[1]).n_workers
+    return _nested(resolve_settings({"n_jobs": n_jobs}, BACKENDS, *_where()), warn=False).n_workers
+
+
+def _where() -> tuple[int | None, int]:
+    """(cores, depth) of a call made here: ``workers.mirror.nesting`` in that order."""
+    depth, cores = mirror.nesting()
+    return cores, depth
+
+
+def _nested(s: Settings, warn: bool) -> Settings:
+    """*s*, run with one worker where a pool of processes cannot (or should not) start.
+
+    As joblib: a process backend below the threads of a threading pool, inside a
+    daemonic ``multiprocessing`` worker, or ``backend="multiprocessing"`` inside a
+    loky worker runs the call with ``n_jobs=1`` and warns (when *warn*) that it does.
+    """
+    cls = BACKENDS.get(s.backend)
+    if s.n_workers == 1 or s.backend == "dask" or getattr(cls, "in_caller", False):
+        return s
+    kind = "Loky" if s.backend == "loky" else "Multiprocessing"
+    if mirror.below_threads():
+        where = "below threads (a task of backend='threading')"
+    elif multiprocessing.current_process().daemon:
+        where = (
+            "inside a daemonic multiprocessing worker (backend='multiprocessing'), which cannot have children"
+        )
+    elif s.backend == "multiprocessing" and lokycompat.depth() > 0:
+        where = "below loky (inside a loky worker)"
+    else:
+        return s
+    if warn:
+        warnings.warn(
+            f"{kind}-backed parallel loops cannot be nested {where}: setting n_jobs=1 for "
+            f"this call (n_jobs={s.n_jobs} from {s.sources['n_jobs']}). Use backend='threading' "
+            "for the inner call, or n_jobs=1 to silence this.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return dataclasses.replace(s, n_workers=1, max_inflight=inflight(s.pre_dispatch, 1))
 
 
 class Parallel:
@@ -43,7 +86,19 @@ class Parallel:
         -1 means that worker's share of the cores. With backend="dask", -1 and -n
         count the cluster's threads instead of local cores.
     backend*: "loky" (default: warm reusable processes), "threading",
-        "sequential" or "dask".
+        "sequential", "dask", "multiprocessing" (a ``multiprocessing.Pool`` per call,
+        see ``executor.mpbackend``) or a ``multiprocessing`` context object (that
+        start method's pool).
+    prefer*: "threads" or "processes": a soft hint, used only when no backend is
+        given (argument, ``parallel_config`` or ``PICKLEPOOL_BACKEND``), as in joblib.
+    require*: "sharedmem": a hard constraint. With ``backend=`` a process backend it
+        raises ``ValueError``; a process backend from ``parallel_config`` is replaced by
+        "threading" (with n_jobs=1 unless given here), as in joblib.
+    temp_folder*, mmap_mode*: where and how large arrays are shared (see
+        ``pickler.buffers``).
+    initializer*, initargs*: run ``initializer(*initargs)`` once in each new worker
+        process (loky, multiprocessing); loky workers are reused by later calls with
+        the same initializer and arguments, and restarted when they change.
     pickler*: "hybrid" (default), "pickle", "cloudpickle", a name given to
         ``register_pickler``, or "module:attr" naming a ``pickle.Pickler`` subclass.
         Precedence: argument > parallel_config > PICKLEPOOL_PICKLER > LOKY_PICKLER.
@@ -72,6 +127,15 @@ class Parallel:
     Every setting is checked here, at construction: a bad value raises
     ``ValueError`` naming the setting, the value and where it came from.
     ``with Parallel(...) as p:`` keeps the backend between calls.
+
+    A call dispatches its first batches at once, also with ``return_as="generator"``
+    (tasks start at the call, not at the first ``next()``); closing the generator
+    early cancels the rest. While a call of this instance is running (a generator
+    not yet exhausted or closed), another call raises ``RuntimeError``, as in joblib.
+
+    Nesting: a call made inside a worker (or a thread of the threading backend) uses
+    that worker's share of the cores for ``n_jobs=-1``; calls nested deeper than
+    ``settings.MAX_DEPTH`` (1) run sequentially, as joblib's do.
     """
 
     def __init__(
@@ -94,6 +158,8 @@ class Parallel:
         inner_max_num_threads: int | None = NOT_SET,
         max_worker_memory: int | str | None = NOT_SET,
         idle_worker_timeout: float | None = NOT_SET,
+        initializer: Callable[..., Any] | None = NOT_SET,
+        initargs: tuple[Any, ...] = NOT_SET,
     ) -> None:
         if return_as not in RETURN_AS:
             raise ValueError(f"return_as={return_as!r} is not valid; use one of {list(RETURN_AS)}")
@@ -115,15 +181,19 @@ class Parallel:
             "inner_max_num_threads": inner_max_num_threads,
             "max_worker_memory": max_worker_memory,
             "idle_worker_timeout": idle_worker_timeout,
+            "initializer": initializer,
+            "initargs": initargs,
         }
         self._backend: Backend | None = None
+        self._running = False
+        self._lock = threading.Lock()
         self._settings()  # validate explicit arguments now, not at the first call
         if pickler is not NOT_SET and pickler is not None:
             resolve_pickler(pickler, source="argument")  # a bad pickler= fails here too
 
-    def _settings(self) -> Settings:
+    def _settings(self, warn: bool = False) -> Settings:
         """Every setting in force now, validated (``picklepool.settings``)."""
-        return resolve_settings(self._args, BACKENDS, mirror.nesting()[1])
+        return _nested(resolve_settings(self._args, BACKENDS, *_where()), warn)
 
     def _make_backend(self, s: Settings) -> Backend:
         backend = make_backend(
@@ -133,9 +203,12 @@ class Parallel:
             idle_worker_timeout=s.idle_worker_timeout,
             scheduler_address=s.scheduler_address,
             worker_env=limits.worker_env(s.inner_max_num_threads, s.n_workers),
+            context=s.context,
+            initializer=s.initializer,
+            initargs=s.initargs,
         )
         if s.timeout is not None and not backend.supports_timeout:
-            backend.shutdown()
+            backend.release()
             raise ValueError(
                 f"timeout={s.timeout} (from {s.sources['timeout']}) cannot be enforced by the "
                 f"{backend.name} backend: Python threads cannot be interrupted. Use "
@@ -144,16 +217,45 @@ class Parallel:
         return backend
 
     def __enter__(self) -> Parallel:
-        self._backend = self._make_backend(self._settings())
+        self._backend = self._make_backend(self._settings(warn=True))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         backend, self._backend = self._backend, None
-        if backend is not None and backend.per_parallel:
-            backend.shutdown()
+        if backend is not None:
+            backend.release()
 
     def __call__(self, iterable: Iterable[Any]) -> Any:
-        s = self._settings()
+        """Run every ``delayed`` call of *iterable*; see the class docstring.
+
+        Returns a list, or a generator for ``return_as="generator"`` /
+        ``"generator_unordered"``. Raises the first task error (its own type, the
+        worker's traceback attached), ``RuntimeError`` if this instance is already
+        running a call.
+        """
+        with self._lock:
+            if self._running:
+                raise RuntimeError(
+                    "This Parallel instance is already running ! Before submitting new tasks, "
+                    "you must wait for the completion of all the previous tasks, or clean all "
+                    "references to the output generator (or close() it), or use another "
+                    "Parallel object for concurrent calls."
+                )
+            self._running = True
+        try:
+            out = self._call(iterable)
+        except BaseException:
+            self._running = False
+            raise
+        if self.return_as == "list":
+            self._running = False
+        return out
+
+    def _done(self) -> None:
+        self._running = False
+
+    def _call(self, iterable: Iterable[Any]) -> Any:
+        s = self._settings(warn=True)
         if s.timeout is not None:
             memory.prepare_parent()  # a timed-out worker is recycled: loky's leak warning would mislead
         backend = self._backend
@@ -162,6 +264,32 @@ class Parallel:
             backend = self._make_backend(s)
         else:
             backend.refresh()
+        closes = backend if owned else None
+        try:
+            chunks, reporter = self._start(s, backend, iterable)
+        except BaseException:
+            if closes is not None:
+                closes.release()
+            raise
+        if self.return_as == "list":
+            out: list[Any] = []
+            try:
+                for chunk in chunks:
+                    out.extend(chunk)
+            finally:
+                if reporter is not None:
+                    reporter.close()
+                if closes is not None:
+                    closes.release()
+            return out
+        results = _flatten(chunks, closes, reporter, self._done)
+        next(results)  # enter its try: closing or dropping it now cleans up too
+        return results
+
+    def _start(
+        self, s: Settings, backend: Backend, iterable: Iterable[Any]
+    ) -> tuple[Iterator[list[Any]], Any]:
+        """Build the call on *backend* and dispatch its first batches."""
         max_inflight = s.max_inflight
         if backend.n_workers != s.n_workers:  # dask: n_jobs counts the cluster's threads
             max_inflight = inflight(s.pre_dispatch, backend.n_workers, s.sources["pre_dispatch"])
@@ -176,7 +304,6 @@ class Parallel:
             worker_limits = limits.for_call(getattr(backend, "env", None), s.max_worker_memory)
         recycled = memory.recycled_total if worker_limits and worker_limits.max_memory else None
         reporter = make_reporter(s.progress, s.verbose, backend.n_workers, recycled)
-        closes = backend if owned and backend.per_parallel else None
         call = Call(
             backend,
             pickler,
@@ -190,32 +317,35 @@ class Parallel:
             mmap_mode=s.mmap_mode,
             temp_folder=s.temp_folder,
         )
-        chunks = call.run(iterable)
-        if self.return_as == "list":
-            out: list[Any] = []
-            try:
-                for chunk in chunks:
-                    out.extend(chunk)
-            finally:
-                if reporter is not None:
-                    reporter.close()
-                if closes is not None:
-                    closes.shutdown()
-            return out
-        return _flatten(chunks, closes, reporter)
+        try:
+            return call.start(iterable), reporter  # the first batches are dispatched now
+        except BaseException:
+            if reporter is not None:
+                reporter.close()
+            raise
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self._args.items() if v is not NOT_SET}
         return f"Parallel({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
-def _flatten(chunks: Iterator[list[Any]], owned: Backend | None, reporter: Any = None) -> Iterator[Any]:
+def _flatten(
+    chunks: Iterator[list[Any]], owned: Backend | None, reporter: Any, done: Callable[[], None]
+) -> Iterator[Any]:
+    """The results of *chunks* one by one; closing it early cancels the call's remaining tasks.
+
+    Yields None once first (consumed by ``Parallel.__call__``).
+    """
     try:
+        yield None
         for chunk in chunks:
             yield from chunk
     finally:
-        chunks.close()  # type: ignore[attr-defined]
-        if reporter is not None:
-            reporter.close()
-        if owned is not None:
-            owned.shutdown()
+        try:
+            chunks.close()  # type: ignore[attr-defined]
+        finally:
+            if reporter is not None:
+                reporter.close()
+            if owned is not None:
+                owned.release()
+            done()

@@ -22,12 +22,19 @@ pass values as arguments, or set them before the first call), signal handlers,
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 
 from ..wire import ParentState
 
 _applied: ParentState | None = None
+
+# (depth, cores) of a task running on a thread of a threading-backend pool; set in
+# the context the pool copies from its caller into each task (executor.backends).
+_in_thread: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "picklepool_thread_nesting", default=None
+)
 
 
 def apply(state: ParentState) -> None:
@@ -54,7 +61,22 @@ def nesting() -> tuple[int, int | None]:
     """``(depth, cores)`` this process runs calls with: ``(0, None)`` in a parent.
 
     *cores* is how many cores a ``Parallel(n_jobs=-1)`` call made here may use.
+    On a thread of a threading-backend pool, they are that thread's (see
+    :func:`enter_thread`).
     """
+    threaded = _in_thread.get()
+    if threaded is not None:
+        return threaded
     if _applied is None:
         return 0, None
     return _applied.depth, _applied.cores
+
+
+def enter_thread(depth: int, cores: int) -> None:
+    """In the context a threading pool runs its tasks in: calls made there are nested."""
+    _in_thread.set((depth, cores))
+
+
+def below_threads() -> bool:
+    """True on a thread of a threading-backend pool (a call made there is nested)."""
+    return _in_thread.get() is not None

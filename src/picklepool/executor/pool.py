@@ -1,0 +1,95 @@
+"""The process's one warm loky executor, shared by calls from every thread.
+
+loky's ``get_reusable_executor`` keeps one executor per *thread* (loky 3.7), so calls
+made from three new threads would start three pools. picklepool keeps one for the
+whole process, behind a lock, and lends it to each call (:func:`acquire`, then
+:func:`release` when the call, or its ``with Parallel()`` block, ends):
+
+- same settings (idle timeout, worker environment, initializer): the call shares
+  it; an idle executor is first resized to the call's ``n_jobs``, a busy one is
+  shared as it is when it has at least that many workers;
+- other settings (or more workers) while another call is using it: this call
+  gets an executor of its own, shut down at its release, so neither call waits
+  for the other and the running one is not disturbed;
+- broken (a worker died) or shut down: replaced by a fresh one.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
+
+from .. import lokycompat
+
+_lock = threading.Lock()
+_shared: Any = None  # the shared executor, or None
+_key: Any = None  # the settings it was started with
+_users = 0  # calls (or with-blocks) holding it now
+
+# Every executor picklepool started, for shutdown().
+started: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - e.g. arrays in initargs: compare by identity
+        return a is b
+
+
+def acquire(
+    n_workers: int,
+    idle_timeout: float,
+    env: dict[str, str] | None,
+    initializer: Any = None,
+    initargs: tuple[Any, ...] = (),
+) -> tuple[Any, bool]:
+    """An executor for one call: ``(executor, shared)``; give it back with :func:`release`."""
+    global _shared, _key, _users
+    key = (idle_timeout, tuple(sorted(env.items())) if env else (), initializer, initargs)
+    with _lock:
+        executor = _shared
+        if executor is not None and not lokycompat.usable(executor):
+            executor, _shared, _users = None, None, 0  # its own calls have seen the error
+        if executor is not None:
+            same = _same(_key, key)
+            if same and _users and lokycompat.size(executor) >= n_workers:
+                _users += 1
+                return executor, True
+            if not _users:
+                if same:
+                    lokycompat.resize(executor, n_workers)
+                    _users = 1
+                    return executor, True
+                executor.shutdown(wait=True)
+                executor = _shared = None
+        if executor is None:
+            _shared = lokycompat.new_executor(n_workers, idle_timeout, env, initializer, initargs)
+            _key, _users = key, 1
+            started.add(_shared)
+            return _shared, True
+    own = lokycompat.new_executor(n_workers, idle_timeout, env, initializer, initargs)
+    started.add(own)
+    return own, False
+
+
+def release(executor: Any, shared: bool) -> None:
+    """The call that acquired *executor* is done with it."""
+    global _users
+    if not shared:
+        executor.shutdown(wait=True)
+        return
+    with _lock:
+        if executor is _shared and _users > 0:
+            _users -= 1
+
+
+def shutdown_all(wait: bool = True, kill: bool = False) -> None:
+    """Stop every executor picklepool started (a new one starts at the next call)."""
+    global _shared, _users
+    with _lock:
+        _shared, _users = None, 0
+    for executor in list(started):
+        executor.shutdown(wait=wait, kill_workers=kill)
+        started.discard(executor)
