@@ -186,7 +186,7 @@ class Call:
                             gc.enable()
                     seq += 1
                     dispatched += len(items)
-                    if self.in_caller and not self._done.empty():
+                    if self.backend.caller_thread and not self._done.empty():
                         break  # a batch already ran here (sequential): check it before the next
                 if primed:
                     primed = False

@@ -1,0 +1,62 @@
+"""joblib's generator semantics: dispatch at the call, one call at a time, clean early close."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+import picklepool
+from picklepool import Parallel, delayed
+
+
+def _write_to(path, i):
+    with open(path, "w") as f:
+        f.write(str(i))
+    return i
+
+
+def _touch(folder, i):
+    open(os.path.join(folder, str(i)), "w").close()
+    return i
+
+
+def test_tasks_start_at_the_call_threads():
+    started = threading.Event()
+    gen = Parallel(n_jobs=2, backend="threading", return_as="generator")(
+        delayed(started.set)() for _ in range(3)
+    )
+    assert started.wait(30)  # before any next()
+    assert list(gen) == [None] * 3
+
+
+def test_tasks_start_at_the_call_processes(tmp_path):
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    gen = Parallel(n_jobs=2, return_as="generator")(delayed(_write_to)(fifo, i) for i in range(1))
+    with open(fifo) as f:  # blocks until the task, already running, writes
+        assert f.read() == "0"
+    assert list(gen) == [0]
+
+
+def test_a_running_instance_refuses_a_second_call():
+    p = Parallel(n_jobs=2, backend="threading", return_as="generator")
+    gen = p(delayed(abs)(-i) for i in range(4))
+    with pytest.raises(RuntimeError, match="This Parallel instance is already running"):
+        p(delayed(abs)(-i) for i in range(4))
+    assert list(gen) == [0, 1, 2, 3]
+    assert list(p(delayed(abs)(-i) for i in range(2))) == [0, 1]  # done: callable again
+    gen = p(delayed(abs)(-i) for i in range(2))
+    del gen  # dropped unread: the instance is free again
+    assert list(p(delayed(abs)(-i) for i in range(2))) == [0, 1]
+
+
+def test_closing_a_generator_early_cancels_the_rest(tmp_path):
+    p = Parallel(n_jobs=2, return_as="generator", batch_size=1, pre_dispatch=2)
+    gen = p(delayed(_touch)(str(tmp_path), i) for i in range(200))
+    assert next(gen) == 0
+    gen.close()
+    picklepool.shutdown(wait=True)  # whatever was running has finished
+    assert len(os.listdir(tmp_path)) <= 2  # pre_dispatch=2: no task past the first two was sent
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]

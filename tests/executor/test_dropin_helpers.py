@@ -1,0 +1,51 @@
+"""joblib's small helpers: delayed's metadata, effective_n_jobs, errors and timing at n_jobs=1."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+import picklepool
+from picklepool import Parallel, delayed, effective_n_jobs, parallel_config
+
+
+def square(x):
+    """Square *x*."""
+    return x * x
+
+
+def test_delayed_keeps_the_functions_metadata():
+    d = delayed(square)
+    assert d.__name__ == "square"
+    assert d.__wrapped__ is square
+    assert d.__doc__ == "Square *x*."
+    assert d(3) == (square, (3,), {})
+    assert delayed(abs).__name__ == "abs"
+
+
+def test_effective_n_jobs_follows_parallel_config():
+    assert effective_n_jobs(2) == 2
+    with parallel_config(backend="threading", n_jobs=3):
+        assert effective_n_jobs(None) == 3
+    with pytest.raises(ValueError, match="n_jobs=0"):
+        effective_n_jobs(0)
+
+
+def test_timeout_error_is_multiprocessings_too():
+    assert issubclass(picklepool.TaskTimeoutError, multiprocessing.TimeoutError)
+
+
+def _record(log, i):
+    log.append(i)
+    if i == 0:
+        raise ValueError("task 0 fails")
+    return i
+
+
+@pytest.mark.parametrize("return_as", ["list", "generator"])
+def test_n_jobs_1_raises_before_any_later_task_runs(return_as):
+    log: list[int] = []
+    with pytest.raises(ValueError, match="task 0 fails"):
+        list(Parallel(n_jobs=1, return_as=return_as)(delayed(_record)(log, i) for i in range(5)))
+    assert log == [0]

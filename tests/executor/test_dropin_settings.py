@@ -1,0 +1,127 @@
+"""joblib's parameters and their precedence: signature, prefer/require, None, parallel_config."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from picklepool import Parallel, delayed, parallel_backend, parallel_config
+
+JOBLIB_ORDER = [
+    "n_jobs",
+    "backend",
+    "return_as",
+    "verbose",
+    "timeout",
+    "pre_dispatch",
+    "batch_size",
+    "temp_folder",
+    "max_nbytes",
+    "mmap_mode",
+    "prefer",
+    "require",
+]
+
+
+def test_positional_parameters_in_joblibs_order():
+    params = list(inspect.signature(Parallel).parameters.values())
+    positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert positional == JOBLIB_ORDER
+    assert Parallel(2, "threading", "generator").return_as == "generator"
+
+
+def test_parallel_config_takes_joblibs_names():
+    names = inspect.signature(parallel_config).parameters
+    for name in (
+        "backend",
+        "n_jobs",
+        "verbose",
+        "temp_folder",
+        "max_nbytes",
+        "mmap_mode",
+        "prefer",
+        "require",
+    ):
+        assert name in names
+    assert "inner_max_num_threads" in names
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "backend", "n_workers"),
+    [
+        ({"n_jobs": 2, "prefer": "threads"}, "threading", 2),
+        ({"n_jobs": 2, "prefer": "processes"}, "loky", 2),
+        ({"n_jobs": 2, "require": "sharedmem"}, "threading", 2),
+        ({"n_jobs": 2, "backend": "loky", "prefer": "threads"}, "loky", 2),  # a hint only
+    ],
+)
+def test_prefer_is_a_hint_require_a_constraint(kwargs, backend, n_workers):
+    s = Parallel(**kwargs)._settings()
+    assert (s.backend, s.n_workers) == (backend, n_workers)
+
+
+def test_prefer_yields_to_parallel_config_and_require_overrides_it():
+    with parallel_config("loky", n_jobs=2):
+        s = Parallel(prefer="threads")._settings()
+        assert (s.backend, s.n_workers) == ("loky", 2)
+        s = Parallel(require="sharedmem")._settings()
+        assert (s.backend, s.n_workers) == ("threading", 1)  # joblib: n_jobs=1 unless given
+        s = Parallel(n_jobs=3, require="sharedmem")._settings()
+        assert (s.backend, s.n_workers) == ("threading", 3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"prefer": "invalid"}, "prefer='invalid'"),
+        ({"require": "invalid"}, "require='invalid'"),
+        ({"prefer": "processes", "require": "sharedmem"}, "inconsistent"),
+        ({"backend": "loky", "require": "sharedmem"}, "does not support shared memory"),
+        ({"backend": "multiprocessing", "require": "sharedmem"}, "does not support shared memory"),
+    ],
+)
+def test_bad_hints_raise_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Parallel(**kwargs)
+
+
+def test_none_means_not_given():
+    with parallel_config(backend="threading", n_jobs=3):
+        s = Parallel(n_jobs=None, backend=None)._settings()
+        assert (s.backend, s.n_workers) == ("threading", 3)
+        assert Parallel(n_jobs=None)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+
+
+def test_float_n_jobs_is_truncated():
+    assert Parallel(n_jobs=2.3)._settings().n_workers == 2
+
+
+def test_parallel_backend_is_joblibs_older_form():
+    with parallel_backend("threading", n_jobs=2) as (backend, n_jobs):
+        assert (backend, n_jobs) == ("threading", 2)
+        assert Parallel()._settings().backend == "threading"
+    with pytest.raises(ValueError, match="Invalid backend"):
+        parallel_config(backend="no-such-backend")
+
+
+def _initialized(marker):
+    import os
+
+    os.environ["PICKLEPOOL_TEST_INIT"] = marker
+
+
+def _read_marker(_i):
+    import os
+
+    return os.environ.get("PICKLEPOOL_TEST_INIT")
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_initializer_runs_in_each_worker(backend):
+    out = Parallel(n_jobs=2, backend=backend, initializer=_initialized, initargs=("a",))(
+        delayed(_read_marker)(i) for i in range(4)
+    )
+    assert out == ["a"] * 4
+    with parallel_config(backend=backend, n_jobs=2, initializer=_initialized, initargs=("b",)):
+        assert Parallel()(delayed(_read_marker)(i) for i in range(4)) == ["b"] * 4
