@@ -9,9 +9,10 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
 - the worker's memory-leak check (``_USE_PSUTIL``, ``_MAX_MEMORY_LEAK_SIZE``,
   ``_MEMORY_LEAK_CHECK_DELAY``), which picklepool sets to have loky replace a
   worker after its current batch (memory recycling, a task that timed out);
-- the class behind ``get_reusable_executor`` and its ``_resize``, ``_flags`` and
-  ``_max_workers``, to keep one executor per process instead of loky's one per
-  thread (:func:`new_executor`, :func:`resize`, :func:`usable`, :func:`size`);
+- the class behind ``get_reusable_executor`` and its ``_resize``, ``_flags``,
+  ``_max_workers`` and ``_pending_work_items``, to keep one executor per process
+  instead of loky's one per thread (:func:`new_executor`, :func:`resize`,
+  :func:`usable`, :func:`size`, :func:`busy`);
 - an instance of standalone loky's start method (``backend.context.LokyContext``)
   and its resource tracker (``backend.resource_tracker``).
 
@@ -156,3 +157,8 @@ def usable(executor: Any) -> bool:
 def size(executor: Any) -> int:
     """How many worker processes *executor* runs (its ``max_workers``)."""
     return int(executor._max_workers)
+
+
+def busy(executor: Any) -> bool:
+    """True while *executor* still has jobs submitted and not finished."""
+    return bool(getattr(executor, "_pending_work_items", None))

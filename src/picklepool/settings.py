@@ -447,7 +447,7 @@ def _choose_backend(values: dict[str, Any], sources: dict[str, str], backends: M
         )
     cls = backends.get(backend) if isinstance(backend, str) else None
     shares = bool(getattr(cls, "in_caller", False))
-    threads = shares and backend != "sequential"
+    threads = bool(getattr(cls, "uses_threads", False))
     if require == "sharedmem" and not shares:
         if sources["backend"] == "argument":
             raise ValueError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import threading
 
+import pytest
+
 from picklepool import Parallel, delayed
 from picklepool.executor import pool
 
@@ -44,3 +46,27 @@ def test_a_call_with_other_settings_while_the_pool_is_busy_gets_its_own():
         pool.release(again, again_shared)
     finally:
         pool.release(shared, is_shared)
+
+
+def _meet_then_fail_or_block(folder: str, i: int) -> int:
+    meet, never = os.path.join(folder, "meet"), os.path.join(folder, "never")
+    if i == 0:
+        with open(meet):  # waits for task 1 to be running
+            pass
+        raise ValueError("task 0 fails while task 1 runs")
+    with open(meet, "w"):
+        pass
+    with open(never):  # nobody ever writes: blocks until the worker is killed
+        pass
+    return i
+
+
+def test_tasks_left_running_by_a_failed_call_do_not_block_the_next_call(tmp_path):
+    os.mkfifo(tmp_path / "meet")
+    os.mkfifo(tmp_path / "never")
+    with pytest.raises(ValueError, match="task 0 fails"):
+        Parallel(n_jobs=2, batch_size=1)(
+            delayed(_meet_then_fail_or_block)(str(tmp_path), i) for i in range(2)
+        )
+    # task 1 still blocks in its worker; a call that resizes the pool must not wait for it
+    assert Parallel(n_jobs=3)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]

@@ -124,6 +124,12 @@ class ThreadingBackend(Backend):
                 "block ended). Consume the generator inside the block."
             ) from exc
 
+    def release(self) -> None:
+        """Drop the pool without waiting: after a cancelled call, its running tasks
+        (threads cannot be interrupted) finish on their own instead of blocking the
+        caller; after a complete call there is nothing left to wait for."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
     def shutdown(self, kill: bool = False) -> None:
         self._pool.shutdown(wait=not kill, cancel_futures=kill)
 

@@ -11,7 +11,10 @@ whole process, behind a lock, and lends it to each call (:func:`acquire`, then
 - other settings (or more workers) while another call is using it: this call
   gets an executor of its own, shut down at its release, so neither call waits
   for the other and the running one is not disturbed;
-- broken (a worker died) or shut down: replaced by a fresh one.
+- broken (a worker died) or shut down: replaced by a fresh one;
+- no call holds it but it still runs jobs (left by a call that was cancelled: an
+  error, a generator closed early): its workers are killed and a fresh one starts, instead of waiting for tasks nobody will read
+  (joblib's abort kills its workers too).
 """
 
 from __future__ import annotations
@@ -58,11 +61,14 @@ def acquire(
                 _users += 1
                 return executor, True
             if not _users:
-                if same:
+                if lokycompat.busy(executor):  # only leftovers of cancelled calls run there
+                    executor.shutdown(wait=False, kill_workers=True)
+                elif same:
                     lokycompat.resize(executor, n_workers)
                     _users = 1
                     return executor, True
-                executor.shutdown(wait=True)
+                else:
+                    executor.shutdown(wait=True)
                 executor = _shared = None
         if executor is None:
             _shared = lokycompat.new_executor(n_workers, idle_timeout, env, initializer, initargs)
@@ -78,7 +84,8 @@ def release(executor: Any, shared: bool) -> None:
     """The call that acquired *executor* is done with it."""
     global _users
     if not shared:
-        executor.shutdown(wait=True)
+        busy = lokycompat.busy(executor)  # leftovers of a cancelled call: not waited for
+        executor.shutdown(wait=not busy, kill_workers=busy)
         return
     with _lock:
         if executor is _shared and _users > 0:
