@@ -191,6 +191,11 @@ class Parallel:
         if pickler is not NOT_SET and pickler is not None:
             resolve_pickler(pickler, source="argument")  # a bad pickler= fails here too
 
+    @property
+    def n_jobs(self) -> int:
+        """The ``n_jobs`` in force now (argument, parallel_config, env, default): joblib's attribute."""
+        return self._settings().n_jobs
+
     def _settings(self, warn: bool = False) -> Settings:
         """Every setting in force now, validated (``picklepool.settings``)."""
         return _nested(resolve_settings(self._args, BACKENDS, *_where()), warn)

@@ -13,8 +13,9 @@ whole process, behind a lock, and lends it to each call (:func:`acquire`, then
   for the other and the running one is not disturbed;
 - broken (a worker died) or shut down: replaced by a fresh one;
 - no call holds it but it still runs jobs (left by a call that was cancelled: an
-  error, a generator closed early): its workers are killed and a fresh one starts, instead of waiting for tasks nobody will read
-  (joblib's abort kills its workers too).
+  error, a generator closed early): its workers are killed and a fresh one
+  starts, instead of waiting for tasks nobody will read (joblib's abort kills its
+  workers too).
 """
 
 from __future__ import annotations
