@@ -48,11 +48,13 @@ class Backend:
         """A fresh ``pickler.context.BlobStore`` for one call, or None for the session's files."""
         return None
 
-    def release(self) -> None:
+    def release(self, wait: bool = True) -> None:
         """The call (or ``with Parallel()`` block) that made this backend is done with it.
 
         Backends whose pool belongs to one ``Parallel`` (``per_parallel``) shut it down;
         the loky backend gives the process's shared pool back (``executor.pool``).
+        *wait*: False when a generator was closed or dropped early, so tasks still
+        running (threads cannot be interrupted) do not block whoever closed it.
         """
         if self.per_parallel:
             self.shutdown()

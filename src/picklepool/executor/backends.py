@@ -73,7 +73,7 @@ class LokyBackend(Backend):
         if self._executor is None or not lokycompat.usable(self._executor):
             self._get()
 
-    def release(self) -> None:
+    def release(self, wait: bool = True) -> None:
         executor, self._executor = self._executor, None
         if executor is not None:
             pool.release(executor, self._shared)
@@ -124,11 +124,8 @@ class ThreadingBackend(Backend):
                 "block ended). Consume the generator inside the block."
             ) from exc
 
-    def release(self) -> None:
-        """Drop the pool without waiting: after a cancelled call, its running tasks
-        (threads cannot be interrupted) finish on their own instead of blocking the
-        caller; after a complete call there is nothing left to wait for."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def release(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
     def shutdown(self, kill: bool = False) -> None:
         self._pool.shutdown(wait=not kill, cancel_futures=kill)

@@ -352,5 +352,5 @@ def _flatten(
             if reporter is not None:
                 reporter.close()
             if owned is not None:
-                owned.release()
+                owned.release(wait=False)  # closed early: do not wait for running threads
             done()
