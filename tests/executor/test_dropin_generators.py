@@ -53,9 +53,11 @@ def test_a_running_instance_refuses_a_second_call():
 
 
 def test_closing_a_generator_early_cancels_the_rest(tmp_path):
-    p = Parallel(n_jobs=2, return_as="generator", batch_size=1, pre_dispatch=2)
+    # unordered: the first result comes back before any refill (an ordered generator
+    # may refill while it waits for task 0), so exactly two tasks were ever sent
+    p = Parallel(n_jobs=2, return_as="generator_unordered", batch_size=1, pre_dispatch=2)
     gen = p(delayed(_touch)(str(tmp_path), i) for i in range(200))
-    assert next(gen) == 0
+    assert next(gen) in (0, 1)
     gen.close()
     picklepool.shutdown(wait=True)  # whatever was running has finished
     assert len(os.listdir(tmp_path)) <= 2  # pre_dispatch=2: no task past the first two was sent
