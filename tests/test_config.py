@@ -87,3 +87,14 @@ def test_n_jobs_one_runs_in_the_calling_process():
     import os
 
     assert Parallel(n_jobs=1)(delayed(os.getpid)() for _ in range(3)) == [os.getpid()] * 3
+
+
+@pytest.mark.parametrize("value", ["n_jobs", "n_jobs*2", "3*n_jobs", 5])
+def test_pre_dispatch_accepts_joblibs_forms(value):
+    assert Parallel(n_jobs=2, pre_dispatch=value)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("value", ["-1M", "infM", "nanK", -5])
+def test_bad_sizes_are_value_errors(value):
+    with pytest.raises(ValueError, match="max_nbytes"):
+        Parallel(max_nbytes=value)

@@ -62,9 +62,10 @@ def test_relative_paths_open_the_same_files(tmp_path, monkeypatch):
     _warm()
     (tmp_path / "data.txt").write_text("from the parent's folder")
     monkeypatch.chdir(tmp_path)
-    assert Parallel(n_jobs=2)(delayed(read_relative)("data.txt") for _ in range(3)) == [
-        "from the parent's folder"
-    ] * 3
+    assert (
+        Parallel(n_jobs=2)(delayed(read_relative)("data.txt") for _ in range(3))
+        == ["from the parent's folder"] * 3
+    )
 
 
 def test_a_module_made_at_run_time_is_named_as_the_cause(monkeypatch):
