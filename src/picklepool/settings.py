@@ -116,6 +116,19 @@ def pop_config(token: contextvars.Token[Mapping[str, Any]]) -> None:
     _config.reset(token)
 
 
+_ALL_VARS = tuple(var for names in ENV_VARS.values() for var in names)
+
+
+def sources_now() -> tuple[Mapping[str, Any], tuple[str | None, ...]]:
+    """What settings are read from besides arguments: the config block and the env vars.
+
+    Two calls return equal values (the block by identity) exactly when every
+    :func:`resolve` would answer the same: a caller may keep its settings until then.
+    """
+    environ = os.environ
+    return _config.get(), tuple(map(environ.get, _ALL_VARS))
+
+
 def _given(value: Any) -> bool:
     return value is not None and value is not NOT_SET
 

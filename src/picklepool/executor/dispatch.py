@@ -41,6 +41,19 @@ from .session import session
 from .watchdog import Watchdog
 
 
+_headers: dict[Any, bytes] = {}  # pickler -> its pickled form (the Batch header)
+
+
+def header(pickler: Any) -> bytes:
+    """The pickler pickled with cloudpickle, as every batch carries it; made once per pickler."""
+    data = _headers.get(pickler)
+    if data is None:
+        if len(_headers) >= 64:
+            _headers.clear()
+        data = _headers[pickler] = cloudpickle.dumps(pickler)
+    return data
+
+
 def parent_state(n_workers: int) -> ParentState:
     """What this call's workers mirror (``workers.mirror``), read now."""
     depth, cores = mirror.nesting()
@@ -79,7 +92,7 @@ class Call:
         self.in_caller = backend.in_caller
         self.session = session() if self.bytes_path and backend.session_path() else None
         self.call_id = self.session.begin_call() if self.session else 0
-        self.header = cloudpickle.dumps(pickler) if self.bytes_path else b""
+        self.header = header(pickler) if self.bytes_path else b""
         self.parent = parent_state(backend.n_workers) if backend.mirrors_parent else None
         self.context = CallContext(pickler, self.session, backend.blob_store() if self.bytes_path else None)
         # large arrays via shared memory

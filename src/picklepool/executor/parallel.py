@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 from ..pickler.registry import resolve_pickler
-from ..settings import NOT_SET, Settings, inflight, resolve_settings
+from ..settings import NOT_SET, Settings, inflight, resolve_settings, sources_now
 from ..workers import mirror
 from . import limits, memory
 from .backend import Backend
@@ -117,13 +117,26 @@ class Parallel:
             "idle_worker_timeout": idle_worker_timeout,
         }
         self._backend: Backend | None = None
+        self._cached: tuple[Any, Any, int | None, Settings] | None = None
         self._settings()  # validate explicit arguments now, not at the first call
         if pickler is not NOT_SET and pickler is not None:
             resolve_pickler(pickler, source="argument")  # a bad pickler= fails here too
 
     def _settings(self) -> Settings:
-        """Every setting in force now, validated (``picklepool.settings``)."""
-        return resolve_settings(self._args, BACKENDS, mirror.nesting()[1])
+        """Every setting in force now, validated (``picklepool.settings``).
+
+        Kept while the ``parallel_config`` block, the environment and the nesting
+        budget stay the same (``settings.sources_now``): a warm call does not
+        resolve them again.
+        """
+        block, env = sources_now()
+        cores = mirror.nesting()[1]
+        cached = self._cached
+        if cached is not None and cached[0] is block and cached[1] == env and cached[2] == cores:
+            return cached[3]
+        s = resolve_settings(self._args, BACKENDS, cores)
+        self._cached = (block, env, cores, s)
+        return s
 
     def _make_backend(self, s: Settings) -> Backend:
         backend = make_backend(
