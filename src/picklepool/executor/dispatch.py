@@ -40,7 +40,6 @@ from .replies import Pending, ReplyReader
 from .session import session
 from .watchdog import Watchdog
 
-
 _headers: dict[Any, bytes] = {}  # pickler -> its pickled form (the Batch header)
 
 
