@@ -89,3 +89,15 @@ def test_the_parent_state_is_restored_when_it_changes_back(tmp_path, monkeypatch
     assert set(Parallel(n_jobs=2, batch_size=1)(delayed(worker_cwd)() for _ in range(4))) == {str(tmp_path)}
     monkeypatch.chdir(here)
     assert set(Parallel(n_jobs=2, batch_size=1)(delayed(worker_cwd)() for _ in range(4))) == {here}
+
+
+def wander_off(folder):
+    os.chdir(folder)
+    return os.getcwd()
+
+
+def test_a_task_that_changes_its_worker_does_not_change_the_next_batch(tmp_path):
+    here = os.getcwd()
+    out = Parallel(n_jobs=2, batch_size=1)(delayed(wander_off)(str(tmp_path)) for _ in range(4))
+    assert set(out) == {str(tmp_path)}
+    assert set(Parallel(n_jobs=2, batch_size=1)(delayed(worker_cwd)() for _ in range(6))) == {here}
