@@ -43,10 +43,14 @@ def apply(state: ParentState) -> None:
     if sys.getrecursionlimit() != state.recursion_limit:
         sys.setrecursionlimit(state.recursion_limit)
     try:
-        if os.getcwd() != state.cwd:
+        current: str | None = os.getcwd()
+    except OSError:  # this worker's folder was removed
+        current = None
+    if current != state.cwd:
+        try:
             os.chdir(state.cwd)
-    except OSError:  # the folder is gone, or not there for this worker (another machine)
-        pass
+        except OSError:  # the parent's folder is not there for this worker (another machine)
+            pass
     _applied = state
 
 
