@@ -219,6 +219,8 @@ class Parallel:
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self._args.items() if v is not NOT_SET}
+        if self.return_as != "list":
+            shown["return_as"] = self.return_as
         return f"Parallel({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 

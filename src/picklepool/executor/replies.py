@@ -107,6 +107,10 @@ class ReplyReader:
             exit_error.original = error
             exit_error.__cause__ = RemoteTraceback(failed.traceback) if failed.traceback else error
             return exit_error
+        if type(error) is TaskTimeoutError and str(error).startswith(f"task {failed.task} "):
+            # made by the worker, which knows the index only: name the function too
+            error = TaskTimeoutError(f"{where}{str(error)[len(f'task {failed.task}') :]}")
+            return error
         if failed.traceback:
             error.__cause__ = RemoteTraceback(failed.traceback)
         if hasattr(error, "add_note"):
