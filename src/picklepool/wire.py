@@ -50,8 +50,10 @@ class ParentState(NamedTuple):
     cores: int  # cores an inner call may use for n_jobs=-1 (the worker's share)
 
 
-# key (None: rebuild for every batch), bytes (inline) or a blob reference, label
-FuncSpec = tuple["str | None", Any, str]
+# content key (None: rebuild for every batch), bytes (inline) or a blob reference, label,
+# and the call it is sent for (a worker keeps a function across calls only while the
+# state it carries is unchanged: see workers.runner)
+FuncSpec = tuple["str | None", Any, str, str]
 
 
 class Batch(NamedTuple):

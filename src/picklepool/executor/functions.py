@@ -3,9 +3,13 @@
 A batch carries, per distinct function, a ``wire.FuncSpec``: a content key (plus
 the bytes, or a blob reference when large: a file in /dev/shm for loky, data
 scattered once to a dask cluster), and workers keep the rebuilt function in
-their cache. Plain functions and classes are kept for the rest of the call;
-callable objects, bound methods and partials carry state of their own and are
-rebuilt for every batch, so no task or later call sees another's changes.
+their cache. Plain functions are kept for the rest of the call, and for later
+calls that send the same bytes as long as the state they carry in the worker
+(the globals, defaults and closure a by-value function brings along) is unchanged
+(``workers.changes``): a changed global in the parent makes new bytes, a global a
+task changed in a worker makes a rebuild. Classes are kept for one call; callable
+objects, bound methods and partials carry state of their own and are rebuilt for
+every batch, so no task or later call sees another's changes.
 """
 
 from __future__ import annotations
@@ -181,7 +185,7 @@ class FunctionTable:
                     payload = ref
             if refs:
                 payload = Frames(payload, refs)
-            cache_key = f"{key}.{self.token}" if isinstance(func, _KEEPABLE) else None
-            spec = self._specs[ident] = (cache_key, payload, label(func))
+            cache_key = key if isinstance(func, _KEEPABLE) else None
+            spec = self._specs[ident] = (cache_key, payload, label(func), self.token)
             self._keep.append(referents)
         return spec

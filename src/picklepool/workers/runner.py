@@ -20,7 +20,7 @@ from .. import lokycompat
 from ..errors import TaskTimeoutError
 from ..pickler.buffers import Frames
 from ..wire import Batch, Cancelled, Failure, FuncSpec, TaskFailed
-from . import buffers, control, mirror, replies
+from . import buffers, changes, control, mirror, replies
 from .blobs import attached, blob_size, read_blob
 from .cache import objects
 from .limits import before_batch
@@ -32,8 +32,18 @@ def _pickler(header: bytes) -> Any:
     return objects.get_or_build(("header", header), len(header), lambda: pickle.loads(header))
 
 
+class _Kept:
+    """A rebuilt function in the cache: what it carried when built, and its last call."""
+
+    __slots__ = ("func", "baseline", "call")
+
+    def __init__(self, func: Any, call: str) -> None:
+        self.func, self.call = func, call
+        self.baseline = changes.watch_function(func)
+
+
 def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
-    key, data, _label = spec
+    key, data, _label, call = spec
     if isinstance(data, Frames):  # holds buffers in shared memory: mapped per batch
         return buffers.load(pickler, data)  # type: ignore[no-any-return]
 
@@ -45,7 +55,19 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
     if key is None:  # an object with state of its own: a fresh copy per batch
         return build()  # type: ignore[no-any-return]
     size = len(data) if isinstance(data, bytes) else blob_size(data)
-    return objects.get_or_build(("func", key), size, build)
+    made: list[_Kept] = []
+
+    def keep() -> _Kept:
+        made.append(_Kept(build(), call))
+        return made[-1]
+
+    kept: _Kept = objects.get_or_build(("func", key), size, keep)
+    if not made and kept.call != call:  # built for an earlier call: still as sent?
+        if kept.baseline is None or kept.baseline.changed():
+            objects.discard(("func", key))
+            kept = objects.get_or_build(("func", key), size, keep)
+        kept.call = call
+    return kept.func  # type: ignore[no-any-return]
 
 
 def _load_failure(what: str, first: int, label: str, exc: BaseException, status: Any = None) -> bytes:
