@@ -182,7 +182,9 @@ def test_submit_from_threads_and_bad_arguments():
             ex.map(square, [1], chunksize=0)
         out: list[Future[int]] = []
         threads = [
-            threading.Thread(target=lambda k=k: out.extend(ex.submit(square, k * 100 + i) for i in range(100)))
+            threading.Thread(
+                target=lambda k=k: out.extend(ex.submit(square, k * 100 + i) for i in range(100))
+            )
             for k in range(4)
         ]
         for t in threads:
