@@ -3,6 +3,7 @@
 import picklepool
 
 EXPECTED = {
+    "Executor",
     "Parallel",
     "PicklingError",
     "SharedState",
@@ -15,6 +16,7 @@ EXPECTED = {
     "delayed",
     "effective_n_jobs",
     "parallel_config",
+    "register_joblib_backend",
     "register_pickler",
     "shutdown",
     "wrap_non_picklable_objects",

@@ -21,6 +21,7 @@ import os
 import queue
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import cloudpickle
@@ -62,7 +63,116 @@ def parent_state(n_workers: int) -> ParentState:
     )
 
 
-class Call:
+class Channel:
+    """What tasks go through to the workers: pickler, functions, buffers, replies.
+
+    One per ``Parallel`` call (:class:`Call`), or one for the life of a
+    ``picklepool.Executor``: the functions of its tasks are pickled once per
+    channel (``functions.FunctionTable``), large arrays go once through shared
+    memory (``pickler.buffers.CallBuffers``), and ``replies.ReplyReader`` turns
+    what comes back into results or errors. :meth:`send` makes one ``wire.Batch``
+    of some tasks and hands it to the backend.
+
+    *isolate*: every task of a batch runs and its exception comes back as its own
+    (``wire.Raised``), as ``Executor`` needs; else a batch stops at its first one.
+    """
+
+    origin = "this Parallel call"  # how error notes name what the task belonged to
+
+    def __init__(
+        self,
+        backend: Backend,
+        pickler: Any,
+        timeout: float | None = None,
+        worker_limits: WorkerLimits | None = None,
+        max_nbytes: int | None = None,
+        mmap_mode: str = "c",
+        temp_folder: str | None = None,
+        isolate: bool = False,
+        keep_stateful: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.pickler = pickler  # None for in-process backends: nothing is pickled
+        self.timeout = timeout
+        self.worker_limits = worker_limits
+        self.isolate = isolate
+        self.bytes_path = backend.moves_bytes
+        self.in_caller = backend.in_caller
+        self.session = session() if self.bytes_path and backend.session_path() else None
+        self.call_id = self.session.begin_call() if self.session else 0
+        self.header = header(pickler) if self.bytes_path else b""
+        self.parent = parent_state(backend.n_workers) if backend.mirrors_parent else None
+        self.context = CallContext(pickler, self.session, backend.blob_store() if self.bytes_path else None)
+        # large arrays via shared memory
+        self.buffers = CallBuffers(self.context, self.call_id, max_nbytes, mmap_mode, temp_folder)
+        self.functions = functions.FunctionTable(pickler, self.buffers, self.context, keep_stateful)
+        self.watchdog = Watchdog(self.session, self.call_id, timeout) if timeout and self.session else None
+        self.replies = ReplyReader(self)
+        self.cancelled = False  # this call cancelled its own batches
+        self.inflight: dict[int, Pending] = {}
+
+    # -- parent side of the data path -------------------------------------------------
+
+    def send(self, items: list[Any], first: int) -> Future[Any]:
+        """Pickle *items* (``(function, args, kwargs)`` triples, tasks *first*...) and submit them.
+
+        Returns the backend's future of the reply (for ``replies.ReplyReader.read``).
+        Raises ``PicklingError`` naming the task that cannot be pickled, and
+        ``TypeError`` for an item that is not a call.
+        """
+        funcs, fidx, args, kwargs = functions.split(items, first, by_content=self.bytes_path)
+        if not self.bytes_path:
+            return self.backend.submit(run_local, funcs, fidx, args, kwargs, first, self.timeout)
+        with active(self.context):
+            specs = tuple(self.functions.spec(f, first) for f in funcs)
+            try:
+                payload = self.buffers.dumps_tasks(self.pickler, (fidx, args, kwargs))
+            except Exception as exc:
+                raise self._dumps_error(items, first, exc) from exc
+        fut = self.backend.submit(
+            run_batch,
+            Batch(
+                self.call_id,
+                self.session.path if self.session else None,
+                self.header,
+                specs,
+                payload,
+                first,
+                self.timeout,
+                self.worker_limits,
+                self.parent,
+                self.context.attachment(),
+                self.isolate,
+            ),
+        )
+        self.buffers.sent(payload, fut)
+        return fut
+
+    def _dumps_error(self, items: list[Any], first: int, exc: BaseException) -> PicklingError:
+        for i, item in enumerate(items):
+            _f, args, kwargs = item
+            for root, value in (("args", args), ("kwargs", kwargs)):
+                try:
+                    self.pickler.dumps(value)
+                except Exception as err:
+                    msg = explain(self.pickler, value, err, root=root)
+                    return PicklingError(f"{functions.describe_task(first + i, item)}: {msg}")
+        return PicklingError(f"tasks {first}..{first + len(items) - 1}: {exc}")
+
+    def batch_of(self, index: int) -> Pending | None:
+        """The batch in flight holding task *index*, if any."""
+        for batch in self.inflight.values():
+            if batch.first <= index < batch.first + batch.n:
+                return batch
+        return None
+
+    def close(self) -> None:
+        """No more batches: remove this channel's shared-memory files and blobs."""
+        self.buffers.close()
+        self.context.close()
+
+
+class Call(Channel):
     """The state of one ``Parallel.__call__``."""
 
     def __init__(
@@ -79,75 +189,19 @@ class Call:
         mmap_mode: str = "c",
         temp_folder: str | None = None,
     ) -> None:
-        self.backend = backend
-        self.pickler = pickler  # None for in-process backends: nothing is pickled
+        super().__init__(backend, pickler, timeout, worker_limits, max_nbytes, mmap_mode, temp_folder)
         self.batcher = batcher
         self.max_inflight = max_inflight
-        self.timeout = timeout
         self.ordered = ordered
         self.on_progress = on_progress
-        self.worker_limits = worker_limits
-        self.bytes_path = backend.moves_bytes
-        self.in_caller = backend.in_caller
-        self.session = session() if self.bytes_path and backend.session_path() else None
-        self.call_id = self.session.begin_call() if self.session else 0
-        self.header = header(pickler) if self.bytes_path else b""
-        self.parent = parent_state(backend.n_workers) if backend.mirrors_parent else None
-        self.context = CallContext(pickler, self.session, backend.blob_store() if self.bytes_path else None)
-        # large arrays via shared memory
-        self.buffers = CallBuffers(self.context, self.call_id, max_nbytes, mmap_mode, temp_folder)
-        self.functions = functions.FunctionTable(pickler, self.buffers, self.context)
-        self.watchdog = Watchdog(self.session, self.call_id, timeout) if timeout and self.session else None
-        self.replies = ReplyReader(self)
         self._done: queue.SimpleQueue[Pending] = queue.SimpleQueue()
         self.total: int | None = None
-        self.cancelled = False  # this call cancelled its own batches
-        self.inflight: dict[int, Pending] = {}
-
-    # -- parent side of the data path -------------------------------------------------
 
     def _submit(self, items: list[Any], seq: int, first: int) -> Pending:
-        funcs, fidx, args, kwargs = functions.split(items, first, by_content=self.bytes_path)
         batch = Pending(seq, first, items)
-        if self.bytes_path:
-            with active(self.context):
-                specs = tuple(self.functions.spec(f, first) for f in funcs)
-                try:
-                    payload = self.buffers.dumps_tasks(self.pickler, (fidx, args, kwargs))
-                except Exception as exc:
-                    raise self._dumps_error(items, first, exc) from exc
-            fut = self.backend.submit(
-                run_batch,
-                Batch(
-                    self.call_id,
-                    self.session.path if self.session else None,
-                    self.header,
-                    specs,
-                    payload,
-                    first,
-                    self.timeout,
-                    self.worker_limits,
-                    self.parent,
-                    self.context.attachment(),
-                ),
-            )
-            self.buffers.sent(payload, fut)
-        else:
-            fut = self.backend.submit(run_local, funcs, fidx, args, kwargs, first, self.timeout)
-        batch.future = fut
+        fut = batch.future = self.send(items, first)
         fut.add_done_callback(lambda _f: self._done.put(batch))
         return batch
-
-    def _dumps_error(self, items: list[Any], first: int, exc: BaseException) -> PicklingError:
-        for i, item in enumerate(items):
-            _f, args, kwargs = item
-            for root, value in (("args", args), ("kwargs", kwargs)):
-                try:
-                    self.pickler.dumps(value)
-                except Exception as err:
-                    msg = explain(self.pickler, value, err, root=root)
-                    return PicklingError(f"{functions.describe_task(first + i, item)}: {msg}")
-        return PicklingError(f"tasks {first}..{first + len(items) - 1}: {exc}")
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -224,15 +278,7 @@ class Call:
         finally:
             if handoff is not None:
                 handoff.restore()
-            self.buffers.close()
-            self.context.close()
-
-    def batch_of(self, index: int) -> Pending | None:
-        """The batch in flight holding task *index*, if any."""
-        for batch in self.inflight.values():
-            if batch.first <= index < batch.first + batch.n:
-                return batch
-        return None
+            self.close()
 
     def _next_done(self) -> Pending:
         if self.watchdog is None:

@@ -54,7 +54,7 @@ class ReplyReader:
     """Decodes the replies of one call; raises the errors they report."""
 
     def __init__(self, call: Any) -> None:
-        self.call = call  # executor.dispatch.Call: pickler, buffers, backend, session, timeout
+        self.call = call  # executor.dispatch.Channel: pickler, buffers, backend, session, timeout
 
     def read(self, batch: Pending) -> tuple[list[Any], float]:
         """``(results, seconds)`` of a finished batch, or the error it reports, raised."""
@@ -115,7 +115,7 @@ class ReplyReader:
             error.__cause__ = RemoteTraceback(failed.traceback)
         if hasattr(error, "add_note"):
             place = "in this process" if self.call.in_caller else "in a worker"
-            error.add_note(f"(raised by {where} of this Parallel call, {place})")
+            error.add_note(f"(raised by {where} of {self.call.origin}, {place})")
         return error
 
     def failure_error(self, batch: Pending, failure: Failure) -> BaseException:
@@ -125,7 +125,7 @@ class ReplyReader:
             error.__cause__ = RemoteTraceback(failure.traceback) if failure.traceback else None
             if hasattr(error, "add_note"):
                 error.add_note(
-                    f"(raised by {where} of this Parallel call, in a worker; the exception could "
+                    f"(raised by {where} of {self.call.origin}, in a worker; the exception could "
                     "not be pickled back, so this is a stand-in of the same name)"
                 )
             return error

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import PicklingError
 from ..pickler.diagnose import explain
-from ..wire import Failure, Results, TaskFailed, rebuild_exception
+from ..wire import Failure, Raised, Results, TaskFailed, rebuild_exception
 from . import buffers
 
 
@@ -90,9 +91,42 @@ def dump_results(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
     return Failure("dump", first, "results", whole_error).encode()
 
 
-def dump(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
+def _isolated_value(pickler: Any, value: Any, index: int) -> Any:
+    """*value* able to make the trip, or a ``Raised`` saying why it cannot."""
+    if type(value) is Raised:
+        sendable = _sendable(pickler, value.error)
+        if sendable is not None:
+            return Raised(sendable, value.traceback)
+        exc = value.error
+        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+        stand_in = RuntimeError(f"task {index} raised {text}, which could not be pickled back")
+        return Raised(stand_in, value.traceback)
+    if _round_trip(pickler, value) is not None:
+        return value
+    try:
+        pickler.dumps(value)
+        msg = "it pickles, but cannot be unpickled (is its class importable?)"
+    except BaseException as exc:  # noqa: BLE001
+        msg = explain(pickler, value, exc, root="result")
+    return Raised(PicklingError(f"task {index}: the result could not be sent back: {msg}"), "")
+
+
+def dump_isolated(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
+    """An isolated batch's ``Results``: a value or exception that cannot make the trip
+    fails its own task only (a ``Raised`` in its place), not the whole batch."""
+    try:
+        return buffers.dump_reply(pickler, outcome, tasks)
+    except BaseException:  # noqa: BLE001 - find the culprits below
+        pass
+    values = [_isolated_value(pickler, v, first + i) for i, v in enumerate(outcome.values)]
+    return dump_results(pickler, Results(values, outcome.seconds), first, tasks)
+
+
+def dump(pickler: Any, outcome: Any, first: int, tasks: Any, isolate: bool = False) -> Any:
     """Any outcome of ``workers.tasks`` as reply bytes."""
     kind = type(outcome)
+    if isolate and kind is Results:
+        return dump_isolated(pickler, outcome, first, tasks)
     if kind is TaskFailed:
         return dump_error(pickler, outcome)
     if kind is Failure:

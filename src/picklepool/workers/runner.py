@@ -25,7 +25,7 @@ from .blobs import attached, blob_size, read_blob
 from .cache import objects
 from .limits import before_batch
 from .memory import after_batch, retire
-from .tasks import can_alarm, execute, execute_watched
+from .tasks import can_alarm, execute, execute_isolated, execute_watched
 
 
 def _pickler(header: bytes) -> Any:
@@ -87,7 +87,7 @@ def run_batch(batch: Batch) -> Any:
     view = control.worker_view(batch.session) if batch.session else None
     if view is not None:
         control.watch_parent()
-        if view.cancelled(batch.call_id):
+        if not batch.isolate and view.cancelled(batch.call_id):
             return pickler.dumps(Cancelled(batch.call_id))
     if batch.parent is not None:
         mirror.apply(batch.parent)
@@ -106,7 +106,9 @@ def run_batch(batch: Batch) -> Any:
     limits, timeout = batch.limits, batch.timeout
     if limits is not None:
         before_batch(limits)  # thread limits, once per setting
-    if timeout is not None and (view is None or not can_alarm()):
+    if batch.isolate:  # picklepool.Executor: no timeout, every task runs
+        outcome = execute_isolated(fns, fidx, args, kwargs, first, view, batch.call_id)
+    elif timeout is not None and (view is None or not can_alarm()):
         outcome = execute_watched(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
     else:
         outcome = execute(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
@@ -114,7 +116,7 @@ def run_batch(batch: Batch) -> Any:
     if type(outcome) is TaskFailed and isinstance(outcome.error, TaskTimeoutError) and lokycompat.depth():
         retire()  # replaced by loky after this reply; the rest of the pool is untouched
     status[1], status[2], status[3] = first, 0, control.DUMPING
-    reply = replies.dump(pickler, outcome, first, batch.tasks)
+    reply = replies.dump(pickler, outcome, first, batch.tasks, batch.isolate)
     status[1], status[3] = -1, control.RUNNING
     if limits is not None:
         del outcome

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import TaskTimeoutError
-from ..wire import Cancelled, Failure, Results, TaskFailed
+from ..wire import Cancelled, Failure, Raised, Results, TaskFailed
 
 Funcs = Sequence[Callable[..., Any]]
 _KWARGS_TYPES = {dict, type(None)}  # None: no keyword arguments, as in (f, args, None)
@@ -73,6 +73,43 @@ def _bad_items(funcs: Funcs, fidx: Any, args: Sequence[Any], kwargs: Sequence[An
 def _timed_out(index: int, timeout: float | None, where: str = "") -> TaskFailed:
     exc = TaskTimeoutError(f"task {index} ran longer than timeout={timeout}s and was interrupted{where}")
     return TaskFailed(index, exc, "")
+
+
+def execute_isolated(
+    funcs: Funcs,
+    fidx: Any,
+    args: Sequence[tuple[Any, ...]],
+    kwargs: Sequence[dict[str, Any]] | None,
+    first: int,
+    view: Any = None,
+    call_id: int = 0,
+) -> Any:
+    """Run every task of a batch; a task's exception becomes a ``wire.Raised`` value.
+
+    For ``picklepool.Executor``, whose tasks are independent futures coalesced into
+    one batch: one failing task must neither skip nor lose the others. The
+    cancel flag is not read (a running future cannot be cancelled).
+    """
+    bad = _bad_items(funcs, fidx, args, kwargs, first)
+    if bad is not None:
+        return bad
+    results: list[Any] = []
+    append = results.append
+    status = view.status if view is not None else [0, -1, 0, 0]
+    status[0] = call_id
+    start = time.perf_counter()
+    one = isinstance(fidx, int)
+    for i, a in enumerate(args, first):
+        status[1] = i
+        k = i - first
+        try:
+            f = funcs[fidx if one else fidx[k]]
+            kw = None if kwargs is None else kwargs[k]
+            append(f(*a, **kw) if kw else f(*a))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the task's future
+            append(Raised(exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+    status[1] = -1
+    return Results(results, time.perf_counter() - start)
 
 
 def execute(
