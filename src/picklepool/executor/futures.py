@@ -224,13 +224,14 @@ class Executor(_StdExecutor):
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"map(chunksize={chunksize!r}) is not valid: use a positive int")
         end = None if timeout is None else time.monotonic() + timeout
-        calls = ((fn, args, None) for args in zip(*iterables, strict=False))
+        arguments = zip(*iterables, strict=False)
         if chunksize == 1:
-            futures = [self.submit(fn, *args) for _f, args, _k in calls]
+            futures = [self.submit(fn, *args) for args in arguments]
             return _results(futures, end, chunked=False)
         futures = []
+        fns, nones = itertools.repeat(fn), itertools.repeat(None)
         while True:
-            chunk = list(itertools.islice(calls, chunksize))
+            chunk = list(zip(fns, itertools.islice(arguments, chunksize), nones))  # C speed
             if not chunk:
                 break
             futures.append(self._submit_calls(chunk))
