@@ -231,7 +231,7 @@ class Executor(_StdExecutor):
         futures = []
         fns, nones = itertools.repeat(fn), itertools.repeat(None)
         while True:
-            chunk = list(zip(fns, itertools.islice(arguments, chunksize), nones))  # C speed
+            chunk = list(zip(fns, itertools.islice(arguments, chunksize), nones, strict=False))
             if not chunk:
                 break
             futures.append(self._submit_calls(chunk))
