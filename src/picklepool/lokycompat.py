@@ -175,7 +175,8 @@ def before_loky_exit(hook: Any) -> None:
         if getattr(pe, "process_pool_executor_at_exit", "absent") is None:
             # loky registers its hook lazily, at its first submit: register it now, so
             # that ours, registered after it, runs before it.
-            pe.process_pool_executor_at_exit = register(pe._python_exit)  # type: ignore[attr-defined]
+            register(pe._python_exit)
+            pe.process_pool_executor_at_exit = pe._python_exit  # type: ignore[attr-defined]  # "done"
         try:
             register(hook)
         except RuntimeError:  # the interpreter is already shutting down

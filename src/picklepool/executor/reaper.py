@@ -116,12 +116,14 @@ def reap_retiring(now: float | None = None) -> list[str]:
     return notes
 
 
-def stop(executor: Any, wait: bool = True, kill: bool = False, deadline: float = EXIT_DEADLINE) -> list[str]:
+def stop(executor: Any, wait: bool = True, kill: bool = False, deadline: float | None = None) -> list[str]:
     """Shut *executor* down; with *wait*, for at most *deadline* seconds, then kill.
 
+    *deadline* defaults to ``EXIT_DEADLINE``.
     *kill* kills the workers at once (Ctrl-C, a worker's own exit). Returns notes
     on the processes that had to be killed (also printed on stderr).
     """
+    deadline = EXIT_DEADLINE if deadline is None else deadline
     thread = lokycompat.manager_thread(executor)
     mine = list(lokycompat.worker_processes(executor))
     if kill:
