@@ -146,7 +146,8 @@ def stop(executor: Any, wait: bool = True, kill: bool = False, deadline: float |
         thread.join(deadline)
     notes = [
         f"picklepool: worker pid {pid} did not stop within {deadline:g} s of shutdown and was "
-        "killed (a task left something that blocks a process's exit, such as a non-daemon thread)"
+        "killed (still running a task, or held by something that blocks a process's exit, such "
+        "as a non-daemon thread a task started)"
         for pid in late
     ]
     for note in notes:
