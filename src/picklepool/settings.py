@@ -207,6 +207,9 @@ def parse_seconds(value: Any, name: str, source: str = "argument") -> float | No
     )
 
 
+MAX_WORKERS = 4096  # n_jobs and inner_max_num_threads beyond this are typos, not plans
+
+
 def parse_n_jobs(value: Any, source: str = "argument") -> int:
     """``n_jobs`` as an int: strings of digits are read, floats truncated (as joblib).
 
@@ -216,10 +219,10 @@ def parse_n_jobs(value: Any, source: str = "argument") -> int:
         value = int(value)
     if isinstance(value, float) and math.isfinite(value) and value != 0:
         value = int(value) or (1 if value > 0 else -1)
-    if not isinstance(value, int) or isinstance(value, bool) or value == 0:
+    if not isinstance(value, int) or isinstance(value, bool) or value == 0 or abs(value) > MAX_WORKERS:
         raise ValueError(
             f"n_jobs={value!r} (from {source}) is not valid: use a positive number of "
-            "workers, -1 for all usable cores, or -n for all cores but n-1"
+            f"workers (at most {MAX_WORKERS}), -1 for all usable cores, or -n for all cores but n-1"
         )
     return value
 
@@ -250,15 +253,23 @@ def workers_for(n_jobs: int, cores: int | None = None) -> int:
     return n_jobs
 
 
+MAX_BATCH = 1 << 40  # tasks in one batch
+
+
 def parse_batch_size(value: Any, source: str = "argument") -> int | str:
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+    if value == "auto" or (
+        isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_BATCH
+    ):
         return value  # type: ignore[no-any-return]
-    raise ValueError(f"batch_size={value!r} (from {source}) is not valid; use 'auto' or a positive int")
+    raise ValueError(
+        f"batch_size={value!r} (from {source}) is not valid; use 'auto' or a positive int "
+        f"(at most {MAX_BATCH})"
+    )
 
 
 def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int:
     """Batches that may be in flight for *pre_dispatch* ("2*n_jobs", "all", an int)."""
-    if isinstance(pre_dispatch, int) and not isinstance(pre_dispatch, bool) and pre_dispatch > 0:
+    if isinstance(pre_dispatch, int) and not isinstance(pre_dispatch, bool) and 0 < pre_dispatch <= MAX_BATCH:
         return pre_dispatch
     if isinstance(pre_dispatch, str):
         text = pre_dispatch.replace(" ", "")
@@ -271,7 +282,7 @@ def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int
             return int(rest) * n_workers
         if text == "all":
             return 1 << 30
-        if text.isdigit() and int(text) > 0:
+        if text.isdigit() and 0 < int(text) <= MAX_BATCH:
             return int(text)
     raise ValueError(
         f"pre_dispatch={pre_dispatch!r} (from {source}) is not valid; use e.g. '2*n_jobs', "
@@ -285,11 +296,11 @@ def parse_threads(value: Any, source: str = "argument") -> int | None:
         return None
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS:
         return value
     raise ValueError(
         f"inner_max_num_threads={value!r} (from {source}) is not valid; use a positive "
-        "number of BLAS/OpenMP threads per worker, or None for cores // n_jobs"
+        f"number of BLAS/OpenMP threads per worker (at most {MAX_WORKERS}), or None for cores // n_jobs"
     )
 
 

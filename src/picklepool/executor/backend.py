@@ -47,5 +47,9 @@ class Backend:
         """A fresh ``pickler.context.BlobStore`` for one call, or None for the session's files."""
         return None
 
+    def check(self) -> tuple[list[str], str | None]:
+        """While a call waits: ``(notes, stalled)``, see ``executor.reaper.check``."""
+        return [], None
+
     def shutdown(self, kill: bool = False) -> None:
         pass

@@ -16,6 +16,7 @@ from typing import Any
 import loky
 
 from .. import lokycompat
+from . import reaper
 from .backend import Backend
 from .session import session
 
@@ -53,6 +54,7 @@ class LokyBackend(Backend):
             context=lokycompat.start_method(),
         )
         _executors.add(executor)
+        reaper.track(executor)
         return executor
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -73,8 +75,11 @@ class LokyBackend(Backend):
     def session_path(self) -> str | None:
         return session().path
 
+    def check(self) -> tuple[list[str], str | None]:
+        return reaper.check(self._executor)
+
     def shutdown(self, kill: bool = False) -> None:
-        self._executor.shutdown(wait=True, kill_workers=kill)
+        reaper.stop(self._executor, kill=kill)
 
 
 class ThreadingBackend(Backend):
@@ -133,7 +138,7 @@ def shutdown(wait: bool = True, kill: bool = False) -> None:
     ``scheduler_address``; it never closes your own ``Client`` or cluster.
     """
     for executor in list(_executors):
-        executor.shutdown(wait=wait, kill_workers=kill)
+        reaper.stop(executor, wait=wait, kill=kill)  # a deadline, then the workers are killed
         _executors.discard(executor)
     dask_backend = sys.modules.get(f"{__package__}.dask")
     if dask_backend is not None:  # imported only if backend="dask" was used

@@ -20,13 +20,14 @@ import itertools
 import os
 import queue
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
 import cloudpickle
 
-from ..errors import PicklingError
+from ..errors import PicklingError, WorkerCrashedError
 from ..pickler.buffers import CallBuffers
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain
@@ -61,6 +62,9 @@ def parent_state(n_workers: int) -> ParentState:
     return ParentState(
         tuple(sys.path), sys.getrecursionlimit(), os.getcwd(), depth + 1, max(1, cores // max(1, n_workers))
     )
+
+
+PROGRESS_POLL = 0.5  # seconds between two looks at the pool while a call waits (executor.reaper)
 
 
 class Channel:
@@ -281,13 +285,26 @@ class Call(Channel):
             self.close()
 
     def _next_done(self) -> Pending:
-        if self.watchdog is None:
-            return self._done.get()
+        """The next finished batch; while none is, look after the pool (never wait blindly)."""
+        poll = PROGRESS_POLL if self.watchdog is None else min(self.watchdog.poll, PROGRESS_POLL)
         while True:
             try:
-                return self._done.get(timeout=self.watchdog.poll)
+                return self._done.get(timeout=poll)
             except queue.Empty:
+                pass
+            if self.watchdog is not None:
                 self.watchdog.check()
+            notes, stalled = self.backend.check()
+            for note in notes:
+                warnings.warn(f"picklepool: {note}", RuntimeWarning, stacklevel=3)
+            if stalled is not None and self._done.empty():
+                self.backend.shutdown(kill=True)
+                pending = sorted(self.inflight.values(), key=lambda b: b.first)
+                where = pending[0].tasks() if pending else "its tasks"
+                raise WorkerCrashedError(
+                    f"{stalled} ({where} never came back). The pool was stopped and is replaced "
+                    "on the next call; rerun the call."
+                )
 
     def _cancel(self, inflight: dict[int, Pending], hard: bool) -> None:
         self.cancelled = True

@@ -112,7 +112,7 @@ class ReplyReader:
             error = TaskTimeoutError(f"{where}{str(error)[len(f'task {failed.task}') :]}")
             return error
         if failed.traceback:
-            error.__cause__ = RemoteTraceback(failed.traceback)
+            _attach_remote(error, RemoteTraceback(failed.traceback))
         if hasattr(error, "add_note"):
             place = "in this process" if self.call.in_caller else "in a worker"
             error.add_note(f"(raised by {where} of {self.call.origin}, {place})")
@@ -187,6 +187,19 @@ class ReplyReader:
             "compiled code, a call to os._exit(), or the OOM killer (check memory use)."
             f"{recovery}"
         )
+
+
+def _attach_remote(error: BaseException, remote: RemoteTraceback) -> None:
+    """The worker's traceback as the cause at the end of *error*'s own chain of causes.
+
+    A task's ``raise X from Y`` keeps ``Y`` as ``X.__cause__``; the worker's traceback
+    (which shows the whole chain as it happened there) goes after the last link.
+    """
+    link, seen = error, {id(error)}
+    while link.__cause__ is not None and id(link.__cause__) not in seen and len(seen) < 16:
+        link = link.__cause__
+        seen.add(id(link))
+    link.__cause__ = remote
 
 
 def _args(error: BaseException) -> str:

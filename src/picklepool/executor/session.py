@@ -93,6 +93,8 @@ class Session:
         return call_id
 
     def cancel(self, call_id: int) -> None:
+        if self._flags.closed:  # the session ended (interpreter exit): its workers are gone
+            return
         self._flags[call_id % CANCEL_SLOTS] = 1
 
     def write_blob(self, key: str, data: bytes, owner: Any = None) -> str:

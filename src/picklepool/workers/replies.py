@@ -5,7 +5,8 @@ Results go through the pickler, their large buffers through shared memory
 checked to make the trip back; when it cannot (an ``__init__`` that takes other
 arguments than ``args``, an attribute that cannot be pickled), it is sent as its
 parts (class, ``args``, ``__dict__``, notes, cause) to be rebuilt without
-``__init__`` (``wire.rebuild_exception``), and only when even that fails, as text
+``__init__`` (``wire.rebuild_exception``; attributes that cannot be pickled are
+left out), and only when even that fails (the class itself cannot travel), as text
 in a ``wire.Failure`` naming its class and its importable bases, for the parent
 to raise a stand-in that ``except`` clauses on those bases still catch.
 Failures of the pickler itself are framed without it (``wire.Failure.encode``).
@@ -33,12 +34,14 @@ def _round_trip(pickler: Any, obj: Any) -> bytes | None:
 class _ExceptionParts:
     """Pickles an exception as its parts, rebuilt without calling ``__init__``."""
 
-    def __init__(self, exc: BaseException, cause: Any) -> None:
-        self.exc, self.cause = exc, cause
+    def __init__(self, exc: BaseException, cause: Any, keep: Any = None) -> None:
+        self.exc, self.cause, self.keep = exc, cause, keep  # keep: which attributes travel
 
     def __reduce__(self) -> Any:
         exc = self.exc
         state = {k: v for k, v in vars(exc).items() if k != "__notes__"}
+        if self.keep is not None:
+            state = {k: v for k, v in state.items() if self.keep(k, v)}
         notes = getattr(exc, "__notes__", None)
         return rebuild_exception, (type(exc), exc.args, state, notes, self.cause)
 
@@ -50,11 +53,16 @@ def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0) -> Any:
     """
     if exc is None:
         return None
-    if _round_trip(pickler, exc) is not None:
-        return exc
+    if exc.__cause__ is None and _round_trip(pickler, exc) is not None:
+        return exc  # (pickling an exception drops its __cause__: those go as parts)
     if depth > 8:
         return None
-    parts = _ExceptionParts(exc, _sendable(pickler, exc.__cause__, depth + 1))
+    cause = _sendable(pickler, exc.__cause__, depth + 1)
+    parts = _ExceptionParts(exc, cause)
+    if _round_trip(pickler, parts) is not None:
+        return parts
+    # An attribute cannot make the trip (an open file, a generator): the rest does.
+    parts = _ExceptionParts(exc, cause, lambda k, v: _round_trip(pickler, v) is not None)
     return parts if _round_trip(pickler, parts) is not None else None
 
 
@@ -64,10 +72,10 @@ def _mro(exc: BaseException) -> tuple[str, ...]:
 
 def dump_error(pickler: Any, failed: TaskFailed) -> bytes:
     """A task's exception as reply bytes: itself, its parts, or text (see the module docstring)."""
-    data = _round_trip(pickler, failed)
+    exc = failed.error
+    data = _round_trip(pickler, failed) if exc.__cause__ is None else None
     if data is not None:
         return data
-    exc = failed.error
     sendable = _sendable(pickler, exc)
     if sendable is not None:
         data = _round_trip(pickler, TaskFailed(failed.task, sendable, failed.traceback))
