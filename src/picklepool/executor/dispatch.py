@@ -66,6 +66,7 @@ class Call:
         max_nbytes: int | None = None,
         mmap_mode: str = "c",
         temp_folder: str | None = None,
+        owner: Any = None,
     ) -> None:
         self.backend = backend
         self.pickler = pickler  # None for in-process backends: nothing is pickled
@@ -83,7 +84,7 @@ class Call:
         self.parent = parent_state(backend.n_workers) if backend.mirrors_parent else None
         self.context = CallContext(pickler, self.session, backend.blob_store() if self.bytes_path else None)
         # large arrays via shared memory
-        self.buffers = CallBuffers(self.context, self.call_id, max_nbytes, mmap_mode, temp_folder)
+        self.buffers = CallBuffers(self.context, self.call_id, max_nbytes, mmap_mode, temp_folder, owner)
         self.functions = functions.FunctionTable(pickler, self.buffers, self.context)
         self.watchdog = Watchdog(self.session, self.call_id, timeout) if timeout and self.session else None
         self.replies = ReplyReader(self)

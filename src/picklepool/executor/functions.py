@@ -180,7 +180,7 @@ class FunctionTable:
                 if ref is not None:
                     payload = ref
             if refs:
-                payload = Frames(payload, refs)
+                payload = Frames(payload, refs, mode=self.buffers.mmap_mode)
             cache_key = f"{key}.{self.token}" if isinstance(func, _KEEPABLE) else None
             spec = self._specs[ident] = (cache_key, payload, label(func))
             self._keep.append(referents)

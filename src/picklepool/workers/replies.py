@@ -94,6 +94,7 @@ def dump(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
     """Any outcome of ``workers.tasks`` as reply bytes."""
     kind = type(outcome)
     if kind is TaskFailed:
+        buffers.explain_error(outcome.error, tasks)
         return dump_error(pickler, outcome)
     if kind is Failure:
         return outcome.encode()
