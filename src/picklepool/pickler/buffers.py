@@ -6,8 +6,12 @@ Parent to workers::
         every contiguous buffer >= max_nbytes ──▶ one file <session>/call-<id>/a-<n>
         (in /dev/shm), written once per call: the same array in 1,000 tasks is one file
         the batch ──▶ Frames(pickle bytes, refs to the files, where results may go)
-    worker (``workers.buffers``): load() maps each file read-only (mmap ACCESS_READ, no copy)
-        ──▶ pickler.loads(data, buffers=mapped) ──▶ read-only arrays
+    worker (``workers.buffers``): load() maps each file as the call's mmap_mode says
+        ("c": copy-on-write, "r": read-only, "r+"/"w+": shared writes; no copy)
+        ──▶ pickler.loads(data, buffers=mapped) ──▶ np.memmap arrays (``pickler.arrays``)
+
+    With ``temp_folder`` (or in a ``with Parallel()`` block) the argument files go to a
+    folder of their own: in temp_folder, one per call or per block (:func:`release`).
 
 Workers to parent::
 
@@ -35,8 +39,10 @@ through the pipe as usual. ``free_space`` is the one probe both sides use.
 
 Only buffers that pickle itself passes out of band take this road: numpy arrays
 (C or Fortran contiguous; numpy copies in band non-contiguous views, object
-arrays, ``np.memmap`` and other subclasses, and datetime64/timedelta64 arrays,
-whose memory it cannot export as a buffer) and ``pickle.PickleBuffer`` objects.
+arrays, subclasses, and datetime64/timedelta64 arrays, whose memory it cannot
+export as a buffer) and ``pickle.PickleBuffer`` objects. ``np.memmap`` arguments
+(and views of them) are not copied at all: they travel as references to their own
+file (``pickler.arrays``).
 ``bytes`` and ``bytearray`` are always pickled in band by the stdlib.
 """
 
