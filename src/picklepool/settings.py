@@ -54,6 +54,7 @@ ENV_VARS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "max_worker_memory": ("PICKLEPOOL_MAX_WORKER_MEMORY",),
         "idle_worker_timeout": ("PICKLEPOOL_IDLE_WORKER_TIMEOUT",),
         "worker_cache_bytes": ("PICKLEPOOL_WORKER_CACHE_BYTES",),
+        "temp_folder": ("PICKLEPOOL_TEMP_FOLDER", "JOBLIB_TEMP_FOLDER"),  # joblib honours the latter
     }
 )
 

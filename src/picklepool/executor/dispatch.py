@@ -94,6 +94,7 @@ class Channel:
         temp_folder: str | None = None,
         isolate: bool = False,
         keep_stateful: bool = True,
+        owner: Any = None,
     ) -> None:
         self.backend = backend
         self.pickler = pickler  # None for in-process backends: nothing is pickled
@@ -108,7 +109,8 @@ class Channel:
         self.parent = parent_state(backend.n_workers) if backend.mirrors_parent else None
         self.context = CallContext(pickler, self.session, backend.blob_store() if self.bytes_path else None)
         # large arrays via shared memory
-        self.buffers = CallBuffers(self.context, self.call_id, max_nbytes, mmap_mode, temp_folder)
+        # large arrays via shared memory; *owner*: a `with Parallel()` block whose calls share a folder
+        self.buffers = CallBuffers(self.context, self.call_id, max_nbytes, mmap_mode, temp_folder, owner)
         self.functions = functions.FunctionTable(pickler, self.buffers, self.context, keep_stateful)
         self.watchdog = Watchdog(self.session, self.call_id, timeout) if timeout and self.session else None
         self.replies = ReplyReader(self)
@@ -192,8 +194,11 @@ class Call(Channel):
         max_nbytes: int | None = None,
         mmap_mode: str = "c",
         temp_folder: str | None = None,
+        owner: Any = None,
     ) -> None:
-        super().__init__(backend, pickler, timeout, worker_limits, max_nbytes, mmap_mode, temp_folder)
+        super().__init__(
+            backend, pickler, timeout, worker_limits, max_nbytes, mmap_mode, temp_folder, owner=owner
+        )
         self.batcher = batcher
         self.max_inflight = max_inflight
         self.ordered = ordered

@@ -188,7 +188,7 @@ class FunctionTable:
                 if ref is not None:
                     payload = ref
             if refs:
-                payload = Frames(payload, refs)
+                payload = Frames(payload, refs, mode=self.buffers.mmap_mode)
             keepable = isinstance(func, _KEEPABLE)
             spec = (key if keepable else None, payload, label(func), self.token)
             if keepable or self.keep_stateful:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
+from ..pickler import buffers
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, Settings, inflight, resolve_settings, sources_now
 from ..workers import mirror
@@ -162,6 +163,7 @@ class Parallel:
 
     def __exit__(self, *exc_info: object) -> None:
         backend, self._backend = self._backend, None
+        buffers.release(backend)  # the block's temporary folder
         if backend is not None and backend.per_parallel:
             backend.shutdown()
 
@@ -202,6 +204,7 @@ class Parallel:
             max_nbytes=s.max_nbytes,
             mmap_mode=s.mmap_mode,
             temp_folder=s.temp_folder,
+            owner=None if owned else backend,  # a `with` block: its calls share a temp folder
         )
         chunks = call.run(iterable)
         if self.return_as == "list":

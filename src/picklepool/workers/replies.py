@@ -136,6 +136,7 @@ def dump(pickler: Any, outcome: Any, first: int, tasks: Any, isolate: bool = Fal
     if isolate and kind is Results:
         return dump_isolated(pickler, outcome, first, tasks)
     if kind is TaskFailed:
+        buffers.explain_error(outcome.error, tasks)
         return dump_error(pickler, outcome)
     if kind is Failure:
         return outcome.encode()
