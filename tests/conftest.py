@@ -1,11 +1,13 @@
-"""Shared fixtures: every test must leave no worker process behind."""
+"""Shared fixtures: every test must leave no worker process and no shared-memory file behind."""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
 
@@ -47,13 +49,25 @@ def _fail_if_left(before: set[int], who: str) -> None:
         pytest.fail(f"processes left behind by {who}: {[p.pid for p in alive]}")
 
 
+def _call_files() -> set[str]:
+    """This process's call folders in /dev/shm and spilled-buffer folders in the temp folder."""
+    pid = os.getpid()
+    return set(glob.glob(f"/dev/shm/picklepool-{pid}-*/call-*")) | set(
+        glob.glob(os.path.join(tempfile.gettempdir(), f"picklepool-{pid}-spill-*"))
+    )
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_workers():
-    """Fail the test if a process it started is still running after it."""
+    """Fail the test if a process it started is still running after it, or a call folder it made is left."""
     before = set(_children())
+    files_before = _call_files()
     yield
     picklepool.shutdown(wait=True)
     _fail_if_left(before, "this test")
+    left = _call_files() - files_before
+    if left:
+        pytest.fail(f"shared-memory or spill folders left behind by this test: {sorted(left)}")
 
 
 @contextlib.contextmanager

@@ -87,3 +87,64 @@ def test_n_jobs_one_runs_in_the_calling_process():
     import os
 
     assert Parallel(n_jobs=1)(delayed(os.getpid)() for _ in range(3)) == [os.getpid()] * 3
+
+
+@pytest.mark.parametrize("value", ["n_jobs", "n_jobs*2", "3*n_jobs", 5])
+def test_pre_dispatch_accepts_joblibs_forms(value):
+    assert Parallel(n_jobs=2, pre_dispatch=value)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("value", ["-1M", "infM", "nanK", -5])
+def test_bad_sizes_are_value_errors(value):
+    with pytest.raises(ValueError, match="max_nbytes"):
+        Parallel(max_nbytes=value)
+
+
+# Every setting, through each of its doors, with values that used to slip through:
+# each is a ValueError naming the setting (and, for the environment, the variable).
+_ABSURD = [float("nan"), float("inf"), 1e12, 10**30, "1e308G", "abc", [1]]
+_SETTINGS_AND_BAD = {
+    "n_jobs": _ABSURD,
+    "batch_size": [*_ABSURD, 0, 1 << 62],
+    "pre_dispatch": [*_ABSURD, 0],
+    "timeout": [*_ABSURD, 0, -1],
+    "max_nbytes": [float("nan"), "1e308G", "abc", -1],
+    "inner_max_num_threads": [float("nan"), 10**30, "abc", 0],
+    "max_worker_memory": [float("nan"), "1e308G", "abc", -1],
+    "idle_worker_timeout": [float("nan"), float("inf"), 1e12, "abc", 0],
+    "mmap_mode": ["x", 1],
+    "prefer": ["gpu"],
+    "require": ["nothing"],
+    "progress": ["sometimes", 2.5],
+    "verbose": [float("nan"), "abc", -1],
+}
+
+
+@pytest.mark.parametrize(
+    "setting, value", [(k, v) for k, values in _SETTINGS_AND_BAD.items() for v in values], ids=repr
+)
+def test_every_setting_is_checked_where_it_is_given(setting, value):
+    with pytest.raises(ValueError, match=rf"{setting}=.*\(from argument\)"):
+        Parallel(**{setting: value})._settings()
+    with pytest.raises(ValueError, match=rf"{setting}=.*\(from parallel_config\)"):
+        with parallel_config(**{setting: value}):
+            Parallel()._settings()
+
+
+@pytest.mark.parametrize(
+    "var, value",
+    [
+        ("PICKLEPOOL_N_JOBS", "1e12"),
+        ("PICKLEPOOL_N_JOBS", "10000000000000000000000000000000"),
+        ("PICKLEPOOL_N_JOBS", "nan"),
+        ("PICKLEPOOL_BACKEND", "spark"),
+        ("PICKLEPOOL_PICKLER", "nope"),
+        ("PICKLEPOOL_PROGRESS", "sometimes"),
+        ("PICKLEPOOL_MAX_WORKER_MEMORY", "1e308G"),
+        ("PICKLEPOOL_IDLE_WORKER_TIMEOUT", "inf"),
+    ],
+)
+def test_every_environment_variable_is_checked_and_named(monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValueError, match=var):
+        Parallel()(delayed(abs)(-1) for _ in range(2))

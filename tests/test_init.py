@@ -3,6 +3,7 @@
 import picklepool
 
 EXPECTED = {
+    "Executor",
     "Parallel",
     "PicklingError",
     "SharedState",
@@ -16,6 +17,7 @@ EXPECTED = {
     "effective_n_jobs",
     "parallel_backend",
     "parallel_config",
+    "register_joblib_backend",
     "register_pickler",
     "shutdown",
     "wrap_non_picklable_objects",

@@ -9,26 +9,12 @@ import pytest
 
 from picklepool import Parallel, PicklingError, delayed
 from picklepool.errors import UnpicklingError
-from picklepool.pickler import BasePickler, register_pickler, unregister_pickler
+from picklepool.pickler import register_pickler, unregister_pickler
 from picklepool.wire import Failure, decode_failure
 
 from .conftest import run_python
+from .custom_picklers import Zlibbed
 from .executor.crash_cases import FailsOnLoad, LedgerMismatch, crash_task, identity_task, make_fails_on_dump
-
-
-class Zlibbed(BasePickler):
-    """A pickler with its own format: ``loads`` refuses anything its ``dumps`` did not make."""
-
-    name = "zlibbed"
-
-    def dumps(self, obj, buffer_callback=None):
-        return b"ZZ" + zlib.compress(pickle.dumps(obj, protocol=5))
-
-    def loads(self, data, buffers=None):
-        data = bytes(data)
-        if data[:2] != b"ZZ":
-            raise pickle.UnpicklingError("not zlibbed data")
-        return pickle.loads(zlib.decompress(data[2:]))
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _WHERE = {
+    "Executor": "picklepool.executor.futures",
     "Parallel": "picklepool.executor.parallel",
     "delayed": "picklepool.executor.delayed",
     "effective_n_jobs": "picklepool.executor.parallel",
@@ -30,6 +31,7 @@ _WHERE = {
     "TaskExitError": "picklepool.errors",
     "TaskTimeoutError": "picklepool.errors",
     "WorkerCrashedError": "picklepool.errors",
+    "register_joblib_backend": "picklepool.joblib",
     "register_pickler": "picklepool.pickler.registry",
     "wrap_non_picklable_objects": "picklepool.pickler.wrap",
     "SharedState": "picklepool.state",
@@ -62,8 +64,10 @@ if TYPE_CHECKING:
     from .errors import WorkerCrashedError as WorkerCrashedError
     from .executor.backends import shutdown as shutdown
     from .executor.delayed import delayed as delayed
+    from .executor.futures import Executor as Executor
     from .executor.parallel import Parallel as Parallel
     from .executor.parallel import effective_n_jobs as effective_n_jobs
+    from .joblib import register_joblib_backend as register_joblib_backend
     from .pickler.registry import register_pickler as register_pickler
     from .pickler.wrap import wrap_non_picklable_objects as wrap_non_picklable_objects
     from .settings import cpu_count as cpu_count

@@ -14,7 +14,16 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
   instead of loky's one per thread (:func:`new_executor`, :func:`resize`,
   :func:`usable`, :func:`size`, :func:`busy`);
 - an instance of standalone loky's start method (``backend.context.LokyContext``)
-  and its resource tracker (``backend.resource_tracker``).
+  and its resource tracker (``backend.resource_tracker``);
+- an executor's manager thread (``_executor_manager_thread``), and the processes
+  ``multiprocessing`` still counts as children (``process._children``): those our
+  start method made (tagged ``_picklepool``), retiring ones included, so that a
+  pool can be stopped with a deadline (``executor.reaper``);
+- the order of exit hooks: loky joins its manager threads from a
+  ``threading._register_atexit`` hook (``process_executor._python_exit``), before
+  ``atexit`` handlers run; :func:`before_loky_exit` registers a hook that runs
+  before loky's, in the parent and in a worker (whose own exit joins its children
+  from ``multiprocessing.util._exit_function`` first).
 
 :data:`CHECKED` lists the loky versions this was checked against; a test pins it,
 so a new loky release is read before it is trusted.
@@ -93,13 +102,23 @@ def start_method() -> Any:
     loky and joblib's vendored copy both register a start method named "loky", and
     the one imported last wins: asking for it by name could start picklepool's
     workers with joblib's loader. An instance of standalone loky's context does not
-    depend on import order.
+    depend on import order. The processes it starts carry a ``_picklepool`` tag
+    (:func:`started_workers`).
     """
     global _context
     if _context is None:
         from loky.backend.context import LokyContext
+        from loky.backend.process import LokyProcess
 
-        _context = LokyContext()
+        def tagged(*args: Any, **kwargs: Any) -> Any:
+            proc = LokyProcess(*args, **kwargs)
+            proc._picklepool = True  # see started_workers()
+            return proc
+
+        class Context(LokyContext):  # type: ignore[misc]
+            Process = staticmethod(tagged)
+
+        _context = Context()
     return _context
 
 
@@ -162,3 +181,55 @@ def size(executor: Any) -> int:
 def busy(executor: Any) -> bool:
     """True while *executor* still has jobs submitted and not finished."""
     return bool(getattr(executor, "_pending_work_items", None))
+
+
+def manager_thread(executor: Any) -> Any:
+    """The thread loky runs to feed and join an executor's workers (None before the first submit)."""
+    return getattr(executor, "_executor_manager_thread", None)
+
+
+def started_workers() -> list[Any]:
+    """Every worker process our start method started in this process and nobody joined yet.
+
+    Working, idle or retiring (loky no longer lists a worker it retires while it
+    waits for it to exit).
+    """
+    from multiprocessing import process
+
+    children = getattr(process, "_children", ())
+    return [p for p in list(children) if getattr(p, "_picklepool", False)]
+
+
+_hooks: list[tuple[int, Any]] = []  # (pid, hook) registered by before_loky_exit
+
+
+def before_loky_exit(hook: Any) -> None:
+    """Run *hook* at this process's exit before loky joins its executors' workers.
+
+    In the main process: a ``threading._register_atexit`` hook registered after
+    loky's own (such hooks run in reverse order). In a loky worker, which leaves
+    through ``multiprocessing``'s bootstrap: also a ``multiprocessing.util.Finalize``
+    of priority 100, which runs before that bootstrap joins the worker's children.
+    Each registration is made once per process.
+    """
+    import os
+    import threading
+    from multiprocessing import util
+
+    key = (os.getpid(), hook)
+    if key in _hooks:
+        return
+    _hooks.append(key)
+    pe = importlib.import_module("loky.process_executor")
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        if getattr(pe, "process_pool_executor_at_exit", "absent") is None:
+            # loky registers its hook lazily, at its first submit: register it now, so
+            # that ours, registered after it, runs before it.
+            register(pe._python_exit)
+            pe.process_pool_executor_at_exit = pe._python_exit  # type: ignore[attr-defined]  # "done"
+        try:
+            register(hook)
+        except RuntimeError:  # the interpreter is already shutting down
+            pass
+    util.Finalize(None, hook, exitpriority=100)

@@ -54,6 +54,7 @@ ENV_VARS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "max_worker_memory": ("PICKLEPOOL_MAX_WORKER_MEMORY",),
         "idle_worker_timeout": ("PICKLEPOOL_IDLE_WORKER_TIMEOUT",),
         "worker_cache_bytes": ("PICKLEPOOL_WORKER_CACHE_BYTES",),
+        "temp_folder": ("PICKLEPOOL_TEMP_FOLDER", "JOBLIB_TEMP_FOLDER"),  # joblib honours the latter
     }
 )
 
@@ -116,6 +117,19 @@ def push_config(values: Mapping[str, Any]) -> contextvars.Token[Mapping[str, Any
 
 def pop_config(token: contextvars.Token[Mapping[str, Any]]) -> None:
     _config.reset(token)
+
+
+_ALL_VARS = tuple(var for names in ENV_VARS.values() for var in names)
+
+
+def sources_now() -> tuple[Mapping[str, Any], tuple[str | None, ...]]:
+    """What settings are read from besides arguments: the config block and the env vars.
+
+    Two calls return equal values (the block by identity) exactly when every
+    :func:`resolve` would answer the same: a caller may keep its settings until then.
+    """
+    environ = os.environ
+    return _config.get(), tuple(map(environ.get, _ALL_VARS))
 
 
 def _given(value: Any) -> bool:
@@ -196,6 +210,9 @@ def parse_seconds(value: Any, name: str, source: str = "argument") -> float | No
     )
 
 
+MAX_WORKERS = 4096  # n_jobs and inner_max_num_threads beyond this are typos, not plans
+
+
 def parse_n_jobs(value: Any, source: str = "argument") -> int:
     """``n_jobs`` as an int: strings of digits are read, floats truncated (as joblib).
 
@@ -205,10 +222,10 @@ def parse_n_jobs(value: Any, source: str = "argument") -> int:
         value = int(value)
     if isinstance(value, float) and math.isfinite(value) and value != 0:
         value = int(value) or (1 if value > 0 else -1)
-    if not isinstance(value, int) or isinstance(value, bool) or value == 0:
+    if not isinstance(value, int) or isinstance(value, bool) or value == 0 or abs(value) > MAX_WORKERS:
         raise ValueError(
             f"n_jobs={value!r} (from {source}) is not valid: use a positive number of "
-            "workers, -1 for all usable cores, or -n for all cores but n-1"
+            f"workers (at most {MAX_WORKERS}), -1 for all usable cores, or -n for all cores but n-1"
         )
     return value
 
@@ -239,15 +256,23 @@ def workers_for(n_jobs: int, cores: int | None = None) -> int:
     return n_jobs
 
 
+MAX_BATCH = 1 << 40  # tasks in one batch
+
+
 def parse_batch_size(value: Any, source: str = "argument") -> int | str:
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+    if value == "auto" or (
+        isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_BATCH
+    ):
         return value  # type: ignore[no-any-return]
-    raise ValueError(f"batch_size={value!r} (from {source}) is not valid; use 'auto' or a positive int")
+    raise ValueError(
+        f"batch_size={value!r} (from {source}) is not valid; use 'auto' or a positive int "
+        f"(at most {MAX_BATCH})"
+    )
 
 
 def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int:
     """Batches that may be in flight for *pre_dispatch* ("2*n_jobs", "all", an int)."""
-    if isinstance(pre_dispatch, int) and not isinstance(pre_dispatch, bool) and pre_dispatch > 0:
+    if isinstance(pre_dispatch, int) and not isinstance(pre_dispatch, bool) and 0 < pre_dispatch <= MAX_BATCH:
         return pre_dispatch
     if isinstance(pre_dispatch, str):
         text = pre_dispatch.replace(" ", "")
@@ -260,7 +285,7 @@ def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int
             return int(rest) * n_workers
         if text == "all":
             return 1 << 30
-        if text.isdigit() and int(text) > 0:
+        if text.isdigit() and 0 < int(text) <= MAX_BATCH:
             return int(text)
     raise ValueError(
         f"pre_dispatch={pre_dispatch!r} (from {source}) is not valid; use e.g. '2*n_jobs', "
@@ -274,11 +299,11 @@ def parse_threads(value: Any, source: str = "argument") -> int | None:
         return None
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS:
         return value
     raise ValueError(
         f"inner_max_num_threads={value!r} (from {source}) is not valid; use a positive "
-        "number of BLAS/OpenMP threads per worker, or None for cores // n_jobs"
+        f"number of BLAS/OpenMP threads per worker (at most {MAX_WORKERS}), or None for cores // n_jobs"
     )
 
 

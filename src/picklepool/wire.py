@@ -11,6 +11,8 @@ Worker to parent, one reply per batch, made by the call's pickler:
 
     Results(values, seconds)           every task ran
     TaskFailed(task, error, tb)        task number *task* raised; the rest were skipped
+                                       (an isolated batch runs them all: a Raised(error, tb)
+                                       stands in Results.values for each task that raised)
     Cancelled(call_id)                 the call was cancelled meanwhile
 
 and, when the reply must describe a failure *of the pickler itself* (the batch
@@ -50,8 +52,10 @@ class ParentState(NamedTuple):
     cores: int  # cores an inner call may use for n_jobs=-1 (the worker's share)
 
 
-# key (None: rebuild for every batch), bytes (inline) or a blob reference, label
-FuncSpec = tuple["str | None", Any, str]
+# content key (None: rebuild for every batch), bytes (inline) or a blob reference, label,
+# and the call it is sent for (a worker keeps a function across calls only while the
+# state it carries is unchanged: see workers.runner)
+FuncSpec = tuple["str | None", Any, str, str]
 
 
 class Batch(NamedTuple):
@@ -67,6 +71,9 @@ class Batch(NamedTuple):
     limits: WorkerLimits | None
     parent: ParentState | None
     attachment: Any = None  # data the batch's blob references name (dask), else None
+    # Every task runs and its exception becomes a Raised value (picklepool.Executor); the
+    # batch ignores the cancel flag. False (Parallel): stop at the first exception.
+    isolate: bool = False
 
 
 class Results(NamedTuple):
@@ -76,6 +83,13 @@ class Results(NamedTuple):
 
 class TaskFailed(NamedTuple):
     task: int  # the index of the task that raised
+    error: BaseException
+    traceback: str
+
+
+class Raised(NamedTuple):
+    """In ``Results.values`` of an isolated batch: the task raised *error* instead."""
+
     error: BaseException
     traceback: str
 

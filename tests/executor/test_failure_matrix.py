@@ -119,3 +119,20 @@ def test_exit_in_a_thread_task_is_a_task_error(kind):
             delayed(crash_task)(kind if i == BAD else "none", i) for i in range(6)
         )
     assert f"task {BAD}" in str(info.value)
+
+
+class NeedsTwo(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a}/{b}")
+
+
+def raise_needs_two(i):
+    if i == 1:
+        raise NeedsTwo(1, 2)
+    return i
+
+
+def test_an_exception_that_cannot_be_rebuilt_by_its_init_keeps_its_type():
+    with pytest.raises(NeedsTwo, match="1/2") as info:
+        Parallel(n_jobs=2, batch_size=1)(delayed(raise_needs_two)(i) for i in range(3))
+    assert "task 1: raise_needs_two(1)" in "".join(info.value.__notes__)

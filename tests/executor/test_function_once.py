@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from picklepool import Parallel, delayed
+
 from ..conftest import run_python
 
 SCRIPT = """
@@ -137,3 +141,140 @@ def test_a_bound_method_taken_anew_for_each_task_is_pickled_once_per_object():
     proc = run_python(METHOD_SCRIPT, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "2"]
+
+
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self):
+        self.n += 1
+        return self.n
+
+
+class Acc:
+    def __init__(self):
+        self.items = []
+
+    def add(self, x):
+        self.items.append(x)
+        return len(self.items)
+
+
+def test_callable_objects_do_not_share_state_across_calls():
+    for _ in range(3):
+        out = Parallel(n_jobs=2, batch_size=1)(delayed(Counter())() for _ in range(4))
+        assert out == [1, 1, 1, 1]
+
+
+def test_bound_methods_of_fresh_objects_start_fresh():
+    first = Parallel(n_jobs=2, batch_size=1)(delayed(Acc().add)(i) for i in range(5))
+    second = Parallel(n_jobs=2, batch_size=1)(delayed(Acc().add)(i) for i in range(5))
+    assert first == second == [1] * 5
+
+
+def _make_counter():
+    count = 0
+
+    def bump():
+        nonlocal count
+        count += 1
+        return count
+
+    return bump
+
+
+@pytest.mark.parametrize("backend", ["sequential", "threading"])
+def test_in_process_closures_alike_in_content_stay_distinct(backend):
+    counters = [_make_counter() for _ in range(3)]
+    out = Parallel(n_jobs=2, backend=backend, batch_size=3)([delayed(c)() for c in counters])
+    assert out == [1, 1, 1]
+    assert [c.__closure__[0].cell_contents for c in counters] == [1, 1, 1]
+
+
+class _Named:
+    def __init__(self, name):
+        self.name = name
+
+    def __eq__(self, other):  # equal to everything: must not stand in for another
+        return True
+
+    __hash__ = object.__hash__
+
+    def __call__(self, owner, x):
+        return self.name
+
+
+@pytest.mark.parametrize("backend", ["loky", "sequential"])
+def test_methods_equal_by_value_are_not_merged(backend):
+    import types
+
+    owner = _Named("owner")
+    first, second = types.MethodType(_Named("first"), owner), types.MethodType(_Named("second"), owner)
+    out = Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(first)(1), delayed(second)(2)])
+    assert out == ["first", "second"]
+
+
+def test_an_unchanged_function_is_rebuilt_once_per_worker_across_calls():
+    out = run_python(
+        """
+        import os
+        from picklepool import Parallel, delayed
+
+        BIG = list(range(100_000))
+
+        def read(i):
+            from picklepool.workers.cache import objects
+            return os.getpid(), objects.builds, BIG[i]
+
+        seen = {}
+        for call in range(4):
+            for pid, builds, value in Parallel(n_jobs=2, batch_size=1)(delayed(read)(i) for i in range(6)):
+                assert value == BIG[value]
+                seen.setdefault(pid, []).append((call, builds))
+        for pid, calls in seen.items():
+            first = min(c for c, _ in calls)
+            # builds done before the worker's first batch of a call, and never after
+            later = {b for c, b in calls if c > first}
+            assert len(later) <= 1 and later <= {max(b for c, b in calls if c == first)}, calls
+        print("ok")
+        """
+    )
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_global_changed_in_the_parent_is_seen_by_the_next_call():
+    out = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        DATA = [0] * 10
+
+        def read(i):
+            return DATA[i]
+
+        for value in (1, 2, 3):
+            DATA[:] = [value] * 10
+            assert Parallel(n_jobs=2)(delayed(read)(i) for i in range(10)) == [value] * 10
+        print("ok")
+        """
+    )
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_global_changed_by_a_task_in_a_worker_does_not_reach_the_next_call():
+    out = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        SEEN = []
+
+        def remember(i):
+            SEEN.append(i)
+            return len(SEEN)
+
+        # Four one-task calls on two workers: a worker runs at least two of them.
+        print([Parallel(n_jobs=2)(delayed(remember)(i) for i in range(1))[0] for _ in range(4)])
+        """
+    )
+    assert out.stdout.strip() == "[1, 1, 1, 1]", out.stderr

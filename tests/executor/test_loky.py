@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 
@@ -11,6 +10,8 @@ import pytest
 
 from picklepool import Parallel, TaskTimeoutError, WorkerCrashedError, delayed
 from tests.conftest import run_python
+
+from .crash_cases import act
 
 
 def pid_of(_):
@@ -39,14 +40,7 @@ def test_switching_pickler_keeps_the_same_workers():
 
 def exit_in_task(i, how):
     if i == 3:
-        if how == "exit":
-            os._exit(7)
-        if how == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        if how == "segfault":
-            import ctypes
-
-            ctypes.string_at(0)
+        act({"exit": "os_exit", "kill": "sigkill", "segfault": "segfault"}[how])
     return i
 
 
@@ -56,7 +50,7 @@ def test_worker_crash_names_the_task_and_the_pool_recovers(how):
         Parallel(n_jobs=2, batch_size=1)(delayed(exit_in_task)(i, how) for i in range(8))
     msg = str(info.value)
     assert "task 3" in msg
-    expected = {"exit": "7", "kill": "SIGKILL", "segfault": "SIGSEGV"}[how]
+    expected = {"exit": "EXIT(3)", "kill": "SIGKILL", "segfault": "SIGSEGV"}[how]
     assert expected in msg
     assert Parallel(n_jobs=2)(delayed(pid_of)(i) for i in range(4))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import socket
 import threading
 
@@ -236,3 +237,80 @@ def test_any_function_args_kwargs_triple_is_a_call(backend):
 
 def test_pickle_module_errors_are_pickle_errors():
     assert issubclass(PicklingError, pickle.PicklingError)
+
+
+def test_a_generator_read_after_its_threading_block_loses_nothing():
+    with Parallel(n_jobs=2, backend="threading", return_as="generator", batch_size=1) as p:
+        gen = p(delayed(abs)(-i) for i in range(8))
+        assert next(gen) == 0
+    try:
+        rest = list(gen)
+    except RuntimeError as exc:  # the pool is gone: said clearly, never silently short
+        assert "Consume the generator inside the block" in str(exc)
+    else:
+        assert rest == list(range(1, 8))
+
+
+def wait_or_fail(i, release):
+    if i == 0:
+        raise ValueError("first fails")
+    release.wait(30)  # never set: the remaining tasks must be skipped, not waited for
+    return i
+
+
+def test_cancel_skips_the_rest_of_a_small_batch_in_a_worker(tmp_path):
+    import os
+    import time
+
+    def marker(i, folder):
+        if i == 0:
+            raise ValueError("first fails")
+        with open(os.path.join(folder, str(i)), "w"):
+            pass
+        time.sleep(0.2)  # real work that takes a while
+        return i
+
+    with pytest.raises(ValueError):
+        Parallel(n_jobs=2, batch_size=10)(delayed(marker)(i, str(tmp_path)) for i in range(20))
+    import picklepool
+
+    picklepool.shutdown()
+    assert len(os.listdir(tmp_path)) < 10
+
+
+def test_sequential_timeout_leaves_the_callers_timer_alone():
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda *a: fired.append(1))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30)
+        assert Parallel(n_jobs=1, timeout=5)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+        remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert remaining > 20
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_sequential_timeout_is_enforced():
+    from picklepool import TaskTimeoutError
+
+    stuck = threading.Event()
+    with pytest.raises(TaskTimeoutError, match="task 1"):
+        Parallel(n_jobs=1, timeout=0.3)(delayed(stuck.wait)(0 if i != 1 else 30) for i in range(3))
+
+
+_ran: list[int] = []
+
+
+def _note(x):
+    _ran.append(x)
+    return x
+
+
+def test_a_bad_item_stops_its_batch_before_any_task_also_with_a_timeout():
+    items = [delayed(_note)(0), delayed(_note)(1), (_note, [2], {})]
+    for timeout in (None, 30):
+        _ran.clear()
+        with pytest.raises(TypeError, match="item 2 .* not a delayed call"):
+            Parallel(n_jobs=1, batch_size=3, timeout=timeout)(items)
+        assert _ran == []

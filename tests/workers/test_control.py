@@ -46,3 +46,25 @@ def test_workers_that_exit_normally_remove_their_status_files():
     assert files <= set(os.listdir(folder))
     picklepool.shutdown()  # waits for the workers to exit (as recycling or idleness would)
     assert not files & set(os.listdir(folder))
+
+
+def test_folders_of_dead_processes_are_removed_by_a_new_session(tmp_path):
+    import subprocess
+    import sys
+
+    from picklepool.executor.session import STALE_AFTER, remove_stale_folders
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    pid = int(dead.stdout)  # exited: its pid is free (and not reused this fast)
+    old = tmp_path / f"picklepool-{pid}-abcd1234"
+    recent = tmp_path / f"picklepool-{pid}-ef567890"
+    alive = tmp_path / f"picklepool-{os.getpid()}-00000000"
+    other = tmp_path / "picklepool-notapid"
+    for folder in (old, recent, alive, other):
+        folder.mkdir()
+        (folder / "blob").write_bytes(b"x" * 100)
+    long_ago = os.path.getmtime(old) - 2 * STALE_AFTER
+    os.utime(old, (long_ago, long_ago))
+    os.utime(alive, (long_ago, long_ago))
+    assert remove_stale_folders((str(tmp_path),)) == [str(old)]
+    assert not old.exists() and recent.exists() and alive.exists() and other.exists()

@@ -8,7 +8,14 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from . import environment, workloads_calls, workloads_cluster, workloads_data, workloads_main
+from . import (
+    environment,
+    workloads_calls,
+    workloads_cluster,
+    workloads_data,
+    workloads_futures,
+    workloads_main,
+)
 from .common import Context
 from .measure import Progress
 from .results import WorkloadResult
@@ -29,6 +36,9 @@ WORKLOADS: dict[str, Workload] = {
     "pickler_micro": workloads_data.pickler_micro,
     "main_global": workloads_main.main_global,
     "dask_cluster": workloads_cluster.dask_cluster,
+    "sklearn_grid": workloads_futures.sklearn_grid,
+    "executor_submit": workloads_futures.executor_submit,
+    "executor_map": workloads_futures.executor_map,
 }
 
 QUICK_REPS, FULL_REPS = 3, 7

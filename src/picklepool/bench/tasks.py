@@ -52,6 +52,12 @@ def read_element(arr: Any, i: int) -> float:
     return float(arr[i % len(arr)])
 
 
+def read_state_element(state: Any, i: int) -> float:
+    """:func:`read_element` on an array inside a ``picklepool.SharedState``, under its lock."""
+    with state as arr:
+        return read_element(arr, i)
+
+
 def fresh_array(n_items: int, value: float) -> Any:
     """A new float64 array, every page written (so it cannot be a lazy zero page)."""
     import numpy as np

@@ -6,12 +6,11 @@ like every other row, with ``n_jobs=-1`` (all the cluster's threads):
 
 dask_tiny    2,000 calls of ``x * x`` (--quick: 500): the cost of a call and its
              batches on the cluster
-dask_state   200 tasks each reading a ~48 MB value (numpy array + list of floats;
-             --quick: 20 tasks, 2 MB): picklepool gets it in a ``SharedState``,
-             joblib the plain value as an argument. joblib's dask backend scatters
-             large arguments to the cluster once per call, but only those it can
-             weak-reference: a dict goes inline with every task (about 2 s a task
-             at 48 MB here, so the full row takes several minutes a round)
+dask_state   200 tasks each reading one element of a 48 MB float64 array (--quick:
+             20 tasks, 2 MB): picklepool gets it in a ``SharedState``, joblib the
+             array as an argument, which its dask backend scatters to the cluster
+             once per call (it does so for arguments it can weak-reference, as
+             arrays are; a dict would go inline with every task)
 
 mp.Pool, cf.PPE and the loop do not run on a cluster: n/a. Without
 dask.distributed the workload is skipped, and without numpy its dask_state row.
@@ -29,7 +28,7 @@ from . import features
 from .common import Context, expect, measure_row
 from .peers import Peer, dask_peers
 from .results import COLUMNS, PICKLEPOOL, Cell, Row, WorkloadResult
-from .tasks import make_state_value, score_state, score_value, square
+from .tasks import read_element, read_state_element, square
 
 MB = 1 << 20
 N_WORKERS = 2
@@ -81,8 +80,9 @@ def dask_cluster(ctx: Context) -> WorkloadResult:
         res.rows.append(_tiny(ctx, peers, missing, n_tiny))
         res.rows.append(_state(ctx, peers, missing, nbytes, n_state))
     res.notes.append(
-        "dask_state: joblib's dask backend scatters only arguments it can weak-reference; the "
-        "value here is a dict, so it travels inline with every task (as a user's dict would)."
+        "dask_state: joblib's dask backend scatters the array to the cluster once per call "
+        "(it does so for arguments it can weak-reference); picklepool scatters the SharedState "
+        "snapshot once per version."
     )
     return res
 
@@ -103,24 +103,26 @@ def _tiny(ctx: Context, peers: dict[str, Peer], missing: dict[str, str], n: int)
 def _state(ctx: Context, peers: dict[str, Peer], missing: dict[str, str], nbytes: int, n: int) -> Row:
     if reason := features.numpy_missing():
         return Row("dask_state", {name: Cell.skipped(reason) for name in COLUMNS})
+    import numpy as np
+
     from picklepool import SharedState
 
-    value = make_state_value(nbytes)
+    value = np.random.default_rng(0).random(nbytes // 8)
     state = SharedState(value)
     state_args = [(state, i) for i in range(n)]
     plain_args = [(value, i) for i in range(n)]
-    tiny = make_state_value(1024)
+    tiny = np.arange(128, dtype=np.float64)
     tiny_state = SharedState(tiny)
 
     def call(p: Peer) -> Any:
         if p.name == PICKLEPOOL:
-            return p.starmap(score_state, state_args)
-        return p.starmap(score_value, plain_args)
+            return p.starmap(read_state_element, state_args)
+        return p.starmap(read_element, plain_args)
 
     def warm(p: Peer) -> Any:  # code paths and imports warm, without the big value
         if p.name == PICKLEPOOL:
-            return p.starmap(score_state, [(tiny_state, i) for i in range(4)])
-        return p.starmap(score_value, [(tiny, i) for i in range(4)])
+            return p.starmap(read_state_element, [(tiny_state, i) for i in range(4)])
+        return p.starmap(read_element, [(tiny, i) for i in range(4)])
 
-    check = expect([score_value(value, i) for i in range(n)])
+    check = expect([read_element(value, i) for i in range(n)])
     return measure_row(ctx, "dask_state", peers, missing, call, check, warm=warm)

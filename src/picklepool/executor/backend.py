@@ -59,5 +59,9 @@ class Backend:
         if self.per_parallel:
             self.shutdown()
 
+    def check(self) -> tuple[list[str], str | None]:
+        """While a call waits: ``(notes, stalled)``, see ``executor.reaper.check``."""
+        return [], None
+
     def shutdown(self, kill: bool = False) -> None:
         pass

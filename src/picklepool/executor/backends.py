@@ -19,7 +19,7 @@ import loky
 from .. import lokycompat
 from ..settings import cpu_count
 from ..workers import mirror
-from . import pool
+from . import pool, reaper
 from .backend import Backend
 from .mpbackend import MultiprocessingBackend
 from .session import session
@@ -84,9 +84,12 @@ class LokyBackend(Backend):
     def session_path(self) -> str | None:
         return session().path
 
+    def check(self) -> tuple[list[str], str | None]:
+        return reaper.check(self._executor)
+
     def shutdown(self, kill: bool = False) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=True, kill_workers=kill)
+            reaper.stop(self._executor, kill=kill)
 
 
 class ThreadingBackend(Backend):

@@ -20,12 +20,14 @@ import itertools
 import os
 import queue
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import cloudpickle
 
-from ..errors import PicklingError
+from ..errors import PicklingError, WorkerCrashedError
 from ..pickler.buffers import CallBuffers
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain
@@ -40,6 +42,18 @@ from .replies import Pending, ReplyReader
 from .session import session
 from .watchdog import Watchdog
 
+_headers: dict[Any, bytes] = {}  # pickler -> its pickled form (the Batch header)
+
+
+def header(pickler: Any) -> bytes:
+    """The pickler pickled with cloudpickle, as every batch carries it; made once per pickler."""
+    data = _headers.get(pickler)
+    if data is None:
+        if len(_headers) >= 64:
+            _headers.clear()
+        data = _headers[pickler] = cloudpickle.dumps(pickler)
+    return data
+
 
 def parent_state(n_workers: int) -> ParentState:
     """What this call's workers mirror (``workers.mirror``), read now."""
@@ -50,7 +64,121 @@ def parent_state(n_workers: int) -> ParentState:
     )
 
 
-class Call:
+PROGRESS_POLL = 0.5  # seconds between two looks at the pool while a call waits (executor.reaper)
+
+
+class Channel:
+    """What tasks go through to the workers: pickler, functions, buffers, replies.
+
+    One per ``Parallel`` call (:class:`Call`), or one for the life of a
+    ``picklepool.Executor``: the functions of its tasks are pickled once per
+    channel (``functions.FunctionTable``), large arrays go once through shared
+    memory (``pickler.buffers.CallBuffers``), and ``replies.ReplyReader`` turns
+    what comes back into results or errors. :meth:`send` makes one ``wire.Batch``
+    of some tasks and hands it to the backend.
+
+    *isolate*: every task of a batch runs and its exception comes back as its own
+    (``wire.Raised``), as ``Executor`` needs; else a batch stops at its first one.
+    """
+
+    origin = "this Parallel call"  # how error notes name what the task belonged to
+
+    def __init__(
+        self,
+        backend: Backend,
+        pickler: Any,
+        timeout: float | None = None,
+        worker_limits: WorkerLimits | None = None,
+        max_nbytes: int | None = None,
+        mmap_mode: str = "c",
+        temp_folder: str | None = None,
+        isolate: bool = False,
+        keep_stateful: bool = True,
+        owner: Any = None,
+    ) -> None:
+        self.backend = backend
+        self.pickler = pickler  # None for in-process backends: nothing is pickled
+        self.timeout = timeout
+        self.worker_limits = worker_limits
+        self.isolate = isolate
+        self.bytes_path = backend.moves_bytes
+        self.in_caller = backend.in_caller
+        self.session = session() if self.bytes_path and backend.session_path() else None
+        self.call_id = self.session.begin_call() if self.session else 0
+        self.header = header(pickler) if self.bytes_path else b""
+        self.parent = parent_state(backend.n_workers) if backend.mirrors_parent else None
+        self.context = CallContext(pickler, self.session, backend.blob_store() if self.bytes_path else None)
+        # large arrays via shared memory
+        # large arrays via shared memory; *owner*: a `with Parallel()` block whose calls share a folder
+        self.buffers = CallBuffers(self.context, self.call_id, max_nbytes, mmap_mode, temp_folder, owner)
+        self.functions = functions.FunctionTable(pickler, self.buffers, self.context, keep_stateful)
+        self.watchdog = Watchdog(self.session, self.call_id, timeout) if timeout and self.session else None
+        self.replies = ReplyReader(self)
+        self.cancelled = False  # this call cancelled its own batches
+        self.inflight: dict[int, Pending] = {}
+
+    # -- parent side of the data path -------------------------------------------------
+
+    def send(self, items: list[Any], first: int) -> Future[Any]:
+        """Pickle *items* (``(function, args, kwargs)`` triples, tasks *first*...) and submit them.
+
+        Returns the backend's future of the reply (for ``replies.ReplyReader.read``).
+        Raises ``PicklingError`` naming the task that cannot be pickled, and
+        ``TypeError`` for an item that is not a call.
+        """
+        funcs, fidx, args, kwargs = functions.split(items, first, by_content=self.bytes_path)
+        if not self.bytes_path:
+            return self.backend.submit(run_local, funcs, fidx, args, kwargs, first, self.timeout)
+        with active(self.context):
+            specs = tuple(self.functions.spec(f, first) for f in funcs)
+            try:
+                payload = self.buffers.dumps_tasks(self.pickler, (fidx, args, kwargs))
+            except Exception as exc:
+                raise self._dumps_error(items, first, exc) from exc
+        fut = self.backend.submit(
+            run_batch,
+            Batch(
+                self.call_id,
+                self.session.path if self.session else None,
+                self.header,
+                specs,
+                payload,
+                first,
+                self.timeout,
+                self.worker_limits,
+                self.parent,
+                self.context.attachment(),
+                self.isolate,
+            ),
+        )
+        self.buffers.sent(payload, fut)
+        return fut
+
+    def _dumps_error(self, items: list[Any], first: int, exc: BaseException) -> PicklingError:
+        for i, item in enumerate(items):
+            _f, args, kwargs = item
+            for root, value in (("args", args), ("kwargs", kwargs)):
+                try:
+                    self.pickler.dumps(value)
+                except Exception as err:
+                    msg = explain(self.pickler, value, err, root=root)
+                    return PicklingError(f"{functions.describe_task(first + i, item)}: {msg}")
+        return PicklingError(f"tasks {first}..{first + len(items) - 1}: {exc}")
+
+    def batch_of(self, index: int) -> Pending | None:
+        """The batch in flight holding task *index*, if any."""
+        for batch in self.inflight.values():
+            if batch.first <= index < batch.first + batch.n:
+                return batch
+        return None
+
+    def close(self) -> None:
+        """No more batches: remove this channel's shared-memory files and blobs."""
+        self.buffers.close()
+        self.context.close()
+
+
+class Call(Channel):
     """The state of one ``Parallel.__call__``."""
 
     def __init__(
@@ -66,76 +194,23 @@ class Call:
         max_nbytes: int | None = None,
         mmap_mode: str = "c",
         temp_folder: str | None = None,
+        owner: Any = None,
     ) -> None:
-        self.backend = backend
-        self.pickler = pickler  # None for in-process backends: nothing is pickled
+        super().__init__(
+            backend, pickler, timeout, worker_limits, max_nbytes, mmap_mode, temp_folder, owner=owner
+        )
         self.batcher = batcher
         self.max_inflight = max_inflight
-        self.timeout = timeout
         self.ordered = ordered
         self.on_progress = on_progress
-        self.worker_limits = worker_limits
-        self.bytes_path = backend.moves_bytes
-        self.in_caller = backend.in_caller
-        self.session = session() if self.bytes_path and backend.session_path() else None
-        self.call_id = self.session.begin_call() if self.session else 0
-        self.header = cloudpickle.dumps(pickler) if self.bytes_path else b""
-        self.parent = parent_state(backend.n_workers) if backend.mirrors_parent else None
-        self.context = CallContext(pickler, self.session, backend.blob_store() if self.bytes_path else None)
-        # large arrays via shared memory
-        self.buffers = CallBuffers(self.context, self.call_id, max_nbytes, mmap_mode, temp_folder)
-        self.functions = functions.FunctionTable(pickler, self.buffers, self.context)
-        self.watchdog = Watchdog(self.session, self.call_id, timeout) if timeout and self.session else None
-        self.replies = ReplyReader(self)
         self._done: queue.SimpleQueue[Pending] = queue.SimpleQueue()
         self.total: int | None = None
-        self.cancelled = False  # this call cancelled its own batches
-        self.inflight: dict[int, Pending] = {}
-
-    # -- parent side of the data path -------------------------------------------------
 
     def _submit(self, items: list[Any], seq: int, first: int) -> Pending:
-        funcs, fidx, args, kwargs = functions.split(items, first, by_content=self.bytes_path)
         batch = Pending(seq, first, items)
-        if self.bytes_path:
-            with active(self.context):
-                specs = tuple(self.functions.spec(f, first) for f in funcs)
-                try:
-                    payload = self.buffers.dumps_tasks(self.pickler, (fidx, args, kwargs))
-                except Exception as exc:
-                    raise self._dumps_error(items, first, exc) from exc
-            fut = self.backend.submit(
-                run_batch,
-                Batch(
-                    self.call_id,
-                    self.session.path if self.session else None,
-                    self.header,
-                    specs,
-                    payload,
-                    first,
-                    self.timeout,
-                    self.worker_limits,
-                    self.parent,
-                    self.context.attachment(),
-                ),
-            )
-            self.buffers.sent(payload, fut)
-        else:
-            fut = self.backend.submit(run_local, funcs, fidx, args, kwargs, first, self.timeout)
-        batch.future = fut
+        fut = batch.future = self.send(items, first)
         fut.add_done_callback(lambda _f: self._done.put(batch))
         return batch
-
-    def _dumps_error(self, items: list[Any], first: int, exc: BaseException) -> PicklingError:
-        for i, item in enumerate(items):
-            _f, args, kwargs = item
-            for root, value in (("args", args), ("kwargs", kwargs)):
-                try:
-                    self.pickler.dumps(value)
-                except Exception as err:
-                    msg = explain(self.pickler, value, err, root=root)
-                    return PicklingError(f"{functions.describe_task(first + i, item)}: {msg}")
-        return PicklingError(f"tasks {first}..{first + len(items) - 1}: {exc}")
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -229,24 +304,29 @@ class Call:
         finally:
             if handoff is not None:
                 handoff.restore()
-            self.buffers.close()
-            self.context.close()
-
-    def batch_of(self, index: int) -> Pending | None:
-        """The batch in flight holding task *index*, if any."""
-        for batch in self.inflight.values():
-            if batch.first <= index < batch.first + batch.n:
-                return batch
-        return None
+            self.close()
 
     def _next_done(self) -> Pending:
-        if self.watchdog is None:
-            return self._done.get()
+        """The next finished batch; while none is, look after the pool (never wait blindly)."""
+        poll = PROGRESS_POLL if self.watchdog is None else min(self.watchdog.poll, PROGRESS_POLL)
         while True:
             try:
-                return self._done.get(timeout=self.watchdog.poll)
+                return self._done.get(timeout=poll)
             except queue.Empty:
+                pass
+            if self.watchdog is not None:
                 self.watchdog.check()
+            notes, stalled = self.backend.check()
+            for note in notes:
+                warnings.warn(f"picklepool: {note}", RuntimeWarning, stacklevel=3)
+            if stalled is not None and self._done.empty():
+                self.backend.shutdown(kill=True)
+                pending = sorted(self.inflight.values(), key=lambda b: b.first)
+                where = pending[0].tasks() if pending else "its tasks"
+                raise WorkerCrashedError(
+                    f"{stalled} ({where} never came back). The pool was stopped and is replaced "
+                    "on the next call; rerun the call."
+                )
 
     def _cancel(self, inflight: dict[int, Pending], hard: bool) -> None:
         self.cancelled = True

@@ -3,9 +3,13 @@
 A batch carries, per distinct function, a ``wire.FuncSpec``: a content key (plus
 the bytes, or a blob reference when large: a file in /dev/shm for loky, data
 scattered once to a dask cluster), and workers keep the rebuilt function in
-their cache. Plain functions and classes are kept for the rest of the call;
-callable objects, bound methods and partials carry state of their own and are
-rebuilt for every batch, so no task or later call sees another's changes.
+their cache. Plain functions are kept for the rest of the call, and for later
+calls that send the same bytes as long as the state they carry in the worker
+(the globals, defaults and closure a by-value function brings along) is unchanged
+(``workers.changes``): a changed global in the parent makes new bytes, a global a
+task changed in a worker makes a rebuild. Classes are kept for one call; callable
+objects, bound methods and partials carry state of their own and are rebuilt for
+every batch, so no task or later call sees another's changes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ..wire import FuncSpec
 
 _SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
 _KEEPABLE = (types.FunctionType, types.BuiltinFunctionType, type)
+MAX_SPECS = 4096  # distinct functions a table remembers before it starts afresh
 INLINE_LIMIT = 256 * 1024  # larger serialised functions go through a blob, once per call
 
 _short = reprlib.Repr()
@@ -156,8 +161,11 @@ def bad_items(items: list[Any], first: int) -> TypeError:
 class FunctionTable:
     """The specs of one call's functions, each pickled when the call first meets it."""
 
-    def __init__(self, pickler: Any, buffers: Any, context: Any) -> None:
+    def __init__(self, pickler: Any, buffers: Any, context: Any, keep_stateful: bool = True) -> None:
         self.pickler = pickler
+        # Callable objects, bound methods and partials: kept (pickled once) for a call;
+        # a long-lived table (Executor) pickles them at each batch, as they are then.
+        self.keep_stateful = keep_stateful
         self.buffers = buffers  # pickler.buffers.CallBuffers: large arrays they hold via shm
         self.context = context  # pickler.context.CallContext: large specs via a blob
         self.token = uuid.uuid4().hex[:12]  # scopes the workers' function cache to this call
@@ -180,8 +188,13 @@ class FunctionTable:
                 if ref is not None:
                     payload = ref
             if refs:
-                payload = Frames(payload, refs)
-            cache_key = f"{key}.{self.token}" if isinstance(func, _KEEPABLE) else None
-            spec = self._specs[ident] = (cache_key, payload, label(func))
-            self._keep.append(referents)
+                payload = Frames(payload, refs, mode=self.buffers.mmap_mode)
+            keepable = isinstance(func, _KEEPABLE)
+            spec = (key if keepable else None, payload, label(func), self.token)
+            if keepable or self.keep_stateful:
+                if len(self._specs) >= MAX_SPECS:  # a long-lived table meeting ever new closures
+                    self._specs.clear()
+                    self._keep.clear()
+                self._specs[ident] = spec
+                self._keep.append(referents)
         return spec

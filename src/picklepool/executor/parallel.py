@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 from .. import lokycompat
+from ..pickler import buffers
 from ..pickler.registry import resolve_pickler
-from ..settings import NOT_SET, Settings, inflight, resolve_settings
+from ..settings import NOT_SET, Settings, inflight, resolve_settings, sources_now
 from ..workers import mirror
 from . import limits, memory
 from .backend import Backend
@@ -187,6 +188,7 @@ class Parallel:
         self._backend: Backend | None = None
         self._running = False
         self._lock = threading.Lock()
+        self._cached: tuple[Any, Any, tuple[int | None, int], Settings] | None = None
         self._settings()  # validate explicit arguments now, not at the first call
         if pickler is not NOT_SET and pickler is not None:
             resolve_pickler(pickler, source="argument")  # a bad pickler= fails here too
@@ -197,8 +199,21 @@ class Parallel:
         return self._settings().n_jobs
 
     def _settings(self, warn: bool = False) -> Settings:
-        """Every setting in force now, validated (``picklepool.settings``)."""
-        return _nested(resolve_settings(self._args, BACKENDS, *_where()), warn)
+        """Every setting in force now, validated (``picklepool.settings``).
+
+        Kept while the ``parallel_config`` block, the environment and the nesting
+        budget stay the same (``settings.sources_now``): a warm call does not
+        resolve them again. Calls that cannot start processes where they are made
+        run with one worker (:func:`_nested`, which warns when *warn*).
+        """
+        block, env = sources_now()
+        where = _where()
+        cached = self._cached
+        if cached is not None and cached[0] is block and cached[1] == env and cached[2] == where:
+            return _nested(cached[3], warn)
+        s = resolve_settings(self._args, BACKENDS, *where)
+        self._cached = (block, env, where, s)
+        return _nested(s, warn)
 
     def _make_backend(self, s: Settings) -> Backend:
         backend = make_backend(
@@ -227,6 +242,7 @@ class Parallel:
 
     def __exit__(self, *exc_info: object) -> None:
         backend, self._backend = self._backend, None
+        buffers.release(backend)  # the block's temporary folder
         if backend is not None:
             backend.release()
 
@@ -271,7 +287,7 @@ class Parallel:
             backend.refresh()
         closes = backend if owned else None
         try:
-            chunks, reporter = self._start(s, backend, iterable)
+            chunks, reporter = self._start(s, backend, iterable, owned)
         except BaseException:
             if closes is not None:
                 closes.release()
@@ -292,9 +308,9 @@ class Parallel:
         return results
 
     def _start(
-        self, s: Settings, backend: Backend, iterable: Iterable[Any]
+        self, s: Settings, backend: Backend, iterable: Iterable[Any], owned: bool
     ) -> tuple[Iterator[list[Any]], Any]:
-        """Build the call on *backend* and dispatch its first batches."""
+        """Build the call on *backend* and dispatch its first batches (*owned*: not a ``with`` block's)."""
         max_inflight = s.max_inflight
         if backend.n_workers != s.n_workers:  # dask: n_jobs counts the cluster's threads
             max_inflight = inflight(s.pre_dispatch, backend.n_workers, s.sources["pre_dispatch"])
@@ -321,6 +337,7 @@ class Parallel:
             max_nbytes=s.max_nbytes,
             mmap_mode=s.mmap_mode,
             temp_folder=s.temp_folder,
+            owner=None if owned else backend,  # a `with` block: its calls share a temp folder
         )
         try:
             return call.start(iterable), reporter  # the first batches are dispatched now
@@ -331,6 +348,8 @@ class Parallel:
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self._args.items() if v is not NOT_SET}
+        if self.return_as != "list":
+            shown["return_as"] = self.return_as
         return f"Parallel({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 

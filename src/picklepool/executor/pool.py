@@ -25,6 +25,7 @@ import weakref
 from typing import Any
 
 from .. import lokycompat
+from . import reaper
 
 _lock = threading.Lock()
 _shared: Any = None  # the shared executor, or None
@@ -63,21 +64,23 @@ def acquire(
                 return executor, True
             if not _users:
                 if lokycompat.busy(executor):  # only leftovers of cancelled calls run there
-                    executor.shutdown(wait=False, kill_workers=True)
+                    reaper.stop(executor, wait=False, kill=True)
                 elif same:
                     lokycompat.resize(executor, n_workers)
                     _users = 1
                     return executor, True
                 else:
-                    executor.shutdown(wait=True)
+                    reaper.stop(executor)
                 executor = _shared = None
         if executor is None:
             _shared = lokycompat.new_executor(n_workers, idle_timeout, env, initializer, initargs)
             _key, _users = key, 1
             started.add(_shared)
+            reaper.track(_shared)
             return _shared, True
     own = lokycompat.new_executor(n_workers, idle_timeout, env, initializer, initargs)
     started.add(own)
+    reaper.track(own)
     return own, False
 
 
@@ -86,7 +89,7 @@ def release(executor: Any, shared: bool) -> None:
     global _users
     if not shared:
         busy = lokycompat.busy(executor)  # leftovers of a cancelled call: not waited for
-        executor.shutdown(wait=not busy, kill_workers=busy)
+        reaper.stop(executor, wait=not busy, kill=busy)
         return
     with _lock:
         if executor is _shared and _users > 0:
@@ -99,5 +102,5 @@ def shutdown_all(wait: bool = True, kill: bool = False) -> None:
     with _lock:
         _shared, _users = None, 0
     for executor in list(started):
-        executor.shutdown(wait=wait, kill_workers=kill)
+        reaper.stop(executor, wait=wait, kill=kill)  # a deadline, then the workers are killed
         started.discard(executor)

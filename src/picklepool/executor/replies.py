@@ -54,7 +54,7 @@ class ReplyReader:
     """Decodes the replies of one call; raises the errors they report."""
 
     def __init__(self, call: Any) -> None:
-        self.call = call  # executor.dispatch.Call: pickler, buffers, backend, session, timeout
+        self.call = call  # executor.dispatch.Channel: pickler, buffers, backend, session, timeout
 
     def read(self, batch: Pending) -> tuple[list[Any], float]:
         """``(results, seconds)`` of a finished batch, or the error it reports, raised."""
@@ -107,11 +107,15 @@ class ReplyReader:
             exit_error.original = error
             exit_error.__cause__ = RemoteTraceback(failed.traceback) if failed.traceback else error
             return exit_error
+        if type(error) is TaskTimeoutError and str(error).startswith(f"task {failed.task} "):
+            # made by the worker, which knows the index only: name the function too
+            error = TaskTimeoutError(f"{where}{str(error)[len(f'task {failed.task}') :]}")
+            return error
         if failed.traceback:
-            error.__cause__ = RemoteTraceback(failed.traceback)
+            _attach_remote(error, RemoteTraceback(failed.traceback))
         if hasattr(error, "add_note"):
             place = "in this process" if self.call.in_caller else "in a worker"
-            error.add_note(f"(raised by {where} of this Parallel call, {place})")
+            error.add_note(f"(raised by {where} of {self.call.origin}, {place})")
         return error
 
     def failure_error(self, batch: Pending, failure: Failure) -> BaseException:
@@ -121,7 +125,7 @@ class ReplyReader:
             error.__cause__ = RemoteTraceback(failure.traceback) if failure.traceback else None
             if hasattr(error, "add_note"):
                 error.add_note(
-                    f"(raised by {where} of this Parallel call, in a worker; the exception could "
+                    f"(raised by {where} of {self.call.origin}, in a worker; the exception could "
                     "not be pickled back, so this is a stand-in of the same name)"
                 )
             return error
@@ -183,6 +187,19 @@ class ReplyReader:
             "compiled code, a call to os._exit(), or the OOM killer (check memory use)."
             f"{recovery}"
         )
+
+
+def _attach_remote(error: BaseException, remote: RemoteTraceback) -> None:
+    """The worker's traceback as the cause at the end of *error*'s own chain of causes.
+
+    A task's ``raise X from Y`` keeps ``Y`` as ``X.__cause__``; the worker's traceback
+    (which shows the whole chain as it happened there) goes after the last link.
+    """
+    link, seen = error, {id(error)}
+    while link.__cause__ is not None and id(link.__cause__) not in seen and len(seen) < 16:
+        link = link.__cause__
+        seen.add(id(link))
+    link.__cause__ = remote
 
 
 def _args(error: BaseException) -> str:

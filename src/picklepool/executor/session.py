@@ -16,8 +16,10 @@ import atexit
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -37,13 +39,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+STALE_AFTER = 60.0  # seconds a dead process's folder is left alone (another pid namespace?)
+
+
 def remove_stale_folders(roots: tuple[str, ...] | None = None) -> list[str]:
     """Remove ``picklepool-<pid>-*`` folders whose process is gone; return their paths.
 
-    Looks in ``/dev/shm`` and the temp folder (spilled buffers). Folders of live
-    processes, and of this one, are left alone.
+    Looks in ``/dev/shm`` and the temp folder (spilled buffers). Left alone: folders
+    of live processes and of this one, of other users, and those changed in the last
+    ``STALE_AFTER`` seconds (a process in another pid namespace sharing ``/dev/shm``
+    looks dead from here, but its folder changes at every call).
     """
     removed = []
+    now = time.time()
+    uid = os.getuid()
     for root in roots or (shm_root(), tempfile.gettempdir()):
         try:
             names = os.listdir(root)
@@ -54,7 +63,11 @@ def remove_stale_folders(roots: tuple[str, ...] | None = None) -> list[str]:
             if m is None or int(m[1]) == os.getpid() or _alive(int(m[1])):
                 continue
             path = os.path.join(root, name)
-            if os.path.isdir(path) and not os.path.islink(path):
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == uid and now - st.st_mtime > STALE_AFTER:
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
     return removed
@@ -80,6 +93,8 @@ class Session:
         return call_id
 
     def cancel(self, call_id: int) -> None:
+        if self._flags.closed:  # the session ended (interpreter exit): its workers are gone
+            return
         self._flags[call_id % CANCEL_SLOTS] = 1
 
     def write_blob(self, key: str, data: bytes, owner: Any = None) -> str:

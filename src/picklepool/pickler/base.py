@@ -16,6 +16,8 @@ from typing import Any
 
 import cloudpickle
 
+from . import arrays
+
 PROTOCOL = 5
 
 BufferCallback = Callable[[pickle.PickleBuffer], Any] | None
@@ -32,7 +34,9 @@ class BasePickler:
 
     def dumps(self, obj: Any, buffer_callback: BufferCallback = None) -> bytes:
         f = io.BytesIO()
-        self.pickler_class(f, protocol=PROTOCOL, buffer_callback=buffer_callback).dump(obj)
+        # During a call, numpy arrays travel as pickler.arrays says (memmaps by reference).
+        cls = arrays.pickler_class(self.pickler_class)
+        cls(f, protocol=PROTOCOL, buffer_callback=buffer_callback).dump(obj)
         return f.getvalue()
 
     def loads(self, data: bytes | memoryview, buffers: Iterable[Any] | None = None) -> Any:
@@ -54,7 +58,14 @@ class StdlibPickler(BasePickler):
     name = "pickle"
 
     def dumps(self, obj: Any, buffer_callback: BufferCallback = None) -> bytes:
-        return pickle.dumps(obj, PROTOCOL, buffer_callback=buffer_callback)
+        table = arrays.dispatch_table()
+        if table is None:
+            return pickle.dumps(obj, PROTOCOL, buffer_callback=buffer_callback)
+        f = io.BytesIO()
+        p = pickle.Pickler(f, PROTOCOL, buffer_callback=buffer_callback)
+        p.dispatch_table = table
+        p.dump(obj)
+        return f.getvalue()
 
 
 class CloudPickler(BasePickler):
@@ -64,7 +75,9 @@ class CloudPickler(BasePickler):
     pickler_class = cloudpickle.Pickler
 
     def dumps(self, obj: Any, buffer_callback: BufferCallback = None) -> bytes:
-        return cloudpickle.dumps(obj, protocol=PROTOCOL, buffer_callback=buffer_callback)
+        if not arrays.active():
+            return cloudpickle.dumps(obj, protocol=PROTOCOL, buffer_callback=buffer_callback)
+        return super().dumps(obj, buffer_callback)
 
 
 class ClassPickler(BasePickler):

@@ -6,8 +6,12 @@ Parent to workers::
         every contiguous buffer >= max_nbytes ──▶ one file <session>/call-<id>/a-<n>
         (in /dev/shm), written once per call: the same array in 1,000 tasks is one file
         the batch ──▶ Frames(pickle bytes, refs to the files, where results may go)
-    worker (``workers.buffers``): load() maps each file read-only (mmap ACCESS_READ, no copy)
-        ──▶ pickler.loads(data, buffers=mapped) ──▶ read-only arrays
+    worker (``workers.buffers``): load() maps each file as the call's mmap_mode says
+        ("c": copy-on-write, "r": read-only, "r+"/"w+": shared writes; no copy)
+        ──▶ pickler.loads(data, buffers=mapped) ──▶ np.memmap arrays (``pickler.arrays``)
+
+    With ``temp_folder`` (or in a ``with Parallel()`` block) the argument files go to a
+    folder of their own: in temp_folder, one per call or per block (:func:`release`).
 
 Workers to parent::
 
@@ -35,8 +39,10 @@ through the pipe as usual. ``free_space`` is the one probe both sides use.
 
 Only buffers that pickle itself passes out of band take this road: numpy arrays
 (C or Fortran contiguous; numpy copies in band non-contiguous views, object
-arrays, ``np.memmap`` and other subclasses, and datetime64/timedelta64 arrays,
-whose memory it cannot export as a buffer) and ``pickle.PickleBuffer`` objects.
+arrays, subclasses, and datetime64/timedelta64 arrays, whose memory it cannot
+export as a buffer) and ``pickle.PickleBuffer`` objects. ``np.memmap`` arguments
+(and views of them) are not copied at all: they travel as references to their own
+file (``pickler.arrays``).
 ``bytes`` and ``bytearray`` are always pickled in band by the stdlib.
 """
 
@@ -58,6 +64,7 @@ from concurrent.futures import Future
 from typing import Any, NamedTuple
 
 from .. import lokycompat
+from . import arrays
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,7 @@ class Frames(NamedTuple):
     data: Any  # bytes, or a blob reference (str path)
     refs: tuple[Ref, ...] = ()
     results: tuple[str, int] | None = None
+    mode: str = "r"  # the mmap_mode the receiver maps the files with (pickler.arrays)
 
 
 def free_space(path: str) -> int:
@@ -169,15 +177,23 @@ class CallBuffers:
         max_nbytes: int | None,
         mmap_mode: str = "c",
         temp_folder: str | None = None,
+        owner: Any = None,
     ) -> None:
         session = getattr(context, "session", None)
-        self.mmap_mode, self.temp_folder = mmap_mode, temp_folder
+        self.mmap_mode, self.temp_folder, self.owner = mmap_mode, temp_folder, owner
         self.enabled = max_nbytes is not None and session is not None
         self.max_nbytes = max_nbytes if max_nbytes is not None else 0
+        # Workers on this machine (a session folder) can open the user's memmapped files.
+        self.files_shared = session is not None
         self.memo: dict[Any, Any] = context.memo
+        self.session_path = session.path if session is not None else ""
+        self.call_id = call_id
         self.folder = os.path.join(session.path, f"call-{call_id}") if session is not None else ""
         self._opened = False
         self._spill: str | None = None
+        self._args: str | None = None  # where argument files go (the call folder by default)
+        self._own_args: str | None = None  # a folder of this call's alone, removed at its end
+        self._files: list[str] = []  # argument files in an owner's folder, removed at the end
         self._names = itertools.count()
         self._by_path: dict[str, _Entry] = {}
         # Re-entrant: a weakref callback may run in this thread while it holds the lock.
@@ -190,14 +206,16 @@ class CallBuffers:
     def dumps_tasks(self, pickler: Any, obj: Any) -> bytes | Frames:
         """Pickle a batch; large buffers go to files, the batch carries references."""
         if not self.enabled or not self._open():
-            return pickler.dumps(obj)  # type: ignore[no-any-return]
+            with arrays.sharing(arrays.Scope(None, 0, self.files_shared)):  # memmaps by reference
+                return pickler.dumps(obj)  # type: ignore[no-any-return]
         data, refs = self._dumps(pickler, obj, pin=False)
-        return Frames(data, refs, (self.folder, self.max_nbytes))
+        return Frames(data, refs, (self.folder, self.max_nbytes), self.mmap_mode)
 
     def dumps_function(self, pickler: Any, func: Any) -> tuple[bytes, tuple[Ref, ...]]:
         """Pickle a function spec (sent once per call): its bytes and buffer refs."""
         if not self.enabled or not self._open():
-            return pickler.dumps(func), ()
+            with arrays.sharing(arrays.Scope(None, 0, self.files_shared)):
+                return pickler.dumps(func), ()
         return self._dumps(pickler, func, pin=True)
 
     def _open(self) -> bool:
@@ -226,7 +244,8 @@ class CallBuffers:
             return False
 
         try:
-            data = pickler.dumps(obj, buffer_callback=out_of_band)
+            with arrays.sharing(arrays.Scope(self.mmap_mode, self.max_nbytes, self.files_shared)):
+                data = pickler.dumps(obj, buffer_callback=out_of_band)
         except BaseException:
             self._release(used)
             raise
@@ -257,18 +276,47 @@ class CallBuffers:
         return entry
 
     def _write(self, raw: memoryview) -> str:
-        name = f"a-{next(self._names)}"
         nbytes = raw.nbytes
-        if free_space(self.folder) >= nbytes + SHM_RESERVE:
-            path = os.path.join(self.folder, name)
+        folder = self._arg_folder()
+        name = f"a-{next(self._names)}" if folder == self.folder else f"a-{self.call_id}-{next(self._names)}"
+        path = os.path.join(folder, name)
+        if self.temp_folder is not None:  # the user's choice of folder: no fallback
+            write_file(path, raw)
+            self._files.append(path)
+            return path
+        if free_space(folder) >= nbytes + SHM_RESERVE:
             try:
                 write_file(path, raw)
+                if folder != self.folder:
+                    self._files.append(path)
                 return path
             except OSError as exc:  # ENOSPC: someone else filled it meanwhile
                 log.debug("picklepool: writing %d bytes to %s failed (%s)", nbytes, path, exc)
         path = os.path.join(self._spill_folder(nbytes), name)
         write_file(path, raw)
         return path
+
+    def _arg_folder(self) -> str:
+        """Where this call writes argument files (joblib's pool temporary folder).
+
+        The call folder, unless ``temp_folder`` is set or the call runs in a ``with
+        Parallel()`` block (*owner*): then a folder in ``temp_folder`` (or the session
+        folder) of that block, kept until it ends (:func:`release`) and shared by its
+        calls, as joblib's is; each call removes its own files when it ends.
+        """
+        if self._args is None:
+            root = self.temp_folder
+            if root is not None:
+                root = os.path.abspath(os.path.expanduser(root))
+                os.makedirs(root, exist_ok=True)
+            if self.owner is not None:
+                self._args = _owner_folder(self.owner, root or self.session_path, root is not None)
+            elif root is not None:
+                self._own_args = self._args = tempfile.mkdtemp(prefix=f"picklepool-{os.getpid()}-", dir=root)
+                lokycompat.track_folder(self._args)
+            else:
+                self._args = self.folder
+        return self._args
 
     def _spill_folder(self, nbytes: int) -> str:
         if self._spill is None:
@@ -363,7 +411,57 @@ class CallBuffers:
 
     def _remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self._args is not None and self._args != self.folder:
+            for path in self._files:
+                unlink(path)
+        own, self._own_args = self._own_args, None
+        if own is not None:
+            shutil.rmtree(own, ignore_errors=True)
+            lokycompat.track_folder(own, register=False)
         spill, self._spill = self._spill, None
         if spill is not None:
             shutil.rmtree(spill, ignore_errors=True)
             lokycompat.track_folder(spill, register=False)
+
+
+# -- argument folders of a ``with Parallel()`` block ----------------------------------------
+
+# owner -> {root: (folder, tracked by loky's resource tracker)}
+_owners: weakref.WeakKeyDictionary[Any, dict[str, tuple[str, bool]]] = weakref.WeakKeyDictionary()
+_owners_lock = threading.Lock()
+
+
+def _owner_folder(owner: Any, root: str, tracked: bool) -> str:
+    """The argument folder in *root* of *owner* (a kept backend), created at first use."""
+    with _owners_lock:
+        folders = _owners.get(owner)
+        if folders is None:
+            folders = _owners[owner] = {}
+            weakref.finalize(owner, _remove_folders, folders)  # if the block is never closed
+        known = folders.get(root)
+        if known is None:
+            prefix = f"picklepool-{os.getpid()}-args-" if tracked else "args-"
+            known = folders[root] = (tempfile.mkdtemp(prefix=prefix, dir=root), tracked)
+            if tracked:  # outside the session folder, which is tracked already
+                lokycompat.track_folder(known[0])
+    return known[0]
+
+
+def _remove_folders(folders: dict[str, tuple[str, bool]]) -> None:
+    with _owners_lock:
+        known = list(folders.values())
+        folders.clear()
+    for path, tracked in known:
+        shutil.rmtree(path, ignore_errors=True)
+        if tracked:
+            lokycompat.track_folder(path, register=False)
+
+
+def release(owner: Any) -> None:
+    """A ``with Parallel()`` block ended: remove its argument folders (``Parallel.__exit__``)."""
+    if owner is None:
+        return
+    with _owners_lock:
+        folders = _owners.pop(owner, None)
+    if folders:
+        _remove_folders(folders)

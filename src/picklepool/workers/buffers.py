@@ -12,36 +12,64 @@ import os
 import pickle
 from typing import Any
 
-from ..pickler.buffers import SHM_RESERVE, Frames, Ref, free_space, map_file, unlink, write_file
+from ..pickler import arrays
+from ..pickler.buffers import SHM_RESERVE, Frames, Ref, free_space, unlink, write_file
 from .blobs import read_blob
 
 log = logging.getLogger("picklepool.buffers")
 
 _result_names = itertools.count()
+_REPLY = arrays.Scope(mode=None, max_nbytes=0)  # results: plain arrays, user memmaps by reference
 
 
 def load(pickler: Any, payload: Any) -> Any:
-    """Unpickle a batch or function spec, mapping its buffer files read-only."""
+    """Unpickle a batch or function spec, mapping its buffer files with the call's mmap_mode.
+
+    Each file is mapped once per batch: tasks of one batch given the same array share
+    it, as they share a small one (pickle's memo), while every batch gets a fresh
+    copy-on-write mapping under "c".
+    """
     if not isinstance(payload, Frames):
         return pickler.loads(payload)
     data = payload.data
     if not isinstance(data, bytes):  # a blob reference: a large function spec
         data = read_blob(data)
-    maps: dict[str, memoryview] = {}
+    maps: dict[str, arrays.SharedFile] = {}
     buffers = []
     for path, nbytes in payload.refs:
-        view = maps.get(path)
-        if view is None:
-            view = maps[path] = map_file(path, nbytes, writable=False)
-        buffers.append(view)
+        mapped = maps.get(path)
+        if mapped is None:
+            mapped = maps[path] = arrays.open_shared(path, nbytes, payload.mode)
+        buffers.append(mapped)
     return pickler.loads(data, buffers=buffers)
+
+
+def explain_error(error: BaseException, tasks: Any) -> None:
+    """Add a note naming ``mmap_mode`` to a "read-only" ValueError of a task that got
+    arguments mapped read-only (``mmap_mode="r"``): numpy's message does not say why."""
+    if (
+        isinstance(tasks, Frames)
+        and tasks.mode == "r"
+        and tasks.refs
+        and isinstance(error, ValueError)
+        and "read-only" in str(error)
+        and hasattr(error, "add_note")  # Python >= 3.11
+    ):
+        limit = tasks.results[1] if tasks.results else 0
+        error.add_note(
+            f"picklepool: array arguments of at least max_nbytes ({limit} bytes) reach tasks "
+            "mapped read-only because mmap_mode='r' is in force. Use mmap_mode='c' (the "
+            "default: each task may change its own copy), mmap_mode='r+' (changes shared "
+            "through the file), or copy the array in the task (x = x.copy())"
+        )
 
 
 def dump_reply(pickler: Any, outcome: Any, tasks: Any) -> bytes | Frames:
     """Pickle a batch's outcome; large result buffers go to files in the call folder."""
     target = tasks.results if isinstance(tasks, Frames) else None
     if target is None:
-        return pickler.dumps(outcome)  # type: ignore[no-any-return]
+        with arrays.sharing(_REPLY):  # a memmap of the user's goes back by reference
+            return pickler.dumps(outcome)  # type: ignore[no-any-return]
     folder, limit = target
     written: list[Ref] = []
 
@@ -66,7 +94,8 @@ def dump_reply(pickler: Any, outcome: Any, tasks: Any) -> bytes | Frames:
         return False
 
     try:
-        data = pickler.dumps(outcome, buffer_callback=out_of_band)
+        with arrays.sharing(_REPLY):
+            data = pickler.dumps(outcome, buffer_callback=out_of_band)
     except BaseException:
         for path, _ in written:
             unlink(path)

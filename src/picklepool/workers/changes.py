@@ -28,11 +28,13 @@ returns None and the caller falls back to counting each ``with`` as a change.
 
 from __future__ import annotations
 
+import builtins
 import ctypes
 import mmap
 import operator
 import os
 import sys
+import types
 from typing import Any
 
 SMALL_ARRAY = 1 << 20  # arrays outside the map up to this size are compared by content
@@ -165,7 +167,7 @@ class Baseline:
             kind = type(obj)
             if kind in _ATOMS:
                 continue
-            if id(obj) in seen:
+            if id(obj) in seen or obj is _BUILTINS:
                 continue
             seen.add(id(obj))
             if kind is list:
@@ -189,6 +191,12 @@ class Baseline:
                 continue  # numpy scalars are immutable (structured "void" ones are not)
             elif numpy is not None and kind is numpy.ndarray and not obj.dtype.hasobject:
                 self._array(obj, numpy)
+            elif kind is types.ModuleType or kind is types.BuiltinFunctionType:
+                continue  # the worker's own: their identity is watched by their container
+            elif kind is types.FunctionType:
+                if _by_reference(obj):
+                    continue  # the worker's own module function, as for modules
+                stack.extend(_carried(obj))
             else:
                 raise _Unwatched(kind)
 
@@ -226,6 +234,48 @@ class Baseline:
             assert self.region is not None
             return written(*self.region) is not False
         return False
+
+
+_BUILTINS = builtins.__dict__
+
+
+def _by_reference(func: types.FunctionType) -> bool:
+    """Is *func* a function of an imported module (not one rebuilt by value)?"""
+    module = sys.modules.get(func.__module__)
+    return module is not None and func.__globals__ is getattr(module, "__dict__", None)
+
+
+def _carried(func: types.FunctionType) -> list[Any]:
+    """What a function rebuilt by value carries: globals, defaults, closure, attributes."""
+    out: list[Any] = [func.__globals__]
+    if func.__defaults__:
+        out.append(func.__defaults__)
+    if func.__kwdefaults__:
+        out.append(func.__kwdefaults__)
+    if func.__dict__:
+        out.append(func.__dict__)
+    for cell in func.__closure__ or ():
+        try:
+            out.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            pass
+    return out
+
+
+def watch_function(obj: Any) -> Baseline | None:
+    """A baseline of the state a rebuilt function carries; None when it cannot be watched.
+
+    A function of an importable module carries nothing (its state is the worker's
+    module); a function rebuilt by value carries its globals, defaults, closure and
+    attributes. Classes and other callables are not watched (None).
+    """
+    if type(obj) is types.BuiltinFunctionType:
+        return Baseline(None)
+    if type(obj) is not types.FunctionType:
+        return None
+    if _by_reference(obj):
+        return Baseline(None)
+    return Baseline.watch(_carried(obj), None)
 
 
 def _array_meta(array: Any) -> tuple[Any, ...]:

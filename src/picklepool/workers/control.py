@@ -110,6 +110,17 @@ def watch_parent() -> None:
     def watch() -> None:
         while not stop.wait(PARENT_POLL):
             if os.getppid() != parent:
+                _kill_children()  # this worker's own pools (nested calls) go with it
                 os._exit(70)  # EX_SOFTWARE: nobody is left to read a result
 
     threading.Thread(target=watch, name="picklepool-parent-watch", daemon=True).start()
+
+
+def _kill_children() -> None:
+    try:
+        import psutil
+
+        for proc in psutil.Process().children(recursive=True):
+            proc.kill()
+    except Exception:  # noqa: BLE001 - exiting anyway; orphans watch their own parent
+        pass

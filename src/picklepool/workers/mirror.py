@@ -38,21 +38,25 @@ _in_thread: contextvars.ContextVar[tuple[int, int] | None] = contextvars.Context
 
 
 def apply(state: ParentState) -> None:
-    """Make this process match *state* (cheap when it already does)."""
+    """Make this process match *state*: compared with the process itself, not with the
+    last state applied, so a task that changed its worker (``os.chdir``, ``sys.path``)
+    does not change what the next batch sees. A few comparisons when nothing changed.
+    """
     global _applied
-    if state == _applied:
-        return
-    previous = _applied
-    if previous is None or state.sys_path != previous.sys_path:
-        parent = list(state.sys_path)
+    parent = state.sys_path
+    if tuple(sys.path[: len(parent)]) != parent:
         known = set(parent)
-        sys.path[:] = parent + [p for p in sys.path if p not in known]
+        sys.path[:] = list(parent) + [p for p in sys.path if p not in known]
     if sys.getrecursionlimit() != state.recursion_limit:
         sys.setrecursionlimit(state.recursion_limit)
-    if previous is None or state.cwd != previous.cwd:
+    try:
+        current: str | None = os.getcwd()
+    except OSError:  # this worker's folder was removed
+        current = None
+    if current != state.cwd:
         try:
             os.chdir(state.cwd)
-        except OSError:  # the folder is not there for this worker (another machine)
+        except OSError:  # the parent's folder is not there for this worker (another machine)
             pass
     _applied = state
 

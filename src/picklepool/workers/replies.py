@@ -5,7 +5,8 @@ Results go through the pickler, their large buffers through shared memory
 checked to make the trip back; when it cannot (an ``__init__`` that takes other
 arguments than ``args``, an attribute that cannot be pickled), it is sent as its
 parts (class, ``args``, ``__dict__``, notes, cause) to be rebuilt without
-``__init__`` (``wire.rebuild_exception``), and only when even that fails, as text
+``__init__`` (``wire.rebuild_exception``; attributes that cannot be pickled are
+left out), and only when even that fails (the class itself cannot travel), as text
 in a ``wire.Failure`` naming its class and its importable bases, for the parent
 to raise a stand-in that ``except`` clauses on those bases still catch.
 Failures of the pickler itself are framed without it (``wire.Failure.encode``).
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import PicklingError
 from ..pickler.diagnose import explain
-from ..wire import Failure, Results, TaskFailed, rebuild_exception
+from ..wire import Failure, Raised, Results, TaskFailed, rebuild_exception
 from . import buffers
 
 
@@ -32,12 +34,14 @@ def _round_trip(pickler: Any, obj: Any) -> bytes | None:
 class _ExceptionParts:
     """Pickles an exception as its parts, rebuilt without calling ``__init__``."""
 
-    def __init__(self, exc: BaseException, cause: Any) -> None:
-        self.exc, self.cause = exc, cause
+    def __init__(self, exc: BaseException, cause: Any, keep: Any = None) -> None:
+        self.exc, self.cause, self.keep = exc, cause, keep  # keep: which attributes travel
 
     def __reduce__(self) -> Any:
         exc = self.exc
         state = {k: v for k, v in vars(exc).items() if k != "__notes__"}
+        if self.keep is not None:
+            state = {k: v for k, v in state.items() if self.keep(k, v)}
         notes = getattr(exc, "__notes__", None)
         return rebuild_exception, (type(exc), exc.args, state, notes, self.cause)
 
@@ -49,11 +53,16 @@ def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0) -> Any:
     """
     if exc is None:
         return None
-    if _round_trip(pickler, exc) is not None:
-        return exc
+    if exc.__cause__ is None and _round_trip(pickler, exc) is not None:
+        return exc  # (pickling an exception drops its __cause__: those go as parts)
     if depth > 8:
         return None
-    parts = _ExceptionParts(exc, _sendable(pickler, exc.__cause__, depth + 1))
+    cause = _sendable(pickler, exc.__cause__, depth + 1)
+    parts = _ExceptionParts(exc, cause)
+    if _round_trip(pickler, parts) is not None:
+        return parts
+    # An attribute cannot make the trip (an open file, a generator): the rest does.
+    parts = _ExceptionParts(exc, cause, lambda k, v: _round_trip(pickler, v) is not None)
     return parts if _round_trip(pickler, parts) is not None else None
 
 
@@ -63,10 +72,10 @@ def _mro(exc: BaseException) -> tuple[str, ...]:
 
 def dump_error(pickler: Any, failed: TaskFailed) -> bytes:
     """A task's exception as reply bytes: itself, its parts, or text (see the module docstring)."""
-    data = _round_trip(pickler, failed)
+    exc = failed.error
+    data = _round_trip(pickler, failed) if exc.__cause__ is None else None
     if data is not None:
         return data
-    exc = failed.error
     sendable = _sendable(pickler, exc)
     if sendable is not None:
         data = _round_trip(pickler, TaskFailed(failed.task, sendable, failed.traceback))
@@ -90,10 +99,44 @@ def dump_results(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
     return Failure("dump", first, "results", whole_error).encode()
 
 
-def dump(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
+def _isolated_value(pickler: Any, value: Any, index: int) -> Any:
+    """*value* able to make the trip, or a ``Raised`` saying why it cannot."""
+    if type(value) is Raised:
+        sendable = _sendable(pickler, value.error)
+        if sendable is not None:
+            return Raised(sendable, value.traceback)
+        exc = value.error
+        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+        stand_in = RuntimeError(f"task {index} raised {text}, which could not be pickled back")
+        return Raised(stand_in, value.traceback)
+    if _round_trip(pickler, value) is not None:
+        return value
+    try:
+        pickler.dumps(value)
+        msg = "it pickles, but cannot be unpickled (is its class importable?)"
+    except BaseException as exc:  # noqa: BLE001
+        msg = explain(pickler, value, exc, root="result")
+    return Raised(PicklingError(f"task {index}: the result could not be sent back: {msg}"), "")
+
+
+def dump_isolated(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
+    """An isolated batch's ``Results``: a value or exception that cannot make the trip
+    fails its own task only (a ``Raised`` in its place), not the whole batch."""
+    try:
+        return buffers.dump_reply(pickler, outcome, tasks)
+    except BaseException:  # noqa: BLE001 - find the culprits below
+        pass
+    values = [_isolated_value(pickler, v, first + i) for i, v in enumerate(outcome.values)]
+    return dump_results(pickler, Results(values, outcome.seconds), first, tasks)
+
+
+def dump(pickler: Any, outcome: Any, first: int, tasks: Any, isolate: bool = False) -> Any:
     """Any outcome of ``workers.tasks`` as reply bytes."""
     kind = type(outcome)
+    if isolate and kind is Results:
+        return dump_isolated(pickler, outcome, first, tasks)
     if kind is TaskFailed:
+        buffers.explain_error(outcome.error, tasks)
         return dump_error(pickler, outcome)
     if kind is Failure:
         return outcome.encode()

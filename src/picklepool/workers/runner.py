@@ -20,20 +20,30 @@ from .. import lokycompat
 from ..errors import TaskTimeoutError
 from ..pickler.buffers import Frames
 from ..wire import Batch, Cancelled, Failure, FuncSpec, TaskFailed
-from . import buffers, control, mirror, replies
+from . import buffers, changes, control, mirror, replies
 from .blobs import attached, blob_size, read_blob
 from .cache import objects
 from .limits import before_batch
 from .memory import after_batch, retire
-from .tasks import can_alarm, execute, execute_watched
+from .tasks import can_alarm, execute, execute_isolated, execute_watched
 
 
 def _pickler(header: bytes) -> Any:
     return objects.get_or_build(("header", header), len(header), lambda: pickle.loads(header))
 
 
+class _Kept:
+    """A rebuilt function in the cache: what it carried when built, and its last call."""
+
+    __slots__ = ("func", "baseline", "call")
+
+    def __init__(self, func: Any, call: str) -> None:
+        self.func, self.call = func, call
+        self.baseline = changes.watch_function(func)
+
+
 def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
-    key, data, _label = spec
+    key, data, _label, call = spec
     if isinstance(data, Frames):  # holds buffers in shared memory: mapped per batch
         return buffers.load(pickler, data)  # type: ignore[no-any-return]
 
@@ -45,7 +55,19 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
     if key is None:  # an object with state of its own: a fresh copy per batch
         return build()  # type: ignore[no-any-return]
     size = len(data) if isinstance(data, bytes) else blob_size(data)
-    return objects.get_or_build(("func", key), size, build)
+    made: list[_Kept] = []
+
+    def keep() -> _Kept:
+        made.append(_Kept(build(), call))
+        return made[-1]
+
+    kept: _Kept = objects.get_or_build(("func", key), size, keep)
+    if not made and kept.call != call:  # built for an earlier call: still as sent?
+        if kept.baseline is None or kept.baseline.changed():
+            objects.discard(("func", key))
+            kept = objects.get_or_build(("func", key), size, keep)
+        kept.call = call
+    return kept.func  # type: ignore[no-any-return]
 
 
 def _load_failure(what: str, first: int, label: str, exc: BaseException, status: Any = None) -> bytes:
@@ -65,7 +87,7 @@ def run_batch(batch: Batch) -> Any:
     view = control.worker_view(batch.session) if batch.session else None
     if view is not None:
         control.watch_parent()
-        if view.cancelled(batch.call_id):
+        if not batch.isolate and view.cancelled(batch.call_id):
             return pickler.dumps(Cancelled(batch.call_id))
     if batch.parent is not None:
         mirror.apply(batch.parent)
@@ -84,7 +106,9 @@ def run_batch(batch: Batch) -> Any:
     limits, timeout = batch.limits, batch.timeout
     if limits is not None:
         before_batch(limits)  # thread limits, once per setting
-    if timeout is not None and (view is None or not can_alarm()):
+    if batch.isolate:  # picklepool.Executor: no timeout, every task runs
+        outcome = execute_isolated(fns, fidx, args, kwargs, first, view, batch.call_id)
+    elif timeout is not None and (view is None or not can_alarm()):
         outcome = execute_watched(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
     else:
         outcome = execute(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
@@ -92,7 +116,7 @@ def run_batch(batch: Batch) -> Any:
     if type(outcome) is TaskFailed and isinstance(outcome.error, TaskTimeoutError) and lokycompat.depth():
         retire()  # replaced by loky after this reply; the rest of the pool is untouched
     status[1], status[2], status[3] = first, 0, control.DUMPING
-    reply = replies.dump(pickler, outcome, first, batch.tasks)
+    reply = replies.dump(pickler, outcome, first, batch.tasks, batch.isolate)
     status[1], status[3] = -1, control.RUNNING
     if limits is not None:
         del outcome

@@ -42,17 +42,22 @@ def load(pickler: Any, source: str | BlobRef | bytes) -> Any:
 def load_mapped(pickler: Any, source: str | BlobRef | bytes) -> tuple[Any, tuple[int, int] | None]:
     """The value of a snapshot frame, and the ``(address, length)`` of the map its arrays view.
 
-    The region is None when the frame was not mapped from a file (bytes delivered
-    with the batch: the arrays are views of a private bytearray).
+    Bytes delivered with the batch (dask) are first copied into an in-memory file
+    (``memfd_create``) and mapped the same way, so that ``workers.changes`` can tell
+    a read from a write there too; where that is not available, or for small
+    frames, the arrays are views of a private bytearray and the region is None.
     """
     if isinstance(source, BlobRef):
         source = read_blob(source)
-    if not isinstance(source, str):
+    if isinstance(source, str):
+        with open(source, "rb") as f:
+            length = os.fstat(f.fileno()).st_size
+            mapped = mmap.mmap(f.fileno(), length, access=mmap.ACCESS_COPY)
+    elif len(source) >= MEMFD_MIN and hasattr(os, "memfd_create"):
+        mapped = _memfd_copy(source)
+    else:
         # Bytes are read-only; a private bytearray makes the rebuilt arrays writable.
         return frames.unpack(pickler, bytearray(source)), None
-    with open(source, "rb") as f:
-        length = os.fstat(f.fileno()).st_size
-        mapped = mmap.mmap(f.fileno(), length, access=mmap.ACCESS_COPY)
     view = memoryview(mapped)
     spans = frames.layout(view)
     stream, *buffers = (view[start : start + size] for start, size in spans)
@@ -60,6 +65,21 @@ def load_mapped(pickler: Any, source: str | BlobRef | bytes) -> tuple[Any, tuple
     del stream, buffers, view
     _release(mapped, *spans[0])
     return value, map_range(mapped)
+
+
+MEMFD_MIN = 1 << 20  # frames from this size on are mapped from an in-memory file
+
+
+def _memfd_copy(data: Any) -> mmap.mmap:
+    """A private, copy-on-write map of an in-memory file holding *data*."""
+    fd = os.memfd_create("picklepool-state", os.MFD_CLOEXEC)
+    try:
+        view, done = memoryview(data), 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
+        return mmap.mmap(fd, len(view), access=mmap.ACCESS_COPY)
+    finally:
+        os.close(fd)
 
 
 def _release(mapped: mmap.mmap, start: int, size: int) -> None:

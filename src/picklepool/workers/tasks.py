@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import TaskTimeoutError
-from ..wire import Cancelled, Failure, Results, TaskFailed
+from ..wire import Cancelled, Failure, Raised, Results, TaskFailed
 
 Funcs = Sequence[Callable[..., Any]]
 _KWARGS_TYPES = {dict, type(None)}  # None: no keyword arguments, as in (f, args, None)
@@ -75,6 +75,43 @@ def _timed_out(index: int, timeout: float | None, where: str = "") -> TaskFailed
     return TaskFailed(index, exc, "")
 
 
+def execute_isolated(
+    funcs: Funcs,
+    fidx: Any,
+    args: Sequence[tuple[Any, ...]],
+    kwargs: Sequence[dict[str, Any]] | None,
+    first: int,
+    view: Any = None,
+    call_id: int = 0,
+) -> Any:
+    """Run every task of a batch; a task's exception becomes a ``wire.Raised`` value.
+
+    For ``picklepool.Executor``, whose tasks are independent futures coalesced into
+    one batch: one failing task must neither skip nor lose the others. The
+    cancel flag is not read (a running future cannot be cancelled).
+    """
+    bad = _bad_items(funcs, fidx, args, kwargs, first)
+    if bad is not None:
+        return bad
+    results: list[Any] = []
+    append = results.append
+    status = view.status if view is not None else [0, -1, 0, 0]
+    status[0] = call_id
+    start = time.perf_counter()
+    one = isinstance(fidx, int)
+    for i, a in enumerate(args, first):
+        status[1] = i
+        k = i - first
+        try:
+            f = funcs[fidx if one else fidx[k]]
+            kw = None if kwargs is None else kwargs[k]
+            append(f(*a, **kw) if kw else f(*a))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the task's future
+            append(Raised(exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+    status[1] = -1
+    return Results(results, time.perf_counter() - start)
+
+
 def execute(
     funcs: Funcs,
     fidx: Any,
@@ -84,8 +121,14 @@ def execute(
     view: Any = None,
     call_id: int = 0,
     timeout: float | None = None,
+    format_tb: bool = True,
 ) -> Any:
     """Run the tasks of one batch in order; stop at the first exception.
+
+    *format_tb*: send the exception's traceback as text (a worker process); in the
+    calling process (``run_local``) the exception object keeps its own traceback, and
+    formatting it at every level of a deep recursion of nested calls would cost the
+    square of its depth.
 
     Before each task its index goes into the worker's status (*view*, a
     ``workers.control.WorkerView``) so that the parent can name the task a crashed
@@ -139,7 +182,7 @@ def execute(
             signal.setitimer(signal.ITIMER_REAL, 0)
             if _fired[0]:  # the interruption was turned into another exception
                 return _timed_out(i, timeout)
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if format_tb else ""
         return TaskFailed(i, exc, tb)
     finally:
         status[1] = -1
@@ -159,7 +202,7 @@ def run_local(
 ) -> Any:
     """Run a batch in the calling process (in-process backends): no pickling, no signals."""
     if timeout is None:
-        return execute(funcs, fidx, args, kwargs, first)
+        return execute(funcs, fidx, args, kwargs, first, format_tb=False)
     return execute_watched(funcs, fidx, args, kwargs, first, None, 0, timeout)
 
 

@@ -1,0 +1,171 @@
+"""Stopping loky pools with a deadline: nothing waits without bound for a worker.
+
+loky joins a worker without a timeout when it retires it (a task timed out, memory
+recycling), when it idles out and when its executor shuts down. A worker whose exit
+hangs (its own non-daemon thread, a child it waits for) would stall every later
+call and the interpreter's exit. Three rules, applied here:
+
+- **A worker's exit does not depend on its children.** In a process that is itself
+  a loky worker, the pools picklepool started (nested ``Parallel`` calls) are
+  killed at once when the process exits, before ``multiprocessing`` joins the
+  children and before loky joins its manager thread (``lokycompat.before_loky_exit``).
+- **Every join has a deadline.** :func:`stop` (``picklepool.shutdown``, Ctrl-C, the
+  interpreter's exit) waits ``EXIT_DEADLINE`` seconds for a pool to stop, then
+  kills its processes (and their children) and says so on stderr.
+  :func:`check`, run by a waiting call, kills a worker that left its pool but has
+  not exited ``EXIT_DEADLINE`` seconds later; the call warns about it.
+- **No progress is an error.** A call whose pool cannot deliver its replies any
+  more (loky's manager thread is gone while the call waits) fails with
+  ``WorkerCrashedError`` instead of waiting forever. A slow task is not "no
+  progress": use ``timeout=`` for that.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import weakref
+from typing import Any
+
+import psutil
+
+from .. import lokycompat
+
+EXIT_DEADLINE = 5.0  # seconds a worker may take to exit once told to
+
+
+_executors: weakref.WeakSet[Any] = weakref.WeakSet()  # the loky executors this process used
+_leaving: dict[int, float] = {}  # pid of a worker that left its pool -> when first seen so
+_lock = threading.Lock()
+
+
+def track(executor: Any) -> None:
+    """Watch *executor* (a loky executor this process uses) from now on."""
+    with _lock:
+        _executors.add(executor)
+    lokycompat.before_loky_exit(_at_exit)
+
+
+def _working() -> set[int]:
+    with _lock:
+        executors = list(_executors)
+    return {pid for executor in executors for pid in lokycompat.worker_processes(executor)}
+
+
+def _running(proc: Any) -> bool:
+    """True while *proc* has not exited (a zombie has; it is not reaped here)."""
+    try:
+        return psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL *pid* and every process below it (its own pools first)."""
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True) + [root]
+    except psutil.Error:
+        return
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+
+
+def check(executor: Any) -> tuple[list[str], str | None]:
+    """One look at *executor*'s pool: ``(notes, stalled)``.
+
+    *notes* name the retiring workers killed just now, past ``EXIT_DEADLINE``;
+    *stalled* says why the pool cannot deliver replies any more, or is None.
+    """
+    notes = reap_retiring()
+    thread = lokycompat.manager_thread(executor)
+    stalled = None
+    if thread is not None and not thread.is_alive():
+        stalled = (
+            "the worker pool stopped delivering results: loky's manager thread ended while tasks were pending"
+        )
+    return notes, stalled
+
+
+def reap_retiring(now: float | None = None) -> list[str]:
+    """Kill the workers that left their pool ``EXIT_DEADLINE`` seconds ago and still run."""
+    now = time.monotonic() if now is None else now
+    notes = []
+    working = _working()
+    alive = set()
+    for proc in lokycompat.started_workers():
+        if proc.pid is None or proc.pid in working or not _running(proc):
+            continue
+        alive.add(proc.pid)
+        with _lock:
+            since = _leaving.setdefault(proc.pid, now)
+        if now - since >= EXIT_DEADLINE:
+            kill_tree(proc.pid)
+            notes.append(
+                f"worker pid {proc.pid} had not exited {EXIT_DEADLINE:g} s after it left its pool "
+                "(retired after a timeout or for memory, or idle): it was killed. A task left "
+                "something that blocks a process's exit, such as a non-daemon thread."
+            )
+    with _lock:
+        for pid in set(_leaving) - alive:
+            del _leaving[pid]
+    return notes
+
+
+def stop(executor: Any, wait: bool = True, kill: bool = False, deadline: float | None = None) -> list[str]:
+    """Shut *executor* down; with *wait*, for at most *deadline* seconds, then kill.
+
+    *deadline* defaults to ``EXIT_DEADLINE``.
+    *kill* kills the workers at once (Ctrl-C, a worker's own exit). Returns notes
+    on the processes that had to be killed (also printed on stderr).
+    """
+    deadline = EXIT_DEADLINE if deadline is None else deadline
+    thread = lokycompat.manager_thread(executor)
+    mine = list(lokycompat.worker_processes(executor))
+    if kill:
+        for pid in mine:
+            kill_tree(pid)
+    executor.shutdown(wait=False, kill_workers=kill)
+    if not wait:
+        return []
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(deadline)
+    with _lock:
+        others = [e for e in _executors if e is not executor]
+    busy = {pid for e in others for pid in lokycompat.worker_processes(e)}  # other pools' workers
+    late = [p.pid for p in lokycompat.started_workers() if p.pid not in busy and _running(p)]
+    if not late and (thread is None or not thread.is_alive()):
+        return []
+    for pid in late:
+        kill_tree(pid)
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(deadline)
+    notes = [
+        f"picklepool: worker pid {pid} did not stop within {deadline:g} s of shutdown and was "
+        "killed (still running a task, or held by something that blocks a process's exit, such "
+        "as a non-daemon thread a task started)"
+        for pid in late
+    ]
+    for note in notes:
+        print(note, file=sys.stderr)
+    return notes
+
+
+def _at_exit() -> None:
+    """This process exits: stop every pool, at once when this process is itself a worker."""
+    nested = lokycompat.depth() >= 1
+    with _lock:
+        executors = list(_executors)
+    for executor in executors:
+        try:
+            stop(executor, wait=not nested, kill=nested)
+        except Exception:  # noqa: BLE001 - at exit: stop the others anyway
+            pass
+    if nested:  # retiring inner workers too: this worker's exit must not wait for them
+        for proc in lokycompat.started_workers():
+            if proc.pid is not None:
+                kill_tree(proc.pid)

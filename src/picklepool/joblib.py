@@ -1,0 +1,138 @@
+"""A joblib backend on picklepool's workers: joblib's ``Parallel`` (and scikit-learn) on picklepool.
+
+    from picklepool.joblib import register      # or picklepool.register_joblib_backend
+    register()
+    with joblib.parallel_config(backend="picklepool", n_jobs=2):
+        GridSearchCV(model, grid).fit(X, y)     # every joblib.Parallel inside runs here
+
+Each joblib batch (``BatchedCalls``) becomes one batch of a ``picklepool.Executor``
+made for the ``Parallel`` call: its calls are sent through picklepool's pickler
+("hybrid" unless ``parallel_config(backend="picklepool", pickler=...)`` says
+otherwise), functions once per call, large arrays through shared memory, and
+framed by the nested ``parallel_config`` joblib sets for them
+(``workers.prologue``). joblib keeps its own batching (``AutoBatchingMixin``),
+``return_as``, ``timeout``, ``prefer``/``require`` (a ``require="sharedmem"`` call
+runs on threads, as with loky) and nesting (a Parallel inside a task runs on
+threads, then sequentially, as under joblib's loky backend).
+
+Importing this module changes nothing; :func:`register` does, once. (Absolute
+imports: ``import joblib`` here and everywhere is joblib itself.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from joblib._parallel_backends import (
+    AutoBatchingMixin,
+    FallbackToBackend,
+    ParallelBackendBase,
+    SequentialBackend,
+)
+from joblib.parallel import BatchedCalls, register_parallel_backend
+
+from .settings import NOT_SET, cpu_count, parse_n_jobs
+from .workers.prologue import enter_config, leave_config
+
+NAME = "picklepool"
+
+
+class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
+    """joblib's ``ParallelBackendBase`` on a ``picklepool.Executor``.
+
+    Backend parameters (``parallel_config(backend="picklepool", **params)``):
+    ``pickler`` (default "hybrid"), and the ``Executor``'s ``inner_max_num_threads``,
+    ``max_worker_memory``, ``idle_worker_timeout``. joblib's own ``max_nbytes``,
+    ``mmap_mode`` and ``temp_folder`` apply to picklepool's shared memory.
+    """
+
+    supports_retrieve_callback = True
+    supports_inner_max_num_threads = True
+    supports_sharedmem = False
+    uses_threads = False
+    default_n_jobs = 1  # joblib: n_jobs=None means 1 unless a parallel_config says otherwise
+
+    def __init__(
+        self, nesting_level: int | None = None, inner_max_num_threads: int | None = None, **params: Any
+    ):
+        super().__init__(nesting_level=nesting_level, inner_max_num_threads=inner_max_num_threads, **params)
+        unknown = set(params) - {"pickler", "max_worker_memory", "idle_worker_timeout"}
+        if unknown:
+            raise ValueError(
+                f"parallel_config(backend='picklepool', ...): unknown parameter(s) {sorted(unknown)}; "
+                "valid ones are pickler, inner_max_num_threads, max_worker_memory, idle_worker_timeout"
+            )
+        self._executor: Any = None
+        self._options: dict[str, Any] = {}
+
+    def effective_n_jobs(self, n_jobs: Any) -> int:
+        """Workers for joblib's *n_jobs*: None 1, -1 all usable cores, -n all but n-1."""
+        if n_jobs is None:
+            return 1
+        n = parse_n_jobs(n_jobs, source="joblib n_jobs")
+        return max(1, cpu_count() + 1 + n) if n < 0 else n
+
+    def configure(
+        self, n_jobs: Any = 1, parallel: Any = None, prefer: Any = None, require: Any = None, **kwargs: Any
+    ) -> int:
+        """Make the ``Executor`` of one joblib ``Parallel`` call; return its worker count."""
+        n = self.effective_n_jobs(n_jobs)
+        if n == 1:
+            raise FallbackToBackend(SequentialBackend(nesting_level=self.nesting_level))
+        from .executor.futures import Executor
+
+        params = self.backend_kwargs
+        self._options = {
+            "pickler": params.get("pickler", NOT_SET),
+            "max_nbytes": kwargs.get("max_nbytes", NOT_SET),
+            "mmap_mode": kwargs.get("mmap_mode", NOT_SET),
+            "temp_folder": kwargs.get("temp_folder", NOT_SET),
+            "inner_max_num_threads": self.inner_max_num_threads,
+            "max_worker_memory": params.get("max_worker_memory", NOT_SET),
+            "idle_worker_timeout": params.get("idle_worker_timeout", NOT_SET),
+        }
+        self._executor = Executor(n, **self._options)
+        self.parallel = parallel
+        self._n_jobs = n
+        return n
+
+    def submit(self, func: Any, callback: Any = None) -> Any:
+        """Send one joblib batch; its future's result is the list of the calls' results."""
+        if isinstance(func, BatchedCalls):
+            nested = (enter_config, (func._backend, func._n_jobs), None)
+            items = [nested, *func.items, (leave_config, (), None)]
+            future = self._executor._submit_calls(items, strip=1)
+        else:  # a plain callable (joblib's own tests submit these)
+            future = self._executor.submit(func)
+        if callback is not None:
+            future.add_done_callback(callback)
+        return future
+
+    def retrieve_result_callback(self, future: Any) -> Any:
+        return future.result()
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        """Cancel the batches not yet sent (those in a worker finish); a fresh executor if asked."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if ensure_ready and self.parallel is not None:
+            self.configure(n_jobs=self._n_jobs, parallel=self.parallel, **self._options)
+
+    def terminate(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        self.reset_batch_stats()
+
+
+def register() -> None:
+    """Register the ``"picklepool"`` joblib backend (idempotent; needs joblib installed).
+
+    Afterwards ``joblib.parallel_config(backend="picklepool", n_jobs=...)`` runs every
+    ``joblib.Parallel`` call inside it on picklepool's workers.
+    """
+    register_parallel_backend(NAME, PicklepoolBackend)
+
+
+register_joblib_backend = register

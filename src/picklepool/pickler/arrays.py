@@ -1,0 +1,288 @@
+"""numpy arrays between processes: memory-mapped files by reference, large arrays as ``np.memmap``.
+
+While a call pickles its tasks (``pickler.buffers.CallBuffers``) or a worker its
+results (``workers.buffers.dump_reply``), a *sharing scope* is active, and every
+pickler built on ``pickle.Pickler`` (pickle, cloudpickle, hybrid, the classes
+users register) reduces numpy arrays with :func:`reduce_array`, through its
+``dispatch_table`` (:func:`pickler_class`, :func:`dispatch_table`)::
+
+    np.memmap, or any view of one     ──▶ a reference to its file: the worker opens the
+      (any size, as joblib does)          same file with the same mode, offset, shape,
+                                          strides, dtype and order, so "r+"/"w+" writes
+                                          reach it; "r" stays read-only and "c" writes stay
+                                          private (numpy's own semantics for those modes)
+    ndarray >= max_nbytes, contiguous  ──▶ PickleBuffer ──buffer_callback──▶ a file of the
+      (tasks only)                        call; the worker maps it with the call's
+                                          ``mmap_mode`` and rebuilds an ``np.memmap`` of it
+                                          (``.filename``, ``.mode``), see :func:`open_shared`
+    anything else                      ──▶ numpy's own reduction (a copy)
+
+Outside a scope (``pickle.dumps``, checkpoints, in-process backends) nothing
+changes: a memmap is pickled as numpy pickles it, by value.
+
+The arrays picklepool itself mapped in a worker (its call's argument files) never
+travel by reference: they go back (or into a nested call) as copies, since their
+files only live as long as the call. Without a shared file system (dask), "r" and
+"c" memmaps go by value (the same semantics: no write of a worker is seen), "r+" and
+"w+" ones by reference; a worker that cannot open the file says so and how to
+send a copy instead. Picklers with their own ``dumps`` (a ``BasePickler`` subclass
+that does not use ``pickler_class``) get no scope: numpy's own reduction applies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import copyreg
+import mmap
+import os
+import pickle
+import socket
+import sys
+from collections import ChainMap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import PicklingError
+
+PROTOCOL = 5
+_ACCESS = {"r": mmap.ACCESS_READ, "c": mmap.ACCESS_COPY, "r+": mmap.ACCESS_WRITE, "w+": mmap.ACCESS_WRITE}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """How arrays travel in the current dump.
+
+    mode: the ``mmap_mode`` workers map large arguments with; None for replies
+      (large results go back as plain arrays). max_nbytes: what counts as large
+      (0: nothing). files_shared: the receiving process sees this machine's files.
+    """
+
+    mode: str | None
+    max_nbytes: int
+    files_shared: bool = True
+
+
+_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("picklepool_arrays", default=None)
+
+
+@contextlib.contextmanager
+def sharing(scope: Scope) -> Iterator[None]:
+    """Reduce numpy arrays as *scope* says while the block pickles."""
+    token = _scope.set(scope)
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+# -- worker side: the files of a call, mapped -----------------------------------------------
+
+
+class SharedFile(mmap.mmap):
+    """A mapping of one of picklepool's argument files, knowing its path and mode."""
+
+    path: str
+    mode: str
+
+
+def open_shared(path: str, nbytes: int, mode: str) -> SharedFile:
+    """Map *nbytes* of *path* as ``mmap_mode`` *mode* says ("c": copy-on-write)."""
+    access = _ACCESS[mode]
+    fd = os.open(path, os.O_RDWR if access == mmap.ACCESS_WRITE else os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size < nbytes:
+            raise OSError(f"shared-memory file {path} holds {size} bytes, {nbytes} expected")
+        mapped = SharedFile(fd, nbytes, access=access)
+    finally:
+        os.close(fd)
+    mapped.path, mapped.mode = path, "r+" if mode == "w+" else mode
+    return mapped
+
+
+def _numpy() -> Any:
+    import numpy
+
+    return numpy
+
+
+def rebuild_shared(buf: Any, dtype: Any, shape: tuple[int, ...], order: str) -> Any:
+    """An argument array from its buffer: an ``np.memmap`` when the buffer is a mapped file."""
+    np = _numpy()
+    src = buf.obj if isinstance(buf, memoryview) else buf
+    if not isinstance(src, SharedFile):  # pickled in band, or mapped by an older worker
+        return np.frombuffer(buf, dtype).reshape(shape, order=order)
+    # What np.memmap.__new__ does once it has its mmap, without opening the file again.
+    arr = np.ndarray.__new__(np.memmap, shape, dtype=dtype, buffer=src, offset=0, order=order)
+    arr._mmap, arr.filename, arr.offset, arr.mode = src, src.path, 0, src.mode
+    return arr
+
+
+def open_memmap(
+    filename: str,
+    dtype: Any,
+    mode: str,
+    offset: int,
+    shape: tuple[int, ...],
+    strides: tuple[int, ...] | None,
+    order: str,
+    span: int,
+    start: int,
+) -> Any:
+    """The array a memmap-backed argument was in the parent: the same file, mode and layout.
+
+    Contiguous views are an ``np.memmap`` of exactly their bytes; strided ones map the
+    *span* bytes they reach (from *offset*) and take a strided view, *start* bytes in.
+    """
+    np = _numpy()
+    mode = "r+" if mode == "w+" else mode  # "w+" would create the file anew: zeros
+    try:
+        if strides is None:
+            return np.memmap(filename, dtype=dtype, mode=mode, offset=offset, shape=shape, order=order)
+        base = np.memmap(filename, dtype=np.uint8, mode=mode, offset=offset, shape=(span,))
+        view = np.ndarray.__new__(np.memmap, shape, dtype=dtype, buffer=base, offset=start, strides=strides)
+        view._mmap, view.filename, view.offset, view.mode = base._mmap, base.filename, base.offset, mode
+        return view
+    except OSError as exc:
+        raise type(exc)(
+            exc.errno,
+            f"a np.memmap argument (mode {mode!r}) travels as a reference to its file, and this "
+            f"process (pid {os.getpid()} on {socket.gethostname()}) cannot open it: {exc}. "
+            "Run the workers where the file is reachable, or pass np.array(x) to send a copy",
+            filename,
+        ) from exc
+
+
+# -- parent side (and replies): the reducer -------------------------------------------------
+
+
+def _backing_memmap(a: Any, np: Any) -> Any:
+    """The ``np.memmap`` that owns *a*'s memory (the array whose base is the mmap), or None."""
+    while True:
+        base = a.base
+        if base is None:
+            return None
+        if isinstance(base, mmap.mmap):
+            return a if isinstance(a, np.memmap) or isinstance(base, SharedFile) else None
+        if not isinstance(base, np.ndarray):
+            return None
+        a = base
+
+
+def _byte_bounds(np: Any) -> Any:
+    try:
+        from numpy.lib.array_utils import byte_bounds
+    except ImportError:  # numpy < 2
+        byte_bounds = np.byte_bounds
+    return byte_bounds
+
+
+def _reduce_by_file(a: Any, m: Any, np: Any) -> Any:
+    lo, hi = _byte_bounds(np)(a)
+    m_lo = _byte_bounds(np)(m)[0]
+    offset = m.offset + (lo - m_lo)
+    data = a.__array_interface__["data"][0]
+    contiguous = a.flags.c_contiguous or a.flags.f_contiguous
+    order = "C" if a.flags.c_contiguous or not contiguous else "F"
+    strides = None if contiguous else a.strides
+    return open_memmap, (m.filename, a.dtype, m.mode, offset, a.shape, strides, order, hi - lo, data - lo)
+
+
+def reduce_array(a: Any) -> Any:
+    """Reduce an ``np.ndarray`` or ``np.memmap`` as the sharing scope says (module docstring)."""
+    scope = _scope.get()
+    if scope is None:
+        return a.__reduce_ex__(PROTOCOL)
+    np = sys.modules["numpy"]
+    m = _backing_memmap(a, np) if a.base is not None else None
+    if m is not None:
+        if isinstance(m.base, SharedFile):  # a file of picklepool's own call: a copy
+            a = a.view(np.ndarray)
+        elif a.size and _may_refer(m, scope):
+            return _reduce_by_file(a, m, np)
+    if type(a) is not np.ndarray:  # an np.memmap that no file backs any more (a copy)
+        a = a.view(np.ndarray)
+    large = (
+        scope.mode is not None
+        and scope.max_nbytes
+        and a.nbytes >= scope.max_nbytes
+        and (a.flags.c_contiguous or a.flags.f_contiguous)
+        and not a.dtype.hasobject
+    )
+    if large:
+        try:
+            buf = pickle.PickleBuffer(a)
+        except (BufferError, ValueError, TypeError):  # e.g. datetime64: no buffer export
+            return a.__reduce_ex__(PROTOCOL)
+        return rebuild_shared, (buf, a.dtype, a.shape, "C" if a.flags.c_contiguous else "F")
+    return a.__reduce_ex__(PROTOCOL)
+
+
+def _may_refer(m: Any, scope: Scope) -> bool:
+    """Whether memmap *m* can go by reference; raise when it must and cannot."""
+    writes_shared = m.mode in ("r+", "w+")
+    if not scope.files_shared and not writes_shared:
+        return False  # "r"/"c": a copy has the same semantics
+    if m.filename is not None and os.path.exists(m.filename):
+        return True
+    if not writes_shared:
+        return False
+    raise PicklingError(
+        f"a np.memmap with mode {m.mode!r} travels to workers as a reference to its file, so that "
+        f"their writes reach it, but its file {m.filename!r} no longer exists. Keep the file until "
+        "the call ends, or pass np.array(x) to send a copy (the workers' writes are then lost)"
+    )
+
+
+# -- how the picklers use the reducer -------------------------------------------------------
+
+_TABLE: dict[type, Any] = {}  # np.ndarray and np.memmap -> reduce_array, once numpy is imported
+_EXTENDED: dict[type, type] = {}  # a Pickler class -> its subclass with the array reducers
+
+
+def _table() -> dict[type, Any] | None:
+    """The array reducers when a scope is active and numpy is loaded, else None."""
+    if _scope.get() is None:
+        return None
+    if not _TABLE:
+        np = sys.modules.get("numpy")
+        if np is None:
+            return None
+        _TABLE.update({np.ndarray: reduce_array, np.memmap: reduce_array})
+    return _TABLE
+
+
+def active() -> bool:
+    """Whether picklers should reduce numpy arrays with :func:`reduce_array` now."""
+    return _table() is not None
+
+
+def dispatch_table() -> dict[type, Any] | None:
+    """For a plain ``pickle.Pickler``: copyreg's table plus the array reducers, or None.
+
+    A plain dict, made per dump, so that the C pickler's lookups stay in C.
+    """
+    table = _table()
+    if table is None:
+        return None
+    return {**copyreg.dispatch_table, **table}
+
+
+def pickler_class(cls: type[pickle.Pickler]) -> type[pickle.Pickler]:
+    """*cls*, or, while a scope is active, its subclass whose dispatch table adds the array
+    reducers (a reducer of the class's own table for the same type wins)."""
+    table = _table()
+    if table is None:
+        return cls
+    sub = _EXTENDED.get(cls)
+    if sub is None:
+        own: Any = getattr(cls, "dispatch_table", None)
+        if not hasattr(own, "__getitem__"):  # the C Pickler's member: copyreg's table
+            own = copyreg.dispatch_table
+        sub = type(
+            cls.__name__, (cls,), {"dispatch_table": ChainMap(own, table), "__module__": cls.__module__}
+        )
+        _EXTENDED[cls] = sub
+    return sub

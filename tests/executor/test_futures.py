@@ -1,0 +1,194 @@
+"""picklepool.Executor conforms to concurrent.futures: futures, exceptions, cancel, crash, shutdown.
+
+Deterministic: a task that must stay busy blocks on a FIFO until the test opens it
+for writing (``Gate``); nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from concurrent.futures import BrokenExecutor, CancelledError, Future
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+from picklepool import Executor, PicklingError, WorkerCrashedError
+
+
+class LedgerError(Exception):
+    pass
+
+
+def square(x):
+    return x * x
+
+
+def fail(x):
+    raise LedgerError(f"bad {x}")
+
+
+def wait_for(path):
+    """Block until the test opens *path* (a FIFO) for writing and closes it."""
+    with open(path) as f:
+        f.read()
+    return "released"
+
+
+class Gate:
+    def __init__(self, tmp_path, name="gate"):
+        self.path = str(tmp_path / name)
+        os.mkfifo(self.path)
+
+    def open(self):
+        with open(self.path, "w"):
+            pass
+
+
+def started_and_wait(started, gate):
+    with open(started, "w"):  # tells the test the task runs
+        pass
+    return wait_for(gate)
+
+
+def busy(ex, tmp_path):
+    """Submit a task that runs until the returned gate opens; return when it runs."""
+    started, gate = Gate(tmp_path, "started"), Gate(tmp_path, "gate")
+    fut = ex.submit(started_and_wait, started.path, gate.path)
+    with open(started.path) as f:
+        f.read()
+    return fut, gate
+
+
+_initialized = []
+
+
+def remember(value):
+    _initialized.append(value)
+
+
+def initialized():
+    return list(_initialized)
+
+
+def raise_in_init():
+    raise OSError("no database")
+
+
+def test_submit_map_and_own_exception_type():
+    with Executor(max_workers=2) as ex:
+        assert ex.submit(pow, 2, 5).result() == 32
+        assert ex.submit(sorted, [3, 1], reverse=True).result() == [3, 1]
+        futures = [ex.submit(square, i) for i in range(500)] + [ex.submit(fail, 7)]
+        assert [f.result() for f in futures[:-1]] == [i * i for i in range(500)]
+        error = futures[-1].exception()
+        assert type(error) is LedgerError and str(error) == "bad 7"
+        assert "fail(7)" in error.__notes__[0] and "Executor" in error.__notes__[0]
+        assert "LedgerError" in str(error.__cause__)  # the worker's traceback
+        assert list(ex.map(square, range(10))) == [i * i for i in range(10)]
+        assert list(ex.map(pow, range(10), range(10), chunksize=3)) == [i**i for i in range(10)]
+        with pytest.raises(LedgerError):
+            list(ex.map(fail, range(3), chunksize=2))
+
+
+def test_one_failure_in_a_coalesced_batch_fails_only_its_future():
+    with Executor(max_workers=1) as ex:
+        futures = [ex.submit(fail if i % 3 == 0 else square, i) for i in range(300)]
+        for i, f in enumerate(futures):
+            if i % 3 == 0:
+                assert isinstance(f.exception(), LedgerError)
+            else:
+                assert f.result() == i * i
+
+
+def test_unpicklable_argument_fails_its_future_only():
+    with Executor(max_workers=2) as ex:
+        bad = ex.submit(square, (x for x in range(3)))
+        good = ex.submit(square, 3)
+        with pytest.raises(PicklingError, match="generator"):
+            bad.result()
+        assert good.result() == 9
+
+
+def test_cancel_pending_and_shutdown_cancel_futures(tmp_path):
+    ex = Executor(max_workers=1)
+    running, gate = busy(ex, tmp_path)
+    assert not running.cancel()
+    pending = [ex.submit(square, i) for i in range(20)]
+    cancelled = [f.cancel() for f in pending]
+    # At most one batch of one task (the batcher has no measure yet) left before the cancel.
+    assert sum(cancelled) >= 19
+    more = [ex.submit(square, i) for i in range(20)]
+    ex.shutdown(wait=False, cancel_futures=True)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        ex.submit(square, 1)
+    gate.open()
+    assert running.result() == "released"
+    ex.shutdown(wait=True)
+    for i, f in enumerate(pending + more):
+        assert f.cancelled() or f.result() == (i % 20) ** 2
+    assert sum(f.cancelled() for f in more) >= 19
+    with pytest.raises(CancelledError):
+        next(f for f in more if f.cancelled()).result()
+
+
+def test_map_timeout(tmp_path):
+    with Executor(max_workers=1) as ex:
+        gate = Gate(tmp_path)
+        results = ex.map(wait_for, [gate.path], timeout=0.2)
+        with pytest.raises(TimeoutError):
+            next(results)
+        gate.open()
+
+
+def test_crash_breaks_pending_futures_then_recovers():
+    with Executor(max_workers=2) as ex:
+        crashed = ex.submit(os._exit, 3)
+        with pytest.raises(WorkerCrashedError, match="exit code") as info:
+            crashed.result()
+        assert isinstance(info.value, BrokenProcessPool)
+        assert ex.submit(square, 4).result() == 16  # a fresh pool
+        assert list(ex.map(square, range(5), chunksize=2)) == [0, 1, 4, 9, 16]
+
+
+def test_asyncio_run_in_executor():
+    async def main(ex):
+        loop = asyncio.get_running_loop()
+        return await asyncio.gather(*(loop.run_in_executor(ex, square, i) for i in range(8)))
+
+    with Executor(max_workers=2) as ex:
+        assert asyncio.run(main(ex)) == [i * i for i in range(8)]
+
+
+def test_initializer_runs_once_per_worker_and_a_failing_one_breaks():
+    with Executor(max_workers=1, initializer=remember, initargs=("db",)) as ex:
+        assert [ex.submit(initialized).result() for _ in range(3)] == [["db"]] * 3
+    ex = Executor(max_workers=1, initializer=raise_in_init)
+    with pytest.raises(BrokenProcessPool, match="raise_in_init.*no database"):
+        ex.submit(square, 2).result()
+    with pytest.raises(BrokenExecutor):
+        ex.submit(square, 2)
+    ex.shutdown()
+
+
+def test_submit_from_threads_and_bad_arguments():
+    with pytest.raises(ValueError, match="max_workers=0"):
+        Executor(max_workers=0)
+    with pytest.raises(ValueError, match="pickler"):
+        Executor(max_workers=1, pickler="nope")
+    with Executor(max_workers=2) as ex:
+        with pytest.raises(ValueError, match="chunksize"):
+            ex.map(square, [1], chunksize=0)
+        out: list[Future[int]] = []
+        threads = [
+            threading.Thread(
+                target=lambda k=k: out.extend(ex.submit(square, k * 100 + i) for i in range(100))
+            )
+            for k in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(f.result() for f in out) == sorted((i) ** 2 for i in range(400))

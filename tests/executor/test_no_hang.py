@@ -1,0 +1,159 @@
+"""Nothing waits without bound for a worker (issue 14, items 1 and 8).
+
+Each hang is reproduced where it was found; a hang shows as the subprocess (or the
+test, through pytest-timeout) running out of its deadline, never as a timed assert.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+
+import pytest
+
+import picklepool
+from picklepool import Parallel, WorkerCrashedError, delayed
+from picklepool.executor import reaper
+from picklepool.executor.backend import Backend
+from picklepool.executor.batching import FixedBatcher
+from picklepool.executor.dispatch import Call
+from tests.conftest import run_python
+
+
+@pytest.mark.timeout(150)
+def test_a_retired_worker_that_ran_a_nested_call_does_not_stall_the_pool():
+    # The issue's snippet: a worker that ran a nested Parallel (so owns an inner loky
+    # pool) is retired, by memory recycling (every worker that runs two batches) and by
+    # a timeout; it used to wait for its idle inner workers (300 s), and the parent's
+    # loky manager thread with it, so every later call and the exit hung.
+    result = run_python(
+        """
+        import time
+        from picklepool import Parallel, delayed
+
+        def inner(x):
+            return x + 1
+
+        def nested_then_sleep(d):
+            s = sum(Parallel(n_jobs=2)(delayed(inner)(j) for j in range(4)))
+            time.sleep(d)
+            return s
+
+        if __name__ == "__main__":
+            p = Parallel(n_jobs=2, batch_size=1, max_worker_memory="1")
+            assert p(delayed(nested_then_sleep)(0) for i in range(6)) == [10] * 6
+            try:
+                Parallel(n_jobs=2, timeout=5, batch_size=1)(
+                    delayed(nested_then_sleep)(d) for d in [0, 60, 0, 0])
+            except TimeoutError:
+                pass
+            else:
+                raise AssertionError("no timeout")
+            print(Parallel(n_jobs=2)(delayed(inner)(i) for i in range(8)))
+        """,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[1, 2, 3, 4, 5, 6, 7, 8]"
+    # the workers' own exits did it: the parent's backstop (below) had nothing to kill
+    assert result.stderr == ""
+
+
+def leave_a_thread_behind(i):
+    threading.Thread(target=threading.Event().wait, name="never-ends").start()  # not a daemon
+    return i
+
+
+@pytest.mark.timeout(60)
+def test_a_retired_worker_that_cannot_exit_is_killed_and_reported(monkeypatch):
+    # Python joins a process's non-daemon threads at exit: a retired worker holding
+    # one never exits, and loky's manager thread joins it without a deadline.
+    monkeypatch.setattr(reaper, "EXIT_DEADLINE", 0.5)
+    with pytest.warns(RuntimeWarning, match=r"worker pid \d+ had not exited .* it was killed"):
+        out = Parallel(n_jobs=2, batch_size=1, max_worker_memory="1")(
+            delayed(leave_a_thread_behind)(i) for i in range(6)
+        )
+        assert out == list(range(6))
+        assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+
+
+@pytest.mark.timeout(60)
+def test_shutdown_has_a_deadline_then_kills(monkeypatch, capsys):
+    monkeypatch.setattr(reaper, "EXIT_DEADLINE", 0.5)
+    assert Parallel(n_jobs=2, batch_size=1)(delayed(leave_a_thread_behind)(i) for i in range(4)) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    picklepool.shutdown(wait=True)
+    err = capsys.readouterr().err
+    assert "did not stop within 0.5 s of shutdown and was killed" in err, err
+
+
+@pytest.mark.timeout(60)
+def test_the_interpreter_exit_has_a_deadline_too():
+    result = run_python(
+        """
+        import threading
+        from picklepool import Parallel, delayed
+        from picklepool.executor import reaper
+
+        def leave(i):
+            threading.Thread(target=threading.Event().wait).start()
+            return i
+
+        if __name__ == "__main__":
+            reaper.EXIT_DEADLINE = 0.5
+            print(Parallel(n_jobs=2, batch_size=1)(delayed(leave)(i) for i in range(4)))
+        """,
+        timeout=50,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "did not stop within 0.5 s of shutdown and was killed" in result.stderr
+
+
+class _Stalled(Backend):
+    """A pool that accepted the batches and will never answer (its manager is gone)."""
+
+    name = "stalled"
+    moves_bytes = False
+
+    def submit(self, fn, *args):
+        return Future()
+
+    def check(self):
+        return [], "the worker pool stopped delivering results"
+
+    def shutdown(self, kill=False):
+        self.stopped = kill
+
+
+@pytest.mark.timeout(30)
+def test_a_call_whose_pool_stops_delivering_fails_instead_of_hanging():
+    backend = _Stalled(2)
+    call = Call(backend, None, FixedBatcher(1), 2, None, True)
+    with pytest.raises(
+        WorkerCrashedError, match=r"stopped delivering results \(tasks 0\.\.0 \(first: task 0: abs\(-1\)\)"
+    ):
+        list(call.run([(abs, (-1,), {}), (abs, (-2,), {})]))
+    assert backend.stopped
+
+
+@pytest.mark.parametrize("return_as", ["generator", "generator_unordered"])
+def test_a_generator_left_in_a_global_at_exit_prints_nothing(return_as):
+    result = run_python(
+        f"""
+        import numpy as np
+        from picklepool import Parallel, delayed
+
+        def total(a, i):
+            return float(a.sum()) + i
+
+        big = np.ones(1_000_000)  # through shared memory
+        G = Parallel(n_jobs=2, batch_size=1, return_as={return_as!r})(
+            delayed(total)(big, i) for i in range(50))
+        print(next(G) >= 1e6)
+        """
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")

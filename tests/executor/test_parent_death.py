@@ -1,0 +1,81 @@
+"""A killed parent leaves nothing behind (issue 14, item 6).
+
+Its workers notice within about a second (``workers.control.watch_parent``) and
+exit; loky's resource tracker, left alone once they have, removes the parent's
+session folder (a 100 MB argument included) and its semaphores. A later
+picklepool process removes the session folders of dead processes it finds.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+CHILD = """
+import os, sys
+import numpy as np
+from picklepool import Parallel, delayed
+
+def block(a, ready, gate):
+    with open(ready, "w") as f:       # tell the test this task runs, with its array
+        f.write(f"{os.getpid()} {a.nbytes}\\n")
+    with open(gate) as f:             # a FIFO nobody writes to: blocks until killed
+        f.read()
+
+if __name__ == "__main__":
+    big = np.ones(100 * 2**20 // 8)   # 100 MB, through shared memory
+    Parallel(n_jobs=2, batch_size=1)(delayed(block)(big, sys.argv[1], sys.argv[2]) for _ in range(2))
+"""
+
+
+def _gone(pattern: str, deadline: float = 30.0) -> list[str]:
+    """Paths still matching *pattern* after a bounded wait for them to go."""
+    end = time.monotonic() + deadline
+    while True:
+        left = glob.glob(pattern)
+        if not left or time.monotonic() > end:
+            return left
+        time.sleep(0.1)
+
+
+@pytest.mark.timeout(90)
+def test_sigkill_of_a_parent_with_a_large_argument_in_flight_leaves_nothing(tmp_path):
+    ready, gate = tmp_path / "ready", tmp_path / "gate"
+    os.mkfifo(ready)
+    os.mkfifo(gate)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICKLEPOOL_")}
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CHILD), str(ready), str(gate)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        workers = set()
+        while len(workers) < 2:  # each task opens the FIFO once; EOF between writers
+            with open(ready) as f:
+                for line in f:
+                    pid, nbytes = map(int, line.split())
+                    assert nbytes == 100 * 2**20
+                    workers.add(pid)
+        assert glob.glob(f"/dev/shm/picklepool-{child.pid}-*/call-*"), "the array is not in /dev/shm"
+        sems_before = set(glob.glob(f"/dev/shm/sem.loky-{child.pid}-*"))
+        assert sems_before, "loky made no semaphore?"
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        procs = [psutil.Process(pid) for pid in workers]
+        _, alive = psutil.wait_procs(procs, timeout=10)  # they poll their parent every 0.5 s
+        assert not alive, f"workers {[p.pid for p in alive]} outlived their parent"
+        assert _gone(f"/dev/shm/picklepool-{child.pid}-*") == []
+        assert _gone(f"/dev/shm/sem.loky-{child.pid}-*") == []
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

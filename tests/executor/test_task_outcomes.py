@@ -1,0 +1,145 @@
+"""What a task's ending becomes in the caller (issue 14, items 2-4).
+
+A task's ``sys.exit`` cannot end the caller's script; a timeout the task swallows
+is still a timeout; an exception keeps its type, attributes, cause and notes, and
+is replaced by a stand-in only when its class itself cannot travel.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from picklepool import Parallel, TaskTimeoutError, delayed
+from picklepool.errors import RemoteTraceback
+from picklepool.workers import tasks
+from tests.conftest import run_python
+
+from .crash_cases import LedgerMismatch
+
+
+def test_sys_exit_in_a_task_makes_the_script_fail_naming_the_task():
+    result = run_python(
+        """
+        import sys
+        from picklepool import Parallel, delayed
+
+        def quits(i):
+            if i == 3:
+                sys.exit(0)
+            return i
+
+        if __name__ == "__main__":
+            Parallel(n_jobs=2, batch_size=1)(delayed(quits)(i) for i in range(6))
+            print("not reached")
+        """
+    )
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert "TaskExitError" in result.stderr and "task 3: quits(3)" in result.stderr, result.stderr
+    assert "SystemExit(0)" in result.stderr
+
+
+def swallow_timeout(seconds):
+    try:
+        time.sleep(seconds)
+    except BaseException:  # noqa: BLE001 - what the test is about
+        pass
+    return "finished anyway"
+
+
+def turn_timeout_into_value_error(seconds):
+    try:
+        time.sleep(seconds)
+    except BaseException as exc:
+        raise ValueError("something else") from exc
+
+
+@pytest.mark.parametrize("task", [swallow_timeout, turn_timeout_into_value_error])
+def test_a_timeout_the_task_swallows_is_still_a_timeout_sigalrm(task):
+    with pytest.raises(
+        TaskTimeoutError, match=rf"task 1: {task.__name__}\(30\) ran longer than timeout=0.5s"
+    ):
+        Parallel(n_jobs=2, batch_size=1, timeout=0.5)(delayed(task)(s) for s in [0, 30, 0])
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+def test_a_timeout_the_task_swallows_is_still_a_timeout_in_a_thread():
+    # The path of a worker thread (dask) and the threading backend: no SIGALRM there.
+    stop = threading.Event()
+    returned = threading.Event()
+
+    def swallow():
+        try:
+            while not stop.is_set():  # Python code: the asynchronous exception lands here
+                time.sleep(0.01)
+        except BaseException:  # noqa: BLE001
+            pass
+        returned.set()
+        return "finished anyway"
+
+    try:
+        out = tasks.execute_watched([swallow], 0, [()], None, 7, None, 0, 0.2)
+        assert type(out).__name__ == "TaskFailed"
+        assert isinstance(out.error, TaskTimeoutError) and "task 7" in str(out.error)
+        assert returned.wait(30)  # the task did swallow the interruption and return
+    finally:
+        stop.set()
+
+
+class HoldsAGenerator(ValueError):
+    def __init__(self, account):
+        super().__init__(f"account {account}")
+        self.account = account
+        self.rows = (i for i in range(3))  # cannot be pickled
+
+
+def raise_with_unpicklable_attribute():
+    raise HoldsAGenerator("acct-9")
+
+
+def raise_a_local_class():
+    class OnlyHere(KeyError):  # a local class: pickle (by reference) cannot send it
+        pass
+
+    raise OnlyHere("missing key")
+
+
+def raise_with_cause_and_notes():
+    try:
+        raise KeyError("inner")
+    except KeyError as inner:
+        err = LedgerMismatch("acct-1", 1, 2)
+        err.add_note("checked at close")
+        raise err from inner
+
+
+def _one(func, pickler="hybrid"):
+    with pytest.raises(BaseException) as info:
+        Parallel(n_jobs=2, pickler=pickler)([delayed(func)()])
+    return info.value
+
+
+def test_an_unpicklable_attribute_is_left_out_the_type_and_the_rest_travel():
+    err = _one(raise_with_unpicklable_attribute)
+    assert type(err) is HoldsAGenerator
+    assert err.account == "acct-9" and str(err) == "account acct-9"
+    assert not hasattr(err, "rows")
+
+
+def test_a_class_that_cannot_travel_comes_back_as_a_stand_in_of_its_nearest_base():
+    err = _one(raise_a_local_class, pickler="pickle")
+    assert isinstance(err, KeyError) and type(err).__name__ == "OnlyHere"
+    assert "missing key" in str(err)
+    assert isinstance(err.__cause__, RemoteTraceback) and "raise_a_local_class" in str(err.__cause__)
+    assert any("stand-in" in note and "task 0: raise_a_local_class()" in note for note in err.__notes__)
+
+
+def test_the_cause_and_the_notes_survive():
+    err = _one(raise_with_cause_and_notes)
+    assert type(err) is LedgerMismatch and err.account == "acct-1"
+    assert "checked at close" in err.__notes__
+    assert isinstance(err.__cause__, KeyError) and err.__cause__.args == ("inner",)
+    assert isinstance(err.__cause__.__cause__, RemoteTraceback)  # the worker's traceback, last

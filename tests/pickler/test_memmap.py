@@ -1,0 +1,263 @@
+"""numpy memmaps and mmap_mode (pickler/arrays.py): writes are never silently lost.
+
+- An ``np.memmap`` argument, or any view of one, travels as a reference to its file:
+  the worker opens the same file with the same mode and layout, so "r+"/"w+" writes
+  reach it; "c" and "r" keep numpy's semantics (private writes / read-only).
+- Arguments of at least ``max_nbytes`` arrive as ``np.memmap``s of the call's file,
+  mapped as ``mmap_mode`` says: "c" (default) a private copy-on-write copy per task
+  batch, "r" read-only (the error names mmap_mode), "r+"/"w+" shared through the file.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+
+import picklepool
+from picklepool import Parallel, PicklingError, delayed
+from picklepool.executor.session import session
+from picklepool.pickler import arrays
+from picklepool.pickler.registry import unregister_pickler
+from tests.pickler.test_buffers import leftovers
+
+np = pytest.importorskip("numpy")
+
+ROWS = 300_000
+PICKLERS = ["hybrid", "cloudpickle", "pickle", "PlainPickler"]
+
+
+class PlainPickler(pickle.Pickler):
+    """A user's ``pickle.Pickler`` subclass, registered with ``register_pickler``."""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _registered():
+    picklepool.register_pickler("PlainPickler", PlainPickler)
+    yield
+    unregister_pickler("PlainPickler")
+
+
+@pytest.fixture
+def clean():
+    before = set(leftovers())
+    return lambda: sorted(set(leftovers()) - before)
+
+
+# -- run in workers ---------------------------------------------------------------------
+
+
+def put_column(out, c, v):
+    out[:, c] = v
+
+
+def put_row(out, r, v):
+    out[r] = v
+
+
+def describe(x):
+    return {
+        "type": type(x).__name__,
+        "filename": getattr(x, "filename", None),
+        "mode": getattr(x, "mode", None),
+        "writeable": x.flags.writeable,
+        "first": float(x.flat[0]),
+    }
+
+
+def center(x):
+    x -= x.mean(0)
+    return float(np.abs(x).sum())
+
+
+def add_one_and_read(x):
+    x += 1
+    return float(x.flat[0])
+
+
+def read_then_write(x, value):
+    before = float(x[0])
+    x[0] = value
+    return before
+
+
+def identity(x):
+    return x
+
+
+def backed_by_memmap(x):
+    return isinstance(x, np.memmap) and x.filename is not None
+
+
+# -- np.memmap arguments: writes reach the file -----------------------------------------
+
+
+def _new_memmap(tmp_path, mode="w+", **kw):
+    path = str(tmp_path / "out.dat")
+    kw.setdefault("shape", (ROWS, 2))
+    return path, np.memmap(path, dtype="float64", mode=mode, **kw)
+
+
+def _file(path, shape=(ROWS, 2), offset=0):
+    return np.fromfile(path, dtype="float64", offset=offset).reshape(shape)
+
+
+@pytest.mark.parametrize("pickler", PICKLERS)
+@pytest.mark.parametrize("mode", ["w+", "r+"])
+def test_writes_to_a_memmap_reach_its_file(tmp_path, pickler, mode, clean):
+    path, mm = _new_memmap(tmp_path)
+    if mode == "r+":
+        mm = np.memmap(path, dtype="float64", mode="r+", shape=(ROWS, 2))
+    Parallel(n_jobs=2, pickler=pickler)(delayed(put_column)(mm, c, c + 1.0) for c in range(2))
+    expected = np.tile([1.0, 2.0], (ROWS, 1))
+    np.testing.assert_array_equal(_file(path), expected)
+    # transposed views (Fortran-contiguous) and strided views with an offset
+    Parallel(n_jobs=2, pickler=pickler)(delayed(put_row)(mm.T, c, c + 5.0) for c in range(2))
+    np.testing.assert_array_equal(_file(path), np.tile([5.0, 6.0], (ROWS, 1)))
+    part = mm[1000:2000:3]  # starts 16,000 bytes in, every third row
+    Parallel(n_jobs=2, pickler=pickler)(delayed(put_column)(part, c, -1.0 - c) for c in range(2))
+    expected = np.tile([5.0, 6.0], (ROWS, 1))
+    expected[1000:2000:3] = [-1.0, -2.0]
+    np.testing.assert_array_equal(_file(path), expected)
+    np.testing.assert_array_equal(mm, expected)  # the parent's own mapping sees them too
+    assert clean() == []
+
+
+def test_memmap_with_an_offset_and_fortran_order(tmp_path):
+    path = str(tmp_path / "f.dat")
+    np.zeros(10 + 1000 * 3).tofile(path)
+    mm = np.memmap(path, dtype="float64", mode="r+", offset=80, shape=(1000, 3), order="F")
+    Parallel(n_jobs=2)(delayed(put_column)(mm, c, c + 1.0) for c in range(3))
+    data = np.fromfile(path, dtype="float64")
+    assert not data[:10].any()  # the header before the offset is untouched
+    np.testing.assert_array_equal(
+        data[10:].reshape((1000, 3), order="F"), np.tile([1.0, 2.0, 3.0], (1000, 1))
+    )
+
+
+def test_a_small_memmap_goes_by_reference_too(tmp_path):
+    path, mm = _new_memmap(tmp_path, shape=(4, 2))
+    [d] = Parallel(n_jobs=2)(delayed(describe)(mm[1:]) for _ in range(1))
+    assert d == {"type": "memmap", "filename": path, "mode": "r+", "writeable": True, "first": 0.0}
+
+
+def test_copy_on_write_and_read_only_memmaps_keep_numpys_semantics(tmp_path):
+    path, mm = _new_memmap(tmp_path)
+    mm[:] = 3.0
+    mm.flush()
+    cow = np.memmap(path, dtype="float64", mode="c", shape=(ROWS, 2))
+    assert Parallel(n_jobs=2)(delayed(add_one_and_read)(cow) for _ in range(3)) == [4.0] * 3
+    assert _file(path)[0, 0] == 3.0 and cow[0, 0] == 3.0  # private to each worker's mapping
+    ro = np.memmap(path, dtype="float64", mode="r", shape=(ROWS, 2))
+    with pytest.raises(ValueError, match="read-only"):
+        Parallel(n_jobs=2)(delayed(add_one_and_read)(ro) for _ in range(1))
+
+
+def test_a_writable_memmap_whose_file_is_gone_is_an_error(tmp_path):
+    path, mm = _new_memmap(tmp_path, shape=(10, 2))
+    os.unlink(path)
+    with pytest.raises(PicklingError, match="no longer exists"):
+        Parallel(n_jobs=2)(delayed(put_column)(mm, 0, 1.0) for _ in range(1))
+    ro = np.memmap(str(tmp_path / "ro.dat"), dtype="float64", mode="w+", shape=(10,))
+    ro[:] = 7.0
+    ro = np.memmap(ro.filename, dtype="float64", mode="r", shape=(10,))
+    os.unlink(ro.filename)  # "r": a copy has the same semantics
+    assert Parallel(n_jobs=2)(delayed(describe)(ro) for _ in range(1))[0]["first"] == 7.0
+
+
+def test_a_memmap_result_comes_back_by_reference(tmp_path):
+    path, mm = _new_memmap(tmp_path)
+    [back] = Parallel(n_jobs=2)(delayed(identity)(mm[10:20]) for _ in range(1))
+    assert isinstance(back, np.memmap) and back.filename == path
+    back[:] = 9.0
+    assert _file(path)[10, 0] == 9.0
+
+
+def test_outside_a_call_memmaps_pickle_by_value(tmp_path):
+    _, mm = _new_memmap(tmp_path, shape=(10, 2))
+    out = pickle.loads(pickle.dumps(mm, protocol=5))
+    assert out.filename is None and not arrays.active()
+
+
+# -- large arguments: mmap_mode ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(100, 100), (3000, 100)])
+def test_the_same_function_works_whatever_the_size(shape, clean):
+    a = np.random.default_rng(0).random(shape)
+    before = a.copy()
+    out = Parallel(n_jobs=2, batch_size=1)(delayed(center)(a) for _ in range(3))
+    assert out == [center(before.copy())] * 3
+    np.testing.assert_array_equal(a, before)  # the parent's array is unchanged
+    assert clean() == []
+
+
+@pytest.mark.parametrize("pickler", PICKLERS)
+def test_copy_on_write_each_batch_sees_the_original(pickler, clean):
+    a = np.zeros((3000, 100))
+    out = Parallel(n_jobs=2, batch_size=1, pickler=pickler)(delayed(add_one_and_read)(a) for _ in range(6))
+    assert out == [1.0] * 6 and not a.any()
+    [d] = Parallel(n_jobs=2, pickler=pickler)(delayed(describe)(a) for _ in range(1))
+    assert d["type"] == "memmap" and d["mode"] == "c" and d["writeable"]
+    assert d["filename"].startswith(os.path.dirname(session().path))
+    assert clean() == []
+
+
+def test_read_only_mode_error_names_mmap_mode():
+    a = np.zeros((3000, 100))
+    with pytest.raises(ValueError, match="read-only") as info:
+        Parallel(n_jobs=2, mmap_mode="r")(delayed(center)(a) for _ in range(1))
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "mmap_mode='r'" in notes and "mmap_mode='c'" in notes
+
+
+@pytest.mark.parametrize("mode", ["r+", "w+"])
+def test_shared_modes_let_later_tasks_see_writes(mode):
+    a = np.zeros(200_000)
+    # one batch in flight at a time: each task starts after the previous one ended
+    out = Parallel(n_jobs=2, mmap_mode=mode, batch_size=1, pre_dispatch=1)(
+        delayed(read_then_write)(a, i + 1.0) for i in range(4)
+    )
+    assert out == [0.0, 1.0, 2.0, 3.0] and a[0] == 0.0  # the parent's array is not the file
+    out = Parallel(n_jobs=2, batch_size=1, pre_dispatch=1)(
+        delayed(read_then_write)(a, i + 1.0) for i in range(4)
+    )
+    assert out == [0.0] * 4  # "c": every task has its own copy
+
+
+@pytest.mark.parametrize("mode", ["c", "r", "r+", "w+"])
+def test_large_arguments_arrive_as_memmaps(mode):
+    a = np.ones(200_000)
+    [d] = Parallel(n_jobs=2, mmap_mode=mode)(delayed(describe)(a) for _ in range(1))
+    assert d["type"] == "memmap" and d["filename"] and d["first"] == 1.0
+    assert d["mode"] == {"w+": "r+"}.get(mode, mode) and d["writeable"] == (mode != "r")
+
+
+def test_temporary_memmaps_come_back_as_plain_arrays():
+    a = np.ones(200_000)
+    [back] = Parallel(n_jobs=2)(delayed(identity)(a) for _ in range(1))
+    assert type(back) is np.ndarray and back[0] == 1.0
+    assert Parallel(n_jobs=2)(delayed(backed_by_memmap)(a) for _ in range(1)) == [True]
+
+
+# -- temp_folder --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["argument", "JOBLIB_TEMP_FOLDER", "with"])
+def test_temp_folder_holds_the_files_and_is_emptied(tmp_path, monkeypatch, how, clean):
+    a = np.ones(200_000)
+    folder = str(tmp_path / "tmp")
+    if how == "JOBLIB_TEMP_FOLDER":
+        monkeypatch.setenv("JOBLIB_TEMP_FOLDER", folder)
+        out = Parallel(n_jobs=2)(delayed(describe)(a) for _ in range(2))
+    elif how == "argument":
+        out = Parallel(n_jobs=2, temp_folder=folder)(delayed(describe)(a) for _ in range(2))
+    else:
+        with Parallel(n_jobs=2, temp_folder=folder) as p:
+            out = p(delayed(describe)(a) for _ in range(2))
+            again = p(delayed(describe)(a) for _ in range(1))
+            assert len(os.listdir(folder)) == 1  # the block's folder stays while it runs
+        assert os.path.dirname(again[0]["filename"]) == os.path.dirname(out[0]["filename"])
+    assert {os.path.dirname(os.path.dirname(d["filename"])) for d in out} == {folder}
+    assert os.listdir(folder) == [] and clean() == []

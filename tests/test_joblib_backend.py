@@ -1,0 +1,154 @@
+"""joblib (and scikit-learn) on picklepool: ``parallel_config(backend="picklepool")``."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+
+import pytest
+
+joblib = pytest.importorskip("joblib")
+np = pytest.importorskip("numpy")
+
+import picklepool  # noqa: E402
+from picklepool import SharedState  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def registered():
+    picklepool.register_joblib_backend()
+
+
+@pytest.fixture(autouse=True)
+def stop_joblib_workers():
+    """joblib's own loky workers (the comparison runs) are stopped after each test."""
+    yield
+    from joblib.externals.loky import reusable_executor
+
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=True)
+
+
+def pid(_x=None):
+    return os.getpid()
+
+
+def inner(n):
+    return joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(n))
+
+
+def total(a):
+    return float(a.sum()), a.flags.writeable
+
+
+def read_state(state, k):
+    with state as value:
+        return value["w"] * k
+
+
+def test_importing_registers_nothing():
+    code = "import picklepool, picklepool.joblib, joblib.parallel as p; print('picklepool' in p.BACKENDS)"
+    from tests.conftest import run_python
+
+    assert run_python(code).stdout.strip() == "False"
+
+
+def test_parallel_runs_in_workers_with_joblib_semantics():
+    with joblib.parallel_config(backend="picklepool", n_jobs=2):
+        pids = joblib.Parallel()(joblib.delayed(pid)(i) for i in range(20))
+        assert os.getpid() not in pids
+        gen = joblib.Parallel(return_as="generator")(joblib.delayed(abs)(-i) for i in range(30))
+        assert list(gen) == list(range(30))
+        unordered = joblib.Parallel(return_as="generator_unordered")(
+            joblib.delayed(abs)(-i) for i in range(30)
+        )
+        assert sorted(unordered) == list(range(30))
+        assert joblib.Parallel()(joblib.delayed(inner)(3) for _ in range(2)) == [[0, 1, 2]] * 2  # nested
+        with pytest.raises(ValueError, match="invalid literal"):
+            joblib.Parallel()(joblib.delayed(int)(s) for s in ["1", "x"])
+        # joblib's own rules: sharedmem runs on threads here
+        assert set(joblib.Parallel(require="sharedmem")(joblib.delayed(pid)() for _ in range(4))) == {
+            os.getpid()
+        }
+    with joblib.parallel_config(backend="picklepool"):  # n_jobs=None: 1, in this process
+        assert joblib.Parallel()(joblib.delayed(pid)() for _ in range(3)) == [os.getpid()] * 3
+    with joblib.parallel_config(backend="picklepool", n_jobs=2, pickler="cloudpickle"):
+        assert joblib.Parallel()(joblib.delayed(lambda x: x + 1)(i) for i in range(3)) == [1, 2, 3]
+    with pytest.raises(ValueError, match="unknown parameter"):
+        with joblib.parallel_config(backend="picklepool", n_jobs=2, picklr="pickle"):
+            pass
+
+
+def test_shared_memory_arrays_and_shared_state():
+    big = np.arange(300_000, dtype=np.float64)  # 2.4 MB: above max_nbytes, through /dev/shm
+    state = SharedState({"w": 2.0})
+    with joblib.parallel_config(backend="picklepool", n_jobs=2):
+        sums = joblib.Parallel()(joblib.delayed(total)(big) for _ in range(4))
+        assert sums == [(float(big.sum()), False)] * 4  # mapped read-only, as joblib's memmaps
+        assert joblib.Parallel()(joblib.delayed(read_state)(state, k) for k in range(4)) == [0, 2, 4, 6]
+
+
+class Tally:
+    """A cache shared by estimators (clone keeps it), guarded by an RLock."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.seen = 0
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def _sklearn_setup():
+    pytest.importorskip("sklearn")
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    class LockedLogistic(ClassifierMixin, BaseEstimator):
+        def __init__(self, C=1.0, tally=None):
+            self.C = C
+            self.tally = tally
+
+        def fit(self, X, y):
+            with self.tally.lock:
+                self.tally.seen += 1
+            self.model_ = LogisticRegression(C=self.C, max_iter=300).fit(X, y)
+            self.classes_ = self.model_.classes_
+            return self
+
+        def predict(self, X):
+            return self.model_.predict(X)
+
+    X, y = make_classification(n_samples=200, n_features=8, random_state=0)
+    return LockedLogistic, LogisticRegression, X, y
+
+
+def test_grid_search_and_cross_val_score_match_loky():
+    LockedLogistic, LogisticRegression, X, y = _sklearn_setup()
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+
+    def run(backend):
+        with joblib.parallel_config(backend=backend):
+            gs = GridSearchCV(LogisticRegression(max_iter=300), {"C": [0.01, 0.1, 1, 10]}, cv=4, n_jobs=2)
+            gs.fit(X, y)
+            cv = cross_val_score(LogisticRegression(max_iter=300), X, y, cv=5, n_jobs=2)
+        return gs.best_params_, list(gs.cv_results_["mean_test_score"]), list(cv)
+
+    assert run("picklepool") == run("loky")
+
+
+def test_estimator_holding_an_rlock_runs_on_picklepool_not_on_loky():
+    LockedLogistic, _, X, y = _sklearn_setup()
+    from sklearn.model_selection import GridSearchCV
+
+    grid = {"C": [0.1, 1]}
+    with joblib.parallel_config(backend="picklepool"):
+        gs = GridSearchCV(LockedLogistic(tally=Tally()), grid, cv=3, n_jobs=2).fit(X, y)
+    assert gs.best_params_["C"] in (0.1, 1)
+    with joblib.parallel_config(backend="loky"):
+        with pytest.raises(pickle.PicklingError, match="Could not pickle") as info:
+            GridSearchCV(LockedLogistic(tally=Tally()), grid, cv=3, n_jobs=2).fit(X, y)
+    assert "RLock" in str(info.value.__cause__)

@@ -1,0 +1,103 @@
+"""Warm workers mirror the parent's state: sys.path, the recursion limit, the working folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+
+import pytest
+
+from picklepool import Parallel, delayed
+from picklepool.errors import UnpicklingError
+
+
+def _warm():
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+
+
+def test_a_folder_added_to_sys_path_after_the_pool_started(tmp_path, monkeypatch):
+    _warm()  # the workers exist before the folder is on the parent's path
+    (tmp_path / "late_module_for_mirror.py").write_text("def inc(x):\n    return x + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "late_module_for_mirror", raising=False)
+    import late_module_for_mirror
+
+    # pickler="pickle" sends the function by reference: the worker must import it.
+    out = Parallel(n_jobs=2, pickler="pickle")(delayed(late_module_for_mirror.inc)(i) for i in range(6))
+    assert out == [1, 2, 3, 4, 5, 6]
+
+
+def nested(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def depth_of(value):
+    n = 0
+    while value:
+        value, n = value[0], n + 1
+    return n
+
+
+def test_a_raised_recursion_limit_reaches_the_workers():
+    _warm()
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        out = Parallel(n_jobs=2)(delayed(nested)(3000) for _ in range(2))
+    finally:
+        sys.setrecursionlimit(old)
+    assert [depth_of(v) for v in out] == [3000, 3000]
+
+
+def read_relative(name):
+    with open(name) as f:
+        return f.read()
+
+
+def test_relative_paths_open_the_same_files(tmp_path, monkeypatch):
+    _warm()
+    (tmp_path / "data.txt").write_text("from the parent's folder")
+    monkeypatch.chdir(tmp_path)
+    assert (
+        Parallel(n_jobs=2)(delayed(read_relative)("data.txt") for _ in range(3))
+        == ["from the parent's folder"] * 3
+    )
+
+
+def test_a_module_made_at_run_time_is_named_as_the_cause(monkeypatch):
+    module = types.ModuleType("made_at_run_time")
+    exec("def f(x):\n    return x\n", module.__dict__)
+    module.f.__module__ = "made_at_run_time"
+    monkeypatch.setitem(sys.modules, "made_at_run_time", module)
+    with pytest.raises(UnpicklingError) as info:
+        Parallel(n_jobs=2, pickler="pickle")(delayed(module.f)(i) for i in range(2))
+    text = str(info.value)
+    assert "'made_at_run_time' is imported in this process" in text and "hybrid" in text
+
+
+def worker_cwd():
+    return os.getcwd()
+
+
+def test_the_parent_state_is_restored_when_it_changes_back(tmp_path, monkeypatch):
+    here = os.getcwd()
+    monkeypatch.chdir(tmp_path)
+    assert set(Parallel(n_jobs=2, batch_size=1)(delayed(worker_cwd)() for _ in range(4))) == {str(tmp_path)}
+    monkeypatch.chdir(here)
+    assert set(Parallel(n_jobs=2, batch_size=1)(delayed(worker_cwd)() for _ in range(4))) == {here}
+
+
+def wander_off(folder):
+    os.chdir(folder)
+    return os.getcwd()
+
+
+def test_a_task_that_changes_its_worker_does_not_change_the_next_batch(tmp_path):
+    here = os.getcwd()
+    out = Parallel(n_jobs=2, batch_size=1)(delayed(wander_off)(str(tmp_path)) for _ in range(4))
+    assert set(out) == {str(tmp_path)}
+    assert set(Parallel(n_jobs=2, batch_size=1)(delayed(worker_cwd)() for _ in range(6))) == {here}
