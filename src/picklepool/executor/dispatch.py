@@ -224,7 +224,8 @@ class Call(Channel):
         """Yield lists of results: in task order, or as batches complete.
 
         *primed*: yield one empty list as soon as the first batches are dispatched
-        (:meth:`start`), so that tasks start at the call, not at the first ``next()``.
+        (:meth:`start`), so that tasks start at the call, not at the first ``next()``
+        (a backend running tasks in the calling thread yields it before any task runs).
         """
         try:
             self.total = len(iterable)  # type: ignore[arg-type]
@@ -241,6 +242,11 @@ class Call(Channel):
         try:
             if handoff is not None:
                 handoff.lower()
+            if primed and self.backend.caller_thread:
+                # tasks run in the calling thread (n_jobs=1): none runs before the first
+                # next(), as in joblib, instead of blocking the call on the first batch
+                primed = False
+                yield []
             while True:
                 while not exhausted and len(inflight) < self.max_inflight:
                     size = self.batcher.next_size(dispatched)
