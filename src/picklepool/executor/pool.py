@@ -100,7 +100,8 @@ def shutdown_all(wait: bool = True, kill: bool = False) -> None:
     """Stop every executor picklepool started (a new one starts at the next call)."""
     global _shared, _users
     with _lock:
+        executors = list(started)  # strong references first: the WeakSet would drop _shared
         _shared, _users = None, 0
-    for executor in list(started):
+    for executor in executors:
         reaper.stop(executor, wait=wait, kill=kill)  # a deadline, then the workers are killed
         started.discard(executor)
