@@ -27,6 +27,7 @@ import queue
 import threading
 import time
 import uuid
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -44,7 +45,7 @@ from ..workers.prologue import initialize
 from . import gil, limits
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
-from .dispatch import Channel
+from .dispatch import PROGRESS_POLL, Channel
 from .functions import label
 from .replies import Pending
 
@@ -326,9 +327,25 @@ class Executor(_StdExecutor):
         self._works[seq] = works
         batch.future.add_done_callback(lambda _f: self._events.put(batch))
 
+    def _check(self) -> None:
+        """No reply for a while: look after the pool (``executor.reaper``), never wait blindly."""
+        if not self._channel.inflight:
+            return
+        notes, stalled = self._channel.backend.check()
+        for note in notes:
+            warnings.warn(f"picklepool: {note}", RuntimeWarning, stacklevel=2)
+        if stalled is None:
+            return
+        self._channel.backend.shutdown(kill=True)
+        for batch in sorted(self._channel.inflight.values(), key=lambda b: b.first):
+            works = self._works.pop(batch.seq, [])
+            _fail(works, WorkerCrashedError(f"{stalled} ({batch.tasks()} never came back); submit again"))
+        self._channel.inflight.clear()
+
     def _finish(self, batch: Pending) -> None:
         """A batch came back: each submission's future gets its result or exception."""
-        del self._channel.inflight[batch.seq]
+        if self._channel.inflight.pop(batch.seq, None) is None:
+            return  # given up on already (a stalled pool, see _check)
         works = self._works.pop(batch.seq)
         try:
             values, seconds = self._channel.replies.read(batch)
@@ -389,12 +406,17 @@ def _wake(events: queue.SimpleQueue[Any], _ref: Any) -> None:
 def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any]) -> None:
     """The manager thread: ends with its executor's shutdown, or when it is collected."""
     while True:
-        event = events.get()
+        try:
+            event = events.get(timeout=PROGRESS_POLL)
+        except queue.Empty:
+            event = None
         executor = ref()
         if executor is None:
             return  # dropped without shutdown, nothing in flight (a batch's callback holds it)
         try:
-            if executor._step(event):
+            if event is None:
+                executor._check()
+            elif executor._step(event):
                 return
         except BaseException:  # pragma: no cover - a bug here must not hang the futures
             executor._gil.restore()
