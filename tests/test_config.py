@@ -148,3 +148,13 @@ def test_every_environment_variable_is_checked_and_named(monkeypatch, var, value
     monkeypatch.setenv(var, value)
     with pytest.raises(ValueError, match=var):
         Parallel()(delayed(abs)(-1) for _ in range(2))
+
+
+def test_max_nbytes_none_turns_shared_memory_off_at_every_level():
+    assert Parallel(max_nbytes=None)._settings().max_nbytes is None
+    with parallel_config(max_nbytes="2M"):
+        assert Parallel(max_nbytes=None)._settings().max_nbytes is None
+        assert Parallel()._settings().max_nbytes == 2 << 20
+    with parallel_config(max_nbytes=None):
+        assert Parallel()._settings().max_nbytes is None
+    assert Parallel()._settings().max_nbytes == 1 << 20

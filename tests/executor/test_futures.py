@@ -192,3 +192,11 @@ def test_submit_from_threads_and_bad_arguments():
         for t in threads:
             t.join()
         assert sorted(f.result() for f in out) == sorted((i) ** 2 for i in range(400))
+
+
+def test_errors_number_the_users_calls():
+    with Executor(max_workers=2) as ex:
+        assert [ex.submit(square, i).result() for i in range(3)] == [0, 1, 4]
+        with pytest.raises(LedgerError) as info:
+            ex.submit(fail, 3).result()
+    assert "task 3: fail(3) of this Executor" in "".join(info.value.__notes__)

@@ -62,6 +62,7 @@ def describe(a):
         "f": flags.f_contiguous,
         "writeable": flags.writeable,
         "shm": shm_backed(a),
+        "memmap": type(a).__name__ == "memmap",
         "copy": a.copy(),
     }
 
@@ -316,7 +317,7 @@ def test_max_nbytes_none_sends_copies(where, writes):
     else:
         with picklepool.parallel_config(max_nbytes=None):
             (d,) = Parallel(n_jobs=2)([delayed(describe)(a)])
-    assert not d["shm"] and d["writeable"]
+    assert not d["shm"] and not d["memmap"] and d["writeable"]
     assert writes == []
 
 

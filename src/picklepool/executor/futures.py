@@ -55,9 +55,10 @@ _WAKE = object()
 class _Work:
     """A queued submission: one call (``submit``) or a chunk of calls (``map``, joblib)."""
 
-    __slots__ = ("future", "items", "chunk", "strip")
+    __slots__ = ("future", "items", "chunk", "strip", "index")
 
     def __init__(self, future: Future[Any], items: list[Any], chunk: bool, strip: int = 0) -> None:
+        self.index = 0  # the number of the user's first call in it, counted by the executor
         self.future = future
         self.items = items  # (function, args, kwargs or None) triples
         self.chunk = chunk  # the future's result is the list of the calls' results
@@ -158,7 +159,8 @@ class Executor(_StdExecutor):
         self._batcher = AutoBatcher(s.n_workers)
         self._works: dict[int, list[_Work]] = {}  # batch seq -> what it carries
         self._seq = itertools.count()
-        self._next_task = 0
+        self._next_task = 0  # tasks sent, initializers and joblib's config frames included
+        self._next_call = 0  # the user's calls submitted: how errors number them
         self._shutdown = False
         self._broken: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -193,6 +195,8 @@ class Executor(_StdExecutor):
                 raise BrokenProcessPool(str(self._broken))
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown of this picklepool.Executor")
+            work.index = self._next_call
+            self._next_call += len(work.items) - 2 * work.strip
             self._queue.append(work)
             wake = not self._woken and len(self._channel.inflight) < self._max_inflight
             if wake:
@@ -258,6 +262,22 @@ class Executor(_StdExecutor):
         self._events.put(_WAKE)
         if wait and thread is not threading.current_thread():
             thread.join()
+
+    def _terminate(self) -> None:
+        """Stop now: cancel what is not sent, and kill the workers running the rest.
+
+        For Ctrl-C and joblib's ``abort_everything`` (as joblib's loky backend kills
+        its workers): the shared pool is replaced on the next call.
+        """
+        self.shutdown(wait=False, cancel_futures=True)
+        self._channel.backend.shutdown(kill=True)
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Any:
+        """As the standard library's (``shutdown(wait=True)``), but Ctrl-C stops at once."""
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._terminate()
+            return False
+        return super().__exit__(exc_type, exc_val, exc_tb)
 
     # -- the manager thread ----------------------------------------------------------------
 
@@ -373,16 +393,17 @@ class Executor(_StdExecutor):
                     w.future.set_result(mine)
                 else:
                     at = next(i for i, v in enumerate(mine) if v is raised)
-                    index = batch.first + k - n + at + w.strip
-                    w.future.set_exception(self._error(batch, index, raised))
+                    w.future.set_exception(self._error(w.index + at, w.items[at + w.strip], raised))
             elif type(mine[0]) is Raised:
-                w.future.set_exception(self._error(batch, batch.first + k - 1, mine[0]))
+                w.future.set_exception(self._error(w.index, w.items[0], mine[0]))
             else:
                 w.future.set_result(mine[0])
         batch.items = None
 
-    def _error(self, batch: Pending, index: int, raised: Raised) -> BaseException:
-        return self._channel.replies.task_error(batch, TaskFailed(index, raised.error, raised.traceback))
+    def _error(self, index: int, item: Any, raised: Raised) -> BaseException:
+        """The exception of the user's call number *index* (*item*), named as such."""
+        one = Pending(-1, index, [item])
+        return self._channel.replies.task_error(one, TaskFailed(index, raised.error, raised.traceback))
 
     def _break(self, batch: Pending, works: list[_Work], raised: Raised) -> None:
         """The initializer raised: this executor is broken, as the standard library's."""
@@ -391,7 +412,7 @@ class Executor(_StdExecutor):
             f"{type(raised.error).__name__}: {raised.error} in a worker; the executor is broken. "
             "Fix the initializer and create a new Executor."
         )
-        error.__cause__ = self._error(batch, batch.first, raised)
+        error.__cause__ = self._error(0, batch.items[0] if batch.items else None, raised)
         with self._lock:
             self._broken = error
             queued = list(self._queue)

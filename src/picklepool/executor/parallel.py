@@ -190,6 +190,8 @@ class Parallel:
         if backend.enforces_limits:
             worker_limits = limits.for_call(getattr(backend, "env", None), s.max_worker_memory)
         recycled = memory.recycled_total if worker_limits and worker_limits.max_memory else None
+        if recycled is not None:
+            recycled()  # takes in the records earlier calls' recycled workers left in /dev/shm
         reporter = make_reporter(s.progress, s.verbose, backend.n_workers, recycled)
         closes = backend if owned and backend.per_parallel else None
         call = Call(
