@@ -26,7 +26,6 @@ import math
 import queue
 import threading
 import time
-import uuid
 import warnings
 import weakref
 from collections import deque
@@ -148,7 +147,7 @@ class Executor(_StdExecutor):
         self._channel.origin = "this Executor"
         self._prologue: list[Any] = []
         if initializer is not None:
-            token = uuid.uuid4().hex
+            token = self._channel.functions.token  # the functions it sends carry it too
             self._prologue = [(initialize, (token, initializer, tuple(initargs)), None)]
             self._initializer_label = label(initializer)
         self._lock = threading.Lock()
