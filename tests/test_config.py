@@ -148,3 +148,20 @@ def test_every_environment_variable_is_checked_and_named(monkeypatch, var, value
     monkeypatch.setenv(var, value)
     with pytest.raises(ValueError, match=var):
         Parallel()(delayed(abs)(-1) for _ in range(2))
+
+
+def test_max_nbytes_none_turns_shared_memory_off_at_every_level():
+    assert Parallel(max_nbytes=None)._settings().max_nbytes is None
+    with parallel_config(max_nbytes="2M"):
+        assert Parallel(max_nbytes=None)._settings().max_nbytes is None
+        assert Parallel()._settings().max_nbytes == 2 << 20
+    with parallel_config(max_nbytes=None):
+        assert Parallel()._settings().max_nbytes is None
+    assert Parallel()._settings().max_nbytes == 1 << 20
+
+
+def test_settings_resolved_for_one_parallel_are_not_reused_for_a_different_value():
+    assert Parallel(n_jobs=1)._settings().n_workers == 1
+    with pytest.raises(ValueError, match="n_jobs=True"):
+        Parallel(n_jobs=True)
+    assert Parallel(n_jobs=2.0)._settings().n_workers == 2

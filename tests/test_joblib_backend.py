@@ -152,3 +152,71 @@ def test_estimator_holding_an_rlock_runs_on_picklepool_not_on_loky():
         with pytest.raises(pickle.PicklingError, match="Could not pickle") as info:
             GridSearchCV(LockedLogistic(tally=Tally()), grid, cv=3, n_jobs=2).fit(X, y)
     assert "RLock" in str(info.value.__cause__)
+
+
+CTRL_C_CHILD = """
+import os, sys
+import joblib, picklepool
+
+def block(ready, gate):
+    with open(ready, "w") as f:
+        f.write(f"{os.getpid()}\\n")
+    with open(gate) as f:             # a FIFO nobody writes to: blocks until killed
+        f.read()
+
+if __name__ == "__main__":
+    picklepool.register_joblib_backend()
+    with joblib.parallel_config(backend="picklepool", n_jobs=2):
+        joblib.Parallel(batch_size=1)(joblib.delayed(block)(sys.argv[1], sys.argv[2]) for _ in range(6))
+"""
+
+
+@pytest.mark.timeout(90)
+def test_ctrl_c_stops_a_joblib_call_and_its_workers_at_once(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    import psutil
+
+    ready, gate = tmp_path / "ready", tmp_path / "gate"
+    os.mkfifo(ready)
+    os.mkfifo(gate)
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CTRL_C_CHILD), str(ready), str(gate)],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        workers: set[int] = set()
+        while len(workers) < 2:  # both workers run a task that never ends by itself
+            with open(ready) as f:
+                workers.update(int(line) for line in f)
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=30) != 0  # not after the six tasks: they never end
+        procs = []
+        for pid in workers:
+            try:
+                procs.append(psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                pass  # already gone
+        _, alive = psutil.wait_procs(procs, timeout=10)
+        assert not alive, f"workers {[p.pid for p in alive]} outlived the interrupted call"
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def fail_at_two(i):
+    if i == 2:
+        raise ValueError(f"bad {i}")
+    return i
+
+
+def test_errors_name_the_task_of_the_joblib_call(registered):
+    with joblib.parallel_config(backend="picklepool", n_jobs=2):
+        joblib.Parallel(batch_size=1)(joblib.delayed(abs)(-i) for i in range(5))  # numbering restarts
+        with pytest.raises(ValueError, match="bad 2") as info:
+            joblib.Parallel(batch_size=1)(joblib.delayed(fail_at_two)(i) for i in range(5))
+    assert "task 2: fail_at_two(2) of this joblib.Parallel call" in "".join(info.value.__notes__)

@@ -92,6 +92,7 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
             "idle_worker_timeout": params.get("idle_worker_timeout", NOT_SET),
         }
         self._executor = Executor(n, **self._options)
+        self._executor._channel.origin = "this joblib.Parallel call"
         self.parallel = parallel
         self._n_jobs = n
         return n
@@ -112,9 +113,10 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         return future.result()
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
-        """Cancel the batches not yet sent (those in a worker finish); a fresh executor if asked."""
+        """Stop the call now (an error, Ctrl-C): cancel what is not sent and kill the workers
+        running the rest, as joblib's loky backend does; a fresh executor if asked."""
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor._terminate()
             self._executor = None
         if ensure_ready and self.parallel is not None:
             self.configure(n_jobs=self._n_jobs, parallel=self.parallel, **self._options)

@@ -5,7 +5,8 @@ One precedence rule for every setting, decided here and nowhere else::
     the argument  >  the innermost parallel_config  >  PICKLEPOOL_* env var  >  default
 
 ``None`` (and the ``NOT_SET`` sentinel) mean "not given" at every level, as in
-joblib, so a ``parallel_config`` applies to ``Parallel(n_jobs=None)``.
+joblib, so a ``parallel_config`` applies to ``Parallel(n_jobs=None)``; only for
+``max_nbytes`` is None a value (shared memory off), as in joblib.
 :func:`resolve` answers for one setting; :func:`resolve_settings` builds the frozen
 :class:`Settings` a call runs with, every value validated where it was given:
 a bad value is a ``ValueError`` naming the setting, the value and its source.
@@ -132,21 +133,29 @@ def sources_now() -> tuple[Mapping[str, Any], tuple[str | None, ...]]:
     return _config.get(), tuple(map(environ.get, _ALL_VARS))
 
 
-def _given(value: Any) -> bool:
-    return value is not None and value is not NOT_SET
+# Settings for which None is a value, as in joblib: ``max_nbytes=None`` turns shared
+# memory off. For every other setting None means "not given".
+NONE_IS_A_VALUE = frozenset({"max_nbytes"})
+
+
+def _given(value: Any, setting: str) -> bool:
+    if value is NOT_SET:
+        return False
+    return value is not None or setting in NONE_IS_A_VALUE
 
 
 def resolve(setting: str, argument: Any = NOT_SET, default: Any = NOT_SET) -> tuple[Any, str]:
     """The value in force for *setting*, and where it came from.
 
     Returns ``(value, source)``; source is ``"argument"``, ``"parallel_config"``,
-    ``"env var NAME"`` or ``"default"``. ``None`` means "not given" at every level.
+    ``"env var NAME"`` or ``"default"``. ``None`` means "not given" at every level,
+    except for the settings in :data:`NONE_IS_A_VALUE` (``max_nbytes=None``: off).
     *default* defaults to :data:`DEFAULTS`'s entry (None for settings without one).
     """
-    if _given(argument):
+    if _given(argument, setting):
         return argument, "argument"
     value = config_value(setting)
-    if _given(value):
+    if _given(value, setting):
         return value, "parallel_config"
     found = env_setting(setting)
     if found is not None:

@@ -192,3 +192,35 @@ def test_submit_from_threads_and_bad_arguments():
         for t in threads:
             t.join()
         assert sorted(f.result() for f in out) == sorted((i) ** 2 for i in range(400))
+
+
+def test_errors_number_the_users_calls():
+    with Executor(max_workers=2) as ex:
+        assert [ex.submit(square, i).result() for i in range(3)] == [0, 1, 4]
+        with pytest.raises(LedgerError) as info:
+            ex.submit(fail, 3).result()
+    assert "task 3: fail(3) of this Executor" in "".join(info.value.__notes__)
+
+
+def test_an_initializer_in_main_sets_globals_its_tasks_see():
+    from tests.conftest import run_python
+
+    out = run_python(
+        """
+        from picklepool import Executor
+
+        CONNECTION = None
+        OTHER = "from the parent"
+
+        def connect(value):
+            global CONNECTION
+            CONNECTION = value
+
+        def use():
+            return CONNECTION, OTHER
+
+        with Executor(max_workers=2, initializer=connect, initargs=("open",)) as ex:
+            print(sorted({ex.submit(use).result() for _ in range(6)}))
+        """
+    )
+    assert out.stdout.strip() == "[('open', 'from the parent')]", out.stderr

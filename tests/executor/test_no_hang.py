@@ -157,3 +157,18 @@ def test_a_generator_left_in_a_global_at_exit_prints_nothing(return_as):
         """
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")
+
+
+@pytest.mark.timeout(30)
+def test_an_executor_whose_pool_stops_delivering_fails_its_futures_instead_of_hanging():
+    from picklepool import Executor
+
+    ex = Executor(max_workers=2)
+    backend = _Stalled(2)
+    backend.moves_bytes = True
+    ex._channel.backend = backend
+    ex._channel.send = lambda items, first: Future()  # accepted, never answered
+    fut = ex.submit(abs, -1)
+    with pytest.raises(WorkerCrashedError, match="stopped delivering results"):
+        fut.result(timeout=20)
+    assert backend.stopped

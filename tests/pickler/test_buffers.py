@@ -62,6 +62,7 @@ def describe(a):
         "f": flags.f_contiguous,
         "writeable": flags.writeable,
         "shm": shm_backed(a),
+        "memmap": type(a).__name__ == "memmap",
         "copy": a.copy(),
     }
 
@@ -316,7 +317,7 @@ def test_max_nbytes_none_sends_copies(where, writes):
     else:
         with picklepool.parallel_config(max_nbytes=None):
             (d,) = Parallel(n_jobs=2)([delayed(describe)(a)])
-    assert not d["shm"] and d["writeable"]
+    assert not d["shm"] and not d["memmap"] and d["writeable"]
     assert writes == []
 
 
@@ -509,3 +510,15 @@ def test_worker_sends_results_in_band_when_shared_memory_is_full(tmp_path, monke
     assert isinstance(reply, bytes) and os.listdir(tmp_path) == []
     np.testing.assert_array_equal(pickle.loads(reply).values[0], outcome.values[0])
     assert "sent in band" in caplog.text
+
+
+def length(xs):
+    return len(xs), xs[-1]
+
+
+def test_a_large_pickle_stream_goes_through_a_file_and_is_removed():
+    big = list(range(400_000))  # no buffer to share: the stream itself is large
+    assert buffers.PAYLOAD_FILE_MIN < len(pickle.dumps(big, 5))
+    out = Parallel(n_jobs=2, batch_size=1)(delayed(length)(big) for _ in range(3))
+    assert out == [(400_000, 399_999)] * 3
+    assert not [e for e in os.listdir(session().path) if e.startswith("call-")]

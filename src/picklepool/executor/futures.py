@@ -26,7 +26,7 @@ import math
 import queue
 import threading
 import time
-import uuid
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -44,7 +44,7 @@ from ..workers.prologue import initialize
 from . import gil, limits
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
-from .dispatch import Channel
+from .dispatch import PROGRESS_POLL, Channel
 from .functions import label
 from .replies import Pending
 
@@ -54,9 +54,10 @@ _WAKE = object()
 class _Work:
     """A queued submission: one call (``submit``) or a chunk of calls (``map``, joblib)."""
 
-    __slots__ = ("future", "items", "chunk", "strip")
+    __slots__ = ("future", "items", "chunk", "strip", "index")
 
     def __init__(self, future: Future[Any], items: list[Any], chunk: bool, strip: int = 0) -> None:
+        self.index = 0  # the number of the user's first call in it, counted by the executor
         self.future = future
         self.items = items  # (function, args, kwargs or None) triples
         self.chunk = chunk  # the future's result is the list of the calls' results
@@ -146,7 +147,7 @@ class Executor(_StdExecutor):
         self._channel.origin = "this Executor"
         self._prologue: list[Any] = []
         if initializer is not None:
-            token = uuid.uuid4().hex
+            token = self._channel.functions.token  # the functions it sends carry it too
             self._prologue = [(initialize, (token, initializer, tuple(initargs)), None)]
             self._initializer_label = label(initializer)
         self._lock = threading.Lock()
@@ -157,7 +158,8 @@ class Executor(_StdExecutor):
         self._batcher = AutoBatcher(s.n_workers)
         self._works: dict[int, list[_Work]] = {}  # batch seq -> what it carries
         self._seq = itertools.count()
-        self._next_task = 0
+        self._next_task = 0  # tasks sent, initializers and joblib's config frames included
+        self._next_call = 0  # the user's calls submitted: how errors number them
         self._shutdown = False
         self._broken: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -192,6 +194,8 @@ class Executor(_StdExecutor):
                 raise BrokenProcessPool(str(self._broken))
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown of this picklepool.Executor")
+            work.index = self._next_call
+            self._next_call += len(work.items) - 2 * work.strip
             self._queue.append(work)
             wake = not self._woken and len(self._channel.inflight) < self._max_inflight
             if wake:
@@ -257,6 +261,22 @@ class Executor(_StdExecutor):
         self._events.put(_WAKE)
         if wait and thread is not threading.current_thread():
             thread.join()
+
+    def _terminate(self) -> None:
+        """Stop now: cancel what is not sent, and kill the workers running the rest.
+
+        For Ctrl-C and joblib's ``abort_everything`` (as joblib's loky backend kills
+        its workers): the shared pool is replaced on the next call.
+        """
+        self.shutdown(wait=False, cancel_futures=True)
+        self._channel.backend.shutdown(kill=True)
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Any:
+        """As the standard library's (``shutdown(wait=True)``), but Ctrl-C stops at once."""
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self._terminate()
+            return False
+        return super().__exit__(exc_type, exc_val, exc_tb)
 
     # -- the manager thread ----------------------------------------------------------------
 
@@ -326,9 +346,25 @@ class Executor(_StdExecutor):
         self._works[seq] = works
         batch.future.add_done_callback(lambda _f: self._events.put(batch))
 
+    def _check(self) -> None:
+        """No reply for a while: look after the pool (``executor.reaper``), never wait blindly."""
+        if not self._channel.inflight:
+            return
+        notes, stalled = self._channel.backend.check()
+        for note in notes:
+            warnings.warn(f"picklepool: {note}", RuntimeWarning, stacklevel=2)
+        if stalled is None:
+            return
+        self._channel.backend.shutdown(kill=True)
+        for batch in sorted(self._channel.inflight.values(), key=lambda b: b.first):
+            works = self._works.pop(batch.seq, [])
+            _fail(works, WorkerCrashedError(f"{stalled} ({batch.tasks()} never came back); submit again"))
+        self._channel.inflight.clear()
+
     def _finish(self, batch: Pending) -> None:
         """A batch came back: each submission's future gets its result or exception."""
-        del self._channel.inflight[batch.seq]
+        if self._channel.inflight.pop(batch.seq, None) is None:
+            return  # given up on already (a stalled pool, see _check)
         works = self._works.pop(batch.seq)
         try:
             values, seconds = self._channel.replies.read(batch)
@@ -356,16 +392,17 @@ class Executor(_StdExecutor):
                     w.future.set_result(mine)
                 else:
                     at = next(i for i, v in enumerate(mine) if v is raised)
-                    index = batch.first + k - n + at + w.strip
-                    w.future.set_exception(self._error(batch, index, raised))
+                    w.future.set_exception(self._error(w.index + at, w.items[at + w.strip], raised))
             elif type(mine[0]) is Raised:
-                w.future.set_exception(self._error(batch, batch.first + k - 1, mine[0]))
+                w.future.set_exception(self._error(w.index, w.items[0], mine[0]))
             else:
                 w.future.set_result(mine[0])
         batch.items = None
 
-    def _error(self, batch: Pending, index: int, raised: Raised) -> BaseException:
-        return self._channel.replies.task_error(batch, TaskFailed(index, raised.error, raised.traceback))
+    def _error(self, index: int, item: Any, raised: Raised) -> BaseException:
+        """The exception of the user's call number *index* (*item*), named as such."""
+        one = Pending(-1, index, [item])
+        return self._channel.replies.task_error(one, TaskFailed(index, raised.error, raised.traceback))
 
     def _break(self, batch: Pending, works: list[_Work], raised: Raised) -> None:
         """The initializer raised: this executor is broken, as the standard library's."""
@@ -374,7 +411,7 @@ class Executor(_StdExecutor):
             f"{type(raised.error).__name__}: {raised.error} in a worker; the executor is broken. "
             "Fix the initializer and create a new Executor."
         )
-        error.__cause__ = self._error(batch, batch.first, raised)
+        error.__cause__ = self._error(0, batch.items[0] if batch.items else None, raised)
         with self._lock:
             self._broken = error
             queued = list(self._queue)
@@ -389,12 +426,17 @@ def _wake(events: queue.SimpleQueue[Any], _ref: Any) -> None:
 def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any]) -> None:
     """The manager thread: ends with its executor's shutdown, or when it is collected."""
     while True:
-        event = events.get()
+        try:
+            event = events.get(timeout=PROGRESS_POLL)
+        except queue.Empty:
+            event = None
         executor = ref()
         if executor is None:
             return  # dropped without shutdown, nothing in flight (a batch's callback holds it)
         try:
-            if executor._step(event):
+            if event is None:
+                executor._check()
+            elif executor._step(event):
                 return
         except BaseException:  # pragma: no cover - a bug here must not hang the futures
             executor._gil.restore()

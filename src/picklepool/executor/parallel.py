@@ -23,6 +23,10 @@ from .progress import make_reporter
 
 RETURN_AS = ("list", "generator", "generator_unordered")
 
+# Settings already resolved, by (arguments, parallel_config block, env vars, cores): the
+# usual `Parallel(n_jobs=2)(...)` in a loop resolves its settings once.
+_resolved: dict[Any, tuple[Any, Settings]] = {}
+
 
 def effective_n_jobs(n_jobs: Any = -1) -> int:
     """How many workers ``Parallel(n_jobs=n_jobs)`` would use here (joblib's helper).
@@ -211,7 +215,19 @@ class Parallel:
         cached = self._cached
         if cached is not None and cached[0] is block and cached[1] == env and cached[2] == where:
             return _nested(cached[3], warn)
-        s = resolve_settings(self._args, BACKENDS, *where)
+        try:  # the same arguments in the same surroundings: another Parallel resolved them
+            key: Any = (tuple((type(v), v) for v in self._args.values()), id(block), env, where)
+            hit = _resolved.get(key)
+        except TypeError:  # an argument that cannot be hashed: resolve
+            key, hit = None, None
+        if hit is not None and hit[0] is block:
+            s = hit[1]
+        else:
+            s = resolve_settings(self._args, BACKENDS, *where)
+            if key is not None:
+                if len(_resolved) >= 64:
+                    _resolved.clear()
+                _resolved[key] = (block, s)
         self._cached = (block, env, where, s)
         return _nested(s, warn)
 
@@ -324,6 +340,8 @@ class Parallel:
         if backend.enforces_limits:
             worker_limits = limits.for_call(getattr(backend, "env", None), s.max_worker_memory)
         recycled = memory.recycled_total if worker_limits and worker_limits.max_memory else None
+        if recycled is not None:
+            recycled()  # takes in the records earlier calls' recycled workers left in /dev/shm
         reporter = make_reporter(s.progress, s.verbose, backend.n_workers, recycled)
         call = Call(
             backend,

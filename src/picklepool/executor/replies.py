@@ -140,7 +140,8 @@ class ReplyReader:
         if what == "pickler":
             subject = f"the pickler {name!r} itself (its class must be importable in the workers)"
         elif what == "function":
-            subject = f"the function {failure.label} of {batch.tasks()}"
+            names = [n for n in failure.label.split(", ") if not n.startswith("picklepool.workers.")]
+            subject = f"the function {', '.join(names) or failure.label} of {batch.tasks()}"
         else:
             subject = f"the {what} of {batch.tasks()}"
         text = f"a worker could not rebuild {subject}, sent with pickler {name!r}: {message}."
@@ -271,8 +272,8 @@ def stand_in(failure: Failure) -> BaseException:
     name = failure.mro[0].rpartition(".")[2].rpartition(":")[2] if failure.mro else "RemoteError"
     cls = type(name, (base,), {"__module__": "picklepool.remote", "__qualname__": name})
     try:
-        return cls(failure.what)  # type: ignore[no-any-return]
+        return cls(failure.message)  # type: ignore[no-any-return]
     except Exception:  # noqa: BLE001 - a base whose __init__ wants other arguments
         exc: BaseException = BaseException.__new__(cls)
-        exc.args = (failure.what,)
+        exc.args = (failure.message,)
         return exc

@@ -69,6 +69,7 @@ from . import arrays
 log = logging.getLogger(__name__)
 
 SHM_RESERVE = 16 << 20  # keep this much of /dev/shm free for everybody else
+PAYLOAD_FILE_MIN = 1 << 20  # a batch's pickle stream of this size goes through a file
 _MEMO_TAG = "picklepool.buffer"
 
 Ref = tuple[str, int]  # a file's path and the size of the buffer it holds
@@ -209,7 +210,13 @@ class CallBuffers:
             with arrays.sharing(arrays.Scope(None, 0, self.files_shared)):  # memmaps by reference
                 return pickler.dumps(obj)  # type: ignore[no-any-return]
         data, refs = self._dumps(pickler, obj, pin=False)
-        return Frames(data, refs, (self.folder, self.max_nbytes), self.mmap_mode)
+        stream: Any = data
+        if len(data) >= PAYLOAD_FILE_MIN and free_space(self.folder) >= len(data) + SHM_RESERVE:
+            # A large pickle stream (a long list, a big dict) skips the pipe: one write here,
+            # one read in the worker, instead of a copy by loky at each end and the pipe.
+            stream = os.path.join(self.folder, f"p-{next(self._names)}")
+            write_file(stream, memoryview(data))
+        return Frames(stream, refs, (self.folder, self.max_nbytes), self.mmap_mode)
 
     def dumps_function(self, pickler: Any, func: Any) -> tuple[bytes, tuple[Ref, ...]]:
         """Pickle a function spec (sent once per call): its bytes and buffer refs."""
@@ -342,9 +349,12 @@ class CallBuffers:
         with self._lock:
             entries = [self._by_path[path] for path, _ in payload.refs]
             self._pending += 1
-        fut.add_done_callback(lambda _f: self._batch_done(entries))
+        stream = payload.data if isinstance(payload.data, str) else None
+        fut.add_done_callback(lambda _f: self._batch_done(entries, stream))
 
-    def _batch_done(self, entries: list[_Entry]) -> None:
+    def _batch_done(self, entries: list[_Entry], stream: str | None = None) -> None:
+        if stream is not None:
+            unlink(stream)  # the batch's pickle stream, read by its worker
         with self._lock:
             self._pending -= 1
             late = self._closed and self._pending == 0

@@ -9,18 +9,60 @@ they travel by reference and cost a few bytes per batch.
 
 from __future__ import annotations
 
+import sys
+import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 _initialized: set[str] = set()  # executor tokens whose initializer ran in this worker
 _configs: list[Any] = []  # open joblib.parallel_config contexts, innermost last
 
+# Globals an initializer sent by value set, per executor token: (its module, names -> values).
+_overlays: dict[str, tuple[str, dict[str, Any]]] = {}
+# Functions rebuilt by value for each executor token (weakly): they receive those globals.
+_adopted: dict[str, weakref.WeakSet[Any]] = {}
+
+
+def _by_value(func: Any) -> bool:
+    module = sys.modules.get(getattr(func, "__module__", None) or "")
+    return type(func) is types.FunctionType and func.__globals__ is not getattr(module, "__dict__", None)
+
 
 def initialize(token: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> None:
-    """Run ``initializer(*initargs)`` once in this worker for the executor *token*."""
-    if token not in _initialized:
-        initializer(*initargs)
-        _initialized.add(token)
+    """Run ``initializer(*initargs)`` once in this worker for the executor *token*.
+
+    An initializer defined in ``__main__`` (sent by value) that sets globals
+    (``global conn; conn = connect()``) sets them for the executor's tasks too, as
+    with the standard library's executors, whose tasks share the initializer's
+    module: the globals it changed are given to every function of that module
+    the executor sends (:func:`adopt`). Other globals stay as the parent sent them.
+    """
+    if token in _initialized:
+        return
+    before = dict(initializer.__globals__) if _by_value(initializer) else None
+    initializer(*initargs)
+    _initialized.add(token)
+    if before is not None:
+        now = initializer.__globals__
+        changed = {k: v for k, v in now.items() if k not in before or before[k] is not v}
+        if changed:
+            _overlays[token] = (initializer.__module__, changed)
+            for func in list(_adopted.get(token, ())):
+                _give(func, token)
+
+
+def adopt(token: str, func: Any) -> None:
+    """A function rebuilt for executor *token*: give it its initializer's globals, now or later."""
+    if _by_value(func):
+        _adopted.setdefault(token, weakref.WeakSet()).add(func)
+        _give(func, token)
+
+
+def _give(func: Any, token: str) -> None:
+    found = _overlays.get(token)
+    if found is not None and func.__module__ == found[0]:
+        func.__globals__.update(found[1])
 
 
 def enter_config(backend: Any, n_jobs: Any) -> None:

@@ -20,7 +20,7 @@ from .. import lokycompat
 from ..errors import TaskTimeoutError
 from ..pickler.buffers import Frames
 from ..wire import Batch, Cancelled, Failure, FuncSpec, TaskFailed
-from . import buffers, changes, control, mirror, replies
+from . import buffers, changes, control, mirror, prologue, replies
 from .blobs import attached, blob_size, read_blob
 from .cache import objects
 from .limits import before_batch
@@ -59,6 +59,7 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
 
     def keep() -> _Kept:
         made.append(_Kept(build(), call))
+        prologue.adopt(call, made[-1].func)  # an Executor initializer's globals (workers.prologue)
         return made[-1]
 
     kept: _Kept = objects.get_or_build(("func", key), size, keep)
