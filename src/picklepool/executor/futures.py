@@ -256,11 +256,16 @@ class Executor(_StdExecutor):
         for work in cancelled:
             work.future.cancel()
         if thread is None:
-            self._channel.close()
+            self._close()
             return
         self._events.put(_WAKE)
         if wait and thread is not threading.current_thread():
             thread.join()
+
+    def _close(self) -> None:
+        """The end: this executor's files go, and its hold on the shared warm pool."""
+        self._channel.close()
+        self._channel.backend.release()
 
     def _terminate(self) -> None:
         """Stop now: cancel what is not sent, and kill the workers running the rest.
@@ -296,7 +301,7 @@ class Executor(_StdExecutor):
         if idle:
             self._gil.restore()
         if done:
-            self._channel.close()
+            self._close()
         return done
 
     def _take(self) -> list[_Work]:
