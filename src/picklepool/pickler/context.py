@@ -78,60 +78,6 @@ class CallContext:
         return ref
 
     def attachment(self) -> Any:
-        """What every batch carries so that workers can read references (None for files)."""
-
-
-class SessionStore:
-    """Blobs as files in the parent's session folder; the reference is the path."""
-
-    def __init__(self, session: Any, owner: Any) -> None:
-        self.session = session
-        self.owner = owner  # the call: calls sending the same content share one file
-
-    def put(self, key: str, data: bytes) -> str:
-        return self.session.write_blob(key, data, self.owner)  # type: ignore[no-any-return]
-
-    def drop(self, key: str) -> None:
-        self.session.drop_blob(key, self.owner)
-
-    def attachment(self) -> None:
-        return None
-
-
-@dataclass
-class CallContext:
-    pickler: Any
-    session: Any | None  # workers.control.Session, or None (in-process backends, dask)
-    store: BlobStore | None = None  # None: the session's files, if there is a session
-    blobs: list[str] = field(default_factory=list)  # keys to drop when the call ends
-    memo: dict[Any, Any] = field(default_factory=dict)  # per-call cache for reducers
-
-    def __post_init__(self) -> None:
-        if self.store is None and self.session is not None:
-            self.store = SessionStore(self.session, id(self))
-
-    def put_blob(self, key: str, data: bytes) -> Any:
-        """Send *data* once for this call; a reference for ``workers.blobs.read_blob``, or None."""
-        if self.store is None:
-            return None
-        ref = self.store.put(key, data)
-        if key not in self.blobs:
-            self.blobs.append(key)
-        return ref
-
-    def write_blob(self, key: str, data: bytes) -> str | None:
-        """Write *data* once for this call as a file; its path, or None (no session folder).
-
-        Prefer :meth:`put_blob`, which also works across machines (dask).
-        """
-        if self.session is None:
-            return None
-        path: str = self.session.write_blob(key, data, id(self))
-        if key not in self.blobs:
-            self.blobs.append(key)
-        return path
-
-    def attachment(self) -> Any:
         """What each batch carries for the workers to read this call's blobs."""
         return self.store.attachment() if self.store is not None else None
 
