@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from picklepool import Parallel, delayed
+from picklepool import Parallel, WorkerCrashedError, delayed
 
 SETTING = "imported"
 
@@ -47,3 +47,16 @@ def test_with_block_keeps_one_pool():
     with Parallel(n_jobs=2, backend="multiprocessing") as p:
         assert p(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
         assert p(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+def exit_at_two(x):
+    if x == 2:
+        os._exit(7)
+    return x
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_dies_fails_the_call_naming_its_task():
+    with pytest.raises(WorkerCrashedError, match=r"task 2: exit_at_two\(2\).*exit code 7"):
+        Parallel(2, backend="multiprocessing", batch_size=1)(delayed(exit_at_two)(i) for i in range(6))
+    assert Parallel(2, backend="multiprocessing")(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]

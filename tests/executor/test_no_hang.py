@@ -133,9 +133,7 @@ class _Stalled(Backend):
 def test_a_call_whose_pool_stops_delivering_fails_instead_of_hanging():
     backend = _Stalled(2)
     call = Call(backend, None, FixedBatcher(1), 2, None, True)
-    with pytest.raises(
-        WorkerCrashedError, match=r"stopped delivering results \(tasks 0\.\.0 \(first: task 0: abs\(-1\)\)"
-    ):
+    with pytest.raises(WorkerCrashedError, match=r"task 0: abs\(-1\).*stopped delivering results"):
         list(call.run([(abs, (-1,), {}), (abs, (-2,), {})]))
     assert backend.stopped
 

@@ -326,13 +326,11 @@ class Call(Channel):
             for note in notes:
                 warnings.warn(f"picklepool: {note}", RuntimeWarning, stacklevel=3)
             if stalled is not None and self._done.empty():
-                self.backend.shutdown(kill=True)
                 pending = sorted(self.inflight.values(), key=lambda b: b.first)
-                where = pending[0].tasks() if pending else "its tasks"
-                raise WorkerCrashedError(
-                    f"{stalled} ({where} never came back). The pool was stopped and is replaced "
-                    "on the next call; rerun the call."
-                )
+                # names the task a dead worker was running (or the one past its timeout)
+                error = self.replies.crash_error(pending[0], WorkerCrashedError(stalled)) if pending else None
+                self.backend.shutdown(kill=True)
+                raise error or WorkerCrashedError(f"{stalled}. Rerun the call.")
 
     def _cancel(self, inflight: dict[int, Pending], hard: bool) -> None:
         self.cancelled = True
