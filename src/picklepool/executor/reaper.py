@@ -125,8 +125,7 @@ def stop(executor: Any, wait: bool = True, kill: bool = False, deadline: float |
     """
     deadline = EXIT_DEADLINE if deadline is None else deadline
     thread = lokycompat.manager_thread(executor)
-    processes = lokycompat.worker_processes(executor)
-    mine = list(processes)
+    mine = list(lokycompat.worker_processes(executor))
     if kill:
         for pid in mine:
             kill_tree(pid)
@@ -135,9 +134,10 @@ def stop(executor: Any, wait: bool = True, kill: bool = False, deadline: float |
         return []
     if thread is not None and thread is not threading.current_thread():
         thread.join(deadline)
-    # Only this executor's own workers: another pool's, starting or retiring meanwhile in
-    # another thread, are not this shutdown's to judge (``check`` looks after those).
-    late = [p.pid for p in processes.values() if _running(p)]
+    with _lock:
+        others = [e for e in _executors if e is not executor]
+    busy = {pid for e in others for pid in lokycompat.worker_processes(e)}  # other pools' workers
+    late = [p.pid for p in lokycompat.started_workers() if p.pid not in busy and _running(p)]
     if not late and (thread is None or not thread.is_alive()):
         return []
     for pid in late:
