@@ -56,12 +56,21 @@ def header(pickler: Any) -> bytes:
 
 
 def parent_state(n_workers: int) -> ParentState:
-    """What this call's workers mirror (``workers.mirror``), read now."""
+    """What this call's workers mirror (``workers.mirror``), read now, in the calling thread."""
     depth, cores = mirror.nesting()
     cores = cpu_count() if cores is None else cores
     return ParentState(
-        tuple(sys.path), sys.getrecursionlimit(), os.getcwd(), depth + 1, max(1, cores // max(1, n_workers))
+        tuple(sys.path),
+        sys.getrecursionlimit(),
+        os.getcwd(),
+        depth + 1,
+        max(1, cores // max(1, n_workers)),
+        _int_digits(),
+        mirror.numeric_state(),
     )
+
+
+_int_digits: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: 0)  # 3.10.7+
 
 
 PROGRESS_POLL = 0.5  # seconds between two looks at the pool while a call waits (executor.reaper)
