@@ -27,7 +27,7 @@ from typing import Any
 
 import cloudpickle
 
-from ..errors import PicklingError, WorkerCrashedError
+from ..errors import PicklingError, TaskExitError, WorkerCrashedError
 from ..pickler.buffers import CallBuffers
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain
@@ -305,7 +305,9 @@ class Call(Channel):
                 if handoff is not None:
                     handoff.lower()
         except BaseException as exc:
-            self._cancel(inflight, hard=isinstance(exc, KeyboardInterrupt))
+            # a real Ctrl-C, not a task's own KeyboardInterrupt (TaskInterruptError)
+            ctrl_c = isinstance(exc, KeyboardInterrupt) and not isinstance(exc, TaskExitError)
+            self._cancel(inflight, hard=ctrl_c)
             raise
         finally:
             if handoff is not None:
