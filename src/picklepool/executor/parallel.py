@@ -19,6 +19,7 @@ from .backend import Backend
 from .backends import BACKENDS, make_backend
 from .batching import AutoBatcher, FixedBatcher
 from .dispatch import Call
+from .joblib_backends import from_joblib
 from .progress import make_reporter
 
 RETURN_AS = ("list", "generator", "generator_unordered")
@@ -87,13 +88,22 @@ class Parallel:
     None means "not given" for each of them):
 
     n_jobs*: workers; -1 (the default) all usable cores, -n all but n-1, 1 runs in
-        the calling process; floats are truncated, as in joblib. Inside a worker,
+        the calling process; floats and strings of digits are read as joblib's
+        ``int(n_jobs)`` does. 0 (or 0.5) raises ``ValueError`` saying, as joblib,
+        "n_jobs == 0 in Parallel has no meaning", and "2.3" or "abc" one saying "n_jobs
+        could not be converted to int" (joblib raises these at its first call or
+        ``_initialize_backend()``; picklepool at construction). Inside a worker,
         -1 means that worker's share of the cores. With backend="dask", -1 and -n
         count the cluster's threads instead of local cores.
     backend*: "loky" (default: warm reusable processes), "threading",
         "sequential", "dask", "multiprocessing" (a ``multiprocessing.Pool`` per call,
         see ``executor.mpbackend``) or a ``multiprocessing`` context object (that
-        start method's pool).
+        start method's pool). An instance of joblib's own ``LokyBackend``,
+        ``ThreadingBackend``, ``SequentialBackend`` or ``MultiprocessingBackend`` means
+        the backend of that name, with the ``inner_max_num_threads`` and settings it
+        was made with unless given here (``executor.joblib_backends``); any other
+        joblib backend object (``ParallelBackendBase`` subclass) raises ``ValueError``.
+        An unknown name raises ``ValueError("Invalid backend: ...")``.
     prefer*: "threads" or "processes": a soft hint, used only when no backend is
         given (argument, ``parallel_config`` or ``PICKLEPOOL_BACKEND``), as in joblib.
     require*: "sharedmem": a hard constraint. With ``backend=`` a process backend it
@@ -169,7 +179,7 @@ class Parallel:
         if return_as not in RETURN_AS:
             raise ValueError(f"return_as={return_as!r} is not valid; use one of {list(RETURN_AS)}")
         self.return_as = return_as
-        self._args = {
+        given = {
             "n_jobs": n_jobs,
             "backend": backend,
             "verbose": verbose,
@@ -189,6 +199,13 @@ class Parallel:
             "initializer": initializer,
             "initargs": initargs,
         }
+        joblib_backend = from_joblib(backend, "argument")  # joblib's LokyBackend() etc.
+        if joblib_backend is not None:
+            given["backend"] = joblib_backend[0]
+            for key, value in joblib_backend[1].items():  # what it carries, unless given here
+                if given[key] is NOT_SET or given[key] is None:
+                    given[key] = value
+        self._args = given
         self._backend: Backend | None = None
         self._running = False
         self._lock = threading.Lock()
@@ -201,6 +218,23 @@ class Parallel:
     def n_jobs(self) -> int:
         """The ``n_jobs`` in force now (argument, parallel_config, env, default): joblib's attribute."""
         return self._settings().n_jobs
+
+    def _effective_n_jobs(self) -> int:
+        """How many workers a call of this instance would use now: joblib's ``Parallel._effective_n_jobs()``.
+
+        Kept for code written against joblib (scikit-learn-era code calls it). The
+        ``n_jobs`` in force (argument, ``parallel_config``, environment, default) as a
+        count of workers: -1 is all usable cores (inside a worker, its share of them),
+        1 wherever the call would run sequentially (a nested call too deep, a process
+        backend below threads); inside ``with Parallel(...) as p:``, the workers of the
+        block's backend (for dask, the cluster's threads when ``n_jobs`` is negative).
+        Raises ``ValueError`` as the constructor does if the ``parallel_config`` block
+        around it now holds a bad setting.
+        """
+        backend = self._backend
+        if backend is not None:
+            return backend.n_workers
+        return self._settings().n_workers
 
     def _settings(self, warn: bool = False) -> Settings:
         """Every setting in force now, validated (``picklepool.settings``).
