@@ -205,6 +205,8 @@ class Call(Channel):
         self.on_progress = on_progress
         self._done: queue.SimpleQueue[Pending] = queue.SimpleQueue()
         self.total: int | None = None
+        # tasks and batches dispatched, as of the last on_progress call (Parallel.print_progress)
+        self.n_dispatched_tasks = self.n_dispatched_batches = 0
 
     def _submit(self, items: list[Any], seq: int, first: int) -> Pending:
         batch = Pending(seq, first, items)
@@ -287,6 +289,7 @@ class Call(Channel):
                 if self.on_progress is not None:
                     # total: the known length, else the dispatched count once exhausted.
                     total = self.total if self.total is not None else dispatched if exhausted else None
+                    self.n_dispatched_tasks, self.n_dispatched_batches = dispatched, seq  # for the hook
                     self.on_progress(completed, total)
                 if not self.ordered:
                     out = [results]
