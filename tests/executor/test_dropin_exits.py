@@ -109,3 +109,17 @@ def test_an_uncaught_keyboard_interrupt_in_a_task_shows_the_task():
     assert result.returncode != 0
     assert result.stdout == ""
     assert "TaskInterruptError: task 3: stops(3) raised KeyboardInterrupt" in result.stderr, result.stderr
+
+
+def exit_with_a_cause(code):
+    try:
+        raise ValueError("why")
+    except ValueError as exc:
+        raise SystemExit(code) from exc  # a cause: the exception travels as its parts
+
+
+@pytest.mark.parametrize(("backend", "n_jobs"), [("loky", 2), ("multiprocessing", 2)])
+def test_the_code_survives_the_trip_as_parts(backend, n_jobs):
+    with pytest.raises(SystemExit) as info:
+        Parallel(n_jobs=n_jobs, backend=backend)([delayed(exit_with_a_cause)(5)])
+    assert info.value.code == 5 and info.value.original.code == 5

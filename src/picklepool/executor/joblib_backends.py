@@ -28,7 +28,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..settings import is_mp_context
+from ..settings import NOT_SET, is_mp_context
 
 MODULE = "joblib._parallel_backends"
 
@@ -56,7 +56,7 @@ def from_joblib(value: Any, source: str) -> tuple[Any, dict[str, Any]] | None:
     backend (a ``ParallelBackendBase`` subclass or class), and for constructor
     keywords picklepool cannot carry over.
     """
-    if value is None or isinstance(value, str) or is_mp_context(value):
+    if value is NOT_SET or value is None or isinstance(value, str) or is_mp_context(value):
         return None
     module = sys.modules.get(MODULE)
     if module is None:  # joblib's backends are not even imported: value cannot be one
