@@ -2,8 +2,9 @@
 
 Each extends the stdlib exception a user would already catch: ``PicklingError`` is a
 ``pickle.PicklingError``, ``WorkerCrashedError`` a ``BrokenProcessPool``,
-``TaskTimeoutError`` a ``TimeoutError``, ``TaskExitError`` a ``RuntimeError``,
-``StateFileError`` a ``ValueError``.
+``TaskTimeoutError`` a ``TimeoutError``, ``TaskExitError`` a ``RuntimeError``
+(``TaskInterruptError`` also a ``KeyboardInterrupt``, ``TaskSystemExitError`` also a
+``SystemExit``), ``StateFileError`` a ``ValueError``.
 Messages say what went wrong, where, and what to do.
 """
 
@@ -45,13 +46,39 @@ class TaskTimeoutError(TimeoutError, multiprocessing.TimeoutError):
 class TaskExitError(RuntimeError):
     """A task raised ``SystemExit``, ``KeyboardInterrupt`` or ``GeneratorExit``.
 
-    Raised in the parent instead of the exception itself, which would end the
-    caller's program (``sys.exit(0)`` in a task would make a script exit quietly
-    with status 0). The message names the task; ``original`` is the exception the
-    task raised. A real Ctrl-C in the parent still interrupts the call as usual.
+    The message names the task (its index and function); ``original`` is the
+    exception the task raised, and the worker's traceback is the ``__cause__``.
+    What the parent raises is also of the task's own kind, as joblib re-raises it
+    (issue 13): :class:`TaskInterruptError` (a ``KeyboardInterrupt``) and
+    :class:`TaskSystemExitError` (a ``SystemExit`` with the task's ``code``), so
+    ``except KeyboardInterrupt`` / ``except SystemExit`` written for joblib catch them,
+    and so does ``except TaskExitError``. Left uncaught, a task's ``sys.exit(n)``
+    therefore ends the script with status *n*, as with joblib or a plain loop. A
+    ``GeneratorExit`` raised by a task gives a plain ``TaskExitError``. Raised for
+    every backend and by ``Executor`` futures.
+
+    Being a ``RuntimeError`` as well, it is also caught by ``except Exception``,
+    unlike the bare ``KeyboardInterrupt``/``SystemExit`` joblib raises.
     """
 
     original: BaseException | None = None
+
+
+class TaskInterruptError(TaskExitError, KeyboardInterrupt):
+    """A task raised ``KeyboardInterrupt``: both a :class:`TaskExitError` and a ``KeyboardInterrupt``.
+
+    A real Ctrl-C in the caller still interrupts the call with a plain
+    ``KeyboardInterrupt``, unless it lands inside a task running in the calling
+    thread (``n_jobs=1``), where it is this, naming that task.
+    """
+
+
+class TaskSystemExitError(TaskExitError, SystemExit):
+    """A task raised ``SystemExit``: both a :class:`TaskExitError` and a ``SystemExit``.
+
+    ``code`` is the task's exit code (``sys.exit(3)`` -> 3, ``sys.exit()`` -> None),
+    so an uncaught one ends the script with that status, as in joblib.
+    """
 
 
 class RemoteTraceback(Exception):

@@ -150,6 +150,8 @@ def rebuild_exception(
     """
     exc = cls.__new__(cls, *args)
     exc.args = args
+    if isinstance(exc, SystemExit):  # its code is set by __init__, from args
+        exc.code = None if not args else args[0] if len(args) == 1 else args  # type: ignore[assignment]
     if state:
         exc.__dict__.update(state)
     if notes:

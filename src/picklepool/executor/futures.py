@@ -35,7 +35,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from ..errors import WorkerCrashedError
+from ..errors import TaskExitError, WorkerCrashedError
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, resolve_settings
 from ..wire import Raised, TaskFailed
@@ -278,7 +278,9 @@ class Executor(_StdExecutor):
 
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Any:
         """As the standard library's (``shutdown(wait=True)``), but Ctrl-C stops at once."""
-        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+        # a real Ctrl-C; a task's own KeyboardInterrupt (TaskInterruptError) is a task error
+        ctrl_c = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        if ctrl_c and not issubclass(exc_type, TaskExitError):
             self._terminate()
             return False
         return super().__exit__(exc_type, exc_val, exc_tb)
