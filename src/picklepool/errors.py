@@ -3,8 +3,7 @@
 Each extends the stdlib exception a user would already catch: ``PicklingError`` is a
 ``pickle.PicklingError``, ``WorkerCrashedError`` a ``BrokenProcessPool``,
 ``TaskTimeoutError`` a ``TimeoutError``, ``TaskExitError`` a ``RuntimeError``
-(``TaskInterruptError`` also a ``KeyboardInterrupt``, ``TaskSystemExitError`` also a
-``SystemExit``), ``StateFileError`` a ``ValueError``.
+(``TaskInterruptError`` also a ``KeyboardInterrupt``), ``StateFileError`` a ``ValueError``.
 Messages say what went wrong, where, and what to do.
 """
 
@@ -48,17 +47,16 @@ class TaskExitError(RuntimeError):
 
     The message names the task (its index and function); ``original`` is the
     exception the task raised, and the worker's traceback is the ``__cause__``.
-    What the parent raises is also of the task's own kind, as joblib re-raises it
-    (issue 13): :class:`TaskInterruptError` (a ``KeyboardInterrupt``) and
-    :class:`TaskSystemExitError` (a ``SystemExit`` with the task's ``code``), so
-    ``except KeyboardInterrupt`` / ``except SystemExit`` written for joblib catch them,
-    and so does ``except TaskExitError``. Left uncaught, a task's ``sys.exit(n)``
-    therefore ends the script with status *n*, as with joblib or a plain loop. A
-    ``GeneratorExit`` raised by a task gives a plain ``TaskExitError``. Raised for
-    every backend and by ``Executor`` futures.
+    A task's ``KeyboardInterrupt`` comes back as :class:`TaskInterruptError`, also a
+    ``KeyboardInterrupt`` as joblib re-raises it (issue 13), so ``except
+    KeyboardInterrupt`` written for joblib catches it. A task's ``sys.exit(n)`` comes
+    back as :class:`TaskSystemExitError` with ``code`` *n*; it is not a ``SystemExit``
+    (issue 14: a task must not end the caller's script quietly, as joblib's re-raised
+    ``SystemExit(0)`` would). A ``GeneratorExit`` raised by a task gives a plain
+    ``TaskExitError``. Raised for every backend and by ``Executor`` futures.
 
-    Being a ``RuntimeError`` as well, it is also caught by ``except Exception``,
-    unlike the bare ``KeyboardInterrupt``/``SystemExit`` joblib raises.
+    Being a ``RuntimeError``, it is also caught by ``except Exception``, unlike the
+    bare ``KeyboardInterrupt`` joblib raises.
     """
 
     original: BaseException | None = None
@@ -73,11 +71,15 @@ class TaskInterruptError(TaskExitError, KeyboardInterrupt):
     """
 
 
-class TaskSystemExitError(TaskExitError, SystemExit):
-    """A task raised ``SystemExit``: both a :class:`TaskExitError` and a ``SystemExit``.
+class TaskSystemExitError(TaskExitError):
+    """A task raised ``SystemExit`` (``sys.exit``): a :class:`TaskExitError` naming it.
 
-    ``code`` is the task's exit code (``sys.exit(3)`` -> 3, ``sys.exit()`` -> None),
-    so an uncaught one ends the script with that status, as in joblib.
+    ``code`` is the task's exit code (``sys.exit(3)`` -> 3, ``sys.exit()`` -> None).
+    Unlike joblib, which re-raises the task's own ``SystemExit``, this is not a
+    ``SystemExit``: uncaught, it fails the script with a traceback naming the task
+    instead of ending it quietly with the task's status (``sys.exit(0)`` in a task
+    would otherwise make a failed run look successful). Catch it with
+    ``except TaskSystemExitError`` and call ``sys.exit(err.code)`` to end the script.
     """
 
 

@@ -1,6 +1,6 @@
 """What a task's ending becomes in the caller (issue 14, items 2-4).
 
-A task's ``sys.exit`` comes back as a ``SystemExit`` naming the task; a timeout the task swallows
+A task's ``sys.exit`` cannot end the caller's script quietly; a timeout the task swallows
 is still a timeout; an exception keeps its type, attributes, cause and notes, and
 is replaced by a stand-in only when its class itself cannot travel.
 """
@@ -20,9 +20,8 @@ from tests.conftest import run_python
 from .crash_cases import LedgerMismatch
 
 
-def test_sys_exit_in_a_task_is_a_system_exit_naming_the_task():
-    # issue 13 changed issue 14's choice: the task's SystemExit comes back as a SystemExit
-    # (with its code), as in joblib; uncaught, sys.exit(0) in a task ends the script with 0.
+def test_sys_exit_in_a_task_makes_the_script_fail_naming_the_task():
+    # issue 14: a task's sys.exit(0) must not end the caller's script quietly with status 0
     result = run_python(
         """
         import sys
@@ -34,17 +33,13 @@ def test_sys_exit_in_a_task_is_a_system_exit_naming_the_task():
             return i
 
         if __name__ == "__main__":
-            try:
-                Parallel(n_jobs=2, batch_size=1)(delayed(quits)(i) for i in range(6))
-            except SystemExit as exc:
-                print(type(exc).__name__, exc.code, exc, file=sys.stderr)
-                sys.exit(5)
+            Parallel(n_jobs=2, batch_size=1)(delayed(quits)(i) for i in range(6))
             print("not reached")
         """
     )
-    assert result.returncode == 5
+    assert result.returncode == 1
     assert result.stdout == ""
-    assert "TaskSystemExitError 0 task 3: quits(3) raised SystemExit(0)" in result.stderr, result.stderr
+    assert "TaskSystemExitError: task 3: quits(3) raised SystemExit(0)" in result.stderr, result.stderr
 
 
 def swallow_timeout(seconds):

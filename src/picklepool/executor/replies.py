@@ -187,9 +187,10 @@ class ReplyReader:
 def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskExitError:
     """The error for a task that raised ``KeyboardInterrupt``, ``SystemExit`` or ``GeneratorExit``.
 
-    A :class:`TaskExitError` that is also of the task's own kind, as joblib re-raises
-    it: a ``KeyboardInterrupt`` (:class:`TaskInterruptError`), a ``SystemExit`` with
-    the task's ``code`` (:class:`TaskSystemExitError`). *where* names the task.
+    A :class:`TaskExitError`: for ``KeyboardInterrupt`` also a ``KeyboardInterrupt``
+    (:class:`TaskInterruptError`), as joblib re-raises it; for ``SystemExit`` a
+    :class:`TaskSystemExitError` carrying the task's ``code`` (not a ``SystemExit``:
+    a task cannot end the caller quietly). *where* names the task.
     """
     kind = type(error).__name__
     if isinstance(error, KeyboardInterrupt):
@@ -200,10 +201,9 @@ def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskE
         )
     elif isinstance(error, SystemExit):
         exit_error = TaskSystemExitError(
-            f"{where} raised {kind}{_args(error)}. It is re-raised here as a SystemExit with "
-            f"the same code ({error.code!r}), as joblib does, so left uncaught it ends your "
-            "program: catch it with `except SystemExit` (or TaskExitError), or make the task "
-            "return a value or raise an ordinary exception instead."
+            f"{where} raised {kind}{_args(error)}, which would have ended your program. A task "
+            "cannot exit the caller: return a value or raise an exception instead (or catch "
+            f"TaskSystemExitError and call sys.exit(err.code), here {error.code!r})."
         )
         exit_error.code = error.code  # type: ignore[attr-defined]
     else:
