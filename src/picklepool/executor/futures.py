@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import multiprocessing
 import queue
 import threading
 import time
@@ -42,10 +43,12 @@ from ..wire import Raised, TaskFailed
 from ..workers import mirror
 from ..workers.prologue import initialize
 from . import gil, limits
+from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
 from .dispatch import PROGRESS_POLL, Channel
 from .functions import label
+from .mpbackend import MultiprocessingBackend
 from .replies import Pending
 
 _WAKE = object()
@@ -98,13 +101,15 @@ class Executor(_StdExecutor):
     def __init__(
         self,
         max_workers: int | None = None,
+        mp_context: Any = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
         *,
+        max_tasks_per_child: int | None = None,
         pickler: Any = NOT_SET,
         max_nbytes: int | str | None = NOT_SET,
         mmap_mode: str | None = NOT_SET,
         temp_folder: str | None = NOT_SET,
-        initializer: Callable[..., Any] | None = None,
-        initargs: tuple[Any, ...] = (),
         inner_max_num_threads: int | None = NOT_SET,
         max_worker_memory: int | str | None = NOT_SET,
         idle_worker_timeout: float | None = NOT_SET,
@@ -113,11 +118,12 @@ class Executor(_StdExecutor):
             not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers <= 0
         ):
             raise ValueError(
-                f"Executor(max_workers={max_workers!r}) is not valid: use a positive number of "
-                "worker processes, or None for all usable cores"
+                f"max_workers must be greater than 0: Executor(max_workers={max_workers!r}) is not "
+                "valid; use a positive number of worker processes, or None for all usable cores"
             )
         if initializer is not None and not callable(initializer):
-            raise TypeError(f"Executor(initializer={initializer!r}): the initializer must be callable")
+            raise TypeError(f"initializer must be a callable: Executor(initializer={initializer!r})")
+        pool_context = _pool_context(mp_context, max_tasks_per_child)
         args = {
             "n_jobs": max_workers,
             "pickler": pickler,
@@ -131,8 +137,19 @@ class Executor(_StdExecutor):
         }
         s = resolve_settings(args, BACKENDS, mirror.nesting()[1])
         self._max_workers = s.n_workers
+        self._mp_context = mp_context
+        self._max_tasks_per_child = max_tasks_per_child
+        self._initializer, self._initargs = initializer, initargs
         env = limits.worker_env(s.inner_max_num_threads, s.n_workers)
-        backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
+        backend: Backend
+        if pool_context is None:  # workers started fresh, as "spawn" does: the warm pool
+            backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
+        else:  # "fork", or max_tasks_per_child: a multiprocessing.Pool of its own
+            backend = MultiprocessingBackend(
+                s.n_workers, pool_context, max_tasks_per_child=max_tasks_per_child, lazy=True
+            )
+        # a worker counts the pool's tasks (batches): each then carries one submission
+        self._one_per_batch = max_tasks_per_child is not None
         picked = resolve_pickler(s.pickler, source=s.sources["pickler"])[0]
         self._channel = Channel(
             backend,
@@ -307,7 +324,7 @@ class Executor(_StdExecutor):
     def _take(self) -> list[_Work]:
         """The next batch's submissions, taken off the queue (lock held)."""
         q = self._queue
-        if q[0].chunk:
+        if q[0].chunk or self._one_per_batch:
             return [q.popleft()]
         size = self._batcher.next_size(0)
         size = min(size, max(1, math.ceil(len(q) / self._max_workers)))
@@ -360,7 +377,11 @@ class Executor(_StdExecutor):
             warnings.warn(f"picklepool: {note}", RuntimeWarning, stacklevel=2)
         if stalled is None:
             return
-        self._channel.backend.shutdown(kill=True)
+        backend = self._channel.backend
+        if isinstance(backend, MultiprocessingBackend):
+            backend.restart()  # its own pool: the next batch starts a fresh one
+        else:
+            backend.shutdown(kill=True)  # the shared warm pool is replaced at the next batch
         for batch in sorted(self._channel.inflight.values(), key=lambda b: b.first):
             works = self._works.pop(batch.seq, [])
             _fail(works, WorkerCrashedError(f"{stalled} ({batch.tasks()} never came back); submit again"))
@@ -422,6 +443,54 @@ class Executor(_StdExecutor):
             queued = list(self._queue)
             self._queue.clear()
         _fail(works + [w for w in queued if w.future.set_running_or_notify_cancel()], error)
+
+
+_FRESH_START = ("spawn", "forkserver")  # the start methods multiprocessing.Pool is given as they are
+
+
+def _pool_context(mp_context: Any, max_tasks_per_child: Any) -> Any:
+    """The ``multiprocessing`` context of the executor's own pool, or None for the warm loky pool.
+
+    As the standard library's ``ProcessPoolExecutor``: *mp_context* must be a
+    ``multiprocessing`` context (``TypeError`` otherwise); *max_tasks_per_child* a
+    positive int (``TypeError``, ``ValueError``) that "fork" cannot be combined with
+    (``ValueError``), and that makes None mean "spawn". "spawn" and "forkserver"
+    workers inherit nothing, nor do loky's: they run on the warm pool. "fork" (its
+    workers inherit the parent's globals) and *max_tasks_per_child* need a pool of
+    their own.
+    """
+    method = None
+    if mp_context is not None:
+        get_method = getattr(mp_context, "get_start_method", None)
+        if not callable(get_method) or not hasattr(mp_context, "Process"):
+            hint = (
+                f"multiprocessing.get_context({mp_context!r})"
+                if isinstance(mp_context, str)
+                else ('multiprocessing.get_context("spawn")')
+            )
+            raise TypeError(
+                f"Executor(mp_context={mp_context!r}): mp_context must be a multiprocessing context "
+                f"(such as {hint}) or None"
+            )
+        method = get_method(allow_none=False)
+    if max_tasks_per_child is None:
+        return mp_context if method == "fork" else None
+    if not isinstance(max_tasks_per_child, int) or isinstance(max_tasks_per_child, bool):
+        raise TypeError(
+            f"max_tasks_per_child must be an integer: Executor(max_tasks_per_child={max_tasks_per_child!r})"
+        )
+    if max_tasks_per_child <= 0:
+        raise ValueError(
+            f"max_tasks_per_child must be >= 1: Executor(max_tasks_per_child={max_tasks_per_child})"
+        )
+    if method == "fork":
+        raise ValueError(
+            "max_tasks_per_child is incompatible with the 'fork' multiprocessing start method "
+            f"(Executor(mp_context=<'fork' context>, max_tasks_per_child={max_tasks_per_child}): a fork "
+            "made while the executor's threads run can deadlock, as in the standard library); "
+            'supply a different mp_context, such as multiprocessing.get_context("spawn"), or None'
+        )
+    return mp_context if method in _FRESH_START else multiprocessing.get_context("spawn")
 
 
 def _wake(events: queue.SimpleQueue[Any], _ref: Any) -> None:
