@@ -75,24 +75,47 @@ class Executor(_StdExecutor):
     ...     ex.submit(pow, 2, 5).result()
     32
 
-    max_workers: worker processes (positive int); None: ``parallel_config``'s or
-        ``PICKLEPOOL_N_JOBS``'s n_jobs, else all usable cores.
+    The first four parameters are ``ProcessPoolExecutor``'s, in its order (Python
+    3.11: ``max_workers, mp_context, initializer, initargs, *, max_tasks_per_child``),
+    so code written for it runs unchanged; picklepool's own options are keyword-only.
+
+    max_workers: worker processes (positive int; ``TypeError`` for another type,
+        ``ValueError`` for <= 0, as the standard library); None: ``parallel_config``'s
+        or ``PICKLEPOOL_N_JOBS``'s n_jobs, else all usable cores (CPU affinity and
+        cgroup quota counted, where the standard library takes ``os.cpu_count()``).
+    mp_context: None, or a ``multiprocessing`` context (``TypeError`` for anything
+        else, naming it). None, "spawn" and "forkserver": the tasks run on the warm
+        loky workers, which, like spawned ones, inherit nothing from the parent (the
+        default pickler sends functions of ``__main__`` by value). "fork": the
+        executor forks a ``multiprocessing.Pool`` of its own at its first
+        submission, as the standard library does, so the tasks see the parent's
+        globals as they were then; it is stopped by ``shutdown``.
+    initializer, initargs: ``initializer(*initargs)`` runs once in each worker
+        before its first task of this executor (again in each replacement worker).
+        ``TypeError`` if not callable. If it raises, the executor is broken:
+        pending and later futures raise ``BrokenProcessPool``.
+    max_tasks_per_child: None, or a positive int (``TypeError`` / ``ValueError``
+        otherwise): each worker runs at most that many of this executor's tasks
+        (a ``submit``, or one chunk of ``map``, as in the standard library), then
+        exits and is replaced by a fresh one. Runs on a ``multiprocessing.Pool`` of
+        the executor's own with ``maxtasksperchild``, of *mp_context*'s start
+        method ("spawn" when None, as the standard library); ``ValueError`` with
+        "fork" (as the standard library). Each task then travels alone.
     pickler: as ``Parallel``'s ("hybrid" by default: functions defined in
         ``__main__`` and objects holding locks work).
     max_nbytes: arrays of at least this size ("1M" by default; None: off) go to
         the workers through shared memory, once per executor.
     mmap_mode, temp_folder: as ``Parallel``'s.
-    initializer, initargs: ``initializer(*initargs)`` runs once in each worker
-        before its first task of this executor. If it raises, the executor is
-        broken: pending and later futures raise ``BrokenProcessPool``.
     inner_max_num_threads, max_worker_memory, idle_worker_timeout: the worker
-        limits, as ``Parallel``'s.
+        limits, as ``Parallel``'s. The last two apply to the warm workers only:
+        passing them with "fork" or *max_tasks_per_child* raises ``ValueError``.
 
     As the standard library's executors: ``submit(fn, *args, **kwargs)`` returns a
     ``Future``; a task's exception comes back through it with its own type (the
     worker's traceback as ``__cause__``); ``cancel()`` works until the task is
     sent; a worker that dies fails the pending futures with ``WorkerCrashedError``
-    (a ``BrokenProcessPool``) and later submissions run on a fresh pool. Usable
+    (a ``BrokenProcessPool``) and later submissions run on a fresh pool (where the
+    standard library's executor stays broken). Usable
     from asyncio: ``await loop.run_in_executor(ex, f, x)``. The worker processes
     are shared and stay warm after ``shutdown`` (``picklepool.shutdown()`` stops
     them). Raises ``ValueError`` for a bad setting, naming it.
@@ -114,16 +137,29 @@ class Executor(_StdExecutor):
         max_worker_memory: int | str | None = NOT_SET,
         idle_worker_timeout: float | None = NOT_SET,
     ) -> None:
-        if max_workers is not None and (
-            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers <= 0
-        ):
-            raise ValueError(
-                f"max_workers must be greater than 0: Executor(max_workers={max_workers!r}) is not "
-                "valid; use a positive number of worker processes, or None for all usable cores"
-            )
+        if max_workers is not None:
+            if not isinstance(max_workers, int) or isinstance(max_workers, bool):
+                raise TypeError(
+                    f"max_workers must be an integer: Executor(max_workers={max_workers!r}) is not "
+                    "valid; use a positive number of worker processes, or None for all usable cores"
+                )
+            if max_workers <= 0:
+                raise ValueError(
+                    f"max_workers must be greater than 0: Executor(max_workers={max_workers!r}) is not "
+                    "valid; use a positive number of worker processes, or None for all usable cores"
+                )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be a callable: Executor(initializer={initializer!r})")
         pool_context = _pool_context(mp_context, max_tasks_per_child)
+        if pool_context is not None:
+            loky_only = {"max_worker_memory": max_worker_memory, "idle_worker_timeout": idle_worker_timeout}
+            given = [f"{k}={v!r}" for k, v in loky_only.items() if v is not NOT_SET]
+            if given:
+                raise ValueError(
+                    f"Executor({', '.join(given)}) applies to picklepool's warm workers, not to the "
+                    f"pool of its own that {_why_own_pool(mp_context, max_tasks_per_child)} needs; "
+                    "drop it (max_tasks_per_child also bounds a leaking worker's life)"
+                )
         args = {
             "n_jobs": max_workers,
             "pickler": pickler,
@@ -485,12 +521,19 @@ def _pool_context(mp_context: Any, max_tasks_per_child: Any) -> Any:
         )
     if method == "fork":
         raise ValueError(
-            "max_tasks_per_child is incompatible with the 'fork' multiprocessing start method "
-            f"(Executor(mp_context=<'fork' context>, max_tasks_per_child={max_tasks_per_child}): a fork "
-            "made while the executor's threads run can deadlock, as in the standard library); "
-            'supply a different mp_context, such as multiprocessing.get_context("spawn"), or None'
+            "max_tasks_per_child is incompatible with the 'fork' multiprocessing start method; "
+            'supply a different mp_context, such as multiprocessing.get_context("spawn"), or None '
+            f"(Executor(mp_context=<'fork' context>, max_tasks_per_child={max_tasks_per_child}): "
+            "replacing a worker by forking while the executor's threads run can deadlock, as the "
+            "standard library's executor says too)"
         )
     return mp_context if method in _FRESH_START else multiprocessing.get_context("spawn")
+
+
+def _why_own_pool(mp_context: Any, max_tasks_per_child: Any) -> str:
+    if max_tasks_per_child is not None:
+        return f"max_tasks_per_child={max_tasks_per_child!r}"
+    return "mp_context=<'fork' context>"
 
 
 def _wake(events: queue.SimpleQueue[Any], _ref: Any) -> None:
