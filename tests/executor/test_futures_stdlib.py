@@ -51,6 +51,15 @@ def initialized_here(_x):
     return _INIT_PID == [os.getpid()]
 
 
+def nested(n):
+    """A task that runs pools of its own, as the stdlib's (non-daemonic) workers allow."""
+    from picklepool import Parallel, delayed
+
+    with ProcessPoolExecutor(2, multiprocessing.get_context("spawn")) as ex:
+        inner = list(ex.map(square, range(n)))
+    return inner, Parallel(n_jobs=2)(delayed(square)(i) for i in range(n))
+
+
 def test_the_first_parameters_are_the_stdlibs_in_its_order():
     stdlib = list(inspect.signature(ProcessPoolExecutor).parameters.values())
     ours = list(inspect.signature(Executor).parameters.values())
@@ -145,6 +154,17 @@ def test_fork_pool_recovers_after_a_crash():
         with pytest.raises(WorkerCrashedError, match="exit code 3"):
             ex.submit(os._exit, 3).result()
         assert list(ex.map(square, range(6), chunksize=2)) == [i * i for i in range(6)]
+
+
+@pytest.mark.parametrize("how", ["fork", "max_tasks_per_child"])
+def test_tasks_on_a_pool_of_its_own_may_start_processes(how):
+    if how == "fork" and "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    kwargs = (
+        {"mp_context": multiprocessing.get_context("fork")} if how == "fork" else {"max_tasks_per_child": 1}
+    )
+    with Executor(1, **kwargs) as ex:
+        assert ex.submit(nested, 4).result() == ([0, 1, 4, 9], [0, 1, 4, 9])
 
 
 def test_loky_only_options_with_a_pool_of_its_own_raise():

@@ -41,7 +41,7 @@ from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, resolve_settings
 from ..wire import Raised, TaskFailed
 from ..workers import mirror
-from ..workers.prologue import initialize
+from ..workers.prologue import allow_children, initialize
 from . import gil, limits
 from .backend import Backend
 from .backends import BACKENDS, LokyBackend
@@ -182,7 +182,7 @@ class Executor(_StdExecutor):
             backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
         else:  # "fork", or max_tasks_per_child: a multiprocessing.Pool of its own
             backend = MultiprocessingBackend(
-                s.n_workers, pool_context, max_tasks_per_child=max_tasks_per_child, lazy=True
+                s.n_workers, pool_context, allow_children, max_tasks_per_child=max_tasks_per_child, lazy=True
             )
         # a worker counts the pool's tasks (batches): each then carries one submission
         self._one_per_batch = max_tasks_per_child is not None
@@ -318,7 +318,11 @@ class Executor(_StdExecutor):
     def _close(self) -> None:
         """The end: this executor's files go, and its hold on the shared warm pool."""
         self._channel.close()
-        self._channel.backend.release()
+        backend = self._channel.backend
+        if isinstance(backend, MultiprocessingBackend):
+            backend.close()  # its own pool, idle now: the workers exit cleanly
+        else:
+            backend.release()
 
     def _terminate(self) -> None:
         """Stop now: cancel what is not sent, and kill the workers running the rest.

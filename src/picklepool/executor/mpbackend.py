@@ -108,6 +108,17 @@ class MultiprocessingBackend(Backend):
     def session_path(self) -> str | None:
         return session().path
 
+    def close(self) -> None:
+        """Stop when idle: the workers finish and exit as ``multiprocessing`` workers do.
+
+        Their exit hooks run (a nested pool of a worker is shut down and its files
+        removed), unlike with :meth:`shutdown`, which terminates them.
+        """
+        pool, self._pool, self._closed = self._pool, None, True
+        if pool is not None:
+            pool.close()
+            pool.join()
+
     def restart(self) -> None:
         """After :meth:`shutdown`: the next batch starts a fresh pool."""
         self.shutdown(kill=True)

@@ -29,6 +29,20 @@ def _by_value(func: Any) -> bool:
     return type(func) is types.FunctionType and func.__globals__ is not getattr(module, "__dict__", None)
 
 
+def allow_children() -> None:
+    """Let this ``multiprocessing.Pool`` worker start processes of its own.
+
+    ``Pool`` makes its workers daemonic, and daemonic processes may not have
+    children; the standard library's ``ProcessPoolExecutor`` workers are not
+    daemonic, so a task may run its own pool (a nested ``Parallel``, an executor).
+    The pool initializer of ``picklepool.Executor``'s own pools ("fork",
+    ``max_tasks_per_child``). A worker's children see their parent die and exit.
+    """
+    import multiprocessing
+
+    multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]
+
+
 def initialize(token: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> None:
     """Run ``initializer(*initargs)`` once in this worker for the executor *token*.
 
