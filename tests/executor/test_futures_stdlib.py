@@ -6,12 +6,17 @@ Deterministic: no sleeps, no timed assertions.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import multiprocessing
 import os
+import threading
+import weakref
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
+import psutil
 import pytest
 
 from picklepool import Executor, WorkerCrashedError
@@ -193,6 +198,47 @@ def test_max_tasks_per_child_counts_a_map_chunk_as_one_task_and_reruns_the_initi
     chunks = [pids[i : i + 3] for i in range(0, 12, 3)]
     assert all(len(set(c)) == 1 for c in chunks)  # one chunk, one worker
     assert len({c[0] for c in chunks}) == 4  # and never the same worker twice
+
+
+def raise_in_init():
+    raise OSError("no database")
+
+
+@pytest.mark.parametrize("how", ["fork", "max_tasks_per_child"])
+def test_a_failing_initializer_breaks_a_pool_of_its_own_too(how):
+    if how == "fork" and "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    kwargs = (
+        {"mp_context": multiprocessing.get_context("fork")} if how == "fork" else {"max_tasks_per_child": 1}
+    )
+    ex = Executor(1, initializer=raise_in_init, **kwargs)
+    try:
+        with pytest.raises(BrokenProcessPool, match="raise_in_init.*no database"):
+            ex.submit(square, 2).result()
+        with pytest.raises(BrokenProcessPool):
+            ex.submit(square, 2)
+    finally:
+        ex.shutdown()
+
+
+def test_a_dropped_executor_gives_its_own_pool_back():
+    ex = Executor(1, max_tasks_per_child=5)
+    worker = psutil.Process(ex.submit(pid_of_chunk, 0).result())
+    alive = weakref.ref(ex)
+    del ex
+    waited = threading.Event()
+    while alive() is not None:  # until the manager thread lets go of it (no timing asserted)
+        gc.collect()
+        waited.wait(0.01)
+    worker.wait(timeout=60)  # already reaped by the pool's join when it was closed
+    assert not worker.is_running()
+
+
+def test_method_signatures_are_the_stdlibs():
+    for name in ("submit", "map", "shutdown"):
+        stdlib = inspect.signature(getattr(ProcessPoolExecutor, name)).parameters.values()
+        ours = inspect.signature(getattr(Executor, name)).parameters.values()
+        assert [(p.name, p.kind, p.default) for p in ours] == [(p.name, p.kind, p.default) for p in stdlib]
 
 
 def test_shutdown_without_wait_still_runs_the_submitted_calls():

@@ -198,6 +198,10 @@ class Executor(_StdExecutor):
             keep_stateful=False,
         )
         self._channel.origin = "this Executor"
+        # an executor dropped without shutdown() (nothing in flight then: a batch holds it)
+        # still gives its files and workers back, as the standard library's does
+        self._finalizer = weakref.finalize(self, _release, self._channel)
+        self._finalizer.atexit = False  # at exit: the pools' own exit hooks stop the workers
         self._prologue: list[Any] = []
         if initializer is not None:
             token = self._channel.functions.token  # the functions it sends carry it too
@@ -316,13 +320,8 @@ class Executor(_StdExecutor):
             thread.join()
 
     def _close(self) -> None:
-        """The end: this executor's files go, and its hold on the shared warm pool."""
-        self._channel.close()
-        backend = self._channel.backend
-        if isinstance(backend, MultiprocessingBackend):
-            backend.close()  # its own pool, idle now: the workers exit cleanly
-        else:
-            backend.release()
+        """The end: this executor's files go, and its hold on the shared warm pool (or its own pool)."""
+        self._finalizer()  # runs once: here, or when a dropped executor is collected
 
     def _terminate(self) -> None:
         """Stop now: cancel what is not sent, and kill the workers running the rest.
@@ -540,6 +539,15 @@ def _why_own_pool(mp_context: Any, max_tasks_per_child: Any) -> str:
     return "mp_context=<'fork' context>"
 
 
+def _release(channel: Channel) -> None:
+    channel.close()
+    backend = channel.backend
+    if isinstance(backend, MultiprocessingBackend):
+        backend.close()  # its own pool, idle now: the workers exit cleanly
+    else:
+        backend.release()
+
+
 def _wake(events: queue.SimpleQueue[Any], _ref: Any) -> None:
     events.put(_WAKE)
 
@@ -562,7 +570,7 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any]) -> None:
         except BaseException:  # pragma: no cover - a bug here must not hang the futures
             executor._gil.restore()
             raise
-        del executor
+        del executor, event  # a batch (its future's callback) would keep the executor alive
 
 
 def _fail(works: list[_Work], exc: BaseException) -> None:
