@@ -198,10 +198,7 @@ class Executor(_StdExecutor):
             keep_stateful=False,
         )
         self._channel.origin = "this Executor"
-        # an executor dropped without shutdown() (nothing in flight then: a batch holds it)
-        # still gives its files and workers back, as the standard library's does
-        self._finalizer = weakref.finalize(self, _release, self._channel)
-        self._finalizer.atexit = False  # at exit: the pools' own exit hooks stop the workers
+        self._closed = False
         self._prologue: list[Any] = []
         if initializer is not None:
             token = self._channel.functions.token  # the functions it sends carry it too
@@ -260,7 +257,11 @@ class Executor(_StdExecutor):
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=_manage,
-                    args=(weakref.ref(self, functools.partial(_wake, self._events)), self._events),
+                    args=(
+                        weakref.ref(self, functools.partial(_wake, self._events)),
+                        self._events,
+                        self._channel,
+                    ),
                     name="picklepool-executor",
                     daemon=True,
                 )
@@ -321,7 +322,9 @@ class Executor(_StdExecutor):
 
     def _close(self) -> None:
         """The end: this executor's files go, and its hold on the shared warm pool (or its own pool)."""
-        self._finalizer()  # runs once: here, or when a dropped executor is collected
+        if not self._closed:
+            self._closed = True
+            _release(self._channel)
 
     def _terminate(self) -> None:
         """Stop now: cancel what is not sent, and kill the workers running the rest.
@@ -540,6 +543,7 @@ def _why_own_pool(mp_context: Any, max_tasks_per_child: Any) -> str:
 
 
 def _release(channel: Channel) -> None:
+    """An executor's end: its files go, and its hold on the shared warm pool (or its own pool)."""
     channel.close()
     backend = channel.backend
     if isinstance(backend, MultiprocessingBackend):
@@ -552,8 +556,14 @@ def _wake(events: queue.SimpleQueue[Any], _ref: Any) -> None:
     events.put(_WAKE)
 
 
-def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any]) -> None:
-    """The manager thread: ends with its executor's shutdown, or when it is collected."""
+def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel: Channel) -> None:
+    """The manager thread: ends with its executor's shutdown, or when it is collected.
+
+    An executor dropped without ``shutdown`` (nothing in flight then: a batch's
+    callback holds it) still gives back its files and its workers, here, as the
+    standard library's does (not in a weakref callback, which may run inside any
+    thread's ``gc``, where the locks ``_release`` takes may be held).
+    """
     while True:
         try:
             event = events.get(timeout=PROGRESS_POLL)
@@ -561,7 +571,8 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any]) -> None:
             event = None
         executor = ref()
         if executor is None:
-            return  # dropped without shutdown, nothing in flight (a batch's callback holds it)
+            _release(channel)
+            return
         try:
             if event is None:
                 executor._check()
