@@ -16,6 +16,11 @@ sends each chunk of *n* calls as one batch.
 One manager thread per executor sends batches and reads replies; loky's own
 threads move the bytes. The worker processes are picklepool's shared warm pool
 (the one ``Parallel`` uses): ``shutdown`` ends this executor, not the workers.
+Two settings of ``ProcessPoolExecutor`` need workers of the executor's own, a
+``multiprocessing.Pool`` (``executor.mpbackend``) stopped at ``shutdown``: an
+``mp_context`` of the "fork" start method (tasks inherit the parent's globals),
+and ``max_tasks_per_child`` (the pool's ``maxtasksperchild``; each batch then
+carries one submission, so a worker's batches are its tasks).
 """
 
 from __future__ import annotations
