@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import itertools
 import multiprocessing
 import os
 import threading
@@ -235,10 +236,48 @@ def test_a_dropped_executor_gives_its_own_pool_back():
 
 
 def test_method_signatures_are_the_stdlibs():
+    def params(f):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(f).parameters.values()]
+
     for name in ("submit", "map", "shutdown"):
-        stdlib = inspect.signature(getattr(ProcessPoolExecutor, name)).parameters.values()
-        ours = inspect.signature(getattr(Executor, name)).parameters.values()
-        assert [(p.name, p.kind, p.default) for p in ours] == [(p.name, p.kind, p.default) for p in stdlib]
+        stdlib, ours = params(getattr(ProcessPoolExecutor, name)), params(getattr(Executor, name))
+        if name == "map" and len(stdlib) < len(ours):  # Python 3.14's buffersize, on an older Python
+            stdlib.append(("buffersize", inspect.Parameter.KEYWORD_ONLY, None))
+        assert ours == stdlib
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        ("2", TypeError, "buffersize must be an integer or None"),
+        (2.0, TypeError, "buffersize must be an integer"),
+        (0, ValueError, "buffersize must be None or > 0"),
+        (-1, ValueError, "buffersize must be None or > 0"),
+    ],
+)
+def test_map_buffersize_errors_as_python_314(value, error, message):
+    with Executor(1) as ex:
+        with pytest.raises(error, match=f"^{message}"):
+            ex.map(square, range(3), buffersize=value)
+
+
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_map_buffersize_reads_the_iterable_as_results_are_read(chunksize):
+    read = []
+
+    def numbers():
+        for i in itertools.count():
+            read.append(i)
+            yield i
+
+    with Executor(2) as ex:
+        results = ex.map(square, numbers(), chunksize=chunksize, buffersize=2)
+        assert len(read) == 2 * chunksize  # two submissions ahead, before any result is read
+        assert next(results) == 0
+        assert len(read) == 3 * chunksize  # one more submitted before the first result was taken
+        assert list(itertools.islice(results, 9)) == [i * i for i in range(1, 10)]
+        results.close()  # an endless iterable: closing cancels what is not sent
+        assert list(ex.map(add, range(7), range(5), buffersize=3)) == [0, 2, 4, 6, 8]
 
 
 def test_shutdown_without_wait_still_runs_the_submitted_calls():

@@ -280,29 +280,34 @@ class Executor(_StdExecutor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
+        buffersize: int | None = None,
     ) -> Iterator[Any]:
-        """``fn`` over the zipped *iterables*: an iterator of results, in order.
+        """``fn`` over the zipped *iterables* (up to the shortest): an iterator of results, in order.
 
         The calls are all submitted at once (as the standard library does);
-        *chunksize* calls travel as one batch. Reading the iterator raises a task's
-        exception when it reaches it, and ``TimeoutError`` when a result is not ready
-        *timeout* seconds after this call. Raises ``ValueError`` for chunksize < 1.
+        *chunksize* calls travel as one batch. *buffersize* (Python 3.14's): at
+        most that many submissions (chunks, with *chunksize*) ahead of the results
+        read; the iterables are read as the results are, so they may be endless.
+        Reading the iterator raises a task's exception when it reaches it, and
+        ``TimeoutError`` when a result is not ready *timeout* seconds after this
+        call; closing it early cancels the calls not yet sent. Raises
+        ``ValueError`` for chunksize < 1 or buffersize < 1, ``TypeError`` for a
+        buffersize that is not an int, as the standard library.
         """
         if not isinstance(chunksize, int) or chunksize < 1:
-            raise ValueError(f"map(chunksize={chunksize!r}) is not valid: use a positive int")
+            raise ValueError(f"chunksize must be >= 1: map(chunksize={chunksize!r}) is not valid")
+        if buffersize is not None:
+            if not isinstance(buffersize, int) or isinstance(buffersize, bool):
+                raise TypeError(f"buffersize must be an integer or None: map(buffersize={buffersize!r})")
+            if buffersize < 1:
+                raise ValueError(f"buffersize must be None or > 0: map(buffersize={buffersize!r})")
         end = None if timeout is None else time.monotonic() + timeout
         arguments = zip(*iterables, strict=False)
-        if chunksize == 1:
-            futures = [self.submit(fn, *args) for args in arguments]
-            return _results(futures, end, chunked=False)
-        futures = []
-        fns, nones = itertools.repeat(fn), itertools.repeat(None)
-        while True:
-            chunk = list(zip(fns, itertools.islice(arguments, chunksize), nones, strict=False))
-            if not chunk:
-                break
-            futures.append(self._submit_calls(chunk))
-        return _results(futures, end, chunked=True)
+        # weakly: an unread iterator does not keep the executor alive (as the standard library)
+        units = _submissions(weakref.ref(self), fn, arguments, chunksize)
+        if buffersize is None:
+            return _results(deque(units), None, end, chunked=chunksize > 1)
+        return _results(deque(itertools.islice(units, buffersize)), units, end, chunked=chunksize > 1)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """No more submissions; with *cancel_futures*, cancel the tasks not yet sent.
@@ -595,14 +600,47 @@ def _fail(works: list[_Work], exc: BaseException) -> None:
             w.future.set_exception(exc)
 
 
-def _results(futures: list[Future[Any]], end: float | None, chunked: bool) -> Iterator[Any]:
-    """Yield the results of *futures* in order; cancel the rest when closed early."""
+def _submissions(
+    ref: weakref.ref[Executor], fn: Callable[..., Any], arguments: Iterator[Any], chunksize: int
+) -> Iterator[Future[Any]]:
+    """Submit ``fn`` over *arguments* as it is read: one future per call, or per chunk."""
+    fns, nones = itertools.repeat(fn), itertools.repeat(None)
+    args: tuple[Any, ...] = ()
+    chunk: list[Any] = []
+    while True:
+        if chunksize == 1:
+            found = next(arguments, None)
+            if found is None:
+                return
+            args = found
+        else:
+            chunk = list(zip(fns, itertools.islice(arguments, chunksize), nones, strict=False))
+            if not chunk:
+                return
+        executor = ref()
+        if executor is None:
+            return  # dropped: nothing more is submitted
+        yield executor.submit(fn, *args) if chunksize == 1 else executor._submit_calls(chunk)
+        del executor
+
+
+def _results(
+    futures: deque[Future[Any]], more: Iterator[Future[Any]] | None, end: float | None, chunked: bool
+) -> Iterator[Any]:
+    """Yield the results of *futures* in order, submitting one of *more* before each.
+
+    Closed early (or on an error): the futures not read are cancelled.
+    """
     try:
-        futures.reverse()
         while futures:
-            fut = futures[-1]
+            if more is not None:
+                nxt = next(more, None)
+                if nxt is not None:
+                    futures.append(nxt)
+            fut = futures[0]
             value = fut.result() if end is None else fut.result(end - time.monotonic())
-            futures.pop()
+            futures.popleft()
+            del fut
             if chunked:
                 yield from value
             else:
