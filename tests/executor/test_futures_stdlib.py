@@ -280,6 +280,40 @@ def test_map_buffersize_reads_the_iterable_as_results_are_read(chunksize):
         assert list(ex.map(add, range(7), range(5), buffersize=3)) == [0, 2, 4, 6, 8]
 
 
+def started_and_wait(started, gate):
+    with open(started, "w"):  # tells the test the task runs
+        pass
+    with open(gate) as f:  # blocks until the test opens the gate (a FIFO); it never does here
+        return f.read()
+
+
+@pytest.mark.parametrize("how", ["warm", "fork", "max_tasks_per_child"])
+@pytest.mark.parametrize("method", ["terminate_workers", "kill_workers"])
+def test_terminate_and_kill_workers_as_python_314(tmp_path, how, method):
+    if how == "fork" and "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    kwargs = {
+        "warm": {},
+        "fork": {"mp_context": multiprocessing.get_context("fork")},
+        "max_tasks_per_child": {"max_tasks_per_child": 3},
+    }[how]
+    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
+    os.mkfifo(started)
+    os.mkfifo(gate)
+    ex = Executor(1, **kwargs)
+    running = ex.submit(started_and_wait, started, gate)
+    with open(started) as f:  # the task runs now
+        f.read()
+    queued = [ex.submit(square, i) for i in range(3)]
+    getattr(ex, method)()
+    with pytest.raises(BrokenProcessPool):
+        running.result()
+    assert all(f.cancelled() for f in queued)
+    with pytest.raises(RuntimeError, match="^cannot schedule new futures after shutdown"):
+        ex.submit(square, 1)
+    ex.shutdown()
+
+
 def test_shutdown_without_wait_still_runs_the_submitted_calls():
     results = []
     for cls in (ProcessPoolExecutor, Executor):

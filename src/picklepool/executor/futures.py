@@ -204,6 +204,7 @@ class Executor(_StdExecutor):
         )
         self._channel.origin = "this Executor"
         self._closed = False
+        self._stopped = False  # the workers were stopped on purpose (_terminate)
         self._prologue: list[Any] = []
         if initializer is not None:
             token = self._channel.functions.token  # the functions it sends carry it too
@@ -342,8 +343,24 @@ class Executor(_StdExecutor):
         For Ctrl-C and joblib's ``abort_everything`` (as joblib's loky backend kills
         its workers): the shared pool is replaced on the next call.
         """
+        self._stopped = True
         self.shutdown(wait=False, cancel_futures=True)
         self._channel.backend.shutdown(kill=True)
+
+    def terminate_workers(self) -> None:
+        """Python 3.14's: stop the workers now, and shut the executor down.
+
+        Tasks not yet sent are cancelled; those running fail with
+        ``WorkerCrashedError`` (a ``BrokenProcessPool``); later submissions raise
+        ``RuntimeError``. On the shared warm pool (not "fork", no
+        ``max_tasks_per_child``) this stops its workers for every user of it, as
+        Ctrl-C does; a new pool starts at the next call.
+        """
+        self._terminate()
+
+    def kill_workers(self) -> None:
+        """Python 3.14's: as :meth:`terminate_workers` (picklepool kills the workers in both)."""
+        self._terminate()
 
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Any:
         """As the standard library's (``shutdown(wait=True)``), but Ctrl-C stops at once."""
@@ -447,6 +464,12 @@ class Executor(_StdExecutor):
         try:
             values, seconds = self._channel.replies.read(batch)
         except BaseException as exc:  # noqa: BLE001 - delivered through the futures
+            if self._stopped and not isinstance(exc, BrokenProcessPool):  # loky: "shut down"
+                crashed = WorkerCrashedError(
+                    "the workers were stopped (terminate_workers, kill_workers or Ctrl-C) while this ran"
+                )
+                crashed.__cause__ = exc
+                exc = crashed
             _fail(works, exc)
             if isinstance(exc, WorkerCrashedError):  # as the stdlib: every pending future breaks
                 with self._lock:

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
+from ..errors import WorkerCrashedError
 from .backend import Backend
 from .session import session
 
@@ -59,6 +60,7 @@ class MultiprocessingBackend(Backend):
         self._pool: Any = None
         self._closed = False
         self._seen: set[Any] = set()  # every worker process seen: a dead one stays visible
+        self._running: set[Future[Any]] = set()  # submitted, not answered: failed if terminated
         if not lazy:
             self._start()
 
@@ -96,6 +98,8 @@ class MultiprocessingBackend(Backend):
         try:
             if self._pool is None:
                 raise ValueError("Pool not running")
+            self._running.add(future)
+            future.add_done_callback(self._running.discard)
             self._pool.apply_async(fn, args, callback=future.set_result, error_callback=future.set_exception)
         except ValueError as exc:  # "Pool not running"
             raise RuntimeError(
@@ -129,3 +133,8 @@ class MultiprocessingBackend(Backend):
         if pool is not None:
             pool.terminate()
             pool.join()
+        for future in list(self._running):  # terminate() drops their callbacks: they would hang
+            try:
+                future.set_exception(WorkerCrashedError("the worker running it was terminated"))
+            except InvalidStateError:  # answered meanwhile
+                pass
