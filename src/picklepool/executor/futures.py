@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import multiprocessing
 import queue
 import threading
 import time
@@ -51,6 +50,7 @@ from . import gil, limits
 from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
+from .contexts import pool_context, why_own_pool
 from .dispatch import PROGRESS_POLL, Channel
 from .functions import label
 from .mpbackend import MultiprocessingBackend
@@ -155,14 +155,14 @@ class Executor(_StdExecutor):
                 )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be a callable: Executor(initializer={initializer!r})")
-        pool_context = _pool_context(mp_context, max_tasks_per_child)
-        if pool_context is not None:
+        own_context = pool_context(mp_context, max_tasks_per_child)
+        if own_context is not None:
             loky_only = {"max_worker_memory": max_worker_memory, "idle_worker_timeout": idle_worker_timeout}
             given = [f"{k}={v!r}" for k, v in loky_only.items() if v is not NOT_SET]
             if given:
                 raise ValueError(
                     f"Executor({', '.join(given)}) applies to picklepool's warm workers, not to the "
-                    f"pool of its own that {_why_own_pool(mp_context, max_tasks_per_child)} needs; "
+                    f"pool of its own that {why_own_pool(mp_context, max_tasks_per_child)} needs; "
                     "drop it (max_tasks_per_child also bounds a leaking worker's life)"
                 )
         args = {
@@ -183,11 +183,11 @@ class Executor(_StdExecutor):
         self._initializer, self._initargs = initializer, initargs
         env = limits.worker_env(s.inner_max_num_threads, s.n_workers)
         backend: Backend
-        if pool_context is None:  # workers started fresh, as "spawn" does: the warm pool
+        if own_context is None:  # workers started fresh, as "spawn" does: the warm pool
             backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
         else:  # "fork", or max_tasks_per_child: a multiprocessing.Pool of its own
             backend = MultiprocessingBackend(
-                s.n_workers, pool_context, allow_children, max_tasks_per_child=max_tasks_per_child, lazy=True
+                s.n_workers, own_context, allow_children, max_tasks_per_child=max_tasks_per_child, lazy=True
             )
         # a worker counts the pool's tasks (batches): each then carries one submission
         self._one_per_batch = max_tasks_per_child is not None
@@ -518,61 +518,6 @@ class Executor(_StdExecutor):
             queued = list(self._queue)
             self._queue.clear()
         _fail(works + [w for w in queued if w.future.set_running_or_notify_cancel()], error)
-
-
-_FRESH_START = ("spawn", "forkserver")  # the start methods multiprocessing.Pool is given as they are
-
-
-def _pool_context(mp_context: Any, max_tasks_per_child: Any) -> Any:
-    """The ``multiprocessing`` context of the executor's own pool, or None for the warm loky pool.
-
-    As the standard library's ``ProcessPoolExecutor``: *mp_context* must be a
-    ``multiprocessing`` context (``TypeError`` otherwise); *max_tasks_per_child* a
-    positive int (``TypeError``, ``ValueError``) that "fork" cannot be combined with
-    (``ValueError``), and that makes None mean "spawn". "spawn" and "forkserver"
-    workers inherit nothing, nor do loky's: they run on the warm pool. "fork" (its
-    workers inherit the parent's globals) and *max_tasks_per_child* need a pool of
-    their own.
-    """
-    method = None
-    if mp_context is not None:
-        get_method = getattr(mp_context, "get_start_method", None)
-        if not callable(get_method) or not hasattr(mp_context, "Process"):
-            hint = (
-                f"multiprocessing.get_context({mp_context!r})"
-                if isinstance(mp_context, str)
-                else ('multiprocessing.get_context("spawn")')
-            )
-            raise TypeError(
-                f"Executor(mp_context={mp_context!r}): mp_context must be a multiprocessing context "
-                f"(such as {hint}) or None"
-            )
-        method = get_method(allow_none=False)
-    if max_tasks_per_child is None:
-        return mp_context if method == "fork" else None
-    if not isinstance(max_tasks_per_child, int) or isinstance(max_tasks_per_child, bool):
-        raise TypeError(
-            f"max_tasks_per_child must be an integer: Executor(max_tasks_per_child={max_tasks_per_child!r})"
-        )
-    if max_tasks_per_child <= 0:
-        raise ValueError(
-            f"max_tasks_per_child must be >= 1: Executor(max_tasks_per_child={max_tasks_per_child})"
-        )
-    if method == "fork":
-        raise ValueError(
-            "max_tasks_per_child is incompatible with the 'fork' multiprocessing start method; "
-            'supply a different mp_context, such as multiprocessing.get_context("spawn"), or None '
-            f"(Executor(mp_context=<'fork' context>, max_tasks_per_child={max_tasks_per_child}): "
-            "replacing a worker by forking while the executor's threads run can deadlock, as the "
-            "standard library's executor says too)"
-        )
-    return mp_context if method in _FRESH_START else multiprocessing.get_context("spawn")
-
-
-def _why_own_pool(mp_context: Any, max_tasks_per_child: Any) -> str:
-    if max_tasks_per_child is not None:
-        return f"max_tasks_per_child={max_tasks_per_child!r}"
-    return "mp_context=<'fork' context>"
 
 
 def _release(channel: Channel) -> None:
