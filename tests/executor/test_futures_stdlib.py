@@ -173,6 +173,17 @@ def test_tasks_on_a_pool_of_its_own_may_start_processes(how):
         assert ex.submit(nested, 4).result() == ([0, 1, 4, 9], [0, 1, 4, 9])
 
 
+def thread_variable(_x):
+    return os.environ.get("OMP_NUM_THREADS")
+
+
+@pytest.mark.parametrize("how", ["warm", "max_tasks_per_child"])
+def test_inner_max_num_threads_reaches_every_kind_of_worker(how):
+    kwargs = {"max_tasks_per_child": 1} if how == "max_tasks_per_child" else {}
+    with Executor(1, inner_max_num_threads=3, **kwargs) as ex:
+        assert list(ex.map(thread_variable, range(2))) == ["3", "3"]
+
+
 def test_loky_only_options_with_a_pool_of_its_own_raise():
     with pytest.raises(ValueError, match=r"max_worker_memory='1G'.*max_tasks_per_child=2"):
         Executor(1, max_tasks_per_child=2, max_worker_memory="1G")

@@ -45,7 +45,7 @@ from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, resolve_settings
 from ..wire import Raised, TaskFailed
 from ..workers import mirror
-from ..workers.prologue import allow_children, initialize
+from ..workers.prologue import initialize, start_pool_worker
 from . import gil, limits
 from .backend import Backend
 from .backends import BACKENDS, LokyBackend
@@ -187,7 +187,12 @@ class Executor(_StdExecutor):
             backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
         else:  # "fork", or max_tasks_per_child: a multiprocessing.Pool of its own
             backend = MultiprocessingBackend(
-                s.n_workers, own_context, allow_children, max_tasks_per_child=max_tasks_per_child, lazy=True
+                s.n_workers,
+                own_context,
+                start_pool_worker,
+                (env,),
+                max_tasks_per_child=max_tasks_per_child,
+                lazy=True,
             )
         # a worker counts the pool's tasks (batches): each then carries one submission
         self._one_per_batch = max_tasks_per_child is not None
