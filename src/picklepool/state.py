@@ -29,7 +29,7 @@ from . import settings
 from .errors import PicklingError
 from .pickler import checkpoint, context, frames
 from .pickler.registry import get_pickler
-from .workers import changes, snapshots
+from .workers import snapshots
 from .workers.cache import DEFAULT_MAX_BYTES
 
 T = TypeVar("T")
@@ -98,7 +98,7 @@ class SharedState(Generic[T]):
     temporary file; the next save to the same path removes it.
     """
 
-    __slots__ = ("_value", "_lock", "_version", "_depth", "_uid", "_packing", "_baseline", "__weakref__")
+    __slots__ = ("_value", "_lock", "_version", "_depth", "_uid", "_packing", "_copy", "__weakref__")
 
     def __init__(self, value: T) -> None:
         self._value = value
@@ -107,8 +107,9 @@ class SharedState(Generic[T]):
         self._depth = 0  # nesting of ``with`` blocks of the thread holding the lock
         self._uid = uuid.uuid4().hex  # names this state in worker caches and blobs
         self._packing = False
-        # A worker's cached copy: what it held when built (``workers.changes``), or None.
-        self._baseline: Any = None
+        # A worker's cached copy: how it gives each task the parent's version
+        # (``workers.snapshots.WorkerCopy``); None in the parent and for plain loads.
+        self._copy: snapshots.WorkerCopy | None = None
 
     @classmethod
     def _restored(cls, value: T, version: int) -> SharedState[T]:
@@ -121,18 +122,27 @@ class SharedState(Generic[T]):
     @property
     def value(self) -> T:
         """The value, read WITHOUT the lock (see the class docstring)."""
+        if self._copy is not None:
+            self._copy.enter_task(self)
         return self._value
 
     @property
     def version(self) -> int:
         """How many changes the value has had (``with`` blocks and ``set`` calls)."""
+        if self._copy is not None:
+            self._copy.enter_task(self)
         return self._version
 
     def __enter__(self) -> T:
         self._lock.acquire()
         self._depth += 1
-        if self._baseline is None:  # a worker's watched copy tells its changes itself
+        copy = self._copy
+        if copy is None:
             self._version += 1
+        else:
+            copy.enter_task(self)
+            if copy.baseline is None:  # a watched copy tells its changes itself
+                self._version += 1
         return self._value
 
     def __exit__(self, *exc_info: object) -> None:
@@ -140,20 +150,21 @@ class SharedState(Generic[T]):
         self._lock.release()
 
     def set(self, value: T) -> int:
-        """Replace the value under the lock; return the new version."""
+        """Replace the value under the lock; return the new version.
+
+        In a worker this replaces the task's copy only, like a change made under
+        ``with``: the parent never sees it, and the worker's next task sees the
+        parent's version again.
+        """
         with self._lock:
+            if self._copy is not None:
+                self._copy.enter_task(self)
             self._value = value
             self._version += 1
             return self._version
 
     def __repr__(self) -> str:
         return f"<SharedState version={self._version} value type={type(self._value).__qualname__}>"
-
-    def _changed_since_built(self, version: int) -> bool:
-        """A worker's cached copy: did a task change it since it was rebuilt at *version*?"""
-        if self._version != version:  # ``set``, or ``with`` on a copy that is not watched
-            return True
-        return self._baseline is not None and bool(self._baseline.changed())
 
     # -- snapshots ---------------------------------------------------------------------
 
@@ -262,9 +273,9 @@ def _rebuild_state(
         return SharedState._restored(snapshots.load(pickler, source), version)
 
     def build() -> SharedState[Any]:
-        value, region = snapshots.load_mapped(pickler, source)
-        state = SharedState._restored(value, version)
-        state._baseline = changes.Baseline.watch(value, region)
+        copy = snapshots.WorkerCopy(pickler, version, snapshots.Pristine.of(source))
+        state = SharedState._restored(copy.build(), version)
+        state._copy = copy
         return state
 
     return snapshots.rebuild(uid, version, nbytes, cache_bytes, build)  # type: ignore[no-any-return]
