@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from picklepool import Parallel, SharedState, delayed
+from picklepool import Executor, Parallel, SharedState, delayed
 from picklepool.pickler import frames
 from picklepool.pickler.base import CloudPickler
 from picklepool.workers import snapshots
@@ -116,6 +116,18 @@ def test_set_in_a_worker_changes_only_that_task_s_copy():
     # Each task saw the parent's value and version, and its own set moved its copy's version.
     assert [(seen, version, moved) for _, _, seen, version, moved in out] == [(True, 0, 0)] * 10
     assert pristine(state.value) and state.version == 0
+
+
+def change_or_look(state: SharedState, k: int) -> tuple[int, int, bool, bool]:
+    return (change if k % 2 == 0 else look)(state, "nested list", "with")
+
+
+def test_executor_map_chunks_see_the_parents_value():
+    """``Executor.map`` with a chunksize runs a chunk as one batch (every task, independently)."""
+    state = SharedState(value())
+    with Executor(max_workers=2) as ex:
+        out = list(ex.map(change_or_look, [state] * 8, range(8), chunksize=4))
+    assert same_batch_pairs(out) == 6 and all(seen for _, _, seen, _ in out)
 
 
 class Opaque:

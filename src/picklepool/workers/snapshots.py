@@ -177,6 +177,7 @@ class WorkerCopy:
     def build(self) -> Any:
         """A new value from the frame; watches it. Counted in ``rebuilds``."""
         global rebuilds
+        self.baseline = None  # it holds the old value's containers: let them go first
         value, region = self.pristine.load(self.pickler)
         self.baseline = Baseline.watch(value, region)
         self.mark = None
