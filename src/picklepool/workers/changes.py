@@ -1,10 +1,11 @@
 """Did a task change the worker's copy of a ``SharedState``? An exact check, without copies.
 
-A worker keeps one rebuilt copy per state version and hands it to every batch.
+A worker keeps one rebuilt copy per state version and hands it to every task.
 Tasks may read it under ``with state as v`` (the seed's pattern) or change it; a
-change must not reach the next batch, and a read must cost nothing. So the copy
-is not rebuilt on every ``with``: instead, when a later batch needs it, this
-check says whether anything in it changed since it was built:
+change must not reach the next task, and a read must cost next to nothing. So
+the copy is not rebuilt on every ``with``: instead, when the next task reaches
+it (``workers.snapshots.WorkerCopy``), this check says whether anything in it
+changed since it was built:
 
     lists, dicts, sets   the identities of their items (and keys) against a
                          shallow copy taken at build time: one ``memcmp`` of the

@@ -3,16 +3,22 @@
 A task carries only a reference to its state's snapshot: the state's id, its
 version, and where the frame is (see ``workers.blobs``: a file in the session
 folder, bytes delivered with the batch by dask, or the bytes themselves when
-the backend has no blob store). The first batch that needs a version maps a
-file blob copy-on-write — large arrays become views of the shared
-pages, writable, and a write copies only the pages it touches — unpickles it
-once, and caches the rebuilt state in ``workers.cache.objects`` under
-``("state", id, version)``. Later batches of any call find it there, unless a
-task changed it: ``workers.changes`` tells (exactly, without copying anything), and
-a changed copy is rebuilt from the snapshot, so a task that only reads, even under
-``with state``, costs nothing after the first rebuild, and no batch sees another's
-change. When a newer version of the same state arrives the older one is dropped
-at once; otherwise the cache's byte bound and LRU order decide.
+the backend has no blob store). The first batch that needs a version keeps the
+frame (:class:`Pristine`: the blob's open file, or the delivered bytes copied
+into an in-memory file; small frames as bytes), maps it copy-on-write — large
+arrays become views of the shared pages, writable, and a write copies only the
+pages it touches — unpickles it once, and caches the rebuilt state in
+``workers.cache.objects`` under ``("state", id, version)``. Later batches of any
+call find it there.
+
+Every task must see the parent's version, whatever the tasks before it on this
+worker did. So the first time a task reaches the value, :class:`WorkerCopy`
+asks ``workers.changes`` (exactly, without copying anything) whether an earlier
+task changed it, and rebuilds a changed copy in place from the kept frame: a
+task that only reads, even under ``with state``, costs that check and no
+rebuild, and no task sees another's change, in the same batch or a later one.
+When a newer version of the same state arrives the older one is dropped at
+once; otherwise the cache's byte bound and LRU order decide.
 """
 
 from __future__ import annotations
