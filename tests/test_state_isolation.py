@@ -224,3 +224,23 @@ def test_small_frames_are_kept_as_bytes(tmp_path):
     kept = snapshots.Pristine.of(str(path))
     assert kept.fd is None and kept.data is not None
     assert kept.load(CloudPickler())[0] == {"a": [1]}
+
+
+def save_copy(state: SharedState, path: str) -> tuple[int, int]:
+    state.save(path)  # the first touch of the value in this task
+    return os.getpid(), current_task()[0]
+
+
+def change_list(state: SharedState, path: str) -> tuple[int, int]:
+    with state as v:
+        v["list"].append(4)
+    return os.getpid(), current_task()[0]
+
+
+def test_a_task_saving_its_copy_saves_the_parent_s_version(tmp_path):
+    state = SharedState(value())
+    paths = [str(tmp_path / f"{k}.pp") for k in range(6)]
+    calls = [delayed(change_list if k % 2 == 0 else save_copy)(state, paths[k]) for k in range(6)]
+    out = Parallel(n_jobs=2, batch_size=6)(calls)
+    assert same_batch_pairs(out) == 5
+    assert all(pristine(SharedState.load(paths[k]).value) for k in range(1, 6, 2))

@@ -185,6 +185,8 @@ class SharedState(Generic[T]):
     def __reduce__(self) -> tuple[Any, ...]:
         ctx = context.current()
         with self._lock:
+            if self._copy is not None:  # a worker's copy sent on (a nested call): the task's view
+                self._copy.enter_task(self)
             if self._packing:
                 raise PicklingError(
                     "a SharedState cannot contain itself (its value refers back to the "
@@ -240,6 +242,8 @@ class SharedState(Generic[T]):
         pickler = get_pickler()
         with checkpoint.atomic_file(path) as f:
             with self._lock:
+                if self._copy is not None:
+                    self._copy.enter_task(self)
                 try:
                     pieces = frames.pack(pickler, self._value)
                 except Exception as exc:
