@@ -3,29 +3,37 @@
 A task carries only a reference to its state's snapshot: the state's id, its
 version, and where the frame is (see ``workers.blobs``: a file in the session
 folder, bytes delivered with the batch by dask, or the bytes themselves when
-the backend has no blob store). The first batch that needs a version maps a
-file blob copy-on-write — large arrays become views of the shared
-pages, writable, and a write copies only the pages it touches — unpickles it
-once, and caches the rebuilt state in ``workers.cache.objects`` under
-``("state", id, version)``. Later batches of any call find it there, unless a
-task changed it: ``workers.changes`` tells (exactly, without copying anything), and
-a changed copy is rebuilt from the snapshot, so a task that only reads, even under
-``with state``, costs nothing after the first rebuild, and no batch sees another's
-change. When a newer version of the same state arrives the older one is dropped
-at once; otherwise the cache's byte bound and LRU order decide.
+the backend has no blob store). The first batch that needs a version keeps the
+frame (:class:`Pristine`: the blob's open file, or the delivered bytes copied
+into an in-memory file; small frames as bytes), maps it copy-on-write — large
+arrays become views of the shared pages, writable, and a write copies only the
+pages it touches — unpickles it once, and caches the rebuilt state in
+``workers.cache.objects`` under ``("state", id, version)``. Later batches of any
+call find it there.
+
+Every task must see the parent's version, whatever the tasks before it on this
+worker did. So the first time a task reaches the value, :class:`WorkerCopy`
+asks ``workers.changes`` (exactly, without copying anything) whether an earlier
+task changed it, and rebuilds a changed copy in place from the kept frame: a
+task that only reads, even under ``with state``, costs that check and no
+rebuild, and no task sees another's change, in the same batch or a later one.
+When a newer version of the same state arrives the older one is dropped at
+once; otherwise the cache's byte bound and LRU order decide.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from ..pickler import frames
 from .blobs import BlobRef, read_blob
 from .cache import objects
-from .changes import map_range
+from .changes import Baseline, map_range
+from .tasks import current_task
 
 # Per worker: the newest version of each state rebuilt here (state id -> version).
 _newest: dict[str, int] = {}
@@ -47,17 +55,71 @@ def load_mapped(pickler: Any, source: str | BlobRef | bytes) -> tuple[Any, tuple
     a read from a write there too; where that is not available, or for small
     frames, the arrays are views of a private bytearray and the region is None.
     """
-    if isinstance(source, BlobRef):
-        source = read_blob(source)
-    if isinstance(source, str):
-        with open(source, "rb") as f:
-            length = os.fstat(f.fileno()).st_size
-            mapped = mmap.mmap(f.fileno(), length, access=mmap.ACCESS_COPY)
-    elif len(source) >= MEMFD_MIN and hasattr(os, "memfd_create"):
-        mapped = _memfd_copy(source)
-    else:
-        # Bytes are read-only; a private bytearray makes the rebuilt arrays writable.
-        return frames.unpack(pickler, bytearray(source)), None
+    pristine = Pristine.of(source)
+    try:
+        return pristine.load(pickler)
+    finally:
+        pristine.close()
+
+
+class Pristine:
+    """A snapshot's frame as this worker received it, kept to rebuild the value again.
+
+    Large frames stay where they are, in a file: the blob (loky; the open file
+    outlives the call that wrote it) or an in-memory file holding the bytes
+    delivered with the batch (dask); the copy's arrays are copy-on-write views of
+    that file already, so keeping it open costs no memory. Small frames (under
+    ``MEMFD_MIN``, or without ``memfd_create``) are kept as bytes.
+    """
+
+    __slots__ = ("fd", "data", "length", "_closer", "__weakref__")
+
+    def __init__(self, fd: int | None, data: bytes | None, length: int) -> None:
+        self.fd, self.data, self.length = fd, data, length
+        self._closer = weakref.finalize(self, os.close, fd) if fd is not None else None
+
+    @classmethod
+    def of(cls, source: str | BlobRef | bytes) -> Pristine:
+        if isinstance(source, BlobRef):
+            source = read_blob(source)
+        if isinstance(source, str):
+            fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                length = os.fstat(fd).st_size
+                if length >= MEMFD_MIN:
+                    return cls(os.dup(fd), None, length)
+                return cls(None, _read_all(fd, length), length)
+            finally:
+                os.close(fd)
+        if len(source) >= MEMFD_MIN and hasattr(os, "memfd_create"):
+            return cls(_memfd_copy(source), None, len(source))
+        return cls(None, bytes(source), len(source))
+
+    def load(self, pickler: Any) -> tuple[Any, tuple[int, int] | None]:
+        """A new value from the frame, and the region of the map its arrays view (or None)."""
+        if self.fd is None:  # bytes are read-only: a private bytearray makes arrays writable
+            assert self.data is not None
+            return frames.unpack(pickler, bytearray(self.data)), None
+        mapped = mmap.mmap(self.fd, self.length, access=mmap.ACCESS_COPY)
+        return _unpickle_mapped(pickler, mapped)
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer()
+
+
+def _read_all(fd: int, length: int) -> bytes:
+    chunks, done = [], 0
+    while done < length:
+        chunk = os.pread(fd, length - done, done)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        done += len(chunk)
+    return b"".join(chunks)
+
+
+def _unpickle_mapped(pickler: Any, mapped: mmap.mmap) -> tuple[Any, tuple[int, int]]:
     view = memoryview(mapped)
     spans = frames.layout(view)
     stream, *buffers = (view[start : start + size] for start, size in spans)
@@ -70,16 +132,17 @@ def load_mapped(pickler: Any, source: str | BlobRef | bytes) -> tuple[Any, tuple
 MEMFD_MIN = 1 << 20  # frames from this size on are mapped from an in-memory file
 
 
-def _memfd_copy(data: Any) -> mmap.mmap:
-    """A private, copy-on-write map of an in-memory file holding *data*."""
+def _memfd_copy(data: Any) -> int:
+    """An in-memory file holding *data*: its descriptor."""
     fd = os.memfd_create("picklepool-state", os.MFD_CLOEXEC)
     try:
         view, done = memoryview(data), 0
         while done < len(view):
             done += os.write(fd, view[done:])
-        return mmap.mmap(fd, len(view), access=mmap.ACCESS_COPY)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
 def _release(mapped: mmap.mmap, start: int, size: int) -> None:
@@ -97,6 +160,54 @@ def _release(mapped: mmap.mmap, start: int, size: int) -> None:
         mapped.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
+class WorkerCopy:
+    """What a worker's ``SharedState`` copy needs to give every task the parent's version.
+
+    The copy calls :meth:`enter_task` whenever a task reaches its value (``with
+    state``, ``state.value``, ``state.version``, ``state.set``). The first such call
+    of each task (``workers.tasks.current_task``) checks whether an earlier task
+    changed the value (``workers.changes``, exact, without copies; or, for a value
+    that cannot be watched, whether a ``with`` block or ``set`` ran) and if so
+    rebuilds it in place from the frame this worker already holds
+    (:class:`Pristine`): nothing is sent again. Later calls in the same task cost
+    a comparison, so a task sees its own changes, and only its own.
+    """
+
+    __slots__ = ("pickler", "version", "baseline", "pristine", "mark")
+
+    def __init__(self, pickler: Any, version: int, pristine: Pristine) -> None:
+        self.pickler, self.version, self.pristine = pickler, version, pristine
+        self.baseline: Baseline | None = None
+        self.mark: tuple[int, int] | None = None  # None: built, nothing has run since
+
+    def build(self) -> Any:
+        """A new value from the frame; watches it. Counted in ``rebuilds``."""
+        global rebuilds
+        self.baseline = None  # it holds the old value's containers: let them go first
+        value, region = self.pristine.load(self.pickler)
+        self.baseline = Baseline.watch(value, region)
+        self.mark = None
+        rebuilds += 1
+        return value
+
+    def enter_task(self, state: Any) -> None:
+        """Before a task reads *state*: put the parent's version back if another task changed it."""
+        mark = current_task()
+        if mark == self.mark:
+            return
+        fresh, self.mark = self.mark is None, mark
+        if fresh:
+            return
+        baseline = self.baseline
+        if state._version == self.version and (baseline is None or not baseline.changed()):
+            return
+        with state._lock:
+            state._value = None  # drop the changed value first: one copy at a time
+            state._value = self.build()
+            state._version = self.version
+            self.mark = mark
+
+
 def rebuild(
     uid: str,
     version: int,
@@ -106,19 +217,10 @@ def rebuild(
 ) -> Any:
     """The worker's copy of state *uid* at *version*, built at most once per version.
 
-    *build* returns a fresh ``SharedState``. If a task changed the cached copy
-    (``SharedState._changed_since_built``), the copy is rebuilt from the snapshot
-    so that later batches see what the parent sent.
+    *build* returns a fresh ``SharedState`` (with a :class:`WorkerCopy`). The copy
+    is kept as it is: whether a task changed it is checked when the next task
+    reaches its value (:meth:`WorkerCopy.enter_task`), not here.
     """
-    built: list[Any] = []
-
-    def counted() -> Any:
-        global rebuilds
-        state = build()
-        rebuilds += 1
-        built.append(state)
-        return state
-
     if cache_bytes is not None and cache_bytes != objects.max_bytes:
         objects.resize(cache_bytes)
     previous = _newest.get(uid)
@@ -126,9 +228,4 @@ def rebuild(
         if previous is not None:  # dropped before the new one is built: one copy at a time
             objects.discard(("state", uid, previous))
         _newest[uid] = version
-    key = ("state", uid, version)
-    state = objects.get_or_build(key, nbytes, counted)
-    if not built and state._changed_since_built(version):
-        objects.discard(key)
-        state = objects.get_or_build(key, nbytes, counted)
-    return state
+    return objects.get_or_build(("state", uid, version), nbytes, build)

@@ -15,6 +15,7 @@ the interruption and returns does not make the call succeed past its timeout.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import queue
 import signal
 import threading
@@ -28,6 +29,30 @@ from ..wire import Cancelled, Failure, Raised, Results, TaskFailed
 
 Funcs = Sequence[Callable[..., Any]]
 _KWARGS_TYPES = {dict, type(None)}  # None: no keyword arguments, as in (f, args, None)
+
+
+# The batch each thread is running: a serial number and its status (index 1: the running
+# task, -1 between tasks). ``current_task`` names the running task from these, so the
+# tight loops below mark nothing per task (a ``SharedState`` copy reads it, workers.snapshots).
+_running = threading.local()
+_serials = itertools.count(1)
+
+
+def _begin(status: Any) -> None:
+    _running.serial = next(_serials)
+    _running.status = status
+
+
+def current_task() -> tuple[int, int]:
+    """``(batch serial, task index)`` of the task this thread runs now (index -1 between tasks).
+
+    Two different tasks never give the same pair in one process, so a worker can
+    tell "the same task again" from "a later task" without counting tasks.
+    """
+    try:
+        return _running.serial, int(_running.status[1])
+    except AttributeError:  # this thread has run no batch
+        return 0, -1
 
 
 class _Timeout(BaseException):
@@ -97,6 +122,7 @@ def execute_isolated(
     append = results.append
     status = view.status if view is not None else [0, -1, 0, 0]
     status[0] = call_id
+    _begin(status)
     start = time.perf_counter()
     one = isinstance(fidx, int)
     for i, a in enumerate(args, first):
@@ -147,6 +173,7 @@ def execute(
     # would clobber the user's own timers (run_local uses a watching thread there).
     use_alarm = timeout is not None and view is not None and can_alarm()
     previous = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
+    _begin(status)
     i = first
     start = time.perf_counter()
     try:
