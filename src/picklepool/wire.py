@@ -74,6 +74,9 @@ class Batch(NamedTuple):
     # Every task runs and its exception becomes a Raised value (picklepool.Executor); the
     # batch ignores the cancel flag. False (Parallel): stop at the first exception.
     isolate: bool = False
+    # Each entry of the tasks' args column is the task's one positional argument itself,
+    # not a tuple of them (picklepool.Executor.map over one iterable; isolate only).
+    single_arg: bool = False
 
 
 class Results(NamedTuple):

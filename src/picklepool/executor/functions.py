@@ -20,6 +20,7 @@ import operator
 import reprlib
 import types
 import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import PicklingError
@@ -111,7 +112,7 @@ def group(fcol: tuple[Any, ...], by_content: bool) -> tuple[list[Any], Any]:
     return funcs, (0 if len(funcs) == 1 else fidx)
 
 
-def split(items: list[Any], first: int, by_content: bool) -> tuple[list[Any], Any, tuple[Any, ...], Any]:
+def split(items: Sequence[Any], first: int, by_content: bool) -> tuple[list[Any], Any, tuple[Any, ...], Any]:
     """Columns of a batch: distinct functions, their index per task, args, kwargs.
 
     The hot path of tiny tasks, so every check is one pass in C over a column.
@@ -144,7 +145,7 @@ def split(items: list[Any], first: int, by_content: bool) -> tuple[list[Any], An
     return funcs, fidx, acol, kcol if has_kwargs else None
 
 
-def bad_items(items: list[Any], first: int) -> TypeError:
+def bad_items(items: Sequence[Any], first: int) -> TypeError:
     """The error naming the first item that is not a ``(function, args, kwargs)`` call."""
     from ..workers.tasks import bad_item_message
 
@@ -156,6 +157,29 @@ def bad_items(items: list[Any], first: int) -> TypeError:
         if not callable(f) or type(args) is not tuple or (kwargs and type(kwargs) is not dict):
             return TypeError(bad_item_message(item, first + i))
     return TypeError(f"items {first}..{first + len(items) - 1} of the iterable are not delayed calls")
+
+
+class Column(Sequence[Any]):
+    """Calls of one function kept as their arguments (``Executor.map``'s chunks).
+
+    As a sequence it is the ``(function, args, None)`` triples, made on demand (for
+    error messages); *single*: each entry of *args* is the one positional argument.
+    """
+
+    __slots__ = ("fn", "args", "single")
+
+    def __init__(self, fn: Any, args: list[Any], single: bool) -> None:
+        self.fn, self.args, self.single = fn, args, single
+
+    def __len__(self) -> int:
+        return len(self.args)
+
+    def __getitem__(self, k: int) -> tuple[Any, tuple[Any, ...], None]:  # type: ignore[override]
+        a = self.args[k]
+        return (self.fn, (a,) if self.single else a, None)
+
+    def __iter__(self) -> Iterator[tuple[Any, tuple[Any, ...], None]]:
+        return map(self.__getitem__, range(len(self.args)))
 
 
 class FunctionTable:

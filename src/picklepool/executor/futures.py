@@ -21,6 +21,7 @@ threads move the bytes. The worker processes are picklepool's shared warm pool
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import math
 import queue
@@ -29,7 +30,7 @@ import time
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor as _StdExecutor
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -45,7 +46,7 @@ from . import gil, limits
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
 from .dispatch import PROGRESS_POLL, Channel
-from .functions import label
+from .functions import Column, label
 from .replies import Pending
 
 _WAKE = object()
@@ -56,10 +57,10 @@ class _Work:
 
     __slots__ = ("future", "items", "chunk", "strip", "index")
 
-    def __init__(self, future: Future[Any], items: list[Any], chunk: bool, strip: int = 0) -> None:
+    def __init__(self, future: Future[Any], items: Sequence[Any], chunk: bool, strip: int = 0) -> None:
         self.index = 0  # the number of the user's first call in it, counted by the executor
         self.future = future
-        self.items = items  # (function, args, kwargs or None) triples
+        self.items = items  # (function, args, kwargs or None) triples, or a functions.Column
         self.chunk = chunk  # the future's result is the list of the calls' results
         self.strip = strip  # leading and trailing calls whose results are not the caller's
 
@@ -178,7 +179,7 @@ class Executor(_StdExecutor):
         self._put(_Work(fut, [(fn, args, kwargs or None)], False))
         return fut
 
-    def _submit_calls(self, items: list[Any], strip: int = 0) -> Future[Any]:
+    def _submit_calls(self, items: Sequence[Any], strip: int = 0) -> Future[Any]:
         """One batch of ``(function, args, kwargs)`` calls; the future holds their results.
 
         The first and last *strip* calls (``workers.prologue``) run but their
@@ -232,13 +233,23 @@ class Executor(_StdExecutor):
         if chunksize == 1:
             futures = [self.submit(fn, *args) for args in arguments]
             return _results(futures, end, chunked=False)
+        # A chunk is its arguments (functions.Column): no (fn, args, None) triple per
+        # call, and over one iterable not even a tuple. The cyclic GC would only rescan
+        # the chunks while they are made (all stay alive): it waits, as in Parallel.
+        single = len(iterables) == 1
+        values = iter(iterables[0]) if single else arguments
         futures = []
-        fns, nones = itertools.repeat(fn), itertools.repeat(None)
-        while True:
-            chunk = list(zip(fns, itertools.islice(arguments, chunksize), nones, strict=False))
-            if not chunk:
-                break
-            futures.append(self._submit_calls(chunk))
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            while True:
+                chunk = list(itertools.islice(values, chunksize))
+                if not chunk:
+                    break
+                futures.append(self._submit_calls(Column(fn, chunk, single)))
+        finally:
+            if gc_was_on:
+                gc.enable()
         return _results(futures, end, chunked=True)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -332,14 +343,20 @@ class Executor(_StdExecutor):
 
     def _send(self, works: list[_Work]) -> None:
         channel = self._channel
-        items = list(self._prologue)
-        for w in works:
-            items.extend(w.items)
+        items: Sequence[Any]
+        column = works[0].items if len(works) == 1 and not self._prologue else None
+        if type(column) is Column:  # a map chunk: sent as its arguments
+            items = column
+        else:
+            column = None
+            items = list(self._prologue)
+            for w in works:
+                items.extend(w.items)
         seq, first = next(self._seq), self._next_task
         self._next_task += len(items)
         batch = Pending(seq, first, items)
         try:
-            batch.future = channel.send(items, first)
+            batch.future = channel.send(items, first, column)
         except BaseException as exc:  # noqa: BLE001 - delivered through the futures
             if len(works) > 1:  # find the one that cannot be sent: the others go on
                 for w in works:
@@ -388,11 +405,15 @@ class Executor(_StdExecutor):
             return
         for w in works:
             n = len(w.items)
-            mine, k = values[k : k + n], k + n
+            mine, k = (values, n) if k == 0 and n == len(values) else (values[k : k + n], k + n)
             if w.chunk:
                 if w.strip:
                     mine = mine[w.strip : n - w.strip]
-                raised = next((v for v in mine if type(v) is Raised), None)
+                raised = (
+                    next((v for v in mine if type(v) is Raised), None)
+                    if Raised in set(map(type, mine))
+                    else None
+                )
                 if raised is None:
                     w.future.set_result(mine)
                 else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+from collections.abc import Sequence
 from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -35,9 +36,9 @@ class Pending:
 
     __slots__ = ("seq", "first", "n", "items", "future")
 
-    def __init__(self, seq: int, first: int, items: list[Any]) -> None:
+    def __init__(self, seq: int, first: int, items: Sequence[Any]) -> None:
         self.seq, self.first, self.n = seq, first, len(items)
-        self.items: list[Any] | None = items  # dropped once the batch succeeded
+        self.items: Sequence[Any] | None = items  # dropped once the batch succeeded
         self.future: Any = None
 
     def tasks(self) -> str:
