@@ -115,6 +115,26 @@ def test_map_in_chunks_keeps_order_and_names_the_failing_call():
         assert list(ex.map(pow, range(7), range(7), chunksize=3)) == [i**i for i in range(7)]
 
 
+def test_map_chunks_queued_behind_a_busy_worker_leave_together(tmp_path):
+    with Executor(max_workers=1) as ex:
+        fut, gate = busy(ex, tmp_path)
+        ex._batcher.per_task = 1e-6  # as after fast tasks: a batch may hold many chunks
+        sent = []
+        send = ex._channel.send
+        ex._channel.send = lambda items, first, column=None: (
+            sent.append(len(items)) or send(items, first, column)
+        )
+        results = ex.map(fail_at_five, range(40), chunksize=4)  # call 5 is the executor's task 6
+        gate.open()
+        assert fut.result() == "released"
+        assert [next(results) for _ in range(4)] == [0, 1, 4, 9]  # the next chunk holds call 5
+        with pytest.raises(LedgerError) as info:
+            next(results)
+        assert "task 6: fail_at_five(5)" in info.value.__notes__[0]
+        assert sum(sent) == 40 and len(sent) < 10  # 10 chunks, fewer batches
+        assert list(ex.map(fail_at_five, range(6, 46), chunksize=4)) == [i * i for i in range(6, 46)]
+
+
 def test_one_failure_in_a_coalesced_batch_fails_only_its_future():
     with Executor(max_workers=1) as ex:
         futures = [ex.submit(fail if i % 3 == 0 else square, i) for i in range(300)]

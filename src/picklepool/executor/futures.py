@@ -11,7 +11,8 @@ in batches sized like ``Parallel``'s automatic batches (``executor.batching``:
 about 20 ms of work each, at most a share of the queue per worker), so 10,000
 tiny ``submit`` calls cost a few dozen round trips, not 10,000. A task is
 pending, and ``cancel()`` works, until its batch leaves. ``map(chunksize=n)``
-sends each chunk of *n* calls as one batch.
+sends chunks of *n* calls, several in one batch when they queue up (up to the
+automatic batch size); each chunk travels as its function and its arguments.
 
 One manager thread per executor sends batches and reads replies; loky's own
 threads move the bytes. The worker processes are picklepool's shared warm pool
@@ -222,9 +223,10 @@ class Executor(_StdExecutor):
         """``fn`` over the zipped *iterables*: an iterator of results, in order.
 
         The calls are all submitted at once (as the standard library does);
-        *chunksize* calls travel as one batch. Reading the iterator raises a task's
-        exception when it reaches it, and ``TimeoutError`` when a result is not ready
-        *timeout* seconds after this call. Raises ``ValueError`` for chunksize < 1.
+        *chunksize* calls travel together (chunks that queue up leave several per
+        batch). Reading the iterator raises a task's exception when it reaches it,
+        and ``TimeoutError`` when a result is not ready *timeout* seconds after
+        this call. Raises ``ValueError`` for chunksize < 1.
         """
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"map(chunksize={chunksize!r}) is not valid: use a positive int")
@@ -319,7 +321,23 @@ class Executor(_StdExecutor):
         """The next batch's submissions, taken off the queue (lock held)."""
         q = self._queue
         if q[0].chunk:
-            return [q.popleft()]
+            head = q.popleft()
+            column = head.items
+            if type(column) is not Column:
+                return [head]
+            # Chunks of one map queued behind it leave with it, as many as one batch of
+            # the automatic size holds, at most a share of the queue per worker.
+            n = len(column)
+            limit = min(self._batcher.next_size(0), math.ceil((len(q) + 1) * n / self._max_workers))
+            chunks = [head]
+            while q and type(q[0].items) is Column and n + len(q[0].items) <= limit:
+                nxt: Any = q[0].items
+                if nxt.fn is not column.fn or nxt.single is not column.single:
+                    break
+                chunks.append(q.popleft())
+                n += len(nxt)
+            self._batcher.last = n
+            return chunks
         size = self._batcher.next_size(0)
         size = min(size, max(1, math.ceil(len(q) / self._max_workers)))
         taken: list[_Work] = []
@@ -344,8 +362,11 @@ class Executor(_StdExecutor):
     def _send(self, works: list[_Work]) -> None:
         channel = self._channel
         items: Sequence[Any]
-        column = works[0].items if len(works) == 1 and not self._prologue else None
-        if type(column) is Column:  # a map chunk: sent as its arguments
+        column = works[0].items if not self._prologue else None
+        if type(column) is Column:  # map chunks (of one map: see _take): sent as their arguments
+            if len(works) > 1:
+                args = list(itertools.chain.from_iterable(w.items.args for w in works))  # type: ignore[attr-defined]
+                column = Column(column.fn, args, column.single)
             items = column
         else:
             column = None
