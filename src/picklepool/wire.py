@@ -9,7 +9,8 @@ the bytes inside it.
 
 Worker to parent, one reply per batch, made by the call's pickler:
 
-    Results(values, seconds)           every task ran
+    Results(values, seconds)           every task ran (pickled as a plain
+                                       (values, seconds) tuple: see pack_results)
     TaskFailed(task, error, tb)        task number *task* raised; the rest were skipped
                                        (an isolated batch runs them all: a Raised(error, tb)
                                        stands in Results.values for each task that raised)
@@ -82,6 +83,17 @@ class Batch(NamedTuple):
 class Results(NamedTuple):
     values: list[Any]
     seconds: float
+
+
+def pack_results(results: Results) -> tuple[list[Any], float]:
+    """*results* as the plain tuple that travels: the C pickler writes it (and a list of
+    plain values) without calling back into Python, about half the cost of a small reply."""
+    return (results.values, results.seconds)
+
+
+def unpack_reply(reply: Any) -> Any:
+    """A reply as the pickler rebuilt it, with :func:`pack_results`'s tuple made ``Results``."""
+    return Results(*reply) if type(reply) is tuple else reply
 
 
 class TaskFailed(NamedTuple):

@@ -24,7 +24,7 @@ from ..errors import (
     UnpicklingError,
     WorkerCrashedError,
 )
-from ..wire import Cancelled, Failure, Results, TaskFailed, decode_failure
+from ..wire import Cancelled, Failure, Results, TaskFailed, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
 from .functions import describe_task
 
@@ -77,7 +77,7 @@ class ReplyReader:
             if failure is not None:
                 raise self.failure_error(batch, failure)
             try:
-                reply = call.buffers.loads(call.pickler, reply)
+                reply = unpack_reply(call.buffers.loads(call.pickler, reply))
             except Exception as exc:
                 raise UnpicklingError(
                     f"the reply of {batch.tasks()} could not be unpickled in the parent with "
