@@ -9,7 +9,8 @@ the bytes inside it.
 
 Worker to parent, one reply per batch, made by the call's pickler:
 
-    Results(values, seconds)           every task ran
+    Results(values, seconds)           every task ran (pickled as a plain
+                                       (values, seconds) tuple: see pack_results)
     TaskFailed(task, error, tb)        task number *task* raised; the rest were skipped
                                        (an isolated batch runs them all: a Raised(error, tb)
                                        stands in Results.values for each task that raised)
@@ -78,11 +79,25 @@ class Batch(NamedTuple):
     # Every task runs and its exception becomes a Raised value (picklepool.Executor); the
     # batch ignores the cancel flag. False (Parallel): stop at the first exception.
     isolate: bool = False
+    # Each entry of the tasks' args column is the task's one positional argument itself,
+    # not a tuple of them (picklepool.Executor.map over one iterable; isolate only).
+    single_arg: bool = False
 
 
 class Results(NamedTuple):
     values: list[Any]
     seconds: float
+
+
+def pack_results(results: Results) -> tuple[list[Any], float]:
+    """*results* as the plain tuple that travels: the C pickler writes it (and a list of
+    plain values) without calling back into Python, about half the cost of a small reply."""
+    return (results.values, results.seconds)
+
+
+def unpack_reply(reply: Any) -> Any:
+    """A reply as the pickler rebuilt it, with :func:`pack_results`'s tuple made ``Results``."""
+    return Results(*reply) if type(reply) is tuple else reply
 
 
 class TaskFailed(NamedTuple):

@@ -278,3 +278,25 @@ def test_a_global_changed_by_a_task_in_a_worker_does_not_reach_the_next_call():
         """
     )
     assert out.stdout.strip() == "[1, 1, 1, 1]", out.stderr
+
+
+def test_an_importable_function_is_pickled_once_per_process_while_it_goes_by_reference():
+    import cloudpickle
+
+    from picklepool.executor.functions import by_reference
+    from picklepool.pickler.base import StdlibPickler
+    from picklepool.pickler.hybrid import HybridPickler
+
+    from . import crash_cases
+
+    pickler = HybridPickler()
+    first = by_reference(pickler, crash_cases.identity_task)
+    assert first is not None and by_reference(pickler, crash_cases.identity_task) == first
+    assert first[1] == pickler.dumps(crash_cases.identity_task)
+    assert by_reference(pickler, lambda x: x) is None  # by value: pickled at every call
+    assert by_reference(StdlibPickler(), crash_cases.identity_task) is None  # other picklers: the usual road
+    cloudpickle.register_pickle_by_value(crash_cases)
+    try:
+        assert by_reference(pickler, crash_cases.identity_task) is None  # its module goes by value now
+    finally:
+        cloudpickle.unregister_pickle_by_value(crash_cases)

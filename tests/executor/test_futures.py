@@ -92,6 +92,51 @@ def test_submit_map_and_own_exception_type():
             list(ex.map(fail, range(3), chunksize=2))
 
 
+def fail_at_five(x):
+    if x == 5:
+        raise LedgerError(f"bad {x}")
+    return x * x
+
+
+def test_map_in_chunks_keeps_order_and_names_the_failing_call():
+    with Executor(max_workers=2) as ex:
+        results = ex.map(fail_at_five, range(10), chunksize=4)
+        assert [next(results) for _ in range(4)] == [0, 1, 4, 9]
+        with pytest.raises(LedgerError) as info:
+            next(results)  # the chunk holding call 5 fails when the iterator reaches it
+        assert "task 5: fail_at_five(5)" in info.value.__notes__[0]
+        assert list(ex.map(square, iter(range(1001)), chunksize=100)) == [i * i for i in range(1001)]
+        assert list(ex.map(square, (), chunksize=4)) == []
+        assert list(ex.map(len, [(1, 2)], chunksize=4)) == [2]  # a tuple is one argument
+        with pytest.raises(TypeError):
+            list(ex.map(42, range(3), chunksize=2))
+    with Executor(max_workers=1, initializer=remember, initargs=("chunks",)) as ex:
+        assert list(ex.map(square, range(7), chunksize=3)) == [i * i for i in range(7)]
+        assert list(ex.map(pow, range(7), range(7), chunksize=3)) == [i**i for i in range(7)]
+
+
+def test_map_chunks_queued_behind_a_busy_worker_leave_together(tmp_path):
+    with Executor(max_workers=1) as ex:
+        ex._max_inflight = 1  # the busy batch fills the pool: the chunks queue behind it
+        fut, gate = busy(ex, tmp_path)
+        ex._batcher.per_task, ex._batcher.last = 1e-6, 1000  # as after fast tasks
+        ex._batcher.record = lambda n, seconds: None
+        sent = []
+        send = ex._channel.send
+        ex._channel.send = lambda items, first, column=None: (
+            sent.append(len(items)) or send(items, first, column)
+        )
+        results = ex.map(fail_at_five, range(40), chunksize=4)  # call 5 is the executor's task 6
+        gate.open()
+        assert fut.result() == "released"
+        assert [next(results) for _ in range(4)] == [0, 1, 4, 9]  # the next chunk holds call 5
+        with pytest.raises(LedgerError) as info:
+            next(results)
+        assert "task 6: fail_at_five(5)" in info.value.__notes__[0]
+        assert sent == [40]  # 10 chunks, one batch
+        assert list(ex.map(fail_at_five, range(6, 46), chunksize=4)) == [i * i for i in range(6, 46)]
+
+
 def test_one_failure_in_a_coalesced_batch_fails_only_its_future():
     with Executor(max_workers=1) as ex:
         futures = [ex.submit(fail if i % 3 == 0 else square, i) for i in range(300)]

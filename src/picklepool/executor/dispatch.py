@@ -21,7 +21,7 @@ import os
 import queue
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -128,15 +128,26 @@ class Channel:
 
     # -- parent side of the data path -------------------------------------------------
 
-    def send(self, items: list[Any], first: int) -> Future[Any]:
+    def send(self, items: Sequence[Any], first: int, column: functions.Column | None = None) -> Future[Any]:
         """Pickle *items* (``(function, args, kwargs)`` triples, tasks *first*...) and submit them.
 
+        *column*: the same calls as one function and its arguments (``Executor.map``),
+        sent as they are instead of split from *items*.
         Returns the backend's future of the reply (for ``replies.ReplyReader.read``).
         Raises ``PicklingError`` naming the task that cannot be pickled, and
         ``TypeError`` for an item that is not a call.
         """
-        funcs, fidx, args, kwargs = functions.split(items, first, by_content=self.bytes_path)
+        single_arg = False
+        args: Sequence[Any]
+        if column is None:
+            funcs, fidx, args, kwargs = functions.split(items, first, by_content=self.bytes_path)
+        else:
+            if not callable(column.fn):
+                raise functions.bad_items(items, first)
+            funcs, fidx, args, kwargs, single_arg = [column.fn], 0, column.args, None, column.single
         if not self.bytes_path:
+            if single_arg:
+                args = [(a,) for a in args]
             return self.backend.submit(run_local, funcs, fidx, args, kwargs, first, self.timeout)
         with active(self.context):
             specs = tuple(self.functions.spec(f, first) for f in funcs)
@@ -158,12 +169,13 @@ class Channel:
                 self.parent,
                 self.context.attachment(),
                 self.isolate,
+                single_arg,
             ),
         )
         self.buffers.sent(payload, fut)
         return fut
 
-    def _dumps_error(self, items: list[Any], first: int, exc: BaseException) -> PicklingError:
+    def _dumps_error(self, items: Sequence[Any], first: int, exc: BaseException) -> PicklingError:
         for i, item in enumerate(items):
             _f, args, kwargs = item
             for root, value in (("args", args), ("kwargs", kwargs)):

@@ -17,14 +17,19 @@ from __future__ import annotations
 import hashlib
 import itertools
 import operator
+import os
 import reprlib
 import types
-import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import cloudpickle
+
 from ..errors import PicklingError
+from ..pickler.base import CloudPickler
 from ..pickler.buffers import Frames
 from ..pickler.diagnose import explain
+from ..pickler.hybrid import HybridPickler
 from ..wire import FuncSpec
 
 _SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
@@ -111,7 +116,7 @@ def group(fcol: tuple[Any, ...], by_content: bool) -> tuple[list[Any], Any]:
     return funcs, (0 if len(funcs) == 1 else fidx)
 
 
-def split(items: list[Any], first: int, by_content: bool) -> tuple[list[Any], Any, tuple[Any, ...], Any]:
+def split(items: Sequence[Any], first: int, by_content: bool) -> tuple[list[Any], Any, tuple[Any, ...], Any]:
     """Columns of a batch: distinct functions, their index per task, args, kwargs.
 
     The hot path of tiny tasks, so every check is one pass in C over a column.
@@ -144,7 +149,7 @@ def split(items: list[Any], first: int, by_content: bool) -> tuple[list[Any], An
     return funcs, fidx, acol, kcol if has_kwargs else None
 
 
-def bad_items(items: list[Any], first: int) -> TypeError:
+def bad_items(items: Sequence[Any], first: int) -> TypeError:
     """The error naming the first item that is not a ``(function, args, kwargs)`` call."""
     from ..workers.tasks import bad_item_message
 
@@ -158,6 +163,63 @@ def bad_items(items: list[Any], first: int) -> TypeError:
     return TypeError(f"items {first}..{first + len(items) - 1} of the iterable are not delayed calls")
 
 
+_REFERENCE_PICKLERS = (HybridPickler, CloudPickler)
+_should_pickle_by_reference = getattr(cloudpickle.cloudpickle, "_should_pickle_by_reference", None)
+# (pickler class, id(function)) -> (function, content key, bytes): functions pickled by
+# reference (module and name), for the life of the process
+_references: dict[tuple[type, int], tuple[Any, str, bytes]] = {}
+
+
+def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
+    """``(content key, bytes)`` of *func* when *pickler* sends it by reference, else None.
+
+    An importable function, class or builtin pickles to its module and name,
+    whatever its globals: pickled once per process instead of once per call. Only
+    for the built-in picklers that decide as cloudpickle does (``hybrid``,
+    ``cloudpickle``), and only while no module is registered to go by value.
+    """
+    kind = type(pickler)
+    if kind not in _REFERENCE_PICKLERS or type(func) not in _KEEPABLE or _should_pickle_by_reference is None:
+        return None
+    known = _references.get((kind, id(func)))
+    if known is not None and known[0] is func and not cloudpickle.list_registry_pickle_by_value():
+        return known[1], known[2]
+    try:
+        if cloudpickle.list_registry_pickle_by_value() or not _should_pickle_by_reference(func):
+            return None
+        data = pickler.dumps(func)
+    except Exception:  # noqa: BLE001 - the usual road says why
+        return None
+    if len(_references) >= MAX_SPECS:
+        _references.clear()
+    key = hashlib.blake2b(data + b"()", digest_size=16).hexdigest()  # as FunctionTable.spec's
+    _references[(kind, id(func))] = (func, key, data)
+    return key, data
+
+
+class Column(Sequence[Any]):
+    """Calls of one function kept as their arguments (``Executor.map``'s chunks).
+
+    As a sequence it is the ``(function, args, None)`` triples, made on demand (for
+    error messages); *single*: each entry of *args* is the one positional argument.
+    """
+
+    __slots__ = ("fn", "args", "single")
+
+    def __init__(self, fn: Any, args: list[Any], single: bool) -> None:
+        self.fn, self.args, self.single = fn, args, single
+
+    def __len__(self) -> int:
+        return len(self.args)
+
+    def __getitem__(self, k: int) -> tuple[Any, tuple[Any, ...], None]:  # type: ignore[override]
+        a = self.args[k]
+        return (self.fn, (a,) if self.single else a, None)
+
+    def __iter__(self) -> Iterator[tuple[Any, tuple[Any, ...], None]]:
+        return map(self.__getitem__, range(len(self.args)))
+
+
 class FunctionTable:
     """The specs of one call's functions, each pickled when the call first meets it."""
 
@@ -168,7 +230,7 @@ class FunctionTable:
         self.keep_stateful = keep_stateful
         self.buffers = buffers  # pickler.buffers.CallBuffers: large arrays they hold via shm
         self.context = context  # pickler.context.CallContext: large specs via a blob
-        self.token = uuid.uuid4().hex[:12]  # scopes the workers' function cache to this call
+        self.token = os.urandom(6).hex()  # scopes the workers' function cache to this call
         self._specs: dict[Any, FuncSpec] = {}
         self._keep: list[Any] = []  # what the keys refer to, kept alive so ids stay unique
 
@@ -176,6 +238,13 @@ class FunctionTable:
         ident, referents = identity(func)
         spec = self._specs.get(ident)
         if spec is None:
+            reference = by_reference(self.pickler, func)
+            if reference is not None:  # importable: the same few bytes at every call
+                key, data = reference
+                spec = (key, data, label(func), self.token)
+                self._specs[ident] = spec
+                self._keep.append(referents)
+                return spec
             try:
                 data, refs = self.buffers.dumps_function(self.pickler, func)
             except Exception as exc:

@@ -11,7 +11,8 @@ in batches sized like ``Parallel``'s automatic batches (``executor.batching``:
 about 20 ms of work each, at most a share of the queue per worker), so 10,000
 tiny ``submit`` calls cost a few dozen round trips, not 10,000. A task is
 pending, and ``cancel()`` works, until its batch leaves. ``map(chunksize=n)``
-sends each chunk of *n* calls as one batch.
+sends chunks of *n* calls, several in one batch when they queue up (up to the
+automatic batch size); each chunk travels as its function and its arguments.
 
 One manager thread per executor sends batches and reads replies; loky's own
 threads move the bytes. The worker processes are picklepool's shared warm pool
@@ -26,6 +27,7 @@ carries one submission, so a worker's batches are its tasks).
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import math
 import queue
@@ -34,7 +36,7 @@ import time
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor as _StdExecutor
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -52,7 +54,7 @@ from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
 from .contexts import pool_context, why_own_pool
 from .dispatch import PROGRESS_POLL, Channel
-from .functions import label
+from .functions import Column, label
 from .mpbackend import MultiprocessingBackend
 from .replies import Pending
 
@@ -64,10 +66,10 @@ class _Work:
 
     __slots__ = ("future", "items", "chunk", "strip", "index")
 
-    def __init__(self, future: Future[Any], items: list[Any], chunk: bool, strip: int = 0) -> None:
+    def __init__(self, future: Future[Any], items: Sequence[Any], chunk: bool, strip: int = 0) -> None:
         self.index = 0  # the number of the user's first call in it, counted by the executor
         self.future = future
-        self.items = items  # (function, args, kwargs or None) triples
+        self.items = items  # (function, args, kwargs or None) triples, or a functions.Column
         self.chunk = chunk  # the future's result is the list of the calls' results
         self.strip = strip  # leading and trailing calls whose results are not the caller's
 
@@ -243,7 +245,7 @@ class Executor(_StdExecutor):
         self._put(_Work(fut, [(fn, args, kwargs or None)], False))
         return fut
 
-    def _submit_calls(self, items: list[Any], strip: int = 0) -> Future[Any]:
+    def _submit_calls(self, items: Sequence[Any], strip: int = 0) -> Future[Any]:
         """One batch of ``(function, args, kwargs)`` calls; the future holds their results.
 
         The first and last *strip* calls (``workers.prologue``) run but their
@@ -291,14 +293,15 @@ class Executor(_StdExecutor):
         """``fn`` over the zipped *iterables* (up to the shortest): an iterator of results, in order.
 
         The calls are all submitted at once (as the standard library does);
-        *chunksize* calls travel as one batch. *buffersize* (Python 3.14's): at
-        most that many submissions (chunks, with *chunksize*) ahead of the results
-        read; the iterables are read as the results are, so they may be endless.
-        Reading the iterator raises a task's exception when it reaches it, and
-        ``TimeoutError`` when a result is not ready *timeout* seconds after this
-        call; closing it early cancels the calls not yet sent. Raises
-        ``ValueError`` for chunksize < 1 or buffersize < 1, ``TypeError`` for a
-        buffersize that is not an int, as the standard library.
+        *chunksize* calls travel as one chunk (chunks that queue up behind busy
+        workers leave several per batch). *buffersize* (Python 3.14's): at most that
+        many submissions (chunks, with *chunksize*) ahead of the results read; the
+        iterables are read as the results are, so they may be endless. Reading the
+        iterator raises a task's exception when it reaches it, and ``TimeoutError``
+        when a result is not ready *timeout* seconds after this call; closing it
+        early cancels the calls not yet sent. Raises ``ValueError`` for chunksize < 1
+        or buffersize < 1, ``TypeError`` for a buffersize that is not an int, as the
+        standard library.
         """
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"chunksize must be >= 1: map(chunksize={chunksize!r}) is not valid")
@@ -308,11 +311,19 @@ class Executor(_StdExecutor):
             if buffersize < 1:
                 raise ValueError(f"buffersize must be None or > 0: map(buffersize={buffersize!r})")
         end = None if timeout is None else time.monotonic() + timeout
-        arguments = zip(*iterables, strict=False)
         # weakly: an unread iterator does not keep the executor alive (as the standard library)
-        units = _submissions(weakref.ref(self), fn, arguments, chunksize)
+        units = _submissions(weakref.ref(self), fn, iterables, chunksize)
         if buffersize is None:
-            return _results(deque(units), None, end, chunked=chunksize > 1)
+            # every chunk stays alive until read: the cyclic GC would only rescan them
+            # while they are made, so it waits (as in Parallel)
+            gc_was_on = gc.isenabled()
+            gc.disable()
+            try:
+                made = deque(units)
+            finally:
+                if gc_was_on:
+                    gc.enable()
+            return _results(made, None, end, chunked=chunksize > 1)
         return _results(deque(itertools.islice(units, buffersize)), units, end, chunked=chunksize > 1)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -400,7 +411,25 @@ class Executor(_StdExecutor):
     def _take(self) -> list[_Work]:
         """The next batch's submissions, taken off the queue (lock held)."""
         q = self._queue
-        if q[0].chunk or self._one_per_batch:
+        if q[0].chunk:
+            head = q.popleft()
+            column = head.items
+            if type(column) is not Column or self._one_per_batch:
+                return [head]
+            # Chunks of one map queued behind it leave with it, as many as one batch of
+            # the automatic size holds, at most a share of the queue per worker.
+            n = len(column)
+            limit = min(self._batcher.next_size(0), math.ceil((len(q) + 1) * n / self._max_workers))
+            chunks = [head]
+            while q and type(q[0].items) is Column and n + len(q[0].items) <= limit:
+                nxt: Any = q[0].items
+                if nxt.fn is not column.fn or nxt.single is not column.single:
+                    break
+                chunks.append(q.popleft())
+                n += len(nxt)
+            self._batcher.last = n
+            return chunks
+        if self._one_per_batch:
             return [q.popleft()]
         size = self._batcher.next_size(0)
         size = min(size, max(1, math.ceil(len(q) / self._max_workers)))
@@ -425,14 +454,23 @@ class Executor(_StdExecutor):
 
     def _send(self, works: list[_Work]) -> None:
         channel = self._channel
-        items = list(self._prologue)
-        for w in works:
-            items.extend(w.items)
+        items: Sequence[Any]
+        column = works[0].items if not self._prologue else None
+        if type(column) is Column:  # map chunks (of one map: see _take): sent as their arguments
+            if len(works) > 1:
+                args = list(itertools.chain.from_iterable(w.items.args for w in works))  # type: ignore[attr-defined]
+                column = Column(column.fn, args, column.single)
+            items = column
+        else:
+            column = None
+            items = list(self._prologue)
+            for w in works:
+                items.extend(w.items)
         seq, first = next(self._seq), self._next_task
         self._next_task += len(items)
         batch = Pending(seq, first, items)
         try:
-            batch.future = channel.send(items, first)
+            batch.future = channel.send(items, first, column)
         except BaseException as exc:  # noqa: BLE001 - delivered through the futures
             if len(works) > 1:  # find the one that cannot be sent: the others go on
                 for w in works:
@@ -491,11 +529,15 @@ class Executor(_StdExecutor):
             return
         for w in works:
             n = len(w.items)
-            mine, k = values[k : k + n], k + n
+            mine, k = (values, n) if k == 0 and n == len(values) else (values[k : k + n], k + n)
             if w.chunk:
                 if w.strip:
                     mine = mine[w.strip : n - w.strip]
-                raised = next((v for v in mine if type(v) is Raised), None)
+                raised = (
+                    next((v for v in mine if type(v) is Raised), None)
+                    if Raised in set(map(type, mine))
+                    else None
+                )
                 if raised is None:
                     w.future.set_result(mine)
                 else:
@@ -576,26 +618,32 @@ def _fail(works: list[_Work], exc: BaseException) -> None:
 
 
 def _submissions(
-    ref: weakref.ref[Executor], fn: Callable[..., Any], arguments: Iterator[Any], chunksize: int
+    ref: weakref.ref[Executor], fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], chunksize: int
 ) -> Iterator[Future[Any]]:
-    """Submit ``fn`` over *arguments* as it is read: one future per call, or per chunk."""
-    fns, nones = itertools.repeat(fn), itertools.repeat(None)
-    args: tuple[Any, ...] = ()
-    chunk: list[Any] = []
+    """Submit ``fn`` over the zipped *iterables* as they are read: one future per call, or per chunk.
+
+    A chunk is its arguments (``functions.Column``): no ``(fn, args, None)`` triple
+    per call, and over one iterable not even a tuple.
+    """
+    single = len(iterables) == 1 and chunksize > 1
+    arguments: Iterator[Any] = iter(iterables[0]) if single else zip(*iterables, strict=False)
+    end = object()
     while True:
         if chunksize == 1:
-            found = next(arguments, None)
-            if found is None:
+            args = next(arguments, end)
+            if args is end:
                 return
-            args = found
         else:
-            chunk = list(zip(fns, itertools.islice(arguments, chunksize), nones, strict=False))
+            chunk = list(itertools.islice(arguments, chunksize))
             if not chunk:
                 return
         executor = ref()
         if executor is None:
             return  # dropped: nothing more is submitted
-        yield executor.submit(fn, *args) if chunksize == 1 else executor._submit_calls(chunk)
+        if chunksize == 1:
+            yield executor.submit(fn, *args)  # type: ignore[misc]  # a tuple from zip
+        else:
+            yield executor._submit_calls(Column(fn, chunk, single))
         del executor
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+from collections.abc import Sequence
 from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -25,7 +26,7 @@ from ..errors import (
     UnpicklingError,
     WorkerCrashedError,
 )
-from ..wire import Cancelled, Failure, Results, TaskFailed, decode_failure
+from ..wire import Cancelled, Failure, Results, TaskFailed, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
 from .functions import describe_task
 
@@ -37,9 +38,9 @@ class Pending:
 
     __slots__ = ("seq", "first", "n", "items", "future")
 
-    def __init__(self, seq: int, first: int, items: list[Any]) -> None:
+    def __init__(self, seq: int, first: int, items: Sequence[Any]) -> None:
         self.seq, self.first, self.n = seq, first, len(items)
-        self.items: list[Any] | None = items  # dropped once the batch succeeded
+        self.items: Sequence[Any] | None = items  # dropped once the batch succeeded
         self.future: Any = None
 
     def tasks(self) -> str:
@@ -78,7 +79,7 @@ class ReplyReader:
             if failure is not None:
                 raise self.failure_error(batch, failure)
             try:
-                reply = call.buffers.loads(call.pickler, reply)
+                reply = unpack_reply(call.buffers.loads(call.pickler, reply))
             except Exception as exc:
                 raise UnpicklingError(
                     f"the reply of {batch.tasks()} could not be unpickled in the parent with "

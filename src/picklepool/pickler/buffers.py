@@ -420,7 +420,10 @@ class CallBuffers:
         self._remove()
 
     def _remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            os.rmdir(self.folder)  # the usual case: nothing went through files
+        except OSError:
+            shutil.rmtree(self.folder, ignore_errors=True)
         if self._args is not None and self._args != self.folder:
             for path in self._files:
                 unlink(path)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import PicklingError
 from ..pickler.diagnose import explain
-from ..wire import Failure, Raised, Results, TaskFailed, rebuild_exception
+from ..wire import Failure, Raised, Results, TaskFailed, pack_results, rebuild_exception
 from . import buffers
 
 
@@ -88,7 +88,7 @@ def dump_error(pickler: Any, failed: TaskFailed) -> bytes:
 def dump_results(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
     """Results as reply bytes (or ``Frames``), or a "dump" ``Failure`` naming the result."""
     try:
-        return buffers.dump_reply(pickler, outcome, tasks)  # large results via shared memory
+        return buffers.dump_reply(pickler, pack_results(outcome), tasks)  # large results via shared memory
     except BaseException as exc:  # noqa: BLE001
         whole_error = f"{type(exc).__name__}: {exc}"
     for i, value in enumerate(outcome.values):
@@ -123,7 +123,7 @@ def dump_isolated(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
     """An isolated batch's ``Results``: a value or exception that cannot make the trip
     fails its own task only (a ``Raised`` in its place), not the whole batch."""
     try:
-        return buffers.dump_reply(pickler, outcome, tasks)
+        return buffers.dump_reply(pickler, pack_results(outcome), tasks)
     except BaseException:  # noqa: BLE001 - find the culprits below
         pass
     values = [_isolated_value(pickler, v, first + i) for i, v in enumerate(outcome.values)]

@@ -108,7 +108,7 @@ def run_batch(batch: Batch) -> Any:
     if limits is not None:
         before_batch(limits)  # thread limits, once per setting
     if batch.isolate:  # picklepool.Executor: no timeout, every task runs
-        outcome = execute_isolated(fns, fidx, args, kwargs, first, view, batch.call_id)
+        outcome = execute_isolated(fns, fidx, args, kwargs, first, view, batch.call_id, batch.single_arg)
     elif timeout is not None and (view is None or not can_alarm()):
         outcome = execute_watched(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
     else:

@@ -108,22 +108,35 @@ def execute_isolated(
     first: int,
     view: Any = None,
     call_id: int = 0,
+    single_arg: bool = False,
 ) -> Any:
     """Run every task of a batch; a task's exception becomes a ``wire.Raised`` value.
 
     For ``picklepool.Executor``, whose tasks are independent futures coalesced into
     one batch: one failing task must neither skip nor lose the others. The
     cancel flag is not read (a running future cannot be cancelled).
+    *single_arg*: each entry of *args* is the one positional argument of its task
+    (``Executor.map`` over one iterable: one function, no kwargs).
     """
-    bad = _bad_items(funcs, fidx, args, kwargs, first)
-    if bad is not None:
-        return bad
     results: list[Any] = []
     append = results.append
     status = view.status if view is not None else [0, -1, 0, 0]
     status[0] = call_id
     _begin(status)
     start = time.perf_counter()
+    if single_arg:
+        f = funcs[0]
+        for i, a in enumerate(args, first):
+            status[1] = i
+            try:
+                append(f(a))
+            except BaseException as exc:  # noqa: BLE001 - delivered through the task's future
+                append(Raised(exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+        status[1] = -1
+        return Results(results, time.perf_counter() - start)
+    bad = _bad_items(funcs, fidx, args, kwargs, first)
+    if bad is not None:
+        return bad
     one = isinstance(fidx, int)
     for i, a in enumerate(args, first):
         status[1] = i
