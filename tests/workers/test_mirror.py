@@ -173,3 +173,22 @@ def test_a_raised_int_digit_limit_reaches_the_workers():
     finally:
         sys.set_int_max_str_digits(old)
     assert out == [10_001, 10_001]
+
+
+def test_an_executor_sees_the_parent_as_it_is_when_tasks_are_submitted(tmp_path, monkeypatch):
+    import decimal
+
+    from picklepool import Executor
+
+    with Executor(max_workers=2, pickler="pickle") as ex:
+        assert ex.submit(abs, -1).result() == 1  # the executor and its workers exist first
+        (tmp_path / "late_module_for_executor.py").write_text("def inc(x):\n    return x + 1\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.delitem(sys.modules, "late_module_for_executor", raising=False)
+        import late_module_for_executor
+
+        assert list(ex.map(late_module_for_executor.inc, range(4))) == [1, 2, 3, 4]
+        with decimal.localcontext() as ctx:
+            ctx.prec = 12
+            assert ex.submit(decimal_third, 0).result() == "0." + "3" * 12
+        assert ex.submit(decimal_third, 0).result() == "0." + "3" * 28

@@ -55,8 +55,12 @@ def header(pickler: Any) -> bytes:
     return data
 
 
-def parent_state(n_workers: int) -> ParentState:
-    """What this call's workers mirror (``workers.mirror``), read now, in the calling thread."""
+def parent_state(n_workers: int, numeric: tuple[Any, Any] | None = None) -> ParentState:
+    """What this call's workers mirror (``workers.mirror``), read now, in the calling thread.
+
+    *numeric*: the numeric settings to send (``mirror.numeric_state()`` of the thread
+    that submitted the tasks); None reads the calling thread's.
+    """
     depth, cores = mirror.nesting()
     cores = cpu_count() if cores is None else cores
     return ParentState(
@@ -66,7 +70,7 @@ def parent_state(n_workers: int) -> ParentState:
         depth + 1,
         max(1, cores // max(1, n_workers)),
         _int_digits(),
-        mirror.numeric_state(),
+        mirror.numeric_state() if numeric is None else numeric,
     )
 
 

@@ -53,7 +53,7 @@ from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
 from .contexts import pool_context, why_own_pool
-from .dispatch import PROGRESS_POLL, Channel
+from .dispatch import PROGRESS_POLL, Channel, parent_state
 from .functions import Column, label
 from .mpbackend import MultiprocessingBackend
 from .replies import Pending
@@ -231,6 +231,7 @@ class Executor(_StdExecutor):
         self._broken: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._gil = gil.Scope()
+        self._numeric = mirror.numeric_state()
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -256,6 +257,7 @@ class Executor(_StdExecutor):
         return fut
 
     def _put(self, work: _Work) -> None:
+        self._numeric = mirror.numeric_state()  # the submitter's, not the manager thread's
         with self._lock:
             if self._broken is not None:
                 raise BrokenProcessPool(str(self._broken))
@@ -469,6 +471,8 @@ class Executor(_StdExecutor):
         seq, first = next(self._seq), self._next_task
         self._next_task += len(items)
         batch = Pending(seq, first, items)
+        if channel.parent is not None:  # the parent as it is now: sys.path, cwd... (workers.mirror)
+            channel.parent = parent_state(channel.backend.n_workers, self._numeric)
         try:
             batch.future = channel.send(items, first, column)
         except BaseException as exc:  # noqa: BLE001 - delivered through the futures
