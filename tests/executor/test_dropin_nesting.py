@@ -243,3 +243,21 @@ def test_a_worker_whose_tasks_do_not_use_joblib_does_not_import_it():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[False, False, False, False]"
+
+
+def _cross_validate_here():
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import cross_val_score
+    from sklearn.tree import DecisionTreeClassifier
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    X, y = make_classification(n_samples=60, random_state=0)
+    scores = cross_val_score(DecisionTreeClassifier(random_state=0), X, y, cv=3, n_jobs=-1)
+    started = {p.pid for p in psutil.Process().children(recursive=True)} - before
+    return len(scores), len(started)
+
+
+def test_scikit_learn_n_jobs_in_a_task_runs_on_the_workers_threads():
+    pytest.importorskip("sklearn")
+    out = Parallel(n_jobs=2)(delayed(_cross_validate_here)() for _ in range(2))
+    assert out == [(3, 0), (3, 0)]  # joblib's threads at level 1: no loky pool per worker

@@ -138,9 +138,20 @@ class Parallel:
     early cancels the rest. While a call of this instance is running (a generator
     not yet exhausted or closed), another call raises ``RuntimeError``, as in joblib.
 
-    Nesting: a call made inside a worker (or a thread of the threading backend) uses
-    that worker's share of the cores for ``n_jobs=-1``; calls nested deeper than
-    ``settings.MAX_DEPTH`` (1) run sequentially, as joblib's do.
+    Nesting, as in joblib: a call made inside a worker (loky, multiprocessing, dask)
+    or a thread of the threading backend that gives no backend there (argument, a
+    ``parallel_config`` the task entered, ``PICKLEPOOL_BACKEND``) runs on threads of
+    that worker at nesting level 1 and sequentially below; ``n_jobs`` not given there
+    is 1 (joblib's ``n_jobs=None``). The caller's ``parallel_config`` does not reach a
+    worker's calls for ``backend`` and ``n_jobs``. A backend given there is used, with
+    ``n_jobs=-1`` meaning that worker's share of the cores; calls nested deeper than
+    ``settings.MAX_DEPTH`` (1) run sequentially whatever their backend, so unbounded
+    recursion ends in ``RecursionError``. A sequential call (``n_jobs=1``) changes
+    nothing for its tasks' calls. ``with Parallel() as p``: ``p._backend`` is a
+    ``LokyBackend``, ``ThreadingBackend``, ``SequentialBackend``, ... with joblib's
+    ``nesting_level`` (0 in a parent, 1 in a worker, 2 below). joblib code a task
+    runs (``joblib.Parallel``, scikit-learn's ``n_jobs``) nests as in a joblib worker
+    (see ``workers.joblibnest``).
     """
 
     def __init__(
