@@ -33,16 +33,18 @@ def _leaf(root: int) -> int:
     return _busy_processes(root)
 
 
-def _middle(root: int) -> list[int]:
-    return Parallel(n_jobs=-1)(delayed(_leaf)(root) for _ in range(4))
+def _middle(root: int, backend: str | None) -> list[int]:
+    return Parallel(n_jobs=-1, backend=backend)(delayed(_leaf)(root) for _ in range(4))
 
 
-def test_nested_minus_one_never_runs_more_processes_than_cores(monkeypatch):
+@pytest.mark.parametrize("inner", [None, "loky"])
+def test_nested_minus_one_never_runs_more_processes_than_cores(monkeypatch, inner):
     monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "2")  # at most 2 cores, whatever the machine
     cores = cpu_count()
-    counts = Parallel(n_jobs=-1)(delayed(_middle)(os.getpid()) for _ in range(cores))
-    # each of the `cores` workers gets cores // cores = 1 core: its inner -1 call runs
-    # in it (without the share: cores + cores**2 processes)
+    counts = Parallel(n_jobs=-1)(delayed(_middle)(os.getpid(), inner) for _ in range(cores))
+    # inner None: threads of each worker. inner "loky": each of the `cores` workers gets
+    # cores // cores = 1 core, so its -1 call runs in it (without the share: cores +
+    # cores**2 processes)
     assert 1 <= max(max(c) for c in counts) <= cores
 
 
