@@ -32,7 +32,8 @@ def effective_n_jobs(n_jobs: Any = -1) -> int:
     """How many workers ``Parallel(n_jobs=n_jobs)`` would use here (joblib's helper).
 
     None means "not given": ``parallel_config``, ``PICKLEPOOL_N_JOBS``, then -1 (all
-    usable cores; inside a worker, that worker's share of them). Raises
+    usable cores), or inside a worker 1 (joblib's nested default); -1 inside a worker
+    is that worker's share of the cores. Raises
     ``ValueError`` for 0 or a value that is not a number.
     """
     return _nested(resolve_settings({"n_jobs": n_jobs}, BACKENDS, *_where()), warn=False).n_workers
@@ -88,8 +89,9 @@ class Parallel:
 
     n_jobs*: workers; -1 (the default) all usable cores, -n all but n-1, 1 runs in
         the calling process; floats are truncated, as in joblib. Inside a worker,
-        -1 means that worker's share of the cores. With backend="dask", -1 and -n
-        count the cluster's threads instead of local cores.
+        -1 means that worker's share of the cores, and not given means 1 (joblib's).
+        With backend="dask", -1 and -n count the cluster's threads instead of local
+        cores.
     backend*: "loky" (default: warm reusable processes), "threading",
         "sequential", "dask", "multiprocessing" (a ``multiprocessing.Pool`` per call,
         see ``executor.mpbackend``) or a ``multiprocessing`` context object (that
