@@ -36,8 +36,12 @@ class parallel_config:
     joblib's signature: ``parallel_config(backend=None, *, n_jobs=None, verbose=None,
     temp_folder=None, max_nbytes=None, mmap_mode=None, prefer=None, require=None,
     inner_max_num_threads=None, **backend_params)``. *backend* is a name ("loky",
-    "threading", "sequential", "multiprocessing", "dask") or a ``multiprocessing``
-    context. *backend_params* are picklepool's other settings (``pickler``,
+    "threading", "sequential", "multiprocessing", "dask"), a ``multiprocessing``
+    context, or an instance of joblib's own ``LokyBackend``, ``ThreadingBackend``,
+    ``SequentialBackend`` or ``MultiprocessingBackend`` (the backend of that name,
+    with the ``inner_max_num_threads`` and settings it was made with unless given
+    here: see ``executor.joblib_backends``; another joblib backend object raises
+    ``ValueError``). *backend_params* are picklepool's other settings (``pickler``,
     ``batch_size``, ``timeout``, ``idle_worker_timeout``, ``initializer``,
     ``initargs``, ``scheduler_address`` for dask, ...). Values not passed (or None)
     are inherited from the enclosing block, then the environment, then the defaults.
@@ -95,6 +99,15 @@ class parallel_config:
         if settings.get("pickler") is not None:
             get_pickler(settings["pickler"], source="parallel_config")
         name = settings.get("backend")
+        if name is not None and not isinstance(name, str) and not is_mp_context(name):
+            from .executor.joblib_backends import from_joblib  # joblib's LokyBackend() etc.
+
+            joblib_backend = from_joblib(name, "parallel_config")
+            if joblib_backend is not None:
+                name = settings["backend"] = joblib_backend[0]
+                for key, value in joblib_backend[1].items():  # what it carries, unless given here
+                    if settings.get(key) is None:
+                        settings[key] = value
         if isinstance(name, str):
             from .executor.backends import BACKENDS  # the names only; the backends load lazily
 

@@ -2,8 +2,8 @@
 
 Each extends the stdlib exception a user would already catch: ``PicklingError`` is a
 ``pickle.PicklingError``, ``WorkerCrashedError`` a ``BrokenProcessPool``,
-``TaskTimeoutError`` a ``TimeoutError``, ``TaskExitError`` a ``RuntimeError``,
-``StateFileError`` a ``ValueError``.
+``TaskTimeoutError`` a ``TimeoutError``, ``TaskExitError`` a ``RuntimeError``
+(``TaskInterruptError`` also a ``KeyboardInterrupt``), ``StateFileError`` a ``ValueError``.
 Messages say what went wrong, where, and what to do.
 """
 
@@ -45,13 +45,42 @@ class TaskTimeoutError(TimeoutError, multiprocessing.TimeoutError):
 class TaskExitError(RuntimeError):
     """A task raised ``SystemExit``, ``KeyboardInterrupt`` or ``GeneratorExit``.
 
-    Raised in the parent instead of the exception itself, which would end the
-    caller's program (``sys.exit(0)`` in a task would make a script exit quietly
-    with status 0). The message names the task; ``original`` is the exception the
-    task raised. A real Ctrl-C in the parent still interrupts the call as usual.
+    The message names the task (its index and function); ``original`` is the
+    exception the task raised, and the worker's traceback is the ``__cause__``.
+    A task's ``KeyboardInterrupt`` comes back as :class:`TaskInterruptError`, also a
+    ``KeyboardInterrupt`` as joblib re-raises it (issue 13), so ``except
+    KeyboardInterrupt`` written for joblib catches it. A task's ``sys.exit(n)`` comes
+    back as :class:`TaskSystemExitError` with ``code`` *n*; it is not a ``SystemExit``
+    (issue 14: a task must not end the caller's script quietly, as joblib's re-raised
+    ``SystemExit(0)`` would). A ``GeneratorExit`` raised by a task gives a plain
+    ``TaskExitError``. Raised for every backend and by ``Executor`` futures.
+
+    Being a ``RuntimeError``, it is also caught by ``except Exception``, unlike the
+    bare ``KeyboardInterrupt`` joblib raises.
     """
 
     original: BaseException | None = None
+
+
+class TaskInterruptError(TaskExitError, KeyboardInterrupt):
+    """A task raised ``KeyboardInterrupt``: both a :class:`TaskExitError` and a ``KeyboardInterrupt``.
+
+    A real Ctrl-C in the caller still interrupts the call with a plain
+    ``KeyboardInterrupt``, unless it lands inside a task running in the calling
+    thread (``n_jobs=1``), where it is this, naming that task.
+    """
+
+
+class TaskSystemExitError(TaskExitError):
+    """A task raised ``SystemExit`` (``sys.exit``): a :class:`TaskExitError` naming it.
+
+    ``code`` is the task's exit code (``sys.exit(3)`` -> 3, ``sys.exit()`` -> None).
+    Unlike joblib, which re-raises the task's own ``SystemExit``, this is not a
+    ``SystemExit``: uncaught, it fails the script with a traceback naming the task
+    instead of ending it quietly with the task's status (``sys.exit(0)`` in a task
+    would otherwise make a failed run look successful). Catch it with
+    ``except TaskSystemExitError`` and call ``sys.exit(err.code)`` to end the script.
+    """
 
 
 class RemoteTraceback(Exception):

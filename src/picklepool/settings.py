@@ -223,20 +223,33 @@ MAX_WORKERS = 4096  # n_jobs and inner_max_num_threads beyond this are typos, no
 
 
 def parse_n_jobs(value: Any, source: str = "argument") -> int:
-    """``n_jobs`` as an int: strings of digits are read, floats truncated (as joblib).
+    """``n_jobs`` as an int: strings of digits are read, floats truncated (as joblib's ``int(n_jobs)``).
 
-    0, booleans, NaN and anything else raise ``ValueError``.
+    Raises ``ValueError`` (whose message holds joblib's own phrase, so code matching
+    joblib's message still matches) for 0 or a float that truncates to 0 ("n_jobs == 0
+    in Parallel has no meaning"), for what cannot be read as an int, such as ``"2.3"``,
+    NaN or a non-number ("n_jobs could not be converted to int"), and for booleans and
+    values past 4096 workers.
     """
+    given = value
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value)
-    if isinstance(value, float) and math.isfinite(value) and value != 0:
-        value = int(value) or (1 if value > 0 else -1)
-    if not isinstance(value, int) or isinstance(value, bool) or value == 0 or abs(value) > MAX_WORKERS:
-        raise ValueError(
-            f"n_jobs={value!r} (from {source}) is not valid: use a positive number of "
-            f"workers (at most {MAX_WORKERS}), -1 for all usable cores, or -n for all cores but n-1"
-        )
-    return value
+    if isinstance(value, float) and math.isfinite(value):
+        value = int(value)
+    use = (
+        f"use a positive number of workers (at most {MAX_WORKERS}), -1 for all usable cores, "
+        "or -n for all cores but n-1"
+    )
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value == 0:
+            meaning = "n_jobs == 0 in Parallel has no meaning"
+            raise ValueError(f"n_jobs={given!r} (from {source}) is not valid: {meaning}; {use}")
+        if abs(value) <= MAX_WORKERS:
+            return value
+        raise ValueError(f"n_jobs={given!r} (from {source}) is not valid: {use}")
+    raise ValueError(
+        f"n_jobs={given!r} (from {source}) is not valid: n_jobs could not be converted to int; {use}"
+    )
 
 
 _cores_cache: dict[Any, int] = {}
@@ -559,7 +572,7 @@ def resolve_settings(
     _choose_backend(values, sources, backends)
     if values["backend"] not in backends:
         raise ValueError(
-            f"backend={values['backend']!r} (from {sources['backend']}) is not valid; "
+            f"Invalid backend: backend={values['backend']!r} (from {sources['backend']}) is not valid; "
             f"use one of {list(backends)} or a multiprocessing context"
         )
     n_jobs = parse_n_jobs(values["n_jobs"], sources["n_jobs"])

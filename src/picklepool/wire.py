@@ -50,6 +50,10 @@ class ParentState(NamedTuple):
     cwd: str  # relative paths open the same files
     depth: int  # nesting depth of the call: 0 in the parent, 1 in its workers' calls
     cores: int  # cores an inner call may use for n_jobs=-1 (the worker's share)
+    int_max_str_digits: int  # str(int) of big numbers converts as in the parent (0: no limit)
+    # the calling thread's decimal context and numpy floating-point error handling,
+    # each None when it is the default: computations round and raise as in the parent
+    numeric: tuple[Any, Any] = (None, None)
 
 
 # content key (None: rebuild for every batch), bytes (inline) or a blob reference, label,
@@ -146,6 +150,8 @@ def rebuild_exception(
     """
     exc = cls.__new__(cls, *args)
     exc.args = args
+    if isinstance(exc, SystemExit):  # its code is set by __init__, from args
+        exc.code = None if not args else args[0] if len(args) == 1 else args  # type: ignore[assignment]
     if state:
         exc.__dict__.update(state)
     if notes:

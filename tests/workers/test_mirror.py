@@ -1,4 +1,4 @@
-"""Warm workers mirror the parent's state: sys.path, the recursion limit, the working folder."""
+"""Warm workers mirror the parent's state: sys.path, limits, the working folder, numeric settings."""
 
 from __future__ import annotations
 
@@ -101,3 +101,75 @@ def test_a_task_that_changes_its_worker_does_not_change_the_next_batch(tmp_path)
     out = Parallel(n_jobs=2, batch_size=1)(delayed(wander_off)(str(tmp_path)) for _ in range(4))
     assert set(out) == {str(tmp_path)}
     assert set(Parallel(n_jobs=2, batch_size=1)(delayed(worker_cwd)() for _ in range(6))) == {here}
+
+
+def decimal_third(_):
+    import decimal
+
+    return str(decimal.Decimal(1) / decimal.Decimal(3))
+
+
+def test_the_callers_decimal_context_reaches_the_workers():
+    import decimal
+
+    _warm()
+    with decimal.localcontext() as ctx:
+        ctx.prec = 40
+        ctx.rounding = decimal.ROUND_DOWN
+        here = decimal_third(0)
+        out = Parallel(n_jobs=2)(delayed(decimal_third)(i) for i in range(4))
+    assert here == "0." + "3" * 40
+    assert out == [here] * 4
+    # back to the default in the parent: the workers follow, they do not keep 40 digits
+    assert Parallel(n_jobs=2)(delayed(decimal_third)(i) for i in range(4)) == ["0." + "3" * 28] * 4
+
+
+def set_precision_then_third(prec):
+    import decimal
+
+    decimal.getcontext().prec = prec
+    return decimal_third(0)
+
+
+def test_a_task_that_changes_its_decimal_context_does_not_change_the_next_calls():
+    _warm()
+    assert Parallel(n_jobs=2)(delayed(set_precision_then_third)(5) for _ in range(4)) == ["0.33333"] * 4
+    assert Parallel(n_jobs=2)(delayed(decimal_third)(i) for i in range(4)) == ["0." + "3" * 28] * 4
+
+
+def divide_by_zero(x):
+    import numpy as np
+
+    return float(np.float64(x) / np.float64(0.0))
+
+
+def test_numpy_floating_point_errors_raise_in_workers_as_in_the_parent():
+    np = pytest.importorskip("numpy")
+    _warm()
+    with np.errstate(divide="raise"):
+        with pytest.raises(FloatingPointError):
+            divide_by_zero(1.0)
+        with pytest.raises(FloatingPointError) as info:
+            Parallel(n_jobs=2)(delayed(divide_by_zero)(x) for x in (1.0, 2.0))
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "divide_by_zero" in notes and ("task 0" in notes or "task 1" in notes)
+    # the default again: a warning and inf, in the parent and in the workers
+    with pytest.warns(RuntimeWarning):
+        assert divide_by_zero(1.0) == float("inf")
+    assert Parallel(n_jobs=2)(delayed(divide_by_zero)(x) for x in (1.0, 2.0)) == [float("inf")] * 2
+
+
+def digits_of(n):
+    return len(str(10**n))
+
+
+@pytest.mark.skipif(not hasattr(sys, "set_int_max_str_digits"), reason="Python without the int digit limit")
+def test_a_raised_int_digit_limit_reaches_the_workers():
+    _warm()
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(20_000)
+    try:
+        out = Parallel(n_jobs=2)(delayed(digits_of)(10_000) for _ in range(2))
+    finally:
+        sys.set_int_max_str_digits(old)
+    assert out == [10_001, 10_001]

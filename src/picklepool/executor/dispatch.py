@@ -27,7 +27,7 @@ from typing import Any
 
 import cloudpickle
 
-from ..errors import PicklingError, WorkerCrashedError
+from ..errors import PicklingError, TaskExitError, WorkerCrashedError
 from ..pickler.buffers import CallBuffers
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain
@@ -56,12 +56,21 @@ def header(pickler: Any) -> bytes:
 
 
 def parent_state(n_workers: int) -> ParentState:
-    """What this call's workers mirror (``workers.mirror``), read now."""
+    """What this call's workers mirror (``workers.mirror``), read now, in the calling thread."""
     depth, cores = mirror.nesting()
     cores = cpu_count() if cores is None else cores
     return ParentState(
-        tuple(sys.path), sys.getrecursionlimit(), os.getcwd(), depth + 1, max(1, cores // max(1, n_workers))
+        tuple(sys.path),
+        sys.getrecursionlimit(),
+        os.getcwd(),
+        depth + 1,
+        max(1, cores // max(1, n_workers)),
+        _int_digits(),
+        mirror.numeric_state(),
     )
+
+
+_int_digits: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: 0)  # 3.10.7+
 
 
 PROGRESS_POLL = 0.5  # seconds between two looks at the pool while a call waits (executor.reaper)
@@ -205,6 +214,8 @@ class Call(Channel):
         self.on_progress = on_progress
         self._done: queue.SimpleQueue[Pending] = queue.SimpleQueue()
         self.total: int | None = None
+        # tasks and batches dispatched, as of the last on_progress call (Parallel.print_progress)
+        self.n_dispatched_tasks = self.n_dispatched_batches = 0
 
     def _submit(self, items: list[Any], seq: int, first: int) -> Pending:
         batch = Pending(seq, first, items)
@@ -287,6 +298,7 @@ class Call(Channel):
                 if self.on_progress is not None:
                     # total: the known length, else the dispatched count once exhausted.
                     total = self.total if self.total is not None else dispatched if exhausted else None
+                    self.n_dispatched_tasks, self.n_dispatched_batches = dispatched, seq  # for the hook
                     self.on_progress(completed, total)
                 if not self.ordered:
                     out = [results]
@@ -305,7 +317,9 @@ class Call(Channel):
                 if handoff is not None:
                     handoff.lower()
         except BaseException as exc:
-            self._cancel(inflight, hard=isinstance(exc, KeyboardInterrupt))
+            # a real Ctrl-C, not a task's own KeyboardInterrupt (TaskInterruptError)
+            ctrl_c = isinstance(exc, KeyboardInterrupt) and not isinstance(exc, TaskExitError)
+            self._cancel(inflight, hard=ctrl_c)
             raise
         finally:
             if handoff is not None:

@@ -16,6 +16,11 @@ sends each chunk of *n* calls as one batch.
 One manager thread per executor sends batches and reads replies; loky's own
 threads move the bytes. The worker processes are picklepool's shared warm pool
 (the one ``Parallel`` uses): ``shutdown`` ends this executor, not the workers.
+Two settings of ``ProcessPoolExecutor`` need workers of the executor's own, a
+``multiprocessing.Pool`` (``executor.mpbackend``) stopped at ``shutdown``: an
+``mp_context`` of the "fork" start method (tasks inherit the parent's globals),
+and ``max_tasks_per_child`` (the pool's ``maxtasksperchild``; each batch then
+carries one submission, so a worker's batches are its tasks).
 """
 
 from __future__ import annotations
@@ -35,17 +40,20 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from ..errors import WorkerCrashedError
+from ..errors import TaskExitError, WorkerCrashedError
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, resolve_settings
 from ..wire import Raised, TaskFailed
 from ..workers import mirror
-from ..workers.prologue import initialize
+from ..workers.prologue import initialize, start_pool_worker
 from . import gil, limits
+from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
+from .contexts import pool_context, why_own_pool
 from .dispatch import PROGRESS_POLL, Channel
 from .functions import label
+from .mpbackend import MultiprocessingBackend
 from .replies import Pending
 
 _WAKE = object()
@@ -72,24 +80,47 @@ class Executor(_StdExecutor):
     ...     ex.submit(pow, 2, 5).result()
     32
 
-    max_workers: worker processes (positive int); None: ``parallel_config``'s or
-        ``PICKLEPOOL_N_JOBS``'s n_jobs, else all usable cores.
+    The first four parameters are ``ProcessPoolExecutor``'s, in its order (Python
+    3.11: ``max_workers, mp_context, initializer, initargs, *, max_tasks_per_child``),
+    so code written for it runs unchanged; picklepool's own options are keyword-only.
+
+    max_workers: worker processes (positive int; ``TypeError`` for another type,
+        ``ValueError`` for <= 0, as the standard library); None: ``parallel_config``'s
+        or ``PICKLEPOOL_N_JOBS``'s n_jobs, else all usable cores (CPU affinity and
+        cgroup quota counted, where the standard library takes ``os.cpu_count()``).
+    mp_context: None, or a ``multiprocessing`` context (``TypeError`` for anything
+        else, naming it). None, "spawn" and "forkserver": the tasks run on the warm
+        loky workers, which, like spawned ones, inherit nothing from the parent (the
+        default pickler sends functions of ``__main__`` by value). "fork": the
+        executor forks a ``multiprocessing.Pool`` of its own at its first
+        submission, as the standard library does, so the tasks see the parent's
+        globals as they were then; it is stopped by ``shutdown``.
+    initializer, initargs: ``initializer(*initargs)`` runs once in each worker
+        before its first task of this executor (again in each replacement worker).
+        ``TypeError`` if not callable. If it raises, the executor is broken:
+        pending and later futures raise ``BrokenProcessPool``.
+    max_tasks_per_child: None, or a positive int (``TypeError`` / ``ValueError``
+        otherwise): each worker runs at most that many of this executor's tasks
+        (a ``submit``, or one chunk of ``map``, as in the standard library), then
+        exits and is replaced by a fresh one. Runs on a ``multiprocessing.Pool`` of
+        the executor's own with ``maxtasksperchild``, of *mp_context*'s start
+        method ("spawn" when None, as the standard library); ``ValueError`` with
+        "fork" (as the standard library). Each task then travels alone.
     pickler: as ``Parallel``'s ("hybrid" by default: functions defined in
         ``__main__`` and objects holding locks work).
     max_nbytes: arrays of at least this size ("1M" by default; None: off) go to
         the workers through shared memory, once per executor.
     mmap_mode, temp_folder: as ``Parallel``'s.
-    initializer, initargs: ``initializer(*initargs)`` runs once in each worker
-        before its first task of this executor. If it raises, the executor is
-        broken: pending and later futures raise ``BrokenProcessPool``.
     inner_max_num_threads, max_worker_memory, idle_worker_timeout: the worker
-        limits, as ``Parallel``'s.
+        limits, as ``Parallel``'s. The last two apply to the warm workers only:
+        passing them with "fork" or *max_tasks_per_child* raises ``ValueError``.
 
     As the standard library's executors: ``submit(fn, *args, **kwargs)`` returns a
     ``Future``; a task's exception comes back through it with its own type (the
     worker's traceback as ``__cause__``); ``cancel()`` works until the task is
     sent; a worker that dies fails the pending futures with ``WorkerCrashedError``
-    (a ``BrokenProcessPool``) and later submissions run on a fresh pool. Usable
+    (a ``BrokenProcessPool``) and later submissions run on a fresh pool (where the
+    standard library's executor stays broken). Usable
     from asyncio: ``await loop.run_in_executor(ex, f, x)``. The worker processes
     are shared and stay warm after ``shutdown`` (``picklepool.shutdown()`` stops
     them). Raises ``ValueError`` for a bad setting, naming it.
@@ -98,26 +129,42 @@ class Executor(_StdExecutor):
     def __init__(
         self,
         max_workers: int | None = None,
+        mp_context: Any = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
         *,
+        max_tasks_per_child: int | None = None,
         pickler: Any = NOT_SET,
         max_nbytes: int | str | None = NOT_SET,
         mmap_mode: str | None = NOT_SET,
         temp_folder: str | None = NOT_SET,
-        initializer: Callable[..., Any] | None = None,
-        initargs: tuple[Any, ...] = (),
         inner_max_num_threads: int | None = NOT_SET,
         max_worker_memory: int | str | None = NOT_SET,
         idle_worker_timeout: float | None = NOT_SET,
     ) -> None:
-        if max_workers is not None and (
-            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers <= 0
-        ):
-            raise ValueError(
-                f"Executor(max_workers={max_workers!r}) is not valid: use a positive number of "
-                "worker processes, or None for all usable cores"
-            )
+        if max_workers is not None:
+            if not isinstance(max_workers, int) or isinstance(max_workers, bool):
+                raise TypeError(
+                    f"max_workers must be an integer: Executor(max_workers={max_workers!r}) is not "
+                    "valid; use a positive number of worker processes, or None for all usable cores"
+                )
+            if max_workers <= 0:
+                raise ValueError(
+                    f"max_workers must be greater than 0: Executor(max_workers={max_workers!r}) is not "
+                    "valid; use a positive number of worker processes, or None for all usable cores"
+                )
         if initializer is not None and not callable(initializer):
-            raise TypeError(f"Executor(initializer={initializer!r}): the initializer must be callable")
+            raise TypeError(f"initializer must be a callable: Executor(initializer={initializer!r})")
+        own_context = pool_context(mp_context, max_tasks_per_child)
+        if own_context is not None:
+            loky_only = {"max_worker_memory": max_worker_memory, "idle_worker_timeout": idle_worker_timeout}
+            given = [f"{k}={v!r}" for k, v in loky_only.items() if v is not NOT_SET]
+            if given:
+                raise ValueError(
+                    f"Executor({', '.join(given)}) applies to picklepool's warm workers, not to the "
+                    f"pool of its own that {why_own_pool(mp_context, max_tasks_per_child)} needs; "
+                    "drop it (max_tasks_per_child also bounds a leaking worker's life)"
+                )
         args = {
             "n_jobs": max_workers,
             "pickler": pickler,
@@ -131,8 +178,24 @@ class Executor(_StdExecutor):
         }
         s = resolve_settings(args, BACKENDS, mirror.nesting()[1])
         self._max_workers = s.n_workers
+        self._mp_context = mp_context
+        self._max_tasks_per_child = max_tasks_per_child
+        self._initializer, self._initargs = initializer, initargs
         env = limits.worker_env(s.inner_max_num_threads, s.n_workers)
-        backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
+        backend: Backend
+        if own_context is None:  # workers started fresh, as "spawn" does: the warm pool
+            backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
+        else:  # "fork", or max_tasks_per_child: a multiprocessing.Pool of its own
+            backend = MultiprocessingBackend(
+                s.n_workers,
+                own_context,
+                start_pool_worker,
+                (env,),
+                max_tasks_per_child=max_tasks_per_child,
+                lazy=True,
+            )
+        # a worker counts the pool's tasks (batches): each then carries one submission
+        self._one_per_batch = max_tasks_per_child is not None
         picked = resolve_pickler(s.pickler, source=s.sources["pickler"])[0]
         self._channel = Channel(
             backend,
@@ -145,6 +208,8 @@ class Executor(_StdExecutor):
             keep_stateful=False,
         )
         self._channel.origin = "this Executor"
+        self._closed = False
+        self._stopped = False  # the workers were stopped on purpose (_terminate)
         self._prologue: list[Any] = []
         if initializer is not None:
             token = self._channel.functions.token  # the functions it sends carry it too
@@ -203,7 +268,11 @@ class Executor(_StdExecutor):
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=_manage,
-                    args=(weakref.ref(self, functools.partial(_wake, self._events)), self._events),
+                    args=(
+                        weakref.ref(self, functools.partial(_wake, self._events)),
+                        self._events,
+                        self._channel,
+                    ),
                     name="picklepool-executor",
                     daemon=True,
                 )
@@ -217,29 +286,34 @@ class Executor(_StdExecutor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
+        buffersize: int | None = None,
     ) -> Iterator[Any]:
-        """``fn`` over the zipped *iterables*: an iterator of results, in order.
+        """``fn`` over the zipped *iterables* (up to the shortest): an iterator of results, in order.
 
         The calls are all submitted at once (as the standard library does);
-        *chunksize* calls travel as one batch. Reading the iterator raises a task's
-        exception when it reaches it, and ``TimeoutError`` when a result is not ready
-        *timeout* seconds after this call. Raises ``ValueError`` for chunksize < 1.
+        *chunksize* calls travel as one batch. *buffersize* (Python 3.14's): at
+        most that many submissions (chunks, with *chunksize*) ahead of the results
+        read; the iterables are read as the results are, so they may be endless.
+        Reading the iterator raises a task's exception when it reaches it, and
+        ``TimeoutError`` when a result is not ready *timeout* seconds after this
+        call; closing it early cancels the calls not yet sent. Raises
+        ``ValueError`` for chunksize < 1 or buffersize < 1, ``TypeError`` for a
+        buffersize that is not an int, as the standard library.
         """
         if not isinstance(chunksize, int) or chunksize < 1:
-            raise ValueError(f"map(chunksize={chunksize!r}) is not valid: use a positive int")
+            raise ValueError(f"chunksize must be >= 1: map(chunksize={chunksize!r}) is not valid")
+        if buffersize is not None:
+            if not isinstance(buffersize, int) or isinstance(buffersize, bool):
+                raise TypeError(f"buffersize must be an integer or None: map(buffersize={buffersize!r})")
+            if buffersize < 1:
+                raise ValueError(f"buffersize must be None or > 0: map(buffersize={buffersize!r})")
         end = None if timeout is None else time.monotonic() + timeout
         arguments = zip(*iterables, strict=False)
-        if chunksize == 1:
-            futures = [self.submit(fn, *args) for args in arguments]
-            return _results(futures, end, chunked=False)
-        futures = []
-        fns, nones = itertools.repeat(fn), itertools.repeat(None)
-        while True:
-            chunk = list(zip(fns, itertools.islice(arguments, chunksize), nones, strict=False))
-            if not chunk:
-                break
-            futures.append(self._submit_calls(chunk))
-        return _results(futures, end, chunked=True)
+        # weakly: an unread iterator does not keep the executor alive (as the standard library)
+        units = _submissions(weakref.ref(self), fn, arguments, chunksize)
+        if buffersize is None:
+            return _results(deque(units), None, end, chunked=chunksize > 1)
+        return _results(deque(itertools.islice(units, buffersize)), units, end, chunked=chunksize > 1)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """No more submissions; with *cancel_futures*, cancel the tasks not yet sent.
@@ -263,9 +337,10 @@ class Executor(_StdExecutor):
             thread.join()
 
     def _close(self) -> None:
-        """The end: this executor's files go, and its hold on the shared warm pool."""
-        self._channel.close()
-        self._channel.backend.release()
+        """The end: this executor's files go, and its hold on the shared warm pool (or its own pool)."""
+        if not self._closed:
+            self._closed = True
+            _release(self._channel)
 
     def _terminate(self) -> None:
         """Stop now: cancel what is not sent, and kill the workers running the rest.
@@ -273,12 +348,30 @@ class Executor(_StdExecutor):
         For Ctrl-C and joblib's ``abort_everything`` (as joblib's loky backend kills
         its workers): the shared pool is replaced on the next call.
         """
+        self._stopped = True
         self.shutdown(wait=False, cancel_futures=True)
         self._channel.backend.shutdown(kill=True)
 
+    def terminate_workers(self) -> None:
+        """Python 3.14's: stop the workers now, and shut the executor down.
+
+        Tasks not yet sent are cancelled; those running fail with
+        ``WorkerCrashedError`` (a ``BrokenProcessPool``); later submissions raise
+        ``RuntimeError``. On the shared warm pool (not "fork", no
+        ``max_tasks_per_child``) this stops its workers for every user of it, as
+        Ctrl-C does; a new pool starts at the next call.
+        """
+        self._terminate()
+
+    def kill_workers(self) -> None:
+        """Python 3.14's: as :meth:`terminate_workers` (picklepool kills the workers in both)."""
+        self._terminate()
+
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Any:
         """As the standard library's (``shutdown(wait=True)``), but Ctrl-C stops at once."""
-        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+        # a real Ctrl-C; a task's own KeyboardInterrupt (TaskInterruptError) is a task error
+        ctrl_c = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        if ctrl_c and not issubclass(exc_type, TaskExitError):
             self._terminate()
             return False
         return super().__exit__(exc_type, exc_val, exc_tb)
@@ -307,7 +400,7 @@ class Executor(_StdExecutor):
     def _take(self) -> list[_Work]:
         """The next batch's submissions, taken off the queue (lock held)."""
         q = self._queue
-        if q[0].chunk:
+        if q[0].chunk or self._one_per_batch:
             return [q.popleft()]
         size = self._batcher.next_size(0)
         size = min(size, max(1, math.ceil(len(q) / self._max_workers)))
@@ -360,7 +453,11 @@ class Executor(_StdExecutor):
             warnings.warn(f"picklepool: {note}", RuntimeWarning, stacklevel=2)
         if stalled is None:
             return
-        self._channel.backend.shutdown(kill=True)
+        backend = self._channel.backend
+        if isinstance(backend, MultiprocessingBackend):
+            backend.restart()  # its own pool: the next batch starts a fresh one
+        else:
+            backend.shutdown(kill=True)  # the shared warm pool is replaced at the next batch
         for batch in sorted(self._channel.inflight.values(), key=lambda b: b.first):
             works = self._works.pop(batch.seq, [])
             _fail(works, WorkerCrashedError(f"{stalled} ({batch.tasks()} never came back); submit again"))
@@ -374,6 +471,12 @@ class Executor(_StdExecutor):
         try:
             values, seconds = self._channel.replies.read(batch)
         except BaseException as exc:  # noqa: BLE001 - delivered through the futures
+            if self._stopped and not isinstance(exc, BrokenProcessPool):  # loky: "shut down"
+                crashed = WorkerCrashedError(
+                    "the workers were stopped (terminate_workers, kill_workers or Ctrl-C) while this ran"
+                )
+                crashed.__cause__ = exc
+                exc = crashed
             _fail(works, exc)
             if isinstance(exc, WorkerCrashedError):  # as the stdlib: every pending future breaks
                 with self._lock:
@@ -424,12 +527,28 @@ class Executor(_StdExecutor):
         _fail(works + [w for w in queued if w.future.set_running_or_notify_cancel()], error)
 
 
+def _release(channel: Channel) -> None:
+    """An executor's end: its files go, and its hold on the shared warm pool (or its own pool)."""
+    channel.close()
+    backend = channel.backend
+    if isinstance(backend, MultiprocessingBackend):
+        backend.close()  # its own pool, idle now: the workers exit cleanly
+    else:
+        backend.release()
+
+
 def _wake(events: queue.SimpleQueue[Any], _ref: Any) -> None:
     events.put(_WAKE)
 
 
-def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any]) -> None:
-    """The manager thread: ends with its executor's shutdown, or when it is collected."""
+def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel: Channel) -> None:
+    """The manager thread: ends with its executor's shutdown, or when it is collected.
+
+    An executor dropped without ``shutdown`` (nothing in flight then: a batch's
+    callback holds it) still gives back its files and its workers, here, as the
+    standard library's does (not in a weakref callback, which may run inside any
+    thread's ``gc``, where the locks ``_release`` takes may be held).
+    """
     while True:
         try:
             event = events.get(timeout=PROGRESS_POLL)
@@ -437,7 +556,8 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any]) -> None:
             event = None
         executor = ref()
         if executor is None:
-            return  # dropped without shutdown, nothing in flight (a batch's callback holds it)
+            _release(channel)
+            return
         try:
             if event is None:
                 executor._check()
@@ -446,7 +566,7 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any]) -> None:
         except BaseException:  # pragma: no cover - a bug here must not hang the futures
             executor._gil.restore()
             raise
-        del executor
+        del executor, event  # a batch (its future's callback) would keep the executor alive
 
 
 def _fail(works: list[_Work], exc: BaseException) -> None:
@@ -455,14 +575,47 @@ def _fail(works: list[_Work], exc: BaseException) -> None:
             w.future.set_exception(exc)
 
 
-def _results(futures: list[Future[Any]], end: float | None, chunked: bool) -> Iterator[Any]:
-    """Yield the results of *futures* in order; cancel the rest when closed early."""
+def _submissions(
+    ref: weakref.ref[Executor], fn: Callable[..., Any], arguments: Iterator[Any], chunksize: int
+) -> Iterator[Future[Any]]:
+    """Submit ``fn`` over *arguments* as it is read: one future per call, or per chunk."""
+    fns, nones = itertools.repeat(fn), itertools.repeat(None)
+    args: tuple[Any, ...] = ()
+    chunk: list[Any] = []
+    while True:
+        if chunksize == 1:
+            found = next(arguments, None)
+            if found is None:
+                return
+            args = found
+        else:
+            chunk = list(zip(fns, itertools.islice(arguments, chunksize), nones, strict=False))
+            if not chunk:
+                return
+        executor = ref()
+        if executor is None:
+            return  # dropped: nothing more is submitted
+        yield executor.submit(fn, *args) if chunksize == 1 else executor._submit_calls(chunk)
+        del executor
+
+
+def _results(
+    futures: deque[Future[Any]], more: Iterator[Future[Any]] | None, end: float | None, chunked: bool
+) -> Iterator[Any]:
+    """Yield the results of *futures* in order, submitting one of *more* before each.
+
+    Closed early (or on an error): the futures not read are cancelled.
+    """
     try:
-        futures.reverse()
         while futures:
-            fut = futures[-1]
+            if more is not None:
+                nxt = next(more, None)
+                if nxt is not None:
+                    futures.append(nxt)
+            fut = futures[0]
             value = fut.result() if end is None else fut.result(end - time.monotonic())
-            futures.pop()
+            futures.popleft()
+            del fut
             if chunked:
                 yield from value
             else:

@@ -16,15 +16,22 @@ task without a word; :meth:`MultiprocessingBackend.check` notices the dead
 process (the pool's ``_pool`` list of processes, read here only), and the call
 fails with ``WorkerCrashedError`` (or ``TaskTimeoutError``) naming the task
 instead of waiting forever.
+
+``picklepool.Executor`` uses this backend too, when its ``mp_context`` is "fork" or
+it has ``max_tasks_per_child`` (passed to the pool as ``maxtasksperchild``: each
+batch is one pool task). It starts the pool lazily, at the first batch (the
+standard library forks its workers at the first ``submit``), and after a crash it
+restarts it (:meth:`restart`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
+from ..errors import WorkerCrashedError
 from .backend import Backend
 from .session import session
 
@@ -43,14 +50,30 @@ class MultiprocessingBackend(Backend):
         context: Any = None,
         initializer: Callable[..., Any] | None = None,
         initargs: tuple[Any, ...] = (),
+        *,
+        max_tasks_per_child: int | None = None,
+        lazy: bool = False,
     ) -> None:
         super().__init__(n_workers)
         self.context = context if context is not None else multiprocessing.get_context()
-        self._pool = self.context.Pool(n_workers, initializer, initargs)
+        self._args = (n_workers, initializer, initargs, max_tasks_per_child)
+        self._pool: Any = None
+        self._closed = False
         self._seen: set[Any] = set()  # every worker process seen: a dead one stays visible
+        self._running: set[Future[Any]] = set()  # submitted, not answered: failed if terminated
+        if not lazy:
+            self._start()
+
+    def _start(self) -> None:
+        self._pool = self.context.Pool(*self._args)
+        self._seen = set()
         self._look()
 
     def _look(self) -> None:
+        if self._pool is None:
+            return
+        # workers that ended cleanly (maxtasksperchild) need not be watched any more
+        self._seen = {p for p in self._seen if p.exitcode is None or p.exitcode != 0}
         self._seen.update(getattr(self._pool, "_pool", ()) or ())
 
     def check(self) -> tuple[list[str], str | None]:
@@ -69,8 +92,14 @@ class MultiprocessingBackend(Backend):
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         future: Future[Any] = Future()
         future.set_running_or_notify_cancel()  # already queued in the pool: cannot be cancelled
+        if self._pool is None and not self._closed:
+            self._start()  # lazy: the first batch starts (or forks) the workers
         self._look()
         try:
+            if self._pool is None:
+                raise ValueError("Pool not running")
+            self._running.add(future)
+            future.add_done_callback(self._running.discard)
             self._pool.apply_async(fn, args, callback=future.set_result, error_callback=future.set_exception)
         except ValueError as exc:  # "Pool not running"
             raise RuntimeError(
@@ -83,6 +112,29 @@ class MultiprocessingBackend(Backend):
     def session_path(self) -> str | None:
         return session().path
 
+    def close(self) -> None:
+        """Stop when idle: the workers finish and exit as ``multiprocessing`` workers do.
+
+        Their exit hooks run (a nested pool of a worker is shut down and its files
+        removed), unlike with :meth:`shutdown`, which terminates them.
+        """
+        pool, self._pool, self._closed = self._pool, None, True
+        if pool is not None:
+            pool.close()
+            pool.join()
+
+    def restart(self) -> None:
+        """After :meth:`shutdown`: the next batch starts a fresh pool."""
+        self.shutdown(kill=True)
+        self._closed = False
+
     def shutdown(self, kill: bool = False) -> None:
-        self._pool.terminate()
-        self._pool.join()
+        pool, self._pool, self._closed = self._pool, None, True
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        for future in list(self._running):  # terminate() drops their callbacks: they would hang
+            try:
+                future.set_exception(WorkerCrashedError("the worker running it was terminated"))
+            except InvalidStateError:  # answered meanwhile
+                pass

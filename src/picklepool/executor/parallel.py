@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -19,7 +20,8 @@ from .backend import Backend
 from .backends import BACKENDS, make_backend
 from .batching import AutoBatcher, FixedBatcher
 from .dispatch import Call
-from .progress import make_reporter
+from .joblib_backends import from_joblib
+from .progress import VerboseLines, make_reporter
 
 RETURN_AS = ("list", "generator", "generator_unordered")
 
@@ -88,14 +90,23 @@ class Parallel:
     None means "not given" for each of them):
 
     n_jobs*: workers; -1 (the default) all usable cores, -n all but n-1, 1 runs in
-        the calling process; floats are truncated, as in joblib. Inside a worker,
+        the calling process; floats and strings of digits are read as joblib's
+        ``int(n_jobs)`` does. 0 (or 0.5) raises ``ValueError`` saying, as joblib,
+        "n_jobs == 0 in Parallel has no meaning", and "2.3" or "abc" one saying "n_jobs
+        could not be converted to int" (joblib raises these at its first call or
+        ``_initialize_backend()``; picklepool at construction). Inside a worker,
         -1 means that worker's share of the cores, and not given means 1 (joblib's).
         With backend="dask", -1 and -n count the cluster's threads instead of local
         cores.
     backend*: "loky" (default: warm reusable processes), "threading",
         "sequential", "dask", "multiprocessing" (a ``multiprocessing.Pool`` per call,
         see ``executor.mpbackend``) or a ``multiprocessing`` context object (that
-        start method's pool).
+        start method's pool). An instance of joblib's own ``LokyBackend``,
+        ``ThreadingBackend``, ``SequentialBackend`` or ``MultiprocessingBackend`` means
+        the backend of that name, with the ``inner_max_num_threads`` and settings it
+        was made with unless given here (``executor.joblib_backends``); any other
+        joblib backend object (``ParallelBackendBase`` subclass) raises ``ValueError``.
+        An unknown name raises ``ValueError("Invalid backend: ...")``.
     prefer*: "threads" or "processes": a soft hint, used only when no backend is
         given (argument, ``parallel_config`` or ``PICKLEPOOL_BACKEND``), as in joblib.
     require*: "sharedmem": a hard constraint. With ``backend=`` a process backend it
@@ -121,7 +132,9 @@ class Parallel:
     progress*: True: a bar (tqdm if installed) on stderr when it is a terminal;
         "always": even when it is not; a callable: called with (done,
         total_or_None) after each batch. See ``executor.progress``.
-    verbose*: joblib-style progress lines on stderr (more often for larger N).
+    verbose*: joblib-style progress lines on stderr (stdout from 50, as joblib), more
+        often for larger N, written by :meth:`print_progress` through :meth:`_print`
+        (joblib's hooks: a subclass may override either).
     max_nbytes*: "1M" (default), bytes as an int, or None (off). Arrays and buffers
         of at least this size go through shared memory, once per call, both ways
         (see ``pickler.buffers``).
@@ -182,7 +195,7 @@ class Parallel:
         if return_as not in RETURN_AS:
             raise ValueError(f"return_as={return_as!r} is not valid; use one of {list(RETURN_AS)}")
         self.return_as = return_as
-        self._args = {
+        given = {
             "n_jobs": n_jobs,
             "backend": backend,
             "verbose": verbose,
@@ -202,7 +215,19 @@ class Parallel:
             "initializer": initializer,
             "initargs": initargs,
         }
+        joblib_backend = from_joblib(backend, "argument")  # joblib's LokyBackend() etc.
+        if joblib_backend is not None:
+            given["backend"] = joblib_backend[0]
+            for key, value in joblib_backend[1].items():  # what it carries, unless given here
+                if given[key] is NOT_SET or given[key] is None:
+                    given[key] = value
+        self._args = given
         self._backend: Backend | None = None
+        # joblib's counters, kept during a call for print_progress() (see there)
+        self.n_completed_tasks = self.n_dispatched_tasks = self.n_dispatched_batches = 0
+        self._verbose_state: tuple[VerboseLines | None, int | None] = (None, None)
+        self._call_now: Call | None = None
+        self._shown, self._verbose_now = "Parallel", 0  # for _print: set by each hooked call
         self._running = False
         self._lock = threading.Lock()
         self._cached: tuple[Any, Any, tuple[int | None, int], Settings] | None = None
@@ -214,6 +239,23 @@ class Parallel:
     def n_jobs(self) -> int:
         """The ``n_jobs`` in force now (argument, parallel_config, env, default): joblib's attribute."""
         return self._settings().n_jobs
+
+    def _effective_n_jobs(self) -> int:
+        """How many workers a call of this instance would use now: joblib's ``Parallel._effective_n_jobs()``.
+
+        Kept for code written against joblib (scikit-learn-era code calls it). The
+        ``n_jobs`` in force (argument, ``parallel_config``, environment, default) as a
+        count of workers: -1 is all usable cores (inside a worker, its share of them),
+        1 wherever the call would run sequentially (a nested call too deep, a process
+        backend below threads); inside ``with Parallel(...) as p:``, the workers of the
+        block's backend (for dask, the cluster's threads when ``n_jobs`` is negative).
+        Raises ``ValueError`` as the constructor does if the ``parallel_config`` block
+        around it now holds a bad setting.
+        """
+        backend = self._backend
+        if backend is not None:
+            return backend.n_workers
+        return self._settings().n_workers
 
     def _settings(self, warn: bool = False) -> Settings:
         """Every setting in force now, validated (``picklepool.settings``).
@@ -296,6 +338,7 @@ class Parallel:
             out = self._call(iterable)
         except BaseException:
             self._running = False
+            self._call_now = None
             raise
         if self.return_as == "list":
             self._running = False
@@ -303,6 +346,7 @@ class Parallel:
 
     def _done(self) -> None:
         self._running = False
+        self._call_now = None
 
     def _call(self, iterable: Iterable[Any]) -> Any:
         s = self._settings(warn=True)
@@ -327,6 +371,7 @@ class Parallel:
                 for chunk in chunks:
                     out.extend(chunk)
             finally:
+                self._call_now = None
                 if reporter is not None:
                     reporter.close()
                 if closes is not None:
@@ -355,7 +400,19 @@ class Parallel:
         recycled = memory.recycled_total if worker_limits and worker_limits.max_memory else None
         if recycled is not None:
             recycled()  # takes in the records earlier calls' recycled workers left in /dev/shm
-        reporter = make_reporter(s.progress, s.verbose, backend.n_workers, recycled)
+        hook = None
+        if s.verbose or type(self).print_progress is not Parallel.print_progress:
+            # joblib's hooks: print_progress() after each batch, verbose lines via _print().
+            # Only then: a plain call pays nothing for them.
+            self.n_completed_tasks = self.n_dispatched_tasks = self.n_dispatched_batches = 0
+            self._shown = f"{type(self).__name__}(n_jobs={backend.n_workers})"
+            self._verbose_now = s.verbose
+            lines = None
+            if s.verbose:
+                lines = VerboseLines(s.verbose, backend.n_workers, sys.stderr, recycled, self._print)
+            self._verbose_state = (lines, None)
+            hook = self._batch_done
+        reporter = make_reporter(s.progress, s.verbose, backend.n_workers, recycled, hook=hook)
         call = Call(
             backend,
             pickler,
@@ -370,12 +427,65 @@ class Parallel:
             temp_folder=s.temp_folder,
             owner=None if owned else backend,  # a `with` block: its calls share a temp folder
         )
+        self._call_now = call if hook is not None else None
         try:
             return call.start(iterable), reporter  # the first batches are dispatched now
         except BaseException:
             if reporter is not None:
                 reporter.close()
             raise
+
+    # -- joblib's hooks for subclasses (the tqdm recipe): print_progress and _print ----------
+
+    def _batch_done(self, done: int, total: int | None) -> None:
+        """After each completed batch, in the thread consuming results: counts, then the hook."""
+        call = self._call_now
+        self.n_completed_tasks = done
+        if call is not None:
+            self.n_dispatched_tasks = call.n_dispatched_tasks
+            self.n_dispatched_batches = call.n_dispatched_batches
+        self._verbose_state = (self._verbose_state[0], total)
+        self.print_progress()
+
+    def print_progress(self) -> None:
+        """Called after each completed batch of a call: joblib's hook, for subclasses.
+
+        As in joblib, it runs in the thread that consumes the results (the caller's,
+        or whoever iterates a ``return_as="generator"``), after every completed batch,
+        with ``self.n_completed_tasks``, ``self.n_dispatched_tasks`` and
+        ``self.n_dispatched_batches`` up to date (dispatched counts run ahead of
+        completed ones by up to ``pre_dispatch`` batches). The widespread tqdm recipe
+        works unchanged::
+
+            class ProgressParallel(Parallel):
+                def __call__(self, *args, **kwargs):
+                    with tqdm() as self._pbar:
+                        return Parallel.__call__(self, *args, **kwargs)
+
+                def print_progress(self):
+                    self._pbar.total = self.n_dispatched_tasks
+                    self._pbar.n = self.n_completed_tasks
+                    self._pbar.refresh()
+
+        This default prints the ``verbose`` lines through :meth:`_print`. The counts are
+        kept only for calls where this method is overridden or ``verbose`` is set, so
+        other calls pay nothing; they are reset to 0 at the start of each such call.
+        """
+        lines, total = self._verbose_state
+        if lines is not None:
+            lines(self.n_completed_tasks, total)
+
+    def _print(self, msg: str) -> None:
+        """Write one progress line, ``[Parallel(n_jobs=N)]: msg``: joblib's hook, for subclasses.
+
+        As joblib's: to stderr, or stdout when ``verbose`` is 50 or more; nothing when
+        ``verbose`` is 0. Override it to send the ``verbose`` lines elsewhere (a logger).
+        """
+        verbose = self._verbose_now
+        if not verbose:
+            return
+        stream = sys.stderr if verbose < 50 else sys.stdout
+        stream.write(f"[{self._shown}]: {msg}\n")
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self._args.items() if v is not NOT_SET}

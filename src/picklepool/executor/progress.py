@@ -18,8 +18,11 @@ What ``Parallel`` shows, from its ``progress`` and ``verbose`` settings:
   ``always`` forces the bar, ``0``/``false`` turns it off.
 - ``progress=callable``: ``callable(done, total_or_None)`` after every batch, in
   the thread that consumes the results, for people who drive their own UI.
-- ``verbose=N``: joblib-style lines on stderr
-  (``[Parallel(n_jobs=2)]: Done  40 out of 100 | elapsed: 1.2s remaining: 1.8s``).
+- ``verbose=N``: joblib-style lines on stderr (stdout from verbose=50, as joblib)
+  (``[Parallel(n_jobs=2)]: Done  40 out of 100 | elapsed: 1.2s remaining: 1.8s``),
+  written through ``Parallel._print(msg)`` (joblib's hook) by
+  ``Parallel.print_progress()`` (joblib's hook too), so subclasses that override
+  either see them.
   Above 10 a line per batch; from 1 to 10 lines come at a spacing that grows
   geometrically with the number of batches (more often for larger N), so a long
   call prints a few dozen lines, not thousands. The last line says ``finished``
@@ -46,11 +49,14 @@ def make_reporter(
     n_workers: int,
     recycled: Callable[[], int] | None = None,
     stream: IO[str] | None = None,
+    hook: Callable[[int, int | None], None] | None = None,
 ) -> Reporter | None:
     """The reporter for one call, or None when nothing is to be reported.
 
     *recycled*, when given, returns how many workers were recycled for memory so
-    far in this process; the last verbose line reports the difference.
+    far in this process; the last verbose line reports the difference. *hook*,
+    when given, is called after each batch in place of the verbose lines (it makes
+    them itself: ``Parallel`` passes its ``print_progress`` path here).
     """
     stream = sys.stderr if stream is None else stream
     sinks: list[Callable[[int, int | None], None]] = []
@@ -61,7 +67,9 @@ def make_reporter(
         bar = _make_bar(stream)
         sinks.append(bar.update)
         closers.append(bar.close)
-    if verbose:
+    if hook is not None:
+        sinks.append(hook)
+    elif verbose:
         sinks.append(VerboseLines(verbose, n_workers, stream, recycled))
     if not sinks:
         return None
@@ -179,19 +187,37 @@ class PlainBar:
 
 
 class VerboseLines:
-    """joblib-style ``[Parallel(n_jobs=N)]: Done ...`` lines, at growing spacing."""
+    """joblib-style ``[Parallel(n_jobs=N)]: Done ...`` lines, at growing spacing.
+
+    Each line goes to *write* without the ``[Parallel(n_jobs=N)]:`` prefix when it is
+    given (``Parallel._print``, joblib's hook, adds it), else to *stream* with it.
+    The counts are right-aligned to the digits of the total, so the ``Done  N out
+    of M |`` part keeps one width within a call, as joblib's does.
+    """
 
     def __init__(
-        self, verbose: int, n_workers: int, stream: IO[str], recycled: Callable[[], int] | None
+        self,
+        verbose: int,
+        n_workers: int,
+        stream: IO[str],
+        recycled: Callable[[], int] | None,
+        write: Callable[[str], None] | None = None,
     ) -> None:
         self.verbose = verbose
         self.prefix = f"[Parallel(n_jobs={n_workers})]:"
         self.stream = stream
+        self.write = write
         self.start = time.perf_counter()
         self.batches = 0
         self.next_line = 1  # the batch count at which the next line is printed
         self.recycled = recycled
         self.recycled_before = recycled() if recycled is not None else 0
+
+    def _out(self, text: str) -> None:
+        if self.write is not None:
+            self.write(text)
+        else:
+            print(self.prefix, text, file=self.stream)
 
     def __call__(self, done: int, total: int | None) -> None:
         self.batches += 1
@@ -200,26 +226,23 @@ class VerboseLines:
             return
         self.next_line = self.batches + self._spacing(self.batches)
         elapsed = time.perf_counter() - self.start
+        w = len(str(total))  # joblib's width: the total's digits
         if finished:
-            text = f"Done {done:4d} out of {total:4d} | elapsed: {format_seconds(elapsed)} finished"
+            text = f"Done {done:{w}d} out of {total:{w}d} | elapsed: {format_seconds(elapsed)} finished"
         elif total is not None:
             remaining = elapsed / done * (total - done) if done else 0.0
             text = (
-                f"Done {done:4d} out of {total:4d} | elapsed: {format_seconds(elapsed)} "
+                f"Done {done:{w}d} out of {total:{w}d} | elapsed: {format_seconds(elapsed)} "
                 f"remaining: {format_seconds(remaining)}"
             )
         else:
             text = f"Done {done:4d} tasks      | elapsed: {format_seconds(elapsed)}"
-        print(self.prefix, text, file=self.stream)
+        self._out(text)
         if finished and self.recycled is not None:
             n = self.recycled() - self.recycled_before
             if n:
                 s = "" if n == 1 else "s"
-                print(
-                    self.prefix,
-                    f"{n} worker{s} recycled during this call (RSS over max_worker_memory)",
-                    file=self.stream,
-                )
+                self._out(f"{n} worker{s} recycled during this call (RSS over max_worker_memory)")
 
     def _spacing(self, batches: int) -> int:
         """Batches until the next line: 1 above verbose=10, else ~batches * (11-v)/10."""

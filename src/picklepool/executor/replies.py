@@ -19,6 +19,8 @@ from ..errors import (
     PicklingError,
     RemoteTraceback,
     TaskExitError,
+    TaskInterruptError,
+    TaskSystemExitError,
     TaskTimeoutError,
     UnpicklingError,
     WorkerCrashedError,
@@ -97,16 +99,8 @@ class ReplyReader:
     def task_error(self, batch: Pending, failed: TaskFailed) -> BaseException:
         """The task's own exception, with the worker's traceback as its cause and a note."""
         error, where = failed.error, batch.describe(failed.task)
-        real_ctrl_c = isinstance(error, KeyboardInterrupt) and self.call.backend.caller_thread
-        if isinstance(error, _EXITS) and not real_ctrl_c:
-            exit_error = TaskExitError(
-                f"{where} raised {type(error).__name__}{_args(error)}, which would have ended "
-                "your program. A task cannot exit the caller: return a value or raise an "
-                "exception instead."
-            )
-            exit_error.original = error
-            exit_error.__cause__ = RemoteTraceback(failed.traceback) if failed.traceback else error
-            return exit_error
+        if isinstance(error, _EXITS):
+            return exit_error(error, where, failed.traceback)
         if type(error) is TaskTimeoutError and str(error).startswith(f"task {failed.task} "):
             # made by the worker, which knows the index only: name the function too
             error = TaskTimeoutError(f"{where}{str(error)[len(f'task {failed.task}') :]}")
@@ -188,6 +182,38 @@ class ReplyReader:
             "compiled code, a call to os._exit(), or the OOM killer (check memory use)."
             f"{recovery}"
         )
+
+
+def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskExitError:
+    """The error for a task that raised ``KeyboardInterrupt``, ``SystemExit`` or ``GeneratorExit``.
+
+    A :class:`TaskExitError`: for ``KeyboardInterrupt`` also a ``KeyboardInterrupt``
+    (:class:`TaskInterruptError`), as joblib re-raises it; for ``SystemExit`` a
+    :class:`TaskSystemExitError` carrying the task's ``code`` (not a ``SystemExit``:
+    a task cannot end the caller quietly). *where* names the task.
+    """
+    kind = type(error).__name__
+    if isinstance(error, KeyboardInterrupt):
+        exit_error: TaskExitError = TaskInterruptError(
+            f"{where} raised {kind}{_args(error)}. It is re-raised here as a KeyboardInterrupt, "
+            "as joblib does: catch it with `except KeyboardInterrupt` (or TaskExitError), or "
+            "make the task return a value or raise an ordinary exception instead."
+        )
+    elif isinstance(error, SystemExit):
+        exit_error = TaskSystemExitError(
+            f"{where} raised {kind}{_args(error)}, which would have ended your program. A task "
+            "cannot exit the caller: return a value or raise an exception instead (or catch "
+            f"TaskSystemExitError and call sys.exit(err.code), here {error.code!r})."
+        )
+        exit_error.code = error.code  # type: ignore[attr-defined]
+    else:
+        exit_error = TaskExitError(
+            f"{where} raised {kind}{_args(error)}, which only a generator's own machinery should "
+            "raise. Make the task return a value or raise an ordinary exception instead."
+        )
+    exit_error.original = error
+    exit_error.__cause__ = RemoteTraceback(traceback) if traceback else error
+    return exit_error
 
 
 def _attach_remote(error: BaseException, remote: RemoteTraceback) -> None:

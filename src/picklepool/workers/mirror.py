@@ -11,6 +11,13 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
 - the working directory: relative paths open the same files.
 - the nesting depth and the cores an inner ``Parallel(n_jobs=-1)`` may use
   (the worker's share of the parent's), read by ``executor`` in the worker.
+- the limit on digits in ``str(int)`` (``sys.set_int_max_str_digits``).
+- the calling thread's numeric settings: the ``decimal`` context (precision,
+  rounding, exponent range, traps) and numpy's floating-point error handling
+  (``np.seterr``), so a task rounds, and raises ``FloatingPointError`` or
+  ``decimal.InvalidOperation``, as it would in the parent. Read only when the
+  parent has imported the module; a worker that has not imported it is left alone
+  while the parent's setting is the default.
 
 Not mirrored, by choice: ``os.environ`` (workers keep the environment they were
 started with, plus their thread limits; libraries read most variables once, at
@@ -23,8 +30,10 @@ pass values as arguments, or set them before the first call), signal handlers,
 from __future__ import annotations
 
 import contextvars
+import importlib
 import os
 import sys
+from typing import Any
 
 from ..wire import ParentState
 
@@ -58,7 +67,76 @@ def apply(state: ParentState) -> None:
             os.chdir(state.cwd)
         except OSError:  # the parent's folder is not there for this worker (another machine)
             pass
+    digits = state.int_max_str_digits
+    if digits and getattr(sys, "get_int_max_str_digits", lambda: digits)() != digits:
+        sys.set_int_max_str_digits(digits)
+    _apply_numeric(state.numeric)
     _applied = state
+
+
+# decimal's own defaults (decimal.DefaultContext may have been changed by the user)
+_DECIMAL_DEFAULT = (
+    28,
+    "ROUND_HALF_EVEN",
+    -999999,
+    999999,
+    1,
+    0,
+    ("DivisionByZero", "InvalidOperation", "Overflow"),
+)
+_NUMPY_DEFAULT = (("divide", "warn"), ("invalid", "warn"), ("over", "warn"), ("under", "ignore"))
+
+
+def _decimal_now(decimal: Any) -> tuple[Any, ...]:
+    c = decimal.getcontext()
+    traps = tuple(sorted(t.__name__ for t, on in c.traps.items() if on))
+    return (c.prec, c.rounding, c.Emin, c.Emax, c.capitals, c.clamp, traps)
+
+
+def numeric_state() -> tuple[Any, Any]:
+    """``(decimal context, numpy error handling)`` of the calling thread, each None when default.
+
+    Modules the process has not imported are not imported here (their settings
+    are the defaults).
+    """
+    decimal = sys.modules.get("decimal")
+    dec = _decimal_now(decimal) if decimal is not None else None
+    numpy = sys.modules.get("numpy")
+    err = tuple(sorted(numpy.geterr().items())) if numpy is not None and hasattr(numpy, "geterr") else None
+    return (None if dec == _DECIMAL_DEFAULT else dec, None if err == _NUMPY_DEFAULT else err)
+
+
+def _apply_numeric(numeric: tuple[Any, Any]) -> None:
+    """Make this thread's decimal context and numpy error handling those of *numeric*.
+
+    Compared with the thread itself: a task that changed them does not change
+    what the next batch sees. A module neither side uses is not imported.
+    """
+    dec, err = numeric
+    if dec is not None or "decimal" in sys.modules:
+        decimal = importlib.import_module("decimal")
+        want = _DECIMAL_DEFAULT if dec is None else dec
+        if _decimal_now(decimal) != want:
+            prec, rounding, emin, emax, capitals, clamp, traps = want
+            decimal.setcontext(
+                decimal.Context(
+                    prec,
+                    rounding,
+                    emin,
+                    emax,
+                    capitals,
+                    clamp,
+                    flags=[],
+                    traps=[getattr(decimal, name) for name in traps],
+                )
+            )
+    if err is not None or "numpy" in sys.modules:
+        numpy = importlib.import_module("numpy")
+        if not hasattr(numpy, "geterr"):  # numpy half-imported by a failed import
+            return
+        want_err = _NUMPY_DEFAULT if err is None else err
+        if tuple(sorted(numpy.geterr().items())) != want_err:
+            numpy.seterr(**dict(want_err))
 
 
 def nesting() -> tuple[int, int | None]:

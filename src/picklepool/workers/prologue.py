@@ -29,6 +29,25 @@ def _by_value(func: Any) -> bool:
     return type(func) is types.FunctionType and func.__globals__ is not getattr(module, "__dict__", None)
 
 
+def start_pool_worker(env: dict[str, str] | None = None) -> None:
+    """Start a worker of an Executor's own ``multiprocessing.Pool`` ("fork", ``max_tasks_per_child``).
+
+    *env*: the thread variables (``OMP_NUM_THREADS``...) loky sets in the warm
+    workers at start, set here too, before a task imports a numerical library.
+    And let the worker start processes of its own: ``Pool`` makes its workers
+    daemonic, and daemonic processes may not have children; the standard
+    library's ``ProcessPoolExecutor`` workers are not daemonic, so a task may run
+    its own pool (a nested ``Parallel``, an executor). A worker's children see
+    their parent die and exit.
+    """
+    import multiprocessing
+    import os
+
+    if env:
+        os.environ.update(env)
+    multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]
+
+
 def initialize(token: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> None:
     """Run ``initializer(*initargs)`` once in this worker for the executor *token*.
 

@@ -1,0 +1,108 @@
+"""A task's ``KeyboardInterrupt`` comes back as a ``KeyboardInterrupt``, as in joblib (issue 13, item 5).
+
+What the caller gets is both a ``TaskExitError`` (naming the task) and a
+``KeyboardInterrupt``: ``except KeyboardInterrupt`` written for joblib catches it. A
+task's ``SystemExit`` is a ``TaskSystemExitError`` with the task's ``code`` but not a
+``SystemExit`` (issue 14: a task must not end the caller's script quietly), a
+documented difference from joblib.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from picklepool import Executor, Parallel, TaskExitError, delayed
+from picklepool.errors import RemoteTraceback, TaskSystemExitError
+from tests.conftest import run_python
+
+BACKENDS = [("loky", 2), ("threading", 2), ("sequential", 1), ("multiprocessing", 2), ("loky", 1)]
+
+
+def interrupt_at(i, bad):
+    if i == bad:
+        raise KeyboardInterrupt("stop")
+    return i
+
+
+def exit_at(i, bad, code):
+    if i == bad:
+        sys.exit(code)
+    return i
+
+
+@pytest.mark.parametrize(("backend", "n_jobs"), BACKENDS)
+def test_a_tasks_keyboard_interrupt_is_a_keyboard_interrupt_naming_the_task(backend, n_jobs):
+    with pytest.raises(KeyboardInterrupt) as info:
+        Parallel(n_jobs=n_jobs, backend=backend, batch_size=1)(delayed(interrupt_at)(i, 2) for i in range(4))
+    error = info.value
+    assert isinstance(error, TaskExitError)
+    assert str(error).startswith("task 2: interrupt_at(2, 2) raised KeyboardInterrupt('stop')")
+    assert type(error.original) is KeyboardInterrupt and error.original.args == ("stop",)
+    # the pool is not torn down as for a real Ctrl-C: the next call works
+    assert Parallel(n_jobs=n_jobs, backend=backend)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("backend", "n_jobs"), BACKENDS)
+@pytest.mark.parametrize("code", [3, 0, None, "bye"])
+def test_a_tasks_system_exit_is_a_task_error_with_its_code(backend, n_jobs, code):
+    with pytest.raises(TaskSystemExitError) as info:
+        Parallel(n_jobs=n_jobs, backend=backend, batch_size=1)(delayed(exit_at)(i, 1, code) for i in range(3))
+    error = info.value
+    assert isinstance(error, TaskExitError) and not isinstance(error, SystemExit)
+    assert error.code == code
+    assert str(error).startswith(f"task 1: exit_at(1, 1, {code!r}) raised SystemExit")
+    assert isinstance(error.original, SystemExit) and error.original.code == code
+
+
+def test_the_workers_traceback_is_the_cause():
+    with pytest.raises(KeyboardInterrupt) as info:
+        Parallel(n_jobs=2, batch_size=1)(delayed(interrupt_at)(i, 1) for i in range(2))
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert "interrupt_at" in info.value.__cause__.tb
+
+
+def test_executor_futures_raise_the_tasks_kind():
+    with Executor(max_workers=2) as ex:
+        with pytest.raises(KeyboardInterrupt) as interrupted:
+            ex.submit(interrupt_at, 5, 5).result()
+        with pytest.raises(TaskSystemExitError) as exited:
+            ex.submit(exit_at, 1, 1, 4).result()
+        assert ex.submit(abs, -7).result() == 7  # the executor was not stopped as by a Ctrl-C
+    assert isinstance(interrupted.value, TaskExitError) and "interrupt_at(5, 5)" in str(interrupted.value)
+    assert isinstance(exited.value, TaskExitError) and exited.value.code == 4
+
+
+def test_an_uncaught_keyboard_interrupt_in_a_task_shows_the_task():
+    result = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        def stops(i):
+            if i == 3:
+                raise KeyboardInterrupt
+            return i
+
+        if __name__ == "__main__":
+            Parallel(n_jobs=2, batch_size=1)(delayed(stops)(i) for i in range(6))
+            print("not reached")
+        """
+    )
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert "TaskInterruptError: task 3: stops(3) raised KeyboardInterrupt" in result.stderr, result.stderr
+
+
+def exit_with_a_cause(code):
+    try:
+        raise ValueError("why")
+    except ValueError as exc:
+        raise SystemExit(code) from exc  # a cause: the exception travels as its parts
+
+
+@pytest.mark.parametrize(("backend", "n_jobs"), [("loky", 2), ("multiprocessing", 2)])
+def test_the_code_survives_the_trip_as_parts(backend, n_jobs):
+    with pytest.raises(TaskSystemExitError) as info:
+        Parallel(n_jobs=n_jobs, backend=backend)([delayed(exit_with_a_cause)(5)])
+    assert info.value.code == 5 and info.value.original.code == 5

@@ -1,0 +1,367 @@
+"""picklepool.Executor takes ProcessPoolExecutor's parameters and behaves as it does (issue 16).
+
+Where running both is cheap, the standard library's executor is the expected value.
+Deterministic: no sleeps, no timed assertions.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import itertools
+import multiprocessing
+import os
+import threading
+import weakref
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import psutil
+import pytest
+
+from picklepool import Executor, WorkerCrashedError
+
+FORK = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+
+
+def square(x):
+    return x * x
+
+
+def add(a, b):
+    return a + b
+
+
+def pid_and_square(x):
+    return os.getpid(), x * x
+
+
+def pid_of_chunk(x):
+    return os.getpid()
+
+
+_SEEN: list[str] = []  # changed by the tests in the parent: a forked worker inherits it
+_INIT_PID: list[int] = []
+
+
+def seen(_x=None):
+    return list(_SEEN)
+
+
+def note_pid():
+    _INIT_PID.append(os.getpid())
+
+
+def initialized_here(_x):
+    return _INIT_PID == [os.getpid()]
+
+
+def nested(n):
+    """A task that runs pools of its own, as the stdlib's (non-daemonic) workers allow."""
+    from picklepool import Parallel, delayed
+
+    with ProcessPoolExecutor(2, multiprocessing.get_context("spawn")) as ex:
+        inner = list(ex.map(square, range(n)))
+    return inner, Parallel(n_jobs=2)(delayed(square)(i) for i in range(n))
+
+
+def test_the_first_parameters_are_the_stdlibs_in_its_order():
+    stdlib = list(inspect.signature(ProcessPoolExecutor).parameters.values())
+    ours = list(inspect.signature(Executor).parameters.values())
+    assert [(p.name, p.kind, p.default) for p in ours[: len(stdlib)]] == [
+        (p.name, p.kind, p.default) for p in stdlib
+    ]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in ours[len(stdlib) - 1 :])
+    # positionally, as ProcessPoolExecutor code passes them
+    with Executor(1, None, note_pid, ()) as ex:
+        assert ex.submit(initialized_here, 0).result() is True
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_workers": 0},
+        {"max_workers": -1},
+        {"max_workers": "2"},
+        {"initializer": 5},
+        {"max_tasks_per_child": 0},
+        {"max_tasks_per_child": -3},
+        {"max_tasks_per_child": "2"},
+        pytest.param({"max_tasks_per_child": 2, "mp_context": "fork"}, marks=FORK),
+    ],
+    ids=str,
+)
+def test_bad_arguments_raise_as_the_stdlib(kwargs):
+    kwargs = dict(kwargs)
+    if kwargs.get("mp_context") == "fork":
+        kwargs["mp_context"] = multiprocessing.get_context("fork")
+    with pytest.raises((TypeError, ValueError)) as expected:
+        ProcessPoolExecutor(**kwargs)
+    with pytest.raises(expected.type) as ours:
+        Executor(**kwargs)
+    if "not supported" not in str(expected.value):  # the stdlib's own message, not an accident
+        assert str(ours.value).startswith(str(expected.value).rstrip("."))
+
+
+@pytest.mark.parametrize("context", ["spawn", object(), 3])
+def test_mp_context_that_is_not_a_context_is_named(context):
+    with pytest.raises(TypeError, match=r"mp_context=.*must be a multiprocessing context") as info:
+        Executor(1, context)
+    assert repr(context) in str(info.value)
+    if context == "spawn":
+        assert "multiprocessing.get_context('spawn')" in str(info.value)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_spawn_and_forkserver_run_on_the_warm_workers(method):
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} here")
+    context = multiprocessing.get_context(method)
+    with Executor(2, context) as ex:
+        assert ex._mp_context is context
+        assert list(ex.map(square, range(20), chunksize=3)) == [i * i for i in range(20)]
+        assert ex.submit(seen).result() == []  # inherits nothing, as with spawn
+
+
+def test_attributes_as_the_stdlib():
+    args = (3, None, note_pid, (1,))
+    stdlib = ProcessPoolExecutor(*args, max_tasks_per_child=4)
+    ours = Executor(*args, max_tasks_per_child=4)
+    try:
+        for name in ("_max_workers", "_initializer", "_initargs", "_max_tasks_per_child"):
+            assert getattr(ours, name) == getattr(stdlib, name), name
+        assert ours._mp_context is None  # the stdlib substitutes its "spawn" context here
+    finally:
+        stdlib.shutdown()
+        ours.shutdown()
+
+
+@FORK
+def test_fork_tasks_see_the_parents_globals_as_at_the_first_submit():
+    fork = multiprocessing.get_context("fork")
+    results = []
+    try:
+        for cls in (ProcessPoolExecutor, Executor):
+            _SEEN[:] = ["at construction"]
+            with cls(2, fork) as ex:
+                _SEEN.append("before the first submit")  # the workers are forked at the first submit
+                results.append((ex.submit(seen).result(), list(ex.map(seen, range(3)))))
+    finally:
+        _SEEN.clear()
+    assert results[1] == results[0]
+    assert results[0][0] == ["at construction", "before the first submit"]
+
+
+@FORK
+def test_fork_pool_recovers_after_a_crash():
+    with Executor(2, multiprocessing.get_context("fork")) as ex:
+        assert ex.submit(square, 3).result() == 9
+        with pytest.raises(WorkerCrashedError, match="exit code 3"):
+            ex.submit(os._exit, 3).result()
+        assert list(ex.map(square, range(6), chunksize=2)) == [i * i for i in range(6)]
+
+
+@pytest.mark.parametrize("how", ["fork", "max_tasks_per_child"])
+def test_tasks_on_a_pool_of_its_own_may_start_processes(how):
+    if how == "fork" and "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    kwargs = (
+        {"mp_context": multiprocessing.get_context("fork")} if how == "fork" else {"max_tasks_per_child": 1}
+    )
+    with Executor(1, **kwargs) as ex:
+        assert ex.submit(nested, 4).result() == ([0, 1, 4, 9], [0, 1, 4, 9])
+
+
+def thread_variable(_x):
+    return os.environ.get("OMP_NUM_THREADS")
+
+
+@pytest.mark.parametrize("how", ["warm", "max_tasks_per_child"])
+def test_inner_max_num_threads_reaches_every_kind_of_worker(how):
+    kwargs = {"max_tasks_per_child": 1} if how == "max_tasks_per_child" else {}
+    with Executor(1, inner_max_num_threads=3, **kwargs) as ex:
+        assert list(ex.map(thread_variable, range(2))) == ["3", "3"]
+
+
+def test_loky_only_options_with_a_pool_of_its_own_raise():
+    with pytest.raises(ValueError, match=r"max_worker_memory='1G'.*max_tasks_per_child=2"):
+        Executor(1, max_tasks_per_child=2, max_worker_memory="1G")
+    if "fork" in multiprocessing.get_all_start_methods():
+        with pytest.raises(ValueError, match=r"idle_worker_timeout=5.*'fork'"):
+            Executor(1, multiprocessing.get_context("fork"), idle_worker_timeout=5)
+
+
+def test_max_tasks_per_child_replaces_each_worker_after_its_quota():
+    # The stdlib's own executor hangs on this very case in Python 3.11-3.13 (CPython gh-115634).
+    with Executor(1, max_tasks_per_child=2) as ex:
+        futures = [ex.submit(pid_and_square, i) for i in range(10)]
+        out = [f.result() for f in futures]
+    assert [v for _pid, v in out] == [i * i for i in range(10)]
+    per_pid = Counter(pid for pid, _v in out)
+    assert len(per_pid) == 5 and set(per_pid.values()) == {2}
+    assert [pid for pid, _v in out] == [pid for pid in per_pid for _ in range(2)]  # one after the other
+
+
+def test_max_tasks_per_child_counts_a_map_chunk_as_one_task_and_reruns_the_initializer():
+    with Executor(2, multiprocessing.get_context("spawn"), note_pid, max_tasks_per_child=1) as ex:
+        pids = list(ex.map(pid_of_chunk, range(12), chunksize=3))
+        assert all(ex.map(initialized_here, range(4)))  # each new worker ran the initializer
+    chunks = [pids[i : i + 3] for i in range(0, 12, 3)]
+    assert all(len(set(c)) == 1 for c in chunks)  # one chunk, one worker
+    assert len({c[0] for c in chunks}) == 4  # and never the same worker twice
+
+
+def raise_in_init():
+    raise OSError("no database")
+
+
+@pytest.mark.parametrize("how", ["fork", "max_tasks_per_child"])
+def test_a_failing_initializer_breaks_a_pool_of_its_own_too(how):
+    if how == "fork" and "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    kwargs = (
+        {"mp_context": multiprocessing.get_context("fork")} if how == "fork" else {"max_tasks_per_child": 1}
+    )
+    ex = Executor(1, initializer=raise_in_init, **kwargs)
+    try:
+        with pytest.raises(BrokenProcessPool, match="raise_in_init.*no database"):
+            ex.submit(square, 2).result()
+        with pytest.raises(BrokenProcessPool):
+            ex.submit(square, 2)
+    finally:
+        ex.shutdown()
+
+
+def test_a_dropped_executor_gives_its_own_pool_back():
+    ex = Executor(1, max_tasks_per_child=5)
+    worker = psutil.Process(ex.submit(pid_of_chunk, 0).result())
+    alive = weakref.ref(ex)
+    del ex
+    waited = threading.Event()
+    while alive() is not None:  # until the manager thread lets go of it (no timing asserted)
+        gc.collect()
+        waited.wait(0.01)
+    worker.wait(timeout=60)  # already reaped by the pool's join when it was closed
+    assert not worker.is_running()
+
+
+def test_method_signatures_are_the_stdlibs():
+    def params(f):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(f).parameters.values()]
+
+    for name in ("submit", "map", "shutdown"):
+        stdlib, ours = params(getattr(ProcessPoolExecutor, name)), params(getattr(Executor, name))
+        if name == "map" and len(stdlib) < len(ours):  # Python 3.14's buffersize, on an older Python
+            stdlib.append(("buffersize", inspect.Parameter.KEYWORD_ONLY, None))
+        assert ours == stdlib
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        ("2", TypeError, "buffersize must be an integer or None"),
+        (2.0, TypeError, "buffersize must be an integer"),
+        (0, ValueError, "buffersize must be None or > 0"),
+        (-1, ValueError, "buffersize must be None or > 0"),
+    ],
+)
+def test_map_buffersize_errors_as_python_314(value, error, message):
+    with Executor(1) as ex:
+        with pytest.raises(error, match=f"^{message}"):
+            ex.map(square, range(3), buffersize=value)
+
+
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_map_buffersize_reads_the_iterable_as_results_are_read(chunksize):
+    read = []
+
+    def numbers():
+        for i in itertools.count():
+            read.append(i)
+            yield i
+
+    with Executor(2) as ex:
+        results = ex.map(square, numbers(), chunksize=chunksize, buffersize=2)
+        assert len(read) == 2 * chunksize  # two submissions ahead, before any result is read
+        assert next(results) == 0
+        assert len(read) == 3 * chunksize  # one more submitted before the first result was taken
+        assert list(itertools.islice(results, 9)) == [i * i for i in range(1, 10)]
+        results.close()  # an endless iterable: closing cancels what is not sent
+        assert list(ex.map(add, range(7), range(5), buffersize=3)) == [0, 2, 4, 6, 8]
+
+
+def started_and_wait(started, gate):
+    with open(started, "w"):  # tells the test the task runs
+        pass
+    with open(gate) as f:  # blocks until the test opens the gate (a FIFO); it never does here
+        return f.read()
+
+
+@pytest.mark.parametrize("how", ["warm", "fork", "max_tasks_per_child"])
+@pytest.mark.parametrize("method", ["terminate_workers", "kill_workers"])
+def test_terminate_and_kill_workers_as_python_314(tmp_path, how, method):
+    if how == "fork" and "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    kwargs = {
+        "warm": {},
+        "fork": {"mp_context": multiprocessing.get_context("fork")},
+        "max_tasks_per_child": {"max_tasks_per_child": 3},
+    }[how]
+    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
+    os.mkfifo(started)
+    os.mkfifo(gate)
+    ex = Executor(1, **kwargs)
+    running = ex.submit(started_and_wait, started, gate)
+    with open(started) as f:  # the task runs now
+        f.read()
+    queued = [ex.submit(square, i) for i in range(3)]
+    getattr(ex, method)()
+    with pytest.raises(BrokenProcessPool):
+        running.result()
+    for f in queued:  # not started: cancelled, or (already handed to the pool) broken, as the stdlib's
+        if not f.cancelled():
+            with pytest.raises(BrokenProcessPool):
+                f.result()
+    with pytest.raises(RuntimeError, match="^cannot schedule new futures after shutdown"):
+        ex.submit(square, 1)
+    ex.shutdown()
+
+
+def test_shutdown_without_wait_still_runs_the_submitted_calls():
+    results = []
+    for cls in (ProcessPoolExecutor, Executor):
+        ex = cls(2)
+        it = ex.map(square, range(8))
+        chunked = ex.map(add, range(8), range(8), chunksize=3)
+        ex.shutdown(wait=False)
+        results.append((list(it), list(chunked)))
+        ex.shutdown()  # again: allowed
+    assert results[1] == results[0] == ([i * i for i in range(8)], [2 * i for i in range(8)])
+
+
+def test_after_shutdown_new_work_raises_the_stdlibs_runtime_error():
+    for cls in (ProcessPoolExecutor, Executor):
+        ex = cls(1)
+        with ex:
+            assert ex.submit(square, 2).result() == 4
+        with ex:  # re-entering is allowed; scheduling is not
+            with pytest.raises(RuntimeError, match="^cannot schedule new futures after shutdown"):
+                ex.submit(square, 2)
+            with pytest.raises(RuntimeError, match="^cannot schedule new futures after shutdown"):
+                ex.map(square, [1, 2])
+
+
+def test_map_stops_at_the_shortest_iterable_as_the_stdlib():
+    results = []
+    for cls in (ProcessPoolExecutor, Executor):
+        with cls(2) as ex:
+            results.append(
+                (
+                    list(ex.map(add, range(7), range(3))),
+                    list(ex.map(add, range(7), [10, 20, 30, 40, 50], chunksize=2)),
+                    list(ex.map(square)),
+                    list(ex.map(square, [], chunksize=4)),
+                )
+            )
+    assert results[1] == results[0] == ([0, 2, 4], [10, 21, 32, 43, 54], [], [])
