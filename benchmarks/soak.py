@@ -78,7 +78,7 @@ def sleepy(d, swallow):
 
 
 def nested(i, sleep=0.0):
-    total = sum(Parallel(n_jobs=2)(delayed(square)(j) for j in range(5)))
+    total = sum(Parallel(n_jobs=2, backend="loky")(delayed(square)(j) for j in range(5)))
     if sleep:
         time.sleep(sleep)
     return total + i

@@ -15,7 +15,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from .pickler.registry import get_pickler
-from .settings import CONFIG_KEYS, NOT_SET, config_value, is_mp_context, pop_config, push_config
+from .settings import (
+    CONFIG_KEYS,
+    NOT_SET,
+    config_value,
+    is_mp_context,
+    nested_backend,
+    pop_config,
+    push_config,
+    resolve,
+)
+from .workers import mirror
 
 __all__ = ["CONFIG_KEYS", "NOT_SET", "config_value", "parallel_backend", "parallel_config"]
 
@@ -37,8 +47,18 @@ class parallel_config:
     are inherited from the enclosing block, then the environment, then the defaults.
 
     The block restores the previous configuration on exit, even on error; blocks
-    nest. Raises ``TypeError`` for an unknown setting and ``ValueError`` for a bad
-    pickler or backend name, at construction rather than at a later call.
+    nest. ``with parallel_config(...) as config`` gives joblib's value: a dict of
+    the settings in force whose ``config["backend"]`` describes the backend chosen,
+    with joblib's ``nesting_level`` (0 in a parent, 1 inside a worker or a thread of
+    the threading backend); entering a block starts no process and takes no pool.
+
+    Inside a worker, a block the task enters applies to that task's calls; the
+    caller's block does not reach them for ``backend`` and ``n_jobs`` (joblib's
+    nested default applies instead: threads at level 1, sequential below), and
+    reaches the threading backend's threads for every other setting.
+
+    Raises ``TypeError`` for an unknown setting and ``ValueError`` for a bad pickler
+    or backend name, at construction rather than at a later call.
 
     >>> with parallel_config(pickler="pickle", n_jobs=2):
     ...     pass
@@ -104,9 +124,9 @@ class parallel_config:
         self._settings = settings
         self._tokens: list[contextvars.Token[Mapping[str, Any]]] = []
 
-    def __enter__(self) -> parallel_config:
+    def __enter__(self) -> dict[str, Any]:
         self._tokens.append(push_config(self._settings))
-        return self
+        return current_config()
 
     def __exit__(self, *exc_info: object) -> None:
         pop_config(self._tokens.pop())
@@ -117,7 +137,8 @@ class parallel_backend(parallel_config):
 
     Deprecated in joblib in favour of :class:`parallel_config`, and here the same
     thing with joblib's defaults: *n_jobs* defaults to -1, and ``with`` gives
-    ``(backend, n_jobs)``. Emits no warning (joblib 1.6 emits none either).
+    ``(backend, n_jobs)``, the backend described as in :class:`parallel_config`
+    (``backend.name``, ``backend.nesting_level``). Emits no warning (joblib 1.6 emits none either).
     """
 
     def __init__(
@@ -128,5 +149,29 @@ class parallel_backend(parallel_config):
         )
 
     def __enter__(self) -> Any:  # type: ignore[override]
-        super().__enter__()
-        return self._settings.get("backend"), self._settings.get("n_jobs")
+        config = super().__enter__()
+        return config["backend"], config["n_jobs"]
+
+
+def current_config() -> dict[str, Any]:
+    """The configuration in force here, as joblib's ``parallel_config.__enter__`` gives it.
+
+    A new dict of every setting of the innermost block (None where none is set),
+    whose ``"backend"`` is a :class:`~picklepool.executor.backend.BackendChoice`: the
+    backend a ``Parallel()`` made here would use (the block's, the environment's, the
+    default, or inside a worker joblib's nested default) and the ``nesting_level`` of
+    here (0 in a parent, 1 in a worker or pool thread, 2 below). Starts nothing.
+    """
+    from .executor.backend import BackendChoice
+
+    values = {key: config_value(key) for key in CONFIG_KEYS}
+    config = {key: None if value is NOT_SET else value for key, value in values.items()}
+    depth = mirror.nesting()[0]
+    backend, source = resolve("backend")
+    if source == "default":
+        backend = nested_backend(depth) or backend
+    context = None
+    if not isinstance(backend, str) and is_mp_context(backend):
+        backend, context = "multiprocessing", backend
+    config["backend"] = BackendChoice(str(backend), depth, context)
+    return config

@@ -484,6 +484,37 @@ _PARSERS: Mapping[str, Any] = MappingProxyType(
 MAX_DEPTH = 1
 
 
+def nested_backend(depth: int) -> str | None:
+    """The backend of a call made at nesting level *depth* that names none (joblib's).
+
+    None in a parent (level 0: the configured default applies); "threading" inside a
+    worker or a thread of a threading pool (level 1); "sequential" below (joblib's
+    ``ParallelBackendBase.get_nested_backend``).
+    """
+    if depth <= 0:
+        return None
+    return "threading" if depth <= MAX_DEPTH else "sequential"
+
+
+def _apply_nesting(values: dict[str, Any], sources: dict[str, str], depth: int) -> None:
+    """Inside a worker, what was not given there takes joblib's nested default.
+
+    A worker's calls see only what was given in that worker (an argument, a
+    ``parallel_config`` the task entered, the environment): no backend means
+    :func:`nested_backend`, no ``n_jobs`` means 1 (joblib's ``n_jobs=None``), as the
+    ``parallel_config(backend=nested, n_jobs=None)`` joblib's ``BatchedCalls`` enters
+    around every task.
+    """
+    nested = nested_backend(depth)
+    if nested is None:
+        return
+    where = f"nesting level {depth} (joblib's nested default)"
+    if sources["backend"] == "default":
+        values["backend"], sources["backend"] = nested, where
+    if sources["n_jobs"] == "default":
+        values["n_jobs"], sources["n_jobs"] = 1, where
+
+
 def _choose_backend(values: dict[str, Any], sources: dict[str, str], backends: Mapping[str, Any]) -> None:
     """Apply ``prefer`` (a soft hint) and ``require`` (a hard constraint) as joblib does.
 
@@ -531,8 +562,10 @@ def resolve_settings(
     *backends* maps the valid backend names to their classes (their capabilities
     decide ``prefer``/``require``, see :func:`_choose_backend`); *cores* is what
     ``n_jobs=-1`` means (None: :func:`cpu_count`; inside a worker, its share of the
-    parent's cores); *depth* how deeply nested the call is: past :data:`MAX_DEPTH` a
-    process or thread backend runs the call sequentially instead. Raises
+    parent's cores); *depth* how deeply nested the call is: inside a worker (depth
+    >= 1) a backend or ``n_jobs`` not given there takes joblib's nested default
+    (:func:`_apply_nesting`), and past :data:`MAX_DEPTH` a process or thread backend
+    runs the call sequentially instead. Raises
     ``ValueError`` naming the first bad setting, its value and its source.
     """
     values: dict[str, Any] = {}
@@ -544,6 +577,7 @@ def resolve_settings(
     context = None
     if not isinstance(values["backend"], str) and is_mp_context(values["backend"]):
         context, values["backend"] = values["backend"], "multiprocessing"
+    _apply_nesting(values, sources, depth)
     _choose_backend(values, sources, backends)
     if values["backend"] not in backends:
         raise ValueError(

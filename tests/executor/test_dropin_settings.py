@@ -99,7 +99,7 @@ def test_float_n_jobs_is_truncated():
 
 def test_parallel_backend_is_joblibs_older_form():
     with parallel_backend("threading", n_jobs=2) as (backend, n_jobs):
-        assert (backend, n_jobs) == ("threading", 2)
+        assert (backend.name, backend.nesting_level, n_jobs) == ("threading", 0, 2)
         assert Parallel()._settings().backend == "threading"
     with pytest.raises(ValueError, match="Invalid backend"):
         parallel_config(backend="no-such-backend")

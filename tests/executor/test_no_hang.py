@@ -35,7 +35,7 @@ def test_a_retired_worker_that_ran_a_nested_call_does_not_stall_the_pool():
             return x + 1
 
         def nested_then_sleep(d):
-            s = sum(Parallel(n_jobs=2)(delayed(inner)(j) for j in range(4)))
+            s = sum(Parallel(n_jobs=2, backend="loky")(delayed(inner)(j) for j in range(4)))
             time.sleep(d)
             return s
 

@@ -27,6 +27,7 @@ class Backend:
     counts_cluster = False  # n_jobs < 0 counts the cluster's threads, not local cores
     inline_single = False  # a pool of one worker runs in the calling thread instead
     uses_threads = False  # tasks run on threads of this process (a nested call runs below threads)
+    nesting_level = 0  # joblib's: 0 in a parent, 1 in a worker or pool thread, 2 below (make_backend sets it)
 
     def __init__(self, n_workers: int) -> None:
         self.n_workers = n_workers
@@ -65,3 +66,22 @@ class Backend:
 
     def shutdown(self, kill: bool = False) -> None:
         pass
+
+
+class BackendChoice:
+    """The backend a ``parallel_config`` block chose, as ``with parallel_config(...) as config``
+    shows it in ``config["backend"]`` (joblib's backend object there): its *name* and
+    the ``nesting_level`` of where the block was entered (0 in a parent, 1 inside a
+    worker or a pool thread, 2 below). A description only: nothing is started, no pool
+    is taken; ``Parallel`` makes the backend itself when a call runs.
+    """
+
+    __slots__ = ("context", "name", "nesting_level")
+
+    def __init__(self, name: str, nesting_level: int, context: Any = None) -> None:
+        self.name = name
+        self.nesting_level = nesting_level
+        self.context = context  # the multiprocessing context given as backend=, if any
+
+    def __repr__(self) -> str:
+        return f"BackendChoice({self.name!r}, nesting_level={self.nesting_level})"

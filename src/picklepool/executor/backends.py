@@ -17,7 +17,7 @@ from typing import Any
 import loky
 
 from .. import lokycompat
-from ..settings import cpu_count
+from ..settings import NOT_SET, cpu_count, push_config
 from ..workers import mirror
 from . import pool, reaper
 from .backend import Backend
@@ -25,6 +25,9 @@ from .mpbackend import MultiprocessingBackend
 from .session import session
 
 IDLE_WORKER_TIMEOUT = 300.0  # seconds a warm loky worker waits for work before exiting
+
+# What a threading pool's tasks do not inherit from their caller's parallel_config.
+_NESTED_MASK = MappingProxyType({"backend": NOT_SET, "n_jobs": NOT_SET})
 
 
 class LokyBackend(Backend):
@@ -109,11 +112,17 @@ class ThreadingBackend(Backend):
         self.refresh()
 
     def refresh(self) -> None:
-        """Take the caller's context now: its ``parallel_config`` and nesting reach the threads."""
+        """Take the caller's context now: its ``parallel_config`` and nesting reach the threads.
+
+        As joblib's ``BatchedCalls`` (``parallel_config(backend=nested, n_jobs=None)``
+        around each task), the caller's ``backend`` and ``n_jobs`` do not: a task's own
+        calls get the nested default (``settings.nested_backend``) unless it gives them.
+        """
         depth, cores = mirror.nesting()
         share = max(1, (cpu_count() if cores is None else cores) // self.n_workers)
         context = contextvars.copy_context()
         context.run(mirror.enter_thread, depth + 1, share)
+        context.run(push_config, _NESTED_MASK)
         self._context = context
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -174,6 +183,12 @@ def make_backend(name: str, n_workers: int, **options: Any) -> Backend:
     calling thread instead, as joblib does for ``n_jobs=1``. Raises ``ValueError``
     for an unknown name.
     """
+    backend = _make(name, n_workers, **options)
+    backend.nesting_level = mirror.nesting()[0]  # joblib's attribute: where the call is made
+    return backend
+
+
+def _make(name: str, n_workers: int, **options: Any) -> Backend:
     if name == "dask":
         from .dask import DaskBackend
 

@@ -34,7 +34,8 @@ def effective_n_jobs(n_jobs: Any = -1) -> int:
     """How many workers ``Parallel(n_jobs=n_jobs)`` would use here (joblib's helper).
 
     None means "not given": ``parallel_config``, ``PICKLEPOOL_N_JOBS``, then -1 (all
-    usable cores; inside a worker, that worker's share of them). Raises
+    usable cores), or inside a worker 1 (joblib's nested default); -1 inside a worker
+    is that worker's share of the cores. Raises
     ``ValueError`` for 0 or a value that is not a number.
     """
     return _nested(resolve_settings({"n_jobs": n_jobs}, BACKENDS, *_where()), warn=False).n_workers
@@ -94,8 +95,9 @@ class Parallel:
         "n_jobs == 0 in Parallel has no meaning", and "2.3" or "abc" one saying "n_jobs
         could not be converted to int" (joblib raises these at its first call or
         ``_initialize_backend()``; picklepool at construction). Inside a worker,
-        -1 means that worker's share of the cores. With backend="dask", -1 and -n
-        count the cluster's threads instead of local cores.
+        -1 means that worker's share of the cores, and not given means 1 (joblib's).
+        With backend="dask", -1 and -n count the cluster's threads instead of local
+        cores.
     backend*: "loky" (default: warm reusable processes), "threading",
         "sequential", "dask", "multiprocessing" (a ``multiprocessing.Pool`` per call,
         see ``executor.mpbackend``) or a ``multiprocessing`` context object (that
@@ -151,9 +153,20 @@ class Parallel:
     early cancels the rest. While a call of this instance is running (a generator
     not yet exhausted or closed), another call raises ``RuntimeError``, as in joblib.
 
-    Nesting: a call made inside a worker (or a thread of the threading backend) uses
-    that worker's share of the cores for ``n_jobs=-1``; calls nested deeper than
-    ``settings.MAX_DEPTH`` (1) run sequentially, as joblib's do.
+    Nesting, as in joblib: a call made inside a worker (loky, multiprocessing, dask)
+    or a thread of the threading backend that gives no backend there (argument, a
+    ``parallel_config`` the task entered, ``PICKLEPOOL_BACKEND``) runs on threads of
+    that worker at nesting level 1 and sequentially below; ``n_jobs`` not given there
+    is 1 (joblib's ``n_jobs=None``). The caller's ``parallel_config`` does not reach a
+    worker's calls for ``backend`` and ``n_jobs``. A backend given there is used, with
+    ``n_jobs=-1`` meaning that worker's share of the cores; calls nested deeper than
+    ``settings.MAX_DEPTH`` (1) run sequentially whatever their backend, so unbounded
+    recursion ends in ``RecursionError``. A sequential call (``n_jobs=1``) changes
+    nothing for its tasks' calls. ``with Parallel() as p``: ``p._backend`` is a
+    ``LokyBackend``, ``ThreadingBackend``, ``SequentialBackend``, ... with joblib's
+    ``nesting_level`` (0 in a parent, 1 in a worker, 2 below). joblib code a task
+    runs (``joblib.Parallel``, scikit-learn's ``n_jobs``) nests as in a joblib worker
+    (see ``workers.joblibnest``).
     """
 
     def __init__(

@@ -20,7 +20,7 @@ from .. import lokycompat
 from ..errors import TaskTimeoutError
 from ..pickler.buffers import Frames
 from ..wire import Batch, Cancelled, Failure, FuncSpec, TaskFailed
-from . import buffers, changes, control, mirror, prologue, replies
+from . import buffers, changes, control, joblibnest, mirror, prologue, replies
 from .blobs import attached, blob_size, read_blob
 from .cache import objects
 from .limits import before_batch
@@ -107,12 +107,16 @@ def run_batch(batch: Batch) -> Any:
     limits, timeout = batch.limits, batch.timeout
     if limits is not None:
         before_batch(limits)  # thread limits, once per setting
-    if batch.isolate:  # picklepool.Executor: no timeout, every task runs
-        outcome = execute_isolated(fns, fidx, args, kwargs, first, view, batch.call_id, batch.single_arg)
-    elif timeout is not None and (view is None or not can_alarm()):
-        outcome = execute_watched(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
-    else:
-        outcome = execute(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
+    nest = joblibnest.enter()  # joblib code in the tasks nests as in a joblib worker
+    try:
+        if batch.isolate:  # picklepool.Executor: no timeout, every task runs
+            outcome = execute_isolated(fns, fidx, args, kwargs, first, view, batch.call_id, batch.single_arg)
+        elif timeout is not None and (view is None or not can_alarm()):
+            outcome = execute_watched(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
+        else:
+            outcome = execute(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
+    finally:
+        joblibnest.leave(nest)
     del args, kwargs
     if type(outcome) is TaskFailed and isinstance(outcome.error, TaskTimeoutError) and lokycompat.depth():
         retire()  # replaced by loky after this reply; the rest of the pool is untouched

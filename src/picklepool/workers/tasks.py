@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import TaskTimeoutError
 from ..wire import Cancelled, Failure, Raised, Results, TaskFailed
+from . import joblibnest
 
 Funcs = Sequence[Callable[..., Any]]
 _KWARGS_TYPES = {dict, type(None)}  # None: no keyword arguments, as in (f, args, None)
@@ -241,9 +242,13 @@ def run_local(
     timeout: float | None,
 ) -> Any:
     """Run a batch in the calling process (in-process backends): no pickling, no signals."""
-    if timeout is None:
-        return execute(funcs, fidx, args, kwargs, first, format_tb=False)
-    return execute_watched(funcs, fidx, args, kwargs, first, None, 0, timeout)
+    nest = joblibnest.enter()  # on a pool thread: joblib code nests as in a joblib worker
+    try:
+        if timeout is None:
+            return execute(funcs, fidx, args, kwargs, first, format_tb=False)
+        return execute_watched(funcs, fidx, args, kwargs, first, None, 0, timeout)
+    finally:
+        joblibnest.leave(nest)
 
 
 def can_alarm() -> bool:
