@@ -201,6 +201,8 @@ def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskE
             "make the task return a value or raise an ordinary exception instead."
         )
     elif isinstance(error, SystemExit):
+        if error.code is None and error.args:  # rebuilt without __init__ (wire.rebuild_exception)
+            error.code = error.args[0] if len(error.args) == 1 else error.args  # type: ignore[assignment]
         exit_error = TaskSystemExitError(
             f"{where} raised {kind}{_args(error)}, which would have ended your program. A task "
             "cannot exit the caller: return a value or raise an exception instead (or catch "
