@@ -55,6 +55,15 @@ def depth() -> int:
     return int(getattr(pe, "_CURRENT_DEPTH", 0) or 0)
 
 
+def any_depth() -> int:
+    """As :func:`depth`, counting joblib's vendored loky too: 1 in a joblib worker."""
+    found = depth()
+    if found:
+        return found
+    pe = sys.modules.get("joblib.externals.loky.process_executor")
+    return int(getattr(pe, "_CURRENT_DEPTH", 0) or 0)
+
+
 def _worker_module() -> Any:
     """loky's process_executor module if this process is one of its workers, else None."""
     pe = sys.modules.get("loky.process_executor")

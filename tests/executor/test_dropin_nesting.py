@@ -263,3 +263,33 @@ def test_scikit_learn_n_jobs_in_a_task_runs_on_the_workers_threads():
     pytest.importorskip("sklearn")
     out = Parallel(n_jobs=2)(delayed(_cross_validate_here)() for _ in range(2))
     assert out == [(3, 0), (3, 0)]  # joblib's threads at level 1: no loky pool per worker
+
+
+def _picklepool_inside_joblib():
+    with Parallel() as p:
+        default = (type(p._backend).__name__, p._effective_n_jobs())
+    with Parallel(n_jobs=-1) as p:
+        all_cores = (type(p._backend).__name__, p._backend.nesting_level)
+    children = len(psutil.Process().children(recursive=True))
+    return default, all_cores, children
+
+
+def test_picklepool_code_in_a_joblib_worker_nests_as_in_a_picklepool_worker():
+    # a joblib loky worker is level 1 for picklepool too: threads (or the caller's thread
+    # for n_jobs=1), not a new loky pool in each joblib worker
+    from joblib.externals.loky import reusable_executor
+
+    try:
+        in_joblib = joblib.Parallel(n_jobs=2, backend="loky")(
+            joblib.delayed(_picklepool_inside_joblib)() for _ in range(2)
+        )
+    finally:
+        executor = getattr(reusable_executor, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=True, kill_workers=True)
+    in_picklepool = Parallel(n_jobs=2)(delayed(_picklepool_inside_joblib)() for _ in range(2))
+    # n_jobs not given: 1, in the calling thread, as in a picklepool worker
+    assert [default for default, _, _ in in_joblib] == [default for default, _, _ in in_picklepool]
+    # -1: joblib does not say what share of the cores its worker has, so all of them, on
+    # threads of that worker (as joblib's own nested calls); no process is started
+    assert [(all_cores, children) for _, all_cores, children in in_joblib] == [(("ThreadingBackend", 1), 0)] * 2

@@ -35,6 +35,7 @@ import os
 import sys
 from typing import Any
 
+from .. import lokycompat
 from ..wire import ParentState
 
 _applied: ParentState | None = None
@@ -144,13 +145,14 @@ def nesting() -> tuple[int, int | None]:
 
     *cores* is how many cores a ``Parallel(n_jobs=-1)`` call made here may use.
     On a thread of a threading-backend pool, they are that thread's (see
-    :func:`enter_thread`).
+    :func:`enter_thread`). In a loky worker that is not picklepool's (a joblib
+    worker running picklepool code), loky's own depth, with all cores.
     """
     threaded = _in_thread.get()
     if threaded is not None:
         return threaded
     if _applied is None:
-        return 0, None
+        return lokycompat.any_depth(), None
     return _applied.depth, _applied.cores
 
 
