@@ -170,13 +170,14 @@ def test_serialised_once_per_version_and_rebuilt_once_per_worker():
 
 
 def test_the_snapshot_is_written_once_per_call(monkeypatch):
+    from picklepool.pickler import frames
     from picklepool.pickler.context import CallContext
 
     writes = []
     real = CallContext.put_blob
 
     def counting(self, key, data):
-        writes.append(len(data))
+        writes.append(frames.size(data) if isinstance(data, list) else len(data))
         return real(self, key, data)
 
     monkeypatch.setattr(CallContext, "put_blob", counting)

@@ -214,17 +214,18 @@ class SharedState(Generic[T]):
         if args is not None:
             return args  # type: ignore[no-any-return]
         pickler = ctx.pickler
-        data = b"".join(frames.pack(pickler, self._value))
+        pieces = frames.pack(pickler, self._value)  # written piece by piece: no 50 MB join
         token = ctx.memo.setdefault((_MEMO, "call"), uuid.uuid4().hex[:12])
         source: Any
         try:
-            source = ctx.put_blob(f"state-{self._uid}-{self._version}-{token}", data)
+            source = ctx.put_blob(f"state-{self._uid}-{self._version}-{token}", pieces)
         except OSError as exc:
             log.debug("picklepool: SharedState blob not written (%s); sending it inline", exc)
             source = None
         if source is None:  # no blob store (in-process backends) or it failed
-            source = data
-        args = ctx.memo[key] = (pickler, self._uid, self._version, source, len(data), _worker_cache_bytes())
+            source = b"".join(pieces)
+        nbytes = frames.size(pieces)
+        args = ctx.memo[key] = (pickler, self._uid, self._version, source, nbytes, _worker_cache_bytes())
         return args
 
     # -- checkpoints -------------------------------------------------------------------

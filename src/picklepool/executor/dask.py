@@ -166,7 +166,9 @@ class ScatterStore:
         self._sent: dict[str, list[Any]] = {}  # every future scattered per key, restores too
         self._lock = threading.Lock()
 
-    def put(self, key: str, data: bytes) -> BlobRef:
+    def put(self, key: str, data: bytes | list[Any]) -> BlobRef:
+        if isinstance(data, list):
+            data = b"".join(data)
         with self._lock:
             if key not in self.futures:
                 self.futures[key] = self._scatter(data)

@@ -97,8 +97,9 @@ class Session:
             return
         self._flags[call_id % CANCEL_SLOTS] = 1
 
-    def write_blob(self, key: str, data: bytes, owner: Any = None) -> str:
-        """Write *data* once under *key* for *owner* (a call); return its path.
+    def write_blob(self, key: str, data: bytes | list[Any], owner: Any = None) -> str:
+        """Write *data* (bytes, or bytes-like pieces, written in order) once under *key*
+        for *owner* (a call); return its path.
 
         Calls that send the same content share one file; it is removed when the last
         of them drops it. The file is complete before any caller gets its path.
@@ -109,7 +110,10 @@ class Session:
             if owners is None:
                 tmp = f"{path}.tmp{threading.get_ident()}"
                 with open(tmp, "wb") as f:
-                    f.write(data)
+                    if isinstance(data, list):
+                        f.writelines(data)
+                    else:
+                        f.write(data)
                 os.replace(tmp, path)
                 owners = self._blobs[key] = set()
             owners.add(owner)

@@ -29,8 +29,11 @@ from typing import Any, Protocol
 class BlobStore(Protocol):
     """Where a backend keeps the data a call sends once."""
 
-    def put(self, key: str, data: bytes) -> Any:
-        """Store *data* under *key* (once; later puts of the key are free); return its reference."""
+    def put(self, key: str, data: bytes | list[Any]) -> Any:
+        """Store *data* (bytes, or bytes-like pieces to be concatenated) under *key*.
+
+        Once: later puts of the key are free. Returns its reference.
+        """
 
     def drop(self, key: str) -> None:
         """Forget *key*: the call is over."""
@@ -46,7 +49,7 @@ class SessionStore:
         self.session = session
         self.owner = owner  # the call: calls sending the same content share one file
 
-    def put(self, key: str, data: bytes) -> str:
+    def put(self, key: str, data: bytes | list[Any]) -> str:
         return self.session.write_blob(key, data, self.owner)  # type: ignore[no-any-return]
 
     def drop(self, key: str) -> None:
@@ -68,8 +71,11 @@ class CallContext:
         if self.store is None and self.session is not None:
             self.store = SessionStore(self.session, id(self))
 
-    def put_blob(self, key: str, data: bytes) -> Any:
-        """Send *data* once for this call; a reference for ``workers.blobs.read_blob``, or None."""
+    def put_blob(self, key: str, data: bytes | list[Any]) -> Any:
+        """Send *data* (bytes, or pieces to concatenate) once for this call.
+
+        Returns a reference for ``workers.blobs.read_blob``, or None without a store.
+        """
         if self.store is None:
             return None
         ref = self.store.put(key, data)
