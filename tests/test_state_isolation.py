@@ -8,6 +8,7 @@ only read must not make the worker rebuild anything.
 
 from __future__ import annotations
 
+import collections
 import os
 
 import numpy as np
@@ -244,3 +245,35 @@ def test_a_task_saving_its_copy_saves_the_parent_s_version(tmp_path):
     out = Parallel(n_jobs=2, batch_size=6)(calls)
     assert same_batch_pairs(out) == 5
     assert all(pristine(SharedState.load(paths[k]).value) for k in range(1, 6, 2))
+
+
+# -- values the check cannot inspect, or could not before --------------------------------------
+
+NT = collections.namedtuple("NT", "a b")
+
+
+def append_through_value(state: SharedState, i: int) -> tuple[int, int]:
+    v = state.value
+    seen = (len(v["cfg"].b), v["n"])
+    v["cfg"].b.append(i)
+    v["n"] += 1
+    return seen
+
+
+def read_cfg(state: SharedState, i: int) -> tuple[int, int]:
+    with state as v:
+        return (len(v["cfg"].b), v["n"])
+
+
+def test_a_namedtuple_in_the_value_lets_no_change_leak():
+    """The tester's script: changes through ``.value`` leaked to later tasks and later calls."""
+    state = SharedState({"cfg": NT("v1", []), "n": 0})
+    with Parallel(n_jobs=2) as parallel:
+        for _ in range(2):  # a second call must not start from a changed copy either
+            assert parallel(delayed(append_through_value)(state, i) for i in range(4)) == [(0, 0)] * 4
+        assert parallel(delayed(read_cfg)(state, i) for i in range(4)) == [(0, 0)] * 4
+    # The same again with fresh pools (the tester's exact calls).
+    assert Parallel(n_jobs=2)(delayed(append_through_value)(state, i) for i in range(4)) == [(0, 0)] * 4
+    assert Parallel(n_jobs=2)(delayed(append_through_value)(state, i) for i in range(4)) == [(0, 0)] * 4
+    assert Parallel(n_jobs=2)(delayed(read_cfg)(state, i) for i in range(4)) == [(0, 0)] * 4
+    assert state.value == {"cfg": NT("v1", []), "n": 0} and state.version == 0

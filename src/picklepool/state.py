@@ -153,10 +153,8 @@ class SharedState(Generic[T]):
         copy = self._copy
         if copy is None:
             self._version += 1
-        else:
+        else:  # a worker's copy: not a change (the next task's first access checks)
             copy.enter_task(self)
-            if copy.baseline is None:  # a watched copy tells its changes itself
-                self._version += 1
         return self._value
 
     def __exit__(self, *exc_info: object) -> None:
