@@ -86,7 +86,9 @@ _IMMUTABLE_NAMED = (
 # their own state is what ``_walk`` reads (items, keys and values), the rest is the
 # instance's ``__dict__``.
 _MAPPINGS = (collections.OrderedDict, collections.defaultdict, dict)
-_LAYOUTS = frozenset({object, tuple, frozenset, str, bytes, int, float, complex, *_MAPPINGS})
+_LAYOUTS = frozenset(
+    {object, types.SimpleNamespace, tuple, frozenset, str, bytes, int, float, complex, *_MAPPINGS}
+)
 _PAGEMAP = "/proc/self/pagemap"
 # Top bytes of pagemap entries of pages not written: not present, or a present file page.
 _CLEAN = bytes(b for b in range(256) if not b & 0x40 and (not b & 0x80 or b & 0x20))
