@@ -8,6 +8,8 @@ only read must not make the worker rebuild anything.
 
 from __future__ import annotations
 
+import array
+import collections
 import os
 
 import numpy as np
@@ -131,7 +133,7 @@ def test_executor_map_chunks_see_the_parents_value():
 
 
 class Opaque:
-    """A user object: the worker cannot watch it, so every ``with`` counts as a change."""
+    """A user object: the check watches its ``__dict__``, so a change of ``hits`` shows."""
 
     def __init__(self) -> None:
         self.hits = 0
@@ -244,3 +246,156 @@ def test_a_task_saving_its_copy_saves_the_parent_s_version(tmp_path):
     out = Parallel(n_jobs=2, batch_size=6)(calls)
     assert same_batch_pairs(out) == 5
     assert all(pristine(SharedState.load(paths[k]).value) for k in range(1, 6, 2))
+
+
+# -- values the check cannot inspect, or could not before --------------------------------------
+
+NT = collections.namedtuple("NT", "a b")
+
+
+def append_through_value(state: SharedState, i: int) -> tuple[int, int]:
+    v = state.value
+    seen = (len(v["cfg"].b), v["n"])
+    v["cfg"].b.append(i)
+    v["n"] += 1
+    return seen
+
+
+def read_cfg(state: SharedState, i: int) -> tuple[int, int]:
+    with state as v:
+        return (len(v["cfg"].b), v["n"])
+
+
+def test_a_namedtuple_in_the_value_lets_no_change_leak():
+    """The tester's script: changes through ``.value`` leaked to later tasks and later calls."""
+    state = SharedState({"cfg": NT("v1", []), "n": 0})
+    with Parallel(n_jobs=2) as parallel:
+        for _ in range(2):  # a second call must not start from a changed copy either
+            assert parallel(delayed(append_through_value)(state, i) for i in range(4)) == [(0, 0)] * 4
+        assert parallel(delayed(read_cfg)(state, i) for i in range(4)) == [(0, 0)] * 4
+    # The same again with fresh pools (the tester's exact calls).
+    assert Parallel(n_jobs=2)(delayed(append_through_value)(state, i) for i in range(4)) == [(0, 0)] * 4
+    assert Parallel(n_jobs=2)(delayed(append_through_value)(state, i) for i in range(4)) == [(0, 0)] * 4
+    assert Parallel(n_jobs=2)(delayed(read_cfg)(state, i) for i in range(4)) == [(0, 0)] * 4
+    assert state.value == {"cfg": NT("v1", []), "n": 0} and state.version == 0
+
+
+def append_once(state: SharedState, how: str) -> tuple[int, int, int]:
+    """Append once to the task's copy of the container; report how many items it saw after."""
+    v = state.value
+    CONTAINER_APPEND[how](v["x"])
+    return os.getpid(), current_task()[0], CONTAINER_LEN[how](v["x"])
+
+
+CONTAINERS = {
+    "defaultdict": lambda: collections.defaultdict(list),
+    "deque": collections.deque,
+    "bytearray": bytearray,
+    "array": lambda: array.array("i"),
+    "OrderedDict": collections.OrderedDict,
+    "Counter": collections.Counter,
+}
+CONTAINER_APPEND = {
+    "defaultdict": lambda x: x["k"].append(1),
+    "deque": lambda x: x.append(1),
+    "bytearray": lambda x: x.append(1),
+    "array": lambda x: x.append(1),
+    "OrderedDict": lambda x: x.setdefault("k", []).append(1),
+    "Counter": lambda x: x.update("k"),
+}
+CONTAINER_LEN = {
+    "defaultdict": lambda x: len(x["k"]),
+    "deque": len,
+    "bytearray": len,
+    "array": len,
+    "OrderedDict": lambda x: len(x["k"]),
+    "Counter": lambda x: x["k"],
+}
+
+
+@pytest.mark.parametrize("how", list(CONTAINERS))
+def test_stdlib_containers_never_leak_to_the_next_task(how):
+    state = SharedState({"x": CONTAINERS[how]()})
+    out = Parallel(n_jobs=2, batch_size=5)(delayed(append_once)(state, how) for _ in range(10))
+    assert same_batch_pairs(out) == 8
+    assert [seen for _, _, seen in out] == [1] * 10  # each task saw the parent's empty container
+    assert state.value == {"x": CONTAINERS[how]()} and state.version == 0
+
+
+class Box:
+    """A user class whose state is its ``__dict__``: checked like a dict."""
+
+    def __init__(self) -> None:
+        self.items: list[int] = []
+
+
+class SlottedBox:
+    """A user class with ``__slots__``: the check cannot inspect it, so it is rebuilt per task."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[int] = []
+
+
+def fill_box(state: SharedState, write: bool) -> tuple[int, int, int, int]:
+    v = state.value
+    seen = len(v["box"].items)
+    if write:
+        v["box"].items.append(1)
+        v["n"] += 1
+    return os.getpid(), current_task()[0], seen, snapshots.rebuilds
+
+
+@pytest.mark.parametrize("kind", [Box, SlottedBox])
+def test_user_objects_in_the_value(kind):
+    state = SharedState({"box": kind(), "n": 0})
+    calls = [delayed(fill_box)(state, k % 3 == 0) for k in range(10)]
+    with Parallel(n_jobs=2, batch_size=5) as parallel:
+        for _ in range(2):  # the second call reuses the copies: it must not see the first's changes
+            out = parallel(calls)
+            assert same_batch_pairs(out) == 8
+            assert [seen for _, _, seen, _ in out] == [0] * 10
+            for start in (0, 5):
+                counts = [count for *_, count in out[start : start + 5]]
+                rebuilt = [count - counts[0] for count in counts]
+                if kind is SlottedBox:  # not inspectable: every task after the first pays a rebuild
+                    assert rebuilt == [0, 1, 2, 3, 4]
+                else:  # inspected: only the task after a change pays one
+                    writes = [(start + k) % 3 == 0 for k in range(5)]
+                    assert rebuilt == [sum(writes[:k]) for k in range(5)]
+    assert state.value["box"].items == [] and state.value["n"] == 0
+
+
+def read_only(state: SharedState) -> tuple[int, int]:
+    with state as v:
+        len(v["nt"]), len(v["dd"]), len(v["dq"]), len(v["ba"]), len(v["arr"]), len(v["box"].items)
+    _ = state.value
+    return os.getpid(), snapshots.rebuilds
+
+
+def inspectable_value(step: int) -> dict:
+    return {
+        "nt": NT("v1", [1, 2]),
+        "dd": collections.defaultdict(list, k=[1]),
+        "od": collections.OrderedDict(a=1),
+        "ctr": collections.Counter("abc"),
+        "dq": collections.deque([1, 2]),
+        "ba": bytearray(b"xy"),
+        "arr": array.array("d", [1.0]),
+        "box": Box(),
+        "fixed": (frozenset({1}), "s", b"b", 1.5, 2j, range(3)),
+        "step": step,
+    }
+
+
+def test_inspectable_read_only_values_rebuild_once_per_version_per_worker():
+    state = SharedState(inspectable_value(0))
+    for version in range(2):
+        if version:
+            state.set(inspectable_value(1))  # a new version: one more rebuild per worker
+        out = Parallel(n_jobs=2, batch_size=5)(delayed(read_only)(state) for _ in range(40))
+        by_worker: dict[int, set[int]] = {}
+        for pid, count in out:
+            by_worker.setdefault(pid, set()).add(count)
+        assert all(len(counts) == 1 for counts in by_worker.values())  # no rebuild after the first build

@@ -85,12 +85,16 @@ class SharedState(Generic[T]):
     tables for us (Linux 6.7+, ``workers.writewatch``), else time in proportion
     to the items of the value's lists (~0.4 ms for that value); dicts and sets
     always in proportion to their items — a task that does not touch the state
-    pays nothing, and the task after a change pays one rebuild. A value holding
-    other mutable objects (user classes, torch tensors, a large array where the
-    platform has no page map) cannot be checked: there each ``with`` block and
-    each ``set`` counts as a change, but a change made through ``state.value``
-    may be seen by the worker's later tasks. A reference to the value that a
-    task keeps past its end (in a global) is not covered either.
+    pays nothing, and the task after a change pays one rebuild. The check also
+    inspects tuples and namedtuples, deques, bytearrays, ``array.array``, dict
+    subclasses (``defaultdict``, ``OrderedDict``, ``Counter``) and instances of
+    slot-free classes of Python code (through their ``__dict__``; the README
+    lists them all). A value holding anything it cannot inspect (an instance with
+    ``__slots__`` or of a C type, torch tensors, a large array where the platform
+    has no page map) is never trusted as unchanged: after any access by a task
+    the next task that reaches it gets a rebuilt copy — correct, at the cost of
+    one rebuild per task that touches it. A reference to the value that a task
+    keeps past its end (in a global) is not covered.
     With the ``threading`` and ``sequential`` backends (and ``n_jobs=1``) tasks
     receive this very object: there a change under ``with`` (or ``set``) is a
     change of the parent's state, seen by later tasks and by the parent, and
@@ -153,10 +157,8 @@ class SharedState(Generic[T]):
         copy = self._copy
         if copy is None:
             self._version += 1
-        else:
+        else:  # a worker's copy: not a change (the next task's first access checks)
             copy.enter_task(self)
-            if copy.baseline is None:  # a watched copy tells its changes itself
-                self._version += 1
         return self._value
 
     def __exit__(self, *exc_info: object) -> None:

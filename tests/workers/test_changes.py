@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import array
+import collections
 import os
+import types
 from collections import Counter
 
 import numpy as np
@@ -151,8 +154,15 @@ def test_every_kind_of_change_is_seen(tmp_path, how):
     assert baseline.changed()
 
 
+class Slotted:
+    __slots__ = ("hits",)
+
+    def __init__(self) -> None:
+        self.hits = 0
+
+
 def test_what_cannot_be_watched(tmp_path):
-    assert changes.Baseline.watch({"o": Opaque()}, None) is None
+    assert changes.Baseline.watch({"o": Slotted()}, None) is None  # state outside a __dict__
     assert changes.Baseline.watch({"a": np.empty(2, dtype=object)}, None) is None
     # A large array that is not a view of the map: only its whole content could tell.
     assert changes.Baseline.watch({"a": np.zeros(2 * MB // 8)}, None) is None
@@ -177,3 +187,33 @@ def test_same_items_is_identity_not_equality():
     assert not changes.same_items(a, [1, 2, "x"])  # 2 == 2.0, yet another object
     assert not changes.same_items(a, a[:2])
     assert changes.same_items([], [])
+
+
+class PlainBox:
+    def __init__(self) -> None:
+        self.items: list[int] = []
+
+
+@pytest.mark.parametrize(
+    "make, write",
+    [
+        (lambda: {"t": collections.namedtuple("P", "a")([])}, lambda v: v["t"].a.append(1)),
+        (lambda: {"d": collections.defaultdict(list)}, lambda v: v["d"]["k"]),
+        (lambda: {"d": collections.defaultdict(list)}, lambda v: setattr(v["d"], "default_factory", set)),
+        (lambda: {"d": collections.OrderedDict(a=1, b=2)}, lambda v: v["d"].move_to_end("a")),
+        (lambda: {"d": Counter("ab")}, lambda v: v["d"].update("a")),
+        (lambda: {"q": collections.deque([1, 2])}, lambda v: v["q"].rotate(1)),
+        (lambda: {"b": bytearray(b"ab")}, lambda v: v["b"].__setitem__(0, 0)),
+        (lambda: {"a": array.array("d", [1.0])}, lambda v: v["a"].__setitem__(0, 2.0)),
+        (lambda: {"o": PlainBox()}, lambda v: v["o"].items.append(1)),
+        (lambda: {"o": PlainBox()}, lambda v: setattr(v["o"], "new", 1)),
+        (lambda: {"o": PlainBox()}, lambda v: setattr(v["o"], "__class__", Opaque)),
+        (lambda: {"o": types.SimpleNamespace(a=[])}, lambda v: v["o"].a.append(1)),
+    ],
+)
+def test_stdlib_and_plain_objects_are_inspected(make, write):
+    got = make()
+    baseline = changes.Baseline.watch(got, None)
+    assert baseline is not None and not baseline.changed()
+    write(got)
+    assert baseline.changed()

@@ -23,22 +23,41 @@ changed since it was built:
                          longer the file's page), or for a small array outside
                          the map its bytes
     atoms                ``None``, bool, int, float, complex, str, bytes and numpy
-                         scalars are immutable: nothing to watch
+                         scalars are immutable: nothing to watch; so are range,
+                         ``Decimal`` and the ``datetime`` types, built-in classes
+                         and classes the worker imports by name (as modules)
     tuples, frozensets   immutable themselves; their items are watched
+    deques               the identities of their items, as lists
+    bytearray, array     their bytes, against a copy taken at build time
+    classes of Python    (namedtuples, ``Counter``, dict subclasses, user classes):
+    code                 their class; their ``__dict__`` (watched as a dict); what
+                         their built-in base holds — a tuple's or frozenset's items,
+                         a dict's keys and values as the dict stores them (not
+                         through an overridden ``__iter__``), an ``OrderedDict``'s
+                         order, a ``defaultdict``'s ``default_factory``. Only when
+                         every class of the chain is Python code (not C, not even
+                         a C type made from a spec, told by its ``tp_dealloc``) and
+                         declares no ``__slots__``: then an instance has no state
+                         but these (``plain_base``)
 
 Replacing an item always changes its identity (the copy holds the old items, so
 their addresses cannot be reused), writing to a large list's item array always
 lifts the kernel's write protection of its page, and writing to a mapped array
 always makes the kernel copy a page, so the check misses no change to these
-types. A value
-holding anything else (a user object, a torch tensor, a large array outside the
-map, or when the platform has no pagemap) is *not watched*: ``Baseline.watch``
-returns None and the caller falls back to counting each ``with`` as a change.
+types. A value holding anything else (an instance with ``__slots__`` or of a C
+type, a class sent by value, a torch tensor, a large array outside the map, or
+mapped arrays when the platform has no pagemap) is *not watched*:
+``Baseline.watch`` returns None and the caller never trusts it as unchanged
+(``workers.snapshots.WorkerCopy`` rebuilds it for the next task that reaches it).
+A class's own attributes are the class's, not the value's: not watched (a
+rebuild would not reset them either).
 """
 
 from __future__ import annotations
 
+import array as pyarray
 import builtins
+import collections
 import ctypes
 import mmap
 import operator
@@ -52,6 +71,24 @@ from . import writewatch
 
 SMALL_ARRAY = 1 << 20  # arrays outside the map up to this size are compared by content
 _ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes})
+# Immutable values of other types: nothing to watch (besides the atoms).
+_IMMUTABLE: frozenset[type] = frozenset({range, type(Ellipsis), type(NotImplemented)})
+# Immutable types of modules that may not be loaded: ``(module, name)``.
+_IMMUTABLE_NAMED = (
+    ("decimal", "Decimal"),
+    ("datetime", "date"),
+    ("datetime", "datetime"),
+    ("datetime", "time"),
+    ("datetime", "timedelta"),
+    ("datetime", "timezone"),
+)
+# The built-in types a class of Python code may derive from and still be watched:
+# their own state is what ``_walk`` reads (items, keys and values), the rest is the
+# instance's ``__dict__``.
+_MAPPINGS = (collections.OrderedDict, collections.defaultdict, dict)
+_LAYOUTS = frozenset(
+    {object, types.SimpleNamespace, tuple, frozenset, str, bytes, int, float, complex, *_MAPPINGS}
+)
 _PAGEMAP = "/proc/self/pagemap"
 # Top bytes of pagemap entries of pages not written: not present, or a present file page.
 _CLEAN = bytes(b for b in range(256) if not b & 0x40 and (not b & 0x80 or b & 0x20))
@@ -91,6 +128,99 @@ _same_pointers = (
     None if _probe is None else lambda a, b: _probe[1](_probe[0](a), _probe[0](b), len(a) * _POINTER) == 0
 )
 LARGE_LIST = 8192  # items: from this size on the kernel watches a list's pointers (workers.writewatch)
+
+
+# -- classes of Python code ---------------------------------------------------------------
+
+
+def _dealloc_probe() -> Any:
+    """A type's ``tp_dealloc`` reader and the one all classes of Python code share, or None."""
+    offset = 6 * _POINTER  # PyTypeObject: refcount, type, size, name, basicsize, itemsize, dealloc
+
+    def dealloc(kind: type) -> int:
+        return ctypes.c_void_p.from_address(id(kind) + offset).value or 0
+
+    class _A:
+        pass
+
+    class _B(dict):  # type: ignore[type-arg]
+        pass
+
+    try:
+        python = dealloc(_A)
+        if not python or dealloc(_B) != python or python in (dealloc(object), dealloc(dict)):
+            return None  # pragma: no cover - another layout
+    except (ValueError, OSError):  # pragma: no cover
+        return None
+    return dealloc, python
+
+
+_dealloc = _dealloc_probe()
+_plain_kinds: weakref.WeakKeyDictionary[type, type | None] = weakref.WeakKeyDictionary()
+
+
+def plain_base(kind: type) -> type | None:
+    """The built-in type under a class of Python code whose instances can be watched, or None.
+
+    Such a class (a ``namedtuple``, ``Counter``, a user class) derives, through
+    classes of Python code only, from ``object``, ``tuple``, ``frozenset``, ``str``,
+    ``bytes``, a number type or a dict type (``dict``, ``OrderedDict``,
+    ``defaultdict``), and declares no ``__slots__`` (but ``__dict__`` and
+    ``__weakref__``): all of an instance's state is then that base's (items,
+    keys, values) and its ``__dict__``. A class of C code (an extension type, even
+    one made from a spec) has state ``_walk`` cannot see: None.
+    """
+    try:
+        return _plain_kinds[kind]
+    except KeyError:
+        pass
+    base = _plain_base(kind)
+    _plain_kinds[kind] = base
+    return base
+
+
+def _plain_base(kind: type) -> type | None:
+    if _dealloc is None:
+        return None  # pragma: no cover - cannot tell classes of Python code
+    dealloc, python = _dealloc
+    base: type | None = None
+    for cls in kind.__mro__:
+        if cls in _LAYOUTS:
+            if base is None:
+                base = cls
+            continue
+        if dealloc(cls) != python:
+            return None  # a class of C code (or one deriving from one) in the chain
+        slots = cls.__dict__.get("__slots__", ())
+        if set([slots] if isinstance(slots, str) else slots) - {"__dict__", "__weakref__"}:
+            return None
+        if type(cls.__dict__.get("__dict__")) not in (type(None), _GETSET):
+            return None  # a ``__dict__`` of its own making
+    return base
+
+
+class _Probe:
+    pass
+
+
+_GETSET = type(_Probe.__dict__["__dict__"])
+
+
+def _by_name(kind: type) -> bool:
+    """Is *kind* the class its module names (a class of the worker, sent by reference)?"""
+    found: Any = sys.modules.get(kind.__module__)
+    for part in kind.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is kind
+
+
+def _immutable_kinds() -> frozenset[type]:
+    found: set[type] = set(_IMMUTABLE)
+    for module, name in _IMMUTABLE_NAMED:
+        kind = getattr(sys.modules.get(module), name, None)
+        if isinstance(kind, type):
+            found.add(kind)
+    return frozenset(found)
 
 
 def same_items(a: list[Any], b: list[Any]) -> bool:
@@ -163,6 +293,13 @@ class Baseline:
         self._disarm = weakref.finalize(self, _disarm_all, self._armed)
         self.dicts: list[tuple[dict[Any, Any], list[Any], list[Any]]] = []
         self.sets: list[tuple[set[Any], list[Any]]] = []
+        # Instances of classes of Python code: their class, their ``__dict__`` (or None).
+        self.instances: list[tuple[Any, type, dict[str, Any] | None]] = []
+        # Dict subclasses and their kin: keys and values as the dict stores them,
+        # an ``OrderedDict``'s order, a ``defaultdict``'s factory.
+        self.mappings: list[tuple[dict[Any, Any], list[Any], list[Any], list[Any] | None, Any]] = []
+        self.deques: list[tuple[collections.deque[Any], list[Any]]] = []
+        self.buffers: list[tuple[Any, bytes]] = []  # bytearray, array.array: their bytes
         self.arrays: list[tuple[Any, tuple[Any, ...], bytes | None]] = []
         self.mapped_arrays = False
 
@@ -187,6 +324,7 @@ class Baseline:
 
     def _walk(self, root: Any) -> None:
         numpy = sys.modules.get("numpy")
+        immutable = _immutable_kinds()
         seen: set[int] = set()
         stack = [root]
         while stack:
@@ -215,6 +353,21 @@ class Baseline:
                 items = list(obj)
                 self.sets.append((obj, items))
                 stack.extend(items)
+            elif kind in immutable:
+                continue
+            elif kind is collections.deque:
+                items = list(obj)
+                self.deques.append((obj, items))
+                if not set(map(type, items)) <= _ATOMS:
+                    stack.extend(items)
+            elif kind is bytearray:
+                self.buffers.append((obj, bytes(obj)))
+            elif kind is pyarray.array:
+                self.buffers.append((obj, obj.tobytes()))
+            elif isinstance(obj, type):
+                if obj.__flags__ & _HEAPTYPE and not _by_name(obj):
+                    raise _Unwatched(kind)  # a class sent by value: its attributes are state
+                continue  # a built-in class, or the worker's own (as for modules)
             elif numpy is not None and isinstance(obj, numpy.generic) and not isinstance(obj, numpy.void):
                 continue  # numpy scalars are immutable (structured "void" ones are not)
             elif numpy is not None and kind is numpy.ndarray and not obj.dtype.hasobject:
@@ -226,7 +379,32 @@ class Baseline:
                     continue  # the worker's own module function, as for modules
                 stack.extend(_carried(obj))
             else:
-                raise _Unwatched(kind)
+                base = plain_base(kind)
+                if base is None:
+                    raise _Unwatched(kind)
+                self._instance(obj, kind, base, stack)
+
+    def _instance(self, obj: Any, kind: type, base: type, stack: list[Any]) -> None:
+        """An instance of a class of Python code: its class, ``__dict__`` and base's items."""
+        attrs = object.__getattribute__(obj, "__dict__") if kind.__dictoffset__ else None
+        if attrs is not None and type(attrs) is not dict:
+            raise _Unwatched(kind)
+        self.instances.append((obj, kind, attrs))
+        if attrs is not None:
+            stack.append(attrs)  # watched as a dict, even empty: an attribute set later shows
+        if base is tuple or base is frozenset:
+            items = list(base.__iter__(obj))
+            if not set(map(type, items)) <= _ATOMS:
+                stack.extend(items)
+        elif base in _MAPPINGS:
+            keys, values = list(dict.keys(obj)), list(dict.values(obj))
+            order = list(collections.OrderedDict.__iter__(obj)) if base is collections.OrderedDict else None
+            factory = obj.default_factory if base is collections.defaultdict else _NO_FACTORY
+            self.mappings.append((obj, keys, values, order, factory))
+            stack.extend(keys)
+            stack.extend(values)
+            if factory is not _NO_FACTORY:
+                stack.append(factory)
 
     def _track(self, items: list[Any]) -> bool:
         """Have the kernel watch the pages of a large list's item array; False if it cannot."""
@@ -287,6 +465,28 @@ class Baseline:
         for members, saved in self.sets:
             if len(members) != len(saved) or not same_items(list(members), saved):
                 return True
+        for obj, kind, attrs in self.instances:
+            if type(obj) is not kind or (attrs is not None and obj.__dict__ is not attrs):
+                return True
+        for mapping, keys, values, order, factory in self.mappings:
+            if len(mapping) != len(keys):
+                return True
+            if not same_items(list(dict.keys(mapping)), keys):
+                return True
+            if not same_items(list(dict.values(mapping)), values):
+                return True
+            if order is not None and not same_items(list(collections.OrderedDict.__iter__(mapping)), order):
+                return True
+            if factory is not _NO_FACTORY and mapping.default_factory is not factory:  # type: ignore[attr-defined]
+                return True
+        for queue, items in self.deques:
+            if len(queue) != len(items) or not same_items(list(queue), items):
+                return True
+        for buffer, data in self.buffers:
+            if len(buffer) * getattr(buffer, "itemsize", 1) != len(data):
+                return True
+            if (buffer if type(buffer) is bytearray else buffer.tobytes()) != data:
+                return True
         for array, meta, content in self.arrays:
             if _array_meta(array) != meta:
                 return True
@@ -299,6 +499,8 @@ class Baseline:
 
 
 _BUILTINS = builtins.__dict__
+_NO_FACTORY = object()  # in ``Baseline.mappings``: not a ``defaultdict``
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made at run time (Python code, or a spec)
 
 
 def _disarm_all(ranges: list[tuple[int, int]]) -> None:

@@ -166,8 +166,8 @@ class WorkerCopy:
     The copy calls :meth:`enter_task` whenever a task reaches its value (``with
     state``, ``state.value``, ``state.version``, ``state.set``). The first such call
     of each task (``workers.tasks.current_task``) checks whether an earlier task
-    changed the value (``workers.changes``, exact, without copies; or, for a value
-    that cannot be watched, whether a ``with`` block or ``set`` ran) and if so
+    changed the value (``workers.changes``, exact, without copies; a value it
+    cannot inspect counts as changed after any access by an earlier task) and if so
     rebuilds it in place from the frame this worker already holds
     (:class:`Pristine`): nothing is sent again. Later calls in the same task cost
     a comparison, so a task sees its own changes, and only its own.
@@ -199,7 +199,9 @@ class WorkerCopy:
         if fresh:
             return
         baseline = self.baseline
-        if state._version == self.version and (baseline is None or not baseline.changed()):
+        # A value the check cannot inspect is never trusted: any access by an earlier
+        # task (through ``value`` it may have changed anything) means a rebuilt copy.
+        if baseline is not None and state._version == self.version and not baseline.changed():
             return
         with state._lock:
             state._value = None  # drop the changed value first: one copy at a time
