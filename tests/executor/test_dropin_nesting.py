@@ -292,4 +292,5 @@ def test_picklepool_code_in_a_joblib_worker_nests_as_in_a_picklepool_worker():
     assert [default for default, _, _ in in_joblib] == [default for default, _, _ in in_picklepool]
     # -1: joblib does not say what share of the cores its worker has, so all of them, on
     # threads of that worker (as joblib's own nested calls); no process is started
-    assert [(all_cores, children) for _, all_cores, children in in_joblib] == [(("ThreadingBackend", 1), 0)] * 2
+    expected = [(("ThreadingBackend", 1), 0)] * 2
+    assert [(all_cores, children) for _, all_cores, children in in_joblib] == expected
