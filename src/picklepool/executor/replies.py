@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import (
     PicklingError,
@@ -33,22 +33,40 @@ from .functions import describe_task
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
 
 
-class Pending:
-    """A batch in flight: its place in the call, its items (for error messages), its future."""
+class Numbering(Protocol):
+    """How a batch's tasks are named when its wire indices are not the user's (``Executor``)."""
 
-    __slots__ = ("seq", "first", "n", "items", "future")
+    def describe(self, index: int) -> str: ...  # the task at wire index *index*
+
+    def tasks(self) -> str: ...  # the batch's user calls, ``tasks 3..5 (first: ...)``
+
+
+class Pending:
+    """A batch in flight: its place in the call, its items (for error messages), its future.
+
+    *numbering*: set when the batch carries frames around the user's calls (an
+    ``Executor``'s initializer, joblib's config): errors then name the user's call
+    index, not the position in the batch the worker reports.
+    """
+
+    __slots__ = ("seq", "first", "n", "items", "future", "numbering")
 
     def __init__(self, seq: int, first: int, items: Sequence[Any]) -> None:
         self.seq, self.first, self.n = seq, first, len(items)
         self.items: Sequence[Any] | None = items  # dropped once the batch succeeded
         self.future: Any = None
+        self.numbering: Numbering | None = None
 
     def tasks(self) -> str:
         """``tasks 3..5 (first: task 3: f(3))``."""
+        if self.numbering is not None:
+            return self.numbering.tasks()
         return f"tasks {self.first}..{self.first + self.n - 1} (first: {self.describe(self.first)})"
 
     def describe(self, index: int) -> str:
         """``task 3: f(3)`` for a task of this batch (just ``task N`` for others)."""
+        if self.numbering is not None:
+            return self.numbering.describe(index)
         k = index - self.first
         return describe_task(index, self.items[k]) if self.items and 0 <= k < self.n else f"task {index}"
 
@@ -110,7 +128,8 @@ class ReplyReader:
             _attach_remote(error, RemoteTraceback(failed.traceback))
         if hasattr(error, "add_note"):
             place = "in this process" if self.call.in_caller else "in a worker"
-            error.add_note(f"(raised by {where} of {self.call.origin}, {place})")
+            of = "" if self.call.origin in where else f" of {self.call.origin}"
+            error.add_note(f"(raised by {where}{of}, {place})")
         return error
 
     def failure_error(self, batch: Pending, failure: Failure) -> BaseException:
@@ -119,8 +138,9 @@ class ReplyReader:
             error = stand_in(failure)
             error.__cause__ = RemoteTraceback(failure.traceback) if failure.traceback else None
             if hasattr(error, "add_note"):
+                of = "" if self.call.origin in where else f" of {self.call.origin}"
                 error.add_note(
-                    f"(raised by {where} of {self.call.origin}, in a worker; the exception could "
+                    f"(raised by {where}{of}, in a worker; the exception could "
                     "not be pickled back, so this is a stand-in of the same name)"
                 )
             return error
