@@ -239,6 +239,15 @@ def test_submit_from_threads_and_bad_arguments():
         assert sorted(f.result() for f in out) == sorted((i) ** 2 for i in range(400))
 
 
+def test_a_function_that_is_not_callable_is_refused_where_it_is_given():
+    with Executor(max_workers=1) as ex:
+        for call in (lambda: ex.submit(5, 1), lambda: ex.map(5, [1]), lambda: ex.map(None, [1], chunksize=2)):
+            with pytest.raises(TypeError, match=r"Executor\.(submit|map)\(\) needs a callable") as info:
+                call()
+            assert "is not callable" in str(info.value) and "(type builtins." in str(info.value)
+        assert ex.submit(square, 3).result() == 9
+
+
 def test_errors_number_the_users_calls():
     with Executor(max_workers=2) as ex:
         assert [ex.submit(square, i).result() for i in range(3)] == [0, 1, 4]

@@ -239,9 +239,11 @@ class Executor(_StdExecutor):
         """Schedule ``fn(*args, **kwargs)``; return its ``Future``.
 
         Raises ``RuntimeError`` after ``shutdown``, ``BrokenProcessPool`` when the
-        initializer failed. A function or argument that cannot be pickled fails
+        initializer failed, ``TypeError`` when *fn* is not callable (here, where the
+        standard library's fails the future in a worker). A function or argument that cannot be pickled fails
         the future with ``picklepool.PicklingError`` naming it.
         """
+        _need_callable(fn, "submit")
         fut: Future[Any] = Future()
         self._put(_Work(fut, [(fn, args, kwargs or None)], False))
         return fut
@@ -303,7 +305,7 @@ class Executor(_StdExecutor):
         when a result is not ready *timeout* seconds after this call; closing it
         early cancels the calls not yet sent. Raises ``ValueError`` for chunksize < 1
         or buffersize < 1, ``TypeError`` for a buffersize that is not an int, as the
-        standard library.
+        standard library, and ``TypeError`` for a *fn* that is not callable.
         """
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"chunksize must be >= 1: map(chunksize={chunksize!r}) is not valid")
@@ -312,6 +314,7 @@ class Executor(_StdExecutor):
                 raise TypeError(f"buffersize must be an integer or None: map(buffersize={buffersize!r})")
             if buffersize < 1:
                 raise ValueError(f"buffersize must be None or > 0: map(buffersize={buffersize!r})")
+        _need_callable(fn, "map")
         end = None if timeout is None else time.monotonic() + timeout
         # weakly: an unread iterator does not keep the executor alive (as the standard library)
         units = _submissions(weakref.ref(self), fn, iterables, chunksize)
@@ -667,6 +670,16 @@ class _Numbering:
         lo, _n, w = min(calls, key=lambda c: c[0])
         hi = max(i + n - 1 for i, n, _w in calls)
         return f"tasks {lo}..{hi} (first: {self.naming.name(lo, w.items[w.strip])})"
+
+
+def _need_callable(fn: Any, method: str) -> None:
+    """``TypeError`` at ``submit``/``map`` for a *fn* that is not callable (not later, in a worker)."""
+    if not callable(fn):
+        raise TypeError(
+            f"Executor.{method}() needs a callable as its first argument, but {fn!r:.200} (type "
+            f"{type(fn).__module__}.{type(fn).__qualname__}) is not callable. Pass the function "
+            f"itself, then its arguments: ex.{method}(f, x), not ex.{method}(f(x))."
+        )
 
 
 def _release(channel: Channel) -> None:
