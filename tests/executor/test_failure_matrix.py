@@ -27,6 +27,7 @@ from .crash_cases import (
     PROCESS_KILLERS,
     FailsOnLoad,
     FailsToPickle,
+    FailsToRebuild,
     LedgerMismatch,
     crash_task,
     identity_task,
@@ -193,3 +194,15 @@ def test_executor_map_chunks_name_the_users_call(stage):
             list(ex.map(fn, *zip(*[c[1] for c in calls], strict=True), chunksize=2))
     text = _text(info.value)
     assert f"task {BAD + 1} (the {BAD + 2}th call submitted to this Executor): {fn.__name__}(" in text, text
+
+
+def test_an_argument_that_cannot_be_rebuilt_says_what_to_do():
+    with pytest.raises(UnpicklingError) as info:
+        Parallel(n_jobs=2, batch_size=1)(delayed(abs)(FailsToRebuild() if i == BAD else i) for i in range(6))
+    text = str(info.value)
+    assert f"could not rebuild the arguments of task {BAD}: abs(FailsToRebuild())" in text, text
+    assert "RuntimeError: cannot rebuild." in text, text
+    assert "__setstate__" in text and "__reduce__" in text, text
+    assert "pickle.loads(pickle.dumps(obj))" in text and "in the parent" in text, text
+    assert "cannot rebuild" in str(info.value.__cause__)  # the worker's traceback
+    _expect_next_call_works()

@@ -171,7 +171,7 @@ def test_main_class_in_args_under_pickle():
         """
     )
     assert proc.returncode == 0, proc.stderr
-    assert "could not rebuild the arguments of tasks" in proc.stdout
+    assert "could not rebuild the arguments of task" in proc.stdout
     assert "'Point' is defined in __main__" in proc.stdout
 
 

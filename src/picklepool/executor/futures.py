@@ -669,7 +669,8 @@ class _Numbering:
             return self.naming.initializer if self.skip else "no task"
         lo, _n, w = min(calls, key=lambda c: c[0])
         hi = max(i + n - 1 for i, n, _w in calls)
-        return f"tasks {lo}..{hi} (first: {self.naming.name(lo, w.items[w.strip])})"
+        first = self.naming.name(lo, w.items[w.strip])
+        return first if hi == lo else f"tasks {lo}..{hi} (first: {first})"
 
 
 def _need_callable(fn: Any, method: str) -> None:
