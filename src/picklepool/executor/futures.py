@@ -100,7 +100,8 @@ class Executor(_StdExecutor):
     initializer, initargs: ``initializer(*initargs)`` runs once in each worker
         before its first task of this executor (again in each replacement worker).
         ``TypeError`` if not callable. If it raises, the executor is broken:
-        pending and later futures raise ``BrokenProcessPool``.
+        pending and later futures raise ``BrokenProcessPool`` naming it and its
+        exception (the ``__cause__``, with the worker's traceback after it).
     max_tasks_per_child: None, or a positive int (``TypeError`` / ``ValueError``
         otherwise): each worker runs at most that many of this executor's tasks
         (a ``submit``, or one chunk of ``map``, as in the standard library), then
@@ -122,7 +123,9 @@ class Executor(_StdExecutor):
     worker's traceback as ``__cause__``); ``cancel()`` works until the task is
     sent; a worker that dies fails the pending futures with ``WorkerCrashedError``
     (a ``BrokenProcessPool``) and later submissions run on a fresh pool (where the
-    standard library's executor stays broken). Usable
+    standard library's executor stays broken). Errors name a task by the number of
+    the call submitted: ``task 8 (the 9th call submitted to this Executor): f(8)``
+    (each call of a ``map`` counts, chunked or not). Usable
     from asyncio: ``await loop.run_in_executor(ex, f, x)``. The worker processes
     are shared and stay warm after ``shutdown`` (``picklepool.shutdown()`` stops
     them). Raises ``ValueError`` for a bad setting, naming it.
@@ -261,8 +264,8 @@ class Executor(_StdExecutor):
     def _put(self, work: _Work) -> None:
         self._numeric = mirror.numeric_state()  # the submitter's, not the manager thread's
         with self._lock:
-            if self._broken is not None:
-                raise BrokenProcessPool(str(self._broken))
+            if self._broken is not None:  # the initializer's exception, as the first time
+                raise BrokenProcessPool(str(self._broken)) from self._broken.__cause__
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown of this picklepool.Executor")
             work.index = self._next_call
