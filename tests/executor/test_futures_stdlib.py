@@ -216,6 +216,19 @@ def raise_in_init():
     raise OSError("no database")
 
 
+def exit_in_init():
+    os._exit(4)
+
+
+def test_an_initializer_that_kills_its_worker_is_named_not_a_task():
+    with Executor(1, initializer=exit_in_init) as ex:
+        with pytest.raises(WorkerCrashedError) as info:
+            ex.submit(square, 2).result()
+    text = str(info.value)
+    assert "while running the initializer " in text and "exit_in_init" in text, text
+    assert "exit code EXIT(4)" in text and "task" not in text, text
+
+
 @pytest.mark.parametrize("how", ["warm", "fork", "max_tasks_per_child"])
 def test_a_failing_initializer_breaks_a_pool_of_its_own_too(how):
     if how == "fork" and "fork" not in multiprocessing.get_all_start_methods():
