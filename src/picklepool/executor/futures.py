@@ -243,8 +243,9 @@ class Executor(_StdExecutor):
 
         Raises ``RuntimeError`` after ``shutdown``, ``BrokenProcessPool`` when the
         initializer failed, ``TypeError`` when *fn* is not callable (here, where the
-        standard library's fails the future in a worker). A function or argument that cannot be pickled fails
-        the future with ``picklepool.PicklingError`` naming it.
+        standard library's fails the future in a worker). A function or argument
+        that cannot be pickled fails the future with ``picklepool.PicklingError``
+        naming it.
         """
         _need_callable(fn, "submit")
         fut: Future[Any] = Future()
