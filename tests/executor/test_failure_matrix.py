@@ -110,6 +110,8 @@ def test_parent_unpickles_the_result():
         _run(delayed(make_fails_in_parent if i == BAD else pair)("raise", parent) for i in range(6))
     text = _text(info.value)
     assert f"task {BAD}" in text and "make_fails_in_parent" in text, text
+    assert "A result's unpickling raised in this process" in text, text
+    assert "pickle.loads(pickle.dumps(obj))" in text, text
     _expect_next_call_works()
 
 
