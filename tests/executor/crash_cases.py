@@ -118,3 +118,17 @@ class FailsToPickle:
 
     def __repr__(self) -> str:
         return "FailsToPickle()"
+
+
+def _cannot_rebuild() -> None:
+    raise RuntimeError("cannot rebuild")
+
+
+class FailsToRebuild:
+    """An argument whose rebuild raises, in the worker and in the parent alike."""
+
+    def __reduce__(self) -> object:
+        return _cannot_rebuild, ()
+
+    def __repr__(self) -> str:
+        return "FailsToRebuild()"

@@ -27,6 +27,7 @@ from .crash_cases import (
     PROCESS_KILLERS,
     FailsOnLoad,
     FailsToPickle,
+    FailsToRebuild,
     LedgerMismatch,
     crash_task,
     identity_task,
@@ -109,6 +110,8 @@ def test_parent_unpickles_the_result():
         _run(delayed(make_fails_in_parent if i == BAD else pair)("raise", parent) for i in range(6))
     text = _text(info.value)
     assert f"task {BAD}" in text and "make_fails_in_parent" in text, text
+    assert "A result's unpickling raised in this process" in text, text
+    assert "pickle.loads(pickle.dumps(obj))" in text, text
     _expect_next_call_works()
 
 
@@ -136,3 +139,72 @@ def test_an_exception_that_cannot_be_rebuilt_by_its_init_keeps_its_type():
     with pytest.raises(NeedsTwo, match="1/2") as info:
         Parallel(n_jobs=2, batch_size=1)(delayed(raise_needs_two)(i) for i in range(3))
     assert "task 1: raise_needs_two(1)" in "".join(info.value.__notes__)
+
+
+# The same stages through the Executor's front ends, which send frames around the
+# user's calls (an initializer's call, joblib's parallel_config): errors still name
+# the user's call index, never the position in the batch.
+STAGES = {
+    "run": lambda i: (crash_task, ("os_exit" if i == BAD else "none", i)),
+    "load": lambda i: (identity_task, (FailsOnLoad("raise") if i == BAD else i,)),
+    "dump": lambda i: (make_fails_on_dump if i == BAD else identity_task, ("raise",)),
+    "parent_pickle": lambda i: (identity_task, (FailsToPickle() if i == BAD else i,)),
+    "parent_unpickle": lambda i: (make_fails_in_parent if i == BAD else pair, ("raise", os.getpid())),
+}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_joblib_backend_names_the_users_task(stage):
+    import joblib
+
+    import picklepool
+
+    picklepool.register_joblib_backend()
+    calls = [STAGES[stage](i) for i in range(6)]
+    with joblib.parallel_config(backend="picklepool", n_jobs=2):
+        with pytest.raises(Exception) as info:
+            joblib.Parallel(batch_size=1)(joblib.delayed(f)(*a) for f, a in calls)
+    text = _text(info.value)
+    assert f"task {BAD}: {calls[BAD][0].__name__}(" in text, text
+    assert "task 1" not in text and "task 10" not in text, text
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_an_executor_with_an_initializer_names_the_users_task(stage):
+    from picklepool import Executor
+
+    calls = [STAGES[stage](i) for i in range(6)]
+    with Executor(max_workers=2, initializer=abs, initargs=(-1,)) as ex:
+        for i in range(BAD):  # one at a time: each batch carries the initializer's call and one task
+            ex.submit(calls[i][0], *calls[i][1]).result()
+        with pytest.raises(Exception) as info:
+            ex.submit(calls[BAD][0], *calls[BAD][1]).result()
+    text = _text(info.value)
+    name = calls[BAD][0].__name__
+    assert f"task {BAD} (the 4th call submitted to this Executor): {name}(" in text, text
+
+
+@pytest.mark.parametrize("stage", ["run", "parent_pickle"])  # one function for every call
+def test_executor_map_chunks_name_the_users_call(stage):
+    from picklepool import Executor
+
+    calls = [STAGES[stage](i) for i in range(6)]
+    with Executor(max_workers=2, initializer=abs, initargs=(-1,)) as ex:
+        ex.submit(abs, -1).result()  # call 0: the map's calls are 1..6
+        fn = calls[BAD][0]
+        with pytest.raises(Exception) as info:
+            list(ex.map(fn, *zip(*[c[1] for c in calls], strict=True), chunksize=2))
+    text = _text(info.value)
+    assert f"task {BAD + 1} (the {BAD + 2}th call submitted to this Executor): {fn.__name__}(" in text, text
+
+
+def test_an_argument_that_cannot_be_rebuilt_says_what_to_do():
+    with pytest.raises(UnpicklingError) as info:
+        Parallel(n_jobs=2, batch_size=1)(delayed(abs)(FailsToRebuild() if i == BAD else i) for i in range(6))
+    text = str(info.value)
+    assert f"could not rebuild the arguments of task {BAD}: abs(FailsToRebuild())" in text, text
+    assert "RuntimeError: cannot rebuild." in text, text
+    assert "__setstate__" in text and "__reduce__" in text, text
+    assert "pickle.loads(pickle.dumps(obj))" in text and "in the parent" in text, text
+    assert "cannot rebuild" in str(info.value.__cause__)  # the worker's traceback
+    _expect_next_call_works()

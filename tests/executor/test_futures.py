@@ -104,7 +104,7 @@ def test_map_in_chunks_keeps_order_and_names_the_failing_call():
         assert [next(results) for _ in range(4)] == [0, 1, 4, 9]
         with pytest.raises(LedgerError) as info:
             next(results)  # the chunk holding call 5 fails when the iterator reaches it
-        assert "task 5: fail_at_five(5)" in info.value.__notes__[0]
+        assert "task 5 (the 6th call submitted to this Executor): fail_at_five(5)" in info.value.__notes__[0]
         assert list(ex.map(square, iter(range(1001)), chunksize=100)) == [i * i for i in range(1001)]
         assert list(ex.map(square, (), chunksize=4)) == []
         assert list(ex.map(len, [(1, 2)], chunksize=4)) == [2]  # a tuple is one argument
@@ -123,8 +123,8 @@ def test_map_chunks_queued_behind_a_busy_worker_leave_together(tmp_path):
         ex._batcher.record = lambda n, seconds: None
         sent = []
         send = ex._channel.send
-        ex._channel.send = lambda items, first, column=None: (
-            sent.append(len(items)) or send(items, first, column)
+        ex._channel.send = lambda items, first, column=None, **kw: (
+            sent.append(len(items)) or send(items, first, column, **kw)
         )
         results = ex.map(fail_at_five, range(40), chunksize=4)  # call 5 is the executor's task 6
         gate.open()
@@ -132,7 +132,7 @@ def test_map_chunks_queued_behind_a_busy_worker_leave_together(tmp_path):
         assert [next(results) for _ in range(4)] == [0, 1, 4, 9]  # the next chunk holds call 5
         with pytest.raises(LedgerError) as info:
             next(results)
-        assert "task 6: fail_at_five(5)" in info.value.__notes__[0]
+        assert "task 6 (the 7th call submitted to this Executor): fail_at_five(5)" in info.value.__notes__[0]
         assert sent == [40]  # 10 chunks, one batch
         assert list(ex.map(fail_at_five, range(6, 46), chunksize=4)) == [i * i for i in range(6, 46)]
 
@@ -239,12 +239,21 @@ def test_submit_from_threads_and_bad_arguments():
         assert sorted(f.result() for f in out) == sorted((i) ** 2 for i in range(400))
 
 
+def test_a_function_that_is_not_callable_is_refused_where_it_is_given():
+    with Executor(max_workers=1) as ex:
+        for call in (lambda: ex.submit(5, 1), lambda: ex.map(5, [1]), lambda: ex.map(None, [1], chunksize=2)):
+            with pytest.raises(TypeError, match=r"Executor\.(submit|map)\(\) needs a callable") as info:
+                call()
+            assert "is not callable" in str(info.value) and "(type builtins." in str(info.value)
+        assert ex.submit(square, 3).result() == 9
+
+
 def test_errors_number_the_users_calls():
     with Executor(max_workers=2) as ex:
         assert [ex.submit(square, i).result() for i in range(3)] == [0, 1, 4]
         with pytest.raises(LedgerError) as info:
             ex.submit(fail, 3).result()
-    assert "task 3: fail(3) of this Executor" in "".join(info.value.__notes__)
+    assert "task 3 (the 4th call submitted to this Executor): fail(3)," in "".join(info.value.__notes__)
 
 
 def test_an_initializer_in_main_sets_globals_its_tasks_see():

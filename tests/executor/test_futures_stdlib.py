@@ -216,19 +216,44 @@ def raise_in_init():
     raise OSError("no database")
 
 
-@pytest.mark.parametrize("how", ["fork", "max_tasks_per_child"])
+def exit_in_init():
+    os._exit(4)
+
+
+def test_an_initializer_that_kills_its_worker_is_named_not_a_task():
+    with Executor(1, initializer=exit_in_init) as ex:
+        with pytest.raises(WorkerCrashedError) as info:
+            ex.submit(square, 2).result()
+    text = str(info.value)
+    assert "while running the initializer " in text and "exit_in_init" in text, text
+    assert "exit code EXIT(4)" in text and "task" not in text, text
+
+
+@pytest.mark.parametrize("how", ["warm", "fork", "max_tasks_per_child"])
 def test_a_failing_initializer_breaks_a_pool_of_its_own_too(how):
     if how == "fork" and "fork" not in multiprocessing.get_all_start_methods():
         pytest.skip("no fork here")
-    kwargs = (
-        {"mp_context": multiprocessing.get_context("fork")} if how == "fork" else {"max_tasks_per_child": 1}
-    )
+    kwargs: dict = {
+        "warm": {},
+        "fork": {"mp_context": multiprocessing.get_context("fork")},
+        "max_tasks_per_child": {"max_tasks_per_child": 1},
+    }[how]
     ex = Executor(1, initializer=raise_in_init, **kwargs)
     try:
-        with pytest.raises(BrokenProcessPool, match="raise_in_init.*no database"):
+        with pytest.raises(BrokenProcessPool) as info:
             ex.submit(square, 2).result()
-        with pytest.raises(BrokenProcessPool):
+        # what the standard library prints ("Exception in initializer:" and the
+        # traceback) is on the error: the initializer, its exception, the worker's traceback
+        text = str(info.value)
+        assert "the initializer " in text and "raise_in_init" in text, text
+        assert "raised OSError: no database in a worker; the executor is broken" in text, text
+        cause = info.value.__cause__
+        assert type(cause) is OSError and str(cause) == "no database"
+        assert "the initializer" in "".join(cause.__notes__) and "task 0" not in "".join(cause.__notes__)
+        assert 'raise OSError("no database")' in str(cause.__cause__)  # the worker's traceback
+        with pytest.raises(BrokenProcessPool, match="raise_in_init.*no database") as later:
             ex.submit(square, 2)
+        assert later.value.__cause__ is cause
     finally:
         ex.shutdown()
 

@@ -165,7 +165,7 @@ def test_an_executor_whose_pool_stops_delivering_fails_its_futures_instead_of_ha
     backend = _Stalled(2)
     backend.moves_bytes = True
     ex._channel.backend = backend
-    ex._channel.send = lambda items, first, column=None: Future()  # accepted, never answered
+    ex._channel.send = lambda items, first, column=None, **kw: Future()  # accepted, never answered
     fut = ex.submit(abs, -1)
     with pytest.raises(WorkerCrashedError, match="stopped delivering results"):
         fut.result(timeout=20)

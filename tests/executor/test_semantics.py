@@ -6,6 +6,7 @@ Each test runs once per backend in ``BACKENDS``; a backend that needs a service
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import signal
@@ -209,7 +210,7 @@ def test_non_delayed_items_are_rejected_with_their_index(backend):
     with pytest.raises(TypeError, match="item 0"):
         Parallel(n_jobs=2, backend=backend)([(square, 1, {})])
     with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
-        Parallel(n_jobs=2, backend=backend)([delayed(square)(1), delayed(3)(1)])
+        Parallel(n_jobs=2, backend=backend)([delayed(square)(1), (3, (1,), {})])
     with pytest.raises(TypeError, match="item 0 .* not a delayed call"):  # would splat "ab"
         Parallel(n_jobs=2, backend=backend)([(square, "ab", {})])
     # found inside a large batch, which then runs none of its tasks
@@ -227,6 +228,24 @@ def test_non_delayed_items_are_rejected_with_their_index(backend):
 
     with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
         Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(1), (EqualToAll(), (2,), {})])
+
+
+def test_delayed_refuses_what_is_not_callable_where_it_is_given():
+    for bad in (5, None, "square", square(3)):
+        with pytest.raises(TypeError, match=r"delayed\(\) needs a callable, but .* is not callable") as info:
+            delayed(bad)
+        assert f"type builtins.{type(bad).__qualname__}" in str(info.value)
+        assert "delayed(f)(x), not delayed(f(x))" in str(info.value)
+
+    class Adder:
+        def __call__(self, x):
+            return x + 1
+
+    # callable objects, classes, partials and methods are calls
+    assert delayed(Adder())(1)[1] == (1,)
+    assert delayed(int)("7") == (int, ("7",), {})
+    assert delayed(functools.partial(pow, 2))(3)[1] == (3,)
+    assert delayed([].append)(1)[1] == (1,)
 
 
 def test_any_function_args_kwargs_triple_is_a_call(backend):

@@ -92,6 +92,32 @@ def test_closure_cell_under_hybrid():
     assert "pass list(generator) instead" in msg
 
 
+def _takes(x):
+    return 1
+
+
+def test_a_lambda_or_local_under_pickle_is_named_inside_the_task_with_its_own_fix():
+    def local(x):
+        return x
+
+    class Local:
+        pass
+
+    for arg, made in ((lambda: 1, "a lambda"), (local, "defined inside a function")):
+        with pytest.raises(PicklingError) as info:
+            Parallel(n_jobs=2, pickler="pickle")(delayed(_takes)(arg) for _ in range(2))
+        msg = str(info.value)
+        assert "task 0: _takes(" in msg
+        assert "cannot pickle args[0] (type builtins.function) with pickler 'pickle'" in msg, msg
+        assert f"it is {made}" in msg and "pickler='hybrid' (the default) or 'cloudpickle'" in msg, msg
+        assert "__reduce__" not in msg, msg
+    with pytest.raises(PicklingError) as info:
+        Parallel(n_jobs=2, pickler="pickle")(delayed(_takes)(x=[0, Local()]) for _ in range(2))
+    msg = str(info.value)
+    assert "cannot pickle kwargs['x'][1] (type " in msg and "Local) with pickler 'pickle'" in msg, msg
+    assert "is defined inside a function" in msg and "__reduce__" not in msg, msg
+
+
 def _gen_result(i):
     return {"ok": i, "gen": (j for j in range(i))}
 
@@ -145,7 +171,7 @@ def test_main_class_in_args_under_pickle():
         """
     )
     assert proc.returncode == 0, proc.stderr
-    assert "could not rebuild the arguments of tasks" in proc.stdout
+    assert "could not rebuild the arguments of task" in proc.stdout
     assert "'Point' is defined in __main__" in proc.stdout
 
 

@@ -35,13 +35,22 @@ def delayed(function: Callable[..., Any]) -> Callable[..., Task]:
 
     ``delayed(f)(1, y=2)`` is ``(f, (1,), {"y": 2})``, the joblib convention, and
     works as a decorator too. ``delayed(f).__name__`` is ``f.__name__`` and
-    ``__wrapped__`` is ``f`` (``functools.wraps``, as in joblib). *function* is
-    checked when the call is dispatched (a ``TypeError`` naming the item), not here.
+    ``__wrapped__`` is ``f`` (``functools.wraps``, as in joblib). Any callable
+    works: a function, a class, a method, a ``functools.partial``, an object with
+    ``__call__``. Anything else raises ``TypeError`` here, where it is given
+    (joblib's ``delayed`` takes it, and the call fails later, in a worker).
     """
     global _last
     last = _last
     if last[0] is function:
         return last[1]  # type: ignore[no-any-return]
+    if not callable(function):
+        raise TypeError(
+            f"delayed() needs a callable, but {function!r:.200} (type "
+            f"{type(function).__module__}.{type(function).__qualname__}) is not callable. "
+            "Give it the function itself and the arguments to the call it makes: "
+            "delayed(f)(x), not delayed(f(x))."
+        )
     made = _make(function)
     _last = (function, made)
     return made

@@ -132,11 +132,18 @@ class Channel:
 
     # -- parent side of the data path -------------------------------------------------
 
-    def send(self, items: Sequence[Any], first: int, column: functions.Column | None = None) -> Future[Any]:
+    def send(
+        self,
+        items: Sequence[Any],
+        first: int,
+        column: functions.Column | None = None,
+        describe: Callable[[int], str] | None = None,
+    ) -> Future[Any]:
         """Pickle *items* (``(function, args, kwargs)`` triples, tasks *first*...) and submit them.
 
         *column*: the same calls as one function and its arguments (``Executor.map``),
-        sent as they are instead of split from *items*.
+        sent as they are instead of split from *items*. *describe*: how errors name
+        the task at an index (``replies.Numbering``; ``task N: f(x)`` by default).
         Returns the backend's future of the reply (for ``replies.ReplyReader.read``).
         Raises ``PicklingError`` naming the task that cannot be pickled, and
         ``TypeError`` for an item that is not a call.
@@ -158,7 +165,7 @@ class Channel:
             try:
                 payload = self.buffers.dumps_tasks(self.pickler, (fidx, args, kwargs))
             except Exception as exc:
-                raise self._dumps_error(items, first, exc) from exc
+                raise self._dumps_error(items, first, exc, describe) from exc
         fut = self.backend.submit(
             run_batch,
             Batch(
@@ -179,7 +186,13 @@ class Channel:
         self.buffers.sent(payload, fut)
         return fut
 
-    def _dumps_error(self, items: Sequence[Any], first: int, exc: BaseException) -> PicklingError:
+    def _dumps_error(
+        self,
+        items: Sequence[Any],
+        first: int,
+        exc: BaseException,
+        describe: Callable[[int], str] | None = None,
+    ) -> PicklingError:
         for i, item in enumerate(items):
             _f, args, kwargs = item
             for root, value in (("args", args), ("kwargs", kwargs)):
@@ -187,7 +200,10 @@ class Channel:
                     self.pickler.dumps(value)
                 except Exception as err:
                     msg = explain(self.pickler, value, err, root=root)
-                    return PicklingError(f"{functions.describe_task(first + i, item)}: {msg}")
+                    where = describe(first + i) if describe else functions.describe_task(first + i, item)
+                    return PicklingError(f"{where}: {msg}")
+        if describe is not None:
+            return PicklingError(f"{describe(first)} or a later task of its batch: {exc}")
         return PicklingError(f"tasks {first}..{first + len(items) - 1}: {exc}")
 
     def batch_of(self, index: int) -> Pending | None:

@@ -42,7 +42,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from ..errors import TaskExitError, WorkerCrashedError
+from ..errors import PicklingError, TaskExitError, WorkerCrashedError
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, resolve_settings
 from ..wire import Raised, TaskFailed
@@ -54,7 +54,7 @@ from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
 from .contexts import pool_context, why_own_pool
 from .dispatch import PROGRESS_POLL, Channel, parent_state
-from .functions import Column, label
+from .functions import Column, describe_task, label
 from .mpbackend import MultiprocessingBackend
 from .replies import Pending
 
@@ -100,7 +100,8 @@ class Executor(_StdExecutor):
     initializer, initargs: ``initializer(*initargs)`` runs once in each worker
         before its first task of this executor (again in each replacement worker).
         ``TypeError`` if not callable. If it raises, the executor is broken:
-        pending and later futures raise ``BrokenProcessPool``.
+        pending and later futures raise ``BrokenProcessPool`` naming it and its
+        exception (the ``__cause__``, with the worker's traceback after it).
     max_tasks_per_child: None, or a positive int (``TypeError`` / ``ValueError``
         otherwise): each worker runs at most that many of this executor's tasks
         (a ``submit``, or one chunk of ``map``, as in the standard library), then
@@ -122,7 +123,9 @@ class Executor(_StdExecutor):
     worker's traceback as ``__cause__``); ``cancel()`` works until the task is
     sent; a worker that dies fails the pending futures with ``WorkerCrashedError``
     (a ``BrokenProcessPool``) and later submissions run on a fresh pool (where the
-    standard library's executor stays broken). Usable
+    standard library's executor stays broken). Errors name a task by the number of
+    the call submitted: ``task 8 (the 9th call submitted to this Executor): f(8)``
+    (each call of a ``map`` counts, chunked or not). Usable
     from asyncio: ``await loop.run_in_executor(ex, f, x)``. The worker processes
     are shared and stay warm after ``shutdown`` (``picklepool.shutdown()`` stops
     them). Raises ``ValueError`` for a bad setting, naming it.
@@ -239,9 +242,12 @@ class Executor(_StdExecutor):
         """Schedule ``fn(*args, **kwargs)``; return its ``Future``.
 
         Raises ``RuntimeError`` after ``shutdown``, ``BrokenProcessPool`` when the
-        initializer failed. A function or argument that cannot be pickled fails
-        the future with ``picklepool.PicklingError`` naming it.
+        initializer failed, ``TypeError`` when *fn* is not callable (here, where the
+        standard library's fails the future in a worker). A function or argument
+        that cannot be pickled fails the future with ``picklepool.PicklingError``
+        naming it.
         """
+        _need_callable(fn, "submit")
         fut: Future[Any] = Future()
         self._put(_Work(fut, [(fn, args, kwargs or None)], False))
         return fut
@@ -259,8 +265,8 @@ class Executor(_StdExecutor):
     def _put(self, work: _Work) -> None:
         self._numeric = mirror.numeric_state()  # the submitter's, not the manager thread's
         with self._lock:
-            if self._broken is not None:
-                raise BrokenProcessPool(str(self._broken))
+            if self._broken is not None:  # the initializer's exception, as the first time
+                raise BrokenProcessPool(str(self._broken)) from self._broken.__cause__
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown of this picklepool.Executor")
             work.index = self._next_call
@@ -303,7 +309,7 @@ class Executor(_StdExecutor):
         when a result is not ready *timeout* seconds after this call; closing it
         early cancels the calls not yet sent. Raises ``ValueError`` for chunksize < 1
         or buffersize < 1, ``TypeError`` for a buffersize that is not an int, as the
-        standard library.
+        standard library, and ``TypeError`` for a *fn* that is not callable.
         """
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError(f"chunksize must be >= 1: map(chunksize={chunksize!r}) is not valid")
@@ -312,6 +318,7 @@ class Executor(_StdExecutor):
                 raise TypeError(f"buffersize must be an integer or None: map(buffersize={buffersize!r})")
             if buffersize < 1:
                 raise ValueError(f"buffersize must be None or > 0: map(buffersize={buffersize!r})")
+        _need_callable(fn, "map")
         end = None if timeout is None else time.monotonic() + timeout
         # weakly: an unread iterator does not keep the executor alive (as the standard library)
         units = _submissions(weakref.ref(self), fn, iterables, chunksize)
@@ -471,10 +478,12 @@ class Executor(_StdExecutor):
         seq, first = next(self._seq), self._next_task
         self._next_task += len(items)
         batch = Pending(seq, first, items)
+        skip = len(self._prologue) if column is None else 0
+        batch.numbering = numbering = _Numbering(first, skip, works, self._naming())
         if channel.parent is not None:  # the parent as it is now: sys.path, cwd... (workers.mirror)
             channel.parent = parent_state(channel.backend.n_workers, self._numeric)
         try:
-            batch.future = channel.send(items, first, column)
+            batch.future = channel.send(items, first, column, describe=numbering.describe)
         except BaseException as exc:  # noqa: BLE001 - delivered through the futures
             if len(works) > 1:  # find the one that cannot be sent: the others go on
                 for w in works:
@@ -553,10 +562,20 @@ class Executor(_StdExecutor):
                 w.future.set_result(mine[0])
         batch.items = None
 
-    def _error(self, index: int, item: Any, raised: Raised) -> BaseException:
-        """The exception of the user's call number *index* (*item*), named as such."""
+    def _naming(self) -> _Naming:
+        """How this executor's errors name tasks: by call index; an own Executor says which."""
+        init = f"the initializer {self._initializer_label}" if self._prologue else "the initializer"
+        return _Naming(self._channel.origin == "this Executor", init)
+
+    def _error(self, index: int, item: Any, raised: Raised, name: str | None = None) -> BaseException:
+        """The exception of the user's call number *index* (*item*), named as such (or *name*)."""
+        where = name or self._naming().name(index, item)
         one = Pending(-1, index, [item])
-        return self._channel.replies.task_error(one, TaskFailed(index, raised.error, raised.traceback))
+        one.numbering = _Named(where)
+        error = raised.error
+        if type(error) is PicklingError and not raised.traceback:  # made by the worker (workers.replies)
+            return PicklingError(f"{where}: {error}")
+        return self._channel.replies.task_error(one, TaskFailed(index, error, raised.traceback))
 
     def _break(self, batch: Pending, works: list[_Work], raised: Raised) -> None:
         """The initializer raised: this executor is broken, as the standard library's."""
@@ -565,12 +584,107 @@ class Executor(_StdExecutor):
             f"{type(raised.error).__name__}: {raised.error} in a worker; the executor is broken. "
             "Fix the initializer and create a new Executor."
         )
-        error.__cause__ = self._error(0, batch.items[0] if batch.items else None, raised)
+        init = self._naming().initializer
+        error.__cause__ = self._error(0, batch.items[0] if batch.items else None, raised, init)
         with self._lock:
             self._broken = error
             queued = list(self._queue)
             self._queue.clear()
         _fail(works + [w for w in queued if w.future.set_running_or_notify_cancel()], error)
+
+
+class _Naming:
+    """Names a task by its user call index (``_Work.index``): ``task 8: f(8)``.
+
+    Under the joblib backend that is the item's index in the ``Parallel`` call;
+    for an ``Executor`` of the user's own, it also says how it counts:
+    ``task 8 (the 9th call submitted to this Executor): f(8)``.
+    """
+
+    __slots__ = ("own", "initializer")
+
+    def __init__(self, own: bool, initializer: str) -> None:
+        self.own, self.initializer = own, initializer
+
+    def name(self, index: int, item: Any) -> str:
+        text = describe_task(index, item)
+        if not self.own:
+            return text
+        head = f"task {index}"
+        return f"{head} (the {_ordinal(index + 1)} call submitted to this Executor){text[len(head) :]}"
+
+
+def _ordinal(n: int) -> str:
+    last = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{last}"
+
+
+class _Named:
+    """A ``replies.Numbering`` of one task already named."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def describe(self, index: int) -> str:
+        return self.text
+
+    def tasks(self) -> str:
+        return self.text
+
+
+class _Numbering:
+    """The user's numbering of one batch's tasks (a ``replies.Numbering``).
+
+    The worker reports a task by its place in the batch (wire index), which also
+    counts what the executor sends around the user's calls: the initializer's
+    call first (*skip*: ``workers.prologue``), and joblib's config frames at both
+    ends of each joblib batch (``_Work.strip``). Errors (a crash, an argument or
+    result that cannot be pickled or unpickled) name the user's call instead.
+    """
+
+    __slots__ = ("first", "skip", "works", "naming")
+
+    def __init__(self, first: int, skip: int, works: list[_Work], naming: _Naming) -> None:
+        self.first, self.skip, self.works, self.naming = first, skip, works, naming
+
+    def describe(self, index: int) -> str:
+        k = index - self.first - self.skip
+        if k < 0:
+            return self.naming.initializer
+        for w in self.works:
+            n = len(w.items)
+            if k < n:
+                j, calls = k - w.strip, n - 2 * w.strip
+                if 0 <= j < calls:
+                    return self.naming.name(w.index + j, w.items[k])
+                if calls <= 0:
+                    return f"the joblib configuration of an empty batch (before task {w.index})"
+                at = 0 if j < 0 else calls - 1
+                name = self.naming.name(w.index + at, w.items[w.strip + at])
+                return f"the joblib configuration {'set before' if j < 0 else 'reset after'} {name}"
+            k -= n
+        return f"task {index}"
+
+    def tasks(self) -> str:
+        calls = [(w.index, len(w.items) - 2 * w.strip, w) for w in self.works if len(w.items) > 2 * w.strip]
+        if not calls:
+            return self.naming.initializer if self.skip else "no task"
+        lo, _n, w = min(calls, key=lambda c: c[0])
+        hi = max(i + n - 1 for i, n, _w in calls)
+        first = self.naming.name(lo, w.items[w.strip])
+        return first if hi == lo else f"tasks {lo}..{hi} (first: {first})"
+
+
+def _need_callable(fn: Any, method: str) -> None:
+    """``TypeError`` at ``submit``/``map`` for a *fn* that is not callable (not later, in a worker)."""
+    if not callable(fn):
+        raise TypeError(
+            f"Executor.{method}() needs a callable as its first argument, but {fn!r:.200} (type "
+            f"{type(fn).__module__}.{type(fn).__qualname__}) is not callable. Pass the function "
+            f"itself, then its arguments: ex.{method}(f, x), not ex.{method}(f(x))."
+        )
 
 
 def _release(channel: Channel) -> None:

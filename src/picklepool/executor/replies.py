@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import (
     PicklingError,
@@ -33,22 +33,42 @@ from .functions import describe_task
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
 
 
-class Pending:
-    """A batch in flight: its place in the call, its items (for error messages), its future."""
+class Numbering(Protocol):
+    """How a batch's tasks are named when its wire indices are not the user's (``Executor``)."""
 
-    __slots__ = ("seq", "first", "n", "items", "future")
+    def describe(self, index: int) -> str: ...  # the task at wire index *index*
+
+    def tasks(self) -> str: ...  # the batch's user calls, ``tasks 3..5 (first: ...)``
+
+
+class Pending:
+    """A batch in flight: its place in the call, its items (for error messages), its future.
+
+    *numbering*: set when the batch carries frames around the user's calls (an
+    ``Executor``'s initializer, joblib's config): errors then name the user's call
+    index, not the position in the batch the worker reports.
+    """
+
+    __slots__ = ("seq", "first", "n", "items", "future", "numbering")
 
     def __init__(self, seq: int, first: int, items: Sequence[Any]) -> None:
         self.seq, self.first, self.n = seq, first, len(items)
         self.items: Sequence[Any] | None = items  # dropped once the batch succeeded
         self.future: Any = None
+        self.numbering: Numbering | None = None
 
     def tasks(self) -> str:
-        """``tasks 3..5 (first: task 3: f(3))``."""
+        """``tasks 3..5 (first: task 3: f(3))``, or ``task 3: f(3)`` alone."""
+        if self.numbering is not None:
+            return self.numbering.tasks()
+        if self.n == 1:
+            return self.describe(self.first)
         return f"tasks {self.first}..{self.first + self.n - 1} (first: {self.describe(self.first)})"
 
     def describe(self, index: int) -> str:
         """``task 3: f(3)`` for a task of this batch (just ``task N`` for others)."""
+        if self.numbering is not None:
+            return self.numbering.describe(index)
         k = index - self.first
         return describe_task(index, self.items[k]) if self.items and 0 <= k < self.n else f"task {index}"
 
@@ -67,8 +87,9 @@ class ReplyReader:
         except CancelledError:
             if call.cancelled:
                 return [], 0.0
+            tasks = batch.tasks()
             raise RuntimeError(
-                f"{batch.tasks()} were cancelled because their {call.backend.name} pool was shut "
+                f"{tasks} {_were(tasks)} cancelled because their {call.backend.name} pool was shut "
                 "down while the call was still running (for example a return_as='generator' read "
                 "after its `with Parallel(...)` block ended). Consume the generator inside the block."
             ) from None
@@ -81,10 +102,12 @@ class ReplyReader:
             try:
                 reply = unpack_reply(call.buffers.loads(call.pickler, reply))
             except Exception as exc:
+                message = f"{type(exc).__name__}: {exc}"
+                advice = _import_advice(call.pickler.name, message)
                 raise UnpicklingError(
                     f"the reply of {batch.tasks()} could not be unpickled in the parent with "
-                    f"pickler {call.pickler.name!r}: {type(exc).__name__}: {exc}. A result's class "
-                    "must be importable here."
+                    f"pickler {call.pickler.name!r}: {message}. A result's class must be "
+                    f"importable here.{advice or _rebuild_advice('results', 'this process')}"
                 ) from exc
         kind = type(reply)
         if kind is Results:
@@ -110,7 +133,8 @@ class ReplyReader:
             _attach_remote(error, RemoteTraceback(failed.traceback))
         if hasattr(error, "add_note"):
             place = "in this process" if self.call.in_caller else "in a worker"
-            error.add_note(f"(raised by {where} of {self.call.origin}, {place})")
+            of = "" if self.call.origin in where else f" of {self.call.origin}"
+            error.add_note(f"(raised by {where}{of}, {place})")
         return error
 
     def failure_error(self, batch: Pending, failure: Failure) -> BaseException:
@@ -119,8 +143,9 @@ class ReplyReader:
             error = stand_in(failure)
             error.__cause__ = RemoteTraceback(failure.traceback) if failure.traceback else None
             if hasattr(error, "add_note"):
+                of = "" if self.call.origin in where else f" of {self.call.origin}"
                 error.add_note(
-                    f"(raised by {where} of {self.call.origin}, in a worker; the exception could "
+                    f"(raised by {where}{of}, in a worker; the exception could "
                     "not be pickled back, so this is a stand-in of the same name)"
                 )
             return error
@@ -140,7 +165,7 @@ class ReplyReader:
         else:
             subject = f"the {what} of {batch.tasks()}"
         text = f"a worker could not rebuild {subject}, sent with pickler {name!r}: {message}."
-        text += _import_advice(name, message)
+        text += _import_advice(name, message) or _rebuild_advice(what, "the worker")
         err = UnpicklingError(text)
         err.__cause__ = RemoteTraceback(failure.traceback)
         return err
@@ -177,7 +202,8 @@ class ReplyReader:
         else:
             detail = type(exc).__name__
         if not culprit:
-            culprit = f" while {batch.tasks()} were queued or running"
+            tasks = batch.tasks()
+            culprit = f" while {tasks} {_were(tasks)} queued or running"
         return WorkerCrashedError(
             f"a worker process died{culprit}: {detail}. This is usually a segfault in "
             "compiled code, a call to os._exit(), or the OOM killer (check memory use)."
@@ -232,6 +258,11 @@ def _attach_remote(error: BaseException, remote: RemoteTraceback) -> None:
     link.__cause__ = remote
 
 
+def _were(tasks: str) -> str:
+    """The verb for ``Pending.tasks()``: one task or several."""
+    return "were" if tasks.startswith("tasks ") else "was"
+
+
 def _args(error: BaseException) -> str:
     return f"({', '.join(map(repr, error.args))})" if error.args else ""
 
@@ -252,6 +283,21 @@ def _dead_worker_task(session: Any, call_id: int) -> tuple[int, int, int] | None
         if status and status[0] == call_id and status[1] >= 0:
             found = (status[1], pid, status[3])
     return found
+
+
+def _rebuild_advice(what: str, where: str) -> str:
+    """What to do when unpickling *what* raised in *where* for another reason than an import."""
+    if what not in ("arguments", "function", "results"):
+        return ""
+    kind = {"arguments": "An argument's", "function": "The function's", "results": "A result's"}[what]
+    cause = "the original error" if where == "this process" else "the worker's traceback"
+    return (
+        f" {kind} unpickling raised in {where}: its class's __setstate__, or the callable its "
+        "__reduce__ returns (often __init__ run again with other arguments), failed. Fix that "
+        "method; check that the object round-trips in the parent first, with "
+        f"pickle.loads(pickle.dumps(obj)), where it is easier to debug ({cause} is this "
+        "error's __cause__)."
+    )
 
 
 def _import_advice(pickler_name: str, message: str) -> str:

@@ -93,10 +93,19 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
                 yield f".{name}", getattr(obj, name)
 
 
-def _by_reference_failure(err: BaseException) -> bool:
-    """The object itself could not be found by name: its contents are not the problem."""
+def _by_reference_failure(value: Any, err: BaseException) -> bool:
+    """*value* itself could not be found by name: its contents are not the problem.
+
+    Only for what is pickled by name (a function, a class): a container whose item
+    failed that way reports the same message, and is walked into to find the item.
+    """
+    if not isinstance(value, _BY_NAME):
+        return False
     text = str(err)
     return any(m in text for m in ("Can't pickle local object", "attribute lookup", "not the same object"))
+
+
+_BY_NAME = (types.FunctionType, type, types.BuiltinFunctionType, types.MethodType)
 
 
 def find_culprit(pickler: Any, obj: Any, root: str = "") -> tuple[str, Any, BaseException] | None:
@@ -112,7 +121,8 @@ def find_culprit(pickler: Any, obj: Any, root: str = "") -> tuple[str, Any, Base
 
     def walk(value: Any, path: str, err: BaseException, depth: int) -> tuple[str, Any, BaseException]:
         refused = isinstance(err, RefusedError) and err.obj is value  # refused itself, not a part
-        if depth < _MAX_DEPTH and id(value) not in seen and not refused and not _by_reference_failure(err):
+        by_name = _by_reference_failure(value, err)
+        if depth < _MAX_DEPTH and id(value) not in seen and not refused and not by_name:
             seen.add(id(value))
             for suffix, child in _children(value):
                 child_err = fails(child)
@@ -165,10 +175,27 @@ def fix(pickler_name: str, culprit: Any, returning: bool = False) -> str:
             f"{give} only the data the lock guards."
         )
     if isinstance(culprit, (types.FunctionType, type)) and pickler_name == "pickle":
+        qualname = getattr(culprit, "__qualname__", "")
+        if "<lambda>" in qualname or "<locals>" in qualname or "<genexpr>" in qualname:
+            made = "a lambda" if culprit.__name__ == "<lambda>" else "defined inside a function"
+            return (
+                f"Fix: it is {made}, which pickler 'pickle' cannot send (it sends functions "
+                "and classes by reference: module and name, importable by the worker); use "
+                "pickler='hybrid' (the default) or 'cloudpickle', which send it by value, "
+                "define it at module level, or decorate it with "
+                "picklepool.wrap_non_picklable_objects."
+            )
         return (
             "Fix: pickler 'pickle' sends functions and classes by reference, so they "
             "must be importable by the worker; use pickler='hybrid' (the default) or "
             "'cloudpickle', or decorate it with picklepool.wrap_non_picklable_objects."
+        )
+    cls_name = type(culprit).__qualname__
+    if pickler_name == "pickle" and "<locals>" in cls_name and not isinstance(culprit, _BY_NAME):
+        return (
+            f"Fix: its class {cls_name} is defined inside a function, so pickler 'pickle' "
+            "cannot find it by name in the worker; define the class at module level, or use "
+            "pickler='hybrid' (the default) or 'cloudpickle', which send it by value."
         )
     if isinstance(culprit, types.GeneratorType):
         return (

@@ -107,7 +107,8 @@ def _isolated_value(pickler: Any, value: Any, index: int) -> Any:
             return Raised(sendable, value.traceback)
         exc = value.error
         text = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
-        stand_in = RuntimeError(f"task {index} raised {text}, which could not be pickled back")
+        # no index here: the parent names the task (by its user call index, executor.futures)
+        stand_in = RuntimeError(f"the task raised {text}, which could not be pickled back")
         return Raised(stand_in, value.traceback)
     if _round_trip(pickler, value) is not None:
         return value
@@ -116,7 +117,7 @@ def _isolated_value(pickler: Any, value: Any, index: int) -> Any:
         msg = "it pickles, but cannot be unpickled (is its class importable?)"
     except BaseException as exc:  # noqa: BLE001
         msg = explain(pickler, value, exc, root="result")
-    return Raised(PicklingError(f"task {index}: the result could not be sent back: {msg}"), "")
+    return Raised(PicklingError(f"the result could not be sent back: {msg}"), "")
 
 
 def dump_isolated(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
