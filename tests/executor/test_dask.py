@@ -172,10 +172,11 @@ def test_a_large_function_goes_to_the_cluster_once_per_call(dask_client, monkeyp
     assert run(delayed(big)(i) for i in range(4)) == [size + i for i in range(4)]
     assert len(scattered) == 2  # once per call
     after = dask_client.run(rebuild_count)
-    for start, end in ((before, middle), (middle, after)):
+    for start, end, first in ((before, middle, True), (middle, after, False)):
         rebuilt = {w: end[w] - start.get(w, 0) for w in end}
         assert all(n <= 1 for n in rebuilt.values()), rebuilt  # once per worker per call at most
-        assert sum(rebuilt.values()) >= 1
+        if first:  # a new function: rebuilt somewhere; the next call may find it kept (by content)
+            assert sum(rebuilt.values()) >= 1
 
 
 def blob_sizes(batch):
