@@ -99,7 +99,7 @@ def dump_results(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
     return Failure("dump", first, "results", whole_error).encode()
 
 
-def _isolated_value(pickler: Any, value: Any, index: int) -> Any:
+def _isolated_value(pickler: Any, value: Any) -> Any:
     """*value* able to make the trip, or a ``Raised`` saying why it cannot."""
     if type(value) is Raised:
         sendable = _sendable(pickler, value.error)
@@ -127,7 +127,7 @@ def dump_isolated(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
         return buffers.dump_reply(pickler, pack_results(outcome), tasks)
     except BaseException:  # noqa: BLE001 - find the culprits below
         pass
-    values = [_isolated_value(pickler, v, first + i) for i, v in enumerate(outcome.values)]
+    values = [_isolated_value(pickler, v) for v in outcome.values]
     return dump_results(pickler, Results(values, outcome.seconds), first, tasks)
 
 
