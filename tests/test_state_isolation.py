@@ -399,3 +399,46 @@ def test_inspectable_read_only_values_rebuild_once_per_version_per_worker():
         for pid, count in out:
             by_worker.setdefault(pid, set()).add(count)
         assert all(len(counts) == 1 for counts in by_worker.values())  # no rebuild after the first build
+
+
+def _count_after_a_nested_call(state, i, inner_n_jobs):
+    if i % 5 == 0:  # a call in the worker's own thread, then this task's change
+        Parallel(n_jobs=inner_n_jobs)(delayed(abs)(j) for j in range(2))
+    with state as v:
+        seen = v["count"]
+        v["count"] += 1
+    return seen
+
+
+@pytest.mark.parametrize("inner_n_jobs", [1, None])
+def test_a_nested_call_in_a_task_does_not_let_later_tasks_see_its_change(inner_n_jobs):
+    state = SharedState({"count": 0})
+    out = Parallel(n_jobs=2, batch_size=5)(
+        delayed(_count_after_a_nested_call)(state, i, inner_n_jobs) for i in range(20)
+    )
+    assert out == [0] * 20
+    assert state.value == {"count": 0}
+
+
+def _own_change_seen_by_its_threads(state, i):
+    import threading
+
+    with state as v:
+        v["count"] += 100
+    box = []
+    t = threading.Thread(target=lambda: box.append(state.value["count"]))
+    t.start()
+    t.join()
+    inner = Parallel(n_jobs=2, backend="threading")(
+        delayed(lambda s: s.value["count"])(state) for _ in range(2)
+    )
+    return box[0], inner, state.value["count"]
+
+
+def test_a_tasks_own_threads_and_nested_threads_see_its_change():
+    state = SharedState({"count": 0})
+    out = Parallel(n_jobs=2, batch_size=3)(
+        delayed(_own_change_seen_by_its_threads)(state, i) for i in range(6)
+    )
+    assert out == [(100, [100, 100], 100)] * 6
+    assert state.value == {"count": 0}

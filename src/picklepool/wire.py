@@ -51,7 +51,7 @@ class ParentState(NamedTuple):
     cwd: str  # relative paths open the same files
     depth: int  # nesting depth of the call: 0 in the parent, 1 in its workers' calls
     cores: int  # cores an inner call may use for n_jobs=-1 (the worker's share)
-    int_max_str_digits: int  # str(int) of big numbers converts as in the parent (0: no limit)
+    int_max_str_digits: int  # str(int) of big numbers converts as in the parent (0: no limit, -1: unknown)
     # the calling thread's decimal context and numpy floating-point error handling,
     # each None when it is the default: computations round and raise as in the parent
     numeric: tuple[Any, Any] = (None, None)

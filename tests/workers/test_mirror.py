@@ -192,3 +192,21 @@ def test_an_executor_sees_the_parent_as_it_is_when_tasks_are_submitted(tmp_path,
             ctx.prec = 12
             assert ex.submit(decimal_third, 0).result() == "0." + "3" * 12
         assert ex.submit(decimal_third, 0).result() == "0." + "3" * 28
+
+
+def int_digit_limit(_):
+    return sys.get_int_max_str_digits()
+
+
+@pytest.mark.skipif(not hasattr(sys, "set_int_max_str_digits"), reason="Python without the int digit limit")
+def test_no_int_digit_limit_in_the_parent_is_no_limit_in_the_workers():
+    _warm()
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)  # 0: no limit at all
+    try:
+        out = Parallel(n_jobs=2)(delayed(int_digit_limit)(i) for i in range(2))
+        assert Parallel(n_jobs=2)(delayed(digits_of)(10_000) for _ in range(2)) == [10_001, 10_001]
+    finally:
+        sys.set_int_max_str_digits(old)
+    assert out == [0, 0]
+    assert Parallel(n_jobs=2)(delayed(int_digit_limit)(i) for i in range(2)) == [old, old]

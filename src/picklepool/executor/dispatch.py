@@ -74,7 +74,7 @@ def parent_state(n_workers: int, numeric: tuple[Any, Any] | None = None) -> Pare
     )
 
 
-_int_digits: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: 0)  # 3.10.7+
+_int_digits: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: -1)  # 3.10.7+
 
 
 PROGRESS_POLL = 0.5  # seconds between two looks at the pool while a call waits (executor.reaper)

@@ -68,8 +68,8 @@ def apply(state: ParentState) -> None:
             os.chdir(state.cwd)
         except OSError:  # the parent's folder is not there for this worker (another machine)
             pass
-    digits = state.int_max_str_digits
-    if digits and getattr(sys, "get_int_max_str_digits", lambda: digits)() != digits:
+    digits = state.int_max_str_digits  # 0: no limit; -1: the parent's Python has none
+    if digits >= 0 and getattr(sys, "get_int_max_str_digits", lambda: digits)() != digits:
         sys.set_int_max_str_digits(digits)
     _apply_numeric(state.numeric)
     _applied = state

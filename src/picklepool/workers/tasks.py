@@ -35,25 +35,33 @@ _KWARGS_TYPES = {dict, type(None)}  # None: no keyword arguments, as in (f, args
 # The batch each thread is running: a serial number and its status (index 1: the running
 # task, -1 between tasks). ``current_task`` names the running task from these, so the
 # tight loops below mark nothing per task (a ``SharedState`` copy reads it, workers.snapshots).
+# Only a worker's own batches mark; a call a task makes in its own process (n_jobs=1,
+# threading: ``run_local``) runs inside that task, and threads the task starts, which
+# have no batch of their own, belong to the batch this process began last.
 _running = threading.local()
 _serials = itertools.count(1)
+_last: list[Any] = [0, [0, -1]]  # (serial, status) of the batch begun last in this process
 
 
 def _begin(status: Any) -> None:
-    _running.serial = next(_serials)
+    _running.serial = serial = next(_serials)
     _running.status = status
+    _last[:] = [serial, status]
 
 
 def current_task() -> tuple[int, int]:
     """``(batch serial, task index)`` of the task this thread runs now (index -1 between tasks).
 
     Two different tasks never give the same pair in one process, so a worker can
-    tell "the same task again" from "a later task" without counting tasks.
+    tell "the same task again" from "a later task" without counting tasks. A thread
+    that runs no batch of its own (one a task started, or a pool thread of a nested
+    threading call) counts as the task the process runs now.
     """
     try:
         return _running.serial, int(_running.status[1])
-    except AttributeError:  # this thread has run no batch
-        return 0, -1
+    except AttributeError:  # this thread runs no batch of its own
+        serial, status = _last
+        return serial, int(status[1])
 
 
 class _Timeout(BaseException):
@@ -162,8 +170,12 @@ def execute(
     call_id: int = 0,
     timeout: float | None = None,
     format_tb: bool = True,
+    mark: bool = True,
 ) -> Any:
     """Run the tasks of one batch in order; stop at the first exception.
+
+    *mark*: this batch names the running task for ``current_task`` (a worker's
+    batch); False for ``run_local``, whose tasks run inside the caller's task.
 
     *format_tb*: send the exception's traceback as text (a worker process); in the
     calling process (``run_local``) the exception object keeps its own traceback, and
@@ -187,7 +199,8 @@ def execute(
     # would clobber the user's own timers (run_local uses a watching thread there).
     use_alarm = timeout is not None and view is not None and can_alarm()
     previous = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
-    _begin(status)
+    if mark:
+        _begin(status)
     i = first
     start = time.perf_counter()
     try:
@@ -245,8 +258,8 @@ def run_local(
     nest = joblibnest.enter()  # on a pool thread: joblib code nests as in a joblib worker
     try:
         if timeout is None:
-            return execute(funcs, fidx, args, kwargs, first, format_tb=False)
-        return execute_watched(funcs, fidx, args, kwargs, first, None, 0, timeout)
+            return execute(funcs, fidx, args, kwargs, first, format_tb=False, mark=False)
+        return execute_watched(funcs, fidx, args, kwargs, first, None, 0, timeout, mark=False)
     finally:
         joblibnest.leave(nest)
 
@@ -264,6 +277,7 @@ def execute_watched(
     view: Any,
     call_id: int,
     timeout: float,
+    mark: bool = True,
 ) -> Any:
     """``execute`` with a per-task deadline where SIGALRM cannot reach (a worker thread).
 
@@ -287,7 +301,7 @@ def execute_watched(
                     return
                 one = fidx if isinstance(fidx, int) else (fidx[i],)
                 kw = None if kwargs is None else (kwargs[i],)
-                outcomes.put(execute(funcs, one, (args[i],), kw, first + i, view, call_id))
+                outcomes.put(execute(funcs, one, (args[i],), kw, first + i, view, call_id, mark=mark))
         except _Timeout:
             pass
 
