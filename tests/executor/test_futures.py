@@ -278,3 +278,23 @@ def test_an_initializer_in_main_sets_globals_its_tasks_see():
         """
     )
     assert out.stdout.strip() == "[('open', 'from the parent')]", out.stderr
+
+
+def _exit_at_7(i):
+    if i == 7:
+        os._exit(3)
+    return i
+
+
+def test_every_future_a_crash_breaks_names_the_same_culprit():
+    from concurrent.futures import wait
+
+    with Executor(max_workers=2) as ex:
+        futures = [ex.submit(_exit_at_7, i) for i in range(12)]
+        wait(futures)
+    errors = [str(f.exception()) for f in futures if f.exception() is not None]
+    assert isinstance(futures[7].exception(), WorkerCrashedError)
+    culprits = {e.split(":")[0] for e in errors}
+    expected = "a worker process died while running task 7 (the 8th call submitted to this Executor)"
+    assert culprits == {expected}
+    assert all("_exit_at_7(7)" in e for e in errors)

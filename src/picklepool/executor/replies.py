@@ -78,6 +78,9 @@ class ReplyReader:
 
     def __init__(self, call: Any) -> None:
         self.call = call  # executor.dispatch.Channel: pickler, buffers, backend, session, timeout
+        # (the pool's error, what the dead worker was doing): every batch one crash broke
+        # is told the same culprit, read once (its status and batch may be gone by the next)
+        self._crash: tuple[BaseException, str] | None = None
 
     def read(self, batch: Pending) -> tuple[list[Any], float]:
         """``(results, seconds)`` of a finished batch, or the error it reports, raised."""
@@ -182,17 +185,23 @@ class ReplyReader:
                 "killed, and the pool is replaced on the next call"
             )
         culprit = ""
-        if call.session is not None:
+        if self._crash is not None and self._crash[0] is exc:
+            culprit = self._crash[1]  # the same crash broke an earlier batch: the same culprit
+        elif call.session is not None:
             dead = _dead_worker_task(call.session, call.call_id)
             if dead is not None:
                 index, pid, stage = dead
-                owner = call.batch_of(index) or batch
-                if stage == LOADING:
+                holds = batch.first <= index < batch.first + batch.n
+                owner = batch if holds else call.batch_of(index)
+                if owner is None:  # the dead worker's batch is not one of ours in flight
+                    culprit = ""
+                elif stage == LOADING:
                     culprit = f" while unpickling {owner.tasks()} (worker pid {pid})"
                 elif stage == DUMPING:
                     culprit = f" while pickling the results of {owner.tasks()} (worker pid {pid})"
                 else:
                     culprit = f" while running {owner.describe(index)} (worker pid {pid})"
+            self._crash = (exc, culprit)
         codes = re.search(r"exit codes of the workers are \{(.*?)\}", str(exc))
         recovery = " The pool is replaced on the next call."
         if codes:
