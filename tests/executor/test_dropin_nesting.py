@@ -294,3 +294,30 @@ def test_picklepool_code_in_a_joblib_worker_nests_as_in_a_picklepool_worker():
     # threads of that worker (as joblib's own nested calls); no process is started
     expected = [(("ThreadingBackend", 1), 0)] * 2
     assert [(all_cores, children) for _, all_cores, children in in_joblib] == expected
+
+
+def test_joblib_first_imported_in_a_tasks_body_nests_from_that_task_on():
+    # fresh workers that have not loaded joblib: the task's own import frames its calls
+    result = run_python(
+        """
+        import os
+        from picklepool import Parallel, delayed
+
+        def task(i):
+            import joblib
+
+            backend, n_jobs = joblib.parallel.get_active_backend()
+            pids = joblib.Parallel(n_jobs=2)(joblib.delayed(os.getpid)() for _ in range(2))
+            return type(backend).__name__, backend.nesting_level, set(pids) == {os.getpid()}
+
+        if __name__ == "__main__":
+            import sys
+
+            assert "joblib" not in sys.modules
+            for row in Parallel(n_jobs=2, batch_size=1)(delayed(task)(i) for i in range(4)):
+                print(*row)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:4] == ["ThreadingBackend 1 True"] * 4
+    assert "did not stop" not in result.stderr

@@ -7,40 +7,115 @@ ThreadingBackend(nesting_level=1), n_jobs=None)`` at level 1, a ``SequentialBack
 below, instead of a new joblib loky pool of every core in each worker.
 
 Free when the task never uses joblib: :func:`enter` looks joblib up in
-``sys.modules`` and imports nothing. joblib imported by the task's own body (not by
-unpickling its function) is framed from the next batch on.
+``sys.modules`` and imports nothing. When joblib is not loaded yet, a finder on
+``sys.meta_path`` waits for ``joblib.parallel``: a task that imports joblib in its
+own body gets the nested config in its thread as soon as the import finishes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+import threading
 from typing import Any
 
 from ..settings import nested_backend
 from . import mirror
 
+_waiting = threading.local()  # .token: this thread's batch, waiting for joblib to load
 
-def enter() -> Any:
-    """Enter joblib's nested config for this batch's tasks; the token for :func:`leave`, or None.
 
-    None (nothing entered) when joblib is not loaded here or this is not a worker.
-    """
-    if "joblib.parallel" not in sys.modules:
-        return None
-    depth = mirror.nesting()[0]
-    name = nested_backend(depth)
-    if name is None:
-        return None
-    from joblib import parallel_config
-    from joblib._parallel_backends import SequentialBackend, ThreadingBackend
+class _Token:
+    """What :func:`enter` returns while joblib is not loaded: the config entered later."""
 
-    cls = ThreadingBackend if name == "threading" else SequentialBackend
-    config = parallel_config(backend=cls(nesting_level=depth), n_jobs=None)
+    __slots__ = ("depth", "config", "outer")
+
+    def __init__(self, depth: int, outer: Any) -> None:
+        self.depth = depth
+        self.config: Any = None
+        self.outer = outer  # the token of a batch this one runs inside (a nested call), or None
+
+
+def _enter_config(module: Any, depth: int) -> Any:
+    backends = sys.modules["joblib._parallel_backends"]
+    cls = backends.ThreadingBackend if nested_backend(depth) == "threading" else backends.SequentialBackend
+    config = module.parallel_config(backend=cls(nesting_level=depth), n_jobs=None)
     config.__enter__()
     return config
 
 
+class _Loader:
+    """joblib.parallel's own loader, then the nested config for the waiting thread."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def create_module(self, spec: Any) -> Any:
+        return self.real.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self.real.exec_module(module)
+        token = getattr(_waiting, "token", None)
+        if token is not None and token.config is None:
+            try:
+                token.config = _enter_config(module, token.depth)
+            except Exception:  # noqa: BLE001 - a joblib without these names: leave it be
+                token.config = None
+
+
+class _Finder:
+    """On ``sys.meta_path`` while joblib is not loaded: wraps ``joblib.parallel``'s loader."""
+
+    def __init__(self) -> None:
+        self.busy = threading.local()
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "joblib.parallel" or getattr(self.busy, "on", False) or not hasattr(_waiting, "token"):
+            return None
+        self.busy.on = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.busy.on = False
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        spec.loader = _Loader(spec.loader)  # type: ignore[assignment]
+        return spec
+
+
+_finder = _Finder()
+
+
+def enter() -> Any:
+    """Enter joblib's nested config for this batch's tasks; the token for :func:`leave`, or None.
+
+    None (nothing to do) in a parent. When joblib is not loaded, a token that enters
+    the config if a task of this batch loads it (see the module's docstring).
+    """
+    depth = mirror.nesting()[0]
+    if nested_backend(depth) is None:
+        return None
+    module = sys.modules.get("joblib.parallel")
+    if module is None:
+        if _finder not in sys.meta_path:
+            sys.meta_path.insert(0, _finder)
+        token = _waiting.token = _Token(depth, getattr(_waiting, "token", None))
+        return token
+    try:
+        return _enter_config(module, depth)
+    except (KeyError, AttributeError):  # joblib half-imported, or without these names
+        return None
+
+
 def leave(config: Any) -> None:
     """Leave what :func:`enter` entered (restores joblib's config of this thread)."""
+    if isinstance(config, _Token):
+        token: _Token = config
+        if getattr(_waiting, "token", None) is token:
+            if token.outer is None:
+                del _waiting.token
+            else:
+                _waiting.token = token.outer
+        config = token.config
     if config is not None:
         config.__exit__(None, None, None)
