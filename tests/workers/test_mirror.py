@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import types
@@ -42,14 +43,21 @@ def depth_of(value):
     return n
 
 
+@contextlib.contextmanager
+def limit(get, set_, value):
+    """The parent's limit at *value* for the block (``sys.setrecursionlimit`` and the like)."""
+    old = get()
+    set_(value)
+    try:
+        yield old
+    finally:
+        set_(old)
+
+
 def test_a_raised_recursion_limit_reaches_the_workers():
     _warm()
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(20_000)
-    try:
+    with limit(sys.getrecursionlimit, sys.setrecursionlimit, 20_000):
         out = Parallel(n_jobs=2)(delayed(nested)(3000) for _ in range(2))
-    finally:
-        sys.setrecursionlimit(old)
     assert [depth_of(v) for v in out] == [3000, 3000]
 
 
@@ -166,12 +174,8 @@ def digits_of(n):
 @pytest.mark.skipif(not hasattr(sys, "set_int_max_str_digits"), reason="Python without the int digit limit")
 def test_a_raised_int_digit_limit_reaches_the_workers():
     _warm()
-    old = sys.get_int_max_str_digits()
-    sys.set_int_max_str_digits(20_000)
-    try:
+    with limit(sys.get_int_max_str_digits, sys.set_int_max_str_digits, 20_000):
         out = Parallel(n_jobs=2)(delayed(digits_of)(10_000) for _ in range(2))
-    finally:
-        sys.set_int_max_str_digits(old)
     assert out == [10_001, 10_001]
 
 
@@ -201,12 +205,8 @@ def int_digit_limit(_):
 @pytest.mark.skipif(not hasattr(sys, "set_int_max_str_digits"), reason="Python without the int digit limit")
 def test_no_int_digit_limit_in_the_parent_is_no_limit_in_the_workers():
     _warm()
-    old = sys.get_int_max_str_digits()
-    sys.set_int_max_str_digits(0)  # 0: no limit at all
-    try:
+    with limit(sys.get_int_max_str_digits, sys.set_int_max_str_digits, 0) as old:  # 0: no limit
         out = Parallel(n_jobs=2)(delayed(int_digit_limit)(i) for i in range(2))
         assert Parallel(n_jobs=2)(delayed(digits_of)(10_000) for _ in range(2)) == [10_001, 10_001]
-    finally:
-        sys.set_int_max_str_digits(old)
     assert out == [0, 0]
     assert Parallel(n_jobs=2)(delayed(int_digit_limit)(i) for i in range(2)) == [old, old]
