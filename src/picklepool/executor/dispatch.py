@@ -281,10 +281,10 @@ class Call(Channel):
         ready: dict[int, list[Any]] = {}
         seq = next_out = dispatched = completed = 0
         exhausted = False
-        handoff = gil.Scope() if self.backend.parent_threads else None  # see executor/gil.py
+        # The switch interval is lowered once a second batch is on its way (executor/gil.py):
+        # a call of one batch has no convoy of batches and replies to speed up.
+        handoff: gil.Scope | None = None
         try:
-            if handoff is not None:
-                handoff.lower()
             if primed and self.backend.caller_thread:
                 # tasks run in the calling thread (n_jobs=1): none runs before the first
                 # next(), as in joblib, instead of blocking the call on the first batch
@@ -310,6 +310,9 @@ class Call(Channel):
                             gc.enable()
                     seq += 1
                     dispatched += len(items)
+                    if handoff is None and seq == 2 and self.backend.parent_threads:
+                        handoff = gil.Scope()
+                        handoff.lower()
                     if self.backend.caller_thread and not self._done.empty():
                         break  # a batch already ran here (sequential): check it before the next
                 if primed:
