@@ -39,7 +39,7 @@ from ..workers.tasks import run_local
 from . import functions, gil
 from .backend import Backend
 from .replies import Pending, ReplyReader
-from .session import session
+from .session import current_session
 from .watchdog import Watchdog
 
 _headers: dict[Any, bytes] = {}  # pickler -> its pickled form (the Batch header)
@@ -116,7 +116,8 @@ class Channel:
         self.isolate = isolate
         self.bytes_path = backend.moves_bytes
         self.in_caller = backend.in_caller
-        self.session = session() if self.bytes_path and backend.session_path() else None
+        # session_path() made sure the folder is there: the session it names, looked up once
+        self.session = current_session() if self.bytes_path and backend.session_path() else None
         self.call_id = self.session.begin_call() if self.session else 0
         self.header = header(pickler) if self.bytes_path else b""
         self.parent = parent_state(backend.n_workers) if backend.mirrors_parent else None
