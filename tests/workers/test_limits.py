@@ -118,7 +118,11 @@ def test_a_worker_imports_threadpoolctl_once_a_task_loads_numpy():
     pytest.importorskip("numpy")
     proc = run_python(
         """
-        import sys
+        import os, sys
+        from picklepool.executor.limits import THREAD_VARS
+
+        for var in THREAD_VARS:  # the default limit: one threadpoolctl applies
+            os.environ.pop(var, None)
         from picklepool import Executor
 
         def loaded(use_numpy):
