@@ -6,6 +6,7 @@ import loky
 import loky.process_executor as pe
 
 from picklepool import lokycompat
+from tests.conftest import run_python
 
 
 def test_the_installed_loky_is_one_whose_private_api_was_checked():
@@ -25,3 +26,23 @@ def test_the_private_names_it_uses_exist():
     assert lokycompat.depth() == 0
     assert lokycompat.recycle_after_batch() is False  # not a loky worker
     executor.shutdown(wait=True)
+
+
+def test_resource_trackers_start_at_a_lower_cpu_priority():
+    proc = run_python(
+        """
+        import os
+        from multiprocessing import resource_tracker as mp_tracker
+        from loky.backend import resource_tracker as loky_tracker
+        from picklepool import Parallel, delayed
+
+        assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+        for module in (loky_tracker, mp_tracker):
+            pid = module._resource_tracker._pid
+            print(os.getpriority(os.PRIO_PROCESS, pid) - mine)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    step = lokycompat.TRACKER_NICENESS
+    assert proc.stdout.split() == [str(step), str(step)]

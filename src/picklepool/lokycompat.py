@@ -14,7 +14,8 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
   instead of loky's one per thread (:func:`new_executor`, :func:`resize`,
   :func:`usable`, :func:`size`, :func:`busy`);
 - an instance of standalone loky's start method (``backend.context.LokyContext``)
-  and its resource tracker (``backend.resource_tracker``);
+  and its resource tracker (``backend.resource_tracker``), whose ``_pid`` (and
+  multiprocessing's) :func:`start_trackers` reads to lower their CPU priority;
 - an executor's manager thread (``_executor_manager_thread``), and the processes
   ``multiprocessing`` still counts as children (``process._children``): those our
   start method made (tagged ``_picklepool``), retiring ones included, so that a
@@ -32,6 +33,7 @@ so a new loky release is read before it is trusted.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -160,6 +162,7 @@ def new_executor(
     """
     from loky.reusable_executor import _get_next_executor_id, _ReusablePoolExecutor
 
+    start_trackers()
     return _ReusablePoolExecutor(
         max_workers=n_workers,
         context=start_method(),
@@ -169,6 +172,38 @@ def new_executor(
         initargs=initargs,
         env=env,
     )
+
+
+TRACKER_NICENESS = 10  # added to the resource trackers' CPU niceness (0: leave it)
+
+
+def start_trackers() -> None:
+    """Start loky's and multiprocessing's resource trackers now, at a lower CPU priority.
+
+    loky starts both when it launches its first worker (it hands each worker their
+    pipes). They are bookkeeping processes: they import loky (over 100 ms of CPU
+    here) and then sleep until the parent exits, when they remove what was leaked.
+    Started together with the workers, they take half the cores while the workers
+    start; with a higher niceness the workers come up first and the trackers finish
+    their imports in the cores' idle time. What they do and when is unchanged. A
+    tracker already running (the user's multiprocessing one) is left as it is.
+    Uses ``_resource_tracker`` and its ``_pid`` of both modules.
+    """
+    from multiprocessing import resource_tracker as mp_tracker
+
+    from loky.backend import resource_tracker as loky_tracker
+
+    for module in (loky_tracker, mp_tracker):
+        tracker = getattr(module, "_resource_tracker", None)
+        if tracker is None or getattr(tracker, "_pid", 0) is not None:
+            continue  # running already, or a tracker of another shape
+        try:
+            tracker.ensure_running()
+            pid = tracker._pid
+            if TRACKER_NICENESS and pid and hasattr(os, "setpriority"):
+                os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, pid) + TRACKER_NICENESS)
+        except OSError:  # the start itself: loky tries again at its first worker, and says why
+            continue
 
 
 def resize(executor: Any, n_workers: int) -> None:

@@ -40,9 +40,17 @@ def recording(n, seen, func=square):
 
 def test_lowered_while_dispatching_and_restored_after():
     seen = []
-    assert Parallel(n_jobs=2)(recording(50, seen)) == [i * i for i in range(50)]
-    assert all_equal(seen, gil.DISPATCH_INTERVAL)
+    assert Parallel(n_jobs=2, batch_size=1)(recording(50, seen)) == [i * i for i in range(50)]
+    # lowered once a second batch is on its way: the first two pulls come before
+    assert seen[:2] == [pytest.approx(0.005)] * 2
+    assert all_equal(seen[2:], gil.DISPATCH_INTERVAL)
     assert sys.getswitchinterval() == pytest.approx(0.005)
+
+
+def test_a_call_of_one_batch_leaves_the_interval_alone():
+    seen = []
+    assert Parallel(n_jobs=2)(recording(1, seen)) == [0]
+    assert seen == [pytest.approx(0.005)]
 
 
 def test_restored_after_a_task_error():
@@ -71,7 +79,7 @@ def test_abandoned_generator_leaves_the_interval_alone():
 def test_a_lower_interval_of_the_user_is_kept():
     sys.setswitchinterval(0.0001)
     seen = []
-    Parallel(n_jobs=2)(recording(20, seen))
+    Parallel(n_jobs=2, batch_size=1)(recording(20, seen))
     assert all_equal(seen, 0.0001)
     assert sys.getswitchinterval() == pytest.approx(0.0001)
 
@@ -100,18 +108,19 @@ def test_concurrent_calls_restore_once_the_last_one_ends():
 
     def items_a():
         yield delayed(square)(1)
+        yield delayed(square)(2)  # two batches on their way: A has lowered it
         seen_in_a.append(sys.getswitchinterval())
         thread.start()
         assert b_done.wait(30)
         seen_in_a.append(sys.getswitchinterval())  # B ended: A still dispatches, still lowered
-        yield delayed(square)(2)
+        yield delayed(square)(3)
 
     def run_b():
         Parallel(n_jobs=2, backend="loky")(delayed(square)(i) for i in range(5))
         b_done.set()
 
     thread = threading.Thread(target=run_b)
-    assert Parallel(n_jobs=2)(items_a()) == [1, 4]
+    assert Parallel(n_jobs=2, batch_size=1)(items_a()) == [1, 4, 9]
     thread.join(30)
     assert len(seen_in_a) == 2 and all_equal(seen_in_a, gil.DISPATCH_INTERVAL)
     assert sys.getswitchinterval() == pytest.approx(0.005)

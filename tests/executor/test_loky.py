@@ -195,3 +195,16 @@ def test_workers_start_with_standalone_loky_even_after_joblib_is_imported():
     assert res.returncode == 0, res.stderr
     assert "joblib" not in res.stdout
     assert "loky" in res.stdout
+
+
+def test_the_envelope_goes_packed_and_anything_else_as_loky_takes_it():
+    from picklepool.executor.backends import LokyBackend, _packed
+
+    assert _packed(abs, (-1,)) is not None
+    assert _packed(lambda: 0, ()) is None  # the standard pickler refuses it
+    backend = LokyBackend(2)
+    try:
+        assert backend.submit(abs, -3).result(timeout=60) == 3  # packed
+        assert backend.submit(lambda x: x + 1, 1).result(timeout=60) == 2  # cloudpickle, by loky
+    finally:
+        backend.release()

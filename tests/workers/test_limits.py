@@ -13,6 +13,7 @@ from picklepool import Parallel, cpu_count, delayed
 from picklepool.executor import limits as parent_limits
 from picklepool.executor.limits import THREAD_VARS
 from picklepool.wire import WorkerLimits
+from tests.conftest import run_python
 from picklepool.workers import limits
 
 
@@ -83,6 +84,7 @@ def test_core_count_follows_loky_max_cpu_count(monkeypatch):
 
 
 def test_before_batch_applies_once_per_setting_and_import_wave(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numpy", sys)  # a library with a thread pool is loaded
     calls = []
     monkeypatch.setattr(limits, "limit_threads", calls.append)
     monkeypatch.setattr(limits, "_applied", None)
@@ -97,6 +99,45 @@ def test_before_batch_applies_once_per_setting_and_import_wave(monkeypatch):
     assert calls == [1, 2, 2]
     limits.before_batch(WorkerLimits(None, 1 << 30))
     assert calls == [1, 2, 2]
+
+
+def test_before_batch_waits_for_a_library_with_a_thread_pool(monkeypatch):
+    calls = []
+    monkeypatch.setattr(limits, "limit_threads", calls.append)
+    monkeypatch.setattr(limits, "_applied", None)
+    for name in limits.NATIVE_POOLS:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    limits.before_batch(WorkerLimits(1, None))
+    assert calls == []  # the thread variables set at the worker's start are the limit
+    monkeypatch.setitem(sys.modules, "numpy", sys)  # a task imported numpy
+    limits.before_batch(WorkerLimits(1, None))
+    assert calls == [1]
+
+
+def test_a_worker_imports_threadpoolctl_once_a_task_loads_numpy():
+    pytest.importorskip("numpy")
+    proc = run_python(
+        """
+        import os, sys
+        from picklepool.executor.limits import THREAD_VARS
+
+        for var in THREAD_VARS:  # the default limit: one threadpoolctl applies
+            os.environ.pop(var, None)
+        from picklepool import Executor
+
+        def loaded(use_numpy):
+            if use_numpy:
+                import numpy
+            return "threadpoolctl" in sys.modules
+
+        with Executor(max_workers=1) as ex:  # one worker: each task sees the last
+            print(ex.submit(loaded, False).result())
+            ex.submit(loaded, True).result()
+            print(ex.submit(loaded, False).result())
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True"]
 
 
 def test_limit_threads_uses_threadpoolctl():

@@ -8,6 +8,7 @@ run the same batch runner on the objects themselves, with no copy.
 from __future__ import annotations
 
 import contextvars
+import pickle
 import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,6 +20,7 @@ import loky
 from .. import lokycompat
 from ..settings import NOT_SET, cpu_count, push_config
 from ..workers import mirror
+from ..workers.runner import run_packed
 from . import pool, reaper
 from .backend import Backend
 from .mpbackend import MultiprocessingBackend
@@ -64,6 +66,9 @@ class LokyBackend(Backend):
         self._executor, self._shared = pool.acquire(self.n_workers, self.idle_timeout, self.env, *self._init)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        packed = _packed(fn, args)
+        if packed is not None:
+            fn, args = run_packed, (packed,)
         try:
             return self._executor.submit(fn, *args)  # type: ignore[no-any-return]
         except (loky.process_executor.ShutdownExecutorError, RuntimeError):
@@ -93,6 +98,19 @@ class LokyBackend(Backend):
     def shutdown(self, kill: bool = False) -> None:
         if self._executor is not None:
             reaper.stop(self._executor, kill=kill)
+
+
+def _packed(fn: Callable[..., Any], args: tuple[Any, ...]) -> bytes | None:
+    """``(fn, args)`` pickled here with the standard pickler, or None if it cannot be.
+
+    What loky then moves is one bytes object (``workers.runner.run_packed``): its queue
+    thread does not run cloudpickle over the batch's envelope (its namedtuple classes)
+    on the way to an idle worker. Anything the standard pickler refuses goes as it is.
+    """
+    try:
+        return pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - loky's own pickler takes it, or says why
+        return None
 
 
 class ThreadingBackend(Backend):

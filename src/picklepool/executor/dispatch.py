@@ -39,7 +39,7 @@ from ..workers.tasks import run_local
 from . import functions, gil
 from .backend import Backend
 from .replies import Pending, ReplyReader
-from .session import session
+from .session import current_session
 from .watchdog import Watchdog
 
 _headers: dict[Any, bytes] = {}  # pickler -> its pickled form (the Batch header)
@@ -116,7 +116,8 @@ class Channel:
         self.isolate = isolate
         self.bytes_path = backend.moves_bytes
         self.in_caller = backend.in_caller
-        self.session = session() if self.bytes_path and backend.session_path() else None
+        # session_path() made sure the folder is there: the session it names, looked up once
+        self.session = current_session() if self.bytes_path and backend.session_path() else None
         self.call_id = self.session.begin_call() if self.session else 0
         self.header = header(pickler) if self.bytes_path else b""
         self.parent = parent_state(backend.n_workers) if backend.mirrors_parent else None
@@ -281,10 +282,10 @@ class Call(Channel):
         ready: dict[int, list[Any]] = {}
         seq = next_out = dispatched = completed = 0
         exhausted = False
-        handoff = gil.Scope() if self.backend.parent_threads else None  # see executor/gil.py
+        # The switch interval is lowered once a second batch is on its way (executor/gil.py):
+        # a call of one batch has no convoy of batches and replies to speed up.
+        handoff: gil.Scope | None = None
         try:
-            if handoff is not None:
-                handoff.lower()
             if primed and self.backend.caller_thread:
                 # tasks run in the calling thread (n_jobs=1): none runs before the first
                 # next(), as in joblib, instead of blocking the call on the first batch
@@ -310,6 +311,9 @@ class Call(Channel):
                             gc.enable()
                     seq += 1
                     dispatched += len(items)
+                    if handoff is None and seq == 2 and self.backend.parent_threads:
+                        handoff = gil.Scope()
+                        handoff.lower()
                     if self.backend.caller_thread and not self._done.empty():
                         break  # a batch already ran here (sequential): check it before the next
                 if primed:

@@ -185,7 +185,7 @@ def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
     if known is not None and known[0] is func and not cloudpickle.list_registry_pickle_by_value():
         return known[1], known[2]
     try:
-        if cloudpickle.list_registry_pickle_by_value() or not _should_pickle_by_reference(func):
+        if cloudpickle.list_registry_pickle_by_value() or not _importable(func):
             return None
         data = pickler.dumps(func)
     except Exception:  # noqa: BLE001 - the usual road says why
@@ -195,6 +195,13 @@ def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
     key = hashlib.blake2b(data + b"()", digest_size=16).hexdigest()  # as FunctionTable.spec's
     _references[(kind, id(func))] = (func, key, data)
     return key, data
+
+
+def _importable(func: Any) -> bool:
+    """*func* pickles as its module and name: cloudpickle's test, and module-level builtins."""
+    if type(func) is types.BuiltinFunctionType:  # abs, math.sqrt; not [].append (bound)
+        return isinstance(getattr(func, "__self__", None), types.ModuleType)
+    return bool(_should_pickle_by_reference(func))
 
 
 class Column(Sequence[Any]):
@@ -220,6 +227,18 @@ class Column(Sequence[Any]):
         return map(self.__getitem__, range(len(self.args)))
 
 
+# A process's tokens: a random prefix (a forked child draws its own at its first table)
+# and a counter. Unique per table, without reading os.urandom at every call.
+_TOKENS: tuple[str, Any, int] = ("", itertools.count(), -1)
+
+
+def _token_source() -> tuple[str, Any, int]:
+    global _TOKENS
+    if _TOKENS[2] != os.getpid():
+        _TOKENS = (os.urandom(6).hex() + "-", itertools.count(), os.getpid())
+    return _TOKENS
+
+
 class FunctionTable:
     """The specs of one call's functions, each pickled when the call first meets it."""
 
@@ -230,7 +249,8 @@ class FunctionTable:
         self.keep_stateful = keep_stateful
         self.buffers = buffers  # pickler.buffers.CallBuffers: large arrays they hold via shm
         self.context = context  # pickler.context.CallContext: large specs via a blob
-        self.token = os.urandom(6).hex()  # scopes the workers' function cache to this call
+        prefix, counter, _pid = _token_source()
+        self.token = f"{prefix}{next(counter)}"  # scopes the workers' function cache to this call
         self._specs: dict[Any, FuncSpec] = {}
         self._keep: list[Any] = []  # what the keys refer to, kept alive so ids stay unique
 

@@ -76,11 +76,25 @@ def worker_env(
 
     *threads* is the ``inner_max_num_threads`` setting (None: the default).
     """
-    environ = os.environ if environ is None else environ
     if threads is not None:
         return {var: str(threads) for var in THREAD_VARS}
     n = str(default_threads(n_workers))
+    if environ is None:
+        data = getattr(os.environ, "_data", None)
+        if type(data) is dict and os.name == "posix":  # os.environ's own dict, read at C speed
+            key = (n, tuple(map(data.get, _THREAD_VARS_RAW)))
+            made = _made.get(key)
+            if made is None:
+                if len(_made) >= 16:
+                    _made.clear()
+                made = _made[key] = {var: os.environ.get(var) or n for var in THREAD_VARS}
+            return dict(made)
+        environ = os.environ
     return {var: environ.get(var) or n for var in THREAD_VARS}
+
+
+_THREAD_VARS_RAW = tuple(map(os.fsencode, THREAD_VARS)) if os.name == "posix" else THREAD_VARS
+_made: dict[Any, dict[str, str]] = {}  # (default, raw values) -> worker_env: every call asks
 
 
 def for_call(env: Mapping[str, str] | None, max_memory: int | None) -> WorkerLimits | None:

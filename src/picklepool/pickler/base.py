@@ -17,8 +17,8 @@ from typing import Any
 import cloudpickle
 
 from . import arrays
+from .plain import PROTOCOL, SAME_AS_STDLIB
 
-PROTOCOL = 5
 
 BufferCallback = Callable[[pickle.PickleBuffer], Any] | None
 
@@ -78,6 +78,9 @@ class CloudPickler(BasePickler):
         if not arrays.active():
             return cloudpickle.dumps(obj, protocol=PROTOCOL, buffer_callback=buffer_callback)
         return super().dumps(obj, buffer_callback)
+
+
+SAME_AS_STDLIB.update((StdlibPickler, CloudPickler))
 
 
 class ClassPickler(BasePickler):

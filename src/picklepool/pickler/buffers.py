@@ -65,6 +65,7 @@ from typing import Any, NamedTuple
 
 from .. import lokycompat
 from . import arrays
+from .plain import dumps as dumps_plain
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,9 @@ class CallBuffers:
         if not self.enabled or not self._open():
             with arrays.sharing(arrays.Scope(None, 0, self.files_shared)):  # memmaps by reference
                 return pickler.dumps(obj)  # type: ignore[no-any-return]
+        plain = dumps_plain(pickler, obj)  # a small batch of plain values: the short way
+        if plain is not None:
+            return Frames(plain, (), (self.folder, self.max_nbytes), self.mmap_mode)
         data, refs = self._dumps(pickler, obj, pin=False)
         stream: Any = data
         if len(data) >= PAYLOAD_FILE_MIN and free_space(self.folder) >= len(data) + SHM_RESERVE:

@@ -63,6 +63,7 @@ import cloudpickle
 from ..errors import PicklingError
 from . import locks, runtime
 from .base import BasePickler
+from .plain import SAME_AS_STDLIB
 from .wrap import ByValueFunction
 
 _REDUCERS = locks.REDUCERS
@@ -213,3 +214,6 @@ class HybridPickler(BasePickler):
 
     name = "hybrid"
     pickler_class = Pickler
+
+
+SAME_AS_STDLIB.add(HybridPickler)

@@ -13,6 +13,7 @@ import pickle
 from typing import Any
 
 from ..pickler import arrays
+from ..pickler.plain import dumps as dumps_plain
 from ..pickler.buffers import SHM_RESERVE, Frames, Ref, free_space, unlink, write_file
 from .blobs import read_blob
 
@@ -66,6 +67,9 @@ def explain_error(error: BaseException, tasks: Any) -> None:
 
 def dump_reply(pickler: Any, outcome: Any, tasks: Any) -> bytes | Frames:
     """Pickle a batch's outcome; large result buffers go to files in the call folder."""
+    plain = dumps_plain(pickler, outcome)  # a few plain values: no buffer to look for
+    if plain is not None:
+        return plain
     target = tasks.results if isinstance(tasks, Frames) else None
     if target is None:
         with arrays.sharing(_REPLY):  # a memmap of the user's goes back by reference

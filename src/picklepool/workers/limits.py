@@ -20,8 +20,33 @@ def before_batch(limits: WorkerLimits) -> None:
     n = limits.threads
     if n is None or _applied == (n, len(sys.modules)):
         return
+    if not any(name in sys.modules for name in NATIVE_POOLS):
+        # Nothing with a thread pool of its own loaded yet: the variables loky set at
+        # the worker's start (OMP_NUM_THREADS...) limit whatever loads later, as in a
+        # joblib worker. threadpoolctl (over 20 ms to import) waits until it can matter.
+        return
     limit_threads(n)
     _applied = (n, len(sys.modules))
+
+
+# Packages that load BLAS or OpenMP thread pools (threadpoolctl's targets) on import.
+NATIVE_POOLS = (
+    "numpy",
+    "scipy",
+    "sklearn",
+    "torch",
+    "numexpr",
+    "numba",
+    "mkl",
+    "tensorflow",
+    "jax",
+    "cv2",
+    "xgboost",
+    "lightgbm",
+    "catboost",
+    "faiss",
+    "threadpoolctl",
+)
 
 
 def limit_threads(n: int) -> bool:
