@@ -171,16 +171,16 @@ def test_serialised_once_per_version_and_rebuilt_once_per_worker():
 
 def test_the_snapshot_is_written_once_per_call(monkeypatch):
     from picklepool.pickler import frames
-    from picklepool.pickler.context import CallContext
+    from picklepool.pickler.context import SessionStore
 
     writes = []
-    real = CallContext.put_blob
+    real = SessionStore.put
 
     def counting(self, key, data):
         writes.append(frames.size(data) if isinstance(data, list) else len(data))
         return real(self, key, data)
 
-    monkeypatch.setattr(CallContext, "put_blob", counting)
+    monkeypatch.setattr(SessionStore, "put", counting)
     state = SharedState({"x": np.ones(1_000_000)})  # 8 MB
     out = Parallel(n_jobs=2, batch_size=1)(delayed(where)(state) for _ in range(50))
     assert len(out) == 50
