@@ -434,6 +434,7 @@ class DaskBackend(Backend):
     name = "dask"
     moves_bytes = True
     counts_cluster = True
+    batch_growth = 8  # each batch costs a round trip through the scheduler (~10 ms): grow fast
 
     def __init__(self, n_workers: int, scheduler_address: str | None = None) -> None:
         self.client = get_client(scheduler_address)
