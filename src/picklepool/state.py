@@ -40,6 +40,7 @@ T = TypeVar("T")
 log = logging.getLogger("picklepool")
 
 _MEMO = "picklepool.SharedState"
+_LOCK_POLL = 0.05  # seconds between looks at the version while remaking a snapshot (``_maker``)
 
 
 def _worker_cache_bytes() -> int:
@@ -283,18 +284,27 @@ def _maker(ref: weakref.ref[SharedState[Any]], version: int, pickler: Any) -> An
     """A function packing the state's value at *version* again: frame pieces, or None.
 
     None once the state is gone or its version moved on (the snapshot of an older
-    version cannot be made any more). Takes the state's lock only when the version
-    still matches, which no ``with`` block holds (entering one moves the version on).
+    version cannot be made any more). Called again when a cluster lost the copy,
+    from dask's callback thread: it must never wait for a ``with`` block, which may
+    itself wait for that thread (a call made inside the block). Entering a block
+    moves the version on right after taking the lock, so while the lock is busy
+    the version is looked at again every ``_LOCK_POLL`` seconds: a ``with`` block
+    gives None at once, a snapshot or ``save`` in progress is waited for.
     """
 
     def make() -> list[Any] | None:
         state = ref()
-        if state is None or state._version != version:
+        if state is None:
             return None
-        with state._lock:
-            if state._version != version:
-                return None
-            return frames.pack(pickler, state._value)
+        while state._version == version:
+            if state._lock.acquire(timeout=_LOCK_POLL):
+                try:
+                    if state._version != version:
+                        return None
+                    return frames.pack(pickler, state._value)
+                finally:
+                    state._lock.release()
+        return None
 
     return make
 

@@ -75,3 +75,13 @@ def test_a_batch_missing_kept_data_answers_which():
     batch = Batch(0, None, b"", (), b"", 0, None, None, None, None)
     assert run_attached(reads_blob, batch, None) == MissingBlobs(("state-x-1",), None)
     assert run_attached(reads_blob, batch, {"state-x-1": b"0123456789"}) == b"0123456789"
+
+
+def test_settled_copies_the_pieces_for_a_scatter_inside_a_worker():
+    """There dask keeps the object itself: it must not hold views of a live value."""
+    value = np.zeros(2 * MB // 8)
+    frame = FrameFile.of_pieces(frame_of(value))
+    settled = frame.settled()
+    assert settled.pieces is None and settled.nbytes == frame.nbytes and settled.settled() is settled
+    value[0] = 1.0  # a later change of the live value
+    assert snapshots.load(CloudPickler(), settled)[0] == 0.0

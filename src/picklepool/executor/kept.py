@@ -161,9 +161,21 @@ class KeptBlobs:
         client = self._client()
         if client is None:
             raise RuntimeError("the dask client of these kept snapshots is gone")
+        if _in_worker():  # dask keeps the object itself there, unpickled: no views of live data
+            frame = frame.settled()
         [future] = client.scatter([frame], hash=False)
-        frame.pieces = None  # sent: the value's buffers are no longer referenced
         return future
+
+
+def _in_worker() -> bool:
+    """Whether this thread runs a dask task (a call made inside a task)."""
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 def _alive(future: Any) -> bool:

@@ -65,6 +65,16 @@ class FrameFile:
         """The parent's side: wraps *pieces* (they must not change until it is pickled)."""
         return cls(sum(memoryview(p).nbytes for p in pieces), pieces, None, None)
 
+    def settled(self) -> FrameFile:
+        """The worker's form of this frame (its own in-memory file, or bytes): a copy of the pieces.
+
+        For dask's scatter from inside a worker, which keeps the very object
+        instead of pickling it: the pieces are views of a live value.
+        """
+        if self.pieces is None:
+            return self
+        return _frame_file(self.nbytes, *self.pieces)
+
     def __sizeof__(self) -> int:
         return self.nbytes
 
