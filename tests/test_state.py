@@ -171,16 +171,16 @@ def test_serialised_once_per_version_and_rebuilt_once_per_worker():
 
 def test_the_snapshot_is_written_once_per_call(monkeypatch):
     from picklepool.pickler import frames
-    from picklepool.pickler.context import CallContext
+    from picklepool.pickler.context import SessionStore
 
     writes = []
-    real = CallContext.put_blob
+    real = SessionStore.put
 
     def counting(self, key, data):
         writes.append(frames.size(data) if isinstance(data, list) else len(data))
         return real(self, key, data)
 
-    monkeypatch.setattr(CallContext, "put_blob", counting)
+    monkeypatch.setattr(SessionStore, "put", counting)
     state = SharedState({"x": np.ones(1_000_000)})  # 8 MB
     out = Parallel(n_jobs=2, batch_size=1)(delayed(where)(state) for _ in range(50))
     assert len(out) == 50
@@ -332,3 +332,44 @@ def test_torch_model_and_optimizer_state_dicts():
     optimizer.step()
     state = SharedState({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
     assert Parallel(n_jobs=2)(delayed(restore_and_check)(state) for _ in range(4)) == [(True, True)] * 4
+
+
+def test_remaking_a_kept_snapshot_never_waits_for_a_with_block():
+    """A cluster that lost a kept snapshot has it made again from dask's callback thread."""
+    import weakref
+
+    from picklepool.pickler import frames
+    from picklepool.pickler.base import CloudPickler
+    from picklepool.state import _maker
+
+    pickler = CloudPickler()
+    state = SharedState({"a": 1})
+    make = _maker(weakref.ref(state), state.version, pickler)
+    assert frames.unpack(pickler, b"".join(make())) == {"a": 1}
+
+    with state._lock:  # a snapshot or a save in progress: same version, waited for
+        out: list = []
+        t = threading.Thread(target=lambda: out.append(make()))
+        t.start()
+    t.join()
+    assert frames.unpack(pickler, b"".join(out[0])) == {"a": 1}
+
+    entered, leave = threading.Event(), threading.Event()
+
+    def block() -> None:
+        with state:
+            entered.set()
+            leave.wait()
+
+    holder = threading.Thread(target=block)
+    holder.start()
+    entered.wait()
+    try:
+        assert make() is None  # the block moved the version on: that snapshot is gone
+    finally:
+        leave.set()
+        holder.join()
+    gone = SharedState({"a": 1})
+    make_gone = _maker(weakref.ref(gone), gone.version, pickler)
+    del gone
+    assert make_gone() is None

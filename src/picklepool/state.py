@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import uuid
+import weakref
 from typing import Any, Generic, TypeVar
 
 from . import settings
@@ -39,6 +40,7 @@ T = TypeVar("T")
 log = logging.getLogger("picklepool")
 
 _MEMO = "picklepool.SharedState"
+_LOCK_POLL = 0.05  # seconds between looks at the version while remaking a snapshot (``_maker``)
 
 
 def _worker_cache_bytes() -> int:
@@ -210,23 +212,25 @@ class SharedState(Generic[T]):
         return (pickler, None, self._version, data, len(data), None)
 
     def _for_call(self, ctx: Any) -> tuple[Any, ...]:
-        """Once per (state, version) for the call: pack, write a blob, memoize the reference."""
+        """Once per (state, version) for the call: a blob (kept across calls where the
+        backend can: dask), or inline bytes; the reference is memoized for the call."""
         key = (_MEMO, self._uid, self._version)
         args = ctx.memo.get(key)
         if args is not None:
             return args  # type: ignore[no-any-return]
         pickler = ctx.pickler
-        pieces = frames.pack(pickler, self._value)  # written piece by piece: no 50 MB join
-        token = ctx.memo.setdefault((_MEMO, "call"), uuid.uuid4().hex[:12])
-        source: Any
-        try:
-            source = ctx.put_blob(f"state-{self._uid}-{self._version}-{token}", pieces)
+        make = _maker(weakref.ref(self), self._version, pickler)
+        kept: tuple[Any, int] | None
+        try:  # pieces written one by one (no 50 MB join), or nothing when already kept
+            kept = ctx.keep_blob(f"state-{self._uid}-{self._version}", self._uid, self, make)
         except OSError as exc:
             log.debug("picklepool: SharedState blob not written (%s); sending it inline", exc)
-            source = None
-        if source is None:  # no blob store (in-process backends) or it failed
-            source = b"".join(pieces)
-        nbytes = frames.size(pieces)
+            kept = None
+        if kept is None:  # no blob store (in-process backends) or it failed
+            source: Any = b"".join(frames.pack(pickler, self._value))
+            nbytes = len(source)
+        else:
+            source, nbytes = kept
         args = ctx.memo[key] = (pickler, self._uid, self._version, source, nbytes, _worker_cache_bytes())
         return args
 
@@ -274,6 +278,35 @@ class SharedState(Generic[T]):
         """
         frame, version = checkpoint.read_frame(path, checkpoint.resolve_key(key))
         return cls._restored(frames.unpack(get_pickler(), frame), version)
+
+
+def _maker(ref: weakref.ref[SharedState[Any]], version: int, pickler: Any) -> Any:
+    """A function packing the state's value at *version* again: frame pieces, or None.
+
+    None once the state is gone or its version moved on (the snapshot of an older
+    version cannot be made any more). Called again when a cluster lost the copy,
+    from dask's callback thread: it must never wait for a ``with`` block, which may
+    itself wait for that thread (a call made inside the block). Entering a block
+    moves the version on right after taking the lock, so while the lock is busy
+    the version is looked at again every ``_LOCK_POLL`` seconds: a ``with`` block
+    gives None at once, a snapshot or ``save`` in progress is waited for.
+    """
+
+    def make() -> list[Any] | None:
+        state = ref()
+        if state is None:
+            return None
+        while state._version == version:
+            if state._lock.acquire(timeout=_LOCK_POLL):
+                try:
+                    if state._version != version:
+                        return None
+                    return frames.pack(pickler, state._value)
+                finally:
+                    state._lock.release()
+        return None
+
+    return make
 
 
 def _rebuild_state(

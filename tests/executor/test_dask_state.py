@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -36,3 +38,137 @@ def test_on_dask_a_change_never_reaches_the_next_task_of_the_batch(dask_client):
     assert same_batch_pairs(out) == 10
     assert all(seen for _, _, seen, _ in out) and all(own for _, _, _, own in out)
     assert pristine(state.value)
+
+
+# -- kept on the cluster across calls (executor.kept) ---------------------------------
+
+
+def read_x(state, i):
+    return float(state.value["x"][i])
+
+
+def read_all(state, n, **options):
+    """x[0..n) of the state, read by n tasks on the cluster."""
+    return Parallel(backend="dask", **options)(delayed(read_x)(state, i) for i in range(n))
+
+
+def _flush(client):
+    """Run what the client's loop has queued (a future's release is sent from there)."""
+
+    async def nothing():
+        return None
+
+    client.sync(nothing)
+
+
+def _scatters(client, monkeypatch):
+    """Record the size of every FrameFile (a kept snapshot) the client scatters."""
+    from picklepool.workers.framefile import FrameFile
+
+    sent: list[int] = []
+    real = client.scatter
+
+    def scatter(data, **kwargs):
+        sent.extend(item.nbytes for item in data if isinstance(item, FrameFile))
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(client, "scatter", scatter)
+    return sent
+
+
+def _rebuilds():
+    from picklepool.workers import snapshots
+
+    return snapshots.rebuilds
+
+
+def _forget_copies():
+    """A worker that never saw the state: its cache of rebuilt objects is emptied."""
+    from picklepool.workers import snapshots
+    from picklepool.workers.cache import objects
+
+    objects.clear()
+    snapshots._newest.clear()
+
+
+def test_an_unchanged_state_is_sent_once_for_all_calls(dask_client, monkeypatch):
+    from picklepool.executor import kept
+
+    sent = _scatters(dask_client, monkeypatch)
+    _serialised.clear()
+    state = SharedState({"x": np.arange(300_000.0), "c": Counted()})
+    before = dask_client.run(_rebuilds)
+    for _ in range(3):
+        assert read_all(state, 40, batch_size=5) == [float(i) for i in range(40)]
+    assert len(sent) == 1 and len(_serialised) == 1  # packed and scattered once, not per call
+    after = dask_client.run(_rebuilds)
+    assert all(after[w] - before.get(w, 0) <= 1 for w in after)  # rebuilt at most once per worker
+    [key] = kept.kept_for(dask_client).keys()
+    future = kept.kept_for(dask_client)._by_key[key].future
+
+    state.set({"x": np.arange(300_000.0) + 1, "c": Counted()})  # a new version: sent, the old one released
+    assert read_all(state, 4) == [1.0, 2.0, 3.0, 4.0]
+    assert len(sent) == 2 and len(_serialised) == 2
+    assert kept.kept_for(dask_client).keys() != [key]
+    _flush(dask_client)
+    assert future.key not in dask_client.refcount
+
+    newest = kept.kept_for(dask_client)._by_key[kept.kept_for(dask_client).keys()[0]].future
+    del state
+    gc.collect()
+    _flush(dask_client)  # the state is gone: so is its snapshot on the cluster
+    assert kept.kept_for(dask_client).keys() == []
+    assert newest.key not in dask_client.refcount
+
+
+def test_a_change_in_a_task_never_reaches_a_later_call_on_dask(dask_client):
+    state = SharedState(value())
+    changed = Parallel(backend="dask", batch_size=3)(
+        delayed(change)(state, how, "value") for how in ("ndarray element", "list append", "dict item") * 4
+    )
+    assert all(seen and own for _, _, seen, own in changed)
+    out = Parallel(backend="dask", batch_size=2)(delayed(look)(state) for _ in range(12))
+    assert all(seen for _, _, seen, _ in out)  # the copies kept by the workers were put back
+    assert pristine(state.value) and state.version == 0
+
+
+def test_a_worker_without_a_copy_gets_the_kept_snapshot_again(dask_client, monkeypatch):
+    sent = _scatters(dask_client, monkeypatch)
+    state = SharedState({"x": np.arange(300_000.0)})
+    assert read_all(state, 8) == [float(i) for i in range(8)]
+    dask_client.run(_forget_copies)  # as a restarted or new worker: nothing cached
+    before = dask_client.run(_rebuilds)
+    assert read_all(state, 8, batch_size=1) == [float(i) for i in range(8)]
+    assert len(sent) == 1  # not scattered again: the batches that missed it were sent it
+    after = dask_client.run(_rebuilds)
+    assert sum(after[w] - before.get(w, 0) for w in after) >= 1
+
+
+def test_a_kept_snapshot_lost_with_its_worker_is_scattered_again(dask_client, monkeypatch):
+    from picklepool.executor import kept
+
+    sent = _scatters(dask_client, monkeypatch)
+    state = SharedState({"x": np.arange(300_000.0)})
+    assert read_all(state, 4) == [0.0, 1.0, 2.0, 3.0]
+    registry = kept.kept_for(dask_client)
+    [key] = registry.keys()
+    future = registry._by_key[key].future
+    holders = dask_client.who_has([future])[future.key]
+    dask_client.restart_workers(list(holders))  # every copy is gone; dask cannot recompute it
+    dask_client.run(_forget_copies)  # a worker not restarted has to ask for it too
+    assert read_all(state, 6, batch_size=1) == [float(i) for i in range(6)]
+    assert len(sent) == 2  # packed again from the state, whose version has not moved
+    dask_client.wait_for_workers(2, timeout=60)
+
+
+def test_picklepool_shutdown_releases_kept_snapshots(dask_client):
+    import picklepool
+    from picklepool.executor import kept
+
+    state = SharedState({"x": np.arange(300_000.0)})
+    assert read_all(state, 2) == [0.0, 1.0]
+    future = kept.kept_for(dask_client)._by_key[kept.kept_for(dask_client).keys()[0]].future
+    picklepool.shutdown()
+    _flush(dask_client)
+    assert kept.kept_for(dask_client).keys() == [] and future.key not in dask_client.refcount
+    assert read_all(state, 2) == [0.0, 1.0]  # sent again

@@ -27,6 +27,7 @@ class Backend:
     counts_cluster = False  # n_jobs < 0 counts the cluster's threads, not local cores
     inline_single = False  # a pool of one worker runs in the calling thread instead
     uses_threads = False  # tasks run on threads of this process (a nested call runs below threads)
+    batch_growth = 2  # batch_size="auto": a batch holds at most this many times the previous one
     nesting_level = 0  # joblib's: 0 in a parent, 1 in a worker or pool thread, 2 below (make_backend sets it)
 
     def __init__(self, n_workers: int) -> None:

@@ -12,7 +12,11 @@ reference). Data a call sends once (functions larger than
 ``CallContext.put_blob``) is scattered to the cluster once per call
 (:class:`ScatterStore`); every batch carries the call's scattered futures, dask
 hands their bytes to the worker that runs it, and the worker rebuilds each
-object once (``workers.blobs``, ``workers.cache``).
+object once (``workers.blobs``, ``workers.cache``). ``SharedState`` snapshots
+(``CallContext.keep_blob``) stay on the cluster across calls while their version
+does (``executor.kept``): batches do not carry them, and a batch landing on a
+worker that has no copy yet answers ``MissingBlobs`` and is sent again with the
+data, to that worker.
 
 What differs from loky, and why:
 
@@ -39,8 +43,9 @@ from typing import Any
 
 from ..errors import WorkerCrashedError
 from ..wire import Batch
-from ..workers.blobs import BlobRef
+from ..workers.blobs import BlobRef, MissingBlobs
 from ..workers.runner import run_attached
+from . import kept
 from .backend import Backend
 
 NO_CLUSTER = (
@@ -103,7 +108,12 @@ def get_client(scheduler_address: str | None = None) -> Any:
 
 
 def close_clients() -> None:
-    """Close the clients picklepool opened (never the user's own client)."""
+    """Close the clients picklepool opened (never the user's own client).
+
+    Snapshots kept on any cluster (``executor.kept``) are released first, except
+    those a running call still uses (released when it ends).
+    """
+    kept.release_all()
     with _clients_lock:
         clients = list(_clients.values())
         _clients.clear()
@@ -157,6 +167,8 @@ class ScatterStore:
     The data lives as long as the call: ``drop`` releases it. The store keeps the
     bytes too, because dask cannot recompute scattered data: if the worker holding
     them dies, :meth:`restore` scatters them again and the batch is sent again.
+    Data put with :meth:`keep` outlives the call (``executor.kept``); batches do not
+    carry it.
     """
 
     def __init__(self, client: Any) -> None:
@@ -164,6 +176,7 @@ class ScatterStore:
         self.futures: dict[str, Any] = {}
         self._data: dict[str, bytes] = {}
         self._sent: dict[str, list[Any]] = {}  # every future scattered per key, restores too
+        self._kept: dict[str, kept.Kept] = {}  # kept across calls, checked out for this call
         self._lock = threading.Lock()
 
     def put(self, key: str, data: bytes | list[Any]) -> BlobRef:
@@ -176,6 +189,20 @@ class ScatterStore:
                 self._sent[key] = [self.futures[key]]
         return BlobRef(key, len(data))
 
+    def keep(self, key: str, family: str, owner: Any, make: kept.Make) -> tuple[BlobRef, int]:
+        """Data that stays on the cluster across calls (``pickler.context.BlobStore.keep``)."""
+        with self._lock:
+            entry = self._kept.get(key)
+        if entry is None:
+            entry = kept.kept_for(self.client).checkout(key, family, owner, make)
+            with self._lock:
+                if key in self._kept:  # put twice by this call: one checkout is enough
+                    kept.kept_for(self.client).checkin(entry)
+                    entry = self._kept[key]
+                else:
+                    self._kept[key] = entry
+        return BlobRef(key, entry.nbytes), entry.nbytes
+
     def _scatter(self, data: bytes) -> Any:
         [future] = self.client.scatter([data], hash=False)
         return future
@@ -185,8 +212,11 @@ class ScatterStore:
             self._data.pop(key, None)
             self._sent.pop(key, None)
             future = self.futures.pop(key, None)
+            entry = self._kept.pop(key, None)
         if future is not None:
             future.release()
+        if entry is not None:
+            kept.kept_for(self.client).checkin(entry)
 
     def attachment(self) -> dict[str, Any] | None:
         """The call's scattered futures: dask replaces them by their bytes on the worker."""
@@ -254,6 +284,8 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
         self._fn: Any = fn
         self._batch: Any = batch
         self._resends = 0
+        self._kept: dict[str, Any] = {}  # kept data the batch carries after a MissingBlobs
+        self._worker: str | None = None  # ... and the worker that asked for it
         self._dask_future: Any = None
         self._send()
 
@@ -262,8 +294,12 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
         # The attachment (a dict of scattered futures) is passed on its own, where dask
         # finds the futures and hands their data to the worker.
         batch = self._batch
+        attachment = {**(batch.attachment or {}), **self._kept} if self._kept else batch.attachment
+        where: dict[str, Any] = {}
+        if self._worker is not None:  # where the data is missing; elsewhere if it has gone
+            where = {"workers": [self._worker], "allow_other_workers": True}
         self._dask_future = self._backend.client.submit(
-            run_attached, self._fn, batch._replace(attachment=None), batch.attachment, key=key, pure=False
+            run_attached, self._fn, batch._replace(attachment=None), attachment, key=key, pure=False, **where
         )
         self._dask_future.add_done_callback(self._settle)
         if self.cancelled():  # cancelled while being sent again
@@ -293,6 +329,15 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
                     value = dask_future.result()
                 except CancelledError as exc:  # dropped since: its reply was on a lost worker
                     status, error = "cancelled", exc
+                if type(value) is MissingBlobs:
+                    if self._send_kept(value):
+                        return
+                    error = _lost(
+                        f"the worker {value.worker} has no copy of {', '.join(value.keys)}, kept on "
+                        "the cluster, and it could not be sent again: the worker holding it died "
+                        "and the SharedState has changed since"
+                    )
+                    value = None
             if status == "error":
                 error = _translate(dask_future.exception())
             elif status != "finished":
@@ -320,17 +365,45 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
 
     def _resend(self) -> bool:
         """Send the batch again if dask dropped it because the data it carries was lost."""
-        attachment = self._batch.attachment
-        if self._resends >= MAX_RESENDS or not isinstance(attachment, dict):
+        if self._resends >= MAX_RESENDS:
             return False
-        store = self._backend.store_of(attachment)
-        fresh = store.restore(attachment) if store is not None else None
-        if fresh is None:
+        attachment = self._batch.attachment
+        fresh = None
+        if isinstance(attachment, dict):
+            store = self._backend.store_of(attachment)
+            fresh = store.restore(attachment) if store is not None else None
+        restored = self._restore_kept()
+        if fresh is None and not restored:
             return False
         self._resends += 1
         self._release()
-        self._batch = self._batch._replace(attachment=fresh)
+        if fresh is not None:
+            self._batch = self._batch._replace(attachment=fresh)
         self._send()
+        return True
+
+    def _send_kept(self, missing: MissingBlobs) -> bool:
+        """Send the batch again with the kept data its worker had no copy of, to that worker."""
+        if any(key in self._kept for key in missing.keys):
+            return False  # it carried them already: something else is wrong
+        futures = kept.kept_for(self._backend.client).futures(missing.keys)
+        if futures is None:
+            return False
+        self._release()
+        self._kept.update(futures)
+        self._worker = missing.worker
+        self._send()
+        return True
+
+    def _restore_kept(self) -> bool:
+        """Scatter again the kept data this batch carries that the cluster lost; whether any was."""
+        lost = tuple(key for key, future in self._kept.items() if future.status != "finished")
+        if not lost:
+            return False
+        futures = kept.kept_for(self._backend.client).futures(lost)
+        if futures is None:
+            return False
+        self._kept.update(futures)
         return True
 
 
@@ -361,6 +434,7 @@ class DaskBackend(Backend):
     name = "dask"
     moves_bytes = True
     counts_cluster = True
+    batch_growth = 8  # each batch costs a round trip through the scheduler (~10 ms): grow fast
 
     def __init__(self, n_workers: int, scheduler_address: str | None = None) -> None:
         self.client = get_client(scheduler_address)

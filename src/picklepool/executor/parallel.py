@@ -391,7 +391,7 @@ class Parallel:
         pickler = resolve_pickler(s.pickler, source=s.sources["pickler"])[0] if backend.moves_bytes else None
         batcher: Any
         if s.batch_size == "auto":
-            batcher = AutoBatcher(backend.n_workers)
+            batcher = AutoBatcher(backend.n_workers, growth=backend.batch_growth)
         else:
             batcher = FixedBatcher(int(s.batch_size))
         worker_limits = None

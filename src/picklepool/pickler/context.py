@@ -10,6 +10,12 @@ None and reducers fall back to sending everything inline.
     -> tasks carry ref (small)
     workers.blobs.read_blob(ref)       worker, while unpickling: the bytes
 
+    ref, n = ctx.keep_blob(key, family, owner, make)
+                                       the same, for data that may outlive the
+                                       call (a ``SharedState`` version): dask keeps
+                                       it on the cluster while *owner* lives and no
+                                       newer *key* of its *family* was kept
+
 The store depends on the backend: loky writes a file in the session folder in
 /dev/shm (the reference is its path); dask scatters the bytes to the cluster once
 (the reference is a ``workers.blobs.BlobRef``, and each batch carries the call's
@@ -21,9 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+Make = Callable[[], "list[Any] | None"]  # a frame's pieces, made when needed (None: cannot be)
 
 
 class BlobStore(Protocol):
@@ -33,6 +42,15 @@ class BlobStore(Protocol):
         """Store *data* (bytes, or bytes-like pieces to be concatenated) under *key*.
 
         Once: later puts of the key are free. Returns its reference.
+        """
+
+    def keep(self, key: str, family: str, owner: Any, make: Make) -> tuple[Any, int]:
+        """Store what *make()* returns (frame pieces) under *key*, possibly beyond this call.
+
+        A store that keeps data across calls makes it only if it does not hold
+        *key* already, keeps it while *owner* lives, and drops it once a newer
+        key of the same *family* is kept and no call uses the old one. Returns
+        the reference and the data's size in bytes.
         """
 
     def drop(self, key: str) -> None:
@@ -48,12 +66,22 @@ class SessionStore:
     def __init__(self, session: Any, owner: Any) -> None:
         self.session = session
         self.owner = owner  # the call: calls sending the same content share one file
+        self.token = uuid.uuid4().hex[:12]  # kept blobs are written once per call here
+        self._names: dict[str, str] = {}
 
     def put(self, key: str, data: bytes | list[Any]) -> str:
         return self.session.write_blob(key, data, self.owner)  # type: ignore[no-any-return]
 
+    def keep(self, key: str, family: str, owner: Any, make: Make) -> tuple[str, int]:
+        """Once per call: a file of the call's own (workers keep what they rebuilt from it)."""
+        pieces = make()
+        if pieces is None:
+            raise LookupError(f"the data of {key!r} cannot be made")
+        name = self._names.setdefault(key, f"{key}-{self.token}")
+        return self.put(name, pieces), sum(memoryview(p).nbytes for p in pieces)
+
     def drop(self, key: str) -> None:
-        self.session.drop_blob(key, self.owner)
+        self.session.drop_blob(self._names.pop(key, key), self.owner)
 
     def attachment(self) -> None:
         return None
@@ -82,6 +110,19 @@ class CallContext:
         if key not in self.blobs:
             self.blobs.append(key)
         return ref
+
+    def keep_blob(self, key: str, family: str, owner: Any, make: Make) -> tuple[Any, int] | None:
+        """Send the frame pieces *make()* returns once, for this call and maybe later ones.
+
+        See ``BlobStore.keep``. Returns ``(reference, size in bytes)``, or None
+        without a store (*make* is not called then).
+        """
+        if self.store is None:
+            return None
+        ref, nbytes = self.store.keep(key, family, owner, make)
+        if key not in self.blobs:
+            self.blobs.append(key)
+        return ref, nbytes
 
     def attachment(self) -> Any:
         """What each batch carries for the workers to read this call's blobs."""

@@ -7,12 +7,17 @@ worker (a rebuild function called by the unpickler) reads the bytes with
 :func:`read_blob`. A reference is one of:
 
     str path         a file in the parent's session folder (loky, one machine)
-    BlobRef(key, n)  bytes the dask scheduler delivered to the worker along with
-                     the batch (scattered to the cluster once per call); the
-                     batch runner makes them visible with :func:`attached`
+    BlobRef(key, n)  data the dask scheduler delivered to the worker along with
+                     the batch (scattered to the cluster once per call, or kept
+                     there across calls: ``executor.kept``); the batch runner
+                     makes them visible with :func:`attached`
 
 Rebuilt objects should be cached by key in ``workers.cache.objects``, so that each
-worker rebuilds a blob once, not once per batch.
+worker rebuilds a blob once, not once per batch. A batch on dask does not carry
+the data kept across calls (the workers have rebuilt it already); a worker that
+has not reads a reference to it as missing, and :func:`collecting_missing` lets
+the dask entry point answer ``MissingBlobs`` instead, so that the parent sends
+that batch again with the data, to this worker.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import contextlib
 import contextvars
 import os
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class BlobRef(NamedTuple):
@@ -31,13 +36,41 @@ class BlobRef(NamedTuple):
     nbytes: int
 
 
-_attached: contextvars.ContextVar[Mapping[str, bytes] | None] = contextvars.ContextVar(
+class MissingBlobs(NamedTuple):
+    """A dask batch's answer when it needs data it was not sent: send it again with these.
+
+    *keys*: the references it could not read; *worker*: the address of the dask
+    worker that ran it (None if unknown), where the data should go.
+    """
+
+    keys: tuple[str, ...]
+    worker: str | None
+
+
+class BlobMissing(LookupError):
+    """A reference to data that was not delivered with the batch (see :func:`read_blob`)."""
+
+
+_attached: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "picklepool_blobs", default=None
+)
+_missing: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "picklepool_missing", default=None
 )
 
 
 @contextlib.contextmanager
-def attached(blobs: Mapping[str, bytes] | None) -> Iterator[None]:
+def collecting_missing(keys: list[str]) -> Iterator[None]:
+    """While the block runs, :func:`read_blob` appends to *keys* each reference it misses."""
+    token = _missing.set(keys)
+    try:
+        yield
+    finally:
+        _missing.reset(token)
+
+
+@contextlib.contextmanager
+def attached(blobs: Mapping[str, Any] | None) -> Iterator[None]:
     """Make the blobs delivered with a batch readable by :func:`read_blob`."""
     token = _attached.set(blobs)
     try:
@@ -46,12 +79,18 @@ def attached(blobs: Mapping[str, bytes] | None) -> Iterator[None]:
         _attached.reset(token)
 
 
-def read_blob(ref: str | BlobRef) -> bytes:
-    """The bytes a reference names (see the module docstring)."""
+def read_blob(ref: str | BlobRef) -> Any:
+    """The data a reference names (see the module docstring): bytes, or a ``FrameFile``.
+
+    Raises :class:`BlobMissing` for a ``BlobRef`` whose data the batch did not bring.
+    """
     if isinstance(ref, BlobRef):
         blobs = _attached.get()
         if blobs is None or ref.key not in blobs:
-            raise LookupError(
+            missing = _missing.get()
+            if missing is not None:
+                missing.append(ref.key)
+            raise BlobMissing(
                 f"blob {ref.key!r} ({ref.nbytes} bytes) was not delivered with this batch; "
                 "a BlobRef can only be read while the batch that carries it is being loaded"
             )

@@ -21,7 +21,7 @@ from ..errors import TaskTimeoutError
 from ..pickler.buffers import Frames
 from ..wire import Batch, Cancelled, Failure, FuncSpec, TaskFailed
 from . import buffers, changes, control, joblibnest, mirror, prologue, replies
-from .blobs import attached, blob_size, read_blob
+from .blobs import MissingBlobs, attached, blob_size, collecting_missing, read_blob
 from .cache import objects
 from .limits import before_batch
 from .memory import after_batch, retire
@@ -142,5 +142,26 @@ def run_packed(data: bytes) -> Any:
 
 
 def run_attached(fn: Callable[[Batch], Any], batch: Batch, attachment: Any) -> Any:
-    """``fn(batch)`` for dask, which delivers the batch's blobs as a separate argument."""
-    return fn(batch._replace(attachment=attachment))
+    """``fn(batch)`` for dask, which delivers the batch's blobs as a separate argument.
+
+    A batch that needed data kept on the cluster which this worker has not rebuilt
+    yet, and which the batch did not carry (``executor.kept``), ran none of its
+    tasks: the answer is then a ``blobs.MissingBlobs`` naming the data and this
+    worker, for the parent to send the batch again with it.
+    """
+    missing: list[str] = []
+    with collecting_missing(missing):
+        reply = fn(batch._replace(attachment=attachment))
+    if missing:
+        return MissingBlobs(tuple(dict.fromkeys(missing)), _worker_address())
+    return reply
+
+
+def _worker_address() -> str | None:
+    """The address of the dask worker running this thread's task, or None outside one."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return None

@@ -33,6 +33,7 @@ from ..pickler import frames
 from .blobs import BlobRef, read_blob
 from .cache import objects
 from .changes import Baseline, map_range
+from .framefile import MEMFD_MIN, FrameFile, memfd_copy
 from .tasks import current_task
 
 # Per worker: the newest version of each state rebuilt here (state id -> version).
@@ -42,17 +43,21 @@ _newest: dict[str, int] = {}
 rebuilds = 0
 
 
-def load(pickler: Any, source: str | BlobRef | bytes) -> Any:
+Source = str | BlobRef | bytes | FrameFile  # where a snapshot frame is (see ``Pristine.of``)
+
+
+def load(pickler: Any, source: Source) -> Any:
     """Rebuild the value of a snapshot frame: a blob path or reference, or the bytes."""
     return load_mapped(pickler, source)[0]
 
 
-def load_mapped(pickler: Any, source: str | BlobRef | bytes) -> tuple[Any, tuple[int, int] | None]:
+def load_mapped(pickler: Any, source: Source) -> tuple[Any, tuple[int, int] | None]:
     """The value of a snapshot frame, and the ``(address, length)`` of the map its arrays view.
 
     Bytes delivered with the batch (dask) are first copied into an in-memory file
     (``memfd_create``) and mapped the same way, so that ``workers.changes`` can tell
-    a read from a write there too; where that is not available, or for small
+    a read from a write there too; a ``FrameFile`` (dask, a snapshot kept on the
+    cluster) is such a file already. Where that is not available, or for small
     frames, the arrays are views of a private bytearray and the region is None.
     """
     pristine = Pristine.of(source)
@@ -66,8 +71,9 @@ class Pristine:
     """A snapshot's frame as this worker received it, kept to rebuild the value again.
 
     Large frames stay where they are, in a file: the blob (loky; the open file
-    outlives the call that wrote it) or an in-memory file holding the bytes
-    delivered with the batch (dask); the copy's arrays are copy-on-write views of
+    outlives the call that wrote it), the in-memory file of a ``FrameFile`` dask
+    delivered (the same file dask keeps: not copied), or an in-memory file holding
+    bytes delivered with the batch; the copy's arrays are copy-on-write views of
     that file already, so keeping it open costs no memory. Small frames (under
     ``MEMFD_MIN``, or without ``memfd_create``) are kept as bytes.
     """
@@ -79,9 +85,16 @@ class Pristine:
         self._closer = weakref.finalize(self, os.close, fd) if fd is not None else None
 
     @classmethod
-    def of(cls, source: str | BlobRef | bytes) -> Pristine:
-        if isinstance(source, BlobRef):
-            source = read_blob(source)
+    def of(cls, where: Source) -> Pristine:
+        """The frame *where* names (see ``workers.blobs``), kept as a file or bytes.
+
+        Raises ``blobs.BlobMissing`` for a reference to data the batch did not bring.
+        """
+        source = read_blob(where) if isinstance(where, BlobRef) else where
+        if isinstance(source, FrameFile):
+            if source.fd is not None:
+                return cls(os.dup(source.fd), None, source.nbytes)
+            source = source.data if source.data is not None else b"".join(source.pieces or ())
         if isinstance(source, str):
             fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             try:
@@ -92,7 +105,7 @@ class Pristine:
             finally:
                 os.close(fd)
         if len(source) >= MEMFD_MIN and hasattr(os, "memfd_create"):
-            return cls(_memfd_copy(source), None, len(source))
+            return cls(memfd_copy([source]), None, len(source))
         return cls(None, bytes(source), len(source))
 
     def load(self, pickler: Any) -> tuple[Any, tuple[int, int] | None]:
@@ -127,22 +140,6 @@ def _unpickle_mapped(pickler: Any, mapped: mmap.mmap) -> tuple[Any, tuple[int, i
     del stream, buffers, view
     _release(mapped, *spans[0])
     return value, map_range(mapped)
-
-
-MEMFD_MIN = 1 << 20  # frames from this size on are mapped from an in-memory file
-
-
-def _memfd_copy(data: Any) -> int:
-    """An in-memory file holding *data*: its descriptor."""
-    fd = os.memfd_create("picklepool-state", os.MFD_CLOEXEC)
-    try:
-        view, done = memoryview(data), 0
-        while done < len(view):
-            done += os.write(fd, view[done:])
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def _release(mapped: mmap.mmap, start: int, size: int) -> None:
