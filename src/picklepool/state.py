@@ -222,7 +222,9 @@ class SharedState(Generic[T]):
         make = _maker(weakref.ref(self), self._version, pickler)
         kept: tuple[Any, int] | None
         try:  # pieces written one by one (no 50 MB join), or nothing when already kept
-            kept = ctx.keep_blob(f"state-{self._uid}-{self._version}", self._uid, self, make)
+            # the pickler is part of the key: bytes one pickler wrote are never read by another
+            name = getattr(pickler, "name", None) or type(pickler).__qualname__
+            kept = ctx.keep_blob(f"state-{self._uid}-{self._version}-{name}", self._uid, self, make)
         except OSError as exc:
             log.debug("picklepool: SharedState blob not written (%s); sending it inline", exc)
             kept = None

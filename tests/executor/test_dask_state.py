@@ -172,3 +172,25 @@ def test_picklepool_shutdown_releases_kept_snapshots(dask_client):
     _flush(dask_client)
     assert kept.kept_for(dask_client).keys() == [] and future.key not in dask_client.refcount
     assert read_all(state, 2) == [0.0, 1.0]  # sent again
+
+
+def tag_of(state, i):
+    return state.value["tag"], i
+
+
+def test_on_dask_a_state_kept_by_one_pickler_is_never_read_by_another(dask_client):
+    from picklepool.pickler import register_pickler, unregister_pickler
+    from tests.custom_picklers import Zlibbed
+
+    register_pickler("zlibbed", Zlibbed)
+    try:
+        for first, then in (("hybrid", "zlibbed"), ("zlibbed", "hybrid")):
+            state = SharedState({"tag": "t"})
+            # one task: one worker unpacks the kept bytes; the other reads them in the next call
+            assert Parallel(backend="dask", pickler=first)(delayed(tag_of)(state, 0) for _ in range(1)) == [
+                ("t", 0)
+            ]
+            out = Parallel(backend="dask", pickler=then, batch_size=1)(delayed(tag_of)(state, i) for i in range(8))
+            assert out == [("t", i) for i in range(8)], (first, then)
+    finally:
+        unregister_pickler("zlibbed")

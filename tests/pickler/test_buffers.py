@@ -522,3 +522,17 @@ def test_a_large_pickle_stream_goes_through_a_file_and_is_removed():
     out = Parallel(n_jobs=2, batch_size=1)(delayed(length)(big) for _ in range(3))
     assert out == [(400_000, 399_999)] * 3
     assert not [e for e in os.listdir(session().path) if e.startswith("call-")]
+
+
+@pytest.mark.parametrize("value", [b"x" * (2 << 20), "y" * (2 << 20), [b"x" * (1 << 20)] * 2])
+def test_a_large_string_in_a_one_task_call_goes_through_a_file_not_the_pipe(value, monkeypatch):
+    written = []
+    real = buffers.write_file
+
+    def spy(path, data):
+        written.append(os.path.basename(path))
+        return real(path, data)
+
+    monkeypatch.setattr(buffers, "write_file", spy)
+    assert Parallel(n_jobs=2)(delayed(len)(value) for _ in range(1)) == [len(value)]
+    assert [name for name in written if name.startswith("p-")]  # the batch's pickle stream

@@ -42,6 +42,8 @@ def test_plain_values_pickle_as_the_pickler_would(name, value):
         [1, {2}],  # a set: not looked into
         list(range(plain.BUDGET + 1)),  # too many items: the usual road
         (1, (2, (3, [object()]))),
+        ((0,), ((b"x" * (plain.MAX_TEXT + 1),),), None),  # large: through a file, not the pipe
+        ["y" * (plain.MAX_TEXT + 1)],
     ],
 )
 def test_anything_else_takes_the_usual_road(value):

@@ -21,16 +21,23 @@ SAME_AS_STDLIB: set[type] = set()
 
 _ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 BUDGET = 256  # items looked at before giving up: a large batch takes the usual road
+MAX_TEXT = 1024  # characters or bytes of one string: so a plain value stays under ~256 KB
 
 
 def is_plain(obj: Any, budget: int = BUDGET) -> bool:
-    """*obj* holds only atoms in exact tuples, lists and dicts, within *budget* items."""
+    """*obj* holds only atoms in exact tuples, lists and dicts, within *budget* items.
+
+    Strings and bytes longer than ``MAX_TEXT`` are not plain: a large pickle stream
+    goes through a file (``pickler.buffers.PAYLOAD_FILE_MIN``), not through the pipe.
+    """
     stack = [obj]
     pop, push = stack.pop, stack.extend
     while stack:
         o = pop()
         t = type(o)
         if t in _ATOMS:
+            if (t is str or t is bytes) and len(o) > MAX_TEXT:
+                return False  # large: the usual road sends it through a file, not the pipe
             continue
         if t is tuple or t is list:
             budget -= len(o) + 1  # +1: a list that holds itself still runs out
