@@ -282,3 +282,29 @@ def test_timeout_interrupts_a_task_in_a_worker_thread(dask_client, tmp_path, tas
             pass
     assert dask_client.run(picklepool_threads_after_join, 30) == {w: [] for w in dask_client.nthreads()}
     assert Parallel(backend="dask", timeout=5)(delayed(square)(i) for i in range(3)) == [0, 1, 4]
+
+
+def nested_dask_sum(i):
+    return sum(Parallel(backend="dask", n_jobs=2)(delayed(abs)(-j) for j in range(3))) + i
+
+
+def test_a_dask_call_inside_dask_tasks_on_every_thread_finishes(dask_client):
+    """Each task's thread leaves the worker's pool while its call runs (joblib's secede)."""
+    n_threads = sum(dask_client.nthreads().values())
+    out = Parallel(backend="dask", batch_size=1)(delayed(nested_dask_sum)(i) for i in range(2 * n_threads))
+    assert out == [3 + i for i in range(2 * n_threads)]
+
+
+def nested_default_call(i):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = Parallel(n_jobs=2)(delayed(abs)(-j) for j in range(3))
+    return out, [str(w.message) for w in caught]
+
+
+def test_a_nested_loky_call_in_a_dask_task_says_it_runs_in_a_dask_worker(dask_client):
+    [(out, messages)] = Parallel(backend="dask")(delayed(nested_default_call)(0) for _ in range(1))
+    assert out == [0, 1, 2]
+    assert len(messages) == 1 and "inside a dask worker's task" in messages[0], messages

@@ -99,6 +99,17 @@ def test_the_parent_state_is_restored_when_it_changes_back(tmp_path, monkeypatch
     assert set(Parallel(n_jobs=2, batch_size=1)(delayed(worker_cwd)() for _ in range(4))) == {here}
 
 
+def test_a_deleted_working_folder_is_named_as_the_cause(tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(FileNotFoundError, match="working folder was deleted.*os.chdir"):
+        Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4))
+    monkeypatch.chdir(tmp_path)
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+
+
 def wander_off(folder):
     os.chdir(folder)
     return os.getcwd()

@@ -423,6 +423,17 @@ def _translate(exc: BaseException | None) -> BaseException:
     return exc
 
 
+def _secede() -> bool:
+    """Leave the dask worker's thread pool if this thread runs a dask task; whether it did."""
+    from distributed import secede
+    from distributed.worker import thread_state
+
+    if getattr(thread_state, "key", None) is None or not kept._in_worker():
+        return False  # not a task's thread (a plain client, or a thread the task started)
+    secede()
+    return True
+
+
 class DaskBackend(Backend):
     """Batches on a dask.distributed cluster, through the current or a named scheduler.
 
@@ -445,6 +456,18 @@ class DaskBackend(Backend):
         super().__init__(n_workers)
         self._inflight: weakref.WeakSet[_BatchFuture] = weakref.WeakSet()
         self._stores: weakref.WeakSet[ScatterStore] = weakref.WeakSet()
+        # A call made inside a dask task: its thread leaves the worker's thread pool
+        # while the call runs (as joblib's dask backend does), so the call's own batches
+        # can run on that worker instead of waiting for a thread that waits for them.
+        self._seceded = _secede()
+
+    def release(self, wait: bool = True) -> None:
+        """The call (or ``with`` block) is over: a task's thread takes its place back."""
+        if self._seceded:
+            self._seceded = False
+            from distributed import rejoin
+
+            rejoin()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run ``fn(batch)`` on the cluster for one ``wire.Batch`` (*fn*: ``workers.runner.run_batch``)."""

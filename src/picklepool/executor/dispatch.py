@@ -63,10 +63,18 @@ def parent_state(n_workers: int, numeric: tuple[Any, Any] | None = None) -> Pare
     """
     depth, cores = mirror.nesting()
     cores = cpu_count() if cores is None else cores
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            "this process's working folder was deleted (os.getcwd() fails): workers start each "
+            "batch in the caller's working folder, so that relative paths open the same files. "
+            "os.chdir() to a folder that exists before the call."
+        ) from exc
     return ParentState(
         tuple(sys.path),
         sys.getrecursionlimit(),
-        os.getcwd(),
+        cwd,
         depth + 1,
         max(1, cores // max(1, n_workers)),
         _int_digits(),

@@ -47,6 +47,14 @@ def _where() -> tuple[int | None, int]:
     return cores, depth
 
 
+def _daemon_kind() -> str:
+    """What the daemonic process this code runs in is: a dask worker, or a multiprocessing one."""
+    worker = sys.modules.get("distributed.worker")
+    if worker is not None and getattr(getattr(worker, "thread_state", None), "key", None) is not None:
+        return "a dask worker's task (a daemonic process; backend='dask' runs a nested call on the cluster)"
+    return "a daemonic multiprocessing worker (backend='multiprocessing')"
+
+
 def _nested(s: Settings, warn: bool) -> Settings:
     """*s*, run with one worker where a pool of processes cannot (or should not) start.
 
@@ -61,9 +69,7 @@ def _nested(s: Settings, warn: bool) -> Settings:
     if mirror.below_threads():
         where = "below threads (a task of backend='threading')"
     elif multiprocessing.current_process().daemon:
-        where = (
-            "inside a daemonic multiprocessing worker (backend='multiprocessing'), which cannot have children"
-        )
+        where = f"inside {_daemon_kind()}, which cannot have children"
     elif s.backend == "multiprocessing" and lokycompat.depth() > 0:
         where = "below loky (inside a loky worker)"
     else:
