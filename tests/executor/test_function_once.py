@@ -280,6 +280,22 @@ def test_a_global_changed_by_a_task_in_a_worker_does_not_reach_the_next_call():
     assert out.stdout.strip() == "[1, 1, 1, 1]", out.stderr
 
 
+def test_an_attribute_a_task_sets_on_its_function_does_not_reach_the_next_call():
+    out = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        def count(i):
+            count.calls = getattr(count, "calls", 0) + 1
+            return count.calls
+
+        # Six one-task calls on two workers: a worker runs at least three of them.
+        print([Parallel(n_jobs=2)(delayed(count)(i) for i in range(1))[0] for _ in range(6)])
+        """
+    )
+    assert out.stdout.strip() == "[1, 1, 1, 1, 1, 1]", out.stderr
+
+
 def test_an_importable_function_is_pickled_once_per_process_while_it_goes_by_reference():
     import cloudpickle
 

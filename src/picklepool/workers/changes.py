@@ -522,8 +522,7 @@ def _carried(func: types.FunctionType) -> list[Any]:
         out.append(func.__defaults__)
     if func.__kwdefaults__:
         out.append(func.__kwdefaults__)
-    if func.__dict__:
-        out.append(func.__dict__)
+    out.append(func.__dict__)  # even empty: a task may add an attribute (f.count = ...)
     for cell in func.__closure__ or ():
         try:
             out.append(cell.cell_contents)
