@@ -19,7 +19,7 @@ from typing import Any
 from .. import lokycompat
 from ..errors import TaskTimeoutError
 from ..pickler.buffers import Frames
-from ..wire import Batch, Cancelled, Failure, FuncSpec, TaskFailed
+from ..wire import Batch, Cancelled, Failure, FreedAfterSending, FuncSpec, TaskFailed
 from . import buffers, changes, control, joblibnest, mirror, prologue, replies
 from .blobs import attached, blob_size, read_blob
 from .cache import objects
@@ -117,18 +117,24 @@ def run_batch(batch: Batch) -> Any:
             outcome = execute(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
     finally:
         joblibnest.leave(nest)
-    del args, kwargs
     if type(outcome) is TaskFailed and isinstance(outcome.error, TaskTimeoutError) and lokycompat.depth():
         retire()  # replaced by loky after this reply; the rest of the pool is untouched
     status[1], status[2], status[3] = first, 0, control.DUMPING
     reply = replies.dump(pickler, outcome, first, batch.tasks, batch.isolate)
     status[1], status[3] = -1, control.RUNNING
-    if limits is not None:
-        del outcome
+    if limits is not None and limits.max_memory is not None:
+        del args, kwargs, outcome
         after_batch(limits, batch.session)  # RSS check; may ask loky to recycle this worker
-    return reply
+        return reply
+    # The arguments (and results) are freed once the reply is on its way, not before.
+    return FreedAfterSending(reply, (args, kwargs, outcome))
 
 
 def run_attached(fn: Callable[[Batch], Any], batch: Batch, attachment: Any) -> Any:
-    """``fn(batch)`` for dask, which delivers the batch's blobs as a separate argument."""
-    return fn(batch._replace(attachment=attachment))
+    """``fn(batch)`` for dask, which delivers the batch's blobs as a separate argument.
+
+    dask keeps a task's result until the client has it: the bare reply is returned,
+    so the batch's arguments are freed here rather than held that long.
+    """
+    reply = fn(batch._replace(attachment=attachment))
+    return reply.reply if type(reply) is FreedAfterSending else reply
