@@ -35,6 +35,10 @@ class Backend:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         raise NotImplementedError
 
+    def idle_workers(self) -> int | None:
+        """How many workers have nothing to do right now; None when the backend cannot tell."""
+        return None
+
     def refresh(self) -> None:
         """Before a call on a kept backend (``with Parallel() as p``): take a working pool."""
 
