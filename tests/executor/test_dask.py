@@ -7,6 +7,7 @@ in tests/conftest.py); skipped when dask.distributed is not installed.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -282,3 +283,12 @@ def test_timeout_interrupts_a_task_in_a_worker_thread(dask_client, tmp_path, tas
             pass
     assert dask_client.run(picklepool_threads_after_join, 30) == {w: [] for w in dask_client.nthreads()}
     assert Parallel(backend="dask", timeout=5)(delayed(square)(i) for i in range(3)) == [0, 1, 4]
+
+
+def test_a_large_list_argument_is_pickled_whole_on_dask_no_local_stream(dask_client, caplog):
+    # dask workers may run on other machines: no socket in a local folder reaches them
+    caplog.set_level(logging.DEBUG, logger="picklepool.executor.streaming")
+    big = list(range(200_000))
+    got = Parallel(backend="dask", n_jobs=2)(delayed(len)(big) for _ in range(1))
+    assert got == [200_000]
+    assert not [r for r in caplog.records if "streamed" in r.getMessage()]

@@ -25,6 +25,7 @@ quietly: the batch's future reports what happened, naming the task, as for any b
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import select
 import socket
@@ -41,6 +42,8 @@ from ..pickler.stream import BUFFER, DATA, HEADER, StreamRef, encode_buffer
 MIN_ITEMS = 20_000
 MAX_TASKS = 4  # batches of more tasks are pipelined by batching already
 POLL = 0.5  # seconds between two looks at the pool while waiting for the worker
+
+log = logging.getLogger(__name__)
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 _names = itertools.count()
@@ -167,10 +170,14 @@ class Outbound:
         Errors of *dump* itself (an argument that cannot be pickled) propagate.
         """
         assert self._conn is not None
+        writer = Writer(self._conn, look)
         try:
-            return dump(Writer(self._conn, look))
-        except StreamBroken:
+            entries = dump(writer)
+        except StreamBroken as exc:
+            log.debug("picklepool: stream to %s broken after %d bytes (%s)", self.path, writer.nbytes, exc)
             return []  # the batch's future tells what happened to the worker
+        log.debug("picklepool: batch streamed to its worker (%d bytes)", writer.nbytes)
+        return entries
 
     def _wake(self, _fut: Future[Any]) -> None:
         with self._lock:
