@@ -19,9 +19,9 @@ import types
 
 import pytest
 
-from picklepool import Executor, Parallel, PicklingError, WorkerCrashedError, delayed
+from picklepool import Executor, Parallel, PicklingError, WorkerCrashedError, delayed, lokycompat
 from picklepool.errors import UnpicklingError
-from picklepool.executor import streaming
+from picklepool.executor import pool, streaming
 from picklepool.executor.session import session
 from picklepool.pickler import register_pickler, unregister_pickler
 from tests.custom_picklers import Zlibbed
@@ -45,6 +45,11 @@ def streamed(caplog):
 def warm(n_jobs: int = 2) -> None:
     """Start the workers: a batch streams only to a worker that is up and idle."""
     Parallel(n_jobs=n_jobs)(delayed(abs)(-i) for i in range(n_jobs))
+
+
+def worker_pids() -> set[int]:
+    """The pids of the shared warm pool's workers."""
+    return set(lokycompat.worker_processes(pool._shared))
 
 
 def left_sockets() -> list[str]:
@@ -252,7 +257,7 @@ def test_a_worker_killed_mid_stream_gives_worker_crashed_error_naming_the_task(s
 
 def test_an_argument_that_fails_mid_stream_names_its_path_and_the_worker_survives(streamed):
     warm()
-    pids = set(Parallel(n_jobs=2)(delayed(os.getpid)() for _ in range(4)))
+    pids = worker_pids()
     values = [*range(N), CannotPickle(), *range(N)]
     with pytest.raises(PicklingError) as info:
         Parallel(n_jobs=2)(delayed(consume)(values) for _ in range(1))
@@ -263,7 +268,7 @@ def test_an_argument_that_fails_mid_stream_names_its_path_and_the_worker_survive
     assert left_sockets() == []
     # the worker that read the truncated stream replied with a failure and stays in the pool
     assert Parallel(n_jobs=2)(delayed(consume)(list(range(N))) for _ in range(1)) == [N]
-    assert set(Parallel(n_jobs=2)(delayed(os.getpid)() for _ in range(4))) <= pids
+    assert worker_pids() == pids
 
 
 def test_a_parent_interrupted_mid_stream_raises_at_once_and_the_next_call_works(streamed):

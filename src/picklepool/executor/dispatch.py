@@ -205,6 +205,11 @@ class Channel:
                         lambda writer: self.buffers.dump_stream(self.pickler, tasks, writer), self.look
                     )
         except Exception as exc:
+            # The worker reads to where the stream stopped and replies with a failure; wait
+            # for that, so that, as when a batch fails to pickle before it is sent, no batch
+            # of this call is left in a worker (one left would get the pool replaced).
+            outbound.close()
+            streaming.wait_out(fut, self.look)
             raise self._dumps_error(items, first, exc, describe) from exc
         finally:
             outbound.close()

@@ -20,6 +20,9 @@ waits, it looks at the pool every :data:`POLL` seconds, and stops waiting when t
 batch's future ends first (the worker failed before it read anything) or the pool
 stopped delivering. A broken connection (the worker died or gave up) ends the send
 quietly: the batch's future reports what happened, naming the task, as for any batch.
+An argument that cannot be pickled stops the stream; the worker fails on the
+truncated stream and replies, and the call raises the ``PicklingError`` once it has
+(:func:`wait_out`), so no batch is left running as none is when pickling fails first.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import select
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from concurrent import futures
 from concurrent.futures import Future
 from typing import Any
 
@@ -74,6 +78,14 @@ def worth_streaming(args: Any, kwargs: Any, single_arg: bool = False) -> bool:
     if kwargs is not None:
         values.extend(v for kw in kwargs if kw for v in kw.values())
     return any(_large(v) or any(map(_large, _shallow(v))) for v in values)
+
+
+def wait_out(fut: Future[Any], look: Callable[[], str | None]) -> None:
+    """Wait until *fut* is done, or *look* says the pool stopped delivering."""
+    while not fut.done():
+        futures.wait([fut], timeout=POLL)
+        if not fut.done() and look() is not None:
+            return
 
 
 class StreamBroken(ConnectionError):
