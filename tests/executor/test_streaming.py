@@ -196,6 +196,7 @@ def test_worth_streaming_looks_at_arguments_keywords_and_one_level_down():
     assert not streaming.worth_streaming([(small,)] * 2, None)
     assert not streaming.worth_streaming([(big,)] * (streaming.MAX_TASKS + 1), None)
     assert not streaming.worth_streaming([("x" * streaming.MIN_ITEMS,)], None)  # strings copy at C speed
+    assert not streaming.worth_streaming([1, "ab"], [7, None])  # not calls: the worker says so
 
 
 def test_threading_and_sequential_backends_pass_the_object_itself(streamed):

@@ -74,9 +74,11 @@ def worth_streaming(args: Any, kwargs: Any, single_arg: bool = False) -> bool:
     """
     if len(args) > MAX_TASKS:
         return False
-    values: list[Any] = list(args) if single_arg else [a for task in args for a in task]
+    # (items that are not calls are reported by the worker: skipped here)
+    values: list[Any]
+    values = list(args) if single_arg else [a for task in args if type(task) is tuple for a in task]
     if kwargs is not None:
-        values.extend(v for kw in kwargs if kw for v in kw.values())
+        values.extend(v for kw in kwargs if type(kw) is dict for v in kw.values())
     return any(_large(v) or any(map(_large, _shallow(v))) for v in values)
 
 
