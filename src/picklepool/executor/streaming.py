@@ -54,7 +54,12 @@ _names = itertools.count()
 
 
 def _large(value: Any) -> bool:
-    return isinstance(value, _CONTAINERS) and len(value) >= MIN_ITEMS
+    if not isinstance(value, _CONTAINERS):
+        return False
+    try:
+        return len(value) >= MIN_ITEMS
+    except Exception:  # noqa: BLE001 - a subclass's own __len__: not for us to report
+        return False
 
 
 def _shallow(value: Any) -> Iterable[Any]:
