@@ -14,7 +14,8 @@ import threading
 
 import pytest
 
-from picklepool.executor.streaming import StreamBroken, Writer
+from picklepool.executor import streaming
+from picklepool.executor.streaming import StreamBroken
 from picklepool.pickler.base import StdlibPickler
 from picklepool.pickler.buffers import Frames
 from picklepool.pickler.hybrid import HybridPickler
@@ -24,6 +25,21 @@ from picklepool.workers import streams
 
 def never() -> None:
     return None
+
+
+class Connected:
+    """Stands in for ``executor.streaming.Outbound``: the worker is connected already."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.settimeout(streaming.POLL)
+        self.sock = sock
+
+    def accept(self, look, wait):
+        return self.sock
+
+
+def writer(sock: socket.socket, look=never) -> streaming.Writer:
+    return streaming.Writer(Connected(sock), look)
 
 
 def send_in_thread(target, *args):
@@ -38,7 +54,9 @@ def stream_of(pickler, obj):
 
     def write():
         try:
-            pickler.dump(obj, Writer(a, never))
+            w = writer(a)
+            pickler.dump(obj, w)
+            w.finish()
         finally:
             a.close()
 
@@ -132,7 +150,7 @@ def test_the_writer_stops_when_the_reader_is_gone():
     a, b = socket.socketpair()
     b.close()
     with pytest.raises(StreamBroken, match="closed the stream"):
-        Writer(a, never).write(b"x" * 100)
+        writer(a).write(b"x" * 100)
     a.close()
 
 
@@ -146,7 +164,7 @@ def test_the_writer_stops_when_the_pool_stalls_while_the_socket_is_full(monkeypa
         return "the pool is gone" if len(looks) >= 2 else None
 
     with pytest.raises(StreamBroken, match="the pool is gone"):
-        Writer(a, look).write(b"x" * (64 << 20))  # nobody reads b: the socket fills
+        writer(a, look).write(b"x" * (64 << 20))  # nobody reads b: the socket fills
     assert len(looks) == 2
     a.close()
     b.close()

@@ -197,13 +197,12 @@ class Channel:
             self.buffers.sent(payload, fut)
             return fut
         streamed: list[Any] = []
+        tasks = (fidx, args, kwargs)
         try:
-            if outbound.connect(fut, self.look):
-                tasks = (fidx, args, kwargs)
-                with active(self.context):
-                    streamed = outbound.send(
-                        lambda writer: self.buffers.dump_stream(self.pickler, tasks, writer), self.look
-                    )
+            with active(self.context):
+                streamed = outbound.send(
+                    fut, lambda writer: self.buffers.dump_stream(self.pickler, tasks, writer), self.look
+                )
         except Exception as exc:
             # The worker reads to where the stream stopped and replies with a failure; wait
             # for that, so that, as when a batch fails to pickle before it is sent, no batch

@@ -14,11 +14,12 @@
   with ``max_nbytes=None``) and one of them is idle now (``Backend.idle_workers``,
   loky only): a batch queued behind busy workers is better pickled ahead.
 
-The calling thread submits the batch, waits for the worker to connect
-(:meth:`Outbound.connect`), then pickles into the socket (:class:`Writer`). While it
-waits, it looks at the pool every :data:`POLL` seconds, and stops waiting when the
-batch's future ends first (the worker failed before it read anything) or the pool
-stopped delivering. A broken connection (the worker died or gave up) ends the send
+The calling thread submits the batch, then pickles it into the socket
+(:class:`Writer`), holding what it pickles in memory until the worker connects
+(:meth:`Outbound.accept`). While it waits on the worker (for its connection, or for
+room in the socket), it looks at the pool every :data:`POLL` seconds, and stops when
+the batch's future ends first (the worker failed before it read anything) or the
+pool stopped delivering. A broken connection (the worker died or gave up) ends the send
 quietly: the batch's future reports what happened, naming the task, as for any batch.
 An argument that cannot be pickled stops the stream; the worker fails on the
 truncated stream and replies, and the call raises the ``PicklingError`` once it has
@@ -43,9 +44,10 @@ from ..pickler.stream import BUFFER, DATA, HEADER, StreamRef, encode_buffer
 
 # A list of this many ints pickles in ~0.3 ms and unpickles in ~0.8 ms here: below
 # that, the socket and the wait for the worker cost about what the overlap saves.
-MIN_ITEMS = 20_000
+MIN_ITEMS = 50_000
 MAX_TASKS = 4  # batches of more tasks are pipelined by batching already
 POLL = 0.5  # seconds between two looks at the pool while waiting for the worker
+_IOV_MAX = 512  # parts per sendmsg (Linux takes up to 1024)
 
 log = logging.getLogger(__name__)
 
@@ -102,33 +104,57 @@ class StreamBroken(ConnectionError):
 class Writer:
     """The file a pickler writes a streamed batch into: each ``write`` is a DATA message.
 
-    *look*: called when the socket stays full for ``POLL`` seconds; returns why the
-    pool cannot deliver any more (then the send stops), or None to keep waiting.
+    The pickler does not wait for the worker: until it connects, messages wait in
+    memory, and go as soon as it has (at worst, when the worker comes late, the whole
+    batch is pickled first, as an unstreamed one is). :meth:`finish` sends what is
+    left once the pickler is done. *look*: called when the socket stays full for
+    ``POLL`` seconds; returns why the pool cannot deliver any more (then the send
+    stops with ``StreamBroken``), or None to keep waiting.
     """
 
-    def __init__(self, sock: socket.socket, look: Callable[[], str | None]) -> None:
-        self._sock = sock
+    def __init__(self, outbound: Outbound, look: Callable[[], str | None]) -> None:
+        self._out = outbound
         self._look = look
-        sock.settimeout(POLL)
-        self.nbytes = 0  # pickle bytes sent
+        self._sock: socket.socket | None = None
+        self._held: list[Any] = []  # messages made before the worker connected
+        self.nbytes = 0  # pickle bytes written
+        self.held = 0  # of which made before the worker connected
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        self._send([HEADER.pack(DATA, view.nbytes), view])
+        self._message([HEADER.pack(DATA, view.nbytes), view])
         self.nbytes += view.nbytes
         return view.nbytes
 
     def buffer(self, path: str, nbytes: int) -> None:
         """Announce the file holding the next out-of-band buffer (``CallBuffers.dump_stream``)."""
         payload = encode_buffer(path, nbytes)
-        self._send([HEADER.pack(BUFFER, len(payload)), payload])
+        self._message([HEADER.pack(BUFFER, len(payload)), payload])
+
+    def finish(self) -> None:
+        """The pickler is done: wait for the worker if it has not connected yet, send the rest."""
+        if self._sock is None:
+            self._sock = self._out.accept(self._look, wait=True)
+            self._send(self._held)
+            self._held = []
+
+    def _message(self, parts: list[Any]) -> None:
+        if self._sock is None:
+            self._sock = self._out.accept(self._look, wait=False)
+            if self._sock is None:
+                self._held.extend(parts)
+                self.held += memoryview(parts[-1]).nbytes
+                return
+            parts, self._held = self._held + parts, []
+        self._send(parts)
 
     def _send(self, parts: list[Any]) -> None:
+        assert self._sock is not None
         while parts:
             try:
                 # MSG_NOSIGNAL: a dead reader is an error here, not SIGPIPE (if the program
                 # restored its default action, SIGPIPE would kill this process)
-                sent = self._sock.sendmsg(parts, (), socket.MSG_NOSIGNAL)
+                sent = self._sock.sendmsg(parts[:_IOV_MAX], (), socket.MSG_NOSIGNAL)
             except TimeoutError:
                 stalled = self._look()
                 if stalled is not None:
@@ -136,13 +162,15 @@ class Writer:
                 continue
             except (BrokenPipeError, ConnectionResetError) as exc:
                 raise StreamBroken(f"the worker closed the stream: {exc}") from exc
+            k = 0
             while sent:
-                first = memoryview(parts[0]).cast("B")
+                first = memoryview(parts[k]).cast("B")
                 if sent >= first.nbytes:
                     sent -= first.nbytes
-                    parts.pop(0)
+                    k += 1
                 else:
-                    parts[0], sent = first[sent:], 0
+                    parts[k], sent = first[sent:], 0
+            del parts[:k]
 
 
 class Outbound:
@@ -165,38 +193,62 @@ class Outbound:
         self._wake_r, self._wake_w = os.pipe()
         self._lock = threading.Lock()  # the wake pipe is not written once closed
         self._closed = False
+        self._fut: Future[Any] | None = None
         self._conn: socket.socket | None = None
 
-    def connect(self, fut: Future[Any], look: Callable[[], str | None]) -> bool:
-        """Wait until the worker running the batch of *fut* connects; True when it did.
+    def send(
+        self, fut: Future[Any], dump: Callable[[Writer], list[Any]], look: Callable[[], str | None]
+    ) -> list[Any]:
+        """``dump(writer)`` for the worker running the batch of *fut*: its result.
 
-        False when *fut* ends first (the worker replied without reading its arguments:
-        an error, or a cancelled call) or *look* says the pool stopped delivering.
+        Returns ``dump``'s result (the shared-memory files it used), or [] when the
+        worker left mid-stream: the batch's future then tells what happened. Errors of
+        *dump* itself (an argument that cannot be pickled) propagate.
         """
+        self._fut = fut
         fut.add_done_callback(self._wake)
-        while True:
-            ready, _, _ = select.select([self._listener.fileno(), self._wake_r], [], [], POLL)
-            if self._listener.fileno() in ready:
-                self._conn, _ = self._listener.accept()
-                self._unlink()  # nobody else may connect
-                return True
-            if ready or look() is not None:
-                return False
-
-    def send(self, dump: Callable[[Writer], list[Any]], look: Callable[[], str | None]) -> list[Any]:
-        """``dump(writer)`` into the connected worker; its result, or [] if the worker left.
-
-        Errors of *dump* itself (an argument that cannot be pickled) propagate.
-        """
-        assert self._conn is not None
-        writer = Writer(self._conn, look)
+        writer = Writer(self, look)
+        entries: list[Any] = []
         try:
-            entries = dump(writer)
+            entries = dump(writer)  # (its files are released when it fails)
+            writer.finish()
         except StreamBroken as exc:
-            log.debug("picklepool: stream to %s broken after %d bytes (%s)", self.path, writer.nbytes, exc)
-            return []  # the batch's future tells what happened to the worker
-        log.debug("picklepool: batch streamed to its worker (%d bytes)", writer.nbytes)
+            if self._conn is not None:
+                sent = writer.nbytes
+                log.debug("picklepool: stream to %s broken after %d bytes (%s)", self.path, sent, exc)
+            else:  # the batch ended, or the pool stalled, before the worker came
+                log.debug("picklepool: stream to %s not read (%s)", self.path, exc)
+            return entries  # released with the batch's future (CallBuffers.sent)
+        log.debug(
+            "picklepool: batch streamed to its worker (%d bytes, %d of them pickled before it connected)",
+            writer.nbytes,
+            writer.held,
+        )
         return entries
+
+    def accept(self, look: Callable[[], str | None], wait: bool) -> socket.socket | None:
+        """The worker's connection; None if it has not connected and *wait* is False.
+
+        Waiting, raises ``StreamBroken`` when the batch's future ends first (the worker
+        replied without reading its arguments: an error, a cancelled call) or *look*
+        says the pool stopped delivering.
+        """
+        listener = self._listener.fileno()
+        while True:
+            if self._fut is not None and self._fut.done():
+                raise StreamBroken("the batch ended before its worker read it")
+            ready, _, _ = select.select([listener, self._wake_r], [], [], POLL if wait else 0)
+            if listener in ready:
+                self._conn, _ = self._listener.accept()
+                self._conn.settimeout(POLL)
+                self._unlink()  # nobody else may connect
+                return self._conn
+            if not wait:
+                return None
+            if not ready:
+                stalled = look()
+                if stalled is not None:
+                    raise StreamBroken(stalled)
 
     def _wake(self, _fut: Future[Any]) -> None:
         with self._lock:
