@@ -14,13 +14,15 @@
   with ``max_nbytes=None``) and one of them is idle now (``Backend.idle_workers``,
   loky only): a batch queued behind busy workers is better pickled ahead.
 
-The calling thread submits the batch, then pickles it into the socket
-(:class:`Writer`), holding what it pickles in memory until the worker connects
-(:meth:`Outbound.accept`). While it waits on the worker (for its connection, or for
-room in the socket), it looks at the pool every :data:`POLL` seconds, and stops when
-the batch's future ends first (the worker failed before it read anything) or the
-pool stopped delivering. A broken connection (the worker died or gave up) ends the send
-quietly: the batch's future reports what happened, naming the task, as for any batch.
+The calling thread submits the batch, waits up to :data:`CONNECT_WAIT` for the worker
+to connect (pickling holds the GIL, which loky's threads need to hand the batch over),
+then pickles it into the socket (:class:`Writer`), holding what it pickles in memory
+until the worker has connected if it has not yet (:meth:`Outbound.accept`). While it
+waits on the worker (for its connection, or for room in the socket), it looks at the
+pool every :data:`POLL` seconds, and stops when the batch's future ends first (the
+worker failed before it read anything) or the pool stopped delivering. A broken
+connection (the worker died or gave up) ends the send quietly: the batch's future
+reports what happened, naming the task, as for any batch.
 An argument that cannot be pickled stops the stream; the worker fails on the
 truncated stream and replies, and the call raises the ``PicklingError`` once it has
 (:func:`wait_out`), so no batch is left running as none is when pickling fails first.
@@ -34,6 +36,7 @@ import os
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from concurrent.futures import Future
@@ -47,6 +50,10 @@ from ..pickler.stream import BUFFER, DATA, HEADER, StreamRef, encode_buffer
 MIN_ITEMS = 50_000
 MAX_TASKS = 4  # batches of more tasks are pipelined by batching already
 POLL = 0.5  # seconds between two looks at the pool while waiting for the worker
+# Seconds the parent waits for an idle worker to connect before it pickles anyway
+# (holding what it makes until the worker comes). An idle worker connects within
+# about 1 ms here (a few under load); this bounds what a wrong guess costs.
+CONNECT_WAIT = 0.02
 _IOV_MAX = 512  # parts per sendmsg (Linux takes up to 1024)
 
 log = logging.getLogger(__name__)
@@ -131,16 +138,20 @@ class Writer:
         payload = encode_buffer(path, nbytes)
         self._message([HEADER.pack(BUFFER, len(payload)), payload])
 
+    def connect(self, wait: float) -> None:
+        """Wait at most *wait* seconds for the worker to connect, before any pickling."""
+        self._sock = self._out.accept(self._look, wait=wait)
+
     def finish(self) -> None:
         """The pickler is done: wait for the worker if it has not connected yet, send the rest."""
         if self._sock is None:
-            self._sock = self._out.accept(self._look, wait=True)
+            self._sock = self._out.accept(self._look, wait=None)
             self._send(self._held)
             self._held = []
 
     def _message(self, parts: list[Any]) -> None:
         if self._sock is None:
-            self._sock = self._out.accept(self._look, wait=False)
+            self._sock = self._out.accept(self._look, wait=0)
             if self._sock is None:
                 self._held.extend(parts)
                 self.held += memoryview(parts[-1]).nbytes
@@ -210,6 +221,9 @@ class Outbound:
         writer = Writer(self, look)
         entries: list[Any] = []
         try:
+            # Pickling holds the GIL, which loky's threads need to hand the batch to the
+            # worker: wait for the worker first (the GIL released), for a while.
+            writer.connect(CONNECT_WAIT)
             entries = dump(writer)  # (its files are released when it fails)
             writer.finish()
         except StreamBroken as exc:
@@ -226,24 +240,27 @@ class Outbound:
         )
         return entries
 
-    def accept(self, look: Callable[[], str | None], wait: bool) -> socket.socket | None:
-        """The worker's connection; None if it has not connected and *wait* is False.
+    def accept(self, look: Callable[[], str | None], wait: float | None) -> socket.socket | None:
+        """The worker's connection, waiting for it at most *wait* seconds (None: as long
+        as it takes); None if it has not connected by then.
 
-        Waiting, raises ``StreamBroken`` when the batch's future ends first (the worker
-        replied without reading its arguments: an error, a cancelled call) or *look*
-        says the pool stopped delivering.
+        Raises ``StreamBroken`` when the batch's future ends first (the worker replied
+        without reading its arguments: an error, a cancelled call) or, while waiting,
+        *look* says the pool stopped delivering.
         """
         listener = self._listener.fileno()
+        deadline = None if wait is None else time.monotonic() + wait
         while True:
             if self._fut is not None and self._fut.done():
                 raise StreamBroken("the batch ended before its worker read it")
-            ready, _, _ = select.select([listener, self._wake_r], [], [], POLL if wait else 0)
+            left = POLL if deadline is None else min(POLL, max(0.0, deadline - time.monotonic()))
+            ready, _, _ = select.select([listener, self._wake_r], [], [], left)
             if listener in ready:
                 self._conn, _ = self._listener.accept()
                 self._conn.settimeout(POLL)
                 self._unlink()  # nobody else may connect
                 return self._conn
-            if not wait:
+            if deadline is not None and time.monotonic() >= deadline:
                 return None
             if not ready:
                 stalled = look()
