@@ -298,3 +298,89 @@ def test_a_worker_that_fails_before_reading_does_not_keep_the_parent_waiting(str
         Parallel(n_jobs=2, pickler="pickle")(delayed(task)(list(range(N))) for _ in range(1))
     assert streamed() == 0
     assert left_sockets() == []
+
+
+# -- the parent's side, piece by piece ----------------------------------------------------
+
+
+class LateWorker:
+    """Stands in for ``Outbound``: the worker connects at the *k*-th look for it."""
+
+    def __init__(self, sock, k):
+        sock.settimeout(streaming.POLL)
+        self.sock, self.k, self.looks = sock, k, 0
+
+    def accept(self, look, wait):
+        self.looks += 1
+        return self.sock if self.looks >= self.k or wait is None else None
+
+
+@pytest.mark.parametrize("k", [1, 3, 10**6], ids=["at-once", "after-some-frames", "after-the-dump"])
+def test_what_is_pickled_before_the_worker_connects_is_sent_first_in_order(k):
+    import socket
+    import threading
+
+    from picklepool.pickler.stream import StreamRef
+    from picklepool.workers.streams import Reader
+
+    value = {"values": list(range(300_000)), "blob": b"z" * 200_000}
+    a, b = socket.socketpair()
+    got = []
+    reader = threading.Thread(target=lambda: got.append(pickle.load(Reader(b, StreamRef("unused")))))
+    reader.start()
+    writer = streaming.Writer(LateWorker(a, k), lambda: None)
+    pickle.Pickler(writer, protocol=5).dump(value)
+    writer.finish()
+    a.close()
+    reader.join()
+    b.close()
+    assert got == [value]
+    assert (writer.held > 0) == (k > 1)
+
+
+@pytest.fixture
+def outbound(tmp_path):
+    out = streaming.Outbound(str(tmp_path), 1 << 20, "c")
+    yield out
+    out.close()
+
+
+def test_outbound_gives_up_at_once_when_asked_not_to_wait(outbound):
+    assert outbound.accept(lambda: None, wait=0) is None
+    assert os.path.exists(outbound.path)
+
+
+def test_outbound_sends_nothing_for_a_batch_that_ended_first(outbound, caplog):
+    from concurrent.futures import Future
+
+    caplog.set_level(logging.DEBUG, logger=streaming.__name__)
+    fut: Future = Future()
+    fut.set_result(b"failure")  # the worker replied without connecting
+    dumped = []
+    assert outbound.send(fut, lambda writer: dumped.append(writer) or [], lambda: None) == []
+    assert dumped == []
+    assert "ended before its worker read it" in caplog.text
+
+
+def test_outbound_stops_waiting_when_the_pool_stalls(outbound, monkeypatch):
+    monkeypatch.setattr(streaming, "POLL", 0.01)
+    looks = []
+
+    def look():
+        looks.append(1)
+        return "the pool is gone" if len(looks) == 3 else None
+
+    with pytest.raises(streaming.StreamBroken, match="the pool is gone"):
+        outbound.accept(look, wait=None)
+    assert len(looks) == 3
+
+
+def test_outbound_close_removes_the_socket_and_ignores_a_late_future(outbound):
+    from concurrent.futures import Future
+
+    fut: Future = Future()
+    fut.add_done_callback(outbound._wake)
+    outbound.close()
+    assert not os.path.exists(outbound.path)
+    fut.set_result(None)  # its callback must not write to the closed pipe
+    outbound.close()  # twice is fine
