@@ -217,7 +217,11 @@ class Channel:
 
     def _outbound(self, args: Any, kwargs: Any, single_arg: bool) -> streaming.Outbound | None:
         """The stream a batch goes through (``executor.streaming``), or None: pickled whole first."""
-        if not (self.pickler.streams and streaming.worth_streaming(args, kwargs, single_arg)):
+        if not (
+            streaming.SUPPORTED
+            and self.pickler.streams
+            and streaming.worth_streaming(args, kwargs, single_arg)
+        ):
             return None
         idle = self.backend.idle_workers()
         folder = self.buffers.stream_folder() if idle is not None and idle > 0 else None

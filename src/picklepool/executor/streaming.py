@@ -57,6 +57,7 @@ POLL = 0.5  # seconds between two looks at the pool while waiting for the worker
 # about 1 ms here (a few under load); this bounds what a wrong guess costs.
 CONNECT_WAIT = 0.02
 _IOV_MAX = 512  # parts per sendmsg (Linux takes up to 1024)
+SUPPORTED = hasattr(socket, "AF_UNIX") and hasattr(select, "poll")  # not on Windows
 
 log = logging.getLogger(__name__)
 
@@ -251,12 +252,15 @@ class Outbound:
         *look* says the pool stopped delivering.
         """
         listener = self._listener.fileno()
+        poller = select.poll()  # (select() refuses descriptors past 1023)
+        poller.register(listener, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
         deadline = None if wait is None else time.monotonic() + wait
         while True:
             if self._fut is not None and self._fut.done():
                 raise StreamBroken("the batch ended before its worker read it")
             left = POLL if deadline is None else min(POLL, max(0.0, deadline - time.monotonic()))
-            ready, _, _ = select.select([listener, self._wake_r], [], [], left)
+            ready = [fd for fd, _events in poller.poll(left * 1000)]
             if listener in ready:
                 self._conn, _ = self._listener.accept()
                 self._conn.settimeout(POLL)
