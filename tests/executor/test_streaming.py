@@ -15,6 +15,7 @@ import logging
 import os
 import pickle
 import sys
+import threading
 import types
 
 import pytest
@@ -25,6 +26,7 @@ from picklepool.executor import pool, streaming
 from picklepool.executor.session import session
 from picklepool.pickler import register_pickler, unregister_pickler
 from tests.custom_picklers import Zlibbed
+from tests.fake_outbound import FakeOutbound, write_all
 
 N = 200_000  # items: well above streaming.MIN_ITEMS
 
@@ -38,8 +40,20 @@ def streamed(caplog):
     """``streamed()``: how many batches went through a stream since the test began
     (``streamed("broken")``: how many streams the worker's end broke)."""
     caplog.set_level(logging.DEBUG, logger=streaming.__name__)
-    texts = {"done": "batch streamed to its worker", "broken": "broken after"}
-    return lambda what="done": sum(texts[what] in r.getMessage() for r in caplog.records)
+    texts = {"done": "batch streamed to its worker", "broken": "broken ("}
+
+    def count(what: str = "done") -> int:
+        join_senders()  # a sender thread may still be saying it
+        return sum(texts[what] in r.getMessage() for r in caplog.records)
+
+    return count
+
+
+def join_senders() -> None:
+    """Wait for the sender threads of streams still being sent (they end with their stream)."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("picklepool-stream-"):
+            thread.join()
 
 
 def warm(n_jobs: int = 2) -> None:
@@ -53,6 +67,7 @@ def worker_pids() -> set[int]:
 
 
 def left_sockets() -> list[str]:
+    join_senders()
     return glob.glob(os.path.join(session().path, "call-*", "s-*"))
 
 
@@ -303,18 +318,6 @@ def test_a_worker_that_fails_before_reading_does_not_keep_the_parent_waiting(str
 # -- the parent's side, piece by piece ----------------------------------------------------
 
 
-class LateWorker:
-    """Stands in for ``Outbound``: the worker connects at the *k*-th look for it."""
-
-    def __init__(self, sock, k):
-        sock.settimeout(streaming.POLL)
-        self.sock, self.k, self.looks = sock, k, 0
-
-    def accept(self, look, wait):
-        self.looks += 1
-        return self.sock if self.looks >= self.k or wait is None else None
-
-
 @pytest.mark.parametrize("k", [1, 3, 10**6], ids=["at-once", "after-some-frames", "after-the-dump"])
 def test_what_is_pickled_before_the_worker_connects_is_sent_first_in_order(k):
     import socket
@@ -323,19 +326,22 @@ def test_what_is_pickled_before_the_worker_connects_is_sent_first_in_order(k):
     from picklepool.pickler.stream import StreamRef
     from picklepool.workers.streams import Reader
 
-    value = {"values": list(range(300_000)), "blob": b"z" * 200_000}
+    value = {"values": list(range(300_000)), "blob": bytearray(b"z" * 200_000)}
     a, b = socket.socketpair()
     got = []
     reader = threading.Thread(target=lambda: got.append(pickle.load(Reader(b, StreamRef("unused")))))
     reader.start()
-    writer = streaming.Writer(LateWorker(a, k), lambda: None)
+    fake = FakeOutbound(a, k)
+    writer = streaming.Writer(fake, lambda: None)
     pickle.Pickler(writer, protocol=5).dump(value)
-    writer.finish()
-    a.close()
+    value["blob"][:3] = b"new"  # changed once dumped: what was pickled is sent
+    write_all(writer, fake)
     reader.join()
     b.close()
+    value["blob"][:3] = b"zzz"
     assert got == [value]
     assert (writer.held > 0) == (k > 1)
+    assert fake.log == [] or fake.log[0].startswith("streamed")
 
 
 @pytest.fixture

@@ -35,8 +35,8 @@ class Backend:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         raise NotImplementedError
 
-    def idle_workers(self) -> int | None:
-        """How many workers have nothing to do right now; None when the backend cannot tell."""
+    def pool_load(self) -> tuple[int, int] | None:
+        """``(workers started, jobs queued or running)`` now; None when the backend cannot tell."""
         return None
 
     def refresh(self) -> None:

@@ -71,13 +71,12 @@ class LokyBackend(Backend):
             self._get()
             return self._executor.submit(fn, *args)  # type: ignore[no-any-return]
 
-    def idle_workers(self) -> int | None:
+    def pool_load(self) -> tuple[int, int] | None:
         executor = self._executor
         if executor is None or not lokycompat.usable(executor):
             return None
-        # workers still starting count as busy: the batch is better pickled meanwhile
         started = min(lokycompat.size(executor), len(lokycompat.worker_processes(executor)))
-        return started - lokycompat.pending(executor)
+        return started, lokycompat.pending(executor)
 
     def refresh(self) -> None:
         """Before a call on a kept backend: a fresh executor if this one broke."""

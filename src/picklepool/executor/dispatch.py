@@ -223,8 +223,9 @@ class Channel:
             and streaming.worth_streaming(args, kwargs, single_arg)
         ):
             return None
-        idle = self.backend.idle_workers()
-        folder = self.buffers.stream_folder() if idle is not None and idle > 0 else None
+        if not streaming.room_for_one(self.backend.pool_load(), cpu_count()):
+            return None
+        folder = self.buffers.stream_folder()
         if folder is None:
             return None
         try:
