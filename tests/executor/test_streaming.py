@@ -390,3 +390,19 @@ def test_outbound_close_removes_the_socket_and_ignores_a_late_future(outbound):
     assert not os.path.exists(outbound.path)
     fut.set_result(None)  # its callback must not write to the closed pipe
     outbound.close()  # twice is fine
+
+
+def test_a_batch_streams_only_to_an_idle_worker_with_a_core_to_spare():
+    assert streaming.room_for_one((2, 0), cores=2)
+    assert not streaming.room_for_one((2, 1), cores=2)  # the parent and two workers on two cores
+    assert streaming.room_for_one((4, 2), cores=8)
+    assert not streaming.room_for_one((4, 4), cores=8)  # every worker busy: pickled ahead
+    assert not streaming.room_for_one((0, 0), cores=8)  # workers still starting
+    assert not streaming.room_for_one(None, cores=8)  # a backend that cannot tell
+
+
+def test_batches_after_the_first_of_a_busy_pool_are_pickled_whole(streamed):
+    warm()
+    values = [list(range(N)) for _ in range(4)]
+    assert Parallel(n_jobs=2, batch_size=1)(delayed(len)(v) for v in values) == [N] * 4
+    assert 1 <= streamed() <= 4
