@@ -20,7 +20,7 @@ from .. import lokycompat
 from ..errors import TaskTimeoutError
 from ..pickler.buffers import Frames
 from ..wire import Batch, Cancelled, Failure, FreedAfterSending, FuncSpec, TaskFailed
-from . import buffers, changes, control, joblibnest, mirror, prologue, replies
+from . import buffers, changes, control, joblibnest, mirror, prologue, replies, warmheap
 from .blobs import attached, blob_size, read_blob
 from .cache import objects
 from .limits import before_batch
@@ -132,8 +132,9 @@ def run_batch(batch: Batch) -> Any:
         after_batch(limits, batch.session)  # RSS check; may ask loky to recycle this worker
         return reply
     if isinstance(batch.tasks, Frames) or len(batch.tasks) >= FREE_AFTER_SENDING:
-        # Large arguments (and results) are freed once the reply is on its way, not before.
-        return FreedAfterSending(reply, (args, kwargs, outcome))
+        # Large arguments (and results) are freed once the reply is on its way, not before;
+        # the memory they took stays with the worker for the next batch (workers.warmheap).
+        return FreedAfterSending(reply, (args, kwargs, outcome), warmheap.keep_warm)
     return reply
 
 
@@ -141,7 +142,11 @@ def run_attached(fn: Callable[[Batch], Any], batch: Batch, attachment: Any) -> A
     """``fn(batch)`` for dask, which delivers the batch's blobs as a separate argument.
 
     dask keeps a task's result until the client has it: the bare reply is returned,
-    so the batch's arguments are freed here rather than held that long.
+    so the batch's arguments are freed here rather than held that long (and their
+    memory is not kept: dask watches its workers' memory itself).
     """
     reply = fn(batch._replace(attachment=attachment))
-    return reply.reply if type(reply) is FreedAfterSending else reply
+    if type(reply) is FreedAfterSending:
+        reply.then = None
+        return reply.reply
+    return reply
