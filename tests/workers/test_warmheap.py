@@ -34,6 +34,8 @@ def test_a_sample_of_large_scalar_containers_is_kept_and_replaces_the_last():
     assert warmheap.kept() == 2 * (n // warmheap.STRIDE + 1)
     warmheap.keep_warm(columns(kw={str(i): i for i in range(n)}))  # keywords, dicts: keys and values
     assert warmheap.kept() == 2 * (n // warmheap.STRIDE + 1)
+    warmheap.keep_warm(([(i,) for i in range(100)], None, None))  # many tiny tasks: not looked at
+    assert warmheap.kept() == 2 * (n // warmheap.STRIDE + 1)
     warmheap.keep_warm(columns([1, 2, 3]))  # a small batch keeps nothing: the last sample goes
     assert warmheap.kept() == 0
 

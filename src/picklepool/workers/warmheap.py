@@ -6,8 +6,8 @@ a million ints fills about 32 arenas; freeing it gives them all back, and the ne
 batch is rebuilt in fresh pages, each one a page fault: ~7,800 faults for 1M ints, about
 a third of its unpickling time here (31 ms, 16-24 ms without the faults).
 
-So when a large batch's arguments are freed (after its reply is sent, see
-``wire.FreedAfterSending``), :func:`keep_warm` first keeps a sparse sample of the
+So when a large batch of a few tasks has its arguments freed (after its reply is sent,
+see ``wire.FreedAfterSending``), :func:`keep_warm` first keeps a sparse sample of the
 scalars of its large list, tuple and dict arguments: one item in :data:`STRIDE`, several
 in every arena the container's items were built in. Those arenas stay mapped, and the
 next batch's objects fill their free pages again. Each sample replaces the previous one,
@@ -29,6 +29,7 @@ from typing import Any
 
 STRIDE = 1024  # one item kept in this many: 32 KB apart for ints, ~32 per 1 MB arena
 MIN_ITEMS = 50_000  # smaller containers: not worth a look (as executor.streaming.MIN_ITEMS)
+MAX_TASKS = 4  # batches of more tasks are not looked at (as executor.streaming.MAX_TASKS)
 KEEP_MAX_BYTES = 128 << 20  # what the items of the containers sampled may take, estimated
 
 _SCALARS = frozenset({int, float, complex, str, bytes})
@@ -60,8 +61,14 @@ def _sample(container: Any) -> list[Any]:
 
 def keep_warm(keep: Any) -> None:
     """Keep a sample of the batch's large arguments' scalars (*keep*: ``(args, kwargs, ...)``,
-    the columns ``workers.runner`` holds) in place of the last one. Never raises."""
+    the columns ``workers.runner`` holds) in place of the last one.
+
+    Batches of more than :data:`MAX_TASKS` tasks (tiny tasks by the thousand) are not
+    looked at, and leave the last sample as it is.
+    """
     args, kwargs = keep[0], keep[1]
+    if len(args) > MAX_TASKS:
+        return
     values: list[Any] = [a for task in args if type(task) is tuple for a in task]
     if kwargs is not None:
         values.extend(v for kw in kwargs if type(kw) is dict for v in kw.values())
