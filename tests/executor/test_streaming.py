@@ -406,3 +406,26 @@ def test_batches_after_the_first_of_a_busy_pool_are_pickled_whole(streamed):
     values = [list(range(N)) for _ in range(4)]
     assert Parallel(n_jobs=2, batch_size=1)(delayed(len)(v) for v in values) == [N] * 4
     assert 1 <= streamed() <= 4
+
+
+def test_a_function_that_cannot_be_pickled_leaves_no_socket_or_descriptor(streamed):
+    warm()
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(PicklingError):
+        Parallel(n_jobs=2, pickler="pickle")(delayed(lambda v: len(v))(list(range(N))) for _ in range(1))
+    assert left_sockets() == []
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert streamed() == 0
+
+
+def test_streamed_calls_leave_no_descriptor_or_thread_behind(streamed):
+    warm()
+    big = list(range(N))
+    Parallel(n_jobs=2)(delayed(len)(big) for _ in range(1))
+    join_senders()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        assert Parallel(n_jobs=2)(delayed(len)(big) for _ in range(1)) == [N]
+    assert streamed() == 6
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert not [t for t in threading.enumerate() if t.name.startswith("picklepool-stream-")]

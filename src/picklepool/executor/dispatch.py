@@ -163,10 +163,10 @@ class Channel:
             if single_arg:
                 args = [(a,) for a in args]
             return self.backend.submit(run_local, funcs, fidx, args, kwargs, first, self.timeout)
-        outbound = self._outbound(args, kwargs, single_arg)
         payload: bytes | Frames
         with active(self.context):
             specs = tuple(self.functions.spec(f, first) for f in funcs)
+            outbound = self._outbound(args, kwargs, single_arg)
             try:
                 if outbound is not None:
                     payload = outbound.payload  # pickled into the worker once it is there
