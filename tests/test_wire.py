@@ -79,3 +79,36 @@ def test_layers_have_no_cycles_and_no_upward_imports():
         [sys.executable, str(tool), str(root / "src" / "picklepool")], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout
+
+
+def test_a_reply_freed_after_sending_travels_as_the_reply_itself():
+    import cloudpickle
+
+    from picklepool.wire import FreedAfterSending
+
+    kept = [list(range(10))]
+    for dumps in (pickle.dumps, cloudpickle.dumps):
+        assert pickle.loads(dumps(FreedAfterSending(b"reply", kept))) == b"reply"  # kept stays here
+
+
+def test_only_large_batches_keep_their_arguments_until_the_reply_is_sent():
+    import cloudpickle
+
+    from picklepool.pickler.base import StdlibPickler
+    from picklepool.wire import Batch, FreedAfterSending, Results
+    from picklepool.workers import runner
+
+    pickler = StdlibPickler()
+    header = cloudpickle.dumps(pickler)
+    fn = (None, pickler.dumps(len), "len", "t")
+
+    def run(values):
+        tasks = pickler.dumps((0, [(values,)], None))
+        return runner.run_batch(Batch(1, None, header, (fn,), tasks, 0, None, None, None))
+
+    small, large = run([1, 2]), run(list(range(100_000)))
+    assert type(small) is bytes
+    assert type(large) is FreedAfterSending
+    assert [pickler.loads(r)[0] for r in (small, large.reply)] == [[2], [100_000]]
+    assert large.keep[1] is None and len(large.keep[0][0][0]) == 100_000  # (args, kwargs, outcome)
+    assert type(large.keep[2]) is Results

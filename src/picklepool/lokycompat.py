@@ -12,7 +12,8 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
 - the class behind ``get_reusable_executor`` and its ``_resize``, ``_flags``,
   ``_max_workers`` and ``_pending_work_items``, to keep one executor per process
   instead of loky's one per thread (:func:`new_executor`, :func:`resize`,
-  :func:`usable`, :func:`size`, :func:`busy`);
+  :func:`usable`, :func:`size`, :func:`busy`), and to tell whether a worker is idle
+  (:func:`pending`);
 - an instance of standalone loky's start method (``backend.context.LokyContext``)
   and its resource tracker (``backend.resource_tracker``), whose ``_pid`` (and
   multiprocessing's) :func:`start_trackers` reads to lower their CPU priority;
@@ -225,6 +226,11 @@ def size(executor: Any) -> int:
 def busy(executor: Any) -> bool:
     """True while *executor* still has jobs submitted and not finished."""
     return bool(getattr(executor, "_pending_work_items", None))
+
+
+def pending(executor: Any) -> int:
+    """How many jobs *executor* holds, queued or running (0 when unknown)."""
+    return len(getattr(executor, "_pending_work_items", None) or ())
 
 
 def manager_thread(executor: Any) -> Any:

@@ -100,6 +100,39 @@ def unpack_reply(reply: Any) -> Any:
     return Results(*reply) if type(reply) is tuple else reply
 
 
+class FreedAfterSending:
+    """A reply that keeps the batch's arguments and outcome alive until it has been sent.
+
+    Freeing a task's arguments can take as long as building them (a 1M-item list:
+    ~10 ms), and the parent waits for the reply meanwhile. ``workers.runner`` returns
+    this instead of the bare reply; loky (like ``multiprocessing.Pool``) drops the
+    result it sent only after sending it, and with it *keep*; ``then(keep)``, if given,
+    runs just before (``workers.warmheap``). It pickles as the reply itself
+    (:func:`as_sent`): the parent never sees this class.
+    """
+
+    __slots__ = ("reply", "keep", "then")
+
+    def __init__(self, reply: Any, keep: Any, then: Any = None) -> None:
+        self.reply, self.keep, self.then = reply, keep, then
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return as_sent, (self.reply,)
+
+    def __del__(self) -> None:
+        then = self.then
+        if then is not None:
+            try:
+                then(self.keep)
+            except Exception:  # noqa: BLE001, S110 - freeing must go on (and a __del__ cannot raise)
+                pass
+
+
+def as_sent(reply: Any) -> Any:
+    """What :class:`FreedAfterSending` becomes on the other side: the reply, unchanged."""
+    return reply
+
+
 class TaskFailed(NamedTuple):
     task: int  # the index of the task that raised
     error: BaseException

@@ -7,6 +7,7 @@ in tests/conftest.py); skipped when dask.distributed is not installed.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -308,3 +309,12 @@ def test_a_nested_loky_call_in_a_dask_task_says_it_runs_in_a_dask_worker(dask_cl
     [(out, messages)] = Parallel(backend="dask")(delayed(nested_default_call)(0) for _ in range(1))
     assert out == [0, 1, 2]
     assert len(messages) == 1 and "inside a dask worker's task" in messages[0], messages
+
+
+def test_a_large_list_argument_is_pickled_whole_on_dask_no_local_stream(dask_client, caplog):
+    # dask workers may run on other machines: no socket in a local folder reaches them
+    caplog.set_level(logging.DEBUG, logger="picklepool.executor.streaming")
+    big = list(range(200_000))
+    got = Parallel(backend="dask", n_jobs=2)(delayed(len)(big) for _ in range(1))
+    assert got == [200_000]
+    assert not [r for r in caplog.records if "streamed" in r.getMessage()]

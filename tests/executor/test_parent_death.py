@@ -79,3 +79,43 @@ def test_sigkill_of_a_parent_with_a_large_argument_in_flight_leaves_nothing(tmp_
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+STREAMING_CHILD = """
+import os, signal, sys
+from picklepool import Parallel, delayed
+
+class KillsThisProcess:
+    def __reduce__(self):                 # pickled in the parent, mid-stream
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if __name__ == "__main__":
+    pids = set(Parallel(n_jobs=2)(delayed(os.getpid)() for _ in range(4)))
+    print(" ".join(map(str, pids)), flush=True)
+    values = [*range(1_000_000), KillsThisProcess(), *range(1_000_000)]
+    Parallel(n_jobs=2)(delayed(len)(values) for _ in range(1))
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_parent_killed_while_it_streams_a_batch_leaves_no_worker_waiting():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICKLEPOOL_")}
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(STREAMING_CHILD)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        workers = [psutil.Process(int(pid)) for pid in child.stdout.readline().split()]
+        assert workers, "the child printed no worker pids"
+        assert child.wait() == -signal.SIGKILL
+        # the worker reading the stream gets its end (EOF), the others notice the parent's death
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, f"workers {[p.pid for p in alive]} outlived their parent"
+        assert _gone(f"/dev/shm/picklepool-{child.pid}-*") == []
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.stdout.close()

@@ -36,6 +36,10 @@ class Backend:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         raise NotImplementedError
 
+    def pool_load(self) -> tuple[int, int] | None:
+        """``(workers started, jobs queued or running)`` now; None when the backend cannot tell."""
+        return None
+
     def refresh(self) -> None:
         """Before a call on a kept backend (``with Parallel() as p``): take a working pool."""
 

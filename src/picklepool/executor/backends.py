@@ -76,6 +76,13 @@ class LokyBackend(Backend):
             self._get()
             return self._executor.submit(fn, *args)  # type: ignore[no-any-return]
 
+    def pool_load(self) -> tuple[int, int] | None:
+        executor = self._executor
+        if executor is None or not lokycompat.usable(executor):
+            return None
+        started = min(lokycompat.size(executor), len(lokycompat.worker_processes(executor)))
+        return started, lokycompat.pending(executor)
+
     def refresh(self) -> None:
         """Before a call on a kept backend: a fresh executor if this one broke."""
         if self._executor is None or not lokycompat.usable(self._executor):

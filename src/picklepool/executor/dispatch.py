@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import logging
 import os
 import queue
 import sys
@@ -28,7 +29,7 @@ from typing import Any
 import cloudpickle
 
 from ..errors import PicklingError, TaskExitError, WorkerCrashedError
-from ..pickler.buffers import CallBuffers
+from ..pickler.buffers import CallBuffers, Frames
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain
 from ..settings import cpu_count
@@ -36,11 +37,13 @@ from ..wire import Batch, ParentState, WorkerLimits
 from ..workers import mirror
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
-from . import functions, gil
+from . import functions, gil, streaming
 from .backend import Backend
 from .replies import Pending, ReplyReader
 from .session import current_session
 from .watchdog import Watchdog
+
+log = logging.getLogger(__name__)
 
 _headers: dict[Any, bytes] = {}  # pickler -> its pickled form (the Batch header)
 
@@ -169,11 +172,18 @@ class Channel:
             if single_arg:
                 args = [(a,) for a in args]
             return self.backend.submit(run_local, funcs, fidx, args, kwargs, first, self.timeout)
+        payload: bytes | Frames
         with active(self.context):
             specs = tuple(self.functions.spec(f, first) for f in funcs)
+            outbound = self._outbound(args, kwargs, single_arg)
             try:
-                payload = self.buffers.dumps_tasks(self.pickler, (fidx, args, kwargs))
+                if outbound is not None:
+                    payload = outbound.payload  # pickled into the worker once it is there
+                else:
+                    payload = self.buffers.dumps_tasks(self.pickler, (fidx, args, kwargs))
             except Exception as exc:
+                if outbound is not None:
+                    outbound.close()
                 raise self._dumps_error(items, first, exc, describe) from exc
         fut = self.backend.submit(
             run_batch,
@@ -192,8 +202,53 @@ class Channel:
                 single_arg,
             ),
         )
-        self.buffers.sent(payload, fut)
+        if outbound is None:
+            self.buffers.sent(payload, fut)
+            return fut
+        streamed: list[Any] = []
+        tasks = (fidx, args, kwargs)
+        try:
+            with active(self.context):
+                streamed = outbound.send(
+                    fut, lambda writer: self.buffers.dump_stream(self.pickler, tasks, writer), self.look
+                )
+        except Exception as exc:
+            # The worker reads to where the stream stopped and replies with a failure; wait
+            # for that, so that, as when a batch fails to pickle before it is sent, no batch
+            # of this call is left in a worker (one left would get the pool replaced).
+            outbound.close()
+            streaming.wait_out(fut, self.look)
+            raise self._dumps_error(items, first, exc, describe) from exc
+        finally:
+            outbound.close()
+            self.buffers.sent(payload, fut, streamed)
         return fut
+
+    def _outbound(self, args: Any, kwargs: Any, single_arg: bool) -> streaming.Outbound | None:
+        """The stream a batch goes through (``executor.streaming``), or None: pickled whole first."""
+        if not (
+            streaming.SUPPORTED
+            and self.pickler.streams
+            and streaming.worth_streaming(args, kwargs, single_arg)
+        ):
+            return None
+        if not streaming.room_for_one(self.backend.pool_load(), cpu_count()):
+            return None
+        folder = self.buffers.stream_folder()
+        if folder is None:
+            return None
+        try:
+            return streaming.Outbound(folder, self.buffers.max_nbytes, self.buffers.mmap_mode)
+        except OSError as exc:  # a socket path too long for AF_UNIX, ...
+            log.debug("picklepool: batch not streamed (%s)", exc)
+            return None
+
+    def look(self) -> str | None:
+        """One look at the pool while waiting on it: warns of what it did; why it is stalled, or None."""
+        notes, stalled = self.backend.check()
+        for note in notes:
+            warnings.warn(f"picklepool: {note}", RuntimeWarning, stacklevel=3)
+        return stalled
 
     def _dumps_error(
         self,
@@ -380,9 +435,7 @@ class Call(Channel):
                 pass
             if self.watchdog is not None:
                 self.watchdog.check()
-            notes, stalled = self.backend.check()
-            for note in notes:
-                warnings.warn(f"picklepool: {note}", RuntimeWarning, stacklevel=3)
+            stalled = self.look()
             if stalled is not None and self._done.empty():
                 pending = sorted(self.inflight.values(), key=lambda b: b.first)
                 # names the task a dead worker was running (or the one past its timeout)

@@ -229,6 +229,10 @@ class CallBuffers:
                 return pickler.dumps(func), ()
         return self._dumps(pickler, func, pin=True)
 
+    def stream_folder(self) -> str | None:
+        """The call folder, made now, for a streamed batch's socket; None when buffers are off."""
+        return self.folder if self.enabled and self._open() else None
+
     def _open(self) -> bool:
         if not self._opened:
             try:
@@ -242,6 +246,36 @@ class CallBuffers:
 
     def _dumps(self, pickler: Any, obj: Any, pin: bool) -> tuple[bytes, tuple[Ref, ...]]:
         used: list[_Entry] = []
+        try:
+            with arrays.sharing(arrays.Scope(self.mmap_mode, self.max_nbytes, self.files_shared)):
+                data = pickler.dumps(obj, buffer_callback=self._out_of_band(used, pin))
+        except BaseException:
+            self._release(used)
+            raise
+        return data, tuple((e.path, e.nbytes) for e in used)
+
+    def dump_stream(self, pickler: Any, obj: Any, writer: Any) -> list[Any]:
+        """Pickle a batch into *writer* as it goes (``pickler.stream``), as :meth:`dumps_tasks`
+        would into bytes.
+
+        Each buffer of at least ``max_nbytes`` goes to a file (once per call, as there);
+        ``writer.buffer(path, nbytes)`` announces it before the pickle data that uses it.
+        Returns the files' entries, to hand to :meth:`sent`; on an error, they are
+        released and the error propagates.
+        """
+        used: list[_Entry] = []
+        try:
+            with arrays.sharing(arrays.Scope(self.mmap_mode, self.max_nbytes, self.files_shared)):
+                pickler.dump(obj, writer, buffer_callback=self._out_of_band(used, False, writer.buffer))
+        except BaseException:
+            self._release(used)
+            raise
+        return used
+
+    def _out_of_band(
+        self, used: list[_Entry], pin: bool, announce: Callable[[str, int], None] | None = None
+    ) -> Callable[[pickle.PickleBuffer], bool]:
+        """The pickler's ``buffer_callback``: large contiguous buffers to files, listed in *used*."""
 
         def out_of_band(pb: pickle.PickleBuffer) -> bool:
             try:
@@ -251,16 +285,13 @@ class CallBuffers:
             with raw:
                 if raw.nbytes < self.max_nbytes or raw.nbytes == 0:
                     return True
-                used.append(self._store(raw, pin))
+                entry = self._store(raw, pin)
+            used.append(entry)
+            if announce is not None:
+                announce(entry.path, entry.nbytes)
             return False
 
-        try:
-            with arrays.sharing(arrays.Scope(self.mmap_mode, self.max_nbytes, self.files_shared)):
-                data = pickler.dumps(obj, buffer_callback=out_of_band)
-        except BaseException:
-            self._release(used)
-            raise
-        return data, tuple((e.path, e.nbytes) for e in used)
+        return out_of_band
 
     def _store(self, raw: memoryview, pin: bool) -> _Entry:
         """The file holding *raw*'s bytes for this call: found again, or written now."""
@@ -346,12 +377,15 @@ class CallBuffers:
 
     # -- lifetime of argument files -------------------------------------------------
 
-    def sent(self, payload: Any, fut: Future[Any]) -> None:
-        """Tie the batch's argument files to its future: released when it is done."""
+    def sent(self, payload: Any, fut: Future[Any], streamed: list[Any] | None = None) -> None:
+        """Tie the batch's argument files to its future: released when it is done.
+
+        *streamed*: the entries :meth:`dump_stream` returned, for a streamed batch.
+        """
         if not isinstance(payload, Frames):
             return
         with self._lock:
-            entries = [self._by_path[path] for path, _ in payload.refs]
+            entries = streamed if streamed is not None else [self._by_path[path] for path, _ in payload.refs]
             self._pending += 1
         stream = payload.data if isinstance(payload.data, str) else None
         fut.add_done_callback(lambda _f: self._batch_done(entries, stream))

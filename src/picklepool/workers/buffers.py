@@ -15,6 +15,8 @@ from typing import Any
 from ..pickler import arrays
 from ..pickler.plain import dumps as dumps_plain
 from ..pickler.buffers import SHM_RESERVE, Frames, Ref, free_space, unlink, write_file
+from ..pickler.stream import StreamRef
+from . import streams
 from .blobs import read_blob
 
 log = logging.getLogger("picklepool.buffers")
@@ -33,6 +35,8 @@ def load(pickler: Any, payload: Any) -> Any:
     if not isinstance(payload, Frames):
         return pickler.loads(payload)
     data = payload.data
+    if isinstance(data, StreamRef):  # unpickled as the parent pickles it
+        return streams.load(pickler, payload)
     if not isinstance(data, bytes):  # a blob reference: a large function spec
         data = read_blob(data)
     maps: dict[str, arrays.SharedFile] = {}
@@ -51,7 +55,7 @@ def explain_error(error: BaseException, tasks: Any) -> None:
     if (
         isinstance(tasks, Frames)
         and tasks.mode == "r"
-        and tasks.refs
+        and (tasks.refs or (isinstance(tasks.data, StreamRef) and tasks.data.refs))
         and isinstance(error, ValueError)
         and "read-only" in str(error)
         and hasattr(error, "add_note")  # Python >= 3.11
