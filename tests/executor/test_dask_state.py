@@ -190,7 +190,9 @@ def test_on_dask_a_state_kept_by_one_pickler_is_never_read_by_another(dask_clien
             assert Parallel(backend="dask", pickler=first)(delayed(tag_of)(state, 0) for _ in range(1)) == [
                 ("t", 0)
             ]
-            out = Parallel(backend="dask", pickler=then, batch_size=1)(delayed(tag_of)(state, i) for i in range(8))
+            out = Parallel(backend="dask", pickler=then, batch_size=1)(
+                delayed(tag_of)(state, i) for i in range(8)
+            )
             assert out == [("t", i) for i in range(8)], (first, then)
     finally:
         unregister_pickler("zlibbed")

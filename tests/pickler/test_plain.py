@@ -10,6 +10,7 @@ import pytest
 
 from picklepool.pickler import plain
 from picklepool.pickler.registry import resolve_pickler
+
 from ..custom_picklers import Zlibbed
 
 

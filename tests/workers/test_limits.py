@@ -13,8 +13,8 @@ from picklepool import Parallel, cpu_count, delayed
 from picklepool.executor import limits as parent_limits
 from picklepool.executor.limits import THREAD_VARS
 from picklepool.wire import WorkerLimits
-from tests.conftest import run_python
 from picklepool.workers import limits
+from tests.conftest import run_python
 
 
 def thread_report(_):

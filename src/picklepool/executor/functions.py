@@ -201,7 +201,7 @@ def _importable(func: Any) -> bool:
     """*func* pickles as its module and name: cloudpickle's test, and module-level builtins."""
     if type(func) is types.BuiltinFunctionType:  # abs, math.sqrt; not [].append (bound)
         return isinstance(getattr(func, "__self__", None), types.ModuleType)
-    return bool(_should_pickle_by_reference(func))
+    return _should_pickle_by_reference is not None and bool(_should_pickle_by_reference(func))
 
 
 class Column(Sequence[Any]):

@@ -23,7 +23,6 @@ import cloudpickle
 from . import arrays
 from .plain import PROTOCOL, SAME_AS_STDLIB
 
-
 BufferCallback = Callable[[pickle.PickleBuffer], Any] | None
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-
 PROTOCOL = 5  # every built-in pickler's (pickler.base)
 
 # Exact pickler classes whose output for plain data is the stdlib's (base, hybrid add theirs).

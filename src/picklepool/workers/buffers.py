@@ -13,8 +13,8 @@ import pickle
 from typing import Any
 
 from ..pickler import arrays
-from ..pickler.plain import dumps as dumps_plain
 from ..pickler.buffers import SHM_RESERVE, Frames, Ref, free_space, unlink, write_file
+from ..pickler.plain import dumps as dumps_plain
 from ..pickler.stream import StreamRef
 from . import streams
 from .blobs import read_blob
