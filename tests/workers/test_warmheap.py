@@ -36,8 +36,19 @@ def test_a_sample_of_large_scalar_containers_is_kept_and_replaces_the_last():
     assert warmheap.kept() == 2 * (n // warmheap.STRIDE + 1)
     warmheap.keep_warm(([(i,) for i in range(100)], None, None))  # many tiny tasks: not looked at
     assert warmheap.kept() == 2 * (n // warmheap.STRIDE + 1)
-    warmheap.keep_warm(columns([1, 2, 3]))  # a small batch keeps nothing: the last sample goes
-    assert warmheap.kept() == 0
+    warmheap.keep_warm(columns([1, 2, 3]))  # a batch without a large container: the sample stays
+    assert warmheap.kept() == 2 * (n // warmheap.STRIDE + 1)
+
+
+def test_large_strings_are_never_kept_and_the_bound_counts_what_is_sampled():
+    n = 60_000
+    big = "x" * (4 << 20)  # one 4 MB string on every sampled position
+    items = [big if i % warmheap.STRIDE == 0 else i for i in range(n)]
+    warmheap.keep_warm(columns(items))
+    assert warmheap.kept() == 0  # its own block, not in the allocator's arenas: nothing to keep warm
+    small = ["s" * 40 if i % warmheap.STRIDE == 0 else i for i in range(n)]
+    warmheap.keep_warm(columns(small))
+    assert warmheap.kept() == n // warmheap.STRIDE + 1
 
 
 def test_only_plain_immutable_scalars_are_kept():

@@ -33,6 +33,7 @@ MAX_TASKS = 4  # batches of more tasks are not looked at (as executor.streaming.
 KEEP_MAX_BYTES = 128 << 20  # what the items of the containers sampled may take, estimated
 
 _SCALARS = frozenset({int, float, complex, str, bytes})
+SMALL_OBJECT = 512  # bytes: CPython's small-object allocator takes objects up to this size
 _kept: list[Any] = []  # the sample of the last large batch
 
 
@@ -56,15 +57,19 @@ def _sample(container: Any) -> list[Any]:
         )
     else:
         items = container[::STRIDE]
-    return [v for v in items if type(v) in _SCALARS]
+    # Only objects of CPython's small-object allocator (512 bytes at most) live in its
+    # arenas; a larger string has a block of its own and would only be memory held.
+    return [v for v in items if type(v) in _SCALARS and sys.getsizeof(v) <= SMALL_OBJECT]
 
 
 def keep_warm(keep: Any) -> None:
     """Keep a sample of the batch's large arguments' scalars (*keep*: ``(args, kwargs, ...)``,
     the columns ``workers.runner`` holds) in place of the last one.
 
-    Batches of more than :data:`MAX_TASKS` tasks (tiny tasks by the thousand) are not
-    looked at, and leave the last sample as it is.
+    Batches of more than :data:`MAX_TASKS` tasks (tiny tasks by the thousand), and
+    batches without a large container, are not sampled and leave the last sample as
+    it is. The sample's estimated footprint (its containers' lengths times their
+    sampled items' mean size) stays under :data:`KEEP_MAX_BYTES`.
     """
     args, kwargs = keep[0], keep[1]
     if len(args) > MAX_TASKS:
@@ -78,11 +83,13 @@ def keep_warm(keep: Any) -> None:
         part = _sample(container)
         if not part:
             continue
-        budget -= len(container) * (sys.getsizeof(part[0]) + 8)  # items, and their slots
+        mean = sum(map(sys.getsizeof, part)) / len(part)
+        budget -= int(len(container) * (mean + 8))  # the items' arenas, and their slots
         if budget < 0:
             break
         sample.extend(part)
-    _kept[:] = sample  # (the previous sample goes now)
+    if sample:
+        _kept[:] = sample  # (the previous sample goes now; a batch without one leaves it)
 
 
 def kept() -> int:
