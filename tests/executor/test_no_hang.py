@@ -6,6 +6,7 @@ test, through pytest-timeout) running out of its deadline, never as a timed asse
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Future
 
@@ -170,3 +171,12 @@ def test_an_executor_whose_pool_stops_delivering_fails_its_futures_instead_of_ha
     with pytest.raises(WorkerCrashedError, match="stopped delivering results"):
         fut.result(timeout=20)
     assert backend.stopped
+
+
+def test_a_killed_pool_leaves_no_status_file_of_its_workers():
+    from picklepool.executor.session import session
+
+    pids = set(Parallel(n_jobs=2, batch_size=1)(delayed(os.getpid)() for _ in range(8)))
+    picklepool.shutdown(kill=True)  # killed workers cannot remove their own
+    left = {int(e[1:]) for e in os.listdir(session().path) if e[:1] == "w" and e[1:].isdigit()}
+    assert not (left & pids)

@@ -130,6 +130,7 @@ def stop(executor: Any, wait: bool = True, kill: bool = False, deadline: float |
         for pid in mine:
             kill_tree(pid)
     executor.shutdown(wait=False, kill_workers=kill)
+    _forget(mine)
     if not wait:
         return []
     if thread is not None and thread is not threading.current_thread():
@@ -153,6 +154,16 @@ def stop(executor: Any, wait: bool = True, kill: bool = False, deadline: float |
     for note in notes:
         print(note, file=sys.stderr)
     return notes
+
+
+def _forget(pids: list[int]) -> None:
+    """Remove the status files the session folder holds for these (stopping) workers."""
+    from .session import current_session
+
+    session = current_session()
+    if session is not None:
+        for pid in pids:
+            session.forget_worker(pid)
 
 
 def _at_exit() -> None:
