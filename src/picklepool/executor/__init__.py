@@ -7,9 +7,13 @@ The data path, one direction each way, with no back and forth::
       │ dispatch.Call.run              batches of (function, args, kwargs)
       │   functions.split / spec       distinct functions, each pickled once per call
       │   pickler.dumps (+ buffers)    large arrays to /dev/shm files, once per call
+      │   (streaming.py: a large list  pickled into a socket while the worker
+      │    for an idle worker)         unpickles it; small plain values: pickler.plain)
       ▼
     wire.Batch ──backend (loky | dask)──▶ worker: workers.runner.run_batch
-      │                                   mirror parent state, load, run, dumps
+      │  loky: one bytes object          mirror parent state, load, run, dumps
+      │  (runner.run_packed); dask:      (dask: SharedState snapshots kept on the
+      │  scattered blobs                  cluster per version, executor.kept)
       ▼
     reply bytes (or wire.Failure) ──▶ replies.ReplyReader.read ──▶ results in order
                                                                (or as completed)
