@@ -44,14 +44,21 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..pickler.buffers import Frames
-from ..pickler.stream import BUFFER, DATA, HEADER, StreamRef, encode_buffer
+from ..pickler.stream import (
+    BUFFER,
+    DATA,
+    HEADER,
+    MAX_TASKS,
+    MIN_ITEMS,
+    StreamRef,
+    argument_values,
+    encode_buffer,
+)
 
 # Measured here (one task, a list of ints, streamed vs pickled whole, interleaved):
 # 10,000 items 1.19x the time, 20,000 1.1x, 50,000 0.87-1.0x, 100,000 0.76-0.88x,
 # 200,000 0.53-0.64x, 1,000,000 0.6-0.7x. Below ~50,000, the socket and the hand-over
 # cost about what the overlap saves.
-MIN_ITEMS = 50_000
-MAX_TASKS = 4  # batches of more tasks are pipelined by batching already
 POLL = 0.5  # seconds between two looks at the pool while waiting for the worker
 # Seconds the parent waits for an idle worker to connect before it pickles anyway
 # (holding what it makes until the worker comes). An idle worker connects within
@@ -93,11 +100,7 @@ def worth_streaming(args: Any, kwargs: Any, single_arg: bool = False) -> bool:
     """
     if len(args) > MAX_TASKS:
         return False
-    # (items that are not calls are reported by the worker: skipped here)
-    values: list[Any]
-    values = list(args) if single_arg else [a for task in args if type(task) is tuple for a in task]
-    if kwargs is not None:
-        values.extend(v for kw in kwargs if type(kw) is dict for v in kw.values())
+    values = argument_values(args, kwargs, single_arg)
     return any(_large(v) or any(map(_large, _shallow(v))) for v in values)
 
 

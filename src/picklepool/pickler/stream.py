@@ -68,3 +68,19 @@ def decode_buffer(payload: bytes) -> tuple[str, int]:
     """``(path, nbytes)`` from a BUFFER message's payload."""
     size, _, path = payload.decode().partition(" ")
     return path, int(size)
+
+
+# Which batches are "large-argument" batches, for both sides: the parent streams them
+# (executor.streaming), the worker keeps their memory warm (workers.warmheap).
+MIN_ITEMS = 50_000  # items of a container argument (measured: below, streaming loses)
+MAX_TASKS = 4  # batches of more tasks are pipelined by batching already
+
+
+def argument_values(args: Any, kwargs: Any, single_arg: bool = False) -> list[Any]:
+    """Every argument value of a batch's columns: *args* (argument tuples, or single
+    arguments with *single_arg*) and *kwargs* (keyword dicts, or None). Items that are
+    not calls are skipped (the worker reports them)."""
+    values = list(args) if single_arg else [a for task in args if type(task) is tuple for a in task]
+    if kwargs is not None:
+        values.extend(v for kw in kwargs if type(kw) is dict for v in kw.values())
+    return values

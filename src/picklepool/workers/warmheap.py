@@ -27,9 +27,9 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from ..pickler.stream import MAX_TASKS, MIN_ITEMS, argument_values
+
 STRIDE = 1024  # one item kept in this many: 32 KB apart for ints, ~32 per 1 MB arena
-MIN_ITEMS = 50_000  # smaller containers: not worth a look (as executor.streaming.MIN_ITEMS)
-MAX_TASKS = 4  # batches of more tasks are not looked at (as executor.streaming.MAX_TASKS)
 KEEP_MAX_BYTES = 128 << 20  # what the items of the containers sampled may take, estimated
 
 _SCALARS = frozenset({int, float, complex, str, bytes})
@@ -74,9 +74,7 @@ def keep_warm(keep: Any) -> None:
     args, kwargs = keep[0], keep[1]
     if len(args) > MAX_TASKS:
         return
-    values: list[Any] = [a for task in args if type(task) is tuple for a in task]
-    if kwargs is not None:
-        values.extend(v for kw in kwargs if type(kw) is dict for v in kw.values())
+    values = argument_values(args, kwargs)
     sample: list[Any] = []
     budget = KEEP_MAX_BYTES
     for container in _containers(values):
