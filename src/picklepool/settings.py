@@ -62,7 +62,7 @@ ENV_VARS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 # The built-in defaults, used when nothing at all is set.
 DEFAULTS: Mapping[str, Any] = MappingProxyType(
     {
-        "n_jobs": -1,
+        "n_jobs": 1,  # joblib's n_jobs=None: the calling process
         "backend": "loky",
         "pickler": "hybrid",
         "batch_size": "auto",
@@ -584,6 +584,8 @@ def resolve_settings(
             f"Invalid backend: backend={values['backend']!r} (from {sources['backend']}) is not valid; "
             f"use one of {list(backends)} or a multiprocessing context"
         )
+    if sources["n_jobs"] == "default":  # as joblib: the backend's own default (dask: -1)
+        values["n_jobs"] = getattr(backends[values["backend"]], "default_n_jobs", values["n_jobs"])
     n_jobs = parse_n_jobs(values["n_jobs"], sources["n_jobs"])
     n_workers = workers_for(n_jobs, cores)
     if depth > MAX_DEPTH and values["backend"] != "dask":

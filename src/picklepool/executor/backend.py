@@ -27,6 +27,7 @@ class Backend:
     counts_cluster = False  # n_jobs < 0 counts the cluster's threads, not local cores
     inline_single = False  # a pool of one worker runs in the calling thread instead
     uses_threads = False  # tasks run on threads of this process (a nested call runs below threads)
+    default_n_jobs = 1  # n_jobs when nothing sets it (joblib's backend.default_n_jobs)
     batch_growth = 2  # batch_size="auto": a batch holds at most this many times the previous one
     nesting_level = 0  # joblib's: 0 in a parent, 1 in a worker or pool thread, 2 below (make_backend sets it)
 
@@ -90,3 +91,17 @@ class BackendChoice:
 
     def __repr__(self) -> str:
         return f"BackendChoice({self.name!r}, nesting_level={self.nesting_level})"
+
+
+class ClusterBackend(Backend):
+    """What a cluster's backend is, known without importing it (``executor.dask``).
+
+    ``n_jobs`` counts the cluster's threads, and not given it is all of them (-1),
+    as joblib's dask backend; each batch costs a round trip through a scheduler,
+    so ``batch_size="auto"`` grows fast.
+    """
+
+    name = "cluster"
+    counts_cluster = True
+    default_n_jobs = -1
+    batch_growth = 8  # each batch costs a round trip through the scheduler (~10 ms)

@@ -22,7 +22,7 @@ from ..settings import NOT_SET, cpu_count, push_config
 from ..workers import mirror
 from ..workers.runner import run_packed
 from . import pool, reaper
-from .backend import Backend
+from .backend import Backend, ClusterBackend
 from .mpbackend import MultiprocessingBackend
 from .session import session
 
@@ -232,13 +232,13 @@ def _make(name: str, n_workers: int, **options: Any) -> Backend:
     return cls(n_workers)
 
 
-# name -> class; "dask" is imported only when used (its class is not needed to choose it)
+# name -> class; "dask" is imported only when used: what choosing it needs is ClusterBackend
 BACKENDS: Mapping[str, Any] = MappingProxyType(
     {
         "loky": LokyBackend,
         "threading": ThreadingBackend,
         "sequential": SequentialBackend,
         "multiprocessing": MultiprocessingBackend,
-        "dask": None,
+        "dask": ClusterBackend,
     }
 )

@@ -46,7 +46,7 @@ from ..wire import Batch
 from ..workers.blobs import BlobRef, MissingBlobs
 from ..workers.runner import run_attached
 from . import kept
-from .backend import Backend
+from .backend import ClusterBackend
 
 NO_CLUSTER = (
     "backend='dask' found no dask cluster: no distributed.Client is current and no "
@@ -434,7 +434,7 @@ def _secede() -> bool:
     return True
 
 
-class DaskBackend(Backend):
+class DaskBackend(ClusterBackend):
     """Batches on a dask.distributed cluster, through the current or a named scheduler.
 
     *n_workers* is how many batches to keep running at once; a negative number
@@ -443,9 +443,6 @@ class DaskBackend(Backend):
     """
 
     name = "dask"
-    moves_bytes = True
-    counts_cluster = True
-    batch_growth = 8  # each batch costs a round trip through the scheduler (~10 ms): grow fast
 
     def __init__(self, n_workers: int, scheduler_address: str | None = None) -> None:
         self.client = get_client(scheduler_address)

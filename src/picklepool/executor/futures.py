@@ -44,7 +44,7 @@ from typing import Any
 
 from ..errors import PicklingError, TaskExitError, WorkerCrashedError
 from ..pickler.registry import resolve_pickler
-from ..settings import NOT_SET, resolve_settings
+from ..settings import NOT_SET, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
 from ..workers import mirror
 from ..workers.prologue import initialize, start_pool_worker
@@ -170,6 +170,8 @@ class Executor(_StdExecutor):
                     f"pool of its own that {why_own_pool(mp_context, max_tasks_per_child)} needs; "
                     "drop it (max_tasks_per_child also bounds a leaking worker's life)"
                 )
+        if max_workers is None and resolve("n_jobs")[1] == "default":
+            max_workers = -1  # the standard library's default, not Parallel's (joblib's 1)
         args = {
             "n_jobs": max_workers,
             "pickler": pickler,

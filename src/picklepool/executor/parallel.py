@@ -33,9 +33,9 @@ _resolved: dict[Any, tuple[Any, Settings]] = {}
 def effective_n_jobs(n_jobs: Any = -1) -> int:
     """How many workers ``Parallel(n_jobs=n_jobs)`` would use here (joblib's helper).
 
-    None means "not given": ``parallel_config``, ``PICKLEPOOL_N_JOBS``, then -1 (all
-    usable cores), or inside a worker 1 (joblib's nested default); -1 inside a worker
-    is that worker's share of the cores. Raises
+    None means "not given": ``parallel_config``, ``PICKLEPOOL_N_JOBS``, then 1
+    (joblib's default, also inside a worker); -1 is all usable cores, inside a worker
+    that worker's share of them. Raises
     ``ValueError`` for 0 or a value that is not a number.
     """
     return _nested(resolve_settings({"n_jobs": n_jobs}, BACKENDS, *_where()), warn=False).n_workers
@@ -63,7 +63,7 @@ def _nested(s: Settings, warn: bool) -> Settings:
     loky worker runs the call with ``n_jobs=1`` and warns (when *warn*) that it does.
     """
     cls = BACKENDS.get(s.backend)
-    if s.n_workers == 1 or s.backend == "dask" or getattr(cls, "in_caller", False):
+    if s.n_workers == 1 or getattr(cls, "counts_cluster", False) or getattr(cls, "in_caller", False):
         return s
     kind = "Loky" if s.backend == "loky" else "Multiprocessing"
     if mirror.below_threads():
@@ -95,13 +95,13 @@ class Parallel:
     Parameters (those marked * default to ``parallel_config`` and the environment;
     None means "not given" for each of them):
 
-    n_jobs*: workers; -1 (the default) all usable cores, -n all but n-1, 1 runs in
-        the calling process; floats and strings of digits are read as joblib's
+    n_jobs*: workers; -1 all usable cores, -n all but n-1, 1 (the default, as
+        joblib's) runs in the calling process; floats and strings of digits are read as joblib's
         ``int(n_jobs)`` does. 0 (or 0.5) raises ``ValueError`` saying, as joblib,
         "n_jobs == 0 in Parallel has no meaning", and "2.3" or "abc" one saying "n_jobs
         could not be converted to int" (joblib raises these at its first call or
         ``_initialize_backend()``; picklepool at construction). Inside a worker,
-        -1 means that worker's share of the cores, and not given means 1 (joblib's).
+        -1 means that worker's share of the cores.
         With backend="dask", -1 and -n count the cluster's threads instead of local
         cores.
     backend*: "loky" (default: warm reusable processes), "threading",
@@ -394,7 +394,9 @@ class Parallel:
         max_inflight = s.max_inflight
         if backend.n_workers != s.n_workers:  # dask: n_jobs counts the cluster's threads
             max_inflight = inflight(s.pre_dispatch, backend.n_workers, s.sources["pre_dispatch"])
-        pickler = resolve_pickler(s.pickler, source=s.sources["pickler"])[0] if backend.moves_bytes else None
+        pickler = resolve_pickler(s.pickler, source=s.sources["pickler"])[0]  # a bad one fails on every backend
+        if not backend.moves_bytes:
+            pickler = None
         batcher: Any
         if s.batch_size == "auto":
             batcher = AutoBatcher(backend.n_workers, growth=backend.batch_growth)
