@@ -93,6 +93,40 @@ def test_none_means_not_given():
         assert Parallel(n_jobs=None)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
 
 
+def _pid(_: int) -> int:
+    import os
+
+    return os.getpid()
+
+
+def test_n_jobs_not_given_anywhere_is_one_as_in_joblib(monkeypatch):
+    import os
+
+    from picklepool import Executor, cpu_count, effective_n_jobs
+
+    monkeypatch.delenv("PICKLEPOOL_N_JOBS", raising=False)
+    assert effective_n_jobs(None) == 1
+    assert Parallel().n_jobs == 1 and Parallel()._effective_n_jobs() == 1
+    assert set(Parallel()(delayed(_pid)(i) for i in range(3))) == {os.getpid()}  # the calling process
+    for backend in ("loky", "threading"):
+        with parallel_config(backend=backend):
+            assert effective_n_jobs(None) == 1
+    with parallel_config(n_jobs=-1):
+        assert effective_n_jobs(None) == cpu_count()
+    monkeypatch.setenv("PICKLEPOOL_N_JOBS", "2")
+    assert effective_n_jobs(None) == 2
+    monkeypatch.delenv("PICKLEPOOL_N_JOBS")
+    # concurrent.futures' default stays the standard library's: every usable core
+    assert Executor()._max_workers == cpu_count()
+
+
+def test_a_bad_pickler_setting_fails_on_every_backend(monkeypatch):
+    monkeypatch.setenv("PICKLEPOOL_PICKLER", "nope")
+    for backend in ("sequential", "threading"):
+        with pytest.raises(ValueError, match="PICKLEPOOL_PICKLER"):
+            Parallel(n_jobs=2, backend=backend)(delayed(abs)(-1) for _ in range(2))
+
+
 def test_float_n_jobs_is_truncated():
     assert Parallel(n_jobs=2.3)._settings().n_workers == 2
 
