@@ -309,6 +309,17 @@ def test_writing_to_an_argument_in_a_worker_changes_its_own_copy():
     assert a[0] == 0
 
 
+def test_a_temp_folder_that_cannot_hold_files_says_so(tmp_path, clean):
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    a = np.arange(N, dtype=np.float64)
+    with pytest.raises(OSError, match=r"^\[Errno 17\] temp_folder='.*a-file' cannot hold") as info:
+        run([delayed(first_of)(a)], temp_folder=str(not_a_folder))
+    assert not isinstance(info.value, pickle.PicklingError)
+    assert "Use a folder you can write to, or leave temp_folder unset" in str(info.value)
+    assert run([delayed(first_of)(a)]) == [0.0] and clean() == []
+
+
 def try_write(a):
     try:
         a[(0,) * a.ndim] = -1
