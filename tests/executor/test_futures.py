@@ -156,6 +156,28 @@ def test_unpicklable_argument_fails_its_future_only():
         assert good.result() == 9
 
 
+class RefusesState(Exception):
+    def __setstate__(self, state):
+        raise RuntimeError("no __setstate__ here")
+
+
+def raise_refusing(x):
+    error = RefusesState(f"bad {x}")
+    error.detail = x  # a __dict__: pickle calls __setstate__ to rebuild it
+    raise error
+
+
+def test_an_exception_whose_setstate_raises_keeps_its_type():
+    # As a Parallel call's: rebuilt without its __setstate__, not an UnpicklingError
+    # failing every future of its batch.
+    with Executor(max_workers=1) as ex:
+        futures = [ex.submit(raise_refusing, 1), ex.submit(square, 3)]
+        with pytest.raises(RefusesState, match="^bad 1") as info:
+            futures[0].result()
+        assert info.value.detail == 1
+        assert futures[1].result() == 9
+
+
 def test_cancel_pending_and_shutdown_cancel_futures(tmp_path):
     ex = Executor(max_workers=1)
     running, gate = busy(ex, tmp_path)

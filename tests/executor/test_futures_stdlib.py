@@ -390,3 +390,30 @@ def test_map_stops_at_the_shortest_iterable_as_the_stdlib():
                 )
             )
     assert results[1] == results[0] == ([0, 2, 4], [10, 21, 32, 43, 54], [], [])
+
+
+def test_a_dropped_executor_still_runs_what_was_submitted(monkeypatch):
+    # The standard library's executor, dropped without shutdown, still runs what was
+    # submitted to it. The executor is collected here before its manager thread first
+    # looks at it (held at a gate), which is the window where nothing holds it.
+    from picklepool.executor import futures as futures_module
+
+    gate = threading.Event()
+    manage = futures_module._manage
+
+    def held_manage(*args):
+        gate.wait()
+        manage(*args)
+
+    monkeypatch.setattr(futures_module, "_manage", held_manage)
+    ex = Executor(1)
+    futures = [ex.submit(square, i) for i in range(4)]
+    alive = weakref.ref(ex)
+    del ex
+    gc.collect()
+    gate.set()
+    assert [f.result(timeout=60) for f in futures] == [0, 1, 4, 9]
+    waited = threading.Event()
+    while alive() is not None:  # once idle, it is let go (no timing asserted)
+        gc.collect()
+        waited.wait(0.01)

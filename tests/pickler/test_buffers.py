@@ -309,6 +309,51 @@ def test_writing_to_an_argument_in_a_worker_changes_its_own_copy():
     assert a[0] == 0
 
 
+def test_a_temp_folder_that_cannot_hold_files_says_so(tmp_path, clean):
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    a = np.arange(N, dtype=np.float64)
+    with pytest.raises(OSError, match=r"^\[Errno 17\] temp_folder='.*a-file' cannot hold") as info:
+        run([delayed(first_of)(a)], temp_folder=str(not_a_folder))
+    assert not isinstance(info.value, pickle.PicklingError)
+    assert "Use a folder you can write to, or leave temp_folder unset" in str(info.value)
+    assert run([delayed(first_of)(a)]) == [0.0] and clean() == []
+
+
+def try_write(a):
+    try:
+        a[(0,) * a.ndim] = -1
+    except ValueError as exc:
+        return str(exc)
+    return "written"
+
+
+@pytest.mark.parametrize("mmap_mode", ["c", "r+"])
+def test_a_read_only_argument_stays_read_only(mmap_mode):
+    # In the parent (n_jobs=1) a write to a read-only array raises; in a worker too,
+    # whether the array went through shared memory (large) or was copied (small, strided).
+    big = np.arange(3 * N, dtype=np.float64)
+    big.flags.writeable = False
+    arrays = [big, big[::2], big[:10], big[:300].reshape(-1, 3).T]
+    tasks = [delayed(try_write)(a) for a in arrays]
+    assert run(tasks, n_jobs=1) == ["assignment destination is read-only"] * len(arrays)
+    assert run(tasks, mmap_mode=mmap_mode) == ["assignment destination is read-only"] * len(arrays)
+    assert not big.flags.writeable and big[0] == 0
+
+
+def read_only_copy(a, step):
+    a = a.copy()
+    a.flags.writeable = False
+    return a[::step]
+
+
+def test_a_read_only_result_stays_read_only():
+    a = np.arange(3 * N, dtype=np.float64)
+    tasks = [delayed(read_only_copy)(x, step) for x in (a, a[:10]) for step in (1, 2)]
+    for nj in (1, 2):
+        assert [r.flags.writeable for r in run(tasks, n_jobs=nj)] == [False] * 4
+
+
 @pytest.mark.parametrize("where", ["argument", "parallel_config"])
 def test_max_nbytes_none_sends_copies(where, writes):
     a = np.arange(N, dtype=np.float64)

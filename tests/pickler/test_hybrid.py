@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -262,3 +263,52 @@ def test_pickler_class_is_usable_directly():
     Pickler(f, protocol=5).dump({"lock": threading.Lock(), "f": lambda: math.pi})
     copy = pickle.loads(f.getvalue())
     assert copy["f"]() == math.pi and copy["lock"].acquire(blocking=False)
+
+
+def test_lru_cache_functions_of_main_travel_by_value():
+    # An lru_cache/cache wrapper pickles by name; one defined in __main__ (a memoised
+    # helper of a script) could not be found in a worker, though the same function
+    # undecorated travels by value. cloudpickle keeps that limit, and says why.
+    proc = run_python(
+        """
+        import functools
+        from picklepool import Parallel, delayed
+
+        SCALE = 3
+
+        @functools.cache
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+        @functools.lru_cache(maxsize=4, typed=True)
+        def scaled(x):
+            return x * SCALE
+
+        def uses_scaled(x):
+            return scaled(x), scaled.cache_parameters()["maxsize"]
+
+        print(Parallel(n_jobs=2)(delayed(fib)(i) for i in range(10, 13)))
+        print(Parallel(n_jobs=2)(delayed(uses_scaled)(i) for i in range(3)))
+        try:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(uses_scaled)(i) for i in range(3))
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == ["[55, 89, 144]", "[(0, 4), (3, 4), (6, 4)]"]
+    assert lines[2].startswith("UnpicklingError"), lines[2]
+    assert "is a functools._lru_cache_wrapper, whose own pickling sends it by name" in lines[2]
+    assert "use pickler='hybrid' (the default)" in lines[2]
+
+
+@functools.lru_cache
+def cached_square(x):
+    return x * x
+
+
+def test_an_importable_lru_cache_function_goes_by_name():
+    data = get_pickler("hybrid").dumps(cached_square)
+    assert b"cached_square" in data and b"co_code" not in data
+    assert pickle.loads(data) is cached_square

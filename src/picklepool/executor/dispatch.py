@@ -29,7 +29,7 @@ from typing import Any
 import cloudpickle
 
 from ..errors import PicklingError, TaskExitError, WorkerCrashedError
-from ..pickler.buffers import CallBuffers, Frames
+from ..pickler.buffers import CallBuffers, Frames, TempFolderError
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain
 from ..settings import cpu_count
@@ -256,7 +256,9 @@ class Channel:
         first: int,
         exc: BaseException,
         describe: Callable[[int], str] | None = None,
-    ) -> PicklingError:
+    ) -> Exception:
+        if isinstance(exc, TempFolderError):  # the folder, not the tasks: says so itself
+            return exc
         for i, item in enumerate(items):
             _f, args, kwargs = item
             for root, value in (("args", args), ("kwargs", kwargs)):

@@ -60,6 +60,11 @@ from .replies import Pending
 
 _WAKE = object()
 
+# Executors with submissions not yet done, held here so that one dropped without
+# shutdown still runs them, as the standard library's does; each is let go (and can
+# be collected, which gives its workers back) once it is idle.
+_busy: set[Executor] = set()
+
 
 class _Work:
     """A queued submission: one call (``submit``) or a chunk of calls (``map``, joblib)."""
@@ -274,6 +279,7 @@ class Executor(_StdExecutor):
             work.index = self._next_call
             self._next_call += len(work.items) - 2 * work.strip
             self._queue.append(work)
+            _busy.add(self)
             wake = not self._woken and len(self._channel.inflight) < self._max_inflight
             if wake:
                 self._woken = True
@@ -413,6 +419,8 @@ class Executor(_StdExecutor):
         with self._lock:
             idle = not self._channel.inflight and not self._queue
             done = idle and self._shutdown
+            if idle:
+                _busy.discard(self)
         if idle:
             self._gil.restore()
         if done:
@@ -706,10 +714,10 @@ def _wake(events: queue.SimpleQueue[Any], _ref: Any) -> None:
 def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel: Channel) -> None:
     """The manager thread: ends with its executor's shutdown, or when it is collected.
 
-    An executor dropped without ``shutdown`` (nothing in flight then: a batch's
-    callback holds it) still gives back its files and its workers, here, as the
-    standard library's does (not in a weakref callback, which may run inside any
-    thread's ``gc``, where the locks ``_release`` takes may be held).
+    An executor dropped without ``shutdown`` still runs what was submitted to it
+    (``_busy`` holds it until it is idle), then gives back its files and its workers,
+    here, as the standard library's does (not in a weakref callback, which may run
+    inside any thread's ``gc``, where the locks ``_release`` takes may be held).
     """
     while True:
         try:
@@ -722,8 +730,9 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel:
             return
         try:
             if event is None:
-                executor._check()
-            elif executor._step(event):
+                executor._check()  # a stalled pool fails what was sent: send the rest
+                event = _WAKE
+            if executor._step(event):
                 return
         except BaseException:  # pragma: no cover - a bug here must not hang the futures
             executor._gil.restore()

@@ -326,6 +326,24 @@ def _import_advice(pickler_name: str, message: str) -> str:
     text = ""
     if missing and hasattr(sys.modules.get("__main__"), missing[1].partition(".")[0]):
         text += f" {missing[1]!r} is defined in __main__ (your script), which workers do not import."
+        if pickler_name in ("hybrid", "cloudpickle"):  # these send its functions and classes by value
+            obj: Any = sys.modules["__main__"]
+            for part in missing[1].split("."):
+                obj = getattr(obj, part, None)
+            kind = type(obj)
+            return text + (
+                f" Pickler {pickler_name!r} sends the functions and classes of __main__ by value, "
+                f"but this object is a {kind.__module__}.{kind.__qualname__}, whose own pickling "
+                "sends it by name (module and name), so the worker looks for it in a __main__ "
+                "that does not have it. Fix: define it in a module the workers can import, or "
+                "make it inside the task"
+                + (
+                    "; or use pickler='hybrid' (the default), which sends functools.lru_cache "
+                    "and functools.cache functions by value."
+                    if pickler_name == "cloudpickle" and kind.__name__ == "_lru_cache_wrapper"
+                    else "."
+                )
+            )
     return text + (
         f" Pickler {pickler_name!r} sends functions and classes by reference (module and "
         "name), so the worker must be able to import them. Fix: use pickler='hybrid' "

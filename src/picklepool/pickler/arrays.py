@@ -108,15 +108,36 @@ def _numpy() -> Any:
     return numpy
 
 
-def rebuild_shared(buf: Any, dtype: Any, shape: tuple[int, ...], order: str) -> Any:
-    """An argument array from its buffer: an ``np.memmap`` when the buffer is a mapped file."""
+def rebuild_shared(buf: Any, dtype: Any, shape: tuple[int, ...], order: str, read_only: bool = False) -> Any:
+    """An argument array from its buffer: an ``np.memmap`` when the buffer is a mapped file.
+
+    *read_only*: the parent's array was, so this one is too, whatever ``mmap_mode``
+    (a write raises in the task as it would in the parent).
+    """
     np = _numpy()
     src = buf.obj if isinstance(buf, memoryview) else buf
     if not isinstance(src, SharedFile):  # pickled in band, or mapped by an older worker
-        return np.frombuffer(buf, dtype).reshape(shape, order=order)
-    # What np.memmap.__new__ does once it has its mmap, without opening the file again.
-    arr = np.ndarray.__new__(np.memmap, shape, dtype=dtype, buffer=src, offset=0, order=order)
-    arr._mmap, arr.filename, arr.offset, arr.mode = src, src.path, 0, src.mode
+        arr = np.frombuffer(buf, dtype).reshape(shape, order=order)
+    else:
+        # What np.memmap.__new__ does once it has its mmap, without opening the file again.
+        arr = np.ndarray.__new__(np.memmap, shape, dtype=dtype, buffer=src, offset=0, order=order)
+        arr._mmap, arr.filename, arr.offset, arr.mode = src, src.path, 0, src.mode
+    if read_only:
+        arr.flags.writeable = False
+    return arr
+
+
+def rebuild_read_only(func: Any, args: tuple[Any, ...], state: Any = None) -> Any:
+    """A read-only array rebuilt by numpy's own reduction (*func*, *args*, *state*), read-only.
+
+    numpy's pickling keeps the flag only for contiguous arrays (their buffer); a
+    strided one would arrive writable, so a task could write where the parent's
+    array forbids it.
+    """
+    arr = func(*args)
+    if state is not None:
+        arr.__setstate__(state)
+    arr.flags.writeable = False
     return arr
 
 
@@ -216,8 +237,14 @@ def reduce_array(a: Any) -> Any:
             buf = pickle.PickleBuffer(a)
         except (BufferError, ValueError, TypeError):  # e.g. datetime64: no buffer export
             return a.__reduce_ex__(PROTOCOL)
-        return rebuild_shared, (buf, a.dtype, a.shape, "C" if a.flags.c_contiguous else "F")
-    return a.__reduce_ex__(PROTOCOL)
+        order = "C" if a.flags.c_contiguous else "F"
+        if not a.flags.writeable:
+            return rebuild_shared, (buf, a.dtype, a.shape, order, True)
+        return rebuild_shared, (buf, a.dtype, a.shape, order)
+    rv = a.__reduce_ex__(PROTOCOL)
+    if not a.flags.writeable and type(rv) is tuple and 2 <= len(rv) <= 3:
+        return rebuild_read_only, (rv[0], rv[1], rv[2] if len(rv) == 3 else None)
+    return rv
 
 
 def _may_refer(m: Any, scope: Scope) -> bool:

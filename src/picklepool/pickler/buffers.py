@@ -76,6 +76,10 @@ _MEMO_TAG = "picklepool.buffer"
 Ref = tuple[str, int]  # a file's path and the size of the buffer it holds
 
 
+class TempFolderError(OSError):
+    """``temp_folder`` cannot hold a call's argument files (raised as it is, not as a pickling error)."""
+
+
 class Frames(NamedTuple):
     """Pickle bytes plus the files holding their out-of-band buffers, in order.
 
@@ -348,16 +352,30 @@ class CallBuffers:
         """
         if self._args is None:
             root = self.temp_folder
-            if root is not None:
-                root = os.path.abspath(os.path.expanduser(root))
-                os.makedirs(root, exist_ok=True)
-            if self.owner is not None:
-                self._args = _owner_folder(self.owner, root or self.session_path, root is not None)
-            elif root is not None:
-                self._own_args = self._args = tempfile.mkdtemp(prefix=f"picklepool-{os.getpid()}-", dir=root)
-                lokycompat.track_folder(self._args)
-            else:
-                self._args = self.folder
+            try:
+                if root is not None:
+                    root = os.path.abspath(os.path.expanduser(root))
+                    os.makedirs(root, exist_ok=True)
+                if self.owner is not None:
+                    self._args = _owner_folder(self.owner, root or self.session_path, root is not None)
+                elif root is not None:
+                    own = tempfile.mkdtemp(prefix=f"picklepool-{os.getpid()}-", dir=root)
+                    self._own_args = self._args = own
+                    lokycompat.track_folder(self._args)
+                else:
+                    self._args = self.folder
+            except OSError as exc:
+                if root is None:
+                    raise
+                raise TempFolderError(
+                    exc.errno,
+                    f"temp_folder={self.temp_folder!r} cannot hold this call's large-argument files "
+                    f"(arrays of at least max_nbytes): {exc.strerror or exc}. Use a folder you can "
+                    "write to, or leave temp_folder unset (None: shared memory in /dev/shm); it is "
+                    "set by the temp_folder argument, parallel_config(temp_folder=...), or the "
+                    "PICKLEPOOL_TEMP_FOLDER or JOBLIB_TEMP_FOLDER environment variable",
+                    exc.filename,
+                ) from exc
         return self._args
 
     def _spill_folder(self, nbytes: int) -> str:

@@ -9,6 +9,8 @@ once per type (and per ``dump``) what its instances need:
 
     1. classes and functions                           -> cloudpickle: by reference
                                                           when importable, else by value
+       (also ``functools.lru_cache``/``cache``            -> by value too: the function and
+       wrappers, which pickle by name)                    the cache's settings, cache empty
     2. wrap_non_picklable_objects wrappers              -> by value, in this stream
     3. locks, conditions, events, semaphores, queues   -> snapshots (locks.py)
        (and their subclasses); per-process objects:    -> rebuilt fresh or refused
@@ -52,7 +54,9 @@ done. The rebuilt object holds a fresh, released RLock. Details of the choice:
 from __future__ import annotations
 
 import copyreg
+import functools
 import queue
+import sys
 import threading
 import types
 from collections import ChainMap
@@ -81,6 +85,42 @@ def _hybrid_reducer(t: type) -> Any:
     if issubclass(t, threading.Condition):
         return locks.reduce_condition_subclass
     return runtime.reducer_for(t)
+
+
+def _importable(obj: Any) -> bool:
+    """Whether *obj* can be found by name (module and qualified name) where it is unpickled."""
+    module_name = getattr(obj, "__module__", None)
+    name = getattr(obj, "__qualname__", None)
+    if not isinstance(module_name, str) or not isinstance(name, str) or module_name == "__main__":
+        return False
+    if module_name in cloudpickle.list_registry_pickle_by_value():
+        return False
+    found: Any = sys.modules.get(module_name)
+    for part in name.split("."):
+        found = getattr(found, part, None)
+    return found is obj
+
+
+def rebuild_lru_cache(func: Any, maxsize: int | None, typed: bool) -> Any:
+    """A ``functools.lru_cache`` wrapper of *func*, with an empty cache."""
+    return functools.lru_cache(maxsize=maxsize, typed=typed)(func)
+
+
+def _reduce_lru_cache(pickler: Pickler, obj: Any) -> Any:
+    """An ``lru_cache``/``cache`` wrapper: by name when importable (as pickle does), else by value.
+
+    Its type pickles it by name only, so one defined in ``__main__`` (or made in a
+    function) could not be found in a worker although the function it wraps can
+    travel by value, as an undecorated one does.
+    """
+    wrapped = getattr(obj, "__wrapped__", None)
+    if not isinstance(wrapped, types.FunctionType) or _importable(obj):
+        return obj.__reduce_ex__(pickler.proto)
+    params = obj.cache_parameters()
+    return rebuild_lru_cache, (wrapped, params["maxsize"], params["typed"])
+
+
+_LRU_CACHE_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
 
 
 class _Release:
@@ -166,6 +206,8 @@ class Pickler(cloudpickle.Pickler):
             return _cloudpickle_override
         if t is ByValueFunction:
             return lambda _self, obj: obj.reduce_in_stream()
+        if t is _LRU_CACHE_WRAPPER:
+            return _reduce_lru_cache
         reducer = _hybrid_reducer(t)
         if reducer is not None:
             # The user's own pickling wins over hybrid's defaults: a copyreg reducer

@@ -123,6 +123,11 @@ def _isolated_value(pickler: Any, value: Any) -> Any:
 def dump_isolated(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
     """An isolated batch's ``Results``: a value or exception that cannot make the trip
     fails its own task only (a ``Raised`` in its place), not the whole batch."""
+    if Raised in set(map(type, outcome.values)):
+        # An exception may pickle and yet not unpickle (its __setstate__ raises): checked
+        # here, as dump_error does for a call's, so that it comes back with its own type.
+        values = [_isolated_value(pickler, v) if type(v) is Raised else v for v in outcome.values]
+        outcome = Results(values, outcome.seconds)
     try:
         return buffers.dump_reply(pickler, pack_results(outcome), tasks)
     except BaseException:  # noqa: BLE001 - find the culprits below
