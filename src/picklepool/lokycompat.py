@@ -283,3 +283,25 @@ def before_loky_exit(hook: Any) -> None:
         except RuntimeError:  # the interpreter is already shutting down
             pass
     util.Finalize(None, hook, exitpriority=100)
+
+
+def forget_resources(resources: list[tuple[str, str]]) -> None:
+    """Take each ``(name, rtype)`` off loky's resource tracker, whether it holds it or not.
+
+    For what killed processes left behind, removed by the caller already
+    (``executor.leftovers``): the tracker must not warn about it at exit. Its
+    UNREGISTER fails (printing a traceback) on a name it does not hold, and drops a
+    held one whatever its count, so each name is registered first. Nothing is sent
+    when the tracker is not running. Uses ``_resource_tracker._pid``.
+    """
+    from loky.backend import resource_tracker
+
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    if tracker is None or getattr(tracker, "_pid", None) is None:
+        return
+    for name, rtype in resources:
+        try:
+            resource_tracker.register(name, rtype)
+            resource_tracker.unregister(name, rtype)
+        except Exception:  # noqa: BLE001 - the tracker is gone: it removes nothing either
+            return

@@ -180,3 +180,38 @@ def test_a_killed_pool_leaves_no_status_file_of_its_workers():
     picklepool.shutdown(kill=True)  # killed workers cannot remove their own
     left = {int(e[1:]) for e in os.listdir(session().path) if e[:1] == "w" and e[1:].isdigit()}
     assert not (left & pids)
+
+
+def test_killed_workers_leave_no_folder_or_semaphore_behind():
+    # A worker that ran a nested loky call holds that pool's semaphores and its own
+    # session folder; killed (Ctrl-C, shutdown(kill=True)), it cannot remove them, and
+    # loky's tracker would only do so at the parent's exit, warning of "leaked" objects.
+    result = run_python(
+        """
+        import json, os, re
+        from picklepool import Parallel, delayed, shutdown
+
+        def nested(i):
+            Parallel(n_jobs=2, backend="loky")(delayed(abs)(j) for j in range(4))
+            return os.getpid()
+
+        def made_by(pids):
+            names = os.listdir("/dev/shm")
+            return sorted(n for n in names
+                          if (m := re.match(r"(?:sem\\.loky|picklepool)-(\\d+)-", n)) and int(m[1]) in pids)
+
+        if __name__ == "__main__":
+            pids = set(Parallel(n_jobs=2, batch_size=1)(delayed(nested)(i) for i in range(4)))
+            before = made_by(pids)
+            shutdown(kill=True)
+            print(json.dumps({"before": before, "after": made_by(pids)}))
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    import json
+
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["before"], "the nested pools made nothing to clean: the test proves nothing"
+    assert out["after"] == []
+    assert "leaked" not in result.stderr, result.stderr

@@ -31,6 +31,7 @@ from typing import Any
 import psutil
 
 from .. import lokycompat
+from . import leftovers
 
 EXIT_DEADLINE = 5.0  # seconds a worker may take to exit once told to
 
@@ -62,17 +63,27 @@ def _running(proc: Any) -> bool:
 
 
 def kill_tree(pid: int) -> None:
-    """SIGKILL *pid* and every process below it (its own pools first)."""
+    """SIGKILL *pid* and every process below it (its own pools first).
+
+    What they made and can no longer remove (their nested calls' folders, their
+    pools' semaphores) is removed now (``executor.leftovers``), not at the
+    parent's exit.
+    """
     try:
         root = psutil.Process(pid)
         procs = root.children(recursive=True) + [root]
     except psutil.Error:
         return
+    killed = []
     for proc in procs:
         try:
             proc.kill()
+        except psutil.NoSuchProcess:
+            pass  # gone already: what it left is left all the same
         except psutil.Error:
-            pass
+            continue
+        killed.append(proc.pid)
+    leftovers.remove(killed)
 
 
 def check(executor: Any) -> tuple[list[str], str | None]:
