@@ -394,7 +394,7 @@ class Parallel:
         max_inflight = s.max_inflight
         if backend.n_workers != s.n_workers:  # dask: n_jobs counts the cluster's threads
             max_inflight = inflight(s.pre_dispatch, backend.n_workers, s.sources["pre_dispatch"])
-        pickler = resolve_pickler(s.pickler, source=s.sources["pickler"])[0]  # checked on every backend
+        pickler: Any = resolve_pickler(s.pickler, source=s.sources["pickler"])[0]  # checked on every backend
         if not backend.moves_bytes:
             pickler = None
         batcher: Any
