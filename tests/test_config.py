@@ -146,8 +146,8 @@ def test_every_setting_is_checked_where_it_is_given(setting, value):
 )
 def test_every_environment_variable_is_checked_and_named(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
-    with pytest.raises(ValueError, match=var):
-        Parallel()(delayed(abs)(-1) for _ in range(2))
+    with pytest.raises(ValueError, match=var):  # a call on processes: it reads every one of them
+        Parallel(n_jobs=2)(delayed(abs)(-1) for _ in range(2))
 
 
 def test_max_nbytes_none_turns_shared_memory_off_at_every_level():

@@ -120,13 +120,6 @@ def test_n_jobs_not_given_anywhere_is_one_as_in_joblib(monkeypatch):
     assert Executor()._max_workers == cpu_count()
 
 
-def test_a_bad_pickler_setting_fails_on_every_backend(monkeypatch):
-    monkeypatch.setenv("PICKLEPOOL_PICKLER", "nope")
-    for backend in ("sequential", "threading"):
-        with pytest.raises(ValueError, match="PICKLEPOOL_PICKLER"):
-            Parallel(n_jobs=2, backend=backend)(delayed(abs)(-1) for _ in range(2))
-
-
 def test_float_n_jobs_is_truncated():
     assert Parallel(n_jobs=2.3)._settings().n_workers == 2
 

@@ -394,9 +394,7 @@ class Parallel:
         max_inflight = s.max_inflight
         if backend.n_workers != s.n_workers:  # dask: n_jobs counts the cluster's threads
             max_inflight = inflight(s.pre_dispatch, backend.n_workers, s.sources["pre_dispatch"])
-        pickler: Any = resolve_pickler(s.pickler, source=s.sources["pickler"])[0]  # checked on every backend
-        if not backend.moves_bytes:
-            pickler = None
+        pickler = resolve_pickler(s.pickler, source=s.sources["pickler"])[0] if backend.moves_bytes else None
         batcher: Any
         if s.batch_size == "auto":
             batcher = AutoBatcher(backend.n_workers, growth=backend.batch_growth)
