@@ -183,11 +183,16 @@ def start_workers(executor: Any) -> None:
 
     A worker takes ~100 ms of CPU to start (Python, then loky's imports): started
     here, it boots while the caller prepares and pickles its first batches, instead
-    of after. Uses ``_ensure_executor_running`` (what loky's ``submit`` calls).
+    of after. Uses ``_ensure_executor_running`` (what loky's ``submit`` calls). A start
+    that fails (a deleted working folder, no more processes) is left to that first
+    ``submit``, which tries again and raises after the call's own checks, as before.
     """
     ensure = getattr(executor, "_ensure_executor_running", None)
     if ensure is not None:
-        ensure()
+        try:
+            ensure()
+        except OSError:
+            pass
 
 
 TRACKER_NICENESS = 10  # added to the resource trackers' CPU niceness (0: leave it)
