@@ -10,6 +10,7 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
   ``_MEMORY_LEAK_CHECK_DELAY``), which picklepool sets to have loky replace a
   worker after its current batch (memory recycling, a task that timed out);
 - the class behind ``get_reusable_executor`` and its ``_resize``, ``_flags``,
+  ``_ensure_executor_running`` (to start the workers at once, :func:`start_workers`),
   ``_max_workers`` and ``_pending_work_items``, to keep one executor per process
   instead of loky's one per thread (:func:`new_executor`, :func:`resize`,
   :func:`usable`, :func:`size`, :func:`busy`), and to tell whether a worker is idle
@@ -164,7 +165,7 @@ def new_executor(
     from loky.reusable_executor import _get_next_executor_id, _ReusablePoolExecutor
 
     start_trackers()
-    return _ReusablePoolExecutor(
+    executor = _ReusablePoolExecutor(
         max_workers=n_workers,
         context=start_method(),
         timeout=idle_timeout,
@@ -173,6 +174,25 @@ def new_executor(
         initargs=initargs,
         env=env,
     )
+    start_workers(executor)
+    return executor
+
+
+def start_workers(executor: Any) -> None:
+    """Start *executor*'s worker processes now rather than at its first ``submit``.
+
+    A worker takes ~100 ms of CPU to start (Python, then loky's imports): started
+    here, it boots while the caller prepares and pickles its first batches, instead
+    of after. Uses ``_ensure_executor_running`` (what loky's ``submit`` calls). A start
+    that fails (a deleted working folder, no more processes) is left to that first
+    ``submit``, which tries again and raises after the call's own checks, as before.
+    """
+    ensure = getattr(executor, "_ensure_executor_running", None)
+    if ensure is not None:
+        try:
+            ensure()
+        except OSError:
+            pass
 
 
 TRACKER_NICENESS = 10  # added to the resource trackers' CPU niceness (0: leave it)

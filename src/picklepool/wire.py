@@ -28,7 +28,6 @@ This module imports nothing of picklepool: both sides import it.
 
 from __future__ import annotations
 
-import json
 from typing import Any, NamedTuple
 
 
@@ -171,12 +170,16 @@ class Failure(NamedTuple):
     label: str = ""  # for "load" of functions: their names
 
     def encode(self) -> bytes:
+        import json  # only for failures: a worker's start does not pay for it
+
         return FAILURE_MAGIC + json.dumps(self._asdict()).encode("utf-8")
 
 
 def decode_failure(data: Any) -> Failure | None:
     """The :class:`Failure` framed in *data*, or None when *data* is a pickler's reply."""
     if type(data) is bytes and data[: len(FAILURE_MAGIC)] == FAILURE_MAGIC:
+        import json
+
         fields = json.loads(data[len(FAILURE_MAGIC) :].decode("utf-8"))
         fields["mro"] = tuple(fields.get("mro", ()))
         return Failure(**fields)

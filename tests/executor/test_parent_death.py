@@ -82,15 +82,26 @@ def test_sigkill_of_a_parent_with_a_large_argument_in_flight_leaves_nothing(tmp_
 
 
 STREAMING_CHILD = """
-import os, signal, sys
+import os, signal, sys, tempfile, time
 from picklepool import Parallel, delayed
 
 class KillsThisProcess:
     def __reduce__(self):                 # pickled in the parent, mid-stream
         os.kill(os.getpid(), signal.SIGKILL)
 
+def pid_once_both_run(folder):
+    # Each worker runs a task (and so watches this process): a worker still booting
+    # when the other has run every task would get none, wait for work until its idle
+    # timeout, and keep the resource tracker (and the session folder) alive meanwhile.
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 30
+    while len(os.listdir(folder)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()
+
 if __name__ == "__main__":
-    pids = set(Parallel(n_jobs=2)(delayed(os.getpid)() for _ in range(4)))
+    with tempfile.TemporaryDirectory() as folder:
+        pids = set(Parallel(n_jobs=2, batch_size=1)(delayed(pid_once_both_run)(folder) for _ in range(4)))
     print(" ".join(map(str, pids)), flush=True)
     values = [*range(1_000_000), KillsThisProcess(), *range(1_000_000)]
     Parallel(n_jobs=2)(delayed(len)(values) for _ in range(1))

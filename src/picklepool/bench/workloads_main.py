@@ -113,15 +113,19 @@ def cold_start(ctx: Context) -> WorkloadResult:
     n_calls = 10
     res = WorkloadResult(
         "cold_start",
-        f"first call ({n_calls} tiny tasks) in a fresh Python process, including starting its workers",
+        f"first call ({n_calls} tiny tasks) in a fresh Python process, including starting its workers; "
+        "every peer's processes read and write compiled bytecode in a folder of their own "
+        "(PYTHONPYCACHEPREFIX, PYTHONDONTWRITEBYTECODE unset), written by the warm-up round",
         {"n_tasks": n_calls},
     )
     names = [name for name in COLUMNS if name != LOOP]
     imports: dict[str, list[float]] = {}
-    impls = {name: _cold_run(name, ctx.n_jobs, imports) for name in names}
-    # Quick mode skips the warm-up round: the parent already imported everything,
-    # so the files are in the page cache.
-    samples = interleave(impls, reps=ctx.reps, warmup=ctx.size(0, 1), on_step=ctx.step, budget=ctx.budget)
+    with tempfile.TemporaryDirectory(prefix="picklepool-cold-") as folder:
+        env = _bytecode_env(os.path.join(folder, "pycache"))
+        impls = {name: _cold_run(name, ctx.n_jobs, env, imports) for name in names}
+        # The warm-up round writes every peer's bytecode (its timings are dropped).
+        warm = {name: _cold_run(name, ctx.n_jobs, env) for name in names}
+        samples = interleave(impls, reps=ctx.reps, warmup=1, warm=warm, on_step=ctx.step, budget=ctx.budget)
     row = Row("cold_start")
     table = Table(
         "cold_start: median time to import the library, then its first call (s)",
@@ -151,20 +155,39 @@ class _Unavailable(Exception):
     """The implementation is not installed here (a skipped cell, not a failure)."""
 
 
-def _cold_run(name: str, n_jobs: int, imports: dict[str, list[float]]) -> Callable[[], float]:
+def _bytecode_env(folder: str) -> dict[str, str]:
+    """The environment of the cold-start processes: bytecode kept as on a usual machine.
+
+    A machine (or CI) with ``PYTHONDONTWRITEBYTECODE`` set never caches the bytecode of
+    modules installed without it (an editable install, a source checkout), and compiles
+    them at every import, while a wheel's modules come with theirs: the peers would not
+    start on equal terms. Here every peer's processes, workers and trackers included,
+    read and write bytecode under *folder*, fresh for this row.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = folder
+    return env
+
+
+def _cold_run(
+    name: str, n_jobs: int, env: dict[str, str], imports: dict[str, list[float]] | None = None
+) -> Callable[[], float]:
     def run() -> float:
         proc = subprocess.run(
             [sys.executable, MAIN_SCRIPT, "cold_start", "--impl", name, "--n-jobs", str(n_jobs)],
             capture_output=True,
             text=True,
             timeout=120,
+            env=env,
         )
         if proc.returncode == 3:
             raise _Unavailable(proc.stdout.strip())
         if proc.returncode != 0:
             raise RuntimeError(f"the cold-start subprocess failed: {_tail(proc.stderr)}")
         out = json.loads(proc.stdout)
-        imports.setdefault(name, []).append(float(out["import_s"]))
+        if imports is not None:
+            imports.setdefault(name, []).append(float(out["import_s"]))
         return float(out["call_s"])
 
     return run

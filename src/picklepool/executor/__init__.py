@@ -12,7 +12,7 @@ The data path, one direction each way, with no back and forth::
       ▼
     wire.Batch ──backend (loky | dask)──▶ worker: workers.runner.run_batch
       │  loky: one bytes object          mirror parent state, load, run, dumps
-      │  (runner.run_packed); dask:      (dask: SharedState snapshots kept on the
+      │  (packed.run_packed); dask:      (dask: SharedState snapshots kept on the
       │  scattered blobs                  cluster per version, executor.kept)
       ▼
     reply bytes (or wire.Failure) ──▶ replies.ReplyReader.read ──▶ results in order

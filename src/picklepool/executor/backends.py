@@ -20,7 +20,7 @@ import loky
 from .. import lokycompat
 from ..settings import NOT_SET, cpu_count, push_config
 from ..workers import mirror
-from ..workers.runner import run_packed
+from ..workers.packed import run_packed
 from . import pool, reaper
 from .backend import Backend, ClusterBackend
 from .mpbackend import MultiprocessingBackend
@@ -110,7 +110,7 @@ class LokyBackend(Backend):
 def _packed(fn: Callable[..., Any], args: tuple[Any, ...]) -> bytes | None:
     """``(fn, args)`` pickled here with the standard pickler, or None if it cannot be.
 
-    What loky then moves is one bytes object (``workers.runner.run_packed``): its queue
+    What loky then moves is one bytes object (``workers.packed.run_packed``): its queue
     thread does not run cloudpickle over the batch's envelope (its namedtuple classes)
     on the way to an idle worker. Anything the standard pickler refuses goes as it is.
     """

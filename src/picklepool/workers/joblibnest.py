@@ -19,7 +19,6 @@ import sys
 import threading
 from typing import Any
 
-from ..settings import nested_backend
 from . import mirror
 
 _waiting = threading.local()  # .token: this thread's batch, waiting for joblib to load
@@ -37,6 +36,8 @@ class _Token:
 
 
 def _enter_config(module: Any, depth: int) -> Any:
+    from ..settings import nested_backend  # here: a worker's plain batch does not import the settings
+
     backends = sys.modules["joblib._parallel_backends"]
     cls = backends.ThreadingBackend if nested_backend(depth) == "threading" else backends.SequentialBackend
     config = module.parallel_config(backend=cls(nesting_level=depth), n_jobs=None)
@@ -93,7 +94,7 @@ def enter() -> Any:
     the config if a task of this batch loads it (see the module's docstring).
     """
     depth = mirror.nesting()[0]
-    if nested_backend(depth) is None:
+    if depth <= 0:  # a parent: settings.nested_backend(depth) is None
         return None
     module = sys.modules.get("joblib.parallel")
     if module is None:

@@ -138,18 +138,6 @@ def run_batch(batch: Batch) -> Any:
     return reply
 
 
-def run_packed(data: bytes) -> Any:
-    """``fn(*args)`` of ``(fn, args)`` pickled by the parent with the standard pickler (loky).
-
-    The parent pickles the envelope (a ``wire.Batch`` of bytes and tuples) in the
-    calling thread with the C pickler, so loky's queue thread and this worker handle
-    one bytes object instead of running cloudpickle over the envelope's classes:
-    that thread's time is on the path of every call's first batch.
-    """
-    fn, args = pickle.loads(data)
-    return fn(*args)
-
-
 def run_attached(fn: Callable[[Batch], Any], batch: Batch, attachment: Any) -> Any:
     """``fn(batch)`` for dask, which delivers the batch's blobs as a separate argument.
 
