@@ -130,3 +130,45 @@ def test_a_parent_killed_while_it_streams_a_batch_leaves_no_worker_waiting():
         if child.poll() is None:
             child.kill()
         child.stdout.close()
+
+
+IDLE_CHILD = """
+import os, sys
+import psutil
+from picklepool import Parallel, delayed
+
+if __name__ == "__main__":
+    Parallel(n_jobs=2)(delayed(abs)(-1) for _ in range(1))  # one task: one worker gets no batch
+    workers = [p.pid for p in psutil.Process().children()
+               if any("popen_loky" in part for part in p.cmdline())]
+    with open(sys.argv[1], "w") as f:
+        f.write(" ".join(map(str, workers)) + "\\n")
+    with open(sys.argv[2]) as f:  # a FIFO nobody writes to: blocks until killed
+        f.read()
+"""
+
+
+@pytest.mark.timeout(90)
+def test_workers_that_never_ran_a_batch_do_not_outlive_a_killed_parent(tmp_path):
+    ready, gate = tmp_path / "ready", tmp_path / "gate"
+    os.mkfifo(ready)
+    os.mkfifo(gate)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICKLEPOOL_")}
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(IDLE_CHILD), str(ready), str(gate)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with open(ready) as f:
+            workers = [int(pid) for pid in f.read().split()]
+        assert len(workers) == 2, workers
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        procs = [psutil.Process(pid) for pid in workers]
+        _, alive = psutil.wait_procs(procs, timeout=10)  # they poll their parent every 0.5 s
+        assert not alive, f"workers {[p.pid for p in alive]} outlived their parent (idle timeout: 300 s)"
+        assert _gone(f"/dev/shm/picklepool-{child.pid}-*") == []
+    finally:
+        if child.poll() is None:
+            child.kill()

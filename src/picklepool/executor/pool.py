@@ -25,6 +25,7 @@ import weakref
 from typing import Any
 
 from .. import lokycompat
+from ..workers.prologue import start_loky_worker
 from . import reaper
 
 _lock = threading.Lock()
@@ -73,15 +74,26 @@ def acquire(
                     reaper.stop(executor)
                 executor = _shared = None
         if executor is None:
-            _shared = lokycompat.new_executor(n_workers, idle_timeout, env, initializer, initargs)
+            _shared = _new(n_workers, idle_timeout, env, initializer, initargs)
             _key, _users = key, 1
             started.add(_shared)
             reaper.track(_shared)
             return _shared, True
-    own = lokycompat.new_executor(n_workers, idle_timeout, env, initializer, initargs)
+    own = _new(n_workers, idle_timeout, env, initializer, initargs)
     started.add(own)
     reaper.track(own)
     return own, False
+
+
+def _new(
+    n_workers: int,
+    idle_timeout: float,
+    env: dict[str, str] | None,
+    initializer: Any,
+    initargs: tuple[Any, ...],
+) -> Any:
+    """A new loky executor whose workers watch this process from their start (``start_loky_worker``)."""
+    return lokycompat.new_executor(n_workers, idle_timeout, env, start_loky_worker, (initializer, initargs))
 
 
 def release(executor: Any, shared: bool) -> None:

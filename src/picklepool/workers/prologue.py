@@ -29,6 +29,22 @@ def _by_value(func: Any) -> bool:
     return type(func) is types.FunctionType and func.__globals__ is not getattr(module, "__dict__", None)
 
 
+def start_loky_worker(initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
+    """loky's initializer of every warm worker: watch the parent, then the pool's own *initializer*.
+
+    A worker watches its parent from its start (``workers.control.watch_parent``),
+    not from its first batch: one that never got a batch (more workers than tasks)
+    would otherwise outlive a killed parent up to its idle timeout (300 s), holding
+    the parent's session folder. *initializer* (``Parallel(initializer=...)``) runs
+    after, as loky runs it, and a failure of it breaks the pool as in loky.
+    """
+    from .control import watch_parent
+
+    watch_parent()
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def start_pool_worker(env: dict[str, str] | None = None) -> None:
     """Start a worker of an Executor's own ``multiprocessing.Pool`` ("fork", ``max_tasks_per_child``).
 
