@@ -121,6 +121,32 @@ def _reduce_lru_cache(pickler: Pickler, obj: Any) -> Any:
 
 
 _LRU_CACHE_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
+_MAKE_SKELETON_CLASS = getattr(cloudpickle.cloudpickle, "_make_skeleton_class", None)
+
+
+def _reduce_class(pickler: Pickler, obj: Any) -> Any:
+    """cloudpickle's reduction, with a by-value class's ``__slots__`` made where it is rebuilt.
+
+    cloudpickle rebuilds a class sent by value (one of ``__main__``) from an empty
+    skeleton and sets ``__slots__`` on it afterwards, which makes no slots: in the
+    worker its instances get a ``__dict__``, so one sent back (a result) carries its
+    attributes as a ``__dict__`` state that the parent's class, which has slots and no
+    ``__dict__``, cannot take ("'C' object has no attribute '__dict__'"). Passing
+    ``__slots__`` to the skeleton's namespace makes the slots, as the class statement did.
+    """
+    rv = _cloudpickle_override(pickler, obj)
+    if (
+        type(rv) is tuple
+        and rv
+        and rv[0] is _MAKE_SKELETON_CLASS
+        and isinstance(obj, type)
+        and "__slots__" in obj.__dict__
+    ):
+        newargs = rv[1]
+        type_kwargs = dict(newargs[3])
+        type_kwargs["__slots__"] = obj.__dict__["__slots__"]
+        rv = (rv[0], (*newargs[:3], type_kwargs, *newargs[4:]), *rv[2:])
+    return rv
 
 
 class _Release:
@@ -202,7 +228,9 @@ class Pickler(cloudpickle.Pickler):
         """How to reduce instances of *t*: decided once per type and dump."""
         if t is _Release:
             return _release
-        if issubclass(t, (type, types.FunctionType)):
+        if issubclass(t, type):
+            return _reduce_class
+        if issubclass(t, types.FunctionType):
             return _cloudpickle_override
         if t is ByValueFunction:
             return lambda _self, obj: obj.reduce_in_stream()
