@@ -133,6 +133,8 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
     attributes as a ``__dict__`` state that the parent's class, which has slots and no
     ``__dict__``, cannot take ("'C' object has no attribute '__dict__'"). Passing
     ``__slots__`` to the skeleton's namespace makes the slots, as the class statement did.
+    Empty ``__slots__`` hold nothing to lose, and a ``typing.NamedTuple`` (which has them)
+    refuses them in its namespace: those are left to cloudpickle.
     """
     rv = _cloudpickle_override(pickler, obj)
     if (
@@ -140,7 +142,7 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
         and rv
         and rv[0] is _MAKE_SKELETON_CLASS
         and isinstance(obj, type)
-        and "__slots__" in obj.__dict__
+        and obj.__dict__.get("__slots__")
     ):
         newargs = rv[1]
         type_kwargs = dict(newargs[3])
