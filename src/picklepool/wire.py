@@ -54,6 +54,9 @@ class ParentState(NamedTuple):
     # the calling thread's decimal context and numpy floating-point error handling,
     # each None when it is the default: computations round and raise as in the parent
     numeric: tuple[Any, Any] = (None, None)
+    # the file mode creation mask: files a task creates get the parent's permissions
+    # (-1: unknown, not mirrored)
+    umask: int = -1
 
 
 # content key (None: rebuild for every batch), bytes (inline) or a blob reference, label,

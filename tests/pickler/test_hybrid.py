@@ -303,6 +303,62 @@ def test_lru_cache_functions_of_main_travel_by_value():
     assert "use pickler='hybrid' (the default)" in lines[2]
 
 
+def test_slots_classes_of_main_come_back_from_workers():
+    # cloudpickle rebuilt a __main__ class with __slots__ without slots (it sets
+    # __slots__ on an empty skeleton), so the worker's instances had a __dict__ and a
+    # result carrying one could not be rebuilt in the parent ("'C' object has no
+    # attribute '__dict__'"); joblib fails the same way. hybrid makes the slots.
+    proc = run_python(
+        """
+        import typing
+        from dataclasses import dataclass, field
+        from picklepool import Parallel, delayed
+
+        @dataclass(slots=True)
+        class Point:
+            x: int
+            tags: list = field(default_factory=list)
+
+        class Pair:
+            __slots__ = ("__a", "b")
+            def __init__(self, a, b):
+                self.__a = a
+                self.b = b
+            def get(self):
+                return self.__a, self.b
+
+        class Child(Pair):
+            __slots__ = "c"
+            def __init__(self):
+                super().__init__(1, 2)
+                self.c = 3
+
+        class Named(typing.NamedTuple):  # __slots__ = (), refused in its namespace
+            x: int
+
+        def echo(x):
+            return x, hasattr(x, "__dict__")
+
+        def make(i):
+            return Point(i, [i]), Pair(i, -i)
+
+        out = Parallel(n_jobs=2)(delayed(echo)(o) for o in [Point(1), Pair(2, 3), Child(), Named(4)])
+        print([(type(o).__name__, has_dict) for o, has_dict in out])
+        p, pair, child, named = (o for o, _ in out)
+        print(named, type(named) is Named)
+        print(p, pair.get(), child.get(), child.c)
+        print(Parallel(n_jobs=2)(delayed(make)(i) for i in range(2))[1][0])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "[('Point', False), ('Pair', False), ('Child', False), ('Named', False)]",
+        "Named(x=4) True",
+        "Point(x=1, tags=[]) (2, 3) (1, 2) 3",
+        "Point(x=1, tags=[1])",
+    ]
+
+
 @functools.lru_cache
 def cached_square(x):
     return x * x

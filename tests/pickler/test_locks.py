@@ -188,6 +188,42 @@ def test_rlock_owner_is_snapshotted_while_holding_its_lock():
     assert copy.balance == 5 and copy.history == [0] and released(copy._lock)
 
 
+class SlotAccount:
+    """Account with __slots__: its RLock sits in a slot, not in a __dict__."""
+
+    __slots__ = ("__lock", "balance", "history")
+
+    def __init__(self, balance=0):
+        self.__lock = threading.RLock()
+        self.balance = balance
+        self.history = []
+
+    @property
+    def lock(self):
+        return self.__lock
+
+
+class SlotLockProbe:
+    def __init__(self, account):
+        self.account = account
+        self.seen = []
+
+    def __reduce__(self):
+        self.seen.append(self.account.lock._is_owned())
+        return (int, ())
+
+
+def test_rlock_owner_with_slots_is_snapshotted_while_holding_its_lock():
+    acct = SlotAccount(5)
+    probe = SlotLockProbe(acct)
+    acct.history.append(probe)
+    copy = roundtrip(acct)
+    assert probe.seen == [True]  # it was False: a slot's lock was never taken
+    assert released_elsewhere(acct.lock)
+    assert copy.balance == 5 and copy.history == [0] and released(copy.lock)
+    assert copy.lock is not acct.lock and not hasattr(copy, "__dict__")
+
+
 def test_rlock_owner_pickles_from_inside_its_own_lock():
     acct = Account(1)
     with acct._lock:  # reentrant: no deadlock

@@ -99,6 +99,43 @@ def test_the_parent_state_is_restored_when_it_changes_back(tmp_path, monkeypatch
     assert set(Parallel(n_jobs=2, batch_size=1)(delayed(worker_cwd)() for _ in range(4))) == {here}
 
 
+def write_file(path):
+    with open(path, "w") as f:
+        f.write("x")
+    return os.stat(path).st_mode & 0o777
+
+
+def set_umask(mask):
+    return os.umask(mask)
+
+
+@contextlib.contextmanager
+def umask(mask):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_files_a_task_creates_get_the_parents_umask(tmp_path):
+    # Workers started before the parent's os.umask(0o077) created files readable
+    # by all (0o644), workers started after it 0o600.
+    _warm()
+
+    def modes(prefix):
+        files = [str(tmp_path / f"{prefix}{i}") for i in range(4)]
+        return Parallel(n_jobs=2, batch_size=1)(delayed(write_file)(f) for f in files)
+
+    with umask(0o077):
+        assert modes("f") == [0o600] * 4
+        # a task that changes its worker's umask does not change the next batch's
+        Parallel(n_jobs=2, batch_size=1)(delayed(set_umask)(0) for _ in range(4))
+        assert modes("g") == [0o600] * 4
+    with umask(0o022):
+        assert modes("h") == [0o644] * 4
+
+
 def test_a_deleted_working_folder_is_named_as_the_cause(tmp_path, monkeypatch):
     gone = tmp_path / "gone"
     gone.mkdir()

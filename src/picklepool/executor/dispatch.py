@@ -82,6 +82,7 @@ def parent_state(n_workers: int, numeric: tuple[Any, Any] | None = None) -> Pare
         max(1, cores // max(1, n_workers)),
         _int_digits(),
         mirror.numeric_state() if numeric is None else numeric,
+        mirror.umask(),
     )
 
 

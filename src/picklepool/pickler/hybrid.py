@@ -21,7 +21,7 @@ once per type (and per ``dump``) what its instances need:
     4. types with a reducer in ``dispatch_table``       -> that reducer (the table is a
        ChainMap of the lock reducers, cloudpickle's and ``copyreg.dispatch_table``)
     5. anything else                                    -> ``__reduce_ex__``, as the
-       stdlib pickler does; but an instance whose ``__dict__`` holds an RLock is
+       stdlib pickler does; but an instance whose ``__dict__`` (or a slot) holds an RLock is
        snapshotted while holding it (below), unless its class defines its own
        ``__getstate__``/``__reduce__``: that state is what it chose to send, and its
        lock is not taken (take it in ``__getstate__`` if the snapshot needs it)
@@ -121,6 +121,34 @@ def _reduce_lru_cache(pickler: Pickler, obj: Any) -> Any:
 
 
 _LRU_CACHE_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
+_MAKE_SKELETON_CLASS = getattr(cloudpickle.cloudpickle, "_make_skeleton_class", None)
+
+
+def _reduce_class(pickler: Pickler, obj: Any) -> Any:
+    """cloudpickle's reduction, with a by-value class's ``__slots__`` made where it is rebuilt.
+
+    cloudpickle rebuilds a class sent by value (one of ``__main__``) from an empty
+    skeleton and sets ``__slots__`` on it afterwards, which makes no slots: in the
+    worker its instances get a ``__dict__``, so one sent back (a result) carries its
+    attributes as a ``__dict__`` state that the parent's class, which has slots and no
+    ``__dict__``, cannot take ("'C' object has no attribute '__dict__'"). Passing
+    ``__slots__`` to the skeleton's namespace makes the slots, as the class statement did.
+    Empty ``__slots__`` hold nothing to lose, and a ``typing.NamedTuple`` (which has them)
+    refuses them in its namespace: those are left to cloudpickle.
+    """
+    rv = _cloudpickle_override(pickler, obj)
+    if (
+        type(rv) is tuple
+        and rv
+        and rv[0] is _MAKE_SKELETON_CLASS
+        and isinstance(obj, type)
+        and obj.__dict__.get("__slots__")
+    ):
+        newargs = rv[1]
+        type_kwargs = dict(newargs[3])
+        type_kwargs["__slots__"] = obj.__dict__["__slots__"]
+        rv = (rv[0], (*newargs[:3], type_kwargs, *newargs[4:]), *rv[2:])
+    return rv
 
 
 class _Release:
@@ -194,7 +222,8 @@ class Pickler(cloudpickle.Pickler):
         if kind is _MAY_OWN_LOCK:
             state = getattr(obj, "__dict__", None)
             if type(state) is dict and not _RLOCK_TYPES.isdisjoint(map(type, state.values())):
-                return self._reduce_guarded(obj, state)
+                name, lock = next((k, v) for k, v in state.items() if type(v) in _RLOCK_TYPES)
+                return self._reduce_guarded(obj, name, lock)
             return obj.__reduce_ex__(self.proto)
         return kind(self, obj)
 
@@ -202,7 +231,9 @@ class Pickler(cloudpickle.Pickler):
         """How to reduce instances of *t*: decided once per type and dump."""
         if t is _Release:
             return _release
-        if issubclass(t, (type, types.FunctionType)):
+        if issubclass(t, type):
+            return _reduce_class
+        if issubclass(t, types.FunctionType):
             return _cloudpickle_override
         if t is ByValueFunction:
             return lambda _self, obj: obj.reduce_in_stream()
@@ -220,13 +251,15 @@ class Pickler(cloudpickle.Pickler):
             return lambda _self, obj: reducer(obj)
         if t in self.dispatch_table:
             return _BY_TABLE
-        if not getattr(t, "__dictoffset__", 0) or runtime.own_protocol(t):
+        if runtime.own_protocol(t):
             return _PLAIN  # an object with its own __getstate__ (or __reduce__) is not locked
-        return _MAY_OWN_LOCK
+        if getattr(t, "__dictoffset__", 0):
+            return _MAY_OWN_LOCK
+        slots = tuple(copyreg._slotnames(t))  # type: ignore[attr-defined]
+        return _slots_reducer(slots) if slots else _PLAIN
 
-    def _reduce_guarded(self, obj: Any, state: dict[str, Any]) -> Any:
-        """Reduce *obj* holding its RLock until its state has been written."""
-        name, lock = next((k, v) for k, v in state.items() if type(v) in _RLOCK_TYPES)
+    def _reduce_guarded(self, obj: Any, name: str, lock: Any) -> Any:
+        """Reduce *obj* holding its RLock (its attribute *name*) until its state has been written."""
         if not self._held:
             lock.acquire()
         elif not lock.acquire(timeout=locks.SNAPSHOT_TIMEOUT):
@@ -249,6 +282,23 @@ class Pickler(cloudpickle.Pickler):
         dictitems = rv[4] if len(rv) > 4 else None
         setter = rv[5] if len(rv) > 5 else None
         return (rv[0], rv[1], (rv[2], setter, _Release()), listitems, dictitems, _set_state)
+
+
+def _slots_reducer(slots: tuple[str, ...]) -> Any:
+    """The reducer of a class whose instances keep their attributes in *slots* (no ``__dict__``).
+
+    Such an instance holding an RLock in a slot is snapshotted while holding it, as one
+    holding it in its ``__dict__`` is.
+    """
+
+    def reduce(pickler: Pickler, obj: Any) -> Any:
+        for name in slots:
+            value = getattr(obj, name, None)
+            if type(value) in _RLOCK_TYPES:
+                return pickler._reduce_guarded(obj, name, value)
+        return obj.__reduce_ex__(pickler.proto)
+
+    return reduce
 
 
 class HybridPickler(BasePickler):

@@ -9,6 +9,9 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   entries only the worker has stay after them.
 - the recursion limit: deep results pickle (and deep recursion runs) as in the parent.
 - the working directory: relative paths open the same files.
+- the file mode creation mask (``os.umask``): files a task creates get the
+  permissions they would get in the parent (a worker started before the parent's
+  ``os.umask(0o077)`` would make them readable by all).
 - the nesting depth and the cores an inner ``Parallel(n_jobs=-1)`` may use
   (the worker's share of the parent's), read by ``executor`` in the worker.
 - the limit on digits in ``str(int)`` (``sys.set_int_max_str_digits``).
@@ -72,7 +75,24 @@ def apply(state: ParentState) -> None:
     if digits >= 0 and getattr(sys, "get_int_max_str_digits", lambda: digits)() != digits:
         sys.set_int_max_str_digits(digits)
     _apply_numeric(state.numeric)
+    if state.umask >= 0:
+        os.umask(state.umask)  # one system call; a task may have changed it
     _applied = state
+
+
+def umask() -> int:
+    """This process's file mode creation mask, or -1 where it cannot be read.
+
+    Read from ``/proc/self/status`` (Linux 4.7+): ``os.umask`` can only read it by
+    setting it, which would give files created meanwhile by another thread the wrong mode.
+    """
+    try:
+        with open("/proc/self/status", "rb") as f:
+            data = f.read()
+        at = data.index(b"\nUmask:") + 7
+        return int(data[at : data.index(b"\n", at)].strip(), 8)
+    except (OSError, ValueError):
+        return -1
 
 
 # decimal's own defaults (decimal.DefaultContext may have been changed by the user)
