@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import threading
@@ -220,3 +221,23 @@ def test_errors_name_the_task_of_the_joblib_call(registered):
         with pytest.raises(ValueError, match="bad 2") as info:
             joblib.Parallel(batch_size=1)(joblib.delayed(fail_at_two)(i) for i in range(5))
     assert "task 2: fail_at_two(2) of this joblib.Parallel call" in "".join(info.value.__notes__)
+
+
+def fail_at_one(i):
+    if i == 1:
+        raise KeyError(i)
+    return i
+
+
+@pytest.mark.parametrize("managed", [False, True])
+def test_a_failed_call_leaves_nothing_for_the_next_call_of_its_parallel(managed):
+    # batch_size=1, pre_dispatch=1: task 0's callback sends task 1 and keeps task 2 split
+    # off ahead (joblib's _ready_batches); task 1 fails before anything takes it. joblib
+    # 1.6 dispatches that batch in the next call of the same Parallel, on every backend:
+    # the next call returned [2, 10, 11].
+    with joblib.parallel_config(backend="picklepool", n_jobs=2):
+        p = joblib.Parallel(batch_size=1, pre_dispatch=1)
+        with p if managed else contextlib.nullcontext():
+            with pytest.raises(KeyError):
+                p(joblib.delayed(fail_at_one)(i) for i in range(10))
+            assert p(joblib.delayed(fail_at_one)(i) for i in [10, 11]) == [10, 11]

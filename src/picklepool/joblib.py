@@ -21,6 +21,7 @@ imports: ``import joblib`` here and everywhere is joblib itself.)
 
 from __future__ import annotations
 
+import queue
 from typing import Any
 
 from joblib._parallel_backends import (
@@ -112,9 +113,20 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
     def retrieve_result_callback(self, future: Any) -> Any:
         return future.result()
 
+    def start_call(self) -> None:
+        """A call starts: nothing of an earlier, aborted one may be dispatched in it."""
+        _drop_ready_batches(getattr(self, "parallel", None))
+
     def abort_everything(self, ensure_ready: bool = True) -> None:
         """Stop the call now (an error, Ctrl-C): cancel what is not sent and kill the workers
-        running the rest, as joblib's loky backend does; a fresh executor if asked."""
+        running the rest, as joblib's loky backend does; a fresh executor if asked.
+
+        The batches joblib split off ahead and has not dispatched (``_ready_batches``,
+        kept by the ``Parallel`` object across calls) are dropped: joblib would
+        dispatch them in the next call of the same ``Parallel`` (a ``with`` block, or
+        an object called again), whose results would then start with this call's
+        tasks (joblib 1.6 does so with each of its own backends)."""
+        _drop_ready_batches(getattr(self, "parallel", None))
         if self._executor is not None:
             self._executor._terminate()
             self._executor = None
@@ -126,6 +138,19 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
         self.reset_batch_stats()
+
+
+def _drop_ready_batches(parallel: Any) -> None:
+    """Empty joblib's queue of batches split off ahead (``Parallel._ready_batches``)."""
+    ready = getattr(parallel, "_ready_batches", None)
+    if ready is None:
+        return
+    with parallel._lock:
+        while True:
+            try:
+                ready.get(block=False)
+            except queue.Empty:
+                return
 
 
 def register() -> None:
