@@ -296,18 +296,33 @@ def test_a_dask_call_inside_dask_tasks_on_every_thread_finishes(dask_client):
     assert out == [3 + i for i in range(2 * n_threads)]
 
 
-def nested_default_call(i):
+def _task_key(j):
+    from distributed.worker import thread_state
+
+    return j, thread_state.key
+
+
+def nested_call(i, backend=None):
     import warnings
+
+    from distributed.worker import thread_state
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = Parallel(n_jobs=2)(delayed(abs)(-j) for j in range(3))
-    return out, [str(w.message) for w in caught]
+        out = Parallel(n_jobs=2, backend=backend)(delayed(_task_key)(j) for j in range(3))
+    return out, thread_state.key, [str(w.message) for w in caught]
+
+
+def test_a_nested_call_in_a_dask_task_runs_on_the_cluster_as_joblibs_does(dask_client):
+    [(out, key, messages)] = Parallel(backend="dask")(delayed(nested_call)(0) for _ in range(1))
+    assert [j for j, _ in out] == [0, 1, 2]
+    assert key not in {k for _, k in out}  # dask tasks of their own, not run inside this one
+    assert messages == []
 
 
 def test_a_nested_loky_call_in_a_dask_task_says_it_runs_in_a_dask_worker(dask_client):
-    [(out, messages)] = Parallel(backend="dask")(delayed(nested_default_call)(0) for _ in range(1))
-    assert out == [0, 1, 2]
+    [(out, key, messages)] = Parallel(backend="dask")(delayed(nested_call)(0, "loky") for _ in range(1))
+    assert [j for j, _ in out] == [0, 1, 2] and {k for _, k in out} == {key}  # sequential, here
     assert len(messages) == 1 and "inside a dask worker's task" in messages[0], messages
 
 

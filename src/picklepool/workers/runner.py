@@ -14,6 +14,7 @@ from __future__ import annotations
 import pickle
 import traceback
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 from .. import lokycompat
@@ -138,8 +139,17 @@ def run_batch(batch: Batch) -> Any:
     return reply
 
 
+# What a task on a dask worker runs its own calls with when it does not say: the cluster
+# (joblib's dask backend nests on the cluster too); a dask worker's task cannot start
+# processes, so a loky call there would run sequentially.
+NESTED_ON_CLUSTER = MappingProxyType({"backend": "dask"})
+
+
 def run_attached(fn: Callable[[Batch], Any], batch: Batch, attachment: Any) -> Any:
     """``fn(batch)`` for dask, which delivers the batch's blobs as a separate argument.
+
+    A ``Parallel`` call a task makes without a backend of its own runs on the same
+    cluster (:data:`NESTED_ON_CLUSTER`, as a ``parallel_config`` block around the batch).
 
     A batch that needed data kept on the cluster which this worker has not rebuilt
     yet, and which the batch did not carry (``executor.kept``), ran none of its
@@ -149,9 +159,15 @@ def run_attached(fn: Callable[[Batch], Any], batch: Batch, attachment: Any) -> A
     arguments are freed here rather than held that long (and their memory is not
     kept: dask watches its workers' memory itself).
     """
+    from ..settings import pop_config, push_config  # dask only: a loky worker does not load settings
+
     missing: list[str] = []
-    with collecting_missing(missing):
-        reply = fn(batch._replace(attachment=attachment))
+    token = push_config(NESTED_ON_CLUSTER)
+    try:
+        with collecting_missing(missing):
+            reply = fn(batch._replace(attachment=attachment))
+    finally:
+        pop_config(token)
     if type(reply) is FreedAfterSending:
         reply.then = None
         reply = reply.reply
