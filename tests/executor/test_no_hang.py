@@ -215,3 +215,26 @@ def test_killed_workers_leave_no_folder_or_semaphore_behind():
     assert out["before"], "the nested pools made nothing to clean: the test proves nothing"
     assert out["after"] == []
     assert "leaked" not in result.stderr, result.stderr
+
+
+def test_a_reused_pid_is_not_taken_for_a_worker():
+    # A worker reaped meanwhile leaves its pid free: a process that is not this
+    # process's child must never count as a running worker (the reaper would kill it).
+    class Gone:
+        pid = os.getppid()  # alive, and not our child
+
+    class Ours:
+        pid = None
+
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        Ours.pid = child.pid
+        assert reaper._running(Ours)
+        assert not reaper._running(Gone)
+    finally:
+        child.stdin.close()
+        child.wait()
+    assert not reaper._running(Ours)

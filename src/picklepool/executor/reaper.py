@@ -22,6 +22,7 @@ call and the interpreter's exit. Three rules, applied here:
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -55,9 +56,15 @@ def _working() -> set[int]:
 
 
 def _running(proc: Any) -> bool:
-    """True while *proc* has not exited (a zombie has; it is not reaped here)."""
+    """True while *proc*, a worker this process started, has not exited.
+
+    A zombie has exited (it is not reaped here). So has a process that is no longer
+    this process's child: once a worker is reaped, its pid may be reused by any
+    process, which must not be taken for the worker (and killed).
+    """
     try:
-        return psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE
+        found = psutil.Process(proc.pid)
+        return found.ppid() == os.getpid() and found.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
 
