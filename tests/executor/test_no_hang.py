@@ -238,3 +238,38 @@ def test_a_reused_pid_is_not_taken_for_a_worker():
         child.stdin.close()
         child.wait()
     assert not reaper._running(Ours)
+
+
+def test_killing_a_tree_whose_pid_was_reused_removes_nothing_of_the_live_process(monkeypatch, tmp_path):
+    # psutil raises NoSuchProcess for a process that is gone and also for one whose pid
+    # a new process holds now: that process's folders are its own, not leftovers.
+    import subprocess
+    import tempfile
+
+    import psutil
+
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        mine = tmp_path / f"picklepool-{live.pid}-0000"
+        mine.mkdir()
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+        class Reused:
+            pid = live.pid
+
+            def __init__(self, pid: int) -> None:
+                pass
+
+            def children(self, recursive: bool = False) -> list:
+                return []
+
+            def kill(self) -> None:
+                raise psutil.NoSuchProcess(self.pid)
+
+        monkeypatch.setattr(psutil, "Process", Reused)
+        reaper.kill_tree(live.pid)
+        assert mine.is_dir()
+        assert live.poll() is None
+    finally:
+        live.kill()
+        live.wait()

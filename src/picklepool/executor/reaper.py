@@ -86,7 +86,9 @@ def kill_tree(pid: int) -> None:
         try:
             proc.kill()
         except psutil.NoSuchProcess:
-            pass  # gone already: what it left is left all the same
+            if psutil.pid_exists(proc.pid):
+                continue  # its pid is another process's now (psutil saw it reused): not its leftovers
+            # gone already: what it left is left all the same
         except psutil.Error:
             continue
         killed.append(proc.pid)
