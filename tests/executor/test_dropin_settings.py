@@ -144,6 +144,22 @@ def _read_marker(_i):
     return os.environ.get("PICKLEPOOL_TEST_INIT")
 
 
+def _failing_initializer():
+    raise RuntimeError("no connection")
+
+
+def test_a_failing_initializer_is_named_not_taken_for_a_segfault():
+    # loky prints the initializer's traceback and ends the worker with exit code 0
+    from picklepool import WorkerCrashedError
+
+    with pytest.raises(WorkerCrashedError) as info:
+        Parallel(n_jobs=2, initializer=_failing_initializer)(delayed(_read_marker)(i) for i in range(4))
+    text = str(info.value)
+    assert "initializer tests.executor.test_dropin_settings._failing_initializer raises" in text, text
+    assert "segfault" not in text, text
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
 @pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
 def test_initializer_runs_in_each_worker(backend):
     out = Parallel(n_jobs=2, backend=backend, initializer=_initialized, initargs=("a",))(

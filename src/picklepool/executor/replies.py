@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..wire import Cancelled, Failure, Results, TaskFailed, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
-from .functions import describe_task
+from .functions import describe_task, label
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
 
@@ -213,6 +213,15 @@ class ReplyReader:
         if not culprit:
             tasks = batch.tasks()
             culprit = f" while {tasks} {_were(tasks)} queued or running"
+        initializer = getattr(call.backend, "_init", (None, ()))[0]
+        exited = codes is not None and {c.strip() for c in codes.group(1).split(",")} == {"EXIT(0)"}
+        if exited and initializer is not None:
+            # a loky worker whose initializer raised prints the traceback and exits with 0
+            return WorkerCrashedError(
+                f"a worker process exited{culprit}: {detail}, as a worker does when the "
+                f"initializer {label(initializer)} raises (the traceback above on stderr, after "
+                f"'Exception in initializer'). Fix the initializer.{recovery}"
+            )
         return WorkerCrashedError(
             f"a worker process died{culprit}: {detail}. This is usually a segfault in "
             "compiled code, a call to os._exit(), or the OOM killer (check memory use)."
