@@ -8,23 +8,25 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .. import lokycompat
+from ..pickler import buffers
+from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, Settings, inflight, resolve_settings, sources_now
 from ..workers import mirror
 from . import limits, memory
 from .backend import Backend
 from .backends import BACKENDS, make_backend
+from .batching import AutoBatcher, FixedBatcher
+from .dispatch import Call
 from .joblib_backends import from_joblib
+from .progress import VerboseLines, make_reporter
 
-if TYPE_CHECKING:
-    from .dispatch import Call
-    from .progress import VerboseLines
-
-# dispatch, batching, progress and the pickler are imported by the first call, once its
-# backend has started the workers (lokycompat.start_workers): on a cold start they load
-# while the workers boot, instead of before (see Parallel._start).
+# dispatch, batching, progress and the pickler are imported here, with the module, not
+# by the first call: a first call made by several threads at once imported them while
+# another thread forked a backend="multiprocessing" worker, and the session folder then
+# outlived the process (loky's tracker reported it leaked at exit).
 
 RETURN_AS = ("list", "generator", "generator_unordered")
 
@@ -242,8 +244,6 @@ class Parallel:
         self._cached: tuple[Any, Any, tuple[int | None, int], Settings] | None = None
         self._settings()  # validate explicit arguments now, not at the first call
         if pickler is not NOT_SET and pickler is not None:
-            from ..pickler.registry import resolve_pickler
-
             resolve_pickler(pickler, source="argument")  # a bad pickler= fails here too
 
     @property
@@ -324,8 +324,6 @@ class Parallel:
 
     def __exit__(self, *exc_info: object) -> None:
         backend, self._backend = self._backend, None
-        from ..pickler import buffers
-
         buffers.release(backend)  # the block's temporary folder
         if backend is not None:
             backend.release()
@@ -398,11 +396,6 @@ class Parallel:
         self, s: Settings, backend: Backend, iterable: Iterable[Any], owned: bool
     ) -> tuple[Iterator[list[Any]], Any]:
         """Build the call on *backend* and dispatch its first batches (*owned*: not a ``with`` block's)."""
-        from ..pickler.registry import resolve_pickler
-        from .batching import AutoBatcher, FixedBatcher
-        from .dispatch import Call
-        from .progress import VerboseLines, make_reporter
-
         max_inflight = s.max_inflight
         if backend.n_workers != s.n_workers:  # dask: n_jobs counts the cluster's threads
             max_inflight = inflight(s.pre_dispatch, backend.n_workers, s.sources["pre_dispatch"])
