@@ -149,7 +149,7 @@ class Channel:
         self,
         items: Sequence[Any],
         first: int,
-        column: functions.Column | None = None,
+        column: functions.Column | functions.Calls | None = None,
         describe: Callable[[int], str] | None = None,
     ) -> Future[Any]:
         """Pickle *items* (``(function, args, kwargs)`` triples, tasks *first*...) and submit them.
@@ -163,8 +163,9 @@ class Channel:
         """
         single_arg = False
         args: Sequence[Any]
-        if column is None:
-            funcs, fidx, args, kwargs = functions.split(items, first, by_content=self.bytes_path)
+        if not isinstance(column, functions.Column):
+            calls = functions.split(items, first, by_content=self.bytes_path) if column is None else column
+            funcs, fidx, args, kwargs = calls.funcs, calls.fidx, calls.args, calls.kwargs
         else:
             if not callable(column.fn):
                 raise functions.bad_items(items, first)
@@ -317,8 +318,9 @@ class Call(Channel):
         self.n_dispatched_tasks = self.n_dispatched_batches = 0
 
     def _submit(self, items: list[Any], seq: int, first: int) -> Pending:
-        batch = Pending(seq, first, items)
-        fut = batch.future = self.send(items, first)
+        calls = functions.split(items, first, by_content=self.bytes_path)
+        batch = Pending(seq, first, calls)  # the columns, not the caller's triples (functions.Calls)
+        fut = batch.future = self.send(calls, first, calls)
         fut.add_done_callback(lambda _f: self._done.put(batch))
         return batch
 
@@ -360,23 +362,25 @@ class Call(Channel):
             while True:
                 while not exhausted and len(inflight) < self.max_inflight:
                     size = self.batcher.next_size(dispatched)
-                    # Pulling a batch allocates many small tuples that all stay alive
-                    # until it is pickled: the cyclic GC would only rescan them, so it
-                    # waits until the batch is sent (it runs between batches).
+                    # Pulling a batch allocates many small tuples that the cyclic GC
+                    # would only rescan: it waits until the batch is sent, and by then
+                    # the caller's triples are gone (the batch keeps its columns).
                     gc_was_on = gc.isenabled()
                     gc.disable()
                     try:
                         items = list(itertools.islice(it, size))
-                        if len(items) < size:
+                        n = len(items)
+                        if n < size:
                             exhausted = True
-                        if not items:
+                        if not n:
                             break
                         inflight[seq] = self._submit(items, seq, dispatched)
+                        del items
                     finally:
                         if gc_was_on:
                             gc.enable()
                     seq += 1
-                    dispatched += len(items)
+                    dispatched += n
                     if handoff is None and seq == 2 and self.backend.parent_threads:
                         handoff = gil.Scope()
                         handoff.lower()

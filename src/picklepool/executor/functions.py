@@ -116,7 +116,7 @@ def group(fcol: tuple[Any, ...], by_content: bool) -> tuple[list[Any], Any]:
     return funcs, (0 if len(funcs) == 1 else fidx)
 
 
-def split(items: Sequence[Any], first: int, by_content: bool) -> tuple[list[Any], Any, tuple[Any, ...], Any]:
+def split(items: Sequence[Any], first: int, by_content: bool) -> Calls:
     """Columns of a batch: distinct functions, their index per task, args, kwargs.
 
     The hot path of tiny tasks, so every check is one pass in C over a column.
@@ -146,7 +146,7 @@ def split(items: Sequence[Any], first: int, by_content: bool) -> tuple[list[Any]
         funcs, fidx = group(fcol, by_content)
     if not all(map(callable, funcs)):
         raise bad_items(items, first)
-    return funcs, fidx, acol, kcol if has_kwargs else None
+    return Calls(funcs, fidx, acol, kcol if has_kwargs else None)
 
 
 def bad_items(items: Sequence[Any], first: int) -> TypeError:
@@ -202,6 +202,34 @@ def _importable(func: Any) -> bool:
     if type(func) is types.BuiltinFunctionType:  # abs, math.sqrt; not [].append (bound)
         return isinstance(getattr(func, "__self__", None), types.ModuleType)
     return _should_pickle_by_reference is not None and bool(_should_pickle_by_reference(func))
+
+
+class Calls(Sequence[Any]):
+    """A batch's calls kept as columns (``split``): what a batch in flight keeps.
+
+    As a sequence it is the ``(function, args, kwargs)`` triples, made on demand
+    (for error messages). Keeping the columns instead of the caller's triples
+    matters on tiny tasks: the triples die as soon as the batch is split, where
+    each kept one would be rescanned by the cyclic GC at every collection until
+    the batch's reply came back (about a fifth of the parent's time on 100k tasks).
+    """
+
+    __slots__ = ("funcs", "fidx", "args", "kwargs")
+
+    def __init__(
+        self, funcs: list[Any], fidx: Any, args: Sequence[Any], kwargs: Sequence[Any] | None
+    ) -> None:
+        self.funcs, self.fidx, self.args, self.kwargs = funcs, fidx, args, kwargs
+
+    def __len__(self) -> int:
+        return len(self.args)
+
+    def __getitem__(self, k: int) -> tuple[Any, Any, Any]:  # type: ignore[override]
+        f = self.funcs[self.fidx[k] if type(self.fidx) is list else self.fidx]
+        return (f, self.args[k], {} if self.kwargs is None else self.kwargs[k])
+
+    def __iter__(self) -> Iterator[tuple[Any, Any, Any]]:
+        return map(self.__getitem__, range(len(self.args)))
 
 
 class Column(Sequence[Any]):
