@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 import threading
+import warnings
 
 import pytest
 
@@ -333,3 +334,69 @@ def test_a_large_list_argument_is_pickled_whole_on_dask_no_local_stream(dask_cli
     got = Parallel(backend="dask", n_jobs=2)(delayed(len)(big) for _ in range(1))
     assert got == [200_000]
     assert not [r for r in caplog.records if "streamed" in r.getMessage()]
+
+
+# -- large arrays: once per call, as joblib's dask backend scatters them --------------
+
+
+def first_plus_sum(a, i):
+    return float(a[i]) + float(a.sum())
+
+
+def writable(a):
+    return a.flags.writeable
+
+
+def bump_first(a):
+    a[0] += 1  # this batch's own copy: no other batch, and not the parent, sees it
+    return float(a[0])
+
+
+def test_a_large_array_in_every_task_goes_to_the_cluster_once_per_call(dask_client, monkeypatch):
+    np = pytest.importorskip("numpy")
+    scattered, submitted = [], []
+    real_scatter, real_submit = dask_client.scatter, dask_client.submit
+
+    def scatter(data, **kwargs):
+        scattered.append(sum(map(len, data)))
+        return real_scatter(data, **kwargs)
+
+    def submit(fn, *args, **kwargs):
+        submitted.append(_bytes_in(args))
+        return real_submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(dask_client, "scatter", scatter)
+    monkeypatch.setattr(dask_client, "submit", submit)
+    a = np.arange(500_000, dtype=np.float64)  # 4 MB: above max_nbytes' default (1M)
+    expected = [i + float(a.sum()) for i in range(12)]
+    run = Parallel(backend="dask", n_jobs=2, batch_size=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # dask's "Sending large graph" would fail the call
+        assert run(delayed(first_plus_sum)(a, i) for i in range(12)) == expected
+    assert scattered == [a.nbytes]  # the array, once, for 12 batches
+    assert len(submitted) == 12 and max(submitted) < 100_000
+    assert run(delayed(first_plus_sum)(a, i) for i in range(12)) == expected
+    assert scattered == [a.nbytes] * 2  # once per call
+    # a second array is a second blob; a small one stays in band
+    b, small = a[::-1].copy(), np.ones(10)
+    got = run(delayed(first_plus_sum)(x, 0) for x in (a, b, small, a))
+    assert got == [a.sum(), b[0] + b.sum(), 11.0, a.sum()]
+    assert sorted(scattered[2:]) == [a.nbytes, a.nbytes]
+
+
+def test_a_large_array_on_dask_keeps_its_flags_and_writes_stay_in_the_batch(dask_client):
+    np = pytest.importorskip("numpy")
+    a = np.zeros(200_000)  # 1.6 MB
+    frozen = a.copy()
+    frozen.flags.writeable = False
+    run = Parallel(backend="dask", n_jobs=2, batch_size=1)
+    assert run(delayed(writable)(x) for x in (a, frozen, a)) == [True, False, True]
+    assert run(delayed(bump_first)(a) for _ in range(4)) == [1.0] * 4  # each batch its own copy
+    assert a[0] == 0.0  # the parent's array is untouched, as with loky's default mmap_mode="c"
+    with pytest.raises(ValueError, match="read-only"):
+        run(delayed(bump_first)(frozen) for _ in range(1))
+    # max_nbytes=None: everything in band, as before
+    assert Parallel(backend="dask", n_jobs=2, max_nbytes=None)(delayed(writable)(x) for x in (a, frozen)) == [
+        True,
+        False,
+    ]

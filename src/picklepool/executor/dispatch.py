@@ -134,8 +134,8 @@ class Channel:
         self.header = header(pickler) if self.bytes_path else b""
         self.parent = parent_state(backend.n_workers) if backend.mirrors_parent else None
         self.context = CallContext(pickler, self.session, backend.blob_store() if self.bytes_path else None)
-        # large arrays via shared memory
-        # large arrays via shared memory; *owner*: a `with Parallel()` block whose calls share a folder
+        # large arrays via shared memory (blobs on a cluster);
+        # *owner*: a `with Parallel()` block whose calls share a folder
         self.buffers = CallBuffers(self.context, self.call_id, max_nbytes, mmap_mode, temp_folder, owner)
         self.functions = functions.FunctionTable(pickler, self.buffers, self.context, keep_stateful)
         self.watchdog = Watchdog(self.session, self.call_id, timeout) if timeout and self.session else None

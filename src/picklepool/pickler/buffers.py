@@ -32,6 +32,14 @@ identified by the object owning its memory, its address and size. An array
 changed in place *during* a call, after a task already took it, is not sent
 again: later tasks of that call see the first version (pass a copy instead).
 
+On a cluster (dask: no folder both sides see) large argument buffers go once per
+call too, as blobs of the call's store (``pickler.context``: scattered to the
+cluster, ``CallContext.put_blob``) under the same identity dedupe; the batch's
+``Frames`` then lists ``workers.blobs.BlobRef``s instead of files. A worker gives
+each batch its own writable copy of a blob (dask hands every batch the same bytes),
+so a task's writes stay its batch's own, as under ``mmap_mode="c"``. Results come
+back in band.
+
 When ``/dev/shm`` lacks room for a buffer (containers often have 64 MB), the
 parent writes it to a memory-mapped file in a temporary folder on disk instead
 and logs it at DEBUG level; a worker whose result does not fit sends it back
@@ -192,6 +200,10 @@ class CallBuffers:
         # Workers on this machine (a session folder) can open the user's memmapped files.
         self.files_shared = session is not None
         self.memo: dict[Any, Any] = context.memo
+        # A cluster (dask): no session, but a store whose blobs every batch carries.
+        store = getattr(context, "store", None)
+        self._cluster = context if max_nbytes is not None and session is None and store is not None else None
+        self._token = ""  # names this call's argument blobs, drawn at the first one
         self.session_path = session.path if session is not None else ""
         self.call_id = call_id
         self.folder = os.path.join(session.path, f"call-{call_id}") if session is not None else ""
@@ -212,6 +224,8 @@ class CallBuffers:
     def dumps_tasks(self, pickler: Any, obj: Any) -> bytes | Frames:
         """Pickle a batch; large buffers go to files, the batch carries references."""
         if not self.enabled or not self._open():
+            if self._cluster is not None:
+                return self._dumps_to_blobs(pickler, obj)
             with arrays.sharing(arrays.Scope(None, 0, self.files_shared)):  # memmaps by reference
                 return pickler.dumps(obj)  # type: ignore[no-any-return]
         plain = dumps_plain(pickler, obj)  # a small batch of plain values: the short way
@@ -225,6 +239,47 @@ class CallBuffers:
             stream = os.path.join(self.folder, f"p-{next(self._names)}")
             write_file(stream, memoryview(data))
         return Frames(stream, refs, (self.folder, self.max_nbytes), self.mmap_mode)
+
+    def _dumps_to_blobs(self, pickler: Any, obj: Any) -> bytes | Frames:
+        """A batch for a cluster: each large buffer a blob sent once per call (module docstring)."""
+        refs: list[Any] = []
+
+        def out_of_band(pb: pickle.PickleBuffer) -> bool:
+            try:
+                raw = pb.raw()
+            except BufferError:  # not contiguous: pickle copies it in band
+                return True
+            with raw:
+                if raw.nbytes < self.max_nbytes or raw.nbytes == 0:
+                    return True
+                refs.append(self._blob_of(raw))
+            return False
+
+        with arrays.sharing(arrays.Scope("c", self.max_nbytes, False)):
+            data = pickler.dumps(obj, buffer_callback=out_of_band)
+        return Frames(data, tuple(refs), None, "c") if refs else data  # type: ignore[no-any-return]
+
+    def _blob_of(self, raw: memoryview) -> Any:
+        """The blob reference holding *raw*'s bytes for this call: found again, or put now."""
+        owner = _owner(raw.obj)
+        address = _address(raw)
+        key = (_MEMO_TAG, "blob", id(owner), address, raw.nbytes) if address is not None else None
+        with self._lock:
+            hit = self.memo.get(key) if key is not None else None
+            if hit is not None and hit[0]() is owner:
+                return hit[1]
+            if not self._token:
+                self._token = os.urandom(6).hex()
+            name = f"arg-{self._token}-{next(self._names)}"
+        ref = self._cluster.put_blob(name, raw.tobytes())  # type: ignore[union-attr]
+        if key is not None:
+            try:
+                alive: Callable[[], Any] = weakref.ref(owner)
+            except TypeError:  # not weak-referenceable: held until the call ends
+                alive = _holder(owner)
+            with self._lock:
+                self.memo[key] = (alive, ref)
+        return ref
 
     def dumps_function(self, pickler: Any, func: Any) -> tuple[bytes, tuple[Ref, ...]]:
         """Pickle a function spec (sent once per call): its bytes and buffer refs."""
@@ -400,8 +455,8 @@ class CallBuffers:
 
         *streamed*: the entries :meth:`dump_stream` returned, for a streamed batch.
         """
-        if not isinstance(payload, Frames):
-            return
+        if not isinstance(payload, Frames) or self._cluster is not None:
+            return  # in band, or a cluster's batch (its blobs live as long as the call)
         with self._lock:
             entries = streamed if streamed is not None else [self._by_path[path] for path, _ in payload.refs]
             self._pending += 1

@@ -1,6 +1,7 @@
 """Worker side of the shared-memory buffers (``pickler.buffers`` explains both ways).
 
-:func:`load` maps a batch's argument files read-only and unpickles it;
+:func:`load` maps a batch's argument files (or copies its blobs, on a cluster) and
+unpickles it;
 :func:`dump_reply` writes large result buffers to files in the call's folder.
 """
 
@@ -17,7 +18,7 @@ from ..pickler.buffers import SHM_RESERVE, Frames, Ref, free_space, unlink, writ
 from ..pickler.plain import dumps as dumps_plain
 from ..pickler.stream import StreamRef
 from . import streams
-from .blobs import read_blob
+from .blobs import BlobRef, read_blob
 
 log = logging.getLogger("picklepool.buffers")
 
@@ -39,12 +40,15 @@ def load(pickler: Any, payload: Any) -> Any:
         return streams.load(pickler, payload)
     if not isinstance(data, bytes):  # a blob reference: a large function spec
         data = read_blob(data)
-    maps: dict[str, arrays.SharedFile] = {}
+    maps: dict[Any, Any] = {}
     buffers = []
-    for path, nbytes in payload.refs:
-        mapped = maps.get(path)
+    for ref in payload.refs:
+        mapped = maps.get(ref)
         if mapped is None:
-            mapped = maps[path] = arrays.open_shared(path, nbytes, payload.mode)
+            if isinstance(ref, BlobRef):  # a cluster's blob: this batch's own writable copy
+                mapped = maps[ref] = bytearray(read_blob(ref))
+            else:
+                mapped = maps[ref] = arrays.open_shared(ref[0], ref[1], payload.mode)
         buffers.append(mapped)
     return pickler.loads(data, buffers=buffers)
 
