@@ -115,6 +115,7 @@ def test_verbose_lines_go_through_print_with_one_width(backend, n_jobs, capsys):
 def test_width_follows_the_totals_digits():
     out = []
     lines = progress.VerboseLines(10000, 2, None, None, out.append)
+    lines.width = 5  # as Parallel sets it for an iterable of 12345 tasks
     for done in (1, 500, 12345):
         lines(done, 12345)
     assert out[0].startswith("Done     1 out of 12345 |") and out[2].startswith("Done 12345 out of 12345 |")
@@ -141,3 +142,29 @@ def test_without_overrides_or_verbose_no_hook_is_installed():
     p = Parallel(n_jobs=2)
     p(delayed(square)(i) for i in range(4))
     assert p.n_completed_tasks == 0 and p._call_now is None  # nothing kept, nothing paid
+
+
+@pytest.mark.parametrize(("backend", "n_jobs"), [("loky", 2), ("threading", 2), ("sequential", 1)])
+def test_verbose_lines_read_as_joblibs(backend, n_jobs, capsys):
+    joblib = pytest.importorskip("joblib")
+
+    def lines(parallel, delayed_):
+        parallel(n_jobs=n_jobs, backend=backend, verbose=5)(delayed_(square)(i) for i in range(10))
+        text = capsys.readouterr().err
+        return [re.sub(r"\d+\.\d", "T", line) for line in text.splitlines()]
+
+    ours, theirs = lines(Parallel, delayed), lines(joblib.Parallel, joblib.delayed)
+    if backend == "loky":  # joblib's own workers: not this test's to leave behind
+        joblib.externals.loky.get_reusable_executor().shutdown(wait=True)
+    # "[Parallel(n_jobs=2)]: Using backend LokyBackend with 2 concurrent workers." (not for n_jobs=1)
+    assert ours[0].startswith("[Parallel(n_jobs=1)]: Done") if n_jobs == 1 else ours[0] == theirs[0]
+    finished = f"[Parallel(n_jobs={n_jobs})]: Done  10 out of  10 | elapsed:    Ts finished"
+    assert ours[-1] == theirs[-1] == finished
+    sized = [re.sub(r"\d+\.\d", "T", line) for line in _verbose_lines(n_jobs, backend, list)]
+    assert sized[-1] == f"[Parallel(n_jobs={n_jobs})]: Done 10 out of 10 | elapsed:    Ts finished"
+
+
+def _verbose_lines(n_jobs, backend, make):
+    p = ParallelLog(n_jobs=n_jobs, backend=backend, verbose=5)
+    p(make(delayed(square)(i) for i in range(10)))
+    return [f"[Parallel(n_jobs={n_jobs})]: {m}" for m in p.messages]

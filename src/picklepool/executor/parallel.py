@@ -420,7 +420,12 @@ class Parallel:
             self._verbose_now = s.verbose
             lines = None
             if s.verbose:
+                if not backend.caller_thread:  # joblib's first line, which its n_jobs=1 path skips
+                    self._print(
+                        f"Using backend {type(backend).__name__} with {backend.n_workers} concurrent workers."
+                    )
                 lines = VerboseLines(s.verbose, backend.n_workers, sys.stderr, recycled, self._print)
+                lines.width = len(str(n_tasks)) if (n_tasks := _length(iterable)) else 3
             self._verbose_state = (lines, None)
             hook = self._batch_done
         reporter = make_reporter(s.progress, s.verbose, backend.n_workers, recycled, hook=hook)
@@ -503,6 +508,14 @@ class Parallel:
         if self.return_as != "list":
             shown["return_as"] = self.return_as
         return f"Parallel({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+def _length(iterable: Any) -> int | None:
+    """``len(iterable)``, or None for an iterable without one (a generator)."""
+    try:
+        return len(iterable)
+    except Exception:  # noqa: BLE001 - no length, or a broken __len__: the call finds out itself
+        return None
 
 
 def _flatten(

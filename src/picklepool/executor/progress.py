@@ -19,7 +19,8 @@ What ``Parallel`` shows, from its ``progress`` and ``verbose`` settings:
 - ``progress=callable``: ``callable(done, total_or_None)`` after every batch, in
   the thread that consumes the results, for people who drive their own UI.
 - ``verbose=N``: joblib-style lines on stderr (stdout from verbose=50, as joblib)
-  (``[Parallel(n_jobs=2)]: Done  40 out of 100 | elapsed: 1.2s remaining: 1.8s``),
+  (``[Parallel(n_jobs=2)]: Done  40 out of 100 | elapsed:    1.2s remaining:    1.8s``,
+  joblib's format, after joblib's ``Using backend LokyBackend with 2 concurrent workers.``),
   written through ``Parallel._print(msg)`` (joblib's hook) by
   ``Parallel.print_progress()`` (joblib's hook too), so subclasses that override
   either see them.
@@ -191,8 +192,9 @@ class VerboseLines:
 
     Each line goes to *write* without the ``[Parallel(n_jobs=N)]:`` prefix when it is
     given (``Parallel._print``, joblib's hook, adds it), else to *stream* with it.
-    The counts are right-aligned to the digits of the total, so the ``Done  N out
-    of M |`` part keeps one width within a call, as joblib's does.
+    The counts are right-aligned to *width* digits (joblib's: those of
+    ``len(iterable)``, else 3), so the ``Done  N out of M |`` part keeps one width
+    within a call, as joblib's does.
     """
 
     def __init__(
@@ -212,6 +214,7 @@ class VerboseLines:
         self.next_line = 1  # the batch count at which the next line is printed
         self.recycled = recycled
         self.recycled_before = recycled() if recycled is not None else 0
+        self.width = 3  # of the counts: joblib's, the digits of len(iterable) (else 3)
 
     def _out(self, text: str) -> None:
         if self.write is not None:
@@ -226,17 +229,17 @@ class VerboseLines:
             return
         self.next_line = self.batches + self._spacing(self.batches)
         elapsed = time.perf_counter() - self.start
-        w = len(str(total))  # joblib's width: the total's digits
+        w = self.width  # joblib's: the digits of len(iterable), else 3
         if finished:
-            text = f"Done {done:{w}d} out of {total:{w}d} | elapsed: {format_seconds(elapsed)} finished"
+            text = f"Done {done:{w}d} out of {total:{w}d} | elapsed: {joblib_time(elapsed)} finished"
         elif total is not None:
             remaining = elapsed / done * (total - done) if done else 0.0
             text = (
-                f"Done {done:{w}d} out of {total:{w}d} | elapsed: {format_seconds(elapsed)} "
-                f"remaining: {format_seconds(remaining)}"
+                f"Done {done:{w}d} out of {total:{w}d} | elapsed: {joblib_time(elapsed)} "
+                f"remaining: {joblib_time(remaining)}"
             )
         else:
-            text = f"Done {done:4d} tasks      | elapsed: {format_seconds(elapsed)}"
+            text = f"Done {done:{w}d} tasks      | elapsed: {joblib_time(elapsed)}"
         self._out(text)
         if finished and self.recycled is not None:
             n = self.recycled() - self.recycled_before
@@ -249,6 +252,13 @@ class VerboseLines:
         if self.verbose > 10:
             return 1
         return max(1, batches * (11 - self.verbose) // 10)
+
+
+def joblib_time(seconds: float) -> str:
+    """A duration as joblib's ``verbose`` lines show it: ``   4.2s``, `` 3.5min``."""
+    if seconds > 60:
+        return f"{seconds / 60:4.1f}min"
+    return f" {seconds:5.1f}s"
 
 
 def format_seconds(seconds: float) -> str:
