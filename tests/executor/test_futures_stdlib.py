@@ -417,3 +417,37 @@ def test_a_dropped_executor_still_runs_what_was_submitted(monkeypatch):
     while alive() is not None:  # once idle, it is let go (no timing asserted)
         gc.collect()
         waited.wait(0.01)
+
+
+@pytest.mark.parametrize("how", ["warm", "max_tasks_per_child"])
+def test_a_batch_taken_as_the_workers_are_stopped_breaks_and_never_runs(tmp_path, how, monkeypatch):
+    # The manager thread has taken the queued calls off the queue when kill_workers()
+    # lands: they must break (BrokenProcessPool), not fail with the closed pool's own
+    # error nor run on the pool started after the kill.
+    kwargs = {"warm": {}, "max_tasks_per_child": {"max_tasks_per_child": 3}}[how]
+    entered, release = threading.Event(), threading.Event()
+    real_send = Executor._send
+
+    def send(self, works):
+        if any(w.future is not running for w in works):
+            entered.set()
+            release.wait()
+        return real_send(self, works)
+
+    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
+    os.mkfifo(started)
+    os.mkfifo(gate)
+    ex = Executor(1, **kwargs)
+    running = ex.submit(started_and_wait, started, gate)
+    with open(started) as f:  # the task runs now
+        f.read()
+    monkeypatch.setattr(Executor, "_send", send)
+    queued = ex.submit(square, 3)
+    assert entered.wait(60)  # taken off the queue, about to be sent
+    ex.kill_workers()
+    release.set()
+    with pytest.raises(BrokenProcessPool):
+        running.result()
+    with pytest.raises(BrokenProcessPool, match="stopped .* as the call was about to be sent"):
+        queued.result(timeout=60)
+    ex.shutdown()

@@ -228,6 +228,10 @@ class Executor(_StdExecutor):
             self._prologue = [(initialize, (token, initializer, tuple(initargs)), None)]
             self._initializer_label = label(initializer)
         self._lock = threading.Lock()
+        # Held while a batch is sent and while the workers are stopped: a batch taken off
+        # the queue just before terminate_workers() is either sent before the kill (and
+        # breaks with the pool) or sees _stopped, never sent to the pool started after it.
+        self._send_lock = threading.RLock()
         self._queue: deque[_Work] = deque()
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._woken = False
@@ -376,9 +380,10 @@ class Executor(_StdExecutor):
         For Ctrl-C and joblib's ``abort_everything`` (as joblib's loky backend kills
         its workers): the shared pool is replaced on the next call.
         """
-        self._stopped = True
-        self.shutdown(wait=False, cancel_futures=True)
-        self._channel.backend.shutdown(kill=True)
+        with self._send_lock:
+            self._stopped = True
+            self.shutdown(wait=False, cancel_futures=True)
+            self._channel.backend.shutdown(kill=True)
 
     def terminate_workers(self) -> None:
         """Python 3.14's: stop the workers now, and shut the executor down.
@@ -493,7 +498,11 @@ class Executor(_StdExecutor):
         if channel.parent is not None:  # the parent as it is now: sys.path, cwd... (workers.mirror)
             channel.parent = parent_state(channel.backend.n_workers, self._numeric)
         try:
-            batch.future = channel.send(items, first, column, describe=numbering.describe)
+            with self._send_lock:
+                if self._stopped:  # taken off the queue just before terminate_workers()
+                    _fail(works, BrokenProcessPool(_STOPPED_BEFORE_SENT))
+                    return
+                batch.future = channel.send(items, first, column, describe=numbering.describe)
         except BaseException as exc:  # noqa: BLE001 - delivered through the futures
             if len(works) > 1:  # find the one that cannot be sent: the others go on
                 for w in works:
@@ -738,6 +747,12 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel:
             executor._gil.restore()
             raise
         del executor, event  # a batch (its future's callback) would keep the executor alive
+
+
+_STOPPED_BEFORE_SENT = (
+    "not run: this Executor's workers were stopped (terminate_workers, kill_workers or Ctrl-C) "
+    "as the call was about to be sent to them. Submit it to a new Executor."
+)
 
 
 def _fail(works: list[_Work], exc: BaseException) -> None:
