@@ -273,3 +273,28 @@ def test_killing_a_tree_whose_pid_was_reused_removes_nothing_of_the_live_process
     finally:
         live.kill()
         live.wait()
+
+
+def tell_then_wait(started, gate):
+    with open(started, "w"):  # tells the test the task runs
+        pass
+    with open(gate) as f:  # blocks until the test opens the gate (a FIFO); it never does here
+        return f.read()
+
+
+def test_a_call_whose_pool_is_killed_by_shutdown_says_so_not_segfault(tmp_path):
+    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
+    os.mkfifo(started)
+    os.mkfifo(gate)
+    results = Parallel(n_jobs=2, return_as="generator", batch_size=1)(
+        delayed(tell_then_wait)(started, gate) for _ in range(1)
+    )
+    with open(started) as f:  # the task runs now
+        f.read()
+    picklepool.shutdown(kill=True)  # as another thread of the program might
+    with pytest.raises(WorkerCrashedError) as info:
+        next(results)
+    message = str(info.value)
+    assert "killed by picklepool.shutdown(kill=True) while task 0: tell_then_wait(" in message
+    assert "segfault" not in message
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]  # a new pool

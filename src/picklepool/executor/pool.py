@@ -114,6 +114,7 @@ def shutdown_all(wait: bool = True, kill: bool = False) -> None:
     with _lock:
         executors = list(started)  # strong references first: the WeakSet would drop _shared
         _shared, _users = None, 0
+    why = "picklepool.shutdown(kill=True)" if kill else ""
     for executor in executors:
-        reaper.stop(executor, wait=wait, kill=kill)  # a deadline, then the workers are killed
+        reaper.stop(executor, wait=wait, kill=kill, why=why)  # a deadline, then the workers are killed
         started.discard(executor)

@@ -38,6 +38,8 @@ EXIT_DEADLINE = 5.0  # seconds a worker may take to exit once told to
 
 
 _executors: weakref.WeakSet[Any] = weakref.WeakSet()  # the loky executors this process used
+# executor -> who killed its workers on purpose (``stop(why=...)``), for the calls still on it
+_stopped_by: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _leaving: dict[int, float] = {}  # pid of a worker that left its pool -> when first seen so
 _lock = threading.Lock()
 
@@ -136,16 +138,27 @@ def reap_retiring(now: float | None = None) -> list[str]:
     return notes
 
 
-def stop(executor: Any, wait: bool = True, kill: bool = False, deadline: float | None = None) -> list[str]:
+def stopped_by(executor: Any) -> str:
+    """Who killed *executor*'s workers on purpose (``stop(why=...)``), or ``""``."""
+    return _stopped_by.get(executor, "") if executor is not None else ""
+
+
+def stop(
+    executor: Any, wait: bool = True, kill: bool = False, deadline: float | None = None, why: str = ""
+) -> list[str]:
     """Shut *executor* down; with *wait*, for at most *deadline* seconds, then kill.
 
     *deadline* defaults to ``EXIT_DEADLINE``.
-    *kill* kills the workers at once (Ctrl-C, a worker's own exit). Returns notes
-    on the processes that had to be killed (also printed on stderr).
+    *kill* kills the workers at once (Ctrl-C, a worker's own exit); *why* names who
+    asked (``picklepool.shutdown(kill=True)``), for the error of a call still running
+    there (:func:`stopped_by`). Returns notes on the processes that had to be killed
+    (also printed on stderr).
     """
     deadline = EXIT_DEADLINE if deadline is None else deadline
     thread = lokycompat.manager_thread(executor)
     mine = list(lokycompat.worker_processes(executor))
+    if kill and why:
+        _stopped_by[executor] = why
     if kill:
         for pid in mine:
             kill_tree(pid)

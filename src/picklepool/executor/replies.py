@@ -28,6 +28,7 @@ from ..errors import (
 )
 from ..wire import Cancelled, Failure, Results, TaskFailed, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
+from . import reaper
 from .functions import describe_task, label
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
@@ -213,6 +214,12 @@ class ReplyReader:
         if not culprit:
             tasks = batch.tasks()
             culprit = f" while {tasks} {_were(tasks)} queued or running"
+        why = reaper.stopped_by(getattr(call.backend, "_executor", None))
+        if why:  # not a crash: another thread stopped the pool this call runs on
+            return WorkerCrashedError(
+                f"the workers were killed by {why}{culprit}: {detail}. Stop the workers between "
+                f"calls, not during one.{recovery}"
+            )
         initializer = getattr(call.backend, "_init", (None, ()))[0]
         exited = codes is not None and {c.strip() for c in codes.group(1).split(",")} == {"EXIT(0)"}
         if exited and initializer is not None:
