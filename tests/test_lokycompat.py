@@ -46,3 +46,36 @@ def test_resource_trackers_start_at_a_lower_cpu_priority():
     assert proc.returncode == 0, proc.stderr
     step = lokycompat.TRACKER_NICENESS
     assert proc.stdout.split() == [str(step), str(step)]
+
+
+def test_killing_an_executor_with_cancelled_jobs_leaks_nothing():
+    # A dropped return_as="generator" cancels its queued jobs; killing that pool (the
+    # next call finds it busy, Ctrl-C, picklepool.shutdown(kill=True)) made loky's
+    # manager thread set an exception on the cancelled futures (InvalidStateError):
+    # it died before it unlinked the executor's semaphores, "leaked" at exit.
+    result = run_python(
+        """
+        import os, tempfile
+        from picklepool import lokycompat
+        from picklepool.executor import pool
+
+        def wait(path):
+            with open(path) as f:  # a FIFO nobody writes: runs until its worker is killed
+                return f.read()
+
+        if __name__ == "__main__":
+            gate = os.path.join(tempfile.mkdtemp(), "gate")
+            os.mkfifo(gate)
+            executor, shared = pool.acquire(2, 300, None, None, ())
+            jobs = [executor.submit(wait, gate) for _ in range(8)]  # none done: the gate is shut
+            print(sum(job.cancel() for job in jobs) > 0)  # some not sent yet: cancelled
+            thread = lokycompat.manager_thread(executor)
+            lokycompat.shutdown(executor, kill=True)  # the manager thread sleeps until now
+            thread.join(60)
+            print(thread.is_alive())
+            os.unlink(gate)
+        """
+    )
+    assert result.stdout.split() == ["True", "False"], result.stderr
+    assert "Exception in executor manager thread" not in result.stderr, result.stderr
+    assert "leaked" not in result.stderr, result.stderr

@@ -14,7 +14,7 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
   ``_max_workers`` and ``_pending_work_items``, to keep one executor per process
   instead of loky's one per thread (:func:`new_executor`, :func:`resize`,
   :func:`usable`, :func:`size`, :func:`busy`), and to tell whether a worker is idle
-  (:func:`pending`);
+  (:func:`pending`), and to drop its cancelled jobs before a kill (:func:`shutdown`);
 - an instance of standalone loky's start method (``backend.context.LokyContext``)
   and its resource tracker (``backend.resource_tracker``), whose ``_pid`` (and
   multiprocessing's) :func:`start_trackers` reads to lower their CPU priority;
@@ -37,6 +37,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from concurrent.futures import Future
 from typing import Any
 
 CHECKED = ("3.4", "3.5", "3.6", "3.7")
@@ -251,6 +252,37 @@ def busy(executor: Any) -> bool:
 def pending(executor: Any) -> int:
     """How many jobs *executor* holds, queued or running (0 when unknown)."""
     return len(getattr(executor, "_pending_work_items", None) or ())
+
+
+def shutdown(executor: Any, kill: bool) -> None:
+    """``executor.shutdown(wait=False, kill_workers=kill)``, safe with cancelled futures.
+
+    With *kill*, loky's manager thread sets an exception on every job it still
+    holds, and a job whose future was cancelled (a dropped ``return_as="generator"``
+    cancels what it had sent) makes that raise ``InvalidStateError``: the thread
+    dies before it joins the workers and unlinks the executor's semaphores, which
+    leak until the interpreter exits. So each cancelled job gets a stand-in future
+    that is cancelled too but takes that exception quietly (the job stays where
+    loky looks it up).
+    """
+    if kill:
+        jobs = getattr(executor, "_pending_work_items", None)
+        if isinstance(jobs, dict):
+            for job in list(jobs.values()):
+                if job.future.cancelled():
+                    job.future = _Dropped()
+    executor.shutdown(wait=False, kill_workers=kill)
+
+
+class _Dropped(Future):  # type: ignore[type-arg]
+    """A cancelled job's future, as loky's shutdown may still set an exception on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancel()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        pass
 
 
 def manager_thread(executor: Any) -> Any:

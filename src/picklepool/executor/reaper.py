@@ -162,7 +162,7 @@ def stop(
     if kill:
         for pid in mine:
             kill_tree(pid)
-    executor.shutdown(wait=False, kill_workers=kill)
+    lokycompat.shutdown(executor, kill)
     _forget(mine)
     if not wait:
         return []
