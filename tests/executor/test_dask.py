@@ -400,3 +400,32 @@ def test_a_large_array_on_dask_keeps_its_flags_and_writes_stay_in_the_batch(dask
         True,
         False,
     ]
+
+
+def test_a_batch_on_dask_carries_only_its_own_arrays_each_released_once_done_with(dask_client, monkeypatch):
+    np = pytest.importorskip("numpy")
+    from picklepool.executor.dask import ScatterStore
+
+    carried, dropped = [], []
+    real_submit, real_drop = dask_client.submit, ScatterStore.drop
+
+    def submit(fn, *args, **kwargs):
+        carried.append(sorted(key for key in args[2] or () if key.startswith("arg-")))
+        return real_submit(fn, *args, **kwargs)
+
+    def drop(store, key):
+        dropped.append(key)
+        real_drop(store, key)
+
+    monkeypatch.setattr(dask_client, "submit", submit)
+    monkeypatch.setattr(ScatterStore, "drop", drop)
+    run = Parallel(backend="dask", n_jobs=2, batch_size=1, return_as="generator")
+    results = run(delayed(first_plus_sum)(np.full(200_000, float(i)), 0) for i in range(8))  # 1.6 MB each
+    assert next(results) == 0.0
+    # Each batch carried its own array, not every array of the call so far (dask would copy
+    # them all to the worker running it); the first one, read and no longer held, is gone.
+    assert len(carried) >= 2 and all(len(keys) == 1 for keys in carried)
+    assert len({keys[0] for keys in carried}) == len(carried)
+    assert carried[0][0] in dropped
+    assert list(results) == [i * 200_001.0 for i in range(1, 8)]
+    assert sorted(dropped) == sorted(keys[0] for keys in carried)

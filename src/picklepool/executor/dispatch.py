@@ -199,7 +199,7 @@ class Channel:
                 self.timeout,
                 self.worker_limits,
                 self.parent,
-                self.context.attachment(),
+                self.buffers.attachment(payload),
                 self.isolate,
                 single_arg,
             ),
