@@ -6,6 +6,7 @@ Each test runs once per backend in ``BACKENDS``; a backend that needs a service
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import pickle
@@ -214,11 +215,16 @@ def test_non_delayed_items_are_rejected_with_their_index(backend):
     with pytest.raises(TypeError, match="item 0 .* not a delayed call"):  # would splat "ab"
         Parallel(n_jobs=2, backend=backend)([(square, "ab", {})])
     # found inside a large batch, which then runs none of its tasks
-    items = [delayed(square)(i) for i in range(100)] + [(square, [3], {})]
-    with pytest.raises(TypeError, match="item 100 .* not a delayed call"):
+    items = [delayed(square)(i) for i in range(100)] + [(square, 3, {})]
+    with pytest.raises(
+        TypeError, match=r"item 100 .* not a delayed call: \(<function square at \w+>, 3, \{\}\)"
+    ):
         Parallel(n_jobs=2, backend=backend, batch_size=101)(items)
     with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
         Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(x=1), (square, (2,), 7)])
+
+    with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
+        Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(1), (square, (2,), [("x", 2)])])
 
     class EqualToAll:  # not callable, yet == the batch's function: must not pass for it
         def __eq__(self, other):
@@ -228,6 +234,23 @@ def test_non_delayed_items_are_rejected_with_their_index(backend):
 
     with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
         Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(1), (EqualToAll(), (2,), {})])
+
+
+Pair = collections.namedtuple("Pair", "a b")
+
+
+def test_items_with_list_or_namedtuple_args_and_mapping_kwargs_run_as_in_joblib(backend):
+    # joblib calls func(*args, **kwargs): hand-made items need not be exact tuples and dicts
+    items = [
+        (divmod, [7, 2], {}),
+        (divmod, Pair(9, 4), None),
+        (int, ["11"], collections.OrderedDict(base=2)),
+        delayed(square)(5),
+        (int, ("z",), collections.defaultdict(int, base=36)),
+    ]
+    for batch_size in (1, 5):
+        got = Parallel(n_jobs=2, backend=backend, batch_size=batch_size)(items)
+        assert got == [(3, 1), (2, 1), 3, 25, 35]
 
 
 def test_delayed_refuses_what_is_not_callable_where_it_is_given():
@@ -327,7 +350,7 @@ def _note(x):
 
 
 def test_a_bad_item_stops_its_batch_before_any_task_also_with_a_timeout():
-    items = [delayed(_note)(0), delayed(_note)(1), (_note, [2], {})]
+    items = [delayed(_note)(0), delayed(_note)(1), (_note, 2, {})]
     for timeout in (None, 30):
         _ran.clear()
         with pytest.raises(TypeError, match="item 2 .* not a delayed call"):

@@ -122,8 +122,8 @@ def split(items: Sequence[Any], first: int, by_content: bool) -> Calls:
     The hot path of tiny tasks, so every check is one pass in C over a column.
     Like joblib, any ``(function, args, kwargs)`` triple is accepted (a tuple, as
     ``delayed`` makes, or a list); anything else is a ``TypeError`` naming its
-    index. That args are tuples and kwargs dicts is checked by the runner, before
-    the batch runs.
+    index. That args are tuples or lists and kwargs mappings is checked by the
+    runner, before the batch runs.
     """
     try:
         fcol, acol, kcol = zip(*items, strict=True)
@@ -151,14 +151,14 @@ def split(items: Sequence[Any], first: int, by_content: bool) -> Calls:
 
 def bad_items(items: Sequence[Any], first: int) -> TypeError:
     """The error naming the first item that is not a ``(function, args, kwargs)`` call."""
-    from ..workers.tasks import bad_item_message
+    from ..workers.tasks import bad_item_message, good_call_parts
 
     for i, item in enumerate(items):
         try:
             f, args, kwargs = item
         except (TypeError, ValueError):
             return TypeError(bad_item_message(item, first + i))
-        if not callable(f) or type(args) is not tuple or (kwargs and type(kwargs) is not dict):
+        if not callable(f) or not good_call_parts(args, kwargs):
             return TypeError(bad_item_message(item, first + i))
     return TypeError(f"items {first}..{first + len(items) - 1} of the iterable are not delayed calls")
 

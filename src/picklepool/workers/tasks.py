@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import TaskTimeoutError
@@ -88,8 +88,15 @@ def bad_item_message(item: Any, index: int) -> str:
     )
 
 
+def good_call_parts(args: Any, kwargs: Any) -> bool:
+    """Whether ``f(*args, **kwargs)`` is a call as joblib takes it: a tuple or list of
+    arguments (namedtuples too), and a mapping of keywords (or None: none)."""
+    return isinstance(args, (tuple, list)) and (kwargs is None or isinstance(kwargs, Mapping))
+
+
 def _bad_items(funcs: Funcs, fidx: Any, args: Sequence[Any], kwargs: Sequence[Any] | None, first: int) -> Any:
-    """A "bad-item" ``Failure`` for the first task whose args are not a tuple (or kwargs a dict).
+    """A "bad-item" ``Failure`` for the first task whose args are not a tuple or list (or
+    kwargs a mapping).
 
     Checked here, one pass in C per column, rather than in the parent, whose time
     is the bottleneck of tiny tasks; nothing of the batch has run yet.
@@ -98,10 +105,11 @@ def _bad_items(funcs: Funcs, fidx: Any, args: Sequence[Any], kwargs: Sequence[An
         return None
     for k, a in enumerate(args):
         kw = None if kwargs is None else kwargs[k]
-        if type(a) is not tuple or type(kw) not in _KWARGS_TYPES:
+        if not good_call_parts(a, kw):
             f = funcs[fidx if isinstance(fidx, int) else fidx[k]]
-            return Failure("bad-item", first + k, "item", bad_item_message((f, a, kw), first + k))
-    return None  # pragma: no cover - the column check above found one
+            shown = {} if kwargs is None else kw  # no column: the batch's kwargs were all empty
+            return Failure("bad-item", first + k, "item", bad_item_message((f, a, shown), first + k))
+    return None
 
 
 def _timed_out(index: int, timeout: float | None, where: str = "") -> TaskFailed:
