@@ -156,6 +156,16 @@ def test_unpicklable_argument_fails_its_future_only():
         assert good.result() == 9
 
 
+def test_a_function_that_cannot_be_pickled_names_its_call_as_submitted():
+    with Executor(max_workers=1, pickler="pickle") as ex:
+        futures = [ex.submit(square, i) for i in range(5)] + [ex.submit(lambda: 1)]
+        with pytest.raises(
+            PicklingError, match=r"^task 5 \(the 6th call submitted to this Executor\): \S*<lambda>\(\)"
+        ):
+            futures[-1].result()
+        assert [f.result() for f in futures[:5]] == [0, 1, 4, 9, 16]
+
+
 class RefusesState(Exception):
     def __setstate__(self, state):
         raise RuntimeError("no __setstate__ here")

@@ -183,6 +183,17 @@ def test_unpicklable_argument_names_its_path(backend):
         h.handle.close()
 
 
+def test_a_function_that_cannot_be_pickled_names_its_own_task_not_its_batchs_first():
+    holder = threading.Thread()  # a bound method of a thread cannot travel
+    items = [delayed(square)(i) if i != 57 else delayed(holder.is_alive)() for i in range(100)]
+    with pytest.raises(PicklingError, match=r"^task 57: Thread\.is_alive\(\): cannot pickle function"):
+        Parallel(n_jobs=2, batch_size=100)(items)
+    with pytest.raises(PicklingError, match=r"^task 3: \S*<lambda>\(3\): cannot pickle function"):
+        Parallel(n_jobs=2, batch_size=10, pickler="pickle")(
+            delayed(square if i != 3 else lambda x: x)(i) for i in range(10)
+        )
+
+
 def test_parallel_config_supplies_defaults(backend):
     with parallel_config(backend=backend, n_jobs=2, pickler="cloudpickle"):
         assert Parallel()(delayed(lambda x: -x)(i) for i in range(3)) == [0, -1, -2]

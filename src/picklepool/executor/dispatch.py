@@ -176,7 +176,10 @@ class Channel:
             return self.backend.submit(run_local, funcs, fidx, args, kwargs, first, self.timeout)
         payload: bytes | Frames
         with active(self.context):
-            specs = tuple(self.functions.spec(f, first) for f in funcs)
+            specs = tuple(
+                self.functions.spec(f, self._naming(items, first, fidx, k, describe))
+                for k, f in enumerate(funcs)
+            )
             outbound = self._outbound(args, kwargs, single_arg)
             try:
                 if outbound is not None:
@@ -225,6 +228,18 @@ class Channel:
             outbound.close()
             self.buffers.sent(payload, fut, streamed)
         return fut
+
+    @staticmethod
+    def _naming(
+        items: Sequence[Any], first: int, fidx: Any, k: int, describe: Callable[[int], str] | None
+    ) -> Callable[[], str]:
+        """How an error names the first task of function *k* of a batch (made only on an error)."""
+
+        def where() -> str:
+            i = first + (fidx.index(k) if type(fidx) is list else 0)
+            return describe(i) if describe else functions.describe_task(i, items[i - first])
+
+        return where
 
     def _outbound(self, args: Any, kwargs: Any, single_arg: bool) -> streaming.Outbound | None:
         """The stream a batch goes through (``executor.streaming``), or None: pickled whole first."""

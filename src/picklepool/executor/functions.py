@@ -20,7 +20,7 @@ import operator
 import os
 import reprlib
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import cloudpickle
@@ -282,7 +282,9 @@ class FunctionTable:
         self._specs: dict[Any, FuncSpec] = {}
         self._keep: list[Any] = []  # what the keys refer to, kept alive so ids stay unique
 
-    def spec(self, func: Any, index: int) -> FuncSpec:
+    def spec(self, func: Any, where: Callable[[], str]) -> FuncSpec:
+        """*func*'s spec, pickled now if this call has not met it; *where()* names the
+        task for an error (``task 57: f(57)``)."""
         ident, referents = identity(func)
         spec = self._specs.get(ident)
         if spec is None:
@@ -297,7 +299,7 @@ class FunctionTable:
                 data, refs = self.buffers.dumps_function(self.pickler, func)
             except Exception as exc:
                 msg = explain(self.pickler, func, exc, root=f"function {label(func)}")
-                raise PicklingError(f"task {index}: {msg}") from exc
+                raise PicklingError(f"{where()}: {msg}") from exc
             key = hashlib.blake2b(data + repr(refs).encode(), digest_size=16).hexdigest()
             payload: Any = data
             if len(data) > INLINE_LIMIT:
