@@ -7,6 +7,8 @@ Each test runs once per backend in ``BACKENDS``; a backend that needs a service
 from __future__ import annotations
 
 import collections
+import contextvars
+import decimal
 import functools
 import os
 import pickle
@@ -342,6 +344,27 @@ def test_sequential_timeout_leaves_the_callers_timer_alone():
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+_caller_var: contextvars.ContextVar[str] = contextvars.ContextVar("caller_var", default="unset")
+
+
+def _context_seen(_):
+    with Parallel() as inner:  # the caller's parallel_config reaches a call the task makes
+        backend = type(inner._backend).__name__
+    return _caller_var.get(), decimal.getcontext().prec, backend
+
+
+def test_sequential_timeout_runs_tasks_in_the_callers_context():
+    # the tasks run on a watching thread there: it must not start from an empty context
+    token = _caller_var.set("set")
+    try:
+        with decimal.localcontext(prec=7), parallel_config(backend="threading", n_jobs=2):
+            for timeout in (None, 30):
+                got = Parallel(n_jobs=1, timeout=timeout)(delayed(_context_seen)(i) for i in range(2))
+                assert got == [("set", 7, "ThreadingBackend")] * 2
+    finally:
+        _caller_var.reset(token)
 
 
 def test_sequential_timeout_is_enforced():

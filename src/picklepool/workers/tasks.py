@@ -14,6 +14,7 @@ the interruption and returns does not make the call succeed past its timeout.
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import itertools
 import queue
@@ -294,7 +295,7 @@ def execute_watched(
     ``TaskTimeoutError`` and the helper thread is interrupted by an asynchronous
     exception, which Python delivers as soon as the task runs Python code again;
     a task stuck inside compiled code keeps its (abandoned) thread until it
-    returns from that code.
+    returns from that code. The helper thread runs in this thread's context.
     """
     bad = _bad_items(funcs, fidx, args, kwargs, first)  # before any task of the batch runs
     if bad is not None:
@@ -314,7 +315,10 @@ def execute_watched(
             pass
 
     start = time.perf_counter()
-    helper = threading.Thread(target=work, name=f"picklepool-task-{first}", daemon=True)
+    # The tasks run in this thread's context (contextvars: the decimal context, numpy's
+    # error handling, parallel_config, the user's own variables), as they would here.
+    context = contextvars.copy_context()
+    helper = threading.Thread(target=context.run, args=(work,), name=f"picklepool-task-{first}", daemon=True)
     helper.start()
     results: list[Any] = []
     for i in range(len(args)):
