@@ -31,7 +31,7 @@ import cloudpickle
 from ..errors import PicklingError, TaskExitError, WorkerCrashedError
 from ..pickler.buffers import CallBuffers, Frames, TempFolderError
 from ..pickler.context import CallContext, active
-from ..pickler.diagnose import explain
+from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
 from ..wire import Batch, ParentState, WorkerLimits
 from ..workers import mirror
@@ -279,9 +279,10 @@ class Channel:
         for i, item in enumerate(items):
             _f, args, kwargs = item
             for root, value in (("args", args), ("kwargs", kwargs)):
-                try:
-                    self.pickler.dumps(value)
-                except Exception as err:
+                err = probe(self.pickler, value)
+                if err is not None and not isinstance(err, Exception):
+                    raise err  # Ctrl-C while looking (or a reducer's own): not a pickling error
+                if err is not None:
                     msg = explain(self.pickler, value, err, root=root)
                     where = describe(first + i) if describe else functions.describe_task(first + i, item)
                     return PicklingError(f"{where}: {msg}")
