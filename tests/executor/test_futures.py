@@ -166,6 +166,24 @@ def test_a_function_that_cannot_be_pickled_names_its_call_as_submitted():
         assert [f.result() for f in futures[:5]] == [0, 1, 4, 9, 16]
 
 
+def total(a):
+    return float(a.sum())
+
+
+def test_an_array_changed_between_submissions_is_sent_again_and_no_file_outlives_its_batch():
+    np = pytest.importorskip("numpy")
+    a = np.zeros(300_000)  # 2.4 MB: through a shared-memory file
+    with Executor(max_workers=2) as ex:
+        folder = ex._channel.buffers.folder
+        assert ex.submit(total, a).result() == 0.0
+        a += 1  # as ProcessPoolExecutor: the next submission sees the array as it is now
+        assert ex.submit(total, a).result() == a.size
+        a += 1
+        assert list(ex.map(total, [a, a, a], chunksize=2)) == [2.0 * a.size] * 3
+        # each batch's file went with it, though the array lives on
+        assert not [name for name in os.listdir(folder) if name.startswith("a-")]
+
+
 class RefusesState(Exception):
     def __setstate__(self, state):
         raise RuntimeError("no __setstate__ here")

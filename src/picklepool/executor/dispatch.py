@@ -137,6 +137,8 @@ class Channel:
         # large arrays via shared memory (blobs on a cluster);
         # *owner*: a `with Parallel()` block whose calls share a folder
         self.buffers = CallBuffers(self.context, self.call_id, max_nbytes, mmap_mode, temp_folder, owner)
+        # a long-lived channel (Executor) sends every batch's arrays as they are then
+        self.buffers.per_batch = not keep_stateful
         self.functions = functions.FunctionTable(pickler, self.buffers, self.context, keep_stateful)
         self.watchdog = Watchdog(self.session, self.call_id, timeout) if timeout and self.session else None
         self.replies = ReplyReader(self)

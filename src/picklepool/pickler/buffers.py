@@ -223,6 +223,10 @@ class CallBuffers:
         self._lock = threading.RLock()
         self._pending = 0  # batches sent and not finished
         self._closed = False
+        # A long-lived channel (picklepool.Executor): each batch sends its arrays as they
+        # are then, so a file serves only the batch that wrote it (and goes with it); an
+        # array changed between two submissions is sent again, not read from the old file.
+        self.per_batch = False
 
     # -- pickling arguments ---------------------------------------------------------
 
@@ -389,7 +393,7 @@ class CallBuffers:
         key = (_MEMO_TAG, id(owner), address, raw.nbytes) if address is not None else None
         with self._lock:
             entry = self.memo.get(key) if key is not None else None
-            if entry is not None and entry.owner() is owner:
+            if entry is not None and entry.owner() is owner and not entry.dead:
                 entry.users += 1
                 entry.pinned |= pin
                 return entry  # type: ignore[no-any-return]
@@ -489,8 +493,16 @@ class CallBuffers:
             return
         with self._lock:
             # a blob's reference (workers.blobs.BlobRef) is its key and size, as a file's
-            entries = streamed if streamed is not None else [self._by_path[path] for path, _ in payload.refs]
+            entries: list[_Entry] = (
+                streamed if streamed is not None else [self._by_path[path] for path, _ in payload.refs]
+            )
             self._pending += 1
+            if self.per_batch:  # no later batch reuses these: removed once this one is done
+                for e in entries:
+                    if not e.pinned:
+                        e.dead = True
+                        if e.key is not None and self.memo.get(e.key) is e:
+                            self.memo.pop(e.key, None)
         stream = payload.data if isinstance(payload.data, str) else None
         fut.add_done_callback(lambda _f: self._batch_done(entries, stream))
 
