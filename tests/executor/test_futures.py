@@ -7,6 +7,7 @@ for writing (``Gate``); nothing sleeps.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 from concurrent.futures import BrokenExecutor, CancelledError, Future
@@ -180,6 +181,12 @@ def test_an_array_changed_between_submissions_is_sent_again_and_no_file_outlives
         assert ex.submit(total, a).result() == a.size
         a += 1
         assert list(ex.map(total, [a, a, a], chunksize=2)) == [2.0 * a.size] * 3
+        # nor is an array held by a callable object or partial, pickled at each submission
+        a += 1
+        assert ex.submit(functools.partial(total, a)).result() == 3.0 * a.size
+        a += 1
+        assert ex.submit(functools.partial(total, a)).result() == 4.0 * a.size
+        assert ex.submit(total, a).result() == 4.0 * a.size  # not the partial's file either
         # each batch's file went with it, though the array lives on
         assert not [name for name in os.listdir(folder) if name.startswith("a-")]
 

@@ -177,6 +177,7 @@ class Channel:
                 args = [(a,) for a in args]
             return self.backend.submit(run_local, funcs, fidx, args, kwargs, first, self.timeout)
         payload: bytes | Frames
+        self.buffers.begin_batch()
         with active(self.context):
             specs = tuple(
                 self.functions.spec(f, self._naming(items, first, fidx, k, describe))

@@ -295,8 +295,9 @@ class FunctionTable:
                 self._specs[ident] = spec
                 self._keep.append(referents)
                 return spec
+            keepable = isinstance(func, _KEEPABLE)
             try:
-                data, refs = self.buffers.dumps_function(self.pickler, func)
+                data, refs = self.buffers.dumps_function(self.pickler, func, keepable or self.keep_stateful)
             except Exception as exc:
                 msg = explain(self.pickler, func, exc, root=f"function {label(func)}")
                 raise PicklingError(f"{where()}: {msg}") from exc
@@ -308,7 +309,6 @@ class FunctionTable:
                     payload = ref
             if refs:
                 payload = Frames(payload, refs, mode=self.buffers.mmap_mode)
-            keepable = isinstance(func, _KEEPABLE)
             spec = (key if keepable else None, payload, label(func), self.token)
             if keepable or self.keep_stateful:
                 if len(self._specs) >= MAX_SPECS:  # a long-lived table meeting ever new closures

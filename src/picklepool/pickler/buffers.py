@@ -170,7 +170,7 @@ def _address(raw: memoryview) -> int | None:
 class _Entry:
     """One file of arguments: who uses it, and whether its owner is still alive."""
 
-    __slots__ = ("key", "path", "nbytes", "owner", "users", "dead", "pinned", "ref")
+    __slots__ = ("key", "path", "nbytes", "owner", "users", "dead", "pinned", "ref", "batch")
 
     def __init__(self, key: Any, path: str, nbytes: int, ref: Any = None) -> None:
         self.key, self.path, self.nbytes = key, path, nbytes
@@ -179,6 +179,7 @@ class _Entry:
         self.users = 0  # batches in flight (or being pickled) that refer to the file
         self.dead = False  # the parent's object is gone: the file cannot be reused
         self.pinned = False  # a function spec refers to it: kept until the call ends
+        self.batch = 0  # the batch that wrote it (CallBuffers.per_batch)
 
 
 class CallBuffers:
@@ -227,6 +228,8 @@ class CallBuffers:
         # are then, so a file serves only the batch that wrote it (and goes with it); an
         # array changed between two submissions is sent again, not read from the old file.
         self.per_batch = False
+        self._batch = 0  # batches built so far (per_batch: files are reused within one only)
+        self._extra: list[_Entry] = []  # files of the batch being built's function specs not kept
 
     # -- pickling arguments ---------------------------------------------------------
 
@@ -315,12 +318,25 @@ class CallBuffers:
         own = {key for key, _ in payload.refs} if isinstance(payload, Frames) else set()
         return {key: f for key, f in attachment.items() if key in own or not key.startswith(prefix)}
 
-    def dumps_function(self, pickler: Any, func: Any) -> tuple[bytes, tuple[Ref, ...]]:
-        """Pickle a function spec (sent once per call): its bytes and buffer refs."""
+    def dumps_function(self, pickler: Any, func: Any, keep: bool = True) -> tuple[bytes, tuple[Ref, ...]]:
+        """Pickle a function spec: its bytes and buffer refs.
+
+        *keep*: the spec is sent again by later batches (once per call), so its files
+        stay until the call ends; else (a callable object an ``Executor`` pickles at
+        each batch) they go with the batch being built, as its arguments' do.
+        """
         if not self.enabled or not self._open():
             with arrays.sharing(arrays.Scope(None, 0, self.files_shared)):
                 return pickler.dumps(func), ()
-        return self._dumps(pickler, func, pin=True)
+        return self._dumps(pickler, func, pin=keep, collect=None if keep else self._extra)
+
+    def begin_batch(self) -> None:
+        """A batch is about to be built: what a batch that failed to build left goes now."""
+        with self._lock:
+            self._batch += 1
+        if self._extra:
+            left, self._extra = self._extra, []
+            self._release(left)
 
     def stream_folder(self) -> str | None:
         """The call folder, made now, for a streamed batch's socket; None when buffers are off."""
@@ -337,7 +353,9 @@ class CallBuffers:
             self._opened = True
         return True
 
-    def _dumps(self, pickler: Any, obj: Any, pin: bool) -> tuple[bytes, tuple[Ref, ...]]:
+    def _dumps(
+        self, pickler: Any, obj: Any, pin: bool, collect: list[_Entry] | None = None
+    ) -> tuple[bytes, tuple[Ref, ...]]:
         used: list[_Entry] = []
         try:
             with arrays.sharing(arrays.Scope(self.mmap_mode, self.max_nbytes, self.files_shared)):
@@ -345,6 +363,8 @@ class CallBuffers:
         except BaseException:
             self._release(used)
             raise
+        if collect is not None:
+            collect.extend(used)
         return data, tuple((e.path, e.nbytes) for e in used)
 
     def dump_stream(self, pickler: Any, obj: Any, writer: Any) -> list[Any]:
@@ -393,13 +413,18 @@ class CallBuffers:
         key = (_MEMO_TAG, id(owner), address, raw.nbytes) if address is not None else None
         with self._lock:
             entry = self.memo.get(key) if key is not None else None
-            if entry is not None and entry.owner() is owner and not entry.dead:
+            if (
+                entry is not None
+                and entry.owner() is owner
+                and not entry.dead
+                and (not self.per_batch or entry.batch == self._batch)  # not as it was then
+            ):
                 entry.users += 1
                 entry.pinned |= pin
                 return entry  # type: ignore[no-any-return]
         path = self._write(raw)
         entry = _Entry(key, path, raw.nbytes)
-        entry.users, entry.pinned = 1, pin
+        entry.users, entry.pinned, entry.batch = 1, pin, self._batch
         try:
             entry.owner = weakref.ref(owner, functools.partial(self._owner_died, entry))
         except TypeError:  # not weak-referenceable: held (and the file kept) until the call ends
@@ -489,13 +514,16 @@ class CallBuffers:
 
         *streamed*: the entries :meth:`dump_stream` returned, for a streamed batch.
         """
-        if not isinstance(payload, Frames):
+        if not isinstance(payload, Frames) and not self._extra:
             return
+        refs = payload.refs if isinstance(payload, Frames) else ()
         with self._lock:
             # a blob's reference (workers.blobs.BlobRef) is its key and size, as a file's
             entries: list[_Entry] = (
-                streamed if streamed is not None else [self._by_path[path] for path, _ in payload.refs]
+                list(streamed) if streamed is not None else [self._by_path[p] for p, _ in refs]
             )
+            entries += self._extra  # its function specs' that are not kept
+            self._extra = []
             self._pending += 1
             if self.per_batch:  # no later batch reuses these: removed once this one is done
                 for e in entries:
@@ -503,7 +531,7 @@ class CallBuffers:
                         e.dead = True
                         if e.key is not None and self.memo.get(e.key) is e:
                             self.memo.pop(e.key, None)
-        stream = payload.data if isinstance(payload.data, str) else None
+        stream = payload.data if isinstance(payload, Frames) and isinstance(payload.data, str) else None
         fut.add_done_callback(lambda _f: self._batch_done(entries, stream))
 
     def _batch_done(self, entries: list[_Entry], stream: str | None = None) -> None:
