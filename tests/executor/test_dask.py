@@ -429,3 +429,28 @@ def test_a_batch_on_dask_carries_only_its_own_arrays_each_released_once_done_wit
     assert carried[0][0] in dropped
     assert list(results) == [i * 200_001.0 for i in range(1, 8)]
     assert sorted(dropped) == sorted(keys[0] for keys in carried)
+
+
+class Model:
+    def __init__(self, k):
+        self.weights = list(range(120_000))  # pickled: above dispatch.INLINE_LIMIT, a blob
+        self.k = k
+
+    def predict(self, x):
+        return self.k + x
+
+
+def test_a_batch_on_dask_carries_only_its_own_large_functions(dask_client, monkeypatch):
+    carried = []
+    real_submit = dask_client.submit
+
+    def submit(fn, *args, **kwargs):
+        carried.append(len(args[2] or ()))
+        return real_submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(dask_client, "submit", submit)
+    models = [Model(k) for k in range(6)]
+    run = Parallel(backend="dask", n_jobs=2, batch_size=1)
+    assert run(delayed(m.predict)(1) for m in models) == [1, 2, 3, 4, 5, 6]
+    # each batch carried its model, not every model of the call so far
+    assert carried == [1] * 6

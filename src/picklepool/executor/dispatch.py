@@ -205,7 +205,7 @@ class Channel:
                 self.timeout,
                 self.worker_limits,
                 self.parent,
-                self.buffers.attachment(payload),
+                self.functions.carried(self.buffers.attachment(payload), specs),
                 self.isolate,
                 single_arg,
             ),

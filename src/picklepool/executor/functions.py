@@ -281,6 +281,23 @@ class FunctionTable:
         self.token = f"{prefix}{next(counter)}"  # scopes the workers' function cache to this call
         self._specs: dict[Any, FuncSpec] = {}
         self._keep: list[Any] = []  # what the keys refer to, kept alive so ids stay unique
+        self.blob_keys: set[str] = set()  # specs sent as blobs: a batch carries only its own
+
+    def carried(self, attachment: Any, specs: Sequence[FuncSpec]) -> Any:
+        """*attachment* without the blobs of functions that *specs* (a batch's) do not use.
+
+        On dask a batch's worker gets every blob the batch carries: a call over many
+        large callable objects (a model per task) would copy every one of them to
+        every worker.
+        """
+        if not attachment or not self.blob_keys:
+            return attachment
+        own = set()
+        for spec in specs:
+            payload = spec[1].data if isinstance(spec[1], Frames) else spec[1]
+            if not isinstance(payload, bytes):
+                own.add(getattr(payload, "key", payload))
+        return {k: f for k, f in attachment.items() if k in own or k not in self.blob_keys}
 
     def spec(self, func: Any, where: Callable[[], str]) -> FuncSpec:
         """*func*'s spec, pickled now if this call has not met it; *where()* names the
@@ -307,6 +324,7 @@ class FunctionTable:
                 ref = self.context.put_blob(key, data)
                 if ref is not None:
                     payload = ref
+                    self.blob_keys.add(key)
             if refs:
                 payload = Frames(payload, refs, mode=self.buffers.mmap_mode)
             spec = (key if keepable else None, payload, label(func), self.token)
