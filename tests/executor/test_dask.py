@@ -395,6 +395,14 @@ def test_a_large_array_on_dask_keeps_its_flags_and_writes_stay_in_the_batch(dask
     assert a[0] == 0.0  # the parent's array is untouched, as with loky's default mmap_mode="c"
     with pytest.raises(ValueError, match="read-only"):
         run(delayed(bump_first)(frozen) for _ in range(1))
+    # mmap_mode="r", as with loky: read-only in the task
+    assert Parallel(backend="dask", n_jobs=2, mmap_mode="r")(delayed(writable)(x) for x in (a, a)) == [
+        False,
+        False,
+    ]
+    with pytest.raises(ValueError, match="read-only") as info:
+        Parallel(backend="dask", n_jobs=2, mmap_mode="r")(delayed(bump_first)(a) for _ in range(1))
+    assert "mmap_mode='r' is in force" in "".join(getattr(info.value, "__notes__", []))
     # max_nbytes=None: everything in band, as before
     assert Parallel(backend="dask", n_jobs=2, max_nbytes=None)(delayed(writable)(x) for x in (a, frozen)) == [
         True,

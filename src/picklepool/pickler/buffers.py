@@ -273,7 +273,10 @@ class CallBuffers:
         except BaseException:
             self._release(used)
             raise
-        return Frames(data, tuple(e.ref for e in used), None, "c") if used else data  # type: ignore[no-any-return]
+        # "r": the worker's bytes as they are (read-only, as a file mapped "r"); else its
+        # own writable copy ("r+"/"w+" cannot share writes across a cluster: as "c")
+        mode = "r" if self.mmap_mode == "r" else "c"
+        return Frames(data, tuple(e.ref for e in used), None, mode) if used else data  # type: ignore[no-any-return]
 
     def _blob_of(self, raw: memoryview) -> _Entry:
         """The blob holding *raw*'s bytes for this call: found again, or put now (one more user)."""
