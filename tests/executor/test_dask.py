@@ -395,8 +395,70 @@ def test_a_large_array_on_dask_keeps_its_flags_and_writes_stay_in_the_batch(dask
     assert a[0] == 0.0  # the parent's array is untouched, as with loky's default mmap_mode="c"
     with pytest.raises(ValueError, match="read-only"):
         run(delayed(bump_first)(frozen) for _ in range(1))
+    # mmap_mode="r", as with loky: read-only in the task
+    assert Parallel(backend="dask", n_jobs=2, mmap_mode="r")(delayed(writable)(x) for x in (a, a)) == [
+        False,
+        False,
+    ]
+    with pytest.raises(ValueError, match="read-only") as info:
+        Parallel(backend="dask", n_jobs=2, mmap_mode="r")(delayed(bump_first)(a) for _ in range(1))
+    assert "mmap_mode='r' is in force" in "".join(getattr(info.value, "__notes__", []))
     # max_nbytes=None: everything in band, as before
     assert Parallel(backend="dask", n_jobs=2, max_nbytes=None)(delayed(writable)(x) for x in (a, frozen)) == [
         True,
         False,
     ]
+
+
+def test_a_batch_on_dask_carries_only_its_own_arrays_each_released_once_done_with(dask_client, monkeypatch):
+    np = pytest.importorskip("numpy")
+    from picklepool.executor.dask import ScatterStore
+
+    carried, dropped = [], []
+    real_submit, real_drop = dask_client.submit, ScatterStore.drop
+
+    def submit(fn, *args, **kwargs):
+        carried.append(sorted(key for key in args[2] or () if key.startswith("arg-")))
+        return real_submit(fn, *args, **kwargs)
+
+    def drop(store, key):
+        dropped.append(key)
+        real_drop(store, key)
+
+    monkeypatch.setattr(dask_client, "submit", submit)
+    monkeypatch.setattr(ScatterStore, "drop", drop)
+    run = Parallel(backend="dask", n_jobs=2, batch_size=1, return_as="generator")
+    results = run(delayed(first_plus_sum)(np.full(200_000, float(i)), 0) for i in range(8))  # 1.6 MB each
+    assert next(results) == 0.0
+    # Each batch carried its own array, not every array of the call so far (dask would copy
+    # them all to the worker running it); the first one, read and no longer held, is gone.
+    assert len(carried) >= 2 and all(len(keys) == 1 for keys in carried)
+    assert len({keys[0] for keys in carried}) == len(carried)
+    assert carried[0][0] in dropped
+    assert list(results) == [i * 200_001.0 for i in range(1, 8)]
+    assert sorted(dropped) == sorted(keys[0] for keys in carried)
+
+
+class Model:
+    def __init__(self, k):
+        self.weights = list(range(120_000))  # pickled: above dispatch.INLINE_LIMIT, a blob
+        self.k = k
+
+    def predict(self, x):
+        return self.k + x
+
+
+def test_a_batch_on_dask_carries_only_its_own_large_functions(dask_client, monkeypatch):
+    carried = []
+    real_submit = dask_client.submit
+
+    def submit(fn, *args, **kwargs):
+        carried.append(len(args[2] or ()))
+        return real_submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(dask_client, "submit", submit)
+    models = [Model(k) for k in range(6)]
+    run = Parallel(backend="dask", n_jobs=2, batch_size=1)
+    assert run(delayed(m.predict)(1) for m in models) == [1, 2, 3, 4, 5, 6]
+    # each batch carried its model, not every model of the call so far
+    assert carried == [1] * 6

@@ -7,6 +7,7 @@ for writing (``Gate``); nothing sleeps.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 from concurrent.futures import BrokenExecutor, CancelledError, Future
@@ -154,6 +155,40 @@ def test_unpicklable_argument_fails_its_future_only():
         with pytest.raises(PicklingError, match="generator"):
             bad.result()
         assert good.result() == 9
+
+
+def test_a_function_that_cannot_be_pickled_names_its_call_as_submitted():
+    with Executor(max_workers=1, pickler="pickle") as ex:
+        futures = [ex.submit(square, i) for i in range(5)] + [ex.submit(lambda: 1)]
+        with pytest.raises(
+            PicklingError, match=r"^task 5 \(the 6th call submitted to this Executor\): \S*<lambda>\(\)"
+        ):
+            futures[-1].result()
+        assert [f.result() for f in futures[:5]] == [0, 1, 4, 9, 16]
+
+
+def total(a):
+    return float(a.sum())
+
+
+def test_an_array_changed_between_submissions_is_sent_again_and_no_file_outlives_its_batch():
+    np = pytest.importorskip("numpy")
+    a = np.zeros(300_000)  # 2.4 MB: through a shared-memory file
+    with Executor(max_workers=2) as ex:
+        folder = ex._channel.buffers.folder
+        assert ex.submit(total, a).result() == 0.0
+        a += 1  # as ProcessPoolExecutor: the next submission sees the array as it is now
+        assert ex.submit(total, a).result() == a.size
+        a += 1
+        assert list(ex.map(total, [a, a, a], chunksize=2)) == [2.0 * a.size] * 3
+        # nor is an array held by a callable object or partial, pickled at each submission
+        a += 1
+        assert ex.submit(functools.partial(total, a)).result() == 3.0 * a.size
+        a += 1
+        assert ex.submit(functools.partial(total, a)).result() == 4.0 * a.size
+        assert ex.submit(total, a).result() == 4.0 * a.size  # not the partial's file either
+        # each batch's file went with it, though the array lives on
+        assert not [name for name in os.listdir(folder) if name.startswith("a-")]
 
 
 class RefusesState(Exception):

@@ -6,6 +6,9 @@ Each test runs once per backend in ``BACKENDS``; a backend that needs a service
 
 from __future__ import annotations
 
+import collections
+import contextvars
+import decimal
 import functools
 import os
 import pickle
@@ -182,6 +185,17 @@ def test_unpicklable_argument_names_its_path(backend):
         h.handle.close()
 
 
+def test_a_function_that_cannot_be_pickled_names_its_own_task_not_its_batchs_first():
+    holder = threading.Thread()  # a bound method of a thread cannot travel
+    items = [delayed(square)(i) if i != 57 else delayed(holder.is_alive)() for i in range(100)]
+    with pytest.raises(PicklingError, match=r"^task 57: Thread\.is_alive\(\): cannot pickle function"):
+        Parallel(n_jobs=2, batch_size=100)(items)
+    with pytest.raises(PicklingError, match=r"^task 3: \S*<lambda>\(3\): cannot pickle function"):
+        Parallel(n_jobs=2, batch_size=10, pickler="pickle")(
+            delayed(square if i != 3 else lambda x: x)(i) for i in range(10)
+        )
+
+
 def test_parallel_config_supplies_defaults(backend):
     with parallel_config(backend=backend, n_jobs=2, pickler="cloudpickle"):
         assert Parallel()(delayed(lambda x: -x)(i) for i in range(3)) == [0, -1, -2]
@@ -214,11 +228,16 @@ def test_non_delayed_items_are_rejected_with_their_index(backend):
     with pytest.raises(TypeError, match="item 0 .* not a delayed call"):  # would splat "ab"
         Parallel(n_jobs=2, backend=backend)([(square, "ab", {})])
     # found inside a large batch, which then runs none of its tasks
-    items = [delayed(square)(i) for i in range(100)] + [(square, [3], {})]
-    with pytest.raises(TypeError, match="item 100 .* not a delayed call"):
+    items = [delayed(square)(i) for i in range(100)] + [(square, 3, {})]
+    with pytest.raises(
+        TypeError, match=r"item 100 .* not a delayed call: \(<function square at \w+>, 3, \{\}\)"
+    ):
         Parallel(n_jobs=2, backend=backend, batch_size=101)(items)
     with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
         Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(x=1), (square, (2,), 7)])
+
+    with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
+        Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(1), (square, (2,), [("x", 2)])])
 
     class EqualToAll:  # not callable, yet == the batch's function: must not pass for it
         def __eq__(self, other):
@@ -228,6 +247,23 @@ def test_non_delayed_items_are_rejected_with_their_index(backend):
 
     with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
         Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(1), (EqualToAll(), (2,), {})])
+
+
+Pair = collections.namedtuple("Pair", "a b")
+
+
+def test_items_with_list_or_namedtuple_args_and_mapping_kwargs_run_as_in_joblib(backend):
+    # joblib calls func(*args, **kwargs): hand-made items need not be exact tuples and dicts
+    items = [
+        (divmod, [7, 2], {}),
+        (divmod, Pair(9, 4), None),
+        (int, ["11"], collections.OrderedDict(base=2)),
+        delayed(square)(5),
+        (int, ("z",), collections.defaultdict(int, base=36)),
+    ]
+    for batch_size in (1, 5):
+        got = Parallel(n_jobs=2, backend=backend, batch_size=batch_size)(items)
+        assert got == [(3, 1), (2, 1), 3, 25, 35]
 
 
 def test_delayed_refuses_what_is_not_callable_where_it_is_given():
@@ -310,6 +346,27 @@ def test_sequential_timeout_leaves_the_callers_timer_alone():
         signal.signal(signal.SIGALRM, previous)
 
 
+_caller_var: contextvars.ContextVar[str] = contextvars.ContextVar("caller_var", default="unset")
+
+
+def _context_seen(_):
+    with Parallel() as inner:  # the caller's parallel_config reaches a call the task makes
+        backend = type(inner._backend).__name__
+    return _caller_var.get(), decimal.getcontext().prec, backend
+
+
+def test_sequential_timeout_runs_tasks_in_the_callers_context():
+    # the tasks run on a watching thread there: it must not start from an empty context
+    token = _caller_var.set("set")
+    try:
+        with decimal.localcontext(prec=7), parallel_config(backend="threading", n_jobs=2):
+            for timeout in (None, 30):
+                got = Parallel(n_jobs=1, timeout=timeout)(delayed(_context_seen)(i) for i in range(2))
+                assert got == [("set", 7, "ThreadingBackend")] * 2
+    finally:
+        _caller_var.reset(token)
+
+
 def test_sequential_timeout_is_enforced():
     from picklepool import TaskTimeoutError
 
@@ -327,7 +384,7 @@ def _note(x):
 
 
 def test_a_bad_item_stops_its_batch_before_any_task_also_with_a_timeout():
-    items = [delayed(_note)(0), delayed(_note)(1), (_note, [2], {})]
+    items = [delayed(_note)(0), delayed(_note)(1), (_note, 2, {})]
     for timeout in (None, 30):
         _ran.clear()
         with pytest.raises(TypeError, match="item 2 .* not a delayed call"):

@@ -240,3 +240,28 @@ def test_snapshot_errors_are_passed_on_without_walking(monkeypatch):
     with q.mutex:
         msg = message_for([q], pickler="hybrid")
     assert msg.startswith("cannot pickle args with pickler 'hybrid': could not snapshot a Queue")
+
+
+def _takes_two(a, b):
+    return 1
+
+
+def test_finding_the_culprit_copies_no_large_array():
+    # Every task of the batch shares a 20 MB array; looking for the argument that fails
+    # used to pickle it in band once per task before it (here 7 copies, 60 MB at a time).
+    np = pytest.importorskip("numpy")
+    import tracemalloc
+
+    shared = np.ones(2_500_000)
+    items = [delayed(_takes_two)(shared, (x for x in ()) if i == 7 else i) for i in range(10)]
+    tracemalloc.start()
+    try:
+        with pytest.raises(PicklingError, match=r"task 7: .*args\[1\]"):
+            Parallel(n_jobs=2, batch_size=10)(items)
+        for pickler in ("pickle", "cloudpickle", "hybrid"):
+            path, _obj, _err = find_culprit(get_pickler(pickler), {"a": shared, "g": (x for x in ())}, "args")
+            assert path == "args['g']"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < shared.nbytes // 2

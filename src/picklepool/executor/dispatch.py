@@ -31,7 +31,7 @@ import cloudpickle
 from ..errors import PicklingError, TaskExitError, WorkerCrashedError
 from ..pickler.buffers import CallBuffers, Frames, TempFolderError
 from ..pickler.context import CallContext, active
-from ..pickler.diagnose import explain
+from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
 from ..wire import Batch, ParentState, WorkerLimits
 from ..workers import mirror
@@ -137,6 +137,8 @@ class Channel:
         # large arrays via shared memory (blobs on a cluster);
         # *owner*: a `with Parallel()` block whose calls share a folder
         self.buffers = CallBuffers(self.context, self.call_id, max_nbytes, mmap_mode, temp_folder, owner)
+        # a long-lived channel (Executor) sends every batch's arrays as they are then
+        self.buffers.per_batch = not keep_stateful
         self.functions = functions.FunctionTable(pickler, self.buffers, self.context, keep_stateful)
         self.watchdog = Watchdog(self.session, self.call_id, timeout) if timeout and self.session else None
         self.replies = ReplyReader(self)
@@ -175,8 +177,12 @@ class Channel:
                 args = [(a,) for a in args]
             return self.backend.submit(run_local, funcs, fidx, args, kwargs, first, self.timeout)
         payload: bytes | Frames
+        self.buffers.begin_batch()
         with active(self.context):
-            specs = tuple(self.functions.spec(f, first) for f in funcs)
+            specs = tuple(
+                self.functions.spec(f, self._naming(items, first, fidx, k, describe))
+                for k, f in enumerate(funcs)
+            )
             outbound = self._outbound(args, kwargs, single_arg)
             try:
                 if outbound is not None:
@@ -199,7 +205,7 @@ class Channel:
                 self.timeout,
                 self.worker_limits,
                 self.parent,
-                self.context.attachment(),
+                self.functions.carried(self.buffers.attachment(payload), specs),
                 self.isolate,
                 single_arg,
             ),
@@ -225,6 +231,18 @@ class Channel:
             outbound.close()
             self.buffers.sent(payload, fut, streamed)
         return fut
+
+    @staticmethod
+    def _naming(
+        items: Sequence[Any], first: int, fidx: Any, k: int, describe: Callable[[int], str] | None
+    ) -> Callable[[], str]:
+        """How an error names the first task of function *k* of a batch (made only on an error)."""
+
+        def where() -> str:
+            i = first + (fidx.index(k) if type(fidx) is list else 0)
+            return describe(i) if describe else functions.describe_task(i, items[i - first])
+
+        return where
 
     def _outbound(self, args: Any, kwargs: Any, single_arg: bool) -> streaming.Outbound | None:
         """The stream a batch goes through (``executor.streaming``), or None: pickled whole first."""
@@ -264,9 +282,10 @@ class Channel:
         for i, item in enumerate(items):
             _f, args, kwargs = item
             for root, value in (("args", args), ("kwargs", kwargs)):
-                try:
-                    self.pickler.dumps(value)
-                except Exception as err:
+                err = probe(self.pickler, value)
+                if err is not None and not isinstance(err, Exception):
+                    raise err  # Ctrl-C while looking (or a reducer's own): not a pickling error
+                if err is not None:
                     msg = explain(self.pickler, value, err, root=root)
                     where = describe(first + i) if describe else functions.describe_task(first + i, item)
                     return PicklingError(f"{where}: {msg}")

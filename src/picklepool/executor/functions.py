@@ -20,7 +20,7 @@ import operator
 import os
 import reprlib
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import cloudpickle
@@ -122,8 +122,8 @@ def split(items: Sequence[Any], first: int, by_content: bool) -> Calls:
     The hot path of tiny tasks, so every check is one pass in C over a column.
     Like joblib, any ``(function, args, kwargs)`` triple is accepted (a tuple, as
     ``delayed`` makes, or a list); anything else is a ``TypeError`` naming its
-    index. That args are tuples and kwargs dicts is checked by the runner, before
-    the batch runs.
+    index. That args are tuples or lists and kwargs mappings is checked by the
+    runner, before the batch runs.
     """
     try:
         fcol, acol, kcol = zip(*items, strict=True)
@@ -151,14 +151,14 @@ def split(items: Sequence[Any], first: int, by_content: bool) -> Calls:
 
 def bad_items(items: Sequence[Any], first: int) -> TypeError:
     """The error naming the first item that is not a ``(function, args, kwargs)`` call."""
-    from ..workers.tasks import bad_item_message
+    from ..workers.tasks import bad_item_message, good_call_parts
 
     for i, item in enumerate(items):
         try:
             f, args, kwargs = item
         except (TypeError, ValueError):
             return TypeError(bad_item_message(item, first + i))
-        if not callable(f) or type(args) is not tuple or (kwargs and type(kwargs) is not dict):
+        if not callable(f) or not good_call_parts(args, kwargs):
             return TypeError(bad_item_message(item, first + i))
     return TypeError(f"items {first}..{first + len(items) - 1} of the iterable are not delayed calls")
 
@@ -281,8 +281,27 @@ class FunctionTable:
         self.token = f"{prefix}{next(counter)}"  # scopes the workers' function cache to this call
         self._specs: dict[Any, FuncSpec] = {}
         self._keep: list[Any] = []  # what the keys refer to, kept alive so ids stay unique
+        self.blob_keys: set[str] = set()  # specs sent as blobs: a batch carries only its own
 
-    def spec(self, func: Any, index: int) -> FuncSpec:
+    def carried(self, attachment: Any, specs: Sequence[FuncSpec]) -> Any:
+        """*attachment* without the blobs of functions that *specs* (a batch's) do not use.
+
+        On dask a batch's worker gets every blob the batch carries: a call over many
+        large callable objects (a model per task) would copy every one of them to
+        every worker.
+        """
+        if not attachment or not self.blob_keys:
+            return attachment
+        own = set()
+        for spec in specs:
+            payload = spec[1].data if isinstance(spec[1], Frames) else spec[1]
+            if not isinstance(payload, bytes):
+                own.add(getattr(payload, "key", payload))
+        return {k: f for k, f in attachment.items() if k in own or k not in self.blob_keys}
+
+    def spec(self, func: Any, where: Callable[[], str]) -> FuncSpec:
+        """*func*'s spec, pickled now if this call has not met it; *where()* names the
+        task for an error (``task 57: f(57)``)."""
         ident, referents = identity(func)
         spec = self._specs.get(ident)
         if spec is None:
@@ -293,20 +312,21 @@ class FunctionTable:
                 self._specs[ident] = spec
                 self._keep.append(referents)
                 return spec
+            keepable = isinstance(func, _KEEPABLE)
             try:
-                data, refs = self.buffers.dumps_function(self.pickler, func)
+                data, refs = self.buffers.dumps_function(self.pickler, func, keepable or self.keep_stateful)
             except Exception as exc:
                 msg = explain(self.pickler, func, exc, root=f"function {label(func)}")
-                raise PicklingError(f"task {index}: {msg}") from exc
+                raise PicklingError(f"{where()}: {msg}") from exc
             key = hashlib.blake2b(data + repr(refs).encode(), digest_size=16).hexdigest()
             payload: Any = data
             if len(data) > INLINE_LIMIT:
                 ref = self.context.put_blob(key, data)
                 if ref is not None:
                     payload = ref
+                    self.blob_keys.add(key)
             if refs:
                 payload = Frames(payload, refs, mode=self.buffers.mmap_mode)
-            keepable = isinstance(func, _KEEPABLE)
             spec = (key if keepable else None, payload, label(func), self.token)
             if keepable or self.keep_stateful:
                 if len(self._specs) >= MAX_SPECS:  # a long-lived table meeting ever new closures

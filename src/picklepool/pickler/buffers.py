@@ -37,7 +37,10 @@ call too, as blobs of the call's store (``pickler.context``: scattered to the
 cluster, ``CallContext.put_blob``) under the same identity dedupe; the batch's
 ``Frames`` then lists ``workers.blobs.BlobRef``s instead of files. A worker gives
 each batch its own writable copy of a blob (dask hands every batch the same bytes),
-so a task's writes stay its batch's own, as under ``mmap_mode="c"``. Results come
+so a task's writes stay its batch's own, as under ``mmap_mode="c"``. A batch carries
+only its own argument blobs (``CallBuffers.attachment``: carrying them all would copy
+every array of the call to every worker), and a blob is released, like a file, once
+no batch in flight uses it and the parent no longer holds its array. Results come
 back in band.
 
 When ``/dev/shm`` lacks room for a buffer (containers often have 64 MB), the
@@ -167,14 +170,16 @@ def _address(raw: memoryview) -> int | None:
 class _Entry:
     """One file of arguments: who uses it, and whether its owner is still alive."""
 
-    __slots__ = ("key", "path", "nbytes", "owner", "users", "dead", "pinned")
+    __slots__ = ("key", "path", "nbytes", "owner", "users", "dead", "pinned", "ref", "batch")
 
-    def __init__(self, key: Any, path: str, nbytes: int) -> None:
+    def __init__(self, key: Any, path: str, nbytes: int, ref: Any = None) -> None:
         self.key, self.path, self.nbytes = key, path, nbytes
+        self.ref = ref  # on a cluster: the blob's reference (*path* is then its key)
         self.owner: Callable[[], Any] = lambda: None
         self.users = 0  # batches in flight (or being pickled) that refer to the file
         self.dead = False  # the parent's object is gone: the file cannot be reused
         self.pinned = False  # a function spec refers to it: kept until the call ends
+        self.batch = 0  # the batch that wrote it (CallBuffers.per_batch)
 
 
 class CallBuffers:
@@ -199,6 +204,7 @@ class CallBuffers:
         self.max_nbytes = max_nbytes if max_nbytes is not None else 0
         # Workers on this machine (a session folder) can open the user's memmapped files.
         self.files_shared = session is not None
+        self.context = context
         self.memo: dict[Any, Any] = context.memo
         # A cluster (dask): no session, but a store whose blobs every batch carries.
         store = getattr(context, "store", None)
@@ -218,6 +224,12 @@ class CallBuffers:
         self._lock = threading.RLock()
         self._pending = 0  # batches sent and not finished
         self._closed = False
+        # A long-lived channel (picklepool.Executor): each batch sends its arrays as they
+        # are then, so a file serves only the batch that wrote it (and goes with it); an
+        # array changed between two submissions is sent again, not read from the old file.
+        self.per_batch = False
+        self._batch = 0  # batches built so far (per_batch: files are reused within one only)
+        self._extra: list[_Entry] = []  # files of the batch being built's function specs not kept
 
     # -- pickling arguments ---------------------------------------------------------
 
@@ -242,7 +254,7 @@ class CallBuffers:
 
     def _dumps_to_blobs(self, pickler: Any, obj: Any) -> bytes | Frames:
         """A batch for a cluster: each large buffer a blob sent once per call (module docstring)."""
-        refs: list[Any] = []
+        used: list[_Entry] = []
 
         def out_of_band(pb: pickle.PickleBuffer) -> bool:
             try:
@@ -252,41 +264,82 @@ class CallBuffers:
             with raw:
                 if raw.nbytes < self.max_nbytes or raw.nbytes == 0:
                     return True
-                refs.append(self._blob_of(raw))
+                used.append(self._blob_of(raw))
             return False
 
-        with arrays.sharing(arrays.Scope("c", self.max_nbytes, False)):
-            data = pickler.dumps(obj, buffer_callback=out_of_band)
-        return Frames(data, tuple(refs), None, "c") if refs else data  # type: ignore[no-any-return]
+        try:
+            with arrays.sharing(arrays.Scope("c", self.max_nbytes, False)):
+                data = pickler.dumps(obj, buffer_callback=out_of_band)
+        except BaseException:
+            self._release(used)
+            raise
+        # "r": the worker's bytes as they are (read-only, as a file mapped "r"); else its
+        # own writable copy ("r+"/"w+" cannot share writes across a cluster: as "c")
+        mode = "r" if self.mmap_mode == "r" else "c"
+        return Frames(data, tuple(e.ref for e in used), None, mode) if used else data  # type: ignore[no-any-return]
 
-    def _blob_of(self, raw: memoryview) -> Any:
-        """The blob reference holding *raw*'s bytes for this call: found again, or put now."""
+    def _blob_of(self, raw: memoryview) -> _Entry:
+        """The blob holding *raw*'s bytes for this call: found again, or put now (one more user)."""
         owner = _owner(raw.obj)
         address = _address(raw)
         key = (_MEMO_TAG, "blob", id(owner), address, raw.nbytes) if address is not None else None
         with self._lock:
-            hit = self.memo.get(key) if key is not None else None
-            if hit is not None and hit[0]() is owner:
-                return hit[1]
+            entry = self.memo.get(key) if key is not None else None
+            if entry is not None and entry.owner() is owner:
+                entry.users += 1
+                return entry  # type: ignore[no-any-return]
             if not self._token:
                 self._token = os.urandom(6).hex()
-            name = f"arg-{self._token}-{next(self._names)}"
-        ref = self._cluster.put_blob(name, raw.tobytes())  # type: ignore[union-attr]
-        if key is not None:
-            try:
-                alive: Callable[[], Any] = weakref.ref(owner)
-            except TypeError:  # not weak-referenceable: held until the call ends
-                alive = _holder(owner)
-            with self._lock:
-                self.memo[key] = (alive, ref)
-        return ref
+            name = f"{self._blob_prefix()}{next(self._names)}"
+        entry = _Entry(key, name, raw.nbytes, self._cluster.put_blob(name, raw.tobytes()))  # type: ignore[union-attr]
+        entry.users = 1
+        try:
+            entry.owner = weakref.ref(owner, functools.partial(self._owner_died, entry))
+        except TypeError:  # not weak-referenceable: held (and the blob kept) until the call ends
+            entry.owner = _holder(owner)
+        with self._lock:
+            self._by_path[name] = entry
+            if key is not None:
+                self.memo[key] = entry
+        return entry
 
-    def dumps_function(self, pickler: Any, func: Any) -> tuple[bytes, tuple[Ref, ...]]:
-        """Pickle a function spec (sent once per call): its bytes and buffer refs."""
+    def _blob_prefix(self) -> str:
+        return f"arg-{self._token}-"
+
+    def attachment(self, payload: Any) -> Any:
+        """What a batch of *payload* carries to read the call's blobs (``Batch.attachment``).
+
+        The call's blobs but the argument blobs of other batches: dask copies every
+        blob a batch carries to the worker that runs it, so carrying them all would
+        put every array of the call on every worker, and keep it there until the
+        call ends.
+        """
+        attachment = self.context.attachment()
+        if not attachment or not self._token:
+            return attachment
+        prefix = self._blob_prefix()
+        own = {key for key, _ in payload.refs} if isinstance(payload, Frames) else set()
+        return {key: f for key, f in attachment.items() if key in own or not key.startswith(prefix)}
+
+    def dumps_function(self, pickler: Any, func: Any, keep: bool = True) -> tuple[bytes, tuple[Ref, ...]]:
+        """Pickle a function spec: its bytes and buffer refs.
+
+        *keep*: the spec is sent again by later batches (once per call), so its files
+        stay until the call ends; else (a callable object an ``Executor`` pickles at
+        each batch) they go with the batch being built, as its arguments' do.
+        """
         if not self.enabled or not self._open():
             with arrays.sharing(arrays.Scope(None, 0, self.files_shared)):
                 return pickler.dumps(func), ()
-        return self._dumps(pickler, func, pin=True)
+        return self._dumps(pickler, func, pin=keep, collect=None if keep else self._extra)
+
+    def begin_batch(self) -> None:
+        """A batch is about to be built: what a batch that failed to build left goes now."""
+        with self._lock:
+            self._batch += 1
+        if self._extra:
+            left, self._extra = self._extra, []
+            self._release(left)
 
     def stream_folder(self) -> str | None:
         """The call folder, made now, for a streamed batch's socket; None when buffers are off."""
@@ -303,7 +356,9 @@ class CallBuffers:
             self._opened = True
         return True
 
-    def _dumps(self, pickler: Any, obj: Any, pin: bool) -> tuple[bytes, tuple[Ref, ...]]:
+    def _dumps(
+        self, pickler: Any, obj: Any, pin: bool, collect: list[_Entry] | None = None
+    ) -> tuple[bytes, tuple[Ref, ...]]:
         used: list[_Entry] = []
         try:
             with arrays.sharing(arrays.Scope(self.mmap_mode, self.max_nbytes, self.files_shared)):
@@ -311,6 +366,8 @@ class CallBuffers:
         except BaseException:
             self._release(used)
             raise
+        if collect is not None:
+            collect.extend(used)
         return data, tuple((e.path, e.nbytes) for e in used)
 
     def dump_stream(self, pickler: Any, obj: Any, writer: Any) -> list[Any]:
@@ -359,13 +416,18 @@ class CallBuffers:
         key = (_MEMO_TAG, id(owner), address, raw.nbytes) if address is not None else None
         with self._lock:
             entry = self.memo.get(key) if key is not None else None
-            if entry is not None and entry.owner() is owner:
+            if (
+                entry is not None
+                and entry.owner() is owner
+                and not entry.dead
+                and (not self.per_batch or entry.batch == self._batch)  # not as it was then
+            ):
                 entry.users += 1
                 entry.pinned |= pin
                 return entry  # type: ignore[no-any-return]
         path = self._write(raw)
         entry = _Entry(key, path, raw.nbytes)
-        entry.users, entry.pinned = 1, pin
+        entry.users, entry.pinned, entry.batch = 1, pin, self._batch
         try:
             entry.owner = weakref.ref(owner, functools.partial(self._owner_died, entry))
         except TypeError:  # not weak-referenceable: held (and the file kept) until the call ends
@@ -455,12 +517,24 @@ class CallBuffers:
 
         *streamed*: the entries :meth:`dump_stream` returned, for a streamed batch.
         """
-        if not isinstance(payload, Frames) or self._cluster is not None:
-            return  # in band, or a cluster's batch (its blobs live as long as the call)
+        if not isinstance(payload, Frames) and not self._extra:
+            return
+        refs = payload.refs if isinstance(payload, Frames) else ()
         with self._lock:
-            entries = streamed if streamed is not None else [self._by_path[path] for path, _ in payload.refs]
+            # a blob's reference (workers.blobs.BlobRef) is its key and size, as a file's
+            entries: list[_Entry] = (
+                list(streamed) if streamed is not None else [self._by_path[p] for p, _ in refs]
+            )
+            entries += self._extra  # its function specs' that are not kept
+            self._extra = []
             self._pending += 1
-        stream = payload.data if isinstance(payload.data, str) else None
+            if self.per_batch:  # no later batch reuses these: removed once this one is done
+                for e in entries:
+                    if not e.pinned:
+                        e.dead = True
+                        if e.key is not None and self.memo.get(e.key) is e:
+                            self.memo.pop(e.key, None)
+        stream = payload.data if isinstance(payload, Frames) and isinstance(payload.data, str) else None
         fut.add_done_callback(lambda _f: self._batch_done(entries, stream))
 
     def _batch_done(self, entries: list[_Entry], stream: str | None = None) -> None:
@@ -468,7 +542,7 @@ class CallBuffers:
             unlink(stream)  # the batch's pickle stream, read by its worker
         with self._lock:
             self._pending -= 1
-            late = self._closed and self._pending == 0
+            late = self._closed and self._pending == 0 and self._opened  # a folder to remove
         self._release(entries)
         if late:  # a batch still running at the end of the call may have written results
             self._remove()
@@ -479,9 +553,9 @@ class CallBuffers:
             for e in entries:
                 e.users -= 1
                 if e.users == 0 and e.dead and not e.pinned and self._forget(e):
-                    gone.append(e.path)
-        for path in gone:
-            unlink(path)
+                    gone.append(e)
+        for e in gone:
+            self._discard(e)
 
     def _owner_died(self, entry: _Entry, _ref: Any = None) -> None:
         with self._lock:
@@ -490,11 +564,18 @@ class CallBuffers:
                 self.memo.pop(entry.key, None)
             gone = entry.users == 0 and not entry.pinned and self._forget(entry)
         if gone:
-            unlink(entry.path)
+            self._discard(entry)
 
     def _forget(self, entry: _Entry) -> bool:
         """Drop *entry* (lock held); False if the call's end already dropped it."""
         return self._by_path.pop(entry.path, None) is not None
+
+    def _discard(self, entry: _Entry) -> None:
+        """Remove a forgotten entry's file, or release its blob from the cluster."""
+        if entry.ref is not None:
+            self.context.drop_blob(entry.path)
+        else:
+            unlink(entry.path)
 
     # -- results --------------------------------------------------------------------
 
@@ -521,6 +602,10 @@ class CallBuffers:
 
     def close(self) -> None:
         """The call is over: remove its folder now (and again after late batches)."""
+        if self._cluster is not None:  # its blobs go with the call's (CallContext.close)
+            with self._lock:
+                self._closed = True
+                self._by_path.clear()
         if not self._opened:
             return
         with self._lock:

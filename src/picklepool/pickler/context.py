@@ -124,6 +124,15 @@ class CallContext:
             self.blobs.append(key)
         return ref, nbytes
 
+    def drop_blob(self, key: str) -> None:
+        """Release one blob before the call ends: no batch will read it again."""
+        try:
+            self.blobs.remove(key)
+        except ValueError:  # the call's end dropped it already
+            return
+        if self.store is not None:
+            self.store.drop(key)
+
     def attachment(self) -> Any:
         """What each batch carries for the workers to read this call's blobs."""
         return self.store.attachment() if self.store is not None else None

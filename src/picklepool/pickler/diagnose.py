@@ -108,16 +108,28 @@ def _by_reference_failure(value: Any, err: BaseException) -> bool:
 _BY_NAME = (types.FunctionType, type, types.BuiltinFunctionType, types.MethodType)
 
 
+def _leave_out(buffer: Any) -> bool:
+    return False  # out of band, and dropped: the probe needs no copy of its bytes
+
+
+def probe(pickler: Any, value: Any) -> BaseException | None:
+    """What *pickler* raises when dumping *value*, or None: the bytes are thrown away.
+
+    Large buffers (numpy arrays) are left out of band instead of copied, so that
+    looking for the culprit among tasks that share a 200 MB array does not pickle
+    200 MB per task.
+    """
+    try:
+        pickler.dumps(value, buffer_callback=_leave_out)
+    except BaseException as exc:  # any failure is what we look for
+        return exc
+    return None
+
+
 def find_culprit(pickler: Any, obj: Any, root: str = "") -> tuple[str, Any, BaseException] | None:
     """The deepest ``(path, object, error)`` under *obj* that *pickler* cannot dump."""
     seen: set[int] = set()
-
-    def fails(value: Any) -> BaseException | None:
-        try:
-            pickler.dumps(value)
-        except BaseException as exc:  # any failure is what we look for
-            return exc
-        return None
+    fails = functools.partial(probe, pickler)
 
     def walk(value: Any, path: str, err: BaseException, depth: int) -> tuple[str, Any, BaseException]:
         refused = isinstance(err, RefusedError) and err.obj is value  # refused itself, not a part

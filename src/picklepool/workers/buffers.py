@@ -46,7 +46,8 @@ def load(pickler: Any, payload: Any) -> Any:
         mapped = maps.get(ref)
         if mapped is None:
             if isinstance(ref, BlobRef):  # a cluster's blob: this batch's own writable copy
-                mapped = maps[ref] = bytearray(read_blob(ref))
+                blob = read_blob(ref)  # (with mmap_mode="r", the bytes themselves: read-only)
+                mapped = maps[ref] = blob if payload.mode == "r" else bytearray(blob)
             else:
                 mapped = maps[ref] = arrays.open_shared(ref[0], ref[1], payload.mode)
         buffers.append(mapped)
@@ -64,9 +65,9 @@ def explain_error(error: BaseException, tasks: Any) -> None:
         and "read-only" in str(error)
         and hasattr(error, "add_note")  # Python >= 3.11
     ):
-        limit = tasks.results[1] if tasks.results else 0
+        limit = f" ({tasks.results[1]} bytes)" if tasks.results else ""  # (none on a cluster)
         error.add_note(
-            f"picklepool: array arguments of at least max_nbytes ({limit} bytes) reach tasks "
+            f"picklepool: array arguments of at least max_nbytes{limit} reach tasks "
             "mapped read-only because mmap_mode='r' is in force. Use mmap_mode='c' (the "
             "default: each task may change its own copy), mmap_mode='r+' (changes shared "
             "through the file), or copy the array in the task (x = x.copy())"

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import PicklingError
-from ..pickler.diagnose import explain
+from ..pickler.diagnose import explain, probe
 from ..wire import Failure, Raised, Results, TaskFailed, pack_results, rebuild_exception
 from . import buffers
 
@@ -92,10 +92,9 @@ def dump_results(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
     except BaseException as exc:  # noqa: BLE001
         whole_error = f"{type(exc).__name__}: {exc}"
     for i, value in enumerate(outcome.values):
-        try:
-            pickler.dumps(value)
-        except BaseException as exc:  # noqa: BLE001
-            return Failure("dump", first + i, "result", explain(pickler, value, exc, root="result")).encode()
+        err = probe(pickler, value)  # large arrays left out: not copied again per result
+        if err is not None:
+            return Failure("dump", first + i, "result", explain(pickler, value, err, root="result")).encode()
     return Failure("dump", first, "results", whole_error).encode()
 
 

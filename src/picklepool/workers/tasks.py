@@ -14,6 +14,7 @@ the interruption and returns does not make the call succeed past its timeout.
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import itertools
 import queue
@@ -21,7 +22,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import TaskTimeoutError
@@ -88,8 +89,15 @@ def bad_item_message(item: Any, index: int) -> str:
     )
 
 
+def good_call_parts(args: Any, kwargs: Any) -> bool:
+    """Whether ``f(*args, **kwargs)`` is a call as joblib takes it: a tuple or list of
+    arguments (namedtuples too), and a mapping of keywords (or None: none)."""
+    return isinstance(args, (tuple, list)) and (kwargs is None or isinstance(kwargs, Mapping))
+
+
 def _bad_items(funcs: Funcs, fidx: Any, args: Sequence[Any], kwargs: Sequence[Any] | None, first: int) -> Any:
-    """A "bad-item" ``Failure`` for the first task whose args are not a tuple (or kwargs a dict).
+    """A "bad-item" ``Failure`` for the first task whose args are not a tuple or list (or
+    kwargs a mapping).
 
     Checked here, one pass in C per column, rather than in the parent, whose time
     is the bottleneck of tiny tasks; nothing of the batch has run yet.
@@ -98,10 +106,11 @@ def _bad_items(funcs: Funcs, fidx: Any, args: Sequence[Any], kwargs: Sequence[An
         return None
     for k, a in enumerate(args):
         kw = None if kwargs is None else kwargs[k]
-        if type(a) is not tuple or type(kw) not in _KWARGS_TYPES:
+        if not good_call_parts(a, kw):
             f = funcs[fidx if isinstance(fidx, int) else fidx[k]]
-            return Failure("bad-item", first + k, "item", bad_item_message((f, a, kw), first + k))
-    return None  # pragma: no cover - the column check above found one
+            shown = {} if kwargs is None else kw  # no column: the batch's kwargs were all empty
+            return Failure("bad-item", first + k, "item", bad_item_message((f, a, shown), first + k))
+    return None
 
 
 def _timed_out(index: int, timeout: float | None, where: str = "") -> TaskFailed:
@@ -286,7 +295,7 @@ def execute_watched(
     ``TaskTimeoutError`` and the helper thread is interrupted by an asynchronous
     exception, which Python delivers as soon as the task runs Python code again;
     a task stuck inside compiled code keeps its (abandoned) thread until it
-    returns from that code.
+    returns from that code. The helper thread runs in this thread's context.
     """
     bad = _bad_items(funcs, fidx, args, kwargs, first)  # before any task of the batch runs
     if bad is not None:
@@ -306,7 +315,10 @@ def execute_watched(
             pass
 
     start = time.perf_counter()
-    helper = threading.Thread(target=work, name=f"picklepool-task-{first}", daemon=True)
+    # The tasks run in this thread's context (contextvars: the decimal context, numpy's
+    # error handling, parallel_config, the user's own variables), as they would here.
+    context = contextvars.copy_context()
+    helper = threading.Thread(target=context.run, args=(work,), name=f"picklepool-task-{first}", daemon=True)
     helper.start()
     results: list[Any] = []
     for i in range(len(args)):
