@@ -15,6 +15,8 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
   instead of loky's one per thread (:func:`new_executor`, :func:`resize`,
   :func:`usable`, :func:`size`, :func:`busy`), and to tell whether a worker is idle
   (:func:`pending`), and to drop its cancelled jobs before a kill (:func:`shutdown`);
+- the error loky sets on the jobs a kill fails (``ShutdownExecutorError``,
+  :func:`dropped_by_kill`);
 - an instance of standalone loky's start method (``backend.context.LokyContext``)
   and its resource tracker (``backend.resource_tracker``), whose ``_pid`` (and
   multiprocessing's) :func:`start_trackers` reads to lower their CPU priority;
@@ -156,8 +158,11 @@ def new_executor(
     env: dict[str, str] | None,
     initializer: Any = None,
     initargs: tuple[Any, ...] = (),
+    before_start: Any = None,
 ) -> Any:
     """A new loky executor with reusable-executor resizing, owned by the caller.
+
+    *before_start* is called with the executor before its workers start.
 
     ``loky.get_reusable_executor`` keeps one executor *per thread* (loky 3.7): calls
     from several threads would each start their own pool. picklepool keeps one for
@@ -175,6 +180,8 @@ def new_executor(
         initargs=initargs,
         env=env,
     )
+    if before_start is not None:
+        before_start(executor)
     start_workers(executor)
     return executor
 
@@ -272,6 +279,17 @@ def shutdown(executor: Any, kill: bool) -> None:
                 if job.future.cancelled():
                     job.future = _Dropped()
     executor.shutdown(wait=False, kill_workers=kill)
+
+
+def dropped_by_kill(exc: BaseException) -> bool:
+    """True for loky's error on a job its executor's ``shutdown(kill_workers=True)`` failed.
+
+    loky sets it on every job it still holds, running ones included, when its manager
+    thread sees the shutdown before the workers' deaths (``ShutdownExecutorError``).
+    """
+    pe = sys.modules.get("loky.process_executor")
+    cls = getattr(pe, "ShutdownExecutorError", None)
+    return isinstance(cls, type) and isinstance(exc, cls)
 
 
 class _Dropped(Future):  # type: ignore[type-arg]

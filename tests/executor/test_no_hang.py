@@ -298,3 +298,56 @@ def test_a_call_whose_pool_is_killed_by_shutdown_says_so_not_segfault(tmp_path):
     assert "killed by picklepool.shutdown(kill=True) while task 0: tell_then_wait(" in message
     assert "segfault" not in message
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]  # a new pool
+
+
+@pytest.mark.timeout(60)
+def test_shutdown_leaves_alone_a_pool_another_thread_starts_meanwhile(monkeypatch):
+    # picklepool.shutdown(kill=True) in one thread, a new call in another: the new
+    # pool's workers start while stop() waits for the old pool, before the new one is
+    # tracked (pool.acquire tracks it once started). They are not "late" workers.
+    from picklepool import lokycompat
+
+    old = lokycompat.new_executor(2, 300.0, None)
+    reaper.track(old)
+    real_thread, new = lokycompat.manager_thread(old), []
+
+    class Joined:  # stop() waits for the old pool's manager thread: a new pool starts then
+        def join(self, timeout=None):
+            if not new:
+                new.append(lokycompat.new_executor(2, 300.0, None))  # not tracked yet
+            real_thread.join(timeout)
+
+        def is_alive(self):
+            return real_thread.is_alive()
+
+    monkeypatch.setattr(lokycompat, "manager_thread", lambda executor: Joined())
+    try:
+        notes = reaper.stop(old, wait=True, kill=True, deadline=5.0)
+        assert notes == []
+        assert new[0].submit(abs, -3).result(timeout=30) == 3  # its workers were not killed
+    finally:
+        monkeypatch.undo()
+        for executor in new:
+            reaper.stop(executor, kill=True)
+
+
+def test_a_call_whose_jobs_loky_fails_at_the_kill_says_so_too(tmp_path, monkeypatch):
+    # loky's manager thread may see the shutdown before the workers' deaths: it then fails
+    # every job it holds, the running one too, with its ShutdownExecutorError (a race,
+    # ~1 run in 6 above). Leaving the kill to loky makes it happen every time.
+    monkeypatch.setattr(reaper, "kill_tree", lambda pid: None)
+    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
+    os.mkfifo(started)
+    os.mkfifo(gate)
+    results = Parallel(n_jobs=2, return_as="generator", batch_size=1)(
+        delayed(tell_then_wait)(started, gate) for _ in range(1)
+    )
+    with open(started) as f:  # the task runs now
+        f.read()
+    picklepool.shutdown(kill=True)
+    with pytest.raises(WorkerCrashedError) as info:
+        next(results)
+    message = str(info.value)
+    assert "killed by picklepool.shutdown(kill=True) while task 0: tell_then_wait(" in message, message
+    monkeypatch.undo()
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]  # a new pool

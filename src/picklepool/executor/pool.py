@@ -93,7 +93,10 @@ def _new(
     initargs: tuple[Any, ...],
 ) -> Any:
     """A new loky executor whose workers watch this process from their start (``start_loky_worker``)."""
-    return lokycompat.new_executor(n_workers, idle_timeout, env, start_loky_worker, (initializer, initargs))
+    # tracked before its workers start: a shutdown in another thread meanwhile knows them
+    return lokycompat.new_executor(
+        n_workers, idle_timeout, env, start_loky_worker, (initializer, initargs), before_start=reaper.track
+    )
 
 
 def release(executor: Any, shared: bool) -> None:

@@ -157,6 +157,10 @@ def stop(
     deadline = EXIT_DEADLINE if deadline is None else deadline
     thread = lokycompat.manager_thread(executor)
     mine = list(lokycompat.worker_processes(executor))
+    # the workers there are now (this pool's retiring ones among them): those of a pool
+    # another thread starts while this waits (a call after picklepool.shutdown) are not
+    # ours to kill, even before that pool is tracked
+    before = lokycompat.started_workers()
     if kill and why:
         _stopped_by[executor] = why
     if kill:
@@ -171,7 +175,7 @@ def stop(
     with _lock:
         others = [e for e in _executors if e is not executor]
     busy = {pid for e in others for pid in lokycompat.worker_processes(e)}  # other pools' workers
-    late = [p.pid for p in lokycompat.started_workers() if p.pid not in busy and _running(p)]
+    late = [p.pid for p in before if p.pid not in busy and _running(p)]
     if not late and (thread is None or not thread.is_alive()):
         return []
     for pid in late:

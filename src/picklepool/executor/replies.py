@@ -16,6 +16,7 @@ from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
+from .. import lokycompat
 from ..errors import (
     PicklingError,
     RemoteTraceback,
@@ -99,6 +100,13 @@ class ReplyReader:
             ) from None
         except BrokenProcessPool as exc:
             raise self.crash_error(batch, exc) from exc
+        except RuntimeError as exc:
+            # picklepool.shutdown(kill=True) in another thread: loky may fail the jobs
+            # (running ones too) with its "shut down" error before it sees the workers die
+            killed = reaper.stopped_by(getattr(call.backend, "_executor", None))
+            if killed and lokycompat.dropped_by_kill(exc):
+                raise self.crash_error(batch, exc) from exc
+            raise
         if call.bytes_path:
             failure = decode_failure(reply)
             if failure is not None:
