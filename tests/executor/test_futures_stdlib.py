@@ -451,3 +451,35 @@ def test_a_batch_taken_as_the_workers_are_stopped_breaks_and_never_runs(tmp_path
     with pytest.raises(BrokenProcessPool, match="stopped .* as the call was about to be sent"):
         queued.result(timeout=60)
     ex.shutdown()
+
+
+@pytest.mark.parametrize("method", ["terminate_workers", "kill_workers"])
+def test_a_call_running_when_the_workers_are_stopped_says_so_not_segfault(tmp_path, method, monkeypatch):
+    # loky reports the kill as a dead worker (TerminatedWorkerError) or as its own shutdown
+    # (ShutdownExecutorError), whichever its manager thread sees first; both say "stopped".
+    # Here the deaths are seen first, every time: the shutdown waits for them.
+    from concurrent.futures import wait
+
+    from picklepool import lokycompat
+
+    real = lokycompat.shutdown
+
+    def after_the_deaths_are_seen(executor, kill):
+        wait([job.future for job in list(executor._pending_work_items.values())], timeout=30)
+        real(executor, kill)
+
+    monkeypatch.setattr(lokycompat, "shutdown", after_the_deaths_are_seen)
+    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
+    os.mkfifo(started)
+    os.mkfifo(gate)
+    ex = Executor(1)
+    running = ex.submit(started_and_wait, started, gate)
+    with open(started) as f:  # the task runs now
+        f.read()
+    getattr(ex, method)()
+    with pytest.raises(WorkerCrashedError) as info:
+        running.result()
+    message = str(info.value)
+    assert "the workers were stopped (terminate_workers, kill_workers or Ctrl-C)" in message, message
+    assert "segfault" not in message
+    ex.shutdown()

@@ -541,7 +541,9 @@ class Executor(_StdExecutor):
         try:
             values, seconds = self._channel.replies.read(batch)
         except BaseException as exc:  # noqa: BLE001 - delivered through the futures
-            if self._stopped and not isinstance(exc, BrokenProcessPool):  # loky: "shut down"
+            # loky reports the kill as its shutdown or as dead workers ("usually a segfault"),
+            # whichever its manager thread sees first: either way, the workers were stopped
+            if self._stopped:
                 crashed = WorkerCrashedError(
                     "the workers were stopped (terminate_workers, kill_workers or Ctrl-C) while this ran"
                 )
