@@ -150,9 +150,10 @@ def _bytes_in(value):
     return 0
 
 
-def test_a_large_function_goes_to_the_cluster_once_per_call(dask_client, monkeypatch):
+def count_traffic(client, monkeypatch):
+    """Lists that fill with the bytes of each scatter, and of each batch submitted."""
     scattered, submitted = [], []
-    real_scatter, real_submit = dask_client.scatter, dask_client.submit
+    real_scatter, real_submit = client.scatter, client.submit
 
     def scatter(data, **kwargs):
         scattered.append(sum(map(len, data)))
@@ -162,8 +163,13 @@ def test_a_large_function_goes_to_the_cluster_once_per_call(dask_client, monkeyp
         submitted.append(_bytes_in(args))
         return real_submit(fn, *args, **kwargs)
 
-    monkeypatch.setattr(dask_client, "scatter", scatter)
-    monkeypatch.setattr(dask_client, "submit", submit)
+    monkeypatch.setattr(client, "scatter", scatter)
+    monkeypatch.setattr(client, "submit", submit)
+    return scattered, submitted
+
+
+def test_a_large_function_goes_to_the_cluster_once_per_call(dask_client, monkeypatch):
+    scattered, submitted = count_traffic(dask_client, monkeypatch)
     big, size = make_big_function()
     before = dask_client.run(rebuild_count)
     run = Parallel(backend="dask", n_jobs=2, batch_size=1, pickler="cloudpickle")
@@ -354,19 +360,7 @@ def bump_first(a):
 
 def test_a_large_array_in_every_task_goes_to_the_cluster_once_per_call(dask_client, monkeypatch):
     np = pytest.importorskip("numpy")
-    scattered, submitted = [], []
-    real_scatter, real_submit = dask_client.scatter, dask_client.submit
-
-    def scatter(data, **kwargs):
-        scattered.append(sum(map(len, data)))
-        return real_scatter(data, **kwargs)
-
-    def submit(fn, *args, **kwargs):
-        submitted.append(_bytes_in(args))
-        return real_submit(fn, *args, **kwargs)
-
-    monkeypatch.setattr(dask_client, "scatter", scatter)
-    monkeypatch.setattr(dask_client, "submit", submit)
+    scattered, submitted = count_traffic(dask_client, monkeypatch)
     a = np.arange(500_000, dtype=np.float64)  # 4 MB: above max_nbytes' default (1M)
     expected = [i + float(a.sum()) for i in range(12)]
     run = Parallel(backend="dask", n_jobs=2, batch_size=1)

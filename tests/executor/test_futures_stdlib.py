@@ -323,6 +323,17 @@ def started_and_wait(started, gate):
         return f.read()
 
 
+def submit_running(ex, tmp_path):
+    """Submit a task that runs until its worker is stopped; return its future once it runs."""
+    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
+    os.mkfifo(started)
+    os.mkfifo(gate)
+    running = ex.submit(started_and_wait, started, gate)
+    with open(started) as f:  # the task runs now
+        f.read()
+    return running
+
+
 @pytest.mark.parametrize("how", ["warm", "fork", "max_tasks_per_child"])
 @pytest.mark.parametrize("method", ["terminate_workers", "kill_workers"])
 def test_terminate_and_kill_workers_as_python_314(tmp_path, how, method):
@@ -333,13 +344,8 @@ def test_terminate_and_kill_workers_as_python_314(tmp_path, how, method):
         "fork": {"mp_context": multiprocessing.get_context("fork")},
         "max_tasks_per_child": {"max_tasks_per_child": 3},
     }[how]
-    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
-    os.mkfifo(started)
-    os.mkfifo(gate)
     ex = Executor(1, **kwargs)
-    running = ex.submit(started_and_wait, started, gate)
-    with open(started) as f:  # the task runs now
-        f.read()
+    running = submit_running(ex, tmp_path)
     queued = [ex.submit(square, i) for i in range(3)]
     getattr(ex, method)()
     with pytest.raises(BrokenProcessPool):
@@ -434,13 +440,8 @@ def test_a_batch_taken_as_the_workers_are_stopped_breaks_and_never_runs(tmp_path
             release.wait()
         return real_send(self, works)
 
-    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
-    os.mkfifo(started)
-    os.mkfifo(gate)
     ex = Executor(1, **kwargs)
-    running = ex.submit(started_and_wait, started, gate)
-    with open(started) as f:  # the task runs now
-        f.read()
+    running = submit_running(ex, tmp_path)
     monkeypatch.setattr(Executor, "_send", send)
     queued = ex.submit(square, 3)
     assert entered.wait(60)  # taken off the queue, about to be sent
@@ -469,13 +470,8 @@ def test_a_call_running_when_the_workers_are_stopped_says_so_not_segfault(tmp_pa
         real(executor, kill)
 
     monkeypatch.setattr(lokycompat, "shutdown", after_the_deaths_are_seen)
-    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
-    os.mkfifo(started)
-    os.mkfifo(gate)
     ex = Executor(1)
-    running = ex.submit(started_and_wait, started, gate)
-    with open(started) as f:  # the task runs now
-        f.read()
+    running = submit_running(ex, tmp_path)
     getattr(ex, method)()
     with pytest.raises(WorkerCrashedError) as info:
         running.result()

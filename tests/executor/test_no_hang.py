@@ -282,7 +282,8 @@ def tell_then_wait(started, gate):
         return f.read()
 
 
-def test_a_call_whose_pool_is_killed_by_shutdown_says_so_not_segfault(tmp_path):
+def running_call(tmp_path):
+    """A ``return_as="generator"`` call of one task that runs until its worker is killed, running."""
     started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
     os.mkfifo(started)
     os.mkfifo(gate)
@@ -291,6 +292,11 @@ def test_a_call_whose_pool_is_killed_by_shutdown_says_so_not_segfault(tmp_path):
     )
     with open(started) as f:  # the task runs now
         f.read()
+    return results
+
+
+def test_a_call_whose_pool_is_killed_by_shutdown_says_so_not_segfault(tmp_path):
+    results = running_call(tmp_path)
     picklepool.shutdown(kill=True)  # as another thread of the program might
     with pytest.raises(WorkerCrashedError) as info:
         next(results)
@@ -336,14 +342,7 @@ def test_a_call_whose_jobs_loky_fails_at_the_kill_says_so_too(tmp_path, monkeypa
     # every job it holds, the running one too, with its ShutdownExecutorError (a race,
     # ~1 run in 6 above). Leaving the kill to loky makes it happen every time.
     monkeypatch.setattr(reaper, "kill_tree", lambda pid: None)
-    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
-    os.mkfifo(started)
-    os.mkfifo(gate)
-    results = Parallel(n_jobs=2, return_as="generator", batch_size=1)(
-        delayed(tell_then_wait)(started, gate) for _ in range(1)
-    )
-    with open(started) as f:  # the task runs now
-        f.read()
+    results = running_call(tmp_path)
     picklepool.shutdown(kill=True)
     with pytest.raises(WorkerCrashedError) as info:
         next(results)

@@ -293,15 +293,7 @@ class CallBuffers:
             name = f"{self._blob_prefix()}{next(self._names)}"
         entry = _Entry(key, name, raw.nbytes, self._cluster.put_blob(name, raw.tobytes()))  # type: ignore[union-attr]
         entry.users = 1
-        try:
-            entry.owner = weakref.ref(owner, functools.partial(self._owner_died, entry))
-        except TypeError:  # not weak-referenceable: held (and the blob kept) until the call ends
-            entry.owner = _holder(owner)
-        with self._lock:
-            self._by_path[name] = entry
-            if key is not None:
-                self.memo[key] = entry
-        return entry
+        return self._register(entry, owner)
 
     def _blob_prefix(self) -> str:
         return f"arg-{self._token}-"
@@ -428,14 +420,18 @@ class CallBuffers:
         path = self._write(raw)
         entry = _Entry(key, path, raw.nbytes)
         entry.users, entry.pinned, entry.batch = 1, pin, self._batch
+        return self._register(entry, owner)
+
+    def _register(self, entry: _Entry, owner: Any) -> _Entry:
+        """Make *entry* (a file, or a blob on a cluster) findable; it dies with *owner*."""
         try:
             entry.owner = weakref.ref(owner, functools.partial(self._owner_died, entry))
-        except TypeError:  # not weak-referenceable: held (and the file kept) until the call ends
+        except TypeError:  # not weak-referenceable: held (and its data kept) until the call ends
             entry.owner = _holder(owner)
         with self._lock:
-            self._by_path[path] = entry
-            if key is not None:
-                self.memo[key] = entry
+            self._by_path[entry.path] = entry
+            if entry.key is not None:
+                self.memo[entry.key] = entry
         return entry
 
     def _write(self, raw: memoryview) -> str:
