@@ -37,6 +37,13 @@ class Backend:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         raise NotImplementedError
 
+    def submit_direct(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """As :meth:`submit`, by the shortest way the backend has (a plain call's batches)."""
+        return self.submit(fn, *args)
+
+    def one_batch_done(self) -> None:
+        """A plain call of one batch just ended here (loky opens its lanes then)."""
+
     def pool_load(self) -> tuple[int, int] | None:
         """``(workers started, jobs queued or running)`` now; None when the backend cannot tell."""
         return None

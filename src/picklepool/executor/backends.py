@@ -21,7 +21,7 @@ from .. import lokycompat
 from ..settings import NOT_SET, cpu_count, push_config
 from ..workers import mirror
 from ..workers.packed import run_packed
-from . import pool, reaper
+from . import lanes, pool, reaper
 from .backend import Backend, ClusterBackend
 from .mpbackend import MultiprocessingBackend
 from .session import session
@@ -66,22 +66,38 @@ class LokyBackend(Backend):
         self._executor, self._shared = pool.acquire(self.n_workers, self.idle_timeout, self.env, *self._init)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return self._submit(_packed(fn, args), fn, args)
+
+    def submit_direct(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """As :meth:`submit`, through an idle worker's lane when there is one (``executor.lanes``)."""
         packed = _packed(fn, args)
         if packed is not None:
+            fut = lanes.submit(self._executor, packed)
+            if fut is not None:
+                return fut
+        return self._submit(packed, fn, args)
+
+    def _submit(self, packed: bytes | None, fn: Callable[..., Any], args: tuple[Any, ...]) -> Future[Any]:
+        if packed is not None:
             fn, args = run_packed, (packed,)
-        try:
-            return self._executor.submit(fn, *args)  # type: ignore[no-any-return]
+        try:  # loky's jobs need its workers: lanes give them back first
+            return lanes.loky_submit(self._executor, fn, *args)
         except (loky.process_executor.ShutdownExecutorError, RuntimeError):
             # Broken by a crash in an earlier call, or shut down: get a fresh pool.
             self._get()
-            return self._executor.submit(fn, *args)  # type: ignore[no-any-return]
+            return lanes.loky_submit(self._executor, fn, *args)
+
+    def one_batch_done(self) -> None:
+        """A call of one batch ended: the next such call may skip loky's queues (``executor.lanes``)."""
+        if self._executor is not None:
+            lanes.open_for(self._executor, session().path, self.idle_timeout)
 
     def pool_load(self) -> tuple[int, int] | None:
         executor = self._executor
         if executor is None or not lokycompat.usable(executor):
             return None
         started = min(lokycompat.size(executor), len(lokycompat.worker_processes(executor)))
-        return started, lokycompat.pending(executor)
+        return started, lokycompat.pending(executor) - lanes.lane_jobs(executor)
 
     def refresh(self) -> None:
         """Before a call on a kept backend: a fresh executor if this one broke."""

@@ -144,6 +144,11 @@ class Channel:
         self.replies = ReplyReader(self)
         self.cancelled = False  # this call cancelled its own batches
         self.inflight: dict[int, Pending] = {}
+        # batches may take the backend's shortest way (loky's lanes): a plain call's, with
+        # no timeout or memory limit to enforce around them
+        self.direct = False
+        self.sent_direct = False  # a batch went the shortest way (after a call of one such batch:
+        # Backend.one_batch_done)
 
     # -- parent side of the data path -------------------------------------------------
 
@@ -193,7 +198,10 @@ class Channel:
                 if outbound is not None:
                     outbound.close()
                 raise self._dumps_error(items, first, exc, describe) from exc
-        fut = self.backend.submit(
+        submit = self.backend.submit
+        if self.direct and outbound is None:
+            submit, self.sent_direct = self.backend.submit_direct, True
+        fut = submit(
             run_batch,
             Batch(
                 self.call_id,
@@ -332,6 +340,7 @@ class Call(Channel):
         self.ordered = ordered
         self.on_progress = on_progress
         self._done: queue.SimpleQueue[Pending] = queue.SimpleQueue()
+        self.direct = timeout is None and not (worker_limits is not None and worker_limits.max_memory)
         self.total: int | None = None
         # tasks and batches dispatched, as of the last on_progress call (Parallel.print_progress)
         self.n_dispatched_tasks = self.n_dispatched_batches = 0
@@ -450,6 +459,8 @@ class Call(Channel):
             if handoff is not None:
                 handoff.restore()
             self.close()
+            if seq == 1 and self.sent_direct and not self.cancelled:
+                self.backend.one_batch_done()
 
     def _next_done(self) -> Pending:
         """The next finished batch; while none is, look after the pool (never wait blindly)."""

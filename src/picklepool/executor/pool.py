@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..workers.prologue import start_loky_worker
-from . import reaper
+from . import lanes, reaper
 
 _lock = threading.Lock()
 _shared: Any = None  # the shared executor, or None
@@ -64,9 +64,11 @@ def acquire(
                 _users += 1
                 return executor, True
             if not _users:
-                if lokycompat.busy(executor):  # only leftovers of cancelled calls run there
+                if lanes.busy(executor):  # only leftovers of cancelled calls run there
                     reaper.stop(executor, wait=False, kill=True)
                 elif same:
+                    if lokycompat.size(executor) != n_workers:
+                        lanes.release_and_wait(executor)  # loky would wait for its jobs, and warn
                     lokycompat.resize(executor, n_workers)
                     _users = 1
                     return executor, True
@@ -103,7 +105,7 @@ def release(executor: Any, shared: bool) -> None:
     """The call that acquired *executor* is done with it."""
     global _users
     if not shared:
-        busy = lokycompat.busy(executor)  # leftovers of a cancelled call: not waited for
+        busy = lanes.busy(executor)  # leftovers of a cancelled call: not waited for
         reaper.stop(executor, wait=not busy, kill=busy)
         return
     with _lock:

@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 
 from .. import lokycompat
-from . import leftovers
+from . import lanes, leftovers
 
 EXIT_DEADLINE = 5.0  # seconds a worker may take to exit once told to
 
@@ -163,6 +163,7 @@ def stop(
     before = lokycompat.started_workers()
     if kill and why:
         _stopped_by[executor] = why
+    lanes.release(executor)  # a lane is a job: the workers would not stop while it runs
     if kill:
         for pid in mine:
             kill_tree(pid)
@@ -172,6 +173,7 @@ def stop(
         return []
     if thread is not None and thread is not threading.current_thread():
         thread.join(deadline)
+    lanes.release_and_wait(executor, deadline)  # their thread and sockets: ended with the pool
     with _lock:
         others = [e for e in _executors if e is not executor]
     busy = {pid for e in others for pid in lokycompat.worker_processes(e)}  # other pools' workers

@@ -1,0 +1,348 @@
+"""Direct lanes to warm loky workers: a one-batch call without loky's queue threads.
+
+A call of one batch on loky goes through four threads of this process (the caller,
+loky's manager thread, its queue feeder thread, the thread reading the result)
+and loky's queues in the worker: most of a warm one-task call's latency. After
+such a call, when the pool is idle, each worker is lent one long loky job
+(``workers.lane.serve``) that connects back to a socket in the session folder;
+the next batches are written to an idle worker's socket by the calling thread,
+and one reader thread here completes their futures. loky still starts, watches
+and stops the workers: a lane is only a job that loky sees running.
+
+- **Anything else gives the workers back.** A batch that finds no idle lane
+  (another call's batch is in each), any other submission to the executor
+  (``Executor``, a call with a timeout or a memory limit, a streamed batch), a
+  resize or a shutdown first :func:`release` the lanes: each ends after the batch
+  it is running, and loky's jobs queued meanwhile run as soon as it has.
+- **A lane idle for** ``LANE_IDLE`` seconds (at most half the pool's idle timeout) ends.
+- **A worker that dies** breaks the executor as before (loky fails every job);
+  the batch in its lane fails with the same error loky gave the lane's job,
+  ``TerminatedWorkerError`` with the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import struct
+import sys
+import threading
+import time
+import weakref
+from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from .. import lokycompat
+from ..workers.lane import serve
+
+LANE_IDLE = 10.0  # seconds without a batch after which a lane gives its worker back to loky
+CONNECT_DEADLINE = 2.0  # seconds the lanes' jobs have to connect, else they are given up
+FIRST_LANE_WAIT = 0.05  # seconds a batch waits for the first lane of opening ones to connect
+DEATH_REPORT_WAIT = 5.0  # seconds to wait for loky's error on a lane whose worker died
+
+_by_executor: weakref.WeakKeyDictionary[Any, Lanes] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+_names = iter(range(1 << 62))
+
+
+class _Lane:
+    __slots__ = ("conn", "job", "future")
+
+    def __init__(self, conn: Connection, job: Future[Any]) -> None:
+        self.conn = conn
+        self.job = job  # loky's future of the serve job: its error is the worker's death
+        self.future: Future[Any] | None = None  # the batch in this lane
+
+
+class Lanes:
+    """One lane per worker of a loky *executor*, opened at construction (:func:`open_for`)."""
+
+    def __init__(self, executor: Any, n_workers: int, folder: str, idle: float) -> None:
+        self.executor = executor
+        self._cond = threading.Condition()
+        self._idle: list[_Lane] = []
+        self._lanes: list[_Lane] = []
+        self._open = True  # taking batches (until release)
+        self._connecting = n_workers
+        name = f"lane-{os.getpid()}-{next(_names)}-{os.urandom(6).hex()}"
+        # Linux: an abstract socket, no file (peers checked by uid); else one in the 0700 session folder
+        self.address = f"\0picklepool-{name}" if _PEERCRED else os.path.join(folder, name)
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._server.bind(self.address)
+            self._server.listen(n_workers)
+        except OSError:
+            self._server.close()
+            raise
+        self._wake_r, self._wake_w = os.pipe()
+        self._jobs = [executor.submit(serve, self.address, k, idle) for k in range(n_workers)]
+        self._thread = threading.Thread(target=self._run, name="picklepool-lanes", daemon=True)
+        self._thread.start()
+
+    # -- the calling threads --------------------------------------------------------------
+
+    def submit(self, packed: bytes) -> Future[Any] | None:
+        """Send a packed batch to an idle lane; its future, or None when no lane takes it."""
+        with self._cond:
+            if not self._idle and self._open and self._connecting:
+                self._cond.wait_for(lambda: self._idle or not self._open, FIRST_LANE_WAIT)
+            if not self._open or not self._idle:
+                return None
+            lane = self._idle.pop()
+            fut: Future[Any] = Future()
+            fut.set_running_or_notify_cancel()  # as a job a loky worker took: cannot be cancelled
+            lane.future = fut
+        try:
+            lane.conn.send_bytes(packed)
+        except OSError:  # the worker just died: the reader thread sees it; loky's path reports it
+            with self._cond:
+                lane.future = None
+            return None
+        return fut
+
+    def release(self) -> None:
+        """Give every worker back to loky: idle lanes now, busy ones after their batch."""
+        with self._cond:
+            if not self._open:
+                return
+            self._open = False
+            idle, self._idle = self._idle, []
+            self._cond.notify_all()
+        for lane in idle:
+            _stop(lane)
+        self._wake()
+
+    def busy(self) -> bool:
+        """True while a lane runs a batch."""
+        with self._cond:
+            return any(lane.future is not None for lane in self._lanes)
+
+    def jobs(self) -> int:
+        """How many of loky's jobs are this object's lanes (not finished yet)."""
+        return sum(not job.done() for job in self._jobs)
+
+    # -- the reader thread ---------------------------------------------------------------
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def _run(self) -> None:
+        try:
+            self._accept()
+            self._serve()
+        finally:
+            with self._cond:
+                self._open = False
+                self._idle = []
+                self._cond.notify_all()
+            self._server.close()
+            _unlink(self.address)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _accept(self) -> None:
+        """Take the lanes' connections as their jobs start; stop at release or the deadline."""
+        deadline = time.monotonic() + CONNECT_DEADLINE
+        while self._connecting:
+            ready = wait([self._server, self._wake_r], max(0.0, deadline - time.monotonic()))
+            if not ready or self._wake_r in ready:
+                break
+            sock, _ = self._server.accept()
+            if _PEERCRED and _peer_uid(sock) != os.getuid():  # not one of our workers
+                sock.close()
+                continue
+            conn = Connection(sock.detach())
+            try:
+                number = int(conn.recv_bytes())
+            except (EOFError, OSError, ValueError):
+                conn.close()
+                continue
+            lane = _Lane(conn, self._jobs[number])
+            with self._cond:
+                self._connecting -= 1
+                self._lanes.append(lane)
+                if self._open:
+                    self._idle.append(lane)
+                    self._cond.notify_all()
+                    continue
+            _stop(lane)
+        with self._cond:
+            self._connecting = 0
+            if not self._lanes:
+                self._open = False
+        self._server.close()  # jobs that start later find no one and return at once
+        _unlink(self.address)
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                lanes = list(self._lanes)
+            if not lanes:
+                return
+            ready = wait([lane.conn for lane in lanes] + [self._wake_r])
+            if self._wake_r in ready:
+                os.read(self._wake_r, 512)
+            for lane in lanes:
+                if lane.conn in ready:
+                    self._read(lane)
+
+    def _read(self, lane: _Lane) -> None:
+        try:
+            data = lane.conn.recv_bytes()
+        except (EOFError, OSError):
+            self._lost(lane)
+            return
+        with self._cond:
+            fut, lane.future = lane.future, None
+            keep = self._open
+            if keep:
+                self._idle.append(lane)
+                self._cond.notify_all()
+        if not keep:
+            _stop(lane)
+        if fut is None:
+            return
+        try:
+            ok, value = pickle.loads(data)
+        except Exception as exc:  # noqa: BLE001 - reported on the batch, not lost
+            fut.set_exception(exc)
+            return
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+    def _lost(self, lane: _Lane) -> None:
+        """*lane*'s worker closed it: its job ended (stop, idle) or the worker died."""
+        with self._cond:
+            self._lanes.remove(lane)
+            if lane in self._idle:
+                self._idle.remove(lane)
+            fut, lane.future = lane.future, None
+            if not self._lanes and self._open:
+                self._open = False  # every lane gone: the next batch goes through loky
+            self._cond.notify_all()
+        lane.conn.close()
+        if fut is None:
+            return
+        try:
+            error = lane.job.exception(timeout=DEATH_REPORT_WAIT)
+        except Exception as exc:  # noqa: BLE001 - a timeout, or the job was cancelled
+            error = exc
+        if not isinstance(error, BaseException):
+            error = BrokenProcessPool(
+                "the worker running this batch closed its connection to the parent without "
+                "answering (it exited, or a task closed the worker's file descriptors)"
+            )
+        fut.set_exception(error)
+
+
+def _stop(lane: _Lane) -> None:
+    try:
+        lane.conn.send_bytes(b"")
+    except OSError:
+        pass
+
+
+def _unlink(path: str) -> None:
+    if path.startswith("\0"):  # abstract: nothing to remove
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+_PEERCRED = sys.platform.startswith("linux") and hasattr(socket, "SO_PEERCRED")
+_CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    try:
+        return int(_CRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))[1])
+    except OSError:
+        return -1
+
+
+# -- what the backend and the pool call ---------------------------------------------------
+
+
+def submit(executor: Any, packed: bytes) -> Future[Any] | None:
+    """Send a packed batch through a lane of *executor*, or return None (use loky's path)."""
+    lanes = _by_executor.get(executor)
+    return lanes.submit(packed) if lanes is not None else None
+
+
+def release(executor: Any) -> None:
+    """Give *executor*'s workers back to loky (before anything else uses them)."""
+    lanes = _by_executor.get(executor)
+    if lanes is not None:
+        lanes.release()
+
+
+def release_and_wait(executor: Any, timeout: float = DEATH_REPORT_WAIT) -> None:
+    """:func:`release`, then wait until the lanes' jobs and reader thread have ended.
+
+    Idle lanes end at once; a busy one after its batch. Waits *timeout* seconds at most.
+    """
+    lanes = _by_executor.get(executor)
+    if lanes is not None:
+        lanes.release()
+        futures_wait(lanes._jobs, timeout)
+        if lanes._thread is not threading.current_thread():
+            lanes._thread.join(timeout)
+
+
+def settle(timeout: float = DEATH_REPORT_WAIT) -> None:
+    """:func:`release_and_wait` for every executor: no lane, socket or lane thread is left."""
+    for executor in list(_by_executor):
+        release_and_wait(executor, timeout)
+
+
+def loky_submit(executor: Any, fn: Any, *args: Any) -> Future[Any]:
+    """``executor.submit(fn, *args)`` once its lanes are released.
+
+    Under the lock :func:`open_for` holds: lanes opened by another thread between
+    the release and the submission would hold the workers this job waits for.
+    """
+    with _lock:
+        release(executor)
+        return executor.submit(fn, *args)  # type: ignore[no-any-return]
+
+
+def open_for(executor: Any, folder: str | None, idle_timeout: float) -> None:
+    """After a one-batch call: open lanes to *executor*'s workers if it is idle and has them all."""
+    if folder is None or not lokycompat.usable(executor):
+        return
+    with _lock:
+        lanes = _by_executor.get(executor)
+        if lanes is not None and (lanes._open or lanes.jobs()):
+            return  # open, or its jobs are still ending
+        n = lokycompat.size(executor)
+        if lokycompat.pending(executor) or len(lokycompat.worker_processes(executor)) < n:
+            return
+        try:
+            _by_executor[executor] = Lanes(executor, n, folder, min(LANE_IDLE, idle_timeout / 2))
+        except (OSError, RuntimeError):  # a socket path too long, a pool shut down meanwhile
+            pass
+
+
+def lane_jobs(executor: Any) -> int:
+    """How many of *executor*'s pending jobs are lanes (not the users' work)."""
+    lanes = _by_executor.get(executor)
+    return lanes.jobs() if lanes is not None else 0
+
+
+def busy(executor: Any) -> bool:
+    """True while *executor* runs users' work: loky jobs other than lanes, or a lane's batch."""
+    lanes = _by_executor.get(executor)
+    if lanes is None:
+        return lokycompat.busy(executor)
+    return lanes.busy() or lokycompat.pending(executor) > lanes.jobs()

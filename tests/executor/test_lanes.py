@@ -1,0 +1,134 @@
+"""Direct lanes (``executor.lanes``): one-batch calls skip loky's queues, and nothing else waits.
+
+A lane is a loky job that never ends on its own while batches keep coming
+(``LANE_IDLE`` is raised to an hour here): anything that needed the workers back
+and did not get them would hang until pytest-timeout, not pass slowly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import pytest
+
+import picklepool
+from picklepool import Parallel, delayed
+from picklepool.errors import TaskExitError, WorkerCrashedError
+from picklepool.executor import lanes
+from tests.executor.crash_cases import KINDS, PROCESS_KILLERS, act
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def _lanes_stay(monkeypatch):
+    monkeypatch.setattr(lanes, "LANE_IDLE", 3600.0)
+    picklepool.shutdown()
+    yield
+    picklepool.shutdown()
+
+
+def in_lane(x: int) -> tuple[int, bool]:
+    """*x*, and whether this task runs inside a lane's job (``workers.lane.serve``)."""
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "serve" and frame.f_globals.get("__name__") == "picklepool.workers.lane":
+            return x, True
+        frame = frame.f_back
+    return x, False
+
+
+def crash_task(kind: str) -> int:
+    act(kind)
+    return 0
+
+
+def _one(fn, *args, **kwargs):
+    return Parallel(n_jobs=2, **kwargs)(delayed(fn)(*args) for _ in range(1))[0]
+
+
+def _open_lanes() -> None:
+    """A first one-task call: the pool is idle after it, so its lanes open."""
+    assert _one(in_lane, 0) == (0, False)
+
+
+def test_one_task_calls_after_the_first_run_in_lanes_with_the_same_results():
+    _open_lanes()
+    assert [_one(in_lane, i) for i in range(20)] == [(i, True) for i in range(20)]
+
+
+def test_a_call_of_many_batches_takes_the_workers_back_and_loses_nothing():
+    _open_lanes()
+    _one(in_lane, 1)
+    out = Parallel(n_jobs=2, batch_size=1)(delayed(in_lane)(i) for i in range(50))
+    assert [x for x, _ in out] == list(range(50))
+    assert not all(inside for _, inside in out)  # most went through loky's queue
+    assert _one(in_lane, 2) == (2, False)  # lanes reopen after a one-batch call only
+    assert _one(in_lane, 3) == (3, True)
+
+
+def test_a_call_with_a_timeout_an_executor_and_a_resize_take_the_workers_back():
+    _open_lanes()
+    assert _one(in_lane, 1) == (1, True)
+    assert _one(in_lane, 2, timeout=30) == (2, False)
+    _open_lanes()
+    with picklepool.Executor(max_workers=2) as ex:
+        assert ex.submit(in_lane, 3).result() == (3, False)
+    _open_lanes()
+    assert Parallel(n_jobs=3)(delayed(in_lane)(i) for i in range(6))[5][0] == 5
+
+
+def test_shutdown_with_open_lanes_stops_the_workers_without_killing_them(capfd):
+    _open_lanes()
+    assert _one(in_lane, 1) == (1, True)
+    picklepool.shutdown(wait=True)
+    assert "did not stop" not in capfd.readouterr().err
+
+
+def test_calls_from_several_threads_share_the_lanes_and_fall_back_to_loky():
+    _open_lanes()
+    start = threading.Barrier(4)
+    results: dict[int, list[tuple[int, bool]]] = {}
+
+    def caller(k: int) -> None:
+        start.wait()
+        results[k] = [_one(in_lane, 100 * k + i) for i in range(25)]
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {k: [x for x, _ in v] for k, v in results.items()} == {
+        k: [100 * k + i for i in range(25)] for k in range(4)
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_failure_in_a_lane_is_reported_as_on_loky_and_the_next_call_works(kind):
+    _open_lanes()
+    with pytest.raises(BaseException) as info:
+        _one(crash_task, kind)
+    error = info.value
+    expected = {
+        "raise": ValueError,
+        "sys_exit": TaskExitError,
+        "interrupt": TaskExitError,
+    }.get(kind, WorkerCrashedError if kind in PROCESS_KILLERS else Exception)
+    assert isinstance(error, expected), repr(error)
+    text = f"{error} {getattr(error, '__notes__', '')}"
+    assert "task 0" in text and "crash_task" in text, text
+    assert _one(in_lane, 7)[0] == 7
+
+
+def test_a_lane_batch_sees_the_parents_state_of_now(tmp_path, monkeypatch):
+    _open_lanes()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [*sys.path, str(tmp_path / "extra")])
+    assert _one(_state) == (str(tmp_path), str(tmp_path / "extra"), (0, True))
+
+
+def _state() -> tuple[str, str, tuple[int, bool]]:
+    return os.getcwd(), sys.path[-1], in_lane(0)
