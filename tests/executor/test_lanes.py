@@ -7,6 +7,7 @@ and did not get them would hang until pytest-timeout, not pass slowly.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 import threading
@@ -16,7 +17,7 @@ import pytest
 import picklepool
 from picklepool import Parallel, delayed
 from picklepool.errors import TaskExitError, WorkerCrashedError
-from picklepool.executor import lanes
+from picklepool.executor import lanes, pool
 from tests.executor.crash_cases import KINDS, PROCESS_KILLERS, act
 
 pytestmark = pytest.mark.timeout(120)
@@ -50,8 +51,12 @@ def _one(fn, *args, **kwargs):
 
 
 def _open_lanes() -> None:
-    """A first one-task call: the pool is idle after it, so its lanes open."""
+    """A one-task call on an idle pool without lanes opens them; wait until both are."""
+    lanes.settle()  # lanes given back before: their jobs have ended
     assert _one(in_lane, 0) == (0, False)
+    box = lanes._by_executor[pool._shared]
+    with box._cond:
+        assert box._cond.wait_for(lambda: len(box._idle) == 2, timeout=60)
 
 
 def test_one_task_calls_after_the_first_run_in_lanes_with_the_same_results():
@@ -64,9 +69,41 @@ def test_a_call_of_many_batches_takes_the_workers_back_and_loses_nothing():
     _one(in_lane, 1)
     out = Parallel(n_jobs=2, batch_size=1)(delayed(in_lane)(i) for i in range(50))
     assert [x for x, _ in out] == list(range(50))
-    assert not all(inside for _, inside in out)  # most went through loky's queue
-    assert _one(in_lane, 2) == (2, False)  # lanes reopen after a one-batch call only
+    _open_lanes()  # a small call opens them again
     assert _one(in_lane, 3) == (3, True)
+
+
+def test_a_batch_that_finds_every_lane_busy_goes_through_loky_once_they_are_released():
+    _open_lanes()
+    with multiprocessing.Manager() as manager:
+        go = manager.Event()
+        executor = pool._shared
+
+        def release_when_given_back() -> None:  # the third batch released the lanes: let them finish
+            while lanes.is_open(executor):
+                threading.Event().wait(0.001)
+            go.set()
+
+        watcher = threading.Thread(target=release_when_given_back)
+        watcher.start()
+        calls = (delayed(wait_in_lane)(i, go if i < 2 else None) for i in range(3))
+        out = Parallel(n_jobs=2, batch_size=1)(calls)
+        watcher.join()
+    assert out == [(0, True), (1, True), (2, False)]
+
+
+def wait_in_lane(x: int, go) -> tuple[int, bool]:
+    if go is not None:
+        go.wait()
+    return in_lane(x)
+
+
+def test_calls_of_a_batch_per_worker_at_most_open_and_use_the_lanes():
+    _open_lanes()
+    two = Parallel(n_jobs=2, batch_size=1)
+    for _ in range(5):
+        assert two(delayed(in_lane)(i) for i in range(2)) == [(0, True), (1, True)]
+    assert [x for x, _ in two(delayed(in_lane)(i) for i in range(3))] == [0, 1, 2]
 
 
 def test_a_call_with_a_timeout_an_executor_and_a_resize_take_the_workers_back():

@@ -41,8 +41,8 @@ class Backend:
         """As :meth:`submit`, by the shortest way the backend has (a plain call's batches)."""
         return self.submit(fn, *args)
 
-    def one_batch_done(self) -> None:
-        """A plain call of one batch just ended here (loky opens its lanes then)."""
+    def small_call_done(self) -> None:
+        """A plain call of at most one batch per worker just ended here (loky opens its lanes then)."""
 
     def pool_load(self) -> tuple[int, int] | None:
         """``(workers started, jobs queued or running)`` now; None when the backend cannot tell."""

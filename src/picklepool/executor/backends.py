@@ -87,9 +87,12 @@ class LokyBackend(Backend):
             self._get()
             return lanes.loky_submit(self._executor, fn, *args)
 
-    def one_batch_done(self) -> None:
-        """A call of one batch ended: the next such call may skip loky's queues (``executor.lanes``)."""
-        if self._executor is not None:
+    def small_call_done(self) -> None:
+        """A call of a batch per worker at most ended: the next ones may skip loky's queues.
+
+        See ``executor.lanes``.
+        """
+        if self._executor is not None and not lanes.is_open(self._executor):
             lanes.open_for(self._executor, session().path, self.idle_timeout)
 
     def pool_load(self) -> tuple[int, int] | None:

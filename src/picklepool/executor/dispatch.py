@@ -147,8 +147,7 @@ class Channel:
         # batches may take the backend's shortest way (loky's lanes): a plain call's, with
         # no timeout or memory limit to enforce around them
         self.direct = False
-        self.sent_direct = False  # a batch went the shortest way (after a call of one such batch:
-        # Backend.one_batch_done)
+        self.sent_direct = 0  # batches that could go the shortest way (Backend.small_call_done)
 
     # -- parent side of the data path -------------------------------------------------
 
@@ -200,7 +199,8 @@ class Channel:
                 raise self._dumps_error(items, first, exc, describe) from exc
         submit = self.backend.submit
         if self.direct and outbound is None:
-            submit, self.sent_direct = self.backend.submit_direct, True
+            submit = self.backend.submit_direct
+            self.sent_direct += 1
         fut = submit(
             run_batch,
             Batch(
@@ -459,8 +459,8 @@ class Call(Channel):
             if handoff is not None:
                 handoff.restore()
             self.close()
-            if seq == 1 and self.sent_direct and not self.cancelled:
-                self.backend.one_batch_done()
+            if 0 < seq == self.sent_direct <= self.backend.n_workers and not self.cancelled:
+                self.backend.small_call_done()  # a batch per worker at most, each could take a lane
 
     def _next_done(self) -> Pending:
         """The next finished batch; while none is, look after the pool (never wait blindly)."""

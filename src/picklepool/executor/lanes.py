@@ -1,23 +1,27 @@
-"""Direct lanes to warm loky workers: a one-batch call without loky's queue threads.
+"""Direct lanes to warm loky workers: small calls without loky's queue threads.
 
-A call of one batch on loky goes through four threads of this process (the caller,
+A batch sent through loky goes through four threads of this process (the caller,
 loky's manager thread, its queue feeder thread, the thread reading the result)
-and loky's queues in the worker: most of a warm one-task call's latency. After
-such a call, when the pool is idle, each worker is lent one long loky job
-(``workers.lane.serve``) that connects back to a socket in the session folder;
-the next batches are written to an idle worker's socket by the calling thread,
-and one reader thread here completes their futures. loky still starts, watches
-and stops the workers: a lane is only a job that loky sees running.
+and loky's queues in the worker: most of a warm one-task call's latency. After a
+small call (a batch per worker at most, ``dispatch.Call``), when the pool is
+idle, each worker is lent one long loky job (``workers.lane.serve``) that
+connects back to a socket of this process; the next batches are written to an
+idle worker's socket by the calling thread, and one reader thread here completes
+their futures. loky still starts, watches and stops the workers: a lane is only
+a job that loky sees running.
 
 - **Anything else gives the workers back.** A batch that finds no idle lane
-  (another call's batch is in each), any other submission to the executor
-  (``Executor``, a call with a timeout or a memory limit, a streamed batch), a
-  resize or a shutdown first :func:`release` the lanes: each ends after the batch
-  it is running, and loky's jobs queued meanwhile run as soon as it has.
+  (a call of more batches than workers, calls from other threads), any other
+  submission to the executor (``Executor``, a call with a timeout or a memory
+  limit, a streamed batch), a resize or a shutdown first :func:`release` the
+  lanes: each ends after the batch it is running, and loky's jobs queued
+  meanwhile run as soon as it has. The next small call opens them again.
 - **A lane idle for** ``LANE_IDLE`` seconds (at most half the pool's idle timeout) ends.
 - **A worker that dies** breaks the executor as before (loky fails every job);
   the batch in its lane fails with the same error loky gave the lane's job,
   ``TerminatedWorkerError`` with the exit code.
+- **The socket** is an abstract one on Linux, accepted only from this user's
+  processes (``SO_PEERCRED``); elsewhere a file in the 0700 session folder.
 """
 
 from __future__ import annotations
@@ -317,8 +321,17 @@ def loky_submit(executor: Any, fn: Any, *args: Any) -> Future[Any]:
         return executor.submit(fn, *args)  # type: ignore[no-any-return]
 
 
+def is_open(executor: Any) -> bool:
+    """True while *executor* has lanes taking batches."""
+    lanes = _by_executor.get(executor)
+    return lanes is not None and lanes._open
+
+
 def open_for(executor: Any, folder: str | None, idle_timeout: float) -> None:
-    """After a one-batch call: open lanes to *executor*'s workers if it is idle and has them all."""
+    """After a small call: open lanes to *executor*'s workers if it is idle and has them all.
+
+    *folder*: the session folder, for the socket where abstract ones do not exist.
+    """
     if folder is None or not lokycompat.usable(executor):
         return
     with _lock:
