@@ -132,10 +132,17 @@ class Lanes:
     # -- the reader thread ---------------------------------------------------------------
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
+        with self._cond:
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"x")
+
+    def _close_wake(self) -> None:
+        """Close the wake pipe once (its numbers may be another file's afterwards)."""
+        with self._cond:
+            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
 
     def _run(self) -> None:
         try:
@@ -148,8 +155,7 @@ class Lanes:
                 self._cond.notify_all()
             self._server.close()
             _unlink(self.address)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self._close_wake()
 
     def _accept(self) -> None:
         """Take the lanes' connections as their jobs start; stop at release or the deadline."""
@@ -246,6 +252,32 @@ class Lanes:
                 "answering (it exited, or a task closed the worker's file descriptors)"
             )
         fut.set_exception(error)
+
+    def forget(self) -> None:
+        """In a forked child: close this process's copies of the sockets, tell nobody.
+
+        The lanes are the parent's: a batch the child wrote there would be answered
+        to the parent's reader thread, as if it were the parent's own.
+        """
+        self._open = False
+        for lane in self._lanes:
+            lane.conn.close()  # once: a Connection closed before is left alone
+        self._idle, self._lanes = [], []
+        fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+        self._server.close()
+
+
+def _forget_all_in_child() -> None:
+    for lanes in list(_by_executor.values()):
+        lanes.forget()
+    _by_executor.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_all_in_child)
 
 
 def _stop(lane: _Lane) -> None:

@@ -20,6 +20,7 @@ whole process, behind a lock, and lends it to each call (:func:`acquire`, then
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from typing import Any
@@ -35,6 +36,17 @@ _users = 0  # calls (or with-blocks) holding it now
 
 # Every executor picklepool started, for shutdown().
 started: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    """In a forked child: the parent's executors are not this process's (its calls start their own)."""
+    global _shared, _key, _users, started
+    _shared, _key, _users = None, None, 0
+    started = weakref.WeakSet()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _same(a: Any, b: Any) -> bool:

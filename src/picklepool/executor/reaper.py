@@ -44,6 +44,18 @@ _leaving: dict[int, float] = {}  # pid of a worker that left its pool -> when fi
 _lock = threading.Lock()
 
 
+def _forget_in_child() -> None:
+    """In a forked child: the parent's pools are not this process's to stop or reap."""
+    global _executors
+    _executors = weakref.WeakSet()
+    _leaving.clear()
+    _stopped_by.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def track(executor: Any) -> None:
     """Watch *executor* (a loky executor this process uses) from now on."""
     with _lock:

@@ -77,7 +77,8 @@ class Session:
     """Parent side: the session folder, cancel flags and status reading."""
 
     def __init__(self) -> None:
-        self.path = os.path.join(shm_root(), f"picklepool-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        self.pid = os.getpid()  # a forked child neither uses nor removes it (_forget_in_child)
+        self.path = os.path.join(shm_root(), f"picklepool-{self.pid}-{uuid.uuid4().hex[:8]}")
         os.mkdir(self.path, 0o700)
         self._tracked = lokycompat.track_folder(self.path)
         self._flags = map_file(os.path.join(self.path, "cancel"), CANCEL_SLOTS, create=True)
@@ -161,6 +162,8 @@ class Session:
             pass
 
     def close(self) -> None:
+        if os.getpid() != self.pid:  # a forked child's exit: the folder is its parent's
+            return
         try:
             self._flags.close()
         except (BufferError, ValueError):
@@ -183,6 +186,16 @@ def session() -> Session:
             _session = Session()
             atexit.register(_session.close)
         return _session
+
+
+def _forget_in_child() -> None:
+    """In a forked child: its calls get a session of their own (call ids, cancel flags)."""
+    global _session, _session_lock
+    _session, _session_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def current_session() -> Session | None:

@@ -1,0 +1,60 @@
+"""A process forked after picklepool calls (``os.fork``, multiprocessing's fork start).
+
+The parent's pool, lanes and session folder stay the parent's: the child's calls
+start a pool and a session of their own, and its exit removes nothing of the
+parent's. Before, the child's call used the parent's executor, whose manager
+thread does not exist in the child, and failed with "a worker process died".
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.conftest import run_python
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here")
+
+SCRIPT = """
+import os, sys
+from picklepool import Parallel, delayed
+from picklepool.executor.session import current_session
+
+def ident(x):
+    return x, os.getpid()
+
+def one(x):
+    return Parallel(n_jobs=2)(delayed(ident)(x) for _ in range(1))[0][0]
+
+if __name__ == "__main__":
+    assert one(1) == 1 and one(2) == 2  # the parent's lanes are open now (executor.lanes)
+    folder = current_session().path
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            got = [one(10), Parallel(n_jobs=2)(delayed(ident)(i) for i in range(4))[3][0], one(11)]
+            mine = current_session().path != folder
+        except BaseException as exc:
+            os.write(w, repr(exc).encode())
+            os._exit(1)
+        os.write(w, f"child {got} own-session={mine}".encode())
+        sys.exit(0)  # atexit runs: the parent's session folder must stay
+    os.close(w)
+    results = [one(100 + i) for i in range(30)]  # while the child makes its calls
+    msg = b""
+    while chunk := os.read(r, 1000):
+        msg += chunk
+    _, status = os.waitpid(pid, 0)
+    print(msg.decode())
+    print(os.waitstatus_to_exitcode(status), results == list(range(100, 130)), os.path.isdir(folder), one(7))
+"""
+
+
+def test_a_forked_child_gets_its_own_pool_and_session_and_leaves_the_parents_alone():
+    out = run_python(SCRIPT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["child [10, 3, 11] own-session=True", "0 True True 7"], out.stderr
+    assert "picklepool" not in out.stderr, out.stderr  # (the stdlib may complain of the parent's children)
