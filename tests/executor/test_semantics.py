@@ -10,6 +10,7 @@ import collections
 import contextvars
 import decimal
 import functools
+import gc
 import os
 import pickle
 import signal
@@ -95,6 +96,20 @@ def test_generator_unordered_has_every_result(backend):
 def test_fixed_and_auto_batch_sizes(backend, batch_size):
     out = Parallel(n_jobs=2, backend=backend, batch_size=batch_size)(delayed(square)(i) for i in range(30))
     assert out == [i * i for i in range(30)]
+
+
+def gc_enabled(_):
+    return gc.isenabled()
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_tasks_run_with_the_cyclic_gc_on(backend, n_jobs):
+    # n_jobs=1 (the default) ran every task with the GC off: a task making cyclic
+    # garbage grew without bound (2 GB where joblib stays at 46 MB)
+    assert gc.isenabled()
+    out = Parallel(n_jobs=n_jobs, backend=backend)(delayed(gc_enabled)(i) for i in range(50))
+    assert out == [True] * 50
+    assert gc.isenabled()
 
 
 def test_task_exception_keeps_type_message_and_remote_traceback(backend):

@@ -383,9 +383,12 @@ class Call(Channel):
                     size = self.batcher.next_size(dispatched)
                     # Pulling a batch allocates many small tuples that the cyclic GC
                     # would only rescan: it waits until the batch is sent, and by then
-                    # the caller's triples are gone (the batch keeps its columns).
-                    gc_was_on = gc.isenabled()
-                    gc.disable()
+                    # the caller's triples are gone (the batch keeps its columns). Not
+                    # where tasks run in this process (sequential, threading): they
+                    # would run with the GC off, their cyclic garbage never collected.
+                    gc_was_on = gc.isenabled() and not self.backend.in_caller
+                    if gc_was_on:
+                        gc.disable()
                     try:
                         items = list(itertools.islice(it, size))
                         n = len(items)
