@@ -337,6 +337,31 @@ def test_shutdown_leaves_alone_a_pool_another_thread_starts_meanwhile(monkeypatc
             reaper.stop(executor, kill=True)
 
 
+@pytest.mark.timeout(60)
+def test_stopping_a_pool_leaves_alone_the_workers_another_pool_is_retiring(monkeypatch, capsys):
+    # Two threads' calls each end on a pool of their own (the shared one was busy):
+    # each stop() killed the other pool's exiting workers, which loky no longer lists,
+    # and said "did not stop within 5 s of shutdown" at once (6 such lines in a 6 s run).
+    from picklepool import lokycompat
+
+    ours, other = lokycompat.new_executor(1, 300.0, None), lokycompat.new_executor(1, 300.0, None)
+    reaper.track(ours)
+    reaper.track(other)
+    try:
+        assert other.submit(abs, -3).result(timeout=30) == 3  # its worker is up
+        listed = lokycompat.worker_processes
+        # loky has taken the other pool's worker off its list: it is leaving that pool
+        monkeypatch.setattr(lokycompat, "worker_processes", lambda e: {} if e is other else listed(e))
+        notes = reaper.stop(ours, wait=True)
+        monkeypatch.undo()
+        assert notes == []
+        assert "did not stop" not in capsys.readouterr().err
+        assert other.submit(abs, -4).result(timeout=30) == 4  # its worker was not killed
+    finally:
+        monkeypatch.undo()
+        reaper.stop(other, kill=True)
+
+
 def test_a_call_whose_jobs_loky_fails_at_the_kill_says_so_too(tmp_path, monkeypatch):
     # loky's manager thread may see the shutdown before the workers' deaths: it then fails
     # every job it holds, the running one too, with its ShutdownExecutorError (a race,
