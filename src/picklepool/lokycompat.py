@@ -331,6 +331,20 @@ def started_workers() -> list[Any]:
     return [p for p in list(children) if getattr(p, "_picklepool", False)]
 
 
+def interpreter_exiting() -> bool:
+    """True once the interpreter has begun to exit (atexit handlers run after this).
+
+    loky's exit hook (``process_executor._global_shutdown``) and the standard
+    library's thread pools' (``concurrent.futures.thread._shutdown``) have run:
+    neither starts a worker or takes a job any more.
+    """
+    pe = sys.modules.get("loky.process_executor")
+    if pe is not None and getattr(pe, "_global_shutdown", False):
+        return True
+    threads = sys.modules.get("concurrent.futures.thread")
+    return bool(getattr(threads, "_shutdown", False))
+
+
 def call_queue(executor: Any) -> Any:
     """What names *executor*'s workers (:func:`started_for`); None once it is shut down."""
     return getattr(executor, "_call_queue", None)

@@ -42,6 +42,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from .. import lokycompat
 from ..errors import PicklingError, TaskExitError, WorkerCrashedError
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, resolve, resolve_settings
@@ -196,6 +197,7 @@ class Executor(_StdExecutor):
         env = limits.worker_env(s.inner_max_num_threads, s.n_workers)
         backend: Backend
         if own_context is None:  # workers started fresh, as "spawn" does: the warm pool
+            _refuse_at_exit()
             backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
         else:  # "fork", or max_tasks_per_child: a multiprocessing.Pool of its own
             backend = MultiprocessingBackend(
@@ -280,6 +282,8 @@ class Executor(_StdExecutor):
                 raise BrokenProcessPool(str(self._broken)) from self._broken.__cause__
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown of this picklepool.Executor")
+            if isinstance(self._channel.backend, LokyBackend):
+                _refuse_at_exit()
             work.index = self._next_call
             self._next_call += len(work.items) - 2 * work.strip
             self._queue.append(work)
@@ -696,6 +700,17 @@ class _Numbering:
         hi = max(i + n - 1 for i, n, _w in calls)
         first = self.naming.name(lo, w.items[w.strip])
         return first if hi == lo else f"tasks {lo}..{hi} (first: {first})"
+
+
+def _refuse_at_exit() -> None:
+    """``RuntimeError`` if the interpreter is exiting: the warm pool cannot start or take work."""
+    if lokycompat.interpreter_exiting():
+        raise RuntimeError(  # the standard library's words, then what to do
+            "cannot schedule new futures after interpreter shutdown: a picklepool.Executor was "
+            "used while the interpreter is exiting (from an atexit handler, or a __del__ run at "
+            "exit), when its workers can no longer be started or used. Submit before your "
+            "program ends."
+        )
 
 
 def _need_callable(fn: Any, method: str) -> None:
