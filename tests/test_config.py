@@ -89,9 +89,21 @@ def test_n_jobs_one_runs_in_the_calling_process():
     assert Parallel(n_jobs=1)(delayed(os.getpid)() for _ in range(3)) == [os.getpid()] * 3
 
 
-@pytest.mark.parametrize("value", ["n_jobs", "n_jobs*2", "3*n_jobs", 5])
+@pytest.mark.parametrize(
+    "value", ["n_jobs", "n_jobs*2", "3*n_jobs", 5, "n_jobs+1", "1.5*n_jobs", "2 * n_jobs + 4"]
+)
 def test_pre_dispatch_accepts_joblibs_forms(value):
+    # joblib evaluates any arithmetic expression of n_jobs ('n_jobs+1' was refused here)
     assert Parallel(n_jobs=2, pre_dispatch=value)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "value", ["n_jobs/4", "0*n_jobs", "-n_jobs", "2**1000", "9**9**9", "__import__('os')"]
+)
+def test_pre_dispatch_expressions_worth_less_than_one_or_not_arithmetic_are_refused(value):
+    # joblib runs int(0.5) == 0 tasks of 'n_jobs/4' with n_jobs=2 and returns [] silently
+    with pytest.raises(ValueError, match="pre_dispatch"):
+        Parallel(n_jobs=2, pre_dispatch=value)(delayed(abs)(-i) for i in range(3))
 
 
 @pytest.mark.parametrize("value", ["-1M", "infM", "nanK", -5])

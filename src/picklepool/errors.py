@@ -66,8 +66,18 @@ class TaskInterruptError(TaskExitError, KeyboardInterrupt):
     """A task raised ``KeyboardInterrupt``: both a :class:`TaskExitError` and a ``KeyboardInterrupt``.
 
     A real Ctrl-C in the caller still interrupts the call with a plain
-    ``KeyboardInterrupt``, unless it lands inside a task running in the calling
-    thread (``n_jobs=1``), where it is this, naming that task.
+    ``KeyboardInterrupt``, also when it lands inside a task running in the calling
+    thread (``n_jobs=1``): see :class:`CallerInterrupt`.
+    """
+
+
+class CallerInterrupt(KeyboardInterrupt):
+    """A real Ctrl-C that landed inside a task running in the calling (main) thread.
+
+    Raised by the SIGINT handler the sequential backend puts in place of Python's
+    default one while it runs a batch, so that the call tells it from a task's own
+    ``KeyboardInterrupt``: the caller gets a plain ``KeyboardInterrupt``, as from
+    joblib, never a :class:`TaskInterruptError` that ``except Exception`` would catch.
     """
 
 

@@ -22,8 +22,10 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
   multiprocessing's) :func:`start_trackers` reads to lower their CPU priority;
 - an executor's manager thread (``_executor_manager_thread``), and the processes
   ``multiprocessing`` still counts as children (``process._children``): those our
-  start method made (tagged ``_picklepool``), retiring ones included, so that a
-  pool can be stopped with a deadline (``executor.reaper``);
+  start method made (tagged ``_picklepool``; the executor's ``_call_queue`` they were started
+  for, the first of loky's arguments to a worker, is noted), retiring
+  ones included, so that a pool can be stopped with a deadline
+  (``executor.reaper``) without touching another pool's workers;
 - the order of exit hooks: loky joins its manager threads from a
   ``threading._register_atexit`` hook (``process_executor._python_exit``), before
   ``atexit`` handlers run; :func:`before_loky_exit` registers a hook that runs
@@ -39,6 +41,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import weakref
 from concurrent.futures import Future
 from typing import Any
 
@@ -110,6 +113,8 @@ def recycle_after_batch() -> bool:
 
 
 _context: Any = None
+# worker process -> a weak reference to the call queue of the executor it was started for
+_queues: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def start_method() -> Any:
@@ -129,6 +134,12 @@ def start_method() -> Any:
         def tagged(*args: Any, **kwargs: Any) -> Any:
             proc = LokyProcess(*args, **kwargs)
             proc._picklepool = True  # see started_workers()
+            worker_args = kwargs.get("args", ())  # loky passes them by keyword
+            try:  # they start with its executor's call queue (see started_for); kept here,
+                # not on the process, which loky pickles to start it
+                _queues[proc] = weakref.ref(worker_args[0])
+            except (IndexError, TypeError):
+                pass
             return proc
 
         class Context(LokyContext):  # type: ignore[misc]
@@ -318,6 +329,35 @@ def started_workers() -> list[Any]:
 
     children = getattr(process, "_children", ())
     return [p for p in list(children) if getattr(p, "_picklepool", False)]
+
+
+def interpreter_exiting() -> bool:
+    """True once the interpreter has begun to exit (atexit handlers run after this).
+
+    loky's exit hook (``process_executor._global_shutdown``) and the standard
+    library's thread pools' (``concurrent.futures.thread._shutdown``) have run:
+    neither starts a worker or takes a job any more.
+    """
+    pe = sys.modules.get("loky.process_executor")
+    if pe is not None and getattr(pe, "_global_shutdown", False):
+        return True
+    threads = sys.modules.get("concurrent.futures.thread")
+    return bool(getattr(threads, "_shutdown", False))
+
+
+def call_queue(executor: Any) -> Any:
+    """What names *executor*'s workers (:func:`started_for`); None once it is shut down."""
+    return getattr(executor, "_call_queue", None)
+
+
+def started_for(proc: Any, queue: Any) -> bool:
+    """True if *proc* (of :func:`started_workers`) was started for the executor whose
+    :func:`call_queue` is *queue*, or for one that is gone (its queue freed), or if
+    that cannot be told: a worker another live pool is retiring is not *queue*'s.
+    """
+    ref = _queues.get(proc)
+    owner = ref() if ref is not None else None
+    return owner is None or owner is queue
 
 
 _hooks: list[tuple[int, Any]] = []  # (pid, hook) registered by before_loky_exit

@@ -18,8 +18,10 @@ parent side (``executor``), the pickler registry, ``SharedState`` checkpoints an
 
 from __future__ import annotations
 
+import ast
 import contextvars
 import math
+import operator
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -318,10 +320,51 @@ def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int
             return 1 << 30
         if text.isdigit() and 0 < int(text) <= MAX_BATCH:
             return int(text)
+        value = _arithmetic(text.replace("n_jobs", str(n_workers)))  # joblib's: '1.5*n_jobs', 'n_jobs+2'
+        if value is not None and 1 <= value <= MAX_BATCH:
+            return int(value)
     raise ValueError(
         f"pre_dispatch={pre_dispatch!r} (from {source}) is not valid; use e.g. '2*n_jobs', "
-        "'all' or a positive int"
+        "'all', a positive int, or an arithmetic expression of n_jobs worth at least 1"
     )
+
+
+_OPERATORS: Mapping[type, Any] = MappingProxyType(
+    {
+        ast.Add: operator.add,
+        ast.Sub: operator.sub,
+        ast.Mult: operator.mul,
+        ast.Div: operator.truediv,
+        ast.FloorDiv: operator.floordiv,
+        ast.Pow: operator.pow,
+        ast.USub: operator.neg,
+        ast.UAdd: operator.pos,
+    }
+)
+
+
+def _arithmetic(text: str) -> float | None:
+    """The value of *text*, an arithmetic expression of numbers (as joblib's ``eval_expr``), or None."""
+    if len(text) > 30:  # joblib's limit too
+        return None
+
+    def value(node: ast.AST) -> float:
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return float(node.value)  # type: ignore[arg-type]
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            left, right = value(node.left), value(node.right)
+            if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > MAX_BATCH):
+                raise OverflowError
+            return _OPERATORS[type(node.op)](left, right)  # type: ignore[no-any-return]
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
+            return _OPERATORS[type(node.op)](value(node.operand))  # type: ignore[no-any-return]
+        raise TypeError(node)
+
+    try:
+        result = value(ast.parse(text, mode="eval").body)
+    except (SyntaxError, TypeError, ValueError, OverflowError, ZeroDivisionError):
+        return None
+    return result if isinstance(result, (int, float)) and math.isfinite(result) else None
 
 
 def parse_threads(value: Any, source: str = "argument") -> int | None:

@@ -9,6 +9,7 @@ documented difference from joblib.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -106,3 +107,53 @@ def test_the_code_survives_the_trip_as_parts(backend, n_jobs):
     with pytest.raises(TaskSystemExitError) as info:
         Parallel(n_jobs=n_jobs, backend=backend)([delayed(exit_with_a_cause)(5)])
     assert info.value.code == 5 and info.value.original.code == 5
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and FIFOs")
+def test_a_real_ctrl_c_inside_a_task_run_in_the_caller_is_a_plain_keyboard_interrupt(tmp_path):
+    # n_jobs=1 (the default) runs tasks in the calling thread, where a Ctrl-C lands inside
+    # one: it came back as that task's TaskInterruptError, which `except Exception` caught,
+    # so a loop around the call went on after Ctrl-C (joblib raises KeyboardInterrupt)
+    fifo = str(tmp_path / "started")
+    os.mkfifo(fifo)
+    result = run_python(
+        f"""
+        import os, signal, threading
+        from picklepool import Parallel, delayed
+
+        def task(i, fifo):
+            if i == 1:
+                with open(fifo, "w") as f:
+                    f.write("started")
+                threading.Event().wait(60)
+            return i
+
+        def interrupt_when_started():
+            with open({fifo!r}) as f:  # blocks until the task runs
+                f.read()
+            os.kill(os.getpid(), signal.SIGINT)
+
+        if __name__ == "__main__":
+            threading.Thread(target=interrupt_when_started, daemon=True).start()
+            try:
+                Parallel(n_jobs=1)(delayed(task)(i, {fifo!r}) for i in range(3))
+            except Exception as exc:
+                print("swallowed", type(exc).__name__)
+            except KeyboardInterrupt as exc:
+                print("interrupted", type(exc).__name__)
+            print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        """
+    )
+    assert result.stdout.split() == ["interrupted", "KeyboardInterrupt", "True"], (
+        result.stdout + result.stderr
+    )
+
+
+def test_a_tasks_own_keyboard_interrupt_in_the_caller_is_still_the_tasks():
+    with pytest.raises(KeyboardInterrupt) as info:
+        Parallel(n_jobs=1)(delayed(interrupt_at)(i, 1) for i in range(3))
+    assert isinstance(info.value, TaskExitError)
+    # the handler is the default one again after the call
+    import signal
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -337,6 +337,31 @@ def test_shutdown_leaves_alone_a_pool_another_thread_starts_meanwhile(monkeypatc
             reaper.stop(executor, kill=True)
 
 
+@pytest.mark.timeout(60)
+def test_stopping_a_pool_leaves_alone_the_workers_another_pool_is_retiring(monkeypatch, capsys):
+    # Two threads' calls each end on a pool of their own (the shared one was busy):
+    # each stop() killed the other pool's exiting workers, which loky no longer lists,
+    # and said "did not stop within 5 s of shutdown" at once (6 such lines in a 6 s run).
+    from picklepool import lokycompat
+
+    ours, other = lokycompat.new_executor(1, 300.0, None), lokycompat.new_executor(1, 300.0, None)
+    reaper.track(ours)
+    reaper.track(other)
+    try:
+        assert other.submit(abs, -3).result(timeout=30) == 3  # its worker is up
+        listed = lokycompat.worker_processes
+        # loky has taken the other pool's worker off its list: it is leaving that pool
+        monkeypatch.setattr(lokycompat, "worker_processes", lambda e: {} if e is other else listed(e))
+        notes = reaper.stop(ours, wait=True)
+        monkeypatch.undo()
+        assert notes == []
+        assert "did not stop" not in capsys.readouterr().err
+        assert other.submit(abs, -4).result(timeout=30) == 4  # its worker was not killed
+    finally:
+        monkeypatch.undo()
+        reaper.stop(other, kill=True)
+
+
 def test_a_call_whose_jobs_loky_fails_at_the_kill_says_so_too(tmp_path, monkeypatch):
     # loky's manager thread may see the shutdown before the workers' deaths: it then fails
     # every job it holds, the running one too, with its ShutdownExecutorError (a race,
@@ -350,3 +375,43 @@ def test_a_call_whose_jobs_loky_fails_at_the_kill_says_so_too(tmp_path, monkeypa
     assert "killed by picklepool.shutdown(kill=True) while task 0: tell_then_wait(" in message, message
     monkeypatch.undo()
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]  # a new pool
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_call_at_interpreter_exit_says_why_it_cannot_run(warm):
+    # from an atexit handler loky takes no jobs and starts no workers: the call raised
+    # loky's bare RuntimeError (or, with no pool yet, "can't register atexit after
+    # shutdown" and the new workers' tracebacks) and left its session folder behind
+    result = run_python(
+        f"""
+        import atexit
+        from picklepool import Executor, Parallel, delayed
+
+        def at_exit():
+            for backend in ("loky", "threading"):
+                try:
+                    Parallel(n_jobs=2, backend=backend)(delayed(abs)(-i) for i in range(4))
+                except RuntimeError as exc:
+                    print(exc)
+            try:
+                Executor(2).submit(abs, -1)
+            except RuntimeError as exc:
+                print(exc)
+            print(Parallel(n_jobs=1)(delayed(abs)(-i) for i in range(3)))
+
+        if __name__ == "__main__":
+            atexit.register(at_exit)
+            if {warm!r}:
+                print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()[1 if warm else 0 :]
+    assert len(lines) == 4, result.stdout + result.stderr
+    for line, backend in zip(lines[:2], ("loky", "threading"), strict=True):
+        assert line.startswith(f"a Parallel call with n_jobs=2 on the {backend} backend was made while the ")
+        assert "interpreter is exiting" in line and "pass n_jobs=1" in line
+    assert lines[2].startswith("cannot schedule new futures after interpreter shutdown: ")
+    assert lines[3] == "[0, 1, 2]"
+    assert result.stderr == "", result.stderr  # no worker's traceback, no leaked folder

@@ -131,6 +131,21 @@ def test_result_that_cannot_be_sent_back():
     assert "return list(generator) instead" in msg
 
 
+async def _an_async_task(i):
+    return i
+
+
+def test_an_async_def_task_says_to_run_its_coroutine():
+    # the generic fix ("return something picklable ... give its class a __reduce__") did
+    # not say that an `async def` function's call only makes a coroutine
+    with pytest.raises(PicklingError) as info:
+        Parallel(n_jobs=2)(delayed(_an_async_task)(i) for i in range(2))
+    msg = str(info.value)
+    assert "cannot pickle result (type builtins.coroutine)" in msg
+    assert "an `async def` function" in msg
+    assert "asyncio.run(_an_async_task(*args))" in msg
+
+
 def test_main_function_under_pickle_is_explained_from_the_worker():
     proc = run_python(
         """

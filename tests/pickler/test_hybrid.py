@@ -368,3 +368,23 @@ def test_an_importable_lru_cache_function_goes_by_name():
     data = get_pickler("hybrid").dumps(cached_square)
     assert b"cached_square" in data and b"co_code" not in data
     assert pickle.loads(data) is cached_square
+
+
+def test_a_function_sent_by_value_keeps_its_file_name():
+    # cloudpickle names its code "<dynamic-code>": a task's traceback named no file and
+    # showed no source line, its warnings and log records no file either
+    def fails(i):
+        raise ValueError(f"bad {i}")
+
+    hybrid = get_pickler("hybrid")
+    copy = hybrid.loads(hybrid.dumps(fails))
+    assert copy is not fails and copy.__code__.co_filename == __file__
+    assert copy.__code__.co_firstlineno == fails.__code__.co_firstlineno
+
+    from picklepool import Parallel, delayed
+
+    with pytest.raises(ValueError, match="bad 0") as info:
+        Parallel(n_jobs=2)(delayed(fails)(i) for i in range(1))
+    worker_traceback = str(info.value.__cause__)
+    assert f'File "{__file__}", line {fails.__code__.co_firstlineno + 1}, in fails' in worker_traceback
+    assert 'raise ValueError(f"bad {i}")' in worker_traceback

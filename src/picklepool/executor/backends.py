@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextvars
 import pickle
+import signal
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import MappingProxyType
@@ -18,6 +20,7 @@ from typing import Any
 import loky
 
 from .. import lokycompat
+from ..errors import CallerInterrupt
 from ..settings import NOT_SET, cpu_count, push_config
 from ..workers import mirror
 from ..workers.packed import run_packed
@@ -200,11 +203,47 @@ class SequentialBackend(Backend):
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         fut: Future[Any] = Future()
+        watching = _watch_ctrl_c()
         try:
             fut.set_result(fn(*args))
         except BaseException as exc:  # noqa: BLE001 - delivered through the future
             fut.set_exception(exc)
+        finally:
+            if watching:
+                _unwatch_ctrl_c()
         return fut
+
+
+def _caller_interrupt(signum: int, frame: Any) -> None:
+    raise CallerInterrupt
+
+
+def _watch_ctrl_c() -> bool:
+    """While a batch runs in the main thread, a Ctrl-C raises ``CallerInterrupt``.
+
+    A task's own ``KeyboardInterrupt`` comes back as ``TaskInterruptError`` (also an
+    ``Exception``); a real Ctrl-C landing in a task must not: ``except Exception``
+    around the call would swallow it. Only Python's default handler is replaced
+    (not one of the program's own, nor an outer batch's); True if it was.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return False
+        signal.signal(signal.SIGINT, _caller_interrupt)
+    except (ValueError, OSError):  # pragma: no cover - no signals here
+        return False
+    return True
+
+
+def _unwatch_ctrl_c() -> None:
+    """Python's default SIGINT handler again, unless a task installed one of its own."""
+    try:
+        if signal.getsignal(signal.SIGINT) is _caller_interrupt:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    except (ValueError, OSError):  # pragma: no cover
+        pass
 
 
 def shutdown(wait: bool = True, kill: bool = False) -> None:
@@ -227,6 +266,13 @@ def make_backend(name: str, n_workers: int, **options: Any) -> Backend:
     calling thread instead, as joblib does for ``n_jobs=1``. Raises ``ValueError``
     for an unknown name.
     """
+    if name in ("loky", "threading") and n_workers > 1 and lokycompat.interpreter_exiting():
+        raise RuntimeError(
+            f"a Parallel call with n_jobs={n_workers} on the {name} backend was made while the "
+            "interpreter is exiting (from an atexit handler, or a __del__ run at exit): its "
+            "workers can no longer be started or used. Make the call before your program ends, "
+            "or pass n_jobs=1 to run its tasks in this thread."
+        )
     backend = _make(name, n_workers, **options)
     backend.nesting_level = mirror.nesting()[0]  # joblib's attribute: where the call is made
     return backend

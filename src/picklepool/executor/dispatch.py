@@ -314,6 +314,47 @@ class Channel:
         self.context.close()
 
 
+PULL_STEP = 256  # items pulled between two looks at the young garbage (YoungGarbage)
+
+
+class YoungGarbage:
+    """Collects the young garbage made while the cyclic GC is off (the caller turned it off).
+
+    The caller's generator runs while a batch is pulled: the cyclic garbage it makes per
+    item (records parsed, frames built) is collected every ``PULL_STEP`` items once it
+    passes twice the GC's own threshold, by a young-generation collection only (which
+    never rescans the items pulled so far, once they survived one): a batch of thousands
+    of items held it all until the batch was sent (1.6 GB where joblib peaks at 138 MB).
+    """
+
+    def __init__(self) -> None:
+        self.threshold = 2 * gc.get_threshold()[0]
+        self.since = 0
+
+    def pulled(self, n: int) -> None:
+        """*n* more items were pulled."""
+        self.since += n
+        if self.since >= PULL_STEP:
+            self.since = 0
+            if self.threshold and gc.get_count()[0] > self.threshold:
+                gc.collect(0)
+
+
+def pull(it: Iterator[Any], size: int) -> list[Any]:
+    """Up to *size* items of *it*, pulled with the cyclic GC off (see :class:`YoungGarbage`)."""
+    if size <= PULL_STEP:
+        return list(itertools.islice(it, size))
+    young = YoungGarbage()
+    items: list[Any] = []
+    while True:
+        want = min(PULL_STEP, size - len(items))
+        before = len(items)
+        items.extend(itertools.islice(it, want))
+        if len(items) - before < want or len(items) >= size:
+            return items
+        young.pulled(want)
+
+
 class Call(Channel):
     """The state of one ``Parallel.__call__``."""
 
@@ -392,11 +433,14 @@ class Call(Channel):
                     size = self.batcher.next_size(dispatched)
                     # Pulling a batch allocates many small tuples that the cyclic GC
                     # would only rescan: it waits until the batch is sent, and by then
-                    # the caller's triples are gone (the batch keeps its columns).
-                    gc_was_on = gc.isenabled()
-                    gc.disable()
+                    # the caller's triples are gone (the batch keeps its columns). Not
+                    # where tasks run in this process (sequential, threading): they
+                    # would run with the GC off, their cyclic garbage never collected.
+                    gc_was_on = gc.isenabled() and not self.backend.in_caller
+                    if gc_was_on:
+                        gc.disable()
                     try:
-                        items = list(itertools.islice(it, size))
+                        items = pull(it, size) if gc_was_on else list(itertools.islice(it, size))
                         n = len(items)
                         if n < size:
                             exhausted = True

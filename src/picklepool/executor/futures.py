@@ -42,6 +42,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from .. import lokycompat
 from ..errors import PicklingError, TaskExitError, WorkerCrashedError
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, resolve, resolve_settings
@@ -53,7 +54,7 @@ from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
 from .contexts import pool_context, why_own_pool
-from .dispatch import PROGRESS_POLL, Channel, parent_state
+from .dispatch import PROGRESS_POLL, Channel, YoungGarbage, parent_state
 from .functions import Column, describe_task, label
 from .mpbackend import MultiprocessingBackend
 from .replies import Pending
@@ -196,6 +197,7 @@ class Executor(_StdExecutor):
         env = limits.worker_env(s.inner_max_num_threads, s.n_workers)
         backend: Backend
         if own_context is None:  # workers started fresh, as "spawn" does: the warm pool
+            _refuse_at_exit()
             backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
         else:  # "fork", or max_tasks_per_child: a multiprocessing.Pool of its own
             backend = MultiprocessingBackend(
@@ -280,6 +282,8 @@ class Executor(_StdExecutor):
                 raise BrokenProcessPool(str(self._broken)) from self._broken.__cause__
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown of this picklepool.Executor")
+            if isinstance(self._channel.backend, LokyBackend):
+                _refuse_at_exit()
             work.index = self._next_call
             self._next_call += len(work.items) - 2 * work.strip
             self._queue.append(work)
@@ -332,19 +336,20 @@ class Executor(_StdExecutor):
                 raise ValueError(f"buffersize must be None or > 0: map(buffersize={buffersize!r})")
         _need_callable(fn, "map")
         end = None if timeout is None else time.monotonic() + timeout
-        # weakly: an unread iterator does not keep the executor alive (as the standard library)
-        units = _submissions(weakref.ref(self), fn, iterables, chunksize)
         if buffersize is None:
             # every chunk stays alive until read: the cyclic GC would only rescan them
-            # while they are made, so it waits (as in Parallel)
+            # while they are made, so it waits (as in Parallel), but for the young garbage
+            # the iterables make (dispatch.pull)
             gc_was_on = gc.isenabled()
             gc.disable()
             try:
-                made = deque(units)
+                made = deque(_submissions(weakref.ref(self), fn, iterables, chunksize, gc_was_on))
             finally:
                 if gc_was_on:
                     gc.enable()
             return _results(made, None, end, chunked=chunksize > 1)
+        # weakly: an unread iterator does not keep the executor alive (as the standard library)
+        units = _submissions(weakref.ref(self), fn, iterables, chunksize)
         return _results(deque(itertools.islice(units, buffersize)), units, end, chunked=chunksize > 1)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -698,6 +703,17 @@ class _Numbering:
         return first if hi == lo else f"tasks {lo}..{hi} (first: {first})"
 
 
+def _refuse_at_exit() -> None:
+    """``RuntimeError`` if the interpreter is exiting: the warm pool cannot start or take work."""
+    if lokycompat.interpreter_exiting():
+        raise RuntimeError(  # the standard library's words, then what to do
+            "cannot schedule new futures after interpreter shutdown: a picklepool.Executor was "
+            "used while the interpreter is exiting (from an atexit handler, or a __del__ run at "
+            "exit), when its workers can no longer be started or used. Submit before your "
+            "program ends."
+        )
+
+
 def _need_callable(fn: Any, method: str) -> None:
     """``TypeError`` at ``submit``/``map`` for a *fn* that is not callable (not later, in a worker)."""
     if not callable(fn):
@@ -764,17 +780,26 @@ def _fail(works: list[_Work], exc: BaseException) -> None:
 
 
 def _submissions(
-    ref: weakref.ref[Executor], fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], chunksize: int
+    ref: weakref.ref[Executor],
+    fn: Callable[..., Any],
+    iterables: tuple[Iterable[Any], ...],
+    chunksize: int,
+    collect_young: bool = False,
 ) -> Iterator[Future[Any]]:
     """Submit ``fn`` over the zipped *iterables* as they are read: one future per call, or per chunk.
 
     A chunk is its arguments (``functions.Column``): no ``(fn, args, None)`` triple
-    per call, and over one iterable not even a tuple.
+    per call, and over one iterable not even a tuple. *collect_young*: the caller
+    turned the cyclic GC off; the young garbage the iterables make is collected as
+    they are read (``dispatch.YoungGarbage``).
     """
     single = len(iterables) == 1 and chunksize > 1
     arguments: Iterator[Any] = iter(iterables[0]) if single else zip(*iterables, strict=False)
     end = object()
+    young = YoungGarbage() if collect_young else None
     while True:
+        if young is not None:
+            young.pulled(chunksize)
         if chunksize == 1:
             args = next(arguments, end)
             if args is end:

@@ -169,10 +169,12 @@ def stop(
     deadline = EXIT_DEADLINE if deadline is None else deadline
     thread = lokycompat.manager_thread(executor)
     mine = list(lokycompat.worker_processes(executor))
-    # the workers there are now (this pool's retiring ones among them): those of a pool
+    # this pool's workers there are now, its retiring ones among them: those of a pool
     # another thread starts while this waits (a call after picklepool.shutdown) are not
-    # ours to kill, even before that pool is tracked
-    before = lokycompat.started_workers()
+    # ours to kill, even before that pool is tracked; nor those another pool is retiring
+    # (another thread's call ending on a pool of its own), which loky no longer lists
+    queue = lokycompat.call_queue(executor)
+    before = [p for p in lokycompat.started_workers() if lokycompat.started_for(p, queue)]
     if kill and why:
         _stopped_by[executor] = why
     lanes.release(executor)  # a lane is a job: the workers would not stop while it runs

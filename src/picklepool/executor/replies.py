@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from .. import lokycompat
 from ..errors import (
+    CallerInterrupt,
     PicklingError,
     RemoteTraceback,
     TaskExitError,
@@ -135,6 +136,9 @@ class ReplyReader:
     def task_error(self, batch: Pending, failed: TaskFailed) -> BaseException:
         """The task's own exception, with the worker's traceback as its cause and a note."""
         error, where = failed.error, batch.describe(failed.task)
+        if isinstance(error, CallerInterrupt):
+            # a real Ctrl-C that landed in a task run in the calling thread: not the task's own
+            return KeyboardInterrupt().with_traceback(error.__traceback__)
         if isinstance(error, _EXITS):
             return exit_error(error, where, failed.traceback)
         if type(error) is TaskTimeoutError and str(error).startswith(f"task {failed.task} "):

@@ -214,6 +214,18 @@ def fix(pickler_name: str, culprit: Any, returning: bool = False) -> str:
             f"Fix: a generator cannot be pickled; {give} list(generator) instead, or "
             f"{give} what creates it and build the generator {where}."
         )
+    if isinstance(culprit, types.CoroutineType):
+        made = getattr(culprit, "__qualname__", "f")
+        if returning:
+            return (
+                f"Fix: the task's function is an `async def` function: calling it only made the "
+                f"coroutine {made}(), which nothing awaited. Use a plain function that runs it: "
+                f"`def run(*args): return asyncio.run({made}(*args))`, then delayed(run)(...)."
+            )
+        return (
+            f"Fix: a coroutine ({made}(), never awaited) cannot be pickled; {give} its arguments "
+            f"and run it {where} with asyncio.run({made}(...))."
+        )
     if isinstance(culprit, io.IOBase):
         return f"Fix: an open file cannot be pickled; {give} its path and open it {where}."
     if isinstance(culprit, socket.socket):

@@ -166,6 +166,26 @@ def _release(pickler: Pickler, marker: _Release) -> tuple[Any, ...]:
     return (_nothing, ())
 
 
+_cloudpickle_code_reduce = cloudpickle.Pickler.dispatch_table[types.CodeType]
+
+
+def _reduce_code(obj: types.CodeType) -> Any:
+    """cloudpickle's reduction of a function's code (sent by value), keeping its file name.
+
+    cloudpickle writes ``<dynamic-code>`` instead (for bytes that do not depend on
+    where the function was defined), so a task's traceback named no file and showed
+    no source line (``File "<dynamic-code>", line 5, in f``), nor did its warnings and
+    log records: with the real name they read as they would in the parent.
+    """
+    rebuild, args = _cloudpickle_code_reduce(obj)
+    if "<dynamic-code>" in args:
+        at = args.index("<dynamic-code>")
+        args = (*args[:at], obj.co_filename, *args[at + 1 :])
+    return rebuild, args
+
+
+_CODE = {types.CodeType: _reduce_code}
+
 _BY_TABLE = object()  # a reducer in dispatch_table (cloudpickle's or copyreg's)
 _PLAIN = object()  # no reducer in the table: __reduce_ex__
 _MAY_OWN_LOCK = object()  # the same, but instances have a __dict__, which may hold an RLock
@@ -194,7 +214,7 @@ def _set_state(obj: Any, packed: tuple[Any, Any, Any]) -> None:
 class Pickler(cloudpickle.Pickler):
     """cloudpickle's pickler plus snapshots of locks, queues and lock owners."""
 
-    dispatch_table = ChainMap(_REDUCERS, *cloudpickle.Pickler.dispatch_table.maps)
+    dispatch_table = ChainMap(_REDUCERS, _CODE, *cloudpickle.Pickler.dispatch_table.maps)
 
     def __init__(self, file: Any, protocol: int | None = None, buffer_callback: Any = None) -> None:
         super().__init__(file, protocol=protocol, buffer_callback=buffer_callback)
