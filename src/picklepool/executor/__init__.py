@@ -18,6 +18,11 @@ The data path, one direction each way, with no back and forth::
     reply bytes (or wire.Failure) ──▶ replies.ReplyReader.read ──▶ results in order
                                                                (or as completed)
 
+After a small call (a batch per worker at most) on an idle loky pool, the next
+small calls skip loky's queue threads: ``lanes.py`` writes their packed batch to a
+worker's socket (a loky job, ``workers.lane.serve``) and a reader thread brings the
+reply back; anything else gives the workers back to loky first.
+
 In-process backends (threading, sequential) run ``workers.tasks.run_local`` on
 the objects themselves: nothing is pickled. Nothing here is imported by a worker.
 """
