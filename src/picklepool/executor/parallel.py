@@ -282,7 +282,8 @@ class Parallel:
         if cached is not None and cached[0] is block and cached[1] == env and cached[2] == where:
             return _nested(cached[3], warn)
         try:  # the same arguments in the same surroundings: another Parallel resolved them
-            key: Any = (tuple((type(v), v) for v in self._args.values()), id(block), env, where)
+            values = tuple(self._args.values())  # and their types: 1, 1.0 and True are equal
+            key: Any = (values, tuple(map(type, values)), id(block), env, where)
             hit = _resolved.get(key)
         except TypeError:  # an argument that cannot be hashed: resolve
             key, hit = None, None

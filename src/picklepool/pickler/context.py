@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import uuid
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -60,13 +60,16 @@ class BlobStore(Protocol):
         """What every batch carries so that workers can read references (None for files)."""
 
 
+_calls = itertools.count()  # a session folder is one process's: a count names its calls
+
+
 class SessionStore:
     """Blobs as files in the parent's session folder; the reference is the path."""
 
     def __init__(self, session: Any, owner: Any) -> None:
         self.session = session
         self.owner = owner  # the call: calls sending the same content share one file
-        self.token = uuid.uuid4().hex[:12]  # kept blobs are written once per call here
+        self.token = f"c{next(_calls)}"  # kept blobs are written once per call here (its session's)
         self._names: dict[str, str] = {}
 
     def put(self, key: str, data: bytes | list[Any]) -> str:
