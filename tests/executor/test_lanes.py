@@ -258,3 +258,30 @@ def test_a_failure_of_the_reader_thread_fails_the_batches_in_lanes_and_ends_thei
             fut.result(timeout=30)
         assert box._jobs[0].result(timeout=30) == 1
     assert not box.busy()
+
+
+_copies: list[int] = []
+
+
+def copy_lane_socket() -> int:
+    """What a process a task forks holds: a copy of its worker's lane socket."""
+    frame = sys._getframe()
+    while frame.f_code.co_name != "serve":
+        frame = frame.f_back
+    _copies.append(os.dup(frame.f_locals["conn"].fileno()))
+    return len(_copies)
+
+
+def test_a_lane_ends_for_the_parent_though_a_process_a_task_forked_holds_its_socket():
+    with ThreadPoolExecutor(1) as workers:
+        box = lanes.Lanes(workers, 1, "", 3600.0)
+        fut = box.submit(pickle.dumps((copy_lane_socket, ())))
+        assert fut is not None and fut.result(timeout=30) == 1
+        box.release()
+        assert box._jobs[0].result(timeout=30) == 1
+        box._thread.join(30)
+        try:
+            assert not box._thread.is_alive()  # else a resize waits for it (release_and_wait)
+        finally:
+            os.close(_copies.pop())
+    box._thread.join(30)

@@ -44,8 +44,26 @@ def serve(address: str, number: int) -> int:
     except (EOFError, OSError):  # the parent closed the lane, or went away
         pass
     finally:
-        conn.close()
+        _end(conn)
     return served
+
+
+def _end(conn: Connection) -> None:
+    """Close the lane for the parent too: a process a task forked may hold a copy of it."""
+    try:
+        sock = socket.socket(fileno=conn.fileno())
+    except OSError:  # a task closed it already
+        pass
+    else:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.detach()  # the Connection closes it
+    try:
+        conn.close()
+    except OSError:  # a task closed its file descriptor
+        pass
 
 
 def _answer(data: bytes) -> bytes:
