@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import sys
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 
 import pytest
 
@@ -169,3 +173,115 @@ def test_a_lane_batch_sees_the_parents_state_of_now(tmp_path, monkeypatch):
 
 def _state() -> tuple[str, str, tuple[int, bool]]:
     return os.getcwd(), sys.path[-1], in_lane(0)
+
+
+# -- the lanes object on its own: jobs are threads here (a lane's job is any executor's) --
+
+
+def _pow_batch() -> bytes:
+    return pickle.dumps((pow, (2, 5)), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def test_a_batch_sent_as_a_lane_reaches_its_idle_time_is_answered_or_goes_through_loky(monkeypatch):
+    """The lane's idle end and a batch written to it at that moment: never a lost batch."""
+    expired, sent = threading.Event(), threading.Event()
+    box: list[lanes.Lanes] = []
+    real_poll = Connection.poll
+
+    def poll(self, timeout=0.0):  # the worker's end of a lane
+        ready = real_poll(self, timeout)
+        if not ready and timeout:  # its idle time is over in the worker: hold it there
+            expired.set()
+            with box[0]._cond:
+                box[0]._cond.notify_all()
+            sent.wait(30)
+        return ready
+
+    monkeypatch.setattr(Connection, "poll", poll)
+    with ThreadPoolExecutor(1) as workers:
+        box.append(lanes.Lanes(workers, 1, "", 0.01))
+        with box[0]._cond:
+            assert box[0]._cond.wait_for(lambda: box[0]._lanes, 30)
+            assert box[0]._cond.wait_for(lambda: expired.is_set() or not box[0]._idle, 30)
+        fut = box[0].submit(_pow_batch())
+        sent.set()
+        assert fut is None or fut.result(timeout=30) == 32
+        box[0].release()
+    box[0]._thread.join(30)
+
+
+def test_a_lane_answers_while_another_lane_has_not_connected_yet(monkeypatch):
+    monkeypatch.setattr(lanes, "CONNECT_DEADLINE", 3600.0)
+    with ThreadPoolExecutor(1) as workers:  # the second lane's job waits for the first's end
+        box = lanes.Lanes(workers, 2, "", 3600.0)
+        fut = box.submit(_pow_batch())
+        assert fut is not None
+        try:
+            assert fut.result(timeout=30) == 32
+        finally:
+            box.release()
+    box._thread.join(30)
+
+
+def test_lanes_that_cannot_submit_their_jobs_leave_no_socket_pipe_or_job_behind():
+    class Refusing:  # shut down by another thread after the first job
+        def __init__(self) -> None:
+            self.pool = ThreadPoolExecutor(1)
+            self.jobs: list[Future] = []
+
+        def submit(self, fn, *args):
+            if self.jobs:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self.jobs.append(self.pool.submit(fn, *args))
+            return self.jobs[0]
+
+    before = set(os.listdir("/proc/self/fd"))
+    refusing = Refusing()
+    with pytest.raises(RuntimeError):
+        lanes.Lanes(refusing, 2, "", 3600.0)
+    assert refusing.jobs[0].result(timeout=30) == 0  # its job found no one to serve
+    refusing.pool.shutdown()
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_failure_of_the_reader_thread_fails_the_batches_in_lanes_and_ends_their_jobs(monkeypatch):
+    def broken(self, lane):
+        raise MemoryError
+
+    monkeypatch.setattr(lanes.Lanes, "_read", broken)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)
+    with ThreadPoolExecutor(1) as workers:
+        box = lanes.Lanes(workers, 1, "", 3600.0)
+        fut = box.submit(_pow_batch())
+        assert fut is not None
+        with pytest.raises(BrokenProcessPool):
+            fut.result(timeout=30)
+        assert box._jobs[0].result(timeout=30) == 1
+    assert not box.busy()
+
+
+_copies: list[int] = []
+
+
+def copy_lane_socket() -> int:
+    """What a process a task forks holds: a copy of its worker's lane socket."""
+    frame = sys._getframe()
+    while frame.f_code.co_name != "serve":
+        frame = frame.f_back
+    _copies.append(os.dup(frame.f_locals["conn"].fileno()))
+    return len(_copies)
+
+
+def test_a_lane_ends_for_the_parent_though_a_process_a_task_forked_holds_its_socket():
+    with ThreadPoolExecutor(1) as workers:
+        box = lanes.Lanes(workers, 1, "", 3600.0)
+        fut = box.submit(pickle.dumps((copy_lane_socket, ())))
+        assert fut is not None and fut.result(timeout=30) == 1
+        box.release()
+        assert box._jobs[0].result(timeout=30) == 1
+        box._thread.join(30)
+        try:
+            assert not box._thread.is_alive()  # else a resize waits for it (release_and_wait)
+        finally:
+            os.close(_copies.pop())
+    box._thread.join(30)

@@ -16,7 +16,9 @@ a job that loky sees running.
   limit, a streamed batch), a resize or a shutdown first :func:`release` the
   lanes: each ends after the batch it is running, and loky's jobs queued
   meanwhile run as soon as it has. The next small call opens them again.
-- **A lane idle for** ``LANE_IDLE`` seconds (at most half the pool's idle timeout) ends.
+- **A lane idle for** ``LANE_IDLE`` seconds (at most half the pool's idle timeout) ends:
+  this process stops it, under the lock :meth:`Lanes.submit` takes an idle lane
+  with, so a batch is never written to a lane whose worker is leaving it.
 - **A worker that dies** breaks the executor as before (loky fails every job);
   the batch in its lane fails with the same error loky gave the lane's job,
   ``TerminatedWorkerError`` with the exit code.
@@ -54,12 +56,13 @@ _names = iter(range(1 << 62))
 
 
 class _Lane:
-    __slots__ = ("conn", "job", "future")
+    __slots__ = ("conn", "job", "future", "since")
 
     def __init__(self, conn: Connection, job: Future[Any]) -> None:
         self.conn = conn
         self.job = job  # loky's future of the serve job: its error is the worker's death
         self.future: Future[Any] | None = None  # the batch in this lane
+        self.since = time.monotonic()  # idle since (when it is in Lanes._idle)
 
 
 class Lanes:
@@ -67,6 +70,7 @@ class Lanes:
 
     def __init__(self, executor: Any, n_workers: int, folder: str, idle: float) -> None:
         self.executor = executor
+        self.idle = idle
         self._cond = threading.Condition()
         self._idle: list[_Lane] = []
         self._lanes: list[_Lane] = []
@@ -83,7 +87,15 @@ class Lanes:
             self._server.close()
             raise
         self._wake_r, self._wake_w = os.pipe()
-        self._jobs = [executor.submit(serve, self.address, k, idle) for k in range(n_workers)]
+        self._jobs: list[Future[Any]] = []
+        try:
+            for k in range(n_workers):
+                self._jobs.append(executor.submit(serve, self.address, k))
+        except BaseException:  # the pool shut down meanwhile: its jobs connect to no one
+            self._server.close()
+            _unlink(self.address)
+            self._close_wake()
+            raise
         self._thread = threading.Thread(target=self._run, name="picklepool-lanes", daemon=True)
         self._thread.start()
 
@@ -146,62 +158,87 @@ class Lanes:
 
     def _run(self) -> None:
         try:
-            self._accept()
             self._serve()
         finally:
             with self._cond:
                 self._open = False
+                self._connecting = 0
                 self._idle = []
+                left, self._lanes = self._lanes, []
                 self._cond.notify_all()
             self._server.close()
             _unlink(self.address)
             self._close_wake()
-
-    def _accept(self) -> None:
-        """Take the lanes' connections as their jobs start; stop at release or the deadline."""
-        deadline = time.monotonic() + CONNECT_DEADLINE
-        while self._connecting:
-            ready = wait([self._server, self._wake_r], max(0.0, deadline - time.monotonic()))
-            if not ready or self._wake_r in ready:
-                break
-            sock, _ = self._server.accept()
-            if _PEERCRED and _peer_uid(sock) != os.getuid():  # not one of our workers
-                sock.close()
-                continue
-            conn = Connection(sock.detach())
-            try:
-                number = int(conn.recv_bytes())
-            except (EOFError, OSError, ValueError):
-                conn.close()
-                continue
-            lane = _Lane(conn, self._jobs[number])
-            with self._cond:
-                self._connecting -= 1
-                self._lanes.append(lane)
-                if self._open:
-                    self._idle.append(lane)
-                    self._cond.notify_all()
-                    continue
-            _stop(lane)
-        with self._cond:
-            self._connecting = 0
-            if not self._lanes:
-                self._open = False
-        self._server.close()  # jobs that start later find no one and return at once
-        _unlink(self.address)
+            for lane in left:  # only if this thread failed: their batches must not wait forever
+                _stop(lane)
+                lane.conn.close()
+                if lane.future is not None and not lane.future.done():
+                    lane.future.set_exception(BrokenProcessPool("picklepool's lane reader thread failed"))
 
     def _serve(self) -> None:
+        """Accept the lanes as their jobs start (until release or the deadline), read their answers,
+        stop those idle for ``idle`` seconds; until every lane has ended."""
+        deadline = time.monotonic() + CONNECT_DEADLINE
+        listening = True
         while True:
+            now = time.monotonic()
             with self._cond:
+                if listening and (not self._connecting or not self._open or now >= deadline):
+                    listening = False
+                    self._connecting = 0
+                    if not self._lanes:
+                        self._open = False
+                    self._cond.notify_all()
+                expired = [lane for lane in self._idle if now - lane.since >= self.idle]
+                for lane in expired:
+                    self._idle.remove(lane)
                 lanes = list(self._lanes)
-            if not lanes:
+                waits = [lane.since + self.idle - now for lane in self._idle]
+            if not listening:
+                self._server.close()  # jobs that start later find no one and return at once
+                _unlink(self.address)
+            for lane in expired:
+                _stop(lane)  # its worker answers it with its EOF: _lost
+            if not listening and not lanes:
                 return
-            ready = wait([lane.conn for lane in lanes] + [self._wake_r])
+            if listening:
+                waits.append(deadline - now)
+            watched: list[Any] = [lane.conn for lane in lanes] + [self._wake_r]
+            if listening:
+                watched.append(self._server)
+            ready = wait(watched, max(0.0, min(waits)) if waits else None)
             if self._wake_r in ready:
                 os.read(self._wake_r, 512)
+            if listening and self._server in ready:
+                self._accept()
             for lane in lanes:
                 if lane.conn in ready:
                     self._read(lane)
+
+    def _accept(self) -> None:
+        """Take one lane's connection."""
+        try:
+            sock, _ = self._server.accept()
+        except OSError:  # no file descriptor left, the peer gone already: it is not served
+            return
+        if _PEERCRED and _peer_uid(sock) != os.getuid():  # not one of our workers
+            sock.close()
+            return
+        conn = Connection(sock.detach())
+        try:
+            number = int(conn.recv_bytes())
+        except (EOFError, OSError, ValueError):
+            conn.close()
+            return
+        lane = _Lane(conn, self._jobs[number])
+        with self._cond:
+            self._connecting -= 1
+            self._lanes.append(lane)
+            if self._open:
+                self._idle.append(lane)
+                self._cond.notify_all()
+                return
+        _stop(lane)
 
     def _read(self, lane: _Lane) -> None:
         try:
@@ -213,6 +250,7 @@ class Lanes:
             fut, lane.future = lane.future, None
             keep = self._open
             if keep:
+                lane.since = time.monotonic()
                 self._idle.append(lane)
                 self._cond.notify_all()
         if not keep:

@@ -3,8 +3,9 @@
 :func:`serve` runs as one loky job in a warm worker. It connects to the parent's
 socket in the session folder and answers batches there, one at a time, each
 exactly as loky would run it (``workers.packed.run_packed``), until the parent
-sends the empty message (stop), closes the socket, or sends nothing for *idle*
-seconds. Then the job returns and the worker is loky's again.
+sends the empty message (stop) or closes the socket. Then the job returns and the
+worker is loky's again. The parent stops a lane idle too long: were the worker to
+leave on its own, a batch the parent wrote meanwhile would be lost.
 
 Each message from the parent is the packed ``(fn, args)`` of one batch; each
 answer is ``pickle.dumps((True, result))``, or ``(False, exception)`` for an
@@ -22,7 +23,7 @@ from typing import Any
 from .packed import run_packed
 
 
-def serve(address: str, number: int, idle: float) -> int:
+def serve(address: str, number: int) -> int:
     """Answer the parent's batches on the socket at *address*; return how many were run."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -34,7 +35,7 @@ def serve(address: str, number: int, idle: float) -> int:
     served = 0
     try:
         conn.send_bytes(b"%d" % number)
-        while conn.poll(idle):
+        while True:
             data = conn.recv_bytes()
             if not data:  # stop: the parent needs this worker for loky's own jobs
                 break
@@ -43,8 +44,26 @@ def serve(address: str, number: int, idle: float) -> int:
     except (EOFError, OSError):  # the parent closed the lane, or went away
         pass
     finally:
-        conn.close()
+        _end(conn)
     return served
+
+
+def _end(conn: Connection) -> None:
+    """Close the lane for the parent too: a process a task forked may hold a copy of it."""
+    try:
+        sock = socket.socket(fileno=conn.fileno())
+    except OSError:  # a task closed it already
+        pass
+    else:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.detach()  # the Connection closes it
+    try:
+        conn.close()
+    except OSError:  # a task closed its file descriptor
+        pass
 
 
 def _answer(data: bytes) -> bytes:
