@@ -315,29 +315,33 @@ class Channel:
 
 
 PULL_STEP = 256  # items pulled between two looks at the young garbage (YoungGarbage)
+REPROBE = 16384  # items pulled between two looks once a look found none
 
 
 class YoungGarbage:
     """Collects the young garbage made while the cyclic GC is off (the caller turned it off).
 
     The caller's generator runs while a batch is pulled: the cyclic garbage it makes per
-    item (records parsed, frames built) is collected every ``PULL_STEP`` items once it
-    passes twice the GC's own threshold, by a young-generation collection only (which
-    never rescans the items pulled so far, once they survived one): a batch of thousands
-    of items held it all until the batch was sent (1.6 GB where joblib peaks at 138 MB).
+    item (records parsed, frames built) would live until the batch is sent (1.6 GB where
+    joblib peaks at 138 MB). Each batch probes once, with a young-generation collection
+    after its first ``PULL_STEP`` items (once past twice the GC's own threshold); if that
+    found garbage, it collects again every ``PULL_STEP`` items, else only every
+    ``REPROBE`` items: the items pulled are alive, and rescanning them is all a
+    collection would do (about 15% of 100k tiny tasks' time).
     """
 
     def __init__(self) -> None:
         self.threshold = 2 * gc.get_threshold()[0]
         self.since = 0
+        self.step = PULL_STEP  # REPROBE while collections find nothing
 
     def pulled(self, n: int) -> None:
         """*n* more items were pulled."""
         self.since += n
-        if self.since >= PULL_STEP:
+        if self.since >= self.step:
             self.since = 0
             if self.threshold and gc.get_count()[0] > self.threshold:
-                gc.collect(0)
+                self.step = PULL_STEP if gc.collect(0) else REPROBE
 
 
 def pull(it: Iterator[Any], size: int) -> list[Any]:
