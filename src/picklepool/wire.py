@@ -59,6 +59,18 @@ class ParentState(NamedTuple):
     umask: int = -1
 
 
+class NumericState(NamedTuple):
+    """A cluster's batches: the calling thread's numeric settings only.
+
+    ``(decimal context, numpy error handling)`` as in ``ParentState.numeric``. A dask
+    worker's threads run other calls' tasks too: the settings are applied around the
+    batch, in its thread, and put back after it (``workers.mirror.numeric_applied``);
+    the process-wide state (``sys.path``, working folder, ...) is the cluster's own.
+    """
+
+    numeric: tuple[Any, Any]
+
+
 # content key (None: rebuild for every batch), bytes (inline) or a blob reference, label,
 # and the call it is sent for (a worker keeps a function across calls only while the
 # state it carries is unchanged: see workers.runner)
@@ -76,7 +88,7 @@ class Batch(NamedTuple):
     first: int  # index of the batch's first task in the call
     timeout: float | None
     limits: WorkerLimits | None
-    parent: ParentState | None
+    parent: ParentState | NumericState | None
     attachment: Any = None  # data the batch's blob references name (dask), else None
     # Every task runs and its exception becomes a Raised value (picklepool.Executor); the
     # batch ignores the cancel flag. False (Parallel): stop at the first exception.

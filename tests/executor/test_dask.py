@@ -456,3 +456,35 @@ def test_a_batch_on_dask_carries_only_its_own_large_functions(dask_client, monke
     assert run(delayed(m.predict)(1) for m in models) == [1, 2, 3, 4, 5, 6]
     # each batch carried its model, not every model of the call so far
     assert carried == [1] * 6
+
+
+# -- the calling thread's numeric settings ------------------------------------------------
+
+
+def third(_):
+    import decimal
+
+    return str(decimal.Decimal(1) / decimal.Decimal(3))
+
+
+def divide_by_zero(_):
+    import numpy as np
+
+    return float(np.float64(1.0) / np.float64(0.0))
+
+
+def test_tasks_round_and_raise_with_the_callers_numeric_settings_and_then_put_them_back(dask_client):
+    # a dask worker's threads are shared: only what can be put back is applied, around the batch
+    import decimal
+
+    np = pytest.importorskip("numpy")
+    dask = parallel_config(backend="dask", n_jobs=2)
+    with dask, decimal.localcontext(prec=5):
+        assert Parallel()(delayed(third)(i) for i in range(4)) == ["0.33333"] * 4
+    with dask, np.errstate(divide="raise"), pytest.raises(FloatingPointError):
+        Parallel()(delayed(divide_by_zero)(i) for i in range(4))
+    with dask:  # the same worker threads, the defaults again
+        assert Parallel()(delayed(third)(i) for i in range(4)) == ["0." + "3" * 28] * 4
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            assert Parallel()(delayed(divide_by_zero)(i) for i in range(4)) == [float("inf")] * 4

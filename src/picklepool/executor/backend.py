@@ -22,6 +22,7 @@ class Backend:
     parent_threads = False  # moves data on threads of this process (executor/gil.py)
     supports_timeout = True  # a late task can be interrupted
     mirrors_parent = False  # workers mirror the parent's sys.path, cwd, ... (workers.mirror)
+    mirrors_numeric = False  # else, workers apply the calling thread's decimal/numpy settings
     enforces_limits = False  # workers apply thread and memory limits (executor.limits)
     per_parallel = False  # the pool belongs to one Parallel object: closed with it
     counts_cluster = False  # n_jobs < 0 counts the cluster's threads, not local cores
@@ -110,5 +111,6 @@ class ClusterBackend(Backend):
 
     name = "cluster"
     counts_cluster = True
+    mirrors_numeric = True  # shared worker threads: only what can be put back after a batch
     default_n_jobs = -1
     batch_growth = 8  # each batch costs a round trip through the scheduler (~10 ms)

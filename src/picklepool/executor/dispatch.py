@@ -33,7 +33,7 @@ from ..pickler.buffers import CallBuffers, Frames, TempFolderError
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
-from ..wire import Batch, ParentState, WorkerLimits
+from ..wire import Batch, NumericState, ParentState, WorkerLimits
 from ..workers import mirror
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
@@ -132,7 +132,11 @@ class Channel:
         self.session = current_session() if self.bytes_path and backend.session_path() else None
         self.call_id = self.session.begin_call() if self.session else 0
         self.header = header(pickler) if self.bytes_path else b""
-        self.parent = parent_state(backend.n_workers) if backend.mirrors_parent else None
+        self.parent: ParentState | NumericState | None = None
+        if backend.mirrors_parent:
+            self.parent = parent_state(backend.n_workers)
+        elif backend.mirrors_numeric and mirror.numeric_state() != (None, None):
+            self.parent = NumericState(mirror.numeric_state())
         self.context = CallContext(pickler, self.session, backend.blob_store() if self.bytes_path else None)
         # large arrays via shared memory (blobs on a cluster);
         # *owner*: a `with Parallel()` block whose calls share a folder

@@ -32,10 +32,12 @@ pass values as arguments, or set them before the first call), signal handlers,
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from .. import lokycompat
@@ -161,6 +163,25 @@ def _apply_numeric(numeric: tuple[Any, Any]) -> None:
         want_err = _NUMPY_DEFAULT if err is None else err
         if tuple(sorted(numpy.geterr().items())) != want_err:
             numpy.seterr(**dict(want_err))
+
+
+@contextlib.contextmanager
+def numeric_applied(numeric: tuple[Any, Any]) -> Iterator[None]:
+    """This thread's decimal context and numpy error handling as *numeric* inside, as before after.
+
+    For threads that run other calls' tasks too (a dask worker's).
+    """
+    decimal, numpy = sys.modules.get("decimal"), sys.modules.get("numpy")
+    context = decimal.getcontext().copy() if decimal is not None else None
+    errors = numpy.geterr() if numpy is not None and hasattr(numpy, "geterr") else None
+    _apply_numeric(numeric)
+    try:
+        yield
+    finally:
+        if context is not None:
+            decimal.setcontext(context)  # type: ignore[union-attr]
+        if errors is not None:
+            numpy.seterr(**errors)  # type: ignore[union-attr]
 
 
 def nesting() -> tuple[int, int | None]:

@@ -11,6 +11,7 @@ imports nothing of ``picklepool.executor``: a worker never loads the front end.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import traceback
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 from .. import lokycompat
 from ..errors import TaskTimeoutError
 from ..pickler.buffers import Frames
-from ..wire import Batch, Cancelled, Failure, FreedAfterSending, FuncSpec, TaskFailed
+from ..wire import Batch, Cancelled, Failure, FreedAfterSending, FuncSpec, NumericState, TaskFailed
 from . import buffers, changes, control, joblibnest, mirror, prologue, replies, warmheap
 from .blobs import MissingBlobs, attached, blob_size, collecting_missing, read_blob
 from .cache import objects
@@ -96,8 +97,12 @@ def run_batch(batch: Batch) -> Any:
         control.watch_parent()
         if not batch.isolate and view.cancelled(batch.call_id):
             return pickler.dumps(Cancelled(batch.call_id))
-    if batch.parent is not None:
-        mirror.apply(batch.parent)
+    numeric = None  # a cluster's: applied around the tasks only
+    parent = batch.parent
+    if isinstance(parent, NumericState):
+        numeric = parent.numeric
+    elif parent is not None:
+        mirror.apply(parent)
     status = view.status if view is not None else [0, -1, 0, 0]
     status[0], status[1], status[2], status[3] = batch.call_id, first, 0, control.LOADING
     with attached(batch.attachment):
@@ -114,13 +119,17 @@ def run_batch(batch: Batch) -> Any:
     if limits is not None:
         before_batch(limits)  # thread limits, once per setting
     nest = joblibnest.enter()  # joblib code in the tasks nests as in a joblib worker
+    scope = mirror.numeric_applied(numeric) if numeric is not None else contextlib.nullcontext()
     try:
-        if batch.isolate:  # picklepool.Executor: no timeout, every task runs
-            outcome = execute_isolated(fns, fidx, args, kwargs, first, view, batch.call_id, batch.single_arg)
-        elif timeout is not None and (view is None or not can_alarm()):
-            outcome = execute_watched(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
-        else:
-            outcome = execute(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
+        with scope:
+            if batch.isolate:  # picklepool.Executor: no timeout, every task runs
+                outcome = execute_isolated(
+                    fns, fidx, args, kwargs, first, view, batch.call_id, batch.single_arg
+                )
+            elif timeout is not None and (view is None or not can_alarm()):
+                outcome = execute_watched(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
+            else:
+                outcome = execute(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
     finally:
         joblibnest.leave(nest)
     if type(outcome) is TaskFailed and isinstance(outcome.error, TaskTimeoutError) and lokycompat.depth():
