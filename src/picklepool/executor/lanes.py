@@ -87,6 +87,7 @@ class Lanes:
             self._server.close()
             raise
         self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)  # written under the lock: never waits for the reader
         self._jobs: list[Future[Any]] = []
         try:
             for k in range(n_workers):
@@ -146,7 +147,10 @@ class Lanes:
     def _wake(self) -> None:
         with self._cond:
             if self._wake_w >= 0:
-                os.write(self._wake_w, b"x")
+                try:
+                    os.write(self._wake_w, b"x")
+                except BlockingIOError:  # wakes already pending: the reader will look
+                    pass
 
     def _close_wake(self) -> None:
         """Close the wake pipe once (its numbers may be another file's afterwards)."""
