@@ -93,6 +93,15 @@ def supports_recycling(pe: Any = None) -> bool:
     )
 
 
+def leak_check() -> tuple[float, int]:
+    """loky's memory-leak check in its workers: ``(seconds between checks, bytes of growth allowed)``.
+
+    Read at each use: :func:`recycle_after_batch` changes them in a worker that must retire.
+    """
+    pe = sys.modules.get("loky.process_executor") or importlib.import_module("loky.process_executor")
+    return float(getattr(pe, "_MEMORY_LEAK_CHECK_DELAY", 1.0)), int(getattr(pe, "_MAX_MEMORY_LEAK_SIZE", 3e8))
+
+
 _NEVER_ENOUGH = -(1 << 62)  # loky's allowed growth when this worker must retire
 
 

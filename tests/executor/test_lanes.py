@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
 
+import psutil
 import pytest
 
 import picklepool
@@ -285,3 +286,31 @@ def test_a_lane_ends_for_the_parent_though_a_process_a_task_forked_holds_its_soc
         finally:
             os.close(_copies.pop())
     box._thread.join(30)
+
+
+_HOARD: list[bytes] = []
+
+
+def limit_leaks_here(_: int) -> int:
+    """In this worker: loky's leak check at every job, past 8 MB of growth."""
+    import loky.process_executor as pe
+
+    pe._MEMORY_LEAK_CHECK_DELAY, pe._MAX_MEMORY_LEAK_SIZE = 0.0, 8 << 20
+    return os.getpid()
+
+
+def leak(_: int) -> tuple[int, bool]:
+    _HOARD.append(b"\1" * (32 << 20))  # kept: the worker grows by 32 MB a call
+    return os.getpid(), in_lane(0)[1]
+
+
+def test_a_worker_leaking_memory_in_a_lane_is_replaced_as_by_lokys_own_check():
+    # loky replaces a worker grown past LOKY_MAX_MEMORY_LEAK_SIZE between two jobs; a lane
+    # is one job, so it checks between its batches and ends, and loky's check runs
+    _open_lanes()
+    pids = Parallel(n_jobs=2, batch_size=1)(delayed(limit_leaks_here)(i) for i in range(2))
+    assert len(set(pids)) == 2  # both lanes, idle, took one each
+    pid, inside = _one(leak, 0)
+    assert inside and pid in pids
+    psutil.Process(pid).wait(timeout=60)  # replaced: it exits (it never did while in a lane)
+    assert [x for x, _ in Parallel(n_jobs=2)(delayed(in_lane)(i) for i in range(4))] == [0, 1, 2, 3]

@@ -43,7 +43,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from .. import lokycompat
-from ..workers.lane import serve
+from ..workers.lane import LEAVING, serve
 
 LANE_IDLE = 10.0  # seconds without a batch after which a lane gives its worker back to loky
 CONNECT_DEADLINE = 2.0  # seconds the lanes' jobs have to connect, else they are given up
@@ -250,19 +250,20 @@ class Lanes:
         except (EOFError, OSError):
             self._lost(lane)
             return
+        leaving = data[:1] == LEAVING  # its worker ends the lane (workers.lane: memory growth)
         with self._cond:
             fut, lane.future = lane.future, None
-            keep = self._open
+            keep = self._open and not leaving
             if keep:
                 lane.since = time.monotonic()
                 self._idle.append(lane)
                 self._cond.notify_all()
-        if not keep:
+        if not keep and not leaving:
             _stop(lane)
         if fut is None:
             return
         try:
-            ok, value = pickle.loads(data)
+            ok, value = pickle.loads(memoryview(data)[1:])
         except Exception as exc:  # noqa: BLE001 - reported on the batch, not lost
             fut.set_exception(exc)
             return

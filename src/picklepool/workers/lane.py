@@ -8,19 +8,36 @@ worker is loky's again. The parent stops a lane idle too long: were the worker t
 leave on its own, a batch the parent wrote meanwhile would be lost.
 
 Each message from the parent is the packed ``(fn, args)`` of one batch; each
-answer is ``pickle.dumps((True, result))``, or ``(False, exception)`` for an
-exception that escaped the batch runner (loky would have set it on the job's
-future). The first message from the worker is its lane number.
+answer is one byte, ``STAYING`` or ``LEAVING``, then ``pickle.dumps((True,
+result))``, or ``(False, exception)`` for an exception that escaped the batch
+runner (loky would have set it on the job's future). The first message from the
+worker is its lane number.
+
+loky's memory-leak protection runs between its jobs: at most every
+``_MEMORY_LEAK_CHECK_DELAY`` seconds it measures the worker's memory, and a worker
+grown by ``_MAX_MEMORY_LEAK_SIZE`` (300 MB, ``LOKY_MAX_MEMORY_LEAK_SIZE``) since
+its first job is replaced. A lane is one job: it makes the same check between its
+batches (growth since the lane began), and a worker over the limit answers its
+batch with ``LEAVING`` and ends the lane, so that loky's own check runs (and
+replaces it) at once. The parent gives such a lane no more batches.
 """
 
 from __future__ import annotations
 
+import gc
+import os
 import pickle
 import socket
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+import psutil
+
+from .. import lokycompat
 from .packed import run_packed
+
+STAYING, LEAVING = b"s", b"L"  # an answer's first byte: whether the lane goes on after it
 
 
 def serve(address: str, number: int) -> int:
@@ -33,6 +50,7 @@ def serve(address: str, number: int) -> int:
         return 0
     conn = Connection(sock.detach())
     served = 0
+    memory = _Growth()
     try:
         conn.send_bytes(b"%d" % number)
         while True:
@@ -40,12 +58,36 @@ def serve(address: str, number: int) -> int:
             if not data:  # stop: the parent needs this worker for loky's own jobs
                 break
             served += 1
-            conn.send_bytes(_answer(data))
+            answer = _answer(data)
+            leaving = memory.too_much()
+            conn.send_bytes((LEAVING if leaving else STAYING) + answer)
+            if leaving:
+                break
     except (EOFError, OSError):  # the parent closed the lane, or went away
         pass
     finally:
         _end(conn)
     return served
+
+
+class _Growth:
+    """loky's memory-leak check, between a lane's batches (module docstring)."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process(os.getpid())
+        self.reference = self.process.memory_info().rss
+        self.last = time.monotonic()
+
+    def too_much(self) -> bool:
+        delay, limit = lokycompat.leak_check()
+        if time.monotonic() - self.last <= delay:
+            return False
+        self.last = time.monotonic()
+        if self.process.memory_info().rss - self.reference < limit:
+            return False
+        gc.collect()  # as loky: cycles first
+        self.last = time.monotonic()
+        return self.process.memory_info().rss - self.reference >= limit
 
 
 def _end(conn: Connection) -> None:
