@@ -314,3 +314,40 @@ def test_a_worker_leaking_memory_in_a_lane_is_replaced_as_by_lokys_own_check():
     assert inside and pid in pids
     psutil.Process(pid).wait(timeout=60)  # replaced: it exits (it never did while in a lane)
     assert [x for x, _ in Parallel(n_jobs=2)(delayed(in_lane)(i) for i in range(4))] == [0, 1, 2, 3]
+
+
+class Box(list):
+    """A list whose freeing, in the worker, waits until the parent has the task's result."""
+
+    def __init__(self, items, received) -> None:
+        super().__init__(items)
+        self.received = received
+
+    def __reduce__(self):
+        return Box, (list(self), self.received)
+
+    def __del__(self) -> None:
+        if os.getpid() != self.received.owner_pid:
+            self.received.event.wait()  # never set before the answer arrives: a hang, so a failure
+
+
+class _Received:
+    def __init__(self, event) -> None:
+        self.event, self.owner_pid = event, os.getpid()
+
+
+def length(box: Box) -> int:
+    return len(box)
+
+
+def test_a_lane_frees_a_batchs_arguments_after_its_answer_is_sent():
+    # as loky's worker loop (wire.FreedAfterSending): freeing a large argument takes time,
+    # and the parent must not wait for it; freed first, this call would never return
+    _open_lanes()
+    with multiprocessing.Manager() as manager:
+        received = _Received(manager.Event())
+        box = Box(range(30_000), received)  # pickles past FREE_AFTER_SENDING: freed after the answer
+        assert _one(length, box) == 30_000
+        received.event.set()
+        assert _one(in_lane, 1) == (1, True)  # the lane's worker went on
+        del box

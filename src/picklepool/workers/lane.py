@@ -58,9 +58,13 @@ def serve(address: str, number: int) -> int:
             if not data:  # stop: the parent needs this worker for loky's own jobs
                 break
             served += 1
-            answer = _answer(data)
+            answer, outcome = _answer(data)
+            del data
             leaving = memory.too_much()
             conn.send_bytes((LEAVING if leaving else STAYING) + answer)
+            # as loky: the batch's arguments and results go once its answer is on its way
+            # (wire.FreedAfterSending), and nothing of it stays while the lane waits
+            del answer, outcome
             if leaving:
                 break
     except (EOFError, OSError):  # the parent closed the lane, or went away
@@ -108,14 +112,15 @@ def _end(conn: Connection) -> None:
         pass
 
 
-def _answer(data: bytes) -> bytes:
+def _answer(data: bytes) -> tuple[bytes, Any]:
+    """The answer to a packed batch, and the outcome it was made from (freed after sending)."""
     outcome: tuple[bool, Any]
     try:
         outcome = (True, run_packed(data))
     except BaseException as exc:  # noqa: BLE001 - sent back, as loky sends a job's exception
         outcome = (False, exc)
     try:
-        return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL), outcome
     except Exception as exc:  # noqa: BLE001 - an exception that cannot be pickled: say what it was
         error = RuntimeError(f"a batch failed in the worker and its error could not be sent back: {exc!r}")
-        return pickle.dumps((False, error), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((False, error), protocol=pickle.HIGHEST_PROTOCOL), outcome
