@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,13 @@ import psutil
 import pytest
 
 import picklepool
+
+# A run started in the background by a shell without job control (`cmd &`, nohup) inherits
+# SIGINT ignored, and so would every child: the Ctrl-C tests, which send SIGINT to their
+# scripts, would wait for an interrupt that never comes. Handled here, it is the default
+# again in every process these tests start.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _HELPER_MARKERS = ("resource_tracker", "semaphore_tracker")
 
