@@ -304,6 +304,7 @@ def leak(_: int) -> tuple[int, bool]:
     return os.getpid(), in_lane(0)[1]
 
 
+@pytest.mark.filterwarnings("ignore:A worker was restarted:UserWarning")  # loky's, expected here
 def test_a_worker_leaking_memory_in_a_lane_is_replaced_as_by_lokys_own_check():
     # loky replaces a worker grown past LOKY_MAX_MEMORY_LEAK_SIZE between two jobs; a lane
     # is one job, so it checks between its batches and ends, and loky's check runs
