@@ -135,8 +135,9 @@ class Channel:
         self.parent: ParentState | NumericState | None = None
         if backend.mirrors_parent:
             self.parent = parent_state(backend.n_workers)
-        elif backend.mirrors_numeric and mirror.numeric_state() != (None, None):
-            self.parent = NumericState(mirror.numeric_state())
+        elif backend.mirrors_numeric:
+            numeric = mirror.numeric_state()
+            self.parent = NumericState(numeric) if numeric != (None, None) else None
         self.context = CallContext(pickler, self.session, backend.blob_store() if self.bytes_path else None)
         # large arrays via shared memory (blobs on a cluster);
         # *owner*: a `with Parallel()` block whose calls share a folder
