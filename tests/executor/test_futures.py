@@ -16,6 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 
 from picklepool import Executor, PicklingError, WorkerCrashedError
+from tests.executor.cyclic import Cyclic, making_cyclic_garbage
 
 
 class LedgerError(Exception):
@@ -357,30 +358,12 @@ def test_every_future_a_crash_breaks_names_the_same_culprit():
     assert all("_exit_at_7(7)" in e for e in errors)
 
 
-class _Cyclic:
-    alive = peak = 0
-
-    def __init__(self):
-        self.me = self  # garbage only the cyclic GC frees
-        _Cyclic.alive += 1
-        _Cyclic.peak = max(_Cyclic.peak, _Cyclic.alive)
-
-    def __del__(self):
-        _Cyclic.alive -= 1
-
-
-def _arguments_making_cyclic_garbage(n):
-    for i in range(n):
-        _Cyclic()  # as parsing a record, building a frame...
-        yield -i
-
-
 @pytest.mark.parametrize("chunksize", [1, 100])
 def test_map_collects_the_garbage_its_iterable_makes(chunksize):
     # map read the whole iterable with the cyclic GC off: all its garbage lived until
     # every call was submitted (1.9 GB for 10,000 items making 200 KB each; stdlib 145 MB)
-    _Cyclic.alive = _Cyclic.peak = 0
+    Cyclic.reset()
     with Executor(max_workers=2) as ex:
-        out = list(ex.map(abs, _arguments_making_cyclic_garbage(20000), chunksize=chunksize))
+        out = list(ex.map(abs, making_cyclic_garbage(20000, lambda i: -i), chunksize=chunksize))
     assert out == list(range(20000))
-    assert _Cyclic.peak < 3000, _Cyclic.peak
+    assert Cyclic.peak < 3000, Cyclic.peak

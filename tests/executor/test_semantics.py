@@ -20,6 +20,7 @@ import threading
 import pytest
 
 from picklepool import Parallel, PicklingError, delayed, parallel_config
+from tests.executor.cyclic import Cyclic, making_cyclic_garbage
 
 BACKENDS = ["loky", "threading", "sequential", "dask"]
 PROCESS_BACKENDS = {"loky", "dask"}
@@ -112,32 +113,14 @@ def test_tasks_run_with_the_cyclic_gc_on(backend, n_jobs):
     assert gc.isenabled()
 
 
-class _Cyclic:
-    alive = peak = 0
-
-    def __init__(self):
-        self.me = self  # garbage only the cyclic GC frees
-        _Cyclic.alive += 1
-        _Cyclic.peak = max(_Cyclic.peak, _Cyclic.alive)
-
-    def __del__(self):
-        _Cyclic.alive -= 1
-
-
-def _items_making_cyclic_garbage(n):
-    for i in range(n):
-        _Cyclic()  # as parsing a record, building a frame...
-        yield delayed(abs)(-i)
-
-
 @pytest.mark.parametrize("batch_size", [5000, "auto"])
 def test_the_callers_generator_garbage_is_collected_while_a_batch_is_pulled(batch_size):
     # the GC was off while each batch was pulled: all of a batch's garbage lived until
     # the batch was sent (10,000 objects here; 1.6 GB where joblib peaks at 138 MB)
-    _Cyclic.alive = _Cyclic.peak = 0
-    out = Parallel(n_jobs=2, batch_size=batch_size)(_items_making_cyclic_garbage(20000))
+    Cyclic.reset()
+    out = Parallel(n_jobs=2, batch_size=batch_size)(making_cyclic_garbage(20000, lambda i: delayed(abs)(-i)))
     assert out == list(range(20000))
-    assert _Cyclic.peak < 3000, _Cyclic.peak
+    assert Cyclic.peak < 3000, Cyclic.peak
 
 
 def test_task_exception_keeps_type_message_and_remote_traceback(backend):
