@@ -340,6 +340,23 @@ def started_workers() -> list[Any]:
     return [p for p in list(children) if getattr(p, "_picklepool", False)]
 
 
+def forget_parent_children() -> None:
+    """In a process just forked: forget the parent's child processes.
+
+    ``multiprocessing`` lists the processes it started in ``process._children``,
+    and joins them when the process exits. A child made by ``os.fork`` inherits
+    the parent's list; joining those fails ("can only join a child process",
+    printed at its exit). ``multiprocessing``'s own fork start method starts its
+    children with an empty list; this does the same after a raw ``os.fork``.
+    """
+    from multiprocessing import process
+
+    children = getattr(process, "_children", None)
+    if isinstance(children, set):
+        me = os.getpid()
+        children.difference_update([p for p in children if getattr(p, "_parent_pid", me) != me])
+
+
 def interpreter_exiting() -> bool:
     """True once the interpreter has begun to exit (atexit handlers run after this).
 

@@ -43,6 +43,7 @@ def _forget_in_child() -> None:
     global _shared, _key, _users, started
     _shared, _key, _users = None, None, 0
     started = weakref.WeakSet()
+    lokycompat.forget_parent_children()  # its exit must not join the parent's workers
 
 
 if hasattr(os, "register_at_fork"):
