@@ -243,6 +243,13 @@ def test_results_that_cannot_be_pickled_back(backend):
     assert "threading.Thread" in str(info.value)  # (locks do pickle back under hybrid)
 
 
+def test_a_non_iterable_argument_is_rejected_with_what_to_write(backend):
+    expected = r"given 42 \(type int\), which is not iterable.*delayed\(f\)\(x\) for x in xs"
+    with pytest.raises(TypeError, match=expected):
+        Parallel(n_jobs=2, backend=backend)(42)
+    assert Parallel(n_jobs=2, backend=backend)(delayed(square)(i) for i in range(3)) == [0, 1, 4]
+
+
 def test_non_delayed_items_are_rejected_with_their_index(backend):
     items = [delayed(square)(1), delayed(square)(2), 42]
     with pytest.raises(TypeError, match="item 2 .* not a delayed call"):

@@ -20,6 +20,7 @@ import itertools
 import logging
 import os
 import queue
+import reprlib
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -423,7 +424,14 @@ class Call(Channel):
                 self.batcher.total = self.total
         except TypeError:
             pass
-        it = iter(iterable)
+        try:
+            it = iter(iterable)
+        except TypeError:
+            raise TypeError(
+                "a Parallel instance is called with an iterable of delayed calls, but was given "
+                f"{reprlib.repr(iterable)} (type {type(iterable).__name__}), which is not iterable. "
+                "Write Parallel(...)(delayed(f)(x) for x in xs)."
+            ) from None
         inflight = self.inflight
         ready: dict[int, list[Any]] = {}
         seq = next_out = dispatched = completed = 0
