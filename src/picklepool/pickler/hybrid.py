@@ -8,7 +8,9 @@ per element of a list) meets :meth:`Pickler.reducer_override`, which decides
 once per type (and per ``dump``) what its instances need:
 
     1. classes and functions                           -> cloudpickle: by reference
-                                                          when importable, else by value
+                                                          when importable (their module
+                                                          imported first, if need be:
+                                                          ``import_home``), else by value
        (also ``functools.lru_cache``/``cache``            -> by value too: the function and
        wrappers, which pickle by name)                    the cache's settings, cache empty
     2. wrap_non_picklable_objects wrappers              -> by value, in this stream
