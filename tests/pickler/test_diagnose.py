@@ -280,3 +280,42 @@ def test_finding_the_culprit_copies_no_large_array():
     finally:
         tracemalloc.stop()
     assert peak < shared.nbytes // 2
+
+
+def test_a_global_of_a_function_sent_by_value_gets_the_fix_for_a_global():
+    # The fix offered was for an argument ("pass something picklable instead ... give
+    # its class a __reduce__"), which the user never passed: a script's function drags
+    # its globals along. The fix says so, and how: make it in the function, or import it.
+    proc = run_python(
+        """
+        import sqlite3, threading
+        from picklepool import Parallel, delayed
+
+        DB = sqlite3.connect(":memory:")
+        WATCHER = threading.Thread(target=print)
+
+        def query(x):
+            if x < 0:
+                DB.execute("select 1")
+            return x
+
+        def watch(x):
+            if x < 0:
+                WATCHER.start()
+            return x
+
+        for f in (query, watch):
+            try:
+                Parallel(n_jobs=2)(delayed(f)(i) for i in range(2))
+            except Exception as exc:
+                print(exc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    db, watcher = proc.stdout.splitlines()
+    assert "cannot pickle function __main__.query.<global DB> (type sqlite3.Connection)" in db
+    assert "Fix: it is the global 'DB' of a function sent by value" in db
+    assert "define the function in a module the workers import" in db
+    assert "give its class a __reduce__" not in db
+    assert "cannot pickle function __main__.watch.<global WATCHER> (type threading.Thread)" in watcher
+    assert "Here it is the global 'WATCHER' of a function sent by value" in watcher

@@ -388,3 +388,71 @@ def test_a_function_sent_by_value_keeps_its_file_name():
     worker_traceback = str(info.value.__cause__)
     assert f'File "{__file__}", line {fails.__code__.co_firstlineno + 1}, in fails' in worker_traceback
     assert 'raise ValueError(f"bad {i}")' in worker_traceback
+
+
+LAZY_PACKAGE = {
+    # lazypkg.Thing and lazypkg.helper live in lazypkg._impl but name lazypkg.public
+    # (a public submodule the package does not import) as their home, as
+    # np.recarray names numpy.rec
+    "lazypkg/__init__.py": "from ._impl import Thing, helper\n",
+    "lazypkg/public.py": "from ._impl import Thing, helper\n",
+    "lazypkg/_impl.py": (
+        "class Base:\n"
+        "    def describe(self):\n"
+        "        return 'base'\n"
+        "class Thing(Base):\n"
+        "    def describe(self):\n"
+        "        return 'thing of ' + super().describe()\n"
+        "def helper(x):\n"
+        "    return x + 1\n"
+        "Thing.__module__ = helper.__module__ = 'lazypkg.public'\n"
+    ),
+}
+
+
+def test_a_class_whose_home_module_is_not_imported_yet_goes_by_name(tmp_path):
+    # cloudpickle sent such a class by value (its module was not in sys.modules); in
+    # the worker its methods, found by name, were the real class's, so super() in them
+    # failed on the copy's instances: "super(type, obj): obj must be an instance or
+    # subtype of type" (joblib fails the same way). hybrid imports the module first.
+    for rel, text in LAZY_PACKAGE.items():
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    proc = run_python(
+        """
+        import sys
+        import lazypkg
+        from picklepool import Parallel, delayed
+
+        def use(thing, f):
+            return thing.describe(), f(1), type(thing) is lazypkg.Thing
+
+        assert "lazypkg.public" not in sys.modules
+        print(Parallel(n_jobs=2)(delayed(use)(lazypkg.Thing(), lazypkg.helper) for _ in range(2)))
+        """,
+        env={"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[('thing of base', 2, True), ('thing of base', 2, True)]"]
+
+
+def test_a_numpy_recarray_reaches_a_worker_whole():
+    # np.recarray names numpy.rec, which numpy imports only when np.rec is used:
+    # arr.view(np.recarray) sent the class by value, and indexing it in the task raised.
+    pytest.importorskip("numpy")
+    proc = run_python(
+        """
+        import sys
+        import numpy as np
+        from picklepool import Parallel, delayed
+
+        def head(r):
+            return type(r).__name__, r[:2].a.tolist()
+
+        assert "numpy.rec" not in sys.modules
+        rec = np.array([(1,), (2,), (3,)], dtype=[("a", "i4")]).view(np.recarray)
+        print(Parallel(n_jobs=2)(delayed(head)(rec) for _ in range(2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[('recarray', [1, 2]), ('recarray', [1, 2])]"]

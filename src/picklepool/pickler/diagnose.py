@@ -168,15 +168,36 @@ def explain(pickler: Any, obj: Any, exc: BaseException, root: str = "") -> str:
     kind = f"{type(culprit).__module__}.{type(culprit).__qualname__}"
     returning = root.startswith("result")
     if isinstance(err, RefusedError):  # refused by hybrid: the message says why and the fix
-        return f"cannot pickle {path} (type {kind}) with pickler {name!r}: {err}"
+        where_from = _global_fix(path, "Here it is")
+        return f"cannot pickle {path} (type {kind}) with pickler {name!r}: {err}" + (
+            f" {where_from}" if where_from else ""
+        )
     return (
         f"cannot pickle {path} (type {kind}) with pickler {name!r}: "
-        f"{type(err).__name__}: {err}. {fix(name, culprit, returning)}"
+        f"{type(err).__name__}: {err}. {fix(name, culprit, returning, path)}"
     )
 
 
-def fix(pickler_name: str, culprit: Any, returning: bool = False) -> str:
-    """What to do about *culprit*, which *pickler_name* could not pickle."""
+def _global_fix(path: str, lead: str = "Fix: it is") -> str:
+    """The fix for an object reached through a function's global (``f.<global conn>``), or "".
+
+    Sending it in some other form is not the user's choice there: the function drags
+    it along because it is sent by value.
+    """
+    at = path.rfind(".<global ")
+    if at < 0:
+        return ""
+    name = path[at + len(".<global ") :].partition(">")[0]
+    return (
+        f"{lead} the global {name!r} of a function sent by value (a function of __main__, "
+        "or one that cannot be imported by name, travels with the globals it uses): create it "
+        "inside the function (or in a helper the function calls), or define the function in a "
+        f"module the workers import, so that it goes by name and uses the worker's own {name!r}."
+    )
+
+
+def fix(pickler_name: str, culprit: Any, returning: bool = False, path: str = "") -> str:
+    """What to do about *culprit*, which *pickler_name* could not pickle (at *path* in the call)."""
     give = "return" if returning else "pass"
     where = "in the parent" if returning else "inside the task"
     hybrid = pickler_name == "hybrid"
@@ -202,6 +223,8 @@ def fix(pickler_name: str, culprit: Any, returning: bool = False) -> str:
             "must be importable by the worker; use pickler='hybrid' (the default) or "
             "'cloudpickle', or decorate it with picklepool.wrap_non_picklable_objects."
         )
+    if ".<global " in path:
+        return _global_fix(path)
     cls_name = type(culprit).__qualname__
     if pickler_name == "pickle" and "<locals>" in cls_name and not isinstance(culprit, _BY_NAME):
         return (

@@ -8,7 +8,9 @@ per element of a list) meets :meth:`Pickler.reducer_override`, which decides
 once per type (and per ``dump``) what its instances need:
 
     1. classes and functions                           -> cloudpickle: by reference
-                                                          when importable, else by value
+                                                          when importable (their module
+                                                          imported first, if need be:
+                                                          ``import_home``), else by value
        (also ``functools.lru_cache``/``cache``            -> by value too: the function and
        wrappers, which pickle by name)                    the cache's settings, cache empty
     2. wrap_non_picklable_objects wrappers              -> by value, in this stream
@@ -55,6 +57,7 @@ from __future__ import annotations
 
 import copyreg
 import functools
+import importlib
 import queue
 import sys
 import threading
@@ -114,10 +117,46 @@ def _reduce_lru_cache(pickler: Pickler, obj: Any) -> Any:
     travel by value, as an undecorated one does.
     """
     wrapped = getattr(obj, "__wrapped__", None)
+    import_home(obj)
     if not isinstance(wrapped, types.FunctionType) or _importable(obj):
         return obj.__reduce_ex__(pickler.proto)
     params = obj.cache_parameters()
     return rebuild_lru_cache, (wrapped, params["maxsize"], params["typed"])
+
+
+_unimportable: set[str] = set()  # module names import_home could not import
+
+
+def import_home(obj: Any) -> None:
+    """Import the module a class or function names as its home, if its package is loaded but it is not.
+
+    cloudpickle sends by value whatever names a module missing from ``sys.modules``,
+    as if it had been made at run time. A public submodule a package loads lazily is
+    missing until something imports it (``np.recarray.__module__`` is ``numpy.rec``):
+    the class then went by value, and in the worker its methods, found by name, were
+    the real class's, so ``super()`` in them failed on the copy's instances ("super(type,
+    obj): obj must be an instance or subtype of type"). Importing the module first, as
+    the stdlib pickler does, sends it by name. Only submodules of a package already
+    loaded are imported; one that cannot be is tried once, and goes by value as before.
+    """
+    name = getattr(obj, "__module__", None)
+    if not isinstance(name, str) or name in sys.modules or name in _unimportable:
+        return
+    package = name.rpartition(".")[0]
+    if not package or package.partition(".")[0] not in sys.modules:
+        return
+    if name in cloudpickle.list_registry_pickle_by_value():
+        return
+    try:
+        importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - not a module after all: by value, as cloudpickle decides
+        _unimportable.add(name)
+
+
+def _reduce_function(pickler: Pickler, obj: Any) -> Any:
+    """cloudpickle's reduction of a function, by name when its home module can be imported."""
+    import_home(obj)
+    return _cloudpickle_override(pickler, obj)
 
 
 _LRU_CACHE_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
@@ -136,6 +175,7 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
     Empty ``__slots__`` hold nothing to lose, and a ``typing.NamedTuple`` (which has them)
     refuses them in its namespace: those are left to cloudpickle.
     """
+    import_home(obj)
     rv = _cloudpickle_override(pickler, obj)
     if (
         type(rv) is tuple
@@ -254,7 +294,7 @@ class Pickler(cloudpickle.Pickler):
         if issubclass(t, type):
             return _reduce_class
         if issubclass(t, types.FunctionType):
-            return _cloudpickle_override
+            return _reduce_function
         if t is ByValueFunction:
             return lambda _self, obj: obj.reduce_in_stream()
         if t is _LRU_CACHE_WRAPPER:
