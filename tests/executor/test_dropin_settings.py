@@ -160,6 +160,46 @@ def test_a_failing_initializer_is_named_not_taken_for_a_segfault():
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
 
 
+def test_an_initializer_in_main_sets_globals_the_calls_tasks_see():
+    # as picklepool.Executor's (and the standard library executors'): the initializer and
+    # the tasks' function travel by value, each with globals of its own; the globals the
+    # initializer set are given to the functions of its module, in every call on the pool
+    from tests.conftest import run_python
+
+    out = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        CONNECTION = None
+        OTHER = "from the parent"
+
+        def connect(value):
+            global CONNECTION
+            CONNECTION = value
+
+        def use(i):
+            return CONNECTION, OTHER
+
+        def use_too(i):
+            return CONNECTION
+
+        for i in range(2):
+            p = Parallel(n_jobs=2, initializer=connect, initargs=("open",))
+            both = sorted(set(p(delayed(use)(i) for i in range(6))))
+            print(both, set(p(delayed(use_too)(i) for i in range(4))))
+        with Parallel(n_jobs=2, initializer=connect, initargs=("block",)) as p:
+            print(set(p(delayed(use_too)(i) for i in range(4))))
+        print(set(Parallel(n_jobs=2)(delayed(use_too)(i) for i in range(4))))  # a pool without
+        """
+    )
+    assert out.stdout.splitlines() == [
+        "[('open', 'from the parent')] {'open'}",
+        "[('open', 'from the parent')] {'open'}",
+        "{'block'}",
+        "{None}",
+    ], out.stderr
+
+
 @pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
 def test_initializer_runs_in_each_worker(backend):
     out = Parallel(n_jobs=2, backend=backend, initializer=_initialized, initargs=("a",))(

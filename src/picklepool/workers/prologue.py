@@ -1,10 +1,17 @@
-"""Tasks a batch may run before and after the user's own (``picklepool.Executor``).
+"""What runs in a worker before and around the user's tasks: initializers and configs.
 
 An Executor batch can start with :func:`initialize` (its ``initializer``, once per
 worker and executor) and, for the joblib backend, be framed by :func:`enter_config`
 / :func:`leave_config` (the nested ``joblib.parallel_config`` that joblib's own
 ``BatchedCalls`` sets around its tasks). They are plain importable functions, so
-they travel by reference and cost a few bytes per batch.
+they travel by reference and cost a few bytes per batch. A warm loky worker starts
+with :func:`start_loky_worker`, which runs ``Parallel(initializer=...)``.
+
+An initializer defined in ``__main__`` travels by value, and so do the tasks'
+functions of ``__main__``: each copy has globals of its own. The globals the
+initializer set are given to the functions of its module that its executor (or, for
+``Parallel``'s, the pool) sends (:func:`adopt`), as the standard library's executors'
+tasks share their initializer's module.
 """
 
 from __future__ import annotations
@@ -18,10 +25,14 @@ from typing import Any
 _initialized: set[str] = set()  # executor tokens whose initializer ran in this worker
 _configs: list[Any] = []  # open joblib.parallel_config contexts, innermost last
 
-# Globals an initializer sent by value set, per executor token: (its module, names -> values).
+POOL = ""  # the overlay key of the warm pool's own initializer: every call's functions get it
+# Globals an initializer sent by value set, per executor token (or POOL): (its module, names -> values).
 _overlays: dict[str, tuple[str, dict[str, Any]]] = {}
-# Functions rebuilt by value for each executor token (weakly): they receive those globals.
+# Functions rebuilt by value for the last few tokens (weakly), for an initializer that
+# runs after them: an executor's first batch in this worker rebuilds its functions, then
+# runs its initializer. Every Parallel call has a token of its own: only the last are kept.
 _adopted: dict[str, weakref.WeakSet[Any]] = {}
+ADOPTED_TOKENS = 16
 
 
 def _by_value(func: Any) -> bool:
@@ -42,7 +53,7 @@ def start_loky_worker(initializer: Callable[..., Any] | None, initargs: tuple[An
 
     watch_parent()
     if initializer is not None:
-        initializer(*initargs)
+        _run(POOL, initializer, initargs)
 
 
 def start_pool_worker(env: dict[str, str] | None = None) -> None:
@@ -75,23 +86,36 @@ def initialize(token: str, initializer: Callable[..., Any], initargs: tuple[Any,
     """
     if token in _initialized:
         return
+    _run(token, initializer, initargs)
+    _initialized.add(token)
+
+
+def _run(key: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> None:
+    """Run *initializer*; keep the globals it set (sent by value) as *key*'s overlay."""
     before = dict(initializer.__globals__) if _by_value(initializer) else None
     initializer(*initargs)
-    _initialized.add(token)
     if before is not None:
         now = initializer.__globals__
         changed = {k: v for k, v in now.items() if k not in before or before[k] is not v}
         if changed:
-            _overlays[token] = (initializer.__module__, changed)
-            for func in list(_adopted.get(token, ())):
-                _give(func, token)
+            _overlays[key] = (initializer.__module__, changed)
+            for func in list(_adopted.get(key, ())):
+                _give(func, key)
 
 
 def adopt(token: str, func: Any) -> None:
-    """A function rebuilt for executor *token*: give it its initializer's globals, now or later."""
-    if _by_value(func):
-        _adopted.setdefault(token, weakref.WeakSet()).add(func)
-        _give(func, token)
+    """A function rebuilt for *token* (a call's or an executor's): give it the globals its
+    module's initializer set, the pool's and *token*'s, now or when that one runs."""
+    if not _by_value(func):
+        return
+    adopted = _adopted.get(token)
+    if adopted is None:
+        if len(_adopted) >= ADOPTED_TOKENS:
+            del _adopted[next(iter(_adopted))]  # the oldest token's first batch is long over
+        adopted = _adopted[token] = weakref.WeakSet()
+    adopted.add(func)
+    _give(func, POOL)
+    _give(func, token)
 
 
 def _give(func: Any, token: str) -> None:

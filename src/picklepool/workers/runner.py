@@ -65,8 +65,9 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
     made: list[_Kept] = []
 
     def keep() -> _Kept:
-        made.append(_Kept(build(), call))
-        prologue.adopt(call, made[-1].func)  # an Executor initializer's globals (workers.prologue)
+        func = build()
+        prologue.adopt(call, func)  # its initializer's globals (workers.prologue), then watched
+        made.append(_Kept(func, call))
         return made[-1]
 
     kept: _Kept = objects.get_or_build(("func", key), size, keep)
