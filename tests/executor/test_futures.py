@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import multiprocessing
 import os
 import threading
 from concurrent.futures import BrokenExecutor, CancelledError, Future
@@ -147,6 +148,32 @@ def test_one_failure_in_a_coalesced_batch_fails_only_its_future():
                 assert isinstance(f.exception(), LedgerError)
             else:
                 assert f.result() == i * i
+
+
+def wait_for_event(event):
+    return event.wait(60)  # False: nothing set it (a deadlock, bounded)
+
+
+def set_event(event):
+    event.set()
+    return "set"
+
+
+def test_a_task_submitted_while_a_worker_is_idle_starts_there_not_behind_another(tmp_path):
+    # As with ProcessPoolExecutor: tasks given to idle workers run at once, side by side,
+    # so the first waits for the second instead of sitting in one batch before it.
+    with multiprocessing.Manager() as manager, Executor(max_workers=2) as ex:
+        event = manager.Event()
+        running, gate = busy(ex, tmp_path)
+        entered, release = threading.Event(), threading.Event()
+        running.add_done_callback(lambda _f: (entered.set(), release.wait()))  # holds the manager thread
+        gate.open()
+        entered.wait()  # both workers idle now; the three calls below queue up together
+        ex._batcher.per_task, ex._batcher.last = 1e-6, 1000  # as after fast tasks: batches of many
+        ex._batcher.record = lambda n, seconds: None
+        futures = [ex.submit(wait_for_event, event), ex.submit(set_event, event), ex.submit(square, 3)]
+        release.set()
+        assert [f.result() for f in futures] == [True, "set", 9]
 
 
 def test_unpicklable_argument_fails_its_future_only():
