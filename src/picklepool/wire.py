@@ -96,6 +96,9 @@ class Batch(NamedTuple):
     # Each entry of the tasks' args column is the task's one positional argument itself,
     # not a tuple of them (picklepool.Executor.map over one iterable; isolate only).
     single_arg: bool = False
+    # Independent calls (isolate only): the tasks a long one keeps waiting may be given
+    # back to the parent, which sends them again (workers.handback).
+    splittable: bool = False
 
 
 class Results(NamedTuple):

@@ -176,6 +176,71 @@ def test_a_task_submitted_while_a_worker_is_idle_starts_there_not_behind_another
         assert [f.result() for f in futures] == [True, "set", 9]
 
 
+def test_a_call_sent_behind_one_that_waits_for_it_is_given_back_and_runs_elsewhere(tmp_path):
+    # Calls that queue up while the workers are busy go together, in one batch; one that
+    # waits for a later call of its batch would wait forever. Its worker gives back the
+    # calls behind a long one (workers.handback), and the other worker runs them.
+    with multiprocessing.Manager() as manager, Executor(max_workers=2) as ex:
+        event = manager.Event()
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        running, gate = busy(ex, tmp_path / "a")
+        other, other_gate = busy(ex, tmp_path / "b")  # both workers busy
+        entered, release = threading.Event(), threading.Event()
+        running.add_done_callback(lambda _f: (entered.set(), release.wait()))  # holds the manager thread
+        gate.open()
+        entered.wait()  # one worker idle, the other busy; the calls below queue up together
+        ex._batcher.per_task, ex._batcher.last = 1e-6, 1000  # as after fast tasks: batches of many
+        ex._batcher.record = lambda n, seconds: None
+        futures = [ex.submit(square, 3), ex.submit(wait_for_event, event), ex.submit(set_event, event)]
+        futures += [ex.submit(square, 4), ex.submit(square, 5)]
+        release.set()  # square(3) goes alone to the idle worker; the next two go together
+        other_gate.open()
+        assert [f.result() for f in futures] == [9, True, "set", 16, 25]
+        assert other.result() == "released"
+
+
+def until_given_back(runs):
+    from picklepool.workers import control
+
+    runs.append("long")
+    (view,) = control._views.values()
+    for _ in range(3000):  # its worker gave back the calls behind it: return at once
+        if view.status[4] >= 0:
+            return "long"
+        threading.Event().wait(0.01)
+    return "nothing was given back"
+
+
+def counted(runs, x):
+    runs.append(x)
+    return x * x
+
+
+def test_calls_given_back_run_once_each_whichever_side_sees_it_first(tmp_path):
+    # the batch's reply (after the long call) or the worker's status (the manager thread's
+    # look): either way each call runs once, and its future gets its own result
+    with multiprocessing.Manager() as manager, Executor(max_workers=2) as ex:
+        runs = manager.list()
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        running, gate = busy(ex, tmp_path / "a")
+        other, other_gate = busy(ex, tmp_path / "b")  # both workers busy
+        entered, release = threading.Event(), threading.Event()
+        running.add_done_callback(lambda _f: (entered.set(), release.wait()))
+        gate.open()
+        entered.wait()  # one worker idle, the other busy; the calls below queue up together
+        ex._batcher.per_task, ex._batcher.last = 1e-6, 1000
+        ex._batcher.record = lambda n, seconds: None
+        first = ex.submit(counted, runs, 1)  # alone, to the idle worker
+        futures = [ex.submit(until_given_back, runs)] + [ex.submit(counted, runs, x) for x in range(2, 8)]
+        release.set()  # the long call goes with the next three, the other three together
+        other_gate.open()
+        assert first.result() == 1 and other.result() == "released"
+        assert [f.result() for f in futures] == ["long"] + [x * x for x in range(2, 8)]
+        assert sorted(runs, key=str) == sorted([1, "long", *range(2, 8)], key=str)
+
+
 def test_unpicklable_argument_fails_its_future_only():
     with Executor(max_workers=2) as ex:
         bad = ex.submit(square, (x for x in range(3)))

@@ -163,12 +163,15 @@ class Channel:
         first: int,
         column: functions.Column | functions.Calls | None = None,
         describe: Callable[[int], str] | None = None,
+        splittable: bool = False,
     ) -> Future[Any]:
         """Pickle *items* (``(function, args, kwargs)`` triples, tasks *first*...) and submit them.
 
         *column*: the same calls as one function and its arguments (``Executor.map``),
         sent as they are instead of split from *items*. *describe*: how errors name
         the task at an index (``replies.Numbering``; ``task N: f(x)`` by default).
+        *splittable*: independent calls, of which the worker may give back those a long
+        one keeps waiting (``workers.handback``; an isolating channel's).
         Returns the backend's future of the reply (for ``replies.ReplyReader.read``).
         Raises ``PicklingError`` naming the task that cannot be pickled, and
         ``TypeError`` for an item that is not a call.
@@ -222,6 +225,7 @@ class Channel:
                 self.functions.carried(self.buffers.attachment(payload), specs),
                 self.isolate,
                 single_arg,
+                splittable and self.isolate,
             ),
         )
         if outbound is None:

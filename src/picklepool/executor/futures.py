@@ -240,6 +240,10 @@ class Executor(_StdExecutor):
         self._max_inflight = 2 * s.n_workers
         self._batcher = AutoBatcher(s.n_workers)
         self._works: dict[int, list[_Work]] = {}  # batch seq -> what it carries
+        # batch seq -> the index of its first call (after its frames) and the tasks' end,
+        # for a batch whose worker may give back the calls a long one keeps waiting
+        self._splittable: dict[int, tuple[int, int]] = {}
+        self._reclaimed_at = 0.0  # when the workers were last asked for given-back calls
         self._seq = itertools.count()
         self._next_task = 0  # tasks sent, initializers and joblib's config frames included
         self._next_call = 0  # the user's calls submitted: how errors number them
@@ -360,9 +364,10 @@ class Executor(_StdExecutor):
         """
         with self._lock:
             self._shutdown = True
-            cancelled = list(self._queue) if cancel_futures else []
-            if cancel_futures:
-                self._queue.clear()
+            cancelled = []
+            if cancel_futures:  # calls a worker gave back were sent, and run: they stay
+                cancelled = [w for w in self._queue if not w.future.running()]
+                self._queue = deque(w for w in self._queue if w.future.running())
             thread = self._thread
         for work in cancelled:
             work.future.cancel()
@@ -482,7 +487,7 @@ class Executor(_StdExecutor):
                 if not self._queue:
                     return
                 taken = self._take()
-            works = [w for w in taken if w.future.set_running_or_notify_cancel()]
+            works = [w for w in taken if _sendable(w)]
             if works:
                 self._gil.lower()
                 self._send(works)
@@ -505,6 +510,9 @@ class Executor(_StdExecutor):
         self._next_task += len(items)
         batch = Pending(seq, first, items)
         skip = len(self._prologue) if column is None else 0
+        # single calls (not map's or joblib's chunks): a worker may give back those a long
+        # one keeps waiting (workers.handback)
+        splittable = column is None and len(works) > 1 and not any(w.chunk for w in works)
         batch.numbering = numbering = _Numbering(first, skip, works, self._naming())
         if channel.parent is not None:  # the parent as it is now: sys.path, cwd... (workers.mirror)
             channel.parent = parent_state(channel.backend.n_workers, self._numeric)
@@ -513,7 +521,9 @@ class Executor(_StdExecutor):
                 if self._stopped:  # taken off the queue just before terminate_workers()
                     _fail(works, BrokenProcessPool(_STOPPED_BEFORE_SENT))
                     return
-                batch.future = channel.send(items, first, column, describe=numbering.describe)
+                batch.future = channel.send(
+                    items, first, column, describe=numbering.describe, splittable=splittable
+                )
         except BaseException as exc:  # noqa: BLE001 - delivered through the futures
             if len(works) > 1:  # find the one that cannot be sent: the others go on
                 for w in works:
@@ -523,7 +533,37 @@ class Executor(_StdExecutor):
             return
         channel.inflight[seq] = batch
         self._works[seq] = works
+        if splittable:
+            self._splittable[seq] = (first + skip, first + len(items))
         batch.future.add_done_callback(lambda _f: self._events.put(batch))
+
+    def _reclaim(self) -> None:
+        """Send again the calls that workers gave back (``workers.handback``), first in line."""
+        self._reclaimed_at = time.monotonic()
+        session = self._channel.session
+        if not self._splittable or session is None:
+            return
+        call_id = self._channel.call_id
+        for pid in session.worker_pids():
+            status = session.worker_status(pid)
+            if status is None or status[0] != call_id or status[4] < 0:
+                continue
+            at = status[4]
+            for seq, (start, end) in list(self._splittable.items()):
+                if start < at < end:  # its first calls ran, or run: the others came back
+                    self._give_back(seq, at)
+
+    def _give_back(self, seq: int, at: int) -> None:
+        """Batch *seq*'s calls from task *at* on did not run in its worker: queue them first."""
+        start, _end = self._splittable.pop(seq)
+        works = self._works.get(seq)
+        if works is None:
+            return
+        n = max(0, at - start)  # each call is one task (a splittable batch's)
+        back, self._works[seq] = works[n:], works[:n]
+        with self._lock:
+            self._queue.extendleft(reversed(back))
+        self._splittable[seq] = (start, start + n)  # its reply holds the results of those only
 
     def _check(self) -> None:
         """No reply for a while: look after the pool (``executor.reaper``), never wait blindly."""
@@ -543,6 +583,7 @@ class Executor(_StdExecutor):
             works = self._works.pop(batch.seq, [])
             _fail(works, WorkerCrashedError(f"{stalled} ({batch.tasks()} never came back); submit again"))
         self._channel.inflight.clear()
+        self._splittable.clear()
 
     def _finish(self, batch: Pending) -> None:
         """A batch came back: each submission's future gets its result or exception."""
@@ -565,13 +606,19 @@ class Executor(_StdExecutor):
                 with self._lock:
                     queued = list(self._queue)
                     self._queue.clear()
-                _fail([w for w in queued if w.future.set_running_or_notify_cancel()], exc)
+                _fail([w for w in queued if _sendable(w)], exc)
             return
         self._batcher.record(len(values), seconds)
         k = len(self._prologue)
         if k and type(values[0]) is Raised:
             self._break(batch, works, values[0])
             return
+        span = self._splittable.pop(batch.seq, None)
+        ran = max(0, len(values) - (span[0] - batch.first)) if span is not None else len(works)
+        if ran < len(works):  # given back before the status showed it: sent again, first
+            back, works = works[ran:], works[:ran]
+            with self._lock:
+                self._queue.extendleft(reversed(back))
         for w in works:
             n = len(w.items)
             mine, k = (values, n) if k == 0 and n == len(values) else (values[k : k + n], k + n)
@@ -622,7 +669,7 @@ class Executor(_StdExecutor):
             self._broken = error
             queued = list(self._queue)
             self._queue.clear()
-        _fail(works + [w for w in queued if w.future.set_running_or_notify_cancel()], error)
+        _fail(works + [w for w in queued if _sendable(w)], error)
 
 
 class _Naming:
@@ -765,6 +812,8 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel:
             if event is None:
                 executor._check()  # a stalled pool fails what was sent: send the rest
                 event = _WAKE
+            if executor._splittable and time.monotonic() - executor._reclaimed_at >= PROGRESS_POLL:
+                executor._reclaim()  # calls a long one keeps waiting in its worker
             if executor._step(event):
                 return
         except BaseException:  # pragma: no cover - a bug here must not hang the futures
@@ -777,6 +826,11 @@ _STOPPED_BEFORE_SENT = (
     "not run: this Executor's workers were stopped (terminate_workers, kill_workers or Ctrl-C) "
     "as the call was about to be sent to them. Submit it to a new Executor."
 )
+
+
+def _sendable(work: _Work) -> bool:
+    """Still to run: a call given back by a worker (running), or one not cancelled (now running)."""
+    return work.future.running() or work.future.set_running_or_notify_cancel()
 
 
 def _fail(works: list[_Work], exc: BaseException) -> None:

@@ -134,11 +134,13 @@ class Session:
             except FileNotFoundError:
                 pass
 
-    def worker_status(self, pid: int) -> tuple[int, int, int, int] | None:
-        """``(call_id, task_index, start_ns, stage)`` a worker last reported, or None.
+    def worker_status(self, pid: int) -> tuple[int, int, int, int, int] | None:
+        """``(call_id, task_index, start_ns, stage, given_back)`` a worker last reported, or None.
 
         *stage* is ``workers.control.RUNNING`` (task_index runs), ``LOADING`` or
         ``DUMPING`` (the batch starting at task_index is unpickled, its results pickled).
+        *given_back*: the first task of its batch the worker gave back, or -1
+        (``workers.handback``).
 
         ``start_ns`` (``time.monotonic_ns()``) is only kept when the call has a timeout.
         """

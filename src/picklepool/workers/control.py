@@ -20,8 +20,9 @@ import threading
 from typing import Any
 
 CANCEL_SLOTS = 4096
-# call id, task (-1: idle), its start (monotonic ns, with a timeout), stage (below)
-STATUS = struct.Struct("qqqq")
+# call id, task (-1: idle), its start (monotonic ns, with a timeout), stage (below), and
+# the first task of the batch given back, not run here (-1: none; workers.handback)
+STATUS = struct.Struct("qqqqq")
 RUNNING, LOADING, DUMPING = 0, 1, 2  # stages: a task runs; the batch is unpickled; results pickled
 
 
@@ -62,7 +63,7 @@ class WorkerView:
         except FileExistsError:
             self._status_map = map_file(status_path, STATUS.size, create=False)
         self.status: Any = memoryview(self._status_map).cast("q")
-        self.status[1] = -1
+        self.status[1] = self.status[4] = -1
         # A worker that exits normally (recycled, idle, shut down) removes its status
         # file; the parent removes those of workers that died (Call._crash_error).
         from multiprocessing.util import Finalize

@@ -104,8 +104,8 @@ def run_batch(batch: Batch) -> Any:
         numeric = parent.numeric
     elif parent is not None:
         mirror.apply(parent)
-    status = view.status if view is not None else [0, -1, 0, 0]
-    status[0], status[1], status[2], status[3] = batch.call_id, first, 0, control.LOADING
+    status = view.status if view is not None else [0, -1, 0, 0, -1]
+    status[0], status[1], status[2], status[3], status[4] = batch.call_id, first, 0, control.LOADING, -1
     with attached(batch.attachment):
         try:
             fns = [_function(pickler, spec) for spec in batch.functions]
@@ -125,7 +125,7 @@ def run_batch(batch: Batch) -> Any:
         with scope:
             if batch.isolate:  # picklepool.Executor: no timeout, every task runs
                 outcome = execute_isolated(
-                    fns, fidx, args, kwargs, first, view, batch.call_id, batch.single_arg
+                    fns, fidx, args, kwargs, first, view, batch.call_id, batch.single_arg, batch.splittable
                 )
             elif timeout is not None and (view is None or not can_alarm()):
                 outcome = execute_watched(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)

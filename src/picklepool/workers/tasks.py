@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import TaskTimeoutError
 from ..wire import Cancelled, Failure, Raised, Results, TaskFailed
-from . import joblibnest
+from . import handback, joblibnest
 
 Funcs = Sequence[Callable[..., Any]]
 _KWARGS_TYPES = {dict, type(None)}  # None: no keyword arguments, as in (f, args, None)
@@ -127,6 +127,7 @@ def execute_isolated(
     view: Any = None,
     call_id: int = 0,
     single_arg: bool = False,
+    splittable: bool = False,
 ) -> Any:
     """Run every task of a batch; a task's exception becomes a ``wire.Raised`` value.
 
@@ -135,10 +136,18 @@ def execute_isolated(
     cancel flag is not read (a running future cannot be cancelled).
     *single_arg*: each entry of *args* is the one positional argument of its task
     (``Executor.map`` over one iterable: one function, no kwargs).
+    *splittable*: tasks a long one keeps waiting are given back (``workers.handback``):
+    the results then stop before them.
     """
+    if splittable and view is not None and len(args) > 1:
+        gate = handback.watch(view.status, first + len(args))
+        try:
+            return _execute_gated(funcs, fidx, args, kwargs, first, view, call_id, gate)
+        finally:
+            handback.done(gate)
     results: list[Any] = []
     append = results.append
-    status = view.status if view is not None else [0, -1, 0, 0]
+    status = view.status if view is not None else [0, -1, 0, 0, -1]
     status[0] = call_id
     _begin(status)
     start = time.perf_counter()
@@ -158,6 +167,41 @@ def execute_isolated(
     one = isinstance(fidx, int)
     for i, a in enumerate(args, first):
         status[1] = i
+        k = i - first
+        try:
+            f = funcs[fidx if one else fidx[k]]
+            kw = None if kwargs is None else kwargs[k]
+            append(f(*a, **kw) if kw else f(*a))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the task's future
+            append(Raised(exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+    status[1] = -1
+    return Results(results, time.perf_counter() - start)
+
+
+def _execute_gated(
+    funcs: Funcs,
+    fidx: Any,
+    args: Sequence[tuple[Any, ...]],
+    kwargs: Sequence[dict[str, Any]] | None,
+    first: int,
+    view: Any,
+    call_id: int,
+    gate: handback.Gate,
+) -> Any:
+    """:func:`execute_isolated` of a batch whose waiting tasks may be given back."""
+    results: list[Any] = []
+    append = results.append
+    status = view.status
+    status[0] = call_id
+    _begin(status)
+    start = time.perf_counter()
+    bad = _bad_items(funcs, fidx, args, kwargs, first)
+    if bad is not None:
+        return bad
+    one = isinstance(fidx, int)
+    for i, a in enumerate(args, first):
+        if not gate.enter(i):  # given back: the parent sends it again
+            break
         k = i - first
         try:
             f = funcs[fidx if one else fidx[k]]
