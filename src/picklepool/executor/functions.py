@@ -14,7 +14,6 @@ every batch, so no task or later call sees another's changes.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import operator
 import os
@@ -24,6 +23,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import cloudpickle
+
+try:  # hashlib's own blake2b, without hashlib, whose import loads OpenSSL (~3 ms of a cold start)
+    from _blake2 import blake2b
+except ImportError:  # an interpreter without CPython's module
+    from hashlib import blake2b
 
 from ..errors import PicklingError
 from ..pickler.base import CloudPickler
@@ -192,7 +196,7 @@ def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
         return None
     if len(_references) >= MAX_SPECS:
         _references.clear()
-    key = hashlib.blake2b(data + b"()", digest_size=16).hexdigest()  # as FunctionTable.spec's
+    key = blake2b(data + b"()", digest_size=16).hexdigest()  # as FunctionTable.spec's
     _references[(kind, id(func))] = (func, key, data)
     return key, data
 
@@ -318,7 +322,7 @@ class FunctionTable:
             except Exception as exc:
                 msg = explain(self.pickler, func, exc, root=f"function {label(func)}")
                 raise PicklingError(f"{where()}: {msg}") from exc
-            key = hashlib.blake2b(data + repr(refs).encode(), digest_size=16).hexdigest()
+            key = blake2b(data + repr(refs).encode(), digest_size=16).hexdigest()
             payload: Any = data
             if len(data) > INLINE_LIMIT:
                 ref = self.context.put_blob(key, data)
