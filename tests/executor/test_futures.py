@@ -241,6 +241,30 @@ def test_calls_given_back_run_once_each_whichever_side_sees_it_first(tmp_path):
         assert sorted(runs, key=str) == sorted([1, "long", *range(2, 8)], key=str)
 
 
+def test_a_lone_worker_gives_back_nothing_its_calls_start_in_the_order_submitted(tmp_path):
+    # Calls given back run after the batches sent since: with one worker, there is no
+    # other to run them sooner, and they would run out of order (ProcessPoolExecutor's
+    # one worker starts them in order).
+    with Executor(max_workers=1) as ex:
+        sent = []
+        send = ex._channel.send
+
+        def recording(items, *args, **kwargs):
+            sent.append((len(items), kwargs.get("splittable")))
+            return send(items, *args, **kwargs)
+
+        ex._channel.send = recording
+        running, gate = busy(ex, tmp_path)
+        ex._batcher.per_task, ex._batcher.last = 1e-6, 1000  # as after fast tasks: batches of many
+        ex._batcher.record = lambda n, seconds: None
+        futures = [ex.submit(square, x) for x in range(5)]
+        gate.open()
+        assert running.result() == "released"
+        assert [f.result() for f in futures] == [x * x for x in range(5)]
+        assert max(n for n, _s in sent) > 1  # some went together
+        assert not any(splittable for _n, splittable in sent)
+
+
 def test_unpicklable_argument_fails_its_future_only():
     with Executor(max_workers=2) as ex:
         bad = ex.submit(square, (x for x in range(3)))

@@ -456,3 +456,26 @@ def test_a_numpy_recarray_reaches_a_worker_whole():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["[('recarray', [1, 2]), ('recarray', [1, 2])]"]
+
+
+def test_a_home_module_that_exits_at_import_does_not_end_the_program(tmp_path, monkeypatch):
+    # a class naming as its home a module whose import runs sys.exit() (a script in a
+    # package): importing it to send the class by name must not exit the caller, as the
+    # standard library's pickler turns the failed import into a PicklingError; it goes
+    # by value, as before import_home
+    import sys
+
+    (tmp_path / "exitingpkg").mkdir()
+    (tmp_path / "exitingpkg" / "__init__.py").write_text("")
+    (tmp_path / "exitingpkg" / "script.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "exitingpkg", None)  # removed again after the test
+    del sys.modules["exitingpkg"]
+    import exitingpkg  # noqa: F401  # its package is loaded: import_home tries its module
+
+    class Local:
+        value = 7
+
+    Local.__module__ = "exitingpkg.script"
+    copy = pickle.loads(HybridPickler().dumps(Local))
+    assert copy.value == 7 and "exitingpkg.script" not in sys.modules

@@ -511,8 +511,11 @@ class Executor(_StdExecutor):
         batch = Pending(seq, first, items)
         skip = len(self._prologue) if column is None else 0
         # single calls (not map's or joblib's chunks): a worker may give back those a long
-        # one keeps waiting (workers.handback)
-        splittable = column is None and len(works) > 1 and not any(w.chunk for w in works)
+        # one keeps waiting (workers.handback), for another worker to run; a lone worker
+        # would run them after the batches sent since: out of the order submitted
+        splittable = (
+            self._max_workers > 1 and column is None and len(works) > 1 and not any(w.chunk for w in works)
+        )
         batch.numbering = numbering = _Numbering(first, skip, works, self._naming())
         if channel.parent is not None:  # the parent as it is now: sys.path, cwd... (workers.mirror)
             channel.parent = parent_state(channel.backend.n_workers, self._numeric)

@@ -149,7 +149,8 @@ def import_home(obj: Any) -> None:
         return
     try:
         importlib.import_module(name)
-    except Exception:  # noqa: BLE001 - not a module after all: by value, as cloudpickle decides
+    except (Exception, SystemExit):  # noqa: BLE001 - not a module after all (or a script that
+        # exits at import: not the caller's exit, as the stdlib pickler's failed import): by value
         _unimportable.add(name)
 
 

@@ -16,6 +16,7 @@ tasks share their initializer's module.
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 import weakref
@@ -105,7 +106,12 @@ def _run(key: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -
 
 def adopt(token: str, func: Any) -> None:
     """A function rebuilt for *token* (a call's or an executor's): give it the globals its
-    module's initializer set, the pool's and *token*'s, now or when that one runs."""
+    module's initializer set, the pool's and *token*'s, now or when that one runs.
+
+    A ``functools.partial`` or a bound method gives them to the function it calls.
+    """
+    while isinstance(func, (functools.partial, types.MethodType)):
+        func = func.func if isinstance(func, functools.partial) else func.__func__
     if not _by_value(func):
         return
     adopted = _adopted.get(token)

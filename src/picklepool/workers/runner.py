@@ -60,7 +60,9 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
         return pickler.loads(read_blob(data))  # a large function, sent once per call
 
     if key is None:  # an object with state of its own: a fresh copy per batch
-        return build()  # type: ignore[no-any-return]
+        fresh = build()
+        prologue.adopt(call, fresh)  # a partial's, a bound method's function (workers.prologue)
+        return fresh  # type: ignore[no-any-return]
     size = len(data) if isinstance(data, bytes) else blob_size(data)
     made: list[_Kept] = []
 
