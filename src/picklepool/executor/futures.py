@@ -593,6 +593,7 @@ class Executor(_StdExecutor):
         if self._channel.inflight.pop(batch.seq, None) is None:
             return  # given up on already (a stalled pool, see _check)
         works = self._works.pop(batch.seq)
+        span = self._splittable.pop(batch.seq, None)  # (first call, end) if it could give calls back
         try:
             values, seconds = self._channel.replies.read(batch)
         except BaseException as exc:  # noqa: BLE001 - delivered through the futures
@@ -616,7 +617,6 @@ class Executor(_StdExecutor):
         if k and type(values[0]) is Raised:
             self._break(batch, works, values[0])
             return
-        span = self._splittable.pop(batch.seq, None)
         ran = max(0, len(values) - (span[0] - batch.first)) if span is not None else len(works)
         if ran < len(works):  # given back before the status showed it: sent again, first
             back, works = works[ran:], works[:ran]

@@ -19,6 +19,8 @@ import tempfile
 import threading
 from typing import Any
 
+from . import handback
+
 CANCEL_SLOTS = 4096
 # call id, task (-1: idle), its start (monotonic ns, with a timeout), stage (below), and
 # the first task of the batch given back, not run here (-1: none; workers.handback)
@@ -99,7 +101,8 @@ def watch_parent() -> None:
     their idle timeout (300 s), holding their memory and, through the resource
     tracker, the parent's session folder and semaphores. A daemon thread compares
     ``os.getppid()`` with the parent's pid and ends the process when it changes
-    (the orphan was adopted by init or a subreaper). Started once per process.
+    (the orphan was adopted by init or a subreaper). Started once per process. The
+    same thread looks after the batches ``workers.handback`` watches.
     """
     global _watching
     if _watching == os.getpid():
@@ -113,6 +116,7 @@ def watch_parent() -> None:
             if os.getppid() != parent:
                 _kill_children()  # this worker's own pools (nested calls) go with it
                 os._exit(70)  # EX_SOFTWARE: nobody is left to read a result
+            handback.check()  # an Executor's calls a long one keeps waiting go back
 
     threading.Thread(target=watch, name="picklepool-parent-watch", daemon=True).start()
 
