@@ -445,12 +445,6 @@ class Executor(_StdExecutor):
     def _take(self) -> list[_Work]:
         """The next batch's submissions, taken off the queue (lock held)."""
         q = self._queue
-        if self._max_workers > 1 and len(self._channel.inflight) < self._max_workers:
-            # A worker is idle: the next submission starts on it now, alone, as with the
-            # standard library's executor; in a batch, one could wait behind a slow one (or
-            # one that waits for it: a deadlock) while another worker has nothing to do. A
-            # lone worker runs them in order either way.
-            return [q.popleft()]
         if q[0].chunk:
             head = q.popleft()
             column = head.items
@@ -470,6 +464,12 @@ class Executor(_StdExecutor):
             self._batcher.last = n
             return chunks
         if self._one_per_batch:
+            return [q.popleft()]
+        if self._max_workers > 1 and len(self._channel.inflight) < self._max_workers:
+            # A worker is idle: the next call starts on it now, alone, as with the standard
+            # library's executor; in a batch, one could wait behind a slow one while another
+            # worker has nothing to do. A lone worker runs them in order either way. (Map's
+            # chunks are shared out between the workers above.)
             return [q.popleft()]
         size = self._batcher.next_size(0)
         size = min(size, max(1, math.ceil(len(q) / self._max_workers)))
