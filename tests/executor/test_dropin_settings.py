@@ -165,21 +165,14 @@ def test_an_initializer_in_main_sets_globals_the_calls_tasks_see():
     # the tasks' function travel by value, each with globals of its own; the globals the
     # initializer set are given to the functions of its module, in every call on the pool
     from tests.conftest import run_python
+    from tests.executor.initializer_script import CONNECT
 
     out = run_python(
         """
         from picklepool import Parallel, delayed
-
-        CONNECTION = None
-        OTHER = "from the parent"
-
-        def connect(value):
-            global CONNECTION
-            CONNECTION = value
-
-        def use(i):
-            return CONNECTION, OTHER
-
+        """
+        + CONNECT
+        + """
         def use_too(i):
             return CONNECTION
 

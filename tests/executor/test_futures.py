@@ -64,6 +64,34 @@ def busy(ex, tmp_path):
     return fut, gate
 
 
+def batches_of_many(ex):
+    """As after fast tasks: the executor sends the calls that queue up in batches of many."""
+    ex._batcher.per_task, ex._batcher.last = 1e-6, 1000
+    ex._batcher.record = lambda n, seconds: None
+
+
+def hold_manager(running, gate):
+    """End *running* (its *gate* opens) and hold the executor's manager thread in its done
+    callback, so that calls submitted now queue up together; returns the event that lets it go."""
+    entered, release = threading.Event(), threading.Event()
+    running.add_done_callback(lambda _f: (entered.set(), release.wait()))
+    gate.open()
+    entered.wait()
+    return release
+
+
+def one_worker_idle_one_busy(ex, tmp_path):
+    """Both workers busy, then one idle with the manager thread held (:func:`hold_manager`),
+    batches of many; returns (release, the other worker's call, its gate)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    running, gate = busy(ex, tmp_path / "a")
+    other, other_gate = busy(ex, tmp_path / "b")
+    release = hold_manager(running, gate)
+    batches_of_many(ex)
+    return release, other, other_gate
+
+
 _initialized = []
 
 
@@ -122,8 +150,7 @@ def test_map_chunks_queued_behind_a_busy_worker_leave_together(tmp_path):
     with Executor(max_workers=1) as ex:
         ex._max_inflight = 1  # the busy batch fills the pool: the chunks queue behind it
         fut, gate = busy(ex, tmp_path)
-        ex._batcher.per_task, ex._batcher.last = 1e-6, 1000  # as after fast tasks
-        ex._batcher.record = lambda n, seconds: None
+        batches_of_many(ex)
         sent = []
         send = ex._channel.send
         ex._channel.send = lambda items, first, column=None, **kw: (
@@ -164,13 +191,8 @@ def test_a_task_submitted_while_a_worker_is_idle_starts_there_not_behind_another
     # so the first waits for the second instead of sitting in one batch before it.
     with multiprocessing.Manager() as manager, Executor(max_workers=2) as ex:
         event = manager.Event()
-        running, gate = busy(ex, tmp_path)
-        entered, release = threading.Event(), threading.Event()
-        running.add_done_callback(lambda _f: (entered.set(), release.wait()))  # holds the manager thread
-        gate.open()
-        entered.wait()  # both workers idle now; the three calls below queue up together
-        ex._batcher.per_task, ex._batcher.last = 1e-6, 1000  # as after fast tasks: batches of many
-        ex._batcher.record = lambda n, seconds: None
+        release = hold_manager(*busy(ex, tmp_path))  # both workers idle now
+        batches_of_many(ex)  # the three calls below queue up together
         futures = [ex.submit(wait_for_event, event), ex.submit(set_event, event), ex.submit(square, 3)]
         release.set()
         assert [f.result() for f in futures] == [True, "set", 9]
@@ -182,16 +204,7 @@ def test_a_call_sent_behind_one_that_waits_for_it_is_given_back_and_runs_elsewhe
     # calls behind a long one (workers.handback), and the other worker runs them.
     with multiprocessing.Manager() as manager, Executor(max_workers=2) as ex:
         event = manager.Event()
-        (tmp_path / "a").mkdir()
-        (tmp_path / "b").mkdir()
-        running, gate = busy(ex, tmp_path / "a")
-        other, other_gate = busy(ex, tmp_path / "b")  # both workers busy
-        entered, release = threading.Event(), threading.Event()
-        running.add_done_callback(lambda _f: (entered.set(), release.wait()))  # holds the manager thread
-        gate.open()
-        entered.wait()  # one worker idle, the other busy; the calls below queue up together
-        ex._batcher.per_task, ex._batcher.last = 1e-6, 1000  # as after fast tasks: batches of many
-        ex._batcher.record = lambda n, seconds: None
+        release, other, other_gate = one_worker_idle_one_busy(ex, tmp_path)
         futures = [ex.submit(square, 3), ex.submit(wait_for_event, event), ex.submit(set_event, event)]
         futures += [ex.submit(square, 4), ex.submit(square, 5)]
         release.set()  # square(3) goes alone to the idle worker; the next two go together
@@ -222,16 +235,7 @@ def test_calls_given_back_run_once_each_whichever_side_sees_it_first(tmp_path):
     # look): either way each call runs once, and its future gets its own result
     with multiprocessing.Manager() as manager, Executor(max_workers=2) as ex:
         runs = manager.list()
-        (tmp_path / "a").mkdir()
-        (tmp_path / "b").mkdir()
-        running, gate = busy(ex, tmp_path / "a")
-        other, other_gate = busy(ex, tmp_path / "b")  # both workers busy
-        entered, release = threading.Event(), threading.Event()
-        running.add_done_callback(lambda _f: (entered.set(), release.wait()))
-        gate.open()
-        entered.wait()  # one worker idle, the other busy; the calls below queue up together
-        ex._batcher.per_task, ex._batcher.last = 1e-6, 1000
-        ex._batcher.record = lambda n, seconds: None
+        release, other, other_gate = one_worker_idle_one_busy(ex, tmp_path)
         first = ex.submit(counted, runs, 1)  # alone, to the idle worker
         futures = [ex.submit(until_given_back, runs)] + [ex.submit(counted, runs, x) for x in range(2, 8)]
         release.set()  # the long call goes with the next three, the other three together
@@ -255,8 +259,7 @@ def test_a_lone_worker_gives_back_nothing_its_calls_start_in_the_order_submitted
 
         ex._channel.send = recording
         running, gate = busy(ex, tmp_path)
-        ex._batcher.per_task, ex._batcher.last = 1e-6, 1000  # as after fast tasks: batches of many
-        ex._batcher.record = lambda n, seconds: None
+        batches_of_many(ex)
         futures = [ex.submit(square, x) for x in range(5)]
         gate.open()
         assert running.result() == "released"
@@ -432,21 +435,14 @@ def test_errors_number_the_users_calls():
 
 def test_an_initializer_in_main_sets_globals_its_tasks_see():
     from tests.conftest import run_python
+    from tests.executor.initializer_script import CONNECT
 
     out = run_python(
         """
         from picklepool import Executor
-
-        CONNECTION = None
-        OTHER = "from the parent"
-
-        def connect(value):
-            global CONNECTION
-            CONNECTION = value
-
-        def use():
-            return CONNECTION, OTHER
-
+        """
+        + CONNECT
+        + """
         with Executor(max_workers=2, initializer=connect, initargs=("open",)) as ex:
             print(sorted({ex.submit(use).result() for _ in range(6)}))
         """

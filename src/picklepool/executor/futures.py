@@ -70,7 +70,7 @@ _busy: set[Executor] = set()
 class _Work:
     """A queued submission: one call (``submit``) or a chunk of calls (``map``, joblib)."""
 
-    __slots__ = ("future", "items", "chunk", "strip", "index")
+    __slots__ = ("future", "items", "chunk", "strip", "index", "back")
 
     def __init__(self, future: Future[Any], items: Sequence[Any], chunk: bool, strip: int = 0) -> None:
         self.index = 0  # the number of the user's first call in it, counted by the executor
@@ -78,6 +78,7 @@ class _Work:
         self.items = items  # (function, args, kwargs or None) triples, or a functions.Column
         self.chunk = chunk  # the future's result is the list of the calls' results
         self.strip = strip  # leading and trailing calls whose results are not the caller's
+        self.back = False  # sent, and given back by its worker (workers.handback): running
 
 
 class Executor(_StdExecutor):
@@ -366,8 +367,8 @@ class Executor(_StdExecutor):
             self._shutdown = True
             cancelled = []
             if cancel_futures:  # calls a worker gave back were sent, and run: they stay
-                cancelled = [w for w in self._queue if not w.future.running()]
-                self._queue = deque(w for w in self._queue if w.future.running())
+                cancelled = [w for w in self._queue if not w.back]
+                self._queue = deque(w for w in self._queue if w.back)
             thread = self._thread
         for work in cancelled:
             work.future.cancel()
@@ -563,10 +564,16 @@ class Executor(_StdExecutor):
         if works is None:
             return
         n = max(0, at - start)  # each call is one task (a splittable batch's)
-        back, self._works[seq] = works[n:], works[:n]
+        self._works[seq] = works[:n]
+        self._requeue(works[n:])
+        self._splittable[seq] = (start, start + n)  # its reply holds the results of those only
+
+    def _requeue(self, back: list[_Work]) -> None:
+        """Calls a worker gave back: first in line, already running (not cancellable)."""
+        for w in back:
+            w.back = True
         with self._lock:
             self._queue.extendleft(reversed(back))
-        self._splittable[seq] = (start, start + n)  # its reply holds the results of those only
 
     def _check(self) -> None:
         """No reply for a while: look after the pool (``executor.reaper``), never wait blindly."""
@@ -619,9 +626,8 @@ class Executor(_StdExecutor):
             return
         ran = max(0, len(values) - (span[0] - batch.first)) if span is not None else len(works)
         if ran < len(works):  # given back before the status showed it: sent again, first
-            back, works = works[ran:], works[:ran]
-            with self._lock:
-                self._queue.extendleft(reversed(back))
+            self._requeue(works[ran:])
+            works = works[:ran]
         for w in works:
             n = len(w.items)
             mine, k = (values, n) if k == 0 and n == len(values) else (values[k : k + n], k + n)
@@ -833,7 +839,7 @@ _STOPPED_BEFORE_SENT = (
 
 def _sendable(work: _Work) -> bool:
     """Still to run: a call given back by a worker (running), or one not cancelled (now running)."""
-    return work.future.running() or work.future.set_running_or_notify_cancel()
+    return work.back or work.future.set_running_or_notify_cancel()
 
 
 def _fail(works: list[_Work], exc: BaseException) -> None:

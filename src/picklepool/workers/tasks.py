@@ -139,12 +139,6 @@ def execute_isolated(
     *splittable*: tasks a long one keeps waiting are given back (``workers.handback``):
     the results then stop before them.
     """
-    if splittable and view is not None and len(args) > 1:
-        gate = handback.watch(view.status, first + len(args))
-        try:
-            return _execute_gated(funcs, fidx, args, kwargs, first, view, call_id, gate)
-        finally:
-            handback.done(gate)
     results: list[Any] = []
     append = results.append
     status = view.status if view is not None else [0, -1, 0, 0, -1]
@@ -165,50 +159,24 @@ def execute_isolated(
     if bad is not None:
         return bad
     one = isinstance(fidx, int)
-    for i, a in enumerate(args, first):
-        status[1] = i
-        k = i - first
-        try:
-            f = funcs[fidx if one else fidx[k]]
-            kw = None if kwargs is None else kwargs[k]
-            append(f(*a, **kw) if kw else f(*a))
-        except BaseException as exc:  # noqa: BLE001 - delivered through the task's future
-            append(Raised(exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
-    status[1] = -1
-    return Results(results, time.perf_counter() - start)
-
-
-def _execute_gated(
-    funcs: Funcs,
-    fidx: Any,
-    args: Sequence[tuple[Any, ...]],
-    kwargs: Sequence[dict[str, Any]] | None,
-    first: int,
-    view: Any,
-    call_id: int,
-    gate: handback.Gate,
-) -> Any:
-    """:func:`execute_isolated` of a batch whose waiting tasks may be given back."""
-    results: list[Any] = []
-    append = results.append
-    status = view.status
-    status[0] = call_id
-    _begin(status)
-    start = time.perf_counter()
-    bad = _bad_items(funcs, fidx, args, kwargs, first)
-    if bad is not None:
-        return bad
-    one = isinstance(fidx, int)
-    for i, a in enumerate(args, first):
-        if not gate.enter(i):  # given back: the parent sends it again
-            break
-        k = i - first
-        try:
-            f = funcs[fidx if one else fidx[k]]
-            kw = None if kwargs is None else kwargs[k]
-            append(f(*a, **kw) if kw else f(*a))
-        except BaseException as exc:  # noqa: BLE001 - delivered through the task's future
-            append(Raised(exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+    gated = splittable and view is not None and len(args) > 1  # the parent reads the status
+    gate = handback.watch(status, first + len(args)) if gated else None
+    try:
+        for i, a in enumerate(args, first):
+            if gate is None:
+                status[1] = i
+            elif not gate.enter(i):  # given back: the parent sends it again
+                break
+            k = i - first
+            try:
+                f = funcs[fidx if one else fidx[k]]
+                kw = None if kwargs is None else kwargs[k]
+                append(f(*a, **kw) if kw else f(*a))
+            except BaseException as exc:  # noqa: BLE001 - delivered through the task's future
+                append(Raised(exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+    finally:
+        if gate is not None:
+            handback.done(gate)
     status[1] = -1
     return Results(results, time.perf_counter() - start)
 
