@@ -273,7 +273,12 @@ def cpu_count(only_physical_cores: bool = False) -> int:
     same (it reads cgroup files, ~0.1 ms a call, which would show in every call).
     """
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    key = (affinity, os.environ.get("LOKY_MAX_CPU_COUNT"), only_physical_cores)
+    data = getattr(os.environ, "_data", None)
+    if data is not None and data is _ENV_DATA and type(data) is dict:  # at C speed: every call asks
+        limit = data.get(b"LOKY_MAX_CPU_COUNT")
+    else:
+        limit = os.environ.get("LOKY_MAX_CPU_COUNT")
+    key = (affinity, limit, only_physical_cores)
     count = _cores_cache.get(key)
     if count is None:
         import loky
