@@ -37,6 +37,7 @@ import contextvars
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,17 +88,44 @@ def umask() -> int:
 
     Read from ``/proc/self/status`` (Linux 4.7+): ``os.umask`` can only read it by
     setting it, which would give files created meanwhile by another thread the wrong mode.
+    The file stays open (``os.pread`` reads it anew from its start: every call asks,
+    and opening it costs as much as reading it); a forked child opens its own.
     """
+    global _status
     try:
-        fd = os.open("/proc/self/status", os.O_RDONLY)  # raw: a file object costs twice as much
-        try:
-            data = os.read(fd, 1 << 16)
-        finally:
-            os.close(fd)
+        pid = os.getpid()
+        mine, fd = _status
+        if mine != pid:
+            with _status_lock:
+                mine, fd = _status
+                if mine != pid:
+                    fd = os.open("/proc/self/status", os.O_RDONLY)  # raw: a file object costs twice as much
+                    _status = (pid, fd)
+        data = os.pread(fd, 1 << 16, 0)
         at = data.index(b"\nUmask:") + 7
         return int(data[at : data.index(b"\n", at)].strip(), 8)
     except (OSError, ValueError):
         return -1
+
+
+_status: tuple[int, int] = (-1, -1)  # (pid, descriptor of its /proc/self/status)
+_status_lock = threading.Lock()
+
+
+def _forget_status_in_child() -> None:
+    """In a forked child: the descriptor reads the parent's status; close it, open anew."""
+    global _status, _status_lock
+    fd = _status[1]
+    _status, _status_lock = (-1, -1), threading.Lock()
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_status_in_child)
 
 
 # decimal's own defaults (decimal.DefaultContext may have been changed by the user)
