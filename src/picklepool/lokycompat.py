@@ -8,7 +8,10 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
 - the nesting depth of the current process (``process_executor._CURRENT_DEPTH``);
 - the worker's memory-leak check (``_USE_PSUTIL``, ``_MAX_MEMORY_LEAK_SIZE``,
   ``_MEMORY_LEAK_CHECK_DELAY``), which picklepool sets to have loky replace a
-  worker after its current batch (memory recycling, a task that timed out);
+  worker after its current batch (memory recycling, a task that timed out); on a
+  worker's first job, the locals of loky's worker loop (``_process_worker``'s
+  ``call_queue`` and ``_process_reference_size``) and its ``_CallItem``, to have the
+  check run after that job too (:func:`recycle_after_batch`);
 - the class behind ``get_reusable_executor`` and its ``_resize``, ``_flags``,
   ``_ensure_executor_running`` (to start the workers at once, :func:`start_workers`),
   ``_max_workers`` and ``_pending_work_items``, to keep one executor per process
@@ -118,7 +121,40 @@ def recycle_after_batch() -> bool:
         return False
     pe._MEMORY_LEAK_CHECK_DELAY = -1.0
     pe._MAX_MEMORY_LEAK_SIZE = _NEVER_ENOUGH
+    _check_after_first_job(pe)
     return True
+
+
+_NO_JOB = -1  # the work id of the job below: none of the parent's (loky counts from 0)
+
+
+def _check_after_first_job(pe: Any) -> None:
+    """On a worker's first job, make loky's check run right after it anyway.
+
+    loky's worker loop takes its reference size after a worker's first job and checks
+    only from the second on, so a worker retiring in its first job would take another
+    batch (a task that timed out, or a call past ``max_worker_memory``, on a fresh
+    worker). In that case the loop's next ``call_queue.get`` returns a no-op job whose
+    result goes to no future (the parent drops a result for a work id it does not
+    have); loky's check after it then retires the worker, and the real jobs stay in the
+    queue for the others.
+    """
+    loop = getattr(getattr(pe, "_process_worker", None), "__code__", None)
+    frame: Any = sys._getframe(1)
+    while frame is not None and frame.f_code is not loop:
+        frame = frame.f_back
+    if frame is None:  # not inside loky's worker loop (a lane, another loky)
+        return
+    state = frame.f_locals
+    queue = state.get("call_queue")
+    if state.get("_process_reference_size", 0) is not None or queue is None or "get" in vars(queue):
+        return  # loky checks after this job, or this loop is not the one read
+
+    def no_op_job(*args: Any, **kwargs: Any) -> Any:
+        del queue.get
+        return pe._CallItem(_NO_JOB, int, (), {})
+
+    queue.get = no_op_job
 
 
 _context: Any = None

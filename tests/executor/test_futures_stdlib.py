@@ -297,6 +297,26 @@ def test_map_buffersize_errors_as_python_314(value, error, message):
             ex.map(square, range(3), buffersize=value)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"chunksize": "2"}, TypeError, r"chunksize must be an integer: map\(chunksize='2'\)"),
+        ({"chunksize": 2.0}, TypeError, r"chunksize must be an integer: map\(chunksize=2.0\)"),
+        ({"chunksize": 0}, ValueError, r"chunksize must be >= 1"),
+        ({"timeout": "1"}, TypeError, r"timeout must be a number of seconds or None: map\(timeout='1'\)"),
+    ],
+)
+def test_map_argument_errors_name_the_argument(kwargs, error, message):
+    # a str chunksize was a ValueError saying "must be >= 1"; a str timeout, Python's
+    # "unsupported operand type(s) for +"
+    with Executor(1) as ex:
+        with pytest.raises(error, match=f"^{message}"):
+            ex.map(square, range(3), **kwargs)
+        assert list(ex.map(square, range(3), timeout=5, chunksize=True)) == [0, 1, 4]  # as the stdlib's
+        np = pytest.importorskip("numpy")
+        assert list(ex.map(square, range(3), timeout=np.float32(5), chunksize=np.int64(2))) == [0, 1, 4]
+
+
 @pytest.mark.parametrize("chunksize", [1, 3])
 def test_map_buffersize_reads_the_iterable_as_results_are_read(chunksize):
     read = []

@@ -317,6 +317,30 @@ def test_a_worker_leaking_memory_in_a_lane_is_replaced_as_by_lokys_own_check():
     assert [x for x, _ in Parallel(n_jobs=2)(delayed(in_lane)(i) for i in range(4))] == [0, 1, 2, 3]
 
 
+def leak_slowly(_: int) -> tuple[int, bool]:
+    _HOARD.append(b"\1" * (32 << 20))
+    threading.Event().wait(1.2)  # past loky's check delay (1 s) since the lane began
+    return os.getpid(), in_lane(0)[1]
+
+
+@pytest.mark.filterwarnings("ignore:A worker was restarted:UserWarning")  # loky's, expected here
+def test_a_worker_leaking_memory_in_a_lane_that_is_its_first_job_is_replaced_too(monkeypatch):
+    # loky checks from a worker's second job on: a worker whose lane was its first job
+    # (it had run nothing before the lanes opened) left the lane and was never replaced
+    monkeypatch.setenv("LOKY_MAX_MEMORY_LEAK_SIZE", str(16 << 20))  # read by the new workers
+    _open_lanes()  # one call's task ran in one worker: the other's lane is its first job
+    out = Parallel(n_jobs=2, batch_size=1)(delayed(leak_slowly)(i) for i in range(2))
+    assert [inside for _, inside in out] == [True, True] and len({pid for pid, _ in out}) == 2
+    for pid, _ in out:
+        try:
+            psutil.Process(pid).wait(timeout=30)
+        except psutil.NoSuchProcess:  # gone already
+            pass
+        except psutil.TimeoutExpired:
+            pytest.fail(f"worker {pid} grew past loky's leak limit in its lane and was not replaced")
+    assert [x for x, _ in Parallel(n_jobs=2)(delayed(in_lane)(i) for i in range(4))] == [0, 1, 2, 3]
+
+
 class Box(list):
     """A list whose freeing, in the worker, waits until the parent has the task's result."""
 

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+import picklepool
 from picklepool import Parallel, TaskTimeoutError, WorkerCrashedError, delayed
 from tests.conftest import run_python
 
@@ -66,6 +67,29 @@ def test_timeout_names_the_task_and_the_pool_stays_usable():
         Parallel(n_jobs=2, batch_size=1, timeout=0.5)(delayed(slow_or_fast)(i) for i in range(4))
     assert isinstance(info.value, TimeoutError)
     assert Parallel(n_jobs=2, timeout=5)(delayed(slow_or_fast)(i) for i in range(2)) == [0, 1]
+
+
+def hang_first(i, pid_file):
+    if i == "hang":
+        with open(pid_file, "w") as f:
+            f.write(str(os.getpid()))
+        threading.Event().wait(60)
+    threading.Event().wait(0.02)  # spreads the tasks over both workers (not a synchronisation)
+    return os.getpid()
+
+
+def test_a_worker_whose_first_batch_timed_out_takes_no_other_task(tmp_path):
+    # loky checks whether to replace a worker from its second job on: a fresh worker
+    # whose first batch timed out was not retired, and ran the next call's tasks
+    picklepool.shutdown()
+    pid_file = tmp_path / "hung"
+    with pytest.raises(TaskTimeoutError):
+        Parallel(n_jobs=2, timeout=0.5)(delayed(hang_first)(i, str(pid_file)) for i in ["hang"])
+    hung = int(pid_file.read_text())
+    ran = set()
+    for _ in range(5):
+        ran |= set(Parallel(n_jobs=2, batch_size=1)(delayed(hang_first)(i, "") for i in range(4)))
+    assert hung not in ran
 
 
 CTRL_C_SCRIPT = """

@@ -51,6 +51,20 @@ def test_leaking_call_recycles_workers_and_loses_no_task(tmp_path, capsys):
     assert not [w for w in caught if "restarted" in str(w.message)], "loky's generic warning leaked"
 
 
+def test_a_fresh_worker_over_the_limit_takes_no_second_batch(tmp_path):
+    # loky checks a worker's memory from its second job on: a worker over the limit after
+    # its first batch ran one more batch before it was recycled
+    before = parent_memory.recycled_total()
+    log = str(tmp_path / "log")
+    out = [
+        Parallel(n_jobs=2, max_worker_memory="1M")(delayed(leak_and_log)(i, 1, log) for _ in [i])
+        for i in range(4)
+    ]
+    pids = [pid for [(_, pid)] in out]
+    assert len(set(pids)) == 4, f"a worker over max_worker_memory ran another batch: {pids}"
+    assert parent_memory.recycled_total() - before == 4
+
+
 def test_no_recycling_under_the_limit(tmp_path):
     before = parent_memory.recycled_total()
     out = Parallel(n_jobs=2, batch_size=4, max_worker_memory="8G")(

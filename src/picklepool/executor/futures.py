@@ -30,6 +30,8 @@ import functools
 import gc
 import itertools
 import math
+import numbers
+import operator
 import queue
 import threading
 import time
@@ -330,17 +332,29 @@ class Executor(_StdExecutor):
         when a result is not ready *timeout* seconds after this call; closing it
         early cancels the calls not yet sent. Raises ``ValueError`` for chunksize < 1
         or buffersize < 1, ``TypeError`` for a buffersize that is not an int, as the
-        standard library, and ``TypeError`` for a *fn* that is not callable.
+        standard library, and ``TypeError`` for a *fn* that is not callable, a
+        chunksize that is not an int or a timeout that is not a number (the standard
+        library's ``TypeError`` for those comes from deeper, and says less).
         """
-        if not isinstance(chunksize, int) or chunksize < 1:
+        try:  # an int or numpy's (the standard library fails later, with a bare TypeError)
+            chunksize = operator.index(chunksize)
+        except TypeError:
+            raise TypeError(
+                f"chunksize must be an integer: map(chunksize={chunksize!r}) is not valid"
+            ) from None
+        if chunksize < 1:
             raise ValueError(f"chunksize must be >= 1: map(chunksize={chunksize!r}) is not valid")
+        if timeout is not None and (not isinstance(timeout, numbers.Real) or isinstance(timeout, bool)):
+            raise TypeError(
+                f"timeout must be a number of seconds or None: map(timeout={timeout!r}) is not valid"
+            )
         if buffersize is not None:
             if not isinstance(buffersize, int) or isinstance(buffersize, bool):
                 raise TypeError(f"buffersize must be an integer or None: map(buffersize={buffersize!r})")
             if buffersize < 1:
                 raise ValueError(f"buffersize must be None or > 0: map(buffersize={buffersize!r})")
         _need_callable(fn, "map")
-        end = None if timeout is None else time.monotonic() + timeout
+        end = None if timeout is None else time.monotonic() + float(timeout)  # numpy's too
         if buffersize is None:
             # every chunk stays alive until read: the cyclic GC would only rescan them
             # while they are made, so it waits (as in Parallel), but for the young garbage

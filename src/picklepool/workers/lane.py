@@ -18,8 +18,9 @@ loky's memory-leak protection runs between its jobs: at most every
 grown by ``_MAX_MEMORY_LEAK_SIZE`` (300 MB, ``LOKY_MAX_MEMORY_LEAK_SIZE``) since
 its first job is replaced. A lane is one job: it makes the same check between its
 batches (growth since the lane began), and a worker over the limit answers its
-batch with ``LEAVING`` and ends the lane, so that loky's own check runs (and
-replaces it) at once. The parent gives such a lane no more batches.
+batch with ``LEAVING`` and ends the lane, having set loky's check to replace it
+at once (``lokycompat.recycle_after_batch``: also when the lane was the worker's
+first job, which loky's check skips). The parent gives such a lane no more batches.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def serve(address: str, number: int) -> int:
             # (wire.FreedAfterSending), and nothing of it stays while the lane waits
             del answer, outcome
             if leaving:
+                lokycompat.recycle_after_batch()  # loky's own check skips a worker's first job
                 break
     except (EOFError, OSError):  # the parent closed the lane, or went away
         pass

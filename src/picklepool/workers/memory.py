@@ -24,10 +24,10 @@ allowed growth to a large negative number (any size is too much). loky then
 recycles the worker right after the current batch returns. Other workers and
 the parent are not touched.
 
-One limit of this mechanism: loky takes its reference size after the first call
-a worker ever runs and does not check memory on that call, so a fresh worker
-found over the limit after its first batch runs one more batch before it is
-recycled.
+loky takes its reference size after the first job a worker runs and checks
+memory only from the second on; a worker found over the limit in its first batch
+is made to check after it anyway (``lokycompat.recycle_after_batch``: a no-op job
+comes next), so it takes no second batch.
 
 Accounting: a worker that retires writes ``recycled-<pid>`` (its RSS and the
 limit) into the session folder; the parent reads those records when it reports
