@@ -568,10 +568,13 @@ def _choose_backend(values: dict[str, Any], sources: dict[str, str], backends: M
 
     - ``prefer="threads"``/``"processes"`` only chooses when no backend was given
       (argument, ``parallel_config`` or environment): an explicit backend wins.
-    - ``require="sharedmem"`` with a backend given as an argument that does not share
-      memory is a ``ValueError``; with one from ``parallel_config`` or the environment
-      it switches to "threading", and a ``n_jobs`` that did not come from the argument
-      becomes 1 (joblib's ``_get_active_backend``).
+    - ``require="sharedmem"`` given as an argument with a backend given as an argument
+      that does not share memory is a ``ValueError``; a backend from ``parallel_config``
+      or the environment is switched to "threading", and a ``n_jobs`` that did not come
+      from the argument becomes 1 (joblib's ``_get_active_backend``). A ``require``
+      from ``parallel_config`` or the environment does not override a backend given as
+      an argument: joblib checks its constraint against the block's backend only, so
+      library code asking for ``backend="loky"`` inside such a block runs on loky.
     """
     prefer, require, backend = values["prefer"], values["require"], values["backend"]
     if prefer == "processes" and require == "sharedmem":
@@ -583,13 +586,14 @@ def _choose_backend(values: dict[str, Any], sources: dict[str, str], backends: M
     cls = backends.get(backend) if isinstance(backend, str) else None
     shares = bool(getattr(cls, "in_caller", False))
     threads = bool(getattr(cls, "uses_threads", False))
-    if require == "sharedmem" and not shares:
-        if sources["backend"] == "argument":
+    if require == "sharedmem" and not shares and sources["backend"] == "argument":
+        if sources["require"] == "argument":
             raise ValueError(
                 f"backend={backend!r} (from argument) does not support shared memory, which "
                 f"require='sharedmem' (from {sources['require']}) asks for; use "
                 "backend='threading', or drop require"
             )
+    elif require == "sharedmem" and not shares:
         values["backend"], sources["backend"] = "threading", f"require='sharedmem' ({sources['require']})"
         if sources["n_jobs"] != "argument":
             values["n_jobs"], sources["n_jobs"] = 1, "require='sharedmem' (joblib's default)"

@@ -71,6 +71,18 @@ def test_prefer_yields_to_parallel_config_and_require_overrides_it():
         assert (s.backend, s.n_workers) == ("threading", 3)
 
 
+def test_a_require_from_parallel_config_leaves_a_backend_argument_alone():
+    # joblib checks a block's require against the block's backend only: library code
+    # passing backend="loky" inside parallel_config(require="sharedmem") runs on loky
+    with parallel_config(require="sharedmem"):
+        s = Parallel(backend="loky", n_jobs=2)._settings()
+        assert (s.backend, s.n_workers) == ("loky", 2)
+        s = Parallel(n_jobs=2)._settings()  # no backend given: the constraint chooses
+        assert (s.backend, s.n_workers) == ("threading", 2)
+        with pytest.raises(ValueError, match="does not support shared memory"):
+            Parallel(backend="loky", require="sharedmem")  # both given here: joblib raises
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

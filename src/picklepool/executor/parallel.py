@@ -120,9 +120,10 @@ class Parallel:
         An unknown name raises ``ValueError("Invalid backend: ...")``.
     prefer*: "threads" or "processes": a soft hint, used only when no backend is
         given (argument, ``parallel_config`` or ``PICKLEPOOL_BACKEND``), as in joblib.
-    require*: "sharedmem": a hard constraint. With ``backend=`` a process backend it
-        raises ``ValueError``; a process backend from ``parallel_config`` is replaced by
-        "threading" (with n_jobs=1 unless given here), as in joblib.
+    require*: "sharedmem": a hard constraint. Given here with ``backend=`` a process
+        backend, it raises ``ValueError``; a process backend from ``parallel_config`` is
+        replaced by "threading" (with n_jobs=1 unless given here), as in joblib. As in
+        joblib, a ``require`` from ``parallel_config`` leaves a ``backend=`` given here alone.
     temp_folder*, mmap_mode*: where and how large arrays are shared (see
         ``pickler.buffers``).
     initializer*, initargs*: run ``initializer(*initargs)`` once in each new worker
