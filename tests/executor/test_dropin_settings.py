@@ -71,6 +71,13 @@ def test_prefer_yields_to_parallel_config_and_require_overrides_it():
         assert (s.backend, s.n_workers) == ("threading", 3)
 
 
+def test_prefer_threads_in_parallel_config_keeps_the_blocks_n_jobs():
+    # joblib resets it to 1 when its hint switches to threads (README: deliberate)
+    with parallel_config(prefer="threads", n_jobs=2):
+        s = Parallel()._settings()
+        assert (s.backend, s.n_workers) == ("threading", 2)
+
+
 def test_a_require_from_parallel_config_leaves_a_backend_argument_alone():
     # joblib checks a block's require against the block's backend only: library code
     # passing backend="loky" inside parallel_config(require="sharedmem") runs on loky
