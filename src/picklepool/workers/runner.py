@@ -61,6 +61,13 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
     key, data, _label, call = spec
     if isinstance(data, Frames):  # holds buffers in shared memory: mapped per batch
         return buffers.load(pickler, data)  # type: ignore[no-any-return]
+    if key is not None:  # kept from an earlier batch (the usual case): no closures made
+        found: _Kept | None = objects.get(("func", key))
+        if found is not None and (
+            found.call == call or (found.baseline is not None and not found.baseline.changed())
+        ):
+            found.call = call
+            return found.func  # type: ignore[no-any-return]
 
     def build() -> Any:
         if isinstance(data, bytes):
