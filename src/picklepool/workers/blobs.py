@@ -79,6 +79,20 @@ def attached(blobs: Mapping[str, Any] | None) -> Iterator[None]:
         _attached.reset(token)
 
 
+def attach(blobs: Mapping[str, Any] | None) -> Any:
+    """:func:`attached` without a context manager: the token for :func:`detach`, or None
+    when there is nothing to change (no blobs, and none visible already: a loky batch's)."""
+    if blobs is None and _attached.get() is None:
+        return None
+    return _attached.set(blobs)
+
+
+def detach(token: Any) -> None:
+    """Undo :func:`attach`."""
+    if token is not None:
+        _attached.reset(token)
+
+
 def read_blob(ref: str | BlobRef) -> Any:
     """The data a reference names (see the module docstring): bytes, or a ``FrameFile``.
 

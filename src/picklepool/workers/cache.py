@@ -37,6 +37,15 @@ class ByteLRU:
     def nbytes(self) -> int:
         return self._nbytes
 
+    def get(self, key: Any) -> Any:
+        """The entry for *key* (now the most recently used), or None if it is missing."""
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None:
+                return None
+            self._data.move_to_end(key)
+            return hit[0]
+
     def get_or_build(self, key: Any, nbytes: int, build: Callable[[], Any]) -> Any:
         """Return the entry for *key*, calling *build* once if it is missing."""
         with self._lock:

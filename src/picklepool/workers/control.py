@@ -105,7 +105,7 @@ def watch_parent() -> None:
     same thread looks after the batches ``workers.handback`` watches.
     """
     global _watching
-    if _watching == os.getpid():
+    if _watching is not None:  # (a forked child forgets it: _forget_watch)
         return
     _watching = os.getpid()
     parent = os.getppid()
@@ -119,6 +119,15 @@ def watch_parent() -> None:
             handback.check()  # an Executor's calls a long one keeps waiting go back
 
     threading.Thread(target=watch, name="picklepool-parent-watch", daemon=True).start()
+
+
+def _forget_watch() -> None:
+    global _watching
+    _watching = None  # a forked child has no watching thread: its first batch starts one
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_watch)
 
 
 def _kill_children() -> None:

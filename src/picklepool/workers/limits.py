@@ -11,22 +11,27 @@ import sys
 
 from ..wire import WorkerLimits
 
-_applied: tuple[int, int] | None = None  # (threads, len(sys.modules)) at the last apply
+# (threads, len(sys.modules)) when the limit was last applied, or found not needed yet
+_applied: tuple[int, int] | None = None
 
 
 def before_batch(limits: WorkerLimits) -> None:
     """Limit this worker's thread pools: once per setting and import wave, not per task."""
     global _applied
     n = limits.threads
-    if n is None or _applied == (n, len(sys.modules)):
+    if n is None:
         return
-    if not any(name in sys.modules for name in NATIVE_POOLS):
+    now = (n, len(sys.modules))
+    if _applied == now:
+        return
+    if sys.modules.keys().isdisjoint(NATIVE_POOLS):
         # Nothing with a thread pool of its own loaded yet: the variables loky set at
         # the worker's start (OMP_NUM_THREADS...) limit whatever loads later, as in a
         # joblib worker. threadpoolctl (over 20 ms to import) waits until it can matter.
+        _applied = now  # looked again after the next import
         return
     limit_threads(n)
-    _applied = (n, len(sys.modules))
+    _applied = now
 
 
 # Packages that load BLAS or OpenMP thread pools (threadpoolctl's targets) on import.

@@ -75,12 +75,15 @@ def apply(state: ParentState) -> None:
         except OSError:  # the parent's folder is not there for this worker (another machine)
             pass
     digits = state.int_max_str_digits  # 0: no limit; -1: the parent's Python has none
-    if digits >= 0 and getattr(sys, "get_int_max_str_digits", lambda: digits)() != digits:
+    if digits >= 0 and _int_max_str_digits is not None and _int_max_str_digits() != digits:
         sys.set_int_max_str_digits(digits)
     _apply_numeric(state.numeric)
     if state.umask >= 0:
         os.umask(state.umask)  # one system call; a task may have changed it
     _applied = state
+
+
+_int_max_str_digits = getattr(sys, "get_int_max_str_digits", None)  # Python >= 3.11
 
 
 def umask() -> int:
@@ -160,17 +163,58 @@ def numeric_state() -> tuple[Any, Any]:
     return (None if dec == _DECIMAL_DEFAULT else dec, None if err == _NUMPY_DEFAULT else err)
 
 
+def _decimal_is(decimal: Any, want: tuple[Any, ...]) -> bool:
+    """Whether this thread's decimal context is *want* (as :func:`_decimal_now` gives it).
+
+    Read in one C call (the context's ``__reduce__``: its fields, flags and traps),
+    compared with that of a context made once per setting; reading the traps item by
+    item, as :func:`_decimal_now` does, costs four times as much.
+    """
+    global _decimal_made
+    made = _decimal_made
+    if made is None or made[0] is not decimal or made[1] != want:
+        prec, rounding, emin, emax, capitals, clamp, traps = want
+        context = decimal.Context(
+            prec, rounding, emin, emax, capitals, clamp, flags=[], traps=[getattr(decimal, n) for n in traps]
+        )
+        made = _decimal_made = (decimal, want, context.__reduce__()[1])
+    now = decimal.getcontext().__reduce__()[1]  # (prec, rounding, Emin, Emax, capitals, clamp, flags, traps)
+    expected = made[2]
+    return bool(now[7] == expected[7] and now[:6] == expected[:6])
+
+
+# (decimal module, a setting as _decimal_now gives it, its context's __reduce__ arguments)
+_decimal_made: tuple[Any, tuple[Any, ...], tuple[Any, ...]] | None = None
+
+
+def _numpy_errors_var(numpy: Any) -> Any:
+    """numpy's context variable of its error handling (numpy >= 2), or None.
+
+    ``np.seterr`` and ``np.errstate`` set a new, immutable object in it: while the
+    variable holds the object checked last, the handling is the one checked then.
+    """
+    config = sys.modules.get("numpy._core._ufunc_config")
+    var = getattr(config, "_extobj_contextvar", None)
+    return var if isinstance(var, contextvars.ContextVar) else None
+
+
+# (the error handling wanted, the object numpy's variable held when it was that) or None
+_numpy_checked: tuple[Any, Any] | None = None
+
+
 def _apply_numeric(numeric: tuple[Any, Any]) -> None:
     """Make this thread's decimal context and numpy error handling those of *numeric*.
 
     Compared with the thread itself: a task that changed them does not change
     what the next batch sees. A module neither side uses is not imported.
     """
+    global _numpy_checked
     dec, err = numeric
-    if dec is not None or "decimal" in sys.modules:
-        decimal = importlib.import_module("decimal")
+    modules = sys.modules
+    if dec is not None or "decimal" in modules:
+        decimal = modules.get("decimal") or importlib.import_module("decimal")
         want = _DECIMAL_DEFAULT if dec is None else dec
-        if _decimal_now(decimal) != want:
+        if not _decimal_is(decimal, want):
             prec, rounding, emin, emax, capitals, clamp, traps = want
             decimal.setcontext(
                 decimal.Context(
@@ -184,13 +228,18 @@ def _apply_numeric(numeric: tuple[Any, Any]) -> None:
                     traps=[getattr(decimal, name) for name in traps],
                 )
             )
-    if err is not None or "numpy" in sys.modules:
-        numpy = importlib.import_module("numpy")
+    if err is not None or "numpy" in modules:
+        numpy = modules.get("numpy") or importlib.import_module("numpy")
         if not hasattr(numpy, "geterr"):  # numpy half-imported by a failed import
             return
         want_err = _NUMPY_DEFAULT if err is None else err
+        var = _numpy_errors_var(numpy)
+        checked = _numpy_checked
+        if var is not None and checked is not None and checked[1] is var.get(None) and checked[0] == want_err:
+            return  # the very object found (or set) last time with this handling
         if tuple(sorted(numpy.geterr().items())) != want_err:
             numpy.seterr(**dict(want_err))
+        _numpy_checked = (want_err, var.get(None)) if var is not None else None
 
 
 @contextlib.contextmanager

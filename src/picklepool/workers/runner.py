@@ -11,7 +11,6 @@ imports nothing of ``picklepool.executor``: a worker never loads the front end.
 
 from __future__ import annotations
 
-import contextlib
 import pickle
 import traceback
 from collections.abc import Callable
@@ -23,20 +22,29 @@ from ..errors import TaskTimeoutError
 from ..pickler.buffers import Frames
 from ..wire import Batch, Cancelled, Failure, FreedAfterSending, FuncSpec, NumericState, TaskFailed
 from . import buffers, changes, control, joblibnest, mirror, prologue, replies, warmheap
-from .blobs import MissingBlobs, attached, blob_size, collecting_missing, read_blob
+from .blobs import MissingBlobs, attach, blob_size, collecting_missing, detach, read_blob
 from .cache import objects
 from .limits import before_batch
 from .memory import after_batch, retire
 from .tasks import can_alarm, execute, execute_isolated, execute_watched
 
-# Batches pickled in at least this many bytes (or through files or a stream) free their
-# arguments after the reply is sent (wire.FreedAfterSending: ~8 us more per reply; freeing
-# a 1M-item list takes ~10 ms).
+# Batches pickled in at least this many bytes (or through files or a stream), or whose reply
+# is, free their arguments and results after the reply is sent (wire.FreedAfterSending: ~8 us
+# more per reply; freeing a 1M-item list takes ~10 ms).
 FREE_AFTER_SENDING = 64 << 10
 
 
 def _pickler(header: bytes) -> Any:
-    return objects.get_or_build(("header", header), len(header), lambda: pickle.loads(header))
+    global _last_pickler
+    last = _last_pickler
+    if last is not None and last[0] == header:  # the call's pickler, as for the batch before
+        return last[1]
+    pickler = objects.get_or_build(("header", header), len(header), lambda: pickle.loads(header))
+    _last_pickler = (header, pickler)
+    return pickler
+
+
+_last_pickler: tuple[bytes, Any] | None = None  # (header, pickler) of the last batch
 
 
 class _Kept:
@@ -53,6 +61,13 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
     key, data, _label, call = spec
     if isinstance(data, Frames):  # holds buffers in shared memory: mapped per batch
         return buffers.load(pickler, data)  # type: ignore[no-any-return]
+    if key is not None:  # kept from an earlier batch (the usual case): no closures made
+        found: _Kept | None = objects.get(("func", key))
+        if found is not None and (
+            found.call == call or (found.baseline is not None and not found.baseline.changed())
+        ):
+            found.call = call
+            return found.func  # type: ignore[no-any-return]
 
     def build() -> Any:
         if isinstance(data, bytes):
@@ -108,47 +123,67 @@ def run_batch(batch: Batch) -> Any:
         mirror.apply(parent)
     status = view.status if view is not None else [0, -1, 0, 0, -1]
     status[0], status[1], status[2], status[3], status[4] = batch.call_id, first, 0, control.LOADING, -1
-    with attached(batch.attachment):
+    tasks = batch.tasks
+    token = attach(batch.attachment)
+    try:
         try:
             fns = [_function(pickler, spec) for spec in batch.functions]
         except BaseException as exc:  # noqa: BLE001
             return _load_failure("function", first, ", ".join(s[2] for s in batch.functions), exc, status)
         try:
-            fidx, args, kwargs = buffers.load(pickler, batch.tasks)
+            fidx, args, kwargs = buffers.load(pickler, tasks)
         except BaseException as exc:  # noqa: BLE001
             return _load_failure("arguments", first, "", exc, status)
+    finally:
+        detach(token)
     status[1], status[3] = -1, control.RUNNING
     limits, timeout = batch.limits, batch.timeout
     if limits is not None:
         before_batch(limits)  # thread limits, once per setting
     nest = joblibnest.enter()  # joblib code in the tasks nests as in a joblib worker
-    scope = mirror.numeric_applied(numeric) if numeric is not None else contextlib.nullcontext()
     try:
-        with scope:
-            if batch.isolate:  # picklepool.Executor: no timeout, every task runs
-                outcome = execute_isolated(
-                    fns, fidx, args, kwargs, first, view, batch.call_id, batch.single_arg, batch.splittable
-                )
-            elif timeout is not None and (view is None or not can_alarm()):
-                outcome = execute_watched(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
-            else:
-                outcome = execute(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
+        if numeric is None:
+            outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
+        else:
+            with mirror.numeric_applied(numeric):
+                outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
     finally:
         joblibnest.leave(nest)
     if type(outcome) is TaskFailed and isinstance(outcome.error, TaskTimeoutError) and lokycompat.depth():
         retire()  # replaced by loky after this reply; the rest of the pool is untouched
     status[1], status[2], status[3] = first, 0, control.DUMPING
-    reply = replies.dump(pickler, outcome, first, batch.tasks, batch.isolate)
+    reply = replies.dump(pickler, outcome, first, tasks, batch.isolate)
     status[1], status[3] = -1, control.RUNNING
     if limits is not None and limits.max_memory is not None:
         del args, kwargs, outcome
         after_batch(limits, batch.session)  # RSS check; may ask loky to recycle this worker
         return reply
-    if isinstance(batch.tasks, Frames) or len(batch.tasks) >= FREE_AFTER_SENDING:
+    if _large(tasks) or type(reply) is not bytes or len(reply) >= FREE_AFTER_SENDING:
         # Large arguments (and results) are freed once the reply is on its way, not before;
         # the memory they took stays with the worker for the next batch (workers.warmheap).
         return FreedAfterSending(reply, (args, kwargs, outcome), warmheap.keep_warm)
     return reply
+
+
+def _execute(batch: Batch, fns: list[Any], fidx: Any, args: Any, kwargs: Any, view: Any, timeout: Any) -> Any:
+    first = batch.first
+    if batch.isolate:  # picklepool.Executor: no timeout, every task runs
+        return execute_isolated(
+            fns, fidx, args, kwargs, first, view, batch.call_id, batch.single_arg, batch.splittable
+        )
+    if timeout is not None and (view is None or not can_alarm()):
+        return execute_watched(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
+    return execute(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
+
+
+def _large(tasks: Any) -> bool:
+    """Whether a batch's arguments came in at least ``FREE_AFTER_SENDING`` bytes, or through
+    files or a stream (``Frames`` of only a small pickle, which carry the results' folder
+    on one machine, are small)."""
+    if type(tasks) is Frames:
+        data = tasks.data
+        return bool(tasks.refs) or type(data) is not bytes or len(data) >= FREE_AFTER_SENDING
+    return isinstance(tasks, Frames) or len(tasks) >= FREE_AFTER_SENDING
 
 
 # What a task on a dask worker runs its own calls with when it does not say: the cluster

@@ -1,0 +1,241 @@
+"""The per-batch checks that skip work still see every change, in this process.
+
+``workers.mirror.apply`` compares the process itself with the state sent, through
+shortcuts (the decimal context read in one call, numpy's error handling by the
+object numpy holds): a task's change to its worker, and a parent's change, must
+both be undone or applied by the next batch. So must the runner's and the thread
+limits' caches, and the lane's own framing must match ``Connection``'s.
+"""
+
+from __future__ import annotations
+
+import decimal
+import os
+import pickle
+import socket
+import sys
+import threading
+from multiprocessing.connection import Connection
+
+import pytest
+
+from picklepool.executor.dispatch import parent_state
+from picklepool.workers import mirror
+
+
+@pytest.fixture
+def restored(monkeypatch, tmp_path):
+    """This process's state as it was after the test (apply() changes the process)."""
+    path, cwd, limit = list(sys.path), os.getcwd(), sys.getrecursionlimit()
+    context = decimal.getcontext().copy()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    np = sys.modules.get("numpy")
+    errors = np.geterr() if np is not None else None
+    monkeypatch.setattr(mirror, "_applied", None)
+    yield tmp_path
+    sys.path[:] = path
+    os.chdir(cwd)
+    sys.setrecursionlimit(limit)
+    decimal.setcontext(context)
+    os.umask(mask)
+    if errors is not None:
+        np.seterr(**errors)
+
+
+def test_a_tasks_changes_are_undone_by_the_next_batch_of_the_same_state(restored):
+    state = parent_state(2)
+    mirror.apply(state)
+    # what a task may do to its worker
+    sys.path.insert(0, str(restored))
+    sys.path[1:2] = ["/nowhere/else"]  # an entry replaced: sys.path keeps its length
+    os.chdir(restored)
+    sys.setrecursionlimit(state.recursion_limit + 123)
+    decimal.getcontext().prec = 5
+    decimal.getcontext().traps[decimal.Inexact] = True
+    os.umask(0o077)
+    mirror.apply(state)  # the very object applied last
+    assert tuple(sys.path[: len(state.sys_path)]) == state.sys_path
+    assert os.getcwd() == state.cwd
+    assert sys.getrecursionlimit() == state.recursion_limit
+    assert mirror.numeric_state()[0] == state.numeric[0]
+    assert not decimal.getcontext().traps[decimal.Inexact]
+    assert mirror.umask() == state.umask
+    # in place again, then an equal state (a new object each batch, as unpickled)
+    decimal.getcontext().Emax = 99
+    decimal.getcontext().traps[decimal.Overflow] = False
+    mirror.apply(pickle.loads(pickle.dumps(state)))
+    assert mirror.numeric_state()[0] == state.numeric[0]
+
+
+def test_a_parents_change_is_applied_by_the_next_batch(restored):
+    default = parent_state(2)
+    mirror.apply(default)
+    with decimal.localcontext() as ctx:
+        ctx.prec, ctx.rounding = 40, decimal.ROUND_DOWN
+        ctx.traps[decimal.Inexact] = True
+        changed = parent_state(2)
+    assert changed.numeric[0] is not None
+    mirror.apply(changed)
+    now = decimal.getcontext()
+    assert (now.prec, now.rounding, bool(now.traps[decimal.Inexact])) == (40, decimal.ROUND_DOWN, True)
+    mirror.apply(pickle.loads(pickle.dumps(default)))  # the default again
+    assert mirror.numeric_state()[0] is None
+
+
+def test_numpy_error_handling_a_task_changed_is_put_back(restored):
+    np = pytest.importorskip("numpy")
+    state = parent_state(2)
+    mirror.apply(state)
+    np.seterr(divide="raise")  # a task's: numpy holds a new object now
+    mirror.apply(state)
+    assert np.geterr()["divide"] == "warn"
+    with np.errstate(over="raise"):  # inside a task's block
+        mirror.apply(state)
+        assert np.geterr()["over"] == "warn"
+    mirror.apply(state)
+    assert np.geterr()["over"] == "warn"
+
+
+def test_a_parents_numpy_change_is_applied_while_the_worker_holds_the_same_object(restored):
+    np = pytest.importorskip("numpy")
+    mirror.apply(parent_state(2))  # checked: the worker's object is the default handling
+    raising = parent_state(
+        2, numeric=(None, (("divide", "raise"), ("invalid", "warn"), ("over", "warn"), ("under", "ignore")))
+    )
+    mirror.apply(raising)  # the same object in numpy's variable, another handling wanted
+    assert np.geterr()["divide"] == "raise"
+    mirror.apply(parent_state(2, numeric=(None, None)))
+    assert np.geterr()["divide"] == "warn"
+
+
+def test_numpy_error_handling_of_another_thread_is_checked_there(restored):
+    np = pytest.importorskip("numpy")
+    state = parent_state(2, numeric=(None, None))
+    mirror.apply(state)
+    seen = []
+
+    def other():
+        np.seterr(invalid="raise")  # this thread's own context
+        mirror._apply_numeric(state.numeric)
+        seen.append(np.geterr()["invalid"])
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert seen == ["warn"]
+
+
+def test_the_decimal_check_matches_reading_the_context_item_by_item(restored):
+    want = mirror._DECIMAL_DEFAULT
+    decimal.setcontext(decimal.Context())
+    assert mirror._decimal_is(decimal, want) == (mirror._decimal_now(decimal) == want)
+    for change in (
+        lambda c: setattr(c, "prec", 7),
+        lambda c: setattr(c, "rounding", decimal.ROUND_UP),
+        lambda c: setattr(c, "Emin", -5),
+        lambda c: setattr(c, "capitals", 0),
+        lambda c: setattr(c, "clamp", 1),
+        lambda c: c.traps.__setitem__(decimal.Underflow, True),
+        lambda c: c.traps.__setitem__(decimal.DivisionByZero, False),
+    ):
+        decimal.setcontext(decimal.Context(*decimal.DefaultContext.__reduce__()[1][:6], flags=[], traps=[]))
+        mirror._apply_numeric((None, None))
+        assert mirror._decimal_is(decimal, want)
+        change(decimal.getcontext())
+        assert not mirror._decimal_is(decimal, want)
+        mirror._apply_numeric((None, None))
+        assert mirror._decimal_is(decimal, want) and mirror._decimal_now(decimal) == want
+    decimal.getcontext().flags[decimal.Inexact] = True  # flags are not mirrored
+    assert mirror._decimal_is(decimal, want)
+
+
+def test_the_pure_python_decimal_module_is_checked_too():
+    import _pydecimal
+
+    want = mirror._DECIMAL_DEFAULT
+    _pydecimal.setcontext(
+        _pydecimal.Context(
+            traps=[_pydecimal.InvalidOperation, _pydecimal.DivisionByZero, _pydecimal.Overflow]
+        )
+    )
+    assert mirror._decimal_is(_pydecimal, want)
+    _pydecimal.getcontext().traps[_pydecimal.Inexact] = True
+    assert not mirror._decimal_is(_pydecimal, want)
+
+
+def test_the_last_pickler_is_kept_only_for_the_same_header():
+    import cloudpickle
+
+    from picklepool.pickler.base import StdlibPickler
+    from picklepool.pickler.hybrid import HybridPickler
+    from picklepool.workers import runner
+
+    one, two = cloudpickle.dumps(StdlibPickler()), cloudpickle.dumps(HybridPickler())
+    first = runner._pickler(one)
+    assert type(first) is StdlibPickler and runner._pickler(bytes(one)) is first
+    other = runner._pickler(two)
+    assert type(other) is HybridPickler
+    assert runner._pickler(one) is first  # (from the cache of rebuilt objects)
+
+
+def test_a_small_batch_with_a_large_reply_keeps_its_outcome_until_sent():
+    import cloudpickle
+
+    from picklepool.pickler.base import StdlibPickler
+    from picklepool.pickler.buffers import Frames
+    from picklepool.wire import Batch, FreedAfterSending
+    from picklepool.workers import runner
+
+    pickler = StdlibPickler()
+    header = cloudpickle.dumps(pickler)
+    fn = (None, pickler.dumps(list), "list", "t")
+
+    def run(n):
+        tasks = Frames(pickler.dumps((0, [(range(n),)], None)), (), None, "c")
+        return runner.run_batch(Batch(1, None, header, (fn,), tasks, 0, None, None, None))
+
+    assert type(run(3)) is bytes  # a Frames of a small pickle: nothing kept
+    large = run(100_000)  # small arguments, a large result: freed after the reply is sent
+    assert type(large) is FreedAfterSending and large.keep[2].values[0] == list(range(100_000))
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, 16_383, 16_384, 70_000, 1 << 20])
+def test_the_lanes_framing_is_connections(size):
+    from picklepool.workers import lane
+
+    a, b = socket.socketpair()
+    parent, worker = Connection(a.detach()), Connection(b.detach())
+    try:
+        payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        sender = threading.Thread(target=parent.send_bytes, args=(payload,))
+        sender.start()  # (a large message fills the socket: read while it is written)
+        assert lane._receive(worker.fileno()) == payload
+        sender.join()
+        replier = threading.Thread(target=lane._send, args=(worker.fileno(), lane.STAYING, payload))
+        replier.start()
+        assert parent.recv_bytes() == lane.STAYING + payload
+        replier.join()
+    finally:
+        parent.close()
+        worker.close()
+
+
+def test_the_lane_reads_a_message_written_in_pieces():
+    from picklepool.workers import lane
+
+    a, b = socket.socketpair()
+    try:
+        whole = (5).to_bytes(4, "big") + b"hello"
+        out = []
+        reader = threading.Thread(target=lambda: out.append(lane._receive(b.fileno())))
+        reader.start()
+        for i in range(len(whole)):
+            a.sendall(whole[i : i + 1])
+        reader.join()
+        assert out == [b"hello"]
+        a.close()
+        with pytest.raises(EOFError):
+            lane._receive(b.fileno())
+    finally:
+        b.close()
