@@ -213,10 +213,12 @@ def test_a_call_sent_behind_one_that_waits_for_it_is_given_back_and_runs_elsewhe
         assert other.result() == "released"
 
 
-def until_given_back(runs):
+def until_given_back(runs, started):
     from picklepool.workers import control
 
     runs.append("long")
+    with open(started, "w"):  # tells the test the call runs (its batch was made)
+        pass
     (view,) = control._views.values()
     for _ in range(3000):  # its worker gave back the calls behind it: return at once
         if view.status[4] >= 0:
@@ -236,9 +238,13 @@ def test_calls_given_back_run_once_each_whichever_side_sees_it_first(tmp_path):
     with multiprocessing.Manager() as manager, Executor(max_workers=2) as ex:
         runs = manager.list()
         release, other, other_gate = one_worker_idle_one_busy(ex, tmp_path)
+        started = Gate(tmp_path, "long")
         first = ex.submit(counted, runs, 1)  # alone, to the idle worker
-        futures = [ex.submit(until_given_back, runs)] + [ex.submit(counted, runs, x) for x in range(2, 8)]
+        futures = [ex.submit(until_given_back, runs, started.path)]
+        futures += [ex.submit(counted, runs, x) for x in range(2, 8)]
         release.set()  # the long call goes with the next three, the other three together
+        with open(started.path) as f:  # the batches are made while the other worker is busy:
+            f.read()  # were it free, the long call would go alone (nothing behind it to give back)
         other_gate.open()
         assert first.result() == 1 and other.result() == "released"
         assert [f.result() for f in futures] == ["long"] + [x * x for x in range(2, 8)]
