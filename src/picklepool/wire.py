@@ -41,8 +41,9 @@ class WorkerLimits(NamedTuple):
 class ParentState(NamedTuple):
     """The parent's process state a task's outcome depends on, mirrored by workers.
 
-    Applied by ``workers.mirror`` before a batch runs, and only when it differs
-    from what the worker last applied (a tuple comparison per batch).
+    Applied by ``workers.mirror`` before each batch runs: each part is compared with
+    the worker process as it is then (a task may have changed it), and set where it
+    differs.
     """
 
     sys_path: tuple[str, ...]  # where imports are found (entries the parent added later)

@@ -258,3 +258,35 @@ def test_no_int_digit_limit_in_the_parent_is_no_limit_in_the_workers():
         assert Parallel(n_jobs=2)(delayed(digits_of)(10_000) for _ in range(2)) == [10_001, 10_001]
     assert out == [0, 0]
     assert Parallel(n_jobs=2)(delayed(int_digit_limit)(i) for i in range(2)) == [old, old]
+
+
+def test_the_numeric_state_read_in_the_parent_follows_every_change():
+    # numeric_state keeps what it read while the context looks the same (decimal's
+    # __reduce__, numpy's context variable): each change is still read at once
+    decimal = pytest.importorskip("decimal")
+    np = pytest.importorskip("numpy")
+    from picklepool.workers import mirror
+
+    def fresh():
+        dec = mirror._decimal_now(decimal)
+        err = tuple(sorted(np.geterr().items()))
+        return (None if dec == mirror._DECIMAL_DEFAULT else dec, None if err == mirror._NUMPY_DEFAULT else err)
+
+    seen = [mirror.numeric_state()]
+    with decimal.localcontext() as ctx:
+        ctx.prec = 7
+        seen.append(mirror.numeric_state())
+        ctx.traps[decimal.Inexact] = True  # changed in place: the same context object
+        seen.append(mirror.numeric_state())
+        assert seen[-1] == fresh() and "Inexact" in seen[-1][0][6]
+        with np.errstate(divide="raise"):
+            seen.append(mirror.numeric_state())
+            assert seen[-1] == fresh() and ("divide", "raise") in seen[-1][1]
+        old = np.seterr(over="raise")
+        try:
+            assert mirror.numeric_state() == fresh()
+        finally:
+            np.seterr(**old)
+        assert mirror.numeric_state() == fresh()
+    assert mirror.numeric_state() == fresh() == seen[0] == (None, None)
+    assert seen[1][0][0] == 7 and seen[1][1] is None

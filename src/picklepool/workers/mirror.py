@@ -157,10 +157,55 @@ def numeric_state() -> tuple[Any, Any]:
     are the defaults).
     """
     decimal = sys.modules.get("decimal")
-    dec = _decimal_now(decimal) if decimal is not None else None
+    dec = _decimal_read(decimal) if decimal is not None else None
     numpy = sys.modules.get("numpy")
-    err = tuple(sorted(numpy.geterr().items())) if numpy is not None and hasattr(numpy, "geterr") else None
+    err = _numpy_read(numpy) if numpy is not None and hasattr(numpy, "geterr") else None
     return (None if dec == _DECIMAL_DEFAULT else dec, None if err == _NUMPY_DEFAULT else err)
+
+
+# the context's __reduce__ arguments (traps as a tuple) -> _decimal_now's form of it
+_decimal_seen: dict[Any, tuple[Any, ...]] = {}
+
+
+def _decimal_read(decimal: Any) -> tuple[Any, ...]:
+    """:func:`_decimal_now`, from the context's ``__reduce__`` (one C call) once a setting was seen.
+
+    Every call of every ``Parallel`` reads it: reading the traps item by item costs
+    four times as much.
+    """
+    try:
+        args = decimal.getcontext().__reduce__()[1]  # (prec, rounding, Emin, Emax, capitals, clamp, flags, traps)
+        key = (args[:6], tuple(args[7]))
+        hit = _decimal_seen.get(key)
+    except Exception:  # noqa: BLE001 - a decimal module of another shape: read it field by field
+        return _decimal_now(decimal)
+    if hit is None:
+        if len(_decimal_seen) >= 32:
+            _decimal_seen.clear()
+        hit = _decimal_seen[key] = _decimal_now(decimal)
+    return hit
+
+
+# (the object numpy's error-handling variable held, numpy.geterr() then, sorted)
+_numpy_seen: tuple[Any, tuple[Any, ...]] | None = None
+
+
+def _numpy_read(numpy: Any) -> tuple[Any, ...]:
+    """``sorted(numpy.geterr().items())``, kept while numpy's variable holds the same object
+    (:func:`_numpy_errors_var`; every change puts a new one there)."""
+    global _numpy_seen
+    var = _numpy_errors_var(numpy)
+    try:
+        held = var.get() if var is not None else None  # its default too: numpy's own handling
+    except LookupError:
+        held = None
+    seen = _numpy_seen
+    if held is not None and seen is not None and seen[0] is held:
+        return seen[1]
+    err = tuple(sorted(numpy.geterr().items()))
+    if held is not None:
+        _numpy_seen = (held, err)
+    return err
 
 
 def _decimal_is(decimal: Any, want: tuple[Any, ...]) -> bool:
