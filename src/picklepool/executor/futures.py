@@ -30,6 +30,7 @@ import functools
 import gc
 import itertools
 import math
+import os
 import queue
 import threading
 import time
@@ -49,7 +50,7 @@ from ..settings import NOT_SET, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
 from ..workers import mirror
 from ..workers.prologue import initialize, start_pool_worker
-from . import gil, limits
+from . import gil, limits, reaper
 from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
@@ -65,6 +66,47 @@ _WAKE = object()
 # shutdown still runs them, as the standard library's does; each is let go (and can
 # be collected, which gives its workers back) once it is idle.
 _busy: set[Executor] = set()
+_exiting = False  # the interpreter is exiting (_drain_at_exit ran): no executor takes work
+_hooked: int | None = None  # the process that registered _drain_at_exit
+
+
+def _drain_at_exit() -> None:
+    """The interpreter exits: every executor runs what was submitted to it, then takes no more.
+
+    As the standard library's exit hook (``concurrent.futures.process._python_exit``),
+    which lets each executor's manager thread finish its pending work. Runs before
+    loky's own hook and before ``reaper`` stops the pools (their workers would
+    otherwise be stopped with calls still queued here), and before
+    ``multiprocessing`` terminates the workers of an executor's own pool.
+    """
+    global _exiting
+    if lokycompat.depth() >= 1:
+        return  # a worker's exit does not wait for its nested executors (executor.reaper)
+    _exiting = True
+    for executor in list(_busy):
+        try:
+            executor.shutdown(wait=True)
+        except Exception:  # noqa: BLE001 - at exit: drain the others anyway
+            pass
+
+
+def _hook_exit() -> None:
+    """Register :func:`_drain_at_exit`, once per process."""
+    global _hooked
+    if _hooked == os.getpid():
+        return
+    _hooked = os.getpid()
+    reaper.before_stop_at_exit(_drain_at_exit)  # before the pools it stops
+    lokycompat.before_loky_exit(_drain_at_exit)  # before loky's hook, and with no loky pool
+
+
+def _forget_in_child() -> None:
+    """In a forked child: the parent's executors are not this process's to drain."""
+    _busy.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class _Work:
@@ -197,6 +239,7 @@ class Executor(_StdExecutor):
         self._initializer, self._initargs = initializer, initargs
         env = limits.worker_env(s.inner_max_num_threads, s.n_workers)
         backend: Backend
+        _hook_exit()
         if own_context is None:  # workers started fresh, as "spawn" does: the warm pool
             _refuse_at_exit()
             backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
@@ -287,8 +330,8 @@ class Executor(_StdExecutor):
                 raise BrokenProcessPool(str(self._broken)) from self._broken.__cause__
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown of this picklepool.Executor")
-            if isinstance(self._channel.backend, LokyBackend):
-                _refuse_at_exit()
+            if _exiting or isinstance(self._channel.backend, LokyBackend):
+                _refuse_at_exit()  # every executor, as the standard library's
             work.index = self._next_call
             self._next_call += len(work.items) - 2 * work.strip
             self._queue.append(work)
@@ -596,7 +639,19 @@ class Executor(_StdExecutor):
         self._splittable.clear()
 
     def _finish(self, batch: Pending) -> None:
-        """A batch came back: each submission's future gets its result or exception."""
+        """A batch came back: each submission's future gets its result or exception.
+
+        Then the batch lets go of the calls and of its loky future (whose callback
+        holds the batch: a cycle), so a submitted function, its arguments and its
+        result are freed as soon as the caller drops them, by reference counting
+        alone, as with the standard library's executor (CPython issue 16284).
+        """
+        try:
+            self._deliver(batch)
+        finally:
+            batch.items = batch.numbering = batch.future = None
+
+    def _deliver(self, batch: Pending) -> None:
         if self._channel.inflight.pop(batch.seq, None) is None:
             return  # given up on already (a stalled pool, see _check)
         works = self._works.pop(batch.seq)
@@ -648,7 +703,6 @@ class Executor(_StdExecutor):
                 w.future.set_exception(self._error(w.index, w.items[0], mine[0]))
             else:
                 w.future.set_result(mine[0])
-        batch.items = None
 
     def _naming(self) -> _Naming:
         """How this executor's errors name tasks: by call index; an own Executor says which."""
@@ -767,7 +821,7 @@ class _Numbering:
 
 def _refuse_at_exit() -> None:
     """``RuntimeError`` if the interpreter is exiting: the warm pool cannot start or take work."""
-    if lokycompat.interpreter_exiting():
+    if _exiting or lokycompat.interpreter_exiting():
         raise RuntimeError(  # the standard library's words, then what to do
             "cannot schedule new futures after interpreter shutdown: a picklepool.Executor was "
             "used while the interpreter is exiting (from an atexit handler, or a __del__ run at "
@@ -892,7 +946,9 @@ def _results(
 ) -> Iterator[Any]:
     """Yield the results of *futures* in order, submitting one of *more* before each.
 
-    Closed early (or on an error): the futures not read are cancelled.
+    Closed early (or on an error): the futures not read are cancelled. Neither this
+    generator nor the futures it read keep a result once it is yielded (CPython
+    issue 14406): a caller that drops each result frees it.
     """
     try:
         while futures:
@@ -901,13 +957,16 @@ def _results(
                 if nxt is not None:
                     futures.append(nxt)
             fut = futures[0]
-            value = fut.result() if end is None else fut.result(end - time.monotonic())
+            held = [fut.result() if end is None else fut.result(end - time.monotonic())]
             futures.popleft()
-            del fut
+            del fut  # the last reference to the future, and through it to its result
             if chunked:
-                yield from value
+                chunk = held.pop()  # its results, popped as they are yielded
+                chunk.reverse()
+                while chunk:
+                    yield chunk.pop()
             else:
-                yield value
+                yield held.pop()
     finally:
         for fut in futures:
             fut.cancel()
