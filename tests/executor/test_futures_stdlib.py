@@ -614,3 +614,72 @@ def test_submit_while_the_interpreter_exits_raises_on_every_pool(cls, method, kw
     done = run_python(_SUBMIT_AT_EXIT.format(cls=cls, method=method, kwargs=kwargs))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("RuntimeError: cannot schedule new futures after"), done.stdout
+
+
+_SHARED: list = []  # set in each worker by keep_shared, the initializer
+
+
+def keep_shared(queue, counter):
+    _SHARED[:] = [queue, counter]
+
+
+def report_to_shared(x):
+    queue, counter = _SHARED
+    with counter.get_lock():
+        counter.value += 1
+    queue.put(x * x)
+    return x
+
+
+def fail_with_shared(queue):
+    queue.put("initializer ran")
+    raise ValueError("error in initializer")
+
+
+def _contexts():
+    # not "forkserver": its server process outlives the test (as multiprocessing keeps it)
+    return [None, *(m for m in ("spawn", "fork") if m in multiprocessing.get_all_start_methods())]
+
+
+@pytest.mark.parametrize(
+    ("cls", "method", "kwargs"),
+    [
+        (ProcessPoolExecutor, None, {}),  # the stdlib's own, where cheap
+        *((Executor, method, {}) for method in _contexts()),
+        # (not the stdlib's: it hangs once a worker is replaced with tasks queued, gh-115634)
+        (Executor, "spawn", {"max_tasks_per_child": 2}),
+    ],
+    ids=str,
+)
+def test_initargs_may_hold_multiprocessing_queues_locks_and_values(cls, method, kwargs):
+    # ProcessPoolExecutor hands its initargs to each worker as it starts it, so they may
+    # hold objects that travel only by inheritance (CPython's FailingInitializer tests
+    # pass a Queue): they failed with "cannot send a multiprocessing.queues.Queue".
+    context = multiprocessing.get_context(method) if method else None
+    maker = context or multiprocessing
+    queue, counter = maker.Queue(), maker.Value("i", 0)
+    with cls(2, context, keep_shared, (queue, counter), **kwargs) as ex:
+        assert list(ex.map(report_to_shared, range(6))) == list(range(6))
+        assert ex.submit(report_to_shared, 6).result() == 6
+    assert sorted(queue.get(timeout=60) for _ in range(7)) == [i * i for i in range(7)]
+    assert counter.value == 7
+
+
+@pytest.mark.parametrize("method", _contexts())
+def test_a_failing_initializer_with_inherited_initargs_breaks_the_executor(method):
+    context = multiprocessing.get_context(method) if method else None
+    queue = (context or multiprocessing).Queue()
+    ex = Executor(2, context, fail_with_shared, (queue,))
+    with pytest.raises(BrokenProcessPool, match="fail_with_shared") as info:
+        ex.submit(square, 2).result()
+    assert "error in initializer" in str(info.value.__cause__)
+    with pytest.raises(BrokenProcessPool):
+        ex.submit(square, 2)
+    assert queue.get(timeout=60) == "initializer ran"  # the queue the worker inherited
+    ex.shutdown()
+
+
+def test_inherited_initargs_and_warm_only_options_raise():
+    lock = multiprocessing.get_context("spawn").Lock()
+    with pytest.raises(ValueError, match="initargs holding a multiprocessing queue, lock"):
+        Executor(1, None, keep_shared, (lock, None), idle_worker_timeout=10)

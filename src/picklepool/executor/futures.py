@@ -30,10 +30,12 @@ import functools
 import gc
 import itertools
 import math
+import multiprocessing
 import os
 import queue
 import threading
 import time
+import uuid
 import warnings
 import weakref
 from collections import deque
@@ -48,13 +50,13 @@ from ..errors import PicklingError, TaskExitError, WorkerCrashedError
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
-from ..workers import mirror
+from ..workers import inherited, mirror
 from ..workers.prologue import initialize, start_pool_worker
 from . import gil, limits, reaper
 from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
-from .contexts import pool_context, why_own_pool
+from .contexts import inherited_only, pool_context, why_own_pool
 from .dispatch import PROGRESS_POLL, Channel, YoungGarbage, parent_state
 from .functions import Column, describe_task, label
 from .mpbackend import MultiprocessingBackend
@@ -148,7 +150,10 @@ class Executor(_StdExecutor):
         globals as they were then; it is stopped by ``shutdown``.
     initializer, initargs: ``initializer(*initargs)`` runs once in each worker
         before its first task of this executor (again in each replacement worker).
-        ``TypeError`` if not callable. If it raises, the executor is broken:
+        ``TypeError`` if not callable. *initargs* holding ``multiprocessing`` queues,
+        locks, events or shared values (which travel only as a process starts, as
+        the standard library passes them) put the executor on a pool of its own
+        (``workers.inherited``). If it raises, the executor is broken:
         pending and later futures raise ``BrokenProcessPool`` naming it and its
         exception (the ``__cause__``, with the worker's traceback after it).
     max_tasks_per_child: None, or a positive int (``TypeError`` / ``ValueError``
@@ -210,13 +215,19 @@ class Executor(_StdExecutor):
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be a callable: Executor(initializer={initializer!r})")
         own_context = pool_context(mp_context, max_tasks_per_child)
+        # initargs that travel only as a process starts (a multiprocessing queue or lock, as
+        # ProcessPoolExecutor passes them): a pool of its own, started with them
+        inherit = initializer is not None and inherited_only(initargs)
+        if inherit and own_context is None:
+            # None: the platform's default, as the standard library (where the objects were made)
+            own_context = mp_context if mp_context is not None else multiprocessing.get_context()
         if own_context is not None:
             loky_only = {"max_worker_memory": max_worker_memory, "idle_worker_timeout": idle_worker_timeout}
             given = [f"{k}={v!r}" for k, v in loky_only.items() if v is not NOT_SET]
             if given:
                 raise ValueError(
                     f"Executor({', '.join(given)}) applies to picklepool's warm workers, not to the "
-                    f"pool of its own that {why_own_pool(mp_context, max_tasks_per_child)} needs; "
+                    f"pool of its own that {why_own_pool(mp_context, max_tasks_per_child, inherit)} needs; "
                     "drop it (max_tasks_per_child also bounds a leaking worker's life)"
                 )
         if max_workers is None and resolve("n_jobs")[1] == "default":
@@ -240,15 +251,20 @@ class Executor(_StdExecutor):
         env = limits.worker_env(s.inner_max_num_threads, s.n_workers)
         backend: Backend
         _hook_exit()
+        inherited_key = uuid.uuid4().hex if inherit else ""  # where its workers keep the initargs
         if own_context is None:  # workers started fresh, as "spawn" does: the warm pool
             _refuse_at_exit()
             backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
-        else:  # "fork", or max_tasks_per_child: a multiprocessing.Pool of its own
+        else:  # "fork", max_tasks_per_child or inherited initargs: a multiprocessing.Pool of its own
+            start: Callable[..., None] = start_pool_worker
+            start_args: tuple[Any, ...] = (env,)
+            if inherit:
+                start, start_args = inherited.start_worker, (env, inherited_key, tuple(initargs))
             backend = MultiprocessingBackend(
                 s.n_workers,
                 own_context,
-                start_pool_worker,
-                (env,),
+                start,
+                start_args,
                 max_tasks_per_child=max_tasks_per_child,
                 lazy=True,
             )
@@ -271,7 +287,10 @@ class Executor(_StdExecutor):
         self._prologue: list[Any] = []
         if initializer is not None:
             token = self._channel.functions.token  # the functions it sends carry it too
-            self._prologue = [(initialize, (token, initializer, tuple(initargs)), None)]
+            if inherit:  # the initargs are the worker's already
+                self._prologue = [(inherited.initialize, (token, inherited_key, initializer), None)]
+            else:
+                self._prologue = [(initialize, (token, initializer, tuple(initargs)), None)]
             self._initializer_label = label(initializer)
         self._lock = threading.Lock()
         # Held while a batch is sent and while the workers are stopped: a batch taken off
