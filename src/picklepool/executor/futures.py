@@ -95,11 +95,14 @@ def _drain_at_exit() -> None:
 def _hook_exit() -> None:
     """Register :func:`_drain_at_exit`, once per process."""
     global _hooked
-    if _hooked == os.getpid():
-        return
+    if _hooked == os.getpid() or _exiting or lokycompat.interpreter_exiting():
+        return  # registered; or exiting already, when nothing more can be registered
     _hooked = os.getpid()
     reaper.before_stop_at_exit(_drain_at_exit)  # before the pools it stops
-    lokycompat.before_loky_exit(_drain_at_exit)  # before loky's hook, and with no loky pool
+    try:
+        lokycompat.before_loky_exit(_drain_at_exit)  # before loky's hook, and with no loky pool
+    except RuntimeError:  # "can't register atexit after shutdown": exiting
+        pass
 
 
 def _forget_in_child() -> None:
@@ -250,10 +253,11 @@ class Executor(_StdExecutor):
         self._initializer, self._initargs = initializer, initargs
         env = limits.worker_env(s.inner_max_num_threads, s.n_workers)
         backend: Backend
+        if own_context is None:
+            _refuse_at_exit()  # the warm pool can no longer be started or used
         _hook_exit()
         inherited_key = uuid.uuid4().hex if inherit else ""  # where its workers keep the initargs
         if own_context is None:  # workers started fresh, as "spawn" does: the warm pool
-            _refuse_at_exit()
             backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
         else:  # "fork", max_tasks_per_child or inherited initargs: a multiprocessing.Pool of its own
             start: Callable[..., None] = start_pool_worker
