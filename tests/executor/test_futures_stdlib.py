@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from picklepool import Executor, WorkerCrashedError
+from tests.conftest import run_python
 
 FORK = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
 
@@ -499,3 +500,206 @@ def test_a_call_running_when_the_workers_are_stopped_says_so_not_segfault(tmp_pa
     assert "the workers were stopped (terminate_workers, kill_workers or Ctrl-C)" in message, message
     assert "segfault" not in message
     ex.shutdown()
+
+
+class Held:
+    """A result, function or argument whose freeing a test watches (weakref-able)."""
+
+    def method(self):
+        return 1
+
+
+def make_held(_i):
+    return Held()
+
+
+def _gc_off():
+    """Only reference counting frees objects while it is held: a kept cycle shows."""
+    was = gc.isenabled()
+    gc.disable()
+    return was
+
+
+@pytest.mark.parametrize("cls", [ProcessPoolExecutor, Executor])
+def test_a_finished_call_does_not_keep_its_function_or_arguments(cls):
+    # CPython issue 16284 (test_no_stale_references): once a call is done, the executor
+    # holds neither its function nor its arguments, though its future is still held.
+    was = _gc_off()
+    try:
+        with cls(1) as ex:
+            held, arg = Held(), Held()
+            refs = weakref.ref(held), weakref.ref(arg)
+            fut = ex.submit(held.method)
+            other = ex.submit(id, arg)
+            del held, arg
+            assert fut.result() == 1 and other.result()
+            assert ex.submit(square, 2).result() == 4  # the executor has moved on
+            assert [r() for r in refs] == [None, None]
+    finally:
+        if was:
+            gc.enable()
+
+
+@pytest.mark.parametrize("cls", [ProcessPoolExecutor, Executor])
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_map_does_not_keep_a_result_it_yielded(cls, chunksize):
+    # CPython issue 14406 (test_free_reference): the iterator keeps no reference to the
+    # results it yielded, so a caller dropping each one frees it.
+    was = _gc_off()
+    try:
+        with cls(2) as ex:
+            alive = []
+            for obj in ex.map(make_held, range(7), chunksize=chunksize):
+                ref = weakref.ref(obj)
+                del obj
+                alive.append(ref() is not None)
+            assert alive == [False] * 7
+    finally:
+        if was:
+            gc.enable()
+
+
+_AT_EXIT = """
+    import fcntl, sys, threading
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from picklepool import Executor
+
+    def task(i, path):
+        with open(path) as f:
+            fcntl.flock(f, fcntl.LOCK_SH)  # waits until the parent has begun to exit
+        sys.stdout.write(f"{{i}}\\n")  # one write: lines of two workers do not mix
+        sys.stdout.flush()
+
+    if __name__ == "__main__":
+        cls = {{"std": ProcessPoolExecutor, "ours": Executor}}[{cls!r}]
+        lock = open({path!r}, "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ex = cls(2, mp.get_context({method!r}))
+        ex.submit(print, "started", flush=True).result()
+        # a hook registered after the executors' own runs before them (last in, first out)
+        threading._register_atexit(lambda: fcntl.flock(lock, fcntl.LOCK_UN))
+        for i in range(12):
+            ex.submit(task, i, {path!r})
+        if {drop!r}:
+            del ex
+"""
+
+
+@pytest.mark.parametrize(
+    ("cls", "method"),
+    [pytest.param("std", "fork", marks=FORK), pytest.param("ours", "fork", marks=FORK), ("ours", "spawn")],
+)
+@pytest.mark.parametrize("drop", [False, True])
+def test_calls_queued_when_the_interpreter_exits_still_run(tmp_path, cls, method, drop):
+    # As the standard library's exit hook: an executor not shut down runs every call
+    # submitted to it before the interpreter exits (they were lost: the pools were
+    # stopped, or multiprocessing terminated the fork pool's workers, with calls queued).
+    path = str(tmp_path / "lock")
+    done = run_python(_AT_EXIT.format(cls=cls, path=path, method=method, drop=drop))
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split()) == sorted(["started", *map(str, range(12))]), done.stderr
+
+
+_SUBMIT_AT_EXIT = """
+    import atexit
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from picklepool import Executor
+
+    @atexit.register
+    def run_last():
+        try:
+            ex.submit(id, None)
+        except RuntimeError as exc:
+            print("RuntimeError:", exc)
+
+    if __name__ == "__main__":
+        cls = {{"std": ProcessPoolExecutor, "ours": Executor}}[{cls!r}]
+        ex = cls(2, mp.get_context({method!r}), **{kwargs!r})
+        ex.submit(id, 42).result()
+"""
+
+
+@pytest.mark.parametrize(
+    ("cls", "method", "kwargs"),
+    [
+        pytest.param("std", "fork", {}, marks=FORK),
+        pytest.param("ours", "fork", {}, marks=FORK),
+        ("ours", "spawn", {"max_tasks_per_child": 2}),
+        ("ours", "spawn", {}),
+    ],
+)
+def test_submit_while_the_interpreter_exits_raises_on_every_pool(cls, method, kwargs):
+    done = run_python(_SUBMIT_AT_EXIT.format(cls=cls, method=method, kwargs=kwargs))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("RuntimeError: cannot schedule new futures after"), done.stdout
+
+
+_SHARED: list = []  # set in each worker by keep_shared, the initializer
+
+
+def keep_shared(queue, counter):
+    _SHARED[:] = [queue, counter]
+
+
+def report_to_shared(x):
+    queue, counter = _SHARED
+    with counter.get_lock():
+        counter.value += 1
+    queue.put(x * x)
+    return x
+
+
+def fail_with_shared(queue):
+    queue.put("initializer ran")
+    raise ValueError("error in initializer")
+
+
+def _contexts():
+    # not "forkserver": its server process outlives the test (as multiprocessing keeps it)
+    return [None, *(m for m in ("spawn", "fork") if m in multiprocessing.get_all_start_methods())]
+
+
+@pytest.mark.parametrize(
+    ("cls", "method", "kwargs"),
+    [
+        (ProcessPoolExecutor, None, {}),  # the stdlib's own, where cheap
+        *((Executor, method, {}) for method in _contexts()),
+        # (not the stdlib's: it hangs once a worker is replaced with tasks queued, gh-115634)
+        (Executor, "spawn", {"max_tasks_per_child": 2}),
+    ],
+    ids=str,
+)
+def test_initargs_may_hold_multiprocessing_queues_locks_and_values(cls, method, kwargs):
+    # ProcessPoolExecutor hands its initargs to each worker as it starts it, so they may
+    # hold objects that travel only by inheritance (CPython's FailingInitializer tests
+    # pass a Queue): they failed with "cannot send a multiprocessing.queues.Queue".
+    context = multiprocessing.get_context(method) if method else None
+    maker = context or multiprocessing
+    queue, counter = maker.Queue(), maker.Value("i", 0)
+    with cls(2, context, keep_shared, (queue, counter), **kwargs) as ex:
+        assert list(ex.map(report_to_shared, range(6))) == list(range(6))
+        assert ex.submit(report_to_shared, 6).result() == 6
+    assert sorted(queue.get(timeout=60) for _ in range(7)) == [i * i for i in range(7)]
+    assert counter.value == 7
+
+
+@pytest.mark.parametrize("method", _contexts())
+def test_a_failing_initializer_with_inherited_initargs_breaks_the_executor(method):
+    context = multiprocessing.get_context(method) if method else None
+    queue = (context or multiprocessing).Queue()
+    ex = Executor(2, context, fail_with_shared, (queue,))
+    with pytest.raises(BrokenProcessPool, match="fail_with_shared") as info:
+        ex.submit(square, 2).result()
+    assert "error in initializer" in str(info.value.__cause__)
+    with pytest.raises(BrokenProcessPool):
+        ex.submit(square, 2)
+    assert queue.get(timeout=60) == "initializer ran"  # the queue the worker inherited
+    ex.shutdown()
+
+
+def test_inherited_initargs_and_warm_only_options_raise():
+    lock = multiprocessing.get_context("spawn").Lock()
+    with pytest.raises(ValueError, match="initargs holding a multiprocessing queue, lock"):
+        Executor(1, None, keep_shared, (lock, None), idle_worker_timeout=10)

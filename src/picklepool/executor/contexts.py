@@ -60,7 +60,54 @@ def pool_context(mp_context: Any, max_tasks_per_child: Any) -> Any:
     return mp_context if method in _FRESH_START else multiprocessing.get_context("spawn")
 
 
-def why_own_pool(mp_context: Any, max_tasks_per_child: Any) -> str:
+def inherited_only(value: Any, depth: int = 0) -> bool:
+    """True if *value* holds (in tuples, lists, sets, dict values) a ``multiprocessing`` object
+    that travels only when a process starts: a queue, lock, event, pipe, shared value.
+
+    ``ProcessPoolExecutor`` passes its ``initargs`` to each worker as it starts it, so
+    such objects work there; the warm workers are running already, so an executor
+    whose ``initargs`` hold one needs a pool of its own.
+    """
+    global _INHERITED
+    if _INHERITED is None:
+        _INHERITED = _inherited_types()
+    if isinstance(value, _INHERITED):
+        return True
+    if depth >= 4:
+        return False
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return any(inherited_only(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return any(inherited_only(v, depth + 1) for v in value.values())
+    return False
+
+
+_INHERITED: tuple[type, ...] | None = None
+
+
+def _inherited_types() -> tuple[type, ...]:
+    try:
+        import multiprocessing.connection as connection
+        import multiprocessing.queues as queues
+        import multiprocessing.sharedctypes as sharedctypes
+        import multiprocessing.synchronize as synchronize
+    except ImportError:  # no working sem_open on this platform
+        return ()
+    return (
+        synchronize.SemLock,  # Lock, RLock, Semaphore, BoundedSemaphore
+        synchronize.Condition,
+        synchronize.Event,
+        synchronize.Barrier,
+        queues.Queue,  # and JoinableQueue
+        queues.SimpleQueue,
+        connection.Connection,
+        sharedctypes.SynchronizedBase,  # Value, Array
+    )
+
+
+def why_own_pool(mp_context: Any, max_tasks_per_child: Any, inherit: bool = False) -> str:
+    if inherit:
+        return "initargs holding a multiprocessing queue, lock, event, pipe or shared value"
     if max_tasks_per_child is not None:
         return f"max_tasks_per_child={max_tasks_per_child!r}"
     return "mp_context=<'fork' context>"

@@ -30,11 +30,14 @@ import functools
 import gc
 import itertools
 import math
+import multiprocessing
 import numbers
 import operator
+import os
 import queue
 import threading
 import time
+import uuid
 import warnings
 import weakref
 from collections import deque
@@ -49,13 +52,13 @@ from ..errors import PicklingError, TaskExitError, WorkerCrashedError
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
-from ..workers import mirror
+from ..workers import inherited, mirror
 from ..workers.prologue import initialize, start_pool_worker
-from . import gil, limits
+from . import gil, limits, reaper
 from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
-from .contexts import pool_context, why_own_pool
+from .contexts import inherited_only, pool_context, why_own_pool
 from .dispatch import PROGRESS_POLL, Channel, YoungGarbage, parent_state
 from .functions import Column, describe_task, label
 from .mpbackend import MultiprocessingBackend
@@ -67,6 +70,50 @@ _WAKE = object()
 # shutdown still runs them, as the standard library's does; each is let go (and can
 # be collected, which gives its workers back) once it is idle.
 _busy: set[Executor] = set()
+_exiting = False  # the interpreter is exiting (_drain_at_exit ran): no executor takes work
+_hooked: int | None = None  # the process that registered _drain_at_exit
+
+
+def _drain_at_exit() -> None:
+    """The interpreter exits: every executor runs what was submitted to it, then takes no more.
+
+    As the standard library's exit hook (``concurrent.futures.process._python_exit``),
+    which lets each executor's manager thread finish its pending work. Runs before
+    loky's own hook and before ``reaper`` stops the pools (their workers would
+    otherwise be stopped with calls still queued here), and before
+    ``multiprocessing`` terminates the workers of an executor's own pool.
+    """
+    global _exiting
+    if lokycompat.depth() >= 1:
+        return  # a worker's exit does not wait for its nested executors (executor.reaper)
+    _exiting = True
+    for executor in list(_busy):
+        try:
+            executor.shutdown(wait=True)
+        except Exception:  # noqa: BLE001 - at exit: drain the others anyway
+            pass
+
+
+def _hook_exit() -> None:
+    """Register :func:`_drain_at_exit`, once per process."""
+    global _hooked
+    if _hooked == os.getpid() or _exiting or lokycompat.interpreter_exiting():
+        return  # registered; or exiting already, when nothing more can be registered
+    _hooked = os.getpid()
+    reaper.before_stop_at_exit(_drain_at_exit)  # before the pools it stops
+    try:
+        lokycompat.before_loky_exit(_drain_at_exit)  # before loky's hook, and with no loky pool
+    except RuntimeError:  # "can't register atexit after shutdown": exiting
+        pass
+
+
+def _forget_in_child() -> None:
+    """In a forked child: the parent's executors are not this process's to drain."""
+    _busy.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class _Work:
@@ -108,7 +155,10 @@ class Executor(_StdExecutor):
         globals as they were then; it is stopped by ``shutdown``.
     initializer, initargs: ``initializer(*initargs)`` runs once in each worker
         before its first task of this executor (again in each replacement worker).
-        ``TypeError`` if not callable. If it raises, the executor is broken:
+        ``TypeError`` if not callable. *initargs* holding ``multiprocessing`` queues,
+        locks, events or shared values (which travel only as a process starts, as
+        the standard library passes them) put the executor on a pool of its own
+        (``workers.inherited``). If it raises, the executor is broken:
         pending and later futures raise ``BrokenProcessPool`` naming it and its
         exception (the ``__cause__``, with the worker's traceback after it).
     max_tasks_per_child: None, or a positive int (``TypeError`` / ``ValueError``
@@ -170,13 +220,19 @@ class Executor(_StdExecutor):
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be a callable: Executor(initializer={initializer!r})")
         own_context = pool_context(mp_context, max_tasks_per_child)
+        # initargs that travel only as a process starts (a multiprocessing queue or lock, as
+        # ProcessPoolExecutor passes them): a pool of its own, started with them
+        inherit = initializer is not None and inherited_only(initargs)
+        if inherit and own_context is None:
+            # None: the platform's default, as the standard library (where the objects were made)
+            own_context = mp_context if mp_context is not None else multiprocessing.get_context()
         if own_context is not None:
             loky_only = {"max_worker_memory": max_worker_memory, "idle_worker_timeout": idle_worker_timeout}
             given = [f"{k}={v!r}" for k, v in loky_only.items() if v is not NOT_SET]
             if given:
                 raise ValueError(
                     f"Executor({', '.join(given)}) applies to picklepool's warm workers, not to the "
-                    f"pool of its own that {why_own_pool(mp_context, max_tasks_per_child)} needs; "
+                    f"pool of its own that {why_own_pool(mp_context, max_tasks_per_child, inherit)} needs; "
                     "drop it (max_tasks_per_child also bounds a leaking worker's life)"
                 )
         if max_workers is None and resolve("n_jobs")[1] == "default":
@@ -199,15 +255,22 @@ class Executor(_StdExecutor):
         self._initializer, self._initargs = initializer, initargs
         env = limits.worker_env(s.inner_max_num_threads, s.n_workers)
         backend: Backend
+        if own_context is None:
+            _refuse_at_exit()  # the warm pool can no longer be started or used
+        _hook_exit()
+        inherited_key = uuid.uuid4().hex if inherit else ""  # where its workers keep the initargs
         if own_context is None:  # workers started fresh, as "spawn" does: the warm pool
-            _refuse_at_exit()
             backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
-        else:  # "fork", or max_tasks_per_child: a multiprocessing.Pool of its own
+        else:  # "fork", max_tasks_per_child or inherited initargs: a multiprocessing.Pool of its own
+            start: Callable[..., None] = start_pool_worker
+            start_args: tuple[Any, ...] = (env,)
+            if inherit:
+                start, start_args = inherited.start_worker, (env, inherited_key, tuple(initargs))
             backend = MultiprocessingBackend(
                 s.n_workers,
                 own_context,
-                start_pool_worker,
-                (env,),
+                start,
+                start_args,
                 max_tasks_per_child=max_tasks_per_child,
                 lazy=True,
             )
@@ -230,7 +293,10 @@ class Executor(_StdExecutor):
         self._prologue: list[Any] = []
         if initializer is not None:
             token = self._channel.functions.token  # the functions it sends carry it too
-            self._prologue = [(initialize, (token, initializer, tuple(initargs)), None)]
+            if inherit:  # the initargs are the worker's already
+                self._prologue = [(inherited.initialize, (token, inherited_key, initializer), None)]
+            else:
+                self._prologue = [(initialize, (token, initializer, tuple(initargs)), None)]
             self._initializer_label = label(initializer)
         self._lock = threading.Lock()
         # Held while a batch is sent and while the workers are stopped: a batch taken off
@@ -289,8 +355,8 @@ class Executor(_StdExecutor):
                 raise BrokenProcessPool(str(self._broken)) from self._broken.__cause__
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown of this picklepool.Executor")
-            if isinstance(self._channel.backend, LokyBackend):
-                _refuse_at_exit()
+            if _exiting or isinstance(self._channel.backend, LokyBackend):
+                _refuse_at_exit()  # every executor, as the standard library's
             work.index = self._next_call
             self._next_call += len(work.items) - 2 * work.strip
             self._queue.append(work)
@@ -610,7 +676,19 @@ class Executor(_StdExecutor):
         self._splittable.clear()
 
     def _finish(self, batch: Pending) -> None:
-        """A batch came back: each submission's future gets its result or exception."""
+        """A batch came back: each submission's future gets its result or exception.
+
+        Then the batch lets go of the calls and of its loky future (whose callback
+        holds the batch: a cycle), so a submitted function, its arguments and its
+        result are freed as soon as the caller drops them, by reference counting
+        alone, as with the standard library's executor (CPython issue 16284).
+        """
+        try:
+            self._deliver(batch)
+        finally:
+            batch.items = batch.numbering = batch.future = None
+
+    def _deliver(self, batch: Pending) -> None:
         if self._channel.inflight.pop(batch.seq, None) is None:
             return  # given up on already (a stalled pool, see _check)
         works = self._works.pop(batch.seq)
@@ -662,7 +740,6 @@ class Executor(_StdExecutor):
                 w.future.set_exception(self._error(w.index, w.items[0], mine[0]))
             else:
                 w.future.set_result(mine[0])
-        batch.items = None
 
     def _naming(self) -> _Naming:
         """How this executor's errors name tasks: by call index; an own Executor says which."""
@@ -781,7 +858,7 @@ class _Numbering:
 
 def _refuse_at_exit() -> None:
     """``RuntimeError`` if the interpreter is exiting: the warm pool cannot start or take work."""
-    if lokycompat.interpreter_exiting():
+    if _exiting or lokycompat.interpreter_exiting():
         raise RuntimeError(  # the standard library's words, then what to do
             "cannot schedule new futures after interpreter shutdown: a picklepool.Executor was "
             "used while the interpreter is exiting (from an atexit handler, or a __del__ run at "
@@ -906,7 +983,9 @@ def _results(
 ) -> Iterator[Any]:
     """Yield the results of *futures* in order, submitting one of *more* before each.
 
-    Closed early (or on an error): the futures not read are cancelled.
+    Closed early (or on an error): the futures not read are cancelled. Neither this
+    generator nor the futures it read keep a result once it is yielded (CPython
+    issue 14406): a caller that drops each result frees it.
     """
     try:
         while futures:
@@ -915,13 +994,16 @@ def _results(
                 if nxt is not None:
                     futures.append(nxt)
             fut = futures[0]
-            value = fut.result() if end is None else fut.result(end - time.monotonic())
+            held = [fut.result() if end is None else fut.result(end - time.monotonic())]
             futures.popleft()
-            del fut
+            del fut  # the last reference to the future, and through it to its result
             if chunked:
-                yield from value
+                chunk = held.pop()  # its results, popped as they are yielded
+                chunk.reverse()
+                while chunk:
+                    yield chunk.pop()
             else:
-                yield value
+                yield held.pop()
     finally:
         for fut in futures:
             fut.cancel()

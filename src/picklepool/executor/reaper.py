@@ -219,9 +219,26 @@ def _forget(pids: list[int]) -> None:
             session.forget_worker(pid)
 
 
+_first: list[Any] = []  # run at exit before any pool is stopped: see before_stop_at_exit
+
+
+def before_stop_at_exit(hook: Any) -> None:
+    """Run *hook* at this process's exit before the pools are stopped (not in a worker).
+
+    For ``picklepool.Executor``: what was submitted to one not shut down still runs.
+    """
+    if hook not in _first:
+        _first.append(hook)
+
+
 def _at_exit() -> None:
     """This process exits: stop every pool, at once when this process is itself a worker."""
     nested = lokycompat.depth() >= 1
+    for hook in [] if nested else list(_first):
+        try:
+            hook()
+        except Exception:  # noqa: BLE001 - at exit: stop the pools anyway
+            pass
     with _lock:
         executors = list(_executors)
     for executor in executors:
