@@ -270,7 +270,8 @@ def test_the_numeric_state_read_in_the_parent_follows_every_change():
     def fresh():
         dec = mirror._decimal_now(decimal)
         err = tuple(sorted(np.geterr().items()))
-        return (None if dec == mirror._DECIMAL_DEFAULT else dec, None if err == mirror._NUMPY_DEFAULT else err)
+        default = (mirror._DECIMAL_DEFAULT, mirror._NUMPY_DEFAULT)
+        return (None if dec == default[0] else dec, None if err == default[1] else err)
 
     seen = [mirror.numeric_state()]
     with decimal.localcontext() as ctx:

@@ -174,7 +174,8 @@ def _decimal_read(decimal: Any) -> tuple[Any, ...]:
     four times as much.
     """
     try:
-        args = decimal.getcontext().__reduce__()[1]  # (prec, rounding, Emin, Emax, capitals, clamp, flags, traps)
+        # (prec, rounding, Emin, Emax, capitals, clamp, flags, traps)
+        args = decimal.getcontext().__reduce__()[1]
         key = (args[:6], tuple(args[7]))
         hit = _decimal_seen.get(key)
     except Exception:  # noqa: BLE001 - a decimal module of another shape: read it field by field
