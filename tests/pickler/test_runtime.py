@@ -215,7 +215,16 @@ def test_weak_method_and_weak_dicts():
 # -- multiprocessing objects, logging -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make", [multiprocessing.Lock, multiprocessing.Queue, multiprocessing.Event])
+@pytest.mark.parametrize(
+    "make",
+    [
+        multiprocessing.Lock,
+        multiprocessing.Queue,
+        multiprocessing.Event,
+        lambda: multiprocessing.Value("i", 3),
+        lambda: multiprocessing.Array("d", 4),
+    ],
+)
 def test_multiprocessing_objects_are_refused_with_the_fix(make):
     obj = make()
     with pytest.raises(RefusedError, match=r"through inheritance.*multiprocessing\.Manager") as info:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import multiprocessing
 from typing import Any
 
+from ..pickler.runtime import inherited_only_types
+
 _FRESH_START = ("spawn", "forkserver")  # the start methods multiprocessing.Pool is given as they are
 
 
@@ -70,7 +72,7 @@ def inherited_only(value: Any, depth: int = 0) -> bool:
     """
     global _INHERITED
     if _INHERITED is None:
-        _INHERITED = _inherited_types()
+        _INHERITED = inherited_only_types()
     if isinstance(value, _INHERITED):
         return True
     if depth >= 4:
@@ -83,26 +85,6 @@ def inherited_only(value: Any, depth: int = 0) -> bool:
 
 
 _INHERITED: tuple[type, ...] | None = None
-
-
-def _inherited_types() -> tuple[type, ...]:
-    try:
-        import multiprocessing.connection as connection
-        import multiprocessing.queues as queues
-        import multiprocessing.sharedctypes as sharedctypes
-        import multiprocessing.synchronize as synchronize
-    except ImportError:  # no working sem_open on this platform
-        return ()
-    return (
-        synchronize.SemLock,  # Lock, RLock, Semaphore, BoundedSemaphore
-        synchronize.Condition,
-        synchronize.Event,
-        synchronize.Barrier,
-        queues.Queue,  # and JoinableQueue
-        queues.SimpleQueue,
-        connection.Connection,
-        sharedctypes.SynchronizedBase,  # Value, Array
-    )
 
 
 def why_own_pool(mp_context: Any, max_tasks_per_child: Any, inherit: bool = False) -> str:

@@ -278,7 +278,7 @@ class InheritanceOnlyError(RefusedError, RuntimeError):
 
 def _refuse_multiprocessing(obj: Any) -> Reduced:
     raise InheritanceOnlyError(
-        f"cannot send a {_type_name(obj)}: multiprocessing's locks, queues, events and pipes "
+        f"cannot send a {_type_name(obj)}: multiprocessing's locks, queues, events, pipes and shared values "
         "should only be shared between processes through inheritance, so they reach only the "
         "processes multiprocessing starts itself, not the workers of a pool. Fix: use a "
         "multiprocessing.Manager() lock or queue (a proxy that can be sent), or a threading/queue "
@@ -297,14 +297,22 @@ def _refuse_file_handler(handler: logging.FileHandler) -> Reduced:
     )
 
 
-def _multiprocessing_types() -> list[type]:
+def inherited_only_types() -> tuple[type, ...]:
+    """multiprocessing's objects that travel only to a process it starts (by inheritance).
+
+    Its locks, conditions, events, barriers, queues, pipe ends and shared values
+    (``Value``, ``Array``): pickling one elsewhere raises (:func:`_refuse_multiprocessing`
+    says what to use instead); ``executor.contexts`` gives an ``Executor`` whose
+    ``initargs`` hold one a pool whose workers inherit them.
+    """
     try:
         import multiprocessing.connection as connection
         import multiprocessing.queues as queues
+        import multiprocessing.sharedctypes as sharedctypes
         import multiprocessing.synchronize as synchronize
     except ImportError:  # no working sem_open on this platform
-        return []
-    return [
+        return ()
+    return (
         synchronize.SemLock,  # Lock, RLock, Semaphore, BoundedSemaphore
         synchronize.Condition,
         synchronize.Event,
@@ -312,7 +320,8 @@ def _multiprocessing_types() -> list[type]:
         queues.Queue,  # and JoinableQueue
         queues.SimpleQueue,
         connection.Connection,
-    ]
+        sharedctypes.SynchronizedBase,  # Value, Array
+    )
 
 
 #: Exact types and their reducers.
@@ -331,7 +340,7 @@ REDUCERS: dict[type, Callable[[Any], Reduced]] = {
 #: Base classes whose subclasses are reduced alike (first match wins; more derived first).
 SUBCLASS_REDUCERS: list[tuple[type, Callable[[Any], Reduced]]] = [
     (threading.local, _reduce_local),
-    *((t, _refuse_multiprocessing) for t in _multiprocessing_types()),
+    *((t, _refuse_multiprocessing) for t in inherited_only_types()),
     (threading.Barrier, reduce_barrier),
     (threading.Thread, _refuse_thread),
     (weakref.WeakMethod, _reduce_weak_method),
