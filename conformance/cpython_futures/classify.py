@@ -12,8 +12,6 @@ RULES = [
      "counts executor._processes"),
     (r"ExecutorTest\.test_killed_child$", "documented",
      "kills a worker found through _processes (n/a), then expects later submits to raise BrokenProcessPool: README 'a worker that dies ... later submissions run on fresh workers'"),
-    (r"ExecutorTest\.test_max_tasks_per_child_defaults_to_spawn_context$", "n/a",
-     "reads executor._mp_context.get_start_method(): None here (README: picklepool keeps what was passed)"),
     (r"DeadlockTest\.test_shutdown_deadlock_pickle$", "n/a", "reads executor._executor_manager_thread"),
     (r"ShutdownTest\.test_cancel_futures$", "documented",
      "wants >20 of 50 queued calls cancelled by shutdown(cancel_futures=True): README 'tasks submitted while the workers are busy are sent together, so more of them are no longer cancellable'"),

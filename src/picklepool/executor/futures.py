@@ -250,7 +250,9 @@ class Executor(_StdExecutor):
         }
         s = resolve_settings(args, BACKENDS, mirror.nesting()[1])
         self._max_workers = s.n_workers
-        self._mp_context = mp_context
+        # as the standard library's: max_tasks_per_child makes None mean "spawn"
+        spawned = mp_context is None and max_tasks_per_child is not None
+        self._mp_context = own_context if spawned else mp_context
         self._max_tasks_per_child = max_tasks_per_child
         self._initializer, self._initargs = initializer, initargs
         env = limits.worker_env(s.inner_max_num_threads, s.n_workers)
