@@ -178,3 +178,17 @@ def test_settings_resolved_for_one_parallel_are_not_reused_for_a_different_value
     with pytest.raises(ValueError, match="n_jobs=True"):
         Parallel(n_jobs=True)
     assert Parallel(n_jobs=2.0)._settings().n_workers == 2
+
+
+@pytest.mark.timeout(30)
+def test_n_jobs_minus_one_follows_loky_max_cpu_count_changed_after_a_call(monkeypatch):
+    # the settings a Parallel resolved are kept while the environment stays the same:
+    # LOKY_MAX_CPU_COUNT is part of it (n_jobs=-1 kept the count of before)
+    monkeypatch.delenv("LOKY_MAX_CPU_COUNT", raising=False)
+    for value in (None, "1", "2", None):
+        if value is None:
+            monkeypatch.delenv("LOKY_MAX_CPU_COUNT", raising=False)
+        else:
+            monkeypatch.setenv("LOKY_MAX_CPU_COUNT", value)
+        assert Parallel(n_jobs=-1)._effective_n_jobs() == cpu_count()
+        assert Parallel(n_jobs=-2)._effective_n_jobs() == max(1, cpu_count() - 1)

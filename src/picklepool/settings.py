@@ -122,7 +122,8 @@ def pop_config(token: contextvars.Token[Mapping[str, Any]]) -> None:
     _config.reset(token)
 
 
-_ALL_VARS = tuple(var for names in ENV_VARS.values() for var in names)
+# the settings' variables, and LOKY_MAX_CPU_COUNT (cpu_count: what n_jobs=-1 means)
+_ALL_VARS = (*(var for names in ENV_VARS.values() for var in names), "LOKY_MAX_CPU_COUNT")
 
 
 # os.environ's own dict (bytes names on POSIX), read at C speed by sources_now: every

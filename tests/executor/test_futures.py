@@ -167,6 +167,38 @@ def test_map_chunks_queued_behind_a_busy_worker_leave_together(tmp_path):
         assert list(ex.map(fail_at_five, range(6, 46), chunksize=4)) == [i * i for i in range(6, 46)]
 
 
+def precision(_):
+    import decimal
+
+    return decimal.getcontext().prec
+
+
+@pytest.mark.timeout(60)
+def test_calls_queued_together_each_run_with_the_decimal_context_of_their_submission(tmp_path):
+    """The numeric settings travel with each call: a call submitted inside
+    ``decimal.localcontext()`` keeps them though sent after a later submission's."""
+    import decimal
+
+    for max_workers in (1, 2):
+        (tmp_path / str(max_workers)).mkdir()
+        with Executor(max_workers=max_workers) as ex:
+            ex._max_inflight = 1  # the busy batch fills the pool: the calls queue behind it
+            fut, gate = busy(ex, tmp_path / str(max_workers))
+            batches_of_many(ex)
+            with decimal.localcontext() as context:
+                context.prec = 5
+                five = [ex.submit(precision, i) for i in range(3)]
+                mapped = ex.map(precision, range(4), chunksize=2)
+            default = [ex.submit(precision, i) for i in range(3)]
+            mapped_default = ex.map(precision, range(4), chunksize=2)
+            gate.open()
+            assert fut.result() == "released"
+            assert [f.result() for f in five] == [5, 5, 5]
+            assert list(mapped) == [5, 5, 5, 5]
+            assert [f.result() for f in default] == [28, 28, 28]
+            assert list(mapped_default) == [28, 28, 28, 28]
+
+
 def test_one_failure_in_a_coalesced_batch_fails_only_its_future():
     with Executor(max_workers=1) as ex:
         futures = [ex.submit(fail if i % 3 == 0 else square, i) for i in range(300)]

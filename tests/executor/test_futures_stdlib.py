@@ -686,6 +686,43 @@ def test_initargs_may_hold_multiprocessing_queues_locks_and_values(cls, method, 
     assert counter.value == 7
 
 
+class SharedHolder:
+    """Keeps what a worker shares, as an attribute (ProcessPoolExecutor passes it at start)."""
+
+    def __init__(self, queue, total):
+        self.queue, self.total = queue, total
+
+
+_held: list[SharedHolder] = []
+
+
+def keep_holder(holder):
+    _held[:] = [holder]
+
+
+def report_to_holder(x):
+    holder = _held[0]
+    holder.queue.put(x)
+    holder.total[0] += x
+    return x
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("cls", "method"), [(ProcessPoolExecutor, "spawn"), (Executor, None), (Executor, "spawn")]
+)
+def test_initargs_holding_them_in_an_object_or_a_raw_shared_array_go_at_the_workers_start(cls, method):
+    # an object's attribute and sharedctypes.RawArray/RawValue travel only by inheritance
+    # too: they failed with "cannot pickle args[2][0].queue" / "cannot pickle 'mmap.mmap'"
+    context = multiprocessing.get_context(method) if method else None
+    maker = context or multiprocessing
+    holder = SharedHolder(maker.Queue(), maker.RawArray("i", 1))
+    with cls(1, context, keep_holder, (holder,)) as ex:
+        assert list(ex.map(report_to_holder, range(4))) == list(range(4))
+    assert sorted(holder.queue.get(timeout=60) for _ in range(4)) == list(range(4))
+    assert holder.total[0] == 6
+
+
 @pytest.mark.parametrize("method", _contexts())
 def test_a_failing_initializer_with_inherited_initargs_breaks_the_executor(method):
     context = multiprocessing.get_context(method) if method else None

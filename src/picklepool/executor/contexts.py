@@ -9,6 +9,7 @@ executor's own (``executor.mpbackend``).
 from __future__ import annotations
 
 import multiprocessing
+import types
 from typing import Any
 
 from ..pickler.runtime import inherited_only_types
@@ -63,28 +64,53 @@ def pool_context(mp_context: Any, max_tasks_per_child: Any) -> Any:
 
 
 def inherited_only(value: Any, depth: int = 0) -> bool:
-    """True if *value* holds (in tuples, lists, sets, dict values) a ``multiprocessing`` object
-    that travels only when a process starts: a queue, lock, event, pipe, shared value.
+    """True if *value* holds (in tuples, lists, sets, dict values, an object's attributes) a
+    ``multiprocessing`` object that travels only when a process starts: a queue, lock,
+    event, pipe, shared value or ``RawArray``/``RawValue``.
 
     ``ProcessPoolExecutor`` passes its ``initargs`` to each worker as it starts it, so
     such objects work there; the warm workers are running already, so an executor
     whose ``initargs`` hold one needs a pool of its own.
     """
-    global _INHERITED
     if _INHERITED is None:
-        _INHERITED = inherited_only_types()
-    if isinstance(value, _INHERITED):
+        _load_types()
+    if isinstance(value, _INHERITED):  # type: ignore[arg-type]
         return True
+    if _RAW_SHARED is not None and isinstance(value, _CTYPES):
+        return type(getattr(value, "_wrapper", None)) is _RAW_SHARED  # sharedctypes.RawArray, RawValue
     if depth >= 4:
         return False
     if isinstance(value, (tuple, list, set, frozenset)):
         return any(inherited_only(v, depth + 1) for v in value)
     if isinstance(value, dict):
         return any(inherited_only(v, depth + 1) for v in value.values())
-    return False
+    if isinstance(value, _NOT_WALKED):
+        return False
+    try:
+        attributes = object.__getattribute__(value, "__dict__")  # not a proxy's __getattr__
+    except (AttributeError, TypeError):
+        return False
+    return type(attributes) is dict and any(inherited_only(v, depth + 1) for v in attributes.values())
 
 
 _INHERITED: tuple[type, ...] | None = None
+_RAW_SHARED: Any = None  # multiprocessing.heap.BufferWrapper, once _load_types ran
+_CTYPES: tuple[type, ...] = ()  # ctypes' base classes, once _load_types ran
+_NOT_WALKED = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+
+
+def _load_types() -> None:
+    """The types :func:`inherited_only` looks for (multiprocessing's and ctypes' imports, once)."""
+    global _INHERITED, _RAW_SHARED, _CTYPES
+    try:
+        import ctypes
+        import multiprocessing.heap as heap
+    except ImportError:  # no working sem_open or ctypes on this platform
+        pass
+    else:
+        _RAW_SHARED = heap.BufferWrapper
+        _CTYPES = (ctypes._SimpleCData, ctypes.Array, ctypes.Structure, ctypes.Union)
+    _INHERITED = inherited_only_types()
 
 
 def why_own_pool(mp_context: Any, max_tasks_per_child: Any, inherit: bool = False) -> str:

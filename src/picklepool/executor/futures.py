@@ -119,7 +119,7 @@ if hasattr(os, "register_at_fork"):
 class _Work:
     """A queued submission: one call (``submit``) or a chunk of calls (``map``, joblib)."""
 
-    __slots__ = ("future", "items", "chunk", "strip", "index", "back")
+    __slots__ = ("future", "items", "chunk", "strip", "index", "back", "numeric")
 
     def __init__(self, future: Future[Any], items: Sequence[Any], chunk: bool, strip: int = 0) -> None:
         self.index = 0  # the number of the user's first call in it, counted by the executor
@@ -128,6 +128,8 @@ class _Work:
         self.chunk = chunk  # the future's result is the list of the calls' results
         self.strip = strip  # leading and trailing calls whose results are not the caller's
         self.back = False  # sent, and given back by its worker (workers.handback): running
+        # the submitting thread's decimal context and numpy error handling (workers.mirror)
+        self.numeric: tuple[Any, Any] = (None, None)
 
 
 class Executor(_StdExecutor):
@@ -322,7 +324,6 @@ class Executor(_StdExecutor):
         self._broken: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._gil = gil.Scope()
-        self._numeric = mirror.numeric_state()
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -351,7 +352,7 @@ class Executor(_StdExecutor):
         return fut
 
     def _put(self, work: _Work) -> None:
-        self._numeric = mirror.numeric_state()  # the submitter's, not the manager thread's
+        work.numeric = mirror.numeric_state()  # the submitter's, not the manager thread's
         with self._lock:
             if self._broken is not None:  # the initializer's exception, as the first time
                 raise BrokenProcessPool(str(self._broken)) from self._broken.__cause__
@@ -540,7 +541,7 @@ class Executor(_StdExecutor):
             chunks = [head]
             while q and type(q[0].items) is Column and n + len(q[0].items) <= limit:
                 nxt: Any = q[0].items
-                if nxt.fn is not column.fn or nxt.single is not column.single:
+                if nxt.fn is not column.fn or nxt.single is not column.single or q[0].numeric != head.numeric:
                     break
                 chunks.append(q.popleft())
                 n += len(nxt)
@@ -558,6 +559,8 @@ class Executor(_StdExecutor):
         size = min(size, max(1, math.ceil(len(q) / self._max_workers)))
         taken: list[_Work] = []
         while q and len(taken) < size and not q[0].chunk:
+            if taken and q[0].numeric != taken[0].numeric:
+                break  # a batch runs with one numeric setting: each call with its submitter's
             taken.append(q.popleft())
         self._batcher.last = len(taken)
         return taken
@@ -601,7 +604,7 @@ class Executor(_StdExecutor):
         )
         batch.numbering = numbering = _Numbering(first, skip, works, self._naming())
         if channel.parent is not None:  # the parent as it is now: sys.path, cwd... (workers.mirror)
-            channel.parent = parent_state(channel.backend.n_workers, self._numeric)
+            channel.parent = parent_state(channel.backend.n_workers, works[0].numeric)
         try:
             with self._send_lock:
                 if self._stopped:  # taken off the queue just before terminate_workers()
