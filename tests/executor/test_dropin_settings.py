@@ -205,8 +205,8 @@ def test_an_initializer_in_main_sets_globals_the_calls_tasks_see():
         """
     )
     assert out.stdout.splitlines() == [
-        "[('open', 'from the parent')] {'open'}",
-        "[('open', 'from the parent')] {'open'}",
+        "[('open', 'from the parent', 'open')] {'open'}",
+        "[('open', 'from the parent', 'open')] {'open'}",
         "{'block'}",
         "{None}",
     ], out.stderr

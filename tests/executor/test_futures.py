@@ -485,7 +485,7 @@ def test_an_initializer_in_main_sets_globals_its_tasks_see():
             print(sorted({ex.submit(use).result() for _ in range(6)}))
         """
     )
-    assert out.stdout.strip() == "[('open', 'from the parent')]", out.stderr
+    assert out.stdout.strip() == "[('open', 'from the parent', 'open')]", out.stderr
 
 
 def _exit_at_7(i):

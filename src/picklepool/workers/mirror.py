@@ -92,23 +92,30 @@ def umask() -> int:
     Read from ``/proc/self/status`` (Linux 4.7+): ``os.umask`` can only read it by
     setting it, which would give files created meanwhile by another thread the wrong mode.
     The file stays open (``os.pread`` reads it anew from its start: every call asks,
-    and opening it costs as much as reading it); a forked child opens its own.
+    and opening it costs as much as reading it); a forked child opens its own, and so
+    does a process whose descriptor was closed under it (``os.closerange``, as daemons
+    do: the number may then be another file's, which is left alone).
     """
     global _status
-    try:
-        pid = os.getpid()
-        mine, fd = _status
-        if mine != pid:
+    for _attempt in range(2):
+        try:
+            pid = os.getpid()
+            mine, fd = _status
+            if mine != pid:
+                with _status_lock:
+                    mine, fd = _status
+                    if mine != pid:
+                        # raw: a file object costs twice as much
+                        fd = os.open("/proc/self/status", os.O_RDONLY)
+                        _status = (pid, fd)
+            data = os.pread(fd, 1 << 16, 0)
+            at = data.index(b"\nUmask:") + 7
+            return int(data[at : data.index(b"\n", at)].strip(), 8)
+        except (OSError, ValueError):
             with _status_lock:
-                mine, fd = _status
-                if mine != pid:
-                    fd = os.open("/proc/self/status", os.O_RDONLY)  # raw: a file object costs twice as much
-                    _status = (pid, fd)
-        data = os.pread(fd, 1 << 16, 0)
-        at = data.index(b"\nUmask:") + 7
-        return int(data[at : data.index(b"\n", at)].strip(), 8)
-    except (OSError, ValueError):
-        return -1
+                if _status[1] == fd:
+                    _status = (-1, -1)  # opened anew next time; the number is not closed here
+    return -1
 
 
 _status: tuple[int, int] = (-1, -1)  # (pid, descriptor of its /proc/self/status)

@@ -17,6 +17,7 @@ tasks share their initializer's module.
 from __future__ import annotations
 
 import functools
+import pickle
 import sys
 import types
 import weakref
@@ -80,10 +81,11 @@ def initialize(token: str, initializer: Callable[..., Any], initargs: tuple[Any,
     """Run ``initializer(*initargs)`` once in this worker for the executor *token*.
 
     An initializer defined in ``__main__`` (sent by value) that sets globals
-    (``global conn; conn = connect()``) sets them for the executor's tasks too, as
-    with the standard library's executors, whose tasks share the initializer's
-    module: the globals it changed are given to every function of that module
-    the executor sends (:func:`adopt`). Other globals stay as the parent sent them.
+    (``global conn; conn = connect()``, or ``STATE["conn"] = connect()``) sets them
+    for the executor's tasks too, as with the standard library's executors, whose
+    tasks share the initializer's module: the globals it changed are given to every
+    function of that module the executor sends (:func:`adopt`). Other globals stay as
+    the parent sent them.
     """
     if token in _initialized:
         return
@@ -92,16 +94,50 @@ def initialize(token: str, initializer: Callable[..., Any], initargs: tuple[Any,
 
 
 def _run(key: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> None:
-    """Run *initializer*; keep the globals it set (sent by value) as *key*'s overlay."""
+    """Run *initializer*; keep the globals it set (sent by value) as *key*'s overlay.
+
+    Set means bound anew (``global conn; conn = connect()``) or changed in place
+    (``STATE["conn"] = connect()``, as much code does instead): a global whose pickled
+    form differs after the initializer ran, or that cannot be pickled, counts as set.
+    """
     before = dict(initializer.__globals__) if _by_value(initializer) else None
+    marks = {k: _mark(v) for k, v in before.items() if not isinstance(v, _UNCHANGING)} if before else {}
     initializer(*initargs)
     if before is not None:
         now = initializer.__globals__
         changed = {k: v for k, v in now.items() if k not in before or before[k] is not v}
+        for k, mark in marks.items():
+            if k not in changed and k in now and _mark(now[k]) != mark:
+                changed[k] = now[k]
         if changed:
             _overlays[key] = (initializer.__module__, changed)
             for func in list(_adopted.get(key, ())):
                 _give(func, key)
+
+
+# Values an initializer cannot change in place: not looked at by _mark.
+_UNCHANGING = (
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    bool,
+    type(None),
+    frozenset,
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+)
+
+
+def _mark(value: Any) -> Any:
+    """What *value* pickles to now; a new object (equal to nothing) when it cannot be pickled."""
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - a connection, a lock: taken as set by the initializer
+        return object()
 
 
 def adopt(token: str, func: Any) -> None:
