@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -192,3 +193,19 @@ def test_n_jobs_minus_one_follows_loky_max_cpu_count_changed_after_a_call(monkey
             monkeypatch.setenv("LOKY_MAX_CPU_COUNT", value)
         assert Parallel(n_jobs=-1)._effective_n_jobs() == cpu_count()
         assert Parallel(n_jobs=-2)._effective_n_jobs() == max(1, cpu_count() - 1)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="one core"
+)
+def test_n_jobs_minus_one_follows_the_cpu_affinity_changed_after_a_call():
+    # loky counts the usable cores at every call (taskset, a container's cpuset)
+    cores = os.sched_getaffinity(0)
+    p = Parallel(n_jobs=-1)
+    assert p._effective_n_jobs() == cpu_count() == min(len(cores), cpu_count())
+    try:
+        os.sched_setaffinity(0, {min(cores)})
+        assert p._effective_n_jobs() == Parallel(n_jobs=-1)._effective_n_jobs() == 1
+    finally:
+        os.sched_setaffinity(0, cores)
+    assert p._effective_n_jobs() == cpu_count()

@@ -137,12 +137,18 @@ def sources_now() -> tuple[Mapping[str, Any], tuple[Any, ...]]:
 
     Two calls return equal values (the block by identity) exactly when every
     :func:`resolve` would answer the same: a caller may keep its settings until then.
+    The variables' values come with this process's CPU affinity (what ``n_jobs=-1``
+    counts, as ``LOKY_MAX_CPU_COUNT`` limits it), as loky reads it at every call.
     """
+    affinity = len(os.sched_getaffinity(0)) if _AFFINITY else None
     data = getattr(os.environ, "_data", None)
     if data is not None and data is _ENV_DATA and type(data) is dict:
-        return _config.get(), tuple(map(data.get, _ALL_VARS_RAW))
+        return _config.get(), (*map(data.get, _ALL_VARS_RAW), affinity)
     environ = os.environ
-    return _config.get(), tuple(map(environ.get, _ALL_VARS))
+    return _config.get(), (*map(environ.get, _ALL_VARS), affinity)
+
+
+_AFFINITY = hasattr(os, "sched_getaffinity")
 
 
 # Settings for which None is a value, as in joblib: ``max_nbytes=None`` turns shared
