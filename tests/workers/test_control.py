@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from picklepool.executor.session import Session
 
@@ -68,3 +70,18 @@ def test_folders_of_dead_processes_are_removed_by_a_new_session(tmp_path):
     os.utime(alive, (long_ago, long_ago))
     assert remove_stale_folders((str(tmp_path),)) == [str(old)]
     assert not old.exists() and recent.exists() and alive.exists() and other.exists()
+
+
+def test_a_worker_told_its_parent_leaves_when_that_parent_died_before_the_watch_began():
+    # a worker still booting when its parent was killed was adopted before its watch
+    # began: told the pool's pid (not this child's parent here), it leaves at once
+    script = (
+        "import sys; from picklepool.workers import control; "
+        "control.watch_parent(parent=1); sys.stdin.read()"  # pid 1 is never this process's parent
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE)
+    try:
+        assert child.wait(timeout=30) == 70  # EX_SOFTWARE, as when the parent dies later
+    finally:
+        child.kill()
+        child.wait()

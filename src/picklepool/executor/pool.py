@@ -110,7 +110,12 @@ def _new(
     """A new loky executor whose workers watch this process from their start (``start_loky_worker``)."""
     # tracked before its workers start: a shutdown in another thread meanwhile knows them
     return lokycompat.new_executor(
-        n_workers, idle_timeout, env, start_loky_worker, (initializer, initargs), before_start=reaper.track
+        n_workers,
+        idle_timeout,
+        env,
+        start_loky_worker,
+        (initializer, initargs, os.getpid()),  # the pid: a worker may boot after this process died
+        before_start=reaper.track,
     )
 
 

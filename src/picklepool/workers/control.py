@@ -94,8 +94,11 @@ PARENT_POLL = 0.5  # seconds between two looks at the parent's pid
 _watching: int | None = None  # pid of the process that started the watch
 
 
-def watch_parent() -> None:
+def watch_parent(parent: int | None = None) -> None:
     """Exit this worker within ``PARENT_POLL`` seconds of its parent's death.
+
+    *parent*: the pid to watch (None: ``os.getppid()`` now); a worker given it exits
+    even when that parent died before the watch began.
 
     A killed parent cannot stop its workers; loky's own workers would wait out
     their idle timeout (300 s), holding their memory and, through the resource
@@ -108,12 +111,12 @@ def watch_parent() -> None:
     if _watching is not None:  # (a forked child forgets it: _forget_watch)
         return
     _watching = os.getpid()
-    parent = os.getppid()
+    expected = os.getppid() if parent is None else parent
     stop = threading.Event()
 
     def watch() -> None:
         while not stop.wait(PARENT_POLL):
-            if os.getppid() != parent:
+            if os.getppid() != expected:
                 _kill_children()  # this worker's own pools (nested calls) go with it
                 os._exit(70)  # EX_SOFTWARE: nobody is left to read a result
             handback.check()  # an Executor's calls a long one keeps waiting go back

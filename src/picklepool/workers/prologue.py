@@ -42,18 +42,23 @@ def _by_value(func: Any) -> bool:
     return type(func) is types.FunctionType and func.__globals__ is not getattr(module, "__dict__", None)
 
 
-def start_loky_worker(initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
+def start_loky_worker(
+    initializer: Callable[..., Any] | None, initargs: tuple[Any, ...], parent: int | None = None
+) -> None:
     """loky's initializer of every warm worker: watch the parent, then the pool's own *initializer*.
 
     A worker watches its parent from its start (``workers.control.watch_parent``),
     not from its first batch: one that never got a batch (more workers than tasks)
     would otherwise outlive a killed parent up to its idle timeout (300 s), holding
-    the parent's session folder. *initializer* (``Parallel(initializer=...)``) runs
-    after, as loky runs it, and a failure of it breaks the pool as in loky.
+    the parent's session folder. *parent*: the pid of the process that started the
+    pool, so that a worker still booting when it was killed leaves too (it would
+    otherwise watch the process that adopted it). *initializer*
+    (``Parallel(initializer=...)``) runs after, as loky runs it, and a failure of it
+    breaks the pool as in loky.
     """
     from .control import watch_parent
 
-    watch_parent()
+    watch_parent(parent)
     if initializer is not None:
         _run(POOL, initializer, initargs)
 
