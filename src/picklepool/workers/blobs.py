@@ -71,16 +71,16 @@ def collecting_missing(keys: list[str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def attached(blobs: Mapping[str, Any] | None) -> Iterator[None]:
-    """Make the blobs delivered with a batch readable by :func:`read_blob`."""
-    token = _attached.set(blobs)
+    """Make the blobs delivered with a batch readable by :func:`read_blob` (:func:`attach`)."""
+    token = attach(blobs)
     try:
         yield
     finally:
-        _attached.reset(token)
+        detach(token)
 
 
 def attach(blobs: Mapping[str, Any] | None) -> Any:
-    """:func:`attached` without a context manager: the token for :func:`detach`, or None
+    """Make *blobs* readable by :func:`read_blob`; the token for :func:`detach`, or None
     when there is nothing to change (no blobs, and none visible already: a loky batch's)."""
     if blobs is None and _attached.get() is None:
         return None
