@@ -126,10 +126,10 @@ def test_numpy_error_handling_of_another_thread_is_checked_there(restored):
     assert seen == ["warn"]
 
 
-def test_the_decimal_check_matches_reading_the_context_item_by_item(restored):
+def test_the_decimal_read_matches_reading_the_context_item_by_item(restored):
     want = mirror._DECIMAL_DEFAULT
     decimal.setcontext(decimal.Context())
-    assert mirror._decimal_is(decimal, want) == (mirror._decimal_now(decimal) == want)
+    assert mirror._decimal_read(decimal) == mirror._decimal_now(decimal) == want
     for change in (
         lambda c: setattr(c, "prec", 7),
         lambda c: setattr(c, "rounding", decimal.ROUND_UP),
@@ -141,13 +141,13 @@ def test_the_decimal_check_matches_reading_the_context_item_by_item(restored):
     ):
         decimal.setcontext(decimal.Context(*decimal.DefaultContext.__reduce__()[1][:6], flags=[], traps=[]))
         mirror._apply_numeric((None, None))
-        assert mirror._decimal_is(decimal, want)
+        assert mirror._decimal_read(decimal) == want
         change(decimal.getcontext())
-        assert not mirror._decimal_is(decimal, want)
+        assert mirror._decimal_read(decimal) != want
         mirror._apply_numeric((None, None))
-        assert mirror._decimal_is(decimal, want) and mirror._decimal_now(decimal) == want
+        assert mirror._decimal_read(decimal) == want and mirror._decimal_now(decimal) == want
     decimal.getcontext().flags[decimal.Inexact] = True  # flags are not mirrored
-    assert mirror._decimal_is(decimal, want)
+    assert mirror._decimal_read(decimal) == want
 
 
 def test_the_pure_python_decimal_module_is_checked_too():
@@ -159,9 +159,9 @@ def test_the_pure_python_decimal_module_is_checked_too():
             traps=[_pydecimal.InvalidOperation, _pydecimal.DivisionByZero, _pydecimal.Overflow]
         )
     )
-    assert mirror._decimal_is(_pydecimal, want)
+    assert mirror._decimal_read(_pydecimal) == want
     _pydecimal.getcontext().traps[_pydecimal.Inexact] = True
-    assert not mirror._decimal_is(_pydecimal, want)
+    assert mirror._decimal_read(_pydecimal) != want
 
 
 def test_the_last_pickler_is_kept_only_for_the_same_header():

@@ -177,8 +177,8 @@ _decimal_seen: dict[Any, tuple[Any, ...]] = {}
 def _decimal_read(decimal: Any) -> tuple[Any, ...]:
     """:func:`_decimal_now`, from the context's ``__reduce__`` (one C call) once a setting was seen.
 
-    Every call of every ``Parallel`` reads it: reading the traps item by item costs
-    four times as much.
+    Every call of every ``Parallel`` reads it in the parent, and every batch in a
+    worker: reading the traps item by item costs four times as much.
     """
     try:
         # (prec, rounding, Emin, Emax, capitals, clamp, flags, traps)
@@ -216,30 +216,6 @@ def _numpy_read(numpy: Any) -> tuple[Any, ...]:
     return err
 
 
-def _decimal_is(decimal: Any, want: tuple[Any, ...]) -> bool:
-    """Whether this thread's decimal context is *want* (as :func:`_decimal_now` gives it).
-
-    Read in one C call (the context's ``__reduce__``: its fields, flags and traps),
-    compared with that of a context made once per setting; reading the traps item by
-    item, as :func:`_decimal_now` does, costs four times as much.
-    """
-    global _decimal_made
-    made = _decimal_made
-    if made is None or made[0] is not decimal or made[1] != want:
-        prec, rounding, emin, emax, capitals, clamp, traps = want
-        context = decimal.Context(
-            prec, rounding, emin, emax, capitals, clamp, flags=[], traps=[getattr(decimal, n) for n in traps]
-        )
-        made = _decimal_made = (decimal, want, context.__reduce__()[1])
-    now = decimal.getcontext().__reduce__()[1]  # (prec, rounding, Emin, Emax, capitals, clamp, flags, traps)
-    expected = made[2]
-    return bool(now[7] == expected[7] and now[:6] == expected[:6])
-
-
-# (decimal module, a setting as _decimal_now gives it, its context's __reduce__ arguments)
-_decimal_made: tuple[Any, tuple[Any, ...], tuple[Any, ...]] | None = None
-
-
 def _numpy_errors_var(numpy: Any) -> Any:
     """numpy's context variable of its error handling (numpy >= 2), or None.
 
@@ -251,23 +227,18 @@ def _numpy_errors_var(numpy: Any) -> Any:
     return var if isinstance(var, contextvars.ContextVar) else None
 
 
-# (the error handling wanted, the object numpy's variable held when it was that) or None
-_numpy_checked: tuple[Any, Any] | None = None
-
-
 def _apply_numeric(numeric: tuple[Any, Any]) -> None:
     """Make this thread's decimal context and numpy error handling those of *numeric*.
 
     Compared with the thread itself: a task that changed them does not change
     what the next batch sees. A module neither side uses is not imported.
     """
-    global _numpy_checked
     dec, err = numeric
     modules = sys.modules
     if dec is not None or "decimal" in modules:
         decimal = modules.get("decimal") or importlib.import_module("decimal")
         want = _DECIMAL_DEFAULT if dec is None else dec
-        if not _decimal_is(decimal, want):
+        if _decimal_read(decimal) != want:
             prec, rounding, emin, emax, capitals, clamp, traps = want
             decimal.setcontext(
                 decimal.Context(
@@ -286,13 +257,8 @@ def _apply_numeric(numeric: tuple[Any, Any]) -> None:
         if not hasattr(numpy, "geterr"):  # numpy half-imported by a failed import
             return
         want_err = _NUMPY_DEFAULT if err is None else err
-        var = _numpy_errors_var(numpy)
-        checked = _numpy_checked
-        if var is not None and checked is not None and checked[1] is var.get(None) and checked[0] == want_err:
-            return  # the very object found (or set) last time with this handling
-        if tuple(sorted(numpy.geterr().items())) != want_err:
+        if _numpy_read(numpy) != want_err:
             numpy.seterr(**dict(want_err))
-        _numpy_checked = (want_err, var.get(None)) if var is not None else None
 
 
 @contextlib.contextmanager
