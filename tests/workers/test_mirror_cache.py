@@ -210,7 +210,7 @@ def test_the_lanes_framing_is_connections(size):
         payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
         sender = threading.Thread(target=parent.send_bytes, args=(payload,))
         sender.start()  # (a large message fills the socket: read while it is written)
-        assert lane._receive(worker.fileno()) == payload
+        assert lane.receive(worker.fileno()) == payload
         sender.join()
         replier = threading.Thread(target=lane._send, args=(worker.fileno(), lane.STAYING, payload))
         replier.start()
@@ -228,7 +228,7 @@ def test_the_lane_reads_a_message_written_in_pieces():
     try:
         whole = (5).to_bytes(4, "big") + b"hello"
         out = []
-        reader = threading.Thread(target=lambda: out.append(lane._receive(b.fileno())))
+        reader = threading.Thread(target=lambda: out.append(lane.receive(b.fileno())))
         reader.start()
         for i in range(len(whole)):
             a.sendall(whole[i : i + 1])
@@ -236,6 +236,6 @@ def test_the_lane_reads_a_message_written_in_pieces():
         assert out == [b"hello"]
         a.close()
         with pytest.raises(EOFError):
-            lane._receive(b.fileno())
+            lane.receive(b.fileno())
     finally:
         b.close()

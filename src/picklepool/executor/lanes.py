@@ -28,8 +28,10 @@ a job that loky sees running.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
+import select
 import socket
 import struct
 import sys
@@ -43,7 +45,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from .. import lokycompat
-from ..workers.lane import LEAVING, serve
+from ..workers.lane import LEAVING, receive, serve
 
 LANE_IDLE = 10.0  # seconds without a batch after which a lane gives its worker back to loky
 CONNECT_DEADLINE = 2.0  # seconds the lanes' jobs have to connect, else they are given up
@@ -86,6 +88,7 @@ class Lanes:
         except OSError:
             self._server.close()
             raise
+        self._poller = _Poller()  # the reader thread's
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)  # written under the lock: never waits for the reader
         self._jobs: list[Future[Any]] = []
@@ -184,6 +187,9 @@ class Lanes:
         stop those idle for ``idle`` seconds; until every lane has ended."""
         deadline = time.monotonic() + CONNECT_DEADLINE
         listening = True
+        poller = self._poller
+        poller.add(self._wake_r, _WAKE)
+        poller.add(self._server.fileno(), self._server)
         while True:
             now = time.monotonic()
             with self._cond:
@@ -196,28 +202,25 @@ class Lanes:
                 expired = [lane for lane in self._idle if now - lane.since >= self.idle]
                 for lane in expired:
                     self._idle.remove(lane)
-                lanes = list(self._lanes)
+                any_lanes = bool(self._lanes)
                 waits = [lane.since + self.idle - now for lane in self._idle]
-            if not listening:
+            if not listening and self._server.fileno() >= 0:
+                poller.remove(self._server.fileno())
                 self._server.close()  # jobs that start later find no one and return at once
                 _unlink(self.address)
             for lane in expired:
                 _stop(lane)  # its worker answers it with its EOF: _lost
-            if not listening and not lanes:
+            if not listening and not any_lanes:
                 return
             if listening:
                 waits.append(deadline - now)
-            watched: list[Any] = [lane.conn for lane in lanes] + [self._wake_r]
-            if listening:
-                watched.append(self._server)
-            ready = wait(watched, max(0.0, min(waits)) if waits else None)
-            if self._wake_r in ready:
-                os.read(self._wake_r, 512)
-            if listening and self._server in ready:
-                self._accept()
-            for lane in lanes:
-                if lane.conn in ready:
-                    self._read(lane)
+            for ready in poller.ready(max(0.0, min(waits)) if waits else None):
+                if ready is _WAKE:
+                    os.read(self._wake_r, 512)
+                elif ready is self._server:
+                    self._accept()
+                else:
+                    self._read(ready)
 
     def _accept(self) -> None:
         """Take one lane's connection."""
@@ -235,6 +238,7 @@ class Lanes:
             conn.close()
             return
         lane = _Lane(conn, self._jobs[number])
+        self._poller.add(conn.fileno(), lane)
         with self._cond:
             self._connecting -= 1
             self._lanes.append(lane)
@@ -246,7 +250,7 @@ class Lanes:
 
     def _read(self, lane: _Lane) -> None:
         try:
-            data = lane.conn.recv_bytes()
+            data = receive(lane.conn.fileno())
         except (EOFError, OSError):
             self._lost(lane)
             return
@@ -282,6 +286,7 @@ class Lanes:
             if not self._lanes and self._open:
                 self._open = False  # every lane gone: the next batch goes through loky
             self._cond.notify_all()
+        self._poller.remove(lane.conn.fileno())
         lane.conn.close()
         if fut is None:
             return
@@ -321,6 +326,39 @@ def _forget_all_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_all_in_child)
+
+
+_WAKE = object()  # what the reader thread's wake pipe stands for in its _Poller
+
+
+class _Poller:
+    """The reader thread's file descriptors and what each stands for, watched together.
+
+    One ``select.poll`` object kept across waits, changed as lanes come and go:
+    ``multiprocessing.connection.wait`` builds and fills a selector at every call,
+    about 10 µs of every reply (its fallback where ``poll`` is missing).
+    """
+
+    def __init__(self) -> None:
+        self._objs: dict[int, Any] = {}
+        self._poll = select.poll() if hasattr(select, "poll") else None
+
+    def add(self, fd: int, obj: Any) -> None:
+        self._objs[fd] = obj
+        if self._poll is not None:
+            self._poll.register(fd, select.POLLIN)
+
+    def remove(self, fd: int) -> None:
+        if self._objs.pop(fd, self) is not self and self._poll is not None:
+            self._poll.unregister(fd)
+
+    def ready(self, timeout: float | None) -> list[Any]:
+        """What stands for each descriptor ready to read (or closed), waiting *timeout* seconds at most."""
+        if self._poll is None:
+            fds = wait(list(self._objs), timeout)
+        else:
+            fds = [fd for fd, _ in self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))]
+        return [self._objs[fd] for fd in fds if fd in self._objs]
 
 
 def _stop(lane: _Lane) -> None:

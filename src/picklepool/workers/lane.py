@@ -57,7 +57,7 @@ def serve(address: str, number: int) -> int:
     try:
         conn.send_bytes(b"%d" % number)
         while True:
-            data = _receive(fd)
+            data = receive(fd)
             if not data:  # stop: the parent needs this worker for loky's own jobs
                 break
             served += 1
@@ -100,8 +100,8 @@ def _read(fd: int, n: int) -> bytes:
     return b"".join(parts)
 
 
-def _receive(fd: int) -> bytes:
-    """One message from the parent (``Connection.recv_bytes``)."""
+def receive(fd: int) -> bytes:
+    """One message from the other end of a lane (``Connection.recv_bytes``), in a worker or the parent."""
     (size,) = _SIZE.unpack(_read(fd, 4))
     if size == -1:
         (size,) = _LARGE_SIZE.unpack(_read(fd, 8))
