@@ -183,6 +183,31 @@ def _pow_batch() -> bytes:
     return pickle.dumps((pow, (2, 5)), protocol=pickle.HIGHEST_PROTOCOL)
 
 
+@pytest.mark.parametrize("poll", [True, False], ids=["select.poll", "multiprocessing-wait"])
+def test_the_reader_thread_answers_every_lane_and_ends_with_them_with_or_without_poll(monkeypatch, poll):
+    """The reader's watch (lanes._Poller): one poll object kept across waits, or, where
+    ``select.poll`` is missing, multiprocessing's wait; lanes that end leave it."""
+    if not poll:
+        monkeypatch.delattr(lanes.select, "poll")
+    before = set(os.listdir("/proc/self/fd"))
+    with ThreadPoolExecutor(2) as workers:
+        box = lanes.Lanes(workers, 2, "", 3600.0)
+        assert (box._poller._poll is not None) is poll
+        with box._cond:
+            assert box._cond.wait_for(lambda: len(box._idle) == 2, timeout=30)
+        held = [box.submit(pickle.dumps((pow, (2, 10)), protocol=pickle.HIGHEST_PROTOCOL))]
+        for k in range(6):  # the other lane meanwhile, one batch at a time
+            fut = box.submit(pickle.dumps((pow, (2, k)), protocol=pickle.HIGHEST_PROTOCOL))
+            assert fut is not None and fut.result(timeout=30) == 2**k
+        assert held[0] is not None and held[0].result(timeout=30) == 1024
+        box.release()
+        assert sum(job.result(timeout=30) for job in box._jobs) == 7  # batches served
+        box._thread.join(30)
+        assert not box._thread.is_alive()
+        assert not [x for x in box._poller._objs.values() if isinstance(x, lanes._Lane)]
+    assert set(os.listdir("/proc/self/fd")) == before
+
+
 def test_a_batch_sent_as_a_lane_reaches_its_idle_time_is_answered_or_goes_through_loky(monkeypatch):
     """The lane's idle end and a batch written to it at that moment: never a lost batch."""
     expired, sent = threading.Event(), threading.Event()
