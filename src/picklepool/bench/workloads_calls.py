@@ -1,7 +1,8 @@
 """Workloads about the cost of a call itself: many tiny tasks, latency, CPU-bound work.
 
 tiny_tasks    100,000 calls of ``x * x`` (issue 2: at least 4x faster than joblib)
-warm_latency  a one-task call on warm workers, median of 50 (issue 2: under 2 ms)
+warm_latency  a one-task call on warm workers, median of 50 (issue 2: under 2 ms); and a
+              detail table: calls back to back, 20 a round, per call
 cpu_bound     40 tasks of ~25 ms of pure-Python work: wall time and parallel
               efficiency (serial loop time / (n_jobs x time))
 """
@@ -26,18 +27,50 @@ def tiny_tasks(ctx: Context) -> WorkloadResult:
     return res
 
 
+BURST = 20  # one-task calls a round of warm_latency's back-to-back table
+
+
 def warm_latency(ctx: Context) -> WorkloadResult:
+    """A one-task call on warm workers; the row times single calls, a collection before each
+    (the bench's rule: ``measure.interleave``), which evicts the call's code and data from the
+    CPU caches. The detail table times ``BURST`` calls back to back (caches warm, as in a loop
+    of calls), per call: the same peers, interleaved the same way."""
     n = 50
     res = WorkloadResult(
         "warm_latency",
         f"one call of one task on warm workers, median of {n} calls",
-        {"calls": n},
+        {"calls": n, "burst": BURST},
     )
     with opened_peers(ctx.n_jobs) as (peers, missing):
         row = measure_row(
             ctx, "warm_latency", peers, missing, lambda p: p.map(square, [3]), expect([9]), reps=n, warmup=3
         )
+        burst = measure_row(
+            ctx,
+            "warm_latency back to back",
+            peers,
+            missing,
+            lambda p: [p.map(square, [3]) for _ in range(BURST)],
+            expect([[9]] * BURST),
+            reps=max(3, n // 5),
+            warmup=1,
+        )
     res.rows.append(row)
+    table = Table(
+        f"warm_latency back to back: {BURST} calls a round, no collection between them; per call, "
+        "median (min-max) over the rounds",
+        ["implementation", "per call"],
+        [],
+    )
+    for name, cell in burst.cells.items():
+        if cell.status != "ok" or cell.stat is None:
+            continue
+        per = Stat(cell.stat.median / BURST, cell.stat.min / BURST, cell.stat.max / BURST, cell.stat.n)
+        if name in row.cells:
+            row.cells[name].extra["back_to_back"] = per.as_dict()
+        table.rows.append([name, f"{per.median * 1e3:.3g} ms ({per.min * 1e3:.3g}-{per.max * 1e3:.3g})"])
+    if table.rows:
+        res.tables.append(table)
     return res
 
 
