@@ -68,8 +68,9 @@ class Backend:
 
         Backends whose pool belongs to one ``Parallel`` (``per_parallel``) shut it down;
         the loky backend gives the process's shared pool back (``executor.pool``).
-        *wait*: False when a generator was closed or dropped early, so tasks still
-        running (threads cannot be interrupted) do not block whoever closed it.
+        *wait*: False when a generator was closed or dropped early, or the call
+        failed, so tasks still running (threads cannot be interrupted) do not block
+        whoever closed it or delay the error.
         """
         if self.per_parallel:
             self.shutdown()

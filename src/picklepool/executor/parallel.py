@@ -380,15 +380,19 @@ class Parallel:
             raise
         if self.return_as == "list":
             out: list[Any] = []
+            failed = True
             try:
                 for chunk in chunks:
                     out.extend(chunk)
+                failed = False
             finally:
                 self._call_now = None
                 if reporter is not None:
                     reporter.close()
                 if closes is not None:
-                    closes.release()
+                    # failed: the error is raised now, not once the tasks still running
+                    # in threads have returned
+                    closes.release(wait=not failed)
             return out
         results = _flatten(chunks, closes, reporter, self._done)
         next(results)  # enter its try: closing or dropping it now cleans up too

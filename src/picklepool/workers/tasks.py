@@ -10,6 +10,9 @@ Timeouts: in a worker's main thread, SIGALRM interrupts a late task; elsewhere
 watched with a deadline (:func:`execute_watched`). Once the deadline fired, the
 task's outcome is ``TaskTimeoutError`` whatever it does next: a task that catches
 the interruption and returns does not make the call succeed past its timeout.
+
+In-process calls (:func:`run_local`) share a stop flag (a ``threading.Event``, set
+when the call fails or is cancelled): no task starts once it is set.
 """
 
 from __future__ import annotations
@@ -118,6 +121,11 @@ def _timed_out(index: int, timeout: float | None, where: str = "") -> TaskFailed
     return TaskFailed(index, exc, "")
 
 
+def _flag(stop: threading.Event) -> Callable[[int], bool]:
+    """``cancelled(call_id)`` for an in-process call: whether its stop flag is set."""
+    return lambda call_id: stop.is_set()
+
+
 def execute_isolated(
     funcs: Funcs,
     fidx: Any,
@@ -192,6 +200,7 @@ def execute(
     timeout: float | None = None,
     format_tb: bool = True,
     mark: bool = True,
+    stop: threading.Event | None = None,
 ) -> Any:
     """Run the tasks of one batch in order; stop at the first exception.
 
@@ -205,8 +214,9 @@ def execute(
 
     Before each task its index goes into the worker's status (*view*, a
     ``workers.control.WorkerView``) so that the parent can name the task a crashed
-    worker was running; the call's cancel flag is read before every task in
-    batches of up to 64 tasks, else every 32 tasks.
+    worker was running; the call's cancel flag (the view's, else *stop*, an
+    in-process call's) is read before every task in batches of up to 64 tasks,
+    else every 32 tasks.
     """
     bad = _bad_items(funcs, fidx, args, kwargs, first)
     if bad is not None:
@@ -214,7 +224,7 @@ def execute(
     results: list[Any] = []
     append = results.append
     status = view.status if view is not None else [0, -1, 0, 0]
-    cancelled = view.cancelled if view is not None else _never
+    cancelled = view.cancelled if view is not None else _never if stop is None else _flag(stop)
     every = 0 if len(args) <= 64 else 31  # i & every == 0: read the cancel flag
     # SIGALRM only inside a worker process (a session view): in the calling process it
     # would clobber the user's own timers (run_local uses a watching thread there).
@@ -274,12 +284,16 @@ def run_local(
     kwargs: Sequence[dict[str, Any]] | None,
     first: int,
     timeout: float | None,
+    stop: threading.Event | None = None,
 ) -> Any:
-    """Run a batch in the calling process (in-process backends): no pickling, no signals."""
+    """Run a batch in the calling process (in-process backends): no pickling, no signals.
+
+    *stop*: the call's stop flag; no task starts once it is set.
+    """
     nest = joblibnest.enter()  # on a pool thread: joblib code nests as in a joblib worker
     try:
         if timeout is None:
-            return execute(funcs, fidx, args, kwargs, first, format_tb=False, mark=False)
+            return execute(funcs, fidx, args, kwargs, first, format_tb=False, mark=False, stop=stop)
         return execute_watched(funcs, fidx, args, kwargs, first, None, 0, timeout, mark=False)
     finally:
         joblibnest.leave(nest)
