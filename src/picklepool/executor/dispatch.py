@@ -192,7 +192,15 @@ class Channel:
             if single_arg:
                 args = [(a,) for a in args]
             return self.backend.submit(
-                run_local, funcs, fidx, args, kwargs, first, self.timeout, self.stop_flag
+                run_local,
+                funcs,
+                fidx,
+                args,
+                kwargs,
+                first,
+                self.timeout,
+                self.stop_flag,
+                self.backend.interrupts_late_tasks,
             )
         payload: bytes | Frames
         self.buffers.begin_batch()
@@ -415,7 +423,7 @@ class Call(Channel):
             return batch
 
         def done(f: Future[Any]) -> None:
-            # In-process: a failed batch (a task's error) stops the call's tasks
+            # In-process: a failed batch (a task's error, its timeout) stops the call's tasks
             # not started yet at once, before its thread can take the next batch. Queued
             # first, so that the batches the flag stops are read after the failure.
             self._done.put(batch)

@@ -6,10 +6,12 @@ the outcome is a ``wire.Results``, ``wire.TaskFailed``, ``wire.Cancelled`` or,
 for an item that is not a delayed call, a ``wire.Failure`` of kind "bad-item".
 
 Timeouts: in a worker's main thread, SIGALRM interrupts a late task; elsewhere
-(a dask worker thread, the threading backend) the tasks run in a helper thread
+(a dask worker thread, the calling process) the tasks run in a helper thread
 watched with a deadline (:func:`execute_watched`). Once the deadline fired, the
 task's outcome is ``TaskTimeoutError`` whatever it does next: a task that catches
-the interruption and returns does not make the call succeed past its timeout.
+the interruption and returns does not make the call succeed past its timeout. On
+the threading backend a late task is not interrupted at all, as in joblib: its
+thread runs on until the task returns, and the call fails at the deadline.
 
 In-process calls (:func:`run_local`) share a stop flag (a ``threading.Event``, set
 when the call fails or is cancelled): no task starts once it is set.
@@ -116,8 +118,22 @@ def _bad_items(funcs: Funcs, fidx: Any, args: Sequence[Any], kwargs: Sequence[An
     return None
 
 
-def _timed_out(index: int, timeout: float | None, where: str = "") -> TaskFailed:
-    exc = TaskTimeoutError(f"task {index} ran longer than timeout={timeout}s and was interrupted{where}")
+TIMEOUT_ADVICE = "Raise the timeout, or make the task faster."
+
+# What became of a late task, by where it ran (the message of its TaskTimeoutError).
+INTERRUPTED = "and was interrupted"
+INTERRUPTED_THREAD = (
+    "and was interrupted (it ran in a thread: its Python code stops at once, compiled code when it returns)"
+)
+LEFT_RUNNING = (
+    "and was not interrupted: its thread keeps running until the task returns, as a Python "
+    "thread cannot be stopped (the threading backend, as in joblib). The call's tasks not "
+    "started yet were cancelled"
+)
+
+
+def _timed_out(index: int, timeout: float | None, fate: str = INTERRUPTED) -> TaskFailed:
+    exc = TaskTimeoutError(f"task {index} ran longer than timeout={timeout}s {fate}. {TIMEOUT_ADVICE}")
     return TaskFailed(index, exc, "")
 
 
@@ -285,16 +301,20 @@ def run_local(
     first: int,
     timeout: float | None,
     stop: threading.Event | None = None,
+    interrupt: bool = True,
 ) -> Any:
     """Run a batch in the calling process (in-process backends): no pickling, no signals.
 
-    *stop*: the call's stop flag; no task starts once it is set.
+    *stop*: the call's stop flag; no task starts once it is set. *interrupt*: what
+    becomes of a task past *timeout* (see :func:`execute_watched`).
     """
     nest = joblibnest.enter()  # on a pool thread: joblib code nests as in a joblib worker
     try:
         if timeout is None:
             return execute(funcs, fidx, args, kwargs, first, format_tb=False, mark=False, stop=stop)
-        return execute_watched(funcs, fidx, args, kwargs, first, None, 0, timeout, mark=False)
+        return execute_watched(
+            funcs, fidx, args, kwargs, first, None, 0, timeout, False, stop, interrupt, format_tb=False
+        )
     finally:
         joblibnest.leave(nest)
 
@@ -313,30 +333,44 @@ def execute_watched(
     call_id: int,
     timeout: float,
     mark: bool = True,
+    stop: threading.Event | None = None,
+    interrupt: bool = True,
+    format_tb: bool = True,
 ) -> Any:
     """``execute`` with a per-task deadline where SIGALRM cannot reach (a worker thread).
 
     The tasks run one by one in a helper thread while this thread waits for each
     with the deadline. When a task is late, this thread replies at once with
-    ``TaskTimeoutError`` and the helper thread is interrupted by an asynchronous
-    exception, which Python delivers as soon as the task runs Python code again;
-    a task stuck inside compiled code keeps its (abandoned) thread until it
-    returns from that code. The helper thread runs in this thread's context.
+    ``TaskTimeoutError``, and the batch's later tasks do not start. With
+    *interrupt*, the helper thread is interrupted by an asynchronous exception,
+    which Python delivers as soon as the task runs Python code again; a task stuck
+    inside compiled code keeps its (abandoned) thread until it returns from that
+    code. Without (the threading backend, as in joblib, whose tasks share the
+    caller's objects: one stopped halfway would leave them half changed), the task
+    runs on until it returns. Either way the helper is a daemon thread: a late task
+    never delays the interpreter's exit.
+
+    The helper thread runs in this thread's context. *stop*: an in-process call's
+    stop flag, read before each task (see :func:`execute`).
     """
     bad = _bad_items(funcs, fidx, args, kwargs, first)  # before any task of the batch runs
     if bad is not None:
         return bad
+    if stop is not None and stop.is_set():  # the call failed meanwhile: no thread to start
+        return Cancelled(call_id)
     outcomes: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    stop = threading.Event()
+    halt = threading.Event()  # this batch's own: set at its deadline
 
     def work() -> None:
         try:
             for i in range(len(args)):
-                if stop.is_set():
+                if halt.is_set():
                     return
                 one = fidx if isinstance(fidx, int) else (fidx[i],)
                 kw = None if kwargs is None else (kwargs[i],)
-                outcomes.put(execute(funcs, one, (args[i],), kw, first + i, view, call_id, mark=mark))
+                outcomes.put(
+                    execute(funcs, one, (args[i],), kw, first + i, view, call_id, None, format_tb, mark, stop)
+                )
         except _Timeout:
             pass
 
@@ -351,12 +385,13 @@ def execute_watched(
         try:
             outcome = outcomes.get(timeout=timeout)
         except queue.Empty:
-            stop.set()
+            halt.set()
+            if not interrupt:
+                return _timed_out(first + i, timeout, LEFT_RUNNING)
             _interrupt(helper)
-            where = " (in a worker thread: Python code stops at once, compiled code when it returns)"
-            return _timed_out(first + i, timeout, where)
+            return _timed_out(first + i, timeout, INTERRUPTED_THREAD)
         if type(outcome) is not Results:
-            stop.set()
+            halt.set()
             return outcome
         results.extend(outcome.values)
     return Results(results, time.perf_counter() - start)
