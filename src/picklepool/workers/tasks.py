@@ -308,13 +308,13 @@ def run_local(
     *stop*: the call's stop flag; no task starts once it is set. *interrupt*: what
     becomes of a task past *timeout* (see :func:`execute_watched`).
     """
-    nest = joblibnest.enter()  # on a pool thread: joblib code nests as in a joblib worker
-    try:
-        if timeout is None:
-            return execute(funcs, fidx, args, kwargs, first, format_tb=False, mark=False, stop=stop)
+    if timeout is not None:
         return execute_watched(
             funcs, fidx, args, kwargs, first, None, 0, timeout, False, stop, interrupt, format_tb=False
         )
+    nest = joblibnest.enter()  # on a pool thread: joblib code nests as in a joblib worker
+    try:
+        return execute(funcs, fidx, args, kwargs, first, format_tb=False, mark=False, stop=stop)
     finally:
         joblibnest.leave(nest)
 
@@ -350,8 +350,9 @@ def execute_watched(
     runs on until it returns. Either way the helper is a daemon thread: a late task
     never delays the interpreter's exit.
 
-    The helper thread runs in this thread's context. *stop*: an in-process call's
-    stop flag, read before each task (see :func:`execute`).
+    The helper thread runs in this thread's context, and its tasks see joblib's
+    nested config as this thread's would (``workers.joblibnest``). *stop*: an
+    in-process call's stop flag, read before each task (see :func:`execute`).
     """
     bad = _bad_items(funcs, fidx, args, kwargs, first)  # before any task of the batch runs
     if bad is not None:
@@ -362,6 +363,7 @@ def execute_watched(
     halt = threading.Event()  # this batch's own: set at its deadline
 
     def work() -> None:
+        nest = joblibnest.enter()
         try:
             for i in range(len(args)):
                 if halt.is_set():
@@ -373,6 +375,8 @@ def execute_watched(
                 )
         except _Timeout:
             pass
+        finally:
+            joblibnest.leave(nest)
 
     start = time.perf_counter()
     # The tasks run in this thread's context (contextvars: the decimal context, numpy's
