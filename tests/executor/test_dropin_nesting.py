@@ -223,9 +223,10 @@ def _joblib_here():
     return type(backend).__name__, backend.nesting_level, n_jobs, set(pids) == {os.getpid()}
 
 
+@pytest.mark.parametrize("timeout", [None, 30])  # with one, threading's tasks run on watched threads
 @pytest.mark.parametrize("outer", ["loky", "threading"])
-def test_joblib_code_in_a_task_nests_as_in_a_joblib_worker(outer):
-    out = Parallel(n_jobs=2, backend=outer)(delayed(_joblib_here)() for _ in range(2))
+def test_joblib_code_in_a_task_nests_as_in_a_joblib_worker(outer, timeout):
+    out = Parallel(n_jobs=2, backend=outer, timeout=timeout)(delayed(_joblib_here)() for _ in range(2))
     assert out == [("ThreadingBackend", 1, None, True)] * 2  # joblib's threads, no loky pool
     assert type(joblib.parallel.get_active_backend()[0]).__name__ == "LokyBackend"  # caller untouched
 

@@ -174,11 +174,6 @@ def test_timeout_backstop_kills_a_worker_that_ignores_interruption():
     assert Parallel(n_jobs=2)(delayed(pid_of)(i) for i in range(2))
 
 
-def test_threading_backend_refuses_a_timeout():
-    with pytest.raises(ValueError, match="threading backend"):
-        Parallel(n_jobs=2, backend="threading", timeout=1)([])
-
-
 def hang_and_report(i, folder):
     if i == 1:
         with open(os.path.join(folder, "pid"), "w") as f:

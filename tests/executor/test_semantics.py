@@ -366,6 +366,32 @@ def test_cancel_skips_the_rest_of_a_small_batch_in_a_worker(tmp_path):
     assert len(os.listdir(tmp_path)) < 10
 
 
+def test_cancel_skips_the_rest_of_a_batch_on_a_thread():
+    # threading: a failure stops the call's batches running on the other threads before
+    # their next task, as a worker's cancel flag does (the error is raised meanwhile)
+    started, release = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def task(i):
+        if i == 0:
+            assert started.wait(60)  # fails once the other batch is running
+            raise ValueError("first fails")
+        if i == 5:  # the first task of the other thread's batch
+            started.set()
+            assert release.wait(60)
+        ran.append(i)
+        return i
+
+    with Parallel(n_jobs=2, backend="threading", batch_size=5) as p:
+        try:
+            with pytest.raises(ValueError, match="first fails"):
+                p(delayed(task)(i) for i in range(10))
+        finally:
+            release.set()
+    # leaving the block waited for the pool's threads: task 5 returned, 6..9 never started
+    assert ran == [5]
+
+
 def test_sequential_timeout_leaves_the_callers_timer_alone():
     fired = []
     previous = signal.signal(signal.SIGALRM, lambda *a: fired.append(1))

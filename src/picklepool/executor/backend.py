@@ -20,7 +20,7 @@ class Backend:
     in_caller = False  # tasks run in the calling process (no pickling, shared objects)
     caller_thread = False  # tasks run in the calling thread (a Ctrl-C may arrive inside one)
     parent_threads = False  # moves data on threads of this process (executor/gil.py)
-    supports_timeout = True  # a late task can be interrupted
+    interrupts_late_tasks = True  # a task past its timeout is interrupted (else left to run: threading)
     mirrors_parent = False  # workers mirror the parent's sys.path, cwd, ... (workers.mirror)
     mirrors_numeric = False  # else, workers apply the calling thread's decimal/numpy settings
     enforces_limits = False  # workers apply thread and memory limits (executor.limits)
@@ -68,8 +68,9 @@ class Backend:
 
         Backends whose pool belongs to one ``Parallel`` (``per_parallel``) shut it down;
         the loky backend gives the process's shared pool back (``executor.pool``).
-        *wait*: False when a generator was closed or dropped early, so tasks still
-        running (threads cannot be interrupted) do not block whoever closed it.
+        *wait*: False when a generator was closed or dropped early, or the call
+        failed, so tasks still running (threads cannot be interrupted) do not block
+        whoever closed it or delay the error.
         """
         if self.per_parallel:
             self.shutdown()

@@ -143,12 +143,19 @@ def _packed(fn: Callable[..., Any], args: tuple[Any, ...]) -> bytes | None:
 
 
 class ThreadingBackend(Backend):
-    """A thread pool in the calling process: no pickling, objects shared as they are."""
+    """A thread pool in the calling process: no pickling, objects shared as they are.
+
+    ``timeout``, as joblib's: a task past it makes the call fail with
+    ``TaskTimeoutError`` at its deadline, and the call's tasks not started yet are
+    cancelled; the task itself is not interrupted (its objects are the caller's: one
+    stopped halfway would leave them half changed) and runs on in its own daemon
+    thread until it returns (``workers.tasks.execute_watched``).
+    """
 
     name = "threading"
     moves_bytes = False
     in_caller = True
-    supports_timeout = False  # Python threads cannot be interrupted
+    interrupts_late_tasks = False
     per_parallel = True
     uses_threads = True
     inline_single = True

@@ -27,7 +27,7 @@ What differs from loky, and why:
   than the one task that was running.
 - ``timeout``: dask runs tasks in worker threads, where SIGALRM cannot reach, so
   the runner waits for each task with a deadline and interrupts a late one
-  with an asynchronous exception (``workers.runner._execute_watched``).
+  with an asynchronous exception (``workers.tasks.execute_watched``).
 - A worker that dies: dask reschedules its batch on another worker, up to
   ``distributed.scheduler.allowed-failures`` times (3 by default), then gives up
   with ``KilledWorker``, which is raised here as ``WorkerCrashedError``.

@@ -22,6 +22,7 @@ import os
 import queue
 import reprlib
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
@@ -34,7 +35,7 @@ from ..pickler.buffers import CallBuffers, Frames, TempFolderError
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
-from ..wire import Batch, NumericState, ParentState, WorkerLimits
+from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits
 from ..workers import mirror
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
@@ -132,6 +133,8 @@ class Channel:
         # session_path() made sure the folder is there: the session it names, looked up once
         self.session = current_session() if self.bytes_path and backend.session_path() else None
         self.call_id = self.session.begin_call() if self.session else 0
+        # an in-process call's cancel flag (a worker's is in the session): no task starts once set
+        self.stop_flag = threading.Event() if self.in_caller else None
         self.header = header(pickler) if self.bytes_path else b""
         self.parent: ParentState | NumericState | None = None
         if backend.mirrors_parent:
@@ -188,7 +191,17 @@ class Channel:
         if not self.bytes_path:
             if single_arg:
                 args = [(a,) for a in args]
-            return self.backend.submit(run_local, funcs, fidx, args, kwargs, first, self.timeout)
+            return self.backend.submit(
+                run_local,
+                funcs,
+                fidx,
+                args,
+                kwargs,
+                first,
+                self.timeout,
+                self.stop_flag,
+                self.backend.interrupts_late_tasks,
+            )
         payload: bytes | Frames
         self.buffers.begin_batch()
         with active(self.context):
@@ -404,7 +417,20 @@ class Call(Channel):
         calls = functions.split(items, first, by_content=self.bytes_path)
         batch = Pending(seq, first, calls)  # the columns, not the caller's triples (functions.Calls)
         fut = batch.future = self.send(calls, first, calls)
-        fut.add_done_callback(lambda _f: self._done.put(batch))
+        stop = self.stop_flag
+        if stop is None:
+            fut.add_done_callback(lambda _f: self._done.put(batch))
+            return batch
+
+        def done(f: Future[Any]) -> None:
+            # In-process: a failed batch (a task's error, its timeout) stops the call's tasks
+            # not started yet at once, before its thread can take the next batch. Queued
+            # first, so that the batches the flag stops are read after the failure.
+            self._done.put(batch)
+            if f.cancelled() or f.exception() is not None or type(f.result()) is not Results:
+                stop.set()
+
+        fut.add_done_callback(done)
         return batch
 
     # -- the loop -------------------------------------------------------------------------
@@ -549,6 +575,8 @@ class Call(Channel):
         self.cancelled = True
         if self.session is not None:
             self.session.cancel(self.call_id)
+        if self.stop_flag is not None:
+            self.stop_flag.set()
         for batch in inflight.values():
             if batch.future is not None:
                 batch.future.cancel()

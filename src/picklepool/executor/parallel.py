@@ -140,7 +140,9 @@ class Parallel:
         "generator_unordered" (as completed).
     timeout*: seconds one task may run (positive, finite); past it the task fails
         with ``TaskTimeoutError`` (a ``TimeoutError`` and a
-        ``multiprocessing.TimeoutError``) naming it.
+        ``multiprocessing.TimeoutError``) naming it, and the call's other tasks are
+        cancelled. On the threading backend, as in joblib, the late task is not
+        interrupted: its thread runs on until the task returns.
     progress*: True: a bar (tqdm if installed) on stderr when it is a terminal;
         "always": even when it is not; a callable: called with (done,
         total_or_None) after each batch. See ``executor.progress``.
@@ -311,13 +313,6 @@ class Parallel:
             initializer=s.initializer,
             initargs=s.initargs,
         )
-        if s.timeout is not None and not backend.supports_timeout:
-            backend.release()
-            raise ValueError(
-                f"timeout={s.timeout} (from {s.sources['timeout']}) cannot be enforced by the "
-                f"{backend.name} backend: Python threads cannot be interrupted. Use "
-                "backend='loky' (processes), or drop the timeout."
-            )
         return backend
 
     def __enter__(self) -> Parallel:
@@ -380,15 +375,19 @@ class Parallel:
             raise
         if self.return_as == "list":
             out: list[Any] = []
+            failed = True
             try:
                 for chunk in chunks:
                     out.extend(chunk)
+                failed = False
             finally:
                 self._call_now = None
                 if reporter is not None:
                     reporter.close()
                 if closes is not None:
-                    closes.release()
+                    # failed: the error is raised now, not once the tasks still running
+                    # in threads (a late one included) have returned
+                    closes.release(wait=not failed)
             return out
         results = _flatten(chunks, closes, reporter, self._done)
         next(results)  # enter its try: closing or dropping it now cleans up too

@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..wire import Cancelled, Failure, Results, TaskFailed, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
+from ..workers.tasks import TIMEOUT_ADVICE
 from . import reaper
 from .functions import describe_task, label
 
@@ -195,7 +196,7 @@ class ReplyReader:
             return TaskTimeoutError(
                 f"{batch.describe(index)} ran longer than timeout={call.timeout}s and did not "
                 f"respond to interruption (stuck in compiled code?); its worker (pid {pid}) was "
-                "killed, and the pool is replaced on the next call"
+                f"killed, and the pool is replaced on the next call. {TIMEOUT_ADVICE}"
             )
         culprit = ""
         if self._crash is not None and self._crash[0] is exc:

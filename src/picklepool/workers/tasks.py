@@ -6,10 +6,15 @@ the outcome is a ``wire.Results``, ``wire.TaskFailed``, ``wire.Cancelled`` or,
 for an item that is not a delayed call, a ``wire.Failure`` of kind "bad-item".
 
 Timeouts: in a worker's main thread, SIGALRM interrupts a late task; elsewhere
-(a dask worker thread, the threading backend) the tasks run in a helper thread
+(a dask worker thread, the calling process) the tasks run in a helper thread
 watched with a deadline (:func:`execute_watched`). Once the deadline fired, the
 task's outcome is ``TaskTimeoutError`` whatever it does next: a task that catches
-the interruption and returns does not make the call succeed past its timeout.
+the interruption and returns does not make the call succeed past its timeout. On
+the threading backend a late task is not interrupted at all, as in joblib: its
+thread runs on until the task returns, and the call fails at the deadline.
+
+In-process calls (:func:`run_local`) share a stop flag (a ``threading.Event``, set
+when the call fails or is cancelled): no task starts once it is set.
 """
 
 from __future__ import annotations
@@ -113,9 +118,28 @@ def _bad_items(funcs: Funcs, fidx: Any, args: Sequence[Any], kwargs: Sequence[An
     return None
 
 
-def _timed_out(index: int, timeout: float | None, where: str = "") -> TaskFailed:
-    exc = TaskTimeoutError(f"task {index} ran longer than timeout={timeout}s and was interrupted{where}")
+TIMEOUT_ADVICE = "Raise the timeout, or make the task faster."
+
+# What became of a late task, by where it ran (the message of its TaskTimeoutError).
+INTERRUPTED = "and was interrupted"
+INTERRUPTED_THREAD = (
+    "and was interrupted (it ran in a thread: its Python code stops at once, compiled code when it returns)"
+)
+LEFT_RUNNING = (
+    "and was not interrupted: its thread keeps running until the task returns, as a Python "
+    "thread cannot be stopped (the threading backend, as in joblib). The call's tasks not "
+    "started yet were cancelled"
+)
+
+
+def _timed_out(index: int, timeout: float | None, fate: str = INTERRUPTED) -> TaskFailed:
+    exc = TaskTimeoutError(f"task {index} ran longer than timeout={timeout}s {fate}. {TIMEOUT_ADVICE}")
     return TaskFailed(index, exc, "")
+
+
+def _flag(stop: threading.Event) -> Callable[[int], bool]:
+    """``cancelled(call_id)`` for an in-process call: whether its stop flag is set."""
+    return lambda call_id: stop.is_set()
 
 
 def execute_isolated(
@@ -192,6 +216,7 @@ def execute(
     timeout: float | None = None,
     format_tb: bool = True,
     mark: bool = True,
+    stop: threading.Event | None = None,
 ) -> Any:
     """Run the tasks of one batch in order; stop at the first exception.
 
@@ -205,8 +230,9 @@ def execute(
 
     Before each task its index goes into the worker's status (*view*, a
     ``workers.control.WorkerView``) so that the parent can name the task a crashed
-    worker was running; the call's cancel flag is read before every task in
-    batches of up to 64 tasks, else every 32 tasks.
+    worker was running; the call's cancel flag (the view's, else *stop*, an
+    in-process call's) is read before every task in batches of up to 64 tasks,
+    else every 32 tasks.
     """
     bad = _bad_items(funcs, fidx, args, kwargs, first)
     if bad is not None:
@@ -214,7 +240,7 @@ def execute(
     results: list[Any] = []
     append = results.append
     status = view.status if view is not None else [0, -1, 0, 0]
-    cancelled = view.cancelled if view is not None else _never
+    cancelled = view.cancelled if view is not None else _never if stop is None else _flag(stop)
     every = 0 if len(args) <= 64 else 31  # i & every == 0: read the cancel flag
     # SIGALRM only inside a worker process (a session view): in the calling process it
     # would clobber the user's own timers (run_local uses a watching thread there).
@@ -274,13 +300,21 @@ def run_local(
     kwargs: Sequence[dict[str, Any]] | None,
     first: int,
     timeout: float | None,
+    stop: threading.Event | None = None,
+    interrupt: bool = True,
 ) -> Any:
-    """Run a batch in the calling process (in-process backends): no pickling, no signals."""
+    """Run a batch in the calling process (in-process backends): no pickling, no signals.
+
+    *stop*: the call's stop flag; no task starts once it is set. *interrupt*: what
+    becomes of a task past *timeout* (see :func:`execute_watched`).
+    """
+    if timeout is not None:
+        return execute_watched(
+            funcs, fidx, args, kwargs, first, None, 0, timeout, False, stop, interrupt, format_tb=False
+        )
     nest = joblibnest.enter()  # on a pool thread: joblib code nests as in a joblib worker
     try:
-        if timeout is None:
-            return execute(funcs, fidx, args, kwargs, first, format_tb=False, mark=False)
-        return execute_watched(funcs, fidx, args, kwargs, first, None, 0, timeout, mark=False)
+        return execute(funcs, fidx, args, kwargs, first, format_tb=False, mark=False, stop=stop)
     finally:
         joblibnest.leave(nest)
 
@@ -299,32 +333,50 @@ def execute_watched(
     call_id: int,
     timeout: float,
     mark: bool = True,
+    stop: threading.Event | None = None,
+    interrupt: bool = True,
+    format_tb: bool = True,
 ) -> Any:
     """``execute`` with a per-task deadline where SIGALRM cannot reach (a worker thread).
 
     The tasks run one by one in a helper thread while this thread waits for each
     with the deadline. When a task is late, this thread replies at once with
-    ``TaskTimeoutError`` and the helper thread is interrupted by an asynchronous
-    exception, which Python delivers as soon as the task runs Python code again;
-    a task stuck inside compiled code keeps its (abandoned) thread until it
-    returns from that code. The helper thread runs in this thread's context.
+    ``TaskTimeoutError``, and the batch's later tasks do not start. With
+    *interrupt*, the helper thread is interrupted by an asynchronous exception,
+    which Python delivers as soon as the task runs Python code again; a task stuck
+    inside compiled code keeps its (abandoned) thread until it returns from that
+    code. Without (the threading backend, as in joblib, whose tasks share the
+    caller's objects: one stopped halfway would leave them half changed), the task
+    runs on until it returns. Either way the helper is a daemon thread: a late task
+    never delays the interpreter's exit.
+
+    The helper thread runs in this thread's context, and its tasks see joblib's
+    nested config as this thread's would (``workers.joblibnest``). *stop*: an
+    in-process call's stop flag, read before each task (see :func:`execute`).
     """
     bad = _bad_items(funcs, fidx, args, kwargs, first)  # before any task of the batch runs
     if bad is not None:
         return bad
+    if stop is not None and stop.is_set():  # the call failed meanwhile: no thread to start
+        return Cancelled(call_id)
     outcomes: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    stop = threading.Event()
+    halt = threading.Event()  # this batch's own: set at its deadline
 
     def work() -> None:
+        nest = joblibnest.enter()
         try:
             for i in range(len(args)):
-                if stop.is_set():
+                if halt.is_set():
                     return
                 one = fidx if isinstance(fidx, int) else (fidx[i],)
                 kw = None if kwargs is None else (kwargs[i],)
-                outcomes.put(execute(funcs, one, (args[i],), kw, first + i, view, call_id, mark=mark))
+                outcomes.put(
+                    execute(funcs, one, (args[i],), kw, first + i, view, call_id, None, format_tb, mark, stop)
+                )
         except _Timeout:
             pass
+        finally:
+            joblibnest.leave(nest)
 
     start = time.perf_counter()
     # The tasks run in this thread's context (contextvars: the decimal context, numpy's
@@ -337,12 +389,13 @@ def execute_watched(
         try:
             outcome = outcomes.get(timeout=timeout)
         except queue.Empty:
-            stop.set()
+            halt.set()
+            if not interrupt:
+                return _timed_out(first + i, timeout, LEFT_RUNNING)
             _interrupt(helper)
-            where = " (in a worker thread: Python code stops at once, compiled code when it returns)"
-            return _timed_out(first + i, timeout, where)
+            return _timed_out(first + i, timeout, INTERRUPTED_THREAD)
         if type(outcome) is not Results:
-            stop.set()
+            halt.set()
             return outcome
         results.extend(outcome.values)
     return Results(results, time.perf_counter() - start)

@@ -1,0 +1,182 @@
+"""joblib's ``timeout=`` on the threading backend: the call fails at the deadline, the task runs on.
+
+As in joblib 1.6, a task past the timeout makes the call raise in the caller (here the
+``TaskTimeoutError`` loky's timeouts raise, naming the task and its function); the
+thread running it cannot be stopped, so the task finishes in the background, while
+the call's tasks not started yet are cancelled. Late tasks are held by events, never
+by sleeps: each test releases them, and waits for them, before it ends.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+
+import pytest
+
+from picklepool import Parallel, TaskTimeoutError, delayed, parallel_config
+from tests.conftest import run_python
+
+TIMEOUT = 0.3  # the tasks that time out are held until released: any value works
+
+
+class Held:
+    """Tasks ``held`` wait for :meth:`release`; the others return at once. Records what ran."""
+
+    def __init__(self, held: set[int]) -> None:
+        self.held = held
+        self.released = threading.Event()
+        self.lock = threading.Lock()
+        self.started: list[int] = []
+        self.finished: list[int] = []
+        self.all_held_done = threading.Semaphore(0)
+
+    def __call__(self, i: int) -> int:
+        with self.lock:
+            self.started.append(i)
+        if i in self.held:
+            assert self.released.wait(60)
+            with self.lock:
+                self.finished.append(i)
+            self.all_held_done.release()
+        return i
+
+    def release_and_wait(self) -> None:
+        """Release the held tasks and wait until every one that started has returned."""
+        self.released.set()
+        for _ in range(len(set(self.started) & self.held)):
+            assert self.all_held_done.acquire(timeout=60)
+
+
+@pytest.fixture
+def task():
+    made: list[Held] = []
+
+    def make(*held: int) -> Held:
+        made.append(Held(set(held)))
+        return made[-1]
+
+    yield make
+    for t in made:  # a failing test must not leave a task waiting for its release
+        t.released.set()
+
+
+@pytest.mark.parametrize(
+    "chosen, config",
+    [
+        ({"backend": "threading"}, {}),
+        ({"prefer": "threads"}, {}),
+        ({"require": "sharedmem"}, {}),
+        ({}, {"backend": "threading"}),
+        ({}, {"prefer": "threads", "timeout": TIMEOUT}),
+    ],
+    ids=["backend", "prefer", "require", "config", "config-timeout"],
+)
+def test_a_late_task_fails_the_call_naming_it_while_it_still_runs(task, chosen, config):
+    t = task(1)
+    given = {"timeout": TIMEOUT} if "timeout" not in config else {}
+    with parallel_config(**config):
+        p = Parallel(n_jobs=2, batch_size=1, **chosen, **given)
+        with pytest.raises(TaskTimeoutError) as info:
+            p(delayed(t)(i) for i in range(4))
+    err = info.value
+    assert isinstance(err, TimeoutError) and isinstance(err, multiprocessing.TimeoutError)
+    msg = str(err)
+    assert msg.startswith(f"task 1: Held(1) ran longer than timeout={TIMEOUT}s"), msg
+    assert "its thread keeps running until the task returns" in msg
+    assert "Raise the timeout, or make the task faster." in msg
+    assert t.finished == []  # raised at the deadline, not once the task returned
+    t.release_and_wait()
+    assert t.finished == [1]  # the leftover thread finished once released
+
+
+def test_tasks_not_started_at_the_timeout_never_start(task):
+    t = task(0, 1)  # both threads held: every other task is queued when the deadline comes
+    with pytest.raises(TaskTimeoutError, match=r"task [01]: Held\([01]\) ran longer"):
+        Parallel(n_jobs=2, backend="threading", batch_size=1, timeout=TIMEOUT)(
+            delayed(t)(i) for i in range(20)
+        )
+    t.release_and_wait()
+    assert sorted(t.started) == [0, 1]
+    assert sorted(t.finished) == [0, 1]
+
+
+def test_the_rest_of_a_late_tasks_batch_never_starts(task):
+    t = task(0)
+    with pytest.raises(TaskTimeoutError, match=r"task 0: Held\(0\)"):
+        Parallel(n_jobs=2, backend="threading", batch_size=5, timeout=TIMEOUT)(
+            delayed(t)(i) for i in range(5)
+        )
+    t.release_and_wait()
+    assert t.started == [0]
+
+
+@pytest.mark.parametrize("return_as", ["generator", "generator_unordered"])
+def test_a_generator_raises_on_iteration(task, return_as):
+    t = task(2)
+    gen = Parallel(n_jobs=2, backend="threading", batch_size=1, timeout=TIMEOUT, return_as=return_as)(
+        delayed(t)(i) for i in range(4)
+    )
+    got = []
+    with pytest.raises(TaskTimeoutError, match=r"task 2: Held\(2\) ran longer"):
+        for x in gen:
+            got.append(x)
+    assert 2 not in got
+    if return_as == "generator":
+        assert got == [0, 1][: len(got)]
+    t.release_and_wait()
+
+
+@pytest.mark.parametrize("return_as", ["list", "generator", "generator_unordered"])
+def test_a_call_that_finishes_in_time_returns_normally(return_as):
+    out = Parallel(n_jobs=2, backend="threading", timeout=30, return_as=return_as)(
+        delayed(abs)(-i) for i in range(50)
+    )
+    assert sorted(out) == list(range(50))
+
+
+def test_the_next_calls_after_a_timeout_work(task):
+    t = task(1)
+    with Parallel(n_jobs=2, backend="threading", batch_size=1, timeout=TIMEOUT) as p:
+        with pytest.raises(TaskTimeoutError):
+            p(delayed(t)(i) for i in range(4))
+        assert p(delayed(abs)(-i) for i in range(6)) == list(range(6))  # the same pool, both threads
+    again = Parallel(n_jobs=2, backend="threading", timeout=30)
+    assert again(delayed(abs)(-i) for i in range(6)) == list(range(6))
+    t.release_and_wait()
+
+
+def test_n_jobs_1_enforces_the_timeout_as_on_loky(task):
+    # n_jobs=1 runs sequentially on every backend, the timeout enforced as for loky's
+    # n_jobs=1 (its task interrupted once it runs Python code again): a documented
+    # difference from joblib, which ignores it there
+    t = task(1)
+    with pytest.raises(TaskTimeoutError, match=r"task 1: Held\(1\) ran longer.* was interrupted"):
+        Parallel(n_jobs=1, backend="threading", timeout=TIMEOUT)(delayed(t)(i) for i in range(3))
+    assert t.started == [0, 1]
+
+
+def test_a_task_left_running_does_not_hold_the_interpreter_at_exit():
+    # A task that never returns: the script still ends (a hang would show as run_python's
+    # deadline passing), as joblib's daemon pool threads let it.
+    result = run_python(
+        """
+        import threading
+        from picklepool import Parallel, TaskTimeoutError, delayed
+
+        never = threading.Event()
+
+        def task(i):
+            if i == 1:
+                never.wait()
+            return i
+
+        try:
+            Parallel(n_jobs=2, backend="threading", timeout=0.2)(delayed(task)(i) for i in range(4))
+        except TaskTimeoutError:
+            print("timed out")
+        print(Parallel(n_jobs=2, backend="threading")(delayed(abs)(-i) for i in range(3)))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["timed out", "[0, 1, 2]"]
