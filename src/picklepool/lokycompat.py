@@ -396,10 +396,15 @@ def forget_parent_children() -> None:
 def interpreter_exiting() -> bool:
     """True once the interpreter has begun to exit (atexit handlers run after this).
 
-    loky's exit hook (``process_executor._global_shutdown``) and the standard
-    library's thread pools' (``concurrent.futures.thread._shutdown``) have run:
-    neither starts a worker or takes a job any more.
+    ``threading._shutdown`` has begun (the main thread has ended; the exit hooks of
+    ``threading._register_atexit`` run next: picklepool's stop the pools, then loky's
+    and the standard library's stop taking work), or loky's exit hook
+    (``process_executor._global_shutdown``) or the standard library's thread pools'
+    (``concurrent.futures.thread._shutdown``) has run. A call another thread starts
+    then would start a pool that those hooks tear down as its workers boot.
     """
+    if getattr(sys.modules.get("threading"), "_SHUTTING_DOWN", False):
+        return True
     pe = sys.modules.get("loky.process_executor")
     if pe is not None and getattr(pe, "_global_shutdown", False):
         return True
