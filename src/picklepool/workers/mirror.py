@@ -32,8 +32,9 @@ Not mirrored, by choice: ``os.environ`` (workers keep the environment they were
 started with, plus their thread limits; libraries read most variables once, at
 import, so changing them under a warm worker would not do what a user expects —
 pass values as arguments, or set them before the first call), signal handlers,
-``warnings`` filters and logging configuration (set them in the task or with
-``initializer``).
+``warnings`` filters, logging configuration and numpy's print options
+(``np.set_printoptions``: formatting, not a computation's outcome) (set them in the
+task or with ``initializer``).
 """
 
 from __future__ import annotations
