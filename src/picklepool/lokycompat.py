@@ -327,6 +327,13 @@ def shutdown(executor: Any, kill: bool) -> None:
     leak until the interpreter exits. So each cancelled job gets a stand-in future
     that is cancelled too but takes that exception quietly (the job stays where
     loky looks it up).
+
+    And loky's ``shutdown(wait=False)`` sets the executor's process lock to None while
+    its manager thread may still be replacing a worker that left (recycled for memory,
+    ``max_worker_memory``; idle): ``with executor._processes_management_lock`` then
+    raised ``TypeError`` there ("Exception in executor manager thread", at a call's
+    end or the interpreter's exit). The lock is given back, and a pool shutting down
+    starts no worker (one started then had no queues to read).
     """
     if kill:
         jobs = getattr(executor, "_pending_work_items", None)
@@ -334,7 +341,15 @@ def shutdown(executor: Any, kill: bool) -> None:
             for job in list(jobs.values()):
                 if job.future.cancelled():
                     job.future = _Dropped()
+    lock = getattr(executor, "_processes_management_lock", None)
+    executor._adjust_process_count = _no_new_workers  # an instance attribute: this executor only
     executor.shutdown(wait=False, kill_workers=kill)
+    if lock is not None and getattr(executor, "_processes_management_lock", lock) is None:
+        executor._processes_management_lock = lock
+
+
+def _no_new_workers() -> None:
+    """An executor shutting down starts no worker (``shutdown``)."""
 
 
 def dropped_by_kill(exc: BaseException) -> bool:
