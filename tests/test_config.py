@@ -43,6 +43,28 @@ def test_config_is_private_to_each_thread():
     assert repr(seen["other"]) == "NOT_SET"
 
 
+def test_a_config_never_entered_says_it_changed_nothing():
+    # joblib applies parallel_config and parallel_backend when they are made (a bare
+    # statement changes its defaults until .unregister()); here only a `with` block
+    # does, and a bare statement changed nothing without a word.
+    from picklepool import parallel_backend
+
+    with pytest.warns(RuntimeWarning, match=r"never entered, so it changed nothing") as record:
+        parallel_backend("threading", n_jobs=2)
+    assert record[0].filename == __file__  # the line that made it
+    assert "parallel_backend(backend='threading', n_jobs=2)" in str(record[0].message)
+    assert repr(config_value("backend")) == "NOT_SET"
+
+
+def test_unregister_leaves_the_block_as_in_joblib():
+    config = parallel_config(n_jobs=3)
+    config.__enter__()
+    assert config_value("n_jobs") == 3
+    config.unregister()
+    assert repr(config_value("n_jobs")) == "NOT_SET"
+    config.unregister()  # nothing left to leave
+
+
 def test_unknown_setting():
     with pytest.raises(TypeError, match="unknown setting"):
         parallel_config(n_job=2)

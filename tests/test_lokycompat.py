@@ -79,3 +79,21 @@ def test_killing_an_executor_with_cancelled_jobs_leaks_nothing():
     assert result.stdout.split() == ["True", "False"], result.stderr
     assert "Exception in executor manager thread" not in result.stderr, result.stderr
     assert "leaked" not in result.stderr, result.stderr
+
+
+def test_a_pool_shutting_down_keeps_its_lock_and_starts_no_worker():
+    # loky's shutdown(wait=False) set the executor's process lock to None while its
+    # manager thread could still be replacing a worker that left (max_worker_memory,
+    # an idle timeout): "TypeError: 'NoneType' object does not support the context
+    # manager protocol" in that thread, about one run in ten of a script whose calls
+    # use max_worker_memory. What that thread does then, here after the shutdown:
+    executor = lokycompat.new_executor(1, 300, None)
+    assert executor.submit(abs, -1).result() == 1
+    workers = set(lokycompat.worker_processes(executor))
+    thread = lokycompat.manager_thread(executor)
+    lokycompat.shutdown(executor, kill=False)
+    with executor._processes_management_lock:  # loky's process_result_item
+        executor._adjust_process_count()
+    assert set(lokycompat.worker_processes(executor)) <= workers  # none started for a pool shutting down
+    thread.join(60)
+    assert not thread.is_alive()

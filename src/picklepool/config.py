@@ -11,6 +11,7 @@ in :mod:`picklepool.settings`.
 from __future__ import annotations
 
 import contextvars
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -123,13 +124,43 @@ class parallel_config:
             )
         self._settings = settings
         self._tokens: list[contextvars.Token[Mapping[str, Any]]] = []
+        self._entered = False
 
     def __enter__(self) -> dict[str, Any]:
+        self._entered = True
         self._tokens.append(push_config(self._settings))
         return current_config()
 
     def __exit__(self, *exc_info: object) -> None:
         pop_config(self._tokens.pop())
+
+    def unregister(self) -> None:
+        """Leave the innermost block this object entered, as joblib's ``unregister()``
+        (nothing if it is not in one: outside a block it applies nowhere)."""
+        if self._tokens:
+            pop_config(self._tokens.pop())
+
+    def __del__(self) -> None:
+        # joblib applies its parallel_config (and parallel_backend) when it is made,
+        # until .unregister(): a bare statement changes its defaults. Here only a
+        # ``with`` block applies it, so say so when one was made and never entered.
+        if getattr(self, "_entered", True):
+            return
+        try:
+            warnings.warn(
+                f"{type(self).__name__}({_describe(self._settings)}) was made but never entered, "
+                "so it changed nothing: picklepool applies it only inside a `with` block (joblib "
+                "also applies one at construction, until its .unregister()). Write `with "
+                f"{type(self).__name__}(...):` around the calls it is for.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        except Exception:  # noqa: BLE001 - at interpreter exit: nothing to say it with
+            pass
+
+
+def _describe(settings: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key}={value!r:.60}" for key, value in settings.items() if value is not None)
 
 
 class parallel_backend(parallel_config):

@@ -327,6 +327,13 @@ def shutdown(executor: Any, kill: bool) -> None:
     leak until the interpreter exits. So each cancelled job gets a stand-in future
     that is cancelled too but takes that exception quietly (the job stays where
     loky looks it up).
+
+    And loky's ``shutdown(wait=False)`` sets the executor's process lock to None while
+    its manager thread may still be replacing a worker that left (recycled for memory,
+    ``max_worker_memory``; idle): ``with executor._processes_management_lock`` then
+    raised ``TypeError`` there ("Exception in executor manager thread", at a call's
+    end or the interpreter's exit). The lock is given back, and a pool shutting down
+    starts no worker (one started then had no queues to read).
     """
     if kill:
         jobs = getattr(executor, "_pending_work_items", None)
@@ -334,7 +341,15 @@ def shutdown(executor: Any, kill: bool) -> None:
             for job in list(jobs.values()):
                 if job.future.cancelled():
                     job.future = _Dropped()
+    lock = getattr(executor, "_processes_management_lock", None)
+    executor._adjust_process_count = _no_new_workers  # an instance attribute: this executor only
     executor.shutdown(wait=False, kill_workers=kill)
+    if lock is not None and getattr(executor, "_processes_management_lock", lock) is None:
+        executor._processes_management_lock = lock
+
+
+def _no_new_workers() -> None:
+    """An executor shutting down starts no worker (``shutdown``)."""
 
 
 def dropped_by_kill(exc: BaseException) -> bool:
@@ -396,10 +411,15 @@ def forget_parent_children() -> None:
 def interpreter_exiting() -> bool:
     """True once the interpreter has begun to exit (atexit handlers run after this).
 
-    loky's exit hook (``process_executor._global_shutdown``) and the standard
-    library's thread pools' (``concurrent.futures.thread._shutdown``) have run:
-    neither starts a worker or takes a job any more.
+    ``threading._shutdown`` has begun (the main thread has ended; the exit hooks of
+    ``threading._register_atexit`` run next: picklepool's stop the pools, then loky's
+    and the standard library's stop taking work), or loky's exit hook
+    (``process_executor._global_shutdown``) or the standard library's thread pools'
+    (``concurrent.futures.thread._shutdown``) has run. A call another thread starts
+    then would start a pool that those hooks tear down as its workers boot.
     """
+    if getattr(sys.modules.get("threading"), "_SHUTTING_DOWN", False):
+        return True
     pe = sys.modules.get("loky.process_executor")
     if pe is not None and getattr(pe, "_global_shutdown", False):
         return True

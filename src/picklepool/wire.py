@@ -58,6 +58,10 @@ class ParentState(NamedTuple):
     # the file mode creation mask: files a task creates get the parent's permissions
     # (-1: unknown, not mirrored)
     umask: int = -1
+    # multiprocessing's default start method (None: the platform's): a pool or process a
+    # task starts works as in the parent (loky's workers start with "loky", which a
+    # spawned child of the standard library cannot find: it failed, and a Pool respawned it for ever)
+    start_method: str | None = None
 
 
 class NumericState(NamedTuple):

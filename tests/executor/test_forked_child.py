@@ -4,11 +4,15 @@ The parent's pool, lanes and session folder stay the parent's: the child's calls
 start a pool and a session of their own, and its exit removes nothing of the
 parent's. Before, the child's call used the parent's executor, whose manager
 thread does not exist in the child, and failed with "a worker process died".
+A process ``multiprocessing`` starts (any start method) removes its own session
+folder when it ends, though it leaves without running ``atexit``'s handlers.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -60,3 +64,37 @@ def test_a_forked_child_gets_its_own_pool_and_session_and_leaves_the_parents_alo
     assert "picklepool" not in out.stderr, out.stderr
     # the child's exit joins its own workers, not the parent's (multiprocessing's list)
     assert "can only join a child process" not in out.stderr, out.stderr
+
+
+PROCESS_SCRIPT = """
+import multiprocessing, os, sys
+from picklepool import Parallel, delayed
+
+def job(queue):
+    from picklepool.executor.session import current_session
+    out = Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3))
+    queue.put((out, current_session().path))
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    queue = ctx.Queue()
+    child = ctx.Process(target=job, args=(queue,))
+    child.start()
+    out, folder = queue.get()
+    child.join()
+    print(out, child.exitcode, os.path.exists(folder))
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_a_process_multiprocessing_started_removes_its_session_folder_at_its_exit(tmp_path, method):
+    # Such a process leaves with os._exit, without atexit's handlers: its session
+    # folder stayed until loky's resource tracker removed it at the parent's exit,
+    # warning "There appear to be 1 leaked folder objects".
+    script = tmp_path / "process_child.py"
+    script.write_text(PROCESS_SCRIPT)
+    out = subprocess.run([sys.executable, str(script), method], capture_output=True, text=True, timeout=100)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[0, 1, 2] 0 False"], out.stderr
+    assert "leaked" not in out.stderr, out.stderr

@@ -415,3 +415,52 @@ def test_a_call_at_interpreter_exit_says_why_it_cannot_run(warm):
     assert lines[2].startswith("cannot schedule new futures after interpreter shutdown: ")
     assert lines[3] == "[0, 1, 2]"
     assert result.stderr == "", result.stderr  # no worker's traceback, no leaked folder
+
+
+@pytest.mark.timeout(120)
+def test_a_call_from_a_thread_once_the_main_thread_ended_says_why_it_cannot_run():
+    # A daemon thread calling in a loop when the main thread ends: its call, made as the
+    # exit hooks stopped the pools and before loky's said "exiting", started a new pool
+    # that loky then tore down under its booting workers ("LokyProcess-3 failed with
+    # traceback: ... FileNotFoundError", loky's "cannot create weak reference to
+    # 'NoneType' object"). The threading module's exit begins the refusal: the hook
+    # below runs first among its exit hooks, and lets the thread call there.
+    result = run_python(
+        """
+        import threading
+        from picklepool import Executor, Parallel, delayed
+
+        go, done = threading.Event(), threading.Event()
+
+        def late_caller():
+            go.wait()
+            try:
+                Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4))
+                print("ran")
+            except RuntimeError as exc:
+                print(exc)
+            try:
+                Executor(2).submit(abs, -1).result()
+                print("ran")
+            except RuntimeError as exc:
+                print(exc)
+            done.set()
+
+        def main_thread_ended():  # registered after picklepool's and loky's: runs before them
+            go.set()
+            done.wait()
+
+        if __name__ == "__main__":
+            print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))
+            threading.Thread(target=late_caller, daemon=True).start()
+            threading._register_atexit(main_thread_ended)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    first, parallel, executor = result.stdout.splitlines()
+    assert first == "[0, 1, 2]"
+    assert parallel.startswith("a Parallel call with n_jobs=2 on the loky backend was made while the ")
+    assert "a thread still running after the main thread ended" in parallel and "join()" in parallel
+    assert executor.startswith("cannot schedule new futures after interpreter shutdown: ")
+    assert "a thread still running after the main thread ended" in executor
+    assert result.stderr == "", result.stderr

@@ -9,6 +9,8 @@ import os
 import pickle
 import queue
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -479,3 +481,67 @@ def test_a_home_module_that_exits_at_import_does_not_end_the_program(tmp_path, m
     Local.__module__ = "exitingpkg.script"
     copy = pickle.loads(HybridPickler().dumps(Local))
     assert copy.value == 7 and "exitingpkg.script" not in sys.modules
+
+
+SPAWNED_MAIN = """
+import concurrent.futures
+import multiprocessing
+
+from picklepool import Parallel, delayed, wrap_non_picklable_objects
+
+
+class Point:
+    def __init__(self, v):
+        self.v = v
+
+
+@wrap_non_picklable_objects
+class Wrapped:
+    def __init__(self, v):
+        self.v = v
+
+
+def square(x):
+    return x * x
+
+
+def point(v):
+    return Point(v)
+
+
+def in_the_child(pickler):
+    try:
+        if pickler == "pickle":  # only the wrapped class travels by value
+            out = Parallel(n_jobs=2, pickler=pickler)(delayed(Wrapped)(i) for i in range(2))
+            return [type(w) is Wrapped and w.v for w in out]
+        squares = Parallel(n_jobs=2, pickler=pickler)(delayed(square)(i) for i in range(4))
+        points = Parallel(n_jobs=2, pickler=pickler)(delayed(point)(i) for i in range(2))
+        return squares, [type(p) is Point and p.v for p in points]
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+if __name__ == "__main__":
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
+        for pickler in ("hybrid", "pickle", "cloudpickle"):
+            print(ex.submit(in_the_child, pickler).result())
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_spawned_processs_script_functions_and_classes_travel_by_value(tmp_path):
+    # A process multiprocessing starts with "spawn" (or "forkserver") runs its parent's
+    # script as __mp_main__: its functions and classes name that module, which the
+    # workers do not have. They went by name ("Can't get attribute 'square' on <module
+    # 'loky.backend.popen_loky_posix'>", and a message saying a function was not one).
+    script = tmp_path / "spawned_main.py"
+    script.write_text(SPAWNED_MAIN)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 0, proc.stderr
+    hybrid, pickle_, cloudpickle_ = proc.stdout.splitlines()
+    assert hybrid == "([0, 1, 4, 9], [0, 1])"
+    assert pickle_ == "[0, 1]"  # wrap_non_picklable_objects: by value under any pickler
+    # cloudpickle's own rule sends them by name: the message says why and what to do
+    assert cloudpickle_.startswith("UnpicklingError: a worker could not rebuild the function __mp_main__.")
+    assert "runs your script as the module '__mp_main__'" in cloudpickle_
+    assert "pickler='hybrid'" in cloudpickle_

@@ -66,6 +66,10 @@ def describe(x):
     }
 
 
+def type_name(x):
+    return type(x).__name__
+
+
 def center(x):
     x -= x.mean(0)
     return float(np.abs(x).sum())
@@ -232,6 +236,14 @@ def test_large_arguments_arrive_as_memmaps(mode):
     [d] = Parallel(n_jobs=2, mmap_mode=mode)(delayed(describe)(a) for _ in range(1))
     assert d["type"] == "memmap" and d["filename"] and d["first"] == 1.0
     assert d["mode"] == {"w+": "r+"}.get(mode, mode) and d["writeable"] == (mode != "r")
+
+
+@pytest.mark.parametrize("max_nbytes", [0, "0", "0K"])
+def test_max_nbytes_0_shares_every_array_as_in_joblib(max_nbytes):
+    # "Buffers of at least max_nbytes": joblib memmaps every array with 0; here 0 was
+    # the internal "nothing is large" and every array was copied.
+    out = Parallel(n_jobs=2, max_nbytes=max_nbytes)(delayed(type_name)(a) for a in [np.ones(3), np.ones(0)])
+    assert out == ["memmap", "ndarray"]  # an empty array has nothing to share
 
 
 def test_temporary_memmaps_come_back_as_plain_arrays():

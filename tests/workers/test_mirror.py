@@ -311,3 +311,51 @@ def test_the_umask_is_read_again_after_its_descriptor_was_closed_under_it():
     finally:
         os.close(r)
         os.close(w)
+
+
+def spawn_a_child(method):
+    """Start a child process of *method* from the task, as a task's Pool would; its exit code."""
+    import multiprocessing
+    import time
+
+    child = multiprocessing.get_context(method).Process(target=time.sleep, args=(0,))
+    child.start()
+    child.join()
+    return child.exitcode
+
+
+def default_start_method(_):
+    import multiprocessing
+
+    return multiprocessing.get_start_method(allow_none=True)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_task_starts_spawned_processes_as_the_parent_would(method):
+    # loky's workers start with "loky" as multiprocessing's default start method, and
+    # the standard library's spawned children, which cannot find it, died in their
+    # start (exit code 1: "cannot find context for 'loky'"); a Pool replaced them for ever.
+    out = Parallel(n_jobs=2)(delayed(spawn_a_child)(method) for _ in range(2))
+    assert out == [0, 0]
+
+
+def test_the_parents_default_start_method_reaches_the_workers():
+    import multiprocessing
+
+    _warm()
+    parents = multiprocessing.get_start_method(allow_none=True)
+    try:
+        for method in ("spawn", None):
+            multiprocessing.set_start_method(method, force=True)
+            out = Parallel(n_jobs=2, batch_size=1)(delayed(default_start_method)(i) for i in range(4))
+            assert out == [method] * 4
+    finally:
+        multiprocessing.set_start_method(parents, force=True)
+
+
+def test_an_initializer_starts_spawned_processes_as_the_parent_would():
+    # Parallel's initializer runs at the worker's start, before any batch is mirrored.
+    from tests.workers import start_method_initializer as init
+
+    out = Parallel(n_jobs=2, initializer=init.remember_exit_code)(delayed(init.exit_code)() for _ in range(2))
+    assert out == [0, 0]

@@ -276,9 +276,10 @@ def make_backend(name: str, n_workers: int, **options: Any) -> Backend:
     if name in ("loky", "threading") and n_workers > 1 and lokycompat.interpreter_exiting():
         raise RuntimeError(
             f"a Parallel call with n_jobs={n_workers} on the {name} backend was made while the "
-            "interpreter is exiting (from an atexit handler, or a __del__ run at exit): its "
-            "workers can no longer be started or used. Make the call before your program ends, "
-            "or pass n_jobs=1 to run its tasks in this thread."
+            "interpreter is exiting (from an atexit handler, a __del__ run at exit, or a thread "
+            "still running after the main thread ended): its workers can no longer be started or "
+            "used. Make the call before your program ends (join() the threads that make calls "
+            "before the main thread ends), or pass n_jobs=1 to run its tasks in this thread."
         )
     backend = _make(name, n_workers, **options)
     backend.nesting_level = mirror.nesting()[0]  # joblib's attribute: where the call is made

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import multiprocessing
 import os
 import queue
 import reprlib
@@ -85,6 +86,7 @@ def parent_state(n_workers: int, numeric: tuple[Any, Any] | None = None) -> Pare
         _int_digits(),
         mirror.numeric_state() if numeric is None else numeric,
         mirror.umask(),
+        multiprocessing.get_start_method(allow_none=True),
     )
 
 

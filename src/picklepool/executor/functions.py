@@ -34,6 +34,7 @@ from ..pickler.base import CloudPickler
 from ..pickler.buffers import Frames
 from ..pickler.diagnose import explain
 from ..pickler.hybrid import HybridPickler
+from ..pickler.mainalias import main_by_another_name
 from ..wire import FuncSpec
 
 _SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
@@ -205,6 +206,8 @@ def _importable(func: Any) -> bool:
     """*func* pickles as its module and name: cloudpickle's test, and module-level builtins."""
     if type(func) is types.BuiltinFunctionType:  # abs, math.sqrt; not [].append (bound)
         return isinstance(getattr(func, "__self__", None), types.ModuleType)
+    if main_by_another_name(func):  # hybrid sends it by value (a spawned process's script)
+        return False
     return _should_pickle_by_reference is not None and bool(_should_pickle_by_reference(func))
 
 

@@ -866,9 +866,10 @@ def _refuse_at_exit() -> None:
     if _exiting or lokycompat.interpreter_exiting():
         raise RuntimeError(  # the standard library's words, then what to do
             "cannot schedule new futures after interpreter shutdown: a picklepool.Executor was "
-            "used while the interpreter is exiting (from an atexit handler, or a __del__ run at "
-            "exit), when its workers can no longer be started or used. Submit before your "
-            "program ends."
+            "used while the interpreter is exiting (from an atexit handler, a __del__ run at "
+            "exit, or a thread still running after the main thread ended), when its workers can "
+            "no longer be started or used. Submit before your program ends (join() the threads "
+            "that submit before the main thread ends)."
         )
 
 

@@ -20,6 +20,7 @@ whole process, behind a lock, and lends it to each call (:func:`acquire`, then
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import weakref
@@ -114,7 +115,8 @@ def _new(
         idle_timeout,
         env,
         start_loky_worker,
-        (initializer, initargs, os.getpid()),  # the pid: a worker may boot after this process died
+        # the pid: a worker may boot after this process died; the start method: workers.mirror
+        (initializer, initargs, os.getpid(), multiprocessing.get_start_method(allow_none=True)),
         before_start=reaper.track,
     )
 

@@ -28,6 +28,7 @@ from ..errors import (
     UnpicklingError,
     WorkerCrashedError,
 )
+from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Failure, Results, TaskFailed, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
 from ..workers.tasks import TIMEOUT_ADVICE
@@ -360,6 +361,15 @@ def _import_advice(pickler_name: str, message: str) -> str:
             for part in missing[1].split("."):
                 obj = getattr(obj, part, None)
             kind = type(obj)
+            if main_by_another_name(obj):  # cloudpickle's: hybrid sends these by value
+                return text + (
+                    f" This process runs your script as the module {obj.__module__!r} (a process "
+                    "started by multiprocessing's spawn or forkserver), and pickler "
+                    f"{pickler_name!r} sends by value only the functions and classes of a module "
+                    "named '__main__': it sent this one by name. Fix: use pickler='hybrid' (the "
+                    "default), which sends them by value, or define it in a module the workers "
+                    "can import."
+                )
             return text + (
                 f" Pickler {pickler_name!r} sends the functions and classes of __main__ by value, "
                 f"but this object is a {kind.__module__}.{kind.__qualname__}, whose own pickling "

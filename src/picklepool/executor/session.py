@@ -2,7 +2,8 @@
 
 One folder per parent process (in ``/dev/shm`` when it exists, else the temp
 folder), named ``picklepool-<pid>-<random>``, created at the first call that
-needs it and removed at exit. Its layout is in ``workers.control``, whose
+needs it and removed at exit (also a process ``multiprocessing`` started, which
+leaves without running ``atexit``'s handlers). Its layout is in ``workers.control``, whose
 ``WorkerView`` is the workers' side of it. It is registered with loky's resource
 tracker, so it goes even when the parent is killed once its workers have exited
 (they notice their parent's death within about a second, see
@@ -21,6 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
+from multiprocessing.util import Finalize
 from typing import Any
 
 from .. import lokycompat
@@ -85,6 +87,7 @@ class Session:
         self._lock = threading.Lock()
         self._next_call = 0
         self._blobs: dict[str, set[Any]] = {}  # key -> the calls using it
+        self._closed = False
 
     def begin_call(self) -> int:
         with self._lock:
@@ -164,8 +167,9 @@ class Session:
             pass
 
     def close(self) -> None:
-        if os.getpid() != self.pid:  # a forked child's exit: the folder is its parent's
+        if os.getpid() != self.pid or self._closed:  # a forked child's exit: the folder is its parent's
             return
+        self._closed = True
         try:
             self._flags.close()
         except (BufferError, ValueError):
@@ -187,6 +191,10 @@ def session() -> Session:
             remove_stale_folders()
             _session = Session()
             atexit.register(_session.close)
+            # A process multiprocessing started leaves with os._exit, after its finalizers
+            # and without atexit's handlers: its folder stayed until loky's tracker removed
+            # it, warning about a leak. After the pools are stopped (lokycompat: 100).
+            Finalize(None, _session.close, exitpriority=50)
         return _session
 
 

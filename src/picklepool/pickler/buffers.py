@@ -201,7 +201,9 @@ class CallBuffers:
         session = getattr(context, "session", None)
         self.mmap_mode, self.temp_folder, self.owner = mmap_mode, temp_folder, owner
         self.enabled = max_nbytes is not None and session is not None
-        self.max_nbytes = max_nbytes if max_nbytes is not None else 0
+        # The user's 0 means every array (joblib's); arrays.Scope's 0 means none: 1 byte,
+        # as empty arrays stay in band anyway.
+        self.max_nbytes = max(1, max_nbytes) if max_nbytes is not None else 0
         # Workers on this machine (a session folder) can open the user's memmapped files.
         self.files_shared = session is not None
         self.context = context

@@ -11,6 +11,8 @@ once per type (and per ``dump``) what its instances need:
                                                           when importable (their module
                                                           imported first, if need be:
                                                           ``import_home``), else by value
+                                                          (and those of ``__main__`` run as
+                                                          ``__mp_main__``, in a spawned process)
        (also ``functools.lru_cache``/``cache``            -> by value too: the function and
        wrappers, which pickle by name)                    the cache's settings, cache empty
     2. wrap_non_picklable_objects wrappers              -> by value, in this stream
@@ -70,6 +72,7 @@ import cloudpickle
 from ..errors import PicklingError
 from . import locks, runtime
 from .base import BasePickler
+from .mainalias import dynamic_class_reduce, main_by_another_name, reduce_by_value
 from .plain import SAME_AS_STDLIB
 from .wrap import ByValueFunction
 
@@ -95,6 +98,8 @@ def _importable(obj: Any) -> bool:
     module_name = getattr(obj, "__module__", None)
     name = getattr(obj, "__qualname__", None)
     if not isinstance(module_name, str) or not isinstance(name, str) or module_name == "__main__":
+        return False
+    if main_by_another_name(obj):
         return False
     if module_name in cloudpickle.list_registry_pickle_by_value():
         return False
@@ -155,7 +160,13 @@ def import_home(obj: Any) -> None:
 
 
 def _reduce_function(pickler: Pickler, obj: Any) -> Any:
-    """cloudpickle's reduction of a function, by name when its home module can be imported."""
+    """cloudpickle's reduction of a function, by name when its home module can be imported.
+
+    By value when it is of ``__main__`` under another name (``mainalias``), as a
+    function of ``__main__`` is.
+    """
+    if main_by_another_name(obj):
+        return reduce_by_value(pickler, obj)
     import_home(obj)
     return _cloudpickle_override(pickler, obj)
 
@@ -176,8 +187,11 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
     Empty ``__slots__`` hold nothing to lose, and a ``typing.NamedTuple`` (which has them)
     refuses them in its namespace: those are left to cloudpickle.
     """
-    import_home(obj)
-    rv = _cloudpickle_override(pickler, obj)
+    if main_by_another_name(obj) and dynamic_class_reduce is not None:
+        rv = dynamic_class_reduce(obj)  # by value, as a class of __main__
+    else:
+        import_home(obj)
+        rv = _cloudpickle_override(pickler, obj)
     if (
         type(rv) is tuple
         and rv

@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 import cloudpickle
 
 from .base import PROTOCOL
+from .mainalias import main_by_another_name, reduce_by_value
 
 T = TypeVar("T")
 
@@ -81,11 +82,18 @@ def _loads(data: bytes) -> Any:
 
 
 class _InnerPickler(cloudpickle.Pickler):
-    """Writes a wrapper and what it references in one cloudpickle stream."""
+    """Writes a wrapper and what it references in one cloudpickle stream.
+
+    Functions and classes of ``__main__`` under another name (``mainalias``: a spawned
+    process's script) by value, as those of ``__main__``: by name, a wrapped class came
+    back to the copyreg reducer that called this, for ever, and its methods were not found.
+    """
 
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is ByValueFunction:
             return obj.reduce_in_stream()
+        if isinstance(obj, (type, types.FunctionType)) and main_by_another_name(obj):
+            return reduce_by_value(self, obj)
         return super().reducer_override(obj)
 
 
@@ -183,9 +191,10 @@ def _loads_class(data: bytes) -> type:
 
 
 def _importable(cls: type) -> bool:
-    """True when *cls* is found under its own module and name (never for __main__)."""
+    """True when *cls* is found under its own module and name (never for __main__, nor for
+    ``__mp_main__``, the script as a spawned process runs it: ``mainalias``)."""
     module = sys.modules.get(cls.__module__)
-    if module is None or cls.__module__ == "__main__":
+    if module is None or cls.__module__ == "__main__" or main_by_another_name(cls):
         return False
     obj: Any = module
     for part in cls.__qualname__.split("."):
@@ -198,7 +207,7 @@ def _reduce_class(cls: type) -> Any:
         # A user subclass of a wrapped class, or a class decorated in an importable
         # module (the worker's import applies the decorator again): by reference.
         return cls.__qualname__
-    return (_loads_class, (cloudpickle.dumps(cls, protocol=PROTOCOL),))
+    return (_loads_class, (_dumps_by_value(cls),))
 
 
 # Pickling support for picklepool's own metaclasses, the way copyreg is meant to be used.

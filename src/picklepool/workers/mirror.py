@@ -15,6 +15,12 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
 - the nesting depth and the cores an inner ``Parallel(n_jobs=-1)`` may use
   (the worker's share of the parent's), read by ``executor`` in the worker.
 - the limit on digits in ``str(int)`` (``sys.set_int_max_str_digits``).
+- ``multiprocessing``'s default start method (``set_start_method``; None, the
+  platform's, unless the parent set one): a task's ``Pool``, ``Process`` or
+  ``ProcessPoolExecutor`` starts its processes as it would in the parent. A loky
+  worker starts with "loky" as its default, which the standard library's spawned
+  children cannot find: every "spawn" or "forkserver" child a task started died in
+  its start, and a ``multiprocessing.Pool`` started new ones for ever.
 - the calling thread's numeric settings: the ``decimal`` context (precision,
   rounding, exponent range, traps) and numpy's floating-point error handling
   (``np.seterr``), so a task rounds, and raises ``FloatingPointError`` or
@@ -26,8 +32,9 @@ Not mirrored, by choice: ``os.environ`` (workers keep the environment they were
 started with, plus their thread limits; libraries read most variables once, at
 import, so changing them under a warm worker would not do what a user expects —
 pass values as arguments, or set them before the first call), signal handlers,
-``warnings`` filters and logging configuration (set them in the task or with
-``initializer``).
+``warnings`` filters, logging configuration and numpy's print options
+(``np.set_printoptions``: formatting, not a computation's outcome) (set them in the
+task or with ``initializer``).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import multiprocessing
 import os
 import sys
 import threading
@@ -80,7 +88,17 @@ def apply(state: ParentState) -> None:
     _apply_numeric(state.numeric)
     if state.umask >= 0:
         os.umask(state.umask)  # one system call; a task may have changed it
+    start_method(state.start_method)
     _applied = state
+
+
+def start_method(method: str | None) -> None:
+    """Make *method* (None: the platform's) ``multiprocessing``'s default start method here."""
+    if multiprocessing.get_start_method(allow_none=True) != method:
+        try:
+            multiprocessing.set_start_method(method, force=True)
+        except ValueError:  # a method this worker's Python does not have
+            pass
 
 
 _int_max_str_digits = getattr(sys, "get_int_max_str_digits", None)  # Python >= 3.11

@@ -43,7 +43,10 @@ def _by_value(func: Any) -> bool:
 
 
 def start_loky_worker(
-    initializer: Callable[..., Any] | None, initargs: tuple[Any, ...], parent: int | None = None
+    initializer: Callable[..., Any] | None,
+    initargs: tuple[Any, ...],
+    parent: int | None = None,
+    start_method: str | None = None,
 ) -> None:
     """loky's initializer of every warm worker: watch the parent, then the pool's own *initializer*.
 
@@ -54,11 +57,15 @@ def start_loky_worker(
     pool, so that a worker still booting when it was killed leaves too (it would
     otherwise watch the process that adopted it). *initializer*
     (``Parallel(initializer=...)``) runs after, as loky runs it, and a failure of it
-    breaks the pool as in loky.
+    breaks the pool as in loky. *start_method*: the parent's ``multiprocessing`` start
+    method (None: the platform's), set before it (loky's start made it "loky", which
+    the standard library's spawned children cannot find; ``workers.mirror``).
     """
     from .control import watch_parent
+    from .mirror import start_method as set_start_method
 
     watch_parent(parent)
+    set_start_method(start_method)
     if initializer is not None:
         _run(POOL, initializer, initargs)
 
