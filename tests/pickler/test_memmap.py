@@ -246,6 +246,37 @@ def test_max_nbytes_0_shares_every_array_as_in_joblib(max_nbytes):
     assert out == ["memmap", "ndarray"]  # an empty array has nothing to share
 
 
+def values(x):
+    return (type(x).__name__, x.flags.writeable, x.tolist())
+
+
+@pytest.mark.parametrize("pickler", PICKLERS)
+def test_a_large_strided_view_is_shared_once_as_in_joblib(pickler, monkeypatch, clean):
+    # joblib memmaps X[:, :k] and X[::2] (a contiguous copy in one file); here they went
+    # in band, copied into every batch, whatever max_nbytes said.
+    from picklepool.pickler import buffers
+
+    written = []
+    write = buffers.CallBuffers._write
+
+    def counted(self, raw):
+        written.append(raw.nbytes)
+        return write(self, raw)
+
+    monkeypatch.setattr(buffers.CallBuffers, "_write", counted)
+    grid = np.arange(24.0).reshape(4, 6)
+    views = [grid[:, 1:4], grid[::2], grid.T[::-1], np.asfortranarray(grid)[:, ::2]]
+    frozen = grid[:, ::3]
+    frozen.flags.writeable = False
+    out = Parallel(n_jobs=2, max_nbytes=0, pickler=pickler)(delayed(values)(v) for v in [*views, frozen])
+    assert out == [("memmap", True, v.tolist()) for v in views] + [("memmap", False, frozen.tolist())]
+    written.clear()
+    view = np.arange(400_000.0)[::2]  # 1.6 MB: large by the default max_nbytes
+    out = Parallel(n_jobs=2, batch_size=1, pickler=pickler)(delayed(type_name)(view) for _ in range(8))
+    assert out == ["memmap"] * 8 and written == [view.nbytes]  # one file for the 8 batches
+    assert clean() == []
+
+
 def test_temporary_memmaps_come_back_as_plain_arrays():
     a = np.ones(200_000)
     [back] = Parallel(n_jobs=2)(delayed(identity)(a) for _ in range(1))

@@ -11,10 +11,10 @@ users register) reduces numpy arrays with :func:`reduce_array`, through its
                                           strides, dtype and order, so "r+"/"w+" writes
                                           reach it; "r" stays read-only and "c" writes stay
                                           private (numpy's own semantics for those modes)
-    ndarray >= max_nbytes, contiguous  ──▶ PickleBuffer ──buffer_callback──▶ a file of the
-      (tasks only)                        call; the worker maps it with the call's
-                                          ``mmap_mode`` and rebuilds an ``np.memmap`` of it
-                                          (``.filename``, ``.mode``), see :func:`open_shared`
+    ndarray >= max_nbytes              ──▶ PickleBuffer ──buffer_callback──▶ a file of the
+      (tasks only; a strided view as a    call; the worker maps it with the call's
+      C-contiguous copy, made once per    ``mmap_mode`` and rebuilds an ``np.memmap`` of it
+      view and call, as joblib does)      (``.filename``, ``.mode``), see :func:`open_shared`
     anything else                      ──▶ numpy's own reduction (a copy)
 
 Outside a scope (``pickle.dumps``, checkpoints, in-process backends) nothing
@@ -39,9 +39,10 @@ import os
 import pickle
 import socket
 import sys
+import weakref
 from collections import ChainMap
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PicklingError
@@ -57,11 +58,14 @@ class Scope:
     mode: the ``mmap_mode`` workers map large arguments with; None for replies
       (large results go back as plain arrays). max_nbytes: what counts as large
       (0: nothing). files_shared: the receiving process sees this machine's files.
+      copies: the call's contiguous copies of large strided views (``contiguous_copy``),
+      by ``id`` of the view; None: such views are copied in band, as numpy pickles them.
     """
 
     mode: str | None
     max_nbytes: int
     files_shared: bool = True
+    copies: dict[int, tuple[Any, Any]] | None = field(default=None, compare=False)
 
 
 _scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("picklepool_arrays", default=None)
@@ -226,18 +230,19 @@ def reduce_array(a: Any) -> Any:
     if type(a) is not np.ndarray:  # an np.memmap that no file backs any more (a copy)
         a = a.view(np.ndarray)
     large = (
-        scope.mode is not None
-        and scope.max_nbytes
-        and a.nbytes >= scope.max_nbytes
-        and (a.flags.c_contiguous or a.flags.f_contiguous)
-        and not a.dtype.hasobject
+        scope.mode is not None and scope.max_nbytes and a.nbytes >= scope.max_nbytes and not a.dtype.hasobject
     )
     if large:
+        shared = a
+        if not (a.flags.c_contiguous or a.flags.f_contiguous):
+            if scope.copies is None or a.dtype.kind in "mM":  # datetimes export no buffer: in band
+                return a.__reduce_ex__(PROTOCOL)
+            shared = contiguous_copy(a, scope.copies, np)
         try:
-            buf = pickle.PickleBuffer(a)
+            buf = pickle.PickleBuffer(shared)
         except (BufferError, ValueError, TypeError):  # e.g. datetime64: no buffer export
             return a.__reduce_ex__(PROTOCOL)
-        order = "C" if a.flags.c_contiguous else "F"
+        order = "C" if shared.flags.c_contiguous else "F"
         if not a.flags.writeable:
             return rebuild_shared, (buf, a.dtype, a.shape, order, True)
         return rebuild_shared, (buf, a.dtype, a.shape, order)
@@ -245,6 +250,24 @@ def reduce_array(a: Any) -> Any:
     if not a.flags.writeable and type(rv) is tuple and 2 <= len(rv) <= 3:
         return rebuild_read_only, (rv[0], rv[1], rv[2] if len(rv) == 3 else None)
     return rv
+
+
+def contiguous_copy(a: Any, copies: dict[int, tuple[Any, Any]], np: Any) -> Any:
+    """A C-contiguous copy of the strided view *a*, made once while *a* lives (*copies*).
+
+    A strided view (``X[:, :k]``, ``X[::2]``) exports no buffer: numpy pickles a copy
+    in band, into every batch. joblib writes such an array to one file, and a task
+    gets a contiguous ``np.memmap`` of it: so here, through one copy per view, found
+    again for every batch that sends the same view (the file's dedupe is by the
+    copy), and dropped with the view (the file is then unlinked as for any array).
+    """
+    key = id(a)
+    found = copies.get(key)
+    if found is not None and found[0]() is a:
+        return found[1]
+    copy = np.ascontiguousarray(a)
+    copies[key] = (weakref.ref(a, lambda _ref: copies.pop(key, None)), copy)
+    return copy
 
 
 def _may_refer(m: Any, scope: Scope) -> bool:

@@ -49,11 +49,11 @@ and logs it at DEBUG level; a worker whose result does not fit sends it back
 through the pipe as usual. ``free_space`` is the one probe both sides use.
 
 Only buffers that pickle itself passes out of band take this road: numpy arrays
-(C or Fortran contiguous; numpy copies in band non-contiguous views, object
-arrays, subclasses, and datetime64/timedelta64 arrays, whose memory it cannot
-export as a buffer) and ``pickle.PickleBuffer`` objects. ``np.memmap`` arguments
-(and views of them) are not copied at all: they travel as references to their own
-file (``pickler.arrays``).
+(C or Fortran contiguous, and large strided views through one contiguous copy each,
+``arrays.contiguous_copy``; numpy copies in band object arrays, subclasses, and
+datetime64/timedelta64 arrays, whose memory it cannot export as a buffer) and
+``pickle.PickleBuffer`` objects. ``np.memmap`` arguments (and views of them) are not
+copied at all: they travel as references to their own file (``pickler.arrays``).
 ``bytes`` and ``bytearray`` are always pickled in band by the stdlib.
 """
 
@@ -232,6 +232,9 @@ class CallBuffers:
         self.per_batch = False
         self._batch = 0  # batches built so far (per_batch: files are reused within one only)
         self._extra: list[_Entry] = []  # files of the batch being built's function specs not kept
+        # contiguous copies of the large strided views sent (arrays.contiguous_copy): one per
+        # view while it lives (per batch when per_batch)
+        self._copies: dict[int, tuple[Any, Any]] = {}
 
     # -- pickling arguments ---------------------------------------------------------
 
@@ -270,7 +273,7 @@ class CallBuffers:
             return False
 
         try:
-            with arrays.sharing(arrays.Scope("c", self.max_nbytes, False)):
+            with arrays.sharing(arrays.Scope("c", self.max_nbytes, False, self._copies)):
                 data = pickler.dumps(obj, buffer_callback=out_of_band)
         except BaseException:
             self._release(used)
@@ -327,10 +330,16 @@ class CallBuffers:
                 return pickler.dumps(func), ()
         return self._dumps(pickler, func, pin=keep, collect=None if keep else self._extra)
 
+    def _scope(self) -> arrays.Scope:
+        """How the arrays of a batch for this machine's workers travel."""
+        return arrays.Scope(self.mmap_mode, self.max_nbytes, self.files_shared, self._copies)
+
     def begin_batch(self) -> None:
         """A batch is about to be built: what a batch that failed to build left goes now."""
         with self._lock:
             self._batch += 1
+            if self.per_batch:
+                self._copies.clear()
         if self._extra:
             left, self._extra = self._extra, []
             self._release(left)
@@ -355,7 +364,7 @@ class CallBuffers:
     ) -> tuple[bytes, tuple[Ref, ...]]:
         used: list[_Entry] = []
         try:
-            with arrays.sharing(arrays.Scope(self.mmap_mode, self.max_nbytes, self.files_shared)):
+            with arrays.sharing(self._scope()):
                 data = pickler.dumps(obj, buffer_callback=self._out_of_band(used, pin))
         except BaseException:
             self._release(used)
@@ -375,7 +384,7 @@ class CallBuffers:
         """
         used: list[_Entry] = []
         try:
-            with arrays.sharing(arrays.Scope(self.mmap_mode, self.max_nbytes, self.files_shared)):
+            with arrays.sharing(self._scope()):
                 pickler.dump(obj, writer, buffer_callback=self._out_of_band(used, False, writer.buffer))
         except BaseException:
             self._release(used)
@@ -604,6 +613,7 @@ class CallBuffers:
             with self._lock:
                 self._closed = True
                 self._by_path.clear()
+                self._copies.clear()
         if not self._opened:
             return
         with self._lock:
@@ -611,6 +621,7 @@ class CallBuffers:
             for key in [k for k in self.memo if isinstance(k, tuple) and k[:1] == (_MEMO_TAG,)]:
                 self.memo.pop(key, None)
             self._by_path.clear()
+            self._copies.clear()
         self._remove()
 
     def _remove(self) -> None:
