@@ -93,6 +93,15 @@ class TaskSystemExitError(TaskExitError):
     """
 
 
+class SettingTypeError(TypeError, ValueError):
+    """A setting of a type that cannot be read (``n_jobs=[2]``).
+
+    A ``TypeError``, as joblib raises for it (its ``int(n_jobs)``), and a
+    ``ValueError``, as picklepool raises for every other bad setting: code that
+    catches either goes on working.
+    """
+
+
 class RemoteTraceback(Exception):
     """Carries a worker's formatted traceback; attached as ``__cause__``."""
 

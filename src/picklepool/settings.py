@@ -21,12 +21,15 @@ from __future__ import annotations
 import ast
 import contextvars
 import math
+import numbers
 import operator
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from .errors import SettingTypeError
 
 
 class _Sentinel:
@@ -190,6 +193,23 @@ MAX_BYTES = 1 << 62  # far above any machine's memory; past it a size is a mista
 MAX_SECONDS = 1e9  # ~31 years: timers and waits in the stdlib overflow not far above
 
 
+def plain_number(value: Any) -> Any:
+    """*value* as a Python ``int`` or ``float`` when it is a number of another type
+    (numpy's ``np.int64``, ``np.float32``, an ``IntEnum``), else *value* unchanged.
+
+    What joblib's ``int(n_jobs)`` and the standard library's executors take: a setting
+    read from an array or a config library is often a numpy scalar. A bool, numpy's
+    ``np.bool_`` and a string stay as they are (the parsers decide about those).
+    """
+    if value is None or type(value) in (int, float, str, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return operator.index(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
 def parse_bytes(value: Any, name: str, source: str = "argument") -> int | None:
     """``"1M"`` -> 1048576; None stays None; ints pass through.
 
@@ -198,6 +218,7 @@ def parse_bytes(value: Any, name: str, source: str = "argument") -> int | None:
     """
     if value is None:
         return None
+    value = plain_number(value)
     number = -1.0
     if isinstance(value, int) and not isinstance(value, bool):
         number = float(value)
@@ -219,6 +240,7 @@ def parse_seconds(value: Any, name: str, source: str = "argument") -> float | No
     """A positive, finite number of seconds (at most 1e9), or None."""
     if value is None:
         return None
+    value = plain_number(value)
     if isinstance(value, str):
         try:
             value = float(value)
@@ -247,9 +269,12 @@ def parse_n_jobs(value: Any, source: str = "argument") -> int:
     joblib's message still matches) for 0 or a float that truncates to 0 ("n_jobs == 0
     in Parallel has no meaning"), for what cannot be read as an int, such as ``"2.3"``,
     NaN or a non-number ("n_jobs could not be converted to int"), and for booleans and
-    values past 4096 workers.
+    values past 4096 workers; ``errors.SettingTypeError`` (a ``TypeError``, as joblib's
+    ``int(n_jobs)`` raises, and a ``ValueError``) for a value of another type (a list).
+    A numpy integer or float counts as the number it is.
     """
     given = value
+    value = plain_number(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value)
     if isinstance(value, float) and math.isfinite(value):
@@ -265,6 +290,11 @@ def parse_n_jobs(value: Any, source: str = "argument") -> int:
         if abs(value) <= MAX_WORKERS:
             return value
         raise ValueError(f"n_jobs={given!r} (from {source}) is not valid: {use}")
+    if not isinstance(value, (str, bytes, float, int)):
+        raise SettingTypeError(
+            f"n_jobs={given!r:.100} (from {source}) is not valid: n_jobs must be a number, not a "
+            f"{type(given).__name__}; {use}"
+        )
     raise ValueError(
         f"n_jobs={given!r} (from {source}) is not valid: n_jobs could not be converted to int; {use}"
     )
@@ -305,6 +335,7 @@ MAX_BATCH = 1 << 40  # tasks in one batch
 
 
 def parse_batch_size(value: Any, source: str = "argument") -> int | str:
+    value = plain_number(value)
     if value == "auto" or (
         isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_BATCH
     ):
@@ -317,6 +348,7 @@ def parse_batch_size(value: Any, source: str = "argument") -> int | str:
 
 def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int:
     """Batches that may be in flight for *pre_dispatch* ("2*n_jobs", "all", an int)."""
+    pre_dispatch = plain_number(pre_dispatch)
     if isinstance(pre_dispatch, int) and not isinstance(pre_dispatch, bool) and 0 < pre_dispatch <= MAX_BATCH:
         return pre_dispatch
     if isinstance(pre_dispatch, str):
@@ -383,6 +415,7 @@ def parse_threads(value: Any, source: str = "argument") -> int | None:
     """Validate ``inner_max_num_threads``: None (default) or a positive int."""
     if value is None:
         return None
+    value = plain_number(value)
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS:
@@ -425,6 +458,7 @@ def parse_verbose(value: Any, source: str = "argument") -> int:
     """Validate a ``verbose`` setting: a non-negative int (a bool counts as 0/1)."""
     if value is None:
         return 0
+    value = plain_number(value)
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     if isinstance(value, int) and value >= 0:

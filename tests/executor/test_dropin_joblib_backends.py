@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 import multiprocessing
 import subprocess
 import sys
 
 import pytest
 
+import picklepool
 from picklepool import Parallel, delayed, parallel_backend, parallel_config
 
 jpb = pytest.importorskip("joblib._parallel_backends")
@@ -128,6 +130,40 @@ def test_n_jobs_not_an_int_has_joblibs_message_and_ours(n_jobs):
     text = str(info.value)
     assert "n_jobs could not be converted to int" in text
     assert f"n_jobs={n_jobs!r} (from argument)" in text
+
+
+def test_numpy_and_enum_numbers_are_taken_as_joblib_and_the_stdlib_take_them():
+    # joblib's int(n_jobs) takes a numpy integer (a setting read from an array or a
+    # config library): it was "n_jobs could not be converted to int" here
+    np = pytest.importorskip("numpy")
+
+    class Two(enum.IntEnum):
+        TWO = 2
+
+    for n_jobs in (np.int64(2), np.int32(2), np.float32(2.0), Two.TWO):
+        assert Parallel(n_jobs=n_jobs).n_jobs == 2
+        assert Parallel(n_jobs=n_jobs)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+    assert Parallel(n_jobs=np.int16(-1)).n_jobs == -1
+    out = Parallel(
+        n_jobs=2,
+        batch_size=np.int64(2),
+        pre_dispatch=np.int64(3),
+        timeout=np.float32(30),
+        max_nbytes=np.int64(1000),
+        verbose=np.int64(0),
+        inner_max_num_threads=np.uint8(1),
+    )(delayed(abs)(-i) for i in range(5))
+    assert out == [0, 1, 2, 3, 4]
+    with parallel_config(n_jobs=np.int64(2)):
+        assert Parallel().n_jobs == 2
+    with picklepool.Executor(max_workers=np.int64(2)) as ex:
+        assert ex.submit(abs, -3).result(timeout=60) == 3
+
+
+@pytest.mark.parametrize("n_jobs", [[2], {}, object()], ids=["list", "dict", "object"])
+def test_n_jobs_of_another_type_is_a_type_error_as_in_joblib(n_jobs):
+    with pytest.raises(TypeError, match=r"n_jobs=.* \(from argument\) is not valid: n_jobs must be a number"):
+        Parallel(n_jobs=n_jobs)
 
 
 def test_n_jobs_zero_from_parallel_config_names_its_source():

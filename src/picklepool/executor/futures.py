@@ -50,7 +50,7 @@ from typing import Any
 from .. import lokycompat
 from ..errors import PicklingError, TaskExitError, WorkerCrashedError
 from ..pickler.registry import resolve_pickler
-from ..settings import NOT_SET, resolve, resolve_settings
+from ..settings import NOT_SET, plain_number, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
 from ..workers import inherited, mirror
 from ..workers.prologue import initialize, start_pool_worker
@@ -209,6 +209,7 @@ class Executor(_StdExecutor):
         idle_worker_timeout: float | None = NOT_SET,
     ) -> None:
         if max_workers is not None:
+            max_workers = plain_number(max_workers)  # np.int64(2): as the standard library takes it
             if not isinstance(max_workers, int) or isinstance(max_workers, bool):
                 raise TypeError(
                     f"max_workers must be an integer: Executor(max_workers={max_workers!r}) is not "
