@@ -135,6 +135,12 @@ _ENV_DATA = getattr(os.environ, "_data", None) if os.name == "posix" else None
 _ALL_VARS_RAW = tuple(map(os.fsencode, _ALL_VARS)) if os.name == "posix" else _ALL_VARS
 
 
+def _environ_data() -> dict[Any, Any] | None:
+    """``os.environ``'s own dict (bytes names), when it is still the one read at import."""
+    data = getattr(os.environ, "_data", None)
+    return data if data is not None and data is _ENV_DATA and type(data) is dict else None
+
+
 def sources_now() -> tuple[Mapping[str, Any], tuple[Any, ...]]:
     """What settings are read from besides arguments: the config block and the env vars.
 
@@ -144,8 +150,8 @@ def sources_now() -> tuple[Mapping[str, Any], tuple[Any, ...]]:
     counts, as ``LOKY_MAX_CPU_COUNT`` limits it), as loky reads it at every call.
     """
     affinity = len(os.sched_getaffinity(0)) if _AFFINITY else None
-    data = getattr(os.environ, "_data", None)
-    if data is not None and data is _ENV_DATA and type(data) is dict:
+    data = _environ_data()
+    if data is not None:
         return _config.get(), (*map(data.get, _ALL_VARS_RAW), affinity)
     environ = os.environ
     return _config.get(), (*map(environ.get, _ALL_VARS), affinity)
@@ -309,9 +315,9 @@ def cpu_count(only_physical_cores: bool = False) -> int:
     loky's count, remembered while the affinity and ``LOKY_MAX_CPU_COUNT`` stay the
     same (it reads cgroup files, ~0.1 ms a call, which would show in every call).
     """
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    data = getattr(os.environ, "_data", None)
-    if data is not None and data is _ENV_DATA and type(data) is dict:  # at C speed: every call asks
+    affinity = len(os.sched_getaffinity(0)) if _AFFINITY else None
+    data = _environ_data()
+    if data is not None:  # at C speed: every call asks
         limit = data.get(b"LOKY_MAX_CPU_COUNT")
     else:
         limit = os.environ.get("LOKY_MAX_CPU_COUNT")
