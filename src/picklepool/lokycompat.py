@@ -299,7 +299,13 @@ def resize(executor: Any, n_workers: int) -> None:
 def usable(executor: Any) -> bool:
     """False once *executor* is broken (a worker died) or shut down."""
     flags = getattr(executor, "_flags", None)
-    return not (flags is not None and (flags.broken or flags.shutdown))
+    return not (broken(executor) or flags is not None and flags.shutdown)
+
+
+def broken(executor: Any) -> bool:
+    """True once a worker of *executor* died (loky then ends the pool)."""
+    flags = getattr(executor, "_flags", None)
+    return flags is not None and bool(flags.broken)
 
 
 def size(executor: Any) -> int:

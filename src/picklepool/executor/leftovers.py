@@ -7,6 +7,10 @@ loky pools' named semaphores (``/dev/shm/sem.loky-<pid>-*``), and those of the
 processes below it, would stay until the parent exits, when loky's resource
 tracker removes them with a "leaked" warning: a long session (a notebook) would
 collect them. :func:`remove` takes them away at once, and off the tracker.
+
+The same holds for a worker that died of its own (a segfault, ``os._exit``, the
+OOM killer) and for those loky kills itself when that breaks their pool:
+:func:`sweep` finds them among the workers that reported to the session folder.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable
+from typing import Any
+
+import psutil
 
 from .. import lokycompat
 from ..workers.control import shm_root
@@ -55,3 +62,36 @@ def remove(pids: Iterable[int]) -> list[str]:
                 forget.append(("/" + m[1], "semlock"))
     lokycompat.forget_resources(forget)
     return removed
+
+
+def exited(pid: int) -> bool:
+    """True if *pid*, a worker this process started, has exited (gone, or a zombie).
+
+    False while it runs, and for a pid another process holds now (not this
+    process's child: the worker was reaped and its pid reused; what is named
+    after that pid is the new process's).
+    """
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+def sweep(session: Any, also: Iterable[int] = ()) -> dict[int, Any]:
+    """Remove what the exited workers among *session*'s (and *also*) left; forget them.
+
+    *session* is the parent's ``executor.session.Session`` (or None); its status
+    files name every worker that ran a batch. Returns each exited worker's last
+    status (``Session.worker_status``, None if it had none), read before its file goes.
+    """
+    pids = set(also) | set(session.worker_pids() if session is not None else ())
+    last = {}
+    for pid in pids:
+        if exited(pid):
+            last[pid] = session.worker_status(pid) if session is not None else None
+            if session is not None:
+                session.forget_worker(pid)
+    remove(last)
+    return last

@@ -71,7 +71,10 @@ def acquire(
     with _lock:
         executor = _shared
         if executor is not None and not lokycompat.usable(executor):
-            executor, _shared, _users = None, None, 0  # its own calls have seen the error
+            # its own calls have seen the error; loky ends it (and the workers it killed:
+            # what they left goes with them, see leftovers.sweep)
+            reaper.stop(executor)
+            executor, _shared, _users = None, None, 0
         if executor is not None:
             same = _same(_key, key)
             if same and _users and lokycompat.size(executor) >= n_workers:
@@ -123,7 +126,7 @@ def _new(
 
 def release(executor: Any, shared: bool) -> None:
     """The call that acquired *executor* is done with it."""
-    global _users
+    global _shared, _users
     if not shared:
         busy = lanes.busy(executor)  # leftovers of a cancelled call: not waited for
         reaper.stop(executor, wait=not busy, kill=busy)
@@ -131,6 +134,14 @@ def release(executor: Any, shared: bool) -> None:
     with _lock:
         if executor is _shared and _users > 0:
             _users -= 1
+        if (
+            executor is _shared
+            and not _users
+            and lokycompat.broken(executor)
+            and not lokycompat.interpreter_exiting()
+        ):
+            reaper.stop(executor)  # ended now, not at the next call (see acquire); at exit, by reaper
+            _shared = None
 
 
 def shutdown_all(wait: bool = True, kill: bool = False) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 
 from .. import lokycompat
-from . import lanes, leftovers
+from . import lanes, leftovers, session
 
 EXIT_DEADLINE = 5.0  # seconds a worker may take to exit once told to
 
@@ -92,9 +92,15 @@ def kill_tree(pid: int) -> None:
     """
     try:
         root = psutil.Process(pid)
-        procs = root.children(recursive=True) + [root]
+    except psutil.NoSuchProcess:  # gone already (loky kills the rest of a broken pool itself)
+        leftovers.remove([pid])
+        return
     except psutil.Error:
         return
+    try:
+        procs = root.children(recursive=True) + [root]
+    except psutil.Error:  # it ended meanwhile: the processes below it are init's now
+        procs = [root]
     killed = []
     for proc in procs:
         try:
@@ -192,12 +198,12 @@ def stop(
         others = [e for e in _executors if e is not executor]
     busy = {pid for e in others for pid in lokycompat.worker_processes(e)}  # other pools' workers
     late = [p.pid for p in before if p.pid not in busy and _running(p)]
-    if not late and (thread is None or not thread.is_alive()):
-        return []
     for pid in late:
         kill_tree(pid)
     if thread is not None and thread is not threading.current_thread():
         thread.join(deadline)
+    # workers that died before (loky killed the rest of a pool one of them broke): their leftovers
+    leftovers.sweep(session.current_session(), mine + [p.pid for p in before])
     notes = [
         f"picklepool: worker pid {pid} did not stop within {deadline:g} s of shutdown and was "
         "killed (still running a task, or held by something that blocks a process's exit, such "
@@ -211,12 +217,10 @@ def stop(
 
 def _forget(pids: list[int]) -> None:
     """Remove the status files the session folder holds for these (stopping) workers."""
-    from .session import current_session
-
-    session = current_session()
-    if session is not None:
+    current = session.current_session()
+    if current is not None:
         for pid in pids:
-            session.forget_worker(pid)
+            current.forget_worker(pid)
 
 
 _first: list[Any] = []  # run at exit before any pool is stopped: see before_stop_at_exit

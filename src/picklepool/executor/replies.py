@@ -32,7 +32,7 @@ from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Failure, Results, TaskFailed, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
 from ..workers.tasks import TIMEOUT_ADVICE
-from . import reaper
+from . import leftovers, reaper
 from .functions import describe_task, label
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
@@ -307,18 +307,12 @@ def _args(error: BaseException) -> str:
 
 
 def _dead_worker_task(session: Any, call_id: int) -> tuple[int, int, int] | None:
-    """``(task, pid, stage)`` of a dead worker that was busy with *call_id*, if any."""
-    import psutil
+    """``(task, pid, stage)`` of a dead worker that was busy with *call_id*, if any.
 
+    What the dead workers left (their nested pools' folders and semaphores) goes too.
+    """
     found = None
-    for pid in session.worker_pids():
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                continue
-        except psutil.Error:
-            pass  # gone: this is a dead worker
-        status = session.worker_status(pid)
-        session.forget_worker(pid)
+    for pid, status in leftovers.sweep(session).items():
         if status and status[0] == call_id and status[1] >= 0:
             found = (status[1], pid, status[3])
     return found
