@@ -385,6 +385,14 @@ def manager_thread(executor: Any) -> Any:
     return getattr(executor, "_executor_manager_thread", None)
 
 
+def pool_threads(executor: Any) -> list[Any]:
+    """The threads that end *executor*'s pool once it is shut down: its manager thread and
+    its call queue's feeder thread (``multiprocessing.Queue._thread``), those started."""
+    queue = getattr(executor, "_call_queue", None)
+    found = [manager_thread(executor), getattr(queue, "_thread", None)]
+    return [t for t in found if t is not None]
+
+
 def started_workers() -> list[Any]:
     """Every worker process our start method started in this process and nobody joined yet.
 

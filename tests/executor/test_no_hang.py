@@ -311,6 +311,45 @@ def test_killing_a_tree_that_is_gone_still_removes_what_it_left(monkeypatch, tmp
     assert not left.exists()
 
 
+def test_a_workers_exit_waits_for_the_threads_of_the_pools_it_killed(tmp_path):
+    # A worker leaves with os._exit. The manager thread of a nested pool it killed, ending
+    # that pool, runs the finalizers of the pool's semaphores (unlink, then off loky's
+    # tracker), and so does its call queue's feeder thread: one cut short left the
+    # semaphore, or left it tracked, and loky's tracker warned of a "leaked" semaphore at
+    # the parent's exit (the retired-worker test above failed so about once in 40 runs
+    # under load). The last thing each worker's exit runs records which still run.
+    log = tmp_path / "log"
+    result = run_python(
+        f"""
+        import threading
+        from multiprocessing.util import Finalize
+        from picklepool import Parallel, delayed
+
+        def at_the_very_end(log):
+            def record():
+                alive = [t.name for t in threading.enumerate() if t.is_alive() and (
+                         type(t).__name__ == "_ExecutorManagerThread" or t.name == "QueueFeederThread")]
+                with open(log, "a") as f:
+                    f.write(f"{{alive}}\\n")
+            Finalize(None, record, exitpriority=-100)
+
+        def nested(i):
+            return sum(Parallel(n_jobs=2, backend="loky")(delayed(abs)(j) for j in range(4)))
+
+        if __name__ == "__main__":
+            p = Parallel(n_jobs=2, batch_size=1, max_worker_memory="1",
+                         initializer=at_the_very_end, initargs=({str(log)!r},))
+            print(p(delayed(nested)(i) for i in range(4)))
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[6, 6, 6, 6]"
+    exits = log.read_text().splitlines()
+    assert len(exits) >= 4  # each worker ran one batch, then left (recycled)
+    assert set(exits) == {"[]"}, exits  # none left running (joined, or ended before)
+
+
 def test_a_reused_pid_is_not_taken_for_a_worker():
     # A worker reaped meanwhile leaves its pid free: a process that is not this
     # process's child must never count as a running worker (the reaper would kill it).

@@ -35,6 +35,7 @@ from .. import lokycompat
 from . import lanes, leftovers, session
 
 EXIT_DEADLINE = 5.0  # seconds a worker may take to exit once told to
+NESTED_EXIT_JOIN = 1.0  # seconds a worker's exit waits for the threads of the pools it killed
 
 
 _executors: weakref.WeakSet[Any] = weakref.WeakSet()  # the loky executors this process used
@@ -245,12 +246,23 @@ def _at_exit() -> None:
             pass
     with _lock:
         executors = list(_executors)
+    threads = [t for executor in executors for t in lokycompat.pool_threads(executor)]  # stop forgets them
     for executor in executors:
         try:
             stop(executor, wait=not nested, kill=nested)
         except Exception:  # noqa: BLE001 - at exit: stop the others anyway
             pass
-    if nested:  # retiring inner workers too: this worker's exit must not wait for them
-        for proc in lokycompat.started_workers():
-            if proc.pid is not None:
-                kill_tree(proc.pid)
+    if not nested:
+        return
+    for proc in lokycompat.started_workers():  # retiring inner workers too: not waited for
+        if proc.pid is not None:
+            kill_tree(proc.pid)
+    # loky's manager thread and the call queue's feeder thread of a killed pool end it, and
+    # drop the last references to the pool's semaphores: their finalizers run in those
+    # threads, each unlinking a semaphore and taking it off loky's resource tracker. This
+    # worker leaves with os._exit, which cut one short now and then (the file left, or
+    # gone but still tracked: the tracker warned of a "leaked" semaphore at the parent's exit).
+    until = time.monotonic() + NESTED_EXIT_JOIN
+    for thread in threads:
+        if thread is not threading.current_thread():
+            thread.join(max(0.0, until - time.monotonic()))
