@@ -7,6 +7,7 @@ is replaced by a stand-in only when its class itself cannot travel.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 
@@ -87,6 +88,20 @@ def test_a_timeout_the_task_swallows_is_still_a_timeout_in_a_thread():
         assert returned.wait(30)  # the task did swallow the interruption and return
     finally:
         stop.set()
+
+
+def hold_the_gil(i):
+    if i == 1:  # a PyDLL call keeps the GIL: no other thread runs until it returns
+        ctypes.PyDLL(None).usleep(1_000_000)
+    return i
+
+
+@pytest.mark.parametrize("backend", ["sequential", "threading"])
+def test_a_task_holding_the_gil_past_the_timeout_is_still_a_timeout(backend):
+    # The thread watching the deadline could not run while the task held the GIL, and
+    # woke after it returned: the call returned the late task's result as if on time.
+    with pytest.raises(TaskTimeoutError, match=r"task 1: hold_the_gil\(1\) .*held the GIL"):
+        Parallel(n_jobs=2, backend=backend, timeout=0.2)(delayed(hold_the_gil)(i) for i in range(3))
 
 
 class HoldsAGenerator(ValueError):

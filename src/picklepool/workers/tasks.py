@@ -131,6 +131,11 @@ LEFT_RUNNING = (
     "started yet were cancelled"
 )
 
+HELD_GIL = (
+    "and could not be interrupted: it ran compiled code that held the GIL past the deadline "
+    "(so no thread could act before it returned); its outcome was dropped"
+)
+
 
 def _timed_out(index: int, timeout: float | None, fate: str = INTERRUPTED) -> TaskFailed:
     exc = TaskTimeoutError(f"task {index} ran longer than timeout={timeout}s {fate}. {TIMEOUT_ADVICE}")
@@ -353,6 +358,11 @@ def execute_watched(
     The helper thread runs in this thread's context, and its tasks see joblib's
     nested config as this thread's would (``workers.joblibnest``). *stop*: an
     in-process call's stop flag, read before each task (see :func:`execute`).
+
+    A task that held the GIL past its deadline (compiled code that does not release
+    it: this thread could not wake before the task returned) is timed out all the
+    same, by its own duration: its outcome is dropped, as joblib's threading backend
+    raises then too.
     """
     bad = _bad_items(funcs, fidx, args, kwargs, first)  # before any task of the batch runs
     if bad is not None:
@@ -370,9 +380,11 @@ def execute_watched(
                     return
                 one = fidx if isinstance(fidx, int) else (fidx[i],)
                 kw = None if kwargs is None else (kwargs[i],)
-                outcomes.put(
-                    execute(funcs, one, (args[i],), kw, first + i, view, call_id, None, format_tb, mark, stop)
+                began = time.perf_counter()
+                outcome = execute(
+                    funcs, one, (args[i],), kw, first + i, view, call_id, None, format_tb, mark, stop
                 )
+                outcomes.put((outcome, time.perf_counter() - began))
         except _Timeout:
             pass
         finally:
@@ -387,13 +399,16 @@ def execute_watched(
     results: list[Any] = []
     for i in range(len(args)):
         try:
-            outcome = outcomes.get(timeout=timeout)
+            outcome, took = outcomes.get(timeout=timeout)
         except queue.Empty:
             halt.set()
             if not interrupt:
                 return _timed_out(first + i, timeout, LEFT_RUNNING)
             _interrupt(helper)
             return _timed_out(first + i, timeout, INTERRUPTED_THREAD)
+        if took > timeout:  # compiled code held the GIL past the deadline: this thread woke late
+            halt.set()
+            return _timed_out(first + i, timeout, HELD_GIL)
         if type(outcome) is not Results:
             halt.set()
             return outcome
