@@ -5,9 +5,11 @@ in-process backends (:func:`run_local`). A batch stops at its first exception;
 the outcome is a ``wire.Results``, ``wire.TaskFailed``, ``wire.Cancelled`` or,
 for an item that is not a delayed call, a ``wire.Failure`` of kind "bad-item".
 
-Timeouts: in a worker's main thread, SIGALRM interrupts a late task; elsewhere
-(a dask worker thread, the calling process) the tasks run in a helper thread
-watched with a deadline (:func:`execute_watched`). Once the deadline fired, the
+Timeouts: in a worker's main thread, SIGALRM interrupts a late task, and so in the
+calling process's main thread when the program uses no SIGALRM of its own (an
+``n_jobs=1`` call: :func:`run_local`); elsewhere (a dask worker thread, another
+thread of the calling process) the tasks run in a helper thread watched with a
+deadline (:func:`execute_watched`). Once the deadline fired, the
 task's outcome is ``TaskTimeoutError`` whatever it does next: a task that catches
 the interruption and returns does not make the call succeed past its timeout. On
 the threading backend a late task is not interrupted at all, as in joblib: its
@@ -222,6 +224,7 @@ def execute(
     format_tb: bool = True,
     mark: bool = True,
     stop: threading.Event | None = None,
+    alarm: bool = False,
 ) -> Any:
     """Run the tasks of one batch in order; stop at the first exception.
 
@@ -249,7 +252,7 @@ def execute(
     every = 0 if len(args) <= 64 else 31  # i & every == 0: read the cancel flag
     # SIGALRM only inside a worker process (a session view): in the calling process it
     # would clobber the user's own timers (run_local uses a watching thread there).
-    use_alarm = timeout is not None and view is not None and can_alarm()
+    use_alarm = timeout is not None and (view is not None or alarm) and can_alarm()
     previous = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
     if mark:
         _begin(status)
@@ -313,15 +316,50 @@ def run_local(
     *stop*: the call's stop flag; no task starts once it is set. *interrupt*: what
     becomes of a task past *timeout* (see :func:`execute_watched`).
     """
-    if timeout is not None:
+    alarm = timeout is not None and interrupt and _alarm_is_free()
+    if timeout is not None and not alarm:
         return execute_watched(
             funcs, fidx, args, kwargs, first, None, 0, timeout, False, stop, interrupt, format_tb=False
         )
     nest = joblibnest.enter()  # on a pool thread: joblib code nests as in a joblib worker
     try:
-        return execute(funcs, fidx, args, kwargs, first, format_tb=False, mark=False, stop=stop)
+        return execute(
+            funcs,
+            fidx,
+            args,
+            kwargs,
+            first,
+            timeout=timeout,
+            format_tb=False,
+            mark=False,
+            stop=stop,
+            alarm=alarm,
+        )
     finally:
         joblibnest.leave(nest)
+
+
+def _alarm_is_free() -> bool:
+    """Whether a call in this thread may time its tasks with SIGALRM, as a worker does.
+
+    Only in the main thread, and only while the program uses no SIGALRM of its own
+    (Python's default disposition, no interval timer running): then the tasks of an
+    ``n_jobs=1`` call run in the caller's own thread, so what is bound to it (an
+    ``sqlite3`` connection, ``threading.local`` values, ``signal.signal``) works as
+    without a timeout, and a task blocked in a sleep or a read is interrupted too.
+    Elsewhere they run in a helper thread (:func:`execute_watched`).
+    """
+    if not can_alarm():
+        return False
+    try:
+        return signal.getsignal(signal.SIGALRM) == signal.SIG_DFL and signal.getitimer(
+            signal.ITIMER_REAL
+        ) == (
+            0.0,
+            0.0,
+        )
+    except (ValueError, OSError):  # pragma: no cover - no such signal here
+        return False
 
 
 def can_alarm() -> bool:
