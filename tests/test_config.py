@@ -135,6 +135,14 @@ def test_bad_sizes_are_value_errors(value):
         Parallel(max_nbytes=value)
 
 
+@pytest.mark.parametrize("value", [1e6, 2.5e6, 1048576.0])
+def test_sizes_given_as_floats_are_taken_as_joblib_takes_them(value):
+    # joblib compares array sizes with max_nbytes as given: max_nbytes=1e6 works there,
+    # and was a ValueError ("is not a size") here.
+    assert Parallel(max_nbytes=value)._settings().max_nbytes == int(value)
+    assert Parallel(max_worker_memory=value)._settings().max_worker_memory == int(value)
+
+
 # Every setting, through each of its doors, with values that used to slip through:
 # each is a ValueError naming the setting (and, for the environment, the variable).
 _ABSURD = [float("nan"), float("inf"), 1e12, 10**30, "1e308G", "abc", [1]]

@@ -217,7 +217,8 @@ def plain_number(value: Any) -> Any:
 
 
 def parse_bytes(value: Any, name: str, source: str = "argument") -> int | None:
-    """``"1M"`` -> 1048576; None stays None; ints pass through.
+    """``"1M"`` -> 1048576; None stays None; ints pass through, and floats as the
+    whole bytes they hold (``1e6``: joblib compares sizes with them as given).
 
     Raises ``ValueError`` naming *name* for anything else: negative, NaN, infinite,
     or past 2**62 bytes.
@@ -226,7 +227,7 @@ def parse_bytes(value: Any, name: str, source: str = "argument") -> int | None:
         return None
     value = plain_number(value)
     number = -1.0
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         number = float(value)
     elif isinstance(value, str):
         text = value.strip().upper().removesuffix("B")
@@ -238,7 +239,8 @@ def parse_bytes(value: Any, name: str, source: str = "argument") -> int | None:
     if 0 <= number <= MAX_BYTES:
         return int(number)
     raise ValueError(
-        f"{name}={value!r} (from {source}) is not a size; use bytes as an int, or '500K', '1M', '2G', or None"
+        f"{name}={value!r} (from {source}) is not a size; "
+        "use a number of bytes, or '500K', '1M', '2G', or None"
     )
 
 

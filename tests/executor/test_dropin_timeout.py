@@ -156,6 +156,46 @@ def test_n_jobs_1_enforces_the_timeout_as_on_loky(task):
     assert t.started == [0, 1]
 
 
+def test_n_jobs_1_with_a_timeout_runs_its_tasks_in_the_callers_thread():
+    # They ran in a helper thread: an sqlite3 connection of the caller raised
+    # ProgrammingError, threading.local values were missing, signal.signal refused to
+    # run; without the timeout (and in joblib, which ignores it there) all work. In a
+    # script's main thread, with no SIGALRM of its own (pytest-timeout has one: hence
+    # a script), the deadline is a SIGALRM, as in a worker, so a task blocked in a
+    # wait is interrupted too.
+    proc = run_python(
+        """
+        import signal, sqlite3, threading
+        from picklepool import Parallel, TaskTimeoutError, delayed
+
+        BOUND = threading.local()
+        BOUND.value = "mine"
+        conn = sqlite3.connect(":memory:")
+        conn.execute("create table t(x)")
+
+        def task(i):
+            conn.execute("insert into t values (?)", (i,))  # only in the thread that made it
+            signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # only in the main thread
+            return (BOUND.value, conn.execute("select count(*) from t").fetchone()[0])
+
+        print(Parallel(n_jobs=1, timeout=30)(delayed(task)(i) for i in range(2)))
+        never = threading.Event()
+        try:
+            Parallel(n_jobs=1, timeout=0.3)(delayed(never.wait)(s) for s in (0, 600))
+        except TaskTimeoutError as exc:
+            print(str(exc).split(" ran ")[0])
+        print(signal.getsignal(signal.SIGALRM) == signal.SIG_DFL, signal.getitimer(signal.ITIMER_REAL))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "[('mine', 1), ('mine', 2)]",
+        "task 1: Event.wait(600)",
+        "True (0.0, 0.0)",  # the alarm is given back
+    ]
+    assert proc.stderr == ""
+
+
 def test_a_task_left_running_does_not_hold_the_interpreter_at_exit():
     # A task that never returns: the script still ends (a hang would show as run_python's
     # deadline passing), as joblib's daemon pool threads let it.

@@ -7,6 +7,7 @@ is replaced by a stand-in only when its class itself cannot travel.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 
@@ -87,6 +88,36 @@ def test_a_timeout_the_task_swallows_is_still_a_timeout_in_a_thread():
         assert returned.wait(30)  # the task did swallow the interruption and return
     finally:
         stop.set()
+
+
+def hold_the_gil(i):
+    if i == 1:  # a PyDLL call keeps the GIL: no other thread runs until it returns
+        ctypes.PyDLL(None).usleep(1_000_000)
+    return i
+
+
+@pytest.mark.parametrize("backend", ["sequential", "threading"])
+@pytest.mark.parametrize("thread", ["main", "other"])
+def test_a_task_holding_the_gil_past_the_timeout_is_still_a_timeout(backend, thread):
+    # The thread watching the deadline could not run while the task held the GIL, and
+    # woke after it returned: the call returned the late task's result as if on time.
+    # (In the main thread an n_jobs=1 call times its tasks with SIGALRM, as a worker.)
+    outcome: list[BaseException] = []
+
+    def call():
+        try:
+            Parallel(n_jobs=2, backend=backend, timeout=0.2)(delayed(hold_the_gil)(i) for i in range(3))
+        except BaseException as exc:  # noqa: BLE001 - looked at below
+            outcome.append(exc)
+
+    if thread == "main":
+        call()
+    else:
+        runner = threading.Thread(target=call)
+        runner.start()
+        runner.join()
+    assert len(outcome) == 1 and isinstance(outcome[0], TaskTimeoutError), outcome
+    assert "task 1: hold_the_gil(1) ran longer than timeout=0.2s" in str(outcome[0])
 
 
 class HoldsAGenerator(ValueError):

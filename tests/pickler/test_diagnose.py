@@ -247,6 +247,23 @@ def test_the_culprit_is_the_deepest_failing_child():
     assert found is not None and found[0] == "x['a'][1]['b']"
 
 
+def test_the_culprit_is_found_in_containers_of_any_size_and_in_dict_keys():
+    # The walk looked at the first 10,000 items of a container and stopped there: a
+    # generator at item 45,000 of a list argument was reported as "args[0] (type
+    # builtins.list)" with the generic fix, and a dict's keys were never looked at.
+    big = list(range(60_000))
+    big[45_000] = (x for x in ())
+    with pytest.raises(PicklingError) as info:
+        Parallel(n_jobs=2)(delayed(identity)(big) for _ in range(1))
+    assert "cannot pickle args[0][45000] (type builtins.generator)" in str(info.value)
+    assert "a generator cannot be pickled" in str(info.value)
+    pickler = get_pickler("pickle")
+    nested = {"k": [0] * 20_000 + [{"deep": threading.Lock()}]}
+    assert find_culprit(pickler, nested, "x")[0] == "x['k'][20000]['deep']"
+    assert find_culprit(pickler, {1: "a", threading.Lock(): "b"}, "x")[0] == "x{key 1}"
+    assert find_culprit(pickler, frozenset([1, threading.Lock()]), "x")[0].startswith("x{item ")
+
+
 def test_snapshot_errors_are_passed_on_without_walking(monkeypatch):
     monkeypatch.setattr(locks, "SNAPSHOT_TIMEOUT", 0.01)
     import queue

@@ -132,6 +132,30 @@ def test_queue_is_snapshotted_under_its_mutex(monkeypatch):
     assert released(q.mutex)
 
 
+class _NeverFree:
+    """A queue mutex that is never free: records how long each snapshot waited for it."""
+
+    def __init__(self):
+        self.waits = []
+
+    def acquire(self, blocking=True, timeout=-1):
+        self.waits.append(timeout)
+        return False
+
+    def release(self):  # pragma: no cover - never acquired
+        raise AssertionError("released a mutex never acquired")
+
+
+def test_a_held_queue_is_waited_for_once_per_call_not_again_to_name_the_task():
+    # Looking for the task that holds the queue pickled its arguments again, which
+    # waited SNAPSHOT_TIMEOUT again: a 10 s failure took 20 s to report.
+    q = queue.Queue()
+    q.mutex = _NeverFree()
+    with pytest.raises(PicklingError, match=r"task 0: .*mutex stayed held for 10s"):
+        Parallel(n_jobs=2)(delayed(len)(q) for _ in range(3))
+    assert q.mutex.waits == [locks.SNAPSHOT_TIMEOUT, 0.0]
+
+
 def test_simple_queue_keeps_its_items_and_the_original_is_untouched():
     q = queue.SimpleQueue()
     for item in ["a", None, "c"]:

@@ -15,6 +15,7 @@ raised at once.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import logging
@@ -32,6 +33,7 @@ from typing import Any
 import cloudpickle
 
 from ..errors import PicklingError, TaskExitError, WorkerCrashedError
+from ..pickler import locks
 from ..pickler.buffers import CallBuffers, Frames, TempFolderError
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain, probe
@@ -312,16 +314,18 @@ class Channel:
     ) -> Exception:
         if isinstance(exc, TempFolderError):  # the folder, not the tasks: says so itself
             return exc
-        for i, item in enumerate(items):
-            _f, args, kwargs = item
-            for root, value in (("args", args), ("kwargs", kwargs)):
-                err = probe(self.pickler, value)
-                if err is not None and not isinstance(err, Exception):
-                    raise err  # Ctrl-C while looking (or a reducer's own): not a pickling error
-                if err is not None:
-                    msg = explain(self.pickler, value, err, root=root)
-                    where = describe(first + i) if describe else functions.describe_task(first + i, item)
-                    return PicklingError(f"{where}: {msg}")
+        waited = isinstance(exc, locks.SnapshotTimeout)  # a lock held: look without waiting again
+        with locks.no_snapshot_wait() if waited else contextlib.nullcontext():
+            for i, item in enumerate(items):
+                _f, args, kwargs = item
+                for root, value in (("args", args), ("kwargs", kwargs)):
+                    err = probe(self.pickler, value)
+                    if err is not None and not isinstance(err, Exception):
+                        raise err  # Ctrl-C while looking (or a reducer's own): not a pickling error
+                    if err is not None:
+                        msg = explain(self.pickler, value, exc if waited else err, root=root)
+                        where = describe(first + i) if describe else functions.describe_task(first + i, item)
+                        return PicklingError(f"{where}: {msg}")
         if describe is not None:
             return PicklingError(f"{describe(first)} or a later task of its batch: {exc}")
         return PicklingError(f"tasks {first}..{first + len(items) - 1}: {exc}")

@@ -15,7 +15,7 @@ import io
 import socket
 import types
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import PicklingError
@@ -23,7 +23,6 @@ from .locks import is_sync_object
 from .runtime import RefusedError
 
 _MAX_DEPTH = 50
-_MAX_CHILDREN = 10_000
 
 
 def _code_names(code: types.CodeType) -> Iterator[str]:
@@ -51,25 +50,46 @@ def _function_children(func: types.FunctionType) -> Iterator[tuple[str, Any]]:
             yield f".<global {name}>", func.__globals__[name]
 
 
-def _children(obj: Any) -> Iterator[tuple[str, Any]]:
+def _items(obj: Any) -> tuple[list[Any], Callable[[int], str]] | None:
+    """A container's children as a list, and how to name the i-th; None for others.
+
+    A dict's values come first, then its keys (``{key 0}``): a key can fail too.
+    """
     if isinstance(obj, dict):
-        for i, (k, v) in enumerate(obj.items()):
-            if i >= _MAX_CHILDREN:
-                return
-            yield f"[{k!r}]", v
-        return
+        keys = list(obj)
+        count = len(keys)
+
+        def name(i: int) -> str:
+            return f"[{keys[i]!r}]" if i < count else f"{{key {i - count}}}"
+
+        return [*obj.values(), *keys], name
     if isinstance(obj, (list, tuple, deque)):
-        for i, v in enumerate(obj):
-            if i >= _MAX_CHILDREN:
-                return
-            yield f"[{i}]", v
-        return
+        return list(obj), lambda i: f"[{i}]"
     if isinstance(obj, (set, frozenset)):
-        for i, v in enumerate(obj):
-            if i >= _MAX_CHILDREN:
-                return
-            yield f"{{item {i}}}", v
-        return
+        return list(obj), lambda i: f"{{item {i}}}"
+    return None
+
+
+def _first_failing(fails: Callable[[Any], BaseException | None], items: list[Any]) -> int | None:
+    """The index of the first of *items* that fails alone, by halving: any length.
+
+    A list of a million items costs two picklings of it, not a million probes. None
+    when no part fails alone (the failure needs two items together).
+    """
+    lo, hi = 0, len(items)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fails(items[lo:mid]) is not None:
+            hi = mid
+        elif fails(items[mid:hi]) is not None:
+            lo = mid
+        else:
+            return None
+    return lo if hi > lo else None
+
+
+def _children(obj: Any) -> Iterator[tuple[str, Any]]:
+    """The children of what is not a plain container (see _items)."""
     if isinstance(obj, types.FunctionType):
         yield from _function_children(obj)
         return
@@ -126,6 +146,25 @@ def probe(pickler: Any, value: Any) -> BaseException | None:
     return None
 
 
+def _failing_child(
+    fails: Callable[[Any], BaseException | None], value: Any
+) -> tuple[str, Any, BaseException] | None:
+    """The first child of *value* that fails alone: its path suffix, itself, its error."""
+    listed = _items(value)
+    if listed is None:
+        for suffix, child in _children(value):
+            child_err = fails(child)
+            if child_err is not None:
+                return suffix, child, child_err
+        return None
+    items, name = listed
+    index = _first_failing(fails, items)
+    child_err = None if index is None else fails(items[index])
+    if index is None or child_err is None:
+        return None
+    return name(index), items[index], child_err
+
+
 def find_culprit(pickler: Any, obj: Any, root: str = "") -> tuple[str, Any, BaseException] | None:
     """The deepest ``(path, object, error)`` under *obj* that *pickler* cannot dump."""
     seen: set[int] = set()
@@ -136,10 +175,10 @@ def find_culprit(pickler: Any, obj: Any, root: str = "") -> tuple[str, Any, Base
         by_name = _by_reference_failure(value, err)
         if depth < _MAX_DEPTH and id(value) not in seen and not refused and not by_name:
             seen.add(id(value))
-            for suffix, child in _children(value):
-                child_err = fails(child)
-                if child_err is not None:
-                    return walk(child, path + suffix, child_err, depth + 1)
+            found = _failing_child(fails, value)
+            if found is not None:
+                suffix, child, child_err = found
+                return walk(child, path + suffix, child_err, depth + 1)
         return path, value, err
 
     err = fails(obj)

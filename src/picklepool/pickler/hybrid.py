@@ -69,7 +69,6 @@ from typing import Any
 
 import cloudpickle
 
-from ..errors import PicklingError
 from . import locks, runtime
 from .base import BasePickler
 from .mainalias import dynamic_class_reduce, main_by_another_name, reduce_by_value
@@ -337,10 +336,10 @@ class Pickler(cloudpickle.Pickler):
         """Reduce *obj* holding its RLock (its attribute *name*) until its state has been written."""
         if not self._held:
             lock.acquire()
-        elif not lock.acquire(timeout=locks.SNAPSHOT_TIMEOUT):
-            raise PicklingError(
+        elif not lock.acquire(timeout=(wait := locks.snapshot_timeout())):
+            raise locks.SnapshotTimeout(
                 f"could not snapshot a {type(obj).__qualname__}: its lock .{name} stayed held "
-                f"by another thread for {locks.SNAPSHOT_TIMEOUT:g}s while the lock of an "
+                f"by another thread for {wait:g}s while the lock of an "
                 "enclosing object was held for its own snapshot (a lock-order conflict). "
                 "Send the inner object separately, or send it while no thread holds its lock."
             )

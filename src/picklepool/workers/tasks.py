@@ -5,9 +5,11 @@ in-process backends (:func:`run_local`). A batch stops at its first exception;
 the outcome is a ``wire.Results``, ``wire.TaskFailed``, ``wire.Cancelled`` or,
 for an item that is not a delayed call, a ``wire.Failure`` of kind "bad-item".
 
-Timeouts: in a worker's main thread, SIGALRM interrupts a late task; elsewhere
-(a dask worker thread, the calling process) the tasks run in a helper thread
-watched with a deadline (:func:`execute_watched`). Once the deadline fired, the
+Timeouts: in a worker's main thread, SIGALRM interrupts a late task, and so in the
+calling process's main thread when the program uses no SIGALRM of its own (an
+``n_jobs=1`` call: :func:`run_local`); elsewhere (a dask worker thread, another
+thread of the calling process) the tasks run in a helper thread watched with a
+deadline (:func:`execute_watched`). Once the deadline fired, the
 task's outcome is ``TaskTimeoutError`` whatever it does next: a task that catches
 the interruption and returns does not make the call succeed past its timeout. On
 the threading backend a late task is not interrupted at all, as in joblib: its
@@ -131,6 +133,11 @@ LEFT_RUNNING = (
     "started yet were cancelled"
 )
 
+HELD_GIL = (
+    "and could not be interrupted: it ran compiled code that held the GIL past the deadline "
+    "(so no thread could act before it returned); its outcome was dropped"
+)
+
 
 def _timed_out(index: int, timeout: float | None, fate: str = INTERRUPTED) -> TaskFailed:
     exc = TaskTimeoutError(f"task {index} ran longer than timeout={timeout}s {fate}. {TIMEOUT_ADVICE}")
@@ -217,6 +224,7 @@ def execute(
     format_tb: bool = True,
     mark: bool = True,
     stop: threading.Event | None = None,
+    alarm: bool = False,
 ) -> Any:
     """Run the tasks of one batch in order; stop at the first exception.
 
@@ -244,7 +252,7 @@ def execute(
     every = 0 if len(args) <= 64 else 31  # i & every == 0: read the cancel flag
     # SIGALRM only inside a worker process (a session view): in the calling process it
     # would clobber the user's own timers (run_local uses a watching thread there).
-    use_alarm = timeout is not None and view is not None and can_alarm()
+    use_alarm = timeout is not None and (view is not None or alarm) and can_alarm()
     previous = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
     if mark:
         _begin(status)
@@ -308,15 +316,50 @@ def run_local(
     *stop*: the call's stop flag; no task starts once it is set. *interrupt*: what
     becomes of a task past *timeout* (see :func:`execute_watched`).
     """
-    if timeout is not None:
+    alarm = timeout is not None and interrupt and _alarm_is_free()
+    if timeout is not None and not alarm:
         return execute_watched(
             funcs, fidx, args, kwargs, first, None, 0, timeout, False, stop, interrupt, format_tb=False
         )
     nest = joblibnest.enter()  # on a pool thread: joblib code nests as in a joblib worker
     try:
-        return execute(funcs, fidx, args, kwargs, first, format_tb=False, mark=False, stop=stop)
+        return execute(
+            funcs,
+            fidx,
+            args,
+            kwargs,
+            first,
+            timeout=timeout,
+            format_tb=False,
+            mark=False,
+            stop=stop,
+            alarm=alarm,
+        )
     finally:
         joblibnest.leave(nest)
+
+
+def _alarm_is_free() -> bool:
+    """Whether a call in this thread may time its tasks with SIGALRM, as a worker does.
+
+    Only in the main thread, and only while the program uses no SIGALRM of its own
+    (Python's default disposition, no interval timer running): then the tasks of an
+    ``n_jobs=1`` call run in the caller's own thread, so what is bound to it (an
+    ``sqlite3`` connection, ``threading.local`` values, ``signal.signal``) works as
+    without a timeout, and a task blocked in a sleep or a read is interrupted too.
+    Elsewhere they run in a helper thread (:func:`execute_watched`).
+    """
+    if not can_alarm():
+        return False
+    try:
+        return signal.getsignal(signal.SIGALRM) == signal.SIG_DFL and signal.getitimer(
+            signal.ITIMER_REAL
+        ) == (
+            0.0,
+            0.0,
+        )
+    except (ValueError, OSError):  # pragma: no cover - no such signal here
+        return False
 
 
 def can_alarm() -> bool:
@@ -353,6 +396,11 @@ def execute_watched(
     The helper thread runs in this thread's context, and its tasks see joblib's
     nested config as this thread's would (``workers.joblibnest``). *stop*: an
     in-process call's stop flag, read before each task (see :func:`execute`).
+
+    A task that held the GIL past its deadline (compiled code that does not release
+    it: this thread could not wake before the task returned) is timed out all the
+    same, by its own duration: its outcome is dropped, as joblib's threading backend
+    raises then too.
     """
     bad = _bad_items(funcs, fidx, args, kwargs, first)  # before any task of the batch runs
     if bad is not None:
@@ -370,9 +418,11 @@ def execute_watched(
                     return
                 one = fidx if isinstance(fidx, int) else (fidx[i],)
                 kw = None if kwargs is None else (kwargs[i],)
-                outcomes.put(
-                    execute(funcs, one, (args[i],), kw, first + i, view, call_id, None, format_tb, mark, stop)
+                began = time.perf_counter()
+                outcome = execute(
+                    funcs, one, (args[i],), kw, first + i, view, call_id, None, format_tb, mark, stop
                 )
+                outcomes.put((outcome, time.perf_counter() - began))
         except _Timeout:
             pass
         finally:
@@ -387,13 +437,16 @@ def execute_watched(
     results: list[Any] = []
     for i in range(len(args)):
         try:
-            outcome = outcomes.get(timeout=timeout)
+            outcome, took = outcomes.get(timeout=timeout)
         except queue.Empty:
             halt.set()
             if not interrupt:
                 return _timed_out(first + i, timeout, LEFT_RUNNING)
             _interrupt(helper)
             return _timed_out(first + i, timeout, INTERRUPTED_THREAD)
+        if took > timeout:  # compiled code held the GIL past the deadline: this thread woke late
+            halt.set()
+            return _timed_out(first + i, timeout, HELD_GIL)
         if type(outcome) is not Results:
             halt.set()
             return outcome
