@@ -455,7 +455,11 @@ class Executor(_StdExecutor):
                 self._queue = deque(w for w in self._queue if w.back)
             thread = self._thread
         for work in cancelled:
-            work.future.cancel()
+            # notified too: concurrent.futures.wait and as_completed count a future only
+            # once it is (they waited for ever on these, as on the standard library's:
+            # CPython gh-87893)
+            if work.future.cancel():
+                work.future.set_running_or_notify_cancel()
         if thread is None:
             self._close()
             return
