@@ -190,7 +190,9 @@ def stop(
     lokycompat.shutdown(executor, kill)
     _forget(mine)
     if not wait:
-        if thread is not None and thread is not threading.current_thread():
+        # (at exit the process ends, and the thread with it: none is started then)
+        mine_to_end = thread is not None and thread is not threading.current_thread()
+        if mine_to_end and not lokycompat.interpreter_exiting():
             threading.Thread(
                 target=_end_queue, args=(thread, queue), name="picklepool-end-queue", daemon=True
             ).start()
