@@ -354,6 +354,9 @@ def test_killing_a_tree_whose_pid_was_reused_removes_nothing_of_the_live_process
             def __init__(self, pid: int) -> None:
                 pass
 
+            def ppid(self) -> int:
+                return os.getpid()  # the worker it stands for was ours
+
             def children(self, recursive: bool = False) -> list:
                 return []
 
@@ -367,6 +370,31 @@ def test_killing_a_tree_whose_pid_was_reused_removes_nothing_of_the_live_process
     finally:
         live.kill()
         live.wait()
+
+
+def test_killing_a_tree_leaves_a_process_that_is_not_this_ones_child():
+    # A forked child stopping a pool it inherited (its workers are the parent's
+    # children) killed the parent's workers: kill_tree kills only this process's own.
+    import subprocess
+    import sys
+
+    import psutil
+
+    code = (
+        "import subprocess, sys; p = subprocess.Popen(['sleep', '60']); "
+        "print(p.pid, flush=True); sys.stdin.read()"
+    )
+    middle = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        grandchild = int(middle.stdout.readline())
+        reaper.kill_tree(grandchild)
+        assert psutil.Process(grandchild).status() != psutil.STATUS_ZOMBIE  # not killed
+    finally:
+        os.kill(grandchild, 9)
+        middle.stdin.close()
+        middle.wait()
 
 
 def tell_then_wait(started, gate):

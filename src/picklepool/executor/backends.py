@@ -8,6 +8,7 @@ run the same batch runner on the objects themselves, with no copy.
 from __future__ import annotations
 
 import contextvars
+import os
 import pickle
 import signal
 import sys
@@ -62,11 +63,25 @@ class LokyBackend(Backend):
         self._init = (initializer, initargs)
         self._executor: Any = None
         self._shared = False
+        self._pid = os.getpid()
         self._get()
 
     def _get(self) -> None:
         self.release()
         self._executor, self._shared = pool.acquire(self.n_workers, self.idle_timeout, self.env, *self._init)
+        self._pid = os.getpid()
+
+    def _inherited(self) -> bool:
+        """True in a process forked since the executor was taken: it is the parent's.
+
+        Its workers are the parent's children, its manager thread does not run here:
+        it is dropped without a look (stopping it killed the parent's workers, from a
+        ``with Parallel() as p`` block the child went on using).
+        """
+        if self._executor is not None and self._pid != os.getpid():
+            self._executor = None
+            return True
+        return False
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         return self._submit(_packed(fn, args), fn, args)
@@ -106,11 +121,13 @@ class LokyBackend(Backend):
         return started, lokycompat.pending(executor) - lanes.lane_jobs(executor)
 
     def refresh(self) -> None:
-        """Before a call on a kept backend: a fresh executor if this one broke."""
+        """Before a call on a kept backend: a fresh executor if this one broke (or is a parent's)."""
+        self._inherited()
         if self._executor is None or not lokycompat.usable(self._executor):
             self._get()
 
     def release(self, wait: bool = True) -> None:
+        self._inherited()
         executor, self._executor = self._executor, None
         if executor is not None:
             pool.release(executor, self._shared)
@@ -125,7 +142,7 @@ class LokyBackend(Backend):
         return reaper.check(self._executor)
 
     def shutdown(self, kill: bool = False) -> None:
-        if self._executor is not None:
+        if self._executor is not None and not self._inherited():
             reaper.stop(self._executor, kill=kill)
 
 

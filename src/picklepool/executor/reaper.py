@@ -98,6 +98,13 @@ def kill_tree(pid: int) -> None:
     except psutil.Error:
         return
     try:
+        if root.ppid() != os.getpid():
+            # not this process's child: its pid was reused, or it is a worker of the
+            # process this one was forked from (that process's to stop)
+            return
+    except psutil.Error:
+        return
+    try:
         procs = root.children(recursive=True) + [root]
     except psutil.Error:  # it ended meanwhile: the processes below it are init's now
         procs = [root]
