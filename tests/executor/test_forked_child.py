@@ -157,3 +157,37 @@ def test_a_forked_child_does_not_use_nor_stop_the_parents_executor_or_with_block
     assert out.stdout.splitlines() == ["refused; [0, 1, 2, 3] own", "0 True", "[0, 1, 2, 3] 3"], (
         out.stdout + out.stderr
     )
+
+
+BLOCK_SCRIPT = """
+import os, signal, sys
+from picklepool import Parallel, delayed
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    with Parallel(n_jobs=2, backend=sys.argv[1]) as p:
+        first = p(delayed(square)(i) for i in range(4))
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(30)  # a hang ends the child (status -14), not left behind
+            print("child", p(delayed(square)(i) for i in range(4)), flush=True)
+            sys.exit(0)  # the block's end, then atexit, in the child
+        _, status = os.waitpid(pid, 0)
+        print("parent", first, os.waitstatus_to_exitcode(status), p(delayed(square)(i) for i in range(4)))
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["threading", "multiprocessing"])
+def test_a_with_block_kept_across_a_fork_runs_the_childs_calls(backend):
+    # The block's thread pool (or multiprocessing.Pool) has no threads in the child:
+    # the child's call waited for ever.
+    out = subprocess.run(
+        [sys.executable, "-c", BLOCK_SCRIPT, backend], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["child [0, 1, 4, 9]", "parent [0, 1, 4, 9] 0 [0, 1, 4, 9]"], (
+        out.stdout + out.stderr
+    )

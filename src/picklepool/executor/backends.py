@@ -180,15 +180,23 @@ class ThreadingBackend(Backend):
     def __init__(self, n_workers: int) -> None:
         super().__init__(n_workers)
         self._pool = ThreadPoolExecutor(n_workers, thread_name_prefix="picklepool")
+        self._pid = os.getpid()
         self.refresh()
 
     def refresh(self) -> None:
         """Take the caller's context now: its ``parallel_config`` and nesting reach the threads.
 
+        In a process forked since (a ``with Parallel() as p`` block kept across
+        ``os.fork``), a new thread pool: the threads of this one are not there, and
+        its tasks waited for ever.
+
         As joblib's ``BatchedCalls`` (``parallel_config(backend=nested, n_jobs=None)``
         around each task), the caller's ``backend`` and ``n_jobs`` do not: a task's own
         calls get the nested default (``settings.nested_backend``) unless it gives them.
         """
+        if self._pid != os.getpid():
+            self._pool = ThreadPoolExecutor(self.n_workers, thread_name_prefix="picklepool")
+            self._pid = os.getpid()
         depth, cores = mirror.nesting()
         share = max(1, (cpu_count() if cores is None else cores) // self.n_workers)
         context = contextvars.copy_context()
