@@ -373,3 +373,30 @@ def test_remaking_a_kept_snapshot_never_waits_for_a_with_block():
     make_gone = _maker(weakref.ref(gone), gone.version, pickler)
     del gone
     assert make_gone() is None
+
+
+def _read_state(state):
+    with state as value:
+        return list(value["w"])
+
+
+def test_an_executor_keeps_one_snapshot_file_per_state_not_one_per_version():
+    # An Executor is one long call: each version of a SharedState it sent stayed in
+    # /dev/shm (a file of the snapshot's size) until its shutdown. A version is now
+    # removed once a newer one is sent and no batch in flight still reads it
+    # (pickler.context.CallContext.per_batch; tests/pickler/test_buffers.py has the
+    # batches in flight).
+    import glob
+
+    from picklepool import Executor
+    from picklepool.executor.session import current_session
+
+    state = SharedState({"w": list(range(1000))})
+    with Executor(max_workers=1) as ex:
+        for i in range(5):
+            with state as value:
+                value["w"][0] = i
+            assert ex.submit(_read_state, state).result()[0] == i
+            assert ex.submit(_read_state, state).result()[0] == i  # the memoized version
+        blobs = glob.glob(os.path.join(current_session().path, "blob-state-*"))
+        assert len(blobs) == 1, blobs  # the last version's only

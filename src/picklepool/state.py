@@ -215,16 +215,19 @@ class SharedState(Generic[T]):
         """Once per (state, version) for the call: a blob (kept across calls where the
         backend can: dask), or inline bytes; the reference is memoized for the call."""
         key = (_MEMO, self._uid, self._version)
+        pickler = ctx.pickler
+        # the pickler is part of the key: bytes one pickler wrote are never read by another
+        name = getattr(pickler, "name", None) or type(pickler).__qualname__
+        blob = f"state-{self._uid}-{self._version}-{name}"
         args = ctx.memo.get(key)
         if args is not None:
+            if args[3] is not None and not isinstance(args[3], bytes):
+                ctx.uses_kept(blob)  # this batch reads it too: kept while it is in flight
             return args  # type: ignore[no-any-return]
-        pickler = ctx.pickler
         make = _maker(weakref.ref(self), self._version, pickler)
         kept: tuple[Any, int] | None
         try:  # pieces written one by one (no 50 MB join), or nothing when already kept
-            # the pickler is part of the key: bytes one pickler wrote are never read by another
-            name = getattr(pickler, "name", None) or type(pickler).__qualname__
-            kept = ctx.keep_blob(f"state-{self._uid}-{self._version}-{name}", self._uid, self, make)
+            kept = ctx.keep_blob(blob, self._uid, self, make)
         except OSError as exc:
             log.debug("picklepool: SharedState blob not written (%s); sending it inline", exc)
             kept = None
@@ -234,6 +237,11 @@ class SharedState(Generic[T]):
         else:
             source, nbytes = kept
         args = ctx.memo[key] = (pickler, self._uid, self._version, source, nbytes, _worker_cache_bytes())
+        if ctx.per_batch:  # a lasting call (an Executor): the older version's entry goes
+            older = ctx.memo.pop((_MEMO, self._uid), None)
+            if older is not None and older != self._version:
+                ctx.memo.pop((_MEMO, self._uid, older), None)
+            ctx.memo[(_MEMO, self._uid)] = self._version
         return args
 
     # -- checkpoints -------------------------------------------------------------------

@@ -98,3 +98,96 @@ def test_a_process_multiprocessing_started_removes_its_session_folder_at_its_exi
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["[0, 1, 2] 0 False"], out.stderr
     assert "leaked" not in out.stderr, out.stderr
+
+
+KEPT_SCRIPT = """
+import os, sys
+from picklepool import Executor, Parallel, delayed, lokycompat
+from picklepool.executor import pool
+
+def ident(x):
+    return x, os.getpid()
+
+def workers():
+    return set(lokycompat.worker_processes(pool._shared))
+
+if __name__ == "__main__":
+    ex = Executor(max_workers=2)
+    assert ex.submit(ident, 1).result()[0] == 1
+    with Parallel(n_jobs=2) as p:
+        p(delayed(ident)(i) for i in range(4))
+        before = workers()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            out = []
+            try:
+                ex.submit(ident, 2)
+                out.append("submitted")
+            except RuntimeError as exc:
+                out.append("refused" if "forked" in str(exc) else repr(exc))
+            try:
+                got = p(delayed(ident)(i) for i in range(4))
+                mine = {q for _, q in got}
+                out.append(f"{[x for x, _ in got]} {'parent' if mine & before else 'own'}")
+            except BaseException as exc:
+                out.append(repr(exc))
+            os.write(w, "; ".join(out).encode())
+            sys.exit(0)  # atexit runs: the parent's workers must stay
+        os.close(w)
+        msg = b""
+        while chunk := os.read(r, 1000):
+            msg += chunk
+        _, status = os.waitpid(pid, 0)
+        print(msg.decode())
+        print(os.waitstatus_to_exitcode(status), workers() == before)
+        print([x for x, _ in p(delayed(ident)(i) for i in range(4))], ex.submit(ident, 3).result()[0])
+    ex.shutdown()
+"""
+
+
+def test_a_forked_child_does_not_use_nor_stop_the_parents_executor_or_with_block():
+    # An Executor made before the fork: its submit in the child queued for a manager
+    # thread that does not exist there, and the future waited for ever. A with-block
+    # kept across the fork ran its call on the parent's pool: it failed ("loky's manager
+    # thread ended"), and stopping that pool killed the parent's workers.
+    out = run_python(KEPT_SCRIPT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["refused; [0, 1, 2, 3] own", "0 True", "[0, 1, 2, 3] 3"], (
+        out.stdout + out.stderr
+    )
+
+
+BLOCK_SCRIPT = """
+import os, signal, sys
+from picklepool import Parallel, delayed
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    with Parallel(n_jobs=2, backend=sys.argv[1]) as p:
+        first = p(delayed(square)(i) for i in range(4))
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(30)  # a hang ends the child (status -14), not left behind
+            print("child", p(delayed(square)(i) for i in range(4)), flush=True)
+            sys.exit(0)  # the block's end, then atexit, in the child
+        _, status = os.waitpid(pid, 0)
+        print("parent", first, os.waitstatus_to_exitcode(status), p(delayed(square)(i) for i in range(4)))
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["threading", "multiprocessing"])
+def test_a_with_block_kept_across_a_fork_runs_the_childs_calls(backend):
+    # The block's thread pool (or multiprocessing.Pool) has no threads in the child:
+    # the child's call waited for ever.
+    out = subprocess.run(
+        [sys.executable, "-c", BLOCK_SCRIPT, backend], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["child [0, 1, 4, 9]", "parent [0, 1, 4, 9] 0 [0, 1, 4, 9]"], (
+        out.stdout + out.stderr
+    )

@@ -11,7 +11,7 @@ import functools
 import multiprocessing
 import os
 import threading
-from concurrent.futures import BrokenExecutor, CancelledError, Future
+from concurrent.futures import BrokenExecutor, CancelledError, Future, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
@@ -391,6 +391,24 @@ def test_cancel_pending_and_shutdown_cancel_futures(tmp_path):
     assert sum(f.cancelled() for f in more) >= 19
     with pytest.raises(CancelledError):
         next(f for f in more if f.cancelled()).result()
+
+
+def test_futures_cancelled_by_shutdown_are_seen_by_wait_and_as_completed(tmp_path):
+    # concurrent.futures.wait and as_completed count a cancelled future only once it is
+    # notified: those shutdown(cancel_futures=True) cancelled were not, and both waited
+    # for ever on them (as on the standard library's executors, CPython gh-87893).
+    ex = Executor(max_workers=1)
+    running, gate = busy(ex, tmp_path)
+    queued = [ex.submit(square, i) for i in range(5)]
+    ex.shutdown(wait=False, cancel_futures=True)
+    gate.open()
+    done, not_done = wait(queued + [running], timeout=60)
+    assert not_done == set()
+    # at most one batch of one task (the batcher has no measure yet) left before the cancel
+    assert all(f.cancelled() or f.result() == i * i for i, f in enumerate(queued))
+    assert sum(f.cancelled() for f in queued) >= 4
+    assert len(list(as_completed(queued, timeout=60))) == 5
+    ex.shutdown(wait=True)
 
 
 def test_map_timeout(tmp_path):

@@ -8,6 +8,7 @@ run the same batch runner on the objects themselves, with no copy.
 from __future__ import annotations
 
 import contextvars
+import os
 import pickle
 import signal
 import sys
@@ -62,11 +63,25 @@ class LokyBackend(Backend):
         self._init = (initializer, initargs)
         self._executor: Any = None
         self._shared = False
+        self._pid = os.getpid()
         self._get()
 
     def _get(self) -> None:
         self.release()
         self._executor, self._shared = pool.acquire(self.n_workers, self.idle_timeout, self.env, *self._init)
+        self._pid = os.getpid()
+
+    def _inherited(self) -> bool:
+        """True in a process forked since the executor was taken: it is the parent's.
+
+        Its workers are the parent's children, its manager thread does not run here:
+        it is dropped without a look (stopping it killed the parent's workers, from a
+        ``with Parallel() as p`` block the child went on using).
+        """
+        if self._executor is not None and self._pid != os.getpid():
+            self._executor = None
+            return True
+        return False
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         return self._submit(_packed(fn, args), fn, args)
@@ -106,11 +121,13 @@ class LokyBackend(Backend):
         return started, lokycompat.pending(executor) - lanes.lane_jobs(executor)
 
     def refresh(self) -> None:
-        """Before a call on a kept backend: a fresh executor if this one broke."""
+        """Before a call on a kept backend: a fresh executor if this one broke (or is a parent's)."""
+        self._inherited()
         if self._executor is None or not lokycompat.usable(self._executor):
             self._get()
 
     def release(self, wait: bool = True) -> None:
+        self._inherited()
         executor, self._executor = self._executor, None
         if executor is not None:
             pool.release(executor, self._shared)
@@ -125,7 +142,7 @@ class LokyBackend(Backend):
         return reaper.check(self._executor)
 
     def shutdown(self, kill: bool = False) -> None:
-        if self._executor is not None:
+        if self._executor is not None and not self._inherited():
             reaper.stop(self._executor, kill=kill)
 
 
@@ -163,15 +180,23 @@ class ThreadingBackend(Backend):
     def __init__(self, n_workers: int) -> None:
         super().__init__(n_workers)
         self._pool = ThreadPoolExecutor(n_workers, thread_name_prefix="picklepool")
+        self._pid = os.getpid()
         self.refresh()
 
     def refresh(self) -> None:
         """Take the caller's context now: its ``parallel_config`` and nesting reach the threads.
 
+        In a process forked since (a ``with Parallel() as p`` block kept across
+        ``os.fork``), a new thread pool: the threads of this one are not there, and
+        its tasks waited for ever.
+
         As joblib's ``BatchedCalls`` (``parallel_config(backend=nested, n_jobs=None)``
         around each task), the caller's ``backend`` and ``n_jobs`` do not: a task's own
         calls get the nested default (``settings.nested_backend``) unless it gives them.
         """
+        if self._pid != os.getpid():
+            self._pool = ThreadPoolExecutor(self.n_workers, thread_name_prefix="picklepool")
+            self._pid = os.getpid()
         depth, cores = mirror.nesting()
         share = max(1, (cpu_count() if cores is None else cores) // self.n_workers)
         context = contextvars.copy_context()

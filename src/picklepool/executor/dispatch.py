@@ -152,6 +152,7 @@ class Channel:
         self.buffers = CallBuffers(self.context, self.call_id, max_nbytes, mmap_mode, temp_folder, owner)
         # a long-lived channel (Executor) sends every batch's arrays as they are then
         self.buffers.per_batch = not keep_stateful
+        self.context.per_batch = not keep_stateful  # and its SharedState versions superseded
         self.functions = functions.FunctionTable(pickler, self.buffers, self.context, keep_stateful)
         self.watchdog = Watchdog(self.session, self.call_id, timeout) if timeout and self.session else None
         self.replies = ReplyReader(self)
@@ -208,6 +209,7 @@ class Channel:
             )
         payload: bytes | Frames
         self.buffers.begin_batch()
+        self.context.begin_batch()
         with active(self.context):
             specs = tuple(
                 self.functions.spec(f, self._naming(items, first, fidx, k, describe))
@@ -246,6 +248,7 @@ class Channel:
             ),
         )
         if outbound is None:
+            self.context.sent(fut)  # the kept blobs it uses (SharedState versions) stay until it is done
             self.buffers.sent(payload, fut)
             return fut
         streamed: list[Any] = []
@@ -264,6 +267,7 @@ class Channel:
             raise self._dumps_error(items, first, exc, describe) from exc
         finally:
             outbound.close()
+            self.context.sent(fut)
             self.buffers.sent(payload, fut, streamed)
         return fut
 

@@ -295,6 +295,7 @@ class Executor(_StdExecutor):
         self._channel.origin = "this Executor"
         self._closed = False
         self._stopped = False  # the workers were stopped on purpose (_terminate)
+        self._pid = os.getpid()  # a forked child cannot use it (_put)
         self._prologue: list[Any] = []
         if initializer is not None:
             token = self._channel.functions.token  # the functions it sends carry it too
@@ -355,6 +356,13 @@ class Executor(_StdExecutor):
     def _put(self, work: _Work) -> None:
         work.numeric = mirror.numeric_state()  # the submitter's, not the manager thread's
         with self._lock:
+            if self._pid != os.getpid():
+                # its manager thread and workers are the parent's: the future waited for ever
+                raise RuntimeError(
+                    f"this picklepool.Executor was created in process {self._pid}, which this "
+                    "process was forked from: its workers and manager thread are that "
+                    "process's. Create a new picklepool.Executor in this process."
+                )
             if self._broken is not None:  # the initializer's exception, as the first time
                 raise BrokenProcessPool(str(self._broken)) from self._broken.__cause__
             if self._shutdown:
@@ -455,7 +463,11 @@ class Executor(_StdExecutor):
                 self._queue = deque(w for w in self._queue if w.back)
             thread = self._thread
         for work in cancelled:
-            work.future.cancel()
+            # notified too: concurrent.futures.wait and as_completed count a future only
+            # once it is (they waited for ever on these, as on the standard library's:
+            # CPython gh-87893)
+            if work.future.cancel():
+                work.future.set_running_or_notify_cancel()
         if thread is None:
             self._close()
             return

@@ -27,6 +27,7 @@ restarts it (:meth:`restart`).
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
@@ -58,6 +59,7 @@ class MultiprocessingBackend(Backend):
         self.context = context if context is not None else multiprocessing.get_context()
         self._args = (n_workers, initializer, initargs, max_tasks_per_child)
         self._pool: Any = None
+        self._pid = os.getpid()
         self._closed = False
         self._seen: set[Any] = set()  # every worker process seen: a dead one stays visible
         self._running: set[Future[Any]] = set()  # submitted, not answered: failed if terminated
@@ -66,8 +68,23 @@ class MultiprocessingBackend(Backend):
 
     def _start(self) -> None:
         self._pool = self.context.Pool(*self._args)
+        self._pid = os.getpid()
         self._seen = set()
         self._look()
+
+    def _inherited(self) -> None:
+        """In a process forked since the pool started: forget it, unseen (it is the parent's).
+
+        Its threads are not there (a call waited for ever) and its workers are the
+        parent's children (``terminate`` would stop them); the next batch starts a pool
+        of this process's own.
+        """
+        if self._pool is not None and self._pid != os.getpid():
+            self._pool, self._seen, self._running = None, set(), set()
+
+    def refresh(self) -> None:
+        """Before a call on a kept backend (``with Parallel() as p``): not a parent's pool."""
+        self._inherited()
 
     def _look(self) -> None:
         if self._pool is None:
@@ -118,6 +135,7 @@ class MultiprocessingBackend(Backend):
         Their exit hooks run (a nested pool of a worker is shut down and its files
         removed), unlike with :meth:`shutdown`, which terminates them.
         """
+        self._inherited()
         pool, self._pool, self._closed = self._pool, None, True
         if pool is not None:
             pool.close()
@@ -129,6 +147,7 @@ class MultiprocessingBackend(Backend):
         self._closed = False
 
     def shutdown(self, kill: bool = False) -> None:
+        self._inherited()
         pool, self._pool, self._closed = self._pool, None, True
         if pool is not None:
             pool.terminate()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import itertools
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -97,10 +98,36 @@ class CallContext:
     store: BlobStore | None = None  # None: the session's files, if there is a session
     blobs: list[str] = field(default_factory=list)  # keys to drop when the call ends
     memo: dict[Any, Any] = field(default_factory=dict)  # per-call cache for reducers
+    # A call that lasts (an Executor's): each batch tells which kept blobs it uses
+    # (:meth:`begin_batch`, :meth:`sent`), and one superseded by a newer key of its
+    # family is dropped once no batch in flight uses it, not at the call's end.
+    per_batch: bool = False
+    _kept: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.store is None and self.session is not None:
             self.store = SessionStore(self.session, id(self))
+        self._kept = _KeptUse()
+
+    def begin_batch(self) -> None:
+        """A batch is about to be pickled: the kept blobs it uses are noted from now."""
+        self._kept.touched = set()
+
+    def sent(self, fut: Any) -> None:
+        """The batch is sent as *fut*: the kept blobs it uses stay until *fut* is done."""
+        if not self.per_batch:
+            return
+        keys = self._kept.hold()
+        if keys:
+            fut.add_done_callback(lambda _f: self._drop_all(self._kept.release(keys)))
+
+    def uses_kept(self, key: str) -> None:
+        """The batch being pickled uses the kept blob *key* (memoized by its reducer)."""
+        self._kept.touched.add(key)
+
+    def _drop_all(self, keys: list[str]) -> None:
+        for key in keys:
+            self.drop_blob(key)
 
     def put_blob(self, key: str, data: bytes | list[Any]) -> Any:
         """Send *data* (bytes, or pieces to concatenate) once for this call.
@@ -125,6 +152,8 @@ class CallContext:
         ref, nbytes = self.store.keep(key, family, owner, make)
         if key not in self.blobs:
             self.blobs.append(key)
+        if self.per_batch:
+            self._drop_all(self._kept.current(key, family))
         return ref, nbytes
 
     def drop_blob(self, key: str) -> None:
@@ -146,6 +175,53 @@ class CallContext:
         if self.store is not None:
             for key in keys:
                 self.store.drop(key)
+
+
+class _KeptUse:
+    """Which kept blobs the batches in flight use, and each family's newest (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.touched: set[str] = set()  # used by the batch being pickled
+        self._uses: dict[str, int] = {}  # key -> batches in flight using it
+        self._family: dict[str, str] = {}  # key -> its family
+        self._newest: dict[str, str] = {}  # family -> its newest key
+        self._lock = threading.Lock()
+
+    def current(self, key: str, family: str) -> list[str]:
+        """*key* is *family*'s newest now: the older ones no batch uses, to drop."""
+        with self._lock:
+            self.touched.add(key)
+            self._family[key] = family
+            self._newest[family] = key
+            return self._unused()
+
+    def hold(self) -> set[str]:
+        with self._lock:
+            keys, self.touched = self.touched, set()
+            for key in keys:
+                self._uses[key] = self._uses.get(key, 0) + 1
+            return keys
+
+    def release(self, keys: set[str]) -> list[str]:
+        with self._lock:
+            for key in keys:
+                left = self._uses.get(key, 0) - 1
+                if left > 0:
+                    self._uses[key] = left
+                else:
+                    self._uses.pop(key, None)
+            return self._unused()
+
+    def _unused(self) -> list[str]:
+        """Superseded keys no batch uses nor is being pickled with (forgotten here; lock held)."""
+        old = [
+            k
+            for k, f in self._family.items()
+            if self._newest.get(f) != k and k not in self._uses and k not in self.touched
+        ]
+        for key in old:
+            del self._family[key]
+        return old
 
 
 _current: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("picklepool_call", default=None)
