@@ -6,9 +6,11 @@ test, through pytest-timeout) running out of its deadline, never as a timed asse
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from concurrent.futures import Future
+from typing import Any
 
 import pytest
 
@@ -182,41 +184,6 @@ def test_a_killed_pool_leaves_no_status_file_of_its_workers():
     assert not (left & pids)
 
 
-def test_killed_workers_leave_no_folder_or_semaphore_behind():
-    # A worker that ran a nested loky call holds that pool's semaphores and its own
-    # session folder; killed (Ctrl-C, shutdown(kill=True)), it cannot remove them, and
-    # loky's tracker would only do so at the parent's exit, warning of "leaked" objects.
-    result = run_python(
-        """
-        import json, os, re
-        from picklepool import Parallel, delayed, shutdown
-
-        def nested(i):
-            Parallel(n_jobs=2, backend="loky")(delayed(abs)(j) for j in range(4))
-            return os.getpid()
-
-        def made_by(pids):
-            names = os.listdir("/dev/shm")
-            return sorted(n for n in names
-                          if (m := re.match(r"(?:sem\\.loky|picklepool)-(\\d+)-", n)) and int(m[1]) in pids)
-
-        if __name__ == "__main__":
-            pids = set(Parallel(n_jobs=2, batch_size=1)(delayed(nested)(i) for i in range(4)))
-            before = made_by(pids)
-            shutdown(kill=True)
-            print(json.dumps({"before": before, "after": made_by(pids)}))
-        """,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    import json
-
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["before"], "the nested pools made nothing to clean: the test proves nothing"
-    assert out["after"] == []
-    assert "leaked" not in result.stderr, result.stderr
-
-
 _NESTED_AND_MADE_BY = """
 import json, os, re, signal, time
 import psutil
@@ -239,6 +206,33 @@ def crash_or_wait(i, gate):
 """
 
 
+def _nothing_left_after(main: str) -> dict[str, Any]:
+    """Run ``_NESTED_AND_MADE_BY`` + *main*, whose last line is JSON with what its workers'
+    nested calls made ``before`` and what is left ``after``: that nothing is; the JSON."""
+    result = run_python(_NESTED_AND_MADE_BY + main, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["before"], "the nested pools made nothing to clean: the test proves nothing"
+    assert out["after"] == []
+    assert "leaked" not in result.stderr, result.stderr
+    return out
+
+
+def test_killed_workers_leave_no_folder_or_semaphore_behind():
+    # A worker that ran a nested loky call holds that pool's semaphores and its own
+    # session folder; killed (Ctrl-C, shutdown(kill=True)), it cannot remove them, and
+    # loky's tracker would only do so at the parent's exit, warning of "leaked" objects.
+    _nothing_left_after(
+        """
+if __name__ == "__main__":
+    pids = set(Parallel(n_jobs=2, batch_size=1)(delayed(nested)(i) for i in range(4)))
+    before = made_by(pids)
+    shutdown(kill=True)
+    print(json.dumps({"before": before, "after": made_by(pids)}))
+"""
+    )
+
+
 def test_a_crashed_call_leaves_nothing_of_the_workers_loky_killed(tmp_path):
     # One worker dies in a task (os._exit here; a segfault, the OOM killer): loky kills
     # the pool's other workers itself. Those ran a nested loky call, whose folder and
@@ -246,9 +240,8 @@ def test_a_crashed_call_leaves_nothing_of_the_workers_loky_killed(tmp_path):
     # session one set per crash. Gone once the failed call has raised.
     gate = tmp_path / "gate"
     os.mkfifo(gate)
-    result = run_python(
-        _NESTED_AND_MADE_BY
-        + f"""
+    out = _nothing_left_after(
+        f"""
 if __name__ == "__main__":
     pids = set(Parallel(n_jobs=2, batch_size=1)(delayed(nested)(i) for i in range(4)))
     before = made_by(pids)
@@ -257,17 +250,9 @@ if __name__ == "__main__":
     except WorkerCrashedError as e:
         error = str(e)
     print(json.dumps({{"before": before, "after": made_by(pids), "error": error}}))
-""",
-        timeout=60,
+"""
     )
-    assert result.returncode == 0, result.stderr
-    import json
-
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["before"], "the nested pools made nothing to clean: the test proves nothing"
     assert "task 0: crash_or_wait(0" in out["error"]
-    assert out["after"] == []
-    assert "leaked" not in result.stderr, result.stderr
 
 
 def test_workers_dead_before_shutdown_leave_nothing():
@@ -275,9 +260,8 @@ def test_workers_dead_before_shutdown_leave_nothing():
     # pool's other worker on its own. shutdown() found neither among the pool's workers,
     # and what their nested calls made stayed (this failed CI once, as a race: the first
     # worker killed by shutdown broke the pool, and loky reaped the second first).
-    result = run_python(
-        _NESTED_AND_MADE_BY
-        + """
+    _nothing_left_after(
+        """
 if __name__ == "__main__":
     pids = set(Parallel(n_jobs=2, batch_size=1)(delayed(nested)(i) for i in range(4)))
     before = made_by(pids)
@@ -286,16 +270,8 @@ if __name__ == "__main__":
         time.sleep(0.01)
     shutdown(kill=True)
     print(json.dumps({"before": before, "after": made_by(pids)}))
-""",
-        timeout=60,
+"""
     )
-    assert result.returncode == 0, result.stderr
-    import json
-
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["before"], "the nested pools made nothing to clean: the test proves nothing"
-    assert out["after"] == []
-    assert "leaked" not in result.stderr, result.stderr
 
 
 def test_killing_a_tree_that_is_gone_still_removes_what_it_left(monkeypatch, tmp_path):
