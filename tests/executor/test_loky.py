@@ -56,6 +56,38 @@ def test_worker_crash_names_the_task_and_the_pool_recovers(how):
     assert Parallel(n_jobs=2)(delayed(pid_of)(i) for i in range(4))
 
 
+def test_the_crashed_task_is_named_though_its_worker_is_not_yet_seen_exited(monkeypatch):
+    # loky reports a death once the worker's pipes close, a moment before the process is a
+    # zombie; under load none was seen exited yet at the first look, and the message named
+    # "task 1 ... queued or running" instead of task 3 (a CI failure of the test above).
+    from picklepool.executor import leftovers, replies
+    from picklepool.workers.control import RUNNING
+
+    class Session:
+        statuses = {4242: (7, 3, 0, RUNNING, -1)}  # call 7, task 3 runs
+
+        def worker_pids(self):
+            return list(self.statuses)
+
+        def worker_status(self, pid):
+            return self.statuses.get(pid)
+
+        def forget_worker(self, pid):
+            self.statuses.pop(pid, None)
+
+    looks = []
+
+    def exited(pid):
+        looks.append(pid)
+        return len(looks) >= 3  # exited by the third look
+
+    monkeypatch.setattr(leftovers, "exited", exited)
+    monkeypatch.setattr(leftovers, "remove", lambda pids: [])
+    assert replies._dead_worker_task(Session(), 7) == (3, 4242, RUNNING)
+    looks.clear()
+    assert replies._dead_worker_task(Session(), 7, wait=False) is None  # killed on purpose: one look
+
+
 def slow_or_fast(i):
     if i == 2:
         threading.Event().wait(60)  # hangs far past the timeout
