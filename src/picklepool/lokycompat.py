@@ -406,6 +406,24 @@ def started_workers() -> list[Any]:
     return [p for p in list(children) if getattr(p, "_picklepool", False)]
 
 
+def ending_workers() -> set[int]:
+    """PIDs of the :func:`started_workers` whose process has ended or is ending.
+
+    A process's sentinel (a pipe it holds) is ready once its file descriptors are
+    closed, a moment before it has exited (a zombie): what loky watches, so a worker
+    whose death loky reported is among these, though ``psutil`` may not see it exited yet.
+    """
+    from multiprocessing.connection import wait
+
+    sentinels = {}
+    for proc in started_workers():
+        try:
+            sentinels[proc.sentinel] = proc.pid
+        except ValueError:  # not started, or closed
+            continue
+    return {sentinels[s] for s in wait(list(sentinels), timeout=0)} if sentinels else set()
+
+
 def forget_parent_children() -> None:
     """In a process just forked: forget the parent's child processes.
 

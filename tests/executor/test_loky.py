@@ -58,8 +58,10 @@ def test_worker_crash_names_the_task_and_the_pool_recovers(how):
 
 def test_the_crashed_task_is_named_though_its_worker_is_not_yet_seen_exited(monkeypatch):
     # loky reports a death once the worker's pipes close, a moment before the process is a
-    # zombie; under load none was seen exited yet at the first look, and the message named
-    # "task 1 ... queued or running" instead of task 3 (a CI failure of the test above).
+    # zombie; under load it was not seen exited yet, and the message named "task 1 ... queued
+    # or running" instead of task 3 (a CI failure of the test above). The worker's sentinel,
+    # what loky watches, tells it.
+    from picklepool import lokycompat
     from picklepool.executor import leftovers, replies
     from picklepool.workers.control import RUNNING
 
@@ -75,17 +77,32 @@ def test_the_crashed_task_is_named_though_its_worker_is_not_yet_seen_exited(monk
         def forget_worker(self, pid):
             self.statuses.pop(pid, None)
 
-    looks = []
-
-    def exited(pid):
-        looks.append(pid)
-        return len(looks) >= 3  # exited by the third look
-
-    monkeypatch.setattr(leftovers, "exited", exited)
+    monkeypatch.setattr(leftovers, "exited", lambda pid: False)  # psutil: still running
+    monkeypatch.setattr(lokycompat, "ending_workers", lambda: {4242})  # its sentinel: ready
     monkeypatch.setattr(leftovers, "remove", lambda pids: [])
     assert replies._dead_worker_task(Session(), 7) == (3, 4242, RUNNING)
-    looks.clear()
-    assert replies._dead_worker_task(Session(), 7, wait=False) is None  # killed on purpose: one look
+
+
+def test_ending_workers_are_told_by_their_sentinels():
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    from picklepool import lokycompat
+
+    ctx = multiprocessing.get_context("fork")
+    gate_r, gate_w = ctx.Pipe(duplex=False)
+    ending, running = ctx.Process(target=int), ctx.Process(target=gate_r.recv)
+    for proc in (ending, running):
+        proc._picklepool = True  # as the processes picklepool's start method makes
+        proc.start()
+    try:
+        wait([ending.sentinel])  # it ended; not joined (reaped) yet
+        assert ending.pid in lokycompat.ending_workers()
+        assert running.pid not in lokycompat.ending_workers()
+    finally:
+        gate_w.send(None)
+        ending.join()
+        running.join()
 
 
 def slow_or_fast(i):

@@ -87,9 +87,10 @@ def sweep(session: Any, also: Iterable[int] = ()) -> dict[int, Any]:
     status (``Session.worker_status``, None if it had none), read before its file goes.
     """
     pids = set(also) | set(session.worker_pids() if session is not None else ())
+    ending = lokycompat.ending_workers() if pids else set()  # loky may report them dead already
     last = {}
     for pid in pids:
-        if exited(pid):
+        if pid in ending or exited(pid):
             last[pid] = session.worker_status(pid) if session is not None else None
             if session is not None:
                 session.forget_worker(pid)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-import time
 from collections.abc import Sequence
 from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
@@ -205,7 +204,7 @@ class ReplyReader:
         if self._crash is not None and self._crash[0] is exc:
             culprit = self._crash[1]  # the same crash broke an earlier batch: the same culprit
         elif call.session is not None:
-            dead = _dead_worker_task(call.session, call.call_id, wait=not why)
+            dead = _dead_worker_task(call.session, call.call_id)
             if dead is not None:
                 index, pid, stage = dead
                 holds = batch.first <= index < batch.first + batch.n
@@ -307,26 +306,13 @@ def _args(error: BaseException) -> str:
     return f"({', '.join(map(repr, error.args))})" if error.args else ""
 
 
-EXITED_WAIT = 0.5  # seconds to wait for a worker loky reported dead to be seen exited
-
-
-def _dead_worker_task(session: Any, call_id: int, wait: bool = True) -> tuple[int, int, int] | None:
+def _dead_worker_task(session: Any, call_id: int) -> tuple[int, int, int] | None:
     """``(task, pid, stage)`` of a dead worker that was busy with *call_id*, if any.
 
     What the dead workers left (their nested pools' folders and semaphores) goes too.
-    loky reports a death once the worker's pipes close, a moment before the process
-    has exited (a zombie): under load that moment can be long enough for none to be
-    seen exited yet, and the culprit went unnamed. So the first look that finds none
-    is repeated, for at most ``EXITED_WAIT`` seconds (with *wait*: not when the workers
-    were killed on purpose, whose status ``reaper.stop`` has removed).
     """
-    until = time.monotonic() + (EXITED_WAIT if wait else 0.0)
-    last = leftovers.sweep(session)
-    while not last and time.monotonic() < until:
-        time.sleep(0.005)
-        last = leftovers.sweep(session)
     found = None
-    for pid, status in last.items():
+    for pid, status in leftovers.sweep(session).items():
         if status and status[0] == call_id and status[1] >= 0:
             found = (status[1], pid, status[3])
     return found
