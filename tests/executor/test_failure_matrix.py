@@ -169,6 +169,25 @@ def test_the_joblib_backend_names_the_users_task(stage):
     assert "task 1" not in text and "task 10" not in text, text
 
 
+def test_the_joblib_backend_leaves_no_call_folder_once_the_call_raised():
+    # joblib's abort stops picklepool's Executor; its manager thread then removed the call's
+    # folder a moment later, sometimes after joblib.Parallel had raised (and after the
+    # test's own check: a flaky teardown under load). Done before the call raises now.
+    import joblib
+
+    import picklepool
+    from tests.conftest import _call_files
+
+    picklepool.register_joblib_backend()
+    calls = [STAGES["parent_pickle"](i) for i in range(6)]
+    before = _call_files()
+    for _ in range(10):
+        with joblib.parallel_config(backend="picklepool", n_jobs=2):
+            with pytest.raises(Exception, match="task 3"):
+                joblib.Parallel(batch_size=1)(joblib.delayed(f)(*a) for f, a in calls)
+        assert _call_files() == before
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_an_executor_with_an_initializer_names_the_users_task(stage):
     from picklepool import Executor

@@ -491,6 +491,11 @@ class Executor(_StdExecutor):
             self._stopped = True
             self.shutdown(wait=False, cancel_futures=True)
             self._channel.backend.shutdown(kill=True)
+            thread = self._thread
+        # its manager thread fails what was running, then removes the executor's files:
+        # done when this returns (joblib's Parallel raises right after), not a moment later
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(reaper.EXIT_DEADLINE)
 
     def terminate_workers(self) -> None:
         """Python 3.14's: stop the workers now, and shut the executor down.
