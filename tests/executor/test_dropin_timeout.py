@@ -196,6 +196,41 @@ def test_n_jobs_1_with_a_timeout_runs_its_tasks_in_the_callers_thread():
     assert proc.stderr == ""
 
 
+def test_a_task_that_takes_the_alarm_for_itself_is_still_late():
+    # A task using SIGALRM itself (a timeout library: its own handler, signal.alarm(n),
+    # then signal.alarm(0)) cancels the timer that times it, in the caller's thread
+    # (n_jobs=1) as in a worker: its late result counted as on time ([0.6]).
+    proc = run_python(
+        """
+        import signal, threading
+        from picklepool import Parallel, TaskTimeoutError, delayed
+
+        def own_alarm(wait):
+            old = signal.signal(signal.SIGALRM, lambda *a: None)
+            signal.alarm(60)
+            try:
+                threading.Event().wait(wait)  # past the call's timeout
+            finally:
+                signal.alarm(0)
+                signal.signal(signal.SIGALRM, old)
+            return wait
+
+        for n_jobs in (1, 2):
+            try:
+                print(Parallel(n_jobs=n_jobs, timeout=0.2)(delayed(own_alarm)(w) for w in (0, 0.6)))
+            except TaskTimeoutError as exc:
+                print(str(exc).split(" ran ")[0], "cancelled" in str(exc))
+        print(signal.getsignal(signal.SIGALRM) == signal.SIG_DFL, signal.getitimer(signal.ITIMER_REAL))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "task 1: own_alarm(0.6) True",
+        "task 1: own_alarm(0.6) True",
+        "True (0.0, 0.0)",
+    ]
+
+
 def test_a_task_left_running_does_not_hold_the_interpreter_at_exit():
     # A task that never returns: the script still ends (a hang would show as run_python's
     # deadline passing), as joblib's daemon pool threads let it.

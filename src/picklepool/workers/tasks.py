@@ -139,6 +139,13 @@ HELD_GIL = (
 )
 
 
+TIMER_TAKEN = (
+    "and could not be interrupted: its SIGALRM timer was cancelled or taken over by the "
+    "task's own code (signal.alarm, signal.setitimer or a SIGALRM handler of its own, as "
+    "timeout libraries use); its outcome was dropped"
+)
+
+
 def _timed_out(index: int, timeout: float | None, fate: str = INTERRUPTED) -> TaskFailed:
     exc = TaskTimeoutError(f"task {index} ran longer than timeout={timeout}s {fate}. {TIMEOUT_ADVICE}")
     return TaskFailed(index, exc, "")
@@ -276,7 +283,7 @@ def execute(
                 f = funcs[fidx if isinstance(fidx, int) else fidx[k]]
                 if use_alarm:
                     _fired[0] = False
-                    status[2] = time.monotonic_ns()  # lets the parent kill a task stuck in C
+                    status[2] = began = time.monotonic_ns()  # lets the parent kill a task stuck in C
                     signal.setitimer(signal.ITIMER_REAL, timeout)  # type: ignore[arg-type]
                 kw = None if kwargs is None else kwargs[k]
                 append(f(*a, **kw) if kw else f(*a))
@@ -284,6 +291,10 @@ def execute(
                     signal.setitimer(signal.ITIMER_REAL, 0)
                     if _fired[0]:  # the task caught the interruption and returned anyway
                         return _timed_out(i, timeout)
+                    if time.monotonic_ns() - began > timeout * 1e9:  # type: ignore[operator]
+                        # no alarm came: the task cancelled the timer (signal.alarm(0)) or
+                        # put a SIGALRM handler of its own in: late all the same
+                        return _timed_out(i, timeout, TIMER_TAKEN)
     except _Timeout:
         return _timed_out(i, timeout)
     except BaseException as exc:  # every task error goes to the parent
