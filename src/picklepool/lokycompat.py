@@ -412,11 +412,17 @@ def ending_workers() -> set[int]:
     A process's sentinel (a pipe it holds) is ready once its file descriptors are
     closed, a moment before it has exited (a zombie): what loky watches, so a worker
     whose death loky reported is among these, though ``psutil`` may not see it exited yet.
+
+    Not one already reaped (its exit code read, ``Process.exitcode``, ``is_alive``,
+    though not joined yet): its pid is free then, and may be another process's already
+    (what is named after it is that process's: see ``executor.leftovers.exited``).
     """
     from multiprocessing.connection import wait
 
     sentinels = {}
     for proc in started_workers():
+        if getattr(getattr(proc, "_popen", None), "returncode", None) is not None:
+            continue  # reaped: its pid may be reused
         try:
             sentinels[proc.sentinel] = proc.pid
         except ValueError:  # not started, or closed

@@ -84,25 +84,34 @@ def test_the_crashed_task_is_named_though_its_worker_is_not_yet_seen_exited(monk
 
 
 def test_ending_workers_are_told_by_their_sentinels():
-    import multiprocessing
-    from multiprocessing.connection import wait
+    # In a fresh interpreter: no pool of an earlier test polls (reaps) the processes there.
+    proc = run_python(
+        """
+        import multiprocessing
+        from multiprocessing.connection import wait
 
-    from picklepool import lokycompat
+        from picklepool import lokycompat
 
-    ctx = multiprocessing.get_context("fork")
-    gate_r, gate_w = ctx.Pipe(duplex=False)
-    ending, running = ctx.Process(target=int), ctx.Process(target=gate_r.recv)
-    for proc in (ending, running):
-        proc._picklepool = True  # as the processes picklepool's start method makes
-        proc.start()
-    try:
+        ctx = multiprocessing.get_context("fork")
+        gate_r, gate_w = ctx.Pipe(duplex=False)
+        ending, running = ctx.Process(target=int), ctx.Process(target=gate_r.recv)
+        for proc in (ending, running):
+            proc._picklepool = True  # as the processes picklepool's start method makes
+            proc.start()
         wait([ending.sentinel])  # it ended; not joined (reaped) yet
-        assert ending.pid in lokycompat.ending_workers()
-        assert running.pid not in lokycompat.ending_workers()
-    finally:
+        print(ending.pid in lokycompat.ending_workers(), running.pid in lokycompat.ending_workers())
+        # reaped (its exit code read: loky reads it before it joins): the pid is free, and
+        # may be a new process's (another picklepool program's, whose folders and
+        # semaphores are named after it): the sweep must ask psutil, not the sentinel
+        print(ending._popen.wait(), ending in lokycompat.started_workers())  # not joined yet
+        print(ending.pid in lokycompat.ending_workers())
         gate_w.send(None)
         ending.join()
         running.join()
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True False", "0 True", "False"]
 
 
 def slow_or_fast(i):
