@@ -46,6 +46,7 @@ import importlib
 import os
 import sys
 import weakref
+from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 
@@ -428,6 +429,16 @@ def ending_workers() -> set[int]:
         except ValueError:  # not started, or closed
             continue
     return {sentinels[s] for s in wait(list(sentinels), timeout=0)} if sentinels else set()
+
+
+def exit_codes(pids: Iterable[int]) -> dict[int, int | None]:
+    """The exit code of each of the :func:`started_workers` *pids* (None: not known yet).
+
+    As ``Process.exitcode``: negative for a signal. Reading it reaps the process
+    (its pid is free then). A worker loky joined already is no longer listed (None).
+    """
+    wanted = set(pids)
+    return {proc.pid: proc.exitcode for proc in started_workers() if proc.pid in wanted}
 
 
 def forget_parent_children() -> None:

@@ -83,6 +83,22 @@ def test_the_crashed_task_is_named_though_its_worker_is_not_yet_seen_exited(monk
     assert replies._dead_worker_task(Session(), 7) == (3, 4242, RUNNING)
 
 
+@pytest.mark.parametrize("order", [(4242, 4243), (4243, 4242)])
+def test_the_crashed_task_is_named_not_one_loky_killed_after_it(monkeypatch, order):
+    # One worker dies (task 3, os._exit(3)); loky SIGKILLs the other, which ran task 5 of
+    # the same call; by the time the error was built both were dead, and the message
+    # named whichever came last ("while running task 5", once in about 8 crashes).
+    from picklepool import lokycompat
+    from picklepool.executor import leftovers, replies
+    from picklepool.workers.control import RUNNING
+
+    statuses = {4242: (7, 3, 0, RUNNING, -1), 4243: (7, 5, 0, RUNNING, -1)}
+    monkeypatch.setattr(leftovers, "sweep", lambda session: {pid: statuses[pid] for pid in order})
+    for codes in ({4242: 3, 4243: -9}, {4242: None, 4243: -9}, {4242: -11}):
+        monkeypatch.setattr(lokycompat, "exit_codes", lambda pids, codes=codes: codes)
+        assert replies._dead_worker_task(object(), 7) == (3, 4242, RUNNING)
+
+
 def test_ending_workers_are_told_by_their_sentinels():
     # In a fresh interpreter: no pool of an earlier test polls (reaps) the processes there.
     proc = run_python(

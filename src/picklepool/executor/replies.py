@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from concurrent.futures import CancelledError
@@ -310,12 +311,27 @@ def _dead_worker_task(session: Any, call_id: int) -> tuple[int, int, int] | None
     """``(task, pid, stage)`` of a dead worker that was busy with *call_id*, if any.
 
     What the dead workers left (their nested pools' folders and semaphores) goes too.
+
+    When one worker dies, loky SIGKILLs the others of its pool, and by the time this
+    looks they may be dead too, with a task of the same call: the one that died of its
+    own (an exit code, another signal) is the culprit, before one whose end is not
+    known yet, before those SIGKILLed (loky's kill; the culprit's too under the OOM
+    killer, when they cannot be told apart).
     """
-    found = None
-    for pid, status in leftovers.sweep(session).items():
-        if status and status[0] == call_id and status[1] >= 0:
-            found = (status[1], pid, status[3])
-    return found
+    busy = {
+        pid: (status[1], pid, status[3])
+        for pid, status in leftovers.sweep(session).items()
+        if status and status[0] == call_id and status[1] >= 0
+    }
+    if len(busy) < 2:
+        return next(iter(busy.values()), None)
+    codes = lokycompat.exit_codes(busy)
+
+    def rank(pid: int) -> int:
+        code = codes.get(pid)
+        return 1 if code is None else 2 if code == -signal.SIGKILL else 0
+
+    return busy[min(busy, key=rank)]
 
 
 def _rebuild_advice(what: str, where: str) -> str:
