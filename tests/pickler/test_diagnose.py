@@ -264,6 +264,56 @@ def test_the_culprit_is_found_in_containers_of_any_size_and_in_dict_keys():
     assert find_culprit(pickler, frozenset([1, threading.Lock()]), "x")[0].startswith("x{item ")
 
 
+class Counted:
+    """Counts its picklings: items that each pickle slowly cost the search by their count."""
+
+    made = 0
+
+    def __reduce__(self):
+        Counted.made += 1
+        return (Counted, ())
+
+
+def test_the_search_pickles_a_container_about_twice_not_three_times():
+    # Both halves were probed at each step: a culprit at the end of a list of items that
+    # each pickle slowly cost three picklings of the list (the error, then 2n); the second
+    # half needs no probe once the first passes (the item found is checked alone).
+    n = 1024
+    items = [Counted() for _ in range(n - 1)] + [threading.Lock()]
+    Counted.made = 0
+    found = find_culprit(get_pickler("pickle"), items, "x")
+    assert found is not None and found[0] == f"x[{n - 1}]"
+    assert Counted.made == 2 * (n - 1)  # the error's own pickling, then the first halves
+    pair = [Counted(), Counted()]  # fails as a whole only (as a list subclass's own state)
+    assert find_culprit(get_pickler("pickle"), Unpicklable(pair), "x")[0] == "x"
+
+
+class Unpicklable(list):
+    def __reduce__(self):
+        raise TypeError("not this list")
+
+
+class Interrupted:
+    """Refused at the call's pickling and the task's look; Ctrl-C comes in the search below."""
+
+    seen = 0
+
+    def __reduce__(self):
+        Interrupted.seen += 1
+        if Interrupted.seen <= 2:
+            raise TypeError("cannot pickle this")
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_the_culprit_is_searched_interrupts_the_call():
+    # The search took it for the probed object's failure: the call went on (for as long
+    # as the search of a large container of slow items takes) and raised PicklingError.
+    Interrupted.seen = 0
+    with pytest.raises(KeyboardInterrupt):
+        Parallel(n_jobs=2)(delayed(identity)([1, Interrupted()]) for _ in range(1))
+    assert Interrupted.seen == 3
+
+
 def test_snapshot_errors_are_passed_on_without_walking(monkeypatch):
     monkeypatch.setattr(locks, "SNAPSHOT_TIMEOUT", 0.01)
     import queue

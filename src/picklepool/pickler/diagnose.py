@@ -73,18 +73,19 @@ def _items(obj: Any) -> tuple[list[Any], Callable[[int], str]] | None:
 def _first_failing(fails: Callable[[Any], BaseException | None], items: list[Any]) -> int | None:
     """The index of the first of *items* that fails alone, by halving: any length.
 
-    A list of a million items costs two picklings of it, not a million probes. None
-    when no part fails alone (the failure needs two items together).
+    A list of a million items costs one pickling of it, not a million probes: only
+    the first half is probed at each step (the whole range failed: if the first half
+    does not, the second is taken as failing), so the caller must check that the item
+    found fails alone (it does not when the failure needs two items together, or is
+    the container's own). None for no items.
     """
     lo, hi = 0, len(items)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if fails(items[lo:mid]) is not None:
             hi = mid
-        elif fails(items[mid:hi]) is not None:
-            lo = mid
         else:
-            return None
+            lo = mid
     return lo if hi > lo else None
 
 
@@ -141,6 +142,8 @@ def probe(pickler: Any, value: Any) -> BaseException | None:
     """
     try:
         pickler.dumps(value, buffer_callback=_leave_out)
+    except KeyboardInterrupt:
+        raise  # Ctrl-C during the search (it can take long): not the object's failure
     except BaseException as exc:  # any failure is what we look for
         return exc
     return None
