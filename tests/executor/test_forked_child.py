@@ -191,3 +191,44 @@ def test_a_with_block_kept_across_a_fork_runs_the_childs_calls(backend):
     assert out.stdout.splitlines() == ["child [0, 1, 4, 9]", "parent [0, 1, 4, 9] 0 [0, 1, 4, 9]"], (
         out.stdout + out.stderr
     )
+
+
+HELD_SCRIPT = """
+import os, signal, threading
+from picklepool import Parallel, delayed
+from picklepool.executor import gil, lanes, pool, reaper
+from picklepool.pickler import buffers
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    print(Parallel(n_jobs=2)(delayed(square)(i) for i in range(3)))
+    # another thread inside the pool's bookkeeping at the fork (a call that stops a
+    # broken pool at its release, or a pool of other settings at its start, under
+    # the lock): the child's copy of the lock was held for ever
+    held, done = threading.Event(), threading.Event()
+    def hold():
+        with pool._lock, reaper._lock, lanes._lock, gil._lock, buffers._owners_lock:
+            held.set()
+            done.wait()
+    threading.Thread(target=hold).start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(30)  # a hang ends the child (status -14), not left behind
+        print("child", Parallel(n_jobs=2)(delayed(square)(i) for i in range(3)), flush=True)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    done.set()
+    again = Parallel(n_jobs=2)(delayed(square)(i) for i in range(3))
+    print("parent", os.waitstatus_to_exitcode(status), again)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_fork_while_another_thread_holds_the_pools_lock_leaves_the_child_usable():
+    out = run_python(HELD_SCRIPT, timeout=100)
+    assert out.stdout.splitlines() == ["[0, 1, 4]", "child [0, 1, 4]", "parent 0 [0, 1, 4]"], (
+        out.stdout + out.stderr
+    )

@@ -19,6 +19,7 @@ overwritten. ``benchmarks/`` measures the effect (``tiny_tasks``).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import weakref
@@ -31,6 +32,16 @@ _lock = threading.Lock()
 _active: weakref.WeakSet[Scope] = weakref.WeakSet()
 _saved: float | None = None  # the interval to restore, when we lowered it
 _ours: float | None = None  # the interval we set, as sys reports it
+
+
+def _new_lock_in_child() -> None:
+    """Held by another thread at a fork, the child's copy would stay held: its calls would hang."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 class Scope:

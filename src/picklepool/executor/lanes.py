@@ -319,6 +319,8 @@ class Lanes:
 
 
 def _forget_all_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # held by another thread at the fork: held for ever in the child
     for lanes in list(_by_executor.values()):
         lanes.forget()
     _by_executor.clear()

@@ -41,7 +41,10 @@ started: weakref.WeakSet[Any] = weakref.WeakSet()
 
 def _forget_in_child() -> None:
     """In a forked child: the parent's executors are not this process's (its calls start their own)."""
-    global _shared, _key, _users, started
+    global _shared, _key, _users, started, _lock
+    # another thread may have held the lock at the fork (stopping a pool under it takes a
+    # while): the child's copy would stay held, and its first call wait for ever
+    _lock = threading.Lock()
     _shared, _key, _users = None, None, 0
     started = weakref.WeakSet()
     lokycompat.forget_parent_children()  # its exit must not join the parent's workers

@@ -47,7 +47,8 @@ _lock = threading.Lock()
 
 def _forget_in_child() -> None:
     """In a forked child: the parent's pools are not this process's to stop or reap."""
-    global _executors
+    global _executors, _lock
+    _lock = threading.Lock()  # held by another thread at the fork: held for ever in the child
     _executors = weakref.WeakSet()
     _leaving.clear()
     _stopped_by.clear()

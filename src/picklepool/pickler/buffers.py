@@ -649,6 +649,16 @@ _owners: weakref.WeakKeyDictionary[Any, dict[str, tuple[str, bool]]] = weakref.W
 _owners_lock = threading.Lock()
 
 
+def _new_lock_in_child() -> None:
+    """Held by another thread at a fork, the child's copy would stay held: its calls would hang."""
+    global _owners_lock
+    _owners_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def _owner_folder(owner: Any, root: str, tracked: bool) -> str:
     """The argument folder in *root* of *owner* (a kept backend), created at first use."""
     with _owners_lock:
