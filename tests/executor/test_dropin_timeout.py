@@ -231,6 +231,34 @@ def test_a_task_that_takes_the_alarm_for_itself_is_still_late():
     ]
 
 
+def test_an_alarm_that_comes_as_a_task_raises_leaves_the_tasks_own_error():
+    # A task that raised just as its deadline passed (its own timeout, the call's): the
+    # alarm's handler ran in picklepool's code after the task, and the call raised this
+    # module's private _Timeout (about 1 in 50 such races; here made exact).
+    proc = run_python(
+        """
+        import ctypes, itertools, operator, os, signal
+        from picklepool import Parallel, delayed
+
+        def raise_as_the_alarm_comes():
+            # SIGALRM by libc's kill (Python's own runs the handler at once), then an
+            # error, all in C: the handler runs only once the task has ended
+            kill = ctypes.CDLL(None).kill
+            calls = [(kill, os.getpid(), signal.SIGALRM), (os.kill, os.getpid(), -1)]
+            list(itertools.starmap(operator.call, calls))
+
+        for n_jobs in (1, 2):
+            try:
+                Parallel(n_jobs=n_jobs, timeout=30)(delayed(raise_as_the_alarm_comes)() for _ in range(1))
+            except BaseException as exc:
+                print(type(exc).__module__, type(exc).__name__)
+        print(signal.getsignal(signal.SIGALRM) == signal.SIG_DFL, signal.getitimer(signal.ITIMER_REAL))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["builtins OSError", "builtins OSError", "True (0.0, 0.0)"]
+
+
 def test_a_task_left_running_does_not_hold_the_interpreter_at_exit():
     # A task that never returns: the script still ends (a hang would show as run_python's
     # deadline passing), as joblib's daemon pool threads let it.

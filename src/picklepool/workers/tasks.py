@@ -77,9 +77,19 @@ class _Timeout(BaseException):
 
 
 _fired = [False]  # set by the alarm handler: the running task's deadline passed
+# Whether a task runs under the alarm now (``execute``): the handler interrupts only
+# that. An alarm that comes once the task ended (one that raised just at its deadline)
+# is noted, not raised in ``execute``'s own code, where it escaped as this module's
+# private ``_Timeout`` instead of the task's outcome.
+_armed = [False]
+_late = [False]  # an alarm came after the task had ended
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
+    if not _armed[0]:
+        _late[0] = True
+        return
+    _armed[0] = False
     _fired[0] = True
     raise _Timeout
 
@@ -139,6 +149,7 @@ HELD_GIL = (
 )
 
 
+LATE = "and returned as its deadline passed; its outcome was dropped"
 TIMER_TAKEN = (
     "and could not be interrupted: its SIGALRM timer was cancelled or taken over by the "
     "task's own code (signal.alarm, signal.setitimer or a SIGALRM handler of its own, as "
@@ -282,23 +293,27 @@ def execute(
                 k = i - first
                 f = funcs[fidx if isinstance(fidx, int) else fidx[k]]
                 if use_alarm:
-                    _fired[0] = False
+                    _fired[0] = _late[0] = False
                     status[2] = began = time.monotonic_ns()  # lets the parent kill a task stuck in C
                     signal.setitimer(signal.ITIMER_REAL, timeout)  # type: ignore[arg-type]
+                    _armed[0] = True
                 kw = None if kwargs is None else kwargs[k]
                 append(f(*a, **kw) if kw else f(*a))
                 if use_alarm:
+                    _armed[0] = False  # first: no interruption from here on
                     signal.setitimer(signal.ITIMER_REAL, 0)
                     if _fired[0]:  # the task caught the interruption and returned anyway
                         return _timed_out(i, timeout)
                     if time.monotonic_ns() - began > timeout * 1e9:  # type: ignore[operator]
-                        # no alarm came: the task cancelled the timer (signal.alarm(0)) or
-                        # put a SIGALRM handler of its own in: late all the same
-                        return _timed_out(i, timeout, TIMER_TAKEN)
+                        # the alarm came as it returned, or never: the task cancelled the
+                        # timer (signal.alarm(0)) or put a SIGALRM handler of its own in
+                        return _timed_out(i, timeout, LATE if _late[0] else TIMER_TAKEN)
     except _Timeout:
+        _armed[0] = False
         return _timed_out(i, timeout)
     except BaseException as exc:  # every task error goes to the parent
         if use_alarm:
+            _armed[0] = False  # first: the alarm does not raise in here
             signal.setitimer(signal.ITIMER_REAL, 0)
             if _fired[0]:  # the interruption was turned into another exception
                 return _timed_out(i, timeout)
@@ -307,6 +322,7 @@ def execute(
     finally:
         status[1] = -1
         if use_alarm:
+            _armed[0] = False
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
     return Results(results, time.perf_counter() - start)
