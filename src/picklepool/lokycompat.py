@@ -26,8 +26,7 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
 - an executor's manager thread (``_executor_manager_thread``), and the processes
   ``multiprocessing`` still counts as children (``process._children``): those our
   start method made (tagged ``_picklepool``; the executor's ``_call_queue`` they were started
-  for, the first of loky's arguments to a worker, is noted; that queue's ``_thread``
-  and ``_reader``, to end a dead pool's feeder thread, :func:`end_call_queue`), retiring
+  for, the first of loky's arguments to a worker, is noted), retiring
   ones included, so that a pool can be stopped with a deadline
   (``executor.reaper``) without touching another pool's workers;
 - the order of exit hooks: loky joins its manager threads from a
@@ -480,46 +479,6 @@ def interpreter_exiting() -> bool:
 def call_queue(executor: Any) -> Any:
     """What names *executor*'s workers (:func:`started_for`); None once it is shut down."""
     return getattr(executor, "_call_queue", None)
-
-
-def end_call_queue(queue: Any, deadline: float = 5.0) -> None:
-    """The pool of *queue* (its :func:`call_queue`) has ended: end its feeder thread, free its pipe.
-
-    The feeder thread writes each job to a pipe the workers read, and this process
-    holds that pipe's read end for the workers it may start, until the queue goes:
-    a pool whose workers were killed (Ctrl-C, a worker's crash, a dropped call's
-    leftovers) with jobs still to write (large batches queued behind busy workers)
-    left its feeder blocked in ``write`` for ever, holding the queue, its two pipe
-    ends and those jobs' bytes (as CPython's executor did, gh-94777). Its remaining
-    bytes are read here (raw: a killed worker may have left half a message) until
-    the feeder ends after the sentinel ``close`` puts behind them, then the read end
-    is closed. Call it only once the pool's manager thread has ended: no worker
-    reads the queue, and none will be started for it. Gives up after *deadline*
-    seconds without a byte while the feeder still runs.
-    """
-    import select
-    import time
-
-    if queue is None:
-        return
-    try:
-        queue.close()  # the feeder's sentinel, after what it still holds (once: loky may have)
-    except Exception:  # noqa: BLE001 - closed already
-        pass
-    feeder = getattr(queue, "_thread", None)
-    reader = getattr(queue, "_reader", None)
-    if reader is None or getattr(reader, "closed", True):
-        return
-    fd = reader.fileno()
-    last = time.monotonic()
-    while feeder is not None and feeder.is_alive() and time.monotonic() - last < deadline:
-        if select.select([fd], [], [], 0.1)[0]:
-            if not os.read(fd, 1 << 20):
-                feeder.join(deadline)  # it closed its end after the sentinel: it returns now
-                break
-            last = time.monotonic()
-    if feeder is None or not feeder.is_alive():
-        reader.close()
 
 
 def started_for(proc: Any, queue: Any) -> bool:

@@ -199,12 +199,6 @@ def stop(
     lokycompat.shutdown(executor, kill)
     _forget(mine)
     if not wait:
-        # (at exit the process ends, and the thread with it: none is started then)
-        mine_to_end = thread is not None and thread is not threading.current_thread()
-        if mine_to_end and not lokycompat.interpreter_exiting():
-            threading.Thread(
-                target=_end_queue, args=(thread, queue), name="picklepool-end-queue", daemon=True
-            ).start()
         return []
     if thread is not None and thread is not threading.current_thread():
         thread.join(deadline)
@@ -217,8 +211,6 @@ def stop(
         kill_tree(pid)
     if thread is not None and thread is not threading.current_thread():
         thread.join(deadline)
-    if thread is None or not thread.is_alive():
-        lokycompat.end_call_queue(queue)  # jobs it could not write to killed workers: freed
     # workers that died before (loky killed the rest of a pool one of them broke): their leftovers
     leftovers.sweep(session.current_session(), mine + [p.pid for p in before])
     notes = [
@@ -230,13 +222,6 @@ def stop(
     for note in notes:
         print(note, file=sys.stderr)
     return notes
-
-
-def _end_queue(thread: threading.Thread, queue: Any) -> None:
-    """Once the manager *thread* of a pool stopped without waiting has ended: its call queue's end."""
-    thread.join(EXIT_DEADLINE)
-    if not thread.is_alive():
-        lokycompat.end_call_queue(queue)
 
 
 def _forget(pids: list[int]) -> None:

@@ -133,17 +133,20 @@ def _leave_out(buffer: Any) -> bool:
     return False  # out of band, and dropped: the probe needs no copy of its bytes
 
 
-def probe(pickler: Any, value: Any) -> BaseException | None:
+def probe(pickler: Any, value: Any, ctrl_c: bool = False) -> BaseException | None:
     """What *pickler* raises when dumping *value*, or None: the bytes are thrown away.
 
     Large buffers (numpy arrays) are left out of band instead of copied, so that
     looking for the culprit among tasks that share a 200 MB array does not pickle
-    200 MB per task.
+    200 MB per task. With *ctrl_c*, a ``KeyboardInterrupt`` is raised, not returned:
+    a Ctrl-C during a search (it can take long), where the object failed otherwise.
     """
     try:
         pickler.dumps(value, buffer_callback=_leave_out)
-    except KeyboardInterrupt:
-        raise  # Ctrl-C during the search (it can take long): not the object's failure
+    except KeyboardInterrupt as exc:
+        if ctrl_c:
+            raise
+        return exc  # a reducer's own (the failure looked for)
     except BaseException as exc:  # any failure is what we look for
         return exc
     return None
@@ -168,10 +171,17 @@ def _failing_child(
     return name(index), items[index], child_err
 
 
-def find_culprit(pickler: Any, obj: Any, root: str = "") -> tuple[str, Any, BaseException] | None:
-    """The deepest ``(path, object, error)`` under *obj* that *pickler* cannot dump."""
+def find_culprit(
+    pickler: Any, obj: Any, root: str = "", known: BaseException | None = None
+) -> tuple[str, Any, BaseException] | None:
+    """The deepest ``(path, object, error)`` under *obj* that *pickler* cannot dump.
+
+    *known*: how dumping *obj* failed already, if it did. A ``KeyboardInterrupt``
+    while searching is Ctrl-C, raised, unless the object's own failure is one.
+    """
     seen: set[int] = set()
-    fails = functools.partial(probe, pickler)
+    ctrl_c = known is not None and not isinstance(known, KeyboardInterrupt)
+    fails = functools.partial(probe, pickler, ctrl_c=ctrl_c)
 
     def walk(value: Any, path: str, err: BaseException, depth: int) -> tuple[str, Any, BaseException]:
         refused = isinstance(err, RefusedError) and err.obj is value  # refused itself, not a part
@@ -187,6 +197,7 @@ def find_culprit(pickler: Any, obj: Any, root: str = "") -> tuple[str, Any, Base
     err = fails(obj)
     if err is None:
         return None
+    fails = functools.partial(probe, pickler, ctrl_c=not isinstance(err, KeyboardInterrupt))
     return walk(obj, root, err, 0)
 
 
@@ -201,7 +212,7 @@ def explain(pickler: Any, obj: Any, exc: BaseException, root: str = "") -> str:
         # Raised by picklepool itself (a lock that could not be taken for a
         # snapshot): it already says what happened, and walking would wait again.
         return f"cannot pickle {root or 'the task'} with pickler {name!r}: {exc}"
-    found = find_culprit(pickler, obj, root)
+    found = find_culprit(pickler, obj, root, exc)
     if found is None:
         path, culprit, err = root or "the task", obj, exc
     else:
