@@ -25,6 +25,24 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _HELPER_MARKERS = ("resource_tracker", "semaphore_tracker")
+_FORKSERVER = "picklepool.workers.forkserver"
+
+
+def helper(proc: psutil.Process) -> bool:
+    """Whether *proc* is no pool's worker: a resource tracker, or picklepool's forkserver.
+
+    The forkserver (``workers.forkserver``) lives until ``picklepool.shutdown()``,
+    which the check after each test calls, or the process's end. The workers it
+    forks keep its command line: it is the one whose parent is not a forkserver.
+    psutil.Error if *proc* is gone.
+    """
+    cmd = " ".join(proc.cmdline())
+    if any(m in cmd for m in _HELPER_MARKERS):
+        return True
+    if _FORKSERVER not in cmd:
+        return False
+    parent = proc.parent()
+    return parent is None or _FORKSERVER not in " ".join(parent.cmdline())
 
 
 def _children() -> dict[int, psutil.Process]:

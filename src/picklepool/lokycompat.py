@@ -180,6 +180,7 @@ def start_method() -> Any:
         def tagged(*args: Any, **kwargs: Any) -> Any:
             proc = LokyProcess(*args, **kwargs)
             proc._picklepool = True  # see started_workers()
+            proc._Popen = _start_worker  # BaseProcess.start() calls self._Popen(self)
             worker_args = kwargs.get("args", ())  # loky passes them by keyword
             try:  # they start with its executor's call queue (see started_for); kept here,
                 # not on the process, which loky pickles to start it
@@ -193,6 +194,140 @@ def start_method() -> Any:
 
         _context = Context()
     return _context
+
+
+_spawner: Any = None  # executor.forkserver.spawn, or None: workers start as loky starts them
+_popen: Any = None  # the Popen class of _start_worker
+
+
+def use_spawner(spawner: Any) -> None:
+    """Start this process's workers with *spawner* (None: as loky does).
+
+    ``spawner(fds, env, pipe)`` starts a worker process that gets the descriptors
+    *fds* at the same numbers and the environment *env*, and runs :func:`run_worker`
+    on *pipe* (one of *fds*); it returns ``(pid, status)``, *status* a pipe that
+    yields the process's exit code once it has ended (8 bytes, as
+    ``os.waitstatus_to_exitcode``), or None, and loky starts the worker itself.
+    """
+    global _spawner
+    _spawner = spawner
+
+
+def _start_worker(process_obj: Any) -> Any:
+    global _popen
+    if _popen is None:
+        _popen = _spawned_popen()
+    return _popen(process_obj)
+
+
+def _spawned_popen() -> Any:
+    """loky's ``Popen`` for POSIX, starting the process with the :func:`use_spawner` spawner.
+
+    Reuses ``popen_loky_posix.Popen``: its ``_launch`` (the preparation data, the
+    descriptors it passes, ``set_spawning_popen``), with the ``fork_exec`` of a new
+    interpreter replaced by the spawner, and its ``poll`` (``os.waitpid``, which only
+    a process's parent may call) by a read of the status pipe. The sentinel is
+    loky's: a pipe whose writing end the worker holds, ready when it is ending.
+    """
+    import struct
+    from io import BytesIO
+    from multiprocessing import util
+    from multiprocessing.connection import wait
+    from multiprocessing.context import set_spawning_popen
+
+    from loky.backend import popen_loky_posix, reduction, resource_tracker, spawn
+
+    code = struct.Struct("q")
+
+    class Popen(popen_loky_posix.Popen):  # type: ignore[misc]
+        __module__ = popen_loky_posix.__name__  # loky's _launch runs ``python -m`` this class's module
+        _status: int | None = None
+
+        def _launch(self, process_obj: Any) -> None:
+            spawner = _spawner
+            if spawner is None or sys.platform == "win32":
+                super()._launch(process_obj)
+                return
+            tracker_fd = resource_tracker._resource_tracker.getfd()
+            fp = BytesIO()
+            set_spawning_popen(self)
+            try:
+                prep_data = spawn.get_preparation_data(
+                    process_obj._name, getattr(process_obj, "init_main_module", True)
+                )
+                reduction.dump(prep_data, fp)
+                reduction.dump(process_obj, fp)
+            finally:
+                set_spawning_popen(None)
+            parent_r, child_w = os.pipe()
+            child_r, parent_w = os.pipe()
+            try:
+                fds = [*self._fds, child_r, child_w, tracker_fd, prep_data["mp_tracker_fd"]]
+                fds = list(dict.fromkeys(fds))  # each once, in loky's order
+                started = spawner(fds, {**os.environ, **(process_obj.env or {})}, child_r)
+            except BaseException:
+                for fd in (parent_r, child_w, child_r, parent_w):
+                    os.close(fd)
+                raise
+            os.close(child_r)
+            os.close(child_w)
+            if started is None:  # the spawner cannot start this one: loky does
+                os.close(parent_r)
+                os.close(parent_w)
+                self._fds = []
+                super()._launch(process_obj)
+                return
+            self.pid, self._status = started
+            self.sentinel = parent_r
+            util.Finalize(self, os.close, (parent_r,))
+            util.Finalize(self, os.close, (self._status,))
+            with os.fdopen(parent_w, "wb") as f:
+                f.write(fp.getbuffer())
+
+        def poll(self, flag: int = os.WNOHANG) -> int | None:
+            if self._status is None:
+                return super().poll(flag)  # type: ignore[no-any-return]
+            if self.returncode is None:
+                if flag == os.WNOHANG and not wait([self._status], 0):
+                    return None
+                try:
+                    got = os.read(self._status, code.size)
+                except OSError:
+                    got = b""
+                if len(got) == code.size:
+                    self.returncode = code.unpack(got)[0]
+                elif flag == os.WNOHANG and not wait([self.sentinel], 0):
+                    return None  # the forkserver died before it: the worker still runs
+                else:
+                    wait([self.sentinel])  # ...until it ends; its exit code is lost
+                    self.returncode = 255
+            return self.returncode  # type: ignore[no-any-return]
+
+    return Popen
+
+
+def run_worker(pipe: int) -> int:
+    """Become a loky worker, as ``python -m loky.backend.popen_loky_posix --pipe PIPE`` does.
+
+    Reads the preparation data and the process object from *pipe* (loky's
+    ``spawn.prepare``), then runs the worker; returns its exit code. In a process
+    forked by ``workers.forkserver``.
+    """
+    import pickle
+    from multiprocessing import process
+
+    from loky.backend import spawn
+
+    me: Any = process.current_process()
+    with os.fdopen(pipe, "rb") as from_parent:
+        me._inheriting = True
+        try:
+            prep_data = pickle.load(from_parent)
+            spawn.prepare(prep_data)
+            process_obj = pickle.load(from_parent)
+        finally:
+            del me._inheriting
+    return int(process_obj._bootstrap())
 
 
 def track_folder(path: str, register: bool = True) -> bool:

@@ -12,9 +12,7 @@ import pytest
 
 from picklepool import Parallel, cpu_count, delayed, parallel_backend, parallel_config
 from picklepool.settings import MAX_DEPTH
-from tests.conftest import run_python
-
-_HELPERS = ("resource_tracker", "semaphore_tracker")
+from tests.conftest import helper, run_python
 
 
 def _busy_processes(root: int) -> int:
@@ -22,7 +20,7 @@ def _busy_processes(root: int) -> int:
     n = 0
     for proc in psutil.Process(root).children(recursive=True):
         try:
-            if not any(h in " ".join(proc.cmdline()) for h in _HELPERS):
+            if not helper(proc):
                 n += 1
         except psutil.Error:
             continue

@@ -190,8 +190,10 @@ try:
     Parallel(n_jobs=2, batch_size=1)(delayed(task)(i, fifo) for i in range(10))
 except KeyboardInterrupt:
     print("interrupted")
+from picklepool.executor import forkserver
+server = forkserver._server.pid if forkserver._server else None  # kept until shutdown()
 kids = [p for p in psutil.Process().children(recursive=True)
-        if "resource_tracker" not in " ".join(p.cmdline())]
+        if "resource_tracker" not in " ".join(p.cmdline()) and p.pid != server]
 gone, alive = psutil.wait_procs(kids, timeout=10)
 print("alive", len(alive))
 """

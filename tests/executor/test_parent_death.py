@@ -139,8 +139,8 @@ from picklepool import Parallel, delayed
 
 if __name__ == "__main__":
     Parallel(n_jobs=2)(delayed(abs)(-1) for _ in range(1))  # one task: one worker gets no batch
-    workers = [p.pid for p in psutil.Process().children()
-               if any("popen_loky" in part for part in p.cmdline())]
+    from picklepool import lokycompat
+    workers = [p.pid for p in lokycompat.started_workers()]
     with open(sys.argv[1], "w") as f:
         f.write(" ".join(map(str, workers)) + "\\n")
     with open(sys.argv[2]) as f:  # a FIFO nobody writes to: blocks until killed

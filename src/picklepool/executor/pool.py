@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..workers.prologue import start_loky_worker
-from . import lanes, reaper
+from . import forkserver, lanes, reaper
 
 _lock = threading.Lock()
 _shared: Any = None  # the shared executor, or None
@@ -115,6 +115,7 @@ def _new(
     initargs: tuple[Any, ...],
 ) -> Any:
     """A new loky executor whose workers watch this process from their start (``start_loky_worker``)."""
+    forkserver.use()
     # tracked before its workers start: a shutdown in another thread meanwhile knows them
     return lokycompat.new_executor(
         n_workers,
@@ -157,3 +158,4 @@ def shutdown_all(wait: bool = True, kill: bool = False) -> None:
     for executor in executors:
         reaper.stop(executor, wait=wait, kill=kill, why=why)  # a deadline, then the workers are killed
         started.discard(executor)
+    forkserver.stop(wait=wait)

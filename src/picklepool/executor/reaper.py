@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 
 from .. import lokycompat
-from . import lanes, leftovers, session
+from . import forkserver, lanes, leftovers, session
 
 EXIT_DEADLINE = 5.0  # seconds a worker may take to exit once told to
 NESTED_EXIT_JOIN = 1.0  # seconds a worker's exit waits for the threads of the pools it killed
@@ -80,9 +80,15 @@ def _running(proc: Any) -> bool:
     """
     try:
         found = psutil.Process(proc.pid)
-        return found.ppid() == os.getpid() and found.status() != psutil.STATUS_ZOMBIE
+        return _ours(found) and found.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _ours(proc: psutil.Process) -> bool:
+    """Whether *proc* is a child of this process or of its forkserver (psutil.Error if gone)."""
+    ppid = proc.ppid()
+    return ppid == os.getpid() or forkserver.started(ppid)
 
 
 def kill_tree(pid: int) -> None:
@@ -100,7 +106,7 @@ def kill_tree(pid: int) -> None:
     except psutil.Error:
         return
     try:
-        if root.ppid() != os.getpid():
+        if not _ours(root):
             # not this process's child: its pid was reused, or it is a worker of the
             # process this one was forked from (that process's to stop)
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import select
 import struct
 import tempfile
 import threading
@@ -91,6 +92,9 @@ def worker_view(path: str) -> WorkerView | None:
 
 
 PARENT_POLL = 0.5  # seconds between two looks at the parent's pid
+# In a worker the forkserver forked: a pipe that reaches end of file when the parent
+# dies (set by workers.forkserver; -1: watch the parent's pid)
+parent_alive = -1
 _watching: int | None = None  # pid of the process that started the watch
 
 
@@ -104,7 +108,9 @@ def watch_parent(parent: int | None = None) -> None:
     their idle timeout (300 s), holding their memory and, through the resource
     tracker, the parent's session folder and semaphores. A daemon thread compares
     ``os.getppid()`` with the parent's pid and ends the process when it changes
-    (the orphan was adopted by init or a subreaper). Started once per process. The
+    (the orphan was adopted by init or a subreaper); in a worker the forkserver
+    forked, it waits for the parent's pipe to end instead (``workers.forkserver``:
+    its process parent is the server). Started once per process. The
     same thread looks after the batches ``workers.handback`` watches.
     """
     global _watching
@@ -112,11 +118,21 @@ def watch_parent(parent: int | None = None) -> None:
         return
     _watching = os.getpid()
     expected = os.getppid() if parent is None else parent
+    alive = parent_alive  # forked by the forkserver: the parent's pipe, not its pid
     stop = threading.Event()
 
+    poller = select.poll()  # (not select.select: the pipe's number may be over 1023)
+    if alive >= 0:
+        poller.register(alive, select.POLLIN)
+
     def watch() -> None:
-        while not stop.wait(PARENT_POLL):
-            if os.getppid() != expected:
+        while True:
+            if alive >= 0:
+                died = bool(poller.poll(PARENT_POLL * 1000))
+            else:
+                stop.wait(PARENT_POLL)
+                died = os.getppid() != expected
+            if died:
                 _kill_children()  # this worker's own pools (nested calls) go with it
                 os._exit(70)  # EX_SOFTWARE: nobody is left to read a result
             handback.check()  # an Executor's calls a long one keeps waiting go back
@@ -125,8 +141,9 @@ def watch_parent(parent: int | None = None) -> None:
 
 
 def _forget_watch() -> None:
-    global _watching
+    global _watching, parent_alive
     _watching = None  # a forked child has no watching thread: its first batch starts one
+    parent_alive = -1  # and its parent is this process
 
 
 if hasattr(os, "register_at_fork"):

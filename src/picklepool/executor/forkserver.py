@@ -1,0 +1,215 @@
+"""The parent's side of ``workers.forkserver``: loky's workers forked from a warm process.
+
+A pool's workers are forked by the forkserver (started at the first pool, then kept
+until ``picklepool.shutdown()`` or the process's end) instead of each starting a new
+interpreter (``lokycompat.use_spawner``). What a forked worker gets, and how it
+ends, is in ``workers.forkserver``. A worker is started as loky starts it (a new
+interpreter) when the forkserver cannot start it:
+
+- in a worker (a nested call's pool): only the main process keeps a forkserver;
+- when a ``PYTHON*`` variable of the environment (``PYTHONPATH``,
+  ``PYTHONHASHSEED``, ...) differs from the forkserver's: those act when an
+  interpreter starts, and the forkserver's has;
+- when it failed to start or died (it is started again at the next pool).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import sys
+import threading
+from typing import Any
+
+from .. import lokycompat
+from ..workers.forkserver import CODE, HEADER
+
+STOP_WAIT = 5.0  # seconds picklepool.shutdown() waits for the forkserver's last workers to end
+REPLY_WAIT = 60.0  # seconds a request waits for the server's reply (its imports, the first time)
+
+
+class _Server:
+    """A running forkserver: its pid, the socket of its requests, the pipe it watches."""
+
+    def __init__(self) -> None:
+        from multiprocessing import util
+
+        ours, theirs = socket.socketpair()
+        alive_r, alive_w = os.pipe()
+        try:
+            self.pid = util.spawnv_passfds(
+                os.fsencode(sys.executable),
+                [sys.executable, "-c", _command(theirs.fileno(), alive_r)],
+                [theirs.fileno(), alive_r],
+            )
+        except BaseException:
+            ours.close()
+            os.close(alive_w)
+            raise
+        finally:
+            theirs.close()
+            os.close(alive_r)
+        self.sock = ours
+        self.alive = alive_w  # only this process holds it: end of file tells the server we died
+        self.startup = _startup_env(os.environ)
+        self.lock = threading.Lock()  # one request at a time on the socket
+        self.broken = False
+        self.served = False  # it has forked a worker
+
+    def close(self) -> None:
+        self.sock.close()
+        os.close(self.alive)
+
+
+def _command(sock: int, alive: int) -> str:
+    # the parent's sys.path, as loky gives its workers (a checkout added to it at run time)
+    path = [p or os.getcwd() for p in sys.path]
+    return (
+        f"import sys; sys.path[:] = {path!r}; "
+        f"from picklepool.workers.forkserver import main; main({sock}, {alive})"
+    )
+
+
+_lock = threading.Lock()
+_server: _Server | None = None
+_failed = False  # a server died before its first worker: workers start as loky starts them
+_ended: list[int] = []  # stopped servers not reaped yet
+
+
+def _startup_env(env: Any) -> dict[str, str]:
+    """The variables an interpreter reads as it starts."""
+    return {k: v for k, v in env.items() if k.startswith("PYTHON")}
+
+
+def use() -> None:
+    """Fork this process's loky workers from the forkserver, started now (a pool's start calls it).
+
+    Started before loky's resource trackers and the workers' requests, its imports
+    begin as early as they can.
+    """
+    if lokycompat.depth() == 0 and sys.platform != "win32" and hasattr(socket, "send_fds"):
+        lokycompat.use_spawner(spawn)
+        _running()
+
+
+def _running() -> _Server | None:
+    global _server
+    with _lock:
+        if _server is not None and _server.broken:
+            _stop(_server, wait=False)
+            _server = None
+        for pid in list(_ended):
+            _reap(pid)
+        if _server is None and not _failed:
+            try:
+                _server = _Server()
+            except OSError:
+                return None
+        return _server
+
+
+def spawn(fds: list[int], env: dict[str, str], pipe: int) -> tuple[int, int] | None:
+    """Fork a worker from the forkserver: ``(pid, status pipe)``, or None (loky starts it).
+
+    Waits for the server's reply: the first worker of a new server waits for its
+    imports (~80 ms here).
+    """
+    server = _running()
+    if server is None or _startup_env(env) != server.startup:
+        return None
+    stdio = [fd for fd in (0, 1, 2) if _is_open(fd)]
+    body = pickle.dumps({"stdio": stdio, "targets": fds, "env": env, "pipe": pipe})
+    status_r, status_w = os.pipe()
+    try:
+        with server.lock:
+            socket.send_fds(server.sock, [HEADER.pack(len(body))], [status_w, *stdio, *fds])
+            server.sock.sendall(body)
+    except OSError:
+        _broken(server)
+        os.close(status_r)
+        return None
+    finally:
+        os.close(status_w)
+    from multiprocessing.connection import wait
+
+    got = os.read(status_r, CODE.size) if wait([status_r], REPLY_WAIT) else b""
+    if len(got) != CODE.size:  # the server died, or hangs
+        _broken(server)
+        os.close(status_r)
+        return None
+    server.served = True
+    return CODE.unpack(got)[0], status_r
+
+
+def _broken(server: _Server) -> None:
+    global _failed
+    server.broken = True
+    if not server.served:
+        _failed = True  # it cannot start here (an import error, said on stderr): no more tries
+
+
+def started(pid: int) -> bool:
+    """Whether *pid* is a forkserver this process started and has not reaped: its children are ours."""
+    server = _server
+    return server is not None and server.pid == pid or pid in _ended
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def stop(wait: bool = True) -> None:
+    """Stop the forkserver; *wait*: until it has exited (after its last workers, up to ``STOP_WAIT``)."""
+    global _server
+    with _lock:
+        server, _server = _server, None
+    if server is not None:
+        _stop(server, wait)
+
+
+def _stop(server: _Server, wait: bool) -> None:
+    server.close()  # it serves no more, and exits after its last worker
+    _ended.append(server.pid)
+    if wait:
+        try:
+            fd = os.pidfd_open(server.pid)
+        except OSError:
+            pass
+        else:
+            import select
+
+            try:
+                select.select([fd], [], [], STOP_WAIT)
+            finally:
+                os.close(fd)
+    _reap(server.pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        done = os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        done = True
+    if done and pid in _ended:
+        _ended.remove(pid)
+
+
+def _forget_in_child() -> None:
+    """In a forked child: the forkserver is the parent's."""
+    global _server, _lock, _failed
+    _lock = threading.Lock()
+    _ended.clear()
+    _failed = False
+    if _server is not None:
+        _server.sock.close()
+        os.close(_server.alive)  # the server must see the parent's death, not wait for this child
+        _server = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)

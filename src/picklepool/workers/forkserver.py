@@ -1,0 +1,214 @@
+"""The forkserver: one warm process that forks picklepool's loky workers.
+
+A loky worker is a new interpreter (``python -m loky.backend.popen_loky_posix``) that
+imports loky, cloudpickle, psutil and picklepool's worker side: about 80 ms of CPU
+each here. A pool of two on two cores, started with loky's two resource trackers,
+boots in ~140 ms; forked from one process that imported all that once, in ~80 ms.
+
+The parent starts the server once (``executor.forkserver``), :func:`main` in a new
+interpreter (``python -c``, so that this module is not ``__main__``). It imports what a worker
+imports (:func:`_preload`), then serves requests on the SOCKET (a Unix socket): a
+header (the body's length) carrying the descriptors (SCM_RIGHTS), then the pickled
+body. For each, it forks a child that becomes a loky worker as the command above
+would (``lokycompat.run_worker``), with:
+
+- the descriptors loky passes to a worker at the numbers they have in the parent,
+  and every other descriptor closed (``close_fds``, as loky's ``fork_exec``);
+- the parent's standard input, output and error *at the request* (a parent whose
+  ``sys.stdout`` was redirected since the server started, such as pytest's capture,
+  gets its workers' output as it would from an exec'd worker);
+- the environment loky would give it (the parent's ``os.environ`` at the request,
+  plus the pool's ``env``).
+
+The requester gets the child's pid on its status pipe (the request's first
+descriptor), then, once the server reaps the child, its exit code (negative: the
+signal that ended it), as ``os.waitstatus_to_exitcode``; both as 8-byte integers.
+
+The server exits when ALIVE (a pipe whose writing end only the parent holds) reaches
+end of file: the parent died. Its workers watch the same pipe (``control.watch_parent``),
+so they end with the parent, not with the server (a killed server leaves them working).
+When its SOCKET reaches end of file (``picklepool.shutdown``) it serves no more
+requests, and exits once its last child has exited.
+
+Unlike ``multiprocessing``'s "forkserver", nothing of the parent's ``__main__`` is
+imported: a worker starts as loky's own do, from the same preparation data.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import sys
+import traceback
+from typing import Any
+
+from .. import lokycompat
+from . import control
+
+HEADER = struct.Struct("Q")  # the body's length
+CODE = struct.Struct("q")  # a pid, then an exit code
+MAX_FDS = 64  # descriptors one request may carry (loky passes about 8)
+
+
+def _preload() -> None:
+    """Import what a loky worker imports before and at its first batch."""
+    import loky.backend.spawn  # noqa: F401 - what run_worker reads the preparation data with
+    import loky.process_executor  # noqa: F401 - the worker's loop
+
+    from . import prologue, runner  # noqa: F401 - the pool's initializer, the batch runner
+
+
+def _read_exactly(sock: socket.socket, n: int, into: bytearray) -> bool:
+    while len(into) < n:
+        chunk = sock.recv(n - len(into))
+        if not chunk:
+            return False
+        into += chunk
+    return True
+
+
+def _receive(sock: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+    """The next request: (its body, its descriptors), or None at end of file."""
+    msg, fds, _flags, _addr = socket.recv_fds(sock, HEADER.size, MAX_FDS)
+    header = bytearray(msg)
+    body = bytearray()
+    if (
+        not msg
+        or not _read_exactly(sock, HEADER.size, header)
+        or not _read_exactly(sock, HEADER.unpack(header)[0], body)
+    ):
+        for fd in fds:
+            os.close(fd)
+        return None
+    return pickle.loads(body), fds
+
+
+def _place(wanted: dict[int, int]) -> None:
+    """Give each received descriptor its number in the parent (target -> received), close the rest."""
+    import fcntl
+
+    top = max([*wanted, *wanted.values(), 2]) + 1
+    # first above every number in play, so that no placing overwrites one still to place
+    moved = {target: fcntl.fcntl(fd, fcntl.F_DUPFD, top) for target, fd in wanted.items()}
+    for fd in set(wanted.values()):
+        os.close(fd)
+    for target, fd in moved.items():
+        os.dup2(fd, target)  # inheritable, as loky makes them for its exec
+        os.close(fd)
+    _close_all_but(set(wanted))
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """Close every descriptor not in *keep*, as an exec with ``close_fds`` would."""
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if int(name) not in keep:
+                try:
+                    os.close(int(name))
+                except OSError:
+                    pass  # the listing's own descriptor, closed already
+        return
+    low = 0
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+
+def _become_worker(request: dict[str, Any], fds: list[int], alive_fd: int) -> int:
+    """In the forked child: set up as loky's exec would, then run the worker (its exit code)."""
+    signal.set_wakeup_fd(-1)
+    for sig, handler in request["handlers"].items():
+        signal.signal(sig, handler)
+    stdio = request["stdio"]  # the standard descriptors the parent had open
+    wanted = dict(zip(stdio, fds[1 : 1 + len(stdio)], strict=True))
+    wanted.update(zip(request["targets"], fds[1 + len(stdio) :], strict=True))
+    alive = max([*wanted, 2]) + 1
+    wanted[alive] = alive_fd
+    os.close(fds[0])  # the status pipe is the server's
+    _place(wanted)
+    os.set_inheritable(alive, False)
+    control.parent_alive = alive  # watched instead of the process's parent: the server may die first
+    out: Any = sys.stdout
+    if out is not None:  # line-buffered on a terminal, as a new interpreter's
+        out.reconfigure(line_buffering=os.isatty(1))
+    os.environ.clear()
+    os.environ.update(request["env"])
+    return lokycompat.run_worker(request["pipe"])
+
+
+def _reap(children: dict[int, int]) -> None:
+    """Send the exit code of every child that ended to its requester."""
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        fd = children.pop(pid, None)
+        if fd is not None:
+            try:
+                os.write(fd, CODE.pack(os.waitstatus_to_exitcode(status)))
+            except OSError:
+                pass  # the requester is gone
+            os.close(fd)
+
+
+def main(sock_fd: int, alive_fd: int) -> None:
+    """Serve requests on the socket *sock_fd* until *alive_fd* ends, or the socket and the last child."""
+    # what a worker would have had: restored in each child
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGCHLD)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent and its workers
+    _preload()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below (PEP 475 retries it)
+    sock = socket.socket(fileno=sock_fd)
+    children: dict[int, int] = {}  # pid -> status pipe
+    serving = True
+    while serving or children:
+        watched: list[Any] = [alive_fd, wake_r, *([sock] if serving else [])]
+        ready = select.select(watched, [], [])[0]
+        if alive_fd in ready:
+            return  # the parent died
+        if wake_r in ready:
+            while True:
+                try:
+                    if not os.read(wake_r, 512):
+                        break
+                except BlockingIOError:
+                    break
+        _reap(children)
+        if serving and sock in ready:
+            got = _receive(sock)
+            if got is None:
+                serving = False
+                sock.close()
+                continue
+            request, fds = got
+            request["handlers"] = handlers
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    for fd in (sock.fileno(), wake_r, wake_w, *children.values()):
+                        os.close(fd)
+                    code = _become_worker(request, fds, alive_fd)
+                except BaseException:  # noqa: BLE001 - a worker that could not start: said on its stderr
+                    traceback.print_exc()
+                raise SystemExit(code)  # the interpreter's exit, as an exec'd worker's
+            os.write(fds[0], CODE.pack(pid))
+            children[pid] = fds[0]
+            for fd in fds[1:]:
+                os.close(fd)

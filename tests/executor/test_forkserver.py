@@ -1,0 +1,168 @@
+"""loky's workers forked from picklepool's forkserver: what they get, and how they end.
+
+A forked worker must behave as one loky exec'd: the parent's standard streams, its
+environment and its descriptors at the moment it starts, not those of the moment the
+forkserver started; its exit code as the parent's ``Process`` sees it; and nothing
+may hang or outlive the parent when the forkserver or the parent dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+import psutil
+import pytest
+
+import picklepool
+from picklepool import Parallel, WorkerCrashedError, delayed
+from picklepool.executor import forkserver
+from tests.conftest import run_python
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="a POSIX forkserver")
+
+
+def _origin(_: int) -> tuple[int, int, list[str]]:
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds.append(os.readlink(f"/proc/self/fd/{name}"))
+        except OSError:
+            continue
+    return os.getpid(), os.getppid(), fds
+
+
+def _server_pid() -> int:
+    server = forkserver._server
+    assert server is not None, "no forkserver runs"
+    return server.pid
+
+
+def test_workers_are_forked_by_the_forkserver_with_no_descriptor_of_it():
+    got = Parallel(n_jobs=2, batch_size=1)(delayed(_origin)(i) for i in range(4))
+    server = _server_pid()
+    assert "picklepool.workers.forkserver" in " ".join(psutil.Process(server).cmdline())
+    assert {ppid for _, ppid, _ in got} == {server}
+    for _, _, fds in got:  # its socket is the server's only: a worker holds pipes and files
+        assert not [fd for fd in fds if fd.startswith("socket:")], fds
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_a_worker_gets_the_environment_of_its_start_not_the_servers(monkeypatch):
+    Parallel(n_jobs=2)(delayed(abs)(1) for _ in range(2))
+    server = _server_pid()
+    monkeypatch.setenv("PICKLEPOOL_TEST_LATE", "set after the server started")
+    got = Parallel(n_jobs=2, idle_worker_timeout=123)(  # another pool: new workers, with the pool's env
+        delayed(_env)(name) for name in ("PICKLEPOOL_TEST_LATE", "OMP_NUM_THREADS")
+    )
+    assert _server_pid() == server
+    assert got == ["set after the server started", "1"]
+
+
+def _write(text: str) -> int:
+    os.write(1, text.encode())
+    return os.getppid()
+
+
+def test_a_worker_writes_to_the_parents_stdout_of_its_start(tmp_path):
+    Parallel(n_jobs=2)(delayed(abs)(1) for _ in range(2))
+    server = _server_pid()
+    out = tmp_path / "out"
+    saved = os.dup(1)
+    try:
+        with open(out, "wb") as f:
+            os.dup2(f.fileno(), 1)  # as pytest's capture does, after the server started
+        got = Parallel(n_jobs=2, idle_worker_timeout=123)(
+            delayed(_write)("from the worker\n") for _ in range(1)
+        )
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    assert got == [server]
+    assert out.read_text() == "from the worker\n"
+
+
+def _hash_of(text: str) -> tuple[int, int]:
+    return hash(text), os.getppid()
+
+
+def test_a_changed_interpreter_variable_starts_the_worker_as_loky_does(monkeypatch):
+    # PYTHONHASHSEED acts when an interpreter starts: the server's has started
+    Parallel(n_jobs=2)(delayed(abs)(1) for _ in range(2))
+    monkeypatch.setenv("PYTHONHASHSEED", "123")
+    ((h, ppid),) = Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(_hash_of)("abc") for _ in range(1))
+    expected = run_python("print(hash('abc'))", env={"PYTHONHASHSEED": "123"}).stdout.strip()
+    assert ppid == os.getpid()
+    assert h == int(expected)
+
+
+def _die(code: int) -> None:
+    if code < 0:
+        os.kill(os.getpid(), -code)
+    os._exit(code)
+
+
+@pytest.mark.parametrize("code", [3, -signal.SIGKILL, -signal.SIGSEGV])
+def test_a_forked_workers_exit_code_reaches_the_parent(code):
+    with pytest.raises(WorkerCrashedError) as err:
+        Parallel(n_jobs=2, batch_size=1)(delayed(_die)(code) for _ in range(1))
+    assert f"exit code {code}" in str(err.value) or str(code) in str(err.value), str(err.value)
+    assert "_die" in str(err.value)
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+
+
+def test_a_killed_forkserver_breaks_no_call_and_is_started_again():
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+    first = _server_pid()
+    psutil.Process(first).kill()
+    psutil.Process(first).wait(10)
+    # the running workers go on: they were forked already
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+    # new workers: the next request finds it dead, and starts another
+    assert Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(_origin)(i) for i in range(2))
+    assert _server_pid() != first
+
+
+def test_a_worker_whose_forkserver_died_is_seen_dead():
+    pids = {pid for pid, _, _ in Parallel(n_jobs=2, batch_size=1)(delayed(_origin)(i) for i in range(4))}
+    psutil.Process(_server_pid()).kill()
+    with pytest.raises(WorkerCrashedError):  # not a hang: the sentinel, not the lost exit code
+        Parallel(n_jobs=2, batch_size=1)(delayed(_die)(3) for _ in range(1))
+    _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=10)
+    assert not alive
+
+
+def test_the_server_and_its_workers_end_with_a_killed_parent():
+    result = run_python(
+        """
+        import json, os, signal
+        from picklepool import Parallel, delayed
+        from picklepool.executor import forkserver
+
+        pids = Parallel(n_jobs=2, batch_size=1)(delayed(os.getpid)() for _ in range(4))
+        print(json.dumps({"server": forkserver._server.pid, "workers": sorted(set(pids))}), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    procs = []
+    for pid in [got["server"], *got["workers"]]:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=10)  # workers watch their parent every 0.5 s
+    assert not alive, alive
+
+
+def test_shutdown_stops_the_server():
+    Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4))
+    server = psutil.Process(_server_pid())
+    picklepool.shutdown()
+    assert forkserver._server is None
+    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
