@@ -242,6 +242,8 @@ def _spawned_popen() -> Any:
     class Popen(popen_loky_posix.Popen):  # type: ignore[misc]
         __module__ = popen_loky_posix.__name__  # loky's _launch runs ``python -m`` this class's module
         _status: int | None = None
+        _fds: list[int]  # (loky's attributes)
+        returncode: int | None
 
         def _launch(self, process_obj: Any) -> None:
             spawner = _spawner
