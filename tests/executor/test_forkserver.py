@@ -166,3 +166,27 @@ def test_shutdown_stops_the_server():
     picklepool.shutdown()
     assert forkserver._server is None
     assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_server_imports_what_a_worker_needs_for_its_first_batch():
+    # a worker forked from the server starts in ~5 ms; a module it still has to import
+    # costs it that time again at each start (a regression of the preload list)
+    result = run_python(
+        """
+        import json, subprocess, sys
+        from picklepool import Parallel, delayed
+
+        def modules():
+            import sys
+            return sorted(sys.modules)
+
+        worker = Parallel(n_jobs=2)(delayed(modules)() for _ in range(2))[0]
+        preloaded = subprocess.run(
+            [sys.executable, "-c", "import sys; from picklepool.workers.forkserver import _preload; "
+             "_preload(); print(' '.join(sys.modules))"],
+            capture_output=True, text=True, check=True).stdout.split()
+        print(json.dumps(sorted(set(worker) - set(preloaded))))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

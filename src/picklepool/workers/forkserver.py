@@ -36,6 +36,7 @@ imported: a worker starts as loky's own do, from the same preparation data.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import select
@@ -54,12 +55,29 @@ CODE = struct.Struct("q")  # a pid, then an exit code
 MAX_FDS = 64  # descriptors one request may carry (loky passes about 8)
 
 
-def _preload() -> None:
-    """Import what a loky worker imports before and at its first batch."""
-    import loky.backend.spawn  # noqa: F401 - what run_worker reads the preparation data with
-    import loky.process_executor  # noqa: F401 - the worker's loop
+# What a loky worker imports before and at its first batch: what run_worker reads the
+# preparation data and the process object with, the worker's loop, the pool's initializer,
+# the batch runner and the default pickler.
+PRELOAD = (
+    "multiprocessing.resource_tracker",
+    "multiprocessing.spawn",
+    "loky.backend.popen_loky_posix",
+    "loky.backend.resource_tracker",
+    "loky.backend.spawn",
+    "loky.backend.synchronize",
+    "loky.process_executor",
+    "picklepool.pickler.hybrid",
+    "picklepool.workers.packed",
+    "picklepool.workers.prologue",
+    "picklepool.workers.runner",
+)
 
-    from . import prologue, runner  # noqa: F401 - the pool's initializer, the batch runner
+
+def _preload() -> None:
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
 
 
 def _read_exactly(sock: socket.socket, n: int, into: bytearray) -> bool:
@@ -169,6 +187,7 @@ def main(sock_fd: int, alive_fd: int) -> None:
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGCHLD)}
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent and its workers
     _preload()
+    gc.freeze()  # what the imports made is never collected: no child walks it, nor copies its pages
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
