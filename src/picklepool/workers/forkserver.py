@@ -158,8 +158,12 @@ def _become_worker(request: dict[str, Any], fds: list[int], alive_fd: int) -> in
     out: Any = sys.stdout
     if out is not None:  # line-buffered on a terminal, as a new interpreter's
         out.reconfigure(line_buffering=os.isatty(1))
-    os.environ.clear()
-    os.environ.update(request["env"])
+    env = request["env"]
+    for name in [name for name in os.environ if name not in env]:
+        del os.environ[name]
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value  # (what differs only: each is a putenv)
     return lokycompat.run_worker(request["pipe"])
 
 
