@@ -190,3 +190,36 @@ def test_the_server_imports_what_a_worker_needs_for_its_first_batch():
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def _process_state(_: int) -> tuple[int, tuple[int, int], bool, int]:
+    import resource
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return (
+        mask,
+        resource.getrlimit(resource.RLIMIT_CORE),
+        signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN,
+        os.getppid(),
+    )
+
+
+def test_a_worker_inherits_the_process_state_of_its_start():
+    # as an exec'd worker would: the mask, the limits and the ignored signals the parent
+    # has when the worker starts, not those it had when the server started
+    import resource
+
+    Parallel(n_jobs=2)(delayed(abs)(1) for _ in range(2))
+    server = _server_pid()
+    core = resource.getrlimit(resource.RLIMIT_CORE)
+    old_mask = os.umask(0o027)
+    old_usr1 = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, core[1]))
+        got = Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(_process_state)(i) for i in range(2))
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, core)
+        os.umask(old_mask)
+        signal.signal(signal.SIGUSR1, old_usr1)
+    assert got == [(0o027, (0, core[1]), True, server)] * 2

@@ -23,7 +23,8 @@ import threading
 from typing import Any
 
 from .. import lokycompat
-from ..workers.forkserver import CODE, HEADER
+from ..workers import mirror
+from ..workers.forkserver import CODE, HEADER, SIGNALS
 
 STOP_WAIT = 5.0  # seconds picklepool.shutdown() waits for the forkserver's last workers to end
 REPLY_WAIT = 60.0  # seconds a request waits for the server's reply (its imports, the first time)
@@ -119,7 +120,8 @@ def spawn(fds: list[int], env: dict[str, str], pipe: int) -> tuple[int, int] | N
     if server is None or _startup_env(env) != server.startup:
         return None
     stdio = [fd for fd in (0, 1, 2) if _is_open(fd)]
-    body = pickle.dumps({"stdio": stdio, "targets": fds, "env": env, "pipe": pipe})
+    request = {"stdio": stdio, "targets": fds, "env": env, "pipe": pipe, "process": _process_state()}
+    body = pickle.dumps(request)
     status_r, status_w = os.pipe()
     try:
         with server.lock:
@@ -153,6 +155,38 @@ def started(pid: int) -> bool:
     """Whether *pid* is a forkserver this process started and has not reaped: its children are ours."""
     server = _server
     return server is not None and server.pid == pid or pid in _ended
+
+
+def _process_state() -> dict[str, Any]:
+    """What a new interpreter inherits from this process beyond descriptors and environment.
+
+    The file mode creation mask, the niceness, the resource limits, the CPU affinity
+    and the signals this process ignores, as they are now (``workers.forkserver``
+    sets them in the worker where they differ from the server's).
+    """
+    import resource
+    import signal
+
+    state: dict[str, Any] = {
+        "umask": mirror.umask(),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "rlimits": {
+            getattr(resource, name): resource.getrlimit(getattr(resource, name)) for name in _RLIMITS
+        },
+        "ignored": [sig for sig in SIGNALS if signal.getsignal(sig) == signal.SIG_IGN],
+    }
+    if hasattr(os, "sched_getaffinity"):
+        state["affinity"] = os.sched_getaffinity(0)
+    return state
+
+
+def _rlimits() -> tuple[str, ...]:
+    import resource
+
+    return tuple(name for name in dir(resource) if name.startswith("RLIMIT_"))
+
+
+_RLIMITS = _rlimits()
 
 
 def _is_open(fd: int) -> bool:

@@ -50,6 +50,24 @@ from typing import Any
 from .. import lokycompat
 from . import control
 
+# The signals whose disposition a new interpreter takes from its parent (ignored stays
+# ignored across exec) or sets itself (SIGINT, SIGPIPE, SIGXFSZ): set in each worker.
+SIGNALS = tuple(
+    getattr(signal, name)
+    for name in (
+        "SIGINT",
+        "SIGTERM",
+        "SIGHUP",
+        "SIGQUIT",
+        "SIGUSR1",
+        "SIGUSR2",
+        "SIGALRM",
+        "SIGCHLD",
+        "SIGPIPE",
+        "SIGXFSZ",
+    )
+    if hasattr(signal, name)
+)
 HEADER = struct.Struct("Q")  # the body's length
 CODE = struct.Struct("q")  # a pid, then an exit code
 MAX_FDS = 64  # descriptors one request may carry (loky passes about 8)
@@ -144,8 +162,7 @@ def _close_all_but(keep: set[int]) -> None:
 def _become_worker(request: dict[str, Any], fds: list[int], alive_fd: int) -> int:
     """In the forked child: set up as loky's exec would, then run the worker (its exit code)."""
     signal.set_wakeup_fd(-1)
-    for sig, handler in request["handlers"].items():
-        signal.signal(sig, handler)
+    _inherit(request["process"])
     stdio = request["stdio"]  # the standard descriptors the parent had open
     wanted = dict(zip(stdio, fds[1 : 1 + len(stdio)], strict=True))
     wanted.update(zip(request["targets"], fds[1 + len(stdio) :], strict=True))
@@ -165,6 +182,38 @@ def _become_worker(request: dict[str, Any], fds: list[int], alive_fd: int) -> in
         if os.environ.get(name) != value:
             os.environ[name] = value  # (what differs only: each is a putenv)
     return lokycompat.run_worker(request["pipe"])
+
+
+def _inherit(state: dict[str, Any]) -> None:
+    """Take on the parent's process state (``executor.forkserver``), as an exec'd worker would."""
+    import resource
+
+    for sig in SIGNALS:
+        if sig in state["ignored"]:
+            handler: Any = signal.SIG_IGN
+        elif sig == signal.SIGINT:
+            handler = signal.default_int_handler  # a new interpreter's own
+        elif sig in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)):
+            handler = signal.SIG_IGN  # (Python ignores them at its start)
+        else:
+            handler = signal.SIG_DFL
+        signal.signal(sig, handler)
+    if state["umask"] >= 0:
+        os.umask(state["umask"])
+    for limit, value in state["rlimits"].items():
+        if resource.getrlimit(limit) != value:
+            _try(resource.setrlimit, limit, value)
+    if os.getpriority(os.PRIO_PROCESS, 0) != state["nice"]:
+        _try(os.setpriority, os.PRIO_PROCESS, 0, state["nice"])
+    if "affinity" in state and os.sched_getaffinity(0) != state["affinity"]:
+        _try(os.sched_setaffinity, 0, state["affinity"])
+
+
+def _try(change: Any, *args: Any) -> None:
+    try:
+        change(*args)
+    except (OSError, ValueError):  # not allowed (a lower niceness, a higher hard limit): as the server's
+        pass
 
 
 def _reap(children: dict[int, int]) -> None:
@@ -187,8 +236,6 @@ def _reap(children: dict[int, int]) -> None:
 
 def main(sock_fd: int, alive_fd: int) -> None:
     """Serve requests on the socket *sock_fd* until *alive_fd* ends, or the socket and the last child."""
-    # what a worker would have had: restored in each child
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGCHLD)}
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent and its workers
     _preload()
     gc.freeze()  # what the imports made is never collected: no child walks it, nor copies its pages
@@ -220,7 +267,6 @@ def main(sock_fd: int, alive_fd: int) -> None:
                 sock.close()
                 continue
             request, fds = got
-            request["handlers"] = handlers
             pid = os.fork()
             if pid == 0:
                 code = 1
