@@ -223,3 +223,16 @@ def test_a_worker_inherits_the_process_state_of_its_start():
         os.umask(old_mask)
         signal.signal(signal.SIGUSR1, old_usr1)
     assert got == [(0o027, (0, core[1]), True, server)] * 2
+
+
+def test_a_server_that_cannot_start_leaves_the_workers_to_loky(monkeypatch):
+    # its import fails here (a broken environment): the pool starts as loky starts it,
+    # and no other server is tried in this process
+    picklepool.shutdown()
+    monkeypatch.setattr(forkserver, "_command", lambda sock, alive: "import sys; sys.exit(3)")
+    monkeypatch.setattr(forkserver, "_failed", False)
+    got = Parallel(n_jobs=2, batch_size=1)(delayed(_origin)(i) for i in range(4))
+    assert {ppid for _, ppid, _ in got} == {os.getpid()}
+    assert forkserver._failed
+    assert Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(_origin)(i) for i in range(2))
+    assert forkserver._server is None or forkserver._server.broken
