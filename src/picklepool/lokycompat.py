@@ -26,7 +26,8 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
 - an executor's manager thread (``_executor_manager_thread``), and the processes
   ``multiprocessing`` still counts as children (``process._children``): those our
   start method made (tagged ``_picklepool``; the executor's ``_call_queue`` they were started
-  for, the first of loky's arguments to a worker, is noted), retiring
+  for, the first of loky's arguments to a worker, is noted; that queue's ``_thread``
+  and ``_reader``, to end a dead pool's feeder thread, :func:`end_call_queue`), retiring
   ones included, so that a pool can be stopped with a deadline
   (``executor.reaper``) without touching another pool's workers;
 - the order of exit hooks: loky joins its manager threads from a
@@ -616,6 +617,50 @@ def interpreter_exiting() -> bool:
 def call_queue(executor: Any) -> Any:
     """What names *executor*'s workers (:func:`started_for`); None once it is shut down."""
     return getattr(executor, "_call_queue", None)
+
+
+def end_call_queue(queue: Any, deadline: float = 5.0) -> None:
+    """The pool of *queue* (its :func:`call_queue`) has ended: end its feeder thread.
+
+    The feeder thread writes each job to a pipe the workers read. A pool whose
+    workers were killed (Ctrl-C, a crash, a dropped call's leftovers) with jobs
+    still to write (large batches queued behind busy workers) left it blocked in
+    ``write`` for ever, holding the queue, its two pipe ends and those jobs' bytes
+    (as CPython's executor, gh-94777). Here the pipe is read (raw: a killed worker
+    may have left half a message) until the feeder, given the queue's ``close``
+    sentinel, has written what it held and returns. It reads a duplicate of the
+    pipe's reading end: the feeder closes the queue's own when it ends, and that
+    number may then be another pipe's. Call it only once the pool's manager thread
+    has ended: no worker reads the pipe, and none will be started for it. Gives up
+    after *deadline* seconds without a byte while the feeder still runs. Uses the
+    queue's ``_thread`` and ``_reader``.
+    """
+    import select
+    import time
+
+    feeder = getattr(queue, "_thread", None)
+    if feeder is None or not feeder.is_alive():
+        return
+    try:
+        fd = os.dup(queue._reader.fileno())
+    except (AttributeError, OSError, ValueError):  # closed: the feeder has ended
+        return
+    try:
+        try:
+            queue.close()  # the feeder's sentinel, after what it still holds
+        except Exception:  # noqa: BLE001 - closed already (loky may have)
+            pass
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        last = time.monotonic()
+        while feeder.is_alive() and time.monotonic() - last < deadline:
+            if poller.poll(100):
+                if not os.read(fd, 1 << 20):
+                    break  # every writing end is closed: the feeder has returned
+                last = time.monotonic()
+        feeder.join(deadline)
+    finally:
+        os.close(fd)
 
 
 def started_for(proc: Any, queue: Any) -> bool:

@@ -604,3 +604,53 @@ def test_a_call_from_a_thread_once_the_main_thread_ended_says_why_it_cannot_run(
     assert executor.startswith("cannot schedule new futures after interpreter shutdown: ")
     assert "a thread still running after the main thread ended" in executor
     assert result.stderr == "", result.stderr
+
+
+def two_running_then_large_jobs(tmp_path):
+    """A generator call: two tasks that run until their workers are killed, then large jobs.
+
+    The large jobs (a 200,000-item list each, about 1 MB pickled, more than a pipe
+    holds) wait in loky's call queue behind the busy workers: its feeder thread is
+    writing one of them to the workers' pipe when the pool is killed.
+    """
+    gate = str(tmp_path / "gate")
+    os.mkfifo(gate)
+    started = [str(tmp_path / f"started{i}") for i in range(2)]
+    for path in started:
+        os.mkfifo(path)
+    big = list(range(200_000))
+    calls = [delayed(tell_then_wait)(path, gate) for path in started]
+    calls += [delayed(len)(big) for _ in range(4)]
+    results = Parallel(n_jobs=2, return_as="generator", batch_size=1, pre_dispatch="all")(calls)
+    for path in started:
+        with open(path) as f:  # that task runs now
+            f.read()
+    return results
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["shutdown", "dropped"])
+def test_a_killed_pool_with_jobs_still_queued_ends_its_feeder_thread(tmp_path, how):
+    # loky's call queue writes each job to a pipe its workers read, and this process
+    # holds the pipe's read end: once the workers were killed (Ctrl-C, shutdown(kill=True),
+    # a dropped generator's leftovers at the next call) with large jobs still queued,
+    # the queue's feeder thread blocked in write() for ever, holding the queue, its pipe
+    # and those jobs' bytes: one thread, two fds and the batches more per killed pool.
+    from picklepool import lokycompat
+    from picklepool.executor import pool
+
+    results = two_running_then_large_jobs(tmp_path)
+    feeder = lokycompat.call_queue(pool._shared)._thread
+    assert feeder.is_alive()
+    if how == "shutdown":
+        picklepool.shutdown(kill=True)
+        with pytest.raises(WorkerCrashedError):
+            next(results)
+    else:
+        results.close()  # cancels what it can; the two tasks run on (leftovers)
+        assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]  # kills them
+        for thread in threading.enumerate():
+            if thread.name == "picklepool-end-queue":
+                thread.join()
+    assert not feeder.is_alive()
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]

@@ -7,9 +7,9 @@ ends, is in ``workers.forkserver``. A worker is started as loky starts it (a new
 interpreter) when the forkserver cannot start it:
 
 - in a worker (a nested call's pool): only the main process keeps a forkserver;
-- when a ``PYTHON*`` variable of the environment (``PYTHONPATH``,
-  ``PYTHONHASHSEED``, ...) differs from the forkserver's: those act when an
-  interpreter starts, and the forkserver's has;
+- when a ``PYTHON*`` or ``LOKY_*`` variable of the environment (``PYTHONPATH``,
+  ``PYTHONHASHSEED``, ``LOKY_MAX_DEPTH``, ...) differs from the forkserver's: those act
+  when an interpreter starts or loky is imported, and the forkserver's has;
 - when it failed to start or died (it is started again at the next pool).
 """
 
@@ -79,8 +79,12 @@ _ended: list[int] = []  # stopped servers not reaped yet
 
 
 def _startup_env(env: Any) -> dict[str, str]:
-    """The variables an interpreter reads as it starts."""
-    return {k: v for k, v in env.items() if k.startswith("PYTHON")}
+    """The variables read as an interpreter starts, or as the server's imports run.
+
+    ``PYTHON*`` (``PYTHONHASHSEED``, ``PYTHONPATH``, ...) and ``LOKY_*`` (loky reads
+    ``LOKY_MAX_DEPTH`` and ``LOKY_PICKLER`` when it is imported).
+    """
+    return {k: v for k, v in env.items() if k.startswith(("PYTHON", "LOKY_"))}
 
 
 def use() -> None:

@@ -205,6 +205,10 @@ def stop(
     lokycompat.shutdown(executor, kill)
     _forget(mine)
     if not wait:
+        if thread is not None and thread is not threading.current_thread():
+            threading.Thread(
+                target=_end_queue, args=(thread, queue), name="picklepool-end-queue", daemon=True
+            ).start()
         return []
     if thread is not None and thread is not threading.current_thread():
         thread.join(deadline)
@@ -217,6 +221,8 @@ def stop(
         kill_tree(pid)
     if thread is not None and thread is not threading.current_thread():
         thread.join(deadline)
+    if thread is None or not thread.is_alive():
+        lokycompat.end_call_queue(queue)  # jobs it could not write to killed workers: freed
     # workers that died before (loky killed the rest of a pool one of them broke): their leftovers
     leftovers.sweep(session.current_session(), mine + [p.pid for p in before])
     notes = [
@@ -228,6 +234,13 @@ def stop(
     for note in notes:
         print(note, file=sys.stderr)
     return notes
+
+
+def _end_queue(thread: threading.Thread, queue: Any) -> None:
+    """Once the manager *thread* of a pool stopped without waiting has ended: its call queue's end."""
+    thread.join(EXIT_DEADLINE)
+    if not thread.is_alive():
+        lokycompat.end_call_queue(queue)
 
 
 def _forget(pids: list[int]) -> None:
