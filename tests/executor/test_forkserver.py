@@ -223,3 +223,73 @@ def test_a_worker_inherits_the_process_state_of_its_start():
         os.umask(old_mask)
         signal.signal(signal.SIGUSR1, old_usr1)
     assert got == [(0o027, (0, core[1]), True, server)] * 2
+
+
+def test_a_parent_with_descriptors_over_1023_gets_forked_workers():
+    # the server's descriptors (its socket, the parent's pipe) and a worker's keep the
+    # parent's numbers: select() cannot watch one over 1023
+    result = run_python(
+        """
+        import json, os, resource
+        import picklepool
+        from picklepool import Parallel, delayed
+        from picklepool.executor import forkserver
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+        held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+        ppids = Parallel(n_jobs=2, batch_size=1)(delayed(os.getppid)() for _ in range(4))
+        server = forkserver._server.pid
+        picklepool.shutdown()
+        print(json.dumps({"ppids": sorted(set(ppids)), "server": server}))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got["ppids"] == [got["server"]]
+
+
+def test_a_worker_gets_no_standard_stream_the_parent_closed():
+    # the parent closed stdin: the next descriptor it opened (the server's socket) took 0.
+    # An exec'd worker gets no such descriptor (it is close-on-exec), and sys.stdin is None;
+    # a worker reading its stdin must not read, and wait on, the server's socket
+    result = run_python(
+        """
+        import json, os, sys
+        import picklepool
+        from picklepool import Parallel, delayed
+
+        def streams(_):
+            links = []
+            for name in os.listdir("/proc/self/fd"):
+                try:
+                    links.append(os.readlink(f"/proc/self/fd/{name}"))
+                except OSError:
+                    pass
+            return sys.stdin is None, sys.stdout is not None, [n for n in links if n.startswith("socket:")]
+
+        os.close(0)
+        got = Parallel(n_jobs=2, batch_size=1)(delayed(streams)(i) for i in range(2))
+        picklepool.shutdown()
+        print(json.dumps(got))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [[True, True, []]] * 2
+
+
+def test_the_server_is_stopped_at_exit_with_no_unclosed_resource():
+    # a script that never calls picklepool.shutdown(): the server's socket is closed at
+    # its exit, not found unclosed by the interpreter (-X dev shows ResourceWarnings)
+    result = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)))
+        """,
+        env={"PYTHONDEVMODE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 1, 2, 3]"
+    assert "Warning" not in result.stderr, result.stderr

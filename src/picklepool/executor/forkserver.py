@@ -75,6 +75,7 @@ def _command(sock: int, alive: int) -> str:
 _lock = threading.Lock()
 _server: _Server | None = None
 _failed = False  # a server died before its first worker: workers start as loky starts them
+_exiting = False  # this process exits (at_exit): no server is started any more
 _ended: list[int] = []  # stopped servers not reaped yet
 
 
@@ -102,7 +103,7 @@ def _running() -> _Server | None:
             _server = None
         for pid in list(_ended):
             _reap(pid)
-        if _server is None and not _failed:
+        if _server is None and not _failed and not _exiting:
             try:
                 _server = _Server()
             except OSError:
@@ -119,7 +120,7 @@ def spawn(fds: list[int], env: dict[str, str], pipe: int) -> tuple[int, int] | N
     server = _running()
     if server is None or _startup_env(env) != server.startup:
         return None
-    stdio = [fd for fd in (0, 1, 2) if _is_open(fd)]
+    stdio = [fd for fd in (0, 1, 2) if _inherited(fd)]
     request = {"stdio": stdio, "targets": fds, "env": env, "pipe": pipe, "process": _process_state()}
     body = pickle.dumps(request)
     status_r, status_w = os.pipe()
@@ -189,12 +190,16 @@ def _rlimits() -> tuple[str, ...]:
 _RLIMITS = _rlimits()
 
 
-def _is_open(fd: int) -> bool:
+def _inherited(fd: int) -> bool:
+    """Whether a new interpreter would get the descriptor *fd*: open, and not close-on-exec.
+
+    A standard descriptor this process closed is taken by the next file it opens (the
+    forkserver's socket, a pool's pipe), close-on-exec: not the worker's standard stream.
+    """
     try:
-        os.fstat(fd)
+        return os.get_inheritable(fd)
     except OSError:
         return False
-    return True
 
 
 def stop(wait: bool = True) -> None:
@@ -206,6 +211,17 @@ def stop(wait: bool = True) -> None:
         _stop(server, wait)
 
 
+def at_exit() -> None:
+    """This process exits, its pools stopped: stop the server now, and start no other.
+
+    Its socket is closed by this process, not left to the interpreter's end (a
+    ``ResourceWarning`` under ``-X dev``); a worker still started is started as loky does.
+    """
+    global _exiting
+    _exiting = True
+    stop(wait=False)
+
+
 def _stop(server: _Server, wait: bool) -> None:
     server.close()  # it serves no more, and exits after its last worker
     _ended.append(server.pid)
@@ -215,10 +231,10 @@ def _stop(server: _Server, wait: bool) -> None:
         except OSError:
             pass
         else:
-            import select
+            from multiprocessing.connection import wait as wait_for  # (poll: fd may be over 1023)
 
             try:
-                select.select([fd], [], [], STOP_WAIT)
+                wait_for([fd], STOP_WAIT)
             finally:
                 os.close(fd)
     _reap(server.pid)
@@ -235,10 +251,10 @@ def _reap(pid: int) -> None:
 
 def _forget_in_child() -> None:
     """In a forked child: the forkserver is the parent's."""
-    global _server, _lock, _failed
+    global _server, _lock, _failed, _exiting
     _lock = threading.Lock()
     _ended.clear()
-    _failed = False
+    _failed = _exiting = False
     if _server is not None:
         _server.sock.close()
         os.close(_server.alive)  # the server must see the parent's death, not wait for this child
