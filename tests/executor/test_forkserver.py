@@ -293,3 +293,22 @@ def test_the_server_is_stopped_at_exit_with_no_unclosed_resource():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[0, 1, 2, 3]"
     assert "Warning" not in result.stderr, result.stderr
+
+
+def _loky_import_time_settings(_: int) -> tuple[int, str, int]:
+    from loky import process_executor
+    from loky.backend import reduction
+
+    return process_executor.MAX_DEPTH, reduction.ENV_LOKY_PICKLER, os.getppid()
+
+
+def test_a_changed_loky_variable_starts_the_worker_as_loky_does(monkeypatch):
+    # loky reads LOKY_MAX_DEPTH and LOKY_PICKLER as its modules are imported: the
+    # server imported them with the variables it started with
+    Parallel(n_jobs=2)(delayed(abs)(1) for _ in range(2))
+    monkeypatch.setenv("LOKY_MAX_DEPTH", "7")
+    monkeypatch.setenv("LOKY_PICKLER", "cloudpickle")
+    got = Parallel(n_jobs=2, idle_worker_timeout=123)(
+        delayed(_loky_import_time_settings)(i) for i in range(2)
+    )
+    assert got == [(7, "cloudpickle", os.getpid())] * 2

@@ -9,7 +9,9 @@ interpreter) when the forkserver cannot start it:
 - in a worker (a nested call's pool): only the main process keeps a forkserver;
 - when a ``PYTHON*`` variable of the environment (``PYTHONPATH``,
   ``PYTHONHASHSEED``, ...) differs from the forkserver's: those act when an
-  interpreter starts, and the forkserver's has;
+  interpreter starts, and the forkserver's has; so does a ``LOKY_*`` one
+  (``LOKY_PICKLER``, ``LOKY_MAX_DEPTH``, ...): loky reads them as its modules are
+  imported, and the forkserver imported them;
 - when it failed to start or died (it is started again at the next pool).
 """
 
@@ -79,9 +81,14 @@ _exiting = False  # this process exits (at_exit): no server is started any more
 _ended: list[int] = []  # stopped servers not reaped yet
 
 
+# variables read once, as the interpreter starts or as the modules the server imports
+# (workers.forkserver.PRELOAD) are imported: loky's
+_STARTUP_PREFIXES = ("PYTHON", "LOKY_")
+
+
 def _startup_env(env: Any) -> dict[str, str]:
-    """The variables an interpreter reads as it starts."""
-    return {k: v for k, v in env.items() if k.startswith("PYTHON")}
+    """The variables an interpreter reads as it starts, or the server's imports as they run."""
+    return {k: v for k, v in env.items() if k.startswith(_STARTUP_PREFIXES)}
 
 
 def use() -> None:
