@@ -312,3 +312,27 @@ def test_a_changed_loky_variable_starts_the_worker_as_loky_does(monkeypatch):
         delayed(_loky_import_time_settings)(i) for i in range(2)
     )
     assert got == [(7, "cloudpickle", os.getpid())] * 2
+
+
+def test_a_dead_server_does_not_kill_a_parent_that_takes_sigpipe():
+    # a command-line tool restores SIGPIPE's default (to end quietly in `... | head`): a
+    # request to a server that died must fail (a worker started as loky does), not kill it
+    result = run_python(
+        """
+        import signal
+        import psutil
+        import picklepool
+        from picklepool import Parallel, delayed
+        from picklepool.executor import forkserver
+
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(2)), flush=True)
+        server = psutil.Process(forkserver._server.pid)
+        server.kill()
+        server.wait(10)
+        print(Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(abs)(-i) for i in range(2)), flush=True)
+        picklepool.shutdown()
+        """
+    )
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    assert result.stdout.split() == ["[0,", "1]", "[0,", "1]"]

@@ -17,6 +17,7 @@ interpreter) when the forkserver cannot start it:
 
 from __future__ import annotations
 
+import array
 import os
 import pickle
 import socket
@@ -28,6 +29,9 @@ from .. import lokycompat
 from ..workers import mirror
 from ..workers.forkserver import CODE, HEADER, SIGNALS
 
+# a dead server's socket fails the send (EPIPE), and does not kill a process that
+# takes SIGPIPE's default action (a command-line tool piped into `head`)
+_NO_SIGPIPE = getattr(socket, "MSG_NOSIGNAL", 0)
 STOP_WAIT = 5.0  # seconds picklepool.shutdown() waits for the forkserver's last workers to end
 REPLY_WAIT = 60.0  # seconds a request waits for the server's reply (its imports, the first time)
 
@@ -133,8 +137,10 @@ def spawn(fds: list[int], env: dict[str, str], pipe: int) -> tuple[int, int] | N
     status_r, status_w = os.pipe()
     try:
         with server.lock:
-            socket.send_fds(server.sock, [HEADER.pack(len(body))], [status_w, *stdio, *fds])
-            server.sock.sendall(body)
+            # (socket.send_fds ignores its flags before Python 3.12)
+            rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [status_w, *stdio, *fds]))
+            server.sock.sendmsg([HEADER.pack(len(body))], [rights], _NO_SIGPIPE)
+            server.sock.sendall(body, _NO_SIGPIPE)
     except OSError:
         _broken(server)
         os.close(status_r)
