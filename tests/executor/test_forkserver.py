@@ -336,3 +336,45 @@ def test_a_dead_server_does_not_kill_a_parent_that_takes_sigpipe():
     )
     assert result.returncode == 0, (result.returncode, result.stderr)
     assert result.stdout.split() == ["[0,", "1]", "[0,", "1]"]
+
+
+def test_a_worker_reads_the_time_zone_of_its_start():
+    # the C library read TZ in the server: a worker whose parent changed it since gave
+    # local times of the old zone (time.localtime, datetime.fromtimestamp), silently
+    result = run_python(
+        """
+        import json, os, time
+        import picklepool
+        from picklepool import Parallel, delayed
+
+        def local(_):
+            return time.tzname[0], time.localtime(0).tm_hour
+
+        Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(2))
+        os.environ["TZ"] = "JST-9"
+        time.tzset()
+        got = Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(local)(i) for i in range(2))
+        picklepool.shutdown()
+        print(json.dumps([local(0), got]))
+        """,
+        env={"TZ": "UTC0"},
+    )
+    assert result.returncode == 0, result.stderr
+    parent, workers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parent == ["JST", 9]
+    assert workers == [parent] * 2
+
+
+def _ctype(_: int) -> tuple[str | None, int]:
+    import locale
+
+    return locale.setlocale(locale.LC_CTYPE), os.getppid()
+
+
+def test_a_changed_locale_variable_starts_the_worker_as_loky_does(monkeypatch):
+    # a new interpreter sets its locale (LC_CTYPE) from LC_ALL, LC_CTYPE and LANG as it starts
+    Parallel(n_jobs=2)(delayed(abs)(1) for _ in range(2))
+    monkeypatch.setenv("LC_ALL", "POSIX")
+    got = Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(_ctype)(i) for i in range(2))
+    expected = run_python("import locale; print(locale.setlocale(locale.LC_CTYPE))", env={"LC_ALL": "POSIX"})
+    assert [ctype for ctype, _ in got] == [expected.stdout.strip()] * 2

@@ -11,7 +11,9 @@ interpreter) when the forkserver cannot start it:
   ``PYTHONHASHSEED``, ...) differs from the forkserver's: those act when an
   interpreter starts, and the forkserver's has; so does a ``LOKY_*`` one
   (``LOKY_PICKLER``, ``LOKY_MAX_DEPTH``, ...): loky reads them as its modules are
-  imported, and the forkserver imported them;
+  imported, and the forkserver imported them; and so does a locale one
+  (``LC_*``, ``LANG``): the interpreter sets its locale, and its standard
+  streams' and file names' encodings, from them as it starts;
 - when it failed to start or died (it is started again at the next pool).
 """
 
@@ -85,9 +87,9 @@ _exiting = False  # this process exits (at_exit): no server is started any more
 _ended: list[int] = []  # stopped servers not reaped yet
 
 
-# variables read once, as the interpreter starts or as the modules the server imports
-# (workers.forkserver.PRELOAD) are imported: loky's
-_STARTUP_PREFIXES = ("PYTHON", "LOKY_")
+# variables read once, as the interpreter starts (its own, the locale's) or as the modules
+# the server imports (workers.forkserver.PRELOAD) are imported: loky's
+_STARTUP_PREFIXES = ("PYTHON", "LOKY_", "LC_", "LANG")
 
 
 def _startup_env(env: Any) -> dict[str, str]:

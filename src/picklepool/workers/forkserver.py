@@ -18,7 +18,7 @@ would (``lokycompat.run_worker``), with:
   ``sys.stdout`` was redirected since the server started, such as pytest's capture,
   gets its workers' output as it would from an exec'd worker);
 - the environment loky would give it (the parent's ``os.environ`` at the request,
-  plus the pool's ``env``).
+  plus the pool's ``env``), and the time zone read from it (``time.tzset``).
 
 The requester gets the child's pid on its status pipe (the request's first
 descriptor), then, once the server reaps the child, its exit code (negative: the
@@ -44,6 +44,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -179,6 +180,8 @@ def _become_worker(request: dict[str, Any], fds: list[int], alive_fd: int) -> in
     for name, value in env.items():
         if os.environ.get(name) != value:
             os.environ[name] = value  # (what differs only: each is a putenv)
+    if hasattr(time, "tzset"):
+        time.tzset()  # the C library's time zone, and time.tzname, read from TZ as a new interpreter's
     return lokycompat.run_worker(request["pipe"])
 
 
