@@ -236,3 +236,158 @@ def test_a_server_that_cannot_start_leaves_the_workers_to_loky(monkeypatch):
     assert forkserver._failed
     assert Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(_origin)(i) for i in range(2))
     assert forkserver._server is None or forkserver._server.broken
+
+
+def test_a_parent_with_descriptors_over_1023_gets_forked_workers():
+    # the server's descriptors (its socket, the parent's pipe) and a worker's keep the
+    # parent's numbers: select() cannot watch one over 1023
+    result = run_python(
+        """
+        import json, os, resource
+        import picklepool
+        from picklepool import Parallel, delayed
+        from picklepool.executor import forkserver
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+        held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+        ppids = Parallel(n_jobs=2, batch_size=1)(delayed(os.getppid)() for _ in range(4))
+        server = forkserver._server.pid
+        picklepool.shutdown()
+        print(json.dumps({"ppids": sorted(set(ppids)), "server": server}))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got["ppids"] == [got["server"]]
+
+
+def test_a_worker_gets_no_standard_stream_the_parent_closed():
+    # the parent closed stdin: the next descriptor it opened (the server's socket) took 0.
+    # An exec'd worker gets no such descriptor (it is close-on-exec), and sys.stdin is None;
+    # a worker reading its stdin must not read, and wait on, the server's socket
+    result = run_python(
+        """
+        import json, os, sys
+        import picklepool
+        from picklepool import Parallel, delayed
+
+        def streams(_):
+            links = []
+            for name in os.listdir("/proc/self/fd"):
+                try:
+                    links.append(os.readlink(f"/proc/self/fd/{name}"))
+                except OSError:
+                    pass
+            return sys.stdin is None, sys.stdout is not None, [n for n in links if n.startswith("socket:")]
+
+        os.close(0)
+        got = Parallel(n_jobs=2, batch_size=1)(delayed(streams)(i) for i in range(2))
+        picklepool.shutdown()
+        print(json.dumps(got))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [[True, True, []]] * 2
+
+
+def test_the_server_is_stopped_at_exit_with_no_unclosed_resource():
+    # a script that never calls picklepool.shutdown(): the server's socket is closed at
+    # its exit, not found unclosed by the interpreter (-X dev shows ResourceWarnings)
+    result = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)))
+        """,
+        env={"PYTHONDEVMODE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 1, 2, 3]"
+    assert "Warning" not in result.stderr, result.stderr
+
+
+def _loky_import_time_settings(_: int) -> tuple[int, str, int]:
+    from loky import process_executor
+    from loky.backend import reduction
+
+    return process_executor.MAX_DEPTH, reduction.ENV_LOKY_PICKLER, os.getppid()
+
+
+def test_a_changed_loky_variable_starts_the_worker_as_loky_does(monkeypatch):
+    # loky reads LOKY_MAX_DEPTH and LOKY_PICKLER as its modules are imported: the
+    # server imported them with the variables it started with
+    Parallel(n_jobs=2)(delayed(abs)(1) for _ in range(2))
+    monkeypatch.setenv("LOKY_MAX_DEPTH", "7")
+    monkeypatch.setenv("LOKY_PICKLER", "cloudpickle")
+    got = Parallel(n_jobs=2, idle_worker_timeout=123)(
+        delayed(_loky_import_time_settings)(i) for i in range(2)
+    )
+    assert got == [(7, "cloudpickle", os.getpid())] * 2
+
+
+def test_a_dead_server_does_not_kill_a_parent_that_takes_sigpipe():
+    # a command-line tool restores SIGPIPE's default (to end quietly in `... | head`): a
+    # request to a server that died must fail (a worker started as loky does), not kill it
+    result = run_python(
+        """
+        import signal
+        import psutil
+        import picklepool
+        from picklepool import Parallel, delayed
+        from picklepool.executor import forkserver
+
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(2)), flush=True)
+        server = psutil.Process(forkserver._server.pid)
+        server.kill()
+        server.wait(10)
+        print(Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(abs)(-i) for i in range(2)), flush=True)
+        picklepool.shutdown()
+        """
+    )
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    assert result.stdout.split() == ["[0,", "1]", "[0,", "1]"]
+
+
+def test_a_worker_reads_the_time_zone_of_its_start():
+    # the C library read TZ in the server: a worker whose parent changed it since gave
+    # local times of the old zone (time.localtime, datetime.fromtimestamp), silently
+    result = run_python(
+        """
+        import json, os, time
+        import picklepool
+        from picklepool import Parallel, delayed
+
+        def local(_):
+            return time.tzname[0], time.localtime(0).tm_hour
+
+        Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(2))
+        os.environ["TZ"] = "JST-9"
+        time.tzset()
+        got = Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(local)(i) for i in range(2))
+        picklepool.shutdown()
+        print(json.dumps([local(0), got]))
+        """,
+        env={"TZ": "UTC0"},
+    )
+    assert result.returncode == 0, result.stderr
+    parent, workers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parent == ["JST", 9]
+    assert workers == [parent] * 2
+
+
+def _ctype(_: int) -> tuple[str | None, int]:
+    import locale
+
+    return locale.setlocale(locale.LC_CTYPE), os.getppid()
+
+
+def test_a_changed_locale_variable_starts_the_worker_as_loky_does(monkeypatch):
+    # a new interpreter sets its locale (LC_CTYPE) from LC_ALL, LC_CTYPE and LANG as it starts
+    Parallel(n_jobs=2)(delayed(abs)(1) for _ in range(2))
+    monkeypatch.setenv("LC_ALL", "POSIX")
+    got = Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(_ctype)(i) for i in range(2))
+    expected = run_python("import locale; print(locale.setlocale(locale.LC_CTYPE))", env={"LC_ALL": "POSIX"})
+    assert [ctype for ctype, _ in got] == [expected.stdout.strip()] * 2

@@ -7,14 +7,19 @@ ends, is in ``workers.forkserver``. A worker is started as loky starts it (a new
 interpreter) when the forkserver cannot start it:
 
 - in a worker (a nested call's pool): only the main process keeps a forkserver;
-- when a ``PYTHON*`` or ``LOKY_*`` variable of the environment (``PYTHONPATH``,
-  ``PYTHONHASHSEED``, ``LOKY_MAX_DEPTH``, ...) differs from the forkserver's: those act
-  when an interpreter starts or loky is imported, and the forkserver's has;
+- when a ``PYTHON*`` variable of the environment (``PYTHONPATH``,
+  ``PYTHONHASHSEED``, ...) differs from the forkserver's: those act when an
+  interpreter starts, and the forkserver's has; so does a ``LOKY_*`` one
+  (``LOKY_PICKLER``, ``LOKY_MAX_DEPTH``, ...): loky reads them as its modules are
+  imported, and the forkserver imported them; and so does a locale one
+  (``LC_*``, ``LANG``): the interpreter sets its locale, and its standard
+  streams' and file names' encodings, from them as it starts;
 - when it failed to start or died (it is started again at the next pool).
 """
 
 from __future__ import annotations
 
+import array
 import os
 import pickle
 import socket
@@ -26,6 +31,9 @@ from .. import lokycompat
 from ..workers import mirror
 from ..workers.forkserver import CODE, HEADER, SIGNALS
 
+# a dead server's socket fails the send (EPIPE), and does not kill a process that
+# takes SIGPIPE's default action (a command-line tool piped into `head`)
+_NO_SIGPIPE = getattr(socket, "MSG_NOSIGNAL", 0)
 STOP_WAIT = 5.0  # seconds picklepool.shutdown() waits for the forkserver's last workers to end
 REPLY_WAIT = 60.0  # seconds a request waits for the server's reply (its imports, the first time)
 
@@ -75,16 +83,18 @@ def _command(sock: int, alive: int) -> str:
 _lock = threading.Lock()
 _server: _Server | None = None
 _failed = False  # a server died before its first worker: workers start as loky starts them
+_exiting = False  # this process exits (at_exit): no server is started any more
 _ended: list[int] = []  # stopped servers not reaped yet
 
 
-def _startup_env(env: Any) -> dict[str, str]:
-    """The variables read as an interpreter starts, or as the server's imports run.
+# variables read once, as the interpreter starts (its own, the locale's) or as the modules
+# the server imports (workers.forkserver.PRELOAD) are imported: loky's
+_STARTUP_PREFIXES = ("PYTHON", "LOKY_", "LC_", "LANG")
 
-    ``PYTHON*`` (``PYTHONHASHSEED``, ``PYTHONPATH``, ...) and ``LOKY_*`` (loky reads
-    ``LOKY_MAX_DEPTH`` and ``LOKY_PICKLER`` when it is imported).
-    """
-    return {k: v for k, v in env.items() if k.startswith(("PYTHON", "LOKY_"))}
+
+def _startup_env(env: Any) -> dict[str, str]:
+    """The variables an interpreter reads as it starts, or the server's imports as they run."""
+    return {k: v for k, v in env.items() if k.startswith(_STARTUP_PREFIXES)}
 
 
 def use() -> None:
@@ -106,7 +116,7 @@ def _running() -> _Server | None:
             _server = None
         for pid in list(_ended):
             _reap(pid)
-        if _server is None and not _failed:
+        if _server is None and not _failed and not _exiting:
             try:
                 _server = _Server()
             except OSError:
@@ -123,14 +133,16 @@ def spawn(fds: list[int], env: dict[str, str], pipe: int) -> tuple[int, int] | N
     server = _running()
     if server is None or _startup_env(env) != server.startup:
         return None
-    stdio = [fd for fd in (0, 1, 2) if _is_open(fd)]
+    stdio = [fd for fd in (0, 1, 2) if _inherited(fd)]
     request = {"stdio": stdio, "targets": fds, "env": env, "pipe": pipe, "process": _process_state()}
     body = pickle.dumps(request)
     status_r, status_w = os.pipe()
     try:
         with server.lock:
-            socket.send_fds(server.sock, [HEADER.pack(len(body))], [status_w, *stdio, *fds])
-            server.sock.sendall(body)
+            # (socket.send_fds ignores its flags before Python 3.12)
+            rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [status_w, *stdio, *fds]))
+            server.sock.sendmsg([HEADER.pack(len(body))], [rights], _NO_SIGPIPE)
+            server.sock.sendall(body, _NO_SIGPIPE)
     except OSError:
         _broken(server)
         os.close(status_r)
@@ -193,12 +205,16 @@ def _rlimits() -> tuple[str, ...]:
 _RLIMITS = _rlimits()
 
 
-def _is_open(fd: int) -> bool:
+def _inherited(fd: int) -> bool:
+    """Whether a new interpreter would get the descriptor *fd*: open, and not close-on-exec.
+
+    A standard descriptor this process closed is taken by the next file it opens (the
+    forkserver's socket, a pool's pipe), close-on-exec: not the worker's standard stream.
+    """
     try:
-        os.fstat(fd)
+        return os.get_inheritable(fd)
     except OSError:
         return False
-    return True
 
 
 def stop(wait: bool = True) -> None:
@@ -210,6 +226,17 @@ def stop(wait: bool = True) -> None:
         _stop(server, wait)
 
 
+def at_exit() -> None:
+    """This process exits, its pools stopped: stop the server now, and start no other.
+
+    Its socket is closed by this process, not left to the interpreter's end (a
+    ``ResourceWarning`` under ``-X dev``); a worker still started is started as loky does.
+    """
+    global _exiting
+    _exiting = True
+    stop(wait=False)
+
+
 def _stop(server: _Server, wait: bool) -> None:
     server.close()  # it serves no more, and exits after its last worker
     _ended.append(server.pid)
@@ -219,10 +246,10 @@ def _stop(server: _Server, wait: bool) -> None:
         except OSError:
             pass
         else:
-            import select
+            from multiprocessing.connection import wait as wait_for  # (poll: fd may be over 1023)
 
             try:
-                select.select([fd], [], [], STOP_WAIT)
+                wait_for([fd], STOP_WAIT)
             finally:
                 os.close(fd)
     _reap(server.pid)
@@ -239,10 +266,10 @@ def _reap(pid: int) -> None:
 
 def _forget_in_child() -> None:
     """In a forked child: the forkserver is the parent's."""
-    global _server, _lock, _failed
+    global _server, _lock, _failed, _exiting
     _lock = threading.Lock()
     _ended.clear()
-    _failed = False
+    _failed = _exiting = False
     if _server is not None:
         _server.sock.close()
         os.close(_server.alive)  # the server must see the parent's death, not wait for this child

@@ -279,6 +279,7 @@ def _at_exit() -> None:
             stop(executor, wait=not nested, kill=nested)
         except Exception:  # noqa: BLE001 - at exit: stop the others anyway
             pass
+    forkserver.at_exit()
     if not nested:
         return
     for proc in lokycompat.started_workers():  # retiring inner workers too: not waited for

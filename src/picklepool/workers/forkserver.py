@@ -18,7 +18,7 @@ would (``lokycompat.run_worker``), with:
   ``sys.stdout`` was redirected since the server started, such as pytest's capture,
   gets its workers' output as it would from an exec'd worker);
 - the environment loky would give it (the parent's ``os.environ`` at the request,
-  plus the pool's ``env``).
+  plus the pool's ``env``), and the time zone read from it (``time.tzset``).
 
 The requester gets the child's pid on its status pipe (the request's first
 descriptor), then, once the server reaps the child, its exit code (negative: the
@@ -44,6 +44,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -172,16 +173,52 @@ def _become_worker(request: dict[str, Any], fds: list[int], alive_fd: int) -> in
     _place(wanted)
     os.set_inheritable(alive, False)
     control.parent_alive = alive  # watched instead of the process's parent: the server may die first
-    out: Any = sys.stdout
-    if out is not None:  # line-buffered on a terminal, as a new interpreter's
-        out.reconfigure(line_buffering=os.isatty(1))
+    _standard_streams(set(stdio))
     env = request["env"]
     for name in [name for name in os.environ if name not in env]:
         del os.environ[name]
     for name, value in env.items():
         if os.environ.get(name) != value:
             os.environ[name] = value  # (what differs only: each is a putenv)
+    if hasattr(time, "tzset"):
+        time.tzset()  # the C library's time zone, and time.tzname, read from TZ as a new interpreter's
     return lokycompat.run_worker(request["pipe"])
+
+
+_STREAMS = ("stdin", "stdout", "stderr")
+
+
+def _standard_streams(opened: set[int]) -> None:
+    """``sys.stdin``, ``sys.stdout`` and ``sys.stderr`` as a new interpreter would make them.
+
+    On the descriptors 0, 1 and 2 the parent passes (*opened*), not on those the server
+    had: None for one it does not pass (a new interpreter finds it closed), a new
+    stream for one the server had no stream for; stdout line-buffered on a terminal.
+    """
+    for fd, name in enumerate(_STREAMS):
+        stream: Any = getattr(sys, name)
+        if fd not in opened:
+            stream = None
+        elif stream is None:
+            stream = _new_stream(fd)
+        elif fd == 1:
+            stream.reconfigure(line_buffering=os.isatty(1))
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
+
+
+def _new_stream(fd: int) -> Any:
+    import io
+    import locale
+
+    encoding = "utf-8" if sys.flags.utf8_mode else locale.getpreferredencoding(False)
+    raw: Any = io.open(fd, "rb" if fd == 0 else "wb", closefd=False)  # noqa: UP020 - a binary stream
+    return io.TextIOWrapper(
+        raw,
+        encoding=encoding,
+        errors="backslashreplace" if fd == 2 else "strict",
+        line_buffering=fd == 2 or os.isatty(fd),
+    )
 
 
 def _inherit(state: dict[str, Any]) -> None:
@@ -247,10 +284,14 @@ def main(sock_fd: int, alive_fd: int) -> None:
     sock = socket.socket(fileno=sock_fd)
     children: dict[int, int] = {}  # pid -> status pipe
     serving = True
+    # poll, not select: the descriptors keep the parent's numbers, which may be over 1023
+    poller = select.poll()
+    for fd in (alive_fd, wake_r, sock_fd):
+        poller.register(fd, select.POLLIN)
     while serving or children:
-        watched: list[Any] = [alive_fd, wake_r, *([sock] if serving else [])]
-        ready = select.select(watched, [], [])[0]
+        ready = {fd for fd, _ in poller.poll()}
         if alive_fd in ready:
+            sock.close()
             return  # the parent died
         if wake_r in ready:
             while True:
@@ -260,10 +301,11 @@ def main(sock_fd: int, alive_fd: int) -> None:
                 except BlockingIOError:
                     break
         _reap(children)
-        if serving and sock in ready:
+        if serving and sock_fd in ready:
             got = _receive(sock)
             if got is None:
                 serving = False
+                poller.unregister(sock_fd)
                 sock.close()
                 continue
             request, fds = got
@@ -271,7 +313,9 @@ def main(sock_fd: int, alive_fd: int) -> None:
             if pid == 0:
                 code = 1
                 try:
-                    for fd in (sock.fileno(), wake_r, wake_w, *children.values()):
+                    # detached: the socket object must not close its number at this
+                    # process's exit, another descriptor's by then (nor warn it unclosed)
+                    for fd in (sock.detach(), wake_r, wake_w, *children.values()):
                         os.close(fd)
                     code = _become_worker(request, fds, alive_fd)
                 except BaseException:  # noqa: BLE001 - a worker that could not start: said on its stderr
