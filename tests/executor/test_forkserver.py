@@ -117,15 +117,19 @@ def test_a_forked_workers_exit_code_reaches_the_parent(code):
 
 
 def test_a_killed_forkserver_breaks_no_call_and_is_started_again():
-    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
-    first = _server_pid()
-    psutil.Process(first).kill()
-    psutil.Process(first).wait(10)
-    # the running workers go on: they were forked already
-    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
-    # new workers: the next request finds it dead, and starts another
-    assert Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(_origin)(i) for i in range(2))
-    assert _server_pid() != first
+    with Parallel(n_jobs=2, batch_size=1) as parallel:
+        workers = {pid for pid, _, _ in parallel(delayed(_origin)(i) for i in range(4))}
+        first = _server_pid()
+        psutil.Process(first).kill()
+        psutil.Process(first).wait(10)
+        # the running workers go on: they were forked already
+        assert {pid for pid, _, _ in parallel(delayed(_origin)(i) for i in range(4))} <= workers
+        # another pool's workers: the request finds the server dead, and starts another
+        assert Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(_origin)(i) for i in range(2))
+        assert _server_pid() != first
+        # the first pool's workers still go on: replacing their server did not end them
+        assert {pid for pid, _, _ in parallel(delayed(_origin)(i) for i in range(4))} <= workers
+        assert all(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers)
 
 
 def test_a_worker_whose_forkserver_died_is_seen_dead():

@@ -45,30 +45,40 @@ class _Server:
         from multiprocessing import util
 
         ours, theirs = socket.socketpair()
-        alive_r, alive_w = os.pipe()
+        alive = _alive_pipe()
         try:
             self.pid = util.spawnv_passfds(
                 os.fsencode(sys.executable),
-                [sys.executable, "-c", _command(theirs.fileno(), alive_r)],
-                [theirs.fileno(), alive_r],
+                [sys.executable, "-c", _command(theirs.fileno(), alive)],
+                [theirs.fileno(), alive],
             )
         except BaseException:
             ours.close()
-            os.close(alive_w)
             raise
         finally:
             theirs.close()
-            os.close(alive_r)
         self.sock = ours
-        self.alive = alive_w  # only this process holds it: end of file tells the server we died
         self.startup = _startup_env(os.environ)
         self.lock = threading.Lock()  # one request at a time on the socket
         self.broken = False
         self.served = False  # it has forked a worker
 
     def close(self) -> None:
-        self.sock.close()
-        os.close(self.alive)
+        self.sock.close()  # it serves no more, and exits after its last worker
+
+
+# The pipe every server and worker watches: its writing end is only this process's (not
+# inheritable, closed in a forked child), so it ends when this process does. One for the
+# process, never closed before: a stopped or replaced server's workers may still work.
+_alive: tuple[int, int] | None = None
+
+
+def _alive_pipe() -> int:
+    """The reading end of the pipe that ends with this process (made at the first server)."""
+    global _alive
+    if _alive is None:
+        _alive = os.pipe()
+    return _alive[0]
 
 
 def _command(sock: int, alive: int) -> str:
@@ -238,7 +248,7 @@ def at_exit() -> None:
 
 
 def _stop(server: _Server, wait: bool) -> None:
-    server.close()  # it serves no more, and exits after its last worker
+    server.close()
     _ended.append(server.pid)
     if wait:
         try:
@@ -266,14 +276,17 @@ def _reap(pid: int) -> None:
 
 def _forget_in_child() -> None:
     """In a forked child: the forkserver is the parent's."""
-    global _server, _lock, _failed, _exiting
+    global _server, _lock, _failed, _exiting, _alive
     _lock = threading.Lock()
     _ended.clear()
     _failed = _exiting = False
     if _server is not None:
         _server.sock.close()
-        os.close(_server.alive)  # the server must see the parent's death, not wait for this child
         _server = None
+    if _alive is not None:  # the servers must see the parent's death, not wait for this child's
+        for fd in _alive:
+            os.close(fd)
+        _alive = None
 
 
 if hasattr(os, "register_at_fork"):
