@@ -30,6 +30,10 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
   and ``_reader``, to end a dead pool's feeder thread, :func:`end_call_queue`), retiring
   ones included, so that a pool can be stopped with a deadline
   (``executor.reaper``) without touching another pool's workers;
+- loky's POSIX ``Popen`` (``popen_loky_posix.Popen``: its ``_launch``, ``_fds`` and
+  ``poll``), ``spawn.get_preparation_data`` and ``spawn.prepare``, ``reduction.dump`` and
+  the resource tracker's ``getfd``, and ``BaseProcess._Popen``/``_bootstrap``, to have
+  the forkserver fork the workers loky starts (:func:`use_spawner`, :func:`run_worker`);
 - the order of exit hooks: loky joins its manager threads from a
   ``threading._register_atexit`` hook (``process_executor._python_exit``), before
   ``atexit`` handlers run; :func:`before_loky_exit` registers a hook that runs
