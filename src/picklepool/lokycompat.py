@@ -269,15 +269,9 @@ def _spawned_popen() -> Any:
             parent_r, child_w = os.pipe()
             child_r, parent_w = os.pipe()
             try:
-                mp_tracker = prep_data.get("mp_tracker_fd")  # (loky >= 3.5 passes it)
-                fds = [
-                    *self._fds,
-                    child_r,
-                    child_w,
-                    tracker_fd,
-                    *([mp_tracker] if mp_tracker is not None else []),
-                ]
-                fds = list(dict.fromkeys(fds))  # each once, in loky's order
+                fds = [*self._fds, child_r, child_w, tracker_fd, prep_data.get("mp_tracker_fd")]
+                # each once, in loky's order (multiprocessing's tracker: loky >= 3.5 passes it)
+                fds = [fd for fd in dict.fromkeys(fds) if fd is not None]
                 started = spawner(fds, {**os.environ, **(process_obj.env or {})}, child_r)
             except BaseException:
                 for fd in (parent_r, child_w, child_r, parent_w):
