@@ -395,3 +395,22 @@ def test_a_changed_locale_variable_starts_the_worker_as_loky_does(monkeypatch):
     got = Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(_ctype)(i) for i in range(2))
     expected = run_python("import locale; print(locale.setlocale(locale.LC_CTYPE))", env={"LC_ALL": "POSIX"})
     assert [ctype for ctype, _ in got] == [expected.stdout.strip()] * 2
+
+
+def test_a_stopped_forkserver_leaves_the_next_workers_to_loky(monkeypatch):
+    # a server that does not answer (stopped, hung) is given REPLY_WAIT, then loky starts
+    # the worker; the request it answers later finds nobody waiting, and its child ends quietly
+    monkeypatch.setattr(forkserver, "REPLY_WAIT", 0.5)
+    with Parallel(n_jobs=2) as parallel:  # (its workers, the server's, are not stopped meanwhile)
+        parallel(delayed(abs)(1) for _ in range(2))
+        server = psutil.Process(_server_pid())
+        server.suspend()
+        try:
+            other = Parallel(n_jobs=2, batch_size=1, idle_worker_timeout=123)  # new workers
+            got = other(delayed(_origin)(i) for i in range(4))
+        finally:
+            server.resume()
+    parents = {ppid for _, ppid, _ in got}
+    assert os.getpid() in parents  # the worker it did not answer for: loky's
+    assert server.pid not in parents
+    assert server.is_running() and server.status() != psutil.STATUS_ZOMBIE  # it goes on, unharmed

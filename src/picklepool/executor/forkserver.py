@@ -35,7 +35,10 @@ from ..workers.forkserver import CODE, HEADER, SIGNALS
 # takes SIGPIPE's default action (a command-line tool piped into `head`)
 _NO_SIGPIPE = getattr(socket, "MSG_NOSIGNAL", 0)
 STOP_WAIT = 5.0  # seconds picklepool.shutdown() waits for the forkserver's last workers to end
-REPLY_WAIT = 60.0  # seconds a request waits for the server's reply (its imports, the first time)
+# seconds a request waits for the server's reply: the first one waits for its imports; past
+# that, the server is taken for broken (stopped, hung) and loky starts the worker itself
+FIRST_REPLY_WAIT = 60.0
+REPLY_WAIT = 10.0
 
 
 class _Server:
@@ -161,7 +164,8 @@ def spawn(fds: list[int], env: dict[str, str], pipe: int) -> tuple[int, int] | N
         os.close(status_w)
     from multiprocessing.connection import wait
 
-    got = os.read(status_r, CODE.size) if wait([status_r], REPLY_WAIT) else b""
+    patience = REPLY_WAIT if server.served else FIRST_REPLY_WAIT
+    got = os.read(status_r, CODE.size) if wait([status_r], patience) else b""
     if len(got) != CODE.size:  # the server died, or hangs
         _broken(server)
         os.close(status_r)

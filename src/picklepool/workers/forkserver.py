@@ -318,10 +318,15 @@ def main(sock_fd: int, alive_fd: int) -> None:
                     for fd in (sock.detach(), wake_r, wake_w, *children.values()):
                         os.close(fd)
                     code = _become_worker(request, fds, alive_fd)
+                except EOFError:  # no preparation data: the requester gave up waiting (REPLY_WAIT)
+                    code = 0
                 except BaseException:  # noqa: BLE001 - a worker that could not start: said on its stderr
                     traceback.print_exc()
                 raise SystemExit(code)  # the interpreter's exit, as an exec'd worker's
-            os.write(fds[0], CODE.pack(pid))
+            try:
+                os.write(fds[0], CODE.pack(pid))
+            except OSError:  # the requester gave up waiting: the child ends at once (EOFError)
+                pass
             children[pid] = fds[0]
             for fd in fds[1:]:
                 os.close(fd)
