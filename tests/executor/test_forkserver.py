@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import threading
 
 import psutil
 import pytest
@@ -395,3 +396,29 @@ def test_a_changed_locale_variable_starts_the_worker_as_loky_does(monkeypatch):
     got = Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(_ctype)(i) for i in range(2))
     expected = run_python("import locale; print(locale.setlocale(locale.LC_CTYPE))", env={"LC_ALL": "POSIX"})
     assert [ctype for ctype, _ in got] == [expected.stdout.strip()] * 2
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_server_stopped_without_waiting_is_reaped_as_it_exits():
+    # picklepool.shutdown(wait=False) left the server a zombie until the next pool's start
+    Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4))
+    pid = _server_pid()
+    pidfd = os.pidfd_open(pid)
+    try:
+        picklepool.shutdown(wait=False)
+        from multiprocessing.connection import wait
+
+        assert wait([pidfd], 30), "the server did not exit after its workers"
+    finally:
+        os.close(pidfd)
+    for thread in threading.enumerate():
+        if thread.name == "picklepool-forkserver-reap":
+            thread.join(10)
+    assert _reaped(pid), "the stopped server is a zombie"
+    assert pid not in forkserver._ended
