@@ -62,9 +62,18 @@ class _Server:
         self.lock = threading.Lock()  # one request at a time on the socket
         self.broken = False
         self.served = False  # it has forked a worker
+        self.closed = False  # stopped: its socket is closed, no request is sent any more
 
     def close(self) -> None:
-        self.sock.close()  # it serves no more, and exits after its last worker
+        """Serve no more: it exits after its last worker.
+
+        Under the request lock: a request another thread is sending (a pool's start
+        while ``picklepool.shutdown()`` runs) is sent whole first, never cut, nor its
+        rest sent to whatever file takes the socket's number once closed.
+        """
+        with self.lock:
+            self.closed = True
+            self.sock.close()
 
 
 # The pipe every server and worker watches: its writing end is only this process's (not
@@ -147,18 +156,24 @@ def spawn(fds: list[int], env: dict[str, str], pipe: int) -> tuple[int, int] | N
     request = {"stdio": stdio, "targets": fds, "env": env, "pipe": pipe, "process": _process_state()}
     body = pickle.dumps(request)
     status_r, status_w = os.pipe()
+    sent = False
     try:
         with server.lock:
-            # (socket.send_fds ignores its flags before Python 3.12)
-            rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [status_w, *stdio, *fds]))
-            server.sock.sendmsg([HEADER.pack(len(body))], [rights], _NO_SIGPIPE)
-            server.sock.sendall(body, _NO_SIGPIPE)
+            # stopped since _running returned it (picklepool.shutdown() in another
+            # thread): this worker starts as loky starts it; the server did not fail
+            if not server.closed:
+                # (socket.send_fds ignores its flags before Python 3.12)
+                rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [status_w, *stdio, *fds]))
+                server.sock.sendmsg([HEADER.pack(len(body))], [rights], _NO_SIGPIPE)
+                server.sock.sendall(body, _NO_SIGPIPE)
+                sent = True
     except OSError:
         _broken(server)
-        os.close(status_r)
-        return None
     finally:
         os.close(status_w)
+    if not sent:
+        os.close(status_r)
+        return None
     from multiprocessing.connection import wait
 
     got = os.read(status_r, CODE.size) if wait([status_r], REPLY_WAIT) else b""
