@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import threading
 
 import psutil
 import pytest
@@ -414,3 +415,53 @@ def test_a_stopped_forkserver_leaves_the_next_workers_to_loky(monkeypatch):
     assert os.getpid() in parents  # the worker it did not answer for: loky's
     assert server.pid not in parents
     assert server.is_running() and server.status() != psutil.STATUS_ZOMBIE  # it goes on, unharmed
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_server_stopped_without_waiting_is_reaped_as_it_exits():
+    # picklepool.shutdown(wait=False) left the server a zombie until the next pool's start
+    Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4))
+    pid = _server_pid()
+    pidfd = os.pidfd_open(pid)
+    try:
+        picklepool.shutdown(wait=False)
+        from multiprocessing.connection import wait
+
+        assert wait([pidfd], 30), "the server did not exit after its workers"
+    finally:
+        os.close(pidfd)
+    for thread in threading.enumerate():
+        if thread.name == "picklepool-forkserver-reap":
+            thread.join(10)
+    assert _reaped(pid), "the stopped server is a zombie"
+    assert pid not in forkserver._ended
+
+
+def test_a_server_stopped_as_a_worker_is_requested_is_not_taken_for_one_that_failed(monkeypatch):
+    # picklepool.shutdown() in another thread between spawn's _running() and its request:
+    # the closed socket's send failed, and a server that had not forked yet was taken for
+    # one that cannot start here: no forked worker for the rest of the process
+    picklepool.shutdown()
+    monkeypatch.setattr(forkserver, "_failed", False)
+    real = forkserver._running
+    stopped = []
+
+    def stopped_meanwhile():
+        server = real()
+        if server is not None and not stopped and sys._getframe(1).f_code.co_name == "spawn":
+            stopped.append(server.pid)
+            forkserver.stop(wait=False)  # as another thread's picklepool.shutdown() would
+        return server
+
+    monkeypatch.setattr(forkserver, "_running", stopped_meanwhile)
+    got = Parallel(n_jobs=2, batch_size=1)(delayed(_origin)(i) for i in range(4))
+    assert stopped and len(got) == 4
+    assert not forkserver._failed
+    got = Parallel(n_jobs=2, batch_size=1, idle_worker_timeout=123)(delayed(_origin)(i) for i in range(2))
+    assert {ppid for _, ppid, _ in got} == {_server_pid()}

@@ -65,9 +65,18 @@ class _Server:
         self.lock = threading.Lock()  # one request at a time on the socket
         self.broken = False
         self.served = False  # it has forked a worker
+        self.closed = False  # stopped: its socket is closed, no request is sent any more
 
     def close(self) -> None:
-        self.sock.close()  # it serves no more, and exits after its last worker
+        """Serve no more: it exits after its last worker.
+
+        Under the request lock: a request another thread is sending (a pool's start
+        while ``picklepool.shutdown()`` runs) is sent whole first, never cut, nor its
+        rest sent to whatever file takes the socket's number once closed.
+        """
+        with self.lock:
+            self.closed = True
+            self.sock.close()
 
 
 # The pipe every server and worker watches: its writing end is only this process's (not
@@ -150,18 +159,24 @@ def spawn(fds: list[int], env: dict[str, str], pipe: int) -> tuple[int, int] | N
     request = {"stdio": stdio, "targets": fds, "env": env, "pipe": pipe, "process": _process_state()}
     body = pickle.dumps(request)
     status_r, status_w = os.pipe()
+    sent = False
     try:
         with server.lock:
-            # (socket.send_fds ignores its flags before Python 3.12)
-            rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [status_w, *stdio, *fds]))
-            server.sock.sendmsg([HEADER.pack(len(body))], [rights], _NO_SIGPIPE)
-            server.sock.sendall(body, _NO_SIGPIPE)
+            # stopped since _running returned it (picklepool.shutdown() in another
+            # thread): this worker starts as loky starts it; the server did not fail
+            if not server.closed:
+                # (socket.send_fds ignores its flags before Python 3.12)
+                rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [status_w, *stdio, *fds]))
+                server.sock.sendmsg([HEADER.pack(len(body))], [rights], _NO_SIGPIPE)
+                server.sock.sendall(body, _NO_SIGPIPE)
+                sent = True
     except OSError:
         _broken(server)
-        os.close(status_r)
-        return None
     finally:
         os.close(status_w)
+    if not sent:
+        os.close(status_r)
+        return None
     from multiprocessing.connection import wait
 
     patience = REPLY_WAIT if server.served else FIRST_REPLY_WAIT
@@ -232,12 +247,16 @@ def _inherited(fd: int) -> bool:
 
 
 def stop(wait: bool = True) -> None:
-    """Stop the forkserver; *wait*: until it has exited (after its last workers, up to ``STOP_WAIT``)."""
+    """Stop the forkserver; *wait*: until it has exited (after its last workers, up to ``STOP_WAIT``).
+
+    A server that has not exited by then is reaped as it exits (:func:`_reap_when_ended`),
+    not left a zombie until the next pool.
+    """
     global _server
     with _lock:
         server, _server = _server, None
     if server is not None:
-        _stop(server, wait)
+        _stop(server, wait, later=not _exiting)
 
 
 def at_exit() -> None:
@@ -251,7 +270,8 @@ def at_exit() -> None:
     stop(wait=False)
 
 
-def _stop(server: _Server, wait: bool) -> None:
+def _stop(server: _Server, wait: bool, later: bool = True) -> None:
+    """Stop *server*, reap it if it has exited; else, *later*: as it exits."""
     server.close()
     _ended.append(server.pid)
     if wait:
@@ -267,6 +287,8 @@ def _stop(server: _Server, wait: bool) -> None:
             finally:
                 os.close(fd)
     _reap(server.pid)
+    if later and server.pid in _ended:
+        _reap_when_ended(server.pid)
 
 
 def _reap(pid: int) -> None:
@@ -274,8 +296,53 @@ def _reap(pid: int) -> None:
         done = os.waitpid(pid, os.WNOHANG)[0] != 0
     except ChildProcessError:
         done = True
-    if done and pid in _ended:
+    if done:
+        _forget(pid)
+
+
+def _forget(pid: int) -> None:
+    try:
         _ended.remove(pid)
+    except ValueError:
+        pass  # reaped by another thread
+
+
+def _reap_when_ended(pid: int) -> None:
+    """Reap the stopped server *pid* as it exits (after its last workers), in a daemon thread.
+
+    Without it, a server stopped without waiting (``picklepool.shutdown(wait=False)``),
+    or still serving workers at the end of the wait, stayed a zombie until the next
+    pool's start, for ever if none started. Waits on a pidfd (``waitid``), which names
+    that process only, never a later one given its pid. Without pidfds, it is reaped at
+    the next pool's start, as before.
+    """
+    if not hasattr(os, "P_PIDFD"):
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    _reaping.add(fd)
+
+    def reap() -> None:
+        try:
+            os.waitid(os.P_PIDFD, fd, os.WEXITED)
+        except OSError:
+            pass  # reaped already (_running, stop)
+        finally:
+            _reaping.discard(fd)
+            os.close(fd)
+        with _lock:
+            _forget(pid)
+
+    try:
+        threading.Thread(target=reap, name="picklepool-forkserver-reap", daemon=True).start()
+    except RuntimeError:  # the interpreter exits: the server ends with this process
+        _reaping.discard(fd)
+        os.close(fd)
+
+
+_reaping: set[int] = set()  # the pidfds of _reap_when_ended's threads
 
 
 def _forget_in_child() -> None:
@@ -283,6 +350,9 @@ def _forget_in_child() -> None:
     global _server, _lock, _failed, _exiting, _alive
     _lock = threading.Lock()
     _ended.clear()
+    for fd in list(_reaping):  # the parent's threads that wait on them are not here
+        _reaping.discard(fd)
+        os.close(fd)
     _failed = _exiting = False
     if _server is not None:
         _server.sock.close()
