@@ -242,7 +242,7 @@ def _spawned_popen() -> Any:
 
     from loky.backend import popen_loky_posix, reduction, resource_tracker, spawn
 
-    code = struct.Struct("q")
+    code = struct.Struct("q")  # workers.forkserver.CODE (that module imports this one)
 
     class Popen(popen_loky_posix.Popen):  # type: ignore[misc]
         __module__ = popen_loky_posix.__name__  # loky's _launch runs ``python -m`` this class's module

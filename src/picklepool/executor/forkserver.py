@@ -125,7 +125,7 @@ def use() -> None:
     Started before loky's resource trackers and the workers' requests, its imports
     begin as early as they can.
     """
-    if lokycompat.depth() == 0 and sys.platform != "win32" and hasattr(socket, "send_fds"):
+    if lokycompat.depth() == 0 and hasattr(socket, "SCM_RIGHTS"):  # (POSIX: descriptors sent)
         lokycompat.use_spawner(spawn)
         _running()
 
@@ -215,9 +215,7 @@ def _process_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "umask": mirror.umask(),
         "nice": os.getpriority(os.PRIO_PROCESS, 0),
-        "rlimits": {
-            getattr(resource, name): resource.getrlimit(getattr(resource, name)) for name in _RLIMITS
-        },
+        "rlimits": {limit: resource.getrlimit(limit) for limit in _RLIMITS},
         "ignored": [sig for sig in SIGNALS if signal.getsignal(sig) == signal.SIG_IGN],
     }
     if hasattr(os, "sched_getaffinity"):
@@ -225,13 +223,13 @@ def _process_state() -> dict[str, Any]:
     return state
 
 
-def _rlimits() -> tuple[str, ...]:
+def _rlimits() -> tuple[int, ...]:
     import resource
 
-    return tuple(name for name in dir(resource) if name.startswith("RLIMIT_"))
+    return tuple({getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")})
 
 
-_RLIMITS = _rlimits()
+_RLIMITS = _rlimits()  # every resource limit this platform has
 
 
 def _inherited(fd: int) -> bool:
