@@ -25,10 +25,34 @@ reply back; anything else gives the workers back to loky first.
 
 In-process backends (threading, sequential) run ``workers.tasks.run_local`` on
 the objects themselves: nothing is pickled. Nothing here is imported by a worker.
+
+Its modules are imported as first used (``Parallel``, ``effective_n_jobs`` and
+``shutdown`` here too): a first call starts its forkserver before most of them are
+imported, and the two proceed together (``backends.prepare``).
 """
 
-from .backends import shutdown
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .delayed import delayed
-from .parallel import Parallel, effective_n_jobs
 
 __all__ = ["Parallel", "delayed", "effective_n_jobs", "shutdown"]
+
+_WHERE = {"Parallel": "parallel", "effective_n_jobs": "parallel", "shutdown": "backends"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .backends import shutdown as shutdown
+    from .parallel import Parallel as Parallel
+    from .parallel import effective_n_jobs as effective_n_jobs

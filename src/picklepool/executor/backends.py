@@ -18,8 +18,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import MappingProxyType
 from typing import Any
 
-import loky
-
 from .. import lokycompat
 from ..errors import CallerInterrupt
 from ..settings import NOT_SET, cpu_count, push_config
@@ -100,7 +98,7 @@ class LokyBackend(Backend):
             fn, args = run_packed, (packed,)
         try:  # loky's jobs need its workers: lanes give them back first
             return lanes.loky_submit(self._executor, fn, *args)
-        except (loky.process_executor.ShutdownExecutorError, RuntimeError):
+        except RuntimeError:  # loky's ShutdownExecutorError is one
             # Broken by a crash in an earlier call, or shut down: get a fresh pool.
             self._get()
             return lanes.loky_submit(self._executor, fn, *args)
@@ -289,6 +287,19 @@ def shutdown(wait: bool = True, kill: bool = False) -> None:
     dask_backend = sys.modules.get(f"{__package__}.dask")
     if dask_backend is not None:  # imported only if backend="dask" was used
         dask_backend.close_clients()
+
+
+def prepare(name: str, n_workers: int) -> bool:
+    """Start what the workers of a pool of *name* are forked from, before anything else.
+
+    The forkserver's start (its imports, about 70 ms of CPU) then runs while this
+    process imports and computes what the call needs (loky, cloudpickle, psutil are
+    imported as first used): a first call waits for the longer of the two, not both.
+    """
+    if BACKENDS.get(name) is LokyBackend and n_workers > 1:
+        pool.prepare()
+        return True
+    return False
 
 
 def make_backend(name: str, n_workers: int, **options: Any) -> Backend:

@@ -22,8 +22,6 @@ import tempfile
 from collections.abc import Iterable
 from typing import Any
 
-import psutil
-
 from .. import lokycompat
 from ..workers.control import shm_root
 
@@ -71,6 +69,8 @@ def exited(pid: int) -> bool:
     process's child: the worker was reaped and its pid reused; what is named
     after that pid is the new process's).
     """
+    import psutil
+
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

@@ -8,7 +8,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import lokycompat
 from ..pickler import buffers
@@ -17,11 +17,13 @@ from ..settings import NOT_SET, Settings, inflight, resolve_settings, sources_no
 from ..workers import mirror
 from . import limits, memory
 from .backend import Backend
-from .backends import BACKENDS, make_backend
+from .backends import BACKENDS, make_backend, prepare
 from .batching import AutoBatcher, FixedBatcher
-from .dispatch import Call
 from .joblib_backends import from_joblib
 from .progress import VerboseLines, make_reporter
+
+if TYPE_CHECKING:
+    from .dispatch import Call
 
 # dispatch, batching, progress and the pickler are imported here, with the module, not
 # by the first call: a first call made by several threads at once imported them while
@@ -302,6 +304,8 @@ class Parallel:
         return _nested(s, warn)
 
     def _make_backend(self, s: Settings) -> Backend:
+        if prepare(s.backend, s.n_workers):
+            from . import dispatch  # noqa: F401
         backend = make_backend(
             s.backend,
             s.n_workers,
@@ -430,6 +434,10 @@ class Parallel:
             self._verbose_state = (lines, None)
             hook = self._batch_done
         reporter = make_reporter(s.progress, s.verbose, backend.n_workers, recycled, hook=hook)
+        # Imported here: a first call's pool (its forkserver) starts before what pickles
+        # and dispatches (cloudpickle, loky) is imported, and both proceed together.
+        from .dispatch import Call
+
         call = Call(
             backend,
             pickler,

@@ -107,6 +107,11 @@ def acquire(
     return own, False
 
 
+def prepare() -> None:
+    """Start the forkserver the next pool's workers are forked from (``executor.forkserver``)."""
+    forkserver.use()
+
+
 def _new(
     n_workers: int,
     idle_timeout: float,

@@ -27,12 +27,13 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from .. import lokycompat
 from . import forkserver, lanes, leftovers, session
+
+if TYPE_CHECKING:
+    import psutil
 
 EXIT_DEADLINE = 5.0  # seconds a worker may take to exit once told to
 NESTED_EXIT_JOIN = 1.0  # seconds a worker's exit waits for the threads of the pools it killed
@@ -78,6 +79,8 @@ def _running(proc: Any) -> bool:
     this process's child: once a worker is reaped, its pid may be reused by any
     process, which must not be taken for the worker (and killed).
     """
+    import psutil  # (imported as used: a first call's import overlaps its forkserver's start)
+
     try:
         found = psutil.Process(proc.pid)
         return _ours(found) and found.status() != psutil.STATUS_ZOMBIE
@@ -98,6 +101,8 @@ def kill_tree(pid: int) -> None:
     pools' semaphores) is removed now (``executor.leftovers``), not at the
     parent's exit.
     """
+    import psutil
+
     try:
         root = psutil.Process(pid)
     except psutil.NoSuchProcess:  # gone already (loky kills the rest of a broken pool itself)

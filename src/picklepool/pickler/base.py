@@ -18,8 +18,6 @@ import pickle
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import cloudpickle
-
 from . import arrays
 from .plain import PROTOCOL, SAME_AS_STDLIB
 
@@ -107,10 +105,17 @@ class CloudPickler(BasePickler):
     """cloudpickle: functions and classes that cannot be imported go by value."""
 
     name = "cloudpickle"
-    pickler_class = cloudpickle.Pickler
+
+    @property
+    def pickler_class(self) -> type[pickle.Pickler]:  # type: ignore[override]
+        import cloudpickle  # (imported as used: a first call's import overlaps its forkserver's start)
+
+        return cloudpickle.Pickler
 
     def dumps(self, obj: Any, buffer_callback: BufferCallback = None) -> bytes:
         if not arrays.active():
+            import cloudpickle
+
             return cloudpickle.dumps(obj, protocol=PROTOCOL, buffer_callback=buffer_callback)
         return super().dumps(obj, buffer_callback)
 

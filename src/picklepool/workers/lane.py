@@ -34,8 +34,6 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-import psutil
-
 from .. import lokycompat
 from .packed import run_packed
 
@@ -131,6 +129,8 @@ class _Growth:
     """loky's memory-leak check, between a lane's batches (module docstring)."""
 
     def __init__(self) -> None:
+        import psutil
+
         self.process = psutil.Process(os.getpid())
         self.reference = self.process.memory_info().rss
         self.last = time.monotonic()
