@@ -57,6 +57,18 @@ from typing import Any
 CHECKED = ("3.4", "3.5", "3.6", "3.7")
 
 
+def load() -> None:
+    """Import loky in full now (and so cloudpickle and psutil, which it imports).
+
+    picklepool imports loky as first used, so that a first call starts its forkserver
+    before loky's imports (``executor.backends.prepare``). A backend that forks this
+    process (``backend="multiprocessing"``) calls this first: a process forked while
+    another thread imports a module inherits that module half imported, and its lock
+    held for ever.
+    """
+    import loky  # noqa: F401
+
+
 def loky_version() -> str:
     import loky
 

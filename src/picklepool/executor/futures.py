@@ -264,6 +264,7 @@ class Executor(_StdExecutor):
             _refuse_at_exit()  # the warm pool can no longer be started or used
         _hook_exit()
         inherited_key = uuid.uuid4().hex if inherit else ""  # where its workers keep the initargs
+        lokycompat.load()  # before a process is forked (see there)
         if own_context is None:  # workers started fresh, as "spawn" does: the warm pool
             backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
         else:  # "fork", max_tasks_per_child or inherited initargs: a multiprocessing.Pool of its own

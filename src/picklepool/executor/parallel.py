@@ -25,10 +25,9 @@ from .progress import VerboseLines, make_reporter
 if TYPE_CHECKING:
     from .dispatch import Call
 
-# dispatch, batching, progress and the pickler are imported here, with the module, not
-# by the first call: a first call made by several threads at once imported them while
-# another thread forked a backend="multiprocessing" worker, and the session folder then
-# outlived the process (loky's tracker reported it leaked at exit).
+# The dispatch (and, with it, the pickler, loky, cloudpickle and psutil) is imported by
+# the first call, once its forkserver is started (Parallel._make_backend): the two then
+# proceed together.
 
 RETURN_AS = ("list", "generator", "generator_unordered")
 
@@ -304,8 +303,12 @@ class Parallel:
         return _nested(s, warn)
 
     def _make_backend(self, s: Settings) -> Backend:
-        if prepare(s.backend, s.n_workers):
-            from . import dispatch  # noqa: F401
+        prepare(s.backend, s.n_workers)  # the forkserver starts, then what calls need is imported
+        # In full, before any backend starts a process (lokycompat.load): a first call
+        # made by several threads at once, one of them forking a multiprocessing worker,
+        # otherwise left that worker a half-imported dispatch and the session folder behind.
+        lokycompat.load()
+        from . import dispatch  # noqa: F401
         backend = make_backend(
             s.backend,
             s.n_workers,
@@ -434,9 +437,7 @@ class Parallel:
             self._verbose_state = (lines, None)
             hook = self._batch_done
         reporter = make_reporter(s.progress, s.verbose, backend.n_workers, recycled, hook=hook)
-        # Imported here: a first call's pool (its forkserver) starts before what pickles
-        # and dispatches (cloudpickle, loky) is imported, and both proceed together.
-        from .dispatch import Call
+        from .dispatch import Call  # (imported by _make_backend)
 
         call = Call(
             backend,

@@ -108,8 +108,12 @@ def acquire(
 
 
 def prepare() -> None:
-    """Start the forkserver the next pool's workers are forked from (``executor.forkserver``)."""
-    forkserver.use()
+    """Start the forkserver the next pool's workers are forked from (``executor.forkserver``).
+
+    Only when no warm pool is there (read without the lock: a hint; ``_new`` makes sure).
+    """
+    if _shared is None:
+        forkserver.use()
 
 
 def _new(
