@@ -465,3 +465,60 @@ def test_a_server_stopped_as_a_worker_is_requested_is_not_taken_for_one_that_fai
     assert not forkserver._failed
     got = Parallel(n_jobs=2, batch_size=1, idle_worker_timeout=123)(delayed(_origin)(i) for i in range(2))
     assert {ppid for _, ppid, _ in got} == {_server_pid()}
+
+
+def test_a_first_call_starts_the_forkserver_before_it_imports_loky():
+    # its start (about 70 ms of imports) overlaps the parent's own imports of loky,
+    # cloudpickle and psutil, which `from picklepool import Parallel` leaves to the call
+    result = run_python(
+        """
+        import json, sys
+        from picklepool import Parallel, delayed
+        heavy = ("loky", "cloudpickle", "psutil")
+        after_import = [m for m in heavy if m in sys.modules]
+        from picklepool.executor import forkserver
+        start = forkserver._Server.__init__
+        at_start = []
+        def spy(self):
+            at_start.extend(m for m in heavy if m in sys.modules)
+            start(self)
+        forkserver._Server.__init__ = spy
+        out = Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4))
+        print(json.dumps([after_import, at_start, out]))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [[], [], [0, 1, 2, 3]]
+
+
+def test_first_calls_from_threads_one_forking_a_worker_leave_nothing_behind():
+    # loky and the dispatch are imported by the first call: a thread's fork
+    # (backend="multiprocessing") while another imported them gave its worker
+    # half-imported modules: it hung, or loky's semaphores leaked (its tracker said so at
+    # exit). A race: each fresh process gives it another chance.
+    for _ in range(4):
+        _first_calls_from_threads()
+
+
+def _first_calls_from_threads() -> None:
+    result = run_python(
+        """
+        import threading
+        from picklepool import Parallel, delayed
+
+        def call(backend):
+            Parallel(n_jobs=2, backend=backend)(delayed(abs)(-i) for i in range(20))
+
+        backends = ["multiprocessing", "loky", "loky", "multiprocessing", "threading"]
+        threads = [threading.Thread(target=call, args=(b,)) for b in backends]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print("done")
+        """,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
+    assert "leaked" not in result.stderr, result.stderr
