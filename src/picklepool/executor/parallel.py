@@ -309,6 +309,7 @@ class Parallel:
         # otherwise left that worker a half-imported dispatch and the session folder behind.
         lokycompat.load()
         from . import dispatch  # noqa: F401
+
         backend = make_backend(
             s.backend,
             s.n_workers,
