@@ -160,3 +160,49 @@ def test_a_fork_made_while_a_first_call_imports_waits_for_the_imports(module):
         result.stdout + result.stderr
     )
     assert "leaked" not in result.stderr, result.stderr
+
+
+def test_a_fork_made_while_a_first_call_starts_the_trackers_waits_for_them():
+    # multiprocessing's resource tracker holds its lock while it starts (a first call
+    # starts it, start_trackers); a fork made then by another thread gave the child that
+    # lock held for ever (Python < 3.14.7 does not reset it): the child's first call hung.
+    # The tracker's start below is held in the middle until the fork has begun.
+    result = run_python(
+        """
+        import os, sys, threading
+        from multiprocessing import resource_tracker, util
+        from picklepool import Parallel, delayed
+
+        starting, go = threading.Event(), threading.Event()
+        real_spawn = util.spawnv_passfds
+
+        def held_spawn(path, args, passfds):
+            if "multiprocessing.resource_tracker" in " ".join(map(os.fsdecode, args)):
+                starting.set()
+                go.wait()
+            return real_spawn(path, args, passfds)
+
+        if __name__ == "__main__":
+            util.spawnv_passfds = held_spawn
+            call = lambda: print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))  # noqa: E731
+            first = threading.Thread(target=call)
+            first.start()
+            starting.wait()
+            os.register_at_fork(before=go.set)  # runs first among the fork's hooks: the start resumes
+            pid = os.fork()
+            if pid == 0:
+                if not resource_tracker._resource_tracker._lock.acquire(blocking=False):
+                    print("the tracker's lock is held in the child")
+                    os._exit(1)
+                resource_tracker._resource_tracker._lock.release()
+                print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)))
+                sys.exit(0)
+            first.join()
+            print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == ["[0, 1, 2, 3]", "[0, 1, 2]", "child 0"], (
+        result.stdout + result.stderr
+    )
+    assert "leaked" not in result.stderr, result.stderr

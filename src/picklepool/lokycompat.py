@@ -69,7 +69,8 @@ _FIRST_CALL = (
     "loky.backend.spawn",
     *(("loky.backend.popen_loky_posix",) if sys.platform != "win32" else ()),
 )
-_loading = threading.RLock()  # held by load() as it imports; a fork waits for it (_hook_fork)
+# held by load() as it imports, and start_trackers() as they start; a fork waits for it
+_loading = threading.RLock()
 _loaded: set[tuple[str, ...]] = set()  # the modules each load(*more) imported, in full
 _fork_hooked = False
 
@@ -488,17 +489,23 @@ def start_trackers() -> None:
 
     from loky.backend import resource_tracker as loky_tracker
 
-    for module in (loky_tracker, mp_tracker):
-        tracker = getattr(module, "_resource_tracker", None)
-        if tracker is None or getattr(tracker, "_pid", 0) is not None:
-            continue  # running already, or a tracker of another shape
-        try:
-            tracker.ensure_running()
-            pid = tracker._pid
-            if TRACKER_NICENESS and pid and hasattr(os, "setpriority"):
-                os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, pid) + TRACKER_NICENESS)
-        except OSError:  # the start itself: loky tries again at its first worker, and says why
-            continue
+    # A fork made meanwhile by another thread waits (see load): multiprocessing's tracker
+    # holds its lock as it starts, and a forked child's copy (not reset before Python
+    # 3.14.7) stayed held: the child's first call hung in its ensure_running.
+    with _loading:
+        _hook_fork()
+        for module in (loky_tracker, mp_tracker):
+            tracker = getattr(module, "_resource_tracker", None)
+            if tracker is None or getattr(tracker, "_pid", 0) is not None:
+                continue  # running already, or a tracker of another shape
+            try:
+                tracker.ensure_running()
+                pid = tracker._pid
+                if TRACKER_NICENESS and pid and hasattr(os, "setpriority"):
+                    niceness = os.getpriority(os.PRIO_PROCESS, pid) + TRACKER_NICENESS
+                    os.setpriority(os.PRIO_PROCESS, pid, niceness)
+            except OSError:  # the start itself: loky tries again at its first worker, and says why
+                continue
 
 
 def resize(executor: Any, n_workers: int) -> None:
