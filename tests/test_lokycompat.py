@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import loky
 import loky.process_executor as pe
+import pytest
 
 from picklepool import lokycompat
 from tests.conftest import run_python
@@ -97,3 +98,111 @@ def test_a_pool_shutting_down_keeps_its_lock_and_starts_no_worker():
     assert set(lokycompat.worker_processes(executor)) <= workers  # none started for a pool shutting down
     thread.join(60)
     assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("module", ["loky", "psutil", "picklepool.executor.dispatch"])
+def test_a_fork_made_while_a_first_call_imports_waits_for_the_imports(module):
+    # A first call imports loky (cloudpickle, psutil) and the dispatch as it starts: a
+    # fork made then by another thread (here the user's os.fork()) gave the child that
+    # module half imported, its import lock held for ever: the child's first call hung
+    # on `import loky`. The import below is held in the middle (module in sys.modules,
+    # not executed) until the fork has begun.
+    result = run_python(
+        f"""
+        import importlib.abc, importlib.util, os, sys, threading
+        from picklepool import Parallel, delayed
+
+        TARGET = {module!r}
+        importing, go = threading.Event(), threading.Event()
+
+        class Gate(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name != TARGET:
+                    return None
+                sys.meta_path.remove(self)
+                spec = importlib.util.find_spec(name)
+                real = spec.loader
+
+                class Held(importlib.abc.Loader):
+                    def create_module(self, spec):
+                        return real.create_module(spec)
+
+                    def exec_module(self, module):
+                        importing.set()
+                        go.wait()
+                        real.exec_module(module)
+
+                spec.loader = Held()
+                return spec
+
+        if __name__ == "__main__":
+            assert TARGET not in sys.modules
+            sys.meta_path.insert(0, Gate())
+            call = lambda: print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))  # noqa: E731
+            first = threading.Thread(target=call)
+            first.start()
+            importing.wait()
+            os.register_at_fork(before=go.set)  # runs first among the fork's hooks: the import resumes
+            pid = os.fork()
+            if pid == 0:
+                found = sys.modules.get(TARGET)
+                if found is None or getattr(found.__spec__, "_initializing", False):
+                    print("half imported in the child")
+                    os._exit(1)
+                print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)))
+                sys.exit(0)
+            first.join()
+            print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == ["[0, 1, 2, 3]", "[0, 1, 2]", "child 0"], (
+        result.stdout + result.stderr
+    )
+    assert "leaked" not in result.stderr, result.stderr
+
+
+def test_a_fork_made_while_a_first_call_starts_the_trackers_waits_for_them():
+    # multiprocessing's resource tracker holds its lock while it starts (a first call
+    # starts it, start_trackers); a fork made then by another thread gave the child that
+    # lock held for ever (Python < 3.14.7 does not reset it): the child's first call hung.
+    # The tracker's start below is held in the middle until the fork has begun.
+    result = run_python(
+        """
+        import os, sys, threading
+        from multiprocessing import resource_tracker, util
+        from picklepool import Parallel, delayed
+
+        starting, go = threading.Event(), threading.Event()
+        real_spawn = util.spawnv_passfds
+
+        def held_spawn(path, args, passfds):
+            if "multiprocessing.resource_tracker" in " ".join(map(os.fsdecode, args)):
+                starting.set()
+                go.wait()
+            return real_spawn(path, args, passfds)
+
+        if __name__ == "__main__":
+            util.spawnv_passfds = held_spawn
+            call = lambda: print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))  # noqa: E731
+            first = threading.Thread(target=call)
+            first.start()
+            starting.wait()
+            os.register_at_fork(before=go.set)  # runs first among the fork's hooks: the start resumes
+            pid = os.fork()
+            if pid == 0:
+                if not resource_tracker._resource_tracker._lock.acquire(blocking=False):
+                    print("the tracker's lock is held in the child")
+                    os._exit(1)
+                resource_tracker._resource_tracker._lock.release()
+                print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)))
+                sys.exit(0)
+            first.join()
+            print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == ["[0, 1, 2, 3]", "[0, 1, 2]", "child 0"], (
+        result.stdout + result.stderr
+    )
+    assert "leaked" not in result.stderr, result.stderr

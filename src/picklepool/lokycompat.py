@@ -49,6 +49,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 import weakref
 from collections.abc import Iterable
 from concurrent.futures import Future
@@ -57,16 +58,70 @@ from typing import Any
 CHECKED = ("3.4", "3.5", "3.6", "3.7")
 
 
-def load() -> None:
-    """Import loky in full now (and so cloudpickle and psutil, which it imports).
+# What a first call imports (:func:`load`): loky (and with it cloudpickle and psutil), and
+# the modules of loky that picklepool imports as it starts a pool's workers (_spawned_popen)
+_FIRST_CALL = (
+    "loky",
+    "cloudpickle",
+    "psutil",
+    "loky.backend.reduction",
+    "loky.backend.resource_tracker",
+    "loky.backend.spawn",
+    *(("loky.backend.popen_loky_posix",) if sys.platform != "win32" else ()),
+)
+# held by load() as it imports, and start_trackers() as they start; a fork waits for it
+_loading = threading.RLock()
+_loaded: set[tuple[str, ...]] = set()  # the modules each load(*more) imported, in full
+_fork_hooked = False
+
+
+def load(*more: str) -> None:
+    """Import loky in full now (and so cloudpickle and psutil), then the modules *more*.
 
     picklepool imports loky as first used, so that a first call starts its forkserver
-    before loky's imports (``executor.backends.prepare``). A backend that forks this
-    process (``backend="multiprocessing"``) calls this first: a process forked while
-    another thread imports a module inherits that module half imported, and its lock
-    held for ever.
+    before loky's imports (``executor.backends.prepare``); a call imports it here
+    before its backend starts a process. A process forked while another thread
+    imports a module inherits that module half imported, and its lock held for ever
+    (its first ``import`` of it waits for ever): a fork made by any thread
+    (``os.fork()``, a ``multiprocessing`` worker) while these imports run waits
+    until they have ended (``os.register_at_fork``).
     """
-    import loky  # noqa: F401
+    if more in _loaded:
+        return
+    with _loading:
+        _hook_fork()
+        for name in (*_FIRST_CALL, *more):
+            importlib.import_module(name)
+        _loaded.add(more)
+
+
+def _hook_fork() -> None:
+    """Have every fork of this process wait for :func:`load`'s imports (once per process)."""
+    global _fork_hooked
+    if _fork_hooked or not hasattr(os, "register_at_fork"):
+        return
+    _fork_hooked = True  # (inherited by a forked child, as the hooks are)
+    # logging's own hook holds its lock across a fork, and loky's imports take it: its
+    # hook must run after ours (hooks registered earlier run later), never hold it
+    # while ours waits for imports that need it
+    import logging  # noqa: F401
+
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )
+
+
+def _before_fork() -> None:
+    _loading.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _loading.release()
+
+
+def _after_fork_in_child() -> None:
+    global _loading
+    _loading = threading.RLock()  # the parent's is held (by this thread, as it forked)
 
 
 def loky_version() -> str:
@@ -434,17 +489,23 @@ def start_trackers() -> None:
 
     from loky.backend import resource_tracker as loky_tracker
 
-    for module in (loky_tracker, mp_tracker):
-        tracker = getattr(module, "_resource_tracker", None)
-        if tracker is None or getattr(tracker, "_pid", 0) is not None:
-            continue  # running already, or a tracker of another shape
-        try:
-            tracker.ensure_running()
-            pid = tracker._pid
-            if TRACKER_NICENESS and pid and hasattr(os, "setpriority"):
-                os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, pid) + TRACKER_NICENESS)
-        except OSError:  # the start itself: loky tries again at its first worker, and says why
-            continue
+    # A fork made meanwhile by another thread waits (see load): multiprocessing's tracker
+    # holds its lock as it starts, and a forked child's copy (not reset before Python
+    # 3.14.7) stayed held: the child's first call hung in its ensure_running.
+    with _loading:
+        _hook_fork()
+        for module in (loky_tracker, mp_tracker):
+            tracker = getattr(module, "_resource_tracker", None)
+            if tracker is None or getattr(tracker, "_pid", 0) is not None:
+                continue  # running already, or a tracker of another shape
+            try:
+                tracker.ensure_running()
+                pid = tracker._pid
+                if TRACKER_NICENESS and pid and hasattr(os, "setpriority"):
+                    niceness = os.getpriority(os.PRIO_PROCESS, pid) + TRACKER_NICENESS
+                    os.setpriority(os.PRIO_PROCESS, pid, niceness)
+            except OSError:  # the start itself: loky tries again at its first worker, and says why
+                continue
 
 
 def resize(executor: Any, n_workers: int) -> None:

@@ -313,6 +313,33 @@ def test_the_server_is_stopped_at_exit_with_no_unclosed_resource():
     assert "Warning" not in result.stderr, result.stderr
 
 
+def test_a_call_refused_at_exit_starts_no_forkserver():
+    # the first call's forkserver is started before its backend is made: a call the
+    # interpreter's exit refuses started one all the same (a process for nothing, and its
+    # socket found unclosed at the end: a ResourceWarning under -X dev)
+    result = run_python(
+        """
+        import atexit, os
+        from picklepool import Parallel, delayed
+        from picklepool.executor import forkserver
+
+        def at_exit():
+            try:
+                Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4))
+            except RuntimeError as exc:
+                print("refused" if "interpreter is exiting" in str(exc) else exc)
+            with open(f"/proc/self/task/{os.getpid()}/children") as f:  # the main thread's children
+                print(forkserver._server, f.read().split())
+
+        atexit.register(at_exit)
+        """,
+        env={"PYTHONDEVMODE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["refused", "None []"], result.stdout + result.stderr
+    assert result.stderr == "", result.stderr
+
+
 def _loky_import_time_settings(_: int) -> tuple[int, str, int]:
     from loky import process_executor
     from loky.backend import reduction

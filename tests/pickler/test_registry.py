@@ -190,3 +190,39 @@ def test_a_bad_pickler_in_the_environment_does_not_stop_calls_that_pickle_nothin
     assert Parallel(n_jobs=2, backend="threading")(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
     with pytest.raises(ValueError, match="no_such_module_anywhere.*LOKY_PICKLER"):
         Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3))
+
+
+def test_cloudpickler_names_its_class_and_a_subclass_or_an_instance_sets_its_own():
+    # CloudPickler.pickler_class became a property (cloudpickle imported as read): the
+    # class then named a property object, and a subclass setting it in __init__ failed
+    # ("property 'pickler_class' of 'Mine' object has no setter")
+    import cloudpickle
+
+    from picklepool.pickler import CloudPickler
+
+    class Counting(cloudpickle.Pickler):
+        dumps_count = 0
+
+        def dump(self, obj):
+            Counting.dumps_count += 1
+            return super().dump(obj)
+
+    class Mine(CloudPickler):
+        name = "mine"
+
+        def __init__(self):
+            self.pickler_class = Counting
+
+    assert CloudPickler.pickler_class is cloudpickle.Pickler
+    assert CloudPickler().pickler_class is cloudpickle.Pickler
+    mine = Mine()
+    assert mine.pickler_class is Counting
+    assert mine.loads(mine.dumps([1, 2])) == [1, 2] and Counting.dumps_count == 1
+    result = run_python(  # still not imported with the class
+        """
+        import sys
+        from picklepool.pickler import CloudPickler
+        print("cloudpickle" in sys.modules, CloudPickler.pickler_class.__module__)
+        """
+    )
+    assert result.stdout.split() == ["False", "cloudpickle.cloudpickle"], result.stdout + result.stderr

@@ -52,6 +52,10 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
 if TYPE_CHECKING:
     from .backends import shutdown as shutdown
     from .parallel import Parallel as Parallel

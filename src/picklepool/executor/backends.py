@@ -295,7 +295,9 @@ def prepare(name: str, n_workers: int) -> bool:
     The forkserver's start (its imports, about 70 ms of CPU) then runs while this
     process imports and computes what the call needs (loky, cloudpickle, psutil are
     imported as first used): a first call waits for the longer of the two, not both.
+    A call :func:`make_backend` would refuse raises its error here, and starts nothing.
     """
+    _refuse_at_exit(name, n_workers)
     if BACKENDS.get(name) is LokyBackend and n_workers > 1:
         pool.prepare()
         return True
@@ -309,6 +311,14 @@ def make_backend(name: str, n_workers: int, **options: Any) -> Backend:
     calling thread instead, as joblib does for ``n_jobs=1``. Raises ``ValueError``
     for an unknown name.
     """
+    _refuse_at_exit(name, n_workers)
+    backend = _make(name, n_workers, **options)
+    backend.nesting_level = mirror.nesting()[0]  # joblib's attribute: where the call is made
+    return backend
+
+
+def _refuse_at_exit(name: str, n_workers: int) -> None:
+    """Raise ``RuntimeError`` for a pool of *name* whose workers can no longer start or run."""
     if name in ("loky", "threading") and n_workers > 1 and lokycompat.interpreter_exiting():
         raise RuntimeError(
             f"a Parallel call with n_jobs={n_workers} on the {name} backend was made while the "
@@ -317,9 +327,6 @@ def make_backend(name: str, n_workers: int, **options: Any) -> Backend:
             "used. Make the call before your program ends (join() the threads that make calls "
             "before the main thread ends), or pass n_jobs=1 to run its tasks in this thread."
         )
-    backend = _make(name, n_workers, **options)
-    backend.nesting_level = mirror.nesting()[0]  # joblib's attribute: where the call is made
-    return backend
 
 
 def _make(name: str, n_workers: int, **options: Any) -> Backend:

@@ -304,11 +304,11 @@ class Parallel:
 
     def _make_backend(self, s: Settings) -> Backend:
         prepare(s.backend, s.n_workers)  # the forkserver starts, then what calls need is imported
-        # In full, before any backend starts a process (lokycompat.load): a first call
-        # made by several threads at once, one of them forking a multiprocessing worker,
-        # otherwise left that worker a half-imported dispatch and the session folder behind.
-        lokycompat.load()
-        from . import dispatch  # noqa: F401
+        # In full, before any backend starts a process; a fork made by another thread
+        # meanwhile (a multiprocessing worker, the user's os.fork()) waits for the imports
+        # (lokycompat.load): it left the child those modules half imported (a worker's
+        # dispatch and the session folder behind; a child's first call hung on `import loky`).
+        lokycompat.load(f"{__package__}.dispatch")
 
         backend = make_backend(
             s.backend,

@@ -101,21 +101,31 @@ class StdlibPickler(BasePickler):
         p.dump(obj)
 
 
+class _CloudpicklePickler:
+    """``cloudpickle.Pickler``, read from the class or an instance; cloudpickle imported then.
+
+    A class attribute as any other (``CloudPickler.pickler_class`` is the class; a
+    subclass or an instance sets its own), not imported with this module: a first call
+    starts its forkserver before cloudpickle's import (``executor.backends.prepare``).
+    """
+
+    def __get__(self, obj: object, owner: type | None = None) -> type[pickle.Pickler]:
+        import cloudpickle
+
+        return cloudpickle.Pickler
+
+
 class CloudPickler(BasePickler):
     """cloudpickle: functions and classes that cannot be imported go by value."""
 
     name = "cloudpickle"
-
-    @property
-    def pickler_class(self) -> type[pickle.Pickler]:  # type: ignore[override]
-        import cloudpickle  # (imported as used: a first call's import overlaps its forkserver's start)
-
-        return cloudpickle.Pickler
+    pickler_class = _CloudpicklePickler()
 
     def dumps(self, obj: Any, buffer_callback: BufferCallback = None) -> bytes:
-        if not arrays.active():
-            import cloudpickle
+        import cloudpickle
 
+        # cloudpickle's own class (not one a subclass or an instance set: dump uses that too)
+        if not arrays.active() and self.pickler_class is cloudpickle.Pickler:
             return cloudpickle.dumps(obj, protocol=PROTOCOL, buffer_callback=buffer_callback)
         return super().dumps(obj, buffer_callback)
 
