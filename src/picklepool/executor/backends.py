@@ -289,7 +289,7 @@ def shutdown(wait: bool = True, kill: bool = False) -> None:
         dask_backend.close_clients()
 
 
-def prepare(name: str, n_workers: int) -> bool:
+def prepare(name: str, n_workers: int) -> None:
     """Start what the workers of a pool of *name* are forked from, before anything else.
 
     The forkserver's start (its imports, about 70 ms of CPU) then runs while this
@@ -300,8 +300,6 @@ def prepare(name: str, n_workers: int) -> bool:
     _refuse_at_exit(name, n_workers)
     if BACKENDS.get(name) is LokyBackend and n_workers > 1:
         pool.prepare()
-        return True
-    return False
 
 
 def make_backend(name: str, n_workers: int, **options: Any) -> Backend:
