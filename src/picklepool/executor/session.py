@@ -21,7 +21,6 @@ import stat
 import tempfile
 import threading
 import time
-import uuid
 from multiprocessing.util import Finalize
 from typing import Any
 
@@ -80,7 +79,7 @@ class Session:
 
     def __init__(self) -> None:
         self.pid = os.getpid()  # a forked child neither uses nor removes it (_forget_in_child)
-        self.path = os.path.join(shm_root(), f"picklepool-{self.pid}-{uuid.uuid4().hex[:8]}")
+        self.path = os.path.join(shm_root(), f"picklepool-{self.pid}-{os.urandom(4).hex()}")
         os.mkdir(self.path, 0o700)
         self._tracked = lokycompat.track_folder(self.path)
         self._flags = map_file(os.path.join(self.path, "cancel"), CANCEL_SLOTS, create=True)
