@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import textwrap
+
 import loky
 import loky.process_executor as pe
 import pytest
@@ -100,20 +103,53 @@ def test_a_pool_shutting_down_keeps_its_lock_and_starts_no_worker():
     assert not thread.is_alive()
 
 
+def _fork_during_a_first_call(prelude: str, hold: str, child_check: str) -> None:
+    """Fork while another thread's first call is held in the middle of a step, then call in the child.
+
+    *prelude* defines the events ``held`` (set once the step is held) and ``go`` (which
+    lets it go on), *hold* installs the hold, *child_check* prints why and exits 1 when
+    the child inherited the step half done. The fork's first hook lets the step go on:
+    picklepool's own hook must then wait for the step's end before the fork is made.
+    """
+    script = textwrap.dedent(prelude) + textwrap.dedent(
+        f"""
+        if __name__ == "__main__":
+            {hold}
+            call = lambda: print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))  # noqa: E731
+            first = threading.Thread(target=call)
+            first.start()
+            held.wait()
+            os.register_at_fork(before=go.set)  # runs first among the fork's hooks: the step resumes
+            pid = os.fork()
+            if pid == 0:
+                {child_check}
+                print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)))
+                sys.exit(0)
+            first.join()
+            print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        """
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == ["[0, 1, 2, 3]", "[0, 1, 2]", "child 0"], (
+        result.stdout + result.stderr
+    )
+    assert "leaked" not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("module", ["loky", "psutil", "picklepool.executor.dispatch"])
 def test_a_fork_made_while_a_first_call_imports_waits_for_the_imports(module):
     # A first call imports loky (cloudpickle, psutil) and the dispatch as it starts: a
     # fork made then by another thread (here the user's os.fork()) gave the child that
     # module half imported, its import lock held for ever: the child's first call hung
-    # on `import loky`. The import below is held in the middle (module in sys.modules,
-    # not executed) until the fork has begun.
-    result = run_python(
-        f"""
+    # on `import loky`. The import is held in the middle (module in sys.modules, not
+    # executed) until the fork has begun.
+    prelude = f"""
         import importlib.abc, importlib.util, os, sys, threading
         from picklepool import Parallel, delayed
 
         TARGET = {module!r}
-        importing, go = threading.Event(), threading.Event()
+        held, go = threading.Event(), threading.Event()
 
         class Gate(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path, target=None):
@@ -128,81 +164,70 @@ def test_a_fork_made_while_a_first_call_imports_waits_for_the_imports(module):
                         return real.create_module(spec)
 
                     def exec_module(self, module):
-                        importing.set()
+                        held.set()
                         go.wait()
                         real.exec_module(module)
 
                 spec.loader = Held()
                 return spec
-
-        if __name__ == "__main__":
-            assert TARGET not in sys.modules
-            sys.meta_path.insert(0, Gate())
-            call = lambda: print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))  # noqa: E731
-            first = threading.Thread(target=call)
-            first.start()
-            importing.wait()
-            os.register_at_fork(before=go.set)  # runs first among the fork's hooks: the import resumes
-            pid = os.fork()
-            if pid == 0:
-                found = sys.modules.get(TARGET)
-                if found is None or getattr(found.__spec__, "_initializing", False):
-                    print("half imported in the child")
-                    os._exit(1)
-                print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)))
-                sys.exit(0)
-            first.join()
-            print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
         """
+    _fork_during_a_first_call(
+        prelude,
+        "assert TARGET not in sys.modules; sys.meta_path.insert(0, Gate())",
+        "found = sys.modules.get(TARGET)\n"
+        '                if found is None or getattr(found.__spec__, "_initializing", False):\n'
+        '                    print("half imported in the child"); os._exit(1)',
     )
-    assert result.returncode == 0, result.stderr
-    assert sorted(result.stdout.splitlines()) == ["[0, 1, 2, 3]", "[0, 1, 2]", "child 0"], (
-        result.stdout + result.stderr
-    )
-    assert "leaked" not in result.stderr, result.stderr
 
 
 def test_a_fork_made_while_a_first_call_starts_the_trackers_waits_for_them():
     # multiprocessing's resource tracker holds its lock while it starts (a first call
     # starts it, start_trackers); a fork made then by another thread gave the child that
     # lock held for ever (Python < 3.14.7 does not reset it): the child's first call hung.
-    # The tracker's start below is held in the middle until the fork has begun.
-    result = run_python(
-        """
+    # The tracker's start is held in the middle until the fork has begun.
+    prelude = """
         import os, sys, threading
         from multiprocessing import resource_tracker, util
         from picklepool import Parallel, delayed
 
-        starting, go = threading.Event(), threading.Event()
+        held, go = threading.Event(), threading.Event()
         real_spawn = util.spawnv_passfds
 
         def held_spawn(path, args, passfds):
             if "multiprocessing.resource_tracker" in " ".join(map(os.fsdecode, args)):
-                starting.set()
+                held.set()
                 go.wait()
             return real_spawn(path, args, passfds)
+        """
+    _fork_during_a_first_call(
+        prelude,
+        "util.spawnv_passfds = held_spawn",
+        "if not resource_tracker._resource_tracker._lock.acquire(blocking=False):\n"
+        '                    print("the tracker\'s lock is held in the child"); os._exit(1)\n'
+        "                resource_tracker._resource_tracker._lock.release()",
+    )
 
-        if __name__ == "__main__":
-            util.spawnv_passfds = held_spawn
-            call = lambda: print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))  # noqa: E731
-            first = threading.Thread(target=call)
-            first.start()
-            starting.wait()
-            os.register_at_fork(before=go.set)  # runs first among the fork's hooks: the start resumes
-            pid = os.fork()
-            if pid == 0:
-                if not resource_tracker._resource_tracker._lock.acquire(blocking=False):
-                    print("the tracker's lock is held in the child")
-                    os._exit(1)
-                resource_tracker._resource_tracker._lock.release()
-                print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)))
-                sys.exit(0)
-            first.join()
-            print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+
+def test_a_first_call_imports_nothing_after_the_imports_a_fork_waits_for():
+    # A fork waits for lokycompat.load's imports; a module the call imported after them
+    # could be half imported in a child another thread forked meanwhile, and hang its
+    # first call there (loky.backend.synchronize, which loky imports for its first
+    # executor's locks, was one).
+    result = run_python(
+        """
+        import json, sys
+        from picklepool import Parallel, delayed, lokycompat
+
+        real_load, loaded = lokycompat.load, []
+
+        def load(*more):
+            real_load(*more)
+            loaded.append(set(sys.modules))
+
+        lokycompat.load = load
+        out = Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4))
+        print(json.dumps([out, sorted(set(sys.modules) - loaded[0])]))
         """
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(result.stdout.splitlines()) == ["[0, 1, 2, 3]", "[0, 1, 2]", "child 0"], (
-        result.stdout + result.stderr
-    )
-    assert "leaked" not in result.stderr, result.stderr
+    assert json.loads(result.stdout) == [[0, 1, 2, 3], []]

@@ -58,8 +58,9 @@ from typing import Any
 CHECKED = ("3.4", "3.5", "3.6", "3.7")
 
 
-# What a first call imports (:func:`load`): loky (and with it cloudpickle and psutil), and
-# the modules of loky that picklepool imports as it starts a pool's workers (_spawned_popen)
+# What a first call imports (:func:`load`): loky (and with it cloudpickle and psutil), the
+# modules of loky that picklepool imports as it starts a pool's workers (_spawned_popen),
+# and the one loky imports as it makes its first executor (its locks: context.Lock)
 _FIRST_CALL = (
     "loky",
     "cloudpickle",
@@ -67,6 +68,7 @@ _FIRST_CALL = (
     "loky.backend.reduction",
     "loky.backend.resource_tracker",
     "loky.backend.spawn",
+    "loky.backend.synchronize",
     *(("loky.backend.popen_loky_posix",) if sys.platform != "win32" else ()),
 )
 # held by load() as it imports, and start_trackers() as they start; a fork waits for it
