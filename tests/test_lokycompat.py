@@ -208,13 +208,14 @@ def test_a_fork_made_while_a_first_call_starts_the_trackers_waits_for_them():
     )
 
 
-def test_a_first_call_imports_nothing_after_the_imports_a_fork_waits_for():
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_a_first_call_imports_nothing_after_the_imports_a_fork_waits_for(backend):
     # A fork waits for lokycompat.load's imports; a module the call imported after them
     # could be half imported in a child another thread forked meanwhile, and hang its
     # first call there (loky.backend.synchronize, which loky imports for its first
-    # executor's locks, was one).
+    # executor's locks, was one; multiprocessing.pool another).
     result = run_python(
-        """
+        f"""
         import json, sys
         from picklepool import Parallel, delayed, lokycompat
 
@@ -224,9 +225,10 @@ def test_a_first_call_imports_nothing_after_the_imports_a_fork_waits_for():
             real_load(*more)
             loaded.append(set(sys.modules))
 
-        lokycompat.load = load
-        out = Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4))
-        print(json.dumps([out, sorted(set(sys.modules) - loaded[0])]))
+        if __name__ == "__main__":
+            lokycompat.load = load
+            out = Parallel(n_jobs=2, backend={backend!r})(delayed(abs)(-i) for i in range(4))
+            print(json.dumps([out, sorted(set(sys.modules) - loaded[0])]))
         """
     )
     assert result.returncode == 0, result.stderr

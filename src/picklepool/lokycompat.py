@@ -60,7 +60,8 @@ CHECKED = ("3.4", "3.5", "3.6", "3.7")
 
 # What a first call imports (:func:`load`): loky (and with it cloudpickle and psutil), the
 # modules of loky that picklepool imports as it starts a pool's workers (_spawned_popen),
-# and the one loky imports as it makes its first executor (its locks: context.Lock)
+# the one loky imports as it makes its first executor (its locks: context.Lock), and those
+# a backend="multiprocessing" call's pool imports (a fork start's Popen on POSIX)
 _FIRST_CALL = (
     "loky",
     "cloudpickle",
@@ -69,7 +70,8 @@ _FIRST_CALL = (
     "loky.backend.resource_tracker",
     "loky.backend.spawn",
     "loky.backend.synchronize",
-    *(("loky.backend.popen_loky_posix",) if sys.platform != "win32" else ()),
+    "multiprocessing.pool",
+    *(("loky.backend.popen_loky_posix", "multiprocessing.popen_fork") if sys.platform != "win32" else ()),
 )
 # held by load() as it imports, and start_trackers() as they start; a fork waits for it
 _loading = threading.RLock()
