@@ -116,11 +116,30 @@ def _hook_fork() -> None:
 
 
 def _before_fork() -> None:
-    _loading.acquire()
+    """Wait for :func:`load`'s imports, whatever a signal handler raises meanwhile.
+
+    An exception of an at-fork hook does not stop the fork: Python prints it ("Exception
+    ignored") and forks all the same. A Ctrl-C that ended the wait then forked without it
+    (the child got the imports half done and hung; the parent's release failed too). The
+    wait goes on; the exception (the first) is raised once the lock is held: Python prints
+    it, as for any hook's, and forks.
+    """
+    caught: BaseException | None = None
+    while True:
+        try:
+            _loading.acquire()
+            break
+        except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt: raised once the lock is held
+            caught = caught or exc
+    if caught is not None:
+        raise caught
 
 
 def _after_fork_in_parent() -> None:
-    _loading.release()
+    try:
+        _loading.release()
+    except RuntimeError:  # not acquired: the hook was registered as this fork ran its hooks
+        pass
 
 
 def _after_fork_in_child() -> None:
