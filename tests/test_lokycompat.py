@@ -292,3 +292,43 @@ def test_a_first_call_imports_nothing_after_the_imports_a_fork_waits_for(backend
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [[0, 1, 2, 3], []]
+
+
+def test_a_call_after_a_first_call_interrupted_in_its_imports_works():
+    # A Ctrl-C as a first call imported loky (here in cloudpickle's import, which loky's
+    # reduction module makes) left loky's _posix_reduction imported, its reducers
+    # registered in the reduction module that failed: the next call's new one lacked
+    # them, and its workers died reading their queue (EBADF), at every call after.
+    result = run_python(
+        """
+        import importlib.abc, importlib.util, sys
+        from picklepool import Parallel, delayed
+
+        class Interrupt(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name != "cloudpickle":
+                    return None
+                sys.meta_path.remove(self)
+                spec = importlib.util.find_spec(name)
+
+                class Interrupted(importlib.abc.Loader):
+                    def create_module(self, spec):
+                        return None
+
+                    def exec_module(self, module):
+                        raise KeyboardInterrupt
+
+                spec.loader = Interrupted()
+                return spec
+
+        if __name__ == "__main__":
+            sys.meta_path.insert(0, Interrupt())
+            try:
+                Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3))
+            except KeyboardInterrupt:
+                print("interrupted")
+            print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))
+        """
+    )
+    assert result.stdout.splitlines() == ["interrupted", "[0, 1, 2]"], result.stderr
+    assert result.returncode == 0, result.stderr
