@@ -103,13 +103,16 @@ def test_a_pool_shutting_down_keeps_its_lock_and_starts_no_worker():
     assert not thread.is_alive()
 
 
-def _fork_during_a_first_call(prelude: str, hold: str, child_check: str) -> None:
+def _fork_during_a_first_call(
+    prelude: str, hold: str, child_check: str, stderr_has: tuple[str, ...] = ()
+) -> None:
     """Fork while another thread's first call is held in the middle of a step, then call in the child.
 
     *prelude* defines the events ``held`` (set once the step is held) and ``go`` (which
     lets it go on), *hold* installs the hold, *child_check* prints why and exits 1 when
     the child inherited the step half done. The fork's first hook lets the step go on:
     picklepool's own hook must then wait for the step's end before the fork is made.
+    *stderr_has*: the errors the run must print (their names, in order), and no other.
     """
     script = textwrap.dedent(prelude) + textwrap.dedent(
         f"""
@@ -135,6 +138,10 @@ def _fork_during_a_first_call(prelude: str, hold: str, child_check: str) -> None
         result.stdout + result.stderr
     )
     assert "leaked" not in result.stderr, result.stderr
+    assert "cannot release" not in result.stderr, result.stderr
+    # the errors printed (each once): *stderr_has*, no other
+    printed = [line.split(":")[0] for line in result.stderr.splitlines() if line.startswith(stderr_has)]
+    assert printed == list(stderr_has), result.stderr
 
 
 @pytest.mark.parametrize("module", ["loky", "psutil", "picklepool.executor.dispatch"])
@@ -177,6 +184,58 @@ def test_a_fork_made_while_a_first_call_imports_waits_for_the_imports(module):
         "found = sys.modules.get(TARGET)\n"
         '                if found is None or getattr(found.__spec__, "_initializing", False):\n'
         '                    print("half imported in the child"); os._exit(1)',
+    )
+
+
+def test_a_ctrl_c_as_a_fork_waits_for_a_first_calls_imports_does_not_skip_the_wait():
+    # A Ctrl-C as the user's os.fork() waited in picklepool's at-fork hook for a first
+    # call's imports ended the wait; Python prints an at-fork hook's exception and forks
+    # all the same: the child got loky half imported (its first call hung), and the
+    # parent's hook then failed to release the lock it did not hold. The signal comes
+    # (from the importing thread, once the fork has begun) while the fork waits.
+    prelude = """
+        import importlib.abc, importlib.util, os, signal, sys, threading
+        from picklepool import Parallel, delayed
+
+        TARGET, MAIN = "loky", threading.main_thread().ident
+        held = threading.Event()
+        gate = threading.Lock()
+        gate.acquire()
+
+        class Go:  # its set: a C function, which runs no Python code (the signal waits for ours)
+            set = None
+
+        go = Go()
+        go.set = gate.release
+
+        class Gate(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name != TARGET:
+                    return None
+                sys.meta_path.remove(self)
+                spec = importlib.util.find_spec(name)
+                real = spec.loader
+
+                class Held(importlib.abc.Loader):
+                    def create_module(self, spec):
+                        return real.create_module(spec)
+
+                    def exec_module(self, module):
+                        held.set()
+                        gate.acquire()  # the fork has begun: it waits for this import
+                        signal.pthread_kill(MAIN, signal.SIGINT)
+                        real.exec_module(module)
+
+                spec.loader = Held()
+                return spec
+        """
+    _fork_during_a_first_call(
+        prelude,
+        "assert TARGET not in sys.modules; sys.meta_path.insert(0, Gate())",
+        "found = sys.modules.get(TARGET)\n"
+        '                if found is None or getattr(found.__spec__, "_initializing", False):\n'
+        '                    print("half imported in the child"); os._exit(1)',
+        stderr_has=("KeyboardInterrupt",),
     )
 
 
@@ -233,3 +292,43 @@ def test_a_first_call_imports_nothing_after_the_imports_a_fork_waits_for(backend
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [[0, 1, 2, 3], []]
+
+
+def test_a_call_after_a_first_call_interrupted_in_its_imports_works():
+    # A Ctrl-C as a first call imported loky (here in cloudpickle's import, which loky's
+    # reduction module makes) left loky's _posix_reduction imported, its reducers
+    # registered in the reduction module that failed: the next call's new one lacked
+    # them, and its workers died reading their queue (EBADF), at every call after.
+    result = run_python(
+        """
+        import importlib.abc, importlib.util, sys
+        from picklepool import Parallel, delayed
+
+        class Interrupt(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name != "cloudpickle":
+                    return None
+                sys.meta_path.remove(self)
+                spec = importlib.util.find_spec(name)
+
+                class Interrupted(importlib.abc.Loader):
+                    def create_module(self, spec):
+                        return None
+
+                    def exec_module(self, module):
+                        raise KeyboardInterrupt
+
+                spec.loader = Interrupted()
+                return spec
+
+        if __name__ == "__main__":
+            sys.meta_path.insert(0, Interrupt())
+            try:
+                Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3))
+            except KeyboardInterrupt:
+                print("interrupted")
+            print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))
+        """
+    )
+    assert result.stdout.splitlines() == ["interrupted", "[0, 1, 2]"], result.stderr
+    assert result.returncode == 0, result.stderr

@@ -94,9 +94,36 @@ def load(*more: str) -> None:
         return
     with _loading:
         _hook_fork()
+        before = set(sys.modules)
         for name in (*_FIRST_CALL, *more):
-            importlib.import_module(name)
+            try:
+                importlib.import_module(name)
+            except BaseException:
+                if name.partition(".")[0] in _ROLLED_BACK:  # (imported first: nothing else yet)
+                    _forget_imports(before)
+                raise
         _loaded.add(more)
+
+
+# the packages whose modules a failed load() takes back out of sys.modules
+_ROLLED_BACK = ("loky", "cloudpickle", "psutil")
+
+
+def _forget_imports(before: set[str]) -> None:
+    """After a failed import of loky, cloudpickle or psutil in :func:`load` (a Ctrl-C, an
+    ImportError): drop the modules of those three it imported, so that the next call
+    imports them all again. (Only then: a module of picklepool imported after them
+    holds them, and must not see a second copy.)
+
+    A module whose import failed is dropped by Python, but not the modules it had
+    imported, whose own imports did side effects on it: loky's ``_posix_reduction``
+    registers its reducers (a pipe's descriptors, passed to a worker) in the
+    ``reduction`` module that then failed; a new ``reduction`` lacked them, and every
+    worker of every later call died reading its queue (``EBADF``).
+    """
+    for name in set(sys.modules) - before:
+        if name.partition(".")[0] in _ROLLED_BACK:
+            sys.modules.pop(name, None)
 
 
 def _hook_fork() -> None:
@@ -116,11 +143,30 @@ def _hook_fork() -> None:
 
 
 def _before_fork() -> None:
-    _loading.acquire()
+    """Wait for :func:`load`'s imports, whatever a signal handler raises meanwhile.
+
+    An exception of an at-fork hook does not stop the fork: Python prints it ("Exception
+    ignored") and forks all the same. A Ctrl-C that ended the wait then forked without it
+    (the child got the imports half done and hung; the parent's release failed too). The
+    wait goes on; the exception (the first) is raised once the lock is held: Python prints
+    it, as for any hook's, and forks.
+    """
+    caught: BaseException | None = None
+    while True:
+        try:
+            _loading.acquire()
+            break
+        except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt: raised once the lock is held
+            caught = caught or exc
+    if caught is not None:
+        raise caught
 
 
 def _after_fork_in_parent() -> None:
-    _loading.release()
+    try:
+        _loading.release()
+    except RuntimeError:  # not acquired: the hook was registered as this fork ran its hooks
+        pass
 
 
 def _after_fork_in_child() -> None:
