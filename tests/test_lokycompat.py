@@ -144,20 +144,9 @@ def _fork_during_a_first_call(
     assert printed == list(stderr_has), result.stderr
 
 
-@pytest.mark.parametrize("module", ["loky", "psutil", "picklepool.executor.dispatch"])
-def test_a_fork_made_while_a_first_call_imports_waits_for_the_imports(module):
-    # A first call imports loky (cloudpickle, psutil) and the dispatch as it starts: a
-    # fork made then by another thread (here the user's os.fork()) gave the child that
-    # module half imported, its import lock held for ever: the child's first call hung
-    # on `import loky`. The import is held in the middle (module in sys.modules, not
-    # executed) until the fork has begun.
-    prelude = f"""
-        import importlib.abc, importlib.util, os, sys, threading
-        from picklepool import Parallel, delayed
-
-        TARGET = {module!r}
-        held, go = threading.Event(), threading.Event()
-
+# The prelude's tail: a finder that holds the import of TARGET in the middle (the module
+# in sys.modules, not executed) while the prelude's hold() runs.
+_GATE = """
         class Gate(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path, target=None):
                 if name != TARGET:
@@ -171,19 +160,46 @@ def test_a_fork_made_while_a_first_call_imports_waits_for_the_imports(module):
                         return real.create_module(spec)
 
                     def exec_module(self, module):
-                        held.set()
-                        go.wait()
+                        hold()
                         real.exec_module(module)
 
                 spec.loader = Held()
                 return spec
         """
+# The child's check that TARGET is whole there
+_HALF_IMPORTED = (
+    "found = sys.modules.get(TARGET)\n"
+    '                if found is None or getattr(found.__spec__, "_initializing", False):\n'
+    '                    print("half imported in the child"); os._exit(1)'
+)
+
+
+@pytest.mark.parametrize("module", ["loky", "psutil", "picklepool.executor.dispatch"])
+def test_a_fork_made_while_a_first_call_imports_waits_for_the_imports(module):
+    # A first call imports loky (cloudpickle, psutil) and the dispatch as it starts: a
+    # fork made then by another thread (here the user's os.fork()) gave the child that
+    # module half imported, its import lock held for ever: the child's first call hung
+    # on `import loky`. The import is held in the middle (module in sys.modules, not
+    # executed) until the fork has begun.
+    prelude = (
+        f"""
+        import importlib.abc, importlib.util, os, sys, threading
+        from picklepool import Parallel, delayed
+
+        TARGET = {module!r}
+        held, go = threading.Event(), threading.Event()
+
+
+        def hold():
+            held.set()
+            go.wait()
+        """
+        + _GATE
+    )
     _fork_during_a_first_call(
         prelude,
         "assert TARGET not in sys.modules; sys.meta_path.insert(0, Gate())",
-        "found = sys.modules.get(TARGET)\n"
-        '                if found is None or getattr(found.__spec__, "_initializing", False):\n'
-        '                    print("half imported in the child"); os._exit(1)',
+        _HALF_IMPORTED,
     )
 
 
@@ -193,7 +209,8 @@ def test_a_ctrl_c_as_a_fork_waits_for_a_first_calls_imports_does_not_skip_the_wa
     # all the same: the child got loky half imported (its first call hung), and the
     # parent's hook then failed to release the lock it did not hold. The signal comes
     # (from the importing thread, once the fork has begun) while the fork waits.
-    prelude = """
+    prelude = (
+        """
         import importlib.abc, importlib.util, os, signal, sys, threading
         from picklepool import Parallel, delayed
 
@@ -208,33 +225,18 @@ def test_a_ctrl_c_as_a_fork_waits_for_a_first_calls_imports_does_not_skip_the_wa
         go = Go()
         go.set = gate.release
 
-        class Gate(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name != TARGET:
-                    return None
-                sys.meta_path.remove(self)
-                spec = importlib.util.find_spec(name)
-                real = spec.loader
 
-                class Held(importlib.abc.Loader):
-                    def create_module(self, spec):
-                        return real.create_module(spec)
-
-                    def exec_module(self, module):
-                        held.set()
-                        gate.acquire()  # the fork has begun: it waits for this import
-                        signal.pthread_kill(MAIN, signal.SIGINT)
-                        real.exec_module(module)
-
-                spec.loader = Held()
-                return spec
+        def hold():
+            held.set()
+            gate.acquire()  # the fork has begun: it waits for this import
+            signal.pthread_kill(MAIN, signal.SIGINT)
         """
+        + _GATE
+    )
     _fork_during_a_first_call(
         prelude,
         "assert TARGET not in sys.modules; sys.meta_path.insert(0, Gate())",
-        "found = sys.modules.get(TARGET)\n"
-        '                if found is None or getattr(found.__spec__, "_initializing", False):\n'
-        '                    print("half imported in the child"); os._exit(1)',
+        _HALF_IMPORTED,
         stderr_has=("KeyboardInterrupt",),
     )
 
