@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 # proceed together.
 
 RETURN_AS = ("list", "generator", "generator_unordered")
+_DISPATCH = f"{__package__}.dispatch"  # imported by the first call (Parallel._make_backend)
 
 # Settings already resolved, by (arguments, parallel_config block, env vars, cores): the
 # usual `Parallel(n_jobs=2)(...)` in a loop resolves its settings once.
@@ -308,7 +309,7 @@ class Parallel:
         # meanwhile (a multiprocessing worker, the user's os.fork()) waits for the imports
         # (lokycompat.load): it left the child those modules half imported (a worker's
         # dispatch and the session folder behind; a child's first call hung on `import loky`).
-        lokycompat.load(f"{__package__}.dispatch")
+        lokycompat.load(_DISPATCH)
 
         backend = make_backend(
             s.backend,
