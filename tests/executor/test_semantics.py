@@ -132,6 +132,50 @@ def test_task_exception_keeps_type_message_and_remote_traceback(backend):
     assert any("task 3" in n for n in notes)
 
 
+def fail_at_500(x):
+    if x == 500:
+        raise ValueError(f"bad value {x}")
+    return x
+
+
+def test_one_argument_calls_mixed_with_other_calls_each_run_as_given(backend):
+    # delayed(f)(x) calls travel as a column of their x (executor.functions.one_argument,
+    # made as dispatch.pull pulls them); a batch where another kind of call turns up
+    # after hundreds of them goes as (function, args, kwargs) triples, in order
+    items = [delayed(square)(i) for i in range(700)]
+    items[300] = delayed(add)(1, 2)  # another function
+    items[400] = delayed(square)(x=4)  # keywords
+    items[500] = (square, [5], {})  # a list of arguments
+    items[600] = (square, (6,), None)  # no kwargs dict
+    expected = [i * i for i in range(700)]
+    expected[300], expected[400], expected[500], expected[600] = 3, 16, 25, 36
+    for batch_size in (700, 350, "auto"):
+        assert Parallel(n_jobs=2, backend=backend, batch_size=batch_size)(iter(items)) == expected
+        assert Parallel(n_jobs=2, backend=backend, batch_size=batch_size)(iter(items[:300])) == expected[:300]
+
+
+def test_one_argument_calls_run_under_a_timeout(backend):
+    # a worker times them with SIGALRM, or (dask's threads) from a watching thread
+    timed = {"n_jobs": 2, "backend": backend, "timeout": 60}
+    out = Parallel(**timed, batch_size=300)(delayed(square)(i) for i in range(600))
+    assert out == [i * i for i in range(600)]
+    with pytest.raises(ValueError, match="bad value 500"):
+        Parallel(**timed, batch_size=600)(delayed(fail_at_500)(i) for i in range(600))
+
+
+def test_one_argument_calls_of_one_batch_share_what_they_share_in_the_caller(backend):
+    shared = [1, 2, 3]  # one object in the caller: one copy per batch in a worker, as in joblib
+    ids = Parallel(n_jobs=2, backend=backend, batch_size=600)(delayed(id)(shared) for _ in range(600))
+    assert len(set(ids)) == 1
+
+
+def test_a_failing_one_argument_call_is_named_in_a_large_batch(backend):
+    with pytest.raises(ValueError, match="bad value 500") as info:
+        Parallel(n_jobs=2, backend=backend, batch_size=600)(delayed(fail_at_500)(i) for i in range(600))
+    notes = getattr(info.value, "__notes__", [])
+    assert any("task 500: fail_at_500(500)" in n for n in notes), notes
+
+
 def test_custom_exception_round_trips(backend):
     with pytest.raises(CustomError) as info:
         Parallel(n_jobs=2, backend=backend)(delayed(raise_custom)(i) for i in range(3))

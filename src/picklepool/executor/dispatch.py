@@ -186,9 +186,10 @@ class Channel:
         """
         single_arg = False
         args: Sequence[Any]
-        if not isinstance(column, functions.Column):
-            calls = functions.split(items, first, by_content=self.bytes_path) if column is None else column
-            funcs, fidx, args, kwargs = calls.funcs, calls.fidx, calls.args, calls.kwargs
+        if column is None:
+            column = functions.split(items, first, by_content=self.bytes_path)
+        if isinstance(column, functions.Calls):
+            funcs, fidx, args, kwargs = column.funcs, column.fidx, column.args, column.kwargs
         else:
             if not callable(column.fn):
                 raise functions.bad_items(items, first)
@@ -377,18 +378,40 @@ class YoungGarbage:
                 self.step = PULL_STEP if gc.collect(0) else REPROBE
 
 
-def pull(it: Iterator[Any], size: int) -> list[Any]:
-    """Up to *size* items of *it*, pulled with the cyclic GC off (see :class:`YoungGarbage`)."""
+def pull(it: Iterator[Any], size: int, by_content: bool = False) -> list[Any] | functions.Column:
+    """Up to *size* items of *it*, pulled with the cyclic GC off (see :class:`YoungGarbage`).
+
+    *by_content* (a batch to pickle): ``delayed(f)(x)`` calls of one *f* come back as
+    a ``functions.Column`` of their ``x``, made ``PULL_STEP`` items at a time, as they
+    are pulled: the items are then still in the CPU's cache, and so is each one when
+    it is freed (on 100k tiny tasks, one pass over a whole batch after pulling it
+    cost as much as the caller's generator). Any other items come back as they are.
+    """
     if size <= PULL_STEP:
         return list(itertools.islice(it, size))
     young = YoungGarbage()
     items: list[Any] = []
+    single: list[Any] | None = [] if by_content else None  # the x of the calls so far
+    f0: Any = None
+    n = 0
     while True:
-        want = min(PULL_STEP, size - len(items))
-        before = len(items)
-        items.extend(itertools.islice(it, want))
-        if len(items) - before < want or len(items) >= size:
-            return items
+        want = min(PULL_STEP, size - n)
+        chunk = list(itertools.islice(it, want))
+        got = len(chunk)
+        n += got
+        if single is not None and got:
+            xs = functions.one_argument(chunk, f0)
+            if xs is not None:
+                f0 = chunk[0][0]
+                single += xs
+            else:  # not such calls after all: the calls so far as triples again, then these
+                items = [(f0, (x,), {}) for x in single]
+                single = None
+        if single is None:
+            items += chunk
+        del chunk
+        if got < want or n >= size:
+            return functions.Column(f0, single, True) if single else items
         young.pulled(want)
 
 
@@ -423,8 +446,8 @@ class Call(Channel):
         # tasks and batches dispatched, as of the last on_progress call (Parallel.print_progress)
         self.n_dispatched_tasks = self.n_dispatched_batches = 0
 
-    def _submit(self, items: list[Any], seq: int, first: int) -> Pending:
-        calls = functions.split(items, first, by_content=self.bytes_path)
+    def _submit(self, items: list[Any] | functions.Column, seq: int, first: int) -> Pending:
+        calls = items if type(items) is functions.Column else functions.split(items, first, self.bytes_path)
         batch = Pending(seq, first, calls)  # the columns, not the caller's triples (functions.Calls)
         fut = batch.future = self.send(calls, first, calls)
         stop = self.stop_flag
@@ -497,7 +520,9 @@ class Call(Channel):
                     if gc_was_on:
                         gc.disable()
                     try:
-                        items = pull(it, size) if gc_was_on else list(itertools.islice(it, size))
+                        items = (
+                            pull(it, size, self.bytes_path) if gc_was_on else list(itertools.islice(it, size))
+                        )
                         n = len(items)
                         if n < size:
                             exhausted = True

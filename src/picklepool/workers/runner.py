@@ -172,8 +172,10 @@ def _execute(batch: Batch, fns: list[Any], fidx: Any, args: Any, kwargs: Any, vi
             fns, fidx, args, kwargs, first, view, batch.call_id, batch.single_arg, batch.splittable
         )
     if timeout is not None and (view is None or not can_alarm()):
+        if batch.single_arg:
+            args = [(a,) for a in args]
         return execute_watched(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
-    return execute(fns, fidx, args, kwargs, first, view, batch.call_id, timeout)
+    return execute(fns, fidx, args, kwargs, first, view, batch.call_id, timeout, single_arg=batch.single_arg)
 
 
 def _large(tasks: Any) -> bool:

@@ -243,8 +243,12 @@ def execute(
     mark: bool = True,
     stop: threading.Event | None = None,
     alarm: bool = False,
+    single_arg: bool = False,
 ) -> Any:
     """Run the tasks of one batch in order; stop at the first exception.
+
+    *single_arg*: each entry of *args* is the one positional argument of its task
+    (one function, no kwargs: ``functions.one_argument``, checked in the parent).
 
     *mark*: this batch names the running task for ``current_task`` (a worker's
     batch); False for ``run_local``, whose tasks run inside the caller's task.
@@ -260,7 +264,7 @@ def execute(
     in-process call's) is read before every task in batches of up to 64 tasks,
     else every 32 tasks.
     """
-    bad = _bad_items(funcs, fidx, args, kwargs, first)
+    bad = None if single_arg else _bad_items(funcs, fidx, args, kwargs, first)
     if bad is not None:
         return bad
     results: list[Any] = []
@@ -278,8 +282,15 @@ def execute(
     start = time.perf_counter()
     try:
         status[0] = call_id
-        if isinstance(fidx, int) and kwargs is None and not use_alarm:
-            f = funcs[fidx]  # the common case, tiny tasks included: the leanest loop
+        if single_arg and not use_alarm:
+            f = funcs[0]  # the commonest case, tiny tasks included: the leanest loop
+            for i, a in enumerate(args, first):
+                status[1] = i
+                if not i & every and cancelled(call_id):
+                    return Cancelled(call_id)
+                append(f(a))
+        elif isinstance(fidx, int) and kwargs is None and not use_alarm:
+            f = funcs[fidx]
             for i, a in enumerate(args, first):
                 status[1] = i
                 if not i & every and cancelled(call_id):
@@ -287,6 +298,8 @@ def execute(
                 append(f(*a))
         else:
             for i, a in enumerate(args, first):
+                if single_arg:
+                    a = (a,)
                 status[1] = i
                 if not i & every and cancelled(call_id):
                     return Cancelled(call_id)
