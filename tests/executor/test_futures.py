@@ -245,6 +245,24 @@ def test_a_call_sent_behind_one_that_waits_for_it_is_given_back_and_runs_elsewhe
         assert other.result() == "released"
 
 
+def handshake(step):
+    what, event = step
+    return wait_for_event(event) if what == "wait" else set_event(event)
+
+
+def test_calls_of_one_function_sent_behind_one_that_waits_for_them_are_given_back(tmp_path):
+    # the same with one function of one argument, whose batch travels as a column of its
+    # arguments (executor.functions.one_argument): its worker gives them back all the same
+    with multiprocessing.Manager() as manager, Executor(max_workers=2) as ex:
+        event = manager.Event()
+        release, other, other_gate = one_worker_idle_one_busy(ex, tmp_path)
+        futures = [ex.submit(square, 3), ex.submit(handshake, ("wait", event)), ex.submit(handshake, ("set", event))]
+        release.set()  # square(3) goes alone to the idle worker; the next two go together
+        other_gate.open()
+        assert [f.result() for f in futures] == [9, True, "set"]
+        assert other.result() == "released"
+
+
 def until_given_back(runs, started):
     from picklepool.workers import control
 

@@ -41,3 +41,22 @@ def test_a_batch_not_splittable_runs_every_call():
     view = _View()
     outcome = execute_isolated([abs], 0, [(-1,), (-2,)], None, 0, view, splittable=False)
     assert outcome.values == [1, 2] and view.status[4] == -1
+
+
+def test_a_column_of_single_arguments_gives_back_the_calls_behind_a_long_one(monkeypatch):
+    # one function's one-argument calls travel as a column of their arguments
+    # (executor.functions.one_argument): the same gate applies to them
+    monkeypatch.setattr(handback, "HAND_BACK_AFTER", 0.01)
+    view, ran = _View(), []
+
+    def task(i):
+        ran.append(i)
+        while i == 10 and view.status[4] < 0:
+            handback.check()
+            threading.Event().wait(0.01)
+        return i
+
+    outcome = execute_isolated([task], 0, [10, 11, 12], None, 10, view, single_arg=True, splittable=True)
+    assert outcome.values == [10] and ran == [10] and view.status[4] == 11
+    outcome = execute_isolated([task], 0, [11, 12], None, 11, _View(), single_arg=True, splittable=False)
+    assert outcome.values == [11, 12]

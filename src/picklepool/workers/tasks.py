@@ -194,7 +194,8 @@ def execute_isolated(
     status[0] = call_id
     _begin(status)
     start = time.perf_counter()
-    if single_arg:
+    gated = splittable and view is not None and len(args) > 1  # the parent reads the status
+    if single_arg and not gated:
         f = funcs[0]
         for i, a in enumerate(args, first):
             status[1] = i
@@ -204,11 +205,10 @@ def execute_isolated(
                 append(Raised(exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
         status[1] = -1
         return Results(results, time.perf_counter() - start)
-    bad = _bad_items(funcs, fidx, args, kwargs, first)
+    bad = None if single_arg else _bad_items(funcs, fidx, args, kwargs, first)
     if bad is not None:
         return bad
     one = isinstance(fidx, int)
-    gated = splittable and view is not None and len(args) > 1  # the parent reads the status
     gate = handback.watch(status, first + len(args)) if gated else None
     try:
         for i, a in enumerate(args, first):
@@ -219,6 +219,9 @@ def execute_isolated(
             k = i - first
             try:
                 f = funcs[fidx if one else fidx[k]]
+                if single_arg:
+                    append(f(a))
+                    continue
                 kw = None if kwargs is None else kwargs[k]
                 append(f(*a, **kw) if kw else f(*a))
             except BaseException as exc:  # noqa: BLE001 - delivered through the task's future
