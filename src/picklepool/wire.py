@@ -99,7 +99,7 @@ class Batch(NamedTuple):
     # batch ignores the cancel flag. False (Parallel): stop at the first exception.
     isolate: bool = False
     # Each entry of the tasks' args column is the task's one positional argument itself,
-    # not a tuple of them (picklepool.Executor.map over one iterable; isolate only).
+    # not a tuple of them (Executor.map over one iterable, delayed(f)(x) calls: functions.one_argument).
     single_arg: bool = False
     # Independent calls (isolate only): the tasks a long one keeps waiting may be given
     # back to the parent, which sends them again (workers.handback).

@@ -89,3 +89,25 @@ def test_the_next_batch_of_that_size_is_rebuilt_without_page_faults():
     del value
     assert cold > 2_000  # 32 MB of new pages
     assert warm < cold / 10
+
+
+@pytest.mark.parametrize("single_arg", [False, True])
+def test_a_worker_keeps_the_sample_of_a_batch_of_one_argument_calls(single_arg):
+    # delayed(f)(big) calls travel as the column of their one argument (wire.Batch.single_arg)
+    import cloudpickle
+
+    from picklepool.pickler.base import StdlibPickler
+    from picklepool.pickler.buffers import Frames
+    from picklepool.wire import Batch, FreedAfterSending
+    from picklepool.workers import runner
+
+    n = 200_000
+    pickler = StdlibPickler()
+    fn = (None, pickler.dumps(len), "len", "t")
+    args = [list(range(n))] if single_arg else [(list(range(n)),)]
+    tasks = Frames(pickler.dumps((0, args, None)), (), None, "c")
+    header = cloudpickle.dumps(pickler)
+    reply = runner.run_batch(Batch(1, None, header, (fn,), tasks, 0, None, None, None, single_arg=single_arg))
+    assert type(reply) is FreedAfterSending
+    del reply  # sent: the arguments go, a sample of their scalars stays
+    assert warmheap.kept() == n // warmheap.STRIDE + 1

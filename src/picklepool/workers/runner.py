@@ -11,6 +11,7 @@ imports nothing of ``picklepool.executor``: a worker never loads the front end.
 
 from __future__ import annotations
 
+import functools
 import pickle
 import traceback
 from collections.abc import Callable
@@ -161,7 +162,10 @@ def run_batch(batch: Batch) -> Any:
     if _large(tasks) or type(reply) is not bytes or len(reply) >= FREE_AFTER_SENDING:
         # Large arguments (and results) are freed once the reply is on its way, not before;
         # the memory they took stays with the worker for the next batch (workers.warmheap).
-        return FreedAfterSending(reply, (args, kwargs, outcome), warmheap.keep_warm)
+        then = warmheap.keep_warm
+        if batch.single_arg:  # the args column holds the arguments themselves
+            then = functools.partial(then, single_arg=True)
+        return FreedAfterSending(reply, (args, kwargs, outcome), then)
     return reply
 
 

@@ -62,9 +62,10 @@ def _sample(container: Any) -> list[Any]:
     return [v for v in items if type(v) in _SCALARS and sys.getsizeof(v) <= SMALL_OBJECT]
 
 
-def keep_warm(keep: Any) -> None:
+def keep_warm(keep: Any, single_arg: bool = False) -> None:
     """Keep a sample of the batch's large arguments' scalars (*keep*: ``(args, kwargs, ...)``,
-    the columns ``workers.runner`` holds) in place of the last one.
+    the columns ``workers.runner`` holds) in place of the last one. *single_arg*: each
+    entry of *args* is its task's one argument (``wire.Batch.single_arg``).
 
     Batches of more than :data:`MAX_TASKS` tasks (tiny tasks by the thousand), and
     batches without a large container, are not sampled and leave the last sample as
@@ -74,7 +75,7 @@ def keep_warm(keep: Any) -> None:
     args, kwargs = keep[0], keep[1]
     if len(args) > MAX_TASKS:
         return
-    values = argument_values(args, kwargs)
+    values = argument_values(args, kwargs, single_arg)
     sample: list[Any] = []
     budget = KEEP_MAX_BYTES
     for container in _containers(values):
