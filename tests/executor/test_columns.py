@@ -17,6 +17,13 @@ def square(x):
     return x * x
 
 
+class EqualsAnything:  # as mock.ANY: == {}, yet no mapping of keywords
+    def __eq__(self, other):
+        return True
+
+    __hash__ = object.__hash__
+
+
 def cube(x):
     return x**3
 
@@ -33,6 +40,8 @@ def cube(x):
         (square, "3", {}),  # a string: f(*"3") would pass, the columns say it is no call
         (square, (3,), None),  # no kwargs dict
         (square, (3,), collections.OrderedDict(a=1)),
+        (square, (3,), collections.OrderedDict()),  # a mapping, but not a plain dict: the columns
+        (square, (3,), EqualsAnything()),
         (square, (3,)),  # not a triple
         42,
     ],

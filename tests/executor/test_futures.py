@@ -256,7 +256,11 @@ def test_calls_of_one_function_sent_behind_one_that_waits_for_them_are_given_bac
     with multiprocessing.Manager() as manager, Executor(max_workers=2) as ex:
         event = manager.Event()
         release, other, other_gate = one_worker_idle_one_busy(ex, tmp_path)
-        futures = [ex.submit(square, 3), ex.submit(handshake, ("wait", event)), ex.submit(handshake, ("set", event))]
+        futures = [
+            ex.submit(square, 3),
+            ex.submit(handshake, ("wait", event)),
+            ex.submit(handshake, ("set", event)),
+        ]
         release.set()  # square(3) goes alone to the idle worker; the next two go together
         other_gate.open()
         assert [f.result() for f in futures] == [9, True, "set"]

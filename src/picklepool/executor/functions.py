@@ -163,27 +163,33 @@ def split(items: Sequence[Any], first: int, by_content: bool) -> Calls | Column:
     return Calls(funcs, fidx, acol, kcol if has_kwargs else None)
 
 
-_NO_KWARGS: dict[str, Any] = {}
-
-
 def one_argument(items: Sequence[Any], f0: Any = None) -> list[Any] | None:
     """The ``x`` of ``delayed(f)(x)`` calls of one *f* (*f0* when given), else None.
 
     One pass over the items, where :func:`split` makes three columns: the pickle of
     a list of arguments is about a third of that of a list of 1-tuples, in the
     parent and in the worker (100k tiny tasks). Only exact 1-tuples and empty dicts
-    qualify; anything else (other functions, more arguments, keywords, a list or
-    namedtuple of arguments, ``kwargs=None``, an item that is not a triple) gives
-    None, and :func:`split` makes the columns, or names the bad item.
+    qualify, told apart without running the user's code (no ``__eq__``); anything
+    else (other functions, more arguments, keywords, a list or namedtuple of
+    arguments, ``kwargs=None``, an item that is not a triple) gives None, and
+    :func:`split` makes the columns, or names the bad item.
     """
     try:
+        head, t0, k0 = items[0]
+        if type(t0) is not tuple or len(t0) != 1 or type(k0) is not dict or k0:  # keywords: one look
+            return None
         if f0 is None:
-            f0 = items[0][0]
+            f0 = head
             if not callable(f0):
                 return None
         if items[-1][0] is not f0:  # a function per task: one look
             return None
-        args = [a for f, t, k in items if f is f0 and type(t) is tuple and k == _NO_KWARGS for (a,) in (t,)]
+        args = [
+            a
+            for f, t, k in items
+            if f is f0 and type(t) is tuple and type(k) is dict and not k
+            for (a,) in (t,)
+        ]
     except Exception:  # noqa: BLE001 - not such a batch: split says what is wrong, if anything
         return None
     return args if len(args) == len(items) else None
