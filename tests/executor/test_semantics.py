@@ -154,6 +154,16 @@ def test_one_argument_calls_mixed_with_other_calls_each_run_as_given(backend):
         assert Parallel(n_jobs=2, backend=backend, batch_size=batch_size)(iter(items[:300])) == expected[:300]
 
 
+@pytest.mark.parametrize("bad", [42, (square, 3, {}), (square, (3,), [("y", 1)]), (3, (1,), {})])
+def test_a_bad_item_deep_in_a_batch_pulled_as_columns_is_named(backend, bad):
+    # items 0..299 one-argument calls (pulled as a column, dispatch.pull), 300..599
+    # two-argument ones (the batch back to triples), and a bad item: named by its index
+    items = [delayed(square)(i) for i in range(300)] + [delayed(add)(i, 1) for i in range(300)]
+    items[550] = bad
+    with pytest.raises(TypeError, match="item 550 .* not a delayed call"):
+        Parallel(n_jobs=2, backend=backend, batch_size=600)(iter(items))
+
+
 def test_one_argument_calls_run_under_a_timeout(backend):
     # a worker times them with SIGALRM, or (dask's threads) from a watching thread
     timed = {"n_jobs": 2, "backend": backend, "timeout": 60}
