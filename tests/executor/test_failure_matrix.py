@@ -86,6 +86,22 @@ def test_worker_unpickles_the_task(kind):
     _expect_next_call_works()
 
 
+@pytest.mark.parametrize("kind", ["raise", "unrebuildable"])
+@pytest.mark.parametrize("one_argument", [True, False])
+def test_a_task_whose_arguments_do_not_load_is_named_in_a_large_batch(kind, one_argument):
+    # the batch's arguments are one pickle: the parent asks a worker, task by task, which
+    # one does not unpickle there (workers.runner.first_unloadable); it named tasks 0..99
+    def call(i):
+        x = FailsOnLoad(kind) if i == 57 else i
+        return delayed(identity_task)(x) if one_argument else delayed(pair)(x, i)
+
+    with pytest.raises(UnpicklingError) as info:
+        Parallel(n_jobs=2, batch_size=100)(call(i) for i in range(100))
+    name = "identity_task" if one_argument else "pair"
+    assert f"could not rebuild the arguments of task 57: {name}(FailsOnLoad('{kind}')" in str(info.value)
+    _expect_next_call_works()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_worker_pickles_the_result(kind):
     with pytest.raises(BaseException) as info:

@@ -441,7 +441,7 @@ def test_a_call_whose_pool_is_killed_by_shutdown_says_so_not_segfault(tmp_path):
     with pytest.raises(WorkerCrashedError) as info:
         next(results)
     message = str(info.value)
-    assert "killed by picklepool.shutdown(kill=True) while task 0: tell_then_wait(" in message
+    assert "killed by picklepool.shutdown(kill=True) while running task 0: tell_then_wait(" in message
     assert "segfault" not in message
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]  # a new pool
 
@@ -512,7 +512,8 @@ def test_a_call_whose_jobs_loky_fails_at_the_kill_says_so_too(tmp_path, monkeypa
     with pytest.raises(WorkerCrashedError) as info:
         next(results)
     message = str(info.value)
-    assert "killed by picklepool.shutdown(kill=True) while task 0: tell_then_wait(" in message, message
+    expected = "killed by picklepool.shutdown(kill=True) while running task 0: tell_then_wait("
+    assert expected in message, message
     monkeypatch.undo()
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]  # a new pool
 

@@ -31,6 +31,9 @@ class Backend:
     default_n_jobs = 1  # n_jobs when nothing sets it (joblib's backend.default_n_jobs)
     batch_growth = 2  # batch_size="auto": a batch holds at most this many times the previous one
     nesting_level = 0  # joblib's: 0 in a parent, 1 in a worker or pool thread, 2 below (make_backend sets it)
+    # a pool broken by a crash is replaced at the next submit (Executor); False (Parallel, whose
+    # calls start on a usable pool: refresh): the call's later batches fail with the crash
+    renew_when_broken = True
 
     def __init__(self, n_workers: int) -> None:
         self.n_workers = n_workers

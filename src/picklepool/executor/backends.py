@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from types import MappingProxyType
 from typing import Any
 
@@ -98,7 +99,12 @@ class LokyBackend(Backend):
             fn, args = run_packed, (packed,)
         try:  # loky's jobs need its workers: lanes give them back first
             return lanes.loky_submit(self._executor, fn, *args)
-        except RuntimeError:  # loky's ShutdownExecutorError is one
+        except RuntimeError as exc:  # loky's ShutdownExecutorError is one
+            if isinstance(exc, BrokenProcessPool) and not self.renew_when_broken:
+                # a crash broke the pool during this call: no more of its tasks start
+                failed: Future[Any] = Future()
+                failed.set_exception(exc)
+                return failed
             # Broken by a crash in an earlier call, or shut down: get a fresh pool.
             self._get()
             return lanes.loky_submit(self._executor, fn, *args)

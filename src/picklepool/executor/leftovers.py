@@ -93,6 +93,6 @@ def sweep(session: Any, also: Iterable[int] = ()) -> dict[int, Any]:
         if pid in ending or exited(pid):
             last[pid] = session.worker_status(pid) if session is not None else None
             if session is not None:
-                session.forget_worker(pid)
+                session.forget_worker(pid, last[pid])
     remove(last)
     return last

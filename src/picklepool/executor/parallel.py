@@ -322,6 +322,7 @@ class Parallel:
             initializer=s.initializer,
             initargs=s.initargs,
         )
+        backend.renew_when_broken = False  # each call begins on a usable pool (refresh)
         return backend
 
     def __enter__(self) -> Parallel:

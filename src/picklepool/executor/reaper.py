@@ -249,11 +249,12 @@ def _end_queue(thread: threading.Thread, queue: Any) -> None:
 
 
 def _forget(pids: list[int]) -> None:
-    """Remove the status files the session folder holds for these (stopping) workers."""
+    """Remove the status files the session folder holds for these (stopping) workers; their
+    last statuses stay in ``Session.ended``, for a call the stop breaks to name its task."""
     current = session.current_session()
     if current is not None:
         for pid in pids:
-            current.forget_worker(pid)
+            current.forget_worker(pid, current.worker_status(pid))
 
 
 _first: list[Any] = []  # run at exit before any pool is stopped: see before_stop_at_exit

@@ -32,11 +32,16 @@ from ..errors import (
 from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Failure, Results, TaskFailed, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
+from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
 from . import leftovers, reaper
 from .functions import describe_task, label
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
+
+
+PROBE_BYTES = 64 << 20  # at most this much sent again to find a task whose arguments do not load
+PROBE_WAIT = 5.0  # seconds to wait for a worker's answer (it may be busy with the call's other tasks)
 
 
 class Numbering(Protocol):
@@ -181,6 +186,8 @@ class ReplyReader:
         elif what == "function":
             names = [n for n in failure.label.split(", ") if not n.startswith("picklepool.workers.")]
             subject = f"the function {', '.join(names) or failure.label} of {batch.tasks()}"
+        elif what == "arguments" and (culprit := self._unloadable(batch)) is not None:
+            subject = f"the arguments of {batch.describe(culprit)}"
         else:
             subject = f"the {what} of {batch.tasks()}"
         text = f"a worker could not rebuild {subject}, sent with pickler {name!r}: {message}."
@@ -188,6 +195,25 @@ class ReplyReader:
         err = UnpicklingError(text)
         err.__cause__ = RemoteTraceback(failure.traceback)
         return err
+
+    def _unloadable(self, batch: Pending) -> int | None:
+        """The task of *batch* whose arguments a worker cannot unpickle, asked task by task
+        (``workers.runner.first_unloadable``); None when it cannot be told (a batch of
+        one, its items gone, more than ``PROBE_BYTES`` to send, no answer in ``PROBE_WAIT``)."""
+        call = self.call
+        if batch.n < 2 or not batch.items or call.session is None or call.pickler is None:
+            return None
+        blobs, size = [], 0
+        try:
+            for _, args, kwargs in batch.items:
+                blobs.append(call.pickler.dumps((args, kwargs)))
+                size += len(blobs[-1])
+                if size > PROBE_BYTES:
+                    return None
+            k = call.backend.submit(first_unloadable, call.header, blobs).result(timeout=PROBE_WAIT)
+        except Exception:  # noqa: BLE001 - the batch is named instead
+            return None
+        return None if k is None else batch.first + k
 
     def crash_error(self, batch: Pending, exc: BaseException) -> Exception:
         """``WorkerCrashedError`` (or ``TaskTimeoutError`` for a worker the watchdog killed)."""
@@ -311,6 +337,8 @@ def _dead_worker_task(session: Any, call_id: int) -> tuple[int, int, int] | None
     """``(task, pid, stage)`` of a dead worker that was busy with *call_id*, if any.
 
     What the dead workers left (their nested pools' folders and semaphores) goes too.
+    Their last statuses come from the session (``Session.ended``): a worker swept
+    before, as a broken pool was stopped during the call, is still found.
 
     When one worker dies, loky SIGKILLs the others of its pool, and by the time this
     looks they may be dead too, with a task of the same call: the one that died of its
@@ -318,10 +346,12 @@ def _dead_worker_task(session: Any, call_id: int) -> tuple[int, int, int] | None
     known yet, before those SIGKILLed (loky's kill; the culprit's too under the OOM
     killer, when they cannot be told apart).
     """
+    found = leftovers.sweep(session)  # kept in session.ended too, with what earlier sweeps found
+    statuses = {**session.ended, **{pid: status for pid, status in found.items() if status}}
     busy = {
         pid: (status[1], pid, status[3])
-        for pid, status in leftovers.sweep(session).items()
-        if status and status[0] == call_id and status[1] >= 0
+        for pid, status in statuses.items()
+        if status[0] == call_id and status[1] >= 0
     }
     if len(busy) < 2:
         return next(iter(busy.values()), None)

@@ -41,6 +41,7 @@ def _alive(pid: int) -> bool:
 
 
 STALE_AFTER = 60.0  # seconds a dead process's folder is left alone (another pid namespace?)
+ENDED_KEPT = 64  # exited workers whose last status a session keeps (Session.ended)
 
 
 def remove_stale_folders(roots: tuple[str, ...] | None = None) -> list[str]:
@@ -87,6 +88,9 @@ class Session:
         self._next_call = 0
         self._blobs: dict[str, set[Any]] = {}  # key -> the calls using it
         self._closed = False
+        # pid -> the last status of an exited worker whose file is gone (forget_worker):
+        # the call it broke names its task from here, whoever swept it first
+        self.ended: dict[int, tuple[int, int, int, int, int]] = {}
 
     def begin_call(self) -> int:
         with self._lock:
@@ -159,7 +163,13 @@ class Session:
         """PIDs of the workers that have reported a status in this session."""
         return [int(e[1:]) for e in os.listdir(self.path) if e[:1] == "w" and e[1:].isdigit()]
 
-    def forget_worker(self, pid: int) -> None:
+    def forget_worker(self, pid: int, last: tuple[int, int, int, int, int] | None = None) -> None:
+        """Remove an exited worker's status file, keeping its *last* status in :attr:`ended`."""
+        if last is not None:
+            with self._lock:
+                if len(self.ended) >= ENDED_KEPT:
+                    del self.ended[next(iter(self.ended))]  # the oldest
+                self.ended[pid] = last
         try:
             os.unlink(os.path.join(self.path, f"w{pid}"))
         except FileNotFoundError:

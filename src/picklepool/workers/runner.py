@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import pickle
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -167,6 +167,22 @@ def run_batch(batch: Batch) -> Any:
             then = functools.partial(then, single_arg=True)
         return FreedAfterSending(reply, (args, kwargs, outcome), then)
     return reply
+
+
+def first_unloadable(header: bytes, blobs: Sequence[bytes]) -> int | None:
+    """The index of the first of *blobs* that does not unpickle here, or None.
+
+    A batch's arguments failed to unpickle in a worker, as one pickle: the parent then
+    sends each task's ``(args, kwargs)`` pickled apart (``executor.replies``) to find
+    the task to name. Nothing runs; what unpickles is dropped.
+    """
+    pickler = _pickler(header)
+    for k, blob in enumerate(blobs):
+        try:
+            pickler.loads(blob)
+        except BaseException:  # noqa: BLE001 - this one is the culprit, whatever it raised
+            return k
+    return None
 
 
 def _execute(batch: Batch, fns: list[Any], fidx: Any, args: Any, kwargs: Any, view: Any, timeout: Any) -> Any:
