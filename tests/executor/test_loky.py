@@ -168,6 +168,23 @@ def test_a_crash_stops_the_call_its_later_tasks_do_not_start_on_a_new_pool(tmp_p
     assert Parallel(n_jobs=2)(delayed(pid_of)(i) for i in range(4))  # the next call: a new pool
 
 
+def crash_as(i, how):
+    act(how)
+    return i
+
+
+def test_an_executors_second_crash_names_its_own_task_not_the_first_crashs():
+    # An Executor is one call (one call_id) across pools: the worker of its first crash
+    # stays in Session.ended, and ranked before the second crash's SIGKILLed worker it
+    # took the second crash's culprit (a task no longer in flight: "queued or running").
+    with picklepool.Executor(max_workers=2) as ex:
+        with pytest.raises(WorkerCrashedError, match=r"while running task 0 .*crash_as\(0"):
+            ex.submit(crash_as, 0, "os_exit").result()
+        with pytest.raises(WorkerCrashedError, match=r"while running task 1 .*crash_as\(1"):
+            ex.submit(crash_as, 1, "sigkill").result()
+        assert ex.submit(pid_of, 2).result()
+
+
 def test_ending_workers_are_told_by_their_sentinels():
     # In a fresh interpreter: no pool of an earlier test polls (reaps) the processes there.
     proc = run_python(
