@@ -168,6 +168,48 @@ def test_a_crash_stops_the_call_its_later_tasks_do_not_start_on_a_new_pool(tmp_p
     assert Parallel(n_jobs=2)(delayed(pid_of)(i) for i in range(4))  # the next call: a new pool
 
 
+def crash_as(i, how):
+    if how:
+        act(how)
+    return i
+
+
+def test_an_executors_second_crash_names_its_own_task_not_the_first_crashs():
+    # An Executor is one call (one call_id) across pools: the worker of its first crash
+    # stays in Session.ended, and ranked before the second crash's SIGKILLed worker it
+    # took the second crash's culprit (a task no longer in flight: "queued or running").
+    with picklepool.Executor(max_workers=2) as ex:
+        with pytest.raises(WorkerCrashedError, match=r"while running task 0 .*crash_as\(0"):
+            ex.submit(crash_as, 0, "os_exit").result()
+        with pytest.raises(WorkerCrashedError, match=r"while running task 1 .*crash_as\(1"):
+            ex.submit(crash_as, 1, "sigkill").result()
+        assert ex.submit(pid_of, 2).result()
+
+
+def another_call_crashes_the_shared_pool_then(items):
+    from picklepool import lokycompat
+    from picklepool.executor import pool
+
+    with pytest.raises(WorkerCrashedError, match="task 1: crash_as"):
+        Parallel(n_jobs=2, batch_size=1)(delayed(crash_as)(i, "os_exit" if i == 1 else "") for i in range(4))
+    assert pool._shared is not None and lokycompat.broken(pool._shared)  # not replaced yet
+    yield from items
+
+
+@pytest.mark.parametrize("kept", [False, True])
+def test_a_call_that_sent_nothing_to_a_pool_another_call_broke_gets_a_new_pool(kept):
+    # The call had taken the shared pool, sent nothing yet, and another call's crash broke
+    # it (another thread's, in real life; here its items' generator): the call failed with
+    # "task 0 ... was queued or running", though none of its tasks ever ran on that pool.
+    items = another_call_crashes_the_shared_pool_then(delayed(pid_of)(i) for i in range(6))
+    if kept:
+        with Parallel(n_jobs=2, batch_size=1) as p:
+            assert len(p(delayed(pid_of)(i) for i in range(2))) == 2  # sent to the pool before
+            assert len(p(items)) == 6
+    else:
+        assert len(Parallel(n_jobs=2, batch_size=1)(items)) == 6
+
+
 def test_ending_workers_are_told_by_their_sentinels():
     # In a fresh interpreter: no pool of an earlier test polls (reaps) the processes there.
     proc = run_python(

@@ -62,6 +62,7 @@ class LokyBackend(Backend):
         self._init = (initializer, initargs)
         self._executor: Any = None
         self._shared = False
+        self._sent = False  # the call sent a batch to this executor: a crash of it is the call's
         self._pid = os.getpid()
         self._get()
 
@@ -69,6 +70,7 @@ class LokyBackend(Backend):
         self.release()
         self._executor, self._shared = pool.acquire(self.n_workers, self.idle_timeout, self.env, *self._init)
         self._pid = os.getpid()
+        self._sent = False
 
     def _inherited(self) -> bool:
         """True in a process forked since the executor was taken: it is the parent's.
@@ -91,6 +93,7 @@ class LokyBackend(Backend):
         if packed is not None:
             fut = lanes.submit(self._executor, packed)
             if fut is not None:
+                self._sent = True
                 return fut
         return self._submit(packed, fn, args)
 
@@ -98,16 +101,19 @@ class LokyBackend(Backend):
         if packed is not None:
             fn, args = run_packed, (packed,)
         try:  # loky's jobs need its workers: lanes give them back first
-            return lanes.loky_submit(self._executor, fn, *args)
+            future = lanes.loky_submit(self._executor, fn, *args)
         except RuntimeError as exc:  # loky's ShutdownExecutorError is one
-            if isinstance(exc, BrokenProcessPool) and not self.renew_when_broken:
-                # a crash broke the pool during this call: no more of its tasks start
+            if isinstance(exc, BrokenProcessPool) and self._sent and not self.renew_when_broken:
+                # a crash broke the pool this call sent batches to: no more of its tasks start
                 failed: Future[Any] = Future()
                 failed.set_exception(exc)
                 return failed
-            # Broken by a crash in an earlier call, or shut down: get a fresh pool.
+            # Broken by a crash in an earlier call (or another thread's, before this call sent
+            # anything), or shut down: get a fresh pool.
             self._get()
-            return lanes.loky_submit(self._executor, fn, *args)
+            future = lanes.loky_submit(self._executor, fn, *args)
+        self._sent = True
+        return future
 
     def small_call_done(self) -> None:
         """A call of a batch per worker at most ended: the next ones may skip loky's queues.
@@ -127,6 +133,7 @@ class LokyBackend(Backend):
     def refresh(self) -> None:
         """Before a call on a kept backend: a fresh executor if this one broke (or is a parent's)."""
         self._inherited()
+        self._sent = False  # a new call
         if self._executor is None or not lokycompat.usable(self._executor):
             self._get()
 

@@ -12,7 +12,7 @@ import importlib
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
@@ -231,7 +231,11 @@ class ReplyReader:
         if self._crash is not None and self._crash[0] is exc:
             culprit = self._crash[1]  # the same crash broke an earlier batch: the same culprit
         elif call.session is not None:
-            dead = _dead_worker_task(call.session, call.call_id)
+
+            def in_flight(index: int) -> bool:  # a task of this batch, or of another in flight
+                return batch.first <= index < batch.first + batch.n or call.batch_of(index) is not None
+
+            dead = _dead_worker_task(call.session, call.call_id, in_flight)
             if dead is not None:
                 index, pid, stage = dead
                 holds = batch.first <= index < batch.first + batch.n
@@ -333,8 +337,12 @@ def _args(error: BaseException) -> str:
     return f"({', '.join(map(repr, error.args))})" if error.args else ""
 
 
-def _dead_worker_task(session: Any, call_id: int) -> tuple[int, int, int] | None:
-    """``(task, pid, stage)`` of a dead worker that was busy with *call_id*, if any.
+def _dead_worker_task(
+    session: Any, call_id: int, in_flight: Callable[[int], bool] = lambda i: True
+) -> tuple[int, int, int] | None:
+    """``(task, pid, stage)`` of a dead worker that was busy with *call_id* on a task
+    still *in_flight*, if any (an ``Executor`` is one call across pools: its earlier
+    crashes' workers stay in ``Session.ended``, with tasks that came back long ago).
 
     What the dead workers left (their nested pools' folders and semaphores) goes too.
     Their last statuses come from the session (``Session.ended``): a worker swept
@@ -351,7 +359,7 @@ def _dead_worker_task(session: Any, call_id: int) -> tuple[int, int, int] | None
     busy = {
         pid: (status[1], pid, status[3])
         for pid, status in statuses.items()
-        if status[0] == call_id and status[1] >= 0
+        if status[0] == call_id and status[1] >= 0 and in_flight(status[1])
     }
     if len(busy) < 2:
         return next(iter(busy.values()), None)
