@@ -83,3 +83,15 @@ def test_pull_gives_a_column_or_the_calls_in_order(at):
     it = iter(calls)
     assert len(dispatch.pull(it, 400, by_content=True)) == 400
     assert len(list(it)) == 300
+
+
+def test_pull_decides_for_a_small_batch_too_and_split_is_not_asked_again(monkeypatch):
+    got = dispatch.pull(iter([delayed(square)(i) for i in range(10)]), 100, by_content=True)
+    assert type(got) is functions.Column and got.args == list(range(10))
+    mixed = [delayed(square)(i) for i in range(600)] + [delayed(cube)(1)]
+    pulled = dispatch.pull(iter(mixed), 1000, by_content=True)
+    assert type(pulled) is list
+    looked = []
+    monkeypatch.setattr(functions, "one_argument", lambda *a: looked.append(a) or None)
+    assert type(functions.split(pulled, 0, by_content=True, single=False)) is functions.Calls
+    assert looked == []  # the pull's own pass stands: no second one over the batch

@@ -378,18 +378,24 @@ class YoungGarbage:
                 self.step = PULL_STEP if gc.collect(0) else REPROBE
 
 
-def pull(it: Iterator[Any], size: int, by_content: bool = False) -> list[Any] | functions.Column:
-    """Up to *size* items of *it*, pulled with the cyclic GC off (see :class:`YoungGarbage`).
+def pull(
+    it: Iterator[Any], size: int, by_content: bool = False, collect: bool = True
+) -> list[Any] | functions.Column:
+    """Up to *size* items of *it*; *collect*: pulled with the cyclic GC off, whose young
+    garbage is collected meanwhile (see :class:`YoungGarbage`).
 
     *by_content* (a batch to pickle): ``delayed(f)(x)`` calls of one *f* come back as
     a ``functions.Column`` of their ``x``, made ``PULL_STEP`` items at a time, as they
     are pulled: the items are then still in the CPU's cache, and so is each one when
     it is freed (on 100k tiny tasks, one pass over a whole batch after pulling it
-    cost as much as the caller's generator). Any other items come back as they are.
+    cost as much as the caller's generator). Any other items come back as they are,
+    and ``functions.split`` need not look for such calls again.
     """
     if size <= PULL_STEP:
-        return list(itertools.islice(it, size))
-    young = YoungGarbage()
+        few = list(itertools.islice(it, size))
+        xs = functions.one_argument(few) if by_content and few else None
+        return few if xs is None else functions.Column(few[0][0], xs, True)
+    young = YoungGarbage() if collect else None
     items: list[Any] = []
     single: list[Any] | None = [] if by_content else None  # the x of the calls so far
     f0: Any = None
@@ -412,7 +418,8 @@ def pull(it: Iterator[Any], size: int, by_content: bool = False) -> list[Any] | 
         del chunk
         if got < want or n >= size:
             return functions.Column(f0, single, True) if single else items
-        young.pulled(want)
+        if young is not None:
+            young.pulled(want)
 
 
 class Call(Channel):
@@ -447,7 +454,10 @@ class Call(Channel):
         self.n_dispatched_tasks = self.n_dispatched_batches = 0
 
     def _submit(self, items: list[Any] | functions.Column, seq: int, first: int) -> Pending:
-        calls = items if type(items) is functions.Column else functions.split(items, first, self.bytes_path)
+        if type(items) is functions.Column:
+            calls: functions.Calls | functions.Column = items
+        else:  # pulled: not one function's one-argument calls
+            calls = functions.split(items, first, self.bytes_path, single=False)
         batch = Pending(seq, first, calls)  # the columns, not the caller's triples (functions.Calls)
         fut = batch.future = self.send(calls, first, calls)
         stop = self.stop_flag
@@ -520,9 +530,7 @@ class Call(Channel):
                     if gc_was_on:
                         gc.disable()
                     try:
-                        items = (
-                            pull(it, size, self.bytes_path) if gc_was_on else list(itertools.islice(it, size))
-                        )
+                        items = pull(it, size, self.bytes_path, collect=gc_was_on)
                         n = len(items)
                         if n < size:
                             exhausted = True

@@ -121,7 +121,7 @@ def group(fcol: tuple[Any, ...], by_content: bool) -> tuple[list[Any], Any]:
     return funcs, (0 if len(funcs) == 1 else fidx)
 
 
-def split(items: Sequence[Any], first: int, by_content: bool) -> Calls | Column:
+def split(items: Sequence[Any], first: int, by_content: bool, single: bool = True) -> Calls | Column:
     """Columns of a batch: distinct functions, their index per task, args, kwargs.
 
     The hot path of tiny tasks, so every check is one pass in C over a column.
@@ -133,12 +133,12 @@ def split(items: Sequence[Any], first: int, by_content: bool) -> Calls | Column:
     A batch to pickle (*by_content*) of one function called with one positional
     argument and no keywords, ``delayed(f)(x)`` over a sequence, comes back as a
     :class:`Column` of those arguments (:func:`one_argument`; ``dispatch.pull``
-    makes it as it pulls them).
+    makes it as it pulls them, and passes *single* False for the batches it did not).
     """
-    if by_content and items:
-        single = one_argument(items)
-        if single is not None:
-            return Column(items[0][0], single, True)
+    if by_content and single and items:
+        xs = one_argument(items)
+        if xs is not None:
+            return Column(items[0][0], xs, True)
     try:
         fcol, acol, kcol = zip(*items, strict=True)
     except (TypeError, ValueError):
