@@ -557,3 +557,45 @@ def test_map_collects_the_garbage_its_iterable_makes(chunksize):
         out = list(ex.map(abs, making_cyclic_garbage(20000, lambda i: -i), chunksize=chunksize))
     assert out == list(range(20000))
     assert Cyclic.peak < 3000, Cyclic.peak
+
+
+class LoadsOnlyHere:
+    """A function that a worker cannot unpickle (its rebuild raises there)."""
+
+    def __init__(self):
+        self.parent = os.getpid()
+
+    def __call__(self, x):
+        return x
+
+    def __reduce__(self):
+        from tests.executor.crash_cases import _act_unless_in
+
+        return _act_unless_in, (self.parent, "raise")
+
+
+@pytest.mark.parametrize("what", ["arguments", "function"])
+def test_a_call_that_does_not_load_fails_alone_its_batch_neighbours_run(tmp_path, what):
+    # Calls that queue up go together, as one pickle; a worker that cannot unpickle one of
+    # them runs none. Each good call got the bad one's error; with the standard library's
+    # executor (a pickle per call) only the bad one fails. Now each is sent again alone.
+    from picklepool.errors import UnpicklingError
+    from tests.executor.crash_cases import FailsOnLoad, identity_task
+
+    bad = (identity_task, FailsOnLoad("raise")) if what == "arguments" else (LoadsOnlyHere(), 7)
+    with Executor(max_workers=2) as ex:
+        release, other, other_gate = one_worker_idle_one_busy(ex, tmp_path)
+        futures = [ex.submit(square, 3), ex.submit(square, 4), ex.submit(*bad), ex.submit(square, 5)]
+        release.set()  # square(3) goes alone to the idle worker; the next three go together
+        other_gate.open()
+        wait(futures)
+        assert [futures[k].result() for k in (0, 1, 3)] == [9, 16, 25]
+        error = futures[2].exception()
+        assert type(error) is UnpicklingError, repr(error)
+        named = (
+            "the arguments of task 4 (the 5th call submitted to this Executor): identity_task(FailsOnLoad("
+            if what == "arguments"
+            else "the function tests.executor.test_futures.LoadsOnlyHere of task 4 (the 5th call submitted"
+        )
+        assert named in str(error), error
+        assert other.result() == "released"

@@ -62,7 +62,7 @@ from .contexts import inherited_only, pool_context, why_own_pool
 from .dispatch import PROGRESS_POLL, Channel, YoungGarbage, parent_state
 from .functions import Column, describe_task, label
 from .mpbackend import MultiprocessingBackend
-from .replies import Pending
+from .replies import NotLoaded, Pending
 
 _WAKE = object()
 
@@ -614,6 +614,7 @@ class Executor(_StdExecutor):
         seq, first = next(self._seq), self._next_task
         self._next_task += len(items)
         batch = Pending(seq, first, items)
+        batch.apart = len(works) > 1  # a batch the worker cannot load: each sent again alone
         skip = len(self._prologue) if column is None else 0
         # single calls (not map's or joblib's chunks): a worker may give back those a long
         # one keeps waiting (workers.handback), for another worker to run; a lone worker
@@ -719,6 +720,12 @@ class Executor(_StdExecutor):
         span = self._splittable.pop(batch.seq, None)  # (first call, end) if it could give calls back
         try:
             values, seconds = self._channel.replies.read(batch)
+        except NotLoaded:
+            # none of its calls ran: each goes again alone and fails, or not, on its own (a
+            # good call batched with one whose arguments do not unpickle got that one's error)
+            for w in works:
+                self._send([w])
+            return
         except BaseException as exc:  # noqa: BLE001 - delivered through the futures
             # loky reports the kill as its shutdown or as dead workers ("usually a segfault"),
             # whichever its manager thread sees first: either way, the workers were stopped

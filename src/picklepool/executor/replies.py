@@ -60,13 +60,16 @@ class Pending:
     index, not the position in the batch the worker reports.
     """
 
-    __slots__ = ("seq", "first", "n", "items", "future", "numbering")
+    __slots__ = ("seq", "first", "n", "items", "future", "numbering", "apart")
 
     def __init__(self, seq: int, first: int, items: Sequence[Any]) -> None:
         self.seq, self.first, self.n = seq, first, len(items)
         self.items: Sequence[Any] | None = items  # dropped once the batch succeeded
         self.future: Any = None
         self.numbering: Numbering | None = None
+        # independent submissions (an Executor's): if the worker cannot load the batch,
+        # none of them ran, and each is sent again alone (NotLoaded) rather than failed
+        self.apart = False
 
     def tasks(self) -> str:
         """``tasks 3..5 (first: task 3: f(3))``, or ``task 3: f(3)`` alone."""
@@ -82,6 +85,12 @@ class Pending:
             return self.numbering.describe(index)
         k = index - self.first
         return describe_task(index, self.items[k]) if self.items and 0 <= k < self.n else f"task {index}"
+
+
+class NotLoaded(Exception):
+    """A worker could not load the functions or arguments of a batch marked ``Pending.apart``:
+    none of its tasks ran; its submissions are to be sent again one by one, each to
+    succeed or fail on its own (as with the standard library's executor)."""
 
 
 class ReplyReader:
@@ -180,6 +189,8 @@ class ReplyReader:
         return self.load_error(batch, failure)
 
     def load_error(self, batch: Pending, failure: Failure) -> UnpicklingError:
+        if batch.apart and batch.n > 1 and failure.what in ("function", "arguments"):
+            raise NotLoaded(failure.what)
         name, message, what = self.call.pickler.name, failure.message, failure.what
         if what == "pickler":
             subject = f"the pickler {name!r} itself (its class must be importable in the workers)"
