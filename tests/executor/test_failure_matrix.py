@@ -131,6 +131,21 @@ def test_parent_unpickles_the_result():
     _expect_next_call_works()
 
 
+@pytest.mark.parametrize("pickler", ["hybrid", "cloudpickle", "pickle"])
+@pytest.mark.parametrize("bad", [0, 57, 99])
+def test_a_task_whose_result_does_not_load_is_named_in_a_large_batch(pickler, bad):
+    # the batch's results are one pickle: the parent finds which item of it fails
+    # (pickler.culprit); it named "the reply of tasks 0..99"
+    parent = os.getpid()
+    with pytest.raises(UnpicklingError) as info:
+        Parallel(n_jobs=2, batch_size=100, pickler=pickler)(
+            delayed(make_fails_in_parent if i == bad else pair)("raise", parent) for i in range(100)
+        )
+    text = _text(info.value)
+    assert f"the result of task {bad}: make_fails_in_parent('raise', {parent})" in text, text
+    _expect_next_call_works()
+
+
 @pytest.mark.parametrize("kind", ["sys_exit", "interrupt"])
 def test_exit_in_a_thread_task_is_a_task_error(kind):
     with pytest.raises(TaskExitError) as info:

@@ -29,6 +29,7 @@ from ..errors import (
     UnpicklingError,
     WorkerCrashedError,
 )
+from ..pickler.culprit import first_failing_item
 from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Failure, Results, TaskFailed, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
@@ -41,6 +42,9 @@ _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
 
 
 PROBE_BYTES = 64 << 20  # at most this much sent again to find a task whose arguments do not load
+# at most this much of a reply is searched for the result that does not unpickle (pickler.culprit:
+# about 0.6 s a MB of small values, only when the reply failed)
+CULPRIT_BYTES = 4 << 20
 PROBE_WAIT = 5.0  # seconds to wait for a worker's answer (it may be busy with the call's other tasks)
 
 
@@ -134,8 +138,12 @@ class ReplyReader:
             except Exception as exc:
                 message = f"{type(exc).__name__}: {exc}"
                 advice = _import_advice(call.pickler.name, message)
+                culprit = self._unloadable_result(batch, reply)
+                what = f"the reply of {batch.tasks()}"
+                if culprit is not None:
+                    what = f"the result of {batch.describe(culprit)}"
                 raise UnpicklingError(
-                    f"the reply of {batch.tasks()} could not be unpickled in the parent with "
+                    f"{what} could not be unpickled in the parent with "
                     f"pickler {call.pickler.name!r}: {message}. A result's class must be "
                     f"importable here.{advice or _rebuild_advice('results', 'this process')}"
                 ) from exc
@@ -225,6 +233,15 @@ class ReplyReader:
         except Exception:  # noqa: BLE001 - the batch is named instead
             return None
         return None if k is None else batch.first + k
+
+    def _unloadable_result(self, batch: Pending, reply: Any) -> int | None:
+        """The task of *batch* whose result does not unpickle here (``pickler.culprit``), or
+        None when it cannot be told (a batch of one, results in shared memory, a reply of
+        more than ``CULPRIT_BYTES`` or of another format than a pickled list)."""
+        if batch.n < 2 or type(reply) is not bytes or len(reply) > CULPRIT_BYTES:
+            return None
+        k = first_failing_item(self.call.pickler.loads, reply)
+        return None if k is None or k >= batch.n else batch.first + k
 
     def crash_error(self, batch: Pending, exc: BaseException) -> Exception:
         """``WorkerCrashedError`` (or ``TaskTimeoutError`` for a worker the watchdog killed)."""
