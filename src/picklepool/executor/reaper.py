@@ -204,9 +204,11 @@ def stop(
     if kill and why:
         _stopped_by[executor] = why
     lanes.release(executor)  # a lane is a job: the workers would not stop while it runs
+    writer = lokycompat.result_writer(executor)  # loky's shutdown drops it
     if kill:
         for pid in mine:
             kill_tree(pid)
+        lokycompat.end_result_pipe(writer)  # one killed as it wrote a result: see there
     lokycompat.shutdown(executor, kill)
     _forget(mine)
     if not wait:
@@ -224,6 +226,8 @@ def stop(
     late = [p.pid for p in before if p.pid not in busy and _running(p)]
     for pid in late:
         kill_tree(pid)
+    if late:
+        lokycompat.end_result_pipe(writer)
     if thread is not None and thread is not threading.current_thread():
         thread.join(deadline)
     if thread is None or not thread.is_alive():
