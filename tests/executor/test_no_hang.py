@@ -699,3 +699,26 @@ def test_a_worker_killed_as_it_writes_a_result_does_not_hang_the_exit(tmp_path, 
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ("[0, 1, 2]" if how == "dropped" else "stopped")
+
+
+def half_a_result_then_die(i):
+    import gc
+    import struct
+
+    from loky.backend.queues import SimpleQueue
+
+    results = next(o for o in gc.get_objects() if isinstance(o, SimpleQueue))
+    os.write(results._writer.fileno(), struct.pack("!i", 1 << 20) + b"x" * 100)
+    os._exit(9)
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_dies_as_it_writes_a_result_fails_the_call_instead_of_hanging(monkeypatch):
+    # The same half message, left by a worker that died of its own (the OOM killer as it
+    # sent a large result): loky's manager thread waited for the rest, never saw the
+    # death, and the call waited for ever (so does joblib's). A worker dead for
+    # UNNOTICED_DEATH seconds that its pool still lists now counts as a stalled pool.
+    monkeypatch.setattr(reaper, "UNNOTICED_DEATH", 1.0, raising=False)
+    with pytest.raises(WorkerCrashedError, match=r"task 0: half_a_result_then_die\(0\).*middle of sending a result"):
+        Parallel(n_jobs=2)(delayed(half_a_result_then_die)(i) for i in range(1))
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
