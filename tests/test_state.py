@@ -411,7 +411,10 @@ def test_a_bad_worker_cache_bound_is_a_setting_error_not_a_pickling_error(monkey
 
     monkeypatch.setenv("PICKLEPOOL_WORKER_CACHE_BYTES", "lots")
     state = SharedState({"a": 1, "b": 2})
-    with pytest.raises(SettingValueError, match=r"^worker_cache_bytes='lots' \(from env var PICKLEPOOL_WORKER_CACHE_BYTES\) is not a size") as info:
+    with pytest.raises(
+        SettingValueError,
+        match=r"^worker_cache_bytes='lots' \(from env var PICKLEPOOL_WORKER_CACHE_BYTES\) is not a size",
+    ) as info:
         if how == "parallel":
             Parallel(n_jobs=2)(delayed(read_ab)(state) for _ in range(2))
         else:

@@ -719,6 +719,8 @@ def test_a_worker_that_dies_as_it_writes_a_result_fails_the_call_instead_of_hang
     # death, and the call waited for ever (so does joblib's). A worker dead for
     # UNNOTICED_DEATH seconds that its pool still lists now counts as a stalled pool.
     monkeypatch.setattr(reaper, "UNNOTICED_DEATH", 1.0, raising=False)
-    with pytest.raises(WorkerCrashedError, match=r"task 0: half_a_result_then_die\(0\).*middle of sending a result"):
+    with pytest.raises(
+        WorkerCrashedError, match=r"task 0: half_a_result_then_die\(0\).*middle of sending a result"
+    ):
         Parallel(n_jobs=2)(delayed(half_a_result_then_die)(i) for i in range(1))
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
