@@ -400,3 +400,26 @@ def test_an_executor_keeps_one_snapshot_file_per_state_not_one_per_version():
             assert ex.submit(_read_state, state).result()[0] == i  # the memoized version
         blobs = glob.glob(os.path.join(current_session().path, "blob-state-*"))
         assert len(blobs) == 1, blobs  # the last version's only
+
+
+@pytest.mark.parametrize("how", ["parallel", "executor"])
+def test_a_bad_worker_cache_bound_is_a_setting_error_not_a_pickling_error(monkeypatch, how):
+    # PICKLEPOOL_WORKER_CACHE_BYTES is read as a call pickles the state: its error came
+    # back as a PicklingError of the task, whose fix was to give the class a __reduce__
+    from picklepool import Executor
+    from picklepool.errors import SettingValueError
+
+    monkeypatch.setenv("PICKLEPOOL_WORKER_CACHE_BYTES", "lots")
+    state = SharedState({"a": 1, "b": 2})
+    with pytest.raises(
+        SettingValueError,
+        match=r"^worker_cache_bytes='lots' \(from env var PICKLEPOOL_WORKER_CACHE_BYTES\) is not a size",
+    ) as info:
+        if how == "parallel":
+            Parallel(n_jobs=2)(delayed(read_ab)(state) for _ in range(2))
+        else:
+            with Executor(max_workers=2) as ex:
+                ex.submit(read_ab, state).result()
+    assert isinstance(info.value, ValueError) and not isinstance(info.value, PicklingError)
+    monkeypatch.delenv("PICKLEPOOL_WORKER_CACHE_BYTES")
+    assert Parallel(n_jobs=2)(delayed(read_ab)(state) for _ in range(2)) == [(1, 2, 0)] * 2

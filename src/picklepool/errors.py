@@ -102,6 +102,15 @@ class SettingTypeError(TypeError, ValueError):
     """
 
 
+class SettingValueError(ValueError):
+    """A setting's value that is not valid (a size that is not one: ``"1Q"``).
+
+    A plain ``ValueError`` to catch; its own class so that one raised while a call
+    pickles its tasks (``PICKLEPOOL_WORKER_CACHE_BYTES``, read as a ``SharedState``
+    is sent) reaches the caller as it is, not as a ``PicklingError`` of that task.
+    """
+
+
 class RemoteTraceback(Exception):
     """Carries a worker's formatted traceback; attached as ``__cause__``."""
 

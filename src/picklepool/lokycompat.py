@@ -742,6 +742,30 @@ def interpreter_exiting() -> bool:
     return bool(getattr(threads, "_shutdown", False))
 
 
+def result_writer(executor: Any) -> Any:
+    """This process's copy of the writing end of *executor*'s result pipe (None once shut down)."""
+    return getattr(getattr(executor, "_result_queue", None), "_writer", None)
+
+
+def end_result_pipe(writer: Any) -> None:
+    """Close this process's copy of a pool's result pipe writer (:func:`result_writer`).
+
+    Only workers write results; loky keeps this copy open for the pool's life, so
+    the pipe never ends. A worker killed while writing a result (a dropped
+    generator's leftovers killed by the next call, Ctrl-C, ``shutdown(kill=True)``)
+    left half a message in it, and loky's manager thread waited for the rest for
+    ever, in ``recv``: the interpreter's exit, which joins that thread, then hung.
+    Without this copy, once the killed workers are gone the pipe ends, the read
+    fails, and the manager thread ends as for a broken pool. Results already
+    written stay readable.
+    """
+    try:
+        if writer is not None:
+            writer.close()
+    except OSError:
+        pass
+
+
 def call_queue(executor: Any) -> Any:
     """What names *executor*'s workers (:func:`started_for`); None once it is shut down."""
     return getattr(executor, "_call_queue", None)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .errors import SettingTypeError
+from .errors import SettingTypeError, SettingValueError
 
 
 class _Sentinel:
@@ -238,7 +238,7 @@ def parse_bytes(value: Any, name: str, source: str = "argument") -> int | None:
             number = -1.0
     if 0 <= number <= MAX_BYTES:
         return int(number)
-    raise ValueError(
+    raise SettingValueError(
         f"{name}={value!r} (from {source}) is not a size; "
         "use a number of bytes, or '500K', '1M', '2G', or None"
     )

@@ -655,3 +655,72 @@ def test_a_killed_pool_with_jobs_still_queued_ends_its_feeder_thread(tmp_path, h
                 thread.join()
     assert not feeder.is_alive()
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["dropped", "shutdown"])
+def test_a_worker_killed_as_it_writes_a_result_does_not_hang_the_exit(tmp_path, how):
+    # loky's result pipe: this process keeps a copy of its writing end for the pool's
+    # life, so a worker killed in the middle of writing a result (a large one, when a
+    # dropped generator's leftovers are killed by the next call, or shutdown(kill=True),
+    # or Ctrl-C) left half a message there, and loky's manager thread waited for the
+    # rest for ever: the interpreter's exit, which joins it, hung (1 run in 4 of a
+    # script dropping a generator of 2 MB results and then calling again).
+    started = str(tmp_path / "started")
+    os.mkfifo(started)
+    result = run_python(
+        f"""
+        import gc, os, struct, time
+        import picklepool
+        from picklepool import Parallel, delayed
+
+        def half_a_result(started):
+            from loky.backend.queues import SimpleQueue
+            results = next(o for o in gc.get_objects() if isinstance(o, SimpleQueue))
+            # a 1 MB message's length, then its first bytes: the rest never comes
+            os.write(results._writer.fileno(), struct.pack("!i", 1 << 20) + b"x" * 100)
+            with open(started, "w"):
+                pass
+            time.sleep(600)
+
+        if __name__ == "__main__":
+            results = Parallel(n_jobs=2, return_as="generator")(
+                delayed(half_a_result)({started!r}) for _ in range(1))
+            with open({started!r}) as f:  # the half is written
+                f.read()
+            if {how!r} == "dropped":
+                del results  # its task runs on: the next call kills its worker
+                print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))
+            else:
+                picklepool.shutdown(kill=True)
+                print("stopped")
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("[0, 1, 2]" if how == "dropped" else "stopped")
+
+
+def half_a_result_then_die(i):
+    import gc
+    import struct
+
+    from loky.backend.queues import SimpleQueue
+
+    results = next(o for o in gc.get_objects() if isinstance(o, SimpleQueue))
+    os.write(results._writer.fileno(), struct.pack("!i", 1 << 20) + b"x" * 100)
+    os._exit(9)
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_dies_as_it_writes_a_result_fails_the_call_instead_of_hanging(monkeypatch):
+    # The same half message, left by a worker that died of its own (the OOM killer as it
+    # sent a large result): loky's manager thread waited for the rest, never saw the
+    # death, and the call waited for ever (so does joblib's). A worker dead for
+    # UNNOTICED_DEATH seconds that its pool still lists now counts as a stalled pool.
+    monkeypatch.setattr(reaper, "UNNOTICED_DEATH", 1.0, raising=False)
+    with pytest.raises(
+        WorkerCrashedError, match=r"task 0: half_a_result_then_die\(0\).*middle of sending a result"
+    ):
+        Parallel(n_jobs=2)(delayed(half_a_result_then_die)(i) for i in range(1))
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]

@@ -32,7 +32,7 @@ from typing import Any
 
 import cloudpickle
 
-from ..errors import PicklingError, TaskExitError, WorkerCrashedError
+from ..errors import PicklingError, SettingValueError, TaskExitError, WorkerCrashedError
 from ..pickler import locks
 from ..pickler.buffers import CallBuffers, Frames, TempFolderError
 from ..pickler.context import CallContext, active
@@ -317,7 +317,7 @@ class Channel:
         exc: BaseException,
         describe: Callable[[int], str] | None = None,
     ) -> Exception:
-        if isinstance(exc, TempFolderError):  # the folder, not the tasks: says so itself
+        if isinstance(exc, (TempFolderError, SettingValueError)):  # not the tasks': says so itself
             return exc
         waited = isinstance(exc, locks.SnapshotTimeout)  # a lock held: look without waiting again
         with locks.no_snapshot_wait() if waited else contextlib.nullcontext():

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import psutil
 
 EXIT_DEADLINE = 5.0  # seconds a worker may take to exit once told to
+UNNOTICED_DEATH = 10.0  # seconds a dead worker may stay in its pool before the pool counts as stuck
 NESTED_EXIT_JOIN = 1.0  # seconds a worker's exit waits for the threads of the pools it killed
 
 
@@ -43,6 +44,8 @@ _executors: weakref.WeakSet[Any] = weakref.WeakSet()  # the loky executors this 
 # executor -> who killed its workers on purpose (``stop(why=...)``), for the calls still on it
 _stopped_by: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _leaving: dict[int, float] = {}  # pid of a worker that left its pool -> when first seen so
+# executor -> {pid of a dead worker it still lists: when first seen so} (_unnoticed_death)
+_dead: weakref.WeakKeyDictionary[Any, dict[int, float]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -52,6 +55,7 @@ def _forget_in_child() -> None:
     _lock = threading.Lock()  # held by another thread at the fork: held for ever in the child
     _executors = weakref.WeakSet()
     _leaving.clear()
+    _dead.clear()
     _stopped_by.clear()
 
 
@@ -148,7 +152,44 @@ def check(executor: Any) -> tuple[list[str], str | None]:
         stalled = (
             "the worker pool stopped delivering results: loky's manager thread ended while tasks were pending"
         )
+    elif thread is not None and _unnoticed_death(executor):
+        stalled = (
+            "the worker pool stopped delivering results: a worker died in the middle of sending "
+            "a result back, and loky's manager thread waits for the rest of it"
+        )
     return notes, stalled
+
+
+def _gone(pid: int) -> bool:
+    """True when no process *pid* runs (none, or a zombie). Not :func:`_running`: a worker
+    whose forkserver was killed is no child of ours any more, and works on; a pid reused
+    meanwhile counts as running (this only delays the look)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+def _unnoticed_death(executor: Any, now: float | None = None) -> bool:
+    """True when a worker of *executor* has been dead ``UNNOTICED_DEATH`` seconds and loky
+    still lists it: its manager thread, which drops a worker within moments of its death
+    (or breaks the pool), is stuck. A worker that died while writing a result (the OOM
+    killer, a kill) left half a message in the result pipe, and the thread waits in
+    ``recv`` for the rest, which never comes: the call waited for ever (as under joblib).
+    """
+    now = time.monotonic() if now is None else now
+    dead = {pid for pid in lokycompat.worker_processes(executor) if _gone(pid)}
+    with _lock:
+        seen = _dead.setdefault(executor, {})
+        for pid in set(seen) - dead:
+            del seen[pid]
+        for pid in dead:
+            seen.setdefault(pid, now)
+        return any(now - seen[pid] >= UNNOTICED_DEATH for pid in dead)
 
 
 def reap_retiring(now: float | None = None) -> list[str]:
@@ -204,9 +245,11 @@ def stop(
     if kill and why:
         _stopped_by[executor] = why
     lanes.release(executor)  # a lane is a job: the workers would not stop while it runs
+    writer = lokycompat.result_writer(executor)  # loky's shutdown drops it
     if kill:
         for pid in mine:
             kill_tree(pid)
+        lokycompat.end_result_pipe(writer)  # one killed as it wrote a result: see there
     lokycompat.shutdown(executor, kill)
     _forget(mine)
     if not wait:
@@ -224,6 +267,8 @@ def stop(
     late = [p.pid for p in before if p.pid not in busy and _running(p)]
     for pid in late:
         kill_tree(pid)
+    if late:
+        lokycompat.end_result_pipe(writer)
     if thread is not None and thread is not threading.current_thread():
         thread.join(deadline)
     if thread is None or not thread.is_alive():
