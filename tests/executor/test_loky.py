@@ -124,6 +124,48 @@ def test_the_crashed_task_is_named_though_an_earlier_sweep_took_its_status():
         current.ended.pop(dead.pid, None)
 
 
+def exit_once_told(running, told):
+    with open(running, "w"):  # tells the test this task runs
+        pass
+    with open(told) as f:  # until another call's task opens it
+        f.read()
+    os._exit(1)
+
+
+def tell_then_wait(told, gate):
+    with open(told, "w"):
+        pass
+    with open(gate) as f:  # never opened: the crash ends this worker
+        f.read()
+
+
+def test_a_call_broken_by_another_threads_crash_says_so(tmp_path):
+    # Thread A's task exits its worker; loky breaks the pool under thread B's call too,
+    # whose error said "a worker process died while task 0: tell_then_wait(...) was queued
+    # or running": B's own task, as if it were the cause. The first look sweeps the dead
+    # worker's status: the other call finds it by loky's exception, which both share.
+    running, told, gate = (str(tmp_path / name) for name in ("running", "told", "gate"))
+    for path in (running, told, gate):
+        os.mkfifo(path)
+    errors = {}
+
+    def call(name, items):
+        try:
+            Parallel(n_jobs=2)(items)
+        except WorkerCrashedError as exc:
+            errors[name] = str(exc)
+
+    a = threading.Thread(target=call, args=("a", [delayed(exit_once_told)(running, told)]))
+    a.start()
+    with open(running) as f:  # A's task runs on one worker
+        f.read()
+    call("b", [delayed(tell_then_wait)(told, gate)])  # B's on the other; then A's exits
+    a.join()
+    assert "while running task 0: exit_once_told(" in errors["a"], errors["a"]
+    assert "while running a task of another call made in this process (worker pid" in errors["b"], errors["b"]
+    assert "this call's task 0: tell_then_wait(" in errors["b"], errors["b"]
+
+
 def crash_first(i, path):
     if i == 0:
         with open(path, "w") as f:

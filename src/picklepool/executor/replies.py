@@ -12,6 +12,8 @@ import importlib
 import re
 import signal
 import sys
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
@@ -39,6 +41,12 @@ from . import leftovers, reaper
 from .functions import describe_task, label
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
+
+# loky fails every job a crash broke with one exception object: the dead worker found by
+# the first call that looked, ``(call, task, pid, stage)``, for the calls of other threads
+# on the same pool (the look sweeps the worker's status: a second look finds nothing)
+_culprits: weakref.WeakKeyDictionary[BaseException, tuple[int, int, int, int]] = weakref.WeakKeyDictionary()
+_culprits_lock = threading.Lock()
 
 
 PROBE_BYTES = 64 << 20  # at most this much sent again to find a task whose arguments do not load
@@ -263,9 +271,20 @@ class ReplyReader:
             def in_flight(index: int) -> bool:  # a task of this batch, or of another in flight
                 return batch.first <= index < batch.first + batch.n or call.batch_of(index) is not None
 
-            dead = _dead_worker_task(call.session, call.call_id, in_flight)
-            if dead is not None:
-                index, pid, stage = dead
+            with _culprits_lock:
+                dead = _culprits.get(exc)
+                if dead is None or dead[0] == call.call_id:  # none yet, or ours: as in flight now
+                    dead = _crashed_worker(call.session, call.call_id, in_flight)
+                    if dead is not None:
+                        _culprits[exc] = dead
+            if dead is not None and dead[0] != call.call_id:  # another thread's call, same pool
+                tasks = batch.tasks()
+                culprit = (
+                    f" while running a task of another call made in this process (worker pid "
+                    f"{dead[2]}), on the pool where this call's {tasks} {_were(tasks)} queued or running"
+                )
+            elif dead is not None:
+                _call, index, pid, stage = dead
                 holds = batch.first <= index < batch.first + batch.n
                 owner = batch if holds else call.batch_of(index)
                 if owner is None:  # the dead worker's batch is not one of ours in flight
@@ -371,31 +390,46 @@ def _dead_worker_task(
     """``(task, pid, stage)`` of a dead worker that was busy with *call_id* on a task
     still *in_flight*, if any (an ``Executor`` is one call across pools: its earlier
     crashes' workers stay in ``Session.ended``, with tasks that came back long ago).
+    None too when the crash is another call's (:func:`_crashed_worker`).
+    """
+    found = _crashed_worker(session, call_id, in_flight)
+    return None if found is None or found[0] != call_id else found[1:]
+
+
+def _crashed_worker(
+    session: Any, call_id: int, in_flight: Callable[[int], bool] = lambda i: True
+) -> tuple[int, int, int, int] | None:
+    """``(call, task, pid, stage)`` of the dead worker whose death broke the pool, if known.
+
+    The candidates: the dead workers busy with *call_id* on a task still *in_flight*,
+    and those busy with another call (of another thread, on the same pool) that this
+    look finds dead (not those an earlier look kept: one of an older crash).
 
     What the dead workers left (their nested pools' folders and semaphores) goes too.
     Their last statuses come from the session (``Session.ended``): a worker swept
     before, as a broken pool was stopped during the call, is still found.
 
     When one worker dies, loky SIGKILLs the others of its pool, and by the time this
-    looks they may be dead too, with a task of the same call: the one that died of its
-    own (an exit code, another signal) is the culprit, before one whose end is not
-    known yet, before those SIGKILLed (loky's kill; the culprit's too under the OOM
-    killer, when they cannot be told apart).
+    looks they may be dead too, with a task of the same call or another: the one that
+    died of its own (an exit code, another signal) is the culprit, before one whose end
+    is not known yet, before those SIGKILLed (loky's kill; the culprit's too under the
+    OOM killer, when they cannot be told apart); at equal rank, one of *call_id*'s.
     """
     found = leftovers.sweep(session)  # kept in session.ended too, with what earlier sweeps found
     statuses = {**session.ended, **{pid: status for pid, status in found.items() if status}}
     busy = {
-        pid: (status[1], pid, status[3])
+        pid: (status[0], status[1], pid, status[3])
         for pid, status in statuses.items()
-        if status[0] == call_id and status[1] >= 0 and in_flight(status[1])
+        if status[1] >= 0
+        and (in_flight(status[1]) if status[0] == call_id else pid in found and status[0] >= 0)
     }
     if len(busy) < 2:
         return next(iter(busy.values()), None)
     codes = lokycompat.exit_codes(busy)
 
-    def rank(pid: int) -> int:
+    def rank(pid: int) -> tuple[int, bool]:
         code = codes.get(pid)
-        return 1 if code is None else 2 if code == -signal.SIGKILL else 0
+        return (1 if code is None else 2 if code == -signal.SIGKILL else 0), busy[pid][0] != call_id
 
     return busy[min(busy, key=rank)]
 
