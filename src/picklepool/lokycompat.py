@@ -569,6 +569,14 @@ def usable(executor: Any) -> bool:
     return not (broken(executor) or flags is not None and flags.shutdown)
 
 
+def flag_broken(executor: Any, error: BaseException) -> None:
+    """Mark *executor* broken with *error*, as loky does when a worker dies (its
+    ``submit`` raises then, :func:`usable` is False): for a death loky did not see."""
+    flags = getattr(executor, "_flags", None)
+    if flags is not None:
+        flags.flag_as_broken(error)
+
+
 def broken(executor: Any) -> bool:
     """True once a worker of *executor* died (loky then ends the pool)."""
     flags = getattr(executor, "_flags", None)

@@ -132,3 +132,16 @@ class FailsToRebuild:
 
     def __repr__(self) -> str:
         return "FailsToRebuild()"
+
+
+def half_a_result_then_die(i: int) -> None:
+    """Write half a result into loky's result pipe, then die (as a worker the OOM killer
+    ends while it sends a large result): loky's manager thread waits for the rest."""
+    import gc
+    import struct
+
+    from loky.backend.queues import SimpleQueue
+
+    results = next(o for o in gc.get_objects() if isinstance(o, SimpleQueue))
+    os.write(results._writer.fileno(), struct.pack("!i", 1 << 20) + b"x" * 100)
+    os._exit(9)

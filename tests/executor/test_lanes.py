@@ -20,9 +20,9 @@ import psutil
 import pytest
 
 import picklepool
-from picklepool import Parallel, delayed
+from picklepool import Parallel, delayed, lokycompat
 from picklepool.errors import TaskExitError, WorkerCrashedError
-from picklepool.executor import lanes, pool
+from picklepool.executor import lanes, pool, reaper
 from tests.executor.crash_cases import KINDS, PROCESS_KILLERS, act
 
 pytestmark = pytest.mark.timeout(120)
@@ -401,3 +401,28 @@ def test_a_lane_frees_a_batchs_arguments_after_its_answer_is_sent():
         received.event.set()
         assert _one(in_lane, 1) == (1, True)  # the lane's worker went on
         del box
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_dies_as_it_writes_a_result_fails_its_lanes_batch_and_the_pool_is_replaced(
+    monkeypatch,
+):
+    # A worker that dies in the middle of a result it sends through loky's pipe leaves loky's
+    # manager thread waiting for the rest: loky never reports the lane's job. The batch
+    # failed with a bare TimeoutError (of the wait for that report), and the next call got
+    # the stuck pool. Now the batch fails naming its task, and the pool is flagged broken.
+    from tests.executor.crash_cases import half_a_result_then_die
+
+    monkeypatch.setattr(lanes, "DEATH_REPORT_WAIT", 0.5)
+    monkeypatch.setattr(reaper, "UNNOTICED_DEATH", 600.0)  # the lane sees it, not the reaper
+    _open_lanes()
+    stuck = pool._shared
+    thread = lokycompat.manager_thread(stuck)
+    with pytest.raises(
+        WorkerCrashedError, match=r"while running task 0: half_a_result_then_die\(0\).*did not notice"
+    ):
+        _one(half_a_result_then_die, 0)
+    assert _one(abs, -3) == 3
+    assert pool._shared is not stuck
+    thread.join(30)  # it ended (the interpreter's exit joins it: a stuck one hung the exit)
+    assert not thread.is_alive()

@@ -21,6 +21,7 @@ from picklepool.executor.backend import Backend
 from picklepool.executor.batching import FixedBatcher
 from picklepool.executor.dispatch import Call
 from tests.conftest import run_python
+from tests.executor.crash_cases import half_a_result_then_die
 
 
 @pytest.mark.timeout(150)
@@ -699,17 +700,6 @@ def test_a_worker_killed_as_it_writes_a_result_does_not_hang_the_exit(tmp_path, 
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ("[0, 1, 2]" if how == "dropped" else "stopped")
-
-
-def half_a_result_then_die(i):
-    import gc
-    import struct
-
-    from loky.backend.queues import SimpleQueue
-
-    results = next(o for o in gc.get_objects() if isinstance(o, SimpleQueue))
-    os.write(results._writer.fileno(), struct.pack("!i", 1 << 20) + b"x" * 100)
-    os._exit(9)
 
 
 @pytest.mark.timeout(60)

@@ -39,12 +39,14 @@ import threading
 import time
 import weakref
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from .. import lokycompat
+from ..errors import WorkerCrashedError
 from ..workers.lane import LEAVING, receive, serve
 
 LANE_IDLE = 10.0  # seconds without a batch after which a lane gives its worker back to loky
@@ -292,7 +294,17 @@ class Lanes:
             return
         try:
             error = lane.job.exception(timeout=DEATH_REPORT_WAIT)
-        except Exception as exc:  # noqa: BLE001 - a timeout, or the job was cancelled
+        except FutureTimeout:
+            # loky did not see the worker end: its manager thread is stuck (a worker that died
+            # in the middle of sending a result back through loky's pipe left half a message,
+            # and the thread waits for the rest). Nothing more comes from this pool.
+            error = WorkerCrashedError(
+                f"the worker running this batch ended, and its pool did not notice within "
+                f"{DEATH_REPORT_WAIT:g} s (its manager thread is stuck, as when a worker dies while "
+                "sending a result back): this pool is replaced on the next call"
+            )
+            lokycompat.flag_broken(self.executor, error)
+        except Exception as exc:  # noqa: BLE001 - the job was cancelled
             error = exc
         if not isinstance(error, BaseException):
             error = BrokenProcessPool(

@@ -75,8 +75,10 @@ def acquire(
         executor = _shared
         if executor is not None and not lokycompat.usable(executor):
             # its own calls have seen the error; loky ends it (and the workers it killed:
-            # what they left goes with them, see leftovers.sweep)
-            reaper.stop(executor)
+            # what they left goes with them, see leftovers.sweep). Killed: a pool flagged
+            # broken by picklepool (lanes: a death loky did not see) has a stuck manager
+            # thread, which would not tell its workers to leave
+            reaper.stop(executor, kill=True)
             executor, _shared, _users = None, None, 0
         if executor is not None:
             same = _same(_key, key)
@@ -153,7 +155,7 @@ def release(executor: Any, shared: bool) -> None:
             and lokycompat.broken(executor)
             and not lokycompat.interpreter_exiting()
         ):
-            reaper.stop(executor)  # ended now, not at the next call (see acquire); at exit, by reaper
+            reaper.stop(executor, kill=True)  # ended now, not at the next call (acquire); at exit, by reaper
             _shared = None
 
 

@@ -255,7 +255,7 @@ def stop(
     if not wait:
         if thread is not None and thread is not threading.current_thread():
             threading.Thread(
-                target=_end_queue, args=(thread, queue), name="picklepool-end-queue", daemon=True
+                target=_end_queue, args=(thread, queue, writer), name="picklepool-end-queue", daemon=True
             ).start()
         return []
     if thread is not None and thread is not threading.current_thread():
@@ -267,7 +267,8 @@ def stop(
     late = [p.pid for p in before if p.pid not in busy and _running(p)]
     for pid in late:
         kill_tree(pid)
-    if late:
+    stuck = thread is not None and thread is not threading.current_thread() and thread.is_alive()
+    if late or stuck:  # stuck: waiting for the rest of a result a dead worker began (see there)
         lokycompat.end_result_pipe(writer)
     if thread is not None and thread is not threading.current_thread():
         thread.join(deadline)
@@ -286,9 +287,16 @@ def stop(
     return notes
 
 
-def _end_queue(thread: threading.Thread, queue: Any) -> None:
-    """Once the manager *thread* of a pool stopped without waiting has ended: its call queue's end."""
+def _end_queue(thread: threading.Thread, queue: Any, writer: Any) -> None:
+    """Once the manager *thread* of a pool stopped without waiting has ended: its call queue's end.
+
+    A thread still there after ``EXIT_DEADLINE`` may wait for the rest of a result a dead
+    worker began: the result pipe's last writer here is closed (the interpreter's exit
+    joins that thread)."""
     thread.join(EXIT_DEADLINE)
+    if thread.is_alive():
+        lokycompat.end_result_pipe(writer)
+        thread.join(EXIT_DEADLINE)
     if not thread.is_alive():
         lokycompat.end_call_queue(queue)
 
