@@ -126,6 +126,17 @@ def held_by_caller(lock: Any) -> bool:
     return bool(idents) and owner_of(lock) in idents
 
 
+def acquire_unless_caller(lock: Any, timeout: float = -1) -> bool | None:
+    """Take *lock* for a snapshot: True when taken; None when a thread this one pickles
+    for holds it (:func:`snapshots_for`: not taken, the snapshot is made under that
+    thread's hold); False when *timeout* passed first."""
+    if lock.acquire(blocking=False):
+        return True
+    if held_by_caller(lock):
+        return None
+    return bool(lock.acquire(timeout=timeout))
+
+
 # -- rebuilders: run in the worker (or wherever the bytes are loaded) -----------------
 
 
