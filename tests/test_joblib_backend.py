@@ -241,3 +241,31 @@ def test_a_failed_call_leaves_nothing_for_the_next_call_of_its_parallel(managed)
             with pytest.raises(KeyError):
                 p(joblib.delayed(fail_at_one)(i) for i in range(10))
             assert p(joblib.delayed(fail_at_one)(i) for i in [10, 11]) == [10, 11]
+
+
+def test_a_joblib_call_made_while_holding_the_rlock_of_what_it_sends_runs():
+    # A thread-safe class running joblib over its own state under its lock. joblib
+    # dispatches later batches from its callbacks (picklepool's manager thread), which
+    # waited for the caller's RLock while the caller waited for the results: a hang.
+    tally = Tally()
+    tally.seen = 3
+    results = []
+
+    def call():
+        with joblib.parallel_config(backend="picklepool", n_jobs=2):
+            with tally.lock:
+                results.extend(
+                    joblib.Parallel(batch_size=1, pre_dispatch="2")(
+                        joblib.delayed(seen_plus)(tally, k) for k in range(8)
+                    )
+                )
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(30)
+    assert not caller.is_alive(), "the call waited for its own thread's lock"
+    assert results == [3 + k for k in range(8)]
+
+
+def seen_plus(tally, k):
+    return tally.seen + k

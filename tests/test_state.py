@@ -423,3 +423,24 @@ def test_a_bad_worker_cache_bound_is_a_setting_error_not_a_pickling_error(monkey
     assert isinstance(info.value, ValueError) and not isinstance(info.value, PicklingError)
     monkeypatch.delenv("PICKLEPOOL_WORKER_CACHE_BYTES")
     assert Parallel(n_jobs=2)(delayed(read_ab)(state) for _ in range(2)) == [(1, 2, 0)] * 2
+
+
+def _state_plus(state, k):
+    return state.value["w"][0] + k
+
+
+def test_a_call_submitted_inside_the_state_s_own_with_block_does_not_wait_for_it():
+    # An Executor (and the joblib backend on it) pickles its calls in its manager thread,
+    # which took the state's lock for the snapshot while the submitter, inside ``with
+    # state``, waited for the result: both waited for ever. The snapshot is now made under
+    # the submitter's hold, as Parallel makes it in the calling thread.
+    from picklepool import Executor
+
+    state = SharedState({"w": [0] * 10})
+    with Executor(max_workers=2) as ex:
+        with state as value:
+            value["w"][0] = 5
+            assert ex.submit(_state_plus, state, 1).result(timeout=30) == 6  # TimeoutError before
+            futures = [ex.submit(_state_plus, state, k) for k in range(4)]
+            assert [f.result(timeout=30) for f in futures] == [5, 6, 7, 8]
+        assert ex.submit(_state_plus, state, 0).result(timeout=30) == 5

@@ -22,6 +22,7 @@ imports: ``import joblib`` here and everywhere is joblib itself.)
 from __future__ import annotations
 
 import queue
+import threading
 from typing import Any
 
 from joblib._parallel_backends import (
@@ -65,6 +66,7 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
             )
         self._executor: Any = None
         self._options: dict[str, Any] = {}
+        self._caller: int | None = None  # the thread of the joblib.Parallel call (start_call)
 
     def effective_n_jobs(self, n_jobs: Any) -> int:
         """Workers for joblib's *n_jobs*: None 1, -1 all usable cores, -n all but n-1."""
@@ -103,7 +105,9 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         if isinstance(func, BatchedCalls):
             nested = (enter_config, (func._backend, func._n_jobs), None)
             items = [nested, *func.items, (leave_config, (), None)]
-            future = self._executor._submit_calls(items, strip=1)
+            # joblib submits from its callbacks too (the executor's manager thread): the
+            # call's own thread is the one that may hold the locks of what it sends
+            future = self._executor._submit_calls(items, strip=1, caller=self._caller)
         else:  # a plain callable (joblib's own tests submit these)
             future = self._executor.submit(func)
         if callback is not None:
@@ -115,6 +119,7 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
 
     def start_call(self) -> None:
         """A call starts: nothing of an earlier, aborted one may be dispatched in it."""
+        self._caller = threading.get_ident()
         _drop_ready_batches(getattr(self, "parallel", None))
 
     def abort_everything(self, ensure_ready: bool = True) -> None:

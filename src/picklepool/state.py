@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 
 from . import settings
 from .errors import PicklingError
-from .pickler import checkpoint, context, frames
+from .pickler import checkpoint, context, frames, locks
 from .pickler.registry import get_pickler
 from .workers import snapshots
 from .workers.cache import DEFAULT_MAX_BYTES
@@ -126,7 +126,7 @@ class SharedState(Generic[T]):
         self._version = 0
         self._depth = 0  # nesting of ``with`` blocks of the thread holding the lock
         self._uid = uuid.uuid4().hex  # names this state in worker caches and blobs
-        self._packing = False
+        self._packing = 0  # the ident of the thread writing its snapshot (0: none)
         # A worker's cached copy: how it gives each task the parent's version
         # (``workers.snapshots.WorkerCopy``); None in the parent and for plain loads.
         self._copy: snapshots.WorkerCopy | None = None
@@ -188,23 +188,32 @@ class SharedState(Generic[T]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         ctx = context.current()
-        with self._lock:
+        # Not taken when the thread that made the call holds it (an Executor's manager
+        # thread pickles its calls: a submitter inside ``with state`` waiting for the
+        # result would wait for ever); the snapshot is then made under that thread's hold,
+        # as Parallel makes it in the calling thread (pickler.locks.snapshots_for).
+        taken = locks.acquire_unless_caller(self._lock)
+        try:
             if self._copy is not None:  # a worker's copy sent on (a nested call): the task's view
                 self._copy.enter_task(self)
-            if self._packing:
+            me = threading.get_ident()
+            if self._packing == me:
                 raise PicklingError(
                     "a SharedState cannot contain itself (its value refers back to the "
                     "state); keep the state out of its own value"
                 )
-            self._packing = True
+            packing, self._packing = self._packing, me
             try:
                 args = self._inline(get_pickler()) if ctx is None else self._for_call(ctx)
             finally:
-                self._packing = False
+                self._packing = packing
             if self._depth:
                 # Taken inside this thread's own ``with`` block: the value may still
                 # change before the block ends, so that content needs a new version.
                 self._version += 1
+        finally:
+            if taken:
+                self._lock.release()
         return (_rebuild_state, args)
 
     def _inline(self, pickler: Any) -> tuple[Any, ...]:
@@ -307,12 +316,15 @@ def _maker(ref: weakref.ref[SharedState[Any]], version: int, pickler: Any) -> An
         if state is None:
             return None
         while state._version == version:
-            if state._lock.acquire(timeout=_LOCK_POLL):
-                try:
-                    if state._version != version:
-                        return None
-                    return frames.pack(pickler, state._value)
-                finally:
+            taken = locks.acquire_unless_caller(state._lock, _LOCK_POLL)
+            if taken is False:
+                continue
+            try:  # taken, or held by the thread the call is pickled for (SharedState.__reduce__)
+                if state._version != version:
+                    return None
+                return frames.pack(pickler, state._value)
+            finally:
+                if taken:
                     state._lock.release()
         return None
 

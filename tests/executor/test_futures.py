@@ -599,3 +599,55 @@ def test_a_call_that_does_not_load_fails_alone_its_batch_neighbours_run(tmp_path
         )
         assert named in str(error), error
         assert other.result() == "released"
+
+
+class Guarded:
+    """A class of the user's that guards its state with an RLock (hybrid snapshots it under it)."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.value = 0
+
+
+def read_guarded(guarded, k=0):
+    return guarded.value + k
+
+
+def test_a_call_submitted_while_its_argument_s_rlock_is_held_by_the_submitter_does_not_wait_for_it():
+    # The manager thread pickles the call, holding the argument's RLock for its snapshot.
+    # A submitter that holds that lock and waits for the result (a method of a thread-safe
+    # class: ``with self._lock: ex.submit(f, self).result()``) made both wait for ever;
+    # Parallel, which pickles in the calling thread, takes the held RLock again and runs.
+    guarded = Guarded()
+    with Executor(max_workers=2) as ex:
+        with guarded.lock:
+            guarded.value = 5
+            single = ex.submit(read_guarded, guarded)
+            assert single.result(timeout=30) == 5  # TimeoutError before the fix
+            batch = [ex.submit(read_guarded, guarded, k) for k in range(6)]  # queued together
+            assert [f.result(timeout=30) for f in batch] == [5, 6, 7, 8, 9, 10]
+            mapped = ex.map(read_guarded, [guarded] * 4, range(4), chunksize=2, timeout=30)
+            assert list(mapped) == [5, 6, 7, 8]
+
+
+def test_an_rlock_another_thread_holds_is_still_waited_for():
+    # Only the submitter's own hold is taken as the snapshot's: another thread's change
+    # in progress under the lock is not seen half done.
+    guarded = Guarded()
+    held, go = threading.Event(), threading.Event()
+
+    def change():
+        with guarded.lock:
+            guarded.value = 1
+            held.set()
+            go.wait(30)
+            guarded.value = 2
+
+    changer = threading.Thread(target=change)
+    changer.start()
+    held.wait(30)
+    with Executor(max_workers=2) as ex:
+        future = ex.submit(read_guarded, guarded)
+        go.set()
+        assert future.result(timeout=30) == 2
+    changer.join()

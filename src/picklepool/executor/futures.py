@@ -49,6 +49,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..errors import PicklingError, TaskExitError, WorkerCrashedError
+from ..pickler import locks
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, plain_number, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
@@ -119,9 +120,16 @@ if hasattr(os, "register_at_fork"):
 class _Work:
     """A queued submission: one call (``submit``) or a chunk of calls (``map``, joblib)."""
 
-    __slots__ = ("future", "items", "chunk", "strip", "index", "back", "numeric")
+    __slots__ = ("future", "items", "chunk", "strip", "index", "back", "numeric", "caller")
 
-    def __init__(self, future: Future[Any], items: Sequence[Any], chunk: bool, strip: int = 0) -> None:
+    def __init__(
+        self,
+        future: Future[Any],
+        items: Sequence[Any],
+        chunk: bool,
+        strip: int = 0,
+        caller: int | None = None,
+    ) -> None:
         self.index = 0  # the number of the user's first call in it, counted by the executor
         self.future = future
         self.items = items  # (function, args, kwargs or None) triples, or a functions.Column
@@ -130,6 +138,9 @@ class _Work:
         self.back = False  # sent, and given back by its worker (workers.handback): running
         # the submitting thread's decimal context and numpy error handling (workers.mirror)
         self.numeric: tuple[Any, Any] = (None, None)
+        # the thread the call was made for: an RLock it holds is not waited for when the
+        # manager thread pickles the call (pickler.locks.snapshots_for)
+        self.caller = caller
 
 
 class Executor(_StdExecutor):
@@ -344,18 +355,22 @@ class Executor(_StdExecutor):
         self._put(_Work(fut, [(fn, args, kwargs or None)], False))
         return fut
 
-    def _submit_calls(self, items: Sequence[Any], strip: int = 0) -> Future[Any]:
+    def _submit_calls(self, items: Sequence[Any], strip: int = 0, caller: int | None = None) -> Future[Any]:
         """One batch of ``(function, args, kwargs)`` calls; the future holds their results.
 
         The first and last *strip* calls (``workers.prologue``) run but their
-        results are dropped. For ``map`` chunks and the joblib backend.
+        results are dropped. For ``map`` chunks and the joblib backend, which gives
+        the thread of its ``joblib.Parallel`` call as *caller* (it submits from this
+        executor's manager thread too); else the calling thread.
         """
         fut: Future[Any] = Future()
-        self._put(_Work(fut, items, True, strip))
+        self._put(_Work(fut, items, True, strip, caller))
         return fut
 
     def _put(self, work: _Work) -> None:
         work.numeric = mirror.numeric_state()  # the submitter's, not the manager thread's
+        if work.caller is None:
+            work.caller = threading.get_ident()
         with self._lock:
             if self._pid != os.getpid():
                 # its manager thread and workers are the parent's: the future waited for ever
@@ -626,7 +641,7 @@ class Executor(_StdExecutor):
         if channel.parent is not None:  # the parent as it is now: sys.path, cwd... (workers.mirror)
             channel.parent = parent_state(channel.backend.n_workers, works[0].numeric)
         try:
-            with self._send_lock:
+            with self._send_lock, locks.snapshots_for(frozenset(w.caller for w in works if w.caller)):
                 if self._stopped:  # taken off the queue just before terminate_workers()
                     _fail(works, BrokenProcessPool(_STOPPED_BEFORE_SENT))
                     return

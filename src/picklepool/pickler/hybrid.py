@@ -334,15 +334,21 @@ class Pickler(cloudpickle.Pickler):
 
     def _reduce_guarded(self, obj: Any, name: str, lock: Any) -> Any:
         """Reduce *obj* holding its RLock (its attribute *name*) until its state has been written."""
-        if not self._held:
-            lock.acquire()
-        elif not lock.acquire(timeout=(wait := locks.snapshot_timeout())):
-            raise locks.SnapshotTimeout(
-                f"could not snapshot a {type(obj).__qualname__}: its lock .{name} stayed held "
-                f"by another thread for {wait:g}s while the lock of an "
-                "enclosing object was held for its own snapshot (a lock-order conflict). "
-                "Send the inner object separately, or send it while no thread holds its lock."
-            )
+        if not lock.acquire(blocking=False):
+            if locks.held_by_caller(lock):
+                # Held by the thread that submitted this call (an Executor's manager thread
+                # pickles it), which may be waiting for its result: snapshot under that
+                # thread's hold, as Parallel does in the calling thread (locks.snapshots_for).
+                return obj.__reduce_ex__(self.proto)
+            if not self._held:
+                lock.acquire()
+            elif not lock.acquire(timeout=(wait := locks.snapshot_timeout())):
+                raise locks.SnapshotTimeout(
+                    f"could not snapshot a {type(obj).__qualname__}: its lock .{name} stayed held "
+                    f"by another thread for {wait:g}s while the lock of an "
+                    "enclosing object was held for its own snapshot (a lock-order conflict). "
+                    "Send the inner object separately, or send it while no thread holds its lock."
+                )
         try:
             rv = obj.__reduce_ex__(self.proto)
         except BaseException:

@@ -37,6 +37,7 @@ import contextlib
 import copy
 import gc
 import queue
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -82,6 +83,58 @@ def no_snapshot_wait() -> Iterator[None]:
             del _waits.seconds
         else:
             _waits.seconds = previous
+
+
+_callers = threading.local()
+
+
+@contextlib.contextmanager
+def snapshots_for(threads: frozenset[int]) -> Iterator[None]:
+    """Snapshots made in this thread are for calls that *threads* (their idents) made.
+
+    An ``Executor`` (and the joblib backend, which runs on one) pickles its calls in
+    its manager thread, not in the thread that submitted them. A submitter that holds
+    an object's RLock while it submits that object and waits for the result (``with
+    self._lock: ex.submit(f, self).result()``) would wait for ever on the manager
+    thread, which waits for the lock. Inside this block such a lock, held by one of
+    *threads*, is not waited for: the snapshot is taken under its submitter's hold, as
+    ``Parallel``, which pickles in the calling thread, takes it (see :func:`held_by_caller`).
+    """
+    previous = getattr(_callers, "idents", None)
+    _callers.idents = threads
+    try:
+        yield
+    finally:
+        _callers.idents = previous
+
+
+def owner_of(lock: Any) -> int | None:
+    """The ident of the thread holding the RLock *lock*, or None (released, or unknown)."""
+    owner = getattr(lock, "_owner", None)  # the pure-Python RLock
+    if owner is not None:
+        return int(owner)
+    match = _OWNER.search(repr(lock))  # the C RLock shows its owner only in its repr (0: none)
+    return (int(match.group(1)) or None) if match else None
+
+
+_OWNER = re.compile(r"owner=(\d+)")
+
+
+def held_by_caller(lock: Any) -> bool:
+    """True when an RLock is held by a thread this thread pickles for (:func:`snapshots_for`)."""
+    idents: frozenset[int] = getattr(_callers, "idents", None) or frozenset()
+    return bool(idents) and owner_of(lock) in idents
+
+
+def acquire_unless_caller(lock: Any, timeout: float = -1) -> bool | None:
+    """Take *lock* for a snapshot: True when taken; None when a thread this one pickles
+    for holds it (:func:`snapshots_for`: not taken, the snapshot is made under that
+    thread's hold); False when *timeout* passed first."""
+    if lock.acquire(blocking=False):
+        return True
+    if held_by_caller(lock):
+        return None
+    return bool(lock.acquire(timeout=timeout))
 
 
 # -- rebuilders: run in the worker (or wherever the bytes are loaded) -----------------
