@@ -160,20 +160,6 @@ def check(executor: Any) -> tuple[list[str], str | None]:
     return notes, stalled
 
 
-def _gone(pid: int) -> bool:
-    """True when no process *pid* runs (none, or a zombie). Not :func:`_running`: a worker
-    whose forkserver was killed is no child of ours any more, and works on; a pid reused
-    meanwhile counts as running (this only delays the look)."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.Error:
-        return False
-
-
 def _unnoticed_death(executor: Any, now: float | None = None) -> bool:
     """True when a worker of *executor* has been dead ``UNNOTICED_DEATH`` seconds and loky
     still lists it: its manager thread, which drops a worker within moments of its death
@@ -182,7 +168,9 @@ def _unnoticed_death(executor: Any, now: float | None = None) -> bool:
     ``recv`` for the rest, which never comes: the call waited for ever (as under joblib).
     """
     now = time.monotonic() if now is None else now
-    dead = {pid for pid in lokycompat.worker_processes(executor) if _gone(pid)}
+    # gone or a zombie (leftovers.exited), not _running: a worker whose forkserver was killed
+    # is no child of ours any more, and works on
+    dead = {pid for pid in lokycompat.worker_processes(executor) if leftovers.exited(pid)}
     with _lock:
         seen = _dead.setdefault(executor, {})
         for pid in set(seen) - dead:
