@@ -651,3 +651,57 @@ def test_an_rlock_another_thread_holds_is_still_waited_for():
         go.set()
         assert future.result(timeout=30) == 2
     changer.join()
+
+
+class WatchedBlock:
+    """A pure-Python RLock's inner lock that tells when a thread starts to wait for it."""
+
+    def __init__(self, inner, waiting):
+        self.inner, self.waiting = inner, waiting
+
+    def acquire(self, blocking=True, timeout=-1):
+        if blocking:
+            self.waiting.set()
+        return self.inner.acquire(blocking, timeout)
+
+    def release(self):
+        self.inner.release()
+
+
+def test_an_rlock_held_by_another_thread_with_calls_in_the_same_batch_is_still_waited_for(tmp_path):
+    # The manager thread did not wait for an RLock held by any thread with a call in the
+    # batch: thread B, changing the object under its lock, had a call queued beside A's
+    # call that sends the object, and A's worker saw B's change half done.
+    from picklepool.pickler import locks
+
+    guarded = Guarded()
+    guarded.lock = locks.PyRLockType()
+    waited_or_done = threading.Event()  # the manager waits for the lock, or A's call ran
+    with Executor(max_workers=2) as ex:
+        release, other, other_gate = one_worker_idle_one_busy(ex, tmp_path)
+        b_holds, a_submitted = threading.Event(), threading.Event()
+        seen = {}
+
+        def b():
+            with guarded.lock:
+                guarded.lock._block = WatchedBlock(guarded.lock._block, waited_or_done)
+                guarded.value = 1  # a change in progress
+                ex.submit(square, 1)  # goes alone, to the idle worker
+                b_holds.set()
+                a_submitted.wait()
+                ex.submit(square, 2), ex.submit(square, 3), ex.submit(square, 4)  # A's with one
+                seen["a"].add_done_callback(lambda _f: waited_or_done.set())
+                release.set()
+                waited_or_done.wait()
+                seen["done while held"] = seen["a"].done()
+                guarded.value = 2
+
+        changer = threading.Thread(target=b)
+        changer.start()
+        b_holds.wait()
+        seen["a"] = ex.submit(read_guarded, guarded)
+        a_submitted.set()
+        changer.join()
+        other_gate.open()
+        assert not seen["done while held"], seen["a"].result()
+        assert seen["a"].result(timeout=30) == 2

@@ -295,6 +295,49 @@ def test_nested_lock_held_elsewhere_gives_a_clear_error(monkeypatch):
     assert released_elsewhere(outer._lock)
 
 
+def test_a_nested_lock_held_elsewhere_is_a_lock_order_error_under_the_callers_hold_too(monkeypatch):
+    # An Executor's manager thread snapshots an object whose RLock the submitting thread
+    # holds under that hold (locks.snapshots_for). An inner object's lock held by a third
+    # thread, which waits for the outer lock (the other order), was waited for without
+    # end: submitter, manager thread and that thread all waited for ever, where Parallel
+    # (pickling in the submitting thread, which takes its own RLock again) gives the
+    # lock-order error after SNAPSHOT_TIMEOUT.
+    monkeypatch.setattr(locks, "SNAPSHOT_TIMEOUT", 0.05)
+    outer, inner = Account(), Account()
+    outer.history.append(inner)
+    holding, done = threading.Event(), threading.Event()
+    outcome = []
+
+    def hold_inner():
+        with inner._lock:
+            holding.set()
+            done.wait(30)
+
+    def manager(caller):
+        with locks.snapshots_for(frozenset({caller})):
+            try:
+                hybrid.dumps(outer)
+                outcome.append("pickled")
+            except PicklingError as exc:
+                outcome.append(exc)
+
+    other = threading.Thread(target=hold_inner)
+    other.start()
+    holding.wait()
+    try:
+        with outer._lock:  # this thread submitted the call, and waits for it
+            pickling = threading.Thread(target=manager, args=(threading.get_ident(),))
+            pickling.start()
+            pickling.join(10)
+            assert not pickling.is_alive(), "waited for the inner lock without end"
+    finally:
+        done.set()
+        other.join()
+        pickling.join()
+    assert len(outcome) == 1 and "lock-order conflict" in str(outcome[0]), outcome
+    assert released_elsewhere(outer._lock) and released_elsewhere(inner._lock)
+
+
 class Custom:
     """Owns an RLock but pickles itself its own way (drops the lock)."""
 

@@ -317,8 +317,8 @@ class Channel:
         exc: BaseException,
         describe: Callable[[int], str] | None = None,
     ) -> Exception:
-        if isinstance(exc, (TempFolderError, SettingValueError)):  # not the tasks': says so itself
-            return exc
+        if isinstance(exc, (TempFolderError, SettingValueError, locks.MixedCallers)):
+            return exc  # not the tasks': says so itself (MixedCallers: the Executor sends them apart)
         waited = isinstance(exc, locks.SnapshotTimeout)  # a lock held: look without waiting again
         with locks.no_snapshot_wait() if waited else contextlib.nullcontext():
             for i, item in enumerate(items):

@@ -211,6 +211,18 @@ class _Release:
     __slots__ = ()
 
 
+class _CallersHoldType:
+    """Stands for an RLock held by the thread a snapshot is made for (not taken, not released)."""
+
+    __slots__ = ()
+
+    def release(self) -> None:
+        pass
+
+
+_CALLERS_HOLD = _CallersHoldType()
+
+
 def _nothing() -> None:
     return None
 
@@ -339,8 +351,11 @@ class Pickler(cloudpickle.Pickler):
                 # Held by the thread that submitted this call (an Executor's manager thread
                 # pickles it), which may be waiting for its result: snapshot under that
                 # thread's hold, as Parallel does in the calling thread (locks.snapshots_for).
-                return obj.__reduce_ex__(self.proto)
-            if not self._held:
+                # That hold counts as an enclosing one for the locks met in its state, which
+                # are waited for SNAPSHOT_TIMEOUT only, as under Parallel: a thread holding
+                # one and waiting for this lock made them all wait for ever.
+                lock = _CALLERS_HOLD
+            elif not self._held:
                 lock.acquire()
             elif not lock.acquire(timeout=(wait := locks.snapshot_timeout())):
                 raise locks.SnapshotTimeout(

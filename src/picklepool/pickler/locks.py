@@ -120,10 +120,25 @@ def owner_of(lock: Any) -> int | None:
 _OWNER = re.compile(r"owner=(\d+)")
 
 
+class MixedCallers(Exception):
+    """An RLock met while pickling a batch of calls made by several threads is held by one
+    of them: whether it is held by the thread that made the call it belongs to (not waited
+    for) or by another one (waited for, its change in progress not seen half done) cannot
+    be told here. The batch's calls are to be pickled again one by one."""
+
+
 def held_by_caller(lock: Any) -> bool:
-    """True when an RLock is held by a thread this thread pickles for (:func:`snapshots_for`)."""
+    """True when an RLock is held by the thread this thread pickles for (:func:`snapshots_for`).
+
+    For the calls of several threads, one of which holds it: :class:`MixedCallers` (only
+    the call's own thread's hold may be taken as the snapshot's).
+    """
     idents: frozenset[int] = getattr(_callers, "idents", None) or frozenset()
-    return bool(idents) and owner_of(lock) in idents
+    if not idents or owner_of(lock) not in idents:
+        return False
+    if len(idents) > 1:
+        raise MixedCallers("an RLock held by one of the threads whose calls are pickled together")
+    return True
 
 
 def acquire_unless_caller(lock: Any, timeout: float = -1) -> bool | None:
