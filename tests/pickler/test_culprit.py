@@ -77,3 +77,18 @@ def test_the_first_item_that_does_not_load_is_found(dumps, n, bad):
 def test_another_shape_cannot_be_told(data):
     assert item_ends(data) is None
     assert first_failing_item(pickle.loads, data) is None
+
+
+@pytest.mark.parametrize("dumps", DUMPS.values(), ids=list(DUMPS))
+@pytest.mark.parametrize(
+    "last",
+    [[1, 2], {1, 2}, (1, 2, 3, 4), frozenset({1, 2}), [[1, 2], [3]], {"a": 1, "b": 2}],
+    ids=["list", "set", "tuple of 4", "frozenset", "nested lists", "dict"],
+)
+@pytest.mark.parametrize("n", [1, 1001])  # the last item appended alone (APPEND), after a group or not
+def test_an_item_built_with_a_mark_of_its_own_is_one_item(dumps, last, n):
+    # an inner list's APPENDS (or a tuple's MARK) at the list's level was taken for the
+    # end of a group of the list's items: a one-item list of [1, 2] counted 3 items
+    values = [*range(n - 1), last]
+    ends = item_ends(dumps((values, 1.5)))
+    assert ends is not None and len(ends) == n

@@ -37,6 +37,7 @@ def item_ends(data: bytes) -> list[tuple[int, bool]] | None:
     levels = [0]  # objects on the stack, per mark level
     found = False
     group: list[tuple[int, int]] = []  # (count at the group's level after the op, op's end)
+    grouping = False  # inside a group of the list's items (after its MARK)
     for k, (op, _arg, _pos) in enumerate(ops):
         end = ops[k + 1][2] if k + 1 < len(ops) else len(data)
         if not found:
@@ -47,6 +48,7 @@ def item_ends(data: bytes) -> list[tuple[int, bool]] | None:
             found = True
             levels[0] = 1
             continue
+        opens = op.name == "MARK" and levels == [1]  # a group of the list's own items begins
         before, after = op.stack_before, op.stack_after
         if _MARK in before:
             levels.pop()
@@ -59,10 +61,13 @@ def item_ends(data: bytes) -> list[tuple[int, bool]] | None:
             levels[-1] += len(after)
         if not levels or levels[0] < 1:  # the list was consumed (the reply's tuple): done
             break
-        if op.name == "APPENDS" and len(levels) == 1 and group:
-            _close_group(group, ends)
-            group = []
-        elif len(levels) >= 2:
+        if opens:
+            group, grouping = [], True
+        if grouping and len(levels) == 1:  # the group's end (an inner list's leaves two levels)
+            if op.name == "APPENDS":  # else the mark was a lone item's own (a tuple of 4)
+                _close_group(group, ends)
+            group, grouping = [], False
+        elif grouping:
             group.append((levels[1] + (len(levels) > 2), end))
         elif op.name == "APPEND" and levels == [1]:  # one item, appended alone
             ends.append((end, False))
