@@ -51,7 +51,7 @@ _culprits_lock = threading.Lock()
 
 PROBE_BYTES = 64 << 20  # at most this much sent again to find a task whose arguments do not load
 # at most this much of a reply is searched for the result that does not unpickle (pickler.culprit:
-# about 0.6 s a MB of small values, only when the reply failed)
+# about 0.4 s a MB of small values, only when the reply failed)
 CULPRIT_BYTES = 4 << 20
 PROBE_WAIT = 5.0  # seconds to wait for a worker's answer (it may be busy with the call's other tasks)
 

@@ -26,11 +26,11 @@ def _ops(data: bytes) -> list[tuple[Any, Any, int]] | None:
         return None
 
 
-def item_ends(data: bytes) -> list[tuple[int, bool]] | None:
+def item_ends(data: bytes, ops: list[tuple[Any, Any, int]] | None = None) -> list[tuple[int, bool]] | None:
     """For each item of the list *data* starts with (its first object), the offset where the
     item's opcodes end, and whether it is appended by ``APPENDS`` (a group after a mark)
     rather than ``APPEND``; None if *data* does not start so, or is not a pickle."""
-    ops = _ops(data)
+    ops = _ops(data) if ops is None else ops  # (read once by first_failing_item)
     if ops is None:
         return None
     ends: list[tuple[int, bool]] = []
@@ -90,12 +90,13 @@ def _close_group(group: list[tuple[int, int]], ends: list[tuple[int, bool]]) -> 
 def first_failing_item(loads: Callable[[bytes], Any], data: bytes) -> int | None:
     """The index of the first item of the list at the start of *data* that *loads* cannot
     unpickle (the items before it do), or None when it cannot be told."""
-    ends = item_ends(data)
+    ops = _ops(data)
+    if ops is None:
+        return None
+    ends = item_ends(data, ops)
     if not ends:
         return None
-    body = _without_frames(data)
-    if body is None:
-        return None
+    body = _without_frames(data, ops)
 
     def fails(i: int) -> bool:
         end, grouped = ends[i]
@@ -118,12 +119,9 @@ def first_failing_item(loads: Callable[[bytes], Any], data: bytes) -> int | None
     return lo
 
 
-def _without_frames(data: bytes) -> Callable[[int], bytes] | None:
+def _without_frames(data: bytes, ops: list[tuple[Any, Any, int]]) -> Callable[[int], bytes]:
     """A function giving *data* up to an offset with its ``FRAME`` opcodes left out
     (a frame announces its length: a prefix cut inside one would read as truncated)."""
-    ops = _ops(data)
-    if ops is None:
-        return None
     frames = [(pos, pos + 9) for op, _arg, pos in ops if op.name == "FRAME"]  # opcode and 8-byte size
 
     def upto(end: int) -> bytes:
