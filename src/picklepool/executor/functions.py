@@ -36,6 +36,7 @@ from ..pickler.diagnose import explain
 from ..pickler.hybrid import HybridPickler
 from ..pickler.mainalias import main_by_another_name
 from ..wire import FuncSpec
+from . import unchanged
 
 _SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
 _KEEPABLE = (types.FunctionType, types.BuiltinFunctionType, type)
@@ -360,6 +361,14 @@ class FunctionTable:
                 self._specs[ident] = spec
                 self._keep.append(referents)
                 return spec
+            kind = type(self.pickler)
+            by_value = kind in _REFERENCE_PICKLERS and type(func) is types.FunctionType
+            known = unchanged.recall(kind, ident, func) if by_value else None
+            if known is not None:  # sent by value at an earlier call, provably the same bytes
+                spec = (known[0], known[1], label(func), self.token)
+                self._specs[ident] = spec
+                self._keep.append(referents)
+                return spec
             keepable = isinstance(func, _KEEPABLE)
             try:
                 data, refs = self.buffers.dumps_function(self.pickler, func, keepable or self.keep_stateful)
@@ -367,6 +376,8 @@ class FunctionTable:
                 msg = explain(self.pickler, func, exc, root=f"function {label(func)}")
                 raise PicklingError(f"{where()}: {msg}") from exc
             key = blake2b(data + repr(refs).encode(), digest_size=16).hexdigest()
+            if by_value and not refs and len(data) <= INLINE_LIMIT:
+                unchanged.remember(kind, ident, func, key, data, _importable)
             payload: Any = data
             if len(data) > INLINE_LIMIT:
                 ref = self.context.put_blob(key, data)
