@@ -183,16 +183,21 @@ def _pow_batch() -> bytes:
     return pickle.dumps((pow, (2, 5)), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-@pytest.mark.parametrize("poll", [True, False], ids=["select.poll", "multiprocessing-wait"])
-def test_the_reader_thread_answers_every_lane_and_ends_with_them_with_or_without_poll(monkeypatch, poll):
-    """The reader's watch (lanes._Poller): one poll object kept across waits, or, where
-    ``select.poll`` is missing, multiprocessing's wait; lanes that end leave it."""
-    if not poll:
+@pytest.mark.parametrize("watch", ["epoll", "poll", "wait"])
+def test_the_reader_thread_answers_every_lane_and_ends_with_them_whatever_its_watch(monkeypatch, watch):
+    """The reader's watch (lanes._Poller): one epoll or poll object kept across waits, or,
+    where neither exists, multiprocessing's wait; lanes that end leave it."""
+    if watch != "epoll":
+        monkeypatch.delattr(lanes.select, "epoll", raising=False)
+    if watch == "wait":
         monkeypatch.delattr(lanes.select, "poll")
     before = set(os.listdir("/proc/self/fd"))
     with ThreadPoolExecutor(2) as workers:
         box = lanes.Lanes(workers, 2, "", 3600.0)
-        assert (box._poller._poll is not None) is poll
+        assert [box._poller._epoll is not None, box._poller._poll is not None] == [
+            watch == "epoll",
+            watch == "poll",
+        ]
         with box._cond:
             assert box._cond.wait_for(lambda: len(box._idle) == 2, timeout=30)
         held = [box.submit(pickle.dumps((pow, (2, 10)), protocol=pickle.HIGHEST_PROTOCOL))]
@@ -426,3 +431,88 @@ def test_a_worker_that_dies_as_it_writes_a_result_fails_its_lanes_batch_and_the_
     assert pool._shared is not stuck
     thread.join(30)  # it ended (the interpreter's exit joins it: a stuck one hung the exit)
     assert not thread.is_alive()
+
+
+# -- the calling thread reads its own reply (LaneFuture.read_here) ----------------------
+
+
+def test_a_one_batch_call_reads_its_lanes_reply_in_the_calling_thread(monkeypatch):
+    """No hand-over from the reader thread: the reply is taken where the call waits."""
+    _open_lanes()
+    readers = []
+    real = lanes.Lanes._answered
+
+    def answered(self, lane, data):
+        readers.append(threading.current_thread())
+        return real(self, lane, data)
+
+    monkeypatch.setattr(lanes.Lanes, "_answered", answered)
+    assert [_one(in_lane, i) for i in range(5)] == [(i, True) for i in range(5)]
+    assert readers == [threading.current_thread()] * 5
+
+
+class Interrupted(BaseException):
+    """What a signal handler raises in the calling thread (Ctrl-C is one such)."""
+
+
+def test_a_call_interrupted_in_the_middle_of_its_reply_fails_that_batch_and_ends_its_lane(monkeypatch):
+    real = lanes.receive
+    with ThreadPoolExecutor(1) as workers:
+        box = lanes.Lanes(workers, 1, "", 3600.0)
+        with box._cond:
+            assert box._cond.wait_for(lambda: len(box._idle) == 1, timeout=30)
+        fut = box.submit(_pow_batch())
+        assert isinstance(fut, lanes.LaneFuture)
+
+        def half_read(fd):
+            os.read(fd, 2)  # part of the message's header
+            raise Interrupted
+
+        monkeypatch.setattr(lanes, "receive", half_read)
+        with pytest.raises(Interrupted):
+            fut.read_here(30)
+        monkeypatch.setattr(lanes, "receive", real)
+        assert isinstance(fut.exception(timeout=30), BrokenProcessPool)
+        assert "interrupted" in str(fut.exception())
+        assert box._jobs[0].result(timeout=30) == 1  # the lane's job ended after its one batch
+        box._thread.join(30)
+        assert not box._thread.is_alive() and not box._lanes
+    assert box.submit(_pow_batch()) is None  # no lane left: the next batch goes through loky
+
+
+_go = threading.Event()
+
+
+def gated(x: int) -> int:
+    """*x*, once the test lets it go (lanes' jobs are threads here)."""
+    assert _go.wait(30)
+    return x
+
+
+def test_a_call_interrupted_while_it_waits_leaves_the_reply_to_the_reader_thread():
+    _go.clear()
+    with ThreadPoolExecutor(1) as workers:
+        box = lanes.Lanes(workers, 1, "", 3600.0)
+        with box._cond:
+            assert box._cond.wait_for(lambda: len(box._idle) == 1, timeout=30)
+        fut = box.submit(pickle.dumps((gated, (7,))))
+        assert fut is not None
+        lane = box._lanes[0]
+
+        class Poll:  # the calling thread's wait, interrupted before anything came
+            def poll(self, timeout):
+                raise Interrupted
+
+        lane.wait = Poll()
+        try:
+            with pytest.raises(Interrupted):
+                fut.read_here(30)
+            assert lane.reader == "watched"
+            _go.set()
+            assert fut.result(timeout=30) == 7  # read by the reader thread
+            again = box.submit(pickle.dumps((gated, (8,))))
+            assert again is not None and again.result(timeout=30) == 8
+        finally:
+            _go.set()
+            box.release()
+        assert box._jobs[0].result(timeout=30) == 2

@@ -600,8 +600,14 @@ class Call(Channel):
         """The next finished batch; while none is, look after the pool (never wait blindly)."""
         poll = PROGRESS_POLL if self.watchdog is None else min(self.watchdog.poll, PROGRESS_POLL)
         while True:
+            wait = poll
+            if len(self.inflight) == 1 and self._done.empty():
+                # one batch out, in a lane: its reply is read here (executor.lanes.LaneFuture)
+                read_here = getattr(next(iter(self.inflight.values())).future, "read_here", None)
+                if read_here is not None and read_here(poll):
+                    wait = 0
             try:
-                return self._done.get(timeout=poll)
+                return self._done.get(timeout=wait)
             except queue.Empty:
                 pass
             if self.watchdog is not None:
