@@ -43,7 +43,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, cast
 
 from .. import lokycompat
 from ..errors import WorkerCrashedError
@@ -478,13 +478,13 @@ class _Poller:
 
     def ready(self, timeout: float | None) -> list[Any]:
         """What stands for each descriptor ready to read (or closed), waiting *timeout* seconds at most."""
-        fds: list[Any]
+        fds: list[int]
         if self._epoll is not None:
             fds = [fd for fd, _ in self._epoll.poll(-1 if timeout is None else timeout)]
         elif self._poll is not None:
             fds = [fd for fd, _ in self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))]
         else:
-            fds = wait(list(self._objs), timeout)
+            fds = cast(list[int], wait(list(self._objs), timeout))  # the objects given: numbers
         found = [self._objs.get(fd) for fd in fds]  # a calling thread may remove one meanwhile
         return [obj for obj in found if obj is not None]
 
