@@ -121,6 +121,9 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         """A call starts: nothing of an earlier, aborted one may be dispatched in it."""
         self._caller = threading.get_ident()
         _drop_ready_batches(getattr(self, "parallel", None))
+        if self._executor is not None:  # kept across the calls of a `with joblib.Parallel()` block
+            # joblib pickles every batch anew: each call sees the globals of its moment
+            self._executor._channel.functions.renew()
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         """Stop the call now (an error, Ctrl-C): cancel what is not sent and kill the workers
