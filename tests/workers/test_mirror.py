@@ -215,6 +215,29 @@ def test_numpy_floating_point_errors_raise_in_workers_as_in_the_parent():
     assert Parallel(n_jobs=2)(delayed(divide_by_zero)(x) for x in (1.0, 2.0)) == [float("inf")] * 2
 
 
+def divide_by_zero_mode(x):
+    np = __import__("numpy")
+    with np.errstate(over="raise"):  # a change of the task's own, inside the mirrored state
+        return float(np.float64(x) / np.float64(0.0)), np.geterr()["divide"], np.geterr()["invalid"]
+
+
+def test_a_callback_error_mode_of_the_parent_is_numpys_default_in_the_workers():
+    # np.errstate(divide="call") hands the error to the parent's np.seterrcall function,
+    # which the worker does not have: every task dividing by zero raised numpy's
+    # NameError("python callback specified for divide by zero ... but no function found").
+    np = pytest.importorskip("numpy")
+    _warm()
+    seen = []
+    old = np.seterrcall(lambda kind, flag: seen.append(kind))
+    try:
+        with np.errstate(divide="call", invalid="raise"), contextlib.suppress(RuntimeWarning):
+            assert divide_by_zero_mode(1.0) == (float("inf"), "call", "raise") and seen
+            out = Parallel(n_jobs=2)(delayed(divide_by_zero_mode)(x) for x in (1.0, 2.0))
+    finally:
+        np.seterrcall(old)
+    assert out == [(float("inf"), "warn", "raise")] * 2  # the rest of the state still mirrored
+
+
 def digits_of(n):
     return len(str(10**n))
 
