@@ -301,3 +301,22 @@ def test_each_call_of_a_with_parallel_block_sees_the_main_globals_of_its_moment(
     done = run_python(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[0] == f"{[[1, 1, True]] * 4} {[[2, 3, True]] * 4} []"
+
+
+def seventh(_):
+    import decimal
+
+    return str(decimal.Decimal(1) / decimal.Decimal(7))
+
+
+def test_every_batch_of_a_joblib_call_runs_with_the_callers_decimal_context():
+    # joblib dispatches the batches after the first from its completion callbacks, in the
+    # executor's manager thread: those read that thread's default context (28 digits),
+    # so one task of the call rounded to 5 digits and the others to 28.
+    import decimal
+
+    with decimal.localcontext() as ctx:
+        ctx.prec = 5
+        with joblib.parallel_config(backend="picklepool", n_jobs=2):
+            out = joblib.Parallel(batch_size=1, pre_dispatch=1)(joblib.delayed(seventh)(i) for i in range(8))
+    assert out == ["0.14286"] * 8

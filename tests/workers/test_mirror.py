@@ -180,6 +180,21 @@ def test_the_callers_decimal_context_reaches_the_workers():
     assert Parallel(n_jobs=2)(delayed(decimal_third)(i) for i in range(4)) == ["0." + "3" * 28] * 4
 
 
+@pytest.mark.parametrize("chunksize", [1, 2])
+def test_every_call_of_an_executor_map_runs_with_the_settings_of_the_map(chunksize):
+    # With buffersize, map submits its later calls as the results are read: there the
+    # reader's thread was read, outside the block, and those calls got 28 digits.
+    import decimal
+
+    from picklepool import Executor
+
+    with Executor(max_workers=2) as ex:
+        with decimal.localcontext() as ctx:
+            ctx.prec = 5
+            results = ex.map(decimal_third, range(6), chunksize=chunksize, buffersize=1)
+        assert list(results) == ["0.33333"] * 6
+
+
 def set_precision_then_third(prec):
     import decimal
 
