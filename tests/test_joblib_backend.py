@@ -269,3 +269,54 @@ def test_a_joblib_call_made_while_holding_the_rlock_of_what_it_sends_runs():
 
 def seen_plus(tally, k):
     return tally.seen + k
+
+
+def test_each_call_of_a_with_parallel_block_sees_the_main_globals_of_its_moment():
+    # joblib pickles every batch anew, so the second call of a `with joblib.Parallel()`
+    # block sees a global of __main__ rebound (and a class attribute set) after the first.
+    # The backend's executor lives for the block and pickled each function once: the
+    # second call got [[1, 1], ...] again. A task's change to its worker's copy (STORE)
+    # does not reach the next call either.
+    from tests.conftest import run_python
+
+    code = """
+        import joblib, picklepool
+        picklepool.register_joblib_backend()
+        G = 1
+        STORE = []
+        class C:
+            attr = 1
+        def read(x):
+            STORE.append(x)
+            return [G, C.attr, len(STORE) > 0]
+        if __name__ == "__main__":
+            with joblib.parallel_config(backend="picklepool", n_jobs=2):
+                with joblib.Parallel(batch_size=1) as p:
+                    first = p(joblib.delayed(read)(i) for i in range(4))
+                    G = 2
+                    C.attr = 3
+                    second = p(joblib.delayed(read)(i) for i in range(4))
+            print(first, second, STORE)
+    """
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == f"{[[1, 1, True]] * 4} {[[2, 3, True]] * 4} []"
+
+
+def seventh(_):
+    import decimal
+
+    return str(decimal.Decimal(1) / decimal.Decimal(7))
+
+
+def test_every_batch_of_a_joblib_call_runs_with_the_callers_decimal_context():
+    # joblib dispatches the batches after the first from its completion callbacks, in the
+    # executor's manager thread: those read that thread's default context (28 digits),
+    # so one task of the call rounded to 5 digits and the others to 28.
+    import decimal
+
+    with decimal.localcontext() as ctx:
+        ctx.prec = 5
+        with joblib.parallel_config(backend="picklepool", n_jobs=2):
+            out = joblib.Parallel(batch_size=1, pre_dispatch=1)(joblib.delayed(seventh)(i) for i in range(8))
+    assert out == ["0.14286"] * 8

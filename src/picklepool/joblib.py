@@ -34,6 +34,7 @@ from joblib._parallel_backends import (
 from joblib.parallel import BatchedCalls, register_parallel_backend
 
 from .settings import NOT_SET, cpu_count, parse_n_jobs
+from .workers import mirror
 from .workers.prologue import enter_config, leave_config
 
 NAME = "picklepool"
@@ -67,6 +68,9 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         self._executor: Any = None
         self._options: dict[str, Any] = {}
         self._caller: int | None = None  # the thread of the joblib.Parallel call (start_call)
+        # that thread's decimal context and numpy error handling, read when the call starts:
+        # every batch runs with them, also those joblib dispatches from its callbacks
+        self._numeric: tuple[Any, Any] | None = None
 
     def effective_n_jobs(self, n_jobs: Any) -> int:
         """Workers for joblib's *n_jobs*: None 1, -1 all usable cores, -n all but n-1."""
@@ -107,7 +111,7 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
             items = [nested, *func.items, (leave_config, (), None)]
             # joblib submits from its callbacks too (the executor's manager thread): the
             # call's own thread is the one that may hold the locks of what it sends
-            future = self._executor._submit_calls(items, strip=1, caller=self._caller)
+            future = self._executor._submit_calls(items, strip=1, caller=self._caller, numeric=self._numeric)
         else:  # a plain callable (joblib's own tests submit these)
             future = self._executor.submit(func)
         if callback is not None:
@@ -120,7 +124,11 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
     def start_call(self) -> None:
         """A call starts: nothing of an earlier, aborted one may be dispatched in it."""
         self._caller = threading.get_ident()
+        self._numeric = mirror.numeric_state()
         _drop_ready_batches(getattr(self, "parallel", None))
+        if self._executor is not None:  # kept across the calls of a `with joblib.Parallel()` block
+            # joblib pickles every batch anew: each call sees the globals of its moment
+            self._executor._channel.functions.renew()
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         """Stop the call now (an error, Ctrl-C): cancel what is not sent and kill the workers

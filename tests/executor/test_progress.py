@@ -156,6 +156,30 @@ def test_verbose_above_10_prints_a_line_per_batch(capsys):
     assert "remaining:" in lines[0]
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"n_jobs": 1},
+        {"n_jobs": 2, "pre_dispatch": 1},
+        {"n_jobs": 2, "pre_dispatch": 1, "backend": "threading"},
+    ],
+)
+def test_a_generator_found_exhausted_after_its_last_batch_still_ends_finished(capsys, options):
+    # n_jobs=1 (or pre_dispatch=1) runs each batch before pulling the next task, so the
+    # generator's end is found once the last batch was reported: its "Done 4 tasks" line
+    # was the last one, where joblib ends with "Done 4 out of 4 | ... finished", and a
+    # progress callback never got the total.
+    seen = []
+    out = Parallel(batch_size=1, verbose=10, progress=lambda d, t: seen.append((d, t)), **options)(
+        delayed(square)(i) for i in range(4)
+    )
+    assert out == [0, 1, 4, 9]
+    assert seen[-1] == (4, 4) and seen[-2][0] == 4
+    last = capsys.readouterr().err.splitlines()[-1]
+    prefix = f"[Parallel(n_jobs={options['n_jobs']})]: "
+    assert re.fullmatch(re.escape(prefix) + r"Done   4 out of   4 \| elapsed: +\d+\.\ds finished", last), last
+
+
 def test_verbose_lines_thin_out_as_batches_grow():
     stream = io.StringIO()
     lines = progress.VerboseLines(1, 4, stream, None)

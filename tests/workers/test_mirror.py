@@ -180,6 +180,21 @@ def test_the_callers_decimal_context_reaches_the_workers():
     assert Parallel(n_jobs=2)(delayed(decimal_third)(i) for i in range(4)) == ["0." + "3" * 28] * 4
 
 
+@pytest.mark.parametrize("chunksize", [1, 2])
+def test_every_call_of_an_executor_map_runs_with_the_settings_of_the_map(chunksize):
+    # With buffersize, map submits its later calls as the results are read: there the
+    # reader's thread was read, outside the block, and those calls got 28 digits.
+    import decimal
+
+    from picklepool import Executor
+
+    with Executor(max_workers=2) as ex:
+        with decimal.localcontext() as ctx:
+            ctx.prec = 5
+            results = ex.map(decimal_third, range(6), chunksize=chunksize, buffersize=1)
+        assert list(results) == ["0.33333"] * 6
+
+
 def set_precision_then_third(prec):
     import decimal
 
@@ -213,6 +228,29 @@ def test_numpy_floating_point_errors_raise_in_workers_as_in_the_parent():
     with pytest.warns(RuntimeWarning):
         assert divide_by_zero(1.0) == float("inf")
     assert Parallel(n_jobs=2)(delayed(divide_by_zero)(x) for x in (1.0, 2.0)) == [float("inf")] * 2
+
+
+def divide_by_zero_mode(x):
+    np = __import__("numpy")
+    with np.errstate(over="raise"):  # a change of the task's own, inside the mirrored state
+        return float(np.float64(x) / np.float64(0.0)), np.geterr()["divide"], np.geterr()["invalid"]
+
+
+def test_a_callback_error_mode_of_the_parent_is_numpys_default_in_the_workers():
+    # np.errstate(divide="call") hands the error to the parent's np.seterrcall function,
+    # which the worker does not have: every task dividing by zero raised numpy's
+    # NameError("python callback specified for divide by zero ... but no function found").
+    np = pytest.importorskip("numpy")
+    _warm()
+    seen = []
+    old = np.seterrcall(lambda kind, flag: seen.append(kind))
+    try:
+        with np.errstate(divide="call", invalid="raise"), contextlib.suppress(RuntimeWarning):
+            assert divide_by_zero_mode(1.0) == (float("inf"), "call", "raise") and seen
+            out = Parallel(n_jobs=2)(delayed(divide_by_zero_mode)(x) for x in (1.0, 2.0))
+    finally:
+        np.seterrcall(old)
+    assert out == [(float("inf"), "warn", "raise")] * 2  # the rest of the state still mirrored
 
 
 def digits_of(n):

@@ -509,6 +509,7 @@ class Call(Channel):
         ready: dict[int, list[Any]] = {}
         seq = next_out = dispatched = completed = 0
         exhausted = False
+        reported: int | None = None  # the total given with the last progress report
         # The switch interval is lowered once a second batch is on its way (executor/gil.py):
         # a call of one batch has no convoy of batches and replies to speed up.
         handoff: gil.Scope | None = None
@@ -556,6 +557,12 @@ class Call(Channel):
                     if handoff is not None:
                         handoff.lower()
                 if not inflight:
+                    if exhausted and reported is None and completed and self.on_progress is not None:
+                        # the end of the tasks was found after the last batch was reported
+                        # (n_jobs=1 runs each batch before pulling the next): once more, with
+                        # the total, so the last line says "finished" and a bar completes
+                        self.n_dispatched_tasks, self.n_dispatched_batches = dispatched, seq
+                        self.on_progress(completed, dispatched)
                     break
                 batch = self._next_done()
                 results, seconds = self.replies.read(batch)
@@ -568,6 +575,7 @@ class Call(Channel):
                     total = self.total if self.total is not None else dispatched if exhausted else None
                     self.n_dispatched_tasks, self.n_dispatched_batches = dispatched, seq  # for the hook
                     self.on_progress(completed, total)
+                    reported = total
                 if not self.ordered:
                     out = [results]
                 else:

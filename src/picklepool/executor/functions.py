@@ -332,6 +332,19 @@ class FunctionTable:
         self._keep: list[Any] = []  # what the keys refer to, kept alive so ids stay unique
         self.blob_keys: set[str] = set()  # specs sent as blobs: a batch carries only its own
 
+    def renew(self) -> None:
+        """Start another call on this table: each function is pickled again when it is next
+        met, as it is then, and the workers' copies are checked against what they were sent.
+
+        For a long-lived table serving calls that must each see the parent's state of their
+        own moment (a ``with joblib.Parallel()`` block on the joblib backend: joblib pickles
+        every batch anew, so a global of ``__main__`` rebound between two calls is seen).
+        """
+        self._specs.clear()
+        self._keep.clear()
+        prefix, counter, _pid = _token_source()
+        self.token = f"{prefix}{next(counter)}"
+
     def carried(self, attachment: Any, specs: Sequence[FuncSpec]) -> Any:
         """*attachment* without the blobs of functions that *specs* (a batch's) do not use.
 

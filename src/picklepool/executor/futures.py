@@ -129,6 +129,7 @@ class _Work:
         chunk: bool,
         strip: int = 0,
         caller: int | None = None,
+        numeric: tuple[Any, Any] | None = None,
     ) -> None:
         self.index = 0  # the number of the user's first call in it, counted by the executor
         self.future = future
@@ -136,8 +137,10 @@ class _Work:
         self.chunk = chunk  # the future's result is the list of the calls' results
         self.strip = strip  # leading and trailing calls whose results are not the caller's
         self.back = False  # sent, and given back by its worker (workers.handback): running
-        # the submitting thread's decimal context and numpy error handling (workers.mirror)
-        self.numeric: tuple[Any, Any] = (None, None)
+        # the submitting thread's decimal context and numpy error handling (workers.mirror);
+        # None: read when it is queued (``map`` and the joblib backend read theirs once, in
+        # the calling thread, for every call they submit later or from other threads)
+        self.numeric: tuple[Any, Any] | None = numeric
         # the thread the call was made for: an RLock it holds is not waited for when the
         # manager thread pickles the call (pickler.locks.snapshots_for)
         self.caller = caller
@@ -355,20 +358,29 @@ class Executor(_StdExecutor):
         self._put(_Work(fut, [(fn, args, kwargs or None)], False))
         return fut
 
-    def _submit_calls(self, items: Sequence[Any], strip: int = 0, caller: int | None = None) -> Future[Any]:
+    def _submit_calls(
+        self,
+        items: Sequence[Any],
+        strip: int = 0,
+        caller: int | None = None,
+        numeric: tuple[Any, Any] | None = None,
+    ) -> Future[Any]:
         """One batch of ``(function, args, kwargs)`` calls; the future holds their results.
 
         The first and last *strip* calls (``workers.prologue``) run but their
         results are dropped. For ``map`` chunks and the joblib backend, which gives
         the thread of its ``joblib.Parallel`` call as *caller* (it submits from this
-        executor's manager thread too); else the calling thread.
+        executor's manager thread too); else the calling thread. *numeric*: the
+        numeric settings (``mirror.numeric_state()``) the calls run with, read by the
+        caller when it started them; None: the submitting thread's, now.
         """
         fut: Future[Any] = Future()
-        self._put(_Work(fut, items, True, strip, caller))
+        self._put(_Work(fut, items, True, strip, caller, numeric))
         return fut
 
     def _put(self, work: _Work) -> None:
-        work.numeric = mirror.numeric_state()  # the submitter's, not the manager thread's
+        if work.numeric is None:
+            work.numeric = mirror.numeric_state()  # the submitter's, not the manager thread's
         if work.caller is None:
             work.caller = threading.get_ident()
         with self._lock:
@@ -449,6 +461,9 @@ class Executor(_StdExecutor):
                 raise ValueError(f"buffersize must be None or > 0: map(buffersize={buffersize!r})")
         _need_callable(fn, "map")
         end = None if timeout is None else time.monotonic() + float(timeout)  # numpy's too
+        # every call of the map runs with this thread's numeric settings as they are now, also
+        # those submitted later, as the results are read (buffersize), maybe in another thread
+        numeric = mirror.numeric_state()
         if buffersize is None:
             # every chunk stays alive until read: the cyclic GC would only rescan them
             # while they are made, so it waits (as in Parallel), but for the young garbage
@@ -456,13 +471,13 @@ class Executor(_StdExecutor):
             gc_was_on = gc.isenabled()
             gc.disable()
             try:
-                made = deque(_submissions(weakref.ref(self), fn, iterables, chunksize, gc_was_on))
+                made = deque(_submissions(weakref.ref(self), fn, iterables, chunksize, numeric, gc_was_on))
             finally:
                 if gc_was_on:
                     gc.enable()
             return _results(made, None, end, chunked=chunksize > 1)
         # weakly: an unread iterator does not keep the executor alive (as the standard library)
-        units = _submissions(weakref.ref(self), fn, iterables, chunksize)
+        units = _submissions(weakref.ref(self), fn, iterables, chunksize, numeric)
         return _results(deque(itertools.islice(units, buffersize)), units, end, chunked=chunksize > 1)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -991,6 +1006,7 @@ def _submissions(
     fn: Callable[..., Any],
     iterables: tuple[Iterable[Any], ...],
     chunksize: int,
+    numeric: tuple[Any, Any],
     collect_young: bool = False,
 ) -> Iterator[Future[Any]]:
     """Submit ``fn`` over the zipped *iterables* as they are read: one future per call, or per chunk.
@@ -1019,9 +1035,11 @@ def _submissions(
         if executor is None:
             return  # dropped: nothing more is submitted
         if chunksize == 1:
-            yield executor.submit(fn, *args)  # type: ignore[misc]  # a tuple from zip
+            fut: Future[Any] = Future()
+            executor._put(_Work(fut, [(fn, args, None)], False, numeric=numeric))  # as submit()
+            yield fut
         else:
-            yield executor._submit_calls(Column(fn, chunk, single))
+            yield executor._submit_calls(Column(fn, chunk, single), numeric=numeric)
         del executor
 
 

@@ -26,7 +26,9 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   (``np.seterr``), so a task rounds, and raises ``FloatingPointError`` or
   ``decimal.InvalidOperation``, as it would in the parent. Read only when the
   parent has imported the module; a worker that has not imported it is left alone
-  while the parent's setting is the default.
+  while the parent's setting is the default. numpy's ``"call"`` and ``"log"`` modes
+  are not mirrored (they hand the error to the parent's ``np.seterrcall`` object,
+  which the worker does not have): numpy's default applies for those kinds.
 
 Not mirrored, by choice: ``os.environ`` (workers keep the environment they were
 started with, plus their thread limits; libraries read most variables once, at
@@ -185,7 +187,16 @@ def numeric_state() -> tuple[Any, Any]:
     dec = _decimal_read(decimal) if decimal is not None else None
     numpy = sys.modules.get("numpy")
     err = _numpy_read(numpy) if numpy is not None and hasattr(numpy, "geterr") else None
+    if err is not None and any(mode in _CALLBACK_MODES for _kind, mode in err):
+        err = tuple((k, _NUMPY_DEFAULT_OF[k] if mode in _CALLBACK_MODES else mode) for k, mode in err)
     return (None if dec == _DECIMAL_DEFAULT else dec, None if err == _NUMPY_DEFAULT else err)
+
+
+# np.seterr's modes that hand the error to the process's np.seterrcall object: the
+# parent's callback is not in the worker (numpy then raised NameError "python callback
+# specified ... but no function found" at every such error); numpy's default applies there.
+_CALLBACK_MODES = frozenset({"call", "log"})
+_NUMPY_DEFAULT_OF = dict(_NUMPY_DEFAULT)
 
 
 # the context's __reduce__ arguments (traps as a tuple) -> _decimal_now's form of it
