@@ -714,3 +714,31 @@ def test_a_worker_that_dies_as_it_writes_a_result_fails_the_call_instead_of_hang
     ):
         Parallel(n_jobs=2)(delayed(half_a_result_then_die)(i) for i in range(1))
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+@pytest.mark.timeout(120)
+def test_an_executor_whose_manager_thread_fails_fails_its_futures_instead_of_hanging(monkeypatch):
+    # A bug in the manager thread (as the TypeError a task's tuple __notes__ once raised
+    # there) ended it, and every unfinished future waited for ever.
+    from concurrent.futures.process import BrokenProcessPool
+
+    from picklepool.executor.futures import Executor
+
+    def broken(self, batch):
+        raise ZeroDivisionError("a bug")
+
+    seen: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
+    monkeypatch.setattr(Executor, "_deliver", broken)
+    ex = Executor(max_workers=2)
+    futures = [ex.submit(abs, -i) for i in range(20)]
+    errors = [f.exception(timeout=60) for f in futures]  # (a hang: TimeoutError)
+    assert all(type(e) is BrokenProcessPool for e in errors)
+    assert "manager thread failed (ZeroDivisionError: a bug)" in str(errors[0])
+    with pytest.raises(BrokenProcessPool, match="bug in picklepool"):
+        ex.submit(abs, 1)
+    ex.shutdown()
+    assert [type(e) for e in seen] == [ZeroDivisionError]  # the thread still reports the bug
+    monkeypatch.undo()
+    with Executor(max_workers=2) as fresh:
+        assert fresh.submit(abs, -1).result(timeout=60) == 1

@@ -26,6 +26,7 @@ carries one submission, so a worker's batches are its tasks).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import itertools
@@ -787,6 +788,27 @@ class Executor(_StdExecutor):
             else:
                 w.future.set_result(mine[0])
 
+    def _abandon(self, exc: BaseException) -> None:
+        """The manager thread failed (a bug in picklepool): fail every unfinished future,
+        which nothing would complete (they waited for ever), and later submissions."""
+        error = BrokenProcessPool(
+            f"this picklepool.Executor's manager thread failed ({type(exc).__name__}: {exc}); "
+            "this is a bug in picklepool: please report it with the traceback. Its unfinished "
+            "calls failed with this error; create a new Executor to run them again."
+        )
+        error.__cause__ = exc
+        with self._lock:
+            self._broken = error
+            works = [*self._queue, *(w for ws in self._works.values() for w in ws)]
+            self._queue.clear()
+            self._works.clear()
+            self._splittable.clear()
+            self._channel.inflight.clear()
+            _busy.discard(self)
+        _fail(works, error)
+        with contextlib.suppress(Exception):  # the error above is what matters
+            self._close()
+
     def _naming(self) -> _Naming:
         """How this executor's errors name tasks: by call index; an own Executor says which."""
         init = f"the initializer {self._initializer_label}" if self._prologue else "the initializer"
@@ -963,8 +985,9 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel:
                 executor._reclaim()  # calls a long one keeps waiting in its worker
             if executor._step(event):
                 return
-        except BaseException:  # pragma: no cover - a bug here must not hang the futures
+        except BaseException as exc:  # a bug here must not hang the futures
             executor._gil.restore()
+            executor._abandon(exc)
             raise
         del executor, event  # a batch (its future's callback) would keep the executor alive
 
