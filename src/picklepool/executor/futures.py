@@ -45,6 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor as _StdExecutor
 from concurrent.futures import Future
+from concurrent.futures._base import LOGGER as _LOGGER
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -67,6 +68,27 @@ from .mpbackend import MultiprocessingBackend
 from .replies import NotLoaded, Pending
 
 _WAKE = object()
+_in_manager = threading.local()  # .active: this thread is an executor's manager thread
+
+
+class _Future(Future):  # type: ignore[type-arg]
+    """The futures an ``Executor`` returns: a done-callback raising a ``BaseException``
+    (``sys.exit()``, ``KeyboardInterrupt``) in the manager thread is logged, as the
+    standard library logs an ``Exception``'s, instead of ending that thread (which left
+    every later future of the standard library's executor waiting for ever). Run
+    elsewhere (``cancel()``, ``add_done_callback`` on a done future), it propagates, as there.
+    """
+
+    def _invoke_callbacks(self) -> None:
+        if not getattr(_in_manager, "active", False):
+            return super()._invoke_callbacks()  # type: ignore[misc, no-any-return]
+        for callback in self._done_callbacks:  # type: ignore[attr-defined]
+            try:
+                callback(self)
+            except BaseException:  # noqa: BLE001 - the callback's: the manager thread goes on
+                _LOGGER.exception("exception calling callback for %r", self)
+        return None
+
 
 # Executors with submissions not yet done, held here so that one dropped without
 # shutdown still runs them, as the standard library's does; each is let go (and can
@@ -352,7 +374,7 @@ class Executor(_StdExecutor):
         naming it.
         """
         _need_callable(fn, "submit")
-        fut: Future[Any] = Future()
+        fut: Future[Any] = _Future()
         self._put(_Work(fut, [(fn, args, kwargs or None)], False))
         return fut
 
@@ -364,7 +386,7 @@ class Executor(_StdExecutor):
         the thread of its ``joblib.Parallel`` call as *caller* (it submits from this
         executor's manager thread too); else the calling thread.
         """
-        fut: Future[Any] = Future()
+        fut: Future[Any] = _Future()
         self._put(_Work(fut, items, True, strip, caller))
         return fut
 
@@ -968,6 +990,7 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel:
     here, as the standard library's does (not in a weakref callback, which may run
     inside any thread's ``gc``, where the locks ``_release`` takes may be held).
     """
+    _in_manager.active = True
     while True:
         try:
             event = events.get(timeout=PROGRESS_POLL)
