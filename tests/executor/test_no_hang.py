@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 import threading
 from concurrent.futures import Future
 from typing import Any
@@ -742,3 +743,34 @@ def test_an_executor_whose_manager_thread_fails_fails_its_futures_instead_of_han
     monkeypatch.undo()
     with Executor(max_workers=2) as fresh:
         assert fresh.submit(abs, -1).result(timeout=60) == 1
+
+
+@pytest.mark.parametrize("leave", ["break", "close", "global", "sys.exit"])
+def test_a_script_that_leaves_a_generator_with_tasks_running_exits_at_once_and_quietly(leave):
+    # Was: the exit waited 5 s for the tasks nobody would read, then killed the workers and
+    # printed "worker pid N did not stop within 5 s of shutdown..." (a generator left in a
+    # global also printed "Exception ignored in: <generator object _flatten ...>"); joblib
+    # kills its workers at once there. Tasks 2 to 4 block for ever: only a kill ends them.
+    ends = {
+        "break": "for r in G:  # the other quick task's result\n    break",
+        "close": "G.close()",
+        "global": "",
+        "sys.exit": "for r in G:\n    sys.exit(0)",
+    }[leave]
+    code = textwrap.dedent(
+        """
+        import sys, threading
+        from picklepool import Parallel, delayed
+
+        def task(i):
+            if i >= 2:
+                threading.Event().wait()  # for ever
+            return i
+
+        # (the first batches are of one task each: tasks 0 and 1 come back)
+        G = Parallel(n_jobs=2, return_as="generator_unordered")(delayed(task)(i) for i in range(5))
+        print(next(G) in (0, 1))
+        """
+    )
+    result = run_python(code + ends + "\n")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")
