@@ -223,14 +223,16 @@ def rebuild_exception(
     ``args``, ``__dict__`` and notes are enough for ``except cls`` and ``str()``.
     """
     exc = cls.__new__(cls, *args)
-    exc.args = args
+    # object.__setattr__: a frozen dataclass's refuses every attribute (FrozenInstanceError)
+    put = object.__setattr__
+    put(exc, "args", args)
     if isinstance(exc, SystemExit):  # its code is set by __init__, from args
-        exc.code = None if not args else args[0] if len(args) == 1 else args  # type: ignore[assignment]
+        put(exc, "code", None if not args else args[0] if len(args) == 1 else args)
     if state:
         exc.__dict__.update(state)
     if notes:
-        exc.__notes__ = note_list(notes)  # type: ignore[attr-defined]
-    exc.__cause__ = cause
+        put(exc, "__notes__", note_list(notes))
+    put(exc, "__cause__", cause)
     return exc
 
 
@@ -257,8 +259,9 @@ def add_note(exc: BaseException, note: str) -> None:
 
     ``BaseException.add_note`` refuses those (``TypeError: Cannot add note: __notes__
     is not a list``), which replaced the task's own exception with that one (and
-    stopped an ``Executor``'s manager thread). An exception whose attributes cannot be
-    read or set (a ``__getattr__`` or ``__setattr__`` that raises) is left as it is.
+    stopped an ``Executor``'s manager thread); so does a frozen dataclass's
+    ``__setattr__`` (``FrozenInstanceError``), bypassed here. An exception whose
+    attributes cannot be read or set at all is left as it is.
     """
     try:
         exc.add_note(note)  # type: ignore[attr-defined]  # (Python >= 3.11; else below)
@@ -267,7 +270,7 @@ def add_note(exc: BaseException, note: str) -> None:
         pass
     try:
         notes = note_list(exc.__dict__.get("__notes__"))
-        exc.__notes__ = [*notes, note]  # type: ignore[attr-defined]
+        object.__setattr__(exc, "__notes__", [*notes, note])
     except Exception:  # noqa: BLE001 - an exception that takes no notes: leave it
         pass
 

@@ -8,6 +8,7 @@ is replaced by a stand-in only when its class itself cannot travel.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import threading
 import time
 
@@ -243,3 +244,32 @@ def test_an_executor_delivers_such_exceptions():
         assert "StrRaisesAndCannotTravel: <str() of the exception raised RuntimeError>" in str(errors[2])
         assert futures[3].result(timeout=60) == 3
         assert errors[0].__notes__[0] == "from a tuple"
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenError(Exception):
+    code: int
+
+
+def raise_frozen():
+    raise FrozenError(42)
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading", "executor"])
+def test_a_frozen_dataclass_exception_comes_back_as_itself(backend):
+    # Its __setattr__ refuses every attribute: it came back as a stand-in that
+    # `except FrozenError` misses (loky), a RuntimeError (Executor), without the note
+    # naming the task (threading; joblib: BrokenProcessPool)
+    if backend == "executor":
+        from picklepool import Executor
+
+        with Executor(max_workers=2) as ex:
+            err = ex.submit(raise_frozen).exception(timeout=60)
+    else:
+        with pytest.raises(FrozenError) as info:
+            Parallel(n_jobs=2, backend=backend)([delayed(raise_frozen)()])
+        err = info.value
+    assert type(err) is FrozenError and err.code == 42
+    assert err.__notes__[-1].startswith("(raised by task 0") and "raise_frozen()" in err.__notes__[-1]
+    if backend != "threading":
+        assert isinstance(err.__cause__, RemoteTraceback) and "raise_frozen" in str(err.__cause__)

@@ -371,7 +371,7 @@ def _attach_remote(error: BaseException, remote: RemoteTraceback) -> None:
     while link.__cause__ is not None and id(link.__cause__) not in seen and len(seen) < 16:
         link = link.__cause__
         seen.add(id(link))
-    link.__cause__ = remote
+    object.__setattr__(link, "__cause__", remote)  # (not a frozen dataclass's __setattr__)
 
 
 def _were(tasks: str) -> str:
