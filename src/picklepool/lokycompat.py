@@ -741,8 +741,8 @@ def interpreter_exiting() -> bool:
     (``concurrent.futures.thread._shutdown``) has run. A call another thread starts
     then would start a pool that those hooks tear down as its workers boot.
     """
-    if getattr(sys.modules.get("threading"), "_SHUTTING_DOWN", False):
-        return True
+    if sys.is_finalizing() or getattr(sys.modules.get("threading"), "_SHUTTING_DOWN", False):
+        return True  # (finalizing: a generator left in a global, closed as the modules go)
     pe = sys.modules.get("loky.process_executor")
     if pe is not None and getattr(pe, "_global_shutdown", False):
         return True

@@ -223,12 +223,74 @@ def rebuild_exception(
     ``args``, ``__dict__`` and notes are enough for ``except cls`` and ``str()``.
     """
     exc = cls.__new__(cls, *args)
-    exc.args = args
+    # object.__setattr__: a frozen dataclass's refuses every attribute (FrozenInstanceError)
+    put = object.__setattr__
+    put(exc, "args", args)
     if isinstance(exc, SystemExit):  # its code is set by __init__, from args
-        exc.code = None if not args else args[0] if len(args) == 1 else args  # type: ignore[assignment]
+        put(exc, "code", None if not args else args[0] if len(args) == 1 else args)
     if state:
         exc.__dict__.update(state)
     if notes:
-        exc.__notes__ = list(notes)  # type: ignore[attr-defined]
-    exc.__cause__ = cause
+        put(exc, "__notes__", note_list(notes))
+    put(exc, "__cause__", cause)
     return exc
+
+
+def note_list(notes: Any) -> list[Any]:
+    """*notes* (an exception's ``__notes__``, set by hand to anything) as the list Python expects.
+
+    A string is one note, not its characters; a tuple or other iterable its items;
+    anything else a note of its own.
+    """
+    if notes is None:
+        return []
+    if isinstance(notes, list):
+        return notes
+    if isinstance(notes, (str, bytes)):
+        return [notes]
+    try:
+        return list(notes)
+    except Exception:  # noqa: BLE001 - not iterable (or its iteration raises)
+        return [notes]
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``, also when the task left ``__notes__`` a tuple or a string.
+
+    ``BaseException.add_note`` refuses those (``TypeError: Cannot add note: __notes__
+    is not a list``), which replaced the task's own exception with that one (and
+    stopped an ``Executor``'s manager thread); so does a frozen dataclass's
+    ``__setattr__`` (``FrozenInstanceError``), bypassed here. An exception whose
+    attributes cannot be read or set at all is left as it is.
+    """
+    try:
+        exc.add_note(note)  # type: ignore[attr-defined]  # (Python >= 3.11; else below)
+        return
+    except Exception:  # noqa: BLE001 - handled below
+        pass
+    try:
+        notes = note_list(exc.__dict__.get("__notes__"))
+        object.__setattr__(exc, "__notes__", [*notes, note])
+    except Exception:  # noqa: BLE001 - an exception that takes no notes: leave it
+        pass
+
+
+def format_error(exc: BaseException) -> str:
+    """The traceback of *exc* as Python prints it, for the parent to show.
+
+    ``traceback.format_exception`` reads the exception's attributes (``__notes__``,
+    ``__cause__``), and calls its ``__str__``: a class whose ``__getattr__`` or
+    ``__str__`` raises made that raise in the worker's error path, which killed the
+    worker. Then only the frames are shown, with what went wrong in formatting.
+    """
+    import traceback
+
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception as failed:  # noqa: BLE001 - the exception's own methods raised
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        return (
+            f"Traceback (most recent call last):\n{frames}{kind}: <the exception could not be "
+            f"formatted: {type(failed).__name__} from its own methods>\n"
+        )

@@ -62,3 +62,27 @@ def test_closing_a_generator_early_cancels_the_rest(tmp_path):
     picklepool.shutdown(wait=True)  # whatever was running has finished
     assert len(os.listdir(tmp_path)) <= 2  # pre_dispatch=2: no task past the first two was sent
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+def _total(a):
+    return float(a.sum())
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading", "multiprocessing"])
+@pytest.mark.parametrize("return_as", ["generator", "generator_unordered"])
+def test_a_blocks_generator_read_after_the_block_gives_every_result(backend, return_as):
+    # The block ended while its generator was unread: the generator keeps the block's pool
+    # and shared-memory folder until it ends (was: TypeError "cannot create weak reference
+    # to 'NoneType' object" from the lanes; joblib 1.6 gives an AttributeError, or 0 results)
+    np = pytest.importorskip("numpy")
+    with Parallel(n_jobs=2, backend=backend, return_as=return_as, max_nbytes=1000, batch_size=1) as p:
+        gen = p(delayed(_total)(np.full(1000, i)) for i in range(20))
+        first = next(gen)
+    assert sorted([first, *gen]) == [1000.0 * i for i in range(20)]
+    assert p._left_open is None  # given back once the generator ended
+    with Parallel(n_jobs=2, backend=backend, return_as=return_as) as p:
+        gen = p(delayed(abs)(-i) for i in range(50))
+    gen.close()  # closed unread after the block: the pool is given back then
+    assert p._left_open is None
+    with p:  # and the instance works again
+        assert sorted(p(delayed(abs)(-i) for i in range(3))) == [0, 1, 2]

@@ -705,3 +705,22 @@ def test_an_rlock_held_by_another_thread_with_calls_in_the_same_batch_is_still_w
         other_gate.open()
         assert not seen["done while held"], seen["a"].result()
         assert seen["a"].result(timeout=30) == 2
+
+
+@pytest.mark.parametrize("raised", [SystemExit("from a callback"), KeyboardInterrupt()])
+def test_a_callback_raising_a_base_exception_is_logged_and_the_executor_goes_on(raised, caplog):
+    # The standard library's manager thread ends there (every later future waits for
+    # ever); picklepool's ended too, and then failed every unfinished future.
+    def callback(_f):
+        raise raised
+
+    with Executor(max_workers=2) as ex:
+        first = ex.submit(square, 2)
+        first.add_done_callback(callback)
+        assert first.result(timeout=60) == 4
+        later = [ex.submit(square, i) for i in range(10)]
+        assert [f.result(timeout=60) for f in later] == [i * i for i in range(10)]
+    assert any(
+        r.name == "concurrent.futures" and "exception calling callback" in r.getMessage()
+        for r in caplog.records
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 import threading
 from concurrent.futures import Future
 from typing import Any
@@ -714,3 +715,62 @@ def test_a_worker_that_dies_as_it_writes_a_result_fails_the_call_instead_of_hang
     ):
         Parallel(n_jobs=2)(delayed(half_a_result_then_die)(i) for i in range(1))
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+@pytest.mark.timeout(120)
+def test_an_executor_whose_manager_thread_fails_fails_its_futures_instead_of_hanging(monkeypatch):
+    # A bug in the manager thread (as the TypeError a task's tuple __notes__ once raised
+    # there) ended it, and every unfinished future waited for ever.
+    from concurrent.futures.process import BrokenProcessPool
+
+    from picklepool.executor.futures import Executor
+
+    def broken(self, batch):
+        raise ZeroDivisionError("a bug")
+
+    seen: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
+    monkeypatch.setattr(Executor, "_deliver", broken)
+    ex = Executor(max_workers=2)
+    futures = [ex.submit(abs, -i) for i in range(20)]
+    errors = [f.exception(timeout=60) for f in futures]  # (a hang: TimeoutError)
+    assert all(type(e) is BrokenProcessPool for e in errors)
+    assert "manager thread failed (ZeroDivisionError: a bug)" in str(errors[0])
+    with pytest.raises(BrokenProcessPool, match="bug in picklepool"):
+        ex.submit(abs, 1)
+    ex.shutdown()
+    assert [type(e) for e in seen] == [ZeroDivisionError]  # the thread still reports the bug
+    monkeypatch.undo()
+    with Executor(max_workers=2) as fresh:
+        assert fresh.submit(abs, -1).result(timeout=60) == 1
+
+
+@pytest.mark.parametrize("leave", ["break", "close", "global", "sys.exit"])
+def test_a_script_that_leaves_a_generator_with_tasks_running_exits_at_once_and_quietly(leave):
+    # Was: the exit waited 5 s for the tasks nobody would read, then killed the workers and
+    # printed "worker pid N did not stop within 5 s of shutdown..." (a generator left in a
+    # global also printed "Exception ignored in: <generator object _flatten ...>"); joblib
+    # kills its workers at once there. Tasks 2 to 4 block for ever: only a kill ends them.
+    ends = {
+        "break": "for r in G:  # the other quick task's result\n    break",
+        "close": "G.close()",
+        "global": "",
+        "sys.exit": "for r in G:\n    sys.exit(0)",
+    }[leave]
+    code = textwrap.dedent(
+        """
+        import sys, threading
+        from picklepool import Parallel, delayed
+
+        def task(i):
+            if i >= 2:
+                threading.Event().wait()  # for ever
+            return i
+
+        # (the first batches are of one task each: tasks 0 and 1 come back)
+        G = Parallel(n_jobs=2, return_as="generator_unordered")(delayed(task)(i) for i in range(5))
+        print(next(G) in (0, 1))
+        """
+    )
+    result = run_python(code + ends + "\n")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")

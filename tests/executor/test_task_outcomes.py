@@ -8,6 +8,7 @@ is replaced by a stand-in only when its class itself cannot travel.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import threading
 import time
 
@@ -174,3 +175,101 @@ def test_the_cause_and_the_notes_survive():
     assert "checked at close" in err.__notes__
     assert isinstance(err.__cause__, KeyError) and err.__cause__.args == ("inner",)
     assert isinstance(err.__cause__.__cause__, RemoteTraceback)  # the worker's traceback, last
+
+
+class NotesSetByHand(ValueError):
+    pass
+
+
+class AttributesRaise(ValueError):
+    def __getattr__(self, name):  # every missing attribute (__notes__ included) raises
+        raise RuntimeError(f"no attribute {name}")
+
+
+class StrRaisesAndCannotTravel(ValueError):
+    def __init__(self):
+        super().__init__(i for i in range(3))  # its args cannot travel: a stand-in comes back
+
+    def __str__(self):
+        raise RuntimeError("no text")
+
+
+def raise_with_notes(notes):
+    err = NotesSetByHand("bad row")
+    err.__notes__ = notes  # a tuple or a string: add_note refuses those
+    raise err
+
+
+def raise_attributes_raise():
+    raise AttributesRaise("odd class")
+
+
+def raise_str_raises():
+    raise StrRaisesAndCannotTravel()
+
+
+@pytest.mark.parametrize("notes", [("from a tuple",), "from a string"])
+def test_notes_that_are_not_a_list_keep_the_tasks_exception(notes):
+    # was: TypeError("Cannot add note: __notes__ is not a list") in place of the task's own
+    err = _one(lambda: raise_with_notes(notes))
+    assert type(err) is NotesSetByHand and str(err) == "bad row"
+    assert err.__notes__[0] in ("from a tuple", "from a string")
+    assert "(raised by task 0: " in err.__notes__[-1]
+
+
+@pytest.mark.parametrize(
+    "func, kind", [(raise_attributes_raise, AttributesRaise), (raise_str_raises, StrRaisesAndCannotTravel)]
+)
+def test_an_exception_whose_own_methods_raise_comes_back_instead_of_killing_the_worker(func, kind):
+    # was: the worker died formatting its traceback (WorkerCrashedError, "lost sys.stderr"),
+    # as joblib's loky worker does
+    err = _one(func)
+    assert isinstance(err, ValueError) and type(err).__name__ == kind.__name__
+    assert "(raised by task 0:" in err.__dict__["__notes__"][-1]
+    assert func.__name__ in str(err.__cause__)  # the worker's traceback: its frames at least
+
+
+def test_an_executor_delivers_such_exceptions():
+    from picklepool import Executor
+
+    with Executor(max_workers=2) as ex:
+        futures = [
+            ex.submit(raise_with_notes, ("from a tuple",)),
+            ex.submit(raise_attributes_raise),
+            ex.submit(raise_str_raises),
+            ex.submit(abs, -3),
+        ]
+        errors = [f.exception(timeout=60) for f in futures[:3]]
+        assert [type(e).__name__ for e in errors] == ["NotesSetByHand", "AttributesRaise", "RuntimeError"]
+        assert "StrRaisesAndCannotTravel: <str() of the exception raised RuntimeError>" in str(errors[2])
+        assert futures[3].result(timeout=60) == 3
+        assert errors[0].__notes__[0] == "from a tuple"
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenError(Exception):
+    code: int
+
+
+def raise_frozen():
+    raise FrozenError(42)
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading", "executor"])
+def test_a_frozen_dataclass_exception_comes_back_as_itself(backend):
+    # Its __setattr__ refuses every attribute: it came back as a stand-in that
+    # `except FrozenError` misses (loky), a RuntimeError (Executor), without the note
+    # naming the task (threading; joblib: BrokenProcessPool)
+    if backend == "executor":
+        from picklepool import Executor
+
+        with Executor(max_workers=2) as ex:
+            err = ex.submit(raise_frozen).exception(timeout=60)
+    else:
+        with pytest.raises(FrozenError) as info:
+            Parallel(n_jobs=2, backend=backend)([delayed(raise_frozen)()])
+        err = info.value
+    assert type(err) is FrozenError and err.code == 42
+    assert err.__notes__[-1].startswith("(raised by task 0") and "raise_frozen()" in err.__notes__[-1]
+    if backend != "threading":
+        assert isinstance(err.__cause__, RemoteTraceback) and "raise_frozen" in str(err.__cause__)

@@ -26,6 +26,7 @@ carries one submission, so a worker's batches are its tasks).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import itertools
@@ -44,6 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor as _StdExecutor
 from concurrent.futures import Future
+from concurrent.futures._base import LOGGER as _LOGGER
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -66,6 +68,27 @@ from .mpbackend import MultiprocessingBackend
 from .replies import NotLoaded, Pending
 
 _WAKE = object()
+_in_manager = threading.local()  # .active: this thread is an executor's manager thread
+
+
+class _Future(Future):  # type: ignore[type-arg]
+    """The futures an ``Executor`` returns: a done-callback raising a ``BaseException``
+    (``sys.exit()``, ``KeyboardInterrupt``) in the manager thread is logged, as the
+    standard library logs an ``Exception``'s, instead of ending that thread (which left
+    every later future of the standard library's executor waiting for ever). Run
+    elsewhere (``cancel()``, ``add_done_callback`` on a done future), it propagates, as there.
+    """
+
+    def _invoke_callbacks(self) -> None:
+        if not getattr(_in_manager, "active", False):
+            return super()._invoke_callbacks()  # type: ignore[misc, no-any-return]
+        for callback in self._done_callbacks:  # type: ignore[attr-defined]
+            try:
+                callback(self)
+            except BaseException:  # noqa: BLE001 - the callback's: the manager thread goes on
+                _LOGGER.exception("exception calling callback for %r", self)
+        return None
+
 
 # Executors with submissions not yet done, held here so that one dropped without
 # shutdown still runs them, as the standard library's does; each is let go (and can
@@ -354,7 +377,7 @@ class Executor(_StdExecutor):
         naming it.
         """
         _need_callable(fn, "submit")
-        fut: Future[Any] = Future()
+        fut: Future[Any] = _Future()
         self._put(_Work(fut, [(fn, args, kwargs or None)], False))
         return fut
 
@@ -374,7 +397,7 @@ class Executor(_StdExecutor):
         numeric settings (``mirror.numeric_state()``) the calls run with, read by the
         caller when it started them; None: the submitting thread's, now.
         """
-        fut: Future[Any] = Future()
+        fut: Future[Any] = _Future()
         self._put(_Work(fut, items, True, strip, caller, numeric))
         return fut
 
@@ -802,6 +825,27 @@ class Executor(_StdExecutor):
             else:
                 w.future.set_result(mine[0])
 
+    def _abandon(self, exc: BaseException) -> None:
+        """The manager thread failed (a bug in picklepool): fail every unfinished future,
+        which nothing would complete (they waited for ever), and later submissions."""
+        error = BrokenProcessPool(
+            f"this picklepool.Executor's manager thread failed ({type(exc).__name__}: {exc}); "
+            "this is a bug in picklepool: please report it with the traceback. Its unfinished "
+            "calls failed with this error; create a new Executor to run them again."
+        )
+        error.__cause__ = exc
+        with self._lock:
+            self._broken = error
+            works = [*self._queue, *(w for ws in self._works.values() for w in ws)]
+            self._queue.clear()
+            self._works.clear()
+            self._splittable.clear()
+            self._channel.inflight.clear()
+            _busy.discard(self)
+        _fail(works, error)
+        with contextlib.suppress(Exception):  # the error above is what matters
+            self._close()
+
     def _naming(self) -> _Naming:
         """How this executor's errors name tasks: by call index; an own Executor says which."""
         init = f"the initializer {self._initializer_label}" if self._prologue else "the initializer"
@@ -961,6 +1005,7 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel:
     here, as the standard library's does (not in a weakref callback, which may run
     inside any thread's ``gc``, where the locks ``_release`` takes may be held).
     """
+    _in_manager.active = True
     while True:
         try:
             event = events.get(timeout=PROGRESS_POLL)
@@ -978,8 +1023,9 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel:
                 executor._reclaim()  # calls a long one keeps waiting in its worker
             if executor._step(event):
                 return
-        except BaseException:  # pragma: no cover - a bug here must not hang the futures
+        except BaseException as exc:  # a bug here must not hang the futures
             executor._gil.restore()
+            executor._abandon(exc)
             raise
         del executor, event  # a batch (its future's callback) would keep the executor alive
 
@@ -1035,7 +1081,7 @@ def _submissions(
         if executor is None:
             return  # dropped: nothing more is submitted
         if chunksize == 1:
-            fut: Future[Any] = Future()
+            fut: Future[Any] = _Future()
             executor._put(_Work(fut, [(fn, args, None)], False, numeric=numeric))  # as submit()
             yield fut
         else:

@@ -245,6 +245,7 @@ class Parallel:
         self._call_now: Call | None = None
         self._shown, self._verbose_now = "Parallel", 0  # for _print: set by each hooked call
         self._running = False
+        self._left_open: Backend | None = None  # a `with` block's, left while its generator runs
         self._lock = threading.Lock()
         self._cached: tuple[Any, Any, tuple[int | None, int], Settings] | None = None
         self._settings()  # validate explicit arguments now, not at the first call
@@ -330,10 +331,14 @@ class Parallel:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        backend, self._backend = self._backend, None
-        buffers.release(backend)  # the block's temporary folder
-        if backend is not None:
-            backend.release()
+        with self._lock:
+            backend, self._backend = self._backend, None
+            if backend is not None and self._running:
+                # A generator the block returned is still unread: it keeps the block's pool
+                # and folder (arrays it sent) until it ends, then releases them (_done).
+                self._left_open = backend
+                return
+        _release_block(backend)
 
     def __call__(self, iterable: Iterable[Any]) -> Any:
         """Run every ``delayed`` call of *iterable*; see the class docstring.
@@ -355,16 +360,18 @@ class Parallel:
         try:
             out = self._call(iterable)
         except BaseException:
-            self._running = False
-            self._call_now = None
+            self._done()
             raise
         if self.return_as == "list":
-            self._running = False
+            self._done()
         return out
 
     def _done(self) -> None:
-        self._running = False
-        self._call_now = None
+        with self._lock:
+            self._running = False
+            self._call_now = None
+            backend, self._left_open = self._left_open, None
+        _release_block(backend, wait=False)
 
     def _call(self, iterable: Iterable[Any]) -> Any:
         s = self._settings(warn=True)
@@ -521,6 +528,13 @@ class Parallel:
         if self.return_as != "list":
             shown["return_as"] = self.return_as
         return f"Parallel({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+def _release_block(backend: Backend | None, wait: bool = True) -> None:
+    """The end of a ``with Parallel()`` block's *backend*: its temporary folder, then its pool."""
+    buffers.release(backend)
+    if backend is not None:
+        backend.release(wait=wait)
 
 
 def _length(iterable: Any) -> int | None:

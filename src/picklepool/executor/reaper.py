@@ -323,7 +323,13 @@ def _at_exit() -> None:
     threads = [t for executor in executors for t in lokycompat.pool_threads(executor)]  # stop forgets them
     for executor in executors:
         try:
-            stop(executor, wait=not nested, kill=nested)
+            # still running tasks once what Executors were given has run (the hooks above):
+            # a closed or unread generator's, a failed call's; nothing will read their
+            # results, so they are not waited for (joblib kills its workers there too)
+            kill = nested or lanes.busy(executor)
+            why = "" if nested or not kill else "the interpreter's exit (a call running in a daemon thread)"
+            # (killed, it is still waited for: its threads end, unlinking its semaphores)
+            stop(executor, wait=not nested, kill=kill, why=why)
         except Exception:  # noqa: BLE001 - at exit: stop the others anyway
             pass
     forkserver.at_exit()

@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ..pickler.culprit import first_failing_item
 from ..pickler.mainalias import main_by_another_name
-from ..wire import Cancelled, Failure, Results, TaskFailed, decode_failure, unpack_reply
+from ..wire import Cancelled, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
@@ -180,10 +180,9 @@ class ReplyReader:
             return error
         if failed.traceback:
             _attach_remote(error, RemoteTraceback(failed.traceback))
-        if hasattr(error, "add_note"):
-            place = "in this process" if self.call.in_caller else "in a worker"
-            of = "" if self.call.origin in where else f" of {self.call.origin}"
-            error.add_note(f"(raised by {where}{of}, {place})")
+        place = "in this process" if self.call.in_caller else "in a worker"
+        of = "" if self.call.origin in where else f" of {self.call.origin}"
+        add_note(error, f"(raised by {where}{of}, {place})")
         return error
 
     def failure_error(self, batch: Pending, failure: Failure) -> BaseException:
@@ -191,12 +190,12 @@ class ReplyReader:
         if failure.kind == "error":
             error = stand_in(failure)
             error.__cause__ = RemoteTraceback(failure.traceback) if failure.traceback else None
-            if hasattr(error, "add_note"):
-                of = "" if self.call.origin in where else f" of {self.call.origin}"
-                error.add_note(
-                    f"(raised by {where}{of}, in a worker; the exception could "
-                    "not be pickled back, so this is a stand-in of the same name)"
-                )
+            of = "" if self.call.origin in where else f" of {self.call.origin}"
+            add_note(
+                error,
+                f"(raised by {where}{of}, in a worker; the exception could "
+                "not be pickled back, so this is a stand-in of the same name)",
+            )
             return error
         if failure.kind == "bad-item":
             return TypeError(failure.message)
@@ -372,7 +371,7 @@ def _attach_remote(error: BaseException, remote: RemoteTraceback) -> None:
     while link.__cause__ is not None and id(link.__cause__) not in seen and len(seen) < 16:
         link = link.__cause__
         seen.add(id(link))
-    link.__cause__ = remote
+    object.__setattr__(link, "__cause__", remote)  # (not a frozen dataclass's __setattr__)
 
 
 def _were(tasks: str) -> str:

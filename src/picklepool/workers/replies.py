@@ -42,7 +42,7 @@ class _ExceptionParts:
         state = {k: v for k, v in vars(exc).items() if k != "__notes__"}
         if self.keep is not None:
             state = {k: v for k, v in state.items() if self.keep(k, v)}
-        notes = getattr(exc, "__notes__", None)
+        notes = vars(exc).get("__notes__")  # (not getattr: a __getattr__ of its own may raise)
         return rebuild_exception, (type(exc), exc.args, state, notes, self.cause)
 
 
@@ -81,8 +81,17 @@ def dump_error(pickler: Any, failed: TaskFailed) -> bytes:
         data = _round_trip(pickler, TaskFailed(failed.task, sendable, failed.traceback))
         if data is not None:
             return data
-    text = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
-    return Failure("error", failed.task, text, str(exc), failed.traceback, _mro(exc)).encode()
+    message = _str(exc)
+    text = f"{type(exc).__module__}.{type(exc).__qualname__}: {message}"
+    return Failure("error", failed.task, text, message, failed.traceback, _mro(exc)).encode()
+
+
+def _str(exc: BaseException) -> str:
+    """``str(exc)``, or what went wrong when its ``__str__`` raises (the worker must still reply)."""
+    try:
+        return str(exc)
+    except Exception as failed:  # noqa: BLE001 - the task's own class
+        return f"<str() of the exception raised {type(failed).__name__}>"
 
 
 def dump_results(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
@@ -105,7 +114,7 @@ def _isolated_value(pickler: Any, value: Any) -> Any:
         if sendable is not None:
             return Raised(sendable, value.traceback)
         exc = value.error
-        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {_str(exc)}"
         # no index here: the parent names the task (by its user call index, executor.futures)
         stand_in = RuntimeError(f"the task raised {text}, which could not be pickled back")
         return Raised(stand_in, value.traceback)

@@ -28,12 +28,11 @@ import queue
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import TaskTimeoutError
-from ..wire import Cancelled, Failure, Raised, Results, TaskFailed
+from ..wire import Cancelled, Failure, Raised, Results, TaskFailed, format_error
 from . import handback, joblibnest
 
 Funcs = Sequence[Callable[..., Any]]
@@ -202,7 +201,7 @@ def execute_isolated(
             try:
                 append(f(a))
             except BaseException as exc:  # noqa: BLE001 - delivered through the task's future
-                append(Raised(exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+                append(Raised(exc, format_error(exc)))
         status[1] = -1
         return Results(results, time.perf_counter() - start)
     bad = None if single_arg else _bad_items(funcs, fidx, args, kwargs, first)
@@ -225,7 +224,7 @@ def execute_isolated(
                 kw = None if kwargs is None else kwargs[k]
                 append(f(*a, **kw) if kw else f(*a))
             except BaseException as exc:  # noqa: BLE001 - delivered through the task's future
-                append(Raised(exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+                append(Raised(exc, format_error(exc)))
     finally:
         if gate is not None:
             handback.done(gate)
@@ -333,7 +332,7 @@ def execute(
             signal.setitimer(signal.ITIMER_REAL, 0)
             if _fired[0]:  # the interruption was turned into another exception
                 return _timed_out(i, timeout)
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if format_tb else ""
+        tb = format_error(exc) if format_tb else ""
         return TaskFailed(i, exc, tb)
     finally:
         status[1] = -1
