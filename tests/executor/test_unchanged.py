@@ -242,3 +242,17 @@ def test_a_doc_or_module_that_changes_in_place_is_pickled_at_every_call(kind):
     ns["f"].__doc__ = ["usage"]
     keep(kind, ns["f"])
     assert recalled(kind, ns["f"]) is None
+
+
+def test_a_function_remembered_weakly_outlives_the_table_at_exit_quietly():
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+        ns = {"__name__": "namespace_of_exec"}
+        exec("def f(x):\\n    return x + 1\\n", ns)
+        print(Parallel(n_jobs=2)(delayed(ns["f"])(i) for i in range(2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[1,", "2]"]
+    assert "Exception ignored" not in proc.stderr and "AttributeError" not in proc.stderr

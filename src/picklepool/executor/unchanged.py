@@ -94,10 +94,11 @@ def remember(kind: type, ident: Any, func: Any, key: str, data: bytes, by_refere
     evidence = _Evidence(tree, strong, [])
     entry_key = (kind, ident)
 
-    def gone(_ref: Any, evidence: Any = weakref.ref(evidence)) -> None:  # a function died: forget it
-        known = _kept.get(entry_key)
+    # a function died: forget it (the table bound now: at exit, module globals may be None)
+    def gone(_ref: Any, evidence: Any = weakref.ref(evidence), kept: dict[Any, Any] = _kept) -> None:
+        known = kept.get(entry_key)
         if known is not None and known[0] is evidence():
-            _kept.pop(entry_key, None)
+            kept.pop(entry_key, None)
 
     evidence.weak = [weakref.ref(f, gone) for f in funcs]
     # a module's globals live as long as the module: keeping its functions costs nothing, and
