@@ -516,3 +516,65 @@ def test_a_call_interrupted_while_it_waits_leaves_the_reply_to_the_reader_thread
             _go.set()
             box.release()
         assert box._jobs[0].result(timeout=30) == 2
+
+
+class Alarm(Exception):
+    """What a signal handler may raise in the calling thread: an ``Exception`` (a timeout's)."""
+
+
+def test_an_exception_in_a_done_callback_run_by_the_calling_thread_reaches_the_caller():
+    """A signal handler raising while the calling thread runs the batch's done-callbacks:
+    ``Future`` would log and drop it, and the call, whose callback queues the batch, would
+    never see its batch (it waited for ever)."""
+    with ThreadPoolExecutor(1) as workers:
+        box = lanes.Lanes(workers, 1, "", 3600.0)
+        with box._cond:
+            assert box._cond.wait_for(lambda: len(box._idle) == 1, timeout=30)
+        fut = box.submit(_pow_batch())
+        assert isinstance(fut, lanes.LaneFuture)
+        seen = []
+
+        def interrupted(f):
+            raise Alarm("the handler's")
+
+        fut.add_done_callback(interrupted)
+        fut.add_done_callback(seen.append)  # the others still run
+        try:
+            with pytest.raises(Alarm):
+                while not fut.done():
+                    fut.read_here(30)
+            assert fut.result() == 32 and seen == [fut]
+            again = box.submit(_pow_batch())  # the lane is idle again
+            assert again is not None and again.result(timeout=30) == 32
+        finally:
+            box.release()
+
+
+def test_a_call_interrupted_as_it_takes_the_lane_leaves_the_reply_to_the_reader_thread(monkeypatch):
+    """A signal handler raising just after the lane left the reader thread's watch: the
+    lane is given back (it stayed unwatched: its reply never read, its worker never free)."""
+    _go.clear()
+    with ThreadPoolExecutor(1) as workers:
+        box = lanes.Lanes(workers, 1, "", 3600.0)
+        with box._cond:
+            assert box._cond.wait_for(lambda: len(box._idle) == 1, timeout=30)
+        fut = box.submit(pickle.dumps((gated, (7,))))
+        assert fut is not None
+        real = box._poller.detach
+
+        def detach_then_interrupted(fd):
+            real(fd)
+            monkeypatch.setattr(box._poller, "detach", real)  # once
+            raise Interrupted
+
+        monkeypatch.setattr(box._poller, "detach", detach_then_interrupted)
+        try:
+            with pytest.raises(Interrupted):
+                fut.read_here(30)
+            assert box._lanes[0].reader == "watched"
+            _go.set()
+            assert fut.result(timeout=30) == 7  # read by the reader thread
+        finally:
+            _go.set()
+            box.release()
+        assert box._jobs[0].result(timeout=30) == 1

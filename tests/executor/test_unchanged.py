@@ -197,3 +197,62 @@ def test_repeated_calls_pickle_a_main_function_once_per_change_and_see_every_cha
     # plain: pickled when N is 0, then again when N is 5; the list reader at each call;
     # bump (a global a task rebinds in its worker) always starts from the parent's N = 0
     assert proc.stdout.split() == ["[1,", "1,", "6,", "6,", "8,", "9,", "1,", "1,", "1,", "1]", "2", "2", "1"]
+
+
+class _Big:
+    """Stands for a large array or data set in a function's namespace."""
+
+
+@pytest.mark.parametrize("recursive", [False, True])
+def test_a_remembered_function_does_not_keep_its_dropped_namespace_alive(recursive):
+    import gc
+    import weakref
+
+    body = "f(x - 1) if x else 0" if recursive else "x + K"
+    ns = dynamic(f"K = 1\ndef f(x):\n    return {body}\n", DATA=_Big())
+    data = keep(HybridPickler, ns["f"])
+    assert recalled(HybridPickler, ns["f"]) == data  # remembered while alive
+    big = weakref.ref(ns["DATA"])
+    del ns
+    gc.collect()
+    assert big() is None  # the namespace (and what it holds) went with the function
+    assert unchanged._kept == {}
+
+
+def test_functions_of_a_module_made_anew_at_each_call_are_still_recalled():
+    name = "picklepool_test_module_of_lambdas"
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    try:
+        exec("K = 2\ndef make():\n    return lambda x: x + K\n", module.__dict__)
+        first = module.make()
+        data = keep(HybridPickler, first)
+        del first
+        again = module.make()  # another object: same code, globals and (no) closure
+        assert recalled(HybridPickler, again) == data == HybridPickler().dumps(again)
+        module.K = 3
+        assert recalled(HybridPickler, module.make()) is None
+    finally:
+        del sys.modules[name]
+
+
+@pytest.mark.parametrize("kind", PICKLERS)
+def test_a_doc_or_module_that_changes_in_place_is_pickled_at_every_call(kind):
+    ns = dynamic("def f(x):\n    return f.__doc__\n")
+    ns["f"].__doc__ = ["usage"]
+    keep(kind, ns["f"])
+    assert recalled(kind, ns["f"]) is None
+
+
+def test_a_function_remembered_weakly_outlives_the_table_at_exit_quietly():
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+        ns = {"__name__": "namespace_of_exec"}
+        exec("def f(x):\\n    return x + 1\\n", ns)
+        print(Parallel(n_jobs=2)(delayed(ns["f"])(i) for i in range(2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[1,", "2]"]
+    assert "Exception ignored" not in proc.stderr and "AttributeError" not in proc.stderr

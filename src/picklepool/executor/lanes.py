@@ -82,6 +82,29 @@ class LaneFuture(Future[Any]):
     def __init__(self, lanes: Lanes, lane: _Lane) -> None:
         super().__init__()
         self._lanes, self._lane = lanes, lane
+        self._here = False  # completed by read_here: in the calling thread
+
+    def _invoke_callbacks(self) -> None:
+        """Run the done-callbacks; in the calling thread (read_here), let their exceptions out.
+
+        ``Future`` logs and drops a callback's exception. Run by the reader thread that is
+        right for users' callbacks; run by the calling thread, the callbacks are picklepool's
+        own (the call's queue of done batches), and an exception there is a signal handler's
+        (an alarm's ``TimeoutError``, Ctrl-C): dropped, the batch would never reach its
+        call, which would wait for it for ever. Every callback still runs; the first
+        exception is then raised to the caller.
+        """
+        if not self._here:
+            super()._invoke_callbacks()  # type: ignore[misc]
+            return
+        error: BaseException | None = None
+        for callback in self._done_callbacks:  # type: ignore[attr-defined]
+            try:
+                callback(self)
+            except BaseException as exc:  # noqa: BLE001 - raised below, after the others ran
+                error = error or exc
+        if error is not None:
+            raise error
 
     def read_here(self, timeout: float) -> bool:
         """Wait up to *timeout* seconds for the reply in this thread, and complete the future.
@@ -293,15 +316,20 @@ class Lanes:
     def _read_here(self, lane: _Lane, fut: LaneFuture, timeout: float) -> bool:
         """:meth:`LaneFuture.read_here`: take *lane* from the reader thread, wait, read, give it back."""
         fd = lane.conn.fileno()
-        with self._cond:
-            if lane.future is not fut or lane.reader is not _WATCHED or not self._poller.detach(fd):
-                return False
-            lane.reader = _CALLER
-        if lane.wait is None:
-            lane.wait = select.poll()
-            lane.wait.register(fd, select.POLLIN)
         reading = False
         try:
+            # In a try from the start: an exception a signal handler raises anywhere here gives
+            # the lane back (finally), or closes it when a message was being read.
+            with self._cond:
+                if lane.future is not fut or lane.reader is not _WATCHED:
+                    return False
+                lane.reader = _CALLER
+                if not self._poller.detach(fd):
+                    lane.reader = _WATCHED
+                    return False
+            if lane.wait is None:
+                lane.wait = select.poll()
+                lane.wait.register(fd, select.POLLIN)
             if not lane.wait.poll(max(0, math.ceil(timeout * 1000))):
                 return True  # nothing yet: the reader thread watches it again (finally)
             reading = True
@@ -316,9 +344,10 @@ class Lanes:
         finally:
             if not reading:
                 with self._cond:
-                    if lane.reader is _CALLER:
-                        lane.reader = _WATCHED
+                    if lane.reader is _CALLER and lane.future is fut:  # taken above: give it back
                         self._poller.attach(fd)
+                        lane.reader = _WATCHED
+        fut._here = True  # its callbacks run in this thread: their exceptions are the caller's
         self._answered(lane, data)
         return True
 
