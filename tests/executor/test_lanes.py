@@ -436,18 +436,42 @@ def test_a_worker_that_dies_as_it_writes_a_result_fails_its_lanes_batch_and_the_
 # -- the calling thread reads its own reply (LaneFuture.read_here) ----------------------
 
 
-def test_a_one_batch_call_reads_its_lanes_reply_in_the_calling_thread(monkeypatch):
-    """No hand-over from the reader thread: the reply is taken where the call waits."""
+def gate_then(path: str, x: int) -> tuple[int, bool]:
+    """*x* (and whether in a lane) once the parent writes a byte to the FIFO at *path*."""
+    with open(path, "rb") as fifo:
+        assert fifo.read(1) == b"g"
+    return in_lane(x)
+
+
+def test_a_one_batch_call_reads_its_lanes_reply_in_the_calling_thread(monkeypatch, tmp_path):
+    """No hand-over from the reader thread: the reply is taken where the call waits.
+
+    Each task waits until its call has taken the lane from the reader thread (a FIFO
+    written then), so that no reply can come before: the reader thread never has it.
+    """
     _open_lanes()
-    readers = []
-    real = lanes.Lanes._answered
+    path = str(tmp_path / "gate")
+    os.mkfifo(path)
+    readers, gated = [], set()
+    real_answered, real_detach = lanes.Lanes._answered, lanes._Poller.detach
 
     def answered(self, lane, data):
         readers.append(threading.current_thread())
-        return real(self, lane, data)
+        return real_answered(self, lane, data)
+
+    def detach(self, fd):
+        taken = real_detach(self, fd)
+        call = len(readers)
+        # once per call, by the calling thread (the reader thread detaches when it removes)
+        if taken and call not in gated and threading.current_thread() is threading.main_thread():
+            gated.add(call)
+            with open(path, "wb") as fifo:  # waits for the task to open its end
+                fifo.write(b"g")
+        return taken
 
     monkeypatch.setattr(lanes.Lanes, "_answered", answered)
-    assert [_one(in_lane, i) for i in range(5)] == [(i, True) for i in range(5)]
+    monkeypatch.setattr(lanes._Poller, "detach", detach)
+    assert [_one(gate_then, path, i) for i in range(5)] == [(i, True) for i in range(5)]
     assert readers == [threading.current_thread()] * 5
 
 
