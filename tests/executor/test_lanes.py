@@ -475,6 +475,14 @@ def test_a_one_batch_call_reads_its_lanes_reply_in_the_calling_thread(monkeypatc
     assert readers == [threading.current_thread()] * 5
 
 
+def _one_idle_lane(workers: ThreadPoolExecutor) -> lanes.Lanes:
+    """Lanes over *workers* (threads) with their one lane connected and idle."""
+    box = lanes.Lanes(workers, 1, "", 3600.0)
+    with box._cond:
+        assert box._cond.wait_for(lambda: len(box._idle) == 1, timeout=30)
+    return box
+
+
 class Interrupted(BaseException):
     """What a signal handler raises in the calling thread (Ctrl-C is one such)."""
 
@@ -482,9 +490,7 @@ class Interrupted(BaseException):
 def test_a_call_interrupted_in_the_middle_of_its_reply_fails_that_batch_and_ends_its_lane(monkeypatch):
     real = lanes.receive
     with ThreadPoolExecutor(1) as workers:
-        box = lanes.Lanes(workers, 1, "", 3600.0)
-        with box._cond:
-            assert box._cond.wait_for(lambda: len(box._idle) == 1, timeout=30)
+        box = _one_idle_lane(workers)
         fut = box.submit(_pow_batch())
         assert isinstance(fut, lanes.LaneFuture)
 
@@ -516,9 +522,7 @@ def gated(x: int) -> int:
 def test_a_call_interrupted_while_it_waits_leaves_the_reply_to_the_reader_thread():
     _go.clear()
     with ThreadPoolExecutor(1) as workers:
-        box = lanes.Lanes(workers, 1, "", 3600.0)
-        with box._cond:
-            assert box._cond.wait_for(lambda: len(box._idle) == 1, timeout=30)
+        box = _one_idle_lane(workers)
         fut = box.submit(pickle.dumps((gated, (7,))))
         assert fut is not None
         lane = box._lanes[0]
@@ -551,9 +555,7 @@ def test_an_exception_in_a_done_callback_run_by_the_calling_thread_reaches_the_c
     ``Future`` would log and drop it, and the call, whose callback queues the batch, would
     never see its batch (it waited for ever)."""
     with ThreadPoolExecutor(1) as workers:
-        box = lanes.Lanes(workers, 1, "", 3600.0)
-        with box._cond:
-            assert box._cond.wait_for(lambda: len(box._idle) == 1, timeout=30)
+        box = _one_idle_lane(workers)
         fut = box.submit(_pow_batch())
         assert isinstance(fut, lanes.LaneFuture)
         seen = []
@@ -579,9 +581,7 @@ def test_a_call_interrupted_as_it_takes_the_lane_leaves_the_reply_to_the_reader_
     lane is given back (it stayed unwatched: its reply never read, its worker never free)."""
     _go.clear()
     with ThreadPoolExecutor(1) as workers:
-        box = lanes.Lanes(workers, 1, "", 3600.0)
-        with box._cond:
-            assert box._cond.wait_for(lambda: len(box._idle) == 1, timeout=30)
+        box = _one_idle_lane(workers)
         fut = box.submit(pickle.dumps((gated, (7,))))
         assert fut is not None
         real = box._poller.detach
