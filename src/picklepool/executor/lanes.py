@@ -7,8 +7,10 @@ small call (a batch per worker at most, ``dispatch.Call``), when the pool is
 idle, each worker is lent one long loky job (``workers.lane.serve``) that
 connects back to a socket of this process; the next batches are written to an
 idle worker's socket by the calling thread, and one reader thread here completes
-their futures. loky still starts, watches and stops the workers: a lane is only
-a job that loky sees running.
+their futures; a call with one batch out reads its reply itself (``LaneFuture.read_here``:
+the lane is taken from the reader thread's epoll while the call waits, and given back).
+loky still starts, watches and stops the workers: a lane is only a job that loky sees
+running.
 
 - **Anything else gives the workers back.** A batch that finds no idle lane
   (a call of more batches than workers, calls from other threads), any other
