@@ -386,3 +386,29 @@ def test_a_global_of_a_function_sent_by_value_gets_the_fix_for_a_global():
     assert "give its class a __reduce__" not in db
     assert "cannot pickle function __main__.watch.<global WATCHER> (type threading.Thread)" in watcher
     assert "Here it is the global 'WATCHER' of a function sent by value" in watcher
+
+
+@pytest.mark.parametrize("pickler", ["pickle", "cloudpickle"])
+def test_a_lock_inside_an_object_hybrid_refuses_gets_hybrids_reason_not_use_hybrid(pickler, tmp_path):
+    """breakit36: a Thread's (or FileHandler's) inner lock said "Fix: use pickler='hybrid'",
+    which refuses the thread itself; the message names the thread and hybrid's reason."""
+    import logging
+    import multiprocessing
+
+    handler = logging.FileHandler(tmp_path / "log.txt", delay=True)
+    cases = {
+        "threading.Thread": threading.Thread(name="worker-thread"),
+        "logging.FileHandler": handler,
+        "multiprocessing.synchronize.Lock": multiprocessing.get_context("spawn").Lock(),
+    }
+    try:
+        for kind, obj in cases.items():
+            msg = message_for({"k": [obj]}, pickler=pickler)
+            head = f"cannot pickle args['k'][0] (type {kind}) with pickler {pickler!r}: cannot send a "
+            assert msg.startswith(head)
+            assert "Fix: use pickler='hybrid'" not in msg
+            assert "Fix: " in msg
+    finally:
+        handler.close()
+    # a lock hybrid does send keeps its fix
+    assert "Fix: use pickler='hybrid'" in message_for({"k": [Model()]}, pickler=pickler)

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import PicklingError
 from .locks import is_sync_object
-from .runtime import RefusedError
+from .runtime import RefusedError, refusal
 
 _MAX_DEPTH = 50
 
@@ -172,12 +172,18 @@ def _failing_child(
 
 
 def find_culprit(
-    pickler: Any, obj: Any, root: str = "", known: BaseException | None = None
+    pickler: Any,
+    obj: Any,
+    root: str = "",
+    known: BaseException | None = None,
+    chain: list[tuple[str, Any]] | None = None,
 ) -> tuple[str, Any, BaseException] | None:
     """The deepest ``(path, object, error)`` under *obj* that *pickler* cannot dump.
 
     *known*: how dumping *obj* failed already, if it did. A ``KeyboardInterrupt``
     while searching is Ctrl-C, raised, unless the object's own failure is one.
+    *chain*, if given, receives the ``(path, object)`` of every failing object from
+    *obj* down to the culprit, in that order.
     """
     seen: set[int] = set()
     ctrl_c = known is not None and not isinstance(known, KeyboardInterrupt)
@@ -186,6 +192,8 @@ def find_culprit(
     def walk(value: Any, path: str, err: BaseException, depth: int) -> tuple[str, Any, BaseException]:
         refused = isinstance(err, RefusedError) and err.obj is value  # refused itself, not a part
         by_name = _by_reference_failure(value, err)
+        if chain is not None:
+            chain.append((path, value))
         if depth < _MAX_DEPTH and id(value) not in seen and not refused and not by_name:
             seen.add(id(value))
             found = _failing_child(fails, value)
@@ -212,12 +220,22 @@ def explain(pickler: Any, obj: Any, exc: BaseException, root: str = "") -> str:
         # Raised by picklepool itself (a lock that could not be taken for a
         # snapshot): it already says what happened, and walking would wait again.
         return f"cannot pickle {root or 'the task'} with pickler {name!r}: {exc}"
-    found = find_culprit(pickler, obj, root, exc)
+    chain: list[tuple[str, Any]] = []
+    found = find_culprit(pickler, obj, root, exc, chain)
     if found is None:
         path, culprit, err = root or "the task", obj, exc
     else:
         path, culprit, err = found
         path = path or root or "the task"
+    if name != "hybrid":
+        # A lock inside a thread (or a multiprocessing object, a file handler) fails
+        # here too, but hybrid, which the fix for a lock would suggest, refuses the
+        # object that holds it: name that object and hybrid's reason instead.
+        for outer_path, outer in chain:
+            refused = refusal(outer)
+            if refused is not None:
+                path, culprit, err = outer_path or root or "the task", outer, refused
+                break
     kind = f"{type(culprit).__module__}.{type(culprit).__qualname__}"
     returning = root.startswith("result")
     if isinstance(err, RefusedError):  # refused by hybrid: the message says why and the fix

@@ -45,6 +45,7 @@ pickled its own way: see :func:`own_protocol`.
 from __future__ import annotations
 
 import contextvars
+import copyreg
 import inspect
 import logging
 import pickle
@@ -359,3 +360,25 @@ def reducer_for(t: type) -> Callable[[Any], Reduced] | None:
         if issubclass(t, base):
             return reducer
     return _asyncio_reducer(t)
+
+
+_REFUSALS = (_refuse_thread, _refuse_multiprocessing, _refuse_file_handler, _refuse_token)
+
+
+def refusal(obj: Any) -> RefusedError | None:
+    """Why ``hybrid`` refuses *obj* itself (a thread, a multiprocessing object...), or None.
+
+    For error messages of the other picklers: the fix they suggest for a lock inside
+    such an object (``pickler='hybrid'``) would meet this refusal instead.
+    """
+    t = type(obj)
+    if t in copyreg.dispatch_table or own_protocol(t):
+        return None  # the user's own pickling applies, as in hybrid
+    reducer = reducer_for(t)
+    if reducer not in _REFUSALS:
+        return None
+    try:
+        reducer(obj)  # type: ignore[misc]
+    except RefusedError as exc:
+        return exc
+    return None
