@@ -47,6 +47,7 @@ so a new loky release is read before it is trusted.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import threading
@@ -98,11 +99,40 @@ def load(*more: str) -> None:
         for name in (*_FIRST_CALL, *more):
             try:
                 importlib.import_module(name)
-            except BaseException:
+            except BaseException as exc:
                 if name.partition(".")[0] in _ROLLED_BACK:  # (imported first: nothing else yet)
                     _forget_imports(before)
+                bad = loky_pickler_error() if isinstance(exc, ImportError) else None
+                if bad is not None:
+                    raise bad from exc
                 raise
         _loaded.add(more)
+
+
+def loky_pickler_error() -> Exception | None:
+    """The error a call raises when ``LOKY_PICKLER`` names no module loky can import, else None.
+
+    loky reads that variable as it is imported, in this process and in every worker,
+    and imports its value as a module: picklepool's own names (``hybrid``,
+    ``package.module:Class``) fail there, before picklepool reads the variable, with
+    loky's error about a missing module (and a worker server's traceback on stderr).
+    """
+    value = os.environ.get("LOKY_PICKLER")
+    if not value or value in ("pickle", "cloudpickle"):
+        return None
+    try:
+        if importlib.util.find_spec(value) is not None:
+            return None
+    except (ImportError, ValueError):  # a parent package missing, a name that is not a module's
+        pass
+    from .errors import SettingValueError
+
+    return SettingValueError(
+        f"LOKY_PICKLER={value!r}: loky imports this variable's value as a module when it is "
+        "imported (in this process and in every worker), and there is no such module. "
+        "Name picklepool's picklers ('hybrid', 'package.module:Class') in PICKLEPOOL_PICKLER "
+        "instead, and unset LOKY_PICKLER or set it to 'pickle' or 'cloudpickle'."
+    )
 
 
 # the packages whose modules a failed load() takes back out of sys.modules

@@ -120,6 +120,28 @@ def test_env_var_switches_every_call_in_a_process():
     assert "env var LOKY_PICKLER" in res.stdout
 
 
+@pytest.mark.parametrize("value", ["hybrid", "no_such_module", "package.module:Class"])
+def test_a_loky_pickler_loky_cannot_import_is_named_with_the_fix_at_the_call(value):
+    # loky imports LOKY_PICKLER's value as a module when loky is imported (here and in every
+    # worker): picklepool's own names failed every call with loky's ModuleNotFoundError, and
+    # the workers' server printed its traceback. Now: picklepool's error, nothing started.
+    code = """
+        from picklepool import Parallel, delayed
+        from picklepool.errors import SettingValueError
+        for _ in range(2):
+            try:
+                Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3))
+            except SettingValueError as e:
+                print(e)
+    """
+    res = run_python(code, env={"LOKY_PICKLER": value, "PICKLEPOOL_PICKLER": "hybrid"})
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2 and lines[0] == lines[1]
+    assert lines[0].startswith(f"LOKY_PICKLER={value!r}: loky imports") and "PICKLEPOOL_PICKLER" in lines[0]
+    assert res.stderr == ""
+
+
 MODULE_PICKLER = """
 import copyreg
 import pickle

@@ -312,6 +312,9 @@ def prepare(name: str, n_workers: int) -> None:
     """
     _refuse_at_exit(name, n_workers)
     if BACKENDS.get(name) is LokyBackend and n_workers > 1:
+        bad = lokycompat.loky_pickler_error()
+        if bad is not None:
+            raise bad
         pool.prepare()
 
 
