@@ -346,24 +346,23 @@ class Pickler(cloudpickle.Pickler):
 
     def _reduce_guarded(self, obj: Any, name: str, lock: Any) -> Any:
         """Reduce *obj* holding its RLock (its attribute *name*) until its state has been written."""
-        if not lock.acquire(blocking=False):
-            if locks.held_by_caller(lock):
-                # Held by the thread that submitted this call (an Executor's manager thread
-                # pickles it), which may be waiting for its result: snapshot under that
-                # thread's hold, as Parallel does in the calling thread (locks.snapshots_for).
-                # That hold counts as an enclosing one for the locks met in its state, which
-                # are waited for SNAPSHOT_TIMEOUT only, as under Parallel: a thread holding
-                # one and waiting for this lock made them all wait for ever.
-                lock = _CALLERS_HOLD
-            elif not self._held:
-                lock.acquire()
-            elif not lock.acquire(timeout=(wait := locks.snapshot_timeout())):
-                raise locks.SnapshotTimeout(
-                    f"could not snapshot a {type(obj).__qualname__}: its lock .{name} stayed held "
-                    f"by another thread for {wait:g}s while the lock of an "
-                    "enclosing object was held for its own snapshot (a lock-order conflict). "
-                    "Send the inner object separately, or send it while no thread holds its lock."
-                )
+        # An enclosing snapshot's lock held: this one is waited for SNAPSHOT_TIMEOUT only
+        # (a thread holding it and waiting for the enclosing one would wait for ever).
+        wait = locks.snapshot_timeout() if self._held else -1
+        taken = locks.acquire_unless_caller(lock, wait)
+        if taken is None:
+            # Held by the thread that submitted this call (an Executor's manager thread
+            # pickles it), which may be waiting for its result: snapshot under that
+            # thread's hold, as Parallel does in the calling thread (locks.snapshots_for).
+            # That hold counts as an enclosing one for the locks met in its state.
+            lock = _CALLERS_HOLD
+        elif not taken:
+            raise locks.SnapshotTimeout(
+                f"could not snapshot a {type(obj).__qualname__}: its lock .{name} stayed held "
+                f"by another thread for {wait:g}s while the lock of an "
+                "enclosing object was held for its own snapshot (a lock-order conflict). "
+                "Send the inner object separately, or send it while no thread holds its lock."
+            )
         try:
             rv = obj.__reduce_ex__(self.proto)
         except BaseException:
