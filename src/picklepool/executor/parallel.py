@@ -410,7 +410,7 @@ class Parallel:
         _release_block(backend, wait=False)
 
     def _call(self, iterable: Iterable[Any]) -> Any:
-        s = self._settings(warn=True)
+        s = self._settings(warn=self._backend is None)  # a `with` block warned as it began
         if s.timeout is not None:
             memory.prepare_parent()  # a timed-out worker is recycled: loky's leak warning would mislead
         backend = self._backend
