@@ -149,7 +149,8 @@ _ABSURD = [float("nan"), float("inf"), 1e12, 10**30, "1e308G", "abc", [1]]
 _SETTINGS_AND_BAD = {
     "n_jobs": _ABSURD,
     "batch_size": [*_ABSURD, 0, 1 << 62],
-    "pre_dispatch": [*_ABSURD, 0],
+    # a float is joblib's int(pre_dispatch), as an int up to settings.MAX_BATCH (2**40)
+    "pre_dispatch": [*(v for v in _ABSURD if v != 1e12), 1e13, 0.5, 0],
     "timeout": [*_ABSURD, 0, -1],
     "max_nbytes": [float("nan"), "1e308G", "abc", -1],
     "inner_max_num_threads": [float("nan"), 10**30, "abc", 0],

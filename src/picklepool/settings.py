@@ -359,6 +359,8 @@ def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int
     pre_dispatch = plain_number(pre_dispatch)
     if isinstance(pre_dispatch, int) and not isinstance(pre_dispatch, bool) and 0 < pre_dispatch <= MAX_BATCH:
         return pre_dispatch
+    if isinstance(pre_dispatch, float) and 1 <= pre_dispatch <= MAX_BATCH:  # NaN fails both
+        return int(pre_dispatch)  # joblib's int(pre_dispatch): n_jobs * 1.5 is a float
     if isinstance(pre_dispatch, str):
         text = pre_dispatch.replace(" ", "")
         if text == "n_jobs":
@@ -691,6 +693,8 @@ def resolve_settings(
     n_workers = workers_for(n_jobs, cores)
     if depth > MAX_DEPTH and values["backend"] != "dask":
         n_workers = 1  # too deep: sequential, as joblib below its first nesting level
+    if getattr(backends[values["backend"]], "single_worker", False):
+        n_workers = 1  # "sequential": one worker whatever n_jobs says, as joblib's effective_n_jobs
     values["n_jobs"] = n_jobs
     return Settings(
         n_workers=n_workers,

@@ -261,8 +261,15 @@ def add_note(exc: BaseException, note: str) -> None:
     is not a list``), which replaced the task's own exception with that one (and
     stopped an ``Executor``'s manager thread); so does a frozen dataclass's
     ``__setattr__`` (``FrozenInstanceError``), bypassed here. An exception whose
-    attributes cannot be read or set at all is left as it is.
+    attributes cannot be read or set at all is left as it is. A note *exc* already has is
+    not added again: an object raised anew (a module's exception, ``Future.result()``'s)
+    by tasks run in the caller would gather one copy per call.
     """
+    try:
+        if note in note_list(exc.__dict__.get("__notes__")):
+            return
+    except Exception:  # noqa: BLE001 - no __dict__, or one that raises: add it below
+        pass
     try:
         exc.add_note(note)  # type: ignore[attr-defined]  # (Python >= 3.11; else below)
         return

@@ -49,3 +49,14 @@ def test_n_jobs_1_raises_before_any_later_task_runs(return_as):
     with pytest.raises(ValueError, match="task 0 fails"):
         list(Parallel(n_jobs=1, return_as=return_as)(delayed(_record)(log, i) for i in range(5)))
     assert log == [0]
+
+
+@pytest.mark.parametrize("n_jobs", [None, -1, 3])
+def test_the_sequential_backend_counts_one_worker_as_joblib(n_jobs):
+    # joblib's SequentialBackend.effective_n_jobs is 1 whatever n_jobs says: code that
+    # splits its work by effective_n_jobs() must not make 3 slices for one worker.
+    with parallel_config(backend="sequential"):
+        assert effective_n_jobs(n_jobs) == 1
+        assert Parallel(n_jobs=n_jobs)._effective_n_jobs() == 1
+    assert Parallel(n_jobs=n_jobs, backend="sequential")._effective_n_jobs() == 1
+    assert Parallel(n_jobs=3, backend="sequential").n_jobs == 3  # the setting stays as given

@@ -171,3 +171,22 @@ def _verbose_lines(n_jobs, backend, make):
     p = ParallelLog(n_jobs=n_jobs, backend=backend, verbose=5)
     p(make(delayed(square)(i) for i in range(10)))
     return [f"[Parallel(n_jobs={n_jobs})]: {m}" for m in p.messages]
+
+
+@pytest.mark.parametrize(("backend", "n_jobs"), [("loky", -1), ("threading", -1), ("sequential", 3)])
+def test_the_verbose_prefix_shows_n_jobs_as_given_as_joblibs(backend, n_jobs, capsys):
+    # joblib's prefix is repr(self): Parallel(n_jobs=-1), not the count of workers
+    joblib = pytest.importorskip("joblib")
+
+    def lines(parallel, delayed_):
+        parallel(n_jobs=n_jobs, backend=backend, verbose=5)(delayed_(square)(i) for i in range(10))
+        return [re.sub(r"\d+\.\d", "T", line) for line in capsys.readouterr().err.splitlines()]
+
+    ours, theirs = lines(Parallel, delayed), lines(joblib.Parallel, joblib.delayed)
+    if backend == "loky":
+        joblib.externals.loky.get_reusable_executor().shutdown(wait=True)
+    finished = f"[Parallel(n_jobs={n_jobs})]: Done  10 out of  10 | elapsed:    Ts finished"
+    assert ours[-1] == theirs[-1] == finished
+    assert ours[0].split("]")[0] == theirs[0].split("]")[0]
+    if backend != "sequential":
+        assert ours[0] == theirs[0]  # "... Using backend LokyBackend with 2 concurrent workers."

@@ -114,6 +114,22 @@ def test_process_backend_below_threads_runs_in_the_thread_with_a_warning():
         )
 
 
+def _inner_loky_block():
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with Parallel(n_jobs=2, backend="loky") as p:
+            out = [p(delayed(os.getpid)() for _ in range(2)) for _ in range(3)]
+    return out, [str(w.message) for w in seen]
+
+
+def test_a_with_block_below_threads_warns_once_as_joblib():
+    # joblib warns as the block sets its backend up, not again at each call of the block
+    results = Parallel(n_jobs=2, backend="threading")(delayed(_inner_loky_block)() for _ in range(1))
+    for calls, messages in results:
+        assert calls == [[os.getpid()] * 2] * 3
+        assert len(messages) == 1 and "cannot be nested below threads" in messages[0], messages
+
+
 def _recursive_backend_info(limit=3):
     """joblib's test_nested_parallelism_limit helper, unchanged."""
     with Parallel(n_jobs=2) as p:

@@ -220,3 +220,41 @@ def test_initializer_runs_in_each_worker(backend):
     assert out == ["a"] * 4
     with parallel_config(backend=backend, n_jobs=2, initializer=_initialized, initargs=("b",)):
         assert Parallel()(delayed(_read_marker)(i) for i in range(4)) == ["b"] * 4
+
+
+@pytest.mark.parametrize(("pre_dispatch", "in_flight"), [(2.5, 2), (1.0, 1), ("2.5", 2)])
+def test_a_float_pre_dispatch_is_truncated_as_joblibs_int(pre_dispatch, in_flight):
+    # joblib: int(pre_dispatch); a count written as n_jobs * 1.5 is a float
+    p = Parallel(n_jobs=2, pre_dispatch=pre_dispatch)
+    assert p._settings().max_inflight == in_flight
+    assert p(delayed(abs)(-i) for i in range(5)) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("pre_dispatch", [0.5, float("nan"), float("inf"), -2.0])
+def test_a_float_pre_dispatch_below_one_is_refused(pre_dispatch):
+    with pytest.raises(ValueError, match="pre_dispatch="):
+        Parallel(n_jobs=2, pre_dispatch=pre_dispatch)
+
+
+def test_joblibs_public_attributes_are_there():
+    # joblib's Parallel keeps these as attributes; subclasses (progress bars) read them
+    p = Parallel(2, None, "generator_unordered", verbose=3, timeout=4, pre_dispatch="all", batch_size=3)
+    assert (p.verbose, p.timeout, p.pre_dispatch, p.batch_size) == (3, 4, "all", 3)
+    assert (p.return_generator, p.return_ordered) == (True, False)
+    p = Parallel()
+    assert (p.verbose, p.timeout, p.batch_size) == (0, None, "auto")
+    assert (p.return_generator, p.return_ordered) == (False, True)
+    with parallel_config(verbose=2, n_jobs=3):
+        assert (p.verbose, p.n_jobs) == (2, 3)
+
+
+def test_joblibs_attributes_can_be_set_between_calls():
+    p = Parallel(n_jobs=1)
+    p.n_jobs = 2
+    p.verbose = 0
+    p.batch_size = 2
+    assert (p.n_jobs, p._effective_n_jobs(), p.batch_size) == (2, 2, 2)
+    assert p(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+    with pytest.raises(ValueError, match="batch_size=0"):
+        p.batch_size = 0
+    assert p.batch_size == 2  # a refused value leaves the setting as it was

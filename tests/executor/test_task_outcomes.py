@@ -273,3 +273,22 @@ def test_a_frozen_dataclass_exception_comes_back_as_itself(backend):
     assert err.__notes__[-1].startswith("(raised by task 0") and "raise_frozen()" in err.__notes__[-1]
     if backend != "threading":
         assert isinstance(err.__cause__, RemoteTraceback) and "raise_frozen" in str(err.__cause__)
+
+
+_SAME_ERROR = ValueError("the same object every time")  # as Future.result() re-raises its own
+
+
+def _raise_the_same_error(i):
+    raise _SAME_ERROR
+
+
+@pytest.mark.parametrize(("backend", "n_jobs"), [("threading", 2), ("sequential", 1), ("loky", 1)])
+def test_an_exception_object_raised_again_gets_its_note_once(backend, n_jobs):
+    # in-process tasks raise the caller's own object: each call added the same note again
+    _SAME_ERROR.__notes__ = []
+    for _ in range(3):
+        with pytest.raises(ValueError):
+            Parallel(n_jobs=n_jobs, backend=backend)(delayed(_raise_the_same_error)(i) for i in range(1))
+    assert _SAME_ERROR.__notes__ == [
+        "(raised by task 0: _raise_the_same_error(0) of this Parallel call, in this process)"
+    ]

@@ -29,6 +29,7 @@ class Backend:
     inline_single = False  # a pool of one worker runs in the calling thread instead
     uses_threads = False  # tasks run on threads of this process (a nested call runs below threads)
     default_n_jobs = 1  # n_jobs when nothing sets it (joblib's backend.default_n_jobs)
+    single_worker = False  # one worker whatever n_jobs says (joblib's SequentialBackend.effective_n_jobs)
     batch_growth = 2  # batch_size="auto": a batch holds at most this many times the previous one
     nesting_level = 0  # joblib's: 0 in a parent, 1 in a worker or pool thread, 2 below (make_backend sets it)
     # a pool broken by a crash is replaced at the next submit (Executor); False (Parallel, whose

@@ -240,6 +240,7 @@ class SequentialBackend(Backend):
     moves_bytes = False
     in_caller = True
     caller_thread = True
+    single_worker = True
 
     def __init__(self, n_workers: int = 1) -> None:
         super().__init__(1)

@@ -92,6 +92,31 @@ def _nested(s: Settings, warn: bool) -> Settings:
     return dataclasses.replace(s, n_workers=1, max_inflight=inflight(s.pre_dispatch, 1))
 
 
+def _setting(name: str) -> Any:
+    """joblib's attribute *name* of ``Parallel``: the value in force now, settable.
+
+    Read: the setting as the next call would see it (argument, ``parallel_config``,
+    environment, default), as joblib resolves it at construction. Set (joblib's are
+    plain attributes, read by its next call): the argument, checked at once; a bad
+    value raises ``ValueError`` and leaves the setting as it was.
+    """
+
+    def get(self: Parallel) -> Any:
+        return getattr(self._settings(), name)
+
+    def set_(self: Parallel, value: Any) -> None:
+        old, self._args[name] = self._args[name], value
+        self._cached = None
+        try:
+            self._settings()
+        except BaseException:
+            self._args[name] = old
+            self._cached = None
+            raise
+
+    return property(get, set_, doc=f"joblib's ``Parallel.{name}``: the one in force now (settable).")
+
+
 class Parallel:
     """Run ``delayed`` calls on a pool of warm workers.
 
@@ -252,10 +277,21 @@ class Parallel:
         if pickler is not NOT_SET and pickler is not None:
             resolve_pickler(pickler, source="argument")  # a bad pickler= fails here too
 
+    n_jobs = _setting("n_jobs")
+    verbose = _setting("verbose")
+    timeout = _setting("timeout")
+    pre_dispatch = _setting("pre_dispatch")
+    batch_size = _setting("batch_size")
+
     @property
-    def n_jobs(self) -> int:
-        """The ``n_jobs`` in force now (argument, parallel_config, env, default): joblib's attribute."""
-        return self._settings().n_jobs
+    def return_generator(self) -> bool:
+        """joblib's attribute: ``return_as`` is a generator."""
+        return self.return_as != "list"
+
+    @property
+    def return_ordered(self) -> bool:
+        """joblib's attribute: results come in the order of the tasks."""
+        return self.return_as != "generator_unordered"
 
     def _effective_n_jobs(self) -> int:
         """How many workers a call of this instance would use now: joblib's ``Parallel._effective_n_jobs()``.
@@ -374,7 +410,7 @@ class Parallel:
         _release_block(backend, wait=False)
 
     def _call(self, iterable: Iterable[Any]) -> Any:
-        s = self._settings(warn=True)
+        s = self._settings(warn=self._backend is None)  # a `with` block warned as it began
         if s.timeout is not None:
             memory.prepare_parent()  # a timed-out worker is recycled: loky's leak warning would mislead
         backend = self._backend
@@ -434,7 +470,7 @@ class Parallel:
             # joblib's hooks: print_progress() after each batch, verbose lines via _print().
             # Only then: a plain call pays nothing for them.
             self.n_completed_tasks = self.n_dispatched_tasks = self.n_dispatched_batches = 0
-            self._shown = f"{type(self).__name__}(n_jobs={backend.n_workers})"
+            self._shown = f"{type(self).__name__}(n_jobs={s.n_jobs})"  # joblib's repr(self): n_jobs as given
             self._verbose_now = s.verbose
             lines = None
             if s.verbose:
