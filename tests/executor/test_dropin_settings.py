@@ -258,3 +258,16 @@ def test_joblibs_attributes_can_be_set_between_calls():
     with pytest.raises(ValueError, match="batch_size=0"):
         p.batch_size = 0
     assert p.batch_size == 2  # a refused value leaves the setting as it was
+
+
+def test_a_subclass_may_set_joblibs_attributes_before_calling_init():
+    # joblib's __init__ sets them all from its arguments: an earlier value is replaced
+    class Early(Parallel):
+        def __init__(self, **kwargs):
+            self.verbose = 5
+            self.n_jobs = 3
+            super().__init__(**kwargs)
+
+    p = Early(n_jobs=2)
+    assert (p.verbose, p.n_jobs) == (0, 2)
+    assert p(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]

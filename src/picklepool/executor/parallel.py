@@ -105,6 +105,10 @@ def _setting(name: str) -> Any:
         return getattr(self._settings(), name)
 
     def set_(self: Parallel, value: Any) -> None:
+        if "_args" not in self.__dict__:
+            # a subclass's __init__ setting it before super().__init__(): that call sets
+            # every one of them from its own arguments, as joblib's does
+            return
         old, self._args[name] = self._args[name], value
         self._cached = None
         try:
