@@ -480,6 +480,24 @@ def test_sequential_timeout_runs_tasks_in_the_callers_context():
         _caller_var.reset(token)
 
 
+def _numeric_seen(_):
+    import numpy as np
+
+    return _caller_var.get(), decimal.getcontext().prec, np.geterr()["divide"]
+
+
+def test_threading_tasks_run_with_the_calling_threads_settings():
+    # README's deliberate difference: joblib's threads run with the defaults (28, "warn", unset)
+    np = pytest.importorskip("numpy")
+    token = _caller_var.set("set")
+    try:
+        with decimal.localcontext(prec=7), np.errstate(divide="raise"):
+            got = Parallel(n_jobs=2, backend="threading", batch_size=1)(delayed(_numeric_seen)(i) for i in range(4))
+    finally:
+        _caller_var.reset(token)
+    assert got == [("set", 7, "raise")] * 4
+
+
 def test_sequential_timeout_is_enforced():
     from picklepool import TaskTimeoutError
 
