@@ -205,6 +205,8 @@ class ScatterStore:
         return BlobRef(key, entry.nbytes), entry.nbytes
 
     def _scatter(self, data: bytes) -> Any:
+        if not _usable(self.client):  # closed during the call: dask's own error names nothing
+            raise _closed(self.client)
         [future] = self.client.scatter([data], hash=False)
         return future
 
@@ -270,6 +272,21 @@ def _lost(detail: str) -> WorkerCrashedError:
     )
 
 
+CLOSED_ADVICE = (
+    "dask cancels a client's batches when it closes. Close the client once the calls "
+    "and `with Parallel(backend='dask')` blocks that use it have ended (keep them inside "
+    "its `with Client(...)` block)"
+)
+
+
+def _closed(client: Any) -> WorkerCrashedError:
+    """The error of a batch dask dropped because its client was closed: no worker died."""
+    error = WorkerCrashedError(f"the dask Client this call ran on was closed ({client.status})")
+    # read by executor.replies.crash_error and dispatch: the whole story, not a crash's
+    error.not_a_crash = CLOSED_ADVICE  # type: ignore[attr-defined]
+    return error
+
+
 class _BatchFuture(Future):  # type: ignore[type-arg]
     """A ``concurrent.futures.Future`` that follows a batch on the cluster.
 
@@ -299,7 +316,15 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
         where: dict[str, Any] = {}
         if self._worker is not None:  # where the data is missing; elsewhere if it has gone
             where = {"workers": [self._worker], "allow_other_workers": True}
-        self._dask_future = self._backend.client.submit(
+        client = self._backend.client
+        if not _usable(client):  # closed since the call (or its `with Parallel()` block) began
+            self._fn = self._batch = None
+            try:
+                self.set_exception(_closed(client))
+            except InvalidStateError:  # cancelled meanwhile
+                pass
+            return
+        self._dask_future = client.submit(
             run_attached, self._fn, batch._replace(attachment=None), attachment, key=key, pure=False, **where
         )
         self._dask_future.add_done_callback(self._settle)
@@ -341,6 +366,8 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
                     value = None
             if status == "error":
                 error = _translate(dask_future.exception())
+            elif status != "finished" and not _usable(self._backend.client):  # closed under the call
+                error = _closed(self._backend.client)
             elif status != "finished":
                 if self._resend():
                     return
@@ -446,6 +473,7 @@ class DaskBackend(ClusterBackend):
     name = "dask"
 
     def __init__(self, n_workers: int, scheduler_address: str | None = None) -> None:
+        self._address = scheduler_address
         self.client = get_client(scheduler_address)
         threads = self.client.nthreads()  # {worker address: threads}
         check_workers(self.client, threads)
@@ -458,6 +486,20 @@ class DaskBackend(ClusterBackend):
         # while the call runs (as joblib's dask backend does), so the call's own batches
         # can run on that worker instead of waiting for a thread that waits for them.
         self._seceded = _secede()
+
+    def refresh(self) -> None:
+        """Before a call of a ``with Parallel()`` block: its client closed since, the current one."""
+        if _usable(self.client):
+            return
+        closed = self.client
+        try:
+            self.client = get_client(self._address)
+        except RuntimeError as exc:
+            raise RuntimeError(
+                f"the dask Client this `with Parallel(backend='dask')` block began with was closed "
+                f"({closed.status}), and {exc}"
+            ) from None
+        check_workers(self.client, self.client.nthreads())
 
     def release(self, wait: bool = True) -> None:
         """The call (or ``with`` block) is over: a task's thread takes its place back."""
