@@ -217,7 +217,7 @@ class ScatterStore:
             future = self.futures.pop(key, None)
             entry = self._kept.pop(key, None)
         if future is not None:
-            future.release()
+            kept.release(future)
         if entry is not None:
             kept.kept_for(self.client).checkin(entry)
 
@@ -250,7 +250,7 @@ class ScatterStore:
                     lost.append(old)  # another batch restored it already
             fresh = {key: self.futures[key] for key in attachment if key in self.futures}
         for old in lost:
-            old.release()
+            kept.release(old)
         return fresh if lost else None
 
 
@@ -340,7 +340,7 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
     def _release(self) -> None:
         dask_future, self._dask_future = self._dask_future, None
         if dask_future is not None:
-            dask_future.release()
+            kept.release(dask_future)
 
     def _settle(self, dask_future: Any) -> None:
         """Called by dask (in its callback thread) when the batch is over."""
@@ -475,6 +475,7 @@ class DaskBackend(ClusterBackend):
     def __init__(self, n_workers: int, scheduler_address: str | None = None) -> None:
         self._address = scheduler_address
         self.client = get_client(scheduler_address)
+        kept.hook_exit()
         threads = self.client.nthreads()  # {worker address: threads}
         check_workers(self.client, threads)
         if n_workers < 0:  # as many as the cluster's threads (0 while an adaptive one is empty)
