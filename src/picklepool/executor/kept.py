@@ -225,6 +225,10 @@ def hook_exit() -> None:
         atexit.register(_let_go_at_exit)
 
 
+async def _loop_turn() -> None:
+    """Run on the client's loop after the callbacks queued before it (``Client.sync``)."""
+
+
 def _let_go_at_exit() -> None:
     """Release the kept snapshots; wait (a little) until the scheduler dropped what was released."""
     release_all()
@@ -234,6 +238,10 @@ def _let_go_at_exit() -> None:
     deadline = time.monotonic() + EXIT_WAIT
     for client, keys in pending:
         if client.status != "running" or client.asynchronous:
+            continue
+        try:  # Future.release() hands the client's loop a callback: let those run first
+            client.sync(_loop_turn, callback_timeout=EXIT_WAIT)
+        except Exception:  # noqa: BLE001 - exiting: the client's loop is gone, nothing to wait for
             continue
         while time.monotonic() < deadline:
             try:
