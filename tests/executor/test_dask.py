@@ -7,6 +7,7 @@ in tests/conftest.py); skipped when dask.distributed is not installed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -249,6 +250,66 @@ def test_a_batch_that_kills_every_worker_raises_worker_crashed_error(dask_client
     assert re.search(r"while task \d: kill_worker\(\d\) was queued or running", msg), msg  # one a batch
     dask_client.wait_for_workers(2, timeout=60)
     assert Parallel(backend="dask")(delayed(square)(i) for i in range(3)) == [0, 1, 4]
+
+
+def wait_in_task(i, started, release):
+    if i == 0:
+        with open(started, "w"):  # the test's open() for reading returns: the task runs
+            pass
+        with open(release) as f:  # blocks until the test lets it go
+            f.read()
+    return i
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs")
+def test_a_client_closed_during_a_call_is_named_not_taken_for_a_crash(dask_client, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    os.mkfifo(started)
+    os.mkfifo(release)
+    client = distributed.Client(dask_client.scheduler.address, set_as_default=False)
+    outcome = {}
+
+    def call():
+        with client.as_current():
+            try:
+                outcome["value"] = Parallel(backend="dask", n_jobs=2, batch_size=1)(
+                    delayed(wait_in_task)(i, started, release) for i in range(4)
+                )
+            except BaseException as exc:  # noqa: BLE001 - the test looks at it
+                outcome["error"] = exc
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        with open(started) as f:  # task 0 runs on the cluster
+            f.read()
+        client.close()
+        caller.join(60)
+        assert not caller.is_alive()
+    finally:
+        with open(release, "w"):  # task 0 ends (its worker thread is free again)
+            pass
+    error = outcome.get("error")
+    assert isinstance(error, WorkerCrashedError), outcome
+    msg = str(error)
+    assert "the dask Client this call ran on was closed" in msg, msg
+    assert re.search(r"task \d: wait_in_task\(\d", msg), msg
+    assert "segfault" not in msg and "worker process died" not in msg, msg
+    assert Parallel(backend="dask")(delayed(square)(i) for i in range(3)) == [0, 1, 4]
+
+
+def test_a_with_block_whose_client_was_closed_runs_its_next_call_on_the_current_one(dask_client):
+    distributed = pytest.importorskip("distributed")
+    client = distributed.Client(dask_client.scheduler.address, set_as_default=False)
+    with contextlib.ExitStack() as block:
+        with client.as_current():
+            p = block.enter_context(Parallel(backend="dask"))
+            assert p._backend.client is client
+            assert p(delayed(square)(i) for i in range(3)) == [0, 1, 4]
+        client.close()  # was: distributed's ClosedClientError, naming no task, at the next call
+        assert p(delayed(square)(i) for i in range(3)) == [0, 1, 4]
+        assert p._backend.client is dask_client
 
 
 # -- timeouts in worker threads ----------------------------------------------------

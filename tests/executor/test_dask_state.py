@@ -196,3 +196,34 @@ def test_on_dask_a_state_kept_by_one_pickler_is_never_read_by_another(dask_clien
             assert out == [("t", i) for i in range(8)], (first, then)
     finally:
         unregister_pickler("zlibbed")
+
+
+def test_a_script_that_ends_without_closing_its_client_logs_no_lost_data():
+    """The snapshot picklepool keeps on the cluster (and the batches it released just before)
+    are let go before dask's own exit handlers close the cluster: was an ERROR "Removing
+    worker ... caused the cluster to lose scattered data" (and a WARNING naming a
+    picklepool-batch) at the end of every such script, where joblib's dask backend is quiet."""
+    from tests.conftest import run_python
+
+    res = run_python(
+        """
+        import numpy as np
+        from distributed import Client, LocalCluster
+        from picklepool import Parallel, SharedState, delayed
+
+        def read(state, i):
+            with state as v:
+                return v["step"] + i
+
+        if __name__ == "__main__":
+            client = Client(LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                         dashboard_address=None))
+            state = SharedState({"step": 1, "w": np.zeros(300_000)})
+            print(Parallel(backend="dask")(delayed(read)(state, i) for i in range(4)))
+        """,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "[1, 2, 3, 4]" in res.stdout
+    assert "lose scattered data" not in res.stderr, res.stderr
+    assert "picklepool-batch" not in res.stderr, res.stderr

@@ -277,6 +277,32 @@ def test_a_large_strided_view_is_shared_once_as_in_joblib(pickler, monkeypatch, 
     assert clean() == []
 
 
+def first_last(x):
+    return (type(x).__name__, float(x[0]), float(x[-1]))
+
+
+def test_the_same_strided_view_made_afresh_for_each_task_is_shared_once(monkeypatch, clean):
+    # `delayed(f)(X[::2]) for ...` makes a new view object per task: each was copied and
+    # written to a file of its own (8 files of 1.6 MB here), where a contiguous slice made
+    # afresh per task (X[:k]) was written once; joblib writes one file for both.
+    from picklepool.pickler import buffers
+
+    written = []
+    write = buffers.CallBuffers._write
+
+    def counted(self, raw):
+        written.append(raw.nbytes)
+        return write(self, raw)
+
+    monkeypatch.setattr(buffers.CallBuffers, "_write", counted)
+    base = np.arange(800_000.0)
+    views = [base[::2] for _ in range(8)] + [base[1::2], base[::-2]]  # the last two: other data
+    out = Parallel(n_jobs=2, batch_size=1)(delayed(first_last)(v) for v in views)
+    assert out == [("memmap", 0.0, 799_998.0)] * 8 + [("memmap", 1.0, 799_999.0), ("memmap", 799_999.0, 1.0)]
+    assert written == [views[0].nbytes] * 3  # one file per distinct view, not per task
+    assert clean() == []
+
+
 def test_temporary_memmaps_come_back_as_plain_arrays():
     a = np.ones(200_000)
     [back] = Parallel(n_jobs=2)(delayed(identity)(a) for _ in range(1))

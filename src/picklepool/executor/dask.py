@@ -205,6 +205,8 @@ class ScatterStore:
         return BlobRef(key, entry.nbytes), entry.nbytes
 
     def _scatter(self, data: bytes) -> Any:
+        if not _usable(self.client):  # closed during the call: dask's own error names nothing
+            raise _closed(self.client)
         [future] = self.client.scatter([data], hash=False)
         return future
 
@@ -215,7 +217,7 @@ class ScatterStore:
             future = self.futures.pop(key, None)
             entry = self._kept.pop(key, None)
         if future is not None:
-            future.release()
+            kept.release(future)
         if entry is not None:
             kept.kept_for(self.client).checkin(entry)
 
@@ -248,7 +250,7 @@ class ScatterStore:
                     lost.append(old)  # another batch restored it already
             fresh = {key: self.futures[key] for key in attachment if key in self.futures}
         for old in lost:
-            old.release()
+            kept.release(old)
         return fresh if lost else None
 
 
@@ -268,6 +270,21 @@ def _lost(detail: str) -> WorkerCrashedError:
         f"dask dropped this batch before it finished ({detail}): a worker holding this "
         "call's scattered data died, or the client lost its scheduler or was closed"
     )
+
+
+CLOSED_ADVICE = (
+    "dask cancels a client's batches when it closes. Close the client once the calls "
+    "and `with Parallel(backend='dask')` blocks that use it have ended (keep them inside "
+    "its `with Client(...)` block)"
+)
+
+
+def _closed(client: Any) -> WorkerCrashedError:
+    """The error of a batch dask dropped because its client was closed: no worker died."""
+    error = WorkerCrashedError(f"the dask Client this call ran on was closed ({client.status})")
+    # read by executor.replies.crash_error and dispatch: the whole story, not a crash's
+    error.not_a_crash = CLOSED_ADVICE  # type: ignore[attr-defined]
+    return error
 
 
 class _BatchFuture(Future):  # type: ignore[type-arg]
@@ -299,7 +316,15 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
         where: dict[str, Any] = {}
         if self._worker is not None:  # where the data is missing; elsewhere if it has gone
             where = {"workers": [self._worker], "allow_other_workers": True}
-        self._dask_future = self._backend.client.submit(
+        client = self._backend.client
+        if not _usable(client):  # closed since the call (or its `with Parallel()` block) began
+            self._fn = self._batch = None
+            try:
+                self.set_exception(_closed(client))
+            except InvalidStateError:  # cancelled meanwhile
+                pass
+            return
+        self._dask_future = client.submit(
             run_attached, self._fn, batch._replace(attachment=None), attachment, key=key, pure=False, **where
         )
         self._dask_future.add_done_callback(self._settle)
@@ -315,7 +340,7 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
     def _release(self) -> None:
         dask_future, self._dask_future = self._dask_future, None
         if dask_future is not None:
-            dask_future.release()
+            kept.release(dask_future)
 
     def _settle(self, dask_future: Any) -> None:
         """Called by dask (in its callback thread) when the batch is over."""
@@ -341,6 +366,8 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
                     value = None
             if status == "error":
                 error = _translate(dask_future.exception())
+            elif status != "finished" and not _usable(self._backend.client):  # closed under the call
+                error = _closed(self._backend.client)
             elif status != "finished":
                 if self._resend():
                     return
@@ -446,7 +473,9 @@ class DaskBackend(ClusterBackend):
     name = "dask"
 
     def __init__(self, n_workers: int, scheduler_address: str | None = None) -> None:
+        self._address = scheduler_address
         self.client = get_client(scheduler_address)
+        kept.hook_exit()
         threads = self.client.nthreads()  # {worker address: threads}
         check_workers(self.client, threads)
         if n_workers < 0:  # as many as the cluster's threads (0 while an adaptive one is empty)
@@ -458,6 +487,20 @@ class DaskBackend(ClusterBackend):
         # while the call runs (as joblib's dask backend does), so the call's own batches
         # can run on that worker instead of waiting for a thread that waits for them.
         self._seceded = _secede()
+
+    def refresh(self) -> None:
+        """Before a call of a ``with Parallel()`` block: its client closed since, the current one."""
+        if _usable(self.client):
+            return
+        closed = self.client
+        try:
+            self.client = get_client(self._address)
+        except RuntimeError as exc:
+            raise RuntimeError(
+                f"the dask Client this `with Parallel(backend='dask')` block began with was closed "
+                f"({closed.status}), and {exc}"
+            ) from None
+        check_workers(self.client, self.client.nthreads())
 
     def release(self, wait: bool = True) -> None:
         """The call (or ``with`` block) is over: a task's thread takes its place back."""

@@ -319,6 +319,10 @@ class Channel:
     ) -> Exception:
         if isinstance(exc, (TempFolderError, SettingValueError, locks.MixedCallers)):
             return exc  # not the tasks': says so itself (MixedCallers: the Executor sends them apart)
+        not_a_crash = getattr(exc, "not_a_crash", None)
+        if not_a_crash:  # the backend went away (dask: its client was closed during the call)
+            where = describe(first) if describe else functions.describe_task(first, items[0])
+            return type(exc)(f"{exc} while the batch of {where} was being sent. {not_a_crash}")
         waited = isinstance(exc, locks.SnapshotTimeout)  # a lock held: look without waiting again
         with locks.no_snapshot_wait() if waited else contextlib.nullcontext():
             for i, item in enumerate(items):

@@ -14,7 +14,8 @@ Per client, :class:`KeptBlobs` holds one scattered snapshot per state (its
              ``MissingBlobs`` ──▶ sent again with the data, to that worker
     version moves on ──▶ the next call scatters the new one; the old one is
              released as soon as no running call uses it
-    state garbage-collected, client closed, ``picklepool.shutdown()`` ──▶ released
+    state garbage-collected, client closed, ``picklepool.shutdown()``, exit ──▶ released
+             (at exit before dask's own handlers close a cluster: :func:`hook_exit`)
 
 Batches do not carry the kept data (only the resent ones do), so the scheduler
 spreads them over the workers instead of sending them all to the one holding a
@@ -26,8 +27,11 @@ with ``WorkerCrashedError``.
 
 from __future__ import annotations
 
+import atexit
+import collections
 import contextlib
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -184,8 +188,70 @@ def _alive(future: Any) -> bool:
 
 def _release(futures: list[Any]) -> None:
     for future in futures:
-        with contextlib.suppress(RuntimeError):  # the client's loop is closed: nothing to release
-            future.release()
+        release(future)
+
+
+# Keys picklepool let go of lately, per client: the exit handler waits for the scheduler to
+# drop them. A key whose release is still on its way when dask's own exit handler closes
+# the cluster is logged as lost ("Removing worker ... caused the cluster to lose scattered
+# data", an ERROR; a WARNING for a batch's reply), though nothing was.
+_let_go: weakref.WeakKeyDictionary[Any, collections.deque[str]] = weakref.WeakKeyDictionary()
+_exit_hooked = False
+EXIT_WAIT = 2.0  # seconds the exit handler waits at most for the scheduler
+
+
+def release(future: Any) -> None:
+    """Release a dask future of picklepool's (a batch, a call's scattered data, a snapshot)."""
+    client = getattr(future, "client", None)
+    with contextlib.suppress(RuntimeError):  # the client's loop is closed: nothing to release
+        future.release()
+        if client is not None:
+            with _registries_lock:
+                _let_go.setdefault(client, collections.deque(maxlen=1024)).append(future.key)
+
+
+def hook_exit() -> None:
+    """Once distributed is imported: let go of the cluster's data before its exit handlers.
+
+    ``atexit`` runs the handlers last registered first: registered after distributed's
+    (``close_clusters``, ``_close_global_client``), this one runs before them.
+    """
+    global _exit_hooked
+    with _registries_lock:
+        if _exit_hooked:
+            return
+        _exit_hooked = True
+    with contextlib.suppress(RuntimeError):  # "can't register atexit after shutdown"
+        atexit.register(_let_go_at_exit)
+
+
+async def _loop_turn() -> None:
+    """Run on the client's loop after the callbacks queued before it (``Client.sync``)."""
+
+
+def _let_go_at_exit() -> None:
+    """Release the kept snapshots; wait (a little) until the scheduler dropped what was released."""
+    release_all()
+    with _registries_lock:
+        pending = [(client, set(keys)) for client, keys in _let_go.items()]
+        _let_go.clear()
+    deadline = time.monotonic() + EXIT_WAIT
+    for client, keys in pending:
+        if client.status != "running" or client.asynchronous:
+            continue
+        try:  # Future.release() hands the client's loop a callback: let those run first
+            client.sync(_loop_turn, callback_timeout=EXIT_WAIT)
+        except Exception:  # noqa: BLE001 - exiting: the client's loop is gone, nothing to wait for
+            continue
+        while time.monotonic() < deadline:
+            try:
+                keys -= set(client.futures)  # held again (a call still running): not waited for
+                on_cluster = {k for held in client.has_what().values() for k in held}
+            except Exception:  # noqa: BLE001 - exiting: the scheduler is gone, nothing to wait for
+                break
+            if not keys & on_cluster:
+                break
+            time.sleep(0.01)
 
 
 # Per client, its kept snapshots; clients closed since are dropped at the next look-up.

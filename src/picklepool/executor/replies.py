@@ -306,6 +306,9 @@ class ReplyReader:
         if not culprit:
             tasks = batch.tasks()
             culprit = f" while {tasks} {_were(tasks)} queued or running"
+        not_a_crash = getattr(exc, "not_a_crash", None)
+        if not_a_crash:  # the backend went away under the call (dask: its client was closed)
+            return WorkerCrashedError(f"{exc}{culprit}. {not_a_crash}")
         if why:  # not a crash: another thread stopped the pool this call runs on
             return WorkerCrashedError(
                 f"the workers were killed by {why}{culprit}: {detail}. Stop the workers between "

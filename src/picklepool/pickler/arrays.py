@@ -59,13 +59,14 @@ class Scope:
       (large results go back as plain arrays). max_nbytes: what counts as large
       (0: nothing). files_shared: the receiving process sees this machine's files.
       copies: the call's contiguous copies of large strided views (``contiguous_copy``),
-      by ``id`` of the view; None: such views are copied in band, as numpy pickles them.
+      by the memory and layout they view; None: such views are copied in band, as numpy
+      pickles them.
     """
 
     mode: str | None
     max_nbytes: int
     files_shared: bool = True
-    copies: dict[int, tuple[Any, Any]] | None = field(default=None, compare=False)
+    copies: dict[Any, Any] | None = field(default=None, compare=False)
 
 
 _scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("picklepool_arrays", default=None)
@@ -252,22 +253,48 @@ def reduce_array(a: Any) -> Any:
     return rv
 
 
-def contiguous_copy(a: Any, copies: dict[int, tuple[Any, Any]], np: Any) -> Any:
-    """A C-contiguous copy of the strided view *a*, made once while *a* lives (*copies*).
+class _Copy:
+    """The contiguous copy of a strided view, and the live views it stands for."""
+
+    __slots__ = ("owner", "copy", "views")
+
+    def __init__(self, owner: Any, copy: Any) -> None:
+        self.owner, self.copy = owner, copy  # *owner*: held anyway by each of the views
+        self.views: dict[int, Any] = {}  # id of a view -> a weak reference to it
+
+
+def contiguous_copy(a: Any, copies: dict[Any, Any], np: Any) -> Any:
+    """A C-contiguous copy of the strided view *a*, made once while such a view lives (*copies*).
 
     A strided view (``X[:, :k]``, ``X[::2]``) exports no buffer: numpy pickles a copy
     in band, into every batch. joblib writes such an array to one file, and a task
     gets a contiguous ``np.memmap`` of it: so here, through one copy per view, found
     again for every batch that sends the same view (the file's dedupe is by the
     copy), and dropped with the view (the file is then unlinked as for any array).
+    "The same view" is the same memory seen the same way (the memory's owner, address,
+    shape, strides, dtype), not the same view object: ``delayed(f)(X[::2]) for ...``
+    makes a new one per task, which would otherwise be copied and written once each.
+    The copy lives while any of those views does.
     """
-    key = id(a)
+    owner = a
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    if owner.base is not None:  # an array over another object's memory (bytes, mmap, ...)
+        owner = owner.base
+    key = (id(owner), a.__array_interface__["data"][0], a.shape, a.strides, a.dtype)
     found = copies.get(key)
-    if found is not None and found[0]() is a:
-        return found[1]
-    copy = np.ascontiguousarray(a)
-    copies[key] = (weakref.ref(a, lambda _ref: copies.pop(key, None)), copy)
-    return copy
+    if found is None or found.owner is not owner:
+        found = copies[key] = _Copy(owner, np.ascontiguousarray(a))
+    view = id(a)
+    if view not in found.views:
+
+        def gone(_ref: Any) -> None:
+            found.views.pop(view, None)
+            if not found.views and copies.get(key) is found:
+                copies.pop(key, None)
+
+        found.views[view] = weakref.ref(a, gone)
+    return found.copy
 
 
 def _may_refer(m: Any, scope: Scope) -> bool:

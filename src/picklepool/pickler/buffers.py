@@ -233,8 +233,8 @@ class CallBuffers:
         self._batch = 0  # batches built so far (per_batch: files are reused within one only)
         self._extra: list[_Entry] = []  # files of the batch being built's function specs not kept
         # contiguous copies of the large strided views sent (arrays.contiguous_copy): one per
-        # view while it lives (per batch when per_batch)
-        self._copies: dict[int, tuple[Any, Any]] = {}
+        # distinct view (memory and layout) while such a view lives (per batch when per_batch)
+        self._copies: dict[Any, Any] = {}
 
     # -- pickling arguments ---------------------------------------------------------
 
