@@ -361,6 +361,53 @@ def test_slots_classes_of_main_come_back_from_workers():
     ]
 
 
+def test_empty_slots_of_main_classes_keep_instances_without_a_dict():
+    # `__slots__ = ()` says "no __dict__" (the namedtuple-subclass idiom, a subclass of
+    # a slotted class): hybrid passed only non-empty slots to the rebuilt class, so in a
+    # worker its instances took any attribute (a typo that raises in the parent passed
+    # there) and a result carrying one could not be rebuilt in the parent
+    proc = run_python(
+        """
+        import collections, typing
+        from picklepool import Parallel, delayed
+
+        class Point(collections.namedtuple("Point", "x y")):
+            __slots__ = ()
+            def norm(self):
+                return abs(self.x) + abs(self.y)
+
+        class Base:
+            __slots__ = ("a",)
+
+        class Sub(Base):
+            __slots__ = ()
+
+        class Named(typing.NamedTuple):
+            x: int
+
+        class SubNamed(Named):
+            __slots__ = ()
+
+        def try_set(cls):
+            obj = cls.__new__(cls) if cls is Sub else cls(1, 2) if cls is Point else cls(1)
+            try:
+                obj.typo = 1
+            except AttributeError:
+                return cls.__name__, "refused"
+            return cls.__name__, "taken"
+
+        classes = [Point, Sub, Named, SubNamed]
+        print([try_set(c) for c in classes])
+        print(Parallel(n_jobs=2)(delayed(try_set)(c) for c in classes))
+        print(Parallel(n_jobs=2)(delayed(Point.norm)(Point(i, -i)) for i in range(3)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    expected = "[('Point', 'refused'), ('Sub', 'refused'), ('Named', 'refused'), ('SubNamed', 'refused')]"
+    assert lines == [expected, expected, "[0, 2, 4]"]
+
+
 @functools.lru_cache
 def cached_square(x):
     return x * x

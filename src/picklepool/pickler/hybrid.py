@@ -64,6 +64,7 @@ import queue
 import sys
 import threading
 import types
+import typing
 from collections import ChainMap
 from typing import Any
 
@@ -183,8 +184,11 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
     attributes as a ``__dict__`` state that the parent's class, which has slots and no
     ``__dict__``, cannot take ("'C' object has no attribute '__dict__'"). Passing
     ``__slots__`` to the skeleton's namespace makes the slots, as the class statement did.
-    Empty ``__slots__`` hold nothing to lose, and a ``typing.NamedTuple`` (which has them)
-    refuses them in its namespace: those are left to cloudpickle.
+    Empty ``__slots__`` too: they say "no ``__dict__``" (``class P(namedtuple(...)):
+    __slots__ = ()``, a subclass of a slotted class), which a worker's instances must keep
+    (an attribute set by mistake raises there as in the parent, and a result cannot
+    carry one). A ``typing.NamedTuple`` class, rebuilt by its own metaclass, which makes
+    its empty ``__slots__`` and refuses them in its namespace, is left to cloudpickle.
     """
     if main_by_another_name(obj) and dynamic_class_reduce is not None:
         rv = dynamic_class_reduce(obj)  # by value, as a class of __main__
@@ -196,7 +200,8 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
         and rv
         and rv[0] is _MAKE_SKELETON_CLASS
         and isinstance(obj, type)
-        and obj.__dict__.get("__slots__")
+        and "__slots__" in obj.__dict__
+        and typing.NamedTuple not in obj.__dict__.get("__orig_bases__", ())
     ):
         newargs = rv[1]
         type_kwargs = dict(newargs[3])
