@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
+import sys
 import threading
 import time
 
 import pytest
 
-from picklepool import Parallel, TaskTimeoutError, delayed
+from picklepool import Executor, Parallel, TaskTimeoutError, delayed
 from picklepool.errors import RemoteTraceback
 from picklepool.workers import tasks
 from tests.conftest import run_python
@@ -273,3 +275,77 @@ def test_a_frozen_dataclass_exception_comes_back_as_itself(backend):
     assert err.__notes__[-1].startswith("(raised by task 0") and "raise_frozen()" in err.__notes__[-1]
     if backend != "threading":
         assert isinstance(err.__cause__, RemoteTraceback) and "raise_frozen" in str(err.__cause__)
+
+
+needs_groups = pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups: Python 3.11")
+
+
+def raise_a_group_holding(kind):
+    if kind == "ledger":  # an __init__ that takes other arguments: rebuilt without it
+        inner = LedgerMismatch("acct-7", 1, 2)
+    else:  # a class that cannot travel under pickler="pickle"
+
+        class OnlyInTheWorker(KeyError):
+            pass
+
+        inner = OnlyInTheWorker("k")
+    raise ExceptionGroup("checks failed", [ValueError("v"), inner])  # noqa: F821 - 3.11
+
+
+class GroupOfItsOwn(Exception if sys.version_info < (3, 11) else ExceptionGroup):  # noqa: F821
+    def __new__(cls, code):  # arguments of its own
+        self = super().__new__(cls, f"code {code}", [ValueError(code)])
+        self.code = code
+        return self
+
+    def __init__(self, code):
+        super().__init__(f"code {code}", [ValueError(code)])
+
+
+def raise_a_group_of_its_own():
+    raise GroupOfItsOwn(5)
+
+
+def raise_a_local_group():
+    class LocalGroup(ExceptionGroup):  # noqa: F821 - 3.11
+        pass
+
+    raise LocalGroup("local", [ValueError(1)])
+
+
+@needs_groups
+def test_an_exception_group_whose_members_cannot_make_the_trip_keeps_its_type_and_members():
+    # was: a bare TypeError("BaseException.__new__(ExceptionGroup) is not safe") naming no
+    # task, from rebuilding the group as a stand-in without its sub-exceptions
+    err = _one(functools.partial(raise_a_group_holding, "ledger"))
+    assert type(err) is ExceptionGroup and err.message == "checks failed"  # noqa: F821
+    value, ledger = err.exceptions
+    assert type(value) is ValueError and value.args == ("v",)
+    assert type(ledger) is LedgerMismatch and ledger.account == "acct-7"
+    assert any("task 0" in note for note in err.__notes__)
+
+    err = _one(functools.partial(raise_a_group_holding, "local"), pickler="pickle")
+    assert type(err) is ExceptionGroup  # noqa: F821
+    value, stand_in = err.exceptions
+    assert type(value) is ValueError
+    assert type(stand_in) is RuntimeError and "OnlyInTheWorker: 'k'" in str(stand_in)
+
+    with Executor(max_workers=2) as ex:  # was: RuntimeError("... could not be pickled back")
+        err = ex.submit(raise_a_group_holding, "ledger").exception()
+    assert type(err) is ExceptionGroup  # noqa: F821
+    assert type(err.exceptions[1]) is LedgerMismatch and err.exceptions[1].account == "acct-7"
+
+
+@needs_groups
+def test_an_exception_group_with_a_new_of_its_own_comes_back():
+    err = _one(raise_a_group_of_its_own, pickler="pickle")
+    assert type(err) is GroupOfItsOwn and err.code == 5
+    assert [e.args for e in err.exceptions] == [(5,)]
+
+
+@needs_groups
+def test_an_exception_group_class_that_cannot_travel_comes_back_as_a_stand_in_group():
+    err = _one(raise_a_local_group, pickler="pickle")
+    assert isinstance(err, ExceptionGroup) and type(err).__name__ == "LocalGroup"  # noqa: F821
+    assert str(err) == "local (1 sub-exception)"
+    assert any("stand-in" in note and "task 0: raise_a_local_group()" in note for note in err.__notes__)

@@ -8,6 +8,7 @@ function, with short arguments: ``task 3: crash_task(3)``) and what to do.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import re
 import signal
@@ -520,10 +521,22 @@ def stand_in(failure: Failure) -> BaseException:
             base = obj
             break
     name = failure.mro[0].rpartition(".")[2].rpartition(":")[2] if failure.mro else "RemoteError"
-    cls = type(name, (base,), {"__module__": "picklepool.remote", "__qualname__": name})
+    names = {"__module__": "picklepool.remote", "__qualname__": name}
     try:
-        return cls(failure.message)  # type: ignore[no-any-return]
+        return _made(type(name, (base,), names), failure)
+    except Exception:  # noqa: BLE001 - a base that cannot be subclassed or made: the name is kept
+        return _made(type(name, (Exception,), names), failure)
+
+
+def _made(cls: type[BaseException], failure: Failure) -> BaseException:
+    try:
+        return cls(failure.message)
     except Exception:  # noqa: BLE001 - a base whose __init__ wants other arguments
-        exc: BaseException = BaseException.__new__(cls)
-        exc.args = (failure.message,)
-        return exc
+        pass
+    group = getattr(builtins, "BaseExceptionGroup", None)
+    if group is not None and issubclass(cls, group):  # its sub-exceptions did not travel either
+        sub = RuntimeError("the group's sub-exceptions could not be sent back: see the worker's traceback")
+        return cls(re.sub(r" \(\d+ sub-exceptions?\)$", "", failure.message), [sub])
+    exc: BaseException = BaseException.__new__(cls)
+    exc.args = (failure.message,)
+    return exc
