@@ -354,7 +354,7 @@ class Pickler(cloudpickle.Pickler):
         # An enclosing snapshot's lock held: this one is waited for SNAPSHOT_TIMEOUT only
         # (a thread holding it and waiting for the enclosing one would wait for ever).
         wait = locks.snapshot_timeout() if self._held else -1
-        taken = locks.acquire_unless_caller(lock, wait)
+        taken = locks.acquire_unless_caller(lock, wait, f"a {type(obj).__qualname__} (its lock .{name})")
         if taken is None:
             # Held by the thread that submitted this call (an Executor's manager thread
             # pickles it), which may be waiting for its result: snapshot under that
