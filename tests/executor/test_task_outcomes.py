@@ -190,7 +190,7 @@ class AttributesRaise(ValueError):
 
 class StrRaisesAndCannotTravel(ValueError):
     def __init__(self):
-        super().__init__(i for i in range(3))  # its args cannot travel: a stand-in comes back
+        super().__init__(i for i in range(3))  # its args cannot travel: their repr goes instead
 
     def __str__(self):
         raise RuntimeError("no text")
@@ -242,8 +242,10 @@ def test_an_executor_delivers_such_exceptions():
             ex.submit(abs, -3),
         ]
         errors = [f.exception(timeout=60) for f in futures[:3]]
-        assert [type(e).__name__ for e in errors] == ["NotesSetByHand", "AttributesRaise", "RuntimeError"]
-        assert "StrRaisesAndCannotTravel: <str() of the exception raised RuntimeError>" in str(errors[2])
+        # the third's args cannot travel: their repr goes instead, and the type with it (it
+        # was a RuntimeError naming it, which `except ValueError` did not catch)
+        assert [type(e) for e in errors] == [NotesSetByHand, AttributesRaise, StrRaisesAndCannotTravel]
+        assert errors[2].args[0].startswith("<generator object StrRaisesAndCannotTravel.__init__.")
         assert futures[3].result(timeout=60) == 3
         assert errors[0].__notes__[0] == "from a tuple"
 
@@ -275,6 +277,31 @@ def test_a_frozen_dataclass_exception_comes_back_as_itself(backend):
     assert err.__notes__[-1].startswith("(raised by task 0") and "raise_frozen()" in err.__notes__[-1]
     if backend != "threading":
         assert isinstance(err.__cause__, RemoteTraceback) and "raise_frozen" in str(err.__cause__)
+
+
+def raise_with_a_generator_argument(kind):
+    rows = (i for i in range(3))
+    if kind == "plain":
+        raise ValueError("bad rows", rows)
+    try:
+        raise OSError("cannot read", rows)
+    except OSError as exc:
+        raise KeyError("no rows") from exc
+
+
+def test_an_exception_whose_arguments_cannot_make_the_trip_keeps_its_type():
+    # was: a stand-in subclassing Exception (`except ValueError` missed it), an Executor's
+    # RuntimeError, and such a cause dropped from the chain
+    err = _one(functools.partial(raise_with_a_generator_argument, "plain"))
+    assert type(err) is ValueError and err.args[0] == "bad rows"
+    assert err.args[1].startswith("<generator object raise_with_a_generator_argument.")
+    err = _one(functools.partial(raise_with_a_generator_argument, "cause"))
+    assert type(err) is KeyError and type(err.__cause__) is OSError
+    assert err.__cause__.args[0] == "cannot read"
+    assert isinstance(err.__cause__.__cause__, RemoteTraceback)
+    with Executor(max_workers=2) as ex:
+        err = ex.submit(raise_with_a_generator_argument, "plain").exception()
+    assert type(err) is ValueError and err.args[0] == "bad rows"
 
 
 needs_groups = pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups: Python 3.11")

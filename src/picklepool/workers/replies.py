@@ -93,8 +93,27 @@ def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0) -> Any:
     if _round_trip(pickler, parts) is not None:
         return parts
     # An attribute cannot make the trip (an open file, a generator): the rest does.
-    parts = _ExceptionParts(exc, cause, lambda k, v: _round_trip(pickler, v) is not None, args)
-    return parts if _round_trip(pickler, parts) is not None else None
+    keep = lambda k, v: _round_trip(pickler, v) is not None  # noqa: E731
+    parts = _ExceptionParts(exc, cause, keep, args)
+    if _round_trip(pickler, parts) is not None:
+        return parts
+    if args is None:
+        # An argument cannot (``ValueError("bad row", row_generator)``): its repr goes in its
+        # place, so the type still travels (a stand-in of the nearest base that could be
+        # imported, or an Executor's RuntimeError, was not caught by ``except ValueError``)
+        args = tuple(a if _round_trip(pickler, a) is not None else _repr(a) for a in exc.args)
+        parts = _ExceptionParts(exc, cause, keep, args)
+        if _round_trip(pickler, parts) is not None:
+            return parts
+    return None
+
+
+def _repr(value: Any) -> str:
+    """``repr(value)``, or its type's name when its ``__repr__`` raises."""
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - the task's own class
+        return f"<{type(value).__module__}.{type(value).__qualname__} object>"
 
 
 def _mro(exc: BaseException) -> tuple[str, ...]:
