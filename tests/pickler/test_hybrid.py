@@ -408,6 +408,64 @@ def test_empty_slots_of_main_classes_keep_instances_without_a_dict():
     assert lines == [expected, expected, "[0, 2, 4]"]
 
 
+def test_a_plugin_module_loaded_from_its_file_travels_by_value(tmp_path):
+    # A module loaded by path (importlib.util.spec_from_file_location, as plugin loaders
+    # do) is in sys.modules but no import finds it by its name: its functions, classes
+    # and the module itself (a __main__ function's global) went by name, and the worker
+    # failed with "No module named 'myplugin'" where the loop the call replaces ran them.
+    plugin = tmp_path / "plugins" / "myplugin.py"
+    plugin.parent.mkdir()
+    plugin.write_text(
+        "FACTOR = 3\n"
+        "def transform(x):\n    return x * FACTOR\n"
+        "class Thing:\n    def __init__(self, v):\n        self.v = v\n"
+        "    def doubled(self):\n        return Thing(self.v * 2)\n"
+    )
+    proc = run_python(
+        f"""
+        import importlib.util, sys
+        from picklepool import Parallel, delayed
+
+        spec = importlib.util.spec_from_file_location("myplugin", {str(plugin)!r})
+        plugin = importlib.util.module_from_spec(spec)
+        sys.modules["myplugin"] = plugin
+        spec.loader.exec_module(plugin)
+
+        def through_module(i):
+            return plugin.transform(i)
+
+        print(Parallel(n_jobs=2)(delayed(plugin.transform)(i) for i in range(3)))
+        out = Parallel(n_jobs=2)(delayed(plugin.Thing.doubled)(plugin.Thing(i)) for i in range(2))
+        print([type(t) is plugin.Thing for t in out], [t.v for t in out])
+        plugin.FACTOR = 10  # sent with the call, as a __main__ global is
+        print(Parallel(n_jobs=2)(delayed(through_module)(i) for i in range(3)))
+        try:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(plugin.transform)(i) for i in range(3))
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        sys.path.insert(0, {str(plugin.parent)!r})  # found by its name now: by name again
+        print(Parallel(n_jobs=2, pickler="pickle")(delayed(plugin.transform)(i) for i in range(3)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:3] == ["[0, 3, 6]", "[True, True] [0, 2]", "[0, 10, 20]"]
+    assert lines[3].startswith("UnpicklingError") and "No module named 'myplugin'" in lines[3]
+    assert "cannot be imported by its name in the worker" in lines[3]
+    assert "Fix: use pickler='hybrid' (the default)" in lines[3]
+    assert lines[4] == "[0, 3, 6]"  # the worker imports the file itself (its FACTOR is 3)
+
+
+def test_modules_found_by_their_name_are_not_sent_by_value():
+    import json.decoder
+
+    from picklepool.pickler import homes
+
+    assert not homes.not_found_by_name(json.dumps) and not homes.not_found_by_name(json.decoder.JSONDecoder)
+    assert not homes.module_not_found(json.decoder) and not homes.module_not_found(sys)
+    assert not homes.not_found_by_name(cached_square)  # a test module, on sys.path
+
+
 @functools.lru_cache
 def cached_square(x):
     return x * x

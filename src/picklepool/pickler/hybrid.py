@@ -72,7 +72,8 @@ import cloudpickle
 
 from . import locks, runtime
 from .base import BasePickler
-from .mainalias import dynamic_class_reduce, main_by_another_name, reduce_by_value
+from .homes import module_not_found
+from .mainalias import by_value_home, dynamic_class_reduce, reduce_by_value
 from .plain import SAME_AS_STDLIB
 from .wrap import ByValueFunction
 
@@ -99,7 +100,7 @@ def _importable(obj: Any) -> bool:
     name = getattr(obj, "__qualname__", None)
     if not isinstance(module_name, str) or not isinstance(name, str) or module_name == "__main__":
         return False
-    if main_by_another_name(obj):
+    if by_value_home(obj):
         return False
     if module_name in cloudpickle.list_registry_pickle_by_value():
         return False
@@ -162,13 +163,24 @@ def import_home(obj: Any) -> None:
 def _reduce_function(pickler: Pickler, obj: Any) -> Any:
     """cloudpickle's reduction of a function, by name when its home module can be imported.
 
-    By value when it is of ``__main__`` under another name (``mainalias``), as a
-    function of ``__main__`` is.
+    By value when it is of ``__main__`` under another name (``mainalias``), or of a
+    module loaded from a file that its name does not import (``homes``), as a function
+    of ``__main__`` is.
     """
-    if main_by_another_name(obj):
+    if by_value_home(obj):
         return reduce_by_value(pickler, obj)
     import_home(obj)
     return _cloudpickle_override(pickler, obj)
+
+
+def _reduce_module(pickler: Pickler, obj: Any) -> Any:
+    """A module by value when it came from a file its name does not import (``homes``: a
+    plugin's, named by a ``__main__`` function's globals), else as cloudpickle sends it."""
+    if not module_not_found(obj):
+        return NotImplemented  # cloudpickle's reducer (its dispatch table): by name, mostly
+    state = obj.__dict__.copy()
+    state.pop("__builtins__", None)  # as cloudpickle's own by-value modules
+    return cloudpickle.cloudpickle.dynamic_subimport, (obj.__name__, state)
 
 
 _LRU_CACHE_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
@@ -190,7 +202,7 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
     carry one). A ``typing.NamedTuple`` class, rebuilt by its own metaclass, which makes
     its empty ``__slots__`` and refuses them in its namespace, is left to cloudpickle.
     """
-    if main_by_another_name(obj) and dynamic_class_reduce is not None:
+    if by_value_home(obj) and dynamic_class_reduce is not None:
         rv = dynamic_class_reduce(obj)  # by value, as a class of __main__
     else:
         import_home(obj)
@@ -330,6 +342,8 @@ class Pickler(cloudpickle.Pickler):
             return lambda _self, obj: obj.reduce_in_stream()
         if t is _LRU_CACHE_WRAPPER:
             return _reduce_lru_cache
+        if issubclass(t, types.ModuleType):
+            return _reduce_module
         reducer = _hybrid_reducer(t)
         if reducer is not None:
             # The user's own pickling wins over hybrid's defaults: a copyreg reducer
