@@ -466,6 +466,52 @@ def test_modules_found_by_their_name_are_not_sent_by_value():
     assert not homes.not_found_by_name(cached_square)  # a test module, on sys.path
 
 
+def test_results_of_main_classes_leave_the_parents_own_classes_as_they_are():
+    # A result's class, sent back by value, was set on the parent's own class (cloudpickle
+    # reuses the class its id names, then sets the copy's attributes on it): its methods
+    # became the worker's, whose globals are a copy of the parent's of the call's time,
+    # so the parent's own C().get() read a global rebound since at its old value. joblib
+    # does the same.
+    proc = run_python(
+        """
+        import enum
+        from picklepool import Parallel, delayed
+
+        CONFIG = 1
+
+        class C:
+            tag = "first"
+            def get(self):
+                return CONFIG, self.tag
+
+        class Color(enum.Enum):
+            RED = 1
+            def config(self):
+                return CONFIG
+
+        def make(i):
+            return C(), Color.RED
+
+        def read(c):
+            return c.get()
+
+        get, config = C.get, Color.config
+        out = Parallel(n_jobs=2)(delayed(make)(i) for i in range(2))
+        CONFIG = 2
+        print(C.get is get, Color.config is config, C().get(), Color.RED.config())
+        print(type(out[0][0]) is C, out[0][1] is Color.RED, out[0][0].get())
+        C.tag = "second"  # the workers' copies still follow the parent's class
+        print(Parallel(n_jobs=2)(delayed(read)(C()) for i in range(2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "True True (2, 'first') 2",
+        "True True (2, 'first')",
+        "[(2, 'second'), (2, 'second')]",
+    ]
+
+
 @functools.lru_cache
 def cached_square(x):
     return x * x

@@ -70,7 +70,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import locks, runtime
+from . import classes, locks, runtime
 from .base import BasePickler
 from .homes import module_not_found
 from .mainalias import by_value_home, dynamic_class_reduce, reduce_by_value
@@ -219,7 +219,7 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
         type_kwargs = dict(newargs[3])
         type_kwargs["__slots__"] = obj.__dict__["__slots__"]
         rv = (rv[0], (*newargs[:3], type_kwargs, *newargs[4:]), *rv[2:])
-    return rv
+    return classes.redirect(rv)  # rebuilt without touching the class where it was defined
 
 
 class _Release:
