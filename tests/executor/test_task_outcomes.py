@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
+import os
 import sys
 import threading
 import time
@@ -302,6 +303,34 @@ def test_an_exception_whose_arguments_cannot_make_the_trip_keeps_its_type():
     with Executor(max_workers=2) as ex:
         err = ex.submit(raise_with_a_generator_argument, "plain").exception()
     assert type(err) is ValueError and err.args[0] == "bad rows"
+
+
+def fork_then(x, child):
+    """Fork; the child exits with ``sys.exit(x + 3)`` or returns from the task; the task
+    gives the child's exit status."""
+    pid = os.fork()
+    if pid == 0:
+        if child == "exit":
+            sys.exit(x + 3)
+        return ("the child's", x)
+    _, status = os.waitpid(pid, 0)
+    return ("the task's", x, os.waitstatus_to_exitcode(status))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_child_a_task_forks_ends_when_it_comes_back_into_the_worker():
+    # It went on as a worker of its own: its copy of the reply came to the call (some
+    # results were the child's, the worker's lost), it took other calls' batches, and
+    # one that called sys.exit(n) never ended (the task's waitpid waited for ever).
+    calls = Parallel(n_jobs=2, timeout=60)(delayed(fork_then)(x, "exit") for x in range(3))
+    assert calls == [("the task's", x, x + 3) for x in range(3)]
+    calls = Parallel(n_jobs=2, timeout=60)(delayed(fork_then)(x, "return") for x in range(3))
+    assert calls == [("the task's", x, 0) for x in range(3)]
+    with Executor(max_workers=2) as ex:
+        assert list(ex.map(fork_then, range(2), ["exit", "return"])) == [
+            ("the task's", 0, 3),
+            ("the task's", 1, 0),
+        ]
 
 
 needs_groups = pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups: Python 3.11")
