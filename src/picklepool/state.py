@@ -192,7 +192,7 @@ class SharedState(Generic[T]):
         # thread pickles its calls: a submitter inside ``with state`` waiting for the
         # result would wait for ever); the snapshot is then made under that thread's hold,
         # as Parallel makes it in the calling thread (pickler.locks.snapshots_for).
-        taken = locks.acquire_unless_caller(self._lock)
+        taken = locks.acquire_unless_caller(self._lock, what="a SharedState")
         try:
             if self._copy is not None:  # a worker's copy sent on (a nested call): the task's view
                 self._copy.enter_task(self)

@@ -28,6 +28,7 @@ This module imports nothing of picklepool: both sides import it.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, NamedTuple
 
 
@@ -222,7 +223,13 @@ def rebuild_exception(
     (an ``__init__`` that takes other arguments than ``args``): the class, its
     ``args``, ``__dict__`` and notes are enough for ``except cls`` and ``str()``.
     """
-    exc = cls.__new__(cls, *args)
+    try:
+        exc = cls.__new__(cls, *args)
+    except Exception:  # noqa: BLE001 - a __new__ of its own, with other arguments
+        # the built-in __new__ below it (an exception group's needs its sub-exceptions)
+        group = getattr(builtins, "BaseExceptionGroup", None)
+        base = group if group is not None and issubclass(cls, group) else BaseException
+        exc = base.__new__(cls, *args)
     # object.__setattr__: a frozen dataclass's refuses every attribute (FrozenInstanceError)
     put = object.__setattr__
     put(exc, "args", args)

@@ -472,6 +472,44 @@ def test_initializer_runs_once_per_worker_and_a_failing_one_breaks():
     ex.shutdown()
 
 
+def tag_process(tag):
+    os.environ["PICKLEPOOL_TEST_INIT_TAG"] = tag
+
+
+def meet_and_read_tag(fifo, side):
+    """The tag this worker's process has, once the other side's task runs too (another worker)."""
+    with open(fifo, "r" if side == 0 else "w"):  # each open waits for the other side's
+        pass
+    return os.environ.get("PICKLEPOOL_TEST_INIT_TAG")
+
+
+def test_an_executors_initializer_changes_no_other_calls_workers(tmp_path):
+    # Its initializer ran on the shared warm workers, and what it changed in their
+    # processes (here the environment; warnings filters, logging, module globals alike)
+    # stayed for every later Parallel call and Executor on them. The standard library's
+    # executors share no process; Parallel(initializer=...) already gets a pool of its own.
+    from picklepool import Parallel, delayed
+
+    def both_workers(run):
+        fifo = str(tmp_path / f"meet{len(os.listdir(tmp_path))}")
+        os.mkfifo(fifo)
+        return run(fifo)
+
+    def submitted(ex):
+        return lambda f: [fut.result() for fut in [ex.submit(meet_and_read_tag, f, k) for k in (0, 1)]]
+
+    with Executor(max_workers=2, initializer=tag_process, initargs=("A",)) as ex:
+        seen = both_workers(submitted(ex))
+    assert seen == ["A", "A"]  # both workers ran it
+    after = both_workers(
+        lambda f: Parallel(n_jobs=2, batch_size=1)(delayed(meet_and_read_tag)(f, k) for k in (0, 1))
+    )
+    assert after == [None, None]
+    with Executor(max_workers=2) as ex:
+        seen = both_workers(submitted(ex))
+    assert seen == [None, None]
+
+
 def test_submit_from_threads_and_bad_arguments():
     with pytest.raises(ValueError, match="max_workers=0"):
         Executor(max_workers=0)

@@ -487,11 +487,30 @@ class Interrupted(BaseException):
     """What a signal handler raises in the calling thread (Ctrl-C is one such)."""
 
 
+def _go_once_taken(box: lanes.Lanes, monkeypatch) -> None:
+    """Let :func:`gated` go once the calling thread has taken the lane from the reader thread.
+
+    Its reply cannot come before: the reader thread never reads it (a batch answered at
+    once was read there first now and then, and the test saw nothing of the call's path).
+    """
+    _go.clear()
+    real = box._poller.detach
+
+    def detach(fd):
+        taken = real(fd)
+        if threading.current_thread() is threading.main_thread():
+            _go.set()
+        return taken
+
+    monkeypatch.setattr(box._poller, "detach", detach)
+
+
 def test_a_call_interrupted_in_the_middle_of_its_reply_fails_that_batch_and_ends_its_lane(monkeypatch):
     real = lanes.receive
     with ThreadPoolExecutor(1) as workers:
         box = _one_idle_lane(workers)
-        fut = box.submit(_pow_batch())
+        _go_once_taken(box, monkeypatch)
+        fut = box.submit(pickle.dumps((gated, (32,))))
         assert isinstance(fut, lanes.LaneFuture)
 
         def half_read(fd):
@@ -550,13 +569,14 @@ class Alarm(Exception):
     """What a signal handler may raise in the calling thread: an ``Exception`` (a timeout's)."""
 
 
-def test_an_exception_in_a_done_callback_run_by_the_calling_thread_reaches_the_caller():
+def test_an_exception_in_a_done_callback_run_by_the_calling_thread_reaches_the_caller(monkeypatch):
     """A signal handler raising while the calling thread runs the batch's done-callbacks:
     ``Future`` would log and drop it, and the call, whose callback queues the batch, would
     never see its batch (it waited for ever)."""
     with ThreadPoolExecutor(1) as workers:
         box = _one_idle_lane(workers)
-        fut = box.submit(_pow_batch())
+        _go_once_taken(box, monkeypatch)
+        fut = box.submit(pickle.dumps((gated, (32,))))
         assert isinstance(fut, lanes.LaneFuture)
         seen = []
 
@@ -602,3 +622,32 @@ def test_a_call_interrupted_as_it_takes_the_lane_leaves_the_reply_to_the_reader_
             _go.set()
             box.release()
         assert box._jobs[0].result(timeout=30) == 1
+
+
+def test_a_call_that_finds_its_lane_already_lost_waits_for_the_batchs_error(monkeypatch):
+    """The reader thread saw the lane's worker close it (a task that closed the worker's file
+    descriptors) and waits for loky's report on the worker; meanwhile the call came to read
+    its batch's reply. It read the closed connection's number: ``OSError("handle is closed")``
+    out of the call, naming no task, and the dead worker failed the next call instead."""
+    import socket
+
+    _go.clear()
+    monkeypatch.setattr(lanes, "DEATH_REPORT_WAIT", 60.0)  # the reader waits for the job's end
+    with ThreadPoolExecutor(1) as workers:
+        box = _one_idle_lane(workers)
+        fut = box.submit(pickle.dumps((gated, (7,))))
+        assert fut is not None
+        lane = box._lanes[0]
+        try:
+            # as the worker's end closing: the reader thread reads EOF on its next wait
+            peer = socket.socket(fileno=os.dup(lane.conn.fileno()))
+            peer.shutdown(socket.SHUT_RD)
+            peer.close()
+            with box._cond:
+                assert box._cond.wait_for(lambda: not box._lanes, timeout=30)  # lost, its job not ended
+            assert lane.conn.closed and not fut.done()
+            assert fut.read_here(30) is False  # the reader thread has it: wait on the future
+        finally:
+            _go.set()
+        assert isinstance(fut.exception(timeout=30), BrokenProcessPool)
+        assert "closed its connection to the parent without answering" in str(fut.exception())

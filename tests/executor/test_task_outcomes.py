@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
+import os
+import sys
 import threading
 import time
 
 import pytest
 
-from picklepool import Parallel, TaskTimeoutError, delayed
+from picklepool import Executor, Parallel, TaskTimeoutError, delayed
 from picklepool.errors import RemoteTraceback
 from picklepool.workers import tasks
 from tests.conftest import run_python
@@ -188,7 +191,7 @@ class AttributesRaise(ValueError):
 
 class StrRaisesAndCannotTravel(ValueError):
     def __init__(self):
-        super().__init__(i for i in range(3))  # its args cannot travel: a stand-in comes back
+        super().__init__(i for i in range(3))  # its args cannot travel: their repr goes instead
 
     def __str__(self):
         raise RuntimeError("no text")
@@ -240,8 +243,10 @@ def test_an_executor_delivers_such_exceptions():
             ex.submit(abs, -3),
         ]
         errors = [f.exception(timeout=60) for f in futures[:3]]
-        assert [type(e).__name__ for e in errors] == ["NotesSetByHand", "AttributesRaise", "RuntimeError"]
-        assert "StrRaisesAndCannotTravel: <str() of the exception raised RuntimeError>" in str(errors[2])
+        # the third's args cannot travel: their repr goes instead, and the type with it (it
+        # was a RuntimeError naming it, which `except ValueError` did not catch)
+        assert [type(e) for e in errors] == [NotesSetByHand, AttributesRaise, StrRaisesAndCannotTravel]
+        assert errors[2].args[0].startswith("<generator object StrRaisesAndCannotTravel.__init__.")
         assert futures[3].result(timeout=60) == 3
         assert errors[0].__notes__[0] == "from a tuple"
 
@@ -292,3 +297,130 @@ def test_an_exception_object_raised_again_gets_its_note_once(backend, n_jobs):
     assert _SAME_ERROR.__notes__ == [
         "(raised by task 0: _raise_the_same_error(0) of this Parallel call, in this process)"
     ]
+
+
+def raise_with_a_generator_argument(kind):
+    rows = (i for i in range(3))
+    if kind == "plain":
+        raise ValueError("bad rows", rows)
+    try:
+        raise OSError("cannot read", rows)
+    except OSError as exc:
+        raise KeyError("no rows") from exc
+
+
+def test_an_exception_whose_arguments_cannot_make_the_trip_keeps_its_type():
+    # was: a stand-in subclassing Exception (`except ValueError` missed it), an Executor's
+    # RuntimeError, and such a cause dropped from the chain
+    err = _one(functools.partial(raise_with_a_generator_argument, "plain"))
+    assert type(err) is ValueError and err.args[0] == "bad rows"
+    assert err.args[1].startswith("<generator object raise_with_a_generator_argument.")
+    err = _one(functools.partial(raise_with_a_generator_argument, "cause"))
+    assert type(err) is KeyError and type(err.__cause__) is OSError
+    assert err.__cause__.args[0] == "cannot read"
+    assert isinstance(err.__cause__.__cause__, RemoteTraceback)
+    with Executor(max_workers=2) as ex:
+        err = ex.submit(raise_with_a_generator_argument, "plain").exception()
+    assert type(err) is ValueError and err.args[0] == "bad rows"
+
+
+def fork_then(x, child):
+    """Fork; the child exits with ``sys.exit(x + 3)`` or returns from the task; the task
+    gives the child's exit status."""
+    pid = os.fork()
+    if pid == 0:
+        if child == "exit":
+            sys.exit(x + 3)
+        return ("the child's", x)
+    _, status = os.waitpid(pid, 0)
+    return ("the task's", x, os.waitstatus_to_exitcode(status))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_child_a_task_forks_ends_when_it_comes_back_into_the_worker():
+    # It went on as a worker of its own: its copy of the reply came to the call (some
+    # results were the child's, the worker's lost), it took other calls' batches, and
+    # one that called sys.exit(n) never ended (the task's waitpid waited for ever).
+    calls = Parallel(n_jobs=2, timeout=60)(delayed(fork_then)(x, "exit") for x in range(3))
+    assert calls == [("the task's", x, x + 3) for x in range(3)]
+    calls = Parallel(n_jobs=2, timeout=60)(delayed(fork_then)(x, "return") for x in range(3))
+    assert calls == [("the task's", x, 0) for x in range(3)]
+    with Executor(max_workers=2) as ex:
+        assert list(ex.map(fork_then, range(2), ["exit", "return"])) == [
+            ("the task's", 0, 3),
+            ("the task's", 1, 0),
+        ]
+
+
+needs_groups = pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups: Python 3.11")
+
+
+def raise_a_group_holding(kind):
+    if kind == "ledger":  # an __init__ that takes other arguments: rebuilt without it
+        inner = LedgerMismatch("acct-7", 1, 2)
+    else:  # a class that cannot travel under pickler="pickle"
+
+        class OnlyInTheWorker(KeyError):
+            pass
+
+        inner = OnlyInTheWorker("k")
+    raise ExceptionGroup("checks failed", [ValueError("v"), inner])  # noqa: F821 - 3.11
+
+
+class GroupOfItsOwn(Exception if sys.version_info < (3, 11) else ExceptionGroup):  # noqa: F821
+    def __new__(cls, code):  # arguments of its own
+        self = super().__new__(cls, f"code {code}", [ValueError(code)])
+        self.code = code
+        return self
+
+    def __init__(self, code):
+        super().__init__(f"code {code}", [ValueError(code)])
+
+
+def raise_a_group_of_its_own():
+    raise GroupOfItsOwn(5)
+
+
+def raise_a_local_group():
+    class LocalGroup(ExceptionGroup):  # noqa: F821 - 3.11
+        pass
+
+    raise LocalGroup("local", [ValueError(1)])
+
+
+@needs_groups
+def test_an_exception_group_whose_members_cannot_make_the_trip_keeps_its_type_and_members():
+    # was: a bare TypeError("BaseException.__new__(ExceptionGroup) is not safe") naming no
+    # task, from rebuilding the group as a stand-in without its sub-exceptions
+    err = _one(functools.partial(raise_a_group_holding, "ledger"))
+    assert type(err) is ExceptionGroup and err.message == "checks failed"  # noqa: F821
+    value, ledger = err.exceptions
+    assert type(value) is ValueError and value.args == ("v",)
+    assert type(ledger) is LedgerMismatch and ledger.account == "acct-7"
+    assert any("task 0" in note for note in err.__notes__)
+
+    err = _one(functools.partial(raise_a_group_holding, "local"), pickler="pickle")
+    assert type(err) is ExceptionGroup  # noqa: F821
+    value, stand_in = err.exceptions
+    assert type(value) is ValueError
+    assert type(stand_in) is RuntimeError and "OnlyInTheWorker: 'k'" in str(stand_in)
+
+    with Executor(max_workers=2) as ex:  # was: RuntimeError("... could not be pickled back")
+        err = ex.submit(raise_a_group_holding, "ledger").exception()
+    assert type(err) is ExceptionGroup  # noqa: F821
+    assert type(err.exceptions[1]) is LedgerMismatch and err.exceptions[1].account == "acct-7"
+
+
+@needs_groups
+def test_an_exception_group_with_a_new_of_its_own_comes_back():
+    err = _one(raise_a_group_of_its_own, pickler="pickle")
+    assert type(err) is GroupOfItsOwn and err.code == 5
+    assert [e.args for e in err.exceptions] == [(5,)]
+
+
+@needs_groups
+def test_an_exception_group_class_that_cannot_travel_comes_back_as_a_stand_in_group():
+    err = _one(raise_a_local_group, pickler="pickle")
+    assert isinstance(err, ExceptionGroup) and type(err).__name__ == "LocalGroup"  # noqa: F821
+    assert str(err) == "local (1 sub-exception)"
+    assert any("stand-in" in note and "task 0: raise_a_local_group()" in note for note in err.__notes__)

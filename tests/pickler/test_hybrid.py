@@ -361,6 +361,157 @@ def test_slots_classes_of_main_come_back_from_workers():
     ]
 
 
+def test_empty_slots_of_main_classes_keep_instances_without_a_dict():
+    # `__slots__ = ()` says "no __dict__" (the namedtuple-subclass idiom, a subclass of
+    # a slotted class): hybrid passed only non-empty slots to the rebuilt class, so in a
+    # worker its instances took any attribute (a typo that raises in the parent passed
+    # there) and a result carrying one could not be rebuilt in the parent
+    proc = run_python(
+        """
+        import collections, typing
+        from picklepool import Parallel, delayed
+
+        class Point(collections.namedtuple("Point", "x y")):
+            __slots__ = ()
+            def norm(self):
+                return abs(self.x) + abs(self.y)
+
+        class Base:
+            __slots__ = ("a",)
+
+        class Sub(Base):
+            __slots__ = ()
+
+        class Named(typing.NamedTuple):
+            x: int
+
+        class SubNamed(Named):
+            __slots__ = ()
+
+        def try_set(cls):
+            obj = cls.__new__(cls) if cls is Sub else cls(1, 2) if cls is Point else cls(1)
+            try:
+                obj.typo = 1
+            except AttributeError:
+                return cls.__name__, "refused"
+            return cls.__name__, "taken"
+
+        classes = [Point, Sub, Named, SubNamed]
+        print([try_set(c) for c in classes])
+        print(Parallel(n_jobs=2)(delayed(try_set)(c) for c in classes))
+        print(Parallel(n_jobs=2)(delayed(Point.norm)(Point(i, -i)) for i in range(3)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    expected = "[('Point', 'refused'), ('Sub', 'refused'), ('Named', 'refused'), ('SubNamed', 'refused')]"
+    assert lines == [expected, expected, "[0, 2, 4]"]
+
+
+def test_a_plugin_module_loaded_from_its_file_travels_by_value(tmp_path):
+    # A module loaded by path (importlib.util.spec_from_file_location, as plugin loaders
+    # do) is in sys.modules but no import finds it by its name: its functions, classes
+    # and the module itself (a __main__ function's global) went by name, and the worker
+    # failed with "No module named 'myplugin'" where the loop the call replaces ran them.
+    plugin = tmp_path / "plugins" / "myplugin.py"
+    plugin.parent.mkdir()
+    plugin.write_text(
+        "FACTOR = 3\n"
+        "def transform(x):\n    return x * FACTOR\n"
+        "class Thing:\n    def __init__(self, v):\n        self.v = v\n"
+        "    def doubled(self):\n        return Thing(self.v * 2)\n"
+    )
+    proc = run_python(
+        f"""
+        import importlib.util, sys
+        from picklepool import Parallel, delayed
+
+        spec = importlib.util.spec_from_file_location("myplugin", {str(plugin)!r})
+        plugin = importlib.util.module_from_spec(spec)
+        sys.modules["myplugin"] = plugin
+        spec.loader.exec_module(plugin)
+
+        def through_module(i):
+            return plugin.transform(i)
+
+        print(Parallel(n_jobs=2)(delayed(plugin.transform)(i) for i in range(3)))
+        out = Parallel(n_jobs=2)(delayed(plugin.Thing.doubled)(plugin.Thing(i)) for i in range(2))
+        print([type(t) is plugin.Thing for t in out], [t.v for t in out])
+        plugin.FACTOR = 10  # sent with the call, as a __main__ global is
+        print(Parallel(n_jobs=2)(delayed(through_module)(i) for i in range(3)))
+        try:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(plugin.transform)(i) for i in range(3))
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        sys.path.insert(0, {str(plugin.parent)!r})  # found by its name now: by name again
+        print(Parallel(n_jobs=2, pickler="pickle")(delayed(plugin.transform)(i) for i in range(3)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:3] == ["[0, 3, 6]", "[True, True] [0, 2]", "[0, 10, 20]"]
+    assert lines[3].startswith("UnpicklingError") and "No module named 'myplugin'" in lines[3]
+    assert "cannot be imported by its name in the worker" in lines[3]
+    assert "Fix: use pickler='hybrid' (the default)" in lines[3]
+    assert lines[4] == "[0, 3, 6]"  # the worker imports the file itself (its FACTOR is 3)
+
+
+def test_modules_found_by_their_name_are_not_sent_by_value():
+    import json.decoder
+
+    from picklepool.pickler import homes
+
+    assert not homes.not_found_by_name(json.dumps) and not homes.not_found_by_name(json.decoder.JSONDecoder)
+    assert not homes.module_not_found(json.decoder) and not homes.module_not_found(sys)
+    assert not homes.not_found_by_name(cached_square)  # a test module, on sys.path
+
+
+def test_results_of_main_classes_leave_the_parents_own_classes_as_they_are():
+    # A result's class, sent back by value, was set on the parent's own class (cloudpickle
+    # reuses the class its id names, then sets the copy's attributes on it): its methods
+    # became the worker's, whose globals are a copy of the parent's of the call's time,
+    # so the parent's own C().get() read a global rebound since at its old value. joblib
+    # does the same.
+    proc = run_python(
+        """
+        import enum
+        from picklepool import Parallel, delayed
+
+        CONFIG = 1
+
+        class C:
+            tag = "first"
+            def get(self):
+                return CONFIG, self.tag
+
+        class Color(enum.Enum):
+            RED = 1
+            def config(self):
+                return CONFIG
+
+        def make(i):
+            return C(), Color.RED
+
+        def read(c):
+            return c.get()
+
+        get, config = C.get, Color.config
+        out = Parallel(n_jobs=2)(delayed(make)(i) for i in range(2))
+        CONFIG = 2
+        print(C.get is get, Color.config is config, C().get(), Color.RED.config())
+        print(type(out[0][0]) is C, out[0][1] is Color.RED, out[0][0].get())
+        C.tag = "second"  # the workers' copies still follow the parent's class
+        print(Parallel(n_jobs=2)(delayed(read)(C()) for i in range(2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "True True (2, 'first') 2",
+        "True True (2, 'first')",
+        "[(2, 'second'), (2, 'second')]",
+    ]
+
+
 @functools.lru_cache
 def cached_square(x):
     return x * x

@@ -295,6 +295,47 @@ def test_nested_lock_held_elsewhere_gives_a_clear_error(monkeypatch):
     assert released_elsewhere(outer._lock)
 
 
+@pytest.mark.parametrize("kind", ["object", "SharedState"])
+def test_a_lock_held_long_by_another_thread_is_said_while_the_call_waits_for_it(monkeypatch, kind):
+    # A call waits for a lock another thread holds, to snapshot under it: one held for
+    # ever (or by a thread that ended holding it) made the call wait for ever, silently.
+    # Now a RuntimeWarning names the object, at the call's line; the call still waits.
+    from picklepool import SharedState
+
+    monkeypatch.setattr(locks, "HELD_WARNING", 0.01)
+    obj = Account(5) if kind == "object" else SharedState(5)
+    lock = obj._lock
+    holding, warned = threading.Event(), threading.Event()
+    real = locks._held_long
+
+    def held_long(lock, what):
+        try:
+            real(lock, what)
+        finally:
+            warned.set()  # lets the holder go: the call goes on
+
+    monkeypatch.setattr(locks, "_held_long", held_long)
+
+    def hold():
+        with lock:
+            holding.set()
+            assert warned.wait(60)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert holding.wait(60)
+    try:
+        with pytest.warns(RuntimeWarning, match="waited .* to snapshot a (Account|SharedState)") as rec:
+            data = hybrid.dumps(obj)
+    finally:
+        warned.set()
+        t.join()
+    assert rec[0].filename == __file__  # the call's line, not picklepool's
+    assert "another thread holds that lock" in str(rec[0].message)
+    copy = pickle.loads(data)
+    assert (copy.balance if kind == "object" else copy.value) == 5
+
+
 def test_a_nested_lock_held_elsewhere_is_a_lock_order_error_under_the_callers_hold_too(monkeypatch):
     # An Executor's manager thread snapshots an object whose RLock the submitting thread
     # holds under that hold (locks.snapshots_for). An inner object's lock held by a third

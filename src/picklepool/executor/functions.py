@@ -34,7 +34,7 @@ from ..pickler.base import CloudPickler
 from ..pickler.buffers import Frames
 from ..pickler.diagnose import explain
 from ..pickler.hybrid import HybridPickler
-from ..pickler.mainalias import main_by_another_name
+from ..pickler.mainalias import by_value_home
 from ..wire import FuncSpec
 from . import unchanged
 
@@ -248,7 +248,7 @@ def _importable(func: Any) -> bool:
     """*func* pickles as its module and name: cloudpickle's test, and module-level builtins."""
     if type(func) is types.BuiltinFunctionType:  # abs, math.sqrt; not [].append (bound)
         return isinstance(getattr(func, "__self__", None), types.ModuleType)
-    if main_by_another_name(func):  # hybrid sends it by value (a spawned process's script)
+    if by_value_home(func):  # hybrid sends it by value (a spawned process's script, a plugin's file)
         return False
     return _should_pickle_by_reference is not None and bool(_should_pickle_by_reference(func))
 

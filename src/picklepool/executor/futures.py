@@ -56,7 +56,7 @@ from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, plain_number, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
 from ..workers import inherited, mirror
-from ..workers.prologue import initialize, start_pool_worker
+from ..workers.prologue import initialize, own_pool, start_pool_worker
 from . import gil, limits, reaper
 from .backend import Backend
 from .backends import BACKENDS, LokyBackend
@@ -302,8 +302,13 @@ class Executor(_StdExecutor):
         _hook_exit()
         inherited_key = uuid.uuid4().hex if inherit else ""  # where its workers keep the initargs
         lokycompat.load()  # before a process is forked (see there)
-        if own_context is None:  # workers started fresh, as "spawn" does: the warm pool
+        if own_context is None and initializer is None:  # started fresh, as "spawn" does: the warm pool
             backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
+        elif own_context is None:
+            # Its initializer's changes to the process stay in the workers that ran it: a pool
+            # of its own (settings no other call has), given up at its shutdown, so that no
+            # other call's task runs in them (they ran later Parallel calls and executors).
+            backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env, own_pool, (uuid.uuid4().hex,))
         else:  # "fork", max_tasks_per_child or inherited initargs: a multiprocessing.Pool of its own
             start: Callable[..., None] = start_pool_worker
             start_args: tuple[Any, ...] = (env,)

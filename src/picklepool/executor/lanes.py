@@ -317,14 +317,17 @@ class Lanes:
 
     def _read_here(self, lane: _Lane, fut: LaneFuture, timeout: float) -> bool:
         """:meth:`LaneFuture.read_here`: take *lane* from the reader thread, wait, read, give it back."""
-        fd = lane.conn.fileno()
+        fd = -1
         reading = False
         try:
             # In a try from the start: an exception a signal handler raises anywhere here gives
             # the lane back (finally), or closes it when a message was being read.
             with self._cond:
+                # the lane lost already (its worker closed it; the reader thread waits for
+                # loky's report, then fails the future): its connection is closed
                 if lane.future is not fut or lane.reader is not _WATCHED:
                     return False
+                fd = lane.conn.fileno()  # (under the lock: _lost closes it under it)
                 lane.reader = _CALLER
                 if not self._poller.detach(fd):
                     lane.reader = _WATCHED

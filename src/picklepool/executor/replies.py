@@ -8,6 +8,7 @@ function, with short arguments: ``task 3: crash_task(3)``) and what to do.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import re
 import signal
@@ -458,12 +459,27 @@ def _import_advice(pickler_name: str, message: str) -> str:
     if module is None and missing is None:
         return ""
     if module is not None and module[1] in sys.modules:
-        where = getattr(sys.modules[module[1]], "__file__", None) or "a path of its own"
+        where = getattr(sys.modules[module[1]], "__file__", None)
+        if where is None:  # made at run time: no pickler sends its functions by value unasked
+            return (
+                f" Module {module[1]!r} was made at run time in this process (it has no file), so "
+                "the worker, which imports it by name, does not have it. Fix: register it to "
+                "travel by value, cloudpickle.register_pickle_by_value(module) (with pickler "
+                "'hybrid' or 'cloudpickle'), or define what the tasks use in a module the workers "
+                "can import."
+            )
+        fix = (
+            "use pickler='hybrid' (the default), which sends the functions and classes of such a "
+            "module by value, or put its folder on sys.path"
+            if pickler_name != "hybrid"
+            else "put its folder on sys.path before the call, or register it to travel by value: "
+            "cloudpickle.register_pickle_by_value(module)"
+        )
         return (
             f" Module {module[1]!r} is imported in this process (from {where}) but cannot be "
-            "imported in the worker: its folder is not on the worker's sys.path, or it was made "
-            "at run time. Workers mirror the parent's sys.path at each call; a module that exists "
-            "only in memory needs pickler='hybrid' (the default) or 'cloudpickle'."
+            "imported by its name in the worker: its folder is not on sys.path (a module loaded "
+            "from its file, by a plugin loader), which workers mirror at each call. Fix: "
+            f"{fix}."
         )
     text = ""
     if missing and hasattr(sys.modules.get("__main__"), missing[1].partition(".")[0]):
@@ -523,10 +539,22 @@ def stand_in(failure: Failure) -> BaseException:
             base = obj
             break
     name = failure.mro[0].rpartition(".")[2].rpartition(":")[2] if failure.mro else "RemoteError"
-    cls = type(name, (base,), {"__module__": "picklepool.remote", "__qualname__": name})
+    names = {"__module__": "picklepool.remote", "__qualname__": name}
     try:
-        return cls(failure.message)  # type: ignore[no-any-return]
+        return _made(type(name, (base,), names), failure)
+    except Exception:  # noqa: BLE001 - a base that cannot be subclassed or made: the name is kept
+        return _made(type(name, (Exception,), names), failure)
+
+
+def _made(cls: type[BaseException], failure: Failure) -> BaseException:
+    try:
+        return cls(failure.message)
     except Exception:  # noqa: BLE001 - a base whose __init__ wants other arguments
-        exc: BaseException = BaseException.__new__(cls)
-        exc.args = (failure.message,)
-        return exc
+        pass
+    group = getattr(builtins, "BaseExceptionGroup", None)
+    if group is not None and issubclass(cls, group):  # its sub-exceptions did not travel either
+        sub = RuntimeError("the group's sub-exceptions could not be sent back: see the worker's traceback")
+        return cls(re.sub(r" \(\d+ sub-exceptions?\)$", "", failure.message), [sub])
+    exc: BaseException = BaseException.__new__(cls)
+    exc.args = (failure.message,)
+    return exc

@@ -64,14 +64,16 @@ import queue
 import sys
 import threading
 import types
+import typing
 from collections import ChainMap
 from typing import Any
 
 import cloudpickle
 
-from . import locks, runtime
+from . import classes, locks, runtime
 from .base import BasePickler
-from .mainalias import dynamic_class_reduce, main_by_another_name, reduce_by_value
+from .homes import module_not_found
+from .mainalias import by_value_home, dynamic_class_reduce, reduce_by_value
 from .plain import SAME_AS_STDLIB
 from .wrap import ByValueFunction
 
@@ -98,7 +100,7 @@ def _importable(obj: Any) -> bool:
     name = getattr(obj, "__qualname__", None)
     if not isinstance(module_name, str) or not isinstance(name, str) or module_name == "__main__":
         return False
-    if main_by_another_name(obj):
+    if by_value_home(obj):
         return False
     if module_name in cloudpickle.list_registry_pickle_by_value():
         return False
@@ -161,13 +163,24 @@ def import_home(obj: Any) -> None:
 def _reduce_function(pickler: Pickler, obj: Any) -> Any:
     """cloudpickle's reduction of a function, by name when its home module can be imported.
 
-    By value when it is of ``__main__`` under another name (``mainalias``), as a
-    function of ``__main__`` is.
+    By value when it is of ``__main__`` under another name (``mainalias``), or of a
+    module loaded from a file that its name does not import (``homes``), as a function
+    of ``__main__`` is.
     """
-    if main_by_another_name(obj):
+    if by_value_home(obj):
         return reduce_by_value(pickler, obj)
     import_home(obj)
     return _cloudpickle_override(pickler, obj)
+
+
+def _reduce_module(pickler: Pickler, obj: Any) -> Any:
+    """A module by value when it came from a file its name does not import (``homes``: a
+    plugin's, named by a ``__main__`` function's globals), else as cloudpickle sends it."""
+    if not module_not_found(obj):
+        return NotImplemented  # cloudpickle's reducer (its dispatch table): by name, mostly
+    state = obj.__dict__.copy()
+    state.pop("__builtins__", None)  # as cloudpickle's own by-value modules
+    return cloudpickle.cloudpickle.dynamic_subimport, (obj.__name__, state)
 
 
 _LRU_CACHE_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
@@ -183,10 +196,13 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
     attributes as a ``__dict__`` state that the parent's class, which has slots and no
     ``__dict__``, cannot take ("'C' object has no attribute '__dict__'"). Passing
     ``__slots__`` to the skeleton's namespace makes the slots, as the class statement did.
-    Empty ``__slots__`` hold nothing to lose, and a ``typing.NamedTuple`` (which has them)
-    refuses them in its namespace: those are left to cloudpickle.
+    Empty ``__slots__`` too: they say "no ``__dict__``" (``class P(namedtuple(...)):
+    __slots__ = ()``, a subclass of a slotted class), which a worker's instances must keep
+    (an attribute set by mistake raises there as in the parent, and a result cannot
+    carry one). A ``typing.NamedTuple`` class, rebuilt by its own metaclass, which makes
+    its empty ``__slots__`` and refuses them in its namespace, is left to cloudpickle.
     """
-    if main_by_another_name(obj) and dynamic_class_reduce is not None:
+    if by_value_home(obj) and dynamic_class_reduce is not None:
         rv = dynamic_class_reduce(obj)  # by value, as a class of __main__
     else:
         import_home(obj)
@@ -196,13 +212,14 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
         and rv
         and rv[0] is _MAKE_SKELETON_CLASS
         and isinstance(obj, type)
-        and obj.__dict__.get("__slots__")
+        and "__slots__" in obj.__dict__
+        and typing.NamedTuple not in obj.__dict__.get("__orig_bases__", ())
     ):
         newargs = rv[1]
         type_kwargs = dict(newargs[3])
         type_kwargs["__slots__"] = obj.__dict__["__slots__"]
         rv = (rv[0], (*newargs[:3], type_kwargs, *newargs[4:]), *rv[2:])
-    return rv
+    return classes.redirect(rv)  # rebuilt without touching the class where it was defined
 
 
 class _Release:
@@ -325,6 +342,8 @@ class Pickler(cloudpickle.Pickler):
             return lambda _self, obj: obj.reduce_in_stream()
         if t is _LRU_CACHE_WRAPPER:
             return _reduce_lru_cache
+        if issubclass(t, types.ModuleType):
+            return _reduce_module
         reducer = _hybrid_reducer(t)
         if reducer is not None:
             # The user's own pickling wins over hybrid's defaults: a copyreg reducer
@@ -349,7 +368,7 @@ class Pickler(cloudpickle.Pickler):
         # An enclosing snapshot's lock held: this one is waited for SNAPSHOT_TIMEOUT only
         # (a thread holding it and waiting for the enclosing one would wait for ever).
         wait = locks.snapshot_timeout() if self._held else -1
-        taken = locks.acquire_unless_caller(lock, wait)
+        taken = locks.acquire_unless_caller(lock, wait, f"a {type(obj).__qualname__} (its lock .{name})")
         if taken is None:
             # Held by the thread that submitted this call (an Executor's manager thread
             # pickles it), which may be waiting for its result: snapshot under that

@@ -141,15 +141,63 @@ def held_by_caller(lock: Any) -> bool:
     return True
 
 
-def acquire_unless_caller(lock: Any, timeout: float = -1) -> bool | None:
+#: Seconds a snapshot waits for a lock another thread holds before it says so (it waits on).
+HELD_WARNING = 10.0
+
+
+def acquire_unless_caller(lock: Any, timeout: float = -1, what: str = "an object") -> bool | None:
     """Take *lock* for a snapshot: True when taken; None when a thread this one pickles
     for holds it (:func:`snapshots_for`: not taken, the snapshot is made under that
-    thread's hold); False when *timeout* passed first."""
+    thread's hold); False when *timeout* passed first.
+
+    With no *timeout*, a lock still held after ``HELD_WARNING`` seconds is said so
+    (:func:`_held_long`): a call waiting for ever on a lock never released showed nothing.
+    """
     if lock.acquire(blocking=False):
         return True
     if held_by_caller(lock):
         return None
-    return bool(lock.acquire(timeout=timeout))
+    if timeout >= 0:
+        return bool(lock.acquire(timeout=timeout))
+    if lock.acquire(timeout=HELD_WARNING):
+        return True
+    _held_long(lock, what)
+    return bool(lock.acquire())
+
+
+def _held_long(lock: Any, what: str) -> None:
+    """*what*'s *lock* stayed held ``HELD_WARNING`` seconds: a ``RuntimeWarning`` saying so, at
+    the first frame outside picklepool and the picklers (the call, in the calling thread).
+
+    Its holder is not named: an RLock shows its owner's ident only, which the system
+    gives to the next thread once that one ends (a thread that ended holding the lock
+    was then named as one of loky's).
+    """
+    import warnings
+
+    warnings.warn(
+        f"picklepool has waited {HELD_WARNING:g} s to snapshot {what}: another thread holds "
+        "that lock. The call goes on once it is released (a snapshot is made under the lock, "
+        "so that no task sees a change half done); a lock that is never released (held for "
+        "ever, or by a thread that ended without releasing it) makes the call wait for ever.",
+        RuntimeWarning,
+        stacklevel=_callers_level(),
+    )
+
+
+def _callers_level() -> int:
+    """The ``stacklevel`` of the first frame outside picklepool and cloudpickle (1 if none)."""
+    import os
+    import sys
+
+    ours = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), f"{os.sep}cloudpickle{os.sep}")
+    frame, level = sys._getframe(2), 2  # (_held_long's caller is level 2 of the warning)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not (name.startswith(ours[0]) or ours[1] in name or name.endswith(f"{os.sep}pickle.py")):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 1
 
 
 # -- rebuilders: run in the worker (or wherever the bytes are loaded) -----------------

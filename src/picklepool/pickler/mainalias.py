@@ -16,6 +16,8 @@ from typing import Any
 
 import cloudpickle
 
+from .homes import not_found_by_name
+
 # cloudpickle's by-value reduction of a class (its functions': Pickler._dynamic_function_reduce)
 dynamic_class_reduce = getattr(cloudpickle.cloudpickle, "_dynamic_class_reduce", None)
 
@@ -27,6 +29,13 @@ def main_by_another_name(obj: Any) -> bool:
         return False
     module = sys.modules.get(name)
     return module is not None and module is sys.modules.get("__main__")
+
+
+def by_value_home(obj: Any) -> bool:
+    """Whether hybrid sends *obj* (a function or class) by value although its module is in
+    ``sys.modules``: of ``__main__`` under another name, or of a module loaded from a file
+    that importing its name would not load (``homes``)."""
+    return main_by_another_name(obj) or not_found_by_name(obj)
 
 
 def reduce_by_value(pickler: Any, obj: Any) -> Any:

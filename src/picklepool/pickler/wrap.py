@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 import cloudpickle
 
 from .base import PROTOCOL
-from .mainalias import main_by_another_name, reduce_by_value
+from .mainalias import by_value_home, reduce_by_value
 
 T = TypeVar("T")
 
@@ -92,7 +92,7 @@ class _InnerPickler(cloudpickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is ByValueFunction:
             return obj.reduce_in_stream()
-        if isinstance(obj, (type, types.FunctionType)) and main_by_another_name(obj):
+        if isinstance(obj, (type, types.FunctionType)) and by_value_home(obj):
             return reduce_by_value(self, obj)
         return super().reducer_override(obj)
 
@@ -194,7 +194,7 @@ def _importable(cls: type) -> bool:
     """True when *cls* is found under its own module and name (never for __main__, nor for
     ``__mp_main__``, the script as a spawned process runs it: ``mainalias``)."""
     module = sys.modules.get(cls.__module__)
-    if module is None or cls.__module__ == "__main__" or main_by_another_name(cls):
+    if module is None or cls.__module__ == "__main__" or by_value_home(cls):
         return False
     obj: Any = module
     for part in cls.__qualname__.split("."):

@@ -89,6 +89,18 @@ def start_pool_worker(env: dict[str, str] | None = None) -> None:
     multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]
 
 
+def own_pool(key: str) -> None:
+    """The start of a worker of an ``Executor`` with an initializer: nothing to do.
+
+    Given to the pool as its workers' initializer, so that the pool's settings differ
+    from every other call's (``executor.pool``): the executor's initializer (run by
+    :func:`initialize` before its first task in each worker) changes what it changes
+    in the process (environment, warnings filters, logging, module globals), and such
+    a worker must not run other calls' tasks after it, as the standard library's
+    executors share no process.
+    """
+
+
 def initialize(token: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> None:
     """Run ``initializer(*initargs)`` once in this worker for the executor *token*.
 

@@ -14,6 +14,7 @@ Failures of the pickler itself are framed without it (``wire.Failure.encode``).
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from ..errors import PicklingError
@@ -31,11 +32,15 @@ def _round_trip(pickler: Any, obj: Any) -> bytes | None:
     return data  # type: ignore[no-any-return]
 
 
+_GROUP: Any = getattr(builtins, "BaseExceptionGroup", None)  # (Python >= 3.11)
+
+
 class _ExceptionParts:
     """Pickles an exception as its parts, rebuilt without calling ``__init__``."""
 
-    def __init__(self, exc: BaseException, cause: Any, keep: Any = None) -> None:
+    def __init__(self, exc: BaseException, cause: Any, keep: Any = None, args: Any = None) -> None:
         self.exc, self.cause, self.keep = exc, cause, keep  # keep: which attributes travel
+        self.args = exc.args if args is None else args
 
     def __reduce__(self) -> Any:
         exc = self.exc
@@ -43,7 +48,32 @@ class _ExceptionParts:
         if self.keep is not None:
             state = {k: v for k, v in state.items() if self.keep(k, v)}
         notes = vars(exc).get("__notes__")  # (not getattr: a __getattr__ of its own may raise)
-        return rebuild_exception, (type(exc), exc.args, state, notes, self.cause)
+        return rebuild_exception, (type(exc), self.args, state, notes, self.cause)
+
+
+def _group_args(pickler: Any, exc: BaseException, depth: int) -> Any:
+    """An exception group's ``args`` with each sub-exception able to make the trip, or None.
+
+    A group's ``args`` hold its sub-exceptions: one that cannot make the trip (an
+    ``__init__`` that takes other arguments) made the whole group fail, and then its
+    parts too, so the parent got a bare ``TypeError`` from rebuilding a group without
+    them. Each goes as itself or its parts, as a task's own exception does; one whose
+    class cannot travel at all as a ``RuntimeError`` (an ``Exception``, which every
+    group takes) saying what it was.
+    """
+    if _GROUP is None or not isinstance(exc, _GROUP):
+        return None
+    args = exc.args
+    if len(args) != 2 or args[0] != exc.message or list(args[1]) != list(exc.exceptions):
+        return None  # a subclass with arguments of its own: left as it is
+    subs = []
+    for sub in exc.exceptions:
+        sendable = _sendable(pickler, sub, depth + 1)
+        if sendable is None:
+            text = f"{type(sub).__module__}.{type(sub).__qualname__}: {_str(sub)}"
+            sendable = RuntimeError(f"the task raised {text}, which could not be pickled back")
+        subs.append(sendable)
+    return (args[0], subs)
 
 
 def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0) -> Any:
@@ -58,12 +88,32 @@ def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0) -> Any:
     if depth > 8:
         return None
     cause = _sendable(pickler, exc.__cause__, depth + 1)
-    parts = _ExceptionParts(exc, cause)
+    args = _group_args(pickler, exc, depth)
+    parts = _ExceptionParts(exc, cause, args=args)
     if _round_trip(pickler, parts) is not None:
         return parts
     # An attribute cannot make the trip (an open file, a generator): the rest does.
-    parts = _ExceptionParts(exc, cause, lambda k, v: _round_trip(pickler, v) is not None)
-    return parts if _round_trip(pickler, parts) is not None else None
+    keep = lambda k, v: _round_trip(pickler, v) is not None  # noqa: E731
+    parts = _ExceptionParts(exc, cause, keep, args)
+    if _round_trip(pickler, parts) is not None:
+        return parts
+    if args is None:
+        # An argument cannot (``ValueError("bad row", row_generator)``): its repr goes in its
+        # place, so the type still travels (a stand-in of the nearest base that could be
+        # imported, or an Executor's RuntimeError, was not caught by ``except ValueError``)
+        args = tuple(a if _round_trip(pickler, a) is not None else _repr(a) for a in exc.args)
+        parts = _ExceptionParts(exc, cause, keep, args)
+        if _round_trip(pickler, parts) is not None:
+            return parts
+    return None
+
+
+def _repr(value: Any) -> str:
+    """``repr(value)``, or its type's name when its ``__repr__`` raises."""
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - the task's own class
+        return f"<{type(value).__module__}.{type(value).__qualname__} object>"
 
 
 def _mro(exc: BaseException) -> tuple[str, ...]:

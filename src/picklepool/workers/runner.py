@@ -12,7 +12,9 @@ imports nothing of ``picklepool.executor``: a worker never loads the front end.
 from __future__ import annotations
 
 import functools
+import os
 import pickle
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
@@ -21,7 +23,17 @@ from typing import Any
 from .. import lokycompat
 from ..errors import TaskTimeoutError
 from ..pickler.buffers import Frames
-from ..wire import Batch, Cancelled, Failure, FreedAfterSending, FuncSpec, NumericState, TaskFailed
+from ..wire import (
+    Batch,
+    Cancelled,
+    Failure,
+    FreedAfterSending,
+    FuncSpec,
+    NumericState,
+    Raised,
+    Results,
+    TaskFailed,
+)
 from . import buffers, changes, control, joblibnest, mirror, prologue, replies, warmheap
 from .blobs import MissingBlobs, attach, blob_size, collecting_missing, detach, read_blob
 from .cache import objects
@@ -142,6 +154,7 @@ def run_batch(batch: Batch) -> Any:
     if limits is not None:
         before_batch(limits)  # thread limits, once per setting
     nest = joblibnest.enter()  # joblib code in the tasks nests as in a joblib worker
+    me, outcome = os.getpid(), None
     try:
         if numeric is None:
             outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
@@ -149,6 +162,8 @@ def run_batch(batch: Batch) -> Any:
             with mirror.numeric_applied(numeric):
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
     finally:
+        if os.getpid() != me:
+            _forked_child_returned(batch, outcome)
         joblibnest.leave(nest)
     if type(outcome) is TaskFailed and isinstance(outcome.error, TaskTimeoutError) and lokycompat.depth():
         retire()  # replaced by loky after this reply; the rest of the pool is untouched
@@ -167,6 +182,38 @@ def run_batch(batch: Batch) -> Any:
             then = functools.partial(then, single_arg=True)
         return FreedAfterSending(reply, (args, kwargs, outcome), then)
     return reply
+
+
+def _forked_child_returned(batch: Batch, outcome: Any) -> None:
+    """A task forked (``os.fork()``) and its child came back from the task into this
+    worker's code: the child ends here.
+
+    It went on as a worker of its own: it sent its copy of the batch's reply on the
+    worker's pipe (the call got the child's results for some tasks, the worker's were
+    lost), then took other calls' batches, unknown to the pool; one that called
+    ``sys.exit(n)`` never exited (the task's ``waitpid`` waited for ever). A child's
+    ``sys.exit(n)`` ends it with status *n*, as it would the script; one that returned
+    (or raised) ends with status 0, saying so on stderr.
+    """
+    code: Any = 0
+    errors = [outcome.error] if type(outcome) is TaskFailed else []
+    if type(outcome) is Results:  # an isolated batch's: each task's own
+        errors = [v.error for v in outcome.values if type(v) is Raised]
+    exits = [e for e in errors if isinstance(e, SystemExit)]
+    try:
+        if exits:
+            code = exits[0].code
+            code = 0 if code is None else code if isinstance(code, int) else 1
+        else:
+            sys.stderr.write(
+                f"picklepool: a task (task {batch.first} or a later one of its batch) forked a "
+                "child process (os.fork()) that came back from the task into the worker; the "
+                "child exits here, and the worker's own results are the call's. End a forked "
+                "child with os._exit() or sys.exit() (or use multiprocessing).\n"
+            )
+            sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
 def first_unloadable(header: bytes, blobs: Sequence[bytes]) -> int | None:

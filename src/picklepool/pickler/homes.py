@@ -1,0 +1,95 @@
+"""Modules loaded here from a file that the import system does not find by their name.
+
+A plugin loader's module (``importlib.util.spec_from_file_location("plugin", path)``,
+``SourceFileLoader(name, path)``, pytest's ``--import-mode=importlib``) is in
+``sys.modules`` and came from a ``.py`` file, but ``import plugin`` finds nothing
+on ``sys.path`` (or another file). cloudpickle sends its functions and classes by
+name, as those of any module in ``sys.modules``, and a worker, whose ``sys.path``
+is the parent's, could not import them (``ModuleNotFoundError: No module named
+'plugin'``), where the loop the call replaces ran them. hybrid sends those by value,
+as it sends the functions and classes of ``__main__``.
+
+Only modules of a source or bytecode file: a module made at run time (no file, such
+as the submodules a compiled package registers as it is imported) may well exist in
+the worker once its package is imported there, and an extension module's classes
+cannot travel by value.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+_found: dict[str, tuple[tuple[str, ...], bool]] = {}  # module name -> (sys.path then, found)
+_SOURCES = (".py", ".pyc")
+
+
+def not_found_by_name(obj: Any) -> bool:
+    """True when *obj* (a function or class) is of a module loaded from a source file that
+    importing its name would not load (see the module docstring)."""
+    name = getattr(obj, "__module__", None)
+    if not isinstance(name, str) or name == "__main__":
+        return False
+    # (whatever made it: by name the worker could not find it anyway; and a class of a
+    # source file's module is a Python class)
+    return module_not_found(sys.modules.get(name))
+
+
+def module_not_found(module: Any) -> bool:
+    """True when *module*, in ``sys.modules`` under its name, came from a source file that
+    importing that name would not load."""
+    name = getattr(module, "__name__", None)
+    spec = getattr(module, "__spec__", None)
+    origin = getattr(spec, "origin", None)
+    if (
+        not isinstance(name, str)
+        or name == "__main__"
+        or sys.modules.get(name) is not module
+        or not isinstance(origin, str)
+        or not origin.endswith(_SOURCES)
+        or getattr(spec, "name", None) != name
+    ):
+        return False
+    path = tuple(sys.path)
+    known = _found.get(name)
+    if known is None or known[0] != path:
+        known = _found[name] = (path, _found_by_name(name, origin))
+    return not known[1]
+
+
+def _found_by_name(name: str, origin: str) -> bool:
+    """Whether importing *name* (and each package above it) would load the file *origin*."""
+    parent = name.rpartition(".")[0]
+    if parent:
+        package = sys.modules.get(parent)
+        search = getattr(package, "__path__", None)
+        package_origin = getattr(getattr(package, "__spec__", None), "origin", None)
+        if search is None:
+            return True  # not a package's submodule as the import system makes them: not ours to judge
+        if isinstance(package_origin, str) and package_origin.endswith(_SOURCES):
+            if not _found_by_name(parent, package_origin):
+                return False
+    else:
+        search = None
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        try:
+            spec = find(name, search, None)
+        except Exception:  # noqa: BLE001 - a finder of its own that fails: ask the next one
+            continue
+        if spec is not None:
+            found = getattr(spec, "origin", None)
+            return isinstance(found, str) and _same_file(found, origin)
+    return False
+
+
+def _same_file(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
