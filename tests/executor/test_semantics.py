@@ -492,7 +492,8 @@ def test_threading_tasks_run_with_the_calling_threads_settings():
     token = _caller_var.set("set")
     try:
         with decimal.localcontext(prec=7), np.errstate(divide="raise"):
-            got = Parallel(n_jobs=2, backend="threading", batch_size=1)(delayed(_numeric_seen)(i) for i in range(4))
+            calls = (delayed(_numeric_seen)(i) for i in range(4))
+            got = Parallel(n_jobs=2, backend="threading", batch_size=1)(calls)
     finally:
         _caller_var.reset(token)
     assert got == [("set", 7, "raise")] * 4
