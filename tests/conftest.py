@@ -120,6 +120,15 @@ def long_lived_processes(who: str) -> Iterator[Callable[[Callable[[], Iterable[i
         _fail_if_left(before, who)
 
 
+def running(pid: int) -> bool:
+    """Whether process *pid* exists and is not a zombie (False too when it goes while asked:
+    ``psutil.pid_exists`` then ``psutil.Process(pid)`` raced with its reaping)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def run_python(
     code: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:

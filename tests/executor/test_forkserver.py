@@ -20,7 +20,7 @@ import pytest
 import picklepool
 from picklepool import Parallel, WorkerCrashedError, delayed
 from picklepool.executor import forkserver
-from tests.conftest import run_python
+from tests.conftest import run_python, running
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="a POSIX forkserver")
 
@@ -170,7 +170,7 @@ def test_shutdown_stops_the_server():
     server = psutil.Process(_server_pid())
     picklepool.shutdown()
     assert forkserver._server is None
-    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+    assert not running(server.pid)
 
 
 def test_the_server_imports_what_a_worker_needs_for_its_first_batch():
@@ -444,13 +444,6 @@ def test_a_stopped_forkserver_leaves_the_next_workers_to_loky(monkeypatch):
     assert server.is_running() and server.status() != psutil.STATUS_ZOMBIE  # it goes on, unharmed
 
 
-def _reaped(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def test_a_server_stopped_without_waiting_is_reaped_as_it_exits():
     # picklepool.shutdown(wait=False) left the server a zombie until the next pool's start
     Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4))
@@ -466,7 +459,11 @@ def test_a_server_stopped_without_waiting_is_reaped_as_it_exits():
     for thread in threading.enumerate():
         if thread.name == "picklepool-forkserver-reap":
             thread.join(10)
-    assert _reaped(pid), "the stopped server is a zombie"
+    try:
+        zombie = psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        zombie = False
+    assert not zombie, "the stopped server is a zombie"
     assert pid not in forkserver._ended
 
 

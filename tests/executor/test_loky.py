@@ -11,7 +11,7 @@ import pytest
 
 import picklepool
 from picklepool import Parallel, TaskTimeoutError, WorkerCrashedError, delayed
-from tests.conftest import run_python
+from tests.conftest import run_python, running
 
 from .crash_cases import act
 
@@ -168,8 +168,9 @@ def test_a_call_broken_by_another_threads_crash_says_so(tmp_path):
 
 def crash_first(i, path):
     if i == 0:
-        with open(path, "w") as f:
+        with open(f"{path}.part", "w") as f:  # renamed once written: never read empty
             f.write(str(os.getpid()))
+        os.rename(f"{path}.part", path)
         os._exit(3)
     with open(f"{path}-{i}", "w"):  # a task that ran
         pass
@@ -180,8 +181,6 @@ def test_a_crash_stops_the_call_its_later_tasks_do_not_start_on_a_new_pool(tmp_p
     # The call's batches after the crash found the pool broken and started a new one, where
     # they ran unless the call's cancellation came first (a race; tasks ran after the call
     # had failed), and stopping the broken pool swept the dead worker's status (see above).
-    import psutil
-
     from picklepool import lokycompat
     from picklepool.executor import pool
 
@@ -195,8 +194,8 @@ def test_a_crash_stops_the_call_its_later_tasks_do_not_start_on_a_new_pool(tmp_p
         while not os.path.exists(path):  # the task wrote its pid, then exits
             threading.Event().wait(0.01)
         with open(path) as f:
-            pid = int(f.read() or 0)
-        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            pid = int(f.read())
+        while running(pid):
             threading.Event().wait(0.01)
         while pool._shared is not None and not lokycompat.broken(pool._shared):  # loky saw it
             threading.Event().wait(0.01)
