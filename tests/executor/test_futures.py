@@ -510,6 +510,40 @@ def test_an_executors_initializer_changes_no_other_calls_workers(tmp_path):
     assert seen == [None, None]
 
 
+def meet_and_pid(fifo, side):
+    with open(fifo, "r" if side == 0 else "w"):  # each open waits for the other side's
+        pass
+    return os.getpid()
+
+
+def test_an_executor_with_an_initializer_leaves_the_shared_warm_pool_to_other_calls(tmp_path):
+    # It took the shared pool's place (the warm workers were stopped), so every Parallel
+    # call and Executor of other settings while it lived started and stopped a pool of
+    # its own, and the next call after its shutdown started yet another.
+    from picklepool import Parallel, delayed
+
+    def both_pids():
+        fifo = str(tmp_path / f"meet{len(os.listdir(tmp_path))}")
+        os.mkfifo(fifo)
+        return set(Parallel(n_jobs=2, batch_size=1)(delayed(meet_and_pid)(fifo, k) for k in (0, 1)))
+
+    warm = both_pids()
+    with Executor(max_workers=2, initializer=tag_process, initargs=("B",)) as ex:
+        fifo = str(tmp_path / "executor")
+        os.mkfifo(fifo)
+        own = {fut.result() for fut in [ex.submit(meet_and_pid, fifo, k) for k in (0, 1)]}
+        during = [both_pids(), both_pids()]
+        with Executor(max_workers=2) as plain:
+            fifo = str(tmp_path / "plain")
+            os.mkfifo(fifo)
+            plain_pids = {fut.result() for fut in [plain.submit(meet_and_pid, fifo, k) for k in (0, 1)]}
+    after = both_pids()
+    assert not own & warm
+    assert during == [warm, warm]
+    assert plain_pids == warm
+    assert after == warm
+
+
 def test_submit_from_threads_and_bad_arguments():
     with pytest.raises(ValueError, match="max_workers=0"):
         Executor(max_workers=0)

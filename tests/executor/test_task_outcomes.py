@@ -352,6 +352,42 @@ def test_a_child_a_task_forks_ends_when_it_comes_back_into_the_worker():
         ]
 
 
+def fork_at_first(x, log, child):
+    """Write the pid that runs task *x* to *log*; task 0 forks, and its child returns
+    from the task (or raises); the task gives the child's exit status."""
+    with open(log, "a") as f:
+        f.write(f"{x} {os.getpid()}\n")
+    if x != 0:
+        return x
+    pid = os.fork()
+    if pid == 0:
+        if child == "raise":
+            raise ValueError("the child's own error")
+        return "the child's"
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_child_a_task_forks_runs_no_later_task_of_its_batch(tmp_path):
+    # The child that came back from task 0 ran the rest of the batch (tasks 1-4 ran
+    # twice, in two processes: their side effects too) before it ended; one that raised
+    # ended with status 0, its error unsaid, where the script's child exits 1 with its
+    # traceback.
+    for child, code in (("return", 0), ("raise", 1)):
+        log = tmp_path / f"{child}.log"
+        calls = Parallel(n_jobs=2, batch_size=5)(delayed(fork_at_first)(x, str(log), child) for x in range(5))
+        assert calls == [code, 1, 2, 3, 4]
+        ran = sorted(int(line.split()[0]) for line in log.read_text().splitlines())
+        assert ran == [0, 1, 2, 3, 4]
+    log = tmp_path / "executor.log"
+    with Executor(max_workers=1) as ex:
+        futures = [ex.submit(fork_at_first, x, str(log), "return") for x in range(4)]
+        assert [f.result() for f in futures] == [0, 1, 2, 3]
+    ran = sorted(int(line.split()[0]) for line in log.read_text().splitlines())
+    assert ran == [0, 1, 2, 3]
+
+
 needs_groups = pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups: Python 3.11")
 
 

@@ -456,6 +456,45 @@ def test_a_plugin_module_loaded_from_its_file_travels_by_value(tmp_path):
     assert lines[4] == "[0, 3, 6]"  # the worker imports the file itself (its FACTOR is 3)
 
 
+def test_a_plugin_packages_import_inside_a_task_names_the_module_and_the_fix(tmp_path):
+    # A function of a package loaded by path that imports a sibling inside its body (a
+    # lazy "from .other import helper") goes by value, and the import runs in the worker,
+    # which cannot find the package: the error said "No module named 'mypkg'" and nothing
+    # more, where the loop ran it.
+    package = tmp_path / "plugins" / "mypkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "core.py").write_text("def lazy(x):\n    from .other import helper\n    return helper(x)\n")
+    (package / "other.py").write_text("def helper(x):\n    return x + 1\n")
+    proc = run_python(
+        f"""
+        import importlib.util, sys
+        from picklepool import Parallel, delayed
+
+        spec = importlib.util.spec_from_file_location(
+            "mypkg", {str(package / "__init__.py")!r}, submodule_search_locations=[{str(package)!r}]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["mypkg"] = module
+        spec.loader.exec_module(module)
+        import mypkg.core
+
+        print([mypkg.core.lazy(i) for i in range(2)])
+        try:
+            Parallel(n_jobs=2)(delayed(mypkg.core.lazy)(i) for i in range(2))
+        except ModuleNotFoundError as exc:
+            print(" ".join(exc.__notes__))
+        sys.path.insert(0, {str(package.parent)!r})  # the fix the note gives
+        print(Parallel(n_jobs=2)(delayed(mypkg.core.lazy)(i) for i in range(2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "[1, 2]" and lines[2] == "[1, 2]"
+    assert "module 'mypkg' was loaded here from its file" in lines[1]
+    assert f"sys.path.insert(0, {str(package.parent)!r})" in lines[1]
+
+
 def test_modules_found_by_their_name_are_not_sent_by_value():
     import json.decoder
 

@@ -11,6 +11,10 @@ whole process, behind a lock, and lends it to each call (:func:`acquire`, then
 - other settings (or more workers) while another call is using it: this call
   gets an executor of its own, shut down at its release, so neither call waits
   for the other and the running one is not disturbed;
+- an ``Executor`` with an initializer (``workers.prologue.own_pool``): always an
+  executor of its own, held for the executor's life; the shared one is left as it is
+  (taking its place made every call of other settings meanwhile, each ``Parallel``
+  call included, start and stop a pool of its own);
 - broken (a worker died) or shut down: replaced by a fresh one;
 - no call holds it but it still runs jobs (left by a call that was cancelled: an
   error, a generator closed early): its workers are killed and a fresh one
@@ -27,7 +31,7 @@ import weakref
 from typing import Any
 
 from .. import lokycompat
-from ..workers.prologue import start_loky_worker
+from ..workers.prologue import own_pool, start_loky_worker
 from . import forkserver, lanes, reaper
 
 _lock = threading.Lock()
@@ -71,6 +75,8 @@ def acquire(
     """An executor for one call: ``(executor, shared)``; give it back with :func:`release`."""
     global _shared, _key, _users
     key = (idle_timeout, tuple(sorted(env.items())) if env else (), initializer, initargs)
+    if initializer is own_pool:  # an Executor's initializer's workers: never the shared pool
+        return _own(n_workers, idle_timeout, env, initializer, initargs), False
     with _lock:
         executor = _shared
         if executor is not None and not lokycompat.usable(executor):
@@ -103,10 +109,21 @@ def acquire(
             started.add(_shared)
             reaper.track(_shared)
             return _shared, True
+    return _own(n_workers, idle_timeout, env, initializer, initargs), False
+
+
+def _own(
+    n_workers: int,
+    idle_timeout: float,
+    env: dict[str, str] | None,
+    initializer: Any,
+    initargs: tuple[Any, ...],
+) -> Any:
+    """A new executor of one call's (or one ``Executor``'s) own, stopped at its release."""
     own = _new(n_workers, idle_timeout, env, initializer, initargs)
     started.add(own)
     reaper.track(own)
-    return own, False
+    return own
 
 
 def prepare() -> None:

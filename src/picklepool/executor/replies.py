@@ -33,6 +33,7 @@ from ..errors import (
     WorkerCrashedError,
 )
 from ..pickler.culprit import first_failing_item
+from ..pickler.homes import import_advice
 from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
@@ -184,6 +185,9 @@ class ReplyReader:
         place = "in this process" if self.call.in_caller else "in a worker"
         of = "" if self.call.origin in where else f" of {self.call.origin}"
         add_note(error, f"(raised by {where}{of}, {place})")
+        advice = import_advice(error)  # a plugin module imported inside a task
+        if advice is not None and not self.call.in_caller:
+            add_note(error, advice)
         return error
 
     def failure_error(self, batch: Pending, failure: Failure) -> BaseException:

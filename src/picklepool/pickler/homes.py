@@ -93,3 +93,29 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def import_advice(error: BaseException) -> str | None:
+    """What to do when a task's *error* is a ``ModuleNotFoundError`` for a module that this
+    process loaded from its file and no import finds by its name (a plugin's, imported
+    inside a function sent by value: ``from .other import f``, ``import plugin``), or
+    None."""
+    name = getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None
+    if not isinstance(name, str):
+        return None
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        module = sys.modules.get(".".join(parts[:end]))
+        if module is not None and module_not_found(module):
+            origin = module.__spec__.origin
+            folder = os.path.dirname(origin)
+            if getattr(module, "__path__", None) is not None:
+                folder = os.path.dirname(folder)  # a package: the folder that holds it
+            return (
+                f"(module {module.__name__!r} was loaded here from its file {origin}, which "
+                f"no import by its name finds: a worker cannot import it. Its functions "
+                f"and classes go by value, but an import of it inside them runs in the "
+                f"worker: put its folder on sys.path before the call "
+                f"(sys.path.insert(0, {folder!r})), or import it at the module's top level)"
+            )
+    return None

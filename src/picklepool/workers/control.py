@@ -140,10 +140,27 @@ def watch_parent(parent: int | None = None) -> None:
     threading.Thread(target=watch, name="picklepool-parent-watch", daemon=True).start()
 
 
+class _EveryCallCancelled:
+    """A forked child's cancel flags: every call's is set."""
+
+    def __getitem__(self, slot: int) -> int:
+        return 1
+
+
+# True in a process forked from a worker (a task's os.fork(), multiprocessing's "fork")
+forked_child = [False]
+
+
 def _forget_watch() -> None:
     global _watching, parent_alive
     _watching = None  # a forked child has no watching thread: its first batch starts one
     parent_alive = -1  # and its parent is this process
+    # A child a task forked that comes back from the task runs no other task of the batch
+    # (they ran twice, side effects too): the cancel check before the next one stops it
+    # (in a batch of more than 64 tasks, read every 32 tasks), and the runner ends it.
+    forked_child[0] = bool(_views)
+    for view in _views.values():
+        view.flags = _EveryCallCancelled()  # type: ignore[assignment]
 
 
 if hasattr(os, "register_at_fork"):

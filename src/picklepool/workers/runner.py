@@ -192,18 +192,25 @@ def _forked_child_returned(batch: Batch, outcome: Any) -> None:
     worker's pipe (the call got the child's results for some tasks, the worker's were
     lost), then took other calls' batches, unknown to the pool; one that called
     ``sys.exit(n)`` never exited (the task's ``waitpid`` waited for ever). A child's
-    ``sys.exit(n)`` ends it with status *n*, as it would the script; one that returned
-    (or raised) ends with status 0, saying so on stderr.
+    ``sys.exit(n)`` ends it with status *n*, as it would the script; one that raised
+    another exception prints its traceback and ends with status 1, as the script's
+    child would; one that returned ends with status 0, saying so on stderr. It runs no
+    other task of the batch (``control.forked_child``).
     """
     code: Any = 0
-    errors = [outcome.error] if type(outcome) is TaskFailed else []
+    failed = [(outcome.error, outcome.traceback)] if type(outcome) is TaskFailed else []
     if type(outcome) is Results:  # an isolated batch's: each task's own
-        errors = [v.error for v in outcome.values if type(v) is Raised]
-    exits = [e for e in errors if isinstance(e, SystemExit)]
+        failed = [(v.error, v.traceback) for v in outcome.values if type(v) is Raised]
+    exits = [e for e, _ in failed if isinstance(e, SystemExit)]
     try:
         if exits:
             code = exits[0].code
             code = 0 if code is None else code if isinstance(code, int) else 1
+        elif failed:
+            error, text = failed[0]
+            sys.stderr.write(text or "".join(traceback.format_exception(error)))
+            sys.stderr.flush()
+            code = 1
         else:
             sys.stderr.write(
                 f"picklepool: a task (task {batch.first} or a later one of its batch) forked a "

@@ -33,7 +33,7 @@ from typing import Any
 
 from ..errors import TaskTimeoutError
 from ..wire import Cancelled, Failure, Raised, Results, TaskFailed, format_error
-from . import handback, joblibnest
+from . import control, handback, joblibnest
 
 Funcs = Sequence[Callable[..., Any]]
 _KWARGS_TYPES = {dict, type(None)}  # None: no keyword arguments, as in (f, args, None)
@@ -189,6 +189,7 @@ def execute_isolated(
     """
     results: list[Any] = []
     append = results.append
+    forked = control.forked_child
     status = view.status if view is not None else [0, -1, 0, 0, -1]
     status[0] = call_id
     _begin(status)
@@ -202,6 +203,8 @@ def execute_isolated(
                 append(f(a))
             except BaseException as exc:  # noqa: BLE001 - delivered through the task's future
                 append(Raised(exc, format_error(exc)))
+            if forked[0]:  # a child the task forked: no other task (the runner ends it)
+                break
         status[1] = -1
         return Results(results, time.perf_counter() - start)
     bad = None if single_arg else _bad_items(funcs, fidx, args, kwargs, first)
@@ -225,6 +228,8 @@ def execute_isolated(
                 append(f(*a, **kw) if kw else f(*a))
             except BaseException as exc:  # noqa: BLE001 - delivered through the task's future
                 append(Raised(exc, format_error(exc)))
+            if forked[0]:  # as above
+                break
     finally:
         if gate is not None:
             handback.done(gate)
