@@ -320,7 +320,8 @@ class Channel:
         if isinstance(exc, (TempFolderError, SettingValueError, locks.MixedCallers)):
             return exc  # not the tasks': says so itself (MixedCallers: the Executor sends them apart)
         not_a_crash = getattr(exc, "not_a_crash", None)
-        if not_a_crash:  # the backend went away (dask: its client was closed during the call)
+        # the backend went away (dask: its client was closed during the call)
+        if not_a_crash and isinstance(exc, Exception):
             where = describe(first) if describe else functions.describe_task(first, items[0])
             return type(exc)(f"{exc} while the batch of {where} was being sent. {not_a_crash}")
         waited = isinstance(exc, locks.SnapshotTimeout)  # a lock held: look without waiting again

@@ -69,9 +69,10 @@ def make_skeleton_enum(
 def class_setstate(obj: Any, state: Any) -> Any:
     """cloudpickle's ``_class_setstate`` on a class a pickle made here; the defining process's
     own class is left as it is."""
-    if obj not in _rebuilt:
+    setstate = _SETSTATE
+    if obj not in _rebuilt or setstate is None:  # (None: redirect() never names this function)
         return obj
-    return _SETSTATE(obj, state)
+    return setstate(obj, state)
 
 
 def redirect(rv: Any) -> Any:

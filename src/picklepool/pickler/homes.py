@@ -107,7 +107,7 @@ def import_advice(error: BaseException) -> str | None:
     for end in range(len(parts), 0, -1):
         module = sys.modules.get(".".join(parts[:end]))
         if module is not None and module_not_found(module):
-            origin = module.__spec__.origin
+            origin = str(getattr(module.__spec__, "origin", ""))  # a source file's path (module_not_found)
             folder = os.path.dirname(origin)
             if getattr(module, "__path__", None) is not None:
                 folder = os.path.dirname(folder)  # a package: the folder that holds it

@@ -191,7 +191,8 @@ def _callers_level() -> int:
     import sys
 
     ours = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), f"{os.sep}cloudpickle{os.sep}")
-    frame, level = sys._getframe(2), 2  # (_held_long's caller is level 2 of the warning)
+    frame: Any = sys._getframe(2)  # (_held_long's caller is level 2 of the warning)
+    level = 2
     while frame is not None:
         name = frame.f_code.co_filename
         if not (name.startswith(ours[0]) or ours[1] in name or name.endswith(f"{os.sep}pickle.py")):
