@@ -250,13 +250,11 @@ def values(x):
     return (type(x).__name__, x.flags.writeable, x.tolist())
 
 
-@pytest.mark.parametrize("pickler", PICKLERS)
-def test_a_large_strided_view_is_shared_once_as_in_joblib(pickler, monkeypatch, clean):
-    # joblib memmaps X[:, :k] and X[::2] (a contiguous copy in one file); here they went
-    # in band, copied into every batch, whatever max_nbytes said.
+def _count_writes(monkeypatch) -> list[int]:
+    """The sizes of the buffers the calls write to files, as they are written."""
     from picklepool.pickler import buffers
 
-    written = []
+    written: list[int] = []
     write = buffers.CallBuffers._write
 
     def counted(self, raw):
@@ -264,6 +262,14 @@ def test_a_large_strided_view_is_shared_once_as_in_joblib(pickler, monkeypatch, 
         return write(self, raw)
 
     monkeypatch.setattr(buffers.CallBuffers, "_write", counted)
+    return written
+
+
+@pytest.mark.parametrize("pickler", PICKLERS)
+def test_a_large_strided_view_is_shared_once_as_in_joblib(pickler, monkeypatch, clean):
+    # joblib memmaps X[:, :k] and X[::2] (a contiguous copy in one file); here they went
+    # in band, copied into every batch, whatever max_nbytes said.
+    written = _count_writes(monkeypatch)
     grid = np.arange(24.0).reshape(4, 6)
     views = [grid[:, 1:4], grid[::2], grid.T[::-1], np.asfortranarray(grid)[:, ::2]]
     frozen = grid[:, ::3]
@@ -285,16 +291,7 @@ def test_the_same_strided_view_made_afresh_for_each_task_is_shared_once(monkeypa
     # `delayed(f)(X[::2]) for ...` makes a new view object per task: each was copied and
     # written to a file of its own (8 files of 1.6 MB here), where a contiguous slice made
     # afresh per task (X[:k]) was written once; joblib writes one file for both.
-    from picklepool.pickler import buffers
-
-    written = []
-    write = buffers.CallBuffers._write
-
-    def counted(self, raw):
-        written.append(raw.nbytes)
-        return write(self, raw)
-
-    monkeypatch.setattr(buffers.CallBuffers, "_write", counted)
+    written = _count_writes(monkeypatch)
     base = np.arange(800_000.0)
     views = [base[::2] for _ in range(8)] + [base[1::2], base[::-2]]  # the last two: other data
     out = Parallel(n_jobs=2, batch_size=1)(delayed(first_last)(v) for v in views)

@@ -76,7 +76,7 @@ def acquire(
     global _shared, _key, _users
     key = (idle_timeout, tuple(sorted(env.items())) if env else (), initializer, initargs)
     if initializer is own_pool:  # an Executor's initializer's workers: never the shared pool
-        return _own(n_workers, idle_timeout, env, initializer, initargs), False
+        return _new(n_workers, idle_timeout, env, initializer, initargs), False
     with _lock:
         executor = _shared
         if executor is not None and not lokycompat.usable(executor):
@@ -106,24 +106,8 @@ def acquire(
         if executor is None:
             _shared = _new(n_workers, idle_timeout, env, initializer, initargs)
             _key, _users = key, 1
-            started.add(_shared)
-            reaper.track(_shared)
             return _shared, True
-    return _own(n_workers, idle_timeout, env, initializer, initargs), False
-
-
-def _own(
-    n_workers: int,
-    idle_timeout: float,
-    env: dict[str, str] | None,
-    initializer: Any,
-    initargs: tuple[Any, ...],
-) -> Any:
-    """A new executor of one call's (or one ``Executor``'s) own, stopped at its release."""
-    own = _new(n_workers, idle_timeout, env, initializer, initargs)
-    started.add(own)
-    reaper.track(own)
-    return own
+    return _new(n_workers, idle_timeout, env, initializer, initargs), False
 
 
 def prepare() -> None:
@@ -142,10 +126,12 @@ def _new(
     initializer: Any,
     initargs: tuple[Any, ...],
 ) -> Any:
-    """A new loky executor whose workers watch this process from their start (``start_loky_worker``)."""
+    """A new loky executor whose workers watch this process from their start
+    (``start_loky_worker``), tracked by the reaper: the shared pool, or one call's (or one
+    ``Executor``'s) own, stopped at its release."""
     forkserver.use()
     # tracked before its workers start: a shutdown in another thread meanwhile knows them
-    return lokycompat.new_executor(
+    executor = lokycompat.new_executor(
         n_workers,
         idle_timeout,
         env,
@@ -154,6 +140,9 @@ def _new(
         (initializer, initargs, os.getpid(), multiprocessing.get_start_method(allow_none=True)),
         before_start=reaper.track,
     )
+    started.add(executor)
+    reaper.track(executor)
+    return executor
 
 
 def release(executor: Any, shared: bool) -> None:
