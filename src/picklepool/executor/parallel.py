@@ -92,6 +92,9 @@ def _nested(s: Settings, warn: bool) -> Settings:
     return dataclasses.replace(s, n_workers=1, max_inflight=inflight(s.pre_dispatch, 1))
 
 
+_SETTABLE = ("n_jobs", "verbose", "timeout", "pre_dispatch", "batch_size")
+
+
 def _setting(name: str) -> Any:
     """joblib's attribute *name* of ``Parallel``: the value in force now, settable.
 
@@ -109,12 +112,13 @@ def _setting(name: str) -> Any:
             # a subclass's __init__ setting it before super().__init__(): that call sets
             # every one of them from its own arguments, as joblib's does
             return
-        old, self._args[name] = self._args[name], value
+        # a new dict, not changed in place: a copy.copy of the instance shares this one
+        old, self._args = self._args, {**self._args, name: value}
         self._cached = None
         try:
             self._settings()
         except BaseException:
-            self._args[name] = old
+            self._args = old
             self._cached = None
             raise
 
@@ -286,6 +290,14 @@ class Parallel:
     timeout = _setting("timeout")
     pre_dispatch = _setting("pre_dispatch")
     batch_size = _setting("batch_size")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # joblib's __init__ sets these on the instance, over a subclass's class attribute
+        # (``verbose = 5``): such a plain value would hide the setting (read, and set).
+        super().__init_subclass__(**kwargs)
+        for name in _SETTABLE:
+            if name in cls.__dict__ and not hasattr(cls.__dict__[name], "__get__"):
+                setattr(cls, name, _setting(name))
 
     @property
     def return_generator(self) -> bool:
