@@ -302,3 +302,18 @@ def test_a_subclass_class_attribute_does_not_hide_joblibs_settable_attribute():
     p.timeout = 30
     assert (p._settings().verbose, p._settings().timeout) == (7, 30)
     assert p(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+def test_n_jobs_set_inside_a_with_block_is_used_by_its_next_call():
+    # joblib's next call uses it; here p.n_jobs said 1 while the block's calls went on
+    # running on its two workers (and _effective_n_jobs() said 2)
+    import os
+
+    with Parallel(n_jobs=2) as p:
+        assert p(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+        p.n_jobs = 1
+        assert (p.n_jobs, p._effective_n_jobs()) == (1, 1)
+        assert set(p(delayed(os.getpid)() for _ in range(4))) == {os.getpid()}
+        p.n_jobs = 2
+        assert p._effective_n_jobs() == 2
+        assert os.getpid() not in set(p(delayed(os.getpid)() for _ in range(4)))

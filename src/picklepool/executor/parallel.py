@@ -121,6 +121,8 @@ def _setting(name: str) -> Any:
             self._args = old
             self._cached = None
             raise
+        if name == "n_jobs" and self._backend is not None:
+            self._renew_block = True  # a `with` block's next call runs on workers for it
 
     return property(get, set_, doc=f"joblib's ``Parallel.{name}``: the one in force now (settable).")
 
@@ -279,6 +281,7 @@ class Parallel:
         self._shown, self._verbose_now = "Parallel", 0  # for _print: set by each hooked call
         self._running = False
         self._left_open: Backend | None = None  # a `with` block's, left while its generator runs
+        self._renew_block = False  # n_jobs was set inside the `with` block: its next call renews it
         self._lock = threading.Lock()
         self._cached: tuple[Any, Any, tuple[int | None, int], Settings] | None = None
         self._settings()  # validate explicit arguments now, not at the first call
@@ -322,7 +325,7 @@ class Parallel:
         around it now holds a bad setting.
         """
         backend = self._backend
-        if backend is not None:
+        if backend is not None and not self._renew_block:
             return backend.n_workers
         return self._settings().n_workers
 
@@ -380,6 +383,7 @@ class Parallel:
 
     def __enter__(self) -> Parallel:
         self._backend = self._make_backend(self._settings(warn=True))
+        self._renew_block = False
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -433,6 +437,13 @@ class Parallel:
         owned = backend is None
         if backend is None:
             backend = self._make_backend(s)
+        elif self._renew_block:
+            # n_jobs set inside the block (no call of it runs now): the block goes on with
+            # workers for the new value, as joblib's next call uses it
+            backend = self._make_backend(s)
+            with self._lock:
+                old, self._backend, self._renew_block = self._backend, backend, False
+            _release_block(old)
         else:
             backend.refresh()
         closes = backend if owned else None
