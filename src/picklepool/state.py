@@ -192,7 +192,19 @@ class SharedState(Generic[T]):
         # thread pickles its calls: a submitter inside ``with state`` waiting for the
         # result would wait for ever); the snapshot is then made under that thread's hold,
         # as Parallel makes it in the calling thread (pickler.locks.snapshots_for).
-        taken = locks.acquire_unless_caller(self._lock, what="a SharedState")
+        # An enclosing object's lock held for its snapshot: waited for SNAPSHOT_TIMEOUT only
+        # (a thread holding this one and waiting for that one would wait for ever).
+        wait = locks.snapshot_timeout() if locks.holds_for_snapshot() else -1
+        taken = locks.acquire_unless_caller(self._lock, wait, what="a SharedState")
+        if taken is False:
+            raise locks.SnapshotTimeout(
+                f"could not snapshot a SharedState: its lock stayed held by another thread for "
+                f"{wait:g}s while the lock of an enclosing object was held for its own snapshot "
+                "(a lock-order conflict). Send the state separately, or send it while no "
+                "thread holds its lock."
+            )
+        if taken:
+            locks.note_hold(1)  # the locks its value holds are waited for a bounded time too
         try:
             if self._copy is not None:  # a worker's copy sent on (a nested call): the task's view
                 self._copy.enter_task(self)
@@ -214,6 +226,7 @@ class SharedState(Generic[T]):
         finally:
             if taken:
                 self._lock.release()
+                locks.note_hold(-1)
         return (_rebuild_state, args)
 
     def _inline(self, pickler: Any) -> tuple[Any, ...]:

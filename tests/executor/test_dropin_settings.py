@@ -271,3 +271,49 @@ def test_a_subclass_may_set_joblibs_attributes_before_calling_init():
     p = Early(n_jobs=2)
     assert (p.verbose, p.n_jobs) == (0, 2)
     assert p(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+def test_a_copy_of_parallel_has_settings_of_its_own():
+    # copy.copy shares the instance's attributes: setting n_jobs on the copy changed the
+    # original's (its next call, once its cached settings were redone, ran with it)
+    import copy
+
+    p = Parallel(n_jobs=2, verbose=0)
+    q = copy.copy(p)
+    q.n_jobs = 3
+    q.verbose = 4
+    p._cached = None  # as a call under another parallel_config or environment redoes them
+    assert (p.n_jobs, p.verbose) == (2, 0)
+    assert (q.n_jobs, q.verbose) == (3, 4)
+
+
+def test_a_subclass_class_attribute_does_not_hide_joblibs_settable_attribute():
+    # joblib's __init__ sets verbose, n_jobs... on the instance, over a class attribute of
+    # a subclass; here the class attribute hid the setting: p.verbose said 5 while calls
+    # ran with 0, and p.verbose = 7 went to the instance and reached no call
+    class Loud(Parallel):
+        verbose = 5
+        n_jobs = 3
+        timeout = None
+
+    p = Loud(n_jobs=1)
+    assert (p.verbose, p.n_jobs) == (0, 1)  # joblib's: the arguments (and defaults)
+    p.verbose = 7
+    p.timeout = 30
+    assert (p._settings().verbose, p._settings().timeout) == (7, 30)
+    assert p(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+def test_n_jobs_set_inside_a_with_block_is_used_by_its_next_call():
+    # joblib's next call uses it; here p.n_jobs said 1 while the block's calls went on
+    # running on its two workers (and _effective_n_jobs() said 2)
+    import os
+
+    with Parallel(n_jobs=2) as p:
+        assert p(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+        p.n_jobs = 1
+        assert (p.n_jobs, p._effective_n_jobs()) == (1, 1)
+        assert set(p(delayed(os.getpid)() for _ in range(4))) == {os.getpid()}
+        p.n_jobs = 2
+        assert p._effective_n_jobs() == 2
+        assert os.getpid() not in set(p(delayed(os.getpid)() for _ in range(4)))

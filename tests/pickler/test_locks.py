@@ -469,3 +469,44 @@ def test_lock_in_args_under_pickle_fails_with_the_path():
     assert (
         "args[0]._lock" in msg and "_thread.RLock" in msg and "'pickle'" in msg and "pickler='hybrid'" in msg
     )
+
+
+@pytest.mark.timeout(60)
+def test_a_sharedstate_inside_a_guarded_object_is_a_lock_order_error_not_a_deadlock(monkeypatch):
+    # The snapshot of an object holds its RLock while its SharedState is snapshotted; a
+    # thread holding the state and waiting for the object's lock made both wait for ever
+    # (the state's lock was waited for without end, where a guarded object's is waited
+    # for SNAPSHOT_TIMEOUT then named as a lock-order conflict)
+    from picklepool import SharedState
+
+    monkeypatch.setattr(locks, "SNAPSHOT_TIMEOUT", 0.01)
+    acc = Account(5)
+    acc.state = SharedState(1)
+    holding, snapshotting = threading.Event(), threading.Event()
+    real = locks.acquire_unless_caller
+
+    def acquire(lock, timeout=-1, what="an object"):
+        if what == "a SharedState":
+            snapshotting.set()  # the object's lock is held for its snapshot now
+        return real(lock, timeout, what)
+
+    monkeypatch.setattr(locks, "acquire_unless_caller", acquire)
+
+    def hold():
+        with acc.state:
+            holding.set()
+            assert snapshotting.wait(60)
+            with acc._lock:  # waits for the snapshot to let the object's lock go
+                pass
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert holding.wait(60)
+    try:
+        with pytest.raises(locks.SnapshotTimeout, match="SharedState.*lock-order conflict"):
+            hybrid.dumps(acc)
+    finally:
+        snapshotting.set()
+        t.join()
+    assert not acc._lock._is_owned()  # released: a later snapshot takes it
+    assert pickle.loads(hybrid.dumps(acc)).state.value == 1

@@ -92,6 +92,9 @@ def _nested(s: Settings, warn: bool) -> Settings:
     return dataclasses.replace(s, n_workers=1, max_inflight=inflight(s.pre_dispatch, 1))
 
 
+_SETTABLE = ("n_jobs", "verbose", "timeout", "pre_dispatch", "batch_size")
+
+
 def _setting(name: str) -> Any:
     """joblib's attribute *name* of ``Parallel``: the value in force now, settable.
 
@@ -109,14 +112,17 @@ def _setting(name: str) -> Any:
             # a subclass's __init__ setting it before super().__init__(): that call sets
             # every one of them from its own arguments, as joblib's does
             return
-        old, self._args[name] = self._args[name], value
+        # a new dict, not changed in place: a copy.copy of the instance shares this one
+        old, self._args = self._args, {**self._args, name: value}
         self._cached = None
         try:
             self._settings()
         except BaseException:
-            self._args[name] = old
+            self._args = old
             self._cached = None
             raise
+        if name == "n_jobs" and self._backend is not None:
+            self._renew_block = True  # a `with` block's next call runs on workers for it
 
     return property(get, set_, doc=f"joblib's ``Parallel.{name}``: the one in force now (settable).")
 
@@ -275,6 +281,7 @@ class Parallel:
         self._shown, self._verbose_now = "Parallel", 0  # for _print: set by each hooked call
         self._running = False
         self._left_open: Backend | None = None  # a `with` block's, left while its generator runs
+        self._renew_block = False  # n_jobs was set inside the `with` block: its next call renews it
         self._lock = threading.Lock()
         self._cached: tuple[Any, Any, tuple[int | None, int], Settings] | None = None
         self._settings()  # validate explicit arguments now, not at the first call
@@ -286,6 +293,14 @@ class Parallel:
     timeout = _setting("timeout")
     pre_dispatch = _setting("pre_dispatch")
     batch_size = _setting("batch_size")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # joblib's __init__ sets these on the instance, over a subclass's class attribute
+        # (``verbose = 5``): such a plain value would hide the setting (read, and set).
+        super().__init_subclass__(**kwargs)
+        for name in _SETTABLE:
+            if name in cls.__dict__ and not hasattr(cls.__dict__[name], "__get__"):
+                setattr(cls, name, _setting(name))
 
     @property
     def return_generator(self) -> bool:
@@ -310,7 +325,7 @@ class Parallel:
         around it now holds a bad setting.
         """
         backend = self._backend
-        if backend is not None:
+        if backend is not None and not self._renew_block:
             return backend.n_workers
         return self._settings().n_workers
 
@@ -368,6 +383,7 @@ class Parallel:
 
     def __enter__(self) -> Parallel:
         self._backend = self._make_backend(self._settings(warn=True))
+        self._renew_block = False
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -421,6 +437,13 @@ class Parallel:
         owned = backend is None
         if backend is None:
             backend = self._make_backend(s)
+        elif self._renew_block:
+            # n_jobs set inside the block (no call of it runs now): the block goes on with
+            # workers for the new value, as joblib's next call uses it
+            backend = self._make_backend(s)
+            with self._lock:
+                old, self._backend, self._renew_block = self._backend, backend, False
+            _release_block(old)
         else:
             backend.refresh()
         closes = backend if owned else None

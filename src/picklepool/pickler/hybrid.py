@@ -246,6 +246,7 @@ def _nothing() -> None:
 
 def _release(pickler: Pickler, marker: _Release) -> tuple[Any, ...]:
     pickler._held.pop().release()
+    locks.note_hold(-1)
     return (_nothing, ())
 
 
@@ -310,6 +311,7 @@ class Pickler(cloudpickle.Pickler):
         finally:
             while self._held:
                 self._held.pop().release()
+                locks.note_hold(-1)
 
     def reducer_override(self, obj: Any) -> Any:
         t = type(obj)
@@ -367,7 +369,7 @@ class Pickler(cloudpickle.Pickler):
         """Reduce *obj* holding its RLock (its attribute *name*) until its state has been written."""
         # An enclosing snapshot's lock held: this one is waited for SNAPSHOT_TIMEOUT only
         # (a thread holding it and waiting for the enclosing one would wait for ever).
-        wait = locks.snapshot_timeout() if self._held else -1
+        wait = locks.snapshot_timeout() if self._held or locks.holds_for_snapshot() else -1
         taken = locks.acquire_unless_caller(lock, wait, f"a {type(obj).__qualname__} (its lock .{name})")
         if taken is None:
             # Held by the thread that submitted this call (an Executor's manager thread
@@ -391,6 +393,7 @@ class Pickler(cloudpickle.Pickler):
             lock.release()  # no state to write under the lock
             return rv
         self._held.append(lock)
+        locks.note_hold(1)
         listitems = rv[3] if len(rv) > 3 else None
         dictitems = rv[4] if len(rv) > 4 else None
         setter = rv[5] if len(rv) > 5 else None

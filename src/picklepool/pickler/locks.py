@@ -85,6 +85,18 @@ def no_snapshot_wait() -> Iterator[None]:
             _waits.seconds = previous
 
 
+def holds_for_snapshot() -> bool:
+    """True while this thread holds a lock for a snapshot still being written (an
+    enclosing object's): a lock met then is waited for ``snapshot_timeout()`` only, as
+    a thread holding it may be waiting for the enclosing one (a lock-order conflict)."""
+    return bool(getattr(_waits, "held", 0))
+
+
+def note_hold(change: int) -> None:
+    """This thread took (+1) or released (-1) a lock held for a snapshot being written."""
+    _waits.held = getattr(_waits, "held", 0) + change
+
+
 _callers = threading.local()
 
 
