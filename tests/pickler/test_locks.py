@@ -336,6 +336,54 @@ def test_a_lock_held_long_by_another_thread_is_said_while_the_call_waits_for_it(
     assert (copy.balance if kind == "object" else copy.value) == 5
 
 
+def balance_of(account):
+    return account.balance
+
+
+@pytest.mark.parametrize("via", ["Parallel", "Executor"])
+def test_the_warning_of_a_lock_held_long_names_the_task_being_sent(monkeypatch, via):
+    # It named the object only: with many tasks in flight, which call waits was unsaid (and
+    # an Executor's, made in its own thread, pointed at threading.py).
+    from picklepool import Executor
+
+    monkeypatch.setattr(locks, "HELD_WARNING", 0.01)
+    account = Account(5)
+    holding, warned = threading.Event(), threading.Event()
+    real = locks._held_long
+
+    def held_long(lock, what):
+        try:
+            real(lock, what)
+        finally:
+            warned.set()
+
+    monkeypatch.setattr(locks, "_held_long", held_long)
+
+    def hold():
+        with account._lock:
+            holding.set()
+            assert warned.wait(60)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert holding.wait(60)
+    try:
+        with pytest.warns(RuntimeWarning, match="to snapshot a Account") as rec:
+            if via == "Parallel":
+                got = Parallel(n_jobs=2)(delayed(balance_of)(account) for _ in range(1))
+            else:
+                with Executor(max_workers=2) as ex:
+                    got = [ex.submit(balance_of, account).result(timeout=60)]
+    finally:
+        warned.set()
+        t.join()
+    assert got == [5]
+    message = str(rec[0].message)
+    assert " for task 0" in message, message
+    if via == "Parallel":
+        assert "balance_of(" in message
+
+
 def test_a_nested_lock_held_elsewhere_is_a_lock_order_error_under_the_callers_hold_too(monkeypatch):
     # An Executor's manager thread snapshots an object whose RLock the submitting thread
     # holds under that hold (locks.snapshots_for). An inner object's lock held by a third

@@ -98,6 +98,12 @@ _int_digits: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: 
 PROGRESS_POLL = 0.5  # seconds between two looks at the pool while a call waits (executor.reaper)
 
 
+def _batch_name(items: Sequence[Any], first: int, describe: Callable[[int], str] | None) -> str:
+    """The tasks of a batch, as a warning names them: ``task 3: f(x)``, and how many follow."""
+    name = describe(first) if describe else functions.describe_task(first, items[0])
+    return name if len(items) == 1 else f"{name} (and the {len(items) - 1} later tasks of its batch)"
+
+
 class Channel:
     """What tasks go through to the workers: pickler, functions, buffers, replies.
 
@@ -210,67 +216,70 @@ class Channel:
             )
         payload: bytes | Frames
         self.buffers.begin_batch()
-        self.context.begin_batch()
-        with active(self.context):
-            specs = tuple(
-                self.functions.spec(f, self._naming(items, first, fidx, k, describe))
-                for k, f in enumerate(funcs)
-            )
-            outbound = self._outbound(args, kwargs, single_arg)
-            try:
-                if outbound is not None:
-                    payload = outbound.payload  # pickled into the worker once it is there
-                else:
-                    payload = self.buffers.dumps_tasks(self.pickler, (fidx, args, kwargs))
-            except Exception as exc:
-                if outbound is not None:
-                    outbound.close()
-                raise self._dumps_error(items, first, exc, describe) from exc
-        submit = self.backend.submit
-        if self.direct and outbound is None:
-            submit = self.backend.submit_direct
-            self.sent_direct += 1
-        fut = submit(
-            run_batch,
-            Batch(
-                self.call_id,
-                self.session.path if self.session else None,
-                self.header,
-                specs,
-                payload,
-                first,
-                self.timeout,
-                self.worker_limits,
-                self.parent,
-                self.functions.carried(self.buffers.attachment(payload), specs),
-                self.isolate,
-                single_arg,
-                splittable and self.isolate,
-            ),
-        )
-        if outbound is None:
-            self.context.sent(fut)  # the kept blobs it uses (SharedState versions) stay until it is done
-            self.buffers.sent(payload, fut)
-            return fut
-        streamed: list[Any] = []
-        tasks = (fidx, args, kwargs)
+        self.context.begin_batch(lambda: _batch_name(items, first, describe))
         try:
             with active(self.context):
-                streamed = outbound.send(
-                    fut, lambda writer: self.buffers.dump_stream(self.pickler, tasks, writer), self.look
+                specs = tuple(
+                    self.functions.spec(f, self._naming(items, first, fidx, k, describe))
+                    for k, f in enumerate(funcs)
                 )
-        except Exception as exc:
-            # The worker reads to where the stream stopped and replies with a failure; wait
-            # for that, so that, as when a batch fails to pickle before it is sent, no batch
-            # of this call is left in a worker (one left would get the pool replaced).
-            outbound.close()
-            streaming.wait_out(fut, self.look)
-            raise self._dumps_error(items, first, exc, describe) from exc
+                outbound = self._outbound(args, kwargs, single_arg)
+                try:
+                    if outbound is not None:
+                        payload = outbound.payload  # pickled into the worker once it is there
+                    else:
+                        payload = self.buffers.dumps_tasks(self.pickler, (fidx, args, kwargs))
+                except Exception as exc:
+                    if outbound is not None:
+                        outbound.close()
+                    raise self._dumps_error(items, first, exc, describe) from exc
+            submit = self.backend.submit
+            if self.direct and outbound is None:
+                submit = self.backend.submit_direct
+                self.sent_direct += 1
+            fut = submit(
+                run_batch,
+                Batch(
+                    self.call_id,
+                    self.session.path if self.session else None,
+                    self.header,
+                    specs,
+                    payload,
+                    first,
+                    self.timeout,
+                    self.worker_limits,
+                    self.parent,
+                    self.functions.carried(self.buffers.attachment(payload), specs),
+                    self.isolate,
+                    single_arg,
+                    splittable and self.isolate,
+                ),
+            )
+            if outbound is None:
+                self.context.sent(fut)  # the kept blobs it uses (SharedState versions) stay until it is done
+                self.buffers.sent(payload, fut)
+                return fut
+            streamed: list[Any] = []
+            tasks = (fidx, args, kwargs)
+            try:
+                with active(self.context):
+                    streamed = outbound.send(
+                        fut, lambda writer: self.buffers.dump_stream(self.pickler, tasks, writer), self.look
+                    )
+            except Exception as exc:
+                # The worker reads to where the stream stopped and replies with a failure; wait
+                # for that, so that, as when a batch fails to pickle before it is sent, no batch
+                # of this call is left in a worker (one left would get the pool replaced).
+                outbound.close()
+                streaming.wait_out(fut, self.look)
+                raise self._dumps_error(items, first, exc, describe) from exc
+            finally:
+                outbound.close()
+                self.context.sent(fut)
+                self.buffers.sent(payload, fut, streamed)
+            return fut
         finally:
-            outbound.close()
-            self.context.sent(fut)
-            self.buffers.sent(payload, fut, streamed)
-        return fut
+            self.context.batch = None  # (its name holds the batch's items)
 
     @staticmethod
     def _naming(

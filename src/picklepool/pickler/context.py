@@ -102,6 +102,9 @@ class CallContext:
     # (:meth:`begin_batch`, :meth:`sent`), and one superseded by a newer key of its
     # family is dropped once no batch in flight uses it, not at the call's end.
     per_batch: bool = False
+    # (thread, what names them): the tasks of the batch a thread is pickling, for what is
+    # said meanwhile (a lock waited for: pickler.locks); None outside a batch
+    batch: tuple[int, Callable[[], str]] | None = field(default=None, repr=False)
     _kept: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -109,9 +112,18 @@ class CallContext:
             self.store = SessionStore(self.session, id(self))
         self._kept = _KeptUse()
 
-    def begin_batch(self) -> None:
-        """A batch is about to be pickled: the kept blobs it uses are noted from now."""
+    def begin_batch(self, batch: Callable[[], str] | None = None) -> None:
+        """A batch is about to be pickled: the kept blobs it uses are noted from now;
+        *batch()* names its tasks (:meth:`batch_name`)."""
         self._kept.touched = set()
+        self.batch = (threading.get_ident(), batch) if batch is not None else None
+
+    def batch_name(self) -> str | None:
+        """The tasks of the batch this thread is pickling (``task 3: f(x)`` ...), or None."""
+        batch = self.batch
+        if batch is None or batch[0] != threading.get_ident():
+            return None
+        return batch[1]()
 
     def sent(self, fut: Any) -> None:
         """The batch is sent as *fut*: the kept blobs it uses stay until *fut* is done."""

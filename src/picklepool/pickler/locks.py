@@ -187,8 +187,13 @@ def _held_long(lock: Any, what: str) -> None:
     """
     import warnings
 
+    from .context import current
+
+    ctx = current()
+    batch = ctx.batch_name() if ctx is not None else None
+    tasks = f" for {batch}" if batch else ""
     warnings.warn(
-        f"picklepool has waited {HELD_WARNING:g} s to snapshot {what}: another thread holds "
+        f"picklepool has waited {HELD_WARNING:g} s to snapshot {what}{tasks}: another thread holds "
         "that lock. The call goes on once it is released (a snapshot is made under the lock, "
         "so that no task sees a change half done); a lock that is never released (held for "
         "ever, or by a thread that ended without releasing it) makes the call wait for ever.",
