@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import queue
 import threading
@@ -295,16 +296,11 @@ def test_nested_lock_held_elsewhere_gives_a_clear_error(monkeypatch):
     assert released_elsewhere(outer._lock)
 
 
-@pytest.mark.parametrize("kind", ["object", "SharedState"])
-def test_a_lock_held_long_by_another_thread_is_said_while_the_call_waits_for_it(monkeypatch, kind):
-    # A call waits for a lock another thread holds, to snapshot under it: one held for
-    # ever (or by a thread that ended holding it) made the call wait for ever, silently.
-    # Now a RuntimeWarning names the object, at the call's line; the call still waits.
-    from picklepool import SharedState
-
+@contextlib.contextmanager
+def _held_until_said(monkeypatch, lock):
+    """*lock* held by another thread until the snapshot waiting for it has warned
+    (``HELD_WARNING`` made short): then the holder lets go and the call goes on."""
     monkeypatch.setattr(locks, "HELD_WARNING", 0.01)
-    obj = Account(5) if kind == "object" else SharedState(5)
-    lock = obj._lock
     holding, warned = threading.Event(), threading.Event()
     real = locks._held_long
 
@@ -325,11 +321,23 @@ def test_a_lock_held_long_by_another_thread_is_said_while_the_call_waits_for_it(
     t.start()
     assert holding.wait(60)
     try:
-        with pytest.warns(RuntimeWarning, match="waited .* to snapshot a (Account|SharedState)") as rec:
-            data = hybrid.dumps(obj)
+        yield
     finally:
         warned.set()
         t.join()
+
+
+@pytest.mark.parametrize("kind", ["object", "SharedState"])
+def test_a_lock_held_long_by_another_thread_is_said_while_the_call_waits_for_it(monkeypatch, kind):
+    # A call waits for a lock another thread holds, to snapshot under it: one held for
+    # ever (or by a thread that ended holding it) made the call wait for ever, silently.
+    # Now a RuntimeWarning names the object, at the call's line; the call still waits.
+    from picklepool import SharedState
+
+    obj = Account(5) if kind == "object" else SharedState(5)
+    with _held_until_said(monkeypatch, obj._lock):
+        with pytest.warns(RuntimeWarning, match="waited .* to snapshot a (Account|SharedState)") as rec:
+            data = hybrid.dumps(obj)
     assert rec[0].filename == __file__  # the call's line, not picklepool's
     assert "another thread holds that lock" in str(rec[0].message)
     copy = pickle.loads(data)
@@ -346,37 +354,14 @@ def test_the_warning_of_a_lock_held_long_names_the_task_being_sent(monkeypatch, 
     # an Executor's, made in its own thread, pointed at threading.py).
     from picklepool import Executor
 
-    monkeypatch.setattr(locks, "HELD_WARNING", 0.01)
     account = Account(5)
-    holding, warned = threading.Event(), threading.Event()
-    real = locks._held_long
-
-    def held_long(lock, what):
-        try:
-            real(lock, what)
-        finally:
-            warned.set()
-
-    monkeypatch.setattr(locks, "_held_long", held_long)
-
-    def hold():
-        with account._lock:
-            holding.set()
-            assert warned.wait(60)
-
-    t = threading.Thread(target=hold)
-    t.start()
-    assert holding.wait(60)
-    try:
+    with _held_until_said(monkeypatch, account._lock):
         with pytest.warns(RuntimeWarning, match="to snapshot a Account") as rec:
             if via == "Parallel":
                 got = Parallel(n_jobs=2)(delayed(balance_of)(account) for _ in range(1))
             else:
                 with Executor(max_workers=2) as ex:
                     got = [ex.submit(balance_of, account).result(timeout=60)]
-    finally:
-        warned.set()
-        t.join()
     assert got == [5]
     message = str(rec[0].message)
     assert " for task 0" in message, message
