@@ -197,11 +197,10 @@ class SharedState(Generic[T]):
         wait = locks.snapshot_timeout() if locks.holds_for_snapshot() else -1
         taken = locks.acquire_unless_caller(self._lock, wait, what="a SharedState")
         if taken is False:
-            raise locks.SnapshotTimeout(
-                f"could not snapshot a SharedState: its lock stayed held by another thread for "
-                f"{wait:g}s while the lock of an enclosing object was held for its own snapshot "
-                "(a lock-order conflict). Send the state separately, or send it while no "
-                "thread holds its lock."
+            raise locks.lock_order_error(
+                "a SharedState (its lock)",
+                wait,
+                "Send the state separately, or send it while no thread holds its lock.",
             )
         if taken:
             locks.note_hold(1)  # the locks its value holds are waited for a bounded time too

@@ -98,9 +98,15 @@ _int_digits: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: 
 PROGRESS_POLL = 0.5  # seconds between two looks at the pool while a call waits (executor.reaper)
 
 
+def _task_name(items: Sequence[Any], first: int, i: int, describe: Callable[[int], str] | None) -> str:
+    """Task *i* of a batch of *items* (tasks *first*...), as errors name it: ``task 3: f(x)``
+    (*describe*: the call's own numbering, ``replies.Numbering``)."""
+    return describe(i) if describe else functions.describe_task(i, items[i - first])
+
+
 def _batch_name(items: Sequence[Any], first: int, describe: Callable[[int], str] | None) -> str:
     """The tasks of a batch, as a warning names them: ``task 3: f(x)``, and how many follow."""
-    name = describe(first) if describe else functions.describe_task(first, items[0])
+    name = _task_name(items, first, first, describe)
     return name if len(items) == 1 else f"{name} (and the {len(items) - 1} later tasks of its batch)"
 
 
@@ -289,7 +295,7 @@ class Channel:
 
         def where() -> str:
             i = first + (fidx.index(k) if type(fidx) is list else 0)
-            return describe(i) if describe else functions.describe_task(i, items[i - first])
+            return _task_name(items, first, i, describe)
 
         return where
 
@@ -331,7 +337,7 @@ class Channel:
         not_a_crash = getattr(exc, "not_a_crash", None)
         # the backend went away (dask: its client was closed during the call)
         if not_a_crash and isinstance(exc, Exception):
-            where = describe(first) if describe else functions.describe_task(first, items[0])
+            where = _task_name(items, first, first, describe)
             return type(exc)(f"{exc} while the batch of {where} was being sent. {not_a_crash}")
         waited = isinstance(exc, locks.SnapshotTimeout)  # a lock held: look without waiting again
         with locks.no_snapshot_wait() if waited else contextlib.nullcontext():
@@ -343,7 +349,7 @@ class Channel:
                         raise err  # Ctrl-C while looking (or a reducer's own): not a pickling error
                     if err is not None:
                         msg = explain(self.pickler, value, exc if waited else err, root=root)
-                        where = describe(first + i) if describe else functions.describe_task(first + i, item)
+                        where = _task_name(items, first, first + i, describe)
                         return PicklingError(f"{where}: {msg}")
         if describe is not None:
             return PicklingError(f"{describe(first)} or a later task of its batch: {exc}")

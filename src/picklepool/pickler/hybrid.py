@@ -369,8 +369,9 @@ class Pickler(cloudpickle.Pickler):
         """Reduce *obj* holding its RLock (its attribute *name*) until its state has been written."""
         # An enclosing snapshot's lock held: this one is waited for SNAPSHOT_TIMEOUT only
         # (a thread holding it and waiting for the enclosing one would wait for ever).
-        wait = locks.snapshot_timeout() if self._held or locks.holds_for_snapshot() else -1
-        taken = locks.acquire_unless_caller(lock, wait, f"a {type(obj).__qualname__} (its lock .{name})")
+        wait = locks.snapshot_timeout() if locks.holds_for_snapshot() else -1  # (self._held counts)
+        what = f"a {type(obj).__qualname__} (its lock .{name})"
+        taken = locks.acquire_unless_caller(lock, wait, what)
         if taken is None:
             # Held by the thread that submitted this call (an Executor's manager thread
             # pickles it), which may be waiting for its result: snapshot under that
@@ -378,11 +379,8 @@ class Pickler(cloudpickle.Pickler):
             # That hold counts as an enclosing one for the locks met in its state.
             lock = _CALLERS_HOLD
         elif not taken:
-            raise locks.SnapshotTimeout(
-                f"could not snapshot a {type(obj).__qualname__}: its lock .{name} stayed held "
-                f"by another thread for {wait:g}s while the lock of an "
-                "enclosing object was held for its own snapshot (a lock-order conflict). "
-                "Send the inner object separately, or send it while no thread holds its lock."
+            raise locks.lock_order_error(
+                what, wait, "Send the inner object separately, or send it while no thread holds its lock."
             )
         try:
             rv = obj.__reduce_ex__(self.proto)

@@ -63,6 +63,15 @@ class SnapshotTimeout(PicklingError):
     """A lock a snapshot needs stayed held past its wait (``snapshot_timeout()``)."""
 
 
+def lock_order_error(what: str, wait: float, fix: str) -> SnapshotTimeout:
+    """The error of a snapshot whose lock (*what*'s) stayed held by another thread for *wait*
+    seconds while this thread held an enclosing object's lock for its own snapshot."""
+    return SnapshotTimeout(
+        f"could not snapshot {what}: it stayed held by another thread for {wait:g}s while the "
+        f"lock of an enclosing object was held for its own snapshot (a lock-order conflict). {fix}"
+    )
+
+
 def snapshot_timeout() -> float:
     """Seconds a snapshot waits for a lock: ``SNAPSHOT_TIMEOUT``, or none in this
     thread inside :func:`no_snapshot_wait`."""
