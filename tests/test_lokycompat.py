@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import sys
 import textwrap
+import threading
+import time
 
 import loky
 import loky.process_executor as pe
@@ -334,3 +339,54 @@ def test_a_call_after_a_first_call_interrupted_in_its_imports_works():
     )
     assert result.stdout.splitlines() == ["interrupted", "[0, 1, 2]"], result.stderr
     assert result.returncode == 0, result.stderr
+
+
+def test_a_guarded_connection_is_closed_once_when_two_threads_close_it():
+    # loky's manager thread (ending a broken pool) and the reaper (killing its workers)
+    # both close a pool's result pipe writer; the second os.close() of the number failed
+    # with EBADF and killed the manager thread (or closed a file that had just got it).
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    lokycompat.guard_close(writer)
+    in_close, finish = threading.Event(), threading.Event()
+    closes: list[str] = []
+    real_close = writer._close
+
+    def slow_close(_close=os.close) -> None:  # the first caller stays inside, the fd not yet forgotten
+        closes.append(threading.current_thread().name)
+        if len(closes) == 1:
+            in_close.set()
+            finish.wait()
+        real_close(_close)
+
+    writer._close = slow_close
+    first = threading.Thread(target=writer.close, name="first")
+    first.start()
+    in_close.wait()
+    second = threading.Thread(target=writer.close, name="second")
+    second.start()
+    # wait until the second is inside the guarded close (at its lock), or has finished
+    while second.is_alive() and not _inside(second, "locked_close"):
+        time.sleep(0.001)
+    finish.set()
+    first.join()
+    second.join()
+    assert closes == ["first"]
+    assert writer.closed
+    reader.close()
+
+
+def _inside(thread: threading.Thread, function: str) -> bool:
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_a_new_executors_result_writer_is_guarded():
+    executor = lokycompat.new_executor(1, 10.0, None)
+    try:
+        assert "close" in vars(lokycompat.result_writer(executor))
+    finally:
+        executor.shutdown(wait=True)

@@ -527,10 +527,38 @@ def new_executor(
         initargs=initargs,
         env=env,
     )
+    guard_close(result_writer(executor))
     if before_start is not None:
         before_start(executor)
     start_workers(executor)
     return executor
+
+
+def guard_close(conn: Any) -> None:
+    """Make *conn*'s ``close()`` (a ``multiprocessing`` ``Connection``) safe from two threads.
+
+    ``Connection.close`` reads its descriptor, closes it (without the GIL), then forgets
+    it: two threads closing at once both closed the number, and the second failed with
+    ``EBADF`` (or closed whatever file had just been given that number). Two do close a
+    pool's result pipe writer: loky's manager thread as it ends the pool
+    (``join_executor_internals``), and :func:`end_result_pipe`, run by the reaper as
+    it kills the workers: the manager thread died of it ("Exception in executor manager
+    thread ... Bad file descriptor"). This instance's ``close`` now holds a lock, so the
+    second caller finds it closed.
+    """
+    if conn is None or "close" in vars(conn):
+        return
+    lock = threading.Lock()
+    close = type(conn).close
+    ref = weakref.ref(conn)  # (the instance holds this function: no cycle through it)
+
+    def locked_close() -> None:
+        with lock:
+            this = ref()
+            if this is not None:
+                close(this)
+
+    conn.close = locked_close
 
 
 def start_workers(executor: Any) -> None:
