@@ -551,6 +551,45 @@ def test_results_of_main_classes_leave_the_parents_own_classes_as_they_are():
     ]
 
 
+def test_a_workers_copy_of_a_main_class_is_the_parents_class_at_each_call():
+    # cloudpickle only sets the pickled copy's attributes on a class a warm worker already
+    # had: an attribute the parent deleted, or one a task added, stayed for every later call
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        class C:
+            k = 1
+            extra = "parent's"
+
+        class Sub(C):
+            pass
+
+        def mark(i):
+            C.seen = i
+            Sub.own = i
+            return i
+
+        def read(i):
+            return hasattr(C, "seen"), hasattr(Sub, "own"), hasattr(C, "extra"), C.k, Sub.k
+
+        with Parallel(n_jobs=2) as p:
+            print(p(delayed(read)(i) for i in range(2)))
+            p(delayed(mark)(i) for i in range(4))
+            del C.extra
+            C.k = 2
+            print(p(delayed(read)(i) for i in range(2)))
+        print(read(0))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "[(False, False, True, 1, 1), (False, False, True, 1, 1)]",
+        "[(False, False, False, 2, 2), (False, False, False, 2, 2)]",
+        "(False, False, False, 2, 2)",
+    ]
+
+
 @functools.lru_cache
 def cached_square(x):
     return x * x

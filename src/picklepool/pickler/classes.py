@@ -13,6 +13,12 @@ the one the script defined. joblib does the same (cloudpickle's behaviour).
 hybrid sends such classes with :func:`make_skeleton_class` / :func:`make_skeleton_enum`
 and :func:`class_setstate`, which set the attributes only on a class that a pickle
 made in this process: the process that defined it keeps it as it is.
+
+A class a pickle made here is made the pickled copy, not merged with it: cloudpickle
+only sets attributes, so one the parent deleted since (``del C.extra``), or one a task
+added (``C.seen = True``), stayed on a warm worker's copy for every later call.
+:func:`class_setstate` also removes the attributes that are neither in the copy nor
+made by the class's creation (its skeleton's own: slots, enum members, ``_abc_impl``).
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ _MAKE_CLASS = getattr(_cp, "_make_skeleton_class", None)
 _MAKE_ENUM = getattr(_cp, "_make_skeleton_enum", None)
 _SETSTATE = getattr(_cp, "_class_setstate", None)
 
-_rebuilt: weakref.WeakSet[type] = weakref.WeakSet()  # classes a pickle made in this process
+# classes a pickle made in this process -> the names their creation put in their __dict__
+_rebuilt: weakref.WeakKeyDictionary[type, frozenset[str]] = weakref.WeakKeyDictionary()
+# made by Python as a class is used, never pickled (cloudpickle leaves them out)
+_NOT_SENT = frozenset({"__dict__", "__weakref__", "__annotate_func__", "__annotations_cache__"})
 _lock = threading.Lock()
 
 
@@ -44,7 +53,7 @@ def _made(make: Any, class_tracker_id: Any, args: tuple[Any, ...]) -> Any:
         before = _tracked(class_tracker_id)
         cls = make(*args)
         if before is None:  # a new class: this process has no other
-            _rebuilt.add(cls)
+            _rebuilt[cls] = frozenset(cls.__dict__)
     return cls
 
 
@@ -70,9 +79,28 @@ def class_setstate(obj: Any, state: Any) -> Any:
     """cloudpickle's ``_class_setstate`` on a class a pickle made here; the defining process's
     own class is left as it is."""
     setstate = _SETSTATE
-    if obj not in _rebuilt or setstate is None:  # (None: redirect() never names this function)
+    made = _rebuilt.get(obj)
+    if made is None or setstate is None:  # (None: redirect() never names this function)
         return obj
+    _drop_stale(obj, state, made)
     return setstate(obj, state)
+
+
+def _drop_stale(cls: type, state: Any, made: frozenset[str]) -> None:
+    """Remove from *cls* the attributes its pickled copy *state* does not have, but those
+    its creation made (*made*) and Python's own: what the parent deleted, what a task added."""
+    try:
+        attrs = state[0]
+        stale = [k for k in cls.__dict__ if k not in attrs and k not in made and k not in _NOT_SENT]
+    except Exception:  # noqa: BLE001 - a state of another shape: set it as cloudpickle does
+        return
+    for name in stale:
+        if name.startswith("_abc_"):
+            continue
+        try:
+            delattr(cls, name)
+        except (AttributeError, TypeError):  # a metaclass that refuses it: left as it is
+            pass
 
 
 def redirect(rv: Any) -> Any:
