@@ -590,6 +590,46 @@ def test_a_workers_copy_of_a_main_class_is_the_parents_class_at_each_call():
     ]
 
 
+def test_a_class_statements_init_subclass_runs_once_where_it_was_written():
+    # Rebuilding a class ran its bases' __init_subclass__ again: in the parent, for a
+    # result's class (a skeleton made only to be dropped), which the parent's registry then
+    # named; in a worker, a second registration; a hook taking a class keyword failed
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        BY_TAG = {}
+        ORDER = []
+
+        class Plugin:
+            def __init_subclass__(cls, *, tag, **kwargs):
+                super().__init_subclass__(**kwargs)
+                cls.tag = tag
+                BY_TAG[tag] = cls
+                ORDER.append(tag)
+
+        class Csv(Plugin, tag="csv"):
+            def run(self):
+                return "csv"
+
+        def use(plugin):
+            return plugin.run(), sorted(BY_TAG), ORDER, BY_TAG["csv"] is type(plugin)
+
+        def make(i):
+            return Csv()
+
+        print(Parallel(n_jobs=2)(delayed(use)(Csv()) for i in range(2)))
+        out = Parallel(n_jobs=2)(delayed(make)(i) for i in range(2))
+        print(BY_TAG["csv"] is Csv, ORDER, type(out[0]) is Csv, BY_TAG["csv"]().run())
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "[('csv', ['csv'], ['csv'], True), ('csv', ['csv'], ['csv'], True)]",
+        "True ['csv'] True csv",
+    ]
+
+
 @functools.lru_cache
 def cached_square(x):
     return x * x
