@@ -24,7 +24,9 @@ once per type (and per ``dump``) what its instances need:
        standard library (``runtime.own_protocol``): then that, as pickle would
     4. types with a reducer in ``dispatch_table``       -> that reducer (the table is a
        ChainMap of the lock reducers, cloudpickle's and ``copyreg.dispatch_table``)
-    5. anything else                                    -> ``__reduce_ex__``, as the
+    5. exceptions whose class has an ``__init__``       -> their parts, rebuilt without
+       of its own (no pickling of its own)                ``__init__`` (exceptions.py)
+    6. anything else                                    -> ``__reduce_ex__``, as the
        stdlib pickler does; but an instance whose ``__dict__`` (or a slot) holds an RLock is
        snapshotted while holding it (below), unless its class defines its own
        ``__getstate__``/``__reduce__``: that state is what it chose to send, and its
@@ -70,7 +72,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import classes, locks, runtime
+from . import classes, exceptions, locks, runtime
 from .base import BasePickler
 from .homes import module_not_found
 from .mainalias import by_value_home, dynamic_class_reduce, reduce_by_value
@@ -360,6 +362,8 @@ class Pickler(cloudpickle.Pickler):
             return _BY_TABLE
         if runtime.own_protocol(t):
             return _PLAIN  # an object with its own __getstate__ (or __reduce__) is not locked
+        if issubclass(t, BaseException) and exceptions.init_of_its_own(t):
+            return exceptions.reduce_exception  # cls(*args) would call that __init__ wrongly
         if getattr(t, "__dictoffset__", 0):
             return _MAY_OWN_LOCK
         slots = tuple(copyreg._slotnames(t))  # type: ignore[attr-defined]
