@@ -630,6 +630,46 @@ def test_a_class_statements_init_subclass_runs_once_where_it_was_written():
     ]
 
 
+def test_an_object_whose_getattr_delegates_travels_both_ways():
+    # pickle's BUILD asks the new instance for __setstate__ before it has attributes: a
+    # delegating __getattr__ (getattr(self._target, name)) called itself until RecursionError,
+    # in the worker for an argument and in the parent for a result (joblib fails alike)
+    proc = run_python(
+        """
+        import threading
+        from picklepool import Parallel, delayed
+
+        class Proxy:
+            def __init__(self, target):
+                self._target = target
+            def __getattr__(self, name):
+                return getattr(self._target, name)
+
+        class SlottedProxy(Proxy):
+            __slots__ = ()
+
+        class LockedProxy(Proxy):
+            def __init__(self, target):
+                super().__init__(target)
+                self._lock = threading.RLock()
+
+        def wrap(i):
+            return Proxy(i), LockedProxy(i)
+
+        def read(p):
+            return type(p).__name__, p.real
+
+        print(Parallel(n_jobs=2)(delayed(read)(p) for p in [Proxy(3), SlottedProxy(4), LockedProxy(5)]))
+        print([[read(p) for p in pair] for pair in Parallel(n_jobs=2)(delayed(wrap)(i) for i in range(2))])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "[('Proxy', 3), ('SlottedProxy', 4), ('LockedProxy', 5)]",
+        "[[('Proxy', 0), ('LockedProxy', 0)], [('Proxy', 1), ('LockedProxy', 1)]]",
+    ]
+
+
 @functools.lru_cache
 def cached_square(x):
     return x * x

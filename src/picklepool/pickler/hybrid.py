@@ -283,9 +283,11 @@ def _set_state(obj: Any, packed: tuple[Any, Any, Any]) -> None:
     if setter is not None:
         setter(obj, state)
         return
-    setstate = getattr(obj, "__setstate__", None)
+    # looked up on the class, as the object has no state yet: an instance's __getattr__
+    # reading self.target called itself for ever (RecursionError) where pickle's BUILD asks
+    setstate = getattr(type(obj), "__setstate__", None)
     if setstate is not None:
-        setstate(state)
+        setstate(obj, state)
         return
     slotstate = None
     if isinstance(state, tuple) and len(state) == 2:
@@ -364,9 +366,11 @@ class Pickler(cloudpickle.Pickler):
             return _PLAIN  # an object with its own __getstate__ (or __reduce__) is not locked
         if issubclass(t, BaseException) and exceptions.init_of_its_own(t):
             return exceptions.reduce_exception  # cls(*args) would call that __init__ wrongly
+        slots = () if getattr(t, "__dictoffset__", 0) else tuple(copyreg._slotnames(t))  # type: ignore[attr-defined]
+        if _getattr_of_its_own(t):
+            return _past_getattr(slots)
         if getattr(t, "__dictoffset__", 0):
             return _MAY_OWN_LOCK
-        slots = tuple(copyreg._slotnames(t))  # type: ignore[attr-defined]
         return _slots_reducer(slots) if slots else _PLAIN
 
     def _reduce_guarded(self, obj: Any, name: str, lock: Any) -> Any:
@@ -400,6 +404,44 @@ class Pickler(cloudpickle.Pickler):
         dictitems = rv[4] if len(rv) > 4 else None
         setter = rv[5] if len(rv) > 5 else None
         return (rv[0], rv[1], (rv[2], setter, _Release()), listitems, dictitems, _set_state)
+
+
+def _getattr_of_its_own(t: type) -> bool:
+    """Whether a class of *t*'s MRO below the standard library defines ``__getattr__``."""
+    for klass in t.__mro__:
+        if runtime.is_stdlib_class(klass):
+            return False
+        if "__getattr__" in vars(klass):
+            return True
+    return False
+
+
+def _past_getattr(slots: tuple[str, ...]) -> Any:
+    """The reducer of a class with a ``__getattr__`` of its own: its state is set by
+    :func:`_set_state`, which asks the class for ``__setstate__``, not the instance.
+
+    pickle's BUILD asks the instance, before it has any attribute: a delegating
+    ``__getattr__`` (``return getattr(self._target, name)``) then called itself until
+    ``RecursionError``, in the worker for an argument and in the parent for a result.
+    """
+    inner = _slots_reducer(slots) if slots else None
+
+    def reduce(pickler: Pickler, obj: Any) -> Any:
+        if inner is not None:
+            rv = inner(pickler, obj)
+        else:
+            state = getattr(obj, "__dict__", None)
+            if type(state) is dict and not _RLOCK_TYPES.isdisjoint(map(type, state.values())):
+                name, lock = next((k, v) for k, v in state.items() if type(v) in _RLOCK_TYPES)
+                return pickler._reduce_guarded(obj, name, lock)  # (its state set by _set_state)
+            rv = obj.__reduce_ex__(pickler.proto)
+        if type(rv) is not tuple or len(rv) < 3 or rv[2] is None or (len(rv) > 5 and rv[5] is not None):
+            return rv  # no state, or a setter of its own (a guarded snapshot's: _set_state)
+        listitems = rv[3] if len(rv) > 3 else None
+        dictitems = rv[4] if len(rv) > 4 else None
+        return (rv[0], rv[1], (rv[2], None, None), listitems, dictitems, _set_state)
+
+    return reduce
 
 
 def _slots_reducer(slots: tuple[str, ...]) -> Any:
