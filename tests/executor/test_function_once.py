@@ -375,7 +375,8 @@ def test_an_argument_the_function_holds_too_is_one_object_as_in_joblib():
         "True",
         "True",
         "[True, True]",
-        "[(True, False, False, False, True), (False, True, False, False, True), (False, False, False, False, True)]",
+        "[(True, False, False, False, True), (False, True, False, False, True),"
+        " (False, False, False, False, True)]",
         "True [True]",
     ], out.stderr
 
