@@ -670,6 +670,59 @@ def test_an_object_whose_getattr_delegates_travels_both_ways():
     ]
 
 
+def test_a_subclass_of_a_stdlib_type_with_a_constructor_of_its_own_comes_back_as_it_went():
+    # OrderedDict, defaultdict, deque, Counter, date... pickle as cls(the base's arguments):
+    # such a subclass failed ("missing 1 required positional argument"), or came back with
+    # its own attribute set to the base's argument (a defaultdict's name = list), silently
+    proc = run_python(
+        """
+        import collections, datetime
+        from picklepool import Parallel, delayed
+
+        class Index(collections.defaultdict):
+            def __init__(self, name):
+                super().__init__(list)
+                self.name = name
+
+        class Recent(collections.deque):
+            def __init__(self, name, items=()):
+                super().__init__(items, maxlen=2)
+                self.name = name
+
+        class Tally(collections.Counter):
+            def __init__(self, name, text=""):
+                super().__init__(text)
+                self.name = name
+
+        class Ordered(collections.OrderedDict):
+            def __init__(self, name):
+                super().__init__(b=1, a=2)
+                self.name = name
+
+        class Day(datetime.date):
+            def __new__(cls, name):
+                day = super().__new__(cls, 2020, 1, 2)
+                day.name = name
+                return day
+
+        def make(i):
+            index = Index("ix")
+            index["k"].append(i)
+            return [index, Recent("re", [1, 2, 3]), Tally("ta", "aab"), Ordered("or"), Day("da")]
+
+        def describe(objs):
+            return [(type(o).__name__, o.name, repr(o)) for o in objs]
+
+        want = describe(make(0))
+        print(describe(Parallel(n_jobs=2)(delayed(make)(i) for i in range(1))[0]) == want)
+        print(Parallel(n_jobs=2)(delayed(describe)(make(0)) for i in range(1))[0] == want)
+        print(Parallel(n_jobs=2)(delayed(describe)(make(0)) for i in range(1))[0][0][:2])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True", "True", "('Index', 'ix')"]
+
+
 @functools.lru_cache
 def cached_square(x):
     return x * x

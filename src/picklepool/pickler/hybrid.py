@@ -26,6 +26,8 @@ once per type (and per ``dump``) what its instances need:
        ChainMap of the lock reducers, cloudpickle's and ``copyreg.dispatch_table``)
     5. exceptions whose class has an ``__init__``       -> their parts, rebuilt without
        of its own (no pickling of its own)                ``__init__`` (exceptions.py)
+       subclasses of OrderedDict, defaultdict, deque,   -> made by the base's constructor,
+       set, date... with a constructor of their own        then their __dict__ (constructors.py)
     6. anything else                                    -> ``__reduce_ex__``, as the
        stdlib pickler does; but an instance whose ``__dict__`` (or a slot) holds an RLock is
        snapshotted while holding it (below), unless its class defines its own
@@ -72,7 +74,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import classes, exceptions, locks, runtime
+from . import classes, constructors, exceptions, locks, runtime
 from .base import BasePickler
 from .homes import module_not_found
 from .mainalias import by_value_home, dynamic_class_reduce, reduce_by_value
@@ -366,6 +368,9 @@ class Pickler(cloudpickle.Pickler):
             return _PLAIN  # an object with its own __getstate__ (or __reduce__) is not locked
         if issubclass(t, BaseException) and exceptions.init_of_its_own(t):
             return exceptions.reduce_exception  # cls(*args) would call that __init__ wrongly
+        base = constructors.stdlib_base(t)
+        if base is not None:
+            return constructors.reducer(base)  # cls(base's arguments): the base's constructor
         slots = () if getattr(t, "__dictoffset__", 0) else tuple(copyreg._slotnames(t))  # type: ignore[attr-defined]
         if _getattr_of_its_own(t):
             return _past_getattr(slots)
