@@ -27,6 +27,8 @@ def stdlib_base(cls: type) -> type | None:
         if is_stdlib_class(klass):
             base = klass
             break
+        if slotted(klass):
+            return None  # state outside the __dict__: its own constructor must set it
         own = own or "__init__" in vars(klass) or "__new__" in vars(klass)
     else:
         return None
@@ -38,6 +40,13 @@ def stdlib_base(cls: type) -> type | None:
         if "__reduce__" in vars(klass) or "__reduce_ex__" in vars(klass):
             return base
     return None
+
+
+def slotted(klass: type) -> bool:
+    """Whether *klass* declares ``__slots__`` other than ``__dict__`` and ``__weakref__``."""
+    slots = vars(klass).get("__slots__", ())
+    names = {slots} if isinstance(slots, str) else set(slots)
+    return bool(names - {"__dict__", "__weakref__"})
 
 
 def construct(cls: type, base: Any, args: tuple[Any, ...]) -> Any:
