@@ -239,7 +239,8 @@ def rebuild_exception(
         exc.__dict__.update(state)
     if notes:
         put(exc, "__notes__", note_list(notes))
-    put(exc, "__cause__", cause)
+    if cause is not None:  # (setting None would set __suppress_context__: not as it was)
+        put(exc, "__cause__", cause)
     return exc
 
 

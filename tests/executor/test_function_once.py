@@ -296,6 +296,91 @@ def test_an_attribute_a_task_sets_on_its_function_does_not_reach_the_next_call()
     assert out.stdout.strip() == "[1, 1, 1, 1, 1, 1]", out.stderr
 
 
+def test_what_a_task_rebinds_on_its_function_does_not_reach_the_next_call():
+    # The worker's copy was kept across calls while the values it carried were unchanged,
+    # but a rebound closure variable (nonlocal), __defaults__ or __kwdefaults__ replaced
+    # whole, or a new __code__ went unseen: the next call continued from the task's values
+    out = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        def counter():
+            n = 0
+            def count(i):
+                nonlocal n
+                n += 1
+                return n
+            return count
+
+        count = counter()
+
+        def by_default(i, n=0):
+            by_default.__defaults__ = (n + 1,)
+            return n + 1
+
+        def by_keyword(i, *, n=0):
+            by_keyword.__kwdefaults__ = {"n": n + 1}
+            return n + 1
+
+        def recode(i):
+            recode.__code__ = (lambda i: 2).__code__
+            return 1
+
+        # Six one-task calls on two workers: a worker runs at least three of them.
+        for f in (count, by_default, by_keyword, recode):
+            print([Parallel(n_jobs=2)(delayed(f)(i) for i in range(1))[0] for _ in range(6)])
+        """
+    )
+    assert out.stdout.splitlines() == ["[1, 1, 1, 1, 1, 1]"] * 4, out.stderr
+
+
+def test_an_argument_the_function_holds_too_is_one_object_as_in_joblib():
+    # The function is pickled once per call, the arguments per batch: an object reached both
+    # ways (a sentinel global passed as an argument) arrived as two copies, "is" False
+    out = run_python(
+        """
+        import numpy as np
+        from picklepool import Executor, Parallel, delayed
+
+        MISSING = object()
+        CONFIG = {"scale": 2}
+        WEIGHTS = np.zeros(300_000)  # through shared memory
+
+        class Mode:
+            pass
+
+        FAST = Mode()
+
+        def same(x, fill=MISSING):
+            return x is MISSING, x is CONFIG, x is WEIGHTS, x is FAST, fill is MISSING
+
+        def closure():
+            held = [1]
+            def f(x):
+                return x is held
+            return f, held
+
+        f, held = closure()
+        calls = [((MISSING,), {}), ((CONFIG,), {"fill": MISSING}), ((WEIGHTS,), {}), ((FAST,), {})]
+        here = [same(*a, **k) for a, k in calls]
+        print(Parallel(n_jobs=2)(delayed(same)(*a, **k) for a, k in calls) == here)
+        print(Parallel(n_jobs=2, pickler="cloudpickle")(delayed(same)(*a, **k) for a, k in calls) == here)
+        print(Parallel(n_jobs=2)(delayed(f)(held) for _ in range(2)))
+        print(Parallel(n_jobs=2)(delayed(same)(x) for x in [MISSING, CONFIG, 1]))
+        with Executor(max_workers=2) as ex:
+            print(ex.submit(same, MISSING).result() == here[0], list(ex.map(f, [held])))
+        """
+    )
+    assert out.stdout.splitlines() == [
+        "True",
+        "True",
+        "[True, True]",
+        "[(True, False, False, False, True), (False, True, False, False, True),"
+        " (False, False, False, False, True)]",
+        "True [True]",
+    ], out.stderr
+
+
 def test_an_importable_function_is_pickled_once_per_process_while_it_goes_by_reference():
     import cloudpickle
 

@@ -460,3 +460,45 @@ def test_an_exception_group_class_that_cannot_travel_comes_back_as_a_stand_in_gr
     assert isinstance(err, ExceptionGroup) and type(err).__name__ == "LocalGroup"  # noqa: F821
     assert str(err) == "local (1 sub-exception)"
     assert any("stand-in" in note and "task 0: raise_a_local_group()" in note for note in err.__notes__)
+
+
+def test_an_exception_with_an_init_of_its_own_travels_in_results_and_arguments():
+    # Only a task's raised exception went as its parts: one returned (the usual way to
+    # collect failures) failed the whole reply in the parent ("missing 1 required
+    # positional argument"), and one sent as an argument failed the task
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        class BadCell(ValueError):
+            def __init__(self, row, column):
+                super().__init__(f"bad cell {row},{column}")
+                self.row, self.column = row, column
+
+        class Coded(Exception):
+            def __init__(self, *, code):
+                super().__init__("coded")
+                self.code = code
+
+        def check(i):
+            try:
+                if i % 2:
+                    raise BadCell(i, "B")
+                raise Coded(code=i)
+            except (BadCell, Coded) as e:
+                e.add_note(f"row {i}")
+                return i, e
+
+        def describe(e):
+            return type(e).__name__, e.args, vars(e), e.__suppress_context__
+
+        here = [describe(e) for _, e in (check(i) for i in range(4))]
+        there = [describe(e) for _, e in Parallel(n_jobs=2)(delayed(check)(i) for i in range(4))]
+        passed = Parallel(n_jobs=2)(delayed(describe)(check(i)[1]) for i in range(4))
+        print(there == here, passed == here, here[1])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        "True True ('BadCell', ('bad cell 1,B',), {'row': 1, 'column': 'B', '__notes__': ['row 1']}, False)"
+    )

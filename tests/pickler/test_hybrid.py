@@ -551,6 +551,178 @@ def test_results_of_main_classes_leave_the_parents_own_classes_as_they_are():
     ]
 
 
+def test_a_workers_copy_of_a_main_class_is_the_parents_class_at_each_call():
+    # cloudpickle only sets the pickled copy's attributes on a class a warm worker already
+    # had: an attribute the parent deleted, or one a task added, stayed for every later call
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        class C:
+            k = 1
+            extra = "parent's"
+
+        class Sub(C):
+            pass
+
+        def mark(i):
+            C.seen = i
+            Sub.own = i
+            return i
+
+        def read(i):
+            return hasattr(C, "seen"), hasattr(Sub, "own"), hasattr(C, "extra"), C.k, Sub.k
+
+        with Parallel(n_jobs=2) as p:
+            print(p(delayed(read)(i) for i in range(2)))
+            p(delayed(mark)(i) for i in range(4))
+            del C.extra
+            C.k = 2
+            print(p(delayed(read)(i) for i in range(2)))
+        print(read(0))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "[(False, False, True, 1, 1), (False, False, True, 1, 1)]",
+        "[(False, False, False, 2, 2), (False, False, False, 2, 2)]",
+        "(False, False, False, 2, 2)",
+    ]
+
+
+def test_a_class_statements_init_subclass_runs_once_where_it_was_written():
+    # Rebuilding a class ran its bases' __init_subclass__ again: in the parent, for a
+    # result's class (a skeleton made only to be dropped), which the parent's registry then
+    # named; in a worker, a second registration; a hook taking a class keyword failed
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        BY_TAG = {}
+        ORDER = []
+
+        class Plugin:
+            def __init_subclass__(cls, *, tag, **kwargs):
+                super().__init_subclass__(**kwargs)
+                cls.tag = tag
+                BY_TAG[tag] = cls
+                ORDER.append(tag)
+
+        class Csv(Plugin, tag="csv"):
+            def run(self):
+                return "csv"
+
+        def use(plugin):
+            return plugin.run(), sorted(BY_TAG), ORDER, BY_TAG["csv"] is type(plugin)
+
+        def make(i):
+            return Csv()
+
+        print(Parallel(n_jobs=2)(delayed(use)(Csv()) for i in range(2)))
+        out = Parallel(n_jobs=2)(delayed(make)(i) for i in range(2))
+        print(BY_TAG["csv"] is Csv, ORDER, type(out[0]) is Csv, BY_TAG["csv"]().run())
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "[('csv', ['csv'], ['csv'], True), ('csv', ['csv'], ['csv'], True)]",
+        "True ['csv'] True csv",
+    ]
+
+
+def test_an_object_whose_getattr_delegates_travels_both_ways():
+    # pickle's BUILD asks the new instance for __setstate__ before it has attributes: a
+    # delegating __getattr__ (getattr(self._target, name)) called itself until RecursionError,
+    # in the worker for an argument and in the parent for a result (joblib fails alike)
+    proc = run_python(
+        """
+        import threading
+        from picklepool import Parallel, delayed
+
+        class Proxy:
+            def __init__(self, target):
+                self._target = target
+            def __getattr__(self, name):
+                return getattr(self._target, name)
+
+        class SlottedProxy(Proxy):
+            __slots__ = ()
+
+        class LockedProxy(Proxy):
+            def __init__(self, target):
+                super().__init__(target)
+                self._lock = threading.RLock()
+
+        def wrap(i):
+            return Proxy(i), LockedProxy(i)
+
+        def read(p):
+            return type(p).__name__, p.real
+
+        print(Parallel(n_jobs=2)(delayed(read)(p) for p in [Proxy(3), SlottedProxy(4), LockedProxy(5)]))
+        print([[read(p) for p in pair] for pair in Parallel(n_jobs=2)(delayed(wrap)(i) for i in range(2))])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "[('Proxy', 3), ('SlottedProxy', 4), ('LockedProxy', 5)]",
+        "[[('Proxy', 0), ('LockedProxy', 0)], [('Proxy', 1), ('LockedProxy', 1)]]",
+    ]
+
+
+def test_a_subclass_of_a_stdlib_type_with_a_constructor_of_its_own_comes_back_as_it_went():
+    # OrderedDict, defaultdict, deque, Counter, date... pickle as cls(the base's arguments):
+    # such a subclass failed ("missing 1 required positional argument"), or came back with
+    # its own attribute set to the base's argument (a defaultdict's name = list), silently
+    proc = run_python(
+        """
+        import collections, datetime
+        from picklepool import Parallel, delayed
+
+        class Index(collections.defaultdict):
+            def __init__(self, name):
+                super().__init__(list)
+                self.name = name
+
+        class Recent(collections.deque):
+            def __init__(self, name, items=()):
+                super().__init__(items, maxlen=2)
+                self.name = name
+
+        class Tally(collections.Counter):
+            def __init__(self, name, text=""):
+                super().__init__(text)
+                self.name = name
+
+        class Ordered(collections.OrderedDict):
+            def __init__(self, name):
+                super().__init__(b=1, a=2)
+                self.name = name
+
+        class Day(datetime.date):
+            def __new__(cls, name):
+                day = super().__new__(cls, 2020, 1, 2)
+                day.name = name
+                return day
+
+        def make(i):
+            index = Index("ix")
+            index["k"].append(i)
+            return [index, Recent("re", [1, 2, 3]), Tally("ta", "aab"), Ordered("or"), Day("da")]
+
+        def describe(objs):
+            return [(type(o).__name__, o.name, repr(o)) for o in objs]
+
+        want = describe(make(0))
+        print(describe(Parallel(n_jobs=2)(delayed(make)(i) for i in range(1))[0]) == want)
+        print(Parallel(n_jobs=2)(delayed(describe)(make(0)) for i in range(1))[0] == want)
+        print(Parallel(n_jobs=2)(delayed(describe)(make(0)) for i in range(1))[0][0][:2])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True", "True", "('Index', 'ix')"]
+
+
 @functools.lru_cache
 def cached_square(x):
     return x * x

@@ -217,3 +217,34 @@ def test_stdlib_and_plain_objects_are_inspected(make, write):
     assert baseline is not None and not baseline.changed()
     write(got)
     assert baseline.changed()
+
+
+def _counter():
+    n = 0
+
+    def count(i=0, *, k=0):
+        nonlocal n
+        n += 1
+        return n
+
+    return count
+
+
+@pytest.mark.parametrize(
+    "rebind",
+    [
+        lambda f: f(),  # nonlocal n: the cell holds another int
+        lambda f: setattr(f, "__defaults__", (1,)),
+        lambda f: setattr(f, "__kwdefaults__", {"k": 1}),
+        lambda f: setattr(f, "__code__", f.__code__.replace(co_name="other")),
+        lambda f: setattr(f, "__dict__", {"calls": 1}),
+    ],
+)
+def test_what_a_task_rebinds_on_a_function_rebuilt_by_value_is_seen(rebind):
+    import cloudpickle
+
+    got = cloudpickle.loads(cloudpickle.dumps(_counter()))  # by value, as a worker's copy
+    baseline = changes.watch_function(got)
+    assert baseline is not None and not baseline.changed()
+    rebind(got)
+    assert baseline.changed()

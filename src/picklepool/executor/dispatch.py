@@ -229,6 +229,8 @@ class Channel:
                     self.functions.spec(f, self._naming(items, first, fidx, k, describe))
                     for k, f in enumerate(funcs)
                 )
+                if self.functions.reached:  # arguments the functions hold too: theirs in the worker
+                    args, kwargs = self.functions.through_functions(specs, fidx, args, kwargs, single_arg)
                 outbound = self._outbound(args, kwargs, single_arg)
                 try:
                     if outbound is not None:

@@ -36,6 +36,7 @@ from ..pickler.diagnose import explain
 from ..pickler.hybrid import HybridPickler
 from ..pickler.mainalias import by_value_home
 from ..wire import FuncSpec
+from ..workers.reached import ThroughFunction
 from . import unchanged
 
 _SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
@@ -331,6 +332,9 @@ class FunctionTable:
         self._specs: dict[Any, FuncSpec] = {}
         self._keep: list[Any] = []  # what the keys refer to, kept alive so ids stay unique
         self.blob_keys: set[str] = set()  # specs sent as blobs: a batch carries only its own
+        # id(spec) -> (spec, reached(func)) of functions sent by value holding objects
+        # an argument may be too (dispatch sends those as reached.ThroughFunction)
+        self.reached: dict[int, tuple[FuncSpec, dict[int, tuple[str, Any, Any]]]] = {}
 
     def renew(self) -> None:
         """Start another call on this table: each function is pickled again when it is next
@@ -342,6 +346,7 @@ class FunctionTable:
         """
         self._specs.clear()
         self._keep.clear()
+        self.reached.clear()
         prefix, counter, _pid = _token_source()
         self.token = f"{prefix}{next(counter)}"
 
@@ -381,6 +386,8 @@ class FunctionTable:
                 spec = (known[0], known[1], label(func), self.token)
                 self._specs[ident] = spec
                 self._keep.append(referents)
+                # (what it holds is atoms, tuples of them, modules, functions, classes:
+                # nothing reached() takes, so nothing to note)
                 return spec
             keepable = isinstance(func, _KEEPABLE)
             try:
@@ -404,6 +411,100 @@ class FunctionTable:
                 if len(self._specs) >= MAX_SPECS:  # a long-lived table meeting ever new closures
                     self._specs.clear()
                     self._keep.clear()
+                    self.reached.clear()
                 self._specs[ident] = spec
                 self._keep.append(referents)
+                if by_value:
+                    self._note_reached(spec, func)
         return spec
+
+    def _note_reached(self, spec: FuncSpec, func: Any) -> None:
+        found = reached(func)
+        if found:
+            self.reached[id(spec)] = (spec, found)
+
+    def through_functions(
+        self, specs: Sequence[FuncSpec], fidx: Any, args: Sequence[Any], kwargs: Any, single: bool
+    ) -> tuple[Sequence[Any], Any]:
+        """*args* and *kwargs* (a batch's columns) with each argument that is an object a
+        function of *specs* holds (:func:`reached`) as a ``reached.ThroughFunction``.
+
+        Only the arguments themselves, not what they hold: ``delayed(f)(SENTINEL)``
+        arrives as the function's own ``SENTINEL``, ``delayed(f)([SENTINEL])`` as a copy.
+        """
+        for k, spec in enumerate(specs):
+            entry = self.reached.get(id(spec))
+            if entry is None or entry[0] is not spec:
+                continue
+            held = entry[1]
+            if type(fidx) is list:
+                mine: Sequence[int] = [i for i, j in enumerate(fidx) if j == k]
+            elif fidx == k:
+                mine = range(len(args))
+            else:
+                continue
+            new_args: list[Any] | None = None
+            new_kwargs: list[Any] | None = None
+            for i in mine:
+                task_args = (args[i],) if single else args[i]
+                if any(_held(held, a) for a in task_args):
+                    swapped = tuple(_through(k, held, a) for a in task_args)
+                    if new_args is None:
+                        new_args = list(args)
+                    new_args[i] = swapped[0] if single else swapped
+                task_kwargs = kwargs[i] if kwargs is not None else None
+                if task_kwargs and any(_held(held, v) for v in task_kwargs.values()):
+                    if new_kwargs is None:
+                        new_kwargs = list(kwargs)
+                    new_kwargs[i] = {n: _through(k, held, v) for n, v in task_kwargs.items()}
+            if new_args is not None:
+                args = new_args
+            if new_kwargs is not None:
+                kwargs = new_kwargs
+        return args, kwargs
+
+
+def _held(held: dict[int, tuple[str, Any, Any]], value: Any) -> bool:
+    where = held.get(id(value))
+    return where is not None and where[2] is value  # (the object itself: its id not reused)
+
+
+def _through(k: int, held: dict[int, tuple[str, Any, Any]], value: Any) -> Any:
+    return ThroughFunction(k, *held[id(value)][:2]) if _held(held, value) else value
+
+
+# What an object held by a function and passed as an argument can be: one whose identity
+# a task may test or whose changes it may share (not an atom, nor a tuple of them, nor
+# what goes by name or is made one object anyway: modules, functions, classes)
+_NOT_REACHED = frozenset(
+    {int, float, complex, str, bytes, bool, type(None), tuple, frozenset, range}
+    | {types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType}
+)
+
+
+def reached(func: Any) -> dict[int, tuple[str, Any, Any]]:
+    """``{id(obj): (where, key, obj)}``: the objects a function sent by value holds in its globals
+    (the names its code reads), defaults, keyword defaults and closure, by where the
+    worker's copy of the function holds them (``workers.reached.through_function``)."""
+    if type(func) is not types.FunctionType:
+        return {}
+    found: dict[int, tuple[str, Any, Any]] = {}
+
+    def note(value: Any, where: str, key: Any) -> None:
+        if type(value) not in _NOT_REACHED and not isinstance(value, type):
+            found.setdefault(id(value), (where, key, value))
+
+    g = func.__globals__
+    for name in unchanged.code_names(func.__code__):
+        if name in g:
+            note(g[name], "global", name)
+    for i, value in enumerate(func.__defaults__ or ()):
+        note(value, "default", i)
+    for name, value in (func.__kwdefaults__ or {}).items():
+        note(value, "kwdefault", name)
+    for i, cell in enumerate(func.__closure__ or ()):
+        try:
+            note(cell.cell_contents, "cell", i)
+        except ValueError:  # an empty cell
+            pass
+    return found

@@ -120,12 +120,12 @@ def _module_dict(g: dict[str, Any]) -> bool:
     return module is not None and getattr(module, "__dict__", None) is g
 
 
-def _names(code: types.CodeType) -> tuple[str, ...]:
+def code_names(code: types.CodeType) -> tuple[str, ...]:
     """Every name *code* and the code nested in it may look up (a superset of its globals)."""
     names = dict.fromkeys(code.co_names)
     for const in code.co_consts:
         if type(const) is types.CodeType:
-            names.update(dict.fromkeys(_names(const)))
+            names.update(dict.fromkeys(code_names(const)))
     return tuple(names)
 
 
@@ -142,7 +142,7 @@ def _evidence(
     seen.add(id(func))
     funcs.append(func)
     g = func.__globals__
-    names = _names(func.__code__) + _BASE_GLOBALS
+    names = code_names(func.__code__) + _BASE_GLOBALS
     values = tuple(g.get(n, _MISSING) for n in names)
     try:
         cells = tuple(c.cell_contents for c in func.__closure__ or ())

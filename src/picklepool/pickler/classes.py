@@ -13,12 +13,25 @@ the one the script defined. joblib does the same (cloudpickle's behaviour).
 hybrid sends such classes with :func:`make_skeleton_class` / :func:`make_skeleton_enum`
 and :func:`class_setstate`, which set the attributes only on a class that a pickle
 made in this process: the process that defined it keeps it as it is.
+
+A class this process already has (the parent's own, a worker's copy from an earlier
+call) is returned as it is, without making the skeleton cloudpickle made and dropped:
+that ran the bases' ``__init_subclass__`` again. A new copy's ``__main__`` bases'
+hooks are passed over as it is made (:func:`_hooks_skipped`).
+
+A class a pickle made here is made the pickled copy, not merged with it: cloudpickle
+only sets attributes, so one the parent deleted since (``del C.extra``), or one a task
+added (``C.seen = True``), stayed on a warm worker's copy for every later call.
+:func:`class_setstate` also removes the attributes that are neither in the copy nor
+made by the class's creation (its skeleton's own: slots, enum members, ``_abc_impl``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import cloudpickle
@@ -28,7 +41,10 @@ _MAKE_CLASS = getattr(_cp, "_make_skeleton_class", None)
 _MAKE_ENUM = getattr(_cp, "_make_skeleton_enum", None)
 _SETSTATE = getattr(_cp, "_class_setstate", None)
 
-_rebuilt: weakref.WeakSet[type] = weakref.WeakSet()  # classes a pickle made in this process
+# classes a pickle made in this process -> the names their creation put in their __dict__
+_rebuilt: weakref.WeakKeyDictionary[type, frozenset[str]] = weakref.WeakKeyDictionary()
+# made by Python as a class is used, never pickled (cloudpickle leaves them out)
+_NOT_SENT = frozenset({"__dict__", "__weakref__", "__annotate_func__", "__annotations_cache__"})
 _lock = threading.Lock()
 
 
@@ -39,13 +55,52 @@ def _tracked(class_tracker_id: Any) -> Any:
     return None if tracker is None else tracker.get(class_tracker_id)
 
 
-def _made(make: Any, class_tracker_id: Any, args: tuple[Any, ...]) -> Any:
+def _made(make: Any, class_tracker_id: Any, bases: tuple[type, ...], args: tuple[Any, ...]) -> Any:
     with _lock:  # (the look-up and the tracking, together)
         before = _tracked(class_tracker_id)
-        cls = make(*args)
-        if before is None:  # a new class: this process has no other
-            _rebuilt.add(cls)
+        if before is not None:
+            # a class this process has (a result's class in the parent, a worker's copy
+            # of an earlier call): no skeleton. Making one, only to drop it, ran the bases'
+            # __init_subclass__ again: a registry of the parent's (REG[cls.__name__] = cls)
+            # then named an empty class, and a required class keyword failed.
+            return before
+        with _hooks_skipped(bases):
+            cls = make(*args)
+        _rebuilt[cls] = frozenset(cls.__dict__)  # a new class: this process has no other
     return cls
+
+
+@contextlib.contextmanager
+def _hooks_skipped(bases: tuple[type, ...]) -> Iterator[None]:
+    """The ``__init_subclass__`` of *bases* that are copies made here passed over, inside.
+
+    The class being made is a copy of one whose ``class`` statement ran where it was
+    defined: what those hooks did there arrived with the pickle (the class's own
+    attributes; a registry of ``__main__`` holding it), so running them again added it
+    twice (``registry.append(cls)``), and one taking a class keyword (``class
+    Sub(Base, tag="x")``) failed without it. The hooks of classes this process imported
+    (a library's registry, not pickled) still run, without keywords.
+    """
+    skipped: list[tuple[Any, Any]] = []
+    kind: Any
+    try:
+        for base in bases:
+            for kind in getattr(base, "__mro__", ()):
+                hook = kind.__dict__.get("__init_subclass__")
+                if hook is not None and kind in _rebuilt and all(kind is not k for k, _ in skipped):
+                    skipped.append((kind, hook))
+                    kind.__init_subclass__ = _passing_over(kind)
+        yield
+    finally:
+        for kind, hook in skipped:
+            kind.__init_subclass__ = hook
+
+
+def _passing_over(owner: Any) -> Any:
+    def __init_subclass__(cls: Any, **_class_keywords: Any) -> None:
+        super(owner, cls).__init_subclass__()
+
+    return classmethod(__init_subclass__)
 
 
 def make_skeleton_class(
@@ -53,7 +108,10 @@ def make_skeleton_class(
 ) -> Any:
     """cloudpickle's ``_make_skeleton_class``, remembering whether the class is new here."""
     return _made(
-        _MAKE_CLASS, class_tracker_id, (type_constructor, name, bases, type_kwargs, class_tracker_id, extra)
+        _MAKE_CLASS,
+        class_tracker_id,
+        bases,
+        (type_constructor, name, bases, type_kwargs, class_tracker_id, extra),
     )
 
 
@@ -62,7 +120,7 @@ def make_skeleton_enum(
 ) -> Any:
     """cloudpickle's ``_make_skeleton_enum``, remembering whether the enum is new here."""
     return _made(
-        _MAKE_ENUM, class_tracker_id, (bases, name, qualname, members, module, class_tracker_id, extra)
+        _MAKE_ENUM, class_tracker_id, bases, (bases, name, qualname, members, module, class_tracker_id, extra)
     )
 
 
@@ -70,9 +128,28 @@ def class_setstate(obj: Any, state: Any) -> Any:
     """cloudpickle's ``_class_setstate`` on a class a pickle made here; the defining process's
     own class is left as it is."""
     setstate = _SETSTATE
-    if obj not in _rebuilt or setstate is None:  # (None: redirect() never names this function)
+    made = _rebuilt.get(obj)
+    if made is None or setstate is None:  # (None: redirect() never names this function)
         return obj
+    _drop_stale(obj, state, made)
     return setstate(obj, state)
+
+
+def _drop_stale(cls: type, state: Any, made: frozenset[str]) -> None:
+    """Remove from *cls* the attributes its pickled copy *state* does not have, but those
+    its creation made (*made*) and Python's own: what the parent deleted, what a task added."""
+    try:
+        attrs = state[0]
+        stale = [k for k in cls.__dict__ if k not in attrs and k not in made and k not in _NOT_SENT]
+    except Exception:  # noqa: BLE001 - a state of another shape: set it as cloudpickle does
+        return
+    for name in stale:
+        if name.startswith("_abc_"):
+            continue
+        try:
+            delattr(cls, name)
+        except (AttributeError, TypeError):  # a metaclass that refuses it: left as it is
+            pass
 
 
 def redirect(rv: Any) -> Any:

@@ -24,7 +24,11 @@ once per type (and per ``dump``) what its instances need:
        standard library (``runtime.own_protocol``): then that, as pickle would
     4. types with a reducer in ``dispatch_table``       -> that reducer (the table is a
        ChainMap of the lock reducers, cloudpickle's and ``copyreg.dispatch_table``)
-    5. anything else                                    -> ``__reduce_ex__``, as the
+    5. exceptions whose class has an ``__init__``       -> their parts, rebuilt without
+       of its own (no pickling of its own)                ``__init__`` (exceptions.py)
+       subclasses of OrderedDict, defaultdict, deque,   -> made by the base's constructor,
+       set, date... with a constructor of their own        then their __dict__ (constructors.py)
+    6. anything else                                    -> ``__reduce_ex__``, as the
        stdlib pickler does; but an instance whose ``__dict__`` (or a slot) holds an RLock is
        snapshotted while holding it (below), unless its class defines its own
        ``__getstate__``/``__reduce__``: that state is what it chose to send, and its
@@ -70,7 +74,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import classes, locks, runtime
+from . import classes, constructors, exceptions, locks, runtime
 from .base import BasePickler
 from .homes import module_not_found
 from .mainalias import by_value_home, dynamic_class_reduce, reduce_by_value
@@ -281,9 +285,11 @@ def _set_state(obj: Any, packed: tuple[Any, Any, Any]) -> None:
     if setter is not None:
         setter(obj, state)
         return
-    setstate = getattr(obj, "__setstate__", None)
+    # looked up on the class, as the object has no state yet: an instance's __getattr__
+    # reading self.target called itself for ever (RecursionError) where pickle's BUILD asks
+    setstate = getattr(type(obj), "__setstate__", None)
     if setstate is not None:
-        setstate(state)
+        setstate(obj, state)
         return
     slotstate = None
     if isinstance(state, tuple) and len(state) == 2:
@@ -360,9 +366,16 @@ class Pickler(cloudpickle.Pickler):
             return _BY_TABLE
         if runtime.own_protocol(t):
             return _PLAIN  # an object with its own __getstate__ (or __reduce__) is not locked
+        if issubclass(t, BaseException) and exceptions.init_of_its_own(t):
+            return exceptions.reduce_exception  # cls(*args) would call that __init__ wrongly
+        base = constructors.stdlib_base(t)
+        if base is not None:
+            return constructors.reducer(base)  # cls(base's arguments): the base's constructor
+        slots = () if getattr(t, "__dictoffset__", 0) else tuple(copyreg._slotnames(t))  # type: ignore[attr-defined]
+        if _getattr_of_its_own(t):
+            return _past_getattr(slots)
         if getattr(t, "__dictoffset__", 0):
             return _MAY_OWN_LOCK
-        slots = tuple(copyreg._slotnames(t))  # type: ignore[attr-defined]
         return _slots_reducer(slots) if slots else _PLAIN
 
     def _reduce_guarded(self, obj: Any, name: str, lock: Any) -> Any:
@@ -396,6 +409,44 @@ class Pickler(cloudpickle.Pickler):
         dictitems = rv[4] if len(rv) > 4 else None
         setter = rv[5] if len(rv) > 5 else None
         return (rv[0], rv[1], (rv[2], setter, _Release()), listitems, dictitems, _set_state)
+
+
+def _getattr_of_its_own(t: type) -> bool:
+    """Whether a class of *t*'s MRO below the standard library defines ``__getattr__``."""
+    for klass in t.__mro__:
+        if runtime.is_stdlib_class(klass):
+            return False
+        if "__getattr__" in vars(klass):
+            return True
+    return False
+
+
+def _past_getattr(slots: tuple[str, ...]) -> Any:
+    """The reducer of a class with a ``__getattr__`` of its own: its state is set by
+    :func:`_set_state`, which asks the class for ``__setstate__``, not the instance.
+
+    pickle's BUILD asks the instance, before it has any attribute: a delegating
+    ``__getattr__`` (``return getattr(self._target, name)``) then called itself until
+    ``RecursionError``, in the worker for an argument and in the parent for a result.
+    """
+    inner = _slots_reducer(slots) if slots else None
+
+    def reduce(pickler: Pickler, obj: Any) -> Any:
+        if inner is not None:
+            rv = inner(pickler, obj)
+        else:
+            state = getattr(obj, "__dict__", None)
+            if type(state) is dict and not _RLOCK_TYPES.isdisjoint(map(type, state.values())):
+                name, lock = next((k, v) for k, v in state.items() if type(v) in _RLOCK_TYPES)
+                return pickler._reduce_guarded(obj, name, lock)  # (its state set by _set_state)
+            rv = obj.__reduce_ex__(pickler.proto)
+        if type(rv) is not tuple or len(rv) < 3 or rv[2] is None or (len(rv) > 5 and rv[5] is not None):
+            return rv  # no state, or a setter of its own (a guarded snapshot's: _set_state)
+        listitems = rv[3] if len(rv) > 3 else None
+        dictitems = rv[4] if len(rv) > 4 else None
+        return (rv[0], rv[1], (rv[2], None, None), listitems, dictitems, _set_state)
+
+    return reduce
 
 
 def _slots_reducer(slots: tuple[str, ...]) -> Any:

@@ -29,6 +29,11 @@ changed since it was built:
     tuples, frozensets   immutable themselves; their items are watched
     deques               the identities of their items, as lists
     bytearray, array     their bytes, against a copy taken at build time
+    functions rebuilt    what they carry (globals, defaults, closure contents,
+    by value             attributes, as values), and what a task may rebind on
+                         them: the objects in their closure cells (``nonlocal n;
+                         n += 1``), their ``__defaults__``, ``__kwdefaults__``,
+                         ``__dict__`` and ``__code__`` (by identity)
     classes of Python    (namedtuples, ``Counter``, dict subclasses, user classes):
     code                 their class; their ``__dict__`` (watched as a dict); what
                          their built-in base holds — a tuple's or frozenset's items,
@@ -301,6 +306,8 @@ class Baseline:
         self.deques: list[tuple[collections.deque[Any], list[Any]]] = []
         self.buffers: list[tuple[Any, bytes]] = []  # bytearray, array.array: their bytes
         self.arrays: list[tuple[Any, tuple[Any, ...], bytes | None]] = []
+        # Functions rebuilt by value: what a task may rebind on them (``_bindings``).
+        self.functions: list[tuple[types.FunctionType, tuple[Any, ...]]] = []
         self.mapped_arrays = False
 
     @classmethod
@@ -377,6 +384,7 @@ class Baseline:
             elif kind is types.FunctionType:
                 if _by_reference(obj):
                     continue  # the worker's own module function, as for modules
+                self.functions.append((obj, _bindings(obj)))
                 stack.extend(_carried(obj))
             else:
                 base = plain_base(kind)
@@ -479,6 +487,9 @@ class Baseline:
                 return True
             if factory is not _NO_FACTORY and mapping.default_factory is not factory:  # type: ignore[attr-defined]
                 return True
+        for func, bound in self.functions:
+            if not all(map(operator.is_, _bindings(func), bound)):
+                return True
         for queue, items in self.deques:
             if len(queue) != len(items) or not same_items(list(queue), items):
                 return True
@@ -531,6 +542,22 @@ def _carried(func: types.FunctionType) -> list[Any]:
     return out
 
 
+_EMPTY_CELL = object()  # in ``_bindings``: a closure cell with no value
+
+
+def _bindings(func: types.FunctionType) -> tuple[Any, ...]:
+    """What a task may rebind on a function, compared by identity: its code, defaults,
+    keyword defaults, ``__dict__`` and the object in each closure cell (the values
+    themselves are watched as values, by :func:`_carried`)."""
+    cells = []
+    for cell in func.__closure__ or ():
+        try:
+            cells.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            cells.append(_EMPTY_CELL)
+    return (func.__code__, func.__defaults__, func.__kwdefaults__, func.__dict__, *cells)
+
+
 def watch_function(obj: Any) -> Baseline | None:
     """A baseline of the state a rebuilt function carries; None when it cannot be watched.
 
@@ -544,7 +571,7 @@ def watch_function(obj: Any) -> Baseline | None:
         return None
     if _by_reference(obj):
         return Baseline(None)
-    return Baseline.watch(_carried(obj), None)
+    return Baseline.watch(obj, None)  # its bindings and what it carries (``_walk``)
 
 
 def _array_meta(array: Any) -> tuple[Any, ...]:

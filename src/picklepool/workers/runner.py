@@ -39,6 +39,7 @@ from .blobs import MissingBlobs, attach, blob_size, collecting_missing, detach, 
 from .cache import objects
 from .limits import before_batch
 from .memory import after_batch, retire
+from .reached import loading
 from .tasks import can_alarm, execute, execute_isolated, execute_watched
 
 # Batches pickled in at least this many bytes (or through files or a stream), or whose reply
@@ -143,11 +144,13 @@ def run_batch(batch: Batch) -> Any:
             fns = [_function(pickler, spec) for spec in batch.functions]
         except BaseException as exc:  # noqa: BLE001
             return _load_failure("function", first, ", ".join(s[2] for s in batch.functions), exc, status)
+        loading.functions = fns  # arguments that are objects the functions hold: theirs (reached)
         try:
             fidx, args, kwargs = buffers.load(pickler, tasks)
         except BaseException as exc:  # noqa: BLE001
             return _load_failure("arguments", first, "", exc, status)
     finally:
+        loading.functions = ()
         detach(token)
     status[1], status[3] = -1, control.RUNNING
     limits, timeout = batch.limits, batch.timeout

@@ -1,0 +1,73 @@
+"""Subclasses of standard-library types whose pickling calls the class, as hybrid sends them.
+
+``OrderedDict``, ``defaultdict``, ``deque``, ``Counter``, ``set``, ``date`` and their kin
+pickle as ``cls(arguments for the base)``. A subclass with a constructor of its own
+(``class Index(defaultdict): def __init__(self, name): super().__init__(list); self.name
+= name``) then got the base's arguments: an ``OrderedDict`` or ``deque`` subclass failed
+(``missing 1 required positional argument``), and worse, a ``defaultdict`` or
+``Counter`` subclass came back with ``name`` set to ``list`` or to the counts (their
+pickling drops the instance's ``__dict__``), a ``date`` subclass with ``name`` set to
+bytes, silently. hybrid makes such an instance with the *base's* ``__new__`` and
+``__init__`` and those arguments, then sets its ``__dict__``, which is the object the
+parent had. A class that says how it pickles keeps its way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .runtime import is_stdlib_class
+
+
+def stdlib_base(cls: type) -> type | None:
+    """The standard-library class under *cls* whose pickling calls the class, when a class of
+    *cls*'s MRO below it defines ``__init__`` or ``__new__``; else None."""
+    own = False
+    for klass in cls.__mro__:
+        if is_stdlib_class(klass):
+            base = klass
+            break
+        if slotted(klass):
+            return None  # state outside the __dict__: its own constructor must set it
+        own = own or "__init__" in vars(klass) or "__new__" in vars(klass)
+    else:
+        return None
+    if not own:
+        return None
+    for klass in base.__mro__:
+        if klass is object:
+            return None
+        if "__reduce__" in vars(klass) or "__reduce_ex__" in vars(klass):
+            return base
+    return None
+
+
+def slotted(klass: type) -> bool:
+    """Whether *klass* declares ``__slots__`` other than ``__dict__`` and ``__weakref__``."""
+    slots = vars(klass).get("__slots__", ())
+    names = {slots} if isinstance(slots, str) else set(slots)
+    return bool(names - {"__dict__", "__weakref__"})
+
+
+def construct(cls: type, base: Any, args: tuple[Any, ...]) -> Any:
+    """An instance of *cls* made by *base*'s ``__new__`` and ``__init__`` from *args*."""
+    obj = base.__new__(cls, *args)
+    if base.__init__ is not object.__init__:
+        base.__init__(obj, *args)
+    return obj
+
+
+def reducer(base: type) -> Any:
+    """The reducer of instances of a subclass of *base* (:func:`stdlib_base`)."""
+
+    def reduce(pickler: Any, obj: Any) -> Any:
+        rv = obj.__reduce_ex__(pickler.proto)
+        if type(rv) is not tuple or len(rv) < 2 or rv[0] is not type(obj):
+            return rv  # (copyreg.__newobj__ and the like call no __init__)
+        state = rv[2] if len(rv) > 2 else None
+        if state is None:  # defaultdict's, Counter's, date's pickling drop the __dict__
+            attrs = getattr(obj, "__dict__", None)
+            state = dict(attrs) if attrs else None
+        return (construct, (rv[0], base, rv[1]), state, *rv[3:])
+
+    return reduce

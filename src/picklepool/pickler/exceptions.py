@@ -1,0 +1,41 @@
+"""Exceptions whose ``__init__`` takes other arguments than their ``args``, as hybrid sends them.
+
+The standard library pickles an exception as ``(its class, its args, its __dict__)``
+and rebuilds it by calling ``cls(*args)``. An exception class with an ``__init__`` of
+its own (``def __init__(self, row, column): super().__init__(f"bad cell {row},{column}")``)
+gets its message as its one argument there: ``TypeError: missing 1 required positional
+argument``. A task's own *raised* exception was already sent as its parts
+(``workers.replies``); one returned or held in a result (``except ValueError as e:
+return i, e``, the usual way to collect failures) failed the whole reply, and one sent
+as an argument the task. hybrid sends instances of such classes as their parts
+(``wire.rebuild_exception``): class, ``args``, ``__dict__`` and notes, rebuilt without
+calling ``__init__``, which is the object the parent had. A class that says how it
+pickles (``__reduce__``, ``__getstate__``, ..., or a ``copyreg`` reducer) keeps its way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..wire import rebuild_exception
+from .constructors import slotted
+from .runtime import is_stdlib_class
+
+
+def init_of_its_own(cls: type) -> bool:
+    """Whether a class of *cls*'s MRO below the standard library defines ``__init__`` or ``__new__``."""
+    own = False
+    for klass in cls.__mro__:
+        if is_stdlib_class(klass):
+            return own
+        if slotted(klass):
+            return False  # state outside the __dict__: its own pickling must carry it
+        own = own or "__init__" in vars(klass) or "__new__" in vars(klass)
+    return False
+
+
+def reduce_exception(_pickler: Any, exc: BaseException) -> tuple[Any, ...]:
+    """*exc* as its parts: rebuilt by ``wire.rebuild_exception``, without ``__init__``."""
+    attrs = vars(exc)
+    state = {k: v for k, v in attrs.items() if k != "__notes__"}
+    return rebuild_exception, (type(exc), exc.args, state, attrs.get("__notes__"))
