@@ -63,6 +63,7 @@ from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
 from .contexts import inherited_only, pool_context, why_own_pool
 from .dispatch import PROGRESS_POLL, Channel, YoungGarbage, parent_state
+from .exitcodes import status_advice
 from .functions import Column, describe_task, label
 from .mpbackend import MultiprocessingBackend
 from .replies import NotLoaded, Pending
@@ -754,7 +755,12 @@ class Executor(_StdExecutor):
             backend.shutdown(kill=True)  # the shared warm pool is replaced at the next batch
         for batch in sorted(self._channel.inflight.values(), key=lambda b: b.first):
             works = self._works.pop(batch.seq, [])
-            _fail(works, WorkerCrashedError(f"{stalled} ({batch.tasks()} never came back); submit again"))
+            lost = f"{stalled} ({batch.tasks()} never came back)"
+            advice = status_advice(stalled)  # a dead worker of a multiprocessing pool: why
+            _fail(
+                works,
+                WorkerCrashedError(f"{lost}. {advice} Submit again." if advice else f"{lost}; submit again"),
+            )
         self._channel.inflight.clear()
         self._splittable.clear()
 

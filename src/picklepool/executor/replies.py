@@ -40,6 +40,7 @@ from ..workers.control import DUMPING, LOADING
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
 from . import leftovers, reaper
+from .exitcodes import crash_advice
 from .functions import describe_task, label
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
@@ -328,11 +329,8 @@ class ReplyReader:
                 f"initializer {label(initializer)} raises (the traceback above on stderr, after "
                 f"'Exception in initializer'). Fix the initializer.{recovery}"
             )
-        return WorkerCrashedError(
-            f"a worker process died{culprit}: {detail}. This is usually a segfault in "
-            "compiled code, a call to os._exit(), or the OOM killer (check memory use)."
-            f"{recovery}"
-        )
+        advice = crash_advice(codes.group(1) if codes else detail)
+        return WorkerCrashedError(f"a worker process died{culprit}: {detail}. {advice}{recovery}")
 
 
 def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskExitError:
