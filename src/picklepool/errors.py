@@ -139,3 +139,19 @@ class StateSignatureError(StateFileError):
     signed although a key was given (``key=`` or ``PICKLEPOOL_STATE_KEY``), or it
     is signed and no key was given. Nothing in the file was unpickled.
     """
+
+
+def error_text(exc: BaseException) -> str:
+    """*exc* as a clause of a longer message: ``ValueError: bad row``.
+
+    The type alone when its text is empty (``KeyboardInterrupt``, not
+    ``KeyboardInterrupt: ``), and without the text's own closing period, which the
+    message's next sentence would double (``...recursion required.. Fix:``).
+    """
+    try:
+        text = str(exc).rstrip()
+    except Exception:  # noqa: BLE001 - the exception's own __str__ raised
+        text = "<str() failed>"
+    if text.endswith(".") and not text.endswith(".."):
+        text = text[:-1]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -58,7 +58,9 @@ def exit_at_two(x):
 
 @pytest.mark.timeout(60)
 def test_a_worker_that_dies_fails_the_call_naming_its_task():
-    with pytest.raises(WorkerCrashedError, match=r"task 2: exit_at_two\(2\).*exit code 7"):
+    with pytest.raises(
+        WorkerCrashedError, match=r"task 2: exit_at_two\(2\).*exit code EXIT\(7\).*os\._exit\(7\)"
+    ):
         Parallel(2, backend="multiprocessing", batch_size=1)(delayed(exit_at_two)(i) for i in range(6))
     assert Parallel(2, backend="multiprocessing")(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
 

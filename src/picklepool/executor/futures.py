@@ -63,6 +63,7 @@ from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
 from .contexts import inherited_only, pool_context, why_own_pool
 from .dispatch import PROGRESS_POLL, Channel, YoungGarbage, parent_state
+from .exitcodes import status_advice
 from .functions import Column, describe_task, label
 from .mpbackend import MultiprocessingBackend
 from .replies import NotLoaded, Pending
@@ -78,6 +79,40 @@ class _Future(Future):  # type: ignore[type-arg]
     every later future of the standard library's executor waiting for ever). Run
     elsewhere (``cancel()``, ``add_done_callback`` on a done future), it propagates, as there.
     """
+
+    # (number of the first call, its function): what a result(timeout) that passes names
+    called: tuple[int, Any] | None = None
+
+    def result(self, timeout: float | None = None) -> Any:
+        try:
+            return super().result(timeout)
+        except TimeoutError:
+            if self.done() or self.called is None:  # the task's own TimeoutError
+                raise
+        raise TimeoutError(self.late(f"{timeout} s after result() was called")) from None
+
+    def set_result(self, result: Any) -> None:
+        self.called = None  # a finished call keeps neither its function nor its arguments
+        super().set_result(result)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self.called = None
+        super().set_exception(exception)
+
+    def cancel(self) -> bool:
+        cancelled = super().cancel()
+        if cancelled:
+            self.called = None
+        return cancelled
+
+    def late(self, when: str) -> str:
+        """The message of a wait for this future's result that ran out *when*."""
+        index, fn = self.called or (0, None)
+        return (
+            f"task {index} (the {_ordinal(index + 1)} call submitted to this Executor): "
+            f"{label(fn)}(...) was not done {when}; it goes on (cancel() stops a call only "
+            "before it starts). Wait longer, or make the task faster."
+        )
 
     def _invoke_callbacks(self) -> None:
         if not getattr(_in_manager, "active", False):
@@ -427,6 +462,9 @@ class Executor(_StdExecutor):
                 _refuse_at_exit()  # every executor, as the standard library's
             work.index = self._next_call
             self._next_call += len(work.items) - 2 * work.strip
+            if type(work.future) is _Future and not work.strip:  # for result(timeout)'s error
+                items = work.items
+                work.future.called = (work.index, items.fn if type(items) is Column else items[0][0])
             self._queue.append(work)
             _busy.add(self)
             wake = not self._woken and len(self._channel.inflight) < self._max_inflight
@@ -503,10 +541,12 @@ class Executor(_StdExecutor):
             finally:
                 if gc_was_on:
                     gc.enable()
-            return _results(made, None, end, chunked=chunksize > 1)
+            return _results(made, None, end, chunked=chunksize > 1, timeout=timeout)
         # weakly: an unread iterator does not keep the executor alive (as the standard library)
         units = _submissions(weakref.ref(self), fn, iterables, chunksize, numeric)
-        return _results(deque(itertools.islice(units, buffersize)), units, end, chunked=chunksize > 1)
+        return _results(
+            deque(itertools.islice(units, buffersize)), units, end, chunked=chunksize > 1, timeout=timeout
+        )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """No more submissions; with *cancel_futures*, cancel the tasks not yet sent.
@@ -754,7 +794,12 @@ class Executor(_StdExecutor):
             backend.shutdown(kill=True)  # the shared warm pool is replaced at the next batch
         for batch in sorted(self._channel.inflight.values(), key=lambda b: b.first):
             works = self._works.pop(batch.seq, [])
-            _fail(works, WorkerCrashedError(f"{stalled} ({batch.tasks()} never came back); submit again"))
+            lost = f"{stalled} ({batch.tasks()} never came back)"
+            advice = status_advice(stalled)  # a dead worker of a multiprocessing pool: why
+            _fail(
+                works,
+                WorkerCrashedError(f"{lost}. {advice} Submit again." if advice else f"{lost}; submit again"),
+            )
         self._channel.inflight.clear()
         self._splittable.clear()
 
@@ -1094,8 +1139,23 @@ def _submissions(
         del executor
 
 
+def _result_by(fut: Future[Any], end: float, timeout: float) -> Any:
+    """*fut*'s result, due at *end* (``time.monotonic()``): ``map(timeout=...)``'s wait."""
+    try:
+        return Future.result(fut, end - time.monotonic())
+    except TimeoutError:
+        if fut.done() or type(fut) is not _Future or fut.called is None:
+            raise
+        when = f"within map(timeout={timeout})"
+    raise TimeoutError(f"{fut.late(when)} The map's calls not started yet are cancelled.") from None
+
+
 def _results(
-    futures: deque[Future[Any]], more: Iterator[Future[Any]] | None, end: float | None, chunked: bool
+    futures: deque[Future[Any]],
+    more: Iterator[Future[Any]] | None,
+    end: float | None,
+    chunked: bool,
+    timeout: float | None = None,
 ) -> Iterator[Any]:
     """Yield the results of *futures* in order, submitting one of *more* before each.
 
@@ -1110,7 +1170,7 @@ def _results(
                 if nxt is not None:
                     futures.append(nxt)
             fut = futures[0]
-            held = [fut.result() if end is None else fut.result(end - time.monotonic())]
+            held = [fut.result() if end is None else _result_by(fut, end, timeout)]  # type: ignore[arg-type]
             futures.popleft()
             del fut  # the last reference to the future, and through it to its result
             if chunked:

@@ -34,6 +34,7 @@ from typing import Any
 
 from ..errors import WorkerCrashedError
 from .backend import Backend
+from .exitcodes import status_name
 from .session import session
 
 
@@ -99,9 +100,9 @@ class MultiprocessingBackend(Backend):
         for proc in self._seen:
             code = proc.exitcode
             if code is not None and code != 0:
-                how = f"signal {-code}" if code < 0 else f"exit code {code}"
                 return [], (
-                    f"a worker process of backend='multiprocessing' (pid {proc.pid}) died ({how}); "
+                    f"a worker process of backend='multiprocessing' (pid {proc.pid}) died (exit "
+                    f"code {status_name(code)}); "
                     "multiprocessing.Pool replaced it and lost its task"
                 )
         return [], None

@@ -31,6 +31,7 @@ from ..errors import (
     TaskTimeoutError,
     UnpicklingError,
     WorkerCrashedError,
+    error_text,
 )
 from ..pickler.culprit import first_failing_item
 from ..pickler.homes import import_advice
@@ -40,6 +41,7 @@ from ..workers.control import DUMPING, LOADING
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
 from . import leftovers, reaper
+from .exitcodes import crash_advice
 from .functions import describe_task, label
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
@@ -146,7 +148,7 @@ class ReplyReader:
             try:
                 reply = unpack_reply(call.buffers.loads(call.pickler, reply))
             except Exception as exc:
-                message = f"{type(exc).__name__}: {exc}"
+                message = error_text(exc)
                 advice = _import_advice(call.pickler.name, message)
                 culprit = self._unloadable_result(batch, reply)
                 what = f"the reply of {batch.tasks()}"
@@ -154,8 +156,8 @@ class ReplyReader:
                     what = f"the result of {batch.describe(culprit)}"
                 raise UnpicklingError(
                     f"{what} could not be unpickled in the parent with "
-                    f"pickler {call.pickler.name!r}: {message}. A result's class must be "
-                    f"importable here.{advice or _rebuild_advice('results', 'this process')}"
+                    f"pickler {call.pickler.name!r}: {message}."
+                    f"{advice or _rebuild_advice('results', 'this process', message)}"
                 ) from exc
         kind = type(reply)
         if kind is Results:
@@ -328,11 +330,8 @@ class ReplyReader:
                 f"initializer {label(initializer)} raises (the traceback above on stderr, after "
                 f"'Exception in initializer'). Fix the initializer.{recovery}"
             )
-        return WorkerCrashedError(
-            f"a worker process died{culprit}: {detail}. This is usually a segfault in "
-            "compiled code, a call to os._exit(), or the OOM killer (check memory use)."
-            f"{recovery}"
-        )
+        advice = crash_advice(codes.group(1) if codes else detail)
+        return WorkerCrashedError(f"a worker process died{culprit}: {detail}. {advice}{recovery}")
 
 
 def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskExitError:
@@ -441,8 +440,11 @@ def _crashed_worker(
     return busy[min(busy, key=rank)]
 
 
-def _rebuild_advice(what: str, where: str) -> str:
-    """What to do when unpickling *what* raised in *where* for another reason than an import."""
+def _rebuild_advice(what: str, where: str, message: str = "") -> str:
+    """What to do when unpickling *what* raised in *where* for another reason than an import
+    (a *message* of a failed import, with no advice of its own: the class must be importable)."""
+    if _IMPORT_FAILED.search(message):
+        return f" A result's class must be importable {where}." if what == "results" else ""
     if what not in ("arguments", "function", "results"):
         return ""
     kind = {"arguments": "An argument's", "function": "The function's", "results": "A result's"}[what]
@@ -454,6 +456,9 @@ def _rebuild_advice(what: str, where: str) -> str:
         f"pickle.loads(pickle.dumps(obj)), where it is easier to debug ({cause} is this "
         "error's __cause__)."
     )
+
+
+_IMPORT_FAILED = re.compile(r"No module named|Can't get attribute|ImportError|ModuleNotFoundError")
 
 
 def _import_advice(pickler_name: str, message: str) -> str:

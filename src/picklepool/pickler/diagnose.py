@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import PicklingError
+from ..errors import PicklingError, error_text
 from .locks import is_sync_object
 from .runtime import RefusedError, refusal
 
@@ -236,6 +236,9 @@ def explain(pickler: Any, obj: Any, exc: BaseException, root: str = "") -> str:
             if refused is not None:
                 path, culprit, err = outer_path or root or "the task", outer, refused
                 break
+    if _too_deep(err) and chain:  # each level fails: name the outermost of its kind, not level 50
+        outer, culprit = next((p, v) for p, v in chain if type(v) is type(culprit))
+        path = outer or root or "the task"
     kind = f"{type(culprit).__module__}.{type(culprit).__qualname__}"
     returning = root.startswith("result")
     if isinstance(err, RefusedError):  # refused by hybrid: the message says why and the fix
@@ -243,10 +246,22 @@ def explain(pickler: Any, obj: Any, exc: BaseException, root: str = "") -> str:
         return f"cannot pickle {path} (type {kind}) with pickler {name!r}: {err}" + (
             f" {where_from}" if where_from else ""
         )
-    return (
-        f"cannot pickle {path} (type {kind}) with pickler {name!r}: "
-        f"{type(err).__name__}: {err}. {fix(name, culprit, returning, path)}"
-    )
+    remedy = _DEPTH_FIX if _too_deep(err) else fix(name, culprit, returning, path)
+    return f"cannot pickle {path} (type {kind}) with pickler {name!r}: {error_text(err)}. {remedy}"
+
+
+_DEPTH_FIX = (
+    "Fix: the object nests deeper than the pickler can follow (each level of nesting is a "
+    "level of recursion, up to sys.getrecursionlimit()); flatten it (a linked list or a deep "
+    "tree as a flat list of nodes with the indices of their children), or raise "
+    "sys.setrecursionlimit() in the parent, which the workers follow (a very deep object can "
+    "still overflow the C stack)."
+)
+
+
+def _too_deep(err: BaseException) -> bool:
+    """Whether pickling failed for the depth of the object (the C pickler's own message)."""
+    return isinstance(err, RecursionError) or "deep recursion" in str(err)
 
 
 def _global_fix(path: str, lead: str = "Fix: it is") -> str:

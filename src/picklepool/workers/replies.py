@@ -17,7 +17,7 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from ..errors import PicklingError
+from ..errors import PicklingError, error_text
 from ..pickler.diagnose import explain, probe
 from ..wire import Failure, Raised, Results, TaskFailed, pack_results, rebuild_exception
 from . import buffers
@@ -149,7 +149,7 @@ def dump_results(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
     try:
         return buffers.dump_reply(pickler, pack_results(outcome), tasks)  # large results via shared memory
     except BaseException as exc:  # noqa: BLE001
-        whole_error = f"{type(exc).__name__}: {exc}"
+        whole_error = error_text(exc)
     for i, value in enumerate(outcome.values):
         err = probe(pickler, value)  # large arrays left out: not copied again per result
         if err is not None:
@@ -209,4 +209,4 @@ def dump(pickler: Any, outcome: Any, first: int, tasks: Any, isolate: bool = Fal
     try:
         return pickler.dumps(outcome)
     except BaseException as exc:  # noqa: BLE001
-        return Failure("dump", first, "reply", f"{type(exc).__name__}: {exc}").encode()
+        return Failure("dump", first, "reply", error_text(exc)).encode()

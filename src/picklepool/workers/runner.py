@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .. import lokycompat
-from ..errors import TaskTimeoutError
+from ..errors import TaskTimeoutError, error_text
 from ..pickler.buffers import Frames
 from ..wire import (
     Batch,
@@ -113,7 +113,7 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
 def _load_failure(what: str, first: int, label: str, exc: BaseException, status: Any = None) -> bytes:
     if status is not None:
         status[1], status[3] = -1, control.RUNNING
-    message = f"{type(exc).__name__}: {exc}"
+    message = error_text(exc)
     return Failure("load", first, what, message, traceback.format_exc(), label=label).encode()
 
 

@@ -82,11 +82,21 @@ _fired = [False]  # set by the alarm handler: the running task's deadline passed
 # private ``_Timeout`` instead of the task's outcome.
 _armed = [False]
 _late = [False]  # an alarm came after the task had ended
+_deadline = [0]  # time.monotonic_ns() at which the running task's timeout passes
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
     if not _armed[0]:
         _late[0] = True
+        return
+    if time.monotonic_ns() < _deadline[0]:
+        # Not the call's timer, which never fires early: the task set one of its own
+        # (signal.alarm, signal.setitimer), which replaced it, with no handler of its own.
+        # SIGALRM then ends the process, as it does without timeout= (in a worker, a
+        # WorkerCrashedError that says so), rather than pass for a timeout it is not.
+        _armed[0] = False
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGALRM)
         return
     _armed[0] = False
     _fired[0] = True
@@ -315,6 +325,7 @@ def execute(
                 if use_alarm:
                     _fired[0] = _late[0] = False
                     status[2] = began = time.monotonic_ns()  # lets the parent kill a task stuck in C
+                    _deadline[0] = began + int(timeout * 1e9) - 1_000_000  # type: ignore[operator]
                     signal.setitimer(signal.ITIMER_REAL, timeout)  # type: ignore[arg-type]
                     _armed[0] = True
                 kw = None if kwargs is None else kwargs[k]
