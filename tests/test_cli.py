@@ -97,3 +97,11 @@ def test_info_with_an_invalid_pickler_setting_names_it_and_fails():
     proc = run_cli("info", env={"PICKLEPOOL_PICKLER": "nonsense"})
     assert proc.returncode == 1
     assert "'nonsense'" in proc.stdout and "PICKLEPOOL_PICKLER" in proc.stdout
+
+
+def test_info_with_a_loky_pickler_loky_cannot_import_names_it_and_fails():
+    # it crashed with loky's traceback ("No module named 'hybrid'") while counting cores
+    proc = run_cli("info", env={"LOKY_PICKLER": "hybrid"})
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "LOKY_PICKLER='hybrid'" in proc.stderr and "PICKLEPOOL_PICKLER" in proc.stderr

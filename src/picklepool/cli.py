@@ -71,7 +71,12 @@ def _worker_lines() -> list[str]:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .bench.environment import collect
+    from .lokycompat import loky_pickler_error
 
+    bad = loky_pickler_error()
+    if bad is not None:  # loky cannot be imported (it counts the cores): say why, as a call does
+        print(f"picklepool info: {bad}", file=sys.stderr)
+        return 1
     env = collect()
     print("\n".join(info_lines(env)))
     return 1 if "error" in env["pickler"] else 0

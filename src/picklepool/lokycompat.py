@@ -97,16 +97,32 @@ def load(*more: str) -> None:
         _hook_fork()
         before = set(sys.modules)
         for name in (*_FIRST_CALL, *more):
-            try:
-                importlib.import_module(name)
-            except BaseException as exc:
-                if name.partition(".")[0] in _ROLLED_BACK:  # (imported first: nothing else yet)
-                    _forget_imports(before)
-                bad = loky_pickler_error() if isinstance(exc, ImportError) else None
-                if bad is not None:
-                    raise bad from exc
-                raise
+            _import(name, before)
         _loaded.add(more)
+
+
+def import_loky() -> Any:
+    """loky itself, imported as :func:`load` imports it (for what needs loky alone: its
+    ``cpu_count``): a bad ``LOKY_PICKLER`` is the error :func:`loky_pickler_error` says,
+    not loky's missing module, and a failed import leaves nothing half imported."""
+    module = sys.modules.get("loky")
+    if module is None:
+        with _loading:
+            _hook_fork()
+            module = _import("loky", set(sys.modules))
+    return module
+
+
+def _import(name: str, before: set[str]) -> Any:
+    try:
+        return importlib.import_module(name)
+    except BaseException as exc:
+        if name.partition(".")[0] in _ROLLED_BACK:  # (imported first: nothing else yet)
+            _forget_imports(before)
+        bad = loky_pickler_error() if isinstance(exc, ImportError) else None
+        if bad is not None:
+            raise bad from exc
+        raise
 
 
 def loky_pickler_error() -> Exception | None:
@@ -205,9 +221,7 @@ def _after_fork_in_child() -> None:
 
 
 def loky_version() -> str:
-    import loky
-
-    return str(loky.__version__)
+    return str(import_loky().__version__)
 
 
 def worker_processes(executor: Any) -> dict[int, Any]:

@@ -326,8 +326,9 @@ def cpu_count(only_physical_cores: bool = False) -> int:
     key = (affinity, limit, only_physical_cores)
     count = _cores_cache.get(key)
     if count is None:
-        import loky
+        from .lokycompat import import_loky  # a bad LOKY_PICKLER: its error, not loky's
 
+        loky = import_loky()
         count = _cores_cache[key] = int(loky.cpu_count(only_physical_cores=only_physical_cores))
     return count
 

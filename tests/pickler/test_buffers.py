@@ -201,6 +201,10 @@ DTYPES = {
         [(i, i / 2, b"abc") for i in range(N)], dtype=[("x", "<i4"), ("y", "<f8"), ("s", "S3")]
     ),
     "datetime64": np.datetime64("2024-01-01T00:00:00", "ns") + np.arange(N).astype("m8[s]"),
+    "timedelta64": np.arange(N).astype("m8[ms]"),
+    "structured with a datetime": np.array(
+        [(np.datetime64(i, "s"), i / 2) for i in range(N)], dtype=[("t", "<M8[s]"), ("y", "<f8")]
+    ),
 }
 
 
@@ -211,13 +215,27 @@ def test_dtypes_arrive_copy_on_write_through_shared_memory(name, writes, clean):
     for d in out:
         assert (d["dtype"], d["shape"], d["strides"]) == (a.dtype, a.shape, a.strides)
         np.testing.assert_array_equal(d["copy"], a)
-    if name == "datetime64":
-        # numpy cannot export datetime64 memory as a buffer (numpy issue #4983), so
-        # it pickles such arrays in band: each task gets its own writable copy.
-        assert all(d["writeable"] and not d["shm"] for d in out) and writes == []
-    else:
-        assert all(d["shm"] and d["writeable"] for d in out)
-        assert [n for _, n in writes] == [a.nbytes]
+    # datetime64 and timedelta64 too, though numpy exports no buffer of them (numpy issue
+    # #4983): they were pickled in band, a copy per batch, and mmap_mode="r" did not hold.
+    assert all(d["shm"] and d["writeable"] and d["memmap"] for d in out)
+    assert [n for _, n in writes] == [a.nbytes]
+    assert clean() == []
+
+
+@pytest.mark.parametrize("view", ["whole", "strided", "fortran"])
+@pytest.mark.parametrize("kind", ["M8[s]", "m8[ns]"])
+def test_datetime_arrays_are_mapped_with_the_mmap_mode_as_joblib(kind, view, writes, clean):
+    a = np.arange(0, 2 * N, dtype=kind)
+    a = {"whole": a, "strided": a[::2], "fortran": np.asfortranarray(a.reshape(2, N))}[view]
+    for mode, writeable in (("r", False), ("c", True), ("r+", True)):
+        out = run((delayed(describe)(a) for _ in range(2)), mmap_mode=mode)
+        for d in out:
+            assert (d["dtype"], d["shape"], d["shm"], d["memmap"]) == (a.dtype, a.shape, True, True)
+            assert (d["writeable"], d["f"] or view != "fortran") == (writeable, True)
+            np.testing.assert_array_equal(d["copy"], a)
+    with pytest.raises(ValueError, match="read-only"):  # as with joblib's mmap_mode="r"
+        run((delayed(write_first)(a) for _ in range(1)), mmap_mode="r")
+    assert len(writes) == 4  # one file per call
     assert clean() == []
 
 

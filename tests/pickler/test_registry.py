@@ -142,6 +142,30 @@ def test_a_loky_pickler_loky_cannot_import_is_named_with_the_fix_at_the_call(val
     assert res.stderr == ""
 
 
+def test_a_bad_loky_pickler_is_named_wherever_loky_is_first_needed():
+    # Counting cores imported loky by itself: picklepool.cpu_count(), effective_n_jobs(-1),
+    # Parallel(n_jobs=-1) and backend="dask" (whose default n_jobs is -1) failed with loky's
+    # ModuleNotFoundError ("No module named 'hybrid'") instead of the error naming the
+    # variable and the fix, and the failed import was left half done for the next call.
+    code = """
+        import os
+        import picklepool
+        from picklepool import Parallel, delayed
+        from picklepool.errors import SettingValueError
+        for make in (picklepool.cpu_count, lambda: picklepool.effective_n_jobs(-1),
+                     lambda: Parallel(n_jobs=-1), lambda: Parallel(backend="dask")):
+            try:
+                make()
+            except SettingValueError as e:
+                print(str(e).split(":")[0])
+        del os.environ["LOKY_PICKLER"]
+        print(Parallel(n_jobs=-1)(delayed(abs)(-i) for i in range(3)))
+    """
+    res = run_python(code, env={"LOKY_PICKLER": "hybrid"})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["LOKY_PICKLER='hybrid'"] * 4 + ["[0, 1, 2]"]
+
+
 MODULE_PICKLER = """
 import copyreg
 import pickle

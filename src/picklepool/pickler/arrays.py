@@ -236,13 +236,18 @@ def reduce_array(a: Any) -> Any:
     if large:
         shared = a
         if not (a.flags.c_contiguous or a.flags.f_contiguous):
-            if scope.copies is None or a.dtype.kind in "mM":  # datetimes export no buffer: in band
+            if scope.copies is None:
                 return a.__reduce_ex__(PROTOCOL)
             shared = contiguous_copy(a, scope.copies, np)
         try:
             buf = pickle.PickleBuffer(shared)
-        except (BufferError, ValueError, TypeError):  # e.g. datetime64: no buffer export
-            return a.__reduce_ex__(PROTOCOL)
+        except (BufferError, ValueError, TypeError):
+            # datetime64/timedelta64 (also as fields of a structured dtype) export no buffer:
+            # their bytes do, seen as opaque items of the same size (rebuilt with a.dtype)
+            try:
+                buf = pickle.PickleBuffer(shared.view(np.dtype((np.void, a.dtype.itemsize))))
+            except (BufferError, ValueError, TypeError):
+                return a.__reduce_ex__(PROTOCOL)
         order = "C" if shared.flags.c_contiguous else "F"
         if not a.flags.writeable:
             return rebuild_shared, (buf, a.dtype, a.shape, order, True)
