@@ -263,7 +263,9 @@ def test_ending_workers_are_told_by_their_sentinels():
         ctx = multiprocessing.get_context("fork")
         gate_r, gate_w = ctx.Pipe(duplex=False)
         ending, running = ctx.Process(target=int), ctx.Process(target=gate_r.recv)
-        for proc in (ending, running):
+        # running first: a start() reaps the children that ended (multiprocessing's
+        # _cleanup), so one started after `ending` could take it off the list first
+        for proc in (running, ending):
             proc._picklepool = True  # as the processes picklepool's start method makes
             proc.start()
         wait([ending.sentinel])  # it ended; not joined (reaped) yet
