@@ -320,3 +320,20 @@ def test_every_batch_of_a_joblib_call_runs_with_the_callers_decimal_context():
         with joblib.parallel_config(backend="picklepool", n_jobs=2):
             out = joblib.Parallel(batch_size=1, pre_dispatch=1)(joblib.delayed(seventh)(i) for i in range(8))
     assert out == ["0.14286"] * 8
+
+
+def backend_inside(i):
+    with joblib.parallel_config(backend="picklepool", n_jobs=2):
+        from joblib.parallel import get_active_backend
+
+        results = joblib.Parallel()(joblib.delayed(abs)(-k) for k in range(i + 3))
+        return type(get_active_backend()[0]).__name__, results
+
+
+def test_a_task_can_use_the_picklepool_backend_as_a_loky_task_uses_loky():
+    # joblib's loky tasks may enter parallel_config(backend="loky"): a task on picklepool
+    # may enter backend="picklepool" (it raised joblib's "Invalid backend: picklepool",
+    # the name being registered in the parent only)
+    with joblib.parallel_config(backend="picklepool", n_jobs=2):
+        got = joblib.Parallel()(joblib.delayed(backend_inside)(i) for i in range(2))
+    assert got == [("PicklepoolBackend", [0, 1, 2]), ("PicklepoolBackend", [0, 1, 2, 3])]

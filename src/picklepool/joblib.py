@@ -107,7 +107,8 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
     def submit(self, func: Any, callback: Any = None) -> Any:
         """Send one joblib batch; its future's result is the list of the calls' results."""
         if isinstance(func, BatchedCalls):
-            nested = (enter_config, (func._backend, func._n_jobs), None)
+            # (register: a task's own parallel_config(backend="picklepool") works in the worker)
+            nested = (enter_config, (func._backend, func._n_jobs, register), None)
             items = [nested, *func.items, (leave_config, (), None)]
             # joblib submits from its callbacks too (the executor's manager thread): the
             # call's own thread is the one that may hold the locks of what it sends
