@@ -337,3 +337,23 @@ def test_a_task_can_use_the_picklepool_backend_as_a_loky_task_uses_loky():
     with joblib.parallel_config(backend="picklepool", n_jobs=2):
         got = joblib.Parallel()(joblib.delayed(backend_inside)(i) for i in range(2))
     assert got == [("PicklepoolBackend", [0, 1, 2]), ("PicklepoolBackend", [0, 1, 2, 3])]
+
+
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        ({"pickler": "nope"}, "joblib.parallel_config(backend='picklepool', ...)"),
+        ({"max_worker_memory": "lots"}, "joblib.parallel_config(backend='picklepool', ...)"),
+        ({"idle_worker_timeout": -1}, "joblib.parallel_config(backend='picklepool', ...)"),
+        ({"inner_max_num_threads": "x"}, "joblib.Parallel(...) or joblib.parallel_config(...)"),
+        ({"mmap_mode": "rw"}, "joblib.Parallel(...) or joblib.parallel_config(...)"),
+        ({"temp_folder": 3}, "joblib.Parallel(...) or joblib.parallel_config(...)"),
+    ],
+)
+def test_a_bad_setting_names_the_joblib_config_it_was_given_in(config, where):
+    # was "(from argument)": the arguments of the Executor the backend makes, not the user's
+    with pytest.raises(ValueError) as info:  # noqa: PT012 - either line may raise
+        with joblib.parallel_config(backend="picklepool", n_jobs=2, **config):
+            joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(3))
+    assert f"(from {where})" in str(info.value)
+    assert next(iter(config)) in str(info.value)

@@ -33,11 +33,14 @@ from joblib._parallel_backends import (
 )
 from joblib.parallel import BatchedCalls, register_parallel_backend
 
-from .settings import NOT_SET, cpu_count, parse_n_jobs
+from .settings import NOT_SET, check_setting, cpu_count, parse_n_jobs
 from .workers import mirror
 from .workers.prologue import enter_config, leave_config
 
 NAME = "picklepool"
+# where a bad setting was given (errors name it): the backend's own parameters, and joblib's
+CONFIG = "joblib.parallel_config(backend='picklepool', ...)"
+JOBLIB_ARGS = "joblib.Parallel(...) or joblib.parallel_config(...)"
 
 
 class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
@@ -65,6 +68,15 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
                 f"parallel_config(backend='picklepool', ...): unknown parameter(s) {sorted(unknown)}; "
                 "valid ones are pickler, inner_max_num_threads, max_worker_memory, idle_worker_timeout"
             )
+        # checked here, at the `with` line, each error naming where it was given (not later,
+        # as an Executor's "argument")
+        for key in ("max_worker_memory", "idle_worker_timeout"):
+            if key in params:
+                check_setting(key, params[key], CONFIG)
+        if params.get("pickler") is not None:
+            from .pickler.registry import resolve_pickler
+
+            resolve_pickler(params["pickler"], source=CONFIG)
         self._executor: Any = None
         self._options: dict[str, Any] = {}
         self._caller: int | None = None  # the thread of the joblib.Parallel call (start_call)
@@ -88,6 +100,10 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
             raise FallbackToBackend(SequentialBackend(nesting_level=self.nesting_level))
         from .executor.futures import Executor
 
+        for key in ("max_nbytes", "mmap_mode", "temp_folder"):
+            if key in kwargs:
+                check_setting(key, kwargs[key], JOBLIB_ARGS)
+        check_setting("inner_max_num_threads", self.inner_max_num_threads, JOBLIB_ARGS)
         params = self.backend_kwargs
         self._options = {
             "pickler": params.get("pickler", NOT_SET),
