@@ -357,3 +357,47 @@ def test_a_bad_setting_names_the_joblib_config_it_was_given_in(config, where):
             joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(3))
     assert f"(from {where})" in str(info.value)
     assert next(iter(config)) in str(info.value)
+
+
+def wait_for_go(started, go):
+    with open(started, "w") as f:
+        f.write("s")
+    with open(go) as f:
+        return f.read()
+
+
+def fail_at_first(i):
+    if i == 1:
+        raise LookupError("task 1 fails")
+    return i
+
+
+def test_a_failing_joblib_call_leaves_other_threads_calls_on_the_shared_pool_running(tmp_path):
+    # joblib aborts a failed call; the backend killed picklepool's shared warm pool there
+    # (as joblib's loky backend kills its own): another thread's Executor task running on
+    # it failed with WorkerCrashedError ("usually a segfault")
+    started, go = str(tmp_path / "started"), str(tmp_path / "go")
+    os.mkfifo(started)
+    os.mkfifo(go)
+    box = {}
+
+    def other():
+        with picklepool.Executor(2) as ex:
+            try:
+                box["other"] = ex.submit(wait_for_go, started, go).result(timeout=60)
+            except Exception as e:  # noqa: BLE001 - shown by the assertion
+                box["other"] = repr(e)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with open(started) as f:
+        f.read()  # the other thread's task runs
+    with joblib.parallel_config(backend="picklepool", n_jobs=2), pytest.raises(LookupError):
+        joblib.Parallel()(joblib.delayed(fail_at_first)(i) for i in range(4))
+    try:  # its task still reads the FIFO (a killed one would leave no reader: ENXIO)
+        fd = os.open(go, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(fd, b"go")
+        os.close(fd)
+    finally:
+        thread.join(60)
+    assert box == {"other": "go"}
