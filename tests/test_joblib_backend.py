@@ -320,3 +320,84 @@ def test_every_batch_of_a_joblib_call_runs_with_the_callers_decimal_context():
         with joblib.parallel_config(backend="picklepool", n_jobs=2):
             out = joblib.Parallel(batch_size=1, pre_dispatch=1)(joblib.delayed(seventh)(i) for i in range(8))
     assert out == ["0.14286"] * 8
+
+
+def backend_inside(i):
+    with joblib.parallel_config(backend="picklepool", n_jobs=2):
+        from joblib.parallel import get_active_backend
+
+        results = joblib.Parallel()(joblib.delayed(abs)(-k) for k in range(i + 3))
+        return type(get_active_backend()[0]).__name__, results
+
+
+def test_a_task_can_use_the_picklepool_backend_as_a_loky_task_uses_loky():
+    # joblib's loky tasks may enter parallel_config(backend="loky"): a task on picklepool
+    # may enter backend="picklepool" (it raised joblib's "Invalid backend: picklepool",
+    # the name being registered in the parent only)
+    with joblib.parallel_config(backend="picklepool", n_jobs=2):
+        got = joblib.Parallel()(joblib.delayed(backend_inside)(i) for i in range(2))
+    assert got == [("PicklepoolBackend", [0, 1, 2]), ("PicklepoolBackend", [0, 1, 2, 3])]
+
+
+@pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        ({"pickler": "nope"}, "joblib.parallel_config(backend='picklepool', ...)"),
+        ({"max_worker_memory": "lots"}, "joblib.parallel_config(backend='picklepool', ...)"),
+        ({"idle_worker_timeout": -1}, "joblib.parallel_config(backend='picklepool', ...)"),
+        ({"inner_max_num_threads": "x"}, "joblib.Parallel(...) or joblib.parallel_config(...)"),
+        ({"mmap_mode": "rw"}, "joblib.Parallel(...) or joblib.parallel_config(...)"),
+        ({"temp_folder": 3}, "joblib.Parallel(...) or joblib.parallel_config(...)"),
+    ],
+)
+def test_a_bad_setting_names_the_joblib_config_it_was_given_in(config, where):
+    # was "(from argument)": the arguments of the Executor the backend makes, not the user's
+    with pytest.raises(ValueError) as info:  # noqa: PT012 - either line may raise
+        with joblib.parallel_config(backend="picklepool", n_jobs=2, **config):
+            joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(3))
+    assert f"(from {where})" in str(info.value)
+    assert next(iter(config)) in str(info.value)
+
+
+def wait_for_go(started, go):
+    with open(started, "w") as f:
+        f.write("s")
+    with open(go) as f:
+        return f.read()
+
+
+def fail_at_first(i):
+    if i == 1:
+        raise LookupError("task 1 fails")
+    return i
+
+
+def test_a_failing_joblib_call_leaves_other_threads_calls_on_the_shared_pool_running(tmp_path):
+    # joblib aborts a failed call; the backend killed picklepool's shared warm pool there
+    # (as joblib's loky backend kills its own): another thread's Executor task running on
+    # it failed with WorkerCrashedError ("usually a segfault")
+    started, go = str(tmp_path / "started"), str(tmp_path / "go")
+    os.mkfifo(started)
+    os.mkfifo(go)
+    box = {}
+
+    def other():
+        with picklepool.Executor(2) as ex:
+            try:
+                box["other"] = ex.submit(wait_for_go, started, go).result(timeout=60)
+            except Exception as e:  # noqa: BLE001 - shown by the assertion
+                box["other"] = repr(e)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with open(started) as f:
+        f.read()  # the other thread's task runs
+    with joblib.parallel_config(backend="picklepool", n_jobs=2), pytest.raises(LookupError):
+        joblib.Parallel()(joblib.delayed(fail_at_first)(i) for i in range(4))
+    try:  # its task still reads the FIFO (a killed one would leave no reader: ENXIO)
+        fd = os.open(go, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(fd, b"go")
+        os.close(fd)
+    finally:
+        thread.join(60)
+    assert box == {"other": "go"}

@@ -22,6 +22,7 @@ imports: ``import joblib`` here and everywhere is joblib itself.)
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from typing import Any
 
@@ -33,11 +34,15 @@ from joblib._parallel_backends import (
 )
 from joblib.parallel import BatchedCalls, register_parallel_backend
 
-from .settings import NOT_SET, cpu_count, parse_n_jobs
+from .errors import TaskExitError
+from .settings import NOT_SET, check_setting, cpu_count, parse_n_jobs
 from .workers import mirror
 from .workers.prologue import enter_config, leave_config
 
 NAME = "picklepool"
+# where a bad setting was given (errors name it): the backend's own parameters, and joblib's
+CONFIG = "joblib.parallel_config(backend='picklepool', ...)"
+JOBLIB_ARGS = "joblib.Parallel(...) or joblib.parallel_config(...)"
 
 
 class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
@@ -65,6 +70,15 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
                 f"parallel_config(backend='picklepool', ...): unknown parameter(s) {sorted(unknown)}; "
                 "valid ones are pickler, inner_max_num_threads, max_worker_memory, idle_worker_timeout"
             )
+        # checked here, at the `with` line, each error naming where it was given (not later,
+        # as an Executor's "argument")
+        for key in ("max_worker_memory", "idle_worker_timeout"):
+            if key in params:
+                check_setting(key, params[key], CONFIG)
+        if params.get("pickler") is not None:
+            from .pickler.registry import resolve_pickler
+
+            resolve_pickler(params["pickler"], source=CONFIG)
         self._executor: Any = None
         self._options: dict[str, Any] = {}
         self._caller: int | None = None  # the thread of the joblib.Parallel call (start_call)
@@ -88,6 +102,10 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
             raise FallbackToBackend(SequentialBackend(nesting_level=self.nesting_level))
         from .executor.futures import Executor
 
+        for key in ("max_nbytes", "mmap_mode", "temp_folder"):
+            if key in kwargs:
+                check_setting(key, kwargs[key], JOBLIB_ARGS)
+        check_setting("inner_max_num_threads", self.inner_max_num_threads, JOBLIB_ARGS)
         params = self.backend_kwargs
         self._options = {
             "pickler": params.get("pickler", NOT_SET),
@@ -107,7 +125,8 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
     def submit(self, func: Any, callback: Any = None) -> Any:
         """Send one joblib batch; its future's result is the list of the calls' results."""
         if isinstance(func, BatchedCalls):
-            nested = (enter_config, (func._backend, func._n_jobs), None)
+            # (register: a task's own parallel_config(backend="picklepool") works in the worker)
+            nested = (enter_config, (func._backend, func._n_jobs, register), None)
             items = [nested, *func.items, (leave_config, (), None)]
             # joblib submits from its callbacks too (the executor's manager thread): the
             # call's own thread is the one that may hold the locks of what it sends
@@ -131,8 +150,13 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
             self._executor._channel.functions.renew()
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
-        """Stop the call now (an error, Ctrl-C): cancel what is not sent and kill the workers
-        running the rest, as joblib's loky backend does; a fresh executor if asked.
+        """Stop the call now (an error, Ctrl-C): cancel what is not sent; a fresh executor if asked.
+
+        On Ctrl-C or joblib's ``timeout`` the workers running the rest are killed, as
+        joblib's loky backend kills its own; after a task's error (or a generator closed
+        early) its tasks already running end on their own, as in picklepool's ``Parallel``:
+        the workers are picklepool's shared warm pool, and killing them failed the calls
+        other threads were running there (``WorkerCrashedError``, "usually a segfault").
 
         The batches joblib split off ahead and has not dispatched (``_ready_batches``,
         kept by the ``Parallel`` object across calls) are dropped: joblib would
@@ -141,7 +165,10 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         tasks (joblib 1.6 does so with each of its own backends)."""
         _drop_ready_batches(getattr(self, "parallel", None))
         if self._executor is not None:
-            self._executor._terminate()
+            if _stops_workers(sys.exc_info()[1]):
+                self._executor._terminate()
+            else:
+                self._executor._abort()
             self._executor = None
         if ensure_ready and self.parallel is not None:
             self.configure(n_jobs=self._n_jobs, parallel=self.parallel, **self._options)
@@ -151,6 +178,18 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
         self.reset_batch_stats()
+
+
+def _stops_workers(exc: BaseException | None) -> bool:
+    """Whether joblib aborts a call for *exc* (in flight) in a way that stops the workers.
+
+    A real Ctrl-C (not a task's own ``KeyboardInterrupt``, a ``TaskExitError``) or
+    another ``BaseException`` of the caller, and joblib's ``timeout`` (a task may be stuck):
+    yes. A task's exception, a generator closed early (``GeneratorExit``), none: no.
+    """
+    if exc is None or isinstance(exc, (TaskExitError, GeneratorExit)):
+        return False
+    return isinstance(exc, TimeoutError) or not isinstance(exc, Exception)
 
 
 def _drop_ready_batches(parallel: Any) -> None:

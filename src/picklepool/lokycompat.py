@@ -701,6 +701,30 @@ def shutdown(executor: Any, kill: bool) -> None:
         executor._processes_management_lock = lock
 
 
+def stop_joblib_pool(deadline: float) -> None:
+    """Kill the workers of the pool joblib's own (vendored) loky runs in this process, if any,
+    and wait up to *deadline* seconds for its manager thread (which unlinks its semaphores).
+
+    For a picklepool worker's exit: a task that ran ``joblib.Parallel`` on joblib's loky
+    backend left that pool here, and nothing told it to stop (a joblib worker tells it at
+    its exit: ``joblib.externals.loky.process_executor._python_exit``, which picklepool's
+    loky does not know of), so the exit joined its workers for ever (until the parent
+    killed this worker). Uses joblib's ``reusable_executor._executor`` (the one pool
+    joblib's loky backend keeps per process) and the executor's ``shutdown``.
+    """
+    module = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(module, "_executor", None)
+    if executor is None:
+        return
+    thread = manager_thread(executor)
+    try:
+        executor.shutdown(wait=False, kill_workers=True)
+    except Exception:  # noqa: BLE001 - at exit: this worker leaves anyway
+        return
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(deadline)
+
+
 def _no_new_workers() -> None:
     """An executor shutting down starts no worker (``shutdown``)."""
 

@@ -577,6 +577,15 @@ _PARSERS: Mapping[str, Any] = MappingProxyType(
 )
 
 
+def check_setting(key: str, value: Any, source: str) -> Any:
+    """*value* of setting *key* parsed as a call would; ``ValueError`` naming it and *source*.
+
+    For settings given elsewhere than picklepool's own arguments (the joblib backend's
+    ``parallel_config``), so that a bad one names where it was given.
+    """
+    return _PARSERS[key](value, source)
+
+
 # The deepest nesting level whose calls run in parallel: 0 is the caller's, 1 the calls
 # made inside its workers (or threads). Deeper calls run sequentially, as in joblib
 # (level 1 on threads, sequential below), so unbounded recursion cannot start

@@ -336,3 +336,30 @@ def test_joblib_first_imported_in_a_tasks_body_nests_from_that_task_on():
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:4] == ["ThreadingBackend 1 True"] * 4
     assert "did not stop" not in result.stderr
+
+
+def test_a_joblib_loky_pool_a_task_started_does_not_hold_its_workers_exit():
+    # A task that runs joblib's own loky backend (parallel_config(backend="loky")) leaves
+    # that pool in the worker. Nothing told it to stop (joblib's worker tells it at its
+    # exit, picklepool's loky did not know of it): the worker's exit joined its workers
+    # for ever, picklepool killed it 5 s later and said "did not stop within 5 s".
+    result = run_python(
+        """
+        import os
+        import joblib
+        from picklepool import Executor, Parallel, delayed
+
+        def task(i):
+            with joblib.parallel_config(backend="loky", n_jobs=2):
+                return sum(joblib.Parallel()(joblib.delayed(abs)(-k) for k in range(i + 3)))
+
+        if __name__ == "__main__":
+            print(Parallel(n_jobs=2)(delayed(task)(i) for i in range(2)))
+            with Executor(2) as ex:
+                print(ex.submit(task, 2).result())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[3,", "6]", "10"]
+    assert "did not stop" not in result.stderr
+    assert "failed with traceback" not in result.stderr  # a pool half torn down, spawning

@@ -580,6 +580,17 @@ class Executor(_StdExecutor):
             self._closed = True
             _release(self._channel)
 
+    def _abort(self) -> None:
+        """Stop a call whose results nobody will read (joblib's abort after a task's error).
+
+        What is not sent is cancelled; the tasks already sent run to their end, as in
+        ``Parallel`` after an error (the workers may be shared with other calls: see
+        :meth:`_terminate` for stopping them), and the call's shared-memory files go
+        now, as ``Parallel``'s do (its running tasks have mapped theirs).
+        """
+        self.shutdown(wait=False, cancel_futures=True)
+        self._channel.buffers.close()
+
     def _terminate(self) -> None:
         """Stop now: cancel what is not sent, and kill the workers running the rest.
 

@@ -10,18 +10,27 @@ Free when the task never uses joblib: :func:`enter` looks joblib up in
 ``sys.modules`` and imports nothing. When joblib is not loaded yet, a finder on
 ``sys.meta_path`` waits for ``joblib.parallel``: a task that imports joblib in its
 own body gets the nested config in its thread as soon as the import finishes.
+
+A task may still start a joblib loky pool in the worker (``parallel_config(backend=
+"loky")``): once joblib is loaded in a worker, its exit kills that pool's workers
+(:func:`watch_exit`), as picklepool's own nested pools (``executor.reaper``), where
+it used to wait for them for ever (joblib's own worker tells its pool at its exit).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import threading
 from typing import Any
 
+from .. import lokycompat
 from . import mirror
 
 _waiting = threading.local()  # .token: this thread's batch, waiting for joblib to load
+_exit_watched = False  # this worker stops joblib's loky pool at its exit (watch_exit)
+NESTED_EXIT_JOIN = 1.0  # seconds a worker's exit waits for the killed pool's manager thread
 
 
 class _Token:
@@ -109,7 +118,12 @@ def enter() -> Any:
 
 
 def leave(config: Any) -> None:
-    """Leave what :func:`enter` entered (restores joblib's config of this thread)."""
+    """Leave what :func:`enter` entered (restores joblib's config of this thread).
+
+    In a worker where joblib is loaded, its exit will stop joblib's loky pool (:func:`watch_exit`).
+    """
+    if not _exit_watched and "joblib.externals.loky.reusable_executor" in sys.modules:
+        watch_exit()
     if isinstance(config, _Token):
         token: _Token = config
         if getattr(_waiting, "token", None) is token:
@@ -120,3 +134,30 @@ def leave(config: Any) -> None:
         config = token.config
     if config is not None:
         config.__exit__(None, None, None)
+
+
+def watch_exit() -> None:
+    """In a loky worker: at its exit, kill the workers of joblib's loky pool a task started here.
+
+    Before ``multiprocessing``'s exit joins this process's children (which waited for
+    ever for that pool's, never told to stop), as picklepool's own nested pools are
+    killed at once (``executor.reaper``): a worker's exit does not depend on its children.
+    """
+    global _exit_watched
+    _exit_watched = True
+    if lokycompat.depth() >= 1:
+        lokycompat.before_loky_exit(_stop_joblib_pool)
+
+
+def _stop_joblib_pool() -> None:
+    lokycompat.stop_joblib_pool(NESTED_EXIT_JOIN)
+
+
+def _forget_in_child() -> None:
+    """A forked child registers its own exit hook if it needs one."""
+    global _exit_watched
+    _exit_watched = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)

@@ -26,6 +26,7 @@ from typing import Any
 
 _initialized: set[str] = set()  # executor tokens whose initializer ran in this worker
 _configs: list[Any] = []  # open joblib.parallel_config contexts, innermost last
+_registered: set[Callable[[], None]] = set()  # joblib backends registered here (enter_config)
 
 POOL = ""  # the overlay key of the warm pool's own initializer: every call's functions get it
 # Globals an initializer sent by value set, per executor token (or POOL): (its module, names -> values).
@@ -190,9 +191,19 @@ def _give(func: Any, token: str) -> None:
         func.__globals__.update(found[1])
 
 
-def enter_config(backend: Any, n_jobs: Any) -> None:
-    """Enter ``joblib.parallel_config(backend=backend, n_jobs=n_jobs)`` for the batch's tasks."""
+def enter_config(backend: Any, n_jobs: Any, register: Callable[[], None] | None = None) -> None:
+    """Enter ``joblib.parallel_config(backend=backend, n_jobs=n_jobs)`` for the batch's tasks.
+
+    *register*: the parent's ``picklepool.joblib.register`` (travels by reference), run once
+    here, so that a task's own ``parallel_config(backend="picklepool")`` works in the worker
+    as in the parent that runs it on that backend (as ``backend="loky"`` does in a joblib
+    worker; it raised joblib's "Invalid backend: picklepool").
+    """
     import joblib
+
+    if register is not None and register not in _registered:
+        register()
+        _registered.add(register)
 
     config = joblib.parallel_config(backend=backend, n_jobs=n_jobs)
     config.__enter__()
