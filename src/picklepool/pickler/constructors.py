@@ -16,23 +16,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from .runtime import is_stdlib_class
+from .runtime import below_stdlib, defined_below_stdlib
+
+
+def own_constructor(cls: type) -> type | None:
+    """The first standard-library class of *cls*'s MRO, when a class below it defines
+    ``__init__`` or ``__new__`` and none declares ``__slots__`` (state outside the
+    ``__dict__``, which its own constructor must set); else None."""
+    own, base = below_stdlib(cls)
+    if base is None or any(map(slotted, own)):
+        return None
+    return base if defined_below_stdlib(cls, ("__init__", "__new__")) else None
 
 
 def stdlib_base(cls: type) -> type | None:
-    """The standard-library class under *cls* whose pickling calls the class, when a class of
-    *cls*'s MRO below it defines ``__init__`` or ``__new__``; else None."""
-    own = False
-    for klass in cls.__mro__:
-        if is_stdlib_class(klass):
-            base = klass
-            break
-        if slotted(klass):
-            return None  # state outside the __dict__: its own constructor must set it
-        own = own or "__init__" in vars(klass) or "__new__" in vars(klass)
-    else:
-        return None
-    if not own:
+    """The standard-library class under *cls* whose pickling calls the class, when *cls*
+    has a constructor of its own (:func:`own_constructor`); else None."""
+    base = own_constructor(cls)
+    if base is None:
         return None
     for klass in base.__mro__:
         if klass is object:

@@ -18,20 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..wire import rebuild_exception
-from .constructors import slotted
-from .runtime import is_stdlib_class
-
-
-def init_of_its_own(cls: type) -> bool:
-    """Whether a class of *cls*'s MRO below the standard library defines ``__init__`` or ``__new__``."""
-    own = False
-    for klass in cls.__mro__:
-        if is_stdlib_class(klass):
-            return own
-        if slotted(klass):
-            return False  # state outside the __dict__: its own pickling must carry it
-        own = own or "__init__" in vars(klass) or "__new__" in vars(klass)
-    return False
 
 
 def reduce_exception(_pickler: Any, exc: BaseException) -> tuple[Any, ...]:

@@ -366,13 +366,13 @@ class Pickler(cloudpickle.Pickler):
             return _BY_TABLE
         if runtime.own_protocol(t):
             return _PLAIN  # an object with its own __getstate__ (or __reduce__) is not locked
-        if issubclass(t, BaseException) and exceptions.init_of_its_own(t):
+        if issubclass(t, BaseException) and constructors.own_constructor(t) is not None:
             return exceptions.reduce_exception  # cls(*args) would call that __init__ wrongly
         base = constructors.stdlib_base(t)
         if base is not None:
             return constructors.reducer(base)  # cls(base's arguments): the base's constructor
         slots = () if getattr(t, "__dictoffset__", 0) else tuple(copyreg._slotnames(t))  # type: ignore[attr-defined]
-        if _getattr_of_its_own(t):
+        if runtime.defined_below_stdlib(t, ("__getattr__",)):
             return _past_getattr(slots)
         if getattr(t, "__dictoffset__", 0):
             return _MAY_OWN_LOCK
@@ -409,16 +409,6 @@ class Pickler(cloudpickle.Pickler):
         dictitems = rv[4] if len(rv) > 4 else None
         setter = rv[5] if len(rv) > 5 else None
         return (rv[0], rv[1], (rv[2], setter, _Release()), listitems, dictitems, _set_state)
-
-
-def _getattr_of_its_own(t: type) -> bool:
-    """Whether a class of *t*'s MRO below the standard library defines ``__getattr__``."""
-    for klass in t.__mro__:
-        if runtime.is_stdlib_class(klass):
-            return False
-        if "__getattr__" in vars(klass):
-            return True
-    return False
 
 
 def _past_getattr(slots: tuple[str, ...]) -> Any:

@@ -52,7 +52,7 @@ import pickle
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 Reduced = tuple[Any, ...]
@@ -77,14 +77,25 @@ def is_stdlib_class(cls: type) -> bool:
     return module.partition(".")[0] in sys.stdlib_module_names
 
 
-def own_protocol(cls: type) -> bool:
-    """True when a class of *cls*'s MRO below the standard library defines how it pickles."""
+def below_stdlib(cls: type) -> tuple[list[type], type | None]:
+    """The classes of *cls*'s MRO before its first standard-library class, and that class
+    (None when there is none)."""
+    own: list[type] = []
     for klass in cls.__mro__:
         if is_stdlib_class(klass):
-            return False
-        if any(name in vars(klass) for name in PROTOCOL_METHODS):
-            return True
-    return False
+            return own, klass
+        own.append(klass)
+    return own, None
+
+
+def defined_below_stdlib(cls: type, names: Iterable[str]) -> bool:
+    """True when a class of *cls*'s MRO below the standard library defines one of *names*."""
+    return any(name in vars(klass) for klass in below_stdlib(cls)[0] for name in names)
+
+
+def own_protocol(cls: type) -> bool:
+    """True when a class of *cls*'s MRO below the standard library defines how it pickles."""
+    return defined_below_stdlib(cls, PROTOCOL_METHODS)
 
 
 def _type_name(obj: Any) -> str:
