@@ -332,9 +332,14 @@ class FunctionTable:
         self._specs: dict[Any, FuncSpec] = {}
         self._keep: list[Any] = []  # what the keys refer to, kept alive so ids stay unique
         self.blob_keys: set[str] = set()  # specs sent as blobs: a batch carries only its own
-        # id(spec) -> (spec, reached(func)) of functions sent by value holding objects
-        # an argument may be too (dispatch sends those as reached.ThroughFunction)
-        self.reached: dict[int, tuple[FuncSpec, dict[int, tuple[str, Any, Any]]]] = {}
+        # id(spec) -> (spec, reached(func), batch it was pickled for) of functions sent by value
+        # holding objects an argument may be too (dispatch sends those as reached.ThroughFunction)
+        self.reached: dict[int, tuple[FuncSpec, dict[int, tuple[str, Any, Any]], int]] = {}
+        self.batch = 0  # batches begun (begin_batch)
+
+    def begin_batch(self) -> None:
+        """A batch's specs and arguments are made next (``dispatch.Channel.send``)."""
+        self.batch += 1
 
     def renew(self) -> None:
         """Start another call on this table: each function is pickled again when it is next
@@ -421,16 +426,27 @@ class FunctionTable:
     def _note_reached(self, spec: FuncSpec, func: Any) -> None:
         found = reached(func)
         if found:
-            self.reached[id(spec)] = (spec, found)
+            self.reached[id(spec)] = (spec, found, self.batch)
 
     def through_functions(
-        self, specs: Sequence[FuncSpec], fidx: Any, args: Sequence[Any], kwargs: Any, single: bool
-    ) -> tuple[Sequence[Any], Any]:
-        """*args* and *kwargs* (a batch's columns) with each argument that is an object a
+        self,
+        funcs: Sequence[Any],
+        specs: tuple[FuncSpec, ...],
+        fidx: Any,
+        args: Sequence[Any],
+        kwargs: Any,
+        single: bool,
+        naming: Callable[[int], Callable[[], str]],
+    ) -> tuple[tuple[FuncSpec, ...], Sequence[Any], Any]:
+        """*specs*, *args* and *kwargs* (a batch's) with each argument that is an object a
         function of *specs* holds (:func:`reached`) as a ``reached.ThroughFunction``.
 
         Only the arguments themselves, not what they hold: ``delayed(f)(SENTINEL)``
         arrives as the function's own ``SENTINEL``, ``delayed(f)([SENTINEL])`` as a copy.
+        A long-lived table (an ``Executor``'s: each ``submit`` is a call of its own) pickles
+        such a function again for the batch, as it is now (*naming(k)* names the task for
+        an error): the copy made at an earlier ``submit`` holds the object as it was then,
+        and the argument must be as it is at this one.
         """
         for k, spec in enumerate(specs):
             entry = self.reached.get(id(spec))
@@ -443,6 +459,21 @@ class FunctionTable:
                 mine = range(len(args))
             else:
                 continue
+            if (
+                not self.keep_stateful
+                and entry[2] != self.batch
+                and any(
+                    any(_held(held, a) for a in ((args[i],) if single else args[i]))
+                    or (kwargs is not None and kwargs[i] and any(_held(held, v) for v in kwargs[i].values()))
+                    for i in mine
+                )
+            ):
+                spec = self._respec(funcs[k], spec, naming(k))
+                specs = specs[:k] + (spec,) + specs[k + 1 :]
+                entry = self.reached.get(id(spec))
+                if entry is None or entry[0] is not spec:
+                    continue
+                held = entry[1]
             new_args: list[Any] | None = None
             new_kwargs: list[Any] | None = None
             for i in mine:
@@ -461,7 +492,13 @@ class FunctionTable:
                 args = new_args
             if new_kwargs is not None:
                 kwargs = new_kwargs
-        return args, kwargs
+        return specs, args, kwargs
+
+    def _respec(self, func: Any, old: FuncSpec, where: Callable[[], str]) -> FuncSpec:
+        """*func*'s spec pickled anew, as it is now (its old one forgotten)."""
+        self._specs.pop(identity(func)[0], None)
+        self.reached.pop(id(old), None)
+        return self.spec(func, where)
 
 
 def _held(held: dict[int, tuple[str, Any, Any]], value: Any) -> bool:

@@ -9,17 +9,25 @@ function once per call and the arguments per batch, so it arrived as two copies:
 naming where the function holds it (a global, a default, a keyword default, a closure
 cell); the worker takes that object from its copy of the function while it unpickles
 the batch's arguments (``loading.functions``, set by ``workers.runner``).
+
+That copy is the one the parent sent: a worker keeps a function across the batches of a
+call, and a task may have changed what it holds (``x.append(i)`` on such an argument),
+so before the first such argument of a batch ``loading.as_sent`` checks the copy and
+rebuilds it if a task changed it (each batch's argument is as the parent sent it, as in
+joblib, where every batch gets a fresh copy of both).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
 class _Loading(threading.local):
     functions: Sequence[Any] = ()  # the batch's, while its arguments are unpickled (workers.runner)
+    # The batch's function *index*, as the parent sent it (rebuilt if a task changed it)
+    as_sent: Callable[[int], Any] | None = None
 
 
 loading = _Loading()  # per thread: a dask worker runs batches in threads
@@ -40,7 +48,8 @@ class ThroughFunction:
 def through_function(index: int, where: str, key: Any) -> Any:
     """The object the batch's function *index* holds at *where* (``global``, ``default``,
     ``kwdefault`` or ``cell``) under *key*."""
-    fn = loading.functions[index]
+    as_sent = loading.as_sent
+    fn = loading.functions[index] if as_sent is None else as_sent(index)
     if where == "global":
         return fn.__globals__[key]
     if where == "default":

@@ -110,6 +110,21 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
     return kept.func  # type: ignore[no-any-return]
 
 
+def _as_sent(pickler: Any, specs: Sequence[FuncSpec], fns: list[Any], checked: set[int], k: int) -> Any:
+    """The batch's function *k* as the parent sent it, for an argument that is an object it
+    holds (``workers.reached``): the copy kept from an earlier batch of the call, unless a
+    task changed what it holds (or that cannot be told), then a new copy, kept instead."""
+    if k not in checked:
+        checked.add(k)
+        key = specs[k][0]
+        kept: _Kept | None = objects.get(("func", key)) if key is not None else None
+        # (not kept: made for this batch alone, a Frames or stateful function's copy)
+        if kept is not None and kept.func is fns[k] and (kept.baseline is None or kept.baseline.changed()):
+            objects.discard(("func", key))
+            fns[k] = _function(pickler, specs[k])
+    return fns[k]
+
+
 def _load_failure(what: str, first: int, label: str, exc: BaseException, status: Any = None) -> bytes:
     if status is not None:
         status[1], status[3] = -1, control.RUNNING
@@ -145,12 +160,13 @@ def run_batch(batch: Batch) -> Any:
         except BaseException as exc:  # noqa: BLE001
             return _load_failure("function", first, ", ".join(s[2] for s in batch.functions), exc, status)
         loading.functions = fns  # arguments that are objects the functions hold: theirs (reached)
+        loading.as_sent = functools.partial(_as_sent, pickler, batch.functions, fns, set())
         try:
             fidx, args, kwargs = buffers.load(pickler, tasks)
         except BaseException as exc:  # noqa: BLE001
             return _load_failure("arguments", first, "", exc, status)
     finally:
-        loading.functions = ()
+        loading.functions, loading.as_sent = (), None
         detach(token)
     status[1], status[3] = -1, control.RUNNING
     limits, timeout = batch.limits, batch.timeout
