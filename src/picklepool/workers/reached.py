@@ -10,11 +10,10 @@ naming where the function holds it (a global, a default, a keyword default, a cl
 cell); the worker takes that object from its copy of the function while it unpickles
 the batch's arguments (``loading.functions``, set by ``workers.runner``).
 
-That copy is the one the parent sent: a worker keeps a function across the batches of a
-call, and a task may have changed what it holds (``x.append(i)`` on such an argument),
-so before the first such argument of a batch ``loading.as_sent`` checks the copy and
-rebuilds it if a task changed it (each batch's argument is as the parent sent it, as in
-joblib, where every batch gets a fresh copy of both).
+That copy is the one the parent sent: ``loading.as_sent`` gives the batch a copy of the
+function of its own, as joblib unpickles one per batch (the copy a worker keeps across a
+call's batches may hold a task's change to the object, ``x.append(i)``, or be running
+another batch in a dask worker's other thread).
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from typing import Any
 
 class _Loading(threading.local):
     functions: Sequence[Any] = ()  # the batch's, while its arguments are unpickled (workers.runner)
-    # The batch's function *index*, as the parent sent it (rebuilt if a task changed it)
+    # The batch's function *index*, as the parent sent it: a copy for this batch (workers.runner)
     as_sent: Callable[[int], Any] | None = None
 
 

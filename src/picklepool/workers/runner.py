@@ -71,6 +71,14 @@ class _Kept:
         self.baseline = changes.watch_function(func)
 
 
+def _build(pickler: Any, spec: FuncSpec) -> Any:
+    """A new copy of a function sent as bytes or a blob, given its initializer's globals."""
+    _key, data, _label, call = spec
+    func = pickler.loads(data if isinstance(data, bytes) else read_blob(data))  # a blob: a large one
+    prologue.adopt(call, func)  # a partial's, a bound method's function too (workers.prologue)
+    return func
+
+
 def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
     key, data, _label, call = spec
     if isinstance(data, Frames):  # holds buffers in shared memory: mapped per batch
@@ -83,21 +91,13 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
             found.call = call
             return found.func  # type: ignore[no-any-return]
 
-    def build() -> Any:
-        if isinstance(data, bytes):
-            return pickler.loads(data)
-        return pickler.loads(read_blob(data))  # a large function, sent once per call
-
     if key is None:  # an object with state of its own: a fresh copy per batch
-        fresh = build()
-        prologue.adopt(call, fresh)  # a partial's, a bound method's function (workers.prologue)
-        return fresh  # type: ignore[no-any-return]
+        return _build(pickler, spec)
     size = len(data) if isinstance(data, bytes) else blob_size(data)
     made: list[_Kept] = []
 
     def keep() -> _Kept:
-        func = build()
-        prologue.adopt(call, func)  # its initializer's globals (workers.prologue), then watched
+        func = _build(pickler, spec)  # with its initializer's globals (workers.prologue), then watched
         made.append(_Kept(func, call))
         return made[-1]
 
@@ -110,18 +110,17 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
     return kept.func  # type: ignore[no-any-return]
 
 
-def _as_sent(pickler: Any, specs: Sequence[FuncSpec], fns: list[Any], checked: set[int], k: int) -> Any:
+def _as_sent(pickler: Any, specs: Sequence[FuncSpec], fns: list[Any], fresh: set[int], k: int) -> Any:
     """The batch's function *k* as the parent sent it, for an argument that is an object it
-    holds (``workers.reached``): the copy kept from an earlier batch of the call, unless a
-    task changed what it holds (or that cannot be told), then a new copy, kept instead."""
-    if k not in checked:
-        checked.add(k)
-        key = specs[k][0]
-        kept: _Kept | None = objects.get(("func", key)) if key is not None else None
-        # (not kept: made for this batch alone, a Frames or stateful function's copy)
-        if kept is not None and kept.func is fns[k] and (kept.baseline is None or kept.baseline.changed()):
-            objects.discard(("func", key))
-            fns[k] = _function(pickler, specs[k])
+    holds (``workers.reached``): a copy of its own for this batch, as joblib unpickles one per
+    batch. The copy kept across the call's batches may have been changed by a task (the
+    argument's change then reached the next batch), or be running another batch now (a dask
+    worker's threads: two batches would share the argument)."""
+    if k not in fresh:
+        fresh.add(k)
+        key, data = specs[k][0], specs[k][1]
+        if key is not None and not isinstance(data, Frames):  # (else made for this batch alone)
+            fns[k] = _build(pickler, specs[k])
     return fns[k]
 
 
