@@ -459,39 +459,33 @@ class FunctionTable:
                 mine = range(len(args))
             else:
                 continue
-            if (
-                not self.keep_stateful
-                and entry[2] != self.batch
-                and any(
-                    any(_held(held, a) for a in ((args[i],) if single else args[i]))
-                    or (kwargs is not None and kwargs[i] and any(_held(held, v) for v in kwargs[i].values()))
-                    for i in mine
-                )
-            ):
+            # (held keeps its objects alive: an id it has is that very object)
+            contains = held.__contains__
+            if single:
+                rows = [i for i in mine if contains(id(args[i]))]
+            else:
+                rows = [i for i in mine if any(map(contains, map(id, args[i])))]
+            named = []
+            if kwargs is not None:
+                named = [i for i in mine if kwargs[i] and any(map(contains, map(id, kwargs[i].values())))]
+            if not rows and not named:
+                continue
+            if not self.keep_stateful and entry[2] != self.batch:
                 spec = self._respec(funcs[k], spec, naming(k))
                 specs = specs[:k] + (spec,) + specs[k + 1 :]
                 entry = self.reached.get(id(spec))
                 if entry is None or entry[0] is not spec:
                     continue
                 held = entry[1]
-            new_args: list[Any] | None = None
-            new_kwargs: list[Any] | None = None
-            for i in mine:
-                task_args = (args[i],) if single else args[i]
-                if any(_held(held, a) for a in task_args):
-                    swapped = tuple(_through(k, held, a) for a in task_args)
-                    if new_args is None:
-                        new_args = list(args)
-                    new_args[i] = swapped[0] if single else swapped
-                task_kwargs = kwargs[i] if kwargs is not None else None
-                if task_kwargs and any(_held(held, v) for v in task_kwargs.values()):
-                    if new_kwargs is None:
-                        new_kwargs = list(kwargs)
-                    new_kwargs[i] = {n: _through(k, held, v) for n, v in task_kwargs.items()}
-            if new_args is not None:
-                args = new_args
-            if new_kwargs is not None:
-                kwargs = new_kwargs
+            through = _Through(k, held)
+            if rows:
+                args = list(args)
+                for i in rows:
+                    args[i] = through(args[i]) if single else tuple(map(through, args[i]))
+            if named:
+                kwargs = list(kwargs)
+                for i in named:
+                    kwargs[i] = {n: through(v) for n, v in kwargs[i].items()}
         return specs, args, kwargs
 
     def _respec(self, func: Any, old: FuncSpec, where: Callable[[], str]) -> FuncSpec:
@@ -501,13 +495,23 @@ class FunctionTable:
         return self.spec(func, where)
 
 
-def _held(held: dict[int, tuple[str, Any, Any]], value: Any) -> bool:
-    where = held.get(id(value))
-    return where is not None and where[2] is value  # (the object itself: its id not reused)
+class _Through:
+    """An argument as itself, or as the ``ThroughFunction`` of function *k*'s *held* object:
+    one per object, which a batch's pickle then writes once (the worker's unpickling looks
+    it up once)."""
 
+    def __init__(self, k: int, held: dict[int, tuple[str, Any, Any]]) -> None:
+        self.k, self.held = k, held
+        self.made: dict[int, ThroughFunction] = {}
 
-def _through(k: int, held: dict[int, tuple[str, Any, Any]], value: Any) -> Any:
-    return ThroughFunction(k, *held[id(value)][:2]) if _held(held, value) else value
+    def __call__(self, value: Any) -> Any:
+        where = self.held.get(id(value))
+        if where is None or where[2] is not value:
+            return value
+        made = self.made.get(id(value))
+        if made is None:
+            made = self.made[id(value)] = ThroughFunction(self.k, where[0], where[1])
+        return made
 
 
 # What an object held by a function and passed as an argument can be: one whose identity
