@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..wire import rebuild_exception
+from ..wire import native_parts, rebuild_exception
 from .constructors import slotted
 from .runtime import is_stdlib_class
 
@@ -38,4 +38,7 @@ def reduce_exception(_pickler: Any, exc: BaseException) -> tuple[Any, ...]:
     """*exc* as its parts: rebuilt by ``wire.rebuild_exception``, without ``__init__``."""
     attrs = vars(exc)
     state = {k: v for k, v in attrs.items() if k != "__notes__"}
-    return rebuild_exception, (type(exc), exc.args, state, attrs.get("__notes__"))
+    native = native_parts(exc)  # an OSError's filename, an ImportError's name...
+    if native is None:
+        return rebuild_exception, (type(exc), exc.args, state, attrs.get("__notes__"))
+    return rebuild_exception, (type(exc), exc.args, state, attrs.get("__notes__"), None, native)
