@@ -29,6 +29,7 @@ This module imports nothing of picklepool: both sides import it.
 from __future__ import annotations
 
 import builtins
+import copyreg
 from typing import Any, NamedTuple
 
 
@@ -228,9 +229,28 @@ def native_parts(exc: BaseException) -> tuple[Any, Any] | None:
     extra = None
     if len(reduced) > 2 and type(reduced[2]) is dict:
         extra = {k: v for k, v in reduced[2].items() if k not in own} or None
+    slots = _slot_values(exc)
+    if slots:
+        extra = {**(extra or {}), **slots}
     if init_args is exc.args and extra is None:
         return None
     return (None if init_args is exc.args else init_args), extra
+
+
+def _slot_values(exc: BaseException) -> dict[str, Any]:
+    """The values in the ``__slots__`` *exc*'s classes declare (set ones only): no pickling of
+    an exception's own carries them (``BaseException.__reduce__`` sends its ``__dict__``)."""
+    found: dict[str, Any] = {}
+    if type(exc).__dictoffset__ and not any(
+        set(vars(k).get("__slots__", ())) - {"__dict__", "__weakref__"} for k in type(exc).__mro__
+    ):
+        return found  # (the usual case: no slots, one look per class)
+    for name in copyreg._slotnames(type(exc)):  # type: ignore[attr-defined]
+        try:
+            found[name] = object.__getattribute__(exc, name)
+        except AttributeError:  # not set
+            pass
+    return found
 
 
 def _native(cls: type) -> type:

@@ -562,3 +562,51 @@ def test_an_exception_with_an_init_of_its_own_keeps_what_its_builtin_base_holds(
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["True", "True", "True [Errno 2] gone: '/x'"]
+
+
+def test_an_exception_with_slots_keeps_their_values():
+    # BaseException's pickling sends args and __dict__ only: a slot's value was lost (an
+    # AttributeError at e.code), and with an __init__ of its own the returned exception
+    # failed the whole reply in the parent ("missing 1 required positional argument")
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        class Coded(Exception):
+            __slots__ = ("code",)
+
+        class Located(ValueError):
+            __slots__ = ("line", "column")
+
+            def __init__(self, line):
+                super().__init__(f"line {line}")
+                self.line = line
+
+        def make(i):
+            coded = Coded("c")
+            coded.code = i
+            return [coded, Located(i)]
+
+        def raise_it(i):
+            raise make(i)[i]
+
+        def describe(e):
+            return type(e).__name__, e.args, getattr(e, "code", "-"), getattr(e, "line", "-")
+
+        here = [describe(e) for e in make(1)]
+        print([describe(e) for e in Parallel(n_jobs=2)([delayed(make)(1)])[0]] == here)
+        print(Parallel(n_jobs=2)(delayed(describe)(e) for e in make(1)) == here)
+        for i in range(2):
+            try:
+                Parallel(n_jobs=2)([delayed(raise_it)(i)])
+            except Exception as e:
+                print(describe(e))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "True",
+        "True",
+        "('Coded', ('c',), 0, '-')",
+        "('Located', ('line 1',), '-', 1)",
+    ]

@@ -23,13 +23,14 @@ from .runtime import is_stdlib_class
 
 
 def init_of_its_own(cls: type) -> bool:
-    """Whether a class of *cls*'s MRO below the standard library defines ``__init__`` or ``__new__``."""
+    """Whether a class of *cls*'s MRO below the standard library defines ``__init__`` or ``__new__``,
+    or declares ``__slots__`` (``BaseException``'s pickling sends only ``args`` and ``__dict__``)."""
     own = False
     for klass in cls.__mro__:
         if is_stdlib_class(klass):
             return own
         if slotted(klass):
-            return False  # state outside the __dict__: its own pickling must carry it
+            own = True  # state outside the __dict__, which its own pickling drops: parts carry it
         own = own or "__init__" in vars(klass) or "__new__" in vars(klass)
     return False
 
