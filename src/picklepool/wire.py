@@ -29,6 +29,7 @@ This module imports nothing of picklepool: both sides import it.
 from __future__ import annotations
 
 import builtins
+import copyreg
 from typing import Any, NamedTuple
 
 
@@ -210,18 +211,70 @@ def decode_failure(data: Any) -> Failure | None:
     return None
 
 
+def native_parts(exc: BaseException) -> tuple[Any, Any] | None:
+    """What the built-in exception class under *exc*'s class holds outside ``args`` and
+    ``__dict__``, for :func:`rebuild_exception`: ``(arguments of its __init__, or None for
+    args; {attribute: value} it pickles besides __dict__, or None)``, or None for neither.
+
+    An ``OSError``'s filename (its ``errno``, ``strerror`` come from ``args``), an
+    ``ImportError``'s ``name`` and ``path``: that class's own ``__reduce__`` says.
+    """
+    native = _native(type(exc))
+    try:
+        reduced = native.__reduce__(exc)  # type: ignore[call-arg]
+    except Exception:  # noqa: BLE001 - what it cannot say is left out
+        return None
+    init_args = reduced[1] if len(reduced) > 1 and type(reduced[1]) is tuple else exc.args
+    own = vars(exc)
+    extra = None
+    if len(reduced) > 2 and type(reduced[2]) is dict:
+        extra = {k: v for k, v in reduced[2].items() if k not in own} or None
+    slots = _slot_values(exc)
+    if slots:
+        extra = {**(extra or {}), **slots}
+    if init_args is exc.args and extra is None:
+        return None
+    return (None if init_args is exc.args else init_args), extra
+
+
+def _slot_values(exc: BaseException) -> dict[str, Any]:
+    """The values in the ``__slots__`` *exc*'s classes declare (set ones only): no pickling of
+    an exception's own carries them (``BaseException.__reduce__`` sends its ``__dict__``)."""
+    found: dict[str, Any] = {}
+    if type(exc).__dictoffset__ and not any(
+        set(vars(k).get("__slots__", ())) - {"__dict__", "__weakref__"} for k in type(exc).__mro__
+    ):
+        return found  # (the usual case: no slots, one look per class)
+    for name in copyreg._slotnames(type(exc)):  # type: ignore[attr-defined]
+        try:
+            found[name] = object.__getattribute__(exc, name)
+        except AttributeError:  # not set
+            pass
+    return found
+
+
+def _native(cls: type) -> type:
+    """The first built-in exception class of *cls*'s MRO (``OSError``, ``BaseException``...)."""
+    return next((k for k in cls.__mro__ if k.__module__ == "builtins"), BaseException)
+
+
 def rebuild_exception(
     cls: type[BaseException],
     args: tuple[Any, ...],
     state: dict[str, Any],
     notes: list[str] | None,
     cause: BaseException | None = None,
+    native: tuple[Any, Any] | None = None,
 ) -> BaseException:
     """An exception of *cls* made without calling its ``__init__``.
 
     The worker sends this when the exception's own pickling cannot make the trip
     (an ``__init__`` that takes other arguments than ``args``): the class, its
     ``args``, ``__dict__`` and notes are enough for ``except cls`` and ``str()``.
+    The built-in class under it is initialised as the exception's own ``__init__``
+    did, through ``super()`` (:func:`native_parts`): an ``OSError``'s ``errno``,
+    ``strerror``, ``filename`` and message, a ``UnicodeDecodeError``'s fields, a
+    ``StopIteration``'s ``value``, an ``ImportError``'s ``name`` and ``path``.
     """
     try:
         exc = cls.__new__(cls, *args)
@@ -230,11 +283,21 @@ def rebuild_exception(
         group = getattr(builtins, "BaseExceptionGroup", None)
         base = group if group is not None and issubclass(cls, group) else BaseException
         exc = base.__new__(cls, *args)
+    init_args, extra = native if native is not None else (None, None)
+    try:
+        _native(cls).__init__(exc, *(args if init_args is None else init_args))  # type: ignore[misc]
+    except Exception:  # noqa: BLE001 - then its args and __dict__ only
+        pass
     # object.__setattr__: a frozen dataclass's refuses every attribute (FrozenInstanceError)
     put = object.__setattr__
     put(exc, "args", args)
     if isinstance(exc, SystemExit):  # its code is set by __init__, from args
         put(exc, "code", None if not args else args[0] if len(args) == 1 else args)
+    for name, value in (extra or {}).items():
+        try:
+            put(exc, name, value)
+        except (AttributeError, TypeError):
+            pass
     if state:
         exc.__dict__.update(state)
     if notes:

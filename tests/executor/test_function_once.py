@@ -381,6 +381,34 @@ def test_an_argument_the_function_holds_too_is_one_object_as_in_joblib():
     ], out.stderr
 
 
+def test_an_argument_the_function_holds_too_is_as_the_parent_sent_it_at_each_batch_and_submit():
+    # The argument became the worker's copy of the function's own, kept across the batches
+    # of a call and an Executor's submits: a task's change to it reached the next batches
+    # (x.append(i): lengths 1, 2, 3...), and a later submit got it as it was at the first
+    out = run_python(
+        """
+        from picklepool import Executor, Parallel, delayed
+
+        LOG = []
+
+        def add(x, i):
+            x.append(i)
+            return len(x), len(LOG), x is LOG
+
+        print(Parallel(n_jobs=2, batch_size=1)(delayed(add)(LOG, i) for i in range(8)))
+        with Executor(max_workers=1) as ex:
+            print([ex.submit(add, LOG, i).result() for i in range(3)])
+            LOG.append("parent")
+            print([ex.submit(add, LOG, i).result() for i in range(2)])
+        """
+    )
+    assert out.stdout.splitlines() == [
+        str([(1, 1, True)] * 8),
+        str([(1, 1, True)] * 3),
+        str([(2, 2, True)] * 2),
+    ], out.stderr
+
+
 def test_an_importable_function_is_pickled_once_per_process_while_it_goes_by_reference():
     import cloudpickle
 

@@ -502,3 +502,111 @@ def test_an_exception_with_an_init_of_its_own_travels_in_results_and_arguments()
     assert proc.stdout.strip() == (
         "True True ('BadCell', ('bad cell 1,B',), {'row': 1, 'column': 'B', '__notes__': ['row 1']}, False)"
     )
+
+
+def test_an_exception_with_an_init_of_its_own_keeps_what_its_builtin_base_holds():
+    # Rebuilt without __init__, the built-in class under it was never initialised: an
+    # OSError subclass (requests' exceptions) came back with errno and filename None and
+    # str "(2, 'gone')", a UnicodeDecodeError's encoding None, an ImportError's name
+    # None, a StopIteration's value None; its own pickling, cls(*args), had kept them
+    proc = run_python(
+        """
+        import errno
+        from picklepool import Parallel, delayed
+
+        class RequestError(OSError):
+            def __init__(self, *args, **kwargs):
+                self.response = kwargs.pop("response", None)
+                super().__init__(*args, **kwargs)
+
+        class Decode(UnicodeDecodeError):
+            def __init__(self, *args):
+                super().__init__(*args)
+                self.tag = 1
+
+        class Missing(ImportError):
+            def __init__(self, msg, **kwargs):
+                super().__init__(msg, **kwargs)
+
+        class Done(StopIteration):
+            def __init__(self, value):
+                super().__init__(value)
+
+        def make(i):
+            return [
+                RequestError(errno.ENOENT, "gone", "/x", response="r"),
+                Decode("utf-8", b"\\xff", 0, 1, "bad"),
+                Missing("no module", name="mod", path="/p"),
+                Done(7),
+            ][i]
+
+        def raise_it(i):
+            raise make(i)
+
+        def describe(e):
+            fields = ("errno", "strerror", "filename", "response", "encoding", "start")
+            fields += ("name", "path", "value")
+            return type(e).__name__, e.args, str(e), [getattr(e, f, None) for f in fields]
+
+        here = [describe(make(i)) for i in range(4)]
+        print(Parallel(n_jobs=2)(delayed(describe)(make(i)) for i in range(4)) == here)
+        print([describe(e) for e in Parallel(n_jobs=2)(delayed(make)(i) for i in range(4))] == here)
+        raised = []
+        for i in range(3):
+            try:
+                Parallel(n_jobs=2)([delayed(raise_it)(i)])
+            except (OSError, ValueError, ImportError) as e:
+                raised.append(describe(e))
+        print(raised == here[:3], here[0][2])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True", "True", "True [Errno 2] gone: '/x'"]
+
+
+def test_an_exception_with_slots_keeps_their_values():
+    # BaseException's pickling sends args and __dict__ only: a slot's value was lost (an
+    # AttributeError at e.code), and with an __init__ of its own the returned exception
+    # failed the whole reply in the parent ("missing 1 required positional argument")
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        class Coded(Exception):
+            __slots__ = ("code",)
+
+        class Located(ValueError):
+            __slots__ = ("line", "column")
+
+            def __init__(self, line):
+                super().__init__(f"line {line}")
+                self.line = line
+
+        def make(i):
+            coded = Coded("c")
+            coded.code = i
+            return [coded, Located(i)]
+
+        def raise_it(i):
+            raise make(i)[i]
+
+        def describe(e):
+            return type(e).__name__, e.args, getattr(e, "code", "-"), getattr(e, "line", "-")
+
+        here = [describe(e) for e in make(1)]
+        print([describe(e) for e in Parallel(n_jobs=2)([delayed(make)(1)])[0]] == here)
+        print(Parallel(n_jobs=2)(delayed(describe)(e) for e in make(1)) == here)
+        for i in range(2):
+            try:
+                Parallel(n_jobs=2)([delayed(raise_it)(i)])
+            except Exception as e:
+                print(describe(e))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "True",
+        "True",
+        "('Coded', ('c',), 0, '-')",
+        "('Located', ('line 1',), '-', 1)",
+    ]

@@ -723,6 +723,56 @@ def test_a_subclass_of_a_stdlib_type_with_a_constructor_of_its_own_comes_back_as
     assert proc.stdout.splitlines() == ["True", "True", "('Index', 'ix')"]
 
 
+def test_a_subclass_of_int_str_or_tuple_with_a_new_of_its_own_comes_back_as_it_went():
+    # int, float, complex, str, bytes and tuple subclasses pickle as cls.__new__(cls, value):
+    # one whose __new__ takes other arguments failed in the worker ("missing 1 required
+    # keyword-only argument"), as an argument and as a result
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        class Meters(float):
+            def __new__(cls, value, *, unit):
+                made = super().__new__(cls, value * (1000 if unit == "km" else 1))
+                made.unit = unit
+                return made
+
+        class Code(int):
+            def __new__(cls, prefix, number):
+                made = super().__new__(cls, number)
+                made.prefix = prefix
+                return made
+
+        class Pair(tuple):
+            def __new__(cls, a, b):
+                return super().__new__(cls, (a, b))
+
+        class Tag(str):
+            def __new__(cls, value, owner):
+                made = super().__new__(cls, value.upper())
+                made.owner = owner
+                return made
+
+        def make(i):
+            return [Meters(2, unit="km"), Code("E", 40 + i), Pair(i, "b"), Tag("x", "me")]
+
+        def describe(objs):
+            return [(type(o).__name__, repr(o), vars(o)) for o in objs]
+
+        want = describe(make(0))
+        print(describe(Parallel(n_jobs=2)(delayed(make)(i) for i in range(1))[0]) == want)
+        print(Parallel(n_jobs=2)(delayed(describe)(make(0)) for i in range(1))[0] == want)
+        print(want[0], want[3])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "True",
+        "True",
+        "('Meters', '2000.0', {'unit': 'km'}) ('Tag', \"'X'\", {'owner': 'me'})",
+    ]
+
+
 @functools.lru_cache
 def cached_square(x):
     return x * x

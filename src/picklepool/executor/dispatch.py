@@ -223,6 +223,7 @@ class Channel:
         payload: bytes | Frames
         self.buffers.begin_batch()
         self.context.begin_batch(lambda: _batch_name(items, first, describe))
+        self.functions.begin_batch()
         try:
             with active(self.context):
                 specs = tuple(
@@ -230,7 +231,15 @@ class Channel:
                     for k, f in enumerate(funcs)
                 )
                 if self.functions.reached:  # arguments the functions hold too: theirs in the worker
-                    args, kwargs = self.functions.through_functions(specs, fidx, args, kwargs, single_arg)
+                    specs, args, kwargs = self.functions.through_functions(
+                        funcs,
+                        specs,
+                        fidx,
+                        args,
+                        kwargs,
+                        single_arg,
+                        lambda k: self._naming(items, first, fidx, k, describe),
+                    )
                 outbound = self._outbound(args, kwargs, single_arg)
                 try:
                     if outbound is not None:

@@ -332,9 +332,14 @@ class FunctionTable:
         self._specs: dict[Any, FuncSpec] = {}
         self._keep: list[Any] = []  # what the keys refer to, kept alive so ids stay unique
         self.blob_keys: set[str] = set()  # specs sent as blobs: a batch carries only its own
-        # id(spec) -> (spec, reached(func)) of functions sent by value holding objects
-        # an argument may be too (dispatch sends those as reached.ThroughFunction)
-        self.reached: dict[int, tuple[FuncSpec, dict[int, tuple[str, Any, Any]]]] = {}
+        # id(spec) -> (spec, reached(func), batch it was pickled for) of functions sent by value
+        # holding objects an argument may be too (dispatch sends those as reached.ThroughFunction)
+        self.reached: dict[int, tuple[FuncSpec, dict[int, tuple[str, Any, Any]], int]] = {}
+        self.batch = 0  # batches begun (begin_batch)
+
+    def begin_batch(self) -> None:
+        """A batch's specs and arguments are made next (``dispatch.Channel.send``)."""
+        self.batch += 1
 
     def renew(self) -> None:
         """Start another call on this table: each function is pickled again when it is next
@@ -421,16 +426,27 @@ class FunctionTable:
     def _note_reached(self, spec: FuncSpec, func: Any) -> None:
         found = reached(func)
         if found:
-            self.reached[id(spec)] = (spec, found)
+            self.reached[id(spec)] = (spec, found, self.batch)
 
     def through_functions(
-        self, specs: Sequence[FuncSpec], fidx: Any, args: Sequence[Any], kwargs: Any, single: bool
-    ) -> tuple[Sequence[Any], Any]:
-        """*args* and *kwargs* (a batch's columns) with each argument that is an object a
+        self,
+        funcs: Sequence[Any],
+        specs: tuple[FuncSpec, ...],
+        fidx: Any,
+        args: Sequence[Any],
+        kwargs: Any,
+        single: bool,
+        naming: Callable[[int], Callable[[], str]],
+    ) -> tuple[tuple[FuncSpec, ...], Sequence[Any], Any]:
+        """*specs*, *args* and *kwargs* (a batch's) with each argument that is an object a
         function of *specs* holds (:func:`reached`) as a ``reached.ThroughFunction``.
 
         Only the arguments themselves, not what they hold: ``delayed(f)(SENTINEL)``
         arrives as the function's own ``SENTINEL``, ``delayed(f)([SENTINEL])`` as a copy.
+        A long-lived table (an ``Executor``'s: each ``submit`` is a call of its own) pickles
+        such a function again for the batch, as it is now (*naming(k)* names the task for
+        an error): the copy made at an earlier ``submit`` holds the object as it was then,
+        and the argument must be as it is at this one.
         """
         for k, spec in enumerate(specs):
             entry = self.reached.get(id(spec))
@@ -443,34 +459,59 @@ class FunctionTable:
                 mine = range(len(args))
             else:
                 continue
-            new_args: list[Any] | None = None
-            new_kwargs: list[Any] | None = None
-            for i in mine:
-                task_args = (args[i],) if single else args[i]
-                if any(_held(held, a) for a in task_args):
-                    swapped = tuple(_through(k, held, a) for a in task_args)
-                    if new_args is None:
-                        new_args = list(args)
-                    new_args[i] = swapped[0] if single else swapped
-                task_kwargs = kwargs[i] if kwargs is not None else None
-                if task_kwargs and any(_held(held, v) for v in task_kwargs.values()):
-                    if new_kwargs is None:
-                        new_kwargs = list(kwargs)
-                    new_kwargs[i] = {n: _through(k, held, v) for n, v in task_kwargs.items()}
-            if new_args is not None:
-                args = new_args
-            if new_kwargs is not None:
-                kwargs = new_kwargs
-        return args, kwargs
+            # (held keeps its objects alive: an id it has is that very object)
+            contains = held.__contains__
+            if single:
+                rows = [i for i in mine if contains(id(args[i]))]
+            else:
+                rows = [i for i in mine if any(map(contains, map(id, args[i])))]
+            named = []
+            if kwargs is not None:
+                named = [i for i in mine if kwargs[i] and any(map(contains, map(id, kwargs[i].values())))]
+            if not rows and not named:
+                continue
+            if not self.keep_stateful and entry[2] != self.batch:
+                spec = self._respec(funcs[k], spec, naming(k))
+                specs = specs[:k] + (spec,) + specs[k + 1 :]
+                entry = self.reached.get(id(spec))
+                if entry is None or entry[0] is not spec:
+                    continue
+                held = entry[1]
+            through = _Through(k, held)
+            if rows:
+                args = list(args)
+                for i in rows:
+                    args[i] = through(args[i]) if single else tuple(map(through, args[i]))
+            if named:
+                kwargs = list(kwargs)
+                for i in named:
+                    kwargs[i] = {n: through(v) for n, v in kwargs[i].items()}
+        return specs, args, kwargs
+
+    def _respec(self, func: Any, old: FuncSpec, where: Callable[[], str]) -> FuncSpec:
+        """*func*'s spec pickled anew, as it is now (its old one forgotten)."""
+        self._specs.pop(identity(func)[0], None)
+        self.reached.pop(id(old), None)
+        return self.spec(func, where)
 
 
-def _held(held: dict[int, tuple[str, Any, Any]], value: Any) -> bool:
-    where = held.get(id(value))
-    return where is not None and where[2] is value  # (the object itself: its id not reused)
+class _Through:
+    """An argument as itself, or as the ``ThroughFunction`` of function *k*'s *held* object:
+    one per object, which a batch's pickle then writes once (the worker's unpickling looks
+    it up once)."""
 
+    def __init__(self, k: int, held: dict[int, tuple[str, Any, Any]]) -> None:
+        self.k, self.held = k, held
+        self.made: dict[int, ThroughFunction] = {}
 
-def _through(k: int, held: dict[int, tuple[str, Any, Any]], value: Any) -> Any:
-    return ThroughFunction(k, *held[id(value)][:2]) if _held(held, value) else value
+    def __call__(self, value: Any) -> Any:
+        where = self.held.get(id(value))
+        if where is None or where[2] is not value:
+            return value
+        made = self.made.get(id(value))
+        if made is None:
+            made = self.made[id(value)] = ThroughFunction(self.k, where[0], where[1])
+        return made
 
 
 # What an object held by a function and passed as an argument can be: one whose identity

@@ -10,10 +10,16 @@ pickling drops the instance's ``__dict__``), a ``date`` subclass with ``name`` s
 bytes, silently. hybrid makes such an instance with the *base's* ``__new__`` and
 ``__init__`` and those arguments, then sets its ``__dict__``, which is the object the
 parent had. A class that says how it pickles keeps its way.
+
+Subclasses of ``int``, ``float``, ``complex``, ``str``, ``bytes`` and ``tuple`` pickle as
+``cls.__new__(cls, value)`` (``copyreg.__newobj__``): one whose ``__new__`` takes other
+arguments (``def __new__(cls, v, *, unit)``) failed in the worker. hybrid makes it with
+the base's ``__new__`` and the base's value, likewise.
 """
 
 from __future__ import annotations
 
+import copyreg
 from typing import Any
 
 from .runtime import below_stdlib, defined_below_stdlib
@@ -35,12 +41,19 @@ def stdlib_base(cls: type) -> type | None:
     base = own_constructor(cls)
     if base is None:
         return None
+    if base in _BY_NEWOBJ:
+        return base
     for klass in base.__mro__:
         if klass is object:
             return None
         if "__reduce__" in vars(klass) or "__reduce_ex__" in vars(klass):
             return base
     return None
+
+
+# Built-in types whose subclasses pickle as cls.__new__(cls, *base.__getnewargs__(obj))
+_BY_NEWOBJ = frozenset({int, float, complex, str, bytes, tuple})
+_NEWOBJ = getattr(copyreg, "__newobj__")  # noqa: B009 - (not in typeshed)
 
 
 def slotted(klass: type) -> bool:
@@ -63,6 +76,10 @@ def reducer(base: type) -> Any:
 
     def reduce(pickler: Any, obj: Any) -> Any:
         rv = obj.__reduce_ex__(pickler.proto)
+        if base in _BY_NEWOBJ:
+            if type(rv) is not tuple or len(rv) < 2 or rv[0] is not _NEWOBJ:
+                return rv
+            return (construct, (type(obj), base, base.__getnewargs__(obj)), *rv[2:])  # type: ignore[attr-defined]
         if type(rv) is not tuple or len(rv) < 2 or rv[0] is not type(obj):
             return rv  # (copyreg.__newobj__ and the like call no __init__)
         state = rv[2] if len(rv) > 2 else None

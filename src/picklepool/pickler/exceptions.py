@@ -17,11 +17,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..wire import rebuild_exception
+from ..wire import native_parts, rebuild_exception
+from .constructors import slotted
+from .runtime import below_stdlib, defined_below_stdlib
+
+
+def init_of_its_own(cls: type) -> bool:
+    """Whether a class of *cls*'s MRO below the standard library defines ``__init__`` or ``__new__``,
+    or declares ``__slots__`` (``BaseException``'s pickling sends only ``args`` and ``__dict__``:
+    its parts carry the slots' values)."""
+    own, base = below_stdlib(cls)
+    return base is not None and (any(map(slotted, own)) or defined_below_stdlib(cls, ("__init__", "__new__")))
 
 
 def reduce_exception(_pickler: Any, exc: BaseException) -> tuple[Any, ...]:
     """*exc* as its parts: rebuilt by ``wire.rebuild_exception``, without ``__init__``."""
     attrs = vars(exc)
     state = {k: v for k, v in attrs.items() if k != "__notes__"}
-    return rebuild_exception, (type(exc), exc.args, state, attrs.get("__notes__"))
+    native = native_parts(exc)  # an OSError's filename, an ImportError's name...
+    if native is None:
+        return rebuild_exception, (type(exc), exc.args, state, attrs.get("__notes__"))
+    return rebuild_exception, (type(exc), exc.args, state, attrs.get("__notes__"), None, native)

@@ -366,7 +366,7 @@ class Pickler(cloudpickle.Pickler):
             return _BY_TABLE
         if runtime.own_protocol(t):
             return _PLAIN  # an object with its own __getstate__ (or __reduce__) is not locked
-        if issubclass(t, BaseException) and constructors.own_constructor(t) is not None:
+        if issubclass(t, BaseException) and exceptions.init_of_its_own(t):
             return exceptions.reduce_exception  # cls(*args) would call that __init__ wrongly
         base = constructors.stdlib_base(t)
         if base is not None:

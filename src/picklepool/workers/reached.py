@@ -9,17 +9,24 @@ function once per call and the arguments per batch, so it arrived as two copies:
 naming where the function holds it (a global, a default, a keyword default, a closure
 cell); the worker takes that object from its copy of the function while it unpickles
 the batch's arguments (``loading.functions``, set by ``workers.runner``).
+
+That copy is the one the parent sent: ``loading.as_sent`` gives the batch a copy of the
+function of its own, as joblib unpickles one per batch (the copy a worker keeps across a
+call's batches may hold a task's change to the object, ``x.append(i)``, or be running
+another batch in a dask worker's other thread).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
 class _Loading(threading.local):
     functions: Sequence[Any] = ()  # the batch's, while its arguments are unpickled (workers.runner)
+    # The batch's function *index*, as the parent sent it: a copy for this batch (workers.runner)
+    as_sent: Callable[[int], Any] | None = None
 
 
 loading = _Loading()  # per thread: a dask worker runs batches in threads
@@ -40,7 +47,8 @@ class ThroughFunction:
 def through_function(index: int, where: str, key: Any) -> Any:
     """The object the batch's function *index* holds at *where* (``global``, ``default``,
     ``kwdefault`` or ``cell``) under *key*."""
-    fn = loading.functions[index]
+    as_sent = loading.as_sent
+    fn = loading.functions[index] if as_sent is None else as_sent(index)
     if where == "global":
         return fn.__globals__[key]
     if where == "default":

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import PicklingError, error_text
 from ..pickler.diagnose import explain, probe
-from ..wire import Failure, Raised, Results, TaskFailed, pack_results, rebuild_exception
+from ..wire import Failure, Raised, Results, TaskFailed, native_parts, pack_results, rebuild_exception
 from . import buffers
 
 
@@ -48,7 +48,8 @@ class _ExceptionParts:
         if self.keep is not None:
             state = {k: v for k, v in state.items() if self.keep(k, v)}
         notes = vars(exc).get("__notes__")  # (not getattr: a __getattr__ of its own may raise)
-        return rebuild_exception, (type(exc), self.args, state, notes, self.cause)
+        native = native_parts(exc) if self.args is exc.args else None  # an OSError's filename...
+        return rebuild_exception, (type(exc), self.args, state, notes, self.cause, native)
 
 
 def _group_args(pickler: Any, exc: BaseException, depth: int) -> Any:

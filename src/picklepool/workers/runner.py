@@ -71,6 +71,14 @@ class _Kept:
         self.baseline = changes.watch_function(func)
 
 
+def _build(pickler: Any, spec: FuncSpec) -> Any:
+    """A new copy of a function sent as bytes or a blob, given its initializer's globals."""
+    _key, data, _label, call = spec
+    func = pickler.loads(data if isinstance(data, bytes) else read_blob(data))  # a blob: a large one
+    prologue.adopt(call, func)  # a partial's, a bound method's function too (workers.prologue)
+    return func
+
+
 def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
     key, data, _label, call = spec
     if isinstance(data, Frames):  # holds buffers in shared memory: mapped per batch
@@ -83,21 +91,13 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
             found.call = call
             return found.func  # type: ignore[no-any-return]
 
-    def build() -> Any:
-        if isinstance(data, bytes):
-            return pickler.loads(data)
-        return pickler.loads(read_blob(data))  # a large function, sent once per call
-
     if key is None:  # an object with state of its own: a fresh copy per batch
-        fresh = build()
-        prologue.adopt(call, fresh)  # a partial's, a bound method's function (workers.prologue)
-        return fresh  # type: ignore[no-any-return]
+        return _build(pickler, spec)
     size = len(data) if isinstance(data, bytes) else blob_size(data)
     made: list[_Kept] = []
 
     def keep() -> _Kept:
-        func = build()
-        prologue.adopt(call, func)  # its initializer's globals (workers.prologue), then watched
+        func = _build(pickler, spec)  # with its initializer's globals (workers.prologue), then watched
         made.append(_Kept(func, call))
         return made[-1]
 
@@ -108,6 +108,20 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
             kept = objects.get_or_build(("func", key), size, keep)
         kept.call = call
     return kept.func  # type: ignore[no-any-return]
+
+
+def _as_sent(pickler: Any, specs: Sequence[FuncSpec], fns: list[Any], fresh: set[int], k: int) -> Any:
+    """The batch's function *k* as the parent sent it, for an argument that is an object it
+    holds (``workers.reached``): a copy of its own for this batch, as joblib unpickles one per
+    batch. The copy kept across the call's batches may have been changed by a task (the
+    argument's change then reached the next batch), or be running another batch now (a dask
+    worker's threads: two batches would share the argument)."""
+    if k not in fresh:
+        fresh.add(k)
+        key, data = specs[k][0], specs[k][1]
+        if key is not None and not isinstance(data, Frames):  # (else made for this batch alone)
+            fns[k] = _build(pickler, specs[k])
+    return fns[k]
 
 
 def _load_failure(what: str, first: int, label: str, exc: BaseException, status: Any = None) -> bytes:
@@ -145,12 +159,13 @@ def run_batch(batch: Batch) -> Any:
         except BaseException as exc:  # noqa: BLE001
             return _load_failure("function", first, ", ".join(s[2] for s in batch.functions), exc, status)
         loading.functions = fns  # arguments that are objects the functions hold: theirs (reached)
+        loading.as_sent = functools.partial(_as_sent, pickler, batch.functions, fns, set())
         try:
             fidx, args, kwargs = buffers.load(pickler, tasks)
         except BaseException as exc:  # noqa: BLE001
             return _load_failure("arguments", first, "", exc, status)
     finally:
-        loading.functions = ()
+        loading.functions, loading.as_sent = (), None
         detach(token)
     status[1], status[3] = -1, control.RUNNING
     limits, timeout = batch.limits, batch.timeout
