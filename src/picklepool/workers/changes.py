@@ -534,28 +534,29 @@ def _carried(func: types.FunctionType) -> list[Any]:
     if func.__kwdefaults__:
         out.append(func.__kwdefaults__)
     out.append(func.__dict__)  # even empty: a task may add an attribute (f.count = ...)
-    for cell in func.__closure__ or ():
-        try:
-            out.append(cell.cell_contents)
-        except ValueError:  # an empty cell
-            pass
+    out += [value for value in _cells(func) if value is not _EMPTY_CELL]
     return out
 
 
-_EMPTY_CELL = object()  # in ``_bindings``: a closure cell with no value
+_EMPTY_CELL = object()  # a closure cell with no value (``_cells``)
 
 
-def _bindings(func: types.FunctionType) -> tuple[Any, ...]:
-    """What a task may rebind on a function, compared by identity: its code, defaults,
-    keyword defaults, ``__dict__`` and the object in each closure cell (the values
-    themselves are watched as values, by :func:`_carried`)."""
+def _cells(func: types.FunctionType) -> list[Any]:
+    """The object in each of *func*'s closure cells (``_EMPTY_CELL`` for an empty one)."""
     cells = []
     for cell in func.__closure__ or ():
         try:
             cells.append(cell.cell_contents)
         except ValueError:  # an empty cell
             cells.append(_EMPTY_CELL)
-    return (func.__code__, func.__defaults__, func.__kwdefaults__, func.__dict__, *cells)
+    return cells
+
+
+def _bindings(func: types.FunctionType) -> tuple[Any, ...]:
+    """What a task may rebind on a function, compared by identity: its code, defaults,
+    keyword defaults, ``__dict__`` and the object in each closure cell (the values
+    themselves are watched as values, by :func:`_carried`)."""
+    return (func.__code__, func.__defaults__, func.__kwdefaults__, func.__dict__, *_cells(func))
 
 
 def watch_function(obj: Any) -> Baseline | None:
