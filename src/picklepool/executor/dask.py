@@ -378,7 +378,8 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
                         error = exc
                 error = _lost(f"{type(error).__name__}: {error}" if error else f"status {status!r}")
         except BaseException as exc:  # fetching the reply failed
-            error = exc
+            # (the client closed as it gathered a finished batch's reply: CommClosedError)
+            error = exc if _usable(self._backend.client) else _closed(self._backend.client)
         self._release()
         self._fn = self._batch = None
         if isinstance(error, CancelledError):  # not by us: never let it pass for a cancel
