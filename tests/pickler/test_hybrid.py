@@ -551,6 +551,58 @@ def test_results_of_main_classes_leave_the_parents_own_classes_as_they_are():
     ]
 
 
+def test_the_members_of_a_main_enum_keep_what_its_init_set_in_a_worker():
+    # cloudpickle makes a by-value enum's members by the functional API, which runs no
+    # __init__ of the class: the Python docs' Planet (an Enum whose __init__ sets mass)
+    # reached through a function's globals, or a str-mixin enum's member as an argument,
+    # arrived without the attributes (AttributeError in the task; joblib fails the same)
+    proc = run_python(
+        """
+        import enum
+        from picklepool import Parallel, delayed
+
+        class Planet(enum.Enum):
+            MERCURY = (3.303e23, 2.4397e6)
+            EARTH = (5.976e24, 6.37814e6)
+            def __init__(self, mass, radius):
+                self.mass = mass
+                self.radius = radius
+
+        class Color(str, enum.Enum):
+            RED = "r"
+            SCARLET = "r"  # an alias: the same member
+            def __init__(self, code):
+                self.label = code.upper()
+
+        class Level(enum.IntEnum):
+            LOW = 1
+            def __init__(self, value):
+                self.tag = f"L{value}"
+
+        def look(color):
+            return (
+                [p.radius for p in Planet], color.label, Color.SCARLET.label, Level.LOW.tag,
+                color is Color.RED,
+            )
+
+        print(look(Color.RED))
+        print(Parallel(n_jobs=2)(delayed(look)(Color.RED) for _ in range(2)))
+        Level.LOW.tag = "changed"  # the next call's copy follows the parent's members
+        print(Parallel(n_jobs=2)(delayed(look)(Color.RED) for _ in range(2))[0][3])
+        out = Parallel(n_jobs=2)(delayed(lambda: (Planet.EARTH, Color.RED))() for _ in range(2))
+        print(out[0][0] is Planet.EARTH, out[0][1] is Color.RED, Planet.EARTH.mass, Level.LOW.tag)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    parent = "([2439700.0, 6378140.0], 'R', 'R', 'L1', True)"
+    assert proc.stdout.splitlines() == [
+        parent,
+        f"[{parent}, {parent}]",
+        "changed",
+        "True True 5.976e+24 changed",
+    ]
+
+
 def test_a_workers_copy_of_a_main_class_is_the_parents_class_at_each_call():
     # cloudpickle only sets the pickled copy's attributes on a class a warm worker already
     # had: an attribute the parent deleted, or one a task added, stayed for every later call

@@ -152,12 +152,52 @@ def _drop_stale(cls: type, state: Any, made: frozenset[str]) -> None:
             pass
 
 
-def redirect(rv: Any) -> Any:
-    """cloudpickle's reduction of a class by value *rv*, with these functions in its place."""
+def enum_setstate(obj: Any, state: Any) -> Any:
+    """:func:`class_setstate` for an enum whose members carry attributes of their own:
+    *state* is cloudpickle's state and ``{member name: its attributes}``.
+
+    cloudpickle makes an enum's members by the functional API, which runs no ``__init__``
+    of the class: ``class Color(str, Enum): def __init__(self, code): self.label = ...``
+    arrived with members without ``label`` (``AttributeError`` in the task). The parent's
+    members' attributes are set on a copy made here; the defining process's enum is left
+    as it is.
+    """
+    cloudpickle_state, members = state
+    class_setstate(obj, cloudpickle_state)
+    if obj in _rebuilt:
+        by_name = obj.__dict__.get("_member_map_", {})
+        for name, attrs in members.items():
+            try:
+                vars(by_name[name]).update(attrs)
+            except (KeyError, TypeError):  # a member the copy has not, or one without a __dict__
+                pass
+    return obj
+
+
+# what Enum itself keeps in a member's __dict__ (made again by the copy's creation)
+_ENUM_OWN = frozenset({"_value_", "_name_", "__objclass__", "_sort_order_", "__init__"})
+
+
+def _member_attrs(enum_class: Any) -> dict[str, dict[str, Any]]:
+    """``{name: attributes}`` of *enum_class*'s members that have attributes of their own."""
+    out = {}
+    for name, member in getattr(enum_class, "__members__", {}).items():
+        attrs = {k: v for k, v in getattr(member, "__dict__", {}).items() if k not in _ENUM_OWN}
+        if attrs and member._name_ == name:  # (an alias names the same member)
+            out[name] = attrs
+    return out
+
+
+def redirect(rv: Any, cls: Any = None) -> Any:
+    """cloudpickle's reduction of a class by value *rv*, with these functions in its place
+    (*cls*: the class, for an enum's members' attributes)."""
     if type(rv) is not tuple or len(rv) < 6 or rv[5] is not _SETSTATE or _SETSTATE is None:
         return rv
     if rv[0] is _MAKE_CLASS and _MAKE_CLASS is not None:
         return (make_skeleton_class, rv[1], rv[2], rv[3], rv[4], class_setstate, *rv[6:])
     if rv[0] is _MAKE_ENUM and _MAKE_ENUM is not None:
+        members = _member_attrs(cls)
+        if members:
+            return (make_skeleton_enum, rv[1], (rv[2], members), rv[3], rv[4], enum_setstate, *rv[6:])
         return (make_skeleton_enum, rv[1], rv[2], rv[3], rv[4], class_setstate, *rv[6:])
     return rv
