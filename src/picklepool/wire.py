@@ -64,6 +64,9 @@ class ParentState(NamedTuple):
     # task starts works as in the parent (loky's workers start with "loky", which a
     # spawned child of the standard library cannot find: it failed, and a Pool respawned it for ever)
     start_method: str | None = None
+    # the warnings filters, pickled (workers.warnfilters; None: the worker keeps its own):
+    # a filter turning a warning into an error decides whether a task raises
+    warning_filters: bytes | None = None
 
 
 class NumericState(NamedTuple):

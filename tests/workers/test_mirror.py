@@ -12,6 +12,8 @@ import pytest
 from picklepool import Parallel, delayed
 from picklepool.errors import UnpicklingError
 
+from ..conftest import run_python
+
 
 def _warm():
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
@@ -399,3 +401,89 @@ def test_an_initializer_starts_spawned_processes_as_the_parent_would():
 
     out = Parallel(n_jobs=2, initializer=init.remember_exit_code)(delayed(init.exit_code)() for _ in range(2))
     assert out == [0, 0]
+
+
+def warn_and_report(i):
+    import warnings
+
+    warnings.warn(f"task {i} warns", RuntimeWarning, stacklevel=1)
+    return i
+
+
+def raise_warnings_as_errors(_):
+    import warnings
+
+    warnings.simplefilter("error")  # in this worker only: the next batch must not see it
+    return True
+
+
+def test_the_parents_warnings_filters_decide_in_the_workers_as_in_the_parent():
+    # A warm worker kept the filters it started with: a filter turning a warning into an
+    # error raised in the parent and not in a worker (the task returned), as under joblib
+    import warnings
+
+    _warm()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(RuntimeWarning, match="task 0 warns"):
+            warn_and_report(0)
+        with pytest.raises(RuntimeWarning, match="task 0 warns"):
+            Parallel(n_jobs=2, batch_size=1)(delayed(warn_and_report)(i) for i in range(4))
+    with warnings.catch_warnings():  # the block is over in the parent: over in the workers too
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert Parallel(n_jobs=2, batch_size=1)(delayed(warn_and_report)(i) for i in range(4)) == [0, 1, 2, 3]
+    # a task that changed its worker's filters does not change the next batch's
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert Parallel(n_jobs=2, batch_size=1)(delayed(raise_warnings_as_errors)(i) for i in range(4))
+        assert Parallel(n_jobs=2, batch_size=1)(delayed(warn_and_report)(i) for i in range(4)) == [0, 1, 2, 3]
+
+
+def test_warnings_a_script_ignores_are_not_printed_by_its_workers():
+    proc = run_python(
+        """
+        import warnings
+        from picklepool import Parallel, delayed
+
+        class Noisy(UserWarning):
+            pass
+
+        def task(i):
+            warnings.warn(f"noisy {i}", Noisy)
+            warnings.warn(f"kept {i}", FutureWarning)
+            return i
+
+        Parallel(n_jobs=2)(delayed(task)(i) for i in range(2))  # warm workers, default filters
+        warnings.simplefilter("ignore", Noisy)  # a category of __main__
+        print(Parallel(n_jobs=2, batch_size=1)(delayed(task)(i) for i in range(10, 14)))
+        warnings.simplefilter("error", Noisy)
+        try:
+            Parallel(n_jobs=2)(delayed(task)(i) for i in range(20, 21))
+        except Noisy as exc:
+            print("raised", type(exc).__name__, exc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[10, 11, 12, 13]", "raised Noisy noisy 20"]
+    assert "noisy 1" in proc.stderr  # the first call's: the default filters then
+    assert "noisy 1" + "0" not in proc.stderr and "noisy 13" not in proc.stderr, proc.stderr
+    assert "kept 12" in proc.stderr  # the filter ignores only its category
+
+
+def ignore_runtime_warnings():
+    import warnings
+
+    warnings.simplefilter("ignore", RuntimeWarning)
+
+
+def test_warnings_filters_an_initializer_set_stay_ahead_of_the_parents():
+    # the initializer was run to set them: the parent's filters, mirrored at each batch,
+    # do not undo them (its filters are behind them)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out = Parallel(n_jobs=2, batch_size=1, initializer=ignore_runtime_warnings)(
+            delayed(warn_and_report)(i) for i in range(6)
+        )
+    assert out == list(range(6))

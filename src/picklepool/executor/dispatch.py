@@ -39,7 +39,7 @@ from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
 from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits
-from ..workers import mirror
+from ..workers import mirror, warnfilters
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
 from . import functions, gil, streaming
@@ -89,6 +89,7 @@ def parent_state(n_workers: int, numeric: tuple[Any, Any] | None = None) -> Pare
         mirror.numeric_state() if numeric is None else numeric,
         mirror.umask(),
         multiprocessing.get_start_method(allow_none=True),
+        warnfilters.pickled(),
     )
 
 

@@ -29,12 +29,14 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   while the parent's setting is the default. numpy's ``"call"`` and ``"log"`` modes
   are not mirrored (they hand the error to the parent's ``np.seterrcall`` object,
   which the worker does not have): numpy's default applies for those kinds.
+- the ``warnings`` filters (``workers.warnfilters``): a warning the parent turns into
+  an error raises in the task; one it ignores is not printed by the worker.
 
 Not mirrored, by choice: ``os.environ`` (workers keep the environment they were
 started with, plus their thread limits; libraries read most variables once, at
 import, so changing them under a warm worker would not do what a user expects —
 pass values as arguments, or set them before the first call), signal handlers,
-``warnings`` filters, logging configuration and numpy's print options
+logging configuration and numpy's print options
 (``np.set_printoptions``: formatting, not a computation's outcome) (set them in the
 task or with ``initializer``).
 """
@@ -53,6 +55,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..wire import ParentState
+from . import warnfilters
 
 _applied: ParentState | None = None
 
@@ -91,6 +94,7 @@ def apply(state: ParentState) -> None:
     if state.umask >= 0:
         os.umask(state.umask)  # one system call; a task may have changed it
     start_method(state.start_method)
+    warnfilters.apply(state.warning_filters)
     _applied = state
 
 

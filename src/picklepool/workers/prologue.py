@@ -20,9 +20,12 @@ import functools
 import pickle
 import sys
 import types
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
+
+from . import warnfilters
 
 _initialized: set[str] = set()  # executor tokens whose initializer ran in this worker
 _configs: list[Any] = []  # open joblib.parallel_config contexts, innermost last
@@ -127,7 +130,9 @@ def _run(key: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -
     """
     before = dict(initializer.__globals__) if _by_value(initializer) else None
     marks = {k: _mark(v) for k, v in before.items() if not isinstance(v, _UNCHANGING)} if before else {}
+    filters = list(warnings.filters)
     initializer(*initargs)
+    warnfilters.keep_own(filters)  # the warnings filters it set stay ahead of the parent's
     if before is not None:
         now = initializer.__globals__
         changed = {k: v for k, v in now.items() if k not in before or before[k] is not v}

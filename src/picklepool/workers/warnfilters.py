@@ -1,0 +1,90 @@
+"""The parent's ``warnings`` filters, mirrored in a worker before each batch.
+
+A filter can decide a task's outcome: ``warnings.simplefilter("error")`` (or pytest's
+``-W error``, ``filterwarnings = error``) turns a warning into an exception that the
+task raises in the parent; ``"ignore"`` keeps a loop of tasks quiet. A warm worker kept
+the filters it started with: a task that raised in the parent returned in a worker, and
+warnings the parent silenced were printed by every worker (joblib's loky workers do the
+same; scikit-learn >= 1.7 passes the filters with each of its own tasks for that reason).
+
+:func:`pickled` reads the filters in the parent (``warnings.filters``, as they are when
+the call is made, ``catch_warnings`` blocks included): pickled once, and again only when
+they change. :func:`apply` makes the worker's filters those, compared with the worker's
+own at each batch (a task that changed them does not change what the next batch sees).
+They are pickled with hybrid: a category a worker cannot import (a class of
+``__main__``) is sent by value, as the one class the call's functions use there.
+Filters an ``initializer`` added in the worker (:func:`keep_own`) stay ahead of the
+parent's: it was run to set them.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import warnings
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# parent: (the filters read last, their pickle or None when they cannot be pickled)
+_read: tuple[tuple[Any, ...] | None, bytes | None] = (None, None)
+
+# worker: (the pickle applied last, the filters it makes, None if it could not be read here)
+_applied: tuple[bytes | None, tuple[Any, ...] | None] = (None, None)
+# worker: filters its initializer added, kept ahead of the parent's
+_own: tuple[Any, ...] = ()
+
+
+def pickled() -> bytes | None:
+    """The calling process's warnings filters, pickled (kept while they are unchanged).
+
+    None when they cannot be pickled (a category no pickler can send): workers then keep
+    their own.
+    """
+    global _read
+    now = tuple(warnings.filters)
+    seen, data = _read
+    if now == seen:
+        return data
+    try:
+        from ..pickler.hybrid import HybridPickler
+
+        data = HybridPickler().dumps(now)
+    except Exception as exc:  # noqa: BLE001 - workers keep their filters, as they always did
+        log.debug("picklepool: the warnings filters cannot be sent to workers (%r)", exc)
+        data = None
+    _read = (now, data)
+    return data
+
+
+def apply(data: bytes | None) -> None:
+    """Make this process's warnings filters those pickled in *data* (None: leave them)."""
+    global _applied
+    if data is None:
+        return
+    last, filters = _applied
+    if data != last:
+        try:
+            parents = pickle.loads(data)
+        except Exception as exc:  # noqa: BLE001 - a category this worker cannot import: keep its own
+            log.debug("picklepool: the parent's warnings filters cannot be read here (%r)", exc)
+            filters = None
+        else:
+            filters = _own + tuple(f for f in parents if f not in _own)
+        _applied = (data, filters)
+    if filters is None or tuple(warnings.filters) == filters:
+        return
+    warnings.filters[:] = filters
+    mutated = getattr(warnings, "_filters_mutated", None)
+    if mutated is not None:  # the "once"/"default" registries are out of date
+        mutated()
+
+
+def keep_own(before: list[Any]) -> None:
+    """An ``initializer`` ran: the filters it added to *before* (the filters then) go
+    ahead of the parent's in every later batch."""
+    global _own, _applied
+    added = tuple(f for f in warnings.filters if f not in before)
+    if added:
+        _own = added + tuple(f for f in _own if f not in added)
+        _applied = (None, None)  # made again with them at the next batch
