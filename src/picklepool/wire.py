@@ -67,6 +67,10 @@ class ParentState(NamedTuple):
     # the warnings filters, pickled (workers.warnfilters; None: the worker keeps its own):
     # a filter turning a warning into an error decides whether a task raises
     warning_filters: bytes | None = None
+    # (stdout, stderr): the parent's sys.stdout / sys.stderr is not the process's own (a
+    # notebook's, contextlib.redirect_stdout): what tasks print there comes back with the
+    # reply (workers.output) and is written to it, not to the worker's file descriptor
+    capture: tuple[bool, bool] = (False, False)
 
 
 class NumericState(NamedTuple):
@@ -158,6 +162,14 @@ class FreedAfterSending:
 def as_sent(reply: Any) -> Any:
     """What :class:`FreedAfterSending` becomes on the other side: the reply, unchanged."""
     return reply
+
+
+class Captured(NamedTuple):
+    """A reply, and what the batch's tasks printed (``ParentState.capture``)."""
+
+    reply: Any
+    stdout: str
+    stderr: str
 
 
 class TaskFailed(NamedTuple):

@@ -90,6 +90,7 @@ def parent_state(n_workers: int, numeric: tuple[Any, Any] | None = None) -> Pare
         mirror.umask(),
         multiprocessing.get_start_method(allow_none=True),
         warnfilters.pickled(),
+        (sys.stdout is not sys.__stdout__, sys.stderr is not sys.__stderr__),
     )
 
 

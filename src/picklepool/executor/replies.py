@@ -36,7 +36,7 @@ from ..errors import (
 from ..pickler.culprit import first_failing_item
 from ..pickler.homes import import_advice
 from ..pickler.mainalias import main_by_another_name
-from ..wire import Cancelled, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
+from ..wire import Cancelled, Captured, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
@@ -141,6 +141,9 @@ class ReplyReader:
             if killed and lokycompat.dropped_by_kill(exc):
                 raise self.crash_error(batch, exc) from exc
             raise
+        if type(reply) is Captured:  # what the tasks printed, for this process's redirected streams
+            _write(reply.stdout, reply.stderr)
+            reply = reply.reply
         if call.bytes_path:
             failure = decode_failure(reply)
             if failure is not None:
@@ -567,3 +570,15 @@ def _made(cls: type[BaseException], failure: Failure) -> BaseException:
     exc: BaseException = BaseException.__new__(cls)
     exc.args = (failure.message,)
     return exc
+
+
+def _write(stdout: str, stderr: str) -> None:
+    """Write what a batch's tasks printed to this process's ``sys.stdout`` / ``sys.stderr``
+    (``workers.output``); a stream that fails (closed meanwhile) is passed over."""
+    for text, stream in ((stdout, sys.stdout), (stderr, sys.stderr)):
+        if text and stream is not None:
+            try:
+                stream.write(text)
+                stream.flush()
+            except (OSError, ValueError):  # a closed stream: nowhere to write it, as in a worker
+                pass

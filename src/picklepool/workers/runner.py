@@ -26,6 +26,7 @@ from ..pickler.buffers import Frames
 from ..wire import (
     Batch,
     Cancelled,
+    Captured,
     Failure,
     FreedAfterSending,
     FuncSpec,
@@ -34,7 +35,7 @@ from ..wire import (
     Results,
     TaskFailed,
 )
-from . import buffers, changes, control, joblibnest, mirror, prologue, replies, warmheap
+from . import buffers, changes, control, joblibnest, mirror, output, prologue, replies, warmheap
 from .blobs import MissingBlobs, attach, blob_size, collecting_missing, detach, read_blob
 from .cache import objects
 from .limits import before_batch
@@ -144,11 +145,13 @@ def run_batch(batch: Batch) -> Any:
         if not batch.isolate and view.cancelled(batch.call_id):
             return pickler.dumps(Cancelled(batch.call_id))
     numeric = None  # a cluster's: applied around the tasks only
+    capture = (False, False)
     parent = batch.parent
     if isinstance(parent, NumericState):
         numeric = parent.numeric
     elif parent is not None:
         mirror.apply(parent)
+        capture = parent.capture
     status = view.status if view is not None else [0, -1, 0, 0, -1]
     status[0], status[1], status[2], status[3], status[4] = batch.call_id, first, 0, control.LOADING, -1
     tasks = batch.tasks
@@ -173,12 +176,16 @@ def run_batch(batch: Batch) -> Any:
         before_batch(limits)  # thread limits, once per setting
     nest = joblibnest.enter()  # joblib code in the tasks nests as in a joblib worker
     me, outcome = os.getpid(), None
+    printed: list[str] = []
     try:
-        if numeric is None:
-            outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
-        else:
+        if numeric is not None:
             with mirror.numeric_applied(numeric):
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
+        elif capture[0] or capture[1]:
+            with output.captured(capture) as printed:
+                outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
+        else:
+            outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
     finally:
         if os.getpid() != me:
             _forked_child_returned(batch, outcome)
@@ -187,6 +194,8 @@ def run_batch(batch: Batch) -> Any:
         retire()  # replaced by loky after this reply; the rest of the pool is untouched
     status[1], status[2], status[3] = first, 0, control.DUMPING
     reply = replies.dump(pickler, outcome, first, tasks, batch.isolate)
+    if printed and (printed[0] or printed[1]):
+        reply = Captured(reply, printed[0], printed[1])  # written to the parent's streams
     status[1], status[3] = -1, control.RUNNING
     if limits is not None and limits.max_memory is not None:
         del args, kwargs, outcome
