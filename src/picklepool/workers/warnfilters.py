@@ -74,7 +74,7 @@ def apply(data: bytes | None) -> None:
         _applied = (data, filters)
     if filters is None or tuple(warnings.filters) == filters:
         return
-    warnings.filters[:] = filters
+    warnings.filters[:] = filters  # type: ignore[index]  # (a list; typeshed says Sequence)
     mutated = getattr(warnings, "_filters_mutated", None)
     if mutated is not None:  # the "once"/"default" registries are out of date
         mutated()
