@@ -93,3 +93,27 @@ def test_first_calls_from_several_threads_leave_no_session_folder_behind():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
     assert "leaked" not in result.stderr, result.stderr
+
+
+def die_holding_the_result_queue_lock(i):
+    """A worker killed while it sends a result: it holds the pool's result queue lock."""
+    import signal
+    import sys
+
+    frame = sys._getframe()
+    while frame is not None and "outqueue" not in frame.f_locals:  # multiprocessing.pool.worker's
+        frame = frame.f_back
+    frame.f_locals["outqueue"]._wlock.acquire()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_killed_holding_a_queue_lock_does_not_hang_the_end_of_the_call():
+    # multiprocessing.Pool.terminate() waited for ever for the lock the dead worker held
+    # (its task thread puts its end marker on the result queue under it): the call that
+    # failed never returned its error (as with joblib's multiprocessing backend)
+    with pytest.raises(WorkerCrashedError, match="die_holding_the_result_queue_lock"):
+        Parallel(n_jobs=2, backend="multiprocessing")(
+            delayed(die_holding_the_result_queue_lock)(i) for i in range(1)
+        )
+    assert Parallel(n_jobs=2, backend="multiprocessing")(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]

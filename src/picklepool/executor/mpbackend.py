@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
@@ -150,11 +151,49 @@ class MultiprocessingBackend(Backend):
     def shutdown(self, kill: bool = False) -> None:
         self._inherited()
         pool, self._pool, self._closed = self._pool, None, True
-        if pool is not None:
-            pool.terminate()
+        if pool is not None and _terminate(pool):
             pool.join()
         for future in list(self._running):  # terminate() drops their callbacks: they would hang
             try:
                 future.set_exception(WorkerCrashedError("the worker running it was terminated"))
             except InvalidStateError:  # answered meanwhile
                 pass
+
+
+TERMINATE_WAIT = 2.0  # seconds multiprocessing's Pool.terminate() gets before locks are looked at
+
+
+def _terminate(pool: Any) -> bool:
+    """``pool.terminate()``, not waiting for ever on a queue lock a dead worker held.
+
+    ``multiprocessing.Pool.terminate`` kills the workers, then joins its task thread,
+    which puts its end marker on the result queue under the queue's lock: a worker
+    killed while it sent a result (the call's other tasks go on when one raised
+    ``KeyboardInterrupt``, or times out) held that lock, and terminate waited for ever
+    (joblib's multiprocessing backend does the same). Once every worker is dead, no one
+    can be using the queues' locks: those still held are released. False if the pool
+    still did not end (its threads are left waiting; its workers are dead).
+    """
+    ender = threading.Thread(target=pool.terminate, name="picklepool-pool-terminate", daemon=True)
+    ender.start()
+    ender.join(TERMINATE_WAIT)
+    if not ender.is_alive():
+        return True
+    workers = list(getattr(pool, "_pool", None) or ())
+    for proc in workers:
+        if proc.exitcode is None:
+            proc.kill()
+    for proc in workers:
+        proc.join(TERMINATE_WAIT)
+    if all(proc.exitcode is not None for proc in workers):
+        for queue, name in (
+            (getattr(pool, "_outqueue", None), "_wlock"),
+            (getattr(pool, "_inqueue", None), "_rlock"),
+        ):
+            lock = getattr(queue, name, None)
+            if lock is not None and not lock.acquire(False):
+                lock.release()  # (a dead worker's: a multiprocessing.Lock is any process's to release)
+            elif lock is not None:
+                lock.release()
+    ender.join(TERMINATE_WAIT)
+    return not ender.is_alive()
