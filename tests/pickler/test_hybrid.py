@@ -456,6 +456,48 @@ def test_a_plugin_module_loaded_from_its_file_travels_by_value(tmp_path):
     assert lines[4] == "[0, 3, 6]"  # the worker imports the file itself (its FACTOR is 3)
 
 
+def test_a_module_made_by_hand_from_its_file_travels_by_value(tmp_path):
+    # A module made without the import system (types.ModuleType with its __file__ set and
+    # the file's code run in it, as config and plugin loaders do; runpy.run_path's
+    # "<run_path>" module) has no __spec__: hybrid sent its functions and classes by name,
+    # and the worker failed with "No module named 'cfgmod'" where the loop ran them (and,
+    # for "<run_path>", advised putting a folder on sys.path, which cannot help).
+    source = tmp_path / "cfgmod.py"
+    source.write_text("K = 3\ndef f(x):\n    return x * K\nclass C:\n    def __init__(self, v):\n        self.v = v\n")
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from picklepool import Parallel, delayed\n"
+        "K = 4\n"
+        "def f(x):\n    return x * K\n"
+        "print(Parallel(n_jobs=2)(delayed(f)(i) for i in range(3)))\n"
+        "try:\n"
+        "    Parallel(n_jobs=2, pickler='cloudpickle')(delayed(f)(i) for i in range(3))\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    proc = run_python(
+        f"""
+        import runpy, sys, types
+        from picklepool import Parallel, delayed
+
+        m = types.ModuleType("cfgmod")
+        m.__file__ = {str(source)!r}
+        with open(m.__file__) as fh:
+            exec(compile(fh.read(), m.__file__, "exec"), m.__dict__)
+        sys.modules["cfgmod"] = m
+        print(Parallel(n_jobs=2)(delayed(m.f)(i) for i in range(3)))
+        print([type(c) is m.C for c in Parallel(n_jobs=2)(delayed(m.C)(i) for i in range(2))])
+        runpy.run_path({str(script)!r})  # no run_name: its module is "<run_path>"
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:3] == ["[0, 3, 6]", "[True, True]", "[0, 4, 8]"]
+    assert lines[3].startswith("UnpicklingError") and "No module named '<run_path>'" in lines[3]
+    assert "no file of that name exists" in lines[3] and "sys.path" not in lines[3]
+    assert "Fix: use pickler='hybrid' (the default)" in lines[3]
+
+
 def test_a_plugin_packages_import_inside_a_task_names_the_module_and_the_fix(tmp_path):
     # A function of a package loaded by path that imports a sibling inside its body (a
     # lazy "from .other import helper") goes by value, and the import runs in the worker,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import os
 import re
 import signal
 import sys
@@ -477,18 +478,25 @@ def _import_advice(pickler_name: str, message: str) -> str:
                 "'hybrid' or 'cloudpickle'), or define what the tasks use in a module the workers "
                 "can import."
             )
+        # a folder on sys.path helps only when the file is named as the module is
+        stem = os.path.basename(str(where)).partition(".")[0]
+        named = stem == module[1].rpartition(".")[2] or stem == "__init__"
         fix = (
             "use pickler='hybrid' (the default), which sends the functions and classes of such a "
-            "module by value, or put its folder on sys.path"
+            "module by value" + (", or put its folder on sys.path" if named else "")
             if pickler_name != "hybrid"
-            else "put its folder on sys.path before the call, or register it to travel by value: "
-            "cloudpickle.register_pickle_by_value(module)"
+            else ("put its folder on sys.path before the call, or " if named else "")
+            + "register it to travel by value: cloudpickle.register_pickle_by_value(module)"
+        )
+        why = (
+            "its folder is not on sys.path (a module loaded from its file, by a plugin loader), "
+            "which workers mirror at each call"
+            if named
+            else f"no file of that name exists (a module made by hand, or by runpy, from {where})"
         )
         return (
             f" Module {module[1]!r} is imported in this process (from {where}) but cannot be "
-            "imported by its name in the worker: its folder is not on sys.path (a module loaded "
-            "from its file, by a plugin loader), which workers mirror at each call. Fix: "
-            f"{fix}."
+            f"imported by its name in the worker: {why}. Fix: {fix}."
         )
     text = ""
     if missing and hasattr(sys.modules.get("__main__"), missing[1].partition(".")[0]):
