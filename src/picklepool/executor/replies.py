@@ -42,7 +42,7 @@ from ..workers.control import DUMPING, LOADING
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
 from . import leftovers, reaper
-from .exitcodes import crash_advice
+from .exitcodes import crash_advice, pickling_fault
 from .functions import describe_task, label
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
@@ -270,6 +270,7 @@ class ReplyReader:
                 f"killed, and the pool is replaced on the next call. {TIMEOUT_ADVICE}"
             )
         culprit = ""
+        dumping = False  # the dead worker was pickling its batch's results
         why = reaper.stopped_by(getattr(call.backend, "_executor", None))
         if self._crash is not None and self._crash[0] is exc:
             culprit = self._crash[1]  # the same crash broke an earlier batch: the same culprit
@@ -300,6 +301,7 @@ class ReplyReader:
                     culprit = f" while unpickling {owner.tasks()} (worker pid {pid})"
                 elif stage == DUMPING:
                     culprit = f" while pickling the results of {owner.tasks()} (worker pid {pid})"
+                    dumping = True
                 else:
                     culprit = f" while running {owner.describe(index)} (worker pid {pid})"
             self._crash = (exc, culprit)
@@ -332,6 +334,8 @@ class ReplyReader:
                 f"'Exception in initializer'). Fix the initializer.{recovery}"
             )
         advice = crash_advice(codes.group(1) if codes else detail)
+        if dumping and codes:
+            advice = pickling_fault(codes.group(1), sys.getrecursionlimit()) + advice
         return WorkerCrashedError(f"a worker process died{culprit}: {detail}. {advice}{recovery}")
 
 
