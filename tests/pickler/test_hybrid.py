@@ -499,6 +499,47 @@ def test_a_module_made_by_hand_from_its_file_travels_by_value(tmp_path):
     assert "Fix: use pickler='hybrid' (the default)" in lines[3]
 
 
+def test_typing_newtype_and_paramspec_of_main_travel_by_value():
+    # typing.NewType, ParamSpec and TypeVarTuple pickle by name only: one made in __main__
+    # (UserId = NewType("UserId", int)) could not be found in a worker, and a function of
+    # __main__ annotated with it (def load(uid: UserId)) could not be sent at all ("Can't
+    # get attribute 'UserId' on <module '__main__'>"), where the loop ran it.
+    proc = run_python(
+        """
+        import typing
+        from typing import NewType, Optional, ParamSpec, TypeVarTuple
+        from picklepool import Parallel, delayed
+
+        UserId = NewType("UserId", int)
+        P = ParamSpec("P", bound=None)
+        Ts = TypeVarTuple("Ts")
+
+        def load(uid: UserId, tags: Optional[list[UserId]] = None) -> int:
+            hints = typing.get_type_hints(load)
+            return uid + 1, hints["uid"] is UserId, hints["uid"].__supertype__ is int
+
+        def describe(obj):
+            return repr(obj), getattr(obj, "__name__", None)
+
+        print(Parallel(n_jobs=2)(delayed(load)(UserId(i)) for i in range(2)))
+        print(Parallel(n_jobs=2)(delayed(describe)(o) for o in (UserId, P, Ts, Optional[UserId])))
+        try:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(load)(UserId(i)) for i in range(2))
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "[(1, True, True), (2, True, True)]"
+    assert lines[1] == (
+        "[('__main__.UserId', 'UserId'), ('~P', 'P'), ('Ts', 'Ts'), "
+        "('typing.Optional[__main__.UserId]', 'Optional')]"
+    )
+    assert lines[2].startswith("UnpicklingError") and "Can't get attribute 'UserId'" in lines[2]
+    assert "or use pickler='hybrid' (the default), which sends typing's NewType" in lines[2]
+
+
 def test_a_plugin_packages_import_inside_a_task_names_the_module_and_the_fix(tmp_path):
     # A function of a package loaded by path that imports a sibling inside its body (a
     # lazy "from .other import helper") goes by value, and the import runs in the worker,

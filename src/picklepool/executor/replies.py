@@ -529,6 +529,10 @@ def _import_advice(pickler_name: str, message: str) -> str:
                     "; or use pickler='hybrid' (the default), which sends functools.lru_cache "
                     "and functools.cache functions by value."
                     if pickler_name == "cloudpickle" and kind.__name__ == "_lru_cache_wrapper"
+                    else "; or use pickler='hybrid' (the default), which sends typing's NewType, "
+                    "ParamSpec and TypeVarTuple of __main__ by value."
+                    if pickler_name == "cloudpickle" and kind.__module__ == "typing"
+                    and kind.__name__ in ("NewType", "ParamSpec", "TypeVarTuple")
                     else "."
                 )
             )
