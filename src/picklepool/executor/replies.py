@@ -188,7 +188,7 @@ class ReplyReader:
         place = "in this process" if self.call.in_caller else "in a worker"
         of = "" if self.call.origin in where else f" of {self.call.origin}"
         add_note(error, f"(raised by {where}{of}, {place})")
-        advice = import_advice(error)  # a plugin module imported inside a task
+        advice = import_advice(error) or _main_lookup_advice(error)  # a plugin's import; globals()[name]
         if advice is not None and not self.call.in_caller:
             add_note(error, advice)
         return error
@@ -460,6 +460,39 @@ def _rebuild_advice(what: str, where: str, message: str = "") -> str:
         "method; check that the object round-trips in the parent first, with "
         f"pickle.loads(pickle.dumps(obj)), where it is easier to debug ({cause} is this "
         "error's __cause__)."
+    )
+
+
+_LOOKED_UP = re.compile(r"module '__main__' has no attribute '(\w+)'|name '(\w+)' is not defined")
+
+
+def _main_lookup_advice(error: BaseException) -> str | None:
+    """What to do when a task in a worker looked up by name a global of this process's
+    ``__main__`` (``globals()["handler_" + kind]``, ``getattr(sys.modules["__main__"], name)``,
+    ``eval``) that its function's code does not name, or None.
+
+    A function of ``__main__`` travels by value with the globals its code names, and no
+    others: the loop the call replaces found the name, the worker's copy does not.
+    """
+    main = sys.modules.get("__main__")
+    name: Any = None
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        name = error.args[0]  # globals()[name]: only a function's or class's name is taken for one
+        value = getattr(main, name, None) if isinstance(name, str) and name.isidentifier() else None
+        if getattr(value, "__module__", None) != "__main__" or not callable(value):
+            return None
+    elif isinstance(error, (AttributeError, NameError)):
+        found = _LOOKED_UP.fullmatch(str(error))
+        name = found and (found[1] or found[2])
+    if not isinstance(name, str) or name not in getattr(main, "__dict__", {}):
+        return None
+    return (
+        f"({name!r} is a global of __main__ that the task looked up by name (globals()[...], "
+        "sys.modules['__main__'], eval): a function of __main__ travels to the workers with "
+        "the globals its code names and no others, so the worker's copy does not have it. "
+        "Fix: name what it looks up in the function's code (a global dict of them, "
+        f"HANDLERS = {{{name!r}: {name}}}, that the function uses), or define them in a module "
+        "the workers import.)"
     )
 
 
