@@ -74,7 +74,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import classes, constructors, exceptions, locks, runtime
+from . import classes, constructors, exceptions, locks, runtime, sentinels
 from .base import BasePickler
 from .homes import module_not_found
 from .mainalias import by_value_home, dynamic_class_reduce, reduce_by_value
@@ -377,6 +377,8 @@ class Pickler(cloudpickle.Pickler):
         """How to reduce instances of *t*: decided once per type and dump."""
         if t is _Release:
             return _release
+        if t is object:  # a sentinel, MISSING = object(): the same object there and back
+            return lambda _self, obj: sentinels.reduce_object(obj)
         if issubclass(t, type):
             return _reduce_class
         if issubclass(t, types.FunctionType):
