@@ -540,6 +540,42 @@ def test_typing_newtype_and_paramspec_of_main_travel_by_value():
     assert "or use pickler='hybrid' (the default), which sends typing's NewType" in lines[2]
 
 
+def test_a_copyreg_reducer_registered_for_a_main_class_applies_to_its_results_too():
+    # copyreg.pickle(DB, reduce_db) in a script ran in the parent only: the arguments
+    # travelled by it, but a worker pickled a result of the class field by field, and
+    # failed on what the reducer leaves out ("cannot pickle 'sqlite3.Connection' object"),
+    # where the loop returned it. The worker's copy of the class now has the reducer.
+    proc = run_python(
+        """
+        import copyreg, sqlite3
+        from picklepool import Parallel, delayed
+
+        class DB:
+            def __init__(self, path):
+                self.path = path
+                self.conn = sqlite3.connect(path)
+
+        def reduce_db(db):
+            return DB, (db.path,)
+
+        copyreg.pickle(DB, reduce_db)
+
+        def open_db(i):
+            return DB(":memory:")
+
+        def same(db):
+            return db
+
+        out = Parallel(n_jobs=2)(delayed(open_db)(i) for i in range(2))
+        out += Parallel(n_jobs=2)(delayed(same)(DB(":memory:")) for i in range(2))
+        print([(type(db) is DB, db.conn.execute("select 1").fetchone()) for db in out])
+        print(copyreg.dispatch_table[DB] is reduce_db)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[(True, (1,)), (True, (1,)), (True, (1,)), (True, (1,))]", "True"]
+
+
 def test_a_plugin_packages_import_inside_a_task_names_the_module_and_the_fix(tmp_path):
     # A function of a package loaded by path that imports a sibling inside its body (a
     # lazy "from .other import helper") goes by value, and the import runs in the worker,

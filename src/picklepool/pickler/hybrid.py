@@ -258,7 +258,7 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
         type_kwargs = dict(newargs[3])
         type_kwargs["__slots__"] = obj.__dict__["__slots__"]
         rv = (rv[0], (*newargs[:3], type_kwargs, *newargs[4:]), *rv[2:])
-    return classes.redirect(rv)  # rebuilt without touching the class where it was defined
+    return classes.redirect(rv, obj)  # rebuilt without touching the class where it was defined
 
 
 class _Release:
