@@ -464,7 +464,9 @@ def test_a_module_made_by_hand_from_its_file_travels_by_value(tmp_path):
     # and the worker failed with "No module named 'cfgmod'" where the loop ran them (and,
     # for "<run_path>", advised putting a folder on sys.path, which cannot help).
     source = tmp_path / "cfgmod.py"
-    source.write_text("K = 3\ndef f(x):\n    return x * K\nclass C:\n    def __init__(self, v):\n        self.v = v\n")
+    source.write_text(
+        "K = 3\ndef f(x):\n    return x * K\nclass C:\n    def __init__(self, v):\n        self.v = v\n"
+    )
     script = tmp_path / "script.py"
     script.write_text(
         "from picklepool import Parallel, delayed\n"

@@ -564,7 +564,8 @@ def _import_advice(pickler_name: str, message: str) -> str:
                     if pickler_name == "cloudpickle" and kind.__name__ == "_lru_cache_wrapper"
                     else "; or use pickler='hybrid' (the default), which sends typing's NewType, "
                     "ParamSpec and TypeVarTuple of __main__ by value."
-                    if pickler_name == "cloudpickle" and kind.__module__ == "typing"
+                    if pickler_name == "cloudpickle"
+                    and kind.__module__ == "typing"
                     and kind.__name__ in ("NewType", "ParamSpec", "TypeVarTuple")
                     else "."
                 )
