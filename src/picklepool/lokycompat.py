@@ -949,7 +949,9 @@ def before_loky_exit(hook: Any) -> None:
     if key in _hooks:
         return
     _hooks.append(key)
+    once = _Once(hook)
     pe = importlib.import_module("loky.process_executor")
+    _run_before(pe, once)
     register = getattr(threading, "_register_atexit", None)
     if register is not None:
         if getattr(pe, "process_pool_executor_at_exit", "absent") is None:
@@ -958,10 +960,53 @@ def before_loky_exit(hook: Any) -> None:
             register(pe._python_exit)
             pe.process_pool_executor_at_exit = pe._python_exit  # type: ignore[attr-defined]  # "done"
         try:
-            register(hook)
+            register(once)
         except RuntimeError:  # the interpreter is already shutting down
             pass
-    util.Finalize(None, hook, exitpriority=100)
+    util.Finalize(None, once, exitpriority=100)
+
+
+class _Once:
+    """*hook*, run at most once in this process (it is reached by several exit paths)."""
+
+    def __init__(self, hook: Any) -> None:
+        self.hook, self.pid = hook, os.getpid()
+
+    def __call__(self) -> None:
+        if self.pid != os.getpid():  # inherited by a fork: the child's exit is its own
+            return
+        self.pid = -1
+        self.hook()
+
+
+_before_python_exit: list[Any] = []  # _Once hooks of this process, run before loky's _python_exit
+
+
+def _run_before(pe: Any, once: _Once) -> None:
+    """Have loky's ``_python_exit`` run *once* first (the last registered first, as atexit's).
+
+    A loky worker told to stop calls ``_python_exit()`` itself, before its interpreter
+    exits, to end the pools it runs (its tasks' nested calls): that joined the manager
+    thread of a picklepool pool a task had made, which waited for the lanes the pool's
+    workers run (ending only after 10 idle seconds), and the parent killed the worker
+    after 5 s ("did not stop within 5 s of shutdown"). Its hooks, run from the interpreter's
+    exit, came too late.
+    """
+    _before_python_exit.append(once)
+    original = pe._python_exit
+    if getattr(original, "_picklepool_original", None) is not None:
+        return
+
+    def _python_exit() -> None:
+        for hook in reversed(_before_python_exit):
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - at exit: loky's own join still runs
+                pass
+        original()
+
+    _python_exit._picklepool_original = original  # type: ignore[attr-defined]
+    pe._python_exit = _python_exit
 
 
 def forget_resources(resources: list[tuple[str, str]]) -> None:

@@ -10,6 +10,7 @@ import pytest
 from picklepool import Parallel, WorkerCrashedError, delayed
 from picklepool.executor.exitcodes import GENERIC, crash_advice, status_name
 
+from ..conftest import run_python
 from .crash_cases import crash_task
 
 
@@ -69,3 +70,44 @@ def test_a_tasks_own_alarm_ends_its_worker_and_is_not_taken_for_the_timeout(time
     text = str(info.value)
     assert "task 1: own_alarm(1)" in text and "SIGALRM(-14)" in text and "signal.alarm" in text, text
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+
+
+def test_a_deep_result_that_overflows_the_workers_stack_names_the_raised_recursion_limit():
+    # With the recursion limit raised (which workers mirror), pickling a result nested
+    # 20,000 objects deep overflows the worker's C stack before the limit stops it: the
+    # worker dies of SIGSEGV, and the error blamed "compiled code (an extension module,
+    # ctypes...)", which the task has none of. It now names the limit and the fix.
+    proc = run_python(
+        """
+        import sys
+        from picklepool import Parallel, WorkerCrashedError, delayed
+
+        class Node:
+            def __init__(self, nxt):
+                self.nxt = nxt
+
+        def chain(n):
+            x = None
+            for _ in range(n):
+                x = Node(x)
+            return x
+
+        sys.setrecursionlimit(200_000)
+        try:
+            Parallel(n_jobs=2)(delayed(chain)(n) for n in (3, 200_000))
+        except WorkerCrashedError as exc:
+            print(exc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "while pickling the results of task 1: chain(200000)" in out, out
+    assert "recursion limit raised to 200000" in out and "Return such a result flattened" in out, out
+
+
+def test_the_deep_result_advice_is_only_for_a_fault_with_the_limit_raised():
+    from picklepool.executor.exitcodes import pickling_fault
+
+    assert pickling_fault("SIGSEGV(-11)", 50_000)
+    assert not pickling_fault("SIGSEGV(-11)", 1000)  # the default: a RecursionError names the task
+    assert not pickling_fault("SIGKILL(-9)", 50_000) and not pickling_fault("EXIT(3)", 50_000)

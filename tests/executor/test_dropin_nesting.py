@@ -363,3 +363,31 @@ def test_a_joblib_loky_pool_a_task_started_does_not_hold_its_workers_exit():
     assert result.stdout.split() == ["[3,", "6]", "10"]
     assert "did not stop" not in result.stderr
     assert "failed with traceback" not in result.stderr  # a pool half torn down, spawning
+
+
+def test_a_picklepool_pool_a_task_started_does_not_hold_its_workers_exit():
+    # A task's own Parallel(backend="loky") leaves a warm pool in the worker, whose workers
+    # then run lanes (long loky jobs) until 10 idle seconds pass. A worker told to stop
+    # calls loky's _python_exit() itself, which joined that pool's manager thread, waiting
+    # for the lanes: picklepool's exit hooks, run later, never ended them in time, and the
+    # parent killed the worker 5 s later, saying "did not stop within 5 s of shutdown".
+    result = run_python(
+        """
+        import picklepool
+        from picklepool import Parallel, delayed
+
+        def inner(j):
+            return j
+
+        def task(i):
+            return Parallel(n_jobs=2, backend="loky")(delayed(inner)(j) for j in range(2))
+
+        if __name__ == "__main__":
+            print(Parallel(n_jobs=2)(delayed(task)(i) for i in range(2)))
+            picklepool.shutdown()
+            print("stopped")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[[0, 1], [0, 1]]", "stopped"]
+    assert "did not stop" not in result.stderr, result.stderr

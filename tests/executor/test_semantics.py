@@ -20,6 +20,7 @@ import threading
 import pytest
 
 from picklepool import Parallel, PicklingError, delayed, parallel_config
+from tests.conftest import run_python
 from tests.executor.cyclic import Cyclic, making_cyclic_garbage
 
 BACKENDS = ["loky", "threading", "sequential", "dask"]
@@ -522,3 +523,36 @@ def test_a_bad_item_stops_its_batch_before_any_task_also_with_a_timeout():
         with pytest.raises(TypeError, match="item 2 .* not a delayed call"):
             Parallel(n_jobs=1, batch_size=3, timeout=timeout)(items)
         assert _ran == []
+
+
+def test_a_sentinel_returned_by_a_task_comes_back_as_the_parents_own_object():
+    # MISSING = object() is told apart with `is`; pickled, it became a new object at each
+    # trip, so a task returning it (CACHE.get(k, MISSING)) gave the parent a copy, and the
+    # parent's `r is not MISSING` filter kept every result, silently. joblib does the same.
+    proc = run_python(
+        """
+        from picklepool import Executor, Parallel, delayed
+
+        MISSING = object()
+        CACHE = {1: "one"}
+
+        def lookup(k):
+            return CACHE.get(k, MISSING)
+
+        def wrap(x):
+            return {"given": x, "held": MISSING, "fresh": object()}
+
+        print([r for r in Parallel(n_jobs=2)(delayed(lookup)(k) for k in range(4)) if r is not MISSING])
+        other = object()
+        out = Parallel(n_jobs=2, batch_size=1)(delayed(wrap)(other) for _ in range(3))
+        print([(d["given"] is other, d["held"] is MISSING, d["fresh"] is not MISSING) for d in out])
+        with Executor(2) as ex:
+            print([r for r in ex.map(lookup, range(4)) if r is not MISSING])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "['one']",
+        "[(True, True, True), (True, True, True), (True, True, True)]",
+        "['one']",
+    ]

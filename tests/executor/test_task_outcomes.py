@@ -610,3 +610,49 @@ def test_an_exception_with_slots_keeps_their_values():
         "('Coded', ('c',), 0, '-')",
         "('Located', ('line 1',), '-', 1)",
     ]
+
+
+def test_a_main_global_looked_up_by_name_in_a_worker_says_why_it_is_missing():
+    # A function of __main__ travels with the globals its code names, and no others: one
+    # that dispatches by name (globals()["handler_" + kind], getattr(sys.modules[__name__],
+    # ...)) failed in the worker with a bare KeyError / AttributeError, where the loop ran.
+    proc = run_python(
+        """
+        import sys
+        from picklepool import Executor, Parallel, delayed
+
+        def handler_a(x):
+            return ("a", x)
+
+        def by_globals(kind, x):
+            return globals()["handler_" + kind](x)
+
+        def by_module(kind, x):
+            return getattr(sys.modules[__name__], "handler_" + kind)(x)
+
+        def other_key(x):
+            return {}["handler_a"] if x else {}["nothing"]
+
+        print(by_globals("a", 1), by_module("a", 1))
+        for f, arg in ((by_globals, 1), (by_module, 1)):
+            try:
+                Parallel(n_jobs=2)(delayed(f)("a", arg) for _ in range(2))
+            except (KeyError, AttributeError) as exc:
+                print(type(exc).__name__, " ".join(exc.__notes__))
+        with Executor(2) as ex:
+            exc = ex.submit(by_globals, "a", 1).exception()
+            print(type(exc).__name__, " ".join(getattr(exc, "__notes__", [])))
+        try:
+            Parallel(n_jobs=2)(delayed(other_key)(0) for _ in range(2))
+        except KeyError as exc:
+            print("plain", len(exc.__notes__))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "('a', 1) ('a', 1)"
+    for line in lines[1:4]:
+        assert "'handler_a' is a global of __main__ that the task looked up by name" in line, line
+        assert "HANDLERS = {'handler_a': handler_a}" in line, line
+    assert lines[1].startswith("KeyError") and lines[2].startswith("AttributeError")
+    assert lines[4] == "plain 1"  # a key that is no global of __main__: the task's note only

@@ -8,6 +8,7 @@ import math
 import os
 import pickle
 import queue
+import random
 import socket
 import subprocess
 import sys
@@ -456,6 +457,127 @@ def test_a_plugin_module_loaded_from_its_file_travels_by_value(tmp_path):
     assert lines[4] == "[0, 3, 6]"  # the worker imports the file itself (its FACTOR is 3)
 
 
+def test_a_module_made_by_hand_from_its_file_travels_by_value(tmp_path):
+    # A module made without the import system (types.ModuleType with its __file__ set and
+    # the file's code run in it, as config and plugin loaders do; runpy.run_path's
+    # "<run_path>" module) has no __spec__: hybrid sent its functions and classes by name,
+    # and the worker failed with "No module named 'cfgmod'" where the loop ran them (and,
+    # for "<run_path>", advised putting a folder on sys.path, which cannot help).
+    source = tmp_path / "cfgmod.py"
+    source.write_text(
+        "K = 3\ndef f(x):\n    return x * K\nclass C:\n    def __init__(self, v):\n        self.v = v\n"
+    )
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from picklepool import Parallel, delayed\n"
+        "K = 4\n"
+        "def f(x):\n    return x * K\n"
+        "print(Parallel(n_jobs=2)(delayed(f)(i) for i in range(3)))\n"
+        "try:\n"
+        "    Parallel(n_jobs=2, pickler='cloudpickle')(delayed(f)(i) for i in range(3))\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    proc = run_python(
+        f"""
+        import runpy, sys, types
+        from picklepool import Parallel, delayed
+
+        m = types.ModuleType("cfgmod")
+        m.__file__ = {str(source)!r}
+        with open(m.__file__) as fh:
+            exec(compile(fh.read(), m.__file__, "exec"), m.__dict__)
+        sys.modules["cfgmod"] = m
+        print(Parallel(n_jobs=2)(delayed(m.f)(i) for i in range(3)))
+        print([type(c) is m.C for c in Parallel(n_jobs=2)(delayed(m.C)(i) for i in range(2))])
+        runpy.run_path({str(script)!r})  # no run_name: its module is "<run_path>"
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:3] == ["[0, 3, 6]", "[True, True]", "[0, 4, 8]"]
+    assert lines[3].startswith("UnpicklingError") and "No module named '<run_path>'" in lines[3]
+    assert "no file of that name exists" in lines[3] and "sys.path" not in lines[3]
+    assert "Fix: use pickler='hybrid' (the default)" in lines[3]
+
+
+def test_typing_newtype_and_paramspec_of_main_travel_by_value():
+    # typing.NewType, ParamSpec and TypeVarTuple pickle by name only: one made in __main__
+    # (UserId = NewType("UserId", int)) could not be found in a worker, and a function of
+    # __main__ annotated with it (def load(uid: UserId)) could not be sent at all ("Can't
+    # get attribute 'UserId' on <module '__main__'>"), where the loop ran it.
+    proc = run_python(
+        """
+        import typing
+        from typing import NewType, Optional, ParamSpec, TypeVarTuple
+        from picklepool import Parallel, delayed
+
+        UserId = NewType("UserId", int)
+        P = ParamSpec("P", bound=None)
+        Ts = TypeVarTuple("Ts")
+
+        def load(uid: UserId, tags: Optional[list[UserId]] = None) -> int:
+            hints = typing.get_type_hints(load)
+            return uid + 1, hints["uid"] is UserId, hints["uid"].__supertype__ is int
+
+        def describe(obj):
+            return repr(obj), getattr(obj, "__name__", None)
+
+        print(Parallel(n_jobs=2)(delayed(load)(UserId(i)) for i in range(2)))
+        print(Parallel(n_jobs=2)(delayed(describe)(o) for o in (UserId, P, Ts, Optional[UserId])))
+        try:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(load)(UserId(i)) for i in range(2))
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "[(1, True, True), (2, True, True)]"
+    assert lines[1] == (
+        "[('__main__.UserId', 'UserId'), ('~P', 'P'), ('Ts', 'Ts'), "
+        "('typing.Optional[__main__.UserId]', 'Optional')]"
+    )
+    assert lines[2].startswith("UnpicklingError") and "Can't get attribute 'UserId'" in lines[2]
+    assert "or use pickler='hybrid' (the default), which sends typing's NewType" in lines[2]
+
+
+def test_a_copyreg_reducer_registered_for_a_main_class_applies_to_its_results_too():
+    # copyreg.pickle(DB, reduce_db) in a script ran in the parent only: the arguments
+    # travelled by it, but a worker pickled a result of the class field by field, and
+    # failed on what the reducer leaves out ("cannot pickle 'sqlite3.Connection' object"),
+    # where the loop returned it. The worker's copy of the class now has the reducer.
+    proc = run_python(
+        """
+        import copyreg, sqlite3
+        from picklepool import Parallel, delayed
+
+        class DB:
+            def __init__(self, path):
+                self.path = path
+                self.conn = sqlite3.connect(path)
+
+        def reduce_db(db):
+            return DB, (db.path,)
+
+        copyreg.pickle(DB, reduce_db)
+
+        def open_db(i):
+            return DB(":memory:")
+
+        def same(db):
+            return db
+
+        out = Parallel(n_jobs=2)(delayed(open_db)(i) for i in range(2))
+        out += Parallel(n_jobs=2)(delayed(same)(DB(":memory:")) for i in range(2))
+        print([(type(db) is DB, db.conn.execute("select 1").fetchone()) for db in out])
+        print(copyreg.dispatch_table[DB] is reduce_db)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[(True, (1,)), (True, (1,)), (True, (1,)), (True, (1,))]", "True"]
+
+
 def test_a_plugin_packages_import_inside_a_task_names_the_module_and_the_fix(tmp_path):
     # A function of a package loaded by path that imports a sibling inside its body (a
     # lazy "from .other import helper") goes by value, and the import runs in the worker,
@@ -773,6 +895,25 @@ def test_a_subclass_of_a_stdlib_type_with_a_constructor_of_its_own_comes_back_as
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["True", "True", "('Index', 'ix')"]
+
+
+class _Seeded(random.Random):
+    def __init__(self, seed=None, name="unnamed"):
+        super().__init__(seed)
+        self.name = name
+
+
+def test_a_subclass_whose_stdlib_base_pickles_a_state_of_its_own_keeps_its_attributes():
+    # random.Random pickles as cls() with its generator's state, which has no room for the
+    # __dict__: hybrid made the instance with the base's constructor and set that state, so
+    # a subclass's own attribute (self.name) was silently gone in the worker (AttributeError,
+    # or the class's default read instead), where pickle itself at least called cls().
+    pickler = get_pickler("hybrid")
+    rng = _Seeded(7, name="trial-3")
+    rng.random()
+    copy = pickler.loads(pickler.dumps(rng))
+    assert type(copy) is _Seeded and copy.name == "trial-3"
+    assert [copy.random() for _ in range(3)] == [rng.random() for _ in range(3)]  # the same stream
 
 
 def test_a_subclass_of_int_str_or_tuple_with_a_new_of_its_own_comes_back_as_it_went():

@@ -259,6 +259,31 @@ def test_file_handler_is_refused_with_the_fix(tmp_path):
         handler.close()
 
 
+def test_a_child_process_and_a_pending_future_are_refused_with_the_fix():
+    # Their only obstacle to pickling was a lock, which hybrid snapshots: a Popen arrived as
+    # a copy whose poll() said "ended, status 0" at once while the child ran, and a pending
+    # Future as a copy that never completes (result() waited for ever), where joblib refuses
+    # both. A done future still travels with its result.
+    import concurrent.futures
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.DEVNULL)
+    try:
+        with pytest.raises(RefusedError, match=r"subprocess\.Popen \(pid \d+\).*send its returncode"):
+            hybrid.dumps({"job": proc})
+    finally:
+        proc.wait()
+    pending: concurrent.futures.Future[int] = concurrent.futures.Future()
+    with pytest.raises(RefusedError, match=r"pending .*Future.*send future\.result\(\)"):
+        hybrid.dumps([pending])
+    pending.set_result(42)
+    assert roundtrip(pending).result(timeout=0) == 42
+    failed: concurrent.futures.Future[int] = concurrent.futures.Future()
+    failed.set_exception(KeyError("k"))
+    assert isinstance(roundtrip(failed).exception(timeout=0), KeyError)
+
+
 # -- asyncio primitives ----------------------------------------------------------------------------
 
 

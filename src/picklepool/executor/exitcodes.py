@@ -65,6 +65,32 @@ def _advice(name: str, code: int) -> str:
     )
 
 
+DEFAULT_RECURSION_LIMIT = 1000  # CPython's
+
+
+def pickling_fault(statuses: str, recursion_limit: int) -> str:
+    """Advice for a worker that died of a fault while pickling a batch's results with the
+    recursion limit raised (*recursion_limit*, the parent's, which workers mirror), or "".
+
+    The pickler recurses once per level of nesting, each level a few C frames: with the
+    limit raised far enough, a deep result (a linked list of 20,000 objects) overflows the
+    C stack before it reaches the limit, and the worker dies of SIGSEGV (where with the
+    default limit a RecursionError names the task): nothing in compiled code of the user's.
+    """
+    found = [name for name, _code in _STATUS.findall(statuses) if name != "SIGKILL"]
+    if not found or found[0] not in _FAULTS or recursion_limit <= DEFAULT_RECURSION_LIMIT:
+        return ""
+    return (
+        f"The worker died pickling the results with the recursion limit raised to "
+        f"{recursion_limit} (sys.setrecursionlimit in this process, which workers mirror): "
+        "a result nested deeper than the C stack allows (a long linked list, a deep tree of "
+        "objects) overflows it, as the pickler recurses once per level, before the limit "
+        "stops it. Return such a result flattened (its nodes as a list, their links as "
+        "indices), or lower the recursion limit before the call to get a RecursionError "
+        "naming the task instead. "
+    )
+
+
 def status_name(code: int) -> str:
     """A process's exit code as loky writes it: ``EXIT(3)``, ``SIGSEGV(-11)``."""
     if code >= 0:

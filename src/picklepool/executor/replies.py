@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import os
 import re
 import signal
 import sys
@@ -41,7 +42,7 @@ from ..workers.control import DUMPING, LOADING
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
 from . import leftovers, reaper
-from .exitcodes import crash_advice
+from .exitcodes import crash_advice, pickling_fault
 from .functions import describe_task, label
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
@@ -190,7 +191,7 @@ class ReplyReader:
         place = "in this process" if self.call.in_caller else "in a worker"
         of = "" if self.call.origin in where else f" of {self.call.origin}"
         add_note(error, f"(raised by {where}{of}, {place})")
-        advice = import_advice(error)  # a plugin module imported inside a task
+        advice = import_advice(error) or _main_lookup_advice(error)  # a plugin's import; globals()[name]
         if advice is not None and not self.call.in_caller:
             add_note(error, advice)
         return error
@@ -272,6 +273,7 @@ class ReplyReader:
                 f"killed, and the pool is replaced on the next call. {TIMEOUT_ADVICE}"
             )
         culprit = ""
+        dumping = False  # the dead worker was pickling its batch's results
         why = reaper.stopped_by(getattr(call.backend, "_executor", None))
         if self._crash is not None and self._crash[0] is exc:
             culprit = self._crash[1]  # the same crash broke an earlier batch: the same culprit
@@ -302,6 +304,7 @@ class ReplyReader:
                     culprit = f" while unpickling {owner.tasks()} (worker pid {pid})"
                 elif stage == DUMPING:
                     culprit = f" while pickling the results of {owner.tasks()} (worker pid {pid})"
+                    dumping = True
                 else:
                     culprit = f" while running {owner.describe(index)} (worker pid {pid})"
             self._crash = (exc, culprit)
@@ -334,6 +337,8 @@ class ReplyReader:
                 f"'Exception in initializer'). Fix the initializer.{recovery}"
             )
         advice = crash_advice(codes.group(1) if codes else detail)
+        if dumping and codes:
+            advice = pickling_fault(codes.group(1), sys.getrecursionlimit()) + advice
         return WorkerCrashedError(f"a worker process died{culprit}: {detail}. {advice}{recovery}")
 
 
@@ -461,6 +466,39 @@ def _rebuild_advice(what: str, where: str, message: str = "") -> str:
     )
 
 
+_LOOKED_UP = re.compile(r"module '__main__' has no attribute '(\w+)'|name '(\w+)' is not defined")
+
+
+def _main_lookup_advice(error: BaseException) -> str | None:
+    """What to do when a task in a worker looked up by name a global of this process's
+    ``__main__`` (``globals()["handler_" + kind]``, ``getattr(sys.modules["__main__"], name)``,
+    ``eval``) that its function's code does not name, or None.
+
+    A function of ``__main__`` travels by value with the globals its code names, and no
+    others: the loop the call replaces found the name, the worker's copy does not.
+    """
+    main = sys.modules.get("__main__")
+    name: Any = None
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        name = error.args[0]  # globals()[name]: only a function's or class's name is taken for one
+        value = getattr(main, name, None) if isinstance(name, str) and name.isidentifier() else None
+        if getattr(value, "__module__", None) != "__main__" or not callable(value):
+            return None
+    elif isinstance(error, (AttributeError, NameError)):
+        found = _LOOKED_UP.fullmatch(str(error))
+        name = found and (found[1] or found[2])
+    if not isinstance(name, str) or name not in getattr(main, "__dict__", {}):
+        return None
+    return (
+        f"({name!r} is a global of __main__ that the task looked up by name (globals()[...], "
+        "sys.modules['__main__'], eval): a function of __main__ travels to the workers with "
+        "the globals its code names and no others, so the worker's copy does not have it. "
+        "Fix: name what it looks up in the function's code (a global dict of them, "
+        f"HANDLERS = {{{name!r}: {name}}}, that the function uses), or define them in a module "
+        "the workers import.)"
+    )
+
+
 _IMPORT_FAILED = re.compile(r"No module named|Can't get attribute|ImportError|ModuleNotFoundError")
 
 
@@ -480,18 +518,25 @@ def _import_advice(pickler_name: str, message: str) -> str:
                 "'hybrid' or 'cloudpickle'), or define what the tasks use in a module the workers "
                 "can import."
             )
+        # a folder on sys.path helps only when the file is named as the module is
+        stem = os.path.basename(str(where)).partition(".")[0]
+        named = stem == module[1].rpartition(".")[2] or stem == "__init__"
         fix = (
             "use pickler='hybrid' (the default), which sends the functions and classes of such a "
-            "module by value, or put its folder on sys.path"
+            "module by value" + (", or put its folder on sys.path" if named else "")
             if pickler_name != "hybrid"
-            else "put its folder on sys.path before the call, or register it to travel by value: "
-            "cloudpickle.register_pickle_by_value(module)"
+            else ("put its folder on sys.path before the call, or " if named else "")
+            + "register it to travel by value: cloudpickle.register_pickle_by_value(module)"
+        )
+        why = (
+            "its folder is not on sys.path (a module loaded from its file, by a plugin loader), "
+            "which workers mirror at each call"
+            if named
+            else f"no file of that name exists (a module made by hand, or by runpy, from {where})"
         )
         return (
             f" Module {module[1]!r} is imported in this process (from {where}) but cannot be "
-            "imported by its name in the worker: its folder is not on sys.path (a module loaded "
-            "from its file, by a plugin loader), which workers mirror at each call. Fix: "
-            f"{fix}."
+            f"imported by its name in the worker: {why}. Fix: {fix}."
         )
     text = ""
     if missing and hasattr(sys.modules.get("__main__"), missing[1].partition(".")[0]):
@@ -520,6 +565,11 @@ def _import_advice(pickler_name: str, message: str) -> str:
                     "; or use pickler='hybrid' (the default), which sends functools.lru_cache "
                     "and functools.cache functions by value."
                     if pickler_name == "cloudpickle" and kind.__name__ == "_lru_cache_wrapper"
+                    else "; or use pickler='hybrid' (the default), which sends typing's NewType, "
+                    "ParamSpec and TypeVarTuple of __main__ by value."
+                    if pickler_name == "cloudpickle"
+                    and kind.__module__ == "typing"
+                    and kind.__name__ in ("NewType", "ParamSpec", "TypeVarTuple")
                     else "."
                 )
             )

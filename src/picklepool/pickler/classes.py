@@ -29,6 +29,7 @@ made by the class's creation (its skeleton's own: slots, enum members, ``_abc_im
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import threading
 import weakref
 from collections.abc import Iterator
@@ -126,13 +127,31 @@ def make_skeleton_enum(
 
 def class_setstate(obj: Any, state: Any) -> Any:
     """cloudpickle's ``_class_setstate`` on a class a pickle made here; the defining process's
-    own class is left as it is."""
+    own class is left as it is.
+
+    *state* may carry, third, the ``copyreg`` reducer the sending process has registered
+    for the class (``copyreg.pickle(DB, reduce_db)`` in a script), or None: a copy made
+    here gets it (or loses one it had), so its instances, a task's results, pickle as the
+    sender's do, where the worker had no such registration and pickled them field by field
+    (failing on what the reducer left out: "cannot pickle 'sqlite3.Connection' object").
+    """
+    reducer: Any = _NOT_GIVEN
+    if type(state) is tuple and len(state) == 3:
+        state, reducer = state[:2], state[2]
     setstate = _SETSTATE
     made = _rebuilt.get(obj)
     if made is None or setstate is None:  # (None: redirect() never names this function)
         return obj
     _drop_stale(obj, state, made)
-    return setstate(obj, state)
+    out = setstate(obj, state)
+    if reducer is None:
+        copyreg.dispatch_table.pop(obj, None)
+    elif reducer is not _NOT_GIVEN:
+        copyreg.pickle(obj, reducer)
+    return out
+
+
+_NOT_GIVEN = object()
 
 
 def _drop_stale(cls: type, state: Any, made: frozenset[str]) -> None:
@@ -190,14 +209,17 @@ def _member_attrs(enum_class: Any) -> dict[str, dict[str, Any]]:
 
 def redirect(rv: Any, cls: Any = None) -> Any:
     """cloudpickle's reduction of a class by value *rv*, with these functions in its place
-    (*cls*: the class, for an enum's members' attributes)."""
+    (and the ``copyreg`` reducer registered here for *cls*, or None, in its state)."""
     if type(rv) is not tuple or len(rv) < 6 or rv[5] is not _SETSTATE or _SETSTATE is None:
         return rv
+    state = rv[2]
+    if cls is not None and type(state) is tuple and len(state) == 2:
+        state = (*state, copyreg.dispatch_table.get(cls))
     if rv[0] is _MAKE_CLASS and _MAKE_CLASS is not None:
-        return (make_skeleton_class, rv[1], rv[2], rv[3], rv[4], class_setstate, *rv[6:])
+        return (make_skeleton_class, rv[1], state, rv[3], rv[4], class_setstate, *rv[6:])
     if rv[0] is _MAKE_ENUM and _MAKE_ENUM is not None:
         members = _member_attrs(cls)
         if members:
-            return (make_skeleton_enum, rv[1], (rv[2], members), rv[3], rv[4], enum_setstate, *rv[6:])
-        return (make_skeleton_enum, rv[1], rv[2], rv[3], rv[4], class_setstate, *rv[6:])
+            return (make_skeleton_enum, rv[1], (state, members), rv[3], rv[4], enum_setstate, *rv[6:])
+        return (make_skeleton_enum, rv[1], state, rv[3], rv[4], class_setstate, *rv[6:])
     return rv

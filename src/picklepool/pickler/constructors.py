@@ -71,6 +71,13 @@ def construct(cls: type, base: Any, args: tuple[Any, ...]) -> Any:
     return obj
 
 
+def set_state_and_dict(obj: Any, state: tuple[Any, dict[str, Any]]) -> None:
+    """The base's ``__setstate__`` with its own state, then the instance's ``__dict__``."""
+    own, attrs = state
+    obj.__setstate__(own)
+    obj.__dict__.update(attrs)
+
+
 def reducer(base: type) -> Any:
     """The reducer of instances of a subclass of *base* (:func:`stdlib_base`)."""
 
@@ -83,9 +90,14 @@ def reducer(base: type) -> Any:
         if type(rv) is not tuple or len(rv) < 2 or rv[0] is not type(obj):
             return rv  # (copyreg.__newobj__ and the like call no __init__)
         state = rv[2] if len(rv) > 2 else None
+        attrs = getattr(obj, "__dict__", None)
         if state is None:  # defaultdict's, Counter's, date's pickling drop the __dict__
-            attrs = getattr(obj, "__dict__", None)
             state = dict(attrs) if attrs else None
+        elif attrs and type(state) is not dict and len(rv) < 6 and hasattr(obj, "__setstate__"):
+            # a state of the base's own (random.Random's generator state) without the
+            # __dict__: set both, or the subclass's attributes were silently lost
+            rest = (*rv[3:], None, None)[:2]
+            return (construct, (rv[0], base, rv[1]), (state, dict(attrs)), *rest, set_state_and_dict)
         return (construct, (rv[0], base, rv[1]), state, *rv[3:])
 
     return reduce

@@ -1,7 +1,9 @@
 """Modules loaded here from a file that the import system does not find by their name.
 
 A plugin loader's module (``importlib.util.spec_from_file_location("plugin", path)``,
-``SourceFileLoader(name, path)``, pytest's ``--import-mode=importlib``) is in
+``SourceFileLoader(name, path)``, pytest's ``--import-mode=importlib``; or one made by hand,
+``types.ModuleType(name)`` with its ``__file__`` set and the file's code run in it, as
+``runpy.run_path`` makes its ``<run_path>`` module) is in
 ``sys.modules`` and came from a ``.py`` file, but ``import plugin`` finds nothing
 on ``sys.path`` (or another file). cloudpickle sends its functions and classes by
 name, as those of any module in ``sys.modules``, and a worker, whose ``sys.path``
@@ -40,15 +42,13 @@ def module_not_found(module: Any) -> bool:
     """True when *module*, in ``sys.modules`` under its name, came from a source file that
     importing that name would not load."""
     name = getattr(module, "__name__", None)
-    spec = getattr(module, "__spec__", None)
-    origin = getattr(spec, "origin", None)
+    origin = source_file(module)
     if (
         not isinstance(name, str)
         or name == "__main__"
         or sys.modules.get(name) is not module
-        or not isinstance(origin, str)
-        or not origin.endswith(_SOURCES)
-        or getattr(spec, "name", None) != name
+        or origin is None
+        or getattr(getattr(module, "__spec__", None), "name", name) != name
     ):
         return False
     path = tuple(sys.path)
@@ -58,16 +58,25 @@ def module_not_found(module: Any) -> bool:
     return not known[1]
 
 
+def source_file(module: Any) -> str | None:
+    """The source or bytecode file *module* was loaded from: its spec's origin, or, for a
+    module made by hand (no spec: ``types.ModuleType`` given a ``__file__``, ``runpy``'s),
+    its ``__file__``; None for anything else (built in, an extension, made at run time)."""
+    spec = getattr(module, "__spec__", None)
+    origin = getattr(spec, "origin", None) if spec is not None else getattr(module, "__file__", None)
+    return origin if isinstance(origin, str) and origin.endswith(_SOURCES) else None
+
+
 def _found_by_name(name: str, origin: str) -> bool:
     """Whether importing *name* (and each package above it) would load the file *origin*."""
     parent = name.rpartition(".")[0]
     if parent:
         package = sys.modules.get(parent)
         search = getattr(package, "__path__", None)
-        package_origin = getattr(getattr(package, "__spec__", None), "origin", None)
+        package_origin = source_file(package)
         if search is None:
             return True  # not a package's submodule as the import system makes them: not ours to judge
-        if isinstance(package_origin, str) and package_origin.endswith(_SOURCES):
+        if package_origin is not None:
             if not _found_by_name(parent, package_origin):
                 return False
     else:
@@ -107,7 +116,7 @@ def import_advice(error: BaseException) -> str | None:
     for end in range(len(parts), 0, -1):
         module = sys.modules.get(".".join(parts[:end]))
         if module is not None and module_not_found(module):
-            origin = str(getattr(module.__spec__, "origin", ""))  # a source file's path (module_not_found)
+            origin = str(source_file(module))  # a source file's path (module_not_found)
             folder = os.path.dirname(origin)
             if getattr(module, "__path__", None) is not None:
                 folder = os.path.dirname(folder)  # a package: the folder that holds it

@@ -74,7 +74,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import classes, constructors, exceptions, locks, runtime
+from . import classes, constructors, exceptions, locks, runtime, sentinels
 from .base import BasePickler
 from .homes import module_not_found
 from .mainalias import by_value_home, dynamic_class_reduce, reduce_by_value
@@ -101,7 +101,7 @@ def _hybrid_reducer(t: type) -> Any:
 def _importable(obj: Any) -> bool:
     """Whether *obj* can be found by name (module and qualified name) where it is unpickled."""
     module_name = getattr(obj, "__module__", None)
-    name = getattr(obj, "__qualname__", None)
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
     if not isinstance(module_name, str) or not isinstance(name, str) or module_name == "__main__":
         return False
     if by_value_home(obj):
@@ -132,6 +132,41 @@ def _reduce_lru_cache(pickler: Pickler, obj: Any) -> Any:
         return obj.__reduce_ex__(pickler.proto)
     params = obj.cache_parameters()
     return rebuild_lru_cache, (wrapped, params["maxsize"], params["typed"])
+
+
+# typing's named objects that pickle by name only (their module and name), as classes do:
+# one made in __main__ (``UserId = NewType("UserId", int)``) could not be found in a
+# worker, nor could a function of __main__ annotated with it be sent at all
+_TYPING_NAMED: dict[type, tuple[str, ...]] = {
+    kind: params
+    for kind, params in (
+        (getattr(typing, "NewType", None), ("__supertype__",)),
+        (getattr(typing, "ParamSpec", None), ("__bound__", "__covariant__", "__contravariant__")),
+        (getattr(typing, "TypeVarTuple", None), ()),
+    )
+    if isinstance(kind, type)
+}
+
+
+def rebuild_typing_named(kind: type, name: str, values: tuple[Any, ...], module: str) -> Any:
+    """A ``typing.NewType``, ``ParamSpec`` or ``TypeVarTuple`` made anew, of *module*."""
+    if kind is getattr(typing, "NewType", None):
+        made = kind(name, *values)
+    elif kind is getattr(typing, "ParamSpec", None):
+        made = kind(name, bound=values[0], covariant=values[1], contravariant=values[2])
+    else:
+        made = kind(name)
+    made.__module__ = module
+    return made
+
+
+def _reduce_typing_named(pickler: Pickler, obj: Any) -> Any:
+    """By name when importable (as pickle sends it), else by value, as a class of ``__main__`` is."""
+    import_home(obj)
+    if _importable(obj):
+        return obj.__reduce_ex__(pickler.proto)
+    values = tuple(getattr(obj, attr, None) for attr in _TYPING_NAMED[type(obj)])
+    return rebuild_typing_named, (type(obj), obj.__name__, values, obj.__module__)
 
 
 _unimportable: set[str] = set()  # module names import_home could not import
@@ -342,6 +377,8 @@ class Pickler(cloudpickle.Pickler):
         """How to reduce instances of *t*: decided once per type and dump."""
         if t is _Release:
             return _release
+        if t is object:  # a sentinel, MISSING = object(): the same object there and back
+            return lambda _self, obj: sentinels.reduce_object(obj)
         if issubclass(t, type):
             return _reduce_class
         if issubclass(t, types.FunctionType):
@@ -352,6 +389,8 @@ class Pickler(cloudpickle.Pickler):
             return _reduce_lru_cache
         if issubclass(t, types.ModuleType):
             return _reduce_module
+        if t in _TYPING_NAMED:
+            return _reduce_typing_named
         reducer = _hybrid_reducer(t)
         if reducer is not None:
             # The user's own pickling wins over hybrid's defaults: a copyreg reducer

@@ -28,6 +28,12 @@ with a :class:`RefusedError` that says why and what to do instead:
     multiprocessing locks, queues,   -> refused: multiprocessing lets them reach only the
       events, pipes                     processes it starts itself
     logging.FileHandler (and subclasses) -> refused: its open file belongs to this process
+    subprocess.Popen (and subclasses) -> refused: a child process is waited for by its parent
+                                        only (a copy's poll() said "exited, status 0" at
+                                        once, while it ran)
+    concurrent.futures.Future, pending -> refused: it completes in this process only (a
+                                        copy's result() waited for ever); a done one
+                                        travels with its result
     asyncio Lock, Event, Condition,  -> fresh, bound to no event loop: released, no waiting
       Semaphore, Queue, Barrier         task; an event keeps whether it is set, a semaphore
                                         its value, a queue its items (as for threading's)
@@ -44,11 +50,13 @@ pickled its own way: see :func:`own_protocol`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import copyreg
 import inspect
 import logging
 import pickle
+import subprocess
 import sys
 import threading
 import weakref
@@ -309,6 +317,29 @@ def _refuse_file_handler(handler: logging.FileHandler) -> Reduced:
     )
 
 
+def _refuse_popen(proc: subprocess.Popen[Any]) -> Reduced:
+    raise RefusedError(
+        f"cannot send a {_type_name(proc)} (pid {proc.pid}): a child process can be waited for "
+        "and polled only by the process that started it; in the worker a copy's poll() and "
+        "wait() would report it ended with status 0 at once, while it runs, and its pipes are "
+        "this process's. Fix: wait for it here and send its returncode or output, or send its "
+        "pid (psutil.Process(pid) in the task can watch it).",
+        proc,
+    )
+
+
+def _reduce_future(future: concurrent.futures.Future[Any]) -> Reduced:
+    if not future.done():
+        raise RefusedError(
+            f"cannot send a pending {_type_name(future)}: it completes in this process only, so "
+            "its copy in the worker would never complete (result() would wait for ever, or "
+            "until its timeout). Fix: send future.result() (wait for it here), or do the work "
+            "that completes it inside the task.",
+            future,
+        )
+    return future.__reduce_ex__(pickle.HIGHEST_PROTOCOL)  # type: ignore[return-value]  # done: its result or exception travels
+
+
 def inherited_only_types() -> tuple[type, ...]:
     """multiprocessing's objects that travel only to a process it starts (by inheritance).
 
@@ -359,6 +390,8 @@ SUBCLASS_REDUCERS: list[tuple[type, Callable[[Any], Reduced]]] = [
     (weakref.WeakValueDictionary, _reduce_weak_dict),
     (weakref.WeakKeyDictionary, _reduce_weak_dict),
     (logging.FileHandler, _refuse_file_handler),
+    (subprocess.Popen, _refuse_popen),
+    (concurrent.futures.Future, _reduce_future),
 ]
 
 
@@ -373,7 +406,14 @@ def reducer_for(t: type) -> Callable[[Any], Reduced] | None:
     return _asyncio_reducer(t)
 
 
-_REFUSALS = (_refuse_thread, _refuse_multiprocessing, _refuse_file_handler, _refuse_token)
+_REFUSALS = (
+    _refuse_thread,
+    _refuse_multiprocessing,
+    _refuse_file_handler,
+    _refuse_token,
+    _refuse_popen,
+    _reduce_future,
+)
 
 
 def refusal(obj: Any) -> RefusedError | None:
