@@ -361,6 +361,43 @@ def test_slots_classes_of_main_come_back_from_workers():
     ]
 
 
+def test_nested_and_local_classes_keep_their_qualified_name_in_workers():
+    # cloudpickle rebuilt a class sent by value with its __name__ only (a type keeps
+    # __qualname__ outside its __dict__), so in a worker Outer.Inner was "Inner": a
+    # dataclass's repr, type(x).__qualname__ and messages differed from the parent's.
+    proc = run_python(
+        """
+        from dataclasses import dataclass
+        from picklepool import Parallel, delayed
+
+        class Outer:
+            @dataclass
+            class Inner:
+                v: int
+
+        def local():
+            @dataclass
+            class Row:
+                x: int
+            return Row
+
+        Row = local()
+
+        def show(o):
+            return repr(o), type(o).__qualname__, type(o).__name__
+
+        def make(i):
+            return repr(Outer.Inner(i))
+
+        tasks = [Outer.Inner(1), Row(2)]
+        print(Parallel(n_jobs=2)(delayed(show)(o) for o in tasks) == [show(o) for o in tasks])
+        print(Parallel(n_jobs=2)(delayed(make)(i) for i in range(2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True", "['Outer.Inner(v=0)', 'Outer.Inner(v=1)']"]
+
+
 def test_empty_slots_of_main_classes_keep_instances_without_a_dict():
     # `__slots__ = ()` says "no __dict__" (the namedtuple-subclass idiom, a subclass of
     # a slotted class): hybrid passed only non-empty slots to the rebuilt class, so in a

@@ -205,24 +205,29 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
     (an attribute set by mistake raises there as in the parent, and a result cannot
     carry one). A ``typing.NamedTuple`` class, rebuilt by its own metaclass, which makes
     its empty ``__slots__`` and refuses them in its namespace, is left to cloudpickle.
+
+    The class's ``__qualname__`` goes into that namespace too, as the class statement put
+    it there: cloudpickle sends only ``__name__`` (a type keeps its qualified name outside
+    its ``__dict__``), so a nested or local class (``Outer.Inner``, ``make.<locals>.Row``)
+    was plain ``Inner`` in the worker, and what it computed from it differed from the
+    parent's: a dataclass's ``repr`` (``Inner(v=1)``, not ``Outer.Inner(v=1)``),
+    ``type(x).__qualname__``, messages and log lines naming it.
     """
     if by_value_home(obj) and dynamic_class_reduce is not None:
         rv = dynamic_class_reduce(obj)  # by value, as a class of __main__
     else:
         import_home(obj)
         rv = _cloudpickle_override(pickler, obj)
-    if (
-        type(rv) is tuple
-        and rv
-        and rv[0] is _MAKE_SKELETON_CLASS
-        and isinstance(obj, type)
-        and "__slots__" in obj.__dict__
-        and typing.NamedTuple not in obj.__dict__.get("__orig_bases__", ())
-    ):
+    if type(rv) is tuple and rv and rv[0] is _MAKE_SKELETON_CLASS and isinstance(obj, type):
         newargs = rv[1]
         type_kwargs = dict(newargs[3])
-        type_kwargs["__slots__"] = obj.__dict__["__slots__"]
-        rv = (rv[0], (*newargs[:3], type_kwargs, *newargs[4:]), *rv[2:])
+        if "__slots__" in obj.__dict__ and typing.NamedTuple not in obj.__dict__.get("__orig_bases__", ()):
+            type_kwargs["__slots__"] = obj.__dict__["__slots__"]
+        qualname = getattr(obj, "__qualname__", None)
+        if type(qualname) is str and qualname != obj.__name__:
+            type_kwargs["__qualname__"] = "".join(qualname)  # (not interned: cloudpickle's rule)
+        if type_kwargs != newargs[3]:
+            rv = (rv[0], (*newargs[:3], type_kwargs, *newargs[4:]), *rv[2:])
     return classes.redirect(rv)  # rebuilt without touching the class where it was defined
 
 
