@@ -181,6 +181,44 @@ def test_open_text_file_only_by_cloudpickle_rules(pickler, tmp_path):
             assert p.loads(p.dumps(f)).read() == "hello"
 
 
+@pytest.mark.parametrize("mode", ["w", "a", "r+", "w+", "a+"])
+def test_a_text_file_open_for_writing_is_refused_by_hybrid(mode, tmp_path):
+    # cloudpickle sends a text file opened "r+", "w+" or "a+" as an io.StringIO copy of
+    # its contents: a task's writes went to the copy and were lost, silently.
+    path = tmp_path / "log.txt"
+    path.write_text("start\n")
+    with open(path, mode) as f, pytest.raises(pickle.PicklingError, match="open for writing"):
+        get_pickler("hybrid").dumps(f)
+    assert get_pickler("hybrid").loads(get_pickler("hybrid").dumps(sys.stdout)) is sys.stdout
+
+
+def test_a_named_temporary_file_is_refused_and_left_alone(tmp_path):
+    # A NamedTemporaryFile ("w+") travelled as a copy; the worker could not rebuild its
+    # wrapper (KeyError: 'file'), and its copy of the file's closer deleted the parent's file.
+    proc = run_python(
+        f"""
+        import os, tempfile
+        from picklepool import Parallel, PicklingError, delayed
+
+        def write(f, i):
+            f.write(str(i))
+            return i
+
+        with tempfile.NamedTemporaryFile("w+", dir={str(tmp_path)!r}) as tf:
+            try:
+                Parallel(n_jobs=2)(delayed(write)(tf, i) for i in range(2))
+            except PicklingError as exc:
+                print(exc)
+            print(os.path.exists(tf.name))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    message, exists = proc.stdout.splitlines()
+    assert message.startswith("task 0: write(") and "cannot pickle args[0].file " in message, message
+    assert "open for writing" in message and "Fix: send its path" in message, message
+    assert exists == "True"
+
+
 @pytest.mark.parametrize("pickler", PICKLERS)
 def test_socket_fails_everywhere(pickler):
     with socket.socket() as s, pytest.raises(TypeError):
