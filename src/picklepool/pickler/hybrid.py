@@ -375,7 +375,8 @@ class Pickler(cloudpickle.Pickler):
             return exceptions.reduce_exception  # cls(*args) would call that __init__ wrongly
         base = constructors.stdlib_base(t)
         if base is not None:
-            return constructors.reducer(base)  # cls(base's arguments): the base's constructor
+            by_base = constructors.reducer(base)  # cls(base's arguments): the base's constructor
+            return _dict_guarded(by_base) if getattr(t, "__dictoffset__", 0) else by_base
         slots = () if getattr(t, "__dictoffset__", 0) else tuple(copyreg._slotnames(t))  # type: ignore[attr-defined]
         if runtime.defined_below_stdlib(t, ("__getattr__",)):
             return _past_getattr(slots)
@@ -383,8 +384,11 @@ class Pickler(cloudpickle.Pickler):
             return _MAY_OWN_LOCK
         return _slots_reducer(slots) if slots else _PLAIN
 
-    def _reduce_guarded(self, obj: Any, name: str, lock: Any) -> Any:
-        """Reduce *obj* holding its RLock (its attribute *name*) until its state has been written."""
+    def _reduce_guarded(self, obj: Any, name: str, lock: Any, reduce: Any = None) -> Any:
+        """Reduce *obj* holding its RLock (its attribute *name*) until its state has been written.
+
+        *reduce(pickler, obj)*: hybrid's reducer of its type, else ``__reduce_ex__``.
+        """
         # An enclosing snapshot's lock held: this one is waited for SNAPSHOT_TIMEOUT only
         # (a thread holding it and waiting for the enclosing one would wait for ever).
         wait = locks.snapshot_timeout() if locks.holds_for_snapshot() else -1  # (self._held counts)
@@ -401,7 +405,7 @@ class Pickler(cloudpickle.Pickler):
                 what, wait, "Send the inner object separately, or send it while no thread holds its lock."
             )
         try:
-            rv = obj.__reduce_ex__(self.proto)
+            rv = obj.__reduce_ex__(self.proto) if reduce is None else reduce(self, obj)
         except BaseException:
             lock.release()
             raise
@@ -442,6 +446,25 @@ def _past_getattr(slots: tuple[str, ...]) -> Any:
         return (rv[0], rv[1], (rv[2], None, None), listitems, dictitems, _set_state)
 
     return reduce
+
+
+def _dict_guarded(reduce: Any) -> Any:
+    """*reduce*, for instances that may hold an RLock in their ``__dict__``: one that does is
+    snapshotted while holding it, as any other class's instance is.
+
+    A subclass of ``OrderedDict``, ``defaultdict``, ``deque``, ``Counter``, ``set``... with a
+    constructor of its own (``constructors``) was reduced without its lock: a snapshot taken
+    while another thread was inside ``with self._lock:`` sent its change half done.
+    """
+
+    def guarded(pickler: Pickler, obj: Any) -> Any:
+        state = getattr(obj, "__dict__", None)
+        if type(state) is dict and not _RLOCK_TYPES.isdisjoint(map(type, state.values())):
+            name, lock = next((k, v) for k, v in state.items() if type(v) in _RLOCK_TYPES)
+            return pickler._reduce_guarded(obj, name, lock, reduce)
+        return reduce(pickler, obj)
+
+    return guarded
 
 
 def _slots_reducer(slots: tuple[str, ...]) -> Any:
