@@ -436,6 +436,35 @@ def test_nested_and_local_classes_keep_their_qualified_name_in_workers():
     assert proc.stdout.splitlines() == ["True", "['Outer.Inner(v=0)', 'Outer.Inner(v=1)']"]
 
 
+def test_enums_of_main_keep_their_aliases_and_named_flag_combinations_in_workers():
+    # cloudpickle rebuilt an enum sent by value from the members its iteration gives,
+    # which leaves out aliases and a flag's named combinations: in the worker
+    # Status["SUCCESS"] was a KeyError (joblib fails the same way).
+    proc = run_python(
+        """
+        import enum
+        from picklepool import Parallel, delayed
+
+        class Status(enum.Enum):
+            OK = 0
+            SUCCESS = 0
+            FAIL = 1
+
+        class Perm(enum.Flag):
+            R = 4
+            W = 2
+            RW = 6
+
+        def look(name):
+            return Status[name], Status.SUCCESS is Status.OK, Perm.RW, Perm(6).name, list(Perm.__members__)
+
+        print(Parallel(n_jobs=2)(delayed(look)(n) for n in ["SUCCESS", "FAIL"]) == [look("SUCCESS"), look("FAIL")])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True"]
+
+
 def test_empty_slots_of_main_classes_keep_instances_without_a_dict():
     # `__slots__ = ()` says "no __dict__" (the namedtuple-subclass idiom, a subclass of
     # a slotted class): hybrid passed only non-empty slots to the rebuilt class, so in a

@@ -189,6 +189,7 @@ def _reduce_module(pickler: Pickler, obj: Any) -> Any:
 
 _LRU_CACHE_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
 _MAKE_SKELETON_CLASS = getattr(cloudpickle.cloudpickle, "_make_skeleton_class", None)
+_MAKE_SKELETON_ENUM = getattr(cloudpickle.cloudpickle, "_make_skeleton_enum", None)
 
 
 def _reduce_class(pickler: Pickler, obj: Any) -> Any:
@@ -212,6 +213,11 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
     was plain ``Inner`` in the worker, and what it computed from it differed from the
     parent's: a dataclass's ``repr`` (``Inner(v=1)``, not ``Outer.Inner(v=1)``),
     ``type(x).__qualname__``, messages and log lines naming it.
+
+    An enum's members are its ``__members__``, aliases included: cloudpickle lists those
+    its iteration gives, which leaves out aliases (``CRIMSON = 1`` after ``RED = 1``) and a
+    flag's named combinations (``RW = R | W``), so in the worker ``Color.CRIMSON`` was an
+    ``AttributeError`` and ``Color["CRIMSON"]`` a ``KeyError``.
     """
     if by_value_home(obj) and dynamic_class_reduce is not None:
         rv = dynamic_class_reduce(obj)  # by value, as a class of __main__
@@ -228,6 +234,14 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
             type_kwargs["__qualname__"] = "".join(qualname)  # (not interned: cloudpickle's rule)
         if type_kwargs != newargs[3]:
             rv = (rv[0], (*newargs[:3], type_kwargs, *newargs[4:]), *rv[2:])
+    elif type(rv) is tuple and rv and rv[0] is _MAKE_SKELETON_ENUM and _MAKE_SKELETON_ENUM is not None:
+        newargs = rv[1]  # (bases, name, qualname, members, module, class_tracker_id, extra)
+        every = getattr(obj, "__members__", None)
+        if every is not None and len(every) != len(newargs[3]) and len(rv) > 2 and type(rv[2]) is tuple:
+            members = {"".join(name): member.value for name, member in every.items()}
+            clsdict, slotstate = rv[2]  # (it held the aliases, as attributes to set: not now)
+            clsdict = {k: v for k, v in clsdict.items() if k not in every}
+            rv = (rv[0], (*newargs[:3], members, *newargs[4:]), (clsdict, slotstate), *rv[3:])
     return classes.redirect(rv)  # rebuilt without touching the class where it was defined
 
 
