@@ -465,6 +465,36 @@ def test_enums_of_main_keep_their_aliases_and_named_flag_combinations_in_workers
     assert proc.stdout.splitlines() == ["True"]
 
 
+def test_newtypes_and_paramspecs_of_main_travel_with_the_functions_they_annotate():
+    # They pickle by name: a function of the script merely annotated with one failed in
+    # the worker ("Can't get attribute 'UserId' on <module '__main__'>"), as under joblib.
+    proc = run_python(
+        """
+        import typing
+        from picklepool import Parallel, delayed
+
+        UserId = typing.NewType("UserId", int)
+        P = typing.ParamSpec("P", bound=None)
+        Ts = typing.TypeVarTuple("Ts")
+
+        def bump(u: UserId, cb: typing.Callable[P, int] = None, *rest: typing.Unpack[Ts]) -> UserId:
+            hints = typing.get_type_hints(bump)
+            return UserId(u + 1), repr(hints["u"]), hints["u"].__supertype__, repr(P), repr(Ts)
+
+        print(Parallel(n_jobs=2)(delayed(bump)(i) for i in range(2)) == [bump(0), bump(1)])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True"]
+
+
+IMPORTABLE_ID = __import__("typing").NewType("IMPORTABLE_ID", int)
+
+
+def test_an_importable_newtype_still_goes_by_name():
+    assert pickle.loads(get_pickler("hybrid").dumps(IMPORTABLE_ID)) is IMPORTABLE_ID
+
+
 def test_empty_slots_of_main_classes_keep_instances_without_a_dict():
     # `__slots__ = ()` says "no __dict__" (the namedtuple-subclass idiom, a subclass of
     # a slotted class): hybrid passed only non-empty slots to the rebuilt class, so in a

@@ -98,10 +98,11 @@ def _hybrid_reducer(t: type) -> Any:
     return runtime.reducer_for(t)
 
 
-def _importable(obj: Any) -> bool:
-    """Whether *obj* can be found by name (module and qualified name) where it is unpickled."""
+def _importable(obj: Any, name: Any = None) -> bool:
+    """Whether *obj* can be found by name (module and qualified name, or *name*) where it is
+    unpickled."""
     module_name = getattr(obj, "__module__", None)
-    name = getattr(obj, "__qualname__", None)
+    name = getattr(obj, "__qualname__", None) if name is None else name
     if not isinstance(module_name, str) or not isinstance(name, str) or module_name == "__main__":
         return False
     if by_value_home(obj):
@@ -112,6 +113,40 @@ def _importable(obj: Any) -> bool:
     for part in name.split("."):
         found = getattr(found, part, None)
     return found is obj
+
+
+def make_new_type(name: str, qualname: str, module: str, supertype: Any) -> Any:
+    """A ``typing.NewType`` of a script, made again where it arrives."""
+    made = typing.NewType(name, supertype)
+    made.__qualname__, made.__module__ = qualname, module
+    return made
+
+
+def make_type_parameter(kind: Any, name: str, module: str, options: dict[str, Any]) -> Any:
+    """A ``typing.ParamSpec`` or ``TypeVarTuple`` of a script, made again where it arrives."""
+    made = kind(name, **options)
+    made.__module__ = module
+    return made
+
+
+_TYPE_PARAMETERS = tuple(t for t in (getattr(typing, "ParamSpec", None), getattr(typing, "TypeVarTuple", None)) if t)
+
+
+def _reduce_typing_form(pickler: Pickler, obj: Any) -> Any:
+    """A ``NewType``, ``ParamSpec`` or ``TypeVarTuple`` that cannot be imported by name
+    where it arrives (one of ``__main__``) is made again there, as cloudpickle sends a
+    ``TypeVar``: they pickle by name, so a function of the script merely annotated with
+    one (``def f(u: UserId)``, ``UserId = NewType("UserId", int)``) failed in the worker
+    ("Can't get attribute 'UserId' on <module '__main__'>"), as under joblib."""
+    if _importable(obj, getattr(obj, "__qualname__", None) or obj.__name__):
+        return NotImplemented
+    if isinstance(obj, typing.NewType):
+        name, qualname = "".join(obj.__name__), "".join(obj.__qualname__)
+        return make_new_type, (name, qualname, obj.__module__, obj.__supertype__)
+    options: dict[str, Any] = {}
+    if isinstance(obj, getattr(typing, "ParamSpec", ())):
+        options = {"bound": obj.__bound__, "covariant": obj.__covariant__, "contravariant": obj.__contravariant__}
+    return make_type_parameter, (type(obj), "".join(obj.__name__), obj.__module__, options)
 
 
 def rebuild_lru_cache(func: Any, maxsize: int | None, typed: bool) -> Any:
@@ -371,6 +406,8 @@ class Pickler(cloudpickle.Pickler):
             return _reduce_lru_cache
         if issubclass(t, types.ModuleType):
             return _reduce_module
+        if t is typing.NewType or t in _TYPE_PARAMETERS:
+            return _reduce_typing_form
         reducer = _hybrid_reducer(t)
         if reducer is not None:
             # The user's own pickling wins over hybrid's defaults: a copyreg reducer
