@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import io
 import logging
 import multiprocessing
 import pickle
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -286,3 +289,26 @@ def test_asyncio_primitives_arrive_fresh_and_unbound():
         return event.is_set(), sem._value, [q.get_nowait(), q.get_nowait()]
 
     assert asyncio.run(use()) == (True, 1, [1, 2])
+
+
+def test_a_child_process_is_refused_with_the_fix():
+    # Its internal lock made it travel (the other picklers refuse that lock): in a worker,
+    # where it is no child, wait() gave 0 at once while it was still running.
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        with pytest.raises(RefusedError, match=r"child of this process.*Fix: start the process inside the task"):
+            hybrid.dumps({"proc": proc})
+    finally:
+        proc.wait()
+
+
+def test_a_future_not_done_is_refused_and_a_done_one_travels():
+    # A pending future's copy was never completed: its result() waited for ever in the task.
+    fut: concurrent.futures.Future[int] = concurrent.futures.Future()
+    with pytest.raises(RefusedError, match=r"not done yet.*Fix: send fut.result\(\)"):
+        hybrid.dumps([fut])
+    fut.set_result(5)
+    assert roundtrip(fut).result(timeout=0) == 5
+    failed: concurrent.futures.Future[int] = concurrent.futures.Future()
+    failed.set_exception(KeyError("k"))
+    assert isinstance(roundtrip(failed).exception(timeout=0), KeyError)

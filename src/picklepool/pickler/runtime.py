@@ -28,6 +28,11 @@ with a :class:`RefusedError` that says why and what to do instead:
     multiprocessing locks, queues,   -> refused: multiprocessing lets them reach only the
       events, pipes                     processes it starts itself
     logging.FileHandler (and subclasses) -> refused: its open file belongs to this process
+    subprocess.Popen                 -> refused: the process is a child of this process
+                                        only; a worker's copy waited for nothing (wait()
+                                        gave 0 at once, poll() said it had ended)
+    concurrent.futures.Future, not   -> refused: its copy would never be done, and
+      done yet                          result() waited for ever (a done one travels)
     a text file open for writing     -> refused ("w", "a", and "r+"/"w+"/"a+", which
       (io.TextIOWrapper, not stdout,    cloudpickle sends as an io.StringIO copy of its
       stderr)                           contents, where the task's writes were lost
@@ -48,12 +53,14 @@ pickled its own way: see :func:`own_protocol`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import copyreg
 import inspect
 import io
 import logging
 import pickle
+import subprocess
 import sys
 import threading
 import weakref
@@ -316,6 +323,30 @@ def _refuse_file_handler(handler: logging.FileHandler) -> Reduced:
     )
 
 
+def _refuse_popen(proc: subprocess.Popen[Any]) -> Reduced:
+    # Its internal lock made it travel under hybrid (the other picklers refuse that lock):
+    # in a worker, where it is no child, wait() gave 0 at once and poll() said it had ended.
+    raise RefusedError(
+        f"cannot send a {_type_name(proc)} (pid {proc.pid}): the process is a child of this "
+        "process only; in a worker wait() and poll() cannot follow it (they say it ended, "
+        "with status 0, at once). Fix: start the process inside the task, or wait for it "
+        "here and send what it gave (its returncode, its output).",
+        proc,
+    )
+
+
+def _reduce_future(fut: concurrent.futures.Future[Any]) -> Reduced:
+    """A done future travels (its result, or exception, with it); one not done is refused."""
+    if not fut.done():
+        raise RefusedError(
+            f"cannot send a {_type_name(fut)} that is not done yet: nothing completes its copy "
+            "in the worker, so its result() would wait for ever. Fix: send fut.result() "
+            "(wait for it here first), or submit the work from inside the task.",
+            fut,
+        )
+    return fut.__reduce_ex__(pickle.DEFAULT_PROTOCOL)  # type: ignore[no-any-return]
+
+
 def _reduce_text_file(f: io.TextIOWrapper) -> Reduced:
     """cloudpickle's rule for a text file (an ``io.StringIO`` of its contents, at its
     position), but a file open for writing is refused: its copy took the task's writes
@@ -390,6 +421,8 @@ SUBCLASS_REDUCERS: list[tuple[type, Callable[[Any], Reduced]]] = [
     (weakref.WeakKeyDictionary, _reduce_weak_dict),
     (logging.FileHandler, _refuse_file_handler),
     (io.TextIOWrapper, _reduce_text_file),
+    (subprocess.Popen, _refuse_popen),
+    (concurrent.futures.Future, _reduce_future),
 ]
 
 
@@ -404,7 +437,7 @@ def reducer_for(t: type) -> Callable[[Any], Reduced] | None:
     return _asyncio_reducer(t)
 
 
-_REFUSALS = (_refuse_thread, _refuse_multiprocessing, _refuse_file_handler, _refuse_token)
+_REFUSALS = (_refuse_thread, _refuse_multiprocessing, _refuse_file_handler, _refuse_token, _refuse_popen, _reduce_future)
 
 
 def refusal(obj: Any) -> RefusedError | None:
