@@ -458,7 +458,8 @@ def test_enums_of_main_keep_their_aliases_and_named_flag_combinations_in_workers
         def look(name):
             return Status[name], Status.SUCCESS is Status.OK, Perm.RW, Perm(6).name, list(Perm.__members__)
 
-        print(Parallel(n_jobs=2)(delayed(look)(n) for n in ["SUCCESS", "FAIL"]) == [look("SUCCESS"), look("FAIL")])
+        names = ["SUCCESS", "FAIL"]
+        print(Parallel(n_jobs=2)(delayed(look)(n) for n in names) == [look(n) for n in names])
         """
     )
     assert proc.returncode == 0, proc.stderr

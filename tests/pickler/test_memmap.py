@@ -258,7 +258,9 @@ def test_an_array_of_exactly_max_nbytes_is_copied_as_in_joblib():
     exact, larger = np.zeros(1000), np.zeros(1001)  # 8000 and 8008 bytes
     out = Parallel(n_jobs=2, max_nbytes=8000, mmap_mode="r")(delayed(type_name)(a) for a in [exact, larger])
     assert out == ["ndarray", "memmap"]
-    out = Parallel(n_jobs=2, max_nbytes="1M", mmap_mode="r")(delayed(write_first)(np.zeros((1024, 128))) for _ in range(2))
+    out = Parallel(n_jobs=2, max_nbytes="1M", mmap_mode="r")(
+        delayed(write_first)(np.zeros((1024, 128))) for _ in range(2)
+    )
     assert out == [("ndarray", 7.0)] * 2
 
 

@@ -296,7 +296,9 @@ def test_a_child_process_is_refused_with_the_fix():
     # where it is no child, wait() gave 0 at once while it was still running.
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
-        with pytest.raises(RefusedError, match=r"child of this process.*Fix: start the process inside the task"):
+        with pytest.raises(
+            RefusedError, match=r"child of this process.*Fix: start the process inside the task"
+        ):
             hybrid.dumps({"proc": proc})
     finally:
         proc.wait()

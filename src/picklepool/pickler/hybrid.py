@@ -129,7 +129,9 @@ def make_type_parameter(kind: Any, name: str, module: str, options: dict[str, An
     return made
 
 
-_TYPE_PARAMETERS = tuple(t for t in (getattr(typing, "ParamSpec", None), getattr(typing, "TypeVarTuple", None)) if t)
+_TYPE_PARAMETERS = tuple(
+    t for t in (getattr(typing, "ParamSpec", None), getattr(typing, "TypeVarTuple", None)) if t
+)
 
 
 def _reduce_typing_form(pickler: Pickler, obj: Any) -> Any:
@@ -145,7 +147,11 @@ def _reduce_typing_form(pickler: Pickler, obj: Any) -> Any:
         return make_new_type, (name, qualname, obj.__module__, obj.__supertype__)
     options: dict[str, Any] = {}
     if isinstance(obj, getattr(typing, "ParamSpec", ())):
-        options = {"bound": obj.__bound__, "covariant": obj.__covariant__, "contravariant": obj.__contravariant__}
+        options = {
+            "bound": obj.__bound__,
+            "covariant": obj.__covariant__,
+            "contravariant": obj.__contravariant__,
+        }
     return make_type_parameter, (type(obj), "".join(obj.__name__), obj.__module__, options)
 
 

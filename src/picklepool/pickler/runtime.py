@@ -437,7 +437,14 @@ def reducer_for(t: type) -> Callable[[Any], Reduced] | None:
     return _asyncio_reducer(t)
 
 
-_REFUSALS = (_refuse_thread, _refuse_multiprocessing, _refuse_file_handler, _refuse_token, _refuse_popen, _reduce_future)
+_REFUSALS = (
+    _refuse_thread,
+    _refuse_multiprocessing,
+    _refuse_file_handler,
+    _refuse_token,
+    _refuse_popen,
+    _reduce_future,
+)
 
 
 def refusal(obj: Any) -> RefusedError | None:
