@@ -111,7 +111,9 @@ class SharedState(Generic[T]):
     live object, which may be in the middle of a change made by another thread.
     In the parent, change the value only with ``with state as v`` or
     ``state.set(new)``: changes made through ``state.value`` do not move the
-    version on, so workers may keep an older copy.
+    version on, so workers may keep an older copy, while one without a copy (a new
+    worker) rebuilds the value as the next call serialises it: the tasks of one call
+    may then see either.
 
     ``state.save(path, key=...)`` / ``SharedState.load(path, key=...)`` write and
     read atomic, optionally signed checkpoints. A save killed midway leaves its

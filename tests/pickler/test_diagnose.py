@@ -146,6 +146,28 @@ def test_an_async_def_task_says_to_run_its_coroutine():
     assert "asyncio.run(_an_async_task(*args))" in msg
 
 
+def _a_generator_task(n):
+    yield from range(n)
+
+
+def _a_task_returning_a_genexpr(n):
+    return (i for i in range(n))
+
+
+def test_a_generator_function_task_says_to_collect_what_it_yields():
+    # the fix named only "a generator cannot be pickled", not that the task's own call
+    # made it (its function has a `yield`) nor how to run it in the worker
+    with pytest.raises(PicklingError) as info:
+        Parallel(n_jobs=2)(delayed(_a_generator_task)(i) for i in range(2))
+    msg = str(info.value)
+    assert "cannot pickle result (type builtins.generator)" in msg
+    assert "_a_generator_task is a generator function (it uses yield)" in msg
+    assert "def run(*args): return list(_a_generator_task(*args))" in msg
+    with pytest.raises(PicklingError) as info:  # a generator expression: the general fix
+        Parallel(n_jobs=2)(delayed(_a_task_returning_a_genexpr)(i) for i in range(2))
+    assert "return list(generator) instead" in str(info.value)
+
+
 def test_main_function_under_pickle_is_explained_from_the_worker():
     proc = run_python(
         """

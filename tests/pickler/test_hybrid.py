@@ -182,6 +182,44 @@ def test_open_text_file_only_by_cloudpickle_rules(pickler, tmp_path):
             assert p.loads(p.dumps(f)).read() == "hello"
 
 
+@pytest.mark.parametrize("mode", ["w", "a", "r+", "w+", "a+"])
+def test_a_text_file_open_for_writing_is_refused_by_hybrid(mode, tmp_path):
+    # cloudpickle sends a text file opened "r+", "w+" or "a+" as an io.StringIO copy of
+    # its contents: a task's writes went to the copy and were lost, silently.
+    path = tmp_path / "log.txt"
+    path.write_text("start\n")
+    with open(path, mode) as f, pytest.raises(pickle.PicklingError, match="open for writing"):
+        get_pickler("hybrid").dumps(f)
+    assert get_pickler("hybrid").loads(get_pickler("hybrid").dumps(sys.stdout)) is sys.stdout
+
+
+def test_a_named_temporary_file_is_refused_and_left_alone(tmp_path):
+    # A NamedTemporaryFile ("w+") travelled as a copy; the worker could not rebuild its
+    # wrapper (KeyError: 'file'), and its copy of the file's closer deleted the parent's file.
+    proc = run_python(
+        f"""
+        import os, tempfile
+        from picklepool import Parallel, PicklingError, delayed
+
+        def write(f, i):
+            f.write(str(i))
+            return i
+
+        with tempfile.NamedTemporaryFile("w+", dir={str(tmp_path)!r}) as tf:
+            try:
+                Parallel(n_jobs=2)(delayed(write)(tf, i) for i in range(2))
+            except PicklingError as exc:
+                print(exc)
+            print(os.path.exists(tf.name))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    message, exists = proc.stdout.splitlines()
+    assert message.startswith("task 0: write(") and "cannot pickle args[0].file " in message, message
+    assert "open for writing" in message and "Fix: send its path" in message, message
+    assert exists == "True"
+
+
 @pytest.mark.parametrize("pickler", PICKLERS)
 def test_socket_fails_everywhere(pickler):
     with socket.socket() as s, pytest.raises(TypeError):
@@ -360,6 +398,103 @@ def test_slots_classes_of_main_come_back_from_workers():
         "Point(x=1, tags=[]) (2, 3) (1, 2) 3",
         "Point(x=1, tags=[1])",
     ]
+
+
+def test_nested_and_local_classes_keep_their_qualified_name_in_workers():
+    # cloudpickle rebuilt a class sent by value with its __name__ only (a type keeps
+    # __qualname__ outside its __dict__), so in a worker Outer.Inner was "Inner": a
+    # dataclass's repr, type(x).__qualname__ and messages differed from the parent's.
+    proc = run_python(
+        """
+        from dataclasses import dataclass
+        from picklepool import Parallel, delayed
+
+        class Outer:
+            @dataclass
+            class Inner:
+                v: int
+
+        def local():
+            @dataclass
+            class Row:
+                x: int
+            return Row
+
+        Row = local()
+
+        def show(o):
+            return repr(o), type(o).__qualname__, type(o).__name__
+
+        def make(i):
+            return repr(Outer.Inner(i))
+
+        tasks = [Outer.Inner(1), Row(2)]
+        print(Parallel(n_jobs=2)(delayed(show)(o) for o in tasks) == [show(o) for o in tasks])
+        print(Parallel(n_jobs=2)(delayed(make)(i) for i in range(2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True", "['Outer.Inner(v=0)', 'Outer.Inner(v=1)']"]
+
+
+def test_enums_of_main_keep_their_aliases_and_named_flag_combinations_in_workers():
+    # cloudpickle rebuilt an enum sent by value from the members its iteration gives,
+    # which leaves out aliases and a flag's named combinations: in the worker
+    # Status["SUCCESS"] was a KeyError (joblib fails the same way).
+    proc = run_python(
+        """
+        import enum
+        from picklepool import Parallel, delayed
+
+        class Status(enum.Enum):
+            OK = 0
+            SUCCESS = 0
+            FAIL = 1
+
+        class Perm(enum.Flag):
+            R = 4
+            W = 2
+            RW = 6
+
+        def look(name):
+            return Status[name], Status.SUCCESS is Status.OK, Perm.RW, Perm(6).name, list(Perm.__members__)
+
+        names = ["SUCCESS", "FAIL"]
+        print(Parallel(n_jobs=2)(delayed(look)(n) for n in names) == [look(n) for n in names])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True"]
+
+
+def test_newtypes_and_paramspecs_of_main_travel_with_the_functions_they_annotate():
+    # They pickle by name: a function of the script merely annotated with one failed in
+    # the worker ("Can't get attribute 'UserId' on <module '__main__'>"), as under joblib.
+    proc = run_python(
+        """
+        import typing
+        from picklepool import Parallel, delayed
+
+        UserId = typing.NewType("UserId", int)
+        P = typing.ParamSpec("P", bound=None)
+        Ts = typing.TypeVarTuple("Ts")
+
+        def bump(u: UserId, cb: typing.Callable[P, int] = None, *rest: typing.Unpack[Ts]) -> UserId:
+            hints = typing.get_type_hints(bump)
+            return UserId(u + 1), repr(hints["u"]), hints["u"].__supertype__, repr(P), repr(Ts)
+
+        print(Parallel(n_jobs=2)(delayed(bump)(i) for i in range(2)) == [bump(0), bump(1)])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True"]
+
+
+IMPORTABLE_ID = __import__("typing").NewType("IMPORTABLE_ID", int)
+
+
+def test_an_importable_newtype_still_goes_by_name():
+    assert pickle.loads(get_pickler("hybrid").dumps(IMPORTABLE_ID)) is IMPORTABLE_ID
 
 
 def test_empty_slots_of_main_classes_keep_instances_without_a_dict():

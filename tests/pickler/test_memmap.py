@@ -3,7 +3,7 @@
 - An ``np.memmap`` argument, or any view of one, travels as a reference to its file:
   the worker opens the same file with the same mode and layout, so "r+"/"w+" writes
   reach it; "c" and "r" keep numpy's semantics (private writes / read-only).
-- Arguments of at least ``max_nbytes`` arrive as ``np.memmap``s of the call's file,
+- Arguments larger than ``max_nbytes`` arrive as ``np.memmap``s of the call's file,
   mapped as ``mmap_mode`` says: "c" (default) a private copy-on-write copy per task
   batch, "r" read-only (the error names mmap_mode), "r+"/"w+" shared through the file.
 """
@@ -244,6 +244,24 @@ def test_max_nbytes_0_shares_every_array_as_in_joblib(max_nbytes):
     # the internal "nothing is large" and every array was copied.
     out = Parallel(n_jobs=2, max_nbytes=max_nbytes)(delayed(type_name)(a) for a in [np.ones(3), np.ones(0)])
     assert out == ["memmap", "ndarray"]  # an empty array has nothing to share
+
+
+def write_first(x):
+    x.flat[0] = 7.0
+    return type(x).__name__, float(x.flat[0])
+
+
+def test_an_array_of_exactly_max_nbytes_is_copied_as_in_joblib():
+    # joblib shares the arrays larger than max_nbytes (a.nbytes > max_nbytes); here an
+    # array of exactly that size (1024 x 128 float64 under the default "1M") was shared
+    # too, so under mmap_mode="r" a task writing to it failed where joblib's worked.
+    exact, larger = np.zeros(1000), np.zeros(1001)  # 8000 and 8008 bytes
+    out = Parallel(n_jobs=2, max_nbytes=8000, mmap_mode="r")(delayed(type_name)(a) for a in [exact, larger])
+    assert out == ["ndarray", "memmap"]
+    out = Parallel(n_jobs=2, max_nbytes="1M", mmap_mode="r")(
+        delayed(write_first)(np.zeros((1024, 128))) for _ in range(2)
+    )
+    assert out == [("ndarray", 7.0)] * 2
 
 
 def values(x):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import io
 import logging
 import multiprocessing
 import pickle
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -265,8 +268,6 @@ def test_a_child_process_and_a_pending_future_are_refused_with_the_fix():
     # Future as a copy that never completes (result() waited for ever), where joblib refuses
     # both. A done future still travels with its result.
     import concurrent.futures
-    import subprocess
-    import sys
 
     proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.DEVNULL)
     try:

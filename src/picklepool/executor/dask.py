@@ -9,7 +9,7 @@ moves them (it pickles ``run_batch`` by reference, so picklepool must be
 importable on every worker, like the modules of the functions pickled by
 reference). Data a call sends once (functions larger than
 ``dispatch.INLINE_LIMIT``, and anything a reducer puts with
-``CallContext.put_blob``, and argument buffers of at least ``max_nbytes``:
+``CallContext.put_blob``, and argument buffers larger than ``max_nbytes``:
 ``pickler.buffers``) is scattered to the cluster once per call
 (:class:`ScatterStore`); every batch carries the call's scattered futures, dask
 hands their bytes to the worker that runs it, and the worker rebuilds each

@@ -244,7 +244,7 @@ class Executor(_StdExecutor):
         "fork" (as the standard library). Each task then travels alone.
     pickler: as ``Parallel``'s ("hybrid" by default: functions defined in
         ``__main__`` and objects holding locks work).
-    max_nbytes: arrays of at least this size ("1M" by default; None: off) go to
+    max_nbytes: arrays larger than this ("1M" by default; None: off) go to
         the workers through shared memory, once per executor.
     mmap_mode, temp_folder: as ``Parallel``'s.
     inner_max_num_threads, max_worker_memory, idle_worker_timeout: the worker

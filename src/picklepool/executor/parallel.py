@@ -187,7 +187,7 @@ class Parallel:
         often for larger N, written by :meth:`print_progress` through :meth:`_print`
         (joblib's hooks: a subclass may override either).
     max_nbytes*: "1M" (default), a number of bytes, or None (off). Arrays and buffers
-        of at least this size go through shared memory, once per call, both ways
+        larger than this go through shared memory, once per call, both ways
         (see ``pickler.buffers``).
     inner_max_num_threads*: BLAS/OpenMP threads in each worker (default
         cores // n_jobs); see ``executor.limits``.

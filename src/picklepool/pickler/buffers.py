@@ -3,7 +3,7 @@
 Parent to workers::
 
     Call._submit ──CallBuffers.dumps_tasks──▶ pickler.dumps(batch, buffer_callback)
-        every contiguous buffer >= max_nbytes ──▶ one file <session>/call-<id>/a-<n>
+        every contiguous buffer > max_nbytes  ──▶ one file <session>/call-<id>/a-<n>
         (in /dev/shm), written once per call: the same array in 1,000 tasks is one file
         the batch ──▶ Frames(pickle bytes, refs to the files, where results may go)
     worker (``workers.buffers``): load() maps each file as the call's mmap_mode says
@@ -201,9 +201,13 @@ class CallBuffers:
         session = getattr(context, "session", None)
         self.mmap_mode, self.temp_folder, self.owner = mmap_mode, temp_folder, owner
         self.enabled = max_nbytes is not None and session is not None
-        # The user's 0 means every array (joblib's); arrays.Scope's 0 means none: 1 byte,
-        # as empty arrays stay in band anyway.
-        self.max_nbytes = max(1, max_nbytes) if max_nbytes is not None else 0
+        # joblib shares the arrays *larger* than max_nbytes (``a.nbytes > max_nbytes``);
+        # what follows counts in "at least" (arrays.Scope, the buffers' out_of_band, the
+        # workers' results): one byte more. An array of exactly max_nbytes (a 1024 x 128
+        # float64 one under the default "1M") was shared here, so a task writing to it
+        # under mmap_mode="r" failed where joblib's got a copy. The user's 0 means every
+        # array, as in joblib (arrays.Scope's 0 means none; empty arrays stay in band).
+        self.max_nbytes = max_nbytes + 1 if max_nbytes is not None else 0
         # Workers on this machine (a session folder) can open the user's memmapped files.
         self.files_shared = session is not None
         self.context = context
@@ -377,7 +381,7 @@ class CallBuffers:
         """Pickle a batch into *writer* as it goes (``pickler.stream``), as :meth:`dumps_tasks`
         would into bytes.
 
-        Each buffer of at least ``max_nbytes`` goes to a file (once per call, as there);
+        Each buffer larger than ``max_nbytes`` goes to a file (once per call, as there);
         ``writer.buffer(path, nbytes)`` announces it before the pickle data that uses it.
         Returns the files' entries, to hand to :meth:`sent`; on an error, they are
         released and the error propagates.
@@ -494,7 +498,7 @@ class CallBuffers:
                 raise TempFolderError(
                     exc.errno,
                     f"temp_folder={self.temp_folder!r} cannot hold this call's large-argument files "
-                    f"(arrays of at least max_nbytes): {exc.strerror or exc}. Use a folder you can "
+                    f"(arrays larger than max_nbytes): {exc.strerror or exc}. Use a folder you can "
                     "write to, or leave temp_folder unset (None: shared memory in /dev/shm); it is "
                     "set by the temp_folder argument, parallel_config(temp_folder=...), or the "
                     "PICKLEPOOL_TEMP_FOLDER or JOBLIB_TEMP_FOLDER environment variable",

@@ -11,6 +11,7 @@ fix for that kind of object.
 from __future__ import annotations
 
 import functools
+import inspect
 import io
 import socket
 import types
@@ -319,6 +320,17 @@ def fix(pickler_name: str, culprit: Any, returning: bool = False, path: str = ""
             "pickler='hybrid' (the default) or 'cloudpickle', which send it by value."
         )
     if isinstance(culprit, types.GeneratorType):
+        made = getattr(culprit, "__qualname__", "f")
+        fresh = inspect.getgeneratorstate(culprit) == inspect.GEN_CREATED
+        if returning and path == "result" and fresh and "<" not in made:
+            # the task returned a generator of a function of its module that nothing started:
+            # the task's function itself has a `yield`, most likely
+            return (
+                f"Fix: {made} is a generator function (it uses yield): calling it only made "
+                f"the generator {made}(), which nothing iterated; return list({made}(...)) "
+                f"instead. If it is the task's function itself, use a plain function that runs "
+                f"it: `def run(*args): return list({made}(*args))`, then delayed(run)(...)."
+            )
         return (
             f"Fix: a generator cannot be pickled; {give} list(generator) instead, or "
             f"{give} what creates it and build the generator {where}."

@@ -224,6 +224,7 @@ def _reduce_module(pickler: Pickler, obj: Any) -> Any:
 
 _LRU_CACHE_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
 _MAKE_SKELETON_CLASS = getattr(cloudpickle.cloudpickle, "_make_skeleton_class", None)
+_MAKE_SKELETON_ENUM = getattr(cloudpickle.cloudpickle, "_make_skeleton_enum", None)
 
 
 def _reduce_class(pickler: Pickler, obj: Any) -> Any:
@@ -240,24 +241,42 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
     (an attribute set by mistake raises there as in the parent, and a result cannot
     carry one). A ``typing.NamedTuple`` class, rebuilt by its own metaclass, which makes
     its empty ``__slots__`` and refuses them in its namespace, is left to cloudpickle.
+
+    The class's ``__qualname__`` goes into that namespace too, as the class statement put
+    it there: cloudpickle sends only ``__name__`` (a type keeps its qualified name outside
+    its ``__dict__``), so a nested or local class (``Outer.Inner``, ``make.<locals>.Row``)
+    was plain ``Inner`` in the worker, and what it computed from it differed from the
+    parent's: a dataclass's ``repr`` (``Inner(v=1)``, not ``Outer.Inner(v=1)``),
+    ``type(x).__qualname__``, messages and log lines naming it.
+
+    An enum's members are its ``__members__``, aliases included: cloudpickle lists those
+    its iteration gives, which leaves out aliases (``CRIMSON = 1`` after ``RED = 1``) and a
+    flag's named combinations (``RW = R | W``), so in the worker ``Color.CRIMSON`` was an
+    ``AttributeError`` and ``Color["CRIMSON"]`` a ``KeyError``.
     """
     if by_value_home(obj) and dynamic_class_reduce is not None:
         rv = dynamic_class_reduce(obj)  # by value, as a class of __main__
     else:
         import_home(obj)
         rv = _cloudpickle_override(pickler, obj)
-    if (
-        type(rv) is tuple
-        and rv
-        and rv[0] is _MAKE_SKELETON_CLASS
-        and isinstance(obj, type)
-        and "__slots__" in obj.__dict__
-        and typing.NamedTuple not in obj.__dict__.get("__orig_bases__", ())
-    ):
+    if type(rv) is tuple and rv and rv[0] is _MAKE_SKELETON_CLASS and isinstance(obj, type):
         newargs = rv[1]
         type_kwargs = dict(newargs[3])
-        type_kwargs["__slots__"] = obj.__dict__["__slots__"]
-        rv = (rv[0], (*newargs[:3], type_kwargs, *newargs[4:]), *rv[2:])
+        if "__slots__" in obj.__dict__ and typing.NamedTuple not in obj.__dict__.get("__orig_bases__", ()):
+            type_kwargs["__slots__"] = obj.__dict__["__slots__"]
+        qualname = getattr(obj, "__qualname__", None)
+        if type(qualname) is str and qualname != obj.__name__:
+            type_kwargs["__qualname__"] = "".join(qualname)  # (not interned: cloudpickle's rule)
+        if type_kwargs != newargs[3]:
+            rv = (rv[0], (*newargs[:3], type_kwargs, *newargs[4:]), *rv[2:])
+    elif type(rv) is tuple and rv and rv[0] is _MAKE_SKELETON_ENUM and _MAKE_SKELETON_ENUM is not None:
+        newargs = rv[1]  # (bases, name, qualname, members, module, class_tracker_id, extra)
+        every = getattr(obj, "__members__", None)
+        if every is not None and len(every) != len(newargs[3]) and len(rv) > 2 and type(rv[2]) is tuple:
+            members = {"".join(name): member.value for name, member in every.items()}
+            clsdict, slotstate = rv[2]  # (it held the aliases, as attributes to set: not now)
+            clsdict = {k: v for k, v in clsdict.items() if k not in every}
+            rv = (rv[0], (*newargs[:3], members, *newargs[4:]), (clsdict, slotstate), *rv[3:])
     return classes.redirect(rv, obj)  # rebuilt without touching the class where it was defined
 
 
@@ -409,7 +428,8 @@ class Pickler(cloudpickle.Pickler):
             return exceptions.reduce_exception  # cls(*args) would call that __init__ wrongly
         base = constructors.stdlib_base(t)
         if base is not None:
-            return constructors.reducer(base)  # cls(base's arguments): the base's constructor
+            by_base = constructors.reducer(base)  # cls(base's arguments): the base's constructor
+            return _dict_guarded(by_base) if getattr(t, "__dictoffset__", 0) else by_base
         slots = () if getattr(t, "__dictoffset__", 0) else tuple(copyreg._slotnames(t))  # type: ignore[attr-defined]
         if runtime.defined_below_stdlib(t, ("__getattr__",)):
             return _past_getattr(slots)
@@ -417,8 +437,11 @@ class Pickler(cloudpickle.Pickler):
             return _MAY_OWN_LOCK
         return _slots_reducer(slots) if slots else _PLAIN
 
-    def _reduce_guarded(self, obj: Any, name: str, lock: Any) -> Any:
-        """Reduce *obj* holding its RLock (its attribute *name*) until its state has been written."""
+    def _reduce_guarded(self, obj: Any, name: str, lock: Any, reduce: Any = None) -> Any:
+        """Reduce *obj* holding its RLock (its attribute *name*) until its state has been written.
+
+        *reduce(pickler, obj)*: hybrid's reducer of its type, else ``__reduce_ex__``.
+        """
         # An enclosing snapshot's lock held: this one is waited for SNAPSHOT_TIMEOUT only
         # (a thread holding it and waiting for the enclosing one would wait for ever).
         wait = locks.snapshot_timeout() if locks.holds_for_snapshot() else -1  # (self._held counts)
@@ -435,7 +458,7 @@ class Pickler(cloudpickle.Pickler):
                 what, wait, "Send the inner object separately, or send it while no thread holds its lock."
             )
         try:
-            rv = obj.__reduce_ex__(self.proto)
+            rv = obj.__reduce_ex__(self.proto) if reduce is None else reduce(self, obj)
         except BaseException:
             lock.release()
             raise
@@ -476,6 +499,25 @@ def _past_getattr(slots: tuple[str, ...]) -> Any:
         return (rv[0], rv[1], (rv[2], None, None), listitems, dictitems, _set_state)
 
     return reduce
+
+
+def _dict_guarded(reduce: Any) -> Any:
+    """*reduce*, for instances that may hold an RLock in their ``__dict__``: one that does is
+    snapshotted while holding it, as any other class's instance is.
+
+    A subclass of ``OrderedDict``, ``defaultdict``, ``deque``, ``Counter``, ``set``... with a
+    constructor of its own (``constructors``) was reduced without its lock: a snapshot taken
+    while another thread was inside ``with self._lock:`` sent its change half done.
+    """
+
+    def guarded(pickler: Pickler, obj: Any) -> Any:
+        state = getattr(obj, "__dict__", None)
+        if type(state) is dict and not _RLOCK_TYPES.isdisjoint(map(type, state.values())):
+            name, lock = next((k, v) for k, v in state.items() if type(v) in _RLOCK_TYPES)
+            return pickler._reduce_guarded(obj, name, lock, reduce)
+        return reduce(pickler, obj)
+
+    return guarded
 
 
 def _slots_reducer(slots: tuple[str, ...]) -> Any:

@@ -34,6 +34,10 @@ with a :class:`RefusedError` that says why and what to do instead:
     concurrent.futures.Future, pending -> refused: it completes in this process only (a
                                         copy's result() waited for ever); a done one
                                         travels with its result
+    a text file open for writing     -> refused ("w", "a", and "r+"/"w+"/"a+", which
+      (io.TextIOWrapper, not stdout,    cloudpickle sends as an io.StringIO copy of its
+      stderr)                           contents, where the task's writes were lost
+                                        silently); one open for reading only: that copy
     asyncio Lock, Event, Condition,  -> fresh, bound to no event loop: released, no waiting
       Semaphore, Queue, Barrier         task; an event keeps whether it is set, a semaphore
                                         its value, a queue its items (as for threading's)
@@ -54,6 +58,7 @@ import concurrent.futures
 import contextvars
 import copyreg
 import inspect
+import io
 import logging
 import pickle
 import subprocess
@@ -62,6 +67,8 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
+
+import cloudpickle
 
 Reduced = tuple[Any, ...]
 
@@ -340,6 +347,29 @@ def _reduce_future(future: concurrent.futures.Future[Any]) -> Reduced:
     return future.__reduce_ex__(pickle.HIGHEST_PROTOCOL)  # type: ignore[return-value]  # done: its result or exception travels
 
 
+def _reduce_text_file(f: io.TextIOWrapper) -> Reduced:
+    """cloudpickle's rule for a text file (an ``io.StringIO`` of its contents, at its
+    position), but a file open for writing is refused: its copy took the task's writes
+    (a log opened ``"a+"``, an output ``"w+"``, a ``NamedTemporaryFile``) and dropped
+    them, silently, and a ``NamedTemporaryFile``'s copy deleted the parent's file when
+    the worker let it go. ``sys.stdout``/``sys.stderr`` go by name, as cloudpickle does."""
+    if f is not sys.stdout and f is not sys.stderr and not f.closed:
+        try:
+            writable = f.writable()
+        except (ValueError, OSError):  # detached: cloudpickle's rule says why not
+            writable = False
+        if writable:
+            raise RefusedError(
+                f"cannot send a text file open for writing ({getattr(f, 'name', '?')!r}, mode "
+                f"{getattr(f, 'mode', '?')!r}): where it arrives it would be a copy of its contents "
+                "(an io.StringIO), and what is written to it there would be lost. Fix: send its path "
+                "and open the file where it is written (mode 'a' adds to it; processes writing at "
+                "once each need a file of their own), or send what to write and write it in one place.",
+                f,
+            )
+    return cloudpickle.cloudpickle._file_reduce(f)  # type: ignore[no-any-return]
+
+
 def inherited_only_types() -> tuple[type, ...]:
     """multiprocessing's objects that travel only to a process it starts (by inheritance).
 
@@ -390,6 +420,7 @@ SUBCLASS_REDUCERS: list[tuple[type, Callable[[Any], Reduced]]] = [
     (weakref.WeakValueDictionary, _reduce_weak_dict),
     (weakref.WeakKeyDictionary, _reduce_weak_dict),
     (logging.FileHandler, _refuse_file_handler),
+    (io.TextIOWrapper, _reduce_text_file),
     (subprocess.Popen, _refuse_popen),
     (concurrent.futures.Future, _reduce_future),
 ]
