@@ -59,7 +59,6 @@ NO_CLUSTER = (
 )
 
 
-
 class NoClusterError(ValueError, RuntimeError):
     """No dask cluster to run on: a ``ValueError``, as joblib's dask backend raises then
     ("To use Joblib with Dask first create a Dask Client"), so code written for joblib
