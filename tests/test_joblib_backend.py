@@ -401,3 +401,43 @@ def test_a_failing_joblib_call_leaves_other_threads_calls_on_the_shared_pool_run
     finally:
         thread.join(60)
     assert box == {"other": "go"}
+
+
+def _inner_call():
+    """A joblib call on picklepool made where no worker can (or, as under loky, should) start."""
+    import warnings
+
+    picklepool.register_joblib_backend()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with joblib.parallel_config(backend="picklepool", n_jobs=2):
+            pids = joblib.Parallel()(joblib.delayed(pid)(i) for i in range(4))
+    return pids, os.getpid(), [str(w.message) for w in caught]
+
+
+def _below_joblib_threads(_x):
+    return _inner_call()
+
+
+def test_a_call_in_a_daemonic_process_runs_sequentially_and_warns_as_under_loky():
+    # In a multiprocessing pool's worker (or a dask worker: daemonic processes) joblib's
+    # loky backend warns and runs the call with n_jobs=1; picklepool's failed with
+    # "AssertionError: daemonic processes are not allowed to have children".
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        pids, worker, messages = pool.apply(_inner_call)
+    assert set(pids) == {worker}
+    assert len(messages) >= 1 and "inside a daemonic multiprocessing worker" in messages[0], messages
+    assert "n_jobs=1" in messages[0]
+
+
+def test_a_call_below_joblibs_threads_runs_sequentially_and_warns_as_under_loky():
+    # A task of joblib's threading backend (nesting level 1, not the main thread):
+    # loky runs a call there with n_jobs=1 and warns; picklepool's started workers.
+    with joblib.parallel_config(backend="threading", n_jobs=2):
+        ((pids, caller, messages),) = joblib.Parallel()(
+            joblib.delayed(_below_joblib_threads)(0) for _ in range(1)
+        )
+    assert set(pids) == {caller} == {os.getpid()}
+    assert messages and "below threads" in messages[0], messages

@@ -21,9 +21,11 @@ imports: ``import joblib`` here and everywhere is joblib itself.)
 
 from __future__ import annotations
 
+import multiprocessing
 import queue
 import sys
 import threading
+import warnings
 from typing import Any
 
 from joblib._parallel_backends import (
@@ -87,11 +89,28 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         self._numeric: tuple[Any, Any] | None = None
 
     def effective_n_jobs(self, n_jobs: Any) -> int:
-        """Workers for joblib's *n_jobs*: None 1, -1 all usable cores, -n all but n-1."""
+        """Workers for joblib's *n_jobs*: None 1, -1 all usable cores, -n all but n-1.
+
+        1, with a warning, where joblib's loky backend runs sequentially too: in a
+        daemonic process (a ``multiprocessing`` pool's or a dask worker), which cannot
+        start the workers (``AssertionError: daemonic processes are not allowed to have
+        children`` before), and below threads (a task of joblib's threading backend).
+        """
         if n_jobs is None:
             return 1
         n = parse_n_jobs(n_jobs, source="joblib n_jobs")
-        return max(1, cpu_count() + 1 + n) if n < 0 else n
+        n = max(1, cpu_count() + 1 + n) if n < 0 else n
+        where = _no_workers_here(self.nesting_level) if n != 1 else None
+        if where is not None:
+            warnings.warn(
+                f"picklepool-backed parallel loops cannot be nested {where}: setting n_jobs=1 "
+                f"for this call (n_jobs={n_jobs!r}), as joblib's loky backend does. Use "
+                "backend='threading' for the inner call, or n_jobs=1 to silence this.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return 1
+        return n
 
     def configure(
         self, n_jobs: Any = 1, parallel: Any = None, prefer: Any = None, require: Any = None, **kwargs: Any
@@ -178,6 +197,21 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
         self.reset_batch_stats()
+
+
+def _no_workers_here(nesting_level: int | None) -> str | None:
+    """Where a call cannot (or, as under joblib's loky backend, does not) start workers, or None."""
+    if multiprocessing.current_process().daemon:
+        worker = sys.modules.get("distributed.worker")
+        if worker is not None and getattr(getattr(worker, "thread_state", None), "key", None) is not None:
+            return (
+                "inside a dask worker's task (a daemonic process, which cannot have children; "
+                "dask.config.set({'distributed.worker.daemon': False}) before the cluster starts lifts it)"
+            )
+        return "inside a daemonic multiprocessing worker, which cannot have children"
+    if nesting_level and threading.current_thread() is not threading.main_thread():
+        return "below threads (a task of joblib's threading backend)"
+    return None
 
 
 def _stops_workers(exc: BaseException | None) -> bool:
