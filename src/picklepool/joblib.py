@@ -184,7 +184,10 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         tasks (joblib 1.6 does so with each of its own backends)."""
         _drop_ready_batches(getattr(self, "parallel", None))
         if self._executor is not None:
-            if _stops_workers(sys.exc_info()[1]):
+            exc = sys.exc_info()[1]
+            if _stops_workers(exc):
+                if _timed_out(exc):
+                    _name_timeout(exc, self._executor, getattr(self.parallel, "timeout", None))
                 self._executor._terminate()
             else:
                 self._executor._abort()
@@ -214,6 +217,19 @@ def _no_workers_here(nesting_level: int | None) -> str | None:
     return None
 
 
+def _name_timeout(exc: BaseException, executor: Any, timeout: Any) -> None:
+    """joblib's ``timeout=`` passed: its bare ``TimeoutError()`` gets a note naming the
+    tasks still running (as a task's error is named) and what to do."""
+    running = executor._running()
+    if running is None or any("timeout=" in n for n in getattr(exc, "__notes__", ())):
+        return
+    exc.add_note(
+        f"(joblib's timeout={timeout!r} s passed before {running} of this joblib.Parallel "
+        "call had finished: its workers were killed. Give the call a longer timeout=, or "
+        "run that task alone (n_jobs=1) to see why it takes so long.)"
+    )
+
+
 def _stops_workers(exc: BaseException | None) -> bool:
     """Whether joblib aborts a call for *exc* (in flight) in a way that stops the workers.
 
@@ -223,7 +239,14 @@ def _stops_workers(exc: BaseException | None) -> bool:
     """
     if exc is None or isinstance(exc, (TaskExitError, GeneratorExit)):
         return False
-    return isinstance(exc, TimeoutError) or not isinstance(exc, Exception)
+    return _timed_out(exc) or not isinstance(exc, Exception)
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    """Whether *exc* is joblib's ``timeout=`` passing: the bare ``multiprocessing.TimeoutError()``
+    joblib makes (not the built-in ``TimeoutError``, which a task raises: a socket's, a
+    ``Future.result(timeout=...)``'s, named by a note as every task error is)."""
+    return type(exc) is multiprocessing.TimeoutError and not exc.args and not getattr(exc, "__notes__", None)
 
 
 def _drop_ready_batches(parallel: Any) -> None:
