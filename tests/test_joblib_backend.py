@@ -366,16 +366,18 @@ def wait_for_go(started, go):
         return f.read()
 
 
-def fail_at_first(i):
+def fail_at_first(i, error=LookupError):
     if i == 1:
-        raise LookupError("task 1 fails")
+        raise error("task 1 fails")
     return i
 
 
-def test_a_failing_joblib_call_leaves_other_threads_calls_on_the_shared_pool_running(tmp_path):
+@pytest.mark.parametrize("error", [LookupError, TimeoutError])
+def test_a_failing_joblib_call_leaves_other_threads_calls_on_the_shared_pool_running(tmp_path, error):
     # joblib aborts a failed call; the backend killed picklepool's shared warm pool there
     # (as joblib's loky backend kills its own): another thread's Executor task running on
-    # it failed with WorkerCrashedError ("usually a segfault")
+    # it failed with WorkerCrashedError ("usually a segfault"). A task's own TimeoutError
+    # (a socket's, a Future's) still did: it was taken for joblib's timeout= passing.
     started, go = str(tmp_path / "started"), str(tmp_path / "go")
     os.mkfifo(started)
     os.mkfifo(go)
@@ -392,8 +394,8 @@ def test_a_failing_joblib_call_leaves_other_threads_calls_on_the_shared_pool_run
     thread.start()
     with open(started) as f:
         f.read()  # the other thread's task runs
-    with joblib.parallel_config(backend="picklepool", n_jobs=2), pytest.raises(LookupError):
-        joblib.Parallel()(joblib.delayed(fail_at_first)(i) for i in range(4))
+    with joblib.parallel_config(backend="picklepool", n_jobs=2), pytest.raises(error):
+        joblib.Parallel()(joblib.delayed(fail_at_first)(i, error) for i in range(4))
     try:  # its task still reads the FIFO (a killed one would leave no reader: ENXIO)
         fd = os.open(go, os.O_WRONLY | os.O_NONBLOCK)
         os.write(fd, b"go")
@@ -401,3 +403,65 @@ def test_a_failing_joblib_call_leaves_other_threads_calls_on_the_shared_pool_run
     finally:
         thread.join(60)
     assert box == {"other": "go"}
+
+
+def stuck(_x):
+    threading.Event().wait()  # for ever
+
+
+@pytest.mark.timeout(120)
+def test_joblibs_timeout_kills_the_stuck_tasks_and_names_them():
+    # As joblib's loky backend, joblib's timeout= kills the workers running the call's
+    # tasks. joblib raises multiprocessing's TimeoutError, not the built-in one the
+    # backend looked for: the stuck tasks ran on, and the next call waited for them for
+    # ever (here, both workers). joblib's bare TimeoutError() now names them.
+    import multiprocessing
+
+    with joblib.parallel_config(backend="picklepool", n_jobs=2):
+        joblib.Parallel()(joblib.delayed(pid)(i) for i in range(2))  # the workers are up
+        with pytest.raises(multiprocessing.TimeoutError) as info:
+            joblib.Parallel(timeout=1)(joblib.delayed(stuck)(i) for i in range(2))
+        assert len(joblib.Parallel()(joblib.delayed(pid)(i) for i in range(4))) == 4
+    note = " ".join(getattr(info.value, "__notes__", []))
+    assert "timeout=1 s passed before" in note and "stuck(" in note, note
+    assert "workers were killed" in note
+
+
+def _inner_call():
+    """A joblib call on picklepool made where no worker can (or, as under loky, should) start."""
+    import warnings
+
+    picklepool.register_joblib_backend()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with joblib.parallel_config(backend="picklepool", n_jobs=2):
+            pids = joblib.Parallel()(joblib.delayed(pid)(i) for i in range(4))
+    return pids, os.getpid(), [str(w.message) for w in caught]
+
+
+def _below_joblib_threads(_x):
+    return _inner_call()
+
+
+def test_a_call_in_a_daemonic_process_runs_sequentially_and_warns_as_under_loky():
+    # In a multiprocessing pool's worker (or a dask worker: daemonic processes) joblib's
+    # loky backend warns and runs the call with n_jobs=1; picklepool's failed with
+    # "AssertionError: daemonic processes are not allowed to have children".
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        pids, worker, messages = pool.apply(_inner_call)
+    assert set(pids) == {worker}
+    assert len(messages) >= 1 and "inside a daemonic multiprocessing worker" in messages[0], messages
+    assert "n_jobs=1" in messages[0]
+
+
+def test_a_call_below_joblibs_threads_runs_sequentially_and_warns_as_under_loky():
+    # A task of joblib's threading backend (nesting level 1, not the main thread):
+    # loky runs a call there with n_jobs=1 and warns; picklepool's started workers.
+    with joblib.parallel_config(backend="threading", n_jobs=2):
+        ((pids, caller, messages),) = joblib.Parallel()(
+            joblib.delayed(_below_joblib_threads)(0) for _ in range(1)
+        )
+    assert set(pids) == {caller} == {os.getpid()}
+    assert messages and "below threads" in messages[0], messages

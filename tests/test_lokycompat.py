@@ -390,3 +390,77 @@ def test_a_new_executors_result_writer_is_guarded():
         assert "close" in vars(lokycompat.result_writer(executor))
     finally:
         executor.shutdown(wait=True)
+
+
+def test_a_thread_asking_for_loky_while_another_imports_it_waits_for_the_import():
+    # Threads making their first calls at once (scikit-learn fits in a thread pool, on the
+    # joblib backend): one imported loky for its cpu_count, and another, finding loky in
+    # sys.modules not yet executed, read it there and failed: "partially initialized module
+    # 'loky' has no attribute 'cpu_count'". The import of loky is held in the middle until
+    # the second thread has either failed or come to wait for it.
+    script = (
+        """
+        import importlib.abc, importlib.util, sys, threading
+        import picklepool
+        from picklepool import lokycompat
+
+        TARGET = "loky"
+        held, go, second_waits = threading.Event(), threading.Event(), threading.Event()
+
+
+        def hold():
+            held.set()
+            go.wait()
+        """
+        + _GATE
+        + """
+
+        class Watched:  # lokycompat's import lock, telling when the second thread waits for it
+            def __init__(self, lock):
+                self.lock = lock
+
+            def acquire(self, *args):
+                if threading.current_thread() is second:
+                    second_waits.set()
+                return self.lock.acquire(*args)
+
+            def release(self):
+                self.lock.release()
+
+            def __enter__(self):
+                self.acquire()
+
+            def __exit__(self, *exc):
+                self.release()
+
+
+        lokycompat._loading = Watched(lokycompat._loading)
+        assert TARGET not in sys.modules
+        sys.meta_path.insert(0, Gate())
+        counts = {}
+
+
+        def count(name):
+            try:
+                counts[name] = picklepool.cpu_count()
+            except Exception as exc:
+                counts[name] = repr(exc)
+            finally:
+                second_waits.set()  # (it failed without waiting)
+
+
+        first = threading.Thread(target=count, args=("first",))
+        second = threading.Thread(target=count, args=("second",))
+        first.start()
+        held.wait()
+        second.start()
+        second_waits.wait()
+        go.set()
+        first.join()
+        second.join()
+        print(counts["first"] == counts["second"], counts)
+        """
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("True"), result.stdout + result.stderr

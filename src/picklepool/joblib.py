@@ -21,9 +21,11 @@ imports: ``import joblib`` here and everywhere is joblib itself.)
 
 from __future__ import annotations
 
+import multiprocessing
 import queue
 import sys
 import threading
+import warnings
 from typing import Any
 
 from joblib._parallel_backends import (
@@ -36,6 +38,7 @@ from joblib.parallel import BatchedCalls, register_parallel_backend
 
 from .errors import TaskExitError
 from .settings import NOT_SET, check_setting, cpu_count, parse_n_jobs
+from .wire import add_note
 from .workers import mirror
 from .workers.prologue import enter_config, leave_config
 
@@ -87,11 +90,28 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         self._numeric: tuple[Any, Any] | None = None
 
     def effective_n_jobs(self, n_jobs: Any) -> int:
-        """Workers for joblib's *n_jobs*: None 1, -1 all usable cores, -n all but n-1."""
+        """Workers for joblib's *n_jobs*: None 1, -1 all usable cores, -n all but n-1.
+
+        1, with a warning, where joblib's loky backend runs sequentially too: in a
+        daemonic process (a ``multiprocessing`` pool's or a dask worker), which cannot
+        start the workers (``AssertionError: daemonic processes are not allowed to have
+        children`` before), and below threads (a task of joblib's threading backend).
+        """
         if n_jobs is None:
             return 1
         n = parse_n_jobs(n_jobs, source="joblib n_jobs")
-        return max(1, cpu_count() + 1 + n) if n < 0 else n
+        n = max(1, cpu_count() + 1 + n) if n < 0 else n
+        where = _no_workers_here(self.nesting_level) if n != 1 else None
+        if where is not None:
+            warnings.warn(
+                f"picklepool-backed parallel loops cannot be nested {where}: setting n_jobs=1 "
+                f"for this call (n_jobs={n_jobs!r}), as joblib's loky backend does. Use "
+                "backend='threading' for the inner call, or n_jobs=1 to silence this.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return 1
+        return n
 
     def configure(
         self, n_jobs: Any = 1, parallel: Any = None, prefer: Any = None, require: Any = None, **kwargs: Any
@@ -165,7 +185,10 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         tasks (joblib 1.6 does so with each of its own backends)."""
         _drop_ready_batches(getattr(self, "parallel", None))
         if self._executor is not None:
-            if _stops_workers(sys.exc_info()[1]):
+            exc = sys.exc_info()[1]
+            if _stops_workers(exc):
+                if exc is not None and _timed_out(exc):
+                    _name_timeout(exc, self._executor, getattr(self.parallel, "timeout", None))
                 self._executor._terminate()
             else:
                 self._executor._abort()
@@ -180,6 +203,35 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         self.reset_batch_stats()
 
 
+def _no_workers_here(nesting_level: int | None) -> str | None:
+    """Where a call cannot (or, as under joblib's loky backend, does not) start workers, or None."""
+    if multiprocessing.current_process().daemon:
+        worker = sys.modules.get("distributed.worker")
+        if worker is not None and getattr(getattr(worker, "thread_state", None), "key", None) is not None:
+            return (
+                "inside a dask worker's task (a daemonic process, which cannot have children; "
+                "dask.config.set({'distributed.worker.daemon': False}) before the cluster starts lifts it)"
+            )
+        return "inside a daemonic multiprocessing worker, which cannot have children"
+    if nesting_level and threading.current_thread() is not threading.main_thread():
+        return "below threads (a task of joblib's threading backend)"
+    return None
+
+
+def _name_timeout(exc: BaseException, executor: Any, timeout: Any) -> None:
+    """joblib's ``timeout=`` passed: its bare ``TimeoutError()`` gets a note naming the
+    tasks still running (as a task's error is named) and what to do."""
+    running = executor._running()
+    if running is None or any("timeout=" in n for n in getattr(exc, "__notes__", ())):
+        return
+    add_note(
+        exc,
+        f"(joblib's timeout={timeout!r} s passed before {running} of this joblib.Parallel "
+        "call had finished: its workers were killed. Give the call a longer timeout=, or "
+        "run that task alone (n_jobs=1) to see why it takes so long.)",
+    )
+
+
 def _stops_workers(exc: BaseException | None) -> bool:
     """Whether joblib aborts a call for *exc* (in flight) in a way that stops the workers.
 
@@ -189,7 +241,14 @@ def _stops_workers(exc: BaseException | None) -> bool:
     """
     if exc is None or isinstance(exc, (TaskExitError, GeneratorExit)):
         return False
-    return isinstance(exc, TimeoutError) or not isinstance(exc, Exception)
+    return _timed_out(exc) or not isinstance(exc, Exception)
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    """Whether *exc* is joblib's ``timeout=`` passing: the bare ``multiprocessing.TimeoutError()``
+    joblib makes (not the built-in ``TimeoutError``, which a task raises: a socket's, a
+    ``Future.result(timeout=...)``'s, named by a note as every task error is)."""
+    return type(exc) is multiprocessing.TimeoutError and not exc.args and not getattr(exc, "__notes__", None)
 
 
 def _drop_ready_batches(parallel: Any) -> None:

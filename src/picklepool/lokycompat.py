@@ -105,11 +105,26 @@ def import_loky() -> Any:
     """loky itself, imported as :func:`load` imports it (for what needs loky alone: its
     ``cpu_count``): a bad ``LOKY_PICKLER`` is the error :func:`loky_pickler_error` says,
     not loky's missing module, and a failed import leaves nothing half imported."""
-    module = sys.modules.get("loky")
+    module = _imported("loky")
     if module is None:
         with _loading:
             _hook_fork()
             module = _import("loky", set(sys.modules))
+    return module
+
+
+def _imported(name: str) -> Any:
+    """The module *name* if it is imported in full, else None.
+
+    ``sys.modules`` holds a module from the start of its import: while another thread
+    imports it (a first call's :func:`load`), its names are not all set yet, and one
+    read then failed ("partially initialized module 'loky' has no attribute
+    'cpu_count'"). For None, import it: ``importlib.import_module`` waits for the
+    import under way, as an ``import`` statement does.
+    """
+    module = sys.modules.get(name)
+    if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return None
     return module
 
 
@@ -255,7 +270,7 @@ def _worker_module() -> Any:
 def supports_recycling(pe: Any = None) -> bool:
     """True when loky's memory-leak check has the knobs :func:`recycle_after_batch` sets."""
     if pe is None:
-        pe = sys.modules.get("loky.process_executor") or importlib.import_module("loky.process_executor")
+        pe = _imported("loky.process_executor") or importlib.import_module("loky.process_executor")
     return bool(
         getattr(pe, "_USE_PSUTIL", False)
         and hasattr(pe, "_MAX_MEMORY_LEAK_SIZE")
@@ -268,7 +283,7 @@ def leak_check() -> tuple[float, int]:
 
     Read at each use: :func:`recycle_after_batch` changes them in a worker that must retire.
     """
-    pe = sys.modules.get("loky.process_executor") or importlib.import_module("loky.process_executor")
+    pe = _imported("loky.process_executor") or importlib.import_module("loky.process_executor")
     return float(getattr(pe, "_MEMORY_LEAK_CHECK_DELAY", 1.0)), int(getattr(pe, "_MAX_MEMORY_LEAK_SIZE", 3e8))
 
 

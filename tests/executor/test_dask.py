@@ -50,6 +50,35 @@ def test_without_a_cluster_the_error_says_how_to_start_one():
     assert "scheduler_address=" in res.stdout
 
 
+def test_without_a_cluster_it_is_joblibs_value_error_also_for_effective_n_jobs():
+    # joblib's dask backend raises ValueError ("first create a Dask Client"): code written
+    # for it catches that. picklepool raised a RuntimeError, and its effective_n_jobs()
+    # and Parallel()._effective_n_jobs() counted local cores instead of failing.
+    res = run_python(
+        """
+        from picklepool import Parallel, delayed, effective_n_jobs, parallel_config
+        for what in ("call", "with block", "effective_n_jobs", "_effective_n_jobs"):
+            try:
+                with parallel_config(backend="dask"):
+                    if what == "call":
+                        Parallel()([delayed(abs)(-1)])
+                    elif what == "with block":
+                        with Parallel() as p:
+                            p([delayed(abs)(-1)])
+                    elif what == "effective_n_jobs":
+                        print(effective_n_jobs())
+                    else:
+                        print(Parallel()._effective_n_jobs())
+            except ValueError as exc:
+                print(what, "ValueError", isinstance(exc, RuntimeError), "found no dask cluster" in str(exc))
+        """
+    )
+    assert res.stdout.splitlines() == [
+        f"{what} ValueError True True"
+        for what in ("call", "with block", "effective_n_jobs", "_effective_n_jobs")
+    ], res.stdout + res.stderr
+
+
 def test_without_distributed_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
     with pytest.raises(ImportError, match=r"pip install 'picklepool\[dask\]'"):
@@ -108,6 +137,19 @@ def test_n_jobs_defaults_to_the_cluster_threads_not_local_cores(dask_client, mon
     for n_jobs, expected in [(None, threads), (-1, threads), (-2, threads - 1), (3, 3)]:
         with Parallel(backend="dask", n_jobs=n_jobs) as p:
             assert p._backend.n_workers == expected, n_jobs
+
+
+def test_effective_n_jobs_counts_the_cluster_threads_as_a_call_does(dask_client, monkeypatch):
+    # As joblib's dask backend: effective_n_jobs() there is the cluster's threads. It
+    # counted this machine's cores (code sizing its chunks by it made too few or too many).
+    from picklepool import settings
+
+    monkeypatch.setattr(settings, "cpu_count", lambda: 7)  # local cores must not matter
+    threads = sum(dask_client.nthreads().values())
+    with parallel_config(backend="dask"):
+        for n_jobs, expected in [(None, threads), (-1, threads), (-2, threads - 1), (3, 3)]:
+            assert picklepool.effective_n_jobs(n_jobs) == expected, n_jobs
+            assert Parallel(n_jobs=n_jobs)._effective_n_jobs() == expected, n_jobs
 
 
 # -- data sent once per call -------------------------------------------------------

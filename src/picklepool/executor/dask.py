@@ -58,6 +58,13 @@ NO_CLUSTER = (
     "(started with `dask scheduler`, plus `dask worker tcp://HOST:8786` on each machine)."
 )
 
+
+class NoClusterError(ValueError, RuntimeError):
+    """No dask cluster to run on: a ``ValueError``, as joblib's dask backend raises then
+    ("To use Joblib with Dask first create a Dask Client"), so code written for joblib
+    catches it; also the ``RuntimeError`` picklepool raised before."""
+
+
 MAX_RESENDS = 3  # times a batch is sent again after the cluster lost the data it carries
 
 # Clients picklepool opened itself (scheduler_address), by address; closed by shutdown().
@@ -89,7 +96,7 @@ def get_client(scheduler_address: str | None = None) -> Any:
         current = None
     if not scheduler_address:
         if not _usable(current):
-            raise RuntimeError(NO_CLUSTER)
+            raise NoClusterError(NO_CLUSTER)
         return current
     if _usable(current) and current.scheduler.address == scheduler_address:
         return current
@@ -463,6 +470,19 @@ def _secede() -> bool:
     return True
 
 
+def cluster_workers(n_jobs: int, threads: dict[str, int]) -> int:
+    """Batches at once for *n_jobs* on a cluster of *threads* ({worker: threads}): a
+    negative one counts from its total threads (-1: all of them; at least 1, as while
+    an adaptive cluster is empty), as ``n_jobs`` does with local cores."""
+    return max(1, sum(threads.values()) + 1 + n_jobs) if n_jobs < 0 else n_jobs
+
+
+def effective_workers(n_jobs: int, scheduler_address: str | None = None) -> int:
+    """What :func:`cluster_workers` gives on the cluster a call would run on now
+    (``effective_n_jobs``); :class:`NoClusterError` without one, as a call raises."""
+    return cluster_workers(n_jobs, get_client(scheduler_address).nthreads())
+
+
 class DaskBackend(ClusterBackend):
     """Batches on a dask.distributed cluster, through the current or a named scheduler.
 
@@ -479,9 +499,7 @@ class DaskBackend(ClusterBackend):
         kept.hook_exit()
         threads = self.client.nthreads()  # {worker address: threads}
         check_workers(self.client, threads)
-        if n_workers < 0:  # as many as the cluster's threads (0 while an adaptive one is empty)
-            n_workers = max(1, sum(threads.values()) + 1 + n_workers)
-        super().__init__(n_workers)
+        super().__init__(cluster_workers(n_workers, threads))
         self._inflight: weakref.WeakSet[_BatchFuture] = weakref.WeakSet()
         self._stores: weakref.WeakSet[ScatterStore] = weakref.WeakSet()
         # A call made inside a dask task: its thread leaves the worker's thread pool
@@ -496,8 +514,8 @@ class DaskBackend(ClusterBackend):
         closed = self.client
         try:
             self.client = get_client(self._address)
-        except RuntimeError as exc:
-            raise RuntimeError(
+        except NoClusterError as exc:
+            raise NoClusterError(
                 f"the dask Client this `with Parallel(backend='dask')` block began with was closed "
                 f"({closed.status}), and {exc}"
             ) from None

@@ -907,6 +907,12 @@ class Executor(_StdExecutor):
         with contextlib.suppress(Exception):  # the error above is what matters
             self._close()
 
+    def _running(self) -> str | None:
+        """The user's calls sent and not finished, named as errors name them (``task 3:
+        f(3)``, ``tasks 3..7 (first: task 3: f(3))``), or None (joblib's timeout names them)."""
+        works = [w for sent in list(self._works.values()) for w in sent if not w.future.done()]
+        return _Numbering(0, 0, works, self._naming()).tasks() if works else None
+
     def _naming(self) -> _Naming:
         """How this executor's errors name tasks: by call index; an own Executor says which."""
         init = f"the initializer {self._initializer_label}" if self._prologue else "the initializer"

@@ -45,7 +45,17 @@ def effective_n_jobs(n_jobs: Any = -1) -> int:
     that worker's share of them. Raises
     ``ValueError`` for 0 or a value that is not a number.
     """
-    return _nested(resolve_settings({"n_jobs": n_jobs}, BACKENDS, *_where()), warn=False).n_workers
+    return _workers(_nested(resolve_settings({"n_jobs": n_jobs}, BACKENDS, *_where()), warn=False))
+
+
+def _workers(s: Settings) -> int:
+    """The workers a call with settings *s* would use now: on a cluster (dask), a negative
+    ``n_jobs`` counts the cluster's threads, not this machine's cores (asked of it)."""
+    if s.n_jobs < 0 and getattr(BACKENDS.get(s.backend), "counts_cluster", False):
+        from .dask import effective_workers
+
+        return effective_workers(s.n_jobs, s.scheduler_address)
+    return s.n_workers
 
 
 def _where() -> tuple[int | None, int]:
@@ -327,7 +337,7 @@ class Parallel:
         backend = self._backend
         if backend is not None and not self._renew_block:
             return backend.n_workers
-        return self._settings().n_workers
+        return _workers(self._settings())
 
     def _settings(self, warn: bool = False) -> Settings:
         """Every setting in force now, validated (``picklepool.settings``).
