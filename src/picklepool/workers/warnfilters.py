@@ -15,13 +15,22 @@ They are pickled with hybrid: a category a worker cannot import (a class of
 ``__main__``) is sent by value, as the one class the call's functions use there.
 Filters an ``initializer`` added in the worker (:func:`keep_own`) stay ahead of the
 parent's: it was run to set them.
+
+They are the tasks' filters, not the worker's own machinery's: while a worker loads a
+batch (:func:`loading`), it imports the modules of the functions and arguments, which the
+parent had imported already; a warning such an import gives (a ``DeprecationWarning`` of a
+dependency) is no warning the parent could see, and under the parent's ``"error"`` filter
+it failed the function's unpickling. The worker's own filters apply there (swapped only
+when the parent's have an ``"error"``: each swap resets the ``"default"`` registries).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -33,6 +42,8 @@ _read: tuple[tuple[Any, ...] | None, bytes | None] = (None, None)
 _applied: tuple[bytes | None, tuple[Any, ...] | None] = (None, None)
 # worker: filters its initializer added, kept ahead of the parent's
 _own: tuple[Any, ...] = ()
+# worker: its filters before the parent's were first applied (None: never applied)
+_base: tuple[Any, ...] | None = None
 
 
 def pickled() -> bytes | None:
@@ -74,10 +85,36 @@ def apply(data: bytes | None) -> None:
         _applied = (data, filters)
     if filters is None or tuple(warnings.filters) == filters:
         return
+    global _base
+    if _base is None:
+        _base = tuple(f for f in warnings.filters if f not in _own)
+    _set(filters)
+
+
+def _set(filters: tuple[Any, ...]) -> None:
     warnings.filters[:] = filters  # type: ignore[index]  # (a list; typeshed says Sequence)
     mutated = getattr(warnings, "_filters_mutated", None)
     if mutated is not None:  # the "once"/"default" registries are out of date
         mutated()
+
+
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """The worker's own filters inside, if the parent's (applied) turn a warning into an error."""
+    parents = _applied[1]
+    if (
+        _base is None
+        or parents is None
+        or not any(f[0] == "error" for f in parents)
+        or tuple(warnings.filters) != parents
+    ):
+        yield
+        return
+    _set(_own + tuple(f for f in _base if f not in _own))
+    try:
+        yield
+    finally:
+        _set(parents)
 
 
 def keep_own(before: list[Any]) -> None:
