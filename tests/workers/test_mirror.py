@@ -526,3 +526,25 @@ def test_the_parents_error_filter_does_not_fail_the_imports_a_worker_makes_to_lo
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["[0, 2, 4, 6]", "[0, 2, 4, 6]", "raised task 0 warns"], proc.stderr
+
+
+def test_a_default_warning_is_not_printed_at_every_batch_under_an_error_filter():
+    # the worker's own filters while it loads a batch, the parent's for the tasks: a swap
+    # that reset the "default" registries printed a task's warning at each of its batches
+    proc = run_python(
+        """
+        import warnings
+        from picklepool import Parallel, delayed
+
+        def task(i):
+            warnings.warn("careful", UserWarning)
+            return i
+
+        warnings.simplefilter("error", RuntimeWarning)
+        with Parallel(n_jobs=2, batch_size=1) as parallel:
+            for _ in range(5):
+                assert parallel(delayed(task)(i) for i in range(8)) == list(range(8))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert 0 < proc.stderr.count("UserWarning: careful") <= 2 * 5, proc.stderr  # once per worker and call

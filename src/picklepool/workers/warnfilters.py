@@ -21,7 +21,7 @@ batch (:func:`loading`), it imports the modules of the functions and arguments, 
 parent had imported already; a warning such an import gives (a ``DeprecationWarning`` of a
 dependency) is no warning the parent could see, and under the parent's ``"error"`` filter
 it failed the function's unpickling. The worker's own filters apply there (swapped only
-when the parent's have an ``"error"``: each swap resets the ``"default"`` registries).
+when the parent's have an ``"error"``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import pickle
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -100,7 +101,13 @@ def _set(filters: tuple[Any, ...]) -> None:
 
 @contextlib.contextmanager
 def loading() -> Iterator[None]:
-    """The worker's own filters inside, if the parent's (applied) turn a warning into an error."""
+    """The worker's own filters inside, if the parent's (applied) turn a warning into an error.
+
+    Swapped without resetting the registries of the warnings already shown (a reset at
+    each batch printed a ``"default"`` warning of a task at every batch, not once per
+    worker), unless the loading imported a module: its warnings, ignored or shown under
+    the worker's filters, must not be taken for ones the parent's have already decided.
+    """
     parents = _applied[1]
     if (
         _base is None
@@ -110,11 +117,15 @@ def loading() -> Iterator[None]:
     ):
         yield
         return
-    _set(_own + tuple(f for f in _base if f not in _own))
+    modules = len(sys.modules)
+    warnings.filters[:] = _own + tuple(f for f in _base if f not in _own)  # type: ignore[index]
     try:
         yield
     finally:
-        _set(parents)
+        if len(sys.modules) != modules:
+            _set(parents)
+        else:
+            warnings.filters[:] = parents  # type: ignore[index]
 
 
 def keep_own(before: list[Any]) -> None:
