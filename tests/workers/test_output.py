@@ -128,3 +128,27 @@ def test_a_task_closing_stdout_and_bytes_that_are_no_text(tmp_path):
     with open(path, "w", encoding="utf-8") as f, contextlib.redirect_stdout(f):
         Parallel(n_jobs=2, batch_size=1)(delayed(undecodable)(i) for i in range(2))
     assert sorted(path.read_bytes().splitlines()) == [b"\xff\xfe raw 0", b"\xff\xfe raw 1"]
+
+
+def uses_the_file_descriptor(i):
+    import faulthandler
+    import subprocess
+
+    faulthandler.enable()  # its file: sys.stderr's descriptor
+    faulthandler.disable()
+    subprocess.run([sys.executable, "-c", "pass"], stdout=sys.stdout, check=True)
+    print(f"done {i}")
+    return sys.stdout.fileno() >= 0
+
+
+def test_a_task_that_needs_its_streams_file_descriptor_gets_the_workers(tmp_path):
+    # The parent's stream is a file: its fileno() works, and a task calling faulthandler.enable()
+    # or passing sys.stdout to subprocess ran in the parent; in a worker collecting what
+    # its tasks print it failed with "fileno" (io.UnsupportedOperation)
+    with open(tmp_path / "out.txt", "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        assert uses_the_file_descriptor(0)
+        assert Parallel(n_jobs=2, batch_size=1)(delayed(uses_the_file_descriptor)(i) for i in range(1, 3)) == [
+            True,
+            True,
+        ]
+    assert sorted((tmp_path / "out.txt").read_text().splitlines()) == ["done 0", "done 1", "done 2"]

@@ -17,7 +17,8 @@ The stream a batch's tasks see is one object per worker and stream, kept between
 batches: an object that holds it (a ``logging.StreamHandler`` made by a module the
 task imported, a progress bar) writes into the batch that is running, and between
 batches to the stream the worker had (its file descriptor), never into a buffer no one
-reads. A task that closes it loses nothing written before.
+reads. A task that closes it loses nothing written before. Its ``fileno()`` is the worker's
+own stream's.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ class _Sink(io.RawIOBase):
 
     def writable(self) -> bool:
         return True
+
+    def fileno(self) -> int:
+        """The worker's own stream's: what is written to it goes where it went (the terminal),
+        as C code's and child processes' output; ``faulthandler.enable()``,
+        ``subprocess.run(..., stdout=sys.stdout)`` work as in a worker that collects nothing."""
+        if self.fallback is None:
+            raise io.UnsupportedOperation("fileno")
+        return int(self.fallback.fileno())
 
     def write(self, data: Any) -> int:
         data = bytes(data)
