@@ -548,3 +548,31 @@ def test_a_default_warning_is_not_printed_at_every_batch_under_an_error_filter()
     )
     assert proc.returncode == 0, proc.stderr
     assert 0 < proc.stderr.count("UserWarning: careful") <= 2 * 5, proc.stderr  # once per worker and call
+
+
+def test_a_filter_whose_category_a_worker_cannot_import_leaves_the_others_in_force():
+    # The filters travelled as one pickle: one category the workers could not import (a
+    # module made at run time) made them keep their own filters, the "error" ignored
+    proc = run_python(
+        """
+        import sys, types, warnings
+        from picklepool import Parallel, delayed
+
+        made = types.ModuleType("made_at_run_time")
+        exec("class MadeWarning(UserWarning): pass", made.__dict__)
+        sys.modules["made_at_run_time"] = made
+
+        def task(i):
+            warnings.warn(f"task {i} warns", RuntimeWarning)
+            return i
+
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", made.MadeWarning)
+        try:
+            Parallel(n_jobs=2, batch_size=1)(delayed(task)(i) for i in range(2))
+        except RuntimeWarning as exc:
+            print("raised", type(exc).__name__)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["raised RuntimeWarning"], proc.stderr
