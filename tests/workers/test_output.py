@@ -98,7 +98,8 @@ def test_a_handler_made_in_a_task_keeps_writing_to_the_parents_redirected_stream
         for _ in range(3):
             err = io.StringIO()
             with contextlib.redirect_stderr(err):
-                assert parallel(delayed(log_from_a_module_imported_here)(name, i) for i in range(4)) == [0, 1, 2, 3]
+                got = parallel(delayed(log_from_a_module_imported_here)(name, i) for i in range(4))
+            assert got == [0, 1, 2, 3]
             assert sorted(err.getvalue().splitlines()) == [f"logged {i}" for i in range(4)]
 
 
@@ -121,9 +122,8 @@ def test_a_task_closing_stdout_and_bytes_that_are_no_text(tmp_path):
     with contextlib.redirect_stdout(out):
         assert Parallel(n_jobs=2, batch_size=1)(delayed(print_and_close)(i) for i in range(3)) == [0, 1, 2]
         assert Parallel(n_jobs=2, batch_size=1)(delayed(chatty)(i) for i in range(2)) == [0, 1]
-    assert sorted(out.getvalue().splitlines()) == sorted(
-        [f"before closing {i}" for i in range(3)] + [f"out {i}" for i in range(2)] + [f"bytes {i}" for i in range(2)]
-    )
+    printed = [f"{kind} {i}" for kind in ("out", "bytes") for i in range(2)]
+    assert sorted(out.getvalue().splitlines()) == sorted([f"before closing {i}" for i in range(3)] + printed)
     path = tmp_path / "out.txt"
     with open(path, "w", encoding="utf-8") as f, contextlib.redirect_stdout(f):
         Parallel(n_jobs=2, batch_size=1)(delayed(undecodable)(i) for i in range(2))
@@ -147,8 +147,6 @@ def test_a_task_that_needs_its_streams_file_descriptor_gets_the_workers(tmp_path
     # its tasks print it failed with "fileno" (io.UnsupportedOperation)
     with open(tmp_path / "out.txt", "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         assert uses_the_file_descriptor(0)
-        assert Parallel(n_jobs=2, batch_size=1)(delayed(uses_the_file_descriptor)(i) for i in range(1, 3)) == [
-            True,
-            True,
-        ]
+        got = Parallel(n_jobs=2, batch_size=1)(delayed(uses_the_file_descriptor)(i) for i in range(1, 3))
+    assert got == [True, True]
     assert sorted((tmp_path / "out.txt").read_text().splitlines()) == ["done 0", "done 1", "done 2"]
