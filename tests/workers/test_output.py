@@ -11,6 +11,8 @@ import pytest
 
 from picklepool import Executor, Parallel, delayed
 
+from ..conftest import run_python
+
 
 def chatty(i):
     print(f"out {i}")
@@ -150,3 +152,33 @@ def test_a_task_that_needs_its_streams_file_descriptor_gets_the_workers(tmp_path
         got = Parallel(n_jobs=2, batch_size=1)(delayed(uses_the_file_descriptor)(i) for i in range(1, 3))
     assert got == [True, True]
     assert sorted((tmp_path / "out.txt").read_text().splitlines()) == ["done 0", "done 1", "done 2"]
+
+
+def test_what_a_tasks_forked_child_prints_is_not_lost():
+    # The child inherited the stream collecting the batch's output: what it printed went
+    # into its own copy, lost, where a worker's child printed to the terminal before
+    proc = run_python(
+        """
+        import contextlib, io, os
+        from picklepool import Parallel, delayed
+
+        def task(i):
+            pid = os.fork()
+            if pid == 0:
+                print(f"child of task {i}", flush=True)
+                os._exit(0)
+            os.waitpid(pid, 0)
+            print(f"task {i}")
+            return i
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert Parallel(n_jobs=2, batch_size=1)(delayed(task)(i) for i in range(2)) == [0, 1]
+        print("collected", sorted(out.getvalue().splitlines()))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "collected ['task 0', 'task 1']" in lines, proc.stdout
+    children = sorted(line for line in lines if line.startswith("child"))
+    assert children == ["child of task 0", "child of task 1"]

@@ -17,7 +17,9 @@ The stream a batch's tasks see is one object per worker and stream, kept between
 batches: an object that holds it (a ``logging.StreamHandler`` made by a module the
 task imported, a progress bar) writes into the batch that is running, and between
 batches to the stream the worker had (its file descriptor), never into a buffer no one
-reads. A task that closes it loses nothing written before. Its ``fileno()`` is the worker's
+reads. A task that closes it loses nothing written before. A child a task forks
+(``os.fork``, a ``multiprocessing`` pool with "fork") writes to the worker's own stream:
+what it collected would stay in the child's copy, lost. Its ``fileno()`` is the worker's
 own stream's.
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -37,6 +40,7 @@ class _Sink(io.RawIOBase):
         super().__init__()
         self.fallback = fallback  # the stream the worker had when this one was made
         self.collected: bytearray | None = None  # the running batch's, while capturing
+        self.pid = os.getpid()  # the process collecting: a forked child's copy would be lost
 
     def writable(self) -> bool:
         return True
@@ -49,23 +53,30 @@ class _Sink(io.RawIOBase):
             raise io.UnsupportedOperation("fileno")
         return int(self.fallback.fileno())
 
+    def _collecting(self) -> bool:
+        return self.collected is not None and os.getpid() == self.pid
+
     def write(self, data: Any) -> int:
         data = bytes(data)
-        if self.collected is not None:
-            self.collected += data
+        if self._collecting():
+            self.collected += data  # type: ignore[operator]
         elif self.fallback is not None:
             try:
-                target = getattr(self.fallback, "buffer", None)
-                if target is not None:
-                    self.fallback.flush()
-                    target.write(data)
-                    target.flush()
-                else:
+                try:
                     self.fallback.write(data.decode("utf-8", "surrogateescape"))
+                except UnicodeEncodeError:  # bytes that are no text: as bytes, where it has some
                     self.fallback.flush()
-            except (OSError, ValueError):  # the worker's own stream is closed: as a print would be
+                    self.fallback.buffer.write(data)
+                if b"\n" in data:  # a line at once, as print() to the worker's stream writes it
+                    self.fallback.flush()
+            except (OSError, ValueError, AttributeError):  # closed, or no buffer: as a print would
                 pass
         return len(data)
+
+    def flush(self) -> None:
+        if self.fallback is not None and not self._collecting():
+            with contextlib.suppress(OSError, ValueError):
+                self.fallback.flush()
 
 
 class _Stream(io.TextIOWrapper):
@@ -99,7 +110,7 @@ def captured(capture: tuple[bool, bool]) -> Iterator[list[str]]:
     streams = [_stream(k, saved[k]) if capture[k] else None for k in (0, 1)]
     for stream in streams:
         if stream is not None:
-            stream.sink.collected = bytearray()
+            stream.sink.collected, stream.sink.pid = bytearray(), os.getpid()
     if streams[0] is not None:
         sys.stdout = streams[0]
     if streams[1] is not None:
