@@ -39,7 +39,7 @@ from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
 from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits
-from ..workers import mirror
+from ..workers import mirror, warnfilters
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
 from . import functions, gil, streaming
@@ -63,13 +63,20 @@ def header(pickler: Any) -> bytes:
     return data
 
 
-def parent_state(n_workers: int, caller: tuple[tuple[Any, Any], bytes | None] | None = None) -> ParentState:
+def parent_state(
+    n_workers: int,
+    numeric: tuple[Any, Any] | None = None,
+    caller: tuple[tuple[Any, Any], bytes | None] | None = None,
+) -> ParentState:
     """What this call's workers mirror (``workers.mirror``), read now, in the calling thread.
 
-    *caller*: the numeric settings and warnings filters to send (``mirror.caller_state()``
-    of the thread that submitted the tasks); None reads the calling thread's.
+    *numeric*: the numeric settings to send (``mirror.numeric_state()`` of the thread
+    that submitted the tasks); None reads the calling thread's. *caller*: those and the
+    warnings filters (``mirror.caller_state()`` of that thread), in its place.
     """
-    numeric, filters = mirror.caller_state() if caller is None else caller
+    if caller is None:
+        caller = mirror.caller_state() if numeric is None else (numeric, warnfilters.pickled())
+    numeric, filters = caller
     depth, cores = mirror.nesting()
     cores = cpu_count() if cores is None else cores
     try:

@@ -735,7 +735,7 @@ class Executor(_StdExecutor):
         )
         batch.numbering = numbering = _Numbering(first, skip, works, self._naming())
         if channel.parent is not None:  # the parent as it is now: sys.path, cwd... (workers.mirror)
-            channel.parent = parent_state(channel.backend.n_workers, works[0].numeric)
+            channel.parent = parent_state(channel.backend.n_workers, caller=works[0].numeric)
         try:
             with self._send_lock, locks.snapshots_for(frozenset(w.caller for w in works if w.caller)):
                 if self._stopped:  # taken off the queue just before terminate_workers()

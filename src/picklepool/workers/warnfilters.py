@@ -37,7 +37,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# parent: (the filters read last, their pickle or None when they cannot be pickled)
+# parent: (the filters read last, their pickle)
 _read: tuple[tuple[Any, ...] | None, bytes | None] = (None, None)
 
 # worker: (the pickle applied last, the filters it makes)
