@@ -163,7 +163,7 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
     def start_call(self) -> None:
         """A call starts: nothing of an earlier, aborted one may be dispatched in it."""
         self._caller = threading.get_ident()
-        self._numeric = mirror.numeric_state()
+        self._numeric = mirror.caller_state()  # (numeric settings, warnings filters)
         _drop_ready_batches(getattr(self, "parallel", None))
         if self._executor is not None:  # kept across the calls of a `with joblib.Parallel()` block
             # joblib pickles every batch anew: each call sees the globals of its moment

@@ -199,6 +199,40 @@ def test_calls_queued_together_each_run_with_the_decimal_context_of_their_submis
             assert list(mapped_default) == [28, 28, 28, 28]
 
 
+def warn_and_report(i):
+    import warnings
+
+    warnings.warn(f"call {i} warns", RuntimeWarning, stacklevel=1)
+    return i
+
+
+@pytest.mark.timeout(60)
+def test_calls_run_with_the_warnings_filters_of_their_submission(tmp_path):
+    """A call submitted inside ``catch_warnings()`` with an "error" filter raises though its
+    batch leaves after the block ended: the filters were read when the batch was sent,
+    so no call raised (a ``map``'s neither), as if the block had not been there."""
+    import warnings
+
+    with Executor(max_workers=1) as ex:
+        ex._max_inflight = 1  # the busy batch fills the pool: the calls queue behind it
+        fut, gate = busy(ex, tmp_path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            errors = [ex.submit(warn_and_report, i) for i in range(3)]
+            mapped = ex.map(warn_and_report, range(4), chunksize=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ignored = [ex.submit(warn_and_report, i) for i in range(3)]
+        gate.open()
+        assert fut.result() == "released"
+        for f in errors:
+            with pytest.raises(RuntimeWarning, match="warns"):
+                f.result()
+        with pytest.raises(RuntimeWarning, match="call 0 warns"):
+            list(mapped)
+        assert [f.result() for f in ignored] == [0, 1, 2]
+
+
 def test_one_failure_in_a_coalesced_batch_fails_only_its_future():
     with Executor(max_workers=1) as ex:
         futures = [ex.submit(fail if i % 3 == 0 else square, i) for i in range(300)]

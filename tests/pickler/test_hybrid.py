@@ -860,6 +860,31 @@ def test_the_members_of_a_main_enum_keep_what_its_init_set_in_a_worker():
     ]
 
 
+def test_an_enum_member_holding_what_cannot_be_pickled_is_named_by_its_attribute():
+    # its attributes travel with its class now: the search for the culprit walked into the
+    # member's __objclass__ first and named the class ("args[0].__objclass__", with the
+    # generic advice), not the attribute holding the generator
+    proc = run_python(
+        """
+        import enum
+        from picklepool import Parallel, PicklingError, delayed
+
+        class Source(enum.Enum):
+            A = 1
+            def __init__(self, value):
+                self.rows = (i for i in range(value))
+
+        try:
+            Parallel(n_jobs=2)(delayed(str)(Source.A) for _ in range(2))
+        except PicklingError as exc:
+            print(exc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot pickle args[0].rows (type builtins.generator)" in proc.stdout, proc.stdout
+    assert "__objclass__" not in proc.stdout
+
+
 def test_a_workers_copy_of_a_main_class_is_the_parents_class_at_each_call():
     # cloudpickle only sets the pickled copy's attributes on a class a warm worker already
     # had: an attribute the parent deleted, or one a task added, stayed for every later call

@@ -487,3 +487,92 @@ def test_warnings_filters_an_initializer_set_stay_ahead_of_the_parents():
             delayed(warn_and_report)(i) for i in range(6)
         )
     assert out == list(range(6))
+
+
+def test_the_parents_error_filter_does_not_fail_the_imports_a_worker_makes_to_load_a_batch(tmp_path):
+    # The parent imported a module (its import warned, a dependency's DeprecationWarning)
+    # before simplefilter("error"); a worker imports it to load the task's function: the
+    # parent's "error" filter failed that import, the call with an UnpicklingError, while the
+    # parent ran the function without a warning. Only the tasks' own warnings are its concern.
+    (tmp_path / "deprecated_dep.py").write_text(
+        "import warnings\n"
+        "warnings.warn('deprecated_dep is deprecated', DeprecationWarning, stacklevel=2)\n"
+        "class Point:\n"
+        "    def __init__(self, x):\n"
+        "        self.x = x\n"
+        "def double(p):\n"
+        "    return p.x * 2\n"
+        "def warns(p):\n"
+        "    warnings.warn(f'task {p.x} warns', RuntimeWarning)\n"
+    )
+    proc = run_python(
+        """
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import deprecated_dep
+        from picklepool import Parallel, delayed
+
+        warnings.simplefilter("error")
+        points = [deprecated_dep.Point(i) for i in range(4)]
+        print([deprecated_dep.double(p) for p in points])
+        print(Parallel(n_jobs=2, batch_size=1)(delayed(deprecated_dep.double)(p) for p in points))
+        try:
+            Parallel(n_jobs=2)(delayed(deprecated_dep.warns)(p) for p in points[:1])
+        except RuntimeWarning as exc:
+            print("raised", exc)
+        """,
+        env={"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[0, 2, 4, 6]", "[0, 2, 4, 6]", "raised task 0 warns"], proc.stderr
+
+
+def test_a_default_warning_is_not_printed_at_every_batch_under_an_error_filter():
+    # the worker's own filters while it loads a batch, the parent's for the tasks: a swap
+    # that reset the "default" registries printed a task's warning at each of its batches
+    proc = run_python(
+        """
+        import warnings
+        from picklepool import Parallel, delayed
+
+        def task(i):
+            warnings.warn("careful", UserWarning)
+            return i
+
+        warnings.simplefilter("error", RuntimeWarning)
+        with Parallel(n_jobs=2, batch_size=1) as parallel:
+            for _ in range(5):
+                assert parallel(delayed(task)(i) for i in range(8)) == list(range(8))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert 0 < proc.stderr.count("UserWarning: careful") <= 2 * 5, proc.stderr  # once per worker and call
+
+
+def test_a_filter_whose_category_a_worker_cannot_import_leaves_the_others_in_force():
+    # The filters travelled as one pickle: one category the workers could not import (a
+    # module made at run time) made them keep their own filters, the "error" ignored
+    proc = run_python(
+        """
+        import sys, types, warnings
+        from picklepool import Parallel, delayed
+
+        made = types.ModuleType("made_at_run_time")
+        exec("class MadeWarning(UserWarning): pass", made.__dict__)
+        sys.modules["made_at_run_time"] = made
+
+        def task(i):
+            warnings.warn(f"task {i} warns", RuntimeWarning)
+            return i
+
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", made.MadeWarning)
+        try:
+            Parallel(n_jobs=2, batch_size=1)(delayed(task)(i) for i in range(2))
+        except RuntimeWarning as exc:
+            print("raised", type(exc).__name__)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["raised RuntimeWarning"], proc.stderr

@@ -11,6 +11,8 @@ import pytest
 
 from picklepool import Executor, Parallel, delayed
 
+from ..conftest import run_python
+
 
 def chatty(i):
     print(f"out {i}")
@@ -74,3 +76,109 @@ def test_a_notebook_like_stream_gets_the_output_and_a_tasks_own_stream_does_not_
     assert sorted("".join(cell.parts).splitlines()) == sorted(
         [f"out {i}" for i in range(4)] + [f"bytes {i}" for i in range(4)]
     )
+
+
+def log_from_a_module_imported_here(name, i):
+    import importlib
+
+    importlib.import_module(name).log.warning("logged %s", i)  # its handler: made at its import
+    return i
+
+
+def test_a_handler_made_in_a_task_keeps_writing_to_the_parents_redirected_stream(tmp_path, monkeypatch):
+    # A logging.StreamHandler made at the import of a module a task imported held the
+    # stream of that batch: everything it logged in later batches and calls was lost
+    name = f"logs_{os.getpid()}_{tmp_path.name}".replace("-", "_")
+    (tmp_path / f"{name}.py").write_text(
+        "import logging\n"
+        f"log = logging.getLogger({name!r})\n"
+        "log.addHandler(logging.StreamHandler())\n"
+        "log.propagate = False\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with Parallel(n_jobs=2, batch_size=1) as parallel:
+        for _ in range(3):
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                got = parallel(delayed(log_from_a_module_imported_here)(name, i) for i in range(4))
+            assert got == [0, 1, 2, 3]
+            assert sorted(err.getvalue().splitlines()) == [f"logged {i}" for i in range(4)]
+
+
+def print_and_close(i):
+    print(f"before closing {i}")
+    sys.stdout.close()
+    return i
+
+
+def undecodable(i):
+    sys.stdout.buffer.write(b"\xff\xfe raw %d\n" % i)
+    return i
+
+
+def test_a_task_closing_stdout_and_bytes_that_are_no_text(tmp_path):
+    # A task that closed sys.stdout failed the call with a bare "I/O operation on closed
+    # file" (no task, no function); bytes no encoding could write were dropped, with all the
+    # rest the batch printed, by a parent's file stream in strict utf-8
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert Parallel(n_jobs=2, batch_size=1)(delayed(print_and_close)(i) for i in range(3)) == [0, 1, 2]
+        assert Parallel(n_jobs=2, batch_size=1)(delayed(chatty)(i) for i in range(2)) == [0, 1]
+    printed = [f"{kind} {i}" for kind in ("out", "bytes") for i in range(2)]
+    assert sorted(out.getvalue().splitlines()) == sorted([f"before closing {i}" for i in range(3)] + printed)
+    path = tmp_path / "out.txt"
+    with open(path, "w", encoding="utf-8") as f, contextlib.redirect_stdout(f):
+        Parallel(n_jobs=2, batch_size=1)(delayed(undecodable)(i) for i in range(2))
+    assert sorted(path.read_bytes().splitlines()) == [b"\xff\xfe raw 0", b"\xff\xfe raw 1"]
+
+
+def uses_the_file_descriptor(i):
+    import faulthandler
+    import subprocess
+
+    faulthandler.enable()  # its file: sys.stderr's descriptor
+    faulthandler.disable()
+    subprocess.run([sys.executable, "-c", "pass"], stdout=sys.stdout, check=True)
+    print(f"done {i}")
+    return sys.stdout.fileno() >= 0
+
+
+def test_a_task_that_needs_its_streams_file_descriptor_gets_the_workers(tmp_path):
+    # The parent's stream is a file: its fileno() works, and a task calling faulthandler.enable()
+    # or passing sys.stdout to subprocess ran in the parent; in a worker collecting what
+    # its tasks print it failed with "fileno" (io.UnsupportedOperation)
+    with open(tmp_path / "out.txt", "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        assert uses_the_file_descriptor(0)
+        got = Parallel(n_jobs=2, batch_size=1)(delayed(uses_the_file_descriptor)(i) for i in range(1, 3))
+    assert got == [True, True]
+    assert sorted((tmp_path / "out.txt").read_text().splitlines()) == ["done 0", "done 1", "done 2"]
+
+
+def test_what_a_tasks_forked_child_prints_is_not_lost():
+    # The child inherited the stream collecting the batch's output: what it printed went
+    # into its own copy, lost, where a worker's child printed to the terminal before
+    proc = run_python(
+        """
+        import contextlib, io, os
+        from picklepool import Parallel, delayed
+
+        def task(i):
+            pid = os.fork()
+            if pid == 0:
+                print(f"child of task {i}", flush=True)
+                os._exit(0)
+            os.waitpid(pid, 0)
+            print(f"task {i}")
+            return i
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert Parallel(n_jobs=2, batch_size=1)(delayed(task)(i) for i in range(2)) == [0, 1]
+        print("collected", sorted(out.getvalue().splitlines()))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "collected ['task 0', 'task 1']" in lines, proc.stdout
+    children = sorted(line for line in lines if line.startswith("child"))
+    assert children == ["child of task 0", "child of task 1"]

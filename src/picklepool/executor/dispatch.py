@@ -63,12 +63,20 @@ def header(pickler: Any) -> bytes:
     return data
 
 
-def parent_state(n_workers: int, numeric: tuple[Any, Any] | None = None) -> ParentState:
+def parent_state(
+    n_workers: int,
+    numeric: tuple[Any, Any] | None = None,
+    caller: tuple[tuple[Any, Any], bytes | None] | None = None,
+) -> ParentState:
     """What this call's workers mirror (``workers.mirror``), read now, in the calling thread.
 
     *numeric*: the numeric settings to send (``mirror.numeric_state()`` of the thread
-    that submitted the tasks); None reads the calling thread's.
+    that submitted the tasks); None reads the calling thread's. *caller*: those and the
+    warnings filters (``mirror.caller_state()`` of that thread), in its place.
     """
+    if caller is None:
+        caller = mirror.caller_state() if numeric is None else (numeric, warnfilters.pickled())
+    numeric, filters = caller
     depth, cores = mirror.nesting()
     cores = cpu_count() if cores is None else cores
     try:
@@ -86,10 +94,10 @@ def parent_state(n_workers: int, numeric: tuple[Any, Any] | None = None) -> Pare
         depth + 1,
         max(1, cores // max(1, n_workers)),
         _int_digits(),
-        mirror.numeric_state() if numeric is None else numeric,
+        numeric,
         mirror.umask(),
         multiprocessing.get_start_method(allow_none=True),
-        warnfilters.pickled(),
+        filters,
         (sys.stdout is not sys.__stdout__, sys.stderr is not sys.__stderr__),
     )
 

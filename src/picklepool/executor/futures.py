@@ -195,9 +195,10 @@ class _Work:
         self.chunk = chunk  # the future's result is the list of the calls' results
         self.strip = strip  # leading and trailing calls whose results are not the caller's
         self.back = False  # sent, and given back by its worker (workers.handback): running
-        # the submitting thread's decimal context and numpy error handling (workers.mirror);
-        # None: read when it is queued (``map`` and the joblib backend read theirs once, in
-        # the calling thread, for every call they submit later or from other threads)
+        # the submitting thread's decimal context and numpy error handling, and the warnings
+        # filters (workers.mirror.caller_state); None: read when it is queued (``map`` and
+        # the joblib backend read theirs once, in the calling thread, for every call they
+        # submit later or from other threads)
         self.numeric: tuple[Any, Any] | None = numeric
         # the thread the call was made for: an RLock it holds is not waited for when the
         # manager thread pickles the call (pickler.locks.snapshots_for)
@@ -434,7 +435,7 @@ class Executor(_StdExecutor):
         results are dropped. For ``map`` chunks and the joblib backend, which gives
         the thread of its ``joblib.Parallel`` call as *caller* (it submits from this
         executor's manager thread too); else the calling thread. *numeric*: the
-        numeric settings (``mirror.numeric_state()``) the calls run with, read by the
+        numeric settings and warnings filters (``mirror.caller_state()``) the calls run with, read by the
         caller when it started them; None: the submitting thread's, now.
         """
         fut: Future[Any] = _Future()
@@ -443,7 +444,7 @@ class Executor(_StdExecutor):
 
     def _put(self, work: _Work) -> None:
         if work.numeric is None:
-            work.numeric = mirror.numeric_state()  # the submitter's, not the manager thread's
+            work.numeric = mirror.caller_state()  # the submitter's, not the manager thread's
         if work.caller is None:
             work.caller = threading.get_ident()
         with self._lock:
@@ -527,9 +528,10 @@ class Executor(_StdExecutor):
                 raise ValueError(f"buffersize must be None or > 0: map(buffersize={buffersize!r})")
         _need_callable(fn, "map")
         end = None if timeout is None else time.monotonic() + float(timeout)  # numpy's too
-        # every call of the map runs with this thread's numeric settings as they are now, also
-        # those submitted later, as the results are read (buffersize), maybe in another thread
-        numeric = mirror.numeric_state()
+        # every call of the map runs with this thread's numeric settings and warnings filters
+        # as they are now, also those submitted later, as the results are read (buffersize),
+        # maybe in another thread
+        numeric = mirror.caller_state()
         if buffersize is None:
             # every chunk stays alive until read: the cyclic GC would only rescan them
             # while they are made, so it waits (as in Parallel), but for the young garbage
@@ -733,7 +735,7 @@ class Executor(_StdExecutor):
         )
         batch.numbering = numbering = _Numbering(first, skip, works, self._naming())
         if channel.parent is not None:  # the parent as it is now: sys.path, cwd... (workers.mirror)
-            channel.parent = parent_state(channel.backend.n_workers, works[0].numeric)
+            channel.parent = parent_state(channel.backend.n_workers, caller=works[0].numeric)
         try:
             with self._send_lock, locks.snapshots_for(frozenset(w.caller for w in works if w.caller)):
                 if self._stopped:  # taken off the queue just before terminate_workers()

@@ -194,14 +194,14 @@ def enum_setstate(obj: Any, state: Any) -> Any:
 
 
 # what Enum itself keeps in a member's __dict__ (made again by the copy's creation)
-_ENUM_OWN = frozenset({"_value_", "_name_", "__objclass__", "_sort_order_", "__init__"})
+ENUM_OWN = frozenset({"_value_", "_name_", "__objclass__", "_sort_order_", "__init__"})
 
 
 def _member_attrs(enum_class: Any) -> dict[str, dict[str, Any]]:
     """``{name: attributes}`` of *enum_class*'s members that have attributes of their own."""
     out = {}
     for name, member in getattr(enum_class, "__members__", {}).items():
-        attrs = {k: v for k, v in getattr(member, "__dict__", {}).items() if k not in _ENUM_OWN}
+        attrs = {k: v for k, v in getattr(member, "__dict__", {}).items() if k not in ENUM_OWN}
         if attrs and member._name_ == name:  # (an alias names the same member)
             out[name] = attrs
     return out

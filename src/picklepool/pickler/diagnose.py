@@ -10,6 +10,7 @@ fix for that kind of object.
 
 from __future__ import annotations
 
+import enum
 import functools
 import inspect
 import io
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import PicklingError, error_text
+from .classes import ENUM_OWN
 from .locks import is_sync_object
 from .runtime import RefusedError, refusal
 
@@ -107,7 +109,10 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
             yield f".keywords[{key!r}]", value
     state = getattr(obj, "__dict__", None)
     if isinstance(state, dict):
-        for k, v in state.items():
+        items = list(state.items())
+        if isinstance(obj, enum.Enum):  # its own attributes before its class (which holds them)
+            items.sort(key=lambda kv: kv[0] in ENUM_OWN)
+        for k, v in items:
             yield f".{k}", v
     for cls in type(obj).__mro__:
         for name in getattr(cls, "__slots__", ()):

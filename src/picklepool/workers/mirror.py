@@ -181,6 +181,13 @@ def _decimal_now(decimal: Any) -> tuple[Any, ...]:
     return (c.prec, c.rounding, c.Emin, c.Emax, c.capitals, c.clamp, traps)
 
 
+def caller_state() -> tuple[tuple[Any, Any], bytes | None]:
+    """``(numeric_state(), the warnings filters pickled)`` as they are now: what the calls
+    made in this thread run with, also when their batches are sent later or from another
+    thread (an ``Executor``'s, after the ``catch_warnings`` block around ``submit`` ended)."""
+    return numeric_state(), warnfilters.pickled()
+
+
 def numeric_state() -> tuple[Any, Any]:
     """``(decimal context, numpy error handling)`` of the calling thread, each None when default.
 

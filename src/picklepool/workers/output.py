@@ -12,28 +12,93 @@ tracebacks printed there included) and sends it with the batch's reply
 comes once the batch is done, not as it is printed; what a worker that dies
 printed is lost; writes to the file descriptors themselves (C code, child
 processes) go where they went.
+
+The stream a batch's tasks see is one object per worker and stream, kept between
+batches: an object that holds it (a ``logging.StreamHandler`` made by a module the
+task imported, a progress bar) writes into the batch that is running, and between
+batches to the stream the worker had (its file descriptor), never into a buffer no one
+reads. A task that closes it loses nothing written before. A child a task forks
+(``os.fork``, a ``multiprocessing`` pool with "fork") writes to the worker's own stream:
+what it collected would stay in the child's copy, lost. Its ``fileno()`` is the worker's
+own stream's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 from collections.abc import Iterator
+from typing import Any
+
+
+class _Sink(io.RawIOBase):
+    """Bytes written: into the running batch's buffer, else to the worker's own stream."""
+
+    def __init__(self, fallback: Any) -> None:
+        super().__init__()
+        self.fallback = fallback  # the stream the worker had when this one was made
+        self.collected: bytearray | None = None  # the running batch's, while capturing
+        self.pid = os.getpid()  # the process collecting: a forked child's copy would be lost
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        """The worker's own stream's: what is written to it goes where it went (the terminal),
+        as C code's and child processes' output; ``faulthandler.enable()``,
+        ``subprocess.run(..., stdout=sys.stdout)`` work as in a worker that collects nothing."""
+        if self.fallback is None:
+            raise io.UnsupportedOperation("fileno")
+        return int(self.fallback.fileno())
+
+    def _collecting(self) -> bool:
+        return self.collected is not None and os.getpid() == self.pid
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        if self._collecting():
+            self.collected += data  # type: ignore[operator]
+        elif self.fallback is not None:
+            try:
+                try:
+                    self.fallback.write(data.decode("utf-8", "surrogateescape"))
+                except UnicodeEncodeError:  # bytes that are no text: as bytes, where it has some
+                    self.fallback.flush()
+                    self.fallback.buffer.write(data)
+                if b"\n" in data:  # a line at once, as print() to the worker's stream writes it
+                    self.fallback.flush()
+            except (OSError, ValueError, AttributeError):  # closed, or no buffer: as a print would
+                pass
+        return len(data)
+
+    def flush(self) -> None:
+        if self.fallback is not None and not self._collecting():
+            with contextlib.suppress(OSError, ValueError):
+                self.fallback.flush()
 
 
 class _Stream(io.TextIOWrapper):
-    """A text stream into memory, with a ``buffer`` (``sys.stdout.buffer.write`` works)."""
+    """A text stream into a :class:`_Sink`, with a ``buffer`` (``sys.stdout.buffer.write`` works)."""
 
-    def __init__(self) -> None:
-        super().__init__(io.BytesIO(), encoding="utf-8", errors="surrogateescape", write_through=True)
+    def __init__(self, fallback: Any) -> None:
+        self.sink = _Sink(fallback)
+        super().__init__(self.sink, encoding="utf-8", errors="surrogateescape", write_through=True)  # type: ignore[arg-type]
 
     def isatty(self) -> bool:
         return False
 
-    def text(self) -> str:
-        self.flush()
-        return self.buffer.getvalue().decode("utf-8", "surrogateescape")  # type: ignore[attr-defined]
+
+# this worker's streams, made at the first batch that collects (stdout, stderr)
+_streams: list[_Stream | None] = [None, None]
+
+
+def _stream(k: int, current: Any) -> _Stream:
+    stream = _streams[k]
+    if stream is None or stream.closed:  # (a task closed it: the next batch has a new one)
+        stream = _streams[k] = _Stream(current)
+    return stream
 
 
 @contextlib.contextmanager
@@ -41,8 +106,11 @@ def captured(capture: tuple[bool, bool]) -> Iterator[list[str]]:
     """``sys.stdout`` / ``sys.stderr`` (as *capture* says) collected inside; the list it
     yields holds ``[stdout, stderr]`` text at the exit."""
     out: list[str] = ["", ""]
-    streams = [_Stream() if capture[0] else None, _Stream() if capture[1] else None]
     saved = sys.stdout, sys.stderr
+    streams = [_stream(k, saved[k]) if capture[k] else None for k in (0, 1)]
+    for stream in streams:
+        if stream is not None:
+            stream.sink.collected, stream.sink.pid = bytearray(), os.getpid()
     if streams[0] is not None:
         sys.stdout = streams[0]
     if streams[1] is not None:
@@ -56,4 +124,7 @@ def captured(capture: tuple[bool, bool]) -> Iterator[list[str]]:
             sys.stderr = saved[1]
         for k, stream in enumerate(streams):
             if stream is not None:
-                out[k] = stream.text()
+                with contextlib.suppress(ValueError):  # closed by a task: written through already
+                    stream.flush()
+                data, stream.sink.collected = stream.sink.collected or b"", None
+                out[k] = bytes(data).decode("utf-8", "surrogateescape")

@@ -35,7 +35,7 @@ from ..wire import (
     Results,
     TaskFailed,
 )
-from . import buffers, changes, control, joblibnest, mirror, output, prologue, replies, warmheap
+from . import buffers, changes, control, joblibnest, mirror, output, prologue, replies, warmheap, warnfilters
 from .blobs import MissingBlobs, attach, blob_size, collecting_missing, detach, read_blob
 from .cache import objects
 from .limits import before_batch
@@ -155,21 +155,23 @@ def run_batch(batch: Batch) -> Any:
     status = view.status if view is not None else [0, -1, 0, 0, -1]
     status[0], status[1], status[2], status[3], status[4] = batch.call_id, first, 0, control.LOADING, -1
     tasks = batch.tasks
-    token = attach(batch.attachment)
-    try:
+    # the worker's warnings filters while it imports what the parent had imported (not the tasks')
+    with warnfilters.loading():
+        token = attach(batch.attachment)
         try:
-            fns = [_function(pickler, spec) for spec in batch.functions]
-        except BaseException as exc:  # noqa: BLE001
-            return _load_failure("function", first, ", ".join(s[2] for s in batch.functions), exc, status)
-        loading.functions = fns  # arguments that are objects the functions hold: theirs (reached)
-        loading.as_sent = functools.partial(_as_sent, pickler, batch.functions, fns, set())
-        try:
-            fidx, args, kwargs = buffers.load(pickler, tasks)
-        except BaseException as exc:  # noqa: BLE001
-            return _load_failure("arguments", first, "", exc, status)
-    finally:
-        loading.functions, loading.as_sent = (), None
-        detach(token)
+            try:
+                fns = [_function(pickler, spec) for spec in batch.functions]
+            except BaseException as exc:  # noqa: BLE001
+                return _load_failure("function", first, ", ".join(s[2] for s in batch.functions), exc, status)
+            loading.functions = fns  # arguments that are objects the functions hold: theirs (reached)
+            loading.as_sent = functools.partial(_as_sent, pickler, batch.functions, fns, set())
+            try:
+                fidx, args, kwargs = buffers.load(pickler, tasks)
+            except BaseException as exc:  # noqa: BLE001
+                return _load_failure("arguments", first, "", exc, status)
+        finally:
+            loading.functions, loading.as_sent = (), None
+            detach(token)
     status[1], status[3] = -1, control.RUNNING
     limits, timeout = batch.limits, batch.timeout
     if limits is not None:

@@ -11,73 +11,131 @@ same; scikit-learn >= 1.7 passes the filters with each of its own tasks for that
 the call is made, ``catch_warnings`` blocks included): pickled once, and again only when
 they change. :func:`apply` makes the worker's filters those, compared with the worker's
 own at each batch (a task that changed them does not change what the next batch sees).
-They are pickled with hybrid: a category a worker cannot import (a class of
-``__main__``) is sent by value, as the one class the call's functions use there.
+They are pickled with hybrid, each apart: a category a worker cannot import (a class of
+``__main__``) is sent by value, as the one class the call's functions use there; a filter
+whose category cannot be sent or loaded is left out, not all of them.
 Filters an ``initializer`` added in the worker (:func:`keep_own`) stay ahead of the
 parent's: it was run to set them.
+
+They are the tasks' filters, not the worker's own machinery's: while a worker loads a
+batch (:func:`loading`), it imports the modules of the functions and arguments, which the
+parent had imported already; a warning such an import gives (a ``DeprecationWarning`` of a
+dependency) is no warning the parent could see, and under the parent's ``"error"`` filter
+it failed the function's unpickling. The worker's own filters apply there (swapped only
+when the parent's have an ``"error"``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
+import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-# parent: (the filters read last, their pickle or None when they cannot be pickled)
+# parent: (the filters read last, their pickle)
 _read: tuple[tuple[Any, ...] | None, bytes | None] = (None, None)
 
-# worker: (the pickle applied last, the filters it makes, None if it could not be read here)
+# worker: (the pickle applied last, the filters it makes)
 _applied: tuple[bytes | None, tuple[Any, ...] | None] = (None, None)
 # worker: filters its initializer added, kept ahead of the parent's
 _own: tuple[Any, ...] = ()
+# worker: its filters before the parent's were first applied (None: never applied)
+_base: tuple[Any, ...] | None = None
 
 
 def pickled() -> bytes | None:
     """The calling process's warnings filters, pickled (kept while they are unchanged).
 
-    None when they cannot be pickled (a category no pickler can send): workers then keep
-    their own.
+    Each filter is pickled apart (a tuple of pickles): one whose category cannot be sent
+    (no pickler can) is left out here, one a worker cannot load (its module is not
+    importable there) is left out there, and the others apply; a single pickle of them
+    all made the workers keep their own filters, an ``"error"`` of the parent's ignored.
     """
     global _read
     now = tuple(warnings.filters)
     seen, data = _read
     if now == seen:
         return data
-    try:
-        from ..pickler.hybrid import HybridPickler
+    from ..pickler.hybrid import HybridPickler
 
-        data = HybridPickler().dumps(now)
-    except Exception as exc:  # noqa: BLE001 - workers keep their filters, as they always did
-        log.debug("picklepool: the warnings filters cannot be sent to workers (%r)", exc)
-        data = None
+    each = []
+    for f in now:
+        try:
+            each.append(HybridPickler().dumps(f))
+        except Exception as exc:  # noqa: BLE001 - this filter is not sent: it cannot decide there
+            log.debug("picklepool: a warnings filter cannot be sent to workers (%r): %r", f, exc)
+    data = pickle.dumps(tuple(each))
     _read = (now, data)
     return data
 
 
+def _loaded(each: tuple[bytes, ...]) -> tuple[Any, ...]:
+    """The filters pickled in *each* that this process can load."""
+    out = []
+    for one in each:
+        try:
+            out.append(pickle.loads(one))
+        except Exception as exc:  # noqa: BLE001 - a category this worker cannot import: no match here
+            log.debug("picklepool: a warnings filter of the parent cannot be read here (%r)", exc)
+    return tuple(out)
+
+
 def apply(data: bytes | None) -> None:
     """Make this process's warnings filters those pickled in *data* (None: leave them)."""
-    global _applied
+    global _applied, _base
     if data is None:
         return
     last, filters = _applied
     if data != last:
-        try:
-            parents = pickle.loads(data)
-        except Exception as exc:  # noqa: BLE001 - a category this worker cannot import: keep its own
-            log.debug("picklepool: the parent's warnings filters cannot be read here (%r)", exc)
-            filters = None
-        else:
-            filters = _own + tuple(f for f in parents if f not in _own)
+        parents = _loaded(pickle.loads(data))
+        filters = _own + tuple(f for f in parents if f not in _own)
         _applied = (data, filters)
     if filters is None or tuple(warnings.filters) == filters:
         return
+    if _base is None:
+        _base = tuple(f for f in warnings.filters if f not in _own)
+    _set(filters)
+
+
+def _set(filters: tuple[Any, ...]) -> None:
     warnings.filters[:] = filters  # type: ignore[index]  # (a list; typeshed says Sequence)
     mutated = getattr(warnings, "_filters_mutated", None)
     if mutated is not None:  # the "once"/"default" registries are out of date
         mutated()
+
+
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """The worker's own filters inside, if the parent's (applied) turn a warning into an error.
+
+    Swapped without resetting the registries of the warnings already shown (a reset at
+    each batch printed a ``"default"`` warning of a task at every batch, not once per
+    worker), unless the loading imported a module: its warnings, ignored or shown under
+    the worker's filters, must not be taken for ones the parent's have already decided.
+    """
+    parents = _applied[1]
+    if (
+        _base is None
+        or parents is None
+        or not any(f[0] == "error" for f in parents)
+        or tuple(warnings.filters) != parents
+    ):
+        yield
+        return
+    modules = len(sys.modules)
+    warnings.filters[:] = _own + tuple(f for f in _base if f not in _own)  # type: ignore[index]
+    try:
+        yield
+    finally:
+        if len(sys.modules) != modules:
+            _set(parents)
+        else:
+            warnings.filters[:] = parents  # type: ignore[index]
 
 
 def keep_own(before: list[Any]) -> None:
