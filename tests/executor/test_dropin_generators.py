@@ -86,3 +86,46 @@ def test_a_blocks_generator_read_after_the_block_gives_every_result(backend, ret
     assert p._left_open is None
     with p:  # and the instance works again
         assert sorted(p(delayed(abs)(-i) for i in range(3))) == [0, 1, 2]
+
+
+def _once_there(path, i):
+    while not os.path.exists(path):  # the parent creates it once the other call is closed
+        threading.Event().wait(0.005)
+    return i
+
+
+def test_closing_an_old_generator_never_cancels_a_later_call(tmp_path):
+    # A call's cancel flag is slot id % 4096 of the session's flag file: the call made 4096
+    # ids after an unread generator shared its slot, and that generator's close (or its
+    # garbage collection) made the later call's workers skip its queued batches, which
+    # came back as the end of its results: 3 of 300, silently.
+    from picklepool.executor.session import current_session
+    from picklepool.workers.control import CANCEL_SLOTS
+
+    gate = str(tmp_path / "gate")
+    old = Parallel(n_jobs=2, return_as="generator")(delayed(_once_there)(gate, i) for i in range(100))
+    session = current_session()
+    session._next_call += CANCEL_SLOTS - 1  # as if 4095 calls were made since (slow to make)
+    new = Parallel(n_jobs=2, return_as="generator", batch_size=1)(
+        delayed(_once_there)(gate, i) for i in range(40)
+    )
+    old.close()
+    open(gate, "w").close()
+    assert list(new) == list(range(40))
+
+
+def test_batches_skipped_by_a_cancel_the_call_did_not_make_are_an_error_not_fewer_results(tmp_path):
+    # A flag set from outside the call (4096 calls running at once share slots) made its
+    # queued batches come back as cancelled, read as no results: the list was short, silently.
+    from picklepool.executor.session import current_session
+    from picklepool.workers.control import CANCEL_SLOTS
+
+    gate = str(tmp_path / "gate")
+    gen = Parallel(n_jobs=2, return_as="generator", batch_size=1)(
+        delayed(_once_there)(gate, i) for i in range(40)
+    )
+    session = current_session()
+    session._flags[session._next_call % CANCEL_SLOTS] = 1  # the flag of the call just made
+    open(gate, "w").close()
+    with pytest.raises(RuntimeError, match=r"skipped by (its|their) worker as cancelled.*rerun the call"):
+        list(gen)

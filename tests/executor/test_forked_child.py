@@ -232,3 +232,58 @@ def test_a_fork_while_another_thread_holds_the_pools_lock_leaves_the_child_usabl
     assert out.stdout.splitlines() == ["[0, 1, 4]", "child [0, 1, 4]", "parent 0 [0, 1, 4]"], (
         out.stdout + out.stderr
     )
+
+
+GENERATOR_SCRIPT = """
+import os, sys
+import numpy as np
+from picklepool import Parallel, delayed
+
+def f(i, a):
+    return i + int(a[0])
+
+if __name__ == "__main__":
+    backend, how = sys.argv[1], sys.argv[2]
+    a = np.ones(300_000)  # through the call's shared-memory folder
+    g = Parallel(n_jobs=2, backend=backend, return_as="generator", max_nbytes="1M", pre_dispatch=4)(
+        delayed(f)(i, a) for i in range(40)
+    )
+    assert next(g) == 1
+    pid = os.fork()
+    if pid == 0:
+        if how == "read":
+            try:
+                next(g)
+            except RuntimeError as exc:
+                print(f"child: {exc}", flush=True)
+            os._exit(0)
+        if how == "close":
+            g.close()
+        else:
+            del g
+        sys.exit(0)  # atexit runs too
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), list(g) == list(range(2, 41)))
+"""
+
+
+@pytest.mark.parametrize("how", ["close", "del"])
+def test_a_forked_child_closing_the_parents_generator_does_not_end_it_in_the_parent(how):
+    # The child's close cancelled the call through the parent's shared cancel flag:
+    # the parent's generator then ended after 1 or 2 more results, silently.
+    out = run_python(GENERATOR_SCRIPT.replace("sys.argv[1], sys.argv[2]", f"'loky', {how!r}"), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["0 True"], out.stderr
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading", "multiprocessing"])
+def test_reading_the_parents_generator_in_a_forked_child_says_so(backend):
+    # loky: a WorkerCrashedError blaming a segfault or the OOM killer; threading and
+    # multiprocessing: the child waited for ever
+    out = run_python(
+        GENERATOR_SCRIPT.replace("sys.argv[1], sys.argv[2]", f"{backend!r}, 'read'"), timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    child, parent = out.stdout.splitlines()
+    assert "forked from process" in child and "make the call again in this process" in child, child
+    assert parent == "0 True", out.stderr

@@ -167,7 +167,16 @@ class ReplyReader:
         if kind is Failure:
             raise self.failure_error(batch, reply)
         if kind is Cancelled:
-            return [], 0.0
+            if call.cancelled:
+                return [], 0.0
+            # never taken for the end of the results: they would be fewer, silently
+            tasks = batch.tasks()
+            raise RuntimeError(
+                f"{tasks} {_were(tasks)} skipped by {_their(tasks)} worker as cancelled, but "
+                f"{call.origin} was not cancelled: its cancel flag was set by something else "
+                "(a call that shared it). Their results are missing: rerun the call, and "
+                "report this as a picklepool bug."
+            )
         raise RuntimeError(f"picklepool: unexpected reply for {batch.tasks()}: {type(reply).__name__}")
 
     def task_error(self, batch: Pending, failed: TaskFailed) -> BaseException:
@@ -384,6 +393,11 @@ def _attach_remote(error: BaseException, remote: RemoteTraceback) -> None:
 def _were(tasks: str) -> str:
     """The verb for ``Pending.tasks()``: one task or several."""
     return "were" if tasks.startswith("tasks ") else "was"
+
+
+def _their(tasks: str) -> str:
+    """The possessive for ``Pending.tasks()``: one task or several."""
+    return "their" if tasks.startswith("tasks ") else "its"
 
 
 def _args(error: BaseException) -> str:
