@@ -253,7 +253,7 @@ if __name__ == "__main__":
     if pid == 0:
         if how == "read":
             try:
-                next(g)
+                list(g)  # (results already in this process before the fork may come first)
             except RuntimeError as exc:
                 print(f"child: {exc}", flush=True)
             os._exit(0)
