@@ -220,10 +220,17 @@ class ThreadingBackend(Backend):
             # one copy per task: a context can be entered by one thread at a time
             return self._pool.submit(self._context.copy().run, fn, *args)
         except RuntimeError as exc:
+            if lokycompat.interpreter_exiting():
+                raise RuntimeError(
+                    f"could not start: the interpreter began to exit ({reaper.AT_EXIT}) and "
+                    "Python's exit stopped the threading pool while the call still had tasks to "
+                    "send. join() the threads that make calls before the main thread ends, or "
+                    "pass n_jobs=1 to run the tasks in the calling thread."
+                ) from exc
             raise RuntimeError(
-                "this threading pool was shut down while the call still had tasks to send "
-                "(for example a return_as='generator' read after its `with Parallel(...)` "
-                "block ended). Consume the generator inside the block."
+                "could not start: this threading pool was shut down while the call still had "
+                "tasks to send (for example a return_as='generator' read after its "
+                "`with Parallel(...)` block ended). Consume the generator inside the block."
             ) from exc
 
     def release(self, wait: bool = True) -> None:

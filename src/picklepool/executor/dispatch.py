@@ -210,17 +210,20 @@ class Channel:
         if not self.bytes_path:
             if single_arg:
                 args = [(a,) for a in args]
-            return self.backend.submit(
-                run_local,
-                funcs,
-                fidx,
-                args,
-                kwargs,
-                first,
-                self.timeout,
-                self.stop_flag,
-                self.backend.interrupts_late_tasks,
-            )
+            try:
+                return self.backend.submit(
+                    run_local,
+                    funcs,
+                    fidx,
+                    args,
+                    kwargs,
+                    first,
+                    self.timeout,
+                    self.stop_flag,
+                    self.backend.interrupts_late_tasks,
+                )
+            except RuntimeError as exc:  # the pool was stopped under the call: say which tasks
+                raise RuntimeError(f"{_batch_name(items, first, describe)} {exc}") from exc.__cause__
         payload: bytes | Frames
         self.buffers.begin_batch()
         self.context.begin_batch(lambda: _batch_name(items, first, describe))

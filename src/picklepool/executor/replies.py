@@ -325,10 +325,14 @@ class ReplyReader:
         not_a_crash = getattr(exc, "not_a_crash", None)
         if not_a_crash:  # the backend went away under the call (dask: its client was closed)
             return WorkerCrashedError(f"{exc}{culprit}. {not_a_crash}")
-        if why:  # not a crash: another thread stopped the pool this call runs on
+        if why:  # not a crash: another thread (or the interpreter's exit) stopped the pool
+            advice = (
+                reaper.AT_EXIT_ADVICE
+                if reaper.AT_EXIT in why
+                else "Stop the workers between calls, not during one"
+            )
             return WorkerCrashedError(
-                f"the workers were killed by {why}{culprit}: {detail}. Stop the workers between "
-                f"calls, not during one.{recovery}"
+                f"the workers were killed by {why}{culprit}: {detail}. {advice}.{recovery}"
             )
         initializer = getattr(call.backend, "_init", (None, ()))[0]
         exited = codes is not None and {c.strip() for c in codes.group(1).split(",")} == {"EXIT(0)"}
