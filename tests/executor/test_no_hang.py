@@ -620,14 +620,15 @@ def test_a_call_running_in_a_thread_when_the_main_thread_ends_says_so_and_names_
     result = run_python(
         f"""
         import threading
+        from concurrent.futures import thread as pool_threads
         from picklepool import Parallel, delayed
 
-        started, ended = threading.Event(), threading.Event()
+        started = threading.Event()
 
         def step(i):
             started.set()
-            if i >= 2:
-                ended.wait()  # until the main thread has ended: the exit hook below
+            while i >= 2 and not pool_threads._shutdown:  # until Python's exit stops the pools
+                threading.Event().wait(0.01)
             return i
 
         def caller():
@@ -637,14 +638,10 @@ def test_a_call_running_in_a_thread_when_the_main_thread_ends_says_so_and_names_
             except Exception as exc:
                 print(type(exc).__name__, exc)
 
-        def main_thread_ended():  # registered after picklepool's and loky's: runs before them
-            ended.set()
-
         if __name__ == "__main__":
             Parallel(n_jobs=2, backend={backend!r})(delayed(abs)(-i) for i in range(3))  # warm
             threading.Thread(target=caller).start()  # not a daemon thread
             started.wait()
-            threading._register_atexit(main_thread_ended)
         """
         if backend == "threading"
         else """
