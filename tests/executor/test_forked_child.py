@@ -287,3 +287,48 @@ def test_reading_the_parents_generator_in_a_forked_child_says_so(backend):
     child, parent = out.stdout.splitlines()
     assert "forked from process" in child and "make the call again in this process" in child, child
     assert parent == "0 True", out.stderr
+
+
+def test_a_pending_executor_future_waited_for_in_a_forked_child_says_so(tmp_path):
+    # Its call runs in the parent, whose manager thread completes the parent's copy: the
+    # child's result() or exception() waited for ever (as the standard library's does).
+    gate = str(tmp_path / "gate")
+    out = run_python(
+        f"""
+        import os, signal, threading
+        from picklepool import Executor
+
+        def wait_for(path):
+            while not os.path.exists(path):
+                threading.Event().wait(0.01)
+            return 6
+
+        if __name__ == "__main__":
+            ex = Executor(2)
+            pending, done = ex.submit(wait_for, {gate!r}), ex.submit(abs, -4)
+            assert done.result() == 4
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(60)  # (waiting for ever, it would outlive the test)
+                print("child", done.result(), flush=True)  # done before the fork: its result
+                for method in (pending.result, pending.exception):
+                    try:
+                        method()
+                    except RuntimeError as exc:
+                        print(exc, flush=True)
+                os._exit(0)
+            os.waitpid(pid, 0)
+            open({gate!r}, "w").close()
+            print("parent", pending.result())
+            ex.shutdown()
+        """,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    child, result, exception, parent = out.stdout.splitlines()
+    assert child == "child 4" and parent == "parent 6", out.stdout
+    for line in (result, exception):
+        assert line.startswith(
+            "task 0 (the 1st call submitted to this Executor): __main__.wait_for(...) was "
+        )
+        assert "forked from while it was pending" in line and "new picklepool.Executor" in line
