@@ -129,3 +129,39 @@ def test_batches_skipped_by_a_cancel_the_call_did_not_make_are_an_error_not_fewe
     open(gate, "w").close()
     with pytest.raises(RuntimeError, match=r"skipped by (its|their) worker as cancelled.*rerun the call"):
         list(gen)
+
+
+def test_a_threading_generator_left_unread_at_exit_starts_no_more_tasks():
+    # Python's exit joined the pool's threads only once they had run every task queued:
+    # tasks of a generator nobody reads any more started after the program's end, and
+    # the exit waited for them too (loky's workers still busy then are killed).
+    from tests.conftest import run_python
+
+    result = run_python(
+        """
+        import os, threading
+        from concurrent.futures import thread as pool_threads
+        from picklepool import Parallel, delayed
+
+        running = [threading.Event() for _ in range(3)]
+
+        def step(i):
+            os.write(1, f"start {i}\\n".encode())
+            if i < 3:
+                running[i].set()
+            while i > 0 and not pool_threads._shutdown:  # until Python's exit stops the pools
+                threading.Event().wait(0.01)
+            return i
+
+        if __name__ == "__main__":
+            results = Parallel(n_jobs=2, backend="threading", return_as="generator", batch_size=1)(
+                delayed(step)(i) for i in range(20)
+            )
+            assert next(results) == 0
+            running[1].wait()
+            running[2].wait()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split("\n")[:-1]) == ["start 0", "start 1", "start 2"], result.stdout
+    assert result.stderr == "", result.stderr

@@ -7,12 +7,14 @@ run the same batch runner on the objects themselves, with no copy.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import pickle
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -190,7 +192,7 @@ class ThreadingBackend(Backend):
 
     def __init__(self, n_workers: int) -> None:
         super().__init__(n_workers)
-        self._pool = ThreadPoolExecutor(n_workers, thread_name_prefix="picklepool")
+        self._pool = _thread_pool(n_workers)
         self._pid = os.getpid()
         self.refresh()
 
@@ -206,7 +208,7 @@ class ThreadingBackend(Backend):
         calls get the nested default (``settings.nested_backend``) unless it gives them.
         """
         if self._pid != os.getpid():
-            self._pool = ThreadPoolExecutor(self.n_workers, thread_name_prefix="picklepool")
+            self._pool = _thread_pool(self.n_workers)
             self._pid = os.getpid()
         depth, cores = mirror.nesting()
         share = max(1, (cpu_count() if cores is None else cores) // self.n_workers)
@@ -238,6 +240,37 @@ class ThreadingBackend(Backend):
 
     def shutdown(self, kill: bool = False) -> None:
         self._pool.shutdown(wait=not kill, cancel_futures=kill)
+
+
+_thread_pools: weakref.WeakSet[ThreadPoolExecutor] = weakref.WeakSet()
+_thread_exit_hooked = 0  # the pid that registered _cancel_queued_at_exit
+
+
+def _thread_pool(n_workers: int) -> ThreadPoolExecutor:
+    """A threading backend's pool; its queued tasks are dropped when the main thread ends."""
+    global _thread_exit_hooked
+    pool = ThreadPoolExecutor(n_workers, thread_name_prefix="picklepool")
+    _thread_pools.add(pool)
+    register = getattr(threading, "_register_atexit", None)
+    if _thread_exit_hooked != os.getpid() and register is not None:
+        _thread_exit_hooked = os.getpid()
+        with contextlib.suppress(RuntimeError):  # the interpreter is already exiting
+            # registered after concurrent.futures' own hook: runs before it joins the threads
+            register(_cancel_queued_at_exit)
+    return pool
+
+
+def _cancel_queued_at_exit() -> None:
+    """The main thread ended: the tasks still queued on threading pools never start.
+
+    Those of an unread or abandoned ``return_as="generator"`` (in a global): the exit
+    joined the pool's threads only once they had run every task queued, started after
+    the program's end (as loky's workers still busy at exit are killed). A call still
+    running in another thread fails, naming its tasks (``replies.ReplyReader.read``).
+    """
+    for threads in list(_thread_pools):
+        with contextlib.suppress(Exception):  # at exit: the others all the same
+            threads.shutdown(wait=False, cancel_futures=True)
 
 
 class SequentialBackend(Backend):

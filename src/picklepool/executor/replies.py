@@ -127,6 +127,11 @@ class ReplyReader:
             if call.cancelled:
                 return [], 0.0
             tasks = batch.tasks()
+            if lokycompat.interpreter_exiting():
+                raise RuntimeError(
+                    f"{tasks} {_were(tasks)} cancelled by the interpreter's exit "
+                    f"({reaper.AT_EXIT}): {reaper.AT_EXIT_ADVICE}."
+                ) from None
             raise RuntimeError(
                 f"{tasks} {_were(tasks)} cancelled because their {call.backend.name} pool was shut "
                 "down while the call was still running (for example a return_as='generator' read "
