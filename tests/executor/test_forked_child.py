@@ -332,3 +332,37 @@ def test_a_pending_executor_future_waited_for_in_a_forked_child_says_so(tmp_path
             "task 0 (the 1st call submitted to this Executor): __main__.wait_for(...) was "
         )
         assert "forked from while it was pending" in line and "new picklepool.Executor" in line
+
+
+BLOCK_ARRAYS_SCRIPT = """
+import os, signal, sys
+import numpy as np
+from picklepool import Parallel, delayed
+
+def at(a, i):
+    return float(a[i])
+
+if __name__ == "__main__":
+    a = np.arange(100_000, dtype=float)  # through the block's shared argument folder
+    with Parallel(n_jobs=2, max_nbytes="1K") as p:
+        first = p(delayed(at)(a, i) for i in range(3))
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(30)  # a hang ends the child (status -14), not left behind
+            print("child", p(delayed(at)(a, i) for i in range(3)), flush=True)
+            sys.exit(0)  # the block's end, then atexit, in the child
+        _, status = os.waitpid(pid, 0)
+        print("parent", first, os.waitstatus_to_exitcode(status), p(delayed(at)(a * 2, i) for i in range(3)))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_with_blocks_end_in_a_forked_child_leaves_the_parents_argument_folder():
+    # The child's end of the block removed the block's argument folder, the parent's:
+    # the parent's next call with a large array in the block failed with "PicklingError:
+    # tasks 0..0: [Errno 2] No such file or directory: '/dev/shm/picklepool-...-args-...'"
+    out = run_python(BLOCK_ARRAYS_SCRIPT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["child [0.0, 1.0, 2.0]", "parent [0.0, 1.0, 2.0] 0 [0.0, 2.0, 4.0]"], (
+        out.stdout + out.stderr
+    )
