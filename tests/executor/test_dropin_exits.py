@@ -192,3 +192,24 @@ def test_ctrl_c_in_a_threading_call_ends_the_program_without_waiting_for_its_tas
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "interrupted\n", result.stdout + result.stderr
+
+
+def test_a_threading_block_dropped_without_its_end_leaves_no_thread_behind():
+    # The threading backend's daemon threads end once their pool is collected, as a
+    # collected ThreadPoolExecutor's do (a `with` block entered and never left).
+    import gc
+    import threading
+
+    from picklepool import Parallel, delayed
+
+    before = set(threading.enumerate())
+    for _ in range(5):
+        block = Parallel(n_jobs=2, backend="threading")
+        block.__enter__()
+        assert block(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+        del block
+    gc.collect()
+    for thread in set(threading.enumerate()) - before:
+        if thread.name.startswith("picklepool_"):
+            thread.join()  # ends once its pool is gone: else this waits for ever
+    assert {t for t in threading.enumerate() if t.name.startswith("picklepool_")} <= before

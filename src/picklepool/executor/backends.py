@@ -262,6 +262,9 @@ class DaemonThreads:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._shutdown = False
+        # dropped without shutdown (a `with Parallel()` block never left): its threads end
+        # after the tasks queued, as a collected ThreadPoolExecutor's do
+        weakref.finalize(self, _end_threads, self._queue, self._threads)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         with self._lock:
@@ -293,13 +296,17 @@ class DaemonThreads:
                         break
                     if item is not None:
                         item[0].cancel()
-            for _ in self._threads:
-                self._queue.put(None)  # one each: the thread ends after the tasks before it
             threads = list(self._threads)
+            _end_threads(self._queue, threads)  # one None each: a thread ends after the tasks before it
         if wait:
             for thread in threads:
                 if thread is not threading.current_thread():
                     thread.join()
+
+
+def _end_threads(tasks: queue.SimpleQueue[Any], threads: list[threading.Thread]) -> None:
+    for _ in threads:
+        tasks.put(None)
 
 
 def _run_queued(tasks: queue.SimpleQueue[Any], idle: threading.Semaphore) -> None:
