@@ -114,10 +114,14 @@ class Session:
         return call_id
 
     def end_call(self, call_id: int) -> None:
-        """The call is over: its cancel-flag slot may serve another call."""
-        with self._lock:
-            if self._live.get(call_id % CANCEL_SLOTS) == call_id:
-                del self._live[call_id % CANCEL_SLOTS]
+        """The call is over: its cancel-flag slot may serve another call.
+
+        Without the lock (as :meth:`cancel`): a generator the cyclic GC collects runs this
+        at any allocation, also in a thread inside :meth:`begin_call`. Only this call
+        frees its slot, and no other call takes it meanwhile (begin_call skips it).
+        """
+        if self._live.get(call_id % CANCEL_SLOTS) == call_id:
+            self._live.pop(call_id % CANCEL_SLOTS, None)
 
     def cancel(self, call_id: int) -> None:
         """Stop the workers' remaining tasks of *call_id* (a call still running in this process)."""
@@ -127,10 +131,9 @@ class Session:
             # a forked child closing or dropping a call it inherited (a generator): the call,
             # its flags and its workers are the parent's, which goes on reading it
             return
-        with self._lock:
-            if self._live.get(call_id % CANCEL_SLOTS) != call_id:
-                return  # ended: its slot may be another running call's now
-            self._flags[call_id % CANCEL_SLOTS] = 1
+        if self._live.get(call_id % CANCEL_SLOTS) != call_id:
+            return  # ended: its slot may be another running call's now
+        self._flags[call_id % CANCEL_SLOTS] = 1
 
     def write_blob(self, key: str, data: bytes | list[Any], owner: Any = None) -> str:
         """Write *data* (bytes, or bytes-like pieces, written in order) once under *key*
