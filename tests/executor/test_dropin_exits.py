@@ -157,3 +157,59 @@ def test_a_tasks_own_keyboard_interrupt_in_the_caller_is_still_the_tasks():
     import signal
 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_in_a_threading_call_ends_the_program_without_waiting_for_its_tasks():
+    # The threading backend's pool threads were a ThreadPoolExecutor's, which the
+    # interpreter's exit joins: after Ctrl-C the program went on until the tasks still
+    # running ended (for ever here; 30 s for a 30 s task, where joblib's ended at once:
+    # its pool threads are daemon threads). The call raises KeyboardInterrupt as before.
+    result = run_python(
+        """
+        import os, signal, threading
+        from picklepool import Parallel, delayed
+
+        started = threading.Event()
+
+        def task(i):
+            started.set()
+            threading.Event().wait()  # never ends by itself
+            return i
+
+        def interrupt_when_started():
+            started.wait()
+            os.kill(os.getpid(), signal.SIGINT)
+
+        if __name__ == "__main__":
+            threading.Thread(target=interrupt_when_started, daemon=True).start()
+            try:
+                Parallel(n_jobs=2, backend="threading")(delayed(task)(i) for i in range(4))
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "interrupted\n", result.stdout + result.stderr
+
+
+def test_a_threading_block_dropped_without_its_end_leaves_no_thread_behind():
+    # The threading backend's daemon threads end once their pool is collected, as a
+    # collected ThreadPoolExecutor's do (a `with` block entered and never left).
+    import gc
+    import threading
+
+    from picklepool import Parallel, delayed
+
+    before = set(threading.enumerate())
+    for _ in range(5):
+        block = Parallel(n_jobs=2, backend="threading")
+        block.__enter__()
+        assert block(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+        del block
+    gc.collect()
+    for thread in set(threading.enumerate()) - before:
+        if thread.name.startswith("picklepool_"):
+            thread.join()  # ends once its pool is gone: else this waits for ever
+    assert {t for t in threading.enumerate() if t.name.startswith("picklepool_")} <= before

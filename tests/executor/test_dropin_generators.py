@@ -86,3 +86,82 @@ def test_a_blocks_generator_read_after_the_block_gives_every_result(backend, ret
     assert p._left_open is None
     with p:  # and the instance works again
         assert sorted(p(delayed(abs)(-i) for i in range(3))) == [0, 1, 2]
+
+
+def _once_there(path, i):
+    while not os.path.exists(path):  # the parent creates it once the other call is closed
+        threading.Event().wait(0.005)
+    return i
+
+
+def test_closing_an_old_generator_never_cancels_a_later_call(tmp_path):
+    # A call's cancel flag is slot id % 4096 of the session's flag file: the call made 4096
+    # ids after an unread generator shared its slot, and that generator's close (or its
+    # garbage collection) made the later call's workers skip its queued batches, which
+    # came back as the end of its results: 3 of 300, silently.
+    from picklepool.executor.session import current_session
+    from picklepool.workers.control import CANCEL_SLOTS
+
+    gate = str(tmp_path / "gate")
+    old = Parallel(n_jobs=2, return_as="generator")(delayed(_once_there)(gate, i) for i in range(100))
+    session = current_session()
+    session._next_call += CANCEL_SLOTS - 1  # as if 4095 calls were made since (slow to make)
+    new = Parallel(n_jobs=2, return_as="generator", batch_size=1)(
+        delayed(_once_there)(gate, i) for i in range(40)
+    )
+    old.close()
+    open(gate, "w").close()
+    assert list(new) == list(range(40))
+
+
+def test_batches_skipped_by_a_cancel_the_call_did_not_make_are_an_error_not_fewer_results(tmp_path):
+    # A flag set from outside the call (4096 calls running at once share slots) made its
+    # queued batches come back as cancelled, read as no results: the list was short, silently.
+    from picklepool.executor.session import current_session
+    from picklepool.workers.control import CANCEL_SLOTS
+
+    gate = str(tmp_path / "gate")
+    gen = Parallel(n_jobs=2, return_as="generator", batch_size=1)(
+        delayed(_once_there)(gate, i) for i in range(40)
+    )
+    session = current_session()
+    session._flags[session._next_call % CANCEL_SLOTS] = 1  # the flag of the call just made
+    open(gate, "w").close()
+    with pytest.raises(RuntimeError, match=r"skipped by (its|their) worker as cancelled.*rerun the call"):
+        list(gen)
+
+
+def test_a_threading_generator_left_unread_at_exit_starts_no_more_tasks():
+    # Python's exit joined the pool's threads only once they had run every task queued:
+    # tasks of a generator nobody reads any more started after the program's end, and
+    # the exit waited for them too (loky's workers still busy then are killed).
+    from tests.conftest import run_python
+
+    result = run_python(
+        """
+        import os, threading
+        from concurrent.futures import thread as pool_threads
+        from picklepool import Parallel, delayed
+
+        running = [threading.Event() for _ in range(3)]
+
+        def step(i):
+            os.write(1, f"start {i}\\n".encode())
+            if i < 3:
+                running[i].set()
+            while i > 0 and not pool_threads._shutdown:  # until Python's exit stops the pools
+                threading.Event().wait(0.01)
+            return i
+
+        if __name__ == "__main__":
+            results = Parallel(n_jobs=2, backend="threading", return_as="generator", batch_size=1)(
+                delayed(step)(i) for i in range(20)
+            )
+            assert next(results) == 0
+            running[1].wait()
+            running[2].wait()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split("\n")[:-1]) == ["start 0", "start 1", "start 2"], result.stdout
+    assert result.stderr == "", result.stderr

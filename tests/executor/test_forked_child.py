@@ -232,3 +232,137 @@ def test_a_fork_while_another_thread_holds_the_pools_lock_leaves_the_child_usabl
     assert out.stdout.splitlines() == ["[0, 1, 4]", "child [0, 1, 4]", "parent 0 [0, 1, 4]"], (
         out.stdout + out.stderr
     )
+
+
+GENERATOR_SCRIPT = """
+import os, sys
+import numpy as np
+from picklepool import Parallel, delayed
+
+def f(i, a):
+    return i + int(a[0])
+
+if __name__ == "__main__":
+    backend, how = sys.argv[1], sys.argv[2]
+    a = np.ones(300_000)  # through the call's shared-memory folder
+    g = Parallel(n_jobs=2, backend=backend, return_as="generator", max_nbytes="1M", pre_dispatch=4)(
+        delayed(f)(i, a) for i in range(40)
+    )
+    assert next(g) == 1
+    pid = os.fork()
+    if pid == 0:
+        if how == "read":
+            try:
+                list(g)  # (results already in this process before the fork may come first)
+            except RuntimeError as exc:
+                print(f"child: {exc}", flush=True)
+            os._exit(0)
+        if how == "close":
+            g.close()
+        else:
+            del g
+        sys.exit(0)  # atexit runs too
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), list(g) == list(range(2, 41)))
+"""
+
+
+@pytest.mark.parametrize("how", ["close", "del"])
+def test_a_forked_child_closing_the_parents_generator_does_not_end_it_in_the_parent(how):
+    # The child's close cancelled the call through the parent's shared cancel flag:
+    # the parent's generator then ended after 1 or 2 more results, silently.
+    out = run_python(GENERATOR_SCRIPT.replace("sys.argv[1], sys.argv[2]", f"'loky', {how!r}"), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["0 True"], out.stderr
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading", "multiprocessing"])
+def test_reading_the_parents_generator_in_a_forked_child_says_so(backend):
+    # loky: a WorkerCrashedError blaming a segfault or the OOM killer; threading and
+    # multiprocessing: the child waited for ever
+    out = run_python(
+        GENERATOR_SCRIPT.replace("sys.argv[1], sys.argv[2]", f"{backend!r}, 'read'"), timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    child, parent = out.stdout.splitlines()
+    assert "forked from process" in child and "make the call again in this process" in child, child
+    assert parent == "0 True", out.stderr
+
+
+def test_a_pending_executor_future_waited_for_in_a_forked_child_says_so(tmp_path):
+    # Its call runs in the parent, whose manager thread completes the parent's copy: the
+    # child's result() or exception() waited for ever (as the standard library's does).
+    gate = str(tmp_path / "gate")
+    out = run_python(
+        f"""
+        import os, signal, threading
+        from picklepool import Executor
+
+        def wait_for(path):
+            while not os.path.exists(path):
+                threading.Event().wait(0.01)
+            return 6
+
+        if __name__ == "__main__":
+            ex = Executor(2)
+            pending, done = ex.submit(wait_for, {gate!r}), ex.submit(abs, -4)
+            assert done.result() == 4
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(60)  # (waiting for ever, it would outlive the test)
+                print("child", done.result(), flush=True)  # done before the fork: its result
+                for method in (pending.result, pending.exception):
+                    try:
+                        method()
+                    except RuntimeError as exc:
+                        print(exc, flush=True)
+                os._exit(0)
+            os.waitpid(pid, 0)
+            open({gate!r}, "w").close()
+            print("parent", pending.result())
+            ex.shutdown()
+        """,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    child, result, exception, parent = out.stdout.splitlines()
+    assert child == "child 4" and parent == "parent 6", out.stdout
+    for line in (result, exception):
+        assert line.startswith(
+            "task 0 (the 1st call submitted to this Executor): __main__.wait_for(...) was "
+        )
+        assert "forked from while it was pending" in line and "new picklepool.Executor" in line
+
+
+BLOCK_ARRAYS_SCRIPT = """
+import os, signal, sys
+import numpy as np
+from picklepool import Parallel, delayed
+
+def at(a, i):
+    return float(a[i])
+
+if __name__ == "__main__":
+    a = np.arange(100_000, dtype=float)  # through the block's shared argument folder
+    with Parallel(n_jobs=2, max_nbytes="1K") as p:
+        first = p(delayed(at)(a, i) for i in range(3))
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(30)  # a hang ends the child (status -14), not left behind
+            print("child", p(delayed(at)(a, i) for i in range(3)), flush=True)
+            sys.exit(0)  # the block's end, then atexit, in the child
+        _, status = os.waitpid(pid, 0)
+        print("parent", first, os.waitstatus_to_exitcode(status), p(delayed(at)(a * 2, i) for i in range(3)))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_with_blocks_end_in_a_forked_child_leaves_the_parents_argument_folder():
+    # The child's end of the block removed the block's argument folder, the parent's:
+    # the parent's next call with a large array in the block failed with "PicklingError:
+    # tasks 0..0: [Errno 2] No such file or directory: '/dev/shm/picklepool-...-args-...'"
+    out = run_python(BLOCK_ARRAYS_SCRIPT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["child [0.0, 1.0, 2.0]", "parent [0.0, 1.0, 2.0] 0 [0.0, 2.0, 4.0]"], (
+        out.stdout + out.stderr
+    )

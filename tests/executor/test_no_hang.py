@@ -609,6 +609,78 @@ def test_a_call_from_a_thread_once_the_main_thread_ended_says_why_it_cannot_run(
     assert result.stderr == "", result.stderr
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["loky", "threading"])
+def test_a_call_running_in_a_thread_when_the_main_thread_ends_says_so_and_names_its_task(backend):
+    # A call made before the main thread ended, still running in a non-daemon thread:
+    # Python's exit stops the pools under it. It was told "the interpreter's exit (a call
+    # running in a daemon thread) ... Stop the workers between calls" (loky), or "a
+    # return_as='generator' read after its `with Parallel(...)` block ended" (threading),
+    # with no task named on the threading backend.
+    result = run_python(
+        f"""
+        import threading
+        from concurrent.futures import thread as pool_threads
+        from picklepool import Parallel, delayed
+
+        started = threading.Event()
+
+        def step(i):
+            started.set()
+            while i >= 2 and not pool_threads._shutdown:  # until Python's exit stops the pools
+                threading.Event().wait(0.01)
+            return i
+
+        def caller():
+            try:
+                Parallel(n_jobs=2, backend={backend!r}, batch_size=1)(delayed(step)(i) for i in range(40))
+                print("ran")
+            except Exception as exc:
+                print(type(exc).__name__, exc)
+
+        if __name__ == "__main__":
+            Parallel(n_jobs=2, backend={backend!r})(delayed(abs)(-i) for i in range(3))  # warm
+            threading.Thread(target=caller).start()  # not a daemon thread
+            started.wait()
+        """
+        if backend == "threading"
+        else """
+        import os, threading
+        from picklepool import Parallel, delayed
+
+        def step(i, fifo):
+            if i == 2:
+                with open(fifo, "w") as f:
+                    f.write("x")
+            threading.Event().wait(60 if i >= 2 else 0)  # killed at exit
+            return i
+
+        def caller(fifo):
+            try:
+                Parallel(n_jobs=2, batch_size=1)(delayed(step)(i, fifo) for i in range(40))
+                print("ran")
+            except Exception as exc:
+                print(type(exc).__name__, exc)
+
+        if __name__ == "__main__":
+            import tempfile
+            fifo = os.path.join(tempfile.mkdtemp(), "started")
+            os.mkfifo(fifo)
+            threading.Thread(target=caller, args=(fifo,)).start()  # not a daemon thread
+            with open(fifo) as f:  # task 2 runs now
+                f.read()
+            os.unlink(fifo)
+            os.rmdir(os.path.dirname(fifo))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert "the main thread ended while this call ran in another thread" in line, line
+    assert "join() the threads that make calls before the main thread ends" in line, line
+    assert "task " in line and "step(" in line, line
+    assert "daemon thread)" not in line and "with Parallel" not in line, line
+
+
 def two_running_then_large_jobs(tmp_path):
     """A generator call: two tasks that run until their workers are killed, then large jobs.
 

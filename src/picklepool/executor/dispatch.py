@@ -159,6 +159,7 @@ class Channel:
         # session_path() made sure the folder is there: the session it names, looked up once
         self.session = current_session() if self.bytes_path and backend.session_path() else None
         self.call_id = self.session.begin_call() if self.session else 0
+        self.pid = os.getpid()  # a forked child can neither read nor end it (Call.forked_error)
         # an in-process call's cancel flag (a worker's is in the session): no task starts once set
         self.stop_flag = threading.Event() if self.in_caller else None
         self.header = header(pickler) if self.bytes_path else b""
@@ -219,17 +220,20 @@ class Channel:
         if not self.bytes_path:
             if single_arg:
                 args = [(a,) for a in args]
-            return self.backend.submit(
-                run_local,
-                funcs,
-                fidx,
-                args,
-                kwargs,
-                first,
-                self.timeout,
-                self.stop_flag,
-                self.backend.interrupts_late_tasks,
-            )
+            try:
+                return self.backend.submit(
+                    run_local,
+                    funcs,
+                    fidx,
+                    args,
+                    kwargs,
+                    first,
+                    self.timeout,
+                    self.stop_flag,
+                    self.backend.interrupts_late_tasks,
+                )
+            except RuntimeError as exc:  # the pool was stopped under the call: say which tasks
+                raise RuntimeError(f"{_batch_name(items, first, describe)} {exc}") from exc.__cause__
         payload: bytes | Frames
         self.buffers.begin_batch()
         self.context.begin_batch(lambda: _batch_name(items, first, describe))
@@ -385,8 +389,12 @@ class Channel:
 
     def close(self) -> None:
         """No more batches: remove this channel's shared-memory files and blobs."""
+        if self.pid != os.getpid():
+            return  # a forked child's copy: the files are the parent's, whose call goes on
         self.buffers.close()
         self.context.close()
+        if self.session is not None:
+            self.session.end_call(self.call_id)
 
 
 PULL_STEP = 256  # items pulled between two looks at the young garbage (YoungGarbage)
@@ -525,6 +533,33 @@ class Call(Channel):
         next(chunks)
         return chunks
 
+    def _iterate(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        """``iter(iterable)``, its length noted first (``self.total``) when it has one."""
+        try:
+            self.total = len(iterable)  # type: ignore[arg-type]
+            if hasattr(self.batcher, "total"):
+                self.batcher.total = self.total
+        except TypeError:
+            pass
+        try:
+            return iter(iterable)
+        except TypeError:
+            raise TypeError(
+                "a Parallel instance is called with an iterable of delayed calls, but was given "
+                f"{reprlib.repr(iterable)} (type {type(iterable).__name__}), which is not iterable. "
+                "Write Parallel(...)(delayed(f)(x) for x in xs)."
+            ) from None
+
+    def forked_error(self) -> RuntimeError:
+        """What reading, in a forked child, a call the parent started (its generator) raises."""
+        return RuntimeError(
+            f"the results of this Parallel call are read in process {os.getpid()}, which was forked "
+            f"from process {self.pid}, where the call was made: its workers, and the results "
+            "they send back, are that process's (this one would wait for them for ever, or take "
+            "the pool for crashed). Read the generator before forking, or make the call again "
+            "in this process."
+        )
+
     def run(self, iterable: Iterable[Any], primed: bool = False) -> Iterator[list[Any]]:
         """Yield lists of results: in task order, or as batches complete.
 
@@ -533,19 +568,10 @@ class Call(Channel):
         (a backend running tasks in the calling thread yields it before any task runs).
         """
         try:
-            self.total = len(iterable)  # type: ignore[arg-type]
-            if hasattr(self.batcher, "total"):
-                self.batcher.total = self.total
-        except TypeError:
-            pass
-        try:
-            it = iter(iterable)
-        except TypeError:
-            raise TypeError(
-                "a Parallel instance is called with an iterable of delayed calls, but was given "
-                f"{reprlib.repr(iterable)} (type {type(iterable).__name__}), which is not iterable. "
-                "Write Parallel(...)(delayed(f)(x) for x in xs)."
-            ) from None
+            it = self._iterate(iterable)
+        except BaseException:
+            self.close()  # its cancel-flag slot and folder: no batch was sent
+            raise
         inflight = self.inflight
         ready: dict[int, list[Any]] = {}
         seq = next_out = dispatched = completed = 0
@@ -561,6 +587,8 @@ class Call(Channel):
                 primed = False
                 yield []
             while True:
+                if self.pid != os.getpid():  # resumed in a forked child: send nothing, wait for nothing
+                    raise self.forked_error()
                 while not exhausted and len(inflight) < self.max_inflight:
                     size = self.batcher.next_size(dispatched)
                     # Pulling a batch allocates many small tuples that the cyclic GC
@@ -636,13 +664,15 @@ class Call(Channel):
         except BaseException as exc:
             # a real Ctrl-C, not a task's own KeyboardInterrupt (TaskInterruptError)
             ctrl_c = isinstance(exc, KeyboardInterrupt) and not isinstance(exc, TaskExitError)
-            self._cancel(inflight, hard=ctrl_c)
+            if self.pid == os.getpid():  # (a forked child's copy leaves the parent's call alone)
+                self._cancel(inflight, hard=ctrl_c)
             raise
         finally:
             if handoff is not None:
                 handoff.restore()
             self.close()
-            if 0 < seq == self.sent_direct <= self.backend.n_workers and not self.cancelled:
+            mine = self.pid == os.getpid()  # (not a forked child's copy)
+            if 0 < seq == self.sent_direct <= self.backend.n_workers and not self.cancelled and mine:
                 self.backend.small_call_done()  # a batch per worker at most, each could take a lane
 
     def _next_done(self) -> Pending:

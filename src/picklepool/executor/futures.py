@@ -83,13 +83,35 @@ class _Future(Future):  # type: ignore[type-arg]
     # (number of the first call, its function): what a result(timeout) that passes names
     called: tuple[int, Any] | None = None
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._pid = os.getpid()  # a forked child's copy is never completed (_forked)
+
     def result(self, timeout: float | None = None) -> Any:
+        self._forked()
         try:
             return super().result(timeout)
         except TimeoutError:
             if self.done() or self.called is None:  # the task's own TimeoutError
                 raise
         raise TimeoutError(self.late(f"{timeout} s after result() was called")) from None
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._forked()
+        return super().exception(timeout)
+
+    def _forked(self) -> None:
+        """In a process forked while this future was pending: ``RuntimeError``, not a wait for
+        ever (its call runs in the parent, whose manager thread completes the parent's copy)."""
+        if self._pid != os.getpid() and not self.done():
+            index, fn = self.called or (0, None)
+            raise RuntimeError(
+                f"task {index} (the {_ordinal(index + 1)} call submitted to this Executor): "
+                f"{label(fn)}(...) was submitted in process {self._pid}, which this process was "
+                "forked from while it was pending: it runs there, and this copy of its future "
+                "would wait for ever. Get its result in that process, or submit it again to a "
+                "new picklepool.Executor in this one."
+            )
 
     def set_result(self, result: Any) -> None:
         self.called = None  # a finished call keeps neither its function nor its arguments

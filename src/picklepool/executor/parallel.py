@@ -461,7 +461,9 @@ class Parallel:
             chunks, reporter = self._start(s, backend, iterable, owned)
         except BaseException:
             if closes is not None:
-                closes.release()
+                # failed as it dispatched its first batches (Ctrl-C, a task's error, the
+                # iterable's): raised now, not once the tasks already running have returned
+                closes.release(wait=False)
             raise
         if self.return_as == "list":
             out: list[Any] = []

@@ -299,6 +299,9 @@ def _forget(pids: list[int]) -> None:
 
 
 _first: list[Any] = []  # run at exit before any pool is stopped: see before_stop_at_exit
+# what stops the pools under a call still running at exit (for its error)
+AT_EXIT = "the main thread ended while this call ran in another thread, daemon or not"
+AT_EXIT_ADVICE = "join() the threads that make calls before the main thread ends"
 
 
 def before_stop_at_exit(hook: Any) -> None:
@@ -327,7 +330,7 @@ def _at_exit() -> None:
             # a closed or unread generator's, a failed call's; nothing will read their
             # results, so they are not waited for (joblib kills its workers there too)
             kill = nested or lanes.busy(executor)
-            why = "" if nested or not kill else "the interpreter's exit (a call running in a daemon thread)"
+            why = "" if nested or not kill else f"the interpreter's exit ({AT_EXIT})"
             # (killed, it is still waited for: its threads end, unlinking its semaphores)
             stop(executor, wait=not nested, kill=kill, why=why)
         except Exception:  # noqa: BLE001 - at exit: stop the others anyway

@@ -128,6 +128,11 @@ class ReplyReader:
             if call.cancelled:
                 return [], 0.0
             tasks = batch.tasks()
+            if lokycompat.interpreter_exiting():
+                raise RuntimeError(
+                    f"{tasks} {_were(tasks)} cancelled by the interpreter's exit "
+                    f"({reaper.AT_EXIT}): {reaper.AT_EXIT_ADVICE}."
+                ) from None
             raise RuntimeError(
                 f"{tasks} {_were(tasks)} cancelled because their {call.backend.name} pool was shut "
                 "down while the call was still running (for example a return_as='generator' read "
@@ -171,7 +176,16 @@ class ReplyReader:
         if kind is Failure:
             raise self.failure_error(batch, reply)
         if kind is Cancelled:
-            return [], 0.0
+            if call.cancelled:
+                return [], 0.0
+            # never taken for the end of the results: they would be fewer, silently
+            tasks = batch.tasks()
+            raise RuntimeError(
+                f"{tasks} {_were(tasks)} skipped by {_their(tasks)} worker as cancelled, but "
+                f"{call.origin} was not cancelled: its cancel flag was set by something else "
+                "(a call that shared it). Their results are missing: rerun the call, and "
+                "report this as a picklepool bug."
+            )
         raise RuntimeError(f"picklepool: unexpected reply for {batch.tasks()}: {type(reply).__name__}")
 
     def task_error(self, batch: Pending, failed: TaskFailed) -> BaseException:
@@ -322,10 +336,14 @@ class ReplyReader:
         not_a_crash = getattr(exc, "not_a_crash", None)
         if not_a_crash:  # the backend went away under the call (dask: its client was closed)
             return WorkerCrashedError(f"{exc}{culprit}. {not_a_crash}")
-        if why:  # not a crash: another thread stopped the pool this call runs on
+        if why:  # not a crash: another thread (or the interpreter's exit) stopped the pool
+            advice = (
+                reaper.AT_EXIT_ADVICE
+                if reaper.AT_EXIT in why
+                else "Stop the workers between calls, not during one"
+            )
             return WorkerCrashedError(
-                f"the workers were killed by {why}{culprit}: {detail}. Stop the workers between "
-                f"calls, not during one.{recovery}"
+                f"the workers were killed by {why}{culprit}: {detail}. {advice}.{recovery}"
             )
         initializer = getattr(call.backend, "_init", (None, ()))[0]
         exited = codes is not None and {c.strip() for c in codes.group(1).split(",")} == {"EXIT(0)"}
@@ -392,6 +410,11 @@ def _attach_remote(error: BaseException, remote: RemoteTraceback) -> None:
 def _were(tasks: str) -> str:
     """The verb for ``Pending.tasks()``: one task or several."""
     return "were" if tasks.startswith("tasks ") else "was"
+
+
+def _their(tasks: str) -> str:
+    """The possessive for ``Pending.tasks()``: one task or several."""
+    return "their" if tasks.startswith("tasks ") else "its"
 
 
 def _args(error: BaseException) -> str:

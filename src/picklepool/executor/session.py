@@ -86,6 +86,7 @@ class Session:
         self._flags = map_file(os.path.join(self.path, "cancel"), CANCEL_SLOTS, create=True)
         self._lock = threading.Lock()
         self._next_call = 0
+        self._live: dict[int, int] = {}  # cancel-flag slot -> the running call holding it
         self._blobs: dict[str, set[Any]] = {}  # key -> the calls using it
         self._closed = False
         # pid -> the last status of an exited worker whose file is gone (forget_worker):
@@ -93,15 +94,45 @@ class Session:
         self.ended: dict[int, tuple[int, int, int, int, int]] = {}
 
     def begin_call(self) -> int:
+        """A new call's id, whose cancel-flag slot no running call holds (end_call frees it).
+
+        Ids follow each other, and a call's flag is slot ``id % CANCEL_SLOTS``: an id whose
+        slot a call still running holds is skipped. Before, a call 4096 ids later shared the
+        slot of one still open (an unread ``return_as="generator"``), and that one's cancel
+        (closed, dropped) stopped the other's workers: its remaining batches came back as
+        cancelled, taken for the end of its results (silently fewer of them).
+        """
         with self._lock:
-            self._next_call += 1
+            for _ in range(CANCEL_SLOTS):
+                self._next_call += 1
+                if self._next_call % CANCEL_SLOTS not in self._live:
+                    break
+            # else all 4096 held by calls running at once: this one shares the last slot
             call_id = self._next_call
+            self._live[call_id % CANCEL_SLOTS] = call_id
         self._flags[call_id % CANCEL_SLOTS] = 0
         return call_id
 
+    def end_call(self, call_id: int) -> None:
+        """The call is over: its cancel-flag slot may serve another call.
+
+        Without the lock (as :meth:`cancel`): a generator the cyclic GC collects runs this
+        at any allocation, also in a thread inside :meth:`begin_call`. Only this call
+        frees its slot, and no other call takes it meanwhile (begin_call skips it).
+        """
+        if self._live.get(call_id % CANCEL_SLOTS) == call_id:
+            self._live.pop(call_id % CANCEL_SLOTS, None)
+
     def cancel(self, call_id: int) -> None:
+        """Stop the workers' remaining tasks of *call_id* (a call still running in this process)."""
         if self._flags.closed:  # the session ended (interpreter exit): its workers are gone
             return
+        if os.getpid() != self.pid:
+            # a forked child closing or dropping a call it inherited (a generator): the call,
+            # its flags and its workers are the parent's, which goes on reading it
+            return
+        if self._live.get(call_id % CANCEL_SLOTS) != call_id:
+            return  # ended: its slot may be another running call's now
         self._flags[call_id % CANCEL_SLOTS] = 1
 
     def write_blob(self, key: str, data: bytes | list[Any], owner: Any = None) -> str:

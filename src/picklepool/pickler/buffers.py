@@ -654,9 +654,17 @@ _owners_lock = threading.Lock()
 
 
 def _new_lock_in_child() -> None:
-    """Held by another thread at a fork, the child's copy would stay held: its calls would hang."""
+    """In a forked child: a lock of its own (held by another thread at the fork, the child's
+    copy would stay held: its calls would hang), and none of the parent's block folders."""
     global _owners_lock
     _owners_lock = threading.Lock()
+    # The parent's `with Parallel()` blocks' folders are the parent's: neither the child's
+    # end of such a block (a sys.exit inside it) nor the finalizers at its exit remove them
+    # (the parent's next call in the block failed: "No such file or directory"). The
+    # child's calls in the block make folders of their own.
+    for folders in list(_owners.values()):
+        folders.clear()
+    _owners.clear()
 
 
 if hasattr(os, "register_at_fork"):
