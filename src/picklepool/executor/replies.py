@@ -39,6 +39,7 @@ from ..pickler.homes import import_advice
 from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Captured, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
+from ..workers.output import write_text
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
 from . import leftovers, reaper
@@ -647,25 +648,13 @@ def _made(cls: type[BaseException], failure: Failure) -> BaseException:
 
 def _write(stdout: str, stderr: str) -> None:
     """Write what a batch's tasks printed to this process's ``sys.stdout`` / ``sys.stderr``
-    (``workers.output``); a stream that fails (closed meanwhile) is passed over.
-
-    Bytes a task wrote that are no text (``sys.stdout.buffer.write(b"\\xff")``) arrive as
-    surrogates: they go as bytes to a stream with a ``buffer`` (a file's, as in the task),
-    else replaced, not dropped with the rest of the batch's output by the stream's encoding.
+    (``workers.output``; bytes that are no text as ``output.write_text`` writes them); a
+    stream that fails (closed meanwhile) is passed over.
     """
     for text, stream in ((stdout, sys.stdout), (stderr, sys.stderr)):
         if text and stream is not None:
             try:
-                try:
-                    stream.write(text)
-                except UnicodeEncodeError:
-                    raw = text.encode("utf-8", "surrogateescape")
-                    buffer = getattr(stream, "buffer", None)
-                    if buffer is not None:
-                        stream.flush()
-                        buffer.write(raw)
-                    else:
-                        stream.write(raw.decode("utf-8", "replace"))
+                write_text(stream, text)
                 stream.flush()
             except (OSError, ValueError):  # a closed stream: nowhere to write it, as in a worker
                 pass

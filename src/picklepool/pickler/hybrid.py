@@ -333,6 +333,14 @@ _PLAIN = object()  # no reducer in the table: __reduce_ex__
 _MAY_OWN_LOCK = object()  # the same, but instances have a __dict__, which may hold an RLock
 
 
+def _dict_rlock(obj: Any) -> tuple[str, Any] | None:
+    """``(attribute, lock)`` of the first RLock in *obj*'s ``__dict__``, or None (the usual case)."""
+    state = getattr(obj, "__dict__", None)
+    if type(state) is dict and not _RLOCK_TYPES.isdisjoint(map(type, state.values())):
+        return next((k, v) for k, v in state.items() if type(v) in _RLOCK_TYPES)
+    return None
+
+
 def _set_state(obj: Any, packed: tuple[Any, Any, Any]) -> None:
     """Apply a guarded object's state the way pickle's BUILD would."""
     state, setter, _released = packed
@@ -385,10 +393,9 @@ class Pickler(cloudpickle.Pickler):
             # ChainMap: a Python-level miss per object), which _kind_of did once.
             return obj.__reduce_ex__(self.proto)
         if kind is _MAY_OWN_LOCK:
-            state = getattr(obj, "__dict__", None)
-            if type(state) is dict and not _RLOCK_TYPES.isdisjoint(map(type, state.values())):
-                name, lock = next((k, v) for k, v in state.items() if type(v) in _RLOCK_TYPES)
-                return self._reduce_guarded(obj, name, lock)
+            held = _dict_rlock(obj)
+            if held is not None:
+                return self._reduce_guarded(obj, *held)
             return obj.__reduce_ex__(self.proto)
         return kind(self, obj)
 
@@ -487,10 +494,9 @@ def _past_getattr(slots: tuple[str, ...]) -> Any:
         if inner is not None:
             rv = inner(pickler, obj)
         else:
-            state = getattr(obj, "__dict__", None)
-            if type(state) is dict and not _RLOCK_TYPES.isdisjoint(map(type, state.values())):
-                name, lock = next((k, v) for k, v in state.items() if type(v) in _RLOCK_TYPES)
-                return pickler._reduce_guarded(obj, name, lock)  # (its state set by _set_state)
+            held = _dict_rlock(obj)
+            if held is not None:
+                return pickler._reduce_guarded(obj, *held)  # (its state set by _set_state)
             rv = obj.__reduce_ex__(pickler.proto)
         if type(rv) is not tuple or len(rv) < 3 or rv[2] is None or (len(rv) > 5 and rv[5] is not None):
             return rv  # no state, or a setter of its own (a guarded snapshot's: _set_state)
@@ -511,10 +517,9 @@ def _dict_guarded(reduce: Any) -> Any:
     """
 
     def guarded(pickler: Pickler, obj: Any) -> Any:
-        state = getattr(obj, "__dict__", None)
-        if type(state) is dict and not _RLOCK_TYPES.isdisjoint(map(type, state.values())):
-            name, lock = next((k, v) for k, v in state.items() if type(v) in _RLOCK_TYPES)
-            return pickler._reduce_guarded(obj, name, lock, reduce)
+        held = _dict_rlock(obj)
+        if held is not None:
+            return pickler._reduce_guarded(obj, *held, reduce)
         return reduce(pickler, obj)
 
     return guarded

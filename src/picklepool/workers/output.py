@@ -33,6 +33,22 @@ from collections.abc import Iterator
 from typing import Any
 
 
+def write_text(stream: Any, text: str) -> None:
+    """Write *text* to *stream*; bytes in it that are no text (surrogates, from
+    ``sys.stdout.buffer.write(b"\\xff")``) go as bytes to its ``buffer`` (a file's, as in
+    the task), or replaced where it has none, not failing the whole write on its encoding."""
+    try:
+        stream.write(text)
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape")
+        stream.flush()
+        buffer = getattr(stream, "buffer", None)
+        if buffer is not None:
+            buffer.write(raw)
+        else:
+            stream.write(raw.decode("utf-8", "replace"))
+
+
 class _Sink(io.RawIOBase):
     """Bytes written: into the running batch's buffer, else to the worker's own stream."""
 
@@ -62,14 +78,10 @@ class _Sink(io.RawIOBase):
             self.collected += data  # type: ignore[operator]
         elif self.fallback is not None:
             try:
-                try:
-                    self.fallback.write(data.decode("utf-8", "surrogateescape"))
-                except UnicodeEncodeError:  # bytes that are no text: as bytes, where it has some
-                    self.fallback.flush()
-                    self.fallback.buffer.write(data)
+                write_text(self.fallback, data.decode("utf-8", "surrogateescape"))
                 if b"\n" in data:  # a line at once, as print() to the worker's stream writes it
                     self.fallback.flush()
-            except (OSError, ValueError, AttributeError):  # closed, or no buffer: as a print would
+            except (OSError, ValueError):  # closed: as a print would
                 pass
         return len(data)
 

@@ -64,9 +64,10 @@ def pickled() -> bytes | None:
     from ..pickler.hybrid import HybridPickler
 
     each = []
+    pickler = HybridPickler()
     for f in now:
         try:
-            each.append(HybridPickler().dumps(f))
+            each.append(pickler.dumps(f))
         except Exception as exc:  # noqa: BLE001 - this filter is not sent: it cannot decide there
             log.debug("picklepool: a warnings filter cannot be sent to workers (%r): %r", f, exc)
     data = pickle.dumps(tuple(each))
@@ -92,14 +93,18 @@ def apply(data: bytes | None) -> None:
         return
     last, filters = _applied
     if data != last:
-        parents = _loaded(pickle.loads(data))
-        filters = _own + tuple(f for f in parents if f not in _own)
+        filters = _behind_own(_loaded(pickle.loads(data)))
         _applied = (data, filters)
     if filters is None or tuple(warnings.filters) == filters:
         return
     if _base is None:
         _base = tuple(f for f in warnings.filters if f not in _own)
     _set(filters)
+
+
+def _behind_own(filters: tuple[Any, ...]) -> tuple[Any, ...]:
+    """*filters* behind those the worker's initializer added (:func:`keep_own`)."""
+    return _own + tuple(f for f in filters if f not in _own)
 
 
 def _set(filters: tuple[Any, ...]) -> None:
@@ -128,7 +133,7 @@ def loading() -> Iterator[None]:
         yield
         return
     modules = len(sys.modules)
-    warnings.filters[:] = _own + tuple(f for f in _base if f not in _own)  # type: ignore[index]
+    warnings.filters[:] = _behind_own(_base)  # type: ignore[index]
     try:
         yield
     finally:
