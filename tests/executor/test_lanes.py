@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import select
 import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -563,6 +564,56 @@ def test_a_call_interrupted_while_it_waits_leaves_the_reply_to_the_reader_thread
             _go.set()
             box.release()
         assert box._jobs[0].result(timeout=30) == 2
+
+
+def test_a_reply_that_is_there_is_read_without_sleeping_in_poll():
+    """The calling thread looks for the reply without sleeping first (``lanes.SPIN``): a reply
+    already there is read by ``poll(0)``, and poll() is never given a timeout to sleep in."""
+    _go.clear()
+    released = threading.Event()  # the task let go, once the call looks for its reply
+    with ThreadPoolExecutor(1) as workers:
+        box = _one_idle_lane(workers)
+        fut = box.submit(pickle.dumps((gated, (9,))))
+        assert fut is not None
+        lane = box._lanes[0]
+        timeouts = []
+
+        class Poll:  # the reply is there before the call looks: the task ran, its reply was sent
+            def __init__(self, fd):
+                self.real = select.poll()
+                self.real.register(fd, select.POLLIN)
+
+            def poll(self, timeout):
+                if not released.is_set():
+                    released.set()
+                    _go.set()
+                    ready = select.poll()
+                    ready.register(lane.conn.fileno(), select.POLLIN)
+                    assert ready.poll(30_000)  # the reply has come
+                timeouts.append(timeout)
+                return self.real.poll(timeout)
+
+        lane.wait = Poll(lane.conn.fileno())
+        try:
+            assert fut.read_here(30)
+            assert fut.result(timeout=0) == 9
+            assert timeouts == [0]
+        finally:
+            _go.set()
+            box.release()
+
+
+def test_looking_without_sleeping_ends_after_its_time_or_when_the_descriptor_is_ready():
+    r, w = os.pipe()
+    try:
+        waiter = select.poll()
+        waiter.register(r, select.POLLIN)
+        assert lanes._spin(waiter, 0.001) is False  # nothing came: it gives up (then sleeps in poll)
+        os.write(w, b"x")
+        assert lanes._spin(waiter, 0.0) is True  # ready: True at the first look, whatever its time
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 class Alarm(Exception):
