@@ -1,0 +1,178 @@
+"""A function sent by name runs the parent's code: a module the parent reloaded is reloaded here.
+
+A task function of an importable module travels by name (module and qualified
+name), and a warm worker finds it in the module it imported at an earlier call.
+After the parent reloads that module (``importlib.reload``, IPython's
+``%autoreload`` once the file is edited) the worker's copy is the old code, and the
+tasks ran it while the parent's own calls ran the new one (joblib issue #1085:
+joblib's workers do the same).
+
+The parent sends such a function as :class:`ByName`: the function by name and the
+digests of its code (and of what it wraps, ``__wrapped__``). Unpickled in a worker
+(:func:`resolve`), a copy whose code has other digests is looked for in the module's
+source file as it is now: when the file holds the parent's code, the module is
+reloaded here as the parent reloaded it, and the function found again. A module is
+never reloaded otherwise: a worker whose copy matches (the usual case) does nothing
+more, and one whose file holds neither (edited again since the parent's reload, or
+another version of a library on a cluster's worker) runs its own copy with a
+``RuntimeWarning`` saying so.
+
+Only the task functions of a call (``delayed(module.f)``), with the ``hybrid`` and
+``cloudpickle`` picklers; a class or a function reached through an argument, a
+``functools.partial`` or a bound method is found by name as before, in a module
+reloaded here only if one of the call's task functions is of it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import tokenize
+import types
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+try:  # hashlib's own blake2b, without hashlib, whose import loads OpenSSL
+    from _blake2 import blake2b
+except ImportError:  # an interpreter without CPython's module
+    from hashlib import blake2b
+
+WRAPPED_DEPTH = 8  # __wrapped__ links followed from a task function
+
+
+class ByName:
+    """A function of an importable module, pickled by name with its code's digests."""
+
+    __slots__ = ("func", "digests")
+
+    def __init__(self, func: types.FunctionType) -> None:
+        self.func = func
+        self.digests = digests(func)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return resolve, (self.func, self.digests)
+
+
+def digests(func: Any) -> tuple[str, ...]:
+    """The digests of *func*'s code and of each function it wraps (``__wrapped__``)."""
+    out = []
+    for _ in range(WRAPPED_DEPTH):
+        code = getattr(func, "__code__", None)
+        if isinstance(code, types.CodeType):
+            out.append(code_digest(code))
+        func = getattr(func, "__wrapped__", None)
+        if func is None:
+            break
+    return tuple(out)
+
+
+def code_digest(code: types.CodeType) -> str:
+    """A digest of what *code* does, the same in every process that compiled the same source."""
+    h = blake2b(digest_size=12)
+    for part in _parts(code):
+        h.update(part)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _parts(obj: Any) -> Iterator[bytes]:
+    if isinstance(obj, types.CodeType):
+        yield b"code"
+        yield obj.co_code
+        yield repr(
+            (
+                getattr(obj, "co_qualname", obj.co_name),
+                obj.co_names,
+                obj.co_varnames,
+                obj.co_freevars,
+                obj.co_cellvars,
+                obj.co_argcount,
+                obj.co_posonlyargcount,
+                obj.co_kwonlyargcount,
+                obj.co_flags,
+                obj.co_firstlineno,
+            )
+        ).encode()
+        for const in obj.co_consts:
+            yield from _parts(const)
+    elif type(obj) is tuple:
+        yield b"("
+        for item in obj:
+            yield from _parts(item)
+        yield b")"
+    elif type(obj) is frozenset:  # its order is the hash seed's: each process has its own
+        yield b"{" + b"|".join(sorted(b"".join(_parts(item)) for item in obj)) + b"}"
+    else:
+        yield f"{type(obj).__name__}:{obj!r}".encode()
+
+
+def resolve(func: Any, sent: tuple[str, ...]) -> Any:
+    """*func* (found by name here) when its code is the parent's (*sent* digests), else the
+    module reloaded when its file holds the parent's code (module docstring)."""
+    if digests(func) == sent:
+        return func
+    found = _reloaded(func, sent)
+    return func if found is None else found
+
+
+_warned: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def _reloaded(func: Any, sent: tuple[str, ...]) -> Any:
+    """The function reloaded from its module's file, or None (warned once) when that cannot
+    give the parent's code."""
+    name, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
+    found, why = _reload(func, sys.modules.get(name) if isinstance(name, str) else None, qualname, sent)
+    if found is None and (f"{name}.{qualname}", sent) not in _warned:
+        _warned.add((f"{name}.{qualname}", sent))
+        warnings.warn(
+            f"picklepool: the task function {name}.{qualname} in this worker (pid {os.getpid()}) "
+            "is not the code the parent runs (its module was reloaded in the parent, or its "
+            f"file changed since the parent imported it), and {why}: the tasks run this "
+            "worker's copy. Reload the module in the parent (importlib.reload) once its file "
+            "is as it should be, then call again.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return found
+
+
+def _reload(func: Any, module: Any, qualname: Any, sent: tuple[str, ...]) -> tuple[Any, str]:
+    """(the function of *module* reloaded, "") when its file holds the parent's code, else
+    (None, why not)."""
+    path = getattr(getattr(module, "__spec__", None), "origin", None)
+    if module is None or not isinstance(qualname, str) or not str(path).endswith(".py"):
+        return None, "its module has no source file to reload it from"
+    try:
+        on_disk = _file_digests(str(path))
+    except (OSError, SyntaxError, ValueError) as exc:
+        return None, f"{path} could not be compiled ({type(exc).__name__}: {exc})"
+    mine = set(digests(func))
+    if not all(d in on_disk or d in mine for d in sent):
+        return None, f"{path} holds neither the parent's code nor this worker's"
+    try:
+        importlib.reload(module)
+    except Exception as exc:  # noqa: BLE001 - said in the warning
+        return None, f"reloading it here failed ({type(exc).__name__}: {exc})"
+    found: Any = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if found is not None and digests(found) == sent:
+        return found, ""
+    return None, f"{path} reloaded here does not define it as the parent has it"
+
+
+def _file_digests(path: str) -> set[str]:
+    """The digests of every code object compiled from the source file *path* as it is now."""
+    with tokenize.open(path) as f:  # its declared encoding, as the import system reads it
+        source = f.read()
+    top = compile(source, path, "exec", dont_inherit=True)
+    out: set[str] = set()
+    todo = [top]
+    while todo:
+        code = todo.pop()
+        out.add(code_digest(code))
+        todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return out

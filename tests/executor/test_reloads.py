@@ -1,0 +1,112 @@
+"""A task function of a module the parent reloaded runs the parent's code (``workers.reloads``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from picklepool.workers import reloads
+
+from ..conftest import run_python
+
+# The module's two versions differ in length: its cached bytecode is never taken for the other.
+OLD = "def f(x):\n    return ('old', x)\n"
+NEW = "import functools\n\n\ndef f(x):\n    return ('new', x, helper())\n\n\ndef helper():\n    return 2\n"
+
+SCRIPT = """
+import importlib, sys
+sys.path.insert(0, {folder!r})
+from picklepool import Executor, Parallel, delayed
+
+def write(text):
+    with open({path!r}, "w") as f:
+        f.write(text)
+
+write({old!r})
+import mod
+{first}
+write({new!r})
+{then}
+"""
+
+
+def _script(tmp_path, first: str, then: str) -> subprocess.CompletedProcess[str]:
+    code = SCRIPT.format(
+        folder=str(tmp_path), path=str(tmp_path / "mod.py"), old=OLD, new=NEW, first=first, then=then
+    )
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_a_module_reloaded_in_the_parent_is_the_one_warm_workers_run(tmp_path):
+    # joblib issue #1085: the warm workers kept the module as they first imported it
+    proc = _script(
+        tmp_path,
+        first="print(Parallel(n_jobs=2)(delayed(mod.f)(i) for i in range(4)))",
+        then="""mod = importlib.reload(mod)
+print(Parallel(n_jobs=2)(delayed(mod.f)(i) for i in range(4)))
+with Executor(2) as ex:
+    print(list(ex.map(mod.f, range(2))))""",
+    )
+    assert proc.stdout.splitlines() == [
+        str([("old", i) for i in range(4)]),
+        str([("new", i, 2) for i in range(4)]),
+        str([("new", i, 2) for i in range(2)]),
+    ]
+    assert "RuntimeWarning" not in proc.stderr
+
+
+def test_a_module_whose_file_changed_without_a_reload_runs_the_workers_copy_with_a_warning(tmp_path):
+    # The parent runs the file's old code, a worker that imports the module now the new
+    # one: no reload can give the worker the parent's code. It says so.
+    proc = _script(
+        tmp_path,
+        first="",
+        then="""print(Parallel(n_jobs=2)(delayed(mod.f)(i) for i in range(2)))""",
+    )
+    assert proc.stdout.splitlines() == [str([("new", i, 2) for i in range(2)])]
+    assert "RuntimeWarning: picklepool: the task function mod.f in this worker" in proc.stderr
+    assert "holds neither the parent's code nor this worker's" in proc.stderr
+    assert "Reload the module in the parent" in proc.stderr
+
+
+@pytest.mark.parametrize("seed", ["1", "2"])
+def test_a_codes_digest_is_the_same_in_every_process_that_compiled_the_same_source(seed):
+    source = "def g(x, *, k=frozenset({'a', 'b', 'c', 1.5})):\n    return [lambda: (x, 'z', None, k)]\n"
+    here = reloads.code_digest(compile(source, "m.py", "exec", dont_inherit=True))
+    there = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from picklepool.workers.reloads import code_digest; "
+            "print(code_digest(compile(sys.argv[1], 'm.py', 'exec', dont_inherit=True)))",
+            source,
+        ],
+        capture_output=True,
+        text=True,
+        env={"PYTHONHASHSEED": seed, "PATH": ""},
+        timeout=60,
+    )
+    assert there.returncode == 0, there.stderr
+    assert there.stdout.strip() == here
+    other = compile(source.replace("'z'", "'y'"), "m.py", "exec", dont_inherit=True)
+    assert reloads.code_digest(other) != here
+
+
+def test_digests_follow_what_a_function_wraps():
+    import functools
+
+    def inner(x):
+        return x
+
+    @functools.wraps(inner)
+    def outer(x):
+        return inner(x)
+
+    assert reloads.digests(outer) == (
+        reloads.code_digest(outer.__code__),
+        reloads.code_digest(inner.__code__),
+    )
