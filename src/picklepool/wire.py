@@ -71,6 +71,9 @@ class ParentState(NamedTuple):
     # notebook's, contextlib.redirect_stdout): what tasks print there comes back with the
     # reply (workers.output) and is written to it, not to the worker's file descriptor
     capture: tuple[bool, bool] = (False, False)
+    # (module name, reloads seen) of the parent's own modules it reloaded (executor.reloaded):
+    # a worker reloads those it imported before, so that code reaching them runs the new code
+    reloads: tuple[tuple[str, int], ...] = ()
 
 
 class NumericState(NamedTuple):

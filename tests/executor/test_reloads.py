@@ -59,6 +59,46 @@ with Executor(2) as ex:
     assert "RuntimeWarning" not in proc.stderr
 
 
+CLASSES_OLD = "class Shape:\n    def area(self):\n        return 1\n\n\ndef f(x):\n    return ('old', x)\n"
+CLASSES_NEW = (
+    "class Shape:\n    def area(self):\n        return 22\n\n\ndef f(x):\n    return ('new', x, 2)\n"
+)
+
+
+def test_code_reaching_a_reloaded_module_any_way_runs_the_new_code(tmp_path):
+    # A __main__ function calling mod.f() (as a notebook's do), a class of an argument:
+    # the worker's module is reloaded too, not only a task function found by name.
+    code = SCRIPT.replace("{old!r}", repr(CLASSES_OLD)).replace("{new!r}", repr(CLASSES_NEW))
+    code = code.format(
+        folder=str(tmp_path),
+        path=str(tmp_path / "mod.py"),
+        first="""def via_main(x):
+    return mod.f(x)
+
+def area(shape):
+    return shape.area()
+
+print(Parallel(n_jobs=2)(delayed(via_main)(i) for i in range(2)))
+print(Parallel(n_jobs=2)(delayed(area)(mod.Shape()) for i in range(2)))""",
+        then="""mod = importlib.reload(mod)
+print(Parallel(n_jobs=2)(delayed(via_main)(i) for i in range(2)))
+print(Parallel(n_jobs=2)(delayed(area)(mod.Shape()) for i in range(2)))
+import operator
+by_name = delayed(operator.methodcaller("area"))  # the class found by name by the stdlib pickler
+print(Parallel(n_jobs=2, pickler="pickle")(by_name(mod.Shape()) for i in range(2)))""",
+    )
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        str([("old", 0), ("old", 1)]),
+        "[1, 1]",
+        str([("new", 0, 2), ("new", 1, 2)]),
+        "[22, 22]",
+        "[22, 22]",
+    ]
+    assert "Warning" not in proc.stderr
+
+
 def test_a_module_whose_file_changed_without_a_reload_runs_the_workers_copy_with_a_warning(tmp_path):
     # The parent runs the file's old code, a worker that imports the module now the new
     # one: no reload can give the worker the parent's code. It says so.

@@ -42,7 +42,7 @@ from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits
 from ..workers import mirror, warnfilters
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
-from . import functions, gil, streaming
+from . import functions, gil, reloaded, streaming
 from .backend import Backend
 from .replies import Pending, ReplyReader
 from .session import current_session
@@ -99,6 +99,7 @@ def parent_state(
         multiprocessing.get_start_method(allow_none=True),
         filters,
         (sys.stdout is not sys.__stdout__, sys.stderr is not sys.__stderr__),
+        reloaded.generations(),
     )
 
 

@@ -55,7 +55,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..wire import ParentState
-from . import warnfilters
+from . import reloads, warnfilters
 
 _applied: ParentState | None = None
 
@@ -95,6 +95,7 @@ def apply(state: ParentState) -> None:
         os.umask(state.umask)  # one system call; a task may have changed it
     start_method(state.start_method)
     warnfilters.apply(state.warning_filters)
+    reloads.apply(state.reloads)
     _applied = state
 
 

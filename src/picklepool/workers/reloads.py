@@ -1,26 +1,23 @@
-"""A function sent by name runs the parent's code: a module the parent reloaded is reloaded here.
+"""A worker runs the parent's code of the modules the parent reloaded.
 
-A task function of an importable module travels by name (module and qualified
-name), and a warm worker finds it in the module it imported at an earlier call.
-After the parent reloads that module (``importlib.reload``, IPython's
-``%autoreload`` once the file is edited) the worker's copy is the old code, and the
-tasks ran it while the parent's own calls ran the new one (joblib issue #1085:
-joblib's workers do the same).
+After ``importlib.reload(mod)`` in the parent (IPython's ``%autoreload`` as the file
+is edited), a warm worker that imported ``mod`` at an earlier call kept the old code:
+a task function of it, a class of an argument, a ``__main__`` function calling
+``mod.f()`` ran it there while the parent ran the new one (joblib issue #1085;
+joblib's workers do the same). Two ways, each for what the other cannot see:
 
-The parent sends such a function as :class:`ByName`: the function by name and the
-digests of its code (and of what it wraps, ``__wrapped__``). Unpickled in a worker
-(:func:`resolve`), a copy whose code has other digests is looked for in the module's
-source file as it is now: when the file holds the parent's code, the module is
-reloaded here as the parent reloaded it, and the function found again. A module is
-never reloaded otherwise: a worker whose copy matches (the usual case) does nothing
-more, and one whose file holds neither (edited again since the parent's reload, or
-another version of a library on a cluster's worker) runs its own copy with a
-``RuntimeWarning`` saying so.
-
-Only the task functions of a call (``delayed(module.f)``), with the ``hybrid`` and
-``cloudpickle`` picklers; a class or a function reached through an argument, a
-``functools.partial`` or a bound method is found by name as before, in a module
-reloaded here only if one of the call's task functions is of it.
+- :func:`apply`, before each batch: the parent counts its reloads of the user's
+  own modules (``executor.reloaded``) and the worker reloads each one it imported
+  before the count it has. Every way of reaching the module, on a local pool.
+- :class:`ByName`: a task function of an importable module travels by name with the
+  digests of its code (and of what it wraps, ``__wrapped__``). Unpickled
+  (:func:`resolve`), a copy whose code has other digests is looked for in the
+  module's source file as it is now: when the file holds the parent's code, the
+  module is reloaded here and the function found again. Any module, a dask worker's
+  too. When the file holds neither (edited since the parent imported it, without a
+  reload there; another version of a library on a cluster's worker), the task runs
+  the worker's copy with a ``RuntimeWarning`` that says so. Only the task functions of
+  a call, with the ``hybrid`` and ``cloudpickle`` picklers.
 """
 
 from __future__ import annotations
@@ -176,3 +173,37 @@ def _file_digests(path: str) -> set[str]:
         out.add(code_digest(code))
         todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
     return out
+
+
+_generations: dict[str, int] = {}  # module name -> the parent's reloads of it this worker has
+_last: tuple[tuple[str, int], ...] = ()
+
+
+def apply(sent: tuple[tuple[str, int], ...]) -> None:
+    """Reload the modules the parent reloaded since this worker imported them.
+
+    *sent*: ``(module name, reloads seen in the parent)`` (``executor.reloaded``). A
+    module not imported here yet is noted only: importing it later reads its file as it
+    is then. A reload that fails warns, and the worker keeps its copy.
+    """
+    global _last
+    if sent == _last:
+        return
+    for name, n in sent:
+        if _generations.get(name, 0) >= n:
+            continue
+        _generations[name] = n
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        try:
+            importlib.reload(module)
+        except Exception as exc:  # noqa: BLE001 - said, and the worker goes on with its copy
+            warnings.warn(
+                f"picklepool: module {name} was reloaded in the parent; reloading it in this "
+                f"worker (pid {os.getpid()}) failed ({type(exc).__name__}: {exc}): its tasks "
+                "run the worker's copy. Fix the module, reload it in the parent, and call again.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    _last = sent
