@@ -150,3 +150,18 @@ def test_digests_follow_what_a_function_wraps():
         reloads.code_digest(outer.__code__),
         reloads.code_digest(inner.__code__),
     )
+
+
+def test_a_function_of_a_module_whose_loader_rewrote_its_code_goes_without_digests():
+    # pytest rewrites the asserts of test modules as it imports them: no compile of the
+    # file gives that code, and a worker would take it for a stale copy and warn
+    from picklepool.executor.functions import by_reference
+    from picklepool.pickler.hybrid import HybridPickler
+
+    from . import crash_cases
+
+    rewritten = test_digests_follow_what_a_function_wraps  # of this module, which pytest rewrote
+    assert not reloads.checkable(rewritten)
+    assert b"resolve" not in by_reference(HybridPickler(), rewritten)[1]
+    assert reloads.checkable(crash_cases.identity_task)  # a helper module: not rewritten
+    assert b"resolve" in by_reference(HybridPickler(), crash_cases.identity_task)[1]

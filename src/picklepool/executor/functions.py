@@ -37,7 +37,7 @@ from ..pickler.hybrid import HybridPickler
 from ..pickler.mainalias import by_value_home
 from ..wire import FuncSpec
 from ..workers.reached import ThroughFunction
-from ..workers.reloads import ByName
+from ..workers.reloads import ByName, checkable
 from . import unchanged
 
 _SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
@@ -226,7 +226,8 @@ def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
     whatever its globals: pickled once per process instead of once per call. Only
     for the built-in picklers that decide as cloudpickle does (``hybrid``,
     ``cloudpickle``), and only while no module is registered to go by value. A
-    Python function goes with the digests of its code (``workers.reloads.ByName``).
+    Python function of a module loaded from its source goes with the digests of its code
+    (``workers.reloads.ByName``).
     """
     kind = type(pickler)
     if kind not in _REFERENCE_PICKLERS or type(func) not in _KEEPABLE or _should_pickle_by_reference is None:
@@ -239,7 +240,7 @@ def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
             return None
         # a Python function with its code's digests: a worker whose module is older than the
         # parent's (reloaded here) reloads it (workers.reloads)
-        data = pickler.dumps(ByName(func) if type(func) is types.FunctionType else func)
+        data = pickler.dumps(ByName(func) if type(func) is types.FunctionType and checkable(func) else func)
     except Exception:  # noqa: BLE001 - the usual road says why
         return None
     if len(_references) >= MAX_SPECS:

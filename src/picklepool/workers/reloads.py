@@ -17,7 +17,9 @@ joblib's workers do the same). Two ways, each for what the other cannot see:
   too. When the file holds neither (edited since the parent imported it, without a
   reload there; another version of a library on a cluster's worker), the task runs
   the worker's copy with a ``RuntimeWarning`` that says so. Only the task functions of
-  a call, with the ``hybrid`` and ``cloudpickle`` picklers.
+  a call, with the ``hybrid`` and ``cloudpickle`` picklers, of modules the import
+  system's own loader compiled from their file (:func:`checkable`: not pytest's
+  rewritten test modules, whose code no compile of the file gives).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import tokenize
 import types
 import warnings
 from collections.abc import Iterator
+from importlib.machinery import SourceFileLoader
 from typing import Any
 
 try:  # hashlib's own blake2b, without hashlib, whose import loads OpenSSL
@@ -50,6 +53,14 @@ class ByName:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return resolve, (self.func, self.digests)
+
+
+def checkable(func: Any) -> bool:
+    """Whether *func*'s module was compiled from its source file as it reads (the import
+    system's own loader): a loader that rewrites the code (pytest's assertion rewriting, a
+    type checker's import hook) makes code that no plain compile of the file gives."""
+    module = sys.modules.get(getattr(func, "__module__", None) or "")
+    return type(getattr(getattr(module, "__spec__", None), "loader", None)) is SourceFileLoader
 
 
 def digests(func: Any) -> tuple[str, ...]:
