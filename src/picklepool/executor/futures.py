@@ -50,7 +50,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .. import lokycompat
-from ..errors import PicklingError, TaskExitError, WorkerCrashedError
+from ..errors import PicklingError, TaskExitError, WorkerCrashedError, pickling_type
 from ..pickler import locks
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, plain_number, resolve, resolve_settings
@@ -948,8 +948,11 @@ class Executor(_StdExecutor):
         one = Pending(-1, index, [item])
         one.numbering = _Named(where)
         error = raised.error
-        if type(error) is PicklingError and not raised.traceback:  # made by the worker (workers.replies)
-            return PicklingError(f"{where}: {error}")
+        if (
+            type(error) is pickling_type(PicklingError, getattr(type(error), "_origin", None))
+            and not raised.traceback
+        ):  # made by workers.replies
+            return type(error)(f"{where}: {error}")
         return self._channel.replies.task_error(one, TaskFailed(index, error, raised.traceback))
 
     def _break(self, batch: Pending, works: list[_Work], raised: Raised) -> None:

@@ -24,7 +24,6 @@ from typing import Any, Protocol
 from .. import lokycompat
 from ..errors import (
     CallerInterrupt,
-    PicklingError,
     RemoteTraceback,
     TaskExitError,
     TaskInterruptError,
@@ -33,6 +32,7 @@ from ..errors import (
     UnpicklingError,
     WorkerCrashedError,
     error_text,
+    pickling_error,
 )
 from ..pickler.culprit import first_failing_item
 from ..pickler.homes import import_advice
@@ -226,7 +226,10 @@ class ReplyReader:
         if failure.kind == "bad-item":
             return TypeError(failure.message)
         if failure.kind == "dump":
-            return PicklingError(f"{where}: the result could not be sent back: {failure.message}")
+            message = f"{where}: the result could not be sent back: {failure.message}"
+            error = pickling_error(message, failure.mro[0] if failure.mro else None)
+            error.__cause__ = RemoteTraceback(failure.traceback) if failure.traceback else None
+            return error
         return self.load_error(batch, failure)
 
     def load_error(self, batch: Pending, failure: Failure) -> UnpicklingError:
