@@ -329,7 +329,18 @@ def cpu_count(only_physical_cores: bool = False) -> int:
         from .lokycompat import import_loky  # a bad LOKY_PICKLER: its error, not loky's
 
         loky = import_loky()
-        count = _cores_cache[key] = int(loky.cpu_count(only_physical_cores=only_physical_cores))
+        try:
+            count = int(loky.cpu_count(only_physical_cores=only_physical_cores))
+        except ValueError as exc:
+            if limit is None:
+                raise
+            text = limit.decode(errors="replace") if isinstance(limit, bytes) else limit
+            raise SettingValueError(
+                f"LOKY_MAX_CPU_COUNT={text!r} (from env var LOKY_MAX_CPU_COUNT, the most cores "
+                "picklepool and loky count) is not valid: loky reads it with int(); use a whole "
+                "number of cores, such as 4, or unset it"
+            ) from exc
+        _cores_cache[key] = count
     return count
 
 
