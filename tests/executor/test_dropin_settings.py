@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 
@@ -317,3 +318,32 @@ def test_n_jobs_set_inside_a_with_block_is_used_by_its_next_call():
         p.n_jobs = 2
         assert p._effective_n_jobs() == 2
         assert os.getpid() not in set(p(delayed(os.getpid)() for _ in range(4)))
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"temp_folder": 5},
+        {"timeout": "abc"},
+        {"timeout": [1]},
+        {"pre_dispatch": [1]},
+        {"verbose": "x"},
+        {"verbose": [1]},
+        {"initializer": 5},
+        {"initargs": 5},
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_a_type_error_as_in_joblib(setting):
+    # joblib (and loky, for initializer=) raise TypeError for these: code catching it
+    # kept working on joblib only; picklepool's error is a TypeError and a ValueError
+    name, value = next(iter(setting.items()))
+    for Error in (TypeError, ValueError):
+        with pytest.raises(Error, match=f"{re.escape(f'{name}={value!r}')} .*is not valid; use "):
+            Parallel(n_jobs=2, **setting)(delayed(abs)(i) for i in range(2))
+
+
+def test_an_executors_initargs_that_are_no_tuple_are_named_at_construction():
+    from picklepool import Executor
+
+    with pytest.raises(TypeError, match=r"initargs must be a tuple.*Executor\(initargs=5\).*\(value,\)"):
+        Executor(max_workers=1, initializer=print, initargs=5)

@@ -317,6 +317,13 @@ class Executor(_StdExecutor):
                 )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be a callable: Executor(initializer={initializer!r})")
+        try:
+            iter(initargs)
+        except TypeError:
+            raise TypeError(
+                "initargs must be a tuple of the initializer's arguments: "
+                f"Executor(initargs={initargs!r:.100}) is not one; use initargs=(value,) for one argument"
+            ) from None
         own_context = pool_context(mp_context, max_tasks_per_child)
         # initargs that travel only as a process starts (a multiprocessing queue or lock, as
         # ProcessPoolExecutor passes them): a pool of its own, started with them
