@@ -175,8 +175,14 @@ def test_a_failing_initializer_is_named_not_taken_for_a_segfault():
     with pytest.raises(WorkerCrashedError) as info:
         Parallel(n_jobs=2, initializer=_failing_initializer)(delayed(_read_marker)(i) for i in range(4))
     text = str(info.value)
-    assert "initializer tests.executor.test_dropin_settings._failing_initializer raises" in text, text
+    assert "initializer tests.executor.test_dropin_settings._failing_initializer raised" in text, text
     assert "segfault" not in text, text
+    # what it raised, with its traceback (loky only prints them on stderr), as an
+    # Executor's initializer's error has them
+    assert "raised RuntimeError: no connection" in text, text
+    cause = info.value.__cause__
+    assert cause is not None and "_failing_initializer" in str(cause), cause
+    assert 'raise RuntimeError("no connection")' in str(cause), cause
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
 
 

@@ -40,6 +40,7 @@ from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Captured, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
 from ..workers.output import write_text
+from ..workers.prologue import initializer_failure
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
 from . import leftovers, reaper
@@ -140,7 +141,8 @@ class ReplyReader:
                 "after its `with Parallel(...)` block ended). Consume the generator inside the block."
             ) from None
         except BrokenProcessPool as exc:
-            raise self.crash_error(batch, exc) from exc
+            crash = self.crash_error(batch, exc)
+            raise crash from crash.__cause__ or exc  # (an initializer's traceback, when it has one)
         except RuntimeError as exc:
             # picklepool.shutdown(kill=True) in another thread: loky may fail the jobs
             # (running ones too) with its "shut down" error before it sees the workers die
@@ -353,6 +355,15 @@ class ReplyReader:
         exited = codes is not None and {c.strip() for c in codes.group(1).split(",")} == {"EXIT(0)"}
         if exited and initializer is not None:
             # a loky worker whose initializer raised prints the traceback and exits with 0
+            failed = initializer_failure(call.backend.session_path())
+            if failed is not None:  # what it raised: the message, and its traceback as the cause
+                error = WorkerCrashedError(
+                    f"a worker process exited{culprit}: {detail}, because the initializer "
+                    f"{label(initializer)} raised {failed['error']}: {failed['message']} in it "
+                    f"(its traceback is this error's cause). Fix the initializer.{recovery}"
+                )
+                error.__cause__ = RemoteTraceback(failed["traceback"])
+                return error
             return WorkerCrashedError(
                 f"a worker process exited{culprit}: {detail}, as a worker does when the "
                 f"initializer {label(initializer)} raises (the traceback above on stderr, after "
