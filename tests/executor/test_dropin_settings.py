@@ -186,6 +186,21 @@ def test_a_failing_initializer_is_named_not_taken_for_a_segfault():
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
 
 
+def test_a_failing_initializer_of_the_multiprocessing_backend_is_named_with_what_it_raised():
+    # multiprocessing.Pool ends such a worker with status 1: the error used to blame the
+    # worker's own code ("closed file descriptors, sys.exit(1) in a thread")
+    from picklepool import WorkerCrashedError
+
+    with pytest.raises(WorkerCrashedError) as info:
+        Parallel(n_jobs=2, backend="multiprocessing", initializer=_failing_initializer)(
+            delayed(abs)(-i) for i in range(4)
+        )
+    text = str(info.value)
+    assert "initializer tests.executor.test_dropin_settings._failing_initializer raised" in text, text
+    assert "RuntimeError: no connection" in text and "file descriptors" not in text, text
+    assert Parallel(n_jobs=2, backend="multiprocessing")(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
 def test_an_initializer_in_main_sets_globals_the_calls_tasks_see():
     # as picklepool.Executor's (and the standard library executors'): the initializer and
     # the tasks' function travel by value, each with globals of its own; the globals the

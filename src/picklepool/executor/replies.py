@@ -40,7 +40,7 @@ from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Captured, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
 from ..workers.output import write_text
-from ..workers.prologue import initializer_failure
+from ..workers.prologue import INITIALIZER_FIX, initializer_failure
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
 from . import leftovers, reaper
@@ -369,6 +369,8 @@ class ReplyReader:
                 f"initializer {label(initializer)} raises (the traceback above on stderr, after "
                 f"'Exception in initializer'). Fix the initializer.{recovery}"
             )
+        if detail.endswith(INITIALIZER_FIX):  # the backend found what ended it (executor.mpbackend)
+            return WorkerCrashedError(f"a worker process died{culprit}: {detail}.{recovery}")
         advice = crash_advice(codes.group(1) if codes else detail)
         if dumping and codes:
             advice = pickling_fault(codes.group(1), sys.getrecursionlimit()) + advice

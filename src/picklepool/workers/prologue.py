@@ -84,6 +84,18 @@ def start_loky_worker(
 
 
 FAILURE_PREFIX = "initializer-failed-"
+INITIALIZER_FIX = "Fix the initializer"  # how a message naming what an initializer raised ends
+
+
+def run_pool_initializer(initializer: Callable[..., Any], initargs: tuple[Any, ...], folder: str) -> None:
+    """A ``multiprocessing.Pool`` worker's initializer (``backend="multiprocessing"``): run
+    *initializer*; when it raises, leave what it raised in *folder* (as
+    :func:`start_loky_worker` does), then let the worker end as ``multiprocessing`` ends it."""
+    try:
+        initializer(*initargs)
+    except BaseException as exc:
+        _record_failure(folder, exc)
+        raise
 
 
 def _record_failure(folder: str, exc: BaseException) -> None:
