@@ -58,11 +58,13 @@ class MultiprocessingBackend(Backend):
         *,
         max_tasks_per_child: int | None = None,
         lazy: bool = False,
+        names_initializer: bool = False,
     ) -> None:
         super().__init__(n_workers)
         self.context = context if context is not None else multiprocessing.get_context()
-        self._initializer = initializer
-        if initializer is not None:  # what it raises is left in the session folder (check says it)
+        # Parallel(initializer=...): what it raises is left in the session folder, check says it
+        self._initializer = initializer if names_initializer else None
+        if self._initializer is not None:
             initializer, initargs = run_pool_initializer, (initializer, initargs, session().path)
         self._args = (n_workers, initializer, initargs, max_tasks_per_child)
         self._pool: Any = None
