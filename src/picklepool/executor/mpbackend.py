@@ -37,7 +37,6 @@ from ..errors import WorkerCrashedError
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure, run_pool_initializer
 from .backend import Backend
 from .exitcodes import status_name
-from .functions import label
 from .session import session
 
 
@@ -110,6 +109,8 @@ class MultiprocessingBackend(Backend):
             if code is not None and code != 0:
                 failed = initializer_failure(session().path) if self._initializer is not None else None
                 if failed is not None:
+                    from .functions import label  # (imports cloudpickle: not at picklepool's import)
+
                     return [], (
                         # (no exit status named: its advice, for a worker's own code, is not this)
                         f"a worker process of backend='multiprocessing' (pid {proc.pid}) ended "
