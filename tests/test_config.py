@@ -226,6 +226,21 @@ def test_n_jobs_minus_one_follows_loky_max_cpu_count_changed_after_a_call(monkey
         assert Parallel(n_jobs=-2)._effective_n_jobs() == max(1, cpu_count() - 1)
 
 
+@pytest.mark.parametrize("value", ["abc", "1.5", " "])
+def test_a_bad_loky_max_cpu_count_is_named_with_what_to_use(monkeypatch, value):
+    # loky's own int() failed bare ("invalid literal for int() with base 10: 'abc'"),
+    # naming neither the variable nor what to write
+    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", value)
+    expected = f"LOKY_MAX_CPU_COUNT={value!r} .*env var.*whole number of cores"
+    with pytest.raises(ValueError, match=expected):
+        cpu_count()
+    for n_jobs in (-1, 2):  # (the workers' thread limits count the cores too)
+        with pytest.raises(ValueError, match=expected):
+            Parallel(n_jobs=n_jobs)(delayed(abs)(i) for i in range(2))
+    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "2")
+    assert Parallel(n_jobs=-1)(delayed(abs)(i) for i in range(2)) == [0, 1]
+
+
 @pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="one core"
 )

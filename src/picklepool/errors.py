@@ -9,21 +9,73 @@ Messages say what went wrong, where, and what to do.
 
 from __future__ import annotations
 
+import builtins
 import multiprocessing
 import pickle
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 
 class PicklingError(pickle.PicklingError):
     """A task, its arguments or its result could not be serialised or rebuilt.
 
     Raised in the parent. The message names the object's path inside the call
-    (``args[1]['model']._lock``), its type, the pickler in use and the fix.
+    (``args[1]['model']._lock``), its type, the pickler in use and the fix. Made by
+    :func:`pickling_error` when the pickler failed with a built-in exception
+    (``TypeError: cannot pickle 'generator' object``), it is also one of that type, as
+    joblib and ``concurrent.futures`` raise it: their users' ``except TypeError`` works.
     """
+
+    def __reduce__(self) -> Any:
+        origin = type(self).__dict__.get("_origin")
+        if origin is None:
+            return super().__reduce__()
+        return (_rebuild, (type(self).__bases__[0], origin.__name__, self.args), self.__dict__ or None)
 
 
 class UnpicklingError(PicklingError, pickle.UnpicklingError):
     """Bytes made by the pickler could not be turned back into objects."""
+
+
+_COMBINED: dict[tuple[type, type], type] = {}
+
+
+def pickling_type(kind: type[PicklingError], origin: Any) -> type[PicklingError]:
+    """*kind*, or a subclass of it that is also the built-in exception class *origin* (a
+    class, an exception, or a ``"builtins:TypeError"`` name): what a pickler's failure
+    was, so that ``except TypeError`` written for joblib or the standard library still
+    catches picklepool's error for it. Classes not built-in are left out (their
+    ``__init__`` may want other arguments)."""
+    if isinstance(origin, str):
+        module, _, name = origin.partition(":")
+        origin = getattr(builtins, name, None) if module == "builtins" else None
+    elif isinstance(origin, BaseException):
+        origin = type(origin)
+    if (
+        not isinstance(origin, type)
+        or origin.__module__ != "builtins"
+        or not issubclass(origin, Exception)
+        or issubclass(kind, origin)
+    ):
+        return kind
+    combined = _COMBINED.get((kind, origin))
+    if combined is None:
+        names = {"__module__": kind.__module__, "__qualname__": kind.__qualname__, "_origin": origin}
+        try:
+            combined = type(kind.__name__, (kind, origin), names)
+        except TypeError:  # a base whose layout cannot be combined (OSError): the plain kind
+            combined = kind
+        _COMBINED[(kind, origin)] = combined
+    return combined
+
+
+def pickling_error(message: str, origin: Any, kind: type[PicklingError] = PicklingError) -> PicklingError:
+    """A *kind* error saying *message*, also of *origin*'s built-in type (:func:`pickling_type`)."""
+    return pickling_type(kind, origin)(message)
+
+
+def _rebuild(kind: type[PicklingError], origin: str, args: tuple[Any, ...]) -> PicklingError:
+    return pickling_type(kind, f"builtins:{origin}")(*args)
 
 
 class WorkerCrashedError(BrokenProcessPool):

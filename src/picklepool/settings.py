@@ -244,6 +244,13 @@ def parse_bytes(value: Any, name: str, source: str = "argument") -> int | None:
     )
 
 
+def _refused(wrong_type: bool, message: str) -> ValueError:
+    """The error for a bad setting: of a type the setting never takes (``timeout="abc"``,
+    ``verbose=[1]``), a :class:`SettingTypeError` (a ``TypeError`` as joblib raises for
+    it, and a ``ValueError``); else a ``ValueError``."""
+    return SettingTypeError(message) if wrong_type else ValueError(message)
+
+
 def parse_seconds(value: Any, name: str, source: str = "argument") -> float | None:
     """A positive, finite number of seconds (at most 1e9), or None."""
     if value is None:
@@ -261,9 +268,10 @@ def parse_seconds(value: Any, name: str, source: str = "argument") -> float | No
         and 0 < value <= MAX_SECONDS
     ):
         return float(value)
-    raise ValueError(
+    raise _refused(
+        not isinstance(value, (int, float)),
         f"{name}={value!r} (from {source}) is not valid; use a positive, finite number of "
-        f"seconds (at most {MAX_SECONDS:g}), or None"
+        f"seconds (at most {MAX_SECONDS:g}), or None",
     )
 
 
@@ -329,7 +337,18 @@ def cpu_count(only_physical_cores: bool = False) -> int:
         from .lokycompat import import_loky  # a bad LOKY_PICKLER: its error, not loky's
 
         loky = import_loky()
-        count = _cores_cache[key] = int(loky.cpu_count(only_physical_cores=only_physical_cores))
+        try:
+            count = int(loky.cpu_count(only_physical_cores=only_physical_cores))
+        except ValueError as exc:
+            if limit is None:
+                raise
+            text = limit.decode(errors="replace") if isinstance(limit, bytes) else limit
+            raise SettingValueError(
+                f"LOKY_MAX_CPU_COUNT={text!r} (from env var LOKY_MAX_CPU_COUNT, the most cores "
+                "picklepool and loky count) is not valid: loky reads it with int(); use a whole "
+                "number of cores, such as 4, or unset it"
+            ) from exc
+        _cores_cache[key] = count
     return count
 
 
@@ -378,9 +397,10 @@ def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int
         value = _arithmetic(text.replace("n_jobs", str(n_workers)))  # joblib's: '1.5*n_jobs', 'n_jobs+2'
         if value is not None and 1 <= value <= MAX_BATCH:
             return int(value)
-    raise ValueError(
+    raise _refused(
+        not isinstance(pre_dispatch, (int, float, str)),
         f"pre_dispatch={pre_dispatch!r} (from {source}) is not valid; use e.g. '2*n_jobs', "
-        "'all', a positive int, or an arithmetic expression of n_jobs worth at least 1"
+        "'all', a positive int, or an arithmetic expression of n_jobs worth at least 1",
     )
 
 
@@ -474,7 +494,10 @@ def parse_verbose(value: Any, source: str = "argument") -> int:
         return int(value)
     if isinstance(value, int) and value >= 0:
         return int(value)
-    raise ValueError(f"verbose={value!r} (from {source}) is not valid; use 0 (quiet) or a positive int")
+    raise _refused(
+        not isinstance(value, int),
+        f"verbose={value!r} (from {source}) is not valid; use 0 (quiet) or a positive int",
+    )
 
 
 MMAP_MODES = ("c", "r", "r+", "w+")
@@ -497,7 +520,7 @@ def parse_folder(value: Any, source: str = "argument") -> str | None:
         return None
     if isinstance(value, (str, os.PathLike)):
         return os.fspath(value)  # type: ignore[return-value]
-    raise ValueError(f"temp_folder={value!r} (from {source}) is not valid; use a folder's path or None")
+    raise SettingTypeError(f"temp_folder={value!r} (from {source}) is not valid; use a folder's path or None")
 
 
 # -- the settings of one call --------------------------------------------------------------
@@ -507,7 +530,7 @@ def parse_initializer(value: Any, source: str = "argument") -> Any:
     """``initializer``: None or a callable run once in each new worker process."""
     if value is None or callable(value):
         return value
-    raise ValueError(
+    raise SettingTypeError(
         f"initializer={value!r} (from {source}) is not valid; use a function run once in each "
         "new worker process, or None"
     )
@@ -519,7 +542,7 @@ def parse_initargs(value: Any, source: str = "argument") -> tuple[Any, ...]:
         return ()
     if isinstance(value, (tuple, list)):
         return tuple(value)
-    raise ValueError(
+    raise SettingTypeError(
         f"initargs={value!r} (from {source}) is not valid; use a tuple of the initializer's arguments"
     )
 

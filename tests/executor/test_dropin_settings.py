@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 
@@ -174,9 +175,30 @@ def test_a_failing_initializer_is_named_not_taken_for_a_segfault():
     with pytest.raises(WorkerCrashedError) as info:
         Parallel(n_jobs=2, initializer=_failing_initializer)(delayed(_read_marker)(i) for i in range(4))
     text = str(info.value)
-    assert "initializer tests.executor.test_dropin_settings._failing_initializer raises" in text, text
+    assert "initializer tests.executor.test_dropin_settings._failing_initializer raised" in text, text
     assert "segfault" not in text, text
+    # what it raised, with its traceback (loky only prints them on stderr), as an
+    # Executor's initializer's error has them
+    assert "raised RuntimeError: no connection" in text, text
+    cause = info.value.__cause__
+    assert cause is not None and "_failing_initializer" in str(cause), cause
+    assert 'raise RuntimeError("no connection")' in str(cause), cause
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+def test_a_failing_initializer_of_the_multiprocessing_backend_is_named_with_what_it_raised():
+    # multiprocessing.Pool ends such a worker with status 1: the error used to blame the
+    # worker's own code ("closed file descriptors, sys.exit(1) in a thread")
+    from picklepool import WorkerCrashedError
+
+    with pytest.raises(WorkerCrashedError) as info:
+        Parallel(n_jobs=2, backend="multiprocessing", initializer=_failing_initializer)(
+            delayed(abs)(-i) for i in range(4)
+        )
+    text = str(info.value)
+    assert "initializer tests.executor.test_dropin_settings._failing_initializer raised" in text, text
+    assert "RuntimeError: no connection" in text and "file descriptors" not in text, text
+    assert Parallel(n_jobs=2, backend="multiprocessing")(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
 
 
 def test_an_initializer_in_main_sets_globals_the_calls_tasks_see():
@@ -317,3 +339,32 @@ def test_n_jobs_set_inside_a_with_block_is_used_by_its_next_call():
         p.n_jobs = 2
         assert p._effective_n_jobs() == 2
         assert os.getpid() not in set(p(delayed(os.getpid)() for _ in range(4)))
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"temp_folder": 5},
+        {"timeout": "abc"},
+        {"timeout": [1]},
+        {"pre_dispatch": [1]},
+        {"verbose": "x"},
+        {"verbose": [1]},
+        {"initializer": 5},
+        {"initargs": 5},
+    ],
+)
+def test_a_setting_of_the_wrong_type_is_a_type_error_as_in_joblib(setting):
+    # joblib (and loky, for initializer=) raise TypeError for these: code catching it
+    # kept working on joblib only; picklepool's error is a TypeError and a ValueError
+    name, value = next(iter(setting.items()))
+    for Error in (TypeError, ValueError):
+        with pytest.raises(Error, match=f"{re.escape(f'{name}={value!r}')} .*is not valid; use "):
+            Parallel(n_jobs=2, **setting)(delayed(abs)(i) for i in range(2))
+
+
+def test_an_executors_initargs_that_are_no_tuple_are_named_at_construction():
+    from picklepool import Executor
+
+    with pytest.raises(TypeError, match=r"initargs must be a tuple.*Executor\(initargs=5\).*\(value,\)"):
+        Executor(max_workers=1, initializer=print, initargs=5)

@@ -830,3 +830,21 @@ def test_a_callback_raising_a_base_exception_is_logged_and_the_executor_goes_on(
         r.name == "concurrent.futures" and "exception calling callback" in r.getMessage()
         for r in caplog.records
     )
+
+
+def _generator_of(n):
+    return (i for i in range(n))
+
+
+def test_pickling_errors_are_also_the_pickler_s_type_as_in_process_pool_executor():
+    # ProcessPoolExecutor's future raises the pickler's TypeError for a result or an
+    # argument that cannot be pickled; picklepool's PicklingError is one too.
+    with Executor(max_workers=2) as ex:
+        with pytest.raises(TypeError, match=r"task 0 \(the 1st call.*_generator_of\(3\).*sent back"):
+            ex.submit(_generator_of, 3).result()
+        with pytest.raises(TypeError, match=r"task 1 \(the 2nd call.*square.*args\[0\]") as info:
+            ex.submit(square, _generator_of(3)).result()
+        assert isinstance(info.value, PicklingError)
+        with pytest.raises(TypeError, match="_generator_of"):
+            list(ex.map(_generator_of, [1, 2]))
+        assert ex.submit(square, 3).result() == 9

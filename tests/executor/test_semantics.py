@@ -298,6 +298,34 @@ def test_results_that_cannot_be_pickled_back(backend):
     assert "threading.Thread" in str(info.value)  # (locks do pickle back under hybrid)
 
 
+def _generator_of(n):
+    return (i for i in range(n))
+
+
+def test_pickling_errors_are_also_of_the_type_the_pickler_raised(backend):
+    # joblib and concurrent.futures raise the pickler's own TypeError / ValueError for a
+    # result (and the standard library for an argument) that cannot be pickled: code
+    # written for them catches it with `except TypeError`. picklepool's PicklingError is
+    # that type too, with the worker's traceback as its cause.
+    import ctypes
+
+    if backend not in PROCESS_BACKENDS:
+        pytest.skip("in-process backends do not pickle")
+    run = Parallel(n_jobs=2, backend=backend, batch_size=1)
+    with pytest.raises(TypeError, match="task 1: _generator_of.*could not be sent back") as info:
+        run(delayed(_generator_of)(i) if i == 1 else delayed(square)(i) for i in range(3))
+    assert isinstance(info.value, PicklingError) and info.value.__cause__ is not None
+    assert "cannot pickle 'generator' object" in str(info.value.__cause__)
+    with pytest.raises(ValueError, match=r"task \d: pointer.*could not be sent back"):
+        run(delayed(ctypes.pointer)(ctypes.c_int(i)) for i in range(2))
+    with pytest.raises(TypeError, match=r"task 2: square.*args\[0\]") as info:
+        run(delayed(square)(_generator_of(3) if i == 2 else i) for i in range(3))
+    assert isinstance(info.value, PicklingError)
+    copy = pickle.loads(pickle.dumps(info.value))  # it travels back from a nested call
+    assert type(copy) is type(info.value) and str(copy) == str(info.value)
+    assert run(delayed(square)(i) for i in range(3)) == [0, 1, 4]
+
+
 def test_a_non_iterable_argument_is_rejected_with_what_to_write(backend):
     expected = r"given 42 \(type int\), which is not iterable.*delayed\(f\)\(x\) for x in xs"
     with pytest.raises(TypeError, match=expected):

@@ -32,7 +32,7 @@ from typing import Any
 
 import cloudpickle
 
-from ..errors import PicklingError, SettingValueError, TaskExitError, WorkerCrashedError
+from ..errors import SettingValueError, TaskExitError, WorkerCrashedError, pickling_error
 from ..pickler import locks
 from ..pickler.buffers import CallBuffers, Frames, TempFolderError
 from ..pickler.context import CallContext, active
@@ -376,10 +376,10 @@ class Channel:
                     if err is not None:
                         msg = explain(self.pickler, value, exc if waited else err, root=root)
                         where = _task_name(items, first, first + i, describe)
-                        return PicklingError(f"{where}: {msg}")
+                        return pickling_error(f"{where}: {msg}", exc if waited else err)
         if describe is not None:
-            return PicklingError(f"{describe(first)} or a later task of its batch: {exc}")
-        return PicklingError(f"tasks {first}..{first + len(items) - 1}: {exc}")
+            return pickling_error(f"{describe(first)} or a later task of its batch: {exc}", exc)
+        return pickling_error(f"tasks {first}..{first + len(items) - 1}: {exc}", exc)
 
     def batch_of(self, index: int) -> Pending | None:
         """The batch in flight holding task *index*, if any."""

@@ -29,7 +29,7 @@ try:  # hashlib's own blake2b, without hashlib, whose import loads OpenSSL (~3 m
 except ImportError:  # an interpreter without CPython's module
     from hashlib import blake2b
 
-from ..errors import PicklingError
+from ..errors import pickling_error
 from ..pickler.base import CloudPickler
 from ..pickler.buffers import Frames
 from ..pickler.diagnose import explain
@@ -404,7 +404,7 @@ class FunctionTable:
                 data, refs = self.buffers.dumps_function(self.pickler, func, keepable or self.keep_stateful)
             except Exception as exc:
                 msg = explain(self.pickler, func, exc, root=f"function {label(func)}")
-                raise PicklingError(f"{where()}: {msg}") from exc
+                raise pickling_error(f"{where()}: {msg}", exc) from exc
             key = blake2b(data + repr(refs).encode(), digest_size=16).hexdigest()
             if by_value and not refs and len(data) <= INLINE_LIMIT:
                 unchanged.remember(kind, ident, func, key, data, _importable)

@@ -50,7 +50,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .. import lokycompat
-from ..errors import PicklingError, TaskExitError, WorkerCrashedError
+from ..errors import PicklingError, TaskExitError, WorkerCrashedError, pickling_type
 from ..pickler import locks
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, plain_number, resolve, resolve_settings
@@ -317,6 +317,13 @@ class Executor(_StdExecutor):
                 )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be a callable: Executor(initializer={initializer!r})")
+        try:
+            iter(initargs)
+        except TypeError:
+            raise TypeError(
+                "initargs must be a tuple of the initializer's arguments: "
+                f"Executor(initargs={initargs!r:.100}) is not one; use initargs=(value,) for one argument"
+            ) from None
         own_context = pool_context(mp_context, max_tasks_per_child)
         # initargs that travel only as a process starts (a multiprocessing queue or lock, as
         # ProcessPoolExecutor passes them): a pool of its own, started with them
@@ -948,8 +955,11 @@ class Executor(_StdExecutor):
         one = Pending(-1, index, [item])
         one.numbering = _Named(where)
         error = raised.error
-        if type(error) is PicklingError and not raised.traceback:  # made by the worker (workers.replies)
-            return PicklingError(f"{where}: {error}")
+        if (
+            type(error) is pickling_type(PicklingError, getattr(type(error), "_origin", None))
+            and not raised.traceback
+        ):  # made by workers.replies
+            return type(error)(f"{where}: {error}")
         return self._channel.replies.task_error(one, TaskFailed(index, error, raised.traceback))
 
     def _break(self, batch: Pending, works: list[_Work], raised: Raised) -> None:

@@ -34,6 +34,7 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from ..errors import WorkerCrashedError
+from ..workers.prologue import INITIALIZER_FIX, initializer_failure, run_pool_initializer
 from .backend import Backend
 from .exitcodes import status_name
 from .session import session
@@ -56,9 +57,14 @@ class MultiprocessingBackend(Backend):
         *,
         max_tasks_per_child: int | None = None,
         lazy: bool = False,
+        names_initializer: bool = False,
     ) -> None:
         super().__init__(n_workers)
         self.context = context if context is not None else multiprocessing.get_context()
+        # Parallel(initializer=...): what it raises is left in the session folder, check says it
+        self._initializer = initializer if names_initializer else None
+        if self._initializer is not None:
+            initializer, initargs = run_pool_initializer, (initializer, initargs, session().path)
         self._args = (n_workers, initializer, initargs, max_tasks_per_child)
         self._pool: Any = None
         self._pid = os.getpid()
@@ -101,6 +107,17 @@ class MultiprocessingBackend(Backend):
         for proc in self._seen:
             code = proc.exitcode
             if code is not None and code != 0:
+                failed = initializer_failure(session().path) if self._initializer is not None else None
+                if failed is not None:
+                    from .functions import label  # (imports cloudpickle: not at picklepool's import)
+
+                    return [], (
+                        # (no exit status named: its advice, for a worker's own code, is not this)
+                        f"a worker process of backend='multiprocessing' (pid {proc.pid}) ended "
+                        "because the initializer "
+                        f"{label(self._initializer)} raised {failed['error']}: {failed['message']} "
+                        f"in it (its traceback is above on stderr). {INITIALIZER_FIX}"
+                    )
                 return [], (
                     f"a worker process of backend='multiprocessing' (pid {proc.pid}) died (exit "
                     f"code {status_name(code)}); "

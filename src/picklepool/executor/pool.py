@@ -33,6 +33,7 @@ from typing import Any
 from .. import lokycompat
 from ..workers.prologue import own_pool, start_loky_worker
 from . import forkserver, lanes, reaper
+from .session import session
 
 _lock = threading.Lock()
 _shared: Any = None  # the shared executor, or None
@@ -137,7 +138,14 @@ def _new(
         env,
         start_loky_worker,
         # the pid: a worker may boot after this process died; the start method: workers.mirror
-        (initializer, initargs, os.getpid(), multiprocessing.get_start_method(allow_none=True)),
+        (
+            initializer,
+            initargs,
+            os.getpid(),
+            multiprocessing.get_start_method(allow_none=True),
+            # where a failing initializer leaves its exception (executor.replies names it)
+            session().path if initializer is not None and initializer is not own_pool else None,
+        ),
         before_start=reaper.track,
     )
     started.add(executor)

@@ -24,7 +24,6 @@ from typing import Any, Protocol
 from .. import lokycompat
 from ..errors import (
     CallerInterrupt,
-    PicklingError,
     RemoteTraceback,
     TaskExitError,
     TaskInterruptError,
@@ -33,6 +32,7 @@ from ..errors import (
     UnpicklingError,
     WorkerCrashedError,
     error_text,
+    pickling_error,
 )
 from ..pickler.culprit import first_failing_item
 from ..pickler.homes import import_advice
@@ -40,6 +40,7 @@ from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Captured, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
 from ..workers.control import DUMPING, LOADING
 from ..workers.output import write_text
+from ..workers.prologue import INITIALIZER_FIX, initializer_failure
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
 from . import leftovers, reaper
@@ -140,7 +141,8 @@ class ReplyReader:
                 "after its `with Parallel(...)` block ended). Consume the generator inside the block."
             ) from None
         except BrokenProcessPool as exc:
-            raise self.crash_error(batch, exc) from exc
+            crash = self.crash_error(batch, exc)
+            raise crash from crash.__cause__ or exc  # (an initializer's traceback, when it has one)
         except RuntimeError as exc:
             # picklepool.shutdown(kill=True) in another thread: loky may fail the jobs
             # (running ones too) with its "shut down" error before it sees the workers die
@@ -226,7 +228,10 @@ class ReplyReader:
         if failure.kind == "bad-item":
             return TypeError(failure.message)
         if failure.kind == "dump":
-            return PicklingError(f"{where}: the result could not be sent back: {failure.message}")
+            message = f"{where}: the result could not be sent back: {failure.message}"
+            error = pickling_error(message, failure.mro[0] if failure.mro else None)
+            error.__cause__ = RemoteTraceback(failure.traceback) if failure.traceback else None
+            return error
         return self.load_error(batch, failure)
 
     def load_error(self, batch: Pending, failure: Failure) -> UnpicklingError:
@@ -350,11 +355,22 @@ class ReplyReader:
         exited = codes is not None and {c.strip() for c in codes.group(1).split(",")} == {"EXIT(0)"}
         if exited and initializer is not None:
             # a loky worker whose initializer raised prints the traceback and exits with 0
+            failed = initializer_failure(call.backend.session_path())
+            if failed is not None:  # what it raised: the message, and its traceback as the cause
+                error = WorkerCrashedError(
+                    f"a worker process exited{culprit}: {detail}, because the initializer "
+                    f"{label(initializer)} raised {failed['error']}: {failed['message']} in it "
+                    f"(its traceback is this error's cause). Fix the initializer.{recovery}"
+                )
+                error.__cause__ = RemoteTraceback(failed["traceback"])
+                return error
             return WorkerCrashedError(
                 f"a worker process exited{culprit}: {detail}, as a worker does when the "
                 f"initializer {label(initializer)} raises (the traceback above on stderr, after "
                 f"'Exception in initializer'). Fix the initializer.{recovery}"
             )
+        if detail.endswith(INITIALIZER_FIX):  # the backend found what ended it (executor.mpbackend)
+            return WorkerCrashedError(f"a worker process died{culprit}: {detail}.{recovery}")
         advice = crash_advice(codes.group(1) if codes else detail)
         if dumping and codes:
             advice = pickling_fault(codes.group(1), sys.getrecursionlimit()) + advice

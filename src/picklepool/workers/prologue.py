@@ -51,6 +51,7 @@ def start_loky_worker(
     initargs: tuple[Any, ...],
     parent: int | None = None,
     start_method: str | None = None,
+    folder: str | None = None,
 ) -> None:
     """loky's initializer of every warm worker: watch the parent, then the pool's own *initializer*.
 
@@ -63,7 +64,10 @@ def start_loky_worker(
     (``Parallel(initializer=...)``) runs after, as loky runs it, and a failure of it
     breaks the pool as in loky. *start_method*: the parent's ``multiprocessing`` start
     method (None: the platform's), set before it (loky's start made it "loky", which
-    the standard library's spawned children cannot find; ``workers.mirror``).
+    the standard library's spawned children cannot find; ``workers.mirror``). *folder*:
+    the parent's session folder, where a failing initializer leaves its exception's
+    type, text and traceback (:func:`initializer_failure` reads them), as loky only
+    prints them on stderr.
     """
     from .control import watch_parent
     from .mirror import start_method as set_start_method
@@ -71,7 +75,81 @@ def start_loky_worker(
     watch_parent(parent)
     set_start_method(start_method)
     if initializer is not None:
-        _run(POOL, initializer, initargs)
+        try:
+            _run(POOL, initializer, initargs)
+        except BaseException as exc:
+            if folder is not None:
+                _record_failure(folder, exc)
+            raise  # loky prints it and ends the worker
+
+
+FAILURE_PREFIX = "initializer-failed-"
+INITIALIZER_FIX = "Fix the initializer"  # how a message naming what an initializer raised ends
+
+
+def run_pool_initializer(initializer: Callable[..., Any], initargs: tuple[Any, ...], folder: str) -> None:
+    """A ``multiprocessing.Pool`` worker's initializer (``backend="multiprocessing"``): run
+    *initializer*; when it raises, leave what it raised in *folder* (as
+    :func:`start_loky_worker` does), then let the worker end as ``multiprocessing`` ends it."""
+    try:
+        initializer(*initargs)
+    except BaseException as exc:
+        _record_failure(folder, exc)
+        raise
+
+
+def _record_failure(folder: str, exc: BaseException) -> None:
+    import json
+    import os
+    import traceback
+
+    cls = type(exc)
+    record = {
+        "error": f"{cls.__module__}.{cls.__qualname__}".removeprefix("builtins."),
+        "message": _text(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+    path = os.path.join(folder, f"{FAILURE_PREFIX}{os.getpid()}")
+    try:
+        with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+            json.dump(record, f)
+        os.replace(f"{path}.tmp", path)
+    except OSError:  # the folder is gone (the parent ended): loky's stderr still has it
+        pass
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - the initializer's own class
+        return "<str() of the exception raised>"
+
+
+def initializer_failure(folder: str | None) -> dict[str, str] | None:
+    """What a warm worker's failing initializer left in the session *folder* (its
+    exception's ``error`` type, ``message`` and ``traceback``), or None. The records
+    are removed: each crash reads those of the workers it ended."""
+    import json
+    import os
+
+    if folder is None:
+        return None
+    found = None
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.startswith(FAILURE_PREFIX) and "." not in n)
+    except OSError:
+        return None
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                record = json.load(f)
+            os.unlink(path)
+        except (OSError, ValueError):
+            continue
+        if found is None and isinstance(record, dict):
+            found = record
+    return found
 
 
 def start_pool_worker(env: dict[str, str] | None = None) -> None:

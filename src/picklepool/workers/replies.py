@@ -17,7 +17,7 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from ..errors import PicklingError, error_text
+from ..errors import error_text, pickling_error
 from ..pickler.diagnose import explain, probe
 from ..wire import Failure, Raised, Results, TaskFailed, native_parts, pack_results, rebuild_exception
 from . import buffers
@@ -150,12 +150,20 @@ def dump_results(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
     try:
         return buffers.dump_reply(pickler, pack_results(outcome), tasks)  # large results via shared memory
     except BaseException as exc:  # noqa: BLE001
-        whole_error = error_text(exc)
+        whole = exc
     for i, value in enumerate(outcome.values):
         err = probe(pickler, value)  # large arrays left out: not copied again per result
         if err is not None:
-            return Failure("dump", first + i, "result", explain(pickler, value, err, root="result")).encode()
-    return Failure("dump", first, "results", whole_error).encode()
+            message = explain(pickler, value, err, root="result")
+            return Failure("dump", first + i, "result", message, _traceback(err), _mro(err)).encode()
+    return Failure("dump", first, "results", error_text(whole), _traceback(whole), _mro(whole)).encode()
+
+
+def _traceback(exc: BaseException) -> str:
+    """The worker's traceback of *exc*, for the parent's ``__cause__``."""
+    import traceback  # only for failures
+
+    return "".join(traceback.format_exception(exc))
 
 
 def _isolated_value(pickler: Any, value: Any) -> Any:
@@ -171,12 +179,13 @@ def _isolated_value(pickler: Any, value: Any) -> Any:
         return Raised(stand_in, value.traceback)
     if _round_trip(pickler, value) is not None:
         return value
+    origin = None
     try:
         pickler.dumps(value)
         msg = "it pickles, but cannot be unpickled (is its class importable?)"
     except BaseException as exc:  # noqa: BLE001
-        msg = explain(pickler, value, exc, root="result")
-    return Raised(PicklingError(f"the result could not be sent back: {msg}"), "")
+        msg, origin = explain(pickler, value, exc, root="result"), exc
+    return Raised(pickling_error(f"the result could not be sent back: {msg}", origin), "")
 
 
 def dump_isolated(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
@@ -210,4 +219,4 @@ def dump(pickler: Any, outcome: Any, first: int, tasks: Any, isolate: bool = Fal
     try:
         return pickler.dumps(outcome)
     except BaseException as exc:  # noqa: BLE001
-        return Failure("dump", first, "reply", error_text(exc)).encode()
+        return Failure("dump", first, "reply", error_text(exc), _traceback(exc), _mro(exc)).encode()
