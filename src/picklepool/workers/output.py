@@ -57,6 +57,7 @@ class _Sink(io.RawIOBase):
         self.fallback = fallback  # the stream the worker had when this one was made
         self.collected: bytearray | None = None  # the running batch's, while capturing
         self.pid = os.getpid()  # the process collecting: a forked child's copy would be lost
+        self.pending = bytearray()  # the start of a line for the worker's stream (write)
 
     def writable(self) -> bool:
         return True
@@ -77,18 +78,31 @@ class _Sink(io.RawIOBase):
         if self._collecting():
             self.collected += data  # type: ignore[operator]
         elif self.fallback is not None:
-            try:
-                write_text(self.fallback, data.decode("utf-8", "surrogateescape"))
-                if b"\n" in data:  # a line at once, as print() to the worker's stream writes it
-                    self.fallback.flush()
-            except (OSError, ValueError):  # closed: as a print would
-                pass
+            # Whole lines at once, as print() to the worker's stream writes them: print()
+            # writes its text and its end apart, and the lines of two processes (a task's
+            # forked children) were interleaved between the two.
+            self.pending += data
+            end = self.pending.rfind(b"\n") + 1
+            if end:
+                lines, self.pending = self.pending[:end], self.pending[end:]
+                self._out(bytes(lines))
         return len(data)
+
+    def _out(self, data: bytes) -> None:
+        try:
+            write_text(self.fallback, data.decode("utf-8", "surrogateescape"))
+            self.fallback.flush()
+        except (OSError, ValueError):  # closed: as a print would
+            pass
 
     def flush(self) -> None:
         if self.fallback is not None and not self._collecting():
-            with contextlib.suppress(OSError, ValueError):
-                self.fallback.flush()
+            if self.pending:
+                data, self.pending = bytes(self.pending), bytearray()
+                self._out(data)
+            else:
+                with contextlib.suppress(OSError, ValueError):
+                    self.fallback.flush()
 
 
 class _Stream(io.TextIOWrapper):
@@ -122,6 +136,8 @@ def captured(capture: tuple[bool, bool]) -> Iterator[list[str]]:
     streams = [_stream(k, saved[k]) if capture[k] else None for k in (0, 1)]
     for stream in streams:
         if stream is not None:
+            if stream.sink.pending:  # a line begun between batches goes out before the batch's
+                stream.sink.flush()
             stream.sink.collected, stream.sink.pid = bytearray(), os.getpid()
     if streams[0] is not None:
         sys.stdout = streams[0]
