@@ -14,6 +14,7 @@ every batch, so no task or later call sees another's changes.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 import os
@@ -336,10 +337,14 @@ class FunctionTable:
         # holding objects an argument may be too (dispatch sends those as reached.ThroughFunction)
         self.reached: dict[int, tuple[FuncSpec, dict[int, tuple[str, Any, Any]], int]] = {}
         self.batch = 0  # batches begun (begin_batch)
+        self._transient: list[int] = []  # reached entries of specs made for one batch alone
 
     def begin_batch(self) -> None:
         """A batch's specs and arguments are made next (``dispatch.Channel.send``)."""
         self.batch += 1
+        for gone in self._transient:  # (their batch is made: what they hold may go)
+            self.reached.pop(gone, None)
+        self._transient.clear()
 
     def renew(self) -> None:
         """Start another call on this table: each function is pickled again when it is next
@@ -419,8 +424,11 @@ class FunctionTable:
                     self.reached.clear()
                 self._specs[ident] = spec
                 self._keep.append(referents)
-                if by_value:
+                if by_value or type(func) in _HOLDERS:
                     self._note_reached(spec, func)
+            elif type(func) in _HOLDERS:  # pickled for this batch alone (an Executor's submit)
+                self._note_reached(spec, func)
+                self._transient.append(id(spec))
         return spec
 
     def _note_reached(self, spec: FuncSpec, func: Any) -> None:
@@ -523,17 +531,38 @@ _NOT_REACHED = frozenset(
 )
 
 
+# Callables that always travel with what they hold, whatever the pickler
+_HOLDERS = (functools.partial, types.MethodType)
+
+
 def reached(func: Any) -> dict[int, tuple[str, Any, Any]]:
     """``{id(obj): (where, key, obj)}``: the objects a function sent by value holds in its globals
-    (the names its code reads), defaults, keyword defaults and closure, by where the
-    worker's copy of the function holds them (``workers.reached.through_function``)."""
-    if type(func) is not types.FunctionType:
-        return {}
+    (the names its code reads), defaults, keyword defaults and closure, or a
+    ``functools.partial`` in its arguments and keywords, or a bound method in its object
+    and that object's attributes (``delayed(model.fit)(model.X)``, ``delayed(partial(f, X))(X)``),
+    by where the worker's copy of the function holds them (``workers.reached.through_function``)."""
     found: dict[int, tuple[str, Any, Any]] = {}
 
     def note(value: Any, where: str, key: Any) -> None:
         if type(value) not in _NOT_REACHED and not isinstance(value, type):
             found.setdefault(id(value), (where, key, value))
+
+    if type(func) is functools.partial:
+        for i, value in enumerate(func.args):
+            note(value, "partial_arg", i)
+        for name, value in func.keywords.items():
+            note(value, "partial_kw", name)
+        return found
+    if type(func) is types.MethodType:
+        owner = func.__self__
+        note(owner, "self", None)
+        attrs = getattr(owner, "__dict__", None)
+        if type(attrs) is dict and not isinstance(owner, (type, types.ModuleType)):
+            for name, value in attrs.items():
+                note(value, "attr", name)
+        return found
+    if type(func) is not types.FunctionType:
+        return {}
 
     g = func.__globals__
     for name in unchanged.code_names(func.__code__):
