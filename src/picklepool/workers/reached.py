@@ -8,8 +8,8 @@ function once per call and the arguments per batch, so it arrived as two copies:
 (``executor.functions.reached``) sends such an argument as a :class:`ThroughFunction`
 naming where the function holds it (a global, a default, a keyword default, a closure
 cell; a ``functools.partial``'s argument or keyword; a bound method's object or one of its
-attributes); the worker takes that object from its copy of the function while it unpickles
-the batch's arguments (``loading.functions``, set by ``workers.runner``).
+attributes; a callable object's attribute); the worker takes that object from its copy of
+the function while it unpickles the batch's arguments (``loading.functions``, set by ``workers.runner``).
 
 That copy is the one the parent sent: ``loading.as_sent`` gives the batch a copy of the
 function of its own, as joblib unpickles one per batch (the copy a worker keeps across a
@@ -48,7 +48,7 @@ class ThroughFunction:
 def through_function(index: int, where: str, key: Any) -> Any:
     """The object the batch's function *index* holds at *where* (``global``, ``default``,
     ``kwdefault`` or ``cell``; a partial's ``partial_arg``/``partial_kw``; a bound method's
-    ``self`` or its ``attr``) under *key*."""
+    ``self`` or its ``attr``; a callable object's ``own_attr``) under *key*."""
     as_sent = loading.as_sent
     fn = loading.functions[index] if as_sent is None else as_sent(index)
     if where == "partial_arg":
@@ -59,6 +59,8 @@ def through_function(index: int, where: str, key: Any) -> Any:
         return fn.__self__
     if where == "attr":
         return fn.__self__.__dict__[key]
+    if where == "own_attr":
+        return fn.__dict__[key]
     if where == "global":
         return fn.__globals__[key]
     if where == "default":
