@@ -216,6 +216,18 @@ def test_read_only_mode_error_names_mmap_mode():
     assert "mmap_mode='r'" in notes and "mmap_mode='c'" in notes
 
 
+def test_read_only_mode_error_names_mmap_mode_in_an_executor_too():
+    # an Executor's batch fails each task on its own (isolated): the note was not added there
+    a = np.zeros((3000, 100))
+    with picklepool.Executor(max_workers=2, mmap_mode="r") as ex:
+        futures = [ex.submit(center, a), ex.submit(center, np.zeros(3))]
+        with pytest.raises(ValueError, match="read-only") as info:
+            futures[0].result()
+        assert futures[1].result() == center(np.zeros(3))
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "mmap_mode='r'" in notes and "mmap_mode='c'" in notes
+
+
 @pytest.mark.parametrize("mode", ["r+", "w+"])
 def test_shared_modes_let_later_tasks_see_writes(mode):
     a = np.zeros(200_000)
