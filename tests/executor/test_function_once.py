@@ -381,6 +381,63 @@ def test_an_argument_the_function_holds_too_is_one_object_as_in_joblib():
     ], out.stderr
 
 
+def test_an_argument_a_partial_or_a_bound_method_holds_too_is_one_object_as_in_joblib():
+    # delayed(model.fit)(model.X), delayed(partial(f, X))(X), delayed(model)(model.X): the
+    # callable was pickled apart from the arguments, so the argument arrived as a second
+    # copy ("is" False, a write through one not seen through the other), where joblib, and
+    # the parent, have one object
+    out = run_python(
+        """
+        import functools
+        import numpy as np
+        from picklepool import Executor, Parallel, delayed
+
+        class Model:
+            def __init__(self, X):
+                self.X = X
+
+            def fit(self, X):
+                return X is self.X
+
+            def me(self, other):
+                return other is self
+
+            def __call__(self, X):
+                return X is self.X
+
+        class Cached(Model):  # its copy has no cache: the argument is sent as itself
+            def __getstate__(self):
+                return {"X": self.X}
+
+            def hit(self, cache):
+                return cache == {"k": 1} and not hasattr(self, "cache")
+
+        def same(a, b, *, c=None):
+            b[0] = 7.0  # seen through a and c when they are b
+            return a is b, c is b, float(a[0])
+
+        for n in (10, 300_000):  # in the batch's pickle, and through shared memory
+            X = np.zeros(n)
+            m = Model(X)
+            c = Cached(X)
+            c.cache = {"k": 1}
+            print(
+                Parallel(n_jobs=2)(delayed(m.fit)(m.X) for _ in range(2)),
+                Parallel(n_jobs=2)(delayed(m.me)(m) for _ in range(1)),
+                Parallel(n_jobs=2)(delayed(m)(X) for _ in range(1)),
+                Parallel(n_jobs=2)(delayed(c.hit)(c.cache) for _ in range(1)),
+                Parallel(n_jobs=2)(delayed(functools.partial(same, X, c=X))(X) for _ in range(1)),
+                Parallel(n_jobs=2, mmap_mode="r+")(delayed(functools.partial(same, X))(X) for _ in range(1)),
+            )
+            with Executor(max_workers=2) as ex:
+                mapped = list(ex.map(functools.partial(same, X, c=X), [X]))
+                print(ex.submit(m.fit, X).result(), ex.submit(m, X).result(), mapped)
+        """
+    )
+    line = "[True, True] [True] [True] [True] [(True, True, 7.0)] [(True, False, 7.0)]"
+    assert out.stdout.splitlines() == [line, "True True [(True, True, 7.0)]"] * 2, out.stderr
+
+
 def test_an_argument_the_function_holds_too_is_as_the_parent_sent_it_at_each_batch_and_submit():
     # The argument became the worker's copy of the function's own, kept across the batches
     # of a call and an Executor's submits: a task's change to it reached the next batches

@@ -216,6 +216,18 @@ def test_read_only_mode_error_names_mmap_mode():
     assert "mmap_mode='r'" in notes and "mmap_mode='c'" in notes
 
 
+def test_read_only_mode_error_names_mmap_mode_in_an_executor_too():
+    # an Executor's batch fails each task on its own (isolated): the note was not added there
+    a = np.zeros((3000, 100))
+    with picklepool.Executor(max_workers=2, mmap_mode="r") as ex:
+        futures = [ex.submit(center, a), ex.submit(center, np.zeros(3))]
+        with pytest.raises(ValueError, match="read-only") as info:
+            futures[0].result()
+        assert futures[1].result() == center(np.zeros(3))
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "mmap_mode='r'" in notes and "mmap_mode='c'" in notes
+
+
 @pytest.mark.parametrize("mode", ["r+", "w+"])
 def test_shared_modes_let_later_tasks_see_writes(mode):
     a = np.zeros(200_000)
@@ -345,3 +357,35 @@ def test_temp_folder_holds_the_files_and_is_emptied(tmp_path, monkeypatch, how, 
         assert os.path.dirname(again[0]["filename"]) == os.path.dirname(out[0]["filename"])
     assert {os.path.dirname(os.path.dirname(d["filename"])) for d in out} == {folder}
     assert os.listdir(folder) == [] and clean() == []
+
+
+def memmap_in_a_removed_folder(n):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        mm = np.memmap(os.path.join(folder, "x.dat"), dtype="float64", mode="w+", shape=(n,))
+        mm[:] = 1.0
+        return mm  # the folder is removed before the result is pickled
+
+
+@pytest.mark.parametrize("n", [10, ROWS])
+def test_a_returned_memmap_whose_file_is_gone_says_return_a_copy(n, clean):
+    # the reply's error must speak of the task's return, not of sending to workers
+    with pytest.raises(PicklingError, match="returned by a task") as info:
+        Parallel(n_jobs=2)(delayed(memmap_in_a_removed_folder)(n) for _ in range(1))
+    text = str(info.value)
+    assert "return np.array(x)" in text and "travels to workers" not in text
+    assert "memmap_in_a_removed_folder" in text
+    with picklepool.Executor(max_workers=2) as ex:
+        with pytest.raises(PicklingError, match="return np.array"):
+            ex.submit(memmap_in_a_removed_folder, n).result()
+    assert clean() == []
+
+
+def test_an_argument_memmap_whose_file_is_gone_without_sharing_says_pass_a_copy(tmp_path):
+    # max_nbytes=None: the batch is pickled with no array sharing, but still as a batch
+    path, mm = _new_memmap(tmp_path, shape=(10, 2))
+    os.unlink(path)
+    with pytest.raises(PicklingError, match="travels to workers") as info:
+        Parallel(n_jobs=2, max_nbytes=None)(delayed(put_column)(mm, 0, 1.0) for _ in range(1))
+    assert "returned by a task" not in str(info.value)

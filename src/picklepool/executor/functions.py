@@ -14,6 +14,8 @@ every batch, so no task or later call sees another's changes.
 
 from __future__ import annotations
 
+import copyreg
+import functools
 import itertools
 import operator
 import os
@@ -341,10 +343,14 @@ class FunctionTable:
         # holding objects an argument may be too (dispatch sends those as reached.ThroughFunction)
         self.reached: dict[int, tuple[FuncSpec, dict[int, tuple[str, Any, Any]], int]] = {}
         self.batch = 0  # batches begun (begin_batch)
+        self._transient: list[int] = []  # reached entries of specs made for one batch alone
 
     def begin_batch(self) -> None:
         """A batch's specs and arguments are made next (``dispatch.Channel.send``)."""
         self.batch += 1
+        for gone in self._transient:  # (their batch is made: what they hold may go)
+            self.reached.pop(gone, None)
+        self._transient.clear()
 
     def renew(self) -> None:
         """Start another call on this table: each function is pickled again when it is next
@@ -424,8 +430,11 @@ class FunctionTable:
                     self.reached.clear()
                 self._specs[ident] = spec
                 self._keep.append(referents)
-                if by_value:
+                if by_value or _holder(func):
                     self._note_reached(spec, func)
+            elif _holder(func):  # pickled for this batch alone (an Executor's submit)
+                self._note_reached(spec, func)
+                self._transient.append(id(spec))
         return spec
 
     def _note_reached(self, spec: FuncSpec, func: Any) -> None:
@@ -528,17 +537,61 @@ _NOT_REACHED = frozenset(
 )
 
 
+def _plain_state(obj: Any) -> bool:
+    """Whether *obj* pickles as its class and its ``__dict__`` as it is (no ``__getstate__``,
+    ``__setstate__``, ``__reduce__`` or copyreg entry of its own): its copy has the same
+    attributes."""
+    kind = type(obj)
+    return (
+        type(getattr(obj, "__dict__", None)) is dict
+        and kind.__reduce_ex__ is object.__reduce_ex__
+        and kind.__reduce__ is object.__reduce__
+        and getattr(kind, "__getstate__", object.__getstate__) is object.__getstate__
+        and not hasattr(kind, "__setstate__")
+        and kind not in copyreg.dispatch_table
+    )
+
+
+def _holder(func: Any) -> bool:
+    """Whether *func* travels with what it holds, whatever the pickler: a
+    ``functools.partial``, a bound method, a callable object with attributes."""
+    kind = type(func)
+    if kind is functools.partial or kind is types.MethodType:
+        return True
+    return kind not in _KEEPABLE and not isinstance(func, type) and _plain_state(func)
+
+
 def reached(func: Any) -> dict[int, tuple[str, Any, Any]]:
     """``{id(obj): (where, key, obj)}``: the objects a function sent by value holds in its globals
-    (the names its code reads), defaults, keyword defaults and closure, by where the
+    (the names its code reads), defaults, keyword defaults and closure, or a
+    ``functools.partial`` in its arguments and keywords, a bound method in its object
+    and that object's attributes, a callable object in its attributes
+    (``delayed(model.fit)(model.X)``, ``delayed(partial(f, X))(X)``), by where the
     worker's copy of the function holds them (``workers.reached.through_function``)."""
-    if type(func) is not types.FunctionType:
-        return {}
     found: dict[int, tuple[str, Any, Any]] = {}
 
     def note(value: Any, where: str, key: Any) -> None:
         if type(value) not in _NOT_REACHED and not isinstance(value, type):
             found.setdefault(id(value), (where, key, value))
+
+    if type(func) is functools.partial:
+        for i, value in enumerate(func.args):
+            note(value, "partial_arg", i)
+        for name, value in func.keywords.items():
+            note(value, "partial_kw", name)
+        return found
+    if type(func) is types.MethodType:
+        owner = func.__self__
+        note(owner, "self", None)
+        if not isinstance(owner, (type, types.ModuleType)) and _plain_state(owner):
+            for name, value in owner.__dict__.items():
+                note(value, "attr", name)
+        return found
+    if type(func) is not types.FunctionType:
+        if _holder(func):  # a callable object: its attributes
+            for name, value in func.__dict__.items():
+                note(value, "own_attr", name)
+        return found
 
     g = func.__globals__
     for name in unchanged.code_names(func.__code__):

@@ -60,13 +60,14 @@ class Scope:
       (0: nothing). files_shared: the receiving process sees this machine's files.
       copies: the call's contiguous copies of large strided views (``contiguous_copy``),
       by the memory and layout they view; None: such views are copied in band, as numpy
-      pickles them.
+      pickles them. reply: the dump is a worker's reply (its results), not a batch.
     """
 
     mode: str | None
     max_nbytes: int
     files_shared: bool = True
     copies: dict[Any, Any] | None = field(default=None, compare=False)
+    reply: bool = False
 
 
 _scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("picklepool_arrays", default=None)
@@ -311,6 +312,14 @@ def _may_refer(m: Any, scope: Scope) -> bool:
         return True
     if not writes_shared:
         return False
+    if scope.reply:  # the task made or opened the memmap, and its file went before it returned
+        raise PicklingError(
+            f"a np.memmap with mode {m.mode!r} returned by a task goes back as a reference to its "
+            f"file, so that the parent's writes reach it, but its file {m.filename!r} no longer "
+            "exists (removed before the task returned: a `with tempfile.TemporaryDirectory()` "
+            "around the return?). Keep the file until the task has returned, or return "
+            "np.array(x) to send a copy"
+        )
     raise PicklingError(
         f"a np.memmap with mode {m.mode!r} travels to workers as a reference to its file, so that "
         f"their writes reach it, but its file {m.filename!r} no longer exists. Keep the file until "

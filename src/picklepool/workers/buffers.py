@@ -23,7 +23,7 @@ from .blobs import BlobRef, read_blob
 log = logging.getLogger("picklepool.buffers")
 
 _result_names = itertools.count()
-_REPLY = arrays.Scope(mode=None, max_nbytes=0)  # results: plain arrays, user memmaps by reference
+_REPLY = arrays.Scope(mode=None, max_nbytes=0, reply=True)  # results: plain arrays, user memmaps by reference
 
 
 def load(pickler: Any, payload: Any) -> Any:

@@ -7,8 +7,9 @@ function once per call and the arguments per batch, so it arrived as two copies:
 ``is`` was False, and a change to one was not seen through the other. The parent
 (``executor.functions.reached``) sends such an argument as a :class:`ThroughFunction`
 naming where the function holds it (a global, a default, a keyword default, a closure
-cell); the worker takes that object from its copy of the function while it unpickles
-the batch's arguments (``loading.functions``, set by ``workers.runner``).
+cell; a ``functools.partial``'s argument or keyword; a bound method's object or one of its
+attributes; a callable object's attribute); the worker takes that object from its copy of
+the function while it unpickles the batch's arguments (``loading.functions``, set by ``workers.runner``).
 
 That copy is the one the parent sent: ``loading.as_sent`` gives the batch a copy of the
 function of its own, as joblib unpickles one per batch (the copy a worker keeps across a
@@ -46,9 +47,20 @@ class ThroughFunction:
 
 def through_function(index: int, where: str, key: Any) -> Any:
     """The object the batch's function *index* holds at *where* (``global``, ``default``,
-    ``kwdefault`` or ``cell``) under *key*."""
+    ``kwdefault`` or ``cell``; a partial's ``partial_arg``/``partial_kw``; a bound method's
+    ``self`` or its ``attr``; a callable object's ``own_attr``) under *key*."""
     as_sent = loading.as_sent
     fn = loading.functions[index] if as_sent is None else as_sent(index)
+    if where == "partial_arg":
+        return fn.args[key]
+    if where == "partial_kw":
+        return fn.keywords[key]
+    if where == "self":
+        return fn.__self__
+    if where == "attr":
+        return fn.__self__.__dict__[key]
+    if where == "own_attr":
+        return fn.__dict__[key]
     if where == "global":
         return fn.__globals__[key]
     if where == "default":

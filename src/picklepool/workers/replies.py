@@ -192,6 +192,9 @@ def dump_isolated(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
     """An isolated batch's ``Results``: a value or exception that cannot make the trip
     fails its own task only (a ``Raised`` in its place), not the whole batch."""
     if Raised in set(map(type, outcome.values)):
+        for value in outcome.values:  # (each its mmap_mode note, as a call's TaskFailed)
+            if type(value) is Raised:
+                buffers.explain_error(value.error, tasks)
         # An exception may pickle and yet not unpickle (its __setstate__ raises): checked
         # here, as dump_error does for a call's, so that it comes back with its own type.
         values = [_isolated_value(pickler, v) if type(v) is Raised else v for v in outcome.values]
