@@ -537,6 +537,9 @@ _NOT_REACHED = frozenset(
 )
 
 
+_OBJECT_GETSTATE = getattr(object, "__getstate__", None)  # Python >= 3.11
+
+
 def _plain_state(obj: Any) -> bool:
     """Whether *obj* pickles as its class and its ``__dict__`` as it is (no ``__getstate__``,
     ``__setstate__``, ``__reduce__`` or copyreg entry of its own): its copy has the same
@@ -546,7 +549,7 @@ def _plain_state(obj: Any) -> bool:
         type(getattr(obj, "__dict__", None)) is dict
         and kind.__reduce_ex__ is object.__reduce_ex__
         and kind.__reduce__ is object.__reduce__
-        and getattr(kind, "__getstate__", object.__getstate__) is object.__getstate__
+        and getattr(kind, "__getstate__", _OBJECT_GETSTATE) is _OBJECT_GETSTATE
         and not hasattr(kind, "__setstate__")
         and kind not in copyreg.dispatch_table
     )
