@@ -117,3 +117,25 @@ def test_a_worker_killed_holding_a_queue_lock_does_not_hang_the_end_of_the_call(
             delayed(die_holding_the_result_queue_lock)(i) for i in range(1)
         )
     assert Parallel(n_jobs=2, backend="multiprocessing")(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+def _executor_in_pool_worker(_i):
+    from picklepool import Executor
+
+    try:
+        with Executor(max_workers=2) as ex:
+            return ex.submit(abs, -1).result()
+    except AssertionError as exc:
+        return str(exc)
+
+
+@pytest.mark.timeout(120)
+def test_an_executor_in_a_daemonic_pool_worker_says_what_to_do():
+    # A multiprocessing.Pool's workers are daemonic and cannot have children: an
+    # Executor made there raised multiprocessing's bare assertion from deep in loky,
+    # with no word of what to use instead. Same type (as the standard library's), said.
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        (message,) = pool.map(_executor_in_pool_worker, [0])
+    assert message.startswith("daemonic processes are not allowed to have children: "), message
+    assert "picklepool.Executor was made in process" in message
+    assert "ThreadPoolExecutor" in message and "not daemonic" in message

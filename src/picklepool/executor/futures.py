@@ -364,6 +364,7 @@ class Executor(_StdExecutor):
         backend: Backend
         if own_context is None:
             _refuse_at_exit()  # the warm pool can no longer be started or used
+        _refuse_in_daemon()
         _hook_exit()
         inherited_key = uuid.uuid4().hex if inherit else ""  # where its workers keep the initargs
         lokycompat.load()  # before a process is forked (see there)
@@ -1071,6 +1072,26 @@ def _refuse_at_exit() -> None:
             "exit, or a thread still running after the main thread ended), when its workers can "
             "no longer be started or used. Submit before your program ends (join() the threads "
             "that submit before the main thread ends)."
+        )
+
+
+def _refuse_in_daemon() -> None:
+    """``AssertionError`` saying what to do, in a daemonic process, which cannot start workers.
+
+    A ``multiprocessing.Pool``'s workers (and a dask worker) are daemonic, and daemonic
+    processes may not have children: the standard library's executor fails there too, at
+    ``submit``, with ``multiprocessing``'s bare "daemonic processes are not allowed to have
+    children" raised deep in loky. Same type (code catching it keeps working), said here.
+    """
+    if multiprocessing.current_process().daemon:
+        raise AssertionError(
+            "daemonic processes are not allowed to have children: a picklepool.Executor was "
+            f"made in process {os.getpid()} ({multiprocessing.current_process().name}), a daemonic "
+            "one (a multiprocessing.Pool's worker, or a dask worker), which cannot start the "
+            "executor's worker processes. Use a concurrent.futures.ThreadPoolExecutor there, or "
+            "picklepool.Parallel (which runs the call with n_jobs=1 there, as joblib does), or "
+            "run the outer tasks on a picklepool.Executor or ProcessPoolExecutor, whose workers "
+            "are not daemonic and may start pools of their own."
         )
 
 
