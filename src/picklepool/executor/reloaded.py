@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import site
 import sys
-import sysconfig
 from typing import Any
 
 _seen: dict[str, tuple[Any, Any, int]] = {}  # name -> (module, its __spec__ when last seen, reloads)
@@ -65,14 +64,15 @@ def _own(module: Any) -> bool:
 
 
 def _find_roots() -> tuple[str, ...]:
+    """The folders of the standard library, site-packages and picklepool (``site``'s own
+    answers: ``sysconfig`` would import its data module at a call, after the imports a
+    fork waits for, ``lokycompat.load``)."""
     global _roots
-    paths = sysconfig.get_paths()
-    roots = {paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots = {os.path.dirname(os.__file__), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
     try:
         roots.update(site.getsitepackages())
         roots.add(site.getusersitepackages())
     except AttributeError:  # a virtualenv's old site module
         pass
-    roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # picklepool's
     _roots = tuple(os.path.join(r, "") for r in roots if r)
     return _roots
