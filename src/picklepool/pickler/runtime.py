@@ -70,6 +70,8 @@ from typing import Any
 
 import cloudpickle
 
+from .context import current
+
 Reduced = tuple[Any, ...]
 
 #: Methods by which a class says how it is pickled.
@@ -349,11 +351,13 @@ def _reduce_future(future: concurrent.futures.Future[Any]) -> Reduced:
 
 def _reduce_text_file(f: io.TextIOWrapper) -> Reduced:
     """cloudpickle's rule for a text file (an ``io.StringIO`` of its contents, at its
-    position), but a file open for writing is refused: its copy took the task's writes
-    (a log opened ``"a+"``, an output ``"w+"``, a ``NamedTemporaryFile``) and dropped
-    them, silently, and a ``NamedTemporaryFile``'s copy deleted the parent's file when
-    the worker let it go. ``sys.stdout``/``sys.stderr`` go by name, as cloudpickle does."""
-    if f is not sys.stdout and f is not sys.stderr and not f.closed:
+    position), but a file open for writing is refused when tasks are sent (a picklepool
+    call's, ``context.current()``): its copy took the task's writes (a log opened
+    ``"a+"``, an output ``"w+"``, a ``NamedTemporaryFile``) and dropped them, silently,
+    and a ``NamedTemporaryFile``'s copy deleted the parent's file when the worker let it
+    go. The hybrid pickler used on its own pickles it as cloudpickle does (its test suite
+    asks for the copy). ``sys.stdout``/``sys.stderr`` go by name, as cloudpickle does."""
+    if f is not sys.stdout and f is not sys.stderr and not f.closed and current() is not None:
         try:
             writable = f.writable()
         except (ValueError, OSError):  # detached: cloudpickle's rule says why not
