@@ -150,3 +150,43 @@ def test_digests_follow_what_a_function_wraps():
         reloads.code_digest(outer.__code__),
         reloads.code_digest(inner.__code__),
     )
+
+
+def test_functions_patched_in_place_by_autoreload_run_their_new_code(tmp_path):
+    # IPython's %autoreload reloads the module and sets each old function's __code__ to the
+    # new one's: the parent's `f` of `from mod import f` runs the new code. The parent sent
+    # the digests it had pickled at the first call, and the worker kept the functions it had
+    # rebuilt before its reload (a partial of mod.f, a __main__ function's global f).
+    proc = _script(
+        tmp_path,
+        first="""import functools
+from mod import f
+
+def via_main(x):
+    return f(x)
+
+def calls():
+    return [
+        Parallel(n_jobs=2)(delayed(f)(i) for i in range(2)),
+        Parallel(n_jobs=2)(delayed(via_main)(i) for i in range(2)),
+        Parallel(n_jobs=2)(delayed(functools.partial(f, 1))() for i in range(2)),
+        list(ex.map(f, range(2))),
+    ]
+
+ex = Executor(2)
+print(calls())""",
+        then="""old = mod.f
+mod = importlib.reload(mod)
+old.__code__ = mod.f.__code__  # what %autoreload does
+print([f(i) for i in range(2)])
+print(calls())
+ex.shutdown()""",
+    )
+    old = [("old", 0), ("old", 1)]
+    new = [("new", 0, 2), ("new", 1, 2)]
+    assert proc.stdout.splitlines() == [
+        str([old, old, [("old", 1)] * 2, old]),
+        str(new),
+        str([new, new, [("new", 1, 2)] * 2, new]),
+    ]
+    assert "Warning" not in proc.stderr

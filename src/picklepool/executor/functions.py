@@ -37,7 +37,7 @@ from ..pickler.hybrid import HybridPickler
 from ..pickler.mainalias import by_value_home
 from ..wire import FuncSpec
 from ..workers.reached import ThroughFunction
-from ..workers.reloads import ByName
+from ..workers.reloads import ByName, codes
 from . import unchanged
 
 _SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
@@ -214,9 +214,10 @@ def bad_items(items: Sequence[Any], first: int) -> TypeError:
 
 _REFERENCE_PICKLERS = (HybridPickler, CloudPickler)
 _should_pickle_by_reference = getattr(cloudpickle.cloudpickle, "_should_pickle_by_reference", None)
-# (pickler class, id(function)) -> (function, content key, bytes): functions pickled by
-# reference (module and name), for the life of the process
-_references: dict[tuple[type, int], tuple[Any, str, bytes]] = {}
+# (pickler class, id(function)) -> (function, its code objects, content key, bytes): functions
+# pickled by reference (module and name), for the life of the process, while their code is the
+# same (IPython's %autoreload sets the __code__ of a reloaded module's functions in place)
+_references: dict[tuple[type, int], tuple[Any, tuple[Any, ...], str, bytes]] = {}
 
 
 def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
@@ -232,8 +233,14 @@ def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
     if kind not in _REFERENCE_PICKLERS or type(func) not in _KEEPABLE or _should_pickle_by_reference is None:
         return None
     known = _references.get((kind, id(func)))
-    if known is not None and known[0] is func and not cloudpickle.list_registry_pickle_by_value():
-        return known[1], known[2]
+    code = codes(func) if type(func) is types.FunctionType else ()
+    if (
+        known is not None
+        and known[0] is func
+        and known[1] == code  # (code objects compare by identity first)
+        and not cloudpickle.list_registry_pickle_by_value()
+    ):
+        return known[2], known[3]
     try:
         if cloudpickle.list_registry_pickle_by_value() or not _importable(func):
             return None
@@ -245,7 +252,7 @@ def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
     if len(_references) >= MAX_SPECS:
         _references.clear()
     key = blake2b(data + b"()", digest_size=16).hexdigest()  # as FunctionTable.spec's
-    _references[(kind, id(func))] = (func, key, data)
+    _references[(kind, id(func))] = (func, code, key, data)
     return key, data
 
 

@@ -31,6 +31,8 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+from .cache import objects
+
 try:  # hashlib's own blake2b, without hashlib, whose import loads OpenSSL
     from _blake2 import blake2b
 except ImportError:  # an interpreter without CPython's module
@@ -54,15 +56,35 @@ class ByName:
 
 def digests(func: Any) -> tuple[str, ...]:
     """The digests of *func*'s code and of each function it wraps (``__wrapped__``)."""
+    return tuple(code_digest(code) for code in codes(func))
+
+
+def codes(func: Any) -> tuple[types.CodeType, ...]:
+    """*func*'s code object and that of each function it wraps (``__wrapped__``): what its
+    digests are of. IPython's ``%autoreload`` sets a function's ``__code__`` in place."""
     out = []
     for _ in range(WRAPPED_DEPTH):
         code = getattr(func, "__code__", None)
         if isinstance(code, types.CodeType):
-            out.append(code_digest(code))
+            out.append(code)
         func = getattr(func, "__wrapped__", None)
         if func is None:
             break
     return tuple(out)
+
+
+def reload_here(module: types.ModuleType) -> None:
+    """``importlib.reload(module)``, and forget what this worker rebuilt before it.
+
+    The functions kept from earlier batches (``workers.runner``) and the shared values
+    (``workers.snapshots``) were rebuilt from the same bytes the parent sends again: they
+    hold the old module's functions and classes (a partial of ``mod.f``, an instance of
+    ``mod.C``, a ``__main__`` function's global ``f`` of ``from mod import f``), which
+    would run the old code. Rebuilt at their next batch, they find the new ones."""
+    try:
+        importlib.reload(module)
+    finally:  # a reload that failed half-way may have replaced some of them
+        objects.clear()
 
 
 def code_digest(code: types.CodeType) -> str:
@@ -150,7 +172,7 @@ def _reload(func: Any, module: Any, qualname: Any, sent: tuple[str, ...]) -> tup
     if not all(d in on_disk or d in mine for d in sent):
         return None, f"{path} holds neither the parent's code nor this worker's"
     try:
-        importlib.reload(module)
+        reload_here(module)
     except Exception as exc:  # noqa: BLE001 - said in the warning
         return None, f"reloading it here failed ({type(exc).__name__}: {exc})"
     found: Any = module
@@ -197,7 +219,7 @@ def apply(sent: tuple[tuple[str, int], ...]) -> None:
         if module is None:
             continue
         try:
-            importlib.reload(module)
+            reload_here(module)
         except Exception as exc:  # noqa: BLE001 - said, and the worker goes on with its copy
             warnings.warn(
                 f"picklepool: module {name} was reloaded in the parent; reloading it in this "
