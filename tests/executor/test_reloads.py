@@ -190,3 +190,25 @@ ex.shutdown()""",
         str([new, new, [("new", 1, 2)] * 2, new]),
     ]
     assert "Warning" not in proc.stderr
+
+
+def test_a_parent_run_with_python_O_gets_no_warning_and_its_reloads(tmp_path):
+    # Its workers run without -O (as joblib's): a function with an assert compiles to other
+    # code there. That is no sign of a reload: no warning, and a real reload still reaches them.
+    old = "def f(x):\n    assert x >= 0\n    return ('old', x)\n"
+    new = "def f(x):\n    assert x >= 0\n    return ('new', x, 2)\n\n\n"
+    code = SCRIPT.format(
+        folder=str(tmp_path),
+        path=str(tmp_path / "mod.py"),
+        old=old,
+        new=new,
+        first="print(Parallel(n_jobs=2)(delayed(mod.f)(i) for i in range(2)))",
+        then="""mod = importlib.reload(mod)
+print(Parallel(n_jobs=2)(delayed(mod.f)(i) for i in range(2)))""",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [str([("old", 0), ("old", 1)]), str([("new", 0, 2), ("new", 1, 2)])]
+    assert "Warning" not in proc.stderr

@@ -51,7 +51,8 @@ class ByName:
         self.digests = digests(func)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return resolve, (self.func, self.digests)
+        # with the level the parent compiles at (python -O): a worker's differs (as joblib's)
+        return resolve, (self.func, self.digests, sys.flags.optimize)
 
 
 def digests(func: Any) -> tuple[str, ...]:
@@ -127,23 +128,26 @@ def _parts(obj: Any) -> Iterator[bytes]:
         yield f"{type(obj).__name__}:{obj!r}".encode()
 
 
-def resolve(func: Any, sent: tuple[str, ...]) -> Any:
-    """*func* (found by name here) when its code is the parent's (*sent* digests), else the
-    module reloaded when its file holds the parent's code (module docstring)."""
+def resolve(func: Any, sent: tuple[str, ...], optimize: int | None = None) -> Any:
+    """*func* (found by name here) when its code is the parent's (*sent* digests, compiled
+    at the parent's *optimize* level), else the module reloaded when its file holds the
+    parent's code (module docstring)."""
     if digests(func) == sent:
         return func
-    found = _reloaded(func, sent)
+    found = _reloaded(func, sent, sys.flags.optimize if optimize is None else optimize)
     return func if found is None else found
 
 
 _warned: set[tuple[str, tuple[str, ...]]] = set()
 
 
-def _reloaded(func: Any, sent: tuple[str, ...]) -> Any:
+def _reloaded(func: Any, sent: tuple[str, ...], optimize: int) -> Any:
     """The function reloaded from its module's file, or None (warned once) when that cannot
     give the parent's code."""
     name, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
-    found, why = _reload(func, sys.modules.get(name) if isinstance(name, str) else None, qualname, sent)
+    found, why = _reload(
+        func, sys.modules.get(name) if isinstance(name, str) else None, qualname, sent, optimize
+    )
     if found is None and (f"{name}.{qualname}", sent) not in _warned:
         _warned.add((f"{name}.{qualname}", sent))
         warnings.warn(
@@ -158,19 +162,24 @@ def _reloaded(func: Any, sent: tuple[str, ...]) -> Any:
     return found
 
 
-def _reload(func: Any, module: Any, qualname: Any, sent: tuple[str, ...]) -> tuple[Any, str]:
+def _reload(func: Any, module: Any, qualname: Any, sent: tuple[str, ...], optimize: int) -> tuple[Any, str]:
     """(the function of *module* reloaded, "") when its file holds the parent's code, else
-    (None, why not)."""
+    (None, why not). A parent run with ``python -O`` compiles the same source to other
+    code than its workers (they run without it, as joblib's): *func* is the parent's
+    code when it is the file's compiled here."""
     path = getattr(getattr(module, "__spec__", None), "origin", None)
     if module is None or not isinstance(qualname, str) or not str(path).endswith(".py"):
         return None, "its module has no source file to reload it from"
     try:
-        on_disk = _file_digests(str(path))
+        on_disk = _file_digests(str(path), optimize)
+        here = on_disk if optimize == sys.flags.optimize else _file_digests(str(path), sys.flags.optimize)
     except (OSError, SyntaxError, ValueError) as exc:
         return None, f"{path} could not be compiled ({type(exc).__name__}: {exc})"
     mine = set(digests(func))
     if not all(d in on_disk or d in mine for d in sent):
         return None, f"{path} holds neither the parent's code nor this worker's"
+    if here is not on_disk and mine <= here:  # the file's code, as this worker compiles it
+        return func, ""
     try:
         reload_here(module)
     except Exception as exc:  # noqa: BLE001 - said in the warning
@@ -178,16 +187,17 @@ def _reload(func: Any, module: Any, qualname: Any, sent: tuple[str, ...]) -> tup
     found: Any = module
     for part in qualname.split("."):
         found = getattr(found, part, None)
-    if found is not None and digests(found) == sent:
+    if found is not None and (digests(found) == sent or here is not on_disk and set(digests(found)) <= here):
         return found, ""
     return None, f"{path} reloaded here does not define it as the parent has it"
 
 
-def _file_digests(path: str) -> set[str]:
-    """The digests of every code object compiled from the source file *path* as it is now."""
+def _file_digests(path: str, optimize: int) -> set[str]:
+    """The digests of every code object compiled (at the *optimize* level) from the source
+    file *path* as it is now."""
     with tokenize.open(path) as f:  # its declared encoding, as the import system reads it
         source = f.read()
-    top = compile(source, path, "exec", dont_inherit=True)
+    top = compile(source, path, "exec", dont_inherit=True, optimize=optimize)
     out: set[str] = set()
     todo = [top]
     while todo:
