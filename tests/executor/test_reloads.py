@@ -265,3 +265,73 @@ def test_a_call_looks_again_only_at_the_modules_the_import_system_was_asked_for(
         reloaded._seen.pop("pp_watched_reloaded", None)
         reloaded._seen.pop("pp_watched_many", None)
         reloaded._out = tuple(item for item in reloaded._out if not item[0].startswith("pp_watched"))
+
+
+IPYTHON_SCRIPT = """
+import os, sys
+sys.path.insert(0, {folder!r})
+from IPython.core.interactiveshell import InteractiveShell
+
+def write(text, bump):
+    with open({path!r}, "w") as f:
+        f.write(text)
+    st = os.stat({path!r})
+    os.utime({path!r}, (st.st_atime, st.st_mtime + bump))
+
+write({old!r}, 0)
+shell = InteractiveShell.instance()
+CALLS = (
+    "print([Parallel(n_jobs=2)(delayed(f)(i) for i in range(2)),"
+    " Parallel(n_jobs=2)(delayed(via_main)(i) for i in range(2)),"
+    " Parallel(n_jobs=2)(delayed(shape.area)() for i in range(2))])"
+)
+for cell in [
+    "%load_ext autoreload",
+    "%autoreload 2",
+    "from picklepool import Parallel, delayed\\nfrom mod import f, Shape\\nimport mod",
+    "def via_main(x):\\n    return mod.helper(x)",
+    "shape = Shape()",
+    CALLS,
+]:
+    assert shell.run_cell(cell).success, cell
+write({new!r}, 10)
+assert shell.run_cell(CALLS).success
+"""
+
+
+def test_ipython_autoreload_that_patches_the_module_in_place_reaches_the_workers(tmp_path):
+    # IPython 9's %autoreload 2 (deduperreload) runs the edited definitions in the module and
+    # sets the old functions' __code__, compiled alone from their unparsed source: no reload,
+    # no new __spec__. The workers ran the old code, and a task function warned.
+    pytest.importorskip("IPython.extensions.deduperreload")
+    old = (
+        "def f(x):\n    return ('old', x)\n\n\ndef helper(x):\n    return ('old', x)\n\n\n"
+        "class Shape:\n    def area(self):\n        return 1\n"
+    )
+    new = (
+        "def f(x):\n    return ('new', x, 2)\n\n\ndef helper(x):\n    return ('new', x)\n\n\n"
+        "class Shape:\n    def area(self):\n        return 22\n"
+    )
+    code = IPYTHON_SCRIPT.format(folder=str(tmp_path), path=str(tmp_path / "mod.py"), old=old, new=new)
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        str([[("old", 0), ("old", 1)], [("old", 0), ("old", 1)], [1, 1]]),
+        str([[("new", 0, 2), ("new", 1, 2)], [("new", 0), ("new", 1)], [22, 22]]),
+    ]
+    assert "Warning" not in proc.stderr
+
+
+def test_a_codes_digest_is_not_of_its_first_line_nor_its_class():
+    # what %autoreload compiles alone (line 1, in a class of its own) is the file's code
+    in_file = compile("\n\nclass Shape:\n    def area(self):\n        return 22\n", "m.py", "exec")
+    alone = compile("class __autoreload_class__:\n    def area(self):\n        return 22\n", "m.py", "exec")
+
+    def method(top):
+        return next(
+            c
+            for c in next(c for c in top.co_consts if hasattr(c, "co_code")).co_consts
+            if hasattr(c, "co_code")
+        )
+
+    assert reloads.code_digest(method(in_file)) == reloads.code_digest(method(alone))

@@ -18,6 +18,11 @@ with the module as target; when something else went first since the last call, e
 watched module is looked at (an editable install of a large package is a thousand of
 them: 0.4 ms a call). A module replaced in ``sys.modules`` by hand, bypassing the
 import system (``importlib.util.module_from_spec``), is not seen.
+
+IPython's ``%autoreload 2`` (IPython 9's deduperreload) does not reload a module: it
+runs the edited definitions in it and sets the old functions' ``__code__``. The time it
+notes for each module it updated (:func:`_autoreload_marks`) changes then: that counts
+as a reload of it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ _count = -1  # len(sys.modules) at the last look
 _out: tuple[tuple[str, int], ...] = ()  # (name, reloads) of the modules reloaded at least once
 _roots: tuple[str, ...] | None = None
 _asked: set[str] = set()  # watched names the import system was asked for since the last look
+_marks: dict[str, Any] = {}  # name -> IPython %autoreload's mark of it at the last look
 
 
 class _Watch:
@@ -74,7 +80,12 @@ def generations() -> tuple[tuple[str, int], ...]:
         names = []
         while _asked:
             names.append(_asked.pop())
+    marks = _autoreload_marks() if "IPython.extensions.autoreload" in modules else None
     changed = False
+    for name in () if marks is None else _patched(marks):
+        module, spec, n = _seen[name]
+        _seen[name] = (module, spec, n + 1)
+        changed = True
     for name in names:
         seen = _seen.get(name)
         if seen is None:
@@ -90,6 +101,30 @@ def generations() -> tuple[tuple[str, int], ...]:
     if changed:
         _out = tuple((name, n) for name, (_m, _s, n) in _seen.items() if n)
     return _out
+
+
+def _autoreload_marks() -> dict[str, Any] | None:
+    """IPython's ``%autoreload``: module name -> the file's time when it last updated it."""
+    try:
+        shell = sys.modules["IPython"].get_ipython()
+        marks = shell.magics_manager.registry["AutoreloadMagics"]._reloader.modules_mtimes
+    except Exception:  # noqa: BLE001 - not in IPython, the extension not loaded, another IPython
+        return None
+    return marks if isinstance(marks, dict) else None
+
+
+def _patched(marks: dict[str, Any]) -> list[str]:
+    """The watched modules whose ``%autoreload`` mark changed since the last look (a first
+    mark is the time it saw the module, no update)."""
+    out = []
+    for name in list(_seen):
+        mark = marks.get(name)
+        old = _marks.get(name)
+        if mark is not old:
+            _marks[name] = mark
+            if old is not None and mark is not None and old != mark:
+                out.append(name)
+    return out
 
 
 def _own(module: Any) -> bool:
