@@ -299,7 +299,8 @@ assert shell.run_cell(CALLS).success
 """
 
 
-def test_ipython_autoreload_that_patches_the_module_in_place_reaches_the_workers(tmp_path):
+@pytest.mark.parametrize("future", ["", "from __future__ import annotations\n\n"])
+def test_ipython_autoreload_that_patches_the_module_in_place_reaches_the_workers(tmp_path, future):
     # IPython 9's %autoreload 2 (deduperreload) runs the edited definitions in the module and
     # sets the old functions' __code__, compiled alone from their unparsed source: no reload,
     # no new __spec__. The workers ran the old code, and a task function warned.
@@ -312,6 +313,8 @@ def test_ipython_autoreload_that_patches_the_module_in_place_reaches_the_workers
         "def f(x):\n    return ('new', x, 2)\n\n\ndef helper(x):\n    return ('new', x)\n\n\n"
         "class Shape:\n    def area(self):\n        return 22\n"
     )
+    # (the file's `from __future__` import is not on the code %autoreload compiles alone)
+    old, new = future + old, future + new
     code = IPYTHON_SCRIPT.format(folder=str(tmp_path), path=str(tmp_path / "mod.py"), old=old, new=new)
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
@@ -335,3 +338,14 @@ def test_a_codes_digest_is_not_of_its_first_line_nor_its_class():
         )
 
     assert reloads.code_digest(method(in_file)) == reloads.code_digest(method(alone))
+
+
+def test_a_codes_digest_is_not_of_its_files_future_imports():
+    def function(source):
+        top = compile(source, "m.py", "exec", dont_inherit=True)
+        return next(c for c in top.co_consts if hasattr(c, "co_code"))
+
+    body = "def f(x: int) -> int:\n    return x\n"
+    plain, future = function(body), function("from __future__ import annotations\n" + body)
+    assert future.co_flags != plain.co_flags
+    assert reloads.code_digest(future) == reloads.code_digest(plain)

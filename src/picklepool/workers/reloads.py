@@ -22,6 +22,7 @@ joblib's workers do the same). Two ways, each for what the other cannot see:
 
 from __future__ import annotations
 
+import __future__
 import importlib
 import os
 import sys
@@ -39,6 +40,11 @@ except ImportError:  # an interpreter without CPython's module
     from hashlib import blake2b
 
 WRAPPED_DEPTH = 8  # __wrapped__ links followed from a task function
+# the flags `from __future__ import ...` sets on code: its file's, not the function's own
+# doing (a function compiled alone, as %autoreload does, has none)
+_FUTURE_FLAGS = 0
+for _name in __future__.all_feature_names:
+    _FUTURE_FLAGS |= getattr(__future__, _name).compiler_flag
 
 
 class ByName:
@@ -91,7 +97,7 @@ def reload_here(module: types.ModuleType) -> None:
 def code_digest(code: types.CodeType) -> str:
     """A digest of what *code* does, the same in every process that compiled the same source.
 
-    Not of where it stands: its first line, its class. IPython's ``%autoreload``
+    Not of where it stands: its first line, its class, its file's ``__future__`` imports. IPython's ``%autoreload``
     (deduperreload, IPython 9) compiles an edited function alone, from its source
     unparsed (line 1; a method in a class of its own), and sets the old function's
     ``__code__`` to it: the file compiled in a worker gives the same digest."""
@@ -116,7 +122,7 @@ def _parts(obj: Any) -> Iterator[bytes]:
                 obj.co_argcount,
                 obj.co_posonlyargcount,
                 obj.co_kwonlyargcount,
-                obj.co_flags,
+                obj.co_flags & ~_FUTURE_FLAGS,
             )
         ).encode()
         for const in obj.co_consts:
