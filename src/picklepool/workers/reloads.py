@@ -21,8 +21,8 @@ joblib's workers do the same). Two ways, each for what the other cannot see:
 """
 
 from __future__ import annotations
-
 import __future__
+
 import importlib
 import os
 import sys
