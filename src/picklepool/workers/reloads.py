@@ -97,10 +97,11 @@ def reload_here(module: types.ModuleType) -> None:
 def code_digest(code: types.CodeType) -> str:
     """A digest of what *code* does, the same in every process that compiled the same source.
 
-    Not of where it stands: its first line, its class, its file's ``__future__`` imports. IPython's ``%autoreload``
-    (deduperreload, IPython 9) compiles an edited function alone, from its source
-    unparsed (line 1; a method in a class of its own), and sets the old function's
-    ``__code__`` to it: the file compiled in a worker gives the same digest."""
+    Not of where it stands: its first line, its class, its file's ``__future__``
+    imports. IPython's ``%autoreload`` (deduperreload, IPython 9) compiles an edited
+    function alone, from its source unparsed (line 1; a method in a class of its own),
+    and sets the old function's ``__code__`` to it: the file compiled in a worker gives
+    the same digest."""
     h = blake2b(digest_size=12)
     for part in _parts(code):
         h.update(part)
