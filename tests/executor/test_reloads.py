@@ -349,3 +349,40 @@ def test_a_codes_digest_is_not_of_its_files_future_imports():
     plain, future = function(body), function("from __future__ import annotations\n" + body)
     assert future.co_flags != plain.co_flags
     assert reloads.code_digest(future) == reloads.code_digest(plain)
+
+
+def test_objects_held_from_before_a_reload_run_as_the_parent_runs_them(tmp_path):
+    # `from mod import f` then importlib.reload(mod): the parent's f is the old function, no
+    # longer its module's; a loop in the parent runs the old code. It went by name from
+    # bytes cached before the reload (a call's, a long-lived Executor's, a __main__
+    # function's global), and the workers ran the reloaded module's f (with a warning).
+    stale = """from mod import f
+
+def via_main(x):
+    return f(x)
+
+def calls():
+    return [
+        Parallel(n_jobs=2)(delayed(f)(i) for i in range(2)),
+        Parallel(n_jobs=2)(delayed(via_main)(i) for i in range(2)),
+        [ex.submit(f, i).result() for i in range(2)],
+        [ex.submit(via_main, i).result() for i in range(2)],
+    ]
+
+ex = Executor(2)
+print(calls())"""
+    proc = _script(
+        tmp_path,
+        first=stale,
+        then="""mod = importlib.reload(mod)
+print([f(i) for i in range(2)], Parallel(n_jobs=2)(delayed(mod.f)(i) for i in range(2)))
+print(calls())
+ex.shutdown()""",
+    )
+    old = [("old", 0), ("old", 1)]
+    assert proc.stdout.splitlines() == [
+        str([old] * 4),
+        f"{old} {[('new', 0, 2), ('new', 1, 2)]}",
+        str([old] * 4),
+    ]
+    assert "Warning" not in proc.stderr

@@ -40,6 +40,9 @@ _out: tuple[tuple[str, int], ...] = ()  # (name, reloads) of the modules reloade
 _roots: tuple[str, ...] | None = None
 _asked: set[str] = set()  # watched names the import system was asked for since the last look
 _marks: dict[str, Any] = {}  # name -> IPython %autoreload's mark of it at the last look
+# reloads seen so far: what was decided before one about a module's objects may be wrong now
+# (an old function or class, still held under another name, is no longer its module's)
+epoch = 0
 
 
 class _Watch:
@@ -58,7 +61,7 @@ _watch = _Watch()
 
 def generations() -> tuple[tuple[str, int], ...]:
     """``(module name, reloads seen)`` of the user's modules reloaded since first seen here."""
-    global _count, _out
+    global _count, _out, epoch
     modules = sys.modules
     meta = sys.meta_path
     everything = not meta or meta[0] is not _watch  # a reload may have gone past it
@@ -99,6 +102,7 @@ def generations() -> tuple[tuple[str, int], ...]:
         _seen[name] = (now, getattr(now, "__spec__", None), n + 1)
         changed = True
     if changed:
+        epoch += 1
         _out = tuple((name, n) for name, (_m, _s, n) in _seen.items() if n)
     return _out
 
