@@ -386,3 +386,27 @@ ex.shutdown()""",
         str([old] * 4),
     ]
     assert "Warning" not in proc.stderr
+
+
+def test_an_installed_librarys_module_is_never_reloaded_in_a_worker(tmp_path, monkeypatch):
+    # A dask worker started before `pip install -U lib`, its client after: the file holds
+    # the parent's code, but reloading one module of a library under the rest of it (and
+    # under the other tasks of a shared worker) is not safe. The worker's copy runs, said.
+    import importlib
+
+    (tmp_path / "pp_installed_lib.py").write_text("def f(x):\n    return ('old', x)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lib = importlib.import_module("pp_installed_lib")
+    try:
+        here = lib.f
+        (tmp_path / "pp_installed_lib.py").write_text("def f(x):\n    return ('new', x)\n\n")
+        parents = compile((tmp_path / "pp_installed_lib.py").read_text(), str(tmp_path / "x.py"), "exec")
+        sent = (reloads.code_digest(next(c for c in parents.co_consts if hasattr(c, "co_code"))),)
+        monkeypatch.setattr(reloads, "_roots", (str(tmp_path) + "/",))
+        with pytest.warns(RuntimeWarning, match="an installed library's, which picklepool does not reload"):
+            assert reloads.resolve(here, sent, sys.flags.optimize) is here
+        assert lib.f is here and lib.f(1) == ("old", 1)
+        monkeypatch.setattr(reloads, "_roots", ("/nowhere/",))  # the user's own: reloaded
+        assert reloads.resolve(here, sent, sys.flags.optimize)(1) == ("new", 1)
+    finally:
+        sys.modules.pop("pp_installed_lib", None)

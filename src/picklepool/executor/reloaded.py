@@ -27,17 +27,15 @@ as a reload of it.
 
 from __future__ import annotations
 
-import os
-import site
 import sys
-import sysconfig
 from typing import Any
+
+from ..workers.reloads import library
 
 _seen: dict[str, tuple[Any, Any, int]] = {}  # name -> (module, its __spec__ when last seen, reloads)
 _scanned: set[str] = set()  # names in sys.modules already looked at
 _count = -1  # len(sys.modules) at the last look
 _out: tuple[tuple[str, int], ...] = ()  # (name, reloads) of the modules reloaded at least once
-_roots: tuple[str, ...] | None = None
 _asked: set[str] = set()  # watched names the import system was asked for since the last look
 _marks: dict[str, Any] = {}  # name -> IPython %autoreload's mark of it at the last look
 # reloads seen so far: what was decided before one about a module's objects may be wrong now
@@ -137,18 +135,4 @@ def _own(module: Any) -> bool:
     origin = getattr(getattr(module, "__spec__", None), "origin", None)
     if not isinstance(origin, str) or not origin.endswith(".py"):
         return False
-    return not origin.startswith(_roots or _find_roots())
-
-
-def _find_roots() -> tuple[str, ...]:
-    global _roots
-    paths = sysconfig.get_paths()
-    roots = {paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")}
-    try:
-        roots.update(site.getsitepackages())
-        roots.add(site.getusersitepackages())
-    except AttributeError:  # a virtualenv's old site module
-        pass
-    roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # picklepool's
-    _roots = tuple(os.path.join(r, "") for r in roots if r)
-    return _roots
+    return not library(origin)

@@ -25,7 +25,9 @@ import __future__
 
 import importlib
 import os
+import site
 import sys
+import sysconfig
 import tokenize
 import types
 import warnings
@@ -156,17 +158,23 @@ def _reloaded(func: Any, sent: tuple[str, ...], optimize: int) -> Any:
     """The function reloaded from its module's file, or None (warned once) when that cannot
     give the parent's code."""
     name, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
-    found, why = _reload(
-        func, sys.modules.get(name) if isinstance(name, str) else None, qualname, sent, optimize
-    )
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    found, why = _reload(func, module, qualname, sent, optimize)
     if found is None and (f"{name}.{qualname}", sent) not in _warned:
         _warned.add((f"{name}.{qualname}", sent))
+        path = getattr(getattr(module, "__spec__", None), "origin", None)
+        if isinstance(path, str) and library(path):
+            todo = "Run the same version of it in the parent and the workers (restart them)."
+        else:
+            todo = (
+                "Reload the module in the parent (importlib.reload) once its file is as it "
+                "should be, then call again."
+            )
         warnings.warn(
             f"picklepool: the task function {name}.{qualname} in this worker (pid {os.getpid()}) "
             "is not the code the parent runs (its module was reloaded in the parent, or its "
             f"file changed since the parent imported it), and {why}: the tasks run this "
-            "worker's copy. Reload the module in the parent (importlib.reload) once its file "
-            "is as it should be, then call again.",
+            f"worker's copy. {todo}",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -189,6 +197,8 @@ def _reload(func: Any, module: Any, qualname: Any, sent: tuple[str, ...], optimi
     mine = set(digests(func))
     if not all(d in on_disk or d in mine for d in sent):
         return None, f"{path} holds neither the parent's code nor this worker's"
+    if library(str(path)):  # a library reloaded in part, under the others' feet: never
+        return None, f"{path} is an installed library's, which picklepool does not reload"
     if here is not on_disk and mine <= here:  # the file's code, as this worker compiles it
         return func, ""
     try:
@@ -201,6 +211,29 @@ def _reload(func: Any, module: Any, qualname: Any, sent: tuple[str, ...], optimi
     if found is not None and (digests(found) == sent or here is not on_disk and set(digests(found)) <= here):
         return found, ""
     return None, f"{path} reloaded here does not define it as the parent has it"
+
+
+def library(path: str) -> bool:
+    """Whether the file *path* is an installed library's: in the interpreter's own folders
+    (standard library, site-packages) or picklepool's. Never reloaded."""
+    return path.startswith(_roots or _find_roots())
+
+
+_roots: tuple[str, ...] | None = None
+
+
+def _find_roots() -> tuple[str, ...]:
+    global _roots
+    paths = sysconfig.get_paths()
+    roots = {paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    try:
+        roots.update(site.getsitepackages())
+        roots.add(site.getusersitepackages())
+    except AttributeError:  # a virtualenv's old site module
+        pass
+    roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # picklepool's
+    _roots = tuple(os.path.join(r, "") for r in roots if r)
+    return _roots
 
 
 def _file_digests(path: str, optimize: int) -> set[str]:
