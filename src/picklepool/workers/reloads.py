@@ -27,7 +27,6 @@ import importlib
 import os
 import site
 import sys
-import sysconfig
 import tokenize
 import types
 import warnings
@@ -224,8 +223,10 @@ _roots: tuple[str, ...] | None = None
 
 def _find_roots() -> tuple[str, ...]:
     global _roots
-    paths = sysconfig.get_paths()
-    roots = {paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    # the standard library's folder, and site-packages': not sysconfig.get_paths(), whose
+    # first use imports a module (_sysconfigdata) during a first call, after the imports a
+    # fork waits for (lokycompat.load)
+    roots = {os.path.dirname(os.path.abspath(os.__file__))}
     try:
         roots.update(site.getsitepackages())
         roots.add(site.getusersitepackages())
