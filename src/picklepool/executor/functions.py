@@ -39,8 +39,8 @@ from ..pickler.hybrid import HybridPickler
 from ..pickler.mainalias import by_value_home
 from ..wire import FuncSpec
 from ..workers.reached import ThroughFunction
-from ..workers.reloads import ByName, checkable
-from . import unchanged
+from ..workers.reloads import ByName, checkable, codes
+from . import reloaded, unchanged
 
 _SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
 _KEEPABLE = (types.FunctionType, types.BuiltinFunctionType, type)
@@ -216,9 +216,11 @@ def bad_items(items: Sequence[Any], first: int) -> TypeError:
 
 _REFERENCE_PICKLERS = (HybridPickler, CloudPickler)
 _should_pickle_by_reference = getattr(cloudpickle.cloudpickle, "_should_pickle_by_reference", None)
-# (pickler class, id(function)) -> (function, content key, bytes): functions pickled by
-# reference (module and name), for the life of the process
-_references: dict[tuple[type, int], tuple[Any, str, bytes]] = {}
+# (pickler class, id(function)) -> (function, its code objects, content key, bytes): functions
+# pickled by reference (module and name), for the life of the process, while their code is the
+# same (IPython's %autoreload sets the __code__ of a reloaded module's functions in place)
+_references: dict[tuple[type, int], tuple[Any, tuple[Any, ...], str, bytes]] = {}
+_references_epoch = [0]  # reloaded.epoch when they were pickled
 
 
 def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
@@ -234,9 +236,18 @@ def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
     kind = type(pickler)
     if kind not in _REFERENCE_PICKLERS or type(func) not in _KEEPABLE or _should_pickle_by_reference is None:
         return None
+    if _references_epoch[0] != reloaded.epoch:  # a function held from before a reload goes by value
+        _references.clear()
+        _references_epoch[0] = reloaded.epoch
     known = _references.get((kind, id(func)))
-    if known is not None and known[0] is func and not cloudpickle.list_registry_pickle_by_value():
-        return known[1], known[2]
+    code = codes(func) if type(func) is types.FunctionType else ()
+    if (
+        known is not None
+        and known[0] is func
+        and known[1] == code  # (code objects compare by identity first)
+        and not cloudpickle.list_registry_pickle_by_value()
+    ):
+        return known[2], known[3]
     try:
         if cloudpickle.list_registry_pickle_by_value() or not _importable(func):
             return None
@@ -248,7 +259,7 @@ def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
     if len(_references) >= MAX_SPECS:
         _references.clear()
     key = blake2b(data + b"()", digest_size=16).hexdigest()  # as FunctionTable.spec's
-    _references[(kind, id(func))] = (func, key, data)
+    _references[(kind, id(func))] = (func, code, key, data)
     return key, data
 
 
@@ -338,6 +349,7 @@ class FunctionTable:
         self.token = f"{prefix}{next(counter)}"  # scopes the workers' function cache to this call
         self._specs: dict[Any, FuncSpec] = {}
         self._keep: list[Any] = []  # what the keys refer to, kept alive so ids stay unique
+        self._epoch = reloaded.epoch  # a reload since: a function held from before goes by value
         self.blob_keys: set[str] = set()  # specs sent as blobs: a batch carries only its own
         # id(spec) -> (spec, reached(func), batch it was pickled for) of functions sent by value
         # holding objects an argument may be too (dispatch sends those as reached.ThroughFunction)
@@ -386,6 +398,10 @@ class FunctionTable:
         """*func*'s spec, pickled now if this call has not met it; *where()* names the
         task for an error (``task 57: f(57)``)."""
         ident, referents = identity(func)
+        if self._epoch != reloaded.epoch:  # (a long-lived table: an Executor's)
+            self._epoch = reloaded.epoch
+            self._specs.clear()
+            self._keep.clear()
         spec = self._specs.get(ident)
         if spec is None:
             reference = by_reference(self.pickler, func)

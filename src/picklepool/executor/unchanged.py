@@ -34,6 +34,8 @@ from typing import Any
 
 import cloudpickle
 
+from . import reloaded
+
 MAX_KEPT = 1024  # functions remembered before the table starts afresh
 _ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 _NAMED = frozenset({types.ModuleType, types.FunctionType, types.BuiltinFunctionType})  # maybe by name
@@ -45,6 +47,7 @@ _MAX_DEPTH = 4  # nested functions sent by value, followed this deep
 # the functions alive when their globals are modules' (alive anyway); else they are held
 # weakly, and the entry goes with them (``_Evidence``).
 _kept: dict[tuple[type, Any], tuple[_Evidence, str, bytes, Any]] = {}
+_kept_epoch = [0]  # reloaded.epoch when they were kept
 
 
 class _Evidence:
@@ -71,11 +74,21 @@ class _Evidence:
 
 def recall(kind: type, ident: Any, func: Any) -> tuple[str, bytes] | None:
     """``(content key, bytes)`` remembered for *func* under *ident*, if still provably true."""
+    _since_reload()
     known = _kept.get((kind, ident))
     if known is None or cloudpickle.list_registry_pickle_by_value():
         return None
     funcs = known[0].functions()
     return (known[1], known[2]) if funcs is not None and _holds(func, known[0].tree, funcs) else None
+
+
+def _since_reload() -> None:
+    """Forget what was kept before the last reload (``reloaded.epoch``): what went by name
+    then may not now. Before each look and each new entry (one kept after the reload was
+    dropped at the next look)."""
+    if _kept_epoch[0] != reloaded.epoch:
+        _kept.clear()
+        _kept_epoch[0] = reloaded.epoch
 
 
 def remember(kind: type, ident: Any, func: Any, key: str, data: bytes, by_reference: Any) -> None:
@@ -86,6 +99,7 @@ def remember(kind: type, ident: Any, func: Any, key: str, data: bytes, by_refere
     """
     if cloudpickle.list_registry_pickle_by_value():
         return
+    _since_reload()
     strong: list[Any] = []
     funcs: list[Any] = []
     tree = _evidence(func, by_reference, 0, set(), strong, funcs)
