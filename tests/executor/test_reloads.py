@@ -32,6 +32,14 @@ write({new!r})
 """
 
 
+# a __main__ script's function f of `from mod import f`, and one of its own calling it
+HELD = """from mod import f
+
+def via_main(x):
+    return f(x)
+"""
+
+
 def _script(tmp_path, first: str, then: str) -> subprocess.CompletedProcess[str]:
     code = SCRIPT.format(
         folder=str(tmp_path), path=str(tmp_path / "mod.py"), old=OLD, new=NEW, first=first, then=then
@@ -174,12 +182,9 @@ def test_functions_patched_in_place_by_autoreload_run_their_new_code(tmp_path):
     # rebuilt before its reload (a partial of mod.f, a __main__ function's global f).
     proc = _script(
         tmp_path,
-        first="""import functools
-from mod import f
-
-def via_main(x):
-    return f(x)
-
+        first="import functools\n"
+        + HELD
+        + """
 def calls():
     return [
         Parallel(n_jobs=2)(delayed(f)(i) for i in range(2)),
@@ -371,11 +376,9 @@ def test_objects_held_from_before_a_reload_run_as_the_parent_runs_them(tmp_path)
     # longer its module's; a loop in the parent runs the old code. It went by name from
     # bytes cached before the reload (a call's, a long-lived Executor's, a __main__
     # function's global), and the workers ran the reloaded module's f (with a warning).
-    stale = """from mod import f
-
-def via_main(x):
-    return f(x)
-
+    stale = (
+        HELD
+        + """
 def calls():
     return [
         Parallel(n_jobs=2)(delayed(f)(i) for i in range(2)),
@@ -386,6 +389,7 @@ def calls():
 
 ex = Executor(2)
 print(calls())"""
+    )
     proc = _script(
         tmp_path,
         first=stale,

@@ -236,9 +236,8 @@ def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
     kind = type(pickler)
     if kind not in _REFERENCE_PICKLERS or type(func) not in _KEEPABLE or _should_pickle_by_reference is None:
         return None
-    if _references_epoch[0] != reloaded.epoch:  # a function held from before a reload goes by value
+    if reloaded.moved(_references_epoch):  # a function held from before a reload goes by value
         _references.clear()
-        _references_epoch[0] = reloaded.epoch
     known = _references.get((kind, id(func)))
     code = codes(func) if type(func) is types.FunctionType else ()
     if (
@@ -349,7 +348,7 @@ class FunctionTable:
         self.token = f"{prefix}{next(counter)}"  # scopes the workers' function cache to this call
         self._specs: dict[Any, FuncSpec] = {}
         self._keep: list[Any] = []  # what the keys refer to, kept alive so ids stay unique
-        self._epoch = reloaded.epoch  # a reload since: a function held from before goes by value
+        self._epoch = [reloaded.epoch]  # a reload since: a function held from before goes by value
         self.blob_keys: set[str] = set()  # specs sent as blobs: a batch carries only its own
         # id(spec) -> (spec, reached(func), batch it was pickled for) of functions sent by value
         # holding objects an argument may be too (dispatch sends those as reached.ThroughFunction)
@@ -398,8 +397,7 @@ class FunctionTable:
         """*func*'s spec, pickled now if this call has not met it; *where()* names the
         task for an error (``task 57: f(57)``)."""
         ident, referents = identity(func)
-        if self._epoch != reloaded.epoch:  # (a long-lived table: an Executor's)
-            self._epoch = reloaded.epoch
+        if reloaded.moved(self._epoch):  # (a long-lived table: an Executor's)
             self._specs.clear()
             self._keep.clear()
         spec = self._specs.get(ident)

@@ -43,6 +43,15 @@ _marks: dict[str, Any] = {}  # name -> IPython %autoreload's mark of it at the l
 epoch = 0
 
 
+def moved(mark: list[int]) -> bool:
+    """Whether a reload was seen since *mark* (a one-item list of ``epoch`` values, kept by
+    a cache of decisions about modules' objects), which then moves to now."""
+    if mark[0] == epoch:
+        return False
+    mark[0] = epoch
+    return True
+
+
 class _Watch:
     """First in ``sys.meta_path``, finds nothing: notes the watched modules looked for again
     (``importlib.reload`` asks for its module as *target*; an import after

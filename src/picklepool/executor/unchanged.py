@@ -86,9 +86,8 @@ def _since_reload() -> None:
     """Forget what was kept before the last reload (``reloaded.epoch``): what went by name
     then may not now. Before each look and each new entry (one kept after the reload was
     dropped at the next look)."""
-    if _kept_epoch[0] != reloaded.epoch:
+    if reloaded.moved(_kept_epoch):
         _kept.clear()
-        _kept_epoch[0] = reloaded.epoch
 
 
 def remember(kind: type, ident: Any, func: Any, key: str, data: bytes, by_reference: Any) -> None:
