@@ -262,6 +262,30 @@ def test_a_global_changed_in_the_parent_is_seen_by_the_next_call():
     assert out.stdout.strip() == "ok", out.stderr
 
 
+def test_one_item_changed_in_a_large_global_is_seen_by_the_next_call():
+    # Pickled, the global is megabytes: its content key comes from the large-data hash
+    # (executor.digests); one item changed in its middle must still make a new key.
+    out = run_python(
+        """
+        from picklepool import Parallel, delayed
+        from picklepool.executor.digests import LARGE
+
+        DATA = list(range(1_000_000))
+
+        def read(i):
+            return DATA[500_000] + i
+
+        got = []
+        for value in (7, 8, 8, 9):
+            DATA[500_000] = value
+            got.append(Parallel(n_jobs=2)(delayed(read)(i) for i in range(4)))
+        assert len(__import__("pickle").dumps(DATA)) > LARGE
+        print(got)
+        """
+    )
+    assert out.stdout.strip() == str([[v + i for i in range(4)] for v in (7, 8, 8, 9)]), out.stderr
+
+
 def test_a_global_changed_by_a_task_in_a_worker_does_not_reach_the_next_call():
     out = run_python(
         """

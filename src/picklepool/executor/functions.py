@@ -26,11 +26,6 @@ from typing import Any
 
 import cloudpickle
 
-try:  # hashlib's own blake2b, without hashlib, whose import loads OpenSSL (~3 ms of a cold start)
-    from _blake2 import blake2b
-except ImportError:  # an interpreter without CPython's module
-    from hashlib import blake2b
-
 from ..errors import pickling_error
 from ..pickler.base import CloudPickler
 from ..pickler.buffers import Frames
@@ -41,6 +36,7 @@ from ..wire import FuncSpec
 from ..workers.reached import ThroughFunction
 from ..workers.reloads import ByName, checkable, codes
 from . import reloaded, unchanged
+from .digests import content_key
 
 _SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
 _KEEPABLE = (types.FunctionType, types.BuiltinFunctionType, type)
@@ -257,7 +253,7 @@ def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
         return None
     if len(_references) >= MAX_SPECS:
         _references.clear()
-    key = blake2b(data + b"()", digest_size=16).hexdigest()  # as FunctionTable.spec's
+    key = content_key(data, b"()")  # as FunctionTable.spec's
     _references[(kind, id(func))] = (func, code, key, data)
     return key, data
 
@@ -425,7 +421,7 @@ class FunctionTable:
             except Exception as exc:
                 msg = explain(self.pickler, func, exc, root=f"function {label(func)}")
                 raise pickling_error(f"{where()}: {msg}", exc) from exc
-            key = blake2b(data + repr(refs).encode(), digest_size=16).hexdigest()
+            key = content_key(data, repr(refs).encode())
             if by_value and not refs and len(data) <= INLINE_LIMIT:
                 unchanged.remember(kind, ident, func, key, data, _importable)
             payload: Any = data
