@@ -204,6 +204,40 @@ def test_exception_in_generator_mode(backend):
     assert got == list(range(len(got)))
 
 
+def _tasks_then_break(n_good, bad_item=None):
+    """``delayed(fail_on)(i, bad_item)`` for i < n_good, then the generator itself raises."""
+    for i in range(n_good):
+        yield delayed(fail_on)(i, bad_item)
+    raise LookupError(f"the task generator broke after {n_good} tasks")
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("n_good", [0, 3, 30])
+@pytest.mark.parametrize("return_as", ["generator", "generator_unordered"])
+def test_a_task_generator_that_breaks_midway_gives_the_results_before_it_first(
+    backend, n_jobs, n_good, return_as
+):
+    # the loop `for x in gen: yield fail_on(x)` (and joblib's n_jobs=1) yields the results
+    # of every task the generator gave, then raises its error; the tasks of the batch
+    # being pulled when it broke were dropped, and the batches in flight cancelled
+    got = []
+    with pytest.raises(LookupError, match=f"broke after {n_good} tasks"):
+        for x in Parallel(n_jobs=n_jobs, backend=backend, return_as=return_as)(_tasks_then_break(n_good)):
+            got.append(x)
+    assert sorted(got) == list(range(n_good))
+    if return_as == "generator":
+        assert got == list(range(n_good))
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_task_error_before_the_generator_breaks_is_the_one_raised(backend, n_jobs):
+    # as in the loop: task 5 fails before the generator reaches its own error
+    with pytest.raises(ValueError, match="bad value 5"):
+        Parallel(n_jobs=n_jobs, backend=backend)(_tasks_then_break(30, bad_item=5))
+    with pytest.raises(LookupError, match="broke after 30 tasks"):
+        Parallel(n_jobs=n_jobs, backend=backend)(_tasks_then_break(30))
+
+
 def _mark_and_fail(i, folder):
     if i == 0:
         raise RuntimeError("first task fails")
