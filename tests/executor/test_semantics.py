@@ -238,6 +238,43 @@ def test_a_task_error_before_the_generator_breaks_is_the_one_raised(backend, n_j
         Parallel(n_jobs=n_jobs, backend=backend)(_tasks_then_break(30))
 
 
+def _first_of(buffer):
+    return buffer[0]
+
+
+@pytest.mark.parametrize("backend_name", ["sequential", "loky", "threading"])
+def test_n_jobs_1_runs_each_task_as_its_item_is_pulled(backend_name):
+    # joblib's n_jobs=1, like the loop, runs task i before pulling item i + 1: batches of
+    # 1, 2, 4... items pulled ahead ran tasks early and let the generator run ahead of them
+    pulled, ran = [], []
+
+    def task(i):
+        ran.append(i)
+        return i
+
+    def items():
+        for i in range(40):
+            pulled.append(i)
+            yield delayed(task)(i)
+
+    gen = Parallel(n_jobs=1, backend=backend_name, return_as="generator")(items())
+    for k in range(6):
+        assert next(gen) == k
+        assert (len(pulled), len(ran)) == (k + 1, k + 1)  # the task ran at the next() that needed it
+    gen.close()
+    # a closure's variable and a buffer the generator reuses, as each item left them
+    late = Parallel(n_jobs=1, backend=backend_name)(delayed(lambda: i)() for i in range(10))  # noqa: B023
+    assert late == list(range(10))
+    buffer = [None]
+
+    def reused():
+        for i in range(10):
+            buffer[0] = i
+            yield delayed(_first_of)(buffer)
+
+    assert Parallel(n_jobs=1, backend=backend_name)(reused()) == list(range(10))
+
+
 def _mark_and_fail(i, folder):
     if i == 0:
         raise RuntimeError("first task fails")
@@ -584,7 +621,9 @@ def test_a_bad_item_stops_its_batch_before_any_task_also_with_a_timeout():
         _ran.clear()
         with pytest.raises(TypeError, match="item 2 .* not a delayed call"):
             Parallel(n_jobs=1, batch_size=3, timeout=timeout)(items)
-        assert _ran == []
+        # with n_jobs=1 each task runs as its item is pulled, as joblib's and the loop (which
+        # run tasks 0 and 1 too); a call with a timeout pulls a batch, checked before it runs
+        assert _ran == ([0, 1] if timeout is None else [])
 
 
 def test_a_sentinel_returned_by_a_task_comes_back_as_the_parents_own_object():

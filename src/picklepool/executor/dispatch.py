@@ -42,7 +42,7 @@ from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits
 from ..workers import mirror, warnfilters
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
-from . import functions, gil, reloaded, streaming
+from . import functions, gil, reloaded, sequential, streaming
 from .backend import Backend
 from .replies import Pending, ReplyReader
 from .session import current_session
@@ -618,6 +618,10 @@ class Call(Channel):
         # a call of one batch has no convoy of batches and replies to speed up.
         handoff: gil.Scope | None = None
         try:
+            if self.backend.caller_thread and self.timeout is None:
+                # n_jobs=1: each task as its item is pulled, as joblib's and the loop
+                yield from sequential.run_here(self, it, primed)
+                return
             if primed and self.backend.caller_thread:
                 # tasks run in the calling thread (n_jobs=1): none runs before the first
                 # next(), as in joblib, instead of blocking the call on the first batch
@@ -666,7 +670,8 @@ class Call(Channel):
                     if handoff is not None:
                         handoff.lower()
                 if not inflight:
-                    if exhausted and broke is None and reported is None and completed and self.on_progress is not None:
+                    unreported = exhausted and broke is None and reported is None
+                    if unreported and completed and self.on_progress is not None:
                         # the end of the tasks was found after the last batch was reported
                         # (n_jobs=1 runs each batch before pulling the next): once more, with
                         # the total, so the last line says "finished" and a bar completes
