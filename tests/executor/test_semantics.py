@@ -242,8 +242,9 @@ def _first_of(buffer):
     return buffer[0]
 
 
+@pytest.mark.parametrize("timeout", [None, 30])
 @pytest.mark.parametrize("backend_name", ["sequential", "loky", "threading"])
-def test_n_jobs_1_runs_each_task_as_its_item_is_pulled(backend_name):
+def test_n_jobs_1_runs_each_task_as_its_item_is_pulled(backend_name, timeout):
     # joblib's n_jobs=1, like the loop, runs task i before pulling item i + 1: batches of
     # 1, 2, 4... items pulled ahead ran tasks early and let the generator run ahead of them
     pulled, ran = [], []
@@ -257,7 +258,7 @@ def test_n_jobs_1_runs_each_task_as_its_item_is_pulled(backend_name):
             pulled.append(i)
             yield delayed(task)(i)
 
-    gen = Parallel(n_jobs=1, backend=backend_name, return_as="generator")(items())
+    gen = Parallel(n_jobs=1, backend=backend_name, return_as="generator", timeout=timeout)(items())
     for k in range(6):
         assert next(gen) == k
         assert (len(pulled), len(ran)) == (k + 1, k + 1)  # the task ran at the next() that needed it
@@ -622,8 +623,8 @@ def test_a_bad_item_stops_its_batch_before_any_task_also_with_a_timeout():
         with pytest.raises(TypeError, match="item 2 .* not a delayed call"):
             Parallel(n_jobs=1, batch_size=3, timeout=timeout)(items)
         # with n_jobs=1 each task runs as its item is pulled, as joblib's and the loop (which
-        # run tasks 0 and 1 too); a call with a timeout pulls a batch, checked before it runs
-        assert _ran == ([0, 1] if timeout is None else [])
+        # run tasks 0 and 1 too), also under a timeout
+        assert _ran == [0, 1]
 
 
 def test_a_sentinel_returned_by_a_task_comes_back_as_the_parents_own_object():

@@ -618,7 +618,7 @@ class Call(Channel):
         # a call of one batch has no convoy of batches and replies to speed up.
         handoff: gil.Scope | None = None
         try:
-            if self.backend.caller_thread and self.timeout is None:
+            if self.backend.caller_thread:
                 # n_jobs=1: each task as its item is pulled, as joblib's and the loop
                 yield from sequential.run_here(self, it, primed)
                 return

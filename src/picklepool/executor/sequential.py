@@ -14,8 +14,8 @@ kwargs dict)`` goes through ``workers.tasks.execute``, as a batch of one), and i
 exception is read as a batch's (``replies.ReplyReader.read``: notes, exits); a real
 Ctrl-C landing in a task is told from the task's own ``KeyboardInterrupt`` as in
 ``backends.SequentialBackend`` (while a task runs, never while the caller's
-generator or the code reading the results does). A call with ``timeout=`` keeps
-the batch path (``workers.tasks.run_local``), which times each task.
+generator or the code reading the results does). A call with ``timeout=`` runs each
+task through ``workers.tasks.run_local``, which times it as a batch's.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 from ..errors import CallerInterrupt
 from ..wire import Results, TaskFailed
 from ..workers import joblibnest, mirror
-from ..workers.tasks import execute
+from ..workers.tasks import execute, run_local
 from . import functions
 from .replies import Pending
 
@@ -54,6 +54,7 @@ def run_here(call: Any, it: Iterator[Any], primed: bool) -> Iterator[list[Any]]:
     main = threading.current_thread() is threading.main_thread()
     default = signal.default_int_handler
     report = call.on_progress
+    timeout, interrupt = call.timeout, call.backend.interrupts_late_tasks
     nested = mirror.nesting()[0] > 0  # in a worker: joblib code its tasks run nests (joblibnest)
     i = 0
     reported: int | None = None
@@ -76,11 +77,15 @@ def run_here(call: Any, it: Iterator[Any], primed: bool) -> Iterator[list[Any]]:
                         _signal.signal(_SIGINT, _interrupt)
                 except (ValueError, OSError):  # pragma: no cover - no signals here
                     watching = False
-            nest = joblibnest.enter() if nested else None
+            reply: Any
+            nest = joblibnest.enter() if nested and timeout is None else None  # (run_local's own)
             try:
-                if type(args) is tuple and (not kwargs or type(kwargs) is dict):
+                if timeout is not None:  # timed as a batch is, in this thread or a helper
+                    columns = ([func], 0, (args,), (kwargs,) if kwargs else None)
+                    reply = run_local(*columns, i, timeout, None, interrupt)
+                elif type(args) is tuple and (not kwargs or type(kwargs) is dict):
                     try:
-                        reply: Any = func(*args, **kwargs) if kwargs else func(*args)
+                        reply = func(*args, **kwargs) if kwargs else func(*args)
                     except BaseException as exc:  # noqa: BLE001 - read as a batch's failure below
                         reply = TaskFailed(i, exc, "")
                     else:
