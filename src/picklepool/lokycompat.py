@@ -426,6 +426,21 @@ def _spawned_popen() -> Any:
         _fds: list[int]  # (loky's attributes)
         returncode: int | None
 
+        def __init__(self, process_obj: Any) -> None:
+            # loky's flushes sys.stdout and sys.stderr first (a forked child would write
+            # their buffers again), which fails the call when the caller's stream is an
+            # object with only a write (print needs no more): such a one is passed over
+            for stream in (sys.stdout, sys.stderr):
+                flush = getattr(stream, "flush", None)
+                if flush is not None:
+                    try:
+                        flush()
+                    except Exception:  # noqa: BLE001, S110 - the caller's stream object, whatever it does
+                        pass
+            self.returncode = None
+            self._fds = []
+            self._launch(process_obj)
+
         def _launch(self, process_obj: Any) -> None:
             spawner = _spawner
             if spawner is None or sys.platform == "win32":

@@ -63,14 +63,16 @@ def test_the_tqdm_recipe_sees_every_batch_with_its_counts(backend, n_jobs):
     p = ProgressParallel(n_jobs=n_jobs, backend=backend, batch_size=2)
     assert p(delayed(square)(i) for i in range(10)) == [i * i for i in range(10)]
     completed = [done for done, _, _, _ in p.seen]
-    # once per completed batch, in the caller's thread; with n_jobs=1 the generator's end is
-    # found after the last batch ran: once more then, with the total (joblib's sequential
-    # path also calls it once more at its end, for its "finished" line)
-    assert completed == [2, 4, 6, 8, 10] + ([10] if n_jobs == 1 else [])
+    # once per completed batch, in the caller's thread; with n_jobs=1, as joblib's sequential
+    # path, once per task (each runs as its item is pulled: batch_size does not apply), and
+    # the generator's end is found after the last one ran: once more then, with the total
+    # (joblib's also calls it once more at its end, for its "finished" line)
+    per_batch = 1 if n_jobs == 1 else 2
+    assert completed == list(range(per_batch, 11, per_batch)) + ([10] if n_jobs == 1 else [])
     assert {tid for *_, tid in p.seen} == {threading.get_ident()}
     for done, dispatched, batches, _ in p.seen:
-        assert done <= dispatched <= 10 and dispatched == 2 * batches
-    assert p.seen[-1][:3] == (10, 10, 5)
+        assert done <= dispatched <= 10 and dispatched == per_batch * batches
+    assert p.seen[-1][:3] == (10, 10, 10 // per_batch)
     assert p._pbar.drawn[-1] == (10, 10) and p._pbar.closed
 
 
@@ -109,7 +111,9 @@ def test_verbose_lines_go_through_print_with_one_width(backend, n_jobs, capsys):
     p = ParallelLog(n_jobs=n_jobs, backend=backend, verbose=10000, batch_size=7)
     p([delayed(square)(i) for i in range(100)])
     done = [m for m in p.messages if re.search(r"Done\s+\d+ out of \d+ \|", m)]
-    assert len(done) == 15  # a line per batch above verbose=10
+    # a line per batch above verbose=10; with n_jobs=1 a line per task, as joblib's (each task
+    # runs as its item is pulled: batch_size does not apply)
+    assert len(done) == (100 if n_jobs == 1 else 15)
     assert len({len(re.search(r"Done\s+\d+ out of \d+ \|", m).group()) for m in done}) == 1
     assert done[-1].startswith("Done 100 out of 100 | elapsed: ") and done[-1].endswith("finished")
     assert capsys.readouterr() == ("", "")  # nothing printed past the override

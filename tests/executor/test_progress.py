@@ -227,3 +227,21 @@ def test_tqdm_class_is_none_when_tqdm_is_not_installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     assert progress._tqdm_class() is None
     assert isinstance(progress._make_bar(io.StringIO()), progress.PlainBar)
+
+
+def test_the_plain_bar_draws_on_a_stream_with_only_a_write():
+    # sys.stderr may be any object with a write (print needs no more): flush() failed the call
+    class WriteOnly:
+        def __init__(self) -> None:
+            self.parts: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.parts.append(text)
+            return len(text)
+
+    stream = WriteOnly()
+    bar = progress.PlainBar(stream)  # type: ignore[arg-type]
+    bar.update(2, 2)
+    bar.close()
+    assert "2/2 100%" in "".join(stream.parts)
+    assert "".join(stream.parts).endswith("\n")

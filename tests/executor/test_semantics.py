@@ -204,6 +204,78 @@ def test_exception_in_generator_mode(backend):
     assert got == list(range(len(got)))
 
 
+def _tasks_then_break(n_good, bad_item=None):
+    """``delayed(fail_on)(i, bad_item)`` for i < n_good, then the generator itself raises."""
+    for i in range(n_good):
+        yield delayed(fail_on)(i, bad_item)
+    raise LookupError(f"the task generator broke after {n_good} tasks")
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("n_good", [0, 3, 30])
+@pytest.mark.parametrize("return_as", ["generator", "generator_unordered"])
+def test_a_task_generator_that_breaks_midway_gives_the_results_before_it_first(
+    backend, n_jobs, n_good, return_as
+):
+    # the loop `for x in gen: yield fail_on(x)` (and joblib's n_jobs=1) yields the results
+    # of every task the generator gave, then raises its error; the tasks of the batch
+    # being pulled when it broke were dropped, and the batches in flight cancelled
+    got = []
+    with pytest.raises(LookupError, match=f"broke after {n_good} tasks"):
+        for x in Parallel(n_jobs=n_jobs, backend=backend, return_as=return_as)(_tasks_then_break(n_good)):
+            got.append(x)
+    assert sorted(got) == list(range(n_good))
+    if return_as == "generator":
+        assert got == list(range(n_good))
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_task_error_before_the_generator_breaks_is_the_one_raised(backend, n_jobs):
+    # as in the loop: task 5 fails before the generator reaches its own error
+    with pytest.raises(ValueError, match="bad value 5"):
+        Parallel(n_jobs=n_jobs, backend=backend)(_tasks_then_break(30, bad_item=5))
+    with pytest.raises(LookupError, match="broke after 30 tasks"):
+        Parallel(n_jobs=n_jobs, backend=backend)(_tasks_then_break(30))
+
+
+def _first_of(buffer):
+    return buffer[0]
+
+
+@pytest.mark.parametrize("timeout", [None, 30])
+@pytest.mark.parametrize("backend_name", ["sequential", "loky", "threading"])
+def test_n_jobs_1_runs_each_task_as_its_item_is_pulled(backend_name, timeout):
+    # joblib's n_jobs=1, like the loop, runs task i before pulling item i + 1: batches of
+    # 1, 2, 4... items pulled ahead ran tasks early and let the generator run ahead of them
+    pulled, ran = [], []
+
+    def task(i):
+        ran.append(i)
+        return i
+
+    def items():
+        for i in range(40):
+            pulled.append(i)
+            yield delayed(task)(i)
+
+    gen = Parallel(n_jobs=1, backend=backend_name, return_as="generator", timeout=timeout)(items())
+    for k in range(6):
+        assert next(gen) == k
+        assert (len(pulled), len(ran)) == (k + 1, k + 1)  # the task ran at the next() that needed it
+    gen.close()
+    # a closure's variable and a buffer the generator reuses, as each item left them
+    late = Parallel(n_jobs=1, backend=backend_name)(delayed(lambda: i)() for i in range(10))  # noqa: B023
+    assert late == list(range(10))
+    buffer = [None]
+
+    def reused():
+        for i in range(10):
+            buffer[0] = i
+            yield delayed(_first_of)(buffer)
+
+    assert Parallel(n_jobs=1, backend=backend_name)(reused()) == list(range(10))
+
+
 def _mark_and_fail(i, folder):
     if i == 0:
         raise RuntimeError("first task fails")
@@ -550,7 +622,9 @@ def test_a_bad_item_stops_its_batch_before_any_task_also_with_a_timeout():
         _ran.clear()
         with pytest.raises(TypeError, match="item 2 .* not a delayed call"):
             Parallel(n_jobs=1, batch_size=3, timeout=timeout)(items)
-        assert _ran == []
+        # with n_jobs=1 each task runs as its item is pulled, as joblib's and the loop (which
+        # run tasks 0 and 1 too), also under a timeout
+        assert _ran == [0, 1]
 
 
 def test_a_sentinel_returned_by_a_task_comes_back_as_the_parents_own_object():

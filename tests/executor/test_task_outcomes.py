@@ -656,3 +656,38 @@ def test_a_main_global_looked_up_by_name_in_a_worker_says_why_it_is_missing():
         assert "HANDLERS = {'handler_a': handler_a}" in line, line
     assert lines[1].startswith("KeyError") and lines[2].startswith("AttributeError")
     assert lines[4] == "plain 1"  # a key that is no global of __main__: the task's note only
+
+
+def _fails_on_two(x, scale=1):
+    if x == 2:
+        raise ValueError("two")
+    return x * scale
+
+
+class _Wrapper:
+    """Stands in for scikit-learn's ``_FuncWrapper``: ``update_wrapper`` around a partial."""
+
+    def __init__(self, function):
+        self.function = function
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args, **kwargs):
+        return self.function(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: functools.partial(_fails_on_two, scale=3), "partial(_fails_on_two, scale=3)(2)"),
+        (lambda: _Wrapper(functools.partial(_fails_on_two, scale=3)), "partial(_fails_on_two, scale=3)(2)"),
+        (lambda: __import__("numpy").vectorize(_fails_on_two), "vectorize(_fails_on_two)(2)"),
+    ],
+)
+def test_a_task_of_a_wrapped_function_is_named_by_the_function_it_calls(make, name):
+    # "task 2: partial(2)" said nothing of where to look; the note names the function
+    with pytest.raises(ValueError, match="two") as info:
+        Parallel(n_jobs=2)(delayed(make())(i) for i in range(4))
+    assert info.value.__notes__[-1] == f"(raised by task 2: {name} of this Parallel call, in a worker)"
+    with Executor(max_workers=1) as ex, pytest.raises(ValueError, match="two") as info:
+        ex.submit(make(), 2).result()
+    assert f": {name}, in a worker" in info.value.__notes__[-1]

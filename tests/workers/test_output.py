@@ -64,6 +64,52 @@ def test_what_tasks_print_reaches_the_parents_redirected_streams():
     assert sorted(err.getvalue().splitlines()) == [f"err {i}" for i in (0, 1, 2, 3, 9)]
 
 
+class WriteOnly:
+    """A stream that is only a ``write`` (``print`` needs no more): no ``flush``, no ``buffer``."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+
+def prints(i):
+    print(f"out {i}")
+    return i
+
+
+def test_a_stream_with_only_a_write_gets_the_output_and_the_call_its_results():
+    # the reply's output was flushed with stream.flush(): AttributeError, and the call's
+    # results were lost, where the loop's print() (and joblib) never call it
+    stream = WriteOnly()
+    saved = sys.stdout
+    sys.stdout = stream
+    try:
+        results = Parallel(n_jobs=2, batch_size=1)(delayed(prints)(i) for i in range(4))
+        with Executor(max_workers=1) as ex:
+            assert ex.submit(prints, 9).result() == 9
+    finally:
+        sys.stdout = saved
+    assert results == [0, 1, 2, 3]
+    assert sorted("".join(stream.parts).splitlines()) == [f"out {i}" for i in (0, 1, 2, 3, 9)]
+
+
+def test_output_a_callers_stream_refuses_goes_to_the_terminal_with_a_warning(capfd):
+    # a bytes-only object as sys.stdout raises TypeError on write(str): the tasks are done,
+    # so the call returns, and what they printed goes where a worker writes it
+    saved = sys.stdout
+    sys.stdout = io.BytesIO()
+    try:
+        with pytest.warns(RuntimeWarning, match=r"sys.stdout \(BytesIO object\): TypeError"):
+            results = Parallel(n_jobs=2)(delayed(prints)(i) for i in range(2))
+    finally:
+        sys.stdout = saved
+    assert results == [0, 1]
+    assert sorted(capfd.readouterr().out.splitlines()) == ["out 0", "out 1"]
+
+
 def test_a_notebook_like_stream_gets_the_output_and_a_tasks_own_stream_does_not_last():
     cell = Cell()
     saved = sys.stdout

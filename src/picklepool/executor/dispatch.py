@@ -42,7 +42,7 @@ from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits
 from ..workers import mirror, warnfilters
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
-from . import functions, gil, reloaded, streaming
+from . import functions, gil, reloaded, sequential, streaming
 from .backend import Backend
 from .replies import Pending, ReplyReader
 from .session import current_session
@@ -428,6 +428,28 @@ class YoungGarbage:
                 self.step = PULL_STEP if gc.collect(0) else REPROBE
 
 
+class IterableFailed(Exception):
+    """The caller's iterable raised *error* after giving the *items* of this batch."""
+
+    def __init__(self, items: list[Any] | functions.Column, error: Exception) -> None:
+        super().__init__(error)
+        self.items, self.error = items, error
+
+
+def _take(it: Iterator[Any], n: int) -> tuple[list[Any], Exception | None]:
+    """Up to *n* items of *it*, and the ``Exception`` it raised meanwhile, if any.
+
+    ``list.extend`` keeps what it appended before the iterator raised, where
+    ``list(...)`` drops it.
+    """
+    chunk: list[Any] = []
+    try:
+        chunk.extend(itertools.islice(it, n))
+    except Exception as error:  # noqa: BLE001 - raised once the tasks before it are done
+        return chunk, error
+    return chunk, None
+
+
 def pull(
     it: Iterator[Any], size: int, by_content: bool = False, collect: bool = True
 ) -> list[Any] | functions.Column:
@@ -440,11 +462,19 @@ def pull(
     it is freed (on 100k tiny tasks, one pass over a whole batch after pulling it
     cost as much as the caller's generator). Any other items come back as they are,
     and ``functions.split`` need not look for such calls again.
+
+    When *it* raises (an ``Exception``: the caller's generator broke midway), the
+    items it gave before are not dropped: :class:`IterableFailed` carries them and
+    the error, so that their tasks run and their results come out before the error
+    is raised, as in the loop the call replaces (and joblib's ``n_jobs=1``).
     """
     if size <= PULL_STEP:
-        few = list(itertools.islice(it, size))
+        few, error = _take(it, size)
         xs = functions.one_argument(few) if by_content and few else None
-        return few if xs is None else functions.Column(few[0][0], xs, True)
+        batch = few if xs is None else functions.Column(few[0][0], xs, True)
+        if error is not None:
+            raise IterableFailed(batch, error)
+        return batch
     young = YoungGarbage() if collect else None
     items: list[Any] = []
     single: list[Any] | None = [] if by_content else None  # the x of the calls so far
@@ -452,7 +482,7 @@ def pull(
     n = 0
     while True:
         want = min(PULL_STEP, size - n)
-        chunk = list(itertools.islice(it, want))
+        chunk, error = _take(it, want)
         got = len(chunk)
         n += got
         if single is not None and got:
@@ -467,7 +497,10 @@ def pull(
             items += chunk
         del chunk
         if got < want or n >= size:
-            return functions.Column(f0, single, True) if single else items
+            batch = functions.Column(f0, single, True) if single else items
+            if error is not None:
+                raise IterableFailed(batch, error)
+            return batch
         if young is not None:
             young.pulled(want)
 
@@ -577,11 +610,18 @@ class Call(Channel):
         ready: dict[int, list[Any]] = {}
         seq = next_out = dispatched = completed = 0
         exhausted = False
+        # the iterable's own error: raised once the tasks it gave before it have been
+        # read (their results out first, or an earlier task's error instead), as in a loop
+        broke: Exception | None = None
         reported: int | None = None  # the total given with the last progress report
         # The switch interval is lowered once a second batch is on its way (executor/gil.py):
         # a call of one batch has no convoy of batches and replies to speed up.
         handoff: gil.Scope | None = None
         try:
+            if self.backend.caller_thread:
+                # n_jobs=1: each task as its item is pulled, as joblib's and the loop
+                yield from sequential.run_here(self, it, primed)
+                return
             if primed and self.backend.caller_thread:
                 # tasks run in the calling thread (n_jobs=1): none runs before the first
                 # next(), as in joblib, instead of blocking the call on the first batch
@@ -601,9 +641,12 @@ class Call(Channel):
                     if gc_was_on:
                         gc.disable()
                     try:
-                        items = pull(it, size, self.bytes_path, collect=gc_was_on)
+                        try:
+                            items = pull(it, size, self.bytes_path, collect=gc_was_on)
+                        except IterableFailed as failed:
+                            items, broke = failed.items, failed.error
                         n = len(items)
-                        if n < size:
+                        if n < size or broke is not None:
                             exhausted = True
                         if not n:
                             break
@@ -627,12 +670,15 @@ class Call(Channel):
                     if handoff is not None:
                         handoff.lower()
                 if not inflight:
-                    if exhausted and reported is None and completed and self.on_progress is not None:
+                    unreported = exhausted and broke is None and reported is None
+                    if unreported and completed and self.on_progress is not None:
                         # the end of the tasks was found after the last batch was reported
                         # (n_jobs=1 runs each batch before pulling the next): once more, with
                         # the total, so the last line says "finished" and a bar completes
                         self.n_dispatched_tasks, self.n_dispatched_batches = dispatched, seq
                         self.on_progress(completed, dispatched)
+                    if broke is not None:
+                        raise broke
                     break
                 batch = self._next_done()
                 results, seconds = self.replies.read(batch)

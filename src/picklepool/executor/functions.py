@@ -48,16 +48,47 @@ _short.maxstring, _short.maxother, _short.maxlist, _short.maxtuple, _short.maxdi
 
 
 def label(func: Any) -> str:
-    """``module.qualname`` of a function (or of a callable object's class)."""
+    """``module.qualname`` of a function (or of a callable object's class).
+
+    A ``functools.partial`` is named by the function it calls too
+    (``functools.partial(__main__.f)``): "partial" alone says nothing of where to look.
+    """
+    if type(func) is functools.partial:
+        return f"functools.partial({label(func.func)})"
     name = getattr(func, "__qualname__", None) or type(func).__qualname__
     return f"{getattr(func, '__module__', '?')}.{name}"
+
+
+def call_name(func: Any, depth: int = 0) -> str:
+    """The name a task's function goes by in messages, naming the function a wrapper calls.
+
+    ``f``; ``C.method``; ``partial(f, 1, y=2)`` (a bare ``partial`` named nothing the
+    user wrote); ``vectorize(f)`` (``numpy.vectorize``); a wrapper that
+    ``functools.update_wrapper`` could not name (scikit-learn's ``_FuncWrapper``
+    around a partial) by what its ``__wrapped__`` is; else the callable's class.
+    """
+    if isinstance(func, functools.partial) and depth < 4:
+        parts = [call_name(func.func, depth + 1)] + [_short.repr(a) for a in func.args]
+        parts += [f"{k}={_short.repr(v)}" for k, v in func.keywords.items()]
+        return f"partial({', '.join(parts)})"
+    name = getattr(func, "__qualname__", None)
+    if isinstance(name, str) and name:
+        return name
+    if depth < 4:
+        wrapped = getattr(func, "__wrapped__", None)
+        if wrapped is not None and wrapped is not func:
+            return call_name(wrapped, depth + 1)
+        pyfunc = getattr(func, "pyfunc", None)  # numpy.vectorize
+        if pyfunc is not None and type(func).__name__ == "vectorize":
+            return f"vectorize({call_name(pyfunc, depth + 1)})"
+    return type(func).__qualname__
 
 
 def describe_task(index: int, item: Any) -> str:
     """``task 3: crash_task(3)``: the index, the function's name and short arguments."""
     try:
         func, args, kwargs = item
-        name = getattr(func, "__qualname__", None) or type(func).__qualname__
+        name = call_name(func)
         parts = [_short.repr(a) for a in args] + [f"{k}={_short.repr(v)}" for k, v in (kwargs or {}).items()]
         return f"task {index}: {name}({', '.join(parts)})"
     except Exception:  # noqa: BLE001 - a description must never fail

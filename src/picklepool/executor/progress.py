@@ -175,15 +175,20 @@ class PlainBar:
         else:
             line = f"{done} tasks | {rate:.4g} tasks/s | elapsed {format_seconds(elapsed)}"
         self.stream.write(f"\r{line}\x1b[K")  # \x1b[K: erase what a longer line left
-        self.stream.flush()
+        self._flush()
         self.drawn = True
+
+    def _flush(self) -> None:
+        flush = getattr(self.stream, "flush", None)  # sys.stderr may be an object with only a write
+        if flush is not None:
+            flush()
 
     def close(self) -> None:
         if self.pending is not None:
             self._draw(*self.pending, time.perf_counter())
         if self.drawn:
             self.stream.write("\n")
-            self.stream.flush()
+            self._flush()
             self.drawn = False
 
 

@@ -41,7 +41,9 @@ def write_text(stream: Any, text: str) -> None:
         stream.write(text)
     except UnicodeEncodeError:
         raw = text.encode("utf-8", "surrogateescape")
-        stream.flush()
+        flush = getattr(stream, "flush", None)  # (a stream may be any object with a write)
+        if flush is not None:
+            flush()
         buffer = getattr(stream, "buffer", None)
         if buffer is not None:
             buffer.write(raw)

@@ -1,0 +1,120 @@
+"""``n_jobs=1``: each task runs in the calling thread as soon as its item is pulled.
+
+joblib's sequential path, like the loop the call replaces, runs task *i* before it
+pulls item *i + 1* from the caller's iterable, and with ``return_as="generator"`` runs
+a task at the ``next()`` that needs it. Batches pulled ahead (1, 2, 4... items, as for
+workers) ran tasks before the ``next()`` that needed them and let the caller's
+generator run ahead of its tasks: a task saw its closure's variable, or a buffer the
+generator reuses, as later items left them (``delayed(lambda: i)()`` for ``i`` in a
+generator expression gave ``[0, 2, 2, 6, 6, ...]``), and a generator that reads what
+the earlier tasks did (a cache they fill) did not see it yet.
+
+A task's arguments are checked as a batch's (an item that is not ``(args tuple,
+kwargs dict)`` goes through ``workers.tasks.execute``, as a batch of one), and its
+exception is read as a batch's (``replies.ReplyReader.read``: notes, exits); a real
+Ctrl-C landing in a task is told from the task's own ``KeyboardInterrupt`` as in
+``backends.SequentialBackend`` (while a task runs, never while the caller's
+generator or the code reading the results does). A call with ``timeout=`` runs each
+task through ``workers.tasks.run_local``, which times it as a batch's.
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from ..errors import CallerInterrupt
+from ..wire import Results, TaskFailed
+from ..workers import joblibnest, mirror
+from ..workers.tasks import execute, run_local
+from . import functions
+from .replies import Pending
+
+_SIGINT = int(signal.SIGINT)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise CallerInterrupt
+
+
+def run_here(call: Any, it: Iterator[Any], primed: bool) -> Iterator[list[Any]]:
+    """Yield each task's result as a list of one, running the task as its item is pulled.
+
+    *primed*: yield an empty list first, before any task runs (``Call.start``).
+    """
+    if primed:
+        yield []
+    # Python's default SIGINT handler is swapped around each task (not the program's
+    # own handler); the C functions: signal.signal's enum conversions cost ~5 us a task
+    main = threading.current_thread() is threading.main_thread()
+    default = signal.default_int_handler
+    report = call.on_progress
+    timeout, interrupt = call.timeout, call.backend.interrupts_late_tasks
+    nested = mirror.nesting()[0] > 0  # in a worker: joblib code its tasks run nests (joblibnest)
+    i = 0
+    reported: int | None = None
+    try:
+        for item in it:
+            if call.pid != os.getpid():  # resumed in a forked child
+                raise call.forked_error()
+            try:
+                func, args, kwargs = item
+            except (TypeError, ValueError):
+                func = None
+            if func is None or not callable(func):
+                functions.split([item], i, False)  # raises the TypeError naming the item
+                func, args, kwargs = item
+            watching = False
+            if main:
+                try:
+                    watching = _signal.getsignal(_SIGINT) is default
+                    if watching:
+                        _signal.signal(_SIGINT, _interrupt)
+                except (ValueError, OSError):  # pragma: no cover - no signals here
+                    watching = False
+            reply: Any
+            nest = joblibnest.enter() if nested and timeout is None else None  # (run_local's own)
+            try:
+                if timeout is not None:  # timed as a batch is, in this thread or a helper
+                    columns = ([func], 0, (args,), (kwargs,) if kwargs else None)
+                    reply = run_local(*columns, i, timeout, None, interrupt)
+                elif type(args) is tuple and (not kwargs or type(kwargs) is dict):
+                    try:
+                        reply = func(*args, **kwargs) if kwargs else func(*args)
+                    except BaseException as exc:  # noqa: BLE001 - read as a batch's failure below
+                        reply = TaskFailed(i, exc, "")
+                    else:
+                        reply = Results([reply], 0.0)
+                else:  # a list of arguments, a mapping of keywords, or not an item at all
+                    columns = ([func], 0, (args,), (kwargs,) if kwargs else None)
+                    reply = execute(*columns, i, format_tb=False, mark=False)
+            finally:
+                if nest is not None:
+                    joblibnest.leave(nest)
+                if watching and _signal.getsignal(_SIGINT) is _interrupt:  # (unless a task set its own)
+                    _signal.signal(_SIGINT, default)
+            if type(reply) is not Results:
+                batch = Pending(i, i, [item])
+                done: Future[Any] = Future()
+                batch.future = done
+                done.set_result(reply)
+                call.replies.read(batch)  # raises the task's error, as a batch's
+                raise RuntimeError(f"picklepool: unexpected reply for task {i}: {type(reply).__name__}")
+            i += 1
+            if report is not None:
+                call.n_dispatched_tasks = call.n_dispatched_batches = i  # for Parallel.print_progress
+                report(i, call.total)
+                reported = call.total
+            yield reply.values
+        if report is not None and i and reported is None:
+            # the end of the tasks, found after the last one was reported: once more,
+            # with the total, so the last line says "finished" and a bar completes
+            report(i, i)
+    finally:
+        if call.pid == os.getpid():
+            call.n_dispatched_tasks = call.n_dispatched_batches = i
