@@ -231,13 +231,7 @@ def test_tqdm_class_is_none_when_tqdm_is_not_installed(monkeypatch):
 
 def test_the_plain_bar_draws_on_a_stream_with_only_a_write():
     # sys.stderr may be any object with a write (print needs no more): flush() failed the call
-    class WriteOnly:
-        def __init__(self) -> None:
-            self.parts: list[str] = []
-
-        def write(self, text: str) -> int:
-            self.parts.append(text)
-            return len(text)
+    from ..workers.test_output import WriteOnly
 
     stream = WriteOnly()
     bar = progress.PlainBar(stream)  # type: ignore[arg-type]

@@ -31,8 +31,8 @@ def swap_stdout(_):
     return True
 
 
-class Cell:
-    """A notebook cell's stream: an object with write() and flush(), no file descriptor."""
+class WriteOnly:
+    """A stream that is only a ``write`` (``print`` needs no more): no ``flush``, no ``buffer``."""
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -40,6 +40,10 @@ class Cell:
     def write(self, text: str) -> int:
         self.parts.append(text)
         return len(text)
+
+
+class Cell(WriteOnly):
+    """A notebook cell's stream: an object with write() and flush(), no file descriptor."""
 
     def flush(self) -> None:
         pass
@@ -62,17 +66,6 @@ def test_what_tasks_print_reaches_the_parents_redirected_streams():
     assert sorted(lines) == sorted(expected)
     assert lines.index("out 0") < lines.index("bytes 0")  # in the order each task wrote them
     assert sorted(err.getvalue().splitlines()) == [f"err {i}" for i in (0, 1, 2, 3, 9)]
-
-
-class WriteOnly:
-    """A stream that is only a ``write`` (``print`` needs no more): no ``flush``, no ``buffer``."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        return len(text)
 
 
 def prints(i):
