@@ -622,11 +622,6 @@ class Call(Channel):
                 # n_jobs=1: each task as its item is pulled, as joblib's and the loop
                 yield from sequential.run_here(self, it, primed)
                 return
-            if primed and self.backend.caller_thread:
-                # tasks run in the calling thread (n_jobs=1): none runs before the first
-                # next(), as in joblib, instead of blocking the call on the first batch
-                primed = False
-                yield []
             while True:
                 if self.pid != os.getpid():  # resumed in a forked child: send nothing, wait for nothing
                     raise self.forked_error()
@@ -660,8 +655,6 @@ class Call(Channel):
                     if handoff is None and seq == 2 and self.backend.parent_threads:
                         handoff = gil.Scope()
                         handoff.lower()
-                    if self.backend.caller_thread and not self._done.empty():
-                        break  # a batch already ran here (sequential): check it before the next
                 if primed:
                     primed = False
                     if handoff is not None:
@@ -673,7 +666,7 @@ class Call(Channel):
                     unreported = exhausted and broke is None and reported is None
                     if unreported and completed and self.on_progress is not None:
                         # the end of the tasks was found after the last batch was reported
-                        # (n_jobs=1 runs each batch before pulling the next): once more, with
+                        # (pre_dispatch=1: each batch is read before the next is pulled): once more, with
                         # the total, so the last line says "finished" and a bar completes
                         self.n_dispatched_tasks, self.n_dispatched_batches = dispatched, seq
                         self.on_progress(completed, dispatched)
