@@ -285,6 +285,28 @@ def test_a_child_process_and_a_pending_future_are_refused_with_the_fix():
     assert isinstance(roundtrip(failed).exception(timeout=0), KeyError)
 
 
+def test_a_pool_of_workers_is_refused_with_the_fix():
+    # A pool's copy would have none of its workers: hybrid snapshotted its locks and failed
+    # deep inside ("Pickling an AuthenticationString object is disallowed").
+    from multiprocessing.pool import ThreadPool
+
+    from picklepool import Executor, Parallel, delayed
+
+    fix = r"cannot send a {}: a pool's workers .* start the pool inside the task"
+    with concurrent.futures.ProcessPoolExecutor(1) as ppe:  # (no process until a submit)
+        with pytest.raises(RefusedError, match=fix.format(r"concurrent\.futures\..*ProcessPoolExecutor")):
+            hybrid.dumps({"pool": ppe})
+    with ThreadPool(1) as tp:
+        with pytest.raises(RefusedError, match=fix.format(r"multiprocessing\.pool\.ThreadPool")):
+            hybrid.dumps([tp])
+    with Executor(max_workers=1) as ex:
+        for name in ("hybrid", "cloudpickle", "pickle"):
+            with pytest.raises(Exception, match=fix.format(r"picklepool\.executor\.futures\.Executor")):
+                get_pickler(name).dumps(ex)
+        with pytest.raises(pickle.PicklingError, match=r"task 0: len\(.*start the pool inside the task"):
+            Parallel(n_jobs=2)(delayed(len)(ex) for _ in range(1))
+
+
 # -- asyncio primitives ----------------------------------------------------------------------------
 
 

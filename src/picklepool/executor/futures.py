@@ -51,7 +51,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..errors import PicklingError, TaskExitError, WorkerCrashedError, pickling_type
-from ..pickler import locks
+from ..pickler import locks, runtime
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, plain_number, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
@@ -653,6 +653,10 @@ class Executor(_StdExecutor):
     def kill_workers(self) -> None:
         """Python 3.14's: as :meth:`terminate_workers` (picklepool kills the workers in both)."""
         self._terminate()
+
+    def __reduce__(self) -> Any:
+        """Refused with the fix (``pickler.runtime.refuse_pool``): its workers are this process's."""
+        return runtime.refuse_pool(self)
 
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Any:
         """As the standard library's (``shutdown(wait=True)``), but Ctrl-C stops at once."""

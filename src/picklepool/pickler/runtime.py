@@ -28,6 +28,11 @@ with a :class:`RefusedError` that says why and what to do instead:
     multiprocessing locks, queues,   -> refused: multiprocessing lets them reach only the
       events, pipes                     processes it starts itself
     logging.FileHandler (and subclasses) -> refused: its open file belongs to this process
+    a pool of workers                -> refused: its processes or threads, and the queues and
+      (ProcessPoolExecutor,             threads feeding them, are the process's that
+      multiprocessing.Pool and          started it (a copy failed on an inner part:
+      ThreadPool, loky's executors)     "Pickling an AuthenticationString object is
+                                        disallowed"); ``picklepool.Executor`` says so itself
     subprocess.Popen (and subclasses) -> refused: a child process is waited for by its parent
                                         only (a copy's poll() said "exited, status 0" at
                                         once, while it ran)
@@ -337,6 +342,35 @@ def _refuse_popen(proc: subprocess.Popen[Any]) -> Reduced:
     )
 
 
+def refuse_pool(pool: Any) -> Reduced:
+    """Refuse a pool of workers (see the module docstring); ``picklepool.Executor.__reduce__`` too."""
+    raise RefusedError(
+        f"cannot send a {_type_name(pool)}: a pool's workers (processes or threads), and the "
+        "queues and threads that feed them, belong to the process that started it; a copy in "
+        "the worker would have none of them. Fix: submit from here what the task would submit "
+        "(return it from the task), or start the pool inside the task (a Parallel call made in "
+        "a task runs there, nested), sending its settings instead of the pool.",
+        pool,
+    )
+
+
+# the modules of pools of workers and their classes: looked up only once the module is loaded
+_POOL_CLASSES = (
+    ("concurrent.futures.process", "ProcessPoolExecutor"),
+    ("multiprocessing.pool", "Pool"),  # and ThreadPool
+    ("loky.process_executor", "ProcessPoolExecutor"),  # and its reusable executor
+    ("joblib.externals.loky.process_executor", "ProcessPoolExecutor"),
+)
+
+
+def _pool_reducer(t: type) -> Callable[[Any], Reduced] | None:
+    for module_name, name in _POOL_CLASSES:
+        cls = getattr(sys.modules.get(module_name), name, None)
+        if isinstance(cls, type) and issubclass(t, cls):
+            return refuse_pool
+    return None
+
+
 def _reduce_future(future: concurrent.futures.Future[Any]) -> Reduced:
     if not future.done():
         raise RefusedError(
@@ -438,7 +472,7 @@ def reducer_for(t: type) -> Callable[[Any], Reduced] | None:
     for base, reducer in SUBCLASS_REDUCERS:
         if issubclass(t, base):
             return reducer
-    return _asyncio_reducer(t)
+    return _asyncio_reducer(t) or _pool_reducer(t)
 
 
 _REFUSALS = (
@@ -448,6 +482,7 @@ _REFUSALS = (
     _refuse_token,
     _refuse_popen,
     _reduce_future,
+    refuse_pool,
 )
 
 
