@@ -280,6 +280,43 @@ def test_a_frozen_dataclass_exception_comes_back_as_itself(backend):
         assert isinstance(err.__cause__, RemoteTraceback) and "raise_frozen" in str(err.__cause__)
 
 
+def _inner_fails(i):
+    if i == 2:
+        raise ValueError(f"bad {i}")
+    return i
+
+
+def _outer(j, backend, n_jobs):
+    return Parallel(n_jobs=n_jobs, backend=backend)(delayed(_inner_fails)(i) for i in range(4))
+
+
+@pytest.mark.parametrize(
+    ("backend", "n_jobs", "place"),
+    [
+        (None, 2, "in the worker running that task"),  # nested: threads of that worker
+        ("sequential", 1, "in the worker running that task"),
+        ("loky", 2, "in a worker of that call"),
+    ],
+)
+def test_the_note_of_a_call_made_inside_a_task_says_so(backend, n_jobs, place):
+    # Read by the top caller, the nested call's note said "of this Parallel call, in this process"
+    with pytest.raises(ValueError, match="bad 2") as info:
+        Parallel(n_jobs=2)(delayed(_outer)(j, backend, n_jobs) for j in range(1))
+    assert info.value.__notes__ == [
+        f"(raised by task 2: _inner_fails(2) of a Parallel call made inside a task, {place})",
+        "(raised by task 0: _outer(0, " + repr(backend) + f", {n_jobs}) of this Parallel call, in a worker)",
+    ]
+
+
+def test_the_note_of_a_call_made_in_a_thread_of_the_threading_backend_is_in_this_process():
+    with pytest.raises(ValueError, match="bad 2") as info:
+        Parallel(n_jobs=2, backend="threading")(delayed(_outer)(j, None, 2) for j in range(1))
+    assert info.value.__notes__ == [
+        "(raised by task 2: _inner_fails(2) of a Parallel call made inside a task, in this process)",
+        "(raised by task 0: _outer(0, None, 2) of this Parallel call, in this process)",
+    ]
+
+
 _SAME_ERROR = ValueError("the same object every time")  # as Future.result() re-raises its own
 
 

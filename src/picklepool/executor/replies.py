@@ -39,6 +39,7 @@ from ..pickler.culprit import first_failing_item
 from ..pickler.homes import import_advice
 from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Captured, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
+from ..workers import mirror
 from ..workers.control import DUMPING, LOADING
 from ..workers.output import write_text
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure
@@ -206,23 +207,35 @@ class ReplyReader:
             return error
         if failed.traceback:
             _attach_remote(error, RemoteTraceback(failed.traceback))
-        place = "in this process" if self.call.in_caller else "in a worker"
-        of = "" if self.call.origin in where else f" of {self.call.origin}"
+        of, place = self._source(where, "in this process" if self.call.in_caller else "in a worker")
         add_note(error, f"(raised by {where}{of}, {place})")
         advice = import_advice(error) or _main_lookup_advice(error)  # a plugin's import; globals()[name]
         if advice is not None and not self.call.in_caller:
             add_note(error, advice)
         return error
 
+    def _source(self, where: str, place: str) -> tuple[str, str]:
+        """How a task's error note names its call and where the task ran: ``" of this Parallel
+        call"``, *place*. The note reaches the top caller too when the call was made inside a
+        task (nested): it then says so, and "this process" is the worker that ran that task."""
+        origin = self.call.origin
+        if not mirror.nesting()[0]:
+            return ("" if origin in where else f" of {origin}"), place
+        if place == "in this process" and (lokycompat.any_depth() or not mirror.below_threads()):
+            place = "in the worker running that task"
+        elif place == "in a worker":
+            place = "in a worker of that call"
+        return f" of {origin.replace('this ', 'a ', 1)} made inside a task", place
+
     def failure_error(self, batch: Pending, failure: Failure) -> BaseException:
         where = batch.describe(failure.task)
         if failure.kind == "error":
             error = stand_in(failure)
             error.__cause__ = RemoteTraceback(failure.traceback) if failure.traceback else None
-            of = "" if self.call.origin in where else f" of {self.call.origin}"
+            of, place = self._source(where, "in a worker")
             add_note(
                 error,
-                f"(raised by {where}{of}, in a worker; the exception could "
+                f"(raised by {where}{of}, {place}; the exception could "
                 "not be pickled back, so this is a stand-in of the same name)",
             )
             return error
