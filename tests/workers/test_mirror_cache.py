@@ -200,8 +200,16 @@ def test_a_small_batch_with_a_large_reply_keeps_its_outcome_until_sent():
     assert type(large) is FreedAfterSending and large.keep[2].values[0] == list(range(100_000))
 
 
-@pytest.mark.parametrize("size", [0, 1, 100, 16_383, 16_384, 70_000, 1 << 20])
-def test_the_lanes_framing_is_connections(size):
+def _receiver(kind, fd):
+    """A lane's way of reading messages from *fd*: the parent's (receive), or a worker's loop's."""
+    from picklepool.workers import lane
+
+    return (lambda: lane.receive(fd)) if kind == "receive" else lane._Reader(fd).next
+
+
+@pytest.mark.parametrize("kind", ["receive", "reader"])
+@pytest.mark.parametrize("size", [0, 1, 100, 16_383, 16_384, 65_531, 65_532, 70_000, 1 << 20])
+def test_the_lanes_framing_is_connections(size, kind):
     from picklepool.workers import lane
 
     a, b = socket.socketpair()
@@ -210,7 +218,7 @@ def test_the_lanes_framing_is_connections(size):
         payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
         sender = threading.Thread(target=parent.send_bytes, args=(payload,))
         sender.start()  # (a large message fills the socket: read while it is written)
-        assert lane.receive(worker.fileno()) == payload
+        assert _receiver(kind, worker.fileno())() == payload
         sender.join()
         replier = threading.Thread(target=lane._send, args=(worker.fileno(), lane.STAYING, payload))
         replier.start()
@@ -221,14 +229,14 @@ def test_the_lanes_framing_is_connections(size):
         worker.close()
 
 
-def test_the_lane_reads_a_message_written_in_pieces():
-    from picklepool.workers import lane
-
+@pytest.mark.parametrize("kind", ["receive", "reader"])
+def test_the_lane_reads_a_message_written_in_pieces(kind):
     a, b = socket.socketpair()
     try:
+        receive = _receiver(kind, b.fileno())
         whole = (5).to_bytes(4, "big") + b"hello"
         out = []
-        reader = threading.Thread(target=lambda: out.append(lane.receive(b.fileno())))
+        reader = threading.Thread(target=lambda: out.append(receive()))
         reader.start()
         for i in range(len(whole)):
             a.sendall(whole[i : i + 1])
@@ -236,6 +244,26 @@ def test_the_lane_reads_a_message_written_in_pieces():
         assert out == [b"hello"]
         a.close()
         with pytest.raises(EOFError):
-            lane.receive(b.fileno())
+            receive()
+    finally:
+        b.close()
+
+
+def test_a_workers_loop_keeps_what_one_read_brought_past_its_message():
+    # the parent's next message (or its stop) read with one: each comes out whole, in order
+    from picklepool.workers import lane
+
+    a, b = socket.socketpair()
+    parent = Connection(a.detach())
+    try:
+        messages = [b"one", b"", b"x" * 70_000, b"two", b"three" * 9, b""]
+        sender = threading.Thread(target=lambda: [parent.send_bytes(m) for m in messages])
+        sender.start()
+        receive = lane._Reader(b.fileno()).next
+        assert [receive() for _ in messages] == messages
+        sender.join()
+        parent.close()
+        with pytest.raises(EOFError):
+            receive()
     finally:
         b.close()
