@@ -177,6 +177,9 @@ def _write(fd: int, data: bytes) -> None:
             done += os.write(fd, view[done:])
 
 
+_DELAY = "_MEMORY_LEAK_CHECK_DELAY"
+
+
 class _Growth:
     """loky's memory-leak check, between a lane's batches (module docstring)."""
 
@@ -192,7 +195,7 @@ class _Growth:
 
     def too_much(self) -> bool:
         loky = self.loky
-        if loky is not None and time.monotonic() - self.last <= getattr(loky, "_MEMORY_LEAK_CHECK_DELAY", 1.0):
+        if loky is not None and time.monotonic() - self.last <= getattr(loky, _DELAY, 1.0):
             return False
         delay, limit = lokycompat.leak_check()
         if time.monotonic() - self.last <= delay:
