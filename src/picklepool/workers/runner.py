@@ -156,10 +156,14 @@ def _load_failure(what: str, first: int, label: str, exc: BaseException, status:
 def run_batch(batch: Batch) -> Any:
     """Run one batch in this worker; return its reply (bytes, or ``Frames`` of bytes)."""
     first = batch.first
-    try:
-        _header, pickler, loads = _pickler_and_loads(batch.pickler)
-    except BaseException as exc:  # noqa: BLE001 - the pickler's class is not importable here
-        return _load_failure("pickler", first, "", exc)
+    last = _last_pickler
+    if last is not None and last[0] == batch.pickler:  # the call's pickler, as for the batch before
+        _header, pickler, loads = last
+    else:
+        try:
+            _header, pickler, loads = _pickler_and_loads(batch.pickler)
+        except BaseException as exc:  # noqa: BLE001 - the pickler's class is not importable here
+            return _load_failure("pickler", first, "", exc)
     view = control.watched_view(batch.session) if batch.session else None
     if view is not None and not batch.isolate and view.cancelled(batch.call_id):
         return pickler.dumps(Cancelled(batch.call_id))
@@ -188,7 +192,7 @@ def run_batch(batch: Batch) -> Any:
                 )
             except BaseException as exc:  # noqa: BLE001
                 return _load_failure("function", first, ", ".join(s[2] for s in specs), exc, status)
-            loading.functions = fns  # arguments that are objects the functions hold: theirs (reached)
+            # arguments that are objects the functions hold: theirs (workers.reached)
             loading.as_sent = functools.partial(_as_sent, pickler, specs, fns, set())
             try:
                 if type(tasks) is Frames and not tasks.refs and type(tasks.data) is bytes:
@@ -198,7 +202,7 @@ def run_batch(batch: Batch) -> Any:
             except BaseException as exc:  # noqa: BLE001
                 return _load_failure("arguments", first, "", exc, status)
         finally:
-            loading.functions, loading.as_sent = (), None
+            loading.as_sent = None
             detach(token)
     finally:
         warnfilters.swap_out(swapped)
@@ -216,6 +220,10 @@ def run_batch(batch: Batch) -> Any:
         elif capture[0] or capture[1]:
             with output.captured(capture) as printed:
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
+        elif timeout is None and not batch.isolate:  # (_execute's commonest case, without its call)
+            outcome = execute(
+                fns, fidx, args, kwargs, first, view, batch.call_id, None, single_arg=batch.single_arg
+            )
         else:
             outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
     finally:
@@ -225,7 +233,10 @@ def run_batch(batch: Batch) -> Any:
     if type(outcome) is TaskFailed and isinstance(outcome.error, TaskTimeoutError) and lokycompat.depth():
         retire()  # replaced by loky after this reply; the rest of the pool is untouched
     status[1], status[2], status[3] = first, 0, control.DUMPING
-    reply = replies.dump(pickler, outcome, first, tasks, batch.isolate)
+    if type(outcome) is Results and not batch.isolate:  # (replies.dump's commonest case)
+        reply = replies.dump_results(pickler, outcome, first, tasks)
+    else:
+        reply = replies.dump(pickler, outcome, first, tasks, batch.isolate)
     if printed and (printed[0] or printed[1]):
         reply = Captured(reply, printed[0], printed[1])  # written to the parent's streams
     status[1], status[3] = -1, control.RUNNING
