@@ -163,7 +163,10 @@ def _send(fd: int, first: bytes, rest: bytes) -> None:
     n = len(first) + len(rest)
     header = _SIZE.pack(n) if n <= 0x7FFFFFFF else _SIZE.pack(-1) + _LARGE_SIZE.pack(n)
     if n < _JOIN_BELOW:
-        _write(fd, header + first + rest)
+        data = header + first + rest
+        done = os.write(fd, data)  # (_write's first step, without its call)
+        if done < len(data):
+            _write_rest(fd, data, done)
     else:
         _write(fd, header + first)
         _write(fd, rest)
@@ -172,9 +175,13 @@ def _send(fd: int, first: bytes, rest: bytes) -> None:
 def _write(fd: int, data: bytes) -> None:
     done = os.write(fd, data)
     if done < len(data):
-        view = memoryview(data)
-        while done < len(data):
-            done += os.write(fd, view[done:])
+        _write_rest(fd, data, done)
+
+
+def _write_rest(fd: int, data: bytes, done: int) -> None:
+    view = memoryview(data)
+    while done < len(data):
+        done += os.write(fd, view[done:])
 
 
 _DELAY = "_MEMORY_LEAK_CHECK_DELAY"

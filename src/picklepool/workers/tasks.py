@@ -293,8 +293,8 @@ def execute(
     # would clobber the user's own timers (run_local uses a watching thread there).
     use_alarm = timeout is not None and (view is not None or alarm) and can_alarm()
     previous = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
-    if mark:
-        _begin(status)
+    if mark:  # (_begin, without its call)
+        _running.batch = _last[0] = (next(_serials), status)
     i = first
     start = time.perf_counter()
     try:
