@@ -73,9 +73,8 @@ def _loads_of(pickler: Any) -> Callable[..., Any]:
     return pickler.loads  # type: ignore[no-any-return]
 
 
-_last_pickler: tuple[bytes, Any, Callable[..., Any]] | None = (
-    None  # (header, pickler, loads) of the last batch
-)
+# (header, pickler, loads) of the last batch
+_last_pickler: tuple[bytes, Any, Callable[..., Any]] | None = None
 
 
 class _Kept:
