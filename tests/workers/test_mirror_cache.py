@@ -179,6 +179,84 @@ def test_the_last_pickler_is_kept_only_for_the_same_header():
     assert runner._pickler(one) is first  # (from the cache of rebuilt objects)
 
 
+def test_the_pickler_kept_loads_as_its_own_loads():
+    # pickle.loads itself stands for BasePickler's loads only: a class (or an instance) with
+    # a loads of its own keeps it
+    import cloudpickle
+
+    from picklepool.pickler.base import StdlibPickler
+    from picklepool.workers import runner
+
+    class Own(StdlibPickler):
+        def loads(self, data, buffers=None):
+            return ("own", pickle.loads(data, buffers=buffers))
+
+    assert runner._loads_of(StdlibPickler()) is pickle.loads
+    assert runner._loads_of(Own())(pickle.dumps(1)) == ("own", 1)
+    mine = StdlibPickler()
+    mine.loads = lambda data, buffers=None: "instance's"
+    assert runner._loads_of(mine)(b"") == "instance's"
+    header = cloudpickle.dumps(Own())
+    _, pickler, loads = runner._pickler_and_loads(header)
+    assert type(pickler) is Own and loads(pickle.dumps(2)) == ("own", 2)
+
+
+def test_a_kept_function_skips_its_check_only_when_it_carries_nothing():
+    from picklepool.workers import runner
+
+    assert runner._Kept(os.getcwd, "call-1").fixed  # a built-in: nothing to watch
+    assert runner._Kept(_importable, "call-1").fixed  # of an importable module: its state is the module's
+    import types
+
+    carried = {"n": [0]}  # globals of its own, as a function rebuilt by value: they may change
+    kept = runner._Kept(types.FunctionType(_importable.__code__, carried), "call-1")
+    assert not kept.fixed and not kept.baseline.changed()
+    carried["n"] = [1]
+    assert kept.baseline.changed()
+
+
+def _importable() -> int:
+    return 1
+
+
+def test_the_loading_swap_follows_the_filters_applied(monkeypatch):
+    import warnings
+
+    from picklepool.workers import warnfilters
+
+    fresh = {
+        "_read": (None, None),
+        "_applied": (None, None),
+        "_own": (),
+        "_base": None,
+        "_erring": (None, False),
+    }
+    for name, value in fresh.items():  # a worker's, before its first batch
+        monkeypatch.setattr(warnfilters, name, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        erring = warnfilters.pickled()
+    with warnings.catch_warnings():
+        warnings.resetwarnings()  # (not pytest's own "error" filters)
+        warnings.simplefilter("ignore")
+        quiet = warnfilters.pickled()
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        mine = list(warnings.filters)
+        warnfilters.apply(erring)  # the parent's "error": loading swaps in the worker's own
+        parents = list(warnings.filters)
+        swapped = warnfilters.swap_in()
+        assert swapped is not None and list(warnings.filters) == mine
+        warnfilters.swap_out(swapped)
+        assert list(warnings.filters) == parents
+        warnfilters.apply(quiet)  # no "error" now: nothing is swapped
+        assert warnfilters.swap_in() is None and warnings.filters[0][0] == "ignore"
+        warnfilters.apply(erring)  # and again
+        swapped = warnfilters.swap_in()
+        assert swapped is not None and list(warnings.filters) == mine
+        warnfilters.swap_out(swapped)
+
+
 def test_a_small_batch_with_a_large_reply_keeps_its_outcome_until_sent():
     import cloudpickle
 
@@ -200,8 +278,16 @@ def test_a_small_batch_with_a_large_reply_keeps_its_outcome_until_sent():
     assert type(large) is FreedAfterSending and large.keep[2].values[0] == list(range(100_000))
 
 
-@pytest.mark.parametrize("size", [0, 1, 100, 16_383, 16_384, 70_000, 1 << 20])
-def test_the_lanes_framing_is_connections(size):
+def _receiver(kind, fd):
+    """A lane's way of reading messages from *fd*: the parent's (receive), or a worker's loop's."""
+    from picklepool.workers import lane
+
+    return (lambda: lane.receive(fd)) if kind == "receive" else lane._Reader(fd).next
+
+
+@pytest.mark.parametrize("kind", ["receive", "reader"])
+@pytest.mark.parametrize("size", [0, 1, 100, 16_383, 16_384, 65_531, 65_532, 70_000, 1 << 20])
+def test_the_lanes_framing_is_connections(size, kind):
     from picklepool.workers import lane
 
     a, b = socket.socketpair()
@@ -210,7 +296,7 @@ def test_the_lanes_framing_is_connections(size):
         payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
         sender = threading.Thread(target=parent.send_bytes, args=(payload,))
         sender.start()  # (a large message fills the socket: read while it is written)
-        assert lane.receive(worker.fileno()) == payload
+        assert _receiver(kind, worker.fileno())() == payload
         sender.join()
         replier = threading.Thread(target=lane._send, args=(worker.fileno(), lane.STAYING, payload))
         replier.start()
@@ -221,14 +307,14 @@ def test_the_lanes_framing_is_connections(size):
         worker.close()
 
 
-def test_the_lane_reads_a_message_written_in_pieces():
-    from picklepool.workers import lane
-
+@pytest.mark.parametrize("kind", ["receive", "reader"])
+def test_the_lane_reads_a_message_written_in_pieces(kind):
     a, b = socket.socketpair()
     try:
+        receive = _receiver(kind, b.fileno())
         whole = (5).to_bytes(4, "big") + b"hello"
         out = []
-        reader = threading.Thread(target=lambda: out.append(lane.receive(b.fileno())))
+        reader = threading.Thread(target=lambda: out.append(receive()))
         reader.start()
         for i in range(len(whole)):
             a.sendall(whole[i : i + 1])
@@ -236,6 +322,26 @@ def test_the_lane_reads_a_message_written_in_pieces():
         assert out == [b"hello"]
         a.close()
         with pytest.raises(EOFError):
-            lane.receive(b.fileno())
+            receive()
+    finally:
+        b.close()
+
+
+def test_a_workers_loop_keeps_what_one_read_brought_past_its_message():
+    # the parent's next message (or its stop) read with one: each comes out whole, in order
+    from picklepool.workers import lane
+
+    a, b = socket.socketpair()
+    parent = Connection(a.detach())
+    try:
+        messages = [b"one", b"", b"x" * 70_000, b"two", b"three" * 9, b""]
+        sender = threading.Thread(target=lambda: [parent.send_bytes(m) for m in messages])
+        sender.start()
+        receive = lane._Reader(b.fileno()).next
+        assert [receive() for _ in messages] == messages
+        sender.join()
+        parent.close()
+        with pytest.raises(EOFError):
+            receive()
     finally:
         b.close()

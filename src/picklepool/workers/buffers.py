@@ -74,11 +74,16 @@ def explain_error(error: BaseException, tasks: Any) -> None:
         )
 
 
-def dump_reply(pickler: Any, outcome: Any, tasks: Any) -> bytes | Frames:
-    """Pickle a batch's outcome; large result buffers go to files in the call folder."""
-    plain = dumps_plain(pickler, outcome)  # a few plain values: no buffer to look for
-    if plain is not None:
-        return plain
+def dump_reply(pickler: Any, outcome: Any, tasks: Any, plain: bool = True) -> bytes | Frames:
+    """Pickle a batch's outcome; large result buffers go to files in the call folder.
+
+    *plain*: whether it may be a few plain values, pickled the short way (False: the
+    caller found it is not).
+    """
+    if plain:
+        data = dumps_plain(pickler, outcome)  # a few plain values: no buffer to look for
+        if data is not None:
+            return data
     target = tasks.results if isinstance(tasks, Frames) else None
     if target is None:
         with arrays.sharing(_REPLY):  # a memmap of the user's goes back by reference

@@ -458,6 +458,22 @@ class Baseline:
             raise _Unwatched(type(array))
         self.arrays.append((array, _array_meta(array), content))
 
+    def empty(self) -> bool:
+        """Whether this baseline watches nothing (:meth:`changed` is then always False)."""
+        return not (
+            self.tracked
+            or self.lists
+            or self.dicts
+            or self.sets
+            or self.instances
+            or self.mappings
+            or self.functions
+            or self.deques
+            or self.buffers
+            or self.arrays
+            or self.mapped_arrays
+        )
+
     def changed(self) -> bool:
         """Has anything in the value changed since the baseline was taken?"""
         if self.tracked and self._tracked_changed():

@@ -91,6 +91,18 @@ def worker_view(path: str) -> WorkerView | None:
     return view
 
 
+def watched_view(path: str) -> WorkerView | None:
+    """:func:`worker_view`, with the parent watched (:func:`watch_parent`): a batch's one call."""
+    view = _views.get(path)
+    if view is None:
+        view = worker_view(path)
+        if view is None:
+            return None
+    if _watching is None:
+        watch_parent()
+    return view
+
+
 PARENT_POLL = 0.5  # seconds between two looks at the parent's pid
 # In a worker the forkserver forked: a pipe that reaches end of file when the parent
 # dies (set by workers.forkserver; -1: watch the parent's pid)

@@ -28,7 +28,14 @@ from typing import Any
 from .. import lokycompat
 from . import mirror
 
-_waiting = threading.local()  # .token: this thread's batch, waiting for joblib to load
+
+class _Waiting(threading.local):
+    # this thread's batch, waiting for joblib to load (None: none); a class default, so that
+    # reading it when there is none raises no AttributeError (getattr's default costs one)
+    token: Any = None
+
+
+_waiting = _Waiting()
 _exit_watched = False  # this worker stops joblib's loky pool at its exit (watch_exit)
 NESTED_EXIT_JOIN = 1.0  # seconds a worker's exit waits for the killed pool's manager thread
 
@@ -65,7 +72,7 @@ class _Loader:
 
     def exec_module(self, module: Any) -> None:
         self.real.exec_module(module)
-        token = getattr(_waiting, "token", None)
+        token = _waiting.token
         if token is not None and token.config is None:
             try:
                 token.config = _enter_config(module, token.depth)
@@ -80,7 +87,7 @@ class _Finder:
         self.busy = threading.local()
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "joblib.parallel" or getattr(self.busy, "on", False) or not hasattr(_waiting, "token"):
+        if name != "joblib.parallel" or getattr(self.busy, "on", False) or _waiting.token is None:
             return None
         self.busy.on = True
         try:
@@ -107,9 +114,10 @@ def enter() -> Any:
         return None
     module = sys.modules.get("joblib.parallel")
     if module is None:
-        if _finder not in sys.meta_path:
-            sys.meta_path.insert(0, _finder)
-        token = _waiting.token = _Token(depth, getattr(_waiting, "token", None))
+        meta_path = sys.meta_path
+        if not (meta_path and meta_path[0] is _finder) and _finder not in meta_path:
+            meta_path.insert(0, _finder)
+        token = _waiting.token = _Token(depth, _waiting.token)
         return token
     try:
         return _enter_config(module, depth)
@@ -126,11 +134,8 @@ def leave(config: Any) -> None:
         watch_exit()
     if isinstance(config, _Token):
         token: _Token = config
-        if getattr(_waiting, "token", None) is token:
-            if token.outer is None:
-                del _waiting.token
-            else:
-                _waiting.token = token.outer
+        if _waiting.token is token:
+            _waiting.token = token.outer
         config = token.config
     if config is not None:
         config.__exit__(None, None, None)

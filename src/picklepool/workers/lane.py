@@ -30,6 +30,7 @@ import os
 import pickle
 import socket
 import struct
+import sys
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -52,10 +53,11 @@ def serve(address: str, number: int) -> int:
     fd = conn.fileno()
     served = 0
     memory = _Growth()
+    messages = _Reader(fd)
     try:
         conn.send_bytes(b"%d" % number)
         while True:
-            data = receive(fd)
+            data = messages.next()
             if not data:  # stop: the parent needs this worker for loky's own jobs
                 break
             served += 1
@@ -83,11 +85,12 @@ _SIZE, _LARGE_SIZE = struct.Struct("!i"), struct.Struct("!Q")
 _JOIN_BELOW = 16384  # as Connection: a small message goes in one write with its header
 
 
-def _read(fd: int, n: int) -> bytes:
+def _read(fd: int, n: int, before: bytes = b"") -> bytes:
+    """*before* and the next *n* bytes from *fd*, joined in one copy."""
     data = os.read(fd, n)
-    if len(data) == n:
+    if len(data) == n and not before:
         return data
-    parts = [data]
+    parts = [before, data]
     left = n - len(data)
     while left:
         if not data:
@@ -106,12 +109,64 @@ def receive(fd: int) -> bytes:
     return _read(fd, size) if size else b""
 
 
+class _Reader:
+    """:func:`receive` for a worker's loop: a message and its header in one ``os.read``.
+
+    The parent writes a small batch in one piece and waits for its answer: one read
+    of up to ``_CHUNK`` bytes takes it whole, where :func:`receive` makes two (the
+    header, then the message). What a read brings past the message (the parent's next
+    one, its stop) is kept for the next call.
+    """
+
+    __slots__ = ("fd", "pending")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending = b""
+
+    def next(self) -> bytes:
+        data = self.pending or os.read(self.fd, _CHUNK)
+        if len(data) >= 4:
+            (size,) = _SIZE.unpack_from(data)
+            end = 4 + size
+            if size >= 0 and len(data) >= end:  # (-1: a message past 2 GiB, header and all below)
+                self.pending = data[end:]
+                return data[4:end]
+        self.pending = b""
+        return self._rest(data)
+
+    def _rest(self, data: bytes) -> bytes:
+        """The message that *data* begins, read to its end (a large one, or one cut short)."""
+        if not data:
+            raise EOFError
+        head = 4
+        if len(data) < head:
+            data += _read(self.fd, head - len(data))
+        (size,) = _SIZE.unpack_from(data)
+        if size == -1:
+            head = 12
+            if len(data) < head:
+                data += _read(self.fd, head - len(data))
+            (size,) = _LARGE_SIZE.unpack_from(data, 4)
+        end = head + size
+        if len(data) >= end:
+            self.pending = data[end:]
+            return data[head:end]
+        return _read(self.fd, end - len(data), data[head:])
+
+
+_CHUNK = 1 << 16  # bytes one read asks for: a small batch whole
+
+
 def _send(fd: int, first: bytes, rest: bytes) -> None:
     """``Connection.send_bytes(first + rest)``, without copying *rest* when it is large."""
     n = len(first) + len(rest)
     header = _SIZE.pack(n) if n <= 0x7FFFFFFF else _SIZE.pack(-1) + _LARGE_SIZE.pack(n)
     if n < _JOIN_BELOW:
-        _write(fd, header + first + rest)
+        data = header + first + rest
+        done = os.write(fd, data)  # (_write's first step, without its call)
+        if done < len(data):
+            _write_rest(fd, data, done)
     else:
         _write(fd, header + first)
         _write(fd, rest)
@@ -120,9 +175,16 @@ def _send(fd: int, first: bytes, rest: bytes) -> None:
 def _write(fd: int, data: bytes) -> None:
     done = os.write(fd, data)
     if done < len(data):
-        view = memoryview(data)
-        while done < len(data):
-            done += os.write(fd, view[done:])
+        _write_rest(fd, data, done)
+
+
+def _write_rest(fd: int, data: bytes, done: int) -> None:
+    view = memoryview(data)
+    while done < len(data):
+        done += os.write(fd, view[done:])
+
+
+_DELAY = "_MEMORY_LEAK_CHECK_DELAY"
 
 
 class _Growth:
@@ -134,8 +196,14 @@ class _Growth:
         self.process = psutil.Process(os.getpid())
         self.reference = self.process.memory_info().rss
         self.last = time.monotonic()
+        # loky's module, whose delay is read at each batch (a task may change it; so does
+        # lokycompat.recycle_after_batch): without lokycompat.leak_check's calls while it has not passed
+        self.loky = sys.modules.get("loky.process_executor")
 
     def too_much(self) -> bool:
+        loky = self.loky
+        if loky is not None and time.monotonic() - self.last <= getattr(loky, _DELAY, 1.0):
+            return False
         delay, limit = lokycompat.leak_check()
         if time.monotonic() - self.last <= delay:
             return False

@@ -93,9 +93,13 @@ def apply(state: ParentState) -> None:
     _apply_numeric(state.numeric)
     if state.umask >= 0:
         os.umask(state.umask)  # one system call; a task may have changed it
-    start_method(state.start_method)
-    warnfilters.apply(state.warning_filters)
-    reloads.apply(state.reloads)
+    method = state.start_method
+    if multiprocessing.get_start_method(allow_none=True) != method:
+        start_method(method)
+    if state.warning_filters is not None:  # (None: the worker keeps its own)
+        warnfilters.apply(state.warning_filters)
+    if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
+        reloads.apply(state.reloads)
     _applied = state
 
 

@@ -25,8 +25,9 @@ from typing import Any
 
 
 class _Loading(threading.local):
-    functions: Sequence[Any] = ()  # the batch's, while its arguments are unpickled (workers.runner)
-    # The batch's function *index*, as the parent sent it: a copy for this batch (workers.runner)
+    functions: Sequence[Any] = ()  # the batch's, while its arguments are unpickled
+    # The batch's function *index*, as the parent sent it: a copy for this batch (workers.runner
+    # sets only this; without it, ``functions``)
     as_sent: Callable[[int], Any] | None = None
 
 

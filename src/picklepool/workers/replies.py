@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import error_text, pickling_error
 from ..pickler.diagnose import explain, probe
+from ..pickler.plain import dumps as dumps_plain
 from ..wire import Failure, Raised, Results, TaskFailed, native_parts, pack_results, rebuild_exception
 from . import buffers
 
@@ -148,7 +149,9 @@ def _str(exc: BaseException) -> str:
 def dump_results(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
     """Results as reply bytes (or ``Frames``), or a "dump" ``Failure`` naming the result."""
     try:
-        return buffers.dump_reply(pickler, pack_results(outcome), tasks)  # large results via shared memory
+        packed = pack_results(outcome)
+        # a few plain values (a one-task batch's): buffers.dump_reply's first step, without its call
+        return dumps_plain(pickler, packed) or buffers.dump_reply(pickler, packed, tasks, plain=False)
     except BaseException as exc:  # noqa: BLE001
         whole = exc
     for i, value in enumerate(outcome.values):

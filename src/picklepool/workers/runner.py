@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..errors import TaskTimeoutError, error_text
+from ..pickler.base import BasePickler
 from ..pickler.buffers import Frames
 from ..wire import (
     Batch,
@@ -50,26 +51,45 @@ FREE_AFTER_SENDING = 64 << 10
 
 
 def _pickler(header: bytes) -> Any:
+    return _pickler_and_loads(header)[1]
+
+
+def _pickler_and_loads(header: bytes) -> tuple[bytes, Any, Callable[..., Any]]:
+    """``(header, the pickler, its loads)``: the call's pickler, built once per header."""
     global _last_pickler
     last = _last_pickler
     if last is not None and last[0] == header:  # the call's pickler, as for the batch before
-        return last[1]
+        return last
     pickler = objects.get_or_build(("header", header), len(header), lambda: pickle.loads(header))
-    _last_pickler = (header, pickler)
-    return pickler
+    _last_pickler = last = (header, pickler, _loads_of(pickler))
+    return last
 
 
-_last_pickler: tuple[bytes, Any] | None = None  # (header, pickler) of the last batch
+def _loads_of(pickler: Any) -> Callable[..., Any]:
+    """*pickler*'s ``loads``: ``pickle.loads`` itself when that is what it runs (``BasePickler``'s)."""
+    own = getattr(pickler, "__dict__", None) or {}
+    if getattr(type(pickler), "loads", None) is BasePickler.loads and "loads" not in own:
+        return pickle.loads
+    return pickler.loads  # type: ignore[no-any-return]
+
+
+# (header, pickler, loads) of the last batch
+_last_pickler: tuple[bytes, Any, Callable[..., Any]] | None = None
 
 
 class _Kept:
-    """A rebuilt function in the cache: what it carried when built, and its last call."""
+    """A rebuilt function in the cache: what it carried when built, and its last call.
 
-    __slots__ = ("func", "baseline", "call")
+    *fixed*: its baseline watches nothing (a function of an importable module carries no
+    state of its own): it is as sent for every call, without asking the baseline.
+    """
+
+    __slots__ = ("func", "baseline", "call", "fixed")
 
     def __init__(self, func: Any, call: str) -> None:
         self.func, self.call = func, call
         self.baseline = changes.watch_function(func)
+        self.fixed = self.baseline is not None and self.baseline.empty()
 
 
 def _build(pickler: Any, spec: FuncSpec) -> Any:
@@ -87,7 +107,7 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
     if key is not None:  # kept from an earlier batch (the usual case): no closures made
         found: _Kept | None = objects.get(("func", key))
         if found is not None and (
-            found.call == call or (found.baseline is not None and not found.baseline.changed())
+            found.fixed or found.call == call or (found.baseline is not None and not found.baseline.changed())
         ):
             found.call = call
             return found.func  # type: ignore[no-any-return]
@@ -135,15 +155,17 @@ def _load_failure(what: str, first: int, label: str, exc: BaseException, status:
 def run_batch(batch: Batch) -> Any:
     """Run one batch in this worker; return its reply (bytes, or ``Frames`` of bytes)."""
     first = batch.first
-    try:
-        pickler = _pickler(batch.pickler)
-    except BaseException as exc:  # noqa: BLE001 - the pickler's class is not importable here
-        return _load_failure("pickler", first, "", exc)
-    view = control.worker_view(batch.session) if batch.session else None
-    if view is not None:
-        control.watch_parent()
-        if not batch.isolate and view.cancelled(batch.call_id):
-            return pickler.dumps(Cancelled(batch.call_id))
+    last = _last_pickler
+    if last is not None and last[0] == batch.pickler:  # the call's pickler, as for the batch before
+        _header, pickler, loads = last
+    else:
+        try:
+            _header, pickler, loads = _pickler_and_loads(batch.pickler)
+        except BaseException as exc:  # noqa: BLE001 - the pickler's class is not importable here
+            return _load_failure("pickler", first, "", exc)
+    view = control.watched_view(batch.session) if batch.session else None
+    if view is not None and not batch.isolate and view.cancelled(batch.call_id):
+        return pickler.dumps(Cancelled(batch.call_id))
     numeric = None  # a cluster's: applied around the tasks only
     capture = (False, False)
     parent = batch.parent
@@ -156,22 +178,33 @@ def run_batch(batch: Batch) -> Any:
     status[0], status[1], status[2], status[3], status[4] = batch.call_id, first, 0, control.LOADING, -1
     tasks = batch.tasks
     # the worker's warnings filters while it imports what the parent had imported (not the tasks')
-    with warnfilters.loading():
+    swapped = warnfilters.swap_in()
+    try:
         token = attach(batch.attachment)
         try:
+            specs = batch.functions
             try:
-                fns = [_function(pickler, spec) for spec in batch.functions]
+                fns = (
+                    [_function(pickler, specs[0])]
+                    if len(specs) == 1
+                    else [_function(pickler, s) for s in specs]
+                )
             except BaseException as exc:  # noqa: BLE001
-                return _load_failure("function", first, ", ".join(s[2] for s in batch.functions), exc, status)
-            loading.functions = fns  # arguments that are objects the functions hold: theirs (reached)
-            loading.as_sent = functools.partial(_as_sent, pickler, batch.functions, fns, set())
+                return _load_failure("function", first, ", ".join(s[2] for s in specs), exc, status)
+            # arguments that are objects the functions hold: theirs (workers.reached)
+            loading.as_sent = functools.partial(_as_sent, pickler, specs, fns, set())
             try:
-                fidx, args, kwargs = buffers.load(pickler, tasks)
+                if type(tasks) is Frames and not tasks.refs and type(tasks.data) is bytes:
+                    fidx, args, kwargs = loads(tasks.data, buffers=[])  # buffers.load's, with no file to map
+                else:
+                    fidx, args, kwargs = buffers.load(pickler, tasks)
             except BaseException as exc:  # noqa: BLE001
                 return _load_failure("arguments", first, "", exc, status)
         finally:
-            loading.functions, loading.as_sent = (), None
+            loading.as_sent = None
             detach(token)
+    finally:
+        warnfilters.swap_out(swapped)
     status[1], status[3] = -1, control.RUNNING
     limits, timeout = batch.limits, batch.timeout
     if limits is not None:
@@ -186,6 +219,10 @@ def run_batch(batch: Batch) -> Any:
         elif capture[0] or capture[1]:
             with output.captured(capture) as printed:
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
+        elif timeout is None and not batch.isolate:  # (_execute's commonest case, without its call)
+            outcome = execute(
+                fns, fidx, args, kwargs, first, view, batch.call_id, None, single_arg=batch.single_arg
+            )
         else:
             outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
     finally:
@@ -195,7 +232,10 @@ def run_batch(batch: Batch) -> Any:
     if type(outcome) is TaskFailed and isinstance(outcome.error, TaskTimeoutError) and lokycompat.depth():
         retire()  # replaced by loky after this reply; the rest of the pool is untouched
     status[1], status[2], status[3] = first, 0, control.DUMPING
-    reply = replies.dump(pickler, outcome, first, tasks, batch.isolate)
+    if type(outcome) is Results and not batch.isolate:  # (replies.dump's commonest case)
+        reply = replies.dump_results(pickler, outcome, first, tasks)
+    else:
+        reply = replies.dump(pickler, outcome, first, tasks, batch.isolate)
     if printed and (printed[0] or printed[1]):
         reply = Captured(reply, printed[0], printed[1])  # written to the parent's streams
     status[1], status[3] = -1, control.RUNNING

@@ -45,15 +45,18 @@ _KWARGS_TYPES = {dict, type(None)}  # None: no keyword arguments, as in (f, args
 # Only a worker's own batches mark; a call a task makes in its own process (n_jobs=1,
 # threading: ``run_local``) runs inside that task, and threads the task starts, which
 # have no batch of their own, belong to the batch this process began last.
-_running = threading.local()
+class _Running(threading.local):
+    batch: tuple[int, Any] | None = None  # (serial, status) of this thread's batch; None: none
+
+
+_running = _Running()
 _serials = itertools.count(1)
-_last: list[Any] = [0, [0, -1]]  # (serial, status) of the batch begun last in this process
+_last: list[Any] = [(0, [0, -1])]  # [(serial, status)] of the batch begun last in this process
 
 
 def _begin(status: Any) -> None:
-    _running.serial = serial = next(_serials)
-    _running.status = status
-    _last[:] = [serial, status]
+    # one pair, set in one store per place (a batch's fixed cost: two thread-local stores were twice this)
+    _running.batch = _last[0] = (next(_serials), status)
 
 
 def current_task() -> tuple[int, int]:
@@ -64,11 +67,8 @@ def current_task() -> tuple[int, int]:
     that runs no batch of its own (one a task started, or a pool thread of a nested
     threading call) counts as the task the process runs now.
     """
-    try:
-        return _running.serial, int(_running.status[1])
-    except AttributeError:  # this thread runs no batch of its own
-        serial, status = _last
-        return serial, int(status[1])
+    serial, status = _running.batch or _last[0]  # (none: this thread runs no batch of its own)
+    return serial, int(status[1])
 
 
 class _Timeout(BaseException):
@@ -293,8 +293,8 @@ def execute(
     # would clobber the user's own timers (run_local uses a watching thread there).
     use_alarm = timeout is not None and (view is not None or alarm) and can_alarm()
     previous = signal.signal(signal.SIGALRM, _on_alarm) if use_alarm else None
-    if mark:
-        _begin(status)
+    if mark:  # (_begin, without its call)
+        _running.batch = _last[0] = (next(_serials), status)
     i = first
     start = time.perf_counter()
     try:

@@ -46,6 +46,8 @@ _applied: tuple[bytes | None, tuple[Any, ...] | None] = (None, None)
 _own: tuple[Any, ...] = ()
 # worker: its filters before the parent's were first applied (None: never applied)
 _base: tuple[Any, ...] | None = None
+# worker: (the filters applied, whether one of them is an "error")
+_erring: tuple[tuple[Any, ...] | None, bool] = (None, False)
 
 
 def pickled() -> bytes | None:
@@ -123,24 +125,38 @@ def loading() -> Iterator[None]:
     worker), unless the loading imported a module: its warnings, ignored or shown under
     the worker's filters, must not be taken for ones the parent's have already decided.
     """
-    parents = _applied[1]
-    if (
-        _base is None
-        or parents is None
-        or not any(f[0] == "error" for f in parents)
-        or tuple(warnings.filters) != parents
-    ):
-        yield
-        return
-    modules = len(sys.modules)
-    warnings.filters[:] = _behind_own(_base)  # type: ignore[index]
+    swapped = swap_in()
     try:
         yield
     finally:
-        if len(sys.modules) != modules:
-            _set(parents)
-        else:
-            warnings.filters[:] = parents  # type: ignore[index]
+        swap_out(swapped)
+
+
+def swap_in() -> tuple[tuple[Any, ...], int] | None:
+    """:func:`loading`'s start, for the batch runner (no generator per batch): the token
+    for :func:`swap_out`, None when the filters stay (the usual case: no ``"error"``)."""
+    global _erring
+    parents = _applied[1]
+    if _base is None or parents is None:
+        return None
+    if _erring[0] is not parents:  # (looked at once per set of filters applied)
+        _erring = (parents, any(f[0] == "error" for f in parents))
+    if not _erring[1] or tuple(warnings.filters) != parents:
+        return None
+    modules = len(sys.modules)
+    warnings.filters[:] = _behind_own(_base)  # type: ignore[index]
+    return parents, modules
+
+
+def swap_out(swapped: tuple[tuple[Any, ...], int] | None) -> None:
+    """:func:`loading`'s end: the parent's filters again."""
+    if swapped is None:
+        return
+    parents, modules = swapped
+    if len(sys.modules) != modules:
+        _set(parents)
+    else:
+        warnings.filters[:] = parents  # type: ignore[index]
 
 
 def keep_own(before: list[Any]) -> None:
