@@ -276,6 +276,29 @@ def test_n_jobs_1_runs_each_task_as_its_item_is_pulled(backend_name, timeout):
     assert Parallel(n_jobs=1, backend=backend_name)(reused()) == list(range(10))
 
 
+@pytest.mark.parametrize("backend_name", ["sequential", "loky", "threading"])
+def test_n_jobs_1_with_a_batch_size_pulls_each_batch_before_running_it(backend_name):
+    # joblib's test_dispatch_one_job: an explicit batch_size of 4 pulls 4 items, then runs them
+    log = []
+
+    def items(n, fail_at=None):
+        for i in range(n):
+            if i == fail_at:
+                raise LookupError(f"broke at {i}")
+            log.append(f"pulled {i}")
+            yield delayed(log.append)(f"ran {i}")
+
+    Parallel(n_jobs=1, batch_size=4, backend=backend_name)(items(6))
+    pulled = [f"pulled {i}" for i in range(6)]
+    ran = [f"ran {i}" for i in range(6)]
+    assert log == pulled[:4] + ran[:4] + pulled[4:] + ran[4:]
+    log.clear()
+    # the iterable breaking inside a batch: the items it gave before still run, then its error
+    with pytest.raises(LookupError, match="broke at 6"):
+        Parallel(n_jobs=1, batch_size=4, backend=backend_name)(items(9, fail_at=6))
+    assert log == pulled[:4] + ran[:4] + pulled[4:] + ran[4:]
+
+
 def _mark_and_fail(i, folder):
     if i == 0:
         raise RuntimeError("first task fails")

@@ -21,6 +21,7 @@ task through ``workers.tasks.run_local``, which times it as a batch's.
 from __future__ import annotations
 
 import _signal
+import itertools
 import os
 import signal
 import threading
@@ -33,6 +34,7 @@ from ..wire import Results, TaskFailed
 from ..workers import joblibnest, mirror
 from ..workers.tasks import execute, run_local
 from . import functions
+from .batching import FixedBatcher
 from .replies import Pending
 
 _SIGINT = int(signal.SIGINT)
@@ -42,8 +44,31 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise CallerInterrupt
 
 
+def pulled(it: Iterator[Any], size: int) -> Iterator[Any]:
+    """*it*'s items as joblib's sequential path pulls them: *size* at a time, every item of
+    a batch before its first task runs (an explicit ``batch_size``; ``"auto"`` is 1 there,
+    ``SequentialBackend.compute_batch_size``). An error of *it* comes after the items it
+    gave before it."""
+    if size <= 1:
+        yield from it
+        return
+    while True:
+        chunk: list[Any] = []
+        error: Exception | None = None
+        try:
+            chunk.extend(itertools.islice(it, size))  # (extend keeps what came before an error)
+        except Exception as exc:  # noqa: BLE001 - raised once the tasks before it have run
+            error = exc
+        yield from chunk
+        if error is not None:
+            raise error
+        if len(chunk) < size:
+            return
+
+
 def run_here(call: Any, it: Iterator[Any], primed: bool) -> Iterator[list[Any]]:
-    """Yield each task's result as a list of one, running the task as its item is pulled.
+    """Yield each task's result as a list of one, running the task as its item is pulled
+    (a ``batch_size`` given: once its batch is, :func:`pulled`).
 
     *primed*: yield an empty list first, before any task runs (``Call.start``).
     """
@@ -58,8 +83,9 @@ def run_here(call: Any, it: Iterator[Any], primed: bool) -> Iterator[list[Any]]:
     nested = mirror.nesting()[0] > 0  # in a worker: joblib code its tasks run nests (joblibnest)
     i = 0
     reported: int | None = None
+    size = call.batcher.size if isinstance(call.batcher, FixedBatcher) else 1
     try:
-        for item in it:
+        for item in pulled(it, size):
             if call.pid != os.getpid():  # resumed in a forked child
                 raise call.forked_error()
             try:
