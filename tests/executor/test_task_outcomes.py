@@ -317,6 +317,30 @@ def test_the_note_of_a_call_made_in_a_thread_of_the_threading_backend_is_in_this
     ]
 
 
+@pytest.mark.parametrize(
+    ("backend", "n_jobs", "place"),
+    [("sequential", 1, "in this process"), ("loky", 2, "in a worker of that call")],
+)
+def test_the_note_of_a_call_made_inside_a_task_of_an_n_jobs_1_call_says_so(backend, n_jobs, place):
+    # The outer call's tasks run in the caller's thread (no worker, no depth): the inner
+    # call's note said "of this Parallel call, in this process" (or "in a worker")
+    with pytest.raises(ValueError, match="bad 2") as info:
+        Parallel(n_jobs=1)(delayed(_outer)(j, backend, n_jobs) for j in range(1))
+    assert info.value.__notes__ == [
+        f"(raised by task 2: _inner_fails(2) of a Parallel call made inside a task, {place})",
+        "(raised by task 0: _outer(0, " + repr(backend) + f", {n_jobs}) of this Parallel call, in this process)",
+    ]
+
+
+def test_a_call_made_between_the_tasks_of_an_n_jobs_1_generator_is_not_inside_a_task():
+    out = Parallel(n_jobs=1, return_as="generator")(delayed(_inner_fails)(i) for i in range(2))
+    next(out)
+    with pytest.raises(ValueError, match="bad 2") as info:
+        Parallel(n_jobs=1)(delayed(_inner_fails)(i) for i in range(4))
+    assert info.value.__notes__ == ["(raised by task 2: _inner_fails(2) of this Parallel call, in this process)"]
+    assert list(out) == [1]
+
+
 _SAME_ERROR = ValueError("the same object every time")  # as Future.result() re-raises its own
 
 

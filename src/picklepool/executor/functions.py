@@ -14,6 +14,7 @@ every batch, so no task or later call sees another's changes.
 
 from __future__ import annotations
 
+import contextvars
 import copyreg
 import functools
 import itertools
@@ -37,6 +38,10 @@ from ..workers.reached import ThroughFunction
 from ..workers.reloads import ByName, checkable, codes
 from . import reloaded, unchanged
 from .digests import content_key
+
+# True while a task of an n_jobs=1 call runs in the caller's thread (executor.sequential):
+# a call made there is made inside a task, which its errors' notes say (replies._source)
+in_caller_task: contextvars.ContextVar[bool] = contextvars.ContextVar("picklepool_in_caller_task", default=False)
 
 _SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
 _KEEPABLE = (types.FunctionType, types.BuiltinFunctionType, type)

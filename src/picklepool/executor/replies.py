@@ -45,7 +45,7 @@ from ..workers.output import write_text
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
-from . import leftovers, reaper
+from . import functions, leftovers, reaper
 from .exitcodes import crash_advice, pickling_fault
 from .functions import describe_task, label
 
@@ -219,9 +219,10 @@ class ReplyReader:
         call"``, *place*. The note reaches the top caller too when the call was made inside a
         task (nested): it then says so, and "this process" is the worker that ran that task."""
         origin = self.call.origin
-        if not mirror.nesting()[0]:
+        depth = mirror.nesting()[0]
+        if not depth and not functions.in_caller_task.get():  # (a task of an n_jobs=1 call: no depth)
             return ("" if origin in where else f" of {origin}"), place
-        if place == "in this process" and (lokycompat.any_depth() or not mirror.below_threads()):
+        if place == "in this process" and (lokycompat.any_depth() or (depth and not mirror.below_threads())):
             place = "in the worker running that task"
         elif place == "in a worker":
             place = "in a worker of that call"
