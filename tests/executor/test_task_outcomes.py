@@ -328,7 +328,7 @@ def test_the_note_of_a_call_made_inside_a_task_of_an_n_jobs_1_call_says_so(backe
         Parallel(n_jobs=1)(delayed(_outer)(j, backend, n_jobs) for j in range(1))
     assert info.value.__notes__ == [
         f"(raised by task 2: _inner_fails(2) of a Parallel call made inside a task, {place})",
-        "(raised by task 0: _outer(0, " + repr(backend) + f", {n_jobs}) of this Parallel call, in this process)",
+        f"(raised by task 0: _outer(0, {backend!r}, {n_jobs}) of this Parallel call, in this process)",
     ]
 
 
@@ -337,7 +337,8 @@ def test_a_call_made_between_the_tasks_of_an_n_jobs_1_generator_is_not_inside_a_
     next(out)
     with pytest.raises(ValueError, match="bad 2") as info:
         Parallel(n_jobs=1)(delayed(_inner_fails)(i) for i in range(4))
-    assert info.value.__notes__ == ["(raised by task 2: _inner_fails(2) of this Parallel call, in this process)"]
+    note = "(raised by task 2: _inner_fails(2) of this Parallel call, in this process)"
+    assert info.value.__notes__ == [note]
     assert list(out) == [1]
 
 

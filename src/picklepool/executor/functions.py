@@ -41,7 +41,7 @@ from .digests import content_key
 
 # True while a task of an n_jobs=1 call runs in the caller's thread (executor.sequential):
 # a call made there is made inside a task, which its errors' notes say (replies._source)
-in_caller_task: contextvars.ContextVar[bool] = contextvars.ContextVar("picklepool_in_caller_task", default=False)
+in_caller_task: contextvars.ContextVar[bool] = contextvars.ContextVar("picklepool_caller_task", default=False)
 
 _SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
 _KEEPABLE = (types.FunctionType, types.BuiltinFunctionType, type)
