@@ -753,3 +753,13 @@ def test_a_task_of_a_wrapped_function_is_named_by_the_function_it_calls(make, na
     with Executor(max_workers=1) as ex, pytest.raises(ValueError, match="two") as info:
         ex.submit(make(), 2).result()
     assert f": {name}, in a worker" in info.value.__notes__[-1]
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_task_of_a_numpy_ufunc_is_named_by_the_ufunc(n_jobs):
+    # a ufunc has a __name__ but no __qualname__: the note said "ufunc(0)"
+    numpy = pytest.importorskip("numpy")
+    with pytest.raises(TypeError) as info:
+        Parallel(n_jobs=n_jobs)(delayed(numpy.add)(i) for i in range(1))
+    place = "in this process" if n_jobs == 1 else "in a worker"
+    assert info.value.__notes__[-1] == f"(raised by task 0: add(0) of this Parallel call, {place})"
