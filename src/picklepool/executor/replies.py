@@ -197,8 +197,11 @@ class ReplyReader:
         """The task's own exception, with the worker's traceback as its cause and a note."""
         error, where = failed.error, batch.describe(failed.task)
         if isinstance(error, CallerInterrupt):
-            # a real Ctrl-C that landed in a task run in the calling thread: not the task's own
-            return KeyboardInterrupt().with_traceback(error.__traceback__)
+            # a real Ctrl-C that landed in a task run in the calling thread: not the task's own.
+            # Inside a task of an outer n_jobs=1 call, it stays one for that call to tell too
+            # (a plain KeyboardInterrupt there was the outer task's own: TaskInterruptError)
+            real = CallerInterrupt() if functions.in_caller_task.get() else KeyboardInterrupt()
+            return real.with_traceback(error.__traceback__)
         if isinstance(error, _EXITS):
             return exit_error(error, where, failed.traceback)
         if type(error) is TaskTimeoutError and str(error).startswith(f"task {failed.task} "):
