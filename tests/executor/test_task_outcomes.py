@@ -332,6 +332,24 @@ def test_the_note_of_a_call_made_inside_a_task_of_an_n_jobs_1_call_says_so(backe
     ]
 
 
+def _outer_executor(j):
+    with Executor(max_workers=1) as ex:
+        return ex.submit(_inner_fails, 2).result()
+
+
+@pytest.mark.parametrize(("n_jobs", "place"), [(1, "in this process"), (2, "in a worker")])
+def test_the_note_of_an_executor_made_inside_a_task_says_so(n_jobs, place):
+    # its replies are read by its own thread, outside the task's context: under n_jobs=1 the
+    # note said nothing of the task; in a worker it said "of a Executor ..., of that call"
+    with pytest.raises(ValueError, match="bad 2") as info:
+        Parallel(n_jobs=n_jobs)(delayed(_outer_executor)(j) for j in range(1))
+    assert info.value.__notes__ == [
+        "(raised by task 0 (the 1st call submitted to this Executor): _inner_fails(2) of an "
+        "Executor made inside a task, in a worker of that Executor)",
+        f"(raised by task 0: _outer_executor(0) of this Parallel call, {place})",
+    ]
+
+
 def test_a_call_made_between_the_tasks_of_an_n_jobs_1_generator_is_not_inside_a_task():
     out = Parallel(n_jobs=1, return_as="generator")(delayed(_inner_fails)(i) for i in range(2))
     next(out)

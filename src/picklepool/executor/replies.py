@@ -119,6 +119,9 @@ class ReplyReader:
 
     def __init__(self, call: Any) -> None:
         self.call = call  # executor.dispatch.Channel: pickler, buffers, backend, session, timeout
+        # made inside a task of an n_jobs=1 call (in this thread's context, which an
+        # Executor's thread reading the replies does not share): its notes say so
+        self.in_caller_task = functions.in_caller_task.get()
         # (the pool's error, what the dead worker was doing): every batch one crash broke
         # is told the same culprit, read once (its status and batch may be gone by the next)
         self._crash: tuple[BaseException, str] | None = None
@@ -223,13 +226,14 @@ class ReplyReader:
         task (nested): it then says so, and "this process" is the worker that ran that task."""
         origin = self.call.origin
         depth = mirror.nesting()[0]
-        if not depth and not functions.in_caller_task.get():  # (a task of an n_jobs=1 call: no depth)
+        if not depth and not self.in_caller_task:  # (a task of an n_jobs=1 call: no depth)
             return ("" if origin in where else f" of {origin}"), place
         if place == "in this process" and (lokycompat.any_depth() or (depth and not mirror.below_threads())):
             place = "in the worker running that task"
         elif place == "in a worker":
-            place = "in a worker of that call"
-        return f" of {origin.replace('this ', 'a ', 1)} made inside a task", place
+            place = "in a worker of that Executor" if "Executor" in origin else "in a worker of that call"
+        name = origin.removeprefix("this ")
+        return f" of {'an' if name[:1] in 'AEIOU' else 'a'} {name} made inside a task", place
 
     def failure_error(self, batch: Pending, failure: Failure) -> BaseException:
         where = batch.describe(failure.task)
