@@ -432,6 +432,26 @@ def test_a_nested_call_in_a_dask_task_runs_on_the_cluster_as_joblibs_does(dask_c
     assert messages == []
 
 
+def _inner_fails(i):
+    if i == 1:
+        raise ValueError(f"bad {i}")
+    return i
+
+
+def _call_failing_inside(j):
+    return Parallel(n_jobs=2)(delayed(_inner_fails)(i) for i in range(3))
+
+
+def test_the_note_of_a_call_made_inside_a_dask_task_says_so(dask_client):
+    # It said "of this Parallel call", as if it were the top caller's own
+    with pytest.raises(ValueError, match="bad 1") as info:
+        Parallel(backend="dask")(delayed(_call_failing_inside)(j) for j in range(1))
+    assert info.value.__notes__ == [
+        "(raised by task 1: _inner_fails(1) of a Parallel call made inside a task, in a worker of that call)",
+        "(raised by task 0: _call_failing_inside(0) of this Parallel call, in a worker)",
+    ]
+
+
 def test_a_nested_loky_call_in_a_dask_task_says_it_runs_in_a_dask_worker(dask_client):
     [(out, key, messages)] = Parallel(backend="dask")(delayed(nested_call)(0, "loky") for _ in range(1))
     assert [j for j, _ in out] == [0, 1, 2] and {k for _, k in out} == {key}  # sequential, here

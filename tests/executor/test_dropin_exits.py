@@ -149,6 +149,42 @@ def test_a_real_ctrl_c_inside_a_task_run_in_the_caller_is_a_plain_keyboard_inter
     )
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_real_ctrl_c_in_a_task_of_a_call_made_inside_an_n_jobs_1_task_is_a_keyboard_interrupt():
+    # The inner n_jobs=1 call told the Ctrl-C from a task's own and made it a plain
+    # KeyboardInterrupt, which the outer call then took for its task's own:
+    # TaskInterruptError, caught by `except Exception` (joblib, the loop: KeyboardInterrupt)
+    result = run_python(
+        """
+        import os, signal
+        from picklepool import Parallel, delayed
+
+        def task(i):
+            if i == 1:
+                os.kill(os.getpid(), signal.SIGINT)  # lands in this task, in the main thread
+            return i
+
+        def outer(j):
+            try:
+                return Parallel(n_jobs=1)(delayed(task)(i) for i in range(3))
+            except Exception as exc:
+                return "swallowed " + type(exc).__name__
+
+        if __name__ == "__main__":
+            try:
+                print(Parallel(n_jobs=1)(delayed(outer)(j) for j in range(2)))
+            except Exception as exc:
+                print("swallowed", type(exc).__name__)
+            except KeyboardInterrupt as exc:
+                print("interrupted", type(exc).__name__)
+            print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        """
+    )
+    assert result.stdout.split() == ["interrupted", "KeyboardInterrupt", "True"], (
+        result.stdout + result.stderr
+    )
+
+
 def test_a_tasks_own_keyboard_interrupt_in_the_caller_is_still_the_tasks():
     with pytest.raises(KeyboardInterrupt) as info:
         Parallel(n_jobs=1)(delayed(interrupt_at)(i, 1) for i in range(3))

@@ -317,6 +317,49 @@ def test_the_note_of_a_call_made_in_a_thread_of_the_threading_backend_is_in_this
     ]
 
 
+@pytest.mark.parametrize(
+    ("backend", "n_jobs", "place"),
+    [("sequential", 1, "in this process"), ("loky", 2, "in a worker of that call")],
+)
+def test_the_note_of_a_call_made_inside_a_task_of_an_n_jobs_1_call_says_so(backend, n_jobs, place):
+    # The outer call's tasks run in the caller's thread (no worker, no depth): the inner
+    # call's note said "of this Parallel call, in this process" (or "in a worker")
+    with pytest.raises(ValueError, match="bad 2") as info:
+        Parallel(n_jobs=1)(delayed(_outer)(j, backend, n_jobs) for j in range(1))
+    assert info.value.__notes__ == [
+        f"(raised by task 2: _inner_fails(2) of a Parallel call made inside a task, {place})",
+        f"(raised by task 0: _outer(0, {backend!r}, {n_jobs}) of this Parallel call, in this process)",
+    ]
+
+
+def _outer_executor(j):
+    with Executor(max_workers=1) as ex:
+        return ex.submit(_inner_fails, 2).result()
+
+
+@pytest.mark.parametrize(("n_jobs", "place"), [(1, "in this process"), (2, "in a worker")])
+def test_the_note_of_an_executor_made_inside_a_task_says_so(n_jobs, place):
+    # its replies are read by its own thread, outside the task's context: under n_jobs=1 the
+    # note said nothing of the task; in a worker it said "of a Executor ..., of that call"
+    with pytest.raises(ValueError, match="bad 2") as info:
+        Parallel(n_jobs=n_jobs)(delayed(_outer_executor)(j) for j in range(1))
+    assert info.value.__notes__ == [
+        "(raised by task 0 (the 1st call submitted to this Executor): _inner_fails(2) of an "
+        "Executor made inside a task, in a worker of that Executor)",
+        f"(raised by task 0: _outer_executor(0) of this Parallel call, {place})",
+    ]
+
+
+def test_a_call_made_between_the_tasks_of_an_n_jobs_1_generator_is_not_inside_a_task():
+    out = Parallel(n_jobs=1, return_as="generator")(delayed(_inner_fails)(i) for i in range(2))
+    next(out)
+    with pytest.raises(ValueError, match="bad 2") as info:
+        Parallel(n_jobs=1)(delayed(_inner_fails)(i) for i in range(4))
+    note = "(raised by task 2: _inner_fails(2) of this Parallel call, in this process)"
+    assert info.value.__notes__ == [note]
+    assert list(out) == [1]
+
+
 _SAME_ERROR = ValueError("the same object every time")  # as Future.result() re-raises its own
 
 
@@ -728,3 +771,13 @@ def test_a_task_of_a_wrapped_function_is_named_by_the_function_it_calls(make, na
     with Executor(max_workers=1) as ex, pytest.raises(ValueError, match="two") as info:
         ex.submit(make(), 2).result()
     assert f": {name}, in a worker" in info.value.__notes__[-1]
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_task_of_a_numpy_ufunc_is_named_by_the_ufunc(n_jobs):
+    # a ufunc has a __name__ but no __qualname__: the note said "ufunc(0)"
+    numpy = pytest.importorskip("numpy")
+    with pytest.raises(TypeError) as info:
+        Parallel(n_jobs=n_jobs)(delayed(numpy.add)(i) for i in range(1))
+    place = "in this process" if n_jobs == 1 else "in a worker"
+    assert info.value.__notes__[-1] == f"(raised by task 0: add(0) of this Parallel call, {place})"

@@ -299,6 +299,17 @@ def test_a_pool_of_workers_is_refused_with_the_fix():
     with ThreadPool(1) as tp:
         with pytest.raises(RefusedError, match=fix.format(r"multiprocessing\.pool\.ThreadPool")):
             hybrid.dumps([tp])
+    # a ThreadPoolExecutor: refused for its threads (a Thread's fix) once it ran a task,
+    # sent as a copy (another, empty pool) before; under pickle, "use pickler='hybrid'"
+    with concurrent.futures.ThreadPoolExecutor(1) as tpe:
+        with pytest.raises(RefusedError, match=fix.format(r"concurrent\.futures\..*ThreadPoolExecutor")):
+            hybrid.dumps([tpe])
+        for name in ("cloudpickle", "pickle"):  # (explained)
+            with pytest.raises(pickle.PicklingError, match=r"task 0: len\(.*start the pool inside the task"):
+                Parallel(n_jobs=2, pickler=name)(delayed(len)(tpe) for _ in range(1))
+        assert tpe.submit(len, "ab").result() == 2
+        with pytest.raises(RefusedError, match=fix.format(r"concurrent\.futures\..*ThreadPoolExecutor")):
+            hybrid.dumps({"pool": tpe})
     with Executor(max_workers=1) as ex:
         for name in ("hybrid", "cloudpickle", "pickle"):
             with pytest.raises(Exception, match=fix.format(r"picklepool\.executor\.futures\.Executor")):

@@ -14,6 +14,7 @@ every batch, so no task or later call sees another's changes.
 
 from __future__ import annotations
 
+import contextvars
 import copyreg
 import functools
 import itertools
@@ -37,6 +38,10 @@ from ..workers.reached import ThroughFunction
 from ..workers.reloads import ByName, checkable, codes
 from . import reloaded, unchanged
 from .digests import content_key
+
+# True while a task of an n_jobs=1 call runs in the caller's thread (executor.sequential):
+# a call made there is made inside a task, which its errors' notes say (replies._source)
+in_caller_task: contextvars.ContextVar[bool] = contextvars.ContextVar("picklepool_caller_task", default=False)
 
 _SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
 _KEEPABLE = (types.FunctionType, types.BuiltinFunctionType, type)
@@ -65,7 +70,8 @@ def call_name(func: Any, depth: int = 0) -> str:
     ``f``; ``C.method``; ``partial(f, 1, y=2)`` (a bare ``partial`` named nothing the
     user wrote); ``vectorize(f)`` (``numpy.vectorize``); a wrapper that
     ``functools.update_wrapper`` could not name (scikit-learn's ``_FuncWrapper``
-    around a partial) by what its ``__wrapped__`` is; else the callable's class.
+    around a partial) by what its ``__wrapped__`` is; else its ``__name__`` (a numpy
+    ufunc: ``sqrt``, ``f (vectorized)`` of ``frompyfunc``), or the callable's class.
     """
     if isinstance(func, functools.partial) and depth < 4:
         parts = [call_name(func.func, depth + 1)] + [_short.repr(a) for a in func.args]
@@ -81,6 +87,9 @@ def call_name(func: Any, depth: int = 0) -> str:
         pyfunc = getattr(func, "pyfunc", None)  # numpy.vectorize
         if pyfunc is not None and type(func).__name__ == "vectorize":
             return f"vectorize({call_name(pyfunc, depth + 1)})"
+    name = getattr(func, "__name__", None)  # a numpy ufunc: np.sqrt, np.frompyfunc(f)
+    if isinstance(name, str) and name and not isinstance(func, type):
+        return name
     return type(func).__qualname__
 
 

@@ -45,7 +45,7 @@ from ..workers.output import write_text
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
-from . import leftovers, reaper
+from . import functions, leftovers, reaper
 from .exitcodes import crash_advice, pickling_fault
 from .functions import describe_task, label
 
@@ -114,11 +114,26 @@ class NotLoaded(Exception):
     succeed or fail on its own (as with the standard library's executor)."""
 
 
+def _in_dask_task() -> bool:
+    """Whether this thread runs a dask task (a call made there is made inside a task)."""
+    worker = sys.modules.get("distributed.worker")
+    if worker is None:
+        return False
+    try:
+        worker.get_worker()
+    except Exception:  # noqa: BLE001 - ValueError: no dask task runs in this thread
+        return False
+    return True
+
+
 class ReplyReader:
     """Decodes the replies of one call; raises the errors they report."""
 
     def __init__(self, call: Any) -> None:
         self.call = call  # executor.dispatch.Channel: pickler, buffers, backend, session, timeout
+        # made inside a task of an n_jobs=1 call (in this thread's context, which an
+        # Executor's thread reading the replies does not share) or of dask: its notes say so
+        self.in_caller_task = functions.in_caller_task.get() or _in_dask_task()
         # (the pool's error, what the dead worker was doing): every batch one crash broke
         # is told the same culprit, read once (its status and batch may be gone by the next)
         self._crash: tuple[BaseException, str] | None = None
@@ -197,8 +212,11 @@ class ReplyReader:
         """The task's own exception, with the worker's traceback as its cause and a note."""
         error, where = failed.error, batch.describe(failed.task)
         if isinstance(error, CallerInterrupt):
-            # a real Ctrl-C that landed in a task run in the calling thread: not the task's own
-            return KeyboardInterrupt().with_traceback(error.__traceback__)
+            # a real Ctrl-C that landed in a task run in the calling thread: not the task's own.
+            # Inside a task of an outer n_jobs=1 call, it stays one for that call to tell too
+            # (a plain KeyboardInterrupt there was the outer task's own: TaskInterruptError)
+            real = CallerInterrupt() if functions.in_caller_task.get() else KeyboardInterrupt()
+            return real.with_traceback(error.__traceback__)
         if isinstance(error, _EXITS):
             return exit_error(error, where, failed.traceback)
         if type(error) is TaskTimeoutError and str(error).startswith(f"task {failed.task} "):
@@ -219,13 +237,15 @@ class ReplyReader:
         call"``, *place*. The note reaches the top caller too when the call was made inside a
         task (nested): it then says so, and "this process" is the worker that ran that task."""
         origin = self.call.origin
-        if not mirror.nesting()[0]:
+        depth = mirror.nesting()[0]
+        if not depth and not self.in_caller_task:  # (a task of an n_jobs=1 call: no depth)
             return ("" if origin in where else f" of {origin}"), place
-        if place == "in this process" and (lokycompat.any_depth() or not mirror.below_threads()):
+        if place == "in this process" and (lokycompat.any_depth() or (depth and not mirror.below_threads())):
             place = "in the worker running that task"
         elif place == "in a worker":
-            place = "in a worker of that call"
-        return f" of {origin.replace('this ', 'a ', 1)} made inside a task", place
+            place = "in a worker of that Executor" if "Executor" in origin else "in a worker of that call"
+        name = origin.removeprefix("this ")
+        return f" of {'an' if name[:1] in 'AEIOU' else 'a'} {name} made inside a task", place
 
     def failure_error(self, batch: Pending, failure: Failure) -> BaseException:
         where = batch.describe(failure.task)

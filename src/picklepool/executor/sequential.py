@@ -105,6 +105,7 @@ def run_here(call: Any, it: Iterator[Any], primed: bool) -> Iterator[list[Any]]:
                     watching = False
             reply: Any
             nest = joblibnest.enter() if nested and timeout is None else None  # (run_local's own)
+            inside = functions.in_caller_task.set(True)
             try:
                 if timeout is not None:  # timed as a batch is, in this thread or a helper
                     columns = ([func], 0, (args,), (kwargs,) if kwargs else None)
@@ -120,6 +121,7 @@ def run_here(call: Any, it: Iterator[Any], primed: bool) -> Iterator[list[Any]]:
                     columns = ([func], 0, (args,), (kwargs,) if kwargs else None)
                     reply = execute(*columns, i, format_tb=False, mark=False)
             finally:
+                functions.in_caller_task.reset(inside)
                 if nest is not None:
                     joblibnest.leave(nest)
                 if watching and _signal.getsignal(_SIGINT) is _interrupt:  # (unless a task set its own)

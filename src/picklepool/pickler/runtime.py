@@ -30,9 +30,10 @@ with a :class:`RefusedError` that says why and what to do instead:
     logging.FileHandler (and subclasses) -> refused: its open file belongs to this process
     a pool of workers                -> refused: its processes or threads, and the queues and
       (ProcessPoolExecutor,             threads feeding them, are the process's that
-      multiprocessing.Pool and          started it (a copy failed on an inner part:
-      ThreadPool, loky's executors)     "Pickling an AuthenticationString object is
-                                        disallowed"); ``picklepool.Executor`` says so itself
+      ThreadPoolExecutor,               started it (a copy failed on an inner part:
+      multiprocessing.Pool and          "Pickling an AuthenticationString object is
+      ThreadPool, loky's executors)     disallowed", or was another pool);
+                                        ``picklepool.Executor`` says so itself
     subprocess.Popen (and subclasses) -> refused: a child process is waited for by its parent
                                         only (a copy's poll() said "exited, status 0" at
                                         once, while it ran)
@@ -357,6 +358,8 @@ def refuse_pool(pool: Any) -> Reduced:
 # the modules of pools of workers and their classes: looked up only once the module is loaded
 _POOL_CLASSES = (
     ("concurrent.futures.process", "ProcessPoolExecutor"),
+    # its threads once it has run a task (else hybrid sent a copy with a pool of its own)
+    ("concurrent.futures.thread", "ThreadPoolExecutor"),
     ("multiprocessing.pool", "Pool"),  # and ThreadPool
     ("loky.process_executor", "ProcessPoolExecutor"),  # and its reusable executor
     ("joblib.externals.loky.process_executor", "ProcessPoolExecutor"),
