@@ -316,6 +316,10 @@ def test_a_pool_of_workers_is_refused_with_the_fix():
                 get_pickler(name).dumps(ex)
         with pytest.raises(pickle.PicklingError, match=r"task 0: len\(.*start the pool inside the task"):
             Parallel(n_jobs=2)(delayed(len)(ex) for _ in range(1))
+        # copy.copy goes through __reduce__ unless told otherwise: a shallow copy, as the stdlib's
+        import copy
+
+        assert copy.copy(ex).submit(abs, -3).result() == 3
 
 
 # -- asyncio primitives ----------------------------------------------------------------------------

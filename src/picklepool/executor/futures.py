@@ -658,6 +658,13 @@ class Executor(_StdExecutor):
         """Refused with the fix (``pickler.runtime.refuse_pool``): its workers are this process's."""
         return runtime.refuse_pool(self)
 
+    def __copy__(self) -> Executor:
+        """``copy.copy``: a shallow copy sharing this one's workers, as the standard library's
+        executors give (``copy`` would otherwise go through :meth:`__reduce__`)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Any:
         """As the standard library's (``shutdown(wait=True)``), but Ctrl-C stops at once."""
         # a real Ctrl-C; a task's own KeyboardInterrupt (TaskInterruptError) is a task error
