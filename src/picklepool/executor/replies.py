@@ -116,14 +116,8 @@ class NotLoaded(Exception):
 
 def _in_dask_task() -> bool:
     """Whether this thread runs a dask task (a call made there is made inside a task)."""
-    worker = sys.modules.get("distributed.worker")
-    if worker is None:
-        return False
-    try:
-        worker.get_worker()
-    except Exception:  # noqa: BLE001 - ValueError: no dask task runs in this thread
-        return False
-    return True
+    worker = sys.modules.get("distributed.worker")  # (read at every call: no exception raised)
+    return worker is not None and getattr(getattr(worker, "thread_state", None), "key", None) is not None
 
 
 class ReplyReader:
