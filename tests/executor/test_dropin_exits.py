@@ -109,6 +109,25 @@ def test_the_code_survives_the_trip_as_parts(backend, n_jobs):
     assert info.value.code == 5 and info.value.original.code == 5
 
 
+# The end of a script whose call a real Ctrl-C interrupts: how the call ended, and whether
+# Python's own SIGINT handler is back (the script's body: indented as run_python dedents it)
+_HOW_IT_ENDED = """
+            try:
+                {call}
+            except Exception as exc:
+                print("swallowed", type(exc).__name__)
+            except KeyboardInterrupt as exc:
+                print("interrupted", type(exc).__name__)
+            print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+
+
+def _assert_interrupted(result):
+    assert result.stdout.split() == ["interrupted", "KeyboardInterrupt", "True"], (
+        result.stdout + result.stderr
+    )
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and FIFOs")
 def test_a_real_ctrl_c_inside_a_task_run_in_the_caller_is_a_plain_keyboard_interrupt(tmp_path):
     # n_jobs=1 (the default) runs tasks in the calling thread, where a Ctrl-C lands inside
@@ -135,18 +154,10 @@ def test_a_real_ctrl_c_inside_a_task_run_in_the_caller_is_a_plain_keyboard_inter
 
         if __name__ == "__main__":
             threading.Thread(target=interrupt_when_started, daemon=True).start()
-            try:
-                Parallel(n_jobs=1)(delayed(task)(i, {fifo!r}) for i in range(3))
-            except Exception as exc:
-                print("swallowed", type(exc).__name__)
-            except KeyboardInterrupt as exc:
-                print("interrupted", type(exc).__name__)
-            print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
         """
+        + _HOW_IT_ENDED.format(call=f"Parallel(n_jobs=1)(delayed(task)(i, {fifo!r}) for i in range(3))")
     )
-    assert result.stdout.split() == ["interrupted", "KeyboardInterrupt", "True"], (
-        result.stdout + result.stderr
-    )
+    _assert_interrupted(result)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -171,18 +182,10 @@ def test_a_real_ctrl_c_in_a_task_of_a_call_made_inside_an_n_jobs_1_task_is_a_key
                 return "swallowed " + type(exc).__name__
 
         if __name__ == "__main__":
-            try:
-                print(Parallel(n_jobs=1)(delayed(outer)(j) for j in range(2)))
-            except Exception as exc:
-                print("swallowed", type(exc).__name__)
-            except KeyboardInterrupt as exc:
-                print("interrupted", type(exc).__name__)
-            print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
         """
+        + _HOW_IT_ENDED.format(call="print(Parallel(n_jobs=1)(delayed(outer)(j) for j in range(2)))")
     )
-    assert result.stdout.split() == ["interrupted", "KeyboardInterrupt", "True"], (
-        result.stdout + result.stderr
-    )
+    _assert_interrupted(result)
 
 
 def test_a_tasks_own_keyboard_interrupt_in_the_caller_is_still_the_tasks():
