@@ -21,7 +21,6 @@ import itertools
 import operator
 import os
 import reprlib
-import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -43,13 +42,6 @@ from .digests import content_key
 # True while a task of an n_jobs=1 call runs in the caller's thread (executor.sequential):
 # a call made there is made inside a task, which its errors' notes say (replies._source)
 in_caller_task: contextvars.ContextVar[bool] = contextvars.ContextVar("picklepool_caller_task", default=False)
-
-
-def in_dask_task() -> bool:
-    """Whether this thread runs a dask task (a call made there is made inside a task)."""
-    worker = sys.modules.get("distributed.worker")  # (read at every call: no exception raised)
-    return worker is not None and getattr(getattr(worker, "thread_state", None), "key", None) is not None
-
 
 _SELF, _FUNC = operator.attrgetter("__self__"), operator.attrgetter("__func__")
 _KEEPABLE = (types.FunctionType, types.BuiltinFunctionType, type)

@@ -15,7 +15,7 @@ from ..pickler import buffers
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, Settings, inflight, resolve_settings, sources_now
 from ..workers import mirror
-from . import functions, limits, memory
+from . import limits, memory
 from .backend import Backend
 from .backends import BACKENDS, make_backend, prepare
 from .batching import AutoBatcher, FixedBatcher
@@ -66,7 +66,7 @@ def _where() -> tuple[int | None, int]:
 
 def _daemon_kind() -> str:
     """What the daemonic process this code runs in is: a dask worker, or a multiprocessing one."""
-    if functions.in_dask_task():
+    if mirror.in_dask_task():
         return "a dask worker's task (a daemonic process; backend='dask' runs a nested call on the cluster)"
     return "a daemonic multiprocessing worker (backend='multiprocessing')"
 

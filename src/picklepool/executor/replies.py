@@ -121,7 +121,7 @@ class ReplyReader:
         self.call = call  # executor.dispatch.Channel: pickler, buffers, backend, session, timeout
         # made inside a task of an n_jobs=1 call (in this thread's context, which an
         # Executor's thread reading the replies does not share) or of dask: its notes say so
-        self.in_caller_task = functions.in_caller_task.get() or functions.in_dask_task()
+        self.in_caller_task = functions.in_caller_task.get() or mirror.in_dask_task()
         # (the pool's error, what the dead worker was doing): every batch one crash broke
         # is told the same culprit, read once (its status and batch may be gone by the next)
         self._crash: tuple[BaseException, str] | None = None

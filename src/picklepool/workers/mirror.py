@@ -346,6 +346,12 @@ def enter_thread(depth: int, cores: int) -> None:
     _in_thread.set((depth, cores))
 
 
+def in_dask_task() -> bool:
+    """True on a thread running a dask task (a call made there is made inside a task)."""
+    worker = sys.modules.get("distributed.worker")  # (read at every call: no exception raised)
+    return worker is not None and getattr(getattr(worker, "thread_state", None), "key", None) is not None
+
+
 def below_threads() -> bool:
     """True on a thread of a threading-backend pool (a call made there is nested)."""
     return _in_thread.get() is not None
