@@ -7,6 +7,7 @@ run the same batch runner on the objects themselves, with no copy.
 
 from __future__ import annotations
 
+import _signal
 import contextvars
 import os
 import pickle
@@ -255,14 +256,14 @@ class SequentialBackend(Backend):
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         fut: Future[Any] = Future()
-        watching = _watch_ctrl_c()
+        watching = watch_ctrl_c()
         try:
             fut.set_result(fn(*args))
         except BaseException as exc:  # noqa: BLE001 - delivered through the future
             fut.set_exception(exc)
         finally:
             if watching:
-                _unwatch_ctrl_c()
+                unwatch_ctrl_c()
         return fut
 
 
@@ -270,30 +271,35 @@ def _caller_interrupt(signum: int, frame: Any) -> None:
     raise CallerInterrupt
 
 
-def _watch_ctrl_c() -> bool:
-    """While a batch runs in the main thread, a Ctrl-C raises ``CallerInterrupt``.
+_SIGINT = int(signal.SIGINT)
+
+
+def watch_ctrl_c() -> bool:
+    """While a batch (or an ``n_jobs=1`` task) runs in the main thread, a Ctrl-C raises
+    ``CallerInterrupt``.
 
     A task's own ``KeyboardInterrupt`` comes back as ``TaskInterruptError`` (also an
     ``Exception``); a real Ctrl-C landing in a task must not: ``except Exception``
     around the call would swallow it. Only Python's default handler is replaced
-    (not one of the program's own, nor an outer batch's); True if it was.
+    (not one of the program's own, nor an outer batch's); True if it was. The C
+    functions of ``_signal``: ``signal.signal``'s enum conversions cost ~5 us a task.
     """
     if threading.current_thread() is not threading.main_thread():
         return False
     try:
-        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        if _signal.getsignal(_SIGINT) is not signal.default_int_handler:
             return False
-        signal.signal(signal.SIGINT, _caller_interrupt)
+        _signal.signal(_SIGINT, _caller_interrupt)
     except (ValueError, OSError):  # pragma: no cover - no signals here
         return False
     return True
 
 
-def _unwatch_ctrl_c() -> None:
+def unwatch_ctrl_c() -> None:
     """Python's default SIGINT handler again, unless a task installed one of its own."""
     try:
-        if signal.getsignal(signal.SIGINT) is _caller_interrupt:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if _signal.getsignal(_SIGINT) is _caller_interrupt:
+            _signal.signal(_SIGINT, signal.default_int_handler)
     except (ValueError, OSError):  # pragma: no cover
         pass
 

@@ -20,28 +20,19 @@ task through ``workers.tasks.run_local``, which times it as a batch's.
 
 from __future__ import annotations
 
-import _signal
 import itertools
 import os
-import signal
-import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from ..errors import CallerInterrupt
 from ..wire import Results, TaskFailed
 from ..workers import joblibnest, mirror
 from ..workers.tasks import execute, run_local
 from . import functions
+from .backends import unwatch_ctrl_c, watch_ctrl_c
 from .batching import FixedBatcher
 from .replies import Pending
-
-_SIGINT = int(signal.SIGINT)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise CallerInterrupt
 
 
 def pulled(it: Iterator[Any], size: int) -> Iterator[Any]:
@@ -66,6 +57,11 @@ def pulled(it: Iterator[Any], size: int) -> Iterator[Any]:
             return
 
 
+def _batch_of_one(func: Any, args: Any, kwargs: Any) -> tuple[list[Any], int, tuple[Any], tuple[Any] | None]:
+    """``(funcs, fidx, args, kwargs)`` of a batch of this one task (``workers.tasks``' columns)."""
+    return [func], 0, (args,), (kwargs,) if kwargs else None
+
+
 def run_here(call: Any, it: Iterator[Any], primed: bool) -> Iterator[list[Any]]:
     """Yield each task's result as a list of one, running the task as its item is pulled
     (a ``batch_size`` given: once its batch is, :func:`pulled`).
@@ -74,10 +70,6 @@ def run_here(call: Any, it: Iterator[Any], primed: bool) -> Iterator[list[Any]]:
     """
     if primed:
         yield []
-    # Python's default SIGINT handler is swapped around each task (not the program's
-    # own handler); the C functions: signal.signal's enum conversions cost ~5 us a task
-    main = threading.current_thread() is threading.main_thread()
-    default = signal.default_int_handler
     report = call.on_progress
     timeout, interrupt = call.timeout, call.backend.interrupts_late_tasks
     nested = mirror.nesting()[0] > 0  # in a worker: joblib code its tasks run nests (joblibnest)
@@ -95,21 +87,13 @@ def run_here(call: Any, it: Iterator[Any], primed: bool) -> Iterator[list[Any]]:
             if func is None or not callable(func):
                 functions.split([item], i, False)  # raises the TypeError naming the item
                 func, args, kwargs = item
-            watching = False
-            if main:
-                try:
-                    watching = _signal.getsignal(_SIGINT) is default
-                    if watching:
-                        _signal.signal(_SIGINT, _interrupt)
-                except (ValueError, OSError):  # pragma: no cover - no signals here
-                    watching = False
+            watching = watch_ctrl_c()  # (Python's default SIGINT handler swapped around each task)
             reply: Any
             nest = joblibnest.enter() if nested and timeout is None else None  # (run_local's own)
             inside = functions.in_caller_task.set(True)
             try:
                 if timeout is not None:  # timed as a batch is, in this thread or a helper
-                    columns = ([func], 0, (args,), (kwargs,) if kwargs else None)
-                    reply = run_local(*columns, i, timeout, None, interrupt)
+                    reply = run_local(*_batch_of_one(func, args, kwargs), i, timeout, None, interrupt)
                 elif type(args) is tuple and (not kwargs or type(kwargs) is dict):
                     try:
                         reply = func(*args, **kwargs) if kwargs else func(*args)
@@ -118,14 +102,13 @@ def run_here(call: Any, it: Iterator[Any], primed: bool) -> Iterator[list[Any]]:
                     else:
                         reply = Results([reply], 0.0)
                 else:  # a list of arguments, a mapping of keywords, or not an item at all
-                    columns = ([func], 0, (args,), (kwargs,) if kwargs else None)
-                    reply = execute(*columns, i, format_tb=False, mark=False)
+                    reply = execute(*_batch_of_one(func, args, kwargs), i, format_tb=False, mark=False)
             finally:
                 functions.in_caller_task.reset(inside)
                 if nest is not None:
                     joblibnest.leave(nest)
-                if watching and _signal.getsignal(_SIGINT) is _interrupt:  # (unless a task set its own)
-                    _signal.signal(_SIGINT, default)
+                if watching:
+                    unwatch_ctrl_c()
             if type(reply) is not Results:
                 batch = Pending(i, i, [item])
                 done: Future[Any] = Future()
