@@ -10,7 +10,16 @@ import pytest
 from picklepool import Parallel, PicklingError, delayed
 from picklepool.errors import UnpicklingError
 from picklepool.pickler import register_pickler, unregister_pickler
-from picklepool.wire import Failure, decode_failure
+from picklepool.wire import (
+    Batch,
+    Failure,
+    NumericState,
+    ParentState,
+    WorkerLimits,
+    decode_failure,
+    pack_batch,
+    unpack_batch,
+)
 
 from .conftest import run_python
 from .custom_picklers import Zlibbed
@@ -112,3 +121,34 @@ def test_only_large_batches_keep_their_arguments_until_the_reply_is_sent():
     assert [pickler.loads(r)[0] for r in (small, large.reply)] == [[2], [100_000]]
     assert large.keep[1] is None and len(large.keep[0][0][0]) == 100_000  # (args, kwargs, outcome)
     assert type(large.keep[2]) is Results
+
+
+@pytest.mark.parametrize(
+    "limits, parent",
+    [
+        (WorkerLimits(1, None), ParentState(("/a", "/b"), 1000, "/", 1, 2, 4300, (None, None), 0o22)),
+        (None, NumericState((None, (("divide", "raise"),)))),
+        (WorkerLimits(None, 1 << 30), None),
+    ],
+)
+def test_a_batch_travels_as_plain_tuples_and_is_rebuilt_as_it_was(limits, parent):
+    batch = Batch(7, "/dev/shm/s", b"pickler", (("key", b"f", "f", "t"),), b"tasks", 3, 1.5, limits, parent)
+    batch = batch._replace(isolate=True, single_arg=True)
+    packed = pack_batch(batch)
+    data = pickle.dumps(packed, protocol=5)
+    for cls in (Batch, WorkerLimits, ParentState):  # no namedtuple class is looked up on the way
+        assert cls.__name__.encode() not in data
+    rebuilt = unpack_batch(pickle.loads(data))
+    assert rebuilt == batch
+    assert type(rebuilt) is Batch
+    assert (type(rebuilt.limits), type(rebuilt.parent)) == (type(limits), type(parent))
+
+
+def test_only_the_batch_runner_is_packed_so():
+    # the loky path packs (run_batch, Batch) only: anything else is sent as it is
+    from picklepool.executor.backends import _packed
+    from picklepool.workers.packed import run_packed
+    from picklepool.workers.runner import run_batch
+
+    assert pickle.loads(_packed(run_batch, (Batch(*[None] * 9),)))[0].__name__ == "run_packed_batch"
+    assert run_packed(_packed(abs, (-3,))) == 3

@@ -335,24 +335,16 @@ def test_the_numeric_state_read_in_the_parent_follows_every_change():
     assert seen[1][0][0] == 7 and seen[1][1] is None
 
 
-def test_the_umask_is_read_again_after_its_descriptor_was_closed_under_it():
-    # a daemonizing program closes every descriptor (os.closerange): the number the umask
-    # was read from may be another file's then, which is left alone
+def test_the_umask_read_is_the_mask_in_force_and_leaves_it_so():
+    # umask() reads by setting the mask it read last: each change is seen, and the
+    # mask in force after the read is the one that was in force before it
     from picklepool.workers import mirror
 
-    assert mirror.umask() >= 0  # read once: the descriptor is kept
-    fd = mirror._status[1]
-    os.close(fd)
-    r, w = os.pipe()  # the lowest free numbers: the closed one among them
-    try:
-        with umask(0o077):
-            assert mirror.umask() == 0o077
-        assert mirror._status[1] not in (r, w)
-        os.write(w, b"x")
-        assert os.read(r, 1) == b"x"  # the pipe was not closed by the reader
-    finally:
-        os.close(r)
-        os.close(w)
+    for mask in (0o077, 0o077, 0o002, 0o000, 0o027):
+        with umask(mask):
+            assert mirror.umask() == mask
+            assert mirror.umask() == mask
+            assert os.umask(mask) == mask  # still in force
 
 
 def spawn_a_child(method):

@@ -23,8 +23,9 @@ from typing import Any
 from .. import lokycompat
 from ..errors import CallerInterrupt
 from ..settings import NOT_SET, cpu_count, push_config
+from ..wire import Batch, pack_batch
 from ..workers import mirror
-from ..workers.packed import run_packed
+from ..workers.packed import run_packed, run_packed_batch
 from . import lanes, pool, reaper
 from .backend import Backend, ClusterBackend
 from .mpbackend import MultiprocessingBackend
@@ -166,10 +167,19 @@ def _packed(fn: Callable[..., Any], args: tuple[Any, ...]) -> bytes | None:
     thread does not run cloudpickle over the batch's envelope (its namedtuple classes)
     on the way to an idle worker. Anything the standard pickler refuses goes as it is.
     """
+    if len(args) == 1 and type(args[0]) is Batch and fn is _run_batch():  # as plain tuples
+        fn, args = run_packed_batch, (pack_batch(args[0]),)
     try:
         return pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - loky's own pickler takes it, or says why
         return None
+
+
+def _run_batch() -> Any:
+    """``workers.runner.run_batch`` once something imported it (not imported here: the
+    parent imports the worker's side with its first call, ``executor.dispatch``)."""
+    runner = sys.modules.get("picklepool.workers.runner")
+    return getattr(runner, "run_batch", None)
 
 
 class ThreadingBackend(Backend):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+from ..wire import unpack_batch
+
 
 def run_packed(data: bytes) -> Any:
     """``fn(*args)`` of ``(fn, args)`` pickled by the parent with the standard pickler (loky).
@@ -21,3 +23,10 @@ def run_packed(data: bytes) -> Any:
     """
     fn, args = pickle.loads(data)
     return fn(*args)
+
+
+def run_packed_batch(packed: tuple[Any, ...]) -> Any:
+    """``workers.runner.run_batch`` of a batch sent as ``wire.pack_batch`` made it."""
+    from .runner import run_batch  # (imported with the first batch, as for run_batch itself)
+
+    return run_batch(unpack_batch(packed))
