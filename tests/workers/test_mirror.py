@@ -347,6 +347,21 @@ def test_the_umask_read_is_the_mask_in_force_and_leaves_it_so():
             assert os.umask(mask) == mask  # still in force
 
 
+def test_the_first_umask_read_starts_from_the_mask_at_import():
+    # the mask is never set to a guess: the first read sets it to what it already is
+    out = run_python(
+        """
+        import os
+        os.umask(0o027)
+        from picklepool.workers import mirror
+        seen = mirror._umask_seen
+        print(oct(seen), oct(mirror.umask()), oct(os.umask(0o027)))
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0o27", "0o27", "0o27"]
+
+
 def spawn_a_child(method):
     """Start a child process of *method* from the task, as a task's Pool would; its exit code."""
     import multiprocessing

@@ -119,12 +119,13 @@ def umask() -> int:
     """This process's file mode creation mask (``os.umask``).
 
     ``os.umask`` reads the mask only by setting it: it is set to the value read last
-    time. Unchanged since, as it nearly always is, that sets it to what it is, and
-    nothing can tell; changed, it is set back at once, and a file another thread
-    creates in between (in C, without the GIL) gets the mask of before the change, the
-    moment every ``mask = os.umask(0); os.umask(mask)`` has (pip's, setuptools'), here
-    only once per change. Reading ``/proc/self/status`` instead has no such moment but
-    costs 10 µs of every call (the kernel formats the whole file).
+    time (at first, the one ``/proc/self/status`` showed at import). Unchanged since,
+    as it nearly always is, that sets it to what it is, and nothing can tell. Changed,
+    it is set back at once; a file another thread creates in between (in C, without
+    the GIL) gets the mask of before the change: the moment every ``mask =
+    os.umask(0); os.umask(mask)`` has (pip's, setuptools'), here once per change.
+    Reading ``/proc/self/status`` at each call has no such moment, but costs 10 µs
+    of every call (the kernel formats the whole file).
     """
     global _umask_seen
     with _umask_lock:
@@ -135,7 +136,18 @@ def umask() -> int:
     return seen
 
 
-_umask_seen = 0o022  # the mask the last umask() read (a guess before the first)
+def _umask_at_start() -> int:
+    """The mask when this module is imported, read without setting it (Linux 4.7+), else 0o022."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            data = f.read()
+        at = data.index(b"\nUmask:") + 7
+        return int(data[at : data.index(b"\n", at)].strip(), 8)
+    except (OSError, ValueError):
+        return 0o022  # the usual mask: a guess, right or set back at the first read
+
+
+_umask_seen = _umask_at_start()  # the mask the last umask() read
 _umask_lock = threading.Lock()  # two threads reading at once would read each other's guess
 
 
