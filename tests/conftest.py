@@ -76,11 +76,24 @@ def _fail_if_left(before: set[int], who: str) -> None:
 
 
 def _call_files() -> set[str]:
-    """This process's call folders in /dev/shm and spilled-buffer folders in the temp folder."""
+    """This process's call folders in /dev/shm and spilled-buffer folders in the temp folder,
+    but the empty ones the session keeps for the next calls (``Session.spare_folders``)."""
     pid = os.getpid()
-    return set(glob.glob(f"/dev/shm/picklepool-{pid}-*/call-*")) | set(
+    found = set(glob.glob(f"/dev/shm/picklepool-{pid}-*/call-*")) | set(
         glob.glob(os.path.join(tempfile.gettempdir(), f"picklepool-{pid}-spill-*"))
     )
+    return found - set(spare_folders())
+
+
+def spare_folders() -> list[str]:
+    """The call folders the session keeps for the next calls; each must be empty."""
+    from picklepool.executor.session import current_session
+
+    session = current_session()
+    spare = list(session.spare_folders) if session is not None else []
+    for folder in spare:
+        assert os.listdir(folder) == [], f"a spare call folder is not empty: {folder}"
+    return spare
 
 
 @pytest.fixture(autouse=True)

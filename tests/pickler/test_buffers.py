@@ -31,7 +31,7 @@ from picklepool.pickler.base import StdlibPickler
 from picklepool.pickler.context import CallContext
 from picklepool.wire import Results
 from picklepool.workers import buffers as worker_buffers
-from tests.conftest import run_python
+from tests.conftest import run_python, spare_folders
 
 np = pytest.importorskip("numpy")
 
@@ -148,10 +148,12 @@ class PlainPickler(pickle.Pickler):
 
 def leftovers() -> list[str]:
     """Everything this process has in the session folder, /dev/shm and the temp folder
-    besides the session's own cancel flags and worker status files."""
+    besides the session's own cancel flags, worker status files and the empty call
+    folders it keeps for the next calls."""
     path = session().path
     pid_prefix = f"picklepool-{os.getpid()}-"
-    out = [e for e in os.listdir(path) if e != "cancel" and not re.fullmatch(r"w\d+", e)]
+    spare = {os.path.basename(f) for f in spare_folders()}
+    out = [e for e in os.listdir(path) if e != "cancel" and not re.fullmatch(r"w\d+", e) and e not in spare]
     for root in {os.path.dirname(path), "/dev/shm", tempfile.gettempdir()}:
         if os.path.isdir(root):
             out += [
@@ -533,6 +535,9 @@ def test_late_batches_remove_the_call_folder_again(tmp_path):
     class FakeSession:
         path = str(tmp_path)
 
+        def take_folder(self):
+            return None
+
     calls = buffers.CallBuffers(CallContext(StdlibPickler(), FakeSession()), 1, 1024)
     a = np.arange(1000, dtype=np.float64)
     frames = calls.dumps_tasks(StdlibPickler(), [a])
@@ -585,7 +590,7 @@ def test_a_large_pickle_stream_goes_through_a_file_and_is_removed():
     assert buffers.PAYLOAD_FILE_MIN < len(pickle.dumps(big, 5))
     out = Parallel(n_jobs=2, batch_size=1)(delayed(length)(big) for _ in range(3))
     assert out == [(400_000, 399_999)] * 3
-    assert not [e for e in os.listdir(session().path) if e.startswith("call-")]
+    assert not [e for e in leftovers() if e.startswith("call-")]
 
 
 @pytest.mark.parametrize("value", [b"x" * (2 << 20), "y" * (2 << 20), [b"x" * (1 << 20)] * 2])
@@ -600,3 +605,51 @@ def test_a_large_string_in_a_one_task_call_goes_through_a_file_not_the_pipe(valu
     monkeypatch.setattr(buffers, "write_file", spy)
     assert Parallel(n_jobs=2)(delayed(len)(value) for _ in range(1)) == [len(value)]
     assert [name for name in written if name.startswith("p-")]  # the batch's pickle stream
+
+
+# -- the call folder of a warm call of small values goes to the next call ---------------
+
+
+def folders_made(monkeypatch):
+    made: list[str] = []
+    real = os.mkdir
+
+    def mkdir(path, *args, **kw):
+        made.append(os.path.basename(path))
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(buffers.os, "mkdir", mkdir)
+    return made
+
+
+def test_the_empty_folder_of_a_clean_call_is_the_next_calls(monkeypatch):
+    run(delayed(abs)(-i) for i in range(4))  # a clean call: its folder kept
+    (spare,) = spare_folders()
+    made = folders_made(monkeypatch)
+    for _ in range(3):
+        assert run(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+        # large results written to it by the workers, taken over by the parent
+        out = run(delayed(fresh)(N, float(i)) for i in range(3))
+        assert [r[-1] for r in out] == [0.0, 1.0, 2.0]
+        assert spare_folders() == [spare]  # (each empty: checked there)
+    assert made == []  # no folder made, none removed
+
+
+def test_a_folder_the_parent_wrote_to_is_removed_not_kept(monkeypatch, clean):
+    run(delayed(abs)(-i) for i in range(4))
+    (spare,) = spare_folders()
+    a = np.arange(N, dtype=np.float64)
+    assert run(delayed(first_of)(a) for _ in range(4)) == [0.0] * 4  # an argument file in it
+    assert not os.path.exists(spare) and spare_folders() == []
+    assert clean() == []
+
+
+def test_a_call_that_failed_or_was_left_early_keeps_no_folder(clean):
+    run(delayed(abs)(-i) for i in range(4))
+    with pytest.raises(ZeroDivisionError):
+        run((delayed(divmod)(1, 0 if i == 2 else 1) for i in range(6)), batch_size=1)
+    gen = run((delayed(fresh)(N, float(i)) for i in range(8)), batch_size=1, return_as="generator")
+    assert next(gen)[0] == 0.0
+    gen.close()  # batches still running: what they write goes with the folder
+    assert spare_folders() == []
+    assert clean() == []

@@ -388,11 +388,14 @@ class Channel:
                 return batch
         return None
 
-    def close(self) -> None:
-        """No more batches: remove this channel's shared-memory files and blobs."""
+    def close(self, clean: bool = False) -> None:
+        """No more batches: remove this channel's shared-memory files and blobs.
+
+        *clean*: every batch sent was read, none cancelled (``CallBuffers.close``).
+        """
         if self.pid != os.getpid():
             return  # a forked child's copy: the files are the parent's, whose call goes on
-        self.buffers.close()
+        self.buffers.close(clean)
         self.context.close()
         if self.session is not None:
             self.session.end_call(self.call_id)
@@ -617,6 +620,7 @@ class Call(Channel):
         # The switch interval is lowered once a second batch is on its way (executor/gil.py):
         # a call of one batch has no convoy of batches and replies to speed up.
         handoff: gil.Scope | None = None
+        clean = False
         try:
             if self.backend.caller_thread:
                 # n_jobs=1: each task as its item is pulled, as joblib's and the loop
@@ -701,6 +705,7 @@ class Call(Channel):
                     yield results
                 if handoff is not None:
                     handoff.lower()
+            clean = not self.cancelled  # every batch read, none left running
         except BaseException as exc:
             # a real Ctrl-C, not a task's own KeyboardInterrupt (TaskInterruptError)
             ctrl_c = isinstance(exc, KeyboardInterrupt) and not isinstance(exc, TaskExitError)
@@ -710,7 +715,7 @@ class Call(Channel):
         finally:
             if handoff is not None:
                 handoff.restore()
-            self.close()
+            self.close(clean)
             mine = self.pid == os.getpid()  # (not a forked child's copy)
             if 0 < seq == self.sent_direct <= self.backend.n_workers and not self.cancelled and mine:
                 self.backend.small_call_done()  # a batch per worker at most, each could take a lane

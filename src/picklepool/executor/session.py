@@ -42,6 +42,7 @@ def _alive(pid: int) -> bool:
 
 STALE_AFTER = 60.0  # seconds a dead process's folder is left alone (another pid namespace?)
 ENDED_KEPT = 64  # exited workers whose last status a session keeps (Session.ended)
+SPARE_FOLDERS = 4  # empty call folders a session keeps for the next calls (calls from threads)
 
 
 def remove_stale_folders(roots: tuple[str, ...] | None = None) -> list[str]:
@@ -92,6 +93,26 @@ class Session:
         # pid -> the last status of an exited worker whose file is gone (forget_worker):
         # the call it broke names its task from here, whoever swept it first
         self.ended: dict[int, tuple[int, int, int, int, int]] = {}
+        self.spare_folders: list[str] = []  # empty call folders of calls that ended cleanly
+
+    def take_folder(self) -> str | None:
+        """An empty call folder a call that ended cleanly gave back, or None: make one.
+
+        A call's folder holds its large arguments and results; a warm call of small
+        values leaves it empty, and the next call takes it over instead of making and
+        removing a folder of its own (two system calls, 0.07 ms with cold caches).
+        """
+        with self._lock:
+            return self.spare_folders.pop() if self.spare_folders else None
+
+    def give_back_folder(self, path: str) -> bool:
+        """Keep *path*, the empty folder of a call that ended with none of its batches
+        running (nothing writes there any more), for the next call; False: remove it."""
+        with self._lock:
+            if self._closed or len(self.spare_folders) >= SPARE_FOLDERS:
+                return False
+            self.spare_folders.append(path)
+            return True
 
     def begin_call(self) -> int:
         """A new call's id, whose cancel-flag slot no running call holds (end_call frees it).

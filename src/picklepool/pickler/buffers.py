@@ -220,6 +220,10 @@ class CallBuffers:
         self.call_id = call_id
         self.folder = os.path.join(session.path, f"call-{call_id}") if session is not None else ""
         self._opened = False
+        self._session: Any = session
+        # a file of the parent's was made in the folder (an argument, a large stream, a
+        # stream's socket): it is removed at the end, not given to the next call
+        self._dirty = False
         self._spill: str | None = None
         self._args: str | None = None  # where argument files go (the call folder by default)
         self._own_args: str | None = None  # a folder of this call's alone, removed at its end
@@ -257,6 +261,7 @@ class CallBuffers:
         if len(data) >= PAYLOAD_FILE_MIN and free_space(self.folder) >= len(data) + SHM_RESERVE:
             # A large pickle stream (a long list, a big dict) skips the pipe: one write here,
             # one read in the worker, instead of a copy by loky at each end and the pipe.
+            self._dirty = True
             stream = os.path.join(self.folder, f"p-{next(self._names)}")
             write_file(stream, memoryview(data))
         return Frames(stream, refs, (self.folder, self.max_nbytes), self.mmap_mode)
@@ -350,10 +355,17 @@ class CallBuffers:
 
     def stream_folder(self) -> str | None:
         """The call folder, made now, for a streamed batch's socket; None when buffers are off."""
-        return self.folder if self.enabled and self._open() else None
+        if not self.enabled or not self._open():
+            return None
+        self._dirty = True
+        return self.folder
 
     def _open(self) -> bool:
         if not self._opened:
+            spare = self._session.take_folder()
+            if spare is not None:  # an empty folder the last clean call left (Session.take_folder)
+                self.folder, self._opened = spare, True
+                return True
             try:
                 os.mkdir(self.folder, 0o700)
             except OSError as exc:
@@ -452,6 +464,7 @@ class CallBuffers:
     def _write(self, raw: memoryview) -> str:
         nbytes = raw.nbytes
         folder = self._arg_folder()
+        self._dirty = True
         name = f"a-{next(self._names)}" if folder == self.folder else f"a-{self.call_id}-{next(self._names)}"
         path = os.path.join(folder, name)
         if self.temp_folder is not None:  # the user's choice of folder: no fallback
@@ -611,8 +624,13 @@ class CallBuffers:
 
     # -- end of the call ------------------------------------------------------------
 
-    def close(self) -> None:
-        """The call is over: remove its folder now (and again after late batches)."""
+    def close(self, clean: bool = False) -> None:
+        """The call is over: remove its folder now (and again after late batches).
+
+        *clean*: every batch's reply was read (its result files taken over) and none
+        is running. Then a folder the parent wrote nothing to is empty, nothing writes
+        there any more, and it goes to the next call (``Session.give_back_folder``).
+        """
         if self._cluster is not None:  # its blobs go with the call's (CallContext.close)
             with self._lock:
                 self._closed = True
@@ -626,6 +644,10 @@ class CallBuffers:
                 self.memo.pop(key, None)
             self._by_path.clear()
             self._copies.clear()
+            # (no batch pending: no _batch_done comes later to remove the folder)
+            spare = clean and not self._dirty and self._pending == 0 and self._spill is None
+        if spare and self._session.give_back_folder(self.folder):
+            return
         self._remove()
 
     def _remove(self) -> None:
