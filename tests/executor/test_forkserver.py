@@ -268,6 +268,35 @@ def test_a_parent_with_descriptors_over_1023_gets_forked_workers():
     assert got["ppids"] == [got["server"]]
 
 
+def test_a_parent_with_a_path_object_in_sys_path_gets_forked_workers():
+    # the server's command carried the repr of sys.path: PosixPath('/tmp') is no name
+    # there (NameError), the server died and workers started as loky starts them
+    result = run_python(
+        """
+        import json, os, pathlib, sys
+        sys.path.append(pathlib.Path("/nonexistent/as/a/path"))
+        sys.path.append(b"/nonexistent/as/bytes")
+        import picklepool
+        from picklepool import Parallel, delayed
+        from picklepool.executor import forkserver
+
+        ppids = Parallel(n_jobs=2, batch_size=1)(delayed(os.getppid)() for _ in range(4))
+        def kinds():
+            return [type(p).__name__ for p in sys.path if not isinstance(p, str)]
+
+        kinds = Parallel(n_jobs=2)(delayed(kinds)() for _ in range(2))
+        server = forkserver._server.pid
+        picklepool.shutdown()
+        print(json.dumps({"ppids": sorted(set(ppids)), "server": server, "kinds": kinds}))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got["ppids"] == [got["server"]]
+    assert got["kinds"] == [["PosixPath", "bytes"]] * 2  # the tasks still see the parent's sys.path
+
+
 def test_a_worker_gets_no_standard_stream_the_parent_closed():
     # the parent closed stdin: the next descriptor it opened (the server's socket) took 0.
     # An exec'd worker gets no such descriptor (it is close-on-exec), and sys.stdin is None;

@@ -335,9 +335,27 @@ def test_the_numeric_state_read_in_the_parent_follows_every_change():
     assert seen[1][0][0] == 7 and seen[1][1] is None
 
 
+def test_the_umask_is_read_again_after_its_descriptor_was_closed_under_it():
+    # a daemonizing program closes every descriptor (os.closerange): the number the umask
+    # was read from may be another file's then, which is left alone
+    from picklepool.workers import mirror
+
+    assert mirror.umask() >= 0  # read once: the descriptor is kept
+    fd = mirror._status[1]
+    os.close(fd)
+    r, w = os.pipe()  # the lowest free numbers: the closed one among them
+    try:
+        with umask(0o077):
+            assert mirror.umask() == 0o077
+        assert mirror._status[1] not in (r, w)
+        os.write(w, b"x")
+        assert os.read(r, 1) == b"x"  # the pipe was not closed by the reader
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def test_the_umask_read_is_the_mask_in_force_and_leaves_it_so():
-    # umask() reads by setting the mask it read last: each change is seen, and the
-    # mask in force after the read is the one that was in force before it
     from picklepool.workers import mirror
 
     for mask in (0o077, 0o077, 0o002, 0o000, 0o027):
@@ -347,19 +365,32 @@ def test_the_umask_read_is_the_mask_in_force_and_leaves_it_so():
             assert os.umask(mask) == mask  # still in force
 
 
-def test_the_first_umask_read_starts_from_the_mask_at_import():
-    # the mask is never set to a guess: the first read sets it to what it already is
-    out = run_python(
-        """
-        import os
-        os.umask(0o027)
-        from picklepool.workers import mirror
-        seen = mirror._umask_seen
-        print(oct(seen), oct(mirror.umask()), oct(os.umask(0o027)))
-        """
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["0o27", "0o27", "0o27"]
+def test_reading_the_umask_never_sets_another_mask_even_for_a_moment(tmp_path, monkeypatch):
+    # Read by os.umask(guess) and set back, the mask was the guess for a moment: a file
+    # another thread created then got 0o664 though the program had set 0o077, and a mask
+    # a signal handler set then was undone. Every mask set while reading is recorded here.
+    from picklepool.workers import mirror
+
+    real = os.umask
+    changed = []
+
+    def spy(mask):
+        before = real(mask)
+        if before != mask:
+            changed.append((oct(before), oct(mask)))
+        return before
+
+    _warm()
+    with umask(0o002):
+        mirror.umask()  # read last: 0o002
+        real(0o077)  # the program's new mask
+        monkeypatch.setattr(os, "umask", spy)
+        assert mirror.umask() == 0o077
+        paths = [str(tmp_path / f"f{i}") for i in range(4)]
+        assert Parallel(n_jobs=2, batch_size=1)(delayed(write_file)(p) for p in paths) == [0o600] * 4
+        monkeypatch.setattr(os, "umask", real)
+        assert changed == []
+        assert real(0o077) == 0o077  # the program's mask is still in force
 
 
 def spawn_a_child(method):

@@ -116,49 +116,59 @@ _int_max_str_digits = getattr(sys, "get_int_max_str_digits", None)  # Python >= 
 
 
 def umask() -> int:
-    """This process's file mode creation mask (``os.umask``).
+    """This process's file mode creation mask, or -1 where it cannot be read.
 
-    ``os.umask`` reads the mask only by setting it: it is set to the value read last
-    time (at first, the one ``/proc/self/status`` showed at import). Unchanged since,
-    as it nearly always is, that sets it to what it is, and nothing can tell. Changed,
-    it is set back at once; a file another thread creates in between (in C, without
-    the GIL) gets the mask of before the change: the moment every ``mask =
-    os.umask(0); os.umask(mask)`` has (pip's, setuptools'), here once per change.
-    Reading ``/proc/self/status`` at each call has no such moment, but costs 10 µs
-    of every call (the kernel formats the whole file).
+    Read from ``/proc/self/status`` (Linux 4.7+), never by setting it: ``os.umask``
+    reads it only by setting it, to a guess (the value read last) then back. A file
+    another thread created in between got the guess's mode (0o664 where the program had
+    just set 0o077), a process forked meanwhile kept the guess, and a mask set in between
+    (another thread's, a signal handler's) was undone by the setting back. The read costs
+    10 µs of each call (the kernel formats the whole file), the price of none of that.
+    The file stays open (``os.pread`` reads it anew from its start: every call asks,
+    and opening it costs as much as reading it); a forked child opens its own, and so
+    does a process whose descriptor was closed under it (``os.closerange``, as daemons
+    do: the number may then be another file's, which is left alone).
     """
-    global _umask_seen
-    with _umask_lock:
-        seen = os.umask(_umask_seen)
-        if seen != _umask_seen:
-            os.umask(seen)
-            _umask_seen = seen
-    return seen
+    global _status
+    for _attempt in range(2):
+        try:
+            pid = os.getpid()
+            mine, fd = _status
+            if mine != pid:
+                with _status_lock:
+                    mine, fd = _status
+                    if mine != pid:
+                        # raw: a file object costs twice as much
+                        fd = os.open("/proc/self/status", os.O_RDONLY)
+                        _status = (pid, fd)
+            data = os.pread(fd, 1 << 16, 0)
+            at = data.index(b"\nUmask:") + 7
+            return int(data[at : data.index(b"\n", at)].strip(), 8)
+        except (OSError, ValueError):
+            with _status_lock:
+                if _status[1] == fd:
+                    _status = (-1, -1)  # opened anew next time; the number is not closed here
+    return -1
 
 
-def _umask_at_start() -> int:
-    """The mask when this module is imported, read without setting it (Linux 4.7+), else 0o022."""
-    try:
-        with open("/proc/self/status", "rb") as f:
-            data = f.read()
-        at = data.index(b"\nUmask:") + 7
-        return int(data[at : data.index(b"\n", at)].strip(), 8)
-    except (OSError, ValueError):
-        return 0o022  # the usual mask: a guess, right or set back at the first read
+_status: tuple[int, int] = (-1, -1)  # (pid, descriptor of its /proc/self/status)
+_status_lock = threading.Lock()
 
 
-_umask_seen = _umask_at_start()  # the mask the last umask() read
-_umask_lock = threading.Lock()  # two threads reading at once would read each other's guess
-
-
-def _forget_lock_in_child() -> None:
-    """In a forked child: a lock another thread held at the fork would stay held."""
-    global _umask_lock
-    _umask_lock = threading.Lock()
+def _forget_status_in_child() -> None:
+    """In a forked child: the descriptor reads the parent's status; close it, open anew."""
+    global _status, _status_lock
+    fd = _status[1]
+    _status, _status_lock = (-1, -1), threading.Lock()
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_lock_in_child)
+    os.register_at_fork(after_in_child=_forget_status_in_child)
 
 
 # decimal's own defaults (decimal.DefaultContext may have been changed by the user)
