@@ -56,6 +56,8 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 
+from .wire import import_path
+
 CHECKED = ("3.4", "3.5", "3.6", "3.7")
 
 
@@ -453,6 +455,8 @@ def _spawned_popen() -> Any:
                 prep_data = spawn.get_preparation_data(
                     process_obj._name, getattr(process_obj, "init_main_module", True)
                 )
+                if "sys_path" in prep_data:  # the entries imports use (wire.import_path)
+                    prep_data["sys_path"] = list(import_path())
                 reduction.dump(prep_data, fp)
                 reduction.dump(process_obj, fp)
             finally:

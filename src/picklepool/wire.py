@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import builtins
 import copyreg
+import sys
 from typing import Any, NamedTuple
 
 
@@ -74,6 +75,21 @@ class ParentState(NamedTuple):
     # (module name, reloads seen) of the parent's own modules it reloaded (executor.reloaded):
     # a worker reloads those it imported before, so that code reaching them runs the new code
     reloads: tuple[tuple[str, int], ...] = ()
+
+
+def import_path() -> tuple[str, ...]:
+    """``sys.path`` as imports read it, for a worker (``ParentState.sys_path``, loky's and the
+    forkserver's start): its ``str`` entries as plain strings. ``importlib``'s path finder
+    skips the others (a ``pathlib.Path``, bytes, any object); sent as they were, one that
+    does not pickle (a lock) failed every call, one of a ``__main__`` class every worker's
+    start, and a ``Path`` the forkserver's."""
+    path = tuple(sys.path)
+    if _STR.issuperset(map(type, path)):
+        return path
+    return tuple(str(p) for p in path if isinstance(p, str))
+
+
+_STR = frozenset({str})
 
 
 class NumericState(NamedTuple):

@@ -393,6 +393,28 @@ def test_reading_the_umask_never_sets_another_mask_even_for_a_moment(tmp_path, m
         assert real(0o077) == 0o077  # the program's mask is still in force
 
 
+def test_sys_path_entries_imports_skip_do_not_fail_the_call(tmp_path):
+    # importlib reads only the str entries of sys.path: a Path, bytes, a lock are skipped
+    # there, and must not fail the call; a str subclass of the script is sent as a str
+    (tmp_path / "where_mod.py").write_text("def where():\n    return __file__\n")
+    out = run_python(
+        f"""
+        import pathlib, sys, threading
+        from picklepool import Parallel, delayed
+
+        class Entry(str):
+            pass
+
+        if __name__ == "__main__":
+            sys.path[:0] = [pathlib.Path("/nowhere"), b"/nowhere", threading.Lock(), Entry({str(tmp_path)!r})]
+            import where_mod
+            print(Parallel(n_jobs=2)(delayed(where_mod.where)() for _ in range(4)) == [where_mod.where()] * 4)
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True"]
+
+
 def spawn_a_child(method):
     """Start a child process of *method* from the task, as a task's Pool would; its exit code."""
     import multiprocessing

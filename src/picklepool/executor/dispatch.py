@@ -38,7 +38,7 @@ from ..pickler.buffers import CallBuffers, Frames, TempFolderError
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
-from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits
+from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits, import_path
 from ..workers import mirror, warnfilters
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
@@ -88,7 +88,7 @@ def parent_state(
             "os.chdir() to a folder that exists before the call."
         ) from exc
     return ParentState(
-        tuple(sys.path),
+        import_path(),
         sys.getrecursionlimit(),
         cwd,
         depth + 1,

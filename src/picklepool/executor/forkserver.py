@@ -28,6 +28,7 @@ import threading
 from typing import Any
 
 from .. import lokycompat
+from ..wire import import_path
 from ..workers import mirror
 from ..workers.forkserver import CODE, HEADER, SIGNALS
 
@@ -95,9 +96,9 @@ def _alive_pipe() -> int:
 
 def _command(sock: int, alive: int) -> str:
     # the parent's sys.path, as loky gives its workers (a checkout added to it at run time):
-    # the entries imports use, str and bytes (a pathlib.Path, which they skip, has a repr
-    # the server cannot evaluate: it died, and workers started as loky starts them)
-    path = [p or os.getcwd() for p in sys.path if isinstance(p, (str, bytes))]
+    # the entries imports use (a pathlib.Path, which they skip, has a repr the server
+    # cannot evaluate: it died, and workers started as loky starts them)
+    path = [p or os.getcwd() for p in import_path()]
     return (
         f"import sys; sys.path[:] = {path!r}; "
         f"from picklepool.workers.forkserver import main; main({sock}, {alive})"
