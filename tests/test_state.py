@@ -444,3 +444,28 @@ def test_a_call_submitted_inside_the_state_s_own_with_block_does_not_wait_for_it
             futures = [ex.submit(_state_plus, state, k) for k in range(4)]
             assert [f.result(timeout=30) for f in futures] == [5, 6, 7, 8]
         assert ex.submit(_state_plus, state, 0).result(timeout=30) == 5
+
+
+def _held_copies(uids):
+    from picklepool.workers import snapshots
+    from picklepool.workers.cache import objects
+
+    cached = {k[1] for k in objects.keys() if type(k) is tuple and len(k) == 3 and k[0] == "state"}
+    return sorted(cached & set(uids)), sorted(set(snapshots._newest) & set(uids))
+
+
+def test_the_workers_drop_their_copies_of_a_state_the_parent_let_go():
+    # A worker kept each state's copy (its snapshot's open file in /dev/shm, unseen by ls,
+    # and the rebuilt value) after the parent's state was gone, until its 1 GiB cache bound:
+    # a loop making a new SharedState per step pinned up to 1 GiB of shared memory per worker
+    import gc
+
+    uids = []
+    for i in range(3):
+        state = SharedState({"w": np.full(300_000, float(i))})
+        uids.append(state._uid)
+        assert [r[0] for r in Parallel(n_jobs=2)(delayed(_read_state)(state) for _ in range(4))] == [i] * 4
+        del state
+    gc.collect()
+    # each batch tells its worker which states are gone, before its tasks run
+    assert Parallel(n_jobs=2)(delayed(_held_copies)(uids) for _ in range(4)) == [([], [])] * 4

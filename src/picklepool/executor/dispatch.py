@@ -32,6 +32,7 @@ from typing import Any
 
 import cloudpickle
 
+from .. import state
 from ..errors import SettingValueError, TaskExitError, WorkerCrashedError, pickling_error
 from ..pickler import locks
 from ..pickler.buffers import CallBuffers, Frames, TempFolderError
@@ -165,6 +166,7 @@ class Channel:
         self.stop_flag = threading.Event() if self.in_caller else None
         self.header = header(pickler) if self.bytes_path else b""
         self.parent: ParentState | NumericState | None = None
+        self.mirrors = backend.mirrors_parent  # our own worker processes (not a cluster's)
         if backend.mirrors_parent:
             self.parent = parent_state(backend.n_workers)
         elif backend.mirrors_numeric:
@@ -285,6 +287,7 @@ class Channel:
                     self.isolate,
                     single_arg,
                     splittable and self.isolate,
+                    state.gone() if self.mirrors else None,
                 ),
             )
             if outbound is None:
