@@ -543,7 +543,7 @@ def test_an_importable_function_is_pickled_once_per_process_while_it_goes_by_ref
 
 
 def test_the_globals_a_function_carries_are_cloudpickles_with_or_without_its_helper():
-    from picklepool.executor.functions import _global_ops, sent_globals
+    from picklepool.pickler.codeglobals import global_ops, sent_globals
 
     def f(x):
         global _SET_BY_F
@@ -554,4 +554,4 @@ def test_the_globals_a_function_carries_are_cloudpickles_with_or_without_its_hel
 
         return inner
 
-    assert set(sent_globals(f.__code__)) == set(_global_ops(f.__code__)) == {"_SET_BY_F", "len", "pytest"}
+    assert set(sent_globals(f.__code__)) == set(global_ops(f.__code__)) == {"_SET_BY_F", "len", "pytest"}

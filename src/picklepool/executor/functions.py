@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextvars
 import copyreg
-import dis
 import functools
 import itertools
 import operator
@@ -31,6 +30,7 @@ import cloudpickle
 from ..errors import pickling_error
 from ..pickler.base import CloudPickler
 from ..pickler.buffers import Frames
+from ..pickler.codeglobals import sent_globals
 from ..pickler.diagnose import explain
 from ..pickler.hybrid import HybridPickler
 from ..pickler.mainalias import by_value_home
@@ -253,10 +253,6 @@ def bad_items(items: Sequence[Any], first: int) -> TypeError:
 
 _REFERENCE_PICKLERS = (HybridPickler, CloudPickler)
 _should_pickle_by_reference = getattr(cloudpickle.cloudpickle, "_should_pickle_by_reference", None)
-# The names of a code object's globals that cloudpickle (so hybrid) sends with a function by
-# value: those its code (and nested code) loads, stores or deletes as globals; not every name
-# in co_names, which holds attribute names too (np.ma's "ma")
-_extract_code_globals = getattr(cloudpickle.cloudpickle, "_extract_code_globals", None)
 # (pickler class, id(function)) -> (function, its code objects, content key, bytes): functions
 # pickled by reference (module and name), for the life of the process, while their code is the
 # same (IPython's %autoreload sets the __code__ of a reloaded module's functions in place)
@@ -617,28 +613,6 @@ def _holder(func: Any) -> bool:
     if kind is functools.partial or kind is types.MethodType:
         return True
     return kind not in _KEEPABLE and not isinstance(func, type) and _plain_state(func)
-
-
-def sent_globals(code: types.CodeType) -> Iterator[str]:
-    """The names of the globals a function of *code* sent by value carries: as cloudpickle
-    picks them (a global of ``__main__`` named like an attribute the code reads, ``ma``
-    beside ``np.ma``, is not sent)."""
-    if _extract_code_globals is not None:
-        return iter(_extract_code_globals(code))
-    return _global_ops(code)
-
-
-def _global_ops(code: types.CodeType) -> Iterator[str]:
-    """cloudpickle's rule, for a version that has no ``_extract_code_globals``."""
-    for ins in dis.get_instructions(code):
-        if ins.opname in _GLOBAL_OPS:
-            yield ins.argval
-    for const in code.co_consts:
-        if type(const) is types.CodeType:
-            yield from _global_ops(const)
-
-
-_GLOBAL_OPS = frozenset(("LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL"))
 
 
 def reached(func: Any) -> dict[int, tuple[str, Any, Any]]:
