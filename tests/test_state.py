@@ -402,6 +402,26 @@ def test_an_executor_keeps_one_snapshot_file_per_state_not_one_per_version():
         assert len(blobs) == 1, blobs  # the last version's only
 
 
+def test_an_executor_removes_a_state_s_snapshot_file_once_the_state_is_gone():
+    # A state's last version stayed in /dev/shm until the Executor's shutdown: one file per
+    # SharedState ever submitted (a long-lived Executor given a new state per request grew
+    # /dev/shm without bound). Its owner's end now drops it once no batch in flight reads it.
+    import gc
+    import glob
+
+    from picklepool import Executor
+    from picklepool.executor.session import current_session
+
+    with Executor(max_workers=1) as ex:
+        for i in range(3):
+            state = SharedState({"w": list(range(i, i + 1000))})
+            assert ex.submit(_read_state, state).result()[0] == i
+            del state
+        gc.collect()
+        assert ex.submit(int, "7").result() == 7  # (the batches before it are done with theirs)
+        assert glob.glob(os.path.join(current_session().path, "blob-state-*")) == []
+
+
 @pytest.mark.parametrize("how", ["parallel", "executor"])
 def test_a_bad_worker_cache_bound_is_a_setting_error_not_a_pickling_error(monkeypatch, how):
     # PICKLEPOOL_WORKER_CACHE_BYTES is read as a call pickles the state: its error came
