@@ -39,6 +39,7 @@ import os
 import pickle
 import socket
 import sys
+import threading
 import weakref
 from collections import ChainMap
 from collections.abc import Iterator
@@ -109,6 +110,28 @@ def open_shared(path: str, nbytes: int, mode: str) -> SharedFile:
     return mapped
 
 
+class _ByMode(threading.local):
+    """The bytes objects a cluster's batch got its large arguments in, read-only because of
+    ``mmap_mode="r"`` only (ids; this thread's batch, from its load to its reply)."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+
+
+_by_mode = _ByMode()
+
+
+def read_only_by_mode(blob: Any) -> None:
+    """*blob* (a cluster's argument bytes) is read-only in the tasks because of
+    ``mmap_mode="r"`` alone: a result viewing it goes back writable (``reduce_array``)."""
+    _by_mode.ids.add(id(blob))
+
+
+def reply_sent() -> None:
+    """The batch's reply is made: forget its :func:`read_only_by_mode` blobs."""
+    _by_mode.ids.clear()
+
+
 def _numpy() -> Any:
     import numpy
 
@@ -133,6 +156,8 @@ def rebuild_shared(buf: Any, dtype: Any, shape: tuple[int, ...], order: str, rea
         arr.flags.writeable = False
         if isinstance(src, SharedFile):
             src.user_read_only = True  # (not only mmap_mode="r"'s doing: see reduce_array)
+        else:
+            _by_mode.ids.discard(id(src))
     return arr
 
 
@@ -234,6 +259,11 @@ def reduce_array(a: Any) -> Any:
             by_mode = scope.reply and m.base.mode == "r" and not m.base.user_read_only
         elif a.size and _may_refer(m, scope):
             return _reduce_by_file(a, m, np)
+    elif scope.reply and _by_mode.ids and a.base is not None:  # a cluster's argument bytes?
+        root = a
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        by_mode = id(root.base) in _by_mode.ids
     if type(a) is not np.ndarray:  # an np.memmap that no file backs any more (a copy)
         a = a.view(np.ndarray)
     large = (
