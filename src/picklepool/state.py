@@ -327,23 +327,26 @@ class SharedState(Generic[T]):
         return cls._restored(frames.unpack(get_pickler(), frame), version)
 
 
-# The states sent to workers that were garbage-collected since: (how many, the uids of the
-# last _GONE_KEPT). Each batch to a worker of ours carries it (wire.Batch.states_gone), and
-# the worker drops its copies of them (workers.snapshots.forget), which held their snapshot's
-# file (memory in /dev/shm) and rebuilt value until its cache's bound (1 GiB) pushed them out.
+# The states sent to workers that were garbage-collected since: (this process, how many, the
+# uids of the last _GONE_KEPT). Each batch carries it (wire.Batch.states_gone), and the worker
+# drops its copies of them (workers.snapshots.forget), which held their snapshot's file
+# (memory in /dev/shm, or a dask worker's) and rebuilt value until the cache's bound (1 GiB)
+# pushed them out. The process is named since a cluster's workers serve other ones too.
 _GONE_KEPT = 64
-_gone: tuple[int, tuple[str, ...]] | None = None
+_SENDER = uuid.uuid4().hex
+_gone: tuple[str, int, tuple[str, ...]] | None = None
 
 
-def gone() -> tuple[int, tuple[str, ...]] | None:
-    """``(count, uids)``: how many states sent to workers are gone, and the last ones' uids."""
+def gone() -> tuple[str, int, tuple[str, ...]] | None:
+    """``(sender, count, uids)``: this process, how many states it sent to workers are gone,
+    and the last ones' uids."""
     return _gone
 
 
 def _note_gone(uid: str) -> None:
     global _gone
-    count, uids = _gone or (0, ())
-    _gone = (count + 1, (*uids, uid)[-_GONE_KEPT:])
+    _, count, uids = _gone or (_SENDER, 0, ())
+    _gone = (_SENDER, count + 1, (*uids, uid)[-_GONE_KEPT:])
 
 
 def _maker(ref: weakref.ref[SharedState[Any]], version: int, pickler: Any) -> Any:

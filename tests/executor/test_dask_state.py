@@ -161,6 +161,28 @@ def test_a_kept_snapshot_lost_with_its_worker_is_scattered_again(dask_client, mo
     dask_client.wait_for_workers(2, timeout=60)
 
 
+def _copies_of(uids):
+    from picklepool.workers.cache import objects
+
+    states = {k[1] for k in objects.keys() if type(k) is tuple and len(k) == 3 and k[0] == "state"}
+    return sorted(states & set(uids))
+
+
+def test_a_dask_worker_drops_its_copy_of_a_state_the_parent_let_go(dask_client):
+    # The cluster's scattered snapshot was released with the state, but each worker kept its
+    # rebuilt copy (an in-memory file and the value) until its 1 GiB cache bound
+    uids = []
+    for i in range(3):
+        state = SharedState({"x": np.full(300_000, float(i))})
+        uids.append(state._uid)
+        assert read_all(state, 4) == [float(i)] * 4
+        del state
+    gc.collect()
+    # every batch tells the worker running it which states its parent let go, first
+    got = Parallel(backend="dask", batch_size=1)(delayed(_copies_of)(uids) for _ in range(8))
+    assert got == [[]] * 8
+
+
 def test_picklepool_shutdown_releases_kept_snapshots(dask_client):
     import picklepool
     from picklepool.executor import kept

@@ -166,7 +166,6 @@ class Channel:
         self.stop_flag = threading.Event() if self.in_caller else None
         self.header = header(pickler) if self.bytes_path else b""
         self.parent: ParentState | NumericState | None = None
-        self.mirrors = backend.mirrors_parent  # our own worker processes (not a cluster's)
         if backend.mirrors_parent:
             self.parent = parent_state(backend.n_workers)
         elif backend.mirrors_numeric:
@@ -287,7 +286,7 @@ class Channel:
                     self.isolate,
                     single_arg,
                     splittable and self.isolate,
-                    state.gone() if self.mirrors else None,
+                    state.gone(),
                 ),
             )
             if outbound is None:

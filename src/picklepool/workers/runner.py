@@ -168,7 +168,8 @@ def run_batch(batch: Batch) -> Any:
     if view is not None and not batch.isolate and view.cancelled(batch.call_id):
         return pickler.dumps(Cancelled(batch.call_id))
     if batch.states_gone is not None:  # the parent's SharedStates gone: this worker's copies go
-        forget_states(*batch.states_gone)
+        cluster = batch.parent is None or type(batch.parent) is NumericState  # (workers not ours alone)
+        forget_states(*batch.states_gone, only_these=cluster)
     numeric = None  # a cluster's: applied around the tasks only
     capture = (False, False)
     parent = batch.parent

@@ -39,8 +39,8 @@ from .tasks import current_task
 # Per worker: the newest version of each state rebuilt here (state id -> version).
 _newest: dict[str, int] = {}
 
-# Per worker: how many of the parent's states gone this worker has heard of (``forget``).
-_forgotten = 0
+# Per worker: how many of each parent's states gone this worker has heard of (``forget``).
+_forgotten: dict[str, int] = {}
 
 # Per worker: how many snapshots were rebuilt here (tests and ``picklepool info`` read it).
 rebuilds = 0
@@ -210,21 +210,22 @@ class WorkerCopy:
             self.mark = mark
 
 
-def forget(count: int, uids: tuple[str, ...]) -> None:
-    """The parent garbage-collected *count* states sent to workers so far, the last ones *uids*
-    (``wire.Batch.states_gone``): drop this worker's copies of those it has not dropped yet.
+def forget(sender: str, count: int, uids: tuple[str, ...], only_these: bool = False) -> None:
+    """The parent *sender* garbage-collected *count* states sent to workers so far, the last
+    ones *uids* (``wire.Batch.states_gone``): drop this worker's copies of those it has not
+    dropped yet.
 
     A copy holds its snapshot's open file (memory in ``/dev/shm`` that no listing shows) and
     the rebuilt value; no later batch can name a state that is gone. When more went since
-    this worker's last batch than *uids* lists, every copy goes: the states still in use are
-    rebuilt by the next batch that needs them.
+    this worker's last batch than *uids* lists, every copy goes (the states still in use
+    are rebuilt by the next batch that needs them), unless *only_these*: a cluster's worker
+    holds other programs' states too, which then stay to the cache's bound.
     """
-    global _forgotten
-    new = count - _forgotten
+    new = count - _forgotten.get(sender, 0)
     if new <= 0:
         return
-    _forgotten = count
-    if new > len(uids):
+    _forgotten[sender] = count
+    if new > len(uids) and not only_these:
         drop = set(_newest)
         _newest.clear()
     else:
