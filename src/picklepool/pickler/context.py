@@ -131,6 +131,7 @@ class CallContext:
         """The batch is sent as *fut*: the kept blobs it uses stay until *fut* is done."""
         if not self.per_batch:
             return
+        self._drop_all(self._kept.drain())  # of the owners gone since (_owner_gone)
         keys = self._kept.hold()
         if keys:
             fut.add_done_callback(lambda _f: self._drop_all(self._kept.release(keys)))
@@ -195,11 +196,15 @@ class CallContext:
 
 
 def _owner_gone(ref: weakref.ref[CallContext], family: str) -> None:
-    """The owner of the kept blobs of *family* (a ``SharedState``) was garbage-collected."""
+    """The owner of the kept blobs of *family* (a ``SharedState``) was garbage-collected.
+
+    Only noted: a finalizer may run in any thread at any point, also one holding the locks
+    dropping a blob takes (the session's, while it writes one); the next batch sent, or
+    one ending, drops them.
+    """
     ctx = ref()
     if ctx is not None:
         ctx._kept.gone.append(family)
-        ctx._drop_all(ctx._kept.drain())
 
 
 class _KeptUse:
@@ -230,8 +235,8 @@ class _KeptUse:
             return True
 
     def drain(self) -> list[str]:
-        """The keys to drop now that owners are gone (none when the lock is busy: the
-        holder, or the next batch, takes the gone families in)."""
+        """The keys to drop now that owners are gone (none when the lock is busy: its
+        holder takes the gone families in)."""
         if not self._lock.acquire(blocking=False):
             return []
         try:
