@@ -249,3 +249,45 @@ def test_a_script_that_ends_without_closing_its_client_logs_no_lost_data():
     assert "[1, 2, 3, 4]" in res.stdout
     assert "lose scattered data" not in res.stderr, res.stderr
     assert "picklepool-batch" not in res.stderr, res.stderr
+
+
+class _FakeFuture:
+    status = "finished"
+
+    def __init__(self, client, key):
+        self.client, self.key = client, key
+
+    def release(self):
+        self.client.released.append(self.key)
+
+
+class _FakeClient:
+    def __init__(self):
+        self.released = []
+
+    def scatter(self, frames, hash=True):
+        return [_FakeFuture(self, f"key-{len(self.released)}-{id(frames[0])}")]
+
+
+class _Owner:
+    """Stands for a SharedState."""
+
+
+def test_a_state_collected_while_its_client_s_registry_is_locked_does_not_deadlock():
+    # The finalizer of a kept snapshot's owner released it at once, taking the registry's
+    # lock: a collection inside a block holding that lock (any allocation there) hung the
+    # thread for ever. Now it is noted, and released by the next checkout or checkin.
+    from picklepool.executor.kept import KeptBlobs
+
+    client = _FakeClient()
+    registry = KeptBlobs(client)
+    owner, other = _Owner(), _Owner()
+    kept = registry.checkout("state-a-0", "a", owner, lambda: [b"x"])
+    registry.checkin(kept)
+    with registry._lock:
+        del owner  # its finalizer runs here, in the thread holding the lock
+    assert registry.keys() == ["state-a-0"] and client.released == []
+    registry.checkin(registry.checkout("state-b-0", "b", other, lambda: [b"y"]))
+    assert registry.keys() == ["state-b-0"] and client.released == [kept.future.key]
+    del other  # no lock held: released at once
+    assert registry.keys() == [] and len(client.released) == 2
