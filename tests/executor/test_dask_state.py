@@ -291,3 +291,14 @@ def test_a_state_collected_while_its_client_s_registry_is_locked_does_not_deadlo
     assert registry.keys() == ["state-b-0"] and client.released == [kept.future.key]
     del other  # no lock held: released at once
     assert registry.keys() == [] and len(client.released) == 2
+
+
+def test_a_release_from_a_collection_inside_the_registries_lock_does_not_deadlock():
+    # An argument array's blob is released from a weakref callback (CallBuffers._owner_died),
+    # which runs wherever a collection happens: inside a block holding this lock, it hung
+    from picklepool.executor import kept
+
+    client = _FakeClient()
+    with kept._registries_lock:
+        kept.release(_FakeFuture(client, "arg-1"))
+    assert client.released == ["arg-1"]

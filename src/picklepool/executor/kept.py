@@ -286,7 +286,9 @@ def _let_go_at_exit() -> None:
 
 # Per client, its kept snapshots; clients closed since are dropped at the next look-up.
 _registries: weakref.WeakKeyDictionary[Any, KeptBlobs] = weakref.WeakKeyDictionary()
-_registries_lock = threading.Lock()
+# Re-entrant: a blob released from a weakref callback (an argument array collected) may run
+# in a thread inside a block holding it (a collection at any allocation there)
+_registries_lock = threading.RLock()
 
 
 def kept_for(client: Any) -> KeptBlobs:
