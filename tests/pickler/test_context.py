@@ -84,6 +84,8 @@ def test_a_family_s_last_version_goes_once_its_owner_is_gone_and_no_batch_reads_
     ctx = CallContext(None, None, store)
     ctx.per_batch = True
     owner, other = Owner(), Owner()
+    ctx.memo[("picklepool.SharedState", "state-a", 0)] = ctx.memo[("picklepool.SharedState", "state-a")] = 0
+    ctx.memo[("picklepool.SharedState", "state-b")] = 0
     a = batch(ctx, "v1", owner=owner)
     batch(ctx, "w1", family="state-b", owner=other).set_result(None)
     del owner  # while batch a still reads v1
@@ -99,3 +101,5 @@ def test_a_family_s_last_version_goes_once_its_owner_is_gone_and_no_batch_reads_
     assert "x1" in store.held
     batch(ctx, "w2", family="state-b", owner=other).set_result(None)
     assert store.held == {"w2"}
+    # the gone states' memo entries go with them (an Executor's memo lasts as long as it)
+    assert list(ctx.memo) == [("picklepool.SharedState", "state-b")]

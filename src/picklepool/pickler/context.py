@@ -131,7 +131,12 @@ class CallContext:
         """The batch is sent as *fut*: the kept blobs it uses stay until *fut* is done."""
         if not self.per_batch:
             return
-        self._drop_all(self._kept.drain())  # of the owners gone since (_owner_gone)
+        keys, ended = self._kept.drain()  # of the owners gone since (_owner_gone)
+        self._drop_all(keys)
+        if ended:  # their reducers' memo entries too: (tag, family, ...) (a SharedState's)
+            ended_set = set(ended)
+            for k in [k for k in self.memo if type(k) is tuple and len(k) >= 2 and k[1] in ended_set]:
+                del self.memo[k]
         keys = self._kept.hold()
         if keys:
             fut.add_done_callback(lambda _f: self._drop_all(self._kept.release(keys)))
@@ -224,6 +229,7 @@ class _KeptUse:
         # families whose owner is gone, not yet taken in: appended by a finalizer, which may
         # run in any thread, also one holding the lock (a collection inside the block)
         self.gone: collections.deque[str] = collections.deque()
+        self.ended: list[str] = []  # families taken in from *gone*, for ``drain`` to report
         self._lock = threading.Lock()
 
     def watch(self, family: str) -> bool:
@@ -234,13 +240,15 @@ class _KeptUse:
             self._watched.add(family)
             return True
 
-    def drain(self) -> list[str]:
-        """The keys to drop now that owners are gone (none when the lock is busy: its
-        holder takes the gone families in)."""
+    def drain(self) -> tuple[list[str], list[str]]:
+        """The keys to drop now that owners are gone, and the families whose owner's end was
+        taken in since (none when the lock is busy: its holder takes the gone families in)."""
         if not self._lock.acquire(blocking=False):
-            return []
+            return [], []
         try:
-            return self._unused()
+            keys = self._unused()
+            ended, self.ended = self.ended, []
+            return keys, ended
         finally:
             self._lock.release()
 
@@ -275,6 +283,7 @@ class _KeptUse:
             family = self.gone.popleft()
             self._newest.pop(family, None)
             self._watched.discard(family)
+            self.ended.append(family)
         old = [
             k
             for k, f in self._family.items()
