@@ -489,3 +489,26 @@ def test_the_workers_drop_their_copies_of_a_state_the_parent_let_go():
     gc.collect()
     # each batch tells its worker which states are gone, before its tasks run
     assert Parallel(n_jobs=2)(delayed(_held_copies)(uids) for _ in range(4)) == [([], [])] * 4
+
+
+def test_a_forked_child_counts_the_states_it_lets_go_on_its_own():
+    # Workers forked from the forkserver (or an os.fork) named themselves as their parent to
+    # the pools and clusters they send to (state.gone), whose counts then mixed
+    from tests.conftest import run_python
+
+    out = run_python(
+        """
+        import os
+        from picklepool import state
+
+        state._note_gone("a")
+        parent = state.gone()
+        pid = os.fork()
+        if pid == 0:
+            state._note_gone("b")
+            child = state.gone()
+            os._exit(0 if child[0] != parent[0] and child[1:] == (1, ("b",)) else 1)
+        print(os.waitpid(pid, 0)[1], state.gone() == parent)
+        """
+    )
+    assert out.stdout.split() == ["0", "True"], out.stderr

@@ -349,6 +349,17 @@ def _note_gone(uid: str) -> None:
     _gone = (_SENDER, count + 1, (*uids, uid)[-_GONE_KEPT:])
 
 
+def _forked() -> None:
+    """A forked child (a worker forked from the forkserver, ``os.fork``) is a sender of its own:
+    its pools' workers (or a cluster) count the states it lets go apart from its parent's."""
+    global _SENDER, _gone
+    _SENDER, _gone = uuid.uuid4().hex, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
 def _maker(ref: weakref.ref[SharedState[Any]], version: int, pickler: Any) -> Any:
     """A function packing the state's value at *version* again: frame pieces, or None.
 
