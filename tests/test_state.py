@@ -402,6 +402,26 @@ def test_an_executor_keeps_one_snapshot_file_per_state_not_one_per_version():
         assert len(blobs) == 1, blobs  # the last version's only
 
 
+def test_an_executor_removes_a_state_s_snapshot_file_once_the_state_is_gone():
+    # A state's last version stayed in /dev/shm until the Executor's shutdown: one file per
+    # SharedState ever submitted (a long-lived Executor given a new state per request grew
+    # /dev/shm without bound). Its owner's end now drops it once no batch in flight reads it.
+    import gc
+    import glob
+
+    from picklepool import Executor
+    from picklepool.executor.session import current_session
+
+    with Executor(max_workers=1) as ex:
+        for i in range(3):
+            state = SharedState({"w": list(range(i, i + 1000))})
+            assert ex.submit(_read_state, state).result()[0] == i
+            del state
+        gc.collect()
+        assert ex.submit(int, "7").result() == 7  # (the batches before it are done with theirs)
+        assert glob.glob(os.path.join(current_session().path, "blob-state-*")) == []
+
+
 @pytest.mark.parametrize("how", ["parallel", "executor"])
 def test_a_bad_worker_cache_bound_is_a_setting_error_not_a_pickling_error(monkeypatch, how):
     # PICKLEPOOL_WORKER_CACHE_BYTES is read as a call pickles the state: its error came
@@ -444,3 +464,51 @@ def test_a_call_submitted_inside_the_state_s_own_with_block_does_not_wait_for_it
             futures = [ex.submit(_state_plus, state, k) for k in range(4)]
             assert [f.result(timeout=30) for f in futures] == [5, 6, 7, 8]
         assert ex.submit(_state_plus, state, 0).result(timeout=30) == 5
+
+
+def _held_copies(uids):
+    from picklepool.workers import snapshots
+    from picklepool.workers.cache import objects
+
+    cached = {k[1] for k in objects.keys() if type(k) is tuple and len(k) == 3 and k[0] == "state"}
+    return sorted(cached & set(uids)), sorted(set(snapshots._newest) & set(uids))
+
+
+def test_the_workers_drop_their_copies_of_a_state_the_parent_let_go():
+    # A worker kept each state's copy (its snapshot's open file in /dev/shm, unseen by ls,
+    # and the rebuilt value) after the parent's state was gone, until its 1 GiB cache bound:
+    # a loop making a new SharedState per step pinned up to 1 GiB of shared memory per worker
+    import gc
+
+    uids = []
+    for i in range(3):
+        state = SharedState({"w": np.full(300_000, float(i))})
+        uids.append(state._uid)
+        assert [r[0] for r in Parallel(n_jobs=2)(delayed(_read_state)(state) for _ in range(4))] == [i] * 4
+        del state
+    gc.collect()
+    # each batch tells its worker which states are gone, before its tasks run
+    assert Parallel(n_jobs=2)(delayed(_held_copies)(uids) for _ in range(4)) == [([], [])] * 4
+
+
+def test_a_forked_child_counts_the_states_it_lets_go_on_its_own():
+    # Workers forked from the forkserver (or an os.fork) named themselves as their parent to
+    # the pools and clusters they send to (state.gone), whose counts then mixed
+    from tests.conftest import run_python
+
+    out = run_python(
+        """
+        import os
+        from picklepool import state
+
+        state._note_gone("a")
+        parent = state.gone()
+        pid = os.fork()
+        if pid == 0:
+            state._note_gone("b")
+            child = state.gone()
+            os._exit(0 if child[0] != parent[0] and child[1:] == (1, ("b",)) else 1)
+        print(os.waitpid(pid, 0)[1], state.gone() == parent)
+        """
+    )
+    assert out.stdout.split() == ["0", "True"], out.stderr

@@ -120,7 +120,17 @@ class SharedState(Generic[T]):
     temporary file; the next save to the same path removes it.
     """
 
-    __slots__ = ("_value", "_lock", "_version", "_depth", "_uid", "_packing", "_copy", "__weakref__")
+    __slots__ = (
+        "_value",
+        "_lock",
+        "_version",
+        "_depth",
+        "_uid",
+        "_packing",
+        "_copy",
+        "_watched",
+        "__weakref__",
+    )
 
     def __init__(self, value: T) -> None:
         self._value = value
@@ -132,6 +142,7 @@ class SharedState(Generic[T]):
         # A worker's cached copy: how it gives each task the parent's version
         # (``workers.snapshots.WorkerCopy``); None in the parent and for plain loads.
         self._copy: snapshots.WorkerCopy | None = None
+        self._watched = False  # whether its end is noted for the workers (:func:`gone`)
 
     @classmethod
     def _restored(cls, value: T, version: int) -> SharedState[T]:
@@ -247,6 +258,9 @@ class SharedState(Generic[T]):
             if args[3] is not None and not isinstance(args[3], bytes):
                 ctx.uses_kept(blob)  # this batch reads it too: kept while it is in flight
             return args  # type: ignore[no-any-return]
+        if not self._watched:  # once gone, the workers' copies go too (gone())
+            self._watched = True
+            weakref.finalize(self, _note_gone, self._uid)
         make = _maker(weakref.ref(self), self._version, pickler)
         kept: tuple[Any, int] | None
         try:  # pieces written one by one (no 50 MB join), or nothing when already kept
@@ -311,6 +325,39 @@ class SharedState(Generic[T]):
         """
         frame, version = checkpoint.read_frame(path, checkpoint.resolve_key(key))
         return cls._restored(frames.unpack(get_pickler(), frame), version)
+
+
+# The states sent to workers that were garbage-collected since: (this process, how many, the
+# uids of the last _GONE_KEPT). Each batch carries it (wire.Batch.states_gone), and the worker
+# drops its copies of them (workers.snapshots.forget), which held their snapshot's file
+# (memory in /dev/shm, or a dask worker's) and rebuilt value until the cache's bound (1 GiB)
+# pushed them out. The process is named since a cluster's workers serve other ones too.
+_GONE_KEPT = 64
+_SENDER = uuid.uuid4().hex
+_gone: tuple[str, int, tuple[str, ...]] | None = None
+
+
+def gone() -> tuple[str, int, tuple[str, ...]] | None:
+    """``(sender, count, uids)``: this process, how many states it sent to workers are gone,
+    and the last ones' uids."""
+    return _gone
+
+
+def _note_gone(uid: str) -> None:
+    global _gone
+    _, count, uids = _gone or (_SENDER, 0, ())
+    _gone = (_SENDER, count + 1, (*uids, uid)[-_GONE_KEPT:])
+
+
+def _forked() -> None:
+    """A forked child (a worker forked from the forkserver, ``os.fork``) is a sender of its own:
+    its pools' workers (or a cluster) count the states it lets go apart from its parent's."""
+    global _SENDER, _gone
+    _SENDER, _gone = uuid.uuid4().hex, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _maker(ref: weakref.ref[SharedState[Any]], version: int, pickler: Any) -> Any:

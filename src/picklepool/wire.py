@@ -132,6 +132,10 @@ class Batch(NamedTuple):
     # Independent calls (isolate only): the tasks a long one keeps waiting may be given
     # back to the parent, which sends them again (workers.handback).
     splittable: bool = False
+    # (sender, count, uids): the parent, how many SharedStates it sent to workers it has
+    # garbage-collected since it started, and the uids of the last few (state.gone); the
+    # worker drops its copies of them (workers.snapshots.forget). None: none yet.
+    states_gone: tuple[str, int, tuple[str, ...]] | None = None
 
 
 def pack_batch(batch: Batch) -> tuple[Any, ...]:

@@ -503,6 +503,10 @@ def test_a_large_array_in_every_task_goes_to_the_cluster_once_per_call(dask_clie
     assert sorted(scattered[2:]) == [a.nbytes, a.nbytes]
 
 
+def views(x):
+    return x, x[::2], x[:10]
+
+
 def test_a_large_array_on_dask_keeps_its_flags_and_writes_stay_in_the_batch(dask_client):
     np = pytest.importorskip("numpy")
     a = np.zeros(200_000)  # 1.6 MB
@@ -522,6 +526,11 @@ def test_a_large_array_on_dask_keeps_its_flags_and_writes_stay_in_the_batch(dask
     with pytest.raises(ValueError, match="read-only") as info:
         Parallel(backend="dask", n_jobs=2, mmap_mode="r")(delayed(bump_first)(a) for _ in range(1))
     assert "mmap_mode='r' is in force" in "".join(getattr(info.value, "__notes__", []))
+    # a result viewing such an argument comes back writable, as with loky, n_jobs=1 and the
+    # loop (it came back read-only); one read-only in the parent stays read-only
+    for x, flag in ((a, True), (frozen, False)):
+        got = Parallel(backend="dask", n_jobs=2, mmap_mode="r")(delayed(views)(x) for _ in range(1))[0]
+        assert [r.flags.writeable for r in got] == [flag] * 3
     # max_nbytes=None: everything in band, as before
     assert Parallel(backend="dask", n_jobs=2, max_nbytes=None)(delayed(writable)(x) for x in (a, frozen)) == [
         True,

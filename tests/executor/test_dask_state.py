@@ -161,6 +161,28 @@ def test_a_kept_snapshot_lost_with_its_worker_is_scattered_again(dask_client, mo
     dask_client.wait_for_workers(2, timeout=60)
 
 
+def _copies_of(uids):
+    from picklepool.workers.cache import objects
+
+    states = {k[1] for k in objects.keys() if type(k) is tuple and len(k) == 3 and k[0] == "state"}
+    return sorted(states & set(uids))
+
+
+def test_a_dask_worker_drops_its_copy_of_a_state_the_parent_let_go(dask_client):
+    # The cluster's scattered snapshot was released with the state, but each worker kept its
+    # rebuilt copy (an in-memory file and the value) until its 1 GiB cache bound
+    uids = []
+    for i in range(3):
+        state = SharedState({"x": np.full(300_000, float(i))})
+        uids.append(state._uid)
+        assert read_all(state, 4) == [float(i)] * 4
+        del state
+    gc.collect()
+    # every batch tells the worker running it which states its parent let go, first
+    got = Parallel(backend="dask", batch_size=1)(delayed(_copies_of)(uids) for _ in range(8))
+    assert got == [[]] * 8
+
+
 def test_picklepool_shutdown_releases_kept_snapshots(dask_client):
     import picklepool
     from picklepool.executor import kept
@@ -227,3 +249,56 @@ def test_a_script_that_ends_without_closing_its_client_logs_no_lost_data():
     assert "[1, 2, 3, 4]" in res.stdout
     assert "lose scattered data" not in res.stderr, res.stderr
     assert "picklepool-batch" not in res.stderr, res.stderr
+
+
+class _FakeFuture:
+    status = "finished"
+
+    def __init__(self, client, key):
+        self.client, self.key = client, key
+
+    def release(self):
+        self.client.released.append(self.key)
+
+
+class _FakeClient:
+    def __init__(self):
+        self.released = []
+
+    def scatter(self, frames, hash=True):
+        return [_FakeFuture(self, f"key-{len(self.released)}-{id(frames[0])}")]
+
+
+class _Owner:
+    """Stands for a SharedState."""
+
+
+def test_a_state_collected_while_its_client_s_registry_is_locked_does_not_deadlock():
+    # The finalizer of a kept snapshot's owner released it at once, taking the registry's
+    # lock: a collection inside a block holding that lock (any allocation there) hung the
+    # thread for ever. Now it is noted, and released by the next checkout or checkin.
+    from picklepool.executor.kept import KeptBlobs
+
+    client = _FakeClient()
+    registry = KeptBlobs(client)
+    owner, other = _Owner(), _Owner()
+    kept = registry.checkout("state-a-0", "a", owner, lambda: [b"x"])
+    registry.checkin(kept)
+    with registry._lock:
+        del owner  # its finalizer runs here, in the thread holding the lock
+    assert registry.keys() == ["state-a-0"] and client.released == []
+    registry.checkin(registry.checkout("state-b-0", "b", other, lambda: [b"y"]))
+    assert registry.keys() == ["state-b-0"] and client.released == [kept.future.key]
+    del other  # no lock held: released at once
+    assert registry.keys() == [] and len(client.released) == 2
+
+
+def test_a_release_from_a_collection_inside_the_registries_lock_does_not_deadlock():
+    # An argument array's blob is released from a weakref callback (CallBuffers._owner_died),
+    # which runs wherever a collection happens: inside a block holding this lock, it hung
+    from picklepool.executor import kept
+
+    client = _FakeClient()
+    with kept._registries_lock:
+        kept.release(_FakeFuture(client, "arg-1"))
+    assert client.released == ["arg-1"]

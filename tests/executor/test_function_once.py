@@ -405,6 +405,36 @@ def test_an_argument_the_function_holds_too_is_one_object_as_in_joblib():
     ], out.stderr
 
 
+def test_an_argument_named_like_an_attribute_the_function_reads_is_sent_as_itself():
+    # A global named like an attribute the function's code reads (`ma` beside `np.ma`, `path`
+    # beside `os.path`) is in co_names but not sent with the function: passed as an argument it
+    # was sent as "the function's global ma", which the worker's copy has not (KeyError: 'ma')
+    out = run_python(
+        """
+        import os
+        import numpy as np
+        from picklepool import Executor, Parallel, delayed
+
+        ma = np.ma.masked_array(np.arange(5.0), mask=[0, 1, 0, 0, 0])
+        path = ["a", "b"]
+
+        def count(m):
+            m[2] = np.ma.masked
+            return int(m.mask.sum())
+
+        def first(p):
+            return os.path.join(*p)
+
+        here = [count(ma.copy()), first(path)]
+        print(Parallel(n_jobs=2)(delayed(count)(ma) for _ in range(2)), int(ma.mask.sum()))
+        print(Parallel(n_jobs=2, pickler="cloudpickle")(delayed(first)(path) for _ in range(2)))
+        with Executor(max_workers=2) as ex:
+            print(ex.submit(count, ma).result(), ex.submit(first, path).result(), here)
+        """
+    )
+    assert out.stdout.splitlines() == ["[2, 2] 1", "['a/b', 'a/b']", "2 a/b [2, 'a/b']"], out.stderr
+
+
 def test_an_argument_a_partial_or_a_bound_method_holds_too_is_one_object_as_in_joblib():
     # delayed(model.fit)(model.X), delayed(partial(f, X))(X), delayed(model)(model.X): the
     # callable was pickled apart from the arguments, so the argument arrived as a second
@@ -510,3 +540,18 @@ def test_an_importable_function_is_pickled_once_per_process_while_it_goes_by_ref
         assert by_reference(pickler, crash_cases.identity_task) is None  # its module goes by value now
     finally:
         cloudpickle.unregister_pickle_by_value(crash_cases)
+
+
+def test_the_globals_a_function_carries_are_cloudpickles_with_or_without_its_helper():
+    from picklepool.pickler.codeglobals import global_ops, sent_globals
+
+    def f(x):
+        global _SET_BY_F
+        _SET_BY_F = len(x.path)  # (path: an attribute, not a global)
+
+        def inner():
+            return pytest.approx(1)
+
+        return inner
+
+    assert set(sent_globals(f.__code__)) == set(global_ops(f.__code__)) == {"_SET_BY_F", "len", "pytest"}

@@ -375,6 +375,26 @@ def test_a_read_only_result_stays_read_only():
         assert [r.flags.writeable for r in run(tasks, n_jobs=nj)] == [False] * 4
 
 
+def views_of(a):
+    return a, a[::2], a[:10], a.T, np.asarray(a)
+
+
+def test_a_result_viewing_an_argument_mapped_read_only_by_mmap_mode_r_comes_back_writable():
+    # mmap_mode="r" maps a large argument read-only in the task; a result viewing it (the
+    # argument itself, a slice) came back read-only, where the same call with n_jobs=1, the
+    # loop in the parent and joblib give writable arrays (the parent gets a copy anyway)
+    a = np.arange(3 * N, dtype=np.float64).reshape(3, N)
+    for nj in (1, 2):
+        got = run([delayed(views_of)(a)], n_jobs=nj, mmap_mode="r")[0]
+        assert [r.flags.writeable for r in got] == [True] * 5
+        assert [r.flags.f_contiguous for r in got] == [False, False, False, True, False]
+        assert all(np.array_equal(r, v) for r, v in zip(got, views_of(a), strict=True))
+    # one read-only in the parent stays read-only both ways, whatever mmap_mode says
+    a.flags.writeable = False
+    for mode in ("r", "c"):
+        assert [r.flags.writeable for r in run([delayed(views_of)(a)], mmap_mode=mode)[0]] == [False] * 5
+
+
 @pytest.mark.parametrize("where", ["argument", "parallel_config"])
 def test_max_nbytes_none_sends_copies(where, writes):
     a = np.arange(N, dtype=np.float64)

@@ -28,11 +28,11 @@ class Store:
         return None
 
 
-def batch(ctx, *keys, family="state-a", memoized=()):
+def batch(ctx, *keys, family="state-a", memoized=(), owner=None):
     """Pickle a batch that keeps *keys* and reads the *memoized* ones; return its future."""
     ctx.begin_batch()
     for key in keys:
-        ctx.keep_blob(key, family, None, lambda: [b""])
+        ctx.keep_blob(key, family, owner, lambda: [b""])
     for key in memoized:
         ctx.uses_kept(key)
     fut: Future[None] = Future()
@@ -71,3 +71,35 @@ def test_a_call_that_does_not_track_batches_keeps_every_version_to_its_end():
     assert store.held == {"v1", "v2"}
     ctx.close()
     assert store.held == set()
+
+
+class Owner:
+    """Stands for a SharedState: the owner of a family of kept blobs."""
+
+
+def test_a_family_s_last_version_goes_once_its_owner_is_gone_and_no_batch_reads_it():
+    # The newest version of a state stayed to the Executor's shutdown, also once the state
+    # was garbage-collected: one /dev/shm file per state it was ever given
+    store = Store()
+    ctx = CallContext(None, None, store)
+    ctx.per_batch = True
+    owner, other = Owner(), Owner()
+    ctx.memo[("picklepool.SharedState", "state-a", 0)] = ctx.memo[("picklepool.SharedState", "state-a")] = 0
+    ctx.memo[("picklepool.SharedState", "state-b")] = 0
+    a = batch(ctx, "v1", owner=owner)
+    batch(ctx, "w1", family="state-b", owner=other).set_result(None)
+    del owner  # while batch a still reads v1
+    assert store.held == {"v1", "w1"}
+    a.set_result(None)
+    assert store.held == {"w1"}  # the other state's stays: it lives
+    # an owner collected while the lock is held (a collection inside its block, in any
+    # thread): its family is taken in by the next use instead of waiting for the lock
+    late = Owner()
+    batch(ctx, "x1", family="state-c", owner=late).set_result(None)
+    with ctx._kept._lock:
+        del late
+    assert "x1" in store.held
+    batch(ctx, "w2", family="state-b", owner=other).set_result(None)
+    assert store.held == {"w2"}
+    # the gone states' memo entries go with them (an Executor's memo lasts as long as it)
+    assert list(ctx.memo) == [("picklepool.SharedState", "state-b")]

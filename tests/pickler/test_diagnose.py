@@ -235,6 +235,30 @@ def test_main_function_global_under_cloudpickle():
     assert "with pickler 'cloudpickle'" in proc.stdout and "pickler='hybrid'" in proc.stdout
 
 
+def test_a_global_named_like_an_attribute_the_function_reads_is_not_blamed():
+    # co_names holds attribute names too: the error blamed f.<global path> (a lock the
+    # function never sends: it reads os.path) instead of the socket it does send
+    proc = run_python(
+        """
+        import os, socket, threading
+        from picklepool import Parallel, delayed
+
+        path = threading.Lock()
+        conn = socket.socket()
+
+        def f(x):
+            return os.path.join(str(x), str(conn.fileno()))
+
+        try:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(f)(i) for i in range(2))
+        except Exception as exc:
+            print(exc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot pickle function __main__.f.<global conn> (type socket.socket)" in proc.stdout, proc.stdout
+
+
 def test_unpickling_error_is_a_pickling_error():
     assert issubclass(UnpicklingError, PicklingError)
 

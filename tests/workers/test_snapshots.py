@@ -132,3 +132,24 @@ def test_a_blob_is_mapped_copy_on_write_and_its_stream_pages_released(tmp_path):
     assert (got["x"] == -1.0).all()
     again = snapshots.load(pickler, str(path))
     np.testing.assert_array_equal(again["x"], value["x"])
+
+
+def test_forget_drops_the_copies_of_the_states_the_parent_let_go(worker_cache, monkeypatch):
+    # wire.Batch.states_gone: (parent, how many states it let go, the last ones' uids)
+    cache, _ = worker_cache
+    monkeypatch.setattr(snapshots, "_forgotten", {})
+    for uid in "abcd":
+        snapshots.rebuild(uid, 1, MB, None, lambda: object())
+    cache.get_or_build(("function", "a"), 10, lambda: object())  # not a state: stays
+    snapshots.forget("p", 2, ("a", "b"))
+    assert sorted(k[1] for k in cache.keys()) == ["a", "c", "d"]  # ("function", "a") and c, d
+    assert sorted(snapshots._newest) == ["c", "d"]
+    snapshots.forget("p", 2, ("a", "b"))  # heard already: nothing more
+    snapshots.forget("q", 1, ("x",))  # another parent (a cluster's other client) counts apart
+    snapshots.forget("p", 3, ("b", "c"))  # one more since: the last uid listed
+    assert sorted(snapshots._newest) == ["d"]
+    snapshots.rebuild("e", 1, MB, None, lambda: object())
+    snapshots.forget("p", 9, ("x", "e"), only_these=True)  # a cluster's: the listed ones only
+    assert sorted(snapshots._newest) == ["d"]
+    snapshots.forget("p", 20, ("x", "y"))  # more went than listed: every copy goes
+    assert snapshots._newest == {} and cache.keys() == [("function", "a")]

@@ -185,7 +185,9 @@ class ScatterStore:
         self._data: dict[str, bytes] = {}
         self._sent: dict[str, list[Any]] = {}  # every future scattered per key, restores too
         self._kept: dict[str, kept.Kept] = {}  # kept across calls, checked out for this call
-        self._lock = threading.Lock()
+        # Re-entrant: an argument array collected inside a block holding it (any allocation
+        # there) drops its blob from a weakref callback, in this thread (CallBuffers._owner_died)
+        self._lock = threading.RLock()
 
     def put(self, key: str, data: bytes | list[Any]) -> BlobRef:
         if isinstance(data, list):

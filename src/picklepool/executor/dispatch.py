@@ -32,6 +32,7 @@ from typing import Any
 
 import cloudpickle
 
+from .. import state
 from ..errors import SettingValueError, TaskExitError, WorkerCrashedError, pickling_error
 from ..pickler import locks
 from ..pickler.buffers import CallBuffers, Frames, TempFolderError
@@ -285,6 +286,7 @@ class Channel:
                     self.isolate,
                     single_arg,
                     splittable and self.isolate,
+                    state.gone(),
                 ),
             )
             if outbound is None:

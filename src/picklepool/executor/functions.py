@@ -30,6 +30,7 @@ import cloudpickle
 from ..errors import pickling_error
 from ..pickler.base import CloudPickler
 from ..pickler.buffers import Frames
+from ..pickler.codeglobals import sent_globals
 from ..pickler.diagnose import explain
 from ..pickler.hybrid import HybridPickler
 from ..pickler.mainalias import by_value_home
@@ -647,7 +648,7 @@ def reached(func: Any) -> dict[int, tuple[str, Any, Any]]:
         return found
 
     g = func.__globals__
-    for name in unchanged.code_names(func.__code__):
+    for name in sent_globals(func.__code__):
         if name in g:
             note(g[name], "global", name)
     for i, value in enumerate(func.__defaults__ or ()):

@@ -58,6 +58,9 @@ class KeptBlobs:
         self._by_family: dict[str, Kept] = {}
         self._by_key: dict[str, Kept] = {}  # current ones and superseded ones still in use
         self._watched: set[str] = set()  # families whose owner has a finalizer
+        # families whose owner is gone, not yet released: a finalizer may run in a thread that
+        # holds a lock releasing takes (a collection inside such a block): it only notes them
+        self._gone: collections.deque[str] = collections.deque()
         self._lock = threading.Lock()
 
     def checkout(self, key: str, family: str, owner: Any, make: Make) -> Kept:
@@ -68,6 +71,7 @@ class KeptBlobs:
         does). A newer *key* of the same *family* supersedes the older one.
         Raises what scattering raises (``OSError`` when the cluster is gone).
         """
+        self.take_gone()
         with self._lock:
             kept = self._by_key.get(key)
             if kept is not None and kept.current and _alive(kept.future):
@@ -92,12 +96,13 @@ class KeptBlobs:
             watch = family not in self._watched
             self._watched.add(family)
         if watch:
-            weakref.finalize(owner, self.forget, family)
+            weakref.finalize(owner, self._owner_gone, family)
         _release(release)
         return fresh
 
     def checkin(self, kept: Kept) -> None:
         """A call is done with *kept*: released now if it is no longer current."""
+        self.take_gone()
         release: list[Any] = []
         with self._lock:
             kept.users -= 1
@@ -131,6 +136,23 @@ class KeptBlobs:
             old, kept.future = kept.future, future
         _release([old])
         return True
+
+    def _owner_gone(self, family: str) -> None:
+        """*family*'s owner was garbage-collected: released now if no thread holds a lock
+        that releasing takes (this one may: the finalizer runs where a collection happens),
+        else by the next ``checkout`` or ``checkin``."""
+        self._gone.append(family)
+        if _idle(self._lock) and _idle(_registries_lock):
+            self.take_gone()
+
+    def take_gone(self) -> None:
+        """Release the snapshots of the owners gone since (:meth:`_owner_gone`)."""
+        while True:
+            try:
+                family = self._gone.popleft()
+            except IndexError:
+                return
+            self.forget(family)
 
     def forget(self, family: str) -> None:
         """The owner of *family* is gone: release its snapshot once no call uses it."""
@@ -179,6 +201,14 @@ def _in_worker() -> bool:
         get_worker()
     except ValueError:
         return False
+    return True
+
+
+def _idle(lock: Any) -> bool:
+    """Whether no thread holds *lock* (this instant)."""
+    if not lock.acquire(blocking=False):
+        return False
+    lock.release()
     return True
 
 
@@ -256,7 +286,9 @@ def _let_go_at_exit() -> None:
 
 # Per client, its kept snapshots; clients closed since are dropped at the next look-up.
 _registries: weakref.WeakKeyDictionary[Any, KeptBlobs] = weakref.WeakKeyDictionary()
-_registries_lock = threading.Lock()
+# Re-entrant: a blob released from a weakref callback (an argument array collected) may run
+# in a thread inside a block holding it (a collection at any allocation there)
+_registries_lock = threading.RLock()
 
 
 def kept_for(client: Any) -> KeptBlobs:

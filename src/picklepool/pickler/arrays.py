@@ -39,6 +39,7 @@ import os
 import pickle
 import socket
 import sys
+import threading
 import weakref
 from collections import ChainMap
 from collections.abc import Iterator
@@ -91,6 +92,7 @@ class SharedFile(mmap.mmap):
 
     path: str
     mode: str
+    user_read_only = False  # an array of it was read-only in the parent (rebuild_shared)
 
 
 def open_shared(path: str, nbytes: int, mode: str) -> SharedFile:
@@ -106,6 +108,28 @@ def open_shared(path: str, nbytes: int, mode: str) -> SharedFile:
         os.close(fd)
     mapped.path, mapped.mode = path, "r+" if mode == "w+" else mode
     return mapped
+
+
+class _ByMode(threading.local):
+    """The bytes objects a cluster's batch got its large arguments in, read-only because of
+    ``mmap_mode="r"`` only (ids; this thread's batch, from its load to its reply)."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+
+
+_by_mode = _ByMode()
+
+
+def read_only_by_mode(blob: Any) -> None:
+    """*blob* (a cluster's argument bytes) is read-only in the tasks because of
+    ``mmap_mode="r"`` alone: a result viewing it goes back writable (``reduce_array``)."""
+    _by_mode.ids.add(id(blob))
+
+
+def reply_sent() -> None:
+    """The batch's reply is made: forget its :func:`read_only_by_mode` blobs."""
+    _by_mode.ids.clear()
 
 
 def _numpy() -> Any:
@@ -130,6 +154,10 @@ def rebuild_shared(buf: Any, dtype: Any, shape: tuple[int, ...], order: str, rea
         arr._mmap, arr.filename, arr.offset, arr.mode = src, src.path, 0, src.mode
     if read_only:
         arr.flags.writeable = False
+        if isinstance(src, SharedFile):
+            src.user_read_only = True  # (not only mmap_mode="r"'s doing: see reduce_array)
+        else:
+            _by_mode.ids.discard(id(src))
     return arr
 
 
@@ -224,11 +252,18 @@ def reduce_array(a: Any) -> Any:
         return a.__reduce_ex__(PROTOCOL)
     np = sys.modules["numpy"]
     m = _backing_memmap(a, np) if a.base is not None else None
+    by_mode = False  # read-only only because the call mapped its file so (mmap_mode="r")
     if m is not None:
         if isinstance(m.base, SharedFile):  # a file of picklepool's own call: a copy
             a = a.view(np.ndarray)
+            by_mode = scope.reply and m.base.mode == "r" and not m.base.user_read_only
         elif a.size and _may_refer(m, scope):
             return _reduce_by_file(a, m, np)
+    elif scope.reply and _by_mode.ids and a.base is not None:  # a cluster's argument bytes?
+        root = a
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        by_mode = id(root.base) in _by_mode.ids
     if type(a) is not np.ndarray:  # an np.memmap that no file backs any more (a copy)
         a = a.view(np.ndarray)
     large = (
@@ -253,6 +288,11 @@ def reduce_array(a: Any) -> Any:
         if not a.flags.writeable:
             return rebuild_shared, (buf, a.dtype, a.shape, order, True)
         return rebuild_shared, (buf, a.dtype, a.shape, order)
+    if by_mode:
+        # A result viewing an argument that the call mapped read-only (x[::2], x[:10], x
+        # itself) goes back writable, as in the loop in the parent, joblib and n_jobs=1: the
+        # parent's array was writable, and the parent gets a copy anyway
+        a = a.copy(order="K")
     rv = a.__reduce_ex__(PROTOCOL)
     if not a.flags.writeable and type(rv) is tuple and 2 <= len(rv) <= 3:
         return rebuild_read_only, (rv[0], rv[1], rv[2] if len(rv) == 3 else None)

@@ -25,10 +25,12 @@ no store: ``put_blob`` returns None and the value is pickled inline.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import itertools
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -129,6 +131,12 @@ class CallContext:
         """The batch is sent as *fut*: the kept blobs it uses stay until *fut* is done."""
         if not self.per_batch:
             return
+        keys, ended = self._kept.drain()  # of the owners gone since (_owner_gone)
+        self._drop_all(keys)
+        if ended:  # their reducers' memo entries too: (tag, family, ...) (a SharedState's)
+            ended_set = set(ended)
+            for k in [k for k in self.memo if type(k) is tuple and len(k) >= 2 and k[1] in ended_set]:
+                del self.memo[k]
         keys = self._kept.hold()
         if keys:
             fut.add_done_callback(lambda _f: self._drop_all(self._kept.release(keys)))
@@ -166,6 +174,9 @@ class CallContext:
             self.blobs.append(key)
         if self.per_batch:
             self._drop_all(self._kept.current(key, family))
+            if self._kept.watch(family):  # its owner's end drops its last key too
+                with contextlib.suppress(TypeError):  # (not weak-referenceable: kept to the end)
+                    weakref.finalize(owner, _owner_gone, weakref.ref(self), family)
         return ref, nbytes
 
     def drop_blob(self, key: str) -> None:
@@ -189,15 +200,57 @@ class CallContext:
                 self.store.drop(key)
 
 
+def _owner_gone(ref: weakref.ref[CallContext], family: str) -> None:
+    """The owner of the kept blobs of *family* (a ``SharedState``) was garbage-collected.
+
+    Only noted: a finalizer may run in any thread at any point, also one holding the locks
+    dropping a blob takes (the session's, while it writes one); the next batch sent, or
+    one ending, drops them.
+    """
+    ctx = ref()
+    if ctx is not None:
+        ctx._kept.gone.append(family)
+
+
 class _KeptUse:
-    """Which kept blobs the batches in flight use, and each family's newest (thread-safe)."""
+    """Which kept blobs the batches in flight use, and each family's newest (thread-safe).
+
+    A family whose owner is gone (``gone``: a ``SharedState`` garbage-collected) has no
+    newest key any more: its last one is dropped too once no batch uses it (it stayed in
+    ``/dev/shm`` until an ``Executor``'s shutdown, one file per state it was given).
+    """
 
     def __init__(self) -> None:
         self.touched: set[str] = set()  # used by the batch being pickled
         self._uses: dict[str, int] = {}  # key -> batches in flight using it
         self._family: dict[str, str] = {}  # key -> its family
         self._newest: dict[str, str] = {}  # family -> its newest key
+        self._watched: set[str] = set()  # families whose owner's end is watched
+        # families whose owner is gone, not yet taken in: appended by a finalizer, which may
+        # run in any thread, also one holding the lock (a collection inside the block)
+        self.gone: collections.deque[str] = collections.deque()
+        self.ended: list[str] = []  # families taken in from *gone*, for ``drain`` to report
         self._lock = threading.Lock()
+
+    def watch(self, family: str) -> bool:
+        """Whether *family*'s owner is to be watched now (the first time only)."""
+        with self._lock:
+            if family in self._watched:
+                return False
+            self._watched.add(family)
+            return True
+
+    def drain(self) -> tuple[list[str], list[str]]:
+        """The keys to drop now that owners are gone, and the families whose owner's end was
+        taken in since (none when the lock is busy: its holder takes the gone families in)."""
+        if not self._lock.acquire(blocking=False):
+            return [], []
+        try:
+            keys = self._unused()
+            ended, self.ended = self.ended, []
+            return keys, ended
+        finally:
+            self._lock.release()
 
     def current(self, key: str, family: str) -> list[str]:
         """*key* is *family*'s newest now: the older ones no batch uses, to drop."""
@@ -226,6 +279,11 @@ class _KeptUse:
 
     def _unused(self) -> list[str]:
         """Superseded keys no batch uses nor is being pickled with (forgotten here; lock held)."""
+        while self.gone:
+            family = self.gone.popleft()
+            self._newest.pop(family, None)
+            self._watched.discard(family)
+            self.ended.append(family)
         old = [
             k
             for k, f in self._family.items()

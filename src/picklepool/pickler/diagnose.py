@@ -22,17 +22,11 @@ from typing import Any
 
 from ..errors import PicklingError, error_text
 from .classes import ENUM_OWN
+from .codeglobals import sent_globals
 from .locks import is_sync_object
 from .runtime import RefusedError, refusal
 
 _MAX_DEPTH = 50
-
-
-def _code_names(code: types.CodeType) -> Iterator[str]:
-    yield from code.co_names
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            yield from _code_names(const)
 
 
 def _function_children(func: types.FunctionType) -> Iterator[tuple[str, Any]]:
@@ -47,7 +41,7 @@ def _function_children(func: types.FunctionType) -> Iterator[tuple[str, Any]]:
     for key, default in (func.__kwdefaults__ or {}).items():
         yield f".__kwdefaults__[{key!r}]", default
     seen = set()
-    for name in _code_names(func.__code__):
+    for name in sent_globals(func.__code__):  # (not every co_names entry: os.path's "path")
         if name in func.__globals__ and name not in seen:
             seen.add(name)
             yield f".<global {name}>", func.__globals__[name]

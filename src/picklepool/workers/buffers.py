@@ -48,6 +48,8 @@ def load(pickler: Any, payload: Any) -> Any:
             if isinstance(ref, BlobRef):  # a cluster's blob: this batch's own writable copy
                 blob = read_blob(ref)  # (with mmap_mode="r", the bytes themselves: read-only)
                 mapped = maps[ref] = blob if payload.mode == "r" else bytearray(blob)
+                if payload.mode == "r":
+                    arrays.read_only_by_mode(blob)
             else:
                 mapped = maps[ref] = arrays.open_shared(ref[0], ref[1], payload.mode)
         buffers.append(mapped)
@@ -80,6 +82,13 @@ def dump_reply(pickler: Any, outcome: Any, tasks: Any, plain: bool = True) -> by
     *plain*: whether it may be a few plain values, pickled the short way (False: the
     caller found it is not).
     """
+    try:
+        return _dump_reply(pickler, outcome, tasks, plain)
+    finally:
+        arrays.reply_sent()
+
+
+def _dump_reply(pickler: Any, outcome: Any, tasks: Any, plain: bool) -> bytes | Frames:
     if plain:
         data = dumps_plain(pickler, outcome)  # a few plain values: no buffer to look for
         if data is not None:

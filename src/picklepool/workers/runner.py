@@ -42,6 +42,7 @@ from .cache import objects
 from .limits import before_batch
 from .memory import after_batch, retire
 from .reached import loading
+from .snapshots import forget as forget_states
 from .tasks import can_alarm, execute, execute_isolated, execute_watched
 
 # Batches pickled in at least this many bytes (or through files or a stream), or whose reply
@@ -166,6 +167,9 @@ def run_batch(batch: Batch) -> Any:
     view = control.watched_view(batch.session) if batch.session else None
     if view is not None and not batch.isolate and view.cancelled(batch.call_id):
         return pickler.dumps(Cancelled(batch.call_id))
+    if batch.states_gone is not None:  # the parent's SharedStates gone: this worker's copies go
+        cluster = batch.parent is None or type(batch.parent) is NumericState  # (workers not ours alone)
+        forget_states(*batch.states_gone, only_these=cluster)
     numeric = None  # a cluster's: applied around the tasks only
     capture = (False, False)
     parent = batch.parent

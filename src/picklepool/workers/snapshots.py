@@ -39,6 +39,9 @@ from .tasks import current_task
 # Per worker: the newest version of each state rebuilt here (state id -> version).
 _newest: dict[str, int] = {}
 
+# Per worker: how many of each parent's states gone this worker has heard of (``forget``).
+_forgotten: dict[str, int] = {}
+
 # Per worker: how many snapshots were rebuilt here (tests and ``picklepool info`` read it).
 rebuilds = 0
 
@@ -205,6 +208,33 @@ class WorkerCopy:
             state._value = self.build()
             state._version = self.version
             self.mark = mark
+
+
+def forget(sender: str, count: int, uids: tuple[str, ...], only_these: bool = False) -> None:
+    """The parent *sender* garbage-collected *count* states sent to workers so far, the last
+    ones *uids* (``wire.Batch.states_gone``): drop this worker's copies of those it has not
+    dropped yet.
+
+    A copy holds its snapshot's open file (memory in ``/dev/shm`` that no listing shows) and
+    the rebuilt value; no later batch can name a state that is gone. When more went since
+    this worker's last batch than *uids* lists, every copy goes (the states still in use
+    are rebuilt by the next batch that needs them), unless *only_these*: a cluster's worker
+    holds other programs' states too, which then stay to the cache's bound.
+    """
+    new = count - _forgotten.get(sender, 0)
+    if new <= 0:
+        return
+    _forgotten[sender] = count
+    if new > len(uids) and not only_these:
+        drop = set(_newest)
+        _newest.clear()
+    else:
+        drop = set(uids[-new:])
+        for uid in drop:
+            _newest.pop(uid, None)
+    for key in objects.keys():
+        if type(key) is tuple and len(key) == 3 and key[0] == "state" and key[1] in drop:
+            objects.discard(key)
 
 
 def rebuild(
