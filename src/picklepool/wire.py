@@ -74,6 +74,9 @@ class ParentState(NamedTuple):
     # (module name, reloads seen) of the parent's own modules it reloaded (executor.reloaded):
     # a worker reloads those it imported before, so that code reaching them runs the new code
     reloads: tuple[tuple[str, int], ...] = ()
+    # the parent's warnings are recorded or redirected (a catch_warnings(record=True) block,
+    # logging.captureWarnings): the tasks' warnings come back with the reply (workers.warnback)
+    warnings_back: bool = False
 
 
 class NumericState(NamedTuple):
@@ -173,6 +176,7 @@ class Captured(NamedTuple):
     reply: Any
     stdout: str
     stderr: str
+    warned: bytes | None = None  # the warnings the tasks gave, for the parent to show (workers.warnback)
 
 
 class TaskFailed(NamedTuple):
