@@ -50,6 +50,7 @@ from .exitcodes import crash_advice, pickling_fault
 from .functions import describe_task, label
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
+_PARALLEL = "this Parallel call"  # a Parallel call's origin (executor.dispatch.Channel)
 
 # loky fails every job a crash broke with one exception object: the dead worker found by
 # the first call that looked, ``(call, task, pid, stage)``, for the calls of other threads
@@ -206,7 +207,8 @@ class ReplyReader:
             # (a plain KeyboardInterrupt there was the outer task's own: TaskInterruptError)
             real = CallerInterrupt() if functions.in_caller_task.get() else KeyboardInterrupt()
             return real.with_traceback(error.__traceback__)
-        if isinstance(error, _EXITS):
+        if isinstance(error, _EXITS) or (isinstance(error, StopIteration) and self.call.origin == _PARALLEL):
+            # (an Executor's future raises a task's StopIteration itself, as the standard library's)
             return exit_error(error, where, failed.traceback)
         if type(error) is TaskTimeoutError and str(error).startswith(f"task {failed.task} "):
             # made by the worker, which knows the index only: name the function too
@@ -401,7 +403,8 @@ class ReplyReader:
 
 
 def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskExitError:
-    """The error for a task that raised ``KeyboardInterrupt``, ``SystemExit`` or ``GeneratorExit``.
+    """The error for a task that raised ``KeyboardInterrupt``, ``SystemExit`` or ``GeneratorExit``
+    (or ``StopIteration``, in a ``Parallel`` call).
 
     A :class:`TaskExitError`: for ``KeyboardInterrupt`` also a ``KeyboardInterrupt``
     (:class:`TaskInterruptError`), as joblib re-raises it; for ``SystemExit`` a
@@ -424,6 +427,16 @@ def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskE
             f"TaskSystemExitError and call sys.exit(err.code), here {error.code!r})."
         )
         exit_error.code = error.code  # type: ignore[attr-defined]
+    elif isinstance(error, StopIteration):
+        # Out of the generators a call's results come through, it was Python's bare
+        # RuntimeError("generator raised StopIteration") (PEP 479), as in joblib, naming no task
+        exit_error = TaskExitError(
+            f"{where} raised {kind}{_args(error)}, which cannot come out of a Parallel call: "
+            "the generators its results come through would end there, so Python turns it into "
+            "RuntimeError('generator raised StopIteration'), as with joblib (PEP 479). Make the "
+            "task return a value or raise another exception (next(it, default) for an iterator "
+            "that may be exhausted)."
+        )
     else:
         exit_error = TaskExitError(
             f"{where} raised {kind}{_args(error)}, which only a generator's own machinery should "
