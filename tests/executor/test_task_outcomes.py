@@ -527,6 +527,37 @@ def test_an_exception_group_whose_members_cannot_make_the_trip_keeps_its_type_an
     assert type(err.exceptions[1]) is LedgerMismatch and err.exceptions[1].account == "acct-7"
 
 
+def raise_a_group_of_caused_members():
+    members = []
+    for k in range(2):
+        try:
+            try:
+                {}[k]
+            except KeyError as missing:
+                raise ValueError(f"row {k}") from missing
+        except ValueError as bad:
+            members.append(bad)
+    inner = ExceptionGroup("inner", [members[1]])  # noqa: F821 - 3.11
+    raise ExceptionGroup("rows failed", [members[0], inner])  # noqa: F821
+
+
+@needs_groups
+@pytest.mark.parametrize("pickler", ["hybrid", "pickle"])
+def test_the_members_of_an_exception_group_keep_their_causes(pickler):
+    # The group pickled whole (it has no cause of its own): each member's __cause__ was
+    # dropped, where README promises a group's members keep theirs
+    with Executor(max_workers=1, pickler=pickler) as ex:
+        submitted = ex.submit(raise_a_group_of_caused_members).exception()
+    for err in (_one(raise_a_group_of_caused_members, pickler=pickler), submitted):
+        assert type(err) is ExceptionGroup and str(err) == "rows failed (2 sub-exceptions)"  # noqa: F821
+        first, inner = err.exceptions
+        (second,) = inner.exceptions
+        assert type(first) is ValueError and first.args == ("row 0",)
+        assert type(first.__cause__) is KeyError and first.__cause__.args == (0,)
+        assert type(second.__cause__) is KeyError and second.__cause__.args == (1,)
+        assert isinstance(err.__cause__, RemoteTraceback)  # the worker's traceback, at the group's end
+
+
 @needs_groups
 def test_an_exception_group_with_a_new_of_its_own_comes_back():
     err = _one(raise_a_group_of_its_own, pickler="pickle")
