@@ -143,25 +143,35 @@ def test_an_executor_in_a_daemonic_pool_worker_says_what_to_do():
     assert "ThreadPoolExecutor" in message and "not daemonic" in message
 
 
-@pytest.mark.parametrize("method", ["spawn", "forkserver"])
-def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path, method):
+UNGUARDED = {
+    "spawn": "ctx = multiprocessing.get_context('spawn')\n"
+    "print(Parallel(n_jobs=2, backend=ctx)(delayed(double)(i) for i in range(3)))",
+    "forkserver": "ctx = multiprocessing.get_context('forkserver')\n"
+    "print(Parallel(n_jobs=2, backend=ctx)(delayed(double)(i) for i in range(3)))",
+    # max_tasks_per_child: an Executor on a multiprocessing.Pool of its own, "spawn" when no context is given
+    "executor": "print(list(Executor(2, max_tasks_per_child=2).map(double, range(3))))",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNGUARDED))
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path, kind):
     # Each spawned worker runs the script's top level again, whose call fails there
     # (multiprocessing's RuntimeError on stderr); the error said "exit status 1 is an
     # error in the worker's own code ... code that closed the worker's file descriptors"
     script = tmp_path / "unguarded.py"
     script.write_text(
         "import multiprocessing\n"
-        "from picklepool import Parallel, delayed\n"
+        "from picklepool import Executor, Parallel, delayed\n"
         "def double(x):\n"
         "    return 2 * x\n"
-        f"ctx = multiprocessing.get_context({method!r})\n"
-        "print(Parallel(n_jobs=2, backend=ctx)(delayed(double)(i) for i in range(3)))\n"
+        f"{UNGUARDED[kind]}\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PICKLEPOOL_")}
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("picklepool.errors.WorkerCrashedError: a worker process died while task ")
+    assert last.startswith("picklepool.errors.WorkerCrashedError: a worker process ")
+    method = "forkserver" if kind == "forkserver" else "spawn"
     assert (
         f"With the {method!r} start method each new worker runs the top level of your script ({script})"
         in last

@@ -138,10 +138,10 @@ class MultiprocessingBackend(Backend):
             return ""
         return (
             f". With the {method!r} start method each new worker runs the top level of your "
-            f"script ({script}) again: a script whose Parallel call is not under "
-            '`if __name__ == "__main__":` ends every new worker so (multiprocessing\'s '
-            "RuntimeError 'An attempt has been made to start a new process...' above on "
-            "stderr); put the script's calls under that guard"
+            f"script ({script}) again: a script that starts its work (a Parallel call, an "
+            'Executor) outside `if __name__ == "__main__":` ends every new worker so '
+            "(multiprocessing's RuntimeError 'An attempt has been made to start a new "
+            "process...' above on stderr); put the script's calls under that guard"
         )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
