@@ -109,3 +109,24 @@ def test_a_main_scripts_warning_class_and_logging_capture_warnings():
     assert "task 1 warns" not in proc.stderr
     assert "MyWarning: task 2 warns" in proc.stderr  # not redirected: printed by the worker, as before
     assert "task 2 warns" not in proc.stdout
+
+
+def warn_the_same(i):
+    warnings.warn("the same warning", UserWarning, stacklevel=1)
+    return i
+
+
+def test_a_warning_shown_once_per_location_is_shown_once_as_in_a_loop():
+    # Under the "default" action (Python's own for UserWarning) a loop shows a warning
+    # of one line once; recorded in the workers, it came back once per batch
+    counts = []
+    for run in (
+        lambda: [warn_the_same(i) for i in range(12)],
+        lambda: Parallel(n_jobs=2, batch_size=1)(delayed(warn_the_same)(i) for i in range(12)),
+    ):
+        with warnings.catch_warnings(record=True) as log:
+            warnings.simplefilter("default")
+            run()
+            run()  # a second call: the registry of warnings shown holds it already
+        counts.append(len(log))
+    assert counts == [1, 1]

@@ -13,14 +13,16 @@ the tasks warn while they run (:func:`recorded`: after the parent's filters, mir
 ``workers.warnfilters``, decided which are shown) and sends them with the batch's reply,
 pickled by the call's pickler (a warning class of ``__main__`` travels by value); the
 parent shows each through its own machinery (:func:`show`), as ``warnings.warn`` would
-have after its filters: into the recording block's list, to the logging handler. A
-warning shown once per location (the ``"default"`` action) is shown once per worker, as
-the workers print them otherwise. Not on dask (a cluster's workers are shared).
+have: its filters and the registry of the module that warned decide again (a warning
+shown once per location, the ``"default"`` action, is shown once, as in a loop, not once
+per worker), and it goes into the recording block's list, to the logging handler. Not on
+dask (a cluster's workers are shared).
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -42,12 +44,25 @@ def redirected() -> bool:
 @contextlib.contextmanager
 def recorded(record: bool) -> Iterator[list[Any]]:
     """Inside, with *record*, the warnings shown are kept in the list it yields (as
-    ``warnings.WarningMessage`` objects), not printed; the filters stay as they are."""
+    ``warnings.WarningMessage`` objects), not printed.
+
+    Not ``catch_warnings(record=True)``: entering that marks the filters changed, which
+    empties every module's registry of warnings shown, so a warning shown once per
+    location (``"default"``) was shown again at every batch.
+    """
     if not record:
         yield []
         return
-    with warnings.catch_warnings(record=True) as log:
-        yield log  # type: ignore[misc]
+    log: list[Any] = []
+    saved = warnings.showwarning, getattr(warnings, "_showwarnmsg_impl", None)
+    warnings.showwarning = getattr(warnings, "_showwarning_orig", warnings.showwarning)
+    warnings._showwarnmsg_impl = log.append  # type: ignore[attr-defined]
+    try:
+        yield log
+    finally:
+        warnings.showwarning = saved[0]
+        if saved[1] is not None:
+            warnings._showwarnmsg_impl = saved[1]  # type: ignore[attr-defined]
 
 
 def dumps(pickler: Any, log: list[Any]) -> bytes | None:
@@ -72,18 +87,54 @@ def dumps(pickler: Any, log: list[Any]) -> bytes | None:
         return None
 
 
+# parent: the registry of warnings shown for a file whose module this process has not loaded
+_registries: dict[str, dict[Any, Any]] = {}
+# parent: the module loaded from a file (its name, None: none), as found last
+_modules: dict[str, str | None] = {}
+
+
+def _origin(filename: str) -> tuple[str, dict[Any, Any]]:
+    """The module name and registry of warnings shown that ``warnings.warn`` uses for a
+    warning of *filename* in this process: those of the module loaded from it (a script's
+    ``__main__``), else the name ``warn_explicit`` makes of the file's and a registry of
+    its own."""
+    name = _modules.get(filename, "")
+    if name == "" or (name is not None and getattr(sys.modules.get(name), "__file__", None) != filename):
+        name = next(
+            (k for k, m in list(sys.modules.items()) if getattr(m, "__file__", None) == filename), None
+        )
+        if len(_modules) >= 1024:
+            _modules.clear()
+        _modules[filename] = name
+    module = sys.modules.get(name) if name is not None else None
+    if module is not None:
+        registry = vars(module).setdefault("__warningregistry__", {})
+        if type(registry) is dict:
+            return name, registry  # type: ignore[return-value]
+    if len(_registries) >= 1024:
+        _registries.clear()
+    fallback = filename[:-3] if filename[-3:].lower() == ".py" else filename
+    return fallback, _registries.setdefault(filename, {})
+
+
 def show(pickler: Any, data: bytes | None) -> None:
-    """Show the warnings a batch sent back (:func:`dumps`) as this process shows its own
-    once its filters let them through: into a recording block's list, a logging handler."""
+    """Warn the warnings a batch sent back (:func:`dumps`) as ``warnings.warn`` does in
+    this process: its filters and the registry of the module that warned decide whether
+    each is shown (a ``"default"`` warning once, as in a loop, not once per worker), and it
+    goes where this process's warnings go (a recording block's list, a logging handler)."""
     if not data:
         return
     try:
         items = pickler.loads(data)
     except Exception:  # noqa: BLE001 - a class the parent cannot load (an odd pickler's): not shown
         return
-    show_message = getattr(warnings, "_showwarnmsg", None)
     for message, category, filename, lineno, line in items:
-        if show_message is not None:
-            show_message(warnings.WarningMessage(message, category, filename, lineno, None, line))
-        else:  # (no private hook: the public one)
-            warnings.showwarning(message, category, filename, lineno, None, line)
+        module, registry = _origin(filename)
+        try:
+            warnings.warn_explicit(message, category, filename, lineno, module, registry)
+        except Warning:
+            # an "error" filter here that the worker's mirror did not have (a category it
+            # could not load): shown, not raised in the middle of the call's replies
+            show_message = getattr(warnings, "_showwarnmsg", None)
+            if show_message is not None:
+                show_message(warnings.WarningMessage(message, category, filename, lineno, None, line))
