@@ -239,7 +239,8 @@ def native_parts(exc: BaseException) -> tuple[Any, Any] | None:
     args; {attribute: value} it pickles besides __dict__, or None)``, or None for neither.
 
     An ``OSError``'s filename (its ``errno``, ``strerror`` come from ``args``), an
-    ``ImportError``'s ``name`` and ``path``: that class's own ``__reduce__`` says.
+    ``ImportError``'s ``name`` and ``path``: that class's own ``__reduce__`` says; an
+    ``AttributeError``'s or ``NameError``'s ``name``, which it does not.
     """
     native = _native(type(exc))
     try:
@@ -254,6 +255,9 @@ def native_parts(exc: BaseException) -> tuple[Any, Any] | None:
     slots = _slot_values(exc)
     if slots:
         extra = {**(extra or {}), **slots}
+    name = getattr(exc, "name", None) if isinstance(exc, (AttributeError, NameError)) else None
+    if type(name) is str:  # (the interpreter sets it, pickling drops it; not its obj, which may not pickle)
+        extra = {**(extra or {}), "name": name}
     if init_args is exc.args and extra is None:
         return None
     return (None if init_args is exc.args else init_args), extra

@@ -615,6 +615,33 @@ def test_an_exception_with_an_init_of_its_own_travels_in_results_and_arguments()
     )
 
 
+def read_a_missing_name(kind):
+    if kind == "attribute":
+        return None.shape  # type: ignore[attr-defined]
+    if kind == "global":
+        return undefined_global  # type: ignore[name-defined]  # noqa: F821
+
+
+@pytest.mark.parametrize("n_jobs", [2, 1])
+@pytest.mark.parametrize(
+    ("kind", "cls", "name"),
+    [
+        ("attribute", AttributeError, "shape"),
+        ("global", NameError, "undefined_global"),
+    ],
+)
+def test_an_attribute_or_name_error_keeps_the_name_it_is_about(n_jobs, kind, cls, name):
+    # The interpreter sets .name (Python >= 3.10), which pickling drops: code that asks
+    # `except AttributeError as e: if e.name == ...` got None from a worker
+    with pytest.raises(cls) as info:
+        Parallel(n_jobs=n_jobs)(delayed(read_a_missing_name)(k) for k in [kind])
+    assert type(info.value) is cls and info.value.name == name
+    assert any("task 0: read_a_missing_name" in note for note in info.value.__notes__)
+    with Executor(max_workers=1) as ex:
+        error = ex.submit(read_a_missing_name, kind).exception()
+    assert type(error) is cls and error.name == name
+
+
 def test_an_exception_with_an_init_of_its_own_keeps_what_its_builtin_base_holds():
     # Rebuilt without __init__, the built-in class under it was never initialised: an
     # OSError subclass (requests' exceptions) came back with errno and filename None and

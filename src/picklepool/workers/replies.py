@@ -34,6 +34,9 @@ def _round_trip(pickler: Any, obj: Any) -> bytes | None:
 
 
 _GROUP: Any = getattr(builtins, "BaseExceptionGroup", None)  # (Python >= 3.11)
+# the interpreter's own (not a class of yours, whose pickling wins): their name, set by
+# the interpreter (Python >= 3.10), is not pickled
+_NAMED = (AttributeError, NameError, UnboundLocalError)
 
 
 class _ExceptionParts:
@@ -80,9 +83,10 @@ def _group_args(pickler: Any, exc: BaseException, depth: int) -> Any:
 
 def _caused(exc: BaseException, depth: int = 0) -> bool:
     """Whether *exc*, or a sub-exception of it (an exception group's, at any level), has a
-    ``__cause__``: pickling an exception drops it, so such an exception goes as its parts.
+    ``__cause__``, or an ``AttributeError``'s or ``NameError``'s ``name``: pickling an
+    exception drops those, so such an exception goes as its parts (``wire.native_parts``).
     (A group pickled whole left its members' causes behind, which README promises.)"""
-    if exc.__cause__ is not None:
+    if exc.__cause__ is not None or (type(exc) in _NAMED and exc.name is not None):  # type: ignore[attr-defined]
         return True
     if _GROUP is None or not isinstance(exc, _GROUP) or depth > 8:
         return False
