@@ -839,3 +839,36 @@ def test_a_task_of_a_numpy_ufunc_is_named_by_the_ufunc(n_jobs):
         Parallel(n_jobs=n_jobs)(delayed(numpy.add)(i) for i in range(1))
     place = "in this process" if n_jobs == 1 else "in a worker"
     assert info.value.__notes__[-1] == f"(raised by task 0: add(0) of this Parallel call, {place})"
+
+
+def ask_for_input(i):
+    return input(f"value for {i}: ")
+
+
+def stop_at_a_breakpoint(i):
+    import pdb
+
+    pdb.Pdb(nosigint=True).set_trace()  # (what breakpoint() calls, without PYTHONBREAKPOINT)
+    return i
+
+
+@pytest.mark.parametrize(
+    ("func", "kind", "what"),
+    [
+        (ask_for_input, EOFError, "read its standard input"),
+        (stop_at_a_breakpoint, None, "stopped at a breakpoint"),
+    ],
+)
+def test_a_task_that_reads_the_terminal_in_a_worker_is_told_to_run_in_this_process(func, kind, what):
+    # A worker's standard input is /dev/null: pdb quit at once with a bare BdbQuit, input()
+    # raised "EOF when reading a line", and nothing said why or what to do
+    import bdb
+
+    with pytest.raises(kind or bdb.BdbQuit) as info:
+        Parallel(n_jobs=2)(delayed(func)(i) for i in range(1))
+    note = info.value.__notes__[-1]
+    assert note.startswith(f"(The task {what}")
+    assert "a worker's standard input is not your terminal" in note and "n_jobs=1" in note
+    with Executor(max_workers=1) as ex:
+        error = ex.submit(func, 0).exception()
+    assert type(error) is type(info.value) and "the function itself for an Executor's" in error.__notes__[-1]

@@ -218,7 +218,8 @@ class ReplyReader:
             _attach_remote(error, RemoteTraceback(failed.traceback))
         of, place = self._source(where, "in this process" if self.call.in_caller else "in a worker")
         add_note(error, f"(raised by {where}{of}, {place})")
-        advice = import_advice(error) or _main_lookup_advice(error)  # a plugin's import; globals()[name]
+        # a plugin's import; globals()[name]; breakpoint() or input() with no terminal to read
+        advice = import_advice(error) or _main_lookup_advice(error) or _stdin_advice(error)
         if advice is not None and not self.call.in_caller:
             add_note(error, advice)
         return error
@@ -572,6 +573,24 @@ def _main_lookup_advice(error: BaseException) -> str | None:
         "Fix: name what it looks up in the function's code (a global dict of them, "
         f"HANDLERS = {{{name!r}: {name}}}, that the function uses), or define them in a module "
         "the workers import.)"
+    )
+
+
+def _stdin_advice(error: BaseException) -> str | None:
+    """What to do when a task in a worker stopped at a ``breakpoint()`` (``pdb``) or asked
+    for ``input()``, or None: a worker's standard input is not the terminal, so pdb quit at
+    once (``bdb.BdbQuit``, with no word of why) and ``input()`` read nothing (``EOFError``)."""
+    kind = type(error)
+    if kind.__module__ == "bdb" and kind.__name__ == "BdbQuit":
+        what, fix = "stopped at a breakpoint (breakpoint(), pdb.set_trace())", "the debugger then stops in it"
+    elif kind is EOFError and str(error) == "EOF when reading a line":
+        what, fix = "read its standard input (input())", "or pass what input() would read as an argument"
+    else:
+        return None
+    return (
+        f"(The task {what}, but a worker's standard input is not your terminal: there is "
+        "nothing to read there. Run the task in this process (n_jobs=1 or backend='sequential' "
+        f"for a Parallel call, the function itself for an Executor's): {fix}.)"
     )
 
 
