@@ -182,7 +182,17 @@ class ReplyReader:
         if kind is Results:
             return reply.values, reply.seconds
         if kind is TaskFailed:
-            raise self.task_error(batch, reply)
+            error = self.task_error(batch, reply)
+            # Not kept by this frame, nor by the batch's future (an in-process backend's
+            # holds the reply itself), which the error's traceback reaches: that cycle kept
+            # the call's frames alive after it failed, and with them the caller's generator
+            # of tasks, not closed (its `with` blocks, a lock it holds, open) until the GC ran
+            del reply
+            batch.future = None  # (done: nothing is left to cancel)
+            try:
+                raise error
+            finally:
+                del error
         if kind is Failure:
             raise self.failure_error(batch, reply)
         if kind is Cancelled:
