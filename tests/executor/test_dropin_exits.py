@@ -83,7 +83,16 @@ def test_an_executor_future_raises_a_tasks_stop_iteration_itself():
     with Executor(max_workers=2) as ex:  # as the standard library's
         with pytest.raises(StopIteration) as info:
             ex.submit(stop_at, 2, 2).result()
-    assert info.value.value == 20
+        assert info.value.args == (20,)
+        # its map: the standard library's RuntimeError("generator raised StopIteration"),
+        # which named no call
+        with pytest.raises(RuntimeError) as mapped:
+            list(ex.map(stop_at, range(4), [3] * 4))
+    assert str(mapped.value).startswith(
+        "generator raised StopIteration: task 4 (the 5th call submitted to this Executor): "
+        "stop_at(3, 3) raised StopIteration(30), which would end map's results there"
+    )
+    assert type(mapped.value.__cause__) is StopIteration
 
 
 def test_the_workers_traceback_is_the_cause():
