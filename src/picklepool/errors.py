@@ -105,7 +105,10 @@ class TaskExitError(RuntimeError):
     back as :class:`TaskSystemExitError` with ``code`` *n*; it is not a ``SystemExit``
     (issue 14: a task must not end the caller's script quietly, as joblib's re-raised
     ``SystemExit(0)`` would). A ``GeneratorExit`` raised by a task gives a plain
-    ``TaskExitError``. Raised for every backend and by ``Executor`` futures.
+    ``TaskExitError``, and so does a ``StopIteration`` in a ``Parallel`` call (Python
+    made it a bare ``RuntimeError("generator raised StopIteration")`` naming no task;
+    an ``Executor`` future raises it as it is). Raised for every backend and by
+    ``Executor`` futures.
 
     Being a ``RuntimeError``, it is also caught by ``except Exception``, unlike the
     bare ``KeyboardInterrupt`` joblib raises.

@@ -75,6 +75,9 @@ class ParentState(NamedTuple):
     # (module name, reloads seen) of the parent's own modules it reloaded (executor.reloaded):
     # a worker reloads those it imported before, so that code reaching them runs the new code
     reloads: tuple[tuple[str, int], ...] = ()
+    # the parent's warnings are recorded or redirected (a catch_warnings(record=True) block,
+    # logging.captureWarnings): the tasks' warnings come back with the reply (workers.warnback)
+    warnings_back: bool = False
 
 
 def import_path() -> tuple[str, ...]:
@@ -220,6 +223,7 @@ class Captured(NamedTuple):
     reply: Any
     stdout: str
     stderr: str
+    warned: bytes | None = None  # the warnings the tasks gave, for the parent to show (workers.warnback)
 
 
 class TaskFailed(NamedTuple):
@@ -282,7 +286,8 @@ def native_parts(exc: BaseException) -> tuple[Any, Any] | None:
     args; {attribute: value} it pickles besides __dict__, or None)``, or None for neither.
 
     An ``OSError``'s filename (its ``errno``, ``strerror`` come from ``args``), an
-    ``ImportError``'s ``name`` and ``path``: that class's own ``__reduce__`` says.
+    ``ImportError``'s ``name`` and ``path``: that class's own ``__reduce__`` says; an
+    ``AttributeError``'s or ``NameError``'s ``name``, which it does not.
     """
     native = _native(type(exc))
     try:
@@ -297,6 +302,9 @@ def native_parts(exc: BaseException) -> tuple[Any, Any] | None:
     slots = _slot_values(exc)
     if slots:
         extra = {**(extra or {}), **slots}
+    name = getattr(exc, "name", None) if isinstance(exc, (AttributeError, NameError)) else None
+    if type(name) is str:  # (the interpreter sets it, pickling drops it; not its obj, which may not pickle)
+        extra = {**(extra or {}), "name": name}
     if init_args is exc.args and extra is None:
         return None
     return (None if init_args is exc.args else init_args), extra

@@ -57,6 +57,44 @@ def test_a_tasks_system_exit_is_a_task_error_with_its_code(backend, n_jobs, code
     assert isinstance(error.original, SystemExit) and error.original.code == code
 
 
+def stop_at(i, bad):
+    if i == bad:
+        raise StopIteration(i * 10)  # a bare next() on an exhausted iterator, in real code
+    return i
+
+
+@pytest.mark.parametrize(("backend", "n_jobs"), BACKENDS)
+@pytest.mark.parametrize("return_as", ["list", "generator", "generator_unordered"])
+def test_a_tasks_stop_iteration_is_a_runtime_error_naming_the_task(backend, n_jobs, return_as):
+    # Python made it RuntimeError("generator raised StopIteration") in the generators the
+    # results come through, as in joblib: the message named no task
+    with pytest.raises(RuntimeError) as info:
+        list(Parallel(n_jobs, backend, return_as, batch_size=1)(delayed(stop_at)(i, 1) for i in range(3)))
+    error = info.value
+    assert isinstance(error, TaskExitError)
+    assert str(error).startswith("task 1: stop_at(1, 1) raised StopIteration(10), which cannot come out")
+    # (its args: once distributed is imported, tblib's exception reducers, which fork-started
+    # multiprocessing workers inherit, rebuild a StopIteration without its value)
+    assert type(error.original) is StopIteration and error.original.args == (10,)
+    assert Parallel(n_jobs=n_jobs, backend=backend)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+def test_an_executor_future_raises_a_tasks_stop_iteration_itself():
+    with Executor(max_workers=2) as ex:  # as the standard library's
+        with pytest.raises(StopIteration) as info:
+            ex.submit(stop_at, 2, 2).result()
+        assert info.value.args == (20,)
+        # its map: the standard library's RuntimeError("generator raised StopIteration"),
+        # which named no call
+        with pytest.raises(RuntimeError) as mapped:
+            list(ex.map(stop_at, range(4), [3] * 4))
+    assert str(mapped.value).startswith(
+        "generator raised StopIteration: task 4 (the 5th call submitted to this Executor): "
+        "stop_at(3, 3) raised StopIteration(30), which would end map's results there"
+    )
+    assert type(mapped.value.__cause__) is StopIteration
+
+
 def test_the_workers_traceback_is_the_cause():
     with pytest.raises(KeyboardInterrupt) as info:
         Parallel(n_jobs=2, batch_size=1)(delayed(interrupt_at)(i, 1) for i in range(2))

@@ -165,3 +165,44 @@ def test_a_threading_generator_left_unread_at_exit_starts_no_more_tasks():
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.split("\n")[:-1]) == ["start 0", "start 1", "start 2"], result.stdout
     assert result.stderr == "", result.stderr
+
+
+def fail_at_five(i):
+    if i == 5:
+        raise ValueError("task 5 failed")
+    return i
+
+
+@pytest.mark.parametrize(
+    ("backend", "n_jobs", "return_as"),
+    [
+        ("loky", 2, "list"),
+        ("loky", 2, "generator"),
+        ("threading", 2, "list"),
+        ("multiprocessing", 2, "list"),
+        ("loky", 1, "list"),
+    ],
+)
+def test_a_failed_calls_generator_of_tasks_is_let_go_at_once(backend, n_jobs, return_as):
+    # The error's traceback held the call's frames in a cycle (through the reply, and an
+    # in-process backend's future, holding the error): the caller's generator of tasks
+    # stayed suspended inside its `with lock:` until the GC ran, where the loop the call
+    # replaces lets it go (and its lock with it) as the error leaves
+    import gc
+
+    lock = threading.Lock()
+
+    def tasks():
+        with lock:
+            for i in range(100):
+                yield delayed(fail_at_five)(i)
+
+    enabled = gc.isenabled()
+    gc.disable()  # only reference counting may let it go
+    try:
+        with pytest.raises(ValueError, match="task 5 failed"):
+            list(Parallel(n_jobs=n_jobs, backend=backend, return_as=return_as, batch_size=1)(tasks()))
+        assert not lock.locked()
+    finally:
+        if enabled:
+            gc.enable()

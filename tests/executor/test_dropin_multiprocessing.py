@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -139,3 +141,42 @@ def test_an_executor_in_a_daemonic_pool_worker_says_what_to_do():
     assert message.startswith("daemonic processes are not allowed to have children: "), message
     assert "picklepool.Executor was made in process" in message
     assert "ThreadPoolExecutor" in message and "not daemonic" in message
+
+
+UNGUARDED = {
+    "spawn": "ctx = multiprocessing.get_context('spawn')\n"
+    "print(Parallel(n_jobs=2, backend=ctx)(delayed(double)(i) for i in range(3)))",
+    "forkserver": "ctx = multiprocessing.get_context('forkserver')\n"
+    "print(Parallel(n_jobs=2, backend=ctx)(delayed(double)(i) for i in range(3)))",
+    # max_tasks_per_child: an Executor on a multiprocessing.Pool of its own, "spawn" when no context is given
+    "executor": "print(list(Executor(2, max_tasks_per_child=2).map(double, range(3))))",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNGUARDED))
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path, kind):
+    # Each spawned worker runs the script's top level again, whose call fails there
+    # (multiprocessing's RuntimeError on stderr); the error said "exit status 1 is an
+    # error in the worker's own code ... code that closed the worker's file descriptors"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import multiprocessing\n"
+        "from picklepool import Executor, Parallel, delayed\n"
+        "def double(x):\n"
+        "    return 2 * x\n"
+        f"{UNGUARDED[kind]}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICKLEPOOL_")}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1
+    # (the error's line; multiprocessing's resource tracker may warn after it)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("picklepool.errors.")]
+    assert len(errors) == 1, proc.stderr
+    last = errors[0]
+    assert last.startswith("picklepool.errors.WorkerCrashedError: a worker process ")
+    method = "forkserver" if kind == "forkserver" else "spawn"
+    assert (
+        f"With the {method!r} start method each new worker runs the top level of your script ({script})"
+        in last
+    )
+    assert "put the script's calls under that guard" in last and 'if __name__ == "__main__":' in last

@@ -527,6 +527,37 @@ def test_an_exception_group_whose_members_cannot_make_the_trip_keeps_its_type_an
     assert type(err.exceptions[1]) is LedgerMismatch and err.exceptions[1].account == "acct-7"
 
 
+def raise_a_group_of_caused_members():
+    members = []
+    for k in range(2):
+        try:
+            try:
+                {}[k]
+            except KeyError as missing:
+                raise ValueError(f"row {k}") from missing
+        except ValueError as bad:
+            members.append(bad)
+    inner = ExceptionGroup("inner", [members[1]])  # noqa: F821 - 3.11
+    raise ExceptionGroup("rows failed", [members[0], inner])  # noqa: F821
+
+
+@needs_groups
+@pytest.mark.parametrize("pickler", ["hybrid", "pickle"])
+def test_the_members_of_an_exception_group_keep_their_causes(pickler):
+    # The group pickled whole (it has no cause of its own): each member's __cause__ was
+    # dropped, where README promises a group's members keep theirs
+    with Executor(max_workers=1, pickler=pickler) as ex:
+        submitted = ex.submit(raise_a_group_of_caused_members).exception()
+    for err in (_one(raise_a_group_of_caused_members, pickler=pickler), submitted):
+        assert type(err) is ExceptionGroup and str(err) == "rows failed (2 sub-exceptions)"  # noqa: F821
+        first, inner = err.exceptions
+        (second,) = inner.exceptions
+        assert type(first) is ValueError and first.args == ("row 0",)
+        assert type(first.__cause__) is KeyError and first.__cause__.args == (0,)
+        assert type(second.__cause__) is KeyError and second.__cause__.args == (1,)
+        assert isinstance(err.__cause__, RemoteTraceback)  # the worker's traceback, at the group's end
+
+
 @needs_groups
 def test_an_exception_group_with_a_new_of_its_own_comes_back():
     err = _one(raise_a_group_of_its_own, pickler="pickle")
@@ -582,6 +613,33 @@ def test_an_exception_with_an_init_of_its_own_travels_in_results_and_arguments()
     assert proc.stdout.strip() == (
         "True True ('BadCell', ('bad cell 1,B',), {'row': 1, 'column': 'B', '__notes__': ['row 1']}, False)"
     )
+
+
+def read_a_missing_name(kind):
+    if kind == "attribute":
+        return None.shape  # type: ignore[attr-defined]
+    if kind == "global":
+        return undefined_global  # type: ignore[name-defined]  # noqa: F821
+
+
+@pytest.mark.parametrize("n_jobs", [2, 1])
+@pytest.mark.parametrize(
+    ("kind", "cls", "name"),
+    [
+        ("attribute", AttributeError, "shape"),
+        ("global", NameError, "undefined_global"),
+    ],
+)
+def test_an_attribute_or_name_error_keeps_the_name_it_is_about(n_jobs, kind, cls, name):
+    # The interpreter sets .name (Python >= 3.10), which pickling drops: code that asks
+    # `except AttributeError as e: if e.name == ...` got None from a worker
+    with pytest.raises(cls) as info:
+        Parallel(n_jobs=n_jobs)(delayed(read_a_missing_name)(k) for k in [kind])
+    assert type(info.value) is cls and info.value.name == name
+    assert any("task 0: read_a_missing_name" in note for note in info.value.__notes__)
+    with Executor(max_workers=1) as ex:
+        error = ex.submit(read_a_missing_name, kind).exception()
+    assert type(error) is cls and error.name == name
 
 
 def test_an_exception_with_an_init_of_its_own_keeps_what_its_builtin_base_holds():
@@ -781,3 +839,36 @@ def test_a_task_of_a_numpy_ufunc_is_named_by_the_ufunc(n_jobs):
         Parallel(n_jobs=n_jobs)(delayed(numpy.add)(i) for i in range(1))
     place = "in this process" if n_jobs == 1 else "in a worker"
     assert info.value.__notes__[-1] == f"(raised by task 0: add(0) of this Parallel call, {place})"
+
+
+def ask_for_input(i):
+    return input(f"value for {i}: ")
+
+
+def stop_at_a_breakpoint(i):
+    import pdb
+
+    pdb.Pdb(nosigint=True).set_trace()  # (what breakpoint() calls, without PYTHONBREAKPOINT)
+    return i
+
+
+@pytest.mark.parametrize(
+    ("func", "kind", "what"),
+    [
+        (ask_for_input, EOFError, "read its standard input"),
+        (stop_at_a_breakpoint, None, "stopped at a breakpoint"),
+    ],
+)
+def test_a_task_that_reads_the_terminal_in_a_worker_is_told_to_run_in_this_process(func, kind, what):
+    # A worker's standard input is /dev/null: pdb quit at once with a bare BdbQuit, input()
+    # raised "EOF when reading a line", and nothing said why or what to do
+    import bdb
+
+    with pytest.raises(kind or bdb.BdbQuit) as info:
+        Parallel(n_jobs=2)(delayed(func)(i) for i in range(1))
+    note = info.value.__notes__[-1]
+    assert note.startswith(f"(The task {what}")
+    assert "a worker's standard input is not your terminal" in note and "n_jobs=1" in note
+    with Executor(max_workers=1) as ex:
+        error = ex.submit(func, 0).exception()
+    assert type(error) is type(info.value) and "the function itself for an Executor's" in error.__notes__[-1]

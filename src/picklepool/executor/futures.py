@@ -1233,6 +1233,22 @@ def _result_by(fut: Future[Any], end: float, timeout: float) -> Any:
     raise TimeoutError(f"{fut.late(when)} The map's calls not started yet are cancelled.") from None
 
 
+def _stopped(exc: StopIteration) -> RuntimeError:
+    """The error for a call of ``map`` that raised ``StopIteration``: Python's bare
+    ``RuntimeError("generator raised StopIteration")`` (PEP 479), as the standard
+    library's ``map`` gives, named no call; this one says which, and what to do."""
+    notes = [n for n in getattr(exc, "__notes__", ()) if isinstance(n, str) and n.startswith("(raised by ")]
+    # "(raised by <task>, <where it ran>)"
+    where = notes[0][len("(raised by ") :].rstrip(")").rsplit(", ", 1)[0] if notes else "a call of this map"
+    args = f"({', '.join(map(repr, exc.args))})" if exc.args else ""
+    return RuntimeError(
+        f"generator raised StopIteration: {where} raised StopIteration{args}, which would end "
+        "map's results there, so Python turns it into this RuntimeError (PEP 479), as with "
+        "the standard library's executor. Make the function return a value or raise another "
+        "exception (next(it, default) for an iterator that may be exhausted)."
+    )
+
+
 def _results(
     futures: deque[Future[Any]],
     more: Iterator[Future[Any]] | None,
@@ -1253,7 +1269,10 @@ def _results(
                 if nxt is not None:
                     futures.append(nxt)
             fut = futures[0]
-            held = [fut.result() if end is None else _result_by(fut, end, timeout)]  # type: ignore[arg-type]
+            try:
+                held = [fut.result() if end is None else _result_by(fut, end, timeout)]  # type: ignore[arg-type]
+            except StopIteration as exc:
+                raise _stopped(exc) from exc
             futures.popleft()
             del fut  # the last reference to the future, and through it to its result
             if chunked:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
@@ -121,9 +122,27 @@ class MultiprocessingBackend(Backend):
                 return [], (
                     f"a worker process of backend='multiprocessing' (pid {proc.pid}) died (exit "
                     f"code {status_name(code)}); "
-                    "multiprocessing.Pool replaced it and lost its task"
+                    f"multiprocessing.Pool replaced it and lost its task{self._unguarded(code)}"
                 )
         return [], None
+
+    def _unguarded(self, code: int) -> str:
+        """What a worker's exit status 1 most likely means with a "spawn" or "forkserver"
+        context: the script's top level, run again in the new worker, made the call again
+        without the ``if __name__ == "__main__":`` guard (multiprocessing's RuntimeError
+        "An attempt has been made to start a new process...", on stderr). The advice for a
+        status 1 spoke of file descriptors a task closed."""
+        method = self.context.get_start_method()
+        script = getattr(sys.modules.get("__main__"), "__file__", None)
+        if code != 1 or method not in ("spawn", "forkserver") or not script:
+            return ""
+        return (
+            f". With the {method!r} start method each new worker runs the top level of your "
+            f"script ({script}) again: a script that starts its work (a Parallel call, an "
+            'Executor) outside `if __name__ == "__main__":` ends every new worker so '
+            "(multiprocessing's RuntimeError 'An attempt has been made to start a new "
+            "process...' above on stderr); put the script's calls under that guard"
+        )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         future: Future[Any] = Future()

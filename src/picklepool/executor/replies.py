@@ -39,7 +39,7 @@ from ..pickler.culprit import first_failing_item
 from ..pickler.homes import import_advice
 from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Captured, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
-from ..workers import mirror
+from ..workers import mirror, warnback
 from ..workers.control import DUMPING, LOADING
 from ..workers.output import write_text
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure
@@ -50,6 +50,7 @@ from .exitcodes import crash_advice, pickling_fault
 from .functions import describe_task, label
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
+_PARALLEL = "this Parallel call"  # a Parallel call's origin (executor.dispatch.Channel)
 
 # loky fails every job a crash broke with one exception object: the dead worker found by
 # the first call that looked, ``(call, task, pid, stage)``, for the calls of other threads
@@ -157,6 +158,7 @@ class ReplyReader:
             raise
         if type(reply) is Captured:  # what the tasks printed, for this process's redirected streams
             _write(reply.stdout, reply.stderr)
+            warnback.show(call.pickler, reply.warned)  # and the warnings they gave, for its own handling
             reply = reply.reply
         if call.bytes_path:
             failure = decode_failure(reply)
@@ -180,7 +182,17 @@ class ReplyReader:
         if kind is Results:
             return reply.values, reply.seconds
         if kind is TaskFailed:
-            raise self.task_error(batch, reply)
+            error = self.task_error(batch, reply)
+            # Not kept by this frame, nor by the batch's future (an in-process backend's
+            # holds the reply itself), which the error's traceback reaches: that cycle kept
+            # the call's frames alive after it failed, and with them the caller's generator
+            # of tasks, not closed (its `with` blocks, a lock it holds, open) until the GC ran
+            del reply
+            batch.future = None  # (done: nothing is left to cancel)
+            try:
+                raise error
+            finally:
+                del error
         if kind is Failure:
             raise self.failure_error(batch, reply)
         if kind is Cancelled:
@@ -205,7 +217,8 @@ class ReplyReader:
             # (a plain KeyboardInterrupt there was the outer task's own: TaskInterruptError)
             real = CallerInterrupt() if functions.in_caller_task.get() else KeyboardInterrupt()
             return real.with_traceback(error.__traceback__)
-        if isinstance(error, _EXITS):
+        if isinstance(error, _EXITS) or (isinstance(error, StopIteration) and self.call.origin == _PARALLEL):
+            # (an Executor's future raises a task's StopIteration itself, as the standard library's)
             return exit_error(error, where, failed.traceback)
         if type(error) is TaskTimeoutError and str(error).startswith(f"task {failed.task} "):
             # made by the worker, which knows the index only: name the function too
@@ -215,7 +228,8 @@ class ReplyReader:
             _attach_remote(error, RemoteTraceback(failed.traceback))
         of, place = self._source(where, "in this process" if self.call.in_caller else "in a worker")
         add_note(error, f"(raised by {where}{of}, {place})")
-        advice = import_advice(error) or _main_lookup_advice(error)  # a plugin's import; globals()[name]
+        # a plugin's import; globals()[name]; breakpoint() or input() with no terminal to read
+        advice = import_advice(error) or _main_lookup_advice(error) or _stdin_advice(error)
         if advice is not None and not self.call.in_caller:
             add_note(error, advice)
         return error
@@ -400,7 +414,8 @@ class ReplyReader:
 
 
 def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskExitError:
-    """The error for a task that raised ``KeyboardInterrupt``, ``SystemExit`` or ``GeneratorExit``.
+    """The error for a task that raised ``KeyboardInterrupt``, ``SystemExit`` or ``GeneratorExit``
+    (or ``StopIteration``, in a ``Parallel`` call).
 
     A :class:`TaskExitError`: for ``KeyboardInterrupt`` also a ``KeyboardInterrupt``
     (:class:`TaskInterruptError`), as joblib re-raises it; for ``SystemExit`` a
@@ -423,6 +438,16 @@ def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskE
             f"TaskSystemExitError and call sys.exit(err.code), here {error.code!r})."
         )
         exit_error.code = error.code  # type: ignore[attr-defined]
+    elif isinstance(error, StopIteration):
+        # Out of the generators a call's results come through, it was Python's bare
+        # RuntimeError("generator raised StopIteration") (PEP 479), as in joblib, naming no task
+        exit_error = TaskExitError(
+            f"{where} raised {kind}{_args(error)}, which cannot come out of a Parallel call: "
+            "the generators its results come through would end there, so Python turns it into "
+            "RuntimeError('generator raised StopIteration'), as with joblib (PEP 479). Make the "
+            "task return a value or raise another exception (next(it, default) for an iterator "
+            "that may be exhausted)."
+        )
     else:
         exit_error = TaskExitError(
             f"{where} raised {kind}{_args(error)}, which only a generator's own machinery should "
@@ -558,6 +583,24 @@ def _main_lookup_advice(error: BaseException) -> str | None:
         "Fix: name what it looks up in the function's code (a global dict of them, "
         f"HANDLERS = {{{name!r}: {name}}}, that the function uses), or define them in a module "
         "the workers import.)"
+    )
+
+
+def _stdin_advice(error: BaseException) -> str | None:
+    """What to do when a task in a worker stopped at a ``breakpoint()`` (``pdb``) or asked
+    for ``input()``, or None: a worker's standard input is not the terminal, so pdb quit at
+    once (``bdb.BdbQuit``, with no word of why) and ``input()`` read nothing (``EOFError``)."""
+    kind = type(error)
+    if kind.__module__ == "bdb" and kind.__name__ == "BdbQuit":
+        what, fix = "stopped at a breakpoint (breakpoint(), pdb.set_trace())", "the debugger then stops in it"
+    elif kind is EOFError and str(error) == "EOF when reading a line":
+        what, fix = "read its standard input (input())", "or pass what input() would read as an argument"
+    else:
+        return None
+    return (
+        f"(The task {what}, but a worker's standard input is not your terminal: there is "
+        "nothing to read there. Run the task in this process (n_jobs=1 or backend='sequential' "
+        f"for a Parallel call, the function itself for an Executor's): {fix}.)"
     )
 
 

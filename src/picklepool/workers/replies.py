@@ -34,6 +34,9 @@ def _round_trip(pickler: Any, obj: Any) -> bytes | None:
 
 
 _GROUP: Any = getattr(builtins, "BaseExceptionGroup", None)  # (Python >= 3.11)
+# the interpreter's own (not a class of yours, whose pickling wins): their name, set by
+# the interpreter (Python >= 3.10), is not pickled
+_NAMED = (AttributeError, NameError, UnboundLocalError)
 
 
 class _ExceptionParts:
@@ -78,14 +81,27 @@ def _group_args(pickler: Any, exc: BaseException, depth: int) -> Any:
     return (args[0], subs)
 
 
+def _caused(exc: BaseException, depth: int = 0) -> bool:
+    """Whether *exc*, or a sub-exception of it (an exception group's, at any level), has a
+    ``__cause__``, or an ``AttributeError``'s or ``NameError``'s ``name``: pickling an
+    exception drops those, so such an exception goes as its parts (``wire.native_parts``).
+    (A group pickled whole left its members' causes behind, which README promises.)"""
+    if exc.__cause__ is not None or (type(exc) in _NAMED and exc.name is not None):  # type: ignore[attr-defined]
+        return True
+    if _GROUP is None or not isinstance(exc, _GROUP) or depth > 8:
+        return False
+    return any(_caused(sub, depth + 1) for sub in exc.exceptions)
+
+
 def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0) -> Any:
     """*exc*, or its parts (:class:`_ExceptionParts`), able to make the trip; None if neither.
 
-    The cause goes along the same way, link by link.
+    The cause goes along the same way, link by link; an exception group's members each
+    the same way.
     """
     if exc is None:
         return None
-    if exc.__cause__ is None and _round_trip(pickler, exc) is not None:
+    if not _caused(exc) and _round_trip(pickler, exc) is not None:
         return exc  # (pickling an exception drops its __cause__: those go as parts)
     if depth > 8:
         return None
@@ -125,7 +141,7 @@ def _mro(exc: BaseException) -> tuple[str, ...]:
 def dump_error(pickler: Any, failed: TaskFailed) -> bytes:
     """A task's exception as reply bytes: itself, its parts, or text (see the module docstring)."""
     exc = failed.error
-    data = _round_trip(pickler, failed) if exc.__cause__ is None else None
+    data = _round_trip(pickler, failed) if not _caused(exc) else None
     if data is not None:
         return data
     sendable = _sendable(pickler, exc)

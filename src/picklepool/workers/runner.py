@@ -36,7 +36,19 @@ from ..wire import (
     Results,
     TaskFailed,
 )
-from . import buffers, changes, control, joblibnest, mirror, output, prologue, replies, warmheap, warnfilters
+from . import (
+    buffers,
+    changes,
+    control,
+    joblibnest,
+    mirror,
+    output,
+    prologue,
+    replies,
+    warmheap,
+    warnback,
+    warnfilters,
+)
 from .blobs import MissingBlobs, attach, blob_size, collecting_missing, detach, read_blob
 from .cache import objects
 from .limits import before_batch
@@ -172,12 +184,13 @@ def run_batch(batch: Batch) -> Any:
         forget_states(*batch.states_gone, only_these=cluster)
     numeric = None  # a cluster's: applied around the tasks only
     capture = (False, False)
+    record = False  # the tasks' warnings go back to the parent (workers.warnback)
     parent = batch.parent
     if isinstance(parent, NumericState):
         numeric = parent.numeric
     elif parent is not None:
         mirror.apply(parent)
-        capture = parent.capture
+        capture, record = parent.capture, parent.warnings_back
     status = view.status if view is not None else [0, -1, 0, 0, -1]
     status[0], status[1], status[2], status[3], status[4] = batch.call_id, first, 0, control.LOADING, -1
     tasks = batch.tasks
@@ -216,12 +229,13 @@ def run_batch(batch: Batch) -> Any:
     nest = joblibnest.enter()  # joblib code in the tasks nests as in a joblib worker
     me, outcome = os.getpid(), None
     printed: list[str] = []
+    warned: list[Any] = []
     try:
         if numeric is not None:
             with mirror.numeric_applied(numeric):
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
-        elif capture[0] or capture[1]:
-            with output.captured(capture) as printed:
+        elif capture[0] or capture[1] or record:
+            with output.captured(capture) as printed, warnback.recorded(record) as warned:
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
         elif timeout is None and not batch.isolate:  # (_execute's commonest case, without its call)
             outcome = execute(
@@ -240,8 +254,10 @@ def run_batch(batch: Batch) -> Any:
         reply = replies.dump_results(pickler, outcome, first, tasks)
     else:
         reply = replies.dump(pickler, outcome, first, tasks, batch.isolate)
-    if printed and (printed[0] or printed[1]):
-        reply = Captured(reply, printed[0], printed[1])  # written to the parent's streams
+    if printed and (printed[0] or printed[1]) or warned:
+        # written to the parent's streams; the warnings shown there (workers.warnback)
+        out, err = printed or ("", "")
+        reply = Captured(reply, out, err, warnback.dumps(pickler, warned))
     status[1], status[3] = -1, control.RUNNING
     if limits is not None and limits.max_memory is not None:
         del args, kwargs, outcome

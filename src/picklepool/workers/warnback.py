@@ -1,0 +1,140 @@
+"""Warnings a batch's tasks gave, sent back to a parent that records or redirects them.
+
+A task's ``warnings.warn`` in a worker is shown by the worker: printed to its stderr
+(or to what ``workers.output`` collects for the parent's redirected stream). A parent
+that handles warnings itself did not get them, as it does when it runs the tasks in
+its own loop: a ``warnings.catch_warnings(record=True)`` block around the call (pytest's
+``pytest.warns``, ``recwarn`` and its per-test warnings summary) recorded none, and
+``logging.captureWarnings(True)`` logged none (the worker printed them to the terminal).
+
+When the parent's warnings are shown by something else than the ``warnings`` module's
+own printing (:func:`redirected`, read when the call is made), the worker records what
+the tasks warn while they run (:func:`recorded`: after the parent's filters, mirrored by
+``workers.warnfilters``, decided which are shown) and sends them with the batch's reply,
+pickled by the call's pickler (a warning class of ``__main__`` travels by value); the
+parent shows each through its own machinery (:func:`show`), as ``warnings.warn`` would
+have: its filters and the registry of the module that warned decide again (a warning
+shown once per location, the ``"default"`` action, is shown once, as in a loop, not once
+per worker), and it goes into the recording block's list, to the logging handler. Not on
+dask (a cluster's workers are shared).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+
+def redirected() -> bool:
+    """Whether this process's warnings are shown by something else than the ``warnings``
+    module's own printing (a ``catch_warnings(record=True)`` block, ``logging.captureWarnings``,
+    a ``warnings.showwarning`` of the program's own)."""
+    if warnings.showwarning is not getattr(warnings, "_showwarning_orig", warnings.showwarning):
+        return True
+    impl = getattr(warnings, "_showwarnmsg_impl", None)
+    if impl is None:
+        return False
+    name = (getattr(impl, "__module__", None), getattr(impl, "__name__", None))
+    return name != ("warnings", "_showwarnmsg_impl")
+
+
+@contextlib.contextmanager
+def recorded(record: bool) -> Iterator[list[Any]]:
+    """Inside, with *record*, the warnings shown are kept in the list it yields (as
+    ``warnings.WarningMessage`` objects), not printed.
+
+    Not ``catch_warnings(record=True)``: entering that marks the filters changed, which
+    empties every module's registry of warnings shown, so a warning shown once per
+    location (``"default"``) was shown again at every batch.
+    """
+    if not record:
+        yield []
+        return
+    log: list[Any] = []
+    saved = warnings.showwarning, getattr(warnings, "_showwarnmsg_impl", None)
+    warnings.showwarning = getattr(warnings, "_showwarning_orig", warnings.showwarning)
+    warnings._showwarnmsg_impl = log.append  # type: ignore[attr-defined]
+    try:
+        yield log
+    finally:
+        warnings.showwarning = saved[0]
+        if saved[1] is not None:
+            warnings._showwarnmsg_impl = saved[1]  # type: ignore[attr-defined]
+
+
+def dumps(pickler: Any, log: list[Any]) -> bytes | None:
+    """The warnings of *log* as bytes of the call's *pickler*; None when there are none.
+
+    Each is ``(message, category, filename, lineno, line)``; a message or category that
+    cannot be pickled goes as its text, as a ``UserWarning`` (the parent still sees it).
+    """
+    if not log:
+        return None
+    kept = []
+    for w in log:
+        item = (w.message, w.category, w.filename, w.lineno, w.line)
+        try:
+            pickler.loads(pickler.dumps(item))
+        except Exception:  # noqa: BLE001 - the task's own warning class: its text goes instead
+            item = (f"{w.category.__name__}: {w.message}", UserWarning, w.filename, w.lineno, w.line)
+        kept.append(item)
+    try:
+        return bytes(pickler.dumps(kept))
+    except Exception:  # noqa: BLE001 - as above, whatever the pickler does
+        return None
+
+
+# parent: the registry of warnings shown for a file whose module this process has not loaded
+_registries: dict[str, dict[Any, Any]] = {}
+# parent: the module loaded from a file (its name, None: none), as found last
+_modules: dict[str, str | None] = {}
+
+
+def _origin(filename: str) -> tuple[str, dict[Any, Any]]:
+    """The module name and registry of warnings shown that ``warnings.warn`` uses for a
+    warning of *filename* in this process: those of the module loaded from it (a script's
+    ``__main__``), else the name ``warn_explicit`` makes of the file's and a registry of
+    its own."""
+    name = _modules.get(filename, "")
+    if name == "" or (name is not None and getattr(sys.modules.get(name), "__file__", None) != filename):
+        name = next(
+            (k for k, m in list(sys.modules.items()) if getattr(m, "__file__", None) == filename), None
+        )
+        if len(_modules) >= 1024:
+            _modules.clear()
+        _modules[filename] = name
+    module = sys.modules.get(name) if name is not None else None
+    if module is not None:
+        registry = vars(module).setdefault("__warningregistry__", {})
+        if type(registry) is dict:
+            return name, registry  # type: ignore[return-value]
+    if len(_registries) >= 1024:
+        _registries.clear()
+    fallback = filename[:-3] if filename[-3:].lower() == ".py" else filename
+    return fallback, _registries.setdefault(filename, {})
+
+
+def show(pickler: Any, data: bytes | None) -> None:
+    """Warn the warnings a batch sent back (:func:`dumps`) as ``warnings.warn`` does in
+    this process: its filters and the registry of the module that warned decide whether
+    each is shown (a ``"default"`` warning once, as in a loop, not once per worker), and it
+    goes where this process's warnings go (a recording block's list, a logging handler)."""
+    if not data:
+        return
+    try:
+        items = pickler.loads(data)
+    except Exception:  # noqa: BLE001 - a class the parent cannot load (an odd pickler's): not shown
+        return
+    for message, category, filename, lineno, line in items:
+        module, registry = _origin(filename)
+        try:
+            warnings.warn_explicit(message, category, filename, lineno, module, registry)
+        except Warning:
+            # an "error" filter here that the worker's mirror did not have (a category it
+            # could not load): shown, not raised in the middle of the call's replies
+            show_message = getattr(warnings, "_showwarnmsg", None)
+            if show_message is not None:
+                show_message(warnings.WarningMessage(message, category, filename, lineno, None, line))

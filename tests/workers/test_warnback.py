@@ -1,0 +1,132 @@
+"""The tasks' warnings reach a parent that records or redirects its own (workers.warnback)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from picklepool import Executor, Parallel, delayed
+
+from ..conftest import run_python
+
+
+class TaskWarning(UserWarning):
+    pass
+
+
+def warn_twice(i):
+    warnings.warn(f"task {i} warns", UserWarning, stacklevel=1)
+    warnings.warn(f"task {i} warns its own", TaskWarning, stacklevel=1)
+    return i
+
+
+def warn_then_fail(i):
+    warnings.warn(f"task {i} warned first", UserWarning, stacklevel=1)
+    raise ValueError(f"task {i} failed")
+
+
+def test_a_recording_block_around_the_call_records_the_tasks_warnings_as_in_a_loop():
+    # The workers printed them: catch_warnings(record=True) (pytest.warns, recwarn) got none
+    with warnings.catch_warnings(record=True) as loop:
+        warnings.simplefilter("always")
+        [warn_twice(i) for i in range(4)]
+    with warnings.catch_warnings(record=True) as pooled:
+        warnings.simplefilter("always")
+        assert Parallel(n_jobs=2, batch_size=1)(delayed(warn_twice)(i) for i in range(4)) == [0, 1, 2, 3]
+
+    def seen(log):
+        return sorted((str(w.message), w.category, w.filename, w.lineno) for w in log)
+
+    assert seen(pooled) == seen(loop)
+    assert len(pooled) == 8
+
+
+def test_the_parents_filters_still_decide_which_warnings_come_back():
+    with warnings.catch_warnings(record=True) as log:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=TaskWarning)
+        Parallel(n_jobs=2)(delayed(warn_twice)(i) for i in range(2))
+    assert sorted(str(w.message) for w in log) == ["task 0 warns", "task 1 warns"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # what pytest.warns passes on after it
+def test_pytest_warns_sees_a_workers_warning_and_a_failing_tasks_warning_comes_back_too():
+    with pytest.warns(TaskWarning, match="task 3 warns its own"):
+        Parallel(n_jobs=2)(delayed(warn_twice)(i) for i in range(4))
+    with warnings.catch_warnings(record=True) as log:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="task 5 failed"):
+            Parallel(n_jobs=2)(delayed(warn_then_fail)(i) for i in range(5, 6))
+    assert [str(w.message) for w in log] == ["task 5 warned first"]
+
+
+def test_an_executors_tasks_warnings_are_recorded_too():
+    with warnings.catch_warnings(record=True) as log:
+        warnings.simplefilter("always")
+        with Executor(max_workers=2) as ex:
+            assert list(ex.map(warn_twice, range(3))) == [0, 1, 2]
+            assert ex.submit(warn_twice, 7).result() == 7
+    assert sorted(str(w.message) for w in log if w.category is UserWarning) == [
+        "task 0 warns",
+        "task 1 warns",
+        "task 2 warns",
+        "task 7 warns",
+    ]
+
+
+def test_a_main_scripts_warning_class_and_logging_capture_warnings():
+    # A class of __main__ comes back as the script's own (except MyWarning, category is);
+    # logging.captureWarnings(True) logs the tasks' warnings, where the workers printed them
+    proc = run_python(
+        """
+        import logging, sys, warnings
+        from picklepool import Parallel, delayed
+
+        class MyWarning(UserWarning):
+            pass
+
+        def task(i):
+            warnings.warn(f"task {i} warns", MyWarning)
+            return i
+
+        if __name__ == "__main__":
+            with warnings.catch_warnings(record=True) as log:
+                warnings.simplefilter("always")
+                Parallel(n_jobs=2)(delayed(task)(i) for i in range(2))
+            print(sorted((str(w.message), w.category is MyWarning) for w in log))
+            logging.basicConfig(stream=sys.stdout, format="LOGGED %(name)s %(message)s")
+            logging.captureWarnings(True)
+            Parallel(n_jobs=2)(delayed(task)(i) for i in range(1, 2))
+            logging.captureWarnings(False)
+            Parallel(n_jobs=2)(delayed(task)(i) for i in range(2, 3))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "[('task 0 warns', True), ('task 1 warns', True)]"
+    assert lines[1].startswith("LOGGED py.warnings ") and "MyWarning: task 1 warns" in lines[1]
+    assert "task 1 warns" not in proc.stderr
+    assert "MyWarning: task 2 warns" in proc.stderr  # not redirected: printed by the worker, as before
+    assert "task 2 warns" not in proc.stdout
+
+
+def warn_the_same(i):
+    warnings.warn("the same warning", UserWarning, stacklevel=1)
+    return i
+
+
+def test_a_warning_shown_once_per_location_is_shown_once_as_in_a_loop():
+    # Under the "default" action (Python's own for UserWarning) a loop shows a warning
+    # of one line once; recorded in the workers, it came back once per batch
+    counts = []
+    for run in (
+        lambda: [warn_the_same(i) for i in range(12)],
+        lambda: Parallel(n_jobs=2, batch_size=1)(delayed(warn_the_same)(i) for i in range(12)),
+    ):
+        with warnings.catch_warnings(record=True) as log:
+            warnings.simplefilter("default")
+            run()
+            run()  # a second call: the registry of warnings shown holds it already
+        counts.append(len(log))
+    assert counts == [1, 1]
