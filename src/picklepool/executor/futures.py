@@ -66,7 +66,7 @@ from .dispatch import PROGRESS_POLL, Channel, YoungGarbage, parent_state
 from .exitcodes import status_advice
 from .functions import Column, describe_task, label
 from .mpbackend import MultiprocessingBackend
-from .replies import NotLoaded, Pending
+from .replies import STOP_ITERATION_FIX, NotLoaded, Pending
 
 _WAKE = object()
 _in_manager = threading.local()  # .active: this thread is an executor's manager thread
@@ -1244,8 +1244,7 @@ def _stopped(exc: StopIteration) -> RuntimeError:
     return RuntimeError(
         f"generator raised StopIteration: {where} raised StopIteration{args}, which would end "
         "map's results there, so Python turns it into this RuntimeError (PEP 479), as with "
-        "the standard library's executor. Make the function return a value or raise another "
-        "exception (next(it, default) for an iterator that may be exhausted)."
+        f"the standard library's executor. {STOP_ITERATION_FIX}"
     )
 
 

@@ -50,6 +50,11 @@ from .exitcodes import crash_advice, pickling_fault
 from .functions import describe_task, label
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
+# what to do about a task's StopIteration (a Parallel call's, an Executor map's)
+STOP_ITERATION_FIX = (
+    "Make the function return a value or raise another exception (next(it, default) for an "
+    "iterator that may be exhausted)."
+)
 _PARALLEL = "this Parallel call"  # a Parallel call's origin (executor.dispatch.Channel)
 
 # loky fails every job a crash broke with one exception object: the dead worker found by
@@ -444,9 +449,8 @@ def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskE
         exit_error = TaskExitError(
             f"{where} raised {kind}{_args(error)}, which cannot come out of a Parallel call: "
             "the generators its results come through would end there, so Python turns it into "
-            "RuntimeError('generator raised StopIteration'), as with joblib (PEP 479). Make the "
-            "task return a value or raise another exception (next(it, default) for an iterator "
-            "that may be exhausted)."
+            "RuntimeError('generator raised StopIteration'), as with joblib (PEP 479). "
+            f"{STOP_ITERATION_FIX}"
         )
     else:
         exit_error = TaskExitError(
