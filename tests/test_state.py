@@ -512,3 +512,42 @@ def test_a_forked_child_counts_the_states_it_lets_go_on_its_own():
         """
     )
     assert out.stdout.split() == ["0", "True"], out.stderr
+
+
+def test_states_gone_inside_another_state_s_noting_or_at_once_in_threads_are_all_counted():
+    # A state's finalizer runs where a collection happens: inside another state's noting
+    # (at an allocation there) it read and rewrote the count and uids too, and the outer
+    # noting overwrote them: 4000 states gone counted as about 2700, and the workers kept
+    # the copies of those lost to their cache's bound
+    from tests.conftest import run_python
+
+    out = run_python(
+        """
+        import gc, threading, weakref
+        from picklepool import state
+
+        class Cyclic:
+            pass
+
+        for k in range(2000):
+            c = Cyclic()
+            c.me = c  # (collected by the GC: at some allocation, wherever it is)
+            weakref.finalize(c, state._note_gone, f"cyclic-{k}")
+            del c
+            state._note_gone(f"plain-{k}")
+        gc.collect()
+
+        def note(t):
+            for i in range(5000):
+                state._note_gone(f"thread-{t}-{i}")
+
+        threads = [threading.Thread(target=note, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sender, count, uids = state.gone()
+        print(count, len(uids), uids[-1].startswith("thread-"))
+        """
+    )
+    assert out.stdout.split() == ["24000", "64", "True"], out.stderr

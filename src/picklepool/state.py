@@ -21,6 +21,7 @@ the snapshot travels inline in the pickle and every load makes a new state.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -335,25 +336,42 @@ class SharedState(Generic[T]):
 _GONE_KEPT = 64
 _SENDER = uuid.uuid4().hex
 _gone: tuple[str, int, tuple[str, ...]] | None = None
+# uids of the states gone not yet counted in _gone: a state's finalizer only appends here (an
+# atomic step). It runs where a collection happens, also inside another one's noting (at an
+# allocation there) or in another thread at the same time: when each read and rewrote _gone,
+# one's count and uid were lost, and the workers kept that state's copy to their cache's bound
+_pending: collections.deque[str] = collections.deque()
+_gone_lock = threading.Lock()  # taken by gone() only, never by a finalizer
 
 
 def gone() -> tuple[str, int, tuple[str, ...]] | None:
     """``(sender, count, uids)``: this process, how many states it sent to workers are gone,
     and the last ones' uids."""
+    global _gone
+    if _pending:
+        with _gone_lock:
+            taken: list[str] = []
+            while True:  # (a finalizer appending meanwhile: taken now or at the next look)
+                try:
+                    taken.append(_pending.popleft())
+                except IndexError:
+                    break
+            if taken:
+                _, count, uids = _gone or (_SENDER, 0, ())
+                _gone = (_SENDER, count + len(taken), (*uids, *taken)[-_GONE_KEPT:])
     return _gone
 
 
 def _note_gone(uid: str) -> None:
-    global _gone
-    _, count, uids = _gone or (_SENDER, 0, ())
-    _gone = (_SENDER, count + 1, (*uids, uid)[-_GONE_KEPT:])
+    _pending.append(uid)
 
 
 def _forked() -> None:
     """A forked child (a worker forked from the forkserver, ``os.fork``) is a sender of its own:
     its pools' workers (or a cluster) count the states it lets go apart from its parent's."""
-    global _SENDER, _gone
-    _SENDER, _gone = uuid.uuid4().hex, None
+    global _SENDER, _gone, _gone_lock
+    _SENDER, _gone, _gone_lock = uuid.uuid4().hex, None, threading.Lock()
+    _pending.clear()
 
 
 if hasattr(os, "register_at_fork"):
