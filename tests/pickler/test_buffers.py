@@ -395,6 +395,23 @@ def test_a_result_viewing_an_argument_mapped_read_only_by_mmap_mode_r_comes_back
         assert [r.flags.writeable for r in run([delayed(views_of)(a)], mmap_mode=mode)[0]] == [False] * 5
 
 
+def both(x, y):
+    return x, y
+
+
+def test_a_writable_argument_beside_a_read_only_view_of_its_memory_comes_back_writable():
+    # The two travel in one file; the read-only one marked the file, so under mmap_mode="r"
+    # a result viewing the writable one came back read-only too (the loop: writable)
+    a = np.arange(3 * N, dtype=np.float64)
+    frozen = a.view()
+    frozen.flags.writeable = False
+    for mode in ("r", "c"):
+        for args, flags in [((a, frozen), [True, False]), ((frozen, a), [False, True])]:
+            got = run([delayed(both)(*args)] * 2, mmap_mode=mode)
+            assert [[r.flags.writeable for r in pair] for pair in got] == [flags] * 2, mode
+            assert all(np.array_equal(r, a) for pair in got for r in pair)
+
+
 @pytest.mark.parametrize("where", ["argument", "parallel_config"])
 def test_max_nbytes_none_sends_copies(where, writes):
     a = np.arange(N, dtype=np.float64)

@@ -92,7 +92,6 @@ class SharedFile(mmap.mmap):
 
     path: str
     mode: str
-    user_read_only = False  # an array of it was read-only in the parent (rebuild_shared)
 
 
 def open_shared(path: str, nbytes: int, mode: str) -> SharedFile:
@@ -112,10 +111,13 @@ def open_shared(path: str, nbytes: int, mode: str) -> SharedFile:
 
 class _ByMode(threading.local):
     """The bytes objects a cluster's batch got its large arguments in, read-only because of
-    ``mmap_mode="r"`` only (ids; this thread's batch, from its load to its reply)."""
+    ``mmap_mode="r"`` only (ids; this thread's batch, from its load to its reply), and the
+    arrays made of them that were read-only in the parent (ids of those ``rebuild_shared``
+    made: one blob may carry a writable array and a read-only view of the same memory)."""
 
     def __init__(self) -> None:
         self.ids: set[int] = set()
+        self.user_read_only: set[int] = set()
 
 
 _by_mode = _ByMode()
@@ -130,6 +132,7 @@ def read_only_by_mode(blob: Any) -> None:
 def reply_sent() -> None:
     """The batch's reply is made: forget its :func:`read_only_by_mode` blobs."""
     _by_mode.ids.clear()
+    _by_mode.user_read_only.clear()
 
 
 def _numpy() -> Any:
@@ -153,12 +156,22 @@ def rebuild_shared(buf: Any, dtype: Any, shape: tuple[int, ...], order: str, rea
         arr = np.ndarray.__new__(np.memmap, shape, dtype=dtype, buffer=src, offset=0, order=order)
         arr._mmap, arr.filename, arr.offset, arr.mode = src, src.path, 0, src.mode
     if read_only:
+        # (not only mmap_mode="r"'s doing: see reduce_array). Marked on this array, not on
+        # its file or blob: a writable argument and a read-only view of the same memory
+        # travel in one, and the writable one's results came back read-only too
         arr.flags.writeable = False
         if isinstance(src, SharedFile):
-            src.user_read_only = True  # (not only mmap_mode="r"'s doing: see reduce_array)
+            arr._picklepool_read_only = True
         else:
-            _by_mode.ids.discard(id(src))
+            _by_mode.user_read_only.add(id(_root(arr, np)))
     return arr
+
+
+def _root(a: Any, np: Any) -> Any:
+    """The array at the bottom of *a*'s chain of views (whose base is not an array)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
 
 
 def rebuild_read_only(func: Any, args: tuple[Any, ...], state: Any = None) -> Any:
@@ -256,14 +269,12 @@ def reduce_array(a: Any) -> Any:
     if m is not None:
         if isinstance(m.base, SharedFile):  # a file of picklepool's own call: a copy
             a = a.view(np.ndarray)
-            by_mode = scope.reply and m.base.mode == "r" and not m.base.user_read_only
+            by_mode = scope.reply and m.base.mode == "r" and not getattr(m, "_picklepool_read_only", False)
         elif a.size and _may_refer(m, scope):
             return _reduce_by_file(a, m, np)
     elif scope.reply and _by_mode.ids and a.base is not None:  # a cluster's argument bytes?
-        root = a
-        while isinstance(root.base, np.ndarray):
-            root = root.base
-        by_mode = id(root.base) in _by_mode.ids
+        root = _root(a, np)
+        by_mode = id(root.base) in _by_mode.ids and id(root) not in _by_mode.user_read_only
     if type(a) is not np.ndarray:  # an np.memmap that no file backs any more (a copy)
         a = a.view(np.ndarray)
     large = (
