@@ -130,3 +130,41 @@ def test_a_warning_shown_once_per_location_is_shown_once_as_in_a_loop():
             run()  # a second call: the registry of warnings shown holds it already
         counts.append(len(log))
     assert counts == [1, 1]
+
+
+def test_a_batchs_warnings_make_one_round_trip_and_one_that_cannot_goes_as_its_text():
+    # Each warning was pickled and unpickled on its own to check it could make the trip
+    # (100,000 warnings: 2.8 s in the worker); all go in one now, one by one only when one
+    # of them cannot
+    import pickle
+    import threading
+
+    from picklepool.workers import warnback
+
+    class Counting:
+        def __init__(self):
+            self.dumps_calls = 0
+
+        def dumps(self, obj):
+            self.dumps_calls += 1
+            return pickle.dumps(obj)
+
+        def loads(self, data):
+            return pickle.loads(data)
+
+    def record(messages):
+        with warnback.recorded(True) as log, warnings.catch_warnings():
+            warnings.simplefilter("always")
+            for m in messages:
+                warnings.warn(m, stacklevel=1)
+        return log
+
+    pickler = Counting()
+    log = record([f"w{k}" for k in range(1000)])
+    items = pickler.loads(warnback.dumps(pickler, log))
+    assert pickler.dumps_calls == 1
+    assert [str(m) for m, *_ in items] == [f"w{k}" for k in range(1000)]
+    log = record(["plain", TaskWarning(threading.Lock())])  # (a lock: not by pickle)
+    items = pickler.loads(warnback.dumps(Counting(), log))
+    assert [(str(m), c) for m, c, *_ in items][0] == ("plain", UserWarning)
+    assert items[1][1] is UserWarning and str(items[1][0]).startswith("TaskWarning: <unlocked _thread.lock")

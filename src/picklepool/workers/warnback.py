@@ -73,9 +73,15 @@ def dumps(pickler: Any, log: list[Any]) -> bytes | None:
     """
     if not log:
         return None
+    items = [(w.message, w.category, w.filename, w.lineno, w.line) for w in log]
+    try:  # all at once: a round trip per warning took 28 µs (100,000 warnings: 2.8 s)
+        data = bytes(pickler.dumps(items))
+        pickler.loads(data)
+        return data
+    except Exception:  # noqa: BLE001 - one of them cannot make the trip: found one by one
+        pass
     kept = []
-    for w in log:
-        item = (w.message, w.category, w.filename, w.lineno, w.line)
+    for item, w in zip(items, log, strict=True):
         try:
             pickler.loads(pickler.dumps(item))
         except Exception:  # noqa: BLE001 - the task's own warning class: its text goes instead
