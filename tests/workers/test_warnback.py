@@ -168,3 +168,21 @@ def test_a_batchs_warnings_make_one_round_trip_and_one_that_cannot_goes_as_its_t
     items = pickler.loads(warnback.dumps(Counting(), log))
     assert [(str(m), c) for m, c, *_ in items][0] == ("plain", UserWarning)
     assert items[1][1] is UserWarning and str(items[1][0]).startswith("TaskWarning: <unlocked _thread.lock")
+
+
+def test_each_recording_block_records_a_warning_shown_once_per_location_again_as_in_a_loop():
+    # A loop's catch_warnings block (pytest.warns, each test's recwarn) starts with empty
+    # registries of warnings shown; a worker kept its own from the earlier block, so every
+    # later block recorded nothing of a "default" warning (a second test's pytest.warns
+    # failed with DID NOT WARN)
+    for action in ("default", "module", "once"):
+        counts = []
+        for _ in range(4):
+            with warnings.catch_warnings(record=True) as log:
+                warnings.simplefilter(action)
+                Parallel(n_jobs=2, batch_size=1)(delayed(warn_the_same)(i) for i in range(8))
+            counts.append(len(log))
+        assert counts == [1, 1, 1, 1], action
+    for _ in range(3):
+        with pytest.warns(UserWarning, match="the same warning"):
+            Parallel(n_jobs=2, batch_size=1)(delayed(warn_the_same)(i) for i in range(8))

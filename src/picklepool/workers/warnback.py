@@ -46,9 +46,13 @@ def recorded(record: bool) -> Iterator[list[Any]]:
     """Inside, with *record*, the warnings shown are kept in the list it yields (as
     ``warnings.WarningMessage`` objects), not printed.
 
-    Not ``catch_warnings(record=True)``: entering that marks the filters changed, which
-    empties every module's registry of warnings shown, so a warning shown once per
-    location (``"default"``) was shown again at every batch.
+    Not ``catch_warnings(record=True)``, whose filters would be the block's own. The
+    registries of warnings shown are emptied as it starts and ends (the filters marked
+    changed), so that a warning shown once per location (``"default"``, ``"once"``,
+    ``"module"``) is shown once per batch here and the parent's registry decides
+    (:func:`show`): this worker's, kept from an earlier call, held it back from every later
+    recording block (a second test's ``pytest.warns``: "DID NOT WARN"), where in a loop each
+    ``catch_warnings`` block starts afresh.
     """
     if not record:
         yield []
@@ -57,12 +61,22 @@ def recorded(record: bool) -> Iterator[list[Any]]:
     saved = warnings.showwarning, getattr(warnings, "_showwarnmsg_impl", None)
     warnings.showwarning = getattr(warnings, "_showwarning_orig", warnings.showwarning)
     warnings._showwarnmsg_impl = log.append  # type: ignore[attr-defined]
+    _registries_out_of_date()
     try:
         yield log
     finally:
+        _registries_out_of_date()  # (ones shown to the parent only: printed here if warned again)
         warnings.showwarning = saved[0]
         if saved[1] is not None:
             warnings._showwarnmsg_impl = saved[1]  # type: ignore[attr-defined]
+
+
+def _registries_out_of_date() -> None:
+    """Empty every module's registry of warnings shown (at its next warning), as entering or
+    leaving ``catch_warnings`` does."""
+    mutated = getattr(warnings, "_filters_mutated", None)
+    if mutated is not None:
+        mutated()
 
 
 def dumps(pickler: Any, log: list[Any]) -> bytes | None:
