@@ -341,15 +341,17 @@ _gone: tuple[str, int, tuple[str, ...]] | None = None
 # allocation there) or in another thread at the same time: when each read and rewrote _gone,
 # one's count and uid were lost, and the workers kept that state's copy to their cache's bound
 _pending: collections.deque[str] = collections.deque()
-_gone_lock = threading.Lock()  # taken by gone() only, never by a finalizer
+_gone_lock = threading.Lock()  # taken by gone() only (never waited for), never by a finalizer
 
 
 def gone() -> tuple[str, int, tuple[str, ...]] | None:
     """``(sender, count, uids)``: this process, how many states it sent to workers are gone,
     and the last ones' uids."""
     global _gone
-    if _pending:
-        with _gone_lock:
+    # (not waiting: a thread taking them in now, or this one below a collection inside the
+    # block, takes them in; this batch carries the count as it was)
+    if _pending and _gone_lock.acquire(blocking=False):
+        try:
             taken: list[str] = []
             while True:  # (a finalizer appending meanwhile: taken now or at the next look)
                 try:
@@ -359,6 +361,8 @@ def gone() -> tuple[str, int, tuple[str, ...]] | None:
             if taken:
                 _, count, uids = _gone or (_SENDER, 0, ())
                 _gone = (_SENDER, count + len(taken), (*uids, *taken)[-_GONE_KEPT:])
+        finally:
+            _gone_lock.release()
     return _gone
 
 
