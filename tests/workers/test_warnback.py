@@ -186,3 +186,38 @@ def test_each_recording_block_records_a_warning_shown_once_per_location_again_as
     for _ in range(3):
         with pytest.warns(UserWarning, match="the same warning"):
             Parallel(n_jobs=2, batch_size=1)(delayed(warn_the_same)(i) for i in range(8))
+
+
+def test_a_module_whose_attributes_raise_does_not_fail_the_call():
+    # The parent looks for the module a warning's file was loaded as; a lazy module in
+    # sys.modules whose __getattr__ raises ImportError failed the call with that error
+    # (getattr(m, "__file__", None) catches AttributeError only), where the loop has its
+    # warning
+    proc = run_python(
+        """
+        import sys, types, warnings
+        from picklepool import Parallel, delayed
+
+        class Lazy(types.ModuleType):
+            def __getattr__(self, name):
+                raise ImportError(f"lazy {name} failed")
+
+        class NoDict:
+            __slots__ = ()
+            __file__ = "/nonexistent/nodict.py"
+
+        def warns(i):
+            import email.feedparser  # (a file no module of the parent was loaded from)
+            warnings.warn_explicit("from a worker's own module", UserWarning, "/nonexistent/nodict.py", 1)
+            warnings.warn_explicit("and another", UserWarning, email.feedparser.__file__ + "x", 1)
+            return i
+
+        if __name__ == "__main__":
+            sys.modules["lazy_thing"] = Lazy("lazy_thing")
+            sys.modules["no_dict"] = NoDict()
+            with warnings.catch_warnings(record=True) as log:
+                warnings.simplefilter("always")
+                print(Parallel(n_jobs=2)(delayed(warns)(i) for i in range(2)), len(log))
+        """
+    )
+    assert proc.stdout.splitlines()[0] == "[0, 1] 4", proc.stderr
