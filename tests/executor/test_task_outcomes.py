@@ -872,3 +872,47 @@ def test_a_task_that_reads_the_terminal_in_a_worker_is_told_to_run_in_this_proce
     with Executor(max_workers=1) as ex:
         error = ex.submit(func, 0).exception()
     assert type(error) is type(info.value) and "the function itself for an Executor's" in error.__notes__[-1]
+
+
+def raise_a_deep_chain(links):
+    def level(k):
+        if k == 0:
+            raise KeyError("the root")
+        try:
+            level(k - 1)
+        except Exception as e:
+            raise ValueError(f"level {k}") from e
+
+    level(links)
+
+
+def raise_a_cycle_of_causes():
+    a, b = ValueError("a"), TypeError("b")
+    a.__cause__, b.__cause__ = b, a
+    raise a
+
+
+def _chain(err):
+    links, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        links.append(err)
+        err = err.__cause__
+    return links
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading"])
+def test_a_deep_chain_of_causes_comes_back_to_its_root(backend):
+    # The worker sent 9 links (the root cause of a deeper chain, the KeyError here, was lost
+    # with no word), and the parent put the worker's traceback in place of the 17th's cause
+    with pytest.raises(ValueError, match="level 30") as info:
+        Parallel(n_jobs=2, backend=backend)(delayed(raise_a_deep_chain)(30) for _ in range(2))
+    links = _chain(info.value)
+    assert [str(e) for e in links[:31]] == [f"level {k}" for k in range(30, 0, -1)] + ["'the root'"]
+    assert type(links[30]) is KeyError
+    if backend == "loky":
+        assert len(links) == 32 and isinstance(links[31], RemoteTraceback)
+    # a cycle of causes still comes back, cut where it closes
+    with pytest.raises(ValueError) as info:
+        Parallel(n_jobs=2, backend=backend)(delayed(raise_a_cycle_of_causes)() for _ in range(2))
+    assert [(type(e), e.args) for e in _chain(info.value)][:2] == [(ValueError, ("a",)), (TypeError, ("b",))]

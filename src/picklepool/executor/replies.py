@@ -469,7 +469,8 @@ def _attach_remote(error: BaseException, remote: RemoteTraceback) -> None:
     (which shows the whole chain as it happened there) goes after the last link.
     """
     link, seen = error, {id(error)}
-    while link.__cause__ is not None and id(link.__cause__) not in seen and len(seen) < 16:
+    # (to the end, or where a cycle closes: cut after 16 links, it replaced the 17th's cause)
+    while link.__cause__ is not None and id(link.__cause__) not in seen:
         link = link.__cause__
         seen.add(id(link))
     object.__setattr__(link, "__cause__", remote)  # (not a frozen dataclass's __setattr__)

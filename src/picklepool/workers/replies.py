@@ -93,19 +93,26 @@ def _caused(exc: BaseException, depth: int = 0) -> bool:
     return any(_caused(sub, depth + 1) for sub in exc.exceptions)
 
 
-def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0) -> Any:
+# the links of a cause chain that go back (a longer one is cut there; a cycle at its loop)
+_MAX_CAUSES = 64
+
+
+def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0, chain: tuple[int, ...] = ()) -> Any:
     """*exc*, or its parts (:class:`_ExceptionParts`), able to make the trip; None if neither.
 
-    The cause goes along the same way, link by link; an exception group's members each
-    the same way.
+    The cause goes along the same way, link by link (up to ``_MAX_CAUSES``: the chain was
+    cut after 9 links, losing the root cause of a deeper one with no word); an exception
+    group's members each the same way (*depth*: groups within groups, up to 9).
     """
     if exc is None:
         return None
     if not _caused(exc) and _round_trip(pickler, exc) is not None:
         return exc  # (pickling an exception drops its __cause__: those go as parts)
-    if depth > 8:
+    if depth > 8 or len(chain) >= _MAX_CAUSES:
         return None
-    cause = _sendable(pickler, exc.__cause__, depth + 1)
+    chain = (*chain, id(exc))
+    cause = exc.__cause__
+    cause = None if cause is None or id(cause) in chain else _sendable(pickler, cause, depth, chain)
     args = _group_args(pickler, exc, depth)
     parts = _ExceptionParts(exc, cause, args=args)
     if _round_trip(pickler, parts) is not None:
