@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import textwrap
 import threading
 from concurrent.futures import Future
@@ -846,3 +848,61 @@ def test_a_script_that_leaves_a_generator_with_tasks_running_exits_at_once_and_q
     )
     result = run_python(code + ends + "\n")
     assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")
+
+
+@pytest.mark.timeout(120)
+def test_the_exit_waits_for_the_thread_ending_a_pool_stopped_without_waiting():
+    # shutdown(wait=False) (and a worker's exit, for its nested pools) leaves the end of
+    # the pool's call queue to a daemon thread, where the queue's semaphores are unlinked
+    # and taken off loky's resource tracker. The exit did not wait for it: cut short
+    # between the two, the tracker warned at exit of a "leaked" semaphore already gone
+    # (test_a_retired_worker_that_ran_a_nested_call_does_not_stall_the_pool, now and then).
+    read_fd, write_fd = os.pipe()
+    script = f"""
+        import atexit, os
+        import picklepool
+        from picklepool import Parallel, delayed
+        from picklepool.executor import reaper
+
+        original = reaper._end_queue
+
+        def end_queue(*args):
+            os.read({read_fd}, 1)  # the test's go, once the exit waits (below)
+            original(*args)
+            print("ender done", flush=True)
+
+        join_enders = reaper._join_enders
+
+        def exit_waits(until):
+            print("the exit waits", flush=True)
+            join_enders(until)
+
+        if __name__ == "__main__":
+            reaper._end_queue = end_queue
+            reaper._join_enders = exit_waits
+            reaper.ENDER_EXIT_JOIN = 60.0
+            atexit.register(lambda: print("main exiting", flush=True))  # runs after the pools stop
+            assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+            picklepool.shutdown(wait=False)
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        pass_fds=(read_fd,),
+    )
+    os.close(read_fd)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "the exit waits\n"
+        os.write(write_fd, b"x")
+        out, err = proc.communicate(timeout=100)
+    finally:
+        os.close(write_fd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out == "ender done\nmain exiting\n"  # the pool's end, then the exit went on
+    assert err == ""

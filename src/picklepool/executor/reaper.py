@@ -38,9 +38,13 @@ if TYPE_CHECKING:
 EXIT_DEADLINE = 5.0  # seconds a worker may take to exit once told to
 UNNOTICED_DEATH = 10.0  # seconds a dead worker may stay in its pool before the pool counts as stuck
 NESTED_EXIT_JOIN = 1.0  # seconds a worker's exit waits for the threads of the pools it killed
+ENDER_EXIT_JOIN = 1.0  # seconds the exit waits for the threads ending stopped pools' call queues
 
 
 _executors: weakref.WeakSet[Any] = weakref.WeakSet()  # the loky executors this process used
+# the threads that end the call queues of pools stopped without waiting (_end_queue): the
+# queue's semaphores are unlinked there, and the exit waits for them (_at_exit)
+_enders: list[threading.Thread] = []
 # executor -> who killed its workers on purpose (``stop(why=...)``), for the calls still on it
 _stopped_by: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _leaving: dict[int, float] = {}  # pid of a worker that left its pool -> when first seen so
@@ -54,6 +58,7 @@ def _forget_in_child() -> None:
     global _executors, _lock
     _lock = threading.Lock()  # held by another thread at the fork: held for ever in the child
     _executors = weakref.WeakSet()
+    _enders.clear()
     _leaving.clear()
     _dead.clear()
     _stopped_by.clear()
@@ -242,9 +247,12 @@ def stop(
     _forget(mine)
     if not wait:
         if thread is not None and thread is not threading.current_thread():
-            threading.Thread(
+            ender = threading.Thread(
                 target=_end_queue, args=(thread, queue, writer), name="picklepool-end-queue", daemon=True
-            ).start()
+            )
+            ender.start()
+            with _lock:
+                _enders[:] = [t for t in _enders if t.is_alive()] + [ender]
         return []
     if thread is not None and thread is not threading.current_thread():
         thread.join(deadline)
@@ -337,6 +345,7 @@ def _at_exit() -> None:
             pass
     forkserver.at_exit()
     if not nested:
+        _join_enders(time.monotonic() + ENDER_EXIT_JOIN)
         return
     for proc in lokycompat.started_workers():  # retiring inner workers too: not waited for
         if proc.pid is not None:
@@ -348,5 +357,20 @@ def _at_exit() -> None:
     # gone but still tracked: the tracker warned of a "leaked" semaphore at the parent's exit).
     until = time.monotonic() + NESTED_EXIT_JOIN
     for thread in threads:
+        if thread is not threading.current_thread():
+            thread.join(max(0.0, until - time.monotonic()))
+    _join_enders(until)
+
+
+def _join_enders(until: float) -> None:
+    """Wait until *until* (``time.monotonic``) for the threads ending stopped pools' call queues.
+
+    They are daemon threads: the interpreter's exit (a worker's ``os._exit``) would cut
+    one short between unlinking a semaphore and taking it off loky's resource tracker,
+    which then warned at the parent's exit of a "leaked" semaphore already gone.
+    """
+    with _lock:
+        enders = list(_enders)
+    for thread in enders:
         if thread is not threading.current_thread():
             thread.join(max(0.0, until - time.monotonic()))
