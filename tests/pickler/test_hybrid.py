@@ -1322,3 +1322,53 @@ def test_a_spawned_processs_script_functions_and_classes_travel_by_value(tmp_pat
     assert cloudpickle_.startswith("UnpicklingError: a worker could not rebuild the function __mp_main__.")
     assert "runs your script as the module '__mp_main__'" in cloudpickle_
     assert "pickler='hybrid'" in cloudpickle_
+
+
+def test_a_singleton_of_main_that_pickles_by_its_name_travels_and_comes_back_itself():
+    # pickle's singleton idiom (a __reduce__ returning the global's name) wrote __main__.MISSING,
+    # which a worker does not have: every task whose function used the sentinel, or that was
+    # given it, failed ("Can't get attribute 'MISSING' on <module '__main__'>"), as under
+    # cloudpickle and joblib, where the loop ran; a worker's copy returned could not be sent back
+    proc = run_python(
+        """
+        from picklepool import Executor, Parallel, delayed
+
+        class _Missing:
+            __slots__ = ("why",)
+            def __init__(self):
+                self.why = "no value"
+            def __repr__(self):
+                return "MISSING"
+            def __reduce__(self):
+                return "MISSING"
+
+        MISSING = _Missing()
+        CACHE = {1: "one"}
+
+        def lookup(k, default=None):
+            got = CACHE.get(k, MISSING)
+            return got, got is MISSING, default is MISSING, MISSING.why
+
+        def loop():
+            return [lookup(k, MISSING) for k in range(3)]
+
+        out = Parallel(n_jobs=2)(delayed(lookup)(k, MISSING) for k in range(3))
+        print(out == loop(), [r[0] is MISSING for r in out])
+        with Executor(2) as ex:
+            print([r[0] is MISSING for r in ex.map(lookup, range(3))])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True [True, False, True]", "[True, False, True]"]
+
+
+class _ByName:
+    def __reduce__(self):
+        return "BY_NAME"
+
+
+BY_NAME = _ByName()
+
+
+def test_a_singleton_of_an_importable_module_still_goes_by_its_name():
+    assert pickle.loads(get_pickler("hybrid").dumps(BY_NAME)) is BY_NAME

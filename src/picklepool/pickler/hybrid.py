@@ -29,7 +29,8 @@ once per type (and per ``dump``) what its instances need:
        subclasses of OrderedDict, defaultdict, deque,   -> made by the base's constructor,
        set, date... with a constructor of their own        then their __dict__ (constructors.py)
     6. anything else                                    -> ``__reduce_ex__``, as the
-       stdlib pickler does; but an instance whose ``__dict__`` (or a slot) holds an RLock is
+       stdlib pickler does (a global's name it gives, for an object of ``__main__``:
+       by value, ``named.py``); but an instance whose ``__dict__`` (or a slot) holds an RLock is
        snapshotted while holding it (below), unless its class defines its own
        ``__getstate__``/``__reduce__``: that state is what it chose to send, and its
        lock is not taken (take it in ``__getstate__`` if the snapshot needs it)
@@ -74,7 +75,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import classes, constructors, exceptions, locks, runtime, sentinels
+from . import classes, constructors, exceptions, locks, named, runtime, sentinels
 from .base import BasePickler
 from .homes import module_not_found
 from .mainalias import by_value_home, dynamic_class_reduce, reduce_by_value
@@ -391,7 +392,9 @@ class Pickler(cloudpickle.Pickler):
         if kind is _PLAIN:
             # What the C pickler would do next, minus its dispatch_table lookup (a
             # ChainMap: a Python-level miss per object), which _kind_of did once.
-            return obj.__reduce_ex__(self.proto)
+            rv = obj.__reduce_ex__(self.proto)
+            # a global's name (pickle's singleton idiom): of __main__, by value (named.py)
+            return rv if type(rv) is not str else named.reduce_named(obj, rv)
         if kind is _MAY_OWN_LOCK:
             held = _dict_rlock(obj)
             if held is not None:
