@@ -78,6 +78,9 @@ class ParentState(NamedTuple):
     # the parent's warnings are recorded or redirected (a catch_warnings(record=True) block,
     # logging.captureWarnings): the tasks' warnings come back with the reply (workers.warnback)
     warnings_back: bool = False
+    # (socket.getdefaulttimeout(), tempfile.tempdir), each None when the parent has none:
+    # a task's connections time out, and its temporary files go, as in the parent
+    io_defaults: tuple[float | None, str | None] = (None, None)
 
 
 def import_path() -> tuple[str, ...]:

@@ -31,6 +31,12 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   which the worker does not have): numpy's default applies for those kinds.
 - the ``warnings`` filters (``workers.warnfilters``): a warning the parent turns into
   an error raises in the task; one it ignores is not printed by the worker.
+- the default timeout of new sockets (``socket.setdefaulttimeout``) and the folder of
+  temporary files (``tempfile.tempdir``), where the parent set them: a task's connection
+  to a server that does not answer times out as in the parent (it waited for ever, where
+  the loop raised ``TimeoutError``), and its temporary files go to the parent's folder
+  (a scratch disk), not the worker's ``/tmp``. Where the parent has none, the worker's
+  own apply (an ``initializer``'s).
 
 Not mirrored, by choice: ``os.environ`` (workers keep the environment they were
 started with, plus their thread limits; libraries read most variables once, at
@@ -100,7 +106,46 @@ def apply(state: ParentState) -> None:
         warnfilters.apply(state.warning_filters)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
+    io = state.io_defaults
+    if io != _NO_IO_DEFAULTS or _own_io is not None:
+        _apply_io(io)
     _applied = state
+
+
+_NO_IO_DEFAULTS = (None, None)
+# (socket default timeout, tempfile.tempdir) of this worker before a parent's was first
+# applied (its own: loky's start, or an initializer's), put back when the parent has none
+_own_io: tuple[float | None, str | None] | None = None
+
+
+def io_defaults() -> tuple[float | None, str | None]:
+    """``(socket.getdefaulttimeout(), tempfile.tempdir)`` of this process, None where unset.
+
+    Modules the process has not imported are not imported here (their defaults apply).
+    """
+    sock = sys.modules.get("socket")
+    temp = sys.modules.get("tempfile")
+    timeout = sock.getdefaulttimeout() if sock is not None else None
+    tempdir = getattr(temp, "tempdir", None) if temp is not None else None
+    return (timeout, tempdir if isinstance(tempdir, str) else None)
+
+
+def _apply_io(io: tuple[float | None, str | None]) -> None:
+    """Make this worker's socket default timeout and ``tempfile.tempdir`` the parent's *io*;
+    where the parent has none, this worker's own (as before a parent's was first applied)."""
+    global _own_io
+    modules = sys.modules
+    socket = modules.get("socket") or importlib.import_module("socket")
+    tempfile = modules.get("tempfile") or importlib.import_module("tempfile")
+    if _own_io is None:
+        own_dir = tempfile.tempdir
+        _own_io = (socket.getdefaulttimeout(), own_dir if isinstance(own_dir, str) else None)
+    timeout = io[0] if io[0] is not None else _own_io[0]
+    tempdir = io[1] if io[1] is not None else _own_io[1]
+    if socket.getdefaulttimeout() != timeout:
+        socket.setdefaulttimeout(timeout)
+    if tempfile.tempdir != tempdir:
+        tempfile.tempdir = tempdir
 
 
 def start_method(method: str | None) -> None:
