@@ -1372,3 +1372,61 @@ BY_NAME = _ByName()
 
 def test_a_singleton_of_an_importable_module_still_goes_by_its_name():
     assert pickle.loads(get_pickler("hybrid").dumps(BY_NAME)) is BY_NAME
+
+
+def test_struct_objects_and_directory_entries_travel_both_ways():
+    # HEADER = struct.Struct("<II") read by a function of __main__, and the entries of
+    # os.scandir(folder) passed to tasks (or returned by them): "cannot pickle
+    # '_struct.Struct' object" / "'posix.DirEntry' object" failed every task, under
+    # pickle, cloudpickle and joblib, where the loop ran
+    proc = run_python(
+        """
+        import os, struct, tempfile
+        from picklepool import Parallel, delayed
+
+        HEADER = struct.Struct("<II")
+
+        def parse(i):
+            return HEADER.unpack(HEADER.pack(i, i + 1)), HEADER.size
+
+        def describe(entry):
+            with open(entry) as f:
+                text = f.read()
+            return (entry.name, entry.path, os.fspath(entry), entry.is_dir(), entry.is_file(),
+                    entry.is_symlink(), entry.inode(), entry.stat().st_size, text)
+
+        def listing(folder):
+            return sorted(os.scandir(folder), key=lambda e: e.name)
+
+        folder = tempfile.mkdtemp()
+        for name in ("a.txt", "b.txt"):
+            with open(os.path.join(folder, name), "w") as f:
+                f.write(name * 3)
+        print(Parallel(n_jobs=2)(delayed(parse)(i) for i in range(3)) == [parse(i) for i in range(3)])
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        print(Parallel(n_jobs=2)(delayed(describe)(e) for e in entries) == [describe(e) for e in entries])
+        back = Parallel(n_jobs=2)(delayed(listing)(folder) for _ in range(1))[0]
+        print([describe(e) for e in back] == [describe(e) for e in entries])
+        print(Parallel(n_jobs=2)(delayed(lambda s: s.format)(HEADER) for _ in range(1)))
+        for e in entries:
+            os.remove(e.path)
+        os.rmdir(folder)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True", "True", "True", "['<II']"]
+
+
+def test_a_directory_entry_keeps_what_its_listing_said_of_a_symlink(tmp_path):
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    (entry,) = [e for e in os.scandir(tmp_path) if e.name == "link"]
+    copy = pickle.loads(get_pickler("hybrid").dumps(entry))
+    for follow in (True, False):
+        assert copy.is_dir(follow_symlinks=follow) == entry.is_dir(follow_symlinks=follow)
+        assert copy.is_file(follow_symlinks=follow) == entry.is_file(follow_symlinks=follow)
+        assert copy.stat(follow_symlinks=follow) == entry.stat(follow_symlinks=follow)
+    assert (copy.is_symlink(), copy.inode(), copy.name) == (True, entry.inode(), "link")
+    assert copy.path == entry.path
+    again = pickle.loads(get_pickler("hybrid").dumps(copy))  # a copy sent on (a nested call)
+    assert (again.is_dir(), again.is_symlink(), again.path) == (True, True, entry.path)

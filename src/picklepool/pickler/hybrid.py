@@ -17,6 +17,7 @@ once per type (and per ``dump``) what its instances need:
        wrappers, which pickle by name)                    the cache's settings, cache empty
     2. wrap_non_picklable_objects wrappers              -> by value, in this stream
     3. locks, conditions, events, semaphores, queues   -> snapshots (locks.py)
+       struct.Struct, os.DirEntry (pickle refuses)      -> what rebuilds them (values.py)
        (and their subclasses); per-process objects:    -> rebuilt fresh or refused
        threading.local, contextvars, weakrefs, ...        (runtime.py)
        -- unless the user's own pickling applies: a copyreg reducer registered for
@@ -75,7 +76,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import classes, constructors, exceptions, locks, named, runtime, sentinels
+from . import classes, constructors, exceptions, locks, named, runtime, sentinels, values
 from .base import BasePickler
 from .homes import module_not_found
 from .mainalias import by_value_home, dynamic_class_reduce, reduce_by_value
@@ -89,7 +90,7 @@ _cloudpickle_override = cloudpickle.Pickler.reducer_override
 
 def _hybrid_reducer(t: type) -> Any:
     """Hybrid's reducer for instances of *t* (locks, queues, per-process objects), or None."""
-    reducer = _REDUCERS.get(t)
+    reducer = _REDUCERS.get(t) or values.REDUCERS.get(t)
     if reducer is not None:
         return reducer
     if issubclass(t, queue.Queue):
