@@ -74,7 +74,7 @@ def rebuild_named(token: tuple[bytes, int], cls: type, state: Any) -> Any:
     return sentinels.stand_in(token, lambda: _made(cls, state))
 
 
-def _made(cls: type, state: Any) -> Any:
+def _made(cls: Any, state: Any) -> Any:
     """A new *cls* with *state*, as pickle's BUILD makes one (without calling ``__init__``)."""
     obj = cls.__new__(cls)
     setstate = getattr(cls, "__setstate__", None)

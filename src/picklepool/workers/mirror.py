@@ -135,8 +135,8 @@ def _apply_io(io: tuple[float | None, str | None]) -> None:
     where the parent has none, this worker's own (as before a parent's was first applied)."""
     global _own_io
     modules = sys.modules
-    socket = modules.get("socket") or importlib.import_module("socket")
-    tempfile = modules.get("tempfile") or importlib.import_module("tempfile")
+    socket: Any = modules.get("socket") or importlib.import_module("socket")
+    tempfile: Any = modules.get("tempfile") or importlib.import_module("tempfile")
     if _own_io is None:
         own_dir = tempfile.tempdir
         _own_io = (socket.getdefaulttimeout(), own_dir if isinstance(own_dir, str) else None)
