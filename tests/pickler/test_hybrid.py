@@ -1430,3 +1430,29 @@ def test_a_directory_entry_keeps_what_its_listing_said_of_a_symlink(tmp_path):
     assert copy.path == entry.path
     again = pickle.loads(get_pickler("hybrid").dumps(copy))  # a copy sent on (a nested call)
     assert (again.is_dir(), again.is_symlink(), again.path) == (True, True, entry.path)
+
+
+def test_a_saved_singleton_of_main_is_the_loading_runs_own_object(tmp_path):
+    # a state saved with a __main__ singleton in it (pickle's by-name idiom) and loaded by a
+    # new run of the script: that run's own object, as pickle's by-name reference gave it
+    script = """
+        import os
+        from picklepool import SharedState
+
+        class _Missing:
+            def __reduce__(self):
+                return "MISSING"
+
+        MISSING = _Missing()
+        path = os.environ["STATE_PATH"]
+        if os.environ["MODE"] == "save":
+            SharedState({"cached": MISSING}).save(path)
+        else:
+            print(SharedState.load(path).value["cached"] is MISSING)
+        """
+    path = str(tmp_path / "state.pp")
+    saved = run_python(script, env={"STATE_PATH": path, "MODE": "save"})
+    assert saved.returncode == 0, saved.stderr
+    loaded = run_python(script, env={"STATE_PATH": path, "MODE": "load"})
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.splitlines() == ["True"]

@@ -52,7 +52,7 @@ def reduce_named(obj: Any, name: str) -> Any:
         state = _state(obj)
     except Exception:  # noqa: BLE001 - its state cannot be read: by name, as pickle sends it
         return name
-    return rebuild_named, (token, cls, state)
+    return rebuild_named, (token, cls, state, getattr(obj, "__module__", None), name)
 
 
 def _state(obj: Any) -> Any:
@@ -69,9 +69,24 @@ def _state(obj: Any) -> Any:
     return (attrs, slots) if slots else attrs
 
 
-def rebuild_named(token: tuple[bytes, int], cls: type, state: Any) -> Any:
-    """The object *token* names: this process's own, or the copy standing for it here."""
-    return sentinels.stand_in(token, lambda: _made(cls, state))
+def rebuild_named(
+    token: tuple[bytes, int], cls: type, state: Any, module: str | None = None, name: str | None = None
+) -> Any:
+    """The object *token* names: this process's own, or the one standing for it here: the
+    global *name* of *module* where this process has one of that class (a checkpoint
+    loaded by a new run of the script: its own singleton, as pickle's by-name reference
+    gives), else a copy made from *cls* and *state*."""
+
+    def make() -> Any:
+        found: Any = sys.modules.get(module) if module else None
+        for part in (name or "").split("."):
+            found = getattr(found, part, None)
+        kind = type(found)
+        if found is not None and (kind.__module__, kind.__qualname__) == (cls.__module__, cls.__qualname__):
+            return found
+        return _made(cls, state)
+
+    return sentinels.stand_in(token, make)
 
 
 def _made(cls: Any, state: Any) -> Any:
