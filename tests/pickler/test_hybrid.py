@@ -1456,3 +1456,33 @@ def test_a_saved_singleton_of_main_is_the_loading_runs_own_object(tmp_path):
     loaded = run_python(script, env={"STATE_PATH": path, "MODE": "load"})
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.splitlines() == ["True"]
+
+
+def _match_key(m):
+    if m is None:
+        return None
+    return m.span(), m.groups(), m.groupdict(), m.lastindex, m.lastgroup, m.string, m.endpos, m.re
+
+
+def _every_match(pattern, line):
+    return list(pattern.finditer(line))
+
+
+def test_regex_matches_travel_both_ways():
+    # delayed(pattern.search)(line), or a task returning its matches: "cannot pickle
+    # 're.Match' object" under pickle, cloudpickle and joblib, where the loop ran
+    import re
+
+    from picklepool import Parallel, delayed
+
+    pattern = re.compile(r"(?P<key>\w+)=(?P<value>\d+)?")
+    lines = ["a=1 b=2", "nothing here", "  x= y=3"]
+    out = Parallel(n_jobs=2)(delayed(pattern.search)(line) for line in lines)
+    assert [_match_key(m) for m in out] == [_match_key(pattern.search(line)) for line in lines]
+    out = Parallel(n_jobs=2)(delayed(_every_match)(pattern, line) for line in lines)
+    assert [[_match_key(m) for m in ms] for ms in out] == [
+        [_match_key(m) for m in _every_match(pattern, line)] for line in lines
+    ]
+    hybrid = get_pickler("hybrid")
+    for m in (re.fullmatch(r"a+", "aaa"), re.compile(r"(?<=x)y").search("xyxy", 2), re.match(rb"(\d)", b"7")):
+        assert _match_key(pickle.loads(hybrid.dumps(m))) == _match_key(m)

@@ -17,7 +17,8 @@ once per type (and per ``dump``) what its instances need:
        wrappers, which pickle by name)                    the cache's settings, cache empty
     2. wrap_non_picklable_objects wrappers              -> by value, in this stream
     3. locks, conditions, events, semaphores, queues   -> snapshots (locks.py)
-       struct.Struct, os.DirEntry (pickle refuses)      -> what rebuilds them (values.py)
+       struct.Struct, os.DirEntry, re.Match (pickle     -> what rebuilds them (values.py)
+       refuses them)
        (and their subclasses); per-process objects:    -> rebuilt fresh or refused
        threading.local, contextvars, weakrefs, ...        (runtime.py)
        -- unless the user's own pickling applies: a copyreg reducer registered for

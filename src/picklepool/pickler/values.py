@@ -12,11 +12,19 @@ os.DirEntry       -> a :class:`DirEntry` with the same ``name`` and ``path``, an
                      (``os.fspath``, ``open``), and ``isinstance(entry, os.DirEntry)`` is
                      False (no class can derive from it). ``delayed(f)(entry) for entry in
                      os.scandir(folder)`` failed: "cannot pickle 'posix.DirEntry' object"
+    re.Match          -> the same match, found again in its string by its pattern: from
+                         its ``pos`` (as ``search`` or ``match`` found it), else at its
+                         start (``finditer``'s later matches: ``pos`` is then its start), else
+                         over its span (``fullmatch``: ``endpos`` is then its end); its groups,
+                         spans, ``lastindex`` and ``groupdict()`` are the parent's. A task
+                         ``delayed(pattern.search)(line)`` (or one returning a match)
+                         failed: "cannot pickle 're.Match' object"
 """
 
 from __future__ import annotations
 
 import os
+import re
 import struct
 from typing import Any
 
@@ -83,4 +91,26 @@ def _reduce_dir_entry(entry: Any) -> tuple[Any, tuple[Any, ...]]:
     return DirEntry, (entry.name, entry.path, answers)
 
 
-REDUCERS: dict[type, Any] = {struct.Struct: _reduce_struct, os.DirEntry: _reduce_dir_entry}
+def _reduce_match(match: re.Match[Any]) -> tuple[Any, tuple[Any, ...]]:
+    pattern, string, regs = match.re, match.string, match.regs
+    start, end = match.span()
+    for how, args in (
+        ("search", (string, match.pos, match.endpos)),
+        ("match", (string, start, match.endpos)),
+        ("fullmatch", (string, start, end)),
+    ):
+        again = getattr(pattern, how)(*args)
+        if again is not None and again.regs == regs:
+            return _rebuild_match, (pattern, how, args)
+    raise TypeError("cannot pickle 're.Match' object")  # (not found again: send its groups)
+
+
+def _rebuild_match(pattern: re.Pattern[Any], how: str, args: tuple[Any, ...]) -> Any:
+    return getattr(pattern, how)(*args)
+
+
+REDUCERS: dict[type, Any] = {
+    struct.Struct: _reduce_struct,
+    os.DirEntry: _reduce_dir_entry,
+    re.Match: _reduce_match,
+}
