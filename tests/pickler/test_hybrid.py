@@ -1486,3 +1486,49 @@ def test_regex_matches_travel_both_ways():
     hybrid = get_pickler("hybrid")
     for m in (re.fullmatch(r"a+", "aaa"), re.compile(r"(?<=x)y").search("xyxy", 2), re.match(rb"(\d)", b"7")):
         assert _match_key(pickle.loads(hybrid.dumps(m))) == _match_key(m)
+
+
+def test_ctypes_structures_of_main_travel_by_value():
+    # class Header(ctypes.Structure) in a script: its fields are descriptors (CField) that
+    # cannot be pickled, its metaclass and array types (c_int * 3) are found by no name, so
+    # a task whose function or arguments reached one failed, under cloudpickle and joblib too
+    proc = run_python(
+        """
+        import ctypes
+        from picklepool import Parallel, delayed
+
+        class Inner(ctypes.Structure):
+            _pack_ = 1
+            _fields_ = [("a", ctypes.c_uint8), ("b", ctypes.c_uint32)]
+
+        class Either(ctypes.Union):
+            _fields_ = [("i", ctypes.c_int), ("f", ctypes.c_float)]
+
+        class Outer(ctypes.Structure):
+            _anonymous_ = ("u",)
+            _fields_ = [("inner", Inner), ("u", Either), ("arr", ctypes.c_int * 3)]
+
+            def total(self):
+                return self.inner.a + self.inner.b + self.i + sum(self.arr)
+
+        def work(o):
+            pair = (Inner * 2)()
+            pair[1].b = 5
+            ptr = ctypes.pointer(pair[1])
+            made = Inner(1, 2)
+            return (o.total(), ctypes.sizeof(Inner), ctypes.sizeof(Outer), Outer.u.offset, ptr.contents.b,
+                    bytes(o), type(o) is Outer, bytes(made), type(made) is Inner)
+
+        o = Outer(Inner(1, 2), Either(i=3), (ctypes.c_int * 3)(4, 5, 6))
+        print(Parallel(n_jobs=2)(delayed(work)(o) for _ in range(2)) == [work(o)] * 2)
+        try:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(work)(o) for _ in range(2))
+        except Exception as e:
+            print(e)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "True"
+    assert ".<global Inner>.a (type _ctypes.CField)" in lines[1] or ".<global Outer>" in lines[1], lines[1]
+    assert "of the ctypes structure" in lines[1] and "use pickler='hybrid'" in lines[1], lines[1]

@@ -292,7 +292,7 @@ def explain(pickler: Any, obj: Any, exc: BaseException, root: str = "") -> str:
     remedy = (
         _DEPTH_FIX
         if _too_deep(err)
-        else _class_attribute_fix(chain, path) or fix(name, culprit, returning, path)
+        else _class_attribute_fix(chain, path, culprit, name) or fix(name, culprit, returning, path)
     )
     return f"cannot pickle {path} (type {kind}) with pickler {name!r}: {error_text(err)}. {remedy}"
 
@@ -311,13 +311,20 @@ def _too_deep(err: BaseException) -> bool:
     return isinstance(err, RecursionError) or "deep recursion" in str(err)
 
 
-def _class_attribute_fix(chain: list[tuple[str, Any]], path: str) -> str:
+def _class_attribute_fix(chain: list[tuple[str, Any]], path: str, culprit: Any, pickler_name: str) -> str:
     """The fix for an attribute of a class sent by value (``f.<global Cls>.conn``), or ""."""
     owner = next((p for p, v in reversed(chain) if isinstance(v, type) and path.startswith(p + ".")), None)
     if owner is None:
         return ""
     cls = next(v for p, v in chain if p == owner)
     attr = path[len(owner) + 1 :].split(".")[0].split("[")[0]
+    if type(culprit).__name__ == "CField" and type(culprit).__module__ == "_ctypes":
+        return (
+            f"Fix: it is the field {attr!r} of the ctypes structure {cls.__qualname__}, which "
+            f"pickler {pickler_name!r} cannot send by value; use pickler='hybrid' (the default), "
+            "which makes the structure again from its _fields_, or define it in a module the "
+            "workers import."
+        )
     return (
         f"Fix: it is the attribute {attr!r} of the class {cls.__qualname__}, which travels by "
         "value with its class (a class of __main__, or one that cannot be imported by name): "

@@ -67,6 +67,7 @@ from __future__ import annotations
 import copyreg
 import functools
 import importlib
+import operator
 import queue
 import sys
 import threading
@@ -257,6 +258,14 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
     flag's named combinations (``RW = R | W``), so in the worker ``Color.CRIMSON`` was an
     ``AttributeError`` and ``Color["CRIMSON"]`` a ``KeyError``.
     """
+    if type(obj).__module__ == "_ctypes":
+        derived = _reduce_ctypes_derived(obj)
+        if derived is not None:  # c_int * 3, POINTER(Point): made again from what they derive from
+            return derived
+    elif obj.__module__ == "_ctypes":
+        maker = _ctypes_maker(obj)
+        if maker is not None:  # the metaclass of ctypes structures: not found by its name
+            return _ctypes_metaclass, (maker,)
     if by_value_home(obj) and dynamic_class_reduce is not None:
         rv = dynamic_class_reduce(obj)  # by value, as a class of __main__
     else:
@@ -270,6 +279,10 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
         qualname = getattr(obj, "__qualname__", None)
         if type(qualname) is str and qualname != obj.__name__:
             type_kwargs["__qualname__"] = "".join(qualname)  # (not interned: cloudpickle's rule)
+        layout = _ctypes_layout(obj)
+        if layout:
+            type_kwargs.update(layout)
+            rv = _without_ctypes_fields(rv, layout)
         if type_kwargs != newargs[3]:
             rv = (rv[0], (*newargs[:3], type_kwargs, *newargs[4:]), *rv[2:])
     elif type(rv) is tuple and rv and rv[0] is _MAKE_SKELETON_ENUM and _MAKE_SKELETON_ENUM is not None:
@@ -281,6 +294,67 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
             clsdict = {k: v for k, v in clsdict.items() if k not in every}
             rv = (rv[0], (*newargs[:3], members, *newargs[4:]), (clsdict, slotstate), *rv[3:])
     return classes.redirect(rv, obj)  # rebuilt without touching the class where it was defined
+
+
+_CTYPES_LAYOUT = ("_pack_", "_align_", "_anonymous_", "_fields_")  # in the order ctypes needs them
+
+
+def _ctypes_layout(cls: type) -> dict[str, Any]:
+    """A ctypes ``Structure``/``Union`` subclass's own layout attributes, or {} for other classes.
+
+    cloudpickle sends a class's attributes to be set after the class is made: a ctypes
+    structure's fields are descriptors (``_ctypes.CField``) that cannot be pickled, so a
+    ``class Point(ctypes.Structure)`` of ``__main__`` could not be sent at all. Its
+    ``_fields_`` (and ``_pack_``...) go into the namespace the class is made with instead,
+    as the class statement put them, and ctypes makes the fields again.
+    """
+    if "_fields_" not in cls.__dict__ or type(cls).__module__ != "_ctypes":
+        return {}
+    return {name: cls.__dict__[name] for name in _CTYPES_LAYOUT if name in cls.__dict__}
+
+
+def _reduce_ctypes_derived(cls: Any) -> Any:
+    """An array (``c_int * 3``) or pointer (``POINTER(Point)``) type of ctypes as what makes it,
+    or None for other classes. They name the module that made them, where no name holds them
+    (``c_int_Array_3``): sent by value, their metaclass could not be found in the worker."""
+    kind = type(cls).__name__
+    if kind == "PyCArrayType" and hasattr(cls, "_length_") and hasattr(cls, "_type_"):
+        return operator.mul, (cls._type_, cls._length_)
+    if kind == "PyCPointerType" and getattr(cls, "_type_", None) is not None:
+        return _ctypes_pointer, (cls._type_,)
+    return None
+
+
+def _ctypes_pointer(target: type) -> type:
+    return importlib.import_module("ctypes").POINTER(target)  # type: ignore[no-any-return]
+
+
+def _ctypes_maker(meta: type) -> str | None:
+    """The ctypes base (``"Structure"``, ``"Union"``) whose metaclass *meta* is, or None."""
+    ctypes = sys.modules.get("ctypes")
+    for name in ("Structure", "Union"):
+        if type(getattr(ctypes, name, None)) is meta:
+            return name
+    return None
+
+
+def _ctypes_metaclass(base: str) -> type:
+    """The metaclass of ``ctypes.<base>`` (``_ctypes`` does not name it: not found by name)."""
+    return type(getattr(importlib.import_module("ctypes"), base))
+
+
+def _without_ctypes_fields(rv: Any, layout: dict[str, Any]) -> Any:
+    """*rv* (a by-value class's reduction) without its fields' descriptors and *layout*,
+    which the class is made with (``_fields_`` cannot be set twice)."""
+    if len(rv) < 3 or type(rv[2]) is not tuple:
+        return rv
+    clsdict, slotstate = rv[2]
+    clsdict = {
+        k: v
+        for k, v in clsdict.items()
+        if k not in layout and not (type(v).__name__ == "CField" and type(v).__module__ == "_ctypes")
+    }
+    return (rv[0], rv[1], (clsdict, slotstate), *rv[3:])
 
 
 class _Release:
