@@ -1345,9 +1345,15 @@ def test_a_singleton_of_main_that_pickles_by_its_name_travels_and_comes_back_its
         MISSING = _Missing()
         CACHE = {1: "one"}
 
+        class _Undefined(str):
+            def __reduce__(self):
+                return "UNDEFINED"
+
+        UNDEFINED = _Undefined("<undefined>")
+
         def lookup(k, default=None):
             got = CACHE.get(k, MISSING)
-            return got, got is MISSING, default is MISSING, MISSING.why
+            return got, got is MISSING, default is MISSING, MISSING.why, UNDEFINED, UNDEFINED.upper()
 
         def loop():
             return [lookup(k, MISSING) for k in range(3)]

@@ -50,9 +50,15 @@ def reduce_named(obj: Any, name: str) -> Any:
         token = sentinels.token_of(obj)
     try:
         state = _state(obj)
+        base = next(k for k in cls.__mro__ if not k.__flags__ & _HEAPTYPE)
+        value = None if base is object else base(obj)  # (a str subclass's text, an int's number)
     except Exception:  # noqa: BLE001 - its state cannot be read: by name, as pickle sends it
         return name
-    return rebuild_named, (token, cls, state, getattr(obj, "__module__", None), name)
+    return rebuild_named, (token, cls, state, getattr(obj, "__module__", None), name, base, value)
+
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement (not a C type)
+_BY_VALUE = (str, bytes, int, float, complex, tuple, frozenset)  # made by __new__ from a value
 
 
 def _state(obj: Any) -> Any:
@@ -70,7 +76,13 @@ def _state(obj: Any) -> Any:
 
 
 def rebuild_named(
-    token: tuple[bytes, int], cls: type, state: Any, module: str | None = None, name: str | None = None
+    token: tuple[bytes, int],
+    cls: type,
+    state: Any,
+    module: str | None = None,
+    name: str | None = None,
+    base: Any = object,
+    value: Any = None,
 ) -> Any:
     """The object *token* names: this process's own, or the one standing for it here: the
     global *name* of *module* where this process has one of that class (a checkpoint
@@ -84,14 +96,21 @@ def rebuild_named(
         kind = type(found)
         if found is not None and (kind.__module__, kind.__qualname__) == (cls.__module__, cls.__qualname__):
             return found
-        return _made(cls, state)
+        return _made(cls, state, base, value)
 
     return sentinels.stand_in(token, make)
 
 
-def _made(cls: Any, state: Any) -> Any:
-    """A new *cls* with *state*, as pickle's BUILD makes one (without calling ``__init__``)."""
-    obj = cls.__new__(cls)
+def _made(cls: Any, state: Any, base: Any = object, value: Any = None) -> Any:
+    """A new *cls* with *state*, as pickle's BUILD makes one (without calling ``__init__``);
+    its built-in *base* made from *value* (a ``str`` subclass's text, a ``list``'s items)."""
+    if base is object or value is None:
+        obj = base.__new__(cls)
+    elif issubclass(base, _BY_VALUE):
+        obj = base.__new__(cls, value)
+    else:
+        obj = base.__new__(cls)
+        base.__init__(obj, value)
     setstate = getattr(cls, "__setstate__", None)
     if setstate is not None:
         setstate(obj, state)
