@@ -578,16 +578,21 @@ def test_an_executors_tasks_see_each_version_of_a_state_their_function_holds():
         def read_default(_, state=STATE):
             return state.value["step"]
 
+        STATES = {"main": STATE}
+
+        def read_held(_):
+            return STATES["main"].value["step"]
+
         read_closure = make_reader(STATE)
         seen = []
         with Executor(max_workers=2) as ex:
             for _ in range(3):
                 with STATE as v:
                     v["step"] += 1
-                for f in (read_global, read_closure, read_default):
+                for f in (read_global, read_closure, read_default, read_held):
                     seen.append([fut.result() for fut in [ex.submit(f, i) for i in range(3)]])
                     seen.append(list(ex.map(f, range(4), chunksize=2)))
-        print(seen == [[n] * k for n in (1, 2, 3) for _f in range(3) for k in (3, 4)], seen)
+        print(seen == [[n] * k for n in (1, 2, 3) for _f in range(4) for k in (3, 4)], seen)
         """
     )
     assert proc.returncode == 0, proc.stderr

@@ -502,11 +502,18 @@ class FunctionTable:
         return spec
 
     def _note_states(self, ident: Any, spec: FuncSpec) -> None:
-        """Note the SharedStates *spec*'s function holds, with the versions it was pickled with."""
+        """Note the SharedStates *spec*'s function holds, with the versions it was pickled with:
+        itself, or as an item of a list, tuple or dict it holds (``STATES = {"model": state}``)."""
         entry = self.reached.get(id(spec))
         if entry is None:
             return
-        held = (obj for _where, _key, obj in entry[1].values())
+        held: list[Any] = []
+        for _where, _key, obj in entry[1].values():
+            held.append(obj)
+            if type(obj) in (list, tuple):
+                held.extend(obj)
+            elif type(obj) is dict:
+                held.extend(obj.values())
         states = tuple((obj, obj._version) for obj in held if isinstance(obj, SharedState))
         if states:
             self._states[ident] = (spec, states)
