@@ -551,3 +551,49 @@ def test_states_gone_inside_another_state_s_noting_or_at_once_in_threads_are_all
         """
     )
     assert out.stdout.split() == ["24000", "64", "True"], out.stderr
+
+
+def test_an_executors_tasks_see_each_version_of_a_state_their_function_holds():
+    # STATE = SharedState(model) read by a function of __main__ (a global, a default, a
+    # closure): an Executor sends the function once, and with it the state's version of
+    # its first submit, so every later task read that version, silently, after the parent
+    # had changed the state; a state passed as an argument was seen at each version
+    from tests.conftest import run_python
+
+    proc = run_python(
+        """
+        from picklepool import Executor, SharedState
+
+        STATE = SharedState({"step": 0})
+
+        def read_global(_):
+            with STATE as v:
+                return v["step"]
+
+        def make_reader(state):
+            def read_closure(_):
+                return state.value["step"]
+            return read_closure
+
+        def read_default(_, state=STATE):
+            return state.value["step"]
+
+        STATES = {"main": STATE}
+
+        def read_held(_):
+            return STATES["main"].value["step"]
+
+        read_closure = make_reader(STATE)
+        seen = []
+        with Executor(max_workers=2) as ex:
+            for _ in range(3):
+                with STATE as v:
+                    v["step"] += 1
+                for f in (read_global, read_closure, read_default, read_held):
+                    seen.append([fut.result() for fut in [ex.submit(f, i) for i in range(3)]])
+                    seen.append(list(ex.map(f, range(4), chunksize=2)))
+        print(seen == [[n] * k for n in (1, 2, 3) for _f in range(4) for k in (3, 4)], seen)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("True"), proc.stdout

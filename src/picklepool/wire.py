@@ -78,6 +78,10 @@ class ParentState(NamedTuple):
     # the parent's warnings are recorded or redirected (a catch_warnings(record=True) block,
     # logging.captureWarnings): the tasks' warnings come back with the reply (workers.warnback)
     warnings_back: bool = False
+    # (socket.getdefaulttimeout(), tempfile.tempdir, csv.field_size_limit()), each None when
+    # the parent has none: a task's connections time out, its temporary files go, and its
+    # csv files parse as in the parent
+    io_defaults: tuple[float | None, str | None, int | None] = (None, None, None)
 
 
 def import_path() -> tuple[str, ...]:

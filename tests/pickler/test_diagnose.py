@@ -458,3 +458,71 @@ def test_a_lock_inside_an_object_hybrid_refuses_gets_hybrids_reason_not_use_hybr
         handler.close()
     # a lock hybrid does send keeps its fix
     assert "Fix: use pickler='hybrid'" in message_for({"k": [Model()]}, pickler=pickler)
+
+
+class SendsItsOwnState:
+    def __init__(self, conn, extra):
+        self.conn, self.extra = conn, extra
+
+    def __getstate__(self):  # leaves its connection out, but not what else it holds
+        return {"extra": self.extra}
+
+
+class RebuiltFrom:
+    def __init__(self, *parts):
+        self.parts = parts
+
+    def __reduce__(self):
+        return (RebuiltFrom, self.parts)
+
+
+def test_the_path_goes_into_what_an_objects_own_pickling_sends_and_into_a_class():
+    # A class with __getstate__ or __reduce__ of its own was named as the culprit itself
+    # ("args[0] (type SendsItsOwnState)", the generic fix), and a class sent by value with
+    # an unpicklable class attribute as the class ("<global Cls> (type builtins.type)"):
+    # the part that fails is named now, with its own fix
+    with socket.socket() as s, socket.socket() as other:
+        msg = message_for([SendsItsOwnState(s, {"k": [1, other]})], pickler="hybrid")
+        assert "args[0].__getstate__()['extra']['k'][1] (type socket.socket)" in msg
+        assert "pass the address and connect inside the task" in msg
+        msg = message_for({"r": RebuiltFrom(1, s)}, pickler="cloudpickle")
+        assert "args['r'].__reduce__()[1][1] (type socket.socket)" in msg
+
+        class HoldsAConnection:  # local: sent by value
+            conn = s
+
+        msg = message_for(HoldsAConnection, pickler="hybrid", root="function f.<global Holder>")
+        assert "function f.<global Holder>.conn (type socket.socket)" in msg
+        assert (
+            "the attribute 'conn' of the class " in msg and "<locals>.HoldsAConnection, which travels" in msg
+        )
+
+
+def test_a_class_attribute_of_a_class_sent_by_value_is_named_with_its_fix():
+    proc = run_python(
+        """
+        import socket
+        from picklepool import Parallel, delayed
+
+        class Client:
+            __slots__ = ("n",)
+            conn = socket.socket()
+
+            def __init__(self):
+                self.n = 1
+
+        def ping(i):
+            return Client().n
+
+        try:
+            Parallel(n_jobs=2)(delayed(ping)(i) for i in range(2))
+        except Exception as e:
+            print(e)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "task 0: ping(0): cannot pickle function __main__.ping.<global Client>.conn (type socket.socket)"
+        in (proc.stdout)
+    )
+    assert "the attribute 'conn' of the class Client" in proc.stdout

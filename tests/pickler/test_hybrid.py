@@ -1322,3 +1322,219 @@ def test_a_spawned_processs_script_functions_and_classes_travel_by_value(tmp_pat
     assert cloudpickle_.startswith("UnpicklingError: a worker could not rebuild the function __mp_main__.")
     assert "runs your script as the module '__mp_main__'" in cloudpickle_
     assert "pickler='hybrid'" in cloudpickle_
+
+
+def test_a_singleton_of_main_that_pickles_by_its_name_travels_and_comes_back_itself():
+    # pickle's singleton idiom (a __reduce__ returning the global's name) wrote __main__.MISSING,
+    # which a worker does not have: every task whose function used the sentinel, or that was
+    # given it, failed ("Can't get attribute 'MISSING' on <module '__main__'>"), as under
+    # cloudpickle and joblib, where the loop ran; a worker's copy returned could not be sent back
+    proc = run_python(
+        """
+        from picklepool import Executor, Parallel, delayed
+
+        class _Missing:
+            __slots__ = ("why",)
+            def __init__(self):
+                self.why = "no value"
+            def __repr__(self):
+                return "MISSING"
+            def __reduce__(self):
+                return "MISSING"
+
+        MISSING = _Missing()
+        CACHE = {1: "one"}
+
+        class _Undefined(str):
+            def __reduce__(self):
+                return "UNDEFINED"
+
+        UNDEFINED = _Undefined("<undefined>")
+
+        def lookup(k, default=None):
+            got = CACHE.get(k, MISSING)
+            return got, got is MISSING, default is MISSING, MISSING.why, UNDEFINED, UNDEFINED.upper()
+
+        def loop():
+            return [lookup(k, MISSING) for k in range(3)]
+
+        out = Parallel(n_jobs=2)(delayed(lookup)(k, MISSING) for k in range(3))
+        print(out == loop(), [r[0] is MISSING for r in out])
+        with Executor(2) as ex:
+            print([r[0] is MISSING for r in ex.map(lookup, range(3))])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True [True, False, True]", "[True, False, True]"]
+
+
+class _ByName:
+    def __reduce__(self):
+        return "BY_NAME"
+
+
+BY_NAME = _ByName()
+
+
+def test_a_singleton_of_an_importable_module_still_goes_by_its_name():
+    assert pickle.loads(get_pickler("hybrid").dumps(BY_NAME)) is BY_NAME
+
+
+def test_struct_objects_and_directory_entries_travel_both_ways():
+    # HEADER = struct.Struct("<II") read by a function of __main__, and the entries of
+    # os.scandir(folder) passed to tasks (or returned by them): "cannot pickle
+    # '_struct.Struct' object" / "'posix.DirEntry' object" failed every task, under
+    # pickle, cloudpickle and joblib, where the loop ran
+    proc = run_python(
+        """
+        import os, struct, tempfile
+        from picklepool import Parallel, delayed
+
+        HEADER = struct.Struct("<II")
+
+        def parse(i):
+            return HEADER.unpack(HEADER.pack(i, i + 1)), HEADER.size
+
+        def describe(entry):
+            with open(entry) as f:
+                text = f.read()
+            return (entry.name, entry.path, os.fspath(entry), entry.is_dir(), entry.is_file(),
+                    entry.is_symlink(), entry.inode(), entry.stat().st_size, text)
+
+        def listing(folder):
+            return sorted(os.scandir(folder), key=lambda e: e.name)
+
+        folder = tempfile.mkdtemp()
+        for name in ("a.txt", "b.txt"):
+            with open(os.path.join(folder, name), "w") as f:
+                f.write(name * 3)
+        print(Parallel(n_jobs=2)(delayed(parse)(i) for i in range(3)) == [parse(i) for i in range(3)])
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        print(Parallel(n_jobs=2)(delayed(describe)(e) for e in entries) == [describe(e) for e in entries])
+        back = Parallel(n_jobs=2)(delayed(listing)(folder) for _ in range(1))[0]
+        print([describe(e) for e in back] == [describe(e) for e in entries])
+        print(Parallel(n_jobs=2)(delayed(lambda s: s.format)(HEADER) for _ in range(1)))
+        for e in entries:
+            os.remove(e.path)
+        os.rmdir(folder)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True", "True", "True", "['<II']"]
+
+
+def test_a_directory_entry_keeps_what_its_listing_said_of_a_symlink(tmp_path):
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    (entry,) = [e for e in os.scandir(tmp_path) if e.name == "link"]
+    copy = pickle.loads(get_pickler("hybrid").dumps(entry))
+    for follow in (True, False):
+        assert copy.is_dir(follow_symlinks=follow) == entry.is_dir(follow_symlinks=follow)
+        assert copy.is_file(follow_symlinks=follow) == entry.is_file(follow_symlinks=follow)
+        assert copy.stat(follow_symlinks=follow) == entry.stat(follow_symlinks=follow)
+    assert (copy.is_symlink(), copy.inode(), copy.name) == (True, entry.inode(), "link")
+    assert copy.path == entry.path
+    again = pickle.loads(get_pickler("hybrid").dumps(copy))  # a copy sent on (a nested call)
+    assert (again.is_dir(), again.is_symlink(), again.path) == (True, True, entry.path)
+
+
+def test_a_saved_singleton_of_main_is_the_loading_runs_own_object(tmp_path):
+    # a state saved with a __main__ singleton in it (pickle's by-name idiom) and loaded by a
+    # new run of the script: that run's own object, as pickle's by-name reference gave it
+    script = """
+        import os
+        from picklepool import SharedState
+
+        class _Missing:
+            def __reduce__(self):
+                return "MISSING"
+
+        MISSING = _Missing()
+        path = os.environ["STATE_PATH"]
+        if os.environ["MODE"] == "save":
+            SharedState({"cached": MISSING}).save(path)
+        else:
+            print(SharedState.load(path).value["cached"] is MISSING)
+        """
+    path = str(tmp_path / "state.pp")
+    saved = run_python(script, env={"STATE_PATH": path, "MODE": "save"})
+    assert saved.returncode == 0, saved.stderr
+    loaded = run_python(script, env={"STATE_PATH": path, "MODE": "load"})
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.splitlines() == ["True"]
+
+
+def _match_key(m):
+    if m is None:
+        return None
+    return m.span(), m.groups(), m.groupdict(), m.lastindex, m.lastgroup, m.string, m.endpos, m.re
+
+
+def _every_match(pattern, line):
+    return list(pattern.finditer(line))
+
+
+def test_regex_matches_travel_both_ways():
+    # delayed(pattern.search)(line), or a task returning its matches: "cannot pickle
+    # 're.Match' object" under pickle, cloudpickle and joblib, where the loop ran
+    import re
+
+    from picklepool import Parallel, delayed
+
+    pattern = re.compile(r"(?P<key>\w+)=(?P<value>\d+)?")
+    lines = ["a=1 b=2", "nothing here", "  x= y=3"]
+    out = Parallel(n_jobs=2)(delayed(pattern.search)(line) for line in lines)
+    assert [_match_key(m) for m in out] == [_match_key(pattern.search(line)) for line in lines]
+    out = Parallel(n_jobs=2)(delayed(_every_match)(pattern, line) for line in lines)
+    assert [[_match_key(m) for m in ms] for ms in out] == [
+        [_match_key(m) for m in _every_match(pattern, line)] for line in lines
+    ]
+    hybrid = get_pickler("hybrid")
+    for m in (re.fullmatch(r"a+", "aaa"), re.compile(r"(?<=x)y").search("xyxy", 2), re.match(rb"(\d)", b"7")):
+        assert _match_key(pickle.loads(hybrid.dumps(m))) == _match_key(m)
+
+
+def test_ctypes_structures_of_main_travel_by_value():
+    # class Header(ctypes.Structure) in a script: its fields are descriptors (CField) that
+    # cannot be pickled, its metaclass and array types (c_int * 3) are found by no name, so
+    # a task whose function or arguments reached one failed, under cloudpickle and joblib too
+    proc = run_python(
+        """
+        import ctypes
+        from picklepool import Parallel, delayed
+
+        class Inner(ctypes.Structure):
+            _pack_ = 1
+            _fields_ = [("a", ctypes.c_uint8), ("b", ctypes.c_uint32)]
+
+        class Either(ctypes.Union):
+            _fields_ = [("i", ctypes.c_int), ("f", ctypes.c_float)]
+
+        class Outer(ctypes.Structure):
+            _anonymous_ = ("u",)
+            _fields_ = [("inner", Inner), ("u", Either), ("arr", ctypes.c_int * 3)]
+
+            def total(self):
+                return self.inner.a + self.inner.b + self.i + sum(self.arr)
+
+        def work(o):
+            pair = (Inner * 2)()
+            pair[1].b = 5
+            ptr = ctypes.pointer(pair[1])
+            made = Inner(1, 2)
+            return (o.total(), ctypes.sizeof(Inner), ctypes.sizeof(Outer), Outer.u.offset, ptr.contents.b,
+                    bytes(o), type(o) is Outer, bytes(made), type(made) is Inner)
+
+        o = Outer(Inner(1, 2), Either(i=3), (ctypes.c_int * 3)(4, 5, 6))
+        print(Parallel(n_jobs=2)(delayed(work)(o) for _ in range(2)) == [work(o)] * 2)
+        try:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(work)(o) for _ in range(2))
+        except Exception as e:
+            print(e)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "True"
+    assert ".<global Inner>.a (type _ctypes.CField)" in lines[1] or ".<global Outer>" in lines[1], lines[1]
+    assert "of the ctypes structure" in lines[1] and "use pickler='hybrid'" in lines[1], lines[1]

@@ -636,3 +636,81 @@ def test_a_filter_whose_category_a_worker_cannot_import_leaves_the_others_in_for
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["raised RuntimeWarning"], proc.stderr
+
+
+def io_defaults_seen(_=None):
+    import csv
+    import socket
+    import tempfile
+
+    return socket.getdefaulttimeout(), tempfile.gettempdir(), csv.field_size_limit()
+
+
+def set_io_defaults(timeout, folder, limit=131072):
+    import csv
+    import socket
+    import tempfile
+
+    socket.setdefaulttimeout(timeout)
+    tempfile.tempdir = folder
+    csv.field_size_limit(limit)
+    return io_defaults_seen()
+
+
+def parse_wide_csv(width):
+    import csv
+    import io
+
+    return [len(field) for row in csv.reader(io.StringIO("a," + "x" * width + "\n")) for field in row]
+
+
+@contextlib.contextmanager
+def io_defaults(timeout, folder, limit=131072):
+    """The parent's socket default timeout, ``tempfile.tempdir`` and csv field limit for the block."""
+    import csv
+    import socket
+    import tempfile
+
+    old = socket.getdefaulttimeout(), tempfile.tempdir, csv.field_size_limit()
+    socket.setdefaulttimeout(timeout)
+    tempfile.tempdir = folder
+    csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old[0])
+        tempfile.tempdir = old[1]
+        csv.field_size_limit(old[2])
+
+
+def test_the_socket_timeout_temporary_folder_and_csv_limit_set_in_the_parent_reach_the_workers(tmp_path):
+    # socket.setdefaulttimeout(10) at a script's top, then tasks that download: a warm worker
+    # had no timeout, and a server that did not answer held the task for ever where the loop
+    # raised TimeoutError; tempfile.tempdir set to a scratch disk: the tasks' files went to
+    # the worker's /tmp; csv.field_size_limit(sys.maxsize), then tasks parsing csv files
+    # with large fields: "field larger than field limit (131072)" (all as under joblib)
+    _warm()
+    with io_defaults(7.5, str(tmp_path), 1 << 20):
+        want = io_defaults_seen()
+        assert want == (7.5, str(tmp_path), 1 << 20)
+        assert Parallel(n_jobs=2, batch_size=1)(delayed(io_defaults_seen)(i) for i in range(4)) == [want] * 4
+        assert Parallel(n_jobs=2)(delayed(parse_wide_csv)(200_000) for _ in range(2)) == [[1, 200_000]] * 2
+        # a task that changes its worker's does not change the next batch's
+        Parallel(n_jobs=2, batch_size=1)(delayed(set_io_defaults)(1.0, "/", 10) for _ in range(4))
+        assert Parallel(n_jobs=2, batch_size=1)(delayed(io_defaults_seen)(i) for i in range(4)) == [want] * 4
+    with io_defaults(None, None):  # the parent's back to none: the workers' own again
+        out = Parallel(n_jobs=2, batch_size=1)(delayed(io_defaults_seen)(i) for i in range(4))
+        assert {(timeout, limit) for timeout, _, limit in out} == {(None, 131072)}
+
+
+def test_a_socket_timeout_an_initializer_set_stays_where_the_parent_has_none(tmp_path):
+    with io_defaults(None, None):
+        out = Parallel(
+            n_jobs=2, batch_size=1, initializer=set_io_defaults, initargs=(3.0, str(tmp_path), 99)
+        )(delayed(io_defaults_seen)(i) for i in range(4))
+        assert out == [(3.0, str(tmp_path), 99)] * 4
+    with io_defaults(7.5, None):  # the parent's own wins where it has one
+        out = Parallel(
+            n_jobs=2, batch_size=1, initializer=set_io_defaults, initargs=(3.0, str(tmp_path), 99)
+        )(delayed(io_defaults_seen)(i) for i in range(4))
+        assert out == [(7.5, str(tmp_path), 99)] * 4

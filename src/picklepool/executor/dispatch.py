@@ -102,6 +102,7 @@ def parent_state(
         (sys.stdout is not sys.__stdout__, sys.stderr is not sys.__stderr__),
         reloaded.generations(),
         warnback.redirected(),
+        mirror.io_defaults(),
     )
 
 

@@ -34,6 +34,7 @@ from ..pickler.codeglobals import sent_globals
 from ..pickler.diagnose import explain
 from ..pickler.hybrid import HybridPickler
 from ..pickler.mainalias import by_value_home
+from ..state import SharedState
 from ..wire import FuncSpec
 from ..workers.reached import ThroughFunction
 from ..workers.reloads import ByName, checkable, codes
@@ -392,6 +393,10 @@ class FunctionTable:
         self.reached: dict[int, tuple[FuncSpec, dict[int, tuple[str, Any, Any]], int]] = {}
         self.batch = 0  # batches begun (begin_batch)
         self._transient: list[int] = []  # reached entries of specs made for one batch alone
+        # a long-lived table's functions sent by value holding SharedStates (their globals,
+        # defaults, closure): ident -> (spec, ((state, version pickled), ...)); pickled anew
+        # once a state's version moved on, so a task sees the parent's version, as an argument
+        self._states: dict[Any, tuple[FuncSpec, tuple[tuple[Any, int], ...]]] = {}
 
     def begin_batch(self) -> None:
         """A batch's specs and arguments are made next (``dispatch.Channel.send``)."""
@@ -411,6 +416,7 @@ class FunctionTable:
         self._specs.clear()
         self._keep.clear()
         self.reached.clear()
+        self._states.clear()
         prefix, counter, _pid = _token_source()
         self.token = f"{prefix}{next(counter)}"
 
@@ -438,6 +444,10 @@ class FunctionTable:
             self._specs.clear()
             self._keep.clear()
         spec = self._specs.get(ident)
+        if spec is not None and self._states and self._moved_on(ident, spec):
+            self._specs.pop(ident, None)
+            self.reached.pop(id(spec), None)
+            spec = None
         if spec is None:
             reference = by_reference(self.pickler, func)
             if reference is not None:  # importable: the same few bytes at every call
@@ -479,14 +489,44 @@ class FunctionTable:
                     self._specs.clear()
                     self._keep.clear()
                     self.reached.clear()
+                    self._states.clear()
                 self._specs[ident] = spec
                 self._keep.append(referents)
                 if by_value or _holder(func):
                     self._note_reached(spec, func)
+                    if not self.keep_stateful:
+                        self._note_states(ident, spec)
             elif _holder(func):  # pickled for this batch alone (an Executor's submit)
                 self._note_reached(spec, func)
                 self._transient.append(id(spec))
         return spec
+
+    def _note_states(self, ident: Any, spec: FuncSpec) -> None:
+        """Note the SharedStates *spec*'s function holds, with the versions it was pickled with:
+        itself, or as an item of a list, tuple or dict it holds (``STATES = {"model": state}``)."""
+        entry = self.reached.get(id(spec))
+        if entry is None:
+            return
+        held: list[Any] = []
+        for _where, _key, obj in entry[1].values():
+            held.append(obj)
+            if type(obj) in (list, tuple):
+                held.extend(obj)
+            elif type(obj) is dict:
+                held.extend(obj.values())
+        states = tuple((obj, obj._version) for obj in held if isinstance(obj, SharedState))
+        if states:
+            self._states[ident] = (spec, states)
+
+    def _moved_on(self, ident: Any, spec: FuncSpec) -> bool:
+        """Whether a SharedState that *spec*'s function holds changed since it was pickled."""
+        noted = self._states.get(ident)
+        if noted is None or noted[0] is not spec:
+            return False
+        if all(state._version == version for state, version in noted[1]):
+            return False
+        del self._states[ident]
+        return True
 
     def _note_reached(self, spec: FuncSpec, func: Any) -> None:
         found = reached(func)

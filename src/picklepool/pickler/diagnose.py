@@ -1,8 +1,9 @@
 """Say *where* pickling failed: the path to the offending object inside a call.
 
 When ``pickler.dumps(task)`` raises, :func:`explain` walks the object again, one
-child at a time (container items, dict values, instance attributes, a function's
-closure cells, defaults and globals, a bound method's ``__self__``, a partial's
+child at a time (container items, dict values, instance attributes, what an object's
+own ``__getstate__``/``__reduce__`` sends, a class's attributes (one sent by value), a
+function's closure cells, defaults and globals, a bound method's ``__self__``, a partial's
 arguments), and reports the deepest child that still fails, as a path such as
 ``args[1]['model'].optimizer._lock``, with its type, the pickler in use and the
 fix for that kind of object.
@@ -14,6 +15,7 @@ import enum
 import functools
 import inspect
 import io
+import pickle
 import socket
 import types
 from collections import deque
@@ -24,7 +26,7 @@ from ..errors import PicklingError, error_text
 from .classes import ENUM_OWN
 from .codeglobals import sent_globals
 from .locks import is_sync_object
-from .runtime import RefusedError, refusal
+from .runtime import RefusedError, own_protocol, refusal
 
 _MAX_DEPTH = 50
 
@@ -101,6 +103,13 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
             yield f".args[{i}]", arg
         for key, value in obj.keywords.items():
             yield f".keywords[{key!r}]", value
+    if isinstance(obj, type):  # a class sent by value (one found by name is not walked)
+        for k, v in list(vars(obj).items()):
+            if k not in _CLASS_OWN and not isinstance(v, _SLOT_DESCRIPTORS):
+                yield f".{k}", v
+        return
+    if own_protocol(type(obj)) and not type(obj).__module__.startswith("picklepool."):
+        yield from _reduced_children(obj)  # what it sends: before its attributes, which it may leave out
     state = getattr(obj, "__dict__", None)
     if isinstance(state, dict):
         items = list(state.items())
@@ -112,6 +121,40 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
         for name in getattr(cls, "__slots__", ()):
             if isinstance(name, str) and name not in ("__dict__", "__weakref__") and hasattr(obj, name):
                 yield f".{name}", getattr(obj, name)
+
+
+# a class's own entries that its pickling by value leaves out or makes anew
+_CLASS_OWN = frozenset({"__dict__", "__weakref__", "__module__", "__qualname__", "_abc_impl"})
+_SLOT_DESCRIPTORS = (types.MemberDescriptorType, types.GetSetDescriptorType)
+
+
+def _reduced_children(obj: Any) -> Iterator[tuple[str, Any]]:
+    """The parts of what *obj*'s own pickling (``__getstate__``, ``__reduce__``) sends.
+
+    Its attributes may not be what it sends (a ``__getstate__`` that leaves its
+    connection out and puts another object in): the failing part was named as the
+    object itself (``args[0] (type Model)``), with the generic fix.
+    """
+    try:
+        rv = obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+    except BaseException:  # noqa: BLE001 - its own pickling raised (a sys.exit in it too, as
+        return  # probe takes it): the object is the culprit
+    if not isinstance(rv, tuple):
+        return
+    for i, arg in enumerate(rv[1] if len(rv) > 1 and isinstance(rv[1], tuple) else ()):
+        if not isinstance(arg, type):
+            yield f".__reduce__()[1][{i}]", arg
+    if len(rv) > 2 and rv[2] is not None:
+        own_state = "__getstate__" in _defined_methods(type(obj))
+        yield (".__getstate__()" if own_state else ".__reduce__()[2]"), rv[2]
+    for at in (3, 4):
+        if len(rv) > at and rv[at] is not None:
+            yield f".__reduce__()[{at}]", list(rv[at])
+
+
+def _defined_methods(cls: type) -> set[str]:
+    """The names defined by the classes of *cls*'s MRO below ``object``."""
+    return {name for klass in cls.__mro__[:-1] for name in vars(klass)}
 
 
 def _by_reference_failure(value: Any, err: BaseException) -> bool:
@@ -246,7 +289,11 @@ def explain(pickler: Any, obj: Any, exc: BaseException, root: str = "") -> str:
         return f"cannot pickle {path} (type {kind}) with pickler {name!r}: {err}" + (
             f" {where_from}" if where_from else ""
         )
-    remedy = _DEPTH_FIX if _too_deep(err) else fix(name, culprit, returning, path)
+    remedy = (
+        _DEPTH_FIX
+        if _too_deep(err)
+        else _class_attribute_fix(chain, path, culprit, name) or fix(name, culprit, returning, path)
+    )
     return f"cannot pickle {path} (type {kind}) with pickler {name!r}: {error_text(err)}. {remedy}"
 
 
@@ -262,6 +309,29 @@ _DEPTH_FIX = (
 def _too_deep(err: BaseException) -> bool:
     """Whether pickling failed for the depth of the object (the C pickler's own message)."""
     return isinstance(err, RecursionError) or "deep recursion" in str(err)
+
+
+def _class_attribute_fix(chain: list[tuple[str, Any]], path: str, culprit: Any, pickler_name: str) -> str:
+    """The fix for an attribute of a class sent by value (``f.<global Cls>.conn``), or ""."""
+    owner = next((p for p, v in reversed(chain) if isinstance(v, type) and path.startswith(p + ".")), None)
+    if owner is None:
+        return ""
+    cls = next(v for p, v in chain if p == owner)
+    attr = path[len(owner) + 1 :].split(".")[0].split("[")[0]
+    if type(culprit).__name__ == "CField" and type(culprit).__module__ == "_ctypes":
+        return (
+            f"Fix: it is the field {attr!r} of the ctypes structure {cls.__qualname__}, which "
+            f"pickler {pickler_name!r} cannot send by value; use pickler='hybrid' (the default), "
+            "which makes the structure again from its _fields_, or define it in a module the "
+            "workers import."
+        )
+    return (
+        f"Fix: it is the attribute {attr!r} of the class {cls.__qualname__}, which travels by "
+        "value with its class (a class of __main__, or one that cannot be imported by name): "
+        "make it when a task first needs it (in a method, not in the class statement), or "
+        "define the class in a module the workers import, so that it goes by name and each "
+        "worker makes its own."
+    )
 
 
 def _global_fix(path: str, lead: str = "Fix: it is") -> str:

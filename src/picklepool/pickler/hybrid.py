@@ -17,6 +17,8 @@ once per type (and per ``dump``) what its instances need:
        wrappers, which pickle by name)                    the cache's settings, cache empty
     2. wrap_non_picklable_objects wrappers              -> by value, in this stream
     3. locks, conditions, events, semaphores, queues   -> snapshots (locks.py)
+       struct.Struct, os.DirEntry, re.Match (pickle     -> what rebuilds them (values.py)
+       refuses them)
        (and their subclasses); per-process objects:    -> rebuilt fresh or refused
        threading.local, contextvars, weakrefs, ...        (runtime.py)
        -- unless the user's own pickling applies: a copyreg reducer registered for
@@ -29,7 +31,8 @@ once per type (and per ``dump``) what its instances need:
        subclasses of OrderedDict, defaultdict, deque,   -> made by the base's constructor,
        set, date... with a constructor of their own        then their __dict__ (constructors.py)
     6. anything else                                    -> ``__reduce_ex__``, as the
-       stdlib pickler does; but an instance whose ``__dict__`` (or a slot) holds an RLock is
+       stdlib pickler does (a global's name it gives, for an object of ``__main__``:
+       by value, ``named.py``); but an instance whose ``__dict__`` (or a slot) holds an RLock is
        snapshotted while holding it (below), unless its class defines its own
        ``__getstate__``/``__reduce__``: that state is what it chose to send, and its
        lock is not taken (take it in ``__getstate__`` if the snapshot needs it)
@@ -64,6 +67,7 @@ from __future__ import annotations
 import copyreg
 import functools
 import importlib
+import operator
 import queue
 import sys
 import threading
@@ -74,7 +78,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import classes, constructors, exceptions, locks, runtime, sentinels
+from . import classes, constructors, exceptions, locks, named, runtime, sentinels, values
 from .base import BasePickler
 from .homes import module_not_found
 from .mainalias import by_value_home, dynamic_class_reduce, reduce_by_value
@@ -88,7 +92,7 @@ _cloudpickle_override = cloudpickle.Pickler.reducer_override
 
 def _hybrid_reducer(t: type) -> Any:
     """Hybrid's reducer for instances of *t* (locks, queues, per-process objects), or None."""
-    reducer = _REDUCERS.get(t)
+    reducer = _REDUCERS.get(t) or values.REDUCERS.get(t)
     if reducer is not None:
         return reducer
     if issubclass(t, queue.Queue):
@@ -254,6 +258,14 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
     flag's named combinations (``RW = R | W``), so in the worker ``Color.CRIMSON`` was an
     ``AttributeError`` and ``Color["CRIMSON"]`` a ``KeyError``.
     """
+    if type(obj).__module__ == "_ctypes":
+        derived = _reduce_ctypes_derived(obj)
+        if derived is not None:  # c_int * 3, POINTER(Point): made again from what they derive from
+            return derived
+    elif obj.__module__ == "_ctypes":
+        maker = _ctypes_maker(obj)
+        if maker is not None:  # the metaclass of ctypes structures: not found by its name
+            return _ctypes_metaclass, (maker,)
     if by_value_home(obj) and dynamic_class_reduce is not None:
         rv = dynamic_class_reduce(obj)  # by value, as a class of __main__
     else:
@@ -267,6 +279,10 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
         qualname = getattr(obj, "__qualname__", None)
         if type(qualname) is str and qualname != obj.__name__:
             type_kwargs["__qualname__"] = "".join(qualname)  # (not interned: cloudpickle's rule)
+        layout = _ctypes_layout(obj)
+        if layout:
+            type_kwargs.update(layout)
+            rv = _without_ctypes_fields(rv, layout)
         if type_kwargs != newargs[3]:
             rv = (rv[0], (*newargs[:3], type_kwargs, *newargs[4:]), *rv[2:])
     elif type(rv) is tuple and rv and rv[0] is _MAKE_SKELETON_ENUM and _MAKE_SKELETON_ENUM is not None:
@@ -278,6 +294,67 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
             clsdict = {k: v for k, v in clsdict.items() if k not in every}
             rv = (rv[0], (*newargs[:3], members, *newargs[4:]), (clsdict, slotstate), *rv[3:])
     return classes.redirect(rv, obj)  # rebuilt without touching the class where it was defined
+
+
+_CTYPES_LAYOUT = ("_pack_", "_align_", "_anonymous_", "_fields_")  # in the order ctypes needs them
+
+
+def _ctypes_layout(cls: type) -> dict[str, Any]:
+    """A ctypes ``Structure``/``Union`` subclass's own layout attributes, or {} for other classes.
+
+    cloudpickle sends a class's attributes to be set after the class is made: a ctypes
+    structure's fields are descriptors (``_ctypes.CField``) that cannot be pickled, so a
+    ``class Point(ctypes.Structure)`` of ``__main__`` could not be sent at all. Its
+    ``_fields_`` (and ``_pack_``...) go into the namespace the class is made with instead,
+    as the class statement put them, and ctypes makes the fields again.
+    """
+    if "_fields_" not in cls.__dict__ or type(cls).__module__ != "_ctypes":
+        return {}
+    return {name: cls.__dict__[name] for name in _CTYPES_LAYOUT if name in cls.__dict__}
+
+
+def _reduce_ctypes_derived(cls: Any) -> Any:
+    """An array (``c_int * 3``) or pointer (``POINTER(Point)``) type of ctypes as what makes it,
+    or None for other classes. They name the module that made them, where no name holds them
+    (``c_int_Array_3``): sent by value, their metaclass could not be found in the worker."""
+    kind = type(cls).__name__
+    if kind == "PyCArrayType" and hasattr(cls, "_length_") and hasattr(cls, "_type_"):
+        return operator.mul, (cls._type_, cls._length_)
+    if kind == "PyCPointerType" and getattr(cls, "_type_", None) is not None:
+        return _ctypes_pointer, (cls._type_,)
+    return None
+
+
+def _ctypes_pointer(target: type) -> type:
+    return importlib.import_module("ctypes").POINTER(target)  # type: ignore[no-any-return]
+
+
+def _ctypes_maker(meta: type) -> str | None:
+    """The ctypes base (``"Structure"``, ``"Union"``) whose metaclass *meta* is, or None."""
+    ctypes = sys.modules.get("ctypes")
+    for name in ("Structure", "Union"):
+        if type(getattr(ctypes, name, None)) is meta:
+            return name
+    return None
+
+
+def _ctypes_metaclass(base: str) -> type:
+    """The metaclass of ``ctypes.<base>`` (``_ctypes`` does not name it: not found by name)."""
+    return type(getattr(importlib.import_module("ctypes"), base))
+
+
+def _without_ctypes_fields(rv: Any, layout: dict[str, Any]) -> Any:
+    """*rv* (a by-value class's reduction) without its fields' descriptors and *layout*,
+    which the class is made with (``_fields_`` cannot be set twice)."""
+    if len(rv) < 3 or type(rv[2]) is not tuple:
+        return rv
+    clsdict, slotstate = rv[2]
+    clsdict = {
+        k: v
+        for k, v in clsdict.items()
+        if k not in layout and not (type(v).__name__ == "CField" and type(v).__module__ == "_ctypes")
+    }
+    return (rv[0], rv[1], (clsdict, slotstate), *rv[3:])
 
 
 class _Release:
@@ -391,7 +468,9 @@ class Pickler(cloudpickle.Pickler):
         if kind is _PLAIN:
             # What the C pickler would do next, minus its dispatch_table lookup (a
             # ChainMap: a Python-level miss per object), which _kind_of did once.
-            return obj.__reduce_ex__(self.proto)
+            rv = obj.__reduce_ex__(self.proto)
+            # a global's name (pickle's singleton idiom): of __main__, by value (named.py)
+            return rv if type(rv) is not str else named.reduce_named(obj, rv)
         if kind is _MAY_OWN_LOCK:
             held = _dict_rlock(obj)
             if held is not None:

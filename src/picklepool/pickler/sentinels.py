@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from typing import Any
 
 LIMIT = 4096  # objects remembered each way before the tables start afresh (a fresh object then)
@@ -31,6 +32,11 @@ _token_of: dict[int, tuple[bytes, int]] = {}  # id(an object of _copies) -> its 
 
 def reduce_object(obj: object) -> tuple[Any, tuple[tuple[bytes, int]]]:
     """A plain ``object()`` as its token: the one it stands for, or one of this process."""
+    return rebuild_object, (token_of(obj),)
+
+
+def token_of(obj: object) -> tuple[bytes, int]:
+    """*obj*'s token: the one it stands for (a copy made here), or one of this process."""
     token = _token_of.get(id(obj))
     if token is None or _copies.get(token) is not obj:
         serial = _serial_of.get(id(obj))
@@ -42,21 +48,36 @@ def reduce_object(obj: object) -> tuple[Any, tuple[tuple[bytes, int]]]:
             _own[serial] = obj
             _serial_of[id(obj)] = serial
         token = (_nonce, serial)
-    return rebuild_object, (token,)
+    return token
+
+
+def known_token(obj: object) -> tuple[bytes, int] | None:
+    """The token of another process's object that *obj* stands for here, or None."""
+    token = _token_of.get(id(obj))
+    return token if token is not None and _copies.get(token) is obj else None
 
 
 def rebuild_object(token: tuple[bytes, int]) -> object:
     """The object *token* names: this process's own, or the one standing for another's."""
+    return stand_in(token, object)
+
+
+def stand_in(token: tuple[bytes, int], make: Callable[[], object]) -> object:
+    """The object *token* names: this process's own, or the one standing for another's,
+    made by *make()* the first time that token is met here."""
     nonce, serial = token
     if nonce == _nonce:
         found = _own.get(serial)
-        return object() if found is None else found
+        if found is not None:
+            return found
+        return make()
     made = _copies.get(token)
     if made is None:
+        made = make()
         if len(_copies) >= LIMIT:
             _copies.clear()
             _token_of.clear()
-        made = _copies[token] = object()
+        _copies[token] = made
         _token_of[id(made)] = token
     return made
 

@@ -31,6 +31,14 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   which the worker does not have): numpy's default applies for those kinds.
 - the ``warnings`` filters (``workers.warnfilters``): a warning the parent turns into
   an error raises in the task; one it ignores is not printed by the worker.
+- the default timeout of new sockets (``socket.setdefaulttimeout``), the folder of
+  temporary files (``tempfile.tempdir``) and the csv module's field size limit
+  (``csv.field_size_limit``), where the parent set them: a task's connection to a server
+  that does not answer times out as in the parent (it waited for ever, where the loop
+  raised ``TimeoutError``), its temporary files go to the parent's folder (a scratch
+  disk), not the worker's ``/tmp``, and a csv file with large fields parses (it raised
+  "field larger than field limit (131072)"). Where the parent has none, the worker's own
+  apply (an ``initializer``'s).
 
 Not mirrored, by choice: ``os.environ`` (workers keep the environment they were
 started with, plus their thread limits; libraries read most variables once, at
@@ -100,7 +108,63 @@ def apply(state: ParentState) -> None:
         warnfilters.apply(state.warning_filters)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
+    io = state.io_defaults
+    if io != _NO_IO_DEFAULTS or _own_io is not None:
+        _apply_io(io)
     _applied = state
+
+
+_NO_IO_DEFAULTS = (None, None, None)
+_CSV_DEFAULT_LIMIT = 131072  # csv.field_size_limit() of a process that never set it
+# (socket default timeout, tempfile.tempdir, csv field size limit) of this worker before a
+# parent's was first applied (its own: loky's start, or an initializer's), put back where
+# the parent has none
+_own_io: tuple[float | None, str | None, int] | None = None
+
+
+def io_defaults() -> tuple[float | None, str | None, int | None]:
+    """``(socket.getdefaulttimeout(), tempfile.tempdir, csv.field_size_limit())`` of this
+    process, each None where unset (the csv limit: where it is csv's default).
+
+    Modules the process has not imported are not imported here (their defaults apply).
+    """
+    modules = sys.modules
+    sock = modules.get("socket")
+    temp = modules.get("tempfile")
+    csv = modules.get("csv")
+    timeout = sock.getdefaulttimeout() if sock is not None else None
+    tempdir = getattr(temp, "tempdir", None) if temp is not None else None
+    limit = csv.field_size_limit() if csv is not None and hasattr(csv, "field_size_limit") else None
+    return (
+        timeout,
+        tempdir if isinstance(tempdir, str) else None,
+        None if limit == _CSV_DEFAULT_LIMIT else limit,
+    )
+
+
+def _apply_io(io: tuple[Any, ...]) -> None:
+    """Make this worker's socket default timeout, ``tempfile.tempdir`` and csv field size
+    limit the parent's *io*; where the parent has none, this worker's own (as before a
+    parent's was first applied)."""
+    global _own_io
+    modules = sys.modules
+    socket: Any = modules.get("socket") or importlib.import_module("socket")
+    tempfile: Any = modules.get("tempfile") or importlib.import_module("tempfile")
+    csv: Any = modules.get("csv") or importlib.import_module("csv")
+    if _own_io is None:
+        own_dir = tempfile.tempdir
+        _own_io = (
+            socket.getdefaulttimeout(),
+            own_dir if isinstance(own_dir, str) else None,
+            csv.field_size_limit(),
+        )
+    timeout, tempdir, limit = (own if want is None else want for want, own in zip(io, _own_io, strict=False))
+    if socket.getdefaulttimeout() != timeout:
+        socket.setdefaulttimeout(timeout)
+    if tempfile.tempdir != tempdir:
+        tempfile.tempdir = tempdir
+    if csv.field_size_limit() != limit:
+        csv.field_size_limit(limit)
 
 
 def start_method(method: str | None) -> None:

@@ -1,0 +1,126 @@
+"""Objects of ``__main__`` that pickle by name (``__reduce__`` returning a string) travel by value.
+
+pickle's documented singleton idiom gives a class a ``__reduce__`` that returns the name
+of the module global holding its one instance::
+
+    class _Missing:
+        def __reduce__(self):
+            return "MISSING"
+
+    MISSING = _Missing()
+
+Pickled, ``MISSING`` is then written as ``__main__.MISSING``, which a worker does not
+have (it never runs the script): every task whose function used the sentinel, or that
+was passed it, failed with "Can't get attribute 'MISSING' on <module '__main__'>", under
+``pickle``, ``cloudpickle`` and joblib alike, where the loop ran. hybrid sends such an
+object as its class (by value, as a class of ``__main__``), its state, and a token
+(``sentinels``): in a worker one copy stands for it, however many pickles bring it (the
+function's globals, the arguments), and returned in a result it is the parent's own
+object again, so ``r is MISSING`` holds there as in the loop. An object of an
+importable module still goes by its name, as pickle sends it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from . import sentinels
+from .mainalias import by_value_home
+
+
+def reduce_named(obj: Any, name: str) -> Any:
+    """What hybrid writes for *obj*, whose ``__reduce_ex__`` gave the global *name*.
+
+    *name* itself (pickle's by-name reference) unless *obj* is a copy made here of
+    another process's object, or the object that global of ``__main__`` (or of a
+    module sent by value) holds: then its token, class and state.
+    """
+    cls = type(obj)
+    token = sentinels.known_token(obj)
+    if token is None:
+        module_name = getattr(obj, "__module__", None)
+        if module_name != "__main__" and not by_value_home(cls):
+            return name
+        found: Any = sys.modules.get(module_name)  # type: ignore[arg-type]
+        for part in name.split("."):
+            found = getattr(found, part, None)
+        if found is not obj:
+            return name  # pickle's own error says which global it is not
+        token = sentinels.token_of(obj)
+    try:
+        state = _state(obj)
+        base = next(k for k in cls.__mro__ if not k.__flags__ & _HEAPTYPE)
+        value = None if base is object else base(obj)  # (a str subclass's text, an int's number)
+    except Exception:  # noqa: BLE001 - its state cannot be read: by name, as pickle sends it
+        return name
+    return rebuild_named, (token, cls, state, getattr(obj, "__module__", None), name, base, value)
+
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement (not a C type)
+_BY_VALUE = (str, bytes, int, float, complex, tuple, frozenset)  # made by __new__ from a value
+
+
+def _state(obj: Any) -> Any:
+    """*obj*'s state as ``object.__getstate__`` gives it (Python >= 3.11), or its parts."""
+    getstate = getattr(obj, "__getstate__", None)
+    if getstate is not None:
+        return getstate()
+    slots = {}
+    for klass in type(obj).__mro__:
+        for slot in klass.__dict__.get("__slots__", ()):
+            if slot not in ("__dict__", "__weakref__") and hasattr(obj, slot):
+                slots[slot] = getattr(obj, slot)
+    attrs = getattr(obj, "__dict__", None) or None
+    return (attrs, slots) if slots else attrs
+
+
+def rebuild_named(
+    token: tuple[bytes, int],
+    cls: type,
+    state: Any,
+    module: str | None = None,
+    name: str | None = None,
+    base: Any = object,
+    value: Any = None,
+) -> Any:
+    """The object *token* names: this process's own, or the one standing for it here: the
+    global *name* of *module* where this process has one of that class (a checkpoint
+    loaded by a new run of the script: its own singleton, as pickle's by-name reference
+    gives), else a copy made from *cls* and *state*."""
+
+    def make() -> Any:
+        found: Any = sys.modules.get(module) if module else None
+        for part in (name or "").split("."):
+            found = getattr(found, part, None)
+        kind = type(found)
+        if found is not None and (kind.__module__, kind.__qualname__) == (cls.__module__, cls.__qualname__):
+            return found
+        return _made(cls, state, base, value)
+
+    return sentinels.stand_in(token, make)
+
+
+def _made(cls: Any, state: Any, base: Any = object, value: Any = None) -> Any:
+    """A new *cls* with *state*, as pickle's BUILD makes one (without calling ``__init__``);
+    its built-in *base* made from *value* (a ``str`` subclass's text, a ``list``'s items)."""
+    if base is object or value is None:
+        obj = base.__new__(cls)
+    elif issubclass(base, _BY_VALUE):
+        obj = base.__new__(cls, value)
+    else:
+        obj = base.__new__(cls)
+        base.__init__(obj, value)
+    setstate = getattr(cls, "__setstate__", None)
+    if setstate is not None:
+        setstate(obj, state)
+        return obj
+    slotstate = None
+    if isinstance(state, tuple) and len(state) == 2:
+        state, slotstate = state
+    if state:
+        obj.__dict__.update(state)
+    if slotstate:
+        for key, value in slotstate.items():
+            setattr(obj, key, value)
+    return obj
