@@ -215,11 +215,16 @@ def fail_at_two(i):
     return i
 
 
-def test_errors_name_the_task_of_the_joblib_call(registered):
+@pytest.mark.parametrize("managed", [False, True])
+def test_errors_name_the_task_of_the_joblib_call(registered, managed):
+    # Numbering restarts at each call, also in a `with joblib.Parallel() as p` block,
+    # whose calls share one executor (its second call's task 2 was named "task 7").
     with joblib.parallel_config(backend="picklepool", n_jobs=2):
-        joblib.Parallel(batch_size=1)(joblib.delayed(abs)(-i) for i in range(5))  # numbering restarts
-        with pytest.raises(ValueError, match="bad 2") as info:
-            joblib.Parallel(batch_size=1)(joblib.delayed(fail_at_two)(i) for i in range(5))
+        p = joblib.Parallel(batch_size=1)
+        with p if managed else contextlib.nullcontext():
+            p(joblib.delayed(abs)(-i) for i in range(5))
+            with pytest.raises(ValueError, match="bad 2") as info:
+                p(joblib.delayed(fail_at_two)(i) for i in range(5))
     assert "task 2: fail_at_two(2) of this joblib.Parallel call" in "".join(info.value.__notes__)
 
 

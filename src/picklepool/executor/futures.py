@@ -645,6 +645,12 @@ class Executor(_StdExecutor):
             self._closed = True
             _release(self._channel)
 
+    def _number_anew(self) -> None:
+        """The joblib backend's next call on this executor (a ``with joblib.Parallel()``
+        block keeps it): its errors number its tasks from 0, as the call's own items."""
+        with self._lock:
+            self._next_call = 0
+
     def _abort(self) -> None:
         """Stop a call whose results nobody will read (joblib's abort after a task's error).
 
