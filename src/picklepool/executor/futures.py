@@ -525,10 +525,11 @@ class Executor(_StdExecutor):
                 _refuse_at_exit()  # every executor, as the standard library's
             work.index = self._next_call
             self._next_call += len(work.items) - 2 * work.strip
-            if type(work.future) is _Future and not work.strip:  # for result(timeout)'s error
-                items = work.items
-                work.future.called = (work.index, items.fn if type(items) is Column else items[0][0])
-            work.future.manager = self._events
+            if type(work.future) is _Future:
+                work.future.manager = self._events  # (a done-callback here must not wait for it)
+                if not work.strip:  # for result(timeout)'s error
+                    items = work.items
+                    work.future.called = (work.index, items.fn if type(items) is Column else items[0][0])
             self._queue.append(work)
             _busy.add(self)
             wake = not self._woken and len(self._channel.inflight) < self._max_inflight
