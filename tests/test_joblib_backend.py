@@ -470,3 +470,36 @@ def test_a_call_below_joblibs_threads_runs_sequentially_and_warns_as_under_loky(
         )
     assert set(pids) == {caller} == {os.getpid()}
     assert messages and "below threads" in messages[0], messages
+
+
+REGISTERED_IN_THE_PARENT = """
+import joblib, picklepool
+from joblib.parallel import register_parallel_backend
+from picklepool.joblib import PicklepoolBackend
+
+def inner(n):  # the joblib backend by name, as the loop runs it in the parent
+    return joblib.Parallel(n_jobs=2, backend="picklepool")(joblib.delayed(abs)(-i) for i in range(n))
+
+def inner_alias(n):  # registered under a name of the user's own
+    with joblib.parallel_config(backend="pp", n_jobs=2):
+        return joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(n))
+
+if __name__ == "__main__":
+    picklepool.register_joblib_backend()
+    register_parallel_backend("pp", PicklepoolBackend)
+    for f in (inner, inner_alias):
+        loop = [f(i) for i in range(3)]
+        # a fresh pool: its workers ran no joblib-backend call, which registered it there
+        picklepool.shutdown()
+        got = picklepool.Parallel(n_jobs=2)(picklepool.delayed(f)(i) for i in range(3))
+        print(got == loop == [[], [0], [0, 1]], got)
+"""
+
+
+def test_a_task_runs_the_joblib_backend_the_parent_registered_as_the_loop_does():
+    # joblib's registry is per process: a task's joblib.Parallel(backend="picklepool")
+    # raised "Invalid backend: picklepool" in workers no joblib-backend call had reached.
+    from tests.conftest import run_python
+
+    result = run_python(REGISTERED_IN_THE_PARENT, timeout=120)
+    assert result.stdout.split("\n")[:2] == ["True [[], [0], [0, 1]]"] * 2, result.stdout + result.stderr

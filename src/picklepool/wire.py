@@ -78,6 +78,10 @@ class ParentState(NamedTuple):
     # the parent's warnings are recorded or redirected (a catch_warnings(record=True) block,
     # logging.captureWarnings): the tasks' warnings come back with the reply (workers.warnback)
     warnings_back: bool = False
+    # the names under which the parent registered picklepool's joblib backend (joblib's
+    # register_parallel_backend, picklepool.register_joblib_backend): a task's own
+    # joblib.Parallel(backend="picklepool") works in a worker as in the parent (workers.joblibnest)
+    joblib_backends: tuple[str, ...] = ()
 
 
 def import_path() -> tuple[str, ...]:
