@@ -215,11 +215,16 @@ def fail_at_two(i):
     return i
 
 
-def test_errors_name_the_task_of_the_joblib_call(registered):
+@pytest.mark.parametrize("managed", [False, True])
+def test_errors_name_the_task_of_the_joblib_call(registered, managed):
+    # Numbering restarts at each call, also in a `with joblib.Parallel() as p` block,
+    # whose calls share one executor (its second call's task 2 was named "task 7").
     with joblib.parallel_config(backend="picklepool", n_jobs=2):
-        joblib.Parallel(batch_size=1)(joblib.delayed(abs)(-i) for i in range(5))  # numbering restarts
-        with pytest.raises(ValueError, match="bad 2") as info:
-            joblib.Parallel(batch_size=1)(joblib.delayed(fail_at_two)(i) for i in range(5))
+        p = joblib.Parallel(batch_size=1)
+        with p if managed else contextlib.nullcontext():
+            p(joblib.delayed(abs)(-i) for i in range(5))
+            with pytest.raises(ValueError, match="bad 2") as info:
+                p(joblib.delayed(fail_at_two)(i) for i in range(5))
     assert "task 2: fail_at_two(2) of this joblib.Parallel call" in "".join(info.value.__notes__)
 
 
@@ -465,3 +470,36 @@ def test_a_call_below_joblibs_threads_runs_sequentially_and_warns_as_under_loky(
         )
     assert set(pids) == {caller} == {os.getpid()}
     assert messages and "below threads" in messages[0], messages
+
+
+REGISTERED_IN_THE_PARENT = """
+import joblib, picklepool
+from joblib.parallel import register_parallel_backend
+from picklepool.joblib import PicklepoolBackend
+
+def inner(n):  # the joblib backend by name, as the loop runs it in the parent
+    return joblib.Parallel(n_jobs=2, backend="picklepool")(joblib.delayed(abs)(-i) for i in range(n))
+
+def inner_alias(n):  # registered under a name of the user's own
+    with joblib.parallel_config(backend="pp", n_jobs=2):
+        return joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(n))
+
+if __name__ == "__main__":
+    picklepool.register_joblib_backend()
+    register_parallel_backend("pp", PicklepoolBackend)
+    for f in (inner, inner_alias):
+        loop = [f(i) for i in range(3)]
+        # a fresh pool: its workers ran no joblib-backend call, which registered it there
+        picklepool.shutdown()
+        got = picklepool.Parallel(n_jobs=2)(picklepool.delayed(f)(i) for i in range(3))
+        print(got == loop == [[], [0], [0, 1]], got)
+"""
+
+
+def test_a_task_runs_the_joblib_backend_the_parent_registered_as_the_loop_does():
+    # joblib's registry is per process: a task's joblib.Parallel(backend="picklepool")
+    # raised "Invalid backend: picklepool" in workers no joblib-backend call had reached.
+    from tests.conftest import run_python
+
+    result = run_python(REGISTERED_IN_THE_PARENT, timeout=120)
+    assert result.stdout.split("\n")[:2] == ["True [[], [0], [0, 1]]"] * 2, result.stdout + result.stderr

@@ -168,6 +168,7 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         if self._executor is not None:  # kept across the calls of a `with joblib.Parallel()` block
             # joblib pickles every batch anew: each call sees the globals of its moment
             self._executor._channel.functions.renew()
+            self._executor._number_anew()  # "task 2" is the call's third item, not the block's
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         """Stop the call now (an error, Ctrl-C): cancel what is not sent; a fresh executor if asked.

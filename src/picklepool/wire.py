@@ -82,6 +82,10 @@ class ParentState(NamedTuple):
     # the parent has none: a task's connections time out, its temporary files go, and its
     # csv files parse as in the parent
     io_defaults: tuple[float | None, str | None, int | None] = (None, None, None)
+    # the names under which the parent registered picklepool's joblib backend (joblib's
+    # register_parallel_backend, picklepool.register_joblib_backend): a task's own
+    # joblib.Parallel(backend="picklepool") works in a worker as in the parent (workers.joblibnest)
+    joblib_backends: tuple[str, ...] = ()
 
 
 def import_path() -> tuple[str, ...]:

@@ -103,7 +103,26 @@ def parent_state(
         reloaded.generations(),
         warnback.redirected(),
         mirror.io_defaults(),
+        joblib_backends(),
     )
+
+
+def joblib_backends() -> tuple[str, ...]:
+    """The names under which picklepool's joblib backend is registered in joblib here.
+
+    Imports nothing: () unless ``picklepool.joblib`` is loaded (whose ``register`` loads
+    it), a few look-ups then. joblib's registry is this process's, which workers do not
+    share: they register those names too (``workers.joblibnest``).
+    """
+    ours = sys.modules.get("picklepool.joblib")
+    parallel = sys.modules.get("joblib.parallel")
+    if ours is None or parallel is None:
+        return ()
+    backend = getattr(ours, "PicklepoolBackend", None)
+    registry = getattr(parallel, "BACKENDS", None)
+    if backend is None or not isinstance(registry, dict):
+        return ()
+    return tuple(name for name, cls in list(registry.items()) if cls is backend)
 
 
 _int_digits: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: -1)  # 3.10.7+

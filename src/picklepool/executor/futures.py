@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor as _StdExecutor
 from concurrent.futures import Future
 from concurrent.futures._base import LOGGER as _LOGGER
+from concurrent.futures._base import PENDING, RUNNING
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -69,7 +70,10 @@ from .mpbackend import MultiprocessingBackend
 from .replies import STOP_ITERATION_FIX, NotLoaded, Pending
 
 _WAKE = object()
-_in_manager = threading.local()  # .active: this thread is an executor's manager thread
+_WAITED = (PENDING, RUNNING)  # the states a result() waits in
+# .active: in an executor's manager thread, that executor's event queue (which its futures
+# carry as .manager: a done-callback there waiting for one of them would wait for ever)
+_in_manager = threading.local()
 
 
 class _Future(Future):  # type: ignore[type-arg]
@@ -82,6 +86,7 @@ class _Future(Future):  # type: ignore[type-arg]
 
     # (number of the first call, its function): what a result(timeout) that passes names
     called: tuple[int, Any] | None = None
+    manager: Any = None  # the event queue of the manager thread that completes it
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,6 +94,8 @@ class _Future(Future):  # type: ignore[type-arg]
 
     def result(self, timeout: float | None = None) -> Any:
         self._forked()
+        if self._state in _WAITED:
+            self._own_manager("result", timeout)
         try:
             return super().result(timeout)
         except TimeoutError:
@@ -98,7 +105,32 @@ class _Future(Future):  # type: ignore[type-arg]
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._forked()
+        if self._state in _WAITED:
+            self._own_manager("exception", timeout)
         return super().exception(timeout)
+
+    def _own_manager(self, method: str, timeout: float | None) -> None:
+        """In the manager thread that completes this future (a done-callback of another
+        future of its executor): fail now, not wait for ever or for all of *timeout* (that
+        thread would wait for itself; the standard library's executor hangs there too):
+        ``RuntimeError``, or with a *timeout* the ``TimeoutError`` that wait would end in."""
+        if self.manager is None or getattr(_in_manager, "active", None) is not self.manager:
+            return
+        index, fn = self.called or (0, None)
+        what = f"{label(fn)}(...)" if fn is not None else "a call"
+        message = (
+            f"task {index} (the {_ordinal(index + 1)} call submitted to this Executor): {what}: "
+            f"its {method}({'' if timeout is None else f'timeout={timeout!r}'}) was asked for in a "
+            "done-callback of this Executor's futures, which runs in the thread that completes "
+            "them: it cannot finish while that thread waits"
+        )
+        fix = (
+            ". Do not wait in a done-callback: add a done-callback to this future instead "
+            "(chain the work), or wait for it in a thread of your own."
+        )
+        if timeout is not None:
+            raise TimeoutError(f"{message}, so this fails at once{fix}")
+        raise RuntimeError(f"{message}, for ever{fix}")
 
     def _forked(self) -> None:
         """In a process forked while this future was pending: ``RuntimeError``, not a wait for
@@ -137,7 +169,7 @@ class _Future(Future):  # type: ignore[type-arg]
         )
 
     def _invoke_callbacks(self) -> None:
-        if not getattr(_in_manager, "active", False):
+        if getattr(_in_manager, "active", None) is None:
             return super()._invoke_callbacks()  # type: ignore[misc, no-any-return]
         for callback in self._done_callbacks:  # type: ignore[attr-defined]
             try:
@@ -493,9 +525,11 @@ class Executor(_StdExecutor):
                 _refuse_at_exit()  # every executor, as the standard library's
             work.index = self._next_call
             self._next_call += len(work.items) - 2 * work.strip
-            if type(work.future) is _Future and not work.strip:  # for result(timeout)'s error
-                items = work.items
-                work.future.called = (work.index, items.fn if type(items) is Column else items[0][0])
+            if type(work.future) is _Future:
+                work.future.manager = self._events  # (a done-callback here must not wait for it)
+                if not work.strip:  # for result(timeout)'s error
+                    items = work.items
+                    work.future.called = (work.index, items.fn if type(items) is Column else items[0][0])
             self._queue.append(work)
             _busy.add(self)
             wake = not self._woken and len(self._channel.inflight) < self._max_inflight
@@ -611,6 +645,12 @@ class Executor(_StdExecutor):
         if not self._closed:
             self._closed = True
             _release(self._channel)
+
+    def _number_anew(self) -> None:
+        """The joblib backend's next call on this executor (a ``with joblib.Parallel()``
+        block keeps it): its errors number its tasks from 0, as the call's own items."""
+        with self._lock:
+            self._next_call = 0
 
     def _abort(self) -> None:
         """Stop a call whose results nobody will read (joblib's abort after a task's error).
@@ -1138,7 +1178,7 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel:
     here, as the standard library's does (not in a weakref callback, which may run
     inside any thread's ``gc``, where the locks ``_release`` takes may be held).
     """
-    _in_manager.active = True
+    _in_manager.active = events
     while True:
         try:
             event = events.get(timeout=PROGRESS_POLL)
@@ -1224,6 +1264,8 @@ def _submissions(
 
 def _result_by(fut: Future[Any], end: float, timeout: float) -> Any:
     """*fut*'s result, due at *end* (``time.monotonic()``): ``map(timeout=...)``'s wait."""
+    if type(fut) is _Future and fut._state in _WAITED:
+        fut._own_manager("result", timeout)
     try:
         return Future.result(fut, end - time.monotonic())
     except TimeoutError:

@@ -54,11 +54,30 @@ class _Token:
 def _enter_config(module: Any, depth: int) -> Any:
     from ..settings import nested_backend  # here: a worker's plain batch does not import the settings
 
+    _register_as_parent(module)
+
     backends = sys.modules["joblib._parallel_backends"]
     cls = backends.ThreadingBackend if nested_backend(depth) == "threading" else backends.SequentialBackend
     config = module.parallel_config(backend=cls(nesting_level=depth), n_jobs=None)
     config.__enter__()
     return config
+
+
+def _register_as_parent(module: Any) -> None:
+    """Register picklepool's joblib backend here under the names the parent registered it
+    (``mirror.joblib_backends``): a task's ``joblib.Parallel(backend="picklepool")`` raised
+    joblib's "Invalid backend: picklepool" in a worker that no joblib-backend call had
+    reached yet, where the same code in the parent (a loop) ran. Brought in by name, as a
+    pickled reference to it would be (workers do not import the front end otherwise)."""
+    names = mirror.joblib_backends()
+    if not names:
+        return
+    registry = module.BACKENDS
+    missing = [name for name in names if name not in registry]
+    if missing:
+        backend = importlib.import_module("picklepool.joblib").PicklepoolBackend
+        for name in missing:
+            module.register_parallel_backend(name, backend)
 
 
 class _Loader:

@@ -167,6 +167,11 @@ def _apply_io(io: tuple[Any, ...]) -> None:
         csv.field_size_limit(limit)
 
 
+def joblib_backends() -> tuple[str, ...]:
+    """The names the parent registered picklepool's joblib backend under (``ParentState``)."""
+    return _applied.joblib_backends if _applied is not None else ()
+
+
 def start_method(method: str | None) -> None:
     """Make *method* (None: the platform's) ``multiprocessing``'s default start method here."""
     if multiprocessing.get_start_method(allow_none=True) != method:

@@ -1,0 +1,100 @@
+"""A done-callback that waits for another future of its own Executor fails at once.
+
+Callbacks run in the executor's manager thread, the thread that completes its futures
+(as in the standard library's ``ProcessPoolExecutor``, which hangs there for ever): a
+``result()`` (or ``exception()``, or a ``map`` read to its end) in a callback waited
+for itself, for ever, and the ``with`` block's ``shutdown`` then hung too. Code moved
+from a ``ThreadPoolExecutor`` (whose callbacks run in a worker thread, where such a
+wait works) does this. Deterministic: events, no sleeps.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from picklepool import Executor
+
+
+def square(x):
+    return x * x
+
+
+def wait_in_callback(ex, wait):
+    """Run ``wait(ex)`` in a done-callback of *ex*'s first future; return what it gave or raised."""
+    outcome = {}
+    done = threading.Event()
+
+    def callback(_f):
+        try:
+            outcome["value"] = wait(ex)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome["error"] = exc
+        done.set()
+
+    ex.submit(square, 2).add_done_callback(callback)
+    assert done.wait(60), "the done-callback's wait never ended"
+    return outcome
+
+
+@pytest.mark.parametrize(
+    "wait",
+    [
+        pytest.param(lambda ex: ex.submit(square, 3).result(), id="result"),
+        pytest.param(lambda ex: ex.submit(square, 3).exception(), id="exception"),
+        pytest.param(lambda ex: list(ex.map(square, [3, 4])), id="map"),
+        pytest.param(lambda ex: list(ex.map(square, [3, 4], chunksize=2)), id="map-chunks"),
+    ],
+)
+def test_waiting_for_its_own_executor_in_a_callback_raises_naming_the_task(wait):
+    with Executor(max_workers=2) as ex:
+        outcome = wait_in_callback(ex, wait)
+        error = outcome.get("error")
+        assert isinstance(error, RuntimeError), outcome
+        assert "task 1 (the 2nd call submitted to this Executor): " in str(error)
+        assert "square(...)" in str(error)
+        assert "done-callback" in str(error) and "wait for it in a thread of your own" in str(error)
+        # the executor goes on: its next call, waited for in this thread, runs
+        assert ex.submit(square, 5).result(timeout=60) == 25
+
+
+@pytest.mark.parametrize(
+    "wait",
+    [
+        pytest.param(lambda ex: ex.submit(square, 3).result(timeout=600), id="result"),
+        pytest.param(lambda ex: list(ex.map(square, [3], timeout=600)), id="map"),
+    ],
+)
+def test_a_wait_with_a_timeout_in_a_callback_times_out_at_once_saying_why(wait):
+    # Its TimeoutError was certain (nothing completes the future meanwhile) and held every
+    # other call of the executor for the whole timeout; now it comes at once, saying why.
+    with Executor(max_workers=2) as ex:
+        outcome = wait_in_callback(ex, wait)
+        error = outcome.get("error")
+        assert isinstance(error, TimeoutError), outcome
+        assert "task 1 (the 2nd call submitted to this Executor): " in str(error)
+        assert "timeout=600" in str(error) and "done-callback" in str(error)
+
+
+def test_a_callback_may_wait_for_a_future_of_another_executor():
+    with Executor(max_workers=1) as other, Executor(max_workers=1) as ex:
+        outcome = wait_in_callback(ex, lambda _ex: other.submit(square, 3).result())
+    assert outcome == {"value": 9}
+
+
+def test_a_callback_may_read_a_done_future_and_chain_a_submission():
+    with Executor(max_workers=2) as ex:
+        chained = threading.Event()
+        box = []
+
+        def step(fut):
+            box.append(fut.result())
+            if len(box) < 3:
+                ex.submit(square, fut.result()).add_done_callback(step)
+            else:
+                chained.set()
+
+        ex.submit(square, 2).add_done_callback(step)
+        assert chained.wait(60)
+    assert box == [4, 16, 256]
