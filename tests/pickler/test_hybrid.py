@@ -1368,6 +1368,58 @@ def test_a_singleton_of_main_that_pickles_by_its_name_travels_and_comes_back_its
     assert proc.stdout.splitlines() == ["True [True, False, True]", "[True, False, True]"]
 
 
+def test_a_singletons_copy_in_a_warm_worker_follows_the_parents_object():
+    # a worker kept its first copy of a __main__ singleton (one per parent object): a call
+    # made after the parent changed it (CONFIG.scale = 10) saw the old state, and a task's
+    # change to its copy reached the next call, where the loop sees the parent's state;
+    # its slots too (also one named by a str, or mangled)
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        class _Config:
+            __slots__ = ("__unit", "__dict__")
+            def __init__(self):
+                self.scale, self.__unit = 1, "m"
+            def unit(self):
+                return self.__unit
+            def __reduce__(self):
+                return "CONFIG"
+
+        class _Flag:
+            __slots__ = "why"
+            def __reduce__(self):
+                return "FLAG"
+
+        CONFIG, FLAG = _Config(), _Flag()
+        FLAG.why = "set"
+
+        def read(x, config):
+            return x * CONFIG.scale, config is CONFIG, config.unit(), FLAG.why
+
+        def scribble(x):
+            CONFIG.scale, CONFIG._Config__unit, CONFIG.extra = -1, "km", 1
+            FLAG.why = "gone"
+            return x
+
+        with Parallel(n_jobs=2) as p:
+            for scale in (1, 10, 100):
+                CONFIG.scale = scale
+                got = p(delayed(read)(x, CONFIG) for x in range(4))
+                print(got == [read(x, CONFIG) for x in range(4)], got[1])
+                p(delayed(scribble)(x) for x in range(4))
+            print(p(delayed(hasattr)(CONFIG, "extra") for x in range(4)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "True (1, True, 'm', 'set')",
+        "True (10, True, 'm', 'set')",
+        "True (100, True, 'm', 'set')",
+        "[False, False, False, False]",
+    ]
+
+
 class _ByName:
     def __reduce__(self):
         return "BY_NAME"
