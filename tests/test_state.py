@@ -216,6 +216,33 @@ def test_state_inside_containers_objects_and_keywords():
     assert len(_serialised) == 1
 
 
+def read_inner(outer: SharedState) -> tuple[int, int]:
+    inner = outer.value["inner"]
+    with inner as v:
+        return v["n"], inner.version
+
+
+def read_deeper(outer: SharedState) -> tuple[int, int]:
+    return read_inner(outer.value["inner"])
+
+
+def test_a_state_inside_another_state_is_seen_at_each_of_its_versions():
+    # a worker kept its copy of the outer state per (state, version): a change of a state
+    # its value holds (inner.set(...)) did not move the outer's version, so warm workers'
+    # tasks read the inner's first version, silently, where the loop read each one (and
+    # a copy rebuilt from its held snapshot opened the inner's blob of a call since ended)
+    inner = SharedState({"n": 1})
+    outer = SharedState({"inner": inner})
+    with Parallel(n_jobs=2, batch_size=1) as p:
+        for n in (1, 100, 200, 300):
+            inner.set({"n": n})
+            assert p(delayed(read_inner)(outer) for _ in range(4)) == [(n, inner.version)] * 4
+        middle = SharedState({"inner": SharedState({"inner": inner})})  # two levels down
+        for n in (400, 500):
+            inner.set({"n": n})
+            assert p(delayed(read_deeper)(middle) for _ in range(4)) == [(n, inner.version)] * 4
+
+
 def test_changes_in_a_worker_stay_in_that_worker():
     state = SharedState({"n": 10})
     out = Parallel(n_jobs=2, batch_size=1)(delayed(bump_copy)(state) for _ in range(20))
