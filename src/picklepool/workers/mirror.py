@@ -148,22 +148,31 @@ def _apply_io(io: tuple[Any, ...]) -> None:
     parent's was first applied)."""
     global _own_io
     modules = sys.modules
-    socket: Any = modules.get("socket") or importlib.import_module("socket")
-    tempfile: Any = modules.get("tempfile") or importlib.import_module("tempfile")
-    csv: Any = modules.get("csv") or importlib.import_module("csv")
+    socket: Any = modules.get("socket")
+    tempfile: Any = modules.get("tempfile")
+    csv: Any = modules.get("csv")
     if _own_io is None:
-        own_dir = tempfile.tempdir
+        own_dir = getattr(tempfile, "tempdir", None)
         _own_io = (
-            socket.getdefaulttimeout(),
+            socket.getdefaulttimeout() if socket is not None else None,
             own_dir if isinstance(own_dir, str) else None,
-            csv.field_size_limit(),
+            csv.field_size_limit() if csv is not None else _CSV_DEFAULT_LIMIT,
         )
     timeout, tempdir, limit = (own if want is None else want for want, own in zip(io, _own_io, strict=False))
-    if socket.getdefaulttimeout() != timeout:
+    # a module not imported here has its default: imported only to set another value (csv
+    # is not in a worker's imports: a parent whose tempfile.tempdir was merely read, as
+    # tempfile.gettempdir() sets it, made each worker import it at its first batch)
+    if socket is None and timeout is not None:
+        socket = importlib.import_module("socket")
+    if socket is not None and socket.getdefaulttimeout() != timeout:
         socket.setdefaulttimeout(timeout)
-    if tempfile.tempdir != tempdir:
+    if tempfile is None and tempdir is not None:
+        tempfile = importlib.import_module("tempfile")
+    if tempfile is not None and tempfile.tempdir != tempdir:
         tempfile.tempdir = tempdir
-    if csv.field_size_limit() != limit:
+    if csv is None and limit != _CSV_DEFAULT_LIMIT:
+        csv = importlib.import_module("csv")
+    if csv is not None and csv.field_size_limit() != limit:
         csv.field_size_limit(limit)
 
 
