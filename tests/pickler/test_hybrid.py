@@ -10,6 +10,7 @@ import pickle
 import queue
 import random
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from picklepool import Parallel, delayed
 from picklepool.pickler import get_pickler
 from picklepool.pickler.hybrid import HybridPickler, Pickler
 
@@ -1430,6 +1432,32 @@ BY_NAME = _ByName()
 
 def test_a_singleton_of_an_importable_module_still_goes_by_its_name():
     assert pickle.loads(get_pickler("hybrid").dumps(BY_NAME)) is BY_NAME
+
+
+class _Header(struct.Struct):
+    """A struct.Struct of its own: an __init__ taking no format, a method, an attribute."""
+
+    def __init__(self) -> None:
+        super().__init__("<IH")
+        self.name = "header"
+
+    def read(self, data: bytes) -> tuple[int, ...]:
+        return self.unpack(data)
+
+
+def _read_header(header: _Header, x: int) -> tuple[str, str, tuple[int, ...], int, str]:
+    return type(header).__name__, header.format, header.read(header.pack(x, x + 1)), header.size, header.name
+
+
+def test_a_struct_subclass_travels_as_its_own_class():
+    # class Header(struct.Struct) with an __init__ of its own: only struct.Struct itself was
+    # sent as its format; its subclass failed every task ("cannot pickle '_Header' object"),
+    # under each pickler, where the loop ran
+    header = _Header()
+    copy = get_pickler("hybrid").loads(get_pickler("hybrid").dumps(header))
+    assert type(copy) is _Header and (copy.format, copy.size, copy.name) == ("<IH", 6, "header")
+    got = Parallel(n_jobs=2)(delayed(_read_header)(header, x) for x in range(3))
+    assert got == [_read_header(header, x) for x in range(3)]
 
 
 def test_struct_objects_and_directory_entries_travel_both_ways():

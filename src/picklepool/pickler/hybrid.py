@@ -69,6 +69,7 @@ import functools
 import importlib
 import operator
 import queue
+import struct
 import sys
 import threading
 import types
@@ -99,6 +100,8 @@ def _hybrid_reducer(t: type) -> Any:
         return locks.reduce_queue
     if issubclass(t, threading.Condition):
         return locks.reduce_condition_subclass
+    if issubclass(t, struct.Struct):  # (a class of yours deriving from it: its own class)
+        return values.reduce_struct_subclass
     return runtime.reducer_for(t)
 
 
