@@ -1574,6 +1574,50 @@ def test_regex_matches_travel_both_ways():
         assert _match_key(pickle.loads(hybrid.dumps(m))) == _match_key(m)
 
 
+def test_linked_and_byte_swapped_ctypes_structures_of_main_travel_by_value():
+    # class Node(ctypes.Structure) whose _fields_, set after the class statement, hold
+    # POINTER(Node) (ctypes' documented linked list) arrived in the workers with no fields
+    # ("too many initializers"), and so did mutually linked ones; a BigEndianStructure's
+    # class failed to pickle, with an error telling hybrid's user to use hybrid
+    proc = run_python(
+        """
+        import ctypes
+        from picklepool import Parallel, delayed
+
+        class Node(ctypes.Structure):
+            _pack_ = 1
+
+        LINK = ctypes.POINTER(Node)
+        Node._fields_ = [("val", ctypes.c_int), ("next", LINK), ("kids", LINK * 2)]
+
+        class A(ctypes.Structure):
+            pass
+
+        class B(ctypes.Structure):
+            _fields_ = [("a", ctypes.POINTER(A))]
+
+        A._fields_ = [("b", ctypes.POINTER(B)), ("v", ctypes.c_short)]
+
+        class Wire(ctypes.BigEndianStructure):
+            _fields_ = [("v", ctypes.c_uint32), ("w", ctypes.c_uint16 * 2)]
+
+        def work(x):
+            head = Node(x, None)
+            head.next = ctypes.pointer(Node(x + 1, None))
+            return (ctypes.sizeof(Node), head.next.contents.val, ctypes.sizeof(A), A(None, x).v,
+                    bytes(Wire(x, (1, 2))))
+
+        want = [work(x) for x in range(4)]
+        with Parallel(n_jobs=2, batch_size=1) as p:  # (and again in warm workers)
+            print([p(delayed(work)(x) for x in range(4)) == want for _ in range(2)])
+            back = p(delayed(Wire)(x, (3, 4)) for x in range(2))
+            print([(type(w), bytes(w)) for w in back] == [(Wire, bytes(Wire(x, (3, 4)))) for x in range(2)])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[True, True]", "True"]
+
+
 def test_ctypes_structures_of_main_travel_by_value():
     # class Header(ctypes.Structure) in a script: its fields are descriptors (CField) that
     # cannot be pickled, its metaclass and array types (c_int * 3) are found by no name, so
