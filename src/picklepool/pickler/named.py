@@ -58,6 +58,7 @@ def reduce_named(obj: Any, name: str) -> Any:
     return rebuild_named, (token, cls, state, getattr(obj, "__module__", None), name, base, value)
 
 
+_slotnames: Any = copyreg._slotnames  # type: ignore[attr-defined]  # (its slots' names, mangled)
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement (not a C type)
 _BY_VALUE = (str, bytes, int, float, complex, tuple, frozenset)  # made by __new__ from a value
 
@@ -67,7 +68,7 @@ def _state(obj: Any) -> Any:
     getstate = getattr(obj, "__getstate__", None)
     if getstate is not None:
         return getstate()
-    slots = {slot: getattr(obj, slot) for slot in copyreg._slotnames(type(obj)) if hasattr(obj, slot)}
+    slots = {slot: getattr(obj, slot) for slot in _slotnames(type(obj)) if hasattr(obj, slot)}
     attrs = getattr(obj, "__dict__", None) or None
     return (attrs, slots) if slots else attrs
 
@@ -138,6 +139,6 @@ def _set_state(obj: Any, cls: Any, state: Any) -> None:
         attrs.update(state or ())
     for slot, item in (slotstate or {}).items():
         setattr(obj, slot, item)
-    for slot in copyreg._slotnames(type(obj)):  # (mangled, as __getstate__ names them)
+    for slot in _slotnames(type(obj)):  # (mangled, as __getstate__ names them)
         if not (slotstate and slot in slotstate) and hasattr(obj, slot):
             delattr(obj, slot)

@@ -41,7 +41,7 @@ def reduce_struct_subclass(obj: struct.Struct) -> tuple[Any, tuple[Any, ...]]:
 
 
 def _rebuild_struct(cls: Any, fmt: str, attrs: dict[str, Any] | None) -> struct.Struct:
-    obj = struct.Struct.__new__(cls, fmt)
+    obj = struct.Struct.__new__(cls, fmt)  # type: ignore[call-arg]
     struct.Struct.__init__(obj, fmt)  # (not the subclass's: it may take other arguments)
     if attrs:
         obj.__dict__.update(attrs)
