@@ -624,3 +624,31 @@ def test_an_executors_tasks_see_each_version_of_a_state_their_function_holds():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("True"), proc.stdout
+
+
+def test_an_executors_tasks_see_each_version_of_a_state_inside_a_state_their_function_holds():
+    # OUTER = SharedState({"inner": INNER}) read by a function of __main__: the Executor
+    # pickled the function again only once OUTER's own version moved on, so INNER.set(...)
+    # went unseen by every later task, silently
+    from tests.conftest import run_python
+
+    proc = run_python(
+        """
+        from picklepool import Executor, SharedState
+
+        INNER = SharedState({"n": 0})
+        OUTER = SharedState({"inner": INNER})
+
+        def read(_):
+            return OUTER.value["inner"].value["n"]
+
+        with Executor(max_workers=2) as ex:
+            seen = []
+            for n in (1, 100, 200):
+                INNER.set({"n": n})
+                seen.append([fut.result() for fut in [ex.submit(read, i) for i in range(3)]])
+        print(seen)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[[1, 1, 1], [100, 100, 100], [200, 200, 200]]"]

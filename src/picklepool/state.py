@@ -247,6 +247,11 @@ class SharedState(Generic[T]):
                 locks.note_hold(-1)
         return (_rebuild_state, args)
 
+    def _moved_on_from(self, version: int) -> bool:
+        """Whether the value changed since *version*: its own version moved on, or that of a
+        state its value holds (as noted at its last snapshot for a call)."""
+        return self._version != version or (bool(self._nested) and _nested_moved(self._nested))
+
     def _inline(self, pickler: Any) -> tuple[Any, ...]:
         data = b"".join(frames.pack(pickler, self._value))
         return (pickler, None, self._version, data, len(data), None)
