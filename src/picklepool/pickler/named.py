@@ -134,11 +134,19 @@ def _set_state(obj: Any, cls: Any, state: Any) -> None:
     if isinstance(state, tuple) and len(state) == 2:
         state, slotstate = state
     attrs = getattr(obj, "__dict__", None)
-    if attrs is not None:
-        attrs.clear()
+    if attrs is not None and not _same(attrs, state or {}):  # (as it is: left alone, so that
+        attrs.clear()  # a SharedState holding it does not take it for changed by a task)
         attrs.update(state or ())
     for slot, item in (slotstate or {}).items():
         setattr(obj, slot, item)
     for slot in _slotnames(type(obj)):  # (mangled, as __getstate__ names them)
         if not (slotstate and slot in slotstate) and hasattr(obj, slot):
             delattr(obj, slot)
+
+
+def _same(attrs: dict[str, Any], state: Any) -> bool:
+    """Whether *attrs* holds what *state* does (False where they cannot be compared)."""
+    try:
+        return bool(attrs == state)
+    except Exception:  # noqa: BLE001 - an array's ambiguous truth: set them anew
+        return False
