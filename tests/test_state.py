@@ -216,6 +216,33 @@ def test_state_inside_containers_objects_and_keywords():
     assert len(_serialised) == 1
 
 
+def read_inner(outer: SharedState) -> tuple[int, int]:
+    inner = outer.value["inner"]
+    with inner as v:
+        return v["n"], inner.version
+
+
+def read_deeper(outer: SharedState) -> tuple[int, int]:
+    return read_inner(outer.value["inner"])
+
+
+def test_a_state_inside_another_state_is_seen_at_each_of_its_versions():
+    # a worker kept its copy of the outer state per (state, version): a change of a state
+    # its value holds (inner.set(...)) did not move the outer's version, so warm workers'
+    # tasks read the inner's first version, silently, where the loop read each one (and
+    # a copy rebuilt from its held snapshot opened the inner's blob of a call since ended)
+    inner = SharedState({"n": 1})
+    outer = SharedState({"inner": inner})
+    with Parallel(n_jobs=2, batch_size=1) as p:
+        for n in (1, 100, 200, 300):
+            inner.set({"n": n})
+            assert p(delayed(read_inner)(outer) for _ in range(4)) == [(n, inner.version)] * 4
+        middle = SharedState({"inner": SharedState({"inner": inner})})  # two levels down
+        for n in (400, 500):
+            inner.set({"n": n})
+            assert p(delayed(read_deeper)(middle) for _ in range(4)) == [(n, inner.version)] * 4
+
+
 def test_changes_in_a_worker_stay_in_that_worker():
     state = SharedState({"n": 10})
     out = Parallel(n_jobs=2, batch_size=1)(delayed(bump_copy)(state) for _ in range(20))
@@ -597,3 +624,31 @@ def test_an_executors_tasks_see_each_version_of_a_state_their_function_holds():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("True"), proc.stdout
+
+
+def test_an_executors_tasks_see_each_version_of_a_state_inside_a_state_their_function_holds():
+    # OUTER = SharedState({"inner": INNER}) read by a function of __main__: the Executor
+    # pickled the function again only once OUTER's own version moved on, so INNER.set(...)
+    # went unseen by every later task, silently
+    from tests.conftest import run_python
+
+    proc = run_python(
+        """
+        from picklepool import Executor, SharedState
+
+        INNER = SharedState({"n": 0})
+        OUTER = SharedState({"inner": INNER})
+
+        def read(_):
+            return OUTER.value["inner"].value["n"]
+
+        with Executor(max_workers=2) as ex:
+            seen = []
+            for n in (1, 100, 200):
+                INNER.set({"n": n})
+                seen.append([fut.result() for fut in [ex.submit(read, i) for i in range(3)]])
+        print(seen)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[[1, 1, 1], [100, 100, 100], [200, 200, 200]]"]

@@ -130,6 +130,7 @@ class SharedState(Generic[T]):
         "_packing",
         "_copy",
         "_watched",
+        "_nested",
         "__weakref__",
     )
 
@@ -144,6 +145,8 @@ class SharedState(Generic[T]):
         # (``workers.snapshots.WorkerCopy``); None in the parent and for plain loads.
         self._copy: snapshots.WorkerCopy | None = None
         self._watched = False  # whether its end is noted for the workers (:func:`gone`)
+        # the states its value held at its last snapshot for a call, with their versions
+        self._nested: list[tuple[weakref.ref[SharedState[Any]], int]] = []
 
     @classmethod
     def _restored(cls, value: T, version: int) -> SharedState[T]:
@@ -232,6 +235,8 @@ class SharedState(Generic[T]):
                 args = self._inline(get_pickler()) if ctx is None else self._for_call(ctx)
             finally:
                 self._packing = packing
+            for held in getattr(_enclosing, "stack", ()):  # in a state's value: noted there
+                held.append((weakref.ref(self), self._version))
             if self._depth:
                 # Taken inside this thread's own ``with`` block: the value may still
                 # change before the block ends, so that content needs a new version.
@@ -242,6 +247,11 @@ class SharedState(Generic[T]):
                 locks.note_hold(-1)
         return (_rebuild_state, args)
 
+    def _moved_on_from(self, version: int) -> bool:
+        """Whether the value changed since *version*: its own version moved on, or that of a
+        state its value holds (as noted at its last snapshot for a call)."""
+        return self._version != version or (bool(self._nested) and _nested_moved(self._nested))
+
     def _inline(self, pickler: Any) -> tuple[Any, ...]:
         data = b"".join(frames.pack(pickler, self._value))
         return (pickler, None, self._version, data, len(data), None)
@@ -249,6 +259,10 @@ class SharedState(Generic[T]):
     def _for_call(self, ctx: Any) -> tuple[Any, ...]:
         """Once per (state, version) for the call: a blob (kept across calls where the
         backend can: dask), or inline bytes; the reference is memoized for the call."""
+        if self._nested and self._copy is None and _nested_moved(self._nested):
+            # a state its value holds changed since: so did this value (a worker's copy of
+            # this version holds the older one, and its snapshot a reference to its blob)
+            self._version += 1
         key = (_MEMO, self._uid, self._version)
         pickler = ctx.pickler
         # the pickler is part of the key: bytes one pickler wrote are never read by another
@@ -270,7 +284,7 @@ class SharedState(Generic[T]):
             log.debug("picklepool: SharedState blob not written (%s); sending it inline", exc)
             kept = None
         if kept is None:  # no blob store (in-process backends) or it failed
-            source: Any = b"".join(frames.pack(pickler, self._value))
+            source: Any = b"".join(_pack_noting(self, pickler))
             nbytes = len(source)
         else:
             source, nbytes = kept
@@ -405,13 +419,39 @@ def _maker(ref: weakref.ref[SharedState[Any]], version: int, pickler: Any) -> An
             try:  # taken, or held by the thread the call is pickled for (SharedState.__reduce__)
                 if state._version != version:
                     return None
-                return frames.pack(pickler, state._value)
+                return _pack_noting(state, pickler)
             finally:
                 if taken:
                     state._lock.release()
         return None
 
     return make
+
+
+_enclosing = threading.local()  # .stack: per state being packed for a call, the states met in it
+
+
+def _pack_noting(state: SharedState[Any], pickler: Any) -> list[Any]:
+    """``frames.pack`` of *state*'s value for a call, noting the states met in it (its
+    ``_nested``: a change of one of them is a change of this value)."""
+    stack = _enclosing.__dict__.setdefault("stack", [])
+    met: list[tuple[weakref.ref[SharedState[Any]], int]] = []
+    stack.append(met)
+    try:
+        pieces = frames.pack(pickler, state._value)
+    finally:
+        stack.pop()
+    state._nested = met
+    return pieces
+
+
+def _nested_moved(nested: list[tuple[weakref.ref[SharedState[Any]], int]]) -> bool:
+    """Whether a state of *nested* (as noted) is at another version now."""
+    for ref, version in nested:
+        held = ref()
+        if held is not None and held._version != version:
+            return True
+    return False
 
 
 def _rebuild_state(

@@ -10,6 +10,7 @@ import pickle
 import queue
 import random
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from picklepool import Parallel, delayed
 from picklepool.pickler import get_pickler
 from picklepool.pickler.hybrid import HybridPickler, Pickler
 
@@ -1368,6 +1370,58 @@ def test_a_singleton_of_main_that_pickles_by_its_name_travels_and_comes_back_its
     assert proc.stdout.splitlines() == ["True [True, False, True]", "[True, False, True]"]
 
 
+def test_a_singletons_copy_in_a_warm_worker_follows_the_parents_object():
+    # a worker kept its first copy of a __main__ singleton (one per parent object): a call
+    # made after the parent changed it (CONFIG.scale = 10) saw the old state, and a task's
+    # change to its copy reached the next call, where the loop sees the parent's state;
+    # its slots too (also one named by a str, or mangled)
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        class _Config:
+            __slots__ = ("__unit", "__dict__")
+            def __init__(self):
+                self.scale, self.__unit = 1, "m"
+            def unit(self):
+                return self.__unit
+            def __reduce__(self):
+                return "CONFIG"
+
+        class _Flag:
+            __slots__ = "why"
+            def __reduce__(self):
+                return "FLAG"
+
+        CONFIG, FLAG = _Config(), _Flag()
+        FLAG.why = "set"
+
+        def read(x, config):
+            return x * CONFIG.scale, config is CONFIG, config.unit(), FLAG.why
+
+        def scribble(x):
+            CONFIG.scale, CONFIG._Config__unit, CONFIG.extra = -1, "km", 1
+            FLAG.why = "gone"
+            return x
+
+        with Parallel(n_jobs=2) as p:
+            for scale in (1, 10, 100):
+                CONFIG.scale = scale
+                got = p(delayed(read)(x, CONFIG) for x in range(4))
+                print(got == [read(x, CONFIG) for x in range(4)], got[1])
+                p(delayed(scribble)(x) for x in range(4))
+            print(p(delayed(hasattr)(CONFIG, "extra") for x in range(4)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "True (1, True, 'm', 'set')",
+        "True (10, True, 'm', 'set')",
+        "True (100, True, 'm', 'set')",
+        "[False, False, False, False]",
+    ]
+
+
 class _ByName:
     def __reduce__(self):
         return "BY_NAME"
@@ -1378,6 +1432,32 @@ BY_NAME = _ByName()
 
 def test_a_singleton_of_an_importable_module_still_goes_by_its_name():
     assert pickle.loads(get_pickler("hybrid").dumps(BY_NAME)) is BY_NAME
+
+
+class _Header(struct.Struct):
+    """A struct.Struct of its own: an __init__ taking no format, a method, an attribute."""
+
+    def __init__(self) -> None:
+        super().__init__("<IH")
+        self.name = "header"
+
+    def read(self, data: bytes) -> tuple[int, ...]:
+        return self.unpack(data)
+
+
+def _read_header(header: _Header, x: int) -> tuple[str, str, tuple[int, ...], int, str]:
+    return type(header).__name__, header.format, header.read(header.pack(x, x + 1)), header.size, header.name
+
+
+def test_a_struct_subclass_travels_as_its_own_class():
+    # class Header(struct.Struct) with an __init__ of its own: only struct.Struct itself was
+    # sent as its format; its subclass failed every task ("cannot pickle '_Header' object"),
+    # under each pickler, where the loop ran
+    header = _Header()
+    copy = get_pickler("hybrid").loads(get_pickler("hybrid").dumps(header))
+    assert type(copy) is _Header and (copy.format, copy.size, copy.name) == ("<IH", 6, "header")
+    got = Parallel(n_jobs=2)(delayed(_read_header)(header, x) for x in range(3))
+    assert got == [_read_header(header, x) for x in range(3)]
 
 
 def test_struct_objects_and_directory_entries_travel_both_ways():
@@ -1492,6 +1572,50 @@ def test_regex_matches_travel_both_ways():
     hybrid = get_pickler("hybrid")
     for m in (re.fullmatch(r"a+", "aaa"), re.compile(r"(?<=x)y").search("xyxy", 2), re.match(rb"(\d)", b"7")):
         assert _match_key(pickle.loads(hybrid.dumps(m))) == _match_key(m)
+
+
+def test_linked_and_byte_swapped_ctypes_structures_of_main_travel_by_value():
+    # class Node(ctypes.Structure) whose _fields_, set after the class statement, hold
+    # POINTER(Node) (ctypes' documented linked list) arrived in the workers with no fields
+    # ("too many initializers"), and so did mutually linked ones; a BigEndianStructure's
+    # class failed to pickle, with an error telling hybrid's user to use hybrid
+    proc = run_python(
+        """
+        import ctypes
+        from picklepool import Parallel, delayed
+
+        class Node(ctypes.Structure):
+            _pack_ = 1
+
+        LINK = ctypes.POINTER(Node)
+        Node._fields_ = [("val", ctypes.c_int), ("next", LINK), ("kids", LINK * 2)]
+
+        class A(ctypes.Structure):
+            pass
+
+        class B(ctypes.Structure):
+            _fields_ = [("a", ctypes.POINTER(A))]
+
+        A._fields_ = [("b", ctypes.POINTER(B)), ("v", ctypes.c_short)]
+
+        class Wire(ctypes.BigEndianStructure):
+            _fields_ = [("v", ctypes.c_uint32), ("w", ctypes.c_uint16 * 2)]
+
+        def work(x):
+            head = Node(x, None)
+            head.next = ctypes.pointer(Node(x + 1, None))
+            return (ctypes.sizeof(Node), head.next.contents.val, ctypes.sizeof(A), A(None, x).v,
+                    bytes(Wire(x, (1, 2))))
+
+        want = [work(x) for x in range(4)]
+        with Parallel(n_jobs=2, batch_size=1) as p:  # (and again in warm workers)
+            print([p(delayed(work)(x) for x in range(4)) == want for _ in range(2)])
+            back = p(delayed(Wire)(x, (3, 4)) for x in range(2))
+            print([(type(w), bytes(w)) for w in back] == [(Wire, bytes(Wire(x, (3, 4)))) for x in range(2)])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[True, True]", "True"]
 
 
 def test_ctypes_structures_of_main_travel_by_value():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import sys
 import types
 
@@ -701,6 +702,27 @@ def test_the_socket_timeout_temporary_folder_and_csv_limit_set_in_the_parent_rea
     with io_defaults(None, None):  # the parent's back to none: the workers' own again
         out = Parallel(n_jobs=2, batch_size=1)(delayed(io_defaults_seen)(i) for i in range(4))
         assert {(timeout, limit) for timeout, _, limit in out} == {(None, 131072)}
+
+
+def temporary_file_folder(_=None):
+    import tempfile
+
+    with tempfile.NamedTemporaryFile() as f:
+        return os.path.dirname(f.name)
+
+
+@pytest.mark.parametrize("kind", [pathlib.Path, os.fsencode])
+def test_a_temporary_folder_set_as_a_path_or_bytes_reaches_the_workers(tmp_path, kind):
+    # tempfile.tempdir = Path(scratch) (tempfile takes a path or bytes as well as a str):
+    # only a str was sent, and the tasks' temporary files went to the worker's /tmp
+    _warm()
+    with io_defaults(None, kind(str(tmp_path))):
+        want = temporary_file_folder()
+        assert os.fsdecode(want) == str(tmp_path)
+        assert (
+            Parallel(n_jobs=2, batch_size=1)(delayed(temporary_file_folder)(i) for i in range(4))
+            == [want] * 4
+        )
 
 
 def test_a_socket_timeout_an_initializer_set_stays_where_the_parent_has_none(tmp_path):

@@ -31,6 +31,7 @@ from .. import lokycompat
 from ..wire import import_path
 from ..workers import mirror
 from ..workers.forkserver import CODE, HEADER, SIGNALS
+from ..workers.sockets import blocking
 
 # a dead server's socket fails the send (EPIPE), and does not kill a process that
 # takes SIGPIPE's default action (a command-line tool piped into `head`)
@@ -48,7 +49,7 @@ class _Server:
     def __init__(self) -> None:
         from multiprocessing import util
 
-        ours, theirs = socket.socketpair()
+        ours, theirs = (blocking(end) for end in socket.socketpair())
         alive = _alive_pipe()
         try:
             self.pid = util.spawnv_passfds(

@@ -523,7 +523,7 @@ class FunctionTable:
         noted = self._states.get(ident)
         if noted is None or noted[0] is not spec:
             return False
-        if all(state._version == version for state, version in noted[1]):
+        if not any(state._moved_on_from(version) for state, version in noted[1]):
             return False
         del self._states[ident]
         return True

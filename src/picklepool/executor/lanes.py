@@ -50,6 +50,7 @@ from typing import Any, cast
 from .. import lokycompat
 from ..errors import WorkerCrashedError
 from ..workers.lane import LEAVING, receive, serve
+from ..workers.sockets import blocking
 
 LANE_IDLE = 10.0  # seconds without a batch after which a lane gives its worker back to loky
 CONNECT_DEADLINE = 2.0  # seconds the lanes' jobs have to connect, else they are given up
@@ -141,7 +142,7 @@ class Lanes:
         name = f"lane-{os.getpid()}-{next(_names)}-{os.urandom(6).hex()}"
         # Linux: an abstract socket, no file (peers checked by uid); else one in the 0700 session folder
         self.address = f"\0picklepool-{name}" if _PEERCRED else os.path.join(folder, name)
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server = blocking(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
         try:
             self._server.bind(self.address)
             self._server.listen(n_workers)
@@ -292,6 +293,7 @@ class Lanes:
             sock, _ = self._server.accept()
         except OSError:  # no file descriptor left, the peer gone already: it is not served
             return
+        blocking(sock)
         if _PEERCRED and _peer_uid(sock) != os.getuid():  # not one of our workers
             sock.close()
             return

@@ -54,6 +54,7 @@ from ..pickler.stream import (
     argument_values,
     encode_buffer,
 )
+from ..workers.sockets import blocking
 
 # Measured here (one task, a list of ints, streamed vs pickled whole, interleaved):
 # 10,000 items 1.19x the time, 20,000 1.1x, 50,000 0.87-1.0x, 100,000 0.76-0.88x,
@@ -279,7 +280,7 @@ class Outbound:
     def __init__(self, folder: str, max_nbytes: int, mmap_mode: str) -> None:
         self.path = os.path.join(folder, f"s-{os.getpid()}-{next(_names)}")
         self.payload = Frames(StreamRef(self.path), (), (folder, max_nbytes), mmap_mode)
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener = blocking(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
         try:
             self._listener.bind(self.path)
             self._listener.listen(1)

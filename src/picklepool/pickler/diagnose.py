@@ -318,7 +318,11 @@ def _class_attribute_fix(chain: list[tuple[str, Any]], path: str, culprit: Any, 
         return ""
     cls = next(v for p, v in chain if p == owner)
     attr = path[len(owner) + 1 :].split(".")[0].split("[")[0]
-    if type(culprit).__name__ == "CField" and type(culprit).__module__ == "_ctypes":
+    if (
+        type(culprit).__name__ == "CField"
+        and type(culprit).__module__ == "_ctypes"
+        and pickler_name != "hybrid"
+    ):
         return (
             f"Fix: it is the field {attr!r} of the ctypes structure {cls.__qualname__}, which "
             f"pickler {pickler_name!r} cannot send by value; use pickler='hybrid' (the default), "

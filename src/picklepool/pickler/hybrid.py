@@ -69,6 +69,7 @@ import functools
 import importlib
 import operator
 import queue
+import struct
 import sys
 import threading
 import types
@@ -99,6 +100,8 @@ def _hybrid_reducer(t: type) -> Any:
         return locks.reduce_queue
     if issubclass(t, threading.Condition):
         return locks.reduce_condition_subclass
+    if issubclass(t, struct.Struct):  # (a class of yours deriving from it: its own class)
+        return values.reduce_struct_subclass
     return runtime.reducer_for(t)
 
 
@@ -281,6 +284,11 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
             type_kwargs["__qualname__"] = "".join(qualname)  # (not interned: cloudpickle's rule)
         layout = _ctypes_layout(obj)
         if layout:
+            if _points_anywhere(layout["_fields_"]):
+                # POINTER(Node) in Node's own fields (set after the class statement, as ctypes
+                # documents for linked lists): the class must exist before its fields are made
+                layout = {k: v for k, v in layout.items() if k != "_fields_"}
+                rv = _with_fields_set_once(rv)
             type_kwargs.update(layout)
             rv = _without_ctypes_fields(rv, layout)
         if type_kwargs != newargs[3]:
@@ -308,9 +316,18 @@ def _ctypes_layout(cls: type) -> dict[str, Any]:
     ``_fields_`` (and ``_pack_``...) go into the namespace the class is made with instead,
     as the class statement put them, and ctypes makes the fields again.
     """
-    if "_fields_" not in cls.__dict__ or type(cls).__module__ != "_ctypes":
+    if "_fields_" not in cls.__dict__ or not _is_ctypes_struct_type(type(cls)):
         return {}
     return {name: cls.__dict__[name] for name in _CTYPES_LAYOUT if name in cls.__dict__}
+
+
+def _is_ctypes_struct_type(meta: type) -> bool:
+    """Whether *meta* is the metaclass of ctypes structures or unions, or derives from one
+    (``BigEndianStructure``'s, ``ctypes._endian``: its classes' fields are ``CField`` too)."""
+    if meta.__module__ == "_ctypes":
+        return True
+    ctypes = sys.modules.get("ctypes")
+    return ctypes is not None and issubclass(meta, (type(ctypes.Structure), type(ctypes.Union)))
 
 
 def _reduce_ctypes_derived(cls: Any) -> Any:
@@ -322,6 +339,11 @@ def _reduce_ctypes_derived(cls: Any) -> Any:
         return operator.mul, (cls._type_, cls._length_)
     if kind == "PyCPointerType" and getattr(cls, "_type_", None) is not None:
         return _ctypes_pointer, (cls._type_,)
+    if kind == "PyCSimpleType":  # c_uint32.__ctype_be__ (a BigEndianStructure's fields): named
+        named = getattr(sys.modules.get(cls.__module__), cls.__qualname__, None)  # as the native type
+        for other in ("__ctype_be__", "__ctype_le__"):
+            if named is not None and named is not cls and getattr(named, other, None) is cls:
+                return getattr, (named, other)
     return None
 
 
@@ -341,6 +363,38 @@ def _ctypes_maker(meta: type) -> str | None:
 def _ctypes_metaclass(base: str) -> type:
     """The metaclass of ``ctypes.<base>`` (``_ctypes`` does not name it: not found by name)."""
     return type(getattr(importlib.import_module("ctypes"), base))
+
+
+def _points_anywhere(fields: Any) -> bool:
+    """Whether a field of *fields* (a ctypes ``_fields_``) is a pointer, or an array of them."""
+    try:
+        for field in fields:
+            kind = field[1]
+            while type(kind).__name__ == "PyCArrayType":
+                kind = kind._type_
+            if type(kind).__name__ == "PyCPointerType":
+                return True
+    except (TypeError, IndexError, AttributeError):
+        return False
+    return False
+
+
+def _with_fields_set_once(rv: Any) -> Any:
+    """*rv* (a by-value class's reduction, its ``_fields_`` in its state) setting them once."""
+    if len(rv) < 6 or not callable(rv[5]):
+        return rv
+    return (*rv[:5], functools.partial(_set_ctypes_state, rv[5]), *rv[6:])
+
+
+def _set_ctypes_state(setstate: Any, cls: Any, state: Any) -> Any:
+    """cloudpickle's *setstate* for the class *cls*, its ``_fields_`` set after the rest, and
+    only if it has none yet (a class this process has already: ctypes refuses a second)."""
+    clsdict, slotstate = state
+    fields = clsdict.pop("_fields_", None)
+    done = setstate(cls, (clsdict, slotstate))
+    if fields is not None and "_fields_" not in cls.__dict__:
+        cls._fields_ = fields
+    return done
 
 
 def _without_ctypes_fields(rv: Any, layout: dict[str, Any]) -> Any:

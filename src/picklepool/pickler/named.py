@@ -22,6 +22,7 @@ importable module still goes by its name, as pickle sends it.
 
 from __future__ import annotations
 
+import copyreg
 import sys
 from typing import Any
 
@@ -57,6 +58,7 @@ def reduce_named(obj: Any, name: str) -> Any:
     return rebuild_named, (token, cls, state, getattr(obj, "__module__", None), name, base, value)
 
 
+_slotnames: Any = copyreg._slotnames  # type: ignore[attr-defined]  # (its slots' names, mangled)
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement (not a C type)
 _BY_VALUE = (str, bytes, int, float, complex, tuple, frozenset)  # made by __new__ from a value
 
@@ -66,11 +68,7 @@ def _state(obj: Any) -> Any:
     getstate = getattr(obj, "__getstate__", None)
     if getstate is not None:
         return getstate()
-    slots = {}
-    for klass in type(obj).__mro__:
-        for slot in klass.__dict__.get("__slots__", ()):
-            if slot not in ("__dict__", "__weakref__") and hasattr(obj, slot):
-                slots[slot] = getattr(obj, slot)
+    slots = {slot: getattr(obj, slot) for slot in _slotnames(type(obj)) if hasattr(obj, slot)}
     attrs = getattr(obj, "__dict__", None) or None
     return (attrs, slots) if slots else attrs
 
@@ -89,16 +87,26 @@ def rebuild_named(
     loaded by a new run of the script: its own singleton, as pickle's by-name reference
     gives), else a copy made from *cls* and *state*."""
 
-    def make() -> Any:
+    def find() -> Any:
         found: Any = sys.modules.get(module) if module else None
         for part in (name or "").split("."):
             found = getattr(found, part, None)
         kind = type(found)
         if found is not None and (kind.__module__, kind.__qualname__) == (cls.__module__, cls.__qualname__):
             return found
-        return _made(cls, state, base, value)
+        return None
 
-    return sentinels.stand_in(token, make)
+    def make() -> Any:
+        found = find()
+        return found if found is not None else _made(cls, state, base, value)
+
+    def refresh(copy: Any) -> None:
+        # a worker's copy, met again (the next call's function or arguments): the state the
+        # parent's object has now, not the one it had when the copy was made, nor a task's
+        if copy is not find():
+            _set_state(copy, cls, state)
+
+    return sentinels.stand_in(token, make, refresh)
 
 
 def _made(cls: Any, state: Any, base: Any = object, value: Any = None) -> Any:
@@ -111,16 +119,34 @@ def _made(cls: Any, state: Any, base: Any = object, value: Any = None) -> Any:
     else:
         obj = base.__new__(cls)
         base.__init__(obj, value)
+    _set_state(obj, cls, state)
+    return obj
+
+
+def _set_state(obj: Any, cls: Any, state: Any) -> None:
+    """Give *obj* *state*, as pickle's BUILD does (its ``__setstate__``, else its
+    ``__dict__`` and slots), dropping attributes the state does not have."""
     setstate = getattr(cls, "__setstate__", None)
     if setstate is not None:
         setstate(obj, state)
-        return obj
+        return
     slotstate = None
     if isinstance(state, tuple) and len(state) == 2:
         state, slotstate = state
-    if state:
-        obj.__dict__.update(state)
-    if slotstate:
-        for key, value in slotstate.items():
-            setattr(obj, key, value)
-    return obj
+    attrs = getattr(obj, "__dict__", None)
+    if attrs is not None and not _same(attrs, state or {}):  # (as it is: left alone, so that
+        attrs.clear()  # a SharedState holding it does not take it for changed by a task)
+        attrs.update(state or ())
+    for slot, item in (slotstate or {}).items():
+        setattr(obj, slot, item)
+    for slot in _slotnames(type(obj)):  # (mangled, as __getstate__ names them)
+        if not (slotstate and slot in slotstate) and hasattr(obj, slot):
+            delattr(obj, slot)
+
+
+def _same(attrs: dict[str, Any], state: Any) -> bool:
+    """Whether *attrs* holds what *state* does (False where they cannot be compared)."""
+    try:
+        return bool(attrs == state)
+    except Exception:  # noqa: BLE001 - an array's ambiguous truth: set them anew
+        return False

@@ -62,9 +62,12 @@ def rebuild_object(token: tuple[bytes, int]) -> object:
     return stand_in(token, object)
 
 
-def stand_in(token: tuple[bytes, int], make: Callable[[], object]) -> object:
+def stand_in(
+    token: tuple[bytes, int], make: Callable[[], object], refresh: Callable[[object], None] | None = None
+) -> object:
     """The object *token* names: this process's own, or the one standing for another's,
-    made by *make()* the first time that token is met here."""
+    made by *make()* the first time that token is met here (and given to *refresh* when
+    met again: the sender's object may have changed since, or a task its copy)."""
     nonce, serial = token
     if nonce == _nonce:
         found = _own.get(serial)
@@ -72,7 +75,9 @@ def stand_in(token: tuple[bytes, int], make: Callable[[], object]) -> object:
             return found
         return make()
     made = _copies.get(token)
-    if made is None:
+    if made is not None and refresh is not None:
+        refresh(made)
+    elif made is None:
         made = make()
         if len(_copies) >= LIMIT:
             _copies.clear()

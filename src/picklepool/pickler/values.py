@@ -3,7 +3,8 @@
 struct.Struct     -> ``struct.Struct(format)``: the same object (it holds only its
                      format; a module-level ``HEADER = struct.Struct("<II")`` read by a
                      function of ``__main__`` failed every task: "cannot pickle
-                     '_struct.Struct' object", as under ``pickle``, ``cloudpickle`` and joblib)
+                     '_struct.Struct' object", as under ``pickle``, ``cloudpickle`` and joblib);
+                     a subclass's object as its class, format and attributes
 os.DirEntry       -> a :class:`DirEntry` with the same ``name`` and ``path``, and the
                      answers of ``is_dir()``, ``is_file()``, ``is_symlink()`` and
                      ``inode()`` the parent's entry had (from the folder's listing, as
@@ -31,6 +32,20 @@ from typing import Any
 
 def _reduce_struct(obj: struct.Struct) -> tuple[Any, tuple[Any, ...]]:
     return struct.Struct, (obj.format,)
+
+
+def reduce_struct_subclass(obj: struct.Struct) -> tuple[Any, tuple[Any, ...]]:
+    """A ``struct.Struct`` subclass's object (``class Header(struct.Struct)`` with an
+    ``__init__`` of its own): its class, format and attributes."""
+    return _rebuild_struct, (type(obj), obj.format, getattr(obj, "__dict__", None) or None)
+
+
+def _rebuild_struct(cls: Any, fmt: str, attrs: dict[str, Any] | None) -> struct.Struct:
+    obj = struct.Struct.__new__(cls, fmt)  # type: ignore[call-arg]
+    struct.Struct.__init__(obj, fmt)  # (not the subclass's: it may take other arguments)
+    if attrs:
+        obj.__dict__.update(attrs)
+    return obj  # type: ignore[no-any-return]
 
 
 class DirEntry:

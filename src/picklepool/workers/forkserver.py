@@ -282,6 +282,7 @@ def main(sock_fd: int, alive_fd: int) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below (PEP 475 retries it)
     sock = socket.socket(fileno=sock_fd)
+    sock.setblocking(True)  # (a descriptor the parent made under a default timeout is non-blocking)
     children: dict[int, int] = {}  # pid -> status pipe
     serving = True
     # poll, not select: the descriptors keep the parent's numbers, which may be over 1023

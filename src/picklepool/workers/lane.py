@@ -37,13 +37,14 @@ from typing import Any
 
 from .. import lokycompat
 from .packed import run_packed
+from .sockets import blocking
 
 STAYING, LEAVING = b"s", b"L"  # an answer's first byte: whether the lane goes on after it
 
 
 def serve(address: str, number: int) -> int:
     """Answer the parent's batches on the socket at *address*; return how many were run."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = blocking(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
     try:
         sock.connect(address)
     except OSError:  # the parent gave up on this lane (closed, or another call came first)

@@ -119,10 +119,10 @@ _CSV_DEFAULT_LIMIT = 131072  # csv.field_size_limit() of a process that never se
 # (socket default timeout, tempfile.tempdir, csv field size limit) of this worker before a
 # parent's was first applied (its own: loky's start, or an initializer's), put back where
 # the parent has none
-_own_io: tuple[float | None, str | None, int] | None = None
+_own_io: tuple[float | None, Any, int] | None = None
 
 
-def io_defaults() -> tuple[float | None, str | None, int | None]:
+def io_defaults() -> tuple[float | None, Any, int | None]:
     """``(socket.getdefaulttimeout(), tempfile.tempdir, csv.field_size_limit())`` of this
     process, each None where unset (the csv limit: where it is csv's default).
 
@@ -137,9 +137,25 @@ def io_defaults() -> tuple[float | None, str | None, int | None]:
     limit = csv.field_size_limit() if csv is not None and hasattr(csv, "field_size_limit") else None
     return (
         timeout,
-        tempdir if isinstance(tempdir, str) else None,
+        _folder(tempdir),
         None if limit == _CSV_DEFAULT_LIMIT else limit,
     )
+
+
+def _folder(tempdir: Any) -> Any:
+    """*tempdir* (``tempfile.tempdir``) as a worker can be given it: a ``str``, ``bytes`` or a
+    ``pathlib`` path as it is (``tempfile`` takes each: a ``Path`` set by the parent was not
+    sent, and the tasks' files went to the worker's ``/tmp``), another path as its
+    ``os.fspath``; None for anything else."""
+    if tempdir is None or isinstance(tempdir, (str, bytes)):
+        return tempdir
+    pathlib = sys.modules.get("pathlib")
+    if pathlib is not None and isinstance(tempdir, pathlib.PurePath):
+        return tempdir
+    try:
+        return os.fspath(tempdir)
+    except TypeError:
+        return None
 
 
 def _apply_io(io: tuple[Any, ...]) -> None:
@@ -148,22 +164,30 @@ def _apply_io(io: tuple[Any, ...]) -> None:
     parent's was first applied)."""
     global _own_io
     modules = sys.modules
-    socket: Any = modules.get("socket") or importlib.import_module("socket")
-    tempfile: Any = modules.get("tempfile") or importlib.import_module("tempfile")
-    csv: Any = modules.get("csv") or importlib.import_module("csv")
+    socket: Any = modules.get("socket")
+    tempfile: Any = modules.get("tempfile")
+    csv: Any = modules.get("csv")
     if _own_io is None:
-        own_dir = tempfile.tempdir
         _own_io = (
-            socket.getdefaulttimeout(),
-            own_dir if isinstance(own_dir, str) else None,
-            csv.field_size_limit(),
+            socket.getdefaulttimeout() if socket is not None else None,
+            _folder(getattr(tempfile, "tempdir", None)),
+            csv.field_size_limit() if csv is not None else _CSV_DEFAULT_LIMIT,
         )
     timeout, tempdir, limit = (own if want is None else want for want, own in zip(io, _own_io, strict=False))
-    if socket.getdefaulttimeout() != timeout:
+    # a module not imported here has its default: imported only to set another value (csv
+    # is not in a worker's imports: a parent whose tempfile.tempdir was merely read, as
+    # tempfile.gettempdir() sets it, made each worker import it at its first batch)
+    if socket is None and timeout is not None:
+        socket = importlib.import_module("socket")
+    if socket is not None and socket.getdefaulttimeout() != timeout:
         socket.setdefaulttimeout(timeout)
-    if tempfile.tempdir != tempdir:
+    if tempfile is None and tempdir is not None:
+        tempfile = importlib.import_module("tempfile")
+    if tempfile is not None and tempfile.tempdir != tempdir:
         tempfile.tempdir = tempdir
-    if csv.field_size_limit() != limit:
+    if csv is None and limit != _CSV_DEFAULT_LIMIT:
+        csv = importlib.import_module("csv")
+    if csv is not None and csv.field_size_limit() != limit:
         csv.field_size_limit(limit)
 
 

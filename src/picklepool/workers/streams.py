@@ -19,6 +19,7 @@ from typing import Any
 from ..pickler import arrays
 from ..pickler.buffers import Frames
 from ..pickler.stream import BUFFER, DATA, HEADER, StreamRef, decode_buffer
+from .sockets import blocking
 
 
 class Reader:
@@ -117,7 +118,7 @@ class Reader:
 def load(pickler: Any, payload: Frames) -> Any:
     """Connect to the parent's stream of *payload* and unpickle the batch as it arrives."""
     ref = payload.data
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = blocking(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
     try:
         try:
             sock.connect(ref.path)
