@@ -848,3 +848,44 @@ def test_pickling_errors_are_also_the_pickler_s_type_as_in_process_pool_executor
         with pytest.raises(TypeError, match="_generator_of"):
             list(ex.map(_generator_of, [1, 2]))
         assert ex.submit(square, 3).result() == 9
+
+
+@pytest.mark.timeout(120)
+def test_waiting_in_a_callback_for_a_call_of_the_same_executor_raises_instead_of_hanging():
+    # Callbacks run in the executor's manager thread, the one that sends the tasks and
+    # reads their results: a result() there for a call not done yet waited for ever (the
+    # standard library's ProcessPoolExecutor too), and the exit waited for it, warning of
+    # leaked files. A done call's result, or a wait with a timeout, is as before.
+    seen = {}
+    ended = threading.Event()
+
+    def callback(f):
+        seen["own"] = f.result()
+        follow = ex.submit(square, 5)
+        for name, wait_for in (
+            ("result", follow.result),
+            ("exception", follow.exception),
+            ("map", lambda: list(ex.map(square, [6]))),
+        ):
+            try:
+                seen[name] = wait_for()
+            except RuntimeError as exc:
+                seen[name] = str(exc)
+        seen["later"] = follow
+        ended.set()
+
+    ex = Executor(max_workers=2)
+    try:
+        ex.submit(square, 4).add_done_callback(callback)
+        assert ended.wait(30), "the callback still waits"
+        assert seen["own"] == 16
+        for name, call in (("result", "task 1 (the 2nd call"), ("exception", "task 1"), ("map", "task 2")):
+            assert seen[name].startswith(f"{call}"), seen[name]
+            assert (
+                f"is not done, and its {name if name != 'map' else 'result'}() was called in a done-callback"
+                in seen[name]
+            )
+            assert "Submit the follow-up work from the callback" in seen[name]
+        assert seen["later"].result(timeout=60) == 25
+    finally:
+        ex.shutdown(wait=ended.is_set(), cancel_futures=True)

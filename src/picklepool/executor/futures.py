@@ -82,6 +82,9 @@ class _Future(Future):  # type: ignore[type-arg]
 
     # (number of the first call, its function): what a result(timeout) that passes names
     called: tuple[int, Any] | None = None
+    # the events queue of the executor that runs it: its manager thread is the one that
+    # completes it, so a wait there without a timeout (in a done-callback) is for ever
+    manager: Any = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,6 +92,8 @@ class _Future(Future):  # type: ignore[type-arg]
 
     def result(self, timeout: float | None = None) -> Any:
         self._forked()
+        if timeout is None:
+            self._not_in_manager("result()")
         try:
             return super().result(timeout)
         except TimeoutError:
@@ -98,7 +103,25 @@ class _Future(Future):  # type: ignore[type-arg]
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._forked()
+        if timeout is None:
+            self._not_in_manager("exception()")
         return super().exception(timeout)
+
+    def _not_in_manager(self, what: str) -> None:
+        """In its executor's manager thread (a done-callback), a wait for this pending future
+        is for ever: that thread sends the tasks and reads their results (the standard
+        library's ``ProcessPoolExecutor`` hangs there, and so did this one, until exit)."""
+        if self.manager is None or getattr(_in_manager, "active", None) is not self.manager or self.done():
+            return
+        index, fn = self.called or (0, None)
+        raise RuntimeError(
+            f"task {index} (the {_ordinal(index + 1)} call submitted to this Executor): "
+            f"{label(fn)}(...) is not done, and its {what} was called in a done-callback of the "
+            "same Executor: callbacks run in the thread that sends its tasks and reads their "
+            "results, so this wait would never end. Submit the follow-up work from the callback "
+            "and return (add a done-callback to its future), wait in another thread, or pass a "
+            "timeout."
+        )
 
     def _forked(self) -> None:
         """In a process forked while this future was pending: ``RuntimeError``, not a wait for
@@ -496,6 +519,7 @@ class Executor(_StdExecutor):
             if type(work.future) is _Future and not work.strip:  # for result(timeout)'s error
                 items = work.items
                 work.future.called = (work.index, items.fn if type(items) is Column else items[0][0])
+                work.future.manager = self._events
             self._queue.append(work)
             _busy.add(self)
             wake = not self._woken and len(self._channel.inflight) < self._max_inflight
@@ -1138,7 +1162,7 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel:
     here, as the standard library's does (not in a weakref callback, which may run
     inside any thread's ``gc``, where the locks ``_release`` takes may be held).
     """
-    _in_manager.active = True
+    _in_manager.active = events  # (its futures' manager)
     while True:
         try:
             event = events.get(timeout=PROGRESS_POLL)
