@@ -846,3 +846,76 @@ def test_a_script_that_leaves_a_generator_with_tasks_running_exits_at_once_and_q
     )
     result = run_python(code + ends + "\n")
     assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")
+
+
+_COLLECTED_INSIDE = {
+    # the weakrefs of the GIL switch's scopes (a call of two batches or more)
+    "gil": """
+        from picklepool.executor import gil
+
+        class CollectingSet(type(gil._active)):
+            def discard(self, item):
+                super().discard(item)
+                collect_if_armed()
+
+        gil._active = CollectingSet()
+        """,
+    # the session's bookkeeping of a call's cancel flag
+    "session": """
+        from picklepool.executor.session import session
+
+        class CollectingDict(dict):
+            def __setitem__(self, key, value):
+                super().__setitem__(key, value)
+                collect_if_armed()
+
+        session()._live = CollectingDict(session()._live)
+        """,
+}
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("where", sorted(_COLLECTED_INSIDE))
+def test_a_call_made_by_a_finalizer_the_gc_runs_inside_a_call_does_not_hang(where):
+    # A collection may start at any allocation, here while the calling thread held a lock
+    # of picklepool's (an allocation there stands for it: gc.collect() in a patched
+    # container); the finalizers it runs (a __del__ making a call, a generator dropped in
+    # a reference cycle ending one) took the same lock: the thread waited for itself.
+    result = run_python(
+        textwrap.dedent(
+            """
+        import gc
+        from picklepool import Parallel, delayed
+
+        armed = False
+
+        def collect_if_armed():
+            global armed
+            if armed:
+                armed = False
+                gc.collect()
+
+        class Flusher:
+            def __init__(self):
+                self.me = self  # a reference cycle: only the cyclic GC frees it
+
+            def __del__(self):
+                flushed.append(Parallel(n_jobs=2, batch_size=1)(delayed(abs)(-i) for i in range(4)))
+
+        flushed = []
+        """
+        )
+        + textwrap.dedent(_COLLECTED_INSIDE[where])
+        + textwrap.dedent(
+            """
+        gc.disable()
+        Flusher()
+        armed = True
+        out = Parallel(n_jobs=2, batch_size=1)(delayed(abs)(-i) for i in range(6))
+        print(out, flushed, armed)
+        """
+        ),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 1, 2, 3, 4, 5] [[0, 1, 2, 3]] False"
