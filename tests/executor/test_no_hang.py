@@ -871,6 +871,18 @@ _COLLECTED_INSIDE = {
 
         session()._live = CollectingDict(session()._live)
         """,
+    # the shared pool's, as a call takes it
+    "pool": """
+        from picklepool import lokycompat
+
+        usable = lokycompat.usable
+
+        def collecting_usable(executor):
+            collect_if_armed()
+            return usable(executor)
+
+        lokycompat.usable = collecting_usable
+        """,
 }
 
 
@@ -902,6 +914,10 @@ def test_a_call_made_by_a_finalizer_the_gc_runs_inside_a_call_does_not_hang(wher
             def __del__(self):
                 flushed.append(Parallel(n_jobs=2, batch_size=1)(delayed(abs)(-i) for i in range(4)))
 
+        class Holder:
+            def __init__(self, g):
+                self.g, self.me = g, self
+
         flushed = []
         """
         )
@@ -910,6 +926,10 @@ def test_a_call_made_by_a_finalizer_the_gc_runs_inside_a_call_does_not_hang(wher
             """
         gc.disable()
         Flusher()
+        half = Parallel(n_jobs=2, return_as="generator", batch_size=1)(delayed(abs)(-i) for i in range(8))
+        next(half)
+        Holder(half)  # dropped in a reference cycle: the collection closes it
+        del half
         armed = True
         out = Parallel(n_jobs=2, batch_size=1)(delayed(abs)(-i) for i in range(6))
         print(out, flushed, armed)
@@ -919,3 +939,46 @@ def test_a_call_made_by_a_finalizer_the_gc_runs_inside_a_call_does_not_hang(wher
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[0, 1, 2, 3, 4, 5] [[0, 1, 2, 3]] False"
+
+
+@pytest.mark.timeout(150)
+def test_a_generator_dropped_in_a_cycle_and_collected_as_its_instance_is_called_again_does_not_hang():
+    # The instance's next call checks, under its lock, that no call of it still runs; a
+    # collection starting there (an allocation stands for it: the check's read collects)
+    # closed the instance's half-read generator, whose end took the same lock.
+    result = run_python(
+        """
+        import gc
+        from picklepool import Parallel, delayed
+
+        class Checked(Parallel):
+            armed = False
+
+            @property
+            def _running(self):
+                if Checked.armed:
+                    Checked.armed = False
+                    gc.collect()
+                return self.__dict__["_running"]
+
+            @_running.setter
+            def _running(self, value):
+                self.__dict__["_running"] = value
+
+        class Holder:
+            def __init__(self, g):
+                self.g, self.me = g, self
+
+        gc.disable()
+        p = Checked(n_jobs=2, return_as="generator", batch_size=1)
+        half = p(delayed(abs)(-i) for i in range(8))
+        next(half)
+        Holder(half)  # dropped in a reference cycle: the collection closes it
+        del half
+        Checked.armed = True
+        print(list(p(delayed(abs)(-i) for i in range(4))))
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 1, 2, 3]"
