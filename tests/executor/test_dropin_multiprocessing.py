@@ -180,3 +180,18 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path, kind):
         in last
     )
     assert "put the script's calls under that guard" in last and 'if __name__ == "__main__":' in last
+
+
+def test_the_pools_workers_leave_no_status_file_in_the_session_folder():
+    # Each call's pool is terminated at its end: its workers ran no exit hooks, and the
+    # status file each one keeps in the session folder stayed until the process exited,
+    # one more per worker with every call of a long run (a file in /dev/shm each).
+    from picklepool.executor.session import session
+
+    pids = set()
+    for _ in range(3):
+        pids.update(Parallel(n_jobs=2, backend="multiprocessing")(delayed(os.getpid)() for _ in range(4)))
+        with Parallel(n_jobs=2, backend="multiprocessing") as p:
+            pids.update(p(delayed(os.getpid)() for _ in range(4)))
+    left = sorted(pids & set(session().worker_pids()))
+    assert left == [], f"status files of ended workers: {left}"

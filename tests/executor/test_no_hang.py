@@ -906,3 +906,139 @@ def test_the_exit_waits_for_the_thread_ending_a_pool_stopped_without_waiting():
     assert proc.returncode == 0, err
     assert out == "ender done\nmain exiting\n"  # the pool's end, then the exit went on
     assert err == ""
+
+
+_COLLECTED_INSIDE = {
+    # the weakrefs of the GIL switch's scopes (a call of two batches or more)
+    "gil": """
+        from picklepool.executor import gil
+
+        class CollectingSet(type(gil._active)):
+            def discard(self, item):
+                super().discard(item)
+                collect_if_armed()
+
+        gil._active = CollectingSet()
+        """,
+    # the session's bookkeeping of a call's cancel flag
+    "session": """
+        from picklepool.executor.session import session
+
+        class CollectingDict(dict):
+            def __setitem__(self, key, value):
+                super().__setitem__(key, value)
+                collect_if_armed()
+
+        session()._live = CollectingDict(session()._live)
+        """,
+    # the shared pool's, as a call takes it
+    "pool": """
+        from picklepool import lokycompat
+
+        usable = lokycompat.usable
+
+        def collecting_usable(executor):
+            collect_if_armed()
+            return usable(executor)
+
+        lokycompat.usable = collecting_usable
+        """,
+}
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("where", sorted(_COLLECTED_INSIDE))
+def test_a_call_made_by_a_finalizer_the_gc_runs_inside_a_call_does_not_hang(where):
+    # A collection may start at any allocation, here while the calling thread held a lock
+    # of picklepool's (an allocation there stands for it: gc.collect() in a patched
+    # container); the finalizers it runs (a __del__ making a call, a generator dropped in
+    # a reference cycle ending one) took the same lock: the thread waited for itself.
+    result = run_python(
+        textwrap.dedent(
+            """
+        import gc
+        from picklepool import Parallel, delayed
+
+        armed = False
+
+        def collect_if_armed():
+            global armed
+            if armed:
+                armed = False
+                gc.collect()
+
+        class Flusher:
+            def __init__(self):
+                self.me = self  # a reference cycle: only the cyclic GC frees it
+
+            def __del__(self):
+                flushed.append(Parallel(n_jobs=2, batch_size=1)(delayed(abs)(-i) for i in range(4)))
+
+        class Holder:
+            def __init__(self, g):
+                self.g, self.me = g, self
+
+        flushed = []
+        """
+        )
+        + textwrap.dedent(_COLLECTED_INSIDE[where])
+        + textwrap.dedent(
+            """
+        gc.disable()
+        Flusher()
+        half = Parallel(n_jobs=2, return_as="generator", batch_size=1)(delayed(abs)(-i) for i in range(8))
+        next(half)
+        Holder(half)  # dropped in a reference cycle: the collection closes it
+        del half
+        armed = True
+        out = Parallel(n_jobs=2, batch_size=1)(delayed(abs)(-i) for i in range(6))
+        print(out, flushed, armed)
+        """
+        ),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 1, 2, 3, 4, 5] [[0, 1, 2, 3]] False"
+
+
+@pytest.mark.timeout(150)
+def test_a_generator_dropped_in_a_cycle_and_collected_as_its_instance_is_called_again_does_not_hang():
+    # The instance's next call checks, under its lock, that no call of it still runs; a
+    # collection starting there (an allocation stands for it: the check's read collects)
+    # closed the instance's half-read generator, whose end took the same lock.
+    result = run_python(
+        """
+        import gc
+        from picklepool import Parallel, delayed
+
+        class Checked(Parallel):
+            armed = False
+
+            @property
+            def _running(self):
+                if Checked.armed:
+                    Checked.armed = False
+                    gc.collect()
+                return self.__dict__["_running"]
+
+            @_running.setter
+            def _running(self, value):
+                self.__dict__["_running"] = value
+
+        class Holder:
+            def __init__(self, g):
+                self.g, self.me = g, self
+
+        gc.disable()
+        p = Checked(n_jobs=2, return_as="generator", batch_size=1)
+        half = p(delayed(abs)(-i) for i in range(8))
+        next(half)
+        Holder(half)  # dropped in a reference cycle: the collection closes it
+        del half
+        Checked.armed = True
+        print(list(p(delayed(abs)(-i) for i in range(4))))
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 1, 2, 3]"

@@ -334,10 +334,48 @@ def test_a_temp_folder_that_cannot_hold_files_says_so(tmp_path, clean):
     not_a_folder = tmp_path / "a-file"
     not_a_folder.write_text("")
     a = np.arange(N, dtype=np.float64)
-    with pytest.raises(OSError, match=r"^\[Errno 17\] temp_folder='.*a-file' cannot hold") as info:
+    with pytest.raises(
+        OSError, match=r"^\[Errno 17\] task 0: first_of\(array\(.*\)\): temp_folder='.*a-file' cannot hold"
+    ) as info:
         run([delayed(first_of)(a)], temp_folder=str(not_a_folder))
     assert not isinstance(info.value, pickle.PicklingError)
     assert "Use a folder you can write to, or leave temp_folder unset" in str(info.value)
+    assert run([delayed(first_of)(a)]) == [0.0] and clean() == []
+
+
+@pytest.mark.parametrize("temp_folder", [None, "given"])
+def test_a_full_folder_for_large_arguments_says_where_and_what_to_do(
+    tmp_path, monkeypatch, temp_folder, clean
+):
+    # A full disk under a large argument's file was a PicklingError "tasks 1..1: [Errno 28]
+    # No space left on device": no function, no folder, no fix (the task pickles fine).
+    import errno
+
+    def full(path, buf):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    a = np.arange(N, dtype=np.float64)
+    monkeypatch.setattr(buffers, "write_file", full)
+    if temp_folder is None:  # /dev/shm without room: the temporary folder, full too
+        monkeypatch.setattr(buffers, "free_space", lambda path: 0)
+        where = "the temporary folder, used as /dev/shm had no room"
+    else:
+        temp_folder = str(tmp_path)
+        where = f"temp_folder={temp_folder!r}"
+    with pytest.raises(OSError) as info:
+        run(
+            [delayed(first_of)(i) for i in range(2)] + [delayed(first_of)(a)],
+            batch_size=1,
+            temp_folder=temp_folder,
+        )
+    assert not isinstance(info.value, pickle.PicklingError)
+    assert info.value.errno == errno.ENOSPC
+    message = str(info.value)
+    assert message.startswith("[Errno 28] task 2: first_of(array("), message
+    assert f"could not be written to {where}: No space left on device" in message
+    assert "point temp_folder (or PICKLEPOOL_TEMP_FOLDER) to a folder with room" in message
+    assert "max_nbytes=None" in message
+    monkeypatch.undo()
     assert run([delayed(first_of)(a)]) == [0.0] and clean() == []
 
 

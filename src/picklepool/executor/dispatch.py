@@ -381,7 +381,11 @@ class Channel:
         exc: BaseException,
         describe: Callable[[int], str] | None = None,
     ) -> Exception:
-        if isinstance(exc, (TempFolderError, SettingValueError, locks.MixedCallers)):
+        if isinstance(exc, TempFolderError):  # not the tasks': says so itself, and which ones
+            return TempFolderError(
+                exc.errno, f"{_batch_name(items, first, describe)}: {exc.strerror}", exc.filename
+            )
+        if isinstance(exc, (SettingValueError, locks.MixedCallers)):
             return exc  # not the tasks': says so itself (MixedCallers: the Executor sends them apart)
         not_a_crash = getattr(exc, "not_a_crash", None)
         # the backend went away (dask: its client was closed during the call)

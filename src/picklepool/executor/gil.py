@@ -26,7 +26,10 @@ import weakref
 
 DISPATCH_INTERVAL = 0.0005  # seconds
 
-_lock = threading.Lock()
+# Re-entrant: the weakrefs _active makes may start a collection in this thread while it
+# holds the lock, whose finalizers may end a call (a dropped generator in a reference
+# cycle) or make one (a __del__): they come back here, and a plain lock waited for ever.
+_lock = threading.RLock()
 # The dispatching sections now open, in any thread; a scope lost to an interrupted
 # cleanup drops out when its call is collected, and the next restore heals the interval.
 _active: weakref.WeakSet[Scope] = weakref.WeakSet()
@@ -37,7 +40,7 @@ _ours: float | None = None  # the interval we set, as sys reports it
 def _new_lock_in_child() -> None:
     """Held by another thread at a fork, the child's copy would stay held: its calls would hang."""
     global _lock
-    _lock = threading.Lock()
+    _lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):

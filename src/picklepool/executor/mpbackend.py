@@ -36,9 +36,10 @@ from typing import Any
 
 from ..errors import WorkerCrashedError
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure, run_pool_initializer
+from . import leftovers
 from .backend import Backend
 from .exitcodes import status_name
-from .session import session
+from .session import current_session, session
 
 
 class MultiprocessingBackend(Backend):
@@ -187,8 +188,13 @@ class MultiprocessingBackend(Backend):
     def shutdown(self, kill: bool = False) -> None:
         self._inherited()
         pool, self._pool, self._closed = self._pool, None, True
-        if pool is not None and _terminate(pool):
-            pool.join()
+        if pool is not None:
+            pids = {p.pid for p in self._seen | set(getattr(pool, "_pool", None) or ())}
+            if _terminate(pool):
+                pool.join()
+            # terminated workers run no exit hooks: their status files (and what else they
+            # left) stayed in the session folder, one per worker per call, until exit
+            leftovers.sweep(current_session(), pids)
         for future in list(self._running):  # terminate() drops their callbacks: they would hang
             try:
                 future.set_exception(WorkerCrashedError("the worker running it was terminated"))

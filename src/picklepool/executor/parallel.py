@@ -291,7 +291,9 @@ class Parallel:
         self._running = False
         self._left_open: Backend | None = None  # a `with` block's, left while its generator runs
         self._renew_block = False  # n_jobs was set inside the `with` block: its next call renews it
-        self._lock = threading.Lock()
+        # re-entrant: a collection starting inside it may close this instance's last generator
+        # (dropped in a reference cycle), whose end takes it (_done)
+        self._lock = threading.RLock()
         self._cached: tuple[Any, Any, tuple[int | None, int], Settings] | None = None
         self._settings()  # validate explicit arguments now, not at the first call
         if pickler is not NOT_SET and pickler is not None:

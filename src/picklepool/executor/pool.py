@@ -35,7 +35,10 @@ from ..workers.prologue import own_pool, start_loky_worker
 from . import forkserver, lanes, reaper
 from .session import session
 
-_lock = threading.Lock()
+# Re-entrant: starting or checking a pool allocates, so a collection may start in this
+# thread while it holds the lock, and a generator dropped in a reference cycle that it
+# collects gives its pool back here (release): a plain lock waited for ever
+_lock = threading.RLock()
 _shared: Any = None  # the shared executor, or None
 _key: Any = None  # the settings it was started with
 _users = 0  # calls (or with-blocks) holding it now
@@ -49,7 +52,7 @@ def _forget_in_child() -> None:
     global _shared, _key, _users, started, _lock
     # another thread may have held the lock at the fork (stopping a pool under it takes a
     # while): the child's copy would stay held, and its first call wait for ever
-    _lock = threading.Lock()
+    _lock = threading.RLock()
     _shared, _key, _users = None, None, 0
     started = weakref.WeakSet()
     lokycompat.forget_parent_children()  # its exit must not join the parent's workers

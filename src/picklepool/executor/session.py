@@ -85,7 +85,10 @@ class Session:
         os.mkdir(self.path, 0o700)
         self._tracked = lokycompat.track_folder(self.path)
         self._flags = map_file(os.path.join(self.path, "cancel"), CANCEL_SLOTS, create=True)
-        self._lock = threading.Lock()
+        # Re-entrant: a collection that starts in this thread while it holds the lock (an
+        # allocation in write_blob, begin_call) may run finalizers that end a call (a dropped
+        # generator in a reference cycle gives back its blobs) or make one (a __del__)
+        self._lock = threading.RLock()
         self._next_call = 0
         self._live: dict[int, int] = {}  # cancel-flag slot -> the running call holding it
         self._blobs: dict[str, set[Any]] = {}  # key -> the calls using it

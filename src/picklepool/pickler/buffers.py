@@ -468,7 +468,7 @@ class CallBuffers:
         name = f"a-{next(self._names)}" if folder == self.folder else f"a-{self.call_id}-{next(self._names)}"
         path = os.path.join(folder, name)
         if self.temp_folder is not None:  # the user's choice of folder: no fallback
-            write_file(path, raw)
+            self._write_or_say(path, raw, f"temp_folder={self.temp_folder!r}")
             self._files.append(path)
             return path
         if free_space(folder) >= nbytes + SHM_RESERVE:
@@ -480,8 +480,29 @@ class CallBuffers:
             except OSError as exc:  # ENOSPC: someone else filled it meanwhile
                 log.debug("picklepool: writing %d bytes to %s failed (%s)", nbytes, path, exc)
         path = os.path.join(self._spill_folder(nbytes), name)
-        write_file(path, raw)
+        shm = os.path.dirname(os.path.dirname(self.folder))  # /dev/shm, above the session
+        self._write_or_say(path, raw, f"the temporary folder, used as {shm} had no room")
         return path
+
+    @staticmethod
+    def _write_or_say(path: str, raw: memoryview, where: str) -> None:
+        """:func:`write_file`; an ``OSError`` (a full disk) as a :class:`TempFolderError` saying
+        where and what to do, not a pickling error naming neither folder nor fix."""
+        try:
+            write_file(path, raw)
+        except OSError as exc:
+            try:
+                free = f"{free_space(os.path.dirname(path)) / 1e6:.1f} MB free"
+            except OSError:
+                free = "free space unknown"
+            raise TempFolderError(
+                exc.errno,
+                f"a large argument (an array above max_nbytes, {raw.nbytes / 1e6:.1f} MB) could not "
+                f"be written to {where}: {exc.strerror or exc} ({free}). Free space there, point "
+                "temp_folder (or PICKLEPOOL_TEMP_FOLDER) to a folder with room, or pass "
+                "max_nbytes=None to send arrays through the pipe instead",
+                path,
+            ) from exc
 
     def _arg_folder(self) -> str:
         """Where this call writes argument files (joblib's pool temporary folder).
