@@ -1422,6 +1422,47 @@ def test_a_singletons_copy_in_a_warm_worker_follows_the_parents_object():
     ]
 
 
+def test_a_container_singletons_copy_in_a_warm_worker_follows_the_parents_items():
+    # a singleton of a dict (list) subclass: the worker's copy kept the items it was made
+    # with (only its __dict__ followed the parent): a registry the parent filled after the
+    # first call was not seen, and a task's additions reached the next calls
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        class _Registry(dict):
+            def __reduce__(self):
+                return "REGISTRY"
+
+        class _Seen(list):
+            def __reduce__(self):
+                return "SEEN"
+
+        REGISTRY, SEEN = _Registry(a=1), _Seen([1])
+
+        def read(x):
+            return sorted(REGISTRY.items()), list(SEEN)
+
+        def scribble(x):
+            REGISTRY["task"] = x
+            SEEN.append(x)
+            return x
+
+        with Parallel(n_jobs=2) as p:
+            for n in (2, 3):
+                REGISTRY[str(n)], SEEN[:] = n, [n]
+                got = p(delayed(read)(x) for x in range(4))
+                print(got == [read(x) for x in range(4)], got[0])
+                p(delayed(scribble)(x) for x in range(4))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "True ([('2', 2), ('a', 1)], [2])",
+        "True ([('2', 2), ('3', 3), ('a', 1)], [3])",
+    ]
+
+
 class _ByName:
     def __reduce__(self):
         return "BY_NAME"
