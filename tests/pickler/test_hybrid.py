@@ -1501,6 +1501,27 @@ def test_a_struct_subclass_travels_as_its_own_class():
     assert got == [_read_header(header, x) for x in range(3)]
 
 
+class _SlottedHeader(struct.Struct):
+    __slots__ = ("name", "__version")
+
+    def __init__(self) -> None:
+        super().__init__("<IH")
+        self.name, self.__version = "header", 2
+
+    def version(self) -> int:
+        return self.__version
+
+
+def test_a_struct_subclass_keeps_its_slots():
+    # a subclass with __slots__ (no __dict__) arrived without their values (AttributeError
+    # in the task), where the loop read them
+    header = _SlottedHeader()
+    copy = get_pickler("hybrid").loads(get_pickler("hybrid").dumps(header))
+    assert (type(copy), copy.format, copy.name, copy.version()) == (_SlottedHeader, "<IH", "header", 2)
+    got = Parallel(n_jobs=2)(delayed(_SlottedHeader.version)(header) for _ in range(2))
+    assert got == [2, 2]
+
+
 def test_struct_objects_and_directory_entries_travel_both_ways():
     # HEADER = struct.Struct("<II") read by a function of __main__, and the entries of
     # os.scandir(folder) passed to tasks (or returned by them): "cannot pickle
