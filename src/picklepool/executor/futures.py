@@ -277,11 +277,13 @@ class _Waiters(list):  # type: ignore[type-arg]
 
     def __init__(self, future: _Future) -> None:
         super().__init__()
-        self._future = future
+        # weakly: no reference cycle, which kept a future (its result) past its last use
+        # until the GC ran (the standard library's map frees each result it yielded)
+        self._future = weakref.ref(future)
 
     def append(self, waiter: Any) -> None:
-        future = self._future
-        if future._state in _WAITED and future.manager is not None:  # type: ignore[attr-defined]
+        future = self._future()
+        if future is not None and future._state in _WAITED and future.manager is not None:  # type: ignore[attr-defined]
             future._own_manager(None, None)
         super().append(waiter)
 
