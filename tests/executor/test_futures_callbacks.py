@@ -2,7 +2,8 @@
 
 Callbacks run in the executor's manager thread, the thread that completes its futures
 (as in the standard library's ``ProcessPoolExecutor``, which hangs there for ever): a
-``result()`` (or ``exception()``, or a ``map`` read to its end) in a callback waited
+``result()`` (or ``exception()``, a ``map`` read to its end, ``concurrent.futures.wait``
+or ``as_completed``) in a callback waited
 for itself, for ever, and the ``with`` block's ``shutdown`` then hung too. Code moved
 from a ``ThreadPoolExecutor`` (whose callbacks run in a worker thread, where such a
 wait works) does this. Deterministic: events, no sleeps.
@@ -11,6 +12,7 @@ wait works) does this. Deterministic: events, no sleeps.
 from __future__ import annotations
 
 import threading
+from concurrent import futures
 
 import pytest
 
@@ -45,6 +47,12 @@ def wait_in_callback(ex, wait):
         pytest.param(lambda ex: ex.submit(square, 3).exception(), id="exception"),
         pytest.param(lambda ex: list(ex.map(square, [3, 4])), id="map"),
         pytest.param(lambda ex: list(ex.map(square, [3, 4], chunksize=2)), id="map-chunks"),
+        # concurrent.futures' own waits (a waiter added to the future) hung there too
+        pytest.param(lambda ex: futures.wait([ex.submit(square, 3)]), id="wait"),
+        pytest.param(lambda ex: futures.wait([ex.submit(square, 3)], timeout=600), id="wait-timeout"),
+        pytest.param(
+            lambda ex: [f.result() for f in futures.as_completed([ex.submit(square, 3)])], id="as_completed"
+        ),
     ],
 )
 def test_waiting_for_its_own_executor_in_a_callback_raises_naming_the_task(wait):
@@ -98,3 +106,18 @@ def test_a_callback_may_read_a_done_future_and_chain_a_submission():
         ex.submit(square, 2).add_done_callback(step)
         assert chained.wait(60)
     assert box == [4, 16, 256]
+
+
+def test_a_callback_may_wait_for_futures_already_done():
+    # concurrent.futures.wait and as_completed on done futures of its own executor return
+    with Executor(max_workers=2) as ex:
+        first = ex.submit(square, 2)
+        assert first.result(timeout=60) == 4
+        outcome = wait_in_callback(
+            ex,
+            lambda _ex: (
+                len(futures.wait([first]).done),
+                [f.result() for f in futures.as_completed([first])],
+            ),
+        )
+    assert outcome == {"value": (1, [4])}

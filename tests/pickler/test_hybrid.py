@@ -1422,6 +1422,47 @@ def test_a_singletons_copy_in_a_warm_worker_follows_the_parents_object():
     ]
 
 
+def test_a_container_singletons_copy_in_a_warm_worker_follows_the_parents_items():
+    # a singleton of a dict (list) subclass: the worker's copy kept the items it was made
+    # with (only its __dict__ followed the parent): a registry the parent filled after the
+    # first call was not seen, and a task's additions reached the next calls
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        class _Registry(dict):
+            def __reduce__(self):
+                return "REGISTRY"
+
+        class _Seen(list):
+            def __reduce__(self):
+                return "SEEN"
+
+        REGISTRY, SEEN = _Registry(a=1), _Seen([1])
+
+        def read(x):
+            return sorted(REGISTRY.items()), list(SEEN)
+
+        def scribble(x):
+            REGISTRY["task"] = x
+            SEEN.append(x)
+            return x
+
+        with Parallel(n_jobs=2) as p:
+            for n in (2, 3):
+                REGISTRY[str(n)], SEEN[:] = n, [n]
+                got = p(delayed(read)(x) for x in range(4))
+                print(got == [read(x) for x in range(4)], got[0])
+                p(delayed(scribble)(x) for x in range(4))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "True ([('2', 2), ('a', 1)], [2])",
+        "True ([('2', 2), ('3', 3), ('a', 1)], [3])",
+    ]
+
+
 class _ByName:
     def __reduce__(self):
         return "BY_NAME"
@@ -1458,6 +1499,27 @@ def test_a_struct_subclass_travels_as_its_own_class():
     assert type(copy) is _Header and (copy.format, copy.size, copy.name) == ("<IH", 6, "header")
     got = Parallel(n_jobs=2)(delayed(_read_header)(header, x) for x in range(3))
     assert got == [_read_header(header, x) for x in range(3)]
+
+
+class _SlottedHeader(struct.Struct):
+    __slots__ = ("name", "__version")
+
+    def __init__(self) -> None:
+        super().__init__("<IH")
+        self.name, self.__version = "header", 2
+
+    def version(self) -> int:
+        return self.__version
+
+
+def test_a_struct_subclass_keeps_its_slots():
+    # a subclass with __slots__ (no __dict__) arrived without their values (AttributeError
+    # in the task), where the loop read them
+    header = _SlottedHeader()
+    copy = get_pickler("hybrid").loads(get_pickler("hybrid").dumps(header))
+    assert (type(copy), copy.format, copy.name, copy.version()) == (_SlottedHeader, "<IH", "header", 2)
+    got = Parallel(n_jobs=2)(delayed(_SlottedHeader.version)(header) for _ in range(2))
+    assert got == [2, 2]
 
 
 def test_struct_objects_and_directory_entries_travel_both_ways():

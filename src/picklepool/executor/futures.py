@@ -91,6 +91,7 @@ class _Future(Future):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__()
         self._pid = os.getpid()  # a forked child's copy is never completed (_forked)
+        self._waiters = _Waiters(self)  # (concurrent.futures.wait and as_completed add theirs)
 
     def result(self, timeout: float | None = None) -> Any:
         self._forked()
@@ -109,7 +110,7 @@ class _Future(Future):  # type: ignore[type-arg]
             self._own_manager("exception", timeout)
         return super().exception(timeout)
 
-    def _own_manager(self, method: str, timeout: float | None) -> None:
+    def _own_manager(self, method: str | None, timeout: float | None) -> None:
         """In the manager thread that completes this future (a done-callback of another
         future of its executor): fail now, not wait for ever or for all of *timeout* (that
         thread would wait for itself; the standard library's executor hangs there too):
@@ -118,9 +119,13 @@ class _Future(Future):  # type: ignore[type-arg]
             return
         index, fn = self.called or (0, None)
         what = f"{label(fn)}(...)" if fn is not None else "a call"
+        if method is None:  # (a waiter added: timeout or not, it is not seen done in this wait)
+            wait = "a concurrent.futures.wait() or as_completed() on it"
+        else:
+            wait = f"its {method}({'' if timeout is None else f'timeout={timeout!r}'})"
         message = (
             f"task {index} (the {_ordinal(index + 1)} call submitted to this Executor): {what}: "
-            f"its {method}({'' if timeout is None else f'timeout={timeout!r}'}) was asked for in a "
+            f"{wait} was asked for in a "
             "done-callback of this Executor's futures, which runs in the thread that completes "
             "them: it cannot finish while that thread waits"
         )
@@ -128,6 +133,8 @@ class _Future(Future):  # type: ignore[type-arg]
             ". Do not wait in a done-callback: add a done-callback to this future instead "
             "(chain the work), or wait for it in a thread of your own."
         )
+        if method is None:
+            raise RuntimeError(f"{message} (for ever, or for all of a timeout){fix}")
         if timeout is not None:
             raise TimeoutError(f"{message}, so this fails at once{fix}")
         raise RuntimeError(f"{message}, for ever{fix}")
@@ -257,6 +264,28 @@ class _Work:
         # the thread the call was made for: an RLock it holds is not waited for when the
         # manager thread pickles the call (pickler.locks.snapshots_for)
         self.caller = caller
+
+
+class _Waiters(list):  # type: ignore[type-arg]
+    """A ``_Future``'s ``_waiters``: ``concurrent.futures.wait()`` and ``as_completed()``
+    add one to each future they wait for. In a done-callback of the future's own executor
+    (its manager thread, which completes it) that wait never saw it done: it waited for ever
+    (or for all of its timeout, every other future of the executor held back meanwhile),
+    as in the standard library's executor; it raises now, as ``result()`` there does."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: _Future) -> None:
+        super().__init__()
+        # weakly: no reference cycle, which kept a future (its result) past its last use
+        # until the GC ran (the standard library's map frees each result it yielded)
+        self._future = weakref.ref(future)
+
+    def append(self, waiter: Any) -> None:
+        future = self._future()
+        if future is not None and future._state in _WAITED and future.manager is not None:  # type: ignore[attr-defined]
+            future._own_manager(None, None)
+        super().append(waiter)
 
 
 class Executor(_StdExecutor):

@@ -105,6 +105,7 @@ def rebuild_named(
         # parent's object has now, not the one it had when the copy was made, nor a task's
         if copy is not find():
             _set_state(copy, cls, state)
+            _refill(copy, base, value)
 
     return sentinels.stand_in(token, make, refresh)
 
@@ -142,6 +143,28 @@ def _set_state(obj: Any, cls: Any, state: Any) -> None:
     for slot in _slotnames(type(obj)):  # (mangled, as __getstate__ names them)
         if not (slotstate and slot in slotstate) and hasattr(obj, slot):
             delattr(obj, slot)
+
+
+def _refill(obj: Any, base: Any, value: Any) -> None:
+    """Give *obj*, a copy whose built-in *base* holds items (a ``dict``, ``list``, ``set``
+    subclass's), the parent's *value* as its content: a registry the parent filled since, or
+    a task's additions, were kept by a worker's copy (its ``__dict__`` alone was refreshed).
+    Left alone when it already holds it (a ``SharedState`` holding it sees no change)."""
+    if base is object or value is None or issubclass(base, _BY_VALUE):
+        return  # (no content, or one that cannot change)
+    try:
+        same = bool(base(obj) == value)
+    except Exception:  # noqa: BLE001 - items that cannot be compared (arrays): refilled
+        same = False
+    if same:
+        return
+    try:
+        clear = getattr(base, "clear", None)
+        if clear is not None:
+            clear(obj)
+        base.__init__(obj, value)
+    except Exception:  # noqa: BLE001 - a base that cannot be refilled: its copy's content stays
+        pass
 
 
 def _same(attrs: dict[str, Any], state: Any) -> bool:

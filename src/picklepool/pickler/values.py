@@ -24,6 +24,7 @@ os.DirEntry       -> a :class:`DirEntry` with the same ``name`` and ``path``, an
 
 from __future__ import annotations
 
+import copyreg
 import os
 import re
 import struct
@@ -36,15 +37,24 @@ def _reduce_struct(obj: struct.Struct) -> tuple[Any, tuple[Any, ...]]:
 
 def reduce_struct_subclass(obj: struct.Struct) -> tuple[Any, tuple[Any, ...]]:
     """A ``struct.Struct`` subclass's object (``class Header(struct.Struct)`` with an
-    ``__init__`` of its own): its class, format and attributes."""
-    return _rebuild_struct, (type(obj), obj.format, getattr(obj, "__dict__", None) or None)
+    ``__init__`` of its own): its class, format and attributes (its ``__dict__``, and its
+    slots: a subclass with ``__slots__`` lost theirs)."""
+    slots = {name: getattr(obj, name) for name in _slotnames(type(obj)) if hasattr(obj, name)}
+    return _rebuild_struct, (type(obj), obj.format, getattr(obj, "__dict__", None) or None, slots or None)
 
 
-def _rebuild_struct(cls: Any, fmt: str, attrs: dict[str, Any] | None) -> struct.Struct:
+_slotnames: Any = copyreg._slotnames  # type: ignore[attr-defined]  # (its slots' names, mangled)
+
+
+def _rebuild_struct(
+    cls: Any, fmt: str, attrs: dict[str, Any] | None, slots: dict[str, Any] | None = None
+) -> struct.Struct:
     obj = struct.Struct.__new__(cls, fmt)  # type: ignore[call-arg]
     struct.Struct.__init__(obj, fmt)  # (not the subclass's: it may take other arguments)
     if attrs:
         obj.__dict__.update(attrs)
+    for name, value in (slots or {}).items():
+        setattr(obj, name, value)
     return obj  # type: ignore[no-any-return]
 
 
