@@ -70,9 +70,11 @@ def start_loky_worker(
     prints them on stderr.
     """
     from .control import watch_parent
+    from .mainnames import install
     from .mirror import start_method as set_start_method
 
     watch_parent(parent)
+    install()  # the script's names in this worker's __main__, for the tasks (workers.mainnames)
     set_start_method(start_method)
     if initializer is not None:
         try:

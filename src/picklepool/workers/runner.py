@@ -41,6 +41,7 @@ from . import (
     changes,
     control,
     joblibnest,
+    mainnames,
     mirror,
     output,
     prologue,
@@ -228,6 +229,7 @@ def run_batch(batch: Batch) -> Any:
         before_batch(limits)  # thread limits, once per setting
     nest = joblibnest.enter()  # joblib code in the tasks nests as in a joblib worker
     me, outcome = os.getpid(), None
+    put = mainnames.enter(fns)  # their script's names in this worker's __main__ (workers.mainnames)
     printed: list[str] = []
     warned: list[Any] = []
     try:
@@ -247,6 +249,8 @@ def run_batch(batch: Batch) -> Any:
         if os.getpid() != me:
             _forked_child_returned(batch, outcome)
         joblibnest.leave(nest)
+        if put is not None:
+            mainnames.leave(put)
     if type(outcome) is TaskFailed and isinstance(outcome.error, TaskTimeoutError) and lokycompat.depth():
         retire()  # replaced by loky after this reply; the rest of the pool is untouched
     status[1], status[2], status[3] = first, 0, control.DUMPING

@@ -1,0 +1,102 @@
+"""The parent script's names in a warm worker's ``__main__``, for code that looks them up.
+
+A task's functions of ``__main__`` arrive by value, each with the globals it reads,
+but a loky worker's ``__main__`` is loky's own module. Code in a task that finds one
+of its script's classes or functions through ``__main__`` failed there, where the
+parent's loop works (and so does joblib's, which fails the same way):
+
+- ``pickle`` by name: ``pickle.dump(Result(i), f)``, ``joblib.dump(model, path)`` of a
+  model whose class the script defines, a ``multiprocessing.Pool`` or
+  ``ProcessPoolExecutor`` started in the task with a function of the script, a
+  manager queue's ``put``: ``attribute lookup Result on __main__ failed``;
+- ``typing.get_type_hints`` (dataclass and annotation tools: ``dacite``, ``cattrs``) on
+  a class of a script with ``from __future__ import annotations``: its string
+  annotations are evaluated in ``__main__``'s namespace, ``NameError: name 'Point' is
+  not defined``.
+
+:func:`enter`, while a batch's tasks run in the worker's main thread, puts in the
+worker's ``__main__`` the names that the batch's functions of ``__main__`` see (their
+globals, and the function or class itself), the very objects the tasks use, so
+``pickle``'s check that the name gives back the same object holds; :func:`leave` takes
+them out. A process a task forks (``multiprocessing``'s default start method on Linux)
+inherits them. The module's own names are never replaced, and dunder names are left out
+(``__file__`` would make the processes a task spawns run the script). Only in loky's
+warm workers (:func:`install`):
+``backend="multiprocessing"`` and dask workers' ``__main__`` is the script itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import types
+from collections.abc import Sequence
+from typing import Any
+
+_namespace: dict[str, Any] | None = None  # this worker's __main__'s, once install() ran
+_main_ident = threading.main_thread().ident
+_get_ident = threading.get_ident
+_missing = object()
+
+
+def install() -> None:
+    """Let :func:`enter` fill this process's ``__main__`` (a loky worker's, at its start)."""
+    global _namespace
+    main = sys.modules.get("__main__")
+    _namespace = None if main is None else vars(main)
+
+
+def enter(fns: Sequence[Any]) -> dict[str, Any] | None:
+    """Give the worker's ``__main__`` the names the batch's functions *fns* of ``__main__``
+    see, while its tasks run; what was put there, for :func:`leave` (None: nothing).
+
+    Only around the tasks: the batch's functions and arguments were unpickled before, and
+    its results are pickled after, without them (a worker's history must not change what a
+    pickle finds). A few dict operations per name the functions read (a function of an
+    importable module reads none); nothing outside a loky worker's main thread (a nested
+    call's threads run inside a batch that already did it).
+    """
+    ns = _namespace
+    if ns is None or _get_ident() != _main_ident:
+        return None
+    put = {}
+    for k, v in names(fns).items():
+        if k not in ns:
+            ns[k] = put[k] = v
+    return put or None
+
+
+def leave(put: dict[str, Any]) -> None:
+    """Take out of ``__main__`` what :func:`enter` put there (unless a task bound it anew)."""
+    ns = _namespace
+    if ns is not None:
+        for k, v in put.items():
+            if ns.get(k, _missing) is v:
+                del ns[k]
+
+
+def names(fns: Sequence[Any]) -> dict[str, Any]:
+    """The names *fns*' functions and classes of ``__main__`` see: their globals (not the
+    dunder ones) and their own names; the first function's value wins."""
+    found: dict[str, Any] = {}
+    for fn in fns:
+        if type(fn) is not types.FunctionType:
+            for _ in range(8):  # a partial's, a bound method's function
+                if type(fn) is functools.partial:
+                    fn = fn.func
+                elif type(fn) is types.MethodType:
+                    fn = fn.__func__
+                else:
+                    break
+        if type(fn) is types.FunctionType:
+            if fn.__module__ != "__main__":
+                continue
+            for k, v in fn.__globals__.items():
+                if k[:2] != "__":
+                    found.setdefault(k, v)
+        elif not isinstance(fn, type):
+            fn = type(fn)  # a callable object: its class
+        if getattr(fn, "__module__", None) == "__main__" and fn.__qualname__ == fn.__name__:
+            found.setdefault(fn.__name__, fn)
+    return found

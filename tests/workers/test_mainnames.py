@@ -1,0 +1,160 @@
+"""A task that pickles its script's objects by name finds them, as in the parent (workers.mainnames)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+from picklepool.workers import mainnames
+
+from ..conftest import run_python
+
+SCRIPT = """
+from __future__ import annotations
+import dataclasses, multiprocessing, os, pickle, sys, tempfile, typing
+from concurrent.futures import ProcessPoolExecutor
+from picklepool import Executor, Parallel, delayed
+
+@dataclasses.dataclass
+class Result:
+    i: int
+
+class Outer:
+    class Inner:
+        pass
+
+def square(x):
+    return x * x
+
+def round_trip(i):  # the standard library's pickle, by name, inside the task
+    return pickle.loads(pickle.dumps(Result(i))), pickle.loads(pickle.dumps(square))(i)
+
+def nested(_i):
+    return type(pickle.loads(pickle.dumps(Outer.Inner()))).__qualname__
+
+def itself(i):
+    return pickle.loads(pickle.dumps(itself)) is itself
+
+def save(path, i):  # a task saving its result to a file, for the parent to read
+    with open(path, "wb") as f:
+        pickle.dump(Result(i), f)
+
+def pool_in_task(n):  # a multiprocessing pool started by a task, with the script's function
+    with multiprocessing.get_context("fork").Pool(1) as p:
+        return p.map(square, range(n))
+
+def executor_in_task(n):
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as ex:
+        return list(ex.map(square, range(n)))
+
+@dataclasses.dataclass
+class Line:
+    a: Result
+    b: Result
+
+def hints(i):  # string annotations, evaluated in __main__'s namespace
+    line = Line(Result(i), Result(i + 1))
+    return {k: type(getattr(line, k)) is t for k, t in typing.get_type_hints(Line).items()}
+
+def unknown(_i):
+    main = sys.modules["__main__"]
+    return hasattr(main, "not_a_name_of_the_script"), hasattr(main, "__file__") == hasattr(main, "__file__")
+
+if __name__ == "__main__":
+    out = {}
+    for pickler in ("hybrid", "cloudpickle"):
+        got = Parallel(n_jobs=2, pickler=pickler)(delayed(round_trip)(i) for i in range(3))
+        out[pickler] = [(r.i, type(r) is Result, s) for r, s in got]
+    out["nested"] = Parallel(n_jobs=2)(delayed(nested)(i) for i in range(2))
+    out["itself"] = Parallel(n_jobs=2)(delayed(itself)(i) for i in range(2))
+    with tempfile.TemporaryDirectory() as d:
+        paths = [os.path.join(d, f"{i}.pkl") for i in range(2)]
+        Parallel(n_jobs=2)(delayed(save)(p, i) for i, p in enumerate(paths))
+        loaded = []
+        for p in paths:
+            with open(p, "rb") as f:
+                loaded.append(pickle.load(f))
+        out["saved"] = [(r.i, type(r) is Result) for r in loaded]
+    out["pool"] = Parallel(n_jobs=2)(delayed(pool_in_task)(4) for _ in range(2))
+    out["executor"] = Parallel(n_jobs=2)(delayed(executor_in_task)(3) for _ in range(2))
+    with Executor(max_workers=2) as ex:
+        r, s = ex.submit(round_trip, 5).result()
+        out["Executor"] = (r.i, type(r) is Result, s)
+    out["hints"] = Parallel(n_jobs=2)(delayed(hints)(i) for i in range(2))
+    out["unknown"] = Parallel(n_jobs=2)(delayed(unknown)(i) for i in range(2))
+    out["parent_main_untouched"] = "__getattr__" not in vars(sys.modules["__main__"])
+    print(repr(out))
+"""
+
+
+def test_a_task_finding_its_scripts_objects_through_main_finds_them_as_in_the_parent():
+    # In a loky worker, __main__ is loky's module: pickle.dumps(Result(i)) in a task
+    # raised "attribute lookup Result on __main__ failed" (as under joblib), and so did
+    # a multiprocessing pool or a ProcessPoolExecutor the task started with a function
+    # of the script; typing.get_type_hints of a class with string annotations raised
+    # NameError. In the parent's loop all of these work.
+    proc = run_python(SCRIPT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = eval(proc.stdout.strip().splitlines()[-1])  # noqa: S307 - our own script's repr
+    expected = [(i, True, i * i) for i in range(3)]
+    assert out["hybrid"] == expected
+    assert out["cloudpickle"] == expected
+    assert out["nested"] == ["Outer.Inner", "Outer.Inner"]
+    assert out["itself"] == [True, True]
+    assert out["saved"] == [(0, True), (1, True)]  # the parent's own class
+    assert out["pool"] == [[0, 1, 4, 9], [0, 1, 4, 9]]
+    assert out["executor"] == [[0, 1, 4], [0, 1, 4]]
+    assert out["Executor"] == (5, True, 25)
+    assert out["hints"] == [{"a": True, "b": True}] * 2
+    assert out["unknown"] == [(False, True), (False, True)]  # other names: still missing
+    assert out["parent_main_untouched"] is True
+
+
+def _g(x):
+    return x
+
+
+def test_names_looks_through_partials_bound_methods_and_callable_objects_of_main_only():
+    def f(x):
+        return x
+
+    f.__module__ = "__main__"
+    f.__qualname__ = "f"
+
+    class Holder:
+        def m(self):
+            return f
+
+        def __call__(self):
+            return None
+
+    Holder.m.__module__ = Holder.__module__ = "__main__"
+    Holder.__qualname__ = "Holder"
+    found = mainnames.names([functools.partial(functools.partial(f, 1)), Holder().m])
+    assert found["f"] is f
+    assert found["functools"] is functools  # a global the function sees
+    assert not any(k.startswith("__") for k in found)
+    assert mainnames.names([Holder()])["Holder"] is Holder  # a callable object: its class
+    assert mainnames.names([_g, len]) == {}  # nothing of __main__
+
+
+def test_enter_puts_the_names_and_leave_takes_them_out_never_the_modules_own(monkeypatch):
+    ns = {"main": "loky's own", "sys": sys}
+    monkeypatch.setattr(mainnames, "_namespace", ns)
+
+    def first(x):
+        return x
+
+    def second(x):
+        return x
+
+    for fn in (first, second):
+        fn.__module__, fn.__qualname__ = "__main__", fn.__name__
+    put = mainnames.enter([first, second])
+    assert put is not None
+    assert ns["first"] is first and ns["second"] is second and ns["functools"] is functools
+    assert ns["main"] == "loky's own" and ns["sys"] is sys  # never the module's own
+    ns["second"] = "bound anew by a task"
+    mainnames.leave(put)
+    assert ns == {"main": "loky's own", "sys": sys, "second": "bound anew by a task"}
+    assert mainnames.enter([len]) is None  # nothing of __main__: nothing to take out
