@@ -86,6 +86,9 @@ class ParentState(NamedTuple):
     # register_parallel_backend, picklepool.register_joblib_backend): a task's own
     # joblib.Parallel(backend="picklepool") works in a worker as in the parent (workers.joblibnest)
     joblib_backends: tuple[str, ...] = ()
+    # the names the parent's program added to builtins (gettext.install's _), pickled
+    # (workers.builtinnames; None: none): a task's _("Hello") works in a worker as in the parent
+    builtins: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

@@ -207,11 +207,11 @@ def _held_long(lock: Any, what: str) -> None:
         "so that no task sees a change half done); a lock that is never released (held for "
         "ever, or by a thread that ended without releasing it) makes the call wait for ever.",
         RuntimeWarning,
-        stacklevel=_callers_level(),
+        stacklevel=callers_level(),
     )
 
 
-def _callers_level() -> int:
+def callers_level() -> int:
     """The ``stacklevel`` of the first frame outside picklepool and cloudpickle (1 if none)."""
     import os
     import sys

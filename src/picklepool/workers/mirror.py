@@ -40,6 +40,9 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   "field larger than field limit (131072)"). Where the parent has none, the worker's own
   apply (an ``initializer``'s).
 
+- Names the parent's program added to ``builtins`` (``gettext.install``'s ``_``):
+  ``workers.builtinnames``.
+
 Not mirrored, by choice: ``os.environ`` (workers keep the environment they were
 started with, plus their thread limits; libraries read most variables once, at
 import, so changing them under a warm worker would not do what a user expects —
@@ -63,7 +66,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..wire import ParentState
-from . import reloads, warnfilters
+from . import builtinnames, reloads, warnfilters
 
 _applied: ParentState | None = None
 
@@ -106,6 +109,7 @@ def apply(state: ParentState) -> None:
         start_method(method)
     if state.warning_filters is not None:  # (None: the worker keeps its own)
         warnfilters.apply(state.warning_filters)
+    builtinnames.apply(state.builtins)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults

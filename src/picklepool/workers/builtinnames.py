@@ -1,0 +1,152 @@
+"""Names the parent's program added to ``builtins``, added in a worker too.
+
+A program can make a name visible to every module by setting it in ``builtins``:
+``gettext.install("app")`` adds ``_`` (and ``ngettext``...) so that any module's
+``_("Hello")`` translates, and a script or a tool adds helpers of its own
+(``builtins.ic = icecream.ic``). In the loop the call replaces, a task's code finds
+them; a warm worker never ran the program, so a task calling ``_("Hello")`` failed with
+``NameError: name '_' is not defined`` (under joblib too).
+
+:func:`pickled` reads, in the parent, the entries of ``builtins`` that the interpreter
+did not put there: callables (functions, methods, classes, callable objects) but the
+interpreter's own (its functions written in C, ``print`` or ``open``; its classes; site's
+``exit``, ``help``), and not under a dunder name (``__import__`` and
+``__build_class__`` hooks stay the worker's). A value that is not
+callable (the interactive interpreter's ``_``, the last value shown) is left out.
+Each is pickled apart (with hybrid: a function of ``__main__`` by value, gettext's
+``_`` as its translations object), once, and again only when ``builtins`` gains or
+loses a name or one of those names is bound anew; one that cannot be pickled is left
+out, not the others, and so is one larger than :data:`LIMIT` pickled (it travels with
+every batch), with a ``RuntimeWarning`` saying so. IPython's own (``get_ipython``) are
+left out. Replacing a standard builtin (``builtins.print = ...``) is not
+sent. :func:`apply` sets them in the worker before each batch and takes back those the
+parent no longer has (the worker's own value, if it had one, returns).
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import pickle
+import warnings
+from typing import Any
+
+from . import warnfilters
+
+log = logging.getLogger(__name__)
+
+_C_FUNCTION = type(len)
+_SHELLS = ("IPython.", "ipykernel.")
+# an added name pickled larger than this is not sent (it would travel with every batch)
+LIMIT = 1 << 20
+_NONE = object()  # no value of the worker's own
+
+# parent: (len(vars(builtins)), {name: value} of the added names, as read last, their pickle)
+_read: tuple[int, dict[str, Any], bytes | None] = (-1, {}, None)
+
+# worker: the pickle applied last; {name: the parent's value} set here; {name: the worker's own}
+_applied: bytes | None = None
+_added: dict[str, Any] = {}
+_own: dict[str, Any] = {}
+
+
+def added(namespace: dict[str, Any]) -> dict[str, Any]:
+    """The entries of *namespace* (``vars(builtins)``) the program added: see the module."""
+    out = {}
+    for name, value in namespace.items():
+        if name[:2] == "__" or not callable(value):
+            continue
+        if type(value) is _C_FUNCTION or type(value).__module__ == "_sitebuiltins":
+            continue  # (the interpreter's functions, open too; site's exit, help...)
+        if isinstance(value, type) and value.__module__ == "builtins":
+            continue
+        if str(getattr(value, "__module__", None)).startswith(_SHELLS):
+            continue  # IPython's get_ipython, display: the shell's own, with no use in a worker
+        out[name] = value
+    return out
+
+
+def pickled() -> bytes | None:
+    """The names the program added to ``builtins``, pickled (None: there are none).
+
+    Kept while ``builtins`` has as many names as when last read and those added are bound
+    to the same objects (a length and, usually, nothing else).
+    """
+    global _read
+    namespace = vars(builtins)
+    size, seen, data = _read
+    if size == len(namespace) and all(namespace.get(k, _NONE) is v for k, v in seen.items()):
+        return data
+    now = added(namespace)
+    data = None
+    if now:
+        from ..pickler.hybrid import HybridPickler
+
+        each = []
+        pickler = HybridPickler()
+        for entry in now.items():
+            try:
+                one = pickler.dumps(entry)
+            except Exception as exc:  # noqa: BLE001 - this one is not sent; the others are
+                log.debug(
+                    "picklepool: a name added to builtins cannot be sent to workers (%r): %r", entry, exc
+                )
+                continue
+            if len(one) > LIMIT:
+                from ..pickler.locks import callers_level
+
+                warnings.warn(
+                    f"picklepool: builtins.{entry[0]} is not sent to the workers: pickled, it takes "
+                    f"{len(one) / 2**20:.1f} MiB, which would travel with every batch, so a task using "
+                    f"it raises NameError there. Pass it to the tasks as an argument, or set it in "
+                    f"an initializer (Parallel(initializer=...)).",
+                    RuntimeWarning,
+                    stacklevel=callers_level(),  # (the call's line)
+                )
+                continue
+            each.append(one)
+        data = pickle.dumps(tuple(each)) if each else None
+    _read = (len(namespace), now, data)
+    return data
+
+
+def _loaded(data: bytes | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if data is None:
+        return out
+    for one in pickle.loads(data):
+        try:
+            with warnfilters.loading():  # (the imports the parent made: under the worker's filters)
+                name, value = pickle.loads(one)
+        except Exception as exc:  # noqa: BLE001 - a value this worker cannot load
+            log.debug("picklepool: a name the parent added to builtins cannot be read here (%r)", exc)
+            continue
+        out[name] = value
+    return out
+
+
+def apply(data: bytes | None) -> None:
+    """Set the names pickled in *data* in this worker's ``builtins`` (None: the parent
+    added none), and take back those set for an earlier batch that the parent no longer has."""
+    global _applied
+    if data is None and not _added:  # (the usual case: nothing added)
+        return
+    namespace = vars(builtins)
+    if data != _applied:
+        wanted = _loaded(data)
+        for name in [k for k in _added if k not in wanted]:
+            own = _own.pop(name, _NONE)
+            del _added[name]
+            if own is _NONE:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = own
+        for name, value in wanted.items():
+            if name not in _added:
+                _own[name] = namespace.get(name, _NONE)
+            _added[name] = value
+        _applied = data
+    # the parent's at each batch: a task's own binding of the name was its batch's
+    for name, value in _added.items():
+        if namespace.get(name, _NONE) is not value:
+            namespace[name] = value

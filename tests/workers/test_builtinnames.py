@@ -1,0 +1,104 @@
+"""Names the parent's program added to builtins are there in a worker (workers.builtinnames)."""
+
+from __future__ import annotations
+
+import builtins
+import pickle
+import warnings
+
+import pytest
+
+from picklepool.workers import builtinnames
+
+from ..conftest import run_python
+
+
+def test_a_task_finds_what_the_program_added_to_builtins_as_in_the_loop():
+    # gettext.install("app") puts _ in builtins, so that every module's _("Hello")
+    # translates; in a warm worker (and under joblib) a task's _() raised NameError
+    proc = run_python(
+        """
+        import builtins, gettext
+        from picklepool import Parallel, delayed
+
+        def greet(x):
+            return _("hello ") + str(x)
+
+        def helper(x):
+            return MY_HELPER(x)
+
+        def has(name):
+            import builtins
+            return hasattr(builtins, name)
+
+        def rebind(_x):
+            import builtins
+            builtins._ = str.upper  # the task's own binding: its batch's only
+            return _("a")
+
+        gettext.install("app")
+        builtins.MY_HELPER = lambda x: x * 10
+        builtins.UNSENDABLE = (i for i in ()).send  # cannot be pickled: left out, not the others
+        builtins.LEVEL = 3  # not callable: left out
+        with Parallel(n_jobs=2) as p:
+            print(p(delayed(greet)(i) for i in range(2)), p(delayed(helper)(i) for i in range(2)))
+            print(p(delayed(has)(n) for n in ("UNSENDABLE", "LEVEL", "print")))
+            print(p(delayed(rebind)(i) for i in range(2)), p(delayed(greet)(i) for i in range(2)))
+            del builtins.MY_HELPER
+            print(p(delayed(has)("MY_HELPER") for i in range(2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "['hello 0', 'hello 1'] [0, 10]",
+        "[False, False, True]",
+        "['A', 'A'] ['hello 0', 'hello 1']",
+        "[False, False]",
+    ]
+
+
+def test_added_leaves_out_the_interpreters_own_names_dunders_and_values_that_are_not_callable():
+    assert builtinnames.added(dict(vars(builtins))) == {}  # this interpreter's (pytest adds none)
+
+    def helper():
+        return None
+
+    namespace = {"print": print, "exit": exit, "ValueError": ValueError, "__import__": helper}
+    namespace.update({"_": helper, "LEVEL": 3, "Helper": type("Helper", (), {})})
+    assert set(builtinnames.added(namespace)) == {"_", "Helper"}
+
+
+def _helper(x):
+    return x
+
+
+def test_a_name_too_large_to_travel_with_every_batch_is_left_out_with_a_warning(monkeypatch):
+    monkeypatch.setattr(builtins, "PP_TEST_HELPER", _helper, raising=False)
+    monkeypatch.setattr(builtinnames, "_read", (-1, {}, None))
+    data = builtinnames.pickled()
+    assert data is not None and builtinnames._loaded(data) == {"PP_TEST_HELPER": _helper}
+    assert builtinnames.pickled() is data  # unchanged builtins: kept
+    monkeypatch.setattr(builtinnames, "LIMIT", 10)
+    monkeypatch.setattr(builtinnames, "_read", (-1, {}, None))
+    with pytest.warns(RuntimeWarning, match=r"builtins.PP_TEST_HELPER is not sent to the workers.*NameError"):
+        assert builtinnames.pickled() is None
+
+
+def test_apply_sets_the_parents_names_and_gives_back_the_workers_own(monkeypatch):
+    monkeypatch.setattr(builtinnames, "_applied", None)
+    monkeypatch.setattr(builtinnames, "_added", {})
+    monkeypatch.setattr(builtinnames, "_own", {})
+    monkeypatch.setattr(builtins, "PP_TEST_OWN", "the worker's", raising=False)
+    data = pickle.dumps((pickle.dumps(("PP_TEST_OWN", _helper)), pickle.dumps(("PP_TEST_NEW", len))))
+    try:
+        builtinnames.apply(data)
+        assert builtins.PP_TEST_OWN is _helper and builtins.PP_TEST_NEW is len
+        builtins.PP_TEST_NEW = None  # a task's own binding: its batch's only
+        builtinnames.apply(data)
+        assert builtins.PP_TEST_NEW is len
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            builtinnames.apply(None)  # the parent has none any more
+        assert builtins.PP_TEST_OWN == "the worker's" and not hasattr(builtins, "PP_TEST_NEW")
+    finally:
+        vars(builtins).pop("PP_TEST_NEW", None)
