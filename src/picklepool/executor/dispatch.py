@@ -66,8 +66,8 @@ def header(pickler: Any) -> bytes:
 
 def parent_state(
     n_workers: int,
-    numeric: tuple[Any, Any] | None = None,
-    caller: tuple[tuple[Any, Any], bytes | None] | None = None,
+    numeric: tuple[Any, Any, Any] | None = None,
+    caller: tuple[tuple[Any, Any, Any], bytes | None] | None = None,
 ) -> ParentState:
     """What this call's workers mirror (``workers.mirror``), read now, in the calling thread.
 
@@ -192,7 +192,7 @@ class Channel:
             self.parent = parent_state(backend.n_workers)
         elif backend.mirrors_numeric:
             numeric = mirror.numeric_state()
-            self.parent = NumericState(numeric) if numeric != (None, None) else None
+            self.parent = NumericState(numeric) if numeric != mirror.NO_NUMERIC else None
         self.context = CallContext(pickler, self.session, backend.blob_store() if self.bytes_path else None)
         # large arrays via shared memory (blobs on a cluster);
         # *owner*: a `with Parallel()` block whose calls share a folder

@@ -66,7 +66,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..wire import ParentState
-from . import builtinnames, reloads, warnfilters
+from . import builtinnames, printopts, reloads, warnfilters
 
 _applied: ParentState | None = None
 
@@ -287,15 +287,19 @@ def _decimal_now(decimal: Any) -> tuple[Any, ...]:
     return (c.prec, c.rounding, c.Emin, c.Emax, c.capitals, c.clamp, traps)
 
 
-def caller_state() -> tuple[tuple[Any, Any], bytes | None]:
+def caller_state() -> tuple[tuple[Any, Any, Any], bytes | None]:
     """``(numeric_state(), the warnings filters pickled)`` as they are now: what the calls
     made in this thread run with, also when their batches are sent later or from another
     thread (an ``Executor``'s, after the ``catch_warnings`` block around ``submit`` ended)."""
     return numeric_state(), warnfilters.pickled()
 
 
-def numeric_state() -> tuple[Any, Any]:
-    """``(decimal context, numpy error handling)`` of the calling thread, each None when default.
+NO_NUMERIC = (None, None, None)  # numeric_state() where every setting is the default
+
+
+def numeric_state() -> tuple[Any, Any, Any]:
+    """``(decimal context, numpy error handling, numpy print options)`` of the calling
+    thread, each None when default (``workers.printopts``).
 
     Modules the process has not imported are not imported here (their settings
     are the defaults).
@@ -303,10 +307,13 @@ def numeric_state() -> tuple[Any, Any]:
     decimal = sys.modules.get("decimal")
     dec = _decimal_read(decimal) if decimal is not None else None
     numpy = sys.modules.get("numpy")
-    err = _numpy_read(numpy) if numpy is not None and hasattr(numpy, "geterr") else None
+    err = printed = None
+    if numpy is not None and hasattr(numpy, "geterr"):
+        err = _numpy_read(numpy)
+        printed = printopts.read(numpy)
     if err is not None and any(mode in _CALLBACK_MODES for _kind, mode in err):
         err = tuple((k, _NUMPY_DEFAULT_OF[k] if mode in _CALLBACK_MODES else mode) for k, mode in err)
-    return (None if dec == _DECIMAL_DEFAULT else dec, None if err == _NUMPY_DEFAULT else err)
+    return (None if dec == _DECIMAL_DEFAULT else dec, None if err == _NUMPY_DEFAULT else err, printed)
 
 
 # np.seterr's modes that hand the error to the process's np.seterrcall object: the
@@ -373,13 +380,13 @@ def _numpy_errors_var(numpy: Any) -> Any:
     return var if isinstance(var, contextvars.ContextVar) else None
 
 
-def _apply_numeric(numeric: tuple[Any, Any]) -> None:
-    """Make this thread's decimal context and numpy error handling those of *numeric*.
+def _apply_numeric(numeric: tuple[Any, Any, Any]) -> None:
+    """Make this thread's decimal context, numpy error handling and print options those of *numeric*.
 
     Compared with the thread itself: a task that changed them does not change
     what the next batch sees. A module neither side uses is not imported.
     """
-    dec, err = numeric
+    dec, err, printed = numeric
     modules = sys.modules
     if dec is not None or "decimal" in modules:
         decimal = modules.get("decimal") or importlib.import_module("decimal")
@@ -398,24 +405,26 @@ def _apply_numeric(numeric: tuple[Any, Any]) -> None:
                     traps=[getattr(decimal, name) for name in traps],
                 )
             )
-    if err is not None or "numpy" in modules:
+    if err is not None or printed is not None or "numpy" in modules:
         numpy = modules.get("numpy") or importlib.import_module("numpy")
         if not hasattr(numpy, "geterr"):  # numpy half-imported by a failed import
             return
         want_err = _NUMPY_DEFAULT if err is None else err
         if _numpy_read(numpy) != want_err:
             numpy.seterr(**dict(want_err))
+        printopts.apply(numpy, printed)
 
 
 @contextlib.contextmanager
-def numeric_applied(numeric: tuple[Any, Any]) -> Iterator[None]:
-    """This thread's decimal context and numpy error handling as *numeric* inside, as before after.
+def numeric_applied(numeric: tuple[Any, Any, Any]) -> Iterator[None]:
+    """This thread's numeric settings as *numeric* inside, as before after.
 
     For threads that run other calls' tasks too (a dask worker's).
     """
     decimal, numpy = sys.modules.get("decimal"), sys.modules.get("numpy")
     context = decimal.getcontext().copy() if decimal is not None else None
     errors = numpy.geterr() if numpy is not None and hasattr(numpy, "geterr") else None
+    printed = printopts.read(numpy) if errors is not None else None
     _apply_numeric(numeric)
     try:
         yield
@@ -424,6 +433,7 @@ def numeric_applied(numeric: tuple[Any, Any]) -> Iterator[None]:
             decimal.setcontext(context)  # type: ignore[union-attr]
         if errors is not None:
             numpy.seterr(**errors)  # type: ignore[union-attr]
+            printopts.apply(numpy, printed)
 
 
 def nesting() -> tuple[int, int | None]:

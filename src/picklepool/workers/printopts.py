@@ -1,0 +1,55 @@
+"""numpy's print options (``np.set_printoptions``, ``np.printoptions``), read and applied.
+
+A task that formats arrays (``str(a)``, ``repr(x)``, a report's or a log line's
+numbers) gave numpy's default formatting in a worker, whatever the parent had set
+(``precision=3``, ``suppress=True``, ``legacy="1.25"``, a ``formatter``): a warm
+worker never ran the parent's ``set_printoptions``, so the same task printed
+differently in the loop and in the pool (under joblib too). They are part of the
+calling thread's numeric settings (``workers.mirror``), as ``np.errstate`` is: numpy
+>= 2.1 keeps them per thread, in a context variable (older numpy: not mirrored).
+
+Read through that variable: every change puts a new dict in it, so while it holds the
+dict seen last, the options are those read then (one lookup per call).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from typing import Any
+
+# (the object numpy's variable held, what read() answered for it)
+_seen: tuple[Any, tuple[tuple[str, Any], ...] | None] | None = None
+_defaults: dict[str, Any] | None = None  # np.get_printoptions() of a fresh context
+
+
+def _variable() -> contextvars.ContextVar[Any] | None:
+    module = sys.modules.get("numpy._core.printoptions")
+    var = getattr(module, "format_options", None)
+    return var if isinstance(var, contextvars.ContextVar) else None
+
+
+def read(numpy: Any) -> tuple[tuple[str, Any], ...] | None:
+    """This thread's print options as ``sorted(np.get_printoptions().items())``; None when
+    they are numpy's defaults, or on a numpy that does not keep them in a variable."""
+    global _seen, _defaults
+    var = _variable()
+    if var is None:
+        return None
+    held = var.get()
+    seen = _seen
+    if seen is not None and seen[0] is held:
+        return seen[1]
+    if _defaults is None:
+        _defaults = contextvars.Context().run(numpy.get_printoptions)
+    now = numpy.get_printoptions()
+    out = None if now == _defaults else tuple(sorted(now.items()))
+    _seen = (held, out)
+    return out
+
+
+def apply(numpy: Any, options: tuple[tuple[str, Any], ...] | None) -> None:
+    """Make this thread's print options *options* (None: numpy's defaults), where they differ."""
+    if _variable() is None or read(numpy) == options:
+        return
+    numpy.set_printoptions(**dict(options if options is not None else sorted((_defaults or {}).items())))
