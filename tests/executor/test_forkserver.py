@@ -575,3 +575,37 @@ def _first_calls_from_threads() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "done"
     assert "leaked" not in result.stderr, result.stderr
+
+
+def test_workers_run_with_the_interpreter_options_of_the_parent():
+    # python -O: a task's assert in a module the worker compiles ran there, not in the
+    # loop; -X utf8: open()'s default encoding differed. The server now starts with the
+    # parent's options, as multiprocessing's spawn gives them, but -W (warnfilters' job).
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys, warnings
+        from picklepool import Parallel, delayed
+
+        def flags(_i):
+            return sys.flags.optimize, sys.flags.utf8_mode, eval("__debug__"), sys.warnoptions
+
+        print(Parallel(n_jobs=2)(delayed(flags)(i) for i in range(2)))
+        """
+    )
+    flags = ("PYTHONOPTIMIZE", "PYTHONUTF8", "PYTHONWARNINGS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICKLEPOOL_") and k not in flags}
+    proc = subprocess.run(
+        [sys.executable, "-O", "-X", "utf8", "-W", "ignore::UserWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str([(1, 1, False, [])] * 2)
+    assert forkserver.interpreter_flags() == [
+        a for a in subprocess._args_from_interpreter_flags() if not a.startswith("-W")
+    ]

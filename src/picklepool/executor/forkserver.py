@@ -54,7 +54,7 @@ class _Server:
         try:
             self.pid = util.spawnv_passfds(
                 os.fsencode(sys.executable),
-                [sys.executable, "-c", _command(theirs.fileno(), alive)],
+                [sys.executable, *interpreter_flags(), "-c", _command(theirs.fileno(), alive)],
                 [theirs.fileno(), alive],
             )
         except BaseException:
@@ -93,6 +93,25 @@ def _alive_pipe() -> int:
     if _alive is None:
         _alive = os.pipe()
     return _alive[0]
+
+
+def interpreter_flags() -> list[str]:
+    """The options this interpreter was started with that its children get too, as
+    ``multiprocessing``'s spawn gives them (``-O``, ``-B``, ``-s``, ``-X utf8``, ``-X dev``...):
+    with ``python -O``, a task's ``assert`` in a module the worker imports ran in the worker
+    and not in the loop; with ``-X utf8``, ``open()``'s default encoding differed. Not the
+    ``-W`` warning filters: the parent's filters reach the tasks with each batch
+    (``workers.warnfilters``), and the server's own imports must not fail under ``-W error``."""
+    import subprocess
+
+    out: list[str] = []
+    args = iter(subprocess._args_from_interpreter_flags())  # type: ignore[attr-defined]
+    for arg in args:
+        if arg == "-W":
+            next(args, None)
+        elif not arg.startswith("-W"):
+            out.append(arg)
+    return out
 
 
 def _command(sock: int, alive: int) -> str:
