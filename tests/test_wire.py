@@ -126,8 +126,8 @@ def test_only_large_batches_keep_their_arguments_until_the_reply_is_sent():
 @pytest.mark.parametrize(
     "limits, parent",
     [
-        (WorkerLimits(1, None), ParentState(("/a", "/b"), 1000, "/", 1, 2, 4300, (None, None), 0o22)),
-        (None, NumericState((None, (("divide", "raise"),)))),
+        (WorkerLimits(1, None), ParentState(("/a", "/b"), 1000, "/", 1, 2, 4300, (None, None, None), 0o22)),
+        (None, NumericState((None, (("divide", "raise"),), None))),
         (WorkerLimits(None, 1 << 30), None),
     ],
 )

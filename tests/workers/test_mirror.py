@@ -314,7 +314,7 @@ def test_the_numeric_state_read_in_the_parent_follows_every_change():
         dec = mirror._decimal_now(decimal)
         err = tuple(sorted(np.geterr().items()))
         default = (mirror._DECIMAL_DEFAULT, mirror._NUMPY_DEFAULT)
-        return (None if dec == default[0] else dec, None if err == default[1] else err)
+        return (None if dec == default[0] else dec, None if err == default[1] else err, None)
 
     seen = [mirror.numeric_state()]
     with decimal.localcontext() as ctx:
@@ -332,7 +332,7 @@ def test_the_numeric_state_read_in_the_parent_follows_every_change():
         finally:
             np.seterr(**old)
         assert mirror.numeric_state() == fresh()
-    assert mirror.numeric_state() == fresh() == seen[0] == (None, None)
+    assert mirror.numeric_state() == fresh() == seen[0] == mirror.NO_NUMERIC
     assert seen[1][0][0] == 7 and seen[1][1] is None
 
 

@@ -101,17 +101,17 @@ def test_a_parents_numpy_change_is_applied_while_the_worker_holds_the_same_objec
     np = pytest.importorskip("numpy")
     mirror.apply(parent_state(2))  # checked: the worker's object is the default handling
     raising = parent_state(
-        2, numeric=(None, (("divide", "raise"), ("invalid", "warn"), ("over", "warn"), ("under", "ignore")))
+        2, numeric=(None, (("divide", "raise"), ("invalid", "warn"), ("over", "warn"), ("under", "ignore")), None)
     )
     mirror.apply(raising)  # the same object in numpy's variable, another handling wanted
     assert np.geterr()["divide"] == "raise"
-    mirror.apply(parent_state(2, numeric=(None, None)))
+    mirror.apply(parent_state(2, numeric=mirror.NO_NUMERIC))
     assert np.geterr()["divide"] == "warn"
 
 
 def test_numpy_error_handling_of_another_thread_is_checked_there(restored):
     np = pytest.importorskip("numpy")
-    state = parent_state(2, numeric=(None, None))
+    state = parent_state(2, numeric=mirror.NO_NUMERIC)
     mirror.apply(state)
     seen = []
 
@@ -140,11 +140,11 @@ def test_the_decimal_read_matches_reading_the_context_item_by_item(restored):
         lambda c: c.traps.__setitem__(decimal.DivisionByZero, False),
     ):
         decimal.setcontext(decimal.Context(*decimal.DefaultContext.__reduce__()[1][:6], flags=[], traps=[]))
-        mirror._apply_numeric((None, None))
+        mirror._apply_numeric(mirror.NO_NUMERIC)
         assert mirror._decimal_read(decimal) == want
         change(decimal.getcontext())
         assert mirror._decimal_read(decimal) != want
-        mirror._apply_numeric((None, None))
+        mirror._apply_numeric(mirror.NO_NUMERIC)
         assert mirror._decimal_read(decimal) == want and mirror._decimal_now(decimal) == want
     decimal.getcontext().flags[decimal.Inexact] = True  # flags are not mirrored
     assert mirror._decimal_read(decimal) == want
