@@ -101,7 +101,12 @@ def test_a_parents_numpy_change_is_applied_while_the_worker_holds_the_same_objec
     np = pytest.importorskip("numpy")
     mirror.apply(parent_state(2))  # checked: the worker's object is the default handling
     raising = parent_state(
-        2, numeric=(None, (("divide", "raise"), ("invalid", "warn"), ("over", "warn"), ("under", "ignore")), None)
+        2,
+        numeric=(
+            None,
+            (("divide", "raise"), ("invalid", "warn"), ("over", "warn"), ("under", "ignore")),
+            None,
+        ),
     )
     mirror.apply(raising)  # the same object in numpy's variable, another handling wanted
     assert np.geterr()["divide"] == "raise"
