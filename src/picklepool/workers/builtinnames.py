@@ -75,8 +75,14 @@ def pickled() -> bytes | None:
     global _read
     namespace = vars(builtins)
     size, seen, data = _read
-    if size == len(namespace) and all(namespace.get(k, _NONE) is v for k, v in seen.items()):
-        return data
+    if size == len(namespace):
+        if not seen:  # (the usual case: nothing added)
+            return data
+        for k, v in seen.items():
+            if namespace.get(k, _NONE) is not v:
+                break
+        else:
+            return data
     now = added(namespace)
     data = None
     if now:
