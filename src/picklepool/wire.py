@@ -346,6 +346,7 @@ def rebuild_exception(
     notes: list[str] | None,
     cause: BaseException | None = None,
     native: tuple[Any, Any] | None = None,
+    context: BaseException | None = None,
 ) -> BaseException:
     """An exception of *cls* made without calling its ``__init__``.
 
@@ -385,6 +386,8 @@ def rebuild_exception(
         put(exc, "__notes__", note_list(notes))
     if cause is not None:  # (setting None would set __suppress_context__: not as it was)
         put(exc, "__cause__", cause)
+    if context is not None:  # raised while handling *context*, with no ``from``
+        put(exc, "__context__", context)
     return exc
 
 

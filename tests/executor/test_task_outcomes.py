@@ -180,6 +180,41 @@ def test_the_cause_and_the_notes_survive():
     assert isinstance(err.__cause__.__cause__, RemoteTraceback)  # the worker's traceback, last
 
 
+def raise_while_handling():
+    try:
+        {}["missing"]
+    except KeyError:
+        raise LedgerMismatch("acct-2", 1, 2)  # noqa: B904 - the implicit context is the point
+
+
+def raise_while_handling_from_none():
+    try:
+        {}["missing"]
+    except KeyError:
+        raise ValueError("no context") from None
+
+
+@pytest.mark.parametrize("pickler", ["hybrid", "cloudpickle", "pickle"])
+def test_an_exception_raised_while_handling_another_keeps_it_as_its_context(pickler):
+    # As in the loop: "During handling of the above exception, another exception occurred".
+    # The implicit __context__ was dropped: the worker's traceback stood in its place.
+    try:
+        raise_while_handling()
+    except LedgerMismatch as loop:
+        expected = loop.__context__
+    err = _one(raise_while_handling, pickler)
+    assert type(err) is LedgerMismatch and err.account == "acct-2"
+    assert err.__cause__ is None and not err.__suppress_context__
+    assert type(err.__context__) is KeyError and err.__context__.args == expected.args
+    assert isinstance(err.__context__.__cause__, RemoteTraceback)  # the worker's traceback, last
+    with Executor(max_workers=1, pickler=pickler) as ex:
+        err = ex.submit(raise_while_handling).exception()
+    assert type(err.__context__) is KeyError and not err.__suppress_context__
+    err = _one(raise_while_handling_from_none, pickler)  # `from None`: no context, as in the loop
+    assert type(err) is ValueError and err.__suppress_context__
+    assert isinstance(err.__cause__, RemoteTraceback) and err.__cause__.__cause__ is None
+
+
 class NotesSetByHand(ValueError):
     pass
 

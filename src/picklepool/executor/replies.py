@@ -465,13 +465,19 @@ def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskE
 def _attach_remote(error: BaseException, remote: RemoteTraceback) -> None:
     """The worker's traceback as the cause at the end of *error*'s own chain of causes.
 
-    A task's ``raise X from Y`` keeps ``Y`` as ``X.__cause__``; the worker's traceback
-    (which shows the whole chain as it happened there) goes after the last link.
+    A task's ``raise X from Y`` keeps ``Y`` as ``X.__cause__``, and an exception raised
+    while handling ``Y`` (no ``from``) keeps it as its ``__context__``; the worker's
+    traceback (which shows the whole chain as it happened there) goes after the last link.
     """
     link, seen = error, {id(error)}
     # (to the end, or where a cycle closes: cut after 16 links, it replaced the 17th's cause)
-    while link.__cause__ is not None and id(link.__cause__) not in seen:
-        link = link.__cause__
+    while True:
+        following = link.__cause__
+        if following is None and not link.__suppress_context__:
+            following = link.__context__
+        if following is None or id(following) in seen:
+            break
+        link = following
         seen.add(id(link))
     object.__setattr__(link, "__cause__", remote)  # (not a frozen dataclass's __setattr__)
 
