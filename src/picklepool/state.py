@@ -307,7 +307,7 @@ class SharedState(Generic[T]):
         no temporary file. With a key (``key=`` or ``PICKLEPOOL_STATE_KEY``) the
         file is signed with HMAC-SHA256 and ``load`` verifies it before unpickling.
         """
-        signing_key = checkpoint.resolve_key(key)
+        signing_key = checkpoint.resolve_key(key, signing=True)
         pickler = get_pickler()
         with checkpoint.atomic_file(path) as f:
             with self._lock:
