@@ -1,7 +1,10 @@
 """Every exception picklepool raises on its own account, in one module.
 
 Each extends the stdlib exception a user would already catch: ``PicklingError`` is a
-``pickle.PicklingError``, ``WorkerCrashedError`` a ``BrokenProcessPool``,
+``pickle.PicklingError``, ``WorkerCrashedError`` a ``BrokenProcessPool`` (and loky's and
+joblib's ``TerminatedWorkerError`` when they are imported), ``UnpicklingError`` a
+``pickle.UnpicklingError`` and a ``BrokenProcessPool`` (what joblib, loky and the standard
+library raise when arguments or results do not unpickle),
 ``TaskTimeoutError`` a ``TimeoutError``, ``TaskExitError`` a ``RuntimeError``
 (``TaskInterruptError`` also a ``KeyboardInterrupt``), ``StateFileError`` a ``ValueError``.
 Messages say what went wrong, where, and what to do.
