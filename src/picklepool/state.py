@@ -163,6 +163,13 @@ class SharedState(Generic[T]):
             self._copy.enter_task(self)
         return self._value
 
+    @value.setter
+    def value(self, new: T) -> None:
+        raise AttributeError(
+            "SharedState.value cannot be assigned (that would skip the lock and the version): "
+            "call state.set(new_value), or change the value inside `with state as value:`"
+        )
+
     @property
     def version(self) -> int:
         """How many changes the value has had (``with`` blocks and ``set`` calls)."""

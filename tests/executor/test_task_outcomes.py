@@ -215,6 +215,44 @@ def test_an_exception_raised_while_handling_another_keeps_it_as_its_context(pick
     assert isinstance(err.__cause__, RemoteTraceback) and err.__cause__.__cause__ is None
 
 
+def raise_http_error():
+    import urllib.error
+
+    raise urllib.error.HTTPError("http://example.invalid/x", 404, "Not Found", {}, None)
+
+
+def make_oserror_with_fields_set_by_hand():
+    err = OSError("disk full")
+    err.errno, err.filename = 28, "/data/out.csv"
+    return err
+
+
+def raise_oserror_with_fields_set_by_hand():
+    raise make_oserror_with_fields_set_by_hand()
+
+
+@pytest.mark.parametrize("pickler", ["hybrid", "cloudpickle"])
+def test_an_oserror_keeps_the_fields_it_set_apart_from_its_args(pickler):
+    # HTTPError sets filename to its URL with empty args: OSError's pickling dropped it (None)
+    err = _one(raise_http_error, pickler)
+    assert type(err).__name__ == "HTTPError" and err.code == 404
+    assert err.filename == err.url == "http://example.invalid/x"
+    err = _one(raise_oserror_with_fields_set_by_hand, pickler)
+    assert type(err) is OSError and err.args == ("disk full",)
+    assert (err.errno, err.filename) == (28, "/data/out.csv")
+
+
+def make_http_error():
+    import urllib.error
+
+    return urllib.error.HTTPError("http://example.invalid/y", 500, "Oops", {}, None)
+
+
+def test_an_http_error_returned_keeps_its_filename():
+    [err] = Parallel(n_jobs=2)([delayed(make_http_error)()])  # (hybrid: sent as its parts)
+    assert err.code == 500 and err.filename == "http://example.invalid/y"
+
+
 class NotesSetByHand(ValueError):
     pass
 

@@ -20,7 +20,16 @@ from typing import Any
 from ..errors import error_text, pickling_error
 from ..pickler.diagnose import explain, probe
 from ..pickler.plain import dumps as dumps_plain
-from ..wire import Failure, Raised, Results, TaskFailed, native_parts, pack_results, rebuild_exception
+from ..wire import (
+    Failure,
+    Raised,
+    Results,
+    TaskFailed,
+    native_parts,
+    os_fields_lost,
+    pack_results,
+    rebuild_exception,
+)
 from . import buffers
 
 
@@ -96,6 +105,8 @@ def _caused(exc: BaseException, depth: int = 0) -> bool:
     if exc.__cause__ is not None or (type(exc) in _NAMED and exc.name is not None):  # type: ignore[attr-defined]
         return True
     if exc.__context__ is not None and not exc.__suppress_context__:
+        return True
+    if isinstance(exc, OSError) and os_fields_lost(exc):  # errno or filename set apart from args
         return True
     if _GROUP is None or not isinstance(exc, _GROUP) or depth > 8:
         return False
