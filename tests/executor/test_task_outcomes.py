@@ -253,6 +253,45 @@ def test_an_http_error_returned_keeps_its_filename():
     assert err.code == 500 and err.filename == "http://example.invalid/y"
 
 
+def _rebuild_only_in_a_worker(parent, text):
+    if os.getpid() == parent:
+        raise RuntimeError("this exception cannot be rebuilt in the parent")
+    return LoadsOnlyInWorkers(parent, text)
+
+
+class LoadsOnlyInWorkers(Exception):
+    def __init__(self, parent, text):
+        super().__init__(text)
+        self.parent = parent
+
+    def __reduce__(self):
+        return _rebuild_only_in_a_worker, (self.parent, self.args[0])
+
+
+def raise_loads_only_in_workers(parent):
+    raise LoadsOnlyInWorkers(parent, "the task's own error")
+
+
+def test_a_raised_exception_that_does_not_unpickle_in_the_parent_is_named_as_the_task_s_exception():
+    # was "the reply of task 0 ... A result's unpickling raised": the task returned nothing
+    from picklepool.errors import UnpicklingError
+
+    expected = (
+        f"raise_loads_only_in_workers({os.getpid()}) raised an exception that could not be "
+        "unpickled in the parent with pickler 'hybrid': RuntimeError: this exception cannot be "
+        "rebuilt in the parent. The exception's (or that of an object it holds) unpickling "
+        "raised in this process"
+    )
+    with pytest.raises(UnpicklingError) as info:
+        Parallel(n_jobs=2)([delayed(raise_loads_only_in_workers)(os.getpid())])
+    assert str(info.value).startswith("task 0: " + expected), str(info.value)
+    with Executor(max_workers=1) as ex:
+        error = ex.submit(raise_loads_only_in_workers, os.getpid()).exception()
+        assert isinstance(error, UnpicklingError)
+        assert str(error).startswith("task 0 (the 1st call submitted to this Executor): " + expected)
+        assert ex.submit(abs, -1).result() == 1
+
+
 class NotesSetByHand(ValueError):
     pass
 
