@@ -188,6 +188,12 @@ class SharedState(Generic[T]):
         return self._value
 
     def __exit__(self, *exc_info: object) -> None:
+        if not self._lock._is_owned():  # type: ignore[attr-defined]
+            # (before the count: a stray exit lowered it, and a later save() read it wrongly)
+            raise RuntimeError(
+                "SharedState.__exit__ called without a `with state:` block entered in this "
+                "thread: use `with state as value:`, not __exit__ (or __enter__) by hand"
+            )
         self._depth -= 1
         self._lock.release()
 
