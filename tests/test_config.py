@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 
 import pytest
@@ -313,3 +314,19 @@ def test_known_variables_do_not_warn():
         env={"PICKLEPOOL_PICKLER": "cloudpickle", "LOKY_PICKLER": "cloudpickle"},
     )
     assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+@pytest.mark.parametrize(
+    "setting, value, joblibs_words",
+    [
+        ("prefer", "thread", "is not a valid backend hint"),
+        ("require", "shared", "is not a valid backend constraint"),
+        ("batch_size", 0, "batch_size must be 'auto' or a positive integer"),
+        ("pre_dispatch", "3*n_job", "is not a valid or supported arithmetic expression"),
+        ("return_as", "lst", 'Expected `return_as` parameter to be a string equal to "list"'),
+    ],
+)
+def test_a_bad_setting_s_error_holds_joblib_s_words(setting, value, joblibs_words):
+    # code matching joblib's message (pytest.raises(match=...)) goes on matching
+    with pytest.raises(ValueError, match=re.escape(joblibs_words)):
+        Parallel(n_jobs=2, **{setting: value})([delayed(abs)(1)])

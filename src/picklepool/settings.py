@@ -410,9 +410,9 @@ def parse_batch_size(value: Any, source: str = "argument") -> int | str:
         isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_BATCH
     ):
         return value  # type: ignore[no-any-return]
-    raise ValueError(
-        f"batch_size={value!r} (from {source}) is not valid; use 'auto' or a positive int "
-        f"(at most {MAX_BATCH})"
+    raise ValueError(  # (with joblib's words: "batch_size must be 'auto' or a positive integer")
+        f"batch_size={value!r} (from {source}) is not valid: batch_size must be 'auto' or a "
+        f"positive integer (at most {MAX_BATCH})"
     )
 
 
@@ -442,7 +442,8 @@ def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int
     raise _refused(
         not isinstance(pre_dispatch, (int, float, str)),
         f"pre_dispatch={pre_dispatch!r} (from {source}) is not valid; use e.g. '2*n_jobs', "
-        "'all', a positive int, or an arithmetic expression of n_jobs worth at least 1",
+        "'all', a positive int, or an arithmetic expression of n_jobs worth at least 1 (it is "
+        "not a valid or supported arithmetic expression)",
     )
 
 
@@ -545,13 +546,14 @@ def parse_verbose(value: Any, source: str = "argument") -> int:
 MMAP_MODES = ("c", "r", "r+", "w+")
 
 
-def parse_choice(name: str, valid: tuple[Any, ...]) -> Any:
-    """A parser accepting only the values in *valid* (None always means "not set")."""
+def parse_choice(name: str, valid: tuple[Any, ...], what: str = "valid") -> Any:
+    """A parser accepting only the values in *valid* (None always means "not set"); its error
+    says the value "is not *what*" (joblib's words: "a valid backend hint" for ``prefer``)."""
 
     def parse(value: Any, source: str = "argument") -> Any:
         if value is None or value in valid:
             return value
-        raise ValueError(f"{name}={value!r} (from {source}) is not valid; use one of {list(valid)} or None")
+        raise ValueError(f"{name}={value!r} (from {source}) is not {what}; use one of {list(valid)} or None")
 
     return parse
 
@@ -634,8 +636,8 @@ PARSERS: Mapping[str, Any] = MappingProxyType(
         "idle_worker_timeout": lambda v, s: parse_seconds(v, "idle_worker_timeout", s),
         "temp_folder": parse_folder,
         "mmap_mode": parse_choice("mmap_mode", MMAP_MODES),
-        "prefer": parse_choice("prefer", ("processes", "threads")),
-        "require": parse_choice("require", ("sharedmem",)),
+        "prefer": parse_choice("prefer", ("processes", "threads"), "a valid backend hint"),
+        "require": parse_choice("require", ("sharedmem",), "a valid backend constraint"),
         "initializer": parse_initializer,
         "initargs": parse_initargs,
     }
