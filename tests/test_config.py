@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 
 import pytest
 
 from picklepool import Parallel, cpu_count, delayed, parallel_config
 from picklepool.config import config_value
+from tests.conftest import run_python
 
 
 def test_nesting_and_restoring():
@@ -171,8 +173,7 @@ def test_every_setting_is_checked_where_it_is_given(setting, value):
     with pytest.raises(ValueError, match=rf"{setting}=.*\(from argument\)"):
         Parallel(**{setting: value})._settings()
     with pytest.raises(ValueError, match=rf"{setting}=.*\(from parallel_config\)"):
-        with parallel_config(**{setting: value}):
-            Parallel()._settings()
+        parallel_config(**{setting: value})  # where it is written, not at a later call in it
 
 
 @pytest.mark.parametrize(
@@ -255,3 +256,77 @@ def test_n_jobs_minus_one_follows_the_cpu_affinity_changed_after_a_call():
     finally:
         os.sched_setaffinity(0, cores)
     assert p._effective_n_jobs() == cpu_count()
+
+
+def test_a_misspelt_picklepool_variable_warns_naming_the_one_meant():
+    # PICKLEPOOL_PICKLR=cloudpickle was ignored in silence: the call ran with hybrid
+    out = run_python(
+        """
+        import warnings
+        warnings.simplefilter("always")
+        from picklepool import Parallel, delayed
+        print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))
+        """,
+        env={"PICKLEPOOL_PICKLR": "cloudpickle", "PICKLEPOOL_ZZZZZZZZ": "1"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[0, 1, 2]"
+    assert out.stderr.count("RuntimeWarning") == 2, out.stderr  # once each, not from the workers
+    assert (
+        "RuntimeWarning: the environment variable PICKLEPOOL_PICKLR is not one picklepool reads, so it "
+        "changes nothing; did you mean PICKLEPOOL_PICKLER? picklepool reads PICKLEPOOL_BACKEND, "
+    ) in out.stderr
+    assert (
+        "PICKLEPOOL_ZZZZZZZZ is not one picklepool reads, so it changes nothing; picklepool reads"
+        in out.stderr
+    )
+
+
+def test_a_misspelt_state_key_variable_warns_before_an_unsigned_save(tmp_path):
+    out = run_python(
+        f"""
+        from picklepool import SharedState
+        SharedState(1).save({str(tmp_path / "s.pp")!r})
+        """,
+        env={"PICKLEPOOL_STATEKEY": "a 16-byte secret"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert (
+        "PICKLEPOOL_STATEKEY is not one picklepool reads, so it changes nothing; "
+        "did you mean PICKLEPOOL_STATE_KEY?"
+    ) in out.stderr
+
+
+def test_known_variables_do_not_warn():
+    from picklepool import settings
+
+    assert (
+        settings.unknown_variables({"PICKLEPOOL_PICKLER": "pickle", "PICKLEPOOL_N_JOBS": "2", "OTHER": "1"})
+        == []
+    )
+    out = run_python(
+        """
+        import warnings
+        warnings.simplefilter("error")
+        from picklepool import Parallel, delayed
+        print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)))
+        """,
+        env={"PICKLEPOOL_PICKLER": "cloudpickle", "LOKY_PICKLER": "cloudpickle"},
+    )
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+@pytest.mark.parametrize(
+    "setting, value, joblibs_words",
+    [
+        ("prefer", "thread", "is not a valid backend hint"),
+        ("require", "shared", "is not a valid backend constraint"),
+        ("batch_size", 0, "batch_size must be 'auto' or a positive integer"),
+        ("pre_dispatch", "3*n_job", "is not a valid or supported arithmetic expression"),
+        ("return_as", "lst", 'Expected `return_as` parameter to be a string equal to "list"'),
+    ],
+)
+def test_a_bad_setting_s_error_holds_joblib_s_words(setting, value, joblibs_words):
+    # code matching joblib's message (pytest.raises(match=...)) goes on matching
+    with pytest.raises(ValueError, match=re.escape(joblibs_words)):
+        Parallel(n_jobs=2, **{setting: value})([delayed(abs)(1)])

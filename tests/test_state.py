@@ -82,6 +82,27 @@ def test_with_holds_the_lock_and_moves_the_version():
     assert state.value == {"a": 3}
 
 
+def test_assigning_the_value_says_to_call_set():
+    # was Python's bare "property 'value' of 'SharedState' object has no setter"
+    state = SharedState({"w": 1})
+    with pytest.raises(AttributeError, match=r"call state.set\(new_value\), or change the value inside"):
+        state.value = {"w": 2}
+    assert state.value == {"w": 1} and state.version == 0
+    assert state.set({"w": 2}) == 1 and state.value == {"w": 2}
+
+
+def test_an_exit_without_an_enter_raises_and_leaves_the_state_as_it_was(tmp_path):
+    # was "cannot release un-acquired lock" after lowering the block count to -1: the next
+    # save() then counted itself inside a block and moved the version on
+    state = SharedState({"w": 1})
+    with pytest.raises(RuntimeError, match=r"without a `with state:` block entered in this thread"):
+        state.__exit__(None, None, None)
+    assert state.save(tmp_path / "s.pp") == 0 and state.version == 0
+    with state:
+        pass
+    assert state.version == 1
+
+
 def test_plain_pickle_gives_an_independent_copy_with_a_fresh_lock():
     state = SharedState({"a": [1, 2], "w": np.arange(4.0)})
     with state as v:

@@ -19,9 +19,13 @@ from .pickler.registry import get_pickler
 from .settings import (
     CONFIG_KEYS,
     NOT_SET,
+    PARSERS,
+    check_setting,
     config_value,
+    inflight,
     is_mp_context,
     nested_backend,
+    parse_n_jobs,
     pop_config,
     push_config,
     resolve,
@@ -59,7 +63,8 @@ class parallel_config:
     reaches the threading backend's threads for every other setting.
 
     Raises ``TypeError`` for an unknown setting and ``ValueError`` for a bad pickler
-    or backend name, at construction rather than at a later call.
+    or backend name, or a bad value of any setting (the error a call in the block would
+    raise, naming ``parallel_config``), at construction rather than at a later call.
 
     >>> with parallel_config(pickler="pickle", n_jobs=2):
     ...     pass
@@ -97,6 +102,7 @@ class parallel_config:
                 f"parallel_config() got unknown setting(s) {unknown}; valid settings are {list(CONFIG_KEYS)}"
             )
         settings.update(backend_params)
+        _check(settings)
         if settings.get("pickler") is not None:
             get_pickler(settings["pickler"], source="parallel_config")
         name = settings.get("backend")
@@ -157,6 +163,29 @@ class parallel_config:
             )
         except Exception:  # noqa: BLE001 - at interpreter exit: nothing to say it with
             pass
+
+
+def _check(settings: Mapping[str, Any]) -> None:
+    """Raise for a bad value where the block is written (``n_jobs="x"``, ``timeout=-1``), as a
+    call in it would (the same error, naming ``parallel_config``), not at that later call."""
+    source = "parallel_config"
+    for key, value in settings.items():
+        if value is None:
+            continue
+        if key == "n_jobs":
+            parse_n_jobs(value, source)
+        elif key == "pre_dispatch":  # (an expression of n_jobs: valid for some number of workers)
+            errors = []
+            for workers in (1, 8, 64):
+                try:
+                    inflight(value, workers, source)
+                    break
+                except ValueError as exc:
+                    errors.append(exc)
+            else:
+                raise errors[0]
+        elif key in PARSERS:
+            check_setting(key, value, source)
 
 
 def _describe(settings: Mapping[str, Any]) -> str:

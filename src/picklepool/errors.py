@@ -1,7 +1,10 @@
 """Every exception picklepool raises on its own account, in one module.
 
 Each extends the stdlib exception a user would already catch: ``PicklingError`` is a
-``pickle.PicklingError``, ``WorkerCrashedError`` a ``BrokenProcessPool``,
+``pickle.PicklingError``, ``WorkerCrashedError`` a ``BrokenProcessPool`` (and loky's and
+joblib's ``TerminatedWorkerError`` when they are imported), ``UnpicklingError`` a
+``pickle.UnpicklingError`` and a ``BrokenProcessPool`` (what joblib, loky and the standard
+library raise when arguments or results do not unpickle),
 ``TaskTimeoutError`` a ``TimeoutError``, ``TaskExitError`` a ``RuntimeError``
 (``TaskInterruptError`` also a ``KeyboardInterrupt``), ``StateFileError`` a ``ValueError``.
 Messages say what went wrong, where, and what to do.
@@ -12,6 +15,7 @@ from __future__ import annotations
 import builtins
 import multiprocessing
 import pickle
+import sys
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -27,14 +31,60 @@ class PicklingError(pickle.PicklingError):
     """
 
     def __reduce__(self) -> Any:
-        origin = type(self).__dict__.get("_origin")
+        kind = _made_from(type(self))
+        origin = kind.__dict__.get("_origin")
         if origin is None:
-            return super().__reduce__()
-        return (_rebuild, (type(self).__bases__[0], origin.__name__, self.args), self.__dict__ or None)
+            return (kind, self.args, self.__dict__ or None)
+        return (_rebuild, (kind.__bases__[0], origin.__name__, self.args), self.__dict__ or None)
 
 
-class UnpicklingError(PicklingError, pickle.UnpicklingError):
-    """Bytes made by the pickler could not be turned back into objects."""
+# loky's module of pool errors: the one loky ships, and the copy vendored in joblib
+_LOKY_ERRORS = ("loky.process_executor", "joblib.externals.loky.process_executor")
+_PEERS: dict[tuple[type, tuple[type, ...]], type] = {}
+
+
+def _with_peers(kind: type, name: str) -> type:
+    """*kind*, or a subclass of it that is also the class *name* of loky's and joblib's loky's
+    ``process_executor`` modules, for those already imported (picklepool imports neither for
+    this): ``except TerminatedWorkerError`` written for joblib or loky then catches
+    picklepool's error for the same event, as ``except BrokenProcessPool`` does."""
+    peers = []
+    for module_name in _LOKY_ERRORS:
+        module = sys.modules.get(module_name)
+        peer = getattr(module, name, None) if module is not None else None
+        if isinstance(peer, type) and not issubclass(kind, peer):
+            peers.append(peer)
+    if not peers:
+        return kind
+    key = (kind, tuple(peers))
+    made = _PEERS.get(key)
+    if made is None:
+        names = {"__module__": kind.__module__, "__qualname__": kind.__qualname__, "_made_from": kind}
+        try:
+            made = type(kind.__name__, (kind, *peers), names)
+        except TypeError:  # (a layout that cannot be combined: the class itself)
+            made = kind
+        _PEERS[key] = made
+    return made
+
+
+def _made_from(kind: type) -> type:
+    """The class *kind* was made from by :func:`_with_peers` (to pickle by), else *kind*."""
+    return kind.__dict__.get("_made_from", kind)  # type: ignore[no-any-return]
+
+
+class UnpicklingError(PicklingError, pickle.UnpicklingError, BrokenProcessPool):
+    """Bytes made by the pickler could not be turned back into objects.
+
+    A task's arguments that a worker cannot rebuild, or a result that the parent cannot:
+    joblib, loky and ``ProcessPoolExecutor`` raise ``BrokenProcessPool`` there, so this is
+    one too (and loky's and joblib's ``BrokenProcessPool`` when loky or joblib is imported):
+    their users' ``except BrokenProcessPool`` catches it. The pool is not broken, though:
+    the next call (or ``submit``) works.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return super().__new__(_with_peers(cls, "BrokenProcessPool"), *args, **kwargs)
 
 
 _COMBINED: dict[tuple[type, type], type] = {}
@@ -82,8 +132,17 @@ class WorkerCrashedError(BrokenProcessPool):
     """A worker process died while running a task (segfault, ``os._exit``, kill).
 
     The message names the task and the exit code or signal. The pool is rebuilt
-    on the next call, which works as usual.
+    on the next call, which works as usual. When loky or joblib is imported, it is also
+    their ``TerminatedWorkerError`` (joblib's is ``joblib.externals.loky``'s), which they
+    raise for a worker that died, so ``except TerminatedWorkerError`` written for them
+    catches it.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return super().__new__(_with_peers(cls, "TerminatedWorkerError"), *args, **kwargs)
+
+    def __reduce__(self) -> Any:
+        return (_made_from(type(self)), self.args, self.__dict__ or None)
 
 
 class TaskTimeoutError(TimeoutError, multiprocessing.TimeoutError):

@@ -109,6 +109,48 @@ def env_setting(setting: str) -> tuple[str, str] | None:
     return None
 
 
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """What to say of each ``PICKLEPOOL_*`` variable set in *environ* (``os.environ``) that
+    picklepool does not read: a typo (``PICKLEPOOL_PICKLR``) would otherwise be ignored in
+    silence, and the call run with the default the user meant to change."""
+    found = []
+    for var in os.environ if environ is None else environ:
+        if var.startswith("PICKLEPOOL_") and var not in _KNOWN_VARS:
+            import difflib  # (only for a variable to warn of)
+
+            suffixes = {known[len("PICKLEPOOL_") :]: known for known in _KNOWN_VARS}
+            close = difflib.get_close_matches(var[len("PICKLEPOOL_") :], suffixes, n=1, cutoff=0.6)
+            hint = f"did you mean {suffixes[close[0]]}? " if close else ""
+            found.append(
+                f"the environment variable {var} is not one picklepool reads, so it changes "
+                f"nothing; {hint}picklepool reads {', '.join(_KNOWN_VARS)}"
+            )
+    return sorted(found)
+
+
+_KNOWN_VARS = tuple(
+    sorted({var for names in ENV_VARS.values() for var in names if var.startswith("PICKLEPOOL_")})
+)
+_unknown_checked = False
+
+
+def warn_unknown_variables(stacklevel: int = 3) -> None:
+    """Warn (``RuntimeWarning``) of each :func:`unknown_variables` once per process, in a
+    parent only: a worker's environment is its parent's, which has said so already."""
+    global _unknown_checked
+    if _unknown_checked:
+        return
+    _unknown_checked = True
+    from . import lokycompat  # (loky's depth: 1 in a worker)
+
+    if lokycompat.any_depth():
+        return
+    import warnings
+
+    for message in unknown_variables():
+        warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+
+
 def config_value(setting: str) -> Any:
     """The value of *setting* in the innermost ``parallel_config``, or NOT_SET."""
     return _config.get().get(setting, NOT_SET)
@@ -368,9 +410,9 @@ def parse_batch_size(value: Any, source: str = "argument") -> int | str:
         isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_BATCH
     ):
         return value  # type: ignore[no-any-return]
-    raise ValueError(
-        f"batch_size={value!r} (from {source}) is not valid; use 'auto' or a positive int "
-        f"(at most {MAX_BATCH})"
+    raise ValueError(  # (with joblib's words: "batch_size must be 'auto' or a positive integer")
+        f"batch_size={value!r} (from {source}) is not valid: batch_size must be 'auto' or a "
+        f"positive integer (at most {MAX_BATCH})"
     )
 
 
@@ -400,7 +442,8 @@ def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int
     raise _refused(
         not isinstance(pre_dispatch, (int, float, str)),
         f"pre_dispatch={pre_dispatch!r} (from {source}) is not valid; use e.g. '2*n_jobs', "
-        "'all', a positive int, or an arithmetic expression of n_jobs worth at least 1",
+        "'all', a positive int, or an arithmetic expression of n_jobs worth at least 1 (it is "
+        "not a valid or supported arithmetic expression)",
     )
 
 
@@ -503,13 +546,14 @@ def parse_verbose(value: Any, source: str = "argument") -> int:
 MMAP_MODES = ("c", "r", "r+", "w+")
 
 
-def parse_choice(name: str, valid: tuple[Any, ...]) -> Any:
-    """A parser accepting only the values in *valid* (None always means "not set")."""
+def parse_choice(name: str, valid: tuple[Any, ...], what: str = "valid") -> Any:
+    """A parser accepting only the values in *valid* (None always means "not set"); its error
+    says the value "is not *what*" (joblib's words: "a valid backend hint" for ``prefer``)."""
 
     def parse(value: Any, source: str = "argument") -> Any:
         if value is None or value in valid:
             return value
-        raise ValueError(f"{name}={value!r} (from {source}) is not valid; use one of {list(valid)} or None")
+        raise ValueError(f"{name}={value!r} (from {source}) is not {what}; use one of {list(valid)} or None")
 
     return parse
 
@@ -580,7 +624,7 @@ class Settings:
     context: Any = None  # the multiprocessing context given as backend=, for "multiprocessing"
 
 
-_PARSERS: Mapping[str, Any] = MappingProxyType(
+PARSERS: Mapping[str, Any] = MappingProxyType(
     {
         "batch_size": parse_batch_size,
         "timeout": lambda v, s: parse_seconds(v, "timeout", s),
@@ -592,8 +636,8 @@ _PARSERS: Mapping[str, Any] = MappingProxyType(
         "idle_worker_timeout": lambda v, s: parse_seconds(v, "idle_worker_timeout", s),
         "temp_folder": parse_folder,
         "mmap_mode": parse_choice("mmap_mode", MMAP_MODES),
-        "prefer": parse_choice("prefer", ("processes", "threads")),
-        "require": parse_choice("require", ("sharedmem",)),
+        "prefer": parse_choice("prefer", ("processes", "threads"), "a valid backend hint"),
+        "require": parse_choice("require", ("sharedmem",), "a valid backend constraint"),
         "initializer": parse_initializer,
         "initargs": parse_initargs,
     }
@@ -606,7 +650,7 @@ def check_setting(key: str, value: Any, source: str) -> Any:
     For settings given elsewhere than picklepool's own arguments (the joblib backend's
     ``parallel_config``), so that a bad one names where it was given.
     """
-    return _PARSERS[key](value, source)
+    return PARSERS[key](value, source)
 
 
 # The deepest nesting level whose calls run in parallel: 0 is the caller's, 1 the calls
@@ -708,7 +752,7 @@ def resolve_settings(
     sources: dict[str, str] = {}
     for key in DEFAULTS:
         values[key], sources[key] = resolve(key, arguments.get(key, NOT_SET))
-    for key, parse in _PARSERS.items():
+    for key, parse in PARSERS.items():
         values[key] = parse(values[key], sources[key])
     context = None
     if not isinstance(values["backend"], str) and is_mp_context(values["backend"]):

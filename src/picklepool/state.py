@@ -163,6 +163,13 @@ class SharedState(Generic[T]):
             self._copy.enter_task(self)
         return self._value
 
+    @value.setter
+    def value(self, new: T) -> None:
+        raise AttributeError(
+            "SharedState.value cannot be assigned (that would skip the lock and the version): "
+            "call state.set(new_value), or change the value inside `with state as value:`"
+        )
+
     @property
     def version(self) -> int:
         """How many changes the value has had (``with`` blocks and ``set`` calls)."""
@@ -181,6 +188,12 @@ class SharedState(Generic[T]):
         return self._value
 
     def __exit__(self, *exc_info: object) -> None:
+        if not self._lock._is_owned():  # type: ignore[attr-defined]
+            # (before the count: a stray exit lowered it, and a later save() read it wrongly)
+            raise RuntimeError(
+                "SharedState.__exit__ called without a `with state:` block entered in this "
+                "thread: use `with state as value:`, not __exit__ (or __enter__) by hand"
+            )
         self._depth -= 1
         self._lock.release()
 
@@ -307,7 +320,7 @@ class SharedState(Generic[T]):
         no temporary file. With a key (``key=`` or ``PICKLEPOOL_STATE_KEY``) the
         file is signed with HMAC-SHA256 and ``load`` verifies it before unpickling.
         """
-        signing_key = checkpoint.resolve_key(key)
+        signing_key = checkpoint.resolve_key(key, signing=True)
         pickler = get_pickler()
         with checkpoint.atomic_file(path) as f:
             with self._lock:

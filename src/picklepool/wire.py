@@ -315,12 +315,44 @@ def native_parts(exc: BaseException) -> tuple[Any, Any] | None:
     slots = _slot_values(exc)
     if slots:
         extra = {**(extra or {}), **slots}
+    if isinstance(exc, OSError):
+        fields = _os_fields(exc, init_args)
+        if fields:
+            extra = {**(extra or {}), **fields}
     name = getattr(exc, "name", None) if isinstance(exc, (AttributeError, NameError)) else None
     if type(name) is str:  # (the interpreter sets it, pickling drops it; not its obj, which may not pickle)
         extra = {**(extra or {}), "name": name}
     if init_args is exc.args and extra is None:
         return None
     return (None if init_args is exc.args else init_args), extra
+
+
+_OS_FIELDS = ("errno", "strerror", "filename", "filename2")
+
+
+def _os_fields(exc: OSError, init_args: Any) -> dict[str, Any]:
+    """An ``OSError``'s fields that its ``__init__`` arguments do not give back: set apart
+    from ``args`` (``urllib.error.HTTPError`` sets ``filename`` to its URL, with ``args``
+    empty), which ``OSError``'s own pickling drops."""
+    try:
+        made = OSError(*init_args)
+    except Exception:  # noqa: BLE001 - arguments OSError does not take: every field set
+        made = None
+    found = {}
+    for field in _OS_FIELDS:
+        value = getattr(exc, field, None)
+        if value is not None and (made is None or getattr(made, field, None) != value):
+            found[field] = value
+    return found
+
+
+def os_fields_lost(exc: OSError) -> bool:
+    """Whether pickling *exc* as ``OSError`` does (its ``args``) loses a field set apart."""
+    try:
+        reduced = OSError.__reduce__(exc)
+    except Exception:  # noqa: BLE001
+        return False
+    return bool(_os_fields(exc, reduced[1] if len(reduced) > 1 and type(reduced[1]) is tuple else exc.args))
 
 
 def _slot_values(exc: BaseException) -> dict[str, Any]:
@@ -351,6 +383,7 @@ def rebuild_exception(
     notes: list[str] | None,
     cause: BaseException | None = None,
     native: tuple[Any, Any] | None = None,
+    context: BaseException | None = None,
 ) -> BaseException:
     """An exception of *cls* made without calling its ``__init__``.
 
@@ -390,6 +423,8 @@ def rebuild_exception(
         put(exc, "__notes__", note_list(notes))
     if cause is not None:  # (setting None would set __suppress_context__: not as it was)
         put(exc, "__cause__", cause)
+    if context is not None:  # raised while handling *context*, with no ``from``
+        put(exc, "__context__", context)
     return exc
 
 

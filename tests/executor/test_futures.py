@@ -697,7 +697,7 @@ def test_a_call_that_does_not_load_fails_alone_its_batch_neighbours_run(tmp_path
         wait(futures)
         assert [futures[k].result() for k in (0, 1, 3)] == [9, 16, 25]
         error = futures[2].exception()
-        assert type(error) is UnpicklingError, repr(error)
+        assert isinstance(error, UnpicklingError) and type(error).__name__ == "UnpicklingError", repr(error)
         named = (
             "the arguments of task 4 (the 5th call submitted to this Executor): identity_task(FailsOnLoad("
             if what == "arguments"

@@ -428,6 +428,27 @@ def test_a_non_iterable_argument_is_rejected_with_what_to_write(backend):
     assert Parallel(n_jobs=2, backend=backend)(delayed(square)(i) for i in range(3)) == [0, 1, 4]
 
 
+def test_one_delayed_call_given_alone_says_to_put_it_in_a_list(backend):
+    # Parallel()(delayed(f)(x)) iterated the call's parts: "item 0 ... is not a delayed call: <function>"
+    with pytest.raises(
+        TypeError,
+        match=r"was given one delayed call of square, .*: put it in a list, "
+        r"Parallel\(...\)\(\[delayed\(square\)\(x\)\]\)",
+    ):
+        Parallel(n_jobs=2, backend=backend)(delayed(square)(3))
+    assert Parallel(n_jobs=2, backend=backend)([delayed(square)(3)]) == [9]
+
+
+def test_delayed_never_called_says_to_call_it_with_the_arguments(backend):
+    with pytest.raises(
+        TypeError,
+        match=r"item 1 of the iterable given to Parallel is the function square itself .* not a "
+        r"delayed call of it: call what delayed\(\) returns with the task's arguments, "
+        r"Parallel\(...\)\(delayed\(square\)\(x\) for x in xs\)",
+    ):
+        Parallel(n_jobs=2, backend=backend)([delayed(square)(1), delayed(square)])
+
+
 def test_non_delayed_items_are_rejected_with_their_index(backend):
     items = [delayed(square)(1), delayed(square)(2), 42]
     with pytest.raises(TypeError, match="item 2 .* not a delayed call"):

@@ -180,6 +180,118 @@ def test_the_cause_and_the_notes_survive():
     assert isinstance(err.__cause__.__cause__, RemoteTraceback)  # the worker's traceback, last
 
 
+def raise_while_handling():
+    try:
+        {}["missing"]
+    except KeyError:
+        raise LedgerMismatch("acct-2", 1, 2)  # noqa: B904 - the implicit context is the point
+
+
+def raise_while_handling_from_none():
+    try:
+        {}["missing"]
+    except KeyError:
+        raise ValueError("no context") from None
+
+
+@pytest.mark.parametrize("pickler", ["hybrid", "cloudpickle", "pickle"])
+def test_an_exception_raised_while_handling_another_keeps_it_as_its_context(pickler):
+    # As in the loop: "During handling of the above exception, another exception occurred".
+    # The implicit __context__ was dropped: the worker's traceback stood in its place.
+    try:
+        raise_while_handling()
+    except LedgerMismatch as loop:
+        expected = loop.__context__
+    err = _one(raise_while_handling, pickler)
+    assert type(err) is LedgerMismatch and err.account == "acct-2"
+    assert err.__cause__ is None and not err.__suppress_context__
+    assert type(err.__context__) is KeyError and err.__context__.args == expected.args
+    assert isinstance(err.__context__.__cause__, RemoteTraceback)  # the worker's traceback, last
+    with Executor(max_workers=1, pickler=pickler) as ex:
+        err = ex.submit(raise_while_handling).exception()
+    assert type(err.__context__) is KeyError and not err.__suppress_context__
+    err = _one(raise_while_handling_from_none, pickler)  # `from None`: no context, as in the loop
+    assert type(err) is ValueError and err.__suppress_context__
+    assert isinstance(err.__cause__, RemoteTraceback) and err.__cause__.__cause__ is None
+
+
+def raise_http_error():
+    import urllib.error
+
+    raise urllib.error.HTTPError("http://example.invalid/x", 404, "Not Found", {}, None)
+
+
+def make_oserror_with_fields_set_by_hand():
+    err = OSError("disk full")
+    err.errno, err.filename = 28, "/data/out.csv"
+    return err
+
+
+def raise_oserror_with_fields_set_by_hand():
+    raise make_oserror_with_fields_set_by_hand()
+
+
+@pytest.mark.parametrize("pickler", ["hybrid", "cloudpickle"])
+def test_an_oserror_keeps_the_fields_it_set_apart_from_its_args(pickler):
+    # HTTPError sets filename to its URL with empty args: OSError's pickling dropped it (None)
+    err = _one(raise_http_error, pickler)
+    assert type(err).__name__ == "HTTPError" and err.code == 404
+    assert err.filename == err.url == "http://example.invalid/x"
+    err = _one(raise_oserror_with_fields_set_by_hand, pickler)
+    assert type(err) is OSError and err.args == ("disk full",)
+    assert (err.errno, err.filename) == (28, "/data/out.csv")
+
+
+def make_http_error():
+    import urllib.error
+
+    return urllib.error.HTTPError("http://example.invalid/y", 500, "Oops", {}, None)
+
+
+def test_an_http_error_returned_keeps_its_filename():
+    [err] = Parallel(n_jobs=2)([delayed(make_http_error)()])  # (hybrid: sent as its parts)
+    assert err.code == 500 and err.filename == "http://example.invalid/y"
+
+
+def _rebuild_only_in_a_worker(parent, text):
+    if os.getpid() == parent:
+        raise RuntimeError("this exception cannot be rebuilt in the parent")
+    return LoadsOnlyInWorkers(parent, text)
+
+
+class LoadsOnlyInWorkers(Exception):
+    def __init__(self, parent, text):
+        super().__init__(text)
+        self.parent = parent
+
+    def __reduce__(self):
+        return _rebuild_only_in_a_worker, (self.parent, self.args[0])
+
+
+def raise_loads_only_in_workers(parent):
+    raise LoadsOnlyInWorkers(parent, "the task's own error")
+
+
+def test_a_raised_exception_that_does_not_unpickle_in_the_parent_is_named_as_the_task_s_exception():
+    # was "the reply of task 0 ... A result's unpickling raised": the task returned nothing
+    from picklepool.errors import UnpicklingError
+
+    expected = (
+        f"raise_loads_only_in_workers({os.getpid()}) raised an exception that could not be "
+        "unpickled in the parent with pickler 'hybrid': RuntimeError: this exception cannot be "
+        "rebuilt in the parent. The exception's (or that of an object it holds) unpickling "
+        "raised in this process"
+    )
+    with pytest.raises(UnpicklingError) as info:
+        Parallel(n_jobs=2)([delayed(raise_loads_only_in_workers)(os.getpid())])
+    assert str(info.value).startswith("task 0: " + expected), str(info.value)
+    with Executor(max_workers=1) as ex:
+        error = ex.submit(raise_loads_only_in_workers, os.getpid()).exception()
+        assert isinstance(error, UnpicklingError)
+        assert str(error).startswith("task 0 (the 1st call submitted to this Executor): " + expected)
+        assert ex.submit(abs, -1).result() == 1
+
+
 class NotesSetByHand(ValueError):
     pass
 

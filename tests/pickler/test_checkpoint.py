@@ -15,6 +15,8 @@ from picklepool import PicklingError, SharedState, StateFileError, StateSignatur
 from picklepool.pickler import checkpoint
 from tests.mutator import mutating
 
+KEY = "a 16-byte secret"  # the shortest key that signs (checkpoint.MIN_KEY_BYTES)
+
 
 def _touch(path: str) -> str:
     with open(path, "w") as f:
@@ -72,7 +74,7 @@ def test_round_trip_keeps_values_and_version(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("key", [b"secret-bytes-key", "secret str key"])
+@pytest.mark.parametrize("key", [b"secret-bytes-key", "secret str key, 20+"])
 def test_signed_round_trip(tmp_path, key):
     path = tmp_path / "s.pp"
     SharedState({"a": 1}).save(path, key=key)
@@ -81,7 +83,7 @@ def test_signed_round_trip(tmp_path, key):
 
 def test_key_from_the_environment(tmp_path, monkeypatch, marked):
     state, marker = marked
-    monkeypatch.setenv("PICKLEPOOL_STATE_KEY", "from-env")
+    monkeypatch.setenv("PICKLEPOOL_STATE_KEY", "from-env-16-bytes")
     state.save(tmp_path / "e.pp")
     assert SharedState.load(tmp_path / "e.pp").value["m"] == "touched"
     marker.unlink()
@@ -94,11 +96,11 @@ def test_key_from_the_environment(tmp_path, monkeypatch, marked):
 def test_wrong_key_unpickles_nothing(tmp_path, marked):
     state, marker = marked
     path = tmp_path / "k.pp"
-    state.save(path, key="right")
+    state.save(path, key="the right secret")
     with pytest.raises(StateSignatureError, match="key is wrong"):
         SharedState.load(path, key="wrong")
     assert not marker.exists()
-    SharedState.load(path, key="right")  # the test object does unpickle when allowed
+    SharedState.load(path, key="the right secret")  # the test object does unpickle when allowed
     assert marker.exists()
 
 
@@ -106,7 +108,7 @@ def test_wrong_key_unpickles_nothing(tmp_path, marked):
 def test_a_tampered_byte_is_refused(tmp_path, marked, signed):
     state, marker = marked
     path = tmp_path / "t.pp"
-    key = "k" if signed else None
+    key = KEY if signed else None
     state.save(path, key=key)
     data = bytearray(path.read_bytes())
     data[checkpoint.HEADER_SIZE + 200] ^= 0x01
@@ -121,11 +123,11 @@ def test_a_tampered_byte_is_refused(tmp_path, marked, signed):
 def test_a_truncated_file_is_refused(tmp_path, marked, cut):
     state, marker = marked
     path = tmp_path / "cut.pp"
-    state.save(path, key="k")
+    state.save(path, key=KEY)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - cut])
     with pytest.raises(StateFileError, match="truncated"):
-        SharedState.load(path, key="k")
+        SharedState.load(path, key=KEY)
     assert not marker.exists()
 
 
@@ -134,8 +136,8 @@ def test_an_unsigned_file_is_refused_when_a_key_is_required(tmp_path, marked, mo
     path = tmp_path / "u.pp"
     state.save(path)
     with pytest.raises(StateSignatureError, match="not signed"):
-        SharedState.load(path, key="k")
-    monkeypatch.setenv("PICKLEPOOL_STATE_KEY", "k")
+        SharedState.load(path, key=KEY)
+    monkeypatch.setenv("PICKLEPOOL_STATE_KEY", KEY)
     with pytest.raises(StateSignatureError, match="not signed"):
         SharedState.load(path)
     assert not marker.exists()
@@ -143,7 +145,7 @@ def test_an_unsigned_file_is_refused_when_a_key_is_required(tmp_path, marked, mo
 
 def test_a_signed_file_needs_its_key(tmp_path, marked):
     state, marker = marked
-    state.save(tmp_path / "s.pp", key="k")
+    state.save(tmp_path / "s.pp", key=KEY)
     with pytest.raises(StateSignatureError, match="pass key="):
         SharedState.load(tmp_path / "s.pp")
     assert not marker.exists()
@@ -177,11 +179,28 @@ def test_errors_are_value_errors():
     assert issubclass(StateSignatureError, StateFileError)
 
 
-@pytest.mark.parametrize("key, error", [(b"", ValueError), (123, TypeError)])
+@pytest.mark.parametrize(
+    "key, error",
+    [(b"", ValueError), (123, TypeError), (b"123456", ValueError), ("15 bytes secret", ValueError)],
+)
 def test_bad_keys(tmp_path, key, error):
     with pytest.raises(error, match="key="):
         SharedState(1).save(tmp_path / "x.pp", key=key)
     assert leftovers(tmp_path) == []
+
+
+def test_a_key_shorter_than_16_bytes_does_not_sign_a_checkpoint(tmp_path, monkeypatch):
+    # "use a secret of at least 16 bytes": a 6-byte key was taken, and the file signed with it
+    with pytest.raises(
+        ValueError, match="key= is 6 bytes long, too short to sign a checkpoint; use a secret of at least 16"
+    ):
+        SharedState(1).save(tmp_path / "x.pp", key=b"123456")
+    monkeypatch.setenv("PICKLEPOOL_STATE_KEY", "short")
+    with pytest.raises(ValueError, match="PICKLEPOOL_STATE_KEY is 5 bytes long"):
+        SharedState(1).save(tmp_path / "x.pp")
+    assert leftovers(tmp_path) == [] and not (tmp_path / "x.pp").exists()
+    SharedState(1).save(tmp_path / "x.pp", key="sixteen byte key")  # 16: signs
+    assert SharedState.load(tmp_path / "x.pp", key="sixteen byte key").value == 1
 
 
 def test_saves_taken_while_another_thread_changes_the_value_are_consistent(tmp_path):

@@ -36,6 +36,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .. import settings
 from .delayed import delayed
 
 __all__ = ["Parallel", "delayed", "effective_n_jobs", "shutdown"]
@@ -54,6 +55,9 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+settings.warn_unknown_variables(2)  # (a typo such as PICKLEPOOL_PICKLR, once, as the front end loads)
 
 
 if TYPE_CHECKING:

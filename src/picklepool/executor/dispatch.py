@@ -600,6 +600,16 @@ class Call(Channel):
 
     def _iterate(self, iterable: Iterable[Any]) -> Iterator[Any]:
         """``iter(iterable)``, its length noted first (``self.total``) when it has one."""
+        if type(iterable) is tuple and len(iterable) == 3 and callable(iterable[0]):
+            # one delayed call, (f, args, kwargs), where an iterable of them was meant (an
+            # iterable of tasks never starts with a function: it named item 0, f, as bad)
+            name = getattr(iterable[0], "__qualname__", None) or type(iterable[0]).__name__
+            raise TypeError(
+                "a Parallel instance is called with an iterable of delayed calls, but was given "
+                f"one delayed call of {name}, {reprlib.repr(iterable)}: put it in a list, "
+                f"Parallel(...)([delayed({name})(x)]), or write "
+                f"Parallel(...)(delayed({name})(x) for x in xs)."
+            )
         try:
             self.total = len(iterable)  # type: ignore[arg-type]
             if hasattr(self.batcher, "total"):

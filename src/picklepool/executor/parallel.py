@@ -253,7 +253,11 @@ class Parallel:
         initargs: tuple[Any, ...] = NOT_SET,
     ) -> None:
         if return_as not in RETURN_AS:
-            raise ValueError(f"return_as={return_as!r} is not valid; use one of {list(RETURN_AS)}")
+            raise ValueError(  # joblib's words, then picklepool's
+                f"return_as={return_as!r} is not valid: "
+                'Expected `return_as` parameter to be a string equal to "list","generator" or '
+                f'"generator_unordered", but got {return_as!r} instead; use one of {list(RETURN_AS)}'
+            )
         self.return_as = return_as
         given = {
             "n_jobs": n_jobs,

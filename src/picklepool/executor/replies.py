@@ -174,6 +174,15 @@ class ReplyReader:
             except Exception as exc:
                 message = error_text(exc)
                 advice = _import_advice(call.pickler.name, message)
+                if type(reply) is bytes and (
+                    _TASK_FAILED in reply[:64] or (batch.n == 1 and _RAISED in reply[:64])
+                ):  # (wire.TaskFailed's name, or a one-call batch's wire.Raised: an Executor's)
+                    # the task raised, and its exception is what does not unpickle here
+                    raise UnpicklingError(
+                        f"{batch.tasks()} raised an exception that could not be unpickled in the "
+                        f"parent with pickler {call.pickler.name!r}: {message}."
+                        f"{advice or _rebuild_advice('exception', 'this process', message)}"
+                    ) from exc
                 culprit = self._unloadable_result(batch, reply)
                 what = f"the reply of {batch.tasks()}"
                 if culprit is not None:
@@ -465,13 +474,19 @@ def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskE
 def _attach_remote(error: BaseException, remote: RemoteTraceback) -> None:
     """The worker's traceback as the cause at the end of *error*'s own chain of causes.
 
-    A task's ``raise X from Y`` keeps ``Y`` as ``X.__cause__``; the worker's traceback
-    (which shows the whole chain as it happened there) goes after the last link.
+    A task's ``raise X from Y`` keeps ``Y`` as ``X.__cause__``, and an exception raised
+    while handling ``Y`` (no ``from``) keeps it as its ``__context__``; the worker's
+    traceback (which shows the whole chain as it happened there) goes after the last link.
     """
     link, seen = error, {id(error)}
     # (to the end, or where a cycle closes: cut after 16 links, it replaced the 17th's cause)
-    while link.__cause__ is not None and id(link.__cause__) not in seen:
-        link = link.__cause__
+    while True:
+        following = link.__cause__
+        if following is None and not link.__suppress_context__:
+            following = link.__context__
+        if following is None or id(following) in seen:
+            break
+        link = following
         seen.add(id(link))
     object.__setattr__(link, "__cause__", remote)  # (not a frozen dataclass's __setattr__)
 
@@ -540,14 +555,25 @@ def _crashed_worker(
     return busy[min(busy, key=rank)]
 
 
+# in the first bytes of a reply that is a task's exception (protocol 5: the class's name
+# follows its module's): wire.TaskFailed, or wire.Raised as an Executor's call's only value
+_TASK_FAILED = b"picklepool.wire\x94\x8c\nTaskFailed"
+_RAISED = b"]\x94\x8c\x0fpicklepool.wire\x94\x8c\x06Raised"
+
+
 def _rebuild_advice(what: str, where: str, message: str = "") -> str:
     """What to do when unpickling *what* raised in *where* for another reason than an import
     (a *message* of a failed import, with no advice of its own: the class must be importable)."""
     if _IMPORT_FAILED.search(message):
         return f" A result's class must be importable {where}." if what == "results" else ""
-    if what not in ("arguments", "function", "results"):
+    if what not in ("arguments", "function", "results", "exception"):
         return ""
-    kind = {"arguments": "An argument's", "function": "The function's", "results": "A result's"}[what]
+    kind = {
+        "arguments": "An argument's",
+        "function": "The function's",
+        "results": "A result's",
+        "exception": "The exception's (or that of an object it holds)",
+    }[what]
     cause = "the original error" if where == "this process" else "the worker's traceback"
     return (
         f" {kind} unpickling raised in {where}: its class's __setstate__, or the callable its "

@@ -50,8 +50,16 @@ TRAILER_SIZE = 32
 _KEY_HINT = "pass key= to SharedState.load (or set PICKLEPOOL_STATE_KEY)"
 
 
-def resolve_key(key: Any) -> bytes | None:
-    """The signing key in force: *key* if given, else ``PICKLEPOOL_STATE_KEY``, else None."""
+# the shortest key that signs a checkpoint (HMAC-SHA256): a shorter one is a password to guess
+MIN_KEY_BYTES = 16
+
+
+def resolve_key(key: Any, signing: bool = False) -> bytes | None:
+    """The signing key in force: *key* if given, else ``PICKLEPOOL_STATE_KEY``, else None.
+
+    *signing* (``save``): a key shorter than ``MIN_KEY_BYTES`` is refused (``ValueError``);
+    ``load`` takes it, to read a file signed with it before."""
+    settings.warn_unknown_variables()  # (a misspelt PICKLEPOOL_STATE_KEY: an unsigned file)
     key, source = settings.resolve("state_key", key, None)
     if key is None:
         return None
@@ -63,7 +71,12 @@ def resolve_key(key: Any) -> bytes | None:
     else:
         raise TypeError(f"{source} must be bytes or str, got {type(key).__name__}")
     if not key:
-        raise ValueError(f"{source} is empty; use a secret of at least 16 bytes, or no key")
+        raise ValueError(f"{source} is empty; use a secret of at least {MIN_KEY_BYTES} bytes, or no key")
+    if signing and len(key) < MIN_KEY_BYTES:
+        raise ValueError(
+            f"{source} is {len(key)} bytes long, too short to sign a checkpoint; use a secret "
+            f"of at least {MIN_KEY_BYTES} bytes, such as secrets.token_hex(16), or no key"
+        )
     return key  # type: ignore[no-any-return]
 
 

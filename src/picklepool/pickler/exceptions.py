@@ -25,9 +25,38 @@ from .runtime import below_stdlib, defined_below_stdlib
 def init_of_its_own(cls: type) -> bool:
     """Whether a class of *cls*'s MRO below the standard library defines ``__init__`` or ``__new__``,
     or declares ``__slots__`` (``BaseException``'s pickling sends only ``args`` and ``__dict__``:
-    its parts carry the slots' values)."""
+    its parts carry the slots' values); or a standard-library class above the built-in one
+    does, saying nothing of how it pickles (:func:`_stdlib_init`)."""
     own, base = below_stdlib(cls)
-    return base is not None and (any(map(slotted, own)) or defined_below_stdlib(cls, ("__init__", "__new__")))
+    if base is None:
+        return False
+    return any(map(slotted, own)) or defined_below_stdlib(cls, ("__init__", "__new__")) or _stdlib_init(cls)
+
+
+_PICKLING = (
+    "__reduce__",
+    "__reduce_ex__",
+    "__getstate__",
+    "__setstate__",
+    "__getnewargs__",
+    "__getnewargs_ex__",
+)
+
+
+def _stdlib_init(cls: type) -> bool:
+    """Whether a class of *cls*'s MRO above its built-in exception class defines ``__init__`` or
+    ``__new__`` and none says how it pickles: ``urllib.error.HTTPError(url, code, msg, hdrs, fp)``
+    keeps empty ``args``, so ``cls(*args)`` failed in the parent (a task returning the
+    ``HTTPError`` it caught lost its whole reply, as under joblib); its parts rebuild it."""
+    for klass in cls.__mro__:
+        if klass.__module__ == "builtins":
+            return False
+        names = vars(klass)
+        if any(name in names for name in _PICKLING):
+            return False
+        if "__init__" in names or "__new__" in names:
+            return True
+    return False
 
 
 def reduce_exception(_pickler: Any, exc: BaseException) -> tuple[Any, ...]:

@@ -20,7 +20,16 @@ from typing import Any
 from ..errors import error_text, pickling_error
 from ..pickler.diagnose import explain, probe
 from ..pickler.plain import dumps as dumps_plain
-from ..wire import Failure, Raised, Results, TaskFailed, native_parts, pack_results, rebuild_exception
+from ..wire import (
+    Failure,
+    Raised,
+    Results,
+    TaskFailed,
+    native_parts,
+    os_fields_lost,
+    pack_results,
+    rebuild_exception,
+)
 from . import buffers
 
 
@@ -42,9 +51,12 @@ _NAMED = (AttributeError, NameError, UnboundLocalError)
 class _ExceptionParts:
     """Pickles an exception as its parts, rebuilt without calling ``__init__``."""
 
-    def __init__(self, exc: BaseException, cause: Any, keep: Any = None, args: Any = None) -> None:
+    def __init__(
+        self, exc: BaseException, cause: Any, keep: Any = None, args: Any = None, context: Any = None
+    ) -> None:
         self.exc, self.cause, self.keep = exc, cause, keep  # keep: which attributes travel
         self.args = exc.args if args is None else args
+        self.context = context  # the implicit __context__ (no cause, not suppressed)
 
     def __reduce__(self) -> Any:
         exc = self.exc
@@ -53,6 +65,8 @@ class _ExceptionParts:
             state = {k: v for k, v in state.items() if self.keep(k, v)}
         notes = vars(exc).get("__notes__")  # (not getattr: a __getattr__ of its own may raise)
         native = native_parts(exc) if self.args is exc.args else None  # an OSError's filename...
+        if self.context is not None:
+            return rebuild_exception, (type(exc), self.args, state, notes, self.cause, native, self.context)
         return rebuild_exception, (type(exc), self.args, state, notes, self.cause, native)
 
 
@@ -85,8 +99,14 @@ def _caused(exc: BaseException, depth: int = 0) -> bool:
     """Whether *exc*, or a sub-exception of it (an exception group's, at any level), has a
     ``__cause__``, or an ``AttributeError``'s or ``NameError``'s ``name``: pickling an
     exception drops those, so such an exception goes as its parts (``wire.native_parts``).
-    (A group pickled whole left its members' causes behind, which README promises.)"""
+    (A group pickled whole left its members' causes behind, which README promises.) So
+    does an implicit ``__context__`` (raised while handling another, with no ``from``),
+    which the loop's traceback shows as "During handling of the above exception"."""
     if exc.__cause__ is not None or (type(exc) in _NAMED and exc.name is not None):  # type: ignore[attr-defined]
+        return True
+    if exc.__context__ is not None and not exc.__suppress_context__:
+        return True
+    if isinstance(exc, OSError) and os_fields_lost(exc):  # errno or filename set apart from args
         return True
     if _GROUP is None or not isinstance(exc, _GROUP) or depth > 8:
         return False
@@ -113,13 +133,15 @@ def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0, chain: tu
     chain = (*chain, id(exc))
     cause = exc.__cause__
     cause = None if cause is None or id(cause) in chain else _sendable(pickler, cause, depth, chain)
+    context = exc.__context__ if exc.__cause__ is None and not exc.__suppress_context__ else None
+    context = None if context is None or id(context) in chain else _sendable(pickler, context, depth, chain)
     args = _group_args(pickler, exc, depth)
-    parts = _ExceptionParts(exc, cause, args=args)
+    parts = _ExceptionParts(exc, cause, args=args, context=context)
     if _round_trip(pickler, parts) is not None:
         return parts
     # An attribute cannot make the trip (an open file, a generator): the rest does.
     keep = lambda k, v: _round_trip(pickler, v) is not None  # noqa: E731
-    parts = _ExceptionParts(exc, cause, keep, args)
+    parts = _ExceptionParts(exc, cause, keep, args, context)
     if _round_trip(pickler, parts) is not None:
         return parts
     if args is None:
@@ -127,7 +149,7 @@ def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0, chain: tu
         # place, so the type still travels (a stand-in of the nearest base that could be
         # imported, or an Executor's RuntimeError, was not caught by ``except ValueError``)
         args = tuple(a if _round_trip(pickler, a) is not None else _repr(a) for a in exc.args)
-        parts = _ExceptionParts(exc, cause, keep, args)
+        parts = _ExceptionParts(exc, cause, keep, args, context)
         if _round_trip(pickler, parts) is not None:
             return parts
     return None

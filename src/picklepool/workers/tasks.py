@@ -108,6 +108,13 @@ def _never(call_id: int) -> bool:
 
 
 def bad_item_message(item: Any, index: int) -> str:
+    if callable(item):  # delayed(f) never called with the task's arguments
+        name = getattr(item, "__qualname__", None) or type(item).__name__
+        return (
+            f"item {index} of the iterable given to Parallel is the function {name} itself "
+            f"({item!r:.200}), not a delayed call of it: call what delayed() returns with the "
+            f"task's arguments, Parallel(...)(delayed({name})(x) for x in xs)."
+        )
     return (
         f"item {index} of the iterable given to Parallel is not a delayed call: "
         f"{item!r:.200}. Write Parallel(...)(delayed(f)(x) for x in xs), or yield "
