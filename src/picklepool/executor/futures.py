@@ -51,14 +51,14 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .. import lokycompat
-from ..errors import PicklingError, TaskExitError, WorkerCrashedError, pickling_type
+from ..errors import PicklingError, WorkerCrashedError, pickling_type
 from ..pickler import locks, runtime
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, plain_number, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
 from ..workers import inherited, mirror
 from ..workers.prologue import initialize, own_pool, start_pool_worker
-from . import gil, limits, reaper
+from . import gil, interrupts, limits, reaper
 from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
@@ -207,9 +207,15 @@ def _drain_at_exit() -> None:
     if lokycompat.depth() >= 1:
         return  # a worker's exit does not wait for its nested executors (executor.reaper)
     _exiting = True
+    # a program that Ctrl-C ended does not wait for its calls: they are cancelled, the
+    # workers stopped (the standard library's exit waits for every call submitted)
+    stop = interrupts.exiting_on_ctrl_c()
     for executor in list(_busy):
         try:
-            executor.shutdown(wait=True)
+            if stop:
+                executor._terminate()
+            else:
+                executor.shutdown(wait=True)
         except Exception:  # noqa: BLE001 - at exit: drain the others anyway
             pass
 
@@ -735,10 +741,13 @@ class Executor(_StdExecutor):
         return new
 
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Any:
-        """As the standard library's (``shutdown(wait=True)``), but Ctrl-C stops at once."""
-        # a real Ctrl-C; a task's own KeyboardInterrupt (TaskInterruptError) is a task error
-        ctrl_c = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
-        if ctrl_c and not issubclass(exc_type, TaskExitError):
+        """As the standard library's (``shutdown(wait=True)``), but Ctrl-C stops at once.
+
+        Also under ``asyncio.run``, where Ctrl-C leaves the block as the main task's
+        ``CancelledError`` (``executor.interrupts``); a task's own ``KeyboardInterrupt``
+        (``TaskInterruptError``) is a task's error, which waits as any other.
+        """
+        if exc_type is not None and interrupts.ctrl_c(exc_type):
             self._terminate()
             return False
         return super().__exit__(exc_type, exc_val, exc_tb)
