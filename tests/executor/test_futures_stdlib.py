@@ -741,3 +741,43 @@ def test_inherited_initargs_and_warm_only_options_raise():
     lock = multiprocessing.get_context("spawn").Lock()
     with pytest.raises(ValueError, match="initargs holding a multiprocessing queue, lock"):
         Executor(1, None, keep_shared, (lock, None), idle_worker_timeout=10)
+
+
+def _counting(cls):
+    class Counting(cls):
+        """A subclass that wraps submit, as one that logs or carries a context does."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.seen = []
+
+        def submit(self, fn, /, *args, **kwargs):
+            inner = getattr(fn, "func", fn)  # a chunk: partial(_process_chunk, fn)
+            self.seen.append((getattr(inner, "__name__", None), args))
+            return super().submit(fn, *args, **kwargs)
+
+    return Counting
+
+
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_map_of_a_subclass_goes_through_its_submit_as_the_stdlibs(chunksize):
+    # ProcessPoolExecutor.map submits each call (each chunk) with self.submit, so a
+    # subclass wrapping submit sees them; picklepool's map packed them without it (the
+    # subclass saw none)
+    seen, results = [], []
+    for cls in (ProcessPoolExecutor, Executor):
+        with _counting(cls)(2) as ex:
+            results.append(list(ex.map(add, range(7), range(10, 17), chunksize=chunksize)))
+            seen.append(list(ex.seen))
+        with pytest.raises(RuntimeError, match="^cannot schedule new futures after shutdown"):
+            ex.map(square, [1])
+    assert results[1] == results[0] == [2 * i + 10 for i in range(7)]
+    assert seen[1] == seen[0] and len(seen[0]) == -(-7 // chunksize)
+
+
+def test_map_of_a_subclass_with_a_buffersize_submits_as_it_is_read():
+    with _counting(Executor)(1) as ex:
+        it = ex.map(square, itertools.count(), buffersize=2)  # endless: read as the results are
+        assert [next(it) for _ in range(5)] == [0, 1, 4, 9, 16]
+        assert len(ex.seen) == 7  # two ahead of the five read
+        it.close()

@@ -58,7 +58,7 @@ from ..settings import NOT_SET, plain_number, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
 from ..workers import inherited, mirror
 from ..workers.prologue import initialize, own_pool, start_pool_worker
-from . import gil, interrupts, limits, reaper
+from . import gil, interrupts, limits, reaper, submitmap
 from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
@@ -606,7 +606,9 @@ class Executor(_StdExecutor):
         or buffersize < 1, ``TypeError`` for a buffersize that is not an int, as the
         standard library, and ``TypeError`` for a *fn* that is not callable, a
         chunksize that is not an int or a timeout that is not a number (the standard
-        library's ``TypeError`` for those comes from deeper, and says less).
+        library's ``TypeError`` for those comes from deeper, and says less). A subclass
+        that overrides :meth:`submit` gets every chunk through it, as the standard
+        library's (``executor.submitmap``).
         """
         try:  # an int or numpy's (the standard library fails later, with a bare TypeError)
             chunksize = operator.index(chunksize)
@@ -627,6 +629,8 @@ class Executor(_StdExecutor):
                 raise ValueError(f"buffersize must be None or > 0: map(buffersize={buffersize!r})")
         _need_callable(fn, "map")
         end = None if timeout is None else time.monotonic() + float(timeout)  # numpy's too
+        if type(self).submit is not Executor.submit:  # a subclass's submit sees every call
+            return submitmap.map_through_submit(self, fn, iterables, end, chunksize, buffersize)
         # every call of the map runs with this thread's numeric settings and warnings filters
         # as they are now, also those submitted later, as the results are read (buffersize),
         # maybe in another thread
