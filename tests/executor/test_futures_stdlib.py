@@ -11,6 +11,7 @@ import inspect
 import itertools
 import multiprocessing
 import os
+import re
 import threading
 import weakref
 from collections import Counter
@@ -781,3 +782,20 @@ def test_map_of_a_subclass_with_a_buffersize_submits_as_it_is_read():
         assert [next(it) for _ in range(5)] == [0, 1, 4, 9, 16]
         assert len(ex.seen) == 7  # two ahead of the five read
         it.close()
+
+
+def test_a_futures_repr_and_type_name_are_the_stdlibs():
+    # they showed picklepool's private class: <_Future at 0x... state=finished returned int>
+    shown = []
+    for cls in (ProcessPoolExecutor, Executor):
+        with cls(1) as ex:
+            done, failed = ex.submit(square, 2), ex.submit(divmod, 1, 0)
+            assert done.result() == 4 and failed.exception() is not None
+            shown.append(
+                [type(done).__name__] + [re.sub("0x[0-9a-f]+", "0x", repr(f)) for f in (done, failed)]
+            )
+    assert shown[1] == shown[0]
+    assert shown[0][1:] == [
+        "<Future at 0x state=finished returned int>",
+        "<Future at 0x state=finished raised ZeroDivisionError>",
+    ]

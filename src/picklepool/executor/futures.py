@@ -186,6 +186,11 @@ class _Future(Future):  # type: ignore[type-arg]
         return None
 
 
+# its repr and type name are the standard library's (``<Future at 0x... state=finished
+# returned int>``, which logs and doctests show); pickle still finds it by its __qualname__
+_Future.__name__ = "Future"
+
+
 # Executors with submissions not yet done, held here so that one dropped without
 # shutdown still runs them, as the standard library's does; each is let go (and can
 # be collected, which gives its workers back) once it is idle.
