@@ -173,3 +173,34 @@ def test_a_cancelled_coroutine_that_is_not_ctrl_c_still_waits_for_its_calls(tmp_
 
     asyncio.run(main())
     assert sent[0].result() == "ran"
+
+
+def test_ctrl_c_under_asyncio_run_stops_a_parallel_call_running_in_to_thread(tmp_path):
+    # asyncio.run's Ctrl-C cancels the coroutine awaiting the thread, then waits for the
+    # thread: its Parallel call ran to its end (for ever here; joblib's too). It is
+    # cancelled now, its workers stopped, and the thread's call raises KeyboardInterrupt
+    started, gate = _fifos(tmp_path)
+    body = """
+from picklepool import Parallel, delayed
+
+def call():
+    try:
+        return Parallel(n_jobs=2)([delayed(started_and_wait)(STARTED, GATE)])
+    except KeyboardInterrupt:
+        print("call-interrupted", flush=True)
+        raise
+
+async def main():
+    await asyncio.to_thread(call)
+
+threading.Thread(target=ctrl_c_when_started, daemon=True).start()
+try:
+    asyncio.run(main())
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+    result = run_python(_SCRIPT.format(started=started, gate=gate, body=body), timeout=30)
+    lines = result.stdout.split()
+    assert lines[1:] == ["call-interrupted", "interrupted"], result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
+    _assert_stopped(lines[0])

@@ -7,6 +7,9 @@ block in a coroutine is left with ``CancelledError``, which would wait for every
 sent (:func:`ctrl_c`). And a program that an uncaught Ctrl-C ends leaves with its
 ``KeyboardInterrupt`` in ``sys.last_value`` when the exit hooks run
 (:func:`exiting_on_ctrl_c`). Both are only looked at as a block or the program ends.
+A ``Parallel`` call waiting in another thread (``asyncio.to_thread``) looks between two
+looks at the pool (:func:`watch_asyncio`): ``asyncio.run`` waits for that
+thread before it returns, so the call would have run to its end.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import functools
 import signal
 import sys
+import threading
+import weakref
 from typing import Any
 
 from ..errors import TaskExitError
@@ -62,3 +67,33 @@ def exiting_on_ctrl_c() -> bool:
         return False
     last = getattr(sys, "last_value", None)
     return isinstance(last, KeyboardInterrupt) and not isinstance(last, TaskExitError)
+
+
+def watch_asyncio() -> tuple[weakref.ref[Any], int] | None:
+    """What :func:`interrupted_since` needs, for a call made in a thread other than the main
+    one while ``asyncio.run`` runs there (``asyncio.to_thread``, ``run_in_executor(None, ...)``):
+    the runner, and its count of SIGINTs now. None otherwise (the main thread's Ctrl-C
+    raises there, or cancels the coroutine that made the call).
+
+    Read as the call starts waiting: once Ctrl-C cancelled the main task, ``asyncio.run``
+    puts Python's SIGINT handler back, then waits for this thread to end.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return None
+    asyncio = sys.modules.get("asyncio")
+    runner_type = getattr(asyncio, "Runner", None)
+    if runner_type is None:
+        return None
+    handler = signal.getsignal(signal.SIGINT)
+    if not isinstance(handler, functools.partial):
+        return None
+    runner = getattr(handler.func, "__self__", None)
+    if not isinstance(runner, runner_type):
+        return None
+    return weakref.ref(runner), getattr(runner, "_interrupt_count", 0)
+
+
+def interrupted_since(watch: tuple[weakref.ref[Any], int]) -> bool:
+    """Whether the runner :func:`watch_asyncio` found has had a Ctrl-C since."""
+    runner = watch[0]()
+    return runner is not None and getattr(runner, "_interrupt_count", 0) > watch[1]
