@@ -204,3 +204,26 @@ except KeyboardInterrupt:
     assert lines[1:] == ["call-interrupted", "interrupted"], result.stdout + result.stderr
     assert result.returncode == 0, result.stderr
     _assert_stopped(lines[0])
+
+
+def test_ctrl_c_under_asyncio_run_stops_a_parallel_call_made_in_the_coroutine(tmp_path):
+    # A call blocking the loop: asyncio.run's Ctrl-C only cancels the main task, which the
+    # coroutine sees once the call has run to its end (for ever here; joblib's too)
+    started, gate = _fifos(tmp_path)
+    body = """
+from picklepool import Parallel, delayed
+
+async def main():
+    return Parallel(n_jobs=2)([delayed(started_and_wait)(STARTED, GATE)])
+
+threading.Thread(target=ctrl_c_when_started, daemon=True).start()
+try:
+    asyncio.run(main())
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+    result = run_python(_SCRIPT.format(started=started, gate=gate, body=body), timeout=30)
+    lines = result.stdout.split()
+    assert lines[1:] == ["interrupted"], result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr
+    _assert_stopped(lines[0])

@@ -769,9 +769,9 @@ class Call(Channel):
                 pass
             if self.asyncio_watch is not None and interrupts.interrupted_since(self.asyncio_watch):
                 raise KeyboardInterrupt(
-                    "Ctrl-C: asyncio.run in the main thread was interrupted while this Parallel "
-                    "call ran in another thread (asyncio.to_thread or run_in_executor); the call "
-                    "was cancelled and its workers stopped"
+                    "Ctrl-C: asyncio.run was interrupted while this Parallel call ran (in a "
+                    "coroutine, or in a thread of asyncio.to_thread or run_in_executor); the "
+                    "call was cancelled and its workers stopped"
                 )
             if self.watchdog is not None:
                 self.watchdog.check()

@@ -7,9 +7,9 @@ block in a coroutine is left with ``CancelledError``, which would wait for every
 sent (:func:`ctrl_c`). And a program that an uncaught Ctrl-C ends leaves with its
 ``KeyboardInterrupt`` in ``sys.last_value`` when the exit hooks run
 (:func:`exiting_on_ctrl_c`). Both are only looked at as a block or the program ends.
-A ``Parallel`` call waiting in another thread (``asyncio.to_thread``) looks between two
-looks at the pool (:func:`watch_asyncio`): ``asyncio.run`` waits for that
-thread before it returns, so the call would have run to its end.
+A ``Parallel`` call made under ``asyncio.run`` (in a coroutine, or in a thread of
+``asyncio.to_thread``) looks between two looks at the pool (:func:`watch_asyncio`): it would
+have run to its end.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import signal
 import sys
-import threading
 import weakref
 from typing import Any
 
@@ -70,16 +69,16 @@ def exiting_on_ctrl_c() -> bool:
 
 
 def watch_asyncio() -> tuple[weakref.ref[Any], int] | None:
-    """What :func:`interrupted_since` needs, for a call made in a thread other than the main
-    one while ``asyncio.run`` runs there (``asyncio.to_thread``, ``run_in_executor(None, ...)``):
-    the runner, and its count of SIGINTs now. None otherwise (the main thread's Ctrl-C
-    raises there, or cancels the coroutine that made the call).
+    """What :func:`interrupted_since` needs, for a call made while ``asyncio.run`` runs: the
+    runner, and its count of SIGINTs now; None when no runner handles SIGINT.
 
-    Read as the call starts waiting: once Ctrl-C cancelled the main task, ``asyncio.run``
-    puts Python's SIGINT handler back, then waits for this thread to end.
+    The runner's Ctrl-C only cancels its main task. A call made in another thread
+    (``asyncio.to_thread``, ``run_in_executor(None, ...)``) ran to its end while
+    ``asyncio.run`` waited for that thread; one made in a coroutine itself, blocking the
+    loop, ran to its end before the cancellation could reach the coroutine. Read as the
+    call starts waiting (once Ctrl-C cancelled the main task, ``asyncio.run`` puts Python's
+    SIGINT handler back, then waits for the threads); a Ctrl-C before the call does not stop it.
     """
-    if threading.current_thread() is threading.main_thread():
-        return None
     asyncio = sys.modules.get("asyncio")
     runner_type = getattr(asyncio, "Runner", None)
     if runner_type is None:
