@@ -11,6 +11,7 @@ import inspect
 import itertools
 import multiprocessing
 import os
+import re
 import threading
 import weakref
 from collections import Counter
@@ -741,3 +742,60 @@ def test_inherited_initargs_and_warm_only_options_raise():
     lock = multiprocessing.get_context("spawn").Lock()
     with pytest.raises(ValueError, match="initargs holding a multiprocessing queue, lock"):
         Executor(1, None, keep_shared, (lock, None), idle_worker_timeout=10)
+
+
+def _counting(cls):
+    class Counting(cls):
+        """A subclass that wraps submit, as one that logs or carries a context does."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.seen = []
+
+        def submit(self, fn, /, *args, **kwargs):
+            inner = getattr(fn, "func", fn)  # a chunk: partial(_process_chunk, fn)
+            self.seen.append((getattr(inner, "__name__", None), args))
+            return super().submit(fn, *args, **kwargs)
+
+    return Counting
+
+
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_map_of_a_subclass_goes_through_its_submit_as_the_stdlibs(chunksize):
+    # ProcessPoolExecutor.map submits each call (each chunk) with self.submit, so a
+    # subclass wrapping submit sees them; picklepool's map packed them without it (the
+    # subclass saw none)
+    seen, results = [], []
+    for cls in (ProcessPoolExecutor, Executor):
+        with _counting(cls)(2) as ex:
+            results.append(list(ex.map(add, range(7), range(10, 17), chunksize=chunksize)))
+            seen.append(list(ex.seen))
+        with pytest.raises(RuntimeError, match="^cannot schedule new futures after shutdown"):
+            ex.map(square, [1])
+    assert results[1] == results[0] == [2 * i + 10 for i in range(7)]
+    assert seen[1] == seen[0] and len(seen[0]) == -(-7 // chunksize)
+
+
+def test_map_of_a_subclass_with_a_buffersize_submits_as_it_is_read():
+    with _counting(Executor)(1) as ex:
+        it = ex.map(square, itertools.count(), buffersize=2)  # endless: read as the results are
+        assert [next(it) for _ in range(5)] == [0, 1, 4, 9, 16]
+        assert len(ex.seen) == 7  # two ahead of the five read
+        it.close()
+
+
+def test_a_futures_repr_and_type_name_are_the_stdlibs():
+    # they showed picklepool's private class: <_Future at 0x... state=finished returned int>
+    shown = []
+    for cls in (ProcessPoolExecutor, Executor):
+        with cls(1) as ex:
+            done, failed = ex.submit(square, 2), ex.submit(divmod, 1, 0)
+            assert done.result() == 4 and failed.exception() is not None
+            shown.append(
+                [type(done).__name__] + [re.sub("0x[0-9a-f]+", "0x", repr(f)) for f in (done, failed)]
+            )
+    assert shown[1] == shown[0]
+    assert shown[0][1:] == [
+        "<Future at 0x state=finished returned int>",
+        "<Future at 0x state=finished raised ZeroDivisionError>",
+    ]

@@ -43,7 +43,7 @@ from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits, impo
 from ..workers import builtinnames, mirror, warnback, warnfilters
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
-from . import functions, gil, reloaded, sequential, streaming
+from . import functions, gil, interrupts, reloaded, sequential, streaming
 from .backend import Backend
 from .replies import Pending, ReplyReader
 from .session import current_session
@@ -129,6 +129,7 @@ def joblib_backends() -> tuple[str, ...]:
 _int_digits: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: -1)  # 3.10.7+
 
 
+_NOT_LOOKED = object()  # (Call.asyncio_watch)
 PROGRESS_POLL = 0.5  # seconds between two looks at the pool while a call waits (executor.reaper)
 
 
@@ -539,6 +540,9 @@ def pull(
 class Call(Channel):
     """The state of one ``Parallel.__call__``."""
 
+    # asyncio.run's Ctrl-C, seen from a call made in another thread (interrupts.watch_asyncio)
+    asyncio_watch: Any = _NOT_LOOKED
+
     def __init__(
         self,
         backend: Backend,
@@ -761,6 +765,8 @@ class Call(Channel):
     def _next_done(self) -> Pending:
         """The next finished batch; while none is, look after the pool (never wait blindly)."""
         poll = PROGRESS_POLL if self.watchdog is None else min(self.watchdog.poll, PROGRESS_POLL)
+        if self.asyncio_watch is _NOT_LOOKED:  # (once a call)
+            self.asyncio_watch = interrupts.watch_asyncio()
         while True:
             wait = poll
             if len(self.inflight) == 1 and self._done.empty():
@@ -772,6 +778,12 @@ class Call(Channel):
                 return self._done.get(timeout=wait)
             except queue.Empty:
                 pass
+            if self.asyncio_watch is not None and interrupts.interrupted_since(self.asyncio_watch):
+                raise KeyboardInterrupt(
+                    "Ctrl-C: asyncio.run was interrupted while this Parallel call ran (in a "
+                    "coroutine, or in a thread of asyncio.to_thread or run_in_executor); the "
+                    "call was cancelled and its workers stopped"
+                )
             if self.watchdog is not None:
                 self.watchdog.check()
             stalled = self.look()

@@ -51,14 +51,14 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .. import lokycompat
-from ..errors import PicklingError, TaskExitError, WorkerCrashedError, pickling_type
+from ..errors import PicklingError, WorkerCrashedError, pickling_type
 from ..pickler import locks, runtime
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, plain_number, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
 from ..workers import inherited, mirror
 from ..workers.prologue import initialize, own_pool, start_pool_worker
-from . import gil, limits, reaper
+from . import gil, interrupts, limits, reaper, submitmap
 from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
@@ -186,6 +186,11 @@ class _Future(Future):  # type: ignore[type-arg]
         return None
 
 
+# its repr and type name are the standard library's (``<Future at 0x... state=finished
+# returned int>``, which logs and doctests show); pickle still finds it by its __qualname__
+_Future.__name__ = "Future"
+
+
 # Executors with submissions not yet done, held here so that one dropped without
 # shutdown still runs them, as the standard library's does; each is let go (and can
 # be collected, which gives its workers back) once it is idle.
@@ -207,9 +212,15 @@ def _drain_at_exit() -> None:
     if lokycompat.depth() >= 1:
         return  # a worker's exit does not wait for its nested executors (executor.reaper)
     _exiting = True
+    # a program that Ctrl-C ended does not wait for its calls: they are cancelled, the
+    # workers stopped (the standard library's exit waits for every call submitted)
+    stop = interrupts.exiting_on_ctrl_c()
     for executor in list(_busy):
         try:
-            executor.shutdown(wait=True)
+            if stop:
+                executor._terminate()
+            else:
+                executor.shutdown(wait=True)
         except Exception:  # noqa: BLE001 - at exit: drain the others anyway
             pass
 
@@ -600,7 +611,9 @@ class Executor(_StdExecutor):
         or buffersize < 1, ``TypeError`` for a buffersize that is not an int, as the
         standard library, and ``TypeError`` for a *fn* that is not callable, a
         chunksize that is not an int or a timeout that is not a number (the standard
-        library's ``TypeError`` for those comes from deeper, and says less).
+        library's ``TypeError`` for those comes from deeper, and says less). A subclass
+        that overrides :meth:`submit` gets every chunk through it, as the standard
+        library's (``executor.submitmap``).
         """
         try:  # an int or numpy's (the standard library fails later, with a bare TypeError)
             chunksize = operator.index(chunksize)
@@ -621,6 +634,8 @@ class Executor(_StdExecutor):
                 raise ValueError(f"buffersize must be None or > 0: map(buffersize={buffersize!r})")
         _need_callable(fn, "map")
         end = None if timeout is None else time.monotonic() + float(timeout)  # numpy's too
+        if type(self).submit is not Executor.submit:  # a subclass's submit sees every call
+            return submitmap.map_through_submit(self, fn, iterables, end, chunksize, buffersize)
         # every call of the map runs with this thread's numeric settings and warnings filters
         # as they are now, also those submitted later, as the results are read (buffersize),
         # maybe in another thread
@@ -735,10 +750,13 @@ class Executor(_StdExecutor):
         return new
 
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Any:
-        """As the standard library's (``shutdown(wait=True)``), but Ctrl-C stops at once."""
-        # a real Ctrl-C; a task's own KeyboardInterrupt (TaskInterruptError) is a task error
-        ctrl_c = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
-        if ctrl_c and not issubclass(exc_type, TaskExitError):
+        """As the standard library's (``shutdown(wait=True)``), but Ctrl-C stops at once.
+
+        Also under ``asyncio.run``, where Ctrl-C leaves the block as the main task's
+        ``CancelledError`` (``executor.interrupts``); a task's own ``KeyboardInterrupt``
+        (``TaskInterruptError``) is a task's error, which waits as any other.
+        """
+        if exc_type is not None and interrupts.ctrl_c(exc_type):
             self._terminate()
             return False
         return super().__exit__(exc_type, exc_val, exc_tb)
