@@ -86,6 +86,10 @@ class ParentState(NamedTuple):
     # register_parallel_backend, picklepool.register_joblib_backend): a task's own
     # joblib.Parallel(backend="picklepool") works in a worker as in the parent (workers.joblibnest)
     joblib_backends: tuple[str, ...] = ()
+    # the copyreg reducers the parent's script registered for types of other modules, pickled
+    # (workers.registrations; None: none): a task's results, and its own pickle.dumps or
+    # copy.deepcopy, use them as the loop does
+    reducers: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

@@ -40,7 +40,7 @@ from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
 from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits, import_path
-from ..workers import mirror, warnback, warnfilters
+from ..workers import mirror, registrations, warnback, warnfilters
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
 from . import functions, gil, reloaded, sequential, streaming
@@ -104,6 +104,7 @@ def parent_state(
         warnback.redirected(),
         mirror.io_defaults(),
         joblib_backends(),
+        registrations.pickled(),
     )
 
 

@@ -63,7 +63,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..wire import ParentState
-from . import reloads, warnfilters
+from . import registrations, reloads, warnfilters
 
 _applied: ParentState | None = None
 
@@ -106,6 +106,7 @@ def apply(state: ParentState) -> None:
         start_method(method)
     if state.warning_filters is not None:  # (None: the worker keeps its own)
         warnfilters.apply(state.warning_filters)
+    registrations.apply(state.reducers)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
