@@ -90,6 +90,13 @@ class ParentState(NamedTuple):
     # (workers.registrations; None: none): a task's results, and its own pickle.dumps or
     # copy.deepcopy, use them as the loop does
     reducers: bytes | None = None
+    # sys.argv (its str entries): a task that reads the command line (argparse's parse_args(),
+    # sys.argv[1]) sees the parent's as it is now, as a worker that starts now does, not the
+    # one a warm worker started with
+    argv: tuple[str, ...] = ()
+    # the TZ variable (None: unset): time.localtime(), datetime.fromtimestamp() and
+    # time.tzname give the parent's local time, as in a worker that starts now
+    tz: str | None = None
 
 
 def import_path() -> tuple[str, ...]:
@@ -105,6 +112,15 @@ def import_path() -> tuple[str, ...]:
 
 
 _STR = frozenset({str})
+
+
+def command_line() -> tuple[str, ...]:
+    """``sys.argv`` for a worker (``ParentState.argv``): its ``str`` entries (what the C
+    pickler of a batch's frame can always carry)."""
+    argv = tuple(sys.argv)
+    if _STR.issuperset(map(type, argv)):
+        return argv
+    return tuple(a for a in argv if isinstance(a, str))
 
 
 class NumericState(NamedTuple):

@@ -39,7 +39,7 @@ from ..pickler.buffers import CallBuffers, Frames, TempFolderError
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
-from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits, import_path
+from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits, command_line, import_path
 from ..workers import mirror, registrations, warnback, warnfilters
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
@@ -105,6 +105,8 @@ def parent_state(
         mirror.io_defaults(),
         joblib_backends(),
         registrations.pickled(),
+        command_line(),
+        os.environ.get("TZ"),
     )
 
 

@@ -40,7 +40,12 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   "field larger than field limit (131072)"). Where the parent has none, the worker's own
   apply (an ``initializer``'s).
 
-Not mirrored, by choice: ``os.environ`` (workers keep the environment they were
+- ``sys.argv`` and the time zone (``TZ``, applied with ``time.tzset``): what a worker
+  started now would get; a warm worker kept those it started with, so a task parsing the
+  command line, or computing a local time, gave what depended on which worker ran it.
+- ``copyreg`` reducers the parent's script registered (``workers.registrations``).
+
+Not mirrored, by choice: ``os.environ`` but ``TZ`` (workers keep the environment they were
 started with, plus their thread limits; libraries read most variables once, at
 import, so changing them under a warm worker would not do what a user expects —
 pass values as arguments, or set them before the first call), signal handlers,
@@ -107,6 +112,11 @@ def apply(state: ParentState) -> None:
     if state.warning_filters is not None:  # (None: the worker keeps its own)
         warnfilters.apply(state.warning_filters)
     registrations.apply(state.reducers)
+    argv = state.argv
+    if tuple(sys.argv) != argv:
+        sys.argv = list(argv)
+    if os.environ.get("TZ") != state.tz:
+        time_zone(state.tz)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
@@ -190,6 +200,17 @@ def _apply_io(io: tuple[Any, ...]) -> None:
         csv = importlib.import_module("csv")
     if csv is not None and csv.field_size_limit() != limit:
         csv.field_size_limit(limit)
+
+
+def time_zone(tz: str | None) -> None:
+    """Make *tz* (None: unset) this process's ``TZ``, and the C library's time zone."""
+    if tz is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = tz
+    tzset = getattr(sys.modules.get("time"), "tzset", None)
+    if tzset is not None:
+        tzset()
 
 
 def joblib_backends() -> tuple[str, ...]:
