@@ -608,7 +608,32 @@ def test_a_default_warning_is_not_printed_at_every_batch_under_an_error_filter()
         """
     )
     assert proc.returncode == 0, proc.stderr
-    assert 0 < proc.stderr.count("UserWarning: careful") <= 2 * 5, proc.stderr  # once per worker and call
+    assert 0 < proc.stderr.count("UserWarning: careful") <= 2, proc.stderr  # once per worker
+
+
+def test_a_default_warning_of_a_script_function_is_printed_once_per_worker_not_per_call():
+    # warnings.warn keeps what it showed in the globals of the code that warns: each call's
+    # copy of a __main__ function began with none, so the loop's one warning was printed
+    # by every worker at every call, and the registry warn added made the copy look changed
+    # by its task, so that the worker unpickled the function again at every call
+    proc = run_python(
+        """
+        import warnings
+        from picklepool import Parallel, delayed
+
+        def task(i):
+            warnings.warn("careful", UserWarning)
+            return id(task.__globals__)
+
+        copies = set()
+        for _ in range(5):
+            copies.update(Parallel(n_jobs=2, batch_size=1)(delayed(task)(i) for i in range(8)))
+        print(len(copies) <= 2)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True"], proc.stderr
+    assert 0 < proc.stderr.count("UserWarning: careful") <= 2, proc.stderr  # once per worker
 
 
 def test_a_filter_whose_category_a_worker_cannot_import_leaves_the_others_in_force():
