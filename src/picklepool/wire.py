@@ -97,6 +97,10 @@ class ParentState(NamedTuple):
     # the TZ variable (None: unset): time.localtime(), datetime.fromtimestamp() and
     # time.tzname give the parent's local time, as in a worker that starts now
     tz: str | None = None
+    # the lowest level the parent's loggers are set to, when its root logger has handlers
+    # (None: its logging is not configured): the tasks' log records come back with the
+    # reply and go to the parent's handlers (workers.logback)
+    logging_floor: int | None = None
 
 
 def import_path() -> tuple[str, ...]:
@@ -252,6 +256,7 @@ class Captured(NamedTuple):
     stdout: str
     stderr: str
     warned: bytes | None = None  # the warnings the tasks gave, for the parent to show (workers.warnback)
+    logged: bytes | None = None  # the tasks' log records, for the parent's loggers (workers.logback)
 
 
 class TaskFailed(NamedTuple):

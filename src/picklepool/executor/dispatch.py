@@ -40,7 +40,7 @@ from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
 from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits, command_line, import_path
-from ..workers import mirror, registrations, warnback, warnfilters
+from ..workers import logback, mirror, registrations, warnback, warnfilters
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
 from . import functions, gil, reloaded, sequential, streaming
@@ -107,6 +107,7 @@ def parent_state(
         registrations.pickled(),
         command_line(),
         os.environ.get("TZ"),
+        logback.floor(),
     )
 
 

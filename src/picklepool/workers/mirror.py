@@ -49,7 +49,8 @@ Not mirrored, by choice: ``os.environ`` but ``TZ`` (workers keep the environment
 started with, plus their thread limits; libraries read most variables once, at
 import, so changing them under a warm worker would not do what a user expects —
 pass values as arguments, or set them before the first call), signal handlers,
-logging configuration and numpy's print options
+logging configuration (but a task's records reach the parent's handlers:
+``workers.logback``) and numpy's print options
 (``np.set_printoptions``: formatting, not a computation's outcome) (set them in the
 task or with ``initializer``).
 """
