@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import builtins
 import copyreg
+import os
 import sys
 from typing import Any, NamedTuple
 
@@ -116,6 +117,17 @@ def import_path() -> tuple[str, ...]:
 
 
 _STR = frozenset({str})
+
+
+def time_zone() -> str | None:
+    """The ``TZ`` variable of this process (``ParentState.tz``), None when unset: read from
+    ``os.environ``'s own dictionary where it has one (a few look-ups: ``os.environ.get``
+    encodes the name and decodes the value at each call)."""
+    data = getattr(os.environ, "_data", None)
+    if type(data) is not dict or os.name != "posix":
+        return os.environ.get("TZ")
+    raw = data.get(b"TZ")
+    return None if raw is None else os.fsdecode(raw)
 
 
 def command_line() -> tuple[str, ...]:

@@ -39,7 +39,16 @@ from ..pickler.buffers import CallBuffers, Frames, TempFolderError
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
-from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits, command_line, import_path
+from ..wire import (
+    Batch,
+    NumericState,
+    ParentState,
+    Results,
+    WorkerLimits,
+    command_line,
+    import_path,
+    time_zone,
+)
 from ..workers import logback, mirror, registrations, warnback, warnfilters
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
@@ -106,7 +115,7 @@ def parent_state(
         joblib_backends(),
         registrations.pickled(),
         command_line(),
-        os.environ.get("TZ"),
+        time_zone(),
         logback.floor(),
     )
 

@@ -68,7 +68,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import lokycompat
-from ..wire import ParentState
+from ..wire import ParentState, time_zone
 from . import registrations, reloads, warnfilters
 
 _applied: ParentState | None = None
@@ -116,8 +116,8 @@ def apply(state: ParentState) -> None:
     argv = state.argv
     if tuple(sys.argv) != argv:
         sys.argv = list(argv)
-    if os.environ.get("TZ") != state.tz:
-        time_zone(state.tz)
+    if time_zone() != state.tz:
+        set_time_zone(state.tz)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
@@ -203,7 +203,7 @@ def _apply_io(io: tuple[Any, ...]) -> None:
         csv.field_size_limit(limit)
 
 
-def time_zone(tz: str | None) -> None:
+def set_time_zone(tz: str | None) -> None:
     """Make *tz* (None: unset) this process's ``TZ``, and the C library's time zone."""
     if tz is None:
         os.environ.pop("TZ", None)
