@@ -124,6 +124,8 @@ def test_the_floor_read_in_the_parent_follows_every_level_change():
         assert logback.floor() == 5
         logger.setLevel(logging.NOTSET)
         assert logback.floor() == base
+        root.setLevel(logging.NOTSET)  # the root at NOTSET handles every record
+        assert logback.floor() == logging.NOTSET
     finally:
         root.removeHandler(handler)
         root.setLevel(saved)

@@ -48,7 +48,7 @@ def floor() -> int | None:
     level, count = _read
     if level is not None and count == len(loggers) and type(cache) is dict and _MARK in cache:
         return level
-    level = root.level or logging.WARNING
+    level = root.level  # (NOTSET on the root: every record is handled)
     for logger in list(loggers.values()):
         own = getattr(logger, "level", 0)  # (a PlaceHolder has none)
         if own and own < level:
