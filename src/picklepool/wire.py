@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import builtins
 import copyreg
+import os
 import sys
 from typing import Any, NamedTuple
 
@@ -87,6 +88,21 @@ class ParentState(NamedTuple):
     # register_parallel_backend, picklepool.register_joblib_backend): a task's own
     # joblib.Parallel(backend="picklepool") works in a worker as in the parent (workers.joblibnest)
     joblib_backends: tuple[str, ...] = ()
+    # the copyreg reducers the parent's script registered for types of other modules, pickled
+    # (workers.registrations; None: none): a task's results, and its own pickle.dumps or
+    # copy.deepcopy, use them as the loop does
+    reducers: bytes | None = None
+    # sys.argv (its str entries): a task that reads the command line (argparse's parse_args(),
+    # sys.argv[1]) sees the parent's as it is now, as a worker that starts now does, not the
+    # one a warm worker started with
+    argv: tuple[str, ...] = ()
+    # the TZ variable (None: unset): time.localtime(), datetime.fromtimestamp() and
+    # time.tzname give the parent's local time, as in a worker that starts now
+    tz: str | None = None
+    # the lowest level the parent's loggers are set to, when its root logger has handlers
+    # (None: its logging is not configured): the tasks' log records come back with the
+    # reply and go to the parent's handlers (workers.logback)
+    logging_floor: int | None = None
     # the names the parent's program added to builtins (gettext.install's _), pickled
     # (workers.builtinnames; None: none): a task's _("Hello") works in a worker as in the parent
     builtins: bytes | None = None
@@ -105,6 +121,26 @@ def import_path() -> tuple[str, ...]:
 
 
 _STR = frozenset({str})
+
+
+def time_zone() -> str | None:
+    """The ``TZ`` variable of this process (``ParentState.tz``), None when unset: read from
+    ``os.environ``'s own dictionary where it has one (a few look-ups: ``os.environ.get``
+    encodes the name and decodes the value at each call)."""
+    data = getattr(os.environ, "_data", None)
+    if type(data) is not dict or os.name != "posix":
+        return os.environ.get("TZ")
+    raw = data.get(b"TZ")
+    return None if raw is None else os.fsdecode(raw)
+
+
+def command_line() -> tuple[str, ...]:
+    """``sys.argv`` for a worker (``ParentState.argv``): its ``str`` entries (what the C
+    pickler of a batch's frame can always carry)."""
+    argv = tuple(sys.argv)
+    if _STR.issuperset(map(type, argv)):
+        return argv
+    return tuple(a for a in argv if isinstance(a, str))
 
 
 class NumericState(NamedTuple):
@@ -237,6 +273,7 @@ class Captured(NamedTuple):
     stdout: str
     stderr: str
     warned: bytes | None = None  # the warnings the tasks gave, for the parent to show (workers.warnback)
+    logged: bytes | None = None  # the tasks' log records, for the parent's loggers (workers.logback)
 
 
 class TaskFailed(NamedTuple):

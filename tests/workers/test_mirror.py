@@ -608,7 +608,32 @@ def test_a_default_warning_is_not_printed_at_every_batch_under_an_error_filter()
         """
     )
     assert proc.returncode == 0, proc.stderr
-    assert 0 < proc.stderr.count("UserWarning: careful") <= 2 * 5, proc.stderr  # once per worker and call
+    assert 0 < proc.stderr.count("UserWarning: careful") <= 2, proc.stderr  # once per worker
+
+
+def test_a_default_warning_of_a_script_function_is_printed_once_per_worker_not_per_call():
+    # warnings.warn keeps what it showed in the globals of the code that warns: each call's
+    # copy of a __main__ function began with none, so the loop's one warning was printed
+    # by every worker at every call, and the registry warn added made the copy look changed
+    # by its task, so that the worker unpickled the function again at every call
+    proc = run_python(
+        """
+        import warnings
+        from picklepool import Parallel, delayed
+
+        def task(i):
+            warnings.warn("careful", UserWarning)
+            return id(task.__globals__)
+
+        copies = set()
+        for _ in range(5):
+            copies.update(Parallel(n_jobs=2, batch_size=1)(delayed(task)(i) for i in range(8)))
+        print(len(copies) <= 2)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True"], proc.stderr
+    assert 0 < proc.stderr.count("UserWarning: careful") <= 2, proc.stderr  # once per worker
 
 
 def test_a_filter_whose_category_a_worker_cannot_import_leaves_the_others_in_force():
@@ -736,3 +761,57 @@ def test_a_socket_timeout_an_initializer_set_stays_where_the_parent_has_none(tmp
             n_jobs=2, batch_size=1, initializer=set_io_defaults, initargs=(3.0, str(tmp_path), 99)
         )(delayed(io_defaults_seen)(i) for i in range(4))
         assert out == [(7.5, str(tmp_path), 99)] * 4
+
+
+def command_line(_):
+    return list(sys.argv)
+
+
+def local_zone(_):
+    import time
+
+    return os.environ.get("TZ"), time.tzname, time.localtime(0).tm_hour
+
+
+def change_zone_and_command_line(_):
+    import time
+
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    sys.argv[:] = ["changed by a task"]
+    return local_zone(0)
+
+
+def test_the_command_line_the_parent_changes_reaches_warm_workers(monkeypatch):
+    # a warm worker kept the sys.argv it started with (a new one got the parent's): a task
+    # that parses the command line read the old one, depending on which worker ran it
+    _warm()
+    monkeypatch.setattr(sys, "argv", ["script.py", "--epochs", "3"])
+    assert Parallel(n_jobs=2)(delayed(command_line)(i) for i in range(4)) == [sys.argv] * 4
+
+
+def test_the_time_zone_the_parent_sets_reaches_warm_workers(monkeypatch):
+    # os.environ["TZ"] = ...; time.tzset() in the parent: a warm worker kept the zone it
+    # started with, so local times computed in tasks were off by the difference, silently
+    import time
+
+    _warm()
+    for zone in ("Asia/Tokyo", None):
+        if zone is None:
+            monkeypatch.delenv("TZ", raising=False)
+        else:
+            monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        try:
+            expected = local_zone(0)
+            assert Parallel(n_jobs=2)(delayed(local_zone)(i) for i in range(4)) == [expected] * 4
+        finally:
+            monkeypatch.undo()
+            time.tzset()
+
+
+def test_a_task_that_changes_its_time_zone_or_command_line_does_not_change_the_next_batch():
+    out = Parallel(n_jobs=2, batch_size=1)(delayed(change_zone_and_command_line)(i) for i in range(4))
+    assert {r[0] for r in out} == {"America/New_York"}
+    assert Parallel(n_jobs=2, batch_size=1)(delayed(local_zone)(i) for i in range(6)) == [local_zone(0)] * 6
+    assert Parallel(n_jobs=2, batch_size=1)(delayed(command_line)(i) for i in range(6)) == [sys.argv] * 6

@@ -39,8 +39,17 @@ from ..pickler.buffers import CallBuffers, Frames, TempFolderError
 from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
-from ..wire import Batch, NumericState, ParentState, Results, WorkerLimits, import_path
-from ..workers import builtinnames, mirror, warnback, warnfilters
+from ..wire import (
+    Batch,
+    NumericState,
+    ParentState,
+    Results,
+    WorkerLimits,
+    command_line,
+    import_path,
+    time_zone,
+)
+from ..workers import builtinnames, logback, mirror, registrations, warnback, warnfilters
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
 from . import functions, gil, interrupts, reloaded, sequential, streaming
@@ -104,6 +113,10 @@ def parent_state(
         warnback.redirected(),
         mirror.io_defaults(),
         joblib_backends(),
+        registrations.pickled(),
+        command_line(),
+        time_zone(),
+        logback.floor(),
         builtinnames.pickled(),
     )
 

@@ -39,7 +39,7 @@ from ..pickler.culprit import first_failing_item
 from ..pickler.homes import import_advice
 from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Captured, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
-from ..workers import mirror, warnback
+from ..workers import logback, mirror, warnback
 from ..workers.control import DUMPING, LOADING
 from ..workers.output import write_text
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure
@@ -164,6 +164,7 @@ class ReplyReader:
         if type(reply) is Captured:  # what the tasks printed, for this process's redirected streams
             _write(reply.stdout, reply.stderr)
             warnback.show(call.pickler, reply.warned)  # and the warnings they gave, for its own handling
+            logback.show(call.pickler, reply.logged)  # and their log records, for its loggers
             reply = reply.reply
         if call.bytes_path:
             failure = decode_failure(reply)

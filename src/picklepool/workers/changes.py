@@ -72,7 +72,7 @@ import types
 import weakref
 from typing import Any
 
-from . import writewatch
+from . import warnfilters, writewatch
 
 SMALL_ARRAY = 1 << 20  # arrays outside the map up to this size are compared by content
 _ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes})
@@ -332,7 +332,7 @@ class Baseline:
     def _walk(self, root: Any) -> None:
         numpy = sys.modules.get("numpy")
         immutable = _immutable_kinds()
-        seen: set[int] = set()
+        seen: set[int] = set(warnfilters.registry_ids)  # (warnings' bookkeeping, not state)
         stack = [root]
         while stack:
             obj = stack.pop()

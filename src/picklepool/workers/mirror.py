@@ -40,16 +40,20 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   "field larger than field limit (131072)"). Where the parent has none, the worker's own
   apply (an ``initializer``'s).
 
+- ``sys.argv`` and the time zone (``TZ``, applied with ``time.tzset``): what a worker
+  started now would get; a warm worker kept those it started with, so a task parsing the
+  command line, or computing a local time, gave what depended on which worker ran it.
+- ``copyreg`` reducers the parent's script registered (``workers.registrations``).
 - Names the parent's program added to ``builtins`` (``gettext.install``'s ``_``):
   ``workers.builtinnames``.
 
-Not mirrored, by choice: ``os.environ`` (workers keep the environment they were
+Not mirrored, by choice: ``os.environ`` but ``TZ`` (workers keep the environment they were
 started with, plus their thread limits; libraries read most variables once, at
 import, so changing them under a warm worker would not do what a user expects —
 pass values as arguments, or set them before the first call), signal handlers,
-logging configuration and numpy's print options
-(``np.set_printoptions``: formatting, not a computation's outcome) (set them in the
-task or with ``initializer``).
+and logging configuration (but a task's records reach the parent's handlers:
+``workers.logback``) (set them in the task or with ``initializer``). numpy's print
+options are mirrored with the numeric settings (``workers.printopts``).
 """
 
 from __future__ import annotations
@@ -65,8 +69,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import lokycompat
-from ..wire import ParentState
-from . import builtinnames, printopts, reloads, warnfilters
+from ..wire import ParentState, time_zone
+from . import builtinnames, printopts, registrations, reloads, warnfilters
 
 _applied: ParentState | None = None
 
@@ -109,6 +113,12 @@ def apply(state: ParentState) -> None:
         start_method(method)
     if state.warning_filters is not None:  # (None: the worker keeps its own)
         warnfilters.apply(state.warning_filters)
+    registrations.apply(state.reducers)
+    argv = state.argv
+    if tuple(sys.argv) != argv:
+        sys.argv = list(argv)
+    if time_zone() != state.tz:
+        set_time_zone(state.tz)
     builtinnames.apply(state.builtins)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
@@ -193,6 +203,17 @@ def _apply_io(io: tuple[Any, ...]) -> None:
         csv = importlib.import_module("csv")
     if csv is not None and csv.field_size_limit() != limit:
         csv.field_size_limit(limit)
+
+
+def set_time_zone(tz: str | None) -> None:
+    """Make *tz* (None: unset) this process's ``TZ``, and the C library's time zone."""
+    if tz is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = tz
+    tzset = getattr(sys.modules.get("time"), "tzset", None)
+    if tzset is not None:
+        tzset()
 
 
 def joblib_backends() -> tuple[str, ...]:

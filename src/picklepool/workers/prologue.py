@@ -260,6 +260,7 @@ def adopt(token: str, func: Any) -> None:
         func = func.func if isinstance(func, functools.partial) else func.__func__
     if not _by_value(func):
         return
+    warnfilters.share_registry(func.__globals__)
     adopted = _adopted.get(token)
     if adopted is None:
         if len(_adopted) >= ADOPTED_TOKENS:

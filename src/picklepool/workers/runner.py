@@ -41,6 +41,7 @@ from . import (
     changes,
     control,
     joblibnest,
+    logback,
     mainnames,
     mirror,
     output,
@@ -186,12 +187,13 @@ def run_batch(batch: Batch) -> Any:
     numeric = None  # a cluster's: applied around the tasks only
     capture = (False, False)
     record = False  # the tasks' warnings go back to the parent (workers.warnback)
+    floor = None  # the tasks' log records go back to the parent at this level (workers.logback)
     parent = batch.parent
     if isinstance(parent, NumericState):
         numeric = parent.numeric
     elif parent is not None:
         mirror.apply(parent)
-        capture, record = parent.capture, parent.warnings_back
+        capture, record, floor = parent.capture, parent.warnings_back, parent.logging_floor
     status = view.status if view is not None else [0, -1, 0, 0, -1]
     status[0], status[1], status[2], status[3], status[4] = batch.call_id, first, 0, control.LOADING, -1
     tasks = batch.tasks
@@ -232,12 +234,17 @@ def run_batch(batch: Batch) -> Any:
     put = mainnames.enter(fns)  # their script's names in this worker's __main__ (workers.mainnames)
     printed: list[str] = []
     warned: list[Any] = []
+    logged: list[Any] = []
     try:
         if numeric is not None:
             with mirror.numeric_applied(numeric):
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
-        elif capture[0] or capture[1] or record:
-            with output.captured(capture) as printed, warnback.recorded(record) as warned:
+        elif capture[0] or capture[1] or record or floor is not None:
+            with (
+                output.captured(capture) as printed,
+                warnback.recorded(record) as warned,
+                logback.collected(floor) as logged,
+            ):
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
         elif timeout is None and not batch.isolate:  # (_execute's commonest case, without its call)
             outcome = execute(
@@ -258,10 +265,11 @@ def run_batch(batch: Batch) -> Any:
         reply = replies.dump_results(pickler, outcome, first, tasks)
     else:
         reply = replies.dump(pickler, outcome, first, tasks, batch.isolate)
-    if printed and (printed[0] or printed[1]) or warned:
-        # written to the parent's streams; the warnings shown there (workers.warnback)
+    if printed and (printed[0] or printed[1]) or warned or logged:
+        # written to the parent's streams; the warnings shown there (workers.warnback), the
+        # log records handed to its loggers (workers.logback)
         out, err = printed or ("", "")
-        reply = Captured(reply, out, err, warnback.dumps(pickler, warned))
+        reply = Captured(reply, out, err, warnback.dumps(pickler, warned), logback.dumps(pickler, logged))
     status[1], status[3] = -1, control.RUNNING
     if limits is not None and limits.max_memory is not None:
         del args, kwargs, outcome

@@ -50,6 +50,34 @@ _base: tuple[Any, ...] | None = None
 _erring: tuple[tuple[Any, ...] | None, bool] = (None, False)
 
 
+# worker: {module name: the warnings registry its functions rebuilt by value share}
+_registries: dict[str, dict[Any, Any]] = {}
+#: the ids of those registries: not a function's state (``workers.changes`` skips them)
+registry_ids: set[int] = set()
+
+
+def share_registry(globals_: dict[str, Any]) -> None:
+    """Give the globals of a function rebuilt by value (a ``__main__`` one's) the warnings
+    registry of its module in this worker, shared by every copy of its functions.
+
+    ``warnings.warn`` keeps, in the globals of the code that warns, which warnings were
+    shown (``__warningregistry__``): a copy made for each call began with none, so a
+    task's ``"default"`` warning was printed again at every call, by every worker (where
+    the loop prints it once), and the registry that warn added made the function look
+    changed by its task, so that it was unpickled again at every call.
+    """
+    if "__warningregistry__" in globals_:
+        return
+    name = globals_.get("__name__")
+    if not isinstance(name, str):
+        return
+    registry = _registries.get(name)
+    if registry is None:
+        registry = _registries[name] = {}
+        registry_ids.add(id(registry))
+    globals_["__warningregistry__"] = registry
+
+
 def pickled() -> bytes | None:
     """The calling process's warnings filters, pickled (kept while they are unchanged).
 

@@ -1,0 +1,147 @@
+"""Log records a batch's tasks made, sent back to a parent whose logging is configured.
+
+In the loop a call replaces, a task's ``log.info(...)`` goes to the handlers the script
+configured (``logging.basicConfig(filename="run.log", level=logging.INFO)``, pytest's
+``caplog``): a worker has none of them, so its records were lost (an INFO one, under the
+worker's default WARNING level) or printed to the terminal by ``logging.lastResort``,
+without the script's format (joblib's workers do the same).
+
+When the parent's root logger has handlers, :func:`floor` (read when the call is made)
+gives the lowest level the parent's loggers are set to; the worker's root logger takes that
+level for the batch, and a handler of :func:`collected` keeps the records that reach it
+(as a ``logging.handlers.QueueHandler`` prepares them: the message formatted, an
+exception's traceback as text), sent with the batch's reply (``wire.Captured``). The
+parent hands each to the logger of its name (:func:`show`), which decides as for its own
+records: its level, filters, handlers, propagation. They come when the batch is done, not
+as they are made. A worker whose logging an ``initializer`` configured (its root logger
+has handlers) keeps it: its records are not sent. Not on dask (a cluster's workers are
+shared).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+# parent: (the floor read last, the number of loggers then); valid while _MARK is in the
+# root logger's level cache, which every setLevel and logging.disable empty
+_read: tuple[int | None, int] = (None, -1)
+_MARK = object()
+
+
+def floor() -> int | None:
+    """The lowest level a logger of this process is set to, when its root logger has
+    handlers (its logging is configured); None otherwise, or when logging is not loaded."""
+    global _read
+    module = sys.modules.get("logging")
+    if module is None:
+        return None
+    root = module.root
+    if not root.handlers:
+        return None
+    manager = root.manager
+    loggers = manager.loggerDict
+    cache = getattr(root, "_cache", None)
+    level, count = _read
+    if level is not None and count == len(loggers) and type(cache) is dict and _MARK in cache:
+        return level
+    level = root.level  # (NOTSET on the root: every record is handled)
+    for logger in list(loggers.values()):
+        own = getattr(logger, "level", 0)  # (a PlaceHolder has none)
+        if own and own < level:
+            level = own
+    if type(cache) is dict:
+        cache[_MARK] = True  # (never looked up: isEnabledFor asks for levels)
+    _read = (level, len(loggers))
+    return level
+
+
+# attributes of a LogRecord that makeLogRecord sets back as they are
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class _Collector(logging.Handler):
+    """Keeps the records that reach the worker's root logger, prepared for the trip."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info and not record.exc_text:
+                record.exc_text = _FORMATTER.formatException(record.exc_info)
+        except Exception:  # noqa: BLE001 - as a handler's own emit: reported by handleError
+            self.handleError(record)
+            return
+        attrs = dict(vars(record))
+        attrs.update(msg=message, args=None, exc_info=None, message=message)
+        self.records.append(attrs)
+
+
+_FORMATTER = logging.Formatter()
+
+
+@contextlib.contextmanager
+def collected(level: int | None) -> Iterator[list[dict[str, Any]]]:
+    """Inside, with a *level* (the parent's :func:`floor`), the records that reach this
+    worker's root logger at that level are kept in the list it yields, not handled here.
+    Nothing is done when *level* is None or this worker's root logger has handlers."""
+    root = logging.root
+    if level is None or root.handlers:
+        yield []
+        return
+    collector = _Collector()
+    saved = root.level
+    if saved != level:
+        root.setLevel(level)
+    root.addHandler(collector)
+    try:
+        yield collector.records
+    finally:
+        root.removeHandler(collector)
+        if root.level == level != saved:  # (a task's own setLevel stays, as in the loop)
+            root.setLevel(saved)
+
+
+def dumps(pickler: Any, records: list[dict[str, Any]]) -> bytes | None:
+    """The records as bytes of the call's *pickler*; None when there are none. An attribute
+    that cannot be pickled (an ``extra=`` object) goes as its ``repr``."""
+    if not records:
+        return None
+    try:
+        return bytes(pickler.dumps(records))
+    except Exception:  # noqa: BLE001 - one of them cannot make the trip: made plain one by one
+        pass
+    kept = []
+    for attrs in records:
+        try:
+            pickler.dumps(attrs)
+        except Exception:  # noqa: BLE001
+            attrs = {k: (v if k in _STANDARD and k != "msg" else repr(v)) for k, v in attrs.items()}
+            attrs["msg"] = attrs["message"]
+        kept.append(attrs)
+    try:
+        return bytes(pickler.dumps(kept))
+    except Exception:  # noqa: BLE001 - whatever the pickler does
+        return None
+
+
+def show(pickler: Any, data: bytes | None) -> None:
+    """Hand the records a batch sent back (:func:`dumps`) to this process's loggers of their
+    names, which decide as for their own: level, filters, handlers, propagation."""
+    if not data:
+        return
+    try:
+        records = pickler.loads(data)
+    except Exception:  # noqa: BLE001 - a class the parent cannot load (an odd pickler's)
+        return
+    for attrs in records:
+        record = logging.makeLogRecord(attrs)
+        logger = logging.getLogger(record.name) if record.name != "root" else logging.root
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)

@@ -1,0 +1,132 @@
+"""A task's log records reach the parent's handlers, as in the loop the call replaces."""
+
+from __future__ import annotations
+
+import logging
+
+from picklepool import Executor, Parallel, delayed
+
+from ..conftest import run_python
+
+
+def test_a_tasks_records_go_to_the_handlers_the_script_configured(tmp_path):
+    # logging.basicConfig(filename=..., level=INFO) in a script: the loop wrote its tasks'
+    # records to the file; a worker has no handler, so an INFO record was lost and a
+    # WARNING printed to the terminal without the script's format (as under joblib)
+    log_file = tmp_path / "run.log"
+    proc = run_python(
+        f"""
+        import logging
+        from picklepool import Parallel, delayed
+
+        log = logging.getLogger("myapp.core")
+
+        def task(i):
+            log.debug("debug %d", i)
+            log.info("info %d", i)
+            log.warning("warning %d", i)
+            logging.getLogger("noisy").warning("noisy %d", i)
+            return i
+
+        logging.basicConfig(
+            filename={str(log_file)!r}, level=logging.INFO, format="%(name)s %(levelname)s %(message)s"
+        )
+        logging.getLogger("noisy").setLevel(logging.ERROR)
+        assert Parallel(n_jobs=2)(delayed(task)(i) for i in range(2)) == [0, 1]
+        assert Parallel(n_jobs=2)(delayed(task)(i) for i in range(2, 3)) == [2]
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr, proc.stderr
+    lines = log_file.read_text().splitlines()
+    levels = (("INFO", "info"), ("WARNING", "warning"))
+    expected = [f"myapp.core {level} {word} {i}" for i in range(3) for level, word in levels]
+    assert sorted(lines) == sorted(expected)
+
+
+def test_a_logger_the_script_set_lower_than_the_root_gets_its_records_and_tracebacks():
+    proc = run_python(
+        """
+        import logging
+        from picklepool import Parallel, delayed
+
+        def task(i):
+            logging.getLogger("myapp").debug("debug %d", i)
+            try:
+                1 / 0
+            except ZeroDivisionError:
+                logging.getLogger("myapp.db").exception("failed %d", i)
+            return i
+
+        logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+        logging.getLogger("myapp").setLevel(logging.DEBUG)
+        Parallel(n_jobs=2)(delayed(task)(i) for i in range(1))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[:2] == ["myapp DEBUG debug 0", "myapp.db ERROR failed 0"]
+    assert lines[2] == "Traceback (most recent call last):"
+    assert lines[-1] == "ZeroDivisionError: division by zero"
+
+
+def test_a_worker_whose_logging_an_initializer_configured_keeps_it():
+    # the usual recipe before: an initializer sets up the worker's own logging; its records
+    # are not sent to the parent too (they would be logged twice)
+    proc = run_python(
+        """
+        import logging, sys
+        from picklepool import Parallel, delayed
+
+        def setup():
+            logging.basicConfig(stream=sys.stdout, format="worker %(message)s", level=logging.INFO)
+
+        def task(i):
+            logging.getLogger("myapp").info("info %d", i)
+            return i
+
+        logging.basicConfig(level=logging.INFO, format="parent %(message)s")
+        Parallel(n_jobs=2, initializer=setup)(delayed(task)(i) for i in range(1))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["worker info 0"], proc.stdout
+    assert "parent" not in proc.stderr, proc.stderr
+
+
+def log_info(i):
+    logging.getLogger("picklepool.tests.logback").info("task %d", i)
+    return i
+
+
+def test_caplog_records_what_the_tasks_log(caplog):
+    with caplog.at_level(logging.INFO, logger="picklepool.tests.logback"):
+        assert Parallel(n_jobs=2)(delayed(log_info)(i) for i in range(4)) == [0, 1, 2, 3]
+        with Executor(max_workers=2) as ex:
+            assert ex.submit(log_info, 4).result() == 4
+    got = sorted(r.getMessage() for r in caplog.records if r.name == "picklepool.tests.logback")
+    assert got == [f"task {i}" for i in range(5)]
+
+
+def test_the_floor_read_in_the_parent_follows_every_level_change():
+    from picklepool.workers import logback
+
+    root = logging.getLogger()
+    handler = logging.NullHandler()
+    saved = root.level
+    logger = logging.getLogger("picklepool.tests.logback.floor")
+    try:
+        root.setLevel(logging.WARNING)
+        root.addHandler(handler)
+        base = logback.floor()  # (another logger of this process may be set lower)
+        assert base is not None and base <= logging.WARNING
+        logger.setLevel(5)  # after a read: the cached floor is not kept
+        assert logback.floor() == 5
+        logger.setLevel(logging.NOTSET)
+        assert logback.floor() == base
+        root.setLevel(logging.NOTSET)  # the root at NOTSET handles every record
+        assert logback.floor() == logging.NOTSET
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved)
+        logger.setLevel(logging.NOTSET)
