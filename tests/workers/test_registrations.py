@@ -74,3 +74,29 @@ def test_a_task_changing_a_registration_does_not_change_the_next_batchs():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["0.5 1/2"]
+
+
+def test_a_tasks_own_pickle_of_an_object_whose_reducer_returns_a_script_function_works():
+    # the reducer returns rebuild, a function of the script: pickle names it __main__.rebuild,
+    # which a worker's __main__ (loky's) did not have while the task ran (workers.mainnames)
+    proc = run_python(
+        """
+        import copyreg, pickle, sqlite3
+        from picklepool import Parallel, delayed
+
+        def rebuild(path):
+            return sqlite3.connect(path)
+
+        def reduce_conn(conn):
+            return rebuild, (":memory:",)
+
+        def round_trip(_i):
+            conn = pickle.loads(pickle.dumps(sqlite3.connect(":memory:")))
+            return conn.execute("select 3").fetchone()[0]
+
+        copyreg.pickle(sqlite3.Connection, reduce_conn)
+        print(round_trip(0), Parallel(n_jobs=2)(delayed(round_trip)(i) for i in range(2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["3", "[3,", "3]"]

@@ -116,3 +116,9 @@ def apply(data: bytes | None) -> None:
     for kind, reducer in _added.items():
         if table.get(kind) is not reducer:
             table[kind] = reducer
+
+
+def reducers() -> list[Any]:
+    """The parent's reducers registered here now (for ``workers.mainnames``: the script's
+    names they see, such as the function a reducer returns, are the tasks' too)."""
+    return list(_added.values()) if _added else []

@@ -46,6 +46,7 @@ from . import (
     mirror,
     output,
     prologue,
+    registrations,
     replies,
     warmheap,
     warnback,
@@ -231,7 +232,10 @@ def run_batch(batch: Batch) -> Any:
         before_batch(limits)  # thread limits, once per setting
     nest = joblibnest.enter()  # joblib code in the tasks nests as in a joblib worker
     me, outcome = os.getpid(), None
-    put = mainnames.enter(fns)  # their script's names in this worker's __main__ (workers.mainnames)
+    # their script's names in this worker's __main__ (workers.mainnames), and those the script's
+    # copyreg reducers see (a task's pickle.dumps of such an object names the function they return)
+    reducers = registrations.reducers()
+    put = mainnames.enter(fns + reducers if reducers else fns)
     printed: list[str] = []
     warned: list[Any] = []
     logged: list[Any] = []
