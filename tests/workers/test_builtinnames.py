@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from picklepool.workers import builtinnames
+from picklepool.workers import builtinnames, overlay
 
 from ..conftest import run_python
 
@@ -76,7 +76,7 @@ def test_a_name_too_large_to_travel_with_every_batch_is_left_out_with_a_warning(
     monkeypatch.setattr(builtins, "PP_TEST_HELPER", _helper, raising=False)
     monkeypatch.setattr(builtinnames, "_read", (-1, {}, None))
     data = builtinnames.pickled()
-    assert data is not None and builtinnames._loaded(data) == {"PP_TEST_HELPER": _helper}
+    assert data is not None and overlay.loads_each(data, "") == {"PP_TEST_HELPER": _helper}
     assert builtinnames.pickled() is data  # unchanged builtins: kept
     monkeypatch.setattr(builtinnames, "LIMIT", 10)
     monkeypatch.setattr(builtinnames, "_read", (-1, {}, None))
@@ -85,9 +85,7 @@ def test_a_name_too_large_to_travel_with_every_batch_is_left_out_with_a_warning(
 
 
 def test_apply_sets_the_parents_names_and_gives_back_the_workers_own(monkeypatch):
-    monkeypatch.setattr(builtinnames, "_applied", None)
-    monkeypatch.setattr(builtinnames, "_added", {})
-    monkeypatch.setattr(builtinnames, "_own", {})
+    monkeypatch.setattr(builtinnames, "_overlay", overlay.Overlay(builtinnames.WHAT))
     monkeypatch.setattr(builtins, "PP_TEST_OWN", "the worker's", raising=False)
     data = pickle.dumps((pickle.dumps(("PP_TEST_OWN", _helper)), pickle.dumps(("PP_TEST_NEW", len))))
     try:

@@ -26,28 +26,24 @@ parent no longer has (the worker's own value, if it had one, returns).
 from __future__ import annotations
 
 import builtins
-import logging
-import pickle
 import warnings
 from typing import Any
 
-from . import warnfilters
-
-log = logging.getLogger(__name__)
+from .overlay import Overlay, dumps_each
 
 _C_FUNCTION = type(len)
 _SHELLS = ("IPython.", "ipykernel.")
 # an added name pickled larger than this is not sent (it would travel with every batch)
 LIMIT = 1 << 20
-_NONE = object()  # no value of the worker's own
+_NONE = object()
 
 # parent: (len(vars(builtins)), {name: value} of the added names, as read last, their pickle)
 _read: tuple[int, dict[str, Any], bytes | None] = (-1, {}, None)
 
-# worker: the pickle applied last; {name: the parent's value} set here; {name: the worker's own}
-_applied: bytes | None = None
-_added: dict[str, Any] = {}
-_own: dict[str, Any] = {}
+WHAT = "a name added to builtins"
+
+# worker: the parent's names set here
+_overlay = Overlay(WHAT)
 
 
 def added(namespace: dict[str, Any]) -> dict[str, Any]:
@@ -84,75 +80,25 @@ def pickled() -> bytes | None:
         else:
             return data
     now = added(namespace)
-    data = None
-    if now:
-        from ..pickler.hybrid import HybridPickler
-
-        each = []
-        pickler = HybridPickler()
-        for entry in now.items():
-            try:
-                one = pickler.dumps(entry)
-            except Exception as exc:  # noqa: BLE001 - this one is not sent; the others are
-                log.debug(
-                    "picklepool: a name added to builtins cannot be sent to workers (%r): %r", entry, exc
-                )
-                continue
-            if len(one) > LIMIT:
-                from ..pickler.locks import callers_level
-
-                warnings.warn(
-                    f"picklepool: builtins.{entry[0]} is not sent to the workers: pickled, it takes "
-                    f"{len(one) / 2**20:.1f} MiB, which would travel with every batch, so a task using "
-                    f"it raises NameError there. Pass it to the tasks as an argument, or set it in "
-                    f"an initializer (Parallel(initializer=...)).",
-                    RuntimeWarning,
-                    stacklevel=callers_level(),  # (the call's line)
-                )
-                continue
-            each.append(one)
-        data = pickle.dumps(tuple(each)) if each else None
+    data = dumps_each(now.items(), WHAT, LIMIT, _too_large) if now else None
     _read = (len(namespace), now, data)
     return data
 
 
-def _loaded(data: bytes | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if data is None:
-        return out
-    for one in pickle.loads(data):
-        try:
-            with warnfilters.loading():  # (the imports the parent made: under the worker's filters)
-                name, value = pickle.loads(one)
-        except Exception as exc:  # noqa: BLE001 - a value this worker cannot load
-            log.debug("picklepool: a name the parent added to builtins cannot be read here (%r)", exc)
-            continue
-        out[name] = value
-    return out
+def _too_large(name: str, size: int) -> None:
+    from ..pickler.locks import callers_level
+
+    warnings.warn(
+        f"picklepool: builtins.{name} is not sent to the workers: pickled, it takes "
+        f"{size / 2**20:.1f} MiB, which would travel with every batch, so a task using "
+        f"it raises NameError there. Pass it to the tasks as an argument, or set it in "
+        f"an initializer (Parallel(initializer=...)).",
+        RuntimeWarning,
+        stacklevel=callers_level(),  # (the call's line)
+    )
 
 
 def apply(data: bytes | None) -> None:
     """Set the names pickled in *data* in this worker's ``builtins`` (None: the parent
     added none), and take back those set for an earlier batch that the parent no longer has."""
-    global _applied
-    if data is None and not _added:  # (the usual case: nothing added)
-        return
-    namespace = vars(builtins)
-    if data != _applied:
-        wanted = _loaded(data)
-        for name in [k for k in _added if k not in wanted]:
-            own = _own.pop(name, _NONE)
-            del _added[name]
-            if own is _NONE:
-                namespace.pop(name, None)
-            else:
-                namespace[name] = own
-        for name, value in wanted.items():
-            if name not in _added:
-                _own[name] = namespace.get(name, _NONE)
-            _added[name] = value
-        _applied = data
-    # the parent's at each batch: a task's own binding of the name was its batch's
-    for name, value in _added.items():
-        if namespace.get(name, _NONE) is not value:
-            namespace[name] = value
+    _overlay.apply(vars(builtins), data)

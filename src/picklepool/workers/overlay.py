@@ -1,0 +1,101 @@
+"""The parent's entries of a table, laid over a worker's own table of the same kind.
+
+Two tables are mirrored this way: the names the parent's program added to ``builtins``
+(``workers.builtinnames``) and the ``copyreg`` reducers its script registered
+(``workers.registrations``). In the parent, :func:`dumps_each` pickles the entries each
+apart (with hybrid: a function of ``__main__`` by value), so that one that cannot be
+pickled, or that a worker cannot load (:func:`loads_each`), is left out, not the others.
+In a worker, an :class:`Overlay` sets the parent's entries before each batch, takes back
+those the parent no longer has (the worker's own value, if it had one, returns) and sets
+again one a task changed (a task's own binding is its batch's only).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from . import warnfilters
+
+log = logging.getLogger(__name__)
+
+_NONE = object()  # no value of the worker's own
+
+
+def dumps_each(
+    entries: Iterable[tuple[Any, Any]],
+    what: str,
+    limit: int | None = None,
+    too_large: Callable[[Any, int], None] | None = None,
+) -> bytes | None:
+    """*entries* (``(key, value)`` pairs) pickled each apart, then together; None when none
+    pickles. *what* names them in the log. One pickled larger than *limit* bytes is left out,
+    after ``too_large(key, size)``."""
+    from ..pickler.hybrid import HybridPickler
+
+    each = []
+    pickler = HybridPickler()
+    for entry in entries:
+        try:
+            one = pickler.dumps(entry)
+        except Exception as exc:  # noqa: BLE001 - this one is not sent; the others are
+            log.debug("picklepool: %s cannot be sent to workers (%r): %r", what, entry, exc)
+            continue
+        if limit is not None and len(one) > limit:
+            if too_large is not None:
+                too_large(entry[0], len(one))
+            continue
+        each.append(one)
+    return pickle.dumps(tuple(each)) if each else None
+
+
+def loads_each(data: bytes | None, what: str) -> dict[Any, Any]:
+    """The entries :func:`dumps_each` pickled in *data*, those this worker can load."""
+    out: dict[Any, Any] = {}
+    if data is None:
+        return out
+    for one in pickle.loads(data):
+        try:
+            with warnfilters.loading():  # (the imports the parent made: under the worker's filters)
+                key, value = pickle.loads(one)
+        except Exception as exc:  # noqa: BLE001 - one this worker cannot load
+            log.debug("picklepool: %s of the parent cannot be read here (%r)", what, exc)
+            continue
+        out[key] = value
+    return out
+
+
+class Overlay:
+    """The parent's entries set in one table of this worker."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what  # what the entries are, for the log
+        self.applied: bytes | None = None  # the pickle applied last
+        self.added: dict[Any, Any] = {}  # key -> the parent's value, set here
+        self.own: dict[Any, Any] = {}  # key -> the worker's own value (_NONE: it had none)
+
+    def apply(self, table: dict[Any, Any], data: bytes | None) -> None:
+        """Make *table* hold the entries pickled in *data* (None: the parent has none), and
+        take back those set for an earlier batch that the parent no longer has."""
+        if data is None and not self.added:  # (the usual case: nothing to lay over)
+            return
+        added, own = self.added, self.own
+        if data != self.applied:
+            wanted = loads_each(data, self.what)
+            for key in [k for k in added if k not in wanted]:
+                mine = own.pop(key, _NONE)
+                del added[key]
+                if mine is _NONE:
+                    table.pop(key, None)
+                else:
+                    table[key] = mine
+            for key, value in wanted.items():
+                if key not in added:
+                    own[key] = table.get(key, _NONE)
+                added[key] = value
+            self.applied = data
+        for key, value in added.items():
+            if table.get(key, _NONE) is not value:
+                table[key] = value
