@@ -62,29 +62,40 @@ def _assert_stopped(pid_line):
     proc.wait(30)  # killed: gone (or a zombie its parent reaps) at once; a running task never ends
 
 
-def test_ctrl_c_under_asyncio_run_stops_the_calls_of_a_with_executor_block_in_the_coroutine(tmp_path):
-    # asyncio.run's SIGINT handler cancels the main task: the block was left with
-    # CancelledError, not KeyboardInterrupt, and its exit waited for the running call (for
-    # ever here, as ProcessPoolExecutor's does), where Ctrl-C in a `with Executor()` block
-    # outside a coroutine stops at once
-    started, gate = _fifos(tmp_path)
-    body = """
-async def main():
-    loop = asyncio.get_running_loop()
-    with Executor(1) as ex:
-        await loop.run_in_executor(ex, started_and_wait, STARTED, GATE)
-
-threading.Thread(target=ctrl_c_when_started, daemon=True).start()
+_RUN_MAIN = """threading.Thread(target=ctrl_c_when_started, daemon=True).start()
 try:
     asyncio.run(main())
 except KeyboardInterrupt:
     print("interrupted", flush=True)
 """
+
+
+def _interrupted(tmp_path, main, printed=("interrupted",)):
+    """Run *main* (script lines defining ``main()``) under ``asyncio.run`` in :data:`_SCRIPT`,
+    Ctrl-C pressed once its task runs: it printed *printed* after the worker's pid, ended
+    with status 0, and the worker is stopped."""
+    started, gate = _fifos(tmp_path)
+    body = main + _RUN_MAIN
     result = run_python(_SCRIPT.format(started=started, gate=gate, body=body), timeout=30)
     lines = result.stdout.split()
-    assert lines[1:] == ["interrupted"], result.stdout + result.stderr
+    assert lines[1:] == list(printed), result.stdout + result.stderr
     assert result.returncode == 0, result.stderr
     _assert_stopped(lines[0])
+
+
+def test_ctrl_c_under_asyncio_run_stops_the_calls_of_a_with_executor_block_in_the_coroutine(tmp_path):
+    # asyncio.run's SIGINT handler cancels the main task: the block was left with
+    # CancelledError, not KeyboardInterrupt, and its exit waited for the running call (for
+    # ever here, as ProcessPoolExecutor's does), where Ctrl-C in a `with Executor()` block
+    # outside a coroutine stops at once
+    main = """
+async def main():
+    loop = asyncio.get_running_loop()
+    with Executor(1) as ex:
+        await loop.run_in_executor(ex, started_and_wait, STARTED, GATE)
+
+"""
+    _interrupted(tmp_path, main)
 
 
 def test_a_program_that_ctrl_c_ends_does_not_wait_for_its_executors_calls_at_exit(tmp_path):
@@ -179,8 +190,7 @@ def test_ctrl_c_under_asyncio_run_stops_a_parallel_call_running_in_to_thread(tmp
     # asyncio.run's Ctrl-C cancels the coroutine awaiting the thread, then waits for the
     # thread: its Parallel call ran to its end (for ever here; joblib's too). It is
     # cancelled now, its workers stopped, and the thread's call raises KeyboardInterrupt
-    started, gate = _fifos(tmp_path)
-    body = """
+    main = """
 from picklepool import Parallel, delayed
 
 def call():
@@ -193,37 +203,18 @@ def call():
 async def main():
     await asyncio.to_thread(call)
 
-threading.Thread(target=ctrl_c_when_started, daemon=True).start()
-try:
-    asyncio.run(main())
-except KeyboardInterrupt:
-    print("interrupted", flush=True)
 """
-    result = run_python(_SCRIPT.format(started=started, gate=gate, body=body), timeout=30)
-    lines = result.stdout.split()
-    assert lines[1:] == ["call-interrupted", "interrupted"], result.stdout + result.stderr
-    assert result.returncode == 0, result.stderr
-    _assert_stopped(lines[0])
+    _interrupted(tmp_path, main, ["call-interrupted", "interrupted"])
 
 
 def test_ctrl_c_under_asyncio_run_stops_a_parallel_call_made_in_the_coroutine(tmp_path):
     # A call blocking the loop: asyncio.run's Ctrl-C only cancels the main task, which the
     # coroutine sees once the call has run to its end (for ever here; joblib's too)
-    started, gate = _fifos(tmp_path)
-    body = """
+    main = """
 from picklepool import Parallel, delayed
 
 async def main():
     return Parallel(n_jobs=2)([delayed(started_and_wait)(STARTED, GATE)])
 
-threading.Thread(target=ctrl_c_when_started, daemon=True).start()
-try:
-    asyncio.run(main())
-except KeyboardInterrupt:
-    print("interrupted", flush=True)
 """
-    result = run_python(_SCRIPT.format(started=started, gate=gate, body=body), timeout=30)
-    lines = result.stdout.split()
-    assert lines[1:] == ["interrupted"], result.stdout + result.stderr
-    assert result.returncode == 0, result.stderr
-    _assert_stopped(lines[0])
+    _interrupted(tmp_path, main)
