@@ -99,7 +99,7 @@ class ParentState(NamedTuple):
     # the TZ variable (None: unset): time.localtime(), datetime.fromtimestamp() and
     # time.tzname give the parent's local time, as in a worker that starts now
     tz: str | None = None
-    # the lowest level the parent's loggers are set to, when its root logger has handlers
+    # the lowest level the parent's loggers are set to, when a logger of it has handlers
     # (None: its logging is not configured): the tasks' log records come back with the
     # reply and go to the parent's handlers (workers.logback)
     logging_floor: int | None = None

@@ -70,6 +70,50 @@ def test_a_logger_the_script_set_lower_than_the_root_gets_its_records_and_traceb
     assert lines[-1] == "ZeroDivisionError: division by zero"
 
 
+def test_a_named_loggers_handler_gets_the_records_as_in_the_loop():
+    # the common module-logger recipe: a handler on getLogger("myapp"), none on the root;
+    # the loop printed the task's records (and those of a thread it started), a worker lost
+    # them all (they were sent back only when the root logger had handlers). A library's
+    # NullHandler alone is no configuration: nothing is sent then.
+    proc = run_python(
+        """
+        import logging, sys, threading
+        from picklepool import Executor, Parallel, delayed
+        from picklepool.workers import logback
+
+        log = logging.getLogger("myapp")
+        logging.getLogger("somelib").addHandler(logging.NullHandler())
+        assert logback.floor() is None
+
+        def task(i):
+            log.info("task %d", i)
+            t = threading.Thread(target=log.warning, args=("thread %d", i))
+            t.start()
+            t.join()
+            return i
+
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        print("loop")
+        [task(i) for i in range(2)]
+        print("pool")
+        assert Parallel(n_jobs=2)(delayed(task)(i) for i in range(2)) == [0, 1]
+        print("executor")
+        with Executor(max_workers=2) as ex:
+            assert ex.submit(task, 2).result() == 2
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.split("pool\n")
+    loop = out[0].splitlines()[1:]
+    assert loop == ["myapp INFO task 0", "myapp WARNING thread 0", "myapp INFO task 1", "myapp WARNING thread 1"]
+    pool, executor = out[1].split("executor\n")
+    assert sorted(pool.splitlines()) == sorted(loop)
+    assert executor.splitlines() == ["myapp INFO task 2", "myapp WARNING thread 2"]
+
+
 def test_a_worker_whose_logging_an_initializer_configured_keeps_it():
     # the usual recipe before: an initializer sets up the worker's own logging; its records
     # are not sent to the parent too (they would be logged twice)

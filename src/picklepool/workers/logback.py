@@ -6,8 +6,10 @@ configured (``logging.basicConfig(filename="run.log", level=logging.INFO)``, pyt
 worker's default WARNING level) or printed to the terminal by ``logging.lastResort``,
 without the script's format (joblib's workers do the same).
 
-When the parent's root logger has handlers, :func:`floor` (read when the call is made)
-gives the lowest level the parent's loggers are set to; the worker's root logger takes that
+When a logger of the parent has handlers (its root logger's, ``basicConfig``; or a named
+one's, ``getLogger("app").addHandler(...)``, where a worker lost every record), :func:`floor`
+(read when the call is made, again when a logger or a handler is made, a level set or the
+root's handlers change) gives the lowest level the parent's loggers are set to; the worker's root logger takes that
 level for the batch, and a handler of :func:`collected` keeps the records that reach it
 (as a ``logging.handlers.QueueHandler`` prepares them: the message formatted, an
 exception's traceback as text), sent with the batch's reply (``wire.Captured``). The
@@ -26,37 +28,50 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-# parent: (the floor read last, the number of loggers then); valid while _MARK is in the
-# root logger's level cache, which every setLevel and logging.disable empty
-_read: tuple[int | None, int] = (None, -1)
+# parent: (the floor read last, and the number of loggers, the number of handlers made and
+# whether the root logger had handlers then); valid while those are the same and _MARK is in
+# the root logger's level cache, which every setLevel and logging.disable empty
+_read: tuple[int | None, int, int, bool] = (None, -1, -1, False)
 _MARK = object()
 
 
 def floor() -> int | None:
-    """The lowest level a logger of this process is set to, when its root logger has
-    handlers (its logging is configured); None otherwise, or when logging is not loaded."""
+    """The lowest level a logger of this process is set to, when a logger of it has handlers
+    (its logging is configured: its root logger's, or a named one's, ``getLogger("app")
+    .addHandler(...)``); None otherwise, or when logging is not loaded."""
     global _read
     module = sys.modules.get("logging")
     if module is None:
         return None
     root = module.root
-    if not root.handlers:
-        return None
-    manager = root.manager
-    loggers = manager.loggerDict
+    loggers = root.manager.loggerDict
+    made = getattr(module, "_handlerList", None)  # (a weak reference to every handler made)
+    key = (len(loggers), len(made) if type(made) is list else -1, bool(root.handlers))
     cache = getattr(root, "_cache", None)
-    level, count = _read
-    if level is not None and count == len(loggers) and type(cache) is dict and _MARK in cache:
-        return level
-    level = root.level  # (NOTSET on the root: every record is handled)
+    if _read[1:] == key and key[1] >= 0 and type(cache) is dict and _MARK in cache:
+        return _read[0]
+    level: int | None = root.level  # (NOTSET on the root: every record is handled)
     for logger in list(loggers.values()):
         own = getattr(logger, "level", 0)  # (a PlaceHolder has none)
-        if own and own < level:
+        if own and level is not None and own < level:
             level = own
+    if not (root.handlers or _configured(loggers)):
+        level = None  # (nothing would show the records: they stay in the worker)
     if type(cache) is dict:
         cache[_MARK] = True  # (never looked up: isEnabledFor asks for levels)
-    _read = (level, len(loggers))
+    _read = (level, *key)
     return level
+
+
+def _configured(loggers: dict[str, Any]) -> bool:
+    """Whether a logger of *loggers* (not the root) has handlers, other than a library's
+    ``NullHandler`` (which shows nothing)."""
+    null = logging.NullHandler
+    for logger in list(loggers.values()):
+        for handler in getattr(logger, "handlers", ()):
+            if type(handler) is not null:
+                return True
+    return False
 
 
 # attributes of a LogRecord that makeLogRecord sets back as they are
