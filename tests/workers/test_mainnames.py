@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import subprocess
 import sys
 
 from picklepool.workers import mainnames
@@ -190,3 +191,48 @@ def test_the_launchers_names_give_way_to_the_scripts_for_the_batch_and_come_back
     ns["main"] = "set by an initializer"
     put = mainnames.enter([main])
     assert "main" not in (put or {}) and ns["main"] == "set by an initializer"
+
+
+SPAWNED = """
+import copyreg, multiprocessing, pickle, sqlite3, sys
+from picklepool import Parallel, delayed
+
+class Result:
+    def __init__(self, i):
+        self.i = i
+
+def reduce_conn(conn):
+    return sqlite3.connect, (":memory:",)
+
+def task(i):  # pickle by name, inside the task, of the script's class and function
+    return type(pickle.loads(pickle.dumps(Result(i)))) is Result, pickle.loads(pickle.dumps(task)) is task
+
+def child(method):
+    copyreg.pickle(sqlite3.Connection, reduce_conn)
+    out = Parallel(n_jobs=2)(delayed(task)(i) for i in range(2))
+    conns = Parallel(n_jobs=2)(delayed(sqlite3.connect)(":memory:") for i in range(2))
+    print(repr((method, out, [type(c).__name__ for c in conns])), flush=True)
+
+if __name__ == "__main__":
+    for method in sys.argv[1:]:
+        p = multiprocessing.get_context(method).Process(target=child, args=(method,))
+        p.start()
+        p.join()
+        assert p.exitcode == 0, p.exitcode
+"""
+
+
+def test_a_program_that_multiprocessing_started_finds_its_scripts_objects_too(tmp_path):
+    # a Process (spawn, forkserver) whose target calls Parallel runs its script as
+    # __mp_main__: its functions were not put in the worker's __main__ (nor its copyreg
+    # reducers registered there), so pickle.dumps(Result(i)) in a task failed with
+    # "attribute lookup Result on __mp_main__ failed" where the loop works
+    script = tmp_path / "spawned.py"
+    script.write_text(SPAWNED)
+    methods = ["spawn", "forkserver", "fork"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *methods], capture_output=True, text=True, timeout=180, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = [eval(line) for line in proc.stdout.splitlines()]  # noqa: S307 - our own script's repr
+    assert got == [(m, [(True, True), (True, True)], ["Connection", "Connection"]) for m in methods]

@@ -43,6 +43,9 @@ _launcher: dict[str, Any] = {}  # the names the worker's launcher had set there,
 _main_ident = threading.main_thread().ident
 _get_ident = threading.get_ident
 _missing = object()
+# the script's module: __mp_main__ in a program that multiprocessing's spawn or forkserver
+# started (a Process whose target calls Parallel); a worker's __mp_main__ is its __main__
+_SCRIPT = ("__main__", "__mp_main__")
 
 
 def install() -> None:
@@ -104,13 +107,13 @@ def names(fns: Sequence[Any]) -> dict[str, Any]:
                 else:
                     break
         if type(fn) is types.FunctionType:
-            if fn.__module__ != "__main__":
+            if fn.__module__ not in _SCRIPT:
                 continue
             for k, v in fn.__globals__.items():
                 if k[:2] != "__":
                     found.setdefault(k, v)
         elif not isinstance(fn, type):
             fn = type(fn)  # a callable object: its class
-        if getattr(fn, "__module__", None) == "__main__" and fn.__qualname__ == fn.__name__:
+        if getattr(fn, "__module__", None) in _SCRIPT and fn.__qualname__ == fn.__name__:
             found.setdefault(fn.__name__, fn)
     return found

@@ -40,12 +40,15 @@ _added: dict[Any, Any] = {}
 # worker: {type: the worker's own reducer} for the types registered for the parent
 _own: dict[Any, Any] = {}
 _NONE = object()  # no reducer of the worker's own
+# the script's module names: a program that multiprocessing's spawn or forkserver started
+# runs its script as __mp_main__ (multiprocessing.Process(target=...) calling Parallel)
+_SCRIPT = ("__main__", "__mp_main__")
 
 
 def _from_script(kind: Any, reducer: Any) -> bool:
     """Whether *reducer*, registered for *kind*, is the script's, for a type of another module."""
-    script = getattr(reducer, "__module__", None) == "__main__"
-    return script and getattr(kind, "__module__", None) != "__main__"
+    script = getattr(reducer, "__module__", None) in _SCRIPT
+    return script and getattr(kind, "__module__", None) not in _SCRIPT
 
 
 def pickled() -> bytes | None:
