@@ -108,7 +108,11 @@ def test_a_named_loggers_handler_gets_the_records_as_in_the_loop():
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.split("pool\n")
     loop = out[0].splitlines()[1:]
-    assert loop == ["myapp INFO task 0", "myapp WARNING thread 0", "myapp INFO task 1", "myapp WARNING thread 1"]
+    assert loop == [
+        f"myapp {level} {word} {i}"
+        for i in range(2)
+        for level, word in (("INFO", "task"), ("WARNING", "thread"))
+    ]
     pool, executor = out[1].split("executor\n")
     assert sorted(pool.splitlines()) == sorted(loop)
     assert executor.splitlines() == ["myapp INFO task 2", "myapp WARNING thread 2"]
@@ -174,3 +178,40 @@ def test_the_floor_read_in_the_parent_follows_every_level_change():
         root.removeHandler(handler)
         root.setLevel(saved)
         logger.setLevel(logging.NOTSET)
+
+
+def test_a_workers_root_level_is_set_once_for_batches_of_the_same_floor(monkeypatch):
+    # setLevel empties every logger's level cache: twice a batch was 20 us of a call's
+    # path in a worker with a hundred loggers (basicConfig(level=INFO) in the parent). The
+    # level stays between batches; a batch wanting none gives the root its own back.
+    from picklepool.workers import logback
+
+    root = logging.getLogger()
+    calls = []
+    real = logging.Logger.setLevel
+
+    def counted(self, level):
+        calls.append(level)
+        real(self, level)
+
+    monkeypatch.setattr(logging.Logger, "setLevel", counted)
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(logback, "_kept", None)
+    saved = root.level
+    try:
+        real(root, logging.WARNING)
+        for _ in range(3):
+            with logback.collected(logging.INFO) as records:
+                logging.getLogger("picklepool.tests.logback.once").info("kept")
+            assert [r["msg"] for r in records] == ["kept"]
+        assert calls == [logging.INFO]
+        with logback.collected(None):
+            pass
+        assert root.level == logging.WARNING  # its own, back
+        with logback.collected(logging.INFO):
+            root.setLevel(logging.ERROR)  # a task's own: stays, as in the loop
+        with logback.collected(None):
+            pass
+        assert root.level == logging.ERROR
+    finally:
+        real(root, saved)

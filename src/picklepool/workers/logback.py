@@ -9,10 +9,11 @@ without the script's format (joblib's workers do the same).
 When a logger of the parent has handlers (its root logger's, ``basicConfig``; or a named
 one's, ``getLogger("app").addHandler(...)``, where a worker lost every record), :func:`floor`
 (read when the call is made, again when a logger or a handler is made, a level set or the
-root's handlers change) gives the lowest level the parent's loggers are set to; the worker's root logger takes that
-level for the batch, and a handler of :func:`collected` keeps the records that reach it
-(as a ``logging.handlers.QueueHandler`` prepares them: the message formatted, an
-exception's traceback as text), sent with the batch's reply (``wire.Captured``). The
+root's handlers change) gives the lowest level the parent's loggers are set to; the
+worker's root logger takes that level for the batch (and keeps it until a batch wants
+another), and a handler of :func:`collected` keeps the records that reach it (as a
+``logging.handlers.QueueHandler`` prepares them: the message formatted, an exception's
+traceback as text), sent with the batch's reply (``wire.Captured``). The
 parent hands each to the logger of its name (:func:`show`), which decides as for its own
 records: its level, filters, handlers, propagation. They come when the batch is done, not
 as they are made. A worker whose logging an ``initializer`` configured (its root logger
@@ -105,22 +106,38 @@ _FORMATTER = logging.Formatter()
 def collected(level: int | None) -> Iterator[list[dict[str, Any]]]:
     """Inside, with a *level* (the parent's :func:`floor`), the records that reach this
     worker's root logger at that level are kept in the list it yields, not handled here.
-    Nothing is done when *level* is None or this worker's root logger has handlers."""
+    Nothing is done when *level* is None or this worker's root logger has handlers.
+
+    The root logger keeps that level after the batch, until a batch wants another or none
+    (its own comes back then): ``setLevel`` empties every logger's cache, twice a batch was
+    20 us with a hundred loggers. Outside a batch it changes nothing shown: a record with no
+    handler goes to ``logging.lastResort``, which shows WARNING and above only. A level a
+    task or an initializer set stays theirs, as in the loop."""
+    global _kept
     root = logging.root
+    kept = _kept
+    if kept is not None and root.level != kept[0]:
+        kept = _kept = None  # (set since by a task: theirs)
     if level is None or root.handlers:
+        if kept is not None:
+            root.setLevel(kept[1])
+            _kept = None
         yield []
         return
     collector = _Collector()
-    saved = root.level
-    if saved != level:
+    if root.level != level:
+        own = kept[1] if kept is not None else root.level
         root.setLevel(level)
+        _kept = (level, own)
     root.addHandler(collector)
     try:
         yield collector.records
     finally:
         root.removeHandler(collector)
-        if root.level == level != saved:  # (a task's own setLevel stays, as in the loop)
-            root.setLevel(saved)
+
+
+# worker: (the level collected() left the root logger at, the root logger's own level)
+_kept: tuple[int, int] | None = None
 
 
 def dumps(pickler: Any, records: list[dict[str, Any]]) -> bytes | None:
