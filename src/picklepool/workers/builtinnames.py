@@ -17,7 +17,8 @@ Each is pickled apart (with hybrid: a function of ``__main__`` by value, gettext
 ``_`` as its translations object), once, and again only when ``builtins`` gains or
 loses a name or one of those names is bound anew; one that cannot be pickled is left
 out, not the others, and so is one larger than :data:`LIMIT` pickled (it travels with
-every batch), with a ``RuntimeWarning`` saying so. IPython's own (``get_ipython``) are
+every batch), with a ``RuntimeWarning`` saying so; a task's ``NameError`` for one of them
+says why and what to do (:data:`left_out`). IPython's own (``get_ipython``) are
 left out. Replacing a standard builtin (``builtins.print = ...``) is not
 sent. :func:`apply` sets them in the worker before each batch and takes back those the
 parent no longer has (the worker's own value, if it had one, returns).
@@ -43,6 +44,9 @@ _NONE = object()  # no value of the worker's own
 
 # parent: (len(vars(builtins)), {name: value} of the added names, as read last, their pickle)
 _read: tuple[int, dict[str, Any], bytes | None] = (-1, {}, None)
+# parent: {name: why it is not sent} of the added names left out when last read, for the
+# NameError of a task that uses one (executor.replies says why and what to do)
+left_out: dict[str, str] = {}
 
 # worker: the pickle applied last; {name: the parent's value} set here; {name: the worker's own}
 _applied: bytes | None = None
@@ -85,6 +89,7 @@ def pickled() -> bytes | None:
             return data
     now = added(namespace)
     data = None
+    left_out.clear()
     if now:
         from ..pickler.hybrid import HybridPickler
 
@@ -97,10 +102,12 @@ def pickled() -> bytes | None:
                 log.debug(
                     "picklepool: a name added to builtins cannot be sent to workers (%r): %r", entry, exc
                 )
+                left_out[entry[0]] = f"it cannot be pickled ({type(exc).__name__}: {exc})"
                 continue
             if len(one) > LIMIT:
                 from ..pickler.locks import callers_level
 
+                left_out[entry[0]] = f"pickled, it takes {len(one) / 2**20:.1f} MiB"
                 warnings.warn(
                     f"picklepool: builtins.{entry[0]} is not sent to the workers: pickled, it takes "
                     f"{len(one) / 2**20:.1f} MiB, which would travel with every batch, so a task using "
