@@ -136,8 +136,12 @@ def time_zone() -> str | None:
 
 def command_line() -> tuple[str, ...]:
     """``sys.argv`` for a worker (``ParentState.argv``): its ``str`` entries (what the C
-    pickler of a batch's frame can always carry)."""
-    argv = tuple(sys.argv)
+    pickler of a batch's frame can always carry); () where it is not a sequence (an
+    embedding program's ``sys.argv = None``, or none at all: every call failed)."""
+    try:
+        argv = tuple(sys.argv)
+    except (AttributeError, TypeError):
+        return ()
     if _STR.issuperset(map(type, argv)):
         return argv
     return tuple(a for a in argv if isinstance(a, str))
