@@ -215,3 +215,26 @@ def test_a_workers_root_level_is_set_once_for_batches_of_the_same_floor(monkeypa
         assert root.level == logging.ERROR
     finally:
         real(root, saved)
+
+
+def test_a_level_the_script_named_keeps_its_name():
+    # logging.addLevelName(25, "NOTICE") in the parent: a worker named the level of its
+    # records itself, "Level 25" in the parent's output where the loop wrote NOTICE
+    proc = run_python(
+        """
+        import logging, sys
+        from picklepool import Parallel, delayed
+
+        logging.addLevelName(25, "NOTICE")
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+
+        def task(i):
+            logging.getLogger("app").log(25, "notice %d", i)
+            return i
+
+        task(0)
+        Parallel(n_jobs=2)(delayed(task)(i) for i in range(1, 3))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.splitlines()) == ["NOTICE notice 0", "NOTICE notice 1", "NOTICE notice 2"]

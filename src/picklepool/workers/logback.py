@@ -172,8 +172,10 @@ def show(pickler: Any, data: bytes | None) -> None:
         records = pickler.loads(data)
     except Exception:  # noqa: BLE001 - a class the parent cannot load (an odd pickler's)
         return
+    name_of = logging.getLevelName
     for attrs in records:
         record = logging.makeLogRecord(attrs)
+        record.levelname = name_of(record.levelno)  # (this process's: addLevelName's NOTICE)
         logger = logging.getLogger(record.name) if record.name != "root" else logging.root
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)
