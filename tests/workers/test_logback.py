@@ -204,6 +204,7 @@ def test_a_workers_root_level_is_set_once_for_batches_of_the_same_floor(monkeypa
             with logback.collected(logging.INFO) as records:
                 logging.getLogger("picklepool.tests.logback.once").info("kept")
             assert [r["msg"] for r in records] == ["kept"]
+            assert logback._spare is not None and logback._spare.records == []  # not kept there
         assert calls == [logging.INFO]
         with logback.collected(None):
             pass

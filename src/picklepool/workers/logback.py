@@ -124,7 +124,13 @@ def collected(level: int | None) -> Iterator[list[dict[str, Any]]]:
             _kept = None
         yield []
         return
-    collector = _Collector()
+    global _spare
+    collector = _spare
+    if collector is None or collector in root.handlers:  # (the first batch; a batch in a batch)
+        collector = _Collector()
+    else:
+        collector.records = []
+    _spare = collector
     if root.level != level:
         own = kept[1] if kept is not None else root.level
         root.setLevel(level)
@@ -134,10 +140,13 @@ def collected(level: int | None) -> Iterator[list[dict[str, Any]]]:
         yield collector.records
     finally:
         root.removeHandler(collector)
+        collector.records = []  # (the batch's are the caller's: not kept here until the next one)
 
 
 # worker: (the level collected() left the root logger at, the root logger's own level)
 _kept: tuple[int, int] | None = None
+# worker: the collector of the batches (a handler made per batch took a lock and a weak reference)
+_spare: _Collector | None = None
 
 
 def dumps(pickler: Any, records: list[dict[str, Any]]) -> bytes | None:
