@@ -633,13 +633,14 @@ def _builtins_advice(error: BaseException) -> str | None:
     if type(error) is not NameError or not builtinnames.left_out:
         return None
     found = _NOT_DEFINED.fullmatch(str(error))
-    reason = builtinnames.left_out.get(found[1]) if found else None
+    name = found[1] if found is not None else ""
+    reason = builtinnames.left_out.get(name)
     if reason is None:
         return None
     return (
-        f"(builtins.{found[1]} is set in this process, but it is not sent to the workers: {reason}. "
+        f"(builtins.{name} is set in this process, but it is not sent to the workers: {reason}. "
         "Fix: pass it to the tasks as an argument, or set it in the workers with an initializer "
-        f"(Parallel(initializer=...) that does builtins.{found[1]} = ...).)"
+        f"(Parallel(initializer=...) that does builtins.{name} = ...).)"
     )
 
 
