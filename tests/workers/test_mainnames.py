@@ -57,6 +57,13 @@ def hints(i):  # string annotations, evaluated in __main__'s namespace
     line = Line(Result(i), Result(i + 1))
     return {k: type(getattr(line, k)) is t for k, t in typing.get_type_hints(Line).items()}
 
+class Job:  # run as delayed(Job)(i) or delayed(Job(0))(i): its methods look Result up
+    def __init__(self, i):
+        self.r = pickle.loads(pickle.dumps(Result(i))).i
+
+    def __call__(self, i):
+        return pickle.loads(pickle.dumps(Result(i))).i
+
 def main(i):  # the name of the worker launcher's own function
     return pickle.loads(pickle.dumps(main)) is main
 
@@ -86,6 +93,8 @@ if __name__ == "__main__":
         out["Executor"] = (r.i, type(r) is Result, s)
     out["hints"] = Parallel(n_jobs=2)(delayed(hints)(i) for i in range(2))
     out["main"] = Parallel(n_jobs=2)(delayed(main)(i) for i in range(2))
+    out["class"] = [j.r for j in Parallel(n_jobs=2)(delayed(Job)(i) for i in range(2))]
+    out["callable"] = Parallel(n_jobs=2)(delayed(Job(0))(i) for i in range(2))
     with Executor(max_workers=2) as ex:
         out["main_Executor"] = ex.submit(main, 0).result()
     out["unknown"] = Parallel(n_jobs=2)(delayed(unknown)(i) for i in range(2))
@@ -118,6 +127,10 @@ def test_a_task_finding_its_scripts_objects_through_main_finds_them_as_in_the_pa
     # by name was "not the same object as __main__.main"
     assert out["main"] == [True, True]
     assert out["main_Executor"] is True
+    # a class of the script as the task's callable, or an object of one: the globals its
+    # methods see were not put there (only its own name)
+    assert out["class"] == [0, 1]
+    assert out["callable"] == [0, 1]
     assert out["parent_main_untouched"] is True
 
 

@@ -112,8 +112,24 @@ def names(fns: Sequence[Any]) -> dict[str, Any]:
             for k, v in fn.__globals__.items():
                 if k[:2] != "__":
                     found.setdefault(k, v)
-        elif not isinstance(fn, type):
-            fn = type(fn)  # a callable object: its class
+        else:
+            if not isinstance(fn, type):
+                fn = type(fn)  # a callable object: its class
+            _methods_globals(fn, found)
         if getattr(fn, "__module__", None) in _SCRIPT and fn.__qualname__ == fn.__name__:
             found.setdefault(fn.__name__, fn)
     return found
+
+
+def _methods_globals(cls: type, found: dict[str, Any]) -> None:
+    """Add to *found* the globals that the methods of *cls* (and of its bases) of ``__main__``
+    see: ``delayed(Job)(i)``, ``delayed(Job())(i)`` run them, not a function of the script."""
+    for klass in getattr(cls, "__mro__", ())[:-1]:  # (not object)
+        if getattr(klass, "__module__", None) not in _SCRIPT:
+            continue
+        for value in list(vars(klass).values()):
+            fn = getattr(value, "__func__", value)  # (a classmethod's, a staticmethod's)
+            if type(fn) is types.FunctionType and fn.__module__ in _SCRIPT:
+                for k, v in fn.__globals__.items():
+                    if k[:2] != "__":
+                        found.setdefault(k, v)
