@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from picklepool import Executor, Parallel, delayed
 
 from ..conftest import run_python
@@ -239,3 +241,44 @@ def test_a_level_the_script_named_keeps_its_name():
     )
     assert proc.returncode == 0, proc.stderr
     assert sorted(proc.stdout.splitlines()) == ["NOTICE notice 0", "NOTICE notice 1", "NOTICE notice 2"]
+
+
+LIBX = """
+import logging, sys
+
+log = logging.getLogger("libx")
+_handler = logging.StreamHandler(sys.stdout)
+_handler.setFormatter(logging.Formatter("LIBX %(message)s"))
+log.addHandler(_handler)  # a library that shows its own records, set at its import
+log.setLevel(logging.INFO)
+
+def work(i):
+    log.info("working %d", i)
+    return i
+"""
+
+
+@pytest.mark.parametrize("root_configured", [False, True])
+def test_a_librarys_own_handler_shows_a_record_once_as_in_the_loop(tmp_path, root_configured):
+    # a library that adds a handler to its logger at import has it in the worker too: the
+    # worker showed the record, and the parent's copy of that handler showed it again
+    (tmp_path / "libx.py").write_text(LIBX)
+    basic = "logging.basicConfig(stream=sys.stdout, format='ROOT %(message)s')" if root_configured else ""
+    proc = run_python(
+        f"""
+        import logging, sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import libx
+        from picklepool import Parallel, delayed
+        {basic}
+        libx.work(0)
+        print("pool", flush=True)
+        assert Parallel(n_jobs=2)(delayed(libx.work)(i) for i in range(1, 3)) == [1, 2]
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    loop, pool = proc.stdout.split("pool\n")
+    loop_lines = loop.splitlines()
+    assert loop_lines == (["LIBX working 0", "ROOT working 0"] if root_configured else ["LIBX working 0"])
+    expected = sorted(line.replace("0", str(i)) for i in (1, 2) for line in loop_lines)
+    assert sorted(pool.splitlines()) == expected

@@ -96,7 +96,26 @@ class _Collector(logging.Handler):
             return
         attrs = dict(vars(record))
         attrs.update(msg=message, args=None, exc_info=None, message=message)
+        shown = _shown_here(record.name)
+        if shown:
+            attrs[_SHOWN] = shown
         self.records.append(attrs)
+
+
+# the key of a record's attributes naming the loggers whose handlers showed it in the worker
+_SHOWN = "_picklepool_shown_by"
+
+
+def _shown_here(name: str) -> tuple[str, ...]:
+    """The loggers of this worker below the root, from *name* up, that have handlers of
+    their own (a library's, set when the worker imported it): they showed the record here."""
+    out: list[str] = []
+    node = logging.root.manager.loggerDict.get(name)
+    while isinstance(node, logging.Logger) and node is not logging.root:
+        if node.handlers:
+            out.append(node.name)
+        node = node.parent
+    return tuple(out)
 
 
 _FORMATTER = logging.Formatter()
@@ -183,8 +202,28 @@ def show(pickler: Any, data: bytes | None) -> None:
         return
     name_of = logging.getLevelName
     for attrs in records:
+        shown = attrs.pop(_SHOWN, None)
         record = logging.makeLogRecord(attrs)
         record.levelname = name_of(record.levelno)  # (this process's: addLevelName's NOTICE)
         logger = logging.getLogger(record.name) if record.name != "root" else logging.root
-        if logger.isEnabledFor(record.levelno):
+        if not logger.isEnabledFor(record.levelno):
+            continue
+        if not shown:
             logger.handle(record)
+        elif not logger.disabled and logger.filter(record):
+            _handle_past(logger, record, shown)
+
+
+def _handle_past(logger: logging.Logger, record: logging.LogRecord, shown: Any) -> None:
+    """``logger.callHandlers(record)``, but for the handlers of the loggers named in *shown*:
+    the worker's copies of them (a library's own, set at its import) showed it already,
+    where the loop shows it once."""
+    node: Any = logger
+    while node is not None:
+        if node.name not in shown:
+            for handler in node.handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+        if not node.propagate:
+            break
+        node = node.parent
