@@ -124,12 +124,17 @@ def names(fns: Sequence[Any]) -> dict[str, Any]:
 def _methods_globals(cls: type, found: dict[str, Any]) -> None:
     """Add to *found* the globals that the methods of *cls* (and of its bases) of ``__main__``
     see: ``delayed(Job)(i)``, ``delayed(Job())(i)`` run them, not a function of the script."""
+    seen: set[int] = set()  # (the methods sent by value in one pickle share their globals)
     for klass in getattr(cls, "__mro__", ())[:-1]:  # (not object)
         if getattr(klass, "__module__", None) not in _SCRIPT:
             continue
         for value in list(vars(klass).values()):
             fn = getattr(value, "__func__", value)  # (a classmethod's, a staticmethod's)
             if type(fn) is types.FunctionType and fn.__module__ in _SCRIPT:
-                for k, v in fn.__globals__.items():
+                space = fn.__globals__
+                if id(space) in seen:
+                    continue
+                seen.add(id(space))
+                for k, v in space.items():
                     if k[:2] != "__":
                         found.setdefault(k, v)
