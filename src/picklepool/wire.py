@@ -99,7 +99,7 @@ class ParentState(NamedTuple):
     # the TZ variable (None: unset): time.localtime(), datetime.fromtimestamp() and
     # time.tzname give the parent's local time, as in a worker that starts now
     tz: str | None = None
-    # the lowest level the parent's loggers are set to, when its root logger has handlers
+    # the lowest level the parent's loggers are set to, when a logger of it has handlers
     # (None: its logging is not configured): the tasks' log records come back with the
     # reply and go to the parent's handlers (workers.logback)
     logging_floor: int | None = None
@@ -136,8 +136,12 @@ def time_zone() -> str | None:
 
 def command_line() -> tuple[str, ...]:
     """``sys.argv`` for a worker (``ParentState.argv``): its ``str`` entries (what the C
-    pickler of a batch's frame can always carry)."""
-    argv = tuple(sys.argv)
+    pickler of a batch's frame can always carry); () where it is not a sequence (an
+    embedding program's ``sys.argv = None``, or none at all: every call failed)."""
+    try:
+        argv = tuple(sys.argv)
+    except (AttributeError, TypeError):
+        return ()
     if _STR.issuperset(map(type, argv)):
         return argv
     return tuple(a for a in argv if isinstance(a, str))

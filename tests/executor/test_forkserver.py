@@ -609,3 +609,30 @@ def test_workers_run_with_the_interpreter_options_of_the_parent():
     assert forkserver.interpreter_flags() == [
         a for a in subprocess._args_from_interpreter_flags() if not a.startswith("-W")
     ]
+
+
+def test_a_script_function_is_sent_under_python_bb():
+    # python -bb (bytes compared with str raise BytesWarning as an error): the hybrid
+    # pickler's look for cloudpickle's "<dynamic-code>" among a code object's arguments
+    # compared it with their bytes, so no function of the script could be sent; the
+    # workers, which now get -bb too, run the tasks as the loop does
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys
+        from picklepool import Parallel, delayed
+
+        def flag(_i):
+            return sys.flags.bytes_warning
+
+        print(flag(0), Parallel(n_jobs=2)(delayed(flag)(i) for i in range(2)))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICKLEPOOL_")}
+    proc = subprocess.run(
+        [sys.executable, "-bb", "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "2 [2, 2]"

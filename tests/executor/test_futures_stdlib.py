@@ -799,3 +799,25 @@ def test_a_futures_repr_and_type_name_are_the_stdlibs():
         "<Future at 0x state=finished returned int>",
         "<Future at 0x state=finished raised ZeroDivisionError>",
     ]
+
+
+def _fail_on_three(x):
+    if x == 3:
+        raise ValueError(f"bad {x}")
+    return x
+
+
+@pytest.mark.parametrize(
+    ("chunksize", "named"), [(1, "_fail_on_three(3)"), (2, "_fail_on_three(2), _fail_on_three(3)")]
+)
+def test_a_failing_call_of_a_subclass_s_map_is_named_as_the_user_wrote_it(chunksize, named):
+    # map through a subclass's submit sends partial(_process_chunk, f) over argument tuples,
+    # as the standard library: the error's note named that, "partial(_process_chunk,
+    # <function _fail_on_three at 0x...>)(((3,),))", not the call the user's code made
+    with _counting(Executor)(2) as ex, pytest.raises(ValueError, match="bad 3") as info:
+        list(ex.map(_fail_on_three, range(6), chunksize=chunksize))
+    note = "\n".join(info.value.__notes__)
+    assert f"call submitted to this Executor): {named}" in note, note
+    assert "_process_chunk" not in note
+    if chunksize == 2:
+        assert "(a chunk of 2 of map's calls)" in note

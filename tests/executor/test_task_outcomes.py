@@ -215,6 +215,29 @@ def test_an_exception_raised_while_handling_another_keeps_it_as_its_context(pick
     assert isinstance(err.__cause__, RemoteTraceback) and err.__cause__.__cause__ is None
 
 
+def raise_from_the_handled_one():
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        raise ValueError("bad row") from exc
+
+
+@pytest.mark.parametrize("pickler", ["hybrid", "cloudpickle"])
+def test_raise_from_the_handled_exception_keeps_it_as_cause_and_context(pickler):
+    # `raise X from e` in e's handler: Python sets both X.__cause__ and X.__context__ to e;
+    # the __context__ came back None (code that walks __context__ lost the KeyError)
+    try:
+        raise_from_the_handled_one()
+    except ValueError as loop:
+        assert loop.__context__ is loop.__cause__
+    err = _one(raise_from_the_handled_one, pickler)
+    assert type(err.__cause__) is KeyError and err.__cause__.args == ("missing",)
+    assert err.__context__ is err.__cause__ and err.__suppress_context__
+    with Executor(max_workers=1, pickler=pickler) as ex:
+        err = ex.submit(raise_from_the_handled_one).exception()
+    assert type(err.__context__) is KeyError and err.__context__ is err.__cause__
+
+
 def raise_http_error():
     import urllib.error
 

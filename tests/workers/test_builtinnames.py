@@ -100,3 +100,36 @@ def test_apply_sets_the_parents_names_and_gives_back_the_workers_own(monkeypatch
         assert builtins.PP_TEST_OWN == "the worker's" and not hasattr(builtins, "PP_TEST_NEW")
     finally:
         vars(builtins).pop("PP_TEST_NEW", None)
+
+
+class _Unpicklable:
+    def __call__(self, x):
+        return x * 2
+
+    def __reduce__(self):
+        raise TypeError("no pickling this helper")
+
+
+def _use_the_helper(i):
+    return PP_TEST_UNPICKLABLE(i)  # type: ignore[name-defined]  # noqa: F821 - set in builtins
+
+
+def test_a_tasks_name_error_for_a_name_not_sent_says_why_and_what_to_do(monkeypatch):
+    # a callable in builtins that cannot be pickled is left out (the others are sent): a task
+    # using it raised a bare "name 'PP_TEST_UNPICKLABLE' is not defined", where the loop ran
+    from picklepool import Executor, Parallel, delayed
+
+    monkeypatch.setattr(builtins, "PP_TEST_UNPICKLABLE", _Unpicklable(), raising=False)
+    assert [_use_the_helper(i) for i in range(2)] == [0, 2]
+    with pytest.raises(NameError) as info:
+        Parallel(n_jobs=2)(delayed(_use_the_helper)(i) for i in range(2))
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "builtins.PP_TEST_UNPICKLABLE is set in this process, but it is not sent to the workers" in notes
+    assert "cannot be pickled (TypeError: no pickling this helper)" in notes
+    assert "initializer" in notes
+    with Executor(max_workers=2) as ex, pytest.raises(NameError) as info:
+        ex.submit(_use_the_helper, 1).result()
+    assert "builtins.PP_TEST_UNPICKLABLE" in "\n".join(getattr(info.value, "__notes__", []))
+    monkeypatch.delattr(builtins, "PP_TEST_UNPICKLABLE")
+    builtinnames.pickled()
+    assert builtinnames.left_out == {}

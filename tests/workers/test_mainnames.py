@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import subprocess
 import sys
 
 from picklepool.workers import mainnames
@@ -56,6 +57,16 @@ def hints(i):  # string annotations, evaluated in __main__'s namespace
     line = Line(Result(i), Result(i + 1))
     return {k: type(getattr(line, k)) is t for k, t in typing.get_type_hints(Line).items()}
 
+class Job:  # run as delayed(Job)(i) or delayed(Job(0))(i): its methods look Result up
+    def __init__(self, i):
+        self.r = pickle.loads(pickle.dumps(Result(i))).i
+
+    def __call__(self, i):
+        return pickle.loads(pickle.dumps(Result(i))).i
+
+def main(i):  # the name of the worker launcher's own function
+    return pickle.loads(pickle.dumps(main)) is main
+
 def unknown(_i):
     main = sys.modules["__main__"]
     return hasattr(main, "not_a_name_of_the_script"), hasattr(main, "__file__") == hasattr(main, "__file__")
@@ -81,6 +92,11 @@ if __name__ == "__main__":
         r, s = ex.submit(round_trip, 5).result()
         out["Executor"] = (r.i, type(r) is Result, s)
     out["hints"] = Parallel(n_jobs=2)(delayed(hints)(i) for i in range(2))
+    out["main"] = Parallel(n_jobs=2)(delayed(main)(i) for i in range(2))
+    out["class"] = [j.r for j in Parallel(n_jobs=2)(delayed(Job)(i) for i in range(2))]
+    out["callable"] = Parallel(n_jobs=2)(delayed(Job(0))(i) for i in range(2))
+    with Executor(max_workers=2) as ex:
+        out["main_Executor"] = ex.submit(main, 0).result()
     out["unknown"] = Parallel(n_jobs=2)(delayed(unknown)(i) for i in range(2))
     out["parent_main_untouched"] = "__getattr__" not in vars(sys.modules["__main__"])
     print(repr(out))
@@ -107,6 +123,14 @@ def test_a_task_finding_its_scripts_objects_through_main_finds_them_as_in_the_pa
     assert out["Executor"] == (5, True, 25)
     assert out["hints"] == [{"a": True, "b": True}] * 2
     assert out["unknown"] == [(False, True), (False, True)]  # other names: still missing
+    # a script's def main(): the worker's __main__ had the launcher's main, so pickling it
+    # by name was "not the same object as __main__.main"
+    assert out["main"] == [True, True]
+    assert out["main_Executor"] is True
+    # a class of the script as the task's callable, or an object of one: the globals its
+    # methods see were not put there (only its own name)
+    assert out["class"] == [0, 1]
+    assert out["callable"] == [0, 1]
     assert out["parent_main_untouched"] is True
 
 
@@ -141,6 +165,7 @@ def test_names_looks_through_partials_bound_methods_and_callable_objects_of_main
 def test_enter_puts_the_names_and_leave_takes_them_out_never_the_modules_own(monkeypatch):
     ns = {"main": "loky's own", "sys": sys}
     monkeypatch.setattr(mainnames, "_namespace", ns)
+    monkeypatch.setattr(mainnames, "_launcher", {})  # (set there by the test, not the launcher)
 
     def first(x):
         return x
@@ -158,3 +183,69 @@ def test_enter_puts_the_names_and_leave_takes_them_out_never_the_modules_own(mon
     mainnames.leave(put)
     assert ns == {"main": "loky's own", "sys": sys, "second": "bound anew by a task"}
     assert mainnames.enter([len]) is None  # nothing of __main__: nothing to take out
+
+
+def test_the_launchers_names_give_way_to_the_scripts_for_the_batch_and_come_back(monkeypatch):
+    # the forkserver's -c left main (and sys) in the worker's __main__: a script's own
+    # main was not put there, so pickle.dumps(main) in a task failed, where the loop works
+    launchers_main = object()
+    ns = {"__name__": "__main__", "main": launchers_main, "sys": sys}
+    monkeypatch.setattr(mainnames, "_namespace", ns)
+    monkeypatch.setattr(mainnames, "_launcher", {"main": launchers_main, "sys": sys})
+
+    def main(x):
+        return x
+
+    main.__module__, main.__qualname__ = "__main__", "main"
+    put = mainnames.enter([main])
+    assert ns["main"] is main and ns["sys"] is sys and put is not None and "sys" not in put
+    mainnames.leave(put)
+    assert ns["main"] is launchers_main  # the launcher's back
+    ns["main"] = "set by an initializer"
+    put = mainnames.enter([main])
+    assert "main" not in (put or {}) and ns["main"] == "set by an initializer"
+
+
+SPAWNED = """
+import copyreg, multiprocessing, pickle, sqlite3, sys
+from picklepool import Parallel, delayed
+
+class Result:
+    def __init__(self, i):
+        self.i = i
+
+def reduce_conn(conn):
+    return sqlite3.connect, (":memory:",)
+
+def task(i):  # pickle by name, inside the task, of the script's class and function
+    return type(pickle.loads(pickle.dumps(Result(i)))) is Result, pickle.loads(pickle.dumps(task)) is task
+
+def child(method):
+    copyreg.pickle(sqlite3.Connection, reduce_conn)
+    out = Parallel(n_jobs=2)(delayed(task)(i) for i in range(2))
+    conns = Parallel(n_jobs=2)(delayed(sqlite3.connect)(":memory:") for i in range(2))
+    print(repr((method, out, [type(c).__name__ for c in conns])), flush=True)
+
+if __name__ == "__main__":
+    for method in sys.argv[1:]:
+        p = multiprocessing.get_context(method).Process(target=child, args=(method,))
+        p.start()
+        p.join()
+        assert p.exitcode == 0, p.exitcode
+"""
+
+
+def test_a_program_that_multiprocessing_started_finds_its_scripts_objects_too(tmp_path):
+    # a Process (spawn, forkserver) whose target calls Parallel runs its script as
+    # __mp_main__: its functions were not put in the worker's __main__ (nor its copyreg
+    # reducers registered there), so pickle.dumps(Result(i)) in a task failed with
+    # "attribute lookup Result on __mp_main__ failed" where the loop works
+    script = tmp_path / "spawned.py"
+    script.write_text(SPAWNED)
+    methods = ["spawn", "forkserver", "fork"]
+    proc = subprocess.run(
+        [sys.executable, str(script), *methods], capture_output=True, text=True, timeout=180, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = [eval(line) for line in proc.stdout.splitlines()]  # noqa: S307 - our own script's repr
+    assert got == [(m, [(True, True), (True, True)], ["Connection", "Connection"]) for m in methods]

@@ -790,6 +790,14 @@ def test_the_command_line_the_parent_changes_reaches_warm_workers(monkeypatch):
     assert Parallel(n_jobs=2)(delayed(command_line)(i) for i in range(4)) == [sys.argv] * 4
 
 
+def test_a_command_line_that_is_not_a_sequence_does_not_fail_the_calls(monkeypatch):
+    # an embedding program's sys.argv = None: every call raised "'NoneType' object is not
+    # iterable" once sys.argv was mirrored, where calls worked before; the tasks see []
+    _warm()
+    monkeypatch.setattr(sys, "argv", None)
+    assert Parallel(n_jobs=2)(delayed(command_line)(i) for i in range(2)) == [[], []]
+
+
 def test_the_time_zone_the_parent_sets_reaches_warm_workers(monkeypatch):
     # os.environ["TZ"] = ...; time.tzset() in the parent: a warm worker kept the zone it
     # started with, so local times computed in tasks were off by the difference, silently

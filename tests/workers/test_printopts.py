@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from picklepool import Executor, Parallel, delayed
@@ -44,3 +46,34 @@ def test_read_is_none_for_numpys_defaults_and_apply_puts_options_back():
     finally:
         printopts.apply(np, None)
     assert np.get_printoptions()["precision"] == 8 and printopts.read(np) is None
+
+
+class _Unpicklable:
+    """A formatter holding what cannot be pickled (a generator, as a file or a connection)."""
+
+    def __init__(self):
+        self.held = (i for i in range(1))
+
+    def __call__(self, v):
+        return f"<{v:.1f}>"
+
+
+def test_a_formatter_that_cannot_be_pickled_is_left_out_with_a_warning_not_the_calls(monkeypatch):
+    # np.set_printoptions(formatter={"float": obj}) with obj not picklable: every call failed
+    # ("Could not pickle the task to send it to the workers"), whatever its tasks printed,
+    # where they worked before print options were mirrored
+    monkeypatch.setattr(printopts, "_sent", (None, None))
+    x = np.arange(3) / 3
+    with np.printoptions(precision=2):
+        without = _shown(x)  # its other options
+    with np.printoptions(precision=2, formatter={"float": _Unpicklable()}):
+        assert str(x) == "[<0.0> <0.3> <0.7>]"  # the loop's
+        with pytest.warns(
+            RuntimeWarning, match=r"formatter=.* is not sent to the workers: it cannot be pickled"
+        ):
+            got = Parallel(n_jobs=2)(delayed(_shown)(x) for _ in range(2))
+        assert got == [without] * 2 and without[0] == "[0.   0.33 0.67]"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # once per change of the options
+            with Executor(max_workers=2) as ex:
+                assert ex.submit(_shown, x).result() == got[0]

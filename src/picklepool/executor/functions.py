@@ -21,6 +21,7 @@ import itertools
 import operator
 import os
 import reprlib
+import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -99,11 +100,38 @@ def describe_task(index: int, item: Any) -> str:
     """``task 3: crash_task(3)``: the index, the function's name and short arguments."""
     try:
         func, args, kwargs = item
+        chunk = _map_chunk(func, args, kwargs)
+        if chunk is not None:
+            return f"task {index}: {chunk}"
         name = call_name(func)
         parts = [_short.repr(a) for a in args] + [f"{k}={_short.repr(v)}" for k, v in (kwargs or {}).items()]
         return f"task {index}: {name}({', '.join(parts)})"
     except Exception:  # noqa: BLE001 - a description must never fail
         return f"task {index}"
+
+
+def _map_chunk(func: Any, args: Any, kwargs: Any) -> str | None:
+    """``f(3)``, or ``f(3), f(4) (a chunk of map's calls)``, for a chunk of ``map``'s calls
+    sent through a subclass's ``submit`` (``executor.submitmap``: the standard library's
+    ``partial(_process_chunk, f)`` over a tuple of argument tuples); None for another call."""
+    process = sys.modules.get("concurrent.futures.process")
+    if (
+        type(func) is not functools.partial
+        or process is None
+        or func.func is not getattr(process, "_process_chunk", None)
+        or len(func.args) != 1
+        or func.keywords
+        or kwargs
+        or len(args) != 1
+        or type(args[0]) is not tuple
+    ):
+        return None
+    name = call_name(func.args[0])
+    calls = [f"{name}({', '.join(_short.repr(a) for a in one)})" for one in args[0][:3]]
+    if len(args[0]) == 1:
+        return calls[0]
+    more = ", ..." if len(args[0]) > 3 else ""
+    return f"{', '.join(calls)}{more} (a chunk of {len(args[0])} of map's calls)"
 
 
 def identity(func: Any) -> tuple[Any, Any]:

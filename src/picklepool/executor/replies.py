@@ -39,7 +39,7 @@ from ..pickler.culprit import first_failing_item
 from ..pickler.homes import import_advice
 from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Captured, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
-from ..workers import logback, mirror, warnback
+from ..workers import builtinnames, logback, mirror, warnback
 from ..workers.control import DUMPING, LOADING
 from ..workers.output import write_text
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure
@@ -244,7 +244,12 @@ class ReplyReader:
         of, place = self._source(where, "in this process" if self.call.in_caller else "in a worker")
         add_note(error, f"(raised by {where}{of}, {place})")
         # a plugin's import; globals()[name]; breakpoint() or input() with no terminal to read
-        advice = import_advice(error) or _main_lookup_advice(error) or _stdin_advice(error)
+        advice = (
+            import_advice(error)
+            or _main_lookup_advice(error)
+            or _builtins_advice(error)
+            or _stdin_advice(error)
+        )
         if advice is not None and not self.call.in_caller:
             add_note(error, advice)
         return error
@@ -615,6 +620,27 @@ def _main_lookup_advice(error: BaseException) -> str | None:
         "Fix: name what it looks up in the function's code (a global dict of them, "
         f"HANDLERS = {{{name!r}: {name}}}, that the function uses), or define them in a module "
         "the workers import.)"
+    )
+
+
+_NOT_DEFINED = re.compile(r"name '(\w+)' is not defined")
+
+
+def _builtins_advice(error: BaseException) -> str | None:
+    """What to do when a task's ``NameError`` names a name this process added to ``builtins``
+    that is not sent to the workers (``workers.builtinnames``: it cannot be pickled, or is too
+    large), or None: the loop found it, a worker has no such name."""
+    if type(error) is not NameError or not builtinnames.left_out:
+        return None
+    found = _NOT_DEFINED.fullmatch(str(error))
+    name = found[1] if found is not None else ""
+    reason = builtinnames.left_out.get(name)
+    if reason is None:
+        return None
+    return (
+        f"(builtins.{name} is set in this process, but it is not sent to the workers: {reason}. "
+        "Fix: pass it to the tasks as an argument, or set it in the workers with an initializer "
+        f"(Parallel(initializer=...) that does builtins.{name} = ...).)"
     )
 
 

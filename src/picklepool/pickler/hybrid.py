@@ -451,9 +451,10 @@ def _reduce_code(obj: types.CodeType) -> Any:
     log records: with the real name they read as they would in the parent.
     """
     rebuild, args = _cloudpickle_code_reduce(obj)
-    if "<dynamic-code>" in args:
-        at = args.index("<dynamic-code>")
-        args = (*args[:at], obj.co_filename, *args[at + 1 :])
+    # (compared as str only: the arguments hold bytes, which python -bb makes == raise)
+    for at, arg in enumerate(args):
+        if type(arg) is str and arg == "<dynamic-code>":
+            return rebuild, (*args[:at], obj.co_filename, *args[at + 1 :])
     return rebuild, args
 
 

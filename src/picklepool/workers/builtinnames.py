@@ -17,7 +17,8 @@ Each is pickled apart (with hybrid: a function of ``__main__`` by value, gettext
 ``_`` as its translations object), once, and again only when ``builtins`` gains or
 loses a name or one of those names is bound anew; one that cannot be pickled is left
 out, not the others, and so is one larger than :data:`LIMIT` pickled (it travels with
-every batch), with a ``RuntimeWarning`` saying so. IPython's own (``get_ipython``) are
+every batch), with a ``RuntimeWarning`` saying so; a task's ``NameError`` for one of them
+says why and what to do (:data:`left_out`). IPython's own (``get_ipython``) are
 left out. Replacing a standard builtin (``builtins.print = ...``) is not
 sent. :func:`apply` sets them in the worker before each batch and takes back those the
 parent no longer has (the worker's own value, if it had one, returns).
@@ -39,6 +40,9 @@ _NONE = object()
 
 # parent: (len(vars(builtins)), {name: value} of the added names, as read last, their pickle)
 _read: tuple[int, dict[str, Any], bytes | None] = (-1, {}, None)
+# parent: {name: why it is not sent} of the added names left out when last read, for the
+# NameError of a task that uses one (executor.replies says why and what to do)
+left_out: dict[str, str] = {}
 
 WHAT = "a name added to builtins"
 
@@ -80,7 +84,8 @@ def pickled() -> bytes | None:
         else:
             return data
     now = added(namespace)
-    data = dumps_each(now.items(), WHAT, LIMIT, _too_large) if now else None
+    left_out.clear()
+    data = dumps_each(now.items(), WHAT, LIMIT, _too_large, left_out) if now else None
     _read = (len(namespace), now, data)
     return data
 

@@ -6,11 +6,14 @@ configured (``logging.basicConfig(filename="run.log", level=logging.INFO)``, pyt
 worker's default WARNING level) or printed to the terminal by ``logging.lastResort``,
 without the script's format (joblib's workers do the same).
 
-When the parent's root logger has handlers, :func:`floor` (read when the call is made)
-gives the lowest level the parent's loggers are set to; the worker's root logger takes that
-level for the batch, and a handler of :func:`collected` keeps the records that reach it
-(as a ``logging.handlers.QueueHandler`` prepares them: the message formatted, an
-exception's traceback as text), sent with the batch's reply (``wire.Captured``). The
+When a logger of the parent has handlers (its root logger's, ``basicConfig``; or a named
+one's, ``getLogger("app").addHandler(...)``, where a worker lost every record), :func:`floor`
+(read when the call is made, again when a logger or a handler is made, a level set or the
+root's handlers change) gives the lowest level the parent's loggers are set to; the
+worker's root logger takes that level for the batch (and keeps it until a batch wants
+another), and a handler of :func:`collected` keeps the records that reach it (as a
+``logging.handlers.QueueHandler`` prepares them: the message formatted, an exception's
+traceback as text), sent with the batch's reply (``wire.Captured``). The
 parent hands each to the logger of its name (:func:`show`), which decides as for its own
 records: its level, filters, handlers, propagation. They come when the batch is done, not
 as they are made. A worker whose logging an ``initializer`` configured (its root logger
@@ -26,37 +29,50 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-# parent: (the floor read last, the number of loggers then); valid while _MARK is in the
-# root logger's level cache, which every setLevel and logging.disable empty
-_read: tuple[int | None, int] = (None, -1)
+# parent: (the floor read last, and the number of loggers, the number of handlers made and
+# whether the root logger had handlers then); valid while those are the same and _MARK is in
+# the root logger's level cache, which every setLevel and logging.disable empty
+_read: tuple[int | None, int, int, bool] = (None, -1, -1, False)
 _MARK = object()
 
 
 def floor() -> int | None:
-    """The lowest level a logger of this process is set to, when its root logger has
-    handlers (its logging is configured); None otherwise, or when logging is not loaded."""
+    """The lowest level a logger of this process is set to, when a logger of it has handlers
+    (its logging is configured: its root logger's, or a named one's, ``getLogger("app")
+    .addHandler(...)``); None otherwise, or when logging is not loaded."""
     global _read
     module = sys.modules.get("logging")
     if module is None:
         return None
     root = module.root
-    if not root.handlers:
-        return None
-    manager = root.manager
-    loggers = manager.loggerDict
+    loggers = root.manager.loggerDict
+    made = getattr(module, "_handlerList", None)  # (a weak reference to every handler made)
+    key = (len(loggers), len(made) if type(made) is list else -1, bool(root.handlers))
     cache = getattr(root, "_cache", None)
-    level, count = _read
-    if level is not None and count == len(loggers) and type(cache) is dict and _MARK in cache:
-        return level
-    level = root.level  # (NOTSET on the root: every record is handled)
+    if _read[1:] == key and key[1] >= 0 and type(cache) is dict and _MARK in cache:
+        return _read[0]
+    level: int | None = root.level  # (NOTSET on the root: every record is handled)
     for logger in list(loggers.values()):
         own = getattr(logger, "level", 0)  # (a PlaceHolder has none)
-        if own and own < level:
+        if own and level is not None and own < level:
             level = own
+    if not (root.handlers or _configured(loggers)):
+        level = None  # (nothing would show the records: they stay in the worker)
     if type(cache) is dict:
         cache[_MARK] = True  # (never looked up: isEnabledFor asks for levels)
-    _read = (level, len(loggers))
+    _read = (level, *key)
     return level
+
+
+def _configured(loggers: dict[str, Any]) -> bool:
+    """Whether a logger of *loggers* (not the root) has handlers, other than a library's
+    ``NullHandler`` (which shows nothing)."""
+    null = logging.NullHandler
+    for logger in list(loggers.values()):
+        for handler in getattr(logger, "handlers", ()):
+            if type(handler) is not null:
+                return True
+    return False
 
 
 # attributes of a LogRecord that makeLogRecord sets back as they are
@@ -80,7 +96,26 @@ class _Collector(logging.Handler):
             return
         attrs = dict(vars(record))
         attrs.update(msg=message, args=None, exc_info=None, message=message)
+        shown = _shown_here(record.name)
+        if shown:
+            attrs[_SHOWN] = shown
         self.records.append(attrs)
+
+
+# the key of a record's attributes naming the loggers whose handlers showed it in the worker
+_SHOWN = "_picklepool_shown_by"
+
+
+def _shown_here(name: str) -> tuple[str, ...]:
+    """The loggers of this worker below the root, from *name* up, that have handlers of
+    their own (a library's, set when the worker imported it): they showed the record here."""
+    out: list[str] = []
+    node = logging.root.manager.loggerDict.get(name)
+    while isinstance(node, logging.Logger) and node is not logging.root:
+        if node.handlers:
+            out.append(node.name)
+        node = node.parent
+    return tuple(out)
 
 
 _FORMATTER = logging.Formatter()
@@ -90,22 +125,47 @@ _FORMATTER = logging.Formatter()
 def collected(level: int | None) -> Iterator[list[dict[str, Any]]]:
     """Inside, with a *level* (the parent's :func:`floor`), the records that reach this
     worker's root logger at that level are kept in the list it yields, not handled here.
-    Nothing is done when *level* is None or this worker's root logger has handlers."""
+    Nothing is done when *level* is None or this worker's root logger has handlers.
+
+    The root logger keeps that level after the batch, until a batch wants another or none
+    (its own comes back then): ``setLevel`` empties every logger's cache, twice a batch was
+    20 us with a hundred loggers. Outside a batch it changes nothing shown: a record with no
+    handler goes to ``logging.lastResort``, which shows WARNING and above only. A level a
+    task or an initializer set stays theirs, as in the loop."""
+    global _kept
     root = logging.root
+    kept = _kept
+    if kept is not None and root.level != kept[0]:
+        kept = _kept = None  # (set since by a task: theirs)
     if level is None or root.handlers:
+        if kept is not None:
+            root.setLevel(kept[1])
+            _kept = None
         yield []
         return
-    collector = _Collector()
-    saved = root.level
-    if saved != level:
+    global _spare
+    collector = _spare
+    if collector is None or collector in root.handlers:  # (the first batch; a batch in a batch)
+        collector = _Collector()
+    else:
+        collector.records = []
+    _spare = collector
+    if root.level != level:
+        own = kept[1] if kept is not None else root.level
         root.setLevel(level)
+        _kept = (level, own)
     root.addHandler(collector)
     try:
         yield collector.records
     finally:
         root.removeHandler(collector)
-        if root.level == level != saved:  # (a task's own setLevel stays, as in the loop)
-            root.setLevel(saved)
+        collector.records = []  # (the batch's are the caller's: not kept here until the next one)
+
+
+# worker: (the level collected() left the root logger at, the root logger's own level)
+_kept: tuple[int, int] | None = None
+# worker: the collector of the batches (a handler made per batch took a lock and a weak reference)
+_spare: _Collector | None = None
 
 
 def dumps(pickler: Any, records: list[dict[str, Any]]) -> bytes | None:
@@ -140,8 +200,30 @@ def show(pickler: Any, data: bytes | None) -> None:
         records = pickler.loads(data)
     except Exception:  # noqa: BLE001 - a class the parent cannot load (an odd pickler's)
         return
+    name_of = logging.getLevelName
     for attrs in records:
+        shown = attrs.pop(_SHOWN, None)
         record = logging.makeLogRecord(attrs)
+        record.levelname = name_of(record.levelno)  # (this process's: addLevelName's NOTICE)
         logger = logging.getLogger(record.name) if record.name != "root" else logging.root
-        if logger.isEnabledFor(record.levelno):
+        if not logger.isEnabledFor(record.levelno):
+            continue
+        if not shown:
             logger.handle(record)
+        elif not logger.disabled and logger.filter(record):
+            _handle_past(logger, record, shown)
+
+
+def _handle_past(logger: logging.Logger, record: logging.LogRecord, shown: Any) -> None:
+    """``logger.callHandlers(record)``, but for the handlers of the loggers named in *shown*:
+    the worker's copies of them (a library's own, set at its import) showed it already,
+    where the loop shows it once."""
+    node: Any = logger
+    while node is not None:
+        if node.name not in shown:
+            for handler in node.handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+        if not node.propagate:
+            break
+        node = node.parent

@@ -19,7 +19,11 @@ worker's ``__main__`` the names that the batch's functions of ``__main__`` see (
 globals, and the function or class itself), the very objects the tasks use, so
 ``pickle``'s check that the name gives back the same object holds; :func:`leave` takes
 them out. A process a task forks (``multiprocessing``'s default start method on Linux)
-inherits them. The module's own names are never replaced, and dunder names are left out
+inherits them. The names the worker's launcher left in its ``__main__`` (the forkserver's
+``main`` and ``sys``, loky's ``main``, ``os``...) give way to the script's of the same name
+for the tasks and come back after (a script's ``def main()`` pickled by name was "not the
+same object as __main__.main"); a name a task or an initializer set there is never
+replaced, and dunder names are left out
 (``__file__`` would make the processes a task spawns run the script). Only in loky's
 warm workers (:func:`install`):
 ``backend="multiprocessing"`` and dask workers' ``__main__`` is the script itself.
@@ -35,16 +39,21 @@ from collections.abc import Sequence
 from typing import Any
 
 _namespace: dict[str, Any] | None = None  # this worker's __main__'s, once install() ran
+_launcher: dict[str, Any] = {}  # the names the worker's launcher had set there, at install()
 _main_ident = threading.main_thread().ident
 _get_ident = threading.get_ident
 _missing = object()
+# the script's module: __mp_main__ in a program that multiprocessing's spawn or forkserver
+# started (a Process whose target calls Parallel); a worker's __mp_main__ is its __main__
+_SCRIPT = ("__main__", "__mp_main__")
 
 
 def install() -> None:
     """Let :func:`enter` fill this process's ``__main__`` (a loky worker's, at its start)."""
-    global _namespace
+    global _namespace, _launcher
     main = sys.modules.get("__main__")
     _namespace = None if main is None else vars(main)
+    _launcher = {k: v for k, v in (_namespace or {}).items() if k[:2] != "__"}
 
 
 def enter(fns: Sequence[Any]) -> dict[str, Any] | None:
@@ -61,19 +70,27 @@ def enter(fns: Sequence[Any]) -> dict[str, Any] | None:
     if ns is None or _get_ident() != _main_ident:
         return None
     put = {}
+    launcher = _launcher
     for k, v in names(fns).items():
-        if k not in ns:
+        held = ns.get(k, _missing)
+        if held is _missing or (held is not v and launcher.get(k, _missing) is held):
             ns[k] = put[k] = v
     return put or None
 
 
 def leave(put: dict[str, Any]) -> None:
-    """Take out of ``__main__`` what :func:`enter` put there (unless a task bound it anew)."""
+    """Take out of ``__main__`` what :func:`enter` put there (unless a task bound it anew);
+    a name of the launcher's gets its value back."""
     ns = _namespace
     if ns is not None:
+        launcher = _launcher
         for k, v in put.items():
             if ns.get(k, _missing) is v:
-                del ns[k]
+                own = launcher.get(k, _missing)
+                if own is _missing:
+                    del ns[k]
+                else:
+                    ns[k] = own
 
 
 def names(fns: Sequence[Any]) -> dict[str, Any]:
@@ -90,13 +107,34 @@ def names(fns: Sequence[Any]) -> dict[str, Any]:
                 else:
                     break
         if type(fn) is types.FunctionType:
-            if fn.__module__ != "__main__":
+            if fn.__module__ not in _SCRIPT:
                 continue
             for k, v in fn.__globals__.items():
                 if k[:2] != "__":
                     found.setdefault(k, v)
-        elif not isinstance(fn, type):
-            fn = type(fn)  # a callable object: its class
-        if getattr(fn, "__module__", None) == "__main__" and fn.__qualname__ == fn.__name__:
+        else:
+            if not isinstance(fn, type):
+                fn = type(fn)  # a callable object: its class
+            _methods_globals(fn, found)
+        if getattr(fn, "__module__", None) in _SCRIPT and fn.__qualname__ == fn.__name__:
             found.setdefault(fn.__name__, fn)
     return found
+
+
+def _methods_globals(cls: type, found: dict[str, Any]) -> None:
+    """Add to *found* the globals that the methods of *cls* (and of its bases) of ``__main__``
+    see: ``delayed(Job)(i)``, ``delayed(Job())(i)`` run them, not a function of the script."""
+    seen: set[int] = set()  # (the methods sent by value in one pickle share their globals)
+    for klass in getattr(cls, "__mro__", ())[:-1]:  # (not object)
+        if getattr(klass, "__module__", None) not in _SCRIPT:
+            continue
+        for value in list(vars(klass).values()):
+            fn = getattr(value, "__func__", value)  # (a classmethod's, a staticmethod's)
+            if type(fn) is types.FunctionType and fn.__module__ in _SCRIPT:
+                space = fn.__globals__
+                if id(space) in seen:
+                    continue
+                seen.add(id(space))
+                for k, v in space.items():
+                    if k[:2] != "__":
+                        found.setdefault(k, v)

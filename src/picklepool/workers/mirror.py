@@ -331,7 +331,7 @@ def numeric_state() -> tuple[Any, Any, Any]:
     err = printed = None
     if numpy is not None and hasattr(numpy, "geterr"):
         err = _numpy_read(numpy)
-        printed = printopts.read(numpy)
+        printed = printopts.sendable(printopts.read(numpy))
     if err is not None and any(mode in _CALLBACK_MODES for _kind, mode in err):
         err = tuple((k, _NUMPY_DEFAULT_OF[k] if mode in _CALLBACK_MODES else mode) for k, mode in err)
     return (None if dec == _DECIMAL_DEFAULT else dec, None if err == _NUMPY_DEFAULT else err, printed)

@@ -29,10 +29,12 @@ def dumps_each(
     what: str,
     limit: int | None = None,
     too_large: Callable[[Any, int], None] | None = None,
+    left_out: dict[Any, str] | None = None,
 ) -> bytes | None:
     """*entries* (``(key, value)`` pairs) pickled each apart, then together; None when none
     pickles. *what* names them in the log. One pickled larger than *limit* bytes is left out,
-    after ``too_large(key, size)``."""
+    after ``too_large(key, size)``. Each entry left out is recorded in *left_out* (key ->
+    why, in words), when given."""
     from ..pickler.hybrid import HybridPickler
 
     each = []
@@ -42,8 +44,12 @@ def dumps_each(
             one = pickler.dumps(entry)
         except Exception as exc:  # noqa: BLE001 - this one is not sent; the others are
             log.debug("picklepool: %s cannot be sent to workers (%r): %r", what, entry, exc)
+            if left_out is not None:
+                left_out[entry[0]] = f"it cannot be pickled ({type(exc).__name__}: {exc})"
             continue
         if limit is not None and len(one) > limit:
+            if left_out is not None:
+                left_out[entry[0]] = f"pickled, it takes {len(one) / 2**20:.1f} MiB"
             if too_large is not None:
                 too_large(entry[0], len(one))
             continue

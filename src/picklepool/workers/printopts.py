@@ -10,17 +10,24 @@ calling thread's numeric settings (``workers.mirror``), as ``np.errstate`` is: n
 
 Read through that variable: every change puts a new dict in it, so while it holds the
 dict seen last, the options are those read then (one lookup per call).
+
+A ``formatter`` that cannot be pickled (a callable object holding a file, a generator, a
+connection) is not sent (:func:`sendable`): the others are, with a ``RuntimeWarning``
+saying so; it made every call fail, whatever its tasks printed.
 """
 
 from __future__ import annotations
 
 import contextvars
 import sys
+import warnings
 from typing import Any
 
 # (the object numpy's variable held, what read() answered for it)
 _seen: tuple[Any, tuple[tuple[str, Any], ...] | None] | None = None
 _defaults: dict[str, Any] | None = None  # np.get_printoptions() of a fresh context
+# parent: (the options read() answered, what of them is sent) as :func:`sendable` saw last
+_sent: tuple[Any, Any] = (None, None)
 
 
 def _variable() -> contextvars.ContextVar[Any] | None:
@@ -53,3 +60,34 @@ def apply(numpy: Any, options: tuple[tuple[str, Any], ...] | None) -> None:
     if _variable() is None or read(numpy) == options:
         return
     numpy.set_printoptions(**dict(options if options is not None else sorted((_defaults or {}).items())))
+
+
+def sendable(options: tuple[tuple[str, Any], ...] | None) -> tuple[tuple[str, Any], ...] | None:
+    """*options* (:func:`read`'s answer, in the parent), but a ``formatter`` that cannot be
+    pickled, left out with a ``RuntimeWarning`` (once per change: one comparison per call)."""
+    global _sent
+    seen = _sent
+    if options is None or seen[0] is options:
+        return seen[1] if options is not None else None
+    out = options
+    formatter = dict(options).get("formatter")
+    if formatter is not None:
+        import cloudpickle  # (what the workers' batches are sent with)
+
+        try:
+            cloudpickle.dumps(formatter)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure: the others are sent
+            from ..pickler.locks import callers_level
+
+            out = tuple((k, None if k == "formatter" else v) for k, v in options)
+            warnings.warn(
+                f"picklepool: numpy's print option formatter={formatter!r} is not sent to the "
+                f"workers: it cannot be pickled ({type(exc).__name__}: {exc}), so a task there prints "
+                "arrays without it (your other print options apply). Make it picklable (a function, "
+                "or an object whose attributes pickle), or set it in the task (np.printoptions("
+                "formatter=...)).",
+                RuntimeWarning,
+                stacklevel=callers_level(),  # (the call's line)
+            )
+    _sent = (options, out)
+    return out

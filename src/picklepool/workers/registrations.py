@@ -33,12 +33,15 @@ _read: tuple[dict[Any, Any] | None, bytes | None] = (None, None)
 
 # worker: the parent's reducers registered here
 _overlay = Overlay(WHAT)
+# the script's module names: a program that multiprocessing's spawn or forkserver started
+# runs its script as __mp_main__ (multiprocessing.Process(target=...) calling Parallel)
+_SCRIPT = ("__main__", "__mp_main__")
 
 
 def _from_script(kind: Any, reducer: Any) -> bool:
     """Whether *reducer*, registered for *kind*, is the script's, for a type of another module."""
-    script = getattr(reducer, "__module__", None) == "__main__"
-    return script and getattr(kind, "__module__", None) != "__main__"
+    script = getattr(reducer, "__module__", None) in _SCRIPT
+    return script and getattr(kind, "__module__", None) not in _SCRIPT
 
 
 def pickled() -> bytes | None:

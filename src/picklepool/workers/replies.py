@@ -56,7 +56,7 @@ class _ExceptionParts:
     ) -> None:
         self.exc, self.cause, self.keep = exc, cause, keep  # keep: which attributes travel
         self.args = exc.args if args is None else args
-        self.context = context  # the implicit __context__ (no cause, not suppressed)
+        self.context = context  # the __context__: an implicit one, or the cause when it is that too
 
     def __reduce__(self) -> Any:
         exc = self.exc
@@ -135,6 +135,8 @@ def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0, chain: tu
     cause = None if cause is None or id(cause) in chain else _sendable(pickler, cause, depth, chain)
     context = exc.__context__ if exc.__cause__ is None and not exc.__suppress_context__ else None
     context = None if context is None or id(context) in chain else _sendable(pickler, context, depth, chain)
+    if exc.__cause__ is not None and exc.__context__ is exc.__cause__:
+        context = cause  # raise X from e in e's handler: e is both, one object in the parent too
     args = _group_args(pickler, exc, depth)
     parts = _ExceptionParts(exc, cause, args=args, context=context)
     if _round_trip(pickler, parts) is not None:

@@ -243,6 +243,9 @@ def run_batch(batch: Batch) -> Any:
         if numeric is not None:
             with mirror.numeric_applied(numeric):
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
+        elif floor is not None and not (capture[0] or capture[1] or record):  # (the log records only)
+            with logback.collected(floor) as logged:
+                outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
         elif capture[0] or capture[1] or record or floor is not None:
             with (
                 output.captured(capture) as printed,
