@@ -103,6 +103,9 @@ class ParentState(NamedTuple):
     # (None: its logging is not configured): the tasks' log records come back with the
     # reply and go to the parent's handlers (workers.logback)
     logging_floor: int | None = None
+    # the level logging.disable() set in the parent (0: none): a task's records at or below
+    # it are dropped, and its log.isEnabledFor() answers, as in the parent (workers.logback)
+    logging_disable: int = 0
     # the names the parent's program added to builtins (gettext.install's _), pickled
     # (workers.builtinnames; None: none): a task's _("Hello") works in a worker as in the parent
     builtins: bytes | None = None

@@ -282,3 +282,29 @@ def test_a_librarys_own_handler_shows_a_record_once_as_in_the_loop(tmp_path, roo
     assert loop_lines == (["LIBX working 0", "ROOT working 0"] if root_configured else ["LIBX working 0"])
     expected = sorted(line.replace("0", str(i)) for i in (1, 2) for line in loop_lines)
     assert sorted(pool.splitlines()) == expected
+
+
+def test_logging_disable_in_the_parent_holds_in_the_workers_as_in_the_loop():
+    # logging.disable(CRITICAL) in a script (to silence everything): the loop printed
+    # nothing, a worker printed its tasks' warnings through logging.lastResort and answered
+    # isEnabledFor(WARNING) True; lifted again, the warnings print as in the loop
+    proc = run_python(
+        """
+        import logging
+        from picklepool import Parallel, delayed
+
+        log = logging.getLogger("myapp")
+
+        def task(i):
+            log.warning("warning %d", i)
+            return log.isEnabledFor(logging.WARNING), log.isEnabledFor(logging.CRITICAL + 1)
+
+        logging.disable(logging.CRITICAL)
+        print(Parallel(n_jobs=2)(delayed(task)(i) for i in range(2)))
+        logging.disable(logging.NOTSET)
+        print(Parallel(n_jobs=2)(delayed(task)(i) for i in range(2, 4)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[(False, True), (False, True)]", "[(True, True), (True, True)]"]
+    assert sorted(proc.stderr.splitlines()) == ["warning 2", "warning 3"]

@@ -117,6 +117,7 @@ def parent_state(
         command_line(),
         time_zone(),
         logback.floor(),
+        logback.disabled(),
         builtinnames.pickled(),
     )
 

@@ -64,6 +64,20 @@ def floor() -> int | None:
     return level
 
 
+def disabled() -> int:
+    """The level ``logging.disable()`` set in this process (0: none, or logging not loaded)."""
+    module = sys.modules.get("logging")
+    return 0 if module is None else module.root.manager.disable
+
+
+def disable(level: int) -> None:
+    """Make ``logging.disable()``'s level here *level* (the parent's :func:`disabled`), as it
+    is in the parent: a task's records at or below it are dropped, not shown here by
+    ``logging.lastResort`` nor sent back, and ``isEnabledFor`` answers as in the parent."""
+    if logging.root.manager.disable != level:
+        logging.disable(level)
+
+
 def _configured(loggers: dict[str, Any]) -> bool:
     """Whether a logger of *loggers* (not the root) has handlers, other than a library's
     ``NullHandler`` (which shows nothing)."""

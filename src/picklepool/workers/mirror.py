@@ -46,6 +46,9 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
 - ``copyreg`` reducers the parent's script registered (``workers.registrations``).
 - Names the parent's program added to ``builtins`` (``gettext.install``'s ``_``):
   ``workers.builtinnames``.
+- ``logging.disable()``'s level: a task's records at or below it are dropped as in the
+  parent (a worker showed its warnings through ``logging.lastResort`` after the parent's
+  ``logging.disable(logging.CRITICAL)``), and its ``isEnabledFor`` answers the same.
 
 Not mirrored, by choice: ``os.environ`` but ``TZ`` (workers keep the environment they were
 started with, plus their thread limits; libraries read most variables once, at
@@ -70,7 +73,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..wire import ParentState, time_zone
-from . import builtinnames, printopts, registrations, reloads, warnfilters
+from . import builtinnames, logback, printopts, registrations, reloads, warnfilters
 
 _applied: ParentState | None = None
 
@@ -119,6 +122,7 @@ def apply(state: ParentState) -> None:
         sys.argv = list(argv)
     if time_zone() != state.tz:
         set_time_zone(state.tz)
+    logback.disable(state.logging_disable)
     builtinnames.apply(state.builtins)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
