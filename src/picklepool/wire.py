@@ -56,10 +56,11 @@ class ParentState(NamedTuple):
     depth: int  # nesting depth of the call: 0 in the parent, 1 in its workers' calls
     cores: int  # cores an inner call may use for n_jobs=-1 (the worker's share)
     int_max_str_digits: int  # str(int) of big numbers converts as in the parent (0: no limit, -1: unknown)
-    # the calling thread's decimal context, numpy floating-point error handling and numpy
-    # print options, each None when it is the default: computations round and raise, and
-    # arrays print, as in the parent
-    numeric: tuple[Any, Any, Any] = (None, None, None)
+    # the calling thread's decimal context, numpy floating-point error handling, numpy
+    # print options and scikit-learn's settings, each None when it is the default:
+    # computations round and raise, arrays print, and estimators fit and transform, as in
+    # the parent
+    numeric: tuple[Any, Any, Any, Any] = (None, None, None, None)
     # the file mode creation mask: files a task creates get the parent's permissions
     # (-1: unknown, not mirrored)
     umask: int = -1
@@ -153,14 +154,15 @@ def command_line() -> tuple[str, ...]:
 class NumericState(NamedTuple):
     """A cluster's batches: the calling thread's numeric settings only.
 
-    ``(decimal context, numpy error handling, numpy print options)`` as in
+    ``(decimal context, numpy error handling, numpy print options, scikit-learn's
+    settings)`` as in
     ``ParentState.numeric``. A dask
     worker's threads run other calls' tasks too: the settings are applied around the
     batch, in its thread, and put back after it (``workers.mirror.numeric_applied``);
     the process-wide state (``sys.path``, working folder, ...) is the cluster's own.
     """
 
-    numeric: tuple[Any, Any, Any]
+    numeric: tuple[Any, Any, Any, Any]
 
 
 # content key (None: rebuild for every batch), bytes (inline) or a blob reference, label,

@@ -622,3 +622,18 @@ def test_tasks_round_and_raise_with_the_callers_numeric_settings_and_then_put_th
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             assert Parallel()(delayed(divide_by_zero)(i) for i in range(4)) == [float("inf")] * 4
+
+
+def working_memory(_):
+    import sklearn
+
+    return sklearn.get_config()["working_memory"]
+
+
+def test_tasks_run_with_the_callers_scikit_learn_settings_and_then_put_them_back(dask_client):
+    sklearn = pytest.importorskip("sklearn")
+    dask = parallel_config(backend="dask", n_jobs=2)
+    with dask, sklearn.config_context(working_memory=9):
+        assert Parallel()(delayed(working_memory)(i) for i in range(4)) == [9] * 4
+    with dask:  # the same worker threads, the defaults again
+        assert Parallel()(delayed(working_memory)(i) for i in range(4)) == [1024] * 4

@@ -314,7 +314,7 @@ def test_the_numeric_state_read_in_the_parent_follows_every_change():
         dec = mirror._decimal_now(decimal)
         err = tuple(sorted(np.geterr().items()))
         default = (mirror._DECIMAL_DEFAULT, mirror._NUMPY_DEFAULT)
-        return (None if dec == default[0] else dec, None if err == default[1] else err, None)
+        return (None if dec == default[0] else dec, None if err == default[1] else err, None, None)
 
     seen = [mirror.numeric_state()]
     with decimal.localcontext() as ctx:

@@ -106,6 +106,7 @@ def test_a_parents_numpy_change_is_applied_while_the_worker_holds_the_same_objec
             None,
             (("divide", "raise"), ("invalid", "warn"), ("over", "warn"), ("under", "ignore")),
             None,
+            None,
         ),
     )
     mirror.apply(raising)  # the same object in numpy's variable, another handling wanted

@@ -24,7 +24,7 @@ from .. import lokycompat
 from ..errors import CallerInterrupt
 from ..settings import NOT_SET, cpu_count, push_config
 from ..wire import Batch, pack_batch
-from ..workers import mirror
+from ..workers import mirror, sklearnconfig
 from ..workers.packed import run_packed, run_packed_batch
 from . import lanes, pool, reaper
 from .backend import Backend, ClusterBackend
@@ -182,6 +182,13 @@ def _run_batch() -> Any:
     return getattr(runner, "run_batch", None)
 
 
+def _learning(settings: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a pool thread under the caller's scikit-learn *settings*
+    (``workers.sklearnconfig``; None: its defaults)."""
+    sklearnconfig.apply(settings)
+    return fn(*args)
+
+
 class ThreadingBackend(Backend):
     """A thread pool in the calling process: no pickling, objects shared as they are.
 
@@ -226,10 +233,15 @@ class ThreadingBackend(Backend):
         context.run(mirror.enter_thread, depth + 1, share)
         context.run(push_config, _NESTED_MASK)
         self._context = context
+        # scikit-learn's settings are the thread's, not the context's: applied in each task's
+        # thread (the decimal context and numpy's settings travel in the context)
+        self._learn = sklearnconfig.read()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         try:
             # one copy per task: a context can be entered by one thread at a time
+            if self._learn is not None or "sklearn._config" in sys.modules:
+                return self._pool.submit(self._context.copy().run, _learning, self._learn, fn, *args)
             return self._pool.submit(self._context.copy().run, fn, *args)
         except RuntimeError as exc:
             if lokycompat.interpreter_exiting():

@@ -75,8 +75,8 @@ def header(pickler: Any) -> bytes:
 
 def parent_state(
     n_workers: int,
-    numeric: tuple[Any, Any, Any] | None = None,
-    caller: tuple[tuple[Any, Any, Any], bytes | None] | None = None,
+    numeric: tuple[Any, Any, Any, Any] | None = None,
+    caller: tuple[tuple[Any, Any, Any, Any], bytes | None] | None = None,
 ) -> ParentState:
     """What this call's workers mirror (``workers.mirror``), read now, in the calling thread.
 

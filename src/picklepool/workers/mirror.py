@@ -28,7 +28,9 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   parent has imported the module; a worker that has not imported it is left alone
   while the parent's setting is the default. numpy's ``"call"`` and ``"log"`` modes
   are not mirrored (they hand the error to the parent's ``np.seterrcall`` object,
-  which the worker does not have): numpy's default applies for those kinds.
+  which the worker does not have): numpy's default applies for those kinds. With
+  them, scikit-learn's settings (``sklearn.set_config``, ``config_context``:
+  ``workers.sklearnconfig``).
 - the ``warnings`` filters (``workers.warnfilters``): a warning the parent turns into
   an error raises in the task; one it ignores is not printed by the worker.
 - the default timeout of new sockets (``socket.setdefaulttimeout``), the folder of
@@ -73,7 +75,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..wire import ParentState, time_zone
-from . import builtinnames, logback, printopts, registrations, reloads, warnfilters
+from . import builtinnames, logback, printopts, registrations, reloads, sklearnconfig, warnfilters
 
 _applied: ParentState | None = None
 
@@ -312,19 +314,20 @@ def _decimal_now(decimal: Any) -> tuple[Any, ...]:
     return (c.prec, c.rounding, c.Emin, c.Emax, c.capitals, c.clamp, traps)
 
 
-def caller_state() -> tuple[tuple[Any, Any, Any], bytes | None]:
+def caller_state() -> tuple[tuple[Any, Any, Any, Any], bytes | None]:
     """``(numeric_state(), the warnings filters pickled)`` as they are now: what the calls
     made in this thread run with, also when their batches are sent later or from another
     thread (an ``Executor``'s, after the ``catch_warnings`` block around ``submit`` ended)."""
     return numeric_state(), warnfilters.pickled()
 
 
-NO_NUMERIC = (None, None, None)  # numeric_state() where every setting is the default
+NO_NUMERIC = (None, None, None, None)  # numeric_state() where every setting is the default
 
 
-def numeric_state() -> tuple[Any, Any, Any]:
-    """``(decimal context, numpy error handling, numpy print options)`` of the calling
-    thread, each None when default (``workers.printopts``).
+def numeric_state() -> tuple[Any, Any, Any, Any]:
+    """``(decimal context, numpy error handling, numpy print options, scikit-learn's
+    settings)`` of the calling thread, each None when default (``workers.printopts``,
+    ``workers.sklearnconfig``).
 
     Modules the process has not imported are not imported here (their settings
     are the defaults).
@@ -338,7 +341,12 @@ def numeric_state() -> tuple[Any, Any, Any]:
         printed = printopts.sendable(printopts.read(numpy))
     if err is not None and any(mode in _CALLBACK_MODES for _kind, mode in err):
         err = tuple((k, _NUMPY_DEFAULT_OF[k] if mode in _CALLBACK_MODES else mode) for k, mode in err)
-    return (None if dec == _DECIMAL_DEFAULT else dec, None if err == _NUMPY_DEFAULT else err, printed)
+    return (
+        None if dec == _DECIMAL_DEFAULT else dec,
+        None if err == _NUMPY_DEFAULT else err,
+        printed,
+        sklearnconfig.read(),
+    )
 
 
 # np.seterr's modes that hand the error to the process's np.seterrcall object: the
@@ -405,14 +413,17 @@ def _numpy_errors_var(numpy: Any) -> Any:
     return var if isinstance(var, contextvars.ContextVar) else None
 
 
-def _apply_numeric(numeric: tuple[Any, Any, Any]) -> None:
-    """Make this thread's decimal context, numpy error handling and print options those of *numeric*.
+def _apply_numeric(numeric: tuple[Any, Any, Any, Any]) -> None:
+    """Make this thread's decimal context, numpy error handling and print options, and
+    scikit-learn's settings, those of *numeric*.
 
     Compared with the thread itself: a task that changed them does not change
     what the next batch sees. A module neither side uses is not imported.
     """
-    dec, err, printed = numeric
+    dec, err, printed, learn = numeric
     modules = sys.modules
+    if learn is not None or "sklearn._config" in modules:
+        sklearnconfig.apply(learn)
     if dec is not None or "decimal" in modules:
         decimal = modules.get("decimal") or importlib.import_module("decimal")
         want = _DECIMAL_DEFAULT if dec is None else dec
@@ -441,7 +452,7 @@ def _apply_numeric(numeric: tuple[Any, Any, Any]) -> None:
 
 
 @contextlib.contextmanager
-def numeric_applied(numeric: tuple[Any, Any, Any]) -> Iterator[None]:
+def numeric_applied(numeric: tuple[Any, Any, Any, Any]) -> Iterator[None]:
     """This thread's numeric settings as *numeric* inside, as before after.
 
     For threads that run other calls' tasks too (a dask worker's).
@@ -450,10 +461,13 @@ def numeric_applied(numeric: tuple[Any, Any, Any]) -> Iterator[None]:
     context = decimal.getcontext().copy() if decimal is not None else None
     errors = numpy.geterr() if numpy is not None and hasattr(numpy, "geterr") else None
     printed = printopts.read(numpy) if errors is not None else None
+    learn = sklearnconfig.read()
     _apply_numeric(numeric)
     try:
         yield
     finally:
+        if learn is not None or "sklearn._config" in sys.modules:
+            sklearnconfig.apply(learn)
         if context is not None:
             decimal.setcontext(context)  # type: ignore[union-attr]
         if errors is not None:
