@@ -110,6 +110,10 @@ class ParentState(NamedTuple):
     # the names the parent's program added to builtins (gettext.install's _), pickled
     # (workers.builtinnames; None: none): a task's _("Hello") works in a worker as in the parent
     builtins: bytes | None = None
+    # the pandas options the parent set (pd.set_option), pickled (workers.pandasoptions;
+    # None: none, or pandas not imported): a task's frames print, and its assignments copy,
+    # as in the parent
+    pandas_options: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

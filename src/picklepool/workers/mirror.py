@@ -48,6 +48,7 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
 - ``copyreg`` reducers the parent's script registered (``workers.registrations``).
 - Names the parent's program added to ``builtins`` (``gettext.install``'s ``_``):
   ``workers.builtinnames``.
+- pandas' options (``pd.set_option``): ``workers.pandasoptions``.
 - ``logging.disable()``'s level: a task's records at or below it are dropped as in the
   parent (a worker showed its warnings through ``logging.lastResort`` after the parent's
   ``logging.disable(logging.CRITICAL)``), and its ``isEnabledFor`` answers the same.
@@ -75,7 +76,16 @@ from typing import Any
 
 from .. import lokycompat
 from ..wire import ParentState, time_zone
-from . import builtinnames, logback, printopts, registrations, reloads, sklearnconfig, warnfilters
+from . import (
+    builtinnames,
+    logback,
+    pandasoptions,
+    printopts,
+    registrations,
+    reloads,
+    sklearnconfig,
+    warnfilters,
+)
 
 _applied: ParentState | None = None
 
@@ -126,6 +136,7 @@ def apply(state: ParentState) -> None:
         set_time_zone(state.tz)
     logback.disable(state.logging_disable)
     builtinnames.apply(state.builtins)
+    pandasoptions.apply(state.pandas_options)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
