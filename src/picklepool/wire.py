@@ -42,6 +42,19 @@ class WorkerLimits(NamedTuple):
     max_memory: int | None  # RSS in bytes past which the worker is recycled; None: off
 
 
+# the variables a worker's environment sets its libraries' thread pools with, set for each
+# worker by its pool (executor.limits): the worker's own, not the parent's (workers.envvars)
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
+
+
 class ParentState(NamedTuple):
     """The parent's process state a task's outcome depends on, mirrored by workers.
 
@@ -114,6 +127,10 @@ class ParentState(NamedTuple):
     # None: none, or pandas not imported): a task's frames print, and its assignments copy,
     # as in the parent
     pandas_options: bytes | None = None
+    # the environment variables set or removed since the parent's first call, pickled
+    # (workers.envvars; None: none): a task's os.environ.get(), and the programs it runs, see
+    # the parent's values as they are now
+    environ: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

@@ -49,7 +49,16 @@ from ..wire import (
     import_path,
     time_zone,
 )
-from ..workers import builtinnames, logback, mirror, pandasoptions, registrations, warnback, warnfilters
+from ..workers import (
+    builtinnames,
+    envvars,
+    logback,
+    mirror,
+    pandasoptions,
+    registrations,
+    warnback,
+    warnfilters,
+)
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
 from . import functions, gil, interrupts, reloaded, sequential, streaming
@@ -120,6 +129,7 @@ def parent_state(
         logback.disabled(),
         builtinnames.pickled(),
         pandasoptions.pickled(),
+        envvars.pickled(),
     )
 
 

@@ -46,18 +46,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..settings import cpu_count
-from ..wire import WorkerLimits
+from ..wire import THREAD_VARS, WorkerLimits
 from .memory import prepare_parent
-
-THREAD_VARS = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "NUMBA_NUM_THREADS",
-)
 
 
 def _cores() -> int:

@@ -53,10 +53,11 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   parent (a worker showed its warnings through ``logging.lastResort`` after the parent's
   ``logging.disable(logging.CRITICAL)``), and its ``isEnabledFor`` answers the same.
 
-Not mirrored, by choice: ``os.environ`` but ``TZ`` (workers keep the environment they were
-started with, plus their thread limits; libraries read most variables once, at
-import, so changing them under a warm worker would not do what a user expects —
-pass values as arguments, or set them before the first call), signal handlers,
+- environment variables the parent set or removed since its first call
+  (``workers.envvars``), but the pool's thread limits: a task's ``os.environ.get`` and the
+  programs it runs see the parent's values as they are at the call.
+
+Not mirrored, by choice: signal handlers,
 and logging configuration (but a task's records reach the parent's handlers:
 ``workers.logback``) (set them in the task or with ``initializer``). numpy's print
 options are mirrored with the numeric settings (``workers.printopts``).
@@ -78,6 +79,7 @@ from .. import lokycompat
 from ..wire import ParentState, time_zone
 from . import (
     builtinnames,
+    envvars,
     logback,
     pandasoptions,
     printopts,
@@ -129,6 +131,7 @@ def apply(state: ParentState) -> None:
     if state.warning_filters is not None:  # (None: the worker keeps its own)
         warnfilters.apply(state.warning_filters)
     registrations.apply(state.reducers)
+    envvars.apply(state.environ)
     argv = state.argv
     if tuple(sys.argv) != argv:
         sys.argv = list(argv)
