@@ -131,6 +131,10 @@ class ParentState(NamedTuple):
     # (workers.envvars; None: none): a task's os.environ.get(), and the programs it runs, see
     # the parent's values as they are now
     environ: bytes | None = None
+    # the parent's locale (setlocale(LC_ALL)'s answer) once it differs, or differed, from the
+    # one of its first call (workers.locales; None: never): tasks format numbers and dates,
+    # and sort strings, as in the parent
+    locale: str | None = None
 
 
 def import_path() -> tuple[str, ...]:

@@ -52,6 +52,7 @@ from ..wire import (
 from ..workers import (
     builtinnames,
     envvars,
+    locales,
     logback,
     mirror,
     pandasoptions,
@@ -130,6 +131,7 @@ def parent_state(
         builtinnames.pickled(),
         pandasoptions.pickled(),
         envvars.pickled(),
+        locales.read(),
     )
 
 

@@ -57,6 +57,8 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   (``workers.envvars``), but the pool's thread limits: a task's ``os.environ.get`` and the
   programs it runs see the parent's values as they are at the call.
 
+- the locale (``locale.setlocale``): ``workers.locales``.
+
 Not mirrored, by choice: signal handlers,
 and logging configuration (but a task's records reach the parent's handlers:
 ``workers.logback``) (set them in the task or with ``initializer``). numpy's print
@@ -80,6 +82,7 @@ from ..wire import ParentState, time_zone
 from . import (
     builtinnames,
     envvars,
+    locales,
     logback,
     pandasoptions,
     printopts,
@@ -132,6 +135,7 @@ def apply(state: ParentState) -> None:
         warnfilters.apply(state.warning_filters)
     registrations.apply(state.reducers)
     envvars.apply(state.environ)
+    locales.apply(state.locale)
     argv = state.argv
     if tuple(sys.argv) != argv:
         sys.argv = list(argv)
