@@ -446,12 +446,17 @@ def _ctype(_: int) -> tuple[str | None, int]:
 
 
 def test_a_changed_locale_variable_starts_the_worker_as_loky_does(monkeypatch):
-    # a new interpreter sets its locale (LC_CTYPE) from LC_ALL, LC_CTYPE and LANG as it starts
+    # a new interpreter reads LC_ALL, LC_CTYPE and LANG as it starts (its standard streams'
+    # encoding, its UTF-8 mode): loky starts the worker, not the server
+    import locale
+
     Parallel(n_jobs=2)(delayed(abs)(1) for _ in range(2))
     monkeypatch.setenv("LC_ALL", "POSIX")
     got = Parallel(n_jobs=2, idle_worker_timeout=123)(delayed(_ctype)(i) for i in range(2))
-    expected = run_python("import locale; print(locale.setlocale(locale.LC_CTYPE))", env={"LC_ALL": "POSIX"})
-    assert [ctype for ctype, _ in got] == [expected.stdout.strip()] * 2
+    assert [ppid for _, ppid in got] == [os.getpid()] * 2
+    # the task's locale is the parent's, as in the loop (workers.locales): the variable changes
+    # what a new interpreter sets, not this process's locale
+    assert [ctype for ctype, _ in got] == [locale.setlocale(locale.LC_CTYPE)] * 2
 
 
 def test_a_stopped_forkserver_leaves_the_next_workers_to_loky(monkeypatch):
