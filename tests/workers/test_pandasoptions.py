@@ -79,3 +79,14 @@ def test_pickled_is_none_for_the_defaults_and_follows_every_change():
         assert second != first
         pd.reset_option("display.max_rows")
     assert pandasoptions.pickled() is None
+
+
+def test_a_worker_without_pandas_runs_the_batch_without_its_options(monkeypatch):
+    # (a worker without it: applying the parent's options must not fail the batch)
+    import sys
+
+    with pd.option_context("display.precision", 2):
+        data = pandasoptions.pickled()
+    monkeypatch.setitem(sys.modules, "pandas._config.config", None)
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import fails
+    pandasoptions.apply(data)  # no exception

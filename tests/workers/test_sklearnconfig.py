@@ -95,3 +95,9 @@ def test_a_worker_imports_scikit_learn_for_settings_only_when_they_are_not_the_d
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["[False, False]", "[5, 5]"]
+
+
+def test_a_worker_without_scikit_learn_runs_the_batch_without_its_settings(monkeypatch):
+    # (a cluster's worker without it: applying the parent's settings must not fail the batch)
+    monkeypatch.setitem(__import__("sys").modules, "sklearn._config", None)  # import fails
+    sklearnconfig.apply((("working_memory", 5),))  # no exception

@@ -122,7 +122,10 @@ def apply(data: bytes | None) -> None:
         return
     module = sys.modules.get(_MODULE)
     if module is None:
-        importlib.import_module("pandas")  # (it registers the options)
+        try:
+            importlib.import_module("pandas")  # (it registers the options)
+        except ImportError:  # (a worker without it: a task using it fails there anyway)
+            return
         module = sys.modules.get(_MODULE)
     if module is None or type(getattr(module, "_global_config", None)) is not dict:
         return

@@ -19,8 +19,11 @@ tasks will use it), and puts its defaults back for a batch whose parent has none
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _MODULE = "sklearn._config"
 
@@ -64,11 +67,17 @@ def apply(settings: tuple[tuple[str, Any], ...] | None) -> None:
     if module is None:
         if settings is None:
             return
-        module = importlib.import_module(_MODULE)
+        try:
+            module = importlib.import_module(_MODULE)
+        except ImportError:  # (a cluster's worker without it: a task using it fails there anyway)
+            return
     both = _settings(module)
     if both is None:
         return
     now, defaults = both
     want = defaults if settings is None else dict(settings)
     if now != want:
-        module.set_config(**{k: v for k, v in want.items() if k in now})
+        try:
+            module.set_config(**{k: v for k, v in want.items() if k in now})
+        except Exception as exc:  # noqa: BLE001 - one this worker refuses: the task runs with its own
+            log.debug("picklepool: scikit-learn's settings of the parent not set here: %r", exc)
