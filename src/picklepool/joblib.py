@@ -87,7 +87,7 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         self._caller: int | None = None  # the thread of the joblib.Parallel call (start_call)
         # that thread's decimal context and numpy error handling, read when the call starts:
         # every batch runs with them, also those joblib dispatches from its callbacks
-        self._numeric: tuple[Any, Any] | None = None
+        self._numeric: mirror.CallerState | None = None
 
     def effective_n_jobs(self, n_jobs: Any) -> int:
         """Workers for joblib's *n_jobs*: None 1, -1 all usable cores, -n all but n-1.
@@ -163,7 +163,7 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
     def start_call(self) -> None:
         """A call starts: nothing of an earlier, aborted one may be dispatched in it."""
         self._caller = threading.get_ident()
-        self._numeric = mirror.caller_state()  # (numeric settings, warnings filters)
+        self._numeric = mirror.caller_state()  # (numeric settings, warnings filters, context variables)
         _drop_ready_batches(getattr(self, "parallel", None))
         if self._executor is not None:  # kept across the calls of a `with joblib.Parallel()` block
             # joblib pickles every batch anew: each call sees the globals of its moment

@@ -135,6 +135,9 @@ class ParentState(NamedTuple):
     # one of its first call (workers.locales; None: never): tasks format numbers and dates,
     # and sort strings, as in the parent
     locale: str | None = None
+    # the calling context's variables and values (contextvars), pickled (workers.contextvalues;
+    # None: none set): a task's request_id.get() reads the caller's value, as in the parent
+    context: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

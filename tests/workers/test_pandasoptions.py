@@ -90,3 +90,11 @@ def test_a_worker_without_pandas_runs_the_batch_without_its_options(monkeypatch)
     monkeypatch.setitem(sys.modules, "pandas._config.config", None)
     monkeypatch.setitem(sys.modules, "pandas", None)  # import fails
     pandasoptions.apply(data)  # no exception
+
+
+def test_an_initializers_option_gives_way_to_the_parents_from_the_first_batch_on():
+    # the batch the initializer ran in printed with its option, the next ones with the parent's
+    with Executor(max_workers=1, initializer=_own_precision) as ex:
+        with pd.option_context("display.precision", 2):
+            assert [ex.submit(_shown).result()[1] for _ in range(3)] == [2, 2, 2]
+        assert ex.submit(_shown).result()[1] == 3  # the initializer's, the worker's own, back

@@ -51,6 +51,7 @@ from ..wire import (
 )
 from ..workers import (
     builtinnames,
+    contextvalues,
     envvars,
     locales,
     logback,
@@ -86,17 +87,21 @@ def header(pickler: Any) -> bytes:
 def parent_state(
     n_workers: int,
     numeric: tuple[Any, Any, Any, Any] | None = None,
-    caller: tuple[tuple[Any, Any, Any, Any], bytes | None] | None = None,
+    caller: mirror.CallerState | None = None,
 ) -> ParentState:
     """What this call's workers mirror (``workers.mirror``), read now, in the calling thread.
 
     *numeric*: the numeric settings to send (``mirror.numeric_state()`` of the thread
-    that submitted the tasks); None reads the calling thread's. *caller*: those and the
-    warnings filters (``mirror.caller_state()`` of that thread), in its place.
+    that submitted the tasks); None reads the calling thread's. *caller*: those, the
+    warnings filters and the context variables (``mirror.caller_state()`` of that thread,
+    or asyncio task), in its place.
     """
     if caller is None:
-        caller = mirror.caller_state() if numeric is None else (numeric, warnfilters.pickled())
-    numeric, filters = caller
+        if numeric is None:
+            caller = mirror.caller_state()
+        else:
+            caller = (numeric, warnfilters.pickled(), contextvalues.pickled())
+    numeric, filters, context = caller
     depth, cores = mirror.nesting()
     cores = cpu_count() if cores is None else cores
     try:
@@ -132,6 +137,7 @@ def parent_state(
         pandasoptions.pickled(),
         envvars.pickled(),
         locales.read(),
+        context,
     )
 
 

@@ -259,7 +259,7 @@ class _Work:
         chunk: bool,
         strip: int = 0,
         caller: int | None = None,
-        numeric: tuple[Any, Any] | None = None,
+        numeric: mirror.CallerState | None = None,
     ) -> None:
         self.index = 0  # the number of the user's first call in it, counted by the executor
         self.future = future
@@ -271,7 +271,7 @@ class _Work:
         # filters (workers.mirror.caller_state); None: read when it is queued (``map`` and
         # the joblib backend read theirs once, in the calling thread, for every call they
         # submit later or from other threads)
-        self.numeric: tuple[Any, Any] | None = numeric
+        self.numeric: mirror.CallerState | None = numeric
         # the thread the call was made for: an RLock it holds is not waited for when the
         # manager thread pickles the call (pickler.locks.snapshots_for)
         self.caller = caller
@@ -529,7 +529,7 @@ class Executor(_StdExecutor):
         items: Sequence[Any],
         strip: int = 0,
         caller: int | None = None,
-        numeric: tuple[Any, Any] | None = None,
+        numeric: mirror.CallerState | None = None,
     ) -> Future[Any]:
         """One batch of ``(function, args, kwargs)`` calls; the future holds their results.
 
@@ -1272,7 +1272,7 @@ def _submissions(
     fn: Callable[..., Any],
     iterables: tuple[Iterable[Any], ...],
     chunksize: int,
-    numeric: tuple[Any, Any],
+    numeric: mirror.CallerState,
     collect_young: bool = False,
 ) -> Iterator[Future[Any]]:
     """Submit ``fn`` over the zipped *iterables* as they are read: one future per call, or per chunk.

@@ -12,8 +12,11 @@ with a :class:`RefusedError` that says why and what to do instead:
                                         thread are not sent. A subclass whose
                                         ``__init__`` requires arguments is refused: the
                                         arguments it was made with cannot be read back.
-    contextvars.ContextVar           -> a new variable with the same name and default
-                                        (its value is per context: not sent)
+    contextvars.ContextVar           -> a module's global: that module's variable; another:
+                                        one variable standing for it, with the same name
+                                        and default (contextvar.py); its value is per
+                                        context: the calling context's values are sent
+                                        apart (workers.contextvalues)
     contextvars.Context              -> a new context with the same variables and values
     contextvars.Token                -> refused: it resets a variable only in its own context
     threading.Barrier (and subclass) -> same parties, action and timeout, no thread
@@ -76,6 +79,7 @@ from typing import Any
 
 import cloudpickle
 
+from . import contextvar
 from .context import current
 
 Reduced = tuple[Any, ...]
@@ -152,46 +156,7 @@ def _reduce_local(obj: Any) -> Reduced:
     return (_rebuild_local, (cls,))
 
 
-# -- contextvars -------------------------------------------------------------------------
-
-
-class _NoDefault:
-    """Stands for "this ContextVar has no default"."""
-
-    def __reduce__(self) -> str:
-        return "NO_DEFAULT"
-
-
-NO_DEFAULT = _NoDefault()
-
-
-def _rebuild_context_var(name: str, default: Any) -> contextvars.ContextVar[Any]:
-    if default is NO_DEFAULT:
-        return contextvars.ContextVar(name)
-    return contextvars.ContextVar(name, default=default)
-
-
-def _reduce_context_var(var: contextvars.ContextVar[Any]) -> Reduced:
-    try:
-        default = contextvars.Context().run(var.get)  # an empty context: only the default is seen
-    except LookupError:
-        default = NO_DEFAULT
-    return (_rebuild_context_var, (var.name, default))
-
-
-def _set_all(items: list[tuple[contextvars.ContextVar[Any], Any]]) -> None:
-    for var, value in items:
-        var.set(value)
-
-
-def _rebuild_context(items: list[tuple[contextvars.ContextVar[Any], Any]]) -> contextvars.Context:
-    ctx = contextvars.Context()
-    ctx.run(_set_all, items)
-    return ctx
-
-
-def _reduce_context(ctx: contextvars.Context) -> Reduced:
-    return (_rebuild_context, (list(ctx.items()),))
+# -- contextvars (the variable and the context: contextvar.py) -----------------------------
 
 
 def _refuse_token(token: Any) -> Reduced:
@@ -441,8 +406,8 @@ def inherited_only_types() -> tuple[type, ...]:
 #: Exact types and their reducers.
 REDUCERS: dict[type, Callable[[Any], Reduced]] = {
     threading.local: _reduce_local,
-    contextvars.ContextVar: _reduce_context_var,
-    contextvars.Context: _reduce_context,
+    contextvars.ContextVar: contextvar.reduce_var,
+    contextvars.Context: contextvar.reduce_context,
     contextvars.Token: _refuse_token,
     threading.Barrier: reduce_barrier,
     weakref.ReferenceType: _reduce_ref,

@@ -103,6 +103,11 @@ def _too_large(name: str, size: int) -> None:
     )
 
 
+def rebase() -> None:
+    """After an initializer ran: see ``Overlay.rebase``."""
+    _overlay.rebase(vars(builtins))
+
+
 def apply(data: bytes | None) -> None:
     """Set the names pickled in *data* in this worker's ``builtins`` (None: the parent
     added none), and take back those set for an earlier batch that the parent no longer has."""

@@ -79,6 +79,16 @@ def _set(name: str, value: str | None) -> None:
         os.environ[name] = value
 
 
+def rebase() -> None:
+    """After an initializer ran (``workers.mirror.rebase``): a variable it set over the
+    parent's value is the worker's own from now on, and the parent's is set again."""
+    for name, value in _wanted.items():
+        current = os.environ.get(name)
+        if current != value:
+            _own[name] = current
+            _set(name, value)
+
+
 def apply(data: bytes | None) -> None:
     """Make this worker's variables those pickled in *data* (None: the parent changed none),
     and put back the worker's own value of one set for an earlier batch that is not in it."""

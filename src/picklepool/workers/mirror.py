@@ -81,6 +81,7 @@ from .. import lokycompat
 from ..wire import ParentState, time_zone
 from . import (
     builtinnames,
+    contextvalues,
     envvars,
     locales,
     logback,
@@ -144,12 +145,29 @@ def apply(state: ParentState) -> None:
     logback.disable(state.logging_disable)
     builtinnames.apply(state.builtins)
     pandasoptions.apply(state.pandas_options)
+    contextvalues.apply(state.context)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
     if io != _NO_IO_DEFAULTS or _own_io is not None:
         _apply_io(io)
     _applied = state
+
+
+def rebase() -> None:
+    """After an initializer ran in this worker (``workers.prologue``): what it set is the
+    worker's own (a pandas option, an environment variable, a context variable... back
+    when the parent no longer sets it), and the parent's state goes over it again, so the
+    batch it ran in sees what every later batch sees (it saw the initializer's, the next
+    ones the parent's). Its warnings filters stay ahead of the parent's
+    (``warnfilters.keep_own``)."""
+    builtinnames.rebase()
+    registrations.rebase()
+    pandasoptions.rebase()
+    envvars.rebase()
+    contextvalues.rebase()
+    if _applied is not None:
+        apply(_applied)
 
 
 _NO_IO_DEFAULTS = (None, None, None)
@@ -332,11 +350,16 @@ def _decimal_now(decimal: Any) -> tuple[Any, ...]:
     return (c.prec, c.rounding, c.Emin, c.Emax, c.capitals, c.clamp, traps)
 
 
-def caller_state() -> tuple[tuple[Any, Any, Any, Any], bytes | None]:
-    """``(numeric_state(), the warnings filters pickled)`` as they are now: what the calls
-    made in this thread run with, also when their batches are sent later or from another
-    thread (an ``Executor``'s, after the ``catch_warnings`` block around ``submit`` ended)."""
-    return numeric_state(), warnfilters.pickled()
+# (numeric_state(), the warnings filters pickled, the context's variables pickled)
+CallerState = tuple[tuple[Any, Any, Any, Any], bytes | None, bytes | None]
+
+
+def caller_state() -> CallerState:
+    """``(numeric_state(), the warnings filters pickled, the context variables pickled)``
+    as they are now: what the calls made in this thread (or asyncio task) run with, also
+    when their batches are sent later or from another thread (an ``Executor``'s, after
+    the ``catch_warnings`` block around ``submit`` ended; ``workers.contextvalues``)."""
+    return numeric_state(), warnfilters.pickled(), contextvalues.pickled()
 
 
 NO_NUMERIC = (None, None, None, None)  # numeric_state() where every setting is the default

@@ -82,6 +82,16 @@ class Overlay:
         self.added: dict[Any, Any] = {}  # key -> the parent's value, set here
         self.own: dict[Any, Any] = {}  # key -> the worker's own value (_NONE: it had none)
 
+    def rebase(self, table: dict[Any, Any]) -> None:
+        """After an initializer ran (``workers.mirror.rebase``): a value it set over the
+        parent's is the worker's own from now on (back when the parent no longer sets it),
+        and the parent's is set again, as for every later batch."""
+        for key, value in self.added.items():
+            current = table.get(key, _NONE)
+            if current is not value:
+                self.own[key] = current
+                table[key] = value
+
     def apply(self, table: dict[Any, Any], data: bytes | None) -> None:
         """Make *table* hold the entries pickled in *data* (None: the parent has none), and
         take back those set for an earlier batch that the parent no longer has."""

@@ -114,6 +114,13 @@ class _Options:
         return default
 
 
+def rebase() -> None:
+    """After an initializer ran: see ``Overlay.rebase``."""
+    module = sys.modules.get(_MODULE)
+    if _overlay.added and module is not None:
+        _overlay.rebase(_Options(module))  # type: ignore[arg-type]
+
+
 def apply(data: bytes | None) -> None:
     """Set the options pickled in *data* in this worker's pandas (None: the parent set
     none), and put back the worker's own value of those set for an earlier batch that the

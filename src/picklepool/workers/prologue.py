@@ -213,6 +213,9 @@ def _run(key: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -
     filters = list(warnings.filters)
     initializer(*initargs)
     warnfilters.keep_own(filters)  # the warnings filters it set stay ahead of the parent's
+    from .mirror import rebase
+
+    rebase()  # what else it set is the worker's own, under the parent's (workers.mirror)
     if before is not None:
         now = initializer.__globals__
         changed = {k: v for k, v in now.items() if k not in before or before[k] is not v}

@@ -61,6 +61,11 @@ def pickled() -> bytes | None:
     return data
 
 
+def rebase() -> None:
+    """After an initializer ran: see ``Overlay.rebase``."""
+    _overlay.rebase(copyreg.dispatch_table)  # type: ignore[arg-type]
+
+
 def apply(data: bytes | None) -> None:
     """Register the reducers pickled in *data* here (None: the parent has none), and take
     back those registered for an earlier batch that the parent no longer has."""
