@@ -138,6 +138,9 @@ class ParentState(NamedTuple):
     # the calling context's variables and values (contextvars), pickled (workers.contextvalues;
     # None: none set): a task's request_id.get() reads the caller's value, as in the parent
     context: bytes | None = None
+    # the picklers the parent registered (register_pickler), pickled (workers.picklernames;
+    # None: none): a task's own Parallel(pickler="mine") finds it, as in the parent
+    picklers: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

@@ -85,6 +85,28 @@ def test_register_and_use_a_pickler_class(clean_env):
         get_pickler("counting")
 
 
+def _nested_call_with(name):
+    try:
+        return Parallel(n_jobs=2, pickler=name)(delayed(abs)(-i) for i in range(3))
+    except ValueError as exc:
+        return str(exc).split(";")[0]
+
+
+def test_a_task_finds_the_picklers_the_parent_registered_for_its_own_call(clean_env):
+    # register_pickler("counting", ...) then a task's own Parallel(pickler="counting"): the
+    # worker, which never ran the registration, said "unknown pickler 'counting'"
+    register_pickler("counting", CountingPickler)
+    try:
+        assert Parallel(n_jobs=2)(delayed(_nested_call_with)("counting") for _ in range(2)) == [[0, 1, 2]] * 2
+    finally:
+        unregister_pickler("counting")
+    # the same warm workers: taken back there too
+    assert (
+        Parallel(n_jobs=2)(delayed(_nested_call_with)("counting") for _ in range(2))
+        == ["unknown pickler 'counting' (from argument)"] * 2
+    )
+
+
 def test_module_attr_path(clean_env):
     p = get_pickler("tests.pickler.test_registry:CountingPickler")
     assert isinstance(p, BasePickler)

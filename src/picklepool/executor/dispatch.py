@@ -57,6 +57,7 @@ from ..workers import (
     logback,
     mirror,
     pandasoptions,
+    picklernames,
     registrations,
     warnback,
     warnfilters,
@@ -138,6 +139,7 @@ def parent_state(
         envvars.pickled(),
         locales.read(),
         context,
+        picklernames.pickled(),
     )
 
 

@@ -27,6 +27,7 @@ _BUILTIN: dict[str, type[BasePickler]] = {
     "cloudpickle": CloudPickler,
 }
 _registered: dict[str, BasePickler] = {}
+generation = 0  # moves at each register_pickler / unregister_pickler (workers.picklernames)
 
 
 def _builtin_names() -> list[str]:
@@ -50,13 +51,24 @@ def register_pickler(name: str, pickler_class: type) -> None:
         raise ValueError(f"pickler name must be a non-empty string without ':', got {name!r}")
     if name in _builtin_names():
         raise ValueError(f"{name!r} is a built-in pickler and cannot be re-registered")
+    global generation
     _registered[name] = _instantiate(name, pickler_class, f"register_pickler({name!r}, ...)")
+    generation += 1
 
 
 def unregister_pickler(name: str) -> None:
     """Forget a pickler added with :func:`register_pickler`."""
+    global generation
     if _registered.pop(name, None) is None:
         raise KeyError(f"no pickler registered under {name!r}; registered: {sorted(_registered)}")
+    generation += 1
+
+
+def registered_classes() -> dict[str, type]:
+    """The registered names and the class each was registered with."""
+    return {
+        name: p.pickler_class if isinstance(p, ClassPickler) else type(p) for name, p in _registered.items()
+    }
 
 
 def _instantiate(name: str, obj: Any, where: str) -> BasePickler:

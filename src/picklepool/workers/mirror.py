@@ -86,6 +86,7 @@ from . import (
     locales,
     logback,
     pandasoptions,
+    picklernames,
     printopts,
     registrations,
     reloads,
@@ -146,6 +147,7 @@ def apply(state: ParentState) -> None:
     builtinnames.apply(state.builtins)
     pandasoptions.apply(state.pandas_options)
     contextvalues.apply(state.context)
+    picklernames.apply(state.picklers)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
