@@ -65,16 +65,17 @@ def rebase() -> None:
 
 
 def _skip(var: contextvars.ContextVar[Any], value: Any) -> bool:
-    """Whether *var* is never sent: picklepool's own, numpy's (its modules), decimal's."""
-    if var.name.startswith("picklepool"):
+    """Whether *var* is never sent: picklepool's own, decimal's, numpy's (a C pointer, or
+    a global of its modules)."""
+    if var.name.startswith("picklepool") or type(value).__name__ == "PyCapsule":
+        return True
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and type(value) is decimal.Context:  # (the C module's variable)
         return True
     from ..pickler.contextvar import home
 
-    where = home(var)
-    if where is not None:
-        return where[0].split(".", 1)[0] == "numpy"
-    decimal = sys.modules.get("decimal")
-    return decimal is not None and type(value) is decimal.Context  # (the C module's variable)
+    where = home(var, by_name_only=True)
+    return where is not None and where[0].split(".", 1)[0] == "numpy"
 
 
 def pickled() -> bytes | None:
