@@ -129,3 +129,16 @@ def test_the_parents_read_is_cached_while_the_values_are_the_same():
     finally:
         _request.reset(token)
     assert contextvalues.pickled() is None  # picklepool's own and numpy's are not sent
+
+
+def test_an_installed_librarys_variable_is_not_sent():
+    # its state (a web framework's request, a tracer's span): the worker's copy keeps its own
+    import json
+
+    json._picklepool_test_var = var = contextvars.ContextVar("_picklepool_test_var_lib")
+    token = var.set("a request")
+    try:
+        assert contextvalues.pickled() is None
+    finally:
+        var.reset(token)
+        del json._picklepool_test_var

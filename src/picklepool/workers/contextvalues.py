@@ -18,11 +18,14 @@ sets them in the worker before the batch, and puts back the worker's own value o
 the parent no longer sets (an ``initializer``'s: :func:`rebase`).
 
 Not sent: picklepool's own variables; the decimal context and numpy's error handling
-and print options, mirrored as numeric settings (``workers.mirror``); a value that
-does not pickle (left out, the others sent; the task sees the variable's default, as
-in a new thread). Not on dask, whose workers run other clients' tasks; the threading
-backend runs its tasks in a copy of the caller's context already. A task that sets a
-variable the parent also set does not change what the next batch sees.
+and print options, mirrored as numeric settings (``workers.mirror``); the variables of
+installed libraries' modules (standard library, site-packages), which hold their state
+(a web framework's request, a tracer's span: the worker's copy of the library keeps its
+own); a value that does not pickle, or pickled larger than :data:`LIMIT` (left out, the
+others sent; the task sees the variable's default, as in a new thread). Not on dask,
+whose workers run other clients' tasks; the threading backend runs its tasks in a copy
+of the caller's context already. A task that sets a variable the parent also set does
+not change what the next batch sees.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ import sys
 from typing import Any
 
 from .overlay import dumps_each, loads_each
+from .reloads import library
 
 WHAT = "a context variable"
+LIMIT = 1 << 20  # a value pickled larger than this is not sent (it would travel with every batch)
 
 # parent: variables never sent (picklepool's own; the decimal context, numpy's)
 _skipped: set[contextvars.ContextVar[Any]] = set()
@@ -65,8 +70,10 @@ def rebase() -> None:
 
 
 def _skip(var: contextvars.ContextVar[Any], value: Any) -> bool:
-    """Whether *var* is never sent: picklepool's own, decimal's, numpy's (a C pointer, or
-    a global of its modules)."""
+    """Whether *var* is never sent: picklepool's own, decimal's (its value is the decimal
+    context), one holding a C pointer (numpy's), and the variables of installed libraries'
+    modules (standard library, site-packages: their state, which their copy in the worker
+    keeps: a web framework's request, a tracer's span)."""
     if var.name.startswith("picklepool") or type(value).__name__ == "PyCapsule":
         return True
     decimal = sys.modules.get("decimal")
@@ -74,8 +81,11 @@ def _skip(var: contextvars.ContextVar[Any], value: Any) -> bool:
         return True
     from ..pickler.contextvar import home
 
-    where = home(var, by_name_only=True)
-    return where is not None and where[0].split(".", 1)[0] == "numpy"
+    where = home(var)
+    if where is None:  # (one of __main__, or not a module's global: sent)
+        return False
+    origin = getattr(getattr(sys.modules.get(where[0]), "__spec__", None), "origin", None)
+    return not isinstance(origin, str) or library(origin)
 
 
 def pickled() -> bytes | None:
@@ -120,7 +130,7 @@ def pickled() -> bytes | None:
             how, mark = "objects", values  # the same objects: sent as they were first
         if how == "pickled" and variables == last_vars and mark == _last[2]:
             return data
-    data = dumps_each(items, WHAT)
+    data = dumps_each(items, WHAT, LIMIT)
     _last = (variables, how, mark, data)
     _last_context = (ctx, data) if how != "pickled" else None  # (one changed in place: not ==)
     return data
