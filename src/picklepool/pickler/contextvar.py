@@ -79,6 +79,9 @@ def home(var: contextvars.ContextVar[Any], by_name_only: bool = False) -> tuple[
     found = next(((n, name) for n, d in spaces if d.get(name) is var), None)
     if found is None and by_name_only:
         return None
+    if found is None and getattr(sys.modules.get("__main__"), name, None) is var:
+        _homes[var] = None  # (the script's own, under its name: no module's)
+        return None
     if found is None:
         for n, d in spaces:
             if n not in _indexed:
