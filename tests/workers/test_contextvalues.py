@@ -6,7 +6,9 @@ import asyncio
 import contextvars
 import pickle
 
-from picklepool import Executor, Parallel, delayed
+import pytest
+
+from picklepool import Executor, Parallel, delayed, parallel_config
 from picklepool.pickler import get_pickler
 from picklepool.workers import contextvalues
 
@@ -114,21 +116,29 @@ def test_an_initializers_value_gives_way_to_the_parents_from_the_first_batch_on(
         assert ex.submit(_seen).result() == "the worker's"  # its own value back
 
 
+def _read_while_changing():
+    _request.set("abc")
+    first = contextvalues.pickled()
+    assert first is not None and contextvalues.pickled() is first
+    _request.set("abd")
+    assert contextvalues.pickled() != first
+    box = {"user": "a"}
+    _request.set(box)  # type: ignore[arg-type]
+    before = contextvalues.pickled()
+    box["user"] = "b"  # changed in place: sent again
+    assert contextvalues.pickled() != before
+
+
+def _read_with_only_others():
+    np = pytest.importorskip("numpy")
+    with np.errstate(divide="raise"), parallel_config(n_jobs=2):
+        return contextvalues.pickled()
+
+
 def test_the_parents_read_is_cached_while_the_values_are_the_same():
-    token = _request.set("abc")
-    try:
-        first = contextvalues.pickled()
-        assert first is not None and contextvalues.pickled() is first
-        _request.set("abd")
-        assert contextvalues.pickled() != first
-        box = {"user": "a"}
-        _request.set(box)  # type: ignore[arg-type]
-        before = contextvalues.pickled()
-        box["user"] = "b"  # changed in place: sent again
-        assert contextvalues.pickled() != before
-    finally:
-        _request.reset(token)
-    assert contextvalues.pickled() is None  # picklepool's own and numpy's are not sent
+    contextvars.Context().run(_read_while_changing)  # (a context of the test's own)
+    # picklepool's own variables and numpy's are not sent
+    assert contextvars.Context().run(_read_with_only_others) is None
 
 
 def test_an_installed_librarys_variable_is_not_sent():
@@ -136,9 +146,7 @@ def test_an_installed_librarys_variable_is_not_sent():
     import json
 
     json._picklepool_test_var = var = contextvars.ContextVar("_picklepool_test_var_lib")
-    token = var.set("a request")
     try:
-        assert contextvalues.pickled() is None
+        assert contextvars.Context().run(lambda: (var.set("a request"), contextvalues.pickled())[1]) is None
     finally:
-        var.reset(token)
         del json._picklepool_test_var

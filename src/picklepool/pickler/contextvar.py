@@ -90,8 +90,10 @@ def home(var: contextvars.ContextVar[Any], by_name_only: bool = False) -> tuple[
                     if type(v) is contextvars.ContextVar:
                         _index.setdefault(v, (n, k))
         found = _index.get(var)
-        if found is not None and sys.modules.get(found[0]).__dict__.get(found[1]) is not var:  # type: ignore[union-attr]
+        if found is not None and getattr(sys.modules.get(found[0]), found[1], None) is not var:
             found = None  # (rebound since)
+        if found is None:  # (one set in a module after it was looked through)
+            found = next(((n, k) for n, d in spaces for k, v in list(d.items()) if v is var), None)
     if found is not None and module_not_found(sys.modules.get(found[0])):
         found = None  # (a module loaded from a file that importing its name would not load)
     if found is None:
