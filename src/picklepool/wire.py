@@ -191,9 +191,12 @@ class NumericState(NamedTuple):
     worker's threads run other calls' tasks too: the settings are applied around the
     batch, in its thread, and put back after it (``workers.mirror.numeric_applied``);
     the process-wide state (``sys.path``, working folder, ...) is the cluster's own.
+    *context*: the calling context's variables, pickled (``workers.contextvalues``;
+    None: none), set in a copy of the worker thread's context the batch runs in.
     """
 
     numeric: tuple[Any, Any, Any, Any]
+    context: bytes | None = None
 
 
 # content key (None: rebuild for every batch), bytes (inline) or a blob reference, label,

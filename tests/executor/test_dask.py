@@ -8,6 +8,7 @@ in tests/conftest.py); skipped when dask.distributed is not installed.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import re
@@ -628,6 +629,25 @@ def working_memory(_):
     import sklearn
 
     return sklearn.get_config()["working_memory"]
+
+
+_request = contextvars.ContextVar("_request", default="none")
+
+
+def _request_seen(_):
+    return _request.get()
+
+
+def test_tasks_run_with_the_callers_context_variables_and_leave_them_to_no_other_task(dask_client):
+    dask = parallel_config(backend="dask", n_jobs=2)
+    token = _request.set("abc")
+    try:
+        with dask:
+            assert Parallel()(delayed(_request_seen)(i) for i in range(4)) == ["abc"] * 4
+    finally:
+        _request.reset(token)
+    with dask:  # the same worker threads: the default again
+        assert Parallel()(delayed(_request_seen)(i) for i in range(4)) == ["none"] * 4
 
 
 def test_tasks_run_with_the_callers_scikit_learn_settings_and_then_put_them_back(dask_client):

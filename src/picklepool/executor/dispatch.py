@@ -227,8 +227,9 @@ class Channel:
         if backend.mirrors_parent:
             self.parent = parent_state(backend.n_workers)
         elif backend.mirrors_numeric:
-            numeric = mirror.numeric_state()
-            self.parent = NumericState(numeric) if numeric != mirror.NO_NUMERIC else None
+            numeric, context = mirror.numeric_state(), contextvalues.pickled()
+            if numeric != mirror.NO_NUMERIC or context is not None:
+                self.parent = NumericState(numeric, context)
         self.context = CallContext(pickler, self.session, backend.blob_store() if self.bytes_path else None)
         # large arrays via shared memory (blobs on a cluster);
         # *owner*: a `with Parallel()` block whose calls share a folder

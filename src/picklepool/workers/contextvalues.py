@@ -22,9 +22,10 @@ and print options, mirrored as numeric settings (``workers.mirror``); the variab
 installed libraries' modules (standard library, site-packages), which hold their state
 (a web framework's request, a tracer's span: the worker's copy of the library keeps its
 own); a value that does not pickle, or pickled larger than :data:`LIMIT` (left out, the
-others sent; the task sees the variable's default, as in a new thread). Not on dask,
-whose workers run other clients' tasks; the threading backend runs its tasks in a copy
-of the caller's context already. A task that sets a variable the parent also set does
+others sent; the task sees the variable's default, as in a new thread). On dask, whose
+worker threads run other clients' tasks, they are set in a copy of the thread's context
+for the batch (:func:`set_all`); the threading backend runs its tasks in a copy of the
+caller's context already. A task that sets a variable the parent also set does
 not change what the next batch sees.
 """
 
@@ -134,6 +135,13 @@ def pickled() -> bytes | None:
     _last = (variables, how, mark, data)
     _last_context = (ctx, data) if how != "pickled" else None  # (one changed in place: not ==)
     return data
+
+
+def set_all(data: bytes | None) -> None:
+    """Set the variables pickled in *data* in the current context (a dask worker's copy of
+    its thread's, made for one batch: ``workers.runner``)."""
+    for var, value in loads_each(data, WHAT).items():
+        var.set(value)
 
 
 def apply(data: bytes | None) -> None:

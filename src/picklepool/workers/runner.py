@@ -11,6 +11,7 @@ imports nothing of ``picklepool.executor``: a worker never loads the front end.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
 import pickle
@@ -39,6 +40,7 @@ from ..wire import (
 from . import (
     buffers,
     changes,
+    contextvalues,
     control,
     joblibnest,
     logback,
@@ -168,8 +170,19 @@ def _load_failure(what: str, first: int, label: str, exc: BaseException, status:
     return Failure("load", first, what, message, traceback.format_exc(), label=label).encode()
 
 
+def _run_in_context(batch: Batch) -> Any:
+    parent = batch.parent
+    contextvalues.set_all(parent.context)  # type: ignore[union-attr]
+    return run_batch(batch._replace(parent=parent._replace(context=None)))  # type: ignore[union-attr]
+
+
 def run_batch(batch: Batch) -> Any:
     """Run one batch in this worker; return its reply (bytes, or ``Frames`` of bytes)."""
+    parent = batch.parent
+    if type(parent) is NumericState and parent.context is not None:
+        # a cluster's: the caller's context variables, in a copy of this thread's context
+        # (not left to the other tasks this thread runs)
+        return contextvars.copy_context().run(_run_in_context, batch)
     first = batch.first
     last = _last_pickler
     if last is not None and last[0] == batch.pickler:  # the call's pickler, as for the batch before
