@@ -141,6 +141,9 @@ class ParentState(NamedTuple):
     # the picklers the parent registered (register_pickler), pickled (workers.picklernames;
     # None: none): a task's own Parallel(pickler="mine") finds it, as in the parent
     picklers: bytes | None = None
+    # (__main__.__file__, __main__.__spec__.name) of the parent's script, each None where it
+    # has none (workers.mainnames): a process a task spawns runs the script as the parent's do
+    main: tuple[str | None, str | None] = (None, None)
 
 
 def import_path() -> tuple[str, ...]:

@@ -249,3 +249,58 @@ def test_a_program_that_multiprocessing_started_finds_its_scripts_objects_too(tm
     assert proc.returncode == 0, proc.stderr
     got = [eval(line) for line in proc.stdout.splitlines()]  # noqa: S307 - our own script's repr
     assert got == [(m, [(True, True), (True, True)], ["Connection", "Connection"]) for m in methods]
+
+
+SPAWNS = """
+import inspect, multiprocessing, sys
+from concurrent.futures import ProcessPoolExecutor
+from picklepool import Parallel, delayed
+from {helpers} import K
+
+class Shape:
+    sides = 3
+
+def square(x):
+    return x * x + K
+
+def pools_in_task(method, n):  # the script's function in processes the task starts
+    ctx = multiprocessing.get_context(method)
+    with ctx.Pool(1) as p:
+        a = p.map(square, range(n))
+    with ProcessPoolExecutor(1, mp_context=ctx) as ex:
+        b = list(ex.map(square, range(n)))
+    return a, b
+
+def source(_):
+    return inspect.getsource(Shape).splitlines()[0]
+
+if __name__ == "__main__":
+    methods = ("spawn", "forkserver")
+    loop = [pools_in_task(m, 3) for m in methods]
+    tasks = Parallel(n_jobs=2)(delayed(pools_in_task)(m, 3) for m in methods)
+    print(repr((loop, tasks, Parallel(n_jobs=2)(delayed(source)(i) for i in range(2)))))
+"""
+
+
+def test_processes_a_task_spawns_run_the_script_as_the_parents_do(tmp_path):
+    # a task's Pool or ProcessPoolExecutor with multiprocessing's "spawn" or "forkserver"
+    # context and a function of the script: its processes could not find the function
+    # (the worker's __main__ had no __file__ to run), died at their first task, and the
+    # Pool started new ones for ever: the call never returned, where the loop ran (joblib's
+    # workers fail to pickle the function). And inspect.getsource of a script's class said
+    # "source code not available". Run as a file, and as a package's module (python -m).
+    package = tmp_path / "app"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("K = 10\n")
+    (package / "cli.py").write_text(SPAWNS.format(helpers=".helpers"))
+    (tmp_path / "script.py").write_text(SPAWNS.format(helpers="app.helpers"))
+    expected = ([10, 11, 14], [10, 11, 14])
+    for command in (["script.py"], ["-m", "app.cli"]):
+        proc = subprocess.run(
+            [sys.executable, *command], capture_output=True, text=True, timeout=150, cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr
+        loop, tasks, sources = eval(proc.stdout.strip().splitlines()[-1])  # noqa: S307 - our script's repr
+        assert loop == tasks == [expected, expected]
+        assert sources == ["class Shape:", "class Shape:"]

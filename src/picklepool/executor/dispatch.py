@@ -55,6 +55,7 @@ from ..workers import (
     envvars,
     locales,
     logback,
+    mainnames,
     mirror,
     pandasoptions,
     picklernames,
@@ -140,6 +141,7 @@ def parent_state(
         locales.read(),
         context,
         picklernames.pickled(),
+        mainnames.read_script(),
     )
 
 

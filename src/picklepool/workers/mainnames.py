@@ -23,8 +23,14 @@ inherits them. The names the worker's launcher left in its ``__main__`` (the for
 ``main`` and ``sys``, loky's ``main``, ``os``...) give way to the script's of the same name
 for the tasks and come back after (a script's ``def main()`` pickled by name was "not the
 same object as __main__.main"); a name a task or an initializer set there is never
-replaced, and dunder names are left out
-(``__file__`` would make the processes a task spawns run the script). Only in loky's
+replaced, and dunder names are left out but two: ``__file__`` and ``__spec__`` are the
+parent's script's (:data:`script`, ``ParentState.main``), so that a process a task
+starts with multiprocessing's "spawn" or "forkserver" (a ``Pool``, a
+``ProcessPoolExecutor`` with such a context, a ``Manager``) runs the script as
+``__mp_main__``, as the parent's own children do, and finds its functions (it could not:
+it died at its first task, and a ``Pool`` started new ones for ever, where the loop ran;
+joblib's workers fail to pickle them), and ``inspect.getsource`` of a script's class
+reads the script. loky's processes (a nested ``Parallel``) do not run it. Only in loky's
 warm workers (:func:`install`):
 ``backend="multiprocessing"`` and dask workers' ``__main__`` is the script itself.
 """
@@ -46,6 +52,11 @@ _missing = object()
 # the script's module: __mp_main__ in a program that multiprocessing's spawn or forkserver
 # started (a Process whose target calls Parallel); a worker's __mp_main__ is its __main__
 _SCRIPT = ("__main__", "__mp_main__")
+_DUNDERS = ("__file__", "__spec__")  # the only dunder names enter() sets (see the module)
+
+# (__file__, __spec__.name) of the parent's script (ParentState.main, set by workers.mirror)
+script: tuple[str | None, str | None] = (None, None)
+_specs: dict[str, Any] = {}  # spec name -> the ModuleSpec standing for it here
 
 
 def install() -> None:
@@ -53,7 +64,34 @@ def install() -> None:
     global _namespace, _launcher
     main = sys.modules.get("__main__")
     _namespace = None if main is None else vars(main)
-    _launcher = {k: v for k, v in (_namespace or {}).items() if k[:2] != "__"}
+    _launcher = {k: v for k, v in (_namespace or {}).items() if k[:2] != "__" or k in _DUNDERS}
+
+
+def read_script() -> tuple[str | None, str | None]:
+    """In the parent: ``(__main__.__file__, __main__.__spec__.name)``, each None where it
+    has none (``python -c``, a notebook; a script run by path has no spec name)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    return (
+        path if type(path) is str else None,
+        name if type(name) is str else None,
+    )
+
+
+def _script_names() -> dict[str, Any]:
+    path, name = script
+    out: dict[str, Any] = {}
+    if name is not None:
+        spec = _specs.get(name)
+        if spec is None:
+            from importlib.machinery import ModuleSpec
+
+            spec = _specs[name] = ModuleSpec(name, None)
+        out["__spec__"] = spec
+    if path is not None:
+        out["__file__"] = path
+    return out
 
 
 def enter(fns: Sequence[Any]) -> dict[str, Any] | None:
@@ -71,7 +109,10 @@ def enter(fns: Sequence[Any]) -> dict[str, Any] | None:
         return None
     put = {}
     launcher = _launcher
-    for k, v in names(fns).items():
+    found = names(fns)
+    if script != (None, None):
+        found.update(_script_names())
+    for k, v in found.items():
         held = ns.get(k, _missing)
         if held is _missing or (held is not v and launcher.get(k, _missing) is held):
             ns[k] = put[k] = v

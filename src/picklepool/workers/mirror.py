@@ -85,6 +85,7 @@ from . import (
     envvars,
     locales,
     logback,
+    mainnames,
     pandasoptions,
     picklernames,
     printopts,
@@ -148,6 +149,7 @@ def apply(state: ParentState) -> None:
     pandasoptions.apply(state.pandas_options)
     contextvalues.apply(state.context)
     picklernames.apply(state.picklers)
+    mainnames.script = state.main
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
