@@ -76,3 +76,21 @@ def test_pickled_sends_every_variable_that_differed_once(monkeypatch):
     assert pickle.loads(envvars.pickled())["PICKLEPOOL_TEST_ENVVAR_2"] is None
     monkeypatch.setenv("OMP_NUM_THREADS", "9")
     assert "OMP_NUM_THREADS" not in pickle.loads(envvars.pickled())
+
+
+def test_with_pythonhashseed_set_a_tasks_string_hashes_are_the_parents():
+    # (without it each interpreter draws its own secret: README, "How it works")
+    res = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        def hashes(_):
+            return hash("abc"), tuple({"a", "b", "c", "d"})
+
+        if __name__ == "__main__":
+            print(Parallel(n_jobs=2)(delayed(hashes)(i) for i in range(4)) == [hashes(0)] * 4)
+        """,
+        env={"PYTHONHASHSEED": "7"},
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["True"]
