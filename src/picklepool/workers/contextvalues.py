@@ -116,12 +116,14 @@ def pickled() -> bytes | None:
         return None
     variables = tuple(var for var, _ in items)
     values = [value for _, value in items]
-    last_vars, how, mark, data = _last
+    last_vars, last_how, last_mark, last_data = _last  # (one read: other threads call too)
     if variables == last_vars:
-        if how == "equal" and values == mark:
-            return data  # (the commonest case: the same strings and numbers)
-        if how == "objects" and all(a is b for a, b in zip(mark, values, strict=True)):
-            return data
+        same_types = last_how == "equal" and list(map(type, values)) == list(map(type, last_mark))
+        if same_types and values == last_mark:
+            return last_data  # (the commonest case: the same strings and numbers)
+        if last_how == "objects" and all(a is b for a, b in zip(last_mark, values, strict=True)):
+            return last_data
+    mark: Any
     if all(type(v) in _IMMUTABLE for v in values):
         how, mark = "equal", values
     else:
@@ -129,8 +131,8 @@ def pickled() -> bytes | None:
             how, mark = "pickled", pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - one only hybrid pickles (a lambda), or none does
             how, mark = "objects", values  # the same objects: sent as they were first
-        if how == "pickled" and variables == last_vars and mark == _last[2]:
-            return data
+        if how == last_how == "pickled" and variables == last_vars and mark == last_mark:
+            return last_data
     data = dumps_each(items, WHAT, LIMIT)
     _last = (variables, how, mark, data)
     _last_context = (ctx, data) if how != "pickled" else None  # (one changed in place: not ==)
