@@ -1051,3 +1051,25 @@ def test_a_deep_chain_of_causes_comes_back_to_its_root(backend):
     with pytest.raises(ValueError) as info:
         Parallel(n_jobs=2, backend=backend)(delayed(raise_a_cycle_of_causes)() for _ in range(2))
     assert [(type(e), e.args) for e in _chain(info.value)][:2] == [(ValueError, ("a",)), (TypeError, ("b",))]
+
+
+def import_a_runtime_module(i):
+    import picklepool_test_runtime_config
+
+    return picklepool_test_runtime_config.THRESHOLD + i
+
+
+def test_a_task_importing_a_module_made_at_run_time_is_told_why_a_worker_has_none(monkeypatch):
+    # sys.modules["config"] = types.ModuleType("config"): the loop imported it; a worker's
+    # ModuleNotFoundError said nothing of why, nor what to do
+    import types
+
+    module = types.ModuleType("picklepool_test_runtime_config")
+    module.THRESHOLD = 5
+    monkeypatch.setitem(sys.modules, "picklepool_test_runtime_config", module)
+    assert import_a_runtime_module(1) == 6  # (the loop)
+    with pytest.raises(ModuleNotFoundError) as info:
+        Parallel(n_jobs=2)(delayed(import_a_runtime_module)(i) for i in range(1))
+    note = info.value.__notes__[-1]
+    assert note.startswith("(module 'picklepool_test_runtime_config' was made at run time in this process")
+    assert "initializer" in note and "as an argument" in note

@@ -246,6 +246,7 @@ class ReplyReader:
         # a plugin's import; globals()[name]; breakpoint() or input() with no terminal to read
         advice = (
             import_advice(error)
+            or _runtime_module_advice(error)
             or _main_lookup_advice(error)
             or _builtins_advice(error)
             or _stdin_advice(error)
@@ -620,6 +621,27 @@ def _main_lookup_advice(error: BaseException) -> str | None:
         "Fix: name what it looks up in the function's code (a global dict of them, "
         f"HANDLERS = {{{name!r}: {name}}}, that the function uses), or define them in a module "
         "the workers import.)"
+    )
+
+
+def _runtime_module_advice(error: BaseException) -> str | None:
+    """What to do when a task's ``import`` in a worker failed for a module this process made
+    at run time (``sys.modules["config"] = types.ModuleType("config")``, a shim or a stub put
+    there by hand: no file), or None. The loop imported it from ``sys.modules``; a worker,
+    which never ran the code that made it, has no file to import it from."""
+    name = getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None
+    if not isinstance(name, str):
+        return None
+    module = sys.modules.get(name)
+    if module is None or getattr(module, "__file__", None) is not None or name in sys.builtin_module_names:
+        return None
+    if getattr(getattr(module, "__spec__", None), "origin", None) not in (None, "built-in", "frozen"):
+        return None
+    return (
+        f"(module {name!r} was made at run time in this process (it is in sys.modules, with no "
+        "file), so a worker, which imports it by name, cannot find it. Fix: pass what the task "
+        "needs from it as an argument, make it a file the workers can import, or make it in the "
+        f"workers too with an initializer (Parallel(initializer=...) that sets sys.modules[{name!r}]).)"
     )
 
 
