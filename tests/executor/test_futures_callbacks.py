@@ -121,3 +121,19 @@ def test_a_callback_may_wait_for_futures_already_done():
             ),
         )
     assert outcome == {"value": (1, [4])}
+
+
+def test_a_thread_holding_a_pending_future_does_not_hold_back_the_executors_other_calls():
+    # future.result() holds the future's lock while it starts waiting: a finalizer the garbage
+    # collector ran there, making a call of the same executor and waiting for it, waited for
+    # ever (the manager thread waited for that lock to mark the future running or done, as
+    # the standard library's executor does)
+    with Executor(max_workers=2) as ex:
+        fut = ex.submit(square, 3)
+        with fut._condition:  # (what result() holds)
+            assert ex.submit(square, 5).result(timeout=60) == 25
+        assert fut.result(timeout=60) == 9
+        done = ex.submit(square, 4)
+        done.result(timeout=60)
+        with done._condition:  # (held when the call is done: nothing waits for it)
+            assert ex.submit(square, 6).result(timeout=60) == 36

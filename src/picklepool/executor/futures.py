@@ -74,6 +74,9 @@ _WAITED = (PENDING, RUNNING)  # the states a result() waits in
 # .active: in an executor's manager thread, that executor's event queue (which its futures
 # carry as .manager: a done-callback there waiting for one of them would wait for ever)
 _in_manager = threading.local()
+# seconds the manager thread waits for a future's lock that another thread holds, before
+# completing that future from a thread of its own (_Future._complete)
+CONTENDED = 0.05
 
 
 class _Future(Future):  # type: ignore[type-arg]
@@ -154,11 +157,37 @@ class _Future(Future):  # type: ignore[type-arg]
 
     def set_result(self, result: Any) -> None:
         self.called = None  # a finished call keeps neither its function nor its arguments
-        super().set_result(result)
+        self._complete(super().set_result, result)
 
     def set_exception(self, exception: BaseException | None) -> None:
         self.called = None
-        super().set_exception(exception)
+        self._complete(super().set_exception, exception)
+
+    def _complete(self, finish: Callable[[Any], None], value: Any) -> None:
+        """*finish(value)*: in the manager thread, once this future's lock is its own.
+
+        A thread holds that lock while ``result()`` starts waiting, for microseconds. One
+        that holds it longer (a finalizer the garbage collector ran inside ``result()``,
+        making a call of this executor and waiting for it) would hold the manager thread
+        back, and with it every other future of the executor, the finalizer's own: it waited
+        for ever (the standard library's executor too). After :data:`CONTENDED` seconds
+        this future is completed from a thread of its own, and the manager goes on.
+        """
+        manager = getattr(_in_manager, "active", None)
+        condition = self._condition
+        if manager is None or condition.acquire(timeout=CONTENDED):
+            try:
+                finish(value)
+            finally:
+                if manager is not None:
+                    condition.release()
+            return
+
+        def later() -> None:
+            _in_manager.active = manager  # (its done-callbacks run as in the manager thread)
+            finish(value)
+
+        threading.Thread(target=later, name="picklepool-completion", daemon=True).start()
 
     def cancel(self) -> bool:
         cancelled = super().cancel()
@@ -831,7 +860,13 @@ class Executor(_StdExecutor):
                 if not self._queue:
                     return
                 taken = self._take()
-            works = [w for w in taken if _sendable(w)]
+            works = []
+            for w in taken:
+                sendable = _sendable_now(w)
+                if sendable is None:
+                    self._when_free(w)
+                elif sendable:
+                    works.append(w)
             if works:
                 self._gil.lower()
                 self._send(works)
@@ -911,6 +946,22 @@ class Executor(_StdExecutor):
         self._works[seq] = works[:n]
         self._requeue(works[n:])
         self._splittable[seq] = (start, start + n)  # its reply holds the results of those only
+
+    def _when_free(self, work: _Work) -> None:
+        """*work*'s future is held by another thread (see ``_Future._complete``): wait for it
+        in a thread of its own, then put the call first in line again, so that this thread
+        goes on with the others (the holder may be waiting for one of them)."""
+        events, lock = self._events, self._lock
+        queued = self._queue
+
+        def later() -> None:
+            with work.future._condition:  # type: ignore[attr-defined]
+                pass
+            with lock:
+                queued.appendleft(work)
+            events.put(_WAKE)
+
+        threading.Thread(target=later, name="picklepool-contended", daemon=True).start()
 
     def _requeue(self, back: list[_Work]) -> None:
         """Calls a worker gave back: first in line, already running (not cancellable)."""
@@ -1259,6 +1310,20 @@ _STOPPED_BEFORE_SENT = (
 def _sendable(work: _Work) -> bool:
     """Still to run: a call given back by a worker (running), or one not cancelled (now running)."""
     return work.back or work.future.set_running_or_notify_cancel()
+
+
+def _sendable_now(work: _Work) -> bool | None:
+    """:func:`_sendable`, or None when another thread has held the call's future for
+    :data:`CONTENDED` seconds (its lock is taken to mark the call running)."""
+    if work.back:
+        return True
+    condition = work.future._condition  # type: ignore[attr-defined]
+    if not condition.acquire(timeout=CONTENDED):
+        return None
+    try:
+        return work.future.set_running_or_notify_cancel()
+    finally:
+        condition.release()
 
 
 def _fail(works: list[_Work], exc: BaseException) -> None:
