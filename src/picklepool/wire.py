@@ -144,6 +144,9 @@ class ParentState(NamedTuple):
     # (__main__.__file__, __main__.__spec__.name) of the parent's script, each None where it
     # has none (workers.mainnames): a process a task spawns runs the script as the parent's do
     main: tuple[str | None, str | None] = (None, None)
+    # the matplotlib settings the parent changed (rcParams), pickled (workers.rcparams; None:
+    # none, or matplotlib not imported): a task's figures are drawn as in the parent
+    rc_params: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

@@ -59,6 +59,7 @@ from ..workers import (
     mirror,
     pandasoptions,
     picklernames,
+    rcparams,
     registrations,
     warnback,
     warnfilters,
@@ -142,6 +143,7 @@ def parent_state(
         context,
         picklernames.pickled(),
         mainnames.read_script(),
+        rcparams.pickled(),
     )
 
 

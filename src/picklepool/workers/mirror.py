@@ -89,6 +89,7 @@ from . import (
     pandasoptions,
     picklernames,
     printopts,
+    rcparams,
     registrations,
     reloads,
     sklearnconfig,
@@ -150,6 +151,7 @@ def apply(state: ParentState) -> None:
     contextvalues.apply(state.context)
     picklernames.apply(state.picklers)
     mainnames.script = state.main
+    rcparams.apply(state.rc_params)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
@@ -168,6 +170,7 @@ def rebase() -> None:
     builtinnames.rebase()
     registrations.rebase()
     pandasoptions.rebase()
+    rcparams.rebase()
     envvars.rebase()
     contextvalues.rebase()
     if _applied is not None:
