@@ -1073,3 +1073,43 @@ def test_a_task_importing_a_module_made_at_run_time_is_told_why_a_worker_has_non
     note = info.value.__notes__[-1]
     assert note.startswith("(module 'picklepool_test_runtime_config' was made at run time in this process")
     assert "initializer" in note and "as an argument" in note
+
+
+class _HookFinder:
+    """An import hook a program installs (as pyximport.install() does): serves one module."""
+
+    NAME = "picklepool_test_hooked"
+
+    def find_spec(self, name, path, target=None):
+        import importlib.util
+
+        return importlib.util.spec_from_loader(name, self) if name == self.NAME else None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.VALUE = 7
+
+
+def import_a_hooked_module(i):
+    import picklepool_test_hooked
+
+    return picklepool_test_hooked.VALUE + i
+
+
+def test_a_task_importing_through_the_parents_import_hook_is_told_why_a_worker_cannot(monkeypatch):
+    # pyximport.install() (or a plugin system's finder) in the script: the loop imported the
+    # module; a worker's bare ModuleNotFoundError said nothing of why, nor what to do
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, _HookFinder()])
+    monkeypatch.delitem(sys.modules, _HookFinder.NAME, raising=False)
+    assert import_a_hooked_module(1) == 8  # (the loop; imported here since, as a script's top does)
+    with pytest.raises(ModuleNotFoundError) as info:
+        Parallel(n_jobs=2)(delayed(import_a_hooked_module)(i) for i in range(1))
+    note = info.value.__notes__[-1]
+    assert note.startswith("(module 'picklepool_test_hooked' is found in this process by an import hook (")
+    assert "_HookFinder" in note and "initializer" in note
+    monkeypatch.delitem(sys.modules, _HookFinder.NAME)  # not imported here yet: found by the hook
+    with pytest.raises(ModuleNotFoundError) as info:
+        Parallel(n_jobs=2)(delayed(import_a_hooked_module)(i) for i in range(1))
+    assert "_HookFinder" in info.value.__notes__[-1]

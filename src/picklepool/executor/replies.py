@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import importlib
+import importlib.util
 import os
 import re
 import signal
@@ -247,6 +248,7 @@ class ReplyReader:
         advice = (
             import_advice(error)
             or _runtime_module_advice(error)
+            or _import_hook_advice(error)
             or _main_lookup_advice(error)
             or _builtins_advice(error)
             or _stdin_advice(error)
@@ -635,13 +637,42 @@ def _runtime_module_advice(error: BaseException) -> str | None:
     module = sys.modules.get(name)
     if module is None or getattr(module, "__file__", None) is not None or name in sys.builtin_module_names:
         return None
-    if getattr(getattr(module, "__spec__", None), "origin", None) not in (None, "built-in", "frozen"):
-        return None
+    spec = getattr(module, "__spec__", None)
+    if spec is not None and (
+        getattr(spec, "loader", None) is not None or spec.origin not in (None, "built-in", "frozen")
+    ):
+        return None  # (a loader made it: an import hook's, _import_hook_advice)
     return (
         f"(module {name!r} was made at run time in this process (it is in sys.modules, with no "
         "file), so a worker, which imports it by name, cannot find it. Fix: pass what the task "
         "needs from it as an argument, make it a file the workers can import, or make it in the "
         f"workers too with an initializer (Parallel(initializer=...) that sets sys.modules[{name!r}]).)"
+    )
+
+
+def _import_hook_advice(error: BaseException) -> str | None:
+    """What to do when a task's ``import`` in a worker failed for a module this process finds
+    through an import hook it installed (``sys.meta_path``: ``pyximport.install()``, a plugin
+    system's finder, which workers do not have: they never ran the code that installed it),
+    or None (this process does not find it either, or finds it as a plain file)."""
+    name = getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None
+    if not isinstance(name, str):
+        return None
+    module = sys.modules.get(name)
+    try:
+        spec = getattr(module, "__spec__", None) if module is not None else importlib.util.find_spec(name)
+    except Exception:  # noqa: BLE001 - (its package fails to import here too)
+        return None
+    loader = getattr(spec, "loader", None)
+    if loader is None or type(loader).__module__.startswith(("importlib", "_frozen_importlib")):
+        return None  # (not found here either, or found as a plain file or a built-in)
+    hook = f"{type(loader).__module__}.{type(loader).__qualname__}"
+    return (
+        f"(module {name!r} is found in this process by an import hook ({hook}), which this "
+        "program installed in sys.meta_path and the workers do not have: they import by "
+        "name, with their own import system. Fix: install the hook in the workers with an "
+        "initializer (Parallel(initializer=...) or Executor(initializer=...) that runs what "
+        "installed it here), or pass what the task needs from the module as an argument.)"
     )
 
 
