@@ -137,3 +137,19 @@ def test_a_thread_holding_a_pending_future_does_not_hold_back_the_executors_othe
         done.result(timeout=60)
         with done._condition:  # (held when the call is done: nothing waits for it)
             assert ex.submit(square, 6).result(timeout=60) == 36
+
+
+def test_a_done_callback_runs_without_its_futures_lock():
+    # (as the standard library runs them: another thread reading the future is not held back)
+    read = []
+
+    def from_another_thread(fut):
+        reader = threading.Thread(target=lambda: read.append(fut.result()))
+        reader.start()
+        reader.join(timeout=60)
+
+    with Executor(max_workers=1) as ex:
+        fut = ex.submit(square, 4)
+        fut.add_done_callback(from_another_thread)
+        assert fut.result(timeout=60) == 16
+    assert read == [16]

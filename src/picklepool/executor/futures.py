@@ -176,11 +176,9 @@ class _Future(Future):  # type: ignore[type-arg]
         manager = getattr(_in_manager, "active", None)
         condition = self._condition
         if manager is None or condition.acquire(timeout=CONTENDED):
-            try:
-                finish(value)
-            finally:
-                if manager is not None:
-                    condition.release()
+            if manager is not None:
+                condition.release()  # (the done-callbacks run without it, as the stdlib runs them)
+            finish(value)
             return
 
         def later() -> None:
