@@ -135,6 +135,10 @@ class ParentState(NamedTuple):
     # one of its first call (workers.locales; None: never): tasks format numbers and dates,
     # and sort strings, as in the parent
     locale: str | None = None
+    # the ssl default context factory and urllib opener the parent's program installed
+    # (ssl._create_default_https_context = ..., urllib.request.install_opener), pickled
+    # (workers.webdefaults; None: none): a task's urlopen connects as in the parent
+    web_defaults: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

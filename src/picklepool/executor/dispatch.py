@@ -59,6 +59,7 @@ from ..workers import (
     registrations,
     warnback,
     warnfilters,
+    webdefaults,
 )
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
@@ -132,6 +133,7 @@ def parent_state(
         pandasoptions.pickled(),
         envvars.pickled(),
         locales.read(),
+        webdefaults.pickled(),
     )
 
 

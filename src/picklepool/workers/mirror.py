@@ -59,6 +59,9 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
 
 - the locale (``locale.setlocale``): ``workers.locales``.
 
+- the ``ssl`` default context factory and the ``urllib`` opener the parent installed
+  (``workers.webdefaults``): a task's ``urlopen`` connects as in the parent.
+
 Not mirrored, by choice: signal handlers,
 and logging configuration (but a task's records reach the parent's handlers:
 ``workers.logback``) (set them in the task or with ``initializer``). numpy's print
@@ -90,6 +93,7 @@ from . import (
     reloads,
     sklearnconfig,
     warnfilters,
+    webdefaults,
 )
 
 _applied: ParentState | None = None
@@ -144,6 +148,7 @@ def apply(state: ParentState) -> None:
     logback.disable(state.logging_disable)
     builtinnames.apply(state.builtins)
     pandasoptions.apply(state.pandas_options)
+    webdefaults.apply(state.web_defaults)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
