@@ -139,6 +139,10 @@ class ParentState(NamedTuple):
     # (ssl._create_default_https_context = ..., urllib.request.install_opener), pickled
     # (workers.webdefaults; None: none): a task's urlopen connects as in the parent
     web_defaults: bytes | None = None
+    # the archive formats the parent's program registered in shutil (register_unpack_format,
+    # register_archive_format), pickled (workers.archiveformats; None: none): a task's
+    # shutil.unpack_archive("data.7z") extracts as in the parent
+    archive_formats: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

@@ -50,6 +50,7 @@ from ..wire import (
     time_zone,
 )
 from ..workers import (
+    archiveformats,
     builtinnames,
     envvars,
     locales,
@@ -134,6 +135,7 @@ def parent_state(
         envvars.pickled(),
         locales.read(),
         webdefaults.pickled(),
+        archiveformats.pickled(),
     )
 
 

@@ -61,6 +61,8 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
 
 - the ``ssl`` default context factory and the ``urllib`` opener the parent installed
   (``workers.webdefaults``): a task's ``urlopen`` connects as in the parent.
+- the archive formats the parent registered in ``shutil`` (``workers.archiveformats``): a
+  task's ``shutil.unpack_archive("data.7z")`` extracts as in the parent.
 
 Not mirrored, by choice: signal handlers,
 and logging configuration (but a task's records reach the parent's handlers:
@@ -83,6 +85,7 @@ from typing import Any
 from .. import lokycompat
 from ..wire import ParentState, time_zone
 from . import (
+    archiveformats,
     builtinnames,
     envvars,
     locales,
@@ -149,6 +152,7 @@ def apply(state: ParentState) -> None:
     builtinnames.apply(state.builtins)
     pandasoptions.apply(state.pandas_options)
     webdefaults.apply(state.web_defaults)
+    archiveformats.apply(state.archive_formats)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
