@@ -143,6 +143,10 @@ class ParentState(NamedTuple):
     # register_archive_format), pickled (workers.archiveformats; None: none): a task's
     # shutil.unpack_archive("data.7z") extracts as in the parent
     archive_formats: bytes | None = None
+    # the import finders the parent's program put in sys.meta_path (pyximport.install()),
+    # with their places, pickled (workers.finders; None: the interpreter's only): a task's
+    # module that only they find imports in a worker as in the parent
+    finders: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

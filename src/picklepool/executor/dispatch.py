@@ -53,6 +53,7 @@ from ..workers import (
     archiveformats,
     builtinnames,
     envvars,
+    finders,
     locales,
     logback,
     mirror,
@@ -136,6 +137,7 @@ def parent_state(
         locales.read(),
         webdefaults.pickled(),
         archiveformats.pickled(),
+        finders.pickled(),
     )
 
 

@@ -63,6 +63,8 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   (``workers.webdefaults``): a task's ``urlopen`` connects as in the parent.
 - the archive formats the parent registered in ``shutil`` (``workers.archiveformats``): a
   task's ``shutil.unpack_archive("data.7z")`` extracts as in the parent.
+- the import finders the parent put in ``sys.meta_path`` (``pyximport.install()``:
+  ``workers.finders``): a module only they find imports in a worker as in the parent.
 
 Not mirrored, by choice: signal handlers,
 and logging configuration (but a task's records reach the parent's handlers:
@@ -88,6 +90,7 @@ from . import (
     archiveformats,
     builtinnames,
     envvars,
+    finders,
     locales,
     logback,
     pandasoptions,
@@ -153,6 +156,7 @@ def apply(state: ParentState) -> None:
     pandasoptions.apply(state.pandas_options)
     webdefaults.apply(state.web_defaults)
     archiveformats.apply(state.archive_formats)
+    finders.apply(state.finders)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
