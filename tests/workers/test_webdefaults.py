@@ -77,3 +77,22 @@ def test_an_opener_that_cannot_be_pickled_is_left_out_not_the_ssl_default(restor
     ssl._create_default_https_context = ssl._create_unverified_context
     with Executor(max_workers=1) as ex:
         assert ex.submit(_made).result() == (ssl.CERT_NONE, None)
+
+
+def _checks(_=None):
+    """How the HTTPS handler of the installed opener checks certificates."""
+    opener = urllib.request._opener
+    (handler,) = [h for h in opener.handlers if isinstance(h, urllib.request.HTTPSHandler)]
+    return handler._context.verify_mode, handler._context.check_hostname, dict(opener.addheaders)
+
+
+def test_an_opener_holding_an_ssl_context_is_sent_as_how_it_checks(restored):
+    # build_opener(HTTPSHandler(context=ssl._create_unverified_context())), and every opener from
+    # Python 3.12 on (its HTTPSHandler makes a context): an SSLContext does not pickle
+    for context in (ssl._create_unverified_context(), ssl.create_default_context()):
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        opener.addheaders = [("User-agent", "Mozilla/5.0")]
+        urllib.request.install_opener(opener)
+        loop = _checks()
+        with Executor(max_workers=1) as ex:
+            assert ex.submit(_checks).result() == loop

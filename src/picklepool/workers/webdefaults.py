@@ -15,8 +15,12 @@ not ``ssl.create_default_context`` and whether ``urllib.request``'s installed op
 not one ``urlopen`` would build itself: only when the modules are imported, and again only
 when one of the two is bound anew (two identity checks while nothing changes). Each is
 pickled apart (with hybrid: a function of the script by value), so one that cannot be
-pickled (an opener holding an ``ssl.SSLContext``, which does not pickle) is left out, not the
-other. :func:`apply` sets them in the worker before each batch, again if a task changed
+pickled is left out, not the other. An opener's ``ssl.SSLContext`` (every opener holds one
+from Python 3.12 on: ``HTTPSHandler`` makes it; and ``HTTPSHandler(context=
+ssl._create_unverified_context())``) does not pickle: one with a new default context's
+certificates, or none, is sent as how it checks (:func:`_context_reduce`) and made anew in the
+worker; one given certificates of its own (``cafile=``, ``load_cert_chain``) leaves its
+opener out. :func:`apply` sets them in the worker before each batch, again if a task changed
 one, and puts back the worker's own where the parent no longer has one. Process-wide: not
 sent to a dask cluster's shared workers. An opener changed in place after it was installed
 (``opener.addheaders = ...``) is not seen.
@@ -73,6 +77,49 @@ def _is_default(request: Any, opener: Any) -> bool:
         return False
 
 
+def _context_reduce(context: Any) -> Any:
+    """An ``ssl.SSLContext`` of an opener as the recipe of :func:`_context`: its protocol, how
+    it checks, and whether it has the default certificates, when it has those or none (else
+    it is refused: its opener is not sent)."""
+    stats = context.cert_store_stats()
+    loaded = any(stats.values())
+    if loaded and stats != sys.modules["ssl"].create_default_context().cert_store_stats():
+        raise TypeError("an ssl.SSLContext with certificates of its own cannot be sent")
+    return _context, (context.protocol, context.verify_mode, context.check_hostname, loaded)
+
+
+def _context(protocol: Any, verify_mode: Any, check_hostname: bool, loaded: bool) -> Any:
+    """A new ``ssl.SSLContext`` made as ``ssl.create_default_context`` (or
+    ``_create_unverified_context``) makes one, checking as the parent's did
+    (:func:`_context_reduce`)."""
+    import ssl
+
+    context = ssl.SSLContext(protocol)
+    if loaded:
+        context.load_default_certs()
+    context.check_hostname = False  # (before verify_mode: CERT_NONE refuses a hostname check)
+    context.verify_mode = verify_mode
+    context.check_hostname = check_hostname
+    return context
+
+
+def _pickler() -> Any:
+    """hybrid, with :func:`_context_reduce` for ``ssl.SSLContext``."""
+    from collections import ChainMap
+
+    from ..pickler.hybrid import HybridPickler, Pickler
+
+    ours = {sys.modules["ssl"].SSLContext: _context_reduce}
+
+    class _ContextPickler(Pickler):
+        dispatch_table = ChainMap(ours, *Pickler.dispatch_table.maps)
+
+    class _WebPickler(HybridPickler):
+        pickler_class = _ContextPickler
+
+    return _WebPickler()
+
+
 def pickled() -> bytes | None:
     """The ssl default context factory and urllib opener the program installed, pickled
     (None: the modules are not imported, or they have their own)."""
@@ -89,7 +136,7 @@ def pickled() -> bytes | None:
         entries.append((_SSL, factory))
     if opener is not None and not _is_default(request, opener):
         entries.append((_OPENER, opener))
-    data = dumps_each(entries, WHAT) if entries else None
+    data = dumps_each(entries, WHAT, pickler=_pickler()) if entries else None
     _read = (factory, opener, data)
     return data
 
