@@ -117,3 +117,21 @@ def test_pickled_leaves_out_the_interpreters_finders_and_is_kept_while_unchanged
     after = loads_each(finders.pickled(), finders.WHAT)
     assert not any(type(f).__name__ == "_Finder" for f in after.values())
     sys.meta_path.append(installed)
+
+
+def _how_many(_=None):
+    return sum(type(f).__name__ == "SelfInstalled" for f in sys.meta_path)
+
+
+def test_a_module_that_installs_its_own_finder_when_imported_keeps_its_own_only():
+    # as six: loading the parent's finder imports the module, which puts its own there
+    with Executor(max_workers=1) as ex:
+        ex.submit(_how_many).result()  # (warm)
+        from . import self_installing_finder
+
+        try:
+            assert _how_many() == 1
+            assert ex.submit(_how_many).result() == 1
+        finally:
+            own = self_installing_finder.SelfInstalled
+            sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, own)]

@@ -79,8 +79,11 @@ def apply(data: bytes | None) -> None:
         for _place, finder in _added:
             _remove(meta, finder)
         _added = []
+        sent = sorted(loads_each(data, WHAT).items())
+        # (after loading them: a module that puts its own finder there when imported, as six
+        # does, has done so, and keeps it)
         kinds = {_kind(f) for f in meta}
-        for place, finder in sorted(loads_each(data, WHAT).items()):
+        for place, finder in sent:
             if _kind(finder) not in kinds:
                 _added.append((place, finder))
         _applied = data
