@@ -147,6 +147,18 @@ class ParentState(NamedTuple):
     # the matplotlib settings the parent changed (rcParams), pickled (workers.rcparams; None:
     # none, or matplotlib not imported): a task's figures are drawn as in the parent
     rc_params: bytes | None = None
+    # the ssl default context factory and urllib opener the parent's program installed
+    # (ssl._create_default_https_context = ..., urllib.request.install_opener), pickled
+    # (workers.webdefaults; None: none): a task's urlopen connects as in the parent
+    web_defaults: bytes | None = None
+    # the archive formats the parent's program registered in shutil (register_unpack_format,
+    # register_archive_format), pickled (workers.archiveformats; None: none): a task's
+    # shutil.unpack_archive("data.7z") extracts as in the parent
+    archive_formats: bytes | None = None
+    # the import finders the parent's program put in sys.meta_path (pyximport.install()),
+    # with their places, pickled (workers.finders; None: the interpreter's only): a task's
+    # module that only they find imports in a worker as in the parent
+    finders: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

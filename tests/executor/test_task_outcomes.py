@@ -1076,9 +1076,13 @@ def test_a_task_importing_a_module_made_at_run_time_is_told_why_a_worker_has_non
 
 
 class _HookFinder:
-    """An import hook a program installs (as pyximport.install() does): serves one module."""
+    """An import hook a program installs (as pyximport.install() does): serves one module.
+    This one holds what cannot be pickled, so it cannot be sent to the workers."""
 
     NAME = "picklepool_test_hooked"
+
+    def __init__(self):
+        self.held = (i for i in range(1))  # (a generator: as an open connection would)
 
     def find_spec(self, name, path, target=None):
         import importlib.util
@@ -1098,9 +1102,10 @@ def import_a_hooked_module(i):
     return picklepool_test_hooked.VALUE + i
 
 
-def test_a_task_importing_through_the_parents_import_hook_is_told_why_a_worker_cannot(monkeypatch):
-    # pyximport.install() (or a plugin system's finder) in the script: the loop imported the
-    # module; a worker's bare ModuleNotFoundError said nothing of why, nor what to do
+def test_a_task_importing_through_a_hook_that_cannot_be_sent_is_told_why_a_worker_cannot(monkeypatch):
+    # pyximport.install() (or a plugin system's finder) in the script: its finder goes to the
+    # workers (workers.finders) when it pickles; when it does not, the worker's bare
+    # ModuleNotFoundError said nothing of why, nor what to do
     monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, _HookFinder()])
     monkeypatch.delitem(sys.modules, _HookFinder.NAME, raising=False)
     assert import_a_hooked_module(1) == 8  # (the loop; imported here since, as a script's top does)

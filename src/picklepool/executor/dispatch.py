@@ -50,9 +50,11 @@ from ..wire import (
     time_zone,
 )
 from ..workers import (
+    archiveformats,
     builtinnames,
     contextvalues,
     envvars,
+    finders,
     locales,
     logback,
     mainnames,
@@ -63,6 +65,7 @@ from ..workers import (
     registrations,
     warnback,
     warnfilters,
+    webdefaults,
 )
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
@@ -144,6 +147,9 @@ def parent_state(
         picklernames.pickled(),
         mainnames.read_script(),
         rcparams.pickled(),
+        webdefaults.pickled(),
+        archiveformats.pickled(),
+        finders.pickled(),
     )
 
 

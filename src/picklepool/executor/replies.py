@@ -653,8 +653,8 @@ def _runtime_module_advice(error: BaseException) -> str | None:
 def _import_hook_advice(error: BaseException) -> str | None:
     """What to do when a task's ``import`` in a worker failed for a module this process finds
     through an import hook it installed (``sys.meta_path``: ``pyximport.install()``, a plugin
-    system's finder, which workers do not have: they never ran the code that installed it),
-    or None (this process does not find it either, or finds it as a plain file)."""
+    system's finder) that could not be sent to the workers (``workers.finders``), or None
+    (this process does not find it either, or finds it as a plain file)."""
     name = getattr(error, "name", None) if isinstance(error, ModuleNotFoundError) else None
     if not isinstance(name, str):
         return None
@@ -668,11 +668,12 @@ def _import_hook_advice(error: BaseException) -> str | None:
         return None  # (not found here either, or found as a plain file or a built-in)
     hook = f"{type(loader).__module__}.{type(loader).__qualname__}"
     return (
-        f"(module {name!r} is found in this process by an import hook ({hook}), which this "
-        "program installed in sys.meta_path and the workers do not have: they import by "
-        "name, with their own import system. Fix: install the hook in the workers with an "
-        "initializer (Parallel(initializer=...) or Executor(initializer=...) that runs what "
-        "installed it here), or pass what the task needs from the module as an argument.)"
+        f"(module {name!r} is found in this process by an import hook ({hook}) that the "
+        "workers do not have: the finders a program puts in sys.meta_path are sent to them "
+        "when they can be pickled (workers.finders), and this one's was not. Fix: install the "
+        "hook in the workers with an initializer (Parallel(initializer=...) or "
+        "Executor(initializer=...) that runs what installed it here), or pass what the task "
+        "needs from the module as an argument.)"
     )
 
 

@@ -59,6 +59,13 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
 
 - the locale (``locale.setlocale``): ``workers.locales``.
 
+- the ``ssl`` default context factory and the ``urllib`` opener the parent installed
+  (``workers.webdefaults``): a task's ``urlopen`` connects as in the parent.
+- the archive formats the parent registered in ``shutil`` (``workers.archiveformats``): a
+  task's ``shutil.unpack_archive("data.7z")`` extracts as in the parent.
+- the import finders the parent put in ``sys.meta_path`` (``pyximport.install()``:
+  ``workers.finders``): a module only they find imports in a worker as in the parent.
+
 Not mirrored, by choice: signal handlers,
 and logging configuration (but a task's records reach the parent's handlers:
 ``workers.logback``) (set them in the task or with ``initializer``). numpy's print
@@ -80,9 +87,11 @@ from typing import Any
 from .. import lokycompat
 from ..wire import ParentState, time_zone
 from . import (
+    archiveformats,
     builtinnames,
     contextvalues,
     envvars,
+    finders,
     locales,
     logback,
     mainnames,
@@ -94,6 +103,7 @@ from . import (
     reloads,
     sklearnconfig,
     warnfilters,
+    webdefaults,
 )
 
 _applied: ParentState | None = None
@@ -148,6 +158,9 @@ def apply(state: ParentState) -> None:
     logback.disable(state.logging_disable)
     builtinnames.apply(state.builtins)
     pandasoptions.apply(state.pandas_options)
+    webdefaults.apply(state.web_defaults)
+    archiveformats.apply(state.archive_formats)
+    finders.apply(state.finders)
     contextvalues.apply(state.context)
     picklernames.apply(state.picklers)
     mainnames.script = state.main
@@ -171,6 +184,8 @@ def rebase() -> None:
     registrations.rebase()
     pandasoptions.rebase()
     rcparams.rebase()
+    webdefaults.rebase()
+    archiveformats.rebase()
     envvars.rebase()
     contextvalues.rebase()
     if _applied is not None:

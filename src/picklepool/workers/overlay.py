@@ -30,15 +30,16 @@ def dumps_each(
     limit: int | None = None,
     too_large: Callable[[Any, int], None] | None = None,
     left_out: dict[Any, str] | None = None,
+    pickler: Any = None,
 ) -> bytes | None:
     """*entries* (``(key, value)`` pairs) pickled each apart, then together; None when none
     pickles. *what* names them in the log. One pickled larger than *limit* bytes is left out,
     after ``too_large(key, size)``. Each entry left out is recorded in *left_out* (key ->
-    why, in words), when given."""
+    why, in words), when given. *pickler*: a picklepool pickler in place of hybrid."""
     from ..pickler.hybrid import HybridPickler
 
     each = []
-    pickler = HybridPickler()
+    pickler = HybridPickler() if pickler is None else pickler
     for entry in entries:
         try:
             one = pickler.dumps(entry)
