@@ -159,6 +159,10 @@ class ParentState(NamedTuple):
     # with their places, pickled (workers.finders; None: the interpreter's only): a task's
     # module that only they find imports in a worker as in the parent
     finders: bytes | None = None
+    # the xarray options the parent set (xr.set_options), pickled (workers.xarrayoptions;
+    # None: none, or xarray not imported): a task's results keep attributes, and align, as
+    # in the parent
+    xarray_options: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

@@ -66,6 +66,7 @@ from ..workers import (
     warnback,
     warnfilters,
     webdefaults,
+    xarrayoptions,
 )
 from ..workers.runner import run_batch
 from ..workers.tasks import run_local
@@ -150,6 +151,7 @@ def parent_state(
         webdefaults.pickled(),
         archiveformats.pickled(),
         finders.pickled(),
+        xarrayoptions.pickled(),
     )
 
 

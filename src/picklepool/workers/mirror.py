@@ -104,6 +104,7 @@ from . import (
     sklearnconfig,
     warnfilters,
     webdefaults,
+    xarrayoptions,
 )
 
 _applied: ParentState | None = None
@@ -165,6 +166,7 @@ def apply(state: ParentState) -> None:
     picklernames.apply(state.picklers)
     mainnames.script = state.main
     rcparams.apply(state.rc_params)
+    xarrayoptions.apply(state.xarray_options)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
@@ -184,6 +186,7 @@ def rebase() -> None:
     registrations.rebase()
     pandasoptions.rebase()
     rcparams.rebase()
+    xarrayoptions.rebase()
     webdefaults.rebase()
     archiveformats.rebase()
     envvars.rebase()
