@@ -44,9 +44,6 @@ NO_DEFAULT = _NoDefault()
 # (looked for again once modules were imported since)
 _homes: dict[contextvars.ContextVar[Any], tuple[str, str] | None] = {}
 _modules_seen = 0  # len(sys.modules) when a variable was last not found
-# every variable a module's globals held when it was first looked through -> (module, name)
-_index: dict[contextvars.ContextVar[Any], tuple[str, str]] = {}
-_indexed: set[str] = set()  # the modules looked through
 
 
 def _modules() -> list[tuple[str, dict[str, Any]]]:
@@ -67,9 +64,8 @@ def home(var: contextvars.ContextVar[Any], by_name_only: bool = False) -> tuple[
     """``(module, name)`` of the global of an importable module (not ``__main__``)
     holding *var*, or None. The variable's own name is tried first in each module
     (``request_id = ContextVar("request_id")``, about 0.1 ms), then (unless
-    *by_name_only*) the variables of every module's globals, each module looked through
-    once (the first time about 20 ms with a thousand modules); an answer is remembered, a
-    miss until more modules are imported."""
+    *by_name_only*) every module's globals (about 20 ms with a thousand modules), once per
+    variable: an answer is remembered, a miss until more modules are imported."""
     global _modules_seen
     found = _homes.get(var, False)
     if found is not False and (found is not None or len(sys.modules) == _modules_seen):
@@ -83,17 +79,7 @@ def home(var: contextvars.ContextVar[Any], by_name_only: bool = False) -> tuple[
         _homes[var] = None  # (the script's own, under its name: no module's)
         return None
     if found is None:
-        for n, d in spaces:
-            if n not in _indexed:
-                _indexed.add(n)
-                for k, v in list(d.items()):
-                    if type(v) is contextvars.ContextVar:
-                        _index.setdefault(v, (n, k))
-        found = _index.get(var)
-        if found is not None and getattr(sys.modules.get(found[0]), found[1], None) is not var:
-            found = None  # (rebound since)
-        if found is None:  # (one set in a module after it was looked through)
-            found = next(((n, k) for n, d in spaces for k, v in list(d.items()) if v is var), None)
+        found = next(((n, k) for n, d in spaces for k, v in list(d.items()) if v is var), None)
     if found is not None and module_not_found(sys.modules.get(found[0])):
         found = None  # (a module loaded from a file that importing its name would not load)
     if found is None:

@@ -56,7 +56,8 @@ _DUNDERS = ("__file__", "__spec__")  # the only dunder names enter() sets (see t
 
 # (__file__, __spec__.name) of the parent's script (ParentState.main, set by workers.mirror)
 script: tuple[str | None, str | None] = (None, None)
-_specs: dict[str, Any] = {}  # spec name -> the ModuleSpec standing for it here
+# (script, the dunder names enter() sets for it), made when the parent's script changes
+_script_made: tuple[tuple[str | None, str | None], dict[str, Any]] = ((None, None), {})
 
 
 def install() -> None:
@@ -80,17 +81,19 @@ def read_script() -> tuple[str | None, str | None]:
 
 
 def _script_names() -> dict[str, Any]:
-    path, name = script
-    out: dict[str, Any] = {}
-    if name is not None:
-        spec = _specs.get(name)
-        if spec is None:
+    """``__file__`` and ``__spec__`` for the parent's :data:`script` (one spec per script)."""
+    global _script_made
+    made_for, out = _script_made
+    if made_for != script:
+        path, name = script
+        out = {}
+        if name is not None:
             from importlib.machinery import ModuleSpec
 
-            spec = _specs[name] = ModuleSpec(name, None)
-        out["__spec__"] = spec
-    if path is not None:
-        out["__file__"] = path
+            out["__spec__"] = ModuleSpec(name, None)
+        if path is not None:
+            out["__file__"] = path
+        _script_made = (script, out)
     return out
 
 
