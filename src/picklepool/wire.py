@@ -163,6 +163,11 @@ class ParentState(NamedTuple):
     # None: none, or xarray not imported): a task's results keep attributes, and align, as
     # in the parent
     xarray_options: bytes | None = None
+    # what the parent's program registered in libraries' registries (a pandas or xarray
+    # accessor, a pandas dtype, a matplotlib colormap, a sqlite3 adapter, a class of its own
+    # as a virtual subclass of a standard ABC), pickled (workers.registries; None: nothing):
+    # a task's df.geo, cmap="mine" or isinstance(x, Mapping) works as in the parent
+    registries: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

@@ -63,6 +63,7 @@ from ..workers import (
     picklernames,
     rcparams,
     registrations,
+    registries,
     warnback,
     warnfilters,
     webdefaults,
@@ -152,6 +153,7 @@ def parent_state(
         archiveformats.pickled(),
         finders.pickled(),
         xarrayoptions.pickled(),
+        registries.pickled(),
     )
 
 

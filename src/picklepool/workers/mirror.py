@@ -65,6 +65,9 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   task's ``shutil.unpack_archive("data.7z")`` extracts as in the parent.
 - the import finders the parent put in ``sys.meta_path`` (``pyximport.install()``:
   ``workers.finders``): a module only they find imports in a worker as in the parent.
+- what the parent registered in libraries' registries (a pandas or xarray accessor, a
+  matplotlib colormap, a sqlite3 adapter, a virtual subclass of a standard ABC:
+  ``workers.registries``).
 
 Not mirrored, by choice: signal handlers,
 and logging configuration (but a task's records reach the parent's handlers:
@@ -100,6 +103,7 @@ from . import (
     printopts,
     rcparams,
     registrations,
+    registries,
     reloads,
     sklearnconfig,
     warnfilters,
@@ -167,6 +171,7 @@ def apply(state: ParentState) -> None:
     mainnames.script = state.main
     rcparams.apply(state.rc_params)
     xarrayoptions.apply(state.xarray_options)
+    registries.apply(state.registries)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
@@ -189,6 +194,7 @@ def rebase() -> None:
     xarrayoptions.rebase()
     webdefaults.rebase()
     archiveformats.rebase()
+    registries.rebase()
     envvars.rebase()
     contextvalues.rebase()
     if _applied is not None:

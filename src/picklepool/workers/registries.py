@@ -1,0 +1,425 @@
+"""What the parent's program registered in libraries' registries, registered in a worker too.
+
+A script extends the libraries it uses by registering things in them, once, at its top:
+a pandas accessor (``@pd.api.extensions.register_dataframe_accessor("geo")``) or extension
+dtype, an xarray accessor (``@xr.register_dataset_accessor("geo")``), a matplotlib colormap
+(``matplotlib.colormaps.register(cmap)``), a sqlite3 adapter or converter
+(``sqlite3.register_adapter(Decimal, str)``), a class of its own as a virtual subclass of an
+ABC of the standard library (``collections.abc.Mapping.register(Table)``). In the loop the
+call replaces, a task's ``df.geo.center()``, ``plt.imshow(a, cmap="mine")`` or ``INSERT`` of
+a ``Decimal`` worked, and ``isinstance(Table(), Mapping)`` was true; a warm worker never ran
+those lines, so the same task raised ``AttributeError``, ``KeyError``, ``ProgrammingError`` or
+answered False (under joblib too).
+
+:func:`pickled` reads, in the parent, the entries of those registries that are not the
+library's own, for the libraries it has imported: again only when a registry changed (a few
+``len`` and one ``abc.get_cache_token()`` a call while none does, ~1 us with all five
+libraries imported). Each entry is pickled apart (with hybrid: a class of the script by
+value), so one that cannot be pickled is left out, not the others. :func:`apply` registers
+them in the worker before each batch (importing the library), again if a task changed one,
+and takes back those the parent no longer has (the worker's own, if it had one, returns).
+
+Left out: an ABC registration of a class that is not the script's (``Sequence.register(
+numpy.ndarray)``: sending it would import its module in every worker) or to an ABC outside
+:data:`ABC_MODULES`, and an ABC registration once the parent drops it (an ABC cannot forget a
+class); ``functools.singledispatch`` registrations (their functions are not listed anywhere);
+codecs (``codecs.register``: the interpreter does not list its search functions).
+Process-wide: not sent to a dask cluster's shared workers.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import sys
+import warnings
+from typing import Any
+
+from .overlay import Overlay, dumps_each
+
+WHAT = "a registration in a library's registry"
+
+# the modules whose ABCs are looked at for the script's classes registered as their subclasses
+ABC_MODULES = ("collections.abc", "numbers", "io", "os", "contextlib")
+
+_PANDAS_CLASSES = ("DataFrame", "Series", "Index")
+_PANDAS_REGISTER = {
+    "DataFrame": "register_dataframe_accessor",
+    "Series": "register_series_accessor",
+    "Index": "register_index_accessor",
+}
+_XARRAY_REGISTER = {
+    "Dataset": "register_dataset_accessor",
+    "DataArray": "register_dataarray_accessor",
+    "DataTree": "register_datatree_accessor",
+}
+_SQLITE_OWN = "sqlite3"  # the module of sqlite3's own adapters and converters (sqlite3.dbapi2)
+
+
+def _library(obj: Any, *prefixes: str) -> bool:
+    """True when *obj* (a class, a function) comes from a module under one of *prefixes*."""
+    module = getattr(obj, "__module__", None) or ""
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def _quietly(register: Any, name: str, value: Any) -> None:
+    """``register(name)(value)``, without the warning that *name* is already an attribute
+    (the worker's own accessor, which the parent's replaces, as in the parent)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        register(name)(value)
+
+
+# -- pandas: accessors and extension dtypes -----------------------------------------------
+
+
+# pandas -> (its DataFrame, Series and Index accessor names, its extension dtypes), found once
+_pandas_tables: tuple[Any, Any] = (None, None)
+
+
+def _pandas_signal(pd: Any) -> Any:
+    global _pandas_tables
+    held, tables = _pandas_tables
+    if held is not pd:
+        try:
+            from pandas.core.dtypes.base import _registry
+
+            tables = (*(getattr(pd, c)._accessors for c in _PANDAS_CLASSES), _registry.dtypes)
+        except (AttributeError, ImportError):
+            tables = None
+        _pandas_tables = (pd, tables)
+    return None if tables is None else tuple(map(len, tables))
+
+
+def _pandas_entries(pd: Any) -> list[tuple[Any, Any]]:
+    out: list[tuple[Any, Any]] = []
+    for owner in _PANDAS_CLASSES:
+        cls = getattr(pd, owner)
+        for name in sorted(getattr(cls, "_accessors", ())):
+            accessor = getattr(vars(cls).get(name), "_accessor", None)
+            if accessor is not None and not _library(accessor, "pandas"):
+                out.append((("pandas.accessor", owner, name), accessor))
+    from pandas.core.dtypes.base import _registry
+
+    for dtype in list(_registry.dtypes):
+        if not _library(dtype, "pandas"):
+            out.append((("pandas.dtype", dtype.__module__, dtype.__qualname__), dtype))
+    return out
+
+
+def _pandas_get(key: Any, default: Any) -> Any:
+    pd = importlib.import_module("pandas")
+    if key[0] == "pandas.accessor":
+        found = getattr(vars(getattr(pd, key[1])).get(key[2]), "_accessor", None)
+        return default if found is None else found
+    from pandas.core.dtypes.base import _registry
+
+    for dtype in _registry.dtypes:
+        if (dtype.__module__, dtype.__qualname__) == key[1:]:
+            return dtype
+    return default
+
+
+def _pandas_set(key: Any, value: Any) -> None:
+    pd = importlib.import_module("pandas")
+    if key[0] == "pandas.accessor":
+        _quietly(getattr(pd.api.extensions, _PANDAS_REGISTER[key[1]]), key[2], value)
+        return
+    from pandas.core.dtypes.base import _registry
+
+    _pandas_pop(key)
+    _registry.register(value)
+
+
+def _pandas_pop(key: Any) -> None:
+    pd = importlib.import_module("pandas")
+    if key[0] == "pandas.accessor":
+        cls = getattr(pd, key[1])
+        if key[2] in vars(cls):
+            delattr(cls, key[2])
+        cls._accessors.discard(key[2])
+        return
+    from pandas.core.dtypes.base import _registry
+
+    _registry.dtypes[:] = [d for d in _registry.dtypes if (d.__module__, d.__qualname__) != key[1:]]
+
+
+# -- xarray: accessors --------------------------------------------------------------------
+
+
+def _xarray_classes(xr: Any) -> list[tuple[str, Any]]:
+    return [
+        (name, getattr(xr, name)) for name in _XARRAY_REGISTER if isinstance(getattr(xr, name, None), type)
+    ]
+
+
+# xarray -> the classes accessors are registered on, found once
+_xarray_held: tuple[Any, tuple[Any, ...]] = (None, ())
+
+
+def _xarray_signal(xr: Any) -> Any:
+    global _xarray_held
+    held, classes = _xarray_held
+    if held is not xr:
+        classes = tuple(cls for _, cls in _xarray_classes(xr))
+        _xarray_held = (xr, classes)
+    return tuple(map(len, map(vars, classes)))  # an accessor is a new attribute
+
+
+def _xarray_entries(xr: Any) -> list[tuple[Any, Any]]:
+    out: list[tuple[Any, Any]] = []
+    for owner, cls in _xarray_classes(xr):
+        for name, attr in list(vars(cls).items()):
+            if type(attr).__name__ != "_CachedAccessor":
+                continue
+            accessor = getattr(attr, "_accessor", None)
+            if accessor is not None and not _library(accessor, "xarray"):
+                out.append((("xarray.accessor", owner, name), accessor))
+    return out
+
+
+def _xarray_get(key: Any, default: Any) -> Any:
+    cls = getattr(importlib.import_module("xarray"), key[1])
+    found = getattr(vars(cls).get(key[2]), "_accessor", None)
+    return default if found is None else found
+
+
+def _xarray_set(key: Any, value: Any) -> None:
+    xr = importlib.import_module("xarray")
+    _quietly(getattr(xr, _XARRAY_REGISTER[key[1]]), key[2], value)
+
+
+def _xarray_pop(key: Any) -> None:
+    cls = getattr(importlib.import_module("xarray"), key[1])
+    if key[2] in vars(cls):
+        delattr(cls, key[2])
+
+
+# -- matplotlib: colormaps ----------------------------------------------------------------
+
+# worker: name -> (the parent's colormap, the copy that matplotlib's registry keeps of it)
+_colormaps_set: dict[str, tuple[Any, Any]] = {}
+
+
+def _colormaps(mpl: Any) -> Any:
+    registry = getattr(mpl, "colormaps", None)
+    if type(getattr(registry, "_cmaps", None)) is dict and hasattr(registry, "_builtin_cmaps"):
+        return registry
+    return None
+
+
+def _matplotlib_signal(mpl: Any) -> Any:
+    registry = _colormaps(mpl)
+    if registry is None:
+        return None
+    cmaps, own = registry._cmaps, registry._builtin_cmaps
+    if len(cmaps) == len(own):  # (the usual case: matplotlib's only)
+        return len(cmaps)
+    return tuple((name, id(cmap)) for name, cmap in cmaps.items() if name not in own)
+
+
+def _matplotlib_entries(mpl: Any) -> list[tuple[Any, Any]]:
+    registry = _colormaps(mpl)
+    own = registry._builtin_cmaps
+    return [
+        (("matplotlib.colormap", name), cmap)
+        for name, cmap in list(registry._cmaps.items())
+        if name not in own
+    ]
+
+
+def _matplotlib_get(key: Any, default: Any) -> Any:
+    registry = _colormaps(importlib.import_module("matplotlib"))
+    found = registry._cmaps.get(key[1], default)
+    mine = _colormaps_set.get(key[1])
+    return mine[0] if mine is not None and mine[1] is found else found
+
+
+def _matplotlib_set(key: Any, value: Any) -> None:
+    registry = _colormaps(importlib.import_module("matplotlib"))
+    registry.register(value, name=key[1], force=True)
+    _colormaps_set[key[1]] = (value, registry._cmaps.get(key[1]))
+
+
+def _matplotlib_pop(key: Any) -> None:
+    registry = _colormaps(importlib.import_module("matplotlib"))
+    _colormaps_set.pop(key[1], None)
+    if key[1] in registry._cmaps and key[1] not in registry._builtin_cmaps:
+        registry.unregister(key[1])
+
+
+# -- sqlite3: adapters and converters -----------------------------------------------------
+
+
+# parent: copies of sqlite3's adapters and converters as read last, and how many times they changed
+_sqlite_seen: tuple[Any, Any, int] = (None, None, 0)
+
+
+def _sqlite_signal(sqlite3: Any) -> Any:
+    global _sqlite_seen
+    adapters, converters = getattr(sqlite3, "adapters", None), getattr(sqlite3, "converters", None)
+    if type(adapters) is not dict or type(converters) is not dict:
+        return None
+    seen_adapters, seen_converters, changes = _sqlite_seen
+    if adapters == seen_adapters and converters == seen_converters:  # (a handful, by identity)
+        return changes
+    _sqlite_seen = (dict(adapters), dict(converters), changes + 1)
+    return changes + 1
+
+
+def _sqlite_entries(sqlite3: Any) -> list[tuple[Any, Any]]:
+    return [
+        ((f"sqlite3.{kind}", key), fn)
+        for kind, table in (("adapter", sqlite3.adapters), ("converter", sqlite3.converters))
+        for key, fn in list(table.items())
+        if not _library(fn, _SQLITE_OWN)
+    ]
+
+
+def _sqlite_table(key: Any) -> dict[Any, Any]:
+    sqlite3 = importlib.import_module("sqlite3")
+    return sqlite3.adapters if key[0] == "sqlite3.adapter" else sqlite3.converters  # type: ignore[no-any-return]
+
+
+# -- the standard library's ABCs: the script's classes registered as virtual subclasses ------
+
+
+def _abc_signal(_abc: Any) -> Any:
+    return _abc.get_cache_token()  # one more with every ABC's register() anywhere
+
+
+def _registered(abc_class: Any) -> list[Any]:
+    try:
+        from _abc import _get_dump
+
+        refs = _get_dump(abc_class)[0]
+    except (ImportError, TypeError):  # (the pure-Python abc: its registry is an attribute)
+        refs = getattr(abc_class, "_abc_registry", ())
+    return [c for c in (r() for r in list(refs)) if c is not None]
+
+
+def _abc_entries(_abc: Any) -> list[tuple[Any, Any]]:
+    main = sys.modules.get("__main__")
+    out: list[tuple[Any, Any]] = []
+    seen: set[int] = set()
+    for module_name in ABC_MODULES:
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        for abc_class in list(vars(module).values()):
+            if not isinstance(abc_class, _abc.ABCMeta) or id(abc_class) in seen:
+                continue
+            seen.add(id(abc_class))
+            for sub in _registered(abc_class):
+                if getattr(sub, "__module__", None) == "__main__" and main is not None:
+                    out.append((("abc", abc_class, sub), True))
+    return out
+
+
+def _abc_get(key: Any, default: Any) -> Any:
+    return True if key[2] in _registered(key[1]) else default
+
+
+def _abc_set(key: Any, value: Any) -> None:
+    key[1].register(key[2])
+
+
+def _abc_pop(key: Any) -> None:
+    """An ABC cannot forget a class: the registration stays in this worker."""
+
+
+# -- one table over them all ----------------------------------------------------------------
+
+# module -> (signal, entries): the parent's side of each registry, read when the module is imported
+_READERS = {
+    "pandas": (_pandas_signal, _pandas_entries),
+    "xarray": (_xarray_signal, _xarray_entries),
+    "matplotlib": (_matplotlib_signal, _matplotlib_entries),
+    "sqlite3": (_sqlite_signal, _sqlite_entries),
+    "abc": (_abc_signal, _abc_entries),
+}
+_MODULES = tuple(_READERS)
+
+# parent: ((the modules, then their signals) as read last, the pickle of the entries)
+_read: tuple[tuple[Any, ...] | None, bytes | None] = (None, None)
+
+
+def pickled() -> bytes | None:
+    """The program's entries of the registries of the libraries it imported, pickled each
+    apart (None: it registered nothing)."""
+    global _read
+    get = sys.modules.get
+    pd, xr, mpl, sq = get("pandas"), get("xarray"), get("matplotlib"), get("sqlite3")
+    now = (  # (the modules in _MODULES' order, then their signals: unrolled, as it runs every call)
+        pd,
+        xr,
+        mpl,
+        sq,
+        abc,
+        pd and _pandas_signal(pd),
+        xr and _xarray_signal(xr),
+        mpl and _matplotlib_signal(mpl),
+        sq and _sqlite_signal(sq),
+        abc.get_cache_token(),
+    )
+    seen, data = _read
+    if now == seen:
+        return data
+    entries: list[tuple[Any, Any]] = []
+    for name, module, signal in zip(_MODULES, now[: len(_MODULES)], now[len(_MODULES) :], strict=True):
+        if signal is not None:
+            try:
+                entries.extend(_READERS[name][1](module))
+            except Exception:  # noqa: BLE001 - a library of another shape: its registry is left out
+                continue
+    data = dumps_each(entries, WHAT) if entries else None
+    _read = (now, data)
+    return data
+
+
+class _Registries:
+    """The registries, as the one table an :class:`~.overlay.Overlay` lays the parent's
+    entries over, keyed ``(registry, ...)``."""
+
+    _GET = {"pandas": _pandas_get, "xarray": _xarray_get, "matplotlib": _matplotlib_get, "abc": _abc_get}
+    _SET = {"pandas": _pandas_set, "xarray": _xarray_set, "matplotlib": _matplotlib_set, "abc": _abc_set}
+    _POP = {"pandas": _pandas_pop, "xarray": _xarray_pop, "matplotlib": _matplotlib_pop, "abc": _abc_pop}
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        family = key[0].split(".")[0]
+        if family == "sqlite3":
+            return _sqlite_table(key).get(key[1], default)
+        return self._GET[family](key, default)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        family = key[0].split(".")[0]
+        if family == "sqlite3":
+            _sqlite_table(key)[key[1]] = value
+        else:
+            self._SET[family](key, value)
+
+    def pop(self, key: Any, default: Any = None) -> Any:
+        family = key[0].split(".")[0]
+        if family == "sqlite3":
+            return _sqlite_table(key).pop(key[1], default)
+        self._POP[family](key)
+        return default
+
+
+# worker: the parent's entries registered here
+_overlay = Overlay(WHAT)
+
+
+def rebase() -> None:
+    """After an initializer ran: see ``Overlay.rebase``."""
+    if _overlay.added:
+        _overlay.rebase(_Registries())  # type: ignore[arg-type]
+
+
+def apply(data: bytes | None) -> None:
+    """Register in this worker's libraries the entries pickled in *data* (None: the parent
+    registered none), and take back those registered for an earlier batch that the parent no
+    longer has."""
+    if data is None and not _overlay.added:  # (the usual case)
+        return
+    _overlay.apply(_Registries(), data)  # type: ignore[arg-type]

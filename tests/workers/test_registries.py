@@ -1,0 +1,194 @@
+"""What the parent registered in libraries' registries reaches the workers (workers.registries)."""
+
+from __future__ import annotations
+
+import decimal
+import sqlite3
+
+import pytest
+
+from picklepool import Executor, Parallel, delayed
+from picklepool.workers import registries
+
+from ..conftest import run_python
+
+pd = pytest.importorskip("pandas")
+xr = pytest.importorskip("xarray")
+mpl = pytest.importorskip("matplotlib")
+
+
+class Geo:
+    """An accessor of the program's own, as pandas' documentation shows."""
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    def center(self):
+        return float(self._obj["lat"].mean())
+
+
+class GeoSet:
+    def __init__(self, ds):
+        self._ds = ds
+
+    def names(self):
+        return sorted(self._ds.data_vars)
+
+
+def _as_text(value):
+    return f"<{value}>"
+
+
+def _from_text(data):
+    return data.decode().upper()
+
+
+def _uses_them(i):
+    """What a task gets from each registration: its value, or its error's name."""
+    out = {}
+
+    def attempt(key, fn):
+        try:
+            out[key] = fn()
+        except Exception as exc:  # noqa: BLE001 - the error is the task's answer
+            out[key] = type(exc).__name__
+
+    attempt("pandas", lambda: pd.DataFrame({"lat": [i, i + 2.0]}).geo.center())
+    attempt("xarray", lambda: xr.Dataset({"b": ("x", [1]), "a": ("x", [2])}).geoset.names())
+    attempt("colormap", lambda: mpl.colormaps["picklepool-test"].N)
+
+    def insert():
+        con = sqlite3.connect(":memory:", detect_types=sqlite3.PARSE_DECLTYPES)
+        con.execute("create table t (x shout)")
+        con.execute("insert into t values (?)", (decimal.Decimal("1.5"),))
+        return con.execute("select x from t").fetchone()[0]
+
+    attempt("sqlite3", insert)
+    return out
+
+
+@pytest.fixture
+def registered():
+    from matplotlib.colors import ListedColormap
+
+    pd.api.extensions.register_dataframe_accessor("geo")(Geo)
+    xr.register_dataset_accessor("geoset")(GeoSet)
+    mpl.colormaps.register(ListedColormap(["red", "green", "blue"], name="picklepool-test"))
+    sqlite3.register_adapter(decimal.Decimal, _as_text)
+    sqlite3.register_converter("shout", _from_text)
+    yield
+    _unregister()
+
+
+def _unregister(_=None):
+    for cls, name in ((pd.DataFrame, "geo"), (xr.Dataset, "geoset")):
+        if name in vars(cls):
+            delattr(cls, name)
+    pd.DataFrame._accessors.discard("geo")
+    if "picklepool-test" in mpl.colormaps:
+        mpl.colormaps.unregister("picklepool-test")
+    sqlite3.adapters.pop((decimal.Decimal, sqlite3.PrepareProtocol), None)
+    sqlite3.converters.pop("SHOUT", None)
+
+
+EXPECTED = {"pandas": 1.0, "xarray": ["a", "b"], "colormap": 3, "sqlite3": "<1.5>"}
+
+
+def test_a_task_finds_the_accessors_colormaps_and_adapters_the_program_registered():
+    with Executor(max_workers=1) as ex:
+        # the workers are warm before the program registers anything (a script's top would
+        # do it before; a notebook's cell, after): they raised AttributeError, KeyError,
+        # ProgrammingError, as under joblib
+        before = ex.submit(_uses_them, 0).result()
+        assert before["pandas"] == "AttributeError" and before["colormap"] == "KeyError"
+        from matplotlib.colors import ListedColormap
+
+        pd.api.extensions.register_dataframe_accessor("geo")(Geo)
+        xr.register_dataset_accessor("geoset")(GeoSet)
+        mpl.colormaps.register(ListedColormap(["red", "green", "blue"], name="picklepool-test"))
+        sqlite3.register_adapter(decimal.Decimal, _as_text)
+        sqlite3.register_converter("shout", _from_text)
+        try:
+            loop = _uses_them(0)
+            assert loop == {**EXPECTED, "sqlite3": "<1.5>".upper()}
+            assert ex.submit(_uses_them, 0).result() == loop
+            assert Parallel(n_jobs=2)(delayed(_uses_them)(0) for _ in range(2)) == [loop, loop]
+        finally:
+            _unregister()
+        assert ex.submit(_uses_them, 0).result() == before  # (taken back with the parent's)
+
+
+def test_a_tasks_own_unregistering_is_its_batchs(registered):
+    with Executor(max_workers=1) as ex:
+        ex.submit(_unregister).result()
+        assert ex.submit(_uses_them, 0).result()["pandas"] == 1.0
+
+
+def test_pickled_sends_only_the_programs_own_entries(registered):
+    data = registries.pickled()
+    assert data is not None and registries.pickled() is data  # (kept while unchanged)
+    _unregister()
+    # pandas', xarray's, matplotlib's and sqlite3's own: every worker has them
+    assert registries.pickled() is None
+
+
+SCRIPT = """
+import collections.abc, numbers
+import pandas as pd
+from picklepool import Parallel, delayed
+
+@pd.api.extensions.register_series_accessor("unit")
+class Unit:
+    def __init__(self, s):
+        self._s = s
+    def km(self):
+        return (self._s / 1000).tolist()
+
+class Table:  # a mapping of the script's own, registered as such
+    def __init__(self, d):
+        self.d = d
+    def __getitem__(self, k):
+        return self.d[k]
+    def __len__(self):
+        return len(self.d)
+    def __iter__(self):
+        return iter(self.d)
+
+collections.abc.Mapping.register(Table)
+
+@pd.api.extensions.register_extension_dtype
+class Celsius(pd.api.extensions.ExtensionDtype):  # found by its name, as "category" is
+    name = "celsius"
+    type = float
+
+    @classmethod
+    def construct_array_type(cls):
+        raise NotImplementedError
+
+class Money:
+    pass
+
+numbers.Number.register(Money)
+
+def task(i):
+    return (
+        pd.Series([i * 1000.0]).unit.km(),
+        isinstance(Table({}), collections.abc.Mapping),
+        isinstance(Money(), numbers.Number),
+        issubclass(Table, collections.abc.Sequence),
+        str(pd.api.types.pandas_dtype("celsius")),
+    )
+
+if __name__ == "__main__":
+    loop = [task(i) for i in range(3)]
+    assert loop[1] == ([1.0], True, True, False, "celsius"), loop
+    out = Parallel(n_jobs=2)(delayed(task)(i) for i in range(3))
+    assert out == loop, (out, loop)
+    print("ok")
+"""
+
+
+def test_a_scripts_accessor_and_its_classes_registered_as_abc_subclasses_are_so_in_workers():
+    proc = run_python(SCRIPT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
