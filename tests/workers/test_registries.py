@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import mimetypes
 import sqlite3
 
 import pytest
@@ -64,6 +65,7 @@ def _uses_them(i):
         return con.execute("select x from t").fetchone()[0]
 
     attempt("sqlite3", insert)
+    out["mimetypes"] = mimetypes.guess_type("shape.picklepool-geo")[0]
     return out
 
 
@@ -76,6 +78,7 @@ def registered():
     mpl.colormaps.register(ListedColormap(["red", "green", "blue"], name="picklepool-test"))
     sqlite3.register_adapter(decimal.Decimal, _as_text)
     sqlite3.register_converter("shout", _from_text)
+    mimetypes.add_type("application/x-picklepool-geo", ".picklepool-geo")
     yield
     _unregister()
 
@@ -89,9 +92,16 @@ def _unregister(_=None):
         mpl.colormaps.unregister("picklepool-test")
     sqlite3.adapters.pop((decimal.Decimal, sqlite3.PrepareProtocol), None)
     sqlite3.converters.pop("SHOUT", None)
+    mimetypes.types_map.pop(".picklepool-geo", None)
 
 
-EXPECTED = {"pandas": 1.0, "xarray": ["a", "b"], "colormap": 3, "sqlite3": "<1.5>"}
+EXPECTED = {
+    "pandas": 1.0,
+    "xarray": ["a", "b"],
+    "colormap": 3,
+    "sqlite3": "<1.5>".upper(),
+    "mimetypes": "application/x-picklepool-geo",
+}
 
 
 def test_a_task_finds_the_accessors_colormaps_and_adapters_the_program_registered():
@@ -101,6 +111,7 @@ def test_a_task_finds_the_accessors_colormaps_and_adapters_the_program_registere
         # ProgrammingError, as under joblib
         before = ex.submit(_uses_them, 0).result()
         assert before["pandas"] == "AttributeError" and before["colormap"] == "KeyError"
+        assert before["mimetypes"] is None
         from matplotlib.colors import ListedColormap
 
         pd.api.extensions.register_dataframe_accessor("geo")(Geo)
@@ -108,9 +119,10 @@ def test_a_task_finds_the_accessors_colormaps_and_adapters_the_program_registere
         mpl.colormaps.register(ListedColormap(["red", "green", "blue"], name="picklepool-test"))
         sqlite3.register_adapter(decimal.Decimal, _as_text)
         sqlite3.register_converter("shout", _from_text)
+        mimetypes.add_type("application/x-picklepool-geo", ".picklepool-geo")
         try:
             loop = _uses_them(0)
-            assert loop == {**EXPECTED, "sqlite3": "<1.5>".upper()}
+            assert loop == EXPECTED
             assert ex.submit(_uses_them, 0).result() == loop
             assert Parallel(n_jobs=2)(delayed(_uses_them)(0) for _ in range(2)) == [loop, loop]
         finally:
@@ -128,7 +140,7 @@ def test_pickled_sends_only_the_programs_own_entries(registered):
     data = registries.pickled()
     assert data is not None and registries.pickled() is data  # (kept while unchanged)
     _unregister()
-    # pandas', xarray's, matplotlib's and sqlite3's own: every worker has them
+    # pandas', xarray's, matplotlib's, sqlite3's and mimetypes' own: every worker has them
     assert registries.pickled() is None
 
 

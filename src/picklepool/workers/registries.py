@@ -4,17 +4,20 @@ A script extends the libraries it uses by registering things in them, once, at i
 a pandas accessor (``@pd.api.extensions.register_dataframe_accessor("geo")``) or extension
 dtype, an xarray accessor (``@xr.register_dataset_accessor("geo")``), a matplotlib colormap
 (``matplotlib.colormaps.register(cmap)``), a sqlite3 adapter or converter
-(``sqlite3.register_adapter(Decimal, str)``), a class of its own as a virtual subclass of an
-ABC of the standard library (``collections.abc.Mapping.register(Table)``). In the loop the
-call replaces, a task's ``df.geo.center()``, ``plt.imshow(a, cmap="mine")`` or ``INSERT`` of
-a ``Decimal`` worked, and ``isinstance(Table(), Mapping)`` was true; a warm worker never ran
-those lines, so the same task raised ``AttributeError``, ``KeyError``, ``ProgrammingError`` or
-answered False (under joblib too).
+(``sqlite3.register_adapter(Decimal, str)``), a file type (``mimetypes.add_type``), a class
+of its own as a virtual subclass of an ABC of the standard library
+(``collections.abc.Mapping.register(Table)``). In the loop the call replaces, a task's
+``df.geo.center()``, ``plt.imshow(a, cmap="mine")``, ``INSERT`` of a ``Decimal`` or
+``mimetypes.guess_type("x.geojson")`` worked, and ``isinstance(Table(), Mapping)`` was true;
+a warm worker never ran those lines, so the same task raised ``AttributeError``,
+``KeyError``, ``ProgrammingError``, or answered None or False (under joblib too).
 
 :func:`pickled` reads, in the parent, the entries of those registries that are not the
 library's own, for the libraries it has imported: again only when a registry changed (a few
-``len`` and one ``abc.get_cache_token()`` a call while none does, ~1 us with all five
-libraries imported). Each entry is pickled apart (with hybrid: a class of the script by
+``len`` and one ``abc.get_cache_token()`` a call while none does: 0.6 us, 1.3 with pandas
+imported, 3.7 with the five). mimetypes' entries are those that differ from what a worker's
+``mimetypes.init()`` reads (the same files, read once in the parent).
+Each entry is pickled apart (with hybrid: a class of the script by
 value), so one that cannot be pickled is left out, not the others. :func:`apply` registers
 them in the worker before each batch (importing the library), again if a task changed one,
 and takes back those the parent no longer has (the worker's own, if it had one, returns).
@@ -23,7 +26,8 @@ Left out: an ABC registration of a class that is not the script's (``Sequence.re
 numpy.ndarray)``: sending it would import its module in every worker) or to an ABC outside
 :data:`ABC_MODULES`, and an ABC registration once the parent drops it (an ABC cannot forget a
 class); ``functools.singledispatch`` registrations (their functions are not listed anywhere);
-codecs (``codecs.register``: the interpreter does not list its search functions).
+codecs (``codecs.register``: the interpreter does not list its search functions); PyYAML's
+constructors and representers.
 Process-wide: not sent to a dask cluster's shared workers.
 """
 
@@ -281,6 +285,58 @@ def _sqlite_table(key: Any) -> dict[Any, Any]:
     return sqlite3.adapters if key[0] == "sqlite3.adapter" else sqlite3.converters  # type: ignore[no-any-return]
 
 
+# -- mimetypes: the types the script added -------------------------------------------------
+
+# parent: a database as a worker's mimetypes.init() makes it (the same files), made once
+_mime_baseline: Any = None
+
+
+def _mimetypes_signal(mimetypes: Any) -> Any:
+    db = getattr(mimetypes, "_db", None)
+    maps = getattr(db, "types_map", None)
+    if type(maps) is not tuple or len(maps) != 2:
+        return None  # (not initialized yet: nothing added, as add_type initializes first)
+    return db, len(maps[0]), len(maps[1])
+
+
+def _mimetypes_entries(mimetypes: Any) -> list[tuple[Any, Any]]:
+    global _mime_baseline
+    if _mime_baseline is None:
+        baseline = mimetypes.MimeTypes()
+        for name in mimetypes.knownfiles:
+            try:
+                baseline.read(name)
+            except OSError:  # (a file this machine lacks: init() skips it too)
+                pass
+        _mime_baseline = baseline
+    maps, own = mimetypes._db.types_map, _mime_baseline.types_map
+    return [
+        (("mimetypes", strict, ext), kind)
+        for index, strict in ((0, False), (1, True))
+        for ext, kind in list(maps[index].items())
+        if own[index].get(ext) != kind
+    ]
+
+
+def _mimetypes_map(key: Any) -> dict[str, str]:
+    mimetypes = importlib.import_module("mimetypes")
+    if mimetypes._db is None:
+        mimetypes.init()
+    return mimetypes._db.types_map[1 if key[1] else 0]  # type: ignore[no-any-return]
+
+
+def _mimetypes_get(key: Any, default: Any) -> Any:
+    return _mimetypes_map(key).get(key[2], default)
+
+
+def _mimetypes_set(key: Any, value: Any) -> None:
+    importlib.import_module("mimetypes").add_type(value, key[2], key[1])
+
+
+def _mimetypes_pop(key: Any) -> None:
+    _mimetypes_map(key).pop(key[2], None)
+
+
 # -- the standard library's ABCs: the script's classes registered as virtual subclasses ------
 
 
@@ -336,6 +392,7 @@ _READERS = {
     "xarray": (_xarray_signal, _xarray_entries),
     "matplotlib": (_matplotlib_signal, _matplotlib_entries),
     "sqlite3": (_sqlite_signal, _sqlite_entries),
+    "mimetypes": (_mimetypes_signal, _mimetypes_entries),
     "abc": (_abc_signal, _abc_entries),
 }
 _MODULES = tuple(_READERS)
@@ -349,17 +406,19 @@ def pickled() -> bytes | None:
     apart (None: it registered nothing)."""
     global _read
     get = sys.modules.get
-    pd, xr, mpl, sq = get("pandas"), get("xarray"), get("matplotlib"), get("sqlite3")
+    pd, xr, mpl, sq, mt = get("pandas"), get("xarray"), get("matplotlib"), get("sqlite3"), get("mimetypes")
     now = (  # (the modules in _MODULES' order, then their signals: unrolled, as it runs every call)
         pd,
         xr,
         mpl,
         sq,
+        mt,
         abc,
         pd and _pandas_signal(pd),
         xr and _xarray_signal(xr),
         mpl and _matplotlib_signal(mpl),
         sq and _sqlite_signal(sq),
+        mt and _mimetypes_signal(mt),
         abc.get_cache_token(),
     )
     seen, data = _read
@@ -381,9 +440,27 @@ class _Registries:
     """The registries, as the one table an :class:`~.overlay.Overlay` lays the parent's
     entries over, keyed ``(registry, ...)``."""
 
-    _GET = {"pandas": _pandas_get, "xarray": _xarray_get, "matplotlib": _matplotlib_get, "abc": _abc_get}
-    _SET = {"pandas": _pandas_set, "xarray": _xarray_set, "matplotlib": _matplotlib_set, "abc": _abc_set}
-    _POP = {"pandas": _pandas_pop, "xarray": _xarray_pop, "matplotlib": _matplotlib_pop, "abc": _abc_pop}
+    _GET = {
+        "pandas": _pandas_get,
+        "xarray": _xarray_get,
+        "matplotlib": _matplotlib_get,
+        "mimetypes": _mimetypes_get,
+        "abc": _abc_get,
+    }
+    _SET = {
+        "pandas": _pandas_set,
+        "xarray": _xarray_set,
+        "matplotlib": _matplotlib_set,
+        "mimetypes": _mimetypes_set,
+        "abc": _abc_set,
+    }
+    _POP = {
+        "pandas": _pandas_pop,
+        "xarray": _xarray_pop,
+        "matplotlib": _matplotlib_pop,
+        "mimetypes": _mimetypes_pop,
+        "abc": _abc_pop,
+    }
 
     def get(self, key: Any, default: Any = None) -> Any:
         family = key[0].split(".")[0]
