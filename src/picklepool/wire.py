@@ -168,6 +168,10 @@ class ParentState(NamedTuple):
     # as a virtual subclass of a standard ABC), pickled (workers.registries; None: nothing):
     # a task's df.geo, cmap="mine" or isinstance(x, Mapping) works as in the parent
     registries: bytes | None = None
+    # libraries' settings that are module attributes, where the parent changed them
+    # (PIL.Image.MAX_IMAGE_PIXELS = None, mpmath.mp.dps = 50), pickled
+    # (workers.modulesettings; None: the defaults): a task opens, parses, computes as in the parent
+    module_settings: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

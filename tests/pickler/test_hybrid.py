@@ -1724,3 +1724,58 @@ def test_ctypes_structures_of_main_travel_by_value():
     assert lines[0] == "True"
     assert ".<global Inner>.a (type _ctypes.CField)" in lines[1] or ".<global Outer>" in lines[1], lines[1]
     assert "of the ctypes structure" in lines[1] and "use pickler='hybrid'" in lines[1], lines[1]
+
+
+def test_subclasses_of_module_property_classmethod_and_staticmethod_travel_with_main_code():
+    # cloudpickle reduces modules, properties, classmethods and staticmethods by their exact
+    # type: mpmath (a ModuleType subclass of its own) used by a script's function, and a
+    # script's class with a `classproperty` of its own, could not be sent ("cannot pickle
+    # '_MPMathModule' object"), under joblib too
+    proc = run_python(
+        """
+        import sys, types
+        import json
+        from picklepool import Parallel, delayed
+
+        class Lazy(types.ModuleType):  # as mpmath makes itself
+            pass
+
+        json.__class__ = Lazy
+
+        class classproperty(property):  # an __init__ of its own, and state
+            def __init__(self, fget):
+                super().__init__(lambda self: fget(type(self)))
+                self.label = "cp"
+
+        class OnceMethod(classmethod):
+            pass
+
+        class Tool(staticmethod):
+            pass
+
+        class Config:
+            unit = "km"
+
+            @classproperty
+            def name(cls):
+                return cls.__name__ + ":" + cls.unit
+
+            @OnceMethod
+            def make(cls):
+                return cls.unit * 2
+
+            @Tool
+            def double(x):
+                return 2 * x
+
+        def task(i):
+            c = Config()
+            return json.dumps([i]), c.name, Config.make(), Config.double(i), vars(Config)["name"].label
+
+        print(Parallel(n_jobs=2)(delayed(task)(i) for i in range(2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        "[('[0]', 'Config:km', 'kmkm', 0, 'cp'), ('[1]', 'Config:km', 'kmkm', 2, 'cp')]"
+    )

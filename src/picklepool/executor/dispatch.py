@@ -59,6 +59,7 @@ from ..workers import (
     logback,
     mainnames,
     mirror,
+    modulesettings,
     pandasoptions,
     picklernames,
     rcparams,
@@ -154,6 +155,7 @@ def parent_state(
         finders.pickled(),
         xarrayoptions.pickled(),
         registries.pickled(),
+        modulesettings.pickled(),
     )
 
 

@@ -221,12 +221,49 @@ def _reduce_function(pickler: Pickler, obj: Any) -> Any:
 
 def _reduce_module(pickler: Pickler, obj: Any) -> Any:
     """A module by value when it came from a file its name does not import (``homes``: a
-    plugin's, named by a ``__main__`` function's globals), else as cloudpickle sends it."""
+    plugin's, named by a ``__main__`` function's globals), else as cloudpickle sends it.
+
+    A module of a subclass of ``ModuleType`` (``mpmath`` makes itself one, for attributes
+    computed when read) goes by name when it is ``sys.modules``' under its name: cloudpickle
+    looks modules up by their exact type, and refused it ("cannot pickle '_MPMathModule'
+    object"), so every ``__main__`` function using ``mpmath`` failed to pickle.
+    """
     if not module_not_found(obj):
+        name = getattr(obj, "__name__", None)
+        if type(obj) is not types.ModuleType and isinstance(name, str) and sys.modules.get(name) is obj:
+            return importlib.import_module, (name,)
         return NotImplemented  # cloudpickle's reducer (its dispatch table): by name, mostly
     state = obj.__dict__.copy()
     state.pop("__builtins__", None)  # as cloudpickle's own by-value modules
     return cloudpickle.cloudpickle.dynamic_subimport, (obj.__name__, state)
+
+
+_DESCRIPTORS = (classmethod, staticmethod, property)
+
+
+def _reduce_descriptor(pickler: Pickler, obj: Any) -> Any:
+    """A subclass of ``classmethod``, ``staticmethod`` or ``property`` (a class's
+    ``classproperty`` decorator of its own): made again from its functions, then its
+    ``__dict__``. cloudpickle reduces those three by their exact type only (and
+    ``abc``'s subclasses of them), and refused the others ("cannot pickle 'MyProp'
+    object"): a class of ``__main__`` using one could not be sent."""
+    if isinstance(obj, property):
+        base: type = property
+        args: tuple[Any, ...] = (obj.fget, obj.fset, obj.fdel, obj.__doc__)
+    else:
+        base = classmethod if isinstance(obj, classmethod) else staticmethod
+        args = (obj.__func__,)
+    state = getattr(obj, "__dict__", None)
+    return rebuild_descriptor, (type(obj), base, args), dict(state) if state else None
+
+
+def rebuild_descriptor(cls: type, base: type, args: tuple[Any, ...]) -> Any:
+    """An instance of *cls*, a subclass of *base* (``property``...), made by *base*'s
+    constructor from *args*: its own ``__init__`` may take other arguments (what it set is
+    in the ``__dict__`` the pickle sets next)."""
+    obj = base.__new__(cls)  # type: ignore[call-overload]
+    base.__init__(obj, *args)  # type: ignore[misc]
+    return obj
 
 
 _LRU_CACHE_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
@@ -549,6 +586,8 @@ class Pickler(cloudpickle.Pickler):
             return _reduce_lru_cache
         if issubclass(t, types.ModuleType):
             return _reduce_module
+        if t not in self.dispatch_table and issubclass(t, _DESCRIPTORS):
+            return _reduce_descriptor  # a subclass of classmethod, staticmethod or property
         if t in _TYPING_NAMED:
             return _reduce_typing_named
         reducer = _hybrid_reducer(t)

@@ -68,6 +68,8 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
 - what the parent registered in libraries' registries (a pandas or xarray accessor, a
   matplotlib colormap, a sqlite3 adapter, a virtual subclass of a standard ABC:
   ``workers.registries``).
+- libraries' settings that are module attributes (``PIL.Image.MAX_IMAGE_PIXELS = None``,
+  ``mpmath.mp.dps``: ``workers.modulesettings``).
 
 Not mirrored, by choice: signal handlers,
 and logging configuration (but a task's records reach the parent's handlers:
@@ -98,6 +100,7 @@ from . import (
     locales,
     logback,
     mainnames,
+    modulesettings,
     pandasoptions,
     picklernames,
     printopts,
@@ -172,6 +175,7 @@ def apply(state: ParentState) -> None:
     rcparams.apply(state.rc_params)
     xarrayoptions.apply(state.xarray_options)
     registries.apply(state.registries)
+    modulesettings.apply(state.module_settings)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
@@ -195,6 +199,7 @@ def rebase() -> None:
     webdefaults.rebase()
     archiveformats.rebase()
     registries.rebase()
+    modulesettings.rebase()
     envvars.rebase()
     contextvalues.rebase()
     if _applied is not None:

@@ -1,0 +1,130 @@
+"""Libraries' settings that are plain module attributes, as the parent set them, set in a worker too.
+
+Some libraries are configured by assigning one of their module's attributes, once, at the
+script's top, and their documentation or their error messages say so:
+``PIL.Image.MAX_IMAGE_PIXELS = None`` (to open a large scan without
+``DecompressionBombError``), ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` (a truncated
+JPEG loads), ``http.client._MAXHEADERS = 1000`` (a server sending many headers:
+"got more than 100 headers"), ``mpmath.mp.dps = 50`` (the precision of every mpmath
+number). In the loop the call replaces, a task ran with them; a warm worker imported the
+library itself, with its defaults, so the same task raised or computed with 15 digits
+(under joblib too). A module attribute the parent changed is otherwise not mirrored (README):
+this module mirrors the settings of :data:`SETTINGS`, the ones such scripts set.
+
+:func:`pickled` reads, in the parent, those settings of the modules it imported that differ
+from the library's default (a ``sys.modules`` look-up per module, and an attribute read per
+setting of an imported one, ~0.3 us a call). :func:`apply` sets them in the worker before
+each batch (importing the module), again if a task changed one, and sets back the worker's
+own value once the parent's is the default again. Process-wide: not sent to a dask cluster's
+shared workers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import operator
+import pickle
+import sys
+from typing import Any
+
+from .overlay import Overlay, dumps_each
+
+WHAT = "a library's setting"
+
+# (module, attribute, the library's default): settings scripts commonly assign. A library
+# whose default changed sends its new default once (the worker's own, the same: nothing set).
+SETTINGS: tuple[tuple[str, str, Any], ...] = (
+    ("PIL.Image", "MAX_IMAGE_PIXELS", 1024 * 1024 * 1024 // 4 // 3),
+    ("PIL.ImageFile", "LOAD_TRUNCATED_IMAGES", False),
+    ("http.client", "_MAXHEADERS", 100),
+    ("http.client", "_MAXLINE", 65536),
+    ("mpmath", "mp.prec", 53),  # (mp.dps sets it)
+    ("mpmath", "mp.pretty", False),
+)
+_MODULES = tuple(dict.fromkeys(module for module, _, _ in SETTINGS))
+_READ = {(module, attr): operator.attrgetter(attr) for module, attr, _ in SETTINGS}
+# per module of _MODULES: its settings' keys, and one getter of their values (a tuple)
+_KEYS = tuple(tuple((m, attr) for m, attr, _ in SETTINGS if m == module) for module in _MODULES)
+_DEFAULTS = {(module, attr): default for module, attr, default in SETTINGS}
+_GETTERS = tuple(operator.attrgetter(*(attr for _, attr in keys), "__name__") for keys in _KEYS)
+_NONE = (None,) * len(_MODULES)
+
+# parent: (the modules as read last and their settings' values, the pickle of those not default)
+_read: tuple[Any, bytes | None] = (None, None)
+
+
+def _values(getter: Any, module: Any) -> Any:
+    return None if module is None else getter(module)
+
+
+def pickled() -> bytes | None:
+    """``{(module, attribute): value}`` of the settings the parent changed, pickled each
+    apart (None: all are the libraries' defaults, or their modules are not imported)."""
+    global _read
+    modules = tuple(map(sys.modules.get, _MODULES))
+    if modules == _NONE:  # (the usual case: none imported)
+        return None
+    now = tuple(map(_values, _GETTERS, modules))  # (a module's own: its values, then its name)
+    seen, data = _read
+    if now == seen:
+        return data
+    entries = [
+        (key, value)
+        for keys, values in zip(_KEYS, now, strict=True)
+        if values is not None
+        for key, value in zip(keys, values, strict=False)  # (values end with the module's name)
+        if not _same(value, _DEFAULTS[key])
+    ]
+    data = dumps_each(entries, WHAT, pickler=_Plain()) if entries else None
+    _read = (now, data)
+    return data
+
+
+def _same(value: Any, default: Any) -> bool:
+    return type(value) is type(default) and value == default
+
+
+class _Plain:
+    """The standard pickler, for :func:`dumps_each`: settings are numbers, strings, None."""
+
+    @staticmethod
+    def dumps(obj: Any) -> bytes:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _Settings:
+    """The settings, as the one table an :class:`~.overlay.Overlay` lays the parent's over,
+    keyed ``(module, attribute)``."""
+
+    def get(self, key: tuple[str, str], default: Any = None) -> Any:
+        module = importlib.import_module(key[0])
+        try:
+            return _READ[key](module)
+        except AttributeError:
+            return default
+
+    def __setitem__(self, key: tuple[str, str], value: Any) -> None:
+        owner, _, name = key[1].rpartition(".")
+        target = importlib.import_module(key[0])
+        setattr(operator.attrgetter(owner)(target) if owner else target, name, value)
+
+    def pop(self, key: tuple[str, str], default: Any = None) -> Any:
+        return default  # (every setting has a value: the worker's own is set back instead)
+
+
+# worker: the parent's settings set here
+_overlay = Overlay(WHAT)
+
+
+def rebase() -> None:
+    """After an initializer ran: see ``Overlay.rebase``."""
+    if _overlay.added:
+        _overlay.rebase(_Settings())  # type: ignore[arg-type]
+
+
+def apply(data: bytes | None) -> None:
+    """Set in this worker the settings pickled in *data* (None: the parent's are the
+    defaults), and set back this worker's own where the parent's is the default again."""
+    if data is None and not _overlay.added:  # (the usual case)
+        return
+    _overlay.apply(_Settings(), data)  # type: ignore[arg-type]

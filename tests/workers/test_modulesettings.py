@@ -1,0 +1,107 @@
+"""Libraries' settings that are module attributes reach the workers (workers.modulesettings)."""
+
+from __future__ import annotations
+
+import http.client
+import io
+
+import pytest
+
+from picklepool import Executor, Parallel, delayed
+from picklepool.workers import modulesettings
+
+Image = pytest.importorskip("PIL.Image")
+ImageFile = pytest.importorskip("PIL.ImageFile")
+mpmath = pytest.importorskip("mpmath")
+
+DEFAULT_PIXELS = Image.MAX_IMAGE_PIXELS
+
+
+@pytest.fixture
+def defaults():
+    yield
+    Image.MAX_IMAGE_PIXELS = DEFAULT_PIXELS
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    http.client._MAXHEADERS = 100
+    mpmath.mp.dps = 15
+    mpmath.mp.pretty = False
+
+
+@pytest.fixture
+def images(tmp_path):
+    """A 100x100 PNG, and a 32x32 JPEG cut short (as a download that stopped)."""
+    png, jpeg = tmp_path / "small.png", tmp_path / "cut.jpg"
+    Image.new("RGB", (100, 100), "red").save(png)
+    data = io.BytesIO()
+    Image.effect_noise((32, 32), 50).convert("RGB").save(data, "JPEG")
+    jpeg.write_bytes(data.getvalue()[: len(data.getvalue()) * 2 // 3])
+    return str(png), str(jpeg)
+
+
+def _outcomes(png, jpeg):
+    """What a task gets from each setting: a value, or its error's name."""
+    out = {}
+
+    def attempt(key, fn):
+        try:
+            out[key] = fn()
+        except Exception as exc:  # noqa: BLE001 - the error is the task's answer
+            out[key] = type(exc).__name__
+
+    attempt("bomb check", lambda: Image.open(png).size)
+    attempt("truncated", lambda: Image.open(jpeg).load() is not None)
+    attempt("headers", lambda: len(http.client.parse_headers(io.BytesIO(b"X-A: 1\r\n" * 150 + b"\r\n"))))
+    out["mpmath"] = str(mpmath.mpf(1) / 3)
+    return out
+
+
+def test_a_task_runs_with_the_library_settings_the_program_assigned(defaults, images):
+    with Executor(max_workers=1) as ex:
+        before = ex.submit(_outcomes, *images).result()
+        assert before == _outcomes(*images)  # the defaults, on both sides
+        assert before["truncated"] == "OSError" and before["headers"] == "HTTPException"
+        # what scripts write at their top (here after the workers started: a warm
+        # worker, as a new one, imports the libraries with their defaults)
+        Image.MAX_IMAGE_PIXELS = 2000  # (the PNG's 10,000 pixels: over twice the limit)
+        ImageFile.LOAD_TRUNCATED_IMAGES = True
+        http.client._MAXHEADERS = 1000
+        mpmath.mp.dps = 30
+        loop = _outcomes(*images)
+        assert loop == {
+            "bomb check": "DecompressionBombError",
+            "truncated": True,
+            "headers": 150,
+            "mpmath": "0." + "3" * 30,
+        }
+        assert ex.submit(_outcomes, *images).result() == loop
+        assert Parallel(n_jobs=2)(delayed(_outcomes)(*images) for _ in range(2)) == [loop, loop]
+        Image.MAX_IMAGE_PIXELS = None  # (no check at all)
+        assert ex.submit(lambda: Image.MAX_IMAGE_PIXELS).result() is None
+        # back to the defaults in the parent: the worker's own values come back
+        Image.MAX_IMAGE_PIXELS = DEFAULT_PIXELS
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        http.client._MAXHEADERS = 100
+        mpmath.mp.dps = 15
+        assert ex.submit(_outcomes, *images).result() == before
+
+
+def _change_them():
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    mpmath.mp.dps = 5
+
+
+def test_a_tasks_own_setting_is_its_batchs(defaults):
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    mpmath.mp.dps = 30
+    with Executor(max_workers=1) as ex:
+        ex.submit(_change_them).result()
+        assert ex.submit(lambda: (ImageFile.LOAD_TRUNCATED_IMAGES, mpmath.mp.dps)).result() == (True, 30)
+
+
+def test_pickled_sends_only_the_settings_that_are_not_the_defaults(defaults):
+    assert modulesettings.pickled() is None
+    mpmath.mp.pretty = True
+    data = modulesettings.pickled()
+    assert data is not None and modulesettings.pickled() is data  # (kept while unchanged)
+    mpmath.mp.pretty = False
+    assert modulesettings.pickled() is None
