@@ -12,6 +12,7 @@ from picklepool.workers import modulesettings
 
 Image = pytest.importorskip("PIL.Image")
 ImageFile = pytest.importorskip("PIL.ImageFile")
+PngImagePlugin = pytest.importorskip("PIL.PngImagePlugin")
 mpmath = pytest.importorskip("mpmath")
 
 DEFAULT_PIXELS = Image.MAX_IMAGE_PIXELS
@@ -22,6 +23,7 @@ def defaults():
     yield
     Image.MAX_IMAGE_PIXELS = DEFAULT_PIXELS
     ImageFile.LOAD_TRUNCATED_IMAGES = False
+    PngImagePlugin.MAX_TEXT_CHUNK = 1024 * 1024
     http.client._MAXHEADERS = 100
     mpmath.mp.dps = 15
     mpmath.mp.pretty = False
@@ -29,9 +31,12 @@ def defaults():
 
 @pytest.fixture
 def images(tmp_path):
-    """A 100x100 PNG, and a 32x32 JPEG cut short (as a download that stopped)."""
+    """A 100x100 PNG with a compressed text chunk of 2,000 characters, and a 32x32 JPEG cut
+    short (as a download that stopped)."""
     png, jpeg = tmp_path / "small.png", tmp_path / "cut.jpg"
-    Image.new("RGB", (100, 100), "red").save(png)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("note", "x" * 2000, zip=True)
+    Image.new("RGB", (100, 100), "red").save(png, pnginfo=info)
     data = io.BytesIO()
     Image.effect_noise((32, 32), 50).convert("RGB").save(data, "JPEG")
     jpeg.write_bytes(data.getvalue()[: len(data.getvalue()) * 2 // 3])
@@ -49,6 +54,13 @@ def _outcomes(png, jpeg):
             out[key] = type(exc).__name__
 
     attempt("bomb check", lambda: Image.open(png).size)
+
+    def text():
+        image = Image.open(png)
+        image.load()
+        return len(image.text["note"])
+
+    attempt("text chunk", text)
     attempt("truncated", lambda: Image.open(jpeg).load() is not None)
     attempt("headers", lambda: len(http.client.parse_headers(io.BytesIO(b"X-A: 1\r\n" * 150 + b"\r\n"))))
     out["mpmath"] = str(mpmath.mpf(1) / 3)
@@ -60,6 +72,7 @@ def test_a_task_runs_with_the_library_settings_the_program_assigned(defaults, im
         before = ex.submit(_outcomes, *images).result()
         assert before == _outcomes(*images)  # the defaults, on both sides
         assert before["truncated"] == "OSError" and before["headers"] == "HTTPException"
+        assert before["text chunk"] == 2000
         # what scripts write at their top (here after the workers started: a warm
         # worker, as a new one, imports the libraries with their defaults)
         Image.MAX_IMAGE_PIXELS = 2000  # (the PNG's 10,000 pixels: over twice the limit)
@@ -69,6 +82,7 @@ def test_a_task_runs_with_the_library_settings_the_program_assigned(defaults, im
         loop = _outcomes(*images)
         assert loop == {
             "bomb check": "DecompressionBombError",
+            "text chunk": "DecompressionBombError",  # (the check comes first)
             "truncated": True,
             "headers": 150,
             "mpmath": "0." + "3" * 30,
@@ -76,7 +90,13 @@ def test_a_task_runs_with_the_library_settings_the_program_assigned(defaults, im
         assert ex.submit(_outcomes, *images).result() == loop
         assert Parallel(n_jobs=2)(delayed(_outcomes)(*images) for _ in range(2)) == [loop, loop]
         Image.MAX_IMAGE_PIXELS = None  # (no check at all)
+        PngImagePlugin.MAX_TEXT_CHUNK = 100  # (less than the text's 2,000 bytes)
+        ImageFile.LOAD_TRUNCATED_IMAGES = False  # (which would skip the chunk quietly)
         assert ex.submit(lambda: Image.MAX_IMAGE_PIXELS).result() is None
+        loop = _outcomes(*images)
+        assert loop["text chunk"] == "ValueError"  # "Decompressed data too large"
+        assert ex.submit(_outcomes, *images).result() == loop
+        PngImagePlugin.MAX_TEXT_CHUNK = 1024 * 1024
         # back to the defaults in the parent: the worker's own values come back
         Image.MAX_IMAGE_PIXELS = DEFAULT_PIXELS
         ImageFile.LOAD_TRUNCATED_IMAGES = False

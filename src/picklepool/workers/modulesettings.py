@@ -4,7 +4,7 @@ Some libraries are configured by assigning one of their module's attributes, onc
 script's top, and their documentation or their error messages say so:
 ``PIL.Image.MAX_IMAGE_PIXELS = None`` (to open a large scan without
 ``DecompressionBombError``), ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` (a truncated
-JPEG loads), ``http.client._MAXHEADERS = 1000`` (a server sending many headers:
+JPEG loads), ``PIL.PngImagePlugin.MAX_TEXT_CHUNK`` (a PNG with large text chunks loads), ``http.client._MAXHEADERS = 1000`` (a server sending many headers:
 "got more than 100 headers"), ``mpmath.mp.dps = 50`` (the precision of every mpmath
 number). In the loop the call replaces, a task ran with them; a warm worker imported the
 library itself, with its defaults, so the same task raised or computed with 15 digits
@@ -36,6 +36,8 @@ WHAT = "a library's setting"
 SETTINGS: tuple[tuple[str, str, Any], ...] = (
     ("PIL.Image", "MAX_IMAGE_PIXELS", 1024 * 1024 * 1024 // 4 // 3),
     ("PIL.ImageFile", "LOAD_TRUNCATED_IMAGES", False),
+    ("PIL.PngImagePlugin", "MAX_TEXT_CHUNK", 1024 * 1024),  # ("Decompressed data too large")
+    ("PIL.PngImagePlugin", "MAX_TEXT_MEMORY", 64 * 1024 * 1024),
     ("http.client", "_MAXHEADERS", 100),
     ("http.client", "_MAXLINE", 65536),
     ("mpmath", "mp.prec", 53),  # (mp.dps sets it)
