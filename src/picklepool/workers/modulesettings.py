@@ -4,11 +4,11 @@ Some libraries are configured by assigning one of their module's attributes, onc
 script's top, and their documentation or their error messages say so:
 ``PIL.Image.MAX_IMAGE_PIXELS = None`` (to open a large scan without
 ``DecompressionBombError``), ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` (a truncated
-JPEG loads), ``PIL.PngImagePlugin.MAX_TEXT_CHUNK`` (a PNG with large text chunks loads), ``http.client._MAXHEADERS = 1000`` (a server sending many headers:
-"got more than 100 headers"), ``mpmath.mp.dps = 50`` (the precision of every mpmath
-number). In the loop the call replaces, a task ran with them; a warm worker imported the
-library itself, with its defaults, so the same task raised or computed with 15 digits
-(under joblib too). A module attribute the parent changed is otherwise not mirrored (README):
+JPEG loads), ``PIL.PngImagePlugin.MAX_TEXT_CHUNK`` (a PNG with large text chunks loads),
+``http.client._MAXHEADERS = 1000`` (a server sending many headers: "got more than 100
+headers"), ``mpmath.mp.dps = 50`` (the precision of every mpmath number). In the loop the
+call replaces, a task ran with them; a warm worker imported the library itself, with its
+defaults, so the same task raised or computed with 15 digits (under joblib too). A module attribute the parent changed is otherwise not mirrored (README):
 this module mirrors the settings of :data:`SETTINGS`, the ones such scripts set.
 
 :func:`pickled` reads, in the parent, those settings of the modules it imported that differ
