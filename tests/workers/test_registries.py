@@ -204,3 +204,31 @@ def test_a_scripts_accessor_and_its_classes_registered_as_abc_subclasses_are_so_
     proc = run_python(SCRIPT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+class GeoEdited(Geo):
+    """The accessor of a notebook's cell run again, edited: another class, the same name."""
+
+    def center(self):
+        return -1.0
+
+
+def test_an_accessor_registered_again_under_its_name_replaces_the_workers(registered):
+    import warnings
+
+    with Executor(max_workers=1) as ex:
+        assert ex.submit(_uses_them, 0).result()["pandas"] == 1.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (pandas: "overriding a preexisting attribute")
+            pd.api.extensions.register_dataframe_accessor("geo")(GeoEdited)
+            xr.register_dataset_accessor("geoset")(
+                type("GeoSetEdited", (GeoSet,), {"names": lambda self: []})
+            )
+        mimetypes.add_type("application/x-picklepool-geo2", ".picklepool-geo")
+        loop = _uses_them(0)
+        assert (loop["pandas"], loop["xarray"], loop["mimetypes"]) == (
+            -1.0,
+            [],
+            "application/x-picklepool-geo2",
+        )
+        assert ex.submit(_uses_them, 0).result() == loop

@@ -397,8 +397,9 @@ _READERS = {
 }
 _MODULES = tuple(_READERS)
 
-# parent: ((the modules, then their signals) as read last, the pickle of the entries)
-_read: tuple[tuple[Any, ...] | None, bytes | None] = (None, None)
+# parent: ((the modules, then their signals) as read last, the pickle of the entries, where
+# those that a signal misses are: _watch)
+_read: tuple[tuple[Any, ...] | None, bytes | None, list[Any]] = (None, None, [])
 
 
 def pickled() -> bytes | None:
@@ -421,8 +422,8 @@ def pickled() -> bytes | None:
         mt and _mimetypes_signal(mt),
         abc.get_cache_token(),
     )
-    seen, data = _read
-    if now == seen:
+    seen, data, watched = _read
+    if now == seen and all([_same_entry(*w) for w in watched]):  # (watched: usually none)
         return data
     entries: list[tuple[Any, Any]] = []
     for name, module, signal in zip(_MODULES, now[: len(_MODULES)], now[len(_MODULES) :], strict=True):
@@ -432,8 +433,28 @@ def pickled() -> bytes | None:
             except Exception:  # noqa: BLE001 - a library of another shape: its registry is left out
                 continue
     data = dumps_each(entries, WHAT) if entries else None
-    _read = (now, data)
+    _read = (now, data, [w for w in map(_watch, entries) if w is not None])
     return data
+
+
+def _watch(entry: tuple[Any, Any]) -> tuple[Any, Any, Any, str | None] | None:
+    """Where the parent keeps *entry*, when registering another value under its name changes
+    no signal (an accessor of a notebook's cell run again, a type given to an extension
+    again): ``(mapping, name, value, attribute)``, compared by :func:`_same_entry`."""
+    key, value = entry
+    family = key[0]
+    if family in ("pandas.accessor", "xarray.accessor"):
+        module = sys.modules.get(family.split(".")[0])
+        return (vars(getattr(module, key[1])), key[2], value, "_accessor") if module else None
+    if family == "mimetypes":
+        db = getattr(sys.modules.get("mimetypes"), "_db", None)
+        return (db.types_map[1 if key[1] else 0], key[2], value, None) if db is not None else None
+    return None
+
+
+def _same_entry(mapping: Any, name: Any, value: Any, attribute: str | None) -> bool:
+    found = mapping.get(name)
+    return (found if attribute is None else getattr(found, attribute, None)) is value
 
 
 class _Registries:
