@@ -5,6 +5,7 @@ from __future__ import annotations
 import decimal
 import mimetypes
 import sqlite3
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -66,7 +67,11 @@ def _uses_them(i):
 
     attempt("sqlite3", insert)
     out["mimetypes"] = mimetypes.guess_type("shape.picklepool-geo")[0]
+    out["xml"] = ET.tostring(ET.Element(f"{{{NAMESPACE}}}root")).decode()
     return out
+
+
+NAMESPACE = "http://picklepool.invalid/geo"
 
 
 @pytest.fixture
@@ -79,6 +84,7 @@ def registered():
     sqlite3.register_adapter(decimal.Decimal, _as_text)
     sqlite3.register_converter("shout", _from_text)
     mimetypes.add_type("application/x-picklepool-geo", ".picklepool-geo")
+    ET.register_namespace("geo", NAMESPACE)
     yield
     _unregister()
 
@@ -93,6 +99,7 @@ def _unregister(_=None):
     sqlite3.adapters.pop((decimal.Decimal, sqlite3.PrepareProtocol), None)
     sqlite3.converters.pop("SHOUT", None)
     mimetypes.types_map.pop(".picklepool-geo", None)
+    ET._namespace_map.pop(NAMESPACE, None)
 
 
 EXPECTED = {
@@ -101,6 +108,7 @@ EXPECTED = {
     "colormap": 3,
     "sqlite3": "<1.5>".upper(),
     "mimetypes": "application/x-picklepool-geo",
+    "xml": f'<geo:root xmlns:geo="{NAMESPACE}" />',  # (a warm worker wrote ns0:root)
 }
 
 
@@ -111,7 +119,7 @@ def test_a_task_finds_the_accessors_colormaps_and_adapters_the_program_registere
         # ProgrammingError, as under joblib
         before = ex.submit(_uses_them, 0).result()
         assert before["pandas"] == "AttributeError" and before["colormap"] == "KeyError"
-        assert before["mimetypes"] is None
+        assert before["mimetypes"] is None and before["xml"].startswith("<ns0:root")
         from matplotlib.colors import ListedColormap
 
         pd.api.extensions.register_dataframe_accessor("geo")(Geo)
@@ -120,6 +128,7 @@ def test_a_task_finds_the_accessors_colormaps_and_adapters_the_program_registere
         sqlite3.register_adapter(decimal.Decimal, _as_text)
         sqlite3.register_converter("shout", _from_text)
         mimetypes.add_type("application/x-picklepool-geo", ".picklepool-geo")
+        ET.register_namespace("geo", NAMESPACE)
         try:
             loop = _uses_them(0)
             assert loop == EXPECTED
@@ -140,7 +149,7 @@ def test_pickled_sends_only_the_programs_own_entries(registered):
     data = registries.pickled()
     assert data is not None and registries.pickled() is data  # (kept while unchanged)
     _unregister()
-    # pandas', xarray's, matplotlib's, sqlite3's and mimetypes' own: every worker has them
+    # pandas', xarray's, matplotlib's, sqlite3's, mimetypes' and ElementTree's own: every worker has them
     assert registries.pickled() is None
 
 

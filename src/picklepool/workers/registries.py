@@ -4,19 +4,22 @@ A script extends the libraries it uses by registering things in them, once, at i
 a pandas accessor (``@pd.api.extensions.register_dataframe_accessor("geo")``) or extension
 dtype, an xarray accessor (``@xr.register_dataset_accessor("geo")``), a matplotlib colormap
 (``matplotlib.colormaps.register(cmap)``), a sqlite3 adapter or converter
-(``sqlite3.register_adapter(Decimal, str)``), a file type (``mimetypes.add_type``), a class
+(``sqlite3.register_adapter(Decimal, str)``), a file type (``mimetypes.add_type``), an XML
+namespace prefix (``xml.etree.ElementTree.register_namespace("svg", ...)``), a class
 of its own as a virtual subclass of an ABC of the standard library
 (``collections.abc.Mapping.register(Table)``). In the loop the call replaces, a task's
 ``df.geo.center()``, ``plt.imshow(a, cmap="mine")``, ``INSERT`` of a ``Decimal`` or
-``mimetypes.guess_type("x.geojson")`` worked, and ``isinstance(Table(), Mapping)`` was true;
+``mimetypes.guess_type("x.geojson")`` worked, ``ET.tostring`` wrote ``svg:`` elements and
+``isinstance(Table(), Mapping)`` was true;
 a warm worker never ran those lines, so the same task raised ``AttributeError``,
-``KeyError``, ``ProgrammingError``, or answered None or False (under joblib too).
+``KeyError``, ``ProgrammingError``, or answered None, ``ns0:`` or False (under joblib too).
 
 :func:`pickled` reads, in the parent, the entries of those registries that are not the
 library's own, for the libraries it has imported: again only when a registry changed (a few
 ``len`` and one ``abc.get_cache_token()`` a call while none does: 0.6 us, 1.3 with pandas
 imported, 3.7 with the five). mimetypes' entries are those that differ from what a worker's
-``mimetypes.init()`` reads (the same files, read once in the parent).
+``mimetypes.init()`` reads (the same files, read once in the parent); ElementTree's, those
+its source does not set.
 Each entry is pickled apart (with hybrid: a class of the script by
 value), so one that cannot be pickled is left out, not the others. :func:`apply` registers
 them in the worker before each batch (importing the library), again if a task changed one,
@@ -337,6 +340,63 @@ def _mimetypes_pop(key: Any) -> None:
     _mimetypes_map(key).pop(key[2], None)
 
 
+# -- xml.etree.ElementTree: the namespace prefixes the script registered -------------------
+
+# parent: ElementTree's own prefixes, as its source sets them (read once)
+_xml_own: dict[str, str] | None = None
+
+
+def _xml_signal(et: Any) -> Any:
+    namespaces = getattr(et, "_namespace_map", None)
+    return len(namespaces) if type(namespaces) is dict else None
+
+
+def _xml_entries(et: Any) -> list[tuple[Any, Any]]:
+    global _xml_own
+    if _xml_own is None:
+        _xml_own = _xml_defaults(et)
+    return [
+        (("xml.namespace", uri), prefix)
+        for uri, prefix in list(et._namespace_map.items())
+        if _xml_own.get(uri) != prefix
+    ]
+
+
+def _xml_defaults(et: Any) -> dict[str, str]:
+    """``_namespace_map`` as ElementTree's source sets it (the parent's has the script's
+    entries in it already: register_namespace does not keep the defaults apart)."""
+    import ast
+
+    try:
+        with open(et.__file__, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "_namespace_map" for t in node.targets
+            ):
+                found = ast.literal_eval(node.value)
+                return found if isinstance(found, dict) else {}
+    except (OSError, ValueError, SyntaxError, TypeError):  # (no source: every entry is sent)
+        pass
+    return {}
+
+
+def _xml_map() -> dict[str, str]:
+    return importlib.import_module("xml.etree.ElementTree")._namespace_map  # type: ignore[no-any-return]
+
+
+def _xml_get(key: Any, default: Any) -> Any:
+    return _xml_map().get(key[1], default)
+
+
+def _xml_set(key: Any, value: Any) -> None:
+    importlib.import_module("xml.etree.ElementTree").register_namespace(value, key[1])
+
+
+def _xml_pop(key: Any) -> None:
+    _xml_map().pop(key[1], None)
+
+
 # -- the standard library's ABCs: the script's classes registered as virtual subclasses ------
 
 
@@ -393,6 +453,7 @@ _READERS = {
     "matplotlib": (_matplotlib_signal, _matplotlib_entries),
     "sqlite3": (_sqlite_signal, _sqlite_entries),
     "mimetypes": (_mimetypes_signal, _mimetypes_entries),
+    "xml.etree.ElementTree": (_xml_signal, _xml_entries),
     "abc": (_abc_signal, _abc_entries),
 }
 _MODULES = tuple(_READERS)
@@ -408,18 +469,21 @@ def pickled() -> bytes | None:
     global _read
     get = sys.modules.get
     pd, xr, mpl, sq, mt = get("pandas"), get("xarray"), get("matplotlib"), get("sqlite3"), get("mimetypes")
+    et = get("xml.etree.ElementTree")
     now = (  # (the modules in _MODULES' order, then their signals: unrolled, as it runs every call)
         pd,
         xr,
         mpl,
         sq,
         mt,
+        et,
         abc,
         pd and _pandas_signal(pd),
         xr and _xarray_signal(xr),
         mpl and _matplotlib_signal(mpl),
         sq and _sqlite_signal(sq),
         mt and _mimetypes_signal(mt),
+        et and _xml_signal(et),
         abc.get_cache_token(),
     )
     seen, data, watched = _read
@@ -446,6 +510,9 @@ def _watch(entry: tuple[Any, Any]) -> tuple[Any, Any, Any, str | None] | None:
     if family in ("pandas.accessor", "xarray.accessor"):
         module = sys.modules.get(family.split(".")[0])
         return (vars(getattr(module, key[1])), key[2], value, "_accessor") if module else None
+    if family == "xml.namespace":
+        et = sys.modules.get("xml.etree.ElementTree")
+        return (et._namespace_map, key[1], value, None) if et is not None else None
     if family == "mimetypes":
         db = getattr(sys.modules.get("mimetypes"), "_db", None)
         return (db.types_map[1 if key[1] else 0], key[2], value, None) if db is not None else None
@@ -466,6 +533,7 @@ class _Registries:
         "xarray": _xarray_get,
         "matplotlib": _matplotlib_get,
         "mimetypes": _mimetypes_get,
+        "xml": _xml_get,
         "abc": _abc_get,
     }
     _SET = {
@@ -473,6 +541,7 @@ class _Registries:
         "xarray": _xarray_set,
         "matplotlib": _matplotlib_set,
         "mimetypes": _mimetypes_set,
+        "xml": _xml_set,
         "abc": _abc_set,
     }
     _POP = {
@@ -480,6 +549,7 @@ class _Registries:
         "xarray": _xarray_pop,
         "matplotlib": _matplotlib_pop,
         "mimetypes": _mimetypes_pop,
+        "xml": _xml_pop,
         "abc": _abc_pop,
     }
 
