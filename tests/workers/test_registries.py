@@ -241,3 +241,63 @@ def test_an_accessor_registered_again_under_its_name_replaces_the_workers(regist
             "application/x-picklepool-geo2",
         )
         assert ex.submit(_uses_them, 0).result() == loop
+
+
+Image = pytest.importorskip("PIL.Image")
+ImageFile = pytest.importorskip("PIL.ImageFile")
+
+
+class _PPImageFile(ImageFile.ImageFile):
+    """An image format of a plugin that is not Pillow's (as pillow-heif's HEIC): a header
+    ``PPTEST``, the width and height in a byte each, then grey pixels."""
+
+    format = "PPTEST"
+    format_description = "picklepool's test format"
+
+    def _open(self):
+        header = self.fp.read(8)
+        if header[:6] != b"PPTEST":
+            raise SyntaxError("not a PPTEST file")
+        width, height = header[6], header[7]
+        self._size = (width, height)
+        self._mode = "L"
+        self.tile = [ImageFile._Tile("raw", (0, 0, width, height), 8, ("L", 0, 1))]
+
+
+def _pp_accept(prefix):
+    return prefix[:6] == b"PPTEST"
+
+
+def _pp_save(image, fp, filename):
+    fp.write(b"PPTEST" + bytes(image.size) + image.convert("L").tobytes())
+
+
+def _round_trip(path):
+    """Save an image as *path* (its extension names the format), then open it."""
+    try:
+        Image.new("L", (3, 2), 7).save(path)
+        with Image.open(path) as image:
+            return image.format, image.size, image.getpixel((0, 0)), Image.MIME.get(image.format)
+    except Exception as exc:  # noqa: BLE001 - the error is the task's answer
+        return type(exc).__name__
+
+
+def test_a_task_opens_and_saves_images_of_a_format_a_plugin_registered(tmp_path):
+    # pillow-heif's register_heif_opener() at a script's top: a task's Image.open("x.heic")
+    # raised UnidentifiedImageError in a warm worker (and its save, KeyError)
+    with Executor(max_workers=1) as ex:
+        assert ex.submit(_round_trip, str(tmp_path / "a.pptest")).result() in ("KeyError", "ValueError")
+        Image.register_open("PPTEST", _PPImageFile, _pp_accept)
+        Image.register_save("PPTEST", _pp_save)
+        Image.register_extension("PPTEST", ".pptest")
+        Image.register_mime("PPTEST", "image/x-pptest")
+        try:
+            loop = _round_trip(str(tmp_path / "b.pptest"))
+            assert loop == ("PPTEST", (3, 2), 7, "image/x-pptest")
+            assert ex.submit(_round_trip, str(tmp_path / "c.pptest")).result() == loop
+        finally:
+            for table in (Image.OPEN, Image.SAVE, Image.MIME):
+                table.pop("PPTEST", None)
+            Image.EXTENSION.pop(".pptest", None)
+            Image.ID.remove("PPTEST")
+        assert ex.submit(_round_trip, str(tmp_path / "d.pptest")).result() in ("KeyError", "ValueError")

@@ -3,16 +3,18 @@
 A script extends the libraries it uses by registering things in them, once, at its top:
 a pandas accessor (``@pd.api.extensions.register_dataframe_accessor("geo")``) or extension
 dtype, an xarray accessor (``@xr.register_dataset_accessor("geo")``), a matplotlib colormap
-(``matplotlib.colormaps.register(cmap)``), a sqlite3 adapter or converter
+(``matplotlib.colormaps.register(cmap)``), an image format of a Pillow plugin
+(pillow-heif's ``register_heif_opener()``), a sqlite3 adapter or converter
 (``sqlite3.register_adapter(Decimal, str)``), a file type (``mimetypes.add_type``), an XML
-namespace prefix (``xml.etree.ElementTree.register_namespace("svg", ...)``), a class
-of its own as a virtual subclass of an ABC of the standard library
+namespace prefix (``xml.etree.ElementTree.register_namespace("svg", ...)``), a class of its
+own as a virtual subclass of an ABC of the standard library
 (``collections.abc.Mapping.register(Table)``). In the loop the call replaces, a task's
-``df.geo.center()``, ``plt.imshow(a, cmap="mine")``, ``INSERT`` of a ``Decimal`` or
-``mimetypes.guess_type("x.geojson")`` worked, ``ET.tostring`` wrote ``svg:`` elements and
-``isinstance(Table(), Mapping)`` was true;
-a warm worker never ran those lines, so the same task raised ``AttributeError``,
-``KeyError``, ``ProgrammingError``, or answered None, ``ns0:`` or False (under joblib too).
+``df.geo.center()``, ``plt.imshow(a, cmap="mine")``, ``Image.open("x.heic")``, ``INSERT``
+of a ``Decimal`` or ``mimetypes.guess_type("x.geojson")`` worked, ``ET.tostring`` wrote
+``svg:`` elements and ``isinstance(Table(), Mapping)`` was true; a warm worker never ran
+those lines, so the same task raised ``AttributeError``, ``KeyError``,
+``UnidentifiedImageError``, ``ProgrammingError``, or answered None, ``ns0:`` or False
+(under joblib too).
 
 :func:`pickled` reads, in the parent, the entries of those registries that are not the
 library's own, for the libraries it has imported: again only when a registry changed (a few
@@ -255,6 +257,89 @@ def _matplotlib_pop(key: Any) -> None:
         registry.unregister(key[1])
 
 
+# -- Pillow: image formats of plugins that are not Pillow's (pillow-heif's HEIC...) --------
+
+# Pillow's tables of formats: (attribute of PIL.Image, its register function's name)
+_PIL_TABLES = {
+    "OPEN": "register_open",
+    "SAVE": "register_save",
+    "SAVE_ALL": "register_save_all",
+    "EXTENSION": "register_extension",
+    "MIME": "register_mime",
+}
+# worker: key -> (the parent's value, the object Pillow's table holds for it, made anew by
+# register_open)
+_pil_set: dict[Any, tuple[Any, Any]] = {}
+
+
+def _pil_own(obj: Any) -> bool:
+    module = getattr(obj, "__module__", None) or ""
+    return module == "PIL" or module.startswith("PIL.")
+
+
+# parent: PIL.Image -> its five tables, found once (module globals, never bound anew)
+_pil_tables: tuple[Any, Any] = (None, None)
+
+
+def _pil_signal(image: Any) -> Any:
+    global _pil_tables
+    held, tables = _pil_tables
+    if held is not image:
+        tables = tuple(getattr(image, table, None) for table in _PIL_TABLES)
+        if not all(type(t) is dict for t in tables):
+            tables = None
+        _pil_tables = (image, tables)
+    return None if tables is None else tuple(map(len, tables))
+
+
+def _pil_entries(image: Any) -> list[tuple[Any, Any]]:
+    opened = {f: v for f, v in list(image.OPEN.items()) if not _pil_own(v[0])}
+    saved = {f: v for f, v in list(image.SAVE.items()) if not _pil_own(v)}
+    saved_all = {f: v for f, v in list(image.SAVE_ALL.items()) if not _pil_own(v)}
+    formats = {*opened, *saved, *saved_all}
+    if not formats:
+        return []
+    extensions = {e: f for e, f in list(image.EXTENSION.items()) if f in formats}
+    mimes = {f: m for f, m in list(image.MIME.items()) if f in formats}
+    return [
+        (("PIL", table, name), value)
+        for table, found in (
+            ("OPEN", opened),
+            ("SAVE", saved),
+            ("SAVE_ALL", saved_all),
+            ("EXTENSION", extensions),
+            ("MIME", mimes),
+        )
+        for name, value in found.items()
+    ]
+
+
+def _pil_get(key: Any, default: Any) -> Any:
+    found = getattr(importlib.import_module("PIL.Image"), key[1]).get(key[2], default)
+    mine = _pil_set.get(key)
+    return mine[0] if mine is not None and mine[1] is found else found
+
+
+def _pil_set_entry(key: Any, value: Any) -> None:
+    image = importlib.import_module("PIL.Image")
+    register = getattr(image, _PIL_TABLES[key[1]])
+    if key[1] == "OPEN":
+        register(key[2], *value)
+    elif key[1] == "EXTENSION":
+        register(value, key[2])  # (extension -> format: register_extension(format, extension))
+    else:
+        register(key[2], value)
+    _pil_set[key] = (value, getattr(image, key[1]).get(key[2]))
+
+
+def _pil_pop(key: Any) -> None:
+    image = importlib.import_module("PIL.Image")
+    _pil_set.pop(key, None)
+    getattr(image, key[1]).pop(key[2], None)
+    if key[1] == "OPEN" and key[2] in image.ID:
+        image.ID.remove(key[2])
+
+
 # -- sqlite3: adapters and converters -----------------------------------------------------
 
 
@@ -451,6 +536,7 @@ _READERS = {
     "pandas": (_pandas_signal, _pandas_entries),
     "xarray": (_xarray_signal, _xarray_entries),
     "matplotlib": (_matplotlib_signal, _matplotlib_entries),
+    "PIL.Image": (_pil_signal, _pil_entries),
     "sqlite3": (_sqlite_signal, _sqlite_entries),
     "mimetypes": (_mimetypes_signal, _mimetypes_entries),
     "xml.etree.ElementTree": (_xml_signal, _xml_entries),
@@ -469,11 +555,12 @@ def pickled() -> bytes | None:
     global _read
     get = sys.modules.get
     pd, xr, mpl, sq, mt = get("pandas"), get("xarray"), get("matplotlib"), get("sqlite3"), get("mimetypes")
-    et = get("xml.etree.ElementTree")
+    et, pil = get("xml.etree.ElementTree"), get("PIL.Image")
     now = (  # (the modules in _MODULES' order, then their signals: unrolled, as it runs every call)
         pd,
         xr,
         mpl,
+        pil,
         sq,
         mt,
         et,
@@ -481,6 +568,7 @@ def pickled() -> bytes | None:
         pd and _pandas_signal(pd),
         xr and _xarray_signal(xr),
         mpl and _matplotlib_signal(mpl),
+        pil and _pil_signal(pil),
         sq and _sqlite_signal(sq),
         mt and _mimetypes_signal(mt),
         et and _xml_signal(et),
@@ -510,6 +598,9 @@ def _watch(entry: tuple[Any, Any]) -> tuple[Any, Any, Any, str | None] | None:
     if family in ("pandas.accessor", "xarray.accessor"):
         module = sys.modules.get(family.split(".")[0])
         return (vars(getattr(module, key[1])), key[2], value, "_accessor") if module else None
+    if family == "PIL" and key[1] in ("OPEN", "SAVE", "SAVE_ALL"):
+        image = sys.modules.get("PIL.Image")
+        return (getattr(image, key[1]), key[2], value, None) if image is not None else None
     if family == "xml.namespace":
         et = sys.modules.get("xml.etree.ElementTree")
         return (et._namespace_map, key[1], value, None) if et is not None else None
@@ -532,6 +623,7 @@ class _Registries:
         "pandas": _pandas_get,
         "xarray": _xarray_get,
         "matplotlib": _matplotlib_get,
+        "PIL": _pil_get,
         "mimetypes": _mimetypes_get,
         "xml": _xml_get,
         "abc": _abc_get,
@@ -540,6 +632,7 @@ class _Registries:
         "pandas": _pandas_set,
         "xarray": _xarray_set,
         "matplotlib": _matplotlib_set,
+        "PIL": _pil_set_entry,
         "mimetypes": _mimetypes_set,
         "xml": _xml_set,
         "abc": _abc_set,
@@ -548,6 +641,7 @@ class _Registries:
         "pandas": _pandas_pop,
         "xarray": _xarray_pop,
         "matplotlib": _matplotlib_pop,
+        "PIL": _pil_pop,
         "mimetypes": _mimetypes_pop,
         "xml": _xml_pop,
         "abc": _abc_pop,
