@@ -23,12 +23,15 @@ Process-wide: not sent to a dask cluster's shared workers.
 from __future__ import annotations
 
 import importlib
+import logging
 import operator
 import pickle
 import sys
 from typing import Any
 
 from .overlay import Overlay, dumps_each
+
+log = logging.getLogger(__name__)
 
 WHAT = "a library's setting"
 
@@ -57,7 +60,12 @@ _read: tuple[Any, bytes | None] = (None, None)
 
 
 def _values(getter: Any, module: Any) -> Any:
-    return None if module is None else getter(module)
+    if module is None:
+        return None
+    try:
+        return getter(module)
+    except AttributeError:  # (another version of the library, or a module of that name)
+        return None
 
 
 def pickled() -> bytes | None:
@@ -100,16 +108,18 @@ class _Settings:
     keyed ``(module, attribute)``."""
 
     def get(self, key: tuple[str, str], default: Any = None) -> Any:
-        module = importlib.import_module(key[0])
         try:
-            return _READ[key](module)
-        except AttributeError:
+            return _READ[key](importlib.import_module(key[0]))
+        except Exception:  # noqa: BLE001 - (not importable here, or no such attribute)
             return default
 
     def __setitem__(self, key: tuple[str, str], value: Any) -> None:
         owner, _, name = key[1].rpartition(".")
-        target = importlib.import_module(key[0])
-        setattr(operator.attrgetter(owner)(target) if owner else target, name, value)
+        try:
+            target = importlib.import_module(key[0])
+            setattr(operator.attrgetter(owner)(target) if owner else target, name, value)
+        except Exception as exc:  # noqa: BLE001 - this worker's library refuses it: the others still go
+            log.debug("picklepool: %s could not be set here (%r): %r", WHAT, key, exc)
 
     def pop(self, key: tuple[str, str], default: Any = None) -> Any:
         return default  # (every setting has a value: the worker's own is set back instead)

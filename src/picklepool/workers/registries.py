@@ -40,11 +40,14 @@ from __future__ import annotations
 
 import abc
 import importlib
+import logging
 import sys
 import warnings
 from typing import Any
 
 from .overlay import Overlay, dumps_each
+
+log = logging.getLogger(__name__)
 
 WHAT = "a registration in a library's registry"
 
@@ -552,11 +555,21 @@ _read: tuple[tuple[Any, ...] | None, bytes | None, list[Any]] = (None, None, [])
 def pickled() -> bytes | None:
     """The program's entries of the registries of the libraries it imported, pickled each
     apart (None: it registered nothing)."""
-    global _read
     get = sys.modules.get
     pd, xr, mpl, sq, mt = get("pandas"), get("xarray"), get("matplotlib"), get("sqlite3"), get("mimetypes")
     et, pil = get("xml.etree.ElementTree"), get("PIL.Image")
-    now = (  # (the modules in _MODULES' order, then their signals: unrolled, as it runs every call)
+    try:
+        now = _signals(pd, xr, mpl, pil, sq, mt, et)
+    except Exception:  # noqa: BLE001 - a library of another shape (or half imported): as last read
+        return _read[1]
+    seen, data, watched = _read
+    if now == seen and all([_same_entry(*w) for w in watched]):  # (watched: usually none)
+        return data
+    return _read_entries(now)
+
+
+def _signals(pd: Any, xr: Any, mpl: Any, pil: Any, sq: Any, mt: Any, et: Any) -> tuple[Any, ...]:
+    return (  # (the modules in _MODULES' order, then their signals: unrolled, as it runs every call)
         pd,
         xr,
         mpl,
@@ -574,9 +587,11 @@ def pickled() -> bytes | None:
         et and _xml_signal(et),
         abc.get_cache_token(),
     )
-    seen, data, watched = _read
-    if now == seen and all([_same_entry(*w) for w in watched]):  # (watched: usually none)
-        return data
+
+
+def _read_entries(now: tuple[Any, ...]) -> bytes | None:
+    """The entries of the registries whose signals are *now*, pickled; kept in ``_read``."""
+    global _read
     entries: list[tuple[Any, Any]] = []
     for name, module, signal in zip(_MODULES, now[: len(_MODULES)], now[len(_MODULES) :], strict=True):
         if signal is not None:
@@ -585,7 +600,11 @@ def pickled() -> bytes | None:
             except Exception:  # noqa: BLE001 - a library of another shape: its registry is left out
                 continue
     data = dumps_each(entries, WHAT) if entries else None
-    _read = (now, data, [w for w in map(_watch, entries) if w is not None])
+    try:
+        watched = [w for w in map(_watch, entries) if w is not None]
+    except Exception:  # noqa: BLE001 - (as the entries: a library of another shape)
+        watched = []
+    _read = (now, data, watched)
     return data
 
 
@@ -649,22 +668,31 @@ class _Registries:
 
     def get(self, key: Any, default: Any = None) -> Any:
         family = key[0].split(".")[0]
-        if family == "sqlite3":
-            return _sqlite_table(key).get(key[1], default)
-        return self._GET[family](key, default)
+        try:
+            if family == "sqlite3":
+                return _sqlite_table(key).get(key[1], default)
+            return self._GET[family](key, default)
+        except Exception:  # noqa: BLE001 - (the library cannot be imported here: nothing of it)
+            return default
 
     def __setitem__(self, key: Any, value: Any) -> None:
         family = key[0].split(".")[0]
-        if family == "sqlite3":
-            _sqlite_table(key)[key[1]] = value
-        else:
-            self._SET[family](key, value)
+        try:
+            if family == "sqlite3":
+                _sqlite_table(key)[key[1]] = value
+            else:
+                self._SET[family](key, value)
+        except Exception as exc:  # noqa: BLE001 - this worker's library refuses it: the others still go
+            log.debug("picklepool: %s could not be made here (%r): %r", WHAT, key, exc)
 
     def pop(self, key: Any, default: Any = None) -> Any:
         family = key[0].split(".")[0]
-        if family == "sqlite3":
-            return _sqlite_table(key).pop(key[1], default)
-        self._POP[family](key)
+        try:
+            if family == "sqlite3":
+                return _sqlite_table(key).pop(key[1], default)
+            self._POP[family](key)
+        except Exception as exc:  # noqa: BLE001 - as above
+            log.debug("picklepool: %s could not be taken back here (%r): %r", WHAT, key, exc)
         return default
 
 
