@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import io
+import pickle
+import sys
 
 import pytest
 
@@ -125,3 +127,13 @@ def test_pickled_sends_only_the_settings_that_are_not_the_defaults(defaults):
     assert data is not None and modulesettings.pickled() is data  # (kept while unchanged)
     mpmath.mp.pretty = False
     assert modulesettings.pickled() is None
+
+
+def test_a_module_of_that_name_without_the_setting_is_left_out(monkeypatch, defaults):
+    # a library of another version, or a module of the script's own named like one
+    import types
+
+    monkeypatch.setitem(sys.modules, "mpmath", types.ModuleType("mpmath"))
+    Image.MAX_IMAGE_PIXELS = None
+    data = modulesettings.pickled()
+    assert [pickle.loads(one) for one in pickle.loads(data)] == [(("PIL.Image", "MAX_IMAGE_PIXELS"), None)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import decimal
 import mimetypes
 import sqlite3
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -301,3 +302,14 @@ def test_a_task_opens_and_saves_images_of_a_format_a_plugin_registered(tmp_path)
             Image.EXTENSION.pop(".pptest", None)
             Image.ID.remove("PPTEST")
         assert ex.submit(_round_trip, str(tmp_path / "d.pptest")).result() in ("KeyError", "ValueError")
+
+
+def test_a_library_of_another_shape_sends_nothing_of_it_and_fails_no_call(monkeypatch):
+    import types
+
+    odd = types.ModuleType("PIL.Image")
+    odd.OPEN = "not a table"  # (a half-imported module, another version, a namesake)
+    monkeypatch.setitem(sys.modules, "PIL.Image", odd)
+    monkeypatch.setitem(sys.modules, "xarray", types.ModuleType("xarray"))
+    registries.pickled()  # (no error)
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
