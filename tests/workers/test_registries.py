@@ -313,3 +313,48 @@ def test_a_library_of_another_shape_sends_nothing_of_it_and_fails_no_call(monkey
     monkeypatch.setitem(sys.modules, "xarray", types.ModuleType("xarray"))
     registries.pickled()  # (no error)
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+def _renamed_font(folder):
+    """matplotlib's DejaVu Sans under a family name of its own, as a font file the script
+    adds (a company's font, a CJK one for the labels)."""
+    from fontTools.ttLib import TTFont
+    from matplotlib import font_manager
+
+    font = TTFont(font_manager.findfont("DejaVu Sans"))
+    for record in font["name"].names:
+        if record.nameID in (1, 4, 16):
+            record.string = "Picklepool Test Sans"
+        elif record.nameID == 6:
+            record.string = "PicklepoolTestSans"
+    path = str(folder / "picklepool-test-sans.ttf")
+    font.save(path)
+    return path
+
+
+def _find_font(_=None):
+    from matplotlib import font_manager
+
+    try:
+        props = font_manager.FontProperties(family="Picklepool Test Sans")
+        return font_manager.fontManager.findfont(props, fallback_to_default=False)
+    except ValueError as exc:  # "Failed to find font": matplotlib drew it in DejaVu Sans
+        return type(exc).__name__
+
+
+def test_a_task_finds_the_font_files_the_script_added(tmp_path):
+    pytest.importorskip("fontTools")
+    from matplotlib import font_manager
+
+    path = _renamed_font(tmp_path)
+    with Executor(max_workers=1) as ex:
+        assert ex.submit(_find_font).result() == "ValueError"
+        font_manager.fontManager.addfont(path)
+        try:
+            assert _find_font() == path
+            assert ex.submit(_find_font).result() == path
+        finally:
+            manager = font_manager.fontManager
+            manager.ttflist[:] = [f for f in manager.ttflist if f.fname != path]
+            manager._findfont_cached.cache_clear()
+        assert ex.submit(_find_font).result() == "ValueError"  # (taken back)

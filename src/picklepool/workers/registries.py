@@ -3,13 +3,15 @@
 A script extends the libraries it uses by registering things in them, once, at its top:
 a pandas accessor (``@pd.api.extensions.register_dataframe_accessor("geo")``) or extension
 dtype, an xarray accessor (``@xr.register_dataset_accessor("geo")``), a matplotlib colormap
-(``matplotlib.colormaps.register(cmap)``), an image format of a Pillow plugin
+(``matplotlib.colormaps.register(cmap)``) or font file (``fontManager.addfont(path)``, a
+CJK font for the labels), an image format of a Pillow plugin
 (pillow-heif's ``register_heif_opener()``), a sqlite3 adapter or converter
 (``sqlite3.register_adapter(Decimal, str)``), a file type (``mimetypes.add_type``), an XML
 namespace prefix (``xml.etree.ElementTree.register_namespace("svg", ...)``), a class of its
 own as a virtual subclass of an ABC of the standard library
 (``collections.abc.Mapping.register(Table)``). In the loop the call replaces, a task's
-``df.geo.center()``, ``plt.imshow(a, cmap="mine")``, ``Image.open("x.heic")``, ``INSERT``
+``df.geo.center()``, ``plt.imshow(a, cmap="mine")``, a label in the added font,
+``Image.open("x.heic")``, ``INSERT``
 of a ``Decimal`` or ``mimetypes.guess_type("x.geojson")`` worked, ``ET.tostring`` wrote
 ``svg:`` elements and ``isinstance(Table(), Mapping)`` was true; a warm worker never ran
 those lines, so the same task raised ``AttributeError``, ``KeyError``,
@@ -41,6 +43,7 @@ from __future__ import annotations
 import abc
 import importlib
 import logging
+import os
 import sys
 import warnings
 from typing import Any
@@ -258,6 +261,60 @@ def _matplotlib_pop(key: Any) -> None:
     _colormaps_set.pop(key[1], None)
     if key[1] in registry._cmaps and key[1] not in registry._builtin_cmaps:
         registry.unregister(key[1])
+
+
+# -- matplotlib: the font files the script added (fontManager.addfont) ----------------------
+
+# parent: the font files of the font cache a worker loads (read once)
+_fonts_own: frozenset[str] | None = None
+
+
+def _fonts_signal(fm: Any) -> Any:
+    manager = getattr(fm, "fontManager", None)
+    lists = getattr(manager, "ttflist", None), getattr(manager, "afmlist", None)
+    if type(lists[0]) is not list or type(lists[1]) is not list:
+        return None
+    return manager, len(lists[0]), len(lists[1])
+
+
+def _fonts_entries(fm: Any) -> list[tuple[Any, Any]]:
+    global _fonts_own
+    if _fonts_own is None:
+        _fonts_own = _fonts_cached(fm)
+    manager = fm.fontManager
+    paths = dict.fromkeys(f.fname for f in [*manager.ttflist, *manager.afmlist])
+    return [(("matplotlib.font", path), path) for path in paths if path not in _fonts_own]
+
+
+def _fonts_cached(fm: Any) -> frozenset[str]:
+    """The font files of matplotlib's font cache, which a worker's ``fontManager`` is
+    loaded from; without one (it could not be written), those the parent has (none sent)."""
+    import matplotlib
+
+    manager = fm.fontManager
+    try:
+        cache = os.path.join(matplotlib.get_cachedir(), f"fontlist-v{fm.FontManager.__version__}.json")
+        manager = fm.json_load(cache)
+    except Exception:  # noqa: BLE001 - (no cache: the worker made its fontManager as the parent did)
+        pass
+    return frozenset(f.fname for f in [*manager.ttflist, *manager.afmlist])
+
+
+def _fonts_get(key: Any, default: Any) -> Any:
+    manager = importlib.import_module("matplotlib.font_manager").fontManager
+    found = any(f.fname == key[1] for f in reversed([*manager.ttflist, *manager.afmlist]))
+    return key[1] if found else default
+
+
+def _fonts_set(key: Any, value: Any) -> None:
+    importlib.import_module("matplotlib.font_manager").fontManager.addfont(value)
+
+
+def _fonts_pop(key: Any) -> None:
+    manager = importlib.import_module("matplotlib.font_manager").fontManager
+    manager.ttflist[:] = [f for f in manager.ttflist if f.fname != key[1]]
+    manager.afmlist[:] = [f for f in manager.afmlist if f.fname != key[1]]
+    manager._findfont_cached.cache_clear()
 
 
 # -- Pillow: image formats of plugins that are not Pillow's (pillow-heif's HEIC...) --------
@@ -539,6 +596,7 @@ _READERS = {
     "pandas": (_pandas_signal, _pandas_entries),
     "xarray": (_xarray_signal, _xarray_entries),
     "matplotlib": (_matplotlib_signal, _matplotlib_entries),
+    "matplotlib.font_manager": (_fonts_signal, _fonts_entries),
     "PIL.Image": (_pil_signal, _pil_entries),
     "sqlite3": (_sqlite_signal, _sqlite_entries),
     "mimetypes": (_mimetypes_signal, _mimetypes_entries),
@@ -557,9 +615,9 @@ def pickled() -> bytes | None:
     apart (None: it registered nothing)."""
     get = sys.modules.get
     pd, xr, mpl, sq, mt = get("pandas"), get("xarray"), get("matplotlib"), get("sqlite3"), get("mimetypes")
-    et, pil = get("xml.etree.ElementTree"), get("PIL.Image")
+    et, pil, fm = get("xml.etree.ElementTree"), get("PIL.Image"), get("matplotlib.font_manager")
     try:
-        now = _signals(pd, xr, mpl, pil, sq, mt, et)
+        now = _signals(pd, xr, mpl, fm, pil, sq, mt, et)
     except Exception:  # noqa: BLE001 - a library of another shape (or half imported): as last read
         return _read[1]
     seen, data, watched = _read
@@ -568,11 +626,12 @@ def pickled() -> bytes | None:
     return _read_entries(now)
 
 
-def _signals(pd: Any, xr: Any, mpl: Any, pil: Any, sq: Any, mt: Any, et: Any) -> tuple[Any, ...]:
+def _signals(pd: Any, xr: Any, mpl: Any, fm: Any, pil: Any, sq: Any, mt: Any, et: Any) -> tuple[Any, ...]:
     return (  # (the modules in _MODULES' order, then their signals: unrolled, as it runs every call)
         pd,
         xr,
         mpl,
+        fm,
         pil,
         sq,
         mt,
@@ -581,6 +640,7 @@ def _signals(pd: Any, xr: Any, mpl: Any, pil: Any, sq: Any, mt: Any, et: Any) ->
         pd and _pandas_signal(pd),
         xr and _xarray_signal(xr),
         mpl and _matplotlib_signal(mpl),
+        fm and _fonts_signal(fm),
         pil and _pil_signal(pil),
         sq and _sqlite_signal(sq),
         mt and _mimetypes_signal(mt),
@@ -634,6 +694,13 @@ def _same_entry(mapping: Any, name: Any, value: Any, attribute: str | None) -> b
     return (found if attribute is None else getattr(found, attribute, None)) is value
 
 
+def _family(key: Any) -> str:
+    """The registry of an entry's key: its first item, but for a package's kinds of entry
+    that have a module of their own (``pandas.accessor``, ``PIL``), the package."""
+    kind = key[0]
+    return kind if kind == "matplotlib.font" else kind.split(".")[0]
+
+
 class _Registries:
     """The registries, as the one table an :class:`~.overlay.Overlay` lays the parent's
     entries over, keyed ``(registry, ...)``."""
@@ -642,6 +709,7 @@ class _Registries:
         "pandas": _pandas_get,
         "xarray": _xarray_get,
         "matplotlib": _matplotlib_get,
+        "matplotlib.font": _fonts_get,
         "PIL": _pil_get,
         "mimetypes": _mimetypes_get,
         "xml": _xml_get,
@@ -651,6 +719,7 @@ class _Registries:
         "pandas": _pandas_set,
         "xarray": _xarray_set,
         "matplotlib": _matplotlib_set,
+        "matplotlib.font": _fonts_set,
         "PIL": _pil_set_entry,
         "mimetypes": _mimetypes_set,
         "xml": _xml_set,
@@ -660,6 +729,7 @@ class _Registries:
         "pandas": _pandas_pop,
         "xarray": _xarray_pop,
         "matplotlib": _matplotlib_pop,
+        "matplotlib.font": _fonts_pop,
         "PIL": _pil_pop,
         "mimetypes": _mimetypes_pop,
         "xml": _xml_pop,
@@ -667,7 +737,7 @@ class _Registries:
     }
 
     def get(self, key: Any, default: Any = None) -> Any:
-        family = key[0].split(".")[0]
+        family = _family(key)
         try:
             if family == "sqlite3":
                 return _sqlite_table(key).get(key[1], default)
@@ -676,7 +746,7 @@ class _Registries:
             return default
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        family = key[0].split(".")[0]
+        family = _family(key)
         try:
             if family == "sqlite3":
                 _sqlite_table(key)[key[1]] = value
@@ -686,7 +756,7 @@ class _Registries:
             log.debug("picklepool: %s could not be made here (%r): %r", WHAT, key, exc)
 
     def pop(self, key: Any, default: Any = None) -> Any:
-        family = key[0].split(".")[0]
+        family = _family(key)
         try:
             if family == "sqlite3":
                 return _sqlite_table(key).pop(key[1], default)
