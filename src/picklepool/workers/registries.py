@@ -21,9 +21,9 @@ those lines, so the same task raised ``AttributeError``, ``KeyError``,
 :func:`pickled` reads, in the parent, the entries of those registries that are not the
 library's own, for the libraries it has imported: again only when a registry changed (a few
 ``len`` and one ``abc.get_cache_token()`` a call while none does: 1.1 us, 1.9 with pandas
-imported, 5 with the eight modules), or an entry was registered again under its name. mimetypes' entries are those that differ from what a worker's
-``mimetypes.init()`` reads (the same files, read once in the parent); ElementTree's, those
-its source does not set.
+imported, 5 with the eight modules), or an entry was registered again under its name.
+mimetypes' entries are those that differ from what a worker's ``mimetypes.init()`` reads
+(the same files, read once in the parent); ElementTree's, those its source does not set.
 Each entry is pickled apart (with hybrid: a class of the script by
 value), so one that cannot be pickled is left out, not the others. :func:`apply` registers
 them in the worker before each batch (importing the library), again if a task changed one,
