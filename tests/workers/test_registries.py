@@ -358,3 +358,34 @@ def test_a_task_finds_the_font_files_the_script_added(tmp_path):
             manager.ttflist[:] = [f for f in manager.ttflist if f.fname != path]
             manager._findfont_cached.cache_clear()
         assert ex.submit(_find_font).result() == "ValueError"  # (taken back)
+
+
+def _colormap_size(name):
+    return mpl.colormaps[name].N if name in mpl.colormaps else "KeyError"
+
+
+def test_a_librarys_colormaps_reach_the_workers_by_its_import_not_in_every_batch(tmp_path, monkeypatch):
+    # seaborn registers 24 colormaps as it is imported (160 kB pickled): a worker imports it
+    # (then has them as the parent does), where every batch would have carried them
+    from picklepool.workers import reloads
+
+    (tmp_path / "pp_fake_palettes.py").write_text(
+        "import matplotlib as mpl, numpy as np\n"
+        "from matplotlib.colors import ListedColormap\n"
+        "ppfake = ListedColormap(np.linspace(0, 1, 768).reshape(256, 3), name='ppfake')\n"
+        "mpl.colormaps.register(ppfake)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(reloads, "_roots", (str(tmp_path) + "/",))  # (an installed library's folder)
+    with Executor(max_workers=1) as ex:
+        assert ex.submit(_colormap_size, "ppfake").result() == "KeyError"
+        import pp_fake_palettes  # noqa: F401 - it registers its colormap
+
+        try:
+            data = registries.pickled()
+            assert len(data) < 1000  # (the module's name, not the colormap's 256 colours)
+            assert _colormap_size("ppfake") == 256
+            assert ex.submit(_colormap_size, "ppfake").result() == 256
+        finally:
+            mpl.colormaps.unregister("ppfake")
+            del sys.modules["pp_fake_palettes"]

@@ -23,7 +23,9 @@ library's own, for the libraries it has imported: again only when a registry cha
 ``len`` and one ``abc.get_cache_token()`` a call while none does: 1.1 us, 1.9 with pandas
 imported, 5 with the eight modules), or an entry was registered again under its name.
 mimetypes' entries are those that differ from what a worker's ``mimetypes.init()`` reads
-(the same files, read once in the parent); ElementTree's, those its source does not set.
+(the same files, read once in the parent); ElementTree's, those its source does not set. A
+colormap that an imported module of an installed library holds (seaborn registers its own
+as it is imported) is sent as that module's name, which the worker imports.
 Each entry is pickled apart (with hybrid: a class of the script by
 value), so one that cannot be pickled is left out, not the others. :func:`apply` registers
 them in the worker before each batch (importing the library), again if a task changed one,
@@ -236,11 +238,32 @@ def _matplotlib_signal(mpl: Any) -> Any:
 def _matplotlib_entries(mpl: Any) -> list[tuple[Any, Any]]:
     registry = _colormaps(mpl)
     own = registry._builtin_cmaps
-    return [
-        (("matplotlib.colormap", name), cmap)
-        for name, cmap in list(registry._cmaps.items())
-        if name not in own
-    ]
+    cmaps = {name: cmap for name, cmap in list(registry._cmaps.items()) if name not in own}
+    homes = _library_homes(cmaps, getattr(mpl.colors, "Colormap", None)) if cmaps else {}
+    out: list[tuple[Any, Any]] = [(("import", home), True) for home in dict.fromkeys(homes.values())]
+    out += [(("matplotlib.colormap", name), cmap) for name, cmap in cmaps.items() if name not in homes]
+    return out
+
+
+def _library_homes(names: Any, kind: Any) -> dict[str, str]:
+    """``{name: module}`` for the *names* that an imported module of an installed library
+    holds an object of *kind* under: the colormaps a library registers as it is imported
+    (seaborn's "rocket", "mako"... and their "_r": 24 of them, 160 kB pickled), which a
+    worker gets by importing it, not with every batch."""
+    from . import reloads
+
+    if not isinstance(kind, type):
+        return {}
+    homes: dict[str, str] = {}
+    for module_name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str) or not reloads.library(path) or module_name.startswith("matplotlib"):
+            continue
+        found = getattr(module, "__dict__", {})
+        for name in names:
+            if name not in homes and isinstance(found.get(name), kind):
+                homes[name] = module_name
+    return homes
 
 
 def _matplotlib_get(key: Any, default: Any) -> Any:
@@ -261,6 +284,24 @@ def _matplotlib_pop(key: Any) -> None:
     _colormaps_set.pop(key[1], None)
     if key[1] in registry._cmaps and key[1] not in registry._builtin_cmaps:
         registry.unregister(key[1])
+
+
+# -- a library whose import registers entries (seaborn's colormaps) ---------------------------
+
+
+def _import_get(key: Any, default: Any) -> Any:
+    return True if key[1] in sys.modules else default
+
+
+def _import_set(key: Any, value: Any) -> None:
+    from . import warnfilters
+
+    with warnfilters.loading():  # (its import warns under the worker's filters, not the parent's)
+        importlib.import_module(key[1])
+
+
+def _import_pop(key: Any) -> None:
+    """A module imported stays imported (its registrations with it)."""
 
 
 # -- matplotlib: the font files the script added (fontManager.addfont) ----------------------
@@ -710,6 +751,7 @@ class _Registries:
         "xarray": _xarray_get,
         "matplotlib": _matplotlib_get,
         "matplotlib.font": _fonts_get,
+        "import": _import_get,
         "PIL": _pil_get,
         "mimetypes": _mimetypes_get,
         "xml": _xml_get,
@@ -720,6 +762,7 @@ class _Registries:
         "xarray": _xarray_set,
         "matplotlib": _matplotlib_set,
         "matplotlib.font": _fonts_set,
+        "import": _import_set,
         "PIL": _pil_set_entry,
         "mimetypes": _mimetypes_set,
         "xml": _xml_set,
@@ -730,6 +773,7 @@ class _Registries:
         "xarray": _xarray_pop,
         "matplotlib": _matplotlib_pop,
         "matplotlib.font": _fonts_pop,
+        "import": _import_pop,
         "PIL": _pil_pop,
         "mimetypes": _mimetypes_pop,
         "xml": _xml_pop,
