@@ -142,6 +142,15 @@ def running(pid: int) -> bool:
         return False
 
 
+def outcome(fn: Callable[[], object]) -> object:
+    """``fn()``, or the name of the exception it raised: what a task gets from a call that may
+    fail, compared between the parent's loop and a worker."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - the error is the answer
+        return type(exc).__name__
+
+
 def run_python(
     code: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,8 @@ import pytest
 from picklepool import Executor, Parallel, delayed
 from picklepool.workers import modulesettings
 
+from ..conftest import outcome
+
 Image = pytest.importorskip("PIL.Image")
 ImageFile = pytest.importorskip("PIL.ImageFile")
 PngImagePlugin = pytest.importorskip("PIL.PngImagePlugin")
@@ -50,10 +52,7 @@ def _outcomes(png, jpeg):
     out = {}
 
     def attempt(key, fn):
-        try:
-            out[key] = fn()
-        except Exception as exc:  # noqa: BLE001 - the error is the task's answer
-            out[key] = type(exc).__name__
+        out[key] = outcome(fn)
 
     attempt("bomb check", lambda: Image.open(png).size)
 

@@ -13,7 +13,7 @@ import pytest
 from picklepool import Executor, Parallel, delayed
 from picklepool.workers import registries
 
-from ..conftest import run_python
+from ..conftest import outcome, run_python
 
 pd = pytest.importorskip("pandas")
 xr = pytest.importorskip("xarray")
@@ -51,10 +51,7 @@ def _uses_them(i):
     out = {}
 
     def attempt(key, fn):
-        try:
-            out[key] = fn()
-        except Exception as exc:  # noqa: BLE001 - the error is the task's answer
-            out[key] = type(exc).__name__
+        out[key] = outcome(fn)
 
     attempt("pandas", lambda: pd.DataFrame({"lat": [i, i + 2.0]}).geo.center())
     attempt("xarray", lambda: xr.Dataset({"b": ("x", [1]), "a": ("x", [2])}).geoset.names())
@@ -75,8 +72,8 @@ def _uses_them(i):
 NAMESPACE = "http://picklepool.invalid/geo"
 
 
-@pytest.fixture
-def registered():
+def _register():
+    """What a script's top registers in each library."""
     from matplotlib.colors import ListedColormap
 
     pd.api.extensions.register_dataframe_accessor("geo")(Geo)
@@ -86,6 +83,11 @@ def registered():
     sqlite3.register_converter("shout", _from_text)
     mimetypes.add_type("application/x-picklepool-geo", ".picklepool-geo")
     ET.register_namespace("geo", NAMESPACE)
+
+
+@pytest.fixture
+def registered():
+    _register()
     yield
     _unregister()
 
@@ -121,15 +123,7 @@ def test_a_task_finds_the_accessors_colormaps_and_adapters_the_program_registere
         before = ex.submit(_uses_them, 0).result()
         assert before["pandas"] == "AttributeError" and before["colormap"] == "KeyError"
         assert before["mimetypes"] is None and before["xml"].startswith("<ns0:root")
-        from matplotlib.colors import ListedColormap
-
-        pd.api.extensions.register_dataframe_accessor("geo")(Geo)
-        xr.register_dataset_accessor("geoset")(GeoSet)
-        mpl.colormaps.register(ListedColormap(["red", "green", "blue"], name="picklepool-test"))
-        sqlite3.register_adapter(decimal.Decimal, _as_text)
-        sqlite3.register_converter("shout", _from_text)
-        mimetypes.add_type("application/x-picklepool-geo", ".picklepool-geo")
-        ET.register_namespace("geo", NAMESPACE)
+        _register()
         try:
             loop = _uses_them(0)
             assert loop == EXPECTED
