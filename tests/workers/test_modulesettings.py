@@ -136,3 +136,48 @@ def test_a_module_of_that_name_without_the_setting_is_left_out(monkeypatch, defa
     Image.MAX_IMAGE_PIXELS = None
     data = modulesettings.pickled()
     assert [pickle.loads(one) for one in pickle.loads(data)] == [(("PIL.Image", "MAX_IMAGE_PIXELS"), None)]
+
+
+def _write_mo(path, messages):
+    """A GNU gettext catalog of *messages* (msgid -> translation), as msgfmt writes it."""
+    import struct
+
+    messages = {"": "Content-Type: text/plain; charset=UTF-8\n", **messages}
+    keys = sorted(messages)
+    ids = strs = b""
+    spans = []
+    for key in keys:
+        msgid, msgstr = key.encode(), messages[key].encode()
+        spans.append((len(ids), len(msgid), len(strs), len(msgstr)))
+        ids += msgid + b"\0"
+        strs += msgstr + b"\0"
+    start_ids = 7 * 4 + 16 * len(keys)
+    start_strs = start_ids + len(ids)
+    table_ids = b"".join(struct.pack("<2I", n, start_ids + at) for at, n, _, _ in spans)
+    table_strs = b"".join(struct.pack("<2I", n, start_strs + at) for _, _, at, n in spans)
+    header = struct.pack("<7I", 0x950412DE, 0, len(keys), 7 * 4, 7 * 4 + 8 * len(keys), 0, 0)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(header + table_ids + table_strs + ids + strs)
+
+
+def _greeting(_=None):
+    import gettext
+
+    return gettext.gettext("Hello")
+
+
+def test_a_task_translates_with_the_domain_the_program_bound(tmp_path, monkeypatch):
+    import gettext
+
+    _write_mo(tmp_path / "fr" / "LC_MESSAGES" / "pptest.mo", {"Hello": "Bonjour"})
+    monkeypatch.setenv("LANGUAGE", "fr")  # (environment variables reach the workers)
+    monkeypatch.setattr(gettext, "_localedirs", dict(gettext._localedirs))
+    monkeypatch.setattr(gettext, "_current_domain", gettext._current_domain)
+    with Executor(max_workers=1) as ex:
+        assert ex.submit(_greeting).result() == "Hello"
+        gettext.bindtextdomain("pptest", str(tmp_path))  # an i18n program's first lines
+        gettext.textdomain("pptest")
+        assert _greeting() == "Bonjour"
+        assert ex.submit(_greeting).result() == "Bonjour"
+        gettext.textdomain("messages")
+        assert ex.submit(_greeting).result() == "Hello"

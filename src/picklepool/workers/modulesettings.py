@@ -6,7 +6,8 @@ script's top, and their documentation or their error messages say so:
 ``DecompressionBombError``), ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True`` (a truncated
 JPEG loads), ``PIL.PngImagePlugin.MAX_TEXT_CHUNK`` (a PNG with large text chunks loads),
 ``http.client._MAXHEADERS = 1000`` (a server sending many headers: "got more than 100
-headers"), ``mpmath.mp.dps = 50`` (the precision of every mpmath number). In the loop the
+headers"), ``mpmath.mp.dps = 50`` (the precision of every mpmath number),
+``gettext.textdomain("app")`` with ``bindtextdomain`` (the messages' translations). In the loop the
 call replaces, a task ran with them; a warm worker imported the library itself, with its
 defaults, so the same task raised or computed with 15 digits (under joblib too). A module
 attribute the parent changed is otherwise not mirrored (README): this module mirrors the
@@ -46,6 +47,10 @@ SETTINGS: tuple[tuple[str, str, Any], ...] = (
     ("http.client", "_MAXLINE", 65536),
     ("mpmath", "mp.prec", 53),  # (mp.dps sets it)
     ("mpmath", "mp.pretty", False),
+    # gettext.textdomain("app") and bindtextdomain("app", "locale"): a task's gettext.gettext
+    # ("Hello") translates as in the parent (the language: the environment, mirrored)
+    ("gettext", "_current_domain", "messages"),
+    ("gettext", "_localedirs", {}),
 )
 _MODULES = tuple(dict.fromkeys(module for module, _, _ in SETTINGS))
 _READ = {(module, attr): operator.attrgetter(attr) for module, attr, _ in SETTINGS}
@@ -53,6 +58,18 @@ _READ = {(module, attr): operator.attrgetter(attr) for module, attr, _ in SETTIN
 _KEYS = tuple(tuple((m, attr) for m, attr, _ in SETTINGS if m == module) for module in _MODULES)
 _DEFAULTS = {(module, attr): default for module, attr, default in SETTINGS}
 _GETTERS = tuple(operator.attrgetter(*(attr for _, attr in keys), "__name__") for keys in _KEYS)
+
+
+def _copied(getter: Any) -> Any:
+    """*getter*, its values' dicts copied: compared at the next call, a dict changed in place
+    (``bindtextdomain``'s) must differ from what was read."""
+    return lambda module: tuple(dict(v) if type(v) is dict else v for v in getter(module))
+
+
+_GETTERS = tuple(
+    _copied(getter) if any(type(_DEFAULTS[key]) is dict for key in keys) else getter
+    for getter, keys in zip(_GETTERS, _KEYS, strict=True)
+)
 _NONE = (None,) * len(_MODULES)
 
 # parent: (the modules as read last and their settings' values, the pickle of those not default)
@@ -115,6 +132,8 @@ class _Settings:
 
     def __setitem__(self, key: tuple[str, str], value: Any) -> None:
         owner, _, name = key[1].rpartition(".")
+        if type(value) is dict:
+            value = dict(value)  # (a task's change to it stays in its batch: set anew at the next)
         try:
             target = importlib.import_module(key[0])
             setattr(operator.attrgetter(owner)(target) if owner else target, name, value)
