@@ -5,6 +5,7 @@ from __future__ import annotations
 import decimal
 import mimetypes
 import sqlite3
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
@@ -383,3 +384,107 @@ def test_a_librarys_colormaps_reach_the_workers_by_its_import_not_in_every_batch
         finally:
             mpl.colormaps.unregister("ppfake")
             del sys.modules["pp_fake_palettes"]
+
+
+SCRIPT_CHANGES = """
+import sys, warnings
+import matplotlib
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from picklepool import Executor, Parallel, delayed
+
+sys.path.insert(0, sys.argv[1])
+import brandcolors  # registers "brand" as it is imported, without force (as matplotlib advises)
+
+def register():  # also the Executor's initializer: the workaround of before (it registers again)
+    matplotlib.colormaps.register(ListedColormap(["navy", "gold", "red"], name="mine"), force=True)
+    pd.api.extensions.register_series_accessor("unit")(Unit)
+
+class Unit:
+    def __init__(self, s):
+        self.s = s
+    def km(self):
+        return (self.s / 1000).tolist()
+
+def task(i):
+    return matplotlib.colormaps["mine"].N, matplotlib.colormaps["brand"].N, pd.Series([i * 1000.0]).unit.km()
+
+if __name__ == "__main__":
+    register()
+    loop = [task(i) for i in range(2)]
+    assert Parallel(n_jobs=2)(delayed(brandcolors.swatch)(i) for i in range(2)) == [2, 3]
+    assert Parallel(n_jobs=2)(delayed(task)(i) for i in range(2)) == loop
+    with Executor(max_workers=2, initializer=register) as ex:
+        assert list(ex.map(task, range(2))) == loop
+    # replaced the way matplotlib wants, and another one added: no "Overwriting" warning
+    matplotlib.colormaps.unregister("mine")
+    matplotlib.colormaps.register(ListedColormap(["k", "w", "r", "g", "b"], name="mine"))
+    matplotlib.colormaps.register(ListedColormap(["k", "w"], name="second"))
+    loop = [task(i) for i in range(2)]
+    assert loop[0][0] == 5
+    assert Parallel(n_jobs=2)(delayed(task)(i) for i in range(2)) == loop
+    print("ok")
+"""
+
+BRANDCOLORS = """
+import matplotlib
+from matplotlib.colors import ListedColormap
+
+matplotlib.colormaps.register(ListedColormap(["navy", "gold"], name="brand"))
+
+def swatch(i):
+    return matplotlib.colormaps["brand"].N + i
+"""
+
+
+def test_colormaps_replaced_registered_on_import_or_by_an_initializer_work_under_w_error(tmp_path):
+    # a module registering its colormap as it is imported found the name taken in a worker
+    # (ValueError), an initializer registering what the parent did broke the Executor, and a
+    # replaced colormap printed "Overwriting the cmap" from every worker (under -W error: the
+    # old colormap stayed)
+    (tmp_path / "brandcolors.py").write_text(BRANDCOLORS)
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", SCRIPT_CHANGES, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+    assert "Overwriting" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+
+
+def test_an_entry_that_cannot_be_sent_is_named_in_a_warning_once(recwarn):
+    class Costly:  # (a local class: sent by value, as a script's) keeping a connection
+        conn = sqlite3.connect(":memory:")
+
+        def __init__(self, obj):
+            self.obj = obj
+
+    pd.api.extensions.register_series_accessor("costly")(Costly)
+    try:
+        registries.pickled()
+        registries.pickled()
+        said = [str(w.message) for w in recwarn if "Series.costly" in str(w.message)]
+        assert len(said) == 1 and "cannot be pickled" in said[0] and "sqlite3.Connection" in said[0]
+    finally:
+        delattr(pd.Series, "costly")
+        pd.Series._accessors.discard("costly")
+
+
+def test_an_entry_too_large_to_travel_with_every_batch_is_left_out_with_a_warning(recwarn):
+    class Reference:  # (by value, as a script's) with the table it loaded once
+        table = b"x" * (registries.LIMIT + 1)
+
+        def __init__(self, obj):
+            self.obj = obj
+
+    pd.api.extensions.register_series_accessor("reference")(Reference)
+    try:
+        data = registries.pickled()
+        assert data is None or len(data) < registries.LIMIT
+        said = [str(w.message) for w in recwarn if "Series.reference" in str(w.message)]
+        assert len(said) == 1 and "which would travel with every batch" in said[0]
+    finally:
+        delattr(pd.Series, "reference")
+        pd.Series._accessors.discard("reference")

@@ -67,7 +67,8 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   ``workers.finders``): a module only they find imports in a worker as in the parent.
 - what the parent registered in libraries' registries (a pandas or xarray accessor, a
   matplotlib colormap, a sqlite3 adapter, a virtual subclass of a standard ABC:
-  ``workers.registries``).
+  ``workers.registries``), applied by ``workers.runner`` once the batch's functions are
+  loaded (their modules may register the same entries as they are imported).
 - libraries' settings that are module attributes (``PIL.Image.MAX_IMAGE_PIXELS = None``,
   ``mpmath.mp.dps``: ``workers.modulesettings``).
 
@@ -174,7 +175,6 @@ def apply(state: ParentState) -> None:
     mainnames.script = state.main
     rcparams.apply(state.rc_params)
     xarrayoptions.apply(state.xarray_options)
-    registries.apply(state.registries)
     modulesettings.apply(state.module_settings)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)

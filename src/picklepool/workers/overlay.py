@@ -93,6 +93,17 @@ class Overlay:
                 self.own[key] = current
                 table[key] = value
 
+    def withdraw(self, table: dict[Any, Any]) -> None:
+        """Give *table* its own values back for the parent's entries (an initializer about to
+        run registers what the parent did: a colormap's name taken refused it), keeping them
+        to set again (:meth:`rebase`, after it)."""
+        for key in self.added:
+            mine = self.own.get(key, _NONE)
+            if mine is _NONE:
+                table.pop(key, None)
+            else:
+                table[key] = mine
+
     def apply(self, table: dict[Any, Any], data: bytes | None) -> None:
         """Make *table* hold the entries pickled in *data* (None: the parent has none), and
         take back those set for an earlier batch that the parent no longer has."""

@@ -211,6 +211,9 @@ def _run(key: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -
     before = dict(initializer.__globals__) if _by_value(initializer) else None
     marks = {k: _mark(v) for k, v in before.items() if not isinstance(v, _UNCHANGING)} if before else {}
     filters = list(warnings.filters)
+    from . import registries
+
+    registries.withdraw()  # (it may register what the parent did: matplotlib refuses a name taken)
     initializer(*initargs)
     warnfilters.keep_own(filters)  # the warnings filters it set stay ahead of the parent's
     from .mirror import rebase

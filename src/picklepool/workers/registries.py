@@ -27,9 +27,14 @@ mimetypes' entries are those that differ from what a worker's ``mimetypes.init()
 colormap that an imported module of an installed library holds (seaborn registers its own
 as it is imported) is sent as that module's name, which the worker imports.
 Each entry is pickled apart (with hybrid: a class of the script by
-value), so one that cannot be pickled is left out, not the others. :func:`apply` registers
-them in the worker before each batch (importing the library), again if a task changed one,
-and takes back those the parent no longer has (the worker's own, if it had one, returns).
+value), so one that cannot be pickled, or takes more than :data:`LIMIT` pickled (it travels
+with every batch), is left out, not the others, with a ``RuntimeWarning`` naming it (once).
+:func:`apply` registers them in the worker before each batch's tasks run (importing the
+library), once the batch's functions are loaded (a module that registers a colormap as it is
+imported, without ``force``, found its name taken), again if a task changed one, and takes
+back those the parent no longer has (the worker's own, if it had one, returns); an
+initializer runs with them taken back (:func:`withdraw`: it may register them itself), and
+the parent's are set again after it.
 
 Left out: an ABC registration of a class that is not the script's (``Sequence.register(
 numpy.ndarray)``: sending it would import its module in every worker) or to an ABC outside
@@ -118,9 +123,12 @@ def _pandas_entries(pd: Any) -> list[tuple[Any, Any]]:
                 out.append((("pandas.accessor", owner, name), accessor))
     from pandas.core.dtypes.base import _registry
 
+    seen = set()
     for dtype in list(_registry.dtypes):
-        if not _library(dtype, "pandas"):
-            out.append((("pandas.dtype", dtype.__module__, dtype.__qualname__), dtype))
+        name = (dtype.__module__, dtype.__qualname__)
+        if not _library(dtype, "pandas") and name not in seen:  # (the first: pandas finds that one)
+            seen.add(name)
+            out.append((("pandas.dtype", *name), dtype))
     return out
 
 
@@ -246,24 +254,31 @@ def _matplotlib_entries(mpl: Any) -> list[tuple[Any, Any]]:
 
 
 def _library_homes(names: Any, kind: Any) -> dict[str, str]:
-    """``{name: module}`` for the *names* that an imported module of an installed library
-    holds an object of *kind* under: the colormaps a library registers as it is imported
-    (seaborn's "rocket", "mako"... and their "_r": 24 of them, 160 kB pickled), which a
-    worker gets by importing it, not with every batch."""
-    from . import reloads
+    """``{name: module}`` for the *names* that an imported module holds an object of *kind*
+    of (a colormap) under, or named so (colorcet's ``fire`` is "cet_fire"): a module that
+    registers its colormaps as it is imported (seaborn's 24 take 160 kB pickled, which every
+    batch would carry; a project's, whose import in the worker found the name taken). The
+    worker imports it instead. Not ``__main__``'s (a worker does not run the script), nor one
+    its name does not import."""
+    from ..pickler.homes import module_not_found
 
     if not isinstance(kind, type):
         return {}
+    wanted = set(names)
     homes: dict[str, str] = {}
     for module_name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if not isinstance(path, str) or not reloads.library(path) or module_name.startswith("matplotlib"):
+        if (
+            module_name in ("__main__", "__mp_main__")
+            or module_name.startswith("matplotlib")
+            or not isinstance(getattr(module, "__file__", None), str)
+        ):
             continue
-        found = getattr(module, "__dict__", {})
-        for name in names:
-            if name not in homes and isinstance(found.get(name), kind):
-                homes[name] = module_name
-    return homes
+        for attr, value in list(getattr(module, "__dict__", {}).items()):
+            if isinstance(value, kind):
+                for name in (attr, getattr(value, "name", None)):
+                    if isinstance(name, str) and name in wanted and name not in homes:
+                        homes[name] = module_name
+    return {name: home for name, home in homes.items() if not module_not_found(sys.modules.get(home))}
 
 
 def _matplotlib_get(key: Any, default: Any) -> Any:
@@ -275,7 +290,9 @@ def _matplotlib_get(key: Any, default: Any) -> Any:
 
 def _matplotlib_set(key: Any, value: Any) -> None:
     registry = _colormaps(importlib.import_module("matplotlib"))
-    registry.register(value, name=key[1], force=True)
+    with warnings.catch_warnings():  # ("Overwriting the cmap": the worker's own, or the last batch's)
+        warnings.simplefilter("ignore")
+        registry.register(value, name=key[1], force=True)
     _colormaps_set[key[1]] = (value, registry._cmaps.get(key[1]))
 
 
@@ -700,13 +717,53 @@ def _read_entries(now: tuple[Any, ...]) -> bytes | None:
                 entries.extend(_READERS[name][1](module))
             except Exception:  # noqa: BLE001 - a library of another shape: its registry is left out
                 continue
-    data = dumps_each(entries, WHAT) if entries else None
+    left_out: dict[Any, str] = {}
+    data = dumps_each(entries, WHAT, LIMIT, None, left_out) if entries else None
+    for key, why in left_out.items():
+        _warn_left_out(key, why)
     try:
         watched = [w for w in map(_watch, entries) if w is not None]
     except Exception:  # noqa: BLE001 - (as the entries: a library of another shape)
         watched = []
     _read = (now, data, watched)
     return data
+
+
+LIMIT = 1 << 20  # bytes an entry may take pickled (it travels with every batch)
+_warned: set[Any] = set()  # parent: the entries left out that a warning named already
+
+
+def _warn_left_out(key: Any, why: str) -> None:
+    """Say, once per entry, that *key* is not sent to the workers, and why (*why*)."""
+    if key in _warned:
+        return
+    _warned.add(key)
+    from ..pickler.locks import callers_level
+
+    if why.startswith("pickled,"):
+        why += ", which would travel with every batch"
+    warnings.warn(
+        f"picklepool: {_describe(key)} is not sent to the workers: {why}. A task that uses it "
+        "there fails, or answers otherwise, where the loop's did not. Keep what it holds "
+        "(a connection, a large table) out of the class, or register it in the tasks' own "
+        "module or an initializer (Parallel(initializer=...)).",
+        RuntimeWarning,
+        stacklevel=callers_level(),  # (the call's line)
+    )
+
+
+def _describe(key: Any) -> str:
+    """An entry's key in words: ``the pandas accessor Series.codes``."""
+    kind = key[0]
+    if kind in ("pandas.accessor", "xarray.accessor"):
+        return f"the {kind.split('.')[0]} accessor {key[1]}.{key[2]}"
+    if kind == "pandas.dtype":
+        return f"the pandas extension dtype {key[1]}.{key[2]}"
+    if kind == "matplotlib.colormap":
+        return f"the matplotlib colormap {key[1]!r}"
+    if kind == "abc":
+        return f"the registration of {getattr(key[2], '__qualname__', key[2])} as a {key[1].__qualname__}"
+    return f"{WHAT} ({key!r})"
 
 
 def _watch(entry: tuple[Any, Any]) -> tuple[Any, Any, Any, str | None] | None:
@@ -812,6 +869,12 @@ class _Registries:
 
 # worker: the parent's entries registered here
 _overlay = Overlay(WHAT)
+
+
+def withdraw() -> None:
+    """Before an initializer runs: see ``Overlay.withdraw``."""
+    if _overlay.added:
+        _overlay.withdraw(_Registries())  # type: ignore[arg-type]
 
 
 def rebase() -> None:
