@@ -702,3 +702,34 @@ def test_a_call_that_finds_its_lane_already_lost_waits_for_the_batchs_error(monk
             _go.set()
         assert isinstance(fut.exception(timeout=30), BrokenProcessPool)
         assert "closed its connection to the parent without answering" in str(fut.exception())
+
+
+def _exit_in_first(i: int) -> int:
+    if i == 0:
+        os._exit(1)
+    return i
+
+
+def _loky_executors_alive() -> int:
+    import gc
+
+    from loky.process_executor import ProcessPoolExecutor
+
+    gc.collect()
+    return sum(isinstance(o, ProcessPoolExecutor) for o in gc.get_objects())
+
+
+def test_a_pool_replaced_after_a_crash_is_freed_with_its_lanes():
+    # lanes._by_executor's value held its own weak key: every pool a worker's death replaced
+    # (after lanes had been opened on it) stayed alive, with its queues and a /dev/shm semaphore
+    def crash_then_small_calls() -> None:
+        with pytest.raises(WorkerCrashedError):
+            Parallel(n_jobs=2)(delayed(_exit_in_first)(i) for i in range(2))
+        for _ in range(3):
+            assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(2)) == [0, 1]
+
+    crash_then_small_calls()
+    alive = _loky_executors_alive()
+    for _ in range(4):
+        crash_then_small_calls()
+    assert _loky_executors_alive() <= alive

@@ -132,7 +132,9 @@ class Lanes:
     """One lane per worker of a loky *executor*, opened at construction (:func:`open_for`)."""
 
     def __init__(self, executor: Any, n_workers: int, folder: str, idle: float) -> None:
-        self.executor = executor
+        # weakly: _by_executor's value must not hold its own key (the pool a crash replaced,
+        # its queues and semaphore, stayed alive for ever)
+        self._executor = weakref.ref(executor)
         self.idle = idle
         self._cond = threading.Condition()
         self._idle: list[_Lane] = []
@@ -432,7 +434,9 @@ class Lanes:
                 f"{DEATH_REPORT_WAIT:g} s (its manager thread is stuck, as when a worker dies while "
                 "sending a result back): this pool is replaced on the next call"
             )
-            lokycompat.flag_broken(self.executor, error)
+            executor = self._executor()
+            if executor is not None:
+                lokycompat.flag_broken(executor, error)
         except Exception as exc:  # noqa: BLE001 - the job was cancelled
             error = exc
         if not isinstance(error, BaseException):
