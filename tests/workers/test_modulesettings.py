@@ -181,3 +181,20 @@ def test_a_task_translates_with_the_domain_the_program_bound(tmp_path, monkeypat
         assert ex.submit(_greeting).result() == "Bonjour"
         gettext.textdomain("messages")
         assert ex.submit(_greeting).result() == "Hello"
+
+
+def _first_week(_=None):
+    import calendar
+
+    return calendar.monthcalendar(2026, 11)[0]
+
+
+def test_a_task_lays_out_weeks_from_the_first_weekday_the_program_set(monkeypatch):
+    import calendar
+
+    monkeypatch.setattr(calendar.c, "firstweekday", calendar.firstweekday())
+    with Executor(max_workers=1) as ex:
+        monday_first = ex.submit(_first_week).result()
+        calendar.setfirstweekday(calendar.SUNDAY)
+        assert _first_week() != monday_first
+        assert ex.submit(_first_week).result() == _first_week() == [1, 2, 3, 4, 5, 6, 7]

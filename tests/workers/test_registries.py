@@ -488,3 +488,26 @@ def test_an_entry_too_large_to_travel_with_every_batch_is_left_out_with_a_warnin
     finally:
         delattr(pd.Series, "reference")
         pd.Series._accessors.discard("reference")
+
+
+def _parse(text):
+    import csv
+    import io
+
+    return outcome(lambda: list(csv.reader(io.StringIO(text), dialect="picklepool-pipes")))
+
+
+def test_a_task_parses_with_the_csv_dialect_the_script_registered():
+    import csv
+
+    with Executor(max_workers=1) as ex:
+        assert ex.submit(_parse, "a|b").result() == "Error"  # unknown dialect
+        csv.register_dialect("picklepool-pipes", delimiter="|")
+        try:
+            assert _parse("a|b") == [["a", "b"]]
+            assert ex.submit(_parse, "a|b").result() == [["a", "b"]]
+            csv.register_dialect("picklepool-pipes", delimiter=";")  # (again, under its name)
+            assert ex.submit(_parse, "a;b").result() == _parse("a;b") == [["a", "b"]]
+        finally:
+            csv.unregister_dialect("picklepool-pipes")
+        assert ex.submit(_parse, "a|b").result() == "Error"

@@ -7,7 +7,8 @@ script's top, and their documentation or their error messages say so:
 JPEG loads), ``PIL.PngImagePlugin.MAX_TEXT_CHUNK`` (a PNG with large text chunks loads),
 ``http.client._MAXHEADERS = 1000`` (a server sending many headers: "got more than 100
 headers"), ``mpmath.mp.dps = 50`` (the precision of every mpmath number),
-``gettext.textdomain("app")`` with ``bindtextdomain`` (the messages' translations). In the loop the
+``gettext.textdomain("app")`` with ``bindtextdomain`` (the messages' translations),
+``calendar.setfirstweekday(calendar.SUNDAY)``. In the loop the
 call replaces, a task ran with them; a warm worker imported the library itself, with its
 defaults, so the same task raised or computed with 15 digits (under joblib too). A module
 attribute the parent changed is otherwise not mirrored (README): this module mirrors the
@@ -51,6 +52,8 @@ SETTINGS: tuple[tuple[str, str, Any], ...] = (
     # ("Hello") translates as in the parent (the language: the environment, mirrored)
     ("gettext", "_current_domain", "messages"),
     ("gettext", "_localedirs", {}),
+    # calendar.setfirstweekday(calendar.SUNDAY): a task's calendar.monthcalendar, month()
+    ("calendar", "c.firstweekday", 0),
 )
 _MODULES = tuple(dict.fromkeys(module for module, _, _ in SETTINGS))
 _READ = {(module, attr): operator.attrgetter(attr) for module, attr, _ in SETTINGS}
@@ -72,7 +75,8 @@ _GETTERS = tuple(
 )
 _NONE = (None,) * len(_MODULES)
 
-# parent: (the modules as read last and their settings' values, the pickle of those not default)
+# parent: ((the modules, those imported with their keys and getter, their settings' values) as
+# read last, the pickle of those not default)
 _read: tuple[Any, bytes | None] = (None, None)
 
 
@@ -92,13 +96,18 @@ def pickled() -> bytes | None:
     modules = tuple(map(sys.modules.get, _MODULES))
     if modules == _NONE:  # (the usual case: none imported)
         return None
-    now = tuple(map(_values, _GETTERS, modules))  # (a module's own: its values, then its name)
     seen, data = _read
-    if now == seen:
+    if seen is None or seen[0] != modules:
+        present = [(k, g, m) for k, g, m in zip(_KEYS, _GETTERS, modules, strict=True) if m is not None]
+    else:
+        present = seen[1]
+    # (a module's values, then its name)
+    now = (modules, present, tuple([_values(getter, module) for _, getter, module in present]))
+    if seen is not None and now[2] == seen[2] and modules == seen[0]:
         return data
     entries = [
         (key, value)
-        for keys, values in zip(_KEYS, now, strict=True)
+        for (keys, _, _), values in zip(present, now[2], strict=True)
         if values is not None
         for key, value in zip(keys, values, strict=False)  # (values end with the module's name)
         if not _same(value, _DEFAULTS[key])

@@ -6,7 +6,8 @@ dtype, an xarray accessor (``@xr.register_dataset_accessor("geo")``), a matplotl
 (``matplotlib.colormaps.register(cmap)``) or font file (``fontManager.addfont(path)``, a
 CJK font for the labels), an image format of a Pillow plugin
 (pillow-heif's ``register_heif_opener()``), a sqlite3 adapter or converter
-(``sqlite3.register_adapter(Decimal, str)``), a file type (``mimetypes.add_type``), an XML
+(``sqlite3.register_adapter(Decimal, str)``), a csv dialect (``csv.register_dialect``), a
+file type (``mimetypes.add_type``), an XML
 namespace prefix (``xml.etree.ElementTree.register_namespace("svg", ...)``), a class of its
 own as a virtual subclass of an ABC of the standard library
 (``collections.abc.Mapping.register(Table)``). In the loop the call replaces, a task's
@@ -491,6 +492,62 @@ def _sqlite_table(key: Any) -> dict[Any, Any]:
     return sqlite3.adapters if key[0] == "sqlite3.adapter" else sqlite3.converters  # type: ignore[no-any-return]
 
 
+# -- csv: the dialects the script registered ------------------------------------------------
+
+_CSV_OWN = ("excel", "excel-tab", "unix")
+_CSV_ATTRS = (
+    "delimiter",
+    "quotechar",
+    "escapechar",
+    "doublequote",
+    "skipinitialspace",
+    "lineterminator",
+    "quoting",
+    "strict",
+)
+# worker: name -> (the parent's dialect's attributes, the dialect registered for them)
+_csv_made: dict[str, tuple[Any, Any]] = {}
+
+
+def _csv_signal(csv: Any) -> Any:
+    names = csv.list_dialects()
+    if len(names) == len(_CSV_OWN):  # (the usual case: csv's own)
+        return len(names)
+    return tuple((name, csv.get_dialect(name)) for name in names)  # (a dialect again: another object)
+
+
+def _csv_entries(csv: Any) -> list[tuple[Any, Any]]:
+    return [
+        (("csv", name), tuple(getattr(csv.get_dialect(name), attr) for attr in _CSV_ATTRS))
+        for name in csv.list_dialects()
+        if name not in _CSV_OWN
+    ]
+
+
+def _csv_get(key: Any, default: Any) -> Any:
+    csv = importlib.import_module("csv")
+    if key[1] not in csv.list_dialects():
+        return default
+    found = csv.get_dialect(key[1])
+    made = _csv_made.get(key[1])
+    if made is not None and made[1] is found:
+        return made[0]
+    return tuple(getattr(found, attr) for attr in _CSV_ATTRS)
+
+
+def _csv_set(key: Any, value: Any) -> None:
+    csv = importlib.import_module("csv")
+    csv.register_dialect(key[1], **dict(zip(_CSV_ATTRS, value, strict=True)))
+    _csv_made[key[1]] = (value, csv.get_dialect(key[1]))
+
+
+def _csv_pop(key: Any) -> None:
+    csv = importlib.import_module("csv")
+    _csv_made.pop(key[1], None)
+    if key[1] in csv.list_dialects():
+        csv.unregister_dialect(key[1])
+
+
 # -- mimetypes: the types the script added -------------------------------------------------
 
 # parent: a database as a worker's mimetypes.init() makes it (the same files), made once
@@ -657,6 +714,7 @@ _READERS = {
     "matplotlib.font_manager": (_fonts_signal, _fonts_entries),
     "PIL.Image": (_pil_signal, _pil_entries),
     "sqlite3": (_sqlite_signal, _sqlite_entries),
+    "csv": (_csv_signal, _csv_entries),
     "mimetypes": (_mimetypes_signal, _mimetypes_entries),
     "xml.etree.ElementTree": (_xml_signal, _xml_entries),
     "abc": (_abc_signal, _abc_entries),
@@ -673,9 +731,14 @@ def pickled() -> bytes | None:
     apart (None: it registered nothing)."""
     get = sys.modules.get
     pd, xr, mpl, sq, mt = get("pandas"), get("xarray"), get("matplotlib"), get("sqlite3"), get("mimetypes")
-    et, pil, fm = get("xml.etree.ElementTree"), get("PIL.Image"), get("matplotlib.font_manager")
+    et, pil, fm, cs = (
+        get("xml.etree.ElementTree"),
+        get("PIL.Image"),
+        get("matplotlib.font_manager"),
+        get("csv"),
+    )
     try:
-        now = _signals(pd, xr, mpl, fm, pil, sq, mt, et)
+        now = _signals(pd, xr, mpl, fm, pil, sq, cs, mt, et)
     except Exception:  # noqa: BLE001 - a library of another shape (or half imported): as last read
         return _read[1]
     seen, data, watched = _read
@@ -684,7 +747,9 @@ def pickled() -> bytes | None:
     return _read_entries(now)
 
 
-def _signals(pd: Any, xr: Any, mpl: Any, fm: Any, pil: Any, sq: Any, mt: Any, et: Any) -> tuple[Any, ...]:
+def _signals(
+    pd: Any, xr: Any, mpl: Any, fm: Any, pil: Any, sq: Any, cs: Any, mt: Any, et: Any
+) -> tuple[Any, ...]:
     return (  # (the modules in _MODULES' order, then their signals: unrolled, as it runs every call)
         pd,
         xr,
@@ -692,6 +757,7 @@ def _signals(pd: Any, xr: Any, mpl: Any, fm: Any, pil: Any, sq: Any, mt: Any, et
         fm,
         pil,
         sq,
+        cs,
         mt,
         et,
         abc,
@@ -701,6 +767,7 @@ def _signals(pd: Any, xr: Any, mpl: Any, fm: Any, pil: Any, sq: Any, mt: Any, et
         fm and _fonts_signal(fm),
         pil and _pil_signal(pil),
         sq and _sqlite_signal(sq),
+        cs and _csv_signal(cs),
         mt and _mimetypes_signal(mt),
         et and _xml_signal(et),
         abc.get_cache_token(),
@@ -811,6 +878,7 @@ class _Registries:
         "import": _import_get,
         "PIL": _pil_get,
         "mimetypes": _mimetypes_get,
+        "csv": _csv_get,
         "xml": _xml_get,
         "abc": _abc_get,
     }
@@ -822,6 +890,7 @@ class _Registries:
         "import": _import_set,
         "PIL": _pil_set_entry,
         "mimetypes": _mimetypes_set,
+        "csv": _csv_set,
         "xml": _xml_set,
         "abc": _abc_set,
     }
@@ -833,6 +902,7 @@ class _Registries:
         "import": _import_pop,
         "PIL": _pil_pop,
         "mimetypes": _mimetypes_pop,
+        "csv": _csv_pop,
         "xml": _xml_pop,
         "abc": _abc_pop,
     }
