@@ -22,6 +22,8 @@ from .crash_cases import crash_task
         ("SIGKILL(-9), SIGKILL(-9)", "OOM killer"),
         ("SIGKILL(-9), SIGALRM(-14)", "signal.alarm"),  # the one that died of its own
         ("EXIT(1)", "closed the worker's file descriptors"),
+        # a C or Fortran library's exit(1) on a fatal error, in a task: the commonest status 1
+        ("EXIT(1)", "or C's exit(1)"),
         ("SIGTERM(-15)", "sent to the worker by another process"),
         ("SIGPIPE(-13)", "BrokenPipeError"),
         ("nothing known", GENERIC),

@@ -55,9 +55,11 @@ def _advice(name: str, code: int) -> str:
         )
     if code == 1:
         return (
-            "Exit status 1 is an error in the worker's own code, outside any task (its "
-            "traceback is above on stderr): for example code that closed the worker's "
-            "file descriptors (os.close, os.closerange), or sys.exit(1) in a thread."
+            "Exit status 1: the code the worker ran (or a C or Fortran library it calls, on a "
+            "fatal error: its message is above on stderr) ended the process with os._exit(1) "
+            "or C's exit(1), or an error in the worker's own code outside any task (its "
+            "traceback is above on stderr), such as code that closed the worker's file "
+            "descriptors (os.close, os.closerange). Raise an exception instead of exiting."
         )
     return (
         f"Exit status {code}: the code the worker ran (or a library it calls) ended the "
