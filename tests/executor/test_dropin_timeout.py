@@ -10,6 +10,7 @@ by sleeps: each test releases them, and waits for them, before it ends.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import threading
 
 import pytest
@@ -283,3 +284,30 @@ def test_a_task_left_running_does_not_hold_the_interpreter_at_exit():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["timed out", "[0, 1, 2]"]
+
+
+class _Deadline(Exception):
+    """A program's own timeout exception, raised by its SIGALRM-style signal handler."""
+
+
+class _RingsWhilePickled:
+    """An argument whose pickling is where the program's signal lands (deterministically)."""
+
+    def __reduce__(self):
+        signal.raise_signal(signal.SIGUSR1)
+        return (_RingsWhilePickled, ())
+
+
+def test_a_signal_handlers_exception_while_a_batch_is_pickled_is_the_programs_own(monkeypatch):
+    # the classic signal-handler deadline (timeout-decorator's): landing while picklepool
+    # pickled a batch, it became "PicklingError: tasks 0..0: my deadline passed", which
+    # `except Deadline:` did not catch
+    def handler(signum, frame):
+        raise _Deadline("my deadline passed")
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        with pytest.raises(_Deadline, match="my deadline passed"):
+            Parallel(n_jobs=2)(delayed(repr)(_RingsWhilePickled()) for _ in range(2))
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

@@ -439,8 +439,12 @@ class Channel:
             return TempFolderError(
                 exc.errno, f"{_batch_name(items, first, describe)}: {exc.strerror}", exc.filename
             )
-        if isinstance(exc, (SettingValueError, locks.MixedCallers)):
-            return exc  # not the tasks': says so itself (MixedCallers: the Executor sends them apart)
+        if isinstance(exc, (SettingValueError, locks.MixedCallers)) or (
+            isinstance(exc, Exception) and interrupts.from_signal_handler(exc)
+        ):
+            # not the tasks': says so itself (MixedCallers: the Executor sends them apart), or
+            # the program's signal handler raised it (a SIGALRM deadline) while they were pickled
+            return exc
         not_a_crash = getattr(exc, "not_a_crash", None)
         # the backend went away (dask: its client was closed during the call)
         if not_a_crash and isinstance(exc, Exception):

@@ -39,7 +39,7 @@ from ..state import SharedState
 from ..wire import FuncSpec
 from ..workers.reached import ThroughFunction
 from ..workers.reloads import ByName, checkable, codes
-from . import reloaded, unchanged
+from . import interrupts, reloaded, unchanged
 from .digests import content_key
 
 # True while a task of an n_jobs=1 call runs in the caller's thread (executor.sequential):
@@ -498,6 +498,8 @@ class FunctionTable:
             try:
                 data, refs = self.buffers.dumps_function(self.pickler, func, keepable or self.keep_stateful)
             except Exception as exc:
+                if interrupts.from_signal_handler(exc):
+                    raise  # the program's signal handler's (a SIGALRM deadline), not the function's
                 msg = explain(self.pickler, func, exc, root=f"function {label(func)}")
                 raise pickling_error(f"{where()}: {msg}", exc) from exc
             key = content_key(data, repr(refs).encode())

@@ -96,3 +96,26 @@ def interrupted_since(watch: tuple[weakref.ref[Any], int]) -> bool:
     """Whether the runner :func:`watch_asyncio` found has had a Ctrl-C since."""
     runner = watch[0]()
     return runner is not None and getattr(runner, "_interrupt_count", 0) > watch[1]
+
+
+def from_signal_handler(exc: BaseException) -> bool:
+    """Whether *exc* was raised by one of this process's Python signal handlers (a SIGALRM
+    deadline's ``Timeout``), which a signal ran in the middle of whatever the thread did:
+    pickling a batch, for one. It is the program's own exception, to let through as it is."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except (ValueError, OSError):  # pragma: no cover - a signal this platform cannot ask about
+            continue
+        if (
+            getattr(handler, "__code__", None) is code
+            or getattr(getattr(handler, "__func__", None), "__code__", None) is code
+        ):
+            return True
+    return False
