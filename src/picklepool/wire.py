@@ -172,6 +172,10 @@ class ParentState(NamedTuple):
     # (PIL.Image.MAX_IMAGE_PIXELS = None, mpmath.mp.dps = 50), pickled
     # (workers.modulesettings; None: the defaults): a task opens, parses, computes as in the parent
     module_settings: bytes | None = None
+    # the logger class and level names the parent's program set (logging.setLoggerClass,
+    # addLevelName), pickled (workers.loggerclass; None: logging's own): a task's
+    # logging.getLogger("app").trace(...) works as in the parent
+    logger_class: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

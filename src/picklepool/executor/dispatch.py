@@ -57,6 +57,7 @@ from ..workers import (
     finders,
     locales,
     logback,
+    loggerclass,
     mainnames,
     mirror,
     modulesettings,
@@ -156,6 +157,7 @@ def parent_state(
         xarrayoptions.pickled(),
         registries.pickled(),
         modulesettings.pickled(),
+        loggerclass.pickled(),
     )
 
 

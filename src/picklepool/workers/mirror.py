@@ -69,6 +69,8 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   matplotlib colormap, a sqlite3 adapter, a virtual subclass of a standard ABC:
   ``workers.registries``), applied by ``workers.runner`` once the batch's functions are
   loaded (their modules may register the same entries as they are imported).
+- the logger class and level names the parent set in ``logging`` (``setLoggerClass``,
+  ``addLevelName``: ``workers.loggerclass``).
 - libraries' settings that are module attributes (``PIL.Image.MAX_IMAGE_PIXELS = None``,
   ``mpmath.mp.dps``: ``workers.modulesettings``).
 
@@ -100,6 +102,7 @@ from . import (
     finders,
     locales,
     logback,
+    loggerclass,
     mainnames,
     modulesettings,
     pandasoptions,
@@ -176,6 +179,7 @@ def apply(state: ParentState) -> None:
     rcparams.apply(state.rc_params)
     xarrayoptions.apply(state.xarray_options)
     modulesettings.apply(state.module_settings)
+    loggerclass.apply(state.logger_class)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
@@ -200,6 +204,7 @@ def rebase() -> None:
     archiveformats.rebase()
     registries.rebase()
     modulesettings.rebase()
+    loggerclass.rebase()
     envvars.rebase()
     contextvalues.rebase()
     if _applied is not None:
