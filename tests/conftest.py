@@ -151,6 +151,14 @@ def outcome(fn: Callable[[], object]) -> object:
         return type(exc).__name__
 
 
+def prints_ok(code: str, timeout: float = 120) -> None:
+    """Run *code* as a real ``__main__`` script (:func:`run_python`); it must end printing
+    only "ok" (its asserts passed)."""
+    proc = run_python(code, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok", proc.stdout
+
+
 def run_python(
     code: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ import logging
 from picklepool import Executor
 from picklepool.workers import loggerclass
 
-from ..conftest import run_python
+from ..conftest import prints_ok
 
 SCRIPT = """
 import logging, sys
@@ -41,9 +41,7 @@ if __name__ == "__main__":
 def test_a_tasks_logger_is_of_the_class_the_script_set_with_its_level_names():
     # a warm worker made the script's logger a plain Logger: AttributeError: 'Logger' object
     # has no attribute 'trace' (under joblib too), and getLevelName(5) was "Level 5"
-    proc = run_python(SCRIPT, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    prints_ok(SCRIPT)
 
 
 def _level_name(level):

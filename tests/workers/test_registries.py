@@ -14,7 +14,7 @@ import pytest
 from picklepool import Executor, Parallel, delayed
 from picklepool.workers import registries
 
-from ..conftest import outcome, run_python
+from ..conftest import outcome, prints_ok
 
 pd = pytest.importorskip("pandas")
 xr = pytest.importorskip("xarray")
@@ -206,9 +206,7 @@ if __name__ == "__main__":
 
 
 def test_a_scripts_accessor_and_its_classes_registered_as_abc_subclasses_are_so_in_workers():
-    proc = run_python(SCRIPT, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    prints_ok(SCRIPT)
 
 
 class GeoEdited(Geo):
