@@ -102,16 +102,17 @@ def _inner_loky():
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         out = Parallel(n_jobs=2, backend="loky")(delayed(os.getpid)() for _ in range(2))
-    return out, [str(w.message) for w in seen]
+    return out, [str(w.message) for w in seen], [w.filename for w in seen]
 
 
 def test_process_backend_below_threads_runs_in_the_thread_with_a_warning():
     results = Parallel(n_jobs=2, backend="threading")(delayed(_inner_loky)() for _ in range(2))
-    for pids, messages in results:
+    for pids, messages, where in results:
         assert pids == [os.getpid()] * 2
         assert (
             len(messages) == 1 and "Loky-backed parallel loops cannot be nested below threads" in messages[0]
         )
+        assert where == [__file__]  # the inner call's line (it named picklepool's parallel.py)
 
 
 def _inner_loky_block():

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .. import lokycompat
 from ..pickler import buffers
+from ..pickler.locks import callers_level
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, Settings, inflight, resolve_settings, sources_now
 from ..workers import mirror
@@ -68,7 +69,7 @@ def _daemon_kind() -> str:
     """What the daemonic process this code runs in is: a dask worker, or a multiprocessing one."""
     if mirror.in_dask_task():
         return "a dask worker's task (a daemonic process; backend='dask' runs a nested call on the cluster)"
-    return "a daemonic multiprocessing worker (backend='multiprocessing')"
+    return "a daemonic multiprocessing worker (a multiprocessing.Pool's, or backend='multiprocessing')"
 
 
 def _nested(s: Settings, warn: bool) -> Settings:
@@ -96,7 +97,7 @@ def _nested(s: Settings, warn: bool) -> Settings:
             f"this call (n_jobs={s.n_jobs} from {s.sources['n_jobs']}). Use backend='threading' "
             "for the inner call, or n_jobs=1 to silence this.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=callers_level(),  # (the inner call's line, not picklepool's)
         )
     return dataclasses.replace(s, n_workers=1, max_inflight=inflight(s.pre_dispatch, 1))
 
