@@ -21,8 +21,8 @@ those lines, so the same task raised ``AttributeError``, ``KeyError``,
 
 :func:`pickled` reads, in the parent, the entries of those registries that are not the
 library's own, for the libraries it has imported: again only when a registry changed (a few
-``len`` and one ``abc.get_cache_token()`` a call while none does: 1.1 us, 1.9 with pandas
-imported, 5 with the eight modules), or an entry was registered again under its name.
+``len`` and one ``abc.get_cache_token()`` a call while none does: 1.3 us, 2.3 with pandas
+imported, 6 with the nine modules), or an entry was registered again under its name.
 mimetypes' entries are those that differ from what a worker's ``mimetypes.init()`` reads
 (the same files, read once in the parent); ElementTree's, those its source does not set. A
 colormap that an imported module of an installed library holds (seaborn registers its own
