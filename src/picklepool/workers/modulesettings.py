@@ -27,10 +27,10 @@ from __future__ import annotations
 import importlib
 import logging
 import operator
-import pickle
 import sys
 from typing import Any
 
+from ..pickler.base import StdlibPickler
 from .overlay import Overlay, dumps_each
 
 log = logging.getLogger(__name__)
@@ -60,19 +60,19 @@ _READ = {(module, attr): operator.attrgetter(attr) for module, attr, _ in SETTIN
 # per module of _MODULES: its settings' keys, and one getter of their values (a tuple)
 _KEYS = tuple(tuple((m, attr) for m, attr, _ in SETTINGS if m == module) for module in _MODULES)
 _DEFAULTS = {(module, attr): default for module, attr, default in SETTINGS}
-_GETTERS = tuple(operator.attrgetter(*(attr for _, attr in keys), "__name__") for keys in _KEYS)
 
 
-def _copied(getter: Any) -> Any:
-    """*getter*, its values' dicts copied: compared at the next call, a dict changed in place
-    (``bindtextdomain``'s) must differ from what was read."""
-    return lambda module: tuple(dict(v) if type(v) is dict else v for v in getter(module))
+def _getter(keys: tuple[tuple[str, str], ...]) -> Any:
+    """One module's settings' values, then its name (a tuple); a dict among them copied:
+    compared at the next call, one changed in place (``bindtextdomain``'s) must differ
+    from what was read."""
+    read = operator.attrgetter(*(attr for _, attr in keys), "__name__")
+    if not any(type(_DEFAULTS[key]) is dict for key in keys):
+        return read
+    return lambda module: tuple(dict(v) if type(v) is dict else v for v in read(module))
 
 
-_GETTERS = tuple(
-    _copied(getter) if any(type(_DEFAULTS[key]) is dict for key in keys) else getter
-    for getter, keys in zip(_GETTERS, _KEYS, strict=True)
-)
+_GETTERS = tuple(map(_getter, _KEYS))
 _NONE = (None,) * len(_MODULES)
 
 # parent: ((the modules, those imported with their keys and getter, their settings' values) as
@@ -112,21 +112,13 @@ def pickled() -> bytes | None:
         for key, value in zip(keys, values, strict=False)  # (values end with the module's name)
         if not _same(value, _DEFAULTS[key])
     ]
-    data = dumps_each(entries, WHAT, pickler=_Plain()) if entries else None
+    data = dumps_each(entries, WHAT, pickler=StdlibPickler()) if entries else None  # (numbers, strings)
     _read = (now, data)
     return data
 
 
 def _same(value: Any, default: Any) -> bool:
     return type(value) is type(default) and value == default
-
-
-class _Plain:
-    """The standard pickler, for :func:`dumps_each`: settings are numbers, strings, None."""
-
-    @staticmethod
-    def dumps(obj: Any) -> bytes:
-        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class _Settings:

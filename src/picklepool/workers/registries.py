@@ -85,12 +85,12 @@ def _library(obj: Any, *prefixes: str) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
-def _quietly(register: Any, name: str, value: Any) -> None:
-    """``register(name)(value)``, without the warning that *name* is already an attribute
-    (the worker's own accessor, which the parent's replaces, as in the parent)."""
+def _quietly(call: Any, *args: Any, **kwargs: Any) -> None:
+    """``call(*args, **kwargs)`` without the warning that a name is taken already (the
+    worker's own accessor or colormap, or the last batch's, which the parent's replaces)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        register(name)(value)
+        call(*args, **kwargs)
 
 
 # -- pandas: accessors and extension dtypes -----------------------------------------------
@@ -149,7 +149,7 @@ def _pandas_get(key: Any, default: Any) -> Any:
 def _pandas_set(key: Any, value: Any) -> None:
     pd = importlib.import_module("pandas")
     if key[0] == "pandas.accessor":
-        _quietly(getattr(pd.api.extensions, _PANDAS_REGISTER[key[1]]), key[2], value)
+        _quietly(getattr(pd.api.extensions, _PANDAS_REGISTER[key[1]])(key[2]), value)
         return
     from pandas.core.dtypes.base import _registry
 
@@ -212,7 +212,7 @@ def _xarray_get(key: Any, default: Any) -> Any:
 
 def _xarray_set(key: Any, value: Any) -> None:
     xr = importlib.import_module("xarray")
-    _quietly(getattr(xr, _XARRAY_REGISTER[key[1]]), key[2], value)
+    _quietly(getattr(xr, _XARRAY_REGISTER[key[1]])(key[2]), value)
 
 
 def _xarray_pop(key: Any) -> None:
@@ -291,9 +291,7 @@ def _matplotlib_get(key: Any, default: Any) -> Any:
 
 def _matplotlib_set(key: Any, value: Any) -> None:
     registry = _colormaps(importlib.import_module("matplotlib"))
-    with warnings.catch_warnings():  # ("Overwriting the cmap": the worker's own, or the last batch's)
-        warnings.simplefilter("ignore")
-        registry.register(value, name=key[1], force=True)
+    _quietly(registry.register, value, name=key[1], force=True)  # ("Overwriting the cmap")
     _colormaps_set[key[1]] = (value, registry._cmaps.get(key[1]))
 
 
@@ -490,6 +488,18 @@ def _sqlite_entries(sqlite3: Any) -> list[tuple[Any, Any]]:
 def _sqlite_table(key: Any) -> dict[Any, Any]:
     sqlite3 = importlib.import_module("sqlite3")
     return sqlite3.adapters if key[0] == "sqlite3.adapter" else sqlite3.converters  # type: ignore[no-any-return]
+
+
+def _sqlite_get(key: Any, default: Any) -> Any:
+    return _sqlite_table(key).get(key[1], default)
+
+
+def _sqlite_set(key: Any, value: Any) -> None:
+    _sqlite_table(key)[key[1]] = value
+
+
+def _sqlite_pop(key: Any) -> None:
+    _sqlite_table(key).pop(key[1], None)
 
 
 # -- csv: the dialects the script registered ------------------------------------------------
@@ -870,68 +880,36 @@ class _Registries:
     """The registries, as the one table an :class:`~.overlay.Overlay` lays the parent's
     entries over, keyed ``(registry, ...)``."""
 
-    _GET = {
-        "pandas": _pandas_get,
-        "xarray": _xarray_get,
-        "matplotlib": _matplotlib_get,
-        "matplotlib.font": _fonts_get,
-        "import": _import_get,
-        "PIL": _pil_get,
-        "mimetypes": _mimetypes_get,
-        "csv": _csv_get,
-        "xml": _xml_get,
-        "abc": _abc_get,
-    }
-    _SET = {
-        "pandas": _pandas_set,
-        "xarray": _xarray_set,
-        "matplotlib": _matplotlib_set,
-        "matplotlib.font": _fonts_set,
-        "import": _import_set,
-        "PIL": _pil_set_entry,
-        "mimetypes": _mimetypes_set,
-        "csv": _csv_set,
-        "xml": _xml_set,
-        "abc": _abc_set,
-    }
-    _POP = {
-        "pandas": _pandas_pop,
-        "xarray": _xarray_pop,
-        "matplotlib": _matplotlib_pop,
-        "matplotlib.font": _fonts_pop,
-        "import": _import_pop,
-        "PIL": _pil_pop,
-        "mimetypes": _mimetypes_pop,
-        "csv": _csv_pop,
-        "xml": _xml_pop,
-        "abc": _abc_pop,
+    # family -> (get, set, pop) of its entries in this worker
+    _FAMILIES = {
+        "pandas": (_pandas_get, _pandas_set, _pandas_pop),
+        "xarray": (_xarray_get, _xarray_set, _xarray_pop),
+        "matplotlib": (_matplotlib_get, _matplotlib_set, _matplotlib_pop),
+        "matplotlib.font": (_fonts_get, _fonts_set, _fonts_pop),
+        "import": (_import_get, _import_set, _import_pop),
+        "PIL": (_pil_get, _pil_set_entry, _pil_pop),
+        "sqlite3": (_sqlite_get, _sqlite_set, _sqlite_pop),
+        "mimetypes": (_mimetypes_get, _mimetypes_set, _mimetypes_pop),
+        "csv": (_csv_get, _csv_set, _csv_pop),
+        "xml": (_xml_get, _xml_set, _xml_pop),
+        "abc": (_abc_get, _abc_set, _abc_pop),
     }
 
     def get(self, key: Any, default: Any = None) -> Any:
-        family = _family(key)
         try:
-            if family == "sqlite3":
-                return _sqlite_table(key).get(key[1], default)
-            return self._GET[family](key, default)
+            return self._FAMILIES[_family(key)][0](key, default)
         except Exception:  # noqa: BLE001 - (the library cannot be imported here: nothing of it)
             return default
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        family = _family(key)
         try:
-            if family == "sqlite3":
-                _sqlite_table(key)[key[1]] = value
-            else:
-                self._SET[family](key, value)
+            self._FAMILIES[_family(key)][1](key, value)
         except Exception as exc:  # noqa: BLE001 - this worker's library refuses it: the others still go
             log.debug("picklepool: %s could not be made here (%r): %r", WHAT, key, exc)
 
     def pop(self, key: Any, default: Any = None) -> Any:
-        family = _family(key)
         try:
-            if family == "sqlite3":
-                return _sqlite_table(key).pop(key[1], default)
-            self._POP[family](key)
+            self._FAMILIES[_family(key)][2](key)
         except Exception as exc:  # noqa: BLE001 - as above
             log.debug("picklepool: %s could not be taken back here (%r): %r", WHAT, key, exc)
         return default
