@@ -176,6 +176,10 @@ class ParentState(NamedTuple):
     # addLevelName), pickled (workers.loggerclass; None: logging's own): a task's
     # logging.getLogger("app").trace(...) works as in the parent
     logger_class: bytes | None = None
+    # the globals the parent's program changed in its own modules (config.DEBUG = True,
+    # settings.SCALE = 3), pickled (workers.moduleglobals; None: none): a task reading them
+    # computes as in the parent
+    module_globals: bytes | None = None
 
 
 def import_path() -> tuple[str, ...]:

@@ -60,6 +60,7 @@ from ..workers import (
     loggerclass,
     mainnames,
     mirror,
+    moduleglobals,
     modulesettings,
     pandasoptions,
     picklernames,
@@ -158,6 +159,7 @@ def parent_state(
         registries.pickled(),
         modulesettings.pickled(),
         loggerclass.pickled(),
+        moduleglobals.pickled(),
     )
 
 

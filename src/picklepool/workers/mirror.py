@@ -73,6 +73,8 @@ batch in a ``wire.ParentState`` and is applied here, only when it changed:
   ``addLevelName``: ``workers.loggerclass``).
 - libraries' settings that are module attributes (``PIL.Image.MAX_IMAGE_PIXELS = None``,
   ``mpmath.mp.dps``: ``workers.modulesettings``).
+- the public globals the parent's program changed in its own modules (``config.DEBUG =
+  True``: ``workers.moduleglobals``), applied by ``workers.runner`` with the registries.
 
 Not mirrored, by choice: signal handlers,
 and logging configuration (but a task's records reach the parent's handlers:
@@ -104,6 +106,7 @@ from . import (
     logback,
     loggerclass,
     mainnames,
+    moduleglobals,
     modulesettings,
     pandasoptions,
     picklernames,
@@ -203,6 +206,7 @@ def rebase() -> None:
     webdefaults.rebase()
     archiveformats.rebase()
     registries.rebase()
+    moduleglobals.rebase()
     modulesettings.rebase()
     loggerclass.rebase()
     envvars.rebase()

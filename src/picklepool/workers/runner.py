@@ -47,6 +47,7 @@ from . import (
     logback,
     mainnames,
     mirror,
+    moduleglobals,
     output,
     prologue,
     registrations,
@@ -210,7 +211,9 @@ def run_batch(batch: Batch) -> Any:
     elif parent is not None:
         mirror.apply(parent)
         capture, record, floor = parent.capture, parent.warnings_back, parent.logging_floor
-    registered = parent.registries if type(parent) is ParentState else None
+    registered, changed = (
+        (parent.registries, parent.module_globals) if type(parent) is ParentState else (None, None)
+    )
     status = view.status if view is not None else [0, -1, 0, 0, -1]
     status[0], status[1], status[2], status[3], status[4] = batch.call_id, first, 0, control.LOADING, -1
     tasks = batch.tasks
@@ -244,6 +247,7 @@ def run_batch(batch: Batch) -> Any:
         warnfilters.swap_out(swapped)
     # after the functions' modules were imported (one registering its colormap as it is
     # imported, without force, found the name taken) and an Executor's initializer ran
+    moduleglobals.apply(changed)
     registries.apply(registered)
     status[1], status[3] = -1, control.RUNNING
     limits, timeout = batch.limits, batch.timeout
