@@ -10,14 +10,17 @@ CJK font for the labels), an image format of a Pillow plugin
 file type (``mimetypes.add_type``), an XML
 namespace prefix (``xml.etree.ElementTree.register_namespace("svg", ...)``), a class of its
 own as a virtual subclass of an ABC of the standard library
-(``collections.abc.Mapping.register(Table)``). In the loop the call replaces, a task's
+(``collections.abc.Mapping.register(Table)``), a case of a module's generic function
+(``@render.register def _(p: Point)`` on a ``functools.singledispatch`` function), a PyYAML
+tag (``yaml.add_constructor("!celsius", ...)``, ``add_representer``, a ``YAMLObject``
+subclass). In the loop the call replaces, a task's
 ``df.geo.center()``, ``plt.imshow(a, cmap="mine")``, a label in the added font,
 ``Image.open("x.heic")``, ``INSERT``
 of a ``Decimal`` or ``mimetypes.guess_type("x.geojson")`` worked, ``ET.tostring`` wrote
-``svg:`` elements and ``isinstance(Table(), Mapping)`` was true; a warm worker never ran
-those lines, so the same task raised ``AttributeError``, ``KeyError``,
-``UnidentifiedImageError``, ``ProgrammingError``, or answered None, ``ns0:`` or False
-(under joblib too).
+``svg:`` elements, ``isinstance(Table(), Mapping)`` was true, ``render(point)`` found its case
+and ``yaml.safe_load`` the tag; a warm worker never ran those lines, so the same task raised
+``AttributeError``, ``KeyError``, ``UnidentifiedImageError``, ``ProgrammingError``,
+``TypeError``, ``ConstructorError``, or answered None, ``ns0:`` or False (under joblib too).
 
 :func:`pickled` reads, in the parent, the entries of those registries that are not the
 library's own, for the libraries it has imported: again only when a registry changed (a few
@@ -40,9 +43,8 @@ the parent's are set again after it.
 Left out: an ABC registration of a class that is not the script's (``Sequence.register(
 numpy.ndarray)``: sending it would import its module in every worker) or to an ABC outside
 :data:`.abcsubclasses.ABC_MODULES`, and an ABC registration once the parent drops it (an ABC
-cannot forget a class); ``functools.singledispatch`` registrations (their functions are not listed anywhere);
-codecs (``codecs.register``: the interpreter does not list its search functions); PyYAML's
-constructors and representers.
+cannot forget a class); codecs (``codecs.register``: the interpreter does not list its
+search functions).
 Process-wide: not sent to a dask cluster's shared workers.
 
 Its modules: :mod:`.table` (the families in two maps, the parent's signals read every call,
@@ -50,7 +52,8 @@ the worker's overlay), :mod:`.common` (what they share: the limit, the warning f
 left out, the watch on entries), and one a family: :mod:`.pandasextensions`,
 :mod:`.xarrayaccessors`, :mod:`.colormaps` (with :mod:`.libraryimports`), :mod:`.fonts`,
 :mod:`.imageformats`, :mod:`.sqliteadapters`, :mod:`.csvdialects`, :mod:`.filetypes`
-(mimetypes), :mod:`.xmlnamespaces`, :mod:`.abcsubclasses`.
+(mimetypes), :mod:`.xmlnamespaces`, :mod:`.abcsubclasses`, :mod:`.genericfunctions`
+(``functools.singledispatch``), :mod:`.yamltags`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ signal in :func:`pickled` and :func:`_signals` (unrolled: they run every call)."
 from __future__ import annotations
 
 import abc
+import functools
 import logging
 import sys
 from typing import Any
@@ -18,12 +19,21 @@ from .common import LIMIT, WHAT, same_entry, warn_left_out, watch
 from .csvdialects import csv_entries, csv_get, csv_pop, csv_set, csv_signal
 from .filetypes import mimetypes_entries, mimetypes_get, mimetypes_pop, mimetypes_set, mimetypes_signal
 from .fonts import fonts_entries, fonts_get, fonts_pop, fonts_set, fonts_signal
+from .genericfunctions import (
+    generic_entries,
+    generic_get,
+    generic_pop,
+    generic_set,
+    generic_signal,
+    generic_watch,
+)
 from .imageformats import pil_entries, pil_get, pil_pop, pil_set_entry, pil_signal
 from .libraryimports import import_get, import_pop, import_set
 from .pandasextensions import pandas_entries, pandas_get, pandas_pop, pandas_set, pandas_signal
 from .sqliteadapters import sqlite_entries, sqlite_get, sqlite_pop, sqlite_set, sqlite_signal
 from .xarrayaccessors import xarray_entries, xarray_get, xarray_pop, xarray_set, xarray_signal
 from .xmlnamespaces import xml_entries, xml_get, xml_pop, xml_set, xml_signal
+from .yamltags import yaml_entries, yaml_get, yaml_pop, yaml_set, yaml_signal, yaml_watch
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +49,8 @@ _READERS = {
     "mimetypes": (mimetypes_signal, mimetypes_entries),
     "xml.etree.ElementTree": (xml_signal, xml_entries),
     "abc": (abc_signal, abc_entries),
+    "functools": (generic_signal, generic_entries),
+    "yaml": (yaml_signal, yaml_entries),
 }
 _MODULES = tuple(_READERS)
 
@@ -55,7 +67,11 @@ _FAMILIES = {
     "csv": (csv_get, csv_set, csv_pop),
     "xml": (xml_get, xml_set, xml_pop),
     "abc": (abc_get, abc_set, abc_pop),
+    "singledispatch": (generic_get, generic_set, generic_pop),
+    "yaml": (yaml_get, yaml_set, yaml_pop),
 }
+# family -> where the parent keeps an entry, for those of the families' own modules (else common.watch)
+_WATCHES = {"singledispatch": generic_watch, "yaml": yaml_watch}
 
 # parent: ((the modules, then their signals) as read last, the pickle of the entries, where
 # those that a signal misses are: watch)
@@ -73,8 +89,9 @@ def pickled() -> bytes | None:
         get("matplotlib.font_manager"),
         get("csv"),
     )
+    ym = get("yaml")
     try:
-        now = _signals(pd, xr, mpl, fm, pil, sq, cs, mt, et)
+        now = _signals(pd, xr, mpl, fm, pil, sq, cs, mt, et, ym)
     except Exception:  # noqa: BLE001 - a library of another shape (or half imported): as last read
         return _read[1]
     seen, data, watched = _read
@@ -84,7 +101,7 @@ def pickled() -> bytes | None:
 
 
 def _signals(
-    pd: Any, xr: Any, mpl: Any, fm: Any, pil: Any, sq: Any, cs: Any, mt: Any, et: Any
+    pd: Any, xr: Any, mpl: Any, fm: Any, pil: Any, sq: Any, cs: Any, mt: Any, et: Any, ym: Any
 ) -> tuple[Any, ...]:
     return (  # (the modules in _MODULES' order, then their signals: unrolled, as it runs every call)
         pd,
@@ -97,6 +114,8 @@ def _signals(
         mt,
         et,
         abc,
+        functools,
+        ym,
         pd and pandas_signal(pd),
         xr and xarray_signal(xr),
         mpl and matplotlib_signal(mpl),
@@ -107,6 +126,8 @@ def _signals(
         mt and mimetypes_signal(mt),
         et and xml_signal(et),
         abc.get_cache_token(),
+        generic_signal(functools),
+        ym and yaml_signal(ym),
     )
 
 
@@ -125,11 +146,16 @@ def _read_entries(now: tuple[Any, ...]) -> bytes | None:
     for key, why in left_out.items():
         warn_left_out(key, why)
     try:
-        watched = [w for w in map(watch, entries) if w is not None]
+        watched = [w for w in map(_watch, entries) if w is not None]
     except Exception:  # noqa: BLE001 - (as the entries: a library of another shape)
         watched = []
     _read = (now, data, watched)
     return data
+
+
+def _watch(entry: tuple[Any, Any]) -> Any:
+    mine = _WATCHES.get(entry[0][0])
+    return watch(entry) if mine is None else mine(*entry)
 
 
 def family(key: Any) -> str:
