@@ -184,3 +184,15 @@ def test_only_the_public_globals_changed_from_the_source_are_sent(project):
     project.LIMIT = 10
     del project.EXTRA
     assert _sent() == {("pp_proj", "NAMES"): ["a", "b"]}
+
+
+def test_a_reloaded_modules_source_is_read_again(project, tmp_path):
+    assert _sent() == {}
+    (tmp_path / "pp_proj.py").write_text(
+        "LIMIT = 50\nNAMES = ['a']\nTOTAL = sum([1, 2])\n"
+    )  # edited, reloaded
+    project.LIMIT = 50
+    project.__spec__ = types.SimpleNamespace(origin=project.__file__)  # (a reload finds it anew)
+    assert _sent() == {}  # the module's own value now
+    project.LIMIT = 10
+    assert _sent() == {("pp_proj", "LIMIT"): 10}

@@ -117,19 +117,23 @@ class _Module:
     """A watched module: its namespace, and what its source binds at its top level (read
     from its file the first time one of its public globals may have been changed)."""
 
-    __slots__ = ("name", "namespace", "path", "literals", "bound", "defined", "star")
+    __slots__ = ("name", "namespace", "path", "spec", "literals", "bound", "defined", "star")
 
     def __init__(self, name: str, namespace: dict[str, Any], path: str) -> None:
         self.name, self.namespace, self.path = name, namespace, path
+        self.spec = namespace.get("__spec__")  # (found anew as the module is reloaded)
         self.literals: dict[str, list[Any]] | None = None  # name -> the literals it is bound to
         self.bound: set[str] = set()  # every name the source binds (literals, or otherwise)
         self.defined: set[str] = set()  # the functions and classes it defines
         self.star = False  # an ``import *``: names come from elsewhere
 
     def _read(self) -> bool:
-        """Read the module's source (once); False where it cannot be."""
-        if self.literals is not None:
+        """Read the module's source (once, and again once it was reloaded); False where it
+        cannot be."""
+        spec = self.namespace.get("__spec__")
+        if self.literals is not None and spec is self.spec:
             return True
+        self.spec, self.bound, self.defined, self.star = spec, set(), set(), False
         source = _source(self.path)
         if source is None:
             return False
@@ -370,6 +374,8 @@ class _Globals:
         module = _module(key[0])
         if module is None:
             return
+        if _same(getattr(module, key[1], None), value):
+            return  # (this worker's value is the parent's already: a table its import filled)
         if type(value) in (dict, list):
             value = copy.deepcopy(value)  # (a task's change to it stays in its batch: set anew)
         try:
