@@ -27,6 +27,10 @@ HOME = os.path.expanduser("~")  # (computed: its value at import is not known)
 _initialized = False  # (private: each worker's own)
 _client = None
 
+class Limits:
+    RETRIES = 3
+    HOSTS = ["a"]
+
 def configure(lvl):
     global level
     level = lvl
@@ -43,7 +47,8 @@ def client():
 def report(x):
     import pp_config
     return (DEBUG, SCALE * x, OPTIONS["mode"], OPTIONS.get("extra"), PATHS, level, fetch(x),
-            getattr(pp_config, "ADDED", None), client() == f"client of {os.getpid()}")
+            getattr(pp_config, "ADDED", None), client() == f"client of {os.getpid()}",
+            Limits.RETRIES, Limits.HOSTS)
 
 def bump(x):
     global SCALE
@@ -68,14 +73,16 @@ def check():
     return loop[1]
 
 pp_config.client()  # (the parent's own client: the workers make theirs)
-assert check() == (False, 1, "slow", None, ["a"], "INFO", "real 1", None, True)
+assert check() == (False, 1, "slow", None, ["a"], "INFO", "real 1", None, True, 3, ["a"])
 pp_config.DEBUG, pp_config.SCALE = True, 3
 pp_config.OPTIONS["mode"] = "fast"
 pp_config.PATHS.append("b")
 pp_config.configure("DEBUG")
 pp_config.fetch = fake
 pp_config.ADDED = 42
-assert check() == (True, 3, "fast", None, ["a", "b"], "DEBUG", "fake 1", 42, True)
+pp_config.Limits.RETRIES = 5  # (a class's attribute)
+pp_config.Limits.HOSTS.append("b")
+assert check() == (True, 3, "fast", None, ["a", "b"], "DEBUG", "fake 1", 42, True, 5, ["a", "b"])
 pp_config.OPTIONS["extra"] = 1  # (a change in place: seen too)
 assert check()[3] == 1
 Parallel(n_jobs=2)(delayed(pp_config.bump)(x) for x in range(4))
@@ -137,8 +144,9 @@ def test_what_a_modules_source_binds_at_its_top(tmp_path):
         "H": [True, False],
         "I": [1, None],
     }
-    assert module.defined == {"f", "P"}
-    assert module.star
+    assert module.scope.defined == {"f", "P"}
+    assert module.scope.star
+    assert module.scope.classes["P"].known() == {"inside": [3]}
     assert {"os", "js", "F", "G", "J", "K", "L", "M", "N", "err"} <= module.bound
     assert not {"local", "inside"} & module.bound
 
@@ -150,7 +158,10 @@ def project(request, tmp_path, monkeypatch):
     if request.param == "identities":
         monkeypatch.setattr(moduleglobals, "_versions", None)
     path = tmp_path / "pp_proj.py"
-    path.write_text("LIMIT = 10\nNAMES = ['a']\n_seen = {}\n_ready = False\nTOTAL = sum([1, 2])\n")
+    path.write_text(
+        "LIMIT = 10\nNAMES = ['a']\n_seen = {}\n_ready = False\nTOTAL = sum([1, 2])\n"
+        "class Conf:\n    SIZE = 1\n    _hidden = 0\n"
+    )
     module = types.ModuleType("pp_proj")
     module.__file__ = str(path)
     exec(compile(path.read_text(), str(path), "exec"), vars(module))
@@ -196,3 +207,11 @@ def test_a_reloaded_modules_source_is_read_again(project, tmp_path):
     assert _sent() == {}  # the module's own value now
     project.LIMIT = 10
     assert _sent() == {("pp_proj", "LIMIT"): 10}
+
+
+def test_a_class_attribute_changed_from_the_class_body_is_sent(project):
+    assert _sent() == {}
+    project.Conf._hidden = 5  # (private)
+    assert _sent() == {}
+    project.Conf.SIZE = 2
+    assert _sent() == {("pp_proj", "Conf.SIZE"): 2}

@@ -3,7 +3,8 @@
 A script imports a module of its project and sets what that module reads: ``config.DEBUG =
 True`` or ``settings.SCALE = args.scale`` (from its command line), ``config.OPTIONS["mode"]
 = "fast"``, a name the module's own ``configure()`` rebinds (``global level``), a function
-replaced by one of the script's (``client.fetch = fake_fetch``). In the loop the call
+replaced by one of the script's (``client.fetch = fake_fetch``), an attribute of one of its
+classes (``config.Settings.RETRIES = 5``). In the loop the call
 replaces, the tasks ran with those values; a warm worker imported the module afresh, so the
 same task read ``DEBUG = False`` and computed otherwise, silently (under joblib too).
 
@@ -19,7 +20,9 @@ from its file (:data:`MAX_SOURCE` bytes at most). Sent, by the parent:
   of them;
 - a name its source binds nowhere (the program added it), plain data;
 - a function or class it defines, or a name bound to a literal, that the program replaced by
-  a function or class of ``__main__`` (with hybrid: by value).
+  a function or class of ``__main__`` (with hybrid: by value);
+- a public attribute of a class it defines, plain data, that differs from every literal the
+  class's body binds it to (``RETRIES = 3``).
 
 Not sent: a private global (a name starting with ``_``: the module's machinery, a cache, a
 flag its own ``init()`` sets, which each worker keeps its own of), a global its source binds
@@ -43,6 +46,7 @@ from __future__ import annotations
 import ast
 import copy
 import ctypes
+import gc
 import importlib
 import logging
 import operator
@@ -113,49 +117,29 @@ def _watch(d: dict[Any, Any]) -> Any:
 # -- the parent's side ------------------------------------------------------------------------
 
 
-class _Module:
-    """A watched module: its namespace, and what its source binds at its top level (read
-    from its file the first time one of its public globals may have been changed)."""
+class _Scope:
+    """What the statements of one scope (a module's, a class's) bind: names to literals,
+    names otherwise, the functions and classes it defines (a class with its own scope), and
+    whether it imports ``*``."""
 
-    __slots__ = ("name", "namespace", "path", "spec", "literals", "bound", "defined", "star")
+    __slots__ = ("literals", "other", "defined", "classes", "star")
 
-    def __init__(self, name: str, namespace: dict[str, Any], path: str) -> None:
-        self.name, self.namespace, self.path = name, namespace, path
-        self.spec = namespace.get("__spec__")  # (found anew as the module is reloaded)
-        self.literals: dict[str, list[Any]] | None = None  # name -> the literals it is bound to
-        self.bound: set[str] = set()  # every name the source binds (literals, or otherwise)
+    def __init__(self, body: list[ast.stmt]) -> None:
+        self.literals: dict[str, list[Any]] = {}  # name -> the literals it is bound to
+        self.other: set[str] = set()  # names bound otherwise than to a literal
         self.defined: set[str] = set()  # the functions and classes it defines
+        self.classes: dict[str, _Scope] = {}  # class name -> its body's scope
         self.star = False  # an ``import *``: names come from elsewhere
+        self._statements(body)
 
-    def _read(self) -> bool:
-        """Read the module's source (once, and again once it was reloaded); False where it
-        cannot be."""
-        spec = self.namespace.get("__spec__")
-        if self.literals is not None and spec is self.spec:
-            return True
-        self.spec, self.bound, self.defined, self.star = spec, set(), set(), False
-        source = _source(self.path)
-        if source is None:
-            return False
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):  # (not the file imported)
-            return False
-        self.literals = {}
-        other: set[str] = set()  # names its scope binds otherwise than to a literal
-        self._statements(tree.body, other)
-        if "global" in source:  # (a function's ``global x; x = ...``)
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Global):
-                    self.bound.update(node.names)
-        self.bound.update(self.literals, other)
-        for name in other:
-            self.literals.pop(name, None)
-        return True
+    def known(self) -> dict[str, list[Any]]:
+        """name -> the literals of the names bound to literals only."""
+        return {name: values for name, values in self.literals.items() if name not in self.other}
 
-    def _statements(self, body: list[ast.stmt], other: set[str]) -> None:
-        """Note what the statements of the module's scope in *body* bind (the bodies of its
-        ``if``, ``try``, ``for``, ``with`` blocks too; not those of functions and classes)."""
+    def _statements(self, body: list[ast.stmt]) -> None:
+        """Note what the statements in *body* bind (the bodies of its ``if``, ``try``,
+        ``for``, ``with`` blocks too; not those of functions and classes)."""
+        other = self.other
         for stmt in body:
             if isinstance(stmt, ast.Assign | ast.AnnAssign):
                 targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
@@ -170,10 +154,12 @@ class _Module:
                     other.update(_names(targets))
                 else:
                     for name in _names(targets):
-                        self.literals.setdefault(name, []).append(value)  # type: ignore[union-attr]
+                        self.literals.setdefault(name, []).append(value)
             elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 self.defined.add(stmt.name)
                 other.add(stmt.name)
+                if isinstance(stmt, ast.ClassDef):
+                    self.classes[stmt.name] = _Scope(stmt.body)
             elif isinstance(stmt, ast.Import | ast.ImportFrom):
                 for alias in stmt.names:
                     if alias.name == "*":
@@ -184,40 +170,109 @@ class _Module:
                 other.update(_names(stmt.targets if isinstance(stmt, ast.Delete) else [stmt.target]))
             elif isinstance(stmt, ast.With | ast.AsyncWith):
                 other.update(_names([i.optional_vars for i in stmt.items if i.optional_vars is not None]))
-            for name in ("body", "orelse", "finalbody"):
-                if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                for name in ("body", "orelse", "finalbody"):
                     inner = getattr(stmt, name, None)
                     if inner:
-                        self._statements(inner, other)
+                        self._statements(inner)
             for handler in getattr(stmt, "handlers", ()):
                 if handler.name:
                     other.add(handler.name)
-                self._statements(handler.body, other)
+                self._statements(handler.body)
+
+
+class _Module:
+    """A watched module: its namespace, and what its source binds at its top level and in its
+    classes' bodies (read from its file the first time one of its public globals, or of its
+    classes' attributes, may have been changed)."""
+
+    __slots__ = ("name", "namespace", "path", "spec", "scope", "bound", "classes")
+
+    def __init__(self, name: str, namespace: dict[str, Any], path: str) -> None:
+        self.name, self.namespace, self.path = name, namespace, path
+        self.spec = namespace.get("__spec__")  # (found anew as the module is reloaded)
+        self.scope: _Scope | None = None
+        self.bound: set[str] = set()  # every name the source binds (and ``global`` names)
+        self.classes: list[type] = []  # its classes with public plain attributes (watched)
+
+    @property
+    def literals(self) -> dict[str, list[Any]] | None:
+        return None if self.scope is None else self.scope.known()
+
+    def _read(self) -> bool:
+        """Read the module's source (once, and again once it was reloaded); False where it
+        cannot be."""
+        spec = self.namespace.get("__spec__")
+        if self.scope is not None and spec is self.spec:
+            return True
+        self.spec, self.scope = spec, None
+        source = _source(self.path)
+        if source is None:
+            return False
+        try:
+            tree = ast.parse(source)
+            self.scope = _Scope(tree.body)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):  # (not the file imported)
+            return False
+        self.bound = set(self.scope.literals) | self.scope.other
+        if "global" in source:  # (a function's ``global x; x = ...``)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Global):
+                    self.bound.update(node.names)
+        return True
 
     def changed(self) -> list[tuple[Any, Any]]:
-        """``((module, name), value)`` of the globals the program changed, as the module
-        docstring says."""
+        """``((module, name), value)`` of the globals, and ``((module, "Class.name"), value)``
+        of the class attributes, the program changed, as the module docstring says."""
         candidates = [
             (name, value)
             for name, value in list(self.namespace.items())
             if name[0] != "_" and (is_plain(value) or _mains(value))
         ]
-        if not candidates or not self._read():
+        classes = [
+            (name, value, attrs)
+            for name, value in list(self.namespace.items())
+            if name[0] != "_" and isinstance(value, type) and _defined_here(value, self.name, name)
+            for attrs in [_plain_attributes(value)]
+            if attrs
+        ]
+        self.classes = [cls for _, cls, _ in classes]
+        if not (candidates or classes) or not self._read():
             return []
+        scope = self.scope
+        assert scope is not None
         out: list[tuple[Any, Any]] = []
-        literals = self.literals or {}
+        literals = scope.known()
         for name, value in candidates:
             known = literals.get(name)
             if known is not None:
                 if any(_same(value, literal) for literal in known):
                     continue
-            elif name in self.defined:
+            elif name in scope.defined:
                 if not _mains(value):
                     continue
-            elif name in self.bound or self.star or not is_plain(value):
+            elif name in self.bound or scope.star or not is_plain(value):
                 continue
             out.append(((self.name, name), value))
+        for name, _, attrs in classes:
+            body = scope.classes.get(name)
+            if body is None:
+                continue
+            known_attrs = body.known()
+            for attr, value in attrs:
+                known = known_attrs.get(attr)
+                if known is not None and not any(_same(value, literal) for literal in known):
+                    out.append(((self.name, f"{name}.{attr}"), value))
         return out
+
+
+def _defined_here(cls: type, module: str, name: str) -> bool:
+    return getattr(cls, "__module__", None) == module and getattr(cls, "__qualname__", None) == name
+
+
+def _plain_attributes(cls: type) -> list[tuple[str, Any]]:
+    """The public attributes of *cls* itself that are plain data."""
+    return [(k, v) for k, v in list(vars(cls).items()) if k[0] != "_" and is_plain(v)]
 
 
 def _names(targets: list[Any]) -> list[str]:
@@ -322,6 +377,11 @@ def pickled() -> bytes | None:
         for value in list(m.namespace.values()):
             if type(value) in (dict, list) and is_plain(value):
                 _containers(value)
+        for cls in m.classes:  # (Config.DEBUG = True changes the class's dict, not the module's)
+            _views.extend(_watch(d) for d in gc.get_referents(vars(cls)) if type(d) is dict)
+            for value in list(vars(cls).values()):
+                if type(value) in (dict, list) and is_plain(value):
+                    _containers(value)
     _read = (_signal(), data)
     return data
 
@@ -363,31 +423,41 @@ def _warn_left_out(key: Any, why: str) -> None:
 
 
 class _Globals:
-    """The user's modules' globals, as the one table an :class:`~.overlay.Overlay` lays the
-    parent's over, keyed ``(module, name)``."""
+    """The user's modules' globals and their classes' attributes, as the one table an
+    :class:`~.overlay.Overlay` lays the parent's over, keyed ``(module, name)`` or
+    ``(module, "Class.name")``."""
 
     def get(self, key: tuple[str, str], default: Any = None) -> Any:
-        module = _module(key[0])
-        return default if module is None else getattr(module, key[1], default)
+        owner, name = _owner(key)
+        return default if owner is None else getattr(owner, name, default)
 
     def __setitem__(self, key: tuple[str, str], value: Any) -> None:
-        module = _module(key[0])
-        if module is None:
+        owner, name = _owner(key)
+        if owner is None:
             return
-        if _same(getattr(module, key[1], None), value):
+        if _same(getattr(owner, name, None), value):
             return  # (this worker's value is the parent's already: a table its import filled)
         if type(value) in (dict, list):
             value = copy.deepcopy(value)  # (a task's change to it stays in its batch: set anew)
         try:
-            setattr(module, key[1], value)
+            setattr(owner, name, value)
         except Exception as exc:  # noqa: BLE001 - (a module refusing it): the others still go
             log.debug("picklepool: %s could not be set here (%r): %r", WHAT, key, exc)
 
     def pop(self, key: tuple[str, str], default: Any = None) -> Any:
-        module = sys.modules.get(key[0])
-        if module is not None and key[1] in vars(module):
-            delattr(module, key[1])
+        owner, name = _owner(key)
+        if owner is not None and name in vars(owner):
+            delattr(owner, name)
         return default
+
+
+def _owner(key: tuple[str, str]) -> tuple[Any, str]:
+    """The module, or class of it, that *key*'s name is an attribute of, and that name."""
+    module = _module(key[0])
+    cls, _, name = key[1].rpartition(".")
+    if module is None or not cls:
+        return module, name
+    return getattr(module, cls, None), name
 
 
 # worker: the parent's values set here; the modules it could not import (for the data applied)
