@@ -127,6 +127,14 @@ def f():
     local = 2
 class P:
     inside = 3
+    table = {}
+    table[1] = 2
+R = {}
+R["k"] = 1
+S = []
+S.append(1)
+T = [0]
+T[0] += 1
 """
 
 
@@ -147,7 +155,7 @@ def test_what_a_modules_source_binds_at_its_top(tmp_path):
     assert module.scope.defined == {"f", "P"}
     assert module.scope.star
     assert module.scope.classes["P"].known() == {"inside": [3]}
-    assert {"os", "js", "F", "G", "J", "K", "L", "M", "N", "err"} <= module.bound
+    assert {"os", "js", "F", "G", "J", "K", "L", "M", "N", "err", "R", "S", "T"} <= module.bound
     assert not {"local", "inside"} & module.bound
 
 

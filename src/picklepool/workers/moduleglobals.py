@@ -170,6 +170,13 @@ class _Scope:
                 other.update(_names(stmt.targets if isinstance(stmt, ast.Delete) else [stmt.target]))
             elif isinstance(stmt, ast.With | ast.AsyncWith):
                 other.update(_names([i.optional_vars for i in stmt.items if i.optional_vars is not None]))
+            elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+                other.update(_mutated([stmt.value.func]))  # (TABLE.update(...), NAMES.append(x))
+            if isinstance(stmt, ast.Assign | ast.AugAssign | ast.Delete):
+                # (TABLE[key] = value, del TABLE[key]: filled as it is imported, no longer its literal)
+                other.update(
+                    _mutated(stmt.targets if isinstance(stmt, ast.Assign | ast.Delete) else [stmt.target])
+                )
             if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 for name in ("body", "orelse", "finalbody"):
                     inner = getattr(stmt, name, None)
@@ -273,6 +280,19 @@ def _defined_here(cls: type, module: str, name: str) -> bool:
 def _plain_attributes(cls: type) -> list[tuple[str, Any]]:
     """The public attributes of *cls* itself that are plain data."""
     return [(k, v) for k, v in list(vars(cls).items()) if k[0] != "_" and is_plain(v)]
+
+
+def _mutated(targets: list[Any]) -> list[str]:
+    """The names whose value *targets* change in place (``a[k]``, ``a.b``, ``a.b.c``)."""
+    out = []
+    for target in targets:
+        if not isinstance(target, ast.Subscript | ast.Attribute):
+            continue
+        while isinstance(target, ast.Subscript | ast.Attribute):
+            target = target.value
+        if isinstance(target, ast.Name):
+            out.append(target.id)
+    return out
 
 
 def _names(targets: list[Any]) -> list[str]:
