@@ -135,6 +135,11 @@ S = []
 S.append(1)
 T = [0]
 T[0] += 1
+PID = None
+def _init():
+    global PID
+    PID = os.getpid()
+_init()
 """
 
 
@@ -152,10 +157,10 @@ def test_what_a_modules_source_binds_at_its_top(tmp_path):
         "H": [True, False],
         "I": [1, None],
     }
-    assert module.scope.defined == {"f", "P"}
+    assert module.scope.defined == {"f", "P", "_init"}
     assert module.scope.star
     assert module.scope.classes["P"].known() == {"inside": [3]}
-    assert {"os", "js", "F", "G", "J", "K", "L", "M", "N", "err", "R", "S", "T"} <= module.bound
+    assert {"os", "js", "F", "G", "J", "K", "L", "M", "N", "err", "R", "S", "T", "PID"} <= module.bound
     assert not {"local", "inside"} & module.bound
 
 

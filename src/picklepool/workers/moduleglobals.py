@@ -226,6 +226,7 @@ class _Module:
             for node in ast.walk(tree):
                 if isinstance(node, ast.Global):
                     self.bound.update(node.names)
+            self.scope.other.update(_set_as_imported(tree))
         return True
 
     def changed(self) -> list[tuple[Any, Any]]:
@@ -271,6 +272,30 @@ class _Module:
                 if known is not None and not any(_same(value, literal) for literal in known):
                     out.append(((self.name, f"{name}.{attr}"), value))
         return out
+
+
+def _set_as_imported(tree: ast.Module) -> set[str]:
+    """The globals that a function of the module, called by its top level, rebinds (``PID =
+    None``, then ``def _init(): global PID; PID = os.getpid()`` and ``_init()``): computed as
+    it is imported, each process's own."""
+    rebinds: dict[str, set[str]] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            rebinds[stmt.name] = {
+                n for node in ast.walk(stmt) if isinstance(node, ast.Global) for n in node.names
+            }
+    called: set[str] = set()
+    todo: list[ast.AST] = [s for s in tree.body if not isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            called.add(node.func.id)
+        todo.extend(
+            child
+            for child in ast.iter_child_nodes(node)
+            if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        )
+    return {name for function in called & rebinds.keys() for name in rebinds[function]}
 
 
 def _defined_here(cls: type, module: str, name: str) -> bool:
