@@ -26,7 +26,9 @@ from its file (:data:`MAX_SOURCE` bytes at most). Sent, by the parent:
 
 Not sent: a private global (a name starting with ``_``: the module's machinery, a cache, a
 flag its own ``init()`` sets, which each worker keeps its own of), a global its source binds
-to something else (a computed value, an object: what it was at import is not known here), one
+to something else (a computed value, an object: what it was at import is not known here) or
+changes as it is imported (``TABLE[key] = value``, ``NAMES.append(x)``, a function its top
+level calls that rebinds it: ``PID = os.getpid()`` in ``_init()``), one
 that does not pickle or takes more than :data:`LIMIT` pickled (a ``RuntimeWarning`` names
 it, once). A worker sets the parent's before each batch's tasks run, once the batch's
 functions are loaded (importing the module), again if a task changed one (a task's own
