@@ -10,7 +10,8 @@ same task read ``DEBUG = False`` and computed otherwise, silently (under joblib 
 
 Which modules: the user's (a ``.py`` file outside the standard library, site-packages and
 picklepool: ``workers.reloads.library``), not ``__main__`` (whose globals travel with its
-functions), at most :data:`MAX_MODULES` of them, in the order they were imported. A
+functions), at most :data:`MAX_MODULES` of them, in the order they were imported (test
+modules last). A
 module's value at import is what its source binds the name to at its top level: a literal
 (``DEBUG = False``, ``OPTIONS = {"mode": "slow"}``: ``ast.literal_eval``), read once per module
 from its file (:data:`MAX_SOURCE` bytes at most). Sent, by the parent:
@@ -371,26 +372,37 @@ _read: tuple[Any, bytes | None] = (None, None)
 
 
 def _look() -> None:
-    """Watch the user's modules imported since the last look (and those replaced)."""
+    """Watch the user's modules imported since the last look (and those replaced): at most
+    :data:`MAX_MODULES`, a test module (``test_*.py``, ``conftest.py``) giving way to another."""
     global _count
     for name, module in list(sys.modules.items()):
         if _looked.get(name) is module:
             continue
         _looked[name] = module
         _watched.pop(name, None)
-        if len(_watched) >= MAX_MODULES:
-            continue
         try:
             path = _path(module)
             namespace = getattr(module, "__dict__", None)
         except Exception:  # noqa: BLE001 - (a lazy module whose __getattr__ raises ImportError)
             continue
-        if path is not None and type(namespace) is dict:
-            _watched[name] = _Module(name, namespace, path)
+        if path is None or type(namespace) is not dict:
+            continue
+        if len(_watched) >= MAX_MODULES:
+            tests = [n for n in _watched if _test(n)]
+            if not tests or _test(name):
+                continue
+            del _watched[tests[-1]]
+        _watched[name] = _Module(name, namespace, path)
     for name in [n for n in _watched if n not in sys.modules]:  # (deleted: del sys.modules[name])
         del _watched[name]
         _looked.pop(name, None)
     _count = len(sys.modules)
+
+
+def _test(name: str) -> bool:
+    """Whether the module *name* is a test module (pytest's names for them)."""
+    base = name.rpartition(".")[2]
+    return base.startswith("test_") or base.endswith("_test") or base == "conftest"
 
 
 def _signal() -> Any:
