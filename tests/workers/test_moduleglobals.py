@@ -140,6 +140,17 @@ def _init():
     global PID
     PID = os.getpid()
 _init()
+COUNT = 0
+def bump():
+    global COUNT
+    COUNT += 1
+class Node:
+    made = 0
+    seen = 0
+    kind = "leaf"
+    def __init__(self):
+        Node.made += 1
+        type(self).seen += 1
 """
 
 
@@ -157,10 +168,27 @@ def test_what_a_modules_source_binds_at_its_top(tmp_path):
         "H": [True, False],
         "I": [1, None],
     }
-    assert module.scope.defined == {"f", "P", "_init"}
+    assert module.scope.defined == {"f", "P", "_init", "bump", "Node"}
     assert module.scope.star
     assert module.scope.classes["P"].known() == {"inside": [3]}
-    assert {"os", "js", "F", "G", "J", "K", "L", "M", "N", "err", "R", "S", "T", "PID"} <= module.bound
+    assert module.scope.classes["Node"].known() == {"kind": ["leaf"]}  # (counters: each process's own)
+    assert {
+        "os",
+        "js",
+        "F",
+        "G",
+        "J",
+        "K",
+        "L",
+        "M",
+        "N",
+        "err",
+        "R",
+        "S",
+        "T",
+        "PID",
+        "COUNT",
+    } <= module.bound
     assert not {"local", "inside"} & module.bound
 
 

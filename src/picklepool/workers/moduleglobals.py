@@ -29,7 +29,8 @@ Not sent: a private global (a name starting with ``_``: the module's machinery, 
 flag its own ``init()`` sets, which each worker keeps its own of), a global its source binds
 to something else (a computed value, an object: what it was at import is not known here) or
 changes as it is imported (``TABLE[key] = value``, ``NAMES.append(x)``, a function its top
-level calls that rebinds it: ``PID = os.getpid()`` in ``_init()``), one
+level calls that rebinds it: ``PID = os.getpid()`` in ``_init()``), one its code counts with
+(``global n; n += 1``, ``Node.made += 1``: a counter, each process's own), one
 that does not pickle or takes more than :data:`LIMIT` pickled (a ``RuntimeWarning`` names
 it, once). A worker sets the parent's before each batch's tasks run, once the batch's
 functions are loaded (importing the module), again if a task changed one (a task's own
@@ -225,11 +226,13 @@ class _Module:
         except (SyntaxError, ValueError, RecursionError, MemoryError):  # (not the file imported)
             return False
         self.bound = set(self.scope.literals) | self.scope.other
-        if "global" in source:  # (a function's ``global x; x = ...``)
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Global):
-                    self.bound.update(node.names)
-            self.scope.other.update(_set_as_imported(tree))
+        declared, counted, attributes = _counters(tree, set(self.scope.classes))
+        self.bound |= declared  # (a function's ``global x; x = ...``)
+        self.scope.other |= counted & declared
+        for cls, names in attributes.items():
+            self.scope.classes[cls].other |= names
+        if declared:
+            self.scope.other |= _set_as_imported(tree)
         return True
 
     def changed(self) -> list[tuple[Any, Any]]:
@@ -275,6 +278,41 @@ class _Module:
                 if known is not None and not any(_same(value, literal) for literal in known):
                     out.append(((self.name, f"{name}.{attr}"), value))
         return out
+
+
+def _counters(tree: ast.Module, classes: set[str]) -> tuple[set[str], set[str], dict[str, set[str]]]:
+    """The names functions declare ``global``; the names, and the attributes of the module's
+    *classes*, that its code counts with (``global n; n += 1``, ``Node.made += 1``,
+    ``cls.seen += 1``, ``type(self).count += 1``): the module's machinery, each process's own."""
+    declared: set[str] = set()
+    counted: set[str] = set()
+    attributes: dict[str, set[str]] = {}
+    for stmt in tree.body:
+        owner = stmt.name if isinstance(stmt, ast.ClassDef) else None
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Global):
+                declared.update(node.names)
+            elif isinstance(node, ast.AugAssign):
+                target = node.target
+                if isinstance(target, ast.Name):
+                    counted.add(target.id)
+                elif isinstance(target, ast.Attribute):
+                    base = target.value
+                    if isinstance(base, ast.Name) and base.id in classes:
+                        attributes.setdefault(base.id, set()).add(target.attr)
+                    elif owner is not None and _own_class(base):
+                        attributes.setdefault(owner, set()).add(target.attr)
+    return declared, counted, attributes
+
+
+def _own_class(node: ast.AST) -> bool:
+    """Whether *node* names the class of the method it is in: ``cls``, ``type(self)``,
+    ``self.__class__``."""
+    if isinstance(node, ast.Name):
+        return node.id == "cls"
+    if isinstance(node, ast.Call):
+        return isinstance(node.func, ast.Name) and node.func.id == "type" and len(node.args) == 1
+    return isinstance(node, ast.Attribute) and node.attr == "__class__"
 
 
 def _set_as_imported(tree: ast.Module) -> set[str]:
