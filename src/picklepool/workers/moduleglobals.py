@@ -30,7 +30,8 @@ flag its own ``init()`` sets, which each worker keeps its own of), a global its 
 to something else (a computed value, an object: what it was at import is not known here) or
 changes as it is imported (``TABLE[key] = value``, ``NAMES.append(x)``, a function its top
 level calls that rebinds it: ``PID = os.getpid()`` in ``_init()``), one its code counts with
-(``global n; n += 1``, ``Node.made += 1``: a counter, each process's own), one
+(``global n; n += 1``) or a class attribute its code sets (``Node.made += 1``, ``cls.peak =
+max(...)``: a counter, a statistic, each process's own), one
 that does not pickle or takes more than :data:`LIMIT` pickled (a ``RuntimeWarning`` names
 it, once). A worker sets the parent's before each batch's tasks run, once the batch's
 functions are loaded (importing the module), again if a task changed one (a task's own
@@ -281,9 +282,10 @@ class _Module:
 
 
 def _counters(tree: ast.Module, classes: set[str]) -> tuple[set[str], set[str], dict[str, set[str]]]:
-    """The names functions declare ``global``; the names, and the attributes of the module's
-    *classes*, that its code counts with (``global n; n += 1``, ``Node.made += 1``,
-    ``cls.seen += 1``, ``type(self).count += 1``): the module's machinery, each process's own."""
+    """The names functions declare ``global``; the names its code counts with (``global n;
+    n += 1``); the attributes of the module's *classes* that its code sets (``Node.made += 1``,
+    ``cls.peak = max(cls.peak, n)``, ``type(self).count = 0``): the module's machinery, each
+    process's own."""
     declared: set[str] = set()
     counted: set[str] = set()
     attributes: dict[str, set[str]] = {}
@@ -292,16 +294,18 @@ def _counters(tree: ast.Module, classes: set[str]) -> tuple[set[str], set[str], 
         for node in ast.walk(stmt):
             if isinstance(node, ast.Global):
                 declared.update(node.names)
-            elif isinstance(node, ast.AugAssign):
-                target = node.target
-                if isinstance(target, ast.Name):
-                    counted.add(target.id)
-                elif isinstance(target, ast.Attribute):
-                    base = target.value
-                    if isinstance(base, ast.Name) and base.id in classes:
-                        attributes.setdefault(base.id, set()).add(target.attr)
-                    elif owner is not None and _own_class(base):
-                        attributes.setdefault(owner, set()).add(target.attr)
+            elif isinstance(node, ast.AugAssign | ast.Assign):
+                targets = [node.target] if isinstance(node, ast.AugAssign) else node.targets
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        if isinstance(node, ast.AugAssign):
+                            counted.add(target.id)
+                    elif isinstance(target, ast.Attribute):
+                        base = target.value
+                        if isinstance(base, ast.Name) and base.id in classes:
+                            attributes.setdefault(base.id, set()).add(target.attr)
+                        elif owner is not None and _own_class(base):
+                            attributes.setdefault(owner, set()).add(target.attr)
     return declared, counted, attributes
 
 
