@@ -1,48 +1,36 @@
-"""The globals the parent's program changed in its own modules, set in a worker too.
+"""The globals of its own modules that the script sets, set in a worker too.
 
 A script imports a module of its project and sets what that module reads: ``config.DEBUG =
 True`` or ``settings.SCALE = args.scale`` (from its command line), ``config.OPTIONS["mode"]
-= "fast"``, a name the module's own ``configure()`` rebinds (``global level``), a function
-replaced by one of the script's (``client.fetch = fake_fetch``), an attribute of one of its
-classes (``config.Settings.RETRIES = 5``). In the loop the call
-replaces, the tasks ran with those values; a warm worker imported the module afresh, so the
-same task read ``DEBUG = False`` and computed otherwise, silently (under joblib too).
+= "fast"``, ``config.PATHS.append(extra)``, an attribute of one of its classes
+(``config.Settings.RETRIES = 5``), a function replaced by one of its own (``client.fetch =
+fake_fetch``). In the loop the call replaces, the tasks ran with those values; a warm worker
+imported the module afresh, so the same task read ``DEBUG = False`` and computed otherwise,
+silently (under joblib too).
 
-Which modules: the user's (a ``.py`` file outside the standard library, site-packages and
-picklepool: ``workers.reloads.library``), not ``__main__`` (whose globals travel with its
-functions), at most :data:`MAX_MODULES` of them, in the order they were imported (test
-modules last). A
-module's value at import is what its source binds the name to at its top level: a literal
-(``DEBUG = False``, ``OPTIONS = {"mode": "slow"}``: ``ast.literal_eval``), read once per module
-from its file (:data:`MAX_SOURCE` bytes at most). Sent, by the parent:
+What is sent: the attributes the script's own code assigns on a module of the user's, read
+in its source (``__main__``'s file, or the cells IPython keeps in ``In``), at its top or in
+its functions: ``M.X = ...``, ``M.X += ...``, ``M.X[k] = ...``, ``M.X.append(...)`` (a
+method that changes a dict, list or set in place), ``M.C.X = ...`` for a class ``C`` of the
+module, ``setattr(M, "X", ...)``, where ``M`` is a name (or dotted names) the script binds
+to the module. A module of the user's is one of a ``.py`` file outside the standard library,
+site-packages and picklepool (``workers.reloads.library``). Those attributes' values are
+sent as they are at each call (pickled apart, with hybrid: the script's functions by value),
+when they changed, and set in a worker before each batch's tasks run, once the batch's
+functions are loaded (importing the module if need be: the script imported it); a
+dict or list is updated in place, so that another module's ``from config import OPTIONS``
+sees it too; the worker's own value returns once the script's is gone. The module's own code
+is never looked at: what it sets itself (a lazily made connection, a cache, a counter, a
+per-process value) is each process's own, as before.
 
-- a global its source binds only to literals, whose value is now plain data
-  (``pickler.plain``: numbers, strings, ``None``, tuples, lists, dicts of them) equal to none
-  of them;
-- a name its source binds nowhere (the program added it), plain data;
-- a function or class it defines, or a name bound to a literal, that the program replaced by
-  a function or class of ``__main__`` (with hybrid: by value);
-- a public attribute of a class it defines, plain data, that differs from every literal the
-  class's body binds it to (``RETRIES = 3``).
-
-Not sent: a private global (a name starting with ``_``: the module's machinery, a cache, a
-flag its own ``init()`` sets, which each worker keeps its own of), a global its source binds
-to something else (a computed value, an object: what it was at import is not known here) or
-changes as it is imported (``TABLE[key] = value``, ``NAMES.append(x)``, a function its top
-level calls that rebinds it: ``PID = os.getpid()`` in ``_init()``), one its code counts with
-(``global n; n += 1``) or a class attribute its code sets (``Node.made += 1``, ``cls.peak =
-max(...)``: a counter, a statistic, each process's own), one
-that does not pickle or takes more than :data:`LIMIT` pickled (a ``RuntimeWarning`` names
-it, once). A worker sets the parent's before each batch's tasks run, once the batch's
-functions are loaded (importing the module), again if a task changed one (a task's own
-change is its batch's), and sets its own back once the parent's is the module's own again.
-What a worker's initializer sets stays, but where the parent changed the same global: the
-parent's goes over it, as for the other mirrors.
-
-Cost: read again only when a watched module's namespace changed, or a dict or list of its
-plain globals did (a look at each one's version, CPython's ``ma_version_tag``, or at the
-identities of its values where there is none; and at the lists' lengths: a list changed in
-place keeping its length is not seen): about 0.1 us per watched module a call.
+Not seen: an attribute set through a function of the module (``config.configure(debug=True)``:
+set the attribute itself, or in an initializer), by another module of the program, or through
+a name the script does not bind to the module itself. A value that does not pickle, or takes
+more than :data:`LIMIT` pickled, is left out with a ``RuntimeWarning`` naming it, once.
+Cost: the script is read once (IPython's new cells as they come); per call, a look at the
+version of each targeted module's namespace and of each dict set (CPython's
+``ma_version_tag``, or its values' identities), and each list's length (a list changed in
+place keeping its length is not seen): about 0.1 us per attribute the script sets.
 Process-wide: not sent to a dask cluster's shared workers.
 """
 
@@ -51,7 +39,6 @@ from __future__ import annotations
 import ast
 import copy
 import ctypes
-import gc
 import importlib
 import logging
 import operator
@@ -61,7 +48,6 @@ import tokenize
 import warnings
 from typing import Any
 
-from ..pickler.plain import is_plain
 from .overlay import Overlay, dumps_each
 from .reloads import library
 
@@ -69,10 +55,13 @@ log = logging.getLogger(__name__)
 
 WHAT = "a global of a module of the program"
 
-MAX_MODULES = 64  # modules watched at most (an editable install of a large package has thousands)
-MAX_SOURCE = 1 << 20  # bytes of source read at most to find a module's values at import
+MAX_SOURCE = 1 << 21  # bytes of the script read at most
 LIMIT = 1 << 20  # bytes a value may take pickled (it travels with every batch)
 _MAIN = ("__main__", "__mp_main__")
+# the methods that change a dict, list or set in place (config.PATHS.append(x))
+_CHANGES = frozenset(
+    "append extend insert update setdefault pop popitem remove clear add discard sort reverse".split()
+)
 
 
 # -- a dict's version: has it changed since it was last looked at? ---------------------------
@@ -122,384 +111,210 @@ def _watch(d: dict[Any, Any]) -> Any:
 # -- the parent's side ------------------------------------------------------------------------
 
 
-class _Scope:
-    """What the statements of one scope (a module's, a class's) bind: names to literals,
-    names otherwise, the functions and classes it defines (a class with its own scope), and
-    whether it imports ``*``."""
-
-    __slots__ = ("literals", "other", "defined", "classes", "star")
-
-    def __init__(self, body: list[ast.stmt]) -> None:
-        self.literals: dict[str, list[Any]] = {}  # name -> the literals it is bound to
-        self.other: set[str] = set()  # names bound otherwise than to a literal
-        self.defined: set[str] = set()  # the functions and classes it defines
-        self.classes: dict[str, _Scope] = {}  # class name -> its body's scope
-        self.star = False  # an ``import *``: names come from elsewhere
-        self._statements(body)
-
-    def known(self) -> dict[str, list[Any]]:
-        """name -> the literals of the names bound to literals only."""
-        return {name: values for name, values in self.literals.items() if name not in self.other}
-
-    def _statements(self, body: list[ast.stmt]) -> None:
-        """Note what the statements in *body* bind (the bodies of its ``if``, ``try``,
-        ``for``, ``with`` blocks too; not those of functions and classes)."""
-        other = self.other
-        for stmt in body:
-            if isinstance(stmt, ast.Assign | ast.AnnAssign):
-                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-                if stmt.value is None:
-                    continue  # (an annotation only)
-                if not all(isinstance(t, ast.Name) for t in targets):
-                    other.update(_names(targets))
-                    continue
-                try:
-                    value = ast.literal_eval(stmt.value)
-                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                    other.update(_names(targets))
-                else:
-                    for name in _names(targets):
-                        self.literals.setdefault(name, []).append(value)
-            elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                self.defined.add(stmt.name)
-                other.add(stmt.name)
-                if isinstance(stmt, ast.ClassDef):
-                    self.classes[stmt.name] = _Scope(stmt.body)
-            elif isinstance(stmt, ast.Import | ast.ImportFrom):
-                for alias in stmt.names:
-                    if alias.name == "*":
-                        self.star = True
-                    else:
-                        other.add((alias.asname or alias.name).split(".")[0])
-            elif isinstance(stmt, ast.AugAssign | ast.Delete | ast.For | ast.AsyncFor):
-                other.update(_names(stmt.targets if isinstance(stmt, ast.Delete) else [stmt.target]))
-            elif isinstance(stmt, ast.With | ast.AsyncWith):
-                other.update(_names([i.optional_vars for i in stmt.items if i.optional_vars is not None]))
-            elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
-                other.update(_mutated([stmt.value.func]))  # (TABLE.update(...), NAMES.append(x))
-            if isinstance(stmt, ast.Assign | ast.AugAssign | ast.Delete):
-                # (TABLE[key] = value, del TABLE[key]: filled as it is imported, no longer its literal)
-                other.update(
-                    _mutated(stmt.targets if isinstance(stmt, ast.Assign | ast.Delete) else [stmt.target])
-                )
-            if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                for name in ("body", "orelse", "finalbody"):
-                    inner = getattr(stmt, name, None)
-                    if inner:
-                        self._statements(inner)
-            for handler in getattr(stmt, "handlers", ()):
-                if handler.name:
-                    other.add(handler.name)
-                self._statements(handler.body)
-
-
-class _Module:
-    """A watched module: its namespace, and what its source binds at its top level and in its
-    classes' bodies (read from its file the first time one of its public globals, or of its
-    classes' attributes, may have been changed)."""
-
-    __slots__ = ("name", "namespace", "path", "spec", "scope", "bound", "classes")
-
-    def __init__(self, name: str, namespace: dict[str, Any], path: str) -> None:
-        self.name, self.namespace, self.path = name, namespace, path
-        self.spec = namespace.get("__spec__")  # (found anew as the module is reloaded)
-        self.scope: _Scope | None = None
-        self.bound: set[str] = set()  # every name the source binds (and ``global`` names)
-        self.classes: list[type] = []  # its classes with public plain attributes (watched)
-
-    @property
-    def literals(self) -> dict[str, list[Any]] | None:
-        return None if self.scope is None else self.scope.known()
-
-    def _read(self) -> bool:
-        """Read the module's source (once, and again once it was reloaded); False where it
-        cannot be."""
-        spec = self.namespace.get("__spec__")
-        if self.scope is not None and spec is self.spec:
-            return True
-        self.spec, self.scope = spec, None
-        source = _source(self.path)
-        if source is None:
-            return False
-        try:
-            tree = ast.parse(source)
-            self.scope = _Scope(tree.body)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):  # (not the file imported)
-            return False
-        self.bound = set(self.scope.literals) | self.scope.other
-        declared, counted, attributes = _counters(tree, set(self.scope.classes))
-        self.bound |= declared  # (a function's ``global x; x = ...``)
-        self.scope.other |= counted & declared
-        for cls, names in attributes.items():
-            self.scope.classes[cls].other |= names
-        if declared:
-            self.scope.other |= _set_as_imported(tree)
-        return True
-
-    def changed(self) -> list[tuple[Any, Any]]:
-        """``((module, name), value)`` of the globals, and ``((module, "Class.name"), value)``
-        of the class attributes, the program changed, as the module docstring says."""
-        candidates = [
-            (name, value)
-            for name, value in list(self.namespace.items())
-            if name[0] != "_" and (is_plain(value) or _mains(value))
-        ]
-        classes = [
-            (name, value, attrs)
-            for name, value in list(self.namespace.items())
-            if name[0] != "_" and isinstance(value, type) and _defined_here(value, self.name, name)
-            for attrs in [_plain_attributes(value)]
-            if attrs
-        ]
-        self.classes = [cls for _, cls, _ in classes]
-        if not (candidates or classes) or not self._read():
-            return []
-        scope = self.scope
-        assert scope is not None
-        out: list[tuple[Any, Any]] = []
-        literals = scope.known()
-        for name, value in candidates:
-            known = literals.get(name)
-            if known is not None:
-                if any(_same(value, literal) for literal in known):
-                    continue
-            elif name in scope.defined:
-                if not _mains(value):
-                    continue
-            elif name in self.bound or scope.star or not is_plain(value):
+def targets(source: str) -> set[tuple[str, ...]]:
+    """The attributes *source* (a script) sets on names: ``("config", "DEBUG")`` for
+    ``config.DEBUG = ...``, ``config.OPTIONS["k"] = ...``, ``config.OPTIONS.update(...)``;
+    ``("config", "Settings", "RETRIES")`` for ``config.Settings.RETRIES = ...``."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    out: set[tuple[str, ...]] = set()
+    for node in ast.walk(tree):
+        stores: list[ast.AST] = []
+        if isinstance(node, ast.Assign):
+            stores = list(node.targets)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            stores = [node.target]
+        elif isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr in _CHANGES:  # (config.PATHS.append(x))
+                chain = _chain(func.value)
+                if chain is not None and len(chain) >= 2:
+                    out.add(chain)
+            elif (
+                isinstance(func, ast.Name)
+                and func.id == "setattr"
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)
+            ):
+                chain = _chain(node.args[0])
+                if chain is not None:
+                    out.add((*chain, node.args[1].value))
+        for store in stores:
+            while isinstance(store, ast.Subscript):  # (config.OPTIONS["mode"] = ...)
+                store = store.value
+            if isinstance(store, ast.Tuple | ast.List):
+                stores.extend(store.elts)
                 continue
-            out.append(((self.name, name), value))
-        for name, _, attrs in classes:
-            body = scope.classes.get(name)
-            if body is None:
-                continue
-            known_attrs = body.known()
-            for attr, value in attrs:
-                known = known_attrs.get(attr)
-                if known is not None and not any(_same(value, literal) for literal in known):
-                    out.append(((self.name, f"{name}.{attr}"), value))
-        return out
-
-
-def _counters(tree: ast.Module, classes: set[str]) -> tuple[set[str], set[str], dict[str, set[str]]]:
-    """The names functions declare ``global``; the names its code counts with (``global n;
-    n += 1``); the attributes of the module's *classes* that its code sets (``Node.made += 1``,
-    ``cls.peak = max(cls.peak, n)``, ``type(self).count = 0``): the module's machinery, each
-    process's own."""
-    declared: set[str] = set()
-    counted: set[str] = set()
-    attributes: dict[str, set[str]] = {}
-    for stmt in tree.body:
-        owner = stmt.name if isinstance(stmt, ast.ClassDef) else None
-        for node in ast.walk(stmt):
-            if isinstance(node, ast.Global):
-                declared.update(node.names)
-            elif isinstance(node, ast.AugAssign | ast.Assign):
-                targets = [node.target] if isinstance(node, ast.AugAssign) else node.targets
-                for target in targets:
-                    if isinstance(target, ast.Name):
-                        if isinstance(node, ast.AugAssign):
-                            counted.add(target.id)
-                    elif isinstance(target, ast.Attribute):
-                        base = target.value
-                        if isinstance(base, ast.Name) and base.id in classes:
-                            attributes.setdefault(base.id, set()).add(target.attr)
-                        elif owner is not None and _own_class(base):
-                            attributes.setdefault(owner, set()).add(target.attr)
-    return declared, counted, attributes
-
-
-def _own_class(node: ast.AST) -> bool:
-    """Whether *node* names the class of the method it is in: ``cls``, ``type(self)``,
-    ``self.__class__``."""
-    if isinstance(node, ast.Name):
-        return node.id == "cls"
-    if isinstance(node, ast.Call):
-        return isinstance(node.func, ast.Name) and node.func.id == "type" and len(node.args) == 1
-    return isinstance(node, ast.Attribute) and node.attr == "__class__"
-
-
-def _set_as_imported(tree: ast.Module) -> set[str]:
-    """The globals that a function of the module, called by its top level, rebinds (``PID =
-    None``, then ``def _init(): global PID; PID = os.getpid()`` and ``_init()``): computed as
-    it is imported, each process's own."""
-    rebinds: dict[str, set[str]] = {}
-    for stmt in tree.body:
-        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
-            rebinds[stmt.name] = {
-                n for node in ast.walk(stmt) if isinstance(node, ast.Global) for n in node.names
-            }
-    called: set[str] = set()
-    todo: list[ast.AST] = [s for s in tree.body if not isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            called.add(node.func.id)
-        todo.extend(
-            child
-            for child in ast.iter_child_nodes(node)
-            if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
-        )
-    return {name for function in called & rebinds.keys() for name in rebinds[function]}
-
-
-def _defined_here(cls: type, module: str, name: str) -> bool:
-    return getattr(cls, "__module__", None) == module and getattr(cls, "__qualname__", None) == name
-
-
-def _plain_attributes(cls: type) -> list[tuple[str, Any]]:
-    """The public attributes of *cls* itself that are plain data."""
-    return [(k, v) for k, v in list(vars(cls).items()) if k[0] != "_" and is_plain(v)]
-
-
-def _mutated(targets: list[Any]) -> list[str]:
-    """The names whose value *targets* change in place (``a[k]``, ``a.b``, ``a.b.c``)."""
-    out = []
-    for target in targets:
-        if not isinstance(target, ast.Subscript | ast.Attribute):
-            continue
-        while isinstance(target, ast.Subscript | ast.Attribute):
-            target = target.value
-        if isinstance(target, ast.Name):
-            out.append(target.id)
+            chain = _chain(store)
+            if chain is not None and len(chain) >= 2:
+                out.add(chain)
     return out
 
 
-def _names(targets: list[Any]) -> list[str]:
-    """The names assigned by *targets* (``a``, ``a, b``, ``*rest``; not ``x.a``, ``x[0]``)."""
-    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+def _chain(node: ast.AST) -> tuple[str, ...] | None:
+    """``("a", "b", "c")`` for the expression ``a.b.c``; None for any other."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return tuple(reversed(parts))
 
 
-def _same(value: Any, literal: Any) -> bool:
-    try:
-        return type(value) is type(literal) and bool(value == literal)
-    except Exception:  # noqa: BLE001 - (a value whose == does not answer a bool)
-        return False
-
-
-def _mains(value: Any) -> bool:
-    """Whether *value* is a function or class of the script (``__main__``)."""
-    return callable(value) and getattr(value, "__module__", None) in _MAIN
-
-
-def _path(module: Any) -> str | None:
-    """The source file of *module*, when it is one of the user's (see the module docstring)."""
+def _users(module: Any) -> bool:
+    """Whether *module* is one of the user's (see the module docstring)."""
     name = getattr(module, "__name__", None)
     if not isinstance(name, str) or name in _MAIN or name.split(".")[0] == "picklepool":
-        return None
+        return False
     origin = getattr(getattr(module, "__spec__", None), "origin", None) or getattr(module, "__file__", None)
-    if not isinstance(origin, str) or not origin.endswith(".py") or library(origin):
+    return isinstance(origin, str) and origin.endswith(".py") and not library(origin)
+
+
+def _resolve(namespace: dict[str, Any], chain: tuple[str, ...]) -> tuple[Any, Any, str] | None:
+    """``(module, owner, name)`` where *chain*, read from *namespace*, sets the attribute
+    *name* of *owner*: a module of the user's, or a class defined in it. None for another."""
+    obj = namespace.get(chain[0])
+    module = None
+    i = 1
+    while i < len(chain) - 1 and isinstance(obj, type(sys)):
+        nxt = getattr(obj, chain[i], None)
+        if not isinstance(nxt, type(sys)):
+            break
+        obj, i = nxt, i + 1
+    if not isinstance(obj, type(sys)) or not _users(obj):
         return None
-    return origin
+    module = obj
+    rest = chain[i:]
+    if len(rest) == 1:
+        return module, module, rest[0]
+    if len(rest) == 2:
+        cls = getattr(module, rest[0], None)
+        if isinstance(cls, type) and getattr(cls, "__module__", None) == module.__name__:
+            return module, cls, rest[1]
+    return None
 
 
-def _source(path: str) -> str | None:
+def _script_source() -> tuple[Any, str | None]:
+    """``(key, source)`` of the running script: its file's (key: path and modification
+    time), or IPython's cells (key: how many); ``(None, None)`` where there is neither."""
+    main = sys.modules.get("__main__")
+    cells = getattr(main, "In", None)
+    if isinstance(cells, list) and cells and all(isinstance(c, str) for c in cells[-1:]):
+        return ("cells", len(cells)), None
+    path = getattr(main, "__file__", None)
+    if not isinstance(path, str):
+        return None, None
     try:
-        if os.path.getsize(path) > MAX_SOURCE:
-            return None
-        with tokenize.open(path) as f:  # (its declared encoding, as the import system reads it)
-            return f.read()
-    except (OSError, SyntaxError, UnicodeDecodeError):
-        return None
+        stat = os.stat(path)
+    except OSError:
+        return None, None
+    return (path, stat.st_mtime_ns, stat.st_size), path
 
 
-# parent: the watched modules by name; the modules looked at (name -> module); len(sys.modules)
-# then; the versions of what is watched, as read last, and the pickle of the changed globals
-_watched: dict[str, _Module] = {}
-_looked: dict[str, Any] = {}
-_count = -1
-_views: list[Any] = []  # versions of the namespaces and of their plain dicts
-_lists: list[list[Any]] = []  # their plain lists (held: their lengths are watched)
+# parent: the script's key and the chains its source sets; the IPython cells read so far
+_script: tuple[Any, frozenset[tuple[str, ...]]] = (None, frozenset())
+_cells_read = 0
+
+
+def _chains() -> frozenset[tuple[str, ...]]:
+    """The attribute chains the script sets (read again when its file changed, or IPython ran
+    new cells)."""
+    global _script, _cells_read
+    key, path = _script_source()
+    if key == _script[0]:
+        return _script[1]
+    found = set(_script[1]) if key is not None and key[0] == "cells" else set()
+    if key is None:
+        found = set()
+    elif key[0] == "cells":
+        cells = sys.modules["__main__"].In  # type: ignore[attr-defined]
+        start = _cells_read if _cells_read <= len(cells) else 0
+        for cell in cells[start:]:
+            if isinstance(cell, str):
+                found |= targets(cell)
+        _cells_read = len(cells)
+    elif path is not None and key[2] <= MAX_SOURCE:
+        try:
+            with tokenize.open(path) as f:  # (its declared encoding, as Python reads it)
+                found = targets(f.read())
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            found = set()
+    _script = (key, frozenset(found))
+    return _script[1]
+
+
+# parent: the versions of what is watched as read last, and the pickle of the values
+_views: list[Any] = []  # versions of the namespaces and classes set, and of the dicts set
+_lists: list[list[Any]] = []  # the lists set (held: their lengths are watched)
 _read: tuple[Any, bytes | None] = (None, None)
 
 
-def _look() -> None:
-    """Watch the user's modules imported since the last look (and those replaced): at most
-    :data:`MAX_MODULES`, a test module (``test_*.py``, ``conftest.py``) giving way to another."""
-    global _count
-    for name, module in list(sys.modules.items()):
-        if _looked.get(name) is module:
-            continue
-        _looked[name] = module
-        _watched.pop(name, None)
-        try:
-            path = _path(module)
-            namespace = getattr(module, "__dict__", None)
-        except Exception:  # noqa: BLE001 - (a lazy module whose __getattr__ raises ImportError)
-            continue
-        if path is None or type(namespace) is not dict:
-            continue
-        if len(_watched) >= MAX_MODULES:
-            tests = [n for n in _watched if _test(n)]
-            if not tests or _test(name):
-                continue
-            del _watched[tests[-1]]
-        _watched[name] = _Module(name, namespace, path)
-    for name in [n for n in _watched if n not in sys.modules]:  # (deleted: del sys.modules[name])
-        del _watched[name]
-        _looked.pop(name, None)
-    _count = len(sys.modules)
-
-
-def _test(name: str) -> bool:
-    """Whether the module *name* is a test module (pytest's names for them)."""
-    base = name.rpartition(".")[2]
-    return base.startswith("test_") or base.endswith("_test") or base == "conftest"
-
-
-def _signal() -> Any:
-    return (_count, list(map(_VALUE, _views)), list(map(len, _lists)))
+def _signal(chains: frozenset[tuple[str, ...]], namespace: dict[str, Any]) -> Any:
+    return (
+        chains,
+        [id(namespace.get(c[0])) for c in chains],
+        list(map(_VALUE, _views)),
+        list(map(len, _lists)),
+    )
 
 
 def pickled() -> bytes | None:
-    """``{(module, name): value}`` of the globals the program changed in its modules, pickled
-    each apart (None: it changed none)."""
+    """``{(module, name): value}`` of the attributes the script sets on its own modules (name:
+    ``"Class.attribute"`` for a class's), pickled each apart (None: it sets none)."""
     global _read
-    if len(sys.modules) != _count:
-        _look()
-    if not _watched:  # (no module of the user's: a script alone, or a notebook)
+    chains = _chains()
+    if not chains:
+        return None
+    main = sys.modules.get("__main__")
+    namespace = getattr(main, "__dict__", None)
+    if type(namespace) is not dict:
         return None
     seen, data = _read
-    if seen is not None and _signal() == seen:
+    if seen is not None and _signal(chains, namespace) == seen:
         return data
     entries: list[tuple[Any, Any]] = []
-    for module in list(_watched.values()):
+    views: list[Any] = []
+    lists: list[list[Any]] = []
+    for chain in sorted(chains):
         try:
-            entries.extend(module.changed())
-        except Exception as exc:  # noqa: BLE001 - (a value whose attributes raise): the others go
-            log.debug("picklepool: %s: %s left out: %r", WHAT, module.name, exc)
+            found = _resolve(namespace, chain)
+            if found is None:
+                continue
+            module, owner, name = found
+            views.append(_watch(vars(module)))
+            if owner is not module:
+                views.extend(_watch(d) for d in _class_dicts(owner))
+            if name not in vars(owner):
+                continue
+            value = vars(owner)[name]
+        except Exception as exc:  # noqa: BLE001 - (a module whose attributes raise): the others go
+            log.debug("picklepool: %s: %r left out: %r", WHAT, chain, exc)
+            continue
+        if type(value) is dict:
+            views.append(_watch(value))
+        elif type(value) is list:
+            lists.append(value)
+        key = module.__name__, name if owner is module else f"{owner.__name__}.{name}"
+        entries.append((key, value))
     left_out: dict[Any, str] = {}
     data = dumps_each(entries, WHAT, LIMIT, None, left_out) if entries else None
     for key, why in left_out.items():
         _warn_left_out(key, why)
-    _views[:] = [_watch(m.namespace) for m in _watched.values()]
-    _lists[:] = []
-    for m in _watched.values():
-        for value in list(m.namespace.values()):
-            if type(value) in (dict, list) and is_plain(value):
-                _containers(value)
-        for cls in m.classes:  # (Config.DEBUG = True changes the class's dict, not the module's)
-            _views.extend(_watch(d) for d in gc.get_referents(vars(cls)) if type(d) is dict)
-            for value in list(vars(cls).values()):
-                if type(value) in (dict, list) and is_plain(value):
-                    _containers(value)
-    _read = (_signal(), data)
+    _views[:], _lists[:] = views, lists
+    _read = (_signal(chains, namespace), data)
     return data
 
 
-def _containers(value: Any) -> None:
-    """Watch the dicts and lists in plain *value*."""
-    todo = [value]
-    while todo:
-        v = todo.pop()
-        if type(v) is dict:
-            _views.append(_watch(v))
-            todo.extend(v.values())
-        elif type(v) is list:
-            _lists.append(v)
-            todo.extend(v)
-        elif type(v) is tuple:
-            todo.extend(v)
+def _class_dicts(cls: type) -> list[dict[str, Any]]:
+    """The dict behind a class's ``__dict__`` (its version changes as an attribute is set)."""
+    import gc
+
+    return [d for d in gc.get_referents(vars(cls)) if type(d) is dict]
 
 
 _warned: set[Any] = set()
@@ -512,7 +327,7 @@ def _warn_left_out(key: Any, why: str) -> None:
     from ..pickler.locks import callers_level
 
     warnings.warn(
-        f"picklepool: {key[0]}.{key[1]}, which the program changed, is not sent to the workers: "
+        f"picklepool: {key[0]}.{key[1]}, which the script sets, is not sent to the workers: "
         f"{why}. A task that reads it there gets the module's own value, where the loop's got "
         "this one. Set it in the task, or in an initializer (Parallel(initializer=...)).",
         RuntimeWarning,
@@ -526,30 +341,44 @@ def _warn_left_out(key: Any, why: str) -> None:
 class _Globals:
     """The user's modules' globals and their classes' attributes, as the one table an
     :class:`~.overlay.Overlay` lays the parent's over, keyed ``(module, name)`` or
-    ``(module, "Class.name")``."""
+    ``(module, "Class.name")``. A dict or list is read as a copy and set in place (another
+    module's ``from config import OPTIONS`` holds the same one)."""
 
     def get(self, key: tuple[str, str], default: Any = None) -> Any:
         owner, name = _owner(key)
-        return default if owner is None else getattr(owner, name, default)
+        value = default if owner is None else getattr(owner, name, default)
+        return copy.deepcopy(value) if type(value) in (dict, list) else value
 
     def __setitem__(self, key: tuple[str, str], value: Any) -> None:
         owner, name = _owner(key)
         if owner is None:
+            return  # (a module this worker cannot import)
+        current = getattr(owner, name, None)
+        if _same(current, value):
             return
-        if _same(getattr(owner, name, None), value):
-            return  # (this worker's value is the parent's already: a table its import filled)
-        if type(value) in (dict, list):
-            value = copy.deepcopy(value)  # (a task's change to it stays in its batch: set anew)
         try:
-            setattr(owner, name, value)
+            if type(value) is type(current) is dict:
+                current.clear()
+                current.update(copy.deepcopy(value))
+            elif type(value) is type(current) is list:
+                current[:] = copy.deepcopy(value)
+            else:
+                setattr(owner, name, copy.deepcopy(value) if type(value) in (dict, list) else value)
         except Exception as exc:  # noqa: BLE001 - (a module refusing it): the others still go
             log.debug("picklepool: %s could not be set here (%r): %r", WHAT, key, exc)
 
     def pop(self, key: tuple[str, str], default: Any = None) -> Any:
         owner, name = _owner(key)
         if owner is not None and name in vars(owner):
-            delattr(owner, name)
+            delattr(owner, name)  # (a name the script added, then deleted)
         return default
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:  # noqa: BLE001 - (a value whose == does not answer a bool)
+        return False
 
 
 def _owner(key: tuple[str, str]) -> tuple[Any, str]:
@@ -567,13 +396,17 @@ _unimportable: set[str] = set()
 
 
 def _module(name: str) -> Any:
-    """The module *name*, imported here if need be; None where it cannot be (a module the
-    parent made from a file under another name): not tried again until the parent's change."""
+    """The module *name*, imported here if need be (the script imported it, and a task may
+    import it in its body); None where it cannot be (a module the parent made from a file
+    under another name): not tried again until the parent's values change."""
     module = sys.modules.get(name)
     if module is not None or name in _unimportable:
         return module
     try:
-        return importlib.import_module(name)
+        from . import warnfilters
+
+        with warnfilters.loading():  # (its import warns under the worker's filters)
+            return importlib.import_module(name)
     except Exception as exc:  # noqa: BLE001 - its globals are not set here; the others are
         log.debug("picklepool: %s: %s cannot be imported here: %r", WHAT, name, exc)
         _unimportable.add(name)
@@ -593,8 +426,8 @@ def rebase() -> None:
 
 
 def apply(data: bytes | None) -> None:
-    """Set in this worker's modules the globals pickled in *data* (None: the parent changed
-    none), and set back this worker's own where the parent's is the module's own again."""
+    """Set in this worker's modules the globals pickled in *data* (None: the script sets
+    none), and set back this worker's own where the script no longer sets one."""
     if data is None and not _overlay.added:  # (the usual case)
         return
     if data != _overlay.applied:

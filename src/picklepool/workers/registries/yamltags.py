@@ -10,7 +10,8 @@ or ``RepresenterError``.
 The tables are the dicts ``yaml_constructors``, ``yaml_multi_constructors``,
 ``yaml_representers`` and ``yaml_multi_representers`` of PyYAML's loader and dumper classes
 (``add_constructor`` gives a class its own copy as it first adds to it); the signal is their
-sizes (a dozen ``len`` a call, once yaml is imported). Sent: the entries whose function is
+sizes (two dozen ``len`` a call, once yaml is imported; with libyaml, its ``CLoader``,
+``CSafeLoader``, ``CDumper`` and ``CSafeDumper`` too). Sent: the entries whose function is
 not PyYAML's own (a method of a class that is not PyYAML's counts as that class's), keyed
 ``(class name, table, tag or type)``. A loader or dumper class of the script's travels with
 its functions, by value, its tables in it.
@@ -24,8 +25,8 @@ from typing import Any
 
 from .common import library
 
-_LOADERS = ("Loader", "FullLoader", "UnsafeLoader", "SafeLoader", "BaseLoader")
-_DUMPERS = ("Dumper", "SafeDumper", "BaseDumper")
+_LOADERS = ("Loader", "FullLoader", "UnsafeLoader", "SafeLoader", "BaseLoader", "CLoader", "CSafeLoader")
+_DUMPERS = ("Dumper", "SafeDumper", "BaseDumper", "CDumper", "CSafeDumper")  # (the C ones: libyaml's)
 _ADD = {
     "yaml_constructors": "add_constructor",
     "yaml_multi_constructors": "add_multi_constructor",
