@@ -5,7 +5,11 @@ module's own code sets (a lazily made resource, a counter, a cache) stays each p
 
 from __future__ import annotations
 
+import sys
+import types
+
 from picklepool.workers import moduleglobals
+from picklepool.workers.overlay import loads_each
 
 from ..conftest import run_python
 
@@ -158,3 +162,26 @@ config.Settings.load()
         ("config", "VERBOSE"),
     }
     assert moduleglobals.targets("def broken(:\n") == set()
+
+
+def test_what_notebook_cells_set_is_sent_as_the_cells_come(tmp_path, monkeypatch):
+    config = types.ModuleType("pp_cells_config")
+    config.__file__ = str(tmp_path / "pp_cells_config.py")  # (a module of the user's)
+    config.X, config.Y = 1, [0]
+    main = types.ModuleType("__main__")
+    main.pp_cells_config = config
+    main.In = ["", "import pp_cells_config\npp_cells_config.X = 5"]  # (IPython's cells)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setitem(sys.modules, "pp_cells_config", config)
+    for name, value in (("_script", (None, frozenset())), ("_cells_read", 0), ("_read", (None, None))):
+        monkeypatch.setattr(moduleglobals, name, value)
+    config.X = 5
+    assert loads_each(moduleglobals.pickled(), "test") == {("pp_cells_config", "X"): 5}
+    main.In.append("pp_cells_config.Y.append(1)")  # a new cell
+    config.Y.append(1)
+    assert loads_each(moduleglobals.pickled(), "test") == {
+        ("pp_cells_config", "X"): 5,
+        ("pp_cells_config", "Y"): [0, 1],
+    }
+    config.Y.append(2)  # (a change in place: seen)
+    assert loads_each(moduleglobals.pickled(), "test")[("pp_cells_config", "Y")] == [0, 1, 2]
