@@ -199,21 +199,14 @@ def _resolve(namespace: dict[str, Any], chain: tuple[str, ...]) -> tuple[Any, An
     return None
 
 
-def _script_source() -> tuple[Any, str | None]:
-    """``(key, source)`` of the running script: its file's (key: path and modification
-    time), or IPython's cells (key: how many); ``(None, None)`` where there is neither."""
-    main = sys.modules.get("__main__")
-    cells = getattr(main, "In", None)
-    if isinstance(cells, list) and cells and all(isinstance(c, str) for c in cells[-1:]):
-        return ("cells", len(cells)), None
-    path = getattr(main, "__file__", None)
-    if not isinstance(path, str):
-        return None, None
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None, None
-    return (path, stat.st_mtime_ns, stat.st_size), path
+def _script_key(namespace: dict[str, Any]) -> Any:
+    """What the script's source is known by: ``("cells", n)`` for IPython's *n* cells, else
+    its file's path (read once: the code running is what the file held at the start)."""
+    cells = namespace.get("In")
+    if type(cells) is list:
+        return ("cells", len(cells))
+    path = namespace.get("__file__")
+    return path if isinstance(path, str) else None
 
 
 # parent: the script's key and the chains its source sets; the IPython cells read so far
@@ -221,27 +214,29 @@ _script: tuple[Any, frozenset[tuple[str, ...]]] = (None, frozenset())
 _cells_read = 0
 
 
-def _chains() -> frozenset[tuple[str, ...]]:
-    """The attribute chains the script sets (read again when its file changed, or IPython ran
-    new cells)."""
+def _chains(namespace: dict[str, Any]) -> frozenset[tuple[str, ...]]:
+    """The attribute chains the script (whose namespace is *namespace*) sets: read once from
+    its file, or from IPython's cells as new ones come."""
     global _script, _cells_read
-    key, path = _script_source()
+    key = _script_key(namespace)
     if key == _script[0]:
         return _script[1]
-    found = set(_script[1]) if key is not None and key[0] == "cells" else set()
-    if key is None:
-        found = set()
-    elif key[0] == "cells":
-        cells = sys.modules["__main__"].In  # type: ignore[attr-defined]
-        start = _cells_read if _cells_read <= len(cells) else 0
-        for cell in cells[start:]:
+    found: set[tuple[str, ...]] = set()
+    if type(key) is tuple:
+        cells = namespace["In"]
+        if _cells_read <= len(cells) and _script[0] is not None and type(_script[0]) is tuple:
+            found = set(_script[1])
+        else:
+            found, _cells_read = set(), 0
+        for cell in cells[_cells_read:]:
             if isinstance(cell, str):
                 found |= targets(cell)
         _cells_read = len(cells)
-    elif path is not None and key[2] <= MAX_SOURCE:
+    elif key is not None:
         try:
-            with tokenize.open(path) as f:  # (its declared encoding, as Python reads it)
-                found = targets(f.read())
+            if os.path.getsize(key) <= MAX_SOURCE:
+                with tokenize.open(key) as f:  # (its declared encoding, as Python reads it)
+                    found = targets(f.read())
         except (OSError, SyntaxError, UnicodeDecodeError):
             found = set()
     _script = (key, frozenset(found))
@@ -267,18 +262,17 @@ def pickled() -> bytes | None:
     """``{(module, name): value}`` of the attributes the script sets on its own modules (name:
     ``"Class.attribute"`` for a class's), pickled each apart (None: it sets none)."""
     global _read
-    chains = _chains()
-    if not chains:
-        return None
-    main = sys.modules.get("__main__")
-    namespace = getattr(main, "__dict__", None)
+    namespace = getattr(sys.modules.get("__main__"), "__dict__", None)
     if type(namespace) is not dict:
+        return None
+    chains = _chains(namespace)
+    if not chains:
         return None
     seen, data = _read
     if seen is not None and _signal(chains, namespace) == seen:
         return data
     entries: list[tuple[Any, Any]] = []
-    views: list[Any] = []
+    views: list[dict[Any, Any]] = []  # the dicts whose versions are watched
     lists: list[list[Any]] = []
     for chain in sorted(chains):
         try:
@@ -286,9 +280,9 @@ def pickled() -> bytes | None:
             if found is None:
                 continue
             module, owner, name = found
-            views.append(_watch(vars(module)))
+            views.append(vars(module))
             if owner is not module:
-                views.extend(_watch(d) for d in _class_dicts(owner))
+                views.extend(_class_dicts(owner))
             if name not in vars(owner):
                 continue
             value = vars(owner)[name]
@@ -296,7 +290,7 @@ def pickled() -> bytes | None:
             log.debug("picklepool: %s: %r left out: %r", WHAT, chain, exc)
             continue
         if type(value) is dict:
-            views.append(_watch(value))
+            views.append(value)
         elif type(value) is list:
             lists.append(value)
         key = module.__name__, name if owner is module else f"{owner.__name__}.{name}"
@@ -305,7 +299,8 @@ def pickled() -> bytes | None:
     data = dumps_each(entries, WHAT, LIMIT, None, left_out) if entries else None
     for key, why in left_out.items():
         _warn_left_out(key, why)
-    _views[:], _lists[:] = views, lists
+    _views[:] = [_watch(d) for d in {id(d): d for d in views}.values()]  # (each dict once)
+    _lists[:] = lists
     _read = (_signal(chains, namespace), data)
     return data
 
