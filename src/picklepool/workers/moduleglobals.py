@@ -408,12 +408,6 @@ def _module(name: str) -> Any:
         return None
 
 
-def withdraw() -> None:
-    """Before an initializer runs: see ``Overlay.withdraw``."""
-    if _overlay.added:
-        _overlay.withdraw(_Globals())  # type: ignore[arg-type]
-
-
 def rebase() -> None:
     """After an initializer ran: see ``Overlay.rebase``."""
     if _overlay.added:
