@@ -221,3 +221,36 @@ def test_what_a_tasks_forked_child_prints_is_not_lost():
     assert "collected ['task 0', 'task 1']" in lines, proc.stdout
     children = sorted(line for line in lines if line.startswith("child"))
     assert children == ["child of task 0", "child of task 1"]
+
+
+LOG_SCRIPT = """
+from picklepool import Executor, Parallel, delayed
+
+def task(i):
+    print(f"task {i} working")
+    return i
+
+print("1. loading")
+Parallel(n_jobs=2)(delayed(task)(i) for i in range(2))
+print("2. called")
+with Executor(max_workers=2) as ex:
+    ex.submit(task, 2).result()
+print("3. submitted")
+"""
+
+
+def test_what_tasks_print_to_a_log_file_lands_in_the_loops_order(tmp_path):
+    # python script.py > log (nohup, a batch system): a file's stream is buffered by blocks,
+    # and the workers' lines reached the file as they exited, after the script's last line
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED" and not k.startswith("PICKLEPOOL_")}
+    log = tmp_path / "log.txt"
+    with open(log, "w") as out:
+        proc = subprocess.run(
+            [sys.executable, "-c", LOG_SCRIPT], stdout=out, stderr=subprocess.PIPE, env=env, timeout=120
+        )
+    assert proc.returncode == 0, proc.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0] == "1. loading" and sorted(lines[1:3]) == ["task 0 working", "task 1 working"], lines
+    assert lines[3:] == ["2. called", "task 2 working", "3. submitted"], lines

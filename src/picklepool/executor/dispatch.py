@@ -72,7 +72,7 @@ from ..workers import (
     webdefaults,
     xarrayoptions,
 )
-from ..workers.runner import run_batch
+from ..workers.runner import flush_streams, run_batch
 from ..workers.tasks import run_local
 from . import functions, gil, interrupts, reloaded, sequential, streaming
 from .backend import Backend
@@ -290,6 +290,7 @@ class Channel:
         """
         single_arg = False
         args: Sequence[Any]
+        flush_streams()  # (what the program printed before: ahead of the tasks' lines in a log file)
         if column is None:
             column = functions.split(items, first, by_content=self.bytes_path)
         if isinstance(column, functions.Calls):

@@ -288,6 +288,7 @@ def run_batch(batch: Batch) -> Any:
         joblibnest.leave(nest)
         if put is not None:
             mainnames.leave(put)
+        flush_streams()  # (the tasks' prints reach a log file now, not as the worker exits)
     if type(outcome) is TaskFailed and isinstance(outcome.error, TaskTimeoutError) and lokycompat.depth():
         retire()  # replaced by loky after this reply; the rest of the pool is untouched
     status[1], status[2], status[3] = first, 0, control.DUMPING
@@ -352,6 +353,18 @@ def _forked_child_returned(batch: Batch, outcome: Any) -> None:
             sys.stderr.flush()
     finally:
         os._exit(code)
+
+
+def flush_streams() -> None:
+    """Write out what this process printed so far: to a file (``> log``, a batch system's
+    log), Python buffers it by blocks, and a worker's stayed there until it exited, minutes
+    after the call, after the script's own last line. The parent does the same as it sends a
+    batch, so that the file has the lines in the loop's order."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - (None under pythonw, a closed or broken stream)
+            pass
 
 
 def first_unloadable(header: bytes, blobs: Sequence[bytes]) -> int | None:
