@@ -32,6 +32,7 @@ import builtins
 import copyreg
 import os
 import sys
+import threading
 from typing import Any, NamedTuple
 
 
@@ -180,6 +181,10 @@ class ParentState(NamedTuple):
     # settings.SCALE = 3), pickled (workers.moduleglobals; None: none): a task reading them
     # computes as in the parent
     module_globals: bytes | None = None
+    # the stack size of the threads started from now on (threading.stack_size(): 0, the
+    # platform's): a task's thread recursing deeply, with sys.setrecursionlimit raised,
+    # overflowed its stack and killed the worker where the loop's thread had the room
+    stack_size: int = 0
 
 
 def import_path() -> tuple[str, ...]:
@@ -195,6 +200,16 @@ def import_path() -> tuple[str, ...]:
 
 
 _STR = frozenset({str})
+
+
+def thread_stack_size() -> int:
+    """The stack size of the threads this process starts from now on (0: the platform's),
+    as ``threading.stack_size()`` answers, without its side effect: called without a size, it
+    sets the platform's (0) as it answers, so it is set back at once to what it answered."""
+    size = threading.stack_size()
+    if size:
+        threading.stack_size(size)
+    return size
 
 
 def time_zone() -> str | None:

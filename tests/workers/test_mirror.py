@@ -64,6 +64,37 @@ def test_a_raised_recursion_limit_reaches_the_workers():
     assert [depth_of(v) for v in out] == [3000, 3000]
 
 
+STACK_SCRIPT = """
+import sys, threading
+from picklepool import Parallel, delayed
+from picklepool.wire import thread_stack_size
+
+sys.setrecursionlimit(200_000)
+threading.stack_size(512 * 1024 * 1024)  # (the deep-recursion recipe: with a thread of its own)
+
+def depth(n):
+    return 0 if n == 0 else 1 + sum(map(depth, [n - 1]))  # (through C calls: the C stack)
+
+def task(n):
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("d", depth(n)))
+    t.start()
+    t.join()
+    return out.get("d")
+
+assert Parallel(n_jobs=2)(delayed(task)(60_000) for _ in range(2)) == [60_000, 60_000]
+assert thread_stack_size() == 512 * 1024 * 1024  # (the parent's is left as it was)
+print("ok")
+"""
+
+
+def test_a_raised_thread_stack_size_reaches_the_workers():
+    # the worker's threads had the platform's 8 MiB: the task's recursion crashed it (SIGSEGV)
+    proc = run_python(STACK_SCRIPT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
 def read_relative(name):
     with open(name) as f:
         return f.read()

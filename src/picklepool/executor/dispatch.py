@@ -47,6 +47,7 @@ from ..wire import (
     WorkerLimits,
     command_line,
     import_path,
+    thread_stack_size,
     time_zone,
 )
 from ..workers import (
@@ -160,6 +161,7 @@ def parent_state(
         modulesettings.pickled(),
         loggerclass.pickled(),
         moduleglobals.pickled(),
+        thread_stack_size(),
     )
 
 

@@ -95,7 +95,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import lokycompat
-from ..wire import ParentState, time_zone
+from ..wire import ParentState, thread_stack_size, time_zone
 from . import (
     archiveformats,
     builtinnames,
@@ -142,6 +142,11 @@ def apply(state: ParentState) -> None:
         sys.path[:] = list(parent) + [p for p in sys.path if p not in known]
     if sys.getrecursionlimit() != state.recursion_limit:
         sys.setrecursionlimit(state.recursion_limit)
+    if thread_stack_size() != state.stack_size:
+        try:
+            threading.stack_size(state.stack_size)
+        except (ValueError, RuntimeError):  # (a size this platform refuses: its own)
+            pass
     try:
         current: str | None = os.getcwd()
     except OSError:  # this worker's folder was removed
