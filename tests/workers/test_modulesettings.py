@@ -198,3 +198,42 @@ def test_a_task_lays_out_weeks_from_the_first_weekday_the_program_set(monkeypatc
         calendar.setfirstweekday(calendar.SUNDAY)
         assert _first_week() != monday_first
         assert ex.submit(_first_week).result() == _first_week() == [1, 2, 3, 4, 5, 6, 7]
+
+
+def _join_and_extract(archive, folder):
+    """What a task gets from urljoin on an s3:// address, and from extracting a tar archive
+    with a member that points outside the folder."""
+    import os
+    import tarfile
+    import urllib.parse
+
+    joined = urllib.parse.urljoin("s3://bucket/data/", "a.csv")
+    os.makedirs(folder)
+    with tarfile.open(archive) as tar:
+        extracted = outcome(lambda: tar.extractall(folder))
+    return joined, extracted
+
+
+def test_a_task_joins_urls_and_extracts_archives_with_the_scripts_settings(tmp_path, monkeypatch):
+    import tarfile
+    import urllib.parse
+
+    archive = tmp_path / "evil.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("../outside.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    folders = iter(tmp_path / f"out{i}" / "x" for i in range(20))
+    with Executor(max_workers=1) as ex:
+        run = lambda: ex.submit(_join_and_extract, str(archive), str(next(folders))).result()  # noqa: E731
+        before = run()
+        trusting = tarfile.TarFile.extraction_filter is None  # (Python < 3.14's default)
+        assert before[0] == "a.csv" and (before[1] is None or not trusting)
+        for name in ("uses_relative", "uses_netloc"):
+            monkeypatch.setattr(urllib.parse, name, [*getattr(urllib.parse, name), "s3"])
+        monkeypatch.setattr(tarfile.TarFile, "extraction_filter", staticmethod(tarfile.data_filter))
+        loop = _join_and_extract(str(archive), str(next(folders)))
+        assert loop == ("s3://bucket/data/a.csv", "OutsideDestinationError")
+        assert run() == loop
+    assert (tmp_path / "out0" / "outside.txt").exists() == trusting  # (the worker's own default)
+    assert not (tmp_path / "out2" / "outside.txt").exists()  # (the script's filter: refused)

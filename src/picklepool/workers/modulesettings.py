@@ -24,10 +24,14 @@ Process-wide: not sent to a dask cluster's shared workers.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import logging
 import operator
+import re
 import sys
+import tokenize
+import types
 from typing import Any
 
 from ..pickler.base import StdlibPickler
@@ -36,6 +40,14 @@ from .overlay import Overlay, dumps_each
 log = logging.getLogger(__name__)
 
 WHAT = "a library's setting"
+
+
+class _InSource:
+    """A default that is what the module's source binds the name to (a list that differs
+    between Python versions), read once: :func:`_default`."""
+
+
+IN_SOURCE = _InSource()
 
 # (module, attribute, the library's default): settings scripts commonly assign. A library
 # whose default changed sends its new default once (the worker's own, the same: nothing set).
@@ -54,6 +66,14 @@ SETTINGS: tuple[tuple[str, str, Any], ...] = (
     ("gettext", "_localedirs", {}),
     # calendar.setfirstweekday(calendar.SUNDAY): a task's calendar.monthcalendar, month()
     ("calendar", "c.firstweekday", 0),
+    # urllib.parse.uses_relative.append("s3"), uses_netloc: a task's urljoin("s3://b/data/",
+    # "a.csv") answers "s3://b/data/a.csv" as in the parent, not "a.csv"
+    ("urllib.parse", "uses_relative", IN_SOURCE),
+    ("urllib.parse", "uses_netloc", IN_SOURCE),
+    # tarfile.TarFile.extraction_filter = staticmethod(tarfile.data_filter), as Python's docs
+    # advise: a task's extractall refuses a member outside the folder, as in the parent
+    ("tarfile", "TarFile.extraction_filter", None),
+    ("http.client", "HTTPConnection.debuglevel", 0),  # (a task's requests print their headers)
 )
 _MODULES = tuple(dict.fromkeys(module for module, _, _ in SETTINGS))
 _READ = {(module, attr): operator.attrgetter(attr) for module, attr, _ in SETTINGS}
@@ -67,9 +87,9 @@ def _getter(keys: tuple[tuple[str, str], ...]) -> Any:
     compared at the next call, one changed in place (``bindtextdomain``'s) must differ
     from what was read."""
     read = operator.attrgetter(*(attr for _, attr in keys), "__name__")
-    if not any(type(_DEFAULTS[key]) is dict for key in keys):
+    if not any(type(_DEFAULTS[key]) is dict or _DEFAULTS[key] is IN_SOURCE for key in keys):
         return read
-    return lambda module: tuple(dict(v) if type(v) is dict else v for v in read(module))
+    return lambda module: tuple(type(v)(v) if type(v) in (dict, list) else v for v in read(module))
 
 
 _GETTERS = tuple(map(_getter, _KEYS))
@@ -110,7 +130,7 @@ def pickled() -> bytes | None:
         for (keys, _, _), values in zip(present, now[2], strict=True)
         if values is not None
         for key, value in zip(keys, values, strict=False)  # (values end with the module's name)
-        if not _same(value, _DEFAULTS[key])
+        if not _same(value, _default(key))
     ]
     data = dumps_each(entries, WHAT, pickler=StdlibPickler()) if entries else None  # (numbers, strings)
     _read = (now, data)
@@ -119,6 +139,24 @@ def pickled() -> bytes | None:
 
 def _same(value: Any, default: Any) -> bool:
     return type(value) is type(default) and value == default
+
+
+def _default(key: tuple[str, str]) -> Any:
+    """The default of the setting *key*; one :data:`IN_SOURCE` read from the module's file
+    (its top-level ``name = [...]``, found by a pattern: parsing the whole file took 5 ms),
+    once; the value now where it cannot be (taken as the default: nothing is sent)."""
+    default = _DEFAULTS[key]
+    if default is not IN_SOURCE:
+        return default
+    module = sys.modules[key[0]]
+    try:
+        with tokenize.open(module.__file__) as f:  # type: ignore[arg-type]
+            found = re.search(rf"^{re.escape(key[1])}\s*=\s*(\[[^\]]*\])", f.read(), re.MULTILINE)
+        default = ast.literal_eval(found.group(1))  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - (no source, another shape)
+        default = _READ[key](module)
+    _DEFAULTS[key] = default
+    return default
 
 
 class _Settings:
@@ -137,7 +175,10 @@ class _Settings:
             value = dict(value)  # (a task's change to it stays in its batch: set anew at the next)
         try:
             target = importlib.import_module(key[0])
-            setattr(operator.attrgetter(owner)(target) if owner else target, name, value)
+            holder = operator.attrgetter(owner)(target) if owner else target
+            if isinstance(holder, type) and isinstance(value, types.FunctionType | types.BuiltinFunctionType):
+                value = staticmethod(value)  # (as the parent's class holds it: a function, not a method)
+            setattr(holder, name, value)
         except Exception as exc:  # noqa: BLE001 - this worker's library refuses it: the others still go
             log.debug("picklepool: %s could not be set here (%r): %r", WHAT, key, exc)
 
