@@ -117,7 +117,7 @@ def test_a_module_whose_file_changed_without_a_reload_runs_the_workers_copy_with
     )
     assert proc.stdout.splitlines() == [str([("new", i, 2) for i in range(2)])]
     assert "RuntimeWarning: picklepool: the task function mod.f in this worker" in proc.stderr
-    assert "holds neither the parent's code nor this worker's" in proc.stderr
+    assert "does not hold the parent's code: it holds this worker's copy" in proc.stderr
     assert "Reload the module in the parent" in proc.stderr
 
 

@@ -206,7 +206,8 @@ def _reload(func: Any, module: Any, qualname: Any, sent: tuple[str, ...], optimi
         return None, f"{path} could not be compiled ({type(exc).__name__}: {exc})"
     mine = set(digests(func))
     if not all(d in on_disk or d in mine for d in sent):
-        return None, f"{path} holds neither the parent's code nor this worker's"
+        held = "this worker's copy" if mine <= on_disk else "other code"
+        return None, f"{path} does not hold the parent's code: it holds {held}"
     if library(str(path)):  # a library reloaded in part, under the others' feet: never
         return None, f"{path} is an installed library's, which picklepool does not reload"
     if here is not on_disk and mine <= here:  # the file's code, as this worker compiles it
