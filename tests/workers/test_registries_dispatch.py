@@ -160,3 +160,62 @@ print("ok")
 def test_a_task_loads_and_dumps_with_the_yaml_tags_the_script_added():
     pytest.importorskip("yaml")
     prints_ok(YAML_SCRIPT)
+
+
+PLOT_SCRIPT = """
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt, matplotlib.scale as mscale, matplotlib.units as munits
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.projections import register_projection
+from picklepool import Parallel, delayed
+
+class MyAxes(Axes):
+    name = "myaxes"
+
+register_projection(MyAxes)
+
+class Meters:
+    def __init__(self, v):
+        self.v = v
+
+class MetersConverter(munits.ConversionInterface):
+    @staticmethod
+    def convert(value, unit, axis):
+        return np.asarray([v.v if isinstance(v, Meters) else v for v in np.atleast_1d(value)], float) * 100
+
+    @staticmethod
+    def axisinfo(unit, axis):
+        return munits.AxisInfo(label="cm")
+
+munits.registry[Meters] = MetersConverter()
+
+class SquareScale(mscale.FuncScale):
+    name = "sq"
+
+    def __init__(self, axis, **kw):
+        super().__init__(axis, (np.square, np.sqrt))
+
+mscale.register_scale(SquareScale)
+
+def figure(i):
+    fig = plt.figure()
+    ax = fig.add_subplot(projection="myaxes")
+    ax.plot([Meters(1), Meters(2)], [0, 1])
+    ax.set_yscale("sq")
+    fig.canvas.draw()
+    out = type(ax).__name__, ax.xaxis.get_label_text(), ax.get_yscale()
+    plt.close(fig)
+    return out
+
+loop = [figure(i) for i in range(2)]
+assert loop[0] == ("MyAxes", "cm", "sq"), loop
+assert Parallel(n_jobs=2)(delayed(figure)(i) for i in range(2)) == loop
+print("ok")
+"""
+
+
+def test_a_tasks_figure_has_the_projections_scales_and_units_the_script_registered():
+    pytest.importorskip("matplotlib")
+    prints_ok(PLOT_SCRIPT)

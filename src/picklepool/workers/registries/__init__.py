@@ -51,7 +51,8 @@ Its modules: :mod:`.table` (the families in two maps, the parent's signals read 
 the worker's overlay), :mod:`.common` (what they share: the limit, the warning for an entry
 left out, the watch on entries), and one a family: :mod:`.pandasextensions`,
 :mod:`.xarrayaccessors`, :mod:`.colormaps` (with :mod:`.libraryimports`), :mod:`.fonts`,
-:mod:`.imageformats`, :mod:`.sqliteadapters`, :mod:`.csvdialects`, :mod:`.filetypes`
+:mod:`.plotextensions` (projections, scales, unit converters), :mod:`.imageformats`,
+:mod:`.sqliteadapters`, :mod:`.csvdialects`, :mod:`.filetypes`
 (mimetypes), :mod:`.xmlnamespaces`, :mod:`.abcsubclasses`, :mod:`.genericfunctions`
 (``functools.singledispatch``), :mod:`.yamltags`.
 """

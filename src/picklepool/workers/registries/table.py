@@ -30,6 +30,7 @@ from .genericfunctions import (
 from .imageformats import pil_entries, pil_get, pil_pop, pil_set_entry, pil_signal
 from .libraryimports import import_get, import_pop, import_set
 from .pandasextensions import pandas_entries, pandas_get, pandas_pop, pandas_set, pandas_signal
+from .plotextensions import plot_entries, plot_get, plot_pop, plot_set, plot_signal, plot_watch
 from .sqliteadapters import sqlite_entries, sqlite_get, sqlite_pop, sqlite_set, sqlite_signal
 from .xarrayaccessors import xarray_entries, xarray_get, xarray_pop, xarray_set, xarray_signal
 from .xmlnamespaces import xml_entries, xml_get, xml_pop, xml_set, xml_signal
@@ -51,6 +52,7 @@ _READERS = {
     "abc": (abc_signal, abc_entries),
     "functools": (generic_signal, generic_entries),
     "yaml": (yaml_signal, yaml_entries),
+    "matplotlib.projections": (plot_signal, plot_entries),
 }
 _MODULES = tuple(_READERS)
 
@@ -69,9 +71,18 @@ _FAMILIES = {
     "abc": (abc_get, abc_set, abc_pop),
     "singledispatch": (generic_get, generic_set, generic_pop),
     "yaml": (yaml_get, yaml_set, yaml_pop),
+    "matplotlib.projection": (plot_get, plot_set, plot_pop),
+    "matplotlib.scale": (plot_get, plot_set, plot_pop),
+    "matplotlib.units": (plot_get, plot_set, plot_pop),
 }
 # family -> where the parent keeps an entry, for those of the families' own modules (else common.watch)
-_WATCHES = {"singledispatch": generic_watch, "yaml": yaml_watch}
+_WATCHES = {
+    "singledispatch": generic_watch,
+    "yaml": yaml_watch,
+    "matplotlib.projection": plot_watch,
+    "matplotlib.scale": plot_watch,
+    "matplotlib.units": plot_watch,
+}
 
 # parent: ((the modules, then their signals) as read last, the pickle of the entries, where
 # those that a signal misses are: watch)
@@ -89,9 +100,9 @@ def pickled() -> bytes | None:
         get("matplotlib.font_manager"),
         get("csv"),
     )
-    ym = get("yaml")
+    ym, pj = get("yaml"), get("matplotlib.projections")
     try:
-        now = _signals(pd, xr, mpl, fm, pil, sq, cs, mt, et, ym)
+        now = _signals(pd, xr, mpl, fm, pil, sq, cs, mt, et, ym, pj)
     except Exception:  # noqa: BLE001 - a library of another shape (or half imported): as last read
         return _read[1]
     seen, data, watched = _read
@@ -101,7 +112,7 @@ def pickled() -> bytes | None:
 
 
 def _signals(
-    pd: Any, xr: Any, mpl: Any, fm: Any, pil: Any, sq: Any, cs: Any, mt: Any, et: Any, ym: Any
+    pd: Any, xr: Any, mpl: Any, fm: Any, pil: Any, sq: Any, cs: Any, mt: Any, et: Any, ym: Any, pj: Any
 ) -> tuple[Any, ...]:
     return (  # (the modules in _MODULES' order, then their signals: unrolled, as it runs every call)
         pd,
@@ -116,6 +127,7 @@ def _signals(
         abc,
         functools,
         ym,
+        pj,
         pd and pandas_signal(pd),
         xr and xarray_signal(xr),
         mpl and matplotlib_signal(mpl),
@@ -128,6 +140,7 @@ def _signals(
         abc.get_cache_token(),
         generic_signal(functools),
         ym and yaml_signal(ym),
+        pj and plot_signal(pj),
     )
 
 
@@ -162,7 +175,11 @@ def family(key: Any) -> str:
     """The registry of an entry's key: its first item, but for a package's kinds of entry
     that have a module of their own (``pandas.accessor``, ``PIL``), the package."""
     kind = key[0]
-    return kind if kind == "matplotlib.font" else kind.split(".")[0]
+    return kind if kind in _OWN_KINDS else kind.split(".")[0]
+
+
+# the kinds of entry that are families of their own (else the package's: "pandas.accessor")
+_OWN_KINDS = frozenset({"matplotlib.font", "matplotlib.projection", "matplotlib.scale", "matplotlib.units"})
 
 
 class _Registries:
