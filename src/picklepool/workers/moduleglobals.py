@@ -246,13 +246,16 @@ def _chains(namespace: dict[str, Any]) -> frozenset[tuple[str, ...]]:
 # parent: the versions of what is watched as read last, and the pickle of the values
 _views: list[Any] = []  # versions of the namespaces and classes set, and of the dicts set
 _lists: list[list[Any]] = []  # the lists set (held: their lengths are watched)
+_heads: tuple[str, ...] = ()  # the script's names the chains start from
 _read: tuple[Any, bytes | None] = (None, None)
 
 
 def _signal(chains: frozenset[tuple[str, ...]], namespace: dict[str, Any]) -> Any:
+    """What is read again each call (C loops only): the script's names the chains start
+    from (bound anew: another module), the versions of the dicts, the lists' lengths."""
     return (
         chains,
-        [id(namespace.get(c[0])) for c in chains],
+        list(map(id, map(namespace.get, _heads))),
         list(map(_VALUE, _views)),
         list(map(len, _lists)),
     )
@@ -261,16 +264,19 @@ def _signal(chains: frozenset[tuple[str, ...]], namespace: dict[str, Any]) -> An
 def pickled() -> bytes | None:
     """``{(module, name): value}`` of the attributes the script sets on its own modules (name:
     ``"Class.attribute"`` for a class's), pickled each apart (None: it sets none)."""
-    global _read
+    global _read, _heads
     namespace = getattr(sys.modules.get("__main__"), "__dict__", None)
     if type(namespace) is not dict:
         return None
-    chains = _chains(namespace)
+    cells = namespace.get("In")  # (the script's key, as _script_key: inline, as it runs every call)
+    key = ("cells", len(cells)) if type(cells) is list else namespace.get("__file__")
+    chains = _script[1] if key == _script[0] else _chains(namespace)
     if not chains:
         return None
     seen, data = _read
-    if seen is not None and _signal(chains, namespace) == seen:
+    if seen is not None and seen[0] is chains and _signal(chains, namespace) == seen:
         return data
+    _heads = tuple({chain[0] for chain in chains})
     entries: list[tuple[Any, Any]] = []
     views: list[dict[Any, Any]] = []  # the dicts whose versions are watched
     lists: list[list[Any]] = []
