@@ -6,6 +6,8 @@ case, or raised (under joblib too)."""
 from __future__ import annotations
 
 import functools
+import os
+import site
 import sys
 import types
 
@@ -84,7 +86,7 @@ def generic(monkeypatch):
     """A generic function of a module that is not one of the user's (no source file of theirs:
     as an installed library's), ``pp_generic``, found by the parent."""
     module = types.ModuleType("pp_generic")
-    module.__file__ = "/nowhere/pp_generic.py"
+    module.__file__ = os.path.join(site.getsitepackages()[0], "pp_generic.py")  # (installed)
     module.functools = functools
 
     @functools.singledispatch

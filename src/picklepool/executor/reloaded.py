@@ -30,7 +30,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..workers.reloads import library
+from ..workers.reloads import users
 
 _seen: dict[str, tuple[Any, Any, int]] = {}  # name -> (module, its __spec__ when last seen, reloads)
 _scanned: set[str] = set()  # names in sys.modules already looked at
@@ -81,7 +81,7 @@ def generations() -> tuple[tuple[str, int], ...]:
         for name in modules.keys() - _scanned:
             _scanned.add(name)
             module = modules.get(name)
-            if name != "__main__" and _own(module):
+            if name != "__main__" and users(module):
                 _seen.setdefault(name, (module, getattr(module, "__spec__", None), 0))
     if everything:
         names = list(_seen)  # (another thread may add to it)
@@ -136,12 +136,3 @@ def _patched(marks: dict[str, Any]) -> list[str]:
             if old is not None and mark is not None and old != mark:
                 out.append(name)
     return out
-
-
-def _own(module: Any) -> bool:
-    """Whether *module* is one of the user's: from a ``.py`` file outside the interpreter's
-    own folders (standard library, site-packages) and picklepool's."""
-    origin = getattr(getattr(module, "__spec__", None), "origin", None)
-    if not isinstance(origin, str) or not origin.endswith(".py"):
-        return False
-    return not library(origin)

@@ -49,7 +49,7 @@ import warnings
 from typing import Any
 
 from .overlay import Overlay, dumps_each
-from .reloads import library
+from .reloads import users
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,9 @@ def _version_view() -> Any:
     does (CPython's ``ma_version_tag``, read in place), or None where there is no such tag."""
     try:
         offset = 3 * ctypes.sizeof(ctypes.c_ssize_t)  # ob_refcnt, ob_type, ma_used
-        if ctypes.c_ssize_t.from_address(id({1: 2}) + 2 * ctypes.sizeof(ctypes.c_ssize_t)).value != 1:
+        probe: dict[str, int] = {"a": 1}  # (held while read: ma_used is where it should be)
+        if ctypes.c_ssize_t.from_address(id(probe) + 2 * ctypes.sizeof(ctypes.c_ssize_t)).value != 1:
             return None
-        probe: dict[str, int] = {}
         tag = ctypes.c_uint64.from_address(id(probe) + offset)
         before = tag.value
         probe["x"] = 1
@@ -167,12 +167,8 @@ def _chain(node: ast.AST) -> tuple[str, ...] | None:
 
 
 def _users(module: Any) -> bool:
-    """Whether *module* is one of the user's (see the module docstring)."""
-    name = getattr(module, "__name__", None)
-    if not isinstance(name, str) or name in _MAIN or name.split(".")[0] == "picklepool":
-        return False
-    origin = getattr(getattr(module, "__spec__", None), "origin", None) or getattr(module, "__file__", None)
-    return isinstance(origin, str) and origin.endswith(".py") and not library(origin)
+    """Whether *module* is one of the user's (``workers.reloads.users``), not the script."""
+    return getattr(module, "__name__", None) not in _MAIN and users(module)
 
 
 def _resolve(namespace: dict[str, Any], chain: tuple[str, ...]) -> tuple[Any, Any, str] | None:

@@ -224,6 +224,13 @@ def _reload(func: Any, module: Any, qualname: Any, sent: tuple[str, ...], optimi
     return None, f"{path} reloaded here does not define it as the parent has it"
 
 
+def users(module: Any) -> bool:
+    """Whether *module* is one of the user's: from a ``.py`` file outside the interpreter's
+    own folders (standard library, site-packages) and picklepool's (:func:`library`)."""
+    origin = getattr(getattr(module, "__spec__", None), "origin", None) or getattr(module, "__file__", None)
+    return isinstance(origin, str) and origin.endswith(".py") and not library(origin)
+
+
 def library(path: str) -> bool:
     """Whether the file *path* is an installed library's: in the interpreter's own folders
     (standard library, site-packages) or picklepool's. Never reloaded."""

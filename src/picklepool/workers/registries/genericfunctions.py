@@ -26,7 +26,7 @@ import importlib
 import sys
 from typing import Any
 
-from ..reloads import library as installed
+from ..reloads import users
 
 _CODE = functools.singledispatch(lambda _obj: None).__code__  # type: ignore[attr-defined]  # (every wrapper's)
 _MAIN = ("__main__", "__mp_main__")
@@ -72,9 +72,7 @@ def _mains(obj: Any) -> bool:
 
 def _users(name: str) -> bool:
     """Whether the module *name* is one of the user's (not an installed one)."""
-    module = sys.modules.get(name)
-    path = getattr(getattr(module, "__spec__", None), "origin", None)
-    return isinstance(path, str) and not installed(path)
+    return users(sys.modules.get(name))
 
 
 def generic_entries(_functools: Any) -> list[tuple[Any, Any]]:
