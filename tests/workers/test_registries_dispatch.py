@@ -96,6 +96,8 @@ def generic(monkeypatch):
     show.__module__ = "pp_generic"
     module.show = show
     monkeypatch.setitem(sys.modules, "pp_generic", module)
+    # (looked again: another test's modules, gone, may leave len(sys.modules) as last seen)
+    monkeypatch.setattr(genericfunctions, "_count", -1)
     return show
 
 

@@ -221,3 +221,45 @@ def test_a_module_whose_attributes_raise_does_not_fail_the_call():
         """
     )
     assert proc.stdout.splitlines()[0] == "[0, 1] 4", proc.stderr
+
+
+class _Raises:
+    """An object whose every attribute read raises (a lazy proxy left unloaded)."""
+
+    def __getattr__(self, name):
+        raise ImportError(f"lazy {name} failed")
+
+
+def test_every_look_the_parent_takes_through_sys_modules_passes_over_objects_that_raise(monkeypatch):
+    # The kind of the case above: the parent reads sys.modules (reloaded modules, generic
+    # functions, colormaps' homes, context variables' homes, warnings' modules) and a module's
+    # globals; an object there whose attributes raise must not fail the call, as it does not
+    # fail the loop
+    import functools
+    import sys
+    import types
+
+    from picklepool.executor.dispatch import parent_state
+    from picklepool.pickler import contextvar
+    from picklepool.workers import reloads, warnback
+    from picklepool.workers.registries import colormaps, genericfunctions
+
+    class Lazy(types.ModuleType):
+        def __getattr__(self, name):
+            raise ImportError(f"lazy {name} failed")
+
+    holder = types.ModuleType("pp_holds_a_proxy")
+    holder.__file__ = "/nonexistent/pp_holds_a_proxy.py"
+    holder.functools = functools
+    holder.proxy = _Raises()
+    monkeypatch.setitem(sys.modules, "pp_lazy_thing", Lazy("pp_lazy_thing"))
+    monkeypatch.setitem(sys.modules, "pp_raises", _Raises())
+    monkeypatch.setitem(sys.modules, "pp_holds_a_proxy", holder)
+    assert not reloads.users(sys.modules["pp_lazy_thing"])
+    assert not reloads.users(sys.modules["pp_raises"])
+    assert reloads.file_of(sys.modules["pp_raises"]) is None
+    assert parent_state(2).cwd  # (the call's whole reading of this process)
+    assert genericfunctions.generic_signal(functools) is not None
+    assert colormaps._library_homes(["viridis_pp"], type(holder)) == {}
+    assert all(name != "pp_raises" for name, _ in contextvar._modules())
+    assert warnback._origin("/nonexistent/pp_holds_a_proxy.py")[0] == "pp_holds_a_proxy"

@@ -51,11 +51,11 @@ def _modules() -> list[tuple[str, dict[str, Any]]]:
     ``__main__`` (nor ``__main__`` under another: ``__mp_main__``, a runpy copy)."""
     out = []
     for n, m in list(sys.modules.items()):
-        if (
-            n != "__main__"
-            and getattr(m, "__name__", None) == n
-            and type(d := getattr(m, "__dict__", None)) is dict
-        ):
+        try:
+            name, d = getattr(m, "__name__", None), getattr(m, "__dict__", None)
+        except Exception:  # noqa: BLE001 - an object whose attributes raise when read
+            continue
+        if n != "__main__" and name == n and type(d) is dict:
             out.append((n, d))
     return out
 

@@ -226,9 +226,25 @@ def _reload(func: Any, module: Any, qualname: Any, sent: tuple[str, ...], optimi
 
 def users(module: Any) -> bool:
     """Whether *module* is one of the user's: from a ``.py`` file outside the interpreter's
-    own folders (standard library, site-packages) and picklepool's (:func:`library`)."""
-    origin = getattr(getattr(module, "__spec__", None), "origin", None) or getattr(module, "__file__", None)
+    own folders (standard library, site-packages) and picklepool's (:func:`library`).
+    False for any object in ``sys.modules`` whose attributes raise when read (a lazy
+    module's ``__getattr__`` raising ImportError): looking must never fail a call."""
+    try:
+        origin = getattr(getattr(module, "__spec__", None), "origin", None)
+    except Exception:  # noqa: BLE001 - whatever the object's own __getattr__ raises
+        return False
+    origin = origin or file_of(module)
     return isinstance(origin, str) and origin.endswith(".py") and not library(origin)
+
+
+def file_of(module: Any) -> Any:
+    """*module*'s ``__file__``, or None: also when asking raises (a lazy module's
+    ``__getattr__`` raising ImportError, any object put in ``sys.modules``), which would
+    fail the call where the loop, which never looks, goes on."""
+    try:
+        return getattr(module, "__file__", None)
+    except Exception:  # noqa: BLE001 - whatever the object's own __getattr__ raises
+        return None
 
 
 def library(path: str) -> bool:

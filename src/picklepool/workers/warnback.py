@@ -27,6 +27,8 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+from .reloads import file_of
+
 
 def redirected() -> bool:
     """Whether this process's warnings are shown by something else than the ``warnings``
@@ -119,8 +121,8 @@ def _origin(filename: str) -> tuple[str, dict[Any, Any]]:
     ``__main__``), else the name ``warn_explicit`` makes of the file's and a registry of
     its own."""
     name = _modules.get(filename, "")
-    if name == "" or (name is not None and _file_of(sys.modules.get(name)) != filename):
-        name = next((k for k, m in list(sys.modules.items()) if _file_of(m) == filename), None)
+    if name == "" or (name is not None and file_of(sys.modules.get(name)) != filename):
+        name = next((k for k, m in list(sys.modules.items()) if file_of(m) == filename), None)
         if len(_modules) >= 1024:
             _modules.clear()
         _modules[filename] = name
@@ -136,16 +138,6 @@ def _origin(filename: str) -> tuple[str, dict[Any, Any]]:
         _registries.clear()
     fallback = filename[:-3] if filename[-3:].lower() == ".py" else filename
     return fallback, _registries.setdefault(filename, {})
-
-
-def _file_of(module: Any) -> Any:
-    """*module*'s ``__file__``, or None: also when asking raises (a lazy module's
-    ``__getattr__`` raising ImportError, any object put in ``sys.modules``), which failed
-    the call where the loop, which never looks, has its warning."""
-    try:
-        return getattr(module, "__file__", None)
-    except Exception:  # noqa: BLE001 - whatever the object's own __getattr__ raises
-        return None
 
 
 def show(pickler: Any, data: bytes | None) -> None:

@@ -8,6 +8,7 @@ import importlib
 import sys
 from typing import Any
 
+from ..reloads import file_of
 from .common import quietly
 
 # worker: name -> (the parent's colormap, the copy that matplotlib's registry keeps of it)
@@ -58,7 +59,7 @@ def _library_homes(names: Any, kind: Any) -> dict[str, str]:
         if (
             module_name in ("__main__", "__mp_main__")
             or module_name.startswith("matplotlib")
-            or not isinstance(getattr(module, "__file__", None), str)
+            or not isinstance(file_of(module), str)
         ):
             continue
         for attr, value in list(getattr(module, "__dict__", {}).items()):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+import types
 from typing import Any
 
 from ..reloads import users
@@ -52,7 +53,8 @@ def _look() -> None:
         if namespace.get("singledispatch") is not sd and namespace.get("functools") is not ft:
             continue
         for attr, value in list(namespace.items()):
-            if getattr(value, "__code__", None) is _CODE and getattr(value, "__module__", None) == name:
+            # (a plain function's attributes only: any other value's __getattr__ may raise)
+            if type(value) is types.FunctionType and value.__code__ is _CODE and value.__module__ == name:
                 _found[id(value)] = (name, attr, value)
     for key, (name, attr, value) in list(_found.items()):  # (a module deleted, or reloaded)
         if getattr(sys.modules.get(name), attr, None) is not value:
