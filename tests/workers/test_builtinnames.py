@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import pickle
 import warnings
 
 import pytest
@@ -87,7 +86,7 @@ def test_a_name_too_large_to_travel_with_every_batch_is_left_out_with_a_warning(
 def test_apply_sets_the_parents_names_and_gives_back_the_workers_own(monkeypatch):
     monkeypatch.setattr(builtinnames, "_overlay", overlay.Overlay(builtinnames.WHAT))
     monkeypatch.setattr(builtins, "PP_TEST_OWN", "the worker's", raising=False)
-    data = pickle.dumps((pickle.dumps(("PP_TEST_OWN", _helper)), pickle.dumps(("PP_TEST_NEW", len))))
+    data = overlay.dumps_each([("PP_TEST_OWN", _helper), ("PP_TEST_NEW", len)], builtinnames.WHAT)
     try:
         builtinnames.apply(data)
         assert builtins.PP_TEST_OWN is _helper and builtins.PP_TEST_NEW is len

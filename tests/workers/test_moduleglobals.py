@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import types
 
-from picklepool.workers import moduleglobals
+from picklepool.workers import moduleglobals, settargets
 from picklepool.workers.overlay import loads_each
 
 from ..conftest import run_python
@@ -146,7 +146,7 @@ print(config.READ)
 config.log.info("read")
 config.Settings.load()
 """
-    assert moduleglobals.targets(source) == {
+    assert settargets.targets(source) == {
         ("config", "DEBUG"),
         ("config", "A"),
         ("config", "B"),
@@ -161,7 +161,7 @@ config.Settings.load()
         ("config", "PAIR"),
         ("config", "VERBOSE"),
     }
-    assert moduleglobals.targets("def broken(:\n") == set()
+    assert settargets.targets("def broken(:\n") == set()
 
 
 def test_what_notebook_cells_set_is_sent_as_the_cells_come(tmp_path, monkeypatch):
@@ -173,7 +173,7 @@ def test_what_notebook_cells_set_is_sent_as_the_cells_come(tmp_path, monkeypatch
     main.In = ["", "import pp_cells_config\npp_cells_config.X = 5"]  # (IPython's cells)
     monkeypatch.setitem(sys.modules, "__main__", main)
     monkeypatch.setitem(sys.modules, "pp_cells_config", config)
-    for name, value in (("_script", (None, frozenset())), ("_cells_read", 0), ("_read", (None, None))):
+    for name, value in (("_script", (None, frozenset(), {})), ("_cells_read", 0), ("_read", (None, None))):
         monkeypatch.setattr(moduleglobals, name, value)
     config.X = 5
     assert loads_each(moduleglobals.pickled(), "test") == {("pp_cells_config", "X"): 5}
@@ -185,3 +185,199 @@ def test_what_notebook_cells_set_is_sent_as_the_cells_come(tmp_path, monkeypatch
     }
     config.Y.append(2)  # (a change in place: seen)
     assert loads_each(moduleglobals.pickled(), "test")[("pp_cells_config", "Y")] == [0, 1, 2]
+
+
+def test_more_ways_a_script_sets_its_modules_attributes_are_read():
+    source = """
+from config import OPTIONS, cfg
+from unittest import mock
+import importlib
+
+def main(monkeypatch, values, name):
+    import localcfg
+    import pkg.deep as deep
+    localcfg.DEBUG = True
+    OPTIONS["mode"] = "fast"
+    cfg.batch = 64
+    importlib.import_module("cfg3").B = 2
+    __import__("pkg.sub").X = 1
+    setattr(localcfg, name.upper(), 1)
+    vars(deep).update(values)
+    deep.__dict__["Z"] = 3
+    monkeypatch.setattr(localcfg, "LEVEL", 2)
+    with mock.patch.object(localcfg, "fetch", None), mock.patch("pkg.deep.fetch", None):
+        pass
+    with mock.patch.dict("config.TABLE", {"a": 1}), mock.patch.dict(localcfg.ENV, {}):
+        pass
+local = {}
+local["x"] = 1  # (a dict of the script's own: read as a name, resolved only through imports)
+renamed = 2
+"""
+    chains, imports = settargets.read(source)
+    assert chains == {
+        ("localcfg", "DEBUG"),
+        ("OPTIONS",),
+        ("cfg", "batch"),
+        (settargets.MODULES, "cfg3", "B"),
+        (settargets.MODULES, "pkg", "X"),
+        ("localcfg", settargets.EVERY),
+        ("deep", settargets.EVERY),
+        ("localcfg", "LEVEL"),
+        ("localcfg", "fetch"),
+        (settargets.MODULES, "pkg", "deep", "fetch"),
+        (settargets.MODULES, "config", "TABLE"),
+        ("localcfg", "ENV"),
+        ("local",),
+    }
+    assert imports["localcfg"] == "localcfg" and imports["deep"] == "pkg.deep"
+    assert imports["OPTIONS"] == "config.OPTIONS" and imports["cfg"] == "config.cfg"
+
+
+MORE_CONFIG = """
+import random
+
+MODE = "slow"
+OPTIONS = {"level": 1}
+TABLE = {"a": {"b": 1}}
+LAYERS = [64, 32]
+TAGS = {"x"}
+SEED = 0
+RNG = None
+HANDLER = None
+
+class Settings:
+    def __init__(self):
+        self.batch = 8
+        self.layers = [1]
+
+cfg = Settings()
+"""
+
+MORE_TASKS = """
+from pp_more_config import OPTIONS, TABLE, LAYERS, TAGS, cfg  # (held: changed in place)
+import pp_more_config, pp_dyn_config
+
+def report(x):
+    return (pp_more_config.MODE, OPTIONS["level"], TABLE["a"]["b"], list(LAYERS), sorted(TAGS),
+            cfg.batch, list(cfg.layers), pp_more_config.cfg is cfg, pp_dyn_config.A, pp_dyn_config.B,
+            getattr(pp_dyn_config, "C", None))
+
+def draw(x):
+    return pp_more_config.RNG is None
+
+def handler(x):
+    return pp_more_config.HANDLER is None
+"""
+
+MORE_SCRIPT = """
+import importlib, os, random, sys
+sys.path.insert(0, os.path.dirname(__file__))
+from picklepool import Parallel, delayed
+from pp_more_config import OPTIONS
+import pp_more_tasks
+
+def check():
+    loop = [pp_more_tasks.report(x) for x in range(3)]
+    got = Parallel(n_jobs=2)(delayed(pp_more_tasks.report)(x) for x in range(3))
+    assert got == loop, (got, loop)
+    return loop[0]
+
+class Unloadable:  # (pickles in the parent, fails to load in a worker)
+    def __reduce__(self):
+        return (int, ("not a number",))
+
+def main(values):
+    import pp_more_config  # (imported in the function only: its name is not the script's)
+    pp_more_config.MODE = "fast"
+    OPTIONS["level"] = 2  # (from pp_more_config import OPTIONS)
+    pp_more_config.cfg.batch = 64  # (an attribute of the module's instance)
+    importlib.import_module("pp_dyn_config").B = "b"
+    for name, value in values.items():
+        setattr(pp_dyn_config, name, value)  # (names the source does not spell)
+    assert check() == ("fast", 2, 1, [64, 32], ["x"], 64, [1], True, "a", "b", "c")
+    # after warm: in place, keeping lengths, and within what was sent
+    pp_more_config.LAYERS[0] = 128
+    pp_more_config.TABLE["a"]["b"] = 2
+    pp_more_config.TAGS.add("y")
+    pp_more_config.cfg.layers[0] = 5
+    assert check() == ("fast", 2, 2, [128, 32], ["x", "y"], 64, [5], True, "a", "b", "c")
+    pp_more_config.TAGS.discard("y")
+    pp_more_config.LAYERS[0] = 64.5
+    pp_more_config.LAYERS[0] = 256.5  # (a new float where the last one was freed)
+    assert check()[3:5] == ([256.5, 32], ["x"])
+    # a seeded generator is not copied to every worker (each would draw the same numbers)
+    pp_more_config.RNG = random.Random(42)
+    assert Parallel(n_jobs=2)(delayed(pp_more_tasks.draw)(x) for x in range(2)) == [True, True]
+    pp_more_config.RNG = None
+    pp_more_config.HANDLER = Unloadable()
+    assert Parallel(n_jobs=2)(delayed(pp_more_tasks.handler)(x) for x in range(2)) == [True, True]
+
+import pp_dyn_config
+main({"C": "c"})
+print("ok")
+"""
+
+
+def test_more_ways_a_script_sets_its_modules_reach_the_workers(tmp_path):
+    (tmp_path / "pp_more_config.py").write_text(MORE_CONFIG)
+    (tmp_path / "pp_dyn_config.py").write_text('A = "a"\nB = None\n_HIDDEN = 1\n')
+    (tmp_path / "pp_more_tasks.py").write_text(MORE_TASKS)
+    (tmp_path / "main.py").write_text(MORE_SCRIPT)
+    proc = run_python(f"import runpy; runpy.run_path({str(tmp_path / 'main.py')!r}, run_name='__main__')")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok", proc.stdout
+    assert "pp_more_config.RNG, which the script sets, is not sent to the workers: it is a random" in (
+        proc.stderr
+    )
+    assert "random.Random" in proc.stderr
+    assert "pp_more_config.HANDLER, which the script sets, could not be loaded in worker" in proc.stderr
+
+
+def test_a_zip_applications_script_is_read_through_its_loader(tmp_path):
+    import zipapp
+
+    app = tmp_path / "app"
+    (app / "proj").mkdir(parents=True)
+    (app / "proj" / "__init__.py").write_text("")
+    (app / "proj" / "settings.py").write_text('MODE = "default"\n')
+    (app / "proj" / "work.py").write_text(
+        "import proj.settings\n\ndef work(x):\n    return proj.settings.MODE\n"
+    )
+    (app / "__main__.py").write_text(
+        "import proj.settings\n"
+        "from proj.work import work\n"
+        "from picklepool import Parallel, delayed\n"
+        "if __name__ == '__main__':\n"
+        "    proj.settings.MODE = 'zip'\n"
+        "    print(Parallel(n_jobs=2)(delayed(work)(x) for x in range(2)))\n"
+    )
+    zipapp.create_archive(app, tmp_path / "app.pyz")
+    proc = run_python(f"import runpy; runpy.run_path({str(tmp_path / 'app.pyz')!r}, run_name='__main__')")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['zip', 'zip']", proc.stdout
+
+
+def test_changes_within_what_is_sent_are_seen_with_or_without_dict_versions(tmp_path, monkeypatch):
+    # (Python 3.14 keeps no dict version: the keys and values are held and compared instead)
+    for versions in (moduleglobals._versions, None):
+        config = types.ModuleType("pp_within_config")
+        config.__file__ = str(tmp_path / "pp_within_config.py")  # (a module of the user's)
+        config.TABLE, config.LAYERS = {"a": {"b": 1.5}}, [1.5, 2.5]
+        main = types.ModuleType("__main__")
+        main.In = ["", "from pp_within_config import TABLE, LAYERS\nTABLE['a']['b'] = 2\nLAYERS[0] = 0"]
+        monkeypatch.setitem(sys.modules, "__main__", main)
+        monkeypatch.setitem(sys.modules, "pp_within_config", config)
+        monkeypatch.setattr(moduleglobals, "_versions", versions)
+        for name, value in (
+            ("_script", (None, frozenset(), {})),
+            ("_cells_read", 0),
+            ("_read", (None, None)),
+        ):
+            monkeypatch.setattr(moduleglobals, name, value)
+        first = moduleglobals.pickled()
+        assert moduleglobals.pickled() is first  # (nothing changed: the pickle is kept)
+        config.TABLE["a"]["b"] = 2.5  # (a dict within: its own version, or its values, change)
+        assert loads_each(moduleglobals.pickled(), "test")[("pp_within_config", "TABLE")] == {"a": {"b": 2.5}}
+        for value in (3.5, 4.5, 5.5):  # (a new float each time, where an old one was freed)
+            config.LAYERS[0] = value
+            assert loads_each(moduleglobals.pickled(), "test")[("pp_within_config", "LAYERS")][0] == value

@@ -135,7 +135,7 @@ def test_a_module_of_that_name_without_the_setting_is_left_out(monkeypatch, defa
     monkeypatch.setitem(sys.modules, "mpmath", types.ModuleType("mpmath"))
     Image.MAX_IMAGE_PIXELS = None
     data = modulesettings.pickled()
-    assert [pickle.loads(one) for one in pickle.loads(data)] == [(("PIL.Image", "MAX_IMAGE_PIXELS"), None)]
+    assert [pickle.loads(one) for _, one in pickle.loads(data)] == [(("PIL.Image", "MAX_IMAGE_PIXELS"), None)]
 
 
 def _write_mo(path, messages):

@@ -58,4 +58,4 @@ def test_the_backend_is_the_workers_own_and_the_read_is_kept_while_nothing_chang
 def _entries(data):
     import pickle
 
-    return [pickle.loads(one) for one in pickle.loads(data)]
+    return [pickle.loads(one) for _, one in pickle.loads(data)]

@@ -9,36 +9,47 @@ imported the module afresh, so the same task read ``DEBUG = False`` and computed
 silently (under joblib too).
 
 What is sent: the attributes the script's own code assigns on a module of the user's, read
-in its source (``__main__``'s file, or the cells IPython keeps in ``In``), at its top or in
-its functions: ``M.X = ...``, ``M.X += ...``, ``M.X[k] = ...``, ``M.X.append(...)`` (a
-method that changes a dict, list or set in place), ``M.C.X = ...`` for a class ``C`` of the
-module, ``setattr(M, "X", ...)``, where ``M`` is a name (or dotted names) the script binds
-to the module. A module of the user's is one of a ``.py`` file outside the standard library,
-site-packages and picklepool (``workers.reloads.library``). Those attributes' values are
-sent as they are at each call (pickled apart, with hybrid: the script's functions by value),
-when they changed, and set in a worker before each batch's tasks run, once the batch's
-functions are loaded (importing the module if need be: the script imported it); a
-dict or list is updated in place, so that another module's ``from config import OPTIONS``
-sees it too; the worker's own value returns once the script's is gone. The module's own code
-is never looked at: what it sets itself (a lazily made connection, a cache, a counter, a
-per-process value) is each process's own, as before.
+in its source (``__main__``'s file, its zip application's, or the cells IPython keeps in
+``In``), at its top or in its functions (``workers.settargets`` lists the forms: ``M.X =
+...``, ``M.X[k] = ...``, ``M.X.append(...)``, ``setattr``, ``unittest.mock.patch``, ...),
+where ``M`` is a name the script binds to the module, at its top or by an ``import`` in a
+function, or the module's dotted name in a string; a name it imports from the module and
+changes in place (``from config import OPTIONS``, then ``OPTIONS["mode"] = "fast"``) counts
+too. Where the names set are not in the source (``setattr(config, name, value)``,
+``vars(config).update(values)``), every public attribute of the module that holds plain data
+(numbers, strings, and the builtin containers) is sent. An attribute set on an instance the
+module holds (``config.cfg.batch = 64``) sends that instance whole. A module of the user's is
+one of a ``.py`` file outside the standard library, site-packages and picklepool
+(``workers.reloads.library``). Those attributes' values are sent as they are at each call
+(pickled apart, with hybrid: the script's functions by value), when they changed, and set in
+a worker before each batch's tasks run, once the batch's functions are loaded (importing the
+module if need be: the script imported it); a dict, list or set, and an instance whose state
+is its ``__dict__``, is updated in place, so that another module's ``from config import
+OPTIONS`` sees it too; the worker's own value returns once the script's is gone. The module's
+own code is never looked at: what it sets itself (a lazily made connection, a cache, a
+counter, a per-process value) is each process's own, as before.
 
-Not seen: an attribute set through a function of the module (``config.configure(debug=True)``:
-set the attribute itself, or in an initializer), by another module of the program, or through
-a name the script does not bind to the module itself. A value that does not pickle, or takes
-more than :data:`LIMIT` pickled, is left out with a ``RuntimeWarning`` naming it, once.
-Cost: the script is read once (IPython's new cells as they come); per call, a look at the
-version of each targeted module's namespace and of each dict set (CPython's
-``ma_version_tag``, or its values' identities), and each list's length (a list changed in
-place keeping its length is not seen): about 0.1 us per attribute the script sets.
+Not sent: a seeded random number generator (``random.Random``, numpy's ``Generator`` or
+``RandomState``): a copy in each worker would draw the same numbers where the loop drew each
+once; a ``RuntimeWarning`` says so. Not seen: an attribute set through a function of the
+module (``config.configure(debug=True)``: set the attribute itself, or in an initializer), by
+another module of the program, or through a name the script binds otherwise (a module passed
+as a function's argument, or kept on an object). A value that does not pickle, or takes more
+than :data:`LIMIT` pickled, is left out with a ``RuntimeWarning`` naming it, once; one that
+does not load in a worker (a ``unittest.mock`` object that was called) with a
+``RuntimeWarning`` there. Cost: the script is read once (IPython's new cells as they come);
+per call, a look at the version of each targeted module's namespace, of each dict set and of
+each dict and instance within (CPython's ``ma_version_tag``, or its values' identities), at
+the items of each list and set (held, compared by identity; a list longer than
+:data:`_ITEMS`: its length only): about 0.1 us per attribute the script sets.
 Process-wide: not sent to a dask cluster's shared workers.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
 import ctypes
+import functools
 import importlib
 import logging
 import operator
@@ -46,10 +57,12 @@ import os
 import sys
 import tokenize
 import warnings
+from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType, SimpleNamespace
 from typing import Any
 
 from .overlay import Overlay, dumps_each
 from .reloads import users
+from .settargets import EVERY, MODULES, read
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +71,6 @@ WHAT = "a global of a module of the program"
 MAX_SOURCE = 1 << 21  # bytes of the script read at most
 LIMIT = 1 << 20  # bytes a value may take pickled (it travels with every batch)
 _MAIN = ("__main__", "__mp_main__")
-# the methods that change a dict, list or set in place (config.PATHS.append(x))
-_CHANGES = frozenset(
-    "append extend insert update setdefault pop popitem remove clear add discard sort reverse".split()
-)
 
 
 # -- a dict's version: has it changed since it was last looked at? ---------------------------
@@ -88,7 +97,8 @@ def _version_view() -> Any:
 
 
 class _Identities:
-    """In place of a version where there is none: the identities of a dict's values."""
+    """In place of a version where there is none: a dict's keys and values, held and
+    compared by identity (:class:`_Items`)."""
 
     __slots__ = ("d",)
 
@@ -97,7 +107,7 @@ class _Identities:
 
     @property
     def value(self) -> Any:
-        return (len(self.d), tuple(map(id, self.d.values())))
+        return _Items((*self.d, *self.d.values()))
 
 
 _versions = _version_view()
@@ -111,88 +121,67 @@ def _watch(d: dict[Any, Any]) -> Any:
 # -- the parent's side ------------------------------------------------------------------------
 
 
-def targets(source: str) -> set[tuple[str, ...]]:
-    """The attributes *source* (a script) sets on names: ``("config", "DEBUG")`` for
-    ``config.DEBUG = ...``, ``config.OPTIONS["k"] = ...``, ``config.OPTIONS.update(...)``;
-    ``("config", "Settings", "RETRIES")`` for ``config.Settings.RETRIES = ...``."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return set()
-    out: set[tuple[str, ...]] = set()
-    for node in ast.walk(tree):
-        stores: list[ast.AST] = []
-        if isinstance(node, ast.Assign):
-            stores = list(node.targets)
-        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
-            stores = [node.target]
-        elif isinstance(node, ast.Call):
-            func = node.func
-            if isinstance(func, ast.Attribute) and func.attr in _CHANGES:  # (config.PATHS.append(x))
-                chain = _chain(func.value)
-                if chain is not None and len(chain) >= 2:
-                    out.add(chain)
-            elif (
-                isinstance(func, ast.Name)
-                and func.id == "setattr"
-                and len(node.args) >= 2
-                and isinstance(node.args[1], ast.Constant)
-                and isinstance(node.args[1].value, str)
-            ):
-                chain = _chain(node.args[0])
-                if chain is not None:
-                    out.add((*chain, node.args[1].value))
-        for store in stores:
-            while isinstance(store, ast.Subscript):  # (config.OPTIONS["mode"] = ...)
-                store = store.value
-            if isinstance(store, ast.Tuple | ast.List):
-                stores.extend(store.elts)
-                continue
-            chain = _chain(store)
-            if chain is not None and len(chain) >= 2:
-                out.add(chain)
-    return out
-
-
-def _chain(node: ast.AST) -> tuple[str, ...] | None:
-    """``("a", "b", "c")`` for the expression ``a.b.c``; None for any other."""
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(node.id)
-    return tuple(reversed(parts))
-
-
 def _users(module: Any) -> bool:
     """Whether *module* is one of the user's (``workers.reloads.users``), not the script."""
     return getattr(module, "__name__", None) not in _MAIN and users(module)
 
 
-def _resolve(namespace: dict[str, Any], chain: tuple[str, ...]) -> tuple[Any, Any, str] | None:
-    """``(module, owner, name)`` where *chain*, read from *namespace*, sets the attribute
-    *name* of *owner*: a module of the user's, or a class defined in it. None for another."""
-    obj = namespace.get(chain[0])
-    module = None
+def _resolve(
+    namespace: dict[str, Any], imports: dict[str, str], chain: tuple[str, ...]
+) -> tuple[Any, Any, str] | None:
+    """``(module, owner, name)`` where *chain* (``workers.settargets``), read from the
+    script's *namespace* or else through its *imports*, sets the attribute *name* of
+    *owner*: a module of the user's, a class defined in it, or the module itself where
+    *name* is the module's attribute holding an instance whose attribute is set (sent whole).
+    None for another."""
+    head = chain[0]
+    obj = namespace.get(head) if head != MODULES else None
+    if not isinstance(obj, ModuleType) and head != MODULES:
+        imported = imports.get(head)  # (import config in a function; from config import OPTIONS)
+        if imported is None:
+            return None
+        chain = (MODULES, *imported.split("."), *chain[1:])
     i = 1
-    while i < len(chain) - 1 and isinstance(obj, type(sys)):
+    if chain[0] == MODULES:  # the longest dotted name that is a module imported
+        for i in range(len(chain) - 1, 1, -1):
+            obj = sys.modules.get(".".join(chain[1:i]))
+            if isinstance(obj, ModuleType):
+                break
+        else:
+            return None
+    while i < len(chain) - 1 and isinstance(obj, ModuleType):
         nxt = getattr(obj, chain[i], None)
-        if not isinstance(nxt, type(sys)):
+        if not isinstance(nxt, ModuleType):
             break
         obj, i = nxt, i + 1
-    if not isinstance(obj, type(sys)) or not _users(obj):
+    if not isinstance(obj, ModuleType) or not _users(obj):
         return None
-    module = obj
-    rest = chain[i:]
+    module, rest = obj, chain[i:]
     if len(rest) == 1:
         return module, module, rest[0]
-    if len(rest) == 2:
-        cls = getattr(module, rest[0], None)
-        if isinstance(cls, type) and getattr(cls, "__module__", None) == module.__name__:
-            return module, cls, rest[1]
+    held = vars(module).get(rest[0])
+    if isinstance(held, type):
+        if len(rest) == 2 and getattr(held, "__module__", None) == module.__name__:
+            return module, held, rest[1]
+    elif _instance(held):  # (config.cfg.batch = 64: cfg sent whole)
+        return module, module, rest[0]
     return None
+
+
+def _instance(value: Any) -> bool:
+    """Whether *value* is an object whose attributes the script may set (``cfg.batch = 64``):
+    one with a ``__dict__``, not a module, class, function or method."""
+    return isinstance(getattr(value, "__dict__", None), dict) and not isinstance(value, _NOT_INSTANCES)
+
+
+_NOT_INSTANCES = (
+    type,
+    ModuleType,
+    FunctionType,
+    BuiltinFunctionType,
+    MethodType,
+    functools.partial,
+)
 
 
 def _script_key(namespace: dict[str, Any]) -> Any:
@@ -205,62 +194,102 @@ def _script_key(namespace: dict[str, Any]) -> Any:
     return path if isinstance(path, str) else None
 
 
-# parent: the script's key and the chains its source sets; the IPython cells read so far
-_script: tuple[Any, frozenset[tuple[str, ...]]] = (None, frozenset())
+# parent: the script's key, the chains its source sets and the modules its imports bind;
+# the IPython cells read so far
+_script: tuple[Any, frozenset[tuple[str, ...]], dict[str, str]] = (None, frozenset(), {})
 _cells_read = 0
 
 
 def _chains(namespace: dict[str, Any]) -> frozenset[tuple[str, ...]]:
     """The attribute chains the script (whose namespace is *namespace*) sets: read once from
-    its file, or from IPython's cells as new ones come."""
+    its file (or its loader: a zip application's), or from IPython's cells as new ones come."""
     global _script, _cells_read
     key = _script_key(namespace)
     if key == _script[0]:
         return _script[1]
     found: set[tuple[str, ...]] = set()
+    imports: dict[str, str] = {}
     if type(key) is tuple:
         cells = namespace["In"]
         if _cells_read <= len(cells) and _script[0] is not None and type(_script[0]) is tuple:
-            found = set(_script[1])
+            found, imports = set(_script[1]), dict(_script[2])
         else:
-            found, _cells_read = set(), 0
+            _cells_read = 0
         for cell in cells[_cells_read:]:
             if isinstance(cell, str):
-                found |= targets(cell)
+                chains, bound = read(cell)
+                found |= chains
+                imports.update(bound)
         _cells_read = len(cells)
     elif key is not None:
-        try:
-            if os.path.getsize(key) <= MAX_SOURCE:
-                with tokenize.open(key) as f:  # (its declared encoding, as Python reads it)
-                    found = targets(f.read())
-        except (OSError, SyntaxError, UnicodeDecodeError):
-            found = set()
-    _script = (key, frozenset(found))
+        chains, imports = read(_source(namespace, key))
+        found = set(chains)
+    _script = (key, frozenset(found), imports)
     return _script[1]
 
 
-# parent: the versions of what is watched as read last, and the pickle of the values
-_views: list[Any] = []  # versions of the namespaces and classes set, and of the dicts set
-_lists: list[list[Any]] = []  # the lists set (held: their lengths are watched)
+def _source(namespace: dict[str, Any], path: str) -> str:
+    """The script's source: its file's, else its loader's (a script in a zip application,
+    ``python app.pyz``); empty where neither gives it."""
+    try:
+        if os.path.getsize(path) <= MAX_SOURCE:
+            with tokenize.open(path) as f:  # (its declared encoding, as Python reads it)
+                return f.read()
+        return ""
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        pass
+    try:
+        spec = namespace.get("__spec__")
+        source = namespace["__loader__"].get_source(getattr(spec, "name", None) or "__main__")
+    except Exception:  # noqa: BLE001 - no loader, or one that cannot give it
+        return ""
+    return source if isinstance(source, str) and len(source) <= MAX_SOURCE else ""
+
+
+class _Items(tuple):  # type: ignore[type-arg]
+    """A list's or set's items as read last, held (no item's address is taken by another
+    while held), equal to another read only where each item is the same object."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _Items and len(self) == len(other) and all(map(operator.is_, self, other))
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# parent: what is watched for a change, and the pickle of the values as read last
+_views: list[Any] = []  # versions of the namespaces and classes set, of the dicts set and within
+_held: list[Any] = []  # the lists and sets set, and those within (their items are watched)
+_long: list[Any] = []  # those longer than _ITEMS (only their lengths are watched)
 _heads: tuple[str, ...] = ()  # the script's names the chains start from
+_mods: tuple[str, ...] = ()  # the modules named through imports (imported later: looked at)
 _read: tuple[Any, bytes | None] = (None, None)
+_ITEMS = 10_000  # items of a list or set watched one by one, at most
+_WITHIN = 256  # containers within a value watched, at most
 
 
 def _signal(chains: frozenset[tuple[str, ...]], namespace: dict[str, Any]) -> Any:
     """What is read again each call (C loops only): the script's names the chains start
-    from (bound anew: another module), the versions of the dicts, the lists' lengths."""
+    from (bound anew: another module), the modules named through its imports, the versions
+    of the dicts, the items of the lists and sets (the lengths of long ones)."""
     return (
         chains,
         list(map(id, map(namespace.get, _heads))),
+        list(map(id, map(sys.modules.get, _mods))),
         list(map(_VALUE, _views)),
-        list(map(len, _lists)),
+        list(map(_Items, _held)),
+        list(map(len, _long)),
     )
 
 
 def pickled() -> bytes | None:
     """``{(module, name): value}`` of the attributes the script sets on its own modules (name:
     ``"Class.attribute"`` for a class's), pickled each apart (None: it sets none)."""
-    global _read, _heads
+    global _read, _heads, _mods
     namespace = getattr(sys.modules.get("__main__"), "__dict__", None)
     if type(namespace) is not dict:
         return None
@@ -272,39 +301,117 @@ def pickled() -> bytes | None:
     seen, data = _read
     if seen is not None and seen[0] is chains and _signal(chains, namespace) == seen:
         return data
-    _heads = tuple({chain[0] for chain in chains})
+    imports = _script[2]
+    _heads = tuple({chain[0] for chain in chains if chain[0] != MODULES})
+    _mods = _prefixes(chains, imports)
     entries: list[tuple[Any, Any]] = []
-    views: list[dict[Any, Any]] = []  # the dicts whose versions are watched
-    lists: list[list[Any]] = []
+    views: list[Any] = []  # the dicts whose versions are watched
+    held: list[Any] = []
     for chain in sorted(chains):
         try:
-            found = _resolve(namespace, chain)
+            found = _resolve(namespace, imports, chain)
             if found is None:
                 continue
             module, owner, name = found
             views.append(vars(module))
             if owner is not module:
                 views.extend(_class_dicts(owner))
-            if name not in vars(owner):
+            if name == EVERY:  # (setattr(config, name, value)): its plain values
+                named = [(n, v) for n, v in vars(module).items() if n[:1] != "_" and type(v) in _PLAIN]
+            elif name in vars(owner):
+                named = [(name, vars(owner)[name])]
+            else:
                 continue
-            value = vars(owner)[name]
         except Exception as exc:  # noqa: BLE001 - (a module whose attributes raise): the others go
             log.debug("picklepool: %s: %r left out: %r", WHAT, chain, exc)
             continue
-        if type(value) is dict:
-            views.append(value)
-        elif type(value) is list:
-            lists.append(value)
-        key = module.__name__, name if owner is module else f"{owner.__name__}.{name}"
-        entries.append((key, value))
+        for name, value in named:
+            key = module.__name__, name if owner is module else f"{owner.__name__}.{name}"
+            generator = _generator(value)
+            if generator:
+                _warn_left_out(key, _RANDOM.format(generator))
+                continue
+            _within(value, views, held)
+            entries.append((key, value))
     left_out: dict[Any, str] = {}
-    data = dumps_each(entries, WHAT, LIMIT, None, left_out) if entries else None
+    data = dumps_each(dict(entries).items(), WHAT, LIMIT, None, left_out) if entries else None
     for key, why in left_out.items():
         _warn_left_out(key, why)
     _views[:] = [_watch(d) for d in {id(d): d for d in views}.values()]  # (each dict once)
-    _lists[:] = lists
+    unique = list({id(c): c for c in held}.values())
+    _held[:] = [c for c in unique if len(c) <= _ITEMS]
+    _long[:] = [c for c in unique if len(c) > _ITEMS]
     _read = (_signal(chains, namespace), data)
     return data
+
+
+_PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes, tuple, frozenset, list, dict, set})
+_RANDOM = (
+    "it is a random number generator ({}): each worker would draw the same numbers from its "
+    "copy, where the loop drew each number once. Give each task its own seed (for instance "
+    "numpy.random.SeedSequence(seed).spawn(n_tasks), passed as an argument)"
+)
+
+
+def _generator(value: Any) -> str:
+    """The type's name of *value* where it is a seeded random number generator (the
+    stdlib's ``random.Random``, numpy's ``Generator``, ``RandomState`` or a bit generator):
+    a copy in each worker would repeat the same draws. Empty for any other value."""
+    import random
+
+    kind = type(value)
+    if isinstance(value, random.Random) and not isinstance(value, random.SystemRandom):
+        return f"{kind.__module__}.{kind.__qualname__}"
+    numpy_random = sys.modules.get("numpy.random")
+    kinds = tuple(
+        k
+        for k in (getattr(numpy_random, n, None) for n in ("Generator", "RandomState", "BitGenerator"))
+        if isinstance(k, type)
+    )
+    if not kinds or not isinstance(value, kinds):
+        return ""
+    home = "numpy.random" if kind.__module__.startswith("numpy.random") else kind.__module__
+    return f"{home}.{kind.__qualname__}"
+
+
+def _within(value: Any, views: list[Any], held: list[Any]) -> None:
+    """Add to *views* the dicts and to *held* the lists and sets in *value* (itself, and
+    those it holds: ``config.TABLE["a"]["b"] = 2`` changes a dict within), at most
+    :data:`_WITHIN` of them; an instance's attributes too (its ``__dict__``, watched)."""
+    todo, count, steps = [value], 0, 0
+    while todo and count < _WITHIN and steps < 100 * _ITEMS:
+        item = todo.pop()
+        kind = type(item)
+        steps += 1
+        if kind is dict:
+            views.append(item)
+            todo.extend(item.values())
+        elif kind is list or kind is set:
+            held.append(item)
+            todo.extend(item)
+        elif kind is tuple or kind is frozenset:
+            todo.extend(item)
+        elif kind in _PLAIN or not _instance(item):
+            continue
+        else:
+            views.append(vars(item))
+            todo.extend(vars(item).values())
+        count += 1
+
+
+def _prefixes(chains: frozenset[tuple[str, ...]], imports: dict[str, str]) -> tuple[str, ...]:
+    """Every dotted prefix of the modules the chains name through imports or by a string (one
+    imported only after a call is looked up again at the next)."""
+    out: set[str] = set()
+    for chain in chains:
+        if chain[0] == MODULES:
+            parts = list(chain[1:-1])
+        elif chain[0] in imports:
+            parts = imports[chain[0]].split(".")
+        else:
+            continue
+        out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return tuple(out)
 
 
 def _class_dicts(cls: type) -> list[dict[str, Any]]:
@@ -338,29 +445,38 @@ def _warn_left_out(key: Any, why: str) -> None:
 class _Globals:
     """The user's modules' globals and their classes' attributes, as the one table an
     :class:`~.overlay.Overlay` lays the parent's over, keyed ``(module, name)`` or
-    ``(module, "Class.name")``. A dict or list is read as a copy and set in place (another
-    module's ``from config import OPTIONS`` holds the same one)."""
+    ``(module, "Class.name")``. A dict, list or set, and an instance whose state is its
+    ``__dict__`` (``cfg`` of ``config.cfg.batch = 64``), is read as a copy and set in place:
+    another module's ``from config import OPTIONS`` (or ``cfg``) holds the same one."""
 
     def get(self, key: tuple[str, str], default: Any = None) -> Any:
         owner, name = _owner(key)
         value = default if owner is None else getattr(owner, name, default)
-        return copy.deepcopy(value) if type(value) in (dict, list) else value
+        if type(value) in _CONTAINERS:
+            return copy.deepcopy(value)
+        return _Attributes(value) if _in_place(value) else value
 
     def __setitem__(self, key: tuple[str, str], value: Any) -> None:
         owner, name = _owner(key)
         if owner is None:
             return  # (a module this worker cannot import)
-        current = getattr(owner, name, None)
+        current: Any = getattr(owner, name, None)
         if _same(current, value):
             return
         try:
-            if type(value) is type(current) is dict:
-                current.clear()
-                current.update(copy.deepcopy(value))
+            if type(value) is _Attributes:  # (the worker's own instance, as it was, back)
+                if current is not value.obj:
+                    setattr(owner, name, value.obj)
+                _set_attributes(value.obj, value.attributes)
             elif type(value) is type(current) is list:
                 current[:] = copy.deepcopy(value)
+            elif type(value) is type(current) and type(value) in (dict, set):
+                current.clear()
+                current.update(copy.deepcopy(value))
+            elif type(value) is type(current) and _in_place(value):
+                _set_attributes(current, vars(value))
             else:
-                setattr(owner, name, copy.deepcopy(value) if type(value) in (dict, list) else value)
+                setattr(owner, name, copy.deepcopy(value) if type(value) in _CONTAINERS else value)
         except Exception as exc:  # noqa: BLE001 - (a module refusing it): the others still go
             log.debug("picklepool: %s could not be set here (%r): %r", WHAT, key, exc)
 
@@ -369,6 +485,45 @@ class _Globals:
         if owner is not None and name in vars(owner):
             delattr(owner, name)  # (a name the script added, then deleted)
         return default
+
+
+_CONTAINERS = (dict, list, set)
+
+
+class _Attributes:
+    """A worker's own instance and its attributes, as read before the parent's were set."""
+
+    __slots__ = ("obj", "attributes")
+
+    def __init__(self, obj: Any) -> None:
+        self.obj, self.attributes = obj, dict(vars(obj))
+
+
+def _in_place(value: Any) -> bool:
+    """Whether *value* is an instance whose whole state is its ``__dict__`` (pickled by
+    ``object``'s default, or a ``SimpleNamespace``): its attributes can be set in place."""
+    if not _instance(value):
+        return False
+    kind = type(value)
+    if kind is SimpleNamespace:
+        return True
+    return (
+        kind.__reduce_ex__ is object.__reduce_ex__
+        and kind.__reduce__ is object.__reduce__
+        and getattr(kind, "__setstate__", None) is None
+        and getattr(kind, "__getstate__", None) is getattr(object, "__getstate__", None)
+        and not getattr(kind, "__slots__", ())
+    )
+
+
+def _set_attributes(obj: Any, attributes: dict[str, Any]) -> None:
+    try:
+        attributes = copy.deepcopy(attributes)  # (a task's change in place is its batch's only)
+    except Exception:  # noqa: BLE001 - (an attribute that does not copy): as they are
+        attributes = dict(attributes)
+    own = vars(obj)
+    own.clear()
+    own.update(attributes)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -423,4 +578,15 @@ def apply(data: bytes | None) -> None:
         return
     if data != _overlay.applied:
         _unimportable.clear()
-    _overlay.apply(_Globals(), data)  # type: ignore[arg-type]
+    failed: dict[Any, str] = {}
+    _overlay.apply(_Globals(), data, failed)  # type: ignore[arg-type]
+    for key, why in failed.items():  # (pickled in the parent, it does not load here)
+        name = f"{key[0]}.{key[1]}" if type(key) is tuple and len(key) == 2 else "an attribute"
+        warnings.warn(
+            f"picklepool: {name}, which the script sets, could not be loaded in worker "
+            f"{os.getpid()} ({why}): tasks there read the module's own value, where the "
+            "loop's read the script's. Set it in the task, or in an initializer "
+            "(Parallel(initializer=...)).",
+            RuntimeWarning,
+            stacklevel=2,
+        )

@@ -54,21 +54,37 @@ def dumps_each(
             if too_large is not None:
                 too_large(entry[0], len(one))
             continue
-        each.append(one)
+        each.append((_key(entry[0]), one))
     return pickle.dumps(tuple(each)) if each else None
 
 
-def loads_each(data: bytes | None, what: str) -> dict[Any, Any]:
-    """The entries :func:`dumps_each` pickled in *data*, those this worker can load."""
+def _key(key: Any) -> bytes:
+    """*key* pickled by the standard library, to name an entry a worker cannot load (empty
+    where it does not pickle so)."""
+    try:
+        return pickle.dumps(key)
+    except Exception:  # noqa: BLE001 - (named "an entry" then)
+        return b""
+
+
+def loads_each(data: bytes | None, what: str, failed: dict[Any, str] | None = None) -> dict[Any, Any]:
+    """The entries :func:`dumps_each` pickled in *data*, those this worker can load; each it
+    cannot is recorded in *failed* (its key, or None, -> why in words), when given."""
     out: dict[Any, Any] = {}
     if data is None:
         return out
-    for one in pickle.loads(data):
+    for key_data, one in pickle.loads(data):
         try:
             with warnfilters.loading():  # (the imports the parent made: under the worker's filters)
                 key, value = pickle.loads(one)
         except Exception as exc:  # noqa: BLE001 - one this worker cannot load
             log.debug("picklepool: %s of the parent cannot be read here (%r)", what, exc)
+            if failed is not None:
+                try:
+                    key = pickle.loads(key_data) if key_data else None
+                except Exception:  # noqa: BLE001 - (named "an entry" then)
+                    key = None
+                failed[key] = f"{type(exc).__name__}: {exc}"
             continue
         out[key] = value
     return out
@@ -104,14 +120,15 @@ class Overlay:
             else:
                 table[key] = mine
 
-    def apply(self, table: dict[Any, Any], data: bytes | None) -> None:
+    def apply(self, table: dict[Any, Any], data: bytes | None, failed: dict[Any, str] | None = None) -> None:
         """Make *table* hold the entries pickled in *data* (None: the parent has none), and
-        take back those set for an earlier batch that the parent no longer has."""
+        take back those set for an earlier batch that the parent no longer has. The entries
+        this worker cannot load are recorded in *failed* (see :func:`loads_each`)."""
         if data is None and not self.added:  # (the usual case: nothing to lay over)
             return
         added, own = self.added, self.own
         if data != self.applied:
-            wanted = loads_each(data, self.what)
+            wanted = loads_each(data, self.what, failed)
             for key in [k for k in added if k not in wanted]:
                 mine = own.pop(key, _NONE)
                 del added[key]
