@@ -231,6 +231,14 @@ renamed = 2
     }
     assert imports["localcfg"] == "localcfg" and imports["deep"] == "pkg.deep"
     assert imports["OPTIONS"] == "config.OPTIONS" and imports["cfg"] == "config.cfg"
+    # what another module's code sets: only what binds anew (filling a cache in place is its own)
+    assert settargets.read(source, in_place=False)[0] == chains - {
+        ("OPTIONS",),
+        ("deep", settargets.EVERY),
+        (settargets.MODULES, "config", "TABLE"),
+        ("localcfg", "ENV"),
+        ("local",),
+    }
 
 
 MORE_CONFIG = """
@@ -381,3 +389,48 @@ def test_changes_within_what_is_sent_are_seen_with_or_without_dict_versions(tmp_
         for value in (3.5, 4.5, 5.5):  # (a new float each time, where an old one was freed)
             config.LAYERS[0] = value
             assert loads_each(moduleglobals.pickled(), "test")[("pp_within_config", "LAYERS")][0] == value
+
+
+CLI = """
+import argparse, threading
+import pp_cli_config, pp_cli_cache, pp_cli_tasks
+from picklepool import Parallel, delayed
+
+def main(argv):
+    args = argparse.ArgumentParser()
+    args.add_argument("--debug", action="store_true")
+    args.add_argument("--scale", type=int)
+    args = args.parse_args(argv)
+    pp_cli_config.DEBUG = args.debug  # (what the program's command line sets, in its module)
+    setattr(pp_cli_config, "SCALE", args.scale)
+    pp_cli_config.lock = threading.Lock()  # (a module's own resource: not sent, not warned of)
+    pp_cli_cache.STORE["parent"] = 1  # (a cache filled in place: each process's own)
+    loop = [pp_cli_tasks.read(x) for x in range(2)]
+    return loop, Parallel(n_jobs=2)(delayed(pp_cli_tasks.read)(x) for x in range(2))
+"""
+
+CLI_TASKS = """
+import pp_cli_config, pp_cli_cache
+
+def read(x):
+    return pp_cli_config.DEBUG, pp_cli_config.SCALE * x, "parent" in pp_cli_cache.STORE
+"""
+
+
+def test_what_the_programs_own_modules_set_on_its_modules_reaches_the_workers(tmp_path):
+    # an installed command's script is two lines (from cli import main; main()): the settings
+    # are made by the program's command-line module
+    (tmp_path / "pp_cli_config.py").write_text("DEBUG = False\nSCALE = 1\nlock = None\n")
+    (tmp_path / "pp_cli_cache.py").write_text("STORE = {}\n")
+    (tmp_path / "pp_cli_tasks.py").write_text(CLI_TASKS)
+    (tmp_path / "pp_cli.py").write_text(CLI)
+    (tmp_path / "main.py").write_text(
+        "import os, sys\nsys.path.insert(0, os.path.dirname(__file__))\nfrom pp_cli import main\n"
+        "loop, got = main(['--debug', '--scale', '3'])\nprint(loop)\nprint(got)\n"
+    )
+    proc = run_python(f"import runpy; runpy.run_path({str(tmp_path / 'main.py')!r}, run_name='__main__')")
+    assert proc.returncode == 0, proc.stderr
+    loop, got = proc.stdout.splitlines()
+    assert loop == "[(True, 0, True), (True, 3, True)]"
+    assert got == "[(True, 0, False), (True, 3, False)]"
+    assert "RuntimeWarning" not in proc.stderr, proc.stderr

@@ -15,7 +15,13 @@ in its source (``__main__``'s file, its zip application's, or the cells IPython 
 where ``M`` is a name the script binds to the module, at its top or by an ``import`` in a
 function, or the module's dotted name in a string; a name it imports from the module and
 changes in place (``from config import OPTIONS``, then ``OPTIONS["mode"] = "fast"``) counts
-too. Where the names set are not in the source (``setattr(config, name, value)``,
+too. The code of the user's other modules is read too (each once, as it is imported, and
+only where a line may set an attribute of a module of the user's it imports): what it binds
+on another module of the user's (the program's command-line module's ``config.DEBUG =
+args.debug``, behind an installed command's two-line script) is sent as well, not what it
+changes in place (a cache it fills in another module stays each process's own), and one of
+its values that does not pickle is left out without a warning (a connection it made).
+Where the names set are not in the source (``setattr(config, name, value)``,
 ``vars(config).update(values)``), every public attribute of the module that holds plain data
 (numbers, strings, and the builtin containers) is sent. An attribute set on an instance the
 module holds (``config.cfg.batch = 64``) sends that instance whole. A module of the user's is
@@ -32,9 +38,9 @@ counter, a per-process value) is each process's own, as before.
 Not sent: a seeded random number generator (``random.Random``, numpy's ``Generator`` or
 ``RandomState``): a copy in each worker would draw the same numbers where the loop drew each
 once; a ``RuntimeWarning`` says so. Not seen: an attribute set through a function of the
-module (``config.configure(debug=True)``: set the attribute itself, or in an initializer), by
-another module of the program, or through a name the script binds otherwise (a module passed
-as a function's argument, or kept on an object). A value that does not pickle, or takes more
+module itself (``config.configure(debug=True)``, through its ``global DEBUG``: set the
+attribute itself, or in an initializer), or through a name bound otherwise (a module passed as
+a function's argument, or kept on an object). A value that does not pickle, or takes more
 than :data:`LIMIT` pickled, is left out with a ``RuntimeWarning`` naming it, once; one that
 does not load in a worker (a ``unittest.mock`` object that was called) with a
 ``RuntimeWarning`` there. Cost: the script is read once (IPython's new cells as they come);
@@ -54,6 +60,7 @@ import importlib
 import logging
 import operator
 import os
+import re
 import sys
 import tokenize
 import warnings
@@ -61,7 +68,7 @@ from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType, Sim
 from typing import Any
 
 from .overlay import Overlay, dumps_each
-from .reloads import users
+from .reloads import file_of, users
 from .settargets import EVERY, MODULES, read
 
 log = logging.getLogger(__name__)
@@ -261,24 +268,98 @@ class _Items(tuple):  # type: ignore[type-arg]
     __hash__ = None  # type: ignore[assignment]
 
 
+# parent: the user's modules read (id -> the module, the chains its code sets on other
+# modules, the modules its imports bind), and how many modules sys.modules held then
+_modules_read: dict[int, tuple[Any, frozenset[tuple[str, ...]], dict[str, str]]] = {}
+_modules_seen = 0
+_IMPORTS = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+)?import[ \t]+(\([^)]*\)|[^\n#;]+)", re.M)
+_HEADS = re.compile(  # the name a line sets an attribute of: name.X = ..., setattr(name, ...)
+    r"^[ \t]*([A-Za-z_]\w*)\.[\w.]+[ \t]*(?::[^=\n]*)?[-+*/%&|^@]?=(?!=)"
+    r"|setattr\([ \t]*([A-Za-z_]\w*)|patch(?:\.object)?\([ \t]*(['\"]|[A-Za-z_]\w*)"
+    r"|(import_module|__import__)\(",
+    re.M,
+)
+
+
+def _sets_on_users(module: Any, source: str) -> bool:
+    """Whether *module*'s *source* may set an attribute of a module of the user's it imports
+    (a line ``config.X = ...``, ``setattr(config, ...)``, ``patch(...``): worth parsing.
+    :func:`workers.settargets.read` takes about 20 us a line; this look, about 1 us."""
+    heads = {name for found in _HEADS.findall(source) for name in found if name}
+    if not heads:
+        return False
+    if heads & {"'", '"', "import_module", "__import__"}:
+        return True  # (a module named by a string)
+    imported: dict[str, str] = {}
+    for home, names in _IMPORTS.findall(source):
+        for part in names.strip("()").replace("\\", " ").split(","):
+            words = part.split()
+            if not words:
+                continue
+            name = words[2] if len(words) == 3 and words[1] == "as" else words[0].split(".")[0]
+            full = f"{home}.{words[0]}" if home else (words[0] if len(words) == 3 else name)
+            imported[name] = full
+    namespace = vars(module)
+    for head in heads & imported.keys():
+        bound = namespace.get(head)
+        if isinstance(bound, ModuleType) and _users(bound):
+            return True
+        full = imported[head]  # (imported in a function; or an object imported from a module)
+        for home in (full, full.rpartition(".")[0]):
+            if _users(sys.modules.get(home)):
+                return True
+    return False
+
+
+def _modules() -> list[tuple[Any, frozenset[tuple[str, ...]], dict[str, str]]]:
+    """The user's modules whose code sets attributes of other modules (``config.DEBUG =
+    args.debug`` in the program's command-line module), each read once, as it is imported."""
+    global _modules_seen, _modules_read
+    if len(sys.modules) != _modules_seen:
+        before = _modules_read
+        _modules_read = {}
+        for module in list(sys.modules.values()):
+            found = before.get(id(module))
+            _modules_read[id(module)] = found if found is not None else (module, *_module_chains(module))
+        _modules_seen = len(sys.modules)
+    return [entry for entry in _modules_read.values() if entry[1]]
+
+
+def _module_chains(module: Any) -> tuple[frozenset[tuple[str, ...]], dict[str, str]]:
+    """What *module*'s code sets on other modules, binding attributes anew (not what it
+    changes in place: a module filling another's cache keeps it each process's own)."""
+    if not _users(module):
+        return frozenset(), {}
+    try:
+        path = file_of(module)
+        if os.path.getsize(path) > MAX_SOURCE:
+            return frozenset(), {}
+        with tokenize.open(path) as f:
+            source = f.read()
+    except (OSError, SyntaxError, UnicodeDecodeError, TypeError):
+        return frozenset(), {}
+    return read(source, in_place=False) if _sets_on_users(module, source) else (frozenset(), {})
+
+
 # parent: what is watched for a change, and the pickle of the values as read last
 _views: list[Any] = []  # versions of the namespaces and classes set, of the dicts set and within
 _held: list[Any] = []  # the lists and sets set, and those within (their items are watched)
 _long: list[Any] = []  # those longer than _ITEMS (only their lengths are watched)
-_heads: tuple[str, ...] = ()  # the script's names the chains start from
+_spaces: list[dict[str, Any]] = []  # the namespaces the chains start from (the script's, ...)
+_heads: list[str] = []  # and the names there (bound anew: another module)
 _mods: tuple[str, ...] = ()  # the modules named through imports (imported later: looked at)
 _read: tuple[Any, bytes | None] = (None, None)
 _ITEMS = 10_000  # items of a list or set watched one by one, at most
 _WITHIN = 256  # containers within a value watched, at most
 
 
-def _signal(chains: frozenset[tuple[str, ...]], namespace: dict[str, Any]) -> Any:
-    """What is read again each call (C loops only): the script's names the chains start
-    from (bound anew: another module), the modules named through its imports, the versions
-    of the dicts, the items of the lists and sets (the lengths of long ones)."""
+def _signal(sources: Any) -> Any:
+    """What is read again each call (C loops only): the names the chains start from (bound
+    anew: another module), the modules named through imports, the versions of the dicts, the
+    items of the lists and sets (the lengths of long ones)."""
     return (
-        chains,
-        list(map(id, map(namespace.get, _heads))),
+        sources,
+        list(map(id, map(dict.get, _spaces, _heads))),
         list(map(id, map(sys.modules.get, _mods))),
         list(map(_VALUE, _views)),
         list(map(_Items, _held)),
@@ -286,62 +367,82 @@ def _signal(chains: frozenset[tuple[str, ...]], namespace: dict[str, Any]) -> An
     )
 
 
+_sources: tuple[Any, Any] = (None, ())
+
+
 def pickled() -> bytes | None:
-    """``{(module, name): value}`` of the attributes the script sets on its own modules (name:
-    ``"Class.attribute"`` for a class's), pickled each apart (None: it sets none)."""
-    global _read, _heads, _mods
+    """``{(module, name): value}`` of the attributes the script (and the code of the user's
+    modules) sets on the user's modules (name: ``"Class.attribute"`` for a class's), pickled
+    each apart (None: none is set)."""
+    global _read, _mods, _sources
     namespace = getattr(sys.modules.get("__main__"), "__dict__", None)
     if type(namespace) is not dict:
         return None
     cells = namespace.get("In")  # (the script's key, as _script_key: inline, as it runs every call)
     key = ("cells", len(cells)) if type(cells) is list else namespace.get("__file__")
     chains = _script[1] if key == _script[0] else _chains(namespace)
-    if not chains:
+    if len(sys.modules) != _modules_seen or _sources[0] is not chains:
+        modules = _modules()
+        main = ((None, namespace, chains, _script[2]),) if chains else ()
+        _sources = (chains, main + tuple((m, vars(m), c, i) for m, c, i in modules))
+    sources = _sources[1]
+    if not sources:
         return None
     seen, data = _read
-    if seen is not None and seen[0] is chains and _signal(chains, namespace) == seen:
+    if seen is not None and seen[0] is sources and _signal(sources) == seen:
         return data
-    imports = _script[2]
-    _heads = tuple({chain[0] for chain in chains if chain[0] != MODULES})
-    _mods = _prefixes(chains, imports)
+    _spaces[:], _heads[:] = [], []
+    mods: set[str] = set()
     entries: list[tuple[Any, Any]] = []
     views: list[Any] = []  # the dicts whose versions are watched
     held: list[Any] = []
-    for chain in sorted(chains):
-        try:
-            found = _resolve(namespace, imports, chain)
-            if found is None:
+    scripted: set[Any] = set()  # (what the script sets: one left out is warned of)
+    for source, space, chains, imports in sources:
+        heads = {chain[0] for chain in chains if chain[0] != MODULES}
+        _spaces.extend([space] * len(heads))
+        _heads.extend(heads)
+        mods.update(_prefixes(chains, imports))
+        for chain in sorted(chains):
+            try:
+                found = _resolve(space, imports, chain)
+                if found is None or found[0] is source:  # (a module's own: each process's own)
+                    continue
+                module, owner, name = found
+                views.append(vars(module))
+                if owner is not module:
+                    views.extend(_class_dicts(owner))
+                if name == EVERY:  # (setattr(config, name, value)): its plain values
+                    named = [(n, v) for n, v in vars(module).items() if n[:1] != "_" and type(v) in _PLAIN]
+                elif name in vars(owner):
+                    named = [(name, vars(owner)[name])]
+                else:
+                    continue
+            except Exception as exc:  # noqa: BLE001 - (a module whose attributes raise): the others go
+                log.debug("picklepool: %s: %r left out: %r", WHAT, chain, exc)
                 continue
-            module, owner, name = found
-            views.append(vars(module))
-            if owner is not module:
-                views.extend(_class_dicts(owner))
-            if name == EVERY:  # (setattr(config, name, value)): its plain values
-                named = [(n, v) for n, v in vars(module).items() if n[:1] != "_" and type(v) in _PLAIN]
-            elif name in vars(owner):
-                named = [(name, vars(owner)[name])]
-            else:
-                continue
-        except Exception as exc:  # noqa: BLE001 - (a module whose attributes raise): the others go
-            log.debug("picklepool: %s: %r left out: %r", WHAT, chain, exc)
-            continue
-        for name, value in named:
-            key = module.__name__, name if owner is module else f"{owner.__name__}.{name}"
-            generator = _generator(value)
-            if generator:
-                _warn_left_out(key, _RANDOM.format(generator))
-                continue
-            _within(value, views, held)
-            entries.append((key, value))
+            for name, value in named:
+                key = module.__name__, name if owner is module else f"{owner.__name__}.{name}"
+                generator = _generator(value)
+                if generator:
+                    _warn_left_out(key, _RANDOM.format(generator))
+                    continue
+                _within(value, views, held)
+                entries.append((key, value))
+                if source is None:
+                    scripted.add(key)
+    _mods = tuple(mods)
     left_out: dict[Any, str] = {}
     data = dumps_each(dict(entries).items(), WHAT, LIMIT, None, left_out) if entries else None
     for key, why in left_out.items():
-        _warn_left_out(key, why)
+        if key in scripted:  # (a module's own code setting another's connection: not warned of)
+            _warn_left_out(key, why)
+        else:
+            log.debug("picklepool: %s: %r left out: %s", WHAT, key, why)
     _views[:] = [_watch(d) for d in {id(d): d for d in views}.values()]  # (each dict once)
     unique = list({id(c): c for c in held}.values())
     _held[:] = [c for c in unique if len(c) <= _ITEMS]
     _long[:] = [c for c in unique if len(c) > _ITEMS]
-    _read = (_signal(chains, namespace), data)
+    _read = (_signal(sources), data)
     return data
 
 

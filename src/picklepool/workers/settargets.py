@@ -30,10 +30,12 @@ CHANGES = frozenset(
 _IMPORTERS = frozenset({"import_module", "__import__"})
 
 
-def read(source: str) -> tuple[frozenset[tuple[str, ...]], dict[str, str]]:
+def read(source: str, in_place: bool = True) -> tuple[frozenset[tuple[str, ...]], dict[str, str]]:
     """The attribute chains *source* sets, and ``{name: module}`` for the names its imports
     bind (``import a.b as c``: ``{"c": "a.b"}``; ``from a import b``: ``{"b": "a.b"}``, a
-    submodule or not). Empty for a source that does not parse."""
+    submodule or not). Empty for a source that does not parse. *in_place* False: only what
+    binds an attribute anew, not what changes its value in place (``M.X[k] = v``,
+    ``M.X.append(v)``, ``patch.dict``: a module's code filling another's cache)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -52,11 +54,11 @@ def read(source: str) -> tuple[frozenset[tuple[str, ...]], dict[str, str]]:
             for alias in node.names:
                 imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
         elif isinstance(node, ast.Assign):
-            _stores(list(node.targets), out)
+            _stores(list(node.targets), out, in_place)
         elif isinstance(node, ast.AugAssign | ast.AnnAssign):
-            _stores([node.target], out)
+            _stores([node.target], out, in_place)
         elif isinstance(node, ast.Call):
-            _call(node, out)
+            _call(node, out, in_place)
     return frozenset(out), imports
 
 
@@ -65,9 +67,11 @@ def targets(source: str) -> set[tuple[str, ...]]:
     return set(read(source)[0])
 
 
-def _stores(stores: list[ast.AST], out: set[tuple[str, ...]]) -> None:
+def _stores(stores: list[ast.AST], out: set[tuple[str, ...]], in_place: bool) -> None:
     for store in stores:
         changed = isinstance(store, ast.Subscript)  # (in place: OPTIONS["mode"] = ... too)
+        if changed and not in_place:
+            continue
         while isinstance(store, ast.Subscript):  # (config.OPTIONS["mode"] = ...)
             store = store.value
         if isinstance(store, ast.Tuple | ast.List):
@@ -76,10 +80,10 @@ def _stores(stores: list[ast.AST], out: set[tuple[str, ...]]) -> None:
         _add(_chain(store), out, changed)
 
 
-def _call(node: ast.Call, out: set[tuple[str, ...]]) -> None:
+def _call(node: ast.Call, out: set[tuple[str, ...]], in_place: bool) -> None:
     func, args = node.func, node.args
     name = _chain(func) or ()
-    if isinstance(func, ast.Attribute) and func.attr in CHANGES:  # (config.PATHS.append(x))
+    if in_place and isinstance(func, ast.Attribute) and func.attr in CHANGES:  # (config.PATHS.append(x))
         _add(_chain(func.value), out, True)
     if name[-1:] == ("setattr",) or name[-2:] == ("patch", "object"):
         if len(args) >= 2:  # setattr(M, "X", v), monkeypatch.setattr(M, "X", v), patch.object
@@ -87,7 +91,7 @@ def _call(node: ast.Call, out: set[tuple[str, ...]]) -> None:
             if target is not None:
                 key = _text(args[1])
                 out.add((*target, key if key is not None else EVERY))
-    elif name[-1:] == ("patch",) or name[-2:] == ("patch", "dict"):
+    elif name[-1:] == ("patch",) or (in_place and name[-2:] == ("patch", "dict")):
         if args:  # patch("pkg.config.DEBUG", True), patch.dict(config.OPTIONS, {...})
             text = _text(args[0])
             _add(_chain(args[0]) if text is None else (MODULES, *text.split(".")), out, True)
