@@ -129,8 +129,12 @@ def _watch(d: dict[Any, Any]) -> Any:
 
 
 def _users(module: Any) -> bool:
-    """Whether *module* is one of the user's (``workers.reloads.users``), not the script."""
-    return getattr(module, "__name__", None) not in _MAIN and users(module)
+    """Whether *module* is one of the user's (``workers.reloads.users``), not the script.
+    False for an object whose attributes raise (``users`` tells first)."""
+    try:
+        return users(module) and getattr(module, "__name__", None) not in _MAIN
+    except Exception:  # noqa: BLE001 - whatever the object's own __getattr__ raises
+        return False
 
 
 def _resolve(
@@ -320,7 +324,13 @@ def _modules() -> list[tuple[Any, frozenset[tuple[str, ...]], dict[str, str]]]:
         _modules_read = {}
         for module in list(sys.modules.values()):
             found = before.get(id(module))
-            _modules_read[id(module)] = found if found is not None else (module, *_module_chains(module))
+            if found is None:
+                try:
+                    found = (module, *_module_chains(module))
+                except Exception as exc:  # noqa: BLE001 - (an object in sys.modules that raises)
+                    log.debug("picklepool: %s: %r not read: %r", WHAT, module, exc)
+                    found = (module, frozenset(), {})
+            _modules_read[id(module)] = found
         _modules_seen = len(sys.modules)
     return [entry for entry in _modules_read.values() if entry[1]]
 
