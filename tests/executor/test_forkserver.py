@@ -459,20 +459,31 @@ def test_a_changed_locale_variable_starts_the_worker_as_loky_does(monkeypatch):
     assert [ctype for ctype, _ in got] == [locale.setlocale(locale.LC_CTYPE)] * 2
 
 
-def test_a_stopped_forkserver_leaves_the_next_workers_to_loky(monkeypatch):
+def _meet(i: int, fifo: str) -> tuple[int, int]:
+    """Task 0 waits for task 1 on the FIFO: the two run in two workers, both of the pool."""
+    with open(fifo, "rb" if i == 0 else "wb") as f:
+        f.read() if i == 0 else f.write(b"here")
+    return i, os.getppid()
+
+
+def test_a_stopped_forkserver_leaves_the_next_workers_to_loky(monkeypatch, tmp_path):
     # a server that does not answer (stopped, hung) is given REPLY_WAIT, then loky starts
     # the worker; the request it answers later finds nobody waiting, and its child ends quietly
     monkeypatch.setattr(forkserver, "REPLY_WAIT", 0.5)
+    fifo = str(tmp_path / "meet")
+    os.mkfifo(fifo)
     with Parallel(n_jobs=2) as parallel:  # (its workers, the server's, are not stopped meanwhile)
         parallel(delayed(abs)(1) for _ in range(2))
         server = psutil.Process(_server_pid())
         server.suspend()
         try:
-            other = Parallel(n_jobs=2, batch_size=1, idle_worker_timeout=123)  # new workers
-            got = other(delayed(_origin)(i) for i in range(4))
+            other = Parallel(n_jobs=2, batch_size=1, idle_worker_timeout=124)  # new workers
+            # (each of its two workers runs a task: the one loky starts, slower to start than
+            # one a new server forks, would otherwise find no task left)
+            got = other(delayed(_meet)(i, fifo) for i in range(2))
         finally:
             server.resume()
-    parents = {ppid for _, ppid, _ in got}
+    parents = {ppid for _, ppid in got}
     assert os.getpid() in parents  # the worker it did not answer for: loky's
     assert server.pid not in parents
     assert server.is_running() and server.status() != psutil.STATUS_ZOMBIE  # it goes on, unharmed
