@@ -209,6 +209,7 @@ def main(monkeypatch, values, name):
         pass
     with mock.patch.dict("config.TABLE", {"a": 1}), mock.patch.dict(localcfg.ENV, {}):
         pass
+    monkeypatch.setattr("pkg.deep.LEVEL", 3)
 local = {}
 local["x"] = 1  # (a dict of the script's own: read as a name, resolved only through imports)
 renamed = 2
@@ -225,6 +226,7 @@ renamed = 2
         ("localcfg", "LEVEL"),
         ("localcfg", "fetch"),
         (settargets.MODULES, "pkg", "deep", "fetch"),
+        (settargets.MODULES, "pkg", "deep", "LEVEL"),
         (settargets.MODULES, "config", "TABLE"),
         ("localcfg", "ENV"),
         ("local",),
@@ -259,6 +261,17 @@ class Settings:
         self.layers = [1]
 
 cfg = Settings()
+
+class Point:
+    __slots__ = ("x", "__y")
+
+    def __init__(self):
+        self.x, self.__y = 1, 2
+
+point = Point()
+
+def real():
+    return "real"
 """
 
 MORE_TASKS = """
@@ -269,6 +282,13 @@ def report(x):
     return (pp_more_config.MODE, OPTIONS["level"], TABLE["a"]["b"], list(LAYERS), sorted(TAGS),
             cfg.batch, list(cfg.layers), pp_more_config.cfg is cfg, pp_dyn_config.A, pp_dyn_config.B,
             getattr(pp_dyn_config, "C", None))
+
+def which(x):
+    return pp_more_config.real()
+
+def slot(x):
+    from pp_more_config import point  # (held: set in place)
+    return point.x, point is pp_more_config.point
 
 def draw(x):
     return pp_more_config.RNG is None
@@ -290,6 +310,9 @@ def check():
     assert got == loop, (got, loop)
     return loop[0]
 
+def fake():
+    return "fake"
+
 class Unloadable:  # (pickles in the parent, fails to load in a worker)
     def __reduce__(self):
         return (int, ("not a number",))
@@ -309,6 +332,14 @@ def main(values):
     pp_more_config.TAGS.add("y")
     pp_more_config.cfg.layers[0] = 5
     assert check() == ("fast", 2, 2, [128, 32], ["x", "y"], 64, [5], True, "a", "b", "c")
+    original, pp_more_config.real = pp_more_config.real, fake  # (a patch, then undone)
+    assert Parallel(n_jobs=2)(delayed(pp_more_tasks.which)(x) for x in range(2)) == ["fake"] * 2
+    pp_more_config.real = original  # (the module's own function, which travels by reference)
+    assert Parallel(n_jobs=2)(delayed(pp_more_tasks.which)(x) for x in range(2)) == ["real"] * 2
+    pp_more_config.point.x = 7  # (an instance with slots)
+    assert Parallel(n_jobs=2)(delayed(pp_more_tasks.slot)(x) for x in range(2)) == [(7, True)] * 2
+    pp_more_config.point.x = 8  # (after warm: its slots are watched)
+    assert Parallel(n_jobs=2)(delayed(pp_more_tasks.slot)(x) for x in range(2)) == [(8, True)] * 2
     pp_more_config.TAGS.discard("y")
     pp_more_config.LAYERS[0] = 64.5
     pp_more_config.LAYERS[0] = 256.5  # (a new float where the last one was freed)

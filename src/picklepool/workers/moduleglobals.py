@@ -181,8 +181,48 @@ def _resolve(
 
 def _instance(value: Any) -> bool:
     """Whether *value* is an object whose attributes the script may set (``cfg.batch = 64``):
-    one with a ``__dict__``, not a module, class, function or method."""
-    return isinstance(getattr(value, "__dict__", None), dict) and not isinstance(value, _NOT_INSTANCES)
+    one with a ``__dict__`` or ``__slots__``, not a module, class, function or method."""
+    if isinstance(value, _NOT_INSTANCES) or type(value) in _PLAIN:
+        return False
+    return isinstance(getattr(value, "__dict__", None), dict) or bool(_slots(type(value)))
+
+
+_slot_names: dict[type, tuple[str, ...]] = {}
+
+
+def _slots(kind: type) -> tuple[str, ...]:
+    """The attribute names *kind*'s ``__slots__`` (and its bases') declare, as stored."""
+    names = _slot_names.get(kind)
+    if names is None:
+        found: list[str] = []
+        for cls in kind.__mro__:
+            declared = cls.__dict__.get("__slots__", ())
+            for name in (declared,) if isinstance(declared, str) else declared:
+                if name in ("__dict__", "__weakref__"):
+                    continue
+                if name.startswith("__") and not name.endswith("__"):
+                    name = f"_{cls.__name__.lstrip('_')}{name}"  # (as Python mangles it)
+                found.append(name)
+        names = _slot_names[kind] = tuple(found)
+    return names
+
+
+_MISSING = object()
+
+
+def _state(obj: Any) -> dict[str, Any]:
+    """*obj*'s attributes: its ``__dict__``'s and its slots' (those set)."""
+    out = dict(getattr(obj, "__dict__", None) or {})
+    for name in _slots(type(obj)):
+        value = getattr(obj, name, _MISSING)
+        if value is not _MISSING:
+            out[name] = value
+    return out
+
+
+def _slot_values(obj: Any) -> Any:
+    """What is watched of an instance with slots: their values, held (:class:`_Items`)."""
+    return _Items(getattr(obj, name, _MISSING) for name in _slots(type(obj)))
 
 
 _NOT_INSTANCES = (
@@ -355,6 +395,7 @@ def _module_chains(module: Any) -> tuple[frozenset[tuple[str, ...]], dict[str, s
 _views: list[Any] = []  # versions of the namespaces and classes set, of the dicts set and within
 _held: list[Any] = []  # the lists and sets set, and those within (their items are watched)
 _long: list[Any] = []  # those longer than _ITEMS (only their lengths are watched)
+_slotted: list[Any] = []  # the instances with slots set, or within (their slots are watched)
 _spaces: list[dict[str, Any]] = []  # the namespaces the chains start from (the script's, ...)
 _heads: list[str] = []  # and the names there (bound anew: another module)
 _mods: tuple[str, ...] = ()  # the modules named through imports (imported later: looked at)
@@ -374,6 +415,7 @@ def _signal(sources: Any) -> Any:
         list(map(_VALUE, _views)),
         list(map(_Items, _held)),
         list(map(len, _long)),
+        list(map(_slot_values, _slotted)),
     )
 
 
@@ -406,6 +448,7 @@ def pickled() -> bytes | None:
     entries: list[tuple[Any, Any]] = []
     views: list[Any] = []  # the dicts whose versions are watched
     held: list[Any] = []
+    slotted: list[Any] = []
     scripted: set[Any] = set()  # (what the script sets: one left out is warned of)
     for source, space, chains, imports in sources:
         heads = {chain[0] for chain in chains if chain[0] != MODULES}
@@ -431,12 +474,14 @@ def pickled() -> bytes | None:
                 log.debug("picklepool: %s: %r left out: %r", WHAT, chain, exc)
                 continue
             for name, value in named:
+                if _defined_there(owner, name, value):
+                    continue  # (the module's own def, back after a patch: the worker's own returns)
                 key = module.__name__, name if owner is module else f"{owner.__name__}.{name}"
                 generator = _generator(value)
                 if generator:
                     _warn_left_out(key, _RANDOM.format(generator))
                     continue
-                _within(value, views, held)
+                _within(value, views, held, slotted)
                 entries.append((key, value))
                 if source is None:
                     scripted.add(key)
@@ -452,8 +497,19 @@ def pickled() -> bytes | None:
     unique = list({id(c): c for c in held}.values())
     _held[:] = [c for c in unique if len(c) <= _ITEMS]
     _long[:] = [c for c in unique if len(c) > _ITEMS]
+    _slotted[:] = list({id(o): o for o in slotted}.values())
     _read = (_signal(sources), data)
     return data
+
+
+def _defined_there(owner: Any, name: str, value: Any) -> bool:
+    """Whether *value* is the function or class *owner*'s own code defined as *name* (a patch
+    undone): not sent, as it would travel by reference and load as the worker's patched one."""
+    if not isinstance(value, FunctionType | type):
+        return False
+    qualname = name if isinstance(owner, ModuleType) else f"{owner.__qualname__}.{name}"
+    home = owner.__name__ if isinstance(owner, ModuleType) else owner.__module__
+    return getattr(value, "__module__", None) == home and getattr(value, "__qualname__", None) == qualname
 
 
 _PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes, tuple, frozenset, list, dict, set})
@@ -485,10 +541,11 @@ def _generator(value: Any) -> str:
     return f"{home}.{kind.__qualname__}"
 
 
-def _within(value: Any, views: list[Any], held: list[Any]) -> None:
+def _within(value: Any, views: list[Any], held: list[Any], slotted: list[Any]) -> None:
     """Add to *views* the dicts and to *held* the lists and sets in *value* (itself, and
     those it holds: ``config.TABLE["a"]["b"] = 2`` changes a dict within), at most
-    :data:`_WITHIN` of them; an instance's attributes too (its ``__dict__``, watched)."""
+    :data:`_WITHIN` of them; an instance's attributes too (its ``__dict__`` watched, or its
+    slots: the instance added to *slotted*)."""
     todo, count, steps = [value], 0, 0
     while todo and count < _WITHIN and steps < 100 * _ITEMS:
         item = todo.pop()
@@ -505,8 +562,11 @@ def _within(value: Any, views: list[Any], held: list[Any]) -> None:
         elif kind in _PLAIN or not _instance(item):
             continue
         else:
-            views.append(vars(item))
-            todo.extend(vars(item).values())
+            if isinstance(getattr(item, "__dict__", None), dict):
+                views.append(vars(item))
+            if _slots(kind):
+                slotted.append(item)
+            todo.extend(_state(item).values())
         count += 1
 
 
@@ -585,7 +645,7 @@ class _Globals:
                 current.clear()
                 current.update(copy.deepcopy(value))
             elif type(value) is type(current) and _in_place(value):
-                _set_attributes(current, vars(value))
+                _set_attributes(current, _state(value))
             else:
                 setattr(owner, name, copy.deepcopy(value) if type(value) in _CONTAINERS else value)
         except Exception as exc:  # noqa: BLE001 - (a module refusing it): the others still go
@@ -607,12 +667,12 @@ class _Attributes:
     __slots__ = ("obj", "attributes")
 
     def __init__(self, obj: Any) -> None:
-        self.obj, self.attributes = obj, dict(vars(obj))
+        self.obj, self.attributes = obj, _state(obj)
 
 
 def _in_place(value: Any) -> bool:
-    """Whether *value* is an instance whose whole state is its ``__dict__`` (pickled by
-    ``object``'s default, or a ``SimpleNamespace``): its attributes can be set in place."""
+    """Whether *value* is an instance whose whole state is its ``__dict__`` and slots (pickled
+    by ``object``'s default, or a ``SimpleNamespace``): its attributes can be set in place."""
     if not _instance(value):
         return False
     kind = type(value)
@@ -623,7 +683,6 @@ def _in_place(value: Any) -> bool:
         and kind.__reduce__ is object.__reduce__
         and getattr(kind, "__setstate__", None) is None
         and getattr(kind, "__getstate__", None) is getattr(object, "__getstate__", None)
-        and not getattr(kind, "__slots__", ())
     )
 
 
@@ -632,9 +691,16 @@ def _set_attributes(obj: Any, attributes: dict[str, Any]) -> None:
         attributes = copy.deepcopy(attributes)  # (a task's change in place is its batch's only)
     except Exception:  # noqa: BLE001 - (an attribute that does not copy): as they are
         attributes = dict(attributes)
-    own = vars(obj)
-    own.clear()
-    own.update(attributes)
+    slots = _slots(type(obj))
+    own = getattr(obj, "__dict__", None)
+    if isinstance(own, dict):
+        own.clear()
+        own.update((k, v) for k, v in attributes.items() if k not in slots)
+    for name in slots:
+        if name in attributes:
+            setattr(obj, name, attributes[name])
+        elif hasattr(obj, name):
+            delattr(obj, name)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -11,7 +11,8 @@ are not in the source (``setattr(config, name, value)``, ``vars(config).update(v
 
 What counts as setting: ``M.X = ...`` (also in a tuple, and ``+=``, ``M.X: T = ...``),
 ``M.X[k] = ...``, ``M.X.append(...)`` (a method that changes a dict, list or set in place),
-``setattr(M, "X", ...)`` and pytest's ``monkeypatch.setattr(M, "X", ...)``,
+``setattr(M, "X", ...)`` and pytest's ``monkeypatch.setattr(M, "X", ...)`` (or
+``("pkg.M.X", ...)``),
 ``unittest.mock``'s ``patch.object(M, "X", ...)``, ``patch("pkg.M.X", ...)`` and
 ``patch.dict(M.X, ...)``.
 """
@@ -85,7 +86,9 @@ def _call(node: ast.Call, out: set[tuple[str, ...]], in_place: bool) -> None:
     name = _chain(func) or ()
     if in_place and isinstance(func, ast.Attribute) and func.attr in CHANGES:  # (config.PATHS.append(x))
         _add(_chain(func.value), out, True)
-    if name[-1:] == ("setattr",) or name[-2:] == ("patch", "object"):
+    if name[-1:] == ("setattr",) and args and (text := _text(args[0])) is not None:
+        _add((MODULES, *text.split(".")), out)  # (monkeypatch.setattr("config.X", v))
+    elif name[-1:] == ("setattr",) or name[-2:] == ("patch", "object"):
         if len(args) >= 2:  # setattr(M, "X", v), monkeypatch.setattr(M, "X", v), patch.object
             target = _chain(args[0])
             if target is not None:
