@@ -181,10 +181,10 @@ def test_what_notebook_cells_set_is_sent_as_the_cells_come(tmp_path, monkeypatch
     config.Y.append(1)
     assert loads_each(moduleglobals.pickled(), "test") == {
         ("pp_cells_config", "X"): 5,
-        ("pp_cells_config", "Y"): [0, 1],
+        ("pp_cells_config", "Y", moduleglobals.IN_PLACE): [0, 1],
     }
     config.Y.append(2)  # (a change in place: seen)
-    assert loads_each(moduleglobals.pickled(), "test")[("pp_cells_config", "Y")] == [0, 1, 2]
+    assert loads_each(moduleglobals.pickled(), "test")[("pp_cells_config", "Y", "in place")] == [0, 1, 2]
 
 
 def test_more_ways_a_script_sets_its_modules_attributes_are_read():
@@ -214,7 +214,7 @@ local = {}
 local["x"] = 1  # (a dict of the script's own: read as a name, resolved only through imports)
 renamed = 2
 """
-    chains, imports = settargets.read(source)
+    chains, imports, changed = settargets.read(source)
     assert chains == {
         ("localcfg", "DEBUG"),
         ("OPTIONS",),
@@ -234,6 +234,13 @@ renamed = 2
     assert imports["localcfg"] == "localcfg" and imports["deep"] == "pkg.deep"
     assert imports["OPTIONS"] == "config.OPTIONS" and imports["cfg"] == "config.cfg"
     # what another module's code sets: only what binds anew (filling a cache in place is its own)
+    # changed in place (set so in a worker: what imported it holds the same one), not bound anew
+    assert changed == {
+        ("OPTIONS",),
+        (settargets.MODULES, "config", "TABLE"),
+        ("localcfg", "ENV"),
+        ("local",),
+    }
     assert settargets.read(source, in_place=False)[0] == chains - {
         ("OPTIONS",),
         ("deep", settargets.EVERY),
@@ -270,6 +277,15 @@ class Point:
 
 point = Point()
 
+import dataclasses
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    n: int = 1
+
+limits = Limits()
+BOUND = {"k": 1}
+
 def real():
     return "real"
 """
@@ -282,6 +298,11 @@ def report(x):
     return (pp_more_config.MODE, OPTIONS["level"], TABLE["a"]["b"], list(LAYERS), sorted(TAGS),
             cfg.batch, list(cfg.layers), pp_more_config.cfg is cfg, pp_dyn_config.A, pp_dyn_config.B,
             getattr(pp_dyn_config, "C", None))
+
+from pp_more_config import limits, BOUND  # (held before the parent binds new ones)
+
+def bound(x):
+    return pp_more_config.limits.n, limits.n, pp_more_config.BOUND["k"], BOUND["k"]
 
 def which(x):
     return pp_more_config.real()
@@ -298,7 +319,7 @@ def handler(x):
 """
 
 MORE_SCRIPT = """
-import importlib, os, random, sys
+import dataclasses, importlib, os, random, sys
 sys.path.insert(0, os.path.dirname(__file__))
 from picklepool import Parallel, delayed
 from pp_more_config import OPTIONS
@@ -336,6 +357,12 @@ def main(values):
     assert Parallel(n_jobs=2)(delayed(pp_more_tasks.which)(x) for x in range(2)) == ["fake"] * 2
     pp_more_config.real = original  # (the module's own function, which travels by reference)
     assert Parallel(n_jobs=2)(delayed(pp_more_tasks.which)(x) for x in range(2)) == ["real"] * 2
+    import pp_more_tasks as t
+    pp_more_config.limits = dataclasses.replace(pp_more_config.limits, n=5)  # (bound anew)
+    pp_more_config.BOUND = {"k": 2}
+    loop = [t.bound(x) for x in range(2)]
+    assert loop == [(5, 1, 2, 1)] * 2, loop  # (what imported the old ones keeps them)
+    assert Parallel(n_jobs=2)(delayed(t.bound)(x) for x in range(2)) == loop
     pp_more_config.point.x = 7  # (an instance with slots)
     assert Parallel(n_jobs=2)(delayed(pp_more_tasks.slot)(x) for x in range(2)) == [(7, True)] * 2
     pp_more_config.point.x = 8  # (after warm: its slots are watched)
@@ -416,10 +443,14 @@ def test_changes_within_what_is_sent_are_seen_with_or_without_dict_versions(tmp_
         first = moduleglobals.pickled()
         assert moduleglobals.pickled() is first  # (nothing changed: the pickle is kept)
         config.TABLE["a"]["b"] = 2.5  # (a dict within: its own version, or its values, change)
-        assert loads_each(moduleglobals.pickled(), "test")[("pp_within_config", "TABLE")] == {"a": {"b": 2.5}}
+        sent = loads_each(moduleglobals.pickled(), "test")
+        assert sent[("pp_within_config", "TABLE", "in place")] == {"a": {"b": 2.5}}
         for value in (3.5, 4.5, 5.5):  # (a new float each time, where an old one was freed)
             config.LAYERS[0] = value
-            assert loads_each(moduleglobals.pickled(), "test")[("pp_within_config", "LAYERS")][0] == value
+            assert (
+                loads_each(moduleglobals.pickled(), "test")[("pp_within_config", "LAYERS", "in place")][0]
+                == value
+            )
 
 
 CLI = """

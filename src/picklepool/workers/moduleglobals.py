@@ -29,9 +29,12 @@ one of a ``.py`` file outside the standard library, site-packages and picklepool
 (``workers.reloads.library``). Those attributes' values are sent as they are at each call
 (pickled apart, with hybrid: the script's functions by value), when they changed, and set in
 a worker before each batch's tasks run, once the batch's functions are loaded (importing the
-module if need be: the script imported it); a dict, list or set, and an instance whose state
-is its ``__dict__``, is updated in place, so that another module's ``from config import
-OPTIONS`` sees it too; the worker's own value returns once the script's is gone. The module's
+module if need be: the script imported it). What the parent changes in place (a dict, list
+or set, an instance whose state is its ``__dict__`` and slots) is changed in place there, so
+that another module's ``from config import OPTIONS`` sees it too; what it binds anew is bound
+anew, and what another module imported before keeps the old value, as in the parent. The
+worker's own value returns once the script's is gone (also when a patch is undone: the
+module's own function is not sent, as by reference it would load as the patched one). The module's
 own code is never looked at: what it sets itself (a lazily made connection, a cache, a
 counter, a per-process value) is each process's own, as before.
 
@@ -69,12 +72,13 @@ from typing import Any
 
 from .overlay import Overlay, dumps_each
 from .reloads import file_of, users
-from .settargets import EVERY, MODULES, read
+from .settargets import EVERY, MODULES, NOTHING, Found, read
 
 log = logging.getLogger(__name__)
 
 WHAT = "a global of a module of the program"
 
+IN_PLACE = "in place"  # a key's third part: the value is set in place (changed so in the parent)
 MAX_SOURCE = 1 << 21  # bytes of the script read at most
 LIMIT = 1 << 20  # bytes a value may take pickled (it travels with every batch)
 _MAIN = ("__main__", "__mp_main__")
@@ -139,7 +143,7 @@ def _users(module: Any) -> bool:
 
 def _resolve(
     namespace: dict[str, Any], imports: dict[str, str], chain: tuple[str, ...]
-) -> tuple[Any, Any, str] | None:
+) -> tuple[Any, Any, str, bool] | None:
     """``(module, owner, name)`` where *chain* (``workers.settargets``), read from the
     script's *namespace* or else through its *imports*, sets the attribute *name* of
     *owner*: a module of the user's, a class defined in it, or the module itself where
@@ -169,13 +173,13 @@ def _resolve(
         return None
     module, rest = obj, chain[i:]
     if len(rest) == 1:
-        return module, module, rest[0]
+        return module, module, rest[0], False
     held = vars(module).get(rest[0])
     if isinstance(held, type):
         if len(rest) == 2 and getattr(held, "__module__", None) == module.__name__:
-            return module, held, rest[1]
+            return module, held, rest[1], False
     elif _instance(held):  # (config.cfg.batch = 64: cfg sent whole)
-        return module, module, rest[0]
+        return module, module, rest[0], True
     return None
 
 
@@ -247,7 +251,12 @@ def _script_key(namespace: dict[str, Any]) -> Any:
 
 # parent: the script's key, the chains its source sets and the modules its imports bind;
 # the IPython cells read so far
-_script: tuple[Any, frozenset[tuple[str, ...]], dict[str, str]] = (None, frozenset(), {})
+_script: tuple[Any, frozenset[tuple[str, ...]], dict[str, str], frozenset[tuple[str, ...]]] = (
+    None,
+    frozenset(),
+    {},
+    frozenset(),
+)
 _cells_read = 0
 
 
@@ -260,22 +269,24 @@ def _chains(namespace: dict[str, Any]) -> frozenset[tuple[str, ...]]:
         return _script[1]
     found: set[tuple[str, ...]] = set()
     imports: dict[str, str] = {}
+    changed: set[tuple[str, ...]] = set()
     if type(key) is tuple:
         cells = namespace["In"]
         if _cells_read <= len(cells) and _script[0] is not None and type(_script[0]) is tuple:
-            found, imports = set(_script[1]), dict(_script[2])
+            found, imports, changed = set(_script[1]), dict(_script[2]), set(_script[3])
         else:
             _cells_read = 0
         for cell in cells[_cells_read:]:
             if isinstance(cell, str):
-                chains, bound = read(cell)
-                found |= chains
-                imports.update(bound)
+                read_here = read(cell)
+                found |= read_here.chains
+                imports.update(read_here.imports)
+                changed |= read_here.changed
         _cells_read = len(cells)
     elif key is not None:
-        chains, imports = read(_source(namespace, key))
-        found = set(chains)
-    _script = (key, frozenset(found), imports)
+        read_here = read(_source(namespace, key))
+        found, imports, changed = set(read_here.chains), read_here.imports, set(read_here.changed)
+    _script = (key, frozenset(found), imports, frozenset(changed))
     return _script[1]
 
 
@@ -314,7 +325,8 @@ class _Items(tuple):  # type: ignore[type-arg]
 
 # parent: the user's modules read (id -> the module, the chains its code sets on other
 # modules, the modules its imports bind), and how many modules sys.modules held then
-_modules_read: dict[int, tuple[Any, frozenset[tuple[str, ...]], dict[str, str]]] = {}
+_Read = tuple[Any, frozenset[tuple[str, ...]], dict[str, str], frozenset[tuple[str, ...]]]
+_modules_read: dict[int, _Read] = {}  # (a module, and what settargets.read found in it)
 _modules_seen = 0
 _IMPORTS = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+)?import[ \t]+(\([^)]*\)|[^\n#;]+)", re.M)
 _HEADS = re.compile(  # the name a line sets an attribute of: name.X = ..., setattr(name, ...)
@@ -355,7 +367,7 @@ def _sets_on_users(module: Any, source: str) -> bool:
     return False
 
 
-def _modules() -> list[tuple[Any, frozenset[tuple[str, ...]], dict[str, str]]]:
+def _modules() -> list[_Read]:
     """The user's modules whose code sets attributes of other modules (``config.DEBUG =
     args.debug`` in the program's command-line module), each read once, as it is imported."""
     global _modules_seen, _modules_read
@@ -369,26 +381,26 @@ def _modules() -> list[tuple[Any, frozenset[tuple[str, ...]], dict[str, str]]]:
                     found = (module, *_module_chains(module))
                 except Exception as exc:  # noqa: BLE001 - (an object in sys.modules that raises)
                     log.debug("picklepool: %s: %r not read: %r", WHAT, module, exc)
-                    found = (module, frozenset(), {})
+                    found = (module, *NOTHING)
             _modules_read[id(module)] = found
         _modules_seen = len(sys.modules)
     return [entry for entry in _modules_read.values() if entry[1]]
 
 
-def _module_chains(module: Any) -> tuple[frozenset[tuple[str, ...]], dict[str, str]]:
+def _module_chains(module: Any) -> Found:
     """What *module*'s code sets on other modules, binding attributes anew (not what it
     changes in place: a module filling another's cache keeps it each process's own)."""
     if not _users(module):
-        return frozenset(), {}
+        return NOTHING
     try:
         path = file_of(module)
         if os.path.getsize(path) > MAX_SOURCE:
-            return frozenset(), {}
+            return NOTHING
         with tokenize.open(path) as f:
             source = f.read()
     except (OSError, SyntaxError, UnicodeDecodeError, TypeError):
-        return frozenset(), {}
-    return read(source, in_place=False) if _sets_on_users(module, source) else (frozenset(), {})
+        return NOTHING
+    return read(source, in_place=False) if _sets_on_users(module, source) else NOTHING
 
 
 # parent: what is watched for a change, and the pickle of the values as read last
@@ -435,8 +447,8 @@ def pickled() -> bytes | None:
     chains = _script[1] if key == _script[0] else _chains(namespace)
     if len(sys.modules) != _modules_seen or _sources[0] is not chains:
         modules = _modules()
-        main = ((None, namespace, chains, _script[2]),) if chains else ()
-        _sources = (chains, main + tuple((m, vars(m), c, i) for m, c, i in modules))
+        main = ((None, namespace, chains, _script[2], _script[3]),) if chains else ()
+        _sources = (chains, main + tuple((m, vars(m), c, i, ch) for m, c, i, ch in modules))
     sources = _sources[1]
     if not sources:
         return None
@@ -450,7 +462,7 @@ def pickled() -> bytes | None:
     held: list[Any] = []
     slotted: list[Any] = []
     scripted: set[Any] = set()  # (what the script sets: one left out is warned of)
-    for source, space, chains, imports in sources:
+    for source, space, chains, imports, changed in sources:
         heads = {chain[0] for chain in chains if chain[0] != MODULES}
         _spaces.extend([space] * len(heads))
         _heads.extend(heads)
@@ -460,7 +472,8 @@ def pickled() -> bytes | None:
                 found = _resolve(space, imports, chain)
                 if found is None or found[0] is source:  # (a module's own: each process's own)
                     continue
-                module, owner, name = found
+                module, owner, name, within = found
+                in_place = within or chain in changed  # (else bound anew: replaced, as in the loop)
                 views.append(vars(module))
                 if owner is not module:
                     views.extend(_class_dicts(owner))
@@ -476,15 +489,20 @@ def pickled() -> bytes | None:
             for name, value in named:
                 if _defined_there(owner, name, value):
                     continue  # (the module's own def, back after a patch: the worker's own returns)
-                key = module.__name__, name if owner is module else f"{owner.__name__}.{name}"
+                sets: tuple[str, ...] = (
+                    module.__name__,
+                    name if owner is module else f"{owner.__name__}.{name}",
+                )
+                if in_place:
+                    sets += (IN_PLACE,)
                 generator = _generator(value)
                 if generator:
-                    _warn_left_out(key, _RANDOM.format(generator))
+                    _warn_left_out(sets, _RANDOM.format(generator))
                     continue
                 _within(value, views, held, slotted)
-                entries.append((key, value))
+                entries.append((sets, value))
                 if source is None:
-                    scripted.add(key)
+                    scripted.add(sets)
     _mods = tuple(mods)
     left_out: dict[Any, str] = {}
     data = dumps_each(dict(entries).items(), WHAT, LIMIT, None, left_out) if entries else None
@@ -616,29 +634,37 @@ def _warn_left_out(key: Any, why: str) -> None:
 class _Globals:
     """The user's modules' globals and their classes' attributes, as the one table an
     :class:`~.overlay.Overlay` lays the parent's over, keyed ``(module, name)`` or
-    ``(module, "Class.name")``. A dict, list or set, and an instance whose state is its
-    ``__dict__`` (``cfg`` of ``config.cfg.batch = 64``), is read as a copy and set in place:
-    another module's ``from config import OPTIONS`` (or ``cfg``) holds the same one."""
+    ``(module, "Class.name")``, with :data:`IN_PLACE` third where the parent changed the
+    value in place (``config.OPTIONS["mode"] = "fast"``, ``config.cfg.batch = 64``): a dict,
+    list or set, or an instance whose state is its ``__dict__`` and slots, is then read as a
+    copy and set in place (another module's ``from config import OPTIONS``, or ``cfg``,
+    holds the same one, as in the parent). Where the parent bound the name anew
+    (``config.OPTIONS = {...}``), the worker's module gets a copy of the parent's value and
+    what another module imported before keeps the old one, as in the parent."""
 
-    def get(self, key: tuple[str, str], default: Any = None) -> Any:
+    def get(self, key: tuple[str, ...], default: Any = None) -> Any:
         owner, name = _owner(key)
         value = default if owner is None else getattr(owner, name, default)
+        if len(key) < 3:
+            return value
         if type(value) in _CONTAINERS:
             return copy.deepcopy(value)
         return _Attributes(value) if _in_place(value) else value
 
-    def __setitem__(self, key: tuple[str, str], value: Any) -> None:
+    def __setitem__(self, key: tuple[str, ...], value: Any) -> None:
         owner, name = _owner(key)
         if owner is None:
             return  # (a module this worker cannot import)
         current: Any = getattr(owner, name, None)
-        if _same(current, value):
+        if current is value or _same(current, value):
             return
         try:
             if type(value) is _Attributes:  # (the worker's own instance, as it was, back)
                 if current is not value.obj:
                     setattr(owner, name, value.obj)
                 _set_attributes(value.obj, value.attributes)
+            elif len(key) < 3:  # (bound anew in the parent: so here)
+                setattr(owner, name, _copy(value))
             elif type(value) is type(current) is list:
                 current[:] = copy.deepcopy(value)
             elif type(value) is type(current) and type(value) in (dict, set):
@@ -647,15 +673,26 @@ class _Globals:
             elif type(value) is type(current) and _in_place(value):
                 _set_attributes(current, _state(value))
             else:
-                setattr(owner, name, copy.deepcopy(value) if type(value) in _CONTAINERS else value)
+                setattr(owner, name, _copy(value))
         except Exception as exc:  # noqa: BLE001 - (a module refusing it): the others still go
             log.debug("picklepool: %s could not be set here (%r): %r", WHAT, key, exc)
 
-    def pop(self, key: tuple[str, str], default: Any = None) -> Any:
+    def pop(self, key: tuple[str, ...], default: Any = None) -> Any:
         owner, name = _owner(key)
         if owner is not None and name in vars(owner):
             delattr(owner, name)  # (a name the script added, then deleted)
         return default
+
+
+def _copy(value: Any) -> Any:
+    """*value* to set, copied where a task could change it in place (a dict, list, set or
+    instance: its change is its batch's only, the parent's value is set again)."""
+    if type(value) in _CONTAINERS or _instance(value):
+        try:
+            return copy.deepcopy(value)
+        except Exception:  # noqa: BLE001 - (one that does not copy): as it is
+            return value
+    return value
 
 
 _CONTAINERS = (dict, list, set)
@@ -710,7 +747,7 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
-def _owner(key: tuple[str, str]) -> tuple[Any, str]:
+def _owner(key: tuple[str, ...]) -> tuple[Any, str]:
     """The module, or class of it, that *key*'s name is an attribute of, and that name."""
     module = _module(key[0])
     cls, _, name = key[1].rpartition(".")
@@ -758,7 +795,7 @@ def apply(data: bytes | None) -> None:
     failed: dict[Any, str] = {}
     _overlay.apply(_Globals(), data, failed)  # type: ignore[arg-type]
     for key, why in failed.items():  # (pickled in the parent, it does not load here)
-        name = f"{key[0]}.{key[1]}" if type(key) is tuple and len(key) == 2 else "an attribute"
+        name = f"{key[0]}.{key[1]}" if type(key) is tuple and len(key) >= 2 else "an attribute"
         warnings.warn(
             f"picklepool: {name}, which the script sets, could not be loaded in worker "
             f"{os.getpid()} ({why}): tasks there read the module's own value, where the "

@@ -20,6 +20,7 @@ What counts as setting: ``M.X = ...`` (also in a tuple, and ``+=``, ``M.X: T = .
 from __future__ import annotations
 
 import ast
+from typing import NamedTuple
 
 MODULES = "<sys.modules>"  # a chain's head: the module's dotted name follows
 EVERY = "*"  # a chain's last part: every attribute of the module
@@ -31,17 +32,38 @@ CHANGES = frozenset(
 _IMPORTERS = frozenset({"import_module", "__import__"})
 
 
-def read(source: str, in_place: bool = True) -> tuple[frozenset[tuple[str, ...]], dict[str, str]]:
-    """The attribute chains *source* sets, and ``{name: module}`` for the names its imports
-    bind (``import a.b as c``: ``{"c": "a.b"}``; ``from a import b``: ``{"b": "a.b"}``, a
-    submodule or not). Empty for a source that does not parse. *in_place* False: only what
-    binds an attribute anew, not what changes its value in place (``M.X[k] = v``,
-    ``M.X.append(v)``, ``patch.dict``: a module's code filling another's cache)."""
+class Found(NamedTuple):
+    """What :func:`read` found in a source."""
+
+    chains: frozenset[tuple[str, ...]]  # the attribute chains it sets
+    imports: dict[str, str]  # {name: module} for the names its imports bind
+    changed: frozenset[tuple[str, ...]]  # those of the chains it (also) changes in place
+
+
+NOTHING = Found(frozenset(), {}, frozenset())
+
+
+class _Chains(set):  # type: ignore[type-arg]
+    """The chains found, and (``changed``) those found changed in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed: set[tuple[str, ...]] = set()
+
+
+def read(source: str, in_place: bool = True) -> Found:
+    """The attribute chains *source* sets, ``{name: module}`` for the names its imports bind
+    (``import a.b as c``: ``{"c": "a.b"}``; ``from a import b``: ``{"b": "a.b"}``, a submodule
+    or not), and the chains whose value it changes in place (``M.X[k] = v``, ``M.X.append(v)``,
+    ``patch.dict``), not only binds anew (``M.X = v``: what another module imported from M
+    before keeps the old value, in the loop). Empty for a source that does not parse.
+    *in_place* False: only what binds an attribute anew (a module's code filling another's
+    cache is its own)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return frozenset(), {}
-    out: set[tuple[str, ...]] = set()
+        return NOTHING
+    out = _Chains()
     imports: dict[str, str] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -60,7 +82,7 @@ def read(source: str, in_place: bool = True) -> tuple[frozenset[tuple[str, ...]]
             _stores([node.target], out, in_place)
         elif isinstance(node, ast.Call):
             _call(node, out, in_place)
-    return frozenset(out), imports
+    return Found(frozenset(out), imports, frozenset(out.changed))
 
 
 def targets(source: str) -> set[tuple[str, ...]]:
@@ -97,7 +119,8 @@ def _call(node: ast.Call, out: set[tuple[str, ...]], in_place: bool) -> None:
     elif name[-1:] == ("patch",) or (in_place and name[-2:] == ("patch", "dict")):
         if args:  # patch("pkg.config.DEBUG", True), patch.dict(config.OPTIONS, {...})
             text = _text(args[0])
-            _add(_chain(args[0]) if text is None else (MODULES, *text.split(".")), out, True)
+            dict_patch = name[-1] == "dict"  # (patch.dict changes the dict in place)
+            _add(_chain(args[0]) if text is None else (MODULES, *text.split(".")), out, dict_patch)
 
 
 def _add(chain: tuple[str, ...] | None, out: set[tuple[str, ...]], changed: bool = False) -> None:
@@ -106,8 +129,12 @@ def _add(chain: tuple[str, ...] | None, out: set[tuple[str, ...]], changed: bool
     if chain is None or len(chain) < (1 if changed else 2):
         return
     if chain[-1] == "__dict__":  # (config.__dict__.update(...), config.__dict__[k] = v)
-        chain = (*chain[:-1], EVERY)
+        chain, changed = (*chain[:-1], EVERY), False
+    elif chain[-1] == EVERY:  # (vars(config).update(...): its attributes bound anew)
+        changed = False
     out.add(chain)
+    if changed and isinstance(out, _Chains):
+        out.changed.add(chain)
 
 
 def _text(node: ast.AST) -> str | None:
