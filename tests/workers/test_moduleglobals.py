@@ -468,14 +468,28 @@ def main(argv):
     pp_cli_config.lock = threading.Lock()  # (a module's own resource: not sent, not warned of)
     pp_cli_cache.STORE["parent"] = 1  # (a cache filled in place: each process's own)
     loop = [pp_cli_tasks.read(x) for x in range(2)]
-    return loop, Parallel(n_jobs=2)(delayed(pp_cli_tasks.read)(x) for x in range(2))
+    got = Parallel(n_jobs=2)(delayed(pp_cli_tasks.read)(x) for x in range(2))
+    # a client the tasks' module makes lazily in another module: once per worker, as in a loop
+    made = Parallel(n_jobs=2, batch_size=1)(delayed(pp_cli_tasks.client)(x) for x in range(8))
+    assert {count for _, count in made} == {1}, made
+    return loop, got
 """
 
 CLI_TASKS = """
+import os
 import pp_cli_config, pp_cli_cache
 
 def read(x):
     return pp_cli_config.DEBUG, pp_cli_config.SCALE * x, "parent" in pp_cli_cache.STORE
+
+MADE = 0
+
+def client(x):
+    global MADE
+    if pp_cli_cache.CLIENT is None:
+        MADE += 1
+        pp_cli_cache.CLIENT = f"client of {os.getpid()}"
+    return os.getpid(), MADE
 """
 
 
@@ -483,7 +497,7 @@ def test_what_the_programs_own_modules_set_on_its_modules_reaches_the_workers(tm
     # an installed command's script is two lines (from cli import main; main()): the settings
     # are made by the program's command-line module
     (tmp_path / "pp_cli_config.py").write_text("DEBUG = False\nSCALE = 1\nlock = None\n")
-    (tmp_path / "pp_cli_cache.py").write_text("STORE = {}\n")
+    (tmp_path / "pp_cli_cache.py").write_text("STORE = {}\nCLIENT = None\n")
     (tmp_path / "pp_cli_tasks.py").write_text(CLI_TASKS)
     (tmp_path / "pp_cli.py").write_text(CLI)
     (tmp_path / "main.py").write_text(

@@ -78,7 +78,8 @@ log = logging.getLogger(__name__)
 
 WHAT = "a global of a module of the program"
 
-IN_PLACE = "in place"  # a key's third part: the value is set in place (changed so in the parent)
+IN_PLACE = "in place"  # a key's flag: the value is set in place (changed so in the parent)
+ONCE = "once"  # a key's flag: set as the parent's value changes, not again at each batch
 MAX_SOURCE = 1 << 21  # bytes of the script read at most
 LIMIT = 1 << 20  # bytes a value may take pickled (it travels with every batch)
 _MAIN = ("__main__", "__mp_main__")
@@ -462,6 +463,7 @@ def pickled() -> bytes | None:
     held: list[Any] = []
     slotted: list[Any] = []
     scripted: set[Any] = set()  # (what the script sets: one left out is warned of)
+    named_already: set[tuple[str, ...]] = set()
     for source, space, chains, imports, changed in sources:
         heads = {chain[0] for chain in chains if chain[0] != MODULES}
         _spaces.extend([space] * len(heads))
@@ -495,6 +497,11 @@ def pickled() -> bytes | None:
                 )
                 if in_place:
                     sets += (IN_PLACE,)
+                if source is not None:  # (another module's code: a task of it may set it too)
+                    sets += (ONCE,)
+                if sets[:2] in named_already:
+                    continue  # (the script's, read first, is the one sent)
+                named_already.add(sets[:2])
                 generator = _generator(value)
                 if generator:
                     _warn_left_out(sets, _RANDOM.format(generator))
@@ -645,7 +652,7 @@ class _Globals:
     def get(self, key: tuple[str, ...], default: Any = None) -> Any:
         owner, name = _owner(key)
         value = default if owner is None else getattr(owner, name, default)
-        if len(key) < 3:
+        if IN_PLACE not in key[2:]:
             return value
         if type(value) in _CONTAINERS:
             return copy.deepcopy(value)
@@ -655,6 +662,10 @@ class _Globals:
         owner, name = _owner(key)
         if owner is None:
             return  # (a module this worker cannot import)
+        if ONCE in key[2:]:  # (set again only when the parent's value changes: a task's stays)
+            if _once.get(key) is value:
+                return
+            _once[key] = value
         current: Any = getattr(owner, name, None)
         if current is value or _same(current, value):
             return
@@ -663,7 +674,7 @@ class _Globals:
                 if current is not value.obj:
                     setattr(owner, name, value.obj)
                 _set_attributes(value.obj, value.attributes)
-            elif len(key) < 3:  # (bound anew in the parent: so here)
+            elif IN_PLACE not in key[2:]:  # (bound anew in the parent: so here)
                 setattr(owner, name, _copy(value))
             elif type(value) is type(current) is list:
                 current[:] = copy.deepcopy(value)
@@ -696,6 +707,7 @@ def _copy(value: Any) -> Any:
 
 
 _CONTAINERS = (dict, list, set)
+_once: dict[tuple[str, ...], Any] = {}  # worker: a ONCE key -> the parent's value set last
 
 
 class _Attributes:
