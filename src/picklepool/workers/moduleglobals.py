@@ -20,7 +20,9 @@ only where a line may set an attribute of a module of the user's it imports): wh
 on another module of the user's (the program's command-line module's ``config.DEBUG =
 args.debug``, behind an installed command's two-line script) is sent as well, not what it
 changes in place (a cache it fills in another module stays each process's own), and one of
-its values that does not pickle is left out without a warning (a connection it made).
+its values that does not pickle is left out without a warning (a connection it made). Such
+a value is set in a worker when the parent's changes (:data:`ONCE`), not again at each batch:
+a task of that module setting it there (a client made lazily) keeps its own, as in a loop.
 Where the names set are not in the source (``setattr(config, name, value)``,
 ``vars(config).update(values)``), every public attribute of the module that holds plain data
 (numbers, strings, and the builtin containers) is sent. An attribute set on an instance the
