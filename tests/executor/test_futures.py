@@ -389,8 +389,10 @@ def test_an_array_changed_between_submissions_is_sent_again_and_no_file_outlives
     np = pytest.importorskip("numpy")
     a = np.zeros(300_000)  # 2.4 MB: through a shared-memory file
     with Executor(max_workers=2) as ex:
-        folder = ex._channel.buffers.folder
         assert ex.submit(total, a).result() == 0.0
+        # read after the first batch: the call may have taken a spare folder an earlier
+        # call left (Session.take_folder), not made its own call-<id>
+        folder = ex._channel.buffers.folder
         a += 1  # as ProcessPoolExecutor: the next submission sees the array as it is now
         assert ex.submit(total, a).result() == a.size
         a += 1
