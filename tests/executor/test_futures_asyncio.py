@@ -218,3 +218,62 @@ async def main():
 
 """
     _interrupted(tmp_path, main)
+
+
+# The call's thread reaches its first wait only once asyncio.run has taken the Ctrl-C: it
+# must still stop (the count of Ctrl-Cs is read before the first batch is sent, not at the
+# first wait, where it had already counted this one; a slow parent failed CI so)
+_LATE_WAIT = """
+from picklepool.executor import dispatch
+
+_runner = [None]  # asyncio.run's SIGINT handler, read in main()
+_next_done = dispatch.Call._next_done
+
+def _counted():
+    handler = _runner[0]
+    return getattr(handler.func.__self__, "_interrupt_count", 0) > 0
+
+def late_first_wait(self):
+    while not _counted():  # the Ctrl-C reached asyncio.run's handler
+        threading.Event().wait(0.01)
+    return _next_done(self)
+
+dispatch.Call._next_done = late_first_wait
+"""
+
+
+def test_ctrl_c_under_asyncio_run_stops_a_call_in_to_thread_that_had_not_yet_waited(tmp_path):
+    main = (
+        _LATE_WAIT
+        + """
+def call():
+    try:
+        return Parallel(n_jobs=2)([delayed(started_and_wait)(STARTED, GATE)])
+    except KeyboardInterrupt:
+        print("call-interrupted", flush=True)
+        raise
+
+from picklepool import Parallel, delayed
+
+async def main():
+    _runner[0] = signal.getsignal(signal.SIGINT)
+    await asyncio.to_thread(call)
+
+"""
+    )
+    _interrupted(tmp_path, main, ["call-interrupted", "interrupted"])
+
+
+def test_ctrl_c_under_asyncio_run_stops_a_call_in_the_coroutine_that_had_not_yet_waited(tmp_path):
+    main = (
+        _LATE_WAIT
+        + """
+from picklepool import Parallel, delayed
+
+async def main():
+    _runner[0] = signal.getsignal(signal.SIGINT)
+    return Parallel(n_jobs=2)([delayed(started_and_wait)(STARTED, GATE)])
+
+"""
+    )
+    _interrupted(tmp_path, main)

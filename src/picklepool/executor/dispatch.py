@@ -186,7 +186,6 @@ def joblib_backends() -> tuple[str, ...]:
 _int_digits: Callable[[], int] = getattr(sys, "get_int_max_str_digits", lambda: -1)  # 3.10.7+
 
 
-_NOT_LOOKED = object()  # (Call.asyncio_watch)
 PROGRESS_POLL = 0.5  # seconds between two looks at the pool while a call waits (executor.reaper)
 
 
@@ -603,8 +602,9 @@ def pull(
 class Call(Channel):
     """The state of one ``Parallel.__call__``."""
 
-    # asyncio.run's Ctrl-C, seen from a call made in another thread (interrupts.watch_asyncio)
-    asyncio_watch: Any = _NOT_LOOKED
+    # asyncio.run's Ctrl-C, seen from a call made in another thread (interrupts.watch_asyncio);
+    # read by run() before its first batch
+    asyncio_watch: Any = None
 
     def __init__(
         self,
@@ -731,6 +731,10 @@ class Call(Channel):
                 # n_jobs=1: each task as its item is pulled, as joblib's and the loop
                 yield from sequential.run_here(self, it, primed)
                 return
+            # asyncio.run's count of Ctrl-Cs, read before a batch is sent: read later, a
+            # Ctrl-C pressed once a task started could already be counted, or asyncio.run
+            # could have put Python's handler back (the call would run to its end)
+            self.asyncio_watch = interrupts.watch_asyncio()
             while True:
                 if self.pid != os.getpid():  # resumed in a forked child: send nothing, wait for nothing
                     raise self.forked_error()
@@ -828,8 +832,6 @@ class Call(Channel):
     def _next_done(self) -> Pending:
         """The next finished batch; while none is, look after the pool (never wait blindly)."""
         poll = PROGRESS_POLL if self.watchdog is None else min(self.watchdog.poll, PROGRESS_POLL)
-        if self.asyncio_watch is _NOT_LOOKED:  # (once a call)
-            self.asyncio_watch = interrupts.watch_asyncio()
         while True:
             wait = poll
             if len(self.inflight) == 1 and self._done.empty():

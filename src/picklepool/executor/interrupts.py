@@ -75,9 +75,10 @@ def watch_asyncio() -> tuple[weakref.ref[Any], int] | None:
     The runner's Ctrl-C only cancels its main task. A call made in another thread
     (``asyncio.to_thread``, ``run_in_executor(None, ...)``) ran to its end while
     ``asyncio.run`` waited for that thread; one made in a coroutine itself, blocking the
-    loop, ran to its end before the cancellation could reach the coroutine. Read as the
-    call starts waiting (once Ctrl-C cancelled the main task, ``asyncio.run`` puts Python's
-    SIGINT handler back, then waits for the threads); a Ctrl-C before the call does not stop it.
+    loop, ran to its end before the cancellation could reach the coroutine. Read before the
+    call sends its first batch: read later, the Ctrl-C could already be counted, or
+    ``asyncio.run`` could have put Python's SIGINT handler back once it cancelled the main
+    task (it then waits for the threads). A Ctrl-C before the call does not stop it.
     """
     asyncio = sys.modules.get("asyncio")
     runner_type = getattr(asyncio, "Runner", None)
