@@ -5,8 +5,11 @@ module's own code sets (a lazily made resource, a counter, a cache) stays each p
 
 from __future__ import annotations
 
+import json
 import sys
 import types
+
+import pytest
 
 from picklepool.workers import moduleglobals, settargets
 from picklepool.workers.overlay import loads_each
@@ -214,7 +217,7 @@ local = {}
 local["x"] = 1  # (a dict of the script's own: read as a name, resolved only through imports)
 renamed = 2
 """
-    chains, imports, changed = settargets.read(source)
+    chains, imports, changed, _ = settargets.read(source)
     assert chains == {
         ("localcfg", "DEBUG"),
         ("OPTIONS",),
@@ -510,3 +513,129 @@ def test_what_the_programs_own_modules_set_on_its_modules_reaches_the_workers(tm
     assert loop == "[(True, 0, True), (True, 3, True)]"
     assert got == "[(True, 0, False), (True, 3, False)]"
     assert "RuntimeWarning" not in proc.stderr, proc.stderr
+
+
+DEEP_CONFIG = """
+import array, collections
+import numpy as np
+COUNTS = collections.defaultdict(int)
+RECENT = collections.deque([1, 2], maxlen=5)
+RAW = bytearray(b"abc")
+ARR = array.array("d", [1.0, 2.0])
+WEIGHTS = np.zeros(3)
+GRID = np.zeros((2, 2))
+OPTIONS = {"paths": ["/data"], "tags": {"a"}}
+NESTED = {"a": {"b": [1]}}
+ORDER = collections.OrderedDict(a=1)
+LEGACY = True
+TEMP = 1
+class Settings:
+    OLD = 1
+"""
+
+DEEP_TASKS = """
+import pp_deep_config as c
+def read(i):
+    return [dict(c.COUNTS), list(c.RECENT), c.RAW.decode(), list(c.ARR), c.WEIGHTS.tolist(),
+            c.GRID.tolist(), c.OPTIONS["paths"], sorted(c.OPTIONS["tags"]), c.NESTED["a"]["b"],
+            list(c.ORDER.items()), hasattr(c, "LEGACY"), getattr(c, "TEMP", "absent"),
+            hasattr(c.Settings, "OLD")]
+"""
+
+# Each step changes a value of the module after a warm call ran with the module's own
+# values: in place deep in a value, in objects whose change no dict version shows (an array,
+# a deque, a bytearray), or by deleting an attribute. The workers must read what the loop reads.
+DEEP_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, os.path.dirname(__file__))
+import numpy as np
+import pp_deep_config, pp_deep_tasks
+from pp_deep_config import NESTED
+from picklepool import Parallel, delayed
+
+def step(label):
+    loop = pp_deep_tasks.read(0)
+    workers = Parallel(n_jobs=2)(delayed(pp_deep_tasks.read)(i) for i in range(2))
+    print(json.dumps([label, loop, workers]))
+
+if __name__ == "__main__":
+    step("warm")
+    pp_deep_config.COUNTS["x"] += 1; step("defaultdict")
+    pp_deep_config.RECENT.append(3); step("deque")
+    pp_deep_config.RAW[0] = ord("z"); step("bytearray")
+    pp_deep_config.ARR[0] = 9.0; step("array.array")
+    pp_deep_config.WEIGHTS[0] = 2.0; step("numpy item")
+    pp_deep_config.OPTIONS["paths"].append("/s1"); step("list in a dict")
+    pp_deep_config.OPTIONS["tags"].add("b"); step("set in a dict")
+    NESTED["a"]["b"].append(2); step("from-imported, deep")
+    pp_deep_config.ORDER["b"] = 2; step("OrderedDict")
+    np.copyto(pp_deep_config.GRID, 3.0); step("numpy.copyto")
+    pp_deep_config.GRID += 1; step("array +=")
+    del pp_deep_config.LEGACY; step("del")
+    pp_deep_config.TEMP = 5; step("set")
+    del pp_deep_config.TEMP; step("set, then del")
+    del pp_deep_config.Settings.OLD; step("del a class attribute")
+    pp_deep_config.TEMP = 6; step("set again")
+"""
+
+
+def test_changes_deep_in_a_modules_values_and_deletions_reach_warm_workers(tmp_path):
+    pytest.importorskip("numpy")
+    (tmp_path / "pp_deep_config.py").write_text(DEEP_CONFIG)
+    (tmp_path / "pp_deep_tasks.py").write_text(DEEP_TASKS)
+    (tmp_path / "main.py").write_text(DEEP_SCRIPT)
+    proc = run_python(f"import runpy; runpy.run_path({str(tmp_path / 'main.py')!r}, run_name='__main__')")
+    assert proc.returncode == 0, proc.stderr
+    steps = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(steps) == 17, proc.stdout
+    for label, loop, workers in steps:
+        assert workers == [loop, loop], label
+    assert steps[-1][1] == [
+        {"x": 1},
+        [1, 2, 3],
+        "zbc",
+        [9.0, 2.0],
+        [2.0, 0.0, 0.0],
+        [[4.0, 4.0], [4.0, 4.0]],
+        ["/data", "/s1"],
+        ["a", "b"],
+        [1, 2],
+        [["a", 1], ["b", 2]],
+        False,
+        6,
+        False,
+    ]
+    assert steps[-2][1][11] == "absent"  # (set, then deleted: not the module's own 1)
+
+
+def test_what_a_script_changes_deep_in_a_value_or_deletes_is_read():
+    source = """
+import heapq, random
+import numpy as np
+import config
+from config import OPTS
+config.OPTIONS["paths"].append(1)
+config.A[0].b = 3
+config.W += 1
+del config.D["k"]
+np.copyto(config.W2, 0)
+np.add(1, 2, out=config.W3)
+random.shuffle(config.ITEMS)
+heapq.heappush(config.QUEUE, 1)
+OPTS["x"]["y"] = 1
+del config.OLD
+delattr(config, "GONE")
+def test(monkeypatch):
+    monkeypatch.delattr("config.M")
+"""
+    found = settargets.read(source)
+    changed = {("config", n) for n in ("OPTIONS", "A", "W", "D", "W2", "W3", "ITEMS", "QUEUE")}
+    assert changed | {("OPTS",)} <= found.changed
+    deleted = {("config", "OLD"), ("config", "GONE"), (settargets.MODULES, "config", "M")}
+    assert found.deleted == deleted
+    assert not found.deleted & found.changed
+    assert deleted | changed <= found.chains
+    # another module's code: its bindings and deletions count, not its changes in place
+    theirs = settargets.read(source, in_place=False)
+    assert theirs.deleted == deleted and not theirs.changed
+    assert ("config", "OPTIONS") not in theirs.chains

@@ -34,8 +34,10 @@ a worker before each batch's tasks run, once the batch's functions are loaded (i
 module if need be: the script imported it). What the parent changes in place (a dict, list
 or set, an instance whose state is its ``__dict__`` and slots) is changed in place there, so
 that another module's ``from config import OPTIONS`` sees it too; what it binds anew is bound
-anew, and what another module imported before keeps the old value, as in the parent. The
-worker's own value returns once the script's is gone (also when a patch is undone: the
+anew, and what another module imported before keeps the old value, as in the parent (a
+numpy array changed in place is copied into the worker's, of the same shape and dtype). An
+attribute the script deletes (``del config.X``, ``delattr``) is sent as :data:`DELETED` and
+deleted in a worker too. The worker's own value returns once the script's is gone (also when a patch is undone: the
 module's own function is not sent, as by reference it would load as the patched one). The module's
 own code is never looked at: what it sets itself (a lazily made connection, a cache, a
 counter, a per-process value) is each process's own, as before.
@@ -51,13 +53,16 @@ does not load in a worker (a ``unittest.mock`` object that was called) with a
 ``RuntimeWarning`` there. Cost: the script is read once (IPython's new cells as they come);
 per call, a look at the version of each targeted module's namespace, of each dict set and of
 each dict and instance within (CPython's ``ma_version_tag``, or its values' identities), at
-the items of each list and set (held, compared by identity; a list longer than
-:data:`_ITEMS`: its length only): about 0.1 us per attribute the script sets.
+the items of each list, set and deque (held, compared by identity; a list longer than
+:data:`_ITEMS`: its length only): about 0.1 us per attribute the script sets; and the
+pickle of any other object within that may change in place (a numpy array, a
+``bytearray``: :func:`_contents`), unless its value was left out.
 Process-wide: not sent to a dask cluster's shared workers.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import ctypes
 import functools
@@ -65,6 +70,7 @@ import importlib
 import logging
 import operator
 import os
+import pickle
 import re
 import sys
 import tokenize
@@ -82,6 +88,22 @@ WHAT = "a global of a module of the program"
 
 IN_PLACE = "in place"  # a key's flag: the value is set in place (changed so in the parent)
 ONCE = "once"  # a key's flag: set as the parent's value changes, not again at each batch
+
+
+class _Deleted:
+    """The value sent for an attribute the script deleted (``del config.X``): deleted in a
+    worker too. Pickled by reference: one object in every process."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "DELETED"
+
+    def __repr__(self) -> str:
+        return "DELETED"
+
+
+DELETED = _Deleted()
 MAX_SOURCE = 1 << 21  # bytes of the script read at most
 LIMIT = 1 << 20  # bytes a value may take pickled (it travels with every batch)
 _MAIN = ("__main__", "__mp_main__")
@@ -175,6 +197,8 @@ def _resolve(
     if not isinstance(obj, ModuleType) or not _users(obj):
         return None
     module, rest = obj, chain[i:]
+    if not rest:  # (helpers.add(x): a method of the module itself, not an attribute set)
+        return None
     if len(rest) == 1:
         return module, module, rest[0], False
     held = vars(module).get(rest[0])
@@ -252,14 +276,9 @@ def _script_key(namespace: dict[str, Any]) -> Any:
     return path if isinstance(path, str) else None
 
 
-# parent: the script's key, the chains its source sets and the modules its imports bind;
-# the IPython cells read so far
-_script: tuple[Any, frozenset[tuple[str, ...]], dict[str, str], frozenset[tuple[str, ...]]] = (
-    None,
-    frozenset(),
-    {},
-    frozenset(),
-)
+# parent: the script's key and what its source sets (workers.settargets.read); the IPython
+# cells read so far
+_script: tuple[Any, Found] = (None, NOTHING)
 _cells_read = 0
 
 
@@ -269,28 +288,28 @@ def _chains(namespace: dict[str, Any]) -> frozenset[tuple[str, ...]]:
     global _script, _cells_read
     key = _script_key(namespace)
     if key == _script[0]:
-        return _script[1]
-    found: set[tuple[str, ...]] = set()
-    imports: dict[str, str] = {}
-    changed: set[tuple[str, ...]] = set()
+        return _script[1].chains
+    found = NOTHING
     if type(key) is tuple:
         cells = namespace["In"]
         if _cells_read <= len(cells) and _script[0] is not None and type(_script[0]) is tuple:
-            found, imports, changed = set(_script[1]), dict(_script[2]), set(_script[3])
+            found = _script[1]
         else:
             _cells_read = 0
         for cell in cells[_cells_read:]:
             if isinstance(cell, str):
-                read_here = read(cell)
-                found |= read_here.chains
-                imports.update(read_here.imports)
-                changed |= read_here.changed
+                found = _joined(found, read(cell))
         _cells_read = len(cells)
     elif key is not None:
-        read_here = read(_source(namespace, key))
-        found, imports, changed = set(read_here.chains), read_here.imports, set(read_here.changed)
-    _script = (key, frozenset(found), imports, frozenset(changed))
-    return _script[1]
+        found = read(_source(namespace, key))
+    _script = (key, found)
+    return found.chains
+
+
+def _joined(a: Found, b: Found) -> Found:
+    """What two sources (two cells) set, together."""
+    imports = {**a.imports, **b.imports}
+    return Found(a.chains | b.chains, imports, a.changed | b.changed, a.deleted | b.deleted)
 
 
 def _source(namespace: dict[str, Any], path: str) -> str:
@@ -328,14 +347,15 @@ class _Items(tuple):  # type: ignore[type-arg]
 
 # parent: the user's modules read (id -> the module, the chains its code sets on other
 # modules, the modules its imports bind), and how many modules sys.modules held then
-_Read = tuple[Any, frozenset[tuple[str, ...]], dict[str, str], frozenset[tuple[str, ...]]]
+_Read = tuple[Any, Found]
 _modules_read: dict[int, _Read] = {}  # (a module, and what settargets.read found in it)
 _modules_seen = 0
 _IMPORTS = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+)?import[ \t]+(\([^)]*\)|[^\n#;]+)", re.M)
 _HEADS = re.compile(  # the name a line sets an attribute of: name.X = ..., setattr(name, ...)
     r"^[ \t]*([A-Za-z_]\w*)\.[\w.]+[ \t]*(?::[^=\n]*)?[-+*/%&|^@]?=(?!=)"
     r"|setattr\([ \t]*([A-Za-z_]\w*)|patch(?:\.object)?\([ \t]*(['\"]|[A-Za-z_]\w*)"
-    r"|(import_module|__import__)\(",
+    r"|(import_module|__import__)\("
+    r"|^[ \t]*del[ \t]+([A-Za-z_]\w*)\.|delattr\([ \t]*(['\"]|[A-Za-z_]\w*)",
     re.M,
 )
 
@@ -381,13 +401,13 @@ def _modules() -> list[_Read]:
             found = before.get(id(module))
             if found is None:
                 try:
-                    found = (module, *_module_chains(module))
+                    found = (module, _module_chains(module))
                 except Exception as exc:  # noqa: BLE001 - (an object in sys.modules that raises)
                     log.debug("picklepool: %s: %r not read: %r", WHAT, module, exc)
-                    found = (module, *NOTHING)
+                    found = (module, NOTHING)
             _modules_read[id(module)] = found
         _modules_seen = len(sys.modules)
-    return [entry for entry in _modules_read.values() if entry[1]]
+    return [entry for entry in _modules_read.values() if entry[1].chains]
 
 
 def _module_chains(module: Any) -> Found:
@@ -411,6 +431,7 @@ _views: list[Any] = []  # versions of the namespaces and classes set, of the dic
 _held: list[Any] = []  # the lists and sets set, and those within (their items are watched)
 _long: list[Any] = []  # those longer than _ITEMS (only their lengths are watched)
 _slotted: list[Any] = []  # the instances with slots set, or within (their slots are watched)
+_opaque: list[Any] = []  # what else is within (an array): its pickle is compared
 _spaces: list[dict[str, Any]] = []  # the namespaces the chains start from (the script's, ...)
 _heads: list[str] = []  # and the names there (bound anew: another module)
 _mods: tuple[str, ...] = ()  # the modules named through imports (imported later: looked at)
@@ -422,7 +443,8 @@ _WITHIN = 256  # containers within a value watched, at most
 def _signal(sources: Any) -> Any:
     """What is read again each call (C loops only): the names the chains start from (bound
     anew: another module), the modules named through imports, the versions of the dicts, the
-    items of the lists and sets (the lengths of long ones)."""
+    items of the lists and sets (the lengths of long ones), the slots of instances, and the
+    pickle of whatever else is within (:func:`_contents`: an array changed in place)."""
     return (
         sources,
         list(map(id, map(dict.get, _spaces, _heads))),
@@ -431,6 +453,7 @@ def _signal(sources: Any) -> Any:
         list(map(_Items, _held)),
         list(map(len, _long)),
         list(map(_slot_values, _slotted)),
+        list(map(_contents, _opaque)),
     )
 
 
@@ -447,11 +470,11 @@ def pickled() -> bytes | None:
         return None
     cells = namespace.get("In")  # (the script's key, as _script_key: inline, as it runs every call)
     key = ("cells", len(cells)) if type(cells) is list else namespace.get("__file__")
-    chains = _script[1] if key == _script[0] else _chains(namespace)
+    chains = _script[1].chains if key == _script[0] else _chains(namespace)
     if len(sys.modules) != _modules_seen or _sources[0] is not chains:
         modules = _modules()
-        main = ((None, namespace, chains, _script[2], _script[3]),) if chains else ()
-        _sources = (chains, main + tuple((m, vars(m), c, i, ch) for m, c, i, ch in modules))
+        main = ((None, namespace, _script[1]),) if chains else ()
+        _sources = (chains, main + tuple((m, vars(m), found) for m, found in modules))
     sources = _sources[1]
     if not sources:
         return None
@@ -464,9 +487,10 @@ def pickled() -> bytes | None:
     views: list[Any] = []  # the dicts whose versions are watched
     held: list[Any] = []
     slotted: list[Any] = []
+    opaque: dict[Any, list[Any]] = {}  # key -> the objects within its value read whole
     scripted: set[Any] = set()  # (what the script sets: one left out is warned of)
     named_already: set[tuple[str, ...]] = set()
-    for source, space, chains, imports, changed in sources:
+    for source, space, (chains, imports, changed, deleted) in sources:
         heads = {chain[0] for chain in chains if chain[0] != MODULES}
         _spaces.extend([space] * len(heads))
         _heads.extend(heads)
@@ -485,6 +509,8 @@ def pickled() -> bytes | None:
                     named = [(n, v) for n, v in vars(module).items() if n[:1] != "_" and type(v) in _PLAIN]
                 elif name in vars(owner):
                     named = [(name, vars(owner)[name])]
+                elif chain in deleted:  # (del config.X: gone here, so gone there)
+                    named = [(name, DELETED)]
                 else:
                     continue
             except Exception as exc:  # noqa: BLE001 - (a module whose attributes raise): the others go
@@ -508,7 +534,7 @@ def pickled() -> bytes | None:
                 if generator:
                     _warn_left_out(sets, _RANDOM.format(generator))
                     continue
-                _within(value, views, held, slotted)
+                _within(value, views, held, slotted, opaque.setdefault(sets, []))
                 entries.append((sets, value))
                 if source is None:
                     scripted.add(sets)
@@ -525,6 +551,8 @@ def pickled() -> bytes | None:
     _held[:] = [c for c in unique if len(c) <= _ITEMS]
     _long[:] = [c for c in unique if len(c) > _ITEMS]
     _slotted[:] = list({id(o): o for o in slotted}.values())
+    # (not those of a value left out: a large array would be pickled at every call for nothing)
+    _opaque[:] = list({id(o): o for k, objs in opaque.items() if k not in left_out for o in objs}.values())
     _read = (_signal(sources), data)
     return data
 
@@ -568,26 +596,29 @@ def _generator(value: Any) -> str:
     return f"{home}.{kind.__qualname__}"
 
 
-def _within(value: Any, views: list[Any], held: list[Any], slotted: list[Any]) -> None:
-    """Add to *views* the dicts and to *held* the lists and sets in *value* (itself, and
-    those it holds: ``config.TABLE["a"]["b"] = 2`` changes a dict within), at most
+def _within(value: Any, views: list[Any], held: list[Any], slotted: list[Any], opaque: list[Any]) -> None:
+    """Add to *views* the dicts and to *held* the lists, sets and deques in *value* (itself,
+    and those it holds: ``config.TABLE["a"]["b"] = 2`` changes a dict within), at most
     :data:`_WITHIN` of them; an instance's attributes too (its ``__dict__`` watched, or its
-    slots: the instance added to *slotted*)."""
+    slots: the instance added to *slotted*); to *opaque* any other object that may change
+    in place (a numpy array, a ``bytearray``, an ``array.array``): its pickle is compared."""
     todo, count, steps = [value], 0, 0
     while todo and count < _WITHIN and steps < 100 * _ITEMS:
         item = todo.pop()
         kind = type(item)
         steps += 1
-        if kind is dict:
+        if kind is dict or (kind not in _PLAIN and isinstance(item, dict)):  # (defaultdict, ...)
             views.append(item)
             todo.extend(item.values())
-        elif kind is list or kind is set:
+        elif kind is list or kind is set or (kind not in _PLAIN and isinstance(item, _HELD)):
             held.append(item)
             todo.extend(item)
         elif kind is tuple or kind is frozenset:
             todo.extend(item)
-        elif kind in _PLAIN or not _instance(item):
+        elif kind in _PLAIN or isinstance(item, _immutable()):
             continue
+        elif not _instance(item):
+            opaque.append(item)
         else:
             if isinstance(getattr(item, "__dict__", None), dict):
                 views.append(vars(item))
@@ -595,6 +626,40 @@ def _within(value: Any, views: list[Any], held: list[Any], slotted: list[Any]) -
                 slotted.append(item)
             todo.extend(_state(item).values())
         count += 1
+
+
+_HELD = (list, set, collections.deque)
+
+
+def _contents(obj: Any) -> Any:
+    """What is compared of an object :func:`_within` cannot watch otherwise: its pickle
+    (the standard library's; an array's data in it), or its identity where it does not pickle."""
+    try:
+        return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - (a lock, a connection): its identity only
+        return id(obj)
+
+
+@functools.cache
+def _immutable() -> tuple[type, ...]:
+    """The types of values that never change in place: not compared (:func:`_within`)."""
+    import datetime
+    import enum
+    import numbers
+
+    return (
+        numbers.Number,  # (numpy's scalars, Decimal, Fraction)
+        enum.Enum,
+        datetime.date,
+        datetime.time,
+        datetime.timedelta,
+        datetime.tzinfo,
+        re.Pattern,
+        range,
+        slice,
+        _Deleted,
+        *_NOT_INSTANCES,
+    )
 
 
 def _prefixes(chains: frozenset[tuple[str, ...]], imports: dict[str, str]) -> tuple[str, ...]:
@@ -656,7 +721,7 @@ class _Globals:
         value = default if owner is None else getattr(owner, name, default)
         if IN_PLACE not in key[2:]:
             return value
-        if type(value) in _CONTAINERS:
+        if type(value) in _CONTAINERS or _same_array(value, value):  # (the worker's own, as it is now)
             return copy.deepcopy(value)
         return _Attributes(value) if _in_place(value) else value
 
@@ -668,6 +733,10 @@ class _Globals:
             if _once.get(key) is value:
                 return
             _once[key] = value
+        if value is DELETED:  # (del config.X in the parent)
+            if name in vars(owner):
+                delattr(owner, name)
+            return
         current: Any = getattr(owner, name, None)
         if current is value or _same(current, value):
             return
@@ -685,6 +754,8 @@ class _Globals:
                 current.update(copy.deepcopy(value))
             elif type(value) is type(current) and _in_place(value):
                 _set_attributes(current, _state(value))
+            elif _same_array(current, value):  # (config.W[0] = 1: the worker's array, changed)
+                current[...] = value
             else:
                 setattr(owner, name, _copy(value))
         except Exception as exc:  # noqa: BLE001 - (a module refusing it): the others still go
@@ -752,6 +823,19 @@ def _set_attributes(obj: Any, attributes: dict[str, Any]) -> None:
             setattr(obj, name, attributes[name])
         elif hasattr(obj, name):
             delattr(obj, name)
+
+
+def _same_array(current: Any, value: Any) -> bool:
+    """Whether *current* and *value* are numpy arrays of one type, shape and dtype, and
+    *current* can be written: *value* is then copied into it, in place."""
+    numpy = sys.modules.get("numpy")
+    return (
+        numpy is not None
+        and type(current) is type(value) is numpy.ndarray
+        and current.shape == value.shape
+        and current.dtype == value.dtype
+        and current.flags.writeable
+    )
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -10,11 +10,14 @@ are not in the source (``setattr(config, name, value)``, ``vars(config).update(v
 ``config.__dict__[name] = value``): every plain value of that module is then sent.
 
 What counts as setting: ``M.X = ...`` (also in a tuple, and ``+=``, ``M.X: T = ...``),
-``M.X[k] = ...``, ``M.X.append(...)`` (a method that changes a dict, list or set in place),
-``setattr(M, "X", ...)`` and pytest's ``monkeypatch.setattr(M, "X", ...)`` (or
-``("pkg.M.X", ...)``),
+``M.X[k] = ...``, ``M.X.append(...)`` (a method that changes a dict, list, set or array in
+place), each also deeper in the value (``M.X["paths"].append(...)``, ``M.X[0].y = ...``,
+``del M.X[k]``), ``numpy.copyto(M.X, ...)``, ``random.shuffle(M.X)``, ``heapq.heappush(M.X,
+...)`` and the like, ``out=M.X``, ``setattr(M, "X", ...)`` and pytest's
+``monkeypatch.setattr(M, "X", ...)`` (or ``("pkg.M.X", ...)``),
 ``unittest.mock``'s ``patch.object(M, "X", ...)``, ``patch("pkg.M.X", ...)`` and
-``patch.dict(M.X, ...)``.
+``patch.dict(M.X, ...)``. What counts as deleting: ``del M.X``, ``delattr(M, "X")``,
+``monkeypatch.delattr(M, "X")`` (or ``("pkg.M.X")``).
 """
 
 from __future__ import annotations
@@ -25,9 +28,17 @@ from typing import NamedTuple
 MODULES = "<sys.modules>"  # a chain's head: the module's dotted name follows
 EVERY = "*"  # a chain's last part: every attribute of the module
 
-# the methods that change a dict, list or set in place (config.PATHS.append(x))
+# the methods that change a dict, list, set, deque or array in place (config.PATHS.append(x))
 CHANGES = frozenset(
-    "append extend insert update setdefault pop popitem remove clear add discard sort reverse".split()
+    "append extend insert update setdefault pop popitem remove clear add discard sort reverse "
+    "appendleft extendleft popleft rotate move_to_end difference_update intersection_update "
+    "symmetric_difference_update fill put itemset resize setfield".split()
+)
+# functions that change their first argument in place (numpy.copyto(config.W, new),
+# random.shuffle(config.ITEMS), heapq.heappush(config.QUEUE, item))
+CHANGERS = frozenset(
+    "copyto put place putmask fill_diagonal shuffle heappush heappop heapify heapreplace "
+    "heappushpop insort insort_left insort_right".split()
 )
 _IMPORTERS = frozenset({"import_module", "__import__"})
 
@@ -35,28 +46,31 @@ _IMPORTERS = frozenset({"import_module", "__import__"})
 class Found(NamedTuple):
     """What :func:`read` found in a source."""
 
-    chains: frozenset[tuple[str, ...]]  # the attribute chains it sets
+    chains: frozenset[tuple[str, ...]]  # the attribute chains it sets (or deletes)
     imports: dict[str, str]  # {name: module} for the names its imports bind
     changed: frozenset[tuple[str, ...]]  # those of the chains it (also) changes in place
+    deleted: frozenset[tuple[str, ...]] = frozenset()  # those it (also) deletes
 
 
 NOTHING = Found(frozenset(), {}, frozenset())
 
 
 class _Chains(set):  # type: ignore[type-arg]
-    """The chains found, and (``changed``) those found changed in place."""
+    """The chains found, those found changed in place (``changed``) and deleted (``deleted``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.changed: set[tuple[str, ...]] = set()
+        self.deleted: set[tuple[str, ...]] = set()
 
 
 def read(source: str, in_place: bool = True) -> Found:
     """The attribute chains *source* sets, ``{name: module}`` for the names its imports bind
     (``import a.b as c``: ``{"c": "a.b"}``; ``from a import b``: ``{"b": "a.b"}``, a submodule
-    or not), and the chains whose value it changes in place (``M.X[k] = v``, ``M.X.append(v)``,
+    or not), the chains whose value it changes in place (``M.X[k] = v``, ``M.X.append(v)``,
     ``patch.dict``), not only binds anew (``M.X = v``: what another module imported from M
-    before keeps the old value, in the loop). Empty for a source that does not parse.
+    before keeps the old value, in the loop), and those it deletes (``del M.X``). Empty for
+    a source that does not parse.
     *in_place* False: only what binds an attribute anew (a module's code filling another's
     cache is its own)."""
     try:
@@ -78,11 +92,15 @@ def read(source: str, in_place: bool = True) -> Found:
                 imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
         elif isinstance(node, ast.Assign):
             _stores(list(node.targets), out, in_place)
-        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+        elif isinstance(node, ast.AnnAssign):
             _stores([node.target], out, in_place)
+        elif isinstance(node, ast.AugAssign):  # (config.W += 1: a list's or array's in place)
+            _stores([node.target], out, in_place, augmented=True)
+        elif isinstance(node, ast.Delete):
+            _stores(list(node.targets), out, in_place, deleting=True)
         elif isinstance(node, ast.Call):
             _call(node, out, in_place)
-    return Found(frozenset(out), imports, frozenset(out.changed))
+    return Found(frozenset(out), imports, frozenset(out.changed), frozenset(out.deleted))
 
 
 def targets(source: str) -> set[tuple[str, ...]]:
@@ -90,25 +108,56 @@ def targets(source: str) -> set[tuple[str, ...]]:
     return set(read(source)[0])
 
 
-def _stores(stores: list[ast.AST], out: set[tuple[str, ...]], in_place: bool) -> None:
+def _stores(
+    stores: list[ast.AST],
+    out: set[tuple[str, ...]],
+    in_place: bool,
+    augmented: bool = False,
+    deleting: bool = False,
+) -> None:
     for store in stores:
-        changed = isinstance(store, ast.Subscript)  # (in place: OPTIONS["mode"] = ... too)
-        if changed and not in_place:
+        if isinstance(store, ast.Tuple | ast.List | ast.Starred):
+            stores.extend(store.elts if not isinstance(store, ast.Starred) else [store.value])
             continue
-        while isinstance(store, ast.Subscript):  # (config.OPTIONS["mode"] = ...)
-            store = store.value
-        if isinstance(store, ast.Tuple | ast.List):
-            stores.extend(store.elts)
+        chain, within = _base(store)  # (config.OPTIONS["mode"] = ..., config.OPTIONS["a"].b = ...)
+        if within and not in_place:
+            continue  # (in place, deep in the value: a module's own cache)
+        if deleting and not within:  # (del config.X)
+            _add(chain, out, deleted=True)
             continue
-        _add(_chain(store), out, changed)
+        _add(chain, out, within or (augmented and in_place and chain is not None and len(chain) > 1))
+
+
+def _base(node: ast.AST) -> tuple[tuple[str, ...] | None, bool]:
+    """The chain whose value *node* reaches, and whether through an item of it (changed in
+    place then): ``config.OPTIONS["paths"]`` and ``config.OPTIONS["a"].b`` give
+    ``(("config", "OPTIONS"), True)``, ``config.X`` gives ``(("config", "X"), False)``."""
+    base, within, here = node, False, node
+    while isinstance(here, ast.Attribute | ast.Subscript):
+        if isinstance(here, ast.Subscript):
+            base, within = here.value, True
+        here = here.value
+    return _chain(base), within
 
 
 def _call(node: ast.Call, out: set[tuple[str, ...]], in_place: bool) -> None:
     func, args = node.func, node.args
     name = _chain(func) or ()
-    if in_place and isinstance(func, ast.Attribute) and func.attr in CHANGES:  # (config.PATHS.append(x))
-        _add(_chain(func.value), out, True)
-    if name[-1:] == ("setattr",) and args and (text := _text(args[0])) is not None:
+    if in_place:
+        if isinstance(func, ast.Attribute) and func.attr in CHANGES:  # (config.PATHS.append(x))
+            _add(_base(func.value)[0], out, True)
+        if name[-1:] and name[-1] in CHANGERS and args:  # (numpy.copyto(config.W, new))
+            _add(_base(args[0])[0], out, True)
+        for keyword in node.keywords:  # (numpy.add(a, b, out=config.W))
+            if keyword.arg == "out":
+                _add(_base(keyword.value)[0], out, True)
+    if name[-1:] == ("delattr",) and args:  # delattr(M, "X"), monkeypatch.delattr(M, "X" | "pkg.M.X")
+        text = _text(args[0])
+        if text is not None:
+            _add((MODULES, *text.split(".")), out, deleted=True)
+        elif len(args) >= 2 and (target := _chain(args[0])) is not None and (key := _text(args[1])):
+            _add((*target, key), out, deleted=True)
+    elif name[-1:] == ("setattr",) and args and (text := _text(args[0])) is not None:
         _add((MODULES, *text.split(".")), out)  # (monkeypatch.setattr("config.X", v))
     elif name[-1:] == ("setattr",) or name[-2:] == ("patch", "object"):
         if len(args) >= 2:  # setattr(M, "X", v), monkeypatch.setattr(M, "X", v), patch.object
@@ -123,18 +172,24 @@ def _call(node: ast.Call, out: set[tuple[str, ...]], in_place: bool) -> None:
             _add(_chain(args[0]) if text is None else (MODULES, *text.split(".")), out, dict_patch)
 
 
-def _add(chain: tuple[str, ...] | None, out: set[tuple[str, ...]], changed: bool = False) -> None:
+def _add(
+    chain: tuple[str, ...] | None, out: set[tuple[str, ...]], changed: bool = False, deleted: bool = False
+) -> None:
     """Add *chain*: a name alone only where what it holds is *changed* in place (``OPTIONS``
-    of ``from config import OPTIONS``), not bound anew (the script's own global)."""
+    of ``from config import OPTIONS``), not bound anew (the script's own global); *deleted*:
+    the script deletes it (``del config.X``)."""
     if chain is None or len(chain) < (1 if changed else 2):
         return
     if chain[-1] == "__dict__":  # (config.__dict__.update(...), config.__dict__[k] = v)
-        chain, changed = (*chain[:-1], EVERY), False
+        chain, changed, deleted = (*chain[:-1], EVERY), False, False
     elif chain[-1] == EVERY:  # (vars(config).update(...): its attributes bound anew)
-        changed = False
+        changed = deleted = False
     out.add(chain)
-    if changed and isinstance(out, _Chains):
-        out.changed.add(chain)
+    if isinstance(out, _Chains):
+        if changed:
+            out.changed.add(chain)
+        if deleted:
+            out.deleted.add(chain)
 
 
 def _text(node: ast.AST) -> str | None:
