@@ -6,6 +6,7 @@ test, through pytest-timeout) running out of its deadline, never as a timed asse
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
+import psutil
 import pytest
 
 import picklepool
@@ -66,19 +68,19 @@ def test_a_retired_worker_that_ran_a_nested_call_does_not_stall_the_pool():
     assert result.stderr == ""
 
 
-def leave_a_thread_behind(i):
-    threading.Thread(target=threading.Event().wait, name="never-ends").start()  # not a daemon
+def hold_the_exit(i):
+    atexit.register(threading.Event().wait)  # the worker's exit never ends
     return i
 
 
 @pytest.mark.timeout(60)
 def test_a_retired_worker_that_cannot_exit_is_killed_and_reported(monkeypatch):
-    # Python joins a process's non-daemon threads at exit: a retired worker holding
-    # one never exits, and loky's manager thread joins it without a deadline.
+    # A retired worker whose exit never ends (an atexit function of a task's that waits for
+    # ever): loky's manager thread joins it without a deadline.
     monkeypatch.setattr(reaper, "EXIT_DEADLINE", 0.5)
     with pytest.warns(RuntimeWarning, match=r"worker pid \d+ had not exited .* it was killed"):
         out = Parallel(n_jobs=2, batch_size=1, max_worker_memory="1")(
-            delayed(leave_a_thread_behind)(i) for i in range(6)
+            delayed(hold_the_exit)(i) for i in range(6)
         )
         assert out == list(range(6))
         assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
@@ -87,7 +89,7 @@ def test_a_retired_worker_that_cannot_exit_is_killed_and_reported(monkeypatch):
 @pytest.mark.timeout(60)
 def test_shutdown_has_a_deadline_then_kills(monkeypatch, capsys):
     monkeypatch.setattr(reaper, "EXIT_DEADLINE", 0.5)
-    assert Parallel(n_jobs=2, batch_size=1)(delayed(leave_a_thread_behind)(i) for i in range(4)) == [
+    assert Parallel(n_jobs=2, batch_size=1)(delayed(hold_the_exit)(i) for i in range(4)) == [
         0,
         1,
         2,
@@ -96,6 +98,43 @@ def test_shutdown_has_a_deadline_then_kills(monkeypatch, capsys):
     picklepool.shutdown(wait=True)
     err = capsys.readouterr().err
     assert "did not stop within 0.5 s of shutdown and was killed" in err, err
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["retired", "shutdown"])
+def test_a_worker_leaving_its_pool_does_not_wait_for_the_threads_its_tasks_left(how):
+    # Python joins a process's non-daemon threads at exit: a worker holding one never
+    # exited, and loky's manager thread, joining it, held the next call's replies until
+    # the parent killed it (EXIT_DEADLINE, 5 s). It now exits without them, saying so.
+    result = run_python(
+        f"""
+        import os, threading
+        import picklepool
+        from picklepool import Parallel, delayed
+
+        def leave_a_thread_behind(i):
+            threading.Thread(target=threading.Event().wait, name="left-behind").start()
+            return os.getpid()
+
+        if __name__ == "__main__":
+            memory = "1" if {how!r} == "retired" else None  # (each worker retired after its batch)
+            pids = Parallel(n_jobs=2, batch_size=1, max_worker_memory=memory)(
+                delayed(leave_a_thread_behind)(i) for i in range(4)
+            )
+            print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)))
+            picklepool.shutdown(wait=True)
+            print(sorted(set(pids)))
+        """,
+        timeout=100,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "[0, 1, 2, 3]", result.stdout
+    for pid in json.loads(lines[1]):
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert "left its pool with threads its tasks started still running ('left-behind')" in result.stderr
+    assert "Join such a thread in the task that starts it" in result.stderr
+    assert "killed" not in result.stderr, result.stderr  # (not the parent's backstop)
 
 
 @pytest.mark.timeout(60)

@@ -2,7 +2,8 @@
 
 loky joins a worker without a timeout when it retires it (a task timed out, memory
 recycling), when it idles out and when its executor shuts down. A worker whose exit
-hangs (its own non-daemon thread, a child it waits for) would stall every later
+hangs (an ``atexit`` function of a task's that waits, a child it waits for; the
+non-daemon threads its tasks left get 1 s, ``workers.leaving``) would stall every later
 call and the interpreter's exit. Three rules, applied here:
 
 - **A worker's exit does not depend on its children.** In a process that is itself

@@ -69,11 +69,13 @@ def start_loky_worker(
     type, text and traceback (:func:`initializer_failure` reads them), as loky only
     prints them on stderr.
     """
+    from . import leaving
     from .control import watch_parent
     from .mainnames import install
     from .mirror import start_method as set_start_method
 
     watch_parent(parent)
+    leaving.install()  # its exit does not wait for the threads its tasks leave (workers.leaving)
     install()  # the script's names in this worker's __main__, for the tasks (workers.mainnames)
     set_start_method(start_method)
     if initializer is not None:
