@@ -615,6 +615,7 @@ import numpy as np
 import config
 from config import OPTS
 config.OPTIONS["paths"].append(1)
+config.REGISTRY.get("k").add(1)
 config.A[0].b = 3
 config.W += 1
 del config.D["k"]
@@ -629,7 +630,8 @@ def test(monkeypatch):
     monkeypatch.delattr("config.M")
 """
     found = settargets.read(source)
-    changed = {("config", n) for n in ("OPTIONS", "A", "W", "D", "W2", "W3", "ITEMS", "QUEUE")}
+    names = ("OPTIONS", "REGISTRY", "A", "W", "D", "W2", "W3", "ITEMS", "QUEUE")
+    changed = {("config", n) for n in names}
     assert changed | {("OPTS",)} <= found.changed
     deleted = {("config", "OLD"), ("config", "GONE"), (settargets.MODULES, "config", "M")}
     assert found.deleted == deleted

@@ -37,10 +37,11 @@ that another module's ``from config import OPTIONS`` sees it too; what it binds 
 anew, and what another module imported before keeps the old value, as in the parent (a
 numpy array changed in place is copied into the worker's, of the same shape and dtype). An
 attribute the script deletes (``del config.X``, ``delattr``) is sent as :data:`DELETED` and
-deleted in a worker too. The worker's own value returns once the script's is gone (also when a patch is undone: the
-module's own function is not sent, as by reference it would load as the patched one). The module's
-own code is never looked at: what it sets itself (a lazily made connection, a cache, a
-counter, a per-process value) is each process's own, as before.
+deleted in a worker too. The worker's own value returns once the script's is gone (also
+when a patch is undone: the module's own function is not sent, as by reference it would
+load as the patched one). The module's own code is never looked at: what it sets itself
+(a lazily made connection, a cache, a counter, a per-process value) is each process's own,
+as before.
 
 Not sent: a seeded random number generator (``random.Random``, numpy's ``Generator`` or
 ``RandomState``): a copy in each worker would draw the same numbers where the loop drew each

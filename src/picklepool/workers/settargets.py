@@ -130,10 +130,17 @@ def _stores(
 
 def _base(node: ast.AST) -> tuple[tuple[str, ...] | None, bool]:
     """The chain whose value *node* reaches, and whether through an item of it (changed in
-    place then): ``config.OPTIONS["paths"]`` and ``config.OPTIONS["a"].b`` give
-    ``(("config", "OPTIONS"), True)``, ``config.X`` gives ``(("config", "X"), False)``."""
+    place then): ``config.OPTIONS["paths"]``, ``config.OPTIONS["a"].b`` and
+    ``config.OPTIONS.get("paths")`` give ``(("config", "OPTIONS"), True)``, ``config.X``
+    gives ``(("config", "X"), False)``."""
     base, within, here = node, False, node
-    while isinstance(here, ast.Attribute | ast.Subscript):
+    while isinstance(here, ast.Attribute | ast.Subscript | ast.Call):
+        if isinstance(here, ast.Call):  # (a method's result: OPTIONS.get("paths"))
+            if not isinstance(here.func, ast.Attribute) or _chain(here) is not None:
+                break  # (a function's, or importlib.import_module("config"): a chain's head)
+            here = here.func.value
+            base, within = here, True
+            continue
         if isinstance(here, ast.Subscript):
             base, within = here.value, True
         here = here.value
