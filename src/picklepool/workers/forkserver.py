@@ -86,6 +86,7 @@ PRELOAD = (
     "loky.backend.synchronize",
     "loky.process_executor",
     "picklepool.pickler.hybrid",
+    "picklepool.workers.leaving",
     "picklepool.workers.packed",
     "picklepool.workers.prologue",
     "picklepool.workers.runner",
