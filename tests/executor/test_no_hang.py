@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -720,6 +721,69 @@ def test_a_call_running_in_a_thread_when_the_main_thread_ends_says_so_and_names_
     assert "join() the threads that make calls before the main thread ends" in line, line
     assert "task " in line and "step(" in line, line
     assert "daemon thread)" not in line and "with Parallel" not in line, line
+
+
+@pytest.mark.timeout(120)
+def test_a_call_in_a_thread_that_sends_a_batch_once_the_exit_stopped_its_pool_does_not_start_another():
+    # The race behind a rare CI failure (about 1 run in 30 on a loaded host): the exit's hook
+    # stopped the pool while the call's thread was sending its next batch; loky refused it
+    # (shut down), and the call took a fresh pool, which nothing stopped: the exit waited for
+    # it (60 s here), and the error named no cause. The batch now fails as the pool it was
+    # meant for did. Here the batch is held until the hook has stopped the pool.
+    result = run_python(
+        """
+        import os, threading
+        from picklepool import Parallel, delayed
+        from picklepool.executor import lanes, reaper
+
+        stopped = threading.Event()
+        _stop, _submit = reaper.stop, lanes.loky_submit
+        sent = []
+
+        def stop(executor, *args, **kwargs):
+            try:
+                return _stop(executor, *args, **kwargs)
+            finally:
+                stopped.set()
+
+        def loky_submit(executor, fn, *args):
+            sent.append(fn)
+            if len(sent) > 4:  # a batch sent once the exit's hook has stopped the pool
+                stopped.wait()
+            return _submit(executor, fn, *args)
+
+        reaper.stop, lanes.loky_submit = stop, loky_submit
+
+        def step(i, fifo):
+            if i == 2:
+                with open(fifo, "w") as f:
+                    f.write("x")
+            threading.Event().wait(60 if i >= 2 else 0)  # killed at exit
+            return i
+
+        def caller(fifo):
+            try:
+                Parallel(n_jobs=2, batch_size=1)(delayed(step)(i, fifo) for i in range(40))
+                print("ran")
+            except Exception as exc:
+                print(type(exc).__name__, exc)
+
+        if __name__ == "__main__":
+            import tempfile
+            fifo = os.path.join(tempfile.mkdtemp(), "started")
+            os.mkfifo(fifo)
+            threading.Thread(target=caller, args=(fifo,)).start()  # not a daemon thread
+            with open(fifo) as f:  # task 2 runs now
+                f.read()
+            os.unlink(fifo)
+            os.rmdir(os.path.dirname(fifo))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("WorkerCrashedError the workers were killed by the interpreter's exit"), line
+    assert "join() the threads that make calls before the main thread ends" in line, line
+    assert re.search(r"while running task [23]: step\([23], ", line), line  # (the two running)
 
 
 def two_running_then_large_jobs(tmp_path):

@@ -106,13 +106,18 @@ class LokyBackend(Backend):
         try:  # loky's jobs need its workers: lanes give them back first
             future = lanes.loky_submit(self._executor, fn, *args)
         except RuntimeError as exc:  # loky's ShutdownExecutorError is one
-            if isinstance(exc, BrokenProcessPool) and self._sent and not self.renew_when_broken:
-                # a crash broke the pool this call sent batches to: no more of its tasks start
+            broken = isinstance(exc, BrokenProcessPool) and not self.renew_when_broken
+            if self._sent and (broken or lokycompat.interpreter_exiting()):
+                # a crash broke the pool this call sent batches to, or the interpreter's exit
+                # stopped it (a call in a thread the main thread did not join): no more of its
+                # tasks start, and the error names what stopped it (replies.crash_error)
                 failed: Future[Any] = Future()
                 failed.set_exception(exc)
                 return failed
             # Broken by a crash in an earlier call (or another thread's, before this call sent
-            # anything), or shut down: get a fresh pool.
+            # anything), or shut down: get a fresh pool (not while the interpreter exits: the
+            # exit's hooks have run, nothing would stop it, and the exit would wait for it).
+            _refuse_at_exit("loky", self.n_workers)
             self._get()
             future = lanes.loky_submit(self._executor, fn, *args)
         self._sent = True
