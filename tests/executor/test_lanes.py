@@ -322,11 +322,15 @@ def test_a_lane_ends_for_the_parent_though_a_process_a_task_forked_holds_its_soc
 _HOARD: list[bytes] = []
 
 
-def limit_leaks_here(_: int) -> int:
-    """In this worker: loky's leak check at every job, past 8 MB of growth."""
+def limit_leaks_here(i: int, fifos: tuple[str, str]) -> int:
+    """In this worker: loky's leak check at every job, past 8 MB of growth. Returns once the
+    other task (*i* 0 and 1) runs too: two FIFOs, opened in an order that meets."""
     import loky.process_executor as pe
 
     pe._MEMORY_LEAK_CHECK_DELAY, pe._MAX_MEMORY_LEAK_SIZE = 0.0, 8 << 20
+    first, second = fifos
+    with open(first, "w" if i == 0 else "r"), open(second, "r" if i == 0 else "w"):
+        pass
     return os.getpid()
 
 
@@ -336,12 +340,15 @@ def leak(_: int) -> tuple[int, bool]:
 
 
 @pytest.mark.filterwarnings("ignore:A worker was restarted:UserWarning")  # loky's, expected here
-def test_a_worker_leaking_memory_in_a_lane_is_replaced_as_by_lokys_own_check():
+def test_a_worker_leaking_memory_in_a_lane_is_replaced_as_by_lokys_own_check(tmp_path):
     # loky replaces a worker grown past LOKY_MAX_MEMORY_LEAK_SIZE between two jobs; a lane
     # is one job, so it checks between its batches and ends, and loky's check runs
+    fifos = (str(tmp_path / "a"), str(tmp_path / "b"))
+    for path in fifos:
+        os.mkfifo(path)
     _open_lanes()
-    pids = Parallel(n_jobs=2, batch_size=1)(delayed(limit_leaks_here)(i) for i in range(2))
-    assert len(set(pids)) == 2  # both lanes, idle, took one each
+    pids = Parallel(n_jobs=2, batch_size=1)(delayed(limit_leaks_here)(i, fifos) for i in range(2))
+    assert len(set(pids)) == 2  # both lanes, idle, took one each (each task waits for the other)
     pid, inside = _one(leak, 0)
     assert inside and pid in pids
     psutil.Process(pid).wait(timeout=60)  # replaced: it exits (it never did while in a lane)
