@@ -103,18 +103,26 @@ def test_shutdown_has_a_deadline_then_kills(monkeypatch, capsys):
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("how", ["retired", "shutdown"])
-def test_a_worker_leaving_its_pool_does_not_wait_for_the_threads_its_tasks_left(how):
+@pytest.mark.parametrize("left", ["thread", "thread pool"])
+def test_a_worker_leaving_its_pool_does_not_wait_for_the_threads_its_tasks_left(how, left):
     # Python joins a process's non-daemon threads at exit: a worker holding one never
     # exited, and loky's manager thread, joining it, held the next call's replies until
-    # the parent killed it (EXIT_DEADLINE, 5 s). It now exits without them, saying so.
+    # the parent killed it (EXIT_DEADLINE, 5 s). It now exits without them, saying so. A
+    # ThreadPoolExecutor left open is one too (the standard library's exit hook joins its
+    # threads without a deadline: it runs after ours now); one left idle ends at once.
     result = run_python(
         f"""
         import os, threading
+        from concurrent.futures import ThreadPoolExecutor
         import picklepool
         from picklepool import Parallel, delayed
 
         def leave_a_thread_behind(i):
-            threading.Thread(target=threading.Event().wait, name="left-behind").start()
+            if {left!r} == "thread":
+                threading.Thread(target=threading.Event().wait, name="left-behind").start()
+            else:
+                ThreadPoolExecutor(2, thread_name_prefix="left-behind").submit(threading.Event().wait)
+                ThreadPoolExecutor(2).submit(abs, -i)  # (an idle one: not waited for, not named)
             return os.getpid()
 
         if __name__ == "__main__":
@@ -133,7 +141,8 @@ def test_a_worker_leaving_its_pool_does_not_wait_for_the_threads_its_tasks_left(
     assert lines[0] == "[0, 1, 2, 3]", result.stdout
     for pid in json.loads(lines[1]):
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    assert "left its pool with threads its tasks started still running ('left-behind')" in result.stderr
+    assert "left its pool with threads its tasks started still running ('left-behind" in result.stderr
+    assert "ThreadPoolExecutor-" not in result.stderr  # (the idle pools' threads ended at once)
     assert "Join such a thread in the task that starts it" in result.stderr
     assert "killed" not in result.stderr, result.stderr  # (not the parent's backstop)
 

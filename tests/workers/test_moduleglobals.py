@@ -616,6 +616,7 @@ import config
 from config import OPTS
 config.OPTIONS["paths"].append(1)
 config.REGISTRY.get("k").add(1)
+config.FRAME.fillna(0, inplace=True)
 config.A[0].b = 3
 config.W += 1
 del config.D["k"]
@@ -626,18 +627,107 @@ heapq.heappush(config.QUEUE, 1)
 OPTS["x"]["y"] = 1
 del config.OLD
 delattr(config, "GONE")
+for config.SCALE in (1, 2):
+    pass
 def test(monkeypatch):
     monkeypatch.delattr("config.M")
 """
     found = settargets.read(source)
-    names = ("OPTIONS", "REGISTRY", "A", "W", "D", "W2", "W3", "ITEMS", "QUEUE")
+    names = ("OPTIONS", "REGISTRY", "FRAME", "A", "W", "D", "W2", "W3", "ITEMS", "QUEUE")
     changed = {("config", n) for n in names}
     assert changed | {("OPTS",)} <= found.changed
     deleted = {("config", "OLD"), ("config", "GONE"), (settargets.MODULES, "config", "M")}
     assert found.deleted == deleted
     assert not found.deleted & found.changed
-    assert deleted | changed <= found.chains
+    assert deleted | changed | {("config", "SCALE")} <= found.chains
     # another module's code: its bindings and deletions count, not its changes in place
     theirs = settargets.read(source, in_place=False)
     assert theirs.deleted == deleted and not theirs.changed
     assert ("config", "OPTIONS") not in theirs.chains
+
+
+KIND_CONFIG = """
+import array, collections, dataclasses
+@dataclasses.dataclass
+class Run:
+    name: str = "base"
+    workers: int = dataclasses.field(default=1, compare=False)  # (== leaves it out)
+RUN = Run()
+COUNTS = collections.Counter()
+ORDER = collections.OrderedDict(a=1)
+RECENT = collections.deque([1, 2])
+RAW = bytearray(b"abc")
+ARR = array.array("i", [1, 2])
+TABLE = {i: {"w": 0} for i in range(1000)}  # (more dicts than are watched one by one)
+ROWS = list(range(20000))  # (longer than a list watched item by item)
+STATE = {"n": 0}
+"""
+
+# another module that imported the values themselves: it must see them changed in place
+KIND_TASKS = """
+from pp_kind_config import COUNTS, ORDER, RECENT, RAW, ARR, TABLE, ROWS
+import pp_kind_config as c
+def read(i):
+    return [c.RUN.workers, dict(COUNTS), list(ORDER.items()), list(RECENT), RAW.decode(),
+            list(ARR), TABLE[0]["w"], ROWS[5]]
+def grow(i):
+    RECENT.append(i)  # (a task's change: its batch's only, as a list's)
+    return len(RECENT)
+def draw(i):
+    return c.STATE.get("rng") is None
+"""
+
+KIND_SCRIPT = """
+import json, os, sys, warnings
+sys.path.insert(0, os.path.dirname(__file__))
+import random
+import pp_kind_config, pp_kind_tasks
+from picklepool import Parallel, delayed
+
+def step(label):
+    loop = pp_kind_tasks.read(0)
+    workers = Parallel(n_jobs=2)(delayed(pp_kind_tasks.read)(i) for i in range(2))
+    print(json.dumps([label, loop, workers]))
+
+if __name__ == "__main__":
+    step("warm")
+    pp_kind_config.RUN.workers = 8; step("dataclass field left out of ==")
+    pp_kind_config.COUNTS["x"] += 1; step("Counter")
+    pp_kind_config.ORDER["b"] = 2; step("OrderedDict")
+    pp_kind_config.RECENT.append(3); step("deque")
+    pp_kind_config.RAW[0] = ord("z"); step("bytearray")
+    pp_kind_config.ARR[0] = 9; step("array.array")
+    pp_kind_config.TABLE[0]["w"] = 5; step("the first of 1000 dicts")
+    pp_kind_config.ROWS[5] = -5; step("an item of a long list")
+    grow = delayed(pp_kind_tasks.grow)
+    grown = [Parallel(n_jobs=2, batch_size=1)(grow(i) for i in range(4)) for _ in range(2)]
+    print(json.dumps(["grown", grown]))
+    pp_kind_config.STATE["rng"] = random.Random(42)  # (a seeded generator within a value)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        print(json.dumps(["rng", Parallel(n_jobs=2)(delayed(pp_kind_tasks.draw)(i) for i in range(2)),
+                          [str(w.message) for w in caught]]))
+"""
+
+
+def test_values_changed_in_place_of_every_kind_are_changed_in_the_workers_own(tmp_path):
+    # helper-112's break-it review: another module's `from config import RECENT` kept the old
+    # deque, Counter, OrderedDict, bytearray, array.array (rebound, not changed in place); a
+    # task's deque.append piled up across batches; a dataclass whose == leaves a field out was
+    # never updated; a change among 1000 dicts or in a 20,000-item list was missed; a seeded
+    # generator within a value was sent, each batch replaying its draws
+    (tmp_path / "pp_kind_config.py").write_text(KIND_CONFIG)
+    (tmp_path / "pp_kind_tasks.py").write_text(KIND_TASKS)
+    (tmp_path / "main.py").write_text(KIND_SCRIPT)
+    proc = run_python(f"import runpy; runpy.run_path({str(tmp_path / 'main.py')!r}, run_name='__main__')")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    steps, (_, grown), (_, fresh, warned) = lines[:-2], lines[-2], lines[-1]
+    assert len(steps) == 9, proc.stdout
+    for label, loop, workers in steps:
+        assert workers == [loop, loop], label
+    assert steps[-1][1] == [8, {"x": 1}, [["a", 1], ["b", 2]], [1, 2, 3], "zbc", [9, 2], 5, -5]
+    assert grown == [[4, 4, 4, 4]] * 2  # the parent's 3 items and the task's one, each batch
+    assert fresh == [True, True]  # (STATE not sent: the worker's own, without the generator)
+    assert any("pp_kind_config.STATE, which the script sets, is not sent" in w for w in warned), warned
+    assert any("random number generator (random.Random)" in w for w in warned), warned

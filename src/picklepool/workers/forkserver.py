@@ -78,6 +78,7 @@ MAX_FDS = 64  # descriptors one request may carry (loky passes about 8)
 # preparation data and the process object with, the worker's loop, the pool's initializer,
 # the batch runner and the default pickler.
 PRELOAD = (
+    "concurrent.futures.thread",
     "multiprocessing.resource_tracker",
     "multiprocessing.spawn",
     "loky.backend.popen_loky_posix",

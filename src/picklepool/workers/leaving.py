@@ -11,7 +11,8 @@ joblib, until the thread ended).
 
 :func:`install`, at the worker's start, registers a hook that runs as the worker exits,
 before those threads are joined (``threading._register_atexit``, which the standard
-library's own ``concurrent.futures`` uses): it gives them :data:`GRACE` seconds to end, then
+library's own ``concurrent.futures`` uses; run before the standard library's thread pools'
+hook, and telling their threads to end as it does): it gives them :data:`GRACE` seconds to end, then
 says on stderr which are still running, runs the worker's ``atexit`` functions, flushes its
 streams and ends the process without them (``os._exit(0)``). Their work is lost, as when a
 worker is killed; in the loop they would have kept the parent running until they ended.
@@ -29,15 +30,36 @@ GRACE = 1.0  # seconds a leaving worker waits for its tasks' non-daemon threads
 
 
 def install() -> None:
-    """Register :func:`_leave` in this worker (once; where this Python has the hook)."""
+    """Register :func:`_leave` in this worker (once; where this Python has the hook).
+
+    After the standard library's thread pools' own hook, which such hooks run in reverse
+    order: that one joins a ``ThreadPoolExecutor``'s threads without a deadline, so ours
+    must run first (it tells them to end as that one does, then waits for them, a while)."""
     register = getattr(threading, "_register_atexit", None)
     if register is None or getattr(install, "done", None) == os.getpid():
         return
     install.done = os.getpid()  # type: ignore[attr-defined]
+    import concurrent.futures.thread  # noqa: F401 - (registers its hook now: before ours)
+
     try:
         register(_leave)
     except RuntimeError:  # (already shutting down)
         pass
+
+
+def _end_thread_pools() -> None:
+    """Tell the threads of the ``ThreadPoolExecutor`` s tasks left open to end once their
+    work is done, as the standard library's exit hook does (``_python_exit``), without its
+    join: an idle pool's threads end at once, a busy one's after its work."""
+    pools = sys.modules.get("concurrent.futures.thread")
+    lock = getattr(pools, "_global_shutdown_lock", None)
+    queues = getattr(pools, "_threads_queues", None)
+    if lock is None or queues is None:
+        return
+    with lock:
+        pools._shutdown = True  # type: ignore[union-attr]
+    for queue in list(queues.values()):
+        queue.put(None)
 
 
 def running() -> list[threading.Thread]:
@@ -50,6 +72,7 @@ def _leave() -> None:
     left = running()
     if not left:
         return
+    _end_thread_pools()
     deadline = time.monotonic() + GRACE
     for thread in left:
         thread.join(max(0.0, deadline - time.monotonic()))
@@ -60,14 +83,13 @@ def _leave() -> None:
     if len(left) > 5:
         names += f" and {len(left) - 5} more"
     try:
-        print(
+        sys.stderr.write(  # (one write: several workers' lines do not run together)
             f"picklepool: worker {os.getpid()} left its pool with threads its tasks started still "
             f"running ({names}) {GRACE:g} s later: it exits without them, and their work is lost "
             "(waiting would hold up the pool's next calls). Join such a thread in the task that "
-            "starts it, or make it a daemon thread.",
-            file=sys.stderr,
-            flush=True,
+            "starts it (shut down a ThreadPoolExecutor it makes), or make it a daemon thread.\n"
         )
+        sys.stderr.flush()
         atexit._run_exitfuncs()
     finally:
         for stream in (sys.stdout, sys.stderr):

@@ -63,6 +63,7 @@ Process-wide: not sent to a dask cluster's shared workers.
 
 from __future__ import annotations
 
+import array
 import collections
 import copy
 import ctypes
@@ -433,6 +434,8 @@ _held: list[Any] = []  # the lists and sets set, and those within (their items a
 _long: list[Any] = []  # those longer than _ITEMS (only their lengths are watched)
 _slotted: list[Any] = []  # the instances with slots set, or within (their slots are watched)
 _opaque: list[Any] = []  # what else is within (an array): its pickle is compared
+_too_large: dict[Any, Any] = {}  # key -> its value, left out for its size (the same one: not again)
+_TAKES = "pickled, it takes"  # (overlay.dumps_each's reason for one too large)
 _spaces: list[dict[str, Any]] = []  # the namespaces the chains start from (the script's, ...)
 _heads: list[str] = []  # and the names there (bound anew: another module)
 _mods: tuple[str, ...] = ()  # the modules named through imports (imported later: looked at)
@@ -489,6 +492,7 @@ def pickled() -> bytes | None:
     held: list[Any] = []
     slotted: list[Any] = []
     opaque: dict[Any, list[Any]] = {}  # key -> the objects within its value read whole
+    still_large: dict[Any, Any] = {}
     scripted: set[Any] = set()  # (what the script sets: one left out is warned of)
     named_already: set[tuple[str, ...]] = set()
     for source, space, (chains, imports, changed, deleted) in sources:
@@ -531,17 +535,25 @@ def pickled() -> bytes | None:
                 if sets[:2] in named_already:
                     continue  # (the script's, read first, is the one sent)
                 named_already.add(sets[:2])
-                generator = _generator(value)
+                if _too_large.get(sets) is value:
+                    still_large[sets] = value
+                    continue  # (left out for its size at an earlier call: not pickled again)
+                generator = _generator(value) or _within(
+                    value, views, held, slotted, opaque.setdefault(sets, [])
+                )
                 if generator:
                     _warn_left_out(sets, _RANDOM.format(generator))
                     continue
-                _within(value, views, held, slotted, opaque.setdefault(sets, []))
                 entries.append((sets, value))
                 if source is None:
                     scripted.add(sets)
     _mods = tuple(mods)
     left_out: dict[Any, str] = {}
     data = dumps_each(dict(entries).items(), WHAT, LIMIT, None, left_out) if entries else None
+    values = dict(entries)
+    _too_large.clear()
+    _too_large.update(still_large)
+    _too_large.update((key, values[key]) for key, why in left_out.items() if why.startswith(_TAKES))
     for key, why in left_out.items():
         if key in scripted:  # (a module's own code setting another's connection: not warned of)
             _warn_left_out(key, why)
@@ -597,12 +609,16 @@ def _generator(value: Any) -> str:
     return f"{home}.{kind.__qualname__}"
 
 
-def _within(value: Any, views: list[Any], held: list[Any], slotted: list[Any], opaque: list[Any]) -> None:
+def _within(value: Any, views: list[Any], held: list[Any], slotted: list[Any], opaque: list[Any]) -> str:
     """Add to *views* the dicts and to *held* the lists, sets and deques in *value* (itself,
     and those it holds: ``config.TABLE["a"]["b"] = 2`` changes a dict within), at most
     :data:`_WITHIN` of them; an instance's attributes too (its ``__dict__`` watched, or its
     slots: the instance added to *slotted*); to *opaque* any other object that may change
-    in place (a numpy array, a ``bytearray``, an ``array.array``): its pickle is compared."""
+    in place (a numpy array, a ``bytearray``, an ``array.array``, an object with a pickling
+    of its own, as a pandas ``DataFrame``): its pickle is compared. A value too large to watch
+    so (more than :data:`_WITHIN` containers, a list longer than :data:`_ITEMS`) is added to
+    *opaque* whole. Returns the type's name of a seeded random generator found within
+    (:func:`_generator`: the value is not sent), else ``""``."""
     todo, count, steps = [value], 0, 0
     while todo and count < _WITHIN and steps < 100 * _ITEMS:
         item = todo.pop()
@@ -613,12 +629,16 @@ def _within(value: Any, views: list[Any], held: list[Any], slotted: list[Any], o
             todo.extend(item.values())
         elif kind is list or kind is set or (kind not in _PLAIN and isinstance(item, _HELD)):
             held.append(item)
+            if len(item) > _ITEMS:
+                break  # (its length only would be watched: the whole value is compared)
             todo.extend(item)
         elif kind is tuple or kind is frozenset:
             todo.extend(item)
         elif kind in _PLAIN or isinstance(item, _immutable()):
             continue
-        elif not _instance(item):
+        elif (generator := _generator(item)) and item is not value:
+            return generator
+        elif not _instance(item) or not _in_place(item):
             opaque.append(item)
         else:
             if isinstance(getattr(item, "__dict__", None), dict):
@@ -627,6 +647,11 @@ def _within(value: Any, views: list[Any], held: list[Any], slotted: list[Any], o
                 slotted.append(item)
             todo.extend(_state(item).values())
         count += 1
+    else:
+        if not todo:
+            return ""
+    opaque.append(value)  # (not watched to its end)
+    return ""
 
 
 _HELD = (list, set, collections.deque)
@@ -722,7 +747,7 @@ class _Globals:
         value = default if owner is None else getattr(owner, name, default)
         if IN_PLACE not in key[2:]:
             return value
-        if type(value) in _CONTAINERS or _same_array(value, value):  # (the worker's own, as it is now)
+        if isinstance(value, _REFILLED) or _same_array(value, value):  # (the worker's own, as it is now)
             return copy.deepcopy(value)
         return _Attributes(value) if _in_place(value) else value
 
@@ -746,18 +771,7 @@ class _Globals:
                 if current is not value.obj:
                     setattr(owner, name, value.obj)
                 _set_attributes(value.obj, value.attributes)
-            elif IN_PLACE not in key[2:]:  # (bound anew in the parent: so here)
-                setattr(owner, name, _copy(value))
-            elif type(value) is type(current) is list:
-                current[:] = copy.deepcopy(value)
-            elif type(value) is type(current) and type(value) in (dict, set):
-                current.clear()
-                current.update(copy.deepcopy(value))
-            elif type(value) is type(current) and _in_place(value):
-                _set_attributes(current, _state(value))
-            elif _same_array(current, value):  # (config.W[0] = 1: the worker's array, changed)
-                current[...] = value
-            else:
+            elif IN_PLACE not in key[2:] or not _refill(current, value):  # (bound anew in the parent)
                 setattr(owner, name, _copy(value))
         except Exception as exc:  # noqa: BLE001 - (a module refusing it): the others still go
             log.debug("picklepool: %s could not be set here (%r): %r", WHAT, key, exc)
@@ -769,18 +783,56 @@ class _Globals:
         return default
 
 
+def _refill(current: Any, value: Any) -> bool:
+    """Make *current* (the worker's) hold a copy of what *value* (the parent's) holds, in
+    place, where both are of one type that can be: a dict (a ``defaultdict``, ``Counter``,
+    ``OrderedDict`` too), list, set, ``deque``, ``bytearray``, ``array.array``, numpy array
+    of one shape and dtype, or an instance whose state is its ``__dict__`` and slots. False
+    for another (it is bound anew: another module's ``from config import X`` keeps the old)."""
+    kind = type(value)
+    if kind is not type(current):
+        return False
+    if isinstance(value, dict):
+        current.clear()
+        current.update(copy.deepcopy(value))
+        if isinstance(value, collections.defaultdict):
+            current.default_factory = value.default_factory
+    elif isinstance(value, list | set):
+        copied = copy.deepcopy(value)
+        current.clear()
+        if isinstance(value, list):
+            current.extend(copied)
+        else:
+            current.update(copied)
+    elif isinstance(value, collections.deque) and current.maxlen == value.maxlen:
+        current.clear()
+        current.extend(copy.deepcopy(value))
+    elif isinstance(value, bytearray) or (
+        isinstance(value, array.array) and current.typecode == value.typecode
+    ):
+        current[:] = value
+    elif _same_array(current, value):  # (config.W[0] = 1: the worker's array, changed)
+        current[...] = value
+    elif _in_place(value):
+        _set_attributes(current, _state(value))
+    else:
+        return False
+    return True
+
+
 def _copy(value: Any) -> Any:
-    """*value* to set, copied where a task could change it in place (a dict, list, set or
-    instance: its change is its batch's only, the parent's value is set again)."""
-    if type(value) in _CONTAINERS or _instance(value):
-        try:
-            return copy.deepcopy(value)
-        except Exception:  # noqa: BLE001 - (one that does not copy): as it is
-            return value
-    return value
+    """*value* to set, copied where a task could change it in place (anything but a value
+    that never changes in place: its change is its batch's only, the parent's is set again)."""
+    if type(value) in _SCALARS or isinstance(value, _immutable()):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # noqa: BLE001 - (one that does not copy): as it is
+        return value
 
 
-_CONTAINERS = (dict, list, set)
+_REFILLED = (dict, list, set, collections.deque, bytearray, array.array)  # (_refill: read as copies)
+_SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
 _once: dict[tuple[str, ...], Any] = {}  # worker: a ONCE key -> the parent's value set last
 
 
@@ -840,10 +892,9 @@ def _same_array(current: Any, value: Any) -> bool:
 
 
 def _same(a: Any, b: Any) -> bool:
-    try:
-        return type(a) is type(b) and bool(a == b)
-    except Exception:  # noqa: BLE001 - (a value whose == does not answer a bool)
-        return False
+    """Whether *a* and *b* are equal numbers, strings or bytes (not other values: an ``==`` of
+    their own may leave fields out, as a dataclass's ``field(compare=False)``)."""
+    return type(a) is type(b) and type(a) in _SCALARS and bool(a == b)
 
 
 def _owner(key: tuple[str, ...]) -> tuple[Any, str]:

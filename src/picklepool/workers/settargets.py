@@ -13,7 +13,8 @@ What counts as setting: ``M.X = ...`` (also in a tuple, and ``+=``, ``M.X: T = .
 ``M.X[k] = ...``, ``M.X.append(...)`` (a method that changes a dict, list, set or array in
 place), each also deeper in the value (``M.X["paths"].append(...)``, ``M.X[0].y = ...``,
 ``del M.X[k]``), ``numpy.copyto(M.X, ...)``, ``random.shuffle(M.X)``, ``heapq.heappush(M.X,
-...)`` and the like, ``out=M.X``, ``setattr(M, "X", ...)`` and pytest's
+...)`` and the like, ``out=M.X``, ``M.X.fillna(0, inplace=True)``, ``for M.X in ...``,
+``setattr(M, "X", ...)`` and pytest's
 ``monkeypatch.setattr(M, "X", ...)`` (or ``("pkg.M.X", ...)``),
 ``unittest.mock``'s ``patch.object(M, "X", ...)``, ``patch("pkg.M.X", ...)`` and
 ``patch.dict(M.X, ...)``. What counts as deleting: ``del M.X``, ``delattr(M, "X")``,
@@ -92,7 +93,7 @@ def read(source: str, in_place: bool = True) -> Found:
                 imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
         elif isinstance(node, ast.Assign):
             _stores(list(node.targets), out, in_place)
-        elif isinstance(node, ast.AnnAssign):
+        elif isinstance(node, ast.AnnAssign | ast.For | ast.AsyncFor):  # (for config.SCALE in ...)
             _stores([node.target], out, in_place)
         elif isinstance(node, ast.AugAssign):  # (config.W += 1: a list's or array's in place)
             _stores([node.target], out, in_place, augmented=True)
@@ -158,6 +159,8 @@ def _call(node: ast.Call, out: set[tuple[str, ...]], in_place: bool) -> None:
         for keyword in node.keywords:  # (numpy.add(a, b, out=config.W))
             if keyword.arg == "out":
                 _add(_base(keyword.value)[0], out, True)
+            elif keyword.arg == "inplace" and isinstance(func, ast.Attribute):  # (pandas')
+                _add(_base(func.value)[0], out, True)
     if name[-1:] == ("delattr",) and args:  # delattr(M, "X"), monkeypatch.delattr(M, "X" | "pkg.M.X")
         text = _text(args[0])
         if text is not None:
