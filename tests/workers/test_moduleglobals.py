@@ -661,15 +661,16 @@ ARR = array.array("i", [1, 2])
 TABLE = {i: {"w": 0} for i in range(1000)}  # (more dicts than are watched one by one)
 ROWS = list(range(20000))  # (longer than a list watched item by item)
 STATE = {"n": 0}
+SETTINGS = {"mode": "slow"}
 """
 
 # another module that imported the values themselves: it must see them changed in place
 KIND_TASKS = """
-from pp_kind_config import COUNTS, ORDER, RECENT, RAW, ARR, TABLE, ROWS
+from pp_kind_config import COUNTS, ORDER, RECENT, RAW, ARR, TABLE, ROWS, SETTINGS
 import pp_kind_config as c
 def read(i):
     return [c.RUN.workers, dict(COUNTS), list(ORDER.items()), list(RECENT), RAW.decode(),
-            list(ARR), TABLE[0]["w"], ROWS[5]]
+            list(ARR), TABLE[0]["w"], ROWS[5], sorted(SETTINGS), SETTINGS["mode"]]
 def grow(i):
     RECENT.append(i)  # (a task's change: its batch's only, as a list's)
     return len(RECENT)
@@ -680,7 +681,7 @@ def draw(i):
 KIND_SCRIPT = """
 import json, os, sys, warnings
 sys.path.insert(0, os.path.dirname(__file__))
-import random
+import math, random
 import pp_kind_config, pp_kind_tasks
 from picklepool import Parallel, delayed
 
@@ -699,6 +700,8 @@ if __name__ == "__main__":
     pp_kind_config.ARR[0] = 9; step("array.array")
     pp_kind_config.TABLE[0]["w"] = 5; step("the first of 1000 dicts")
     pp_kind_config.ROWS[5] = -5; step("an item of a long list")
+    pp_kind_config.SETTINGS["math"] = math  # (an item that pickles, by reference, but does not copy)
+    pp_kind_config.SETTINGS["mode"] = "fast"; step("a dict holding a module")
     grow = delayed(pp_kind_tasks.grow)
     grown = [Parallel(n_jobs=2, batch_size=1)(grow(i) for i in range(4)) for _ in range(2)]
     print(json.dumps(["grown", grown]))
@@ -723,10 +726,11 @@ def test_values_changed_in_place_of_every_kind_are_changed_in_the_workers_own(tm
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     steps, (_, grown), (_, fresh, warned) = lines[:-2], lines[-2], lines[-1]
-    assert len(steps) == 9, proc.stdout
+    assert len(steps) == 10, proc.stdout
     for label, loop, workers in steps:
         assert workers == [loop, loop], label
-    assert steps[-1][1] == [8, {"x": 1}, [["a", 1], ["b", 2]], [1, 2, 3], "zbc", [9, 2], 5, -5]
+    last = [8, {"x": 1}, [["a", 1], ["b", 2]], [1, 2, 3], "zbc", [9, 2], 5, -5, ["math", "mode"], "fast"]
+    assert steps[-1][1] == last
     assert grown == [[4, 4, 4, 4]] * 2  # the parent's 3 items and the task's one, each batch
     assert fresh == [True, True]  # (STATE not sent: the worker's own, without the generator)
     assert any("pp_kind_config.STATE, which the script sets, is not sent" in w for w in warned), warned

@@ -748,7 +748,7 @@ class _Globals:
         if IN_PLACE not in key[2:]:
             return value
         if isinstance(value, _REFILLED) or _same_array(value, value):  # (the worker's own, as it is now)
-            return copy.deepcopy(value)
+            return _deep(value)
         return _Attributes(value) if _in_place(value) else value
 
     def __setitem__(self, key: tuple[str, ...], value: Any) -> None:
@@ -792,21 +792,19 @@ def _refill(current: Any, value: Any) -> bool:
     kind = type(value)
     if kind is not type(current):
         return False
-    if isinstance(value, dict):
+    if isinstance(value, dict | list | set | collections.deque):
+        if isinstance(value, collections.deque) and current.maxlen != value.maxlen:
+            return False
+        copied = _deep(value)  # (before the worker's is emptied: a copy that fails leaves it be)
         current.clear()
-        current.update(copy.deepcopy(value))
-        if isinstance(value, collections.defaultdict):
-            current.default_factory = value.default_factory
-    elif isinstance(value, list | set):
-        copied = copy.deepcopy(value)
-        current.clear()
-        if isinstance(value, list):
-            current.extend(copied)
-        else:
+        if isinstance(value, dict):
             current.update(copied)
-    elif isinstance(value, collections.deque) and current.maxlen == value.maxlen:
-        current.clear()
-        current.extend(copy.deepcopy(value))
+            if isinstance(value, collections.defaultdict):
+                current.default_factory = value.default_factory
+        elif isinstance(value, set):
+            current.update(copied)
+        else:
+            current.extend(copied)
     elif isinstance(value, bytearray) or (
         isinstance(value, array.array) and current.typecode == value.typecode
     ):
@@ -825,14 +823,25 @@ def _copy(value: Any) -> Any:
     that never changes in place: its change is its batch's only, the parent's is set again)."""
     if type(value) in _SCALARS or isinstance(value, _immutable()):
         return value
+    return _deep(value)
+
+
+def _deep(value: Any) -> Any:
+    """A deep copy of *value*; a shallow one where an item does not copy (a module, a lock
+    in a dict of settings: shared, the rest still the worker's own); *value* itself where
+    neither can be made."""
     try:
         return copy.deepcopy(value)
-    except Exception:  # noqa: BLE001 - (one that does not copy): as it is
-        return value
+    except Exception:  # noqa: BLE001 - (an item that does not copy)
+        try:
+            return copy.copy(value)
+        except Exception:  # noqa: BLE001 - (nor the value itself)
+            return value
 
 
 _REFILLED = (dict, list, set, collections.deque, bytearray, array.array)  # (_refill: read as copies)
 _SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
+_COMPARED = _SCALARS | {dict, list, set, tuple, frozenset}  # (_same)
 _once: dict[tuple[str, ...], Any] = {}  # worker: a ONCE key -> the parent's value set last
 
 
@@ -892,9 +901,16 @@ def _same_array(current: Any, value: Any) -> bool:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Whether *a* and *b* are equal numbers, strings or bytes (not other values: an ``==`` of
-    their own may leave fields out, as a dataclass's ``field(compare=False)``)."""
-    return type(a) is type(b) and type(a) in _SCALARS and bool(a == b)
+    """Whether *a* and *b* are equal numbers, strings, bytes or builtin containers (a dict,
+    list, set or tuple: a large dict of settings is not copied again at each batch); not
+    other values, whose ``==`` of their own may leave fields out (a dataclass's
+    ``field(compare=False)``)."""
+    if type(a) is not type(b) or type(a) not in _COMPARED:
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - (an item whose == does not answer a bool: an array)
+        return False
 
 
 def _owner(key: tuple[str, ...]) -> tuple[Any, str]:
