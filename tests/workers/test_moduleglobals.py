@@ -735,3 +735,39 @@ def test_values_changed_in_place_of_every_kind_are_changed_in_the_workers_own(tm
     assert fresh == [True, True]  # (STATE not sent: the worker's own, without the generator)
     assert any("pp_kind_config.STATE, which the script sets, is not sent" in w for w in warned), warned
     assert any("random number generator (random.Random)" in w for w in warned), warned
+
+
+def test_a_value_bound_anew_then_changed_in_place_leaves_what_another_module_imported(tmp_path):
+    # `config.OPTIONS = {...}` then `config.OPTIONS["mode"] = ...` (helper-113): the module
+    # that imported OPTIONS before keeps the old dict in the parent; the worker's refilled it
+    (tmp_path / "pp_rebound_config.py").write_text('OPTIONS = {"mode": "slow"}\nOTHER = {"mode": "slow"}\n')
+    (tmp_path / "pp_rebound_tasks.py").write_text(
+        "import pp_rebound_config as c\n"
+        "from pp_rebound_config import OPTIONS, OTHER\n"
+        "def read(i):\n"
+        "    return OPTIONS['mode'], c.OPTIONS['mode'], OTHER['mode']\n"
+    )
+    (tmp_path / "pp_rebound_elsewhere.py").write_text('OPTIONS = {"mode": "its own"}\n')  # (same name)
+    (tmp_path / "main.py").write_text(
+        "import json, os, sys\n"
+        "sys.path.insert(0, os.path.dirname(__file__))\n"
+        "import pp_rebound_config, pp_rebound_tasks, pp_rebound_elsewhere\n"
+        "from picklepool import Parallel, delayed\n"
+        "def step():\n"
+        "    loop = pp_rebound_tasks.read(0)\n"
+        "    read = delayed(pp_rebound_tasks.read)\n"
+        "    print(json.dumps([loop, Parallel(n_jobs=2)(read(i) for i in range(2))]))\n"
+        "if __name__ == '__main__':\n"
+        "    step()\n"
+        "    pp_rebound_config.OPTIONS = {'mode': 'new'}\n"
+        "    step()\n"
+        "    pp_rebound_config.OPTIONS['mode'] = 'newer'\n"
+        "    pp_rebound_config.OTHER['mode'] = 'fast'  # (in place only: seen through the import)\n"
+        "    step()\n"
+    )
+    proc = run_python(f"import runpy; runpy.run_path({str(tmp_path / 'main.py')!r}, run_name='__main__')")
+    assert proc.returncode == 0, proc.stderr
+    steps = [json.loads(line) for line in proc.stdout.splitlines()]
+    for loop, workers in steps:
+        assert workers == [loop, loop], steps
+    assert steps[-1][0] == ["slow", "newer", "fast"]

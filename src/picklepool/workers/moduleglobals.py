@@ -412,6 +412,48 @@ def _modules() -> list[_Read]:
     return [entry for entry in _modules_read.values() if entry[1].chains]
 
 
+def _held_elsewhere(module: Any, name: str) -> bool:
+    """Whether another module of the user's imported *name* from *module* (``from config
+    import OPTIONS``, in its source) and holds another object than *module* holds now: the
+    one it imported before the script bound a new one (``config.OPTIONS = load(path)``, then
+    ``config.OPTIONS["mode"] = mode``). The value is then bound anew in a worker, not changed
+    in place, so that module's keeps what it imported, as in the parent."""
+    value = vars(module).get(name)
+    if value is None:
+        return False
+    for other in list(sys.modules.values()):
+        if other is module or not isinstance(other, ModuleType):
+            continue
+        held = vars(other).get(name)
+        if held is None or held is value or type(held) is not type(value) or not _users(other):
+            continue
+        if _imports_from(other, module.__name__, name):
+            return True
+    return False
+
+
+_imported_names: dict[int, tuple[Any, set[tuple[str, str]]]] = {}  # id -> (module, {(home, name)})
+
+
+def _imports_from(module: Any, home: str, name: str) -> bool:
+    """Whether *module*'s source has ``from <home> import <name>`` (read once a module)."""
+    known = _imported_names.get(id(module))
+    if known is None or known[0] is not module:
+        found: set[tuple[str, str]] = set()
+        try:
+            with tokenize.open(file_of(module)) as f:
+                source = f.read(MAX_SOURCE)
+        except (OSError, SyntaxError, UnicodeDecodeError, TypeError):
+            source = ""
+        for where, names in _IMPORTS.findall(source):
+            for part in names.strip("()").replace("\\", " ").split(","):
+                words = part.split()
+                if where and words:
+                    found.add((where, words[2] if len(words) == 3 and words[1] == "as" else words[0]))
+        known = _imported_names[id(module)] = (module, found)
+    return (home, name) in known[1]
+
+
 def _module_chains(module: Any) -> Found:
     """What *module*'s code sets on other modules, binding attributes anew (not what it
     changes in place: a module filling another's cache keeps it each process's own)."""
@@ -507,6 +549,8 @@ def pickled() -> bytes | None:
                     continue
                 module, owner, name, within = found
                 in_place = within or chain in changed  # (else bound anew: replaced, as in the loop)
+                if in_place and not within and owner is module and _held_elsewhere(module, name):
+                    in_place = False  # (bound anew too: what another module imported stays)
                 views.append(vars(module))
                 if owner is not module:
                     views.extend(_class_dicts(owner))
