@@ -186,39 +186,10 @@ def test_a_cancelled_coroutine_that_is_not_ctrl_c_still_waits_for_its_calls(tmp_
     assert sent[0].result() == "ran"
 
 
-def test_ctrl_c_under_asyncio_run_stops_a_parallel_call_running_in_to_thread(tmp_path):
-    # asyncio.run's Ctrl-C cancels the coroutine awaiting the thread, then waits for the
-    # thread: its Parallel call ran to its end (for ever here; joblib's too). It is
-    # cancelled now, its workers stopped, and the thread's call raises KeyboardInterrupt
-    main = """
-from picklepool import Parallel, delayed
-
-def call():
-    try:
-        return Parallel(n_jobs=2)([delayed(started_and_wait)(STARTED, GATE)])
-    except KeyboardInterrupt:
-        print("call-interrupted", flush=True)
-        raise
-
-async def main():
-    await asyncio.to_thread(call)
-
+# asyncio.run's SIGINT handler, read by main() (for _LATE_WAIT)
+_RUNNER = """
+_runner = [None]
 """
-    _interrupted(tmp_path, main, ["call-interrupted", "interrupted"])
-
-
-def test_ctrl_c_under_asyncio_run_stops_a_parallel_call_made_in_the_coroutine(tmp_path):
-    # A call blocking the loop: asyncio.run's Ctrl-C only cancels the main task, which the
-    # coroutine sees once the call has run to its end (for ever here; joblib's too)
-    main = """
-from picklepool import Parallel, delayed
-
-async def main():
-    return Parallel(n_jobs=2)([delayed(started_and_wait)(STARTED, GATE)])
-
-"""
-    _interrupted(tmp_path, main)
-
 
 # The call's thread reaches its first wait only once asyncio.run has taken the Ctrl-C: it
 # must still stop (the count of Ctrl-Cs is read before the first batch is sent, not at the
@@ -226,7 +197,6 @@ async def main():
 _LATE_WAIT = """
 from picklepool.executor import dispatch
 
-_runner = [None]  # asyncio.run's SIGINT handler, read in main()
 _next_done = dispatch.Call._next_done
 
 def _counted():
@@ -241,11 +211,17 @@ def late_first_wait(self):
 dispatch.Call._next_done = late_first_wait
 """
 
+_WAITS = pytest.mark.parametrize("late", [False, True], ids=["waits-at-once", "waits-after-the-ctrl-c"])
 
-def test_ctrl_c_under_asyncio_run_stops_a_call_in_to_thread_that_had_not_yet_waited(tmp_path):
-    main = (
-        _LATE_WAIT
-        + """
+
+@_WAITS
+def test_ctrl_c_under_asyncio_run_stops_a_parallel_call_running_in_to_thread(tmp_path, late):
+    # asyncio.run's Ctrl-C cancels the coroutine awaiting the thread, then waits for the
+    # thread: its Parallel call ran to its end (for ever here; joblib's too). It is
+    # cancelled now, its workers stopped, and the thread's call raises KeyboardInterrupt
+    main = """
+from picklepool import Parallel, delayed
+
 def call():
     try:
         return Parallel(n_jobs=2)([delayed(started_and_wait)(STARTED, GATE)])
@@ -253,21 +229,19 @@ def call():
         print("call-interrupted", flush=True)
         raise
 
-from picklepool import Parallel, delayed
-
 async def main():
     _runner[0] = signal.getsignal(signal.SIGINT)
     await asyncio.to_thread(call)
 
 """
-    )
-    _interrupted(tmp_path, main, ["call-interrupted", "interrupted"])
+    _interrupted(tmp_path, _RUNNER + (_LATE_WAIT if late else "") + main, ["call-interrupted", "interrupted"])
 
 
-def test_ctrl_c_under_asyncio_run_stops_a_call_in_the_coroutine_that_had_not_yet_waited(tmp_path):
-    main = (
-        _LATE_WAIT
-        + """
+@_WAITS
+def test_ctrl_c_under_asyncio_run_stops_a_parallel_call_made_in_the_coroutine(tmp_path, late):
+    # A call blocking the loop: asyncio.run's Ctrl-C only cancels the main task, which the
+    # coroutine sees once the call has run to its end (for ever here; joblib's too)
+    main = """
 from picklepool import Parallel, delayed
 
 async def main():
@@ -275,5 +249,4 @@ async def main():
     return Parallel(n_jobs=2)([delayed(started_and_wait)(STARTED, GATE)])
 
 """
-    )
-    _interrupted(tmp_path, main)
+    _interrupted(tmp_path, _RUNNER + (_LATE_WAIT if late else "") + main)

@@ -660,6 +660,38 @@ def test_a_call_from_a_thread_once_the_main_thread_ended_says_why_it_cannot_run(
     assert result.stderr == "", result.stderr
 
 
+# A call in a non-daemon thread whose tasks 2 and 3 run until their workers are killed; the
+# main thread ends once task 2 runs (a FIFO tells it)
+_CALL_IN_A_THREAD = """
+        import os, threading
+        from picklepool import Parallel, delayed
+
+        def step(i, fifo):
+            if i == 2:
+                with open(fifo, "w") as f:
+                    f.write("x")
+            threading.Event().wait(60 if i >= 2 else 0)  # killed at exit
+            return i
+
+        def caller(fifo):
+            try:
+                Parallel(n_jobs=2, batch_size=1)(delayed(step)(i, fifo) for i in range(40))
+                print("ran")
+            except Exception as exc:
+                print(type(exc).__name__, exc)
+
+        if __name__ == "__main__":
+            import tempfile
+            fifo = os.path.join(tempfile.mkdtemp(), "started")
+            os.mkfifo(fifo)
+            threading.Thread(target=caller, args=(fifo,)).start()  # not a daemon thread
+            with open(fifo) as f:  # task 2 runs now
+                f.read()
+            os.unlink(fifo)
+            os.rmdir(os.path.dirname(fifo))
+"""
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("backend", ["loky", "threading"])
 def test_a_call_running_in_a_thread_when_the_main_thread_ends_says_so_and_names_its_task(backend):
@@ -695,34 +727,7 @@ def test_a_call_running_in_a_thread_when_the_main_thread_ends_says_so_and_names_
             started.wait()
         """
         if backend == "threading"
-        else """
-        import os, threading
-        from picklepool import Parallel, delayed
-
-        def step(i, fifo):
-            if i == 2:
-                with open(fifo, "w") as f:
-                    f.write("x")
-            threading.Event().wait(60 if i >= 2 else 0)  # killed at exit
-            return i
-
-        def caller(fifo):
-            try:
-                Parallel(n_jobs=2, batch_size=1)(delayed(step)(i, fifo) for i in range(40))
-                print("ran")
-            except Exception as exc:
-                print(type(exc).__name__, exc)
-
-        if __name__ == "__main__":
-            import tempfile
-            fifo = os.path.join(tempfile.mkdtemp(), "started")
-            os.mkfifo(fifo)
-            threading.Thread(target=caller, args=(fifo,)).start()  # not a daemon thread
-            with open(fifo) as f:  # task 2 runs now
-                f.read()
-            os.unlink(fifo)
-            os.rmdir(os.path.dirname(fifo))
-        """
+        else _CALL_IN_A_THREAD
     )
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
@@ -741,8 +746,7 @@ def test_a_call_in_a_thread_that_sends_a_batch_once_the_exit_stopped_its_pool_do
     # meant for did. Here the batch is held until the hook has stopped the pool.
     result = run_python(
         """
-        import os, threading
-        from picklepool import Parallel, delayed
+        import threading
         from picklepool.executor import lanes, reaper
 
         stopped = threading.Event()
@@ -762,31 +766,8 @@ def test_a_call_in_a_thread_that_sends_a_batch_once_the_exit_stopped_its_pool_do
             return _submit(executor, fn, *args)
 
         reaper.stop, lanes.loky_submit = stop, loky_submit
-
-        def step(i, fifo):
-            if i == 2:
-                with open(fifo, "w") as f:
-                    f.write("x")
-            threading.Event().wait(60 if i >= 2 else 0)  # killed at exit
-            return i
-
-        def caller(fifo):
-            try:
-                Parallel(n_jobs=2, batch_size=1)(delayed(step)(i, fifo) for i in range(40))
-                print("ran")
-            except Exception as exc:
-                print(type(exc).__name__, exc)
-
-        if __name__ == "__main__":
-            import tempfile
-            fifo = os.path.join(tempfile.mkdtemp(), "started")
-            os.mkfifo(fifo)
-            threading.Thread(target=caller, args=(fifo,)).start()  # not a daemon thread
-            with open(fifo) as f:  # task 2 runs now
-                f.read()
-            os.unlink(fifo)
-            os.rmdir(os.path.dirname(fifo))
         """
+        + _CALL_IN_A_THREAD
     )
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()

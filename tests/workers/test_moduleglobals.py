@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from typing import Any
 
 import pytest
 
@@ -542,23 +543,42 @@ def read(i):
             hasattr(c.Settings, "OLD")]
 """
 
+
 # Each step changes a value of the module after a warm call ran with the module's own
 # values: in place deep in a value, in objects whose change no dict version shows (an array,
 # a deque, a bytearray), or by deleting an attribute. The workers must read what the loop reads.
-DEEP_SCRIPT = """
-import json, os, sys
+def _stepping(config: str, tasks: str, imports: str) -> str:
+    """The top of a script whose ``step(label)`` prints, as a JSON line, the label, what
+    ``tasks.read(0)`` gives in the loop and what two tasks of it give in the workers."""
+    return f"""
+import json, os, sys, warnings
 sys.path.insert(0, os.path.dirname(__file__))
-import numpy as np
-import pp_deep_config, pp_deep_tasks
-from pp_deep_config import NESTED
+{imports}
+import {config}, {tasks}
 from picklepool import Parallel, delayed
 
 def step(label):
-    loop = pp_deep_tasks.read(0)
-    workers = Parallel(n_jobs=2)(delayed(pp_deep_tasks.read)(i) for i in range(2))
+    loop = {tasks}.read(0)
+    workers = Parallel(n_jobs=2)(delayed({tasks}.read)(i) for i in range(2))
     print(json.dumps([label, loop, workers]))
 
 if __name__ == "__main__":
+"""
+
+
+def _run_script(tmp_path: Any, files: dict[str, str]) -> list[Any]:
+    """Write *files* (name -> text) to *tmp_path*, run its ``main.py`` as a script: the JSON
+    lines it printed."""
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    proc = run_python(f"import runpy; runpy.run_path({str(tmp_path / 'main.py')!r}, run_name='__main__')")
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+DEEP_SCRIPT = (
+    _stepping("pp_deep_config", "pp_deep_tasks", "import numpy as np\nfrom pp_deep_config import NESTED")
+    + """
     step("warm")
     pp_deep_config.COUNTS["x"] += 1; step("defaultdict")
     pp_deep_config.RECENT.append(3); step("deque")
@@ -577,17 +597,14 @@ if __name__ == "__main__":
     del pp_deep_config.Settings.OLD; step("del a class attribute")
     pp_deep_config.TEMP = 6; step("set again")
 """
+)
 
 
 def test_changes_deep_in_a_modules_values_and_deletions_reach_warm_workers(tmp_path):
     pytest.importorskip("numpy")
-    (tmp_path / "pp_deep_config.py").write_text(DEEP_CONFIG)
-    (tmp_path / "pp_deep_tasks.py").write_text(DEEP_TASKS)
-    (tmp_path / "main.py").write_text(DEEP_SCRIPT)
-    proc = run_python(f"import runpy; runpy.run_path({str(tmp_path / 'main.py')!r}, run_name='__main__')")
-    assert proc.returncode == 0, proc.stderr
-    steps = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert len(steps) == 17, proc.stdout
+    files = {"pp_deep_config.py": DEEP_CONFIG, "pp_deep_tasks.py": DEEP_TASKS, "main.py": DEEP_SCRIPT}
+    steps = _run_script(tmp_path, files)
+    assert len(steps) == 17, steps
     for label, loop, workers in steps:
         assert workers == [loop, loop], label
     assert steps[-1][1] == [
@@ -678,19 +695,9 @@ def draw(i):
     return c.STATE.get("rng") is None
 """
 
-KIND_SCRIPT = """
-import json, os, sys, warnings
-sys.path.insert(0, os.path.dirname(__file__))
-import math, random
-import pp_kind_config, pp_kind_tasks
-from picklepool import Parallel, delayed
-
-def step(label):
-    loop = pp_kind_tasks.read(0)
-    workers = Parallel(n_jobs=2)(delayed(pp_kind_tasks.read)(i) for i in range(2))
-    print(json.dumps([label, loop, workers]))
-
-if __name__ == "__main__":
+KIND_SCRIPT = (
+    _stepping("pp_kind_config", "pp_kind_tasks", "import math, random")
+    + """
     step("warm")
     pp_kind_config.RUN.workers = 8; step("dataclass field left out of ==")
     pp_kind_config.COUNTS["x"] += 1; step("Counter")
@@ -711,6 +718,7 @@ if __name__ == "__main__":
         print(json.dumps(["rng", Parallel(n_jobs=2)(delayed(pp_kind_tasks.draw)(i) for i in range(2)),
                           [str(w.message) for w in caught]]))
 """
+)
 
 
 def test_values_changed_in_place_of_every_kind_are_changed_in_the_workers_own(tmp_path):
@@ -719,14 +727,10 @@ def test_values_changed_in_place_of_every_kind_are_changed_in_the_workers_own(tm
     # task's deque.append piled up across batches; a dataclass whose == leaves a field out was
     # never updated; a change among 1000 dicts or in a 20,000-item list was missed; a seeded
     # generator within a value was sent, each batch replaying its draws
-    (tmp_path / "pp_kind_config.py").write_text(KIND_CONFIG)
-    (tmp_path / "pp_kind_tasks.py").write_text(KIND_TASKS)
-    (tmp_path / "main.py").write_text(KIND_SCRIPT)
-    proc = run_python(f"import runpy; runpy.run_path({str(tmp_path / 'main.py')!r}, run_name='__main__')")
-    assert proc.returncode == 0, proc.stderr
-    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    files = {"pp_kind_config.py": KIND_CONFIG, "pp_kind_tasks.py": KIND_TASKS, "main.py": KIND_SCRIPT}
+    lines = _run_script(tmp_path, files)
     steps, (_, grown), (_, fresh, warned) = lines[:-2], lines[-2], lines[-1]
-    assert len(steps) == 10, proc.stdout
+    assert len(steps) == 10, lines
     for label, loop, workers in steps:
         assert workers == [loop, loop], label
     last = [8, {"x": 1}, [["a", 1], ["b", 2]], [1, 2, 3], "zbc", [9, 2], 5, -5, ["math", "mode"], "fast"]
