@@ -330,3 +330,21 @@ def test_a_bad_setting_s_error_holds_joblib_s_words(setting, value, joblibs_word
     # code matching joblib's message (pytest.raises(match=...)) goes on matching
     with pytest.raises(ValueError, match=re.escape(joblibs_words)):
         Parallel(n_jobs=2, **{setting: value})([delayed(abs)(1)])
+
+
+@pytest.mark.parametrize(
+    "value, why",
+    [
+        (0, "it is worth 0, and at least one batch"),
+        ("n_jobs/3", "it is worth 0.666667 with n_jobs=2, and at least one batch"),
+        ("0*n_jobs", "it is worth 0 with n_jobs=2"),
+        (-1.5, "it is worth -1.5,"),
+        (float("nan"), "it is not a number"),
+        (True, "a bool is not a number of batches"),
+        ("2*n_jbos", "it is not a valid or supported arithmetic expression"),
+    ],
+)
+def test_a_refused_pre_dispatch_says_why_it_is_refused(value, why):
+    # a value below 1 was said to be "not a valid or supported arithmetic expression"
+    with pytest.raises((ValueError, TypeError), match=re.escape(f"({why}")):
+        Parallel(n_jobs=2, pre_dispatch=value)

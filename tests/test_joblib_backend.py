@@ -228,6 +228,34 @@ def test_errors_name_the_task_of_the_joblib_call(registered, managed):
     assert "task 2: fail_at_two(2) of this joblib.Parallel call" in "".join(info.value.__notes__)
 
 
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (fail_at_two, "is the function fail_at_two itself"),  # found in the parent
+        (joblib.delayed(5)(1), r"calls 5 \(type int\), which is not callable"),
+        ((abs, 3, {}), r"arguments must be a tuple or list \(here int\)"),  # found by the worker
+    ],
+)
+@pytest.mark.parametrize(("at", "n"), [(0, 1), (3, 5), (15, 20)])
+def test_an_item_that_is_not_a_call_is_named_by_its_index_in_the_joblib_call(bad, why, at, n):
+    # The executor's own count (joblib's config frames, earlier calls) named "item 10"
+    # for item 3; a bad item is named by its index, as picklepool's own Parallel names it.
+    items = [joblib.delayed(abs)(-i) for i in range(n)]
+    items[at] = bad
+    with joblib.parallel_config(backend="picklepool", n_jobs=2):
+        for _ in range(2):
+            with pytest.raises(TypeError, match=f"^item {at} of the iterable given to Parallel .*{why}"):
+                joblib.Parallel()(items)
+        assert joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+def test_a_bad_item_error_crosses_processes_as_a_type_error():
+    with pytest.raises(TypeError) as info:
+        picklepool.Parallel(n_jobs=2)([picklepool.delayed(abs)(1), (5, (1,), {})])
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is TypeError and str(again) == str(info.value)
+
+
 def fail_at_one(i):
     if i == 1:
         raise KeyError(i)

@@ -439,11 +439,25 @@ def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int
         value = _arithmetic(text.replace("n_jobs", str(n_workers)))  # joblib's: '1.5*n_jobs', 'n_jobs+2'
         if value is not None and 1 <= value <= MAX_BATCH:
             return int(value)
+    elif isinstance(pre_dispatch, (int, float)) and not isinstance(pre_dispatch, bool):
+        value = pre_dispatch
+    else:
+        value = None
+    if isinstance(pre_dispatch, bool):
+        why = "a bool is not a number of batches"
+    elif value is None:
+        why = "it is not a valid or supported arithmetic expression"
+    elif value != value:  # NaN
+        why = "it is not a number"
+    elif value < 1:
+        worth = "" if value is pre_dispatch else f" with n_jobs={n_workers}"
+        why = f"it is worth {value:g}{worth}, and at least one batch must be dispatched"
+    else:
+        why = f"it is worth {value:g}, over the {MAX_BATCH} batches picklepool can keep in flight"
     raise _refused(
         not isinstance(pre_dispatch, (int, float, str)),
         f"pre_dispatch={pre_dispatch!r} (from {source}) is not valid; use e.g. '2*n_jobs', "
-        "'all', a positive int, or an arithmetic expression of n_jobs worth at least 1 (it is "
-        "not a valid or supported arithmetic expression)",
+        f"'all', a positive int, or an arithmetic expression of n_jobs worth at least 1 ({why})",
     )
 
 

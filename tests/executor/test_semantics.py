@@ -155,13 +155,22 @@ def test_one_argument_calls_mixed_with_other_calls_each_run_as_given(backend):
         assert Parallel(n_jobs=2, backend=backend, batch_size=batch_size)(iter(items[:300])) == expected[:300]
 
 
-@pytest.mark.parametrize("bad", [42, (square, 3, {}), (square, (3,), [("y", 1)]), (3, (1,), {})])
-def test_a_bad_item_deep_in_a_batch_pulled_as_columns_is_named(backend, bad):
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (42, "is not a delayed call"),
+        ((square, 3, {}), r"arguments must be a tuple or list \(here int\)"),
+        ((square, (3,), [("y", 1)]), r"keywords a dict or None \(here list\)"),
+        ((3, (1,), {}), r"calls 3 \(type int\), which is not callable.*not delayed\(f\(x\)\)\(\)"),
+    ],
+)
+def test_a_bad_item_deep_in_a_batch_pulled_as_columns_is_named(backend, bad, why):
     # items 0..299 one-argument calls (pulled as a column, dispatch.pull), 300..599
-    # two-argument ones (the batch back to triples), and a bad item: named by its index
+    # two-argument ones (the batch back to triples), and a bad item: named by its index,
+    # with what is wrong in it
     items = [delayed(square)(i) for i in range(300)] + [delayed(add)(i, 1) for i in range(300)]
     items[550] = bad
-    with pytest.raises(TypeError, match="item 550 .* not a delayed call"):
+    with pytest.raises(TypeError, match=f"item 550 .*{why}"):
         Parallel(n_jobs=2, backend=backend, batch_size=600)(iter(items))
 
 
@@ -455,7 +464,7 @@ def test_non_delayed_items_are_rejected_with_their_index(backend):
         Parallel(n_jobs=2, backend=backend)(items)
     with pytest.raises(TypeError, match="item 0"):
         Parallel(n_jobs=2, backend=backend)([(square, 1, {})])
-    with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
+    with pytest.raises(TypeError, match=r"item 1 .* calls 3 \(type int\), which is not callable"):
         Parallel(n_jobs=2, backend=backend)([delayed(square)(1), (3, (1,), {})])
     with pytest.raises(TypeError, match="item 0 .* not a delayed call"):  # would splat "ab"
         Parallel(n_jobs=2, backend=backend)([(square, "ab", {})])
@@ -477,7 +486,7 @@ def test_non_delayed_items_are_rejected_with_their_index(backend):
 
         __hash__ = object.__hash__
 
-    with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
+    with pytest.raises(TypeError, match="item 1 .* calls .*EqualToAll object.* which is not callable"):
         Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(1), (EqualToAll(), (2,), {})])
 
 

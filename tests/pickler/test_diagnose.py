@@ -284,7 +284,8 @@ def test_fix_texts_per_kind(tmp_path):
         generic = message_for([conn], pickler="hybrid")
     finally:
         conn.close()
-    assert "args[0] (type sqlite3.Connection)" in generic and "__reduce__" in generic
+    assert "args[0] (type sqlite3.Connection)" in generic and "pass something picklable" in generic
+    assert "__reduce__" not in generic  # sqlite3.Connection is not a class of the user's
     assert "pickler='hybrid'" not in generic  # already in use: not suggested again
 
 
@@ -526,3 +527,38 @@ def test_a_class_attribute_of_a_class_sent_by_value_is_named_with_its_fix():
         in (proc.stdout)
     )
     assert "the attribute 'conn' of the class Client" in proc.stdout
+
+
+def test_the_fix_for_an_object_no_pickler_takes_suggests_only_what_works():
+    # cloudpickle's fix suggested pickler='hybrid' for a connection, which hybrid refuses
+    # too, and a __reduce__ for a class the user cannot change
+    import sqlite3
+
+    conn = sqlite3.connect(":memory:")
+    try:
+        for name in ("cloudpickle", "hybrid", "pickle"):
+            with pytest.raises(PicklingError) as info:
+                Parallel(n_jobs=2, pickler=name)(delayed(len)(conn) for _ in range(1))
+            text = str(info.value)
+            assert "Fix: pass something picklable instead" in text, text
+            assert "hybrid" not in text.partition("Fix:")[2] and "__reduce__" not in text, text
+    finally:
+        conn.close()
+
+
+class _HoldsAConnection:
+    def __init__(self):
+        import sqlite3
+
+        self.conn = sqlite3.connect(":memory:")
+
+
+def test_the_fix_for_a_users_class_suggests_a_reduce():
+    from picklepool.pickler.diagnose import fix
+
+    held = _HoldsAConnection()
+    try:
+        assert "give its class a __reduce__" in fix("hybrid", held)
+        assert "__reduce__" not in fix("hybrid", held.conn)
+    finally:
+        held.conn.close()

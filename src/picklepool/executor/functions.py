@@ -266,17 +266,37 @@ def one_argument(items: Sequence[Any], f0: Any = None) -> list[Any] | None:
     return args if len(args) == len(items) else None
 
 
+class NotACall(TypeError):
+    """An item of the iterable given to ``Parallel`` that is not a ``(function, args,
+    kwargs)`` call: a ``TypeError``, as joblib's own (which fails calling it).
+
+    *index*: the item's index in the user's iterable (None: not known); *wire*: its
+    index among the calls sent (*index* when not given), which an executor renumbers
+    (``futures._Numbering.user_index``).
+    """
+
+    def __init__(self, item: Any, index: int | None, wire: int | None = None) -> None:
+        from ..workers.tasks import bad_item_message
+
+        self.item, self.wire = item, index if wire is None else wire
+        super().__init__(bad_item_message(item, index))
+
+    def __reduce__(self) -> Any:  # a plain TypeError out of the process (the item may not pickle)
+        state = {k: v for k, v in vars(self).items() if k not in ("item", "wire")}
+        return (TypeError, self.args, state or None)
+
+
 def bad_items(items: Sequence[Any], first: int) -> TypeError:
     """The error naming the first item that is not a ``(function, args, kwargs)`` call."""
-    from ..workers.tasks import bad_item_message, good_call_parts
+    from ..workers.tasks import good_call_parts
 
     for i, item in enumerate(items):
         try:
             f, args, kwargs = item
         except (TypeError, ValueError):
-            return TypeError(bad_item_message(item, first + i))
+            return NotACall(item, first + i)
         if not callable(f) or not good_call_parts(args, kwargs):
-            return TypeError(bad_item_message(item, first + i))
+            return NotACall(item, first + i)
     return TypeError(f"items {first}..{first + len(items) - 1} of the iterable are not delayed calls")
 
 

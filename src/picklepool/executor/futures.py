@@ -65,7 +65,7 @@ from .batching import AutoBatcher
 from .contexts import inherited_only, pool_context, why_own_pool
 from .dispatch import PROGRESS_POLL, Channel, YoungGarbage, parent_state
 from .exitcodes import status_advice
-from .functions import Column, describe_task, label
+from .functions import Column, NotACall, describe_task, label
 from .mpbackend import MultiprocessingBackend
 from .replies import STOP_ITERATION_FIX, NotLoaded, Pending
 
@@ -910,6 +910,8 @@ class Executor(_StdExecutor):
                 for w in works:
                     self._send([w])
                 return
+            if isinstance(exc, NotACall):  # named by the user's index, not the batch's
+                exc = NotACall(exc.item, numbering.user_index(exc.wire), exc.wire)
             _fail(works, exc)
             return
         channel.inflight[seq] = batch
@@ -1181,6 +1183,17 @@ class _Numbering:
 
     def __init__(self, first: int, skip: int, works: list[_Work], naming: _Naming) -> None:
         self.first, self.skip, self.works, self.naming = first, skip, works, naming
+
+    def user_index(self, index: int) -> int | None:
+        """The user's index of the call at wire index *index* (None: a frame of ours)."""
+        k = index - self.first - self.skip
+        for w in self.works if k >= 0 else ():
+            n = len(w.items)
+            if k < n:
+                j = k - w.strip
+                return w.index + j if 0 <= j < n - 2 * w.strip else None
+            k -= n
+        return None
 
     def describe(self, index: int) -> str:
         k = index - self.first - self.skip

@@ -79,6 +79,8 @@ class Numbering(Protocol):
 
     def tasks(self) -> str: ...  # the batch's user calls, ``tasks 3..5 (first: ...)``
 
+    def user_index(self, index: int) -> int | None: ...  # the user's index (None: a frame)
+
 
 class Pending:
     """A batch in flight: its place in the call, its items (for error messages), its future.
@@ -285,7 +287,10 @@ class ReplyReader:
             )
             return error
         if failure.kind == "bad-item":
-            return TypeError(failure.message)
+            k = failure.task - batch.first
+            if batch.numbering is None or not batch.items or not 0 <= k < batch.n:
+                return TypeError(failure.message)
+            return functions.NotACall(batch.items[k], batch.numbering.user_index(failure.task), failure.task)
         if failure.kind == "dump":
             message = f"{where}: the result could not be sent back: {failure.message}"
             error = pickling_error(message, failure.mro[0] if failure.mro else None)

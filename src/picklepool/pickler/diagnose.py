@@ -15,8 +15,11 @@ import enum
 import functools
 import inspect
 import io
+import os
 import pickle
 import socket
+import sys
+import sysconfig
 import types
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -356,6 +359,31 @@ def _global_fix(path: str, lead: str = "Fix: it is") -> str:
     )
 
 
+def _users_class(cls: type) -> bool:
+    """Whether *cls* is written in Python outside the standard library and installed
+    packages (a class whose ``__reduce__`` the user can write)."""
+    module = sys.modules.get(getattr(cls, "__module__", "") or "")
+    path = getattr(module, "__file__", None)
+    if not path or not path.endswith(".py") or not hasattr(cls, "__dict__") or cls.__flags__ & _HEAPTYPE == 0:
+        return False
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return not any(os.path.abspath(path).startswith(os.path.join(r, "")) for r in roots)
+
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement, not in C
+
+
+def _hybrid_takes(culprit: Any) -> bool:
+    """Whether the hybrid pickler pickles *culprit* (so that advising it helps)."""
+    from .hybrid import HybridPickler
+
+    try:
+        HybridPickler().dumps(culprit)
+    except Exception:  # noqa: BLE001 - any failure: hybrid is no fix for it
+        return False
+    return True
+
+
 def fix(pickler_name: str, culprit: Any, returning: bool = False, path: str = "") -> str:
     """What to do about *culprit*, which *pickler_name* could not pickle (at *path* in the call)."""
     give = "return" if returning else "pass"
@@ -424,9 +452,12 @@ def fix(pickler_name: str, culprit: Any, returning: bool = False, path: str = ""
         return f"Fix: an open file cannot be pickled; {give} its path and open it {where}."
     if isinstance(culprit, socket.socket):
         return f"Fix: a socket cannot be pickled; {give} the address and connect {where}."
-    also = "" if hybrid else ", or use pickler='hybrid' (the default)"
-    return (
-        f"Fix: {give} something picklable instead (for example the data this object "
-        f"holds, and rebuild the object {where}), give its class a __reduce__ that "
-        f"leaves this part out{also}."
-    )
+    ways = [
+        f"{give} something picklable instead (for example the data this object holds, or "
+        f"what it is made from, and build the object {where})"
+    ]
+    if _users_class(type(culprit)):
+        ways.append("give its class a __reduce__ that leaves this part out")
+    if not hybrid and _hybrid_takes(culprit):
+        ways.append("use pickler='hybrid' (the default), which pickles it")
+    return "Fix: " + (", or ".join(ways) if len(ways) < 3 else f"{ways[0]}, {ways[1]}, or {ways[2]}") + "."

@@ -107,16 +107,34 @@ def _never(call_id: int) -> bool:
     return False
 
 
-def bad_item_message(item: Any, index: int) -> str:
+def bad_item_message(item: Any, index: int | None) -> str:
+    """Why *item* (at *index* of the user's iterable; None: not known) is not a call."""
+    where = "an item" if index is None else f"item {index}"
     if callable(item):  # delayed(f) never called with the task's arguments
         name = getattr(item, "__qualname__", None) or type(item).__name__
         return (
-            f"item {index} of the iterable given to Parallel is the function {name} itself "
+            f"{where} of the iterable given to Parallel is the function {name} itself "
             f"({item!r:.200}), not a delayed call of it: call what delayed() returns with the "
             f"task's arguments, Parallel(...)(delayed({name})(x) for x in xs)."
         )
+    parts = item if type(item) is tuple and len(item) == 3 else None
+    if parts is not None and not callable(parts[0]):  # delayed(f(x))(...): f already called
+        f = parts[0]
+        return (
+            f"{where} of the iterable given to Parallel calls {f!r:.200} (type "
+            f"{type(f).__qualname__}), which is not callable: {item!r:.200}. A delayed call "
+            "needs the function itself: write delayed(f)(x), not delayed(f(x))(), which "
+            "calls f in the parent and delays its result."
+        )
+    if parts is not None:  # a callable with arguments that are not a tuple, or keywords not a mapping
+        return (
+            f"{where} of the iterable given to Parallel is not a delayed call: {item!r:.200}; "
+            f"its arguments must be a tuple or list (here {type(parts[1]).__qualname__}) and "
+            f"its keywords a dict or None (here {type(parts[2]).__qualname__}). Write "
+            "Parallel(...)(delayed(f)(x) for x in xs), or yield (function, args_tuple, kwargs_dict) tuples."
+        )
     return (
-        f"item {index} of the iterable given to Parallel is not a delayed call: "
+        f"{where} of the iterable given to Parallel is not a delayed call: "
         f"{item!r:.200}. Write Parallel(...)(delayed(f)(x) for x in xs), or yield "
         "(function, args_tuple, kwargs_dict) tuples."
     )
