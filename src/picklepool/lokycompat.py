@@ -1063,3 +1063,17 @@ def forget_resources(resources: list[tuple[str, str]]) -> None:
             resource_tracker.unregister(name, rtype)
         except Exception:  # noqa: BLE001 - the tracker is gone: it removes nothing either
             return
+
+
+def temp_root() -> str:
+    """``tempfile.gettempdir()``, without leaving its answer in ``tempfile.tempdir``: the
+    program's own temporary files go on following ``TMPDIR`` as it changes (a first call
+    pinned the folder of the moment, and workers were then given it as the parent's)."""
+    import tempfile
+
+    was = tempfile.tempdir
+    try:
+        return tempfile.gettempdir()
+    finally:
+        if was is None:
+            tempfile.tempdir = None

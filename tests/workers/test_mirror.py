@@ -854,3 +854,26 @@ def test_a_task_that_changes_its_time_zone_or_command_line_does_not_change_the_n
     assert {r[0] for r in out} == {"America/New_York"}
     assert Parallel(n_jobs=2, batch_size=1)(delayed(local_zone)(i) for i in range(6)) == [local_zone(0)] * 6
     assert Parallel(n_jobs=2, batch_size=1)(delayed(command_line)(i) for i in range(6)) == [sys.argv] * 6
+
+
+def test_a_call_leaves_the_parents_temp_folder_free_to_follow_tmpdir(tmp_path):
+    # picklepool's own tempfile.gettempdir() pinned tempfile.tempdir at the first call: a
+    # TMPDIR set after it was ignored by the parent's own temporary files, and the pinned
+    # folder was sent to the workers as if the program had chosen it
+    out = run_python(
+        f"""
+        import os, tempfile
+        from picklepool import Parallel, delayed
+
+        def where(_):
+            with tempfile.NamedTemporaryFile() as f:
+                return os.path.dirname(f.name)
+
+        print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)), tempfile.tempdir)
+        os.environ["TMPDIR"] = {str(tmp_path)!r}
+        print(where(0))
+        print(sorted(set(Parallel(n_jobs=2)(delayed(where)(i) for i in range(4)))))
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[0, 1, 2, 3] None", str(tmp_path), str([str(tmp_path)])]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,7 +36,7 @@ def remove(pids: Iterable[int]) -> list[str]:
     removed: list[str] = []
     forget: list[tuple[str, str]] = []
     shm = shm_root()
-    for root in dict.fromkeys((shm, tempfile.gettempdir())):
+    for root in dict.fromkeys((shm, lokycompat.temp_root())):
         try:
             names = os.listdir(root)
         except OSError:

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import threading
 import time
 from multiprocessing.util import Finalize
@@ -56,7 +55,7 @@ def remove_stale_folders(roots: tuple[str, ...] | None = None) -> list[str]:
     removed = []
     now = time.time()
     uid = os.getuid()
-    for root in roots or (shm_root(), tempfile.gettempdir()):
+    for root in roots or (shm_root(), lokycompat.temp_root()):
         try:
             names = os.listdir(root)
         except OSError:

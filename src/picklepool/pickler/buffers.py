@@ -542,7 +542,9 @@ class CallBuffers:
 
     def _spill_folder(self, nbytes: int) -> str:
         if self._spill is None:
-            self._spill = tempfile.mkdtemp(prefix=f"picklepool-{os.getpid()}-spill-")
+            self._spill = tempfile.mkdtemp(
+                prefix=f"picklepool-{os.getpid()}-spill-", dir=lokycompat.temp_root()
+            )
             lokycompat.track_folder(self._spill)
             log.debug(
                 "picklepool: %s has %d MB free, less than a %d MB buffer plus the %d MB left "

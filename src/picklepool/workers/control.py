@@ -16,10 +16,10 @@ import mmap
 import os
 import select
 import struct
-import tempfile
 import threading
 from typing import Any
 
+from .. import lokycompat
 from . import handback
 
 CANCEL_SLOTS = 4096
@@ -33,7 +33,7 @@ def shm_root() -> str:
     root = "/dev/shm"
     if os.path.isdir(root) and os.access(root, os.W_OK):
         return root
-    return tempfile.gettempdir()
+    return lokycompat.temp_root()
 
 
 def map_file(path: str, size: int, create: bool) -> mmap.mmap:
