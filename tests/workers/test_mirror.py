@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import subprocess
 import sys
 import types
 
@@ -165,9 +166,8 @@ def test_files_a_task_creates_get_the_parents_umask(tmp_path):
 
     with umask(0o077):
         assert modes("f") == [0o600] * 4
-        # a task that changes its worker's umask does not change the next batch's
+        # a task that changes its worker's umask: the parent's next change goes over it
         Parallel(n_jobs=2, batch_size=1)(delayed(set_umask)(0) for _ in range(4))
-        assert modes("g") == [0o600] * 4
     with umask(0o022):
         assert modes("h") == [0o644] * 4
 
@@ -188,11 +188,18 @@ def wander_off(folder):
     return os.getcwd()
 
 
-def test_a_task_that_changes_its_worker_does_not_change_the_next_batch(tmp_path):
-    here = os.getcwd()
-    out = Parallel(n_jobs=2, batch_size=1)(delayed(wander_off)(str(tmp_path)) for _ in range(4))
-    assert set(out) == {str(tmp_path)}
-    assert set(Parallel(n_jobs=2, batch_size=1)(delayed(worker_cwd)() for _ in range(6))) == {here}
+def test_a_folder_a_task_moved_its_worker_to_stays_until_the_parent_moves(tmp_path, monkeypatch):
+    # as in a loop in the parent, and in a loky worker: the task's os.chdir lasts in its
+    # worker; the parent's own next os.chdir goes over it
+    from picklepool import Executor
+
+    other = tmp_path / "other"
+    other.mkdir()
+    with Executor(max_workers=1) as ex:
+        assert ex.submit(wander_off, str(tmp_path)).result() == str(tmp_path)
+        assert ex.submit(worker_cwd).result() == str(tmp_path)
+        monkeypatch.chdir(other)
+        assert ex.submit(worker_cwd).result() == str(other)
 
 
 def decimal_third(_):
@@ -238,10 +245,18 @@ def set_precision_then_third(prec):
     return decimal_third(0)
 
 
-def test_a_task_that_changes_its_decimal_context_does_not_change_the_next_calls():
-    _warm()
-    assert Parallel(n_jobs=2)(delayed(set_precision_then_third)(5) for _ in range(4)) == ["0.33333"] * 4
-    assert Parallel(n_jobs=2)(delayed(decimal_third)(i) for i in range(4)) == ["0." + "3" * 28] * 4
+def test_a_decimal_context_a_task_set_stays_until_the_parents_changes():
+    import decimal
+
+    from picklepool import Executor
+
+    with Executor(max_workers=1) as ex:
+        assert ex.submit(set_precision_then_third, 5).result() == "0.33333"
+        assert ex.submit(decimal_third, 0).result() == "0.33333"  # as in a loop in the parent
+        with decimal.localcontext() as ctx:
+            ctx.prec = 9
+            assert ex.submit(decimal_third, 0).result() == "0." + "3" * 9
+        assert ex.submit(decimal_third, 0).result() == "0." + "3" * 28  # the parent's default again
 
 
 def divide_by_zero(x):
@@ -505,7 +520,7 @@ def warn_and_report(i):
 def raise_warnings_as_errors(_):
     import warnings
 
-    warnings.simplefilter("error")  # in this worker only: the next batch must not see it
+    warnings.simplefilter("error")  # in this worker, until the parent's filters change
     return True
 
 
@@ -524,10 +539,10 @@ def test_the_parents_warnings_filters_decide_in_the_workers_as_in_the_parent():
     with warnings.catch_warnings():  # the block is over in the parent: over in the workers too
         warnings.simplefilter("ignore", RuntimeWarning)
         assert Parallel(n_jobs=2, batch_size=1)(delayed(warn_and_report)(i) for i in range(4)) == [0, 1, 2, 3]
-    # a task that changed its worker's filters does not change the next batch's
+    # a task that changed its worker's filters: the parent's next change goes over it
+    assert Parallel(n_jobs=2, batch_size=1)(delayed(raise_warnings_as_errors)(i) for i in range(4))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        assert Parallel(n_jobs=2, batch_size=1)(delayed(raise_warnings_as_errors)(i) for i in range(4))
         assert Parallel(n_jobs=2, batch_size=1)(delayed(warn_and_report)(i) for i in range(4)) == [0, 1, 2, 3]
 
 
@@ -752,9 +767,8 @@ def test_the_socket_timeout_temporary_folder_and_csv_limit_set_in_the_parent_rea
         assert want == (7.5, str(tmp_path), 1 << 20)
         assert Parallel(n_jobs=2, batch_size=1)(delayed(io_defaults_seen)(i) for i in range(4)) == [want] * 4
         assert Parallel(n_jobs=2)(delayed(parse_wide_csv)(200_000) for _ in range(2)) == [[1, 200_000]] * 2
-        # a task that changes its worker's does not change the next batch's
+        # a task that changes its worker's: the parent's next change goes over it
         Parallel(n_jobs=2, batch_size=1)(delayed(set_io_defaults)(1.0, "/", 10) for _ in range(4))
-        assert Parallel(n_jobs=2, batch_size=1)(delayed(io_defaults_seen)(i) for i in range(4)) == [want] * 4
     with io_defaults(None, None):  # the parent's back to none: the workers' own again
         out = Parallel(n_jobs=2, batch_size=1)(delayed(io_defaults_seen)(i) for i in range(4))
         assert {(timeout, limit) for timeout, _, limit in out} == {(None, 131072)}
@@ -877,3 +891,77 @@ def test_a_call_leaves_the_parents_temp_folder_free_to_follow_tmpdir(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["[0, 1, 2, 3] None", str(tmp_path), str([str(tmp_path)])]
+
+
+_SETTINGS_SCRIPT = """
+import csv, decimal, os, socket, sys, warnings
+import picklepool
+from picklepool import Executor, Parallel, delayed
+
+def setup():  # what an initializer, or a task's one-time setup, sets in its process
+    sys.setrecursionlimit(20000)
+    decimal.getcontext().prec = 50
+    os.chdir(os.environ["SCRATCH"])
+    os.umask(0o077)
+    socket.setdefaulttimeout(5.0)
+    csv.field_size_limit(1 << 30)
+    warnings.simplefilter("ignore", DeprecationWarning)
+
+_ready = False
+
+def lazily(_):
+    global _ready
+    if not _ready:
+        setup()
+        _ready = True
+    return read(_)
+
+def read(_):
+    m = os.umask(0o077)
+    os.umask(m)
+    ignored = any(f[0] == "ignore" and f[2] is DeprecationWarning for f in warnings.filters)
+    return (sys.getrecursionlimit(), decimal.getcontext().prec, os.getcwd(), oct(m),
+            socket.getdefaulttimeout(), csv.field_size_limit(), ignored)
+
+if __name__ == "__main__":
+    how = sys.argv[1]
+    if how == "executor":
+        with Executor(max_workers=1, initializer=setup) as ex:
+            print(ex.submit(read, 0).result())
+            print(ex.submit(read, 1).result())
+            decimal.getcontext().prec = 12  # the parent's change goes over the worker's
+            print(ex.submit(read, 2).result()[1])
+    elif how == "parallel":
+        p = Parallel(n_jobs=2, initializer=setup)
+        print(p(delayed(read)(i) for i in range(2))[0])
+        print(p(delayed(read)(i) for i in range(2))[1])
+        os.umask(0o027)  # the parent's change goes over the worker's
+        print(p(delayed(read)(i) for i in range(2))[1][3])
+    else:  # a task's one-time setup, behind a module flag: it stays as the flag does
+        with Executor(max_workers=1) as ex:
+            print(ex.submit(lazily, 0).result())
+            print(ex.submit(lazily, 1).result())
+            sys.setrecursionlimit(3000)
+            print(ex.submit(lazily, 2).result()[0])
+"""
+
+
+@pytest.mark.parametrize("how", ["executor", "parallel", "lazily"])
+def test_what_a_workers_own_code_sets_stays_until_the_parent_changes_it(tmp_path, how):
+    # Every batch put the parent's settings back over the worker's: an initializer's
+    # recursion limit, decimal precision, folder, umask, socket timeout... were gone by
+    # its first task, and a task's one-time setup (behind a module flag that stayed set)
+    # was undone from the next batch on, where a loop in the parent and a loky worker
+    # keep both.
+    script = tmp_path / "settings.py"
+    script.write_text(_SETTINGS_SCRIPT)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "SCRATCH": str(scratch)}
+    out = subprocess.run(
+        [sys.executable, str(script), how], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    own = str((20000, 50, str(scratch), "0o77", 5.0, 1 << 30, True))
+    last = {"executor": "12", "parallel": "0o27", "lazily": "3000"}[how]
+    assert out.stdout.splitlines() == [own, own, last]

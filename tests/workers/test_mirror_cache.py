@@ -1,9 +1,10 @@
 """The per-batch checks that skip work still see every change, in this process.
 
-``workers.mirror.apply`` compares the process itself with the state sent, through
-shortcuts (the decimal context read in one call, numpy's error handling by the
-object numpy holds): a task's change to its worker, and a parent's change, must
-both be undone or applied by the next batch. So must the runner's and the thread
+``workers.mirror.apply`` sets what the parent changed since the last batch, compared
+with the process itself through shortcuts (the decimal context read in one call, numpy's
+error handling by the object numpy holds): a parent's change must be applied by the
+next batch, over what a task changed; a task's change stays while the parent's
+setting stays as it was. So must the runner's and the thread
 limits' caches, and the lane's own framing must match ``Connection``'s.
 """
 
@@ -33,6 +34,7 @@ def restored(monkeypatch, tmp_path):
     np = sys.modules.get("numpy")
     errors = np.geterr() if np is not None else None
     monkeypatch.setattr(mirror, "_applied", None)
+    monkeypatch.setattr(mirror, "_last", {})
     yield tmp_path
     sys.path[:] = path
     os.chdir(cwd)
@@ -43,29 +45,36 @@ def restored(monkeypatch, tmp_path):
         np.seterr(**errors)
 
 
-def test_a_tasks_changes_are_undone_by_the_next_batch_of_the_same_state(restored):
+def test_a_tasks_changes_stay_until_the_parent_changes_the_same_setting(restored, tmp_path):
     state = parent_state(2)
     mirror.apply(state)
-    # what a task may do to its worker
+    # what a task may do to its worker (a one-time setup behind a module flag)
     sys.path.insert(0, str(restored))
-    sys.path[1:2] = ["/nowhere/else"]  # an entry replaced: sys.path keeps its length
     os.chdir(restored)
     sys.setrecursionlimit(state.recursion_limit + 123)
     decimal.getcontext().prec = 5
-    decimal.getcontext().traps[decimal.Inexact] = True
     os.umask(0o077)
-    mirror.apply(state)  # the very object applied last
-    assert tuple(sys.path[: len(state.sys_path)]) == state.sys_path
-    assert os.getcwd() == state.cwd
-    assert sys.getrecursionlimit() == state.recursion_limit
-    assert mirror.numeric_state()[0] == state.numeric[0]
-    assert not decimal.getcontext().traps[decimal.Inexact]
-    assert mirror.umask() == state.umask
-    # in place again, then an equal state (a new object each batch, as unpickled)
-    decimal.getcontext().Emax = 99
-    decimal.getcontext().traps[decimal.Overflow] = False
-    mirror.apply(pickle.loads(pickle.dumps(state)))
-    assert mirror.numeric_state()[0] == state.numeric[0]
+    mirror.apply(pickle.loads(pickle.dumps(state)))  # an equal state (a new object each batch)
+    assert sys.path[0] == str(restored) and os.getcwd() == str(restored)
+    assert sys.getrecursionlimit() == state.recursion_limit + 123
+    assert decimal.getcontext().prec == 5 and mirror.umask() == 0o077
+    # the parent changes each setting: its values go over the task's
+    other = tmp_path / "other"
+    other.mkdir()
+    with decimal.localcontext() as ctx:
+        ctx.prec = 40
+        mask = os.umask(0o027)
+        try:
+            changed = parent_state(2)
+        finally:
+            os.umask(mask)
+    changed = changed._replace(
+        sys_path=(*state.sys_path, "/a/new/entry"), cwd=str(other), recursion_limit=state.recursion_limit + 7
+    )
+    mirror.apply(changed)
+    assert tuple(sys.path[: len(changed.sys_path)]) == changed.sys_path
+    assert os.getcwd() == str(other) and sys.getrecursionlimit() == state.recursion_limit + 7
+    assert decimal.getcontext().prec == 40 and mirror.umask() == 0o027
 
 
 def test_a_parents_change_is_applied_by_the_next_batch(restored):
@@ -83,16 +92,17 @@ def test_a_parents_change_is_applied_by_the_next_batch(restored):
     assert mirror.numeric_state()[0] is None
 
 
-def test_numpy_error_handling_a_task_changed_is_put_back(restored):
+def test_numpy_error_handling_a_task_changed_stays_until_the_parent_changes_it(restored):
     np = pytest.importorskip("numpy")
     state = parent_state(2)
     mirror.apply(state)
     np.seterr(divide="raise")  # a task's: numpy holds a new object now
     mirror.apply(state)
-    assert np.geterr()["divide"] == "warn"
-    with np.errstate(over="raise"):  # inside a task's block
-        mirror.apply(state)
-        assert np.geterr()["over"] == "warn"
+    assert np.geterr()["divide"] == "raise"
+    over = (("divide", "warn"), ("invalid", "warn"), ("over", "raise"), ("under", "ignore"))
+    raising = parent_state(2, numeric=(None, over, None, None))
+    mirror.apply(raising)  # the parent's change: its handling, over the task's
+    assert np.geterr()["divide"] == "warn" and np.geterr()["over"] == "raise"
     mirror.apply(state)
     assert np.geterr()["over"] == "warn"
 

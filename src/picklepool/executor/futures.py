@@ -911,7 +911,9 @@ class Executor(_StdExecutor):
                     self._send([w])
                 return
             if isinstance(exc, NotACall):  # named by the user's index, not the batch's
-                exc = NotACall(exc.item, numbering.user_index(exc.wire), exc.wire)
+                exc = NotACall(
+                    exc.item, None if exc.wire is None else numbering.user_index(exc.wire), exc.wire
+                )
             _fail(works, exc)
             return
         channel.inflight[seq] = batch
@@ -1167,6 +1169,9 @@ class _Named:
 
     def tasks(self) -> str:
         return self.text
+
+    def user_index(self, index: int) -> int | None:
+        return None
 
 
 class _Numbering:

@@ -2,7 +2,9 @@
 
 A warm worker was started once; the parent goes on changing. What decides
 whether a task runs the same in a worker as in the parent travels with every
-batch in a ``wire.ParentState`` and is applied here, only when it changed:
+batch in a ``wire.ParentState`` and is applied here, only when it changed (the
+process settings: when the parent's changed since the worker's last batch, so that
+what an initializer or a task's one-time setup set stays, as in a loop):
 
 - ``sys.path``: the parent's entries, in the parent's order, come first (a module
   imported from a folder the parent added after the pool started is found);
@@ -131,39 +133,51 @@ _in_thread: contextvars.ContextVar[tuple[int, int] | None] = contextvars.Context
 
 
 def apply(state: ParentState) -> None:
-    """Make this process match *state*: compared with the process itself, not with the
-    last state applied, so a task that changed its worker (``os.chdir``, ``sys.path``)
-    does not change what the next batch sees. A few comparisons when nothing changed.
+    """Make this process follow *state*, the parent's as the call starts.
+
+    The process settings below (``sys.path``, the recursion limit, the working folder,
+    the numeric settings, the warnings filters...) are set when the parent's value changed
+    since the last batch this worker ran: what the worker's own code set meanwhile (an
+    ``initializer``, a task's one-time setup, a library imported in a task) stays while
+    the parent leaves that setting alone, as it stays in a loop in the parent and in a
+    loky worker. A few comparisons when nothing changed.
     """
     global _applied
     parent = state.sys_path
-    if tuple(sys.path[: len(parent)]) != parent:
+    if _moved("sys_path", parent) and tuple(sys.path[: len(parent)]) != parent:
         known = set(parent)
         sys.path[:] = list(parent) + [p for p in sys.path if p not in known]
-    if sys.getrecursionlimit() != state.recursion_limit:
+    if _moved("recursion_limit", state.recursion_limit) and sys.getrecursionlimit() != state.recursion_limit:
         sys.setrecursionlimit(state.recursion_limit)
-    if thread_stack_size() != state.stack_size:
+    if _moved("stack_size", state.stack_size) and thread_stack_size() != state.stack_size:
         try:
             threading.stack_size(state.stack_size)
         except (ValueError, RuntimeError):  # (a size this platform refuses: its own)
             pass
-    try:
-        current: str | None = os.getcwd()
-    except OSError:  # this worker's folder was removed
-        current = None
-    if current != state.cwd:
+    if _moved("cwd", state.cwd):
         try:
-            os.chdir(state.cwd)
-        except OSError:  # the parent's folder is not there for this worker (another machine)
-            pass
+            current: str | None = os.getcwd()
+        except OSError:  # this worker's folder was removed
+            current = None
+        if current != state.cwd:
+            try:
+                os.chdir(state.cwd)
+            except OSError:  # the parent's folder is not there for this worker (another machine)
+                pass
     digits = state.int_max_str_digits  # 0: no limit; -1: the parent's Python has none
-    if digits >= 0 and _int_max_str_digits is not None and _int_max_str_digits() != digits:
+    if (
+        _moved("int_max_str_digits", digits)
+        and digits >= 0
+        and _int_max_str_digits is not None
+        and _int_max_str_digits() != digits
+    ):
         sys.set_int_max_str_digits(digits)
-    _apply_numeric(state.numeric)
-    if state.umask >= 0:
-        os.umask(state.umask)  # one system call; a task may have changed it
+    if _moved("numeric", state.numeric):
+        _apply_numeric(state.numeric)
+    if state.umask >= 0 and _moved("umask", state.umask):
+        os.umask(state.umask)
     method = state.start_method
-    if multiprocessing.get_start_method(allow_none=True) != method:
+    if _moved("start_method", method) and multiprocessing.get_start_method(allow_none=True) != method:
         start_method(method)
     if state.warning_filters is not None:  # (None: the worker keeps its own)
         warnfilters.apply(state.warning_filters)
@@ -191,9 +205,45 @@ def apply(state: ParentState) -> None:
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
-    if io != _NO_IO_DEFAULTS or _own_io is not None:
+    if _moved("io", io) and (io != _NO_IO_DEFAULTS or _own_io is not None):
         _apply_io(io)
     _applied = state
+
+
+def note_own() -> None:
+    """Note this worker's settings, before ``Parallel(initializer=...)`` runs in it
+    (``workers.prologue``), as if the parent's had been applied: the parent's first batch
+    then sets only what the parent has that differs from them, and what the initializer
+    set stays, as under loky (where it stays for good)."""
+    digits = getattr(sys, "get_int_max_str_digits", lambda: -1)()
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:
+        cwd = None
+    _last.update(
+        recursion_limit=sys.getrecursionlimit(),
+        stack_size=thread_stack_size(),
+        cwd=cwd,
+        int_max_str_digits=digits,
+        numeric=numeric_state(),
+        umask=umask(),
+        start_method=multiprocessing.get_start_method(allow_none=True),
+        io=io_defaults(),
+    )
+
+
+_NOT_YET = object()
+# the parent's value of each setting (ParentState's field) as last applied in this worker
+_last: dict[str, Any] = {}
+
+
+def _moved(field: str, value: Any) -> bool:
+    """Whether the parent's *value* of *field* differs from the one last applied here
+    (then it is noted as applied: the caller sets it)."""
+    if _last.get(field, _NOT_YET) == value:
+        return False
+    _last[field] = value
+    return True
 
 
 def rebase() -> None:
@@ -216,8 +266,20 @@ def rebase() -> None:
     loggerclass.rebase()
     envvars.rebase()
     contextvalues.rebase()
+    _rebase_io()
     if _applied is not None:
         apply(_applied)
+
+
+def _rebase_io() -> None:
+    """What an initializer set of the socket timeout, temp folder and csv limit where the
+    parent has none is this worker's own from now on (put back when the parent's goes)."""
+    global _own_io
+    last = _last.get("io")
+    if _own_io is None or not isinstance(last, tuple):
+        return
+    now = _read_io()
+    _own_io = tuple(n if want is None else own for n, own, want in zip(now, _own_io, last, strict=True))  # type: ignore[assignment]
 
 
 _NO_IO_DEFAULTS = (None, None, None)
@@ -264,6 +326,19 @@ def _folder(tempdir: Any) -> Any:
         return None
 
 
+def _read_io() -> tuple[float | None, Any, int]:
+    """This worker's (socket default timeout, ``tempfile.tempdir``, csv field size limit)."""
+    modules = sys.modules
+    socket: Any = modules.get("socket")
+    tempfile: Any = modules.get("tempfile")
+    csv: Any = modules.get("csv")
+    return (
+        socket.getdefaulttimeout() if socket is not None else None,
+        _folder(getattr(tempfile, "tempdir", None)),
+        csv.field_size_limit() if csv is not None else _CSV_DEFAULT_LIMIT,
+    )
+
+
 def _apply_io(io: tuple[Any, ...]) -> None:
     """Make this worker's socket default timeout, ``tempfile.tempdir`` and csv field size
     limit the parent's *io*; where the parent has none, this worker's own (as before a
@@ -274,11 +349,7 @@ def _apply_io(io: tuple[Any, ...]) -> None:
     tempfile: Any = modules.get("tempfile")
     csv: Any = modules.get("csv")
     if _own_io is None:
-        _own_io = (
-            socket.getdefaulttimeout() if socket is not None else None,
-            _folder(getattr(tempfile, "tempdir", None)),
-            csv.field_size_limit() if csv is not None else _CSV_DEFAULT_LIMIT,
-        )
+        _own_io = _read_io()
     timeout, tempdir, limit = (own if want is None else want for want, own in zip(io, _own_io, strict=False))
     # a module not imported here has its default: imported only to set another value (csv
     # is not in a worker's imports: a parent whose tempfile.tempdir was merely read, as
@@ -508,8 +579,8 @@ def _apply_numeric(numeric: tuple[Any, Any, Any, Any]) -> None:
     """Make this thread's decimal context, numpy error handling and print options, and
     scikit-learn's settings, those of *numeric*.
 
-    Compared with the thread itself: a task that changed them does not change
-    what the next batch sees. A module neither side uses is not imported.
+    Compared with the thread itself (``apply`` calls it when the parent's changed). A
+    module neither side uses is not imported.
     """
     dec, err, printed, learn = numeric
     modules = sys.modules

@@ -79,6 +79,9 @@ def start_loky_worker(
     install()  # the script's names in this worker's __main__, for the tasks (workers.mainnames)
     set_start_method(start_method)
     if initializer is not None:
+        from .mirror import note_own
+
+        note_own()  # what it sets stays where the parent's settings are a new worker's
         try:
             _run(POOL, initializer, initargs)
         except BaseException as exc:
