@@ -195,3 +195,39 @@ def test_the_pools_workers_leave_no_status_file_in_the_session_folder():
             pids.update(p(delayed(os.getpid)() for _ in range(4)))
     left = sorted(pids & set(session().worker_pids()))
     assert left == [], f"status files of ended workers: {left}"
+
+
+_INITIALIZED_GLOBALS = """
+import multiprocessing as mp, os, sys
+from picklepool import Parallel, delayed
+
+G = 0
+STATE = {}
+
+def init(v):  # a connection per worker, as multiprocessing.Pool's initializer is used
+    global G
+    G = v
+    STATE["v"] = v
+    sys.setrecursionlimit(4321)
+
+def get(_):
+    return (G, STATE.get("v"), sys.getrecursionlimit())
+
+if __name__ == "__main__":
+    how = sys.argv[1]
+    backend = "multiprocessing" if how == "name" else mp.get_context(how)
+    p = Parallel(n_jobs=2, backend=backend, initializer=init, initargs=(5,))
+    print(p(delayed(get)(i) for i in range(3)))
+"""
+
+
+@pytest.mark.parametrize("how", ["name", "fork", "spawn"])
+def test_what_the_initializer_sets_is_seen_by_the_tasks_as_in_multiprocessing_pool(tmp_path, how):
+    # The tasks' functions (sent by value) kept the script's own globals, and the worker's
+    # settings were the parent's again: [(0, None, 1000)] * 3 where multiprocessing.Pool,
+    # and picklepool on loky, give what the initializer set.
+    script = tmp_path / "initialized.py"
+    script.write_text(_INITIALIZED_GLOBALS)
+    out = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str([(5, 5, 4321)] * 3)

@@ -41,6 +41,18 @@ _adopted: dict[str, weakref.WeakSet[Any]] = {}
 ADOPTED_TOKENS = 16
 
 
+_MAINS = ("__main__", "__mp_main__")
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """The global names *code* and the functions defined in it may use."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
 def _by_value(func: Any) -> bool:
     module = sys.modules.get(getattr(func, "__module__", None) or "")
     return type(func) is types.FunctionType and func.__globals__ is not getattr(module, "__dict__", None)
@@ -97,9 +109,14 @@ INITIALIZER_FIX = "Fix the initializer"  # how a message naming what an initiali
 def run_pool_initializer(initializer: Callable[..., Any], initargs: tuple[Any, ...], folder: str) -> None:
     """A ``multiprocessing.Pool`` worker's initializer (``backend="multiprocessing"``): run
     *initializer*; when it raises, leave what it raised in *folder* (as
-    :func:`start_loky_worker` does), then let the worker end as ``multiprocessing`` ends it."""
+    :func:`start_loky_worker` does), then let the worker end as ``multiprocessing`` ends it.
+    What it sets is kept as under loky: the globals of its module for the tasks' functions
+    sent by value, and the process settings the parent leaves alone (``workers.mirror``)."""
+    from .mirror import note_own
+
+    note_own()
     try:
-        initializer(*initargs)
+        _run(POOL, initializer, initargs)
     except BaseException as exc:
         _record_failure(folder, exc)
         raise
@@ -213,7 +230,14 @@ def _run(key: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -
     (``STATE["conn"] = connect()``, as much code does instead): a global whose pickled
     form differs after the initializer ran, or that cannot be pickled, counts as set.
     """
+    # by value (loky's, an Executor's), or the worker's own __main__ (a multiprocessing
+    # Pool's: forked, or the script imported again as __mp_main__), whose globals the
+    # tasks' functions sent by value do not share
+    main = getattr(initializer, "__module__", None) in _MAINS and type(initializer) is types.FunctionType
     before = dict(initializer.__globals__) if _by_value(initializer) else None
+    if before is None and main:  # only the names its code uses (the module may hold much else)
+        names = _names(initializer.__code__)
+        before = {k: v for k, v in initializer.__globals__.items() if k in names}
     marks = {k: _mark(v) for k, v in before.items() if not isinstance(v, _UNCHANGING)} if before else {}
     filters = list(warnings.filters)
     from . import registries
@@ -226,12 +250,15 @@ def _run(key: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -
     rebase()  # what else it set is the worker's own, under the parent's (workers.mirror)
     if before is not None:
         now = initializer.__globals__
+        if main and not _by_value(initializer):
+            now = {k: v for k, v in now.items() if k in names}
         changed = {k: v for k, v in now.items() if k not in before or before[k] is not v}
         for k, mark in marks.items():
             if k not in changed and k in now and _mark(now[k]) != mark:
                 changed[k] = now[k]
         if changed:
-            _overlays[key] = (initializer.__module__, changed)
+            module = initializer.__module__
+            _overlays[key] = ("__main__" if module in _MAINS else module, changed)
             for func in list(_adopted.get(key, ())):
                 _give(func, key)
 
