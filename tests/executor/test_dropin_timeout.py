@@ -311,3 +311,46 @@ def test_a_signal_handlers_exception_while_a_batch_is_pickled_is_the_programs_ow
             Parallel(n_jobs=2)(delayed(repr)(_RingsWhilePickled()) for _ in range(2))
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+class _WaitsWhenLoaded:
+    """A client that reconnects as it is unpickled, and never gets an answer (in a worker)."""
+
+    def __init__(self):
+        import os
+
+        self.parent = os.getpid()
+
+    def __setstate__(self, state):
+        import os
+
+        self.__dict__.update(state)
+        if os.getpid() != self.parent:
+            threading.Event().wait()
+
+
+class _WaitsWhenPickled:
+    def __reduce__(self):
+        threading.Event().wait()
+        return (_WaitsWhenPickled, ())
+
+
+def _returns(x, arg=None):
+    return _WaitsWhenPickled() if x == "waits" else x
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("items", "stage"),
+    [
+        ([(1, None), (2, _WaitsWhenLoaded()), (3, None)], "loading the batch's functions and arguments"),
+        ([(1, None), ("waits", None), (3, None)], "pickling the results"),
+    ],
+)
+def test_the_timeout_covers_loading_the_arguments_and_pickling_the_results(items, stage):
+    # Only the function's own run was timed: a call whose argument waited in its
+    # __setstate__, or whose result waited in its __reduce__, waited for ever (joblib's
+    # timeout fails it); the worker is killed past the timeout and the call fails
+    with pytest.raises(TaskTimeoutError, match=f"task 1: _returns.*: {stage} in the worker took longer"):
+        Parallel(n_jobs=2, timeout=0.5, batch_size=1)(delayed(_returns)(x, a) for x, a in items)
+    assert Parallel(n_jobs=2, timeout=5)(delayed(_returns)(i) for i in range(4)) == [0, 1, 2, 3]

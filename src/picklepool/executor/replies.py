@@ -350,11 +350,26 @@ class ReplyReader:
         call = self.call
         overdue = call.watchdog.overdue if call.watchdog is not None else None
         if overdue is not None:
-            index, pid = overdue
+            index, pid, stage = overdue
+            if stage == LOADING:
+                what = (
+                    f"{batch.tasks()}: loading the batch's functions and arguments in the worker "
+                    f"took longer than timeout={call.timeout}s (an argument's __setstate__ or "
+                    "__reduce__ that waits: on a lock, a server, a large read?)"
+                )
+            elif stage == DUMPING:
+                what = (
+                    f"{batch.tasks()}: pickling the results in the worker took longer than "
+                    f"timeout={call.timeout}s (a result's __reduce__ or __getstate__ that waits?)"
+                )
+            else:
+                what = (
+                    f"{batch.describe(index)} ran longer than timeout={call.timeout}s and did not "
+                    "respond to interruption (stuck in compiled code?)"
+                )
             return TaskTimeoutError(
-                f"{batch.describe(index)} ran longer than timeout={call.timeout}s and did not "
-                f"respond to interruption (stuck in compiled code?); its worker (pid {pid}) was "
-                f"killed, and the pool is replaced on the next call. {TIMEOUT_ADVICE}"
+                f"{what}; its worker (pid {pid}) was killed, and the pool is replaced on the "
+                f"next call. {TIMEOUT_ADVICE}"
             )
         culprit = ""
         dumping = False  # the dead worker was pickling its batch's results

@@ -16,6 +16,7 @@ import functools
 import os
 import pickle
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
@@ -215,7 +216,10 @@ def run_batch(batch: Batch) -> Any:
         (parent.registries, parent.module_globals) if type(parent) is ParentState else (None, None)
     )
     status = view.status if view is not None else [0, -1, 0, 0, -1]
-    status[0], status[1], status[2], status[3], status[4] = batch.call_id, first, 0, control.LOADING, -1
+    # a call's timeout covers loading the batch and pickling its results too: the parent kills
+    # a worker stuck there (an argument's __setstate__ that waits for a server) past it
+    since = time.monotonic_ns() if batch.timeout is not None else 0
+    status[0], status[1], status[2], status[3], status[4] = batch.call_id, first, since, control.LOADING, -1
     tasks = batch.tasks
     # the worker's warnings filters while it imports what the parent had imported (not the tasks')
     swapped = warnfilters.swap_in()
@@ -249,7 +253,7 @@ def run_batch(batch: Batch) -> Any:
     # imported, without force, found the name taken) and an Executor's initializer ran
     moduleglobals.apply(changed)
     registries.apply(registered)
-    status[1], status[3] = -1, control.RUNNING
+    status[1], status[2], status[3] = -1, 0, control.RUNNING
     limits, timeout = batch.limits, batch.timeout
     if limits is not None:
         before_batch(limits)  # thread limits, once per setting
@@ -291,7 +295,8 @@ def run_batch(batch: Batch) -> Any:
         flush_streams()  # (the tasks' prints reach a log file now, not as the worker exits)
     if type(outcome) is TaskFailed and isinstance(outcome.error, TaskTimeoutError) and lokycompat.depth():
         retire()  # replaced by loky after this reply; the rest of the pool is untouched
-    status[1], status[2], status[3] = first, 0, control.DUMPING
+    since = time.monotonic_ns() if timeout is not None else 0
+    status[1], status[2], status[3] = first, since, control.DUMPING
     if type(outcome) is Results and not batch.isolate:  # (replies.dump's commonest case)
         reply = replies.dump_results(pickler, outcome, first, tasks)
     else:
