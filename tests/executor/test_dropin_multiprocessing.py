@@ -231,3 +231,25 @@ def test_what_the_initializer_sets_is_seen_by_the_tasks_as_in_multiprocessing_po
     out = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str([(5, 5, 4321)] * 3)
+
+
+_G = [0]
+
+
+def _init_here(v):
+    _G[0] = v
+
+
+def _read_g(_):
+    return _G[0]
+
+
+def test_an_initializer_runs_in_a_worker_with_n_jobs_1_and_is_refused_where_none_runs():
+    # n_jobs=1 ran the tasks in the calling process without the initializer, silently
+    out = Parallel(n_jobs=1, initializer=_init_here, initargs=(5,))(delayed(_read_g)(i) for i in range(2))
+    assert out == [5, 5] and _G[0] == 0  # in a worker, not here
+    for backend in ("threading", "sequential"):
+        with pytest.raises(ValueError, match=f"and the {backend} backend has none"):
+            Parallel(n_jobs=2, backend=backend, initializer=_init_here, initargs=(5,))(
+                delayed(_read_g)(i) for i in range(2)
+            )

@@ -386,6 +386,13 @@ def _refuse_at_exit(name: str, n_workers: int) -> None:
 
 
 def _make(name: str, n_workers: int, **options: Any) -> Backend:
+    init = (options.get("initializer"), options.get("initargs") or ())
+    if init[0] is not None and name not in ("loky", "multiprocessing"):
+        raise ValueError(
+            f"initializer={init[0]!r:.100} runs once in each new worker process (loky, "
+            f"multiprocessing), and the {name} backend has none: its tasks would run without "
+            "what it sets. Call it yourself before the Parallel call, or use backend='loky'."
+        )
     if name == "dask":
         from .dask import DaskBackend
 
@@ -394,9 +401,8 @@ def _make(name: str, n_workers: int, **options: Any) -> Backend:
     cls = BACKENDS.get(name)
     if cls is None:
         raise ValueError(f"unknown backend {name!r}; valid backends are {list(BACKENDS)}")
-    if n_workers == 1 and cls.inline_single:
+    if n_workers == 1 and cls.inline_single and init[0] is None:  # (an initializer: one worker process)
         return SequentialBackend()
-    init = (options.get("initializer"), options.get("initargs") or ())
     if cls is LokyBackend:
         return LokyBackend(n_workers, options.get("idle_worker_timeout"), options.get("worker_env"), *init)
     if cls is MultiprocessingBackend:

@@ -175,7 +175,9 @@ class Parallel:
         ``pickler.buffers``).
     initializer*, initargs*: run ``initializer(*initargs)`` once in each new worker
         process (loky, multiprocessing); loky workers are reused by later calls with
-        the same initializer and arguments, and restarted when they change.
+        the same initializer and arguments, and restarted when they change. With one,
+        ``n_jobs=1`` runs on one worker process; the threading, sequential and dask
+        backends raise ``ValueError`` (no worker process to run it in).
     pickler*: "hybrid" (default), "pickle", "cloudpickle", a name given to
         ``register_pickler``, or "module:attr" naming a ``pickle.Pickler`` subclass.
         Precedence: argument > parallel_config > PICKLEPOOL_PICKLER > LOKY_PICKLER.
