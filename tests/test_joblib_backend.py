@@ -531,3 +531,14 @@ def test_a_task_runs_the_joblib_backend_the_parent_registered_as_the_loop_does()
 
     result = run_python(REGISTERED_IN_THE_PARENT, timeout=120)
     assert result.stdout.split("\n")[:2] == ["True [[], [0], [0, 1]]"] * 2, result.stdout + result.stderr
+
+
+def test_joblibs_delayed_of_a_result_never_called_says_delayed_f_x():
+    # joblib.delayed(f(x)) (no task arguments after it): named as the function
+    # "delayed.<locals>.delayed_function itself", with advice to delay that
+    with pytest.raises(
+        TypeError,
+        match=r"item 1 .* is delayed\(9\) \(type int\), which is not callable"
+        r".*delayed\(f\)\(x\), not delayed\(f\(x\)\)",
+    ):
+        picklepool.Parallel(n_jobs=2)([joblib.delayed(abs)(-1), joblib.delayed(abs(-9))])

@@ -417,7 +417,8 @@ def parse_batch_size(value: Any, source: str = "argument") -> int | str:
 
 
 def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int:
-    """Batches that may be in flight for *pre_dispatch* ("2*n_jobs", "all", an int)."""
+    """Batches that may be in flight for *pre_dispatch* ("2*n_jobs", "all", an int); a value
+    from 0 to 1 is 1. Raises ``ValueError`` (``TypeError`` for another type) for the rest."""
     pre_dispatch = plain_number(pre_dispatch)
     if isinstance(pre_dispatch, int) and not isinstance(pre_dispatch, bool) and 0 < pre_dispatch <= MAX_BATCH:
         return pre_dispatch
@@ -443,15 +444,19 @@ def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int
         value = pre_dispatch
     else:
         value = None
+    if value is not None and not isinstance(pre_dispatch, bool) and 0 <= value < 1:
+        # worth less than one batch ("n_jobs/4" on 2 cores): one, where joblib's dispatched
+        # none and returned [] without an error
+        return 1
     if isinstance(pre_dispatch, bool):
         why = "a bool is not a number of batches"
     elif value is None:
         why = "it is not a valid or supported arithmetic expression"
     elif value != value:  # NaN
         why = "it is not a number"
-    elif value < 1:
+    elif value < 0:
         worth = "" if value is pre_dispatch else f" with n_jobs={n_workers}"
-        why = f"it is worth {value:g}{worth}, and at least one batch must be dispatched"
+        why = f"it is worth {value:g}{worth}, below 0"
     else:
         why = f"it is worth {value:g}, over the {MAX_BATCH} batches picklepool can keep in flight"
     raise _refused(
@@ -709,7 +714,8 @@ def _choose_backend(values: dict[str, Any], sources: dict[str, str], backends: M
     """Apply ``prefer`` (a soft hint) and ``require`` (a hard constraint) as joblib does.
 
     - ``prefer="threads"``/``"processes"`` only chooses when no backend was given
-      (argument, ``parallel_config`` or environment): an explicit backend wins.
+      (argument, ``parallel_config`` or environment): an explicit backend wins, and so
+      does an ``initializer`` over "threads" (it runs in worker processes).
     - ``require="sharedmem"`` given as an argument with a backend given as an argument
       that does not share memory is a ``ValueError``; a backend from ``parallel_config``
       or the environment is switched to "threading", and a ``n_jobs`` that did not come
@@ -739,7 +745,13 @@ def _choose_backend(values: dict[str, Any], sources: dict[str, str], backends: M
         values["backend"], sources["backend"] = "threading", f"require='sharedmem' ({sources['require']})"
         if sources["n_jobs"] != "argument":
             values["n_jobs"], sources["n_jobs"] = 1, "require='sharedmem' (joblib's default)"
-    elif sources["backend"] == "default" and prefer == "threads" and not threads:
+    elif (
+        sources["backend"] == "default"
+        and prefer == "threads"
+        and not threads
+        and values.get("initializer") is None
+    ):
+        # (a soft hint: an initializer, which runs in worker processes, keeps them)
         values["backend"], sources["backend"] = "threading", f"prefer='threads' ({sources['prefer']})"
     elif sources["backend"] == "default" and prefer == "processes" and threads:
         values["backend"], sources["backend"] = "loky", f"prefer='processes' ({sources['prefer']})"

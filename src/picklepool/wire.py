@@ -185,6 +185,27 @@ class ParentState(NamedTuple):
     # platform's): a task's thread recursing deeply, with sys.setrecursionlimit raised,
     # overflowed its stack and killed the worker where the loop's thread had the room
     stack_size: int = 0
+    # how many times the parent's value of each of MIRRORED_SETTINGS changed, in that order
+    # (executor.dispatch): a worker sets a setting when its count moved since its last batch,
+    # also when the value came back to what that worker last got (another worker ran the
+    # batches in between); () where not counted (the worker compares the values)
+    generations: tuple[int, ...] = ()
+
+
+# ParentState's process settings a worker sets only when the parent's changed since its last
+# batch (workers.mirror): what the worker's own code set stays while the parent leaves them be
+MIRRORED_SETTINGS = (
+    "sys_path",
+    "recursion_limit",
+    "stack_size",
+    "cwd",
+    "int_max_str_digits",
+    "numeric",
+    "umask",
+    "start_method",
+    "warning_filters",
+    "io_defaults",
+)
 
 
 def import_path() -> tuple[str, ...]:

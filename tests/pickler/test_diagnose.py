@@ -562,3 +562,29 @@ def test_the_fix_for_a_users_class_suggests_a_reduce():
         assert "__reduce__" not in fix("hybrid", held.conn)
     finally:
         held.conn.close()
+
+
+def test_the_fix_names_the_users_class_that_holds_what_cannot_be_pickled():
+    held = _HoldsAConnection()
+    try:
+        with pytest.raises(PicklingError) as info:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(id)(held) for _ in range(1))
+    finally:
+        held.conn.close()
+    text = str(info.value)
+    assert "cannot pickle args[0].conn (type sqlite3.Connection)" in text, text
+    assert "give _HoldsAConnection a __getstate__ that leaves conn out" in text, text
+
+
+def test_a_class_of_a_script_run_from_stdin_is_the_users_own():
+    out = run_python(
+        """
+        from picklepool.pickler.diagnose import _users_class
+
+        class Mine:
+            pass
+
+        print(_users_class(Mine), _users_class(dict))
+        """
+    )
+    assert out.stdout.split() == ["True", "False"], out.stderr

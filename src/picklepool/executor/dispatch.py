@@ -40,6 +40,7 @@ from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
 from ..wire import (
+    MIRRORED_SETTINGS,
     Batch,
     NumericState,
     ParentState,
@@ -124,7 +125,7 @@ def parent_state(
             "batch in the caller's working folder, so that relative paths open the same files. "
             "os.chdir() to a folder that exists before the call."
         ) from exc
-    return ParentState(
+    state = ParentState(
         import_path(),
         sys.getrecursionlimit(),
         cwd,
@@ -163,6 +164,24 @@ def parent_state(
         moduleglobals.pickled(),
         thread_stack_size(),
     )
+    return state._replace(generations=_generations(state))
+
+
+_seen: list[Any] = [object()] * len(MIRRORED_SETTINGS)  # the values last counted
+_counts = [0] * len(MIRRORED_SETTINGS)
+_counting = threading.Lock()
+
+
+def _generations(state: ParentState) -> tuple[int, ...]:
+    """How many times each of ``MIRRORED_SETTINGS`` changed in this process, as calls saw
+    them (``ParentState.generations``)."""
+    with _counting:
+        for i, field in enumerate(MIRRORED_SETTINGS):
+            value = getattr(state, field)
+            if value != _seen[i]:
+                _seen[i] = value
+                _counts[i] += 1
+        return tuple(_counts)
 
 
 def joblib_backends() -> tuple[str, ...]:

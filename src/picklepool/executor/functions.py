@@ -14,6 +14,7 @@ every batch, so no task or later call sees another's changes.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import copyreg
 import functools
@@ -71,8 +72,8 @@ class _Short(reprlib.Repr):
         return f"<memoryview of {x.nbytes} bytes>"
 
     def repr_dict(self, x: Any, level: int) -> str:
-        def one(k: Any) -> str:
-            return f"{self.repr1(k, level - 1)}: {self.repr1(x[k], level - 1)}"
+        def one(k: Any) -> str:  # (dict's own item: not a subclass's __getitem__)
+            return f"{self.repr1(k, level - 1)}: {self.repr1(dict.__getitem__(x, k), level - 1)}"
 
         return self._items(x, level, one, "{", "}")
 
@@ -98,17 +99,23 @@ class _Short(reprlib.Repr):
         return f"{head}{', '.join(shown)}{more}{tail}"
 
     def repr_instance(self, x: Any, level: int) -> str:
-        base: Any
-        for base in (dict, list, tuple, set, frozenset, bytes, bytearray):
-            if isinstance(x, base):  # Counter, OrderedDict, a namedtuple...: as the base, named
-                inner = getattr(self, f"repr_{base.__name__}")(base(x) if len(x) <= 16 else x, level)
-                fields = getattr(type(x), "_fields", None)
-                if fields is not None and base is tuple:  # a namedtuple's repr is short and useful
-                    return super().repr_instance(x, level)
-                return f"{type(x).__name__}({inner})"
+        # a subclass of a builtin container whose repr is the builtin's or the standard
+        # library's (Counter, OrderedDict, defaultdict): shown as the base, named; a class
+        # with a __repr__ of its own (one that hides a password, or says "Rows(n=100)") by it
+        owner = next((k for k in type(x).__mro__ if "__repr__" in k.__dict__), object)
+        base = _PLAIN_REPRS.get(owner)
+        if base is not None:
+            return f"{type(x).__name__}({getattr(self, f'repr_{base.__name__}')(x, level)})"
         return super().repr_instance(x, level)
 
 
+# the classes whose __repr__ shows a container's items -> the builtin it is shown as
+_PLAIN_REPRS: dict[type, type] = {
+    **{t: t for t in (dict, list, tuple, set, frozenset, bytes, bytearray)},
+    collections.Counter: dict,
+    collections.OrderedDict: dict,
+    collections.defaultdict: dict,
+}
 _short = _Short()
 _short.maxstring, _short.maxother, _short.maxlist, _short.maxtuple, _short.maxdict = 40, 40, 4, 4, 4
 

@@ -295,7 +295,8 @@ def explain(pickler: Any, obj: Any, exc: BaseException, root: str = "") -> str:
     remedy = (
         _DEPTH_FIX
         if _too_deep(err)
-        else _class_attribute_fix(chain, path, culprit, name) or fix(name, culprit, returning, path)
+        else _class_attribute_fix(chain, path, culprit, name)
+        or fix(name, culprit, returning, path, chain[-2] if chain and len(chain) > 1 else None)
     )
     return f"cannot pickle {path} (type {kind}) with pickler {name!r}: {error_text(err)}. {remedy}"
 
@@ -362,9 +363,13 @@ def _global_fix(path: str, lead: str = "Fix: it is") -> str:
 def _users_class(cls: type) -> bool:
     """Whether *cls* is written in Python outside the standard library and installed
     packages (a class whose ``__reduce__`` the user can write)."""
-    module = sys.modules.get(getattr(cls, "__module__", "") or "")
-    path = getattr(module, "__file__", None)
-    if not path or not path.endswith(".py") or not hasattr(cls, "__dict__") or cls.__flags__ & _HEAPTYPE == 0:
+    if cls.__flags__ & _HEAPTYPE == 0:
+        return False
+    name = getattr(cls, "__module__", "") or ""
+    if name in ("__main__", "__mp_main__"):  # a script's, also run from stdin, -c or a notebook
+        return True
+    path = getattr(sys.modules.get(name), "__file__", None)
+    if not path or not path.endswith(".py"):
         return False
     roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     return not any(os.path.abspath(path).startswith(os.path.join(r, "")) for r in roots)
@@ -384,8 +389,15 @@ def _hybrid_takes(culprit: Any) -> bool:
     return True
 
 
-def fix(pickler_name: str, culprit: Any, returning: bool = False, path: str = "") -> str:
-    """What to do about *culprit*, which *pickler_name* could not pickle (at *path* in the call)."""
+def fix(
+    pickler_name: str,
+    culprit: Any,
+    returning: bool = False,
+    path: str = "",
+    holder: tuple[str, Any] | None = None,
+) -> str:
+    """What to do about *culprit*, which *pickler_name* could not pickle (at *path* in the call;
+    *holder*: the ``(path, object)`` that holds it, if any)."""
     give = "return" if returning else "pass"
     where = "in the parent" if returning else "inside the task"
     hybrid = pickler_name == "hybrid"
@@ -456,7 +468,16 @@ def fix(pickler_name: str, culprit: Any, returning: bool = False, path: str = ""
         f"{give} something picklable instead (for example the data this object holds, or "
         f"what it is made from, and build the object {where})"
     ]
-    if _users_class(type(culprit)):
+    held = holder[0] if holder is not None else ""
+    attribute = path[len(held) :] if holder is not None and path.startswith(held) else ""
+    if attribute.startswith(".") and holder is not None and _users_class(type(holder[1])):
+        cls = type(holder[1]).__qualname__
+        held = attribute
+        ways.append(
+            f"give {cls} a __getstate__ that leaves {held[1:]} out (and a __setstate__ that "
+            "makes it again where the object is loaded)"
+        )
+    elif _users_class(type(culprit)):
         ways.append("give its class a __reduce__ that leaves this part out")
     if not hybrid and _hybrid_takes(culprit):
         ways.append("use pickler='hybrid' (the default), which pickles it")

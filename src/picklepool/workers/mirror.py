@@ -97,7 +97,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import lokycompat
-from ..wire import ParentState, thread_stack_size, time_zone
+from ..wire import MIRRORED_SETTINGS, ParentState, thread_stack_size, time_zone
 from . import (
     archiveformats,
     builtinnames,
@@ -143,18 +143,19 @@ def apply(state: ParentState) -> None:
     loky worker. A few comparisons when nothing changed.
     """
     global _applied
+    moved = _Moved(state)
     parent = state.sys_path
-    if _moved("sys_path", parent) and tuple(sys.path[: len(parent)]) != parent:
+    if moved("sys_path") and tuple(sys.path[: len(parent)]) != parent:
         known = set(parent)
         sys.path[:] = list(parent) + [p for p in sys.path if p not in known]
-    if _moved("recursion_limit", state.recursion_limit) and sys.getrecursionlimit() != state.recursion_limit:
+    if moved("recursion_limit") and sys.getrecursionlimit() != state.recursion_limit:
         sys.setrecursionlimit(state.recursion_limit)
-    if _moved("stack_size", state.stack_size) and thread_stack_size() != state.stack_size:
+    if moved("stack_size") and thread_stack_size() != state.stack_size:
         try:
             threading.stack_size(state.stack_size)
         except (ValueError, RuntimeError):  # (a size this platform refuses: its own)
             pass
-    if _moved("cwd", state.cwd):
+    if moved("cwd"):
         try:
             current: str | None = os.getcwd()
         except OSError:  # this worker's folder was removed
@@ -165,21 +166,17 @@ def apply(state: ParentState) -> None:
             except OSError:  # the parent's folder is not there for this worker (another machine)
                 pass
     digits = state.int_max_str_digits  # 0: no limit; -1: the parent's Python has none
-    if (
-        _moved("int_max_str_digits", digits)
-        and digits >= 0
-        and _int_max_str_digits is not None
-        and _int_max_str_digits() != digits
-    ):
-        sys.set_int_max_str_digits(digits)
-    if _moved("numeric", state.numeric):
+    if moved("int_max_str_digits") and digits >= 0 and _int_max_str_digits is not None:
+        if _int_max_str_digits() != digits:
+            sys.set_int_max_str_digits(digits)
+    if moved("numeric"):
         _apply_numeric(state.numeric)
-    if state.umask >= 0 and _moved("umask", state.umask):
+    if state.umask >= 0 and moved("umask"):
         os.umask(state.umask)
     method = state.start_method
-    if _moved("start_method", method) and multiprocessing.get_start_method(allow_none=True) != method:
+    if moved("start_method") and multiprocessing.get_start_method(allow_none=True) != method:
         start_method(method)
-    if state.warning_filters is not None:  # (None: the worker keeps its own)
+    if state.warning_filters is not None and moved("warning_filters"):  # (None: the worker's own)
         warnfilters.apply(state.warning_filters)
     registrations.apply(state.reducers)
     envvars.apply(state.environ)
@@ -205,45 +202,69 @@ def apply(state: ParentState) -> None:
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
-    if _moved("io", io) and (io != _NO_IO_DEFAULTS or _own_io is not None):
+    if moved("io_defaults") and (io != _NO_IO_DEFAULTS or _own_io is not None):
         _apply_io(io)
     _applied = state
 
 
-def note_own() -> None:
-    """Note this worker's settings, before ``Parallel(initializer=...)`` runs in it
-    (``workers.prologue``), as if the parent's had been applied: the parent's first batch
-    then sets only what the parent has that differs from them, and what the initializer
-    set stays, as under loky (where it stays for good)."""
-    digits = getattr(sys, "get_int_max_str_digits", lambda: -1)()
+def note_own() -> dict[str, Any]:
+    """This worker's settings, before an initializer runs in it (``workers.prologue``):
+    give them to :func:`keep_own` once it ran."""
     try:
         cwd: str | None = os.getcwd()
     except OSError:
         cwd = None
-    _last.update(
-        recursion_limit=sys.getrecursionlimit(),
-        stack_size=thread_stack_size(),
-        cwd=cwd,
-        int_max_str_digits=digits,
-        numeric=numeric_state(),
-        umask=umask(),
-        start_method=multiprocessing.get_start_method(allow_none=True),
-        io=io_defaults(),
-    )
+    return {
+        "sys_path": tuple(sys.path),
+        "recursion_limit": sys.getrecursionlimit(),
+        "stack_size": thread_stack_size(),
+        "cwd": cwd,
+        "int_max_str_digits": getattr(sys, "get_int_max_str_digits", lambda: -1)(),
+        "numeric": numeric_state(),
+        "umask": umask(),
+        "start_method": multiprocessing.get_start_method(allow_none=True),
+        "io_defaults": io_defaults(),
+    }
+
+
+def keep_own(before: dict[str, Any]) -> None:
+    """The settings an initializer changed (from *before*, :func:`note_own`) stay as it set
+    them at the next batch (they count as applied): the parent's go over them from its next
+    change on, as its other settings go over a new worker's (a pool's initializer runs before
+    the first batch: without this, the parent's recursion limit of 3000 went over its 20000)."""
+    after = note_own()
+    _keep.update(field for field, value in before.items() if after[field] != value)
 
 
 _NOT_YET = object()
-# the parent's value of each setting (ParentState's field) as last applied in this worker
+# the mark (the parent's count of changes, or its value) of each setting last applied here
 _last: dict[str, Any] = {}
+_keep: set[str] = set()  # settings an initializer set: taken as applied at the next batch
 
 
-def _moved(field: str, value: Any) -> bool:
-    """Whether the parent's *value* of *field* differs from the one last applied here
-    (then it is noted as applied: the caller sets it)."""
-    if _last.get(field, _NOT_YET) == value:
-        return False
-    _last[field] = value
-    return True
+class _Moved:
+    """``moved(field)``: whether the parent's *field* changed since it was last applied in
+    this worker (then it is noted as applied: the caller sets it, unless an initializer
+    set it since, :func:`keep_own`)."""
+
+    __slots__ = ("state", "gens")
+
+    def __init__(self, state: ParentState) -> None:
+        self.state, self.gens = state, state.generations
+
+    def __call__(self, field: str) -> bool:
+        gens = self.gens
+        mark = gens[_AT[field]] if gens else getattr(self.state, field)
+        if _last.get(field, _NOT_YET) == mark:
+            return False
+        _last[field] = mark
+        if _keep and field in _keep:
+            _keep.discard(field)
+            return False
+        return True
+
+
+_AT = {field: i for i, field in enumerate(MIRRORED_SETTINGS)}
 
 
 def rebase() -> None:
@@ -275,8 +296,8 @@ def _rebase_io() -> None:
     """What an initializer set of the socket timeout, temp folder and csv limit where the
     parent has none is this worker's own from now on (put back when the parent's goes)."""
     global _own_io
-    last = _last.get("io")
-    if _own_io is None or not isinstance(last, tuple):
+    last = _applied.io_defaults if _applied is not None else None
+    if _own_io is None or last is None:
         return
     now = _read_io()
     _own_io = tuple(n if want is None else own for n, own, want in zip(now, _own_io, last, strict=True))  # type: ignore[assignment]

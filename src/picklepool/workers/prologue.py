@@ -53,6 +53,25 @@ def _names(code: types.CodeType) -> set[str]:
     return names
 
 
+def _reached(func: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The globals of *values* (its module's) that *func*'s code names, and that the
+    functions of the same module it names (helpers, other initializers it calls) name."""
+    seen: set[str] = set()
+    todo = [func]
+    while todo:
+        f = todo.pop()
+        for name in _names(f.__code__) - seen:
+            seen.add(name)
+            v = values.get(name)
+            if type(v) is types.FunctionType and v.__globals__ is func.__globals__:
+                todo.append(v)
+    return {k: values[k] for k in seen if k in values}
+
+
+def _dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
 def _by_value(func: Any) -> bool:
     module = sys.modules.get(getattr(func, "__module__", None) or "")
     return type(func) is types.FunctionType and func.__globals__ is not getattr(module, "__dict__", None)
@@ -91,15 +110,16 @@ def start_loky_worker(
     install()  # the script's names in this worker's __main__, for the tasks (workers.mainnames)
     set_start_method(start_method)
     if initializer is not None:
-        from .mirror import note_own
+        from .mirror import keep_own, note_own
 
-        note_own()  # what it sets stays where the parent's settings are a new worker's
+        own = note_own()
         try:
             _run(POOL, initializer, initargs)
         except BaseException as exc:
             if folder is not None:
                 _record_failure(folder, exc)
             raise  # loky prints it and ends the worker
+        keep_own(own)  # the settings it set stay at the first batch (workers.mirror)
 
 
 FAILURE_PREFIX = "initializer-failed-"
@@ -112,14 +132,15 @@ def run_pool_initializer(initializer: Callable[..., Any], initargs: tuple[Any, .
     :func:`start_loky_worker` does), then let the worker end as ``multiprocessing`` ends it.
     What it sets is kept as under loky: the globals of its module for the tasks' functions
     sent by value, and the process settings the parent leaves alone (``workers.mirror``)."""
-    from .mirror import note_own
+    from .mirror import keep_own, note_own
 
-    note_own()
+    own = note_own()
     try:
         _run(POOL, initializer, initargs)
     except BaseException as exc:
         _record_failure(folder, exc)
         raise
+    keep_own(own)
 
 
 def _record_failure(folder: str, exc: BaseException) -> None:
@@ -230,15 +251,19 @@ def _run(key: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -
     (``STATE["conn"] = connect()``, as much code does instead): a global whose pickled
     form differs after the initializer ran, or that cannot be pickled, counts as set.
     """
+    target: Any = initializer
+    while isinstance(target, functools.partial):  # partial(init, url): init's globals
+        target = target.func
     # by value (loky's, an Executor's), or the worker's own __main__ (a multiprocessing
     # Pool's: forked, or the script imported again as __mp_main__), whose globals the
     # tasks' functions sent by value do not share
-    main = getattr(initializer, "__module__", None) in _MAINS and type(initializer) is types.FunctionType
-    before = dict(initializer.__globals__) if _by_value(initializer) else None
-    if before is None and main:  # only the names its code uses (the module may hold much else)
-        names = _names(initializer.__code__)
-        before = {k: v for k, v in initializer.__globals__.items() if k in names}
-    marks = {k: _mark(v) for k, v in before.items() if not isinstance(v, _UNCHANGING)} if before else {}
+    main = type(target) is types.FunctionType and getattr(target, "__module__", None) in _MAINS
+    by_value = _by_value(target)
+    before = dict(target.__globals__) if by_value or main else None
+    # in place: only values its code (and its module's functions it calls) names, marked
+    # (the module may hold much else, large: each mark is a pickle)
+    named = before if by_value or before is None else _reached(target, before)
+    marks = {k: _mark(v) for k, v in named.items() if not isinstance(v, _UNCHANGING)} if named else {}
     filters = list(warnings.filters)
     from . import registries
 
@@ -249,15 +274,13 @@ def _run(key: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -
 
     rebase()  # what else it set is the worker's own, under the parent's (workers.mirror)
     if before is not None:
-        now = initializer.__globals__
-        if main and not _by_value(initializer):
-            now = {k: v for k, v in now.items() if k in names}
-        changed = {k: v for k, v in now.items() if k not in before or before[k] is not v}
+        now = target.__globals__
+        changed = {k: v for k, v in now.items() if (k not in before or before[k] is not v) and not _dunder(k)}
         for k, mark in marks.items():
             if k not in changed and k in now and _mark(now[k]) != mark:
                 changed[k] = now[k]
         if changed:
-            module = initializer.__module__
+            module = target.__module__
             _overlays[key] = ("__main__" if module in _MAINS else module, changed)
             for func in list(_adopted.get(key, ())):
                 _give(func, key)
@@ -280,8 +303,25 @@ _UNCHANGING = (
 )
 
 
+_MARKED_UP_TO = 1 << 24  # bytes (an array's) or items: a larger value is looked at by identity
+
+
+class _Unmarked:
+    """The mark of a value too large to pickle twice at each worker's start (equal to
+    itself: a large array the initializer only reads, or fills in place, counts as unset)."""
+
+
+_UNMARKED = _Unmarked()
+
+
 def _mark(value: Any) -> Any:
     """What *value* pickles to now; a new object (equal to nothing) when it cannot be pickled."""
+    try:
+        size = value.nbytes if hasattr(value, "nbytes") else len(value) if hasattr(value, "__len__") else 0
+    except Exception:  # noqa: BLE001 - a size it cannot tell: pickled, as others
+        size = 0
+    if isinstance(size, int) and size > _MARKED_UP_TO:
+        return _UNMARKED
     try:
         return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - a connection, a lock: taken as set by the initializer

@@ -110,6 +110,14 @@ def _never(call_id: int) -> bool:
 def bad_item_message(item: Any, index: int | None) -> str:
     """Why *item* (at *index* of the user's iterable; None: not known) is not a call."""
     where = "an item" if index is None else f"item {index}"
+    wrapped = getattr(item, "__wrapped__", None) if callable(item) else None
+    if wrapped is not None and not callable(wrapped):  # joblib's delayed(f(x)), not called
+        return (
+            f"{where} of the iterable given to Parallel is delayed({wrapped!r:.100}) (type "
+            f"{type(wrapped).__qualname__}), which is not callable: a delayed call needs the "
+            "function itself, then the task's arguments: write delayed(f)(x), not delayed(f(x)), "
+            "which calls f in the parent and delays its result."
+        )
     if callable(item):  # delayed(f) never called with the task's arguments
         name = getattr(item, "__qualname__", None) or type(item).__name__
         return (

@@ -9,8 +9,9 @@ same; scikit-learn >= 1.7 passes the filters with each of its own tasks for that
 
 :func:`pickled` reads the filters in the parent (``warnings.filters``, as they are when
 the call is made, ``catch_warnings`` blocks included): pickled once, and again only when
-they change. :func:`apply` makes the worker's filters those when they changed since its
-last batch (a filter a task added, or a library it imported, stays until then, as in a loop).
+they change. :func:`apply` makes the worker's filters those; ``workers.mirror`` calls it when
+the parent's changed since the worker's last batch (a filter a task added, or a library it
+imported, stays until then, as in a loop).
 They are pickled with hybrid, each apart: a category a worker cannot import (a class of
 ``__main__``) is sent by value, as the one class the call's functions use there; a filter
 whose category cannot be sent or loaded is left out, not all of them.
@@ -122,10 +123,9 @@ def apply(data: bytes | None) -> None:
     if data is None:
         return
     last, filters = _applied
-    if data == last:  # the parent's are as last applied: those a task added since stay
-        return
-    filters = _behind_own(_loaded(pickle.loads(data)))
-    _applied = (data, filters)
+    if data != last:
+        filters = _behind_own(_loaded(pickle.loads(data)))
+        _applied = (data, filters)
     if filters is None or tuple(warnings.filters) == filters:
         return
     if _base is None:
