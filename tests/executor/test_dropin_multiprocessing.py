@@ -201,27 +201,37 @@ _INITIALIZED_GLOBALS = """
 import multiprocessing as mp, os, sys
 from picklepool import Parallel, delayed
 
+import functools
+
 G = 0
+H = 0
 STATE = {}
+BIG = list(range(10))
+
+def _helper(v):
+    globals()["H"] = v + 1
+    STATE["h"] = v + 2
 
 def init(v):  # a connection per worker, as multiprocessing.Pool's initializer is used
     global G
     G = v
     STATE["v"] = v
+    _helper(v)
     sys.setrecursionlimit(4321)
 
 def get(_):
-    return (G, STATE.get("v"), sys.getrecursionlimit())
+    return (G, STATE.get("v"), H, STATE.get("h"), sys.getrecursionlimit())
 
 if __name__ == "__main__":
     how = sys.argv[1]
-    backend = "multiprocessing" if how == "name" else mp.get_context(how)
-    p = Parallel(n_jobs=2, backend=backend, initializer=init, initargs=(5,))
+    sys.setrecursionlimit(3000)  # the script's, before the pool: the initializer's goes over it
+    backend = {"name": "multiprocessing", "loky": "loky"}.get(how) or mp.get_context(how)
+    p = Parallel(n_jobs=2, backend=backend, initializer=functools.partial(init, 5))
     print(p(delayed(get)(i) for i in range(3)))
 """
 
 
-@pytest.mark.parametrize("how", ["name", "fork", "spawn"])
+@pytest.mark.parametrize("how", ["name", "fork", "spawn", "loky"])
 def test_what_the_initializer_sets_is_seen_by_the_tasks_as_in_multiprocessing_pool(tmp_path, how):
     # The tasks' functions (sent by value) kept the script's own globals, and the worker's
     # settings were the parent's again: [(0, None, 1000)] * 3 where multiprocessing.Pool,
@@ -230,7 +240,7 @@ def test_what_the_initializer_sets_is_seen_by_the_tasks_as_in_multiprocessing_po
     script.write_text(_INITIALIZED_GLOBALS)
     out = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == str([(5, 5, 4321)] * 3)
+    assert out.stdout.strip() == str([(5, 5, 6, 7, 4321)] * 3)
 
 
 _G = [0]

@@ -932,6 +932,8 @@ if __name__ == "__main__":
             decimal.getcontext().prec = 12  # the parent's change goes over the worker's
             print(ex.submit(read, 2).result()[1])
     elif how == "parallel":
+        sys.setrecursionlimit(3000)  # the script's own, before the pool: setup's goes over it
+        decimal.getcontext().prec = 30
         p = Parallel(n_jobs=2, initializer=setup)
         print(p(delayed(read)(i) for i in range(2))[0])
         print(p(delayed(read)(i) for i in range(2))[1])

@@ -361,3 +361,18 @@ def test_a_workers_loop_keeps_what_one_read_brought_past_its_message():
             receive()
     finally:
         b.close()
+
+
+def test_a_parents_change_undone_while_a_worker_ran_no_batch_still_goes_over_a_tasks(restored):
+    # The parent changed its recursion limit and set it back while another worker ran the
+    # batches in between: this worker, comparing values, saw its last value again and kept
+    # the task's; it compares the parent's counts of changes (ParentState.generations)
+    first = parent_state(2)
+    assert first.generations
+    mirror.apply(first)
+    sys.setrecursionlimit(first.recursion_limit + 500)  # a task's
+    mirror.apply(first)  # the same count: the task's stays
+    assert sys.getrecursionlimit() == first.recursion_limit + 500
+    later = first._replace(generations=tuple(g + 2 for g in first.generations))
+    mirror.apply(later)  # changed twice since, back to the same value
+    assert sys.getrecursionlimit() == first.recursion_limit
