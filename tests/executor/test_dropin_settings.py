@@ -252,8 +252,8 @@ def test_a_float_pre_dispatch_is_truncated_as_joblibs_int(pre_dispatch, in_fligh
     assert p(delayed(abs)(-i) for i in range(5)) == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("pre_dispatch", [0.5, float("nan"), float("inf"), -2.0])
-def test_a_float_pre_dispatch_below_one_is_refused(pre_dispatch):
+@pytest.mark.parametrize("pre_dispatch", [float("nan"), float("inf"), -2.0])
+def test_a_float_pre_dispatch_below_zero_or_not_finite_is_refused(pre_dispatch):
     with pytest.raises(ValueError, match="pre_dispatch="):
         Parallel(n_jobs=2, pre_dispatch=pre_dispatch)
 
