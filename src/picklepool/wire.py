@@ -193,19 +193,33 @@ class ParentState(NamedTuple):
 
 
 # ParentState's process settings a worker sets only when the parent's changed since its last
-# batch (workers.mirror): what the worker's own code set stays while the parent leaves them be
+# batch (workers.mirror): what the worker's own code set stays while the parent leaves them be.
+# "field.i": part i of a tuple field, each counted and set on its own (a numpy change leaves a
+# decimal precision a task set alone)
 MIRRORED_SETTINGS = (
     "sys_path",
     "recursion_limit",
     "stack_size",
     "cwd",
     "int_max_str_digits",
-    "numeric",
+    "numeric.0",  # decimal context
+    "numeric.1",  # numpy error handling
+    "numeric.2",  # numpy print options
+    "numeric.3",  # scikit-learn's config
     "umask",
     "start_method",
     "warning_filters",
-    "io_defaults",
+    "io_defaults.0",  # socket timeout
+    "io_defaults.1",  # tempfile.tempdir
+    "io_defaults.2",  # csv field size limit
 )
+
+
+def setting_value(state: Any, key: str) -> Any:
+    """*state*'s value of the ``MIRRORED_SETTINGS`` entry *key*."""
+    field, _, part = key.partition(".")
+    value = getattr(state, field)
+    return value[int(part)] if part else value
 
 
 def import_path() -> tuple[str, ...]:

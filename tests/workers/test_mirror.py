@@ -967,3 +967,62 @@ def test_what_a_workers_own_code_sets_stays_until_the_parent_changes_it(tmp_path
     own = str((20000, 50, str(scratch), "0o77", 5.0, 1 << 30, True))
     last = {"executor": "12", "parallel": "0o27", "lazily": "3000"}[how]
     assert out.stdout.splitlines() == [own, own, last]
+
+
+_FOLLOWS_SCRIPT = """
+import decimal, os, sys, warnings
+import numpy as np
+from picklepool import Executor, Parallel, delayed
+
+def init():
+    decimal.getcontext().prec = 50
+    np.seterr(divide="ignore")
+
+_ready = False
+
+def setup_once(_):
+    global _ready
+    if not _ready:
+        decimal.getcontext().prec = 40
+        warnings.filterwarnings("ignore", message="lib internal")  # a library, as imported
+        _ready = True
+    warnings.warn("lib internal detail")
+    err = np.geterr()
+    return (decimal.getcontext().prec, err["over"], err["divide"])
+
+def read(_):
+    err = np.geterr()
+    return (decimal.getcontext().prec, err["over"], err["divide"])
+
+if __name__ == "__main__":
+    how = sys.argv[1]
+    np.seterr(over="raise")  # the script's, before the pool
+    if how == "initializer":
+        p = Parallel(n_jobs=2, initializer=init)
+        print(p(delayed(read)(0) for _ in range(1))[0])  # the script's and the initializer's
+        decimal.getcontext().prec = 60  # after the pool started: every worker follows
+        print(sorted(set(p(delayed(read)(i) for i in range(6)))))
+    else:
+        warnings.simplefilter("error")  # as -W error, or pytest
+        with Executor(max_workers=1) as ex:
+            print(ex.submit(setup_once, 0).result())
+            np.seterr(under="raise")  # another setting: the task's precision stays
+            warnings.filterwarnings("ignore", category=ResourceWarning)  # and the library's filter
+            print(ex.submit(setup_once, 1).result())
+"""
+
+
+@pytest.mark.parametrize("how", ["initializer", "setup"])
+def test_a_worker_follows_each_setting_the_parent_changes_and_only_that(tmp_path, how):
+    # helper-119: a worker that had run no batch when the parent changed a setting kept
+    # the initializer's; a change of numpy's handling undid a task's decimal precision (one
+    # group); the parent's new warnings filter dropped the one a library added in the worker;
+    # an initializer's np.seterr(divide=...) dropped the script's over="raise"
+    script = tmp_path / "follows.py"
+    script.write_text(_FOLLOWS_SCRIPT)
+    out = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    if how == "initializer":
+        assert out.stdout.splitlines() == [str((50, "raise", "ignore")), str([(60, "raise", "ignore")])]
+    else:
+        assert out.stdout.splitlines() == [str((40, "raise", "warn"))] * 2

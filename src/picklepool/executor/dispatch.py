@@ -48,6 +48,7 @@ from ..wire import (
     WorkerLimits,
     command_line,
     import_path,
+    setting_value,
     thread_stack_size,
     time_zone,
 )
@@ -176,8 +177,8 @@ def _generations(state: ParentState) -> tuple[int, ...]:
     """How many times each of ``MIRRORED_SETTINGS`` changed in this process, as calls saw
     them (``ParentState.generations``)."""
     with _counting:
-        for i, field in enumerate(MIRRORED_SETTINGS):
-            value = getattr(state, field)
+        for i, key in enumerate(MIRRORED_SETTINGS):
+            value = setting_value(state, key)
             if value != _seen[i]:
                 _seen[i] = value
                 _counts[i] += 1

@@ -507,10 +507,11 @@ class Executor(_StdExecutor):
         self._prologue: list[Any] = []
         if initializer is not None:
             token = self._channel.functions.token  # the functions it sends carry it too
+            created = mirror.note_own()  # what it sets stays until the parent changes it
             if inherit:  # the initargs are the worker's already
-                self._prologue = [(inherited.initialize, (token, inherited_key, initializer), None)]
+                self._prologue = [(inherited.initialize, (token, inherited_key, initializer, created), None)]
             else:
-                self._prologue = [(initialize, (token, initializer, tuple(initargs)), None)]
+                self._prologue = [(initialize, (token, initializer, tuple(initargs), created), None)]
             self._initializer_label = label(initializer)
         self._lock = threading.Lock()
         # Held while a batch is sent and while the workers are stopped: a batch taken off

@@ -35,6 +35,7 @@ from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from ..errors import WorkerCrashedError
+from ..workers import mirror
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure, run_pool_initializer
 from . import leftovers
 from .backend import Backend
@@ -66,7 +67,8 @@ class MultiprocessingBackend(Backend):
         # Parallel(initializer=...): what it raises is left in the session folder, check says it
         self._initializer = initializer if names_initializer else None
         if self._initializer is not None:
-            initializer, initargs = run_pool_initializer, (initializer, initargs, session().path)
+            created = mirror.note_own()  # (workers.prologue: what it sets stays until the parent's change)
+            initializer, initargs = run_pool_initializer, (initializer, initargs, session().path, created)
         self._args = (n_workers, initializer, initargs, max_tasks_per_child)
         self._pool: Any = None
         self._pid = os.getpid()

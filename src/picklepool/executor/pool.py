@@ -31,6 +31,7 @@ import weakref
 from typing import Any
 
 from .. import lokycompat
+from ..workers import mirror
 from ..workers.prologue import own_pool, start_loky_worker
 from . import forkserver, lanes, reaper
 from .session import session
@@ -148,6 +149,8 @@ def _new(
             multiprocessing.get_start_method(allow_none=True),
             # where a failing initializer leaves its exception (executor.replies names it)
             session().path if initializer is not None and initializer is not own_pool else None,
+            # the settings now: what the initializer sets of them stays until the parent's change
+            mirror.note_own() if initializer is not None and initializer is not own_pool else None,
         ),
         before_start=reaper.track,
     )

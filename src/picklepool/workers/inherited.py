@@ -26,6 +26,8 @@ def start_worker(env: dict[str, str] | None, key: str, initargs: tuple[Any, ...]
     _initargs[key] = initargs
 
 
-def initialize(token: str, key: str, initializer: Callable[..., Any]) -> None:
+def initialize(
+    token: str, key: str, initializer: Callable[..., Any], created: dict[str, Any] | None = None
+) -> None:
     """``initializer(*initargs)`` with the initargs this worker inherited, once (``prologue.initialize``)."""
-    prologue.initialize(token, initializer, _initargs[key])
+    prologue.initialize(token, initializer, _initargs[key], created)

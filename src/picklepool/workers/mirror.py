@@ -97,7 +97,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import lokycompat
-from ..wire import MIRRORED_SETTINGS, ParentState, thread_stack_size, time_zone
+from ..wire import MIRRORED_SETTINGS, ParentState, import_path, setting_value, thread_stack_size, time_zone
 from . import (
     archiveformats,
     builtinnames,
@@ -169,8 +169,9 @@ def apply(state: ParentState) -> None:
     if moved("int_max_str_digits") and digits >= 0 and _int_max_str_digits is not None:
         if _int_max_str_digits() != digits:
             sys.set_int_max_str_digits(digits)
-    if moved("numeric"):
-        _apply_numeric(state.numeric)
+    parts = [i for i in range(4) if moved(f"numeric.{i}")]  # (each part: noted as applied)
+    if parts:
+        _apply_numeric(state.numeric, parts)
     if state.umask >= 0 and moved("umask"):
         os.umask(state.umask)
     method = state.start_method
@@ -202,65 +203,103 @@ def apply(state: ParentState) -> None:
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     io = state.io_defaults
-    if moved("io_defaults") and (io != _NO_IO_DEFAULTS or _own_io is not None):
-        _apply_io(io)
+    parts = [i for i in range(3) if moved(f"io_defaults.{i}")]
+    if parts and (io != _NO_IO_DEFAULTS or _own_io is not None):
+        _apply_io(io, parts)
     _applied = state
 
 
 def note_own() -> dict[str, Any]:
-    """This worker's settings, before an initializer runs in it (``workers.prologue``):
-    give them to :func:`keep_own` once it ran."""
+    """This process's values of ``MIRRORED_SETTINGS`` (the calling thread's numeric
+    settings), as a ``ParentState`` holds them: read in a worker before an initializer runs,
+    and in the parent as it starts a pool with one (:func:`keep_own`'s *created*)."""
     try:
         cwd: str | None = os.getcwd()
     except OSError:
         cwd = None
+    numeric, io = numeric_state(), io_defaults()
     return {
-        "sys_path": tuple(sys.path),
+        "sys_path": import_path(),
         "recursion_limit": sys.getrecursionlimit(),
         "stack_size": thread_stack_size(),
         "cwd": cwd,
         "int_max_str_digits": getattr(sys, "get_int_max_str_digits", lambda: -1)(),
-        "numeric": numeric_state(),
+        **{f"numeric.{i}": v for i, v in enumerate(numeric)},
         "umask": umask(),
         "start_method": multiprocessing.get_start_method(allow_none=True),
-        "io_defaults": io_defaults(),
+        **{f"io_defaults.{i}": v for i, v in enumerate(io)},
     }
 
 
-def keep_own(before: dict[str, Any]) -> None:
+def take_settings(created: dict[str, Any]) -> None:
+    """Make this new worker's settings the parent's *created* (:func:`note_own` in the parent
+    as it made the pool), before the pool's initializer runs: it changes them as it would in
+    a forked child (``np.seterr(divide="ignore")`` keeps the parent's ``over="raise"``)."""
+    parent = created["sys_path"]
+    known = set(parent)
+    sys.path[:] = list(parent) + [p for p in sys.path if p not in known]
+    if sys.getrecursionlimit() != created["recursion_limit"]:
+        sys.setrecursionlimit(created["recursion_limit"])
+    with contextlib.suppress(OSError, TypeError):
+        if created["cwd"] is not None and os.getcwd() != created["cwd"]:
+            os.chdir(created["cwd"])
+    digits = created["int_max_str_digits"]
+    if digits >= 0 and _int_max_str_digits is not None and _int_max_str_digits() != digits:
+        sys.set_int_max_str_digits(digits)
+    _apply_numeric(tuple(created[f"numeric.{i}"] for i in range(4)))  # type: ignore[arg-type]
+    if created["umask"] >= 0:
+        os.umask(created["umask"])
+    io = tuple(created[f"io_defaults.{i}"] for i in range(3))
+    if io != _NO_IO_DEFAULTS:
+        _apply_io(io)
+
+
+_ANY = object()  # keep_own's created value when the parent's is not known
+
+
+def keep_own(before: dict[str, Any], created: dict[str, Any] | None) -> None:
     """The settings an initializer changed (from *before*, :func:`note_own`) stay as it set
-    them at the next batch (they count as applied): the parent's go over them from its next
-    change on, as its other settings go over a new worker's (a pool's initializer runs before
-    the first batch: without this, the parent's recursion limit of 3000 went over its 20000)."""
+    them while the parent's are those it had when it made the pool or executor (*created*;
+    None: not known): from the parent's first change on, its value goes over them, in every
+    worker alike (one started after the change, or after a crash, included)."""
     after = note_own()
-    _keep.update(field for field, value in before.items() if after[field] != value)
+    changed = [key for key, value in before.items() if after[key] != value]
+    for key in changed:
+        then = _ANY if created is None else created.get(key, _ANY)
+        if _applied is None:  # a pool's initializer, before the first batch
+            _keep[key] = then
+        elif then is not _ANY and setting_value(_applied, key) != then:
+            _last.pop(key, None)  # an Executor's, in its first batch: the parent's goes over it
 
 
 _NOT_YET = object()
 # the mark (the parent's count of changes, or its value) of each setting last applied here
 _last: dict[str, Any] = {}
-_keep: set[str] = set()  # settings an initializer set: taken as applied at the next batch
+# settings a pool's initializer set -> the parent's value when it made the pool: kept at the
+# first batch if the parent's is still that
+_keep: dict[str, Any] = {}
 
 
 class _Moved:
-    """``moved(field)``: whether the parent's *field* changed since it was last applied in
+    """``moved(key)``: whether the parent's setting *key* changed since it was last applied in
     this worker (then it is noted as applied: the caller sets it, unless an initializer
-    set it since, :func:`keep_own`)."""
+    set it and the parent's is still as it was then, :func:`keep_own`)."""
 
     __slots__ = ("state", "gens")
 
     def __init__(self, state: ParentState) -> None:
         self.state, self.gens = state, state.generations
 
-    def __call__(self, field: str) -> bool:
+    def __call__(self, key: str) -> bool:
         gens = self.gens
-        mark = gens[_AT[field]] if gens else getattr(self.state, field)
-        if _last.get(field, _NOT_YET) == mark:
+        mark = gens[_AT[key]] if gens else setting_value(self.state, key)
+        if _last.get(key, _NOT_YET) == mark:
             return False
-        _last[field] = mark
-        if _keep and field in _keep:
-            _keep.discard(field)
-            return False
+        _last[key] = mark
+        if _keep and key in _keep:
+            then = _keep.pop(key)
+            if then is _ANY or setting_value(self.state, key) == then:
+                return False
         return True
 
 
@@ -360,7 +399,7 @@ def _read_io() -> tuple[float | None, Any, int]:
     )
 
 
-def _apply_io(io: tuple[Any, ...]) -> None:
+def _apply_io(io: tuple[Any, ...], parts: Any = (0, 1, 2)) -> None:
     """Make this worker's socket default timeout, ``tempfile.tempdir`` and csv field size
     limit the parent's *io*; where the parent has none, this worker's own (as before a
     parent's was first applied)."""
@@ -375,6 +414,12 @@ def _apply_io(io: tuple[Any, ...]) -> None:
     # a module not imported here has its default: imported only to set another value (csv
     # is not in a worker's imports: a parent whose tempfile.tempdir was merely read, as
     # tempfile.gettempdir() sets it, made each worker import it at its first batch)
+    if 0 not in parts:  # (left as they are)
+        socket, timeout = None, None
+    if 1 not in parts:
+        tempfile, tempdir = None, None
+    if 2 not in parts:
+        csv, limit = None, _CSV_DEFAULT_LIMIT
     if socket is None and timeout is not None:
         socket = importlib.import_module("socket")
     if socket is not None and socket.getdefaulttimeout() != timeout:
@@ -596,7 +641,7 @@ def _numpy_errors_var(numpy: Any) -> Any:
     return var if isinstance(var, contextvars.ContextVar) else None
 
 
-def _apply_numeric(numeric: tuple[Any, Any, Any, Any]) -> None:
+def _apply_numeric(numeric: tuple[Any, Any, Any, Any], parts: Any = (0, 1, 2, 3)) -> None:
     """Make this thread's decimal context, numpy error handling and print options, and
     scikit-learn's settings, those of *numeric*.
 
@@ -605,9 +650,9 @@ def _apply_numeric(numeric: tuple[Any, Any, Any, Any]) -> None:
     """
     dec, err, printed, learn = numeric
     modules = sys.modules
-    if learn is not None or "sklearn._config" in modules:
+    if 3 in parts and (learn is not None or "sklearn._config" in modules):
         sklearnconfig.apply(learn)
-    if dec is not None or "decimal" in modules:
+    if 0 in parts and (dec is not None or "decimal" in modules):
         decimal = modules.get("decimal") or importlib.import_module("decimal")
         want = _DECIMAL_DEFAULT if dec is None else dec
         if _decimal_read(decimal) != want:
@@ -624,14 +669,15 @@ def _apply_numeric(numeric: tuple[Any, Any, Any, Any]) -> None:
                     traps=[getattr(decimal, name) for name in traps],
                 )
             )
-    if err is not None or printed is not None or "numpy" in modules:
+    if (1 in parts or 2 in parts) and (err is not None or printed is not None or "numpy" in modules):
         numpy = modules.get("numpy") or importlib.import_module("numpy")
         if not hasattr(numpy, "geterr"):  # numpy half-imported by a failed import
             return
         want_err = _NUMPY_DEFAULT if err is None else err
-        if _numpy_read(numpy) != want_err:
+        if 1 in parts and _numpy_read(numpy) != want_err:
             numpy.seterr(**dict(want_err))
-        printopts.apply(numpy, printed)
+        if 2 in parts:
+            printopts.apply(numpy, printed)
 
 
 @contextlib.contextmanager

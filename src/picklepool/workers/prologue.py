@@ -83,6 +83,7 @@ def start_loky_worker(
     parent: int | None = None,
     start_method: str | None = None,
     folder: str | None = None,
+    created: dict[str, Any] | None = None,
 ) -> None:
     """loky's initializer of every warm worker: watch the parent, then the pool's own *initializer*.
 
@@ -98,7 +99,8 @@ def start_loky_worker(
     the standard library's spawned children cannot find; ``workers.mirror``). *folder*:
     the parent's session folder, where a failing initializer leaves its exception's
     type, text and traceback (:func:`initializer_failure` reads them), as loky only
-    prints them on stderr.
+    prints them on stderr. *created*: the parent's settings as it made the pool
+    (``mirror.note_own``): what the initializer sets of them stays until the parent's change.
     """
     from . import leaving
     from .control import watch_parent
@@ -110,37 +112,34 @@ def start_loky_worker(
     install()  # the script's names in this worker's __main__, for the tasks (workers.mainnames)
     set_start_method(start_method)
     if initializer is not None:
-        from .mirror import keep_own, note_own
-
-        own = note_own()
         try:
-            _run(POOL, initializer, initargs)
+            _run(POOL, initializer, initargs, created)
         except BaseException as exc:
             if folder is not None:
                 _record_failure(folder, exc)
             raise  # loky prints it and ends the worker
-        keep_own(own)  # the settings it set stay at the first batch (workers.mirror)
 
 
 FAILURE_PREFIX = "initializer-failed-"
 INITIALIZER_FIX = "Fix the initializer"  # how a message naming what an initializer raised ends
 
 
-def run_pool_initializer(initializer: Callable[..., Any], initargs: tuple[Any, ...], folder: str) -> None:
+def run_pool_initializer(
+    initializer: Callable[..., Any],
+    initargs: tuple[Any, ...],
+    folder: str,
+    created: dict[str, Any] | None = None,
+) -> None:
     """A ``multiprocessing.Pool`` worker's initializer (``backend="multiprocessing"``): run
     *initializer*; when it raises, leave what it raised in *folder* (as
     :func:`start_loky_worker` does), then let the worker end as ``multiprocessing`` ends it.
     What it sets is kept as under loky: the globals of its module for the tasks' functions
     sent by value, and the process settings the parent leaves alone (``workers.mirror``)."""
-    from .mirror import keep_own, note_own
-
-    own = note_own()
     try:
-        _run(POOL, initializer, initargs)
+        _run(POOL, initializer, initargs, created)
     except BaseException as exc:
         _record_failure(folder, exc)
         raise
-    keep_own(own)
 
 
 def _record_failure(folder: str, exc: BaseException) -> None:
@@ -228,7 +227,12 @@ def own_pool(key: str) -> None:
     """
 
 
-def initialize(token: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> None:
+def initialize(
+    token: str,
+    initializer: Callable[..., Any],
+    initargs: tuple[Any, ...],
+    created: dict[str, Any] | None = None,
+) -> None:
     """Run ``initializer(*initargs)`` once in this worker for the executor *token*.
 
     An initializer defined in ``__main__`` (sent by value) that sets globals
@@ -240,11 +244,16 @@ def initialize(token: str, initializer: Callable[..., Any], initargs: tuple[Any,
     """
     if token in _initialized:
         return
-    _run(token, initializer, initargs)
+    _run(token, initializer, initargs, created)
     _initialized.add(token)
 
 
-def _run(key: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> None:
+def _run(
+    key: str,
+    initializer: Callable[..., Any],
+    initargs: tuple[Any, ...],
+    created: dict[str, Any] | None = None,
+) -> None:
     """Run *initializer*; keep the globals it set (sent by value) as *key*'s overlay.
 
     Set means bound anew (``global conn; conn = connect()``) or changed in place
@@ -268,10 +277,14 @@ def _run(key: str, initializer: Callable[..., Any], initargs: tuple[Any, ...]) -
     from . import registries
 
     registries.withdraw()  # (it may register what the parent did: matplotlib refuses a name taken)
+    from .mirror import keep_own, note_own, rebase, take_settings
+
+    if created is not None and key == POOL:  # a new worker of the pool: the parent's, first
+        take_settings(created)
+    own = note_own()
     initializer(*initargs)
     warnfilters.keep_own(filters)  # the warnings filters it set stay ahead of the parent's
-    from .mirror import rebase
-
+    keep_own(own, created)  # its process settings: until the parent changes them (workers.mirror)
     rebase()  # what else it set is the worker's own, under the parent's (workers.mirror)
     if before is not None:
         now = target.__globals__

@@ -122,15 +122,32 @@ def apply(data: bytes | None) -> None:
     global _applied, _base
     if data is None:
         return
+    global _parents
     last, filters = _applied
     if data != last:
-        filters = _behind_own(_loaded(pickle.loads(data)))
-        _applied = (data, filters)
+        new = _behind_own(_loaded(pickle.loads(data)))
+        filters = new if filters is None or _parents is None else _merged(new, _parents)
+        _applied, _parents = (data, filters), new
     if filters is None or tuple(warnings.filters) == filters:
         return
     if _base is None:
         _base = tuple(f for f in warnings.filters if f not in _own)
     _set(filters)
+
+
+def _merged(new: tuple[Any, ...], old: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The parent's *new* filters with what the worker's own code added since the parent's
+    *old* were applied (a library a task imported: "ignore" for its own warning), ordered as
+    in a loop: filters the parent added since go first, then the worker's list as it is."""
+    current = tuple(warnings.filters)
+    n = len(new) - len(old)
+    if n >= 0 and new[n:] == old:  # the parent added filters (ahead of all, as they are added)
+        return new[:n] + tuple(f for f in current if f not in new[:n])
+    added = tuple(f for f in current if f not in old)  # (else: the worker's added ones first)
+    return added + tuple(f for f in new if f not in added)
+
+
+_parents: tuple[Any, ...] | None = None  # the parent's filters as last applied (behind _own)
 
 
 def _behind_own(filters: tuple[Any, ...]) -> tuple[Any, ...]:
