@@ -1002,6 +1002,25 @@ if __name__ == "__main__":
         print(p(delayed(read)(0) for _ in range(1))[0])  # the script's and the initializer's
         decimal.getcontext().prec = 60  # after the pool started: every worker follows
         print(sorted(set(p(delayed(read)(i) for i in range(6)))))
+    elif how == "grow":  # a worker that starts after the parent changed a setting and back
+        p = Parallel(n_jobs=2, initializer=init)
+        print(sorted({r[0] for r in p(delayed(read)(i) for i in range(4))}))
+        decimal.getcontext().prec = 30
+        p(delayed(read)(i) for i in range(4))
+        decimal.getcontext().prec = 28  # the default again: not the initializer's 50
+        print(sorted({r[0] for r in Parallel(n_jobs=3, initializer=init, batch_size=1)(
+            delayed(read)(i) for i in range(9))}))
+    elif how == "blocks":  # a call in a catch_warnings block (a pytest test), then another
+        with Executor(max_workers=1) as ex:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                print(ex.submit(setup_once, 0).result()[0])
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # ahead of the library's, as in the loop
+                try:
+                    print(ex.submit(setup_once, 1).result())
+                except UserWarning as exc:
+                    print("raised", exc)
     else:
         warnings.simplefilter("error")  # as -W error, or pytest
         with Executor(max_workers=1) as ex:
@@ -1012,7 +1031,7 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("how", ["initializer", "setup"])
+@pytest.mark.parametrize("how", ["initializer", "setup", "blocks", "grow"])
 def test_a_worker_follows_each_setting_the_parent_changes_and_only_that(tmp_path, how):
     # helper-119: a worker that had run no batch when the parent changed a setting kept
     # the initializer's; a change of numpy's handling undid a task's decimal precision (one
@@ -1024,5 +1043,9 @@ def test_a_worker_follows_each_setting_the_parent_changes_and_only_that(tmp_path
     assert out.returncode == 0, out.stderr
     if how == "initializer":
         assert out.stdout.splitlines() == [str((50, "raise", "ignore")), str([(60, "raise", "ignore")])]
+    elif how == "blocks":
+        assert out.stdout.splitlines() == ["40", "raised lib internal detail"]
+    elif how == "grow":
+        assert out.stdout.splitlines() == ["[50]", "[28]"]
     else:
         assert out.stdout.splitlines() == [str((40, "raise", "warn"))] * 2

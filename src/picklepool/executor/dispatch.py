@@ -16,6 +16,7 @@ raised at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import itertools
 import logging
@@ -40,7 +41,6 @@ from ..pickler.context import CallContext, active
 from ..pickler.diagnose import explain, probe
 from ..settings import cpu_count
 from ..wire import (
-    MIRRORED_SETTINGS,
     Batch,
     NumericState,
     ParentState,
@@ -77,7 +77,7 @@ from ..workers import (
 )
 from ..workers.runner import flush_streams, run_batch
 from ..workers.tasks import run_local
-from . import functions, gil, interrupts, reloaded, sequential, streaming
+from . import functions, generations, gil, interrupts, reloaded, sequential, streaming
 from .backend import Backend
 from .replies import Pending, ReplyReader
 from .session import current_session
@@ -165,24 +165,7 @@ def parent_state(
         moduleglobals.pickled(),
         thread_stack_size(),
     )
-    return state._replace(generations=_generations(state))
-
-
-_seen: list[Any] = [object()] * len(MIRRORED_SETTINGS)  # the values last counted
-_counts = [0] * len(MIRRORED_SETTINGS)
-_counting = threading.Lock()
-
-
-def _generations(state: ParentState) -> tuple[int, ...]:
-    """How many times each of ``MIRRORED_SETTINGS`` changed in this process, as calls saw
-    them (``ParentState.generations``)."""
-    with _counting:
-        for i, key in enumerate(MIRRORED_SETTINGS):
-            value = setting_value(state, key)
-            if value != _seen[i]:
-                _seen[i] = value
-                _counts[i] += 1
-        return tuple(_counts)
+    return state._replace(generations=generations.count(functools.partial(setting_value, state)))
 
 
 def joblib_backends() -> tuple[str, ...]:

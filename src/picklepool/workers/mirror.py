@@ -264,19 +264,20 @@ def keep_own(before: dict[str, Any], created: dict[str, Any] | None) -> None:
     worker alike (one started after the change, or after a crash, included)."""
     after = note_own()
     changed = [key for key, value in before.items() if after[key] != value]
+    counts = created.get("generations") if created is not None else None
     for key in changed:
-        then = _ANY if created is None else created.get(key, _ANY)
+        then = _ANY if counts is None else counts[_AT[key]]  # the parent's count of changes then
         if _applied is None:  # a pool's initializer, before the first batch
             _keep[key] = then
-        elif then is not _ANY and setting_value(_applied, key) != then:
+        elif then is not _ANY and _mark(_applied, key) != then:
             _last.pop(key, None)  # an Executor's, in its first batch: the parent's goes over it
 
 
 _NOT_YET = object()
 # the mark (the parent's count of changes, or its value) of each setting last applied here
 _last: dict[str, Any] = {}
-# settings a pool's initializer set -> the parent's value when it made the pool: kept at the
-# first batch if the parent's is still that
+# settings a pool's initializer set -> the parent's count of their changes when it made the
+# pool: kept at the first batch if the parent's count is still that
 _keep: dict[str, Any] = {}
 
 
@@ -297,10 +298,15 @@ class _Moved:
             return False
         _last[key] = mark
         if _keep and key in _keep:
-            then = _keep.pop(key)
-            if then is _ANY or setting_value(self.state, key) == then:
+            then = _keep.pop(key)  # kept while the parent's count is the one of the pool's start
+            if then is _ANY or mark == then:
                 return False
         return True
+
+
+def _mark(state: ParentState, key: str) -> Any:
+    """What :class:`_Moved` compares for *key*: the parent's count, else its value."""
+    return state.generations[_AT[key]] if state.generations else setting_value(state, key)
 
 
 _AT = {field: i for i, field in enumerate(MIRRORED_SETTINGS)}
@@ -670,7 +676,10 @@ def _apply_numeric(numeric: tuple[Any, Any, Any, Any], parts: Any = (0, 1, 2, 3)
                 )
             )
     if (1 in parts or 2 in parts) and (err is not None or printed is not None or "numpy" in modules):
-        numpy = modules.get("numpy") or importlib.import_module("numpy")
+        try:
+            numpy = modules.get("numpy") or importlib.import_module("numpy")
+        except Exception:  # noqa: BLE001 - not importable here: nothing of it to set
+            return
         if not hasattr(numpy, "geterr"):  # numpy half-imported by a failed import
             return
         want_err = _NUMPY_DEFAULT if err is None else err

@@ -138,13 +138,21 @@ def apply(data: bytes | None) -> None:
 def _merged(new: tuple[Any, ...], old: tuple[Any, ...]) -> tuple[Any, ...]:
     """The parent's *new* filters with what the worker's own code added since the parent's
     *old* were applied (a library a task imported: "ignore" for its own warning), ordered as
-    in a loop: filters the parent added since go first, then the worker's list as it is."""
+    in a loop: the filters the parent added or moved ahead since go first, then those the
+    worker added, then the rest of the parent's."""
     current = tuple(warnings.filters)
-    n = len(new) - len(old)
-    if n >= 0 and new[n:] == old:  # the parent added filters (ahead of all, as they are added)
-        return new[:n] + tuple(f for f in current if f not in new[:n])
-    added = tuple(f for f in current if f not in old)  # (else: the worker's added ones first)
-    return added + tuple(f for f in new if f not in added)
+    # the parent's list grows at its front (filterwarnings, simplefilter: an existing filter
+    # moves there): its front is what comes before the longest end of it that is in *old*, in order
+    j = next(j for j in range(len(new) + 1) if _in_order(new[j:], old))
+    front, rest = new[:j], new[j:]
+    added = tuple(f for f in current if f not in old and f not in front)
+    return front + added + tuple(f for f in rest if f not in added)
+
+
+def _in_order(part: tuple[Any, ...], whole: tuple[Any, ...]) -> bool:
+    """Whether *part*'s filters are all in *whole*, in the same order."""
+    it = iter(whole)
+    return all(any(f == g for g in it) for f in part)
 
 
 _parents: tuple[Any, ...] | None = None  # the parent's filters as last applied (behind _own)
@@ -182,12 +190,12 @@ def swap_in() -> tuple[tuple[Any, ...], int] | None:
     """:func:`loading`'s start, for the batch runner (no generator per batch): the token
     for :func:`swap_out`, None when the filters stay (the usual case: no ``"error"``)."""
     global _erring
-    parents = _applied[1]
-    if _base is None or parents is None:
+    if _base is None or _applied[1] is None:
         return None
-    if _erring[0] is not parents:  # (looked at once per set of filters applied)
+    parents = tuple(warnings.filters)  # (the parent's, and what the worker's code added since)
+    if _erring[0] != parents:  # (looked at once per set of filters)
         _erring = (parents, any(f[0] == "error" for f in parents))
-    if not _erring[1] or tuple(warnings.filters) != parents:
+    if not _erring[1]:
         return None
     modules = len(sys.modules)
     warnings.filters[:] = _behind_own(_base)  # type: ignore[index]
