@@ -1002,6 +1002,15 @@ if __name__ == "__main__":
         print(p(delayed(read)(0) for _ in range(1))[0])  # the script's and the initializer's
         decimal.getcontext().prec = 60  # after the pool started: every worker follows
         print(sorted(set(p(delayed(read)(i) for i in range(6)))))
+    elif how == "own":  # a task moves a filter ahead, another removes the parent's
+        warnings.simplefilter("error")
+        with Executor(max_workers=1) as ex:
+            ex.submit(warnings.simplefilter, "ignore", DeprecationWarning).result()  # one of the defaults
+            warnings.filterwarnings("ignore", message="unrelated")  # the parent changes them
+            print(ex.submit(warnings.warn, "old api", DeprecationWarning).result())
+            ex.submit(warnings.resetwarnings).result()  # the parent's "error" gone here
+            warnings.filterwarnings("ignore", message="unrelated too")
+            print(ex.submit(warnings.warn, "boom", UserWarning).result())
     elif how == "grow":  # a worker that starts after the parent changed a setting and back
         p = Parallel(n_jobs=2, initializer=init)
         print(sorted({r[0] for r in p(delayed(read)(i) for i in range(4))}))
@@ -1031,7 +1040,7 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("how", ["initializer", "setup", "blocks", "grow"])
+@pytest.mark.parametrize("how", ["initializer", "setup", "blocks", "grow", "own"])
 def test_a_worker_follows_each_setting_the_parent_changes_and_only_that(tmp_path, how):
     # helper-119: a worker that had run no batch when the parent changed a setting kept
     # the initializer's; a change of numpy's handling undid a task's decimal precision (one
@@ -1047,5 +1056,7 @@ def test_a_worker_follows_each_setting_the_parent_changes_and_only_that(tmp_path
         assert out.stdout.splitlines() == ["40", "raised lib internal detail"]
     elif how == "grow":
         assert out.stdout.splitlines() == ["[50]", "[28]"]
+    elif how == "own":  # as in a loop: the task's ignore stays ahead, its reset stays
+        assert out.stdout.splitlines() == ["None", "None"]
     else:
         assert out.stdout.splitlines() == [str((40, "raise", "warn"))] * 2

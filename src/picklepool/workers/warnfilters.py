@@ -126,8 +126,13 @@ def apply(data: bytes | None) -> None:
     last, filters = _applied
     if data != last:
         new = _behind_own(_loaded(pickle.loads(data)))
-        filters = new if filters is None or _parents is None else _merged(new, _parents)
+        old = _parents
+        filters = new if filters is None or old is None else _merged(new, old, filters)
         _applied, _parents = (data, filters), new
+    elif _parents is not None:  # changed and back while another worker ran the batches (a
+        # catch_warnings block of the parent's began and ended): what tasks added ends, as in a loop
+        filters = _parents
+        _applied = (data, filters)
     if filters is None or tuple(warnings.filters) == filters:
         return
     if _base is None:
@@ -135,18 +140,25 @@ def apply(data: bytes | None) -> None:
     _set(filters)
 
 
-def _merged(new: tuple[Any, ...], old: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The parent's *new* filters with what the worker's own code added since the parent's
-    *old* were applied (a library a task imported: "ignore" for its own warning), ordered as
-    in a loop: the filters the parent added or moved ahead since go first, then those the
-    worker added, then the rest of the parent's."""
+def _merged(new: tuple[Any, ...], old: tuple[Any, ...], applied: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The parent's *new* filters with what the worker's own code did since the parent's *old*
+    were applied (as *applied*, with what it did before), ordered as in a loop: the filters the
+    parent added or moved ahead since go first, then those the worker's code added or moved
+    ahead (a library a task imported: "ignore" for its own warning), then the rest of the
+    parent's but those the worker's code removed (``resetwarnings()`` in a task)."""
     current = tuple(warnings.filters)
-    # the parent's list grows at its front (filterwarnings, simplefilter: an existing filter
-    # moves there): its front is what comes before the longest end of it that is in *old*, in order
-    j = next(j for j in range(len(new) + 1) if _in_order(new[j:], old))
-    front, rest = new[:j], new[j:]
-    added = tuple(f for f in current if f not in old and f not in front)
-    return front + added + tuple(f for f in rest if f not in added)
+    # a list grows at its front (filterwarnings, simplefilter: an existing filter moves
+    # there): its front is what comes before its longest end that is in the list before, in order
+    front = new[: _front(new, old)]
+    ours = current[: _front(current, applied)] + tuple(f for f in current if f not in old)
+    ours = tuple(dict.fromkeys(f for f in ours if f not in front))
+    rest = tuple(f for f in new[len(front) :] if f in current and f not in ours)
+    return front + ours + rest
+
+
+def _front(now: tuple[Any, ...], before: tuple[Any, ...]) -> int:
+    """How many filters at *now*'s front come before its longest end found in *before*, in order."""
+    return next(j for j in range(len(now) + 1) if _in_order(now[j:], before))
 
 
 def _in_order(part: tuple[Any, ...], whole: tuple[Any, ...]) -> bool:
