@@ -150,3 +150,18 @@ def test_an_installed_librarys_variable_is_not_sent():
         assert contextvars.Context().run(lambda: (var.set("a request"), contextvalues.pickled())[1]) is None
     finally:
         del json._picklepool_test_var
+
+
+def test_the_pure_python_decimal_modules_context_is_not_sent():
+    # _pydecimal's context variable (a program on the pure-Python decimal) went with every
+    # batch, pickled by value: 258 KB each (the C decimal's context is what is mirrored)
+    import _pydecimal
+    import contextvars
+
+    from picklepool.workers import contextvalues
+
+    def check():
+        _pydecimal.setcontext(_pydecimal.Context(prec=9))
+        return contextvalues.pickled()
+
+    assert contextvars.copy_context().run(check) is None

@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 import pytest
 
 from picklepool.executor.dispatch import parent_state
-from picklepool.workers import mirror
+from picklepool.workers import mainnames, mirror
 
 
 @pytest.fixture
@@ -35,6 +35,7 @@ def restored(monkeypatch, tmp_path):
     errors = np.geterr() if np is not None else None
     monkeypatch.setattr(mirror, "_applied", None)
     monkeypatch.setattr(mirror, "_last", {})
+    monkeypatch.setattr(mainnames, "script", mainnames.script)  # (apply sets a worker's)
     yield tmp_path
     sys.path[:] = path
     os.chdir(cwd)
@@ -167,6 +168,14 @@ def test_the_decimal_read_matches_reading_the_context_item_by_item(restored):
 
 
 def test_the_pure_python_decimal_module_is_checked_too():
+    # in a copy of the context: _pydecimal's context variable set in this test's context
+    # went with every later dask batch of this process (258 KB each)
+    import contextvars
+
+    contextvars.copy_context().run(_check_pydecimal)
+
+
+def _check_pydecimal():
     import _pydecimal
 
     want = mirror._DECIMAL_DEFAULT
