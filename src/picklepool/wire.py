@@ -222,6 +222,14 @@ def setting_value(state: Any, key: str) -> Any:
     return value[int(part)] if part else value
 
 
+_PARTS = tuple((key.partition(".")[0], int(key.partition(".")[2] or -1)) for key in MIRRORED_SETTINGS)
+
+
+def setting_values(state: Any) -> list[Any]:
+    """*state*'s values of all ``MIRRORED_SETTINGS``, in their order (once per call)."""
+    return [getattr(state, f) if i < 0 else getattr(state, f)[i] for f, i in _PARTS]
+
+
 def import_path() -> tuple[str, ...]:
     """``sys.path`` as imports read it, for a worker (``ParentState.sys_path``, loky's and the
     forkserver's start): its ``str`` entries as plain strings. ``importlib``'s path finder

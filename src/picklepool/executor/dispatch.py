@@ -16,7 +16,6 @@ raised at once.
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import itertools
 import logging
@@ -48,7 +47,7 @@ from ..wire import (
     WorkerLimits,
     command_line,
     import_path,
-    setting_value,
+    setting_values,
     thread_stack_size,
     time_zone,
 )
@@ -165,7 +164,7 @@ def parent_state(
         moduleglobals.pickled(),
         thread_stack_size(),
     )
-    return state._replace(generations=generations.count(functools.partial(setting_value, state)))
+    return state._replace(generations=generations.count(setting_values(state)))
 
 
 def joblib_backends() -> tuple[str, ...]:

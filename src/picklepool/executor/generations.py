@@ -5,7 +5,7 @@ its last batch (``workers.mirror``), also when the value came back to one it had
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 from ..wire import MIRRORED_SETTINGS
@@ -15,11 +15,10 @@ _counts = [0] * len(MIRRORED_SETTINGS)
 _counting = threading.Lock()
 
 
-def count(value_of: Callable[[str], Any]) -> tuple[int, ...]:
-    """The counts, once the values *value_of* gives for each setting are counted."""
+def count(values: Sequence[Any]) -> tuple[int, ...]:
+    """The counts, once *values* (one per setting, in their order) are counted."""
     with _counting:
-        for i, key in enumerate(MIRRORED_SETTINGS):
-            value = value_of(key)
+        for i, value in enumerate(values):
             if value != _seen[i]:
                 _seen[i] = value
                 _counts[i] += 1
@@ -35,5 +34,5 @@ def created() -> dict[str, Any]:
 
     values = note_own()
     counted = {**values, "warning_filters": warnfilters.pickled()}  # (as ParentState has them)
-    values["generations"] = count(counted.__getitem__)
+    values["generations"] = count([counted[key] for key in MIRRORED_SETTINGS])
     return values

@@ -144,10 +144,8 @@ def apply(state: ParentState) -> None:
     """
     global _applied
     moved = _Moved(state)
-    parent = state.sys_path
-    if moved("sys_path") and tuple(sys.path[: len(parent)]) != parent:
-        known = set(parent)
-        sys.path[:] = list(parent) + [p for p in sys.path if p not in known]
+    if moved("sys_path"):
+        _set_sys_path(state.sys_path)
     if moved("recursion_limit") and sys.getrecursionlimit() != state.recursion_limit:
         sys.setrecursionlimit(state.recursion_limit)
     if moved("stack_size") and thread_stack_size() != state.stack_size:
@@ -156,19 +154,9 @@ def apply(state: ParentState) -> None:
         except (ValueError, RuntimeError):  # (a size this platform refuses: its own)
             pass
     if moved("cwd"):
-        try:
-            current: str | None = os.getcwd()
-        except OSError:  # this worker's folder was removed
-            current = None
-        if current != state.cwd:
-            try:
-                os.chdir(state.cwd)
-            except OSError:  # the parent's folder is not there for this worker (another machine)
-                pass
-    digits = state.int_max_str_digits  # 0: no limit; -1: the parent's Python has none
-    if moved("int_max_str_digits") and digits >= 0 and _int_max_str_digits is not None:
-        if _int_max_str_digits() != digits:
-            sys.set_int_max_str_digits(digits)
+        _set_cwd(state.cwd)
+    if moved("int_max_str_digits"):
+        _set_digits(state.int_max_str_digits)
     parts = [i for i in range(4) if moved(f"numeric.{i}")]  # (each part: noted as applied)
     if parts:
         _apply_numeric(state.numeric, parts)
@@ -209,6 +197,31 @@ def apply(state: ParentState) -> None:
     _applied = state
 
 
+def _set_sys_path(parent: tuple[str, ...]) -> None:
+    """The parent's entries first, in its order; the worker's own after them."""
+    if tuple(sys.path[: len(parent)]) != parent:
+        known = set(parent)
+        sys.path[:] = list(parent) + [p for p in sys.path if p not in known]
+
+
+def _set_cwd(cwd: str | None) -> None:
+    try:
+        current: str | None = os.getcwd()
+    except OSError:  # this worker's folder was removed
+        current = None
+    if cwd is not None and current != cwd:
+        try:
+            os.chdir(cwd)
+        except OSError:  # the parent's folder is not there for this worker (another machine)
+            pass
+
+
+def _set_digits(digits: int) -> None:
+    """``sys.set_int_max_str_digits`` (0: no limit; -1: the parent's Python has none)."""
+    if digits >= 0 and _int_max_str_digits is not None and _int_max_str_digits() != digits:
+        sys.set_int_max_str_digits(digits)
+
+
 def note_own() -> dict[str, Any]:
     """This process's values of ``MIRRORED_SETTINGS`` (the calling thread's numeric
     settings), as a ``ParentState`` holds them: read in a worker before an initializer runs,
@@ -223,7 +236,7 @@ def note_own() -> dict[str, Any]:
         "recursion_limit": sys.getrecursionlimit(),
         "stack_size": thread_stack_size(),
         "cwd": cwd,
-        "int_max_str_digits": getattr(sys, "get_int_max_str_digits", lambda: -1)(),
+        "int_max_str_digits": _int_max_str_digits() if _int_max_str_digits is not None else -1,
         **{f"numeric.{i}": v for i, v in enumerate(numeric)},
         "umask": umask(),
         "start_method": multiprocessing.get_start_method(allow_none=True),
@@ -235,17 +248,11 @@ def take_settings(created: dict[str, Any]) -> None:
     """Make this new worker's settings the parent's *created* (:func:`note_own` in the parent
     as it made the pool), before the pool's initializer runs: it changes them as it would in
     a forked child (``np.seterr(divide="ignore")`` keeps the parent's ``over="raise"``)."""
-    parent = created["sys_path"]
-    known = set(parent)
-    sys.path[:] = list(parent) + [p for p in sys.path if p not in known]
+    _set_sys_path(created["sys_path"])
     if sys.getrecursionlimit() != created["recursion_limit"]:
         sys.setrecursionlimit(created["recursion_limit"])
-    with contextlib.suppress(OSError, TypeError):
-        if created["cwd"] is not None and os.getcwd() != created["cwd"]:
-            os.chdir(created["cwd"])
-    digits = created["int_max_str_digits"]
-    if digits >= 0 and _int_max_str_digits is not None and _int_max_str_digits() != digits:
-        sys.set_int_max_str_digits(digits)
+    _set_cwd(created["cwd"])
+    _set_digits(created["int_max_str_digits"])
     _apply_numeric(tuple(created[f"numeric.{i}"] for i in range(4)))  # type: ignore[arg-type]
     if created["umask"] >= 0:
         os.umask(created["umask"])
@@ -286,14 +293,13 @@ class _Moved:
     this worker (then it is noted as applied: the caller sets it, unless an initializer
     set it and the parent's is still as it was then, :func:`keep_own`)."""
 
-    __slots__ = ("state", "gens")
+    __slots__ = ("state",)
 
     def __init__(self, state: ParentState) -> None:
-        self.state, self.gens = state, state.generations
+        self.state = state
 
     def __call__(self, key: str) -> bool:
-        gens = self.gens
-        mark = gens[_AT[key]] if gens else setting_value(self.state, key)
+        mark = _mark(self.state, key)
         if _last.get(key, _NOT_YET) == mark:
             return False
         _last[key] = mark
