@@ -99,8 +99,9 @@ def start_loky_worker(
     the standard library's spawned children cannot find; ``workers.mirror``). *folder*:
     the parent's session folder, where a failing initializer leaves its exception's
     type, text and traceback (:func:`initializer_failure` reads them), as loky only
-    prints them on stderr. *created*: the parent's settings as it made the pool
-    (``mirror.note_own``): what the initializer sets of them stays until the parent's change.
+    prints them on stderr. *created*: the parent's settings as it made the pool, with their
+    counts of changes (``executor.generations.created``): what the initializer sets of them
+    stays until the parent's next change.
     """
     from . import leaving
     from .control import watch_parent
@@ -319,12 +320,9 @@ _UNCHANGING = (
 _MARKED_UP_TO = 1 << 24  # bytes (an array's) or items: a larger value is looked at by identity
 
 
-class _Unmarked:
-    """The mark of a value too large to pickle twice at each worker's start (equal to
-    itself: a large array the initializer only reads, or fills in place, counts as unset)."""
-
-
-_UNMARKED = _Unmarked()
+# the mark of a value too large to pickle twice at each worker's start (equal to itself
+# only: a large array the initializer only reads, or fills in place, counts as unset)
+_UNMARKED = object()
 
 
 def _mark(value: Any) -> Any:
