@@ -188,7 +188,7 @@ def test_a_real_ctrl_c_inside_a_task_run_in_the_caller_is_a_plain_keyboard_inter
         def interrupt_when_started():
             with open({fifo!r}) as f:  # blocks until the task runs
                 f.read()
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # os.kill may pick this thread
 
         if __name__ == "__main__":
             threading.Thread(target=interrupt_when_started, daemon=True).start()
@@ -256,7 +256,7 @@ def test_ctrl_c_in_a_threading_call_ends_the_program_without_waiting_for_its_tas
 
         def interrupt_when_started():
             started.wait()
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # os.kill may pick this thread
 
         if __name__ == "__main__":
             threading.Thread(target=interrupt_when_started, daemon=True).start()

@@ -40,7 +40,7 @@ def started_and_wait(started, gate):
 def ctrl_c_when_started():
     with open(STARTED) as f:
         print(f.read(), flush=True)
-    os.kill(os.getpid(), signal.SIGINT)
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # os.kill may pick this thread
 
 {body}
 """

@@ -546,7 +546,7 @@ def task(a, i, fifo):
 def interrupt_when_started():
     with open(fifo) as f:  # blocks until a task has started in a worker
         f.read()
-    os.kill(os.getpid(), signal.SIGINT)
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # os.kill may pick this thread
 
 threading.Thread(target=interrupt_when_started, daemon=True).start()
 a = np.ones(1 << 20)  # 8 MB: through shared memory
