@@ -185,17 +185,12 @@ class ParentState(NamedTuple):
     # platform's): a task's thread recursing deeply, with sys.setrecursionlimit raised,
     # overflowed its stack and killed the worker where the loop's thread had the room
     stack_size: int = 0
-    # how many times the parent's value of each of MIRRORED_SETTINGS changed, in that order
-    # (executor.dispatch): a worker sets a setting when its count moved since its last batch,
-    # also when the value came back to what that worker last got (another worker ran the
-    # batches in between); () where not counted (the worker compares the values)
-    generations: tuple[int, ...] = ()
 
 
-# ParentState's process settings a worker sets only when the parent's changed since its last
-# batch (workers.mirror): what the worker's own code set stays while the parent leaves them be.
-# "field.i": part i of a tuple field, each counted and set on its own (a numpy change leaves a
-# decimal precision a task set alone)
+# ParentState's process settings whose changes a worker follows (workers.following): what the
+# worker's own code set stays while the parent leaves them be, and comes back when a change of
+# the parent's ends. "field.i": part i of a tuple field, each followed on its own (a numpy
+# change leaves a decimal precision a task set alone)
 MIRRORED_SETTINGS = (
     "sys_path",
     "recursion_limit",
@@ -213,21 +208,6 @@ MIRRORED_SETTINGS = (
     "io_defaults.1",  # tempfile.tempdir
     "io_defaults.2",  # csv field size limit
 )
-
-
-def setting_value(state: Any, key: str) -> Any:
-    """*state*'s value of the ``MIRRORED_SETTINGS`` entry *key*."""
-    field, _, part = key.partition(".")
-    value = getattr(state, field)
-    return value[int(part)] if part else value
-
-
-_PARTS = tuple((key.partition(".")[0], int(key.partition(".")[2] or -1)) for key in MIRRORED_SETTINGS)
-
-
-def setting_values(state: Any) -> list[Any]:
-    """*state*'s values of all ``MIRRORED_SETTINGS``, in their order (once per call)."""
-    return [getattr(state, f) if i < 0 else getattr(state, f)[i] for f, i in _PARTS]
 
 
 def import_path() -> tuple[str, ...]:

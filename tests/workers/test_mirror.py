@@ -245,7 +245,7 @@ def set_precision_then_third(prec):
     return decimal_third(0)
 
 
-def test_a_decimal_context_a_task_set_stays_until_the_parents_changes():
+def test_a_decimal_context_a_task_set_stays_until_the_parents_changes_and_after_its_block_ends():
     import decimal
 
     from picklepool import Executor
@@ -256,7 +256,13 @@ def test_a_decimal_context_a_task_set_stays_until_the_parents_changes():
         with decimal.localcontext() as ctx:
             ctx.prec = 9
             assert ex.submit(decimal_third, 0).result() == "0." + "3" * 9
-        assert ex.submit(decimal_third, 0).result() == "0." + "3" * 28  # the parent's default again
+        # the block's end puts back the context before it: in a loop, the task's (it gave 28 digits)
+        assert ex.submit(decimal_third, 0).result() == "0.33333"
+        decimal.getcontext().prec = 12  # a change of the parent's own: the tasks' from now on
+        try:
+            assert ex.submit(decimal_third, 0).result() == "0." + "3" * 12
+        finally:
+            decimal.getcontext().prec = 28
 
 
 def divide_by_zero(x):
@@ -1016,7 +1022,7 @@ if __name__ == "__main__":
         print(sorted({r[0] for r in p(delayed(read)(i) for i in range(4))}))
         decimal.getcontext().prec = 30
         p(delayed(read)(i) for i in range(4))
-        decimal.getcontext().prec = 28  # the default again: not the initializer's 50
+        decimal.getcontext().prec = 28  # the default again, as the pool started: its initializer's 50
         print(sorted({r[0] for r in Parallel(n_jobs=3, initializer=init, batch_size=1)(
             delayed(read)(i) for i in range(9))}))
     elif how == "blocks":  # a call in a catch_warnings block (a pytest test), then another
@@ -1055,8 +1061,124 @@ def test_a_worker_follows_each_setting_the_parent_changes_and_only_that(tmp_path
     elif how == "blocks":
         assert out.stdout.splitlines() == ["40", "raised lib internal detail"]
     elif how == "grow":
-        assert out.stdout.splitlines() == ["[50]", "[28]"]
+        # (the parent's counts of changes, kept for the whole process, made it 28: a new
+        # pool's initializer lost to changes made before the pool was)
+        assert out.stdout.splitlines() == ["[50]", "[50]"]
     elif how == "own":  # as in a loop: the task's ignore stays ahead, its reset stays
         assert out.stdout.splitlines() == ["None", "None"]
     else:
         assert out.stdout.splitlines() == [str((40, "raise", "warn"))] * 2
+
+
+_ENDS_SCRIPT = """
+import decimal, os, sys, tempfile, warnings
+import numpy as np
+from picklepool import Executor
+
+def divide_raises_once(_):  # a task's one-time setup (a module's, as it is imported)
+    np.seterr(divide="raise")
+
+def divide(_):
+    try:
+        return str(np.float64(1.0) / np.float64(0.0))
+    except FloatingPointError:
+        return "raised"
+
+def set_precision(prec):
+    decimal.getcontext().prec = prec
+
+def precision(_):
+    return decimal.getcontext().prec
+
+def quiet_noisy(_):  # as a library adds a filter for its own warning when a task imports it
+    warnings.filterwarnings("ignore", message="noisy")
+
+def noisy(_):
+    try:
+        warnings.warn("noisy", UserWarning)
+        return "ok"
+    except UserWarning:
+        return "raised"
+
+def scratch(folder):
+    tempfile.tempdir = folder
+
+def temp_folder(_):
+    return tempfile.gettempdir() == os.environ["SCRATCH"]
+
+if __name__ == "__main__":
+    how = sys.argv[1]
+    init = (scratch, (os.environ["SCRATCH"],)) if how == "tempdir" else (None, ())
+    ex, other = Executor(max_workers=1, initializer=init[0], initargs=init[1]), Executor(max_workers=1)
+    with ex, other:
+        if how == "errstate":
+            ex.submit(divide_raises_once, 0).result()
+            with np.errstate(over="ignore"):  # another kind, around a call of each pool
+                ex.submit(divide, 0).result()
+                other.submit(divide, 0).result()
+            print(ex.submit(divide, 0).result())
+        elif how == "localcontext":
+            ex.submit(set_precision, 50).result()
+            with decimal.localcontext() as ctx:
+                ctx.prec = 10
+                print(ex.submit(precision, 0).result())
+            print(ex.submit(precision, 0).result())
+        elif how == "tempdir":  # the parent's tempfile keeps the folder it chose: no setting of its
+            print(ex.submit(temp_folder, 0).result())
+            with tempfile.TemporaryDirectory():
+                pass
+            print(ex.submit(temp_folder, 0).result())
+        else:
+            warnings.simplefilter("error")  # -W error, or pytest's
+            ex.submit(noisy if how == "same-block" else quiet_noisy, 0).result()
+            if how == "block-elsewhere":  # a call of another pool in a block
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    other.submit(noisy, 0).result()
+            elif how == "block-here":  # the block moves one of Python's filters to the front
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    print(ex.submit(noisy, 0).result())
+            elif how == "append":  # added at the end: behind the task's, as in a loop
+                warnings.filterwarnings("default", message="unrelated", append=True)
+            elif how == "move":  # an existing filter moved to the front: ahead of the task's
+                warnings.simplefilter("ignore", DeprecationWarning)
+            elif how == "same-block":  # a block whose filters read the same, a task's filter in it
+                with warnings.catch_warnings():
+                    ex.submit(quiet_noisy, 0).result()
+                    print(ex.submit(noisy, 0).result())
+            print(ex.submit(noisy, 0).result())
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ("errstate", ["raised"]),
+        ("localcontext", ["10", "50"]),
+        ("tempdir", ["True", "True"]),
+        ("block-elsewhere", ["ok"]),
+        ("block-here", ["ok", "ok"]),
+        ("append", ["ok"]),
+        ("move", ["ok"]),
+        ("same-block", ["ok", "raised"]),
+    ],
+)
+def test_the_end_of_a_parents_change_gives_a_worker_back_what_it_had(tmp_path, how, expected):
+    # helper-122: the parent counted its changes of each setting, and a worker set the
+    # parent's value whenever the count moved. A `with np.errstate(...)` or
+    # `decimal.localcontext()` block around any call (another pool's too) moved it twice,
+    # and its end undid a task's one-time setup for good; a catch_warnings block, an appended
+    # filter or one moved to the front put the parent's "error" ahead of the task's "ignore";
+    # the parent's tempfile choosing its folder went over an initializer's scratch folder.
+    # A loop keeps each (the block's end puts back what was set before it: the task's).
+    script = tmp_path / "ends.py"
+    script.write_text(_ENDS_SCRIPT)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "SCRATCH": str(scratch)}
+    out = subprocess.run(
+        [sys.executable, str(script), how], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == expected

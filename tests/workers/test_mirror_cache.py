@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 import pytest
 
 from picklepool.executor.dispatch import parent_state
-from picklepool.workers import mainnames, mirror
+from picklepool.workers import following, mainnames, mirror
 
 
 @pytest.fixture
@@ -34,7 +34,8 @@ def restored(monkeypatch, tmp_path):
     np = sys.modules.get("numpy")
     errors = np.geterr() if np is not None else None
     monkeypatch.setattr(mirror, "_applied", None)
-    monkeypatch.setattr(mirror, "_last", {})
+    monkeypatch.setattr(following, "_seen", {})
+    monkeypatch.setattr(following, "_before", {})
     monkeypatch.setattr(mainnames, "script", mainnames.script)  # (apply sets a worker's)
     yield tmp_path
     sys.path[:] = path
@@ -250,8 +251,8 @@ def test_the_loading_swap_follows_the_filters_applied(monkeypatch):
     from picklepool.workers import warnfilters
 
     fresh = {
-        "_read": (None, None),
-        "_applied": (None, None),
+        "_read": (None, None, (), None),
+        "_parents": None,
         "_own": (),
         "_base": None,
         "_erring": (None, False),
@@ -372,16 +373,21 @@ def test_a_workers_loop_keeps_what_one_read_brought_past_its_message():
         b.close()
 
 
-def test_a_parents_change_undone_while_a_worker_ran_no_batch_still_goes_over_a_tasks(restored):
-    # The parent changed its recursion limit and set it back while another worker ran the
-    # batches in between: this worker, comparing values, saw its last value again and kept
-    # the task's; it compares the parent's counts of changes (ParentState.generations)
+def test_the_end_of_a_parents_change_gives_back_the_tasks_value_of_before_it(restored):
+    # In a loop, the end of a block (np.errstate, decimal.localcontext) puts back what was set
+    # before it, a task's included: the parent's own value went over the task's in the worker
     first = parent_state(2)
-    assert first.generations
+    limit = first.recursion_limit
     mirror.apply(first)
-    sys.setrecursionlimit(first.recursion_limit + 500)  # a task's
-    mirror.apply(first)  # the same count: the task's stays
-    assert sys.getrecursionlimit() == first.recursion_limit + 500
-    later = first._replace(generations=tuple(g + 2 for g in first.generations))
-    mirror.apply(later)  # changed twice since, back to the same value
-    assert sys.getrecursionlimit() == first.recursion_limit
+    sys.setrecursionlimit(limit + 500)  # a task's one-time setup
+    mirror.apply(first)  # the parent's unchanged: the task's stays
+    assert sys.getrecursionlimit() == limit + 500
+    mirror.apply(first._replace(recursion_limit=limit + 7))  # a change of the parent's: its value
+    assert sys.getrecursionlimit() == limit + 7
+    sys.setrecursionlimit(limit + 9)  # a task's, inside the parent's block
+    mirror.apply(first)  # the block ended: the task's of before it
+    assert sys.getrecursionlimit() == limit + 500
+    mirror.apply(first._replace(recursion_limit=limit + 3))
+    mirror.apply(first._replace(recursion_limit=limit + 4))  # nested: the inner one
+    mirror.apply(first)  # both ended before this batch
+    assert sys.getrecursionlimit() == limit + 500

@@ -47,7 +47,6 @@ from ..wire import (
     WorkerLimits,
     command_line,
     import_path,
-    setting_values,
     thread_stack_size,
     time_zone,
 )
@@ -76,7 +75,7 @@ from ..workers import (
 )
 from ..workers.runner import flush_streams, run_batch
 from ..workers.tasks import run_local
-from . import functions, generations, gil, interrupts, reloaded, sequential, streaming
+from . import functions, gil, interrupts, reloaded, sequential, streaming
 from .backend import Backend
 from .replies import Pending, ReplyReader
 from .session import current_session
@@ -125,7 +124,7 @@ def parent_state(
             "batch in the caller's working folder, so that relative paths open the same files. "
             "os.chdir() to a folder that exists before the call."
         ) from exc
-    state = ParentState(
+    return ParentState(
         import_path(),
         sys.getrecursionlimit(),
         cwd,
@@ -164,7 +163,6 @@ def parent_state(
         moduleglobals.pickled(),
         thread_stack_size(),
     )
-    return state._replace(generations=generations.count(setting_values(state)))
 
 
 def joblib_backends() -> tuple[str, ...]:

@@ -58,7 +58,7 @@ from ..settings import NOT_SET, plain_number, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
 from ..workers import inherited, mirror
 from ..workers.prologue import initialize, own_pool, start_pool_worker
-from . import generations, gil, interrupts, limits, reaper, submitmap
+from . import gil, interrupts, limits, poolstart, reaper, submitmap
 from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
@@ -507,7 +507,7 @@ class Executor(_StdExecutor):
         self._prologue: list[Any] = []
         if initializer is not None:
             token = self._channel.functions.token  # the functions it sends carry it too
-            created = generations.created()  # what it sets stays until the parent changes it
+            created = poolstart.settings()  # what it sets stays until the parent changes it
             if inherit:  # the initargs are the worker's already
                 self._prologue = [(inherited.initialize, (token, inherited_key, initializer, created), None)]
             else:

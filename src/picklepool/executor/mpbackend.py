@@ -36,7 +36,7 @@ from typing import Any
 
 from ..errors import WorkerCrashedError
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure, run_pool_initializer
-from . import generations, leftovers
+from . import leftovers, poolstart
 from .backend import Backend
 from .exitcodes import status_name
 from .session import current_session, session
@@ -66,9 +66,7 @@ class MultiprocessingBackend(Backend):
         # Parallel(initializer=...): what it raises is left in the session folder, check says it
         self._initializer = initializer if names_initializer else None
         if self._initializer is not None:
-            created = (
-                generations.created()
-            )  # (workers.prologue: what it sets stays until the parent's change)
+            created = poolstart.settings()  # (workers.prologue: what it sets stays until the parent's change)
             initializer, initargs = run_pool_initializer, (initializer, initargs, session().path, created)
         self._args = (n_workers, initializer, initargs, max_tasks_per_child)
         self._pool: Any = None

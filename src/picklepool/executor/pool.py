@@ -32,7 +32,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..workers.prologue import own_pool, start_loky_worker
-from . import forkserver, generations, lanes, reaper
+from . import forkserver, lanes, poolstart, reaper
 from .session import session
 
 # Re-entrant: starting or checking a pool allocates, so a collection may start in this
@@ -149,7 +149,7 @@ def _new(
             # where a failing initializer leaves its exception (executor.replies names it)
             session().path if initializer is not None and initializer is not own_pool else None,
             # the settings now: what the initializer sets of them stays until the parent's change
-            generations.created() if initializer is not None and initializer is not own_pool else None,
+            poolstart.settings() if initializer is not None and initializer is not own_pool else None,
         ),
         before_start=reaper.track,
     )

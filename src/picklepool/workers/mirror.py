@@ -97,13 +97,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import lokycompat
-from ..wire import MIRRORED_SETTINGS, ParentState, import_path, setting_value, thread_stack_size, time_zone
+from ..wire import MIRRORED_SETTINGS, ParentState, import_path, thread_stack_size, time_zone
 from . import (
     archiveformats,
     builtinnames,
     contextvalues,
     envvars,
     finders,
+    following,
     locales,
     logback,
     loggerclass,
@@ -135,38 +136,19 @@ _in_thread: contextvars.ContextVar[tuple[int, int] | None] = contextvars.Context
 def apply(state: ParentState) -> None:
     """Make this process follow *state*, the parent's as the call starts.
 
-    The process settings below (``sys.path``, the recursion limit, the working folder,
-    the numeric settings, the warnings filters...) are set when the parent's value changed
-    since the last batch this worker ran: what the worker's own code set meanwhile (an
+    The process settings (``wire.MIRRORED_SETTINGS``: ``sys.path``, the recursion limit,
+    the working folder, the numeric settings, the warnings filters...) follow the parent's
+    changes, not its values (``workers.following``): what the worker's own code set (an
     ``initializer``, a task's one-time setup, a library imported in a task) stays while
-    the parent leaves that setting alone, as it stays in a loop in the parent and in a
-    loky worker. A few comparisons when nothing changed.
+    the parent leaves that setting alone, and comes back when a change of the parent's
+    ends (a ``with np.errstate(...)`` block around a call), as in a loop in the parent and
+    in a loky worker. A few comparisons when nothing changed.
     """
     global _applied
-    moved = _Moved(state)
-    if moved("sys_path"):
-        _set_sys_path(state.sys_path)
-    if moved("recursion_limit") and sys.getrecursionlimit() != state.recursion_limit:
-        sys.setrecursionlimit(state.recursion_limit)
-    if moved("stack_size") and thread_stack_size() != state.stack_size:
-        try:
-            threading.stack_size(state.stack_size)
-        except (ValueError, RuntimeError):  # (a size this platform refuses: its own)
-            pass
-    if moved("cwd"):
-        _set_cwd(state.cwd)
-    if moved("int_max_str_digits"):
-        _set_digits(state.int_max_str_digits)
-    parts = [i for i in range(4) if moved(f"numeric.{i}")]  # (each part: noted as applied)
-    if parts:
-        _apply_numeric(state.numeric, parts)
-    if state.umask >= 0 and moved("umask"):
-        os.umask(state.umask)
-    method = state.start_method
-    if moved("start_method") and multiprocessing.get_start_method(allow_none=True) != method:
-        start_method(method)
-    if state.warning_filters is not None and moved("warning_filters"):  # (None: the worker's own)
-        warnfilters.apply(state.warning_filters)
+    follow = following.follow
+    for key, field, part, read, write, restore in _SETTINGS:
+        value = getattr(state, field)
+        follow(key, value if part < 0 else value[part], read, write, restore)
     registrations.apply(state.reducers)
     envvars.apply(state.environ)
     locales.apply(state.locale)
@@ -190,10 +172,6 @@ def apply(state: ParentState) -> None:
     loggerclass.apply(state.logger_class)
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
-    io = state.io_defaults
-    parts = [i for i in range(3) if moved(f"io_defaults.{i}")]
-    if parts and (io != _NO_IO_DEFAULTS or _own_io is not None):
-        _apply_io(io, parts)
     _applied = state
 
 
@@ -205,11 +183,7 @@ def _set_sys_path(parent: tuple[str, ...]) -> None:
 
 
 def _set_cwd(cwd: str | None) -> None:
-    try:
-        current: str | None = os.getcwd()
-    except OSError:  # this worker's folder was removed
-        current = None
-    if cwd is not None and current != cwd:
+    if cwd is not None and _cwd() != cwd:
         try:
             os.chdir(cwd)
         except OSError:  # the parent's folder is not there for this worker (another machine)
@@ -223,20 +197,16 @@ def _set_digits(digits: int) -> None:
 
 
 def note_own() -> dict[str, Any]:
-    """This process's values of ``MIRRORED_SETTINGS`` (the calling thread's numeric
-    settings), as a ``ParentState`` holds them: read in a worker before an initializer runs,
-    and in the parent as it starts a pool with one (:func:`keep_own`'s *created*)."""
-    try:
-        cwd: str | None = os.getcwd()
-    except OSError:
-        cwd = None
+    """This process's values of ``MIRRORED_SETTINGS`` but the warnings filters (the calling
+    thread's numeric settings), as a ``ParentState`` holds them: read in a worker before an
+    initializer runs, and in the parent as it starts a pool with one (:func:`take_settings`)."""
     numeric, io = numeric_state(), io_defaults()
     return {
         "sys_path": import_path(),
         "recursion_limit": sys.getrecursionlimit(),
         "stack_size": thread_stack_size(),
-        "cwd": cwd,
-        "int_max_str_digits": _int_max_str_digits() if _int_max_str_digits is not None else -1,
+        "cwd": _cwd(),
+        "int_max_str_digits": _digits(),
         **{f"numeric.{i}": v for i, v in enumerate(numeric)},
         "umask": umask(),
         "start_method": multiprocessing.get_start_method(allow_none=True),
@@ -245,77 +215,114 @@ def note_own() -> dict[str, Any]:
 
 
 def take_settings(created: dict[str, Any]) -> None:
-    """Make this new worker's settings the parent's *created* (:func:`note_own` in the parent
-    as it made the pool), before the pool's initializer runs: it changes them as it would in
-    a forked child (``np.seterr(divide="ignore")`` keeps the parent's ``over="raise"``)."""
-    _set_sys_path(created["sys_path"])
-    if sys.getrecursionlimit() != created["recursion_limit"]:
-        sys.setrecursionlimit(created["recursion_limit"])
-    _set_cwd(created["cwd"])
-    _set_digits(created["int_max_str_digits"])
-    _apply_numeric(tuple(created[f"numeric.{i}"] for i in range(4)))  # type: ignore[arg-type]
-    if created["umask"] >= 0:
-        os.umask(created["umask"])
-    io = tuple(created[f"io_defaults.{i}"] for i in range(3))
-    if io != _NO_IO_DEFAULTS:
-        _apply_io(io)
-
-
-_ANY = object()  # keep_own's created value when the parent's is not known
+    """Make this new worker's settings the parent's *created* (:func:`note_own` and the
+    pickled warnings filters, in the parent as it made the pool), before the pool's
+    initializer runs: it changes them as it would in a forked child
+    (``np.seterr(divide="ignore")`` keeps the parent's ``over="raise"``), and what it sets
+    stays while the parent's are those (``workers.following``)."""
+    for key, _field, _part, _read, write, _restore in _SETTINGS:
+        if key in created:
+            write(created[key])
+            following.seen_as(key, created[key])
 
 
 def keep_own(before: dict[str, Any], created: dict[str, Any] | None) -> None:
-    """The settings an initializer changed (from *before*, :func:`note_own`) stay as it set
-    them while the parent's are those it had when it made the pool or executor (*created*;
-    None: not known): from the parent's first change on, its value goes over them, in every
-    worker alike (one started after the change, or after a crash, included)."""
+    """The settings an initializer changed (from *before*, :func:`note_own`) are this
+    worker's own: they stay while the parent's are those it had when it made the pool or
+    executor (*created*; None: the parent's next), in every worker alike (one started
+    after a crash included), and come back when a change of the parent's ends."""
     after = note_own()
-    changed = [key for key, value in before.items() if after[key] != value]
-    counts = created.get("generations") if created is not None else None
-    for key in changed:
-        then = _ANY if counts is None else counts[_AT[key]]  # the parent's count of changes then
-        if _applied is None:  # a pool's initializer, before the first batch
-            _keep[key] = then
-        elif then is not _ANY and _mark(_applied, key) != then:
-            _last.pop(key, None)  # an Executor's, in its first batch: the parent's goes over it
+    for key, value in before.items():
+        if after[key] != value:
+            if created is not None and key in created:
+                following.own_from_now(key, created[key])
+            else:
+                following.own_from_now(key)
 
 
-_NOT_YET = object()
-# the mark (the parent's count of changes, or its value) of each setting last applied here
-_last: dict[str, Any] = {}
-# settings a pool's initializer set -> the parent's count of their changes when it made the
-# pool: kept at the first batch if the parent's count is still that
-_keep: dict[str, Any] = {}
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # this worker's folder was removed
+        return None
 
 
-class _Moved:
-    """``moved(key)``: whether the parent's setting *key* changed since it was last applied in
-    this worker (then it is noted as applied: the caller sets it, unless an initializer
-    set it and the parent's is still as it was then, :func:`keep_own`)."""
-
-    __slots__ = ("state",)
-
-    def __init__(self, state: ParentState) -> None:
-        self.state = state
-
-    def __call__(self, key: str) -> bool:
-        mark = _mark(self.state, key)
-        if _last.get(key, _NOT_YET) == mark:
-            return False
-        _last[key] = mark
-        if _keep and key in _keep:
-            then = _keep.pop(key)  # kept while the parent's count is the one of the pool's start
-            if then is _ANY or mark == then:
-                return False
-        return True
+def _digits() -> int:
+    return _int_max_str_digits() if _int_max_str_digits is not None else -1
 
 
-def _mark(state: ParentState, key: str) -> Any:
-    """What :class:`_Moved` compares for *key*: the parent's count, else its value."""
-    return state.generations[_AT[key]] if state.generations else setting_value(state, key)
+def _set_recursion_limit(limit: int) -> None:
+    if sys.getrecursionlimit() != limit:
+        sys.setrecursionlimit(limit)
 
 
-_AT = {field: i for i, field in enumerate(MIRRORED_SETTINGS)}
+def _set_stack_size(size: int) -> None:
+    if thread_stack_size() != size:
+        try:
+            threading.stack_size(size)
+        except (ValueError, RuntimeError):  # (a size this platform refuses: its own)
+            pass
+
+
+def _set_umask(mask: int) -> None:
+    if mask >= 0:  # (-1: the parent's is not known)
+        os.umask(mask)
+
+
+def _set_start_method(method: str | None) -> None:
+    if multiprocessing.get_start_method(allow_none=True) != method:
+        start_method(method)
+
+
+def _restore_sys_path(own: list[Any], _parents: Any) -> None:
+    sys.path[:] = own  # (entries added since, by a task in the parent's block, go as in a loop)
+
+
+def _numeric_part(i: int) -> tuple[Any, Any]:
+    """(read, write) of part *i* of the numeric settings (``numeric_state``)."""
+
+    def read() -> Any:
+        return numeric_state()[i]
+
+    def write(value: Any) -> None:
+        _apply_numeric(tuple(value if j == i else None for j in range(4)), (i,))  # type: ignore[arg-type]
+
+    return read, write
+
+
+def _io_part(i: int) -> tuple[Any, Any]:
+    """(read, write) of part *i* of the socket timeout, temp folder and csv limit (``io_defaults``)."""
+
+    def read() -> Any:
+        return io_defaults()[i]
+
+    def write(value: Any) -> None:
+        _apply_io(tuple(value if j == i else None for j in range(3)), (i,))
+
+    return read, write
+
+
+# key -> (read: this worker's own value, write: set the parent's, restore(own, parent's) or None)
+_HOW: dict[str, tuple[Any, Any, Any]] = {
+    "sys_path": (lambda: list(sys.path), lambda v: _set_sys_path(v), _restore_sys_path),
+    "recursion_limit": (sys.getrecursionlimit, _set_recursion_limit, None),
+    "stack_size": (thread_stack_size, _set_stack_size, None),
+    "cwd": (_cwd, lambda v: _set_cwd(v), None),
+    "int_max_str_digits": (_digits, lambda v: _set_digits(v), None),
+    **{f"numeric.{i}": (*_numeric_part(i), None) for i in range(4)},
+    "umask": (lambda: umask(), _set_umask, None),
+    "start_method": (
+        lambda: multiprocessing.get_start_method(allow_none=True),
+        _set_start_method,
+        None,
+    ),
+    "warning_filters": (warnfilters.own, warnfilters.apply, warnfilters.restore),
+    **{f"io_defaults.{i}": (*_io_part(i), None) for i in range(3)},
+}
+# (key, ParentState field, part of it or -1, read, write, restore), in MIRRORED_SETTINGS' order
+_SETTINGS = tuple(
+    (key, key.partition(".")[0], int(key.partition(".")[2] or -1), *_HOW[key]) for key in MIRRORED_SETTINGS
+)
 
 
 def rebase() -> None:
@@ -373,13 +380,36 @@ def io_defaults() -> tuple[float | None, Any, int | None]:
     temp = modules.get("tempfile")
     csv = modules.get("csv")
     timeout = sock.getdefaulttimeout() if sock is not None else None
-    tempdir = getattr(temp, "tempdir", None) if temp is not None else None
+    tempdir = _set_by_program(getattr(temp, "tempdir", None) if temp is not None else None)
     limit = csv.field_size_limit() if csv is not None and hasattr(csv, "field_size_limit") else None
     return (
         timeout,
         _folder(tempdir),
         None if limit == _CSV_DEFAULT_LIMIT else limit,
     )
+
+
+_default_tempdir: tuple[Any, Any] = (None, None)  # (tempfile.tempdir, whether tempfile chose it)
+
+
+def _set_by_program(tempdir: Any) -> Any:
+    """*tempdir* (``tempfile.tempdir``), None where ``tempfile`` chose it itself: its
+    ``gettempdir()`` keeps the folder it picks there (``TemporaryDirectory()`` does so),
+    which is no setting of the program's (an initializer's scratch folder gave way to the
+    parent's ``/tmp`` in every worker after the parent made a temporary file)."""
+    global _default_tempdir
+    if not isinstance(tempdir, str):
+        return _folder(tempdir)
+    seen, chosen = _default_tempdir
+    if seen != tempdir:
+        temp: Any = sys.modules.get("tempfile")
+        try:  # (the first candidate, as tempfile takes it when it can write there)
+            first = os.path.abspath(temp._candidate_tempdir_list()[0])
+        except Exception:  # noqa: BLE001 - a tempfile of another shape: the folder as it is
+            first = None
+        chosen = tempdir == first
+        _default_tempdir = (tempdir, chosen)
+    return None if chosen else tempdir
 
 
 def _folder(tempdir: Any) -> Any:

@@ -99,9 +99,9 @@ def start_loky_worker(
     the standard library's spawned children cannot find; ``workers.mirror``). *folder*:
     the parent's session folder, where a failing initializer leaves its exception's
     type, text and traceback (:func:`initializer_failure` reads them), as loky only
-    prints them on stderr. *created*: the parent's settings as it made the pool, with their
-    counts of changes (``executor.generations.created``): what the initializer sets of them
-    stays until the parent's next change.
+    prints them on stderr. *created*: the parent's settings as it made the pool
+    (``executor.poolstart``): what the initializer sets of them stays while the parent's
+    are those (``workers.following``).
     """
     from . import leaving
     from .control import watch_parent

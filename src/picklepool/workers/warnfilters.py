@@ -9,9 +9,10 @@ same; scikit-learn >= 1.7 passes the filters with each of its own tasks for that
 
 :func:`pickled` reads the filters in the parent (``warnings.filters``, as they are when
 the call is made, ``catch_warnings`` blocks included): pickled once, and again only when
-they change. :func:`apply` makes the worker's filters those; ``workers.mirror`` calls it when
-the parent's changed since the worker's last batch (a filter a task added, or a library it
-imported, stays until then, as in a loop).
+they change. A worker follows their changes (``workers.following``): :func:`apply` makes
+the parent's change to the worker's filters (a filter a task added, or a library it
+imported, stays, as in a loop), :func:`restore` puts back the worker's own filters of
+before a change when it ends.
 They are pickled with hybrid, each apart: a category a worker cannot import (a class of
 ``__main__``) is sent by value, as the one class the call's functions use there; a filter
 whose category cannot be sent or loaded is left out, not all of them.
@@ -29,6 +30,7 @@ when the parent's have an ``"error"``).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import pickle
 import sys
@@ -38,11 +40,16 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# parent: (the filters read last, their pickle)
-_read: tuple[tuple[Any, ...] | None, bytes | None] = (None, None)
+# parent: (the filters list read last, its filters then, their pickles one by one, the pickle sent)
+_read: tuple[Any, tuple[Any, ...] | None, tuple[bytes, ...], bytes | None] = (None, None, (), None)
+# parent: the last few lists warnings.filters was ([list, its number]), held so that their ids
+# are not taken by new lists: a catch_warnings block's copy has a number of its own
+_lists: list[list[Any]] = []
+_numbered = 0
 
-# worker: (the pickle applied last, the filters it makes)
-_applied: tuple[bytes | None, tuple[Any, ...] | None] = (None, None)
+# worker: the parent's filters as last followed (None: none yet), and the pickle they came in
+_parents: tuple[Any, ...] | None = None
+_loads: dict[bytes, tuple[Any, ...]] = {}  # a few pickles of the parent's -> their filters
 # worker: filters its initializer added, kept ahead of the parent's
 _own: tuple[Any, ...] = ()
 # worker: its filters before the parent's were first applied (None: never applied)
@@ -79,95 +86,156 @@ def share_registry(globals_: dict[str, Any]) -> None:
     globals_["__warningregistry__"] = registry
 
 
-def pickled() -> bytes | None:
+def pickled() -> bytes:
     """The calling process's warnings filters, pickled (kept while they are unchanged).
 
     Each filter is pickled apart (a tuple of pickles): one whose category cannot be sent
     (no pickler can) is left out here, one a worker cannot load (its module is not
     importable there) is left out there, and the others apply; a single pickle of them
     all made the workers keep their own filters, an ``"error"`` of the parent's ignored.
+    With them goes the number of the list that holds them (``warnings.catch_warnings``
+    puts a copy in place, and the list before it back at its end): the block's start and
+    end are changes a worker follows, also where the filters read the same.
     """
     global _read
-    now = tuple(warnings.filters)
-    seen, data = _read
-    if now == seen:
+    current = warnings.filters
+    now = tuple(current)
+    held, seen, each, data = _read
+    if current is held and now == seen and data is not None:
         return data
+    if now != seen:
+        each = _pickles(now)
+    data = pickle.dumps((_number(current), each))
+    _read = (current, now, each, data)
+    return data
+
+
+def _pickles(filters: tuple[Any, ...]) -> tuple[bytes, ...]:
     from ..pickler.hybrid import HybridPickler
 
     each = []
     pickler = HybridPickler()
-    for f in now:
+    for f in filters:
         try:
             each.append(pickler.dumps(f))
         except Exception as exc:  # noqa: BLE001 - this filter is not sent: it cannot decide there
             log.debug("picklepool: a warnings filter cannot be sent to workers (%r): %r", f, exc)
-    data = pickle.dumps(tuple(each))
-    _read = (now, data)
-    return data
+    return tuple(each)
 
 
-def _loaded(each: tuple[bytes, ...]) -> tuple[Any, ...]:
-    """The filters pickled in *each* that this process can load."""
+def _number(filters: Any) -> int:
+    """The number of the list *filters* (``warnings.filters``): the same while it is that list."""
+    global _numbered
+    for i, (held, number) in enumerate(_lists):
+        if held is filters:
+            if i != len(_lists) - 1:
+                _lists.append(_lists.pop(i))  # (the last used are kept)
+            return number  # type: ignore[no-any-return]
+    _numbered += 1
+    _lists.append([filters, _numbered])
+    if len(_lists) > _LISTS_HELD:
+        del _lists[0]
+    return _numbered
+
+
+_LISTS_HELD = 8
+
+
+def _loaded(data: bytes) -> tuple[Any, ...]:
+    """The filters pickled in *data* (:func:`pickled`) that this process can load."""
+    hit = _loads.get(data)
+    if hit is not None:
+        return hit
     out = []
-    for one in each:
+    for one in pickle.loads(data)[1]:
         try:
             out.append(pickle.loads(one))
         except Exception as exc:  # noqa: BLE001 - a category this worker cannot import: no match here
             log.debug("picklepool: a warnings filter of the parent cannot be read here (%r)", exc)
-    return tuple(out)
+    if len(_loads) >= 4:
+        _loads.clear()
+    filters = _loads[data] = tuple(out)
+    return filters
+
+
+def own() -> tuple[Any, ...]:
+    """This worker's filters now (``workers.following`` notes them before a parent's change)."""
+    return tuple(warnings.filters)
 
 
 def apply(data: bytes | None) -> None:
-    """Make this process's warnings filters those pickled in *data* (None: leave them)."""
-    global _applied, _base
+    """Follow a change of the parent's filters to those pickled in *data* (None: leave them).
+
+    The first time, the worker's filters become the parent's. After, the parent's change
+    (from the filters it had at this worker's last batch) is made to the worker's filters,
+    as the parent's program would have made it to a loop's: a filter it added at the
+    front (``simplefilter``) goes ahead of those the worker's code added (a library a
+    task imported: "ignore" for its own warning), one it appended (``append=True``) after
+    them, one it removed goes; what the worker's code added or removed stays so.
+    """
+    global _parents
     if data is None:
         return
+    new = _loaded(data)
+    old = _parents
+    _parents = new
+    _make(_behind_own(new if old is None else _replayed(old, new, tuple(warnings.filters))))
+
+
+def restore(own: tuple[Any, ...], data: bytes) -> None:
+    """The parent's filters are those of *data* again (its ``catch_warnings`` block ended):
+    the worker's own filters of then, *own*, come back (a filter a task added inside the
+    block goes, as in a loop)."""
     global _parents
-    last, filters = _applied
-    if data != last:
-        new = _behind_own(_loaded(pickle.loads(data)))
-        old = _parents
-        filters = new if filters is None or old is None else _merged(new, old, filters)
-        _applied, _parents = (data, filters), new
-    elif _parents is not None:  # changed and back while another worker ran the batches (a
-        # catch_warnings block of the parent's began and ended): what tasks added ends, as in a loop
-        filters = _parents
-        _applied = (data, filters)
-    if filters is None or tuple(warnings.filters) == filters:
+    _parents = _loaded(data)
+    _make(_behind_own(own))
+
+
+def _make(filters: tuple[Any, ...]) -> None:
+    global _base
+    if tuple(warnings.filters) == filters:
         return
     if _base is None:
         _base = tuple(f for f in warnings.filters if f not in _own)
     _set(filters)
 
 
-def _merged(new: tuple[Any, ...], old: tuple[Any, ...], applied: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The parent's *new* filters with what the worker's own code did since the parent's *old*
-    were applied (as *applied*, with what it did before), ordered as in a loop: the filters the
-    parent added or moved ahead since go first, then those the worker's code added or moved
-    ahead (a library a task imported: "ignore" for its own warning), then the rest of the
-    parent's but those the worker's code removed (``resetwarnings()`` in a task)."""
-    current = tuple(warnings.filters)
-    # a list grows at its front (filterwarnings, simplefilter: an existing filter moves
-    # there): its front is what comes before its longest end that is in the list before, in order
-    front = new[: _front(new, old)]
-    ours = current[: _front(current, applied)] + tuple(f for f in current if f not in old)
-    ours = tuple(dict.fromkeys(f for f in ours if f not in front))
-    rest = tuple(f for f in new[len(front) :] if f in current and f not in ours)
-    return front + ours + rest
-
-
-def _front(now: tuple[Any, ...], before: tuple[Any, ...]) -> int:
-    """How many filters at *now*'s front come before its longest end found in *before*, in order."""
-    return next(j for j in range(len(now) + 1) if _in_order(now[j:], before))
-
-
-def _in_order(part: tuple[Any, ...], whole: tuple[Any, ...]) -> bool:
-    """Whether *part*'s filters are all in *whole*, in the same order."""
-    it = iter(whole)
-    return all(any(f == g for g in it) for f in part)
-
-
-_parents: tuple[Any, ...] | None = None  # the parent's filters as last applied (behind _own)
+def _replayed(old: tuple[Any, ...], new: tuple[Any, ...], current: tuple[Any, ...]) -> tuple[Any, ...]:
+    """*current* (the worker's filters: the parent's *old* with what the worker's code did)
+    with the parent's change from *old* to *new* made to it."""
+    # which of old's filters each of current's is (in order), the others the worker's own,
+    # each kept just ahead of the parent's filter it came before (the end: after them all)
+    ahead: dict[int, list[Any]] = {}
+    kept: set[int] = set()
+    waiting: list[Any] = []
+    k = 0
+    for f in current:
+        try:
+            i = old.index(f, k)
+        except ValueError:
+            waiting.append(f)
+            continue
+        if waiting:
+            ahead[i], waiting = waiting, []
+        kept.add(i)
+        k = i + 1
+    ahead[len(old)] = waiting
+    opcodes = difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+    if old and not any(tag == "equal" for tag, *_ in opcodes):
+        return new  # all of them replaced (resetwarnings() and new ones): the worker's code's too
+    out: list[Any] = []
+    for tag, i1, i2, j1, j2 in opcodes:
+        if tag != "equal":  # the parent's added filters, where it put them: ahead of the
+            # worker's that came before its next one (at the front: ahead of them all)
+            if i1 == len(old):  # appended: after the worker's that end the list
+                out += ahead.pop(len(old), [])
+            out += new[j1:j2]
+        for i in range(i1, i2):
+            out += ahead.pop(i, [])
+            if tag == "equal" and i in kept:  # (one the worker's code removed stays removed)
+                out.append(old[i])
+    out += ahead.pop(len(old), [])
+    return tuple(dict.fromkeys(out))  # (a filter added twice: the first, as filterwarnings keeps one)
 
 
 def _behind_own(filters: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -202,7 +270,7 @@ def swap_in() -> tuple[tuple[Any, ...], int] | None:
     """:func:`loading`'s start, for the batch runner (no generator per batch): the token
     for :func:`swap_out`, None when the filters stay (the usual case: no ``"error"``)."""
     global _erring
-    if _base is None or _applied[1] is None:
+    if _base is None or _parents is None:
         return None
     parents = tuple(warnings.filters)  # (the parent's, and what the worker's code added since)
     if _erring[0] != parents:  # (looked at once per set of filters)
@@ -228,8 +296,7 @@ def swap_out(swapped: tuple[tuple[Any, ...], int] | None) -> None:
 def keep_own(before: list[Any]) -> None:
     """An ``initializer`` ran: the filters it added to *before* (the filters then) go
     ahead of the parent's in every later batch."""
-    global _own, _applied
+    global _own
     added = tuple(f for f in warnings.filters if f not in before)
     if added:
         _own = added + tuple(f for f in _own if f not in added)
-        _applied = (None, None)  # made again with them at the next batch
