@@ -1182,3 +1182,106 @@ def test_the_end_of_a_parents_change_gives_a_worker_back_what_it_had(tmp_path, h
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == expected
+
+
+_FIELDS_SCRIPT = """
+import contextlib, decimal, os, sys, warnings
+import numpy as np
+from picklepool import Executor, Parallel, delayed
+
+def setup(_):  # a task's one-time setup: one field of each setting
+    decimal.getcontext().rounding = decimal.ROUND_DOWN
+    np.seterr(divide="raise")
+
+def read(_):
+    return (decimal.getcontext().prec, decimal.getcontext().rounding, np.geterr()["divide"], np.geterr()["over"])
+
+def set_precision(prec):
+    decimal.getcontext().prec = prec
+
+def precision(_):
+    return decimal.getcontext().prec
+
+def nothing():
+    pass
+
+def noisy(_):
+    try:
+        warnings.warn("noisy", UserWarning)
+        return "ok"
+    except UserWarning:
+        return "raised"
+
+def crash(_):
+    os._exit(3)
+
+def on_path(folder):
+    return folder in sys.path
+
+if __name__ == "__main__":
+    how = sys.argv[1]
+    if how == "fields":
+        with Executor(max_workers=1) as ex:
+            ex.submit(setup, 0).result()
+            with decimal.localcontext(prec=5), np.errstate(over="raise"):
+                print(ex.submit(read, 0).result())
+            print(ex.submit(read, 0).result())
+    elif how == "initializer-filters":  # the parent's filters as the pool started: not the initializer's
+        warnings.simplefilter("ignore", UserWarning)
+        p = Parallel(n_jobs=2, initializer=nothing)
+        p(delayed(noisy)(i) for i in range(2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            print(sorted(set(p(delayed(noisy)(i) for i in range(4)))))
+    elif how == "crash":  # a pool made again after a crash: its initializer's as the first pool's
+        p = Parallel(n_jobs=2, initializer=set_precision, initargs=(50,))
+        p(delayed(precision)(i) for i in range(2))
+        with decimal.localcontext(prec=10):
+            try:
+                p(delayed(crash)(i) for i in range(1))
+            except Exception as exc:
+                print(type(exc).__name__)
+            print(sorted(set(p(delayed(precision)(i) for i in range(4)))))
+        print(sorted(set(p(delayed(precision)(i) for i in range(4)))))
+    elif how == "sys-path":  # a folder the parent added, then removed
+        folder = os.path.abspath("project")
+        with Executor(max_workers=1) as ex:
+            sys.path.insert(0, folder)
+            print(ex.submit(on_path, folder).result())
+            sys.path.remove(folder)
+            print(ex.submit(on_path, folder).result())
+    elif how == "deep":  # 20 blocks nested
+        with Executor(max_workers=1) as ex, contextlib.ExitStack() as blocks:
+            ex.submit(set_precision, 50).result()
+            for depth in range(20):
+                blocks.enter_context(decimal.localcontext(prec=10 + depth))
+                ex.submit(precision, 0).result()
+            blocks.close()
+            print(ex.submit(precision, 0).result())
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ("fields", ["(5, 'ROUND_DOWN', 'raise', 'raise')", "(28, 'ROUND_DOWN', 'raise', 'warn')"]),
+        ("initializer-filters", ["['raised']"]),
+        ("crash", ["WorkerCrashedError", "[10]", "[50]"]),
+        ("sys-path", ["True", "False"]),
+        ("deep", ["50"]),
+    ],
+)
+def test_a_worker_follows_the_fields_the_parent_changes_as_a_loop_does(tmp_path, how, expected):
+    # helper-127: a block changing one field (localcontext(prec=5), np.errstate(over=...))
+    # set the parent's whole context over a task's rounding and divide mode inside it; the
+    # parent's filters as a pool with an initializer started were taken for the initializer's
+    # and stayed ahead of the parent's later "error"; a pool made again after a crash took the
+    # parent's settings of the crash for its start; a folder the parent removed from sys.path
+    # stayed in the workers (and piled up); past 8 nested blocks the task's value was lost.
+    script = tmp_path / "fields.py"
+    script.write_text(_FIELDS_SCRIPT)
+    out = subprocess.run(
+        [sys.executable, str(script), how], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == expected

@@ -103,10 +103,13 @@ def test_numpy_error_handling_a_task_changed_stays_until_the_parent_changes_it(r
     assert np.geterr()["divide"] == "raise"
     over = (("divide", "warn"), ("invalid", "warn"), ("over", "raise"), ("under", "ignore"))
     raising = parent_state(2, numeric=(None, over, None, None))
-    mirror.apply(raising)  # the parent's change: its handling, over the task's
-    assert np.geterr()["divide"] == "warn" and np.geterr()["over"] == "raise"
-    mirror.apply(state)
-    assert np.geterr()["over"] == "warn"
+    mirror.apply(raising)  # the parent's change of one kind: over the task's, the others stay
+    assert np.geterr()["divide"] == "raise" and np.geterr()["over"] == "raise"
+    mirror.apply(state)  # the change ended: the task's handling of before it
+    assert np.geterr()["over"] == "warn" and np.geterr()["divide"] == "raise"
+    divide = (("divide", "ignore"), ("invalid", "warn"), ("over", "raise"), ("under", "ignore"))
+    mirror.apply(parent_state(2, numeric=(None, divide, None, None)))  # the kind the task set
+    assert np.geterr()["divide"] == "ignore" and np.geterr()["over"] == "raise"
 
 
 def test_a_parents_numpy_change_is_applied_while_the_worker_holds_the_same_object(restored):

@@ -49,11 +49,11 @@ started: weakref.WeakSet[Any] = weakref.WeakSet()
 
 def _forget_in_child() -> None:
     """In a forked child: the parent's executors are not this process's (its calls start their own)."""
-    global _shared, _key, _users, started, _lock
+    global _shared, _key, _users, started, _lock, _created
     # another thread may have held the lock at the fork (stopping a pool under it takes a
     # while): the child's copy would stay held, and its first call wait for ever
     _lock = threading.RLock()
-    _shared, _key, _users = None, None, 0
+    _shared, _key, _users, _created = None, None, 0, None
     started = weakref.WeakSet()
     lokycompat.forget_parent_children()  # its exit must not join the parent's workers
 
@@ -108,7 +108,7 @@ def acquire(
                     reaper.stop(executor)
                 executor = _shared = None
         if executor is None:
-            _shared = _new(n_workers, idle_timeout, env, initializer, initargs)
+            _shared = _new(n_workers, idle_timeout, env, initializer, initargs, _start_settings(key))
             _key, _users = key, 1
             return _shared, True
     return _new(n_workers, idle_timeout, env, initializer, initargs), False
@@ -123,16 +123,36 @@ def prepare() -> None:
         forkserver.use()
 
 
+# (the shared pool's key, the parent's settings as the first pool of that key was made)
+_created: tuple[Any, dict[str, Any]] | None = None
+
+
+def _start_settings(key: Any) -> dict[str, Any] | None:
+    """The parent's settings for the shared pool of *key* with an initializer
+    (``executor.poolstart``): those of the first pool made for that key, also for the one
+    made after it broke (a task's crash), so that what the initializer set stays or goes
+    in its workers as in the first pool's, whatever crashed in between."""
+    global _created
+    initializer = key[2]
+    if initializer is None or initializer is own_pool:
+        return None
+    if _created is None or not _same(_created[0], key):
+        _created = (key, poolstart.settings())
+    return _created[1]
+
+
 def _new(
     n_workers: int,
     idle_timeout: float,
     env: dict[str, str] | None,
     initializer: Any,
     initargs: tuple[Any, ...],
+    created: dict[str, Any] | None = None,
 ) -> Any:
     """A new loky executor whose workers watch this process from their start
     (``start_loky_worker``), tracked by the reaper: the shared pool, or one call's (or one
-    ``Executor``'s) own, stopped at its release."""
+    ``Executor``'s) own, stopped at its release. *created*: the parent's settings its
+    initializer starts from (None: now's)."""
     forkserver.use()
     # tracked before its workers start: a shutdown in another thread meanwhile knows them
     executor = lokycompat.new_executor(
@@ -149,7 +169,11 @@ def _new(
             # where a failing initializer leaves its exception (executor.replies names it)
             session().path if initializer is not None and initializer is not own_pool else None,
             # the settings now: what the initializer sets of them stays until the parent's change
-            poolstart.settings() if initializer is not None and initializer is not own_pool else None,
+            None
+            if initializer is None or initializer is own_pool
+            else created
+            if created is not None
+            else poolstart.settings(),
         ),
         before_start=reaper.track,
     )

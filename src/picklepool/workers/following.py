@@ -31,7 +31,10 @@ from typing import Any
 
 _NOT_YET = object()  # no value of the parent's seen for this setting yet: the first is set
 _TAKE = object()  # the next value of the parent's is taken as seen, not set (an initializer's stays)
-_DEPTH = 8  # changes remembered per setting (blocks nested deeper: the outer ends are plain changes)
+FIRST = object()  # fields()' *before* at the first value of the parent's this worker follows
+# changes remembered per setting: blocks nested deeper (or changes made one after another
+# without an end) lose their oldest end, which is then a plain change
+_DEPTH = 64
 
 _seen: dict[str, Any] = {}  # setting -> the parent's value at this worker's last batch
 # setting -> [(the parent's value before a change followed here, this worker's own value then)]
@@ -44,12 +47,17 @@ def follow(
     read: Callable[[], Any],
     write: Callable[[Any], None],
     restore: Callable[[Any, Any], None] | None = None,
+    fields: Callable[[Any, Any, Any], Any] | None = None,
 ) -> None:
     """Follow the parent's *value* of setting *key* (see the module's docstring).
 
     *read* gives this worker's own value (in the parent's form), *write* sets the
     parent's, *restore(own, value)* puts back an own value read before (default:
-    ``write(own)``) as the parent's value is *value* again.
+    ``write(own)``) as the parent's value is *value* again. *fields(own, before, value)*,
+    for a setting of several fields (a decimal context: precision, rounding...), is what
+    to write for a change: the fields the parent changed since *before* (:data:`FIRST` at
+    the first) set over the worker's *own* (a ``localcontext(prec=5)`` block leaves the
+    rounding a task set alone, as in a loop).
     """
     seen = _seen.get(key, _NOT_YET)
     if seen is value or seen == value:
@@ -68,12 +76,18 @@ def follow(
                 else:
                     restore(own, value)
                 return
-    if seen is not _NOT_YET:
+    if seen is _NOT_YET:
+        if fields is not None:
+            value = fields(read(), FIRST, value)
+    else:
+        own = read()
         if stack is None:
             stack = _before[key] = []
-        stack.append((seen, read()))
+        stack.append((seen, own))
         if len(stack) > _DEPTH:
             del stack[0]
+        if fields is not None:
+            value = fields(own, seen, value)
     write(value)
 
 

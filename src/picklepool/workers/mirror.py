@@ -146,9 +146,9 @@ def apply(state: ParentState) -> None:
     """
     global _applied
     follow = following.follow
-    for key, field, part, read, write, restore in _SETTINGS:
+    for key, field, part, read, write, restore, fields in _SETTINGS:
         value = getattr(state, field)
-        follow(key, value if part < 0 else value[part], read, write, restore)
+        follow(key, value if part < 0 else value[part], read, write, restore, fields)
     registrations.apply(state.reducers)
     envvars.apply(state.environ)
     locales.apply(state.locale)
@@ -173,13 +173,6 @@ def apply(state: ParentState) -> None:
     if state.reloads:  # (none: nothing to reload, whatever was reloaded before)
         reloads.apply(state.reloads)
     _applied = state
-
-
-def _set_sys_path(parent: tuple[str, ...]) -> None:
-    """The parent's entries first, in its order; the worker's own after them."""
-    if tuple(sys.path[: len(parent)]) != parent:
-        known = set(parent)
-        sys.path[:] = list(parent) + [p for p in sys.path if p not in known]
 
 
 def _set_cwd(cwd: str | None) -> None:
@@ -220,10 +213,11 @@ def take_settings(created: dict[str, Any]) -> None:
     initializer runs: it changes them as it would in a forked child
     (``np.seterr(divide="ignore")`` keeps the parent's ``over="raise"``), and what it sets
     stays while the parent's are those (``workers.following``)."""
-    for key, _field, _part, _read, write, _restore in _SETTINGS:
+    for key, _field, _part, read, write, _restore, fields in _SETTINGS:
         if key in created:
-            write(created[key])
-            following.seen_as(key, created[key])
+            value = created[key]
+            write(value if fields is None else fields(read(), following.FIRST, value))
+            following.seen_as(key, value)
 
 
 def keep_own(before: dict[str, Any], created: dict[str, Any] | None) -> None:
@@ -290,6 +284,61 @@ def _numeric_part(i: int) -> tuple[Any, Any]:
     return read, write
 
 
+def _sklearn_defaults() -> Any:
+    config = sys.modules.get("sklearn._config")
+    defaults = getattr(config, "_global_config", None)
+    return tuple(sorted(defaults.items())) if type(defaults) is dict else None
+
+
+def _printed_defaults() -> Any:
+    defaults = printopts._defaults  # (read once numpy's options were read here)
+    return tuple(sorted(defaults.items())) if defaults is not None else None
+
+
+def _by_field(default: Any, positional: bool = False) -> Any:
+    """``fields`` of ``following.follow`` for a setting whose value is a tuple of fields
+    (*positional*: the decimal context's) or of ``(name, value)`` pairs, None meaning
+    *default()*'s: the fields the parent changed, set over the worker's own."""
+
+    def fields(own: Any, before: Any, value: Any) -> Any:
+        if before is following.FIRST or before == value:
+            return value
+        base = default()
+        if base is None and (own is None or before is None or value is None):
+            return value  # (the defaults are not known here: the parent's whole value)
+
+        def named(v: Any) -> dict[Any, Any]:
+            v = base if v is None else v
+            return dict(enumerate(v)) if positional else dict(v)
+
+        mine, then, now = named(own), named(before), named(value)
+        for key in then.keys() | now.keys():
+            if then.get(key, _ABSENT) != now.get(key, _ABSENT):
+                if key in now:
+                    mine[key] = now[key]
+                else:
+                    mine.pop(key, None)
+        out = tuple(mine[j] for j in range(len(mine))) if positional else tuple(sorted(mine.items()))
+        return None if out == base else out
+
+    return fields
+
+
+_ABSENT = object()
+
+
+def _sys_path_fields(own: list[Any], before: Any, value: tuple[str, ...]) -> list[Any]:
+    """The parent's ``sys.path`` first, then the worker's own entries (not the parent's
+    before: one the parent removed goes, as in a loop; it piled up in every worker)."""
+    known = set(value) | (set() if before is following.FIRST else set(before))
+    return list(value) + [p for p in own if p not in known]
+
+
+def _set_whole_sys_path(path: list[Any]) -> None:
+    if sys.path != path:
+        sys.path[:] = path
+
+
 def _io_part(i: int) -> tuple[Any, Any]:
     """(read, write) of part *i* of the socket timeout, temp folder and csv limit (``io_defaults``)."""
 
@@ -302,24 +351,29 @@ def _io_part(i: int) -> tuple[Any, Any]:
     return read, write
 
 
-# key -> (read: this worker's own value, write: set the parent's, restore(own, parent's) or None)
-_HOW: dict[str, tuple[Any, Any, Any]] = {
-    "sys_path": (lambda: list(sys.path), lambda v: _set_sys_path(v), _restore_sys_path),
-    "recursion_limit": (sys.getrecursionlimit, _set_recursion_limit, None),
-    "stack_size": (thread_stack_size, _set_stack_size, None),
-    "cwd": (_cwd, lambda v: _set_cwd(v), None),
-    "int_max_str_digits": (_digits, lambda v: _set_digits(v), None),
-    **{f"numeric.{i}": (*_numeric_part(i), None) for i in range(4)},
-    "umask": (lambda: umask(), _set_umask, None),
+# key -> (read: this worker's own value, write: set the parent's, restore(own, parent's) or
+# None, fields(own, before, parent's) or None: following.follow's)
+_HOW: dict[str, tuple[Any, Any, Any, Any]] = {
+    "sys_path": (lambda: list(sys.path), _set_whole_sys_path, _restore_sys_path, _sys_path_fields),
+    "recursion_limit": (sys.getrecursionlimit, _set_recursion_limit, None, None),
+    "stack_size": (thread_stack_size, _set_stack_size, None, None),
+    "cwd": (_cwd, lambda v: _set_cwd(v), None, None),
+    "int_max_str_digits": (_digits, lambda v: _set_digits(v), None, None),
+    "numeric.0": (*_numeric_part(0), None, _by_field(lambda: _DECIMAL_DEFAULT, positional=True)),
+    "numeric.1": (*_numeric_part(1), None, _by_field(lambda: _NUMPY_DEFAULT)),
+    "numeric.2": (*_numeric_part(2), None, _by_field(_printed_defaults)),
+    "numeric.3": (*_numeric_part(3), None, _by_field(_sklearn_defaults)),
+    "umask": (lambda: umask(), _set_umask, None, None),
     "start_method": (
         lambda: multiprocessing.get_start_method(allow_none=True),
         _set_start_method,
         None,
+        None,
     ),
-    "warning_filters": (warnfilters.own, warnfilters.apply, warnfilters.restore),
-    **{f"io_defaults.{i}": (*_io_part(i), None) for i in range(3)},
+    "warning_filters": (warnfilters.own, warnfilters.apply, warnfilters.restore, None),
+    **{f"io_defaults.{i}": (*_io_part(i), None, None) for i in range(3)},
 }
-# (key, ParentState field, part of it or -1, read, write, restore), in MIRRORED_SETTINGS' order
+# (key, ParentState field, part of it or -1, read, write, restore, fields), in MIRRORED_SETTINGS' order
 _SETTINGS = tuple(
     (key, key.partition(".")[0], int(key.partition(".")[2] or -1), *_HOW[key]) for key in MIRRORED_SETTINGS
 )
@@ -561,7 +615,7 @@ if hasattr(os, "register_at_fork"):
 
 
 # decimal's own defaults (decimal.DefaultContext may have been changed by the user)
-_DECIMAL_DEFAULT = (
+_DECIMAL_DEFAULT: tuple[Any, ...] = (
     28,
     "ROUND_HALF_EVEN",
     -999999,
@@ -570,7 +624,12 @@ _DECIMAL_DEFAULT = (
     0,
     ("DivisionByZero", "InvalidOperation", "Overflow"),
 )
-_NUMPY_DEFAULT = (("divide", "warn"), ("invalid", "warn"), ("over", "warn"), ("under", "ignore"))
+_NUMPY_DEFAULT: tuple[tuple[str, str], ...] = (
+    ("divide", "warn"),
+    ("invalid", "warn"),
+    ("over", "warn"),
+    ("under", "ignore"),
+)
 
 
 def _decimal_now(decimal: Any) -> tuple[Any, ...]:

@@ -274,7 +274,6 @@ def _run(
     # (the module may hold much else, large: each mark is a pickle)
     named = before if by_value or before is None else _reached(target, before)
     marks = {k: _mark(v) for k, v in named.items() if not isinstance(v, _UNCHANGING)} if named else {}
-    filters = list(warnings.filters)
     from . import registries
 
     registries.withdraw()  # (it may register what the parent did: matplotlib refuses a name taken)
@@ -282,6 +281,7 @@ def _run(
 
     if created is not None and key == POOL:  # a new worker of the pool: the parent's, first
         take_settings(created)
+    filters = list(warnings.filters)  # (after: the parent's are not the initializer's own)
     own = note_own()
     initializer(*initargs)
     warnfilters.keep_own(filters)  # the warnings filters it set stay ahead of the parent's
