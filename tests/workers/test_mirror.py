@@ -1194,7 +1194,8 @@ def setup(_):  # a task's one-time setup: one field of each setting
     np.seterr(divide="raise")
 
 def read(_):
-    return (decimal.getcontext().prec, decimal.getcontext().rounding, np.geterr()["divide"], np.geterr()["over"])
+    context, errors = decimal.getcontext(), np.geterr()
+    return (context.prec, context.rounding, errors["divide"], errors["over"])
 
 def set_precision(prec):
     decimal.getcontext().prec = prec
