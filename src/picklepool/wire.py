@@ -114,10 +114,10 @@ class ParentState(NamedTuple):
     # the TZ variable (None: unset): time.localtime(), datetime.fromtimestamp() and
     # time.tzname give the parent's local time, as in a worker that starts now
     tz: str | None = None
-    # the lowest level the parent's loggers are set to, when a logger of it has handlers
-    # (None: its logging is not configured): the tasks' log records come back with the
-    # reply and go to the parent's handlers (workers.logback)
-    logging_floor: int | None = None
+    # the parent's loggers' levels, flags and handlers' levels, pickled (workers.logback;
+    # None: logging not loaded): a task's log.isEnabledFor() answers as in the parent, and
+    # the records the parent's handlers would show come back with the reply and go to them
+    logging_levels: bytes | None = None
     # the level logging.disable() set in the parent (0: none): a task's records at or below
     # it are dropped, and its log.isEnabledFor() answers, as in the parent (workers.logback)
     logging_disable: int = 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import pickle
 
 import pytest
 
@@ -55,7 +58,7 @@ def test_a_logger_the_script_set_lower_than_the_root_gets_its_records_and_traceb
         def task(i):
             logging.getLogger("myapp").debug("debug %d", i)
             try:
-                1 / 0
+                raise ZeroDivisionError("division by zero")
             except ZeroDivisionError:
                 logging.getLogger("myapp.db").exception("failed %d", i)
             return i
@@ -79,13 +82,13 @@ def test_a_named_loggers_handler_gets_the_records_as_in_the_loop():
     # NullHandler alone is no configuration: nothing is sent then.
     proc = run_python(
         """
-        import logging, sys, threading
+        import logging, pickle, sys, threading
         from picklepool import Executor, Parallel, delayed
         from picklepool.workers import logback
 
         log = logging.getLogger("myapp")
         logging.getLogger("somelib").addHandler(logging.NullHandler())
-        assert logback.floor() is None
+        assert not logback.Parent(pickle.loads(logback.levels())).shows
 
         def task(i):
             log.info("task %d", i)
@@ -158,66 +161,282 @@ def test_caplog_records_what_the_tasks_log(caplog):
     assert got == [f"task {i}" for i in range(5)]
 
 
-def test_the_floor_read_in_the_parent_follows_every_level_change():
+def _read_here():
+    """This process's configuration as a worker gets it (logback.levels, read by Parent)."""
     from picklepool.workers import logback
 
-    root = logging.getLogger()
-    handler = logging.NullHandler()
-    saved = root.level
-    logger = logging.getLogger("picklepool.tests.logback.floor")
+    return logback.Parent(pickle.loads(logback.levels()))
+
+
+def test_the_parents_configuration_is_read_again_when_any_part_of_it_changed(monkeypatch):
+    # read at every call: the bytes read before while nothing changed (a few us), read again
+    # when a level, a handler, a flag, logging.disable or logging.lastResort changed (a record
+    # the parent shows since would have been dropped in the worker)
+    from picklepool.workers import logback
+    from picklepool.workers.logback import DISABLED, HANDLED, LEVEL, PROPAGATE, SHOWS
+
+    name = "picklepool.tests.logback.read"
+    logger = logging.getLogger(name)
+    handler = logging.StreamHandler(io.StringIO())  # made before it is added
     try:
-        root.setLevel(logging.WARNING)
-        root.addHandler(handler)
-        base = logback.floor()  # (another logger of this process may be set lower)
-        assert base is not None and base <= logging.WARNING
-        logger.setLevel(5)  # after a read: the cached floor is not kept
-        assert logback.floor() == 5
-        logger.setLevel(logging.NOTSET)
-        assert logback.floor() == base
-        root.setLevel(logging.NOTSET)  # the root at NOTSET handles every record
-        assert logback.floor() == logging.NOTSET
+        data = logback.levels()
+        assert logback.levels() is data
+        logger.setLevel(5)
+        assert _read_here().loggers[name][LEVEL] == 5
+        logger.addHandler(handler)
+        assert _read_here().loggers[name][SHOWS] == logging.NOTSET
+        handler.setLevel(logging.ERROR)
+        assert _read_here().loggers[name][SHOWS] == logging.ERROR
+        logger.propagate = False
+        assert _read_here().loggers[name][PROPAGATE] is False
+        logger.disabled = True
+        assert _read_here().loggers[name][DISABLED] is True
+        logger.removeHandler(handler)
+        assert _read_here().loggers[name][HANDLED] is False
+        monkeypatch.setattr(logging, "lastResort", None)
+        assert _read_here().last_resort is None
+        monkeypatch.undo()
+        logging.disable(logging.INFO)
+        assert _read_here().disable == logging.INFO
+        logging.disable(logging.NOTSET)
+        data = logback.levels()
+        assert logback.levels() is data
     finally:
-        root.removeHandler(handler)
-        root.setLevel(saved)
+        logging.disable(logging.NOTSET)
+        logger.removeHandler(handler)
         logger.setLevel(logging.NOTSET)
+        logger.propagate, logger.disabled = True, False
 
 
-def test_a_workers_root_level_is_set_once_for_batches_of_the_same_floor(monkeypatch):
-    # setLevel empties every logger's level cache: twice a batch was 20 us of a call's
-    # path in a worker with a hundred loggers (basicConfig(level=INFO) in the parent). The
-    # level stays between batches; a batch wanting none gives the root its own back.
-    from picklepool.workers import logback
+def test_a_worker_follows_each_change_of_the_parents_levels_and_keeps_a_tasks_own(monkeypatch):
+    # a warm worker: the parent's levels as they are at each call, set once per change
+    # (setLevel empties every logger's cache); a level a task set stays while the parent's
+    # of that logger stays the same, and comes back when a change of the parent's ends
+    # (caplog.at_level's block), as in the loop (workers.following)
+    from picklepool.workers import following, logback
 
+    name = "picklepool.tests.logback.follow"
+    logger = logging.getLogger(name)
     root = logging.getLogger()
     calls = []
     real = logging.Logger.setLevel
 
     def counted(self, level):
-        calls.append(level)
+        calls.append((self.name, level))
         real(self, level)
 
-    monkeypatch.setattr(logging.Logger, "setLevel", counted)
-    monkeypatch.setattr(root, "handlers", [])
-    monkeypatch.setattr(logback, "_kept", None)
-    saved = root.level
+    def parent_with(level):  # the bytes a parent whose logger has *level* sends
+        real(logger, level)
+        data = logback.levels()
+        real(logger, logging.NOTSET)  # (the worker's own, before its first batch)
+        return data
+
+    monkeypatch.setattr(root, "handlers", [])  # (pytest's: a worker has none)
+    monkeypatch.setattr(logback, "_followed", None)
+    monkeypatch.setattr(following, "_seen", {})
+    monkeypatch.setattr(following, "_before", {})
     try:
-        real(root, logging.WARNING)
-        for _ in range(3):
-            with logback.collected(logging.INFO) as records:
-                logging.getLogger("picklepool.tests.logback.once").info("kept")
-            assert [r["msg"] for r in records] == ["kept"]
-            assert logback._spare is not None and logback._spare.records == []  # not kept there
-        assert calls == [logging.INFO]
-        with logback.collected(None):
-            pass
-        assert root.level == logging.WARNING  # its own, back
-        with logback.collected(logging.INFO):
-            root.setLevel(logging.ERROR)  # a task's own: stays, as in the loop
-        with logback.collected(None):
-            pass
-        assert root.level == logging.ERROR
+        debug, info, unset = parent_with(logging.DEBUG), parent_with(logging.INFO), parent_with(0)
+        monkeypatch.setattr(logging.Logger, "setLevel", counted)
+        logback.follow(debug)
+        assert logger.level == logging.DEBUG and logger.isEnabledFor(logging.DEBUG)
+        logback.follow(debug)
+        assert calls == [(name, logging.DEBUG)]
+        logger.setLevel(logging.ERROR)  # a task's own
+        logback.follow(debug)
+        assert logger.level == logging.ERROR
+        logback.follow(info)  # a block in the parent
+        assert logger.level == logging.INFO
+        logback.follow(debug)  # its end: the task's own back
+        assert logger.level == logging.ERROR
+        logback.follow(unset)
+        assert logger.level == logging.NOTSET
+        assert logger.getEffectiveLevel() == root.getEffectiveLevel()
     finally:
-        real(root, saved)
+        real(logger, logging.NOTSET)
+
+
+@pytest.mark.parametrize(
+    ("setup", "answers", "sent"),
+    [
+        # what `import dask.distributed` does: its logger at INFO, with a handler of its own
+        (
+            "d = logging.getLogger('distributed'); d.setLevel(logging.INFO); "
+            "d.addHandler(logging.StreamHandler())",
+            [False, False, logging.WARNING],
+            {},
+        ),
+        # basicConfig at INFO, one subsystem debugged: the INFO records are shown, only they
+        (
+            "logging.basicConfig(level=logging.INFO, filename=os.devnull); "
+            "logging.getLogger('myapp.db').setLevel(logging.DEBUG)",
+            [True, False, logging.INFO],
+            {"20": 2000},
+        ),
+    ],
+)
+def test_records_below_the_parents_level_of_their_logger_are_not_made_in_the_worker(setup, answers, sent):
+    # any logger of the parent set below the root's level made the worker's root take that
+    # level: every task's INFO (DEBUG) record of any logger was made, kept and sent back, to
+    # be dropped by the parent (40x slower, hundreds of MB a worker, nothing shown)
+    proc = run_python(
+        f"""
+        import collections, json, logging, os
+        from picklepool import Parallel, delayed
+
+        {setup}
+        received = collections.Counter()
+        made = logging.makeLogRecord
+
+        def counted(attrs):  # (what the parent got back, before its loggers decide)
+            received[attrs["levelno"]] += 1
+            return made(attrs)
+
+        logging.makeLogRecord = counted
+
+        def task(i):
+            log = logging.getLogger("etl")
+            for k in range(1000):
+                log.info("row %d", k)
+                log.debug("row %d", k)
+            return [log.isEnabledFor(logging.INFO), log.isEnabledFor(logging.DEBUG), log.getEffectiveLevel()]
+
+        print(json.dumps([Parallel(n_jobs=2)(delayed(task)(i) for i in range(2)), received]))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [[answers, answers], sent]
+
+
+TASK_LOGS = """
+import io, logging, sys
+from picklepool import Parallel, delayed
+
+NAMES = ["root", "etl", "myapp", "myapp.db", "myapp.db.sub", "myapp.other", "quiet", "quiet.child",
+         "filtered", "off", "lib", "lib.x", "deep.a.b"]
+LEVELS = [5, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL]
+
+
+def task(i):
+    answers = []
+    for name in NAMES:
+        log = logging.getLogger() if name == "root" else logging.getLogger(name)
+        answers.append((name, log.getEffectiveLevel(), [log.isEnabledFor(level) for level in LEVELS]))
+        for level in LEVELS:
+            log.log(level, "%s %d %d", name, level, i)
+    return answers
+
+
+emitted, rejected, received = [], [], []
+
+
+class Seen(logging.Filter):
+    def __init__(self, where):
+        super().__init__()
+        self.where = where
+
+    def filter(self, record):
+        emitted.append((self.where, record.getMessage()))
+        return self.where != "lastResort"  # (not printed)
+
+
+def only_task_0(record):  # the "filtered" logger's own filter
+    if record.getMessage().endswith(" 0"):
+        return True
+    rejected.append(record.getMessage())
+    return False
+
+
+made = logging.makeLogRecord
+
+
+def counted(attrs):  # what the parent got back, before its loggers decide
+    record = made(attrs)
+    received.append(record.getMessage())
+    return record
+
+
+logging.makeLogRecord = counted
+
+
+def handler(where, level=logging.NOTSET):
+    h = logging.StreamHandler(io.StringIO())
+    h.setLevel(level)
+    h.addFilter(Seen(where))
+    return h
+
+
+def run(phase, kept_exactly=True):
+    del emitted[:], rejected[:], received[:]
+    pool = Parallel(n_jobs=2)(delayed(task)(i) for i in range(2))
+    shown_pool, kept, dropped_by_filter = sorted(emitted), sorted(received), list(rejected)
+    del emitted[:], rejected[:]
+    loop = [task(i) for i in range(2)]
+    assert pool == loop, (phase, [(p, q) for p, q in zip(pool[0], loop[0]) if p != q])
+    assert shown_pool == sorted(emitted), (phase, sorted(set(shown_pool) ^ set(emitted)))
+    if kept_exactly:
+        shown = {message for _, message in shown_pool} | set(dropped_by_filter)
+        assert kept == sorted(shown), (phase, sorted(set(kept) ^ shown))
+    print(phase, len(kept), len(shown_pool))
+
+
+logging.lastResort.addFilter(Seen("lastResort"))
+on_root = handler("root")
+logging.basicConfig(level=logging.INFO, handlers=[on_root])
+logging.getLogger("myapp").addHandler(handler("myapp", logging.ERROR))
+logging.getLogger("myapp.db").setLevel(logging.DEBUG)
+logging.getLogger("myapp.other")
+quiet = logging.getLogger("quiet")
+quiet.setLevel(logging.DEBUG)
+quiet.propagate = False  # no handler: logging.lastResort's, WARNING and above
+logging.getLogger("filtered").setLevel(logging.DEBUG)
+logging.getLogger("filtered").addFilter(only_task_0)
+off = logging.getLogger("off")
+off.setLevel(logging.DEBUG)
+off.disabled = True
+lib = logging.getLogger("lib")
+lib.setLevel(logging.DEBUG)
+lib.addHandler(logging.NullHandler())
+lib.propagate = False  # shown nowhere
+logging.getLogger("deep").setLevel(5)
+logging.getLogger("deep.a")
+"""
+
+
+def test_a_worker_keeps_exactly_the_records_the_parent_shows_and_answers_isenabledfor_as_it():
+    # both ways, against the loop in the parent: the records a worker keeps are those the
+    # parent's handlers (or logging.lastResort) show, but those its logger's own filter drops;
+    # the parent's handlers show what they showed in the loop; a task's isEnabledFor and
+    # getEffectiveLevel answer as in the loop, for loggers the parent made or not, with
+    # propagate=False, disabled, a NullHandler, logging.disable, and changes between calls
+    proc = run_python(
+        TASK_LOGS
+        + """
+run("configured")
+on_root.setLevel(logging.INFO)
+logging.getLogger().setLevel(logging.WARNING)
+logging.getLogger("myapp.db").setLevel(logging.NOTSET)
+logging.getLogger("etl").setLevel(logging.DEBUG)
+quiet.propagate = True
+off.disabled = False
+logging.disable(logging.DEBUG)
+run("changed")
+logging.disable(logging.NOTSET)
+loose = handler("loose")
+run("a handler made", kept_exactly=False)  # (it may be added anywhere: its level is kept)
+logging.getLogger("deep.a").addHandler(loose)  # nothing made: the configuration read before holds
+run("a handler made before added to a logger that had none", kept_exactly=False)
+"""
+    )
+    assert proc.returncode == 0, proc.stderr
+    phases = [line.rsplit(" ", 2) for line in proc.stdout.splitlines()]
+    assert [p[0] for p in phases] == [
+        "configured",
+        "changed",
+        "a handler made",
+        "a handler made before added to a logger that had none",
+    ]
+    assert all(int(p[1]) > 0 and int(p[2]) > 0 for p in phases), phases
 
 
 def test_a_level_the_script_named_keeps_its_name():

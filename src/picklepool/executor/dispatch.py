@@ -143,7 +143,7 @@ def parent_state(
         registrations.pickled(),
         command_line(),
         time_zone(),
-        logback.floor(),
+        logback.levels(),
         logback.disabled(),
         builtinnames.pickled(),
         pandasoptions.pickled(),

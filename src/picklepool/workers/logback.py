@@ -6,62 +6,196 @@ configured (``logging.basicConfig(filename="run.log", level=logging.INFO)``, pyt
 worker's default WARNING level) or printed to the terminal by ``logging.lastResort``,
 without the script's format (joblib's workers do the same).
 
-When a logger of the parent has handlers (its root logger's, ``basicConfig``; or a named
-one's, ``getLogger("app").addHandler(...)``, where a worker lost every record), :func:`floor`
-(read when the call is made, again when a logger or a handler is made, a level set or the
-root's handlers change) gives the lowest level the parent's loggers are set to; the
-worker's root logger takes that level for the batch (and keeps it until a batch wants
-another), and a handler of :func:`collected` keeps the records that reach it (as a
-``logging.handlers.QueueHandler`` prepares them: the message formatted, an exception's
-traceback as text), sent with the batch's reply (``wire.Captured``). The
-parent hands each to the logger of its name (:func:`show`), which decides as for its own
-records: its level, filters, handlers, propagation. They come when the batch is done, not
-as they are made. A worker whose logging an ``initializer`` configured (its root logger
-has handlers) keeps it: its records are not sent. Not on dask (a cluster's workers are
-shared).
+The parent's logging configuration travels with every batch (:func:`levels`, read when
+the call is made, again only when a level, a logger, a handler or ``logging.lastResort``
+changed): the level, ``disabled`` flag, ``propagate`` flag and handlers' levels of each of
+its loggers that has any of them set. A worker sets its loggers' levels and ``disabled``
+flags to the parent's (:func:`follow`, where the parent's changed since its last batch:
+one a task set stays while the parent leaves it be), so a task's ``log.isEnabledFor()``
+and ``getEffectiveLevel()`` answer as in the parent, for any logger name, and a record the
+parent's level would drop is not made (a library guarding its costly debug formatting with
+``isEnabledFor`` skips it, as in the parent).
+
+When a logger of the parent has a handler that shows records (its root logger's,
+``basicConfig``; or a named one's, ``getLogger("app").addHandler(...)``; a library's
+``NullHandler`` shows nothing), a handler of :func:`collected` on the worker's root logger
+keeps the records that reach it and that the parent would show (:meth:`Parent.threshold`:
+its logger's effective level there, its ``disabled`` flag, ``logging.disable``'s level,
+and a handler on its propagation chain, or ``logging.lastResort`` when it has none, that
+takes that level), prepared as a ``logging.handlers.QueueHandler`` prepares them (the
+message formatted, an exception's traceback as text), sent with the batch's reply
+(``wire.Captured``). The parent hands each to the logger of its name (:func:`show`),
+which decides as for its own records: its filters, its handlers' filters. They come when
+the batch is done, not as they are made. A worker whose logging an ``initializer``
+configured (its root logger has handlers) keeps it: its levels are its own and its records
+are not sent. Not on dask (a cluster's workers are shared).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import pickle
 import sys
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-# parent: (the floor read last, and the number of loggers, the number of handlers made and
-# whether the root logger had handlers then); valid while those are the same and _MARK is in
-# the root logger's level cache, which every setLevel and logging.disable empty
-_read: tuple[int | None, int, int, bool] = (None, -1, -1, False)
-_MARK = object()
+from . import following
+
+# a level no record reaches: a logger whose records the parent never shows
+NEVER = sys.maxsize
+
+# a parent's logger as sent (Parent.loggers): (name, level, disabled, propagate, whether it
+# has handlers, the lowest level of those that show records, None when none does); the root
+# logger's name is "" (getLogger("") is the root: no other logger has that name)
+NAME, LEVEL, DISABLED, PROPAGATE, HANDLED, SHOWS = range(6)
 
 
-def floor() -> int | None:
-    """The lowest level a logger of this process is set to, when a logger of it has handlers
-    (its logging is configured: its root logger's, or a named one's, ``getLogger("app")
-    .addHandler(...)``); None otherwise, or when logging is not loaded."""
+# -- the parent's side: its configuration, read when it changed -------------------------
+
+
+class _Read:
+    """The configuration :func:`levels` read last, and what tells that it still holds."""
+
+    __slots__ = ("data", "key", "loggers", "handlers", "watched")
+
+    def __init__(
+        self, data: bytes, key: tuple[Any, ...], loggers: list[Any], handlers: list[weakref.ref[Any]]
+    ) -> None:
+        self.data = data
+        self.key = key
+        self.loggers = loggers  # the loggers it has, the root first: their handlers and flags are watched
+        # weak references to their handlers and the loose ones, whose levels are watched (not
+        # kept alive here: a loose one gone, the records its level took are no longer kept)
+        self.handlers = handlers
+        self.watched = _watched(loggers, handlers)
+
+
+# parent: what levels() read last (None: nothing yet)
+_read: _Read | None = None
+_MARK = object()  # put in the root logger's level cache, which every setLevel and logging.disable empty
+
+
+def levels() -> bytes | None:
+    """This process's logging configuration for its workers (``ParentState.logging_levels``),
+    pickled: see :class:`Parent`. None when ``logging`` is not loaded.
+
+    Read again only when it may have changed: a level set (``setLevel`` and
+    ``logging.disable`` empty the root logger's level cache, where a mark is left), a logger
+    or a handler made, ``logging.lastResort`` changed, or a handler, ``propagate`` or
+    ``disabled`` flag of a logger it has, or a level of a handler it has, changed. A few
+    microseconds a call when nothing did (every call reads it)."""
     global _read
     module = sys.modules.get("logging")
     if module is None:
         return None
-    root = module.root
-    loggers = root.manager.loggerDict
+    key = _key(module)
+    read = _read
+    if (
+        read is not None
+        and key is not None
+        and read.key == key
+        and _MARK in module.root._cache
+        and _watched(read.loggers, read.handlers) == read.watched
+    ):
+        return read.data
+    module.root._cache[_MARK] = True  # (never looked up: isEnabledFor asks for levels)
+    config, loggers, handlers = _configuration(module)
+    _read = _Read(pickle.dumps(config, protocol=4), key or (), loggers, handlers)
+    return _read.data
+
+
+def _key(module: Any) -> tuple[Any, ...] | None:
+    """What changes when a logger or a handler is made or ``logging.lastResort`` is replaced
+    or set another level (None where this ``logging`` keeps no list of its handlers: read
+    at every call then). The newest handler's weak reference, not their number: one made as
+    another went left the number as it was."""
     made = getattr(module, "_handlerList", None)  # (a weak reference to every handler made)
-    key = (len(loggers), len(made) if type(made) is list else -1, bool(root.handlers))
-    cache = getattr(root, "_cache", None)
-    if _read[1:] == key and key[1] >= 0 and type(cache) is dict and _MARK in cache:
-        return _read[0]
-    level: int | None = root.level  # (NOTSET on the root: every record is handled)
-    for logger in list(loggers.values()):
-        own = getattr(logger, "level", 0)  # (a PlaceHolder has none)
-        if own and level is not None and own < level:
-            level = own
-    if not (root.handlers or _configured(loggers)):
-        level = None  # (nothing would show the records: they stay in the worker)
-    if type(cache) is dict:
-        cache[_MARK] = True  # (never looked up: isEnabledFor asks for levels)
-    _read = (level, *key)
-    return level
+    if type(made) is not list:
+        return None
+    last = module.lastResort
+    return (
+        len(module.root.manager.loggerDict),
+        made[-1] if made else None,
+        last,
+        getattr(last, "level", None),
+    )
+
+
+def _watched(loggers: list[Any], handlers: list[weakref.ref[Any]]) -> tuple[Any, ...]:
+    """The parts of *loggers* and *handlers* (weak references) no cache mark or count
+    follows: a logger's handlers (``addHandler`` of a handler made before, ``removeHandler``),
+    its ``propagate`` and ``disabled`` flags, a handler's level (None: gone)."""
+    return (
+        [(tuple(lg.handlers), lg.propagate, lg.disabled) for lg in loggers],
+        [getattr(h(), "level", None) for h in handlers],
+    )
+
+
+def _configuration(module: Any) -> tuple[tuple[Any, ...], list[Any], list[weakref.ref[Any]]]:
+    """(the configuration :class:`Parent` takes, the loggers it has, weak references to their
+    handlers and the loose ones) of the ``logging`` *module* as it is now."""
+    root = module.root
+    logger_class = module.Logger
+    null = module.NullHandler
+    entries = []
+    loggers = [root]
+    attached: set[int] = set()
+    for name, logger in list(root.manager.loggerDict.items()):
+        if not isinstance(logger, logger_class):  # (a PlaceHolder: no logger of that name yet)
+            continue
+        if logger.level or logger.disabled or not logger.propagate or logger.handlers:
+            entries.append(_entry(name, logger, null))
+            loggers.append(logger)
+    handlers = []
+    for logger in loggers:
+        for handler in logger.handlers:
+            attached.add(id(handler))
+            handlers.append(weakref.ref(handler))
+    loose = _loose(module, attached)
+    handlers += map(weakref.ref, loose)
+    shown = [h.level for h in loose if type(h) is not null]
+    last = module.lastResort
+    top = _entry("", root, null)
+    config = (
+        any(entry[SHOWS] is not None for entry in (top, *entries)) or bool(shown),
+        root.manager.disable,
+        None if last is None else last.level,
+        min(shown) if shown else None,
+        top,
+        tuple(entries),
+    )
+    return config, loggers, handlers
+
+
+def _entry(name: str, logger: Any, null: type) -> tuple[Any, ...]:
+    """*logger* as :class:`Parent` takes it (``NAME``, ``LEVEL``... ``SHOWS``)."""
+    shows = [h.level for h in logger.handlers if type(h) is not null]
+    return (
+        name,
+        logger.level,
+        bool(logger.disabled),
+        bool(logger.propagate),
+        bool(logger.handlers),
+        min(shows) if shows else None,
+    )
+
+
+def _loose(module: Any, attached: set[int]) -> list[Any]:
+    """The handlers made and alive that no logger has (but ``logging.lastResort``): one may
+    be added to any logger before a call without a new handler or logger being made, which
+    :func:`levels` would not see; a worker keeps the records of every logger that such a
+    handler's level would take (a free ``FileHandler`` at INFO: every INFO record the parent's
+    loggers let through)."""
+    own = {id(module.lastResort), id(getattr(module, "_defaultLastResort", None))}
+    loose = []
+    for ref in list(getattr(module, "_handlerList", ())):
+        handler = ref()
+        if handler is not None and id(handler) not in attached and id(handler) not in own:
+            loose.append(handler)
+    return loose
 
 
 def disabled() -> int:
@@ -78,15 +212,142 @@ def disable(level: int) -> None:
         logging.disable(level)
 
 
-def _configured(loggers: dict[str, Any]) -> bool:
-    """Whether a logger of *loggers* (not the root) has handlers, other than a library's
-    ``NullHandler`` (which shows nothing)."""
-    null = logging.NullHandler
-    for logger in list(loggers.values()):
-        for handler in getattr(logger, "handlers", ()):
-            if type(handler) is not null:
-                return True
-    return False
+# -- the worker's side: the parent's configuration, followed --------------------------
+
+
+class Parent:
+    """The parent's logging configuration, as :func:`levels` sent it: whether it shows
+    records (a logger has a handler that is not a ``NullHandler``), ``logging.disable``'s
+    level, ``logging.lastResort``'s level (None: there is none), the lowest level of its
+    loose handlers (:func:`_loose`; None: none), its root logger and its other loggers that
+    have a level, a flag or handlers (``NAME``, ``LEVEL``... ``SHOWS``)."""
+
+    def __init__(self, config: Sequence[Any]) -> None:
+        self.shows, self.disable, self.last_resort, self.loose, self.root, entries = config
+        self.loggers: dict[str, tuple[Any, ...]] = {entry[NAME]: entry for entry in entries}
+        self._thresholds: dict[Any, int] = {}
+
+    def levels(self) -> dict[str, tuple[int, bool]]:
+        """{logger name: (level, disabled)} of the parent's loggers that have either set
+        ("": the root logger)."""
+        out = {"": (self.root[LEVEL], self.root[DISABLED])}
+        for name, entry in self.loggers.items():
+            if entry[LEVEL] or entry[DISABLED]:
+                out[name] = (entry[LEVEL], entry[DISABLED])
+        return out
+
+    def threshold(self, name: str, shown: tuple[str, ...] = ()) -> int:
+        """The lowest level of a record of the logger *name* that the parent's :func:`show`
+        shows (``NEVER``: none), *shown* naming the loggers whose handlers in this worker
+        showed it already (:func:`_shown_here`, skipped there). Its filters may drop one."""
+        key = (name, shown) if shown else name
+        level = self._thresholds.get(key)
+        if level is None:
+            level = self._thresholds[key] = self._threshold(name, shown)
+        return level
+
+    def _threshold(self, name: str, shown: tuple[str, ...]) -> int:
+        own = self.root if name == "root" else self.loggers.get(name)
+        if own is not None and own[DISABLED]:  # (Logger.handle drops them all)
+            return NEVER
+        chain = self._chain(name)
+        # isEnabledFor: the logger's effective level, and logging.disable's level
+        level = next((entry[LEVEL] for entry in chain if entry[LEVEL]), logging.NOTSET)
+        level = max(level, self.disable + 1)
+        # callHandlers: a handler on the way up that takes the record, else lastResort
+        reach, handled = NEVER, False
+        for entry in chain:
+            handled = handled or entry[HANDLED]
+            if entry[SHOWS] is not None and entry[NAME] not in shown:
+                reach = min(reach, entry[SHOWS])
+            if not entry[PROPAGATE]:
+                break
+        if not handled and not shown and self.last_resort is not None:
+            reach = min(reach, self.last_resort)  # (_handle_past has no lastResort)
+        if self.loose is not None:
+            reach = min(reach, self.loose)
+        return max(level, reach)
+
+    def _chain(self, name: str) -> list[tuple[Any, ...]]:
+        """The parent's loggers a record of the logger *name* goes through, from its own (if
+        it has one) up to its root logger, as ``logging.getLogger(name)`` there links them."""
+        if name == "root":
+            return [self.root]
+        loggers = self.loggers
+        chain = [loggers[name]] if name in loggers else []
+        chain += [loggers[above] for above in _ancestors(name) if above in loggers]
+        chain.append(self.root)
+        return chain
+
+
+def _ancestors(name: str) -> Iterator[str]:
+    """The names above *name* that ``logging.Manager._fixupParents`` looks for its parent
+    in, nearest first ("a.b.c": "a.b", "a")."""
+    i = name.rfind(".")
+    while i > 0:
+        yield name[:i]
+        i = name.rfind(".", 0, i - 1)
+
+
+# worker: (the configuration followed last, as sent, and as read), None before the first
+_followed: tuple[bytes, Parent] | None = None
+# the level and disabled flag of a logger at logging's start ("": the root logger's)
+_START = {"": (logging.WARNING, False)}
+_UNSET = (logging.NOTSET, False)
+
+
+def follow(data: bytes | None) -> Parent | None:
+    """Follow the parent's changes of its loggers' levels and ``disabled`` flags (*data*,
+    :func:`levels`) in this worker's loggers; the parent's configuration when it shows
+    records (the tasks' records go to it, :func:`collected`), else None.
+
+    Each logger's (level, disabled) is a setting of ``workers.following``: set when the
+    parent's changed since this worker's last batch, the worker's own back when a change
+    ends (``caplog.at_level``'s block); a level a task or an ``initializer`` set stays while
+    the parent leaves that logger's be, as in the loop. Nothing is done where the parent has
+    no ``logging`` or this worker's root logger has handlers (an ``initializer`` configured
+    its logging: the levels are its own too). Read only when *data* changed."""
+    global _followed
+    if data is None or logging.root.handlers:
+        return None
+    followed = _followed
+    if followed is None or followed[0] != data:
+        parent = Parent(pickle.loads(data))
+        _follow_levels(parent.levels(), _START if followed is None else followed[1].levels())
+        followed = _followed = (data, parent)
+    parent = followed[1]
+    return parent if parent.shows else None
+
+
+def _follow_levels(now: dict[str, tuple[int, bool]], before: dict[str, tuple[int, bool]]) -> None:
+    """Follow *now* ({logger name: (level, disabled)}: the parent's loggers that have either
+    set) for those loggers, and for those of *before* (the parent's at the last change) that
+    it no longer sets (NOTSET and enabled; the root: WARNING). Until the parent changes a
+    logger's, it counts as logging's start (the first batch leaves an initializer's level)."""
+    for name in now.keys() | before.keys():
+        key = f"logging level {name}"
+        start = _START.get(name, _UNSET)
+        if following.seen(key) is None:
+            following.seen_as(key, start)
+        logger = logging.root if name == "" else logging.getLogger(name)
+        following.follow(
+            key,
+            now.get(name, start),
+            functools.partial(_level, logger),
+            functools.partial(_set_level, logger),
+        )
+
+
+def _level(logger: logging.Logger) -> tuple[int, bool]:
+    """*logger*'s (level, disabled) here."""
+    return logger.level, bool(logger.disabled)
+
+
+def _set_level(logger: logging.Logger, value: tuple[int, bool]) -> None:
+    """Give *logger* the (level, disabled) *value*."""
+    level, logger.disabled = value
+    if logger.level != level:
+        logger.setLevel(level)  # (empties every logger's cache: only when it differs)
 
 
 # attributes of a LogRecord that makeLogRecord sets back as they are
@@ -94,13 +355,31 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 
 class _Collector(logging.Handler):
-    """Keeps the records that reach the worker's root logger, prepared for the trip."""
+    """Keeps the records that reach the worker's root logger and that the parent would show
+    (:meth:`Parent.threshold`), prepared for the trip."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: Parent) -> None:
         super().__init__(logging.NOTSET)
         self.records: list[dict[str, Any]] = []
+        self.parent = parent
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # no lock, as emit keeps nothing but a record appended (atomic): Handler.handle's took
+        # one per record, for the records the parent drops too
+        name = record.name
+        shown = _shown_here(name)
+        if record.levelno < self.parent.threshold(name, shown):
+            return False  # the parent would not show it: kept, it was shipped and dropped
+        if self.filters and not self.filter(record):
+            return False
+        self._keep(record, shown)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
+        self._keep(record, _shown_here(record.name))
+
+    def _keep(self, record: logging.LogRecord, shown: tuple[str, ...]) -> None:
+        """Append *record*'s attributes: its message formatted, its exception's traceback as text."""
         try:
             message = record.getMessage()
             if record.exc_info and not record.exc_text:
@@ -110,7 +389,6 @@ class _Collector(logging.Handler):
             return
         attrs = dict(vars(record))
         attrs.update(msg=message, args=None, exc_info=None, message=message)
-        shown = _shown_here(record.name)
         if shown:
             attrs[_SHOWN] = shown
         self.records.append(attrs)
@@ -136,38 +414,22 @@ _FORMATTER = logging.Formatter()
 
 
 @contextlib.contextmanager
-def collected(level: int | None) -> Iterator[list[dict[str, Any]]]:
-    """Inside, with a *level* (the parent's :func:`floor`), the records that reach this
-    worker's root logger at that level are kept in the list it yields, not handled here.
-    Nothing is done when *level* is None or this worker's root logger has handlers.
-
-    The root logger keeps that level after the batch, until a batch wants another or none
-    (its own comes back then): ``setLevel`` empties every logger's cache, twice a batch was
-    20 us with a hundred loggers. Outside a batch it changes nothing shown: a record with no
-    handler goes to ``logging.lastResort``, which shows WARNING and above only. A level a
-    task or an initializer set stays theirs, as in the loop."""
-    global _kept
+def collected(parent: Parent | None) -> Iterator[list[dict[str, Any]]]:
+    """Inside, with the *parent*'s configuration (:func:`follow`), the records that reach
+    this worker's root logger and that the parent would show are kept in the list it yields,
+    not handled here. Nothing is done when *parent* is None or this worker's root logger has
+    handlers."""
+    global _spare
     root = logging.root
-    kept = _kept
-    if kept is not None and root.level != kept[0]:
-        kept = _kept = None  # (set since by a task: theirs)
-    if level is None or root.handlers:
-        if kept is not None:
-            root.setLevel(kept[1])
-            _kept = None
+    if parent is None or root.handlers:
         yield []
         return
-    global _spare
     collector = _spare
     if collector is None or collector in root.handlers:  # (the first batch; a batch in a batch)
-        collector = _Collector()
+        collector = _Collector(parent)
     else:
-        collector.records = []
+        collector.records, collector.parent = [], parent
     _spare = collector
-    if root.level != level:
-        own = kept[1] if kept is not None else root.level
-        root.setLevel(level)
-        _kept = (level, own)
     root.addHandler(collector)
     try:
         yield collector.records
@@ -176,8 +438,6 @@ def collected(level: int | None) -> Iterator[list[dict[str, Any]]]:
         collector.records = []  # (the batch's are the caller's: not kept here until the next one)
 
 
-# worker: (the level collected() left the root logger at, the root logger's own level)
-_kept: tuple[int, int] | None = None
 # worker: the collector of the batches (a handler made per batch took a lock and a weak reference)
 _spare: _Collector | None = None
 

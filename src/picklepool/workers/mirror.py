@@ -72,15 +72,17 @@ what an initializer or a task's one-time setup set stays, as in a loop):
   ``workers.registries``), applied by ``workers.runner`` once the batch's functions are
   loaded (their modules may register the same entries as they are imported).
 - the logger class and level names the parent set in ``logging`` (``setLoggerClass``,
-  ``addLevelName``: ``workers.loggerclass``).
+  ``addLevelName``: ``workers.loggerclass``); its loggers' levels and ``disabled`` flags,
+  applied by ``workers.runner`` (``workers.logback.follow``): a task's ``isEnabledFor``
+  answers as in the parent.
 - libraries' settings that are module attributes (``PIL.Image.MAX_IMAGE_PIXELS = None``,
   ``mpmath.mp.dps``: ``workers.modulesettings``).
 - the public globals the parent's program changed in its own modules (``config.DEBUG =
   True``: ``workers.moduleglobals``), applied by ``workers.runner`` with the registries.
 
 Not mirrored, by choice: signal handlers,
-and logging configuration (but a task's records reach the parent's handlers:
-``workers.logback``) (set them in the task or with ``initializer``). numpy's print
+and logging's handlers (but a task's records that the parent would show reach the parent's
+handlers: ``workers.logback``) (set them in the task or with ``initializer``). numpy's print
 options are mirrored with the numeric settings (``workers.printopts``).
 """
 

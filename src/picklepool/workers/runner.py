@@ -205,13 +205,14 @@ def run_batch(batch: Batch) -> Any:
     numeric = None  # a cluster's: applied around the tasks only
     capture = (False, False)
     record = False  # the tasks' warnings go back to the parent (workers.warnback)
-    floor = None  # the tasks' log records go back to the parent at this level (workers.logback)
+    log_parent = None  # the parent's logging, where the tasks' log records go back (workers.logback)
     parent = batch.parent
     if isinstance(parent, NumericState):
         numeric = parent.numeric
     elif parent is not None:
         mirror.apply(parent)
-        capture, record, floor = parent.capture, parent.warnings_back, parent.logging_floor
+        capture, record = parent.capture, parent.warnings_back
+        log_parent = logback.follow(parent.logging_levels)  # (and the loggers' levels set as there)
     registered, changed = (
         (parent.registries, parent.module_globals) if type(parent) is ParentState else (None, None)
     )
@@ -270,14 +271,14 @@ def run_batch(batch: Batch) -> Any:
         if numeric is not None:
             with mirror.numeric_applied(numeric):
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
-        elif floor is not None and not (capture[0] or capture[1] or record):  # (the log records only)
-            with logback.collected(floor) as logged:
+        elif log_parent is not None and not (capture[0] or capture[1] or record):  # (the log records only)
+            with logback.collected(log_parent) as logged:
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
-        elif capture[0] or capture[1] or record or floor is not None:
+        elif capture[0] or capture[1] or record or log_parent is not None:
             with (
                 output.captured(capture) as printed,
                 warnback.recorded(record) as warned,
-                logback.collected(floor) as logged,
+                logback.collected(log_parent) as logged,
             ):
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
         elif timeout is None and not batch.isolate:  # (_execute's commonest case, without its call)
