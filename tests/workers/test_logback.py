@@ -256,6 +256,57 @@ def test_a_worker_follows_each_change_of_the_parents_levels_and_keeps_a_tasks_ow
         real(logger, logging.NOTSET)
 
 
+def test_a_record_comes_back_with_every_attribute_and_shares_what_repeats(monkeypatch):
+    # a row per record, the message formatted and the traceback as text, as QueueHandler
+    # prepares them; the file, line, thread and process of the row before are one object
+    # (~350 bytes a record in the worker, where a dict of its attributes was ~800)
+    from picklepool.workers import logback
+
+    name = "picklepool.tests.logback.rows"
+    logger = logging.getLogger(name)
+    made = []
+
+    def keep(record):
+        made.append(record)
+        return True
+
+    logger.setLevel(logging.DEBUG)
+    parent = _read_here()
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    logger.addFilter(keep)
+    try:
+        with logback.collected(parent) as rows:
+            for i in range(2):
+                logger.info("row %d of %s", i, "two", extra={"job": i})
+            try:
+                raise ZeroDivisionError("division by zero")
+            except ZeroDivisionError:
+                logger.exception("failed")
+        logger.removeFilter(keep)
+        shown = []
+        handler = logging.Handler()
+        handler.emit = shown.append
+        logger.addHandler(handler)
+        logger.propagate = False
+        logback.show(pickle, logback.dumps(pickle, rows))
+    finally:
+        logger.removeFilter(keep)
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+    assert [r.getMessage() for r in shown] == ["row 0 of two", "row 1 of two", "failed"]
+    same = ("name", "levelno", "levelname", "pathname", "filename", "module", "lineno", "funcName")
+    same += ("created", "msecs", "relativeCreated", "thread", "threadName", "processName", "process")
+    for before, after in zip(made, shown, strict=True):
+        assert {k: getattr(after, k) for k in same} == {k: getattr(before, k) for k in same}
+        assert after.args is None and after.exc_info is None
+    assert [r.job for r in shown[:2]] == [0, 1]
+    assert shown[2].exc_text.startswith("Traceback") and shown[2].exc_text.endswith("division by zero")
+    keys = logback._KEYS
+    for key in ("filename", "module", "thread", "process"):
+        assert rows[1][keys.index(key)] is rows[0][keys.index(key)]
+
+
 @pytest.mark.parametrize(
     ("setup", "answers", "sent"),
     [

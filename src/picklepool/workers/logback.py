@@ -23,8 +23,8 @@ keeps the records that reach it and that the parent would show (:meth:`Parent.th
 its logger's effective level there, its ``disabled`` flag, ``logging.disable``'s level,
 and a handler on its propagation chain, or ``logging.lastResort`` when it has none, that
 takes that level), prepared as a ``logging.handlers.QueueHandler`` prepares them (the
-message formatted, an exception's traceback as text), sent with the batch's reply
-(``wire.Captured``). The parent hands each to the logger of its name (:func:`show`),
+message formatted, an exception's traceback as text), one tuple each, sent with the batch's
+reply (``wire.Captured``). The parent hands each to the logger of its name (:func:`show`),
 which decides as for its own records: its filters, its handlers' filters. They come when
 the batch is done, not as they are made. A worker whose logging an ``initializer``
 configured (its root logger has handlers) keeps it: its levels are its own and its records
@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import operator
 import pickle
 import sys
 import weakref
@@ -350,8 +351,21 @@ def _set_level(logger: logging.Logger, value: tuple[int, bool]) -> None:
         logger.setLevel(level)  # (empties every logger's cache: only when it differs)
 
 
-# attributes of a LogRecord that makeLogRecord sets back as they are
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# a record's attributes as a row keeps them: "msg" (its formatted message), then those of a
+# LogRecord made here but the ones the trip drops ("args", "exc_info": prepared as a
+# QueueHandler does; "levelname": the parent names a level), then two: its other attributes
+# ({name: value}, None: none) and the loggers that showed it here (_shown_here, None: none).
+# With _REPEATED shared, ~350 bytes a record, here and in the parent, where a dict was ~800.
+_RECORD = tuple(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+_KEYS = ("msg", *(k for k in _RECORD if k not in {"msg", "args", "exc_info", "levelname"}))
+_VALUES = operator.itemgetter(*_KEYS[1:])
+_STANDARD = frozenset(_RECORD) | {"message"}  # (message: what a Formatter here set, the msg)
+# the values of _VALUES a record makes anew that are most often those of the record before
+# (its call site's file and line, its thread, its process): a row takes those of the row
+# before, one object for them all (~170 bytes less a record, here and in the parent)
+_REPEATED = tuple(
+    i for i, k in enumerate(_KEYS[1:]) if k in {"filename", "module", "lineno", "thread", "process"}
+)
 
 
 class _Collector(logging.Handler):
@@ -360,11 +374,12 @@ class _Collector(logging.Handler):
 
     def __init__(self, parent: Parent) -> None:
         super().__init__(logging.NOTSET)
-        self.records: list[dict[str, Any]] = []
+        self.rows: list[tuple[Any, ...]] = []
         self.parent = parent
+        self.last: tuple[Any, ...] | None = None  # the values of the last row (_shared)
 
     def handle(self, record: logging.LogRecord) -> bool:
-        # no lock, as emit keeps nothing but a record appended (atomic): Handler.handle's took
+        # no lock, as emit keeps nothing but a row appended (atomic): Handler.handle's took
         # one per record, for the records the parent drops too
         name = record.name
         shown = _shown_here(name)
@@ -379,7 +394,7 @@ class _Collector(logging.Handler):
         self._keep(record, _shown_here(record.name))
 
     def _keep(self, record: logging.LogRecord, shown: tuple[str, ...]) -> None:
-        """Append *record*'s attributes: its message formatted, its exception's traceback as text."""
+        """Append *record*'s row: its message formatted, its exception's traceback as text."""
         try:
             message = record.getMessage()
             if record.exc_info and not record.exc_text:
@@ -387,15 +402,29 @@ class _Collector(logging.Handler):
         except Exception:  # noqa: BLE001 - as a handler's own emit: reported by handleError
             self.handleError(record)
             return
-        attrs = dict(vars(record))
-        attrs.update(msg=message, args=None, exc_info=None, message=message)
-        if shown:
-            attrs[_SHOWN] = shown
-        self.records.append(attrs)
+        attrs = vars(record)
+        try:
+            values = _VALUES(attrs)
+        except KeyError:  # (a record a factory made without one of them)
+            values = tuple(attrs.get(k) for k in _KEYS[1:])
+        if self.last is not None:
+            values = _shared(values, self.last)
+        self.last = values  # (the shared ones: a record's own would live on in the next row)
+        extra = None
+        if len(attrs) != len(_RECORD):  # (an extra= value, an attribute a filter set)
+            extra = {k: v for k, v in attrs.items() if k not in _STANDARD} or None
+        self.rows.append((message, *values, extra, shown or None))
 
 
-# the key of a record's attributes naming the loggers whose handlers showed it in the worker
-_SHOWN = "_picklepool_shown_by"
+def _shared(values: tuple[Any, ...], last: tuple[Any, ...]) -> tuple[Any, ...]:
+    """*values* (a record's :data:`_VALUES`), with the objects of *last* (the record's before)
+    for those of :data:`_REPEATED` that are equal (and of the same type: 1 and True are equal)."""
+    out = list(values)
+    for i in _REPEATED:
+        mine, theirs = out[i], last[i]
+        if mine is not theirs and mine == theirs and type(mine) is type(theirs):
+            out[i] = theirs
+    return tuple(out)
 
 
 def _shown_here(name: str) -> tuple[str, ...]:
@@ -414,11 +443,11 @@ _FORMATTER = logging.Formatter()
 
 
 @contextlib.contextmanager
-def collected(parent: Parent | None) -> Iterator[list[dict[str, Any]]]:
+def collected(parent: Parent | None) -> Iterator[list[tuple[Any, ...]]]:
     """Inside, with the *parent*'s configuration (:func:`follow`), the records that reach
-    this worker's root logger and that the parent would show are kept in the list it yields,
-    not handled here. Nothing is done when *parent* is None or this worker's root logger has
-    handlers."""
+    this worker's root logger and that the parent would show are kept in the list it yields
+    (a row each, :data:`_KEYS`), not handled here. Nothing is done when *parent* is None or
+    this worker's root logger has handlers."""
     global _spare
     root = logging.root
     if parent is None or root.handlers:
@@ -428,39 +457,41 @@ def collected(parent: Parent | None) -> Iterator[list[dict[str, Any]]]:
     if collector is None or collector in root.handlers:  # (the first batch; a batch in a batch)
         collector = _Collector(parent)
     else:
-        collector.records, collector.parent = [], parent
+        collector.rows, collector.parent, collector.last = [], parent, None
     _spare = collector
     root.addHandler(collector)
     try:
-        yield collector.records
+        yield collector.rows
     finally:
         root.removeHandler(collector)
-        collector.records = []  # (the batch's are the caller's: not kept here until the next one)
+        # (the batch's are the caller's: not kept here until the next one)
+        collector.rows, collector.last = [], None
 
 
 # worker: the collector of the batches (a handler made per batch took a lock and a weak reference)
 _spare: _Collector | None = None
 
 
-def dumps(pickler: Any, records: list[dict[str, Any]]) -> bytes | None:
-    """The records as bytes of the call's *pickler*; None when there are none. An attribute
-    that cannot be pickled (an ``extra=`` object) goes as its ``repr``."""
-    if not records:
+def dumps(pickler: Any, rows: list[tuple[Any, ...]]) -> bytes | None:
+    """The rows as bytes of the call's *pickler*, with their keys; None when there are none.
+    An attribute that cannot be pickled (an ``extra=`` object) goes as its ``repr``."""
+    if not rows:
         return None
     try:
-        return bytes(pickler.dumps(records))
+        return bytes(pickler.dumps((_KEYS, rows)))
     except Exception:  # noqa: BLE001 - one of them cannot make the trip: made plain one by one
         pass
     kept = []
-    for attrs in records:
+    extra = len(_KEYS)
+    for row in rows:
         try:
-            pickler.dumps(attrs)
+            pickler.dumps(row)
         except Exception:  # noqa: BLE001
-            attrs = {k: (v if k in _STANDARD and k != "msg" else repr(v)) for k, v in attrs.items()}
-            attrs["msg"] = attrs["message"]
-        kept.append(attrs)
+            others = row[extra] or {}
+            row = (*row[:extra], {k: repr(v) for k, v in others.items()}, row[extra + 1])
+        kept.append(row)
     try:
-        return bytes(pickler.dumps(kept))
+        return bytes(pickler.dumps((_KEYS, kept)))
     except Exception:  # noqa: BLE001 - whatever the pickler does
         return None
 
@@ -471,12 +502,17 @@ def show(pickler: Any, data: bytes | None) -> None:
     if not data:
         return
     try:
-        records = pickler.loads(data)
+        keys, rows = pickler.loads(data)
     except Exception:  # noqa: BLE001 - a class the parent cannot load (an odd pickler's)
         return
     name_of = logging.getLevelName
-    for attrs in records:
-        shown = attrs.pop(_SHOWN, None)
+    extra = len(keys)
+    for row in rows:
+        attrs = dict(zip(keys, row, strict=False))  # (the row's last two: its extra, its shown)
+        if row[extra]:
+            attrs.update(row[extra])
+        shown = row[extra + 1]
+        attrs.update(args=None, exc_info=None, message=attrs["msg"])
         record = logging.makeLogRecord(attrs)
         record.levelname = name_of(record.levelno)  # (this process's: addLevelName's NOTICE)
         logger = logging.getLogger(record.name) if record.name != "root" else logging.root
