@@ -63,7 +63,12 @@ class _Read:
     __slots__ = ("data", "key", "loggers", "handlers", "watched")
 
     def __init__(
-        self, data: bytes, key: tuple[Any, ...], loggers: list[Any], handlers: list[weakref.ref[Any]]
+        self,
+        data: bytes,
+        key: tuple[Any, ...],
+        loggers: list[Any],
+        handlers: list[weakref.ref[Any]],
+        watched: tuple[Any, ...],
     ) -> None:
         self.data = data
         self.key = key
@@ -71,7 +76,7 @@ class _Read:
         # weak references to their handlers and the loose ones, whose levels are watched (not
         # kept alive here: a loose one gone, the records its level took are no longer kept)
         self.handlers = handlers
-        self.watched = _watched(loggers, handlers)
+        self.watched = watched  # (_watched of those, as they were read)
 
 
 # parent: what levels() read last (None: nothing yet)
@@ -102,10 +107,17 @@ def levels() -> bytes | None:
         and _watched(read.loggers, read.handlers) == read.watched
     ):
         return read.data
+    # the mark, then what is watched, then the configuration: a change made meanwhile (another
+    # thread's) is read at the next call, not lost behind a mark or a fingerprint of after it
     module.root._cache[_MARK] = True  # (never looked up: isEnabledFor asks for levels)
-    config, loggers, handlers = _configuration(module)
-    _read = _Read(pickle.dumps(config, protocol=4), key or (), loggers, handlers)
-    return _read.data
+    named, loose = _configured(module)
+    loggers = [logger for _, logger in named]
+    handlers = [weakref.ref(h) for logger in loggers for h in list(logger.handlers)]
+    handlers += map(weakref.ref, loose)
+    watched = _watched(loggers, handlers)
+    data = pickle.dumps(_configuration(module, named, loose), protocol=4)
+    _read = _Read(data, key or (), loggers, handlers, watched)
+    return data
 
 
 def _key(module: Any) -> tuple[Any, ...] | None:
@@ -135,51 +147,48 @@ def _watched(loggers: list[Any], handlers: list[weakref.ref[Any]]) -> tuple[Any,
     )
 
 
-def _configuration(module: Any) -> tuple[tuple[Any, ...], list[Any], list[weakref.ref[Any]]]:
-    """(the configuration :class:`Parent` takes, the loggers it has, weak references to their
-    handlers and the loose ones) of the ``logging`` *module* as it is now."""
+def _configured(module: Any) -> tuple[list[tuple[str, Any]], list[Any]]:
+    """([(name, logger)] of the root logger ("") and of the loggers that have a level, a
+    flag or handlers; the loose handlers, :func:`_loose`) of the ``logging`` *module*."""
     root = module.root
     logger_class = module.Logger
-    null = module.NullHandler
-    entries = []
-    loggers = [root]
-    attached: set[int] = set()
+    named = [("", root)]
     for name, logger in list(root.manager.loggerDict.items()):
         if not isinstance(logger, logger_class):  # (a PlaceHolder: no logger of that name yet)
             continue
         if logger.level or logger.disabled or not logger.propagate or logger.handlers:
-            entries.append(_entry(name, logger, null))
-            loggers.append(logger)
-    handlers = []
-    for logger in loggers:
-        for handler in logger.handlers:
-            attached.add(id(handler))
-            handlers.append(weakref.ref(handler))
-    loose = _loose(module, attached)
-    handlers += map(weakref.ref, loose)
+            named.append((name, logger))
+    attached = {id(h) for _, logger in named for h in list(logger.handlers)}
+    return named, _loose(module, attached)
+
+
+def _configuration(module: Any, named: list[tuple[str, Any]], loose: list[Any]) -> tuple[Any, ...]:
+    """The configuration :class:`Parent` takes, of the loggers *named* (the root's first) and
+    the *loose* handlers."""
+    null = module.NullHandler
+    top, *entries = [_entry(name, logger, null) for name, logger in named]
     shown = [h.level for h in loose if type(h) is not null]
     last = module.lastResort
-    top = _entry("", root, null)
-    config = (
+    return (
         any(entry[SHOWS] is not None for entry in (top, *entries)) or bool(shown),
-        root.manager.disable,
+        module.root.manager.disable,
         None if last is None else last.level,
         min(shown) if shown else None,
         top,
         tuple(entries),
     )
-    return config, loggers, handlers
 
 
 def _entry(name: str, logger: Any, null: type) -> tuple[Any, ...]:
     """*logger* as :class:`Parent` takes it (``NAME``, ``LEVEL``... ``SHOWS``)."""
-    shows = [h.level for h in logger.handlers if type(h) is not null]
+    handlers = list(logger.handlers)
+    shows = [h.level for h in handlers if type(h) is not null]
     return (
         name,
         logger.level,
         bool(logger.disabled),
         bool(logger.propagate),
-        bool(logger.handlers),
+        bool(handlers),
         min(shows) if shows else None,
     )
 
