@@ -481,6 +481,73 @@ def test_enums_of_main_keep_their_aliases_and_named_flag_combinations_in_workers
     assert proc.stdout.splitlines() == ["True"]
 
 
+def test_an_enum_cloudpickle_cannot_rebuild_is_said_so_with_the_advice_to_use_hybrid():
+    # cloudpickle sets the attributes of the copy it gets on the class it already has: an
+    # enum's alias member (RW = R | W) is refused there ("cannot reassign member 'RW'"), in
+    # the parent for a result, in a worker for an argument (a class the worker made, whose
+    # member came back); the advice was to fix a __setstate__ or __reduce__ never written
+    proc = run_python(
+        """
+        import enum
+        from picklepool import Executor, Parallel, delayed
+        from picklepool.errors import UnpicklingError
+
+        class Perm(enum.Flag):
+            R = 4
+            W = 2
+            RW = R | W
+
+        KEPT = []
+
+        def get(i):
+            return Perm.RW
+
+        def make():
+            class Mode(enum.Flag):
+                R = 4
+                W = 2
+                RW = R | W
+            KEPT.append(Mode)  # (the worker's own class stays, under the id its member went with)
+            return Mode.RW
+
+        def value(mode):
+            return mode.value
+
+        try:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(get)(i) for i in range(2))
+        except UnpicklingError as exc:
+            print(exc)
+        with Executor(max_workers=1, pickler="cloudpickle") as ex:
+            try:
+                ex.submit(value, ex.submit(make).result()).result()
+            except UnpicklingError as exc:
+                print(exc)
+        print(Parallel(n_jobs=2)(delayed(get)(i) for i in range(2)) == [Perm.RW] * 2)
+        with Executor(max_workers=1) as ex:
+            print(ex.submit(value, ex.submit(make).result()).result())
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    result, argument, *rest = proc.stdout.splitlines()
+    hybrid = "Fix: use pickler='hybrid' (the default), which rebuilds the classes and enums it sends by value"
+    assert result.startswith("the reply of task "), result
+    assert (
+        "could not be unpickled in the parent with pickler 'cloudpickle': AttributeError: cannot "
+        "reassign member 'RW'. A result's unpickling failed in this process inside cloudpickle's own "
+        "rebuilding of the enum __main__.Perm, sent by value (cloudpickle's _class_setstate): not in a "
+        "method of yours" in result
+    ), result
+    assert hybrid in result and "or define Perm in a module the workers import" in result, result
+    assert argument.startswith("a worker could not rebuild the arguments of task 1"), argument
+    assert (
+        "An argument's unpickling failed in the worker inside cloudpickle's own rebuilding of a class"
+        in argument
+    ), argument
+    assert hybrid in argument, argument
+    assert "Fix that method" not in result + argument
+    assert rest == ["True", "6"]
+
+
 def test_newtypes_and_paramspecs_of_main_travel_with_the_functions_they_annotate():
     # They pickle by name: a function of the script merely annotated with one failed in
     # the worker ("Can't get attribute 'UserId' on <module '__main__'>"), as under joblib.
