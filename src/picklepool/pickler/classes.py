@@ -200,8 +200,8 @@ def held_name(cls: type) -> tuple[str, str] | None:
     statement at its top, or in a class there), else None (a class made in a function, or
     one its module's name no longer gives: the script defined another since).
 
-    Read through the namespaces' ``__dict__``, not ``getattr``: a module's ``__getattr__``
-    or a metaclass's property would run the user's code for a look-up.
+    Each name is read in its namespace's ``__dict__``, not by ``getattr``: a module's
+    ``__getattr__`` or a metaclass's property would run the user's code for a look-up.
     """
     module_name = getattr(cls, "__module__", None)
     qualname = getattr(cls, "__qualname__", None)
