@@ -12,7 +12,7 @@ import pytest
 from picklepool import Parallel, PicklingError, delayed
 from picklepool.errors import UnpicklingError
 from picklepool.pickler import get_pickler, locks
-from picklepool.pickler.diagnose import explain, find_culprit
+from picklepool.pickler.diagnose import class_rebuilding, explain, find_culprit
 
 from ..conftest import run_python
 
@@ -588,3 +588,38 @@ def test_a_class_of_a_script_run_from_stdin_is_the_users_own():
         """
     )
     assert out.stdout.split() == ["True", "False"], out.stderr
+
+
+def test_a_failure_inside_cloudpickles_own_rebuilding_of_a_class_is_told_from_the_users_code():
+    # cloudpickle sets a copy's attributes on the class it already has for that class's id:
+    # an enum refuses its alias member (RW = R | W) there, and the advice was to fix a
+    # __setstate__ or __reduce__ the user never wrote
+    import enum
+    import os
+
+    import cloudpickle
+
+    class Perm(enum.Flag):
+        R = 4
+        W = 2
+        RW = R | W
+
+    with pytest.raises(AttributeError) as info:
+        cloudpickle.loads(cloudpickle.dumps(Perm.RW))  # (its class by value: a local one)
+    name = f"{__name__}.{Perm.__qualname__}"
+    assert class_rebuilding(info.value) == ("_class_setstate", f"the enum {name}", Perm.__qualname__)
+
+    # a worker's traceback, as text: the class is not known there
+    setstate = os.path.join(os.path.dirname(cloudpickle.__file__), "cloudpickle.py")
+    text = (
+        "Traceback (most recent call last):\n"
+        f'  File "{setstate}", line 1197, in _class_setstate\n'
+        "    setattr(obj, attrname, attr)\n"
+        f'  File "{enum.__file__}", line 836, in __setattr__\n'
+        "    raise AttributeError('cannot reassign member %r' % (name, ))\n"
+        "AttributeError: cannot reassign member 'RW'\n"
+    )
+    assert class_rebuilding(text) == ("_class_setstate", "a class", "it")
+    # the user's own code failing under it (a metaclass's __setattr__) is the user's
+    assert class_rebuilding(text.replace(enum.__file__, "/home/me/script.py")) is None
+    assert class_rebuilding("") is None

@@ -481,6 +481,73 @@ def test_enums_of_main_keep_their_aliases_and_named_flag_combinations_in_workers
     assert proc.stdout.splitlines() == ["True"]
 
 
+def test_an_enum_cloudpickle_cannot_rebuild_is_said_so_with_the_advice_to_use_hybrid():
+    # cloudpickle sets the attributes of the copy it gets on the class it already has: an
+    # enum's alias member (RW = R | W) is refused there ("cannot reassign member 'RW'"), in
+    # the parent for a result, in a worker for an argument (a class the worker made, whose
+    # member came back); the advice was to fix a __setstate__ or __reduce__ never written
+    proc = run_python(
+        """
+        import enum
+        from picklepool import Executor, Parallel, delayed
+        from picklepool.errors import UnpicklingError
+
+        class Perm(enum.Flag):
+            R = 4
+            W = 2
+            RW = R | W
+
+        KEPT = []
+
+        def get(i):
+            return Perm.RW
+
+        def make():
+            class Mode(enum.Flag):
+                R = 4
+                W = 2
+                RW = R | W
+            KEPT.append(Mode)  # (the worker's own class stays, under the id its member went with)
+            return Mode.RW
+
+        def value(mode):
+            return mode.value
+
+        try:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(get)(i) for i in range(2))
+        except UnpicklingError as exc:
+            print(exc)
+        with Executor(max_workers=1, pickler="cloudpickle") as ex:
+            try:
+                ex.submit(value, ex.submit(make).result()).result()
+            except UnpicklingError as exc:
+                print(exc)
+        print(Parallel(n_jobs=2)(delayed(get)(i) for i in range(2)) == [Perm.RW] * 2)
+        with Executor(max_workers=1) as ex:
+            print(ex.submit(value, ex.submit(make).result()).result())
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    result, argument, *rest = proc.stdout.splitlines()
+    hybrid = "Fix: use pickler='hybrid' (the default), which rebuilds the classes and enums it sends by value"
+    assert result.startswith("the reply of task "), result
+    assert (
+        "could not be unpickled in the parent with pickler 'cloudpickle': AttributeError: cannot "
+        "reassign member 'RW'. A result's unpickling failed in this process inside cloudpickle's own "
+        "rebuilding of the enum __main__.Perm, sent by value (cloudpickle's _class_setstate): not in a "
+        "method of yours" in result
+    ), result
+    assert hybrid in result and "or define Perm in a module the workers import" in result, result
+    assert argument.startswith("a worker could not rebuild the arguments of task 1"), argument
+    assert (
+        "An argument's unpickling failed in the worker inside cloudpickle's own rebuilding of a class"
+        in argument
+    ), argument
+    assert hybrid in argument, argument
+    assert "Fix that method" not in result + argument
+    assert rest == ["True", "6"]
+
+
 def test_newtypes_and_paramspecs_of_main_travel_with_the_functions_they_annotate():
     # They pickle by name: a function of the script merely annotated with one failed in
     # the worker ("Can't get attribute 'UserId' on <module '__main__'>"), as under joblib.
@@ -976,6 +1043,134 @@ def test_a_class_statements_init_subclass_runs_once_where_it_was_written():
         "[('csv', ['csv'], ['csv'], True), ('csv', ['csv'], ['csv'], True)]",
         "True ['csv'] True csv",
     ]
+
+
+@pytest.mark.parametrize("pickler", ["hybrid", "cloudpickle"])
+def test_a_class_registered_in_a_main_abc_stays_registered_in_a_worker_across_batches(pickler):
+    # The worker keeps the ABC with the call's function, but the copy of the registered class
+    # came with a batch's arguments: nothing held it after the batch, the ABC's registry (weak
+    # references) lost it, the next batch's copy was a new class that no registration named,
+    # and isinstance turned False after the first batch (joblib, which sends the ABC with
+    # every batch, answers True). One worker, and a collection in each task, make the batches'
+    # order and the copies' end certain. Held, the copies stay one a class over many calls.
+    proc = run_python(
+        f"""
+        import abc, gc
+        from picklepool import Executor, Parallel, delayed
+
+        class Shape(abc.ABC):
+            @abc.abstractmethod
+            def area(self): ...
+
+        class Square:
+            def area(self):
+                return 1
+
+        Shape.register(Square)
+
+        def make():
+            class Local:  # a class no name of the module holds
+                pass
+            Shape.register(Local)
+            return Local
+
+        Local = make()
+
+        def check(x):
+            gc.collect()  # a batch without the class: the last batch's copy, if not held, ends
+            return x is None or isinstance(x, Shape)
+
+        def check_abc(abc_class):
+            gc.collect()
+            return abc_class is None or isinstance(Square(), abc_class)  # the ABC per batch
+
+        def copies(x):
+            gc.collect()
+            return isinstance(x, Shape), sum(
+                isinstance(o, type) and o.__name__ == "Local" for o in gc.get_objects()
+            )
+
+        def alternate(make_one):
+            return [make_one() if i % 2 == 0 else None for i in range(6)]
+
+        print(Parallel(n_jobs=2, pickler={pickler!r})(delayed(check)(Square()) for i in range(8)))
+        with Executor(max_workers=1, pickler={pickler!r}) as ex:
+            print(list(ex.map(check, alternate(Square))))
+            print(list(ex.map(check, alternate(Local))))
+            print(list(ex.map(check_abc, alternate(lambda: Shape))))
+            print([ex.submit(check, x).result() for x in alternate(Square)])
+        seen = []
+        for i in range(20):  # a new class made and registered for each call
+            Local = make()
+            seen += Parallel(n_jobs=2, pickler={pickler!r})(delayed(copies)(Local()) for _ in range(4))
+            del Local
+            gc.collect()  # (the parent's ABC forgets it)
+        print(all(ok for ok, _ in seen), max(n for _, n in seen))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:5] == [str([True] * 8)] + [str([True] * 6)] * 4
+    registered, most = lines[5].split()
+    # the copies the task's own arguments hold, and at most those of the batch before
+    assert registered == "True" and 1 <= int(most) <= 2, lines[5]
+
+
+def test_a_workers_copy_of_a_main_class_lives_as_long_as_the_parents_name_holds_it():
+    # What holds a class weakly (a WeakSet of classes, its base's __subclasses__()) lost the
+    # worker's copy with the batch that brought it; a copy is held under the name that holds
+    # the parent's class, and one only: a class defined again under the same name, or one no
+    # name holds (type(f"Dyn{i}", ...)), leaves no copy behind over many calls
+    proc = run_python(
+        """
+        import gc, weakref
+        from picklepool import Executor, Parallel, delayed
+
+        class Thing:
+            pass
+
+        class Base:
+            pass
+
+        class Sub(Base):
+            pass
+
+        KNOWN = weakref.WeakSet([Thing])
+
+        def known(x):
+            gc.collect()
+            return x is None or type(x) in KNOWN
+
+        def subclasses(x):
+            gc.collect()
+            return [c.__name__ for c in Base.__subclasses__()]
+
+        def copies(x):
+            gc.collect()
+            return sorted(
+                o.__name__[:3] for o in gc.get_objects()
+                if isinstance(o, type) and (o.__name__ == "Point" or o.__name__.startswith("Dyn"))
+            )
+
+        with Executor(max_workers=1) as ex:
+            print(list(ex.map(known, [Thing() if i % 2 == 0 else None for i in range(6)])))
+            print(list(ex.map(subclasses, [Sub(), None, None])))
+        seen = []
+        for i in range(30):
+            class Point:  # a new class under the same name, each time
+                pass
+            Dyn = type(f"Dyn{i}", (), {})
+            seen.append(Parallel(n_jobs=2)(delayed(copies)((Point(), Dyn())) for _ in range(4))[-1])
+            del Dyn
+        print(max(s.count("Poi") for s in seen), max(s.count("Dyn") for s in seen))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == [str([True] * 6), str([["Sub"]] * 3)]
+    # the copies the task's own arguments hold, and at most those of the batch before
+    points, dyns = map(int, lines[2].split())
+    assert 1 <= points <= 2 and 1 <= dyns <= 2, lines[2]
 
 
 def test_an_object_whose_getattr_delegates_travels_both_ways():

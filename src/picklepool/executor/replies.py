@@ -37,6 +37,7 @@ from ..errors import (
     pickling_error,
 )
 from ..pickler.culprit import first_failing_item
+from ..pickler.diagnose import class_rebuilding
 from ..pickler.homes import import_advice
 from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Captured, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
@@ -178,6 +179,7 @@ class ReplyReader:
             except Exception as exc:
                 message = error_text(exc)
                 advice = _import_advice(call.pickler.name, message)
+                name = call.pickler.name
                 if type(reply) is bytes and (
                     _TASK_FAILED in reply[:64] or (batch.n == 1 and _RAISED in reply[:64])
                 ):  # (wire.TaskFailed's name, or a one-call batch's wire.Raised: an Executor's)
@@ -185,7 +187,7 @@ class ReplyReader:
                     raise UnpicklingError(
                         f"{batch.tasks()} raised an exception that could not be unpickled in the "
                         f"parent with pickler {call.pickler.name!r}: {message}."
-                        f"{advice or _rebuild_advice('exception', 'this process', message)}"
+                        f"{advice or _rebuild_advice('exception', 'this process', message, name, exc)}"
                     ) from exc
                 culprit = self._unloadable_result(batch, reply)
                 what = f"the reply of {batch.tasks()}"
@@ -194,7 +196,7 @@ class ReplyReader:
                 raise UnpicklingError(
                     f"{what} could not be unpickled in the parent with "
                     f"pickler {call.pickler.name!r}: {message}."
-                    f"{advice or _rebuild_advice('results', 'this process', message)}"
+                    f"{advice or _rebuild_advice('results', 'this process', message, name, exc)}"
                 ) from exc
         kind = type(reply)
         if kind is Results:
@@ -312,7 +314,9 @@ class ReplyReader:
         else:
             subject = f"the {what} of {batch.tasks()}"
         text = f"a worker could not rebuild {subject}, sent with pickler {name!r}: {message}."
-        text += _import_advice(name, message) or _rebuild_advice(what, "the worker")
+        text += _import_advice(name, message) or _rebuild_advice(
+            what, "the worker", "", name, failure.traceback
+        )
         err = UnpicklingError(text)
         err.__cause__ = RemoteTraceback(failure.traceback)
         return err
@@ -590,9 +594,13 @@ _TASK_FAILED = b"picklepool.wire\x94\x8c\nTaskFailed"
 _RAISED = b"]\x94\x8c\x0fpicklepool.wire\x94\x8c\x06Raised"
 
 
-def _rebuild_advice(what: str, where: str, message: str = "") -> str:
+def _rebuild_advice(
+    what: str, where: str, message: str = "", pickler_name: str = "", failure: BaseException | str = ""
+) -> str:
     """What to do when unpickling *what* raised in *where* for another reason than an import
-    (a *message* of a failed import, with no advice of its own: the class must be importable)."""
+    (a *message* of a failed import, with no advice of its own: the class must be importable).
+    *failure*: the exception, or the worker's traceback, which tell a failure inside
+    cloudpickle's own rebuilding of a class (with pickler *pickler_name*)."""
     if _IMPORT_FAILED.search(message):
         return f" A result's class must be importable {where}." if what == "results" else ""
     if what not in ("arguments", "function", "results", "exception"):
@@ -604,12 +612,34 @@ def _rebuild_advice(what: str, where: str, message: str = "") -> str:
         "exception": "The exception's (or that of an object it holds)",
     }[what]
     cause = "the original error" if where == "this process" else "the worker's traceback"
+    rebuilding = class_rebuilding(failure) if failure else None
+    if rebuilding is not None:
+        # not the user's method: "Fix that method" sent them looking for a __setstate__ or a
+        # __reduce__ they never wrote (an enum's alias member, RW = R | W, under cloudpickle)
+        return f" {kind} unpickling failed in {where} {_class_rebuild_fix(pickler_name, *rebuilding, cause)}"
     return (
         f" {kind} unpickling raised in {where}: its class's __setstate__, or the callable its "
         "__reduce__ returns (often __init__ run again with other arguments), failed. Fix that "
         "method; check that the object round-trips in the parent first, with "
         f"pickle.loads(pickle.dumps(obj)), where it is easier to debug ({cause} is this "
         "error's __cause__)."
+    )
+
+
+def _class_rebuild_fix(pickler_name: str, function: str, subject: str, name: str, cause: str) -> str:
+    """The rest of :func:`_rebuild_advice`'s words for a failure inside cloudpickle's own
+    *function* rebuilding *subject* (``the enum __main__.Perm``, named *name*)."""
+    by_name = f"define {name} in a module the workers import, so that it goes by name"
+    fix = (
+        by_name
+        if pickler_name == "hybrid"
+        else "use pickler='hybrid' (the default), which rebuilds the classes and enums it sends "
+        f"by value itself (an enum's alias members too), or {by_name}"
+    )
+    return (
+        f"inside cloudpickle's own rebuilding of {subject}, sent by value (cloudpickle's "
+        f"{function}): not in a method of yours, but in what cloudpickle cannot do for every "
+        f"class. Fix: {fix} ({cause} is this error's __cause__)."
     )
 
 

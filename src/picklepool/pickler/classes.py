@@ -24,15 +24,36 @@ only sets attributes, so one the parent deleted since (``del C.extra``), or one 
 added (``C.seen = True``), stayed on a warm worker's copy for every later call.
 :func:`class_setstate` also removes the attributes that are neither in the copy nor
 made by the class's creation (its skeleton's own: slots, enum members, ``_abc_impl``).
+
+A copy made here of a class that the sending process's module holds by name (a ``class``
+statement at the top of a script) is held here under that name (:func:`held_name`), as that
+module holds the class, until a copy of another class of that name arrives; an ABC's copy
+holds with it the copies of the classes registered in it where it was pickled (one made in
+a function, which no name holds). Nothing held an argument's copy after its batch, and what
+the parent's class is to the objects that hold it weakly went with it: an ABC kept with the
+call's function (``Shape``) held the copy of its registered class (``Shape.register(Square)``)
+by a weak reference only, the next batch's copy of ``Square`` was a new class that no
+registration named, and ``isinstance(Square(), Shape)`` turned False after the first batch;
+so did ``type(x) in KNOWN`` for a ``weakref.WeakSet`` of classes, and ``Base.__subclasses__()``
+lost its subclass between batches. Memory stays bounded: a name holds one copy, an ABC the
+classes the sender's ABC has, and a class that no name holds (a loop's ``type(f"C{i}", ...)``)
+is not held.
+
+Pickler ``"cloudpickle"`` sends classes with cloudpickle's own functions, which hold
+nothing: a worker loads its functions with :func:`loads_keeping`, which holds the classes
+they bring under their own names (``workers.runner``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copyreg
+import io
+import pickle
+import sys
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import cloudpickle
@@ -47,6 +68,10 @@ _rebuilt: weakref.WeakKeyDictionary[type, frozenset[str]] = weakref.WeakKeyDicti
 # made by Python as a class is used, never pickled (cloudpickle leaves them out)
 _NOT_SENT = frozenset({"__dict__", "__weakref__", "__annotate_func__", "__annotations_cache__"})
 _lock = threading.Lock()
+# copies made here of classes their sending process's module holds by name: (module, qualname)
+# -> the copy and, for an ABC, the copies registered in it; held as that module holds the
+# class (see the module's docstring)
+_held: dict[tuple[str, str], tuple[type, tuple[Any, ...]]] = {}
 
 
 def _tracked(class_tracker_id: Any) -> Any:
@@ -134,9 +159,14 @@ def class_setstate(obj: Any, state: Any) -> Any:
     here gets it (or loses one it had), so its instances, a task's results, pickle as the
     sender's do, where the worker had no such registration and pickled them field by field
     (failing on what the reducer left out: "cannot pickle 'sqlite3.Connection' object").
+    Fourth, the name its sending process's module holds it by (:func:`held_name`), or None:
+    a copy made here is held under it, as that module holds the class.
     """
     reducer: Any = _NOT_GIVEN
-    if type(state) is tuple and len(state) == 3:
+    name = None
+    if type(state) is tuple and len(state) == 4:
+        state, reducer, name = state[:2], state[2], state[3]
+    elif type(state) is tuple and len(state) == 3:
         state, reducer = state[:2], state[2]
     setstate = _SETSTATE
     made = _rebuilt.get(obj)
@@ -148,7 +178,42 @@ def class_setstate(obj: Any, state: Any) -> Any:
         copyreg.dispatch_table.pop(obj, None)
     elif reducer is not _NOT_GIVEN:
         copyreg.pickle(obj, reducer)
+    if name is not None:
+        # held, as the sender's module holds the class: else the copy an argument brought died
+        # with its batch, and an ABC kept with the call's function lost its registration
+        # (isinstance(Square(), Shape) False from the next batch on)
+        _held[name] = (obj, _registered(state))
     return out
+
+
+def _registered(state: Any) -> tuple[Any, ...]:
+    """The copies of the classes registered in an ABC whose pickled *state* this is (its
+    virtual subclasses, held with it: one made in a function, ``Shape.register(Local)``, is
+    held by no name of its own), or ``()``."""
+    attrs = state[0] if type(state) is tuple and state else None
+    registry = attrs.get("_abc_impl") if type(attrs) is dict else None
+    return tuple(registry) if type(registry) is list else ()
+
+
+def held_name(cls: type) -> tuple[str, str] | None:
+    """``(module, qualified name)`` when *cls*'s module holds it by that name (a ``class``
+    statement at its top, or in a class there), else None (a class made in a function, or
+    one its module's name no longer gives: the script defined another since).
+
+    Each name is read in its namespace's ``__dict__``, not by ``getattr``: a module's
+    ``__getattr__`` or a metaclass's property would run the user's code for a look-up.
+    """
+    module_name = getattr(cls, "__module__", None)
+    qualname = getattr(cls, "__qualname__", None)
+    if type(module_name) is not str or type(qualname) is not str:
+        return None
+    owner: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        namespace = getattr(owner, "__dict__", None)
+        if not isinstance(namespace, Mapping):
+            return None
+        owner = namespace.get(part)
+    return (module_name, qualname) if owner is cls else None
 
 
 _NOT_GIVEN = object()
@@ -209,12 +274,13 @@ def _member_attrs(enum_class: Any) -> dict[str, dict[str, Any]]:
 
 def redirect(rv: Any, cls: Any = None) -> Any:
     """cloudpickle's reduction of a class by value *rv*, with these functions in its place
-    (and the ``copyreg`` reducer registered here for *cls*, or None, in its state)."""
+    (and, in its state, the ``copyreg`` reducer registered here for *cls*, or None, and the
+    name this process's module holds *cls* by, or None)."""
     if type(rv) is not tuple or len(rv) < 6 or rv[5] is not _SETSTATE or _SETSTATE is None:
         return rv
     state = rv[2]
     if cls is not None and type(state) is tuple and len(state) == 2:
-        state = (*state, copyreg.dispatch_table.get(cls))
+        state = (*state, copyreg.dispatch_table.get(cls), held_name(cls))
     if rv[0] is _MAKE_CLASS and _MAKE_CLASS is not None:
         return (make_skeleton_class, rv[1], state, rv[3], rv[4], class_setstate, *rv[6:])
     if rv[0] is _MAKE_ENUM and _MAKE_ENUM is not None:
@@ -223,3 +289,36 @@ def redirect(rv: Any, cls: Any = None) -> Any:
             return (make_skeleton_enum, rv[1], (state, members), rv[3], rv[4], enum_setstate, *rv[6:])
         return (make_skeleton_enum, rv[1], state, rv[3], rv[4], class_setstate, *rv[6:])
     return rv
+
+
+class KeepingUnpickler(pickle.Unpickler):
+    """pickle's unpickler that holds, under its own name (as :func:`class_setstate` holds
+    hybrid's), each class whose state cloudpickle's own ``_class_setstate`` sets: those of a
+    pickle of pickler ``"cloudpickle"``, which hybrid's functions never see."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        return _setstate_held if found is _SETSTATE and found is not None else found
+
+
+def _setstate_held(obj: Any, state: Any) -> Any:
+    out = _SETSTATE(obj, state)  # type: ignore[misc]  # (named by find_class only when not None)
+    module_name, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if type(module_name) is str and type(qualname) is str:
+        # (no word from the sender on the name holding it: the copy's own, one copy a name)
+        _held[(module_name, qualname)] = (obj, _registered(state))
+    return out
+
+
+def loads_keeping(data: bytes | memoryview) -> Any:
+    """The object pickled in *data*, the classes cloudpickle's own functions rebuilt for it
+    held here (:class:`KeepingUnpickler`), one a name, until another copy of that name.
+
+    A worker loads its functions so: what holds such a class weakly, where the function holds
+    that, did not keep it. An ABC of the function's globals (``Shape``) has the copy of its
+    registered class (``Shape.register(Square)``) in its registry by a weak reference only:
+    the copy died after the first batch, and the next batch's, a new class, was not
+    registered (``isinstance(Square(), Shape)`` False, where joblib, which sends the ABC with
+    every batch, answers True).
+    """
+    return KeepingUnpickler(io.BytesIO(data)).load()

@@ -17,6 +17,7 @@ import inspect
 import io
 import os
 import pickle
+import re
 import socket
 import sys
 import sysconfig
@@ -482,3 +483,71 @@ def fix(
     if not hybrid and _hybrid_takes(culprit):
         ways.append("use pickler='hybrid' (the default), which pickles it")
     return "Fix: " + (", or ".join(ways) if len(ways) < 3 else f"{ways[0]}, {ways[1]}, or {ways[2]}") + "."
+
+
+# cloudpickle's functions that rebuild a class sent by value (the last two: before cloudpickle 2)
+_CLASS_REBUILDERS = frozenset(
+    {
+        "_make_skeleton_class",
+        "_make_skeleton_enum",
+        "_class_setstate",
+        "_make_dynamic_class",
+        "_rehydrate_skeleton_class",
+    }
+)
+_FRAME = re.compile(r'^\s*File "(.+)", line \d+, in (\S+)\s*$', re.MULTILINE)
+
+
+def class_rebuilding(failure: BaseException | str) -> tuple[str, str, str] | None:
+    """``(cloudpickle's function, the class it rebuilt in words, its name)`` when an
+    unpickling failed inside cloudpickle's own rebuilding of a class sent by value
+    (``("_class_setstate", "the enum __main__.Perm", "Perm")``), else None. *failure*: the
+    exception (its frames' arguments name the class), or a worker's formatted traceback
+    (``("_class_setstate", "a class", "it")``).
+
+    Told by the innermost frame outside the standard library (an enum's ``__setattr__``
+    refusing to reassign a member is the standard library's, called by cloudpickle's
+    ``_class_setstate``): a frame of the user's code there (a metaclass, an
+    ``__init_subclass__``) is the user's failure, not cloudpickle's.
+    """
+    frames: list[tuple[str, str, Any]] = []
+    if isinstance(failure, BaseException):
+        tb = failure.__traceback__
+        while tb is not None:
+            frames.append((tb.tb_frame.f_code.co_filename, tb.tb_frame.f_code.co_name, tb.tb_frame))
+            tb = tb.tb_next
+    else:
+        frames = [(path, function, None) for path, function in _FRAME.findall(failure)]
+    for path, function, frame in reversed(frames):
+        if _standard_library(path):
+            continue
+        if function not in _CLASS_REBUILDERS or os.path.basename(os.path.dirname(path)) != "cloudpickle":
+            return None
+        return (function, *_rebuilt_class(function, frame))
+    return None
+
+
+def _standard_library(path: str) -> bool:
+    if path.startswith("<frozen "):
+        return True
+    paths = sysconfig.get_paths()
+    where = os.path.abspath(path)
+    inside = [os.path.join(paths[k], "") for k in ("stdlib", "platstdlib")]
+    installed = [os.path.join(paths[k], "") for k in ("purelib", "platlib")]
+    return any(where.startswith(p) for p in inside) and not any(where.startswith(p) for p in installed)
+
+
+def _rebuilt_class(function: str, frame: Any) -> tuple[str, str]:
+    """The class cloudpickle's *function* was rebuilding, from its *frame*'s arguments: in
+    words and by name (``("the enum __main__.Perm", "Perm")``; ``("a class", "it")`` when
+    not known)."""
+    found: Any = None if frame is None else frame.f_locals
+    if not found:
+        return "a class", "it"
+    cls = found.get("obj")
+    if function == "_class_setstate" and isinstance(cls, type):
+        kind = "enum" if isinstance(cls, enum.EnumMeta) else "class"
+        return f"the {kind} {cls.__module__}.{cls.__qualname__}", cls.__qualname__
+    name = found.get("qualname") or found.get("name")
+    kind = "enum" if function == "_make_skeleton_enum" else "class"
+    return (f"the {kind} {name}", name) if isinstance(name, str) else ("a class", "it")

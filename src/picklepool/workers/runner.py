@@ -26,6 +26,7 @@ from .. import lokycompat
 from ..errors import TaskTimeoutError, error_text
 from ..pickler.base import BasePickler
 from ..pickler.buffers import Frames
+from ..pickler.classes import loads_keeping
 from ..wire import (
     Batch,
     Cancelled,
@@ -117,7 +118,10 @@ class _Kept:
 def _build(pickler: Any, spec: FuncSpec) -> Any:
     """A new copy of a function sent as bytes or a blob, given its initializer's globals."""
     _key, data, _label, call = spec
-    func = pickler.loads(data if isinstance(data, bytes) else read_blob(data))  # a blob: a large one
+    raw = data if isinstance(data, bytes) else read_blob(data)  # a blob: a large one
+    # pickle's own loads (pickler "cloudpickle"): the classes cloudpickle rebuilds are held; a
+    # class registered in an ABC the function holds died after the first batch, else
+    func = loads_keeping(raw) if _loads_of(pickler) is pickle.loads else pickler.loads(raw)
     prologue.adopt(call, func)  # a partial's, a bound method's function too (workers.prologue)
     return func
 
