@@ -17,6 +17,11 @@ process (the pool's ``_pool`` list of processes, read here only), and the call
 fails with ``WorkerCrashedError`` (or ``TaskTimeoutError``) naming the task
 instead of waiting forever.
 
+A failure that stops the pool (:meth:`~MultiprocessingBackend.shutdown`: a crash, a
+task past its timeout, Ctrl-C) leaves a ``with Parallel()`` block's next call a new
+pool (:meth:`~MultiprocessingBackend.refresh`); only the end of the call or block
+(:meth:`~MultiprocessingBackend.release`) closes the backend for good.
+
 ``picklepool.Executor`` uses this backend too, when its ``mp_context`` is "fork" or
 it has ``max_tasks_per_child`` (passed to the pool as ``maxtasksperchild``: each
 batch is one pool task). It starts the pool lazily, at the first batch (the
@@ -71,7 +76,8 @@ class MultiprocessingBackend(Backend):
         self._args = (n_workers, initializer, initargs, max_tasks_per_child)
         self._pool: Any = None
         self._pid = os.getpid()
-        self._closed = False
+        self._closed = False  # released (its call or block ended): no pool any more
+        self._stopped = False  # stopped by a failure (shutdown): the next call starts a new one
         self._seen: set[Any] = set()  # every worker process seen: a dead one stays visible
         self._running: set[Future[Any]] = set()  # submitted, not answered: failed if terminated
         if not lazy:
@@ -80,6 +86,7 @@ class MultiprocessingBackend(Backend):
     def _start(self) -> None:
         self._pool = self.context.Pool(*self._args)
         self._pid = os.getpid()
+        self._stopped = False
         self._seen = set()
         self._look()
 
@@ -94,8 +101,16 @@ class MultiprocessingBackend(Backend):
             self._pool, self._seen, self._running = None, set(), set()
 
     def refresh(self) -> None:
-        """Before a call on a kept backend (``with Parallel() as p``): not a parent's pool."""
+        """Before a call on a kept backend (``with Parallel() as p``): a working pool of its own.
+
+        Not a parent's (a fork made since), and not one a failure of the block's previous
+        call stopped (a worker's crash, a task past its timeout, Ctrl-C: :meth:`shutdown`):
+        that call's error said the pool is replaced on the next call, and the next calls
+        failed instead, saying the pool was closed as a generator read after its block.
+        """
         self._inherited()
+        if self._pool is None and self._stopped and not self._closed:
+            self._start()  # (started now, as the block's first: a fork inherits today's globals)
 
     def _look(self) -> None:
         if self._pool is None:
@@ -149,7 +164,7 @@ class MultiprocessingBackend(Backend):
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         future: Future[Any] = Future()
         future.set_running_or_notify_cancel()  # already queued in the pool: cannot be cancelled
-        if self._pool is None and not self._closed:
+        if self._pool is None and not self._closed and not self._stopped:
             self._start()  # lazy: the first batch starts (or forks) the workers
         self._look()
         try:
@@ -159,12 +174,23 @@ class MultiprocessingBackend(Backend):
             future.add_done_callback(self._running.discard)
             self._pool.apply_async(fn, args, callback=future.set_result, error_callback=future.set_exception)
         except ValueError as exc:  # "Pool not running"
-            raise RuntimeError(
+            raise self._not_running() from exc
+        return future
+
+    def _not_running(self) -> RuntimeError:
+        """Why a batch found no pool: the call or block ended, or a failure stopped the pool."""
+        if self._closed:
+            return RuntimeError(
                 "this multiprocessing pool was closed while the call still had tasks to send "
                 "(for example a return_as='generator' read after its `with Parallel(...)` "
                 "block ended). Consume the generator inside the block."
-            ) from exc
-        return future
+            )
+        return RuntimeError(
+            "this multiprocessing pool was stopped during the call (a worker died, a task "
+            "ran past its timeout, or Ctrl-C: the call's own error says which) while the call "
+            "still had tasks to send; they were not run. Make the call again: the next call "
+            "starts a new pool."
+        )
 
     def session_path(self) -> str | None:
         return session().path
@@ -181,14 +207,29 @@ class MultiprocessingBackend(Backend):
             pool.close()
             pool.join()
 
+    def release(self, wait: bool = True) -> None:
+        """The call or ``with Parallel()`` block that made this backend ended: the pool goes, for good.
+
+        A batch sent after this (a generator read after its block ended) is told so;
+        a pool stopped by a failure (:meth:`shutdown`) is started again by the block's
+        next call instead (:meth:`refresh`).
+        """
+        self._closed = True
+        self.shutdown()
+
     def restart(self) -> None:
         """After :meth:`shutdown`: the next batch starts a fresh pool."""
         self.shutdown(kill=True)
-        self._closed = False
+        self._stopped = False
 
     def shutdown(self, kill: bool = False) -> None:
+        """Terminate the pool now; what it was running fails with ``WorkerCrashedError``.
+
+        Until :meth:`refresh` (a kept block's next call) or :meth:`restart`, no new pool
+        starts: the failed call's later batches are not run on one.
+        """
         self._inherited()
-        pool, self._pool, self._closed = self._pool, None, True
+        pool, self._pool, self._stopped = self._pool, None, True
         if pool is not None:
             pids = {p.pid for p in self._seen | set(getattr(pool, "_pool", None) or ())}
             if _terminate(pool):
