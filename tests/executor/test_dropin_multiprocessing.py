@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 from picklepool import Parallel, WorkerCrashedError, delayed
+from picklepool.executor.mpbackend import MultiprocessingBackend
 from tests.conftest import run_python
 
 SETTING = "imported"
@@ -65,6 +69,64 @@ def test_a_worker_that_dies_fails_the_call_naming_its_task():
     ):
         Parallel(2, backend="multiprocessing", batch_size=1)(delayed(exit_at_two)(i) for i in range(6))
     assert Parallel(2, backend="multiprocessing")(delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+
+
+def exit_0_at_two(x):
+    if x == 2:
+        os._exit(0)  # the status of a worker that ends cleanly (after maxtasksperchild)
+    return x
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_ends_with_status_0_in_a_task_fails_the_call_naming_its_task():
+    # Status 0 was taken for a clean end (as after maxtasksperchild): the lost task was
+    # waited for for ever
+    with pytest.raises(
+        WorkerCrashedError,
+        match=r"task 2: exit_0_at_two\(2\).*exit code EXIT\(0\)\) in the middle of a batch.*os\._exit\(0\)",
+    ):
+        Parallel(2, backend="multiprocessing", batch_size=1)(delayed(exit_0_at_two)(i) for i in range(6))
+
+
+def wait_for_word(fifo):
+    """Hold the worker that runs it until the test writes to *fifo*."""
+    with open(fifo) as f:
+        return f.read()
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+@pytest.mark.timeout(60)
+def test_a_worker_that_starts_and_dies_between_two_looks_is_reported():
+    # With maxtasksperchild=1 (Executor(max_tasks_per_child=1)) each task gets a new worker:
+    # multiprocessing.Pool drops a dead one from its list of workers within 0.1 s and starts
+    # the next. A worker that started and died between two looks at that list was never
+    # seen: its task was lost without a word, and the executor's shutdown() waited for ever.
+    # Here no look happens during the dying worker's life: the three tasks are sent while
+    # the first worker, held by the first task, is the pool's only one; check() comes once
+    # the third worker, which the pool starts as it drops the second, has answered.
+    folder = tempfile.mkdtemp()
+    fifo = os.path.join(folder, "go")
+    os.mkfifo(fifo)
+    backend = MultiprocessingBackend(1, multiprocessing.get_context("fork"), max_tasks_per_child=1, lazy=True)
+    try:
+        held = backend.submit(wait_for_word, fifo)
+        lost = backend.submit(os._exit, 4)
+        after = backend.submit(abs, -3)
+        with open(fifo, "w") as f:
+            f.write("go")
+        assert held.result(timeout=30) == "go"
+        assert after.result(timeout=30) == 3
+        assert not lost.done()
+        notes, stalled = backend.check()
+        assert notes == []
+        assert stalled is not None, "the dead worker was not seen"
+        died = r"\(pid \d+\) died \(exit code EXIT\(4\)\); multiprocessing.Pool replaced it and lost its task"
+        assert re.search(died, stalled), stalled
+    finally:
+        backend.shutdown(kill=True)
+        shutil.rmtree(folder)
+    with pytest.raises(WorkerCrashedError):  # what it ran fails: nothing waits for ever
+        lost.result(timeout=0)
 
 
 def test_first_calls_from_several_threads_leave_no_session_folder_behind():

@@ -215,6 +215,43 @@ def test_max_tasks_per_child_counts_a_map_chunk_as_one_task_and_reruns_the_initi
     assert len({c[0] for c in chunks}) == 4  # and never the same worker twice
 
 
+def exits_at_five(x, code):
+    if x == 5:
+        os._exit(code)
+    return x
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("code", [0, 4])
+@pytest.mark.parametrize("how", [pytest.param("fork", marks=FORK), "max_tasks_per_child"])
+def test_a_worker_that_dies_in_a_task_on_a_pool_of_its_own_fails_it_and_shutdown_returns(how, code):
+    # Such a pool (multiprocessing.Pool) loses a dead worker's task without a word: the
+    # executor must notice the death (a status 0 too, taken for a clean end after
+    # max_tasks_per_child), or that task's future, and shutdown(), waited for ever.
+    # As the standard library's, the crash fails the tasks sent with it; then fresh workers.
+    kwargs: dict = {"max_tasks_per_child": 1}
+    if how == "fork":
+        kwargs = {"mp_context": multiprocessing.get_context("fork")}
+    ex = Executor(2, **kwargs)
+    try:
+        futures = [ex.submit(exits_at_five, i, code) for i in range(8)]
+        crash = futures[5].exception(timeout=60)
+        assert isinstance(crash, WorkerCrashedError), crash
+        text = str(crash)
+        assert f"died (exit code EXIT({code}))" in text and "lost its task" in text, text
+        assert "never came back" in text and "Submit again" in text, text
+        # its batch is named: each task alone with max_tasks_per_child, a few with "fork"
+        alone = r"\(task 5 \(the 6th call submitted to this Executor\): exits_at_five\(5, "
+        batched = r"\(tasks \d\.\.\d \(first: task \d"
+        assert re.search(alone, text) or (how == "fork" and re.search(batched, text)), text
+        for i, future in enumerate(futures):
+            error = future.exception(timeout=60)
+            assert isinstance(error, WorkerCrashedError) if error is not None else future.result() == i
+        assert ex.submit(square, 3).result(timeout=60) == 9
+    finally:
+        ex.shutdown()  # returns: no lost task is left in the pool
+
+
 def raise_in_init():
     raise OSError("no database")
 

@@ -35,6 +35,9 @@ class Backend:
     # a pool broken by a crash is replaced at the next submit (Executor); False (Parallel, whose
     # calls start on a usable pool: refresh): the call's later batches fail with the crash
     renew_when_broken = True
+    # the pool fails the tasks of a worker that died (loky: BrokenProcessPool); False: they are
+    # lost without a word (multiprocessing.Pool), and only check() finds the death
+    reports_deaths = True
 
     def __init__(self, n_workers: int) -> None:
         self.n_workers = n_workers

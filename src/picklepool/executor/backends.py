@@ -216,6 +216,8 @@ class ThreadingBackend(Backend):
         super().__init__(n_workers)
         self._pool = thread_pool(n_workers)
         self._pid = os.getpid()
+        self._released = False  # its call or block ended: a task sent now is told so
+        self._stopped = False  # shut down by a failure (Ctrl-C): the next call gets a new pool
         self.refresh()
 
     def refresh(self) -> None:
@@ -223,15 +225,18 @@ class ThreadingBackend(Backend):
 
         In a process forked since (a ``with Parallel() as p`` block kept across
         ``os.fork``), a new thread pool: the threads of this one are not there, and
-        its tasks waited for ever.
+        its tasks waited for ever. So too after a call of the block that a failure
+        stopped (Ctrl-C: :meth:`shutdown`): the block's next calls failed, saying the
+        pool was shut down as for a generator read after its block ended.
 
         As joblib's ``BatchedCalls`` (``parallel_config(backend=nested, n_jobs=None)``
         around each task), the caller's ``backend`` and ``n_jobs`` do not: a task's own
         calls get the nested default (``settings.nested_backend``) unless it gives them.
         """
-        if self._pid != os.getpid():
+        if self._pid != os.getpid() or (self._stopped and not self._released):
             self._pool = thread_pool(self.n_workers)
             self._pid = os.getpid()
+            self._stopped = False
         depth, cores = mirror.nesting()
         share = max(1, (cpu_count() if cores is None else cores) // self.n_workers)
         context = contextvars.copy_context()
@@ -256,6 +261,12 @@ class ThreadingBackend(Backend):
                     "send. join() the threads that make calls before the main thread ends, or "
                     "pass n_jobs=1 to run the tasks in the calling thread."
                 ) from exc
+            if not self._released:  # (a failure of this call stopped it: Ctrl-C)
+                raise RuntimeError(
+                    "could not start: this threading pool was shut down during the call (Ctrl-C) "
+                    "while the call still had tasks to send; they were not run. Make the call "
+                    "again: the next call gets a new pool."
+                ) from exc
             raise RuntimeError(
                 "could not start: this threading pool was shut down while the call still had "
                 "tasks to send (for example a return_as='generator' read after its "
@@ -263,9 +274,13 @@ class ThreadingBackend(Backend):
             ) from exc
 
     def release(self, wait: bool = True) -> None:
+        """The call or ``with Parallel()`` block that made it ended: the pool goes, for good."""
+        self._released = True
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
     def shutdown(self, kill: bool = False) -> None:
+        """Stop the pool (Ctrl-C: *kill*, its queued tasks cancelled); :meth:`refresh` makes another."""
+        self._stopped = True
         self._pool.shutdown(wait=not kill, cancel_futures=kill)
 
 

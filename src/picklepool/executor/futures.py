@@ -528,6 +528,7 @@ class Executor(_StdExecutor):
         # for a batch whose worker may give back the calls a long one keeps waiting
         self._splittable: dict[int, tuple[int, int]] = {}
         self._reclaimed_at = 0.0  # when the workers were last asked for given-back calls
+        self._checked_at = time.monotonic()  # when the pool was last looked after (_check)
         self._seq = itertools.count()
         self._next_task = 0  # tasks sent, initializers and joblib's config frames included
         self._next_call = 0  # the user's calls submitted: how errors number them
@@ -974,7 +975,9 @@ class Executor(_StdExecutor):
             self._queue.extendleft(reversed(back))
 
     def _check(self) -> None:
-        """No reply for a while: look after the pool (``executor.reaper``), never wait blindly."""
+        """Look after the pool (``executor.reaper``), never wait blindly: after a while with no
+        reply, and at least that often while replies come (see ``_manage``)."""
+        self._checked_at = time.monotonic()
         if not self._channel.inflight:
             return
         notes, stalled = self._channel.backend.check()
@@ -983,6 +986,14 @@ class Executor(_StdExecutor):
         if stalled is None:
             return
         backend = self._channel.backend
+        if self._stopped:
+            # terminate_workers() or Ctrl-C stopped the workers (loky's manager thread ends
+            # with them): that is what happened, not a stalled pool (as _deliver says)
+            for batch in self._channel.inflight.values():
+                _fail(self._works.pop(batch.seq, []), WorkerCrashedError(_STOPPED_WHILE_RUNNING))
+            self._channel.inflight.clear()
+            self._splittable.clear()
+            return
         if isinstance(backend, MultiprocessingBackend):
             backend.restart()  # its own pool: the next batch starts a fresh one
         else:
@@ -997,6 +1008,17 @@ class Executor(_StdExecutor):
             )
         self._channel.inflight.clear()
         self._splittable.clear()
+
+    def _check_while_busy(self) -> None:
+        """Replies (or submissions) keep coming: :meth:`_check` too, every so often, on a pool
+        whose dead worker's task is lost without a word (``multiprocessing.Pool``).
+
+        The death was found only after a pause of ``PROGRESS_POLL`` seconds, which a steady
+        stream of submissions never makes: the lost task's future waited for ever. Not on
+        loky, whose own report of a crash, already queued, names the task that crashed.
+        """
+        if not self._channel.backend.reports_deaths and time.monotonic() - self._checked_at >= PROGRESS_POLL:
+            self._check()
 
     def _finish(self, batch: Pending) -> None:
         """A batch came back: each submission's future gets its result or exception.
@@ -1028,9 +1050,7 @@ class Executor(_StdExecutor):
             # loky reports the kill as its shutdown or as dead workers ("usually a segfault"),
             # whichever its manager thread sees first: either way, the workers were stopped
             if self._stopped:
-                crashed = WorkerCrashedError(
-                    "the workers were stopped (terminate_workers, kill_workers or Ctrl-C) while this ran"
-                )
+                crashed = WorkerCrashedError(_STOPPED_WHILE_RUNNING)
                 crashed.__cause__ = exc
                 exc = crashed
             _fail(works, exc)
@@ -1307,6 +1327,8 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel:
             if event is None:
                 executor._check()  # a stalled pool fails what was sent: send the rest
                 event = _WAKE
+            else:
+                executor._check_while_busy()
             if executor._splittable and time.monotonic() - executor._reclaimed_at >= PROGRESS_POLL:
                 executor._reclaim()  # calls a long one keeps waiting in its worker
             if executor._step(event):
@@ -1318,6 +1340,7 @@ def _manage(ref: weakref.ref[Executor], events: queue.SimpleQueue[Any], channel:
         del executor, event  # a batch (its future's callback) would keep the executor alive
 
 
+_STOPPED_WHILE_RUNNING = "the workers were stopped (terminate_workers, kill_workers or Ctrl-C) while this ran"
 _STOPPED_BEFORE_SENT = (
     "not run: this Executor's workers were stopped (terminate_workers, kill_workers or Ctrl-C) "
     "as the call was about to be sent to them. Submit it to a new Executor."

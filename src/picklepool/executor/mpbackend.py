@@ -13,9 +13,17 @@ pool belongs to one ``Parallel`` call (or ``with Parallel()`` block) and is
 terminated with it: no warm workers. A worker that dies (a crash, or a task
 killed past its timeout) is replaced by ``multiprocessing.Pool``, which loses its
 task without a word; :meth:`MultiprocessingBackend.check` notices the dead
-process (the pool's ``_pool`` list of processes, read here only), and the call
-fails with ``WorkerCrashedError`` (or ``TaskTimeoutError``) naming the task
-instead of waiting forever.
+process, and the call fails with ``WorkerCrashedError`` (or ``TaskTimeoutError``)
+naming the task instead of waiting forever. The pool hands every worker process it
+starts to the backend as it starts it (:class:`WatchedPool`): the pool's own list of
+workers drops a dead one within 0.1 s, so a worker that started and died between
+two looks at that list went unseen. A worker that ended with status 0 in the middle
+of a batch (``os._exit(0)`` in a task) lost its task too: its status file says so.
+
+A failure that stops the pool (:meth:`~MultiprocessingBackend.shutdown`: a crash, a
+task past its timeout, Ctrl-C) leaves a ``with Parallel()`` block's next call a new
+pool (:meth:`~MultiprocessingBackend.refresh`); only the end of the call or block
+(:meth:`~MultiprocessingBackend.release`) closes the backend for good.
 
 ``picklepool.Executor`` uses this backend too, when its ``mp_context`` is "fork" or
 it has ``max_tasks_per_child`` (passed to the pool as ``maxtasksperchild``: each
@@ -26,7 +34,9 @@ restarts it (:meth:`restart`).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import multiprocessing.pool
 import os
 import sys
 import threading
@@ -49,6 +59,7 @@ class MultiprocessingBackend(Backend):
     mirrors_parent = True
     per_parallel = True
     inline_single = True
+    reports_deaths = False  # its pool replaces a dead worker and loses its task: check() finds it
 
     def __init__(
         self,
@@ -71,15 +82,19 @@ class MultiprocessingBackend(Backend):
         self._args = (n_workers, initializer, initargs, max_tasks_per_child)
         self._pool: Any = None
         self._pid = os.getpid()
-        self._closed = False
-        self._seen: set[Any] = set()  # every worker process seen: a dead one stays visible
+        self._closed = False  # released (its call or block ended): no pool any more
+        self._stopped = False  # stopped by a failure (shutdown): the next call starts a new one
+        self._started: list[Any] = []  # the pool's workers as it starts them (WatchedPool)
+        self._seen: set[Any] = set()  # every worker process started, until it ended cleanly
         self._running: set[Future[Any]] = set()  # submitted, not answered: failed if terminated
         if not lazy:
             self._start()
 
     def _start(self) -> None:
-        self._pool = self.context.Pool(*self._args)
+        self._started = []
+        self._pool = WatchedPool(*self._args, context=self.context.get_context(), started=self._started)
         self._pid = os.getpid()
+        self._stopped = False
         self._seen = set()
         self._look()
 
@@ -91,25 +106,38 @@ class MultiprocessingBackend(Backend):
         of this process's own.
         """
         if self._pool is not None and self._pid != os.getpid():
-            self._pool, self._seen, self._running = None, set(), set()
+            self._pool, self._started, self._seen, self._running = None, [], set(), set()
 
     def refresh(self) -> None:
-        """Before a call on a kept backend (``with Parallel() as p``): not a parent's pool."""
+        """Before a call on a kept backend (``with Parallel() as p``): a working pool of its own.
+
+        Not a parent's (a fork made since), and not one a failure of the block's previous
+        call stopped (a worker's crash, a task past its timeout, Ctrl-C: :meth:`shutdown`):
+        that call's error said the pool is replaced on the next call, and the next calls
+        failed instead, saying the pool was closed as a generator read after its block.
+        """
         self._inherited()
+        if self._pool is None and self._stopped and not self._closed:
+            self._start()  # (started now, as the block's first: a fork inherits today's globals)
 
     def _look(self) -> None:
-        if self._pool is None:
-            return
+        """Take in the workers the pool started since the last look; forget those that ended cleanly.
+
+        Every worker goes through ``_seen`` until its end is known: one that died stays
+        there, for :meth:`check` to report, however soon the pool replaced it.
+        """
+        started = self._started
+        while started:  # (the pool's worker-handler thread appends to it meanwhile)
+            self._seen.add(started.pop())
         # workers that ended cleanly (maxtasksperchild) need not be watched any more
-        self._seen = {p for p in self._seen if p.exitcode is None or p.exitcode != 0}
-        self._seen.update(getattr(self._pool, "_pool", ()) or ())
+        self._seen = {p for p in self._seen if p.exitcode is None or _lost_work(p)}
 
     def check(self) -> tuple[list[str], str | None]:
         """A worker that died took its task with it: say so (the call then fails)."""
         self._look()
         for proc in self._seen:
             code = proc.exitcode
-            if code is not None and code != 0:
+            if code is not None and _lost_work(proc):
                 failed = initializer_failure(session().path) if self._initializer is not None else None
                 if failed is not None:
                     from .functions import label  # (imports cloudpickle: not at picklepool's import)
@@ -121,9 +149,10 @@ class MultiprocessingBackend(Backend):
                         f"{label(self._initializer)} raised {failed['error']}: {failed['message']} "
                         f"in it (its traceback is above on stderr). {INITIALIZER_FIX}"
                     )
+                during = " in the middle of a batch" if code == 0 else ""  # (its status file said so)
                 return [], (
                     f"a worker process of backend='multiprocessing' (pid {proc.pid}) died (exit "
-                    f"code {status_name(code)}); "
+                    f"code {status_name(code)}){during}; "
                     f"multiprocessing.Pool replaced it and lost its task{self._unguarded(code)}"
                 )
         return [], None
@@ -149,7 +178,7 @@ class MultiprocessingBackend(Backend):
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         future: Future[Any] = Future()
         future.set_running_or_notify_cancel()  # already queued in the pool: cannot be cancelled
-        if self._pool is None and not self._closed:
+        if self._pool is None and not self._closed and not self._stopped:
             self._start()  # lazy: the first batch starts (or forks) the workers
         self._look()
         try:
@@ -159,12 +188,23 @@ class MultiprocessingBackend(Backend):
             future.add_done_callback(self._running.discard)
             self._pool.apply_async(fn, args, callback=future.set_result, error_callback=future.set_exception)
         except ValueError as exc:  # "Pool not running"
-            raise RuntimeError(
+            raise self._not_running() from exc
+        return future
+
+    def _not_running(self) -> RuntimeError:
+        """Why a batch found no pool: the call or block ended, or a failure stopped the pool."""
+        if self._closed:
+            return RuntimeError(
                 "this multiprocessing pool was closed while the call still had tasks to send "
                 "(for example a return_as='generator' read after its `with Parallel(...)` "
                 "block ended). Consume the generator inside the block."
-            ) from exc
-        return future
+            )
+        return RuntimeError(
+            "this multiprocessing pool was stopped during the call (a worker died, a task "
+            "ran past its timeout, or Ctrl-C: the call's own error says which) while the call "
+            "still had tasks to send; they were not run. Make the call again: the next call "
+            "starts a new pool."
+        )
 
     def session_path(self) -> str | None:
         return session().path
@@ -181,26 +221,91 @@ class MultiprocessingBackend(Backend):
             pool.close()
             pool.join()
 
+    def release(self, wait: bool = True) -> None:
+        """The call or ``with Parallel()`` block that made this backend ended: the pool goes, for good.
+
+        A batch sent after this (a generator read after its block ended) is told so;
+        a pool stopped by a failure (:meth:`shutdown`) is started again by the block's
+        next call instead (:meth:`refresh`).
+        """
+        self._closed = True
+        self.shutdown()
+
     def restart(self) -> None:
         """After :meth:`shutdown`: the next batch starts a fresh pool."""
         self.shutdown(kill=True)
-        self._closed = False
+        self._stopped = False
 
     def shutdown(self, kill: bool = False) -> None:
+        """Terminate the pool now; what it was running fails with ``WorkerCrashedError``.
+
+        Until :meth:`refresh` (a kept block's next call) or :meth:`restart`, no new pool
+        starts: the failed call's later batches are not run on one.
+        """
         self._inherited()
-        pool, self._pool, self._closed = self._pool, None, True
+        pool, self._pool, self._stopped = self._pool, None, True
         if pool is not None:
-            pids = {p.pid for p in self._seen | set(getattr(pool, "_pool", None) or ())}
             if _terminate(pool):
                 pool.join()
+            self._look()  # (the workers it started until it ended)
+            workers = self._seen | set(getattr(pool, "_pool", None) or ())
+            # its terminated workers are no deaths for a later check() to report
+            self._seen, self._started = set(), []
             # terminated workers run no exit hooks: their status files (and what else they
             # left) stayed in the session folder, one per worker per call, until exit
-            leftovers.sweep(current_session(), pids)
+            leftovers.sweep(current_session(), {p.pid for p in workers if p.pid is not None})
         for future in list(self._running):  # terminate() drops their callbacks: they would hang
             try:
                 future.set_exception(WorkerCrashedError("the worker running it was terminated"))
             except InvalidStateError:  # answered meanwhile
                 pass
+
+
+class WatchedPool(multiprocessing.pool.Pool):
+    """A ``multiprocessing.Pool`` that appends every worker process it starts to *started*.
+
+    The pool replaces a dead worker by itself (``Pool._maintain_pool``, every 0.1 s)
+    and drops it from its list of workers (``Pool._pool``) then: with
+    ``maxtasksperchild`` a new worker starts for each task, and one that started and
+    died between two looks at that list was never seen. Its task was lost without a
+    word, and the call, or an ``Executor``'s ``shutdown()``, waited for ever. Each
+    worker is in *started* before it runs a task (before it starts).
+    """
+
+    def __init__(self, *args: Any, started: list[Any], **kwargs: Any) -> None:
+        # The pool's worker-handler thread calls self.Process: a function holding the list
+        # only (a bound method would hold the pool, which must stay collectable, as
+        # multiprocessing's own pools are, to warn of one left running)
+        self.Process = functools.partial(_start_watched, started)  # type: ignore[method-assign]
+        super().__init__(*args, **kwargs)
+
+
+def _start_watched(started: list[Any], ctx: Any, *args: Any, **kwargs: Any) -> Any:
+    """``Pool.Process``: the worker process *ctx* makes, appended to *started* first."""
+    proc = ctx.Process(*args, **kwargs)
+    started.append(proc)
+    return proc
+
+
+def _lost_work(proc: Any) -> bool:
+    """Whether *proc*, a worker process of a pool, ended with a batch unfinished (its task lost).
+
+    Any status but 0 is a death. Status 0 is also how a worker ends after its
+    ``maxtasksperchild`` tasks, having removed its status file (``workers.control``):
+    a worker that ends so in the middle of a batch (``os._exit(0)`` in a task) left
+    that file saying which task it ran, and the call waited for ever for that task.
+    """
+    code = proc.exitcode
+    if code is None:
+        return False
+    if code != 0:
+        return True
+    found = current_session()
+    if found is None or proc.pid is None:
+        return False
+    # (swept meanwhile by another call's crash report: its last status is kept)
+    status = found.worker_status(proc.pid) or found.ended.get(proc.pid)
+    return status is not None and status[1] >= 0
 
 
 TERMINATE_WAIT = 2.0  # seconds multiprocessing's Pool.terminate() gets before locks are looked at
