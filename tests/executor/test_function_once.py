@@ -555,3 +555,41 @@ def test_the_globals_a_function_carries_are_cloudpickles_with_or_without_its_hel
         return inner
 
     assert set(sent_globals(f.__code__)) == set(global_ops(f.__code__)) == {"_SET_BY_F", "len", "pytest"}
+
+
+_VERSIONS_SCRIPT = """
+    import gc, os, sys
+
+    from picklepool import Parallel, delayed
+
+    def task(i):
+        from picklepool.workers.cache import objects
+
+        gc.collect()
+        copies = sum(1 for key in list(objects._data) if key[0] == "func")
+        alive = sum(1 for o in gc.get_objects() if type(o) is type and o.__name__.startswith("Model"))
+        return len(TABLE) + CURRENT.k, copies, alive
+
+    def make(k):
+        return type(f"Model{{k}}", (), {{"k": k}})
+
+    with Parallel(n_jobs=2, pickler={pickler!r}) as p:
+        for k in range(30):  # a script rebinding a large global and a class before each call
+            TABLE = {{i: str(i) for i in range(20_000 + k)}}
+            CURRENT = make(k)
+            out = p(delayed(task)(i) for i in range(2))
+        assert [o[0] for o in out] == [20_029 + 29] * 2, out
+        print(max(o[1] for o in out), max(o[2] for o in out))
+"""
+
+
+@pytest.mark.parametrize("pickler", ["hybrid", "cloudpickle"])
+def test_a_workers_copies_of_a_function_from_earlier_calls_go(pickler):
+    # helper-131: every call's copy of a function whose globals changed (a large dict rebound
+    # before each call) stayed in the worker's cache, bounded by 1 GiB of their pickles, many
+    # times that in memory (14 MB a call); under cloudpickle, each call's class made by a
+    # factory was held for good. A loop and loky keep the last one.
+    out = run_python(_VERSIONS_SCRIPT.format(pickler=pickler))
+    assert out.returncode == 0, out.stderr
+    copies, classes = map(int, out.stdout.split())
+    assert copies == 1 and classes <= 2

@@ -40,8 +40,8 @@ classes the sender's ABC has, and a class that no name holds (a loop's ``type(f"
 is not held.
 
 Pickler ``"cloudpickle"`` sends classes with cloudpickle's own functions, which hold
-nothing: a worker loads its functions with :func:`loads_keeping`, which holds the classes
-they bring under their own names (``workers.runner``).
+nothing: a worker loads its functions with :func:`loads_keeping`, and holds the classes they
+bring with its copy of the function (``workers.runner``).
 """
 
 from __future__ import annotations
@@ -292,33 +292,40 @@ def redirect(rv: Any, cls: Any = None) -> Any:
 
 
 class KeepingUnpickler(pickle.Unpickler):
-    """pickle's unpickler that holds, under its own name (as :func:`class_setstate` holds
-    hybrid's), each class whose state cloudpickle's own ``_class_setstate`` sets: those of a
-    pickle of pickler ``"cloudpickle"``, which hybrid's functions never see."""
+    """pickle's unpickler that notes (:attr:`kept`) each class whose state cloudpickle's own
+    ``_class_setstate`` sets, and the classes registered in it where it was pickled: those of
+    a pickle of pickler ``"cloudpickle"``, which hybrid's functions never see."""
+
+    def __init__(self, file: Any) -> None:
+        super().__init__(file)
+        self.kept: list[Any] = []
 
     def find_class(self, module: str, name: str) -> Any:
         found = super().find_class(module, name)
-        return _setstate_held if found is _SETSTATE and found is not None else found
+        if found is _SETSTATE and found is not None:
+            kept = self.kept
+
+            def setstate(obj: Any, state: Any) -> Any:
+                out = _SETSTATE(obj, state)  # type: ignore[misc]
+                kept.append((obj, _registered(state)))
+                return out
+
+            return setstate
+        return found
 
 
-def _setstate_held(obj: Any, state: Any) -> Any:
-    out = _SETSTATE(obj, state)  # type: ignore[misc]  # (named by find_class only when not None)
-    module_name, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-    if type(module_name) is str and type(qualname) is str:
-        # (no word from the sender on the name holding it: the copy's own, one copy a name)
-        _held[(module_name, qualname)] = (obj, _registered(state))
-    return out
+def loads_keeping(data: bytes | memoryview) -> tuple[Any, list[Any]]:
+    """The object pickled in *data*, and the classes cloudpickle's own functions rebuilt for
+    it (:class:`KeepingUnpickler`), for the caller to hold as long as the object.
 
-
-def loads_keeping(data: bytes | memoryview) -> Any:
-    """The object pickled in *data*, the classes cloudpickle's own functions rebuilt for it
-    held here (:class:`KeepingUnpickler`), one a name, until another copy of that name.
-
-    A worker loads its functions so: what holds such a class weakly, where the function holds
-    that, did not keep it. An ABC of the function's globals (``Shape``) has the copy of its
-    registered class (``Shape.register(Square)``) in its registry by a weak reference only:
-    the copy died after the first batch, and the next batch's, a new class, was not
-    registered (``isinstance(Square(), Shape)`` False, where joblib, which sends the ABC with
-    every batch, answers True).
+    A worker loads its functions so, and holds those classes with its copy of the function
+    (``workers.runner``): what holds such a class weakly, where the function holds that, did
+    not keep it. An ABC of the function's globals (``Shape``) has the copy of its registered
+    class (``Shape.register(Square)``) in its registry by a weak reference only: the copy died
+    after the first batch, and the next batch's, a new class, was not registered
+    (``isinstance(Square(), Shape)`` False, where joblib, which sends the ABC with every
+    batch, answers True). Held by their own names instead, a factory's ``type(f"Model{k}",
+    ...)`` kept one class a call for good.
     """
-    return KeepingUnpickler(io.BytesIO(data)).load()
+    unpickler = KeepingUnpickler(io.BytesIO(data))
+    return unpickler.load(), unpickler.kept

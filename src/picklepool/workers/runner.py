@@ -107,23 +107,32 @@ class _Kept:
     state of its own): it is as sent for every call, without asking the baseline.
     """
 
-    __slots__ = ("func", "baseline", "call", "fixed")
+    __slots__ = ("func", "baseline", "call", "fixed", "classes")
 
-    def __init__(self, func: Any, call: str) -> None:
-        self.func, self.call = func, call
+    def __init__(self, func: Any, call: str, classes: list[Any]) -> None:
+        self.func, self.call, self.classes = func, call, classes  # (classes: held as long, _build)
         self.baseline = changes.watch_function(func)
         self.fixed = self.baseline is not None and self.baseline.empty()
 
 
 def _build(pickler: Any, spec: FuncSpec) -> Any:
     """A new copy of a function sent as bytes or a blob, given its initializer's globals."""
+    return _build_keeping(pickler, spec)[0]
+
+
+def _build_keeping(pickler: Any, spec: FuncSpec) -> tuple[Any, list[Any]]:
+    """:func:`_build`, and the classes cloudpickle's own functions rebuilt for the copy (pickler
+    "cloudpickle"), to hold as long as it: a class registered in an ABC the function holds
+    died after the first batch, else (``pickler.classes.loads_keeping``)."""
     _key, data, _label, call = spec
     raw = data if isinstance(data, bytes) else read_blob(data)  # a blob: a large one
-    # pickle's own loads (pickler "cloudpickle"): the classes cloudpickle rebuilds are held; a
-    # class registered in an ABC the function holds died after the first batch, else
-    func = loads_keeping(raw) if _loads_of(pickler) is pickle.loads else pickler.loads(raw)
+    classes: list[Any] = []
+    if _loads_of(pickler) is pickle.loads:
+        func, classes = loads_keeping(raw)
+    else:
+        func = pickler.loads(raw)
     prologue.adopt(call, func)  # a partial's, a bound method's function too (workers.prologue)
-    return func
+    return func, classes
 
 
 def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
@@ -144,8 +153,8 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
     made: list[_Kept] = []
 
     def keep() -> _Kept:
-        func = _build(pickler, spec)  # with its initializer's globals (workers.prologue), then watched
-        made.append(_Kept(func, call))
+        func, classes = _build_keeping(pickler, spec)  # with its initializer's globals, then watched
+        made.append(_Kept(func, call, classes))
         return made[-1]
 
     kept: _Kept = objects.get_or_build(("func", key), size, keep)
@@ -154,7 +163,39 @@ def _function(pickler: Any, spec: FuncSpec) -> Callable[..., Any]:
             objects.discard(("func", key))
             kept = objects.get_or_build(("func", key), size, keep)
         kept.call = call
+    if made:
+        _supersede(_label, key, call)
     return kept.func  # type: ignore[no-any-return]
+
+
+# a function's label -> the keys of its copies kept here (workers.cache's objects)
+_versions: dict[str, list[Any]] = {}
+
+
+def _supersede(label: str, key: Any, call: str) -> None:
+    """A new copy of the function *label* is kept for *call*: the copies earlier calls kept
+    go (the parent's function changed, or the globals its copy carries: a script rebinding
+    a large global before each call). Kept, each held its globals until the cache's bound
+    of 1 GiB of their pickles, many times that in memory (14 MB a call for a 100,000-item
+    dict, where a loop and loky keep one)."""
+    keys = _versions.setdefault(label, [])
+    still = [key]
+    for old in keys:
+        if old == key:
+            continue
+        found: _Kept | None = objects.get(("func", old))
+        if found is None:
+            continue
+        if found.call != call:
+            objects.discard(("func", old))
+        else:  # this call's own (two functions of one label in one call: a lambda of each kind)
+            still.append(old)
+    _versions[label] = still
+    if len(_versions) > _LABELS:
+        _versions.pop(next(iter(_versions)))
+
+
+_LABELS = 4096  # (the cache keeps no more entries than that)
 
 
 def _as_sent(pickler: Any, specs: Sequence[FuncSpec], fns: list[Any], fresh: set[int], k: int) -> Any:
