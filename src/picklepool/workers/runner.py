@@ -109,7 +109,7 @@ class _Kept:
 
     __slots__ = ("func", "baseline", "call", "fixed", "classes")
 
-    def __init__(self, func: Any, call: str, classes: list[Any]) -> None:
+    def __init__(self, func: Any, call: str, classes: list[Any] | None = None) -> None:
         self.func, self.call, self.classes = func, call, classes  # (classes: held as long, _build)
         self.baseline = changes.watch_function(func)
         self.fixed = self.baseline is not None and self.baseline.empty()
