@@ -38,6 +38,9 @@ class Backend:
     # the pool fails the tasks of a worker that died (loky: BrokenProcessPool); False: they are
     # lost without a word (multiprocessing.Pool), and only check() finds the death
     reports_deaths = True
+    # its pool is one picklepool.shutdown() stops: a shutdown in another thread lets a call on
+    # it end first (executor.ongoing)
+    shutdown_stops = False
 
     def __init__(self, n_workers: int) -> None:
         self.n_workers = n_workers

@@ -46,6 +46,7 @@ class LokyBackend(Backend):
     """
 
     name = "loky"
+    shutdown_stops = True
     parent_threads = True
     mirrors_parent = True
     enforces_limits = True
@@ -347,7 +348,25 @@ def unwatch_ctrl_c() -> None:
 
 
 def shutdown(wait: bool = True, kill: bool = False) -> None:
-    """Stop picklepool's warm worker processes now (they restart on the next call).
+    """Stop picklepool's warm worker processes and their forkserver (they restart on the next call).
+
+    *wait* (the default), as ``ProcessPoolExecutor.shutdown(wait=True)``: the work
+    running in other threads ends first, on the workers it runs on, and then the
+    workers and the forkserver are stopped; when this returns, no worker and no
+    forkserver is left. That work is a ``Parallel`` call returning a list, to its
+    end, and what was submitted to an ``Executor`` (or a joblib call on the
+    ``"picklepool"`` backend). Not waited for: a call begun meanwhile (what it sends
+    once the workers are stopped goes to a new pool), a ``return_as="generator"`` call
+    (its batches already sent finish; the rest run on a new pool once it is read
+    again), the calling thread's own calls, and, from an ``atexit`` handler, calls in
+    daemon threads (the exit has killed their workers). While the workers are
+    stopped, a call in another thread that needs them waits, then starts a new pool.
+
+    *wait=False*: stop without waiting for the running tasks (they still finish, and
+    a call's later batches start a new pool). *kill*: kill the workers at once; the
+    calls running there fail with ``WorkerCrashedError`` naming
+    ``picklepool.shutdown(kill=True)`` (an ``Executor``'s later submissions start a
+    new pool).
 
     Idle workers also exit by themselves after ``idle_worker_timeout`` seconds. With
     the dask backend, this closes the connections picklepool opened to a

@@ -271,13 +271,22 @@ def stop(wait: bool = True) -> None:
     """Stop the forkserver; *wait*: until it has exited (after its last workers, up to ``STOP_WAIT``).
 
     A server that has not exited by then is reaped as it exits (:func:`_reap_when_ended`),
-    not left a zombie until the next pool.
+    not left a zombie until the next pool. *wait* also waits for the servers stopped
+    before without waiting and reaped by no thread (the interpreter's exit stops its
+    server so, :func:`at_exit`): a ``picklepool.shutdown()`` from an ``atexit`` handler
+    returned with that server still running, or a zombie.
     """
     global _server
     with _lock:
         server, _server = _server, None
     if server is not None:
         _stop(server, wait, later=not _exiting)
+    if wait:
+        with _lock:  # (a reaping thread forgets its pid under it: none is reaped there meanwhile)
+            others = [(pid, _pidfd(pid)) for pid in _ended if pid not in _watched]
+        for pid, fd in others:
+            _wait_exit(fd)
+            _reap(pid)
 
 
 def at_exit() -> None:
@@ -296,20 +305,30 @@ def _stop(server: _Server, wait: bool, later: bool = True) -> None:
     server.close()
     _ended.append(server.pid)
     if wait:
-        try:
-            fd = os.pidfd_open(server.pid)
-        except OSError:
-            pass
-        else:
-            from multiprocessing.connection import wait as wait_for  # (poll: fd may be over 1023)
-
-            try:
-                wait_for([fd], STOP_WAIT)
-            finally:
-                os.close(fd)
+        _wait_exit(_pidfd(server.pid))
     _reap(server.pid)
     if later and server.pid in _ended:
         _reap_when_ended(server.pid)
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of *pid*, a stopped server not reaped yet (None without pidfds)."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def _wait_exit(fd: int | None) -> None:
+    """Wait up to ``STOP_WAIT`` seconds for the process of the pidfd *fd* to exit; close *fd*."""
+    if fd is None:
+        return
+    from multiprocessing.connection import wait as wait_for  # (poll: fd may be over 1023)
+
+    try:
+        wait_for([fd], STOP_WAIT)
+    finally:
+        os.close(fd)
 
 
 def _reap(pid: int) -> None:
@@ -344,6 +363,7 @@ def _reap_when_ended(pid: int) -> None:
     except OSError:
         return
     _reaping.add(fd)
+    _watched.add(pid)
 
     def reap() -> None:
         try:
@@ -355,15 +375,20 @@ def _reap_when_ended(pid: int) -> None:
             os.close(fd)
         with _lock:
             _forget(pid)
+            _watched.discard(pid)
 
     try:
         threading.Thread(target=reap, name="picklepool-forkserver-reap", daemon=True).start()
     except RuntimeError:  # the interpreter exits: the server ends with this process
         _reaping.discard(fd)
+        _watched.discard(pid)
         os.close(fd)
 
 
 _reaping: set[int] = set()  # the pidfds of _reap_when_ended's threads
+# the pids those threads reap: stop() does not wait for them (once reaped there, a pid may be
+# another process's before the thread forgets it)
+_watched: set[int] = set()
 
 
 def _forget_in_child() -> None:
@@ -371,6 +396,7 @@ def _forget_in_child() -> None:
     global _server, _lock, _failed, _exiting, _alive
     _lock = threading.Lock()
     _ended.clear()
+    _watched.clear()
     for fd in list(_reaping):  # the parent's threads that wait on them are not here
         _reaping.discard(fd)
         os.close(fd)

@@ -58,7 +58,7 @@ from ..settings import NOT_SET, plain_number, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
 from ..workers import inherited, mirror
 from ..workers.prologue import initialize, own_pool, start_pool_worker
-from . import gil, interrupts, limits, poolstart, reaper, submitmap
+from . import gil, interrupts, limits, ongoing, poolstart, reaper, submitmap
 from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
@@ -535,6 +535,7 @@ class Executor(_StdExecutor):
         self._shutdown = False
         self._broken: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._ongoing: int | None = None  # its token in executor.ongoing while it has work (_idle)
         self._gil = gil.Scope()
 
     # -- submitting ------------------------------------------------------------------------
@@ -616,6 +617,9 @@ class Executor(_StdExecutor):
                     daemon=True,
                 )
                 self._thread.start()
+            if self._ongoing is None and self._channel.backend.shutdown_stops:
+                # picklepool.shutdown() in another thread lets what it has to run end first
+                self._ongoing = ongoing.begin(self._thread)
         if wake:
             self._events.put(_WAKE)
 
@@ -792,6 +796,14 @@ class Executor(_StdExecutor):
 
     # -- the manager thread ----------------------------------------------------------------
 
+    def _idle(self) -> None:
+        """Nothing left to run (its lock held): no longer kept for its work (``_busy``), nor
+        waited for by a ``picklepool.shutdown()``."""
+        _busy.discard(self)
+        token, self._ongoing = self._ongoing, None
+        if token is not None:
+            ongoing.end(token)
+
     def _step(self, event: Any) -> bool:
         """Handle *event* and any others waiting, send what fits; True when this executor is done."""
         while True:
@@ -806,7 +818,7 @@ class Executor(_StdExecutor):
             idle = not self._channel.inflight and not self._queue
             done = idle and self._shutdown
             if idle:
-                _busy.discard(self)
+                self._idle()
         if idle:
             self._gil.restore()
         if done:
@@ -1106,7 +1118,7 @@ class Executor(_StdExecutor):
             self._works.clear()
             self._splittable.clear()
             self._channel.inflight.clear()
-            _busy.discard(self)
+            self._idle()
         _fail(works, error)
         with contextlib.suppress(Exception):  # the error above is what matters
             self._close()

@@ -16,7 +16,7 @@ from ..pickler.locks import callers_level
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, Settings, inflight, resolve_settings, sources_now
 from ..workers import mirror
-from . import limits, memory
+from . import limits, memory, ongoing
 from .backend import Backend
 from .backends import BACKENDS, make_backend, prepare
 from .batching import AutoBatcher, FixedBatcher
@@ -464,6 +464,19 @@ class Parallel:
             _release_block(old)
         else:
             backend.refresh()
+        if self.return_as != "list" or not backend.shutdown_stops:
+            return self._run(s, backend, iterable, owned)  # (a generator may be left unread)
+        # picklepool.shutdown() in another thread lets it end on these workers first
+        # (executor.ongoing). Not a contextlib block: its exit sets the __traceback__ of a
+        # task's exception, which a frozen dataclass's refuses (FrozenInstanceError instead)
+        token = ongoing.begin()
+        try:
+            return self._run(s, backend, iterable, owned)
+        finally:
+            ongoing.end(token)
+
+    def _run(self, s: Settings, backend: Backend, iterable: Iterable[Any], owned: bool) -> Any:
+        """The call on *backend* (*owned*: made for it, released at its end): its results."""
         closes = backend if owned else None
         try:
             chunks, reporter = self._start(s, backend, iterable, owned)

@@ -20,6 +20,10 @@ whole process, behind a lock, and lends it to each call (:func:`acquire`, then
   error, a generator closed early): its workers are killed and a fresh one
   starts, instead of waiting for tasks nobody will read (joblib's abort kills its
   workers too).
+
+``picklepool.shutdown()`` stops them all (:func:`shutdown_all`): first it lets the calls
+other threads run end on them, and no executor is taken while it stops them
+(``executor.ongoing``).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..workers.prologue import own_pool, start_loky_worker
-from . import forkserver, lanes, poolstart, reaper
+from . import forkserver, lanes, ongoing, poolstart, reaper
 from .session import session
 
 # Re-entrant: starting or checking a pool allocates, so a collection may start in this
@@ -76,7 +80,22 @@ def acquire(
     initializer: Any = None,
     initargs: tuple[Any, ...] = (),
 ) -> tuple[Any, bool]:
-    """An executor for one call: ``(executor, shared)``; give it back with :func:`release`."""
+    """An executor for one call: ``(executor, shared)``; give it back with :func:`release`.
+
+    Waits while ``picklepool.shutdown()`` stops the pools (``executor.ongoing``).
+    """
+    with ongoing.taking():
+        return _take(n_workers, idle_timeout, env, initializer, initargs)
+
+
+def _take(
+    n_workers: int,
+    idle_timeout: float,
+    env: dict[str, str] | None,
+    initializer: Any,
+    initargs: tuple[Any, ...],
+) -> tuple[Any, bool]:
+    """:func:`acquire`'s choice of an executor (the rules in this module's docstring)."""
     global _shared, _key, _users
     key = (idle_timeout, tuple(sorted(env.items())) if env else (), initializer, initargs)
     if initializer is own_pool:  # an Executor's initializer's workers: never the shared pool
@@ -118,9 +137,11 @@ def prepare() -> None:
     """Start the forkserver the next pool's workers are forked from (``executor.forkserver``).
 
     Only when no warm pool is there (read without the lock: a hint; ``_new`` makes sure).
+    Not while ``picklepool.shutdown()`` stops the forkserver (it waits for its end).
     """
     if _shared is None:
-        forkserver.use()
+        with ongoing.taking():
+            forkserver.use()
 
 
 # (the shared pool's key, the parent's settings as the first pool of that key was made)
@@ -203,7 +224,19 @@ def release(executor: Any, shared: bool) -> None:
 
 
 def shutdown_all(wait: bool = True, kill: bool = False) -> None:
-    """Stop every executor picklepool started (a new one starts at the next call)."""
+    """Stop every executor picklepool started, then the forkserver (a new one starts at the next call).
+
+    *wait* (without *kill*): the calls other threads run end first, on their workers. No
+    pool starts while they are stopped: a call needing one waits (``executor.ongoing``).
+    """
+    if wait and not kill:
+        ongoing.wait_for_others()
+    with ongoing.stopping():
+        _stop_all(wait, kill)
+
+
+def _stop_all(wait: bool, kill: bool) -> None:
+    """Stop every executor in :data:`started`, then the forkserver, whose last workers they ran."""
     global _shared, _users
     with _lock:
         executors = list(started)  # strong references first: the WeakSet would drop _shared

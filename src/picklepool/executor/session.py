@@ -214,8 +214,12 @@ class Session:
         return STATUS.unpack(data)
 
     def worker_pids(self) -> list[int]:
-        """PIDs of the workers that have reported a status in this session."""
-        return [int(e[1:]) for e in os.listdir(self.path) if e[:1] == "w" and e[1:].isdigit()]
+        """PIDs of the workers that have reported a status in this session (none once it is closed)."""
+        try:
+            entries = os.listdir(self.path)
+        except FileNotFoundError:  # closed at exit: a shutdown() from a later atexit handler raised
+            return []
+        return [int(e[1:]) for e in entries if e[:1] == "w" and e[1:].isdigit()]
 
     def forget_worker(self, pid: int, last: tuple[int, int, int, int, int] | None = None) -> None:
         """Remove an exited worker's status file, keeping its *last* status in :attr:`ended`."""
