@@ -961,18 +961,25 @@ def test_what_a_workers_own_code_sets_stays_until_the_parent_changes_it(tmp_path
     # its first task, and a task's one-time setup (behind a module flag that stayed set)
     # was undone from the next batch on, where a loop in the parent and a loky worker
     # keep both.
-    script = tmp_path / "settings.py"
-    script.write_text(_SETTINGS_SCRIPT)
+    lines = _run_script(tmp_path, _SETTINGS_SCRIPT, how)
+    own = str((20000, 50, str(tmp_path / "scratch"), "0o77", 5.0, 1 << 30, True))
+    last = {"executor": "12", "parallel": "0o27", "lazily": "3000"}[how]
+    assert lines == [own, own, last]
+
+
+def _run_script(tmp_path, text, how):
+    """The lines *text*, run as a script in *tmp_path* with argument *how*, printed (the
+    folder ``scratch`` in it made, its path in the environment as ``SCRATCH``)."""
+    script = tmp_path / "script.py"
+    script.write_text(text)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     env = {**os.environ, "SCRATCH": str(scratch)}
     out = subprocess.run(
-        [sys.executable, str(script), how], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, str(script), how], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    own = str((20000, 50, str(scratch), "0o77", 5.0, 1 << 30, True))
-    last = {"executor": "12", "parallel": "0o27", "lazily": "3000"}[how]
-    assert out.stdout.splitlines() == [own, own, last]
+    return out.stdout.splitlines()
 
 
 _FOLLOWS_SCRIPT = """
@@ -1172,16 +1179,7 @@ def test_the_end_of_a_parents_change_gives_a_worker_back_what_it_had(tmp_path, h
     # filter or one moved to the front put the parent's "error" ahead of the task's "ignore";
     # the parent's tempfile choosing its folder went over an initializer's scratch folder.
     # A loop keeps each (the block's end puts back what was set before it: the task's).
-    script = tmp_path / "ends.py"
-    script.write_text(_ENDS_SCRIPT)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    env = {**os.environ, "SCRATCH": str(scratch)}
-    out = subprocess.run(
-        [sys.executable, str(script), how], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == expected
+    assert _run_script(tmp_path, _ENDS_SCRIPT, how) == expected
 
 
 _FIELDS_SCRIPT = """
@@ -1279,10 +1277,4 @@ def test_a_worker_follows_the_fields_the_parent_changes_as_a_loop_does(tmp_path,
     # and stayed ahead of the parent's later "error"; a pool made again after a crash took the
     # parent's settings of the crash for its start; a folder the parent removed from sys.path
     # stayed in the workers (and piled up); past 8 nested blocks the task's value was lost.
-    script = tmp_path / "fields.py"
-    script.write_text(_FIELDS_SCRIPT)
-    out = subprocess.run(
-        [sys.executable, str(script), how], capture_output=True, text=True, cwd=tmp_path, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == expected
+    assert _run_script(tmp_path, _FIELDS_SCRIPT, how) == expected
