@@ -56,6 +56,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 
+from . import signalhold
 from .wire import import_path
 
 CHECKED = ("3.4", "3.5", "3.6", "3.7")
@@ -528,9 +529,29 @@ def run_worker(pipe: int) -> int:
             prep_data = pickle.load(from_parent)
             spawn.prepare(prep_data)
             process_obj = pickle.load(from_parent)
+        except FileNotFoundError as exc:
+            if not _semaphore_gone(exc):
+                raise
+            return 0  # its pool was stopped as it started: nobody waits for it
         finally:
             del me._inheriting
     return int(process_obj._bootstrap())
+
+
+def _semaphore_gone(exc: BaseException) -> bool:
+    """Whether *exc* is a pool's semaphore (loky's ``SemLock``) that could not be opened
+    as the process object was read: the pool was stopped (its semaphores unlinked) while
+    this worker started, as a Ctrl-C or a failed call's stop does. Such a worker ends
+    quietly, as loky's own does when its pool has gone once it runs."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    code = tb.tb_frame.f_code
+    return (
+        code.co_name == "__setstate__" and tb.tb_frame.f_globals.get("__name__") == "loky.backend.synchronize"
+    )
 
 
 def track_folder(path: str, register: bool = True) -> bool:
@@ -576,10 +597,34 @@ def new_executor(
         env=env,
     )
     guard_close(result_writer(executor))
+    hold_worker_starts(executor)
     if before_start is not None:
         before_start(executor)
     start_workers(executor)
     return executor
+
+
+def hold_worker_starts(executor: Any) -> None:
+    """Make *executor*'s worker starts whole: a signal handler's exception is raised after them.
+
+    ``_adjust_process_count`` makes each worker's exit semaphore (``SemLock``, unlinked only
+    by a finalizer its ``__init__`` sets up last), starts the process and lists it in the
+    pool's ``_processes`` (and ``multiprocessing``'s children): cut in between by an alarm's
+    exception or Ctrl-C in the main thread, a semaphore stayed in ``/dev/shm``, or a worker
+    that nobody stopped booted into a pool gone. Held (``signalhold``), but for the wait for
+    the forkserver's reply, which ``executor.forkserver.spawn`` lets through and undoes.
+    An instance attribute, as :func:`shutdown`'s, reaching the executor weakly.
+    """
+    ref = weakref.ref(executor)
+    adjust = type(executor)._adjust_process_count
+
+    def held_adjust() -> None:
+        this = ref()
+        if this is not None:
+            with signalhold.held():
+                adjust(this)
+
+    executor._adjust_process_count = held_adjust
 
 
 def guard_close(conn: Any) -> None:

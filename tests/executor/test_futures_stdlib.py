@@ -252,6 +252,37 @@ def test_a_worker_that_dies_in_a_task_on_a_pool_of_its_own_fails_it_and_shutdown
         ex.shutdown()  # returns: no lost task is left in the pool
 
 
+def blocks_at_four_exits_at_five(x, fifo):
+    if x == 4:
+        with open(fifo) as f:  # nobody writes: held until the pool is stopped
+            return f.read()
+    if x == 5:
+        os._exit(4)
+    return x
+
+
+@pytest.mark.timeout(90)
+def test_a_crash_names_only_the_dead_workers_task_the_others_failed_as_the_pool_broke(tmp_path):
+    # Executor(max_tasks_per_child=...) runs on a multiprocessing.Pool, stopped when a worker
+    # dies: task 4, held in the other worker, and the tasks queued behind fail with it. Their
+    # message said that the dead worker "lost its task (task 4 ...)", which it never ran.
+    fifo = str(tmp_path / "never")
+    os.mkfifo(fifo)
+    with Executor(2, max_tasks_per_child=2) as ex:
+        futures = [ex.submit(blocks_at_four_exits_at_five, i, fifo) for i in range(8)]
+        errors = {i: f.exception(timeout=60) for i, f in enumerate(futures)}
+    dead = str(errors[5])
+    assert "lost its task" in dead and "exits_at_five(5, " in dead and "never came back" in dead, dead
+    held = str(errors[4])
+    assert isinstance(errors[4], WorkerCrashedError), held
+    assert "lost its task" not in held and "never came back" not in held, held
+    assert held.startswith("task 4 (the 5th call submitted to this Executor)"), held
+    assert "failed because the pool broke" in held and "while running task 5 " in held, held
+    for i, error in errors.items():
+        if error is not None and i != 5:
+            assert "lost its task" not in str(error), error
+
+
 def raise_in_init():
     raise OSError("no database")
 
@@ -267,6 +298,23 @@ def test_an_initializer_that_kills_its_worker_is_named_not_a_task():
     text = str(info.value)
     assert "while running the initializer " in text and "exit_in_init" in text, text
     assert "exit code EXIT(4)" in text and "task" not in text, text
+
+
+def test_an_initializer_that_kills_every_worker_names_its_exit_code_once():
+    # loky lists each worker's exit code: "EXIT(4), EXIT(4)" in a message naming one worker.
+    # (Both workers of the pool start, and both die so.)
+    with Executor(2, initializer=exit_in_init) as ex:
+        with pytest.raises(WorkerCrashedError) as info:
+            ex.submit(square, 2).result()
+    text = str(info.value)
+    assert "exit code EXIT(4)" in text and "EXIT(4), EXIT(4)" not in text, text
+
+
+def test_the_workers_exit_codes_are_named_once_each():
+    from picklepool.executor.replies import exit_codes_named
+
+    assert exit_codes_named("EXIT(4), EXIT(4)") == "exit code EXIT(4)"
+    assert exit_codes_named("EXIT(4), SIGKILL(-9), EXIT(4)") == "exit codes EXIT(4), SIGKILL(-9)"
 
 
 @pytest.mark.parametrize("how", ["warm", "fork", "max_tasks_per_child"])

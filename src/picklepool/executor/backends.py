@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from types import MappingProxyType
 from typing import Any
 
-from .. import lokycompat
+from .. import lokycompat, signalhold
 from ..errors import CallerInterrupt
 from ..settings import NOT_SET, cpu_count, push_config
 from ..wire import Batch, pack_batch
@@ -72,9 +72,14 @@ class LokyBackend(Backend):
 
     def _get(self) -> None:
         self.release()
-        self._executor, self._shared = pool.acquire(self.n_workers, self.idle_timeout, self.env, *self._init)
-        self._pid = os.getpid()
-        self._sent = False
+        # held: a signal handler's exception (Ctrl-C, an alarm) between the pool's start and
+        # this object taking it left a pool nobody released, or a start half done
+        with signalhold.held():
+            self._executor, self._shared = pool.acquire(
+                self.n_workers, self.idle_timeout, self.env, *self._init
+            )
+            self._pid = os.getpid()
+            self._sent = False
 
     def _inherited(self) -> bool:
         """True in a process forked since the executor was taken: it is the parent's.
@@ -148,9 +153,10 @@ class LokyBackend(Backend):
 
     def release(self, wait: bool = True) -> None:
         self._inherited()
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            pool.release(executor, self._shared)
+        with signalhold.held():  # (given back once, whatever a signal handler raises)
+            executor, self._executor = self._executor, None
+            if executor is not None:
+                pool.release(executor, self._shared)
 
     def worker_pids(self) -> list[int]:
         return sorted(lokycompat.worker_processes(self._executor))

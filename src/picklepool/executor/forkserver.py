@@ -27,7 +27,7 @@ import sys
 import threading
 from typing import Any
 
-from .. import lokycompat
+from .. import lokycompat, signalhold
 from ..wire import import_path
 from ..workers import mirror
 from ..workers.forkserver import CODE, HEADER, SIGNALS
@@ -184,7 +184,9 @@ def spawn(fds: list[int], env: dict[str, str], pipe: int) -> tuple[int, int] | N
     status_r, status_w = os.pipe()
     sent = False
     try:
-        with server.lock:
+        # whole: a request cut between its header and its body (an alarm's exception, Ctrl-C)
+        # made the server read the next request's bytes as its rest, and die
+        with signalhold.held(), server.lock:
             # stopped since _running returned it (picklepool.shutdown() in another
             # thread): this worker starts as loky starts it; the server did not fail
             if not server.closed:
@@ -203,7 +205,15 @@ def spawn(fds: list[int], env: dict[str, str], pipe: int) -> tuple[int, int] | N
     from multiprocessing.connection import wait
 
     patience = REPLY_WAIT if server.served else FIRST_REPLY_WAIT
-    got = os.read(status_r, CODE.size) if wait([status_r], patience) else b""
+    try:
+        # a worker start is held (lokycompat.hold_worker_starts) but for this wait, which
+        # may be long: cut, the caller closes the worker's pipes, and it ends at once
+        # (EOFError in workers.forkserver), as when this gives up waiting
+        with signalhold.let_through():
+            got = os.read(status_r, CODE.size) if wait([status_r], patience) else b""
+    except BaseException:
+        os.close(status_r)
+        raise
     if len(got) != CODE.size:  # the server died, or hangs
         _broken(server)
         os.close(status_r)

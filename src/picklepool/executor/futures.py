@@ -1006,17 +1006,31 @@ class Executor(_StdExecutor):
             self._channel.inflight.clear()
             self._splittable.clear()
             return
+        lost: tuple[int, int] | None = None
         if isinstance(backend, MultiprocessingBackend):
+            lost, backend.lost = backend.lost, None
             backend.restart()  # its own pool: the next batch starts a fresh one
         else:
             backend.shutdown(kill=True)  # the shared warm pool is replaced at the next batch
-        for batch in sorted(self._channel.inflight.values(), key=lambda b: b.first):
+        batches = sorted(self._channel.inflight.values(), key=lambda b: b.first)
+        # the batch the dead worker ran, when it said which (a multiprocessing pool's worker)
+        dead = None
+        if lost is not None and lost[0] == self._channel.call_id:
+            dead = next((b for b in batches if b.first <= lost[1] < b.first + b.n), None)
+        advice = status_advice(stalled)  # a dead worker of a multiprocessing pool: why
+        for batch in batches:
             works = self._works.pop(batch.seq, [])
-            lost = f"{stalled} ({batch.tasks()} never came back)"
-            advice = status_advice(stalled)  # a dead worker of a multiprocessing pool: why
+            if dead is None or batch is dead:
+                text = f"{stalled} ({batch.tasks()} never came back)"
+            else:
+                # not that worker's: stopped with the pool it broke (terminate() fails them all)
+                text = (
+                    f"{batch.tasks()} failed because the pool broke: "
+                    f"{_pool_death(stalled, dead.describe(lost[1]) if lost else '')}"
+                )
             _fail(
                 works,
-                WorkerCrashedError(f"{lost}. {advice} Submit again." if advice else f"{lost}; submit again"),
+                WorkerCrashedError(f"{text}. {advice} Submit again." if advice else f"{text}; submit again"),
             )
         self._channel.inflight.clear()
         self._splittable.clear()
@@ -1259,6 +1273,14 @@ class _Numbering:
         hi = max(i + n - 1 for i, n, _w in calls)
         first = self.naming.name(lo, w.items[w.strip])
         return first if hi == lo else f"tasks {lo}..{hi} (first: {first})"
+
+
+def _pool_death(stalled: str, running: str) -> str:
+    """*stalled* (``MultiprocessingBackend.check``'s "...died...; multiprocessing.Pool replaced it
+    and lost its task") said of the task the dead worker ran (*running*), for the others
+    it took down: the pool is stopped, and the tasks queued or running on it with it."""
+    death, _sep, _rest = stalled.partition("; multiprocessing.Pool replaced it and lost its task")
+    return f"{death} while running {running}, and the pool was stopped with the tasks queued or running on it"
 
 
 def _refuse_at_exit() -> None:

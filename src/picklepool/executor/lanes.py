@@ -47,7 +47,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection, wait
 from typing import Any, cast
 
-from .. import lokycompat
+from .. import lokycompat, signalhold
 from ..errors import WorkerCrashedError
 from ..workers.lane import LEAVING, receive, serve
 from ..workers.sockets import blocking
@@ -648,7 +648,9 @@ def open_for(executor: Any, folder: str | None, idle_timeout: float) -> None:
         if lokycompat.pending(executor) or len(lokycompat.worker_processes(executor)) < n:
             return
         try:
-            _by_executor[executor] = Lanes(executor, n, folder, min(LANE_IDLE, idle_timeout / 2))
+            # held: lanes opened and not listed would hold the workers, unseen (an alarm's exception)
+            with signalhold.held():
+                _by_executor[executor] = Lanes(executor, n, folder, min(LANE_IDLE, idle_timeout / 2))
         except (OSError, RuntimeError):  # a socket path too long, a pool shut down meanwhile
             pass
 

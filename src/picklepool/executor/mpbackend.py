@@ -87,6 +87,8 @@ class MultiprocessingBackend(Backend):
         self._started: list[Any] = []  # the pool's workers as it starts them (WatchedPool)
         self._seen: set[Any] = set()  # every worker process started, until it ended cleanly
         self._running: set[Future[Any]] = set()  # submitted, not answered: failed if terminated
+        # (call_id, task_index) the dead worker check() reported was running, if it said
+        self.lost: tuple[int, int] | None = None
         if not lazy:
             self._start()
 
@@ -150,6 +152,7 @@ class MultiprocessingBackend(Backend):
                         f"in it (its traceback is above on stderr). {INITIALIZER_FIX}"
                     )
                 during = " in the middle of a batch" if code == 0 else ""  # (its status file said so)
+                self.lost = _running_task(proc)
                 return [], (
                     f"a worker process of backend='multiprocessing' (pid {proc.pid}) died (exit "
                     f"code {status_name(code)}){during}; "
@@ -285,6 +288,16 @@ def _start_watched(started: list[Any], ctx: Any, *args: Any, **kwargs: Any) -> A
     proc = ctx.Process(*args, **kwargs)
     started.append(proc)
     return proc
+
+
+def _running_task(proc: Any) -> tuple[int, int] | None:
+    """``(call_id, task_index)`` of the batch *proc*, a dead worker, last said it ran, or None
+    (it said nothing, or was between batches)."""
+    found = current_session()
+    if found is None or proc.pid is None:
+        return None
+    status = found.worker_status(proc.pid) or found.ended.get(proc.pid)
+    return (status[0], status[1]) if status is not None and status[1] >= 0 else None
 
 
 def _lost_work(proc: Any) -> bool:

@@ -41,7 +41,7 @@ import os
 import threading
 from collections.abc import Iterator
 
-from .. import lokycompat
+from .. import lokycompat, signalhold
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,10 @@ def taking() -> Iterator[None]:
     """
     me = threading.current_thread()
     with _changed:
-        while _stopper is not None and _stopper is not me and me not in _taking:
-            _changed.wait()
+        if _stopper is not None and _stopper is not me and me not in _taking:
+            with signalhold.let_through():  # the wait takes nothing: Ctrl-C may end it
+                while _stopper is not None and _stopper is not me and me not in _taking:
+                    _changed.wait()
         _taking[me] = _taking.get(me, 0) + 1
     try:
         yield

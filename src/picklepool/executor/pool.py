@@ -175,29 +175,40 @@ def _new(
     ``Executor``'s) own, stopped at its release. *created*: the parent's settings its
     initializer starts from (None: now's)."""
     forkserver.use()
-    # tracked before its workers start: a shutdown in another thread meanwhile knows them
-    executor = lokycompat.new_executor(
-        n_workers,
-        idle_timeout,
-        env,
-        start_loky_worker,
-        # the pid: a worker may boot after this process died; the start method: workers.mirror
-        (
-            initializer,
-            initargs,
-            os.getpid(),
-            multiprocessing.get_start_method(allow_none=True),
-            # where a failing initializer leaves its exception (executor.replies names it)
-            session().path if initializer is not None and initializer is not own_pool else None,
-            # the settings now: what the initializer sets of them stays until the parent's change
-            None
-            if initializer is None or initializer is own_pool
-            else created
-            if created is not None
-            else poolstart.settings(),
-        ),
-        before_start=reaper.track,
-    )
+    made: list[Any] = []
+
+    def before_start(executor: Any) -> None:
+        made.append(executor)
+        reaper.track(executor)  # before its workers start: a shutdown in another thread meanwhile knows them
+
+    try:
+        executor = lokycompat.new_executor(
+            n_workers,
+            idle_timeout,
+            env,
+            start_loky_worker,
+            # the pid: a worker may boot after this process died; the start method: workers.mirror
+            (
+                initializer,
+                initargs,
+                os.getpid(),
+                multiprocessing.get_start_method(allow_none=True),
+                # where a failing initializer leaves its exception (executor.replies names it)
+                session().path if initializer is not None and initializer is not own_pool else None,
+                # the settings now: what the initializer sets of them stays until the parent's change
+                None
+                if initializer is None or initializer is own_pool
+                else created
+                if created is not None
+                else poolstart.settings(),
+            ),
+            before_start=before_start,
+        )
+    except BaseException:
+        # its start cut (Ctrl-C during the forkserver's reply): the workers started stop now
+        for half in made:
+            reaper.stop(half, kill=True)
+        raise
     started.add(executor)
     reaper.track(executor)
     return executor

@@ -228,6 +228,7 @@ def stop(
     (also printed on stderr).
     """
     deadline = EXIT_DEADLINE if deadline is None else deadline
+    until = time.monotonic() + deadline
     thread = lokycompat.manager_thread(executor)
     mine = list(lokycompat.worker_processes(executor))
     # this pool's workers there are now, its retiring ones among them: those of a pool
@@ -241,7 +242,11 @@ def stop(
     lanes.release(executor)  # a lane is a job: the workers would not stop while it runs
     writer = lokycompat.result_writer(executor)  # loky's shutdown drops it
     if kill:
-        for pid in mine:
+        with _lock:
+            others = [e for e in _executors if e is not executor]
+        busy = {pid for e in others for pid in lokycompat.worker_processes(e)}
+        # and those started for it that it does not list yet, or retires
+        for pid in dict.fromkeys([*mine, *(p.pid for p in before if p.pid not in busy)]):
             kill_tree(pid)
         lokycompat.end_result_pipe(writer)  # one killed as it wrote a result: see there
     lokycompat.shutdown(executor, kill)
@@ -261,7 +266,11 @@ def stop(
     with _lock:
         others = [e for e in _executors if e is not executor]
     busy = {pid for e in others for pid in lokycompat.worker_processes(e)}  # other pools' workers
-    late = [p.pid for p in before if p.pid not in busy and _running(p)]
+    ours = [p for p in before if p.pid not in busy]
+    # told to stop (not killed): each has until the deadline, also when the manager thread
+    # ended before (it had nothing to wait for: the workers stop by themselves)
+    ended = set() if kill else _exited_by(ours, until)
+    late = [p.pid for p in ours if p.pid not in ended and _running(p)]
     for pid in late:
         kill_tree(pid)
     stuck = thread is not None and thread is not threading.current_thread() and thread.is_alive()
@@ -273,15 +282,38 @@ def stop(
         lokycompat.end_call_queue(queue)  # jobs it could not write to killed workers: freed
     # workers that died before (loky killed the rest of a pool one of them broke): their leftovers
     leftovers.sweep(session.current_session(), mine + [p.pid for p in before])
+    # killed on purpose (Ctrl-C, a failed call's stop): nothing to say; those still there are
+    # the ones just killed, not dead yet
     notes = [
         f"picklepool: worker pid {pid} did not stop within {deadline:g} s of shutdown and was "
         "killed (still running a task, or held by something that blocks a process's exit, such "
         "as a non-daemon thread a task started)"
-        for pid in late
+        for pid in ([] if kill else late)
     ]
     for note in notes:
         print(note, file=sys.stderr)
     return notes
+
+
+def _exited_by(procs: list[Any], until: float) -> set[int]:
+    """The pids of *procs* (worker processes) that end by *until* (``time.monotonic``):
+    their sentinel is ready (they are exiting, or have exited)."""
+    from multiprocessing.connection import wait
+
+    waiting = {}
+    done = set()
+    for proc in procs:
+        try:
+            waiting[proc.sentinel] = proc.pid
+        except (ValueError, AttributeError):  # not started, or closed: reaped already
+            done.add(proc.pid)
+    while waiting:
+        ready = wait(list(waiting), max(0.0, until - time.monotonic()))
+        if not ready:
+            break
+        for sentinel in ready:
+            done.add(waiting.pop(sentinel))
+    return done
 
 
 def _end_queue(thread: threading.Thread, queue: Any, writer: Any) -> None:

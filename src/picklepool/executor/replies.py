@@ -414,7 +414,7 @@ class ReplyReader:
         codes = re.search(r"exit codes of the workers are \{(.*?)\}", str(exc))
         recovery = " The pool is replaced on the next call."
         if codes:
-            detail = f"exit code {codes.group(1)}"
+            detail = exit_codes_named(codes.group(1))
         elif isinstance(exc, WorkerCrashedError):  # the backend said what happened (dask)
             detail, recovery = str(exc), ""
         else:
@@ -458,6 +458,14 @@ class ReplyReader:
         if dumping and codes:
             advice = pickling_fault(codes.group(1), sys.getrecursionlimit()) + advice
         return WorkerCrashedError(f"a worker process died{culprit}: {detail}. {advice}{recovery}")
+
+
+def exit_codes_named(codes: str) -> str:
+    """``exit code EXIT(4)`` for loky's list of the workers' exit codes (``EXIT(4), EXIT(4)``),
+    each named once: two workers whose initializer ended them alike are not two causes, and
+    the message names one worker."""
+    seen = list(dict.fromkeys(c.strip() for c in codes.split(",")))
+    return f"exit code{'s' if len(seen) > 1 else ''} {', '.join(seen)}"
 
 
 def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskExitError:
