@@ -25,39 +25,59 @@ a value is set in a worker when the parent's changes (:data:`ONCE`), not again a
 a task of that module setting it there (a client made lazily) keeps its own, as in a loop.
 Where the names set are not in the source (``setattr(config, name, value)``,
 ``vars(config).update(values)``), every public attribute of the module that holds plain data
-(numbers, strings, and the builtin containers) is sent. An attribute set on an instance the
-module holds (``config.cfg.batch = 64``) sends that instance whole. A module of the user's is
-one of a ``.py`` file outside the standard library, site-packages and picklepool
-(``workers.reloads.library``). Those attributes' values are sent as they are at each call
-(pickled apart, with hybrid: the script's functions by value), when they changed, and set in
-a worker before each batch's tasks run, once the batch's functions are loaded (importing the
-module if need be: the script imported it). What the parent changes in place (a dict, list
-or set, an instance whose state is its ``__dict__`` and slots) is changed in place there, so
-that another module's ``from config import OPTIONS`` sees it too; what it binds anew is bound
-anew, and what another module imported before keeps the old value, as in the parent (a
-numpy array changed in place is copied into the worker's, of the same shape and dtype). An
-attribute the script deletes (``del config.X``, ``delattr``) is sent as :data:`DELETED` and
-deleted in a worker too. The worker's own value returns once the script's is gone (also
-when a patch is undone: the module's own function is not sent, as by reference it would
-load as the patched one). The module's own code is never looked at: what it sets itself
-(a lazily made connection, a cache, a counter, a per-process value) is each process's own,
-as before.
+(numbers, strings, and builtin containers of those only: a dict of the module's clients is
+its own) is sent; ``setattr(config.cfg, name, value)``: those of ``cfg``, each alone. What
+the script sets on an object the module holds (``config.cfg.batch = 64``,
+``config.Settings.default.retries = 3``, ``mock.patch.object(config.client, "retries", 3)``,
+``config.cfg.layers.append(x)``) is set on the worker's own object, attribute by attribute
+(``setattr(<the worker's config.cfg>, "batch", <the parent's value>)``; the last changed in
+place), never by replacing the object: the module made its own at import, in each process (a
+client with a background thread reading its queue, a ``threading.local`` holding a
+connection, an instance holding its pid, lock and cache), and the loop's tasks, as joblib's,
+use the process's own. The attribute is read from the parent's object's own ``__dict__`` or
+slots (or a property of its class); while the object has none (before the script's line ran,
+or when it never runs) nothing is sent. An object the script binds on the module itself
+(``config.client = Client(...)``) is sent whole. Where a value the parent changed in place
+holds live objects (``config.CLIENTS["b"] = c`` on the module's dict of clients, an instance
+changed through its own method, ``config.client.update(...)``), the worker keeps its own
+item or attribute at the same key, index or name where it is of the same type and does not
+pickle (it holds a lock, a thread, a queue, a connection): the parent's would arrive as a
+dead copy. A module of the user's is one of a ``.py`` file outside the standard library,
+site-packages and picklepool (``workers.reloads.library``). Those attributes' values are
+sent as they are at each call (pickled apart, with hybrid: the script's functions by value),
+when they changed, and set in a worker before each batch's tasks run, once the batch's
+functions are loaded (importing the module if need be: the script imported it). What the
+parent changes in place (a dict, list or set, an instance whose state is its ``__dict__``
+and slots) is changed in place there, so that another module's ``from config import
+OPTIONS`` sees it too; what it binds anew is bound anew, and what another module imported
+before keeps the old value, as in the parent (a numpy array changed in place is copied into
+the worker's, of the same shape and dtype). An attribute the script deletes (``del
+config.X``, ``delattr``) is sent as :data:`DELETED` and deleted in a worker too. The
+worker's own value returns once the script's is gone (also when a patch is undone: the
+module's own function is not sent, as by reference it would load as the patched one; an
+object's attribute the parent's object no longer has, a ``patch.object(config.client, ...)``
+undone, is deleted from the worker's, or its own set back). The module's own code is never
+looked at: what it sets itself (a lazily made connection, a cache, a counter, a per-process
+value) is each process's own, as before.
 
 Not sent: a seeded random number generator (``random.Random``, numpy's ``Generator`` or
 ``RandomState``): a copy in each worker would draw the same numbers where the loop drew each
 once; a ``RuntimeWarning`` says so. Not seen: an attribute set through a function of the
 module itself (``config.configure(debug=True)``, through its ``global DEBUG``: set the
-attribute itself, or in an initializer), or through a name bound otherwise (a module passed as
-a function's argument, or kept on an object). A value that does not pickle, or takes more
-than :data:`LIMIT` pickled, is left out with a ``RuntimeWarning`` naming it, once; one that
-does not load in a worker (a ``unittest.mock`` object that was called) with a
-``RuntimeWarning`` there. Cost: the script is read once (IPython's new cells as they come);
-per call, a look at the version of each targeted module's namespace, of each dict set and of
-each dict and instance within (CPython's ``ma_version_tag``, or its values' identities), at
-the items of each list, set and deque (held, compared by identity; a list longer than
-:data:`_ITEMS`: its length only): about 0.1 us per attribute the script sets; and the
-pickle of any other object within that may change in place (a numpy array, a
-``bytearray``: :func:`_contents`), unless its value was left out.
+attribute itself, or in an initializer), or through a name bound otherwise (a module passed
+as a function's argument, or kept on an object). An attribute of plain data an object keeps
+for itself (its pid) is sent with the others where the script changes the object through its
+own method (``config.client.update(...)``) or sets names the source does not spell. A value
+that does not pickle, or takes more than :data:`LIMIT` pickled, is left out with a
+``RuntimeWarning`` naming it, once; one that does not load in a worker (a ``unittest.mock``
+object that was called) with a ``RuntimeWarning`` there. Cost: the script is read once
+(IPython's new cells as they come); per call, a look at the version of each targeted
+module's namespace, of each object an attribute is set on, of each dict set and of each
+dict and instance within (CPython's
+``ma_version_tag``, or its values' identities), at the items of each list, set and deque
+(held, compared by identity; a list longer than :data:`_ITEMS`: its length only): about 0.1
+us per attribute the script sets; and the pickle of any other object within that may change
+in place (a numpy array, a ``bytearray``: :func:`_contents`), unless its value was left out.
 Process-wide: not sent to a dask cluster's shared workers.
 """
 
@@ -170,11 +190,13 @@ def _users(module: Any) -> bool:
 
 def _resolve(
     namespace: dict[str, Any], imports: dict[str, str], chain: tuple[str, ...]
-) -> tuple[Any, Any, str, bool] | None:
-    """``(module, owner, name)`` where *chain* (``workers.settargets``), read from the
-    script's *namespace* or else through its *imports*, sets the attribute *name* of
-    *owner*: a module of the user's, a class defined in it, or the module itself where
-    *name* is the module's attribute holding an instance whose attribute is set (sent whole).
+) -> tuple[Any, list[Any], tuple[str, ...]] | None:
+    """``(module, through, path)`` where *chain* (``workers.settargets``), read from the
+    script's *namespace* or else through its *imports*, sets the attribute ``path[-1]`` of
+    an object of a module of the user's: ``path`` is the attribute names from the module
+    (``("cfg", "batch")`` for ``config.cfg.batch = 64``), *through* the objects its first
+    names reach in the parent (``[config.cfg]``), each a class defined in the module or an
+    instance (:func:`_instance`); the attribute's owner is ``through[-1]``, or the module.
     None for another."""
     head = chain[0]
     obj = namespace.get(head) if head != MODULES else None
@@ -201,15 +223,41 @@ def _resolve(
     module, rest = obj, chain[i:]
     if not rest:  # (helpers.add(x): a method of the module itself, not an attribute set)
         return None
-    if len(rest) == 1:
-        return module, module, rest[0], False
-    held = vars(module).get(rest[0])
-    if isinstance(held, type):
-        if len(rest) == 2 and getattr(held, "__module__", None) == module.__name__:
-            return module, held, rest[1], False
-    elif _instance(held):  # (config.cfg.batch = 64: cfg sent whole)
-        return module, module, rest[0], True
-    return None
+    through: list[Any] = []
+    owner: Any = module
+    for name in rest[:-1]:  # (config.cfg.batch = 64: set on the worker's own cfg, not cfg sent)
+        held = _attribute(owner, name)
+        if isinstance(held, type):
+            if getattr(held, "__module__", None) != module.__name__:
+                return None
+        elif not _instance(held):
+            return None
+        through.append(held)
+        owner = held
+    return module, through, tuple(rest)
+
+
+def _attribute(owner: Any, name: str, default: Any = None) -> Any:
+    """*owner*'s own attribute *name*: a module's or class's, in its namespace; an
+    instance's, in its ``__dict__`` or slots, or through a property of its class (not a
+    method or other attribute of its class); *default* where it has none."""
+    if isinstance(owner, ModuleType | type):
+        return vars(owner).get(name, default)
+    own = getattr(owner, "__dict__", None)
+    if isinstance(own, dict) and name in own:
+        return own[name]
+    if name in _slots(type(owner)) or _settable(type(owner), name):
+        return getattr(owner, name, default)
+    return default
+
+
+def _settable(kind: type, name: str) -> bool:
+    """Whether *kind* has a property (or another descriptor with a setter) *name*."""
+    for cls in kind.__mro__:
+        found = cls.__dict__.get(name, _MISSING)
+        if found is not _MISSING:
+            return hasattr(type(found), "__set__")
+    return False
 
 
 def _instance(value: Any) -> bool:
@@ -542,22 +590,30 @@ def pickled() -> bytes | None:
         _spaces.extend([space] * len(heads))
         _heads.extend(heads)
         mods.update(_prefixes(chains, imports))
-        for chain in sorted(chains):
+        for chain in sorted(sorted(chains), key=_named_last):  # (an attribute named: its own key)
             try:
                 found = _resolve(space, imports, chain)
                 if found is None or found[0] is source:  # (a module's own: each process's own)
                     continue
-                module, owner, name, within = found
-                in_place = within or chain in changed  # (else bound anew: replaced, as in the loop)
-                if in_place and not within and owner is module and _held_elsewhere(module, name):
+                module, through, path = found
+                owner, name = through[-1] if through else module, path[-1]
+                in_place = chain in changed  # (else bound anew: replaced, as in the loop)
+                if in_place and owner is module and _held_elsewhere(module, name):
                     in_place = False  # (bound anew too: what another module imported stays)
                 views.append(vars(module))
-                if owner is not module:
-                    views.extend(_class_dicts(owner))
-                if name == EVERY:  # (setattr(config, name, value)): its plain values
-                    named = [(n, v) for n, v in vars(module).items() if n[:1] != "_" and type(v) in _PLAIN]
-                elif name in vars(owner):
-                    named = [(name, vars(owner)[name])]
+                for holder in through:  # (config.cfg rebound, or its batch: looked at again)
+                    if isinstance(holder, type):
+                        views.extend(_class_dicts(holder))
+                        continue
+                    if isinstance(getattr(holder, "__dict__", None), dict):
+                        views.append(vars(holder))
+                    if _slots(type(holder)):
+                        slotted.append(holder)
+                if name == EVERY:  # (setattr(config, name, value)): its plain data
+                    space_of = vars(owner) if isinstance(owner, ModuleType | type) else _state(owner)
+                    named = [(n, v) for n, v in space_of.items() if n[:1] != "_" and _data(v)]
+                elif (value := _attribute(owner, name, _MISSING)) is not _MISSING:
+                    named = [(name, value)]  # (absent in the parent: not sent, the worker's stays)
                 elif chain in deleted:  # (del config.X: gone here, so gone there)
                     named = [(name, DELETED)]
                 else:
@@ -568,10 +624,7 @@ def pickled() -> bytes | None:
             for name, value in named:
                 if _defined_there(owner, name, value):
                     continue  # (the module's own def, back after a patch: the worker's own returns)
-                sets: tuple[str, ...] = (
-                    module.__name__,
-                    name if owner is module else f"{owner.__name__}.{name}",
-                )
+                sets: tuple[str, ...] = (module.__name__, ".".join((*path[:-1], name)))
                 if in_place:
                     sets += (IN_PLACE,)
                 if source is not None:  # (another module's code: a task of it may set it too)
@@ -614,10 +667,17 @@ def pickled() -> bytes | None:
     return data
 
 
+def _named_last(chain: tuple[str, ...]) -> bool:
+    """Sorts the chains setting names the source does not spell (``setattr(config, name,
+    v)``) after the others: an attribute also set by name (``config.PATHS.append(p)``) keeps
+    that chain's key (changed in place)."""
+    return chain[-1] == EVERY
+
+
 def _defined_there(owner: Any, name: str, value: Any) -> bool:
     """Whether *value* is the function or class *owner*'s own code defined as *name* (a patch
     undone): not sent, as it would travel by reference and load as the worker's patched one."""
-    if not isinstance(value, FunctionType | type):
+    if not isinstance(value, FunctionType | type) or not isinstance(owner, ModuleType | type):
         return False
     qualname = name if isinstance(owner, ModuleType) else f"{owner.__qualname__}.{name}"
     home = owner.__name__ if isinstance(owner, ModuleType) else owner.__module__
@@ -625,6 +685,27 @@ def _defined_there(owner: Any, name: str, value: Any) -> bool:
 
 
 _PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes, tuple, frozenset, list, dict, set})
+
+
+def _data(value: Any) -> bool:
+    """Whether *value* is plain data: a number, string or bytes, or a builtin container of
+    plain data (what ``setattr(config, name, value)`` sends of the module's values: a dict
+    holding the module's client is its own). The first :data:`_ITEMS` items are looked at."""
+    todo, budget = [value], _ITEMS
+    while todo and budget > 0:
+        item = todo.pop()
+        kind = type(item)
+        budget -= 1
+        if kind in _SCALARS:
+            continue
+        if kind not in _PLAIN:
+            return False
+        todo.extend(item.values() if kind is dict else item)
+        if kind is dict:
+            todo.extend(item)
+    return True
+
+
 _RANDOM = (
     "it is a random number generator ({}): each worker would draw the same numbers from its "
     "copy, where the loop drew each number once. Give each task its own seed (for instance "
@@ -778,8 +859,10 @@ def _warn_left_out(key: Any, why: str) -> None:
 class _Globals:
     """The user's modules' globals and their classes' attributes, as the one table an
     :class:`~.overlay.Overlay` lays the parent's over, keyed ``(module, name)`` or
-    ``(module, "Class.name")``, with :data:`IN_PLACE` third where the parent changed the
-    value in place (``config.OPTIONS["mode"] = "fast"``, ``config.cfg.batch = 64``): a dict,
+    ``(module, "Class.name")``, ``(module, "cfg.batch")`` (this worker's own ``config.cfg``,
+    a class's instance too: ``"Settings.default.retries"``), with :data:`IN_PLACE` third
+    where the parent changed the value in place (``config.OPTIONS["mode"] = "fast"``,
+    ``config.cfg.layers.append(x)``): a dict,
     list or set, or an instance whose state is its ``__dict__`` and slots, is then read as a
     copy and set in place (another module's ``from config import OPTIONS``, or ``cfg``,
     holds the same one, as in the parent). Where the parent bound the name anew
@@ -788,7 +871,12 @@ class _Globals:
 
     def get(self, key: tuple[str, ...], default: Any = None) -> Any:
         owner, name = _owner(key)
-        value = default if owner is None else getattr(owner, name, default)
+        if owner is None:
+            value = default
+        elif isinstance(owner, ModuleType | type):
+            value = getattr(owner, name, default)
+        else:  # (an instance's own: not its class's method, that a patch undone leaves)
+            value = _attribute(owner, name, default)
         if IN_PLACE not in key[2:]:
             return value
         if isinstance(value, _REFILLED) or _same_array(value, value):  # (the worker's own, as it is now)
@@ -804,7 +892,7 @@ class _Globals:
                 return
             _once[key] = value
         if value is DELETED:  # (del config.X in the parent)
-            if name in vars(owner):
+            if _attribute(owner, name, _MISSING) is not _MISSING:
                 delattr(owner, name)
             return
         current: Any = getattr(owner, name, None)
@@ -822,8 +910,11 @@ class _Globals:
 
     def pop(self, key: tuple[str, ...], default: Any = None) -> Any:
         owner, name = _owner(key)
-        if owner is not None and name in vars(owner):
-            delattr(owner, name)  # (a name the script added, then deleted)
+        try:
+            if owner is not None and _attribute(owner, name, _MISSING) is not _MISSING:
+                delattr(owner, name)  # (a name the script added, then deleted)
+        except Exception as exc:  # noqa: BLE001 - (an object refusing it)
+            log.debug("picklepool: %s could not be deleted here (%r): %r", WHAT, key, exc)
         return default
 
 
@@ -840,15 +931,22 @@ def _refill(current: Any, value: Any) -> bool:
         if isinstance(value, collections.deque) and current.maxlen != value.maxlen:
             return False
         copied = _deep(value)  # (before the worker's is emptied: a copy that fails leaves it be)
+        if isinstance(value, dict):  # (the worker's own client at a key stays: _keeps)
+            kept: dict[Any, Any] = {k: v for k, v in current.items() if k in copied and _keeps(v, copied[k])}
+        elif not isinstance(value, set):
+            kept = {i: mine for i, mine in enumerate(list(current)[: len(copied)]) if _keeps(mine, copied[i])}
         current.clear()
         if isinstance(value, dict):
             current.update(copied)
+            current.update(kept)
             if isinstance(value, collections.defaultdict):
                 current.default_factory = value.default_factory
         elif isinstance(value, set):
             current.update(copied)
         else:
             current.extend(copied)
+            for i, mine in kept.items():
+                current[i] = mine
     elif isinstance(value, bytearray) or (
         isinstance(value, array.array) and current.typecode == value.typecode
     ):
@@ -915,10 +1013,15 @@ def _in_place(value: Any) -> bool:
 
 
 def _set_attributes(obj: Any, attributes: dict[str, Any]) -> None:
+    """Make *obj*'s attributes copies of *attributes*, but for the live objects it holds
+    itself (:func:`_keeps`: its lock, queue, thread-local, connection)."""
+    mine = _state(obj)
+    kept = {k: v for k, v in mine.items() if k in attributes and _keeps(v, attributes[k])}
     try:
         attributes = copy.deepcopy(attributes)  # (a task's change in place is its batch's only)
     except Exception:  # noqa: BLE001 - (an attribute that does not copy): as they are
         attributes = dict(attributes)
+    attributes.update(kept)
     slots = _slots(type(obj))
     own = getattr(obj, "__dict__", None)
     if isinstance(own, dict):
@@ -929,6 +1032,23 @@ def _set_attributes(obj: Any, attributes: dict[str, Any]) -> None:
             setattr(obj, name, attributes[name])
         elif hasattr(obj, name):
             delattr(obj, name)
+
+
+def _keeps(mine: Any, theirs: Any) -> bool:
+    """Whether the worker keeps *mine*, its own item or attribute, where the parent's value
+    holds *theirs* (a copy of the parent's, of the same type): where *mine* is a live object
+    (it does not pickle: it holds a lock, a thread, a queue, a connection, a
+    ``threading.local``), the module's own, made in this process as the parent's was there.
+    The script changing the value around it (``config.CLIENTS["b"] = c``) does not make the
+    parent's copy replace it."""
+    kind = type(mine)
+    if kind is not type(theirs) or kind in _SCALARS or kind in _PLAIN or mine is theirs:
+        return False
+    try:
+        pickle.dumps(mine, pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - (a lock, a thread, a connection): live
+        return True
+    return False
 
 
 def _same_array(current: Any, value: Any) -> bool:
@@ -958,12 +1078,18 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _owner(key: tuple[str, ...]) -> tuple[Any, str]:
-    """The module, or class of it, that *key*'s name is an attribute of, and that name."""
-    module = _module(key[0])
-    cls, _, name = key[1].rpartition(".")
-    if module is None or not cls:
-        return module, name
-    return getattr(module, cls, None), name
+    """The module, or the object of it (a class, an instance: this worker's own), that
+    *key*'s name is an attribute of, and that name (``"cfg.batch"``: ``config.cfg``, ``batch``)."""
+    owner = _module(key[0])
+    path, _, name = key[1].rpartition(".")
+    if owner is None or not path:
+        return owner, name
+    for part in path.split("."):
+        is_space = isinstance(owner, ModuleType | type)
+        owner = getattr(owner, part, None) if is_space else _attribute(owner, part)
+        if owner is None:
+            break
+    return owner, name
 
 
 # worker: the parent's values set here; the modules it could not import (for the data applied)
