@@ -26,6 +26,7 @@ import reprlib
 import sys
 import threading
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -544,6 +545,13 @@ def _take(it: Iterator[Any], n: int) -> tuple[list[Any], Exception | None]:
     return chunk, None
 
 
+def _part(items: list[Any] | functions.Column, start: int, end: int) -> list[Any] | functions.Column:
+    """Items *start* to *end* of a pulled batch, as one of its own."""
+    if isinstance(items, functions.Column):
+        return functions.Column(items.fn, items.args[start:end], items.single)
+    return items[start:end]
+
+
 def pull(
     it: Iterator[Any], size: int, by_content: bool = False, collect: bool = True
 ) -> list[Any] | functions.Column:
@@ -679,8 +687,6 @@ class Call(Channel):
             )
         try:
             self.total = len(iterable)  # type: ignore[arg-type]
-            if hasattr(self.batcher, "total"):
-                self.batcher.total = self.total
         except TypeError:
             pass
         try:
@@ -716,8 +722,15 @@ class Call(Channel):
             raise
         inflight = self.inflight
         ready: dict[int, list[Any]] = {}
-        seq = next_out = dispatched = completed = 0
+        seq = next_out = dispatched = pulled = completed = 0
         exhausted = False
+        # Items pulled and not sent yet, held[0]'s from item *at* on. With batch_size="auto",
+        # a generator's pull waits for the next one (*ahead*), so that the pull that finds
+        # its end leaves the one before it too to be shared out; once the end is found, what
+        # is held goes out a fair share at a time (executor.batching).
+        held: deque[list[Any] | functions.Column] = deque()
+        at = 0
+        ahead = 1 if self.total is None and self.batcher.looks_ahead else 0
         # the iterable's own error: raised once the tasks it gave before it have been
         # read (their results out first, or an earlier task's error instead), as in a loop
         broke: Exception | None = None
@@ -738,8 +751,7 @@ class Call(Channel):
             while True:
                 if self.pid != os.getpid():  # resumed in a forked child: send nothing, wait for nothing
                     raise self.forked_error()
-                while not exhausted and len(inflight) < self.max_inflight:
-                    size = self.batcher.next_size(dispatched)
+                while len(inflight) < self.max_inflight:
                     # Pulling a batch allocates many small tuples that the cyclic GC
                     # would only rescan: it waits until the batch is sent, and by then
                     # the caller's triples are gone (the batch keeps its columns). Not
@@ -749,15 +761,31 @@ class Call(Channel):
                     if gc_was_on:
                         gc.disable()
                     try:
-                        try:
-                            items = pull(it, size, self.bytes_path, collect=gc_was_on)
-                        except IterableFailed as failed:
-                            items, broke = failed.items, failed.error
-                        n = len(items)
-                        if n < size or broke is not None:
-                            exhausted = True
-                        if not n:
+                        while not exhausted and len(held) <= ahead:
+                            left = None if self.total is None else self.total - pulled
+                            size = self.batcher.next_size(left)
+                            try:
+                                items = pull(it, size, self.bytes_path, collect=gc_was_on)
+                            except IterableFailed as failed:
+                                items, broke = failed.items, failed.error
+                            pulled += len(items)
+                            if len(items) < size or broke is not None:
+                                exhausted = True
+                            if items:
+                                held.append(items)
+                            del items
+                        if not held:
                             break
+                        head = held[0]
+                        n = len(head) - at
+                        if exhausted:  # all that is left is held: a fair share of it at a time
+                            n = min(n, self.batcher.next_size(sum(map(len, held)) - at))
+                        items = head if n == len(head) else _part(head, at, at + n)
+                        at += n
+                        if at == len(head):
+                            held.popleft()
+                            at = 0
+                        del head
                         inflight[seq] = self._submit(items, seq, dispatched)
                         del items
                     finally:
@@ -794,7 +822,7 @@ class Call(Channel):
                 completed += batch.n
                 if self.on_progress is not None:
                     # total: the known length, else the dispatched count once exhausted.
-                    total = self.total if self.total is not None else dispatched if exhausted else None
+                    total = self.total if self.total is not None else pulled if exhausted else None
                     self.n_dispatched_tasks, self.n_dispatched_batches = dispatched, seq  # for the hook
                     self.on_progress(completed, total)
                     reported = total

@@ -834,9 +834,10 @@ class Executor(_StdExecutor):
             if type(column) is not Column or self._one_per_batch:
                 return [head]
             # Chunks of one map queued behind it leave with it, as many as one batch of
-            # the automatic size holds, at most a share of the queue per worker.
+            # the automatic size holds; the queue is the end in sight, so no more than a
+            # quarter of a worker's share of it (as Parallel's tail, executor.batching).
             n = len(column)
-            limit = min(self._batcher.next_size(0), math.ceil((len(q) + 1) * n / self._max_workers))
+            limit = self._batcher.next_size((len(q) + 1) * n)
             chunks = [head]
             while q and type(q[0].items) is Column and n + len(q[0].items) <= limit:
                 nxt: Any = q[0].items
@@ -854,7 +855,9 @@ class Executor(_StdExecutor):
             # worker has nothing to do. A lone worker runs them in order either way. (Map's
             # chunks are shared out between the workers above.)
             return [q.popleft()]
-        size = self._batcher.next_size(0)
+        # a share of the queue per worker at most: a worker gives back the calls that
+        # wait behind a long one (workers.handback), where map's chunks above cannot
+        size = self._batcher.next_size()
         size = min(size, max(1, math.ceil(len(q) / self._max_workers)))
         taken: list[_Work] = []
         while q and len(taken) < size and not q[0].chunk:
