@@ -27,6 +27,7 @@ def test_maxtasksperchild_gives_each_batch_a_fresh_process_on_multiprocessing():
     # joblib hands it to multiprocessing.Pool: the usual cure for a task leaking memory in
     # a C extension. It was a TypeError here.
     assert _fresh_processes(backend="multiprocessing", maxtasksperchild=1) == 4
+    assert _fresh_processes(backend="multiprocessing", maxtasksperchild=None) <= 2  # (its default)
 
 
 def test_maxtasksperchild_in_parallel_config_gives_each_batch_a_fresh_process():
@@ -38,10 +39,6 @@ def test_maxtasksperchild_of_joblibs_multiprocessing_backend_gives_each_batch_a_
     jpb = pytest.importorskip("joblib._parallel_backends")
     # (a ValueError here: "which picklepool cannot carry over")
     assert _fresh_processes(backend=jpb.MultiprocessingBackend(maxtasksperchild=1)) == 4
-
-
-def test_without_maxtasksperchild_multiprocessing_workers_take_several_batches():
-    assert _fresh_processes(backend="multiprocessing") <= 2
 
 
 def test_maxtasksperchild_on_loky_is_ignored_saying_what_to_use():
