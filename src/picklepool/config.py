@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import SettingTypeError
 from .pickler.registry import get_pickler
 from .settings import (
     CONFIG_KEYS,
@@ -48,7 +49,10 @@ class parallel_config:
     here: see ``executor.joblib_backends``; another joblib backend object raises
     ``ValueError``). *backend_params* are picklepool's other settings (``pickler``,
     ``batch_size``, ``timeout``, ``idle_worker_timeout``, ``initializer``,
-    ``initargs``, ``scheduler_address`` for dask, ...). Values not passed (or None)
+    ``initargs``, ``maxtasksperchild`` for multiprocessing, ``scheduler_address`` for
+    dask, ...); with a *backend*, joblib's other backend keywords are taken too and
+    ignored with a ``UserWarning`` naming each (joblib's loky backend ignores them
+    without one). Values not passed (or None)
     are inherited from the enclosing block, then the environment, then the defaults.
 
     The block restores the previous configuration on exit, even on error; blocks
@@ -62,7 +66,7 @@ class parallel_config:
     nested default applies instead: threads at level 1, sequential below), and
     reaches the threading backend's threads for every other setting.
 
-    Raises ``TypeError`` for an unknown setting and ``ValueError`` for a bad pickler
+    Raises ``TypeError`` for an unknown setting without a backend and ``ValueError`` for a bad pickler
     or backend name, or a bad value of any setting (the error a call in the block would
     raise, naming ``parallel_config``), at construction rather than at a later call.
 
@@ -96,12 +100,17 @@ class parallel_config:
             "inner_max_num_threads": inner_max_num_threads,
         }
         settings = {k: v for k, v in named.items() if v is not NOT_SET}
-        unknown = sorted(set(backend_params) - set(CONFIG_KEYS))
-        if unknown:
-            raise TypeError(
-                f"parallel_config() got unknown setting(s) {unknown}; valid settings are {list(CONFIG_KEYS)}"
+        ignored = {k: v for k, v in backend_params.items() if k not in CONFIG_KEYS}
+        if ignored and (backend is NOT_SET or backend is None):
+            # (joblib: "constructor parameters backend_params are only supported when
+            # backend is not None", a ValueError; this is a TypeError and a ValueError)
+            raise SettingTypeError(
+                f"parallel_config() got unknown setting(s) {sorted(ignored)}, and no backend= for "
+                f"them: valid settings are {list(CONFIG_KEYS)}; joblib's own backend keywords are "
+                "taken (and ignored, with a warning, where picklepool does not use them) only "
+                "with a backend, as in joblib"
             )
-        settings.update(backend_params)
+        settings.update((k, v) for k, v in backend_params.items() if k in CONFIG_KEYS)
         _check(settings)
         if settings.get("pickler") is not None:
             get_pickler(settings["pickler"], source="parallel_config")
@@ -128,6 +137,10 @@ class parallel_config:
                 f"backend={name!r} (from parallel_config) is not valid; use a backend name or a "
                 "multiprocessing context such as multiprocessing.get_context('spawn')"
             )
+        if ignored:
+            from .executor.joblib_backends import warn_ignored
+
+            warn_ignored(ignored, name, "parallel_config()")
         self._settings = settings
         self._tokens: list[contextvars.Token[Mapping[str, Any]]] = []
         self._entered = False

@@ -86,6 +86,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "require": None,
         "initializer": None,
         "initargs": (),
+        "maxtasksperchild": None,  # backend="multiprocessing": multiprocessing.Pool's
     }
 )
 
@@ -258,16 +259,30 @@ def plain_number(value: Any) -> Any:
     return value
 
 
-def parse_bytes(value: Any, name: str, source: str = "argument") -> int | None:
+def _numpy_bool(value: Any) -> bool:
+    """Whether *value* is numpy's bool (``np.True_``), which is no ``numbers.Integral``."""
+    cls = type(value)
+    return cls.__module__ == "numpy" and cls.__name__ in ("bool_", "bool")
+
+
+def parse_bytes(value: Any, name: str, source: str = "argument", threshold: bool = False) -> int | None:
     """``"1M"`` -> 1048576; None stays None; ints pass through, and floats as the
     whole bytes they hold (``1e6``: joblib compares sizes with them as given).
 
     Raises ``ValueError`` naming *name* for anything else: negative, NaN, infinite,
-    or past 2**62 bytes.
+    or past 2**62 bytes. A *threshold* (``max_nbytes``, which joblib compares every
+    array's size with: ``nbytes > max_nbytes``) gives those numbers joblib's meanings
+    instead: ``math.inf`` (or past 2**62) is None, no array shared; a negative number
+    is 0, every array shared.
     """
     if value is None:
         return None
     value = plain_number(value)
+    if threshold and type(value) in (int, float) and not math.isnan(value):
+        if value > MAX_BYTES:
+            return None  # joblib: no array is larger
+        if value < 0:
+            return 0  # joblib: every array is larger
     number = -1.0
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         number = float(value)
@@ -293,16 +308,24 @@ def _refused(wrong_type: bool, message: str) -> ValueError:
     return SettingTypeError(message) if wrong_type else ValueError(message)
 
 
-def parse_seconds(value: Any, name: str, source: str = "argument") -> float | None:
-    """A positive, finite number of seconds (at most 1e9), or None."""
+def parse_seconds(value: Any, name: str, source: str = "argument", unlimited: bool = False) -> float | None:
+    """A positive, finite number of seconds (at most 1e9), or None.
+
+    A string is read only from an environment variable (joblib's ``timeout="5"`` is a
+    ``TypeError``). With *unlimited* (``timeout``), ``math.inf`` and any number past
+    1e9 seconds mean no limit (None), as they do in joblib (and for
+    ``concurrent.futures``' ``result(timeout=math.inf)``).
+    """
     if value is None:
         return None
     value = plain_number(value)
-    if isinstance(value, str):
+    if isinstance(value, str) and source.startswith("env var"):
         try:
             value = float(value)
         except ValueError:
             pass
+    if unlimited and type(value) in (int, float) and value > MAX_SECONDS:  # (NaN is not)
+        return None
     if (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
@@ -310,10 +333,11 @@ def parse_seconds(value: Any, name: str, source: str = "argument") -> float | No
         and 0 < value <= MAX_SECONDS
     ):
         return float(value)
+    unlimited_too = ", math.inf (no limit)" if unlimited else ""
     raise _refused(
         not isinstance(value, (int, float)),
         f"{name}={value!r} (from {source}) is not valid; use a positive, finite number of "
-        f"seconds (at most {MAX_SECONDS:g}), or None",
+        f"seconds (at most {MAX_SECONDS:g}){unlimited_too} or None",
     )
 
 
@@ -405,7 +429,11 @@ MAX_BATCH = 1 << 40  # tasks in one batch
 
 
 def parse_batch_size(value: Any, source: str = "argument") -> int | str:
+    """ "auto" or a positive int: joblib's ``isinstance(batch_size, Integral)``, so
+    ``True`` is 1 (numpy's ``np.bool_`` is no ``Integral``: refused, as in joblib)."""
     value = plain_number(value)
+    if value is True:
+        return 1
     if value == "auto" or (
         isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_BATCH
     ):
@@ -419,6 +447,10 @@ def parse_batch_size(value: Any, source: str = "argument") -> int | str:
 def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int:
     """Batches that may be in flight for *pre_dispatch* ("2*n_jobs", "all", an int); a value
     from 0 to 1 is 1. Raises ``ValueError`` (``TypeError`` for another type) for the rest."""
+    if _numpy_bool(pre_dispatch):  # joblib's int() of it
+        pre_dispatch = bool(pre_dispatch)
+    if isinstance(pre_dispatch, bool):
+        pre_dispatch = int(pre_dispatch)  # joblib's int(pre_dispatch): True is 1 (False, 0: one)
     pre_dispatch = plain_number(pre_dispatch)
     if isinstance(pre_dispatch, int) and not isinstance(pre_dispatch, bool) and 0 < pre_dispatch <= MAX_BATCH:
         return pre_dispatch
@@ -444,13 +476,12 @@ def inflight(pre_dispatch: Any, n_workers: int, source: str = "argument") -> int
         value = pre_dispatch
     else:
         value = None
-    if value is not None and not isinstance(pre_dispatch, bool) and 0 <= value < 1:
+    if value is not None and -1 < value < 1:
+        # (above -1: joblib's int() makes it 0 too)
         # worth less than one batch ("n_jobs/4" on 2 cores): one, where joblib's dispatched
         # none and returned [] without an error
         return 1
-    if isinstance(pre_dispatch, bool):
-        why = "a bool is not a number of batches"
-    elif value is None:
+    if value is None:
         why = "it is not a valid or supported arithmetic expression"
     elif value != value:  # NaN
         why = "it is not a number"
@@ -548,17 +579,25 @@ def parse_progress(value: Any, source: str = "argument") -> Any:
 
 
 def parse_verbose(value: Any, source: str = "argument") -> int:
-    """Validate a ``verbose`` setting: a non-negative int (a bool counts as 0/1)."""
+    """Validate a ``verbose`` setting: a non-negative number, as joblib takes it.
+
+    A bool (numpy's too) counts as 0/1; a float as joblib uses it: its lines come as for
+    the int below it (``2.5`` as 2), and any value above 0 prints (``0.5`` as 1). A
+    negative, infinite or NaN value is a ``ValueError``, a string or another type a
+    :class:`~picklepool.errors.SettingTypeError` (joblib: a ``TypeError``).
+    """
     if value is None:
         return 0
+    if _numpy_bool(value):  # joblib compares it as 0/1
+        value = bool(value)
     value = plain_number(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
     if isinstance(value, int) and value >= 0:
         return int(value)
+    if isinstance(value, float) and 0 <= value < math.inf:
+        return max(int(value), 1) if value else 0
     raise _refused(
-        not isinstance(value, int),
-        f"verbose={value!r} (from {source}) is not valid; use 0 (quiet) or a positive int",
+        not isinstance(value, (int, float)),
+        f"verbose={value!r} (from {source}) is not valid; use 0 (quiet) or a positive number",
     )
 
 
@@ -610,6 +649,21 @@ def parse_initargs(value: Any, source: str = "argument") -> tuple[Any, ...]:
     )
 
 
+def parse_maxtasksperchild(value: Any, source: str = "argument") -> int | None:
+    """``maxtasksperchild`` (``backend="multiprocessing"``): None, or the positive number of
+    batches a worker process runs before ``multiprocessing.Pool`` replaces it."""
+    if value is None:
+        return None
+    value = plain_number(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise _refused(
+        not isinstance(value, int),
+        f"maxtasksperchild={value!r} (from {source}) is not valid; use a positive int (the "
+        "batches a worker runs before it is replaced; batch_size=1 makes them tasks), or None",
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of one call, validated; ``sources`` says where each came from.
@@ -639,6 +693,7 @@ class Settings:
     require: str | None
     initializer: Any
     initargs: tuple[Any, ...]
+    maxtasksperchild: int | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
     context: Any = None  # the multiprocessing context given as backend=, for "multiprocessing"
 
@@ -646,10 +701,10 @@ class Settings:
 PARSERS: Mapping[str, Any] = MappingProxyType(
     {
         "batch_size": parse_batch_size,
-        "timeout": lambda v, s: parse_seconds(v, "timeout", s),
+        "timeout": lambda v, s: parse_seconds(v, "timeout", s, unlimited=True),
         "progress": parse_progress,
         "verbose": parse_verbose,
-        "max_nbytes": lambda v, s: parse_bytes(v, "max_nbytes", s),
+        "max_nbytes": lambda v, s: parse_bytes(v, "max_nbytes", s, threshold=True),
         "inner_max_num_threads": parse_threads,
         "max_worker_memory": lambda v, s: parse_bytes(v, "max_worker_memory", s),
         "idle_worker_timeout": lambda v, s: parse_seconds(v, "idle_worker_timeout", s),
@@ -659,6 +714,7 @@ PARSERS: Mapping[str, Any] = MappingProxyType(
         "require": parse_choice("require", ("sharedmem",), "a valid backend constraint"),
         "initializer": parse_initializer,
         "initargs": parse_initargs,
+        "maxtasksperchild": parse_maxtasksperchild,
     }
 )
 

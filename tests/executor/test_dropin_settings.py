@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import math
 import re
 
+import numpy as np
 import pytest
 
 from picklepool import Parallel, delayed, parallel_backend, parallel_config
@@ -368,3 +370,56 @@ def test_an_executors_initargs_that_are_no_tuple_are_named_at_construction():
 
     with pytest.raises(TypeError, match=r"initargs must be a tuple.*Executor\(initargs=5\).*\(value,\)"):
         Executor(max_workers=1, initializer=print, initargs=5)
+
+
+# -- the values joblib 1.6 accepts, with its meanings (each was refused here) --------------
+
+
+@pytest.mark.parametrize("value", [math.inf, 1e20, np.float64("inf")])
+def test_timeout_inf_or_past_a_billion_seconds_is_no_limit_as_in_joblib(value):
+    p = Parallel(n_jobs=2, timeout=value)
+    assert p.timeout is None
+    assert p(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+    with parallel_config(timeout=value):
+        assert Parallel(n_jobs=2).timeout is None
+
+
+@pytest.mark.parametrize(
+    ("value", "as_int"), [(2.5, 2), (0.5, 1), (np.float64(2.9), 2), (np.True_, 1), (0.0, 0)]
+)
+def test_a_float_verbose_prints_as_the_int_below_it_and_any_value_above_zero_prints(value, as_int, capsys):
+    p = Parallel(n_jobs=2, verbose=value)
+    assert p.verbose == as_int
+    assert p(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+    assert ("Done   3 out of   3" in capsys.readouterr().err) == bool(as_int)
+
+
+def test_batch_size_true_is_one_as_joblibs_integral():
+    p = Parallel(n_jobs=2, batch_size=True)
+    assert p.batch_size == 1
+    assert p(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("value", [True, np.True_, False, -0.5])
+def test_pre_dispatch_of_a_bool_or_just_below_zero_is_joblibs_int(value):
+    # joblib's int(pre_dispatch): 1 or 0 (0 dispatches one batch here: see test_config)
+    p = Parallel(n_jobs=2, pre_dispatch=value)
+    assert p._settings().max_inflight == 1
+    assert p(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("value", "nbytes"), [(math.inf, None), (1e20, None), (-1, 0), (-math.inf, 0)])
+def test_max_nbytes_past_any_size_is_off_and_below_zero_shares_every_array_as_in_joblib(value, nbytes):
+    # joblib shares an array when a.nbytes > max_nbytes
+    assert Parallel(max_nbytes=value)._settings().max_nbytes == nbytes
+    with parallel_config(max_nbytes=value):
+        assert Parallel()._settings().max_nbytes == nbytes
+
+
+@pytest.mark.parametrize("setting", [{"timeout": "2"}, {"verbose": "2"}, {"idle_worker_timeout": "5"}])
+def test_a_number_written_as_a_string_is_a_type_error_as_in_joblib(setting):
+    # joblib: TypeError for timeout="2" and verbose="2" (and a broken pool for
+    # idle_worker_timeout="5"); PICKLEPOOL_IDLE_WORKER_TIMEOUT is still read as a number
+    name, value = next(iter(setting.items()))
+    with pytest.raises(TypeError, match=re.escape(f"{name}={value!r} (from argument) is not valid")):
+        Parallel(n_jobs=2, **setting)

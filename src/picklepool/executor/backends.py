@@ -446,7 +446,13 @@ def _make(name: str, n_workers: int, **options: Any) -> Backend:
     if cls is LokyBackend:
         return LokyBackend(n_workers, options.get("idle_worker_timeout"), options.get("worker_env"), *init)
     if cls is MultiprocessingBackend:
-        return MultiprocessingBackend(n_workers, options.get("context"), *init, names_initializer=True)
+        return MultiprocessingBackend(
+            n_workers,
+            options.get("context"),
+            *init,
+            max_tasks_per_child=options.get("maxtasksperchild"),
+            names_initializer=True,
+        )
     return cls(n_workers)
 
 

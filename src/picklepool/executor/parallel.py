@@ -14,13 +14,13 @@ from .. import lokycompat
 from ..pickler import buffers
 from ..pickler.locks import callers_level
 from ..pickler.registry import resolve_pickler
-from ..settings import NOT_SET, Settings, inflight, resolve_settings, sources_now
+from ..settings import CONFIG_KEYS, NOT_SET, Settings, inflight, resolve_settings, sources_now
 from ..workers import mirror
 from . import limits, memory, ongoing
 from .backend import Backend
 from .backends import BACKENDS, make_backend, prepare
 from .batching import AutoBatcher, FixedBatcher
-from .joblib_backends import from_joblib
+from .joblib_backends import from_joblib, warn_ignored, warn_maxtasksperchild
 from .progress import VerboseLines, make_reporter
 
 if TYPE_CHECKING:
@@ -187,7 +187,8 @@ class Parallel:
     pre_dispatch*: how many batches may be in flight, e.g. "2*n_jobs" (default).
     return_as: "list" (default), "generator" (in order, lazily) or
         "generator_unordered" (as completed).
-    timeout*: seconds one task may run (positive, finite); past it the task fails
+    timeout*: seconds one task may run (positive; ``math.inf`` or past 1e9: no limit,
+        as None); past it the task fails
         with ``TaskTimeoutError`` (a ``TimeoutError`` and a
         ``multiprocessing.TimeoutError``) naming it, and the call's other tasks are
         cancelled. On the threading backend, as in joblib, the late task is not
@@ -206,6 +207,15 @@ class Parallel:
     max_worker_memory*: e.g. "2G": a worker whose RSS passes it after a batch is
         recycled between batches; default off. See ``workers.memory``.
     idle_worker_timeout*: seconds an idle worker waits before it exits (300).
+    maxtasksperchild*: with backend="multiprocessing", the batches (pool tasks, as in
+        joblib: ``batch_size=1`` makes them tasks) a worker process runs before
+        ``multiprocessing.Pool`` replaces it with a fresh one; on another backend it is
+        ignored with a ``UserWarning`` saying what to use (``max_worker_memory``).
+    **backend_kwargs: joblib's keywords for its backend. picklepool's other settings
+        (``scheduler_address``) are taken; any other keyword is ignored with a
+        ``UserWarning`` naming it (and the setting it most likely meant), as joblib's
+        loky backend ignores it without one; with backend="multiprocessing" a keyword
+        ``multiprocessing.Pool`` does not take is a ``TypeError``, as in joblib.
 
     Every setting is checked here, at construction: a bad value raises
     ``ValueError`` naming the setting, the value and where it came from.
@@ -254,6 +264,8 @@ class Parallel:
         idle_worker_timeout: float | None = NOT_SET,
         initializer: Callable[..., Any] | None = NOT_SET,
         initargs: tuple[Any, ...] = NOT_SET,
+        maxtasksperchild: int | None = NOT_SET,
+        **backend_kwargs: Any,
     ) -> None:
         if return_as not in RETURN_AS:
             raise ValueError(  # joblib's words, then picklepool's
@@ -281,7 +293,11 @@ class Parallel:
             "idle_worker_timeout": idle_worker_timeout,
             "initializer": initializer,
             "initargs": initargs,
+            "maxtasksperchild": maxtasksperchild,
         }
+        # joblib's **backend_kwargs: picklepool's other settings (scheduler_address), else ignored
+        ignored = {k: v for k, v in backend_kwargs.items() if k not in CONFIG_KEYS}
+        given.update((k, v) for k, v in backend_kwargs.items() if k in CONFIG_KEYS)
         joblib_backend = from_joblib(backend, "argument")  # joblib's LokyBackend() etc.
         if joblib_backend is not None:
             given["backend"] = joblib_backend[0]
@@ -302,7 +318,9 @@ class Parallel:
         # (dropped in a reference cycle), whose end takes it (_done)
         self._lock = threading.RLock()
         self._cached: tuple[Any, Any, tuple[int | None, int], Settings] | None = None
-        self._settings()  # validate explicit arguments now, not at the first call
+        s = self._settings()  # validate explicit arguments now, not at the first call
+        warn_ignored(ignored, s.backend, "Parallel()", strict=s.n_workers > 1)
+        warn_maxtasksperchild(s.maxtasksperchild, s.backend, s.sources["maxtasksperchild"], s.n_workers)
         if pickler is not NOT_SET and pickler is not None:
             resolve_pickler(pickler, source="argument")  # a bad pickler= fails here too
 
@@ -395,6 +413,7 @@ class Parallel:
             context=s.context,
             initializer=s.initializer,
             initargs=s.initargs,
+            maxtasksperchild=s.maxtasksperchild,
         )
         backend.renew_when_broken = False  # each call begins on a usable pool (refresh)
         return backend
