@@ -621,10 +621,58 @@ def test_workers_run_with_the_interpreter_options_of_the_parent():
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == str([(1, 1, False, [])] * 2)
+    # sys.warnoptions as the parent's, set once the server's imports are done
+    assert proc.stdout.strip() == str([(1, 1, False, ["ignore::UserWarning"])] * 2)
     assert forkserver.interpreter_flags() == [
         a for a in subprocess._args_from_interpreter_flags() if not a.startswith("-W")
     ]
+
+
+def test_every_interpreter_option_a_task_can_read_is_the_parents(tmp_path):
+    # -X warn_default_encoding: an open() without encoding= warned in the loop only, the
+    # workers' sys.flags.warn_default_encoding was 0; the other -X options the standard
+    # library's _args_from_interpreter_flags() leaves out were not passed on either:
+    # sys.flags.int_max_str_digits read -1, code had columns under -X no_debug_ranges,
+    # sys.pycache_prefix was None, and sys._xoptions, sys.warnoptions, what a task's own
+    # subprocess would get, and --check-hash-based-pycs differed
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import _imp, os, subprocess, sys, warnings
+        from picklepool import Executor, Parallel, delayed
+
+        def options(_i):
+            with warnings.catch_warnings(record=True) as got:
+                warnings.simplefilter("always")
+                with open(os.devnull) as f:
+                    f.read()
+            return (
+                tuple(sys.flags), [w.category.__name__ for w in got], sys.get_int_max_str_digits(),
+                list(compile("x + 1", "<s>", "eval").co_positions()), sys.pycache_prefix,
+                sys._xoptions, sys.warnoptions, subprocess._args_from_interpreter_flags(),
+                _imp.check_hash_based_pycs,
+            )
+
+        loop = [options(i) for i in range(2)]
+        assert sys.flags.warn_default_encoding == 1 and loop[0][1] == ["EncodingWarning"], loop
+        assert Parallel(n_jobs=2)(delayed(options)(i) for i in range(2)) == loop
+        with Executor(2) as ex:
+            assert list(ex.map(options, range(2))) == loop
+        print("ok")
+        """
+    )
+    names = ("PYTHONWARNINGS", "PYTHONWARNDEFAULTENCODING", "PYTHONINTMAXSTRDIGITS", "PYTHONPYCACHEPREFIX")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PICKLEPOOL_") and k not in names}
+    options = ["-X", "warn_default_encoding", "-X", "int_max_str_digits=5000", "-X", "no_debug_ranges"]
+    options += ["-X", f"pycache_prefix={tmp_path}", "-X", "picklepool_test=1", "-W", "ignore::UserWarning"]
+    options += ["--check-hash-based-pycs", "always"]
+    proc = subprocess.run(
+        [sys.executable, *options, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
 
 
 def test_a_script_function_is_sent_under_python_bb():

@@ -96,21 +96,42 @@ def _alive_pipe() -> int:
 
 
 def interpreter_flags() -> list[str]:
-    """The options this interpreter was started with that its children get too, as
-    ``multiprocessing``'s spawn gives them (``-O``, ``-B``, ``-s``, ``-X utf8``, ``-X dev``...):
-    with ``python -O``, a task's ``assert`` in a module the worker imports ran in the worker
-    and not in the loop; with ``-X utf8``, ``open()``'s default encoding differed. Not the
-    ``-W`` warning filters: the parent's filters reach the tasks with each batch
-    (``workers.warnfilters``), and the server's own imports must not fail under ``-W error``."""
+    """The options this interpreter was started with that its children get too: those
+    ``multiprocessing``'s spawn gives them (``-O``, ``-B``, ``-s``, ``-I``, ``-X utf8``,
+    ``-X dev``...) and every other ``-X`` option (``warn_default_encoding``,
+    ``int_max_str_digits``, ``pycache_prefix``, ``no_debug_ranges``..., which the standard
+    library's list leaves out, and the script's own, in ``sys._xoptions``): with ``python -O``,
+    a task's ``assert`` in a module the worker imports ran in the worker and not in the loop;
+    with ``-X utf8``, ``open()``'s default encoding differed; with ``-X warn_default_encoding``
+    an ``open()`` without ``encoding=`` warned in the loop only. Not the ``-W`` warning filters:
+    the parent's filters reach the tasks with each batch (``workers.warnfilters``), and the
+    server's own imports must not fail under ``-W error``; ``sys.warnoptions`` is set after them
+    (:func:`_command`)."""
     import subprocess
 
     out: list[str] = []
     args = iter(subprocess._args_from_interpreter_flags())  # type: ignore[attr-defined]
+    given = set()
     for arg in args:
         if arg == "-W":
             next(args, None)
+        elif arg == "-X":
+            value = next(args, "")
+            given.add(value.partition("=")[0])
+            out += (arg, value)
         elif not arg.startswith("-W"):
             out.append(arg)
+    for name, value in sys._xoptions.items():
+        if name in given:
+            continue
+        if name == "pycache_prefix" and sys.pycache_prefix:
+            value = sys.pycache_prefix  # (absolute: the server's folder may differ)
+        out += ("-X", name if value is True else f"{name}={value}")
+    import _imp
+
+    checks = getattr(_imp, "check_hash_based_pycs", "default")  # --check-hash-based-pycs
+    if checks != "default":
+        out += ("--check-hash-based-pycs", checks)
     return out
 
 
@@ -121,7 +142,7 @@ def _command(sock: int, alive: int) -> str:
     path = [p or os.getcwd() for p in import_path()]
     return (
         f"import sys; sys.path[:] = {path!r}; "
-        f"from picklepool.workers.forkserver import main; main({sock}, {alive})"
+        f"from picklepool.workers.forkserver import main; main({sock}, {alive}, {sys.warnoptions!r})"
     )
 
 

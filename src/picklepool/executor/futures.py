@@ -50,7 +50,7 @@ from concurrent.futures._base import PENDING, RUNNING
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from .. import lokycompat
+from .. import keptmodules, lokycompat
 from ..errors import PicklingError, WorkerCrashedError, pickling_type
 from ..pickler import locks, runtime
 from ..pickler.registry import resolve_pickler
@@ -402,6 +402,7 @@ class Executor(_StdExecutor):
         max_worker_memory: int | str | None = NOT_SET,
         idle_worker_timeout: float | None = NOT_SET,
     ) -> None:
+        keptmodules.check()
         if max_workers is not None:
             max_workers = plain_number(max_workers)  # np.int64(2): as the standard library takes it
             if not isinstance(max_workers, int) or isinstance(max_workers, bool):
@@ -537,6 +538,7 @@ class Executor(_StdExecutor):
         self._thread: threading.Thread | None = None
         self._ongoing: int | None = None  # its token in executor.ongoing while it has work (_idle)
         self._gil = gil.Scope()
+        keptmodules.note()
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -575,6 +577,7 @@ class Executor(_StdExecutor):
         return fut
 
     def _put(self, work: _Work) -> None:
+        keptmodules.check()  # (sys.modules restored since the first call: the same modules again)
         if work.numeric is None:
             work.numeric = mirror.caller_state()  # the submitter's, not the manager thread's
         if work.caller is None:
@@ -935,6 +938,7 @@ class Executor(_StdExecutor):
             return
         channel.inflight[seq] = batch
         self._works[seq] = works
+        keptmodules.note()  # what sending it imported (the first batch's pickler, loky...)
         if splittable:
             self._splittable[seq] = (first + skip, first + len(items))
         batch.future.add_done_callback(lambda _f: self._events.put(batch))

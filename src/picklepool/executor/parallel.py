@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from .. import lokycompat
+from .. import keptmodules, lokycompat
 from ..pickler import buffers
 from ..pickler.locks import callers_level
 from ..pickler.registry import resolve_pickler
@@ -419,6 +419,7 @@ class Parallel:
         return backend
 
     def __enter__(self) -> Parallel:
+        keptmodules.check()
         self._backend = self._make_backend(self._settings(warn=True))
         self._renew_block = False
         return self
@@ -441,6 +442,7 @@ class Parallel:
         worker's traceback attached), ``RuntimeError`` if this instance is already
         running a call.
         """
+        keptmodules.check()  # (sys.modules restored since the first call: the same modules again)
         with self._lock:
             if self._running:
                 raise RuntimeError(
@@ -460,6 +462,7 @@ class Parallel:
         return out
 
     def _done(self) -> None:
+        keptmodules.note()  # what the call imported, put back should sys.modules lose it
         with self._lock:
             self._running = False
             self._call_now = None

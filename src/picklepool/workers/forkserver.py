@@ -273,10 +273,17 @@ def _reap(children: dict[int, int]) -> None:
             os.close(fd)
 
 
-def main(sock_fd: int, alive_fd: int) -> None:
-    """Serve requests on the socket *sock_fd* until *alive_fd* ends, or the socket and the last child."""
+def main(sock_fd: int, alive_fd: int, warnoptions: list[str] | None = None) -> None:
+    """Serve requests on the socket *sock_fd* until *alive_fd* ends, or the socket and the last child.
+
+    *warnoptions*: the parent's ``sys.warnoptions`` (its ``-W`` options), the workers' once
+    the server's imports are done (they must not fail under ``-W error``; the parent's
+    filters reach the tasks with each batch, ``workers.warnfilters``).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent and its workers
     _preload()
+    if warnoptions is not None:
+        sys.warnoptions[:] = warnoptions  # (read by the tasks, and by the subprocesses they start)
     gc.freeze()  # what the imports made is never collected: no child walks it, nor copies its pages
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)

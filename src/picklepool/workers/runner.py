@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from .. import lokycompat
+from .. import keptmodules, lokycompat
 from ..errors import TaskTimeoutError, error_text
 from ..pickler.base import BasePickler
 from ..pickler.buffers import Frames
@@ -227,6 +227,9 @@ def _run_in_context(batch: Batch) -> Any:
 
 def run_batch(batch: Batch) -> Any:
     """Run one batch in this worker; return its reply (bytes, or ``Frames`` of bytes)."""
+    # a task's block that restored sys.modules dropped what this worker imported in it
+    keptmodules.check()
+    keptmodules.note()
     parent = batch.parent
     if type(parent) is NumericState and parent.context is not None:
         # a cluster's: the caller's context variables, in a copy of this thread's context
