@@ -153,6 +153,8 @@ class LokyBackend(Backend):
 
     def release(self, wait: bool = True) -> None:
         self._inherited()
+        if self._executor is None:  # (nothing to give back: no hold, 3 us)
+            return
         with signalhold.held():  # (given back once, whatever a signal handler raises)
             executor, self._executor = self._executor, None
             if executor is not None:
