@@ -36,6 +36,7 @@ class AutoBatcher:
     """Sizes for ``batch_size="auto"``; *growth*: how many times the previous size a batch may be."""
 
     looks_ahead = True  # a generator's batch is sent once the next is pulled (executor.dispatch)
+    exact = False  # a pull of a slow generator may be cut short (executor.dispatch.pull_until)
 
     def __init__(self, n_workers: int, growth: int = GROWTH) -> None:
         self.n_workers = n_workers
@@ -56,6 +57,10 @@ class AutoBatcher:
         self.last = size
         return size
 
+    def took(self, n_tasks: int) -> None:
+        """The batch last sized holds only *n_tasks* (its pull was cut short): the next grows from that."""
+        self.last = n_tasks
+
     def record(self, n_tasks: int, seconds: float) -> None:
         if n_tasks <= 0:
             return
@@ -68,12 +73,16 @@ class AutoBatcher:
 
 class FixedBatcher:
     looks_ahead = False  # batch_size=k: k items pulled, then sent, as joblib's
+    exact = True  # ... however long the caller's generator takes to give them
 
     def __init__(self, size: int) -> None:
         self.size = size
 
     def next_size(self, left: int | None = None) -> int:
         return self.size
+
+    def took(self, n_tasks: int) -> None:
+        pass
 
     def record(self, n_tasks: int, seconds: float) -> None:
         pass

@@ -25,6 +25,7 @@ import queue
 import reprlib
 import sys
 import threading
+import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -494,6 +495,7 @@ class Channel:
 
 
 PULL_STEP = 256  # items pulled between two looks at the young garbage (YoungGarbage)
+SLOW_PULL = 0.02  # seconds: a pull that took longer finds the caller's generator slow (Call.run)
 REPROBE = 16384  # items pulled between two looks once a look found none
 
 
@@ -555,8 +557,30 @@ def _part(items: list[Any] | functions.Column, start: int, end: int) -> list[Any
 def pull(
     it: Iterator[Any], size: int, by_content: bool = False, collect: bool = True
 ) -> list[Any] | functions.Column:
-    """Up to *size* items of *it*; *collect*: pulled with the cyclic GC off, whose young
-    garbage is collected meanwhile (see :class:`YoungGarbage`).
+    """Up to *size* items of *it* (:func:`pull_until` with no time limit)."""
+    return pull_until(it, size, by_content, collect)[0]
+
+
+def pull_until(
+    it: Iterator[Any],
+    size: int,
+    by_content: bool = False,
+    collect: bool = True,
+    budget: float | None = None,
+) -> tuple[list[Any] | functions.Column, bool]:
+    """Up to *size* items of *it*, and whether the pull was cut short by *budget*.
+
+    *collect*: pulled with the cyclic GC off, whose young garbage is collected
+    meanwhile (see :class:`YoungGarbage`).
+
+    *budget* (seconds): once pulling has taken longer, the items so far come back, with
+    ``True``; the iterator is not at its end. A caller's generator that gives an item
+    every 0.1 s (reading a queue, a sensor, a paginated API) would otherwise hold the
+    items it gave, and the results of the tasks before them, until a whole batch is
+    pulled: 4 results of 40 by t=3 s where joblib, pulling in another thread, gives 22.
+    The clock is read between chunks that start at one item and double up to
+    ``PULL_STEP``, so that a slow generator is noticed after its first item and a fast
+    one costs a few clock reads per batch.
 
     *by_content* (a batch to pickle): ``delayed(f)(x)`` calls of one *f* come back as
     a ``functions.Column`` of their ``x``, made ``PULL_STEP`` items at a time, as they
@@ -570,20 +594,22 @@ def pull(
     the error, so that their tasks run and their results come out before the error
     is raised, as in the loop the call replaces (and joblib's ``n_jobs=1``).
     """
-    if size <= PULL_STEP:
+    if budget is None and size <= PULL_STEP:
         few, error = _take(it, size)
         xs = functions.one_argument(few) if by_content and few else None
         batch = few if xs is None else functions.Column(few[0][0], xs, True)
         if error is not None:
             raise IterableFailed(batch, error)
-        return batch
-    young = YoungGarbage() if collect else None
+        return batch, False
+    young = YoungGarbage() if collect and size > PULL_STEP else None
+    deadline = None if budget is None else time.perf_counter() + budget
     items: list[Any] = []
     single: list[Any] | None = [] if by_content else None  # the x of the calls so far
     f0: Any = None
     n = 0
+    step = PULL_STEP if deadline is None else 1
     while True:
-        want = min(PULL_STEP, size - n)
+        want = min(step, size - n)
         chunk, error = _take(it, want)
         got = len(chunk)
         n += got
@@ -598,13 +624,16 @@ def pull(
         if single is None:
             items += chunk
         del chunk
-        if got < want or n >= size:
+        ended = got < want or n >= size  # (a raise, error, stopped the chunk short too)
+        cut = not ended and deadline is not None and time.perf_counter() > deadline
+        if ended or cut:
             batch = functions.Column(f0, single, True) if single else items
             if error is not None:
                 raise IterableFailed(batch, error)
-            return batch
+            return batch, cut
         if young is not None:
             young.pulled(want)
+        step = min(2 * step, PULL_STEP)
 
 
 class Call(Channel):
@@ -731,6 +760,12 @@ class Call(Channel):
         held: deque[list[Any] | functions.Column] = deque()
         at = 0
         ahead = 1 if self.total is None and self.batcher.looks_ahead else 0
+        # A pull that took over SLOW_PULL: the caller's generator, not the workers, sets the
+        # pace. Then a batch goes out as soon as it is pulled (not held for the next pull),
+        # "auto" cuts pulls at SLOW_PULL, and results are read before each pull, so that
+        # none waits for the generator's next items (joblib pulls in its callback thread).
+        slow = False
+        budget = None if self.batcher.exact else SLOW_PULL
         # the iterable's own error: raised once the tasks it gave before it have been
         # read (their results out first, or an earlier task's error instead), as in a loop
         broke: Exception | None = None
@@ -752,6 +787,8 @@ class Call(Channel):
                 if self.pid != os.getpid():  # resumed in a forked child: send nothing, wait for nothing
                     raise self.forked_error()
                 while len(inflight) < self.max_inflight:
+                    if slow and inflight and not self._done.empty():
+                        break  # results first: the next pull may take long
                     # Pulling a batch allocates many small tuples that the cyclic GC
                     # would only rescan: it waits until the batch is sent, and by then
                     # the caller's triples are gone (the batch keeps its columns). Not
@@ -761,15 +798,20 @@ class Call(Channel):
                     if gc_was_on:
                         gc.disable()
                     try:
-                        while not exhausted and len(held) <= ahead:
+                        while not exhausted and len(held) <= (0 if slow else ahead):
                             left = None if self.total is None else self.total - pulled
                             size = self.batcher.next_size(left)
+                            began = time.perf_counter()
+                            cut = False
                             try:
-                                items = pull(it, size, self.bytes_path, collect=gc_was_on)
+                                items, cut = pull_until(it, size, self.bytes_path, gc_was_on, budget)
                             except IterableFailed as failed:
                                 items, broke = failed.items, failed.error
+                            slow = cut or time.perf_counter() - began > SLOW_PULL
                             pulled += len(items)
-                            if len(items) < size or broke is not None:
+                            if cut:
+                                self.batcher.took(len(items))
+                            elif len(items) < size or broke is not None:
                                 exhausted = True
                             if items:
                                 held.append(items)
