@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
+import warnings
 
 import pytest
 
@@ -206,3 +208,47 @@ def test_a_failed_calls_generator_of_tasks_is_let_go_at_once(backend, n_jobs, re
     finally:
         if enabled:
             gc.enable()
+
+
+EARLY_CLOSE = re.compile(
+    r"^(?:(\d+) tasks have been successfully executed  but not used\.)?"
+    r"(?: ?Additionally, )?(?:(\d+) tasks which were still being processed by the workers "
+    r"have been cancelled\.)? You could benefit from adjusting the input task iterator to "
+    r"limit unnecessary computation time\.$"
+)
+
+
+@pytest.mark.parametrize("return_as", ["generator", "generator_unordered"])
+def test_a_generator_closed_early_warns_as_joblibs(return_as):
+    # joblib's Parallel._warn_exit_early: the tasks finished and not read, and those cancelled
+    gen = Parallel(n_jobs=2, return_as=return_as, batch_size=1, pre_dispatch="all")(
+        delayed(abs)(-i) for i in range(6)
+    )
+    next(gen)
+    with pytest.warns(UserWarning) as caught:
+        gen.close()
+    [w] = caught.list
+    m = EARLY_CLOSE.match(str(w.message))
+    assert m is not None, str(w.message)
+    unread, cancelled = (int(n or 0) for n in m.groups())
+    assert unread + cancelled == 5  # all six dispatched at the call, one read
+    assert w.filename == __file__  # at the line that closed it
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_generator_read_to_its_end_or_sequential_does_not_warn(n_jobs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(Parallel(n_jobs=n_jobs, return_as="generator")(delayed(abs)(-i) for i in range(4))) == [
+            0,
+            1,
+            2,
+            3,
+        ]
+        gen = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(abs)(-i) for i in range(4))
+        assert [next(gen) for _ in range(4)] == [0, 1, 2, 3]
+        if n_jobs == 1:
+            gen2 = Parallel(n_jobs=1, return_as="generator")(delayed(abs)(-i) for i in range(4))
+            next(gen2)
+            gen2.close()  # joblib's sequential generator does not warn either
+        gen.close()  # every result read: nothing unused

@@ -668,6 +668,8 @@ class Call(Channel):
         self._done: queue.SimpleQueue[Pending] = queue.SimpleQueue()
         self.direct = timeout is None and not (worker_limits is not None and worker_limits.max_memory)
         self.total: int | None = None
+        # closed before its end (return_as="generator"): (tasks finished, tasks cancelled)
+        self.left_unused: tuple[int, int] | None = None
         # tasks and batches dispatched, as of the last on_progress call (Parallel.print_progress)
         self.n_dispatched_tasks = self.n_dispatched_batches = 0
 
@@ -886,6 +888,11 @@ class Call(Channel):
                     handoff.lower()
             clean = not self.cancelled  # every batch read, none left running
         except BaseException as exc:
+            if isinstance(exc, GeneratorExit):  # closed early: what it leaves (Parallel's warning)
+                finished = completed + sum(
+                    b.n for b in inflight.values() if b.future is not None and b.future.done()
+                )
+                self.left_unused = (finished, dispatched - finished)
             # a real Ctrl-C, not a task's own KeyboardInterrupt (TaskInterruptError)
             ctrl_c = isinstance(exc, KeyboardInterrupt) and not isinstance(exc, TaskExitError)
             if self.pid == os.getpid():  # (a forked child's copy leaves the parent's call alone)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import operator
 import sys
 import threading
 import warnings
@@ -310,6 +311,7 @@ class Parallel:
         self.n_completed_tasks = self.n_dispatched_tasks = self.n_dispatched_batches = 0
         self._verbose_state: tuple[VerboseLines | None, int | None] = (None, None)
         self._call_now: Call | None = None
+        self._call_started: Call | None = None  # the last call started (a generator's warning)
         self._shown, self._verbose_now = "Parallel", 0  # for _print: set by each hooked call
         self._running = False
         self._left_open: Backend | None = None  # a `with` block's, left while its generator runs
@@ -524,7 +526,7 @@ class Parallel:
                     # in threads (a late one included) have returned
                     closes.release(wait=not failed)
             return out
-        results = _flatten(chunks, closes, reporter, self._done)
+        results = _flatten(chunks, closes, reporter, self._done, self._call_started)
         next(results)  # enter its try: closing or dropping it now cleans up too
         return results
 
@@ -583,6 +585,7 @@ class Parallel:
         )
         self._call_now = call if hook is not None else None
         try:
+            self._call_started = call
             return call.start(iterable), reporter  # the first batches are dispatched now
         except BaseException:
             if reporter is not None:
@@ -664,16 +667,29 @@ def _length(iterable: Any) -> int | None:
 
 
 def _flatten(
-    chunks: Iterator[list[Any]], owned: Backend | None, reporter: Any, done: Callable[[], None]
+    chunks: Iterator[list[Any]], owned: Backend | None, reporter: Any, done: Callable[[], None], call: Any
 ) -> Iterator[Any]:
     """The results of *chunks* one by one; closing it early cancels the call's remaining tasks.
 
-    Yields None once first (consumed by ``Parallel.__call__``).
+    Yields None once first (consumed by ``Parallel.__call__``). Closed (or dropped)
+    before its end, it warns as joblib's generator does (``Parallel._warn_exit_early``)
+    when tasks had finished whose results were not read, or were cancelled: the same
+    text, a ``UserWarning`` at the line that closed it; not at the interpreter's exit.
     """
+    consumed = size = 0  # results read in the chunks before; the length of the one read now
+    part: Iterator[Any] = iter(())
     try:
         yield None
         for chunk in chunks:
-            yield from chunk
+            part, size = iter(chunk), len(chunk)
+            yield from part
+            consumed, size = consumed + size, 0
+    except GeneratorExit:
+        chunks.close()  # type: ignore[attr-defined]
+        if call.left_unused is not None and not sys.is_finalizing():
+            finished, cancelled = call.left_unused
+            _warn_unused(finished, cancelled, read=consumed + size - operator.length_hint(part))
+        raise
     finally:
         try:
             chunks.close()  # type: ignore[attr-defined]
@@ -683,3 +699,17 @@ def _flatten(
             if owned is not None:
                 owned.release(wait=False)  # closed early: do not wait for running threads
             done()
+
+
+def _warn_unused(finished: int, cancelled: int, read: int) -> None:
+    """joblib's warning for a ``return_as`` generator closed early (``Parallel._warn_exit_early``)."""
+    unread = finished - read
+    msg = f"{unread} tasks have been successfully executed  but not used." if unread > 0 else ""
+    if cancelled > 0:
+        msg += " Additionally, " if msg else ""
+        msg += f"{cancelled} tasks which were still being processed by the workers have been cancelled."
+    if msg:
+        msg += (
+            " You could benefit from adjusting the input task iterator to limit unnecessary computation time."
+        )
+        warnings.warn(msg, UserWarning, stacklevel=3)  # the line that closed or dropped it
