@@ -128,10 +128,17 @@ def test_pre_dispatch_expressions_below_zero_too_large_or_not_arithmetic_are_ref
         Parallel(n_jobs=2, pre_dispatch=value)(delayed(abs)(-i) for i in range(3))
 
 
-@pytest.mark.parametrize("value", ["-1M", "infM", "nanK", True])
+@pytest.mark.parametrize("value", ["infM", "nanK", True])
 def test_bad_sizes_are_value_errors(value):
     with pytest.raises(ValueError, match="max_nbytes"):
         Parallel(max_nbytes=value)
+
+
+def test_a_negative_size_is_a_value_error_but_for_max_nbytes():
+    # max_nbytes="-1M" shares every array, as joblib's memstr_to_bytes gives -1048576 (see
+    # test_dropin_settings); a memory limit below zero means nothing
+    with pytest.raises(ValueError, match="max_worker_memory='-1M'"):
+        Parallel(max_worker_memory="-1M")._settings()
 
 
 @pytest.mark.parametrize("value", [1e6, 2.5e6, 1048576.0])

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import SettingTypeError
+from .errors import SettingTypeError, SettingValueError
 from .pickler.registry import get_pickler
 from .settings import (
     CONFIG_KEYS,
@@ -66,9 +66,15 @@ class parallel_config:
     nested default applies instead: threads at level 1, sequential below), and
     reaches the threading backend's threads for every other setting.
 
-    Raises ``TypeError`` for an unknown setting without a backend and ``ValueError`` for a bad pickler
-    or backend name, or a bad value of any setting (the error a call in the block would
-    raise, naming ``parallel_config``), at construction rather than at a later call.
+    Raises, at construction rather than at a later call: ``TypeError`` (also a
+    ``ValueError``) for an unknown setting without a backend; ``ValueError`` for
+    ``maxtasksperchild`` or ``inner_max_num_threads`` (not None) without a backend
+    (keywords of the backend given with them: joblib's ``parallel_config()`` raises
+    ``ValueError`` for them too; pass ``backend=`` in the same call, or the keyword to
+    ``Parallel``), for a bad pickler or backend name, and for a bad value of any setting
+    (the error a call in the block would raise, naming ``parallel_config``). picklepool's
+    other settings (``n_jobs``, ``timeout``, ``idle_worker_timeout``, ``initializer``, ...)
+    are taken without a backend, where joblib refuses any keyword but its named ones.
 
     >>> with parallel_config(pickler="pickle", n_jobs=2):
     ...     pass
@@ -112,6 +118,8 @@ class parallel_config:
             )
         settings.update((k, v) for k, v in backend_params.items() if k in CONFIG_KEYS)
         _check(settings)
+        if backend is NOT_SET or backend is None:
+            _refuse_backend_keywords(settings, type(self).__name__)
         if settings.get("pickler") is not None:
             get_pickler(settings["pickler"], source="parallel_config")
         name = settings.get("backend")
@@ -201,6 +209,31 @@ def _check(settings: Mapping[str, Any]) -> None:
             check_setting(key, value, source)
 
 
+# joblib's keywords for a backend's constructor that picklepool has settings for, and that
+# joblib's parallel_config() refuses without a backend= ("inner_max_num_threads and other
+# constructor parameters backend_params are only supported when backend is not None"):
+# each is a keyword of the backend it is given with. -> the backend an example names.
+NEEDS_BACKEND = {"maxtasksperchild": "multiprocessing", "inner_max_num_threads": "loky"}
+
+
+def _refuse_backend_keywords(settings: Mapping[str, Any], what: str) -> None:
+    """``ValueError`` for a keyword of :data:`NEEDS_BACKEND` given (not None) without a
+    backend, as joblib's ``parallel_config()`` raises: naming it and what to write."""
+    given = [key for key in NEEDS_BACKEND if settings.get(key) is not None]
+    if not given:
+        return
+    written = ", ".join(f"{key}={settings[key]!r:.60}" for key in given)
+    example = NEEDS_BACKEND[given[0]]
+    them, keywords = ("them", "are keywords") if len(given) > 1 else ("it", "is a keyword")
+    raise SettingValueError(
+        f"{what}({written}) has no backend=: {' and '.join(given)} {keywords} of the backend "
+        f"given with {them}, which joblib's parallel_config() refuses without one too "
+        '("inner_max_num_threads and other constructor parameters backend_params are only '
+        f'supported when backend is not None"). Name the backend in the same call, {what}('
+        f"backend={example!r}, {written}), or pass {them} to the call itself, Parallel(..., {written})"
+    )
+
+
 def _describe(settings: Mapping[str, Any]) -> str:
     return ", ".join(f"{key}={value!r:.60}" for key, value in settings.items() if value is not None)
 
@@ -212,6 +245,8 @@ class parallel_backend(parallel_config):
     thing with joblib's defaults: *n_jobs* defaults to -1, and ``with`` gives
     ``(backend, n_jobs)``, the backend described as in :class:`parallel_config`
     (``backend.name``, ``backend.nesting_level``). Emits no warning (joblib 1.6 emits none either).
+    Raises as :class:`parallel_config` does (``backend=None`` with ``maxtasksperchild`` or
+    ``inner_max_num_threads``: ``ValueError``; joblib raises for it too).
     """
 
     def __init__(

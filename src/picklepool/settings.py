@@ -273,7 +273,10 @@ def parse_bytes(value: Any, name: str, source: str = "argument", threshold: bool
     or past 2**62 bytes. A *threshold* (``max_nbytes``, which joblib compares every
     array's size with: ``nbytes > max_nbytes``) gives those numbers joblib's meanings
     instead: ``math.inf`` (or past 2**62) is None, no array shared; a negative number
-    is 0, every array shared.
+    is 0, every array shared, and so is a negative size (``"-1M"``: joblib's
+    ``memstr_to_bytes`` gives -1048576). NaN and a bool stay refused there, the error
+    saying what joblib makes of them (NaN: no array shared, as no size compares greater;
+    ``True``: 1 byte and ``False``: 0, every array shared): each is most likely a mistake.
     """
     if value is None:
         return None
@@ -292,12 +295,22 @@ def parse_bytes(value: Any, name: str, source: str = "argument", threshold: bool
         try:
             number = float(text[: len(text) - len(unit)]) * _UNITS[unit]
         except ValueError:
-            number = -1.0
+            number = math.nan
+        if threshold and -math.inf < number < 0:
+            return 0  # joblib: memstr_to_bytes("-1M") is -1048576, below every array's size
     if 0 <= number <= MAX_BYTES:
         return int(number)
+    joblib = ""
+    if threshold and (isinstance(value, bool) or _numpy_bool(value)):
+        joblib = (
+            f" (joblib compares sizes with it as {int(value)} byte{'s' if not value else ''}, "
+            "sharing every array: for that, write 0)"
+        )
+    elif threshold and isinstance(value, float) and math.isnan(value):
+        joblib = " (joblib shares no array with it, as no size compares greater: for that, write None)"
     raise SettingValueError(
         f"{name}={value!r} (from {source}) is not a size; "
-        "use a number of bytes, or '500K', '1M', '2G', or None"
+        f"use a number of bytes, or '500K', '1M', '2G', or None{joblib}"
     )
 
 
@@ -315,6 +328,13 @@ def parse_seconds(value: Any, name: str, source: str = "argument", unlimited: bo
     ``TypeError``). With *unlimited* (``timeout``), ``math.inf`` and any number past
     1e9 seconds mean no limit (None), as they do in joblib (and for
     ``concurrent.futures``' ``result(timeout=math.inf)``).
+
+    Raises ``ValueError`` naming *name* and *source* for 0 or below, NaN or a bool
+    (:class:`~picklepool.errors.SettingTypeError` for a string or another type). For
+    ``timeout`` joblib takes these, by accident of its checks, and the error says what
+    it makes of them: 0 or below times out every task not finished at its first check
+    (its loky manager thread can then crash with a ``KeyError``), NaN never times out,
+    ``True`` is 1 s.
     """
     if value is None:
         return None
@@ -334,10 +354,23 @@ def parse_seconds(value: Any, name: str, source: str = "argument", unlimited: bo
     ):
         return float(value)
     unlimited_too = ", math.inf (no limit)" if unlimited else ""
+    joblib = ""
+    if unlimited and type(value) in (int, float, bool):  # timeout: what joblib makes of it
+        if isinstance(value, bool):
+            joblib = f" (joblib reads {value} as {int(value)} s)"
+        elif math.isnan(value):
+            joblib = (
+                " (joblib never times out with it, as no wait compares greater: for no limit, write None)"
+            )
+        else:
+            joblib = (
+                " (joblib times out every task not finished at its first check, a few ms in, "
+                "for 0 or below: for no limit, write None)"
+            )
     raise _refused(
         not isinstance(value, (int, float)),
         f"{name}={value!r} (from {source}) is not valid; use a positive, finite number of "
-        f"seconds (at most {MAX_SECONDS:g}){unlimited_too} or None",
+        f"seconds (at most {MAX_SECONDS:g}){unlimited_too} or None{joblib}",
     )
 
 
@@ -583,7 +616,9 @@ def parse_verbose(value: Any, source: str = "argument") -> int:
 
     A bool (numpy's too) counts as 0/1; a float as joblib uses it: its lines come as for
     the int below it (``2.5`` as 2), and any value above 0 prints (``0.5`` as 1). A
-    negative, infinite or NaN value is a ``ValueError``, a string or another type a
+    negative, infinite or NaN value is a ``ValueError`` (joblib prints its progress for a
+    negative one, as for a positive one, which the error says: ``verbose=-1`` is most likely
+    meant quiet), a string or another type a
     :class:`~picklepool.errors.SettingTypeError` (joblib: a ``TypeError``).
     """
     if value is None:
@@ -595,9 +630,12 @@ def parse_verbose(value: Any, source: str = "argument") -> int:
         return int(value)
     if isinstance(value, float) and 0 <= value < math.inf:
         return max(int(value), 1) if value else 0
+    joblib = ""
+    if isinstance(value, (int, float)) and -math.inf < value < 0:
+        joblib = " (joblib prints its progress for a negative one, as for a positive one)"
     raise _refused(
         not isinstance(value, (int, float)),
-        f"verbose={value!r} (from {source}) is not valid; use 0 (quiet) or a positive number",
+        f"verbose={value!r} (from {source}) is not valid; use 0 (quiet) or a positive number{joblib}",
     )
 
 

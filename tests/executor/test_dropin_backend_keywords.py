@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from picklepool import Parallel, delayed, parallel_config
+from picklepool import Parallel, delayed, parallel_backend, parallel_config
 
 
 def pid(_):
@@ -102,6 +102,42 @@ def test_an_unknown_parallel_config_keyword_without_a_backend_is_refused_as_in_j
     for Error in (TypeError, ValueError):
         with pytest.raises(Error, match=r"unknown setting\(s\) \['n_job'\], and no backend="):
             parallel_config(n_job=2)
+
+
+@pytest.mark.parametrize(
+    ("make", "written"),
+    [
+        (lambda: parallel_config(maxtasksperchild=1), "parallel_config(maxtasksperchild=1)"),
+        (lambda: parallel_config(backend=None, maxtasksperchild=1), "parallel_config(maxtasksperchild=1)"),
+        (
+            lambda: parallel_config(n_jobs=2, inner_max_num_threads=2),
+            "parallel_config(inner_max_num_threads=2)",
+        ),  # noqa: E501
+        (lambda: parallel_backend(None, maxtasksperchild=1), "parallel_backend(maxtasksperchild=1)"),
+    ],
+    ids=["maxtasksperchild", "backend=None", "inner_max_num_threads", "parallel_backend"],
+)
+def test_a_backend_keyword_without_a_backend_is_refused_where_given_as_in_joblib(make, written):
+    # joblib: ValueError("inner_max_num_threads and other constructor parameters
+    # backend_params are only supported when backend is not None"); picklepool took it (and
+    # warned at each call that loky ignores maxtasksperchild)
+    keyword = written[written.index("(") + 1 : written.index("=")]
+    backend = "multiprocessing" if keyword == "maxtasksperchild" else "loky"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # refused where written, not a warning at a later call
+        with pytest.raises(ValueError) as raised:
+            make()
+    text = str(raised.value)
+    assert text.startswith(f"{written} has no backend=: {keyword} is a keyword of the backend")
+    assert f"backend={backend!r}, {written[written.index('(') + 1 :]}" in text
+    assert f"Parallel(..., {keyword}=" in text
+
+
+def test_a_backend_keyword_with_a_backend_or_none_is_taken():
+    with parallel_config(backend="multiprocessing", maxtasksperchild=1, inner_max_num_threads=1):
+        assert Parallel(n_jobs=2)._settings().maxtasksperchild == 1
+    with parallel_config(maxtasksperchild=None, inner_max_num_threads=None):  # None: not given
+        assert Parallel(n_jobs=2)._settings().maxtasksperchild is None
 
 
 def test_picklepools_own_settings_are_taken_as_keywords_of_parallel():

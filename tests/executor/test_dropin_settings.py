@@ -423,3 +423,47 @@ def test_a_number_written_as_a_string_is_a_type_error_as_in_joblib(setting):
     name, value = next(iter(setting.items()))
     with pytest.raises(TypeError, match=re.escape(f"{name}={value!r} (from argument) is not valid")):
         Parallel(n_jobs=2, **setting)
+
+
+def _array_kind(a):
+    return type(a).__name__
+
+
+@pytest.mark.parametrize("value", ["-1M", "-0.5k", "-1"])
+def test_a_negative_max_nbytes_size_shares_every_array_as_joblibs_memstr_to_bytes(value):
+    # joblib: memstr_to_bytes("-1M") is -1048576, below every array's size; it was a
+    # ValueError ("is not a size") here, where max_nbytes=-1 shares every array
+    assert Parallel(max_nbytes=value)._settings().max_nbytes == 0
+    with parallel_config(max_nbytes=value):
+        assert Parallel()._settings().max_nbytes == 0
+    small = np.arange(10.0)
+    assert Parallel(n_jobs=2, max_nbytes=value)(delayed(_array_kind)(small) for _ in range(2)) == [
+        "memmap",
+        "memmap",
+    ]
+
+
+# joblib takes these by accident of its checks; each is most likely a mistake, so it stays
+# refused (README: kept stricter), the error saying what joblib makes of it and what to write
+@pytest.mark.parametrize(
+    ("setting", "joblib_does"),
+    [
+        ({"timeout": 0}, "joblib times out every task not finished at its first check"),
+        ({"timeout": -1}, "joblib times out every task not finished at its first check"),
+        ({"timeout": math.nan}, "joblib never times out with it"),
+        ({"timeout": True}, "joblib reads True as 1 s"),
+        ({"verbose": -1}, "joblib prints its progress for a negative one"),
+        ({"max_nbytes": math.nan}, "joblib shares no array with it"),
+        ({"max_nbytes": True}, "joblib compares sizes with it as 1 byte, sharing every array"),
+        ({"max_nbytes": np.False_}, "joblib compares sizes with it as 0 bytes, sharing every array"),
+    ],
+    ids=repr,
+)
+def test_a_value_joblib_takes_by_accident_is_refused_saying_what_joblib_makes_of_it(setting, joblib_does):
+    name, value = next(iter(setting.items()))
+    for make, source in ((Parallel, "argument"), (parallel_config, "parallel_config")):
+        with pytest.raises(ValueError) as raised:
+            make(**setting)
+        text = str(raised.value)
+        assert text.startswith(f"{name}={value!r} (from {source}) is not ")
+        assert "; use " in text and joblib_does in text

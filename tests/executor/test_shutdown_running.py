@@ -132,20 +132,23 @@ def assert_ended_on_the_first_workers(results, n, watch, server):
     assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]  # a new pool
 
 
-@pytest.mark.timeout(120)
-def test_shutdown_lets_a_call_of_another_thread_end_on_its_workers(fifos, watch):
+def shut_down_during(call, fifos, watch):
+    """Run *call* (6 ``held`` tasks, returning their results) in another thread, shut down
+    while its held tasks run, and check it ended on its first workers."""
     out = {}
-
-    def call():
-        out["results"] = Parallel(n_jobs=2, batch_size=1, pre_dispatch=2)(
-            delayed(held)(i, fifos) for i in range(6)
-        )
-
-    caller = threading.Thread(target=call)
+    caller = threading.Thread(target=lambda: out.update(results=call()))
     caller.start()
     server = shut_down_while(fifos, watch)
     caller.join()
     assert_ended_on_the_first_workers(out["results"], 6, watch, server)
+
+
+@pytest.mark.timeout(120)
+def test_shutdown_lets_a_call_of_another_thread_end_on_its_workers(fifos, watch):
+    def call():
+        return Parallel(n_jobs=2, batch_size=1, pre_dispatch=2)(delayed(held)(i, fifos) for i in range(6))
+
+    shut_down_during(call, fifos, watch)
 
 
 @pytest.mark.timeout(120)
@@ -163,19 +166,14 @@ def test_shutdown_lets_what_an_executor_was_given_end_on_its_workers(fifos, watc
 def test_shutdown_lets_a_joblib_call_of_another_thread_end_on_its_workers(fifos, watch):
     joblib = pytest.importorskip("joblib")
     picklepool.register_joblib_backend()
-    out = {}
 
     def call():
         with joblib.parallel_config(backend="picklepool", n_jobs=2):
-            out["results"] = joblib.Parallel(batch_size=1, pre_dispatch=2)(
+            return joblib.Parallel(batch_size=1, pre_dispatch=2)(
                 joblib.delayed(held)(i, fifos) for i in range(6)
             )
 
-    caller = threading.Thread(target=call)
-    caller.start()
-    server = shut_down_while(fifos, watch)
-    caller.join()
-    assert_ended_on_the_first_workers(out["results"], 6, watch, server)
+    shut_down_during(call, fifos, watch)
 
 
 @pytest.mark.timeout(120)
