@@ -49,7 +49,7 @@ from typing import Any, cast
 
 from .. import lokycompat, signalhold
 from ..errors import WorkerCrashedError
-from ..workers.lane import LEAVING, receive, serve
+from ..workers.lane import LEAVING, receive, send, serve
 from ..workers.sockets import blocking
 
 LANE_IDLE = 10.0  # seconds without a batch after which a lane gives its worker back to loky
@@ -180,7 +180,7 @@ class Lanes:
             fut.set_running_or_notify_cancel()  # as a job a loky worker took: cannot be cancelled
             lane.future = fut
         try:
-            lane.conn.send_bytes(packed)
+            send(lane.conn.fileno(), packed)
         except OSError:  # the worker just died: the reader thread sees it; loky's path reports it
             with self._cond:
                 lane.future = None
