@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from .. import lokycompat, signalhold
+from .. import lokycompat
 
 
 class DaemonThreads:
@@ -57,12 +57,8 @@ class DaemonThreads:
                     name=f"picklepool_{len(self._threads)}",
                     daemon=True,
                 )
-                # held (signalhold): a handler's exception after the thread started but
-                # before start() returned made start() drop the thread from threading's
-                # list, and the thread died in its start ("Exception ignored ... KeyError")
-                with signalhold.held():
-                    thread.start()
-                    self._threads.append(thread)
+                thread.start()
+                self._threads.append(thread)
         return future
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
