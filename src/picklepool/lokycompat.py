@@ -96,7 +96,9 @@ def load(*more: str) -> None:
     """
     if more in _loaded:
         return
-    with _loading:
+    # held (``signalhold``): what a handler raised in them was caught by their own fallbacks
+    # (psutil's, reading /proc) and lost; a first call's Ctrl-C waits for their end (~0.1 s)
+    with _loading, signalhold.held():
         _hook_fork()
         before = set(sys.modules)
         for name in (*_FIRST_CALL, *more):
@@ -555,15 +557,23 @@ def _semaphore_gone(exc: BaseException) -> bool:
 
 
 def track_folder(path: str, register: bool = True) -> bool:
-    """Have loky's resource tracker remove *path* should this process be killed."""
+    """Have loky's resource tracker remove *path* should this process be killed.
+
+    Held (``signalhold``): the first one starts the tracker, a process, and what a signal
+    handler raised meanwhile was taken for the tracker's failure (an alarm's deadline lost,
+    a tracker started and not recorded by loky).
+    """
     try:
         from loky.backend import resource_tracker
 
-        if register:
-            resource_tracker.register(path, "folder")
-        else:
-            resource_tracker.unregister(path, "folder")
-    except Exception:  # noqa: BLE001 - tracker unavailable: the folder is removed at exit anyway
+        with signalhold.held():
+            if register:
+                resource_tracker.register(path, "folder")
+            else:
+                resource_tracker.unregister(path, "folder")
+    except Exception as exc:  # noqa: BLE001 - tracker unavailable: the folder is removed at exit anyway
+        if signalhold.from_handler(exc):  # (raised at the hold's end)
+            raise
         return False
     return True
 

@@ -15,25 +15,38 @@ thread does, and one that raises (a ``SIGALRM`` deadline's exception, Ctrl-C's
   read the next request's bytes as the rest, and died.
 
 :func:`held` runs a block with the main thread's Python signal handlers replaced by one
-that notes the signal; at the block's end the handlers are put back and each noted
-signal is raised again (``signal.raise_signal``): its handler runs there, as if the
-signal had come at that moment. Inside such a block, :func:`let_through` lets the
-handlers run during a wait for another process that may be long (the forkserver's
-reply), whose interruption the code around it undoes. Other threads never run Python
-signal handlers: there, both are no-ops.
+that notes the signal; at the block's end the handlers are put back and run, once for
+each time the noting one ran, as if the signal had come at that moment. They are called,
+not raised again (``signal.raise_signal``): the signal's arrival already did what the C
+level does, writing its number to the wakeup fd (``signal.set_wakeup_fd``: asyncio's
+``loop.add_signal_handler``, whose callback then ran twice). So each delivery reaches the
+program once, as without the hold: arrivals Python collapses (several before its handler
+could run) are collapsed the same way, the others each run the handler. ``SIG_IGN``,
+``SIG_DFL`` and handlers set in C are not held: the signal does then what it does
+without picklepool (``SIGTERM``'s default ends the process at once).
+
+Inside such a block, :func:`let_through` lets the handlers run during a wait for another
+process that may be long (the forkserver's reply), whose interruption the code around it
+undoes. Other threads never run Python signal handlers: there, both are no-ops.
+
+A handler's exception caught by an ``except Exception`` meant for the work's own errors
+(a fallback when pickling fails, a hook that may not be there) was lost, and with it an
+alarm used as a deadline: :func:`from_handler` tells such an exception, to raise it again.
 """
 
 from __future__ import annotations
 
 import _signal
 import contextlib
+import functools
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 _saved: dict[int, Any] = {}  # signal -> the handler held back (while a section runs)
-_noted: list[int] = []  # signals that came while held, in order
+_noted: list[int] = []  # signals that came while held, once per run of _note, in order
 _holding = False
 # every signal a Python handler may be set for (not SIGKILL, SIGSTOP)
 _SIGNALS = tuple(
@@ -44,8 +57,7 @@ _SIGNALS = tuple(
 
 
 def _note(signum: int, frame: Any) -> None:
-    if signum not in _noted:
-        _noted.append(signum)
+    _noted.append(signum)
 
 
 def _main_thread() -> bool:
@@ -85,15 +97,29 @@ def _release() -> None:
     _noted.clear()
     if error is not None:
         raise error
-    _raise(noted)
+    _run(noted)
 
 
-def _raise(signals: list[int]) -> None:
-    if signals:
+def _run(signals: list[int]) -> None:
+    """Run the handler of each of *signals* (each runs, whatever one before raised).
+
+    What the last raising one raised comes out, the one before as its ``__context__``, as
+    when a handler raises while an exception propagates.
+    """
+    error: BaseException | None = None
+    for signum in signals:
         try:
-            signal.raise_signal(signals[0])  # its handler runs here, and may raise
-        finally:
-            _raise(signals[1:])
+            handler = _signal.getsignal(signum)
+            if callable(handler):
+                handler(signum, sys._getframe())
+            else:  # SIG_DFL or SIG_IGN, set in the section: what the signal does now
+                signal.raise_signal(signum)
+        except BaseException as exc:  # noqa: BLE001 - raised below, once every handler ran
+            if error is not None and exc is not error and exc.__context__ is None:
+                exc.__context__ = error
+            error = exc
+    if error is not None:
+        raise error
 
 
 @contextlib.contextmanager
@@ -120,3 +146,39 @@ def let_through() -> Iterator[None]:
         yield
     finally:
         _hold()
+
+
+def from_handler(exc: BaseException) -> bool:
+    """Whether *exc* came out of a Python signal handler: ``KeyboardInterrupt``, or one whose
+    traceback passes through the code of a handler set now (or held back by :func:`held`).
+
+    For an ``except Exception`` around work whose own errors have a fallback: the handler's
+    exception (an alarm's deadline) is raised again there, not taken for the work's error.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    codes = set()
+    for signum in _SIGNALS:
+        code = _code(_saved.get(signum) or _signal.getsignal(signum))
+        if code is not None:
+            codes.add(code)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _code(handler: Any) -> Any:
+    """The code object a Python handler runs (a function, method, partial, callable object)."""
+    for _ in range(8):  # (a partial of a partial...: a few levels)
+        if isinstance(handler, functools.partial):
+            handler = handler.func
+            continue
+        func = getattr(handler, "__func__", handler)  # a bound method's function
+        code = getattr(func, "__code__", None)
+        if code is not None or not callable(handler) or isinstance(handler, type):
+            return code
+        handler = type(handler).__call__  # a callable object's method
+    return None

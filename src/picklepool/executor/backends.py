@@ -68,7 +68,11 @@ class LokyBackend(Backend):
         self._shared = False
         self._sent = False  # the call sent a batch to this executor: a crash of it is the call's
         self._pid = os.getpid()
-        self._get()
+        try:
+            self._get()
+        except BaseException:  # a signal handler's, at the hold's end: the caller never gets this
+            self.release()  # backend, nor gives its pool back (its users count stayed one up)
+            raise
 
     def _get(self) -> None:
         self.release()
@@ -185,7 +189,9 @@ def _packed(fn: Callable[..., Any], args: tuple[Any, ...]) -> bytes | None:
         fn, args = run_packed_batch, (pack_batch(args[0]),)
     try:
         return pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001 - loky's own pickler takes it, or says why
+    except Exception as exc:  # noqa: BLE001 - loky's own pickler takes it, or says why
+        if signalhold.from_handler(exc):  # (an alarm's deadline, not the pickle's error)
+            raise
         return None
 
 

@@ -404,7 +404,9 @@ def by_reference(pickler: Any, func: Any) -> tuple[str, bytes] | None:
         # a Python function with its code's digests: a worker whose module is older than the
         # parent's (reloaded here) reloads it (workers.reloads)
         data = pickler.dumps(ByName(func) if type(func) is types.FunctionType and checkable(func) else func)
-    except Exception:  # noqa: BLE001 - the usual road says why
+    except Exception as exc:  # noqa: BLE001 - the usual road says why
+        if interrupts.from_signal_handler(exc):  # (an alarm's deadline, not the pickle's error)
+            raise
         return None
     if len(_references) >= MAX_SPECS:
         _references.clear()

@@ -21,6 +21,7 @@ import sys
 import weakref
 from typing import Any
 
+from .. import signalhold
 from ..errors import TaskExitError
 
 _SIGINT = int(signal.SIGINT)
@@ -106,21 +107,6 @@ def interrupted_since(watch: tuple[weakref.ref[Any], int]) -> bool:
 def from_signal_handler(exc: BaseException) -> bool:
     """Whether *exc* was raised by one of this process's Python signal handlers (a SIGALRM
     deadline's ``Timeout``), which a signal ran in the middle of whatever the thread did:
-    pickling a batch, for one. It is the program's own exception, to let through as it is."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    code = tb.tb_frame.f_code
-    for signum in signal.valid_signals():
-        try:
-            handler = signal.getsignal(signum)
-        except (ValueError, OSError):  # pragma: no cover - a signal this platform cannot ask about
-            continue
-        if (
-            getattr(handler, "__code__", None) is code
-            or getattr(getattr(handler, "__func__", None), "__code__", None) is code
-        ):
-            return True
-    return False
+    pickling a batch, for one. It is the program's own exception, to let through as it is
+    (``signalhold.from_handler``: any frame of its traceback, a handler held back too)."""
+    return signalhold.from_handler(exc)

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
+from .. import signalhold
 from ..errors import WorkerCrashedError
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure, run_pool_initializer
 from . import leftovers, poolstart
@@ -90,11 +91,24 @@ class MultiprocessingBackend(Backend):
         # (call_id, task_index) the dead worker check() reported was running, if it said
         self.lost: tuple[int, int] | None = None
         if not lazy:
-            self._start()
+            try:
+                self._start()
+            except BaseException:  # a signal handler's, at the hold's end: the caller never gets
+                self.release()  # this backend; its pool was left to the garbage collector, whose
+                raise  # Finalize stopped it later, in whatever the main thread ran then
 
     def _start(self) -> None:
+        """Start the pool, held (``signalhold``): its workers are forked here with "fork".
+
+        A signal handler runs in ``os.fork``'s at-fork hooks (logging's, in every
+        program), where what it raises is printed ("Exception ignored in ...") and lost:
+        an alarm used as a deadline did not stop the call (nor does it with joblib's
+        multiprocessing backend). Held, it runs once the pool is the backend's, which the
+        call's end stops.
+        """
         self._started = []
-        self._pool = WatchedPool(*self._args, context=self.context.get_context(), started=self._started)
+        with signalhold.held():
+            self._pool = WatchedPool(*self._args, context=self.context.get_context(), started=self._started)
         self._pid = os.getpid()
         self._stopped = False
         self._seen = set()

@@ -100,6 +100,7 @@ import warnings
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType, SimpleNamespace
 from typing import Any
 
+from .. import signalhold
 from .overlay import Overlay, dumps_each
 from .reloads import file_of, users
 from .settargets import EVERY, MODULES, NOTHING, Found, read
@@ -184,7 +185,9 @@ def _users(module: Any) -> bool:
     False for an object whose attributes raise (``users`` tells first)."""
     try:
         return users(module) and getattr(module, "__name__", None) not in _MAIN
-    except Exception:  # noqa: BLE001 - whatever the object's own __getattr__ raises
+    except Exception as exc:  # noqa: BLE001 - whatever the object's own __getattr__ raises
+        if signalhold.from_handler(exc):  # (an alarm's deadline, in the parent)
+            raise
         return False
 
 
@@ -453,6 +456,9 @@ def _modules() -> list[_Read]:
                 try:
                     found = (module, _module_chains(module))
                 except Exception as exc:  # noqa: BLE001 - (an object in sys.modules that raises)
+                    if signalhold.from_handler(exc):
+                        _modules_read.update(before)  # (read again next time)
+                        raise
                     log.debug("picklepool: %s: %r not read: %r", WHAT, module, exc)
                     found = (module, NOTHING)
             _modules_read[id(module)] = found
@@ -619,6 +625,8 @@ def pickled() -> bytes | None:
                 else:
                     continue
             except Exception as exc:  # noqa: BLE001 - (a module whose attributes raise): the others go
+                if signalhold.from_handler(exc):
+                    raise
                 log.debug("picklepool: %s: %r left out: %r", WHAT, chain, exc)
                 continue
             for name, value in named:

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from importlib.machinery import SourceFileLoader
 from typing import Any
 
+from .. import signalhold
 from .cache import objects
 
 try:  # hashlib's own blake2b, without hashlib, whose import loads OpenSSL
@@ -231,7 +232,9 @@ def users(module: Any) -> bool:
     module's ``__getattr__`` raising ImportError): looking must never fail a call."""
     try:
         origin = getattr(getattr(module, "__spec__", None), "origin", None)
-    except Exception:  # noqa: BLE001 - whatever the object's own __getattr__ raises
+    except Exception as exc:  # noqa: BLE001 - whatever the object's own __getattr__ raises
+        if signalhold.from_handler(exc):  # (an alarm's deadline, in the parent)
+            raise
         return False
     origin = origin or file_of(module)
     return isinstance(origin, str) and origin.endswith(".py") and not library(origin)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from .. import keptmodules, lokycompat
+from .. import keptmodules, lokycompat, signalhold
 from ..errors import TaskTimeoutError, error_text
 from ..pickler.base import BasePickler
 from ..pickler.buffers import Frames
@@ -417,8 +417,9 @@ def flush_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except Exception:  # noqa: BLE001 - (None under pythonw, a closed or broken stream)
-            pass
+        except Exception as exc:  # noqa: BLE001 - (None under pythonw, a closed or broken stream)
+            if signalhold.from_handler(exc):  # (an alarm's deadline, in the parent)
+                raise
 
 
 def first_unloadable(header: bytes, blobs: Sequence[bytes]) -> int | None:

@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import Any
 
+from ... import signalhold
 from ..overlay import Overlay, dumps_each
 from .abcsubclasses import abc_entries, abc_get, abc_pop, abc_set, abc_signal
 from .colormaps import matplotlib_entries, matplotlib_get, matplotlib_pop, matplotlib_set, matplotlib_signal
@@ -103,7 +104,9 @@ def pickled() -> bytes | None:
     ym, pj = get("yaml"), get("matplotlib.projections")
     try:
         now = _signals(pd, xr, mpl, fm, pil, sq, cs, mt, et, ym, pj)
-    except Exception:  # noqa: BLE001 - a library of another shape (or half imported): as last read
+    except Exception as exc:  # noqa: BLE001 - a library of another shape (or half imported): as last read
+        if signalhold.from_handler(exc):  # (an alarm's deadline: the call's, raised again)
+            raise
         return _read[1]
     seen, data, watched = _read
     if now == seen and all([same_entry(*w) for w in watched]):  # (watched: usually none)
@@ -152,7 +155,9 @@ def _read_entries(now: tuple[Any, ...]) -> bytes | None:
         if signal is not None:
             try:
                 entries.extend(_READERS[name][1](module))
-            except Exception:  # noqa: BLE001 - a library of another shape: its registry is left out
+            except Exception as exc:  # noqa: BLE001 - a library of another shape: its registry is left out
+                if signalhold.from_handler(exc):
+                    raise
                 continue
     left_out: dict[Any, str] = {}
     data = dumps_each(entries, WHAT, LIMIT, None, left_out) if entries else None
@@ -160,7 +165,9 @@ def _read_entries(now: tuple[Any, ...]) -> bytes | None:
         warn_left_out(key, why)
     try:
         watched = [w for w in map(_watch, entries) if w is not None]
-    except Exception:  # noqa: BLE001 - (as the entries: a library of another shape)
+    except Exception as exc:  # noqa: BLE001 - (as the entries: a library of another shape)
+        if signalhold.from_handler(exc):
+            raise
         watched = []
     _read = (now, data, watched)
     return data
