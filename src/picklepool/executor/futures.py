@@ -1161,7 +1161,7 @@ class Executor(_StdExecutor):
             return _crash_copy(exc, f"{own}: {text}")
         cause = site.where.removeprefix(" while running ")
         frame = dead is not None and not cause.startswith("task")  # the initializer's, joblib's config
-        if frame and batch is not None and batch.first <= dead < batch.first + batch.n:
+        if frame and dead is not None and batch is not None and batch.first <= dead < batch.first + batch.n:
             return exc if text == str(exc) else _crash_copy(exc, text)  # the batch's own frame
         state = _QUEUED_HERE if span is None else _state_at_crash(batch, lo, hi, site, own)
         if frame:  # every call would run it: its error, and where this call was
@@ -1377,14 +1377,18 @@ def _state_at_crash(batch: Any, lo: int, hi: int, site: Any, own: str) -> str:
     for r, (pid, stage) in sorted(site.running.items()):
         if not batch.first <= r < batch.first + batch.n:
             continue
-        worker = f"the worker that died (pid {pid})" if r == site.dead else f"worker pid {pid} (killed with the pool)"
+        worker = (
+            f"the worker that died (pid {pid})"
+            if r == site.dead
+            else f"worker pid {pid} (killed with the pool)"
+        )
         if stage == LOADING:
             return f"was in the batch {worker} was unpickling"
         if stage == DUMPING:
-            return f"had run in {worker}, but its result was lost with it (the batch's results were being pickled)"
+            return f"had run in {worker}, but its result was lost with it (its batch's were being pickled)"
         if lo <= r < hi:
-            which = "" if hi - lo == 1 else f" ({numbering.describe(r)} was)"
-            return f"was running{which} on another worker (pid {pid}), which was killed with the pool"
+            at = "" if hi - lo == 1 else f", at {numbering.describe(r)}"
+            return f"was running on another worker (pid {pid}{at}), which was killed with the pool"
         if r < lo:
             return f"was waiting in {worker} behind {numbering.describe(r)}"
         return (

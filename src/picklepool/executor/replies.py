@@ -177,7 +177,9 @@ class ReplyReader:
         # (the pool's error, what the dead worker was doing): every batch one crash broke
         # is told the same culprit, read once (its status and batch may be gone by the next)
         # (and the CrashSite's dead task, its pid, another call's, and the tasks workers ran)
-        self._crash: tuple[BaseException, str, tuple[int | None, int | None, bool, dict[int, Any]]] | None = None
+        self._crash: tuple[BaseException, str, tuple[int | None, int | None, bool, dict[int, Any]]] | None = (
+            None
+        )
 
     def read(self, batch: Pending) -> tuple[list[Any], float]:
         """``(results, seconds)`` of a finished batch, or the error it reports, raised."""
@@ -620,9 +622,7 @@ def _dead_worker_task(
     return None if found is None or found[0] != call_id else found[1:]
 
 
-def _workers_on(
-    session: Any, call_id: int, in_flight: Callable[[int], bool]
-) -> dict[int, tuple[int, int]]:
+def _workers_on(session: Any, call_id: int, in_flight: Callable[[int], bool]) -> dict[int, tuple[int, int]]:
     """``{task: (pid, stage)}``: the tasks of *call_id* still *in_flight* that workers were
     on as their pool broke, the dead ones (``Session.ended``, after :func:`_crashed_worker`'s
     sweep) and those still alive (loky fails the futures before it kills them)."""
