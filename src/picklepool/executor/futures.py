@@ -57,6 +57,8 @@ from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, plain_number, resolve, resolve_settings
 from ..wire import Raised, TaskFailed
 from ..workers import inherited, mirror
+from ..workers.control import DUMPING, LOADING
+from ..workers.control import RUNNING as RUNNING_STAGE
 from ..workers.prologue import initialize, own_pool, start_pool_worker
 from . import gil, interrupts, limits, ongoing, poolstart, reaper, submitmap
 from .backend import Backend
@@ -67,7 +69,7 @@ from .dispatch import PROGRESS_POLL, Channel, YoungGarbage, parent_state
 from .exitcodes import status_advice
 from .functions import Column, NotACall, describe_task, label
 from .mpbackend import MultiprocessingBackend
-from .replies import STOP_ITERATION_FIX, NotLoaded, Pending
+from .replies import STOP_ITERATION_FIX, NotLoaded, Pending, crash_site
 
 _WAKE = object()
 _WAITED = (PENDING, RUNNING)  # the states a result() waits in
@@ -1086,12 +1088,18 @@ class Executor(_StdExecutor):
                 crashed = WorkerCrashedError(_STOPPED_WHILE_RUNNING)
                 crashed.__cause__ = exc
                 exc = crashed
-            _fail(works, exc)
-            if isinstance(exc, WorkerCrashedError):  # as the stdlib: every pending future breaks
-                with self._lock:
-                    queued = list(self._queue)
-                    self._queue.clear()
-                _fail([w for w in queued if _sendable(w)], exc)
+            if not isinstance(exc, WorkerCrashedError):
+                _fail(works, exc)
+                return
+            # as the stdlib: every pending future breaks; each told what happened to its call
+            with self._lock:
+                queued = list(self._queue)
+                self._queue.clear()
+            for w in works:
+                _fail([w], self._crashed(w, batch, exc))
+            for w in queued:
+                if _sendable(w):
+                    _fail([w], self._crashed(w, None, exc))
             return
         self._batcher.record(len(values), seconds)
         k = len(self._prologue)
@@ -1122,6 +1130,60 @@ class Executor(_StdExecutor):
                 w.future.set_exception(self._error(w.index, w.items[0], mine[0]))
             else:
                 w.future.set_result(mine[0])
+
+    def _crashed(self, work: _Work, batch: Pending | None, exc: WorkerCrashedError) -> BaseException:
+        """The error of *work*, sent in *batch* (None: still queued here), failed by a crash.
+
+        The call the dead worker was running gets the crash's error (naming it, the exit
+        code or signal, what to do). Every other call it failed gets its own: naming
+        itself, what it was doing (running on another worker, killed with the pool;
+        waiting behind another call in a worker; sent and waiting for a worker; queued
+        here), and the call whose worker died as the cause (the standard library's
+        executor gives each the same words, naming no call).
+        """
+        own = _Numbering(0, 0, [work], self._naming()).tasks()
+        text = str(exc).replace(_POOL_RECOVERY, _EXECUTOR_RECOVERY)
+        site = crash_site(exc)
+        span = _span(work, batch)
+        if self._stopped or site is None:  # what the workers were on is not known
+            if span is None and not self._stopped:
+                return _crash_copy(exc, f"{own} {_QUEUED_HERE}, when {text}")
+            return _crash_copy(exc, f"{own}: {text}")
+        start, end = span if span is not None else (-1, -1)
+        lo, hi = start + work.strip, end - work.strip  # the wire indices of the user's calls
+        dead, running = site.dead, site.running
+        stage = running.get(dead, (0, RUNNING_STAGE))[1] if dead is not None else RUNNING_STAGE
+        if dead is not None and start <= dead < end and (stage != RUNNING_STAGE or lo <= dead < hi):
+            # its call is the one the dead worker was running (or its batch, being unpickled
+            # or its results pickled: with other calls, each named first)
+            if stage == RUNNING_STAGE or len(batch.numbering.works) == 1:  # type: ignore[union-attr]
+                return exc if text == str(exc) else _crash_copy(exc, text)
+            return _crash_copy(exc, f"{own}: {text}")
+        cause = site.where.removeprefix(" while running ")
+        frame = dead is not None and not cause.startswith("task")  # the initializer's, joblib's config
+        if frame and dead is not None and batch is not None and batch.first <= dead < batch.first + batch.n:
+            return exc if text == str(exc) else _crash_copy(exc, text)  # the batch's own frame
+        state = _QUEUED_HERE if span is None else _state_at_crash(batch, lo, hi, site, own)
+        if frame:  # every call would run it: its error, and where this call was
+            return _crash_copy(exc, text.replace(site.where, f"{site.where}, where {own} {state}", 1))
+        if dead is None or site.other:  # another call's task, or not known: said as before
+            where = f" while {own} {state}"
+            if site.other:
+                where = (
+                    f" while running a task of another call made in this process (worker pid "
+                    f"{site.pid}), on the pool where {own} {state}"
+                )
+            return _crash_copy(exc, text.replace(site.where, where, 1))
+        short, cause = _short(own), _short(cause)
+        return _crash_copy(
+            exc,
+            f"{own} {state}, when a worker process died{site.where}: {site.detail}, which broke "
+            f"the pool. {short[0].upper()}{short[1:]} failed with it, though not at fault: the "
+            f"future of {cause} has the crash's error, with what to do about it. Submit "
+            f"{'it' if short.startswith('task ') else 'them'} again: this Executor starts a fresh "
+            "pool for its next submission (it is not broken, as the standard library's "
+            "ProcessPoolExecutor would be).",
+        )
 
     def _abandon(self, exc: BaseException) -> None:
         """The manager thread failed (a bug in picklepool): fail every unfinished future,
@@ -1280,6 +1342,71 @@ class _Numbering:
         hi = max(i + n - 1 for i, n, _w in calls)
         first = self.naming.name(lo, w.items[w.strip])
         return first if hi == lo else f"tasks {lo}..{hi} (first: {first})"
+
+
+# what a crash error says to do next, said of this executor (see _Executor._crashed)
+_POOL_RECOVERY = " The pool is replaced on the next call."
+_EXECUTOR_RECOVERY = " This Executor starts a fresh pool for its next submission."
+
+
+def _span(work: _Work, batch: Pending | None) -> tuple[int, int] | None:
+    """The wire indices ``(start, end)`` of *work*'s items in *batch* (its frames too)."""
+    numbering = batch.numbering if batch is not None else None
+    if type(numbering) is not _Numbering:
+        return None
+    k = numbering.first + numbering.skip
+    for w in numbering.works:
+        if w is work:
+            return k, k + len(w.items)
+        k += len(w.items)
+    return None
+
+
+_QUEUED_HERE = "was queued in this Executor, not yet sent to a worker"
+
+
+def _short(name: str) -> str:
+    """``task 3`` of ``task 3 (the 4th call submitted to this Executor): f(3)`` (or ``tasks 3..5``)."""
+    return name.split(" ", 2)[0] + " " + name.split(" ", 2)[1] if name.startswith("task") else name
+
+
+def _state_at_crash(batch: Any, lo: int, hi: int, site: Any, own: str) -> str:
+    """What a call (or chunk) named *own*, the wire indices *lo*..*hi* of *batch*, was doing
+    when its pool broke, from what the workers were on (``replies.CrashSite.running``)."""
+    numbering = batch.numbering
+    for r, (pid, stage) in sorted(site.running.items()):
+        if not batch.first <= r < batch.first + batch.n:
+            continue
+        worker = (
+            f"the worker that died (pid {pid})"
+            if r == site.dead
+            else f"worker pid {pid} (killed with the pool)"
+        )
+        if stage == LOADING:
+            return f"was in the batch {worker} was unpickling"
+        if stage == DUMPING:
+            return f"had run in {worker}, but its result was lost with it (its batch's were being pickled)"
+        if lo <= r < hi:
+            at = "" if hi - lo == 1 else f", at {numbering.describe(r)}"
+            return f"was running on another worker (pid {pid}{at}), which was killed with the pool"
+        if r < lo:
+            return f"was waiting in {worker} behind {numbering.describe(r)}"
+        return (
+            f"had run in {worker}, but its result was lost with it (a batch's results come "
+            f"back together, after {numbering.describe(r)}'s)"
+        )
+    return (
+        "had been sent to the pool, where no worker was running it (it waited for a free one, "
+        "or its result was on its way back)"
+    )
+
+
+def _crash_copy(exc: BaseException, text: str) -> WorkerCrashedError:
+    """A ``WorkerCrashedError`` saying *text*, caused as *exc* (the pool's error, the worker's
+    traceback of an initializer) is."""
+    error = WorkerCrashedError(text)
+    error.__cause__ = exc.__cause__ if exc.__cause__ is not None else exc
+    return error
 
 
 def _pool_death(stalled: str, running: str) -> str:

@@ -66,6 +66,48 @@ _culprits: weakref.WeakKeyDictionary[BaseException, tuple[int, int, int, int]] =
 _culprits_lock = threading.Lock()
 
 
+class CrashSite:
+    """What a crash error's message says of where the crash happened (``crash_site``), for
+    an ``Executor`` to tell each of the calls one crash failed what happened to it.
+
+    *where*: the words of the message that say it (`` while running task 3: f(3) (worker
+    pid 41)``); *dead*: the wire index of the call's own task the dead worker was on
+    (running it, or its batch's first while it unpickled the batch or pickled its
+    results: its stage is in *running*; None: another call's, or not known), *pid* that
+    worker's; *other*: the dead worker
+    ran another call's task; *detail*: its exit code or signal (``exit code EXIT(1)``);
+    *running*: ``{wire index: (pid, stage)}`` of the call's tasks workers of the broken
+    pool were on when it broke (the dead one and those killed with it).
+    """
+
+    __slots__ = ("where", "dead", "pid", "other", "detail", "running")
+
+    def __init__(
+        self,
+        where: str,
+        dead: int | None,
+        pid: int | None,
+        other: bool,
+        detail: str,
+        running: dict[int, tuple[int, int]],
+    ) -> None:
+        self.where, self.dead, self.pid, self.other = where, dead, pid, other
+        self.detail, self.running = detail, running
+
+
+# the CrashSite of each crash error made by ReplyReader.crash_error (not an attribute: the
+# error may be pickled, and its message says it all)
+_sites: weakref.WeakKeyDictionary[BaseException, CrashSite] = weakref.WeakKeyDictionary()
+
+
+def crash_site(error: BaseException) -> CrashSite | None:
+    """The :class:`CrashSite` of a crash error ``ReplyReader.crash_error`` made, if any."""
+    try:
+        return _sites.get(error)
+    except TypeError:  # (not weakly referenceable)
+        return None
+
+
 PROBE_BYTES = 64 << 20  # at most this much sent again to find a task whose arguments do not load
 # at most this much of a reply is searched for the result that does not unpickle (pickler.culprit:
 # about 0.4 s a MB of small values, only when the reply failed)
@@ -134,7 +176,10 @@ class ReplyReader:
         self.in_caller_task = functions.in_caller_task.get() or mirror.in_dask_task()
         # (the pool's error, what the dead worker was doing): every batch one crash broke
         # is told the same culprit, read once (its status and batch may be gone by the next)
-        self._crash: tuple[BaseException, str] | None = None
+        # (and the CrashSite's dead task, its pid, another call's, and the tasks workers ran)
+        self._crash: tuple[BaseException, str, tuple[int | None, int | None, bool, dict[int, Any]]] | None = (
+            None
+        )
 
     def read(self, batch: Pending) -> tuple[list[Any], float]:
         """``(results, seconds)`` of a finished batch, or the error it reports, raised."""
@@ -350,7 +395,16 @@ class ReplyReader:
         return None if k is None or k >= batch.n else batch.first + k
 
     def crash_error(self, batch: Pending, exc: BaseException) -> Exception:
-        """``WorkerCrashedError`` (or ``TaskTimeoutError`` for a worker the watchdog killed)."""
+        """``WorkerCrashedError`` (or ``TaskTimeoutError`` for a worker the watchdog killed);
+        what its message says of where the crash happened: :func:`crash_site`."""
+        site: list[Any] = []
+        error = self._crash_error(batch, exc, site)
+        if site and isinstance(error, WorkerCrashedError) and site[0][0] in str(error):
+            where, detail, (dead, pid, other, running) = site[0]
+            _sites[error] = CrashSite(where, dead, pid, other, detail, running)
+        return error
+
+    def _crash_error(self, batch: Pending, exc: BaseException, site: list[Any]) -> Exception:
         call = self.call
         overdue = call.watchdog.overdue if call.watchdog is not None else None
         if overdue is not None:
@@ -378,8 +432,11 @@ class ReplyReader:
         culprit = ""
         dumping = False  # the dead worker was pickling its batch's results
         why = reaper.stopped_by(getattr(call.backend, "_executor", None))
+        # the dead task (ours), its worker, another call's, the tasks workers were on
+        found: tuple[int | None, int | None, bool, dict[int, Any]] = (None, None, False, {})
         if self._crash is not None and self._crash[0] is exc:
             culprit = self._crash[1]  # the same crash broke an earlier batch: the same culprit
+            found = self._crash[2]
         elif call.session is not None:
 
             def in_flight(index: int) -> bool:  # a task of this batch, or of another in flight
@@ -391,7 +448,9 @@ class ReplyReader:
                     dead = _crashed_worker(call.session, call.call_id, in_flight)
                     if dead is not None:
                         _culprits[exc] = dead
+            running = _workers_on(call.session, call.call_id, in_flight)
             if dead is not None and dead[0] != call.call_id:  # another thread's call, same pool
+                found = (None, dead[2], True, running)
                 tasks = batch.tasks()
                 culprit = (
                     f" while running a task of another call made in this process (worker pid "
@@ -399,10 +458,12 @@ class ReplyReader:
                 )
             elif dead is not None:
                 _call, index, pid, stage = dead
+                found = (index, pid, False, {**running, index: (pid, stage)})
                 holds = batch.first <= index < batch.first + batch.n
                 owner = batch if holds else call.batch_of(index)
                 if owner is None:  # the dead worker's batch is not one of ours in flight
                     culprit = ""
+                    found = (None, None, False, running)
                 elif stage == LOADING:
                     culprit = f" while unpickling {owner.tasks()} (worker pid {pid})"
                 elif stage == DUMPING:
@@ -410,7 +471,9 @@ class ReplyReader:
                     dumping = True
                 else:
                     culprit = f" while running {owner.describe(index)} (worker pid {pid})"
-            self._crash = (exc, culprit)
+            else:
+                found = (None, None, False, running)
+            self._crash = (exc, culprit, found)
         codes = re.search(r"exit codes of the workers are \{(.*?)\}", str(exc))
         recovery = " The pool is replaced on the next call."
         if codes:
@@ -422,6 +485,7 @@ class ReplyReader:
         if not culprit:
             tasks = batch.tasks()
             culprit = f" while {tasks} {_were(tasks)} queued or running"
+        site.append((culprit, detail, found))
         not_a_crash = getattr(exc, "not_a_crash", None)
         if not_a_crash:  # the backend went away under the call (dask: its client was closed)
             return WorkerCrashedError(f"{exc}{culprit}. {not_a_crash}")
@@ -556,6 +620,22 @@ def _dead_worker_task(
     """
     found = _crashed_worker(session, call_id, in_flight)
     return None if found is None or found[0] != call_id else found[1:]
+
+
+def _workers_on(session: Any, call_id: int, in_flight: Callable[[int], bool]) -> dict[int, tuple[int, int]]:
+    """``{task: (pid, stage)}``: the tasks of *call_id* still *in_flight* that workers were
+    on as their pool broke, the dead ones (``Session.ended``, after :func:`_crashed_worker`'s
+    sweep) and those still alive (loky fails the futures before it kills them)."""
+    statuses = dict(session.ended)
+    for pid in session.worker_pids():
+        status = session.worker_status(pid)
+        if status is not None:
+            statuses[pid] = status
+    return {
+        status[1]: (pid, status[3])
+        for pid, status in statuses.items()
+        if status[0] == call_id and status[1] >= 0 and in_flight(status[1])
+    }
 
 
 def _crashed_worker(
