@@ -273,8 +273,8 @@ class ThreadingBackend(Backend):
                 raise RuntimeError(
                     f"could not start: the interpreter began to exit ({reaper.exit_cause()}) and "
                     "Python's exit stopped the threading pool while the call still had tasks to "
-                    f"send: {reaper.AT_EXIT_ADVICE}; or pass n_jobs=1 to run the tasks in the "
-                    "calling thread."
+                    f"send: {reaper.exit_advice(reaper.exit_cause())}; or pass n_jobs=1 to run the "
+                    "tasks in the calling thread."
                 ) from exc
             if not self._released:  # (a failure of this call stopped it: Ctrl-C)
                 raise RuntimeError(

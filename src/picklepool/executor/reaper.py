@@ -342,7 +342,9 @@ def _forget(pids: list[int]) -> None:
 _first: list[Any] = []  # run at exit before any pool is stopped: see before_stop_at_exit
 # what stops the pools under a call still running at exit (for its error): the calls of
 # non-daemon threads are waited for first (ongoing.wait_at_exit), unless Ctrl-C ended the program
-AT_EXIT = "the main thread ended while this call ran in a daemon thread, which Python's exit does not wait for"
+AT_EXIT = (
+    "the main thread ended while this call ran in a daemon thread, which Python's exit does not wait for"
+)
 AT_EXIT_CTRL_C = "Ctrl-C ended the program while this call ran in another thread"
 AT_EXIT_ADVICE = (
     "join() the threads that make calls before the main thread ends, or make them non-daemon "
@@ -358,6 +360,16 @@ def exit_cause() -> str:
 def stopped_at_exit(why: str) -> bool:
     """Whether *why* (:func:`stopped_by`) is the interpreter's exit (:func:`exit_cause`)."""
     return AT_EXIT in why or AT_EXIT_CTRL_C in why
+
+
+def exit_advice(why: str) -> str:
+    """What to do about the exit *why* (:func:`stopped_at_exit`) that stopped a call."""
+    if AT_EXIT_CTRL_C in why:  # (not waited for: a program Ctrl-C ends does not wait for its calls)
+        return (
+            "join() such a thread in the main thread (catching KeyboardInterrupt there) to let its "
+            "call end: a program Ctrl-C ends does not wait for its calls"
+        )
+    return AT_EXIT_ADVICE
 
 
 def before_stop_at_exit(hook: Any) -> None:
