@@ -112,10 +112,10 @@ def wait_at_exit() -> None:
     as joblib's and the standard library's executors refuse work then.
 
     Not waited for: daemon threads (Python's exit does not wait for them: their pools are
-    stopped, killing what runs), the calling thread, a Ctrl-C that ended the program (its
-    calls are stopped, as an ``Executor``'s then; the second Ctrl-C Python's join of the
-    thread would need) or one during this wait; nor in a worker, whose exit does not
-    wait for its nested calls (``reaper._at_exit``).
+    stopped, killing what runs), the calling thread, and every call once Ctrl-C ended the
+    program or arrives during this wait (the calls are stopped, as an ``Executor``'s then:
+    the user asked the program to end); nor in a worker, whose exit does not wait for its
+    nested calls (``reaper._at_exit``).
     """
     global _exit_waiting
     if lokycompat.depth() >= 1 or interrupts.exiting_on_ctrl_c():
