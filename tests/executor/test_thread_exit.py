@@ -159,3 +159,38 @@ def test_a_program_ctrl_c_ends_does_not_wait_for_a_non_daemon_threads_call(tmp_p
     expected = "WorkerCrashedError the workers were killed by the interpreter's exit (Ctrl-C "
     assert line.startswith(expected), line
     assert "join() such a thread in the main thread (catching KeyboardInterrupt there)" in line, line
+
+
+@pytest.mark.timeout(180)
+def test_a_with_block_call_after_the_exit_stopped_its_pool_is_refused_and_the_program_ends():
+    # A non-daemon thread's `with Parallel()` block, called once the exit's hooks had stopped
+    # its pool: the call started a new pool, which nothing stopped, and the program never
+    # ended (Python's exit waited for loky's manager thread), leaving its semaphores
+    result = run_python(
+        """
+        import threading
+        from picklepool import Parallel, delayed
+
+        first = threading.Event()
+
+        def caller():
+            with Parallel(n_jobs=2) as p:
+                print(p(delayed(abs)(-i) for i in range(4)), flush=True)
+                first.set()
+                threading.main_thread().join()  # the exit's hooks have run
+                try:
+                    p(delayed(abs)(-i) for i in range(4))
+                except RuntimeError as exc:
+                    print(exc)
+
+        if __name__ == "__main__":
+            threading.Thread(target=caller).start()  # (not a daemon thread)
+            first.wait()
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    first, refused = result.stdout.splitlines()
+    assert first == "[0, 1, 2, 3]"
+    assert refused.startswith("a Parallel call with n_jobs=2 on the loky backend was made while "), refused
+    assert result.stderr == "", result.stderr

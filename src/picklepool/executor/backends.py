@@ -153,6 +153,9 @@ class LokyBackend(Backend):
         self._inherited()
         self._sent = False  # a new call
         if self._executor is None or not lokycompat.usable(self._executor):
+            # (the exit's hooks stopped it: a pool started now would be stopped by nothing,
+            # and Python's exit then waited for ever for loky's thread)
+            _refuse_at_exit("loky", self.n_workers)
             self._get()
 
     def release(self, wait: bool = True) -> None:
