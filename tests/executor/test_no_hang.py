@@ -660,11 +660,15 @@ def test_a_call_from_a_thread_once_the_main_thread_ended_says_why_it_cannot_run(
     assert result.stderr == "", result.stderr
 
 
-# A call in a non-daemon thread whose tasks 2 and 3 run until their workers are killed; the
-# main thread ends once task 2 runs (a FIFO tells it)
+# A call in a daemon thread whose tasks 2 and 3 run until their workers are killed; the
+# main thread ends once task 2 runs (a FIFO tells it). A non-daemon thread keeps the
+# interpreter alive until the caller has printed what it got (Python's exit does not wait
+# for a daemon thread; it lets a non-daemon thread's call end: test_thread_exit.py)
 _CALL_IN_A_THREAD = """
         import os, threading
         from picklepool import Parallel, delayed
+
+        printed = threading.Event()
 
         def step(i, fifo):
             if i == 2:
@@ -679,12 +683,15 @@ _CALL_IN_A_THREAD = """
                 print("ran")
             except Exception as exc:
                 print(type(exc).__name__, exc)
+            finally:
+                printed.set()
 
         if __name__ == "__main__":
             import tempfile
             fifo = os.path.join(tempfile.mkdtemp(), "started")
             os.mkfifo(fifo)
-            threading.Thread(target=caller, args=(fifo,)).start()  # not a daemon thread
+            threading.Thread(target=caller, args=(fifo,), daemon=True).start()
+            threading.Thread(target=printed.wait).start()  # (not a daemon thread)
             with open(fifo) as f:  # task 2 runs now
                 f.read()
             os.unlink(fifo)
@@ -694,19 +701,19 @@ _CALL_IN_A_THREAD = """
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("backend", ["loky", "threading"])
-def test_a_call_running_in_a_thread_when_the_main_thread_ends_says_so_and_names_its_task(backend):
-    # A call made before the main thread ended, still running in a non-daemon thread:
-    # Python's exit stops the pools under it. It was told "the interpreter's exit (a call
-    # running in a daemon thread) ... Stop the workers between calls" (loky), or "a
-    # return_as='generator' read after its `with Parallel(...)` block ended" (threading),
-    # with no task named on the threading backend.
+def test_a_call_running_in_a_daemon_thread_when_the_main_thread_ends_says_so_and_names_its_task(backend):
+    # A call made before the main thread ended, still running in a daemon thread, which
+    # Python's exit does not wait for: its hooks stop the pools under it. It was told "the
+    # interpreter's exit (a call running in a daemon thread) ... Stop the workers between
+    # calls" (loky), or "a return_as='generator' read after its `with Parallel(...)` block
+    # ended" (threading), with no task named on the threading backend.
     result = run_python(
         f"""
         import threading
         from concurrent.futures import thread as pool_threads
         from picklepool import Parallel, delayed
 
-        started = threading.Event()
+        started, printed = threading.Event(), threading.Event()
 
         def step(i):
             started.set()
@@ -720,10 +727,13 @@ def test_a_call_running_in_a_thread_when_the_main_thread_ends_says_so_and_names_
                 print("ran")
             except Exception as exc:
                 print(type(exc).__name__, exc)
+            finally:
+                printed.set()
 
         if __name__ == "__main__":
             Parallel(n_jobs=2, backend={backend!r})(delayed(abs)(-i) for i in range(3))  # warm
-            threading.Thread(target=caller).start()  # not a daemon thread
+            threading.Thread(target=caller, daemon=True).start()
+            threading.Thread(target=printed.wait).start()  # (not a daemon thread: until it printed)
             started.wait()
         """
         if backend == "threading"
@@ -731,10 +741,11 @@ def test_a_call_running_in_a_thread_when_the_main_thread_ends_says_so_and_names_
     )
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
-    assert "the main thread ended while this call ran in another thread" in line, line
+    assert "the main thread ended while this call ran in a daemon thread" in line, line
     assert "join() the threads that make calls before the main thread ends" in line, line
+    assert "or make them non-daemon threads" in line, line
     assert "task " in line and "step(" in line, line
-    assert "daemon thread)" not in line and "with Parallel" not in line, line
+    assert "with Parallel" not in line, line
 
 
 @pytest.mark.timeout(120)

@@ -26,7 +26,7 @@ from ..settings import NOT_SET, cpu_count, push_config
 from ..wire import Batch, pack_batch
 from ..workers import mirror, sklearnconfig
 from ..workers.packed import run_packed, run_packed_batch
-from . import lanes, pool, reaper
+from . import lanes, ongoing, pool, reaper
 from .backend import Backend, ClusterBackend
 from .mpbackend import MultiprocessingBackend
 from .session import session
@@ -153,6 +153,9 @@ class LokyBackend(Backend):
         self._inherited()
         self._sent = False  # a new call
         if self._executor is None or not lokycompat.usable(self._executor):
+            # (the exit's hooks stopped it: a pool started now would be stopped by nothing,
+            # and Python's exit then waited for ever for loky's thread)
+            _refuse_at_exit("loky", self.n_workers)
             self._get()
 
     def release(self, wait: bool = True) -> None:
@@ -271,10 +274,10 @@ class ThreadingBackend(Backend):
         except RuntimeError as exc:
             if lokycompat.interpreter_exiting():
                 raise RuntimeError(
-                    f"could not start: the interpreter began to exit ({reaper.AT_EXIT}) and "
+                    f"could not start: the interpreter began to exit ({reaper.exit_cause()}) and "
                     "Python's exit stopped the threading pool while the call still had tasks to "
-                    "send. join() the threads that make calls before the main thread ends, or "
-                    "pass n_jobs=1 to run the tasks in the calling thread."
+                    f"send: {reaper.exit_advice(reaper.exit_cause())}; or pass n_jobs=1 to run the "
+                    "tasks in the calling thread."
                 ) from exc
             if not self._released:  # (a failure of this call stopped it: Ctrl-C)
                 raise RuntimeError(
@@ -422,13 +425,29 @@ def make_backend(name: str, n_workers: int, **options: Any) -> Backend:
 
 
 def _refuse_at_exit(name: str, n_workers: int) -> None:
-    """Raise ``RuntimeError`` for a pool of *name* whose workers can no longer start or run."""
-    if name in ("loky", "threading") and n_workers > 1 and lokycompat.interpreter_exiting():
+    """Raise ``RuntimeError`` for a pool of *name* whose workers can no longer start or run.
+
+    Once the main thread has ended, a call non-daemon thread was running runs to its end
+    (``ongoing.wait_at_exit``), and a call its tasks make on a threading pool's threads too
+    (part of it). A new call is refused, also from a non-daemon thread, which Python still
+    runs: the exit has begun, when loky's and the standard library's executors refuse work
+    ("cannot schedule new futures after interpreter shutdown"; joblib's loky calls fail so
+    too), and the exit's hooks, which stop the pools before Python joins the threads (loky's
+    joins the pools' threads there), are about to run or have run: a pool started then
+    would be stopped under its call, or by nothing. Refused at once, the call says what to do.
+    """
+    if (
+        name in ("loky", "threading")
+        and n_workers > 1
+        and lokycompat.interpreter_exiting()
+        and not (ongoing.exit_waiting() and mirror.nesting()[0] >= 1)
+    ):
         raise RuntimeError(
             f"a Parallel call with n_jobs={n_workers} on the {name} backend was made while the "
             "interpreter is exiting (from an atexit handler, a __del__ run at exit, or a thread "
             "still running after the main thread ended): its workers can no longer be started or "
-            "used. Make the call before your program ends (join() the threads that make calls "
+            "used (a call a non-daemon thread was running then runs to its end; a new one does not "
+            "start). Make the call before your program ends (join() the threads that make calls "
             "before the main thread ends), or pass n_jobs=1 to run its tasks in this thread."
         )
 

@@ -240,6 +240,7 @@ def _drain_at_exit() -> None:
     global _exiting
     if lokycompat.depth() >= 1:
         return  # a worker's exit does not wait for its nested executors (executor.reaper)
+    ongoing.wait_at_exit()  # the calls of non-daemon threads first: they may still submit
     _exiting = True
     # a program that Ctrl-C ended does not wait for its calls: they are cancelled, the
     # workers stopped (the standard library's exit waits for every call submitted)

@@ -30,6 +30,10 @@ thread, with a generator of its own half read); those of a thread that waits in 
 for each other); and, once the interpreter exits, those of daemon threads (Python's
 exit does not wait for those threads, and its hooks already stopped their pools:
 ``reaper._at_exit``).
+
+The interpreter's exit waits for some calls too (:func:`wait_at_exit`): those that
+non-daemon threads run (or read, a ``return_as="generator"`` call) when the main thread
+ends, on any backend with workers; see there.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import threading
 from collections.abc import Iterator
 
 from .. import lokycompat, signalhold
+from . import interrupts
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +56,91 @@ RECHECK = 1.0
 
 _changed = threading.Condition()  # (an RLock: a call may end in a collection inside a block here)
 _calls: dict[int, threading.Thread] = {}  # token -> the thread that runs that call
+# token -> the thread that runs (or last read, a generator) that call: the exit waits for
+# those of non-daemon threads (wait_at_exit)
+_exiting: dict[int, threading.Thread] = {}
+_exit_waiting = False  # wait_at_exit runs
 _tokens = itertools.count(1)
 _shutting: set[threading.Thread] = set()  # threads in wait_for_others
 _stopper: threading.Thread | None = None  # the thread in stopping(), if any
 _taking: dict[threading.Thread, int] = {}  # thread -> its taking() blocks entered, not left
 
 
-def begin(thread: threading.Thread | None = None) -> int:
-    """A call starts, run by *thread* (this one if None); returns its token for :func:`end`."""
+def begin(thread: threading.Thread | None = None, shutdown: bool = True, at_exit: bool = False) -> int:
+    """A call starts, run by *thread* (this one if None); returns its token for :func:`end`.
+
+    *shutdown*: ``picklepool.shutdown()`` lets it end first; *at_exit*: so does the
+    interpreter's exit, when the thread is not a daemon thread (:func:`wait_at_exit`).
+    """
     token = next(_tokens)
+    thread = thread if thread is not None else threading.current_thread()
     with _changed:
-        _calls[token] = thread if thread is not None else threading.current_thread()
+        if shutdown:
+            _calls[token] = thread
+        if at_exit:
+            _exiting[token] = thread
     return token
+
+
+def reading(token: int) -> None:
+    """The call of *token* (a generator) is read by this thread now: the exit waits as for its calls."""
+    me = threading.current_thread()
+    if _exiting.get(token, me) is not me:  # (a plain read: the same thread reads it on)
+        with _changed:
+            if token in _exiting:
+                _exiting[token] = me
 
 
 def end(token: int) -> None:
     """The call of *token* has ended (nothing happens for a token no longer on record)."""
     with _changed:
-        if _calls.pop(token, None) is not None:
+        found = _calls.pop(token, None) is not None
+        if _exiting.pop(token, None) is not None or found:
             _changed.notify_all()
+
+
+def wait_at_exit() -> None:
+    """The interpreter exits (the main thread ended; ``threading``'s exit hooks run): return
+    once the calls non-daemon threads run or read (:func:`begin` with *at_exit*) have ended.
+
+    Run by picklepool's exit hooks before they stop a pool. Python keeps running a
+    non-daemon thread after the main thread ends (its exit joins them, after those hooks):
+    a thread left to train while the script ends is common, and its call ran to its end
+    under joblib (loky's hook lets the jobs already sent finish) and the standard
+    library's executors. Its pools were killed under it: its work was lost. A new
+    call made after the main thread ended is still refused (``backends._refuse_at_exit``),
+    as joblib's and the standard library's executors refuse work then.
+
+    Not waited for: daemon threads (Python's exit does not wait for them: their pools are
+    stopped, killing what runs), the calling thread, and every call once Ctrl-C ended the
+    program or arrives during this wait (the calls are stopped, as an ``Executor``'s then:
+    the user asked the program to end); nor in a worker, whose exit does not wait for its
+    nested calls (``reaper._at_exit``).
+    """
+    global _exit_waiting
+    if lokycompat.depth() >= 1 or interrupts.exiting_on_ctrl_c():
+        return
+    me = threading.current_thread()
+    try:
+        with _changed:
+            _exit_waiting = True
+            while any(_exit_waits_for(thread, me) for thread in _exiting.values()):
+                _changed.wait(RECHECK)  # (notified as a call ends; a thread's end is seen here)
+    except KeyboardInterrupt:  # Ctrl-C during the wait: the calls are stopped, as above
+        pass
+    finally:
+        _exit_waiting = False
+
+
+def exit_waiting() -> bool:
+    """Whether the interpreter's exit waits for calls now (:func:`wait_at_exit`): their tasks'
+    own calls (on a threading pool's threads) may still start."""
+    return _exit_waiting
+
+
+def _exit_waits_for(thread: threading.Thread, me: threading.Thread) -> bool:
+    """Whether the exit waits for a call of *thread* (lock held)."""
+    return thread is not me and not thread.daemon and thread.is_alive()
 
 
 def wait_for_others() -> None:
@@ -162,6 +233,7 @@ def _forget_in_child() -> None:
     global _changed, _stopper
     _changed = threading.Condition()  # another thread may have held it at the fork
     _calls.clear()
+    _exiting.clear()
     _shutting.clear()
     _taking.clear()
     _stopper = None

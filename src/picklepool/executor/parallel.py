@@ -488,19 +488,26 @@ class Parallel:
             _release_block(old)
         else:
             backend.refresh()
-        if self.return_as != "list" or not backend.shutdown_stops:
-            return self._run(s, backend, iterable, owned)  # (a generator may be left unread)
-        # picklepool.shutdown() in another thread lets it end on these workers first
-        # (executor.ongoing). Not a contextlib block: its exit sets the __traceback__ of a
-        # task's exception, which a frozen dataclass's refuses (FrozenInstanceError instead)
-        token = ongoing.begin()
+        listed = self.return_as == "list"
+        # picklepool.shutdown() in another thread lets a list call end on these workers first,
+        # not a generator (it may be left unread); the interpreter's exit lets a call that a
+        # non-daemon thread runs or reads end first (executor.ongoing). Not a contextlib
+        # block: its exit sets the __traceback__ of a task's exception, which a frozen
+        # dataclass's refuses (FrozenInstanceError instead)
+        token = ongoing.begin(shutdown=listed and backend.shutdown_stops, at_exit=not backend.caller_thread)
         try:
-            return self._run(s, backend, iterable, owned)
-        finally:
+            result = self._run(s, backend, iterable, owned, token)
+        except BaseException:
             ongoing.end(token)
+            raise
+        if listed:
+            ongoing.end(token)  # (a generator's call ends with it: _flatten)
+        return result
 
-    def _run(self, s: Settings, backend: Backend, iterable: Iterable[Any], owned: bool) -> Any:
-        """The call on *backend* (*owned*: made for it, released at its end): its results."""
+    def _run(self, s: Settings, backend: Backend, iterable: Iterable[Any], owned: bool, token: int) -> Any:
+        """The call on *backend* (*owned*: made for it, released at its end): its results.
+
+        *token*: the call's in ``executor.ongoing``, which a generator ends."""
         closes = backend if owned else None
         try:
             chunks, reporter = self._start(s, backend, iterable, owned)
@@ -526,7 +533,7 @@ class Parallel:
                     # in threads (a late one included) have returned
                     closes.release(wait=not failed)
             return out
-        results = _flatten(chunks, closes, reporter, self._done, self._call_started)
+        results = _flatten(chunks, closes, reporter, self._done, self._call_started, token)
         next(results)  # enter its try: closing or dropping it now cleans up too
         return results
 
@@ -667,7 +674,12 @@ def _length(iterable: Any) -> int | None:
 
 
 def _flatten(
-    chunks: Iterator[list[Any]], owned: Backend | None, reporter: Any, done: Callable[[], None], call: Any
+    chunks: Iterator[list[Any]],
+    owned: Backend | None,
+    reporter: Any,
+    done: Callable[[], None],
+    call: Any,
+    token: int,
 ) -> Iterator[Any]:
     """The results of *chunks* one by one; closing it early cancels the call's remaining tasks.
 
@@ -675,15 +687,19 @@ def _flatten(
     before its end, it warns as joblib's generator does (``Parallel._warn_exit_early``)
     when tasks had finished whose results were not read, or were cancelled: the same
     text, a ``UserWarning`` at the line that closed it; not at the interpreter's exit.
+    The thread reading it is noted (the interpreter's exit waits for a non-daemon one:
+    ``executor.ongoing``); the call's *token* there ends with it.
     """
     consumed = size = 0  # results read in the chunks before; the length of the one read now
     part: Iterator[Any] = iter(())
     try:
         yield None
+        ongoing.reading(token)
         for chunk in chunks:
             part, size = iter(chunk), len(chunk)
             yield from part
             consumed, size = consumed + size, 0
+            ongoing.reading(token)  # (before the next chunk is waited for)
     except GeneratorExit:
         chunks.close()  # type: ignore[attr-defined]
         if call.left_unused is not None and not sys.is_finalizing():
@@ -694,6 +710,7 @@ def _flatten(
         try:
             chunks.close()  # type: ignore[attr-defined]
         finally:
+            ongoing.end(token)
             if reporter is not None:
                 reporter.close()
             if owned is not None:

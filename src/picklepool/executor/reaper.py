@@ -31,7 +31,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from .. import lokycompat
-from . import forkserver, lanes, leftovers, session
+from . import forkserver, interrupts, lanes, leftovers, ongoing, session
 
 if TYPE_CHECKING:
     import psutil
@@ -340,9 +340,36 @@ def _forget(pids: list[int]) -> None:
 
 
 _first: list[Any] = []  # run at exit before any pool is stopped: see before_stop_at_exit
-# what stops the pools under a call still running at exit (for its error)
-AT_EXIT = "the main thread ended while this call ran in another thread, daemon or not"
-AT_EXIT_ADVICE = "join() the threads that make calls before the main thread ends"
+# what stops the pools under a call still running at exit (for its error): the calls of
+# non-daemon threads are waited for first (ongoing.wait_at_exit), unless Ctrl-C ended the program
+AT_EXIT = (
+    "the main thread ended while this call ran in a daemon thread, which Python's exit does not wait for"
+)
+AT_EXIT_CTRL_C = "Ctrl-C ended the program while this call ran in another thread"
+AT_EXIT_ADVICE = (
+    "join() the threads that make calls before the main thread ends, or make them non-daemon "
+    "threads (Python's exit lets their running calls end)"
+)
+
+
+def exit_cause() -> str:
+    """Why the interpreter's exit stops the pools under a call still running (:data:`AT_EXIT`)."""
+    return AT_EXIT_CTRL_C if interrupts.exiting_on_ctrl_c() else AT_EXIT
+
+
+def stopped_at_exit(why: str) -> bool:
+    """Whether *why* (:func:`stopped_by`) is the interpreter's exit (:func:`exit_cause`)."""
+    return AT_EXIT in why or AT_EXIT_CTRL_C in why
+
+
+def exit_advice(why: str) -> str:
+    """What to do about the exit *why* (:func:`stopped_at_exit`) that stopped a call."""
+    if AT_EXIT_CTRL_C in why:  # (not waited for: a program Ctrl-C ends does not wait for its calls)
+        return (
+            "join() such a thread in the main thread (catching KeyboardInterrupt there) to let its "
+            "call end: a program Ctrl-C ends does not wait for its calls"
+        )
+    return AT_EXIT_ADVICE
 
 
 def before_stop_at_exit(hook: Any) -> None:
@@ -357,6 +384,8 @@ def before_stop_at_exit(hook: Any) -> None:
 def _at_exit() -> None:
     """This process exits: stop every pool, at once when this process is itself a worker."""
     nested = lokycompat.depth() >= 1
+    if not nested:
+        ongoing.wait_at_exit()  # the calls non-daemon threads still run end first
     for hook in [] if nested else list(_first):
         try:
             hook()
@@ -371,7 +400,7 @@ def _at_exit() -> None:
             # a closed or unread generator's, a failed call's; nothing will read their
             # results, so they are not waited for (joblib kills its workers there too)
             kill = nested or lanes.busy(executor)
-            why = "" if nested or not kill else f"the interpreter's exit ({AT_EXIT})"
+            why = "" if nested or not kill else f"the interpreter's exit ({exit_cause()})"
             # (killed, it is still waited for: its threads end, unlinking its semaphores)
             stop(executor, wait=not nested, kill=kill, why=why)
         except Exception:  # noqa: BLE001 - at exit: stop the others anyway

@@ -193,7 +193,7 @@ class ReplyReader:
             if lokycompat.interpreter_exiting():
                 raise RuntimeError(
                     f"{tasks} {_were(tasks)} cancelled by the interpreter's exit "
-                    f"({reaper.AT_EXIT}): {reaper.AT_EXIT_ADVICE}."
+                    f"({reaper.exit_cause()}): {reaper.exit_advice(reaper.exit_cause())}."
                 ) from None
             raise RuntimeError(
                 f"{tasks} {_were(tasks)} cancelled because their {call.backend.name} pool was shut "
@@ -491,8 +491,8 @@ class ReplyReader:
             return WorkerCrashedError(f"{exc}{culprit}. {not_a_crash}")
         if why:  # not a crash: another thread (or the interpreter's exit) stopped the pool
             advice = (
-                reaper.AT_EXIT_ADVICE
-                if reaper.AT_EXIT in why
+                reaper.exit_advice(why)
+                if reaper.stopped_at_exit(why)
                 else "Stop the workers between calls, not during one"
             )
             return WorkerCrashedError(

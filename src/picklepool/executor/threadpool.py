@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from .. import lokycompat
+from . import ongoing
 
 
 class DaemonThreads:
@@ -26,9 +26,10 @@ class DaemonThreads:
     has run its task to the end: after Ctrl-C in a call (or with a generator dropped),
     the program went on for as long as the tasks still running did (30 s where joblib's
     ended at once: its ``multiprocessing.pool.ThreadPool`` threads are daemon threads).
-    A thread is started for a task when none is idle. New tasks are refused once the
-    main thread has ended (as the standard library's pools refuse them then), and the
-    tasks still queued then never start (:func:`_cancel_queued_at_exit`).
+    A thread is started for a task when none is idle. Once the main thread has ended and
+    the calls of non-daemon threads have (:func:`_cancel_queued_at_exit`), new tasks are
+    refused (as the standard library's pools refuse them then), and those still queued
+    never start.
     """
 
     def __init__(self, n_workers: int) -> None:
@@ -46,7 +47,7 @@ class DaemonThreads:
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            if lokycompat.interpreter_exiting():
+            if _closed_at_exit == os.getpid():
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
             future: Future[Any] = Future()
             self._queue.put((future, fn, args))
@@ -108,6 +109,7 @@ def _run_queued(tasks: queue.SimpleQueue[Any], idle: threading.Semaphore) -> Non
 
 _thread_pools: weakref.WeakSet[DaemonThreads] = weakref.WeakSet()
 _thread_exit_hooked = 0  # the pid that registered _cancel_queued_at_exit
+_closed_at_exit = 0  # the pid whose _cancel_queued_at_exit ran: its pools take no more tasks
 
 
 def thread_pool(n_workers: int) -> DaemonThreads:
@@ -124,13 +126,18 @@ def thread_pool(n_workers: int) -> DaemonThreads:
 
 
 def _cancel_queued_at_exit() -> None:
-    """The main thread ended: the tasks still queued on threading pools never start.
+    """The main thread ended: once the calls of non-daemon threads have ended (they run
+    to their end, as Python waits for those threads: ``ongoing.wait_at_exit``), the
+    tasks still queued on threading pools never start, and the pools take no more.
 
     Those of an unread or abandoned ``return_as="generator"`` (in a global) started
     after the program's end (as loky's workers still busy at exit are killed); those
     running go on in their daemon threads until the interpreter ends. A call still
-    running in another thread fails, naming its tasks (``replies.ReplyReader.read``).
+    running in a daemon thread fails, naming its tasks (``replies.ReplyReader.read``).
     """
+    global _closed_at_exit
+    ongoing.wait_at_exit()
+    _closed_at_exit = os.getpid()
     for threads in list(_thread_pools):
         with contextlib.suppress(Exception):  # at exit: the others all the same
             threads.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,196 @@
+"""A call a non-daemon thread runs when the main thread ends runs to its end.
+
+Python runs such a thread on after the main thread ends (``threading._shutdown`` joins
+it, after the threading module's exit hooks): a background thread left to train while
+the script ends is common. picklepool's exit hooks killed its workers (loky) or refused
+its next batches (threading): its work was lost, where joblib's call (its jobs already
+sent: loky's hook lets them finish) and the standard library's executors ran to their end.
+A call made after the main thread ended is still refused, as joblib's and the standard
+library's executors refuse work then; a daemon thread's call is still stopped
+(``test_no_hang.py``).
+
+The scripts are deterministic: the tasks wait on a file lock the main thread holds until
+the interpreter's exit has begun (a ``threading`` exit hook registered after picklepool's,
+so run before them, releases it), and the main thread ends once a task runs (a FIFO).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+
+import psutil
+import pytest
+
+from tests.conftest import run_python
+
+_SCRIPT = """
+import fcntl, json, os, sys, threading
+from picklepool import Parallel, delayed
+
+KIND, LOCK, STARTED = sys.argv[1], sys.argv[2], sys.argv[3]
+BACKEND = "threading" if KIND.startswith("threading") else "loky"
+out = []
+
+def step(i):
+    if i == 0:
+        with open(STARTED, "w") as f:  # the main thread ends now
+            f.write("x")
+    with open(LOCK) as f:
+        fcntl.flock(f, fcntl.LOCK_SH)  # until the interpreter's exit has begun
+    if KIND == "threading-nested":  # a call of its own, in the pool's thread
+        Parallel(n_jobs=2)(delayed(abs)(-k) for k in range(2))
+    return (i, os.getpid())
+
+def caller():
+    calls = lambda: Parallel(n_jobs=2, backend=BACKEND, batch_size=1, pre_dispatch=2, return_as=(
+        "generator" if KIND == "generator" else "list"))(delayed(step)(i) for i in range(8))
+    try:
+        out.append(list(calls()))
+    except Exception as exc:
+        out.append(f"{type(exc).__name__}: {exc}")
+    try:  # made once the main thread has ended: refused
+        out.append(list(calls()))
+    except Exception as exc:
+        out.append(f"{type(exc).__name__}: {exc}")
+    print(json.dumps({"pid": os.getpid(), "out": out}), flush=True)
+
+if __name__ == "__main__":
+    lock = open(LOCK, "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    # warm: picklepool's exit hooks are registered by now (threading's run last in, first out)
+    Parallel(n_jobs=2, backend=BACKEND)(delayed(abs)(-i) for i in range(3))
+    threading._register_atexit(lambda: fcntl.flock(lock, fcntl.LOCK_UN))
+    threading.Thread(target=caller).start()  # (not a daemon thread)
+    with open(STARTED) as f:  # task 0 runs
+        f.read()
+"""
+
+
+def _left(mark: str, deadline: float = 10.0) -> list[str]:
+    """The processes whose environment holds *mark* (the script and what it started), once
+    they had *deadline* seconds to end (loky's resource tracker ends after its parent)."""
+    until = time.monotonic() + deadline
+    while True:
+        found = []
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if proc.environ().get("THREAD_EXIT_MARK") == mark:
+                    found.append(f"{proc.pid}: {' '.join(proc.info['cmdline'] or [])[:200]}")
+            except psutil.Error:
+                continue
+        if not found or time.monotonic() > until:
+            return found
+        time.sleep(0.1)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", ["loky", "generator", "threading", "threading-nested"])
+def test_a_call_a_non_daemon_thread_runs_when_the_main_thread_ends_runs_to_its_end(kind, tmp_path):
+    lock, started = tmp_path / "lock", tmp_path / "started"
+    os.mkfifo(started)
+    mark = uuid.uuid4().hex
+    result = run_python(
+        f"import sys; sys.argv[1:] = {[kind, str(lock), str(started)]!r}\n" + _SCRIPT,
+        env={"THREAD_EXIT_MARK": mark},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith('{"pid"')]
+    report = json.loads(line)
+    first, second = report["out"]
+    # all of it, its tasks dispatched as the exit waited for it among them (pre_dispatch=2)
+    assert isinstance(first, list), first
+    assert [i for i, _pid in first] == list(range(8))
+    backend = "threading" if kind.startswith("threading") else "loky"
+    assert second.startswith(
+        f"RuntimeError: a Parallel call with n_jobs=2 on the {backend} backend was made while the "
+        "interpreter is exiting"
+    ), second
+    assert "a call a non-daemon thread was running then runs to its end" in second, second
+    assert "join() the threads that make calls before the main thread ends" in second, second
+    assert "killed" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert "leaked" not in result.stderr, result.stderr
+    # nothing outlives the script: no process, nothing in /dev/shm named after it or its workers
+    assert _left(mark) == []
+    pids = {report["pid"]} | {pid for _i, pid in first}
+    named = re.compile(r"(?:loky|picklepool|joblib_memmapping_folder)[-_](\d+)[-_]")
+    shm = [name for name in os.listdir("/dev/shm") if (m := named.search(name)) and int(m[1]) in pids]
+    assert shm == []
+
+
+@pytest.mark.timeout(180)
+def test_a_program_ctrl_c_ends_does_not_wait_for_a_non_daemon_threads_call(tmp_path):
+    # Ctrl-C ended it: its calls are stopped (as an Executor's then), not waited for; the
+    # error says so (it said "daemon or not")
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    result = run_python(
+        f"""
+        import threading
+        from picklepool import Parallel, delayed
+
+        def step(i):
+            if i == 0:
+                with open({str(started)!r}, "w") as f:
+                    f.write("x")
+            threading.Event().wait(60)  # killed at exit
+            return i
+
+        def caller():
+            try:
+                Parallel(n_jobs=2)(delayed(step)(i) for i in range(4))
+            except Exception as exc:
+                print(type(exc).__name__, exc)
+
+        if __name__ == "__main__":
+            threading.Thread(target=caller).start()  # (not a daemon thread)
+            with open({str(started)!r}) as f:  # task 0 runs
+                f.read()
+            raise KeyboardInterrupt
+        """,
+        timeout=60,
+    )
+    assert "KeyboardInterrupt" in result.stderr, result.stderr
+    (line,) = result.stdout.splitlines()
+    expected = "WorkerCrashedError the workers were killed by the interpreter's exit (Ctrl-C "
+    assert line.startswith(expected), line
+    assert "join() such a thread in the main thread (catching KeyboardInterrupt there)" in line, line
+
+
+@pytest.mark.timeout(180)
+def test_a_with_block_call_after_the_exit_stopped_its_pool_is_refused_and_the_program_ends():
+    # A non-daemon thread's `with Parallel()` block, called once the exit's hooks had stopped
+    # its pool: the call started a new pool, which nothing stopped, and the program never
+    # ended (Python's exit waited for loky's manager thread), leaving its semaphores
+    result = run_python(
+        """
+        import threading
+        from picklepool import Parallel, delayed
+
+        first = threading.Event()
+
+        def caller():
+            with Parallel(n_jobs=2) as p:
+                print(p(delayed(abs)(-i) for i in range(4)), flush=True)
+                first.set()
+                threading.main_thread().join()  # the exit's hooks have run
+                try:
+                    p(delayed(abs)(-i) for i in range(4))
+                except RuntimeError as exc:
+                    print(exc)
+
+        if __name__ == "__main__":
+            threading.Thread(target=caller).start()  # (not a daemon thread)
+            first.wait()
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    first, refused = result.stdout.splitlines()
+    assert first == "[0, 1, 2, 3]"
+    assert refused.startswith("a Parallel call with n_jobs=2 on the loky backend was made while "), refused
+    assert result.stderr == "", result.stderr
