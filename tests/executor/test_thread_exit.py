@@ -194,3 +194,77 @@ def test_a_with_block_call_after_the_exit_stopped_its_pool_is_refused_and_the_pr
     assert first == "[0, 1, 2, 3]"
     assert refused.startswith("a Parallel call with n_jobs=2 on the loky backend was made while "), refused
     assert result.stderr == "", result.stderr
+
+
+@pytest.mark.timeout(180)
+def test_a_ctrl_c_during_the_exits_wait_says_ctrl_c_not_daemon_thread(tmp_path):
+    # Ctrl-C while the exit waited for a non-daemon thread's call: the call was stopped, and
+    # its error blamed "a daemon thread" and said to make it a non-daemon one
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    result = run_python(
+        f"""
+        import os, signal, threading, time
+        from picklepool import Parallel, delayed
+        from picklepool.executor import ongoing
+
+        def step(i):
+            if i == 0:
+                with open({str(started)!r}, "w") as f:
+                    f.write("x")
+            threading.Event().wait(60)  # killed at exit
+            return i
+
+        def caller():
+            try:
+                Parallel(n_jobs=2)(delayed(step)(i) for i in range(4))
+            except Exception as exc:
+                print(type(exc).__name__, exc, flush=True)
+
+        def interrupter():
+            while not ongoing.exit_waiting():  # (the main thread ended) the exit waits for caller's call
+                time.sleep(0.001)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+        if __name__ == "__main__":
+            threading.Thread(target=caller).start()  # (not a daemon thread)
+            with open({str(started)!r}) as f:  # task 0 runs
+                f.read()
+            threading.Thread(target=interrupter).start()
+        """,
+        timeout=60,
+    )
+    (line,) = result.stdout.splitlines()
+    expected = "WorkerCrashedError the workers were killed by the interpreter's exit (Ctrl-C "
+    assert line.startswith(expected), line
+    assert "daemon" not in line, line
+
+
+@pytest.mark.timeout(120)
+def test_an_executor_submit_after_the_main_thread_ended_says_the_interpreter_exits():
+    # It said "cannot schedule new futures after shutdown of this picklepool.Executor": the
+    # exit's drain had shut it down, which the user never did
+    result = run_python(
+        """
+        import threading
+        from picklepool import Executor
+
+        ex = Executor(max_workers=2)
+
+        def late():
+            print(ex.submit(abs, -1).result(), flush=True)
+            threading.main_thread().join()
+            try:
+                ex.submit(abs, -2)
+            except RuntimeError as exc:
+                print(exc, flush=True)
+
+        if __name__ == "__main__":
+            threading.Thread(target=late).start()  # (not a daemon thread)
+        """,
+        timeout=60,
+    )
+    first, refused = result.stdout.splitlines()
+    assert first == "1"
+    assert refused.startswith("cannot schedule new futures after interpreter shutdown: "), refused
+    assert "join() the threads that submit" in refused, refused

@@ -429,18 +429,19 @@ def _refuse_at_exit(name: str, n_workers: int) -> None:
 
     Once the main thread has ended, a call non-daemon thread was running runs to its end
     (``ongoing.wait_at_exit``), and a call its tasks make on a threading pool's threads too
-    (part of it). A new call is refused, also from a non-daemon thread, which Python still
-    runs: the exit has begun, when loky's and the standard library's executors refuse work
-    ("cannot schedule new futures after interpreter shutdown"; joblib's loky calls fail so
-    too), and the exit's hooks, which stop the pools before Python joins the threads (loky's
-    joins the pools' threads there), are about to run or have run: a pool started then
-    would be stopped under its call, or by nothing. Refused at once, the call says what to do.
+    (part of it), until that wait is over (also while the exit hooks before it run). A new
+    call is refused, also from a non-daemon thread, which Python still runs: the exit has
+    begun, when loky's and the standard library's executors refuse work ("cannot schedule
+    new futures after interpreter shutdown"; joblib's loky calls fail so too), and the
+    exit's hooks, which stop the pools before Python joins the threads (loky's joins the
+    pools' threads there), are about to run or have run: a pool started then would be
+    stopped under its call, or by nothing. Refused at once, the call says what to do.
     """
     if (
         name in ("loky", "threading")
         and n_workers > 1
         and lokycompat.interpreter_exiting()
-        and not (ongoing.exit_waiting() and mirror.nesting()[0] >= 1)
+        and not (mirror.nesting()[0] >= 1 and not ongoing.exit_waited())
     ):
         raise RuntimeError(
             f"a Parallel call with n_jobs={n_workers} on the {name} backend was made while the "

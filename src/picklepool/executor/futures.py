@@ -596,6 +596,7 @@ class Executor(_StdExecutor):
             if self._broken is not None:  # the initializer's exception, as the first time
                 raise BrokenProcessPool(str(self._broken)) from self._broken.__cause__
             if self._shutdown:
+                _refuse_at_exit()  # shut down by the interpreter's exit (_drain_at_exit), not by you
                 raise RuntimeError("cannot schedule new futures after shutdown of this picklepool.Executor")
             if _exiting or isinstance(self._channel.backend, LokyBackend):
                 _refuse_at_exit()  # every executor, as the standard library's

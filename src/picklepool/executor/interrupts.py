@@ -59,13 +59,25 @@ def _asyncio_interrupted(asyncio: Any) -> bool:
     return isinstance(runner, runner_type) and getattr(runner, "_interrupt_count", 0) > 0
 
 
+_ctrl_c_at_exit = False  # a Ctrl-C came while the exit waited for calls (ongoing.wait_at_exit)
+
+
+def ctrl_c_at_exit() -> None:
+    """Note that Ctrl-C interrupted the interpreter's exit: :func:`exiting_on_ctrl_c` says so."""
+    global _ctrl_c_at_exit
+    _ctrl_c_at_exit = True
+
+
 def exiting_on_ctrl_c() -> bool:
-    """Whether the interpreter exits because Ctrl-C ended the program (not interactive).
+    """Whether the interpreter exits because Ctrl-C ended the program (not interactive), or
+    interrupted its exit (:func:`ctrl_c_at_exit`).
 
     Python stores the uncaught exception in ``sys.last_value`` before the exit hooks
     run; an interactive session keeps there the last error shown at its prompt, so it
     is not read there.
     """
+    if _ctrl_c_at_exit:
+        return True
     if sys.flags.interactive or hasattr(sys, "ps1"):
         return False
     last = getattr(sys, "last_value", None)

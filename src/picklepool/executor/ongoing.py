@@ -60,6 +60,7 @@ _calls: dict[int, threading.Thread] = {}  # token -> the thread that runs that c
 # those of non-daemon threads (wait_at_exit)
 _exiting: dict[int, threading.Thread] = {}
 _exit_waiting = False  # wait_at_exit runs
+_exit_waited = False  # wait_at_exit has returned (or was skipped): the pools are being stopped
 _tokens = itertools.count(1)
 _shutting: set[threading.Thread] = set()  # threads in wait_for_others
 _stopper: threading.Thread | None = None  # the thread in stopping(), if any
@@ -117,8 +118,9 @@ def wait_at_exit() -> None:
     the user asked the program to end); nor in a worker, whose exit does not wait for its
     nested calls (``reaper._at_exit``).
     """
-    global _exit_waiting
+    global _exit_waiting, _exit_waited
     if lokycompat.depth() >= 1 or interrupts.exiting_on_ctrl_c():
+        _exit_waited = True
         return
     me = threading.current_thread()
     try:
@@ -127,9 +129,16 @@ def wait_at_exit() -> None:
             while any(_exit_waits_for(thread, me) for thread in _exiting.values()):
                 _changed.wait(RECHECK)  # (notified as a call ends; a thread's end is seen here)
     except KeyboardInterrupt:  # Ctrl-C during the wait: the calls are stopped, as above
-        pass
+        interrupts.ctrl_c_at_exit()  # (their errors say so, not "a daemon thread")
     finally:
-        _exit_waiting = False
+        _exit_waiting, _exit_waited = False, True
+
+
+def exit_waited() -> bool:
+    """Whether the interpreter's exit is past its wait for calls (:func:`wait_at_exit`): the
+    pools are stopped from then on. Before it (other exit hooks run first), the tasks of the
+    calls it will wait for may still make calls of their own."""
+    return _exit_waited
 
 
 def exit_waiting() -> bool:

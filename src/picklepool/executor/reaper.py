@@ -23,6 +23,7 @@ call and the interpreter's exit. Three rules, applied here:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -30,7 +31,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from .. import lokycompat
+from .. import lokycompat, signalhold
 from . import forkserver, interrupts, lanes, leftovers, ongoing, session
 
 if TYPE_CHECKING:
@@ -394,18 +395,12 @@ def _at_exit() -> None:
     with _lock:
         executors = list(_executors)
     threads = [t for executor in executors for t in lokycompat.pool_threads(executor)]  # stop forgets them
-    for executor in executors:
-        try:
-            # still running tasks once what Executors were given has run (the hooks above):
-            # a closed or unread generator's, a failed call's; nothing will read their
-            # results, so they are not waited for (joblib kills its workers there too)
-            kill = nested or lanes.busy(executor)
-            why = "" if nested or not kill else f"the interpreter's exit ({exit_cause()})"
-            # (killed, it is still waited for: its threads end, unlinking its semaphores)
-            stop(executor, wait=not nested, kill=kill, why=why)
-        except Exception:  # noqa: BLE001 - at exit: stop the others anyway
-            pass
-    forkserver.at_exit()
+    # A (second) Ctrl-C landing while the pools were stopped left workers alive, which
+    # multiprocessing's own exit then waited for until their idle timeout (300 s): the
+    # stops are held (signalhold), and a KeyboardInterrupt raised at the hold's end is
+    # dropped, the program ending anyway.
+    with contextlib.suppress(KeyboardInterrupt), signalhold.held():
+        _stop_all(executors, nested)
     if not nested:
         _join_enders(time.monotonic() + ENDER_EXIT_JOIN)
         return
@@ -422,6 +417,22 @@ def _at_exit() -> None:
         if thread is not threading.current_thread():
             thread.join(max(0.0, until - time.monotonic()))
     _join_enders(until)
+
+
+def _stop_all(executors: list[Any], nested: bool) -> None:
+    """At exit: stop every pool (*nested*: in a worker, at once), then the forkserver."""
+    for executor in executors:
+        try:
+            # still running tasks once what Executors were given has run (the hooks above):
+            # a closed or unread generator's, a failed call's; nothing will read their
+            # results, so they are not waited for (joblib kills its workers there too)
+            kill = nested or lanes.busy(executor)
+            why = "" if nested or not kill else f"the interpreter's exit ({exit_cause()})"
+            # (killed, it is still waited for: its threads end, unlinking its semaphores)
+            stop(executor, wait=not nested, kill=kill, why=why)
+        except Exception:  # noqa: BLE001 - at exit: stop the others anyway
+            pass
+    forkserver.at_exit()
 
 
 def _join_enders(until: float) -> None:
