@@ -37,7 +37,7 @@ from typing import Any
 from .. import lokycompat
 from ..workers.prologue import own_pool, start_loky_worker
 from . import forkserver, lanes, ongoing, poolstart, reaper
-from .session import session
+from .session import announce_child, session, sweep_children
 
 # Re-entrant: starting or checking a pool allocates, so a collection may start in this
 # thread while it holds the lock, and a generator dropped in a reference cycle that it
@@ -175,6 +175,7 @@ def _new(
     ``Executor``'s) own, stopped at its release. *created*: the parent's settings its
     initializer starts from (None: now's)."""
     forkserver.use()
+    announce_child()  # a forked child: before its pool's semaphores (session.sweep_children)
     made: list[Any] = []
 
     def before_start(executor: Any) -> None:
@@ -257,3 +258,4 @@ def _stop_all(wait: bool, kill: bool) -> None:
         reaper.stop(executor, wait=wait, kill=kill, why=why)  # a deadline, then the workers are killed
         started.discard(executor)
     forkserver.stop(wait=wait)
+    sweep_children()  # what this process's ended forked children left

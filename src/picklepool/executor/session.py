@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import lokycompat
 from ..workers.control import CANCEL_SLOTS, STATUS, map_file, shm_root
+from . import leftovers
 
 _STALE = re.compile(r"picklepool-(\d+)-")
 
@@ -79,6 +80,7 @@ class Session:
     """Parent side: the session folder, cancel flags and status reading."""
 
     def __init__(self) -> None:
+        announce_child()  # before its folder: a forked child's, removed by its parent if it cannot
         self.pid = os.getpid()  # a forked child neither uses nor removes it (_forget_in_child)
         self.path = os.path.join(shm_root(), f"picklepool-{self.pid}-{os.urandom(4).hex()}")
         os.mkdir(self.path, 0o700)
@@ -236,6 +238,7 @@ class Session:
     def close(self) -> None:
         if os.getpid() != self.pid or self._closed:  # a forked child's exit: the folder is its parent's
             return
+        sweep_children()  # what its ended forked children left (their names are in this folder)
         self._closed = True
         try:
             self._flags.close()
@@ -251,7 +254,11 @@ _session_lock = threading.Lock()
 
 
 def session() -> Session:
-    """The parent's shared-memory session folder, created on first use."""
+    """The parent's shared-memory session folder, created on first use.
+
+    After this process forked, the first call also removes what its forked children
+    that have ended left (:func:`sweep_children`); a warm call only reads a flag.
+    """
     global _session
     with _session_lock:
         if _session is None or not os.path.isdir(_session.path):
@@ -262,17 +269,102 @@ def session() -> Session:
             # and without atexit's handlers: its folder stayed until loky's tracker removed
             # it, warning about a leak. After the pools are stopped (lokycompat: 100).
             Finalize(None, _session.close, exitpriority=50)
-        return _session
+        current = _session
+    if _forked:
+        sweep_children()
+    return current
+
+
+# Forked children. A child forked from this process (os.fork(), a multiprocessing "fork"
+# Process) shares its loky resource tracker: what the child's calls make (its session
+# folder, its pools' semaphores ``sem.loky-<pid>-*``) is registered there. A child that
+# ends with os._exit() (or is killed: SIGKILL, a crash) cannot remove them; they stayed in
+# /dev/shm while this process lived, and its tracker removed them at its exit with "leaked"
+# warnings. The child names itself in this process's session folder (``c<pid>``) before it
+# makes any of them (announce_child); this process removes what an ended one left, and
+# takes it off the tracker (sweep_children): at the next fork, at the first call after a
+# fork, at picklepool.shutdown() and at exit.
+_forked = False  # forked since the last sweep_children: the next call sweeps
+_parent_folder: str | None = None  # in a forked child: its parent's session folder
+_announced = False
+_children_lock = threading.Lock()
+
+
+def announce_child() -> None:
+    """In a forked child of a process with a session: name it in the parent's session
+    folder (once), before the child makes a folder or a pool of its own."""
+    global _announced
+    if _announced or _parent_folder is None:
+        return
+    _announced = True
+    try:
+        os.close(os.open(os.path.join(_parent_folder, f"c{os.getpid()}"), os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError:  # the parent's session ended (it exited, or shut it down)
+        pass
+
+
+def sweep_children() -> list[str]:
+    """Remove what this process's ended forked children left; return the paths removed.
+
+    The children are those named in the session folder (:func:`announce_child`);
+    one still running is left alone, and so is a pid another process holds now (the
+    child was reaped, its pid reused: ``leftovers.exited``), until a later sweep.
+    Their folders and semaphores go as a killed worker's do (``leftovers.remove``):
+    off loky's resource tracker too, which would warn about them at exit.
+    """
+    global _forked
+    current = _session
+    if current is None or current.pid != os.getpid() or current._closed:
+        return []
+    if not _children_lock.acquire(blocking=False):
+        return []  # another thread sweeps them
+    try:
+        _forked = False  # (before looking: a fork meanwhile is swept next time)
+        try:
+            names = os.listdir(current.path)
+        except OSError:
+            return []
+        ended = [
+            int(n[1:]) for n in names if n[:1] == "c" and n[1:].isdigit() and leftovers.exited(int(n[1:]))
+        ]
+        if not ended:
+            return []
+        removed = leftovers.remove(ended)
+        for pid in ended:
+            try:
+                os.unlink(os.path.join(current.path, f"c{pid}"))
+            except OSError:
+                pass
+        return removed
+    finally:
+        _children_lock.release()
+
+
+def _after_fork_in_parent() -> None:
+    """This process forked: sweep the children of earlier forks that have ended, and the
+    new one at the next call (it may not have named itself yet)."""
+    global _forked
+    if _session is None:
+        return  # no session: no child names itself here
+    try:
+        sweep_children()
+    except Exception:  # noqa: BLE001 - an at-fork hook's error is only printed; the next sweep retries
+        pass
+    _forked = True
 
 
 def _forget_in_child() -> None:
-    """In a forked child: its calls get a session of their own (call ids, cancel flags)."""
-    global _session, _session_lock
+    """In a forked child: its calls get a session of their own (call ids, cancel flags);
+    it names itself in its parent's (announce_child), or in the one its parent was told of."""
+    global _session, _session_lock, _parent_folder, _announced, _forked, _children_lock
+    if _session is not None:
+        _parent_folder = _session.path
     _session, _session_lock = None, threading.Lock()
+    _announced, _forked, _children_lock = False, False, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
+    os.register_at_fork(after_in_parent=_after_fork_in_parent, after_in_child=_forget_in_child)
 
 
 def current_session() -> Session | None:
