@@ -75,12 +75,19 @@ def _wait_started(path):
         f.read()
 
 
-def test_each_future_a_crash_fails_names_its_own_call_and_the_one_that_died(tmp_path):
+def _dying(ex, tmp_path):
+    """Call 0 of *ex*, running: it dies once its gate (the second path) is opened; and the
+    FIFOs a second call signals its start on and blocks on."""
     fifo = Fifos(tmp_path)
     die_started, die_gate, busy_started, never = fifo("ds"), fifo("dg"), fifo("bs"), fifo("never")
+    dying = ex.submit(started_then_die, die_started, die_gate)
+    _wait_started(die_started)
+    return dying, die_gate, busy_started, never
+
+
+def test_each_future_a_crash_fails_names_its_own_call_and_the_one_that_died(tmp_path):
     with Executor(max_workers=2) as ex:
-        dying = ex.submit(started_then_die, die_started, die_gate)
-        _wait_started(die_started)
+        dying, die_gate, busy_started, never = _dying(ex, tmp_path)
         running = ex.submit(started_then_block, busy_started, never)
         _wait_started(busy_started)  # on the other worker: both run now
         queued = ex.submit(square, 7)  # no worker is free for it
@@ -114,11 +121,8 @@ def test_each_future_a_crash_fails_names_its_own_call_and_the_one_that_died(tmp_
 
 
 def test_a_map_chunk_a_crash_fails_names_the_call_that_was_running(tmp_path):
-    fifo = Fifos(tmp_path)
-    die_started, die_gate, busy_started, never = fifo("ds"), fifo("dg"), fifo("bs"), fifo("never")
     with Executor(max_workers=2) as ex:
-        dying = ex.submit(started_then_die, die_started, die_gate)
-        _wait_started(die_started)
+        dying, die_gate, busy_started, never = _dying(ex, tmp_path)
         results = ex.map(functools.partial(blocks_at, 1, busy_started, never), range(3), chunksize=3)
         _wait_started(busy_started)  # the chunk's second call runs on the other worker
         with open(die_gate, "w"):

@@ -122,42 +122,57 @@ def test_a_call_a_non_daemon_thread_runs_when_the_main_thread_ends_runs_to_its_e
     assert shm == []
 
 
+_STOPPED_SCRIPT = """
+import os, signal, threading, time
+from picklepool import Parallel, delayed
+from picklepool.executor import ongoing
+
+STARTED = {started!r}
+
+def step(i):
+    if i == 0:
+        with open(STARTED, "w") as f:
+            f.write("x")
+    threading.Event().wait(60)  # killed at exit
+    return i
+
+def caller():
+    try:
+        Parallel(n_jobs=2)(delayed(step)(i) for i in range(4))
+    except Exception as exc:
+        print(type(exc).__name__, exc, flush=True)
+
+def interrupter():
+    while not ongoing.exit_waiting():  # (the main thread ended) the exit waits for caller's call
+        time.sleep(0.001)
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+if __name__ == "__main__":
+    threading.Thread(target=caller).start()  # (not a daemon thread)
+    with open(STARTED) as f:  # task 0 runs
+        f.read()
+    {ending}
+"""
+
+
+def _stopped_by_ctrl_c(tmp_path, ending: str) -> tuple[str, str]:
+    """A non-daemon thread's call of 4 tasks, task 0 running when the main thread runs *ending*;
+    the call's error line, and stderr."""
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    result = run_python(_STOPPED_SCRIPT.format(started=str(started), ending=ending), timeout=60)
+    (line,) = result.stdout.splitlines()
+    expected = "WorkerCrashedError the workers were killed by the interpreter's exit (Ctrl-C "
+    assert line.startswith(expected), line
+    return line, result.stderr
+
+
 @pytest.mark.timeout(180)
 def test_a_program_ctrl_c_ends_does_not_wait_for_a_non_daemon_threads_call(tmp_path):
     # Ctrl-C ended it: its calls are stopped (as an Executor's then), not waited for; the
     # error says so (it said "daemon or not")
-    started = tmp_path / "started"
-    os.mkfifo(started)
-    result = run_python(
-        f"""
-        import threading
-        from picklepool import Parallel, delayed
-
-        def step(i):
-            if i == 0:
-                with open({str(started)!r}, "w") as f:
-                    f.write("x")
-            threading.Event().wait(60)  # killed at exit
-            return i
-
-        def caller():
-            try:
-                Parallel(n_jobs=2)(delayed(step)(i) for i in range(4))
-            except Exception as exc:
-                print(type(exc).__name__, exc)
-
-        if __name__ == "__main__":
-            threading.Thread(target=caller).start()  # (not a daemon thread)
-            with open({str(started)!r}) as f:  # task 0 runs
-                f.read()
-            raise KeyboardInterrupt
-        """,
-        timeout=60,
-    )
-    assert "KeyboardInterrupt" in result.stderr, result.stderr
-    (line,) = result.stdout.splitlines()
-    expected = "WorkerCrashedError the workers were killed by the interpreter's exit (Ctrl-C "
-    assert line.startswith(expected), line
+    line, stderr = _stopped_by_ctrl_c(tmp_path, "raise KeyboardInterrupt")
+    assert "KeyboardInterrupt" in stderr, stderr
     assert "join() such a thread in the main thread (catching KeyboardInterrupt there)" in line, line
 
 
@@ -200,43 +215,7 @@ def test_a_with_block_call_after_the_exit_stopped_its_pool_is_refused_and_the_pr
 def test_a_ctrl_c_during_the_exits_wait_says_ctrl_c_not_daemon_thread(tmp_path):
     # Ctrl-C while the exit waited for a non-daemon thread's call: the call was stopped, and
     # its error blamed "a daemon thread" and said to make it a non-daemon one
-    started = tmp_path / "started"
-    os.mkfifo(started)
-    result = run_python(
-        f"""
-        import os, signal, threading, time
-        from picklepool import Parallel, delayed
-        from picklepool.executor import ongoing
-
-        def step(i):
-            if i == 0:
-                with open({str(started)!r}, "w") as f:
-                    f.write("x")
-            threading.Event().wait(60)  # killed at exit
-            return i
-
-        def caller():
-            try:
-                Parallel(n_jobs=2)(delayed(step)(i) for i in range(4))
-            except Exception as exc:
-                print(type(exc).__name__, exc, flush=True)
-
-        def interrupter():
-            while not ongoing.exit_waiting():  # (the main thread ended) the exit waits for caller's call
-                time.sleep(0.001)
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-
-        if __name__ == "__main__":
-            threading.Thread(target=caller).start()  # (not a daemon thread)
-            with open({str(started)!r}) as f:  # task 0 runs
-                f.read()
-            threading.Thread(target=interrupter).start()
-        """,
-        timeout=60,
-    )
-    (line,) = result.stdout.splitlines()
-    expected = "WorkerCrashedError the workers were killed by the interpreter's exit (Ctrl-C "
-    assert line.startswith(expected), line
+    line, _ = _stopped_by_ctrl_c(tmp_path, "threading.Thread(target=interrupter).start()")
     assert "daemon" not in line, line
 
 
