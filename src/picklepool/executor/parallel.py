@@ -311,7 +311,6 @@ class Parallel:
         self.n_completed_tasks = self.n_dispatched_tasks = self.n_dispatched_batches = 0
         self._verbose_state: tuple[VerboseLines | None, int | None] = (None, None)
         self._call_now: Call | None = None
-        self._call_started: Call | None = None  # the last call started (a generator's warning)
         self._shown, self._verbose_now = "Parallel", 0  # for _print: set by each hooked call
         self._running = False
         self._left_open: Backend | None = None  # a `with` block's, left while its generator runs
@@ -510,7 +509,7 @@ class Parallel:
         *token*: the call's in ``executor.ongoing``, which a generator ends."""
         closes = backend if owned else None
         try:
-            chunks, reporter = self._start(s, backend, iterable, owned)
+            chunks, reporter, call = self._start(s, backend, iterable, owned)
         except BaseException:
             if closes is not None:
                 # failed as it dispatched its first batches (Ctrl-C, a task's error, the
@@ -533,13 +532,13 @@ class Parallel:
                     # in threads (a late one included) have returned
                     closes.release(wait=not failed)
             return out
-        results = _flatten(chunks, closes, reporter, self._done, self._call_started, token)
+        results = _flatten(chunks, closes, reporter, self._done, call, token)
         next(results)  # enter its try: closing or dropping it now cleans up too
         return results
 
     def _start(
         self, s: Settings, backend: Backend, iterable: Iterable[Any], owned: bool
-    ) -> tuple[Iterator[list[Any]], Any]:
+    ) -> tuple[Iterator[list[Any]], Any, Call]:
         """Build the call on *backend* and dispatch its first batches (*owned*: not a ``with`` block's)."""
         max_inflight = s.max_inflight
         if backend.n_workers != s.n_workers:  # dask: n_jobs counts the cluster's threads
@@ -592,8 +591,7 @@ class Parallel:
         )
         self._call_now = call if hook is not None else None
         try:
-            self._call_started = call
-            return call.start(iterable), reporter  # the first batches are dispatched now
+            return call.start(iterable), reporter, call  # the first batches are dispatched now
         except BaseException:
             if reporter is not None:
                 reporter.close()
