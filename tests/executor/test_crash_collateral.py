@@ -139,3 +139,47 @@ def test_a_map_chunk_a_crash_fails_names_the_call_that_was_running(tmp_path):
     assert "died while running task 0 (the 1st call submitted to this Executor): started_then_die(" in text, (
         text
     )
+
+
+def opens_then_blocks(gate, never):
+    with open(gate, "w"):  # lets the other task go on to die: this one runs meanwhile
+        pass
+    _block(never)
+
+
+def waits_then_dies(gate):
+    _block(gate)
+    os._exit(1)
+
+
+def test_under_the_joblib_backend_the_error_raised_names_the_task_whose_worker_died(tmp_path):
+    # joblib raises the first failed batch's error, in submission order: a bystander's,
+    # when an earlier task was killed with the pool. Each said it was not at fault and
+    # named "the future of task 1", which a joblib user never sees; as under joblib's loky
+    # backend, every batch a crash fails has the crash's error.
+    import joblib
+
+    import picklepool
+
+    picklepool.register_joblib_backend()
+    fifo = Fifos(tmp_path)
+    gate, never = fifo("gate"), fifo("never")
+    tasks = [joblib.delayed(opens_then_blocks)(gate, never), joblib.delayed(waits_then_dies)(gate)]
+    with pytest.raises(WorkerCrashedError) as info:
+        joblib.Parallel(n_jobs=2, batch_size=1, backend="picklepool")(tasks)
+    text = str(info.value)
+    assert text.startswith("a worker process died while running task 1: waits_then_dies("), text
+    assert "exit code EXIT(1)" in text and "task 0" not in text and "not at fault" not in text, text
+
+
+def test_a_bystanders_error_names_the_calls_without_their_colons(tmp_path):
+    with Executor(max_workers=2) as ex:
+        dying, die_gate, busy_started, never = _dying(ex, tmp_path)
+        running = ex.submit(started_then_block, busy_started, never)
+        _wait_started(busy_started)
+        with open(die_gate, "w"):
+            pass
+        wait([dying, running])
+    text = str(running.exception())
+    said = "Task 1 failed with it, though not at fault: the future of task 0 has the crash's error"
+    assert said in text, text

@@ -1142,7 +1142,13 @@ class Executor(_StdExecutor):
         waiting behind another call in a worker; sent and waiting for a worker; queued
         here), and the call whose worker died as the cause (the standard library's
         executor gives each the same words, naming no call).
+
+        Under the joblib backend every future gets the crash's error, as under joblib's
+        loky backend: joblib raises the first failed batch's, in submission order, and
+        that must name the call whose worker died, not a bystander of it.
         """
+        if not self._naming().own:
+            return exc
         own = _Numbering(0, 0, [work], self._naming()).tasks()
         text = str(exc).replace(_POOL_RECOVERY, _EXECUTOR_RECOVERY)
         site = crash_site(exc)
@@ -1369,7 +1375,7 @@ _QUEUED_HERE = "was queued in this Executor, not yet sent to a worker"
 
 def _short(name: str) -> str:
     """``task 3`` of ``task 3 (the 4th call submitted to this Executor): f(3)`` (or ``tasks 3..5``)."""
-    return name.split(" ", 2)[0] + " " + name.split(" ", 2)[1] if name.startswith("task") else name
+    return " ".join(name.split(" ", 2)[:2]).rstrip(":") if name.startswith("task") else name
 
 
 def _state_at_crash(batch: Any, lo: int, hi: int, site: Any, own: str) -> str:
