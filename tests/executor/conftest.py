@@ -23,11 +23,21 @@ def dask_client():
     )
     import dask
 
-    with long_lived_processes("the dask cluster fixture") as own:
-        with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-            cluster = distributed.LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-            )
+    # lost-worker-timeout: 15 s after a worker leaves the scheduler, the cluster closes its
+    # nanny for good unless a worker of its name is back. The nanny restarts a killed worker
+    # itself, but a test that kills one within 15 s of an earlier test's kill (a restart
+    # still under way at that moment) lost the nanny and the cluster a worker, then both:
+    # wait_for_workers(2) timed out, or the next call waited for a worker that never came.
+    # The cluster reads the setting when a worker leaves, so it holds while the module runs;
+    # a day is "never" for a module.
+    settings = {
+        "distributed.scheduler.allowed-failures": 1,
+        "distributed.deploy.lost-worker-timeout": "1 day",
+    }
+    with long_lived_processes("the dask cluster fixture") as own, dask.config.set(settings):
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         own(lambda: _cluster_pids(cluster))
         try:
             with distributed.Client(cluster) as client:
