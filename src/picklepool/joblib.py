@@ -120,6 +120,19 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         n = self.effective_n_jobs(n_jobs)
         if n == 1:
             raise FallbackToBackend(SequentialBackend(nesting_level=self.nesting_level))
+        from .executor import ongoing
+
+        # the joblib call has begun: made by a non-daemon thread as the main thread ends (the
+        # first imports what it needs), it runs to its end (executor.ongoing, Executor)
+        token = ongoing.begin(shutdown=False, at_exit=True)
+        try:
+            with ongoing.admitting(token):
+                return self._configure(n, parallel, kwargs)
+        finally:
+            ongoing.end(token)
+
+    def _configure(self, n: int, parallel: Any, kwargs: dict[str, Any]) -> int:
+        """:meth:`configure`, once *n* workers are known."""
         from .executor.futures import Executor
 
         for key in ("max_nbytes", "mmap_mode", "temp_folder"):

@@ -1046,13 +1046,39 @@ def before_loky_exit(hook: Any) -> None:
         if getattr(pe, "process_pool_executor_at_exit", "absent") is None:
             # loky registers its hook lazily, at its first submit: register it now, so
             # that ours, registered after it, runs before it.
-            register(pe._python_exit)
-            pe.process_pool_executor_at_exit = pe._python_exit  # type: ignore[attr-defined]  # "done"
+            try:
+                register(pe._python_exit)
+                done: Any = pe._python_exit
+            except RuntimeError:  # exiting: a call the exit waits for starts its first pool
+                done = _LATE  # (run_late_exit_hooks runs it; loky's submit must not register it)
+            pe.process_pool_executor_at_exit = done  # type: ignore[attr-defined]  # "done"
         try:
             register(once)
         except RuntimeError:  # the interpreter is already shutting down
             pass
     util.Finalize(None, once, exitpriority=100)
+
+
+_LATE = "registered too late: run by lokycompat.run_late_exit_hooks"
+
+
+def run_late_exit_hooks() -> None:
+    """At the interpreter's exit, once the calls it waits for have ended
+    (``executor.ongoing``): run the hooks of :func:`before_loky_exit` that ``threading``
+    could no longer take (a pool a call started after the main thread ended), then loky's
+    own if it could not be registered either; those that ran already do not run again.
+    """
+    pe = sys.modules.get("loky.process_executor")
+    if pe is None:
+        return
+    if getattr(pe, "process_pool_executor_at_exit", None) == _LATE:
+        pe._python_exit()  # (ours first: _run_before)
+        return
+    for hook in reversed(_before_python_exit):
+        try:
+            hook()
+        except Exception:  # noqa: BLE001 - at exit: the others all the same
+            pass
 
 
 class _Once:

@@ -458,6 +458,17 @@ def test_delayed_never_called_says_to_call_it_with_the_arguments(backend):
         Parallel(n_jobs=2, backend=backend)([delayed(square)(1), delayed(square)])
 
 
+@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("empty", [[], (), 0, ""])
+def test_empty_keywords_of_another_type_than_a_dict_are_rejected(backend, n_jobs, empty):
+    # joblib's f(*args, **kwargs) refuses them ("argument after ** must be a mapping"); a
+    # batch whose keywords were all empty dropped them unchecked, and ran f(2) as if fine
+    items = [delayed(square)(1), (square, (2,), empty), delayed(square)(3)]
+    with pytest.raises(TypeError, match=r"item 1 .* keywords a dict or None \(here "):
+        Parallel(n_jobs=n_jobs, backend=backend, batch_size=3)(items)
+    assert Parallel(n_jobs=n_jobs, backend=backend)([(square, (2,), None), (square, [3], {})]) == [4, 9]
+
+
 def test_non_delayed_items_are_rejected_with_their_index(backend):
     items = [delayed(square)(1), delayed(square)(2), 42]
     with pytest.raises(TypeError, match="item 2 .* not a delayed call"):

@@ -247,3 +247,92 @@ def test_an_executor_submit_after_the_main_thread_ended_says_the_interpreter_exi
     assert first == "1"
     assert refused.startswith("cannot schedule new futures after interpreter shutdown: "), refused
     assert "join() the threads that submit" in refused, refused
+
+
+_COLD_SCRIPT = """
+import json, os, sys, threading
+from picklepool import Executor, Parallel, delayed, lokycompat
+
+KIND = sys.argv[1]
+ready, exiting = threading.Event(), threading.Event()
+load = lokycompat.load
+held = []
+
+def held_load(*args, **kwargs):
+    # The first call's imports (half a second, more on a loaded machine) are held until the
+    # interpreter's exit has begun: a threading exit hook registered now runs before
+    # picklepool's (last in, first out), and tells this thread so.
+    if not held and threading.current_thread() is not threading.main_thread():
+        held.append(1)
+        threading._register_atexit(exiting.set)
+        ready.set()  # the main thread ends now
+        exiting.wait()
+    return load(*args, **kwargs)
+
+lokycompat.load = held_load
+
+def caller():
+    out = []
+    try:
+        if KIND == "parallel":
+            out.append(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(6)))
+        elif KIND == "generator":
+            out.append(list(Parallel(n_jobs=2, return_as="generator")(delayed(abs)(-i) for i in range(6))))
+        elif KIND == "block":
+            with Parallel(n_jobs=2) as p:
+                out.append(p(delayed(abs)(-i) for i in range(3)))
+                out.append(p(delayed(abs)(-i) for i in range(3, 6)))
+        elif KIND == "executor":
+            with Executor(max_workers=2) as ex:
+                out.append(list(ex.map(abs, [-i for i in range(3)])))
+                out.append(ex.submit(sum, [3, 4, 5]).result())
+        elif KIND == "joblib":
+            import joblib, picklepool
+            with joblib.parallel_config(backend="picklepool", n_jobs=2):
+                out.append(joblib.Parallel()(joblib.delayed(abs)(-i) for i in range(6)))
+    except Exception as exc:
+        out.append(f"{type(exc).__name__}: {exc}")
+    try:  # made once the main thread has ended: refused
+        Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(2))
+        out.append("not refused")
+    except RuntimeError as exc:
+        out.append(f"RuntimeError: {str(exc)[:60]}")
+    print(json.dumps({"pid": os.getpid(), "out": out}), flush=True)
+
+if __name__ == "__main__":
+    if KIND == "joblib":  # (imported here: the thread holds only picklepool's first imports)
+        import joblib, picklepool
+        picklepool.register_joblib_backend()
+    threading.Thread(target=caller).start()  # (not a daemon thread)
+    ready.wait()
+"""
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", ["parallel", "generator", "block", "executor", "joblib"])
+def test_a_first_call_still_starting_when_the_main_thread_ends_runs_to_its_end(kind):
+    # A script's last line starts a (non-daemon) thread whose first call imports and starts
+    # what it needs, half a second: the main thread ended meanwhile, and the call was refused
+    # as one made after it ("...made while the interpreter is exiting", "cannot schedule new
+    # futures after interpreter shutdown"), where the standard library's executor runs it;
+    # the Executor's refused submissions left loky's manager thread printing tracebacks.
+    mark = uuid.uuid4().hex
+    result = run_python(
+        f"import sys; sys.argv[1:] = {[kind]!r}\n" + _COLD_SCRIPT, env={"THREAD_EXIT_MARK": mark}, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith('{"pid"')]
+    report = json.loads(line)
+    *ran, refused = report["out"]
+    if kind == "executor":
+        assert ran == [[0, 1, 2], 12]
+    elif kind == "block":
+        assert ran == [[0, 1, 2], [3, 4, 5]]
+    else:
+        assert ran == [[0, 1, 2, 3, 4, 5]]
+    assert refused == "RuntimeError: a Parallel call with n_jobs=2 on the loky backend was made w", refused
+    assert "Traceback" not in result.stderr and "leaked" not in result.stderr, result.stderr
+    assert _left(mark) == []
+    named = re.compile(r"(?:loky|picklepool|joblib_memmapping_folder)[-_](\d+)[-_]")
+    pid = report["pid"]
+    assert [name for name in os.listdir("/dev/shm") if (m := named.search(name)) and int(m[1]) == pid] == []

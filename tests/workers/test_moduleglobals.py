@@ -6,6 +6,8 @@ module's own code sets (a lazily made resource, a counter, a cache) stays each p
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import types
 from typing import Any
@@ -425,6 +427,38 @@ def test_a_zip_applications_script_is_read_through_its_loader(tmp_path):
     proc = run_python(f"import runpy; runpy.run_path({str(tmp_path / 'app.pyz')!r}, run_name='__main__')")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['zip', 'zip']", proc.stdout
+
+
+@pytest.mark.parametrize("tool", ["cProfile", "profile", "trace"])
+def test_a_script_run_by_a_tool_that_runs_it_in_a_namespace_of_its_own_is_read(tool, tmp_path):
+    # `python -m cProfile script.py` (profile, trace) runs the script in a dict of its own, not
+    # in __main__ (the tool's module): what the script set on its modules was not read, and a
+    # task computed with the module's own value (a profiled script's results changed)
+    (tmp_path / "pp_tool_settings.py").write_text("SCALE = 1\n")
+    (tmp_path / "script.py").write_text(
+        "import pp_tool_settings\n"
+        "from picklepool import Parallel, delayed\n"
+        "def work(x):\n"
+        "    return pp_tool_settings.SCALE * x\n"
+        "if __name__ == '__main__':\n"
+        "    pp_tool_settings.SCALE = 5\n"
+        "    print([work(x) for x in range(3)], Parallel(n_jobs=2)(delayed(work)(x) for x in range(3)))\n"
+    )
+    options = {
+        "cProfile": ["-o", os.devnull],
+        "profile": ["-o", os.devnull],
+        "trace": ["--count", "-C", str(tmp_path)],
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", tool, *options[tool], "script.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "[0, 5, 10] [0, 5, 10]" in proc.stdout.splitlines(), proc.stdout
 
 
 def test_changes_within_what_is_sent_are_seen_with_or_without_dict_versions(tmp_path, monkeypatch):

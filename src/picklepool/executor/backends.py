@@ -442,6 +442,7 @@ def _refuse_at_exit(name: str, n_workers: int) -> None:
         and n_workers > 1
         and lokycompat.interpreter_exiting()
         and not (mirror.nesting()[0] >= 1 and not ongoing.exit_waited())
+        and not ongoing.admitted()  # (a call begun before the main thread ended)
     ):
         raise RuntimeError(
             f"a Parallel call with n_jobs={n_workers} on the {name} backend was made while the "

@@ -279,7 +279,9 @@ def split(items: Sequence[Any], first: int, by_content: bool, single: bool = Tru
         fcol, acol, kcol = zip(*items, strict=True)
     except (TypeError, ValueError):
         raise bad_items(items, first) from None
-    has_kwargs = any(kcol)
+    # (all empty: no column; but keywords of another type than a dict, even empty ones, `[]`
+    # or `0`, go to the worker's check, as joblib's f(*args, **kwargs) refuses them)
+    has_kwargs = any(kcol) or not set(map(type, kcol)) <= _EMPTY_KWARGS
     f0 = fcol[0]
     funcs: list[Any]
     fidx: Any
@@ -297,6 +299,9 @@ def split(items: Sequence[Any], first: int, by_content: bool, single: bool = Tru
     if not all(map(callable, funcs)):
         raise bad_items(items, first)
     return Calls(funcs, fidx, acol, kcol if has_kwargs else None)
+
+
+_EMPTY_KWARGS = {dict, type(None)}  # the types of keywords a batch without a column may have
 
 
 def one_argument(items: Sequence[Any], f0: Any = None) -> list[Any] | None:

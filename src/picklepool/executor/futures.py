@@ -258,7 +258,7 @@ def _drain_at_exit() -> None:
 def _hook_exit() -> None:
     """Register :func:`_drain_at_exit`, once per process."""
     global _hooked
-    if _hooked == os.getpid() or _exiting or lokycompat.interpreter_exiting():
+    if _hooked == os.getpid() or _exiting or (lokycompat.interpreter_exiting() and not ongoing.admitted()):
         return  # registered; or exiting already, when nothing more can be registered
     _hooked = os.getpid()
     reaper.before_stop_at_exit(_drain_at_exit)  # before the pools it stops
@@ -464,9 +464,44 @@ class Executor(_StdExecutor):
         self._max_tasks_per_child = max_tasks_per_child
         self._initializer, self._initargs = initializer, initargs
         env = limits.worker_env(s.inner_max_num_threads, s.n_workers)
+        # Made by a non-daemon thread as the main thread ends (the first one imports and starts
+        # what it needs: half a second), it is that thread's, as a call it runs: the exit waits
+        # until the thread shuts it down (or ends), and takes its submissions meanwhile, as the
+        # standard library's executor, made at once, takes those that follow (it refused them).
+        exit_token = ongoing.begin(shutdown=False, at_exit=True)
+        admitted = ongoing.admit(exit_token)
+        self._exit_token: int | None = None  # its token in executor.ongoing, made as the exit began
+        try:
+            self._init_pool(
+                s, env, own_context, mp_context, initializer, initargs, inherit, max_tasks_per_child
+            )
+            kept = lokycompat.interpreter_exiting() and ongoing.admitted() and not _exiting
+        except BaseException:
+            ongoing.end(exit_token)
+            raise
+        finally:
+            ongoing.admit(admitted)
+        if kept:
+            self._exit_token = exit_token
+        else:
+            ongoing.end(exit_token)
+        keptmodules.note()
+
+    def _init_pool(
+        self,
+        s: Any,
+        env: Any,
+        own_context: Any,
+        mp_context: Any,
+        initializer: Callable[..., Any] | None,
+        initargs: tuple[Any, ...],
+        inherit: bool,
+        max_tasks_per_child: int | None,
+    ) -> None:
+        """``__init__``'s pool, channel and state (an ongoing call's: see there)."""
         backend: Backend
         if own_context is None:
-            _refuse_at_exit()  # the warm pool can no longer be started or used
+            _refuse_at_exit(ongoing.admitted())  # the warm pool can no longer be started or used
         _refuse_in_daemon()
         _hook_exit()
         inherited_key = uuid.uuid4().hex if inherit else ""  # where its workers keep the initargs
@@ -541,7 +576,6 @@ class Executor(_StdExecutor):
         self._thread: threading.Thread | None = None
         self._ongoing: int | None = None  # its token in executor.ongoing while it has work (_idle)
         self._gil = gil.Scope()
-        keptmodules.note()
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -599,7 +633,7 @@ class Executor(_StdExecutor):
                 _refuse_at_exit()  # shut down by the interpreter's exit (_drain_at_exit), not by you
                 raise RuntimeError("cannot schedule new futures after shutdown of this picklepool.Executor")
             if _exiting or isinstance(self._channel.backend, LokyBackend):
-                _refuse_at_exit()  # every executor, as the standard library's
+                _refuse_at_exit(self._admits())  # every executor, as the standard library's
             work.index = self._next_call
             self._next_call += len(work.items) - 2 * work.strip
             if type(work.future) is _Future:
@@ -704,6 +738,21 @@ class Executor(_StdExecutor):
         *wait*: return when every sent task is done. The shared worker processes
         stay warm for later calls (``picklepool.shutdown()`` stops them).
         """
+        try:
+            self._shut(wait, cancel_futures)
+        finally:  # (made as the exit began: the exit's wait for it ends, and its drain runs the rest)
+            token, self._exit_token = self._exit_token, None
+            if token is not None:
+                ongoing.end(token)
+
+    def _admits(self) -> bool:
+        """Whether a submission is taken although the interpreter exits: a non-daemon thread
+        made this executor as the exit began (``__init__``), and the exit still waits for it
+        (its submissions, and those of the callbacks of its futures, a joblib call's)."""
+        return self._exit_token is not None and not ongoing.exit_waited()
+
+    def _shut(self, wait: bool, cancel_futures: bool) -> None:
+        """:meth:`shutdown`, but for its token."""
         with self._lock:
             self._shutdown = True
             cancelled = []
@@ -1425,9 +1474,10 @@ def _pool_death(stalled: str, running: str) -> str:
     return f"{death} while running {running}, and the pool was stopped with the tasks queued or running on it"
 
 
-def _refuse_at_exit() -> None:
-    """``RuntimeError`` if the interpreter is exiting: the warm pool cannot start or take work."""
-    if _exiting or lokycompat.interpreter_exiting():
+def _refuse_at_exit(admitted: bool = False) -> None:
+    """``RuntimeError`` if the interpreter is exiting: the warm pool cannot start or take work
+    (unless *admitted*: the exit waits for the executor, made as it began)."""
+    if (_exiting or lokycompat.interpreter_exiting()) and not (admitted and not _exiting):
         raise RuntimeError(  # the standard library's words, then what to do
             "cannot schedule new futures after interpreter shutdown: a picklepool.Executor was "
             "used while the interpreter is exiting (from an atexit handler, a __del__ run at "

@@ -33,7 +33,10 @@ exit does not wait for those threads, and its hooks already stopped their pools:
 
 The interpreter's exit waits for some calls too (:func:`wait_at_exit`): those that
 non-daemon threads run (or read, a ``return_as="generator"`` call) when the main thread
-ends, on any backend with workers; see there.
+ends, on any backend with workers; see there. A call is on record from its start, before
+its pool is taken (:func:`admitted`): a first call still importing and starting what it
+needs when the main thread ended was refused as a new one, and the hooks of the pool it
+starts then are run by :func:`_exit_hook`, which ``threading`` took before the exit began.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ _tokens = itertools.count(1)
 _shutting: set[threading.Thread] = set()  # threads in wait_for_others
 _stopper: threading.Thread | None = None  # the thread in stopping(), if any
 _taking: dict[threading.Thread, int] = {}  # thread -> its taking() blocks entered, not left
+_before_exit: set[int] = set()  # tokens of at_exit calls begun before the interpreter's exit began
+_hooked = 0  # the pid that registered _exit_hook
+_starting = threading.local()  # .token: the call this thread is starting (admitting)
 
 
 def begin(thread: threading.Thread | None = None, shutdown: bool = True, at_exit: bool = False) -> int:
@@ -75,12 +81,99 @@ def begin(thread: threading.Thread | None = None, shutdown: bool = True, at_exit
     """
     token = next(_tokens)
     thread = thread if thread is not None else threading.current_thread()
+    if at_exit:
+        _hook_exit()
     with _changed:
         if shutdown:
             _calls[token] = thread
         if at_exit:
             _exiting[token] = thread
+            if not lokycompat.interpreter_exiting() or admitted():  # (a part of an admitted call)
+                _before_exit.add(token)
     return token
+
+
+def settle(token: int, shutdown: bool, at_exit: bool) -> None:
+    """The call of *token*, begun before its backend was known, is on record as :func:`begin`
+    with *shutdown* and *at_exit* would have put it."""
+    with _changed:
+        thread = _exiting.get(token) or _calls.get(token) or threading.current_thread()
+        if shutdown:
+            _calls[token] = thread
+        else:
+            _calls.pop(token, None)
+        if not at_exit and _exiting.pop(token, None) is not None:
+            _before_exit.discard(token)
+            _changed.notify_all()
+
+
+@contextlib.contextmanager
+def admitting(token: int) -> Iterator[None]:
+    """The block starts the call of *token* in this thread (its pool, its first batches):
+    :func:`admitted` tells whether the interpreter's exit lets it."""
+    previous = admit(token)
+    try:
+        yield
+    finally:
+        admit(previous)
+
+
+def admit(token: int | None) -> int | None:
+    """:func:`admitting`'s start (*token*) and end (the token it returned) apart."""
+    previous = getattr(_starting, "token", None)
+    _starting.token = token
+    return previous
+
+
+def admitted() -> bool:
+    """Whether the call this thread starts (:func:`admitting`) began before the interpreter's
+    exit, in a non-daemon thread: the exit waits for it (:func:`wait_at_exit`), so it may
+    still start its pool, as a call that had already sent its batches then runs to its end.
+
+    A call made in a thread while its program's first call still imported and started what
+    it needs (half a second, more on a loaded machine) was refused when the main thread
+    ended meanwhile, as a new one, where the standard library's executor ran it.
+    """
+    token = getattr(_starting, "token", None)
+    return (
+        token in _before_exit
+        and token in _exiting
+        and not _exit_waited
+        and not threading.current_thread().daemon
+        and not interrupts.exiting_on_ctrl_c()
+    )
+
+
+def _hook_exit() -> None:
+    """Register :func:`_exit_hook`, once per process, as a call that the exit waits for begins.
+
+    picklepool's other exit hooks are registered as its first pool starts; a call still
+    starting it when the main thread ended had none waiting for it, and the hooks that
+    pool would register can no longer be (``threading._register_atexit`` refuses them
+    once the exit has begun).
+    """
+    global _hooked
+    if _hooked == os.getpid():
+        return
+    _hooked = os.getpid()
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        with contextlib.suppress(RuntimeError):  # the interpreter is already exiting
+            register(_exit_hook)
+
+
+def _exit_hook() -> None:
+    """The main thread ended: wait for the calls non-daemon threads run (those still
+    starting their pool too), then run the exit hooks of the pools they started meanwhile
+    (``lokycompat.run_late_exit_hooks``: registered too late for ``threading``).
+
+    Registered before those of the pools (it runs after them): with a pool already
+    running, they have waited and stopped it already, and this finds nothing to do.
+    """
+    if lokycompat.depth() >= 1 or _hooked != os.getpid():
+        return
+    wait_at_exit()
+    lokycompat.run_late_exit_hooks()
 
 
 def reading(token: int) -> None:
@@ -96,6 +189,7 @@ def end(token: int) -> None:
     """The call of *token* has ended (nothing happens for a token no longer on record)."""
     with _changed:
         found = _calls.pop(token, None) is not None
+        _before_exit.discard(token)
         if _exiting.pop(token, None) is not None or found:
             _changed.notify_all()
 
@@ -243,6 +337,7 @@ def _forget_in_child() -> None:
     _changed = threading.Condition()  # another thread may have held it at the fork
     _calls.clear()
     _exiting.clear()
+    _before_exit.clear()
     _shutting.clear()
     _taking.clear()
     _stopper = None

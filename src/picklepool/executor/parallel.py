@@ -315,6 +315,7 @@ class Parallel:
         self._running = False
         self._left_open: Backend | None = None  # a `with` block's, left while its generator runs
         self._renew_block = False  # n_jobs was set inside the `with` block: its next call renews it
+        self._block_token: int | None = None  # a `with` block entered as the exit began (__enter__)
         # re-entrant: a collection starting inside it may close this instance's last generator
         # (dropped in a reference cycle), whose end takes it (_done)
         self._lock = threading.RLock()
@@ -421,11 +422,33 @@ class Parallel:
 
     def __enter__(self) -> Parallel:
         keptmodules.check()
-        self._backend = self._make_backend(self._settings(warn=True))
+        # Entered by a non-daemon thread as the main thread ends (its pool starting), the block
+        # is that thread's, as a call it runs (executor.ongoing): the exit waits for its end.
+        token = ongoing.begin(shutdown=False, at_exit=True)
+        try:
+            with ongoing.admitting(token):
+                self._backend = self._make_backend(self._settings(warn=True))
+                kept = lokycompat.interpreter_exiting() and ongoing.admitted()
+        except BaseException:
+            ongoing.end(token)
+            raise
+        if kept:
+            self._block_token = token
+        else:
+            ongoing.end(token)
         self._renew_block = False
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        token, self._block_token = self._block_token, None
+        try:
+            self._leave_block()
+        finally:
+            if token is not None:
+                ongoing.end(token)
+
+    def _leave_block(self) -> None:
+        """:meth:`__exit__`, but for the block's token."""
         with self._lock:
             backend, self._backend = self._backend, None
             if backend is not None and self._running:
@@ -474,28 +497,33 @@ class Parallel:
         s = self._settings(warn=self._backend is None)  # a `with` block warned as it began
         if s.timeout is not None:
             memory.prepare_parent()  # a timed-out worker is recycled: loky's leak warning would mislead
-        backend = self._backend
-        owned = backend is None
-        if backend is None:
-            backend = self._make_backend(s)
-        elif self._renew_block:
-            # n_jobs set inside the block (no call of it runs now): the block goes on with
-            # workers for the new value, as joblib's next call uses it
-            backend = self._make_backend(s)
-            with self._lock:
-                old, self._backend, self._renew_block = self._backend, backend, False
-            _release_block(old)
-        else:
-            backend.refresh()
         listed = self.return_as == "list"
         # picklepool.shutdown() in another thread lets a list call end on these workers first,
         # not a generator (it may be left unread); the interpreter's exit lets a call that a
-        # non-daemon thread runs or reads end first (executor.ongoing). Not a contextlib
-        # block: its exit sets the __traceback__ of a task's exception, which a frozen
-        # dataclass's refuses (FrozenInstanceError instead)
-        token = ongoing.begin(shutdown=listed and backend.shutdown_stops, at_exit=not backend.caller_thread)
+        # non-daemon thread runs or reads end first (executor.ongoing), from before its
+        # backend is made: a program's first call starting its pool (imports, the forkserver)
+        # as the main thread ended was refused. Not a contextlib block: its exit sets the
+        # __traceback__ of a task's exception, which a frozen dataclass's refuses
+        # (FrozenInstanceError instead)
+        token = ongoing.begin(shutdown=False, at_exit=True)
         try:
-            result = self._run(s, backend, iterable, owned, token)
+            with ongoing.admitting(token):
+                backend = self._backend
+                owned = backend is None
+                if backend is None:
+                    backend = self._make_backend(s)
+                elif self._renew_block:
+                    # n_jobs set inside the block (no call of it runs now): the block goes on with
+                    # workers for the new value, as joblib's next call uses it
+                    backend = self._make_backend(s)
+                    with self._lock:
+                        old, self._backend, self._renew_block = self._backend, backend, False
+                    _release_block(old)
+                else:
+                    backend.refresh()
+                shutdown = listed and backend.shutdown_stops
+                ongoing.settle(token, shutdown=shutdown, at_exit=not backend.caller_thread)
+                result = self._run(s, backend, iterable, owned, token)
         except BaseException:
             ongoing.end(token)
             raise

@@ -59,7 +59,13 @@ def pulled(it: Iterator[Any], size: int) -> Iterator[Any]:
 
 def _batch_of_one(func: Any, args: Any, kwargs: Any) -> tuple[list[Any], int, tuple[Any], tuple[Any] | None]:
     """``(funcs, fidx, args, kwargs)`` of a batch of this one task (``workers.tasks``' columns)."""
-    return [func], 0, (args,), (kwargs,) if kwargs else None
+    # (empty keywords of another type than a dict, `[]`, `0`: checked, refused as by joblib)
+    return (
+        [func],
+        0,
+        (args,),
+        (kwargs,) if kwargs or (kwargs is not None and type(kwargs) is not dict) else None,
+    )
 
 
 def run_here(call: Any, it: Iterator[Any], primed: bool) -> Iterator[list[Any]]:
@@ -94,7 +100,7 @@ def run_here(call: Any, it: Iterator[Any], primed: bool) -> Iterator[list[Any]]:
             try:
                 if timeout is not None:  # timed as a batch is, in this thread or a helper
                     reply = run_local(*_batch_of_one(func, args, kwargs), i, timeout, None, interrupt)
-                elif type(args) is tuple and (not kwargs or type(kwargs) is dict):
+                elif type(args) is tuple and (kwargs is None or type(kwargs) is dict):
                     try:
                         reply = func(*args, **kwargs) if kwargs else func(*args)
                     except BaseException as exc:  # noqa: BLE001 - read as a batch's failure below

@@ -95,6 +95,7 @@ import os
 import pickle
 import re
 import sys
+import threading
 import tokenize
 import warnings
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType, SimpleNamespace
@@ -102,7 +103,7 @@ from typing import Any
 
 from .. import signalhold
 from .overlay import Overlay, dumps_each
-from .reloads import file_of, users
+from .reloads import file_of, library, users
 from .settargets import EVERY, MODULES, NOTHING, Found, read
 
 log = logging.getLogger(__name__)
@@ -558,6 +559,50 @@ def _signal(sources: Any) -> Any:
 
 
 _sources: tuple[Any, Any] = (None, ())
+_ran: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (__main__'s namespace, the script's) found
+
+
+def script_namespace() -> dict[str, Any] | None:
+    """The namespace the script runs in: ``__main__``'s, or, where ``__main__`` is a tool of
+    an installed library that runs the script in a namespace of its own (``python -m
+    cProfile script.py``, ``profile``, ``trace``), that one (None: neither is a dict).
+
+    Under those tools the script's settings of its modules (``config.SCALE = 5``) were not
+    read, and the workers computed with the module's own values: a script's results changed
+    when it was profiled. The script's namespace is that of the outermost module-level frame
+    of ``__main__`` code of the main thread that is not the tool's (kept once found).
+    """
+    main = getattr(sys.modules.get("__main__"), "__dict__", None)
+    if type(main) is not dict:
+        return None
+    if _ran and _ran[0][0] is main:
+        return _ran[0][1]
+    tool = main.get("__file__")
+    if not isinstance(tool, str) or not library(os.path.abspath(tool)):
+        return main
+    found = _script_frame_namespace(main)
+    if found is None:
+        return main
+    _ran[:] = [(main, found)]
+    return found
+
+
+def _script_frame_namespace(main: dict[str, Any]) -> dict[str, Any] | None:
+    """The globals of the outermost ``<module>`` frame of the main thread run as ``__main__``
+    in another namespace than *main* (a file's), or None."""
+    frame = sys._current_frames().get(threading.main_thread().ident or 0)
+    found = None
+    while frame is not None:
+        space = frame.f_globals
+        if (
+            frame.f_code.co_name == "<module>"
+            and space is not main
+            and space.get("__name__") == "__main__"
+            and isinstance(space.get("__file__"), str)
+        ):
+            found = space  # (the outermost wins: the script, not what it runs)
+        frame = frame.f_back
+    return found
 
 
 def pickled() -> bytes | None:
@@ -565,8 +610,8 @@ def pickled() -> bytes | None:
     modules) sets on the user's modules (name: ``"Class.attribute"`` for a class's), pickled
     each apart (None: none is set)."""
     global _read, _mods, _sources
-    namespace = getattr(sys.modules.get("__main__"), "__dict__", None)
-    if type(namespace) is not dict:
+    namespace = script_namespace()
+    if namespace is None:
         return None
     cells = namespace.get("In")  # (the script's key, as _script_key: inline, as it runs every call)
     key = ("cells", len(cells)) if type(cells) is list else namespace.get("__file__")
