@@ -171,7 +171,31 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
         return future
 
     def retrieve_result_callback(self, future: Any) -> Any:
-        return future.result()
+        """The batch's results, or its task's exception, raised as one joblib can take.
+
+        joblib's callback sets ``__traceback__ = None`` on the exception it gets here; one
+        whose class refuses attribute assignment (a frozen dataclass, a ``__setattr__``
+        that raises) failed that callback, and the call waited for the batch for ever
+        (joblib's loky backend gives a ``BrokenProcessPool`` instead: it cannot rebuild
+        it). It comes as a ``RuntimeError`` naming the task, caused by the exception.
+        """
+        try:
+            return future.result()
+        except BaseException as exc:
+            try:
+                exc.__traceback__ = exc.__traceback__  # what joblib does with it next
+            except Exception as refused:  # noqa: BLE001 - any refusal: said below, not a hang
+                notes = getattr(exc, "__notes__", None) or [""]
+                where = notes[-1].strip("()") if "raised by task" in notes[-1] else "raised by a task"
+                error = RuntimeError(
+                    f"{type(exc).__qualname__}: {exc} ({where}) cannot be raised by joblib.Parallel: "
+                    f"joblib sets the __traceback__ of a task's exception, and this one refuses it "
+                    f"({type(refused).__name__}: {refused}). Catch it inside the task, make its "
+                    "class accept attribute assignment (not a frozen dataclass), or run the call "
+                    "with picklepool.Parallel, which raises it as itself."
+                )
+                raise error from exc
+            raise
 
     def start_call(self) -> None:
         """A call starts: nothing of an earlier, aborted one may be dispatched in it."""

@@ -95,9 +95,14 @@ def test_each_future_a_crash_fails_names_its_own_call_and_the_one_that_died(tmp_
             pass
         wait([dying, running, queued])
         errors = [f.exception() for f in (dying, running, queued)]
+        if errors[2] is None:
+            # taken off the Executor's queue by its manager thread just before the crash was
+            # seen, it was sent after, to the fresh pool, where it ran (under load, now and then)
+            assert queued.result() == 49
         # the standard library gives each a BrokenProcessPool: so does picklepool, each its own
-        assert all(isinstance(e, (WorkerCrashedError, BrokenProcessPool)) for e in errors), errors
-        assert len({id(e) for e in errors}) == 3
+        sent = [e for e in errors if e is not None]
+        assert all(isinstance(e, (WorkerCrashedError, BrokenProcessPool)) for e in sent), errors
+        assert len({id(e) for e in sent}) == len(sent) >= 2
         culprit = "task 0 (the 1st call submitted to this Executor): started_then_die("
         first = str(errors[0])
         assert first.startswith(f"a worker process died while running {culprit}"), first
@@ -111,10 +116,11 @@ def test_each_future_a_crash_fails_names_its_own_call_and_the_one_that_died(tmp_
         assert f"died while running {culprit}" in second and "exit code EXIT(1)" in second, second
         assert "not at fault" in second and "Submit it again" in second, second
 
-        third = str(errors[2])
-        assert third.startswith("task 2 (the 3rd call submitted to this Executor): square(7) "), third
-        assert any(q in third for q in _QUEUED), third
-        assert f"died while running {culprit}" in third and "Submit it again" in third, third
+        if errors[2] is not None:
+            third = str(errors[2])
+            assert third.startswith("task 2 (the 3rd call submitted to this Executor): square(7) "), third
+            assert any(q in third for q in _QUEUED), third
+            assert f"died while running {culprit}" in third and "Submit it again" in third, third
 
         # what the errors say: the Executor is not broken, a new call runs on a fresh pool
         assert ex.submit(square, 7).result() == 49

@@ -415,6 +415,24 @@ def test_a_frozen_dataclass_exception_comes_back_as_itself(backend):
         assert isinstance(err.__cause__, RemoteTraceback) and "raise_frozen" in str(err.__cause__)
 
 
+@pytest.mark.timeout(60)
+def test_a_frozen_dataclass_exception_under_the_joblib_backend_is_raised_not_waited_for():
+    # joblib's callback sets the exception's __traceback__: refused, the callback failed and
+    # joblib waited for the batch for ever (joblib's loky backend: BrokenProcessPool)
+    import joblib
+
+    import picklepool
+
+    picklepool.register_joblib_backend()
+    with joblib.parallel_config(backend="picklepool"):
+        with pytest.raises(RuntimeError) as info:
+            joblib.Parallel(n_jobs=2)(joblib.delayed(raise_frozen)() for _ in range(2))
+    text = str(info.value)
+    assert text.startswith("FrozenError: 42 (raised by task ") and "raise_frozen()" in text, text
+    assert "cannot be raised by joblib.Parallel" in text and "picklepool.Parallel" in text, text
+    assert type(info.value.__cause__) is FrozenError and info.value.__cause__.code == 42
+
+
 def _inner_fails(i):
     if i == 2:
         raise ValueError(f"bad {i}")

@@ -107,15 +107,25 @@ def settle(token: int, shutdown: bool, at_exit: bool) -> None:
             _changed.notify_all()
 
 
-@contextlib.contextmanager
-def admitting(token: int) -> Iterator[None]:
+class admitting:  # noqa: N801 - used as a function: ``with admitting(token):``
     """The block starts the call of *token* in this thread (its pool, its first batches):
-    :func:`admitted` tells whether the interpreter's exit lets it."""
-    previous = admit(token)
-    try:
-        yield
-    finally:
-        admit(previous)
+    :func:`admitted` tells whether the interpreter's exit lets it.
+
+    A class, not a ``contextlib.contextmanager``: that one's exit sets the ``__traceback__``
+    of the exception leaving the block, a task's own, which a frozen dataclass's refuses
+    (``FrozenInstanceError`` raised instead of the task's exception).
+    """
+
+    __slots__ = ("token", "previous")
+
+    def __init__(self, token: int) -> None:
+        self.token, self.previous = token, None
+
+    def __enter__(self) -> None:
+        self.previous = admit(self.token)
+
+    def __exit__(self, *exc: object) -> None:
+        admit(self.previous)
 
 
 def admit(token: int | None) -> int | None:
