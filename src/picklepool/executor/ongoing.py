@@ -119,7 +119,8 @@ class admitting:  # noqa: N801 - used as a function: ``with admitting(token):``
     __slots__ = ("token", "previous")
 
     def __init__(self, token: int) -> None:
-        self.token, self.previous = token, None
+        self.token = token
+        self.previous: int | None = None
 
     def __enter__(self) -> None:
         self.previous = admit(self.token)
