@@ -578,3 +578,31 @@ def test_logging_disable_in_the_parent_holds_in_the_workers_as_in_the_loop():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["[(False, True), (False, True)]", "[(True, True), (True, True)]"]
     assert sorted(proc.stderr.splitlines()) == ["warning 2", "warning 3"]
+
+
+@pytest.mark.parametrize("how", ["Parallel", "Executor"])
+def test_a_fork_started_workers_records_reach_the_parents_in_memory_handlers(caplog, how):
+    # backend="multiprocessing" (or Executor(mp_context="fork")) forks its workers, which
+    # inherit the parent's handlers: a worker took its root logger's handlers for its own (as
+    # an initializer's) and showed the records there, into its copy of caplog's list or of a
+    # StringIO: lost, where the loop (and the loky workers) gave them to the parent's handlers
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    named = logging.getLogger("picklepool.tests.logback")
+    named.addHandler(handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="picklepool.tests.logback"):
+            if how == "Parallel":
+                results = Parallel(n_jobs=2, backend=fork)(delayed(log_info)(i) for i in range(4))
+                assert results == [0, 1, 2, 3]
+            else:
+                with Executor(max_workers=2, mp_context=fork) as ex:
+                    assert list(ex.map(log_info, range(4))) == [0, 1, 2, 3]
+    finally:
+        named.removeHandler(handler)
+    got = sorted(r.getMessage() for r in caplog.records if r.name == "picklepool.tests.logback")
+    assert got == [f"task {i}" for i in range(4)]
+    assert sorted(stream.getvalue().splitlines()) == [f"task {i}" for i in range(4)]
