@@ -132,3 +132,27 @@ def test_a_tasks_name_error_for_a_name_not_sent_says_why_and_what_to_do(monkeypa
     monkeypatch.delattr(builtins, "PP_TEST_UNPICKLABLE")
     builtinnames.pickled()
     assert builtinnames.left_out == {}
+
+
+def _use_the_level(i):
+    return PP_TEST_LEVEL + i  # type: ignore[name-defined]  # noqa: F821 - set in builtins
+
+
+def test_a_tasks_name_error_for_a_value_in_builtins_says_only_callables_are_sent(monkeypatch):
+    # builtins.LEVEL = 3 in a script: a value (not callable) is not sent, by design (the
+    # interactive shell's _ is one), and a task using it raised a bare "name 'LEVEL' is not
+    # defined", naming neither why nor what to do, where the loop ran
+    from picklepool import Executor, Parallel, delayed
+
+    monkeypatch.setattr(builtins, "PP_TEST_LEVEL", 3, raising=False)
+    assert [_use_the_level(i) for i in range(2)] == [3, 4]
+    with pytest.raises(NameError) as info:
+        Parallel(n_jobs=2)(delayed(_use_the_level)(i) for i in range(2))
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "_use_the_level" in notes
+    assert "builtins.PP_TEST_LEVEL is set in this process, but it is not sent to the workers" in notes
+    assert "only callables" in notes
+    assert "initializer" in notes
+    with Executor(max_workers=2) as ex, pytest.raises(NameError) as info:
+        ex.submit(_use_the_level, 1).result()
+    assert "builtins.PP_TEST_LEVEL is set in this process" in "\n".join(getattr(info.value, "__notes__", []))

@@ -821,12 +821,12 @@ _NOT_DEFINED = re.compile(r"name '(\w+)' is not defined")
 def _builtins_advice(error: BaseException) -> str | None:
     """What to do when a task's ``NameError`` names a name this process added to ``builtins``
     that is not sent to the workers (``workers.builtinnames``: it cannot be pickled, or is too
-    large), or None: the loop found it, a worker has no such name."""
-    if type(error) is not NameError or not builtinnames.left_out:
+    large, or is a value, not a callable), or None: the loop found it, a worker has no such name."""
+    if type(error) is not NameError:
         return None
     found = _NOT_DEFINED.fullmatch(str(error))
     name = found[1] if found is not None else ""
-    reason = builtinnames.left_out.get(name)
+    reason = builtinnames.left_out.get(name) or builtinnames.not_callable(name)
     if reason is None:
         return None
     return (
