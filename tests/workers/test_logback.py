@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import pickle
 
 import pytest
@@ -606,3 +607,41 @@ def test_a_fork_started_workers_records_reach_the_parents_in_memory_handlers(cap
     got = sorted(r.getMessage() for r in caplog.records if r.name == "picklepool.tests.logback")
     assert got == [f"task {i}" for i in range(4)]
     assert sorted(stream.getvalue().splitlines()) == [f"task {i}" for i in range(4)]
+
+
+class _BuiltOnlyInWorkers:
+    """An object that this process (the parent) cannot rebuild: as one of a module only the
+    worker imports."""
+
+    def __init__(self, parent):
+        self.parent = parent
+
+    def __repr__(self):
+        return "<BuiltOnlyInWorkers>"
+
+    def __reduce__(self):
+        return _rebuild_in_workers_only, (self.parent,)
+
+
+def _rebuild_in_workers_only(parent):
+    if os.getpid() == parent:
+        raise ModuleNotFoundError("No module named 'plugin_only_in_the_worker'")
+    return _BuiltOnlyInWorkers(parent)
+
+
+def _log_an_extra_the_parent_cannot_rebuild(parent):
+    named = logging.getLogger("picklepool.tests.logback")
+    named.info("plain %d", 1, extra={"job": 7})
+    named.info("with an odd extra", extra={"job": 8, "odd": _BuiltOnlyInWorkers(parent)})
+    return 1
+
+
+def test_a_batchs_records_whose_extra_the_parent_cannot_rebuild_come_with_its_text(caplog):
+    # one record's extra= object that the parent cannot unpickle (its class's module only the
+    # worker imports) lost every record of the batch, without a word
+    with caplog.at_level(logging.INFO, logger="picklepool.tests.logback"):
+        assert Parallel(n_jobs=2)([delayed(_log_an_extra_the_parent_cannot_rebuild)(os.getpid())]) == [1]
+    got = [r for r in caplog.records if r.name == "picklepool.tests.logback"]
+    assert [r.getMessage() for r in got] == ["plain 1", "with an odd extra"]
+    assert [r.job for r in got] == [7, 8]
+    assert got[1].odd == "<BuiltOnlyInWorkers>"
