@@ -32,6 +32,9 @@ def forget_inherited_handlers() -> None:
 def start(initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
     """A fork-started pool worker's initializer: :func:`forget_inherited_handlers`, then
     *initializer* (``initargs``), the pool's own (None: none)."""
+    from ..pickler import copiedwait
+
     forget_inherited_handlers()
+    copiedwait.in_worker = True
     if initializer is not None:
         initializer(*initargs)
