@@ -645,3 +645,24 @@ def test_a_batchs_records_whose_extra_the_parent_cannot_rebuild_come_with_its_te
     assert [r.getMessage() for r in got] == ["plain 1", "with an odd extra"]
     assert [r.job for r in got] == [7, 8]
     assert got[1].odd == "<BuiltOnlyInWorkers>"
+
+
+def _effective_level(name):
+    return logging.getLogger(name).getEffectiveLevel()
+
+
+def test_a_fork_started_worker_follows_a_level_the_parent_set_before_the_fork_and_took_back():
+    # a fork-started Executor's worker took the levels it inherited (the parent's at the
+    # fork) for its own, and went back to them when the parent took its level back: DEBUG
+    # for ever there, where the loop's logger was back at WARNING
+    import multiprocessing
+
+    logger = logging.getLogger("picklepool.tests.logback.forked")
+    logger.setLevel(logging.DEBUG)
+    try:
+        with Executor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as ex:
+            assert ex.submit(_effective_level, logger.name).result() == logging.DEBUG
+            logger.setLevel(logging.NOTSET)
+            assert ex.submit(_effective_level, logger.name).result() == logging.root.getEffectiveLevel()
+    finally:
+        logger.setLevel(logging.NOTSET)

@@ -10,7 +10,11 @@ stream, a ``MemoryHandler``, a ``QueueHandler`` to a ``queue.Queue``) kept them 
 worker, lost, where the loop (and a loky worker) gave them to the parent's. A spawned
 worker has none of them: :func:`start` takes them off every logger before the pool's
 ``initializer`` (if any) runs, so a worker's records go back to the parent's handlers,
-as on loky, and an initializer that configures the worker's logging still keeps it.
+as on loky, and an initializer that configures the worker's logging still keeps it. So do
+the loggers' levels and ``disabled`` flags, which ``workers.logback`` takes for the worker's
+own when it first follows the parent's: a level the parent had set at the fork, and took
+back since, stayed in force there (a fork-started ``Executor``'s worker logged at DEBUG for
+ever); they start at a new process's.
 """
 
 from __future__ import annotations
@@ -20,21 +24,29 @@ from collections.abc import Callable
 from typing import Any
 
 
-def forget_inherited_handlers() -> None:
-    """Take every handler off the root logger and the named loggers (they are copies of
-    the parent's, made by ``fork``; the parent's own show the records sent back)."""
+def forget_inherited_logging() -> None:
+    """Take every handler off the root logger and the named loggers, and their levels and
+    ``disabled`` flags back to a new process's (they are copies of the parent's, made by
+    ``fork``: the parent's own handlers show the records sent back, and ``workers.logback``
+    sets the parent's levels, and its taking them back, from a new process's as on loky: a
+    level inherited was the worker's own, to which it went back when the parent took its
+    level back)."""
     loggers: list[Any] = [logging.root, *logging.Logger.manager.loggerDict.values()]
     for logger in loggers:
-        for handler in list(getattr(logger, "handlers", ())):  # (a PlaceHolder has none)
+        if not isinstance(logger, logging.Logger):  # (a PlaceHolder)
+            continue
+        for handler in list(logger.handlers):
             logger.removeHandler(handler)
+        logger.setLevel(logging.WARNING if logger is logging.root else logging.NOTSET)
+        logger.disabled = False
 
 
 def start(initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
-    """A fork-started pool worker's initializer: :func:`forget_inherited_handlers`, then
+    """A fork-started pool worker's initializer: :func:`forget_inherited_logging`, then
     *initializer* (``initargs``), the pool's own (None: none)."""
     from ..pickler import copiedwait
 
-    forget_inherited_handlers()
+    forget_inherited_logging()
     copiedwait.in_worker = True
     if initializer is not None:
         initializer(*initargs)
