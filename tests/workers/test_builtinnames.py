@@ -156,3 +156,31 @@ def test_a_tasks_name_error_for_a_value_in_builtins_says_only_callables_are_sent
     with Executor(max_workers=2) as ex, pytest.raises(NameError) as info:
         ex.submit(_use_the_level, 1).result()
     assert "builtins.PP_TEST_LEVEL is set in this process" in "\n".join(getattr(info.value, "__notes__", []))
+
+
+def test_a_fork_started_worker_takes_back_what_the_parent_took_back_after_the_fork():
+    # a fork-started Executor's worker took the builtins and pandas options it inherited (the
+    # parent's at the fork) for its own: a name the parent deleted from builtins, or an option
+    # it reset, stayed there, where the loop had them gone
+    proc = run_python(
+        """
+        import builtins, multiprocessing
+        import pandas as pd
+        from picklepool import Executor
+
+        def probe(i):
+            import builtins
+            import pandas as pd
+            return hasattr(builtins, "MY_HELPER"), pd.get_option("display.precision")
+
+        builtins.MY_HELPER = lambda x: x
+        pd.set_option("display.precision", 3)
+        with Executor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as ex:
+            print(ex.submit(probe, 0).result())
+            del builtins.MY_HELPER
+            pd.reset_option("display.precision")
+            print(ex.submit(probe, 1).result(), probe(1))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["(True, 3)", "(False, 6) (False, 6)"]

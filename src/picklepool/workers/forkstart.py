@@ -41,12 +41,41 @@ def forget_inherited_logging() -> None:
         logger.disabled = False
 
 
+def forget_inherited_settings() -> None:
+    """Put back, as a new process has them, the mirrored settings a fork copied from the
+    parent: the callables it added to ``builtins`` (``workers.builtinnames``) and pandas'
+    options it set (``workers.pandasoptions``). Their mirrors take a worker's values for its
+    own and put them back when the parent takes its own back: a name the parent deleted
+    from ``builtins``, or a pandas option it reset, stayed as at the fork there."""
+    import builtins
+    import sys
+    import warnings
+
+    from . import builtinnames, pandasoptions
+
+    namespace = vars(builtins)
+    for name in builtinnames.added(namespace):
+        del namespace[name]
+    module = sys.modules.get(pandasoptions._MODULE)
+    tree = getattr(module, "_global_config", None)
+    if module is None or type(tree) is not dict:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (a deprecated option's FutureWarning)
+        for key, _value in pandasoptions._changed(module, tree):
+            try:
+                module.reset_option(key)
+            except Exception:  # noqa: BLE001 - one that cannot be reset stays as inherited
+                continue
+
+
 def start(initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
     """A fork-started pool worker's initializer: :func:`forget_inherited_logging`, then
     *initializer* (``initargs``), the pool's own (None: none)."""
     from ..pickler import copiedwait
 
     forget_inherited_logging()
+    forget_inherited_settings()
     copiedwait.in_worker = True
     if initializer is not None:
         initializer(*initargs)
