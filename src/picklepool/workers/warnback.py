@@ -119,8 +119,13 @@ def _plain(w: Any) -> tuple[Any, ...]:
     rebuilt: its category's module and qualified name, its text, file, line number, line."""
     category = w.category
     line = w.line if type(w.line) is str else None
-    names = str(category.__module__), str(category.__qualname__)
-    return (*names, str(w.message), str(w.filename), int(w.lineno), line)
+    lineno = w.lineno if type(w.lineno) is int else 0
+    names = str(getattr(category, "__module__", "")), str(getattr(category, "__qualname__", category))
+    try:
+        text = str(w.message)
+    except Exception:  # noqa: BLE001 - a message whose __str__ raises: its type's name
+        text = type(w.message).__qualname__
+    return (*names, text, str(w.filename), lineno, line)
 
 
 def loads(pickler: Any, data: bytes) -> list[tuple[Any, ...]]:
