@@ -40,7 +40,7 @@ class CopiedCondition(threading.Condition):
         if timeout is None and _nobody_else():
             raise CopiedWaitError(
                 "the task waits, with no timeout, on a threading.Event, queue.Queue, "
-                "threading.Condition or Semaphore that came from the parent (an argument, or a "
+                "threading.Condition, Semaphore or Barrier that came from the parent (an argument, or a "
                 "global of its function): a worker has a copy of it, which the parent's set(), "
                 "put(), notify() or release() does not reach, and no other thread of the worker "
                 "could wake it, so it would wait for ever. Fix: share it between processes, "
