@@ -11,7 +11,7 @@ sent: "cannot pickle '_thread.lock' object").
 
 In a worker (:data:`in_worker`, set as a worker starts), the conditions of such copies
 are :class:`CopiedCondition`: a wait on one with no timeout, when no other thread of the
-worker but picklepool's own could wake it (the task started none: it could not be woken
+worker but picklepool's idle ones could wake it (the task started none: it could not be woken
 but by a signal handler), raises :class:`CopiedWaitError` saying why and what to do. A
 task that started a thread of its own (which may set the copy), or a wait with a
 timeout, waits as before. Elsewhere (the parent rebuilding what a task returns) they are
@@ -53,10 +53,15 @@ class CopiedCondition(threading.Condition):
         return copied, (self._lock,)  # type: ignore[attr-defined]
 
 
+# the threads of a worker that never run a task's code (others may: an Executor's callbacks,
+# a nested call's tasks), so cannot wake a wait
+_IDLE = frozenset({"picklepool-parent-watch"})
+
+
 def _nobody_else() -> bool:
-    """Whether the calling thread is the only one of this worker but picklepool's own."""
+    """Whether the calling thread is the only one of this worker but its idle ones (:data:`_IDLE`)."""
     me = threading.current_thread()
-    return all(t is me or t.name.startswith("picklepool-") for t in threading.enumerate())
+    return all(t is me or t.name in _IDLE for t in threading.enumerate())
 
 
 def copied(lock: Any = None) -> threading.Condition:
