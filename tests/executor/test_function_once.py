@@ -593,3 +593,55 @@ def test_a_workers_copies_of_a_function_from_earlier_calls_go(pickler):
     assert out.returncode == 0, out.stderr
     copies, classes = map(int, out.stdout.split())
     assert copies == 1 and classes <= 2
+
+
+def test_a_seeded_generator_a_function_sent_by_value_holds_is_warned_of():
+    # a script's task function drawing from a generator it holds (a global, a closure's, a
+    # default): each worker got a copy at the same state, so tasks drew the same numbers
+    # (4 distinct of 6 on 2 workers) where the loop drew each once, without a word; a
+    # module's generator set by the script is warned of already (workers.moduleglobals)
+    proc = run_python(
+        """
+        import random, warnings
+        import numpy as np
+        from picklepool import Executor, Parallel, delayed
+
+        rng = np.random.default_rng(0)
+
+        def draw(i):
+            return float(rng.random())
+
+        def make(seed):
+            mine = random.Random(seed)
+            def draw_mine(i):
+                return mine.random()
+            return draw_mine
+
+        def draw_default(i, r=np.random.RandomState(1)):
+            return float(r.rand())
+
+        def plain(i, seed=3):
+            return float(np.random.default_rng(seed + i).random())
+
+        for f in (draw, make(2), draw_default, plain):
+            with warnings.catch_warnings(record=True) as rec:
+                warnings.simplefilter("always")
+                Parallel(n_jobs=2)(delayed(f)(i) for i in range(4))
+            print(f.__name__, [str(w.message) for w in rec if w.category is RuntimeWarning])
+        with warnings.catch_warnings(record=True) as rec, Executor(max_workers=2) as ex:
+            warnings.simplefilter("always")
+            ex.submit(draw, 0).result()
+        print("executor", [str(w.message) for w in rec if w.category is RuntimeWarning])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert lines["plain"] == "[]"
+    for name, where, kind in (
+        ("draw", "its global 'rng'", "numpy.random.Generator"),
+        ("draw_mine", "its closure's 'mine'", "random.Random"),
+        ("draw_default", "its default 'r'", "numpy.random.RandomState"),
+        ("executor", "its global 'rng'", "numpy.random.Generator"),
+    ):
+        assert f"holds a seeded random number generator ({kind}) in {where}" in lines[name], lines[name]
+        assert "the same numbers" in lines[name] and "SeedSequence" in lines[name], lines[name]

@@ -1136,3 +1136,36 @@ def test_a_task_importing_through_a_hook_that_cannot_be_sent_is_told_why_a_worke
     with pytest.raises(ModuleNotFoundError) as info:
         Parallel(n_jobs=2)(delayed(import_a_hooked_module)(i) for i in range(1))
     assert "_HookFinder" in info.value.__notes__[-1]
+
+
+def _return_a_worker_only_object(folder, how):
+    sys.path.insert(0, folder)  # the worker's sys.path (the next batch has the parent's again)
+    import pp_worker_only_mod  # type: ignore[import-not-found]
+
+    if how == "raise":
+        raise pp_worker_only_mod.WorkerOnlyError("from the worker")
+    return pp_worker_only_mod.Made(3)
+
+
+@pytest.mark.parametrize("how", ["return", "raise"])
+def test_a_result_whose_module_only_the_worker_imports_says_the_parent_cannot(tmp_path, how):
+    # a task imported a module from a folder it put on its own sys.path (a plugin folder; or a
+    # module installed only where a dask worker runs) and returned an instance of its class: the
+    # error said "Pickler 'hybrid' sends functions and classes by reference ..., so the worker
+    # must be able to import them. Fix: use pickler='hybrid' (the default)": the wrong side
+    # (the parent cannot import it) and a fix already in force
+    from picklepool.errors import UnpicklingError
+
+    (tmp_path / "pp_worker_only_mod.py").write_text(
+        "class Made:\n    def __init__(self, n):\n        self.n = n\n\n\n"
+        "class WorkerOnlyError(Exception):\n    pass\n"
+    )
+    with pytest.raises(UnpicklingError) as info:
+        Parallel(n_jobs=2)([delayed(_return_a_worker_only_object)(str(tmp_path), how)])
+    text = str(info.value)
+    assert "task 0: _return_a_worker_only_object(" in text, text
+    assert "No module named 'pp_worker_only_mod'" in text, text
+    assert "the worker must be able to import" not in text and "use pickler=" not in text, text
+    assert "this process (the parent) cannot import module 'pp_worker_only_mod'" in text, text
+    assert "sys.path" in text and "plain data" in text, text
+    sys.modules.pop("pp_worker_only_mod", None)

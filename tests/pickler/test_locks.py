@@ -586,3 +586,50 @@ def test_a_sharedstate_inside_a_guarded_object_is_a_lock_order_error_not_a_deadl
         t.join()
     assert not acc._lock._is_owned()  # released: a later snapshot takes it
     assert pickle.loads(hybrid.dumps(acc)).state.value == 1
+
+
+def _wait_for_the_parents_set(event):
+    return event.wait()
+
+
+def _take_from_the_parents_queue(q):
+    return q.get()
+
+
+def _acquire_the_parents_semaphore(sem):
+    return sem.acquire()
+
+
+def _wait_for_its_own_thread(event, q):
+    threading.Thread(target=event.set, name="task-setter").start()
+    threading.Thread(target=q.put, args=(5,), name="task-producer").start()
+    return event.wait(), q.get()
+
+
+@pytest.mark.parametrize(
+    ("task", "make"),
+    [
+        (_wait_for_the_parents_set, threading.Event),
+        (_take_from_the_parents_queue, queue.Queue),
+        (_acquire_the_parents_semaphore, lambda: threading.Semaphore(0)),
+    ],
+)
+def test_a_tasks_wait_on_its_copy_that_nothing_can_end_raises_instead_of_hanging(task, make):
+    # a stop flag or a consumer's queue sent to a task: the worker's copy never sees the
+    # parent's set() or put(), and ev.wait() / q.get() waited for ever, without a word
+    # (joblib refuses these objects when the call is sent: cannot pickle '_thread.lock')
+    from picklepool.pickler.copiedwait import CopiedWaitError
+
+    with pytest.raises(CopiedWaitError) as info:
+        Parallel(n_jobs=2)([delayed(task)(make())])
+    text = str(info.value)
+    assert "a worker has a copy of it" in text and "multiprocessing.Manager()" in text, text
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert f"task 0: {task.__name__}(" in notes, notes
+
+
+def test_a_tasks_wait_on_its_copy_that_its_own_thread_ends_waits_as_before():
+    # the copy can be set by a thread of the task: no error, a plain wait
+    event, q = threading.Event(), queue.Queue()
+    assert Parallel(n_jobs=2)([delayed(_wait_for_its_own_thread)(event, q)]) == [(True, 5)]
+    assert type(pickle.loads(get_pickler("hybrid").dumps(event))._cond) is threading.Condition  # (here)

@@ -132,3 +132,55 @@ def test_a_tasks_name_error_for_a_name_not_sent_says_why_and_what_to_do(monkeypa
     monkeypatch.delattr(builtins, "PP_TEST_UNPICKLABLE")
     builtinnames.pickled()
     assert builtinnames.left_out == {}
+
+
+def _use_the_level(i):
+    return PP_TEST_LEVEL + i  # type: ignore[name-defined]  # noqa: F821 - set in builtins
+
+
+def test_a_tasks_name_error_for_a_value_in_builtins_says_only_callables_are_sent(monkeypatch):
+    # builtins.LEVEL = 3 in a script: a value (not callable) is not sent, by design (the
+    # interactive shell's _ is one), and a task using it raised a bare "name 'LEVEL' is not
+    # defined", naming neither why nor what to do, where the loop ran
+    from picklepool import Executor, Parallel, delayed
+
+    monkeypatch.setattr(builtins, "PP_TEST_LEVEL", 3, raising=False)
+    assert [_use_the_level(i) for i in range(2)] == [3, 4]
+    with pytest.raises(NameError) as info:
+        Parallel(n_jobs=2)(delayed(_use_the_level)(i) for i in range(2))
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "_use_the_level" in notes
+    assert "builtins.PP_TEST_LEVEL is set in this process, but it is not sent to the workers" in notes
+    assert "only callables" in notes
+    assert "initializer" in notes
+    with Executor(max_workers=2) as ex, pytest.raises(NameError) as info:
+        ex.submit(_use_the_level, 1).result()
+    assert "builtins.PP_TEST_LEVEL is set in this process" in "\n".join(getattr(info.value, "__notes__", []))
+
+
+def test_a_fork_started_worker_takes_back_what_the_parent_took_back_after_the_fork():
+    # a fork-started Executor's worker took the builtins and pandas options it inherited (the
+    # parent's at the fork) for its own: a name the parent deleted from builtins, or an option
+    # it reset, stayed there, where the loop had them gone
+    proc = run_python(
+        """
+        import builtins, multiprocessing
+        import pandas as pd
+        from picklepool import Executor
+
+        def probe(i):
+            import builtins
+            import pandas as pd
+            return hasattr(builtins, "MY_HELPER"), pd.get_option("display.precision")
+
+        builtins.MY_HELPER = lambda x: x
+        pd.set_option("display.precision", 3)
+        with Executor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as ex:
+            print(ex.submit(probe, 0).result())
+            del builtins.MY_HELPER
+            pd.reset_option("display.precision")
+            print(ex.submit(probe, 1).result(), probe(1))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["(True, 3)", "(False, 6) (False, 6)"]

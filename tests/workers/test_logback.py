@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import pickle
 
 import pytest
@@ -578,3 +579,90 @@ def test_logging_disable_in_the_parent_holds_in_the_workers_as_in_the_loop():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["[(False, True), (False, True)]", "[(True, True), (True, True)]"]
     assert sorted(proc.stderr.splitlines()) == ["warning 2", "warning 3"]
+
+
+@pytest.mark.parametrize("how", ["Parallel", "Executor"])
+def test_a_fork_started_workers_records_reach_the_parents_in_memory_handlers(caplog, how):
+    # backend="multiprocessing" (or Executor(mp_context="fork")) forks its workers, which
+    # inherit the parent's handlers: a worker took its root logger's handlers for its own (as
+    # an initializer's) and showed the records there, into its copy of caplog's list or of a
+    # StringIO: lost, where the loop (and the loky workers) gave them to the parent's handlers
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    named = logging.getLogger("picklepool.tests.logback")
+    named.addHandler(handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="picklepool.tests.logback"):
+            if how == "Parallel":
+                results = Parallel(n_jobs=2, backend=fork)(delayed(log_info)(i) for i in range(4))
+                assert results == [0, 1, 2, 3]
+            else:
+                with Executor(max_workers=2, mp_context=fork) as ex:
+                    assert list(ex.map(log_info, range(4))) == [0, 1, 2, 3]
+    finally:
+        named.removeHandler(handler)
+    got = sorted(r.getMessage() for r in caplog.records if r.name == "picklepool.tests.logback")
+    assert got == [f"task {i}" for i in range(4)]
+    assert sorted(stream.getvalue().splitlines()) == [f"task {i}" for i in range(4)]
+
+
+class _BuiltOnlyInWorkers:
+    """An object that this process (the parent) cannot rebuild: as one of a module only the
+    worker imports."""
+
+    def __init__(self, parent):
+        self.parent = parent
+
+    def __repr__(self):
+        return "<BuiltOnlyInWorkers>"
+
+    def __reduce__(self):
+        return _rebuild_in_workers_only, (self.parent,)
+
+
+def _rebuild_in_workers_only(parent):
+    if os.getpid() == parent:
+        raise ModuleNotFoundError("No module named 'plugin_only_in_the_worker'")
+    return _BuiltOnlyInWorkers(parent)
+
+
+def _log_an_extra_the_parent_cannot_rebuild(parent):
+    named = logging.getLogger("picklepool.tests.logback")
+    named.info("plain %d", 1, extra={"job": 7})
+    named.info("with an odd extra", extra={"job": 8, "odd": _BuiltOnlyInWorkers(parent)})
+    return 1
+
+
+def test_a_batchs_records_whose_extra_the_parent_cannot_rebuild_come_with_its_text(caplog):
+    # one record's extra= object that the parent cannot unpickle (its class's module only the
+    # worker imports) lost every record of the batch, without a word
+    with caplog.at_level(logging.INFO, logger="picklepool.tests.logback"):
+        assert Parallel(n_jobs=2)([delayed(_log_an_extra_the_parent_cannot_rebuild)(os.getpid())]) == [1]
+    got = [r for r in caplog.records if r.name == "picklepool.tests.logback"]
+    assert [r.getMessage() for r in got] == ["plain 1", "with an odd extra"]
+    assert [r.job for r in got] == [7, 8]
+    assert got[1].odd == "<BuiltOnlyInWorkers>"
+
+
+def _effective_level(name):
+    return logging.getLogger(name).getEffectiveLevel()
+
+
+def test_a_fork_started_worker_follows_a_level_the_parent_set_before_the_fork_and_took_back():
+    # a fork-started Executor's worker took the levels it inherited (the parent's at the
+    # fork) for its own, and went back to them when the parent took its level back: DEBUG
+    # for ever there, where the loop's logger was back at WARNING
+    import multiprocessing
+
+    logger = logging.getLogger("picklepool.tests.logback.forked")
+    logger.setLevel(logging.DEBUG)
+    try:
+        with Executor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as ex:
+            assert ex.submit(_effective_level, logger.name).result() == logging.DEBUG
+            logger.setLevel(logging.NOTSET)
+            assert ex.submit(_effective_level, logger.name).result() == logging.root.getEffectiveLevel()
+    finally:
+        logger.setLevel(logging.NOTSET)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -161,11 +162,11 @@ def test_a_batchs_warnings_make_one_round_trip_and_one_that_cannot_goes_as_its_t
 
     pickler = Counting()
     log = record([f"w{k}" for k in range(1000)])
-    items = pickler.loads(warnback.dumps(pickler, log))
-    assert pickler.dumps_calls == 1
+    items = warnback.loads(pickler, warnback.dumps(pickler, log))
+    assert pickler.dumps_calls == 2  # (the warnings, then them with their texts: not one each)
     assert [str(m) for m, *_ in items] == [f"w{k}" for k in range(1000)]
     log = record(["plain", TaskWarning(threading.Lock())])  # (a lock: not by pickle)
-    items = pickler.loads(warnback.dumps(Counting(), log))
+    items = warnback.loads(pickler, warnback.dumps(Counting(), log))
     assert [(str(m), c) for m, c, *_ in items][0] == ("plain", UserWarning)
     assert items[1][1] is UserWarning and str(items[1][0]).startswith("TaskWarning: <unlocked _thread.lock")
 
@@ -263,3 +264,43 @@ def test_every_look_the_parent_takes_through_sys_modules_passes_over_objects_tha
     assert colormaps._library_homes(["viridis_pp"], type(holder)) == {}
     assert all(name != "pp_raises" for name, _ in contextvar._modules())
     assert warnback._origin("/nonexistent/pp_holds_a_proxy.py")[0] == "pp_holds_a_proxy"
+
+
+class _BuiltOnlyInWorkers(UserWarning):
+    """A warning that this process (the parent) cannot rebuild: as one of a module only the
+    worker imports."""
+
+    def __init__(self, parent, text):
+        super().__init__(text)
+        self.parent = parent
+
+    def __reduce__(self):
+        return _rebuild_in_workers_only, (self.parent, self.args[0])
+
+
+def _rebuild_in_workers_only(parent, text):
+    if os.getpid() == parent:
+        raise ModuleNotFoundError("No module named 'plugin_only_in_the_worker'")
+    return _BuiltOnlyInWorkers(parent, text)
+
+
+def _warn_one_the_parent_cannot_rebuild(parent):
+    warnings.warn("plain", stacklevel=1)
+    warnings.warn(_BuiltOnlyInWorkers(parent, "odd"), stacklevel=1)
+    warnings.warn("runtime", RuntimeWarning, stacklevel=1)
+    return 1
+
+
+def test_a_batchs_warnings_that_the_parent_cannot_rebuild_come_as_their_texts():
+    # one warning of a batch that the parent cannot unpickle (its class's module only the
+    # worker imports) lost every warning of the batch, without a word
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        assert Parallel(n_jobs=2)([delayed(_warn_one_the_parent_cannot_rebuild)(os.getpid())]) == [1]
+    got = [(r.category, str(r.message)) for r in rec]
+    # (its class, loaded here, takes other arguments than a text: a UserWarning naming it)
+    assert got == [
+        (UserWarning, "plain"),
+        (UserWarning, "_BuiltOnlyInWorkers: odd"),
+        (RuntimeWarning, "runtime"),
+    ]

@@ -40,7 +40,7 @@ from ..state import SharedState
 from ..wire import FuncSpec
 from ..workers.reached import ThroughFunction
 from ..workers.reloads import ByName, checkable, codes
-from . import interrupts, reloaded, unchanged
+from . import interrupts, reloaded, seeded, unchanged
 from .digests import content_key
 
 # True while a task of an n_jobs=1 call runs in the caller's thread (executor.sequential):
@@ -595,6 +595,8 @@ class FunctionTable:
                 msg = explain(self.pickler, func, exc, root=f"function {label(func)}")
                 raise pickling_error(f"{where()}: {msg}", exc) from exc
             key = content_key(data, repr(refs).encode())
+            if by_value:
+                seeded.warn_held(func, where, label(func))
             if by_value and not refs and len(data) <= INLINE_LIMIT:
                 unchanged.remember(kind, ident, func, key, data, _importable)
             payload: Any = data

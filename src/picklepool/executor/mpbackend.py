@@ -46,6 +46,7 @@ from typing import Any
 
 from .. import signalhold
 from ..errors import WorkerCrashedError
+from ..workers import forkstart
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure, run_pool_initializer
 from . import leftovers, poolstart
 from .backend import Backend
@@ -80,6 +81,8 @@ class MultiprocessingBackend(Backend):
         if self._initializer is not None:
             created = poolstart.settings()  # (workers.prologue: what it sets stays until the parent's change)
             initializer, initargs = run_pool_initializer, (initializer, initargs, session().path, created)
+        if self.context.get_start_method() == "fork":  # (its workers inherit the parent's log handlers)
+            initializer, initargs = forkstart.start, (initializer, initargs)
         self._args = (n_workers, initializer, initargs, max_tasks_per_child)
         self._pool: Any = None
         self._pid = os.getpid()

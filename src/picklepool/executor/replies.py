@@ -223,7 +223,7 @@ class ReplyReader:
                 reply = unpack_reply(call.buffers.loads(call.pickler, reply))
             except Exception as exc:
                 message = error_text(exc)
-                advice = _import_advice(call.pickler.name, message)
+                advice = _parent_import_advice(message)
                 name = call.pickler.name
                 if type(reply) is bytes and (
                     _TASK_FAILED in reply[:64] or (batch.n == 1 and _RAISED in reply[:64])
@@ -821,12 +821,12 @@ _NOT_DEFINED = re.compile(r"name '(\w+)' is not defined")
 def _builtins_advice(error: BaseException) -> str | None:
     """What to do when a task's ``NameError`` names a name this process added to ``builtins``
     that is not sent to the workers (``workers.builtinnames``: it cannot be pickled, or is too
-    large), or None: the loop found it, a worker has no such name."""
-    if type(error) is not NameError or not builtinnames.left_out:
+    large, or is a value, not a callable), or None: the loop found it, a worker has no such name."""
+    if type(error) is not NameError:
         return None
     found = _NOT_DEFINED.fullmatch(str(error))
     name = found[1] if found is not None else ""
-    reason = builtinnames.left_out.get(name)
+    reason = builtinnames.left_out.get(name) or builtinnames.not_callable(name)
     if reason is None:
         return None
     return (
@@ -855,6 +855,33 @@ def _stdin_advice(error: BaseException) -> str | None:
 
 
 _IMPORT_FAILED = re.compile(r"No module named|Can't get attribute|ImportError|ModuleNotFoundError")
+
+
+def _parent_import_advice(message: str) -> str:
+    """What to do when this process cannot import what a worker's reply names by reference:
+    a module only the worker imports (a task put its folder on the worker's ``sys.path``, or
+    it is installed only where a dask worker runs), or a name that the worker's copy of a
+    module has and this process's does not. ``_import_advice`` is the other way round."""
+    module = re.search(r"No module named '([^']+)'", message)
+    if module is not None:
+        return (
+            f" The worker imported it, but this process (the parent) cannot import module "
+            f"{module[1]!r}, and it rebuilds what a task returns or raises with its own imports "
+            "(a task put the module's folder on its worker's sys.path, or the module is installed "
+            "only where the worker runs). Fix: make the module importable here too (install it, "
+            "or put its folder on sys.path before the call), or have the task return plain data "
+            "(built-in types, numpy arrays) made from its objects."
+        )
+    missing = re.search(r"Can't get attribute '([^']+)' on <module '([^']+)'", message)
+    if missing is not None:
+        return (
+            f" The worker's module {missing[2]!r} has {missing[1]!r}, but this process's does not "
+            "(the task made it at run time, or the worker imported another version of the "
+            "module), and this process rebuilds what a task returns or raises with its own "
+            f"modules. Fix: define {missing[1]!r} in the module's file, so that both have it, or "
+            "have the task return plain data (built-in types, numpy arrays) made from its objects."
+        )
+    return ""
 
 
 def _import_advice(pickler_name: str, message: str) -> str:

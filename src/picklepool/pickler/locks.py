@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import PicklingError
+from . import copiedwait
 
 LockType = type(threading.Lock())  # _thread.lock
 RLockType = type(threading.RLock())  # _thread.RLock (the C implementation)
@@ -243,22 +244,22 @@ def _rebuild_py_rlock() -> Any:
 
 
 def _rebuild_condition(lock: Any) -> threading.Condition:
-    return threading.Condition(lock)
+    return copiedwait.copied(lock)  # (in a worker: a wait nothing can end raises, copiedwait)
 
 
 def _rebuild_event(is_set: bool) -> threading.Event:
-    event = threading.Event()
+    event = copiedwait.guard(threading.Event())
     if is_set:
         event.set()
     return event
 
 
 def _rebuild_semaphore(value: int) -> threading.Semaphore:
-    return threading.Semaphore(value)
+    return copiedwait.guard(threading.Semaphore(value))
 
 
 def _rebuild_bounded_semaphore(value: int, initial: int) -> threading.BoundedSemaphore:
-    sem = threading.BoundedSemaphore(initial)
+    sem = copiedwait.guard(threading.BoundedSemaphore(initial))
     for _ in range(initial - value):
         sem.acquire(blocking=False)
     return sem

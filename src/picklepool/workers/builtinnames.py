@@ -37,6 +37,7 @@ _SHELLS = ("IPython.", "ipykernel.")
 # an added name pickled larger than this is not sent (it would travel with every batch)
 LIMIT = 1 << 20
 _NONE = object()
+_INTERPRETERS = frozenset({"None", "True", "False", "Ellipsis", "NotImplemented"})  # values of its own
 
 # parent: (len(vars(builtins)), {name: value} of the added names, as read last, their pickle)
 _read: tuple[int, dict[str, Any], bytes | None] = (-1, {}, None)
@@ -64,6 +65,18 @@ def added(namespace: dict[str, Any]) -> dict[str, Any]:
             continue  # IPython's get_ipython, display: the shell's own, with no use in a worker
         out[name] = value
     return out
+
+
+def not_callable(name: str) -> str | None:
+    """Why *name*, a name this process has in ``builtins``, is not sent when it is a value,
+    not a callable (:func:`added` leaves those out); None when it is not one."""
+    value = vars(builtins).get(name, _NONE)
+    if value is _NONE or callable(value) or name[:2] == "__" or name in _INTERPRETERS:
+        return None
+    return (
+        f"it is a value ({type(value).__name__}), and only callables added to builtins are sent "
+        "(a value there is most often the interactive shell's _, the last result shown)"
+    )
 
 
 def pickled() -> bytes | None:

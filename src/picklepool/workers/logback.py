@@ -483,26 +483,42 @@ _spare: _Collector | None = None
 
 def dumps(pickler: Any, rows: list[tuple[Any, ...]]) -> bytes | None:
     """The rows as bytes of the call's *pickler*, with their keys; None when there are none.
-    An attribute that cannot be pickled (an ``extra=`` object) goes as its ``repr``."""
+    An attribute that cannot be pickled (an ``extra=`` object) goes as its ``repr``.
+
+    The rows' other attributes (``extra=``) travel apart, pickled, with their texts (plain
+    values as they are, others as their ``repr``), which :func:`show` falls back on when the
+    parent cannot rebuild them (an object of a module only the worker imports): every record
+    of the batch was lost, without a word."""
     if not rows:
         return None
-    try:
-        return bytes(pickler.dumps((_KEYS, rows)))
-    except Exception:  # noqa: BLE001 - one of them cannot make the trip: made plain one by one
-        pass
-    kept = []
     extra = len(_KEYS)
-    for row in rows:
+    others = {i: row[extra] for i, row in enumerate(rows) if row[extra]}
+    if others:
+        rows = [(*row[:extra], None, row[extra + 1]) if i in others else row for i, row in enumerate(rows)]
+        texts = {i: {k: _text(v) for k, v in attrs.items()} for i, attrs in others.items()}
         try:
-            pickler.dumps(row)
-        except Exception:  # noqa: BLE001
-            others = row[extra] or {}
-            row = (*row[:extra], {k: repr(v) for k, v in others.items()}, row[extra + 1])
-        kept.append(row)
+            apart = bytes(pickler.dumps(others))
+            pickler.loads(apart)
+        except Exception:  # noqa: BLE001 - one of them cannot make the trip: their texts go
+            apart = None
     try:
-        return bytes(pickler.dumps((_KEYS, kept)))
+        return bytes(pickler.dumps((_KEYS, rows, (apart, texts) if others else None)))
     except Exception:  # noqa: BLE001 - whatever the pickler does
         return None
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _text(value: Any) -> Any:
+    """*value* (a record's ``extra=`` value) as it goes when the parent cannot rebuild it:
+    itself when a plain value, else its ``repr`` (that of its type, when repr fails)."""
+    if type(value) in _PLAIN:
+        return value
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - a repr that raises
+        return f"<{type(value).__qualname__}>"
 
 
 def show(pickler: Any, data: bytes | None) -> None:
@@ -511,15 +527,21 @@ def show(pickler: Any, data: bytes | None) -> None:
     if not data:
         return
     try:
-        keys, rows = pickler.loads(data)
-    except Exception:  # noqa: BLE001 - a class the parent cannot load (an odd pickler's)
+        keys, rows, apart = pickler.loads(data)
+    except Exception:  # noqa: BLE001 - an odd pickler's bytes that it cannot load
         return
+    others: dict[int, Any] = {}
+    if apart is not None:
+        try:
+            others = pickler.loads(apart[0]) if apart[0] is not None else apart[1]
+        except Exception:  # noqa: BLE001 - a class this process cannot load: their texts
+            others = apart[1]
     name_of = logging.getLevelName
     extra = len(keys)
-    for row in rows:
+    for i, row in enumerate(rows):
         attrs = dict(zip(keys, row, strict=False))  # (the row's last two: its extra, its shown)
-        if row[extra]:
-            attrs.update(row[extra])
+        if others and i in others:
+            attrs.update(others[i])
         shown = row[extra + 1]
         attrs.update(args=None, exc_info=None, message=attrs["msg"])
         record = logging.makeLogRecord(attrs)

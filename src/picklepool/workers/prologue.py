@@ -103,12 +103,14 @@ def start_loky_worker(
     (``executor.poolstart``): what the initializer sets of them stays while the parent's
     are those (``workers.following``).
     """
+    from ..pickler import copiedwait
     from . import leaving
     from .control import watch_parent
     from .mainnames import install
     from .mirror import start_method as set_start_method
 
     watch_parent(parent)
+    copiedwait.in_worker = True  # (a task's wait on a copy of the parent's Event nothing can end raises)
     leaving.install()  # its exit does not wait for the threads its tasks leave (workers.leaving)
     install()  # the script's names in this worker's __main__, for the tasks (workers.mainnames)
     set_start_method(start_method)
@@ -211,6 +213,9 @@ def start_pool_worker(env: dict[str, str] | None = None) -> None:
     import multiprocessing
     import os
 
+    from ..pickler import copiedwait
+
+    copiedwait.in_worker = True
     if env:
         os.environ.update(env)
     multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]

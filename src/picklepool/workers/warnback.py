@@ -86,14 +86,19 @@ def dumps(pickler: Any, log: list[Any]) -> bytes | None:
 
     Each is ``(message, category, filename, lineno, line)``; a message or category that
     cannot be pickled goes as its text, as a ``UserWarning`` (the parent still sees it).
+    They travel as ``(rich, plain)``: *rich* the messages and categories pickled, *plain*
+    each one's category's module and name, text, file, line number and line (strings and
+    numbers), which :func:`loads` falls back on when the parent cannot rebuild *rich* (a
+    warning class of a module only the worker imports): they were all lost, without a word.
     """
     if not log:
         return None
-    items = [(w.message, w.category, w.filename, w.lineno, w.line) for w in log]
+    items = [(w.message, w.category) for w in log]
+    plain = [_plain(w) for w in log]
     try:  # all at once: a round trip per warning took 28 µs (100,000 warnings: 2.8 s)
-        data = bytes(pickler.dumps(items))
-        pickler.loads(data)
-        return data
+        rich = bytes(pickler.dumps(items))
+        pickler.loads(rich)
+        return bytes(pickler.dumps((rich, plain)))
     except Exception:  # noqa: BLE001 - one of them cannot make the trip: found one by one
         pass
     kept = []
@@ -101,12 +106,54 @@ def dumps(pickler: Any, log: list[Any]) -> bytes | None:
         try:
             pickler.loads(pickler.dumps(item))
         except Exception:  # noqa: BLE001 - the task's own warning class: its text goes instead
-            item = (f"{w.category.__name__}: {w.message}", UserWarning, w.filename, w.lineno, w.line)
+            item = (f"{w.category.__name__}: {w.message}", UserWarning)
         kept.append(item)
     try:
-        return bytes(pickler.dumps(kept))
+        return bytes(pickler.dumps((bytes(pickler.dumps(kept)), plain)))
     except Exception:  # noqa: BLE001 - as above, whatever the pickler does
         return None
+
+
+def _plain(w: Any) -> tuple[Any, ...]:
+    """What :func:`loads` needs of warning *w* when its message or category cannot be
+    rebuilt: its category's module and qualified name, its text, file, line number, line."""
+    category = w.category
+    line = w.line if type(w.line) is str else None
+    lineno = w.lineno if type(w.lineno) is int else 0
+    names = str(getattr(category, "__module__", "")), str(getattr(category, "__qualname__", category))
+    try:
+        text = str(w.message)
+    except Exception:  # noqa: BLE001 - a message whose __str__ raises: its type's name
+        text = type(w.message).__qualname__
+    return (*names, text, str(w.filename), lineno, line)
+
+
+def loads(pickler: Any, data: bytes) -> list[tuple[Any, ...]]:
+    """The warnings *data* holds (:func:`dumps`), as ``(message, category, filename, lineno,
+    line)``; when the messages or categories cannot be rebuilt here, each one's text, of its
+    category when this process has it loaded (a built-in one, a module's it imported),
+    else as a ``UserWarning`` whose text names it."""
+    rich, plain = pickler.loads(data)
+    try:
+        items = pickler.loads(rich)
+    except Exception:  # noqa: BLE001 - a class this process cannot load: their texts instead
+        return [_from_text(*row) for row in plain]
+    return [(m, c, f, n, line) for (m, c), (*_, f, n, line) in zip(items, plain, strict=True)]
+
+
+def _from_text(
+    module: str, qualname: str, text: str, filename: str, lineno: int, line: Any
+) -> tuple[Any, ...]:
+    """A warning of :func:`loads` made of its texts (see there)."""
+    category: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        category = getattr(category, part, None)
+    if isinstance(category, type) and issubclass(category, Warning):
+        try:
+            return category(text), category, filename, lineno, line
+        except Exception:  # noqa: BLE001 - one whose __init__ takes other arguments: as below
+            pass
+    return f"{qualname}: {text}", UserWarning, filename, lineno, line
 
 
 # parent: the registry of warnings shown for a file whose module this process has not loaded
@@ -148,8 +195,8 @@ def show(pickler: Any, data: bytes | None) -> None:
     if not data:
         return
     try:
-        items = pickler.loads(data)
-    except Exception:  # noqa: BLE001 - a class the parent cannot load (an odd pickler's): not shown
+        items = loads(pickler, data)
+    except Exception:  # noqa: BLE001 - an odd pickler's bytes that it cannot load: not shown
         return
     for message, category, filename, lineno, line in items:
         module, registry = _origin(filename)
