@@ -201,6 +201,48 @@ def test_shutdown_does_not_wait_for_a_generator_another_thread_left_unread():
     assert out["results"] == [0, 1, 2, 3, 4, 5]
 
 
+def stuck(i, fifos):
+    """Task *i*: the first ``HELD`` tell the test they run, then never return."""
+    if i < HELD:
+        with open(os.path.join(fifos, f"started-{i}"), "w"):
+            pass
+        threading.Event().wait()
+    return i
+
+
+@pytest.mark.timeout(120)
+def test_a_generators_tasks_killed_by_shutdown_name_the_shutdown_not_the_oom_killer(fifos, monkeypatch):
+    # shutdown() waits EXIT_DEADLINE for a running task of a generator another thread reads,
+    # then kills its worker: the reader's error blamed "the OOM killer ... or a kill -9"
+    from picklepool.executor import reaper
+
+    monkeypatch.setattr(reaper, "EXIT_DEADLINE", 0.2)
+    out = {}
+
+    def reader():
+        gen = Parallel(n_jobs=2, return_as="generator", batch_size=1, pre_dispatch=2)(
+            delayed(stuck)(i, fifos) for i in range(6)
+        )
+        try:
+            out["results"] = list(gen)
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            out["error"] = exc
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    wait_started(fifos)
+    picklepool.shutdown()
+    thread.join()
+    error = out["error"]
+    assert isinstance(error, picklepool.WorkerCrashedError), error
+    message = str(error)
+    assert "killed by picklepool.shutdown()" in message, message
+    assert "task 0: stuck(0" in message or "task 1: stuck(1" in message, message
+    assert "OOM" not in message, message
+    assert "read a return_as='generator' call to its end" in message, message
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
 @pytest.mark.timeout(120)
 def test_a_shutdown_from_a_progress_callback_does_not_wait_for_its_own_call():
     stopped = []

@@ -253,7 +253,9 @@ def _stop_all(wait: bool, kill: bool) -> None:
     with _lock:
         executors = list(started)  # strong references first: the WeakSet would drop _shared
         _shared, _users = None, 0
-    why = "picklepool.shutdown(kill=True)" if kill else ""
+    # without kill: named if a worker still runs a task at the deadline (a generator's,
+    # which it does not wait for: ongoing), in that call's error (it blamed the OOM killer)
+    why = "picklepool.shutdown(kill=True)" if kill else "picklepool.shutdown()"
     for executor in executors:
         reaper.stop(executor, wait=wait, kill=kill, why=why)  # a deadline, then the workers are killed
         started.discard(executor)
