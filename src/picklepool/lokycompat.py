@@ -51,6 +51,7 @@ import importlib.util
 import os
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 from concurrent.futures import Future
@@ -863,6 +864,35 @@ def started_workers() -> list[Any]:
 
     children = getattr(process, "_children", ())
     return [p for p in list(children) if getattr(p, "_picklepool", False)]
+
+
+def reap_workers(procs: list[Any], deadline: float) -> None:
+    """Join those of *procs* (:func:`started_workers`) that end within *deadline* seconds.
+
+    ``multiprocessing`` lists a started process until it is joined (or the next process
+    starts): a worker killed under loky's manager thread stayed listed, and with it its
+    exit lock, a named semaphore in ``/dev/shm``, until this process's exit. Only the
+    ended ones are joined, each for as long as its exit status takes to arrive (the
+    sentinel is ready a moment before it); one still running after *deadline* is left.
+    """
+    from multiprocessing.connection import wait
+
+    until = time.monotonic() + deadline
+    for proc in procs:
+        try:
+            sentinel = proc.sentinel
+        except (ValueError, AttributeError):  # not started, or closed: nothing to join
+            continue
+        try:
+            if not wait([sentinel], max(0.0, until - time.monotonic())):
+                continue  # still running
+            # its status: our Popen's pipe from the forkserver (_spawned_popen), else waitpid
+            status = getattr(proc._popen, "_status", None)
+            if status is not None and not wait([status], max(0.0, until - time.monotonic())):
+                continue
+            proc.join(max(0.0, until - time.monotonic()))  # (takes it off the list)
+        except (OSError, ValueError, AssertionError):  # closed, or joined by loky meanwhile
+            continue
 
 
 def ending_workers() -> set[int]:

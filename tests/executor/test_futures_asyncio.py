@@ -132,6 +132,30 @@ ex.submit(started_and_wait, STARTED, GATE).result()
     _assert_stopped(result.stdout.split()[0])
 
 
+def test_ctrl_c_while_a_with_executor_block_waits_at_its_end_stops_its_calls(tmp_path):
+    # The block's end waits for the calls (shutdown(wait=True)): Ctrl-C there, the usual
+    # moment, left them running on the shared warm pool, and the next Parallel call waited
+    # behind them (60 s in /tmp/s38/life/t14.py withexit); Ctrl-C inside the block stopped them
+    started, gate = _fifos(tmp_path)
+    body = """
+threading.Thread(target=ctrl_c_when_started, daemon=True).start()
+try:
+    with Executor(1) as ex:
+        fut = ex.submit(started_and_wait, STARTED, GATE)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+print(fut.done(), type(fut.exception()).__name__ if fut.done() else "-", flush=True)
+if not fut.done():  # (the test fails; the exit would wait for the call)
+    with open(GATE, "w") as f:
+        f.write("ran")
+"""
+    result = run_python(_SCRIPT.format(started=started, gate=gate, body=body), timeout=30)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split()
+    assert lines[1:] == ["interrupted", "True", "WorkerCrashedError"], result.stdout + result.stderr
+    _assert_stopped(lines[0])
+
+
 def test_a_caught_ctrl_c_still_runs_the_calls_at_exit(tmp_path):
     # A program that catches its Ctrl-C and ends normally: its executor's calls still run
     # before the exit, as the standard library's (here, the task's gate is opened meanwhile)

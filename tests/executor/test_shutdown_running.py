@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 
 import pytest
@@ -199,6 +200,113 @@ def test_shutdown_does_not_wait_for_a_generator_another_thread_left_unread():
     finish.set()
     thread.join()
     assert out["results"] == [0, 1, 2, 3, 4, 5]
+
+
+def stuck(i, fifos):
+    """Task *i*: the first ``HELD`` tell the test they run, then never return."""
+    if i < HELD:
+        with open(os.path.join(fifos, f"started-{i}"), "w"):
+            pass
+        threading.Event().wait()
+    return i
+
+
+@pytest.mark.timeout(120)
+def test_a_generators_tasks_killed_by_shutdown_name_the_shutdown_not_the_oom_killer(fifos, monkeypatch):
+    # shutdown() waits EXIT_DEADLINE for a running task of a generator another thread reads,
+    # then kills its worker: the reader's error blamed "the OOM killer ... or a kill -9"
+    from picklepool.executor import reaper
+
+    monkeypatch.setattr(reaper, "EXIT_DEADLINE", 0.2)
+    out = {}
+
+    def reader():
+        gen = Parallel(n_jobs=2, return_as="generator", batch_size=1, pre_dispatch=2)(
+            delayed(stuck)(i, fifos) for i in range(6)
+        )
+        try:
+            out["results"] = list(gen)
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            out["error"] = exc
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    wait_started(fifos)
+    picklepool.shutdown()
+    thread.join()
+    error = out["error"]
+    assert isinstance(error, picklepool.WorkerCrashedError), error
+    message = str(error)
+    assert "killed by picklepool.shutdown()" in message, message
+    assert "task 0: stuck(0" in message or "task 1: stuck(1" in message, message
+    assert "OOM" not in message, message
+    assert "read a return_as='generator' call to its end" in message, message
+    assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(sys.platform != "linux", reason="named semaphores in /dev/shm")
+@pytest.mark.parametrize("how", ["error", "generator", "kill"])
+def test_shutdown_leaves_no_semaphore_of_the_workers_picklepool_killed(how, tmp_path):
+    # each loky worker has a semaphore of its own (its exit lock): the workers a failed call
+    # killed (or a closed generator, or shutdown(kill=True)) stayed in multiprocessing's
+    # list of children, which held that semaphore in /dev/shm after picklepool.shutdown().
+    # And the leftovers of a cancelled call are killed at once by shutdown(), as at the next
+    # call and at exit: they had 5 s, then a note on stderr for each "did not stop" worker
+    fifo = str(tmp_path / "started")
+    os.mkfifo(fifo)
+    proc = run_python(
+        f"""
+        import gc, os, threading
+        import picklepool
+        from picklepool import Parallel, delayed
+
+        def task(i, fifo):
+            if i == 0:
+                with open(fifo) as f:
+                    f.read()  # task 1 runs
+                if {how!r} == "error":
+                    raise ValueError(i)
+                return i
+            if i == 1:
+                with open(fifo, "w"):
+                    pass
+            threading.Event().wait()  # never returns: its worker is killed
+
+        calls = (delayed(task)(i, {fifo!r}) for i in range(4))
+        if {how!r} == "error":
+            try:
+                Parallel(n_jobs=2, batch_size=1)(calls)
+            except ValueError:
+                pass
+        elif {how!r} == "generator":
+            gen = Parallel(n_jobs=2, batch_size=1, return_as="generator")(calls)
+            assert next(gen) == 0
+            gen.close()
+        else:
+            done = threading.Event()
+            def reader():
+                try:
+                    Parallel(n_jobs=2, batch_size=1)(calls)
+                except picklepool.WorkerCrashedError:
+                    done.set()
+            thread = threading.Thread(target=reader)
+            thread.start()
+            with open({fifo!r}, "w"):  # (task 0 reads it: both run)
+                pass
+            picklepool.shutdown(kill=True)
+            thread.join()
+            assert done.is_set()
+        picklepool.shutdown()
+        gc.collect()
+        left = [n for n in os.listdir("/dev/shm") if n.startswith(f"sem.loky-{{os.getpid()}}-")]
+        assert left == [], left
+        print("ok")
+        """,
+        timeout=110,
+    )
+    assert (proc.returncode, proc.stdout.strip()) == (0, "ok"), proc.stderr
+    assert "did not stop" not in proc.stderr
 
 
 @pytest.mark.timeout(120)

@@ -374,7 +374,8 @@ def shutdown(wait: bool = True, kill: bool = False) -> None:
     end, and what was submitted to an ``Executor`` (or a joblib call on the
     ``"picklepool"`` backend). Not waited for: a call begun meanwhile (what it sends
     once the workers are stopped goes to a new pool), a ``return_as="generator"`` call
-    (its batches already sent finish; the rest run on a new pool once it is read
+    (its batches already sent get 5 s to finish, then their workers are killed and it
+    fails naming ``picklepool.shutdown()``; the rest run on a new pool once it is read
     again), the calling thread's own calls, and, from an ``atexit`` handler, calls in
     daemon threads (the exit has killed their workers). While the workers are
     stopped, a call in another thread that needs them waits, then starts a new pool.

@@ -839,7 +839,8 @@ class Executor(_StdExecutor):
         return new
 
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> Any:
-        """As the standard library's (``shutdown(wait=True)``), but Ctrl-C stops at once.
+        """As the standard library's (``shutdown(wait=True)``), but Ctrl-C stops at once
+        (in the block, or while its end waits for the calls).
 
         Also under ``asyncio.run``, where Ctrl-C leaves the block as the main task's
         ``CancelledError`` (``executor.interrupts``); a task's own ``KeyboardInterrupt``
@@ -848,7 +849,14 @@ class Executor(_StdExecutor):
         if exc_type is not None and interrupts.ctrl_c(exc_type):
             self._terminate()
             return False
-        return super().__exit__(exc_type, exc_val, exc_tb)
+        try:
+            return super().__exit__(exc_type, exc_val, exc_tb)
+        except BaseException as exc:
+            # Ctrl-C while the block's end waits for its calls (the usual moment): they ran on,
+            # holding the shared warm pool, and the next call waited behind them
+            if interrupts.ctrl_c(type(exc)):
+                self._terminate()
+            raise
 
     # -- the manager thread ----------------------------------------------------------------
 

@@ -10,7 +10,8 @@
    manager thread's name; one that another thread keeps giving work is waited for
    until it has none). A call begun later is not waited for (a thread making calls in
    a loop would hold the shutdown for ever), nor a ``return_as="generator"`` call,
-   which may be left unread: its batches already sent finish on their workers, and
+   which may be left unread: its batches already sent get ``reaper.EXIT_DEADLINE`` to
+   finish on their workers (then they are killed, its error naming the shutdown), and
    the rest go to a new pool when it is read again.
 2. :func:`stopping`: every pool, then the forkserver, are stopped. A pool (or a
    forkserver) is only started outside this step: a call that needs one meanwhile (a

@@ -252,10 +252,25 @@ def _stop_all(wait: bool, kill: bool) -> None:
     global _shared, _users
     with _lock:
         executors = list(started)  # strong references first: the WeakSet would drop _shared
+        # the shared pool no call holds, still running tasks: those of a cancelled call (an
+        # error, a closed generator), whose results nobody reads: killed at once, as at the
+        # next call (_take) and at exit (they were given 5 s, then killed, each with a note
+        # on stderr of a worker that "did not stop")
+        leftovers = _shared if _shared is not None and not _users and lanes.busy(_shared) else None
         _shared, _users = None, 0
-    why = "picklepool.shutdown(kill=True)" if kill else ""
+    before = lokycompat.started_workers()
+    # without kill: named if a worker still runs a task at the deadline (a generator's,
+    # which it does not wait for: ongoing), in that call's error (it blamed the OOM killer)
+    why = "picklepool.shutdown(kill=True)" if kill else "picklepool.shutdown()"
     for executor in executors:
-        reaper.stop(executor, wait=wait, kill=kill, why=why)  # a deadline, then the workers are killed
+        cut = kill or executor is leftovers
+        # a deadline, then the workers are killed
+        reaper.stop(executor, wait=wait, kill=cut, why=why if kill or not cut else "")
         started.discard(executor)
     forkserver.stop(wait=wait)
     sweep_children()  # what this process's ended forked children left
+    if wait:
+        # the workers killed (here, by a failed call, a closed generator): multiprocessing's
+        # list of children held them, and each one's semaphore (loky's exit lock) stayed in
+        # /dev/shm until the next pool's start or the exit
+        lokycompat.reap_workers(before, reaper.EXIT_DEADLINE)

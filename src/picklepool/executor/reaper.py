@@ -225,8 +225,9 @@ def stop(
     *deadline* defaults to ``EXIT_DEADLINE``.
     *kill* kills the workers at once (Ctrl-C, a worker's own exit); *why* names who
     asked (``picklepool.shutdown(kill=True)``), for the error of a call still running
-    there (:func:`stopped_by`). Returns notes on the processes that had to be killed
-    (also printed on stderr).
+    there (:func:`stopped_by`); without *kill*, it names who killed the workers still
+    running a task at the deadline (``picklepool.shutdown()``: a generator's tasks).
+    Returns notes on the processes that had to be killed (also printed on stderr).
     """
     deadline = EXIT_DEADLINE if deadline is None else deadline
     until = time.monotonic() + deadline
@@ -272,6 +273,8 @@ def stop(
     # ended before (it had nothing to wait for: the workers stop by themselves)
     ended = set() if kill else _exited_by(ours, until)
     late = [p.pid for p in ours if p.pid not in ended and _running(p)]
+    if late and why and not kill:  # the calls still running there: who killed their workers
+        _stopped_by[executor] = f"{why} after {deadline:g} s"
     for pid in late:
         kill_tree(pid)
     stuck = thread is not None and thread is not threading.current_thread() and thread.is_alive()

@@ -494,6 +494,14 @@ class ReplyReader:
                 reaper.exit_advice(why)
                 if reaper.stopped_at_exit(why)
                 else "Stop the workers between calls, not during one"
+                + (
+                    # shutdown() waited for the calls of other threads, but not for a generator's
+                    ": read a return_as='generator' call to its end (or close it) before "
+                    "picklepool.shutdown(), which gives the tasks still running a few seconds, "
+                    "then kills their workers"
+                    if why.startswith("picklepool.shutdown() after")
+                    else ""
+                )
             )
             return WorkerCrashedError(
                 f"the workers were killed by {why}{culprit}: {detail}. {advice}.{recovery}"
