@@ -612,6 +612,7 @@ def _wait_for_its_own_thread(event, q):
         (_wait_for_the_parents_set, threading.Event),
         (_take_from_the_parents_queue, queue.Queue),
         (_acquire_the_parents_semaphore, lambda: threading.Semaphore(0)),
+        (_take_from_the_parents_queue, queue.SimpleQueue),
     ],
 )
 def test_a_tasks_wait_on_its_copy_that_nothing_can_end_raises_instead_of_hanging(task, make):
@@ -633,3 +634,19 @@ def test_a_tasks_wait_on_its_copy_that_its_own_thread_ends_waits_as_before():
     event, q = threading.Event(), queue.Queue()
     assert Parallel(n_jobs=2)([delayed(_wait_for_its_own_thread)(event, q)]) == [(True, 5)]
     assert type(pickle.loads(get_pickler("hybrid").dumps(event))._cond) is threading.Condition  # (here)
+
+
+def _simple_queue_round_trip(q):
+    q.put(2)
+    return q.get(), q.get(), type(q).__name__, q
+
+
+def test_a_tasks_copy_of_a_simple_queue_keeps_its_items_and_comes_back_a_simple_queue():
+    # the worker's copy, which refuses a get() nothing could end, is still a SimpleQueue
+    # with the parent's items, and what the task returns is a plain one in the parent
+    q = queue.SimpleQueue()
+    q.put(1)
+    [(first, second, name, back)] = Parallel(n_jobs=2)([delayed(_simple_queue_round_trip)(q)])
+    assert (first, second, name) == (1, 2, "CopiedSimpleQueue")
+    assert type(back) is queue.SimpleQueue and back.empty()
+    assert q.qsize() == 1  # (the parent's own is untouched)

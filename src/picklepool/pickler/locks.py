@@ -270,8 +270,24 @@ def _rebuild_empty(cls: Any) -> Any:
     return cls.__new__(cls)
 
 
+class CopiedSimpleQueue(queue.SimpleQueue):  # type: ignore[type-arg]
+    """A worker's copy of the parent's ``queue.SimpleQueue``: ``get()`` with no timeout on
+    it empty, which only the parent's ``put()`` would have filled, raises
+    ``copiedwait.CopiedWaitError`` when no other thread of the worker could fill it."""
+
+    __slots__ = ()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if block and timeout is None and self.empty():
+            copiedwait.refuse_endless_wait()
+        return super().get(block, timeout)
+
+    def __reduce__(self) -> Any:
+        return _reduce_simple_queue(self)  # (a plain SimpleQueue again where it is rebuilt)
+
+
 def _rebuild_simple_queue(items: list[Any]) -> queue.SimpleQueue[Any]:
-    q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    q: queue.SimpleQueue[Any] = CopiedSimpleQueue() if copiedwait.in_worker else queue.SimpleQueue()
     for item in items:
         q.put(item)
     return q
@@ -373,6 +389,7 @@ REDUCERS: dict[type, Callable[[Any], Reduced]] = {
     queue.LifoQueue: reduce_queue,
     queue.PriorityQueue: reduce_queue,
     SimpleQueueType: _reduce_simple_queue,
+    CopiedSimpleQueue: _reduce_simple_queue,
 }
 
 #: Types whose instances are snapshotted under their own RLock by ``hybrid``.
