@@ -7,6 +7,8 @@ import pytest
 from picklepool import Executor, Parallel, delayed
 from picklepool.workers import rcparams
 
+from ..conftest import run_python
+
 matplotlib = pytest.importorskip("matplotlib")
 
 
@@ -59,3 +61,28 @@ def _entries(data):
     import pickle
 
     return [pickle.loads(one) for _, one in pickle.loads(data)]
+
+
+def test_a_fork_started_worker_takes_back_a_setting_the_parent_took_back_after_the_fork():
+    # a fork-started Executor's worker took the rcParams it inherited (the parent's at the
+    # fork) for its own: a setting the parent reset afterwards stayed in force there, where
+    # the loop drew with matplotlib's default again
+    proc = run_python(
+        """
+        import multiprocessing
+        import matplotlib
+        from picklepool import Executor
+
+        def probe(i):
+            import matplotlib
+            return matplotlib.rcParams["lines.linewidth"]
+
+        matplotlib.rcParams["lines.linewidth"] = 7.0
+        with Executor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as ex:
+            print(ex.submit(probe, 0).result())
+            matplotlib.rcdefaults()
+            print(ex.submit(probe, 1).result(), probe(1))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["7.0", "1.5 1.5"]

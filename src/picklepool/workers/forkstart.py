@@ -20,6 +20,7 @@ ever); they start at a new process's.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -43,30 +44,61 @@ def forget_inherited_logging() -> None:
 
 def forget_inherited_settings() -> None:
     """Put back, as a new process has them, the mirrored settings a fork copied from the
-    parent: the callables it added to ``builtins`` (``workers.builtinnames``) and pandas'
-    options it set (``workers.pandasoptions``). Their mirrors take a worker's values for its
-    own and put them back when the parent takes its own back: a name the parent deleted
-    from ``builtins``, or a pandas option it reset, stayed as at the fork there."""
+    parent: the callables it added to ``builtins`` (``workers.builtinnames``), pandas'
+    options (``workers.pandasoptions``), matplotlib's ``rcParams`` (``workers.rcparams``)
+    and xarray's options (``workers.xarrayoptions``). Their mirrors take a worker's values
+    for its own and put them back when the parent takes its own back: a name the parent
+    deleted from ``builtins``, or an option it reset, stayed as at the fork there."""
     import builtins
-    import sys
     import warnings
 
-    from . import builtinnames, pandasoptions
+    from . import builtinnames
 
     namespace = vars(builtins)
     for name in builtinnames.added(namespace):
         del namespace[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (a deprecated option's FutureWarning)
+        for reset in (_reset_pandas, _reset_matplotlib, _reset_xarray):
+            try:
+                reset()
+            except Exception:  # noqa: BLE001 - settings that cannot be reset stay as inherited
+                continue
+
+
+def _reset_pandas() -> None:
+    from . import pandasoptions
+
     module = sys.modules.get(pandasoptions._MODULE)
     tree = getattr(module, "_global_config", None)
     if module is None or type(tree) is not dict:
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # (a deprecated option's FutureWarning)
-        for key, _value in pandasoptions._changed(module, tree):
-            try:
-                module.reset_option(key)
-            except Exception:  # noqa: BLE001 - one that cannot be reset stays as inherited
-                continue
+    for key, _value in pandasoptions._changed(module, tree):
+        try:
+            module.reset_option(key)
+        except Exception:  # noqa: BLE001 - one that cannot be reset stays as inherited
+            continue
+
+
+def _reset_matplotlib() -> None:
+    """``rcParams`` as matplotlib's import made them (its rc file; the backend stays)."""
+    matplotlib = sys.modules.get("matplotlib")
+    if matplotlib is not None and callable(getattr(matplotlib, "rc_file_defaults", None)):
+        matplotlib.rc_file_defaults()
+
+
+def _reset_xarray() -> None:
+    """xarray's options as a fresh import of its options module makes them."""
+    from . import xarrayoptions
+
+    module, xarray = sys.modules.get(xarrayoptions._MODULE), sys.modules.get("xarray")
+    options, set_options = getattr(module, "OPTIONS", None), getattr(xarray, "set_options", None)
+    if type(options) is not dict or not callable(set_options):
+        return
+    defaults = xarrayoptions._fresh_defaults(module)
+    changed = {k: v for k, v in defaults.items() if k in options and options[k] is not v and options[k] != v}
+    if changed:
+        set_options(**changed)  # (not as a with block: it stays set)
 
 
 def start(initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
