@@ -23,6 +23,7 @@ them itself), and stand-ins it puts in their place stay while it lasts.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from types import ModuleType
@@ -95,3 +96,14 @@ def _restore() -> None:
                 parent = _kept.get(package)
                 if parent is not None and getattr(parent, child, None) is not module:
                     setattr(parent, child, module)  # (a fresh import of it set the fresh copy there)
+
+
+def _new_lock_in_child() -> None:
+    """In a forked child: another thread may have held the lock at the fork, and the child's
+    copy would stay held for ever (its next call waited at this lock)."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)

@@ -35,6 +35,7 @@ What differs from loky, and why:
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 import weakref
@@ -553,3 +554,14 @@ class DaskBackend(ClusterBackend):
         """Drop this backend's batches still on the cluster; the cluster keeps running."""
         for future in list(self._inflight):
             future.cancel()
+
+
+def _new_lock_in_child() -> None:
+    """In a forked child: another thread may have held the lock at the fork, and the child's
+    copy would stay held for ever (its next call waited at this lock)."""
+    global _clients_lock
+    _clients_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import os
 import threading
 import time
 import weakref
@@ -308,3 +309,14 @@ def release_all() -> None:
         registries = list(_registries.values())
     for registry in registries:
         registry.release_all()
+
+
+def _new_lock_in_child() -> None:
+    """In a forked child: another thread may have held the lock at the fork, and the child's
+    copy would stay held for ever (its next call waited at this lock)."""
+    global _registries_lock
+    _registries_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)

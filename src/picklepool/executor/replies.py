@@ -1052,3 +1052,14 @@ def _write_elsewhere(text: str, stream: Any, own: Any, exc: Exception) -> None:
         with contextlib.suppress(Exception):  # (no terminal either: nowhere left)
             write_text(own, text)
             own.flush()
+
+
+def _new_lock_in_child() -> None:
+    """In a forked child: another thread may have held the lock at the fork, and the child's
+    copy would stay held for ever (its next call waited at this lock)."""
+    global _culprits_lock
+    _culprits_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import copyreg
 import io
+import os
 import pickle
 import sys
 import threading
@@ -329,3 +330,14 @@ def loads_keeping(data: bytes | memoryview) -> tuple[Any, list[Any]]:
     """
     unpickler = KeepingUnpickler(io.BytesIO(data))
     return unpickler.load(), unpickler.kept
+
+
+def _new_lock_in_child() -> None:
+    """In a forked child: another thread may have held the lock at the fork, and the child's
+    copy would stay held for ever (its next call waited at this lock)."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)

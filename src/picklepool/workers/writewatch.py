@@ -177,3 +177,14 @@ def _unregister(libc: Any, uffd: int, start: int, length: int) -> None:
     _armed.discard((start, length))
     span = (ctypes.c_uint64 * 2)(start, length)
     libc.ioctl(uffd, _UFFDIO_UNREGISTER, ctypes.addressof(span))  # gone already: nothing to do
+
+
+def _new_lock_in_child() -> None:
+    """In a forked child: another thread may have held the lock at the fork, and the child's
+    copy would stay held for ever (its next call waited at this lock)."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
