@@ -23,16 +23,18 @@ them itself), and stand-ins it puts in their place stay while it lasts.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from types import ModuleType
+
+from .forklocks import renew_in_child
 
 # the top-level packages whose modules are kept, besides the standard library's
 _OURS = frozenset({"picklepool", "loky", "cloudpickle", "psutil", "threadpoolctl"})
 _STDLIB: frozenset[str] = frozenset(getattr(sys, "stdlib_module_names", ()))
 
 _lock = threading.Lock()
+renew_in_child(globals(), "_lock", threading.Lock)  # (held at a fork: held for ever in the child)
 _kept: dict[str, ModuleType] = {}  # name -> the module noted under it
 _seen: set[str] = set()  # the names of sys.modules looked at by note()
 _count = -1  # len(sys.modules) when note() last looked
@@ -96,14 +98,3 @@ def _restore() -> None:
                 parent = _kept.get(package)
                 if parent is not None and getattr(parent, child, None) is not module:
                     setattr(parent, child, module)  # (a fresh import of it set the fresh copy there)
-
-
-def _new_lock_in_child() -> None:
-    """In a forked child: another thread may have held the lock at the fork, and the child's
-    copy would stay held for ever (its next call waited at this lock)."""
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)

@@ -35,7 +35,6 @@ What differs from loky, and why:
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 import weakref
@@ -44,6 +43,7 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import Any
 
 from ..errors import WorkerCrashedError
+from ..forklocks import renew_in_child
 from ..wire import Batch
 from ..workers.blobs import BlobRef, MissingBlobs
 from ..workers.runner import run_attached
@@ -71,6 +71,7 @@ MAX_RESENDS = 3  # times a batch is sent again after the cluster lost the data i
 # Clients picklepool opened itself (scheduler_address), by address; closed by shutdown().
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
+renew_in_child(globals(), "_clients_lock", threading.Lock)  # (held at a fork: held for ever in the child)
 
 
 def _distributed() -> Any:
@@ -554,14 +555,3 @@ class DaskBackend(ClusterBackend):
         """Drop this backend's batches still on the cluster; the cluster keeps running."""
         for future in list(self._inflight):
             future.cancel()
-
-
-def _new_lock_in_child() -> None:
-    """In a forked child: another thread may have held the lock at the fork, and the child's
-    copy would stay held for ever (its next call waited at this lock)."""
-    global _clients_lock
-    _clients_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)

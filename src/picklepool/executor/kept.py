@@ -30,12 +30,12 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
-import os
 import threading
 import time
 import weakref
 from typing import Any
 
+from ..forklocks import renew_in_child
 from ..pickler.context import Make
 from ..workers.framefile import FrameFile
 
@@ -290,6 +290,7 @@ _registries: weakref.WeakKeyDictionary[Any, KeptBlobs] = weakref.WeakKeyDictiona
 # Re-entrant: a blob released from a weakref callback (an argument array collected) may run
 # in a thread inside a block holding it (a collection at any allocation there)
 _registries_lock = threading.RLock()
+renew_in_child(globals(), "_registries_lock", threading.RLock)  # (held at a fork: held for ever in the child)
 
 
 def kept_for(client: Any) -> KeptBlobs:
@@ -309,14 +310,3 @@ def release_all() -> None:
         registries = list(_registries.values())
     for registry in registries:
         registry.release_all()
-
-
-def _new_lock_in_child() -> None:
-    """In a forked child: another thread may have held the lock at the fork, and the child's
-    copy would stay held for ever (its next call waited at this lock)."""
-    global _registries_lock
-    _registries_lock = threading.RLock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)

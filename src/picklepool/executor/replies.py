@@ -36,6 +36,7 @@ from ..errors import (
     error_text,
     pickling_error,
 )
+from ..forklocks import renew_in_child
 from ..pickler.culprit import first_failing_item
 from ..pickler.diagnose import class_rebuilding
 from ..pickler.homes import import_advice
@@ -64,6 +65,7 @@ _PARALLEL = "this Parallel call"  # a Parallel call's origin (executor.dispatch.
 # on the same pool (the look sweeps the worker's status: a second look finds nothing)
 _culprits: weakref.WeakKeyDictionary[BaseException, tuple[int, int, int, int]] = weakref.WeakKeyDictionary()
 _culprits_lock = threading.Lock()
+renew_in_child(globals(), "_culprits_lock", threading.Lock)  # (held at a fork: held for ever in the child)
 
 
 class CrashSite:
@@ -1052,14 +1054,3 @@ def _write_elsewhere(text: str, stream: Any, own: Any, exc: Exception) -> None:
         with contextlib.suppress(Exception):  # (no terminal either: nowhere left)
             write_text(own, text)
             own.flush()
-
-
-def _new_lock_in_child() -> None:
-    """In a forked child: another thread may have held the lock at the fork, and the child's
-    copy would stay held for ever (its next call waited at this lock)."""
-    global _culprits_lock
-    _culprits_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)

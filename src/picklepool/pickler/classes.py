@@ -49,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import copyreg
 import io
-import os
 import pickle
 import sys
 import threading
@@ -58,6 +57,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import cloudpickle
+
+from ..forklocks import renew_in_child
 
 _cp: Any = cloudpickle.cloudpickle
 _MAKE_CLASS = getattr(_cp, "_make_skeleton_class", None)
@@ -69,6 +70,7 @@ _rebuilt: weakref.WeakKeyDictionary[type, frozenset[str]] = weakref.WeakKeyDicti
 # made by Python as a class is used, never pickled (cloudpickle leaves them out)
 _NOT_SENT = frozenset({"__dict__", "__weakref__", "__annotate_func__", "__annotations_cache__"})
 _lock = threading.Lock()
+renew_in_child(globals(), "_lock", threading.Lock)  # (held at a fork: held for ever in the child)
 # copies made here of classes their sending process's module holds by name: (module, qualname)
 # -> the copy and, for an ABC, the copies registered in it; held as that module holds the
 # class (see the module's docstring)
@@ -330,14 +332,3 @@ def loads_keeping(data: bytes | memoryview) -> tuple[Any, list[Any]]:
     """
     unpickler = KeepingUnpickler(io.BytesIO(data))
     return unpickler.load(), unpickler.kept
-
-
-def _new_lock_in_child() -> None:
-    """In a forked child: another thread may have held the lock at the fork, and the child's
-    copy would stay held for ever (its next call waited at this lock)."""
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)

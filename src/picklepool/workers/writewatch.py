@@ -30,6 +30,8 @@ import platform
 import threading
 from typing import Any
 
+from ..forklocks import renew_in_child
+
 PAGE = mmap.PAGESIZE
 MAX_RANGES = 512  # each armed range splits a memory map of the process in up to three
 
@@ -47,6 +49,7 @@ _CHECK_WPASYNC = 1 << 1  # PM_SCAN_CHECK_WPASYNC: fail unless the range is armed
 _IS_WRITTEN, _IS_FILE, _IS_PRESENT, _IS_SWAPPED = 1 << 1, 1 << 2, 1 << 3, 1 << 4  # PAGE_IS_*
 
 _lock = threading.Lock()
+renew_in_child(globals(), "_lock", threading.Lock)  # (held at a fork: held for ever in the child)
 _state: dict[str, Any] = {"pid": None, "uffd": -1, "pagemap": -1, "libc": None}
 _armed: set[tuple[int, int]] = set()
 
@@ -177,14 +180,3 @@ def _unregister(libc: Any, uffd: int, start: int, length: int) -> None:
     _armed.discard((start, length))
     span = (ctypes.c_uint64 * 2)(start, length)
     libc.ioctl(uffd, _UFFDIO_UNREGISTER, ctypes.addressof(span))  # gone already: nothing to do
-
-
-def _new_lock_in_child() -> None:
-    """In a forked child: another thread may have held the lock at the fork, and the child's
-    copy would stay held for ever (its next call waited at this lock)."""
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)
