@@ -14,13 +14,14 @@ import struct
 import subprocess
 import sys
 import threading
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from picklepool import Parallel, delayed
-from picklepool.pickler import get_pickler
+from picklepool.pickler import get_pickler, sentinels
 from picklepool.pickler.hybrid import HybridPickler, Pickler
 
 from ..conftest import run_python
@@ -1353,7 +1354,10 @@ def test_a_function_sent_by_value_keeps_its_file_name():
         raise ValueError(f"bad {i}")
 
     hybrid = get_pickler("hybrid")
-    copy = hybrid.loads(hybrid.dumps(fails))
+    data = hybrid.dumps(fails)
+    assert hybrid.loads(data) is fails  # this process's own function (ownfunctions)
+    with mock.patch.object(sentinels, "_nonce", b"another"):  # loaded as another process would
+        copy = hybrid.loads(data)
     assert copy is not fails and copy.__code__.co_filename == __file__
     assert copy.__code__.co_firstlineno == fails.__code__.co_firstlineno
 
@@ -1563,6 +1567,91 @@ def test_a_singleton_of_main_that_pickles_by_its_name_travels_and_comes_back_its
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["True [True, False, True]", "[True, False, True]"]
+
+
+def test_a_function_of_main_returned_by_a_task_comes_back_as_the_parents_own():
+    # a function of __main__ travels by value; a task returning it (the best of candidate
+    # models, a handler it chose) gave the parent a copy: `MODELS.index(best)` raised
+    # ValueError, a dict keyed by functions missed, and calling the copy read the globals as
+    # they were when it was sent (WEIGHT rebound since: 4.0 where the loop gives 13.0). So did
+    # an lru_cache-wrapped function (with its own empty cache) and a NewType/ParamSpec of
+    # __main__ (`hint is UserId` False). joblib does the same (cloudpickle's copies).
+    proc = run_python(
+        """
+        import functools, typing
+        from picklepool import Executor, Parallel, delayed
+
+        WEIGHT = 1.0
+        def model_a(x):
+            return x * WEIGHT
+        def model_b(x):
+            return x + WEIGHT
+        MODELS = [model_a, model_b]
+        UserId = typing.NewType("UserId", int)
+        P = typing.ParamSpec("P")
+        Ts = typing.TypeVarTuple("Ts")
+
+        @functools.lru_cache(maxsize=None)
+        def lookup(k):
+            return k * 2
+
+        def evaluate(m):
+            return m(3.0), m
+
+        def own(k):
+            return [model_a, UserId, P, Ts, lookup][k]
+
+        def adder(n):
+            def add(x):
+                return x + n
+            return add
+
+        res = Parallel(n_jobs=2)(delayed(evaluate)(m) for m in MODELS)
+        best = max(res, key=lambda r: r[0])[1]
+        print(MODELS.index(best), [r[1] is m for r, m in zip(res, MODELS)])
+        print([o is own(k) for k, o in enumerate(Parallel(n_jobs=2)(delayed(own)(k) for k in range(5)))])
+        add3 = adder(3)
+        print(Parallel(n_jobs=2)(delayed(lambda f: f)(add3) for _ in range(2))[0] is add3)
+        with Executor(2) as ex:
+            print(ex.submit(evaluate, model_b).result()[1] is model_b)
+        WEIGHT = 10.0
+        print(best(3.0))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "1 [True, True]",
+        "[True, True, True, True, True]",
+        "True",
+        "True",
+        "13.0",
+    ]
+
+
+def test_a_function_a_task_made_comes_back_as_a_working_copy():
+    # what the parent never had (a closure a task made, a function of the worker's own) comes
+    # back by value as before, and a task still gets its own copy of the parent's function
+    # (a change to its attributes stays in the worker)
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        def make(n):
+            def add(x):
+                return x + n
+            return add
+
+        def counted(x):
+            counted.calls = getattr(counted, "calls", 0) + 1
+            return counted
+
+        print([f(1) for f in Parallel(n_jobs=2)(delayed(make)(n) for n in range(3))])
+        out = Parallel(n_jobs=2)(delayed(counted)(i) for i in range(2))
+        print([f is counted for f in out], hasattr(counted, "calls"))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[1, 2, 3]", "[True, True] False"]
 
 
 def test_a_singletons_copy_in_a_warm_worker_follows_the_parents_object():

@@ -34,6 +34,7 @@ from typing import Any
 
 import cloudpickle
 
+from ..pickler import ownfunctions
 from . import reloaded
 
 MAX_KEPT = 1024  # functions remembered before the table starts afresh
@@ -79,7 +80,11 @@ def recall(kind: type, ident: Any, func: Any) -> tuple[str, bytes] | None:
     if known is None or cloudpickle.list_registry_pickle_by_value():
         return None
     funcs = known[0].functions()
-    return (known[1], known[2]) if funcs is not None and _holds(func, known[0].tree, funcs) else None
+    if funcs is None or not _holds(func, known[0].tree, funcs):
+        return None
+    # (another object of the same code and globals: it takes the token those bytes carry)
+    ownfunctions.pass_on(funcs[0], func)
+    return (known[1], known[2])
 
 
 def _since_reload() -> None:
