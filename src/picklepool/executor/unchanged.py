@@ -73,8 +73,9 @@ class _Evidence:
         return None if None in found else found
 
 
-def recall(kind: type, ident: Any, func: Any) -> tuple[str, bytes] | None:
-    """``(content key, bytes)`` remembered for *func* under *ident*, if still provably true."""
+def recall(kind: type, ident: Any, func: Any) -> tuple[str, bytes, bool] | None:
+    """``(content key, bytes, whether it names functions sent by value)`` remembered for *func*
+    under *ident*, if still provably true."""
     _since_reload()
     known = _kept.get((kind, ident))
     if known is None or cloudpickle.list_registry_pickle_by_value():
@@ -84,7 +85,7 @@ def recall(kind: type, ident: Any, func: Any) -> tuple[str, bytes] | None:
         return None
     # (another object of the same code and globals: it takes the token those bytes carry)
     ownfunctions.pass_on(funcs[0], func)
-    return (known[1], known[2])
+    return (known[1], known[2], len(funcs) > 1)
 
 
 def _since_reload() -> None:
