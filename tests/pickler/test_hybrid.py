@@ -1628,6 +1628,34 @@ def test_a_function_of_main_returned_by_a_task_comes_back_as_the_parents_own():
     ]
 
 
+def test_a_newtype_of_main_is_one_object_in_a_worker_however_many_pickles_bring_it():
+    # a NewType/ParamSpec of __main__ was made anew by each pickle: the task's function's
+    # global, an argument and a SharedState's value were three objects (`hint is UserId`
+    # False in the task, True in the loop)
+    proc = run_python(
+        """
+        import typing
+        from picklepool import Parallel, SharedState, delayed
+
+        UserId = typing.NewType("UserId", int)
+        P = typing.ParamSpec("P")
+
+        def check(hint, spec, st):
+            with st as v:
+                return hint is UserId, v["uid"] is UserId, spec is P, v["p"] is P
+
+        st = SharedState({"uid": UserId, "p": P})
+        print(check(UserId, P, st))
+        print(Parallel(n_jobs=2)(delayed(check)(UserId, P, st) for _ in range(2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "(True, True, True, True)",
+        "[(True, True, True, True), (True, True, True, True)]",
+    ]
+
+
 def test_a_function_a_task_made_comes_back_as_a_working_copy():
     # what the parent never had (a closure a task made, a function of the worker's own) comes
     # back by value as before, and a task still gets its own copy of the parent's function

@@ -162,19 +162,21 @@ _TYPING_NAMED: dict[type, tuple[str, ...]] = {
 def rebuild_typing_named(
     kind: type, name: str, values: tuple[Any, ...], module: str, token: Any = None
 ) -> Any:
-    """A ``typing.NewType``, ``ParamSpec`` or ``TypeVarTuple`` made anew, of *module*; or the
-    one *token* names when it is this process's own (``ownfunctions``)."""
-    found = ownfunctions.own(token)
-    if found is not None:
-        return found
-    if kind is getattr(typing, "NewType", None):
-        made = kind(name, *values)
-    elif kind is getattr(typing, "ParamSpec", None):
-        made = kind(name, bound=values[0], covariant=values[1], contravariant=values[2])
-    else:
-        made = kind(name)
-    made.__module__ = module
-    return ownfunctions.note_copy(made, token)
+    """A ``typing.NewType``, ``ParamSpec`` or ``TypeVarTuple`` made anew, of *module*: one per
+    *token* (``sentinels``), so this process's own one when it sent it, and one copy however
+    many pickles bring it (the function's globals, an argument, a ``SharedState``)."""
+
+    def make() -> Any:
+        if kind is getattr(typing, "NewType", None):
+            made = kind(name, *values)
+        elif kind is getattr(typing, "ParamSpec", None):
+            made = kind(name, bound=values[0], covariant=values[1], contravariant=values[2])
+        else:
+            made = kind(name)
+        made.__module__ = module
+        return made
+
+    return make() if token is None else sentinels.stand_in(token, make)
 
 
 def _reduce_typing_named(pickler: Pickler, obj: Any) -> Any:
@@ -183,7 +185,7 @@ def _reduce_typing_named(pickler: Pickler, obj: Any) -> Any:
     if _importable(obj):
         return obj.__reduce_ex__(pickler.proto)
     values = tuple(getattr(obj, attr, None) for attr in _TYPING_NAMED[type(obj)])
-    return rebuild_typing_named, (type(obj), obj.__name__, values, obj.__module__, ownfunctions.token_of(obj))
+    return rebuild_typing_named, (type(obj), obj.__name__, values, obj.__module__, sentinels.token_of(obj))
 
 
 _unimportable: set[str] = set()  # module names import_home could not import

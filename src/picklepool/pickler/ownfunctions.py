@@ -5,9 +5,10 @@ that returns it (the best of candidate models, a handler it picked) gave the par
 copy, not its function: ``MODELS.index(best)`` raised ``ValueError``, a dict keyed by
 functions missed, and calling the copy read the globals it carried, as they were when it
 was sent (a global rebound since was not seen), where the loop returns the very function.
-So did an ``lru_cache`` wrapper of ``__main__`` (with an empty cache of its own) and a
-``typing.NewType``, ``ParamSpec`` or ``TypeVarTuple`` of ``__main__`` (``hint is UserId``
-False). joblib does the same (cloudpickle's copies).
+So did an ``lru_cache`` wrapper of ``__main__`` (with an empty cache of its own). joblib
+does the same (cloudpickle's copies). (A ``typing.NewType``, ``ParamSpec`` or
+``TypeVarTuple`` of ``__main__``, which cannot change, goes with a token of ``sentinels``:
+one copy per token in a worker, however many pickles bring it.)
 
 hybrid sends such an object with a token, as ``sentinels`` does ``object()``: this
 process's nonce and a serial given to the object, which this process holds *weakly* (a
