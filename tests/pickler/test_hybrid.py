@@ -1336,6 +1336,51 @@ def test_a_subclass_of_int_str_or_tuple_with_a_new_of_its_own_comes_back_as_it_w
     ]
 
 
+def test_a_slotted_subclass_of_float_with_a_new_of_its_own_comes_back_as_it_went():
+    # the same with __slots__ (a value type kept small: `class Quantity(float): __slots__ =
+    # ("unit",)`; float and complex are the value types that take non-empty slots): such
+    # classes were left to their own pickling, cls.__new__(cls, value), so a task returning
+    # one failed in the parent ("Quantity.__new__() missing 1 required positional argument:
+    # 'unit'"), and one passed as an argument failed in the worker; under joblib too
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        class Quantity(float):
+            __slots__ = ("unit",)
+            def __new__(cls, value, unit):
+                made = super().__new__(cls, value)
+                made.unit = unit
+                return made
+
+        class Phase(complex):
+            __slots__ = ("name", "__weakref__")
+            def __new__(cls, re, im, *, name):
+                made = super().__new__(cls, re, im)
+                made.name = name
+                return made
+
+        class Point(tuple):
+            __slots__ = ()
+            def __new__(cls, x, y):
+                return super().__new__(cls, (x, y))
+
+        def make(i):
+            return [Quantity(1.5 + i, "m"), Phase(1, i, name="p"), Point(i, 2)]
+
+        def describe(objs):
+            return [(type(o).__name__, repr(o), getattr(o, "unit", getattr(o, "name", None))) for o in objs]
+
+        want = describe(make(0))
+        print(describe(Parallel(n_jobs=2)(delayed(make)(i) for i in range(1))[0]) == want)
+        print(Parallel(n_jobs=2)(delayed(describe)(make(0)) for i in range(1))[0] == want)
+        print(want[0], want[1])
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["True", "True", "('Quantity', '1.5', 'm') ('Phase', '(1+0j)', 'p')"]
+
+
 @functools.lru_cache
 def cached_square(x):
     return x * x
