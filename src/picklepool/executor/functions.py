@@ -729,6 +729,14 @@ class FunctionTable:
         return self.spec(func, where)
 
 
+def _by_name(func: Any) -> bool:
+    """Whether *func* goes by name (one object anyway), True when that cannot be told."""
+    try:
+        return _importable(func)
+    except Exception:  # noqa: BLE001 - a function cloudpickle cannot judge: left as it was
+        return True
+
+
 def _none_of(held: dict[int, tuple[str, Any, Any]], values: Iterable[Any]) -> bool:
     """Whether no value of *values* is an object of *held*, looked at in C: by type when *held*
     has only functions (a helper of ``__main__``; no id made per value), else by id."""
@@ -805,7 +813,7 @@ def reached(func: Any) -> dict[int, tuple[str, Any, Any]]:
     def note(value: Any, where: str, key: Any) -> None:
         kind = type(value)
         if kind is types.FunctionType:
-            if id(value) not in found and not _importable(value):
+            if id(value) not in found and not _by_name(value):
                 found[id(value)] = (where, key, value)
         elif kind not in _NOT_REACHED and not isinstance(value, type):
             found.setdefault(id(value), (where, key, value))
