@@ -405,6 +405,56 @@ def test_an_argument_the_function_holds_too_is_one_object_as_in_joblib():
     ], out.stderr
 
 
+def test_an_argument_that_is_a_function_the_function_holds_too_is_one_function():
+    # The same for a function of __main__ (sent by value) that the task's function names and
+    # that is passed as an argument (a strategy, a callback): it arrived as a second copy, so
+    # `step is fast_step` was False, and a task choosing by it took the wrong branch silently,
+    # where the loop and joblib (one pickle) give one function. Importable functions go by
+    # name (one object anyway).
+    out = run_python(
+        """
+        import math
+        from picklepool import Executor, Parallel, delayed
+
+        def fast_step(x):
+            return x + 1
+
+        def slow_step(x):
+            return x + 2
+
+        def run(step, x, *, fallback=slow_step):
+            kind = "fast" if step is fast_step else "slow" if step is slow_step else "other"
+            return kind, fallback is slow_step, step is math.floor
+
+        def closure():
+            def inner(x):
+                return x
+            def f(g):
+                return g is inner
+            return f, inner
+
+        calls = [((fast_step, 1), {}), ((slow_step, 2), {"fallback": slow_step}), ((math.floor, 3), {})]
+        here = [run(*a, **k) for a, k in calls]
+        print(here)
+        print(Parallel(n_jobs=2)(delayed(run)(*a, **k) for a, k in calls) == here)
+        f, inner = closure()
+        print(Parallel(n_jobs=2)(delayed(f)(inner) for _ in range(2)))
+        for _ in range(2):  # a warm call, whose function's bytes are recalled (executor.unchanged)
+            print(Parallel(n_jobs=2)(delayed(run)(*a, **k) for a, k in calls) == here)
+        with Executor(max_workers=2) as ex:
+            print(ex.submit(run, fast_step, 0).result() == here[0], list(ex.map(f, [inner])))
+        """
+    )
+    assert out.stdout.splitlines() == [
+        "[('fast', True, False), ('slow', True, False), ('other', True, True)]",
+        "True",
+        "[True, True]",
+        "True",
+        "True",
+        "True [True]",
+    ], out.stderr
+
+
 def test_an_argument_named_like_an_attribute_the_function_reads_is_sent_as_itself():
     # A global named like an attribute the function's code reads (`ma` beside `np.ma`, `path`
     # beside `os.path`) is in co_names but not sent with the function: passed as an argument it

@@ -230,6 +230,9 @@ def test_functions_of_a_module_made_anew_at_each_call_are_still_recalled():
         del first
         again = module.make()  # another object: same code, globals and (no) closure
         assert recalled(HybridPickler, again) == data == HybridPickler().dumps(again)
+        # the bytes made for the first one now stand for the one they are sent for: a copy sent
+        # back is this call's function (ownfunctions.pass_on)
+        assert HybridPickler().loads(data) is again
         module.K = 3
         assert recalled(HybridPickler, module.make()) is None
     finally:

@@ -24,7 +24,7 @@ import os
 import reprlib
 import sys
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import cloudpickle
@@ -584,7 +584,9 @@ class FunctionTable:
                 self._specs[ident] = spec
                 self._keep.append(referents)
                 # (what it holds is atoms, tuples of them, modules, functions, classes:
-                # nothing reached() takes, so nothing to note)
+                # of those, reached() takes the functions sent by value only)
+                if known[2]:  # (a helper of __main__ it names, passed as an argument too)
+                    self._note_reached(spec, func)
                 return spec
             keepable = isinstance(func, _KEEPABLE)
             try:
@@ -690,7 +692,10 @@ class FunctionTable:
                 continue
             # (held keeps its objects alive: an id it has is that very object)
             contains = held.__contains__
-            if single:
+            every = args if single else itertools.chain.from_iterable(args)
+            if type(mine) is range and _none_of(held, every):
+                rows = []  # (the usual case, looked at in C: no argument is one of them)
+            elif single:
                 rows = [i for i in mine if contains(id(args[i]))]
             else:
                 rows = [i for i in mine if any(map(contains, map(id, args[i])))]
@@ -724,6 +729,22 @@ class FunctionTable:
         return self.spec(func, where)
 
 
+def _by_name(func: Any) -> bool:
+    """Whether *func* goes by name (one object anyway), True when that cannot be told."""
+    try:
+        return _importable(func)
+    except Exception:  # noqa: BLE001 - a function cloudpickle cannot judge: left as it was
+        return True
+
+
+def _none_of(held: dict[int, tuple[str, Any, Any]], values: Iterable[Any]) -> bool:
+    """Whether no value of *values* is an object of *held*, looked at in C: by type when *held*
+    has only functions (a helper of ``__main__``; no id made per value), else by id."""
+    if all(type(entry[2]) is types.FunctionType for entry in held.values()):
+        return types.FunctionType not in map(type, values)
+    return held.keys().isdisjoint(map(id, values))
+
+
 class _Through:
     """An argument as itself, or as the ``ThroughFunction`` of function *k*'s *held* object:
     one per object, which a batch's pickle then writes once (the worker's unpickling looks
@@ -745,10 +766,11 @@ class _Through:
 
 # What an object held by a function and passed as an argument can be: one whose identity
 # a task may test or whose changes it may share (not an atom, nor a tuple of them, nor
-# what goes by name or is made one object anyway: modules, functions, classes)
+# what goes by name or is made one object anyway: modules, classes, importable functions;
+# a function sent by value is made again by each pickle, so it is one: `step is fast_step`)
 _NOT_REACHED = frozenset(
     {int, float, complex, str, bytes, bool, type(None), tuple, frozenset, range}
-    | {types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType}
+    | {types.ModuleType, types.BuiltinFunctionType, types.MethodType}
 )
 
 
@@ -789,7 +811,11 @@ def reached(func: Any) -> dict[int, tuple[str, Any, Any]]:
     found: dict[int, tuple[str, Any, Any]] = {}
 
     def note(value: Any, where: str, key: Any) -> None:
-        if type(value) not in _NOT_REACHED and not isinstance(value, type):
+        kind = type(value)
+        if kind is types.FunctionType:
+            if id(value) not in found and not _by_name(value):
+                found[id(value)] = (where, key, value)
+        elif kind not in _NOT_REACHED and not isinstance(value, type):
             found.setdefault(id(value), (where, key, value))
 
     if type(func) is functools.partial:

@@ -34,6 +34,7 @@ from typing import Any
 
 import cloudpickle
 
+from ..pickler import ownfunctions
 from . import reloaded
 
 MAX_KEPT = 1024  # functions remembered before the table starts afresh
@@ -72,14 +73,19 @@ class _Evidence:
         return None if None in found else found
 
 
-def recall(kind: type, ident: Any, func: Any) -> tuple[str, bytes] | None:
-    """``(content key, bytes)`` remembered for *func* under *ident*, if still provably true."""
+def recall(kind: type, ident: Any, func: Any) -> tuple[str, bytes, bool] | None:
+    """``(content key, bytes, whether it names functions sent by value)`` remembered for *func*
+    under *ident*, if still provably true."""
     _since_reload()
     known = _kept.get((kind, ident))
     if known is None or cloudpickle.list_registry_pickle_by_value():
         return None
     funcs = known[0].functions()
-    return (known[1], known[2]) if funcs is not None and _holds(func, known[0].tree, funcs) else None
+    if funcs is None or not _holds(func, known[0].tree, funcs):
+        return None
+    # (another object of the same code and globals: it takes the token those bytes carry)
+    ownfunctions.pass_on(funcs[0], func)
+    return (known[1], known[2], len(funcs) > 1)
 
 
 def _since_reload() -> None:

@@ -28,9 +28,14 @@ from .runtime import below_stdlib, defined_below_stdlib
 def own_constructor(cls: type) -> type | None:
     """The first standard-library class of *cls*'s MRO, when a class below it defines
     ``__init__`` or ``__new__`` and none declares ``__slots__`` (state outside the
-    ``__dict__``, which its own constructor must set); else None."""
+    ``__dict__``, which its own constructor must set); else None.
+
+    Slots are no obstacle on a base made by ``copyreg.__newobj__`` (``float``, ``complex``:
+    ``class Quantity(float): __slots__ = ("unit",)``): its state, set after the base's
+    ``__new__``, carries them (``object.__getstate__``). Left to its own pickling, such a
+    class's ``__new__`` was called with the value alone, and failed."""
     own, base = below_stdlib(cls)
-    if base is None or any(map(slotted, own)):
+    if base is None or (base not in _BY_NEWOBJ and any(map(slotted, own))):
         return None
     return base if defined_below_stdlib(cls, ("__init__", "__new__")) else None
 

@@ -79,7 +79,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import classes, constructors, exceptions, locks, named, runtime, sentinels, values
+from . import classes, constructors, exceptions, locks, named, ownfunctions, runtime, sentinels, values
 from .base import BasePickler
 from .homes import module_not_found
 from .mainalias import by_value_home, dynamic_class_reduce, reduce_by_value
@@ -121,9 +121,13 @@ def _importable(obj: Any) -> bool:
     return found is obj
 
 
-def rebuild_lru_cache(func: Any, maxsize: int | None, typed: bool) -> Any:
-    """A ``functools.lru_cache`` wrapper of *func*, with an empty cache."""
-    return functools.lru_cache(maxsize=maxsize, typed=typed)(func)
+def rebuild_lru_cache(func: Any, maxsize: int | None, typed: bool, token: Any = None) -> Any:
+    """A ``functools.lru_cache`` wrapper of *func*, with an empty cache; or the wrapper
+    *token* names when it is this process's own (``ownfunctions``)."""
+    found = ownfunctions.own(token)
+    if found is not None:
+        return found
+    return ownfunctions.note_copy(functools.lru_cache(maxsize=maxsize, typed=typed)(func), token)
 
 
 def _reduce_lru_cache(pickler: Pickler, obj: Any) -> Any:
@@ -138,7 +142,7 @@ def _reduce_lru_cache(pickler: Pickler, obj: Any) -> Any:
     if not isinstance(wrapped, types.FunctionType) or _importable(obj):
         return obj.__reduce_ex__(pickler.proto)
     params = obj.cache_parameters()
-    return rebuild_lru_cache, (wrapped, params["maxsize"], params["typed"])
+    return rebuild_lru_cache, (wrapped, params["maxsize"], params["typed"], ownfunctions.token_of(obj))
 
 
 # typing's named objects that pickle by name only (their module and name), as classes do:
@@ -155,16 +159,24 @@ _TYPING_NAMED: dict[type, tuple[str, ...]] = {
 }
 
 
-def rebuild_typing_named(kind: type, name: str, values: tuple[Any, ...], module: str) -> Any:
-    """A ``typing.NewType``, ``ParamSpec`` or ``TypeVarTuple`` made anew, of *module*."""
-    if kind is getattr(typing, "NewType", None):
-        made = kind(name, *values)
-    elif kind is getattr(typing, "ParamSpec", None):
-        made = kind(name, bound=values[0], covariant=values[1], contravariant=values[2])
-    else:
-        made = kind(name)
-    made.__module__ = module
-    return made
+def rebuild_typing_named(
+    kind: type, name: str, values: tuple[Any, ...], module: str, token: Any = None
+) -> Any:
+    """A ``typing.NewType``, ``ParamSpec`` or ``TypeVarTuple`` made anew, of *module*: one per
+    *token* (``sentinels``), so this process's own one when it sent it, and one copy however
+    many pickles bring it (the function's globals, an argument, a ``SharedState``)."""
+
+    def make() -> Any:
+        if kind is getattr(typing, "NewType", None):
+            made = kind(name, *values)
+        elif kind is getattr(typing, "ParamSpec", None):
+            made = kind(name, bound=values[0], covariant=values[1], contravariant=values[2])
+        else:
+            made = kind(name)
+        made.__module__ = module
+        return made
+
+    return make() if token is None else sentinels.stand_in(token, make)
 
 
 def _reduce_typing_named(pickler: Pickler, obj: Any) -> Any:
@@ -173,7 +185,7 @@ def _reduce_typing_named(pickler: Pickler, obj: Any) -> Any:
     if _importable(obj):
         return obj.__reduce_ex__(pickler.proto)
     values = tuple(getattr(obj, attr, None) for attr in _TYPING_NAMED[type(obj)])
-    return rebuild_typing_named, (type(obj), obj.__name__, values, obj.__module__)
+    return rebuild_typing_named, (type(obj), obj.__name__, values, obj.__module__, sentinels.token_of(obj))
 
 
 _unimportable: set[str] = set()  # module names import_home could not import
@@ -214,9 +226,12 @@ def _reduce_function(pickler: Pickler, obj: Any) -> Any:
     of ``__main__`` is.
     """
     if by_value_home(obj):
-        return reduce_by_value(pickler, obj)
-    import_home(obj)
-    return _cloudpickle_override(pickler, obj)
+        rv = reduce_by_value(pickler, obj)
+    else:
+        import_home(obj)
+        rv = _cloudpickle_override(pickler, obj)
+    # by value: with its token, so that a copy sent back is this process's function again
+    return ownfunctions.with_token(rv, obj)
 
 
 def _reduce_module(pickler: Pickler, obj: Any) -> Any:

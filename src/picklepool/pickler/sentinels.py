@@ -30,6 +30,11 @@ _copies: dict[tuple[bytes, int], object] = {}  # another process's token -> the 
 _token_of: dict[int, tuple[bytes, int]] = {}  # id(an object of _copies) -> its token
 
 
+def nonce() -> bytes:
+    """This process's nonce (a forked child draws its own): the first part of its tokens."""
+    return _nonce
+
+
 def reduce_object(obj: object) -> tuple[Any, tuple[tuple[bytes, int]]]:
     """A plain ``object()`` as its token: the one it stands for, or one of this process."""
     return rebuild_object, (token_of(obj),)
