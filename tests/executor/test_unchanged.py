@@ -11,6 +11,7 @@ import pytest
 from picklepool.executor import unchanged
 from picklepool.executor.functions import _importable, identity
 from picklepool.pickler.base import CloudPickler
+from picklepool.pickler.context import CallContext, active
 from picklepool.pickler.hybrid import HybridPickler
 
 from ..conftest import run_python
@@ -226,10 +227,11 @@ def test_functions_of_a_module_made_anew_at_each_call_are_still_recalled():
     try:
         exec("K = 2\ndef make():\n    return lambda x: x + K\n", module.__dict__)
         first = module.make()
-        data = keep(HybridPickler, first)
-        del first
-        again = module.make()  # another object: same code, globals and (no) closure
-        assert recalled(HybridPickler, again) == data == HybridPickler().dumps(again)
+        with active(CallContext(HybridPickler(), None)):  # pickled for a call: with its token
+            data = keep(HybridPickler, first)
+            del first
+            again = module.make()  # another object: same code, globals and (no) closure
+            assert recalled(HybridPickler, again) == data == HybridPickler().dumps(again)
         # the bytes made for the first one now stand for the one they are sent for: a copy sent
         # back is this call's function (ownfunctions.pass_on)
         assert HybridPickler().loads(data) is again

@@ -10,14 +10,16 @@ does the same (cloudpickle's copies). (A ``typing.NewType``, ``ParamSpec`` or
 ``TypeVarTuple`` of ``__main__``, which cannot change, goes with a token of ``sentinels``:
 one copy per token in a worker, however many pickles bring it.)
 
-hybrid sends such an object with a token, as ``sentinels`` does ``object()``: this
-process's nonce and a serial given to the object, which this process holds *weakly* (a
-closure over a large array is not kept alive by having been sent). A copy made where the
-token is not the process's own remembers it (weakly too); sent back, the copy carries that
-token, and the process it names gets its own object again, whose state is left as it is
-(the copy's globals are not set on it). Where the token is the process's own but the object
-is gone, or is another process's, a copy is made as before: a worker makes a new copy of
-the parent's function at each call, so a global the parent rebound is seen by the next call.
+While a call is pickled (``pickler.context``), hybrid sends such an object with a token, as
+``sentinels`` does ``object()``: this process's nonce and a serial given to the object,
+which this process holds *weakly* (a closure over a large array is not kept alive by having
+been sent). A copy made where the token is not the process's own remembers it (weakly too);
+sent back, the copy carries that token, and the process it names gets its own object again,
+whose state is left as it is (the copy's globals are not set on it). Where the token is the
+process's own but the object is gone, or is another process's, a copy is made as before: a
+worker makes a new copy of the parent's function at each call, so a global the parent
+rebound is seen by the next call. Outside a call no token is added: cloudpickle's copy, the
+same bytes in every process.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 import cloudpickle
 
-from . import sentinels
+from . import context, sentinels
 
 _cp: Any = cloudpickle.cloudpickle
 MAKE_FUNCTION = getattr(_cp, "_make_function", None)
@@ -42,11 +44,20 @@ _copies: weakref.WeakKeyDictionary[Any, tuple[bytes, int]] = weakref.WeakKeyDict
 _made: weakref.WeakSet[Any] = weakref.WeakSet()  # functions a pickle made here (their state is set)
 
 
-def token_of(obj: Any) -> tuple[bytes, int]:
-    """*obj*'s token: the one it stands for (a copy made here), or one of this process."""
+def token_of(obj: Any) -> tuple[bytes, int] | None:
+    """*obj*'s token: the one it stands for (a copy made here), or one of this process while
+    a call is pickled (``pickler.context``); else None.
+
+    Outside a call (``hybrid.dumps`` of the user's own, a ``SharedState`` saved to a file) a
+    function goes as cloudpickle sends it: a round trip in one process makes a copy with
+    globals of its own, and its bytes are the same in every process (cloudpickle's
+    deterministic pickles).
+    """
     token = _copies.get(obj)
     if token is not None:
         return token
+    if context.current() is None:
+        return None
     serial = _serial_of.get(obj)
     if serial is None or _own.get(serial) is not obj:  # (none, or passed on: pass_on)
         serial = next(_serials)
@@ -93,7 +104,10 @@ def with_token(rv: Any, obj: Any) -> Any:
     (unchanged when it is not that reduction)."""
     if type(rv) is not tuple or len(rv) != 6 or rv[0] is not MAKE_FUNCTION or MAKE_FUNCTION is None:
         return rv
-    return (make_function, (token_of(obj), *rv[1]), rv[2], rv[3], rv[4], function_setstate)
+    token = token_of(obj)
+    if token is None:
+        return rv
+    return (make_function, (token, *rv[1]), rv[2], rv[3], rv[4], function_setstate)
 
 
 def make_function(token: Any, *args: Any) -> Any:
