@@ -477,17 +477,16 @@ _JOBLIB_AFTER_PICKLEPOOL = """
     import picklepool
 
     def loader(a):
-        main = sys.modules["__main__"].__file__  # .../loky/backend/popen_loky_posix.py
-        return os.path.basename(os.path.dirname(os.path.dirname(main))), float(a[0])
+        main = sys.modules["__main__"].__file__  # the worker's loader: .../backend/popen_loky_posix.py
+        return os.path.join("joblib", "externals", "loky", "backend") in main, float(a[0])
 
     if __name__ == "__main__":
         {first}
-        assert mpc._concrete_contexts["loky"] is vendored.ctx_loky, mpc._concrete_contexts["loky"]
-        assert type(mpc._concrete_contexts["loky_init_main"]).__module__ == vendored.__name__
         big = np.ones(300_000)  # above joblib's max_nbytes: its memmapping, resource tracker
         got = joblib.Parallel(n_jobs=2, backend="loky")(joblib.delayed(loader)(big) for _ in range(4))
-        assert got == [("loky", 1.0)] * 4, got  # joblib/externals/loky/backend/popen_loky_posix.py
-        assert joblib.externals.loky.backend.context.ctx_loky is vendored.ctx_loky
+        assert got == [(True, 1.0)] * 4, got  # joblib's loader, not standalone loky's
+        assert mpc._concrete_contexts["loky"] is vendored.ctx_loky, mpc._concrete_contexts["loky"]
+        assert type(mpc._concrete_contexts["loky_init_main"]).__module__ == vendored.__name__
         print("ok")
 """
 
