@@ -464,3 +464,51 @@ def test_a_thread_asking_for_loky_while_another_imports_it_waits_for_the_import(
     result = run_python(script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("True"), result.stdout + result.stderr
+
+
+# joblib's own loky pools, started after picklepool's first call in the same process: both
+# loky copies register a start method named "loky" (and "loky_init_main") as they are
+# imported, the last one imported winning, and joblib's executors ask for it by name.
+_JOBLIB_AFTER_PICKLEPOOL = """
+    import multiprocessing.context as mpc, os, sys
+    import numpy as np
+    import joblib
+    import joblib.externals.loky.backend.context as vendored
+    import picklepool
+
+    def loader(a):
+        main = sys.modules["__main__"].__file__  # the worker's loader: .../backend/popen_loky_posix.py
+        return os.path.join("joblib", "externals", "loky", "backend") in main, float(a[0])
+
+    if __name__ == "__main__":
+        {first}
+        big = np.ones(300_000)  # above joblib's max_nbytes: its memmapping, resource tracker
+        got = joblib.Parallel(n_jobs=2, backend="loky")(joblib.delayed(loader)(big) for _ in range(4))
+        assert got == [(True, 1.0)] * 4, got  # joblib's loader, not standalone loky's
+        assert mpc._concrete_contexts["loky"] is vendored.ctx_loky, mpc._concrete_contexts["loky"]
+        assert type(mpc._concrete_contexts["loky_init_main"]).__module__ == vendored.__name__
+        print("ok")
+"""
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "picklepool.Parallel(n_jobs=2)(picklepool.delayed(abs)(-i) for i in range(4))",
+        "picklepool.Executor(max_workers=1).submit(abs, -1).result()",
+        "picklepool.cpu_count(); picklepool.effective_n_jobs(-1)",
+        "picklepool.register_joblib_backend()\n"
+        "        with joblib.parallel_config(backend='picklepool'):\n"
+        "            joblib.Parallel(n_jobs=2)(joblib.delayed(abs)(-i) for i in range(4))",
+    ],
+    ids=["Parallel", "Executor", "cpu_count", "joblib_backend"],
+)
+def test_joblibs_own_loky_pools_start_with_joblibs_loader_after_a_picklepool_call(first):
+    # Once picklepool had imported loky, joblib's next loky pool (a scikit-learn n_jobs=
+    # outside a picklepool config) started its workers with standalone loky's loader, whose
+    # resource tracker it had not set up: each worker started a tracker of its own, which
+    # printed a KeyError traceback per memmapped argument and "leaked file objects" at exit.
+    proc = run_python(_JOBLIB_AFTER_PICKLEPOOL.replace("{first}", first), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok", proc.stdout
+    assert "Traceback" not in proc.stderr and "leaked" not in proc.stderr, proc.stderr

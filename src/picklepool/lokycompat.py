@@ -20,6 +20,9 @@ loky's public API is ``get_reusable_executor``, ``cpu_count`` and the executor's
   (:func:`pending`), and to drop its cancelled jobs before a kill (:func:`shutdown`);
 - the error loky sets on the jobs a kill fails (``ShutdownExecutorError``,
   :func:`dropped_by_kill`);
+- the start methods loky registers by name in ``multiprocessing.context._concrete_contexts``
+  as it is imported (``"loky"``, ``"loky_init_main"``), over joblib's vendored copy's: put
+  back as they were after picklepool's import of loky (:func:`_give_back_start_methods`);
 - an instance of standalone loky's start method (``backend.context.LokyContext``)
   and its resource tracker (``backend.resource_tracker``), whose ``_pid`` (and
   multiprocessing's) :func:`start_trackers` reads to lower their CPU priority;
@@ -135,6 +138,7 @@ def _imported(name: str) -> Any:
 
 
 def _import(name: str, before: set[str]) -> Any:
+    kept = _start_methods()
     try:
         return importlib.import_module(name)
     except BaseException as exc:
@@ -144,6 +148,39 @@ def _import(name: str, before: set[str]) -> Any:
         if bad is not None:
             raise bad from exc
         raise
+    finally:
+        _give_back_start_methods(kept)
+
+
+# the start methods loky registers by name in multiprocessing as it is imported, as joblib's
+# vendored copy of loky does: the copy imported last has them
+_SHARED_START_METHODS = ("loky", "loky_init_main")
+
+
+def _start_methods() -> dict[str, Any]:
+    """The contexts ``multiprocessing`` has now under :data:`_SHARED_START_METHODS`."""
+    from multiprocessing import context
+
+    registered = context._concrete_contexts  # type: ignore[attr-defined]
+    return {name: registered[name] for name in _SHARED_START_METHODS if name in registered}
+
+
+def _give_back_start_methods(kept: dict[str, Any]) -> None:
+    """Register again the start methods *kept* (:func:`_start_methods`) an import replaced.
+
+    Importing loky registers its start methods under the names joblib's vendored copy
+    registered as it was imported, and joblib's executors ask for them by name: once
+    picklepool had imported loky, joblib's own next loky pool (a scikit-learn ``n_jobs=``
+    outside a picklepool config) started its workers with standalone loky's loader, which
+    had not set up joblib's resource tracker for them: each worker started one of its own,
+    which printed a ``KeyError`` traceback for each memmapped argument and "leaked file
+    objects" at the exit. picklepool's own pools use an instance of loky's start method
+    (:func:`start_method`), not its name, so what was registered before stays.
+    """
+    from multiprocessing import context
+
+    for name, ctx in kept.items():
+        context._concrete_contexts[name] = ctx  # type: ignore[attr-defined]
 
 
 def loky_pickler_error() -> Exception | None:
@@ -276,7 +313,7 @@ def _worker_module() -> Any:
 def supports_recycling(pe: Any = None) -> bool:
     """True when loky's memory-leak check has the knobs :func:`recycle_after_batch` sets."""
     if pe is None:
-        pe = _imported("loky.process_executor") or importlib.import_module("loky.process_executor")
+        pe = _imported("loky.process_executor") or _import("loky.process_executor", set(sys.modules))
     return bool(
         getattr(pe, "_USE_PSUTIL", False)
         and hasattr(pe, "_MAX_MEMORY_LEAK_SIZE")
@@ -289,7 +326,7 @@ def leak_check() -> tuple[float, int]:
 
     Read at each use: :func:`recycle_after_batch` changes them in a worker that must retire.
     """
-    pe = _imported("loky.process_executor") or importlib.import_module("loky.process_executor")
+    pe = _imported("loky.process_executor") or _import("loky.process_executor", set(sys.modules))
     return float(getattr(pe, "_MEMORY_LEAK_CHECK_DELAY", 1.0)), int(getattr(pe, "_MAX_MEMORY_LEAK_SIZE", 3e8))
 
 
@@ -1069,7 +1106,7 @@ def before_loky_exit(hook: Any) -> None:
         return
     _hooks.append(key)
     once = _Once(hook)
-    pe = importlib.import_module("loky.process_executor")
+    pe = _imported("loky.process_executor") or _import("loky.process_executor", set(sys.modules))
     _run_before(pe, once)
     register = getattr(threading, "_register_atexit", None)
     if register is not None:
