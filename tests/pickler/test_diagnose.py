@@ -118,6 +118,39 @@ def test_a_lambda_or_local_under_pickle_is_named_inside_the_task_with_its_own_fi
     assert "is defined inside a function" in msg and "__reduce__" not in msg, msg
 
 
+@pytest.mark.parametrize("spec", ["byname", "tests.custom_picklers:ByName"])
+def test_a_lambda_or_local_under_a_by_name_pickler_of_ones_own_gets_the_same_fix(spec):
+    # a pickle.Pickler subclass, registered or named "module:attr", sends functions by name
+    # as 'pickle' does: it got the generic "pass something picklable instead" for a lambda
+    from picklepool import register_pickler
+    from picklepool.pickler.registry import unregister_pickler
+
+    from ..custom_picklers import ByName
+
+    def local(x):
+        return x
+
+    class Local:
+        pass
+
+    register_pickler("byname", ByName)
+    try:
+        for arg, made in ((lambda: 1, "a lambda"), (local, "defined inside a function")):
+            with pytest.raises(PicklingError) as info:
+                Parallel(n_jobs=2, pickler=spec)(delayed(_takes)(arg) for _ in range(2))
+            msg = str(info.value)
+            assert f"cannot pickle args[0] (type builtins.function) with pickler {spec!r}" in msg, msg
+            assert f"it is {made}, which pickler {spec!r} cannot send" in msg, msg
+            assert "pickler='hybrid' (the default) or 'cloudpickle'" in msg, msg
+            assert "something picklable" not in msg, msg
+        with pytest.raises(PicklingError) as info:
+            Parallel(n_jobs=2, pickler=spec)(delayed(_takes)(x=[0, Local()]) for _ in range(2))
+        msg = str(info.value)
+        assert f"is defined inside a function, so pickler {spec!r} cannot find it" in msg, msg
+    finally:
+        unregister_pickler("byname")
+
+
 def _gen_result(i):
     return {"ok": i, "gen": (j for j in range(i))}
 

@@ -390,6 +390,15 @@ def _hybrid_takes(culprit: Any) -> bool:
     return True
 
 
+def _by_name(pickler_name: str, culprit: Any) -> bool:
+    """Whether *pickler_name* failed on *culprit* because it sends functions and classes by
+    name, as 'pickle' does: 'pickle' itself, or a pickler of the user's own (registered, or
+    "module:attr": most often a ``pickle.Pickler`` subclass) that the hybrid pickler takes it from."""
+    if pickler_name == "pickle":
+        return True
+    return pickler_name not in ("hybrid", "cloudpickle") and _hybrid_takes(culprit)
+
+
 def fix(
     pickler_name: str,
     culprit: Any,
@@ -408,28 +417,28 @@ def fix(
             "events, semaphores and queues as snapshots rebuilt with fresh locks, or "
             f"{give} only the data the lock guards."
         )
-    if isinstance(culprit, (types.FunctionType, type)) and pickler_name == "pickle":
+    if isinstance(culprit, (types.FunctionType, type)) and _by_name(pickler_name, culprit):
         qualname = getattr(culprit, "__qualname__", "")
         if "<lambda>" in qualname or "<locals>" in qualname or "<genexpr>" in qualname:
             made = "a lambda" if culprit.__name__ == "<lambda>" else "defined inside a function"
             return (
-                f"Fix: it is {made}, which pickler 'pickle' cannot send (it sends functions "
-                "and classes by reference: module and name, importable by the worker); use "
-                "pickler='hybrid' (the default) or 'cloudpickle', which send it by value, "
+                f"Fix: it is {made}, which pickler {pickler_name!r} cannot send (it sends "
+                "functions and classes by reference: module and name, importable by the worker); "
+                "use pickler='hybrid' (the default) or 'cloudpickle', which send it by value, "
                 "define it at module level, or decorate it with "
                 "picklepool.wrap_non_picklable_objects."
             )
         return (
-            "Fix: pickler 'pickle' sends functions and classes by reference, so they "
+            f"Fix: pickler {pickler_name!r} sends functions and classes by reference, so they "
             "must be importable by the worker; use pickler='hybrid' (the default) or "
             "'cloudpickle', or decorate it with picklepool.wrap_non_picklable_objects."
         )
     if ".<global " in path:
         return _global_fix(path)
     cls_name = type(culprit).__qualname__
-    if pickler_name == "pickle" and "<locals>" in cls_name and not isinstance(culprit, _BY_NAME):
+    if "<locals>" in cls_name and not isinstance(culprit, _BY_NAME) and _by_name(pickler_name, culprit):
         return (
-            f"Fix: its class {cls_name} is defined inside a function, so pickler 'pickle' "
+            f"Fix: its class {cls_name} is defined inside a function, so pickler {pickler_name!r} "
             "cannot find it by name in the worker; define the class at module level, or use "
             "pickler='hybrid' (the default) or 'cloudpickle', which send it by value."
         )
