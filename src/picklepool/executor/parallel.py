@@ -22,8 +22,8 @@ from .backend import Backend
 from .backends import BACKENDS, make_backend, prepare
 from .batching import AutoBatcher, FixedBatcher
 from .joblib_backends import from_joblib, warn_ignored, warn_maxtasksperchild
-from .unapplied import warn_unapplied
 from .progress import VerboseLines, make_reporter
+from .unapplied import warn_unapplied
 
 if TYPE_CHECKING:
     from .dispatch import Call
