@@ -656,3 +656,26 @@ def test_a_failure_inside_cloudpickles_own_rebuilding_of_a_class_is_told_from_th
     # the user's own code failing under it (a metaclass's __setattr__) is the user's
     assert class_rebuilding(text.replace(enum.__file__, "/home/me/script.py")) is None
     assert class_rebuilding("") is None
+
+
+class _Guarded:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.n = 2
+
+
+def _reads_state(state, i):
+    return i
+
+
+@pytest.mark.parametrize("pickler", ["pickle", "cloudpickle"])
+def test_what_a_shared_state_cannot_send_is_named_by_its_public_value(pickler):
+    # the path went through the state's private slot, args[0]._value.lock, where its own
+    # save() names it state.value
+    from picklepool import SharedState
+
+    state = SharedState({"model": _Guarded()})
+    with pytest.raises(PicklingError) as info:
+        Parallel(n_jobs=2, pickler=pickler)(delayed(_reads_state)(state, i) for i in range(2))
+    msg = str(info.value)
+    assert "cannot pickle args[0].value['model'].lock (type _thread.lock)" in msg, msg

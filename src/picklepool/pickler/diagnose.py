@@ -94,6 +94,9 @@ def _first_failing(fails: Callable[[Any], BaseException | None], items: list[Any
 
 def _children(obj: Any) -> Iterator[tuple[str, Any]]:
     """The children of what is not a plain container (see _items)."""
+    if type(obj).__module__ == "picklepool.state" and type(obj).__name__ == "SharedState":
+        yield ".value", obj._value  # its snapshot is its value's (named as the user reaches it)
+        return
     if isinstance(obj, types.FunctionType):
         yield from _function_children(obj)
         return
