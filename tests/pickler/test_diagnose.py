@@ -679,3 +679,44 @@ def test_what_a_shared_state_cannot_send_is_named_by_its_public_value(pickler):
         Parallel(n_jobs=2, pickler=pickler)(delayed(_reads_state)(state, i) for i in range(2))
     msg = str(info.value)
     assert "cannot pickle args[0].value['model'].lock (type _thread.lock)" in msg, msg
+
+
+def test_a_class_attribute_reached_through_an_instance_is_named_with_its_fix():
+    # an instance of a class sent by value takes its class along: the walk stopped at the
+    # instance, "cannot pickle args[0] (type __main__.Client)", and named no attribute
+    proc = run_python(
+        """
+        import socket
+        from picklepool import Parallel, SharedState, delayed
+
+        class Client:
+            conn = socket.socket()
+
+            def __init__(self):
+                self.n = 1
+
+            def ping(self, i):
+                return self.n
+
+        def ping(client, i):
+            return client.n
+
+        for call in (
+            lambda: Parallel(n_jobs=2)(delayed(ping)([0, Client()], i) for i in range(2)),
+            lambda: Parallel(n_jobs=2)(delayed(Client().ping)(i) for i in range(2)),
+            lambda: Parallel(n_jobs=2)(delayed(ping)(SharedState(Client()), i) for i in range(2)),
+        ):
+            try:
+                call()
+            except Exception as e:
+                print(e)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3, proc.stdout
+    assert "cannot pickle args[0][1].__class__.conn (type socket.socket)" in lines[0], lines[0]
+    assert "cannot pickle function __main__.Client.ping.__self__.__class__.conn (type" in lines[1], lines[1]
+    assert "cannot pickle args[0].value.__class__.conn (type socket.socket)" in lines[2], lines[2]
+    for line in lines:
+        assert "the attribute 'conn' of the class Client" in line, line

@@ -128,6 +128,22 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
         for name in getattr(cls, "__slots__", ()):
             if isinstance(name, str) and name not in ("__dict__", "__weakref__") and hasattr(obj, name):
                 yield f".{name}", getattr(obj, name)
+    if _class_by_value(type(obj)):  # its class travels with it, class attributes and all
+        yield ".__class__", type(obj)
+
+
+def _class_by_value(cls: type) -> bool:
+    """Whether *cls* (a class statement's) is pickled by value: a class of __main__, or one
+    that cannot be imported by name."""
+    if isinstance(cls, enum.EnumMeta) or not _users_class(cls):
+        return False
+    import cloudpickle
+
+    by_reference = getattr(cloudpickle.cloudpickle, "_should_pickle_by_reference", None)
+    try:
+        return by_reference is not None and not by_reference(cls)
+    except Exception:  # noqa: BLE001 - (a class it cannot tell: not walked)
+        return False
 
 
 # a class's own entries that its pickling by value leaves out or makes anew
@@ -211,6 +227,8 @@ def _failing_child(
         for suffix, child in _children(value):
             child_err = fails(child)
             if child_err is not None:
+                if suffix == ".__class__" and _by_reference_failure(child, child_err):
+                    return None  # (the pickler sends it by name: the instance's own failure)
                 return suffix, child, child_err
         return None
     items, name = listed
