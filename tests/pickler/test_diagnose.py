@@ -720,3 +720,17 @@ def test_a_class_attribute_reached_through_an_instance_is_named_with_its_fix():
     assert "cannot pickle args[0].value.__class__.conn (type socket.socket)" in lines[2], lines[2]
     for line in lines:
         assert "the attribute 'conn' of the class Client" in line, line
+
+
+def test_an_item_of_a_numpy_object_array_is_named_by_its_index():
+    # the path went through what the array's __reduce__ sends: args[0].__reduce__()[2][4][1]
+    np = pytest.importorskip("numpy")
+    lock = threading.Lock()
+    for arg, where in (
+        (np.array([1, lock, 3], dtype=object), "args[0][1]"),
+        (np.array([[1, 2], [3, lock]], dtype=object), "args[0][1, 1]"),
+        (np.array([[1, 2], [3, lock]], dtype=object).T, "args[0][1, 1]"),
+    ):
+        with pytest.raises(PicklingError) as info:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(_takes)(arg) for _ in range(2))
+        assert f"cannot pickle {where} (type _thread.lock)" in str(info.value), str(info.value)

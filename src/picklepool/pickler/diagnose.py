@@ -70,6 +70,16 @@ def _items(obj: Any) -> tuple[list[Any], Callable[[int], str]] | None:
         return list(obj), lambda i: f"[{i}]"
     if isinstance(obj, (set, frozenset)):
         return list(obj), lambda i: f"{{item {i}}}"
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(obj, np.ndarray) and obj.dtype == object and obj.size:
+        # its items, by index (args[0][1, 2]), not through what its __reduce__ sends
+        shape = obj.shape
+
+        def at(i: int) -> str:
+            index = tuple(int(k) for k in np.unravel_index(i, shape))
+            return f"[{', '.join(map(str, index))}]"
+
+        return list(obj.ravel(order="C")), at
     return None
 
 
