@@ -741,3 +741,23 @@ def test_a_tasks_miss_of_what_this_process_has_gets_the_clusters_fix_not_a_local
     finally:
         dask_client.run(lambda: vars(builtins).pop("HELPER_S39", None))
     sys.modules.pop("onlyhere_task_s39", None)
+
+
+def test_a_pickler_class_only_this_process_can_import_gets_the_clusters_fix(
+    dask_client, tmp_path, monkeypatch
+):
+    # the workers import the pickler's class themselves: registering its module to travel by
+    # value (the advice for a function sent by name) does nothing for it
+    (tmp_path / "onlyhere_pickler_s39.py").write_text("import pickle\nclass P(pickle.Pickler):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "onlyhere_pickler_s39", raising=False)
+    with pytest.raises(picklepool.errors.UnpicklingError) as info:
+        Parallel(n_jobs=2, backend="dask", pickler="onlyhere_pickler_s39:P")(
+            delayed(abs)(-i) for i in range(2)
+        )
+    msg = str(info.value)
+    assert "could not rebuild the pickler 'onlyhere_pickler_s39:P' itself" in msg, msg
+    assert "dask workers do not share this process's sys.path" in msg, msg
+    assert f"client.run(site.addsitedir, {str(tmp_path)!r})" in msg, msg
+    assert "register_pickle_by_value" not in msg, msg
+    sys.modules.pop("onlyhere_pickler_s39", None)

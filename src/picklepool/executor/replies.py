@@ -364,7 +364,7 @@ class ReplyReader:
             subject = f"the {what} of {batch.tasks()}"
         text = f"a worker could not rebuild {subject}, sent with pickler {name!r}: {message}."
         cluster = clusteradvice.is_dask(self.call.backend)
-        text += _import_advice(name, message, cluster) or _rebuild_advice(
+        text += _import_advice(name, message, cluster, what == "pickler") or _rebuild_advice(
             what, "the worker", "", name, failure.traceback
         )
         err = UnpicklingError(text)
@@ -910,9 +910,10 @@ def _parent_import_advice(message: str) -> str:
     return ""
 
 
-def _import_advice(pickler_name: str, message: str, cluster: bool = False) -> str:
+def _import_advice(pickler_name: str, message: str, cluster: bool = False, imported: bool = False) -> str:
     """What to do when a worker cannot import what a by-reference pickler named (*cluster*:
-    the worker is a dask worker, which does not mirror this process's ``sys.path``)."""
+    the worker is a dask worker, which does not mirror this process's ``sys.path``;
+    *imported*: the worker imports it itself, the pickler's class: no pickler sends it)."""
     module = re.search(r"No module named '([^']+)'", message)
     missing = re.search(r"Can't get attribute '([^']+)'", message)
     if module is None and missing is None:
@@ -931,7 +932,8 @@ def _import_advice(pickler_name: str, message: str, cluster: bool = False) -> st
         stem = os.path.basename(str(where)).partition(".")[0]
         named = stem == module[1].rpartition(".")[2] or stem == "__init__"
         if named and cluster:
-            return f" M{clusteradvice.shared_path_fix(module[1], str(where), pickler_name)[1:]}."
+            fix = clusteradvice.shared_path_fix(module[1], str(where), None if imported else pickler_name)
+            return f" M{fix[1:]}."
         fix = (
             "use pickler='hybrid' (the default), which sends the functions and classes of such a "
             "module by value" + (", or put its folder on sys.path" if named else "")
