@@ -80,6 +80,29 @@ def test_without_a_cluster_it_is_joblibs_value_error_also_for_effective_n_jobs()
     ], res.stdout + res.stderr
 
 
+def test_a_scheduler_address_of_no_known_scheme_fails_at_once_naming_the_setting():
+    # distributed.Client("nonsense://x") raised its ValueError from a half-made client whose
+    # __del__ then held the program's exit for 60 s ("Exception ignored in: Client.__del__
+    # ... TimeoutError: timed out after 60 s."), and the error did not name the setting
+    res = run_python(
+        """
+        import time
+        from picklepool import Parallel, delayed, parallel_config
+        try:
+            with parallel_config(backend="dask", scheduler_address="nonsense://x"):
+                Parallel(n_jobs=2)([delayed(abs)(-1)])
+        except ValueError as exc:
+            print("ERROR:", exc)
+        """,
+        timeout=40,
+    )
+    assert "ERROR: scheduler_address='nonsense://x' (from parallel_config)" in res.stdout, (
+        res.stdout + res.stderr
+    )
+    assert "unknown address scheme 'nonsense'" in res.stdout and "tcp://HOST:8786" in res.stdout, res.stdout
+    assert "Client.__del__" not in res.stderr and res.returncode == 0, res.stderr
+
+
 def test_without_distributed_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
     with pytest.raises(ImportError, match=r"pip install 'picklepool\[dask\]'"):
