@@ -21,3 +21,8 @@ class Zlibbed(BasePickler):
         if data[:2] != b"ZZ":
             raise pickle.UnpicklingError("not zlibbed data")
         return pickle.loads(zlib.decompress(data[2:]))
+
+
+class ByName(pickle.Pickler):
+    """A plain ``pickle.Pickler`` subclass: it sends functions and classes by name, as
+    pickler 'pickle' does (for the tests of advice given to such picklers)."""

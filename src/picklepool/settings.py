@@ -663,6 +663,32 @@ def parse_folder(value: Any, source: str = "argument") -> str | None:
     raise SettingTypeError(f"temp_folder={value!r} (from {source}) is not valid; use a folder's path or None")
 
 
+def parse_scheduler_address(value: Any, source: str = "argument") -> str | None:
+    """``scheduler_address``: None or a dask scheduler's address, whose scheme (``tcp://``,
+    ``tls://``...) distributed knows: ``distributed.Client`` raised its ``ValueError`` for
+    another from a half-made client, whose ``__del__`` then held the program's exit 60 s."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise SettingTypeError(
+            f"scheduler_address={value!r} (from {source}) is not valid; use the address of a dask "
+            "scheduler as `dask scheduler` prints it, e.g. 'tcp://HOST:8786', or None"
+        )
+    try:
+        from distributed.comm import parse_address
+        from distributed.comm.registry import get_backend
+    except ImportError:  # (a call on dask then says what to install)
+        return value
+    try:
+        get_backend(parse_address(value)[0])
+    except ValueError as exc:
+        raise SettingValueError(
+            f"scheduler_address={value!r} (from {source}) is not valid: {exc}. Use the address "
+            "of a dask scheduler as `dask scheduler` prints it, e.g. 'tcp://HOST:8786'"
+        ) from None
+    return value
+
+
 # -- the settings of one call --------------------------------------------------------------
 
 
@@ -753,6 +779,7 @@ PARSERS: Mapping[str, Any] = MappingProxyType(
         "initializer": parse_initializer,
         "initargs": parse_initargs,
         "maxtasksperchild": parse_maxtasksperchild,
+        "scheduler_address": parse_scheduler_address,
     }
 )
 

@@ -80,6 +80,29 @@ def test_without_a_cluster_it_is_joblibs_value_error_also_for_effective_n_jobs()
     ], res.stdout + res.stderr
 
 
+def test_a_scheduler_address_of_no_known_scheme_fails_at_once_naming_the_setting():
+    # distributed.Client("nonsense://x") raised its ValueError from a half-made client whose
+    # __del__ then held the program's exit for 60 s ("Exception ignored in: Client.__del__
+    # ... TimeoutError: timed out after 60 s."), and the error did not name the setting
+    res = run_python(
+        """
+        import time
+        from picklepool import Parallel, delayed, parallel_config
+        try:
+            with parallel_config(backend="dask", scheduler_address="nonsense://x"):
+                Parallel(n_jobs=2)([delayed(abs)(-1)])
+        except ValueError as exc:
+            print("ERROR:", exc)
+        """,
+        timeout=40,
+    )
+    assert "ERROR: scheduler_address='nonsense://x' (from parallel_config)" in res.stdout, (
+        res.stdout + res.stderr
+    )
+    assert "unknown address scheme 'nonsense'" in res.stdout and "tcp://HOST:8786" in res.stdout, res.stdout
+    assert "Client.__del__" not in res.stderr and res.returncode == 0, res.stderr
+
+
 def test_without_distributed_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
     with pytest.raises(ImportError, match=r"pip install 'picklepool\[dask\]'"):
@@ -657,3 +680,107 @@ def test_tasks_run_with_the_callers_scikit_learn_settings_and_then_put_them_back
         assert Parallel()(delayed(working_memory)(i) for i in range(4)) == [9] * 4
     with dask:  # the same worker threads, the defaults again
         assert Parallel()(delayed(working_memory)(i) for i in range(4)) == [1024] * 4
+
+
+def test_a_module_on_a_folder_only_this_process_has_on_sys_path_gets_the_clusters_fix(
+    dask_client, tmp_path, monkeypatch
+):
+    # dask workers do not mirror the parent's sys.path: the advice said the folder "is not on
+    # sys.path ..., which workers mirror at each call" and to "put its folder on sys.path
+    # before the call" (it was), or, under 'pickle', to use 'hybrid' (which sends it by name too)
+    (tmp_path / "onlyhere_s39.py").write_text("def twice(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "onlyhere_s39", raising=False)
+    import onlyhere_s39
+
+    for pickler in ("hybrid", "pickle"):
+        with pytest.raises(picklepool.errors.UnpicklingError) as info:
+            Parallel(n_jobs=2, backend="dask", pickler=pickler)(
+                delayed(onlyhere_s39.twice)(i) for i in range(2)
+            )
+        msg = str(info.value)
+        assert "No module named 'onlyhere_s39'" in msg, msg
+        assert "mirror" not in msg and "put its folder on sys.path" not in msg, msg
+        assert "dask workers do not share this process's sys.path" in msg, msg
+        assert "cloudpickle.register_pickle_by_value(onlyhere_s39)" in msg, msg
+        assert "client.upload_file(" in msg, msg
+        assert ("pickler='hybrid'" in msg) == (pickler == "pickle"), msg
+    sys.modules.pop("onlyhere_s39", None)
+
+
+def _imports_onlyhere(i):
+    import onlyhere_task_s39
+
+    return onlyhere_task_s39.VALUE + i
+
+
+def _runtime_module(i):
+    import made_at_run_time_s39  # noqa: F401
+
+    return i
+
+
+def _added_builtin(i):
+    return HELPER_S39(i) + LEVEL_S39  # noqa: F821 - (this process's builtins)
+
+
+def test_a_tasks_miss_of_what_this_process_has_gets_the_clusters_fix_not_a_local_workers(
+    dask_client, tmp_path, monkeypatch
+):
+    # a local worker mirrors sys.path and the callables added to builtins, and has an
+    # initializer; the cluster's do not: a task's own import of a module whose folder is on
+    # this process's sys.path, and its use of a callable added to builtins, raised a bare
+    # ModuleNotFoundError / NameError, and a value in builtins or a module made at run time
+    # got "set it in the workers with an initializer", which the dask backend refuses
+    import builtins
+    import types
+
+    (tmp_path / "onlyhere_task_s39.py").write_text("VALUE = 10\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "onlyhere_task_s39", raising=False)
+    import onlyhere_task_s39  # noqa: F401
+
+    monkeypatch.setitem(sys.modules, "made_at_run_time_s39", types.ModuleType("made_at_run_time_s39"))
+    monkeypatch.setattr(builtins, "HELPER_S39", square, raising=False)
+    monkeypatch.setattr(builtins, "LEVEL_S39", 3, raising=False)
+    with pytest.raises(ModuleNotFoundError) as info:
+        Parallel(n_jobs=2, backend="dask")(delayed(_imports_onlyhere)(i) for i in range(2))
+    note = "\n".join(info.value.__notes__)
+    assert "dask workers do not share this process's sys.path" in note, note
+    assert f"client.run(site.addsitedir, {str(tmp_path)!r})" in note, note
+    assert "client.upload_file(" in note, note
+    with pytest.raises(ModuleNotFoundError) as info:
+        Parallel(n_jobs=2, backend="dask")(delayed(_runtime_module)(i) for i in range(2))
+    note = "\n".join(info.value.__notes__)
+    assert "made at run time" in note and "client.run(" in note and "initializer=" not in note, note
+    try:
+        for name in ("HELPER_S39", "LEVEL_S39"):  # a callable, then a value
+            with pytest.raises(NameError) as info:
+                Parallel(n_jobs=2, backend="dask")(delayed(_added_builtin)(i) for i in range(2))
+            note = "\n".join(info.value.__notes__)
+            assert f"builtins.{name} is set in this process, but the dask workers do not get" in note, note
+            assert "client.run(" in note and "initializer=" not in note, note
+            dask_client.run(setattr, builtins, "HELPER_S39", square)  # (the fix: the next miss is the value)
+    finally:
+        dask_client.run(lambda: vars(builtins).pop("HELPER_S39", None))
+    sys.modules.pop("onlyhere_task_s39", None)
+
+
+def test_a_pickler_class_only_this_process_can_import_gets_the_clusters_fix(
+    dask_client, tmp_path, monkeypatch
+):
+    # the workers import the pickler's class themselves: registering its module to travel by
+    # value (the advice for a function sent by name) does nothing for it
+    (tmp_path / "onlyhere_pickler_s39.py").write_text("import pickle\nclass P(pickle.Pickler):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "onlyhere_pickler_s39", raising=False)
+    with pytest.raises(picklepool.errors.UnpicklingError) as info:
+        Parallel(n_jobs=2, backend="dask", pickler="onlyhere_pickler_s39:P")(
+            delayed(abs)(-i) for i in range(2)
+        )
+    msg = str(info.value)
+    assert "could not rebuild the pickler 'onlyhere_pickler_s39:P' itself" in msg, msg
+    assert "dask workers do not share this process's sys.path" in msg, msg
+    assert f"client.run(site.addsitedir, {str(tmp_path)!r})" in msg, msg
+    assert "register_pickle_by_value" not in msg, msg
+    sys.modules.pop("onlyhere_pickler_s39", None)

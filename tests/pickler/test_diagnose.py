@@ -118,6 +118,39 @@ def test_a_lambda_or_local_under_pickle_is_named_inside_the_task_with_its_own_fi
     assert "is defined inside a function" in msg and "__reduce__" not in msg, msg
 
 
+@pytest.mark.parametrize("spec", ["byname", "tests.custom_picklers:ByName"])
+def test_a_lambda_or_local_under_a_by_name_pickler_of_ones_own_gets_the_same_fix(spec):
+    # a pickle.Pickler subclass, registered or named "module:attr", sends functions by name
+    # as 'pickle' does: it got the generic "pass something picklable instead" for a lambda
+    from picklepool import register_pickler
+    from picklepool.pickler.registry import unregister_pickler
+
+    from ..custom_picklers import ByName
+
+    def local(x):
+        return x
+
+    class Local:
+        pass
+
+    register_pickler("byname", ByName)
+    try:
+        for arg, made in ((lambda: 1, "a lambda"), (local, "defined inside a function")):
+            with pytest.raises(PicklingError) as info:
+                Parallel(n_jobs=2, pickler=spec)(delayed(_takes)(arg) for _ in range(2))
+            msg = str(info.value)
+            assert f"cannot pickle args[0] (type builtins.function) with pickler {spec!r}" in msg, msg
+            assert f"it is {made}, which pickler {spec!r} cannot send" in msg, msg
+            assert "pickler='hybrid' (the default) or 'cloudpickle'" in msg, msg
+            assert "something picklable" not in msg, msg
+        with pytest.raises(PicklingError) as info:
+            Parallel(n_jobs=2, pickler=spec)(delayed(_takes)(x=[0, Local()]) for _ in range(2))
+        msg = str(info.value)
+        assert f"is defined inside a function, so pickler {spec!r} cannot find it" in msg, msg
+    finally:
+        unregister_pickler("byname")
+
+
 def _gen_result(i):
     return {"ok": i, "gen": (j for j in range(i))}
 
@@ -623,3 +656,81 @@ def test_a_failure_inside_cloudpickles_own_rebuilding_of_a_class_is_told_from_th
     # the user's own code failing under it (a metaclass's __setattr__) is the user's
     assert class_rebuilding(text.replace(enum.__file__, "/home/me/script.py")) is None
     assert class_rebuilding("") is None
+
+
+class _Guarded:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.n = 2
+
+
+def _reads_state(state, i):
+    return i
+
+
+@pytest.mark.parametrize("pickler", ["pickle", "cloudpickle"])
+def test_what_a_shared_state_cannot_send_is_named_by_its_public_value(pickler):
+    # the path went through the state's private slot, args[0]._value.lock, where its own
+    # save() names it state.value
+    from picklepool import SharedState
+
+    state = SharedState({"model": _Guarded()})
+    with pytest.raises(PicklingError) as info:
+        Parallel(n_jobs=2, pickler=pickler)(delayed(_reads_state)(state, i) for i in range(2))
+    msg = str(info.value)
+    assert "cannot pickle args[0].value['model'].lock (type _thread.lock)" in msg, msg
+
+
+def test_a_class_attribute_reached_through_an_instance_is_named_with_its_fix():
+    # an instance of a class sent by value takes its class along: the walk stopped at the
+    # instance, "cannot pickle args[0] (type __main__.Client)", and named no attribute
+    proc = run_python(
+        """
+        import socket
+        from picklepool import Parallel, SharedState, delayed
+
+        class Client:
+            conn = socket.socket()
+
+            def __init__(self):
+                self.n = 1
+
+            def ping(self, i):
+                return self.n
+
+        def ping(client, i):
+            return client.n
+
+        for call in (
+            lambda: Parallel(n_jobs=2)(delayed(ping)([0, Client()], i) for i in range(2)),
+            lambda: Parallel(n_jobs=2)(delayed(Client().ping)(i) for i in range(2)),
+            lambda: Parallel(n_jobs=2)(delayed(ping)(SharedState(Client()), i) for i in range(2)),
+        ):
+            try:
+                call()
+            except Exception as e:
+                print(e)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3, proc.stdout
+    assert "cannot pickle args[0][1].__class__.conn (type socket.socket)" in lines[0], lines[0]
+    assert "cannot pickle function __main__.Client.ping.__self__.__class__.conn (type" in lines[1], lines[1]
+    assert "cannot pickle args[0].value.__class__.conn (type socket.socket)" in lines[2], lines[2]
+    for line in lines:
+        assert "the attribute 'conn' of the class Client" in line, line
+
+
+def test_an_item_of_a_numpy_object_array_is_named_by_its_index():
+    # the path went through what the array's __reduce__ sends: args[0].__reduce__()[2][4][1]
+    np = pytest.importorskip("numpy")
+    lock = threading.Lock()
+    for arg, where in (
+        (np.array([1, lock, 3], dtype=object), "args[0][1]"),
+        (np.array([[1, 2], [3, lock]], dtype=object), "args[0][1, 1]"),
+        (np.array([[1, 2], [3, lock]], dtype=object).T, "args[0][1, 1]"),
+    ):
+        with pytest.raises(PicklingError) as info:
+            Parallel(n_jobs=2, pickler="cloudpickle")(delayed(_takes)(arg) for _ in range(2))
+        assert f"cannot pickle {where} (type _thread.lock)" in str(info.value), str(info.value)

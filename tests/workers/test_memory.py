@@ -84,8 +84,10 @@ def test_after_batch_outside_a_loky_worker_changes_nothing():
     assert memory.after_batch(WorkerLimits(None, None), None) is False
 
 
-def test_in_process_backends_ignore_the_limit():
-    out = Parallel(n_jobs=2, backend="threading", max_worker_memory=1)(delayed(pow)(i, 2) for i in range(10))
+def test_in_process_backends_ignore_the_limit_saying_so():
+    with pytest.warns(UserWarning, match="max_worker_memory=1 .* is ignored on backend='threading'"):
+        p = Parallel(n_jobs=2, backend="threading", max_worker_memory=1)
+    out = p(delayed(pow)(i, 2) for i in range(10))
     assert out == [i * i for i in range(10)]
 
 

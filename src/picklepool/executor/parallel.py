@@ -23,6 +23,7 @@ from .backends import BACKENDS, make_backend, prepare
 from .batching import AutoBatcher, FixedBatcher
 from .joblib_backends import from_joblib, warn_ignored, warn_maxtasksperchild
 from .progress import VerboseLines, make_reporter
+from .unapplied import warn_unapplied
 
 if TYPE_CHECKING:
     from .dispatch import Call
@@ -323,6 +324,7 @@ class Parallel:
         s = self._settings()  # validate explicit arguments now, not at the first call
         warn_ignored(ignored, s.backend, "Parallel()", strict=s.n_workers > 1)
         warn_maxtasksperchild(s.maxtasksperchild, s.backend, s.sources["maxtasksperchild"], s.n_workers)
+        warn_unapplied(s)  # inner_max_num_threads, max_worker_memory... where no loky worker runs
         if pickler is not NOT_SET and pickler is not None:
             resolve_pickler(pickler, source="argument")  # a bad pickler= fails here too
 

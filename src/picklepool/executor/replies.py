@@ -48,7 +48,7 @@ from ..workers.output import write_text
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
-from . import functions, leftovers, reaper
+from . import clusteradvice, functions, leftovers, reaper
 from .exitcodes import crash_advice, pickling_fault
 from .functions import describe_task, label
 
@@ -296,12 +296,14 @@ class ReplyReader:
         of, place = self._source(where, "in this process" if self.call.in_caller else "in a worker")
         add_note(error, f"(raised by {where}{of}, {place})")
         # a plugin's import; globals()[name]; breakpoint() or input() with no terminal to read
+        cluster = clusteradvice.is_dask(self.call.backend)  # (no sys.path, builtins nor initializer there)
         advice = (
-            import_advice(error)
-            or _runtime_module_advice(error)
-            or _import_hook_advice(error)
+            (cluster and clusteradvice.task_import(error) or None)
+            or import_advice(error)
+            or _runtime_module_advice(error, cluster)
+            or _import_hook_advice(error, cluster)
             or _main_lookup_advice(error)
-            or _builtins_advice(error)
+            or _builtins_advice(error, cluster)
             or _stdin_advice(error)
         )
         if advice is not None and not self.call.in_caller:
@@ -361,7 +363,8 @@ class ReplyReader:
         else:
             subject = f"the {what} of {batch.tasks()}"
         text = f"a worker could not rebuild {subject}, sent with pickler {name!r}: {message}."
-        text += _import_advice(name, message) or _rebuild_advice(
+        cluster = clusteradvice.is_dask(self.call.backend)
+        text += _import_advice(name, message, cluster, what == "pickler") or _rebuild_advice(
             what, "the worker", "", name, failure.traceback
         )
         err = UnpicklingError(text)
@@ -774,7 +777,7 @@ def _main_lookup_advice(error: BaseException) -> str | None:
     )
 
 
-def _runtime_module_advice(error: BaseException) -> str | None:
+def _runtime_module_advice(error: BaseException, cluster: bool = False) -> str | None:
     """What to do when a task's ``import`` in a worker failed for a module this process made
     at run time (``sys.modules["config"] = types.ModuleType("config")``, a shim or a stub put
     there by hand: no file), or None. The loop imported it from ``sys.modules``; a worker,
@@ -793,12 +796,18 @@ def _runtime_module_advice(error: BaseException) -> str | None:
     return (
         f"(module {name!r} was made at run time in this process (it is in sys.modules, with no "
         "file), so a worker, which imports it by name, cannot find it. Fix: pass what the task "
-        "needs from it as an argument, make it a file the workers can import, or make it in the "
-        f"workers too with an initializer (Parallel(initializer=...) that sets sys.modules[{name!r}]).)"
+        "needs from it as an argument, make it a file the workers can import, or "
+        + (
+            clusteradvice.on_workers(f"make it in the workers too (set sys.modules[{name!r}])")
+            if cluster
+            else "make it in the workers too with an initializer (Parallel(initializer=...) that sets "
+            f"sys.modules[{name!r}])"
+        )
+        + ".)"
     )
 
 
-def _import_hook_advice(error: BaseException) -> str | None:
+def _import_hook_advice(error: BaseException, cluster: bool = False) -> str | None:
     """What to do when a task's ``import`` in a worker failed for a module this process finds
     through an import hook it installed (``sys.meta_path``: ``pyximport.install()``, a plugin
     system's finder) that could not be sent to the workers (``workers.finders``), or None
@@ -817,18 +826,23 @@ def _import_hook_advice(error: BaseException) -> str | None:
     hook = f"{type(loader).__module__}.{type(loader).__qualname__}"
     return (
         f"(module {name!r} is found in this process by an import hook ({hook}) that the "
-        "workers do not have: the finders a program puts in sys.meta_path are sent to them "
-        "when they can be pickled (workers.finders), and this one's was not. Fix: install the "
-        "hook in the workers with an initializer (Parallel(initializer=...) or "
-        "Executor(initializer=...) that runs what installed it here), or pass what the task "
-        "needs from the module as an argument.)"
+        "workers do not have: the finders a program puts in sys.meta_path are sent "
+        + (
+            "to local workers when they can be pickled (workers.finders), not to a dask cluster's. "
+            f"Fix: {clusteradvice.on_workers('install the hook in the workers (run what installed it here)')}"
+            if cluster
+            else "when they can be pickled (workers.finders), and this one's was not. Fix: install the "
+            "hook in the workers with an initializer (Parallel(initializer=...) or "
+            "Executor(initializer=...) that runs what installed it here)"
+        )
+        + ", or pass what the task needs from the module as an argument.)"
     )
 
 
 _NOT_DEFINED = re.compile(r"name '(\w+)' is not defined")
 
 
-def _builtins_advice(error: BaseException) -> str | None:
+def _builtins_advice(error: BaseException, cluster: bool = False) -> str | None:
     """What to do when a task's ``NameError`` names a name this process added to ``builtins``
     that is not sent to the workers (``workers.builtinnames``: it cannot be pickled, or is too
     large, or is a value, not a callable), or None: the loop found it, a worker has no such name."""
@@ -836,6 +850,8 @@ def _builtins_advice(error: BaseException) -> str | None:
         return None
     found = _NOT_DEFINED.fullmatch(str(error))
     name = found[1] if found is not None else ""
+    if cluster:
+        return clusteradvice.builtin_name(name) if name else None
     reason = builtinnames.left_out.get(name) or builtinnames.not_callable(name)
     if reason is None:
         return None
@@ -894,8 +910,10 @@ def _parent_import_advice(message: str) -> str:
     return ""
 
 
-def _import_advice(pickler_name: str, message: str) -> str:
-    """What to do when a worker cannot import what a by-reference pickler named."""
+def _import_advice(pickler_name: str, message: str, cluster: bool = False, imported: bool = False) -> str:
+    """What to do when a worker cannot import what a by-reference pickler named (*cluster*:
+    the worker is a dask worker, which does not mirror this process's ``sys.path``;
+    *imported*: the worker imports it itself, the pickler's class: no pickler sends it)."""
     module = re.search(r"No module named '([^']+)'", message)
     missing = re.search(r"Can't get attribute '([^']+)'", message)
     if module is None and missing is None:
@@ -913,6 +931,9 @@ def _import_advice(pickler_name: str, message: str) -> str:
         # a folder on sys.path helps only when the file is named as the module is
         stem = os.path.basename(str(where)).partition(".")[0]
         named = stem == module[1].rpartition(".")[2] or stem == "__init__"
+        if named and cluster:
+            fix = clusteradvice.shared_path_fix(module[1], str(where), None if imported else pickler_name)
+            return f" M{fix[1:]}."
         fix = (
             "use pickler='hybrid' (the default), which sends the functions and classes of such a "
             "module by value" + (", or put its folder on sys.path" if named else "")

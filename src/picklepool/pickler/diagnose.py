@@ -70,6 +70,16 @@ def _items(obj: Any) -> tuple[list[Any], Callable[[int], str]] | None:
         return list(obj), lambda i: f"[{i}]"
     if isinstance(obj, (set, frozenset)):
         return list(obj), lambda i: f"{{item {i}}}"
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(obj, np.ndarray) and obj.dtype == object and obj.size:
+        # its items, by index (args[0][1, 2]), not through what its __reduce__ sends
+        shape = obj.shape
+
+        def at(i: int) -> str:
+            index = tuple(int(k) for k in np.unravel_index(i, shape))
+            return f"[{', '.join(map(str, index))}]"
+
+        return list(obj.ravel(order="C")), at
     return None
 
 
@@ -94,6 +104,9 @@ def _first_failing(fails: Callable[[Any], BaseException | None], items: list[Any
 
 def _children(obj: Any) -> Iterator[tuple[str, Any]]:
     """The children of what is not a plain container (see _items)."""
+    if type(obj).__module__ == "picklepool.state" and type(obj).__name__ == "SharedState":
+        yield ".value", obj._value  # its snapshot is its value's (named as the user reaches it)
+        return
     if isinstance(obj, types.FunctionType):
         yield from _function_children(obj)
         return
@@ -125,6 +138,22 @@ def _children(obj: Any) -> Iterator[tuple[str, Any]]:
         for name in getattr(cls, "__slots__", ()):
             if isinstance(name, str) and name not in ("__dict__", "__weakref__") and hasattr(obj, name):
                 yield f".{name}", getattr(obj, name)
+    if _class_by_value(type(obj)):  # its class travels with it, class attributes and all
+        yield ".__class__", type(obj)
+
+
+def _class_by_value(cls: type) -> bool:
+    """Whether *cls* (a class statement's) is pickled by value: a class of __main__, or one
+    that cannot be imported by name."""
+    if isinstance(cls, enum.EnumMeta) or not _users_class(cls):
+        return False
+    import cloudpickle
+
+    by_reference = getattr(cloudpickle.cloudpickle, "_should_pickle_by_reference", None)
+    try:
+        return by_reference is not None and not by_reference(cls)
+    except Exception:  # noqa: BLE001 - (a class it cannot tell: not walked)
+        return False
 
 
 # a class's own entries that its pickling by value leaves out or makes anew
@@ -208,6 +237,8 @@ def _failing_child(
         for suffix, child in _children(value):
             child_err = fails(child)
             if child_err is not None:
+                if suffix == ".__class__" and _by_reference_failure(child, child_err):
+                    return None  # (the pickler sends it by name: the instance's own failure)
                 return suffix, child, child_err
         return None
     items, name = listed
@@ -390,6 +421,15 @@ def _hybrid_takes(culprit: Any) -> bool:
     return True
 
 
+def _by_name(pickler_name: str, culprit: Any) -> bool:
+    """Whether *pickler_name* failed on *culprit* because it sends functions and classes by
+    name, as 'pickle' does: 'pickle' itself, or a pickler of the user's own (registered, or
+    "module:attr": most often a ``pickle.Pickler`` subclass) that the hybrid pickler takes it from."""
+    if pickler_name == "pickle":
+        return True
+    return pickler_name not in ("hybrid", "cloudpickle") and _hybrid_takes(culprit)
+
+
 def fix(
     pickler_name: str,
     culprit: Any,
@@ -408,28 +448,28 @@ def fix(
             "events, semaphores and queues as snapshots rebuilt with fresh locks, or "
             f"{give} only the data the lock guards."
         )
-    if isinstance(culprit, (types.FunctionType, type)) and pickler_name == "pickle":
+    if isinstance(culprit, (types.FunctionType, type)) and _by_name(pickler_name, culprit):
         qualname = getattr(culprit, "__qualname__", "")
         if "<lambda>" in qualname or "<locals>" in qualname or "<genexpr>" in qualname:
             made = "a lambda" if culprit.__name__ == "<lambda>" else "defined inside a function"
             return (
-                f"Fix: it is {made}, which pickler 'pickle' cannot send (it sends functions "
-                "and classes by reference: module and name, importable by the worker); use "
-                "pickler='hybrid' (the default) or 'cloudpickle', which send it by value, "
+                f"Fix: it is {made}, which pickler {pickler_name!r} cannot send (it sends "
+                "functions and classes by reference: module and name, importable by the worker); "
+                "use pickler='hybrid' (the default) or 'cloudpickle', which send it by value, "
                 "define it at module level, or decorate it with "
                 "picklepool.wrap_non_picklable_objects."
             )
         return (
-            "Fix: pickler 'pickle' sends functions and classes by reference, so they "
+            f"Fix: pickler {pickler_name!r} sends functions and classes by reference, so they "
             "must be importable by the worker; use pickler='hybrid' (the default) or "
             "'cloudpickle', or decorate it with picklepool.wrap_non_picklable_objects."
         )
     if ".<global " in path:
         return _global_fix(path)
     cls_name = type(culprit).__qualname__
-    if pickler_name == "pickle" and "<locals>" in cls_name and not isinstance(culprit, _BY_NAME):
+    if "<locals>" in cls_name and not isinstance(culprit, _BY_NAME) and _by_name(pickler_name, culprit):
         return (
-            f"Fix: its class {cls_name} is defined inside a function, so pickler 'pickle' "
+            f"Fix: its class {cls_name} is defined inside a function, so pickler {pickler_name!r} "
             "cannot find it by name in the worker; define the class at module level, or use "
             "pickler='hybrid' (the default) or 'cloudpickle', which send it by value."
         )
