@@ -17,7 +17,7 @@ from ..pickler.locks import callers_level
 from ..pickler.registry import resolve_pickler
 from ..settings import CONFIG_KEYS, NOT_SET, Settings, inflight, resolve_settings, sources_now
 from ..workers import mirror
-from . import limits, memory, ongoing
+from . import descriptors, limits, memory, ongoing
 from .backend import Backend
 from .backends import BACKENDS, make_backend, prepare
 from .batching import AutoBatcher, FixedBatcher
@@ -478,8 +478,12 @@ class Parallel:
             self._running = True
         try:
             out = self._call(iterable)
-        except BaseException:
+        except BaseException as exc:
             self._done()
+            n = self.n_jobs if isinstance(self.n_jobs, int) and self.n_jobs > 1 else None
+            clear = descriptors.explained(exc, n)
+            if clear is not None:
+                raise clear from exc
             raise
         if self.return_as == "list":
             self._done()
