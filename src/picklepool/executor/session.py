@@ -25,6 +25,7 @@ from multiprocessing.util import Finalize
 from typing import Any
 
 from .. import lokycompat
+from ..workers import logback
 from ..workers.control import CANCEL_SLOTS, STATUS, map_file, shm_root
 from . import leftovers
 
@@ -248,6 +249,8 @@ class Session:
             os.unlink(os.path.join(self.path, f"w{pid}"))
         except FileNotFoundError:
             pass
+        # what its tasks logged in the batch it died in, which its reply would have brought
+        logback.show_journal(self.path, pid)
 
     def close(self) -> None:
         if os.getpid() != self.pid or self._closed:  # a forked child's exit: the folder is its parent's
