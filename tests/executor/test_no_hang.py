@@ -255,6 +255,31 @@ def test_a_generator_left_in_a_global_at_exit_prints_nothing(return_as):
     assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")
 
 
+@pytest.mark.parametrize("read", [0, 1])
+@pytest.mark.parametrize("return_as", ["generator", "generator_unordered"])
+def test_a_generator_left_in_a_globals_container_at_exit_prints_nothing(return_as, read):
+    # in a list or dict of jobs, it is dropped as the interpreter clears the modules, whose
+    # globals are None by then: its clean-up printed "Exception ignored in: <generator object
+    # _flatten ...> AttributeError: 'NoneType' object has no attribute 'end'"
+    result = run_python(
+        f"""
+        import time
+        from picklepool import Parallel, delayed
+
+        JOBS = {{"pending": []}}
+
+        if __name__ == "__main__":
+            # (no function of __main__: the generator outlives the script's module)
+            g = Parallel(n_jobs=2, return_as={return_as!r})(  # (every task sent)
+                delayed(time.sleep)(0 if i < 1 else 60) for i in range(3)
+            )
+            print([next(g) for _ in range({read})])
+            JOBS["pending"].append(g)
+        """
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{[None] * read}\n", "")
+
+
 @pytest.mark.timeout(30)
 def test_an_executor_whose_pool_stops_delivering_fails_its_futures_instead_of_hanging():
     from picklepool import Executor

@@ -710,6 +710,9 @@ def _flatten(
     done: Callable[[], None],
     call: Any,
     token: int,
+    *,
+    _end: Callable[[int], None] = ongoing.end,
+    _finalizing: Callable[[], bool] = sys.is_finalizing,
 ) -> Iterator[Any]:
     """The results of *chunks* one by one; closing it early cancels the call's remaining tasks.
 
@@ -731,21 +734,31 @@ def _flatten(
             consumed, size = consumed + size, 0
             ongoing.reading(token)  # (before the next chunk is waited for)
     except GeneratorExit:
+        if _finalizing():  # (dropped as the interpreter clears modules: below)
+            raise
         chunks.close()  # type: ignore[attr-defined]
-        if call.left_unused is not None and not sys.is_finalizing():
+        if call.left_unused is not None:
             finished, cancelled = call.left_unused
             _warn_unused(finished, cancelled, read=consumed + size - operator.length_hint(part))
         raise
     finally:
         try:
-            chunks.close()  # type: ignore[attr-defined]
-        finally:
-            ongoing.end(token)
-            if reporter is not None:
-                reporter.close()
-            if owned is not None:
-                owned.release(wait=False)  # closed early: do not wait for running threads
-            done()
+            try:
+                chunks.close()  # type: ignore[attr-defined]
+            finally:
+                _end(token)
+                if reporter is not None:
+                    reporter.close()
+                if owned is not None:
+                    owned.release(wait=False)  # closed early: do not wait for running threads
+                done()
+        except Exception:
+            # Left in a module's container (a list, a dict of jobs) at the exit, it is
+            # dropped as the interpreter clears the modules, whose globals are None by then
+            # ("AttributeError: 'NoneType' object has no attribute 'end'", printed as
+            # ignored): its pools are stopped already (the exit hooks), nothing is left to do
+            if not _finalizing():
+                raise
 
 
 def _warn_unused(finished: int, cancelled: int, read: int) -> None:
