@@ -268,6 +268,39 @@ def test_a_parent_with_descriptors_over_1023_gets_forked_workers():
     assert got["ppids"] == [got["server"]]
 
 
+def test_a_parent_near_its_descriptor_limit_gets_forked_workers():
+    # a program holding most of its descriptors (files, sockets) leaves picklepool the
+    # highest numbers: a worker's pipes keep them, and the worker moved each above them all
+    # first, past the limit it shares (EMFILE): it died at its start, and every call failed
+    # with a WorkerCrashedError blaming the task, where joblib's workers started
+    result = run_python(
+        """
+        import json, os, resource
+        import picklepool
+        from picklepool import Parallel, delayed
+        from picklepool.executor import forkserver
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        held = []
+        try:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        for fd in held[-24:]:  # the highest numbers are free, the others held
+            os.close(fd)
+        ppids = Parallel(n_jobs=2, batch_size=1)(delayed(os.getppid)() for _ in range(4))
+        server = forkserver._server.pid
+        picklepool.shutdown()
+        print(json.dumps({"ppids": sorted(set(ppids)), "server": server}))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got["ppids"] == [got["server"]]
+
+
 def test_a_parent_with_a_path_object_in_sys_path_gets_forked_workers():
     # the server's command carried the repr of sys.path: PosixPath('/tmp') is no name
     # there (NameError), the server died and workers started as loky starts them

@@ -147,6 +147,48 @@ def test_a_worker_leaving_its_pool_does_not_wait_for_the_threads_its_tasks_left(
     assert "killed" not in result.stderr, result.stderr  # (not the parent's backstop)
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["retired", "shutdown"])
+def test_a_worker_leaving_its_pool_stops_the_processes_its_tasks_left(how):
+    # multiprocessing's exit joins a process's non-daemon children, before the threads' hook:
+    # a worker whose task started one and left it running never exited, until the parent
+    # killed it and its child EXIT_DEADLINE (5 s) later with a line blaming "a non-daemon
+    # thread"; the child's work was lost without a word. It now waits GRACE for them as for
+    # threads, then names them on stderr and stops them: none outlives the worker.
+    result = run_python(
+        f"""
+        import json, multiprocessing, os, threading
+        import picklepool
+        from picklepool import Parallel, delayed
+
+        def leave_a_process_behind(i):
+            child = multiprocessing.get_context("fork").Process(
+                target=threading.Event().wait, name=f"left-behind-{{i}}"
+            )
+            child.start()
+            return os.getpid(), child.pid
+
+        if __name__ == "__main__":
+            memory = "1" if {how!r} == "retired" else None  # (each worker retired after its batch)
+            pids = Parallel(n_jobs=2, batch_size=1, max_worker_memory=memory)(
+                delayed(leave_a_process_behind)(i) for i in range(4)
+            )
+            print(Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4)))
+            picklepool.shutdown(wait=True)
+            print(json.dumps(pids))
+        """,
+        timeout=100,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "[0, 1, 2, 3]", result.stdout
+    for pid in [pid for pair in json.loads(lines[1]) for pid in pair]:  # workers and children
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert "with child processes its tasks started still running ('left-behind-" in result.stderr
+    assert "Join such a process in the task that starts it" in result.stderr
+    assert "killed" not in result.stderr, result.stderr  # (not the parent's backstop)
+
+
 @pytest.mark.timeout(60)
 def test_the_interpreter_exit_has_a_deadline_too():
     result = run_python(
@@ -211,6 +253,31 @@ def test_a_generator_left_in_a_global_at_exit_prints_nothing(return_as):
         """
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", "")
+
+
+@pytest.mark.parametrize("read", [0, 1])
+@pytest.mark.parametrize("return_as", ["generator", "generator_unordered"])
+def test_a_generator_left_in_a_globals_container_at_exit_prints_nothing(return_as, read):
+    # in a list or dict of jobs, it is dropped as the interpreter clears the modules, whose
+    # globals are None by then: its clean-up printed "Exception ignored in: <generator object
+    # _flatten ...> AttributeError: 'NoneType' object has no attribute 'end'"
+    result = run_python(
+        f"""
+        import time
+        from picklepool import Parallel, delayed
+
+        JOBS = {{"pending": []}}
+
+        if __name__ == "__main__":
+            # (no function of __main__: the generator outlives the script's module)
+            g = Parallel(n_jobs=2, return_as={return_as!r})(  # (every task sent)
+                delayed(time.sleep)(0 if i < 1 else 60) for i in range(3)
+            )
+            print([next(g) for _ in range({read})])
+            JOBS["pending"].append(g)
+        """
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{[None] * read}\n", "")
 
 
 @pytest.mark.timeout(30)

@@ -666,3 +666,47 @@ def test_a_fork_started_worker_follows_a_level_the_parent_set_before_the_fork_an
             assert ex.submit(_effective_level, logger.name).result() == logging.root.getEffectiveLevel()
     finally:
         logger.setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize("death", ["os._exit", "SIGKILL", "SIGSEGV"])
+def test_what_a_task_logged_before_its_worker_died_is_shown_once(death):
+    # the records travel with the batch's reply: a worker that died before it took them along
+    # (the last lines before a crash, those that say where it happened), where the loop, or a
+    # script without logging configured (the worker prints them itself), shows them
+    proc = run_python(
+        f"""
+        import ctypes, logging, os, signal, sys
+        from picklepool import Parallel, WorkerCrashedError, delayed
+
+        log = logging.getLogger("app")
+
+        def task(i):
+            log.warning("before %d", i)
+            if i == 1:
+                log.warning("about to die")
+                if {death!r} == "os._exit":
+                    os._exit(3)
+                if {death!r} == "SIGKILL":  # (as the OOM killer does)
+                    os.kill(os.getpid(), signal.SIGKILL)
+                ctypes.string_at(0)
+            return i
+
+        if __name__ == "__main__":
+            logging.basicConfig(stream=sys.stdout, format="LOGGED %(name)s %(message)s")
+            print(Parallel(n_jobs=2, batch_size=1)(delayed(task)(i) for i in (0, 2)))
+            try:
+                Parallel(n_jobs=2, batch_size=2)(delayed(task)(i) for i in (0, 1, 2, 3))
+            except WorkerCrashedError as exc:
+                print("crashed")
+            print(Parallel(n_jobs=2, batch_size=1)(delayed(task)(i) for i in (0, 2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines.count("LOGGED app about to die") == 1, proc.stdout
+    assert lines.index("LOGGED app about to die") < lines.index("crashed")  # (before the error)
+    # its batch's first task's record too (task 0, done before it died); the others of the
+    # calls once each, as before (the other batch, 2 and 3, may have run before the crash)
+    assert lines.count("LOGGED app before 1") == 1, proc.stdout
+    assert lines.count("LOGGED app before 0") == 3, proc.stdout
+    assert lines.count("LOGGED app before 2") in (2, 3) and lines.count("LOGGED app before 3") <= 1

@@ -60,7 +60,7 @@ from ..workers import inherited, mirror
 from ..workers.control import DUMPING, LOADING
 from ..workers.control import RUNNING as RUNNING_STAGE
 from ..workers.prologue import initialize, own_pool, start_pool_worker
-from . import gil, interrupts, limits, ongoing, poolstart, reaper, submitmap
+from . import descriptors, gil, interrupts, limits, ongoing, poolstart, reaper, submitmap
 from .backend import Backend
 from .backends import BACKENDS, LokyBackend
 from .batching import AutoBatcher
@@ -476,8 +476,11 @@ class Executor(_StdExecutor):
                 s, env, own_context, mp_context, initializer, initargs, inherit, max_tasks_per_child
             )
             kept = lokycompat.interpreter_exiting() and ongoing.admitted() and not _exiting
-        except BaseException:
+        except BaseException as exc:
             ongoing.end(exit_token)
+            clear = descriptors.explained(exc, s.n_workers)
+            if clear is not None:
+                raise clear from exc
             raise
         finally:
             ongoing.admit(admitted)
@@ -995,6 +998,10 @@ class Executor(_StdExecutor):
                 exc = NotACall(
                     exc.item, None if exc.wire is None else numbering.user_index(exc.wire), exc.wire
                 )
+            clear = descriptors.explained(exc, channel.backend.n_workers)
+            if clear is not None:
+                clear.__cause__ = exc
+                exc = clear
             _fail(works, exc)
             return
         channel.inflight[seq] = batch

@@ -17,7 +17,7 @@ from ..pickler.locks import callers_level
 from ..pickler.registry import resolve_pickler
 from ..settings import CONFIG_KEYS, NOT_SET, Settings, inflight, resolve_settings, sources_now
 from ..workers import mirror
-from . import limits, memory, ongoing
+from . import descriptors, limits, memory, ongoing
 from .backend import Backend
 from .backends import BACKENDS, make_backend, prepare
 from .batching import AutoBatcher, FixedBatcher
@@ -480,8 +480,12 @@ class Parallel:
             self._running = True
         try:
             out = self._call(iterable)
-        except BaseException:
+        except BaseException as exc:
             self._done()
+            n = self.n_jobs if isinstance(self.n_jobs, int) and self.n_jobs > 1 else None
+            clear = descriptors.explained(exc, n)
+            if clear is not None:
+                raise clear from exc
             raise
         if self.return_as == "list":
             self._done()
@@ -708,6 +712,9 @@ def _flatten(
     done: Callable[[], None],
     call: Any,
     token: int,
+    *,
+    _end: Callable[[int], None] = ongoing.end,
+    _finalizing: Callable[[], bool] = sys.is_finalizing,
 ) -> Iterator[Any]:
     """The results of *chunks* one by one; closing it early cancels the call's remaining tasks.
 
@@ -729,21 +736,31 @@ def _flatten(
             consumed, size = consumed + size, 0
             ongoing.reading(token)  # (before the next chunk is waited for)
     except GeneratorExit:
+        if _finalizing():  # (dropped as the interpreter clears modules: below)
+            raise
         chunks.close()  # type: ignore[attr-defined]
-        if call.left_unused is not None and not sys.is_finalizing():
+        if call.left_unused is not None:
             finished, cancelled = call.left_unused
             _warn_unused(finished, cancelled, read=consumed + size - operator.length_hint(part))
         raise
     finally:
         try:
-            chunks.close()  # type: ignore[attr-defined]
-        finally:
-            ongoing.end(token)
-            if reporter is not None:
-                reporter.close()
-            if owned is not None:
-                owned.release(wait=False)  # closed early: do not wait for running threads
-            done()
+            try:
+                chunks.close()  # type: ignore[attr-defined]
+            finally:
+                _end(token)
+                if reporter is not None:
+                    reporter.close()
+                if owned is not None:
+                    owned.release(wait=False)  # closed early: do not wait for running threads
+                done()
+        except Exception:
+            # Left in a module's container (a list, a dict of jobs) at the exit, it is
+            # dropped as the interpreter clears the modules, whose globals are None by then
+            # ("AttributeError: 'NoneType' object has no attribute 'end'", printed as
+            # ignored): its pools are stopped already (the exit hooks), nothing is left to do
+            if not _finalizing():
+                raise
 
 
 def _warn_unused(finished: int, cancelled: int, read: int) -> None:

@@ -291,7 +291,7 @@ def stop(
     notes = [
         f"picklepool: worker pid {pid} did not stop within {deadline:g} s of shutdown and was "
         "killed (still running a task, or held by something that blocks a process's exit, such "
-        "as a non-daemon thread a task started)"
+        "as an atexit function a task registered that waits)"
         for pid in ([] if kill else late)
     ]
     for note in notes:

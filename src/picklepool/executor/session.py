@@ -14,6 +14,7 @@ earlier picklepool processes that died without cleaning up.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from multiprocessing.util import Finalize
 from typing import Any
 
 from .. import lokycompat
+from ..workers import logback
 from ..workers.control import CANCEL_SLOTS, STATUS, map_file, shm_root
 from . import leftovers
 
@@ -84,8 +86,21 @@ class Session:
         self.pid = os.getpid()  # a forked child neither uses nor removes it (_forget_in_child)
         self.path = os.path.join(shm_root(), f"picklepool-{self.pid}-{os.urandom(4).hex()}")
         os.mkdir(self.path, 0o700)
-        self._tracked = lokycompat.track_folder(self.path)
-        self._flags = map_file(os.path.join(self.path, "cancel"), CANCEL_SLOTS, create=True)
+        self._tracked = False
+        try:
+            self._tracked = lokycompat.track_folder(self.path)
+            self._flags = map_file(os.path.join(self.path, "cancel"), CANCEL_SLOTS, create=True)
+        except BaseException:  # (out of descriptors, of space): no folder left for loky's tracker
+            try:  # (by name: rmtree needs descriptors, which may be what is missing)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.path, "cancel"))
+                os.rmdir(self.path)
+            except OSError:
+                pass  # (the tracker removes it at the exit)
+            else:
+                if self._tracked:
+                    lokycompat.track_folder(self.path, register=False)
+            raise
         # Re-entrant: a collection that starts in this thread while it holds the lock (an
         # allocation in write_blob, begin_call) may run finalizers that end a call (a dropped
         # generator in a reference cycle gives back its blobs) or make one (a __del__)
@@ -234,6 +249,8 @@ class Session:
             os.unlink(os.path.join(self.path, f"w{pid}"))
         except FileNotFoundError:
             pass
+        # what its tasks logged in the batch it died in, which its reply would have brought
+        logback.show_journal(self.path, pid)
 
     def close(self) -> None:
         if os.getpid() != self.pid or self._closed:  # a forked child's exit: the folder is its parent's

@@ -37,6 +37,7 @@ imported: a worker starts as loky's own do, from the same preparation data.
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import pickle
 import select
@@ -130,9 +131,18 @@ def _place(wanted: dict[int, int]) -> None:
     """Give each received descriptor its number in the parent (target -> received), close the rest."""
     import fcntl
 
-    top = max([*wanted, *wanted.values(), 2]) + 1
-    # first above every number in play, so that no placing overwrites one still to place
-    moved = {target: fcntl.fcntl(fd, fcntl.F_DUPFD, top) for target, fd in wanted.items()}
+    # each first to a free number that is no target, so that no placing overwrites one still
+    # to place: the lowest such (not one above them all: the parent's numbers may reach its
+    # descriptor limit, which this process has too, and a number past it is refused)
+    moved, spare = {}, []
+    for target, fd in wanted.items():
+        copy = fcntl.fcntl(fd, fcntl.F_DUPFD, 0)
+        while copy in wanted:
+            spare.append(copy)  # (held until the loop ends: the next copy gets another)
+            copy = fcntl.fcntl(fd, fcntl.F_DUPFD, 0)
+        moved[target] = copy
+    for fd in spare:
+        os.close(fd)
     for fd in set(wanted.values()):
         os.close(fd)
     for target, fd in moved.items():
@@ -169,7 +179,7 @@ def _become_worker(request: dict[str, Any], fds: list[int], alive_fd: int) -> in
     stdio = request["stdio"]  # the standard descriptors the parent had open
     wanted = dict(zip(stdio, fds[1 : 1 + len(stdio)], strict=True))
     wanted.update(zip(request["targets"], fds[1 + len(stdio) :], strict=True))
-    alive = max([*wanted, 2]) + 1
+    alive = next(fd for fd in itertools.count(3) if fd not in wanted)  # (below the limit)
     wanted[alive] = alive_fd
     os.close(fds[0])  # the status pipe is the server's
     _place(wanted)

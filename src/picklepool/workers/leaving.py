@@ -1,4 +1,4 @@
-"""A worker leaving its pool does not wait for the threads its tasks left running.
+"""A worker leaving its pool does not wait for the threads (or processes) its tasks left running.
 
 A loky worker leaves its pool when it is retired (a task timed out, memory recycling), when
 it idles out, or when its pool shuts down; it then exits as any Python process does,
@@ -16,6 +16,17 @@ hook, and telling their threads to end as it does): it gives them :data:`GRACE` 
 says on stderr which are still running, runs the worker's ``atexit`` functions, flushes its
 streams and ends the process without them (``os._exit(0)``). Their work is lost, as when a
 worker is killed; in the loop they would have kept the parent running until they ended.
+
+The child processes a task started with ``multiprocessing`` and left running (a
+``Process(...).start()`` without ``join``, not a daemon) hold that exit the same way:
+``multiprocessing``'s own exit function joins them without a deadline, before the threads'
+hook runs. :func:`install` also registers a ``multiprocessing`` finalizer that runs before
+that join (:func:`_leave_children`): it gives them :data:`GRACE` seconds too, then names
+those still running on stderr and stops them (``terminate()``, then ``kill()``), so that
+none outlives the worker. Before, the parent killed the worker and its children
+``executor.reaper.EXIT_DEADLINE`` seconds later, with a line that blamed a thread. (Daemon
+children ``multiprocessing`` terminates itself; a ``subprocess.Popen`` child is not waited
+for at exit, in the loop either: left as it is.)
 """
 
 from __future__ import annotations
@@ -26,7 +37,8 @@ import sys
 import threading
 import time
 
-GRACE = 1.0  # seconds a leaving worker waits for its tasks' non-daemon threads
+GRACE = 1.0  # seconds a leaving worker waits for its tasks' non-daemon threads (and processes)
+EXIT_PRIORITY = 100  # of the finalizer that stops them: among the first multiprocessing runs
 
 
 def install() -> None:
@@ -45,6 +57,10 @@ def install() -> None:
         register(_leave)
     except RuntimeError:  # (already shutting down)
         pass
+    from multiprocessing import util
+
+    # run by multiprocessing's exit function before it joins this process's children
+    util.Finalize(None, _leave_children, args=(os.getpid(),), exitpriority=EXIT_PRIORITY)
 
 
 def _end_thread_pools() -> None:
@@ -98,3 +114,52 @@ def _leave() -> None:
             except Exception:  # noqa: BLE001 - (a closed or replaced stream)
                 pass
         os._exit(0)
+
+
+def children() -> list:
+    """The child processes ``multiprocessing``'s exit would join: started by this process's
+    tasks, not daemons, still running (not loky's: a nested call's pool is stopped apart,
+    ``lokycompat.before_loky_exit``)."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return []
+    try:
+        active = mp.active_children()
+    except Exception:  # noqa: BLE001 - (a process object a task broke)
+        return []
+    return [p for p in active if not p.daemon and not type(p).__module__.startswith("loky")]
+
+
+def _leave_children(pid: int) -> None:
+    if pid != os.getpid():  # (a copy in a child forked by other means than multiprocessing)
+        return
+    procs = children()
+    if not procs:
+        return
+    deadline = time.monotonic() + GRACE
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+    procs = [p for p in procs if p.is_alive()]
+    if not procs:
+        return
+    names = ", ".join(f"{p.name!r} pid {p.pid}" for p in procs[:5])
+    if len(procs) > 5:
+        names += f" and {len(procs) - 5} more"
+    try:
+        sys.stderr.write(  # (one write: several workers' lines do not run together)
+            f"picklepool: worker {os.getpid()} left its pool with child processes its tasks "
+            f"started still running ({names}) {GRACE:g} s later: it stops them, and their work "
+            "is lost (waiting would hold up the pool's next calls). Join such a process in the "
+            "task that starts it, or make it a daemon process.\n"
+        )
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001 - (a closed or replaced stream)
+        pass
+    for proc in procs:
+        proc.terminate()
+    deadline = time.monotonic() + GRACE
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()

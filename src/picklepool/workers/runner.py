@@ -320,13 +320,13 @@ def run_batch(batch: Batch) -> Any:
             with mirror.numeric_applied(numeric):
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
         elif log_parent is not None and not (capture[0] or capture[1] or record):  # (the log records only)
-            with logback.collected(log_parent) as logged:
+            with logback.collected(log_parent, batch.session) as logged:
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
         elif capture[0] or capture[1] or record or log_parent is not None:
             with (
                 output.captured(capture) as printed,
                 warnback.recorded(record) as warned,
-                logback.collected(log_parent) as logged,
+                logback.collected(log_parent, batch.session) as logged,
             ):
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
         elif timeout is None and not batch.isolate:  # (_execute's commonest case, without its call)
