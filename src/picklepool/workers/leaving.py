@@ -36,6 +36,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 GRACE = 1.0  # seconds a leaving worker waits for its tasks' non-daemon threads (and processes)
 EXIT_PRIORITY = 100  # of the finalizer that stops them: among the first multiprocessing runs
@@ -84,20 +85,29 @@ def running() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t not in mine and not t.daemon and t.is_alive()]
 
 
+def _still_running(items: list[Any]) -> list[Any]:
+    """*items* (threads or processes) joined for :data:`GRACE` seconds in all: those still running."""
+    deadline = time.monotonic() + GRACE
+    for item in items:
+        item.join(max(0.0, deadline - time.monotonic()))
+    return [item for item in items if item.is_alive()]
+
+
+def _names(names: list[str]) -> str:
+    """The first five of *names*, and how many more."""
+    shown = ", ".join(names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
 def _leave() -> None:
     left = running()
     if not left:
         return
     _end_thread_pools()
-    deadline = time.monotonic() + GRACE
-    for thread in left:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    left = [t for t in left if t.is_alive()]
+    left = _still_running(left)
     if not left:
         return
-    names = ", ".join(repr(t.name) for t in left[:5])
-    if len(left) > 5:
-        names += f" and {len(left) - 5} more"
+    names = _names([repr(t.name) for t in left])
     try:
         sys.stderr.write(  # (one write: several workers' lines do not run together)
             f"picklepool: worker {os.getpid()} left its pool with threads its tasks started still "
@@ -136,15 +146,10 @@ def _leave_children(pid: int) -> None:
     procs = children()
     if not procs:
         return
-    deadline = time.monotonic() + GRACE
-    for proc in procs:
-        proc.join(max(0.0, deadline - time.monotonic()))
-    procs = [p for p in procs if p.is_alive()]
+    procs = _still_running(procs)
     if not procs:
         return
-    names = ", ".join(f"{p.name!r} pid {p.pid}" for p in procs[:5])
-    if len(procs) > 5:
-        names += f" and {len(procs) - 5} more"
+    names = _names([f"{p.name!r} pid {p.pid}" for p in procs])
     try:
         sys.stderr.write(  # (one write: several workers' lines do not run together)
             f"picklepool: worker {os.getpid()} left its pool with child processes its tasks "
