@@ -254,3 +254,50 @@ def test_what_tasks_print_to_a_log_file_lands_in_the_loops_order(tmp_path):
     lines = log.read_text().splitlines()
     assert lines[0] == "1. loading" and sorted(lines[1:3]) == ["task 0 working", "task 1 working"], lines
     assert lines[3:] == ["2. called", "task 2 working", "3. submitted"], lines
+
+
+@pytest.mark.parametrize("death", ["os._exit", "SIGKILL", "SIGSEGV"])
+def test_what_a_task_printed_before_its_worker_died_reaches_the_redirected_stream_once(death):
+    # What tasks print to a redirected stream travels with the batch's reply: a worker that
+    # died before it took along the last lines, those that say where it crashed (a notebook's
+    # cell, redirect_stdout), where the loop printed them. They are written from the worker's
+    # journal (workers.journal) before the crash's error, in the order they were written
+    # among its log records, and only once.
+    proc = run_python(
+        f"""
+        import contextlib, ctypes, io, logging, os, signal, sys
+        from picklepool import Parallel, WorkerCrashedError, delayed
+
+        log = logging.getLogger("app")
+
+        def task(i):
+            print("before", i)
+            if i == 1:
+                log.warning("logged %d", i)
+                print("about to die", file=sys.stderr)
+                print("last words")
+                if {death!r} == "os._exit":
+                    os._exit(3)
+                if {death!r} == "SIGKILL":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                ctypes.string_at(0)
+            return i
+
+        if __name__ == "__main__":
+            out, err = io.StringIO(), io.StringIO()
+            logging.basicConfig(stream=out, format="LOGGED %(message)s")
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    Parallel(n_jobs=2, batch_size=3)(delayed(task)(i) for i in (0, 1, 2))
+                except WorkerCrashedError:
+                    print("crashed")
+                print(Parallel(n_jobs=2)(delayed(task)(i) for i in (0, 2)))
+            sys.__stdout__.write(repr(out.getvalue().splitlines()) + "\\n")
+            sys.__stdout__.write(repr(err.getvalue().splitlines()) + "\\n")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    out, err = (eval(line) for line in proc.stdout.splitlines()[-2:])  # noqa: S307 - our own repr
+    assert out[:5] == ["before 0", "before 1", "LOGGED logged 1", "last words", "crashed"], proc.stdout
+    assert sorted(out[5:7]) == ["before 0", "before 2"] and out[7:] == ["[0, 2]"], proc.stdout
+    assert err == ["about to die"], proc.stdout

@@ -9,7 +9,6 @@ function, with short arguments: ``task 3: crash_task(3)``) and what to do.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import importlib
 import importlib.util
 import os
@@ -44,13 +43,13 @@ from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Captured, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
 from ..workers import builtinnames, logback, mirror, warnback
 from ..workers.control import DUMPING, LOADING
-from ..workers.output import write_text
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure
 from ..workers.runner import first_unloadable
 from ..workers.tasks import TIMEOUT_ADVICE
 from . import clusteradvice, functions, leftovers, reaper
 from .exitcodes import crash_advice, pickling_fault
 from .functions import describe_task, label
+from .printed import write_back
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
 # what to do about a task's StopIteration (a Parallel call's, an Executor map's)
@@ -213,7 +212,7 @@ class ReplyReader:
                 raise self.crash_error(batch, exc) from exc
             raise
         if type(reply) is Captured:  # what the tasks printed, for this process's redirected streams
-            _write(reply.stdout, reply.stderr)
+            write_back(reply.stdout, reply.stderr)
             warnback.show(call.pickler, reply.warned)  # and the warnings they gave, for its own handling
             logback.show(call.pickler, reply.logged)  # and their log records, for its loggers
             reply = reply.reply
@@ -1033,45 +1032,3 @@ def _made(cls: type[BaseException], failure: Failure) -> BaseException:
     exc: BaseException = BaseException.__new__(cls)
     exc.args = (failure.message,)
     return exc
-
-
-def _write(stdout: str, stderr: str) -> None:
-    """Write what a batch's tasks printed to this process's ``sys.stdout`` / ``sys.stderr``
-    (``workers.output``; bytes that are no text as ``output.write_text`` writes them); a
-    stream that fails (closed meanwhile) is passed over.
-
-    The stream may be any object of the caller's with a ``write`` (``print`` needs no
-    more): one without ``flush`` is not flushed; one whose methods raise something else
-    (a ``TypeError`` of a bytes-only stream) does not fail the call, whose tasks are
-    done: the text goes to the process's own stream, where a worker writes it (and
-    joblib's do), with a warning naming the error.
-    """
-    for text, stream, own in ((stdout, sys.stdout, sys.__stdout__), (stderr, sys.stderr, sys.__stderr__)):
-        if text and stream is not None:
-            try:
-                write_text(stream, text)
-                flush = getattr(stream, "flush", None)
-                if flush is not None:
-                    flush()
-            except (OSError, ValueError):  # a closed stream: nowhere to write it, as in a worker
-                pass
-            except Exception as exc:  # noqa: BLE001 - the caller's stream object, whatever it does
-                _write_elsewhere(text, stream, own, exc)
-
-
-def _write_elsewhere(text: str, stream: Any, own: Any, exc: Exception) -> None:
-    """What tasks printed, that the caller's *stream* would not take, to the process's *own*."""
-    import warnings
-
-    name = "stdout" if own is sys.__stdout__ else "stderr"
-    warnings.warn(
-        f"what tasks printed could not be written to sys.{name} ({type(stream).__qualname__} "
-        f"object): {type(exc).__name__}: {exc}; it went to the process's own {name} instead. "
-        f"Give sys.{name} a stream with a write(str) method, or leave it as it is.",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-    if own is not None and own is not stream:
-        with contextlib.suppress(Exception):  # (no terminal either: nowhere left)
-            write_text(own, text)
-            own.flush()

@@ -25,9 +25,10 @@ from multiprocessing.util import Finalize
 from typing import Any
 
 from .. import lokycompat
-from ..workers import logback
+from ..workers import journal, logback
 from ..workers.control import CANCEL_SLOTS, STATUS, map_file, shm_root
 from . import leftovers
+from .printed import write_journaled
 
 _STALE = re.compile(r"picklepool-(\d+)-")
 
@@ -249,8 +250,13 @@ class Session:
             os.unlink(os.path.join(self.path, f"w{pid}"))
         except FileNotFoundError:
             pass
-        # what its tasks logged in the batch it died in, which its reply would have brought
-        logback.show_journal(self.path, pid)
+        # what its tasks logged and printed in the batch it died in, which its reply would
+        # have brought, in the order they did
+        for kind, data in journal.read(self.path, pid):
+            if kind == journal.LOG:
+                logback.show_journaled(data)
+            else:
+                write_journaled(kind, data)
 
     def close(self) -> None:
         if os.getpid() != self.pid or self._closed:  # a forked child's exit: the folder is its parent's

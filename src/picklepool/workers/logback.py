@@ -37,16 +37,14 @@ import contextlib
 import functools
 import logging
 import operator
-import os
 import pickle
-import struct
 import sys
 import weakref
 from collections.abc import Iterator, Sequence
-from multiprocessing.util import Finalize
 from typing import Any
 
 from . import following
+from .journal import LOG, journal
 
 # a level no record reaches: a logger whose records the parent never shows
 NEVER = sys.maxsize
@@ -426,8 +424,8 @@ class _Collector(logging.Handler):
         if len(attrs) != len(_RECORD):  # (an extra= value, an attribute a filter set)
             extra = {k: v for k, v in attrs.items() if k not in _STANDARD} or None
         self.rows.append((message, *values, extra, shown or None))
-        if _journal.path is not None:
-            _journal.write((message, *values, extra, shown or None))
+        if journal.path is not None:
+            _journaled((message, *values, extra, shown or None))
 
 
 def _shared(values: tuple[Any, ...], last: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -462,14 +460,14 @@ def collected(parent: Parent | None, folder: str | None = None) -> Iterator[list
     this worker's root logger and that the parent would show are kept in the list it yields
     (a row each, :data:`_KEYS`), not handled here. Nothing is done when *parent* is None or
     this worker's root logger has handlers. *folder*: the session folder, where the rows are
-    also written as they are kept (:class:`_Journal`), for the parent to show should this
+    also written as they are kept (``workers.journal``), for the parent to show should this
     worker die before its reply."""
     global _spare
     root = logging.root
     if parent is None or root.handlers:
         yield []
         return
-    _journal.use(folder)
+    journal.use(folder)
     collector = _spare
     if collector is None or collector in root.handlers:  # (the first batch; a batch in a batch)
         collector = _Collector(parent)
@@ -483,110 +481,34 @@ def collected(parent: Parent | None, folder: str | None = None) -> Iterator[list
         root.removeHandler(collector)
         # (the batch's are the caller's: not kept here until the next one)
         collector.rows, collector.last = [], None
-        _journal.clear()  # (they go with the reply: a death from now on would show them twice)
+        journal.clear()
 
 
 # worker: the collector of the batches (a handler made per batch took a lock and a weak reference)
 _spare: _Collector | None = None
 
 
-JOURNAL = "l{pid}"  # a worker's journal in the session folder (beside its status file, w<pid>)
-_LENGTH = struct.Struct("<I")
-
-
-class _Journal:
-    """The rows of the batch running in this worker, appended to a file of the session
-    folder as they are kept (one ``os.write`` each, of plain values: an ``extra=`` object as
-    its text, :func:`_text`), emptied when the batch ends.
-
-    The rows travel with the batch's reply: a worker that died before it (a segfault in
-    compiled code, ``os._exit()``, the OOM killer) took them along, and a script whose logging
-    is configured lost what its tasks logged last, the lines that say where it crashed,
-    without a word (with none configured, the worker printed them itself). The parent reads
-    the journal of a worker it finds dead (:func:`show_journal`), as it removes its status
-    file; a worker that exits removes its own. Opened at the first row (a batch that logs
-    nothing writes nothing); not in a child a task forked."""
-
-    __slots__ = ("fd", "path", "pid", "written")
-
-    def __init__(self) -> None:
-        self.fd, self.pid, self.written = -1, 0, False
-        self.path: str | None = None
-
-    def use(self, folder: str | None) -> None:
-        path = None if folder is None else os.path.join(folder, JOURNAL.format(pid=os.getpid()))
-        if path != self.path or self.pid != os.getpid():
-            self.close()
-            self.path = path
-
-    def write(self, row: tuple[Any, ...]) -> None:
-        try:
-            if self.fd < 0:
-                if self.pid not in (0, os.getpid()):
-                    return  # (a task's forked child: its copy of the worker's journal)
-                path = self.path
-                assert path is not None
-                self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-                self.pid = os.getpid()
-                Finalize(None, _remove, args=(path,), exitpriority=10)  # (at a normal exit)
-            elif self.pid != os.getpid():
-                return
-            extra = len(_KEYS)
-            if row[extra]:
-                row = (*row[:extra], {k: _text(v) for k, v in row[extra].items()}, row[extra + 1])
-            data = pickle.dumps(row, 5)
-            os.write(self.fd, _LENGTH.pack(len(data)) + data)
-            self.written = True
-        except Exception:  # noqa: BLE001 - (a full folder: the rows still go with the reply)
-            pass
-
-    def clear(self) -> None:
-        if self.written and self.pid == os.getpid():
-            self.written = False
-            with contextlib.suppress(OSError):
-                os.ftruncate(self.fd, 0)
-
-    def close(self) -> None:
-        if self.fd >= 0 and self.pid == os.getpid():
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-        self.fd, self.path, self.pid, self.written = -1, None, 0, False
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
-_journal = _Journal()
-
-
-def show_journal(folder: str, pid: int) -> int:
-    """Parent side: hand the rows in the journal of the dead worker *pid* to this process's
-    loggers (as :func:`show` does a reply's), and remove it. Returns how many there were."""
-    path = os.path.join(folder, JOURNAL.format(pid=pid))
+def _journaled(row: tuple[Any, ...]) -> None:
+    """*row* appended to the worker's journal (``workers.journal``), of plain values: an
+    ``extra=`` object as its text (:func:`_text`)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return 0
-    _remove(path)
-    rows, at = [], 0
-    while at + _LENGTH.size <= len(data):
-        (size,) = _LENGTH.unpack_from(data, at)
-        at += _LENGTH.size
-        if at + size > len(data):
-            break  # (the last one cut short by the death)
-        try:
-            rows.append(pickle.loads(data[at : at + size]))
-        except Exception:  # noqa: BLE001 - a torn row
-            break
-        at += size
-    if rows:
         extra = len(_KEYS)
-        others = {i: row[extra] for i, row in enumerate(rows) if row[extra]}
-        _show_rows(_KEYS, rows, others)
-    return len(rows)
+        if row[extra]:
+            row = (*row[:extra], {k: _text(v) for k, v in row[extra].items()}, row[extra + 1])
+        journal.write(LOG, pickle.dumps(row, 5))
+    except Exception:  # noqa: BLE001 - (the row still goes with the reply)
+        pass
+
+
+def show_journaled(data: bytes) -> None:
+    """Parent side: hand a row of a dead worker's journal (``workers.journal``) to this
+    process's loggers, as :func:`show` does a reply's."""
+    try:
+        row = pickle.loads(data)
+    except Exception:  # noqa: BLE001 - a torn row
+        return
+    extra = len(_KEYS)
+    _show_rows(_KEYS, [row], {0: row[extra]} if row[extra] else {})
 
 
 def dumps(pickler: Any, rows: list[tuple[Any, ...]]) -> bytes | None:

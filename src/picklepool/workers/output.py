@@ -10,8 +10,9 @@ collects what the tasks write to ``sys.stdout`` / ``sys.stderr`` (warnings and
 tracebacks printed there included) and sends it with the batch's reply
 (``wire.Captured``); the parent writes it to its stream as it reads the reply. It
 comes once the batch is done, not as it is printed; what a worker that dies
-printed is lost; writes to the file descriptors themselves (C code, child
-processes) go where they went.
+printed, the parent writes from its journal (``workers.journal``) before the crash's
+error; writes to the file descriptors themselves (C code, child processes) go where
+they went.
 
 The stream a batch's tasks see is one object per worker and stream, kept between
 batches: an object that holds it (a ``logging.StreamHandler`` made by a module the
@@ -31,6 +32,8 @@ import os
 import sys
 from collections.abc import Iterator
 from typing import Any
+
+from .journal import STDERR, STDOUT, journal
 
 
 def write_text(stream: Any, text: str) -> None:
@@ -54,10 +57,12 @@ def write_text(stream: Any, text: str) -> None:
 class _Sink(io.RawIOBase):
     """Bytes written: into the running batch's buffer, else to the worker's own stream."""
 
-    def __init__(self, fallback: Any) -> None:
+    def __init__(self, fallback: Any, kind: int) -> None:
         super().__init__()
+        self.kind = kind  # its entries' in the worker's journal (STDOUT, STDERR)
         self.fallback = fallback  # the stream the worker had when this one was made
         self.collected: bytearray | None = None  # the running batch's, while capturing
+        self.journaled = 0  # how much of it is in the worker's journal
         self.pid = os.getpid()  # the process collecting: a forked child's copy would be lost
         self.pending = bytearray()  # the start of a line for the worker's stream (write)
 
@@ -78,7 +83,13 @@ class _Sink(io.RawIOBase):
     def write(self, data: Any) -> int:
         data = bytes(data)
         if self._collecting():
-            self.collected += data  # type: ignore[operator]
+            collected = self.collected
+            collected += data  # type: ignore[operator]
+            if journal.path is not None and b"\n" in data:
+                # for the parent, should this worker die before its reply: whole lines, one
+                # write each (print() writes its text and its end apart)
+                journal.write(self.kind, bytes(collected[self.journaled :]))  # type: ignore[index]
+                self.journaled = len(collected)  # type: ignore[arg-type]
         elif self.fallback is not None:
             # Whole lines at once, as print() to the worker's stream writes them: print()
             # writes its text and its end apart, and the lines of two processes (a task's
@@ -110,8 +121,8 @@ class _Sink(io.RawIOBase):
 class _Stream(io.TextIOWrapper):
     """A text stream into a :class:`_Sink`, with a ``buffer`` (``sys.stdout.buffer.write`` works)."""
 
-    def __init__(self, fallback: Any) -> None:
-        self.sink = _Sink(fallback)
+    def __init__(self, fallback: Any, kind: int) -> None:
+        self.sink = _Sink(fallback, kind)
         super().__init__(self.sink, encoding="utf-8", errors="surrogateescape", write_through=True)  # type: ignore[arg-type]
 
     def isatty(self) -> bool:
@@ -125,22 +136,25 @@ _streams: list[_Stream | None] = [None, None]
 def _stream(k: int, current: Any) -> _Stream:
     stream = _streams[k]
     if stream is None or stream.closed:  # (a task closed it: the next batch has a new one)
-        stream = _streams[k] = _Stream(current)
+        stream = _streams[k] = _Stream(current, (STDOUT, STDERR)[k])
     return stream
 
 
 @contextlib.contextmanager
-def captured(capture: tuple[bool, bool]) -> Iterator[list[str]]:
+def captured(capture: tuple[bool, bool], folder: str | None = None) -> Iterator[list[str]]:
     """``sys.stdout`` / ``sys.stderr`` (as *capture* says) collected inside; the list it
-    yields holds ``[stdout, stderr]`` text at the exit."""
+    yields holds ``[stdout, stderr]`` text at the exit. *folder*: the session folder, where
+    what is collected is also written as it is (``workers.journal``)."""
     out: list[str] = ["", ""]
+    if capture[0] or capture[1]:
+        journal.use(folder)
     saved = sys.stdout, sys.stderr
     streams = [_stream(k, saved[k]) if capture[k] else None for k in (0, 1)]
     for stream in streams:
         if stream is not None:
             if stream.sink.pending:  # a line begun between batches goes out before the batch's
                 stream.sink.flush()
-            stream.sink.collected, stream.sink.pid = bytearray(), os.getpid()
+            stream.sink.collected, stream.sink.pid, stream.sink.journaled = bytearray(), os.getpid(), 0
     if streams[0] is not None:
         sys.stdout = streams[0]
     if streams[1] is not None:
@@ -158,3 +172,4 @@ def captured(capture: tuple[bool, bool]) -> Iterator[list[str]]:
                     stream.flush()
                 data, stream.sink.collected = stream.sink.collected or b"", None
                 out[k] = bytes(data).decode("utf-8", "surrogateescape")
+        journal.clear()

@@ -324,7 +324,7 @@ def run_batch(batch: Batch) -> Any:
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
         elif capture[0] or capture[1] or record or log_parent is not None:
             with (
-                output.captured(capture) as printed,
+                output.captured(capture, batch.session) as printed,
                 warnback.recorded(record) as warned,
                 logback.collected(log_parent, batch.session) as logged,
             ):
