@@ -262,10 +262,10 @@ def test_what_a_task_printed_before_its_worker_died_reaches_the_redirected_strea
     # died before it took along the last lines, those that say where it crashed (a notebook's
     # cell, redirect_stdout), where the loop printed them. They are written from the worker's
     # journal (workers.journal) before the crash's error, in the order they were written
-    # among its log records, and only once.
+    # among its log records, and only once; so are the warnings a recording parent gets.
     proc = run_python(
         f"""
-        import contextlib, ctypes, io, logging, os, signal, sys
+        import contextlib, ctypes, io, logging, os, signal, sys, warnings
         from picklepool import Parallel, WorkerCrashedError, delayed
 
         log = logging.getLogger("app")
@@ -274,6 +274,7 @@ def test_what_a_task_printed_before_its_worker_died_reaches_the_redirected_strea
             print("before", i)
             if i == 1:
                 log.warning("logged %d", i)
+                warnings.warn(f"warned {{i}}", RuntimeWarning)
                 print("about to die", file=sys.stderr)
                 print("last words")
                 if {death!r} == "os._exit":
@@ -286,7 +287,9 @@ def test_what_a_task_printed_before_its_worker_died_reaches_the_redirected_strea
         if __name__ == "__main__":
             out, err = io.StringIO(), io.StringIO()
             logging.basicConfig(stream=out, format="LOGGED %(message)s")
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            recording = warnings.catch_warnings(record=True)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), recording as w:
+                warnings.simplefilter("always")
                 try:
                     Parallel(n_jobs=2, batch_size=3)(delayed(task)(i) for i in (0, 1, 2))
                 except WorkerCrashedError:
@@ -294,10 +297,12 @@ def test_what_a_task_printed_before_its_worker_died_reaches_the_redirected_strea
                 print(Parallel(n_jobs=2)(delayed(task)(i) for i in (0, 2)))
             sys.__stdout__.write(repr(out.getvalue().splitlines()) + "\\n")
             sys.__stdout__.write(repr(err.getvalue().splitlines()) + "\\n")
+            sys.__stdout__.write(repr([(x.category.__name__, str(x.message)) for x in w]) + "\\n")
         """
     )
     assert proc.returncode == 0, proc.stderr
-    out, err = (eval(line) for line in proc.stdout.splitlines()[-2:])  # noqa: S307 - our own repr
+    out, err, warned = (eval(line) for line in proc.stdout.splitlines()[-3:])  # noqa: S307 - our own repr
     assert out[:5] == ["before 0", "before 1", "LOGGED logged 1", "last words", "crashed"], proc.stdout
     assert sorted(out[5:7]) == ["before 0", "before 2"] and out[7:] == ["[0, 2]"], proc.stdout
     assert err == ["about to die"], proc.stdout
+    assert warned == [("RuntimeWarning", "warned 1")], proc.stdout

@@ -25,7 +25,7 @@ from multiprocessing.util import Finalize
 from typing import Any
 
 from .. import lokycompat
-from ..workers import journal, logback
+from ..workers import journal, logback, warnback
 from ..workers.control import CANCEL_SLOTS, STATUS, map_file, shm_root
 from . import leftovers
 from .printed import write_journaled
@@ -250,11 +250,13 @@ class Session:
             os.unlink(os.path.join(self.path, f"w{pid}"))
         except FileNotFoundError:
             pass
-        # what its tasks logged and printed in the batch it died in, which its reply would
+        # what its tasks logged, printed and warned in the batch it died in, which its reply would
         # have brought, in the order they did
         for kind, data in journal.read(self.path, pid):
             if kind == journal.LOG:
                 logback.show_journaled(data)
+            elif kind == journal.WARNING:
+                warnback.show_journaled(data)
             else:
                 write_journaled(kind, data)
 

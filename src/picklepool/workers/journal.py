@@ -1,7 +1,8 @@
 """What the running batch gave its parent so far, in a file, for a worker that dies before its reply.
 
-A batch's log records (``workers.logback``) and, where the parent's streams are
-redirected, what its tasks print (``workers.output``) travel with the batch's reply: a
+A batch's log records (``workers.logback``) and, where the parent redirects them, what its
+tasks print (``workers.output``) and the warnings they give (``workers.warnback``) travel
+with the batch's reply: a
 worker that died before it (a segfault in compiled code, ``os._exit()``, the OOM killer)
 took them along, and the program lost the lines its tasks wrote last, those that say
 where it crashed, without a word. Each is also appended to a file of the session folder
@@ -9,7 +10,7 @@ as it is kept (``j<pid>``, beside the worker's status file ``w<pid>``; one ``os.
 each), emptied when the batch ends; the parent reads the journal of a worker it finds dead
 (:func:`read`, from ``executor.session``) and shows it, in the order it was written,
 before the crash's error. A worker that exits removes its own. Opened at the first entry
-(a batch that logs and prints nothing writes nothing); not in a child a task forked,
+(a batch that logs, prints and warns nothing writes nothing); not in a child a task forked,
 whose entries would be its parent's.
 """
 
@@ -21,7 +22,7 @@ import struct
 from multiprocessing.util import Finalize
 
 NAME = "j{pid}"
-LOG, STDOUT, STDERR = 0, 1, 2  # what an entry is: a pickled log row, bytes a task printed
+LOG, STDOUT, STDERR, WARNING = 0, 1, 2, 3  # what an entry is: a log row, printed bytes, a warning
 _HEAD = struct.Struct("<BI")  # kind, size
 
 

@@ -325,7 +325,7 @@ def run_batch(batch: Batch) -> Any:
         elif capture[0] or capture[1] or record or log_parent is not None:
             with (
                 output.captured(capture, batch.session) as printed,
-                warnback.recorded(record) as warned,
+                warnback.recorded(record, batch.session) as warned,
                 logback.collected(log_parent, batch.session) as logged,
             ):
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)

@@ -22,11 +22,13 @@ dask (a cluster's workers are shared).
 from __future__ import annotations
 
 import contextlib
+import pickle
 import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
+from .journal import WARNING, journal
 from .reloads import file_of
 
 
@@ -44,9 +46,11 @@ def redirected() -> bool:
 
 
 @contextlib.contextmanager
-def recorded(record: bool) -> Iterator[list[Any]]:
+def recorded(record: bool, folder: str | None = None) -> Iterator[list[Any]]:
     """Inside, with *record*, the warnings shown are kept in the list it yields (as
-    ``warnings.WarningMessage`` objects), not printed.
+    ``warnings.WarningMessage`` objects), not printed. *folder*: the session folder, where
+    each is also written as it is kept (its texts, :func:`_plain`: ``workers.journal``), for
+    the parent to show should this worker die before its reply.
 
     Not ``catch_warnings(record=True)``, whose filters would be the block's own. The
     registries of warnings shown are emptied as it starts and ends (the filters marked
@@ -62,11 +66,22 @@ def recorded(record: bool) -> Iterator[list[Any]]:
     log: list[Any] = []
     saved = warnings.showwarning, getattr(warnings, "_showwarnmsg_impl", None)
     warnings.showwarning = getattr(warnings, "_showwarning_orig", warnings.showwarning)
-    warnings._showwarnmsg_impl = log.append  # type: ignore[attr-defined]
+    journal.use(folder)
+    if journal.path is None:
+        warnings._showwarnmsg_impl = log.append  # type: ignore[attr-defined]
+    else:
+
+        def keep(w: Any) -> None:
+            log.append(w)
+            with contextlib.suppress(Exception):  # (it still goes with the reply)
+                journal.write(WARNING, pickle.dumps(_plain(w), 5))
+
+        warnings._showwarnmsg_impl = keep  # type: ignore[attr-defined]
     _registries_out_of_date()
     try:
         yield log
     finally:
+        journal.clear()
         _registries_out_of_date()  # (ones shown to the parent only: printed here if warned again)
         warnings.showwarning = saved[0]
         if saved[1] is not None:
@@ -198,6 +213,20 @@ def show(pickler: Any, data: bytes | None) -> None:
         items = loads(pickler, data)
     except Exception:  # noqa: BLE001 - an odd pickler's bytes that it cannot load: not shown
         return
+    _warn(items)
+
+
+def show_journaled(data: bytes) -> None:
+    """Warn a warning of a dead worker's journal (``workers.journal``; its texts, as
+    :func:`_plain` made them) as :func:`show` does a reply's."""
+    try:
+        row = pickle.loads(data)
+    except Exception:  # noqa: BLE001 - a torn entry
+        return
+    _warn([_from_text(*row)])
+
+
+def _warn(items: list[tuple[Any, ...]]) -> None:
     for message, category, filename, lineno, line in items:
         module, registry = _origin(filename)
         try:
