@@ -161,7 +161,7 @@ def _repr(value: Any) -> str:
     """``repr(value)``, or its type's name when its ``__repr__`` raises."""
     try:
         return repr(value)
-    except Exception:  # noqa: BLE001 - the task's own class
+    except BaseException:  # noqa: BLE001 - the task's own class (a SystemExit of its own too)
         return f"<{type(value).__module__}.{type(value).__qualname__} object>"
 
 
@@ -189,7 +189,7 @@ def _str(exc: BaseException) -> str:
     """``str(exc)``, or what went wrong when its ``__str__`` raises (the worker must still reply)."""
     try:
         return str(exc)
-    except Exception as failed:  # noqa: BLE001 - the task's own class
+    except BaseException as failed:  # noqa: BLE001 - the task's own class (a SystemExit of its own too)
         return f"<str() of the exception raised {type(failed).__name__}>"
 
 
@@ -236,6 +236,36 @@ def _isolated_value(pickler: Any, value: Any) -> Any:
     except BaseException as exc:  # noqa: BLE001
         msg, origin = explain(pickler, value, exc, root="result"), exc
     return Raised(pickling_error(f"the result could not be sent back: {msg}", origin), "")
+
+
+def unsent(outcome: Any, first: int, exc: BaseException) -> bytes:
+    """The reply of a batch whose reply itself could not be made: *exc* escaped it.
+
+    Making a reply runs the tasks' code again (an exception's ``__repr__`` or ``__str__``, a
+    result's reducer, an attribute's ``__getattr__``): what that raised beyond ``Exception``
+    (``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``, a class of its own) left the
+    worker's reply code, and the caller got it bare from loky, naming no task (a bare
+    ``SystemExit`` ends a script quietly). Told in the fixed framing instead: the task's
+    exception as a stand-in of its name, or the results as not sent back.
+    """
+    escaped = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    text = f"making the reply raised {escaped}, which is not an Exception"
+    tb = _traceback_or_nothing(exc)
+    if type(outcome) is TaskFailed:
+        error = outcome.error
+        name = f"{type(error).__module__}.{type(error).__qualname__}"
+        message = f"<{text}>"
+        return Failure(
+            "error", outcome.task, f"{name}: {message}", message, outcome.traceback or tb, _mro(error)
+        ).encode()
+    return Failure("dump", first, "results", text, tb, _mro(exc)).encode()
+
+
+def _traceback_or_nothing(exc: BaseException) -> str:
+    try:
+        return _traceback(exc)
+    except BaseException:  # noqa: BLE001 - (its own __str__ raises again)
+        return ""
 
 
 def dump_isolated(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:
