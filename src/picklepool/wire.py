@@ -409,6 +409,15 @@ class Raised(NamedTuple):
     traceback: str
 
 
+class NotSent(Exception):
+    """In a ``Raised``: the task's exception, whose class cannot make the trip, as the parts
+    a ``Failure`` of kind "error" holds (*what*, *message*, *mro*), for the parent to make
+    the same stand-in of it as for a call's (``executor.replies.stand_in``)."""
+
+    def __init__(self, what: str, message: str, mro: tuple[str, ...]) -> None:
+        super().__init__(what, message, mro)
+
+
 class Cancelled(NamedTuple):
     call_id: int
 

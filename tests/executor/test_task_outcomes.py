@@ -172,6 +172,20 @@ def test_a_class_that_cannot_travel_comes_back_as_a_stand_in_of_its_nearest_base
     assert any("stand-in" in note and "task 0: raise_a_local_class()" in note for note in err.__notes__)
 
 
+def test_an_executor_gives_the_same_stand_in_for_a_class_that_cannot_travel():
+    # An Executor's batch travels apart (isolated): its task's exception of a class that
+    # cannot travel came back as RuntimeError("the task raised ...OnlyHere: ..., which could
+    # not be pickled back"), which `except KeyError` did not catch, where Parallel gives
+    # the stand-in above.
+    with Executor(max_workers=1, pickler="pickle") as ex:
+        err = ex.submit(raise_a_local_class).exception()
+        assert ex.submit(abs, -1).result() == 1
+    assert isinstance(err, KeyError) and type(err).__name__ == "OnlyHere", repr(err)
+    assert "missing key" in str(err)
+    assert isinstance(err.__cause__, RemoteTraceback) and "raise_a_local_class" in str(err.__cause__)
+    assert any("stand-in" in note and "task 0 (the 1st call submitted" in note for note in err.__notes__)
+
+
 def test_the_cause_and_the_notes_survive():
     err = _one(raise_with_cause_and_notes)
     assert type(err) is LedgerMismatch and err.account == "acct-1"
@@ -1211,7 +1225,7 @@ def test_an_exception_whose_repr_or_str_raises_a_base_exception_comes_back_as_th
     assert "(raised by task 0: " in err.__dict__["__notes__"][-1]
     with Executor(max_workers=1, pickler=pickler) as ex:
         err = ex.submit(func, kind).exception()
-        assert isinstance(err, Exception), repr(err)
+        assert isinstance(err, ValueError), repr(err)
         assert "(raised by task 0 (the 1st call submitted" in err.__dict__["__notes__"][-1]
 
 

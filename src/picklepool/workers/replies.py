@@ -22,6 +22,7 @@ from ..pickler.diagnose import explain, probe
 from ..pickler.plain import dumps as dumps_plain
 from ..wire import (
     Failure,
+    NotSent,
     Raised,
     Results,
     TaskFailed,
@@ -223,10 +224,12 @@ def _isolated_value(pickler: Any, value: Any) -> Any:
         if sendable is not None:
             return Raised(sendable, value.traceback)
         exc = value.error
-        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {_str(exc)}"
-        # no index here: the parent names the task (by its user call index, executor.futures)
-        stand_in = RuntimeError(f"the task raised {text}, which could not be pickled back")
-        return Raised(stand_in, value.traceback)
+        message = _str(exc)
+        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {message}"
+        # no index here: the parent names the task (by its user call index, executor.futures),
+        # and makes the stand-in a call's gets (it was a RuntimeError, which `except KeyError`
+        # for a KeyError subclass did not catch)
+        return Raised(NotSent(text, message, _mro(exc)), value.traceback)
     if _round_trip(pickler, value) is not None:
         return value
     origin = None
