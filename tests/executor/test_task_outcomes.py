@@ -1085,6 +1085,18 @@ def test_a_deep_chain_of_causes_comes_back_to_its_root(backend):
     assert [(type(e), e.args) for e in _chain(info.value)][:2] == [(ValueError, ("a",)), (TypeError, ("b",))]
 
 
+def test_a_chain_of_causes_longer_than_the_worker_sends_still_ends_at_its_root():
+    # Past 64 links the rest was dropped: the root cause (the KeyError, the one a reader
+    # looks for first) was lost with no word, as at 9 links before.
+    with pytest.raises(ValueError, match="level 100") as info:
+        Parallel(n_jobs=2)(delayed(raise_a_deep_chain)(100) for _ in range(1))
+    links = [e for e in _chain(info.value) if not isinstance(e, RemoteTraceback)]
+    assert [str(e) for e in links[:64]] == [f"level {k}" for k in range(100, 36, -1)]
+    root = links[64]
+    assert type(root) is KeyError and str(root) == "'the root'" and len(links) == 65
+    assert "36 links of the chain of causes" in root.__notes__[-1]
+
+
 def import_a_runtime_module(i):
     import picklepool_test_runtime_config
 

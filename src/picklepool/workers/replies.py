@@ -26,6 +26,7 @@ from ..wire import (
     Raised,
     Results,
     TaskFailed,
+    add_note,
     native_parts,
     os_fields_lost,
     pack_results,
@@ -122,15 +123,18 @@ def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0, chain: tu
     """*exc*, or its parts (:class:`_ExceptionParts`), able to make the trip; None if neither.
 
     The cause goes along the same way, link by link (up to ``_MAX_CAUSES``: the chain was
-    cut after 9 links, losing the root cause of a deeper one with no word); an exception
+    cut after 9 links, losing the root cause of a deeper one with no word; past them, the
+    root cause, with a note of the links left out); an exception
     group's members each the same way (*depth*: groups within groups, up to 9).
     """
     if exc is None:
         return None
     if not _caused(exc) and _round_trip(pickler, exc) is not None:
         return exc  # (pickling an exception drops its __cause__: those go as parts)
-    if depth > 8 or len(chain) >= _MAX_CAUSES:
+    if depth > 8:
         return None
+    if len(chain) >= _MAX_CAUSES:
+        return _root_of(pickler, exc, chain, depth)
     chain = (*chain, id(exc))
     cause = exc.__cause__
     cause = None if cause is None or id(cause) in chain else _sendable(pickler, cause, depth, chain)
@@ -156,6 +160,30 @@ def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0, chain: tu
         if _round_trip(pickler, parts) is not None:
             return parts
     return None
+
+
+def _root_of(pickler: Any, exc: BaseException, chain: tuple[int, ...], depth: int) -> Any:
+    """In place of *exc*, a link past ``_MAX_CAUSES``: the chain's root cause, sendable, with a
+    note of the links left out before it (they were all dropped, the root with them: the one
+    a reader of the traceback looks for first); None for a chain that loops back."""
+    seen, link, skipped = set(chain), exc, 0
+    while True:
+        seen.add(id(link))
+        below = link.__cause__
+        if below is None and not link.__suppress_context__:
+            below = link.__context__
+        if below is None:
+            break
+        if id(below) in seen:
+            return None  # a cycle: cut where it closes, as before
+        link, skipped = below, skipped + 1
+    if skipped:
+        add_note(
+            link,
+            f"({skipped} links of the chain of causes between this exception and the one above "
+            f"were left out: picklepool sends the first {_MAX_CAUSES} and the root cause)",
+        )
+    return _sendable(pickler, link, depth, ())
 
 
 def _repr(value: Any) -> str:
