@@ -218,6 +218,21 @@ def test_settings_resolved_for_one_parallel_are_not_reused_for_a_different_value
     assert Parallel(n_jobs=2.0)._settings().n_workers == 2
 
 
+@pytest.mark.parametrize("value, meant", [(True, "write 1"), (False, "joblib reads False as 0")])
+def test_a_bool_n_jobs_says_it_is_a_bool_not_that_it_cannot_be_converted(value, meant):
+    # int(True) is 1: "n_jobs could not be converted to int" said what is not so, and
+    # nothing of what was meant (joblib runs n_jobs=True in the calling process).
+    for source, make in (
+        ("argument", lambda: Parallel(n_jobs=value)),
+        ("parallel_config", lambda: parallel_config(n_jobs=value)),
+    ):
+        with pytest.raises(ValueError) as info:
+            make()
+        message = str(info.value)
+        assert message.startswith(f"n_jobs={value!r} (from {source}) is not valid: a bool is not a number")
+        assert "could not be converted" not in message and meant in message
+
+
 @pytest.mark.timeout(30)
 def test_n_jobs_minus_one_follows_loky_max_cpu_count_changed_after_a_call(monkeypatch):
     # the settings a Parallel resolved are kept while the environment stays the same:

@@ -264,7 +264,9 @@ def error_text(exc: BaseException) -> str:
     """
     try:
         text = str(exc).rstrip()
-    except Exception:  # noqa: BLE001 - the exception's own __str__ raised
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - the exception's own __str__ raised (SystemExit too)
         text = "<str() failed>"
     if text.endswith(".") and not text.endswith(".."):
         text = text[:-1]

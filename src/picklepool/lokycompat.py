@@ -144,7 +144,8 @@ def _import(name: str, before: set[str]) -> Any:
     except BaseException as exc:
         if name.partition(".")[0] in _ROLLED_BACK:  # (imported first: nothing else yet)
             _forget_imports(before)
-        bad = loky_pickler_error() if isinstance(exc, ImportError) else None
+        # (loky's own error for a module it cannot take a Pickler from: an AttributeError)
+        bad = loky_pickler_error() if isinstance(exc, Exception) else None
         if bad is not None:
             raise bad from exc
         raise
@@ -184,26 +185,41 @@ def _give_back_start_methods(kept: dict[str, Any]) -> None:
 
 
 def loky_pickler_error() -> Exception | None:
-    """The error a call raises when ``LOKY_PICKLER`` names no module loky can import, else None.
+    """The error a call raises when ``LOKY_PICKLER`` names no module loky can use, else None.
 
     loky reads that variable as it is imported, in this process and in every worker,
-    and imports its value as a module: picklepool's own names (``hybrid``,
-    ``package.module:Class``) fail there, before picklepool reads the variable, with
-    loky's error about a missing module (and a worker server's traceback on stderr).
+    imports its value as a module and subclasses the module's ``Pickler``: picklepool's own
+    names (``hybrid``, ``package.module:Class``) fail there, before picklepool reads the
+    variable, with loky's error about a missing module (and a worker server's traceback on
+    stderr); so did a module that exists but has no ``Pickler`` class (``os``: loky's
+    ``AttributeError``) or whose import raises.
     """
     value = os.environ.get("LOKY_PICKLER")
     if not value or value in ("pickle", "cloudpickle"):
         return None
     try:
-        if importlib.util.find_spec(value) is not None:
-            return None
+        found = importlib.util.find_spec(value) is not None
     except (ImportError, ValueError):  # a parent package missing, a name that is not a module's
-        pass
+        found = False
+    if not found:
+        return _loky_pickler_refused(value, "there is no such module")
+    module = sys.modules.get(value)
+    if module is None:  # (loky imports it anyway, as it is imported)
+        try:
+            module = importlib.import_module(value)
+        except Exception as exc:  # noqa: BLE001 - the module's own failure, whatever it is
+            return _loky_pickler_refused(value, f"importing it raised {type(exc).__name__}: {exc}")
+    if not isinstance(getattr(module, "Pickler", None), type):
+        return _loky_pickler_refused(value, "that module has no Pickler class for loky to use")
+    return None
+
+
+def _loky_pickler_refused(value: str, why: str) -> Exception:
     from .errors import SettingValueError
 
     return SettingValueError(
         f"LOKY_PICKLER={value!r}: loky imports this variable's value as a module when it is "
-        "imported (in this process and in every worker), and there is no such module. "
+        f"imported (in this process and in every worker), and {why}. "
         "Name picklepool's picklers ('hybrid', 'package.module:Class') in PICKLEPOOL_PICKLER "
         "instead, and unset LOKY_PICKLER or set it to 'pickle' or 'cloudpickle'."
     )

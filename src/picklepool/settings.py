@@ -405,6 +405,12 @@ def parse_n_jobs(value: Any, source: str = "argument") -> int:
         if abs(value) <= MAX_WORKERS:
             return value
         raise ValueError(f"n_jobs={given!r} (from {source}) is not valid: {use}")
+    if isinstance(value, bool):  # (int(True) is 1: it is not that it cannot be converted)
+        meant = "1: for that, write 1" if value else "0, which has no meaning"
+        raise ValueError(
+            f"n_jobs={given!r} (from {source}) is not valid: a bool is not a number of workers "
+            f"(joblib reads {given!r} as {meant}); {use}"
+        )
     if not isinstance(value, (str, bytes, float, int)):
         raise SettingTypeError(
             f"n_jobs={given!r:.100} (from {source}) is not valid: n_jobs must be a number, not a "

@@ -409,6 +409,15 @@ class Raised(NamedTuple):
     traceback: str
 
 
+class NotSent(Exception):
+    """In a ``Raised``: the task's exception, whose class cannot make the trip, as the parts
+    a ``Failure`` of kind "error" holds (*what*, *message*, *mro*), for the parent to make
+    the same stand-in of it as for a call's (``executor.replies.stand_in``)."""
+
+    def __init__(self, what: str, message: str, mro: tuple[str, ...]) -> None:
+        super().__init__(what, message, mro)
+
+
 class Cancelled(NamedTuple):
     call_id: int
 
@@ -599,7 +608,9 @@ def note_list(notes: Any) -> list[Any]:
         return [notes]
     try:
         return list(notes)
-    except Exception:  # noqa: BLE001 - not iterable (or its iteration raises)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - not iterable (or its iteration raises, SystemExit too)
         return [notes]
 
 
@@ -610,7 +621,9 @@ def add_note(exc: BaseException, note: str) -> None:
     is not a list``), which replaced the task's own exception with that one (and
     stopped an ``Executor``'s manager thread); so does a frozen dataclass's
     ``__setattr__`` (``FrozenInstanceError``), bypassed here. An exception whose
-    attributes cannot be read or set at all is left as it is. A note *exc* already has is
+    attributes cannot be read or set at all is left as it is; one whose class has a
+    ``__getattr__`` of its own gets the note without it being asked (a ``SystemExit`` it
+    raised for ``__notes__`` replaced the task's exception). A note *exc* already has is
     not added again: an object raised anew (a module's exception, ``Future.result()``'s)
     by tasks run in the caller would gather one copy per call.
     """
@@ -619,11 +632,12 @@ def add_note(exc: BaseException, note: str) -> None:
             return
     except Exception:  # noqa: BLE001 - no __dict__, or one that raises: add it below
         pass
-    try:
-        exc.add_note(note)  # type: ignore[attr-defined]  # (Python >= 3.11; else below)
-        return
-    except Exception:  # noqa: BLE001 - handled below
-        pass
+    if getattr(type(exc), "__getattr__", None) is None:  # (add_note reads __notes__ through it)
+        try:
+            exc.add_note(note)  # type: ignore[attr-defined]  # (Python >= 3.11; else below)
+            return
+        except Exception:  # noqa: BLE001 - handled below
+            pass
     try:
         notes = note_list(exc.__dict__.get("__notes__"))
         object.__setattr__(exc, "__notes__", [*notes, note])
@@ -637,13 +651,15 @@ def format_error(exc: BaseException) -> str:
     ``traceback.format_exception`` reads the exception's attributes (``__notes__``,
     ``__cause__``), and calls its ``__str__``: a class whose ``__getattr__`` or
     ``__str__`` raises made that raise in the worker's error path, which killed the
-    worker. Then only the frames are shown, with what went wrong in formatting.
+    worker. Then only the frames are shown, with what went wrong in formatting; so too
+    when those methods raise ``SystemExit``, ``KeyboardInterrupt`` or ``GeneratorExit``
+    (they ended the worker: "exit code EXIT(1)", blaming ``os._exit``).
     """
     import traceback
 
     try:
         return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    except Exception as failed:  # noqa: BLE001 - the exception's own methods raised
+    except BaseException as failed:  # noqa: BLE001 - the exception's own methods raised
         frames = "".join(traceback.format_tb(exc.__traceback__))
         kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
         return (

@@ -172,6 +172,20 @@ def test_a_class_that_cannot_travel_comes_back_as_a_stand_in_of_its_nearest_base
     assert any("stand-in" in note and "task 0: raise_a_local_class()" in note for note in err.__notes__)
 
 
+def test_an_executor_gives_the_same_stand_in_for_a_class_that_cannot_travel():
+    # An Executor's batch travels apart (isolated): its task's exception of a class that
+    # cannot travel came back as RuntimeError("the task raised ...OnlyHere: ..., which could
+    # not be pickled back"), which `except KeyError` did not catch, where Parallel gives
+    # the stand-in above.
+    with Executor(max_workers=1, pickler="pickle") as ex:
+        err = ex.submit(raise_a_local_class).exception()
+        assert ex.submit(abs, -1).result() == 1
+    assert isinstance(err, KeyError) and type(err).__name__ == "OnlyHere", repr(err)
+    assert "missing key" in str(err)
+    assert isinstance(err.__cause__, RemoteTraceback) and "raise_a_local_class" in str(err.__cause__)
+    assert any("stand-in" in note and "task 0 (the 1st call submitted" in note for note in err.__notes__)
+
+
 def test_the_cause_and_the_notes_survive():
     err = _one(raise_with_cause_and_notes)
     assert type(err) is LedgerMismatch and err.account == "acct-1"
@@ -1071,6 +1085,18 @@ def test_a_deep_chain_of_causes_comes_back_to_its_root(backend):
     assert [(type(e), e.args) for e in _chain(info.value)][:2] == [(ValueError, ("a",)), (TypeError, ("b",))]
 
 
+def test_a_chain_of_causes_longer_than_the_worker_sends_still_ends_at_its_root():
+    # Past 64 links the rest was dropped: the root cause (the KeyError, the one a reader
+    # looks for first) was lost with no word, as at 9 links before.
+    with pytest.raises(ValueError, match="level 100") as info:
+        Parallel(n_jobs=2)(delayed(raise_a_deep_chain)(100) for _ in range(1))
+    links = [e for e in _chain(info.value) if not isinstance(e, RemoteTraceback)]
+    assert [str(e) for e in links[:64]] == [f"level {k}" for k in range(100, 36, -1)]
+    root = links[64]
+    assert type(root) is KeyError and str(root) == "'the root'" and len(links) == 65
+    assert "36 links of the chain of causes" in root.__notes__[-1]
+
+
 def import_a_runtime_module(i):
     import picklepool_test_runtime_config
 
@@ -1169,3 +1195,72 @@ def test_a_result_whose_module_only_the_worker_imports_says_the_parent_cannot(tm
     assert "this process (the parent) cannot import module 'pp_worker_only_mod'" in text, text
     assert "sys.path" in text and "plain data" in text, text
     sys.modules.pop("pp_worker_only_mod", None)
+
+
+class ExitsInRepr:
+    """An argument of the task's exception that cannot travel, whose ``__repr__`` raises a
+    ``BaseException`` that is not an ``Exception``."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.rows = (i for i in range(3))
+
+    def __repr__(self):
+        raise self.kind()
+
+
+def raise_with_an_arg_whose_repr_exits(kind):
+    raise ValueError("bad rows", ExitsInRepr(kind))
+
+
+def raise_a_local_class_whose_str_exits(kind):
+    class LocalError(ValueError):  # cannot travel under pickler="pickle": sent as text
+        def __str__(self):
+            raise kind()
+
+    raise LocalError("bad rows")
+
+
+@pytest.mark.parametrize("kind", [SystemExit, KeyboardInterrupt])
+@pytest.mark.parametrize(
+    "func, pickler",
+    [(raise_with_an_arg_whose_repr_exits, "hybrid"), (raise_a_local_class_whose_str_exits, "pickle")],
+)
+def test_an_exception_whose_repr_or_str_raises_a_base_exception_comes_back_as_the_tasks(func, pickler, kind):
+    # The worker's reply code ran the exception's __repr__ / __str__ under `except Exception`:
+    # a SystemExit or KeyboardInterrupt from them escaped the worker's reply, and the caller
+    # got it bare, naming no task (a bare SystemExit ends a script quietly).
+    with pytest.raises(ValueError) as info:
+        Parallel(n_jobs=2, pickler=pickler)(delayed(func)(kind) for _ in range(1))
+    err = info.value
+    assert type(err).__name__ in ("ValueError", "LocalError")
+    assert "(raised by task 0: " in err.__dict__["__notes__"][-1]
+    with Executor(max_workers=1, pickler=pickler) as ex:
+        err = ex.submit(func, kind).exception()
+        assert isinstance(err, ValueError), repr(err)
+        assert "(raised by task 0 (the 1st call submitted" in err.__dict__["__notes__"][-1]
+
+
+class AttributesExit(ValueError):
+    """Every missing attribute (``__notes__`` too) raises a ``BaseException`` of the test's."""
+
+    kind: type[BaseException] = SystemExit
+
+    def __getattr__(self, name):
+        raise type(self).kind(f"no attribute {name}")
+
+
+def raise_attributes_exit(kind):
+    cls = type("AttributesExit", (AttributesExit,), {"kind": kind, "__module__": __name__})
+    raise cls("odd class")
+
+
+@pytest.mark.parametrize("kind", [SystemExit, KeyboardInterrupt, GeneratorExit])
+def test_an_exception_whose_getattr_raises_a_base_exception_does_not_kill_the_worker(kind):
+    # Formatting the task's traceback reads its __notes__ (wire.format_error), under
+    # `except Exception` only: a SystemExit from the class's __getattr__ ended the worker
+    # (WorkerCrashedError, "exit code EXIT(1)", blaming os._exit), the pool broken with it.
+    with pytest.raises(ValueError) as info:
+        Parallel(n_jobs=2)(delayed(raise_attributes_exit)(kind) for _ in range(1))
+    assert "(raised by task 0: raise_attributes_exit(" in str(info.value.__dict__["__notes__"])
+    assert "raise_attributes_exit" in str(info.value.__cause__)  # the worker's frames at least

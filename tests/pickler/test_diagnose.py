@@ -734,3 +734,45 @@ def test_an_item_of_a_numpy_object_array_is_named_by_its_index():
         with pytest.raises(PicklingError) as info:
             Parallel(n_jobs=2, pickler="cloudpickle")(delayed(_takes)(arg) for _ in range(2))
         assert f"cannot pickle {where} (type _thread.lock)" in str(info.value), str(info.value)
+
+
+class ExitsWhenPickled:
+    """A result whose ``__reduce__`` raises a ``BaseException`` that is not an ``Exception``."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __reduce__(self):
+        raise self.kind()
+
+
+def _returns_exiting(i, kind):
+    return ExitsWhenPickled(kind) if i == 1 else i
+
+
+@pytest.mark.parametrize("kind", [SystemExit, KeyboardInterrupt, GeneratorExit])
+@pytest.mark.parametrize("pickler", ["hybrid", "cloudpickle"])
+def test_a_result_whose_reducer_raises_a_base_exception_is_a_pickling_error_naming_the_task(pickler, kind):
+    # Under hybrid: PicklingError naming the task. Under any other pickler, the advice's
+    # look at whether hybrid takes the culprit (diagnose._hybrid_takes) caught Exception
+    # only: the reducer's SystemExit / KeyboardInterrupt / GeneratorExit escaped the
+    # worker's explanation, and the caller got it bare, naming no task (a bare SystemExit
+    # ends a script quietly; a bare KeyboardInterrupt reads as a Ctrl-C).
+    named = r"^task 1: _returns_exiting\(1, .*the result could not be sent back"
+    with pytest.raises(PicklingError, match=named):
+        Parallel(n_jobs=2, pickler=pickler, batch_size=1)(
+            delayed(_returns_exiting)(i, kind) for i in range(3)
+        )
+
+
+def test_the_advice_look_at_hybrid_lets_ctrl_c_through_unless_the_culprit_raised_one():
+    from picklepool.pickler import diagnose
+
+    class CtrlC:
+        def __reduce__(self):
+            raise KeyboardInterrupt  # as a Ctrl-C arriving while hybrid is tried
+
+    assert diagnose.fix("cloudpickle", ExitsWhenPickled(SystemExit), failure=SystemExit())
+    with pytest.raises(KeyboardInterrupt):
+        diagnose.fix("cloudpickle", CtrlC(), failure=TypeError("cannot pickle"))
+    assert diagnose.fix("cloudpickle", CtrlC(), failure=KeyboardInterrupt())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import pytest
@@ -161,6 +162,41 @@ def test_a_loky_pickler_loky_cannot_import_is_named_with_the_fix_at_the_call(val
     lines = res.stdout.splitlines()
     assert len(lines) == 2 and lines[0] == lines[1]
     assert lines[0].startswith(f"LOKY_PICKLER={value!r}: loky imports") and "PICKLEPOOL_PICKLER" in lines[0]
+    assert res.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "module, says",
+    [
+        ("os", "has no Pickler class for loky"),  # a module, but not a pickler's
+        ("pp_pickler_three", "has no Pickler class"),  # Pickler = 3: loky cannot subclass it
+        ("pp_pickler_raises", "raised RuntimeError: broken on import"),
+    ],
+)
+def test_a_loky_pickler_module_loky_cannot_use_is_named_with_the_fix_at_the_call(tmp_path, module, says):
+    # A module that exists but that loky cannot take its Pickler from (none, not a class, an
+    # import that raises) passed the check for a missing module: every call failed with
+    # loky's own AttributeError ("module 'os' has no attribute 'Pickler' ... This error
+    # occurred while setting loky_pickler") and the workers' server printed its traceback
+    # on stderr. Now: picklepool's error naming the variable and the fix, nothing started.
+    (tmp_path / "pp_pickler_three.py").write_text("Pickler = 3\n")
+    (tmp_path / "pp_pickler_raises.py").write_text("raise RuntimeError('broken on import')\n")
+    code = """
+        from picklepool import Parallel, delayed
+        from picklepool.errors import SettingValueError
+        for _ in range(2):
+            try:
+                Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3))
+            except SettingValueError as e:
+                print(e)
+    """
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    res = run_python(code, env={"LOKY_PICKLER": module, "PICKLEPOOL_PICKLER": "hybrid", "PYTHONPATH": path})
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2 and lines[0] == lines[1], res.stdout
+    assert lines[0].startswith(f"LOKY_PICKLER={module!r}: loky imports"), lines[0]
+    assert says in lines[0] and "PICKLEPOOL_PICKLER" in lines[0]
     assert res.stderr == ""
 
 

@@ -55,7 +55,7 @@ from ..errors import PicklingError, WorkerCrashedError, pickling_type
 from ..pickler import locks, runtime
 from ..pickler.registry import resolve_pickler
 from ..settings import NOT_SET, plain_number, resolve, resolve_settings
-from ..wire import Raised, TaskFailed
+from ..wire import Failure, NotSent, Raised, TaskFailed
 from ..workers import inherited, mirror
 from ..workers.control import DUMPING, LOADING
 from ..workers.control import RUNNING as RUNNING_STAGE
@@ -1300,6 +1300,10 @@ class Executor(_StdExecutor):
             and not raised.traceback
         ):  # made by workers.replies
             return type(error)(f"{where}: {error}")
+        if type(error) is NotSent:  # its class cannot travel: the stand-in a call's gets
+            what, message, mro = error.args
+            failure = Failure("error", index, what, message, raised.traceback, tuple(mro))
+            return self._channel.replies.failure_error(one, failure)
         return self._channel.replies.task_error(one, TaskFailed(index, error, raised.traceback))
 
     def _break(self, batch: Pending, works: list[_Work], raised: Raised) -> None:

@@ -328,7 +328,7 @@ def explain(pickler: Any, obj: Any, exc: BaseException, root: str = "") -> str:
         _DEPTH_FIX
         if _too_deep(err)
         else _class_attribute_fix(chain, path, culprit, name)
-        or fix(name, culprit, returning, path, chain[-2] if chain and len(chain) > 1 else None)
+        or fix(name, culprit, returning, path, chain[-2] if chain and len(chain) > 1 else None, err)
     )
     return f"cannot pickle {path} (type {kind}) with pickler {name!r}: {error_text(err)}. {remedy}"
 
@@ -410,13 +410,24 @@ def _users_class(cls: type) -> bool:
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement, not in C
 
 
-def _hybrid_takes(culprit: Any) -> bool:
-    """Whether the hybrid pickler pickles *culprit* (so that advising it helps)."""
+def _hybrid_takes(culprit: Any, failure: BaseException | None = None) -> bool:
+    """Whether the hybrid pickler pickles *culprit* (so that advising it helps).
+
+    Any failure means no: a reducer's own ``SystemExit`` or ``GeneratorExit`` too (it
+    escaped a worker's explanation of a result, and the caller got it bare, naming no
+    task). A ``KeyboardInterrupt`` is Ctrl-C, raised, unless *failure* (how the call's
+    pickler failed on *culprit*) is one: then it is the culprit's own, as in
+    :func:`find_culprit`.
+    """
     from .hybrid import HybridPickler
 
     try:
         HybridPickler().dumps(culprit)
-    except Exception:  # noqa: BLE001 - any failure: hybrid is no fix for it
+    except KeyboardInterrupt:
+        if not isinstance(failure, KeyboardInterrupt):
+            raise
+        return False
+    except BaseException:  # noqa: BLE001 - any failure: hybrid is no fix for it
         return False
     return True
 
@@ -436,9 +447,10 @@ def fix(
     returning: bool = False,
     path: str = "",
     holder: tuple[str, Any] | None = None,
+    failure: BaseException | None = None,
 ) -> str:
     """What to do about *culprit*, which *pickler_name* could not pickle (at *path* in the call;
-    *holder*: the ``(path, object)`` that holds it, if any)."""
+    *holder*: the ``(path, object)`` that holds it, if any; *failure*: what pickling it raised)."""
     give = "return" if returning else "pass"
     where = "in the parent" if returning else "inside the task"
     hybrid = pickler_name == "hybrid"
@@ -520,7 +532,7 @@ def fix(
         )
     elif _users_class(type(culprit)):
         ways.append("give its class a __reduce__ that leaves this part out")
-    if not hybrid and _hybrid_takes(culprit):
+    if not hybrid and _hybrid_takes(culprit, failure):
         ways.append("use pickler='hybrid' (the default), which pickles it")
     return "Fix: " + (", or ".join(ways) if len(ways) < 3 else f"{ways[0]}, {ways[1]}, or {ways[2]}") + "."
 

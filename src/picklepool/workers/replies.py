@@ -22,9 +22,11 @@ from ..pickler.diagnose import explain, probe
 from ..pickler.plain import dumps as dumps_plain
 from ..wire import (
     Failure,
+    NotSent,
     Raised,
     Results,
     TaskFailed,
+    add_note,
     native_parts,
     os_fields_lost,
     pack_results,
@@ -121,15 +123,18 @@ def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0, chain: tu
     """*exc*, or its parts (:class:`_ExceptionParts`), able to make the trip; None if neither.
 
     The cause goes along the same way, link by link (up to ``_MAX_CAUSES``: the chain was
-    cut after 9 links, losing the root cause of a deeper one with no word); an exception
+    cut after 9 links, losing the root cause of a deeper one with no word; past them, the
+    root cause, with a note of the links left out); an exception
     group's members each the same way (*depth*: groups within groups, up to 9).
     """
     if exc is None:
         return None
     if not _caused(exc) and _round_trip(pickler, exc) is not None:
         return exc  # (pickling an exception drops its __cause__: those go as parts)
-    if depth > 8 or len(chain) >= _MAX_CAUSES:
+    if depth > 8:
         return None
+    if len(chain) >= _MAX_CAUSES:
+        return _root_of(pickler, exc, chain, depth)
     chain = (*chain, id(exc))
     cause = exc.__cause__
     cause = None if cause is None or id(cause) in chain else _sendable(pickler, cause, depth, chain)
@@ -157,11 +162,35 @@ def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0, chain: tu
     return None
 
 
+def _root_of(pickler: Any, exc: BaseException, chain: tuple[int, ...], depth: int) -> Any:
+    """In place of *exc*, a link past ``_MAX_CAUSES``: the chain's root cause, sendable, with a
+    note of the links left out before it (they were all dropped, the root with them: the one
+    a reader of the traceback looks for first); None for a chain that loops back."""
+    seen, link, skipped = set(chain), exc, 0
+    while True:
+        seen.add(id(link))
+        below = link.__cause__
+        if below is None and not link.__suppress_context__:
+            below = link.__context__
+        if below is None:
+            break
+        if id(below) in seen:
+            return None  # a cycle: cut where it closes, as before
+        link, skipped = below, skipped + 1
+    if skipped:
+        add_note(
+            link,
+            f"({skipped} links of the chain of causes between this exception and the one above "
+            f"were left out: picklepool sends the first {_MAX_CAUSES} and the root cause)",
+        )
+    return _sendable(pickler, link, depth, ())
+
+
 def _repr(value: Any) -> str:
     """``repr(value)``, or its type's name when its ``__repr__`` raises."""
     try:
         return repr(value)
-    except Exception:  # noqa: BLE001 - the task's own class
+    except BaseException:  # noqa: BLE001 - the task's own class (a SystemExit of its own too)
         return f"<{type(value).__module__}.{type(value).__qualname__} object>"
 
 
@@ -189,7 +218,7 @@ def _str(exc: BaseException) -> str:
     """``str(exc)``, or what went wrong when its ``__str__`` raises (the worker must still reply)."""
     try:
         return str(exc)
-    except Exception as failed:  # noqa: BLE001 - the task's own class
+    except BaseException as failed:  # noqa: BLE001 - the task's own class (a SystemExit of its own too)
         return f"<str() of the exception raised {type(failed).__name__}>"
 
 
@@ -223,10 +252,12 @@ def _isolated_value(pickler: Any, value: Any) -> Any:
         if sendable is not None:
             return Raised(sendable, value.traceback)
         exc = value.error
-        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {_str(exc)}"
-        # no index here: the parent names the task (by its user call index, executor.futures)
-        stand_in = RuntimeError(f"the task raised {text}, which could not be pickled back")
-        return Raised(stand_in, value.traceback)
+        message = _str(exc)
+        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {message}"
+        # no index here: the parent names the task (by its user call index, executor.futures),
+        # and makes the stand-in a call's gets (it was a RuntimeError, which `except KeyError`
+        # for a KeyError subclass did not catch)
+        return Raised(NotSent(text, message, _mro(exc)), value.traceback)
     if _round_trip(pickler, value) is not None:
         return value
     origin = None
@@ -236,6 +267,36 @@ def _isolated_value(pickler: Any, value: Any) -> Any:
     except BaseException as exc:  # noqa: BLE001
         msg, origin = explain(pickler, value, exc, root="result"), exc
     return Raised(pickling_error(f"the result could not be sent back: {msg}", origin), "")
+
+
+def unsent(outcome: Any, first: int, exc: BaseException) -> bytes:
+    """The reply of a batch whose reply itself could not be made: *exc* escaped it.
+
+    Making a reply runs the tasks' code again (an exception's ``__repr__`` or ``__str__``, a
+    result's reducer, an attribute's ``__getattr__``): what that raised beyond ``Exception``
+    (``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``, a class of its own) left the
+    worker's reply code, and the caller got it bare from loky, naming no task (a bare
+    ``SystemExit`` ends a script quietly). Told in the fixed framing instead: the task's
+    exception as a stand-in of its name, or the results as not sent back.
+    """
+    escaped = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    text = f"making the reply raised {escaped}, which is not an Exception"
+    tb = _traceback_or_nothing(exc)
+    if type(outcome) is TaskFailed:
+        error = outcome.error
+        name = f"{type(error).__module__}.{type(error).__qualname__}"
+        message = f"<{text}>"
+        return Failure(
+            "error", outcome.task, f"{name}: {message}", message, outcome.traceback or tb, _mro(error)
+        ).encode()
+    return Failure("dump", first, "results", text, tb, _mro(exc)).encode()
+
+
+def _traceback_or_nothing(exc: BaseException) -> str:
+    try:
+        return _traceback(exc)
+    except BaseException:  # noqa: BLE001 - (its own __str__ raises again)
+        return ""
 
 
 def dump_isolated(pickler: Any, outcome: Any, first: int, tasks: Any) -> Any:

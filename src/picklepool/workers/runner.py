@@ -346,10 +346,13 @@ def run_batch(batch: Batch) -> Any:
         retire()  # replaced by loky after this reply; the rest of the pool is untouched
     since = time.monotonic_ns() if timeout is not None else 0
     status[1], status[2], status[3] = first, since, control.DUMPING
-    if type(outcome) is Results and not batch.isolate:  # (replies.dump's commonest case)
-        reply = replies.dump_results(pickler, outcome, first, tasks)
-    else:
-        reply = replies.dump(pickler, outcome, first, tasks, batch.isolate)
+    try:
+        if type(outcome) is Results and not batch.isolate:  # (replies.dump's commonest case)
+            reply = replies.dump_results(pickler, outcome, first, tasks)
+        else:
+            reply = replies.dump(pickler, outcome, first, tasks, batch.isolate)
+    except BaseException as exc:  # noqa: BLE001 - the tasks' code, run again, raised past Exception
+        reply = replies.unsent(outcome, first, exc)
     if printed and (printed[0] or printed[1]) or warned or logged:
         # written to the parent's streams; the warnings shown there (workers.warnback), the
         # log records handed to its loggers (workers.logback)
