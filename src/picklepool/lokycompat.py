@@ -49,6 +49,7 @@ so a new loky release is read before it is trusted.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -56,7 +57,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -102,7 +103,7 @@ def load(*more: str) -> None:
         return
     # held (``signalhold``): what a handler raised in them was caught by their own fallbacks
     # (psutil's, reading /proc) and lost; a first call's Ctrl-C waits for their end (~0.1 s)
-    with _loading, signalhold.held():
+    with _loading, signalhold.held(), _unusable_loky_pickler_hidden():
         _hook_fork()
         before = set(sys.modules)
         for name in (*_FIRST_CALL, *more):
@@ -116,10 +117,29 @@ def import_loky() -> Any:
     not loky's missing module, and a failed import leaves nothing half imported."""
     module = _imported("loky")
     if module is None:
-        with _loading:
+        with _loading, _unusable_loky_pickler_hidden():
             _hook_fork()
             module = _import("loky", set(sys.modules))
     return module
+
+
+@contextlib.contextmanager
+def _unusable_loky_pickler_hidden() -> Iterator[None]:
+    """Inside, no ``LOKY_PICKLER`` in the environment if loky, not imported yet, could not use
+    its value (:func:`loky_pickler_error`): loky's import failed on it, and with it every
+    call, also those that start no loky worker (``n_jobs=1``, ``backend="threading"``, which
+    import the dispatch code, loky with it), where ``import joblib`` fails on it. A call on
+    loky's workers, which read it as they start, still raises the error (``backends.prepare``).
+    """
+    value = os.environ.get("LOKY_PICKLER")
+    if value is None or "loky" in sys.modules or loky_pickler_error() is None:
+        yield
+        return
+    del os.environ["LOKY_PICKLER"]
+    try:
+        yield
+    finally:
+        os.environ.setdefault("LOKY_PICKLER", value)
 
 
 def _imported(name: str) -> Any:
@@ -197,13 +217,14 @@ def loky_pickler_error() -> Exception | None:
     value = os.environ.get("LOKY_PICKLER")
     if not value or value in ("pickle", "cloudpickle"):
         return None
-    try:
-        found = importlib.util.find_spec(value) is not None
-    except (ImportError, ValueError):  # a parent package missing, a name that is not a module's
-        found = False
-    if not found:
-        return _loky_pickler_refused(value, "there is no such module")
-    module = sys.modules.get(value)
+    module = sys.modules.get(value)  # (once imported, as at every call after the first)
+    if module is None:
+        try:
+            found = importlib.util.find_spec(value) is not None
+        except (ImportError, ValueError):  # a parent package missing, a name that is not a module's
+            found = False
+        if not found:
+            return _loky_pickler_refused(value, "there is no such module")
     if module is None:  # (loky imports it anyway, as it is imported)
         try:
             module = importlib.import_module(value)

@@ -200,28 +200,30 @@ def test_a_loky_pickler_module_loky_cannot_use_is_named_with_the_fix_at_the_call
     assert res.stderr == ""
 
 
-def test_a_bad_loky_pickler_is_named_wherever_loky_is_first_needed():
+def test_a_bad_loky_pickler_is_named_wherever_loky_workers_are_first_needed():
     # Counting cores imported loky by itself: picklepool.cpu_count(), effective_n_jobs(-1),
     # Parallel(n_jobs=-1) and backend="dask" (whose default n_jobs is -1) failed with loky's
-    # ModuleNotFoundError ("No module named 'hybrid'") instead of the error naming the
-    # variable and the fix, and the failed import was left half done for the next call.
+    # ModuleNotFoundError ("No module named 'hybrid'"), and the failed import was left half
+    # done for the next call. Counting cores needs no pickler: they count (loky is imported
+    # without the variable); a call on loky's workers, which read it, names it and the fix.
     code = """
         import os
         import picklepool
         from picklepool import Parallel, delayed
         from picklepool.errors import SettingValueError
-        for make in (picklepool.cpu_count, lambda: picklepool.effective_n_jobs(-1),
-                     lambda: Parallel(n_jobs=-1), lambda: Parallel(backend="dask")):
-            try:
-                make()
-            except SettingValueError as e:
-                print(str(e).split(":")[0])
+        print(picklepool.cpu_count() >= 1, picklepool.effective_n_jobs(-1) >= 1)
+        Parallel(backend="dask")
+        p = Parallel(n_jobs=-1)
+        try:
+            p(delayed(abs)(-i) for i in range(3))
+        except SettingValueError as e:
+            print(str(e).split(":")[0])
         del os.environ["LOKY_PICKLER"]
-        print(Parallel(n_jobs=-1)(delayed(abs)(-i) for i in range(3)))
+        print(p(delayed(abs)(-i) for i in range(3)))
     """
     res = run_python(code, env={"LOKY_PICKLER": "hybrid"})
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == ["LOKY_PICKLER='hybrid'"] * 4 + ["[0, 1, 2]"]
+    assert res.stdout.splitlines() == ["True True", "LOKY_PICKLER='hybrid'", "[0, 1, 2]"]
 
 
 MODULE_PICKLER = """
@@ -286,6 +288,44 @@ def test_module_form_that_fails_to_import_says_why(clean_env, tmp_path):
     clean_env.syspath_prepend(str(tmp_path))
     with pytest.raises(ValueError, match=r"'broken_pickler_mod' \(from argument\) could not be imported"):
         get_pickler("broken_pickler_mod")
+
+
+@pytest.mark.parametrize("value", ["no_such_module_anywhere", "hybrid", "os"])
+def test_a_pickler_loky_cannot_use_stops_only_the_calls_that_start_processes(value):
+    # loky reads LOKY_PICKLER as it is imported: with a value it cannot use set from the
+    # program's start, every call failed, n_jobs=1 and threading too (they import the
+    # dispatch code, loky with it), and a multiprocessing pool ran, then its resource
+    # tracker printed loky's traceback. (The test above passed only where an earlier test
+    # had imported loky.) Calls that start processes raise the error before starting one.
+    proc = run_python(
+        """
+        from picklepool import Executor, Parallel, delayed
+        from picklepool.errors import SettingValueError
+
+        print(Parallel(n_jobs=1)(delayed(abs)(-i) for i in range(3)))
+        print(Parallel(n_jobs=2, backend="threading")(delayed(abs)(-i) for i in range(3)))
+        for backend in ("loky", "multiprocessing"):
+            try:
+                Parallel(n_jobs=2, backend=backend)(delayed(abs)(-i) for i in range(3))
+            except SettingValueError as exc:
+                print(backend, "LOKY_PICKLER" in str(exc))
+        try:
+            Executor(1)
+        except SettingValueError as exc:
+            print("Executor", "LOKY_PICKLER" in str(exc))
+        """,
+        env={"LOKY_PICKLER": value},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n") == [
+        "[0, 1, 2]",
+        "[0, 1, 2]",
+        "loky True",
+        "multiprocessing True",
+        "Executor True",
+        "",
+    ]
+    assert proc.stderr == ""
 
 
 def test_a_bad_pickler_in_the_environment_does_not_stop_calls_that_pickle_nothing(clean_env):

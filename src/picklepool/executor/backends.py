@@ -405,10 +405,13 @@ def prepare(name: str, n_workers: int) -> None:
     A call :func:`make_backend` would refuse raises its error here, and starts nothing.
     """
     _refuse_at_exit(name, n_workers)
-    if BACKENDS.get(name) is LokyBackend and n_workers > 1:
+    kind = BACKENDS.get(name)
+    if kind in (LokyBackend, MultiprocessingBackend) and n_workers > 1:
+        # (processes that import loky, the resource tracker of a multiprocessing pool's too)
         bad = lokycompat.loky_pickler_error()
         if bad is not None:
             raise bad
+    if kind is LokyBackend and n_workers > 1:
         pool.prepare()
 
 

@@ -509,6 +509,9 @@ class Executor(_StdExecutor):
         _hook_exit()
         inherited_key = uuid.uuid4().hex if inherit else ""  # where its workers keep the initargs
         lokycompat.load()  # before a process is forked (see there)
+        bad = lokycompat.loky_pickler_error()  # (its processes import loky)
+        if bad is not None:
+            raise bad
         if own_context is None and initializer is None:  # started fresh, as "spawn" does: the warm pool
             backend = LokyBackend(s.n_workers, s.idle_worker_timeout, env)
         elif own_context is None:
