@@ -671,6 +671,7 @@ def new_executor(
     """
     from loky.reusable_executor import _get_next_executor_id, _ReusablePoolExecutor
 
+    unlink_failed_semaphores()
     start_trackers()
     executor = _ReusablePoolExecutor(
         max_workers=n_workers,
@@ -687,6 +688,39 @@ def new_executor(
         before_start(executor)
     start_workers(executor)
     return executor
+
+
+def unlink_failed_semaphores() -> None:
+    """Have loky's ``SemLock.__init__`` unlink the named semaphore it made when it then fails.
+
+    It makes the semaphore (``/dev/shm/sem.loky-<pid>-*``), then registers it with loky's
+    resource tracker, which starts the tracker, and only then arranges its unlink when the
+    object goes (``util.Finalize``): a program out of file descriptors (the tracker cannot
+    start: ``EMFILE``) got its error, and the semaphore stayed in ``/dev/shm`` after its
+    exit, with no process left to remove it. One made from a name it was given (another
+    process's) is left as it is. Once per process; idempotent.
+    """
+    from loky.backend import synchronize
+
+    cls = synchronize.SemLock
+    init = cls.__init__
+    if getattr(init, "_picklepool_unlinks", False):
+        return
+
+    def __init__(self: Any, kind: Any, value: Any, maxvalue: Any, name: Any = None) -> None:
+        try:
+            init(self, kind, value, maxvalue, name)
+        except BaseException:
+            made = getattr(getattr(self, "_semlock", None), "name", None) if name is None else None
+            if made is not None:
+                with contextlib.suppress(Exception):
+                    synchronize.sem_unlink(made)
+                with contextlib.suppress(Exception):  # (registered before the failure)
+                    synchronize.resource_tracker.unregister(made, "semlock")
+            raise
+
+    __init__._picklepool_unlinks = True  # type: ignore[attr-defined]
+    cls.__init__ = __init__  # type: ignore[method-assign]
 
 
 def hold_worker_starts(executor: Any) -> None:

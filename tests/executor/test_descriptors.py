@@ -66,6 +66,8 @@ def test_a_program_out_of_descriptors_is_told_so_and_what_to_do(how, free):
     assert "RLIMIT_NOFILE 256" in text and "ulimit -n" in text, text
     # nothing of the failed start is left behind, nor warned of as leaked at the exit
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"picklepool-{got['pid']}-")]
+    # nor a semaphore loky made and then failed to register (the tracker could not start)
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"sem.loky-{got['pid']}-")]
     assert "leaked" not in result.stderr, result.stderr
 
 
