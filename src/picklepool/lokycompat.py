@@ -673,15 +673,20 @@ def new_executor(
 
     unlink_failed_semaphores()
     start_trackers()
-    executor = _ReusablePoolExecutor(
-        max_workers=n_workers,
-        context=start_method(),
-        timeout=idle_timeout,
-        executor_id=_get_next_executor_id(),
-        initializer=initializer,
-        initargs=initargs,
-        env=env,
-    )
+    # A fork made meanwhile by another thread waits (see load): loky's executor imports as
+    # it is made (it tries `import viztracer` at each), and a fork made during an import
+    # gave the child that module's import lock held: its first call hung in that import.
+    with _loading:
+        _hook_fork()
+        executor = _ReusablePoolExecutor(
+            max_workers=n_workers,
+            context=start_method(),
+            timeout=idle_timeout,
+            executor_id=_get_next_executor_id(),
+            initializer=initializer,
+            initargs=initargs,
+            env=env,
+        )
     guard_close(result_writer(executor))
     hold_worker_starts(executor)
     if before_start is not None:
