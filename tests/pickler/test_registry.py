@@ -143,11 +143,9 @@ def test_env_var_switches_every_call_in_a_process():
     assert "env var LOKY_PICKLER" in res.stdout
 
 
-@pytest.mark.parametrize("value", ["hybrid", "no_such_module", "package.module:Class"])
-def test_a_loky_pickler_loky_cannot_import_is_named_with_the_fix_at_the_call(value):
-    # loky imports LOKY_PICKLER's value as a module when loky is imported (here and in every
-    # worker): picklepool's own names failed every call with loky's ModuleNotFoundError, and
-    # the workers' server printed its traceback. Now: picklepool's error, nothing started.
+def _two_calls_refused(env: dict[str, str]) -> list[str]:
+    """Two loky calls in a script run under *env*: the errors they raised, one line each
+    (the same, both a SettingValueError), with nothing on stderr (no worker server started)."""
     code = """
         from picklepool import Parallel, delayed
         from picklepool.errors import SettingValueError
@@ -157,12 +155,21 @@ def test_a_loky_pickler_loky_cannot_import_is_named_with_the_fix_at_the_call(val
             except SettingValueError as e:
                 print(e)
     """
-    res = run_python(code, env={"LOKY_PICKLER": value, "PICKLEPOOL_PICKLER": "hybrid"})
+    res = run_python(code, env=env)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert len(lines) == 2 and lines[0] == lines[1]
-    assert lines[0].startswith(f"LOKY_PICKLER={value!r}: loky imports") and "PICKLEPOOL_PICKLER" in lines[0]
+    assert len(lines) == 2 and lines[0] == lines[1], res.stdout
     assert res.stderr == ""
+    return lines
+
+
+@pytest.mark.parametrize("value", ["hybrid", "no_such_module", "package.module:Class"])
+def test_a_loky_pickler_loky_cannot_import_is_named_with_the_fix_at_the_call(value):
+    # loky imports LOKY_PICKLER's value as a module when loky is imported (here and in every
+    # worker): picklepool's own names failed every call with loky's ModuleNotFoundError, and
+    # the workers' server printed its traceback. Now: picklepool's error, nothing started.
+    lines = _two_calls_refused({"LOKY_PICKLER": value, "PICKLEPOOL_PICKLER": "hybrid"})
+    assert lines[0].startswith(f"LOKY_PICKLER={value!r}: loky imports") and "PICKLEPOOL_PICKLER" in lines[0]
 
 
 @pytest.mark.parametrize(
@@ -181,23 +188,10 @@ def test_a_loky_pickler_module_loky_cannot_use_is_named_with_the_fix_at_the_call
     # on stderr. Now: picklepool's error naming the variable and the fix, nothing started.
     (tmp_path / "pp_pickler_three.py").write_text("Pickler = 3\n")
     (tmp_path / "pp_pickler_raises.py").write_text("raise RuntimeError('broken on import')\n")
-    code = """
-        from picklepool import Parallel, delayed
-        from picklepool.errors import SettingValueError
-        for _ in range(2):
-            try:
-                Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3))
-            except SettingValueError as e:
-                print(e)
-    """
     path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
-    res = run_python(code, env={"LOKY_PICKLER": module, "PICKLEPOOL_PICKLER": "hybrid", "PYTHONPATH": path})
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.splitlines()
-    assert len(lines) == 2 and lines[0] == lines[1], res.stdout
+    lines = _two_calls_refused({"LOKY_PICKLER": module, "PICKLEPOOL_PICKLER": "hybrid", "PYTHONPATH": path})
     assert lines[0].startswith(f"LOKY_PICKLER={module!r}: loky imports"), lines[0]
     assert says in lines[0] and "PICKLEPOOL_PICKLER" in lines[0]
-    assert res.stderr == ""
 
 
 def test_a_bad_loky_pickler_is_named_wherever_loky_workers_are_first_needed():
