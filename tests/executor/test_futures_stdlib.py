@@ -627,6 +627,27 @@ def test_a_finished_call_does_not_keep_its_function_or_arguments(cls):
             gc.enable()
 
 
+@pytest.mark.parametrize("how", ["bound method"])
+def test_a_finished_call_frees_what_its_function_holds_with_no_later_submit(how):
+    # CPython's test_no_stale_references exactly: no submit after the call. A bound method's
+    # object stayed held (executor.functions' note of what it holds, kept to the next batch)
+    # until the executor's next submit, which the test above made.
+    was = _gc_off()
+    try:
+        with Executor(1) as ex:
+            assert ex.submit(square, 2).result() == 4  # warm: the call below is not the first
+            held = Held()
+            ref = weakref.ref(held)
+            fn = held.method
+            fut = ex.submit(fn)
+            del held, fn
+            assert fut.result() == 1
+            assert ref() is None
+    finally:
+        if was:
+            gc.enable()
+
+
 @pytest.mark.parametrize("cls", [ProcessPoolExecutor, Executor])
 @pytest.mark.parametrize("chunksize", [1, 3])
 def test_map_does_not_keep_a_result_it_yielded(cls, chunksize):

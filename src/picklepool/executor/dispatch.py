@@ -397,6 +397,7 @@ class Channel:
             return fut
         finally:
             self.context.batch = None  # (its name holds the batch's items)
+            self.functions.end_batch()  # (what a function pickled for this batch alone holds)
 
     @staticmethod
     def _naming(

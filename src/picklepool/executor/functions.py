@@ -521,7 +521,14 @@ class FunctionTable:
     def begin_batch(self) -> None:
         """A batch's specs and arguments are made next (``dispatch.Channel.send``)."""
         self.batch += 1
-        for gone in self._transient:  # (their batch is made: what they hold may go)
+        self.end_batch()
+
+    def end_batch(self) -> None:
+        """A batch's specs and arguments are made (or failed): the ``reached`` entries of
+        functions pickled for that batch alone go, so that what they hold (a bound method's
+        object, an ``Executor.submit(obj.method)``) is not kept alive by a long-lived table
+        until its next batch."""
+        for gone in self._transient:
             self.reached.pop(gone, None)
         self._transient.clear()
 
