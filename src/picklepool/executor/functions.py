@@ -647,7 +647,7 @@ class FunctionTable:
         # what the key's ids refer to besides the function: held with it (it holds them too,
         # unless a cell or its defaults are rebound: then as here, their ids stay unique)
         rest = referents[1:] if type(referents) is tuple else None
-        weakref.finalize(func, _forget, weakref.ref(self), ident, spec, rest)
+        weakref.finalize(func, _forget, weakref.ref(self), ident, spec, rest).atexit = False
 
     def _note_states(self, ident: Any, spec: FuncSpec) -> None:
         """Note the SharedStates *spec*'s function holds, with the versions it was pickled with:
