@@ -197,6 +197,11 @@ def _task_name(items: Sequence[Any], first: int, i: int, describe: Callable[[int
     return describe(i) if describe else functions.describe_task(i, items[i - first])
 
 
+def _spec_files(specs: Sequence[Any]) -> list[Any]:
+    """The shared-memory files a batch's function specs use (``CallBuffers.sent``)."""
+    return [ref for spec in specs if isinstance(spec[1], Frames) for ref in spec[1].refs]
+
+
 def _batch_name(items: Sequence[Any], first: int, describe: Callable[[int], str] | None) -> str:
     """The tasks of a batch, as a warning names them: ``task 3: f(x)``, and how many follow."""
     name = _task_name(items, first, first, describe)
@@ -374,7 +379,7 @@ class Channel:
             )
             if outbound is None:
                 self.context.sent(fut)  # the kept blobs it uses (SharedState versions) stay until it is done
-                self.buffers.sent(payload, fut)
+                self.buffers.sent(payload, fut, specs=_spec_files(specs))
                 return fut
             streamed: list[Any] = []
             tasks = (fidx, args, kwargs)
@@ -393,7 +398,7 @@ class Channel:
             finally:
                 outbound.close()
                 self.context.sent(fut)
-                self.buffers.sent(payload, fut, streamed)
+                self.buffers.sent(payload, fut, streamed, _spec_files(specs))
             return fut
         finally:
             self.context.batch = None  # (its name holds the batch's items)

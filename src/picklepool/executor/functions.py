@@ -774,6 +774,8 @@ def _forget(table_ref: Any, ident: Any, spec: FuncSpec, _rest: Any) -> None:
     states = table._states.get(ident)
     if states is not None and states[0] is spec:
         table._states.pop(ident, None)
+    if isinstance(spec[1], Frames):  # its shared-memory files: once no batch uses them
+        table.buffers.unpin(spec[1].refs)
 
 
 def _by_name(func: Any) -> bool:
