@@ -597,18 +597,18 @@ class CallBuffers:
         """The function spec whose files *refs* are is no longer kept (a long-lived table's
         function died, ``executor.functions``): each goes once no batch in flight uses it,
         where it stayed until the call's end (an ``Executor``'s shutdown)."""
-        gone = []
+        gone: list[_Entry] = []
         with self._lock:
             for path, _ in refs:
-                e = self._by_path.get(path)
-                if e is None:  # (the call ended: its files went with it)
+                entry = self._by_path.get(path)
+                if entry is None:  # (the call ended: its files went with it)
                     continue
-                e.pinned, e.dead = False, True
-                if e.key is not None and self.memo.get(e.key) is e:
-                    self.memo.pop(e.key, None)
-                e.users -= 1  # (this spec's own use, from its pickling; another's may remain)
-                if e.users <= 0 and self._forget(e):
-                    gone.append(e)
+                entry.pinned, entry.dead = False, True
+                if entry.key is not None and self.memo.get(entry.key) is entry:
+                    self.memo.pop(entry.key, None)
+                entry.users -= 1  # (this spec's own use, from its pickling; another's may remain)
+                if entry.users <= 0 and self._forget(entry):
+                    gone.append(entry)
         for e in gone:
             self._discard(e)
 
