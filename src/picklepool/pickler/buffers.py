@@ -600,17 +600,19 @@ class CallBuffers:
         gone: list[_Entry] = []
         with self._lock:
             for path, _ in refs:
-                entry = self._by_path.get(path)
-                if entry is None:  # (the call ended: its files went with it)
-                    continue
-                entry.pinned, entry.dead = False, True
-                if entry.key is not None and self.memo.get(entry.key) is entry:
-                    self.memo.pop(entry.key, None)
-                entry.users -= 1  # (this spec's own use, from its pickling; another's may remain)
-                if entry.users <= 0 and self._forget(entry):
+                entry = self._by_path.get(path)  # (None: the call ended, its files went with it)
+                if entry is not None and self._unpinned(entry):
                     gone.append(entry)
         for e in gone:
             self._discard(e)
+
+    def _unpinned(self, entry: _Entry) -> bool:
+        """Unpin *entry* (lock held); True when it is to go now (no batch in flight uses it)."""
+        entry.pinned, entry.dead = False, True
+        if entry.key is not None and self.memo.get(entry.key) is entry:
+            self.memo.pop(entry.key, None)
+        entry.users -= 1  # (this spec's own use, from its pickling; another's may remain)
+        return entry.users <= 0 and self._forget(entry)
 
     def _batch_done(self, entries: list[_Entry], stream: str | None = None) -> None:
         if stream is not None:
