@@ -115,6 +115,17 @@ def test_a_config_kept_for_a_later_with_block_does_not_warn_from_another_thread(
         del cfg
 
 
+def test_configs_made_ahead_and_entered_in_turn_do_not_warn():
+    from picklepool import Parallel, delayed
+
+    configs = [parallel_config(n_jobs=1), parallel_config(n_jobs=2, backend="threading")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for config in configs:
+            with config:
+                Parallel()(delayed(abs)(-1) for _ in range(2))
+
+
 def test_unregister_leaves_the_block_as_in_joblib():
     config = parallel_config(n_jobs=3)
     config.__enter__()

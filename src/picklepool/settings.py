@@ -173,7 +173,8 @@ def pop_config(token: contextvars.Token[Mapping[str, Any]]) -> None:
 
 # parallel_config objects made and not entered (yet): id -> (the making thread, file, line,
 # module, what to say). joblib applies one as it is made, until its .unregister(): a call
-# of that thread made meanwhile runs without it here, so it says so (once per object).
+# of that thread made meanwhile outside any block runs without it here, so it says so (once
+# per object; a call inside a block is left alone: configs made ahead, entered in turn).
 _unentered: dict[int, tuple[int, str, int, str, str]] = {}
 
 
@@ -235,14 +236,15 @@ def sources_now() -> tuple[Mapping[str, Any], tuple[Any, ...]]:
     The variables' values come with this process's CPU affinity (what ``n_jobs=-1``
     counts, as ``LOKY_MAX_CPU_COUNT`` limits it), as loky reads it at every call.
     """
-    if _unentered:  # (one look-up a call while there is none)
+    block = _config.get()
+    if _unentered and not block:  # (one look-up a call while there is none)
         warn_unentered(None, _MISSED)
     affinity = len(os.sched_getaffinity(0)) if _AFFINITY else None
     data = _environ_data()
     if data is not None:
-        return _config.get(), (*map(data.get, _ALL_VARS_RAW), affinity)
+        return block, (*map(data.get, _ALL_VARS_RAW), affinity)
     environ = os.environ
-    return _config.get(), (*map(environ.get, _ALL_VARS), affinity)
+    return block, (*map(environ.get, _ALL_VARS), affinity)
 
 
 _AFFINITY = hasattr(os, "sched_getaffinity")
@@ -946,7 +948,7 @@ def resolve_settings(
     runs the call sequentially instead. Raises
     ``ValueError`` naming the first bad setting, its value and its source.
     """
-    if _unentered:
+    if _unentered and not _config.get():
         warn_unentered(None, _MISSED)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
