@@ -193,7 +193,7 @@ class parallel_config:
         # made and never entered (if no call of its thread said so first:
         # ``settings.warn_unentered``, for one a variable keeps).
         if not getattr(self, "_entered", True):
-            warn_unentered(id(self))
+            warn_unentered(id(self), dropped=True)
 
 
 def _check(settings: Mapping[str, Any]) -> None:

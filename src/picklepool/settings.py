@@ -193,9 +193,11 @@ def forget_unentered(key: int) -> None:
 _MISSED = " (a call of the thread that made it runs without it)"
 
 
-def warn_unentered(key: int | None = None, missed: str = "") -> None:
+def warn_unentered(key: int | None = None, missed: str = "", dropped: bool = False) -> None:
     """Warn, at the line that made it, of object *key* (None: every one the calling thread
-    made and has not entered) as changing nothing; *missed* says what went on without it."""
+    made and has not entered) as changing nothing; *missed* says what went on without it.
+    *dropped*: from the object's ``__del__``, where a warning cannot be raised (``-W error``),
+    nor made at the interpreter's exit."""
     if key is None:
         me = threading.get_ident()
         keys = [k for k, entry in list(_unentered.items()) if entry[0] == me]
@@ -206,6 +208,9 @@ def warn_unentered(key: int | None = None, missed: str = "") -> None:
         if entry is not None:
             _, filename, lineno, module, text = entry
             message = text.replace("{missed}", missed)
+            if not dropped:  # (-W error: raised at the call, as any warning)
+                warnings.warn_explicit(message, RuntimeWarning, filename, lineno, module=module)
+                continue
             try:
                 warnings.warn_explicit(message, RuntimeWarning, filename, lineno, module=module)
             except Exception:  # noqa: BLE001 - at interpreter exit: nothing to say it with
