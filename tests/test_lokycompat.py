@@ -518,3 +518,29 @@ def test_joblibs_own_loky_pools_start_with_joblibs_loader_after_a_picklepool_cal
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok", proc.stdout
     assert "Traceback" not in proc.stderr and "leaked" not in proc.stderr, proc.stderr
+
+
+def test_the_semaphore_unlink_patch_is_made_on_lokys_semlock_never_on_the_standard_librarys():
+    # loky.backend's __init__ binds `synchronize` to multiprocessing.synchronize, so
+    # `from loky.backend import synchronize` gave the standard library's module while loky's
+    # own submodule was not imported yet: the patch replaced multiprocessing's
+    # SemLock.__init__ with one that takes no ctx=, and every multiprocessing.Lock() of the
+    # process failed after it (a dask LocalCluster's "Nanny failed to start" in the suite)
+    result = run_python(
+        """
+        import multiprocessing, multiprocessing.synchronize as stdlib
+        import sys
+        import loky.backend
+        from picklepool import lokycompat
+
+        assert "loky.backend.synchronize" not in sys.modules
+        before = stdlib.SemLock.__init__
+        lokycompat.unlink_failed_semaphores()
+        from loky.backend import synchronize
+        print(stdlib.SemLock.__init__ is before, synchronize is not stdlib,
+              getattr(synchronize.SemLock.__init__, "_picklepool_unlinks", False))
+        multiprocessing.Lock()
+        print("ok")
+        """
+    )
+    assert result.stdout.split() == ["True", "True", "True", "ok"], result.stdout + result.stderr

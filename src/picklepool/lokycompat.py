@@ -704,8 +704,13 @@ def unlink_failed_semaphores() -> None:
     start: ``EMFILE``) got its error, and the semaphore stayed in ``/dev/shm`` after its
     exit, with no process left to remove it. One made from a name it was given (another
     process's) is left as it is. Once per process; idempotent.
+
+    Imported by its full name: ``loky.backend``'s ``__init__`` binds ``synchronize`` to
+    ``multiprocessing.synchronize``, so ``from loky.backend import synchronize`` gave the
+    standard library's module while loky's was not imported yet, and the patch broke every
+    ``multiprocessing.Lock()`` of the process (its ``ctx=`` refused).
     """
-    from loky.backend import synchronize
+    synchronize = importlib.import_module("loky.backend.synchronize")
 
     cls = synchronize.SemLock
     init = cls.__init__
