@@ -90,6 +90,30 @@ def test_killing_an_executor_with_cancelled_jobs_leaks_nothing():
     assert "leaked" not in result.stderr, result.stderr
 
 
+def test_the_semaphore_unlink_patches_lokys_semlock_not_multiprocessings():
+    # loky.backend binds `synchronize` to multiprocessing's module until loky's own is
+    # imported: a pool made before that (tests that call pool.acquire first in their
+    # process) patched multiprocessing's SemLock, and every later multiprocessing lock
+    # (a backend="multiprocessing" pool's) failed: "unexpected keyword argument 'ctx'".
+    result = run_python(
+        """
+        import sys
+        import multiprocessing, multiprocessing.synchronize
+        import loky.backend
+        from picklepool import lokycompat
+
+        assert "loky.backend.synchronize" not in sys.modules
+        mp_init = multiprocessing.synchronize.SemLock.__init__
+        lokycompat.unlink_failed_semaphores()
+        multiprocessing.Lock()
+        from loky.backend import synchronize
+        print(multiprocessing.synchronize.SemLock.__init__ is mp_init)
+        print(getattr(synchronize.SemLock.__init__, "_picklepool_unlinks", False))
+        """
+    )
+    assert result.stdout.split() == ["True", "True"], result.stderr
+
+
 def test_a_pool_shutting_down_keeps_its_lock_and_starts_no_worker():
     # loky's shutdown(wait=False) set the executor's process lock to None while its
     # manager thread could still be replacing a worker that left (max_worker_memory,

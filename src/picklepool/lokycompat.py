@@ -725,8 +725,13 @@ def unlink_failed_semaphores() -> None:
     start: ``EMFILE``) got its error, and the semaphore stayed in ``/dev/shm`` after its
     exit, with no process left to remove it. One made from a name it was given (another
     process's) is left as it is. Once per process; idempotent.
+
+    The module is taken by its full name: ``loky.backend`` binds ``synchronize`` to
+    ``multiprocessing``'s own module until loky's is imported, and ``from loky.backend
+    import synchronize`` before that patched ``multiprocessing``'s ``SemLock``: every
+    ``multiprocessing`` lock then failed (``unexpected keyword argument 'ctx'``).
     """
-    from loky.backend import synchronize
+    synchronize = importlib.import_module("loky.backend.synchronize")
 
     cls = synchronize.SemLock
     init = cls.__init__
