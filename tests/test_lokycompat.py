@@ -324,6 +324,23 @@ def test_a_ctrl_c_as_a_fork_waits_leaves_the_lock_taken_once_and_let_go_after(mo
     assert not lock.lock._is_owned()  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("runs", [(2, 2), (1, 2), (2, 1)], ids=["both", "before-cut", "after-cut"])
+def test_each_fork_hook_runs_twice_and_takes_and_lets_go_once(monkeypatch, runs):
+    # Each hook is registered twice: a handler's exception raised as a hook is entered
+    # (before its first line, out of its reach) skips that run, and the other run makes it
+    # up; a run that finds the work done does nothing.
+    lock = threading.RLock()
+    monkeypatch.setattr(lokycompat, "_loading", lock)
+    befores, afters = runs
+    for _ in range(befores):
+        lokycompat._before_fork()
+    assert not _free_for_another_thread(lock)
+    for _ in range(afters):
+        lokycompat._after_fork_in_parent()
+    assert _free_for_another_thread(lock)
+    assert not lock._is_owned()  # type: ignore[attr-defined]
+
+
 def test_a_fork_made_inside_a_first_calls_imports_leaves_their_lock_to_them(monkeypatch):
     # A fork made by the thread that holds the lock (its own imports fork) has nothing to
     # wait for: the lock is theirs before and after it.

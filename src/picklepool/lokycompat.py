@@ -279,9 +279,13 @@ def _hook_fork() -> None:
     # while ours waits for imports that need it
     import logging  # noqa: F401
 
-    os.register_at_fork(
-        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-    )
+    # Twice: a signal handler's exception raised as a hook is entered, before its first line
+    # (Python runs handlers there too), skips that run; the other run does its work, and
+    # one that finds it done does nothing
+    for _ in range(2):
+        os.register_at_fork(
+            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+        )
 
 
 def _before_fork() -> None:
@@ -300,14 +304,16 @@ def _before_fork() -> None:
     held it for ever: the first call's thread hung at its next step. Whether it is held
     is asked of the lock (``RLock._is_owned``, CPython's, as ``threading.Condition`` uses),
     not of a variable the handler may cut before it is set. A thread forking inside its
-    own :func:`load` (holding the lock) has nothing to wait for and takes nothing.
+    own :func:`load` (holding the lock) has nothing to wait for and takes nothing. Each
+    fork runs it twice (:func:`_hook_fork`): the second run finds the lock held (taken by
+    the first) and does nothing, unless a handler cut the first before its first line.
     """
     global _fork_taker
     caught: BaseException | None = None
     held_before: bool | None = None
     while True:
         try:
-            if held_before is None:
+            if held_before is None:  # (or taken by this fork's other run of this hook)
                 held_before = _loading._is_owned()  # type: ignore[attr-defined]
             if held_before:
                 break
