@@ -59,6 +59,25 @@ def test_bench_rejects_an_unknown_workload_by_listing_the_valid_ones():
     assert "no_such_workload" in proc.stderr and "tiny_tasks" in proc.stderr
 
 
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+@pytest.mark.parametrize("where", ["missing-folder", "a-folder"])
+def test_bench_refuses_an_output_path_it_cannot_write_before_running(tmp_path, flag, where):
+    # a full run takes minutes, then died on its last line with open()'s traceback, the
+    # JSON (or the chart) never written
+    path = tmp_path / "no" / "such" / "out.json" if where == "missing-folder" else tmp_path
+    proc = run_cli("bench", "--only", "tiny_tasks", "--reps", "2", flag, str(path))
+    assert proc.returncode == 2, proc.stderr
+    assert "[1/1]" not in proc.stderr and "Traceback" not in proc.stderr  # refused before running
+    assert f"{flag} {str(path)!r}" in proc.stderr
+    assert ("does not exist" if where == "missing-folder" else "is a folder") in proc.stderr
+
+
+def test_bench_refuses_reps_0():
+    proc = run_cli("bench", "--only", "tiny_tasks", "--reps", "0")
+    assert proc.returncode == 2 and "--reps must be positive" in proc.stderr
+    assert "[1/1]" not in proc.stderr
+
+
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is not None, reason="matplotlib is installed")
 def test_bench_plot_without_matplotlib_says_what_to_install_before_running(tmp_path):
     proc = run_cli("bench", "--only", "tiny_tasks", "--plot", str(tmp_path / "x.png"))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
+import warnings
 
 import pytest
 
@@ -56,6 +58,72 @@ def test_a_config_never_entered_says_it_changed_nothing():
     assert record[0].filename == __file__  # the line that made it
     assert "parallel_backend(backend='threading', n_jobs=2)" in str(record[0].message)
     assert repr(config_value("backend")) == "NOT_SET"
+
+
+def test_a_config_kept_in_a_variable_and_never_entered_warns_at_the_call_it_misses():
+    # joblib's idiom `cfg = parallel_backend("loky", n_jobs=2)`, calls, then
+    # `cfg.unregister()`: joblib ran the calls with it; here they ran without it, silently
+    # (the warning came only when the object was dropped: never, while a variable held it).
+    from picklepool import Parallel, delayed, parallel_backend
+
+    cfg = parallel_backend("threading", n_jobs=2)
+    made = sys._getframe().f_lineno - 1
+    with pytest.warns(RuntimeWarning, match=r"never entered, so it changed nothing") as record:
+        assert Parallel()(delayed(abs)(-1) for _ in range(2)) == [1, 1]
+    assert len(record) == 1
+    assert (record[0].filename, record[0].lineno) == (__file__, made)  # the line that made it
+    assert "parallel_backend(backend='threading', n_jobs=2)" in str(record[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once: not again at the next call, nor at unregister
+        Parallel()(delayed(abs)(-1) for _ in range(2))
+        cfg.unregister()
+        del cfg
+
+
+def test_unregister_of_a_config_never_entered_says_it_changed_nothing():
+    cfg = parallel_config(n_jobs=3)
+    made = sys._getframe().f_lineno - 1
+    with pytest.warns(RuntimeWarning, match=r"never entered, so it changed nothing") as record:
+        cfg.unregister()
+    assert (record[0].filename, record[0].lineno) == (__file__, made)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        del cfg
+
+
+def test_a_config_kept_for_a_later_with_block_does_not_warn_from_another_thread():
+    # joblib's config is the thread's own: a call of another thread is not one it missed
+    from picklepool import Parallel, delayed
+
+    cfg = parallel_config(n_jobs=2)
+    seen = []
+
+    def other():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Parallel(n_jobs=1)(delayed(abs)(-1) for _ in range(2))
+        seen.extend(caught)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert seen == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with cfg:
+            assert config_value("n_jobs") == 2
+        del cfg
+
+
+def test_configs_made_ahead_and_entered_in_turn_do_not_warn():
+    from picklepool import Parallel, delayed
+
+    configs = [parallel_config(n_jobs=1), parallel_config(n_jobs=2, backend="threading")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for config in configs:
+            with config:
+                Parallel()(delayed(abs)(-1) for _ in range(2))
 
 
 def test_unregister_leaves_the_block_as_in_joblib():

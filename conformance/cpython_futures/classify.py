@@ -25,8 +25,9 @@ RULES = [
      "picklepool.PicklingError ('the result could not be sent back'), not SystemExit: README 'an argument or result that cannot be pickled fails its future with picklepool.PicklingError' + the sys.exit bullet"),
     (r"DeadlockTest\.test_(error|exit)_at_task_unpickle$", "documented",
      "picklepool.UnpicklingError naming the task, not BrokenProcessPool (the pool is not broken): README 'an argument that cannot be rebuilt in the worker ... fails ... with one UnpicklingError'"),
+    # (the error_ test passes: picklepool's UnpicklingError is a BrokenProcessPool)
     (r"DeadlockTest\.test_(error|exit)_during_result_unpickle_in_result_handler$", "documented",
-     "picklepool.UnpicklingError, not BrokenProcessPool: README 'a reply that cannot be rebuilt in the parent ... UnpicklingError'"),
+     "the result's unpickling, in the caller's thread, raises SystemExit, which passes through, not BrokenProcessPool: CHANGES (fortieth session) 'the parent's own ... unpickling of a reply still let such a reducer's exception through on purpose'"),
 ]
 
 def main(path):

@@ -40,7 +40,8 @@ def assert_python_ok(*args, **env):
             a = a.replace("from concurrent.futures import Executor", "from picklepool import Executor")
             a = a.replace("from test.test_concurrent_futures import", "from test_concurrent_futures import")
             args[i] = a
-    env.setdefault("PYTHONPATH", HERE)
+    # (this folder, then the caller's PYTHONPATH: a checkout's src the run was pointed at)
+    env.setdefault("PYTHONPATH", os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p))
     return _assert_python_ok(*args, **env)
 
 

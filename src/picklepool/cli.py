@@ -14,8 +14,9 @@ one on stderr; 2 for a bad command line.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -100,6 +101,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except report.PlotUnavailable as exc:
             print(f"picklepool bench: {exc}", file=sys.stderr)
             return 2
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        problem = _unwritable(path) if path else None
+        if problem:  # said now, not after a run of minutes that could not write its output
+            print(f"picklepool bench: {flag} {path!r} {problem}", file=sys.stderr)
+            return 2
     if args.scaling:
         if args.only:
             print("picklepool bench: --scaling runs its own cases; it takes no --only", file=sys.stderr)
@@ -117,16 +123,52 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("\npicklepool bench: interrupted; no results written", file=sys.stderr)
         return 130
     sys.stdout.write(report.format_report(results, env, settings, markdown=args.markdown))
+    written = True
     if args.json:
-        report.write_json(args.json, report.to_json(results, env, settings))
-        print(f"JSON written to {args.json}", file=sys.stderr)
+        data = report.to_json(results, env, settings)
+        if _write_output("--json", args.json, lambda: report.write_json(args.json, data)):
+            print(f"JSON written to {args.json}", file=sys.stderr)
+        else:
+            written = False
     if args.plot:
         try:
-            report.plot(results, env, settings, args.plot)
-            print(f"chart written to {args.plot}", file=sys.stderr)
+            if _write_output("--plot", args.plot, lambda: report.plot(results, env, settings, args.plot)):
+                print(f"chart written to {args.plot}", file=sys.stderr)
+            else:
+                written = False
         except ValueError as exc:
             print(f"picklepool bench: no chart: {exc}", file=sys.stderr)
-    return _exit_code(broken(results))
+    code = _exit_code(broken(results))
+    return code or (0 if written else 2)
+
+
+def _unwritable(path: str) -> str | None:
+    """Why *path* cannot be written (the rest of the message), or None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "is a folder: name a file in it (e.g. bench.json, bench.png)"
+    if not os.path.isdir(folder):
+        return (
+            f"cannot be written: its folder {folder!r} does not exist; create it first, or name another path"
+        )
+    if not os.access(folder, os.W_OK):
+        return f"cannot be written: this user may not write in its folder {folder!r}; name another path"
+    return None
+
+
+def _write_output(flag: str, path: str, write: Callable[[], object]) -> bool:
+    """Run *write*; on an ``OSError`` (a full disk) say so, without a traceback: the report
+    above has the numbers. True when written."""
+    try:
+        write()
+    except OSError as exc:
+        print(
+            f"picklepool bench: {flag} {path!r} could not be written ({exc}); the report above "
+            "has the numbers",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 def _exit_code(problems: list[str]) -> int:
@@ -156,17 +198,24 @@ def _bench_scaling(args: argparse.Namespace) -> int:
     bar.end("error" if problems else "done")
     env = collect()
     sys.stdout.write(scaling.format_scaling(rows, env, args.quick, reps))
+    written = True
     if args.json:
         settings = {"scaling": True, "quick": args.quick, "reps": reps, "n_jobs": n_jobs, "argv": sys.argv}
-        report.write_json(args.json, scaling.to_json(rows, env, settings))
-        print(f"JSON written to {args.json}", file=sys.stderr)
+        data = scaling.to_json(rows, env, settings)
+        if _write_output("--json", args.json, lambda: report.write_json(args.json, data)):
+            print(f"JSON written to {args.json}", file=sys.stderr)
+        else:
+            written = False
     if args.plot:
         try:
-            scaling.plot_scaling(rows, args.plot)
-            print(f"chart written to {args.plot}", file=sys.stderr)
+            if _write_output("--plot", args.plot, lambda: scaling.plot_scaling(rows, args.plot)):
+                print(f"chart written to {args.plot}", file=sys.stderr)
+            else:
+                written = False
         except ValueError as exc:
             print(f"picklepool bench: no chart: {exc}", file=sys.stderr)
-    return _exit_code(problems)
+    code = _exit_code(problems)
+    return code or (0 if written else 2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "n_jobs", 2) < 1 or (getattr(args, "reps", None) or 1) < 1:
+    reps = getattr(args, "reps", None)
+    if getattr(args, "n_jobs", 2) < 1 or (reps is not None and reps < 1):
         print("picklepool bench: --n-jobs and --reps must be positive", file=sys.stderr)
         return 2
     code: int = args.func(args)

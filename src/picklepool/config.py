@@ -11,7 +11,7 @@ in :mod:`picklepool.settings`.
 from __future__ import annotations
 
 import contextvars
-import warnings
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,13 +23,16 @@ from .settings import (
     PARSERS,
     check_setting,
     config_value,
+    forget_unentered,
     inflight,
     is_mp_context,
     nested_backend,
+    note_unentered,
     parse_n_jobs,
     pop_config,
     push_config,
     resolve,
+    warn_unentered,
 )
 from .workers import mirror
 
@@ -152,9 +155,23 @@ class parallel_config:
         self._settings = settings
         self._tokens: list[contextvars.Token[Mapping[str, Any]]] = []
         self._entered = False
+        name = type(self).__name__
+        depth = 1  # the caller's line, past parallel_backend's (a subclass's) __init__
+        while sys._getframe(depth).f_code.co_filename == __file__:
+            depth += 1
+        note_unentered(
+            id(self),
+            f"{name}({_describe(settings)}) was made but never entered, so it changed nothing"
+            "{missed}: picklepool applies it only inside a `with` block (joblib also applies "
+            f"one at construction, until its .unregister()). Write `with {name}(...):` around "
+            "the calls it is for.",
+            depth,
+        )
 
     def __enter__(self) -> dict[str, Any]:
-        self._entered = True
+        if not self._entered:
+            self._entered = True
+            forget_unentered(id(self))
         self._tokens.append(push_config(self._settings))
         return current_config()
 
@@ -166,24 +183,17 @@ class parallel_config:
         (nothing if it is not in one: outside a block it applies nowhere)."""
         if self._tokens:
             pop_config(self._tokens.pop())
+        elif not self._entered:  # joblib's `cfg = parallel_config(...)`, calls, `cfg.unregister()`
+            warn_unentered(id(self))
 
     def __del__(self) -> None:
         # joblib applies its parallel_config (and parallel_backend) when it is made,
         # until .unregister(): a bare statement changes its defaults. Here only a
-        # ``with`` block applies it, so say so when one was made and never entered.
-        if getattr(self, "_entered", True):
-            return
-        try:
-            warnings.warn(
-                f"{type(self).__name__}({_describe(self._settings)}) was made but never entered, "
-                "so it changed nothing: picklepool applies it only inside a `with` block (joblib "
-                "also applies one at construction, until its .unregister()). Write `with "
-                f"{type(self).__name__}(...):` around the calls it is for.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        except Exception:  # noqa: BLE001 - at interpreter exit: nothing to say it with
-            pass
+        # ``with`` block applies it, so say so, at the line that made it, when one was
+        # made and never entered (if no call of its thread said so first:
+        # ``settings.warn_unentered``, for one a variable keeps).
+        if not getattr(self, "_entered", True):
+            warn_unentered(id(self), dropped=True)
 
 
 def _check(settings: Mapping[str, Any]) -> None:

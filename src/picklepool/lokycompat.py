@@ -86,6 +86,7 @@ _FIRST_CALL = (
 _loading = threading.RLock()
 _loaded: set[tuple[str, ...]] = set()  # the modules each load(*more) imported, in full
 _fork_hooked = False
+_fork_taker: int | None = None  # the thread whose fork took _loading (_before_fork), until its end
 
 
 def load(*more: str) -> None:
@@ -278,9 +279,13 @@ def _hook_fork() -> None:
     # while ours waits for imports that need it
     import logging  # noqa: F401
 
-    os.register_at_fork(
-        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-    )
+    # Twice: a signal handler's exception raised as a hook is entered, before its first line
+    # (Python runs handlers there too), skips that run; the other run does its work, and
+    # one that finds it done does nothing
+    for _ in range(2):
+        os.register_at_fork(
+            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+        )
 
 
 def _before_fork() -> None:
@@ -291,11 +296,30 @@ def _before_fork() -> None:
     (the child got the imports half done and hung; the parent's release failed too). The
     wait goes on; the exception (the first) is raised once the lock is held: Python prints
     it, as for any hook's, and forks.
+
+    The lock is taken once, wherever the handler's exception comes: Python runs a handler
+    after a call returns too, so a Ctrl-C handled just as the acquire had taken the lock
+    (one that came as the wait ended, or while this thread waited for the interpreter)
+    took it a second time; :func:`_after_fork_in_parent` let it go once, and the parent
+    held it for ever: the first call's thread hung at its next step. Whether it is held
+    is asked of the lock (``RLock._is_owned``, CPython's, as ``threading.Condition`` uses),
+    not of a variable the handler may cut before it is set. A thread forking inside its
+    own :func:`load` (holding the lock) has nothing to wait for and takes nothing. Each
+    fork runs it twice (:func:`_hook_fork`): the second run finds the lock held (taken by
+    the first) and does nothing, unless a handler cut the first before its first line.
     """
+    global _fork_taker
     caught: BaseException | None = None
+    held_before: bool | None = None
     while True:
         try:
-            _loading.acquire()
+            if held_before is None:  # (or taken by this fork's other run of this hook)
+                held_before = _loading._is_owned()  # type: ignore[attr-defined]
+            if held_before:
+                break
+            if not _loading._is_owned():  # type: ignore[attr-defined]
+                _loading.acquire()
+            _fork_taker = threading.get_ident()
             break
         except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt: raised once the lock is held
             caught = caught or exc
@@ -304,14 +328,17 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_parent() -> None:
-    try:
+    global _fork_taker
+    # (not taken: this thread held it before the fork, or the hooks were registered as
+    # this fork ran them)
+    if _fork_taker == threading.get_ident():
+        _fork_taker = None
         _loading.release()
-    except RuntimeError:  # not acquired: the hook was registered as this fork ran its hooks
-        pass
 
 
 def _after_fork_in_child() -> None:
-    global _loading
+    global _loading, _fork_taker
+    _fork_taker = None
     _loading = threading.RLock()  # the parent's is held (by this thread, as it forked)
 
 
@@ -704,8 +731,13 @@ def unlink_failed_semaphores() -> None:
     start: ``EMFILE``) got its error, and the semaphore stayed in ``/dev/shm`` after its
     exit, with no process left to remove it. One made from a name it was given (another
     process's) is left as it is. Once per process; idempotent.
+
+    Imported by its full name: ``loky.backend``'s ``__init__`` binds ``synchronize`` to
+    ``multiprocessing.synchronize``, so ``from loky.backend import synchronize`` gave the
+    standard library's module while loky's was not imported yet, and the patch broke every
+    ``multiprocessing.Lock()`` of the process (its ``ctx=`` refused).
     """
-    from loky.backend import synchronize
+    synchronize = importlib.import_module("loky.backend.synchronize")
 
     cls = synchronize.SemLock
     init = cls.__init__

@@ -24,6 +24,9 @@ import math
 import numbers
 import operator
 import os
+import sys
+import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -168,6 +171,52 @@ def pop_config(token: contextvars.Token[Mapping[str, Any]]) -> None:
     _config.reset(token)
 
 
+# parallel_config objects made and not entered (yet): id -> (the making thread, file, line,
+# module, what to say). joblib applies one as it is made, until its .unregister(): a call
+# of that thread made meanwhile outside any block runs without it here, so it says so (once
+# per object; a call inside a block is left alone: configs made ahead, entered in turn).
+_unentered: dict[int, tuple[int, str, int, str, str]] = {}
+
+
+def note_unentered(key: int, text: str, depth: int) -> None:
+    """Remember a config object *key* made by the frame *depth* levels above the caller."""
+    frame = sys._getframe(depth + 1)
+    where = (frame.f_code.co_filename, frame.f_lineno, frame.f_globals.get("__name__", ""))
+    _unentered[key] = (threading.get_ident(), *where, text)
+
+
+def forget_unentered(key: int) -> None:
+    """The object *key* was entered (or is gone): nothing to say about it."""
+    _unentered.pop(key, None)
+
+
+_MISSED = " (a call of the thread that made it runs without it)"
+
+
+def warn_unentered(key: int | None = None, missed: str = "", dropped: bool = False) -> None:
+    """Warn, at the line that made it, of object *key* (None: every one the calling thread
+    made and has not entered) as changing nothing; *missed* says what went on without it.
+    *dropped*: from the object's ``__del__``, where a warning cannot be raised (``-W error``),
+    nor made at the interpreter's exit."""
+    if key is None:
+        me = threading.get_ident()
+        keys = [k for k, entry in list(_unentered.items()) if entry[0] == me]
+    else:
+        keys = [key]
+    for k in keys:
+        entry = _unentered.pop(k, None)
+        if entry is not None:
+            _, filename, lineno, module, text = entry
+            message = text.replace("{missed}", missed)
+            if not dropped:  # (-W error: raised at the call, as any warning)
+                warnings.warn_explicit(message, RuntimeWarning, filename, lineno, module=module)
+                continue
+            try:
+                warnings.warn_explicit(message, RuntimeWarning, filename, lineno, module=module)
+            except Exception:  # noqa: BLE001 - at interpreter exit: nothing to say it with
+                pass
+
+
 # the settings' variables, and LOKY_MAX_CPU_COUNT (cpu_count: what n_jobs=-1 means)
 _ALL_VARS = (*(var for names in ENV_VARS.values() for var in names), "LOKY_MAX_CPU_COUNT")
 
@@ -192,12 +241,15 @@ def sources_now() -> tuple[Mapping[str, Any], tuple[Any, ...]]:
     The variables' values come with this process's CPU affinity (what ``n_jobs=-1``
     counts, as ``LOKY_MAX_CPU_COUNT`` limits it), as loky reads it at every call.
     """
+    block = _config.get()
+    if _unentered and not block:  # (one look-up a call while there is none)
+        warn_unentered(None, _MISSED)
     affinity = len(os.sched_getaffinity(0)) if _AFFINITY else None
     data = _environ_data()
     if data is not None:
-        return _config.get(), (*map(data.get, _ALL_VARS_RAW), affinity)
+        return block, (*map(data.get, _ALL_VARS_RAW), affinity)
     environ = os.environ
-    return _config.get(), (*map(environ.get, _ALL_VARS), affinity)
+    return block, (*map(environ.get, _ALL_VARS), affinity)
 
 
 _AFFINITY = hasattr(os, "sched_getaffinity")
@@ -901,6 +953,8 @@ def resolve_settings(
     runs the call sequentially instead. Raises
     ``ValueError`` naming the first bad setting, its value and its source.
     """
+    if _unentered and not _config.get():
+        warn_unentered(None, _MISSED)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for key in DEFAULTS:

@@ -290,3 +290,43 @@ def test_a_threading_block_dropped_without_its_end_leaves_no_thread_behind():
         if thread.name.startswith("picklepool_"):
             thread.join()  # ends once its pool is gone: else this waits for ever
     assert {t for t in threading.enumerate() if t.name.startswith("picklepool_")} <= before
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and FIFOs")
+def test_a_ctrl_c_that_reached_the_workers_only_says_where_the_keyboard_interrupt_came_from(tmp_path):
+    # A terminal's Ctrl-C reaches the workers too (its process group); a program whose own
+    # SIGINT handler does not raise (a graceful-stop flag) got "task 0 raised
+    # KeyboardInterrupt ... make the task return a value", blaming a task that did not
+    fifo = str(tmp_path / "started")
+    os.mkfifo(fifo)
+    result = run_python(
+        f"""
+        import os, signal, threading
+        from picklepool import Parallel, TaskExitError, delayed
+
+        def task(fifo):
+            with open(fifo, "w") as f:
+                f.write(str(os.getpid()))
+            threading.Event().wait(60)
+
+        def ctrl_c_when_started():
+            with open({fifo!r}) as f:  # blocks until the task runs
+                worker = int(f.read())
+            os.kill(os.getpid(), signal.SIGINT)  # the parent's handler only notes it
+            os.kill(worker, signal.SIGINT)
+
+        if __name__ == "__main__":
+            stop = threading.Event()
+            signal.signal(signal.SIGINT, lambda *a: stop.set())
+            threading.Thread(target=ctrl_c_when_started, daemon=True).start()
+            try:
+                Parallel(n_jobs=2)([delayed(task)({fifo!r})])
+            except TaskExitError as exc:
+                print(stop.is_set(), isinstance(exc, KeyboardInterrupt))
+                print(exc)
+        """
+    )
+    first, message = result.stdout.split("\n", 1)
+    assert first == "True True", result.stdout + result.stderr
+    assert message.startswith("task 0: task(")
+    assert "If you pressed Ctrl-C" in message and "process group" in message

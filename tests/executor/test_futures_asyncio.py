@@ -274,3 +274,32 @@ async def main():
 
 """
     _interrupted(tmp_path, _RUNNER + (_LATE_WAIT if late else "") + main)
+
+
+# A terminal's Ctrl-C reaches the whole process group: the workers get SIGINT too, and
+# their task raises KeyboardInterrupt. asyncio.run's handler only counts the parent's, so
+# the worker's reply came back first, as the task's own KeyboardInterrupt: a
+# TaskInterruptError "task 0 ... raised KeyboardInterrupt ... make the task return a value"
+_CTRL_C_TO_THE_GROUP = """
+def ctrl_c_when_started():
+    with open(STARTED) as f:
+        worker = int(f.read())
+    print(worker, flush=True)
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # the parent's, first
+    os.kill(worker, signal.SIGINT)  # then the worker's, as a terminal's Ctrl-C sends both
+
+from picklepool import Parallel, delayed
+from picklepool.errors import TaskExitError
+
+async def main():
+    try:
+        return Parallel(n_jobs=2)([delayed(started_and_wait)(STARTED, GATE)])
+    except TaskExitError as exc:
+        print("task-error", type(exc).__name__, flush=True)
+        raise
+
+"""
+
+
+def test_ctrl_c_under_asyncio_run_that_reaches_the_workers_too_is_the_users_not_the_tasks(tmp_path):
+    _interrupted(tmp_path, _CTRL_C_TO_THE_GROUP)

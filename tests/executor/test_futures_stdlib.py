@@ -596,6 +596,10 @@ class Held:
         return 1
 
 
+class HeldList(list):
+    """A list whose freeing a test watches: its builtin methods are bound to it."""
+
+
 def make_held(_i):
     return Held()
 
@@ -622,6 +626,37 @@ def test_a_finished_call_does_not_keep_its_function_or_arguments(cls):
             assert fut.result() == 1 and other.result()
             assert ex.submit(square, 2).result() == 4  # the executor has moved on
             assert [r() for r in refs] == [None, None]
+    finally:
+        if was:
+            gc.enable()
+
+
+def _closure_over(obj):
+    return lambda: obj.method()
+
+
+@pytest.mark.parametrize("how", ["bound method", "closure", "builtin method"])
+def test_a_finished_call_frees_what_its_function_holds_with_no_later_submit(how):
+    # CPython's test_no_stale_references exactly: no submit after the call. A bound method's
+    # object stayed held (executor.functions' note of what it holds, kept to the next batch)
+    # until the executor's next submit, which the test above made; a closure's cells and a
+    # builtin's bound object (a list's append) until the executor ended (its table of
+    # functions held every function it had pickled).
+    was = _gc_off()
+    try:
+        with Executor(1) as ex:
+            assert ex.submit(square, 2).result() == 4  # warm: the call below is not the first
+            held = HeldList() if how == "builtin method" else Held()
+            ref = weakref.ref(held)
+            if how == "bound method":
+                fut = ex.submit(held.method)
+            elif how == "closure":
+                fut = ex.submit(_closure_over(held))
+            else:
+                fut = ex.submit(held.append, 1)  # (a builtin bound to the list: no weak reference)
+            del held
+            fut.result()
+            assert ref() is None
     finally:
         if was:
             gc.enable()

@@ -313,6 +313,28 @@ def test_distinct_arrays_from_a_generator_are_released_as_the_call_goes(writes, 
     assert clean() == []
 
 
+def _closure_over(a):
+    return lambda folder: (arg_files(folder), float(a[-1]))
+
+
+def test_an_executors_closure_over_a_large_array_takes_its_file_with_it(writes, clean):
+    # An Executor keeps a function sent by value while it lives (pickled once), with the file
+    # of a large array it holds; that file stayed until the executor's shutdown: one more in
+    # /dev/shm for every closure submitted (counts 1, 2, ..., 6 here)
+    folder = session().path
+    seen = []
+    with picklepool.Executor(1, max_nbytes=LIMIT) as ex:
+        for i in range(6):
+            fn = _closure_over(np.full(N, i, dtype=np.float64))
+            seen.append(ex.submit(fn, folder).result())
+            del fn
+    assert [v for _, v in seen] == [float(i) for i in range(6)]
+    assert len(writes) == 6
+    # its own file, and the one before it while its batch's end is being noted
+    assert max(n for n, _ in seen) <= 2, seen
+    assert clean() == []
+
+
 def test_arrays_inside_dicts_and_objects():
     a, b, c = (np.full(N, i, dtype=np.float64) for i in range(3))
     tree = {"a": a, "nested": [b, {"c": c}], "obj": Holder(a, [c, np.zeros(3)])}
@@ -624,6 +646,33 @@ def test_late_batches_remove_the_call_folder_again(tmp_path):
     open(os.path.join(calls.folder, "r-1-0"), "wb").close()
     fut.set_result(b"")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_kept_specs_file_unpinned_while_a_batch_uses_it_goes_when_that_batch_is_done(tmp_path):
+    # An Executor's function dies (executor.functions unpins its spec's files) as soon as its
+    # batch is handed to a worker, which may not have mapped the file yet: it must stay till then
+    class FakeSession:
+        path = str(tmp_path)
+
+        def take_folder(self):
+            return None
+
+    calls = buffers.CallBuffers(CallContext(StdlibPickler(), FakeSession()), 1, 1024)
+    calls.per_batch = True  # (an Executor's)
+    calls.begin_batch()
+    _data, refs = calls.dumps_function(StdlibPickler(), np.arange(1000, dtype=np.float64), True)
+    first, second = Future(), Future()
+    calls.sent(b"", first, specs=refs)  # two batches using the kept spec, in flight
+    calls.begin_batch()
+    calls.sent(b"", second, specs=refs)
+    calls.unpin(refs)  # its function died
+    [(path, _)] = refs
+    assert os.path.exists(path)
+    first.set_result(b"")
+    assert os.path.exists(path)
+    second.set_result(b"")
+    assert not os.path.exists(path)
+    calls.close()
 
 
 # -- small /dev/shm -----------------------------------------------------------------

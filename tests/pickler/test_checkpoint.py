@@ -328,3 +328,25 @@ def test_which_temporaries_count_as_stale(tmp_path):
     assert sorted(removed) == sorted([names["reused pid"], names["no such pid"]])
     kept = {p.name for p in tmp_path.iterdir()}
     assert kept == {names[k] for k in ("live", "other machine", "old name", "other target")}
+
+
+def test_a_save_that_cannot_write_names_the_checkpoint_and_the_fix(tmp_path):
+    # SharedState.save into a folder that does not exist raised
+    # "[Errno 2] No such file or directory: '.../.x.pp.2e7698a1-10191-179646744396.6r1kbugz.tmp'":
+    # a temporary's name the program never wrote, and no word of what to do
+    state = SharedState({"a": 1})
+    missing = tmp_path / "no" / "such" / "folder" / "ckpt.pp"
+    with pytest.raises(FileNotFoundError) as info:
+        state.save(missing)
+    message = str(info.value)
+    assert repr(str(missing)) in message and ".tmp" not in message
+    assert "does not exist" in message and "os.makedirs" in message
+    assert info.value.errno == 2 and info.value.filename == str(missing)
+
+    folder = tmp_path / "ckpt.pp"  # a folder where the file should go: the rename fails
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        state.save(folder)
+    message = str(info.value)
+    assert repr(str(folder)) in message and ".tmp" not in message and "is a folder" in message
+    assert os.listdir(tmp_path) == ["ckpt.pp"] and os.listdir(folder) == []  # no temporary left

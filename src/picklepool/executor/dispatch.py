@@ -197,6 +197,11 @@ def _task_name(items: Sequence[Any], first: int, i: int, describe: Callable[[int
     return describe(i) if describe else functions.describe_task(i, items[i - first])
 
 
+def _spec_files(specs: Sequence[Any]) -> list[Any]:
+    """The shared-memory files a batch's function specs use (``CallBuffers.sent``)."""
+    return [ref for spec in specs if isinstance(spec[1], Frames) for ref in spec[1].refs]
+
+
 def _batch_name(items: Sequence[Any], first: int, describe: Callable[[int], str] | None) -> str:
     """The tasks of a batch, as a warning names them: ``task 3: f(x)``, and how many follow."""
     name = _task_name(items, first, first, describe)
@@ -374,7 +379,7 @@ class Channel:
             )
             if outbound is None:
                 self.context.sent(fut)  # the kept blobs it uses (SharedState versions) stay until it is done
-                self.buffers.sent(payload, fut)
+                self.buffers.sent(payload, fut, specs=_spec_files(specs))
                 return fut
             streamed: list[Any] = []
             tasks = (fidx, args, kwargs)
@@ -393,10 +398,11 @@ class Channel:
             finally:
                 outbound.close()
                 self.context.sent(fut)
-                self.buffers.sent(payload, fut, streamed)
+                self.buffers.sent(payload, fut, streamed, _spec_files(specs))
             return fut
         finally:
             self.context.batch = None  # (its name holds the batch's items)
+            self.functions.end_batch()  # (what a function pickled for this batch alone holds)
 
     @staticmethod
     def _naming(
@@ -867,7 +873,11 @@ class Call(Channel):
                         raise broke
                     break
                 batch = self._next_done()
-                results, seconds = self.replies.read(batch)
+                try:
+                    results, seconds = self.replies.read(batch)
+                except TaskExitError as exc:
+                    self._asyncio_ctrl_c(exc)
+                    raise
                 batch.items = None  # arguments (and their shared-memory files) can go now
                 del inflight[batch.seq]
                 self.batcher.record(batch.n, seconds)
@@ -928,12 +938,7 @@ class Call(Channel):
                 return self._done.get(timeout=wait)
             except queue.Empty:
                 pass
-            if self.asyncio_watch is not None and interrupts.interrupted_since(self.asyncio_watch):
-                raise KeyboardInterrupt(
-                    "Ctrl-C: asyncio.run was interrupted while this Parallel call ran (in a "
-                    "coroutine, or in a thread of asyncio.to_thread or run_in_executor); the "
-                    "call was cancelled and its workers stopped"
-                )
+            self._asyncio_ctrl_c(None)
             if self.watchdog is not None:
                 self.watchdog.check()
             stalled = self.look()
@@ -943,6 +948,25 @@ class Call(Channel):
                 error = self.replies.crash_error(pending[0], WorkerCrashedError(stalled)) if pending else None
                 self.backend.shutdown(kill=True)
                 raise error or WorkerCrashedError(f"{stalled}. Rerun the call.")
+
+    def _asyncio_ctrl_c(self, task_error: TaskExitError | None) -> None:
+        """Raise ``KeyboardInterrupt`` if ``asyncio.run`` had a Ctrl-C since the call began.
+
+        *task_error*: a task's ``KeyboardInterrupt`` that a reply brought meanwhile (a
+        terminal's Ctrl-C reaches the workers too, in its process group): the user's Ctrl-C,
+        not the task's own, which it was taken for (a ``TaskInterruptError`` telling to fix
+        the task). Python's own SIGINT handler raises in the calling thread before that
+        reply is read; asyncio's only counts it, as this reads.
+        """
+        if self.asyncio_watch is None or not interrupts.interrupted_since(self.asyncio_watch):
+            return
+        if task_error is not None and not isinstance(task_error.original, KeyboardInterrupt):
+            return
+        raise KeyboardInterrupt(
+            "Ctrl-C: asyncio.run was interrupted while this Parallel call ran (in a "
+            "coroutine, or in a thread of asyncio.to_thread or run_in_executor); the "
+            "call was cancelled and its workers stopped"
+        ) from None
 
     def _cancel(self, inflight: dict[int, Pending], hard: bool) -> None:
         self.cancelled = True

@@ -24,6 +24,7 @@ import os
 import reprlib
 import sys
 import types
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -521,7 +522,14 @@ class FunctionTable:
     def begin_batch(self) -> None:
         """A batch's specs and arguments are made next (``dispatch.Channel.send``)."""
         self.batch += 1
-        for gone in self._transient:  # (their batch is made: what they hold may go)
+        self.end_batch()
+
+    def end_batch(self) -> None:
+        """A batch's specs and arguments are made (or failed): the ``reached`` entries of
+        functions pickled for that batch alone go, so that what they hold (a bound method's
+        object, an ``Executor.submit(obj.method)``) is not kept alive by a long-lived table
+        until its next batch."""
+        for gone in self._transient:
             self.reached.pop(gone, None)
         self._transient.clear()
 
@@ -581,14 +589,15 @@ class FunctionTable:
             known = unchanged.recall(kind, ident, func) if by_value else None
             if known is not None:  # sent by value at an earlier call, provably the same bytes
                 spec = (known[0], known[1], label(func), self.token)
-                self._specs[ident] = spec
-                self._keep.append(referents)
+                self._hold(ident, spec, func, referents)
                 # (what it holds is atoms, tuples of them, modules, functions, classes:
                 # of those, reached() takes the functions sent by value only)
                 if known[2]:  # (a helper of __main__ it names, passed as an argument too)
                     self._note_reached(spec, func)
                 return spec
-            keepable = isinstance(func, _KEEPABLE)
+            # (a long-lived table keeps a function only while it lives: one it cannot watch so
+            # is pickled for its batch alone, as a callable object)
+            keepable = isinstance(func, _KEEPABLE) and (self.keep_stateful or _watchable(func))
             try:
                 data, refs = self.buffers.dumps_function(self.pickler, func, keepable or self.keep_stateful)
             except Exception as exc:
@@ -616,8 +625,7 @@ class FunctionTable:
                     self._keep.clear()
                     self.reached.clear()
                     self._states.clear()
-                self._specs[ident] = spec
-                self._keep.append(referents)
+                self._hold(ident, spec, func, referents)
                 if by_value or _holder(func):
                     self._note_reached(spec, func)
                     if not self.keep_stateful:
@@ -626,6 +634,20 @@ class FunctionTable:
                 self._note_reached(spec, func)
                 self._transient.append(id(spec))
         return spec
+
+    def _hold(self, ident: Any, spec: FuncSpec, func: Any, referents: Any) -> None:
+        """Keep *func*'s *spec* under *ident*: for the call, with what the key's ids refer to;
+        in a long-lived table (an ``Executor``'s), as long as *func* lives, and no longer: a
+        closure or a class submitted once must not keep what it holds (a model, a dataset)
+        alive, through this table, for the executor's life (CPython's issue 16284)."""
+        self._specs[ident] = spec
+        if self.keep_stateful:
+            self._keep.append(referents)
+            return
+        # what the key's ids refer to besides the function: held with it (it holds them too,
+        # unless a cell or its defaults are rebound: then as here, their ids stay unique)
+        rest = referents[1:] if type(referents) is tuple else None
+        weakref.finalize(func, _forget, weakref.ref(self), ident, spec, rest).atexit = False
 
     def _note_states(self, ident: Any, spec: FuncSpec) -> None:
         """Note the SharedStates *spec*'s function holds, with the versions it was pickled with:
@@ -727,6 +749,33 @@ class FunctionTable:
         self._specs.pop(identity(func)[0], None)
         self.reached.pop(id(old), None)
         return self.spec(func, where)
+
+
+def _watchable(func: Any) -> bool:
+    """Whether *func* takes a weak reference (a function, a class: not a builtin's bound method)."""
+    try:
+        weakref.ref(func)
+    except TypeError:
+        return False
+    return True
+
+
+def _forget(table_ref: Any, ident: Any, spec: FuncSpec, _rest: Any) -> None:
+    """A long-lived table's function died: its spec and what the table noted of it go
+    (``FunctionTable._hold``); an entry made since for another function stays."""
+    table = table_ref()
+    if table is None:
+        return
+    if table._specs.get(ident) is spec:
+        table._specs.pop(ident, None)
+    entry = table.reached.get(id(spec))
+    if entry is not None and entry[0] is spec:
+        table.reached.pop(id(spec), None)
+    states = table._states.get(ident)
+    if states is not None and states[0] is spec:
+        table._states.pop(ident, None)
+    if isinstance(spec[1], Frames):  # its shared-memory files: once no batch uses them
+        table.buffers.unpin(spec[1].refs)
 
 
 def _by_name(func: Any) -> bool:

@@ -558,7 +558,12 @@ def exit_error(error: BaseException, where: str, traceback: str | None) -> TaskE
         exit_error: TaskExitError = TaskInterruptError(
             f"{where} raised {kind}{_args(error)}. It is re-raised here as a KeyboardInterrupt, "
             "as joblib does: catch it with `except KeyboardInterrupt` (or TaskExitError), or "
-            "make the task return a value or raise an ordinary exception instead."
+            "make the task return a value or raise an ordinary exception instead. If you "
+            "pressed Ctrl-C, this is where it went: a terminal sends it to the workers too, "
+            "as to every process of its process group, and nothing stopped this call in this "
+            "process first (Python raises KeyboardInterrupt in the main thread only, and a SIGINT "
+            "handler of the program's own, one that sets a flag, raises nothing): raise "
+            "KeyboardInterrupt from that handler to stop the call, or catch this."
         )
     elif isinstance(error, SystemExit):
         if error.code is None and error.args:  # rebuilt without __init__ (wire.rebuild_exception)

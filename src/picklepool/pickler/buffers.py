@@ -559,12 +559,16 @@ class CallBuffers:
 
     # -- lifetime of argument files -------------------------------------------------
 
-    def sent(self, payload: Any, fut: Future[Any], streamed: list[Any] | None = None) -> None:
+    def sent(
+        self, payload: Any, fut: Future[Any], streamed: list[Any] | None = None, specs: Any = ()
+    ) -> None:
         """Tie the batch's argument files to its future: released when it is done.
 
         *streamed*: the entries :meth:`dump_stream` returned, for a streamed batch.
+        *specs*: the refs of the files its function specs use, kept for later batches too:
+        counted as used by this one, so that :meth:`unpin` leaves them until it is done.
         """
-        if not isinstance(payload, Frames) and not self._extra:
+        if not isinstance(payload, Frames) and not self._extra and not specs:
             return
         refs = payload.refs if isinstance(payload, Frames) else ()
         with self._lock:
@@ -572,6 +576,11 @@ class CallBuffers:
             entries: list[_Entry] = (
                 list(streamed) if streamed is not None else [self._by_path[p] for p, _ in refs]
             )
+            for path, _ in specs:
+                entry = self._by_path.get(path)
+                if entry is not None:
+                    entry.users += 1
+                    entries.append(entry)
             entries += self._extra  # its function specs' that are not kept
             self._extra = []
             self._pending += 1
@@ -583,6 +592,27 @@ class CallBuffers:
                             self.memo.pop(e.key, None)
         stream = payload.data if isinstance(payload, Frames) and isinstance(payload.data, str) else None
         fut.add_done_callback(lambda _f: self._batch_done(entries, stream))
+
+    def unpin(self, refs: Any) -> None:
+        """The function spec whose files *refs* are is no longer kept (a long-lived table's
+        function died, ``executor.functions``): each goes once no batch in flight uses it,
+        where it stayed until the call's end (an ``Executor``'s shutdown)."""
+        gone: list[_Entry] = []
+        with self._lock:
+            for path, _ in refs:
+                entry = self._by_path.get(path)  # (None: the call ended, its files went with it)
+                if entry is not None and self._unpinned(entry):
+                    gone.append(entry)
+        for e in gone:
+            self._discard(e)
+
+    def _unpinned(self, entry: _Entry) -> bool:
+        """Unpin *entry* (lock held); True when it is to go now (no batch in flight uses it)."""
+        entry.pinned, entry.dead = False, True
+        if entry.key is not None and self.memo.get(entry.key) is entry:
+            self.memo.pop(entry.key, None)
+        entry.users -= 1  # (this spec's own use, from its pickling; another's may remain)
+        return entry.users <= 0 and self._forget(entry)
 
     def _batch_done(self, entries: list[_Entry], stream: str | None = None) -> None:
         if stream is not None:

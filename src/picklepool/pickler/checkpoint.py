@@ -25,6 +25,7 @@ signature — all before a single byte is unpickled.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import hmac
@@ -106,20 +107,54 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     folder = os.path.dirname(os.path.abspath(path))
     prefix = _temp_prefix(os.path.basename(path))
     remove_stale_temporaries(folder, prefix)
-    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{_writer()}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(OSError):
-            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{_writer()}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _unwritable(exc, path, folder) from exc
+    try:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+            os.replace(tmp, path)
+        except OSError as exc:  # the file's own (the value's pickling raised PicklingError)
+            raise _unwritable(exc, path, folder) from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     _fsync_folder(folder)
+
+
+def _unwritable(exc: OSError, path: str, folder: str) -> OSError:
+    """The error for a checkpoint that could not be written: of *exc*'s type and errno,
+    naming *path* (not the temporary file, whose name the program never wrote) and the fix."""
+    if exc.errno is None:
+        return exc
+    if exc.errno == errno.ENOENT and not os.path.isdir(folder):
+        why = (
+            f"its folder {folder!r} does not exist: create it first "
+            "(os.makedirs(folder, exist_ok=True)), or save elsewhere"
+        )
+    elif exc.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST) or os.path.isdir(path):
+        why = "it is a folder: name a file in it, os.path.join(folder, 'state.pp')"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = f"this process may not write in its folder {folder!r}: save to a folder it can write to"
+    elif exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        why = (
+            f"no space is left where {folder!r} is: free some, or save elsewhere (the old checkpoint is kept)"
+        )
+    else:
+        why = "save elsewhere, or fix what the error says (the old checkpoint, if any, is kept)"
+    try:
+        return type(exc)(
+            exc.errno, f"SharedState.save cannot write the checkpoint ({exc.strerror}): {why}", path
+        )
+    except TypeError:  # pragma: no cover - an OSError subclass of other arguments
+        return exc
 
 
 def _temp_prefix(name: str) -> str:
