@@ -85,7 +85,9 @@ class FixedBatcher:
     (with ``pre_dispatch="all"``, of a worker's share: joblib divides its pre-dispatched
     slice so). The last tasks are then spread over the workers, not left in one batch of up
     to k on one of them while the others idle. A lone worker takes each pull whole: it runs
-    the tasks in order anyway.
+    the tasks in order anyway. ``batch_size=1`` pulls one item at a time, as before: its
+    batches cannot be split finer, and pulling ahead would only hold a slow generator's
+    first task back until the next item came (joblib pulls ``n_jobs`` items at a time).
     """
 
     looks_ahead = False  # a pull goes out as soon as it is pulled: joblib's
@@ -94,7 +96,8 @@ class FixedBatcher:
 
     def __init__(self, size: int, n_workers: int = 1, all_at_once: bool = False) -> None:
         self.size = size
-        self.n_workers = max(1, n_workers)
+        # batch_size=1 pulls one item at a time: there is nothing to split (see above)
+        self.n_workers = 1 if size == 1 else max(1, n_workers)
         # the shares a short pull is divided in: joblib's 10 * n_jobs at the end of the
         # caller's iterable, n_jobs where pre_dispatch="all" (a slice it pre-dispatched)
         self.short_shares = self.n_workers if all_at_once else 10 * self.n_workers
