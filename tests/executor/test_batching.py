@@ -191,6 +191,8 @@ def test_a_fixed_batcher_pulls_k_per_worker_and_splits_a_short_pull_finer():
     assert FixedBatcher(16, 4, all_at_once=True).split(20, short=True) == 5  # 20 // 4
     lone = FixedBatcher(16, 1)  # one worker: the pull whole, k tasks a batch
     assert (lone.next_size(), lone.split(5, short=True)) == (16, 16)
+    ones = FixedBatcher(1, 4)  # batch_size=1: an item a pull (nothing to split; joblib pulls 4)
+    assert (ones.next_size(), ones.split(1, short=True)) == (1, 1)
 
 
 @pytest.mark.parametrize("kind", ["list", "generator"])
