@@ -57,7 +57,8 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--one", impl, "--calls", str(args.calls)]
         out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.split()
         times = [float(t) for t in out]
-        print(f"{name}: median {statistics.median(times):.3f} s of {len(times)} ({min(times):.3f}-{max(times):.3f})")
+        spread = f"{min(times):.3f}-{max(times):.3f}"
+        print(f"{name}: median {statistics.median(times):.3f} s of {len(times)} ({spread})")
 
 
 if __name__ == "__main__":
