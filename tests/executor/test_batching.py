@@ -289,3 +289,12 @@ def test_a_fixed_batch_size_sends_the_batches_joblib_sends(sent, n_tasks, n_jobs
     )
     assert out == [x * x for x in range(n_tasks)]
     assert sent == expected
+
+
+@pytest.mark.parametrize("return_as", ["generator", "generator_unordered"])
+def test_a_fixed_batch_size_follows_the_rule_when_the_results_are_a_generator(sent, return_as):
+    # the same loop sends the batches whatever the results are read as: 40 tasks, k=16,
+    # two workers: a full pull (16, 16), then the short pull of 8 a task a batch
+    out = Parallel(n_jobs=2, batch_size=16, return_as=return_as)(delayed(square)(x) for x in range(40))
+    assert sorted(out) == [x * x for x in range(40)]
+    assert sent == [16, 16] + [1] * 8
