@@ -45,7 +45,7 @@ def test_one_generator_given_to_several_tasks_is_warned_of(make: object, kind: s
     out, messages = _warned(lambda: Parallel(n_jobs=2, batch_size=1)(delayed(draw)(rng, i) for i in range(4)))
     assert len(set(out)) == 1  # what the warning is about: every task drew the same number
     assert len(messages) == 1, messages
-    assert messages[0].startswith(f"picklepool: task 1: draw(")
+    assert messages[0].startswith("picklepool: task 1: draw(")
     assert f"its args[0] is the seeded random number generator ({kind}) that task 0: draw(" in messages[0]
     assert "SeedSequence(seed).spawn(n_tasks)" in messages[0]
 
@@ -60,12 +60,14 @@ def test_a_generator_given_by_keyword_or_as_the_only_argument_is_warned_of() -> 
 
 def test_a_generator_of_its_own_per_task_one_task_or_an_in_process_call_is_not_warned_of() -> None:
     rng = np.random.default_rng(0)
-    out, spawned = _warned(lambda: Parallel(n_jobs=2)(delayed(draw)(r, i) for i, r in enumerate(rng.spawn(4))))
+    own = rng.spawn(4)
+    out, spawned = _warned(lambda: Parallel(n_jobs=2)(delayed(draw)(r, i) for i, r in enumerate(own)))
     assert spawned == [] and len(set(out)) == 4
     _, one = _warned(lambda: Parallel(n_jobs=2)(delayed(draw)(rng, 0) for _ in range(1)))
     assert one == []
     # in the calling process the tasks draw from the parent's own generator, as the loop
-    out, threads = _warned(lambda: Parallel(n_jobs=2, backend="threading")(delayed(draw)(rng, i) for i in range(4)))
+    threading = Parallel(n_jobs=2, backend="threading")
+    out, threads = _warned(lambda: threading(delayed(draw)(rng, i) for i in range(4)))
     assert threads == [] and len(set(out)) == 4
 
 

@@ -328,7 +328,9 @@ class Channel:
             except RuntimeError as exc:  # the pool was stopped under the call: say which tasks
                 raise RuntimeError(f"{_batch_name(items, first, describe)} {exc}") from exc.__cause__
         if self.generators is not None:  # the same seeded generator given to two tasks: a warning
-            self.generators.note(args, kwargs, single_arg, first, lambda i: _task_name(items, first, i, describe))
+            self.generators.note(
+                args, kwargs, single_arg, first, lambda i: _task_name(items, first, i, describe)
+            )
         payload: bytes | Frames
         self.buffers.begin_batch()
         self.context.begin_batch(lambda: _batch_name(items, first, describe))

@@ -193,7 +193,8 @@ def describe_task(index: int, item: Any) -> str:
         name = call_name(func)
         parts = [_short.repr(a) for a in itertools.islice(args, _MAX_SHOWN + 1)]
         if len(parts) <= _MAX_SHOWN:
-            parts += [f"{k}={_short.repr(v)}" for k, v in itertools.islice((kwargs or {}).items(), _MAX_SHOWN + 1)]
+            shown = itertools.islice((kwargs or {}).items(), _MAX_SHOWN + 1)
+            parts += [f"{k}={_short.repr(v)}" for k, v in shown]
         n = len(args) + len(kwargs or ())
         if n > _MAX_SHOWN:  # (scikit-learn's _fit_and_score: 21 arguments, a 1000-character name)
             parts = [*parts[:_MAX_SHOWN], f"... {n - _MAX_SHOWN} more"]

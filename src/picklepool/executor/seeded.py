@@ -103,25 +103,36 @@ class SeededArguments:
         self.seen: dict[int, tuple[Any, int, str, str]] = {}  # id -> (generator, task, place, name)
         self.warned = False
 
-    def note(
-        self, args: Any, kwargs: Any, single: bool, first: int, name: Callable[[int], str]
-    ) -> None:
+    def note(self, args: Any, kwargs: Any, single: bool, first: int, name: Callable[[int], str]) -> None:
         """Look at the arguments of a batch's tasks (*first*...; *single*: *args* holds each
         task's only argument) for a seeded generator an earlier task got too; *name(i)*
         names task *i* (``task 3: f(x)``). One pass in C over the batch's argument types
         when there is none."""
         if self.warned:
             return
-        kinds = _generator_kinds()
         try:
             types_ = set(map(type, args if single else itertools.chain.from_iterable(args)))
-            if kwargs is not None:
-                for kw in kwargs:
-                    if type(kw) is dict and kw:
-                        types_.update(map(type, kw.values()))
+            if kwargs is not None and any(kwargs):
+                if set(map(type, kwargs)) <= _DICT_OR_NONE:
+                    values = itertools.chain.from_iterable(map(dict.values, filter(None, kwargs)))
+                    types_.update(map(type, values))
+                else:  # (keywords of another type: the worker's check refuses them)
+                    for kw in kwargs:
+                        if type(kw) is dict:
+                            types_.update(map(type, kw.values()))
         except TypeError:  # not a sequence of argument tuples: the worker's check names it
             return
-        if not any(issubclass(t, kinds) for t in types_):
+        types_ -= _NOT_GENERATORS
+        if not types_:
+            return
+        kinds = _generator_kinds()
+        found = False
+        for t in types_:
+            if issubclass(t, kinds):
+                found = True
+            elif len(_NOT_GENERATORS) < 1000:  # (bounded: classes a program makes anew stay alive here)
+                _NOT_GENERATORS.add(t)  # (a class that is none now never becomes one)
+        if not found:
             return
         for offset, task_args in enumerate(args):
             places: list[tuple[str, Any]]
@@ -168,12 +179,17 @@ class SeededArguments:
         )
 
 
+# the argument types known not to be seeded generators (plain values, the user's classes)
+_NOT_GENERATORS: set[type] = {int, float, str, bytes, bool, type(None), tuple, list, dict}
+_DICT_OR_NONE = {dict, type(None)}
+
+
 def _generator_kinds() -> tuple[type, ...]:
     """The classes of seeded random generators loaded here (numpy's if numpy.random is)."""
     import random
 
     numpy_random = sys.modules.get("numpy.random")
-    kinds = [random.Random]
+    kinds: list[type] = [random.Random]
     for n in ("Generator", "RandomState", "BitGenerator"):
         k = getattr(numpy_random, n, None)
         if isinstance(k, type):
