@@ -37,7 +37,6 @@ from joblib._parallel_backends import (
 from joblib.parallel import BatchedCalls, register_parallel_backend
 
 from .errors import TaskExitError
-from .executor.seeded import SeededArguments
 from .settings import NOT_SET, check_setting, cpu_count, parse_n_jobs
 from .wire import add_note
 from .workers import mirror
@@ -207,13 +206,6 @@ class PicklepoolBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore
             # joblib pickles every batch anew: each call sees the globals of its moment
             self._executor._channel.functions.renew()
             self._executor._number_anew()  # "task 2" is the call's third item, not the block's
-            # the same seeded generator given to two of the call's tasks is warned of, once a call
-            self._executor._channel.generators = SeededArguments()
-
-    def stop_call(self) -> None:
-        """A call ended: the generators its tasks were given are no longer held."""
-        if self._executor is not None:
-            self._executor._channel.generators = None
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         """Stop the call now (an error, Ctrl-C): cancel what is not sent; a fresh executor if asked.

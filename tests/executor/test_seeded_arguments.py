@@ -71,7 +71,10 @@ def test_a_generator_of_its_own_per_task_one_task_or_an_in_process_call_is_not_w
     assert threads == [] and len(set(out)) == 4
 
 
-def test_the_joblib_backend_warns_once_per_call() -> None:
+def test_the_joblib_backend_does_not_warn_of_a_librarys_calls() -> None:
+    # scikit-learn's own calls give each task the random_state the user set (a RandomState
+    # instance, in LogisticRegressionCV's folds): a warning there would name code the user
+    # cannot change (and fail test suites that turn warnings into errors)
     joblib = pytest.importorskip("joblib")
     from picklepool.joblib import register
 
@@ -80,9 +83,7 @@ def test_the_joblib_backend_warns_once_per_call() -> None:
 
     def run() -> list[float]:
         with joblib.parallel_config(backend="picklepool", n_jobs=2):
-            first = joblib.Parallel(batch_size=1)(joblib.delayed(draw)(rng, i) for i in range(4))
-            spawned = joblib.Parallel()(joblib.delayed(draw)(r, i) for i, r in enumerate(rng.spawn(4)))
-        return [*first, *spawned]
+            return joblib.Parallel(batch_size=1)(joblib.delayed(draw)(rng, i) for i in range(4))  # type: ignore[no-any-return]
 
     _, messages = _warned(run)
-    assert len(messages) == 1 and "task 1: draw(" in messages[0], messages
+    assert messages == []

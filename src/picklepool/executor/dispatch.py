@@ -266,8 +266,9 @@ class Channel:
         self.buffers.per_batch = not keep_stateful
         self.context.per_batch = not keep_stateful  # and its SharedState versions superseded
         self.functions = functions.FunctionTable(pickler, self.buffers, self.context, keep_stateful)
-        # the seeded random generators its tasks were given (one call's: a long-lived channel's
-        # owner sets one per call, the joblib backend; an Executor's submissions are not looked at)
+        # the seeded random generators its tasks were given (a Parallel call's; not an Executor's
+        # submissions, nor the joblib backend's calls, which a library makes: scikit-learn's
+        # LogisticRegressionCV gives each fold its random_state, a RandomState the user set)
         self.generators = seeded.SeededArguments() if keep_stateful else None
         self.watchdog = Watchdog(self.session, self.call_id, timeout) if timeout and self.session else None
         self.replies = ReplyReader(self)
