@@ -95,8 +95,8 @@ class SeededArguments:
     same state, so the tasks drew the same numbers, where the loop they replace drew each
     number once (joblib does the same, in silence). :meth:`note` warns of it once per call,
     naming two tasks that got the same generator, and where. It holds the generators it saw
-    (their identity is what it compares), for the call's life only: one ``Parallel`` call, or
-    one ``joblib.Parallel`` call on picklepool's backend.
+    (their identity is what it compares), for the call's life only: one ``Parallel`` call (not
+    an ``Executor``'s submissions, nor the joblib backend's calls: ``dispatch.Channel``).
     """
 
     def __init__(self) -> None:
@@ -120,7 +120,7 @@ class SeededArguments:
                     for kw in kwargs:
                         if type(kw) is dict:
                             types_.update(map(type, kw.values()))
-        except TypeError:  # not a sequence of argument tuples: the worker's check names it
+        except Exception:  # noqa: BLE001 - not argument tuples, keywords of no truth: the worker's check names them
             return
         types_ -= _NOT_GENERATORS
         if not types_:
@@ -143,7 +143,10 @@ class SeededArguments:
                     places = [(f"args[{j}]", a) for j, a in enumerate(task_args)]
                 except TypeError:
                     continue
-            kw = kwargs[offset] if kwargs is not None else None
+            try:
+                kw = kwargs[offset] if kwargs is not None else None
+            except Exception:  # noqa: BLE001 - (as above)
+                kw = None
             if type(kw) is dict:
                 places += [(f"kwargs[{k!r}]", v) for k, v in kw.items()]
             for place, value in places:
