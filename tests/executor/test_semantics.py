@@ -763,3 +763,33 @@ def test_naming_a_task_never_builds_the_whole_repr_of_a_large_argument():
     assert "_NoWholeCounter({0: 1, 1: 1, 2: 1, 3: 1, ...})" in text and "<1000000 bytes>" in text
     assert "<memoryview of 1000000 bytes>" in text and "Secret(<hidden>)" in text
     assert "hunter2" not in text
+
+
+def _fails_on_group(group, *rest, **options):
+    if len(group) == 3:
+        raise ValueError("bad group")
+    return len(group)
+
+
+def test_a_task_of_a_table_or_of_many_arguments_is_named_on_one_short_line():
+    # groupby-apply over frames: the note named the task by its frame's repr cut in the
+    # middle, a line break and the header's padding in it (`f(         a  b\n0   ...0 rows
+    # x 2 columns])`); scikit-learn's _fit_and_score (21 arguments) made a 1000-character
+    # note. A multi-line repr gives way to the shape; past 8 arguments, how many more.
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"k": [0, 0, 1, 1, 1], "v": np.arange(5.0)})
+    with pytest.raises(ValueError, match="bad group") as info:
+        Parallel(n_jobs=2)(delayed(_fails_on_group)(g) for _, g in df.groupby("k"))
+    assert info.value.__notes__[-1] == (
+        "(raised by task 1: _fails_on_group(<DataFrame shape=(3, 2)>) of this Parallel call, in a worker)"
+    )
+    with pytest.raises(ValueError, match="bad group") as info:
+        Parallel(n_jobs=2)(
+            delayed(_fails_on_group)(np.zeros((3, 3)), *range(10), a=df["v"]) for _ in range(1)
+        )
+    note = info.value.__notes__[-1]
+    assert note == (
+        "(raised by task 0: _fails_on_group(<ndarray shape=(3, 3) dtype=float64>, 0, 1, 2, 3, 4, 5, 6, "
+        "... 4 more) of this Parallel call, in a worker)"
+    ), note
