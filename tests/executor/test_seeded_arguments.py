@@ -87,3 +87,28 @@ def test_the_joblib_backend_does_not_warn_of_a_librarys_calls() -> None:
 
     _, messages = _warned(run)
     assert messages == []
+
+
+def identity(x: object) -> object:
+    return type(x).__name__
+
+
+def test_the_look_holds_no_class_of_the_program_past_its_call() -> None:
+    # The look kept each argument class it found not to be a generator, for good: a class a
+    # program made for a call (and registered in an ABC) lived on here, and its copies in the
+    # workers with it (20 calls, 20 classes in a worker).
+    import gc
+    import weakref
+
+    def make() -> type:
+        class Local:
+            pass
+
+        return Local
+
+    Local = make()
+    gone = weakref.ref(Local)
+    assert Parallel(n_jobs=2)(delayed(identity)(Local()) for _ in range(4)) == ["Local"] * 4
+    del Local
+    gc.collect()
+    assert gone() is None

@@ -19,6 +19,7 @@ import itertools
 import sys
 import types
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -122,16 +123,16 @@ class SeededArguments:
                             types_.update(map(type, kw.values()))
         except Exception:  # noqa: BLE001 - not argument tuples, keywords of no truth: the worker's check names them
             return
-        types_ -= _NOT_GENERATORS
-        if not types_:
+        types_ -= _PLAIN
+        if not types_ or _NOT_GENERATORS.issuperset(types_):
             return
         kinds = _generator_kinds()
         found = False
         for t in types_:
             if issubclass(t, kinds):
                 found = True
-            elif len(_NOT_GENERATORS) < 1000:  # (bounded: classes a program makes anew stay alive here)
-                _NOT_GENERATORS.add(t)  # (a class that is none now never becomes one)
+            else:  # (a class that is none now never becomes one)
+                _NOT_GENERATORS.add(t)
         if not found:
             return
         for offset, task_args in enumerate(args):
@@ -182,8 +183,11 @@ class SeededArguments:
         )
 
 
-# the argument types known not to be seeded generators (plain values, the user's classes)
-_NOT_GENERATORS: set[type] = {int, float, str, bytes, bool, type(None), tuple, list, dict}
+# the argument types known not to be seeded generators: plain values, and the classes seen
+# (held weakly: a class the program makes for a call must end with it; held, it stayed in
+# an ABC's registry here, and its copies in the workers with it)
+_PLAIN: set[type] = {int, float, str, bytes, bool, type(None), tuple, list, dict}
+_NOT_GENERATORS: weakref.WeakSet[type] = weakref.WeakSet()
 _DICT_OR_NONE = {dict, type(None)}
 
 
