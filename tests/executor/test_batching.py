@@ -239,3 +239,62 @@ def test_the_last_tasks_of_a_fixed_batch_size_run_at_once_on_several_workers(tmp
     tasks = [delayed(pid_or_meet)(fifo, x) for x in range(12)]
     pids = Parallel(n_jobs=2, batch_size=8)(tasks if kind == "list" else iter(tasks))
     assert pids[10] != pids[11]
+
+
+class JoblibSizes:
+    """The sizes of the batches joblib's own Parallel sends, in order (its ``_dispatch``, which
+    ``dispatch_one_batch`` calls once per batch, under its lock)."""
+
+    @staticmethod
+    def of(n_tasks, n_jobs, k, pre_dispatch):
+        joblib = pytest.importorskip("joblib")
+
+        out: list[int] = []
+
+        class Recorded(joblib.Parallel):
+            def _dispatch(self, batch):
+                out.append(len(batch))
+                return super()._dispatch(batch)
+
+        tasks = (joblib.delayed(square)(x) for x in range(n_tasks))
+        p = Recorded(n_jobs=n_jobs, backend="threading", batch_size=k, pre_dispatch=pre_dispatch)
+        assert p(tasks) == [x * x for x in range(n_tasks)]
+        return out
+
+
+@pytest.mark.parametrize(
+    ("n_tasks", "n_jobs", "k", "pre_dispatch"),
+    [
+        (100, 4, 16, "all"),
+        (7, 2, 3, "all"),
+        (20, 4, 16, "all"),
+        (150, 2, 100, "all"),
+        (64, 4, 16, "all"),  # a multiple of k * n_jobs: every batch k
+        # joblib's pre_dispatch counts tasks, picklepool's batches: joblib's first slice of
+        # k * n_jobs tasks goes out as batches of k, as picklepool's first pull
+        (40, 2, 16, "2*n_jobs"),
+        (100, 2, 40, "2*n_jobs"),
+        (150, 2, 10, "2*n_jobs"),
+        (67, 3, 4, "2*n_jobs"),
+    ],
+)
+def test_a_fixed_batch_size_sends_the_batches_joblib_sends(sent, n_tasks, n_jobs, k, pre_dispatch):
+    # Deterministic in joblib: its first pull is made before any batch runs, and every later
+    # pull (from the caller's thread or a callback) only once the batches of the one before
+    # are all sent, so its sizes follow from the counts alone, whatever the tasks' timing.
+    joblib_pre_dispatch = "all" if pre_dispatch == "all" else k * n_jobs
+    expected = JoblibSizes.of(n_tasks, n_jobs, k, joblib_pre_dispatch)
+    out = Parallel(n_jobs=n_jobs, batch_size=k, pre_dispatch=pre_dispatch)(
+        delayed(square)(x) for x in range(n_tasks)
+    )
+    assert out == [x * x for x in range(n_tasks)]
+    assert sent == expected
+
+
+@pytest.mark.parametrize("return_as", ["generator", "generator_unordered"])
+def test_a_fixed_batch_size_follows_the_rule_when_the_results_are_a_generator(sent, return_as):
+    # the same loop sends the batches whatever the results are read as: 40 tasks, k=16,
+    # two workers: a full pull (16, 16), then the short pull of 8 a task a batch
+    out = Parallel(n_jobs=2, batch_size=16, return_as=return_as)(delayed(square)(x) for x in range(40))
+    assert sorted(out) == [x * x for x in range(40)]
+    assert sent == [16, 16] + [1] * 8

@@ -96,7 +96,9 @@ def test_a_task_whose_arguments_do_not_load_is_named_in_a_large_batch(kind, one_
         return delayed(identity_task)(x) if one_argument else delayed(pair)(x, i)
 
     with pytest.raises(UnpicklingError) as info:
-        Parallel(n_jobs=2, batch_size=100)(call(i) for i in range(100))
+        # 200 tasks: one full pull of batch_size * n_jobs, two batches of 100 (joblib's rule
+        # splits a short last pull finer: 100 tasks would go out 5 a batch)
+        Parallel(n_jobs=2, batch_size=100)(call(i) for i in range(200))
     name = "identity_task" if one_argument else "pair"
     assert f"could not rebuild the arguments of task 57: {name}(FailsOnLoad('{kind}')" in str(info.value)
     _expect_next_call_works()
@@ -138,8 +140,9 @@ def test_a_task_whose_result_does_not_load_is_named_in_a_large_batch(pickler, ba
     # (pickler.culprit); it named "the reply of tasks 0..99"
     parent = os.getpid()
     with pytest.raises(UnpicklingError) as info:
+        # 200 tasks: two batches of 100, the bad task in the first (see above)
         Parallel(n_jobs=2, batch_size=100, pickler=pickler)(
-            delayed(make_fails_in_parent if i == bad else pair)("raise", parent) for i in range(100)
+            delayed(make_fails_in_parent if i == bad else pair)("raise", parent) for i in range(200)
         )
     text = _text(info.value)
     assert f"the result of task {bad}: make_fails_in_parent('raise', {parent})" in text, text

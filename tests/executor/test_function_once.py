@@ -186,10 +186,11 @@ def _make_counter():
 
 @pytest.mark.parametrize("backend", ["sequential", "threading"])
 def test_in_process_closures_alike_in_content_stay_distinct(backend):
-    counters = [_make_counter() for _ in range(3)]
+    # six: one full pull of batch_size * n_jobs, two batches of three alike closures
+    counters = [_make_counter() for _ in range(6)]
     out = Parallel(n_jobs=2, backend=backend, batch_size=3)([delayed(c)() for c in counters])
-    assert out == [1, 1, 1]
-    assert [c.__closure__[0].cell_contents for c in counters] == [1, 1, 1]
+    assert out == [1] * 6
+    assert [c.__closure__[0].cell_contents for c in counters] == [1] * 6
 
 
 class _Named:
@@ -211,8 +212,9 @@ def test_methods_equal_by_value_are_not_merged(backend):
 
     owner = _Named("owner")
     first, second = types.MethodType(_Named("first"), owner), types.MethodType(_Named("second"), owner)
-    out = Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(first)(1), delayed(second)(2)])
-    assert out == ["first", "second"]
+    # twice: one full pull of batch_size * n_jobs, each batch holds both methods
+    out = Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(first)(1), delayed(second)(2)] * 2)
+    assert out == ["first", "second"] * 2
 
 
 def test_an_unchanged_function_is_rebuilt_once_per_worker_across_calls():

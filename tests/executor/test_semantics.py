@@ -168,7 +168,9 @@ def test_a_bad_item_deep_in_a_batch_pulled_as_columns_is_named(backend, bad, why
     # items 0..299 one-argument calls (pulled as a column, dispatch.pull), 300..599
     # two-argument ones (the batch back to triples), and a bad item: named by its index,
     # with what is wrong in it
-    items = [delayed(square)(i) for i in range(300)] + [delayed(add)(i, 1) for i in range(300)]
+    # with as many items again after them: one full pull of batch_size * n_jobs, so 0..599
+    # are one batch (joblib's rule splits a short last pull finer)
+    items = [delayed(square)(i) for i in range(300)] + [delayed(add)(i, 1) for i in range(900)]
     items[550] = bad
     with pytest.raises(TypeError, match=f"item 550 .*{why}"):
         Parallel(n_jobs=2, backend=backend, batch_size=600)(iter(items))
@@ -179,8 +181,8 @@ def test_one_argument_calls_run_under_a_timeout(backend):
     timed = {"n_jobs": 2, "backend": backend, "timeout": 60}
     out = Parallel(**timed, batch_size=300)(delayed(square)(i) for i in range(600))
     assert out == [i * i for i in range(600)]
-    with pytest.raises(ValueError, match="bad value 500"):
-        Parallel(**timed, batch_size=600)(delayed(fail_at_500)(i) for i in range(600))
+    with pytest.raises(ValueError, match="bad value 500"):  # in a batch of 600 (a full pull)
+        Parallel(**timed, batch_size=600)(delayed(fail_at_500)(i) for i in range(1200))
 
 
 def test_one_argument_calls_of_one_batch_share_what_they_share_in_the_caller(backend):
@@ -192,7 +194,8 @@ def test_one_argument_calls_of_one_batch_share_what_they_share_in_the_caller(bac
 
 def test_a_failing_one_argument_call_is_named_in_a_large_batch(backend):
     with pytest.raises(ValueError, match="bad value 500") as info:
-        Parallel(n_jobs=2, backend=backend, batch_size=600)(delayed(fail_at_500)(i) for i in range(600))
+        # 1200 tasks: one full pull of batch_size * n_jobs, tasks 0..599 one batch
+        Parallel(n_jobs=2, backend=backend, batch_size=600)(delayed(fail_at_500)(i) for i in range(1200))
     notes = getattr(info.value, "__notes__", [])
     assert any("task 500: fail_at_500(500)" in n for n in notes), notes
 
@@ -373,12 +376,14 @@ def test_unpicklable_argument_names_its_path(backend):
 
 def test_a_function_that_cannot_be_pickled_names_its_own_task_not_its_batchs_first():
     holder = threading.Thread()  # a bound method of a thread cannot travel
-    items = [delayed(square)(i) if i != 57 else delayed(holder.is_alive)() for i in range(100)]
+    # twice batch_size tasks: one full pull of batch_size * n_jobs, so tasks 0..99 (0..9)
+    # are one batch (joblib's rule splits a short last pull finer)
+    items = [delayed(square)(i) if i != 57 else delayed(holder.is_alive)() for i in range(200)]
     with pytest.raises(PicklingError, match=r"^task 57: Thread\.is_alive\(\): cannot pickle function"):
         Parallel(n_jobs=2, batch_size=100)(items)
     with pytest.raises(PicklingError, match=r"^task 3: \S*<lambda>\(3\): cannot pickle function"):
         Parallel(n_jobs=2, batch_size=10, pickler="pickle")(
-            delayed(square if i != 3 else lambda x: x)(i) for i in range(10)
+            delayed(square if i != 3 else lambda x: x)(i) for i in range(20)
         )
 
 
@@ -464,7 +469,8 @@ def test_delayed_never_called_says_to_call_it_with_the_arguments(backend):
 def test_empty_keywords_of_another_type_than_a_dict_are_rejected(backend, n_jobs, empty):
     # joblib's f(*args, **kwargs) refuses them ("argument after ** must be a mapping"); a
     # batch whose keywords were all empty dropped them unchecked, and ran f(2) as if fine
-    items = [delayed(square)(1), (square, (2,), empty), delayed(square)(3)]
+    # three more: one full pull of batch_size * n_jobs, items 0..2 one batch with n_jobs=2
+    items = [delayed(square)(1), (square, (2,), empty), delayed(square)(3)] + [delayed(square)(4)] * 3
     with pytest.raises(TypeError, match=r"item 1 .* keywords a dict or None \(here "):
         Parallel(n_jobs=n_jobs, backend=backend, batch_size=3)(items)
     assert Parallel(n_jobs=n_jobs, backend=backend)([(square, (2,), None), (square, [3], {})]) == [4, 9]
@@ -480,17 +486,20 @@ def test_non_delayed_items_are_rejected_with_their_index(backend):
         Parallel(n_jobs=2, backend=backend)([delayed(square)(1), (3, (1,), {})])
     with pytest.raises(TypeError, match="item 0 .* not a delayed call"):  # would splat "ab"
         Parallel(n_jobs=2, backend=backend)([(square, "ab", {})])
-    # found inside a large batch, which then runs none of its tasks
-    items = [delayed(square)(i) for i in range(100)] + [(square, 3, {})]
+    # found inside a large batch, which then runs none of its tasks (as many items again
+    # after it: one full pull of batch_size * n_jobs, items 0..100 one batch; below too)
+    items = [delayed(square)(i) for i in range(100)] + [(square, 3, {})] + [delayed(square)(1)] * 101
     with pytest.raises(
         TypeError, match=r"item 100 .* not a delayed call: \(<function square at \w+>, 3, \{\}\)"
     ):
         Parallel(n_jobs=2, backend=backend, batch_size=101)(items)
+    ok = [delayed(square)(3)] * 2
     with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
-        Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(x=1), (square, (2,), 7)])
+        Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(x=1), (square, (2,), 7)] + ok)
 
     with pytest.raises(TypeError, match="item 1 .* not a delayed call"):
-        Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(1), (square, (2,), [("x", 2)])])
+        items = [delayed(square)(1), (square, (2,), [("x", 2)])]
+        Parallel(n_jobs=2, backend=backend, batch_size=2)(items + ok)
 
     class EqualToAll:  # not callable, yet == the batch's function: must not pass for it
         def __eq__(self, other):
@@ -499,7 +508,7 @@ def test_non_delayed_items_are_rejected_with_their_index(backend):
         __hash__ = object.__hash__
 
     with pytest.raises(TypeError, match="item 1 .* calls .*EqualToAll object.* which is not callable"):
-        Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(1), (EqualToAll(), (2,), {})])
+        Parallel(n_jobs=2, backend=backend, batch_size=2)([delayed(square)(1), (EqualToAll(), (2,), {})] + ok)
 
 
 Pair = collections.namedtuple("Pair", "a b")
@@ -514,9 +523,9 @@ def test_items_with_list_or_namedtuple_args_and_mapping_kwargs_run_as_in_joblib(
         delayed(square)(5),
         (int, ("z",), collections.defaultdict(int, base=36)),
     ]
-    for batch_size in (1, 5):
-        got = Parallel(n_jobs=2, backend=backend, batch_size=batch_size)(items)
-        assert got == [(3, 1), (2, 1), 3, 25, 35]
+    for batch_size in (1, 5):  # twice the items: with 5, one full pull, each half one batch
+        got = Parallel(n_jobs=2, backend=backend, batch_size=batch_size)(items * 2)
+        assert got == [(3, 1), (2, 1), 3, 25, 35] * 2
 
 
 def test_delayed_refuses_what_is_not_callable_where_it_is_given():
@@ -540,7 +549,8 @@ def test_delayed_refuses_what_is_not_callable_where_it_is_given():
 def test_any_function_args_kwargs_triple_is_a_call(backend):
     # As in joblib: lists work too, and None stands for no keyword arguments.
     items = [[square, (2,), {}], (square, (3,), None), delayed(square)(x=4)]
-    assert Parallel(n_jobs=2, backend=backend, batch_size=3)(items) == [4, 9, 16]
+    # twice the items: one full pull of batch_size * n_jobs, each half one batch
+    assert Parallel(n_jobs=2, backend=backend, batch_size=3)(items * 2) == [4, 9, 16] * 2
 
 
 def test_pickle_module_errors_are_pickle_errors():
@@ -753,3 +763,33 @@ def test_naming_a_task_never_builds_the_whole_repr_of_a_large_argument():
     assert "_NoWholeCounter({0: 1, 1: 1, 2: 1, 3: 1, ...})" in text and "<1000000 bytes>" in text
     assert "<memoryview of 1000000 bytes>" in text and "Secret(<hidden>)" in text
     assert "hunter2" not in text
+
+
+def _fails_on_group(group, *rest, **options):
+    if len(group) == 3:
+        raise ValueError("bad group")
+    return len(group)
+
+
+def test_a_task_of_a_table_or_of_many_arguments_is_named_on_one_short_line():
+    # groupby-apply over frames: the note named the task by its frame's repr cut in the
+    # middle, a line break and the header's padding in it (`f(         a  b\n0   ...0 rows
+    # x 2 columns])`); scikit-learn's _fit_and_score (21 arguments) made a 1000-character
+    # note. A multi-line repr gives way to the shape; past 8 arguments, how many more.
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"k": [0, 0, 1, 1, 1], "v": np.arange(5.0)})
+    with pytest.raises(ValueError, match="bad group") as info:
+        Parallel(n_jobs=2)(delayed(_fails_on_group)(g) for _, g in df.groupby("k"))
+    assert info.value.__notes__[-1] == (
+        "(raised by task 1: _fails_on_group(<DataFrame shape=(3, 2)>) of this Parallel call, in a worker)"
+    )
+    with pytest.raises(ValueError, match="bad group") as info:
+        Parallel(n_jobs=2)(
+            delayed(_fails_on_group)(np.zeros((3, 3)), *range(10), a=df["v"]) for _ in range(1)
+        )
+    note = info.value.__notes__[-1]
+    assert note == (
+        "(raised by task 0: _fails_on_group(<ndarray shape=(3, 3) dtype=float64>, 0, 1, 2, 3, 4, 5, 6, "
+        "... 4 more) of this Parallel call, in a worker)"
+    ), note

@@ -623,10 +623,13 @@ def test_a_child_a_task_forks_runs_no_later_task_of_its_batch(tmp_path):
     # traceback.
     for child, code in (("return", 0), ("raise", 1)):
         log = tmp_path / f"{child}.log"
-        calls = Parallel(n_jobs=2, batch_size=5)(delayed(fork_at_first)(x, str(log), child) for x in range(5))
-        assert calls == [code, 1, 2, 3, 4]
+        # 10 tasks: one full pull of batch_size * n_jobs, so tasks 0-4 are one batch (joblib's
+        # rule splits a short last pull finer)
+        tasks = (delayed(fork_at_first)(x, str(log), child) for x in range(10))
+        calls = Parallel(n_jobs=2, batch_size=5)(tasks)
+        assert calls == [code, *range(1, 10)]
         ran = sorted(int(line.split()[0]) for line in log.read_text().splitlines())
-        assert ran == [0, 1, 2, 3, 4]
+        assert ran == list(range(10))
     log = tmp_path / "executor.log"
     with Executor(max_workers=1) as ex:
         futures = [ex.submit(fork_at_first, x, str(log), "return") for x in range(4)]

@@ -415,7 +415,9 @@ def test_finding_the_culprit_copies_no_large_array():
     import tracemalloc
 
     shared = np.ones(2_500_000)
-    items = [delayed(_takes_two)(shared, (x for x in ()) if i == 7 else i) for i in range(10)]
+    # 20 tasks: one full pull of batch_size * n_jobs, so tasks 0-9 are one batch (joblib's
+    # rule splits a short last pull finer: task 7 would go alone)
+    items = [delayed(_takes_two)(shared, (x for x in ()) if i == 7 else i) for i in range(20)]
     tracemalloc.start()
     try:
         with pytest.raises(PicklingError, match=r"task 7: .*args\[1\]"):

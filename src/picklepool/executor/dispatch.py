@@ -77,7 +77,7 @@ from ..workers import (
 )
 from ..workers.runner import flush_streams, run_batch
 from ..workers.tasks import run_local
-from . import functions, gil, interrupts, reloaded, sequential, streaming
+from . import functions, gil, interrupts, reloaded, seeded, sequential, streaming
 from .backend import Backend
 from .replies import Pending, ReplyReader
 from .session import current_session
@@ -266,6 +266,10 @@ class Channel:
         self.buffers.per_batch = not keep_stateful
         self.context.per_batch = not keep_stateful  # and its SharedState versions superseded
         self.functions = functions.FunctionTable(pickler, self.buffers, self.context, keep_stateful)
+        # the seeded random generators its tasks were given (a Parallel call's; not an Executor's
+        # submissions, nor the joblib backend's calls, which a library makes: scikit-learn's
+        # LogisticRegressionCV gives each fold its random_state, a RandomState the user set)
+        self.generators = seeded.SeededArguments() if keep_stateful else None
         self.watchdog = Watchdog(self.session, self.call_id, timeout) if timeout and self.session else None
         self.replies = ReplyReader(self)
         self.cancelled = False  # this call cancelled its own batches
@@ -324,6 +328,10 @@ class Channel:
                 )
             except RuntimeError as exc:  # the pool was stopped under the call: say which tasks
                 raise RuntimeError(f"{_batch_name(items, first, describe)} {exc}") from exc.__cause__
+        if self.generators is not None:  # the same seeded generator given to two tasks: a warning
+            self.generators.note(
+                args, kwargs, single_arg, first, lambda i: _task_name(items, first, i, describe)
+            )
         payload: bytes | Frames
         self.buffers.begin_batch()
         self.context.begin_batch(lambda: _batch_name(items, first, describe))

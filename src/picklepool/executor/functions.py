@@ -107,7 +107,25 @@ class _Short(reprlib.Repr):
         base = _PLAIN_REPRS.get(owner)
         if base is not None:
             return f"{type(x).__name__}({getattr(self, f'repr_{base.__name__}')(x, level)})"
-        return super().repr_instance(x, level)
+        try:
+            text = repr(x)
+        except Exception:  # noqa: BLE001 - as reprlib names an object whose repr fails
+            return f"<{type(x).__name__} instance at {id(x):#x}>"
+        if "\n" in text:
+            # a table's repr (a pandas DataFrame or Series, a 2-D numpy array): cut in the
+            # middle it put a line break and the header's padding into a one-line message
+            # (`f(         a  b\n0   ...0 rows x 2 columns])`); its shape says more
+            shape = getattr(x, "shape", None)
+            if type(shape) is tuple and all(type(n) is int for n in shape):
+                dtype = getattr(x, "dtype", None)
+                kind = f" dtype={dtype}" if dtype is not None and not callable(dtype) else ""
+                return f"<{type(x).__name__} shape={shape}{kind}>"
+            text = " ".join(text.split())
+        n = self.maxother
+        if len(text) > n:
+            i = max(0, (n - 3) // 2)
+            text = text[:i] + "..." + text[len(text) - max(0, n - 3 - i) :]
+        return text
 
 
 # the classes whose __repr__ shows a container's items -> the builtin it is shown as
@@ -162,6 +180,9 @@ def call_name(func: Any, depth: int = 0) -> str:
     return type(func).__qualname__
 
 
+_MAX_SHOWN = 8  # arguments a task's name shows
+
+
 def describe_task(index: int, item: Any) -> str:
     """``task 3: crash_task(3)``: the index, the function's name and short arguments."""
     try:
@@ -170,7 +191,13 @@ def describe_task(index: int, item: Any) -> str:
         if chunk is not None:
             return f"task {index}: {chunk}"
         name = call_name(func)
-        parts = [_short.repr(a) for a in args] + [f"{k}={_short.repr(v)}" for k, v in (kwargs or {}).items()]
+        parts = [_short.repr(a) for a in itertools.islice(args, _MAX_SHOWN + 1)]
+        if len(parts) <= _MAX_SHOWN:
+            shown = itertools.islice((kwargs or {}).items(), _MAX_SHOWN + 1)
+            parts += [f"{k}={_short.repr(v)}" for k, v in shown]
+        n = len(args) + len(kwargs or ())
+        if n > _MAX_SHOWN:  # (scikit-learn's _fit_and_score: 21 arguments, a 1000-character name)
+            parts = [*parts[:_MAX_SHOWN], f"... {n - _MAX_SHOWN} more"]
         return f"task {index}: {name}({', '.join(parts)})"
     except Exception:  # noqa: BLE001 - a description must never fail
         return f"task {index}"

@@ -185,7 +185,8 @@ class Parallel:
         Precedence: argument > parallel_config > PICKLEPOOL_PICKLER > LOKY_PICKLER.
         Resolved only by calls that pickle (not n_jobs=1, not threading).
     batch_size*: "auto" (default; batches of about 20 ms of work, see
-        ``executor.batching``) or a positive int.
+        ``executor.batching``) or a positive int k: joblib's rule, pulls of k per
+        worker sent k a batch, the short last pull split finer over the workers.
     pre_dispatch*: how many batches may be in flight, e.g. "2*n_jobs" (default).
     return_as: "list" (default), "generator" (in order, lazily) or
         "generator_unordered" (as completed).
