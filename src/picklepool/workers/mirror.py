@@ -98,7 +98,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from .. import lokycompat
+from .. import forklocks, lokycompat
 from ..wire import MIRRORED_SETTINGS, ParentState, import_path, thread_stack_size, time_zone
 from . import (
     archiveformats,
@@ -577,7 +577,7 @@ def umask() -> int:
     global _status
     for _attempt in range(2):
         try:
-            pid = os.getpid()
+            pid = forklocks.getpid()
             mine, fd = _status
             if mine != pid:
                 with _status_lock:
@@ -586,7 +586,10 @@ def umask() -> int:
                         # raw: a file object costs twice as much
                         fd = os.open("/proc/self/status", os.O_RDONLY)
                         _status = (pid, fd)
-            data = os.pread(fd, 1 << 16, 0)
+            # (its second line, after the name: a 64 KB buffer cost 1.4 us more a read)
+            data = os.pread(fd, 4096, 0)
+            if b"\nUmask:" not in data and len(data) == 4096:
+                data = os.pread(fd, 1 << 16, 0)
             at = data.index(b"\nUmask:") + 7
             return int(data[at : data.index(b"\n", at)].strip(), 8)
         except (OSError, ValueError):
