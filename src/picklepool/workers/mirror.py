@@ -92,6 +92,7 @@ import contextlib
 import contextvars
 import importlib
 import multiprocessing
+import operator
 import os
 import sys
 import threading
@@ -146,11 +147,20 @@ def apply(state: ParentState) -> None:
     ends (a ``with np.errstate(...)`` block around a call), as in a loop in the parent and
     in a loky worker. A few comparisons when nothing changed.
     """
-    global _applied
-    follow = following.follow
-    for key, field, part, read, write, restore, fields in _SETTINGS:
-        value = getattr(state, field)
-        follow(key, value if part < 0 else value[part], read, write, restore, fields)
+    global _applied, _followed
+    values = _FOLLOWED(state)
+    last = _followed
+    if last is None or last[0] != following.generation or last[1] != values:
+        # (else: the values of the last batch's complete loop, every one of them seen as it
+        # left them, for which following.follow would return at once: ~5 us of a warm batch)
+        _followed = None
+        generation = following.generation
+        follow = following.follow
+        for key, field, part, read, write, restore, fields in _SETTINGS:
+            value = getattr(state, field)
+            follow(key, value if part < 0 else value[part], read, write, restore, fields)
+        if following.generation == generation:
+            _followed = (generation, values)
     registrations.apply(state.reducers)
     envvars.apply(state.environ)
     locales.apply(state.locale)
@@ -379,6 +389,10 @@ _HOW: dict[str, tuple[Any, Any, Any, Any]] = {
 _SETTINGS = tuple(
     (key, key.partition(".")[0], int(key.partition(".")[2] or -1), *_HOW[key]) for key in MIRRORED_SETTINGS
 )
+# the ParentState fields _SETTINGS reads, as one tuple; and (following.generation, those of the
+# last batch) once apply() followed them all
+_FOLLOWED = operator.attrgetter(*dict.fromkeys(field for _, field, *_ in _SETTINGS))
+_followed: tuple[int, tuple[Any, ...]] | None = None
 
 
 def rebase() -> None:
