@@ -150,7 +150,7 @@ def apply(state: ParentState) -> None:
     global _applied, _followed
     values = _FOLLOWED(state)
     last = _followed
-    if last is None or last[0] != following.generation or last[1] != values:
+    if last is None or last[0] is not following._seen or last[1] != following.generation or last[2] != values:
         # (else: the values of the last batch's complete loop, every one of them seen as it
         # left them, for which following.follow would return at once: ~5 us of a warm batch)
         _followed = None
@@ -160,7 +160,7 @@ def apply(state: ParentState) -> None:
             value = getattr(state, field)
             follow(key, value if part < 0 else value[part], read, write, restore, fields)
         if following.generation == generation:
-            _followed = (generation, values)
+            _followed = (following._seen, generation, values)
     registrations.apply(state.reducers)
     envvars.apply(state.environ)
     locales.apply(state.locale)
@@ -389,10 +389,10 @@ _HOW: dict[str, tuple[Any, Any, Any, Any]] = {
 _SETTINGS = tuple(
     (key, key.partition(".")[0], int(key.partition(".")[2] or -1), *_HOW[key]) for key in MIRRORED_SETTINGS
 )
-# the ParentState fields _SETTINGS reads, as one tuple; and (following.generation, those of the
-# last batch) once apply() followed them all
+# the ParentState fields _SETTINGS reads, as one tuple; and (following's table of the values
+# seen, its generation, those fields of the last batch) once apply() followed them all
 _FOLLOWED = operator.attrgetter(*dict.fromkeys(field for _, field, *_ in _SETTINGS))
-_followed: tuple[int, tuple[Any, ...]] | None = None
+_followed: tuple[dict[str, Any], int, tuple[Any, ...]] | None = None
 
 
 def rebase() -> None:
