@@ -241,11 +241,11 @@ def change_list(state: SharedState, path: str) -> tuple[int, int]:
 
 def test_a_task_saving_its_copy_saves_the_parent_s_version(tmp_path):
     state = SharedState(value())
-    paths = [str(tmp_path / f"{k}.pp") for k in range(6)]
-    calls = [delayed(change_list if k % 2 == 0 else save_copy)(state, paths[k]) for k in range(6)]
+    paths = [str(tmp_path / f"{k}.pp") for k in range(12)]
+    calls = [delayed(change_list if k % 2 == 0 else save_copy)(state, paths[k]) for k in range(12)]
     out = Parallel(n_jobs=2, batch_size=6)(calls)
-    assert same_batch_pairs(out) == 5
-    assert all(pristine(SharedState.load(paths[k]).value) for k in range(1, 6, 2))
+    assert same_batch_pairs(out) == 10  # two batches of six: task k+1 ran right after task k
+    assert all(pristine(SharedState.load(paths[k]).value) for k in range(1, 12, 2))
 
 
 # -- values the check cannot inspect, or could not before --------------------------------------

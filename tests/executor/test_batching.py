@@ -1,17 +1,19 @@
 """batch_size="auto": sizes start at one task and grow by at most the backend's factor;
 once the end of the tasks is in sight, no batch takes more than a quarter of a worker's
-share of what is left, so costly last tasks are not swept onto one worker."""
+share of what is left, so costly last tasks are not swept onto one worker. An explicit
+batch_size=k: k tasks a batch, the last pull shared out finer over the workers (joblib's)."""
 
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
 from picklepool import Executor, Parallel, delayed
 from picklepool.executor import dispatch, parallel
 from picklepool.executor.backend import Backend
-from picklepool.executor.batching import MIN_SECONDS, SHARES, TARGET_SECONDS, AutoBatcher
+from picklepool.executor.batching import MIN_SECONDS, SHARES, TARGET_SECONDS, AutoBatcher, FixedBatcher
 
 
 def sizes(batcher: AutoBatcher, n: int, seconds_per_task: float) -> list[int]:
@@ -136,13 +138,6 @@ def test_a_generator_that_ends_with_a_full_pull_shares_it_out_too(sent):
     assert over_a_fair_share(sent[8:], 20, 2) == []
 
 
-def test_the_last_items_of_a_generator_keep_a_fixed_batch_size(sent):
-    # an explicit batch_size is the caller's choice: the last pull goes out whole, as before
-    out = Parallel(n_jobs=2, batch_size=40)(delayed(square)(x) for x in range(100))
-    assert out == [x * x for x in range(100)]
-    assert sent == [40, 40, 20]
-
-
 def test_the_last_items_of_a_generator_that_raises_run_before_its_error(sent):
     def tasks():
         yield from (delayed(square)(x) for x in range(110))
@@ -176,3 +171,71 @@ def test_executor_map_sends_the_last_of_its_chunks_in_fair_shares(tmp_path):
     assert sum(out) == 40
     assert out[0] == 4  # two chunks: a third would pass 40 / (4 * 2) calls
     assert over_a_fair_share(out, 40, 2, unit=2) == []
+
+
+# -- an explicit batch_size=k: joblib's rule --------------------------------------------------
+# Pulls of k per worker; a full pull goes out as a batch of k per worker, a short one (the end
+# of the tasks) in batches of len // (10 * n_jobs) tasks, at least one (pre_dispatch="all":
+# len // n_jobs). Each expected list below is also what joblib 1.6 sends (its BatchedCalls'
+# sizes) for the same call, except where its first pre_dispatch slice of *tasks* is cut
+# (pre_dispatch="2*n_jobs": its first batches hold 2 tasks); picklepool's pre_dispatch counts
+# batches.
+
+
+def test_a_fixed_batcher_pulls_k_per_worker_and_splits_a_short_pull_finer():
+    batcher = FixedBatcher(16, 4)
+    assert batcher.next_size() == batcher.next_size(20) == 64  # the tasks left have no say
+    assert batcher.split(64, short=False) == 16
+    assert batcher.split(20, short=True) == 1  # 20 // 40, at least one
+    assert batcher.split(100, short=True) == 2  # 100 // 40
+    assert FixedBatcher(16, 4, all_at_once=True).split(20, short=True) == 5  # 20 // 4
+    lone = FixedBatcher(16, 1)  # one worker: the pull whole, k tasks a batch
+    assert (lone.next_size(), lone.split(5, short=True)) == (16, 16)
+    ones = FixedBatcher(1, 4)  # batch_size=1: an item a pull (nothing to split; joblib pulls 4)
+    assert (ones.next_size(), ones.split(1, short=True)) == (1, 1)
+
+
+@pytest.mark.parametrize("kind", ["list", "generator"])
+@pytest.mark.parametrize(
+    ("n_tasks", "n_jobs", "k", "pre_dispatch", "expected"),
+    [
+        (20, 4, 16, "2*n_jobs", [1] * 20),  # the README's case: it ran as 16 + 4 on two workers
+        (40, 2, 16, "2*n_jobs", [16, 16] + [1] * 8),
+        (100, 2, 40, "2*n_jobs", [40, 40] + [1] * 20),  # the last 20 went out whole before
+        (60, 2, 10, "2*n_jobs", [10] * 6),  # a multiple of k * n_jobs: every batch k
+        (150, 2, 100, "2*n_jobs", [7] * 21 + [3]),  # 150 // 20 = 7 a batch
+        (100, 4, 16, "all", [16] * 4 + [9] * 4),  # joblib's, to the task
+        (7, 2, 3, "all", [3, 3, 1]),  # joblib's, to the task
+    ],
+)
+def test_a_fixed_batch_size_sends_k_a_batch_then_shares_the_last_pull_out(
+    sent, kind, n_tasks, n_jobs, k, pre_dispatch, expected
+):
+    tasks = [delayed(square)(x) for x in range(n_tasks)]
+    out = Parallel(n_jobs=n_jobs, batch_size=k, pre_dispatch=pre_dispatch)(
+        tasks if kind == "list" else iter(tasks)
+    )
+    assert out == [x * x for x in range(n_tasks)]
+    assert sent == expected
+
+
+def pid_or_meet(fifo, x):
+    """This worker's pid; tasks 10 and 11 first wait for each other (each open of the FIFO
+    waits for the other side's): they cannot both return if one batch holds them both."""
+    if x >= 10:
+        with open(fifo, "r" if x == 10 else "w"):
+            pass
+    return os.getpid()
+
+
+@pytest.mark.parametrize("kind", ["list", "generator"])
+def test_the_last_tasks_of_a_fixed_batch_size_run_at_once_on_several_workers(tmp_path, kind):
+    # 12 tasks, batch_size=8, two workers: the first pull (of 16) comes up short, so it goes
+    # out a task a batch, and the last two tasks run at the same time on the two workers.
+    # Before, batches of 8 and 4: tasks 8-11 in one batch, one after the other on one
+    # worker (task 10 would wait for ever for task 11).
+    fifo = str(tmp_path / "meet")
+    os.mkfifo(fifo)
+    tasks = [delayed(pid_or_meet)(fifo, x) for x in range(12)]
+    pids = Parallel(n_jobs=2, batch_size=8)(tasks if kind == "list" else iter(tasks))
+    assert pids[10] != pids[11]

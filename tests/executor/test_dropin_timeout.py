@@ -105,11 +105,13 @@ def test_tasks_not_started_at_the_timeout_never_start(task):
 def test_the_rest_of_a_late_tasks_batch_never_starts(task):
     t = task(0)
     with pytest.raises(TaskTimeoutError, match=r"task 0: Held\(0\)"):
+        # 10 tasks: one full pull of batch_size * n_jobs, so tasks 0-4 are one batch (joblib's
+        # rule splits a short last pull finer)
         Parallel(n_jobs=2, backend="threading", batch_size=5, timeout=TIMEOUT)(
-            delayed(t)(i) for i in range(5)
+            delayed(t)(i) for i in range(10)
         )
     t.release_and_wait()
-    assert t.started == [0]
+    assert 0 in t.started and not {1, 2, 3, 4} & set(t.started)  # the other batch may have run
 
 
 @pytest.mark.parametrize("return_as", ["generator", "generator_unordered"])

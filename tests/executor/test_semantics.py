@@ -185,8 +185,9 @@ def test_one_argument_calls_run_under_a_timeout(backend):
 
 def test_one_argument_calls_of_one_batch_share_what_they_share_in_the_caller(backend):
     shared = [1, 2, 3]  # one object in the caller: one copy per batch in a worker, as in joblib
-    ids = Parallel(n_jobs=2, backend=backend, batch_size=600)(delayed(id)(shared) for _ in range(600))
-    assert len(set(ids)) == 1
+    # 600 tasks, batch_size=300: one full pull of batch_size * n_jobs, two batches of 300
+    ids = Parallel(n_jobs=2, backend=backend, batch_size=300)(delayed(id)(shared) for _ in range(600))
+    assert len(set(ids[:300])) == 1 and len(set(ids[300:])) == 1
 
 
 def test_a_failing_one_argument_call_is_named_in_a_large_batch(backend):

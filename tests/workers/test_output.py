@@ -271,6 +271,8 @@ def test_what_a_task_printed_before_its_worker_died_reaches_the_redirected_strea
         log = logging.getLogger("app")
 
         def task(i):
+            if i >= 10:  # the silent other half of the pull (the second batch)
+                return i
             print("before", i)
             if i == 1:
                 log.warning("logged %d", i)
@@ -291,7 +293,8 @@ def test_what_a_task_printed_before_its_worker_died_reaches_the_redirected_strea
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), recording as w:
                 warnings.simplefilter("always")
                 try:
-                    Parallel(n_jobs=2, batch_size=3)(delayed(task)(i) for i in (0, 1, 2))
+                    # one full pull of batch_size * n_jobs: tasks 0-2 are one batch
+                    Parallel(n_jobs=2, batch_size=3)(delayed(task)(i) for i in (0, 1, 2, 10, 11, 12))
                 except WorkerCrashedError:
                     print("crashed")
                 print(Parallel(n_jobs=2)(delayed(task)(i) for i in (0, 2)))

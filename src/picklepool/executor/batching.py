@@ -19,6 +19,9 @@ estimated work (a twentieth of a full batch): cut down to one task, the last 3,6
 100,000 tasks of a microsecond went out in about 50 batches, where a few balance them as
 well, and the call took 38 ms instead of 29. A batch that took longer than the estimate
 shrinks the next ones at once (``record``).
+
+An explicit ``batch_size=k`` (``FixedBatcher``) is joblib's rule: pulls of k per worker,
+sent k a batch while they come back full, the short pull at the end in smaller batches.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class AutoBatcher:
 
     looks_ahead = True  # a generator's batch is sent once the next is pulled (executor.dispatch)
     exact = False  # a pull of a slow generator may be cut short (executor.dispatch.pull_until)
+    splits = False  # a pull is one batch (the held ones shared out once the end is found)
 
     def __init__(self, n_workers: int, growth: int = GROWTH) -> None:
         self.n_workers = n_workers
@@ -72,14 +76,43 @@ class AutoBatcher:
 
 
 class FixedBatcher:
-    looks_ahead = False  # batch_size=k: k items pulled, then sent, as joblib's
-    exact = True  # ... however long the caller's generator takes to give them
+    """Sizes for an explicit ``batch_size=k``: joblib's rule (its ``Parallel.dispatch_one_batch``).
 
-    def __init__(self, size: int) -> None:
+    Items are pulled k per worker at a time (:meth:`next_size`), and each pull goes out in
+    batches of the size :meth:`split` gives: a full pull as one batch of k per worker; a pull
+    that comes up short (the end of the tasks: a list's last slice, or all that a generator
+    still gave) in batches of a tenth of a worker's share of it, at least one task each
+    (with ``pre_dispatch="all"``, of a worker's share: joblib divides its pre-dispatched
+    slice so). The last tasks are then spread over the workers, not left in one batch of up
+    to k on one of them while the others idle. A lone worker takes each pull whole: it runs
+    the tasks in order anyway. ``batch_size=1`` pulls one item at a time, as before: its
+    batches cannot be split finer, and pulling ahead would only hold a slow generator's
+    first task back until the next item came (joblib pulls ``n_jobs`` items at a time).
+    """
+
+    looks_ahead = False  # a pull goes out as soon as it is pulled: joblib's
+    exact = True  # ... however long the caller's generator takes to give it (never cut short)
+    splits = True  # executor.dispatch sends each pull in batches of split()'s size
+
+    def __init__(self, size: int, n_workers: int = 1, all_at_once: bool = False) -> None:
         self.size = size
+        # batch_size=1 pulls one item at a time: there is nothing to split (see above)
+        self.n_workers = 1 if size == 1 else max(1, n_workers)
+        # the shares a short pull is divided in: joblib's 10 * n_jobs at the end of the
+        # caller's iterable, n_jobs where pre_dispatch="all" (a slice it pre-dispatched)
+        self.short_shares = self.n_workers if all_at_once else 10 * self.n_workers
 
     def next_size(self, left: int | None = None) -> int:
-        return self.size
+        """How many items the next pull takes (*left*, the tasks still to send, has no say:
+        joblib's pulls do not know it)."""
+        return self.size * self.n_workers
+
+    def split(self, pulled: int, short: bool) -> int:
+        """The size of the batches a pull of *pulled* items goes out in (the last may hold
+        fewer); *short*: it held fewer than :meth:`next_size`, the end of the tasks."""
+        if self.n_workers == 1:
+            return self.size
+        return max(1, pulled // (self.short_shares if short else self.n_workers))
 
     def took(self, n_tasks: int) -> None:
         pass

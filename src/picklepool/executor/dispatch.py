@@ -767,6 +767,10 @@ class Call(Channel):
         # is held goes out a fair share at a time (executor.batching).
         held: deque[list[Any] | functions.Column] = deque()
         at = 0
+        # batch_size=k: each pull (k per worker) goes out in batches of *piece* tasks, its
+        # size set as it is pulled (FixedBatcher.split: smaller for the short pull at the end)
+        splits = self.batcher.splits
+        piece = 0
         ahead = 1 if self.total is None and self.batcher.looks_ahead else 0
         # A pull that took over SLOW_PULL: the caller's generator, not the workers, sets the
         # pace. Then a batch goes out as soon as it is pulled (not held for the next pull),
@@ -823,12 +827,16 @@ class Call(Channel):
                                 exhausted = True
                             if items:
                                 held.append(items)
+                                if splits:
+                                    piece = self.batcher.split(len(items), exhausted)
                             del items
                         if not held:
                             break
                         head = held[0]
                         n = len(head) - at
-                        if exhausted:  # all that is left is held: a fair share of it at a time
+                        if splits:  # batch_size=k: the pull in batches of its piece
+                            n = min(n, piece)
+                        elif exhausted:  # all that is left is held: a fair share of it at a time
                             n = min(n, self.batcher.next_size(sum(map(len, held)) - at))
                         items = head if n == len(head) else _part(head, at, at + n)
                         at += n

@@ -582,7 +582,9 @@ class Parallel:
         if s.batch_size == "auto":
             batcher = AutoBatcher(backend.n_workers, growth=backend.batch_growth)
         else:
-            batcher = FixedBatcher(int(s.batch_size))
+            # (pre_dispatch="all": joblib splits the short last pull in n_jobs shares, not 10 * n_jobs)
+            all_at_once = isinstance(s.pre_dispatch, str) and s.pre_dispatch.replace(" ", "") == "all"
+            batcher = FixedBatcher(int(s.batch_size), backend.n_workers, all_at_once)
         worker_limits = None
         if backend.enforces_limits:
             worker_limits = limits.for_call(getattr(backend, "env", None), s.max_worker_memory)
