@@ -645,3 +645,23 @@ def test_the_semaphore_unlink_patch_is_made_on_lokys_semlock_never_on_the_standa
         """
     )
     assert result.stdout.split() == ["True", "True", "True", "ok"], result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_the_kept_process_id_is_the_childs_in_a_forked_child():
+    """forklocks.getpid() keeps os.getpid() without its system call: a forked child's is its own."""
+    from picklepool import forklocks
+
+    assert forklocks.getpid() == os.getpid()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(w, b"%d %d" % (forklocks.getpid(), os.getpid()))
+        finally:
+            os._exit(0)
+    os.close(w)
+    kept, real = map(int, os.read(r, 100).split())
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert kept == real == pid != os.getpid() == forklocks.getpid()

@@ -24,3 +24,26 @@ def renew_in_child(namespace: dict[str, Any], name: str, make: Callable[[], Any]
         namespace[name] = make()
 
     os.register_at_fork(after_in_child=renew)
+
+
+# This process's id, kept: ``os.getpid()`` is a system call each time (glibc keeps no copy since
+# 2.25), ~0.7 us on a VM, and a warm call asked it 11 times (whether it runs in a forked child of
+# the process that made its pool, its channel, its tokens). Set anew in every forked child by
+# the hook below, as picklepool's other per-process state is (its pools, lanes and session are
+# forgotten there by such hooks too: a child forked without them, by C code that skips
+# ``PyOS_AfterFork_Child``, was never one picklepool's fork handling covered).
+_pid = os.getpid()
+
+
+def getpid() -> int:
+    """``os.getpid()``, without its system call."""
+    return _pid
+
+
+def _new_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_pid)

@@ -31,9 +31,13 @@ def restored(monkeypatch, tmp_path):
     context = decimal.getcontext().copy()
     mask = os.umask(0o022)
     os.umask(mask)
-    np = sys.modules.get("numpy")
+    try:  # (imported now: a test that imports it first changes its handling, put back below)
+        import numpy as np
+    except ImportError:
+        np = None
     errors = np.geterr() if np is not None else None
     monkeypatch.setattr(mirror, "_applied", None)
+    monkeypatch.setattr(mirror, "_followed", None)
     monkeypatch.setattr(following, "_seen", {})
     monkeypatch.setattr(following, "_before", {})
     monkeypatch.setattr(mainnames, "script", mainnames.script)  # (apply sets a worker's)
@@ -394,3 +398,36 @@ def test_the_end_of_a_parents_change_gives_back_the_tasks_value_of_before_it(res
     mirror.apply(first._replace(recursion_limit=limit + 4))  # nested: the inner one
     mirror.apply(first)  # both ended before this batch
     assert sys.getrecursionlimit() == limit + 500
+
+
+def test_the_settings_are_followed_again_unless_they_are_the_last_batchs_with_none_set_since(
+    restored, monkeypatch
+):
+    """apply() skips following.follow for the settings (sys.path, the working folder, the
+    umask...) only when they are the last batch's values and none was set otherwise since."""
+    calls = []
+    follow = following.follow
+    monkeypatch.setattr(following, "follow", lambda key, *rest: (calls.append(key), follow(key, *rest)))
+    state = parent_state(2)
+    mirror.apply(state)
+    assert calls
+    calls.clear()
+    mirror.apply(pickle.loads(pickle.dumps(state)))  # an equal state: nothing to follow
+    assert calls == []
+    raised = state._replace(recursion_limit=state.recursion_limit + 77)  # a parent's change
+    mirror.apply(raised)
+    assert "recursion_limit" in calls and sys.getrecursionlimit() == state.recursion_limit + 77
+    calls.clear()
+    mirror.apply(raised)
+    assert calls == []
+    following.own_from_now("umask")  # (an initializer's value: its own from now)
+    mirror.apply(raised)
+    assert "umask" in calls
+    calls.clear()
+    following.seen_as("cwd", state.cwd)
+    mirror.apply(raised)
+    assert "cwd" in calls
+    calls.clear()
+    monkeypatch.setattr(following, "_seen", {})  # a table of seen values made anew: all again
+    mirror.apply(raised)
+    assert "cwd" in calls and "umask" in calls

@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from types import MappingProxyType
 from typing import Any
 
-from .. import lokycompat, signalhold
+from .. import forklocks, lokycompat, signalhold
 from ..errors import CallerInterrupt
 from ..settings import NOT_SET, cpu_count, push_config
 from ..wire import Batch, pack_batch
@@ -67,7 +67,7 @@ class LokyBackend(Backend):
         self._executor: Any = None
         self._shared = False
         self._sent = False  # the call sent a batch to this executor: a crash of it is the call's
-        self._pid = os.getpid()
+        self._pid = forklocks.getpid()
         try:
             self._get()
         except BaseException:  # a signal handler's, at the hold's end: the caller never gets this
@@ -82,7 +82,7 @@ class LokyBackend(Backend):
             self._executor, self._shared = pool.acquire(
                 self.n_workers, self.idle_timeout, self.env, *self._init
             )
-            self._pid = os.getpid()
+            self._pid = forklocks.getpid()
             self._sent = False
 
     def _inherited(self) -> bool:
@@ -92,7 +92,7 @@ class LokyBackend(Backend):
         it is dropped without a look (stopping it killed the parent's workers, from a
         ``with Parallel() as p`` block the child went on using).
         """
-        if self._executor is not None and self._pid != os.getpid():
+        if self._executor is not None and self._pid != forklocks.getpid():
             self._executor = None
             return True
         return False

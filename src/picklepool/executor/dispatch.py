@@ -34,7 +34,7 @@ from typing import Any
 
 import cloudpickle
 
-from .. import state
+from .. import forklocks, state
 from ..errors import SettingValueError, TaskExitError, WorkerCrashedError, pickling_error
 from ..pickler import locks
 from ..pickler.buffers import CallBuffers, Frames, TempFolderError
@@ -247,7 +247,7 @@ class Channel:
         # session_path() made sure the folder is there: the session it names, looked up once
         self.session = current_session() if self.bytes_path and backend.session_path() else None
         self.call_id = self.session.begin_call() if self.session else 0
-        self.pid = os.getpid()  # a forked child can neither read nor end it (Call.forked_error)
+        self.pid = forklocks.getpid()  # a forked child can neither read nor end it (Call.forked_error)
         # an in-process call's cancel flag (a worker's is in the session): no task starts once set
         self.stop_flag = threading.Event() if self.in_caller else None
         self.header = header(pickler) if self.bytes_path else b""
@@ -500,7 +500,7 @@ class Channel:
 
         *clean*: every batch sent was read, none cancelled (``CallBuffers.close``).
         """
-        if self.pid != os.getpid():
+        if self.pid != forklocks.getpid():
             return  # a forked child's copy: the files are the parent's, whose call goes on
         self.buffers.close(clean)
         self.context.close()
@@ -804,7 +804,7 @@ class Call(Channel):
             # could have put Python's handler back (the call would run to its end)
             self.asyncio_watch = interrupts.watch_asyncio()
             while True:
-                if self.pid != os.getpid():  # resumed in a forked child: send nothing, wait for nothing
+                if self.pid != forklocks.getpid():  # resumed in a forked child: send nothing, nor wait
                     raise self.forked_error()
                 while len(inflight) < self.max_inflight:
                     if slow and inflight and not self._done.empty():
@@ -921,14 +921,14 @@ class Call(Channel):
                 self.left_unused = (finished, dispatched - finished)
             # a real Ctrl-C, not a task's own KeyboardInterrupt (TaskInterruptError)
             ctrl_c = isinstance(exc, KeyboardInterrupt) and not isinstance(exc, TaskExitError)
-            if self.pid == os.getpid():  # (a forked child's copy leaves the parent's call alone)
+            if self.pid == forklocks.getpid():  # (a forked child's copy leaves the parent's call alone)
                 self._cancel(inflight, hard=ctrl_c)
             raise
         finally:
             if handoff is not None:
                 handoff.restore()
             self.close(clean)
-            mine = self.pid == os.getpid()  # (not a forked child's copy)
+            mine = self.pid == forklocks.getpid()  # (not a forked child's copy)
             if 0 < seq == self.sent_direct <= self.backend.n_workers and not self.cancelled and mine:
                 self.backend.small_call_done()  # a batch per worker at most, each could take a lane
 

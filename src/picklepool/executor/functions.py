@@ -30,6 +30,7 @@ from typing import Any
 
 import cloudpickle
 
+from .. import forklocks
 from ..errors import pickling_error
 from ..pickler.base import CloudPickler
 from ..pickler.buffers import Frames
@@ -515,8 +516,8 @@ _TOKENS: tuple[str, Any, int] = ("", itertools.count(), -1)
 
 def _token_source() -> tuple[str, Any, int]:
     global _TOKENS
-    if _TOKENS[2] != os.getpid():
-        _TOKENS = (os.urandom(6).hex() + "-", itertools.count(), os.getpid())
+    if _TOKENS[2] != forklocks.getpid():
+        _TOKENS = (os.urandom(6).hex() + "-", itertools.count(), forklocks.getpid())
     return _TOKENS
 
 

@@ -49,7 +49,7 @@ import os
 import threading
 from collections.abc import Iterator
 
-from .. import lokycompat, signalhold
+from .. import forklocks, lokycompat, signalhold
 from . import interrupts
 
 log = logging.getLogger(__name__)
@@ -165,9 +165,9 @@ def _hook_exit() -> None:
     once the exit has begun).
     """
     global _hooked
-    if _hooked == os.getpid():
+    if _hooked == forklocks.getpid():
         return
-    _hooked = os.getpid()
+    _hooked = forklocks.getpid()
     register = getattr(threading, "_register_atexit", None)
     if register is not None:
         with contextlib.suppress(RuntimeError):  # the interpreter is already exiting
@@ -182,7 +182,7 @@ def _exit_hook() -> None:
     Registered before those of the pools (it runs after them): with a pool already
     running, they have waited and stopped it already, and this finds nothing to do.
     """
-    if lokycompat.depth() >= 1 or _hooked != os.getpid():
+    if lokycompat.depth() >= 1 or _hooked != forklocks.getpid():
         return
     wait_at_exit()
     lokycompat.run_late_exit_hooks()

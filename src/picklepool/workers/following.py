@@ -39,6 +39,10 @@ _DEPTH = 64
 _seen: dict[str, Any] = {}  # setting -> the parent's value at this worker's last batch
 # setting -> [(the parent's value before a change followed here, this worker's own value then)]
 _before: dict[str, list[tuple[Any, Any]]] = {}
+# moves on whenever a setting's seen value is set other than by follow() (seen_as, own_from_now):
+# a worker that followed the same values as the last batch's, with none set so since, has
+# nothing to do for them (workers.mirror.apply)
+generation = 0
 
 
 def follow(
@@ -94,6 +98,8 @@ def follow(
 def seen_as(key: str, value: Any) -> None:
     """The parent's value of *key* is *value*, as this worker's is now (a new worker given
     the parent's settings of the pool's start, before its initializer runs)."""
+    global generation
+    generation += 1
     _seen[key] = value
     _before.pop(key, None)
 
@@ -102,6 +108,8 @@ def own_from_now(key: str, parents: Any = _TAKE) -> None:
     """What this worker's code just set of *key* (an initializer) is its own: it stays
     while the parent's value is *parents* (the parent's as the pool or executor was made;
     by default the next one given), and comes back after a change of the parent's ends."""
+    global generation
+    generation += 1
     _seen[key] = parents
     _before.pop(key, None)
 
