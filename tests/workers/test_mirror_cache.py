@@ -431,3 +431,12 @@ def test_the_settings_are_followed_again_unless_they_are_the_last_batchs_with_no
     monkeypatch.setattr(following, "_seen", {})  # a table of seen values made anew: all again
     mirror.apply(raised)
     assert "cwd" in calls and "umask" in calls
+    calls.clear()
+    # a value whose == is no truth value (an array among numpy's print options): all again
+    np = pytest.importorskip("numpy")
+    options = dict(state.numeric[2] or {}, formatter={"float": np.array([1.0, 2.0])})
+    odd = raised._replace(numeric=(*raised.numeric[:2], options, *raised.numeric[3:]))
+    monkeypatch.setattr(mirror, "_followed", (following._seen, following.generation, mirror._FOLLOWED(odd)))
+    monkeypatch.setattr(following, "follow", lambda key, *rest: calls.append(key))
+    mirror.apply(pickle.loads(pickle.dumps(odd)))
+    assert "cwd" in calls and "numeric.2" in calls

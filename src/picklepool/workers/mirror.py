@@ -150,7 +150,12 @@ def apply(state: ParentState) -> None:
     global _applied, _followed
     values = _FOLLOWED(state)
     last = _followed
-    if last is None or last[0] is not following._seen or last[1] != following.generation or last[2] != values:
+    if (
+        last is None
+        or last[0] is not following._seen
+        or last[1] != following.generation
+        or _differ(last[2], values)
+    ):
         # (else: the values of the last batch's complete loop, every one of them seen as it
         # left them, for which following.follow would return at once: ~5 us of a warm batch)
         _followed = None
@@ -393,6 +398,15 @@ _SETTINGS = tuple(
 # seen, its generation, those fields of the last batch) once apply() followed them all
 _FOLLOWED = operator.attrgetter(*dict.fromkeys(field for _, field, *_ in _SETTINGS))
 _followed: tuple[dict[str, Any], int, tuple[Any, ...]] | None = None
+
+
+def _differ(last: tuple[Any, ...], values: tuple[Any, ...]) -> bool:
+    """The settings' values differ from the last batch's, or cannot be compared (a print
+    option's value whose ``==`` is an array or raises: followed again, as before)."""
+    try:
+        return bool(last != values)
+    except Exception:  # noqa: BLE001 - an uncomparable value: follow them all
+        return True
 
 
 def rebase() -> None:
