@@ -673,6 +673,56 @@ def test_a_plugin_module_loaded_from_its_file_travels_by_value(tmp_path):
     assert lines[4] == "[0, 3, 6]"  # the worker imports the file itself (its FACTOR is 3)
 
 
+def test_a_plugin_module_under_a_dotted_name_of_no_package_travels_by_value(tmp_path):
+    # A plugin loader's dotted name ("plugins.alpha") with no "plugins" package loaded, or
+    # anywhere to import: importing the name fails at "plugins", so the worker could not
+    # import it either, but the check for "found by its name" took a package missing from
+    # sys.modules for one it could not judge, and the module's functions and classes went
+    # by name: the call failed in the parent ("import of module 'plugins.alpha' failed",
+    # with a fix about class attributes) where the loop the call replaces ran them.
+    plugin = tmp_path / "myplugin.py"
+    plugin.write_text(
+        "FACTOR = 3\n"
+        "class Thing:\n    def __init__(self, v):\n        self.v = v\n"
+        "def work(x):\n    return Thing(x * FACTOR)\n"
+    )
+    package = tmp_path / "found" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub.py").write_text("def f(x):\n    return x + 1\n")
+    proc = run_python(
+        f"""
+        import importlib.util, sys
+        from picklepool import Parallel, delayed
+        from picklepool.pickler import homes
+
+        def load(name, path):
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            return module
+
+        def value(thing):
+            return thing.v
+
+        plugin = load("plugins.alpha", {str(plugin)!r})
+        plugin.FACTOR = 5  # sent with the call, as a __main__ global is
+        out = Parallel(n_jobs=2)(delayed(plugin.work)(i) for i in range(3))
+        print([type(t) is plugin.Thing for t in out], [t.v for t in out])
+        print(Parallel(n_jobs=2)(delayed(value)(plugin.Thing(i)) for i in range(2)))
+        # a package that importing the name finds (not loaded yet), holding that very file:
+        # by name, as before
+        sys.path.insert(0, {str(package.parent)!r})
+        sub = load("pkg.sub", {str(package / "sub.py")!r})
+        print("pkg" in sys.modules, homes.not_found_by_name(sub.f), homes.not_found_by_name(plugin.work))
+        print(Parallel(n_jobs=2, pickler="pickle")(delayed(sub.f)(i) for i in range(2)))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[True, True, True] [0, 5, 10]", "[0, 1]", "False False True", "[1, 2]"]
+
+
 def test_a_module_made_by_hand_from_its_file_travels_by_value(tmp_path):
     # A module made without the import system (types.ModuleType with its __file__ set and
     # the file's code run in it, as config and plugin loaders do; runpy.run_path's

@@ -72,15 +72,30 @@ def _found_by_name(name: str, origin: str) -> bool:
     parent = name.rpartition(".")[0]
     if parent:
         package = sys.modules.get(parent)
-        search = getattr(package, "__path__", None)
-        package_origin = source_file(package)
-        if search is None:
-            return True  # not a package's submodule as the import system makes them: not ours to judge
-        if package_origin is not None:
-            if not _found_by_name(parent, package_origin):
+        if package is None:
+            # (a loader's dotted name, "plugins.alpha", with no "plugins" loaded: importing the
+            # name imports that package first, found as any import finds it, or not at all)
+            search = _unloaded_package_path(parent)
+            if search is None:
                 return False
+        else:
+            search = getattr(package, "__path__", None)
+            package_origin = source_file(package)
+            if search is None:
+                return True  # not a package's submodule as the import system makes them: not ours to judge
+            if package_origin is not None:
+                if not _found_by_name(parent, package_origin):
+                    return False
     else:
         search = None
+    spec = _find_spec(name, search)
+    found = getattr(spec, "origin", None)
+    return isinstance(found, str) and _same_file(found, origin)
+
+
+def _find_spec(name: str, search: Any) -> Any:
+    """The spec the import system's finders give for *name* (in *search*, its package's
+    ``__path__``), without importing anything; None when none finds it."""
     for finder in sys.meta_path:
         find = getattr(finder, "find_spec", None)
         if find is None:
@@ -90,9 +105,23 @@ def _found_by_name(name: str, origin: str) -> bool:
         except Exception:  # noqa: BLE001 - a finder of its own that fails: ask the next one
             continue
         if spec is not None:
-            found = getattr(spec, "origin", None)
-            return isinstance(found, str) and _same_file(found, origin)
-    return False
+            return spec
+    return None
+
+
+def _unloaded_package_path(name: str) -> list[str] | None:
+    """Where the package *name*, not in ``sys.modules``, would look for its submodules if it
+    were imported (its spec's search locations), without importing it; None when importing
+    it would fail: no finder finds it, it is not a package, or a package above it is not."""
+    parent = name.rpartition(".")[0]
+    search = None
+    if parent:
+        package = sys.modules.get(parent)
+        search = _unloaded_package_path(parent) if package is None else getattr(package, "__path__", None)
+        if search is None:
+            return None
+    locations = getattr(_find_spec(name, search), "submodule_search_locations", None)
+    return None if locations is None else list(locations)
 
 
 def _same_file(a: str, b: str) -> bool:
