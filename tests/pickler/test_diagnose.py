@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import socket
 import sqlite3
+import sys
 import threading
+import types
 
 import pytest
 
@@ -562,6 +564,35 @@ def test_a_class_attribute_of_a_class_sent_by_value_is_named_with_its_fix():
         in (proc.stdout)
     )
     assert "the attribute 'conn' of the class Client" in proc.stdout
+
+
+@pytest.mark.parametrize("pickler", ["hybrid", "cloudpickle", "pickle"])
+def test_a_function_or_class_of_a_module_no_import_finds_by_its_name_gets_that_fix(pickler, monkeypatch):
+    # A module made at run time under a dotted name ("dyn.mod", no "dyn" package): pickle
+    # cannot import the name to send its functions and classes by it. The search walked
+    # into a function's globals as if it went by value, and the fix spoke of a class
+    # attribute to make in a method ("the attribute '__init__' of the class T"); an
+    # instance's, of passing something else.
+    module = types.ModuleType("pp_made_at_run_time.mod")
+    exec(  # noqa: S102 - the module's code, as a loader runs it
+        "class T:\n    def __init__(self, v):\n        self.v = v\ndef make(x):\n    return T(x)\n",
+        module.__dict__,
+    )
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    fix = "Fix: its module 'pp_made_at_run_time.mod' is loaded here, but importing it by that name fails"
+    register = "cloudpickle.register_pickle_by_value(sys.modules['pp_made_at_run_time.mod'])"
+    for tasks, path in (
+        (
+            [delayed(module.make)(1)],
+            "cannot pickle function pp_made_at_run_time.mod.make (type builtins.function)",
+        ),
+        ([delayed(identity)(module.T(1))], "cannot pickle args[0] (type pp_made_at_run_time.mod.T)"),
+    ):
+        with pytest.raises(PicklingError) as info:
+            Parallel(n_jobs=2, pickler=pickler)(tasks)
+        msg = str(info.value)
+        assert path in msg and "import of module 'pp_made_at_run_time.mod' failed" in msg
+        assert fix in msg and register in msg
 
 
 def test_the_fix_for_an_object_no_pickler_takes_suggests_only_what_works():

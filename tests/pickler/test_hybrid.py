@@ -720,7 +720,12 @@ def test_a_plugin_module_under_a_dotted_name_of_no_package_travels_by_value(tmp_
         """
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["[True, True, True] [0, 5, 10]", "[0, 1]", "False False True", "[1, 2]"]
+    assert proc.stdout.splitlines() == [
+        "[True, True, True] [0, 5, 10]",
+        "[0, 1]",
+        "False False True",
+        "[1, 2]",
+    ]
 
 
 def test_a_module_made_by_hand_from_its_file_travels_by_value(tmp_path):

@@ -199,7 +199,13 @@ def _by_reference_failure(value: Any, err: BaseException) -> bool:
     if not isinstance(value, _BY_NAME):
         return False
     text = str(err)
-    return any(m in text for m in ("Can't pickle local object", "attribute lookup", "not the same object"))
+    return any(
+        m in text
+        for m in ("Can't pickle local object", "attribute lookup", "not the same object", _NO_IMPORT)
+    )
+
+
+_NO_IMPORT = "import of module"  # pickle's words when the module a name is sent by fails to import
 
 
 _BY_NAME = (types.FunctionType, type, types.BuiltinFunctionType, types.MethodType)
@@ -460,6 +466,9 @@ def fix(
             "events, semaphores and queues as snapshots rebuilt with fresh locks, or "
             f"{give} only the data the lock guards."
         )
+    unimportable = _unimportable_home(culprit, failure)
+    if unimportable:
+        return unimportable
     if isinstance(culprit, (types.FunctionType, type)) and _by_name(pickler_name, culprit):
         qualname = getattr(culprit, "__qualname__", "")
         if "<lambda>" in qualname or "<locals>" in qualname or "<genexpr>" in qualname:
@@ -535,6 +544,25 @@ def fix(
     if not hybrid and _hybrid_takes(culprit, failure):
         ways.append("use pickler='hybrid' (the default), which pickles it")
     return "Fix: " + (", or ".join(ways) if len(ways) < 3 else f"{ways[0]}, {ways[1]}, or {ways[2]}") + "."
+
+
+def _unimportable_home(culprit: Any, failure: BaseException | None) -> str:
+    """The fix for a function or class (or an instance of one) whose module is in
+    ``sys.modules`` under a name that importing fails on here (a module made at run time
+    under a dotted name, ``dyn.mod``, with no ``dyn`` package): every pickler sends it by
+    name, and pickle could not import that name to check it; or ""."""
+    named = re.search(_NO_IMPORT + r" '([^']+)' failed", str(failure)) if failure is not None else None
+    if named is None:
+        return ""
+    module = named[1]  # (the culprit's, or its class's: an instance of such a class)
+    return (
+        f"Fix: its module {module!r} is loaded here, but importing it by that name fails (it "
+        "was made at run time, or loaded from a file under a package name that no import "
+        "finds), so it cannot be sent by name, and a worker could not import it either; "
+        f"have it travel by value, cloudpickle.register_pickle_by_value(sys.modules[{module!r}]) "
+        "before the call (with pickler 'hybrid', the default, or 'cloudpickle'), or define "
+        "what the tasks use in a module the workers can import."
+    )
 
 
 # cloudpickle's functions that rebuild a class sent by value (the last two: before cloudpickle 2)
