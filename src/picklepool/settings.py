@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import contextvars
+import inspect
 import math
 import numbers
 import operator
@@ -661,12 +662,33 @@ def parse_progress(value: Any, source: str = "argument") -> Any:
         if text in _FALSE:
             return False
     elif callable(value):
+        if _takes_two(value) is False:  # it failed at the first batch's end, with Python's words
+            raise SettingTypeError(
+                f"progress={value!r} (from {source}) is a callable that cannot be called as "
+                "progress(done, total_or_None): it is called with those two arguments after "
+                "each batch; give it two parameters (def report(done, total): ...), or use "
+                "True, 'always' or False"
+            )
         return value
     raise ValueError(
         f"progress={value!r} (from {source}) is not valid; use True (a bar when stderr is a "
         "terminal), 'always' (a bar even when it is not), False, or a callable taking "
         "(done, total_or_None)"
     )
+
+
+def _takes_two(func: Any) -> bool | None:
+    """Whether *func* can be called with two positional arguments; None when its signature
+    cannot be read (a builtin, a C extension's callable): not refused."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(0, None)
+    except TypeError:
+        return False
+    return True
 
 
 def parse_verbose(value: Any, source: str = "argument") -> int:

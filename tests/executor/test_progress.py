@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from picklepool import Parallel, delayed
+from picklepool import Parallel, delayed, parallel_config
 from picklepool.executor import progress
 
 
@@ -101,6 +101,35 @@ def test_invalid_progress_names_the_source(monkeypatch):
     monkeypatch.setenv("PICKLEPOOL_PROGRESS", "maybe")
     with pytest.raises(ValueError, match="PICKLEPOOL_PROGRESS"):
         Parallel()
+
+
+def test_a_progress_callable_that_cannot_take_done_and_total_is_refused_where_given():
+    # It was taken, and the call failed once its first batch was done, with Python's own
+    # "<lambda>() takes 0 positional arguments but 2 were given", naming no setting.
+    ran = []
+
+    def task(x):
+        ran.append(x)
+        return x
+
+    for bad in (lambda: None, lambda done: None, lambda done, total, extra: None):
+        with pytest.raises(
+            TypeError,
+            match=r"progress=.* \(from argument\) is a callable that cannot be called as progress\(done, total_or_None\)",
+        ):
+            Parallel(n_jobs=1, progress=bad)
+        with pytest.raises(TypeError, match=r"from parallel_config"):
+            with parallel_config(progress=bad):
+                Parallel(n_jobs=1)([delayed(task)(1)])
+    assert ran == []
+
+    class Report:
+        def __call__(self, done, total=None):
+            pass
+
+    # taken: two parameters, *args, a callable object, one whose signature cannot be read
+    for good in (lambda d, t: None, lambda *args: None, Report(), print):
+        assert Parallel(n_jobs=1, progress=good)([delayed(square)(i) for i in range(3)]) == [0, 1, 4]
 
 
 def test_plain_bar_when_tqdm_is_missing(monkeypatch):
