@@ -35,7 +35,7 @@ if __name__ == "__main__":
 
 CALLS = {
     "list": "out.lines.extend(Parallel(n_jobs=2)(delayed(square)(i) for i in range(4)))",
-    "generator": "out.lines.extend(Parallel(n_jobs=2, return_as='generator')(delayed(square)(i) for i in range(4)))",
+    "generator": "out.lines.extend(Parallel(2, return_as='generator')(delayed(square)(i) for i in range(4)))",
     "executor": "with Executor(2) as ex: out.lines.extend(ex.map(square, range(4)))",
     "block": "with Parallel(n_jobs=2) as p: out.lines.extend(p(delayed(square)(i) for i in range(4)))",
     "n_jobs_1": "out.lines.extend(Parallel(n_jobs=1)(delayed(square)(i) for i in range(4)))",
