@@ -29,16 +29,18 @@ class Buffer:
 
 if __name__ == "__main__":
     out = Buffer()
+    tasks = [delayed(square)(i) for i in range(4)]
     {call}
     print("called", flush=True)
 """
 
 CALLS = {
-    "list": "out.lines.extend(Parallel(n_jobs=2)(delayed(square)(i) for i in range(4)))",
-    "generator": "out.lines.extend(Parallel(2, return_as='generator')(delayed(square)(i) for i in range(4)))",
+    "list": "out.lines.extend(Parallel(2)(tasks))",
+    "generator": "out.lines.extend(Parallel(2, return_as='generator')(tasks))",
     "executor": "with Executor(2) as ex: out.lines.extend(ex.map(square, range(4)))",
-    "block": "with Parallel(n_jobs=2) as p: out.lines.extend(p(delayed(square)(i) for i in range(4)))",
-    "n_jobs_1": "out.lines.extend(Parallel(n_jobs=1)(delayed(square)(i) for i in range(4)))",
+    "block": "with Parallel(n_jobs=2) as p: out.lines.extend(p(tasks))",
+    "multiprocessing": "out.lines.extend(Parallel(2, backend='multiprocessing')(tasks))",
+    "n_jobs_1": "out.lines.extend(Parallel(n_jobs=1)(tasks))",
 }
 
 

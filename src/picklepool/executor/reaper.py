@@ -390,7 +390,6 @@ def _at_exit() -> None:
     nested = lokycompat.depth() >= 1
     if not nested:
         ongoing.wait_at_exit()  # the calls non-daemon threads still run end first
-        _forget_the_program()
     for hook in [] if nested else list(_first):
         try:
             hook()
@@ -421,24 +420,6 @@ def _at_exit() -> None:
         if thread is not threading.current_thread():
             thread.join(max(0.0, until - time.monotonic()))
     _join_enders(until)
-
-
-def _forget_the_program() -> None:
-    """At exit, no call running: drop what the parent's caches hold of the program (the
-    script's namespace, its modules, its functions' bytes kept, the function ``delayed`` made
-    last). Held by picklepool's
-    modules, which the interpreter clears last, they outlived the collection that follows the
-    modules' removal from ``sys.modules``: ``__main__``'s objects were never collected, their
-    ``__del__`` never ran (a buffer not flushed, a temporary folder left behind)."""
-    from ..workers import moduleglobals
-    from . import reloaded, unchanged
-    from .delayed import forget as forget_delayed
-
-    for forget in (moduleglobals.forget, reloaded.forget, unchanged.forget, forget_delayed):
-        try:
-            forget()
-        except Exception:  # noqa: BLE001 - at exit: the pools are stopped anyway
-            pass
 
 
 def _stop_all(executors: list[Any], nested: bool) -> None:
