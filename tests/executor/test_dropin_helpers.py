@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
+import weakref
 
 import pytest
 
@@ -22,6 +24,27 @@ def test_delayed_keeps_the_functions_metadata():
     assert d.__doc__ == "Square *x*."
     assert d(3) == (square, (3,), {})
     assert delayed(abs).__name__ == "abs"
+
+
+class _Model:
+    def predict(self, x):
+        return x + 1
+
+
+@pytest.mark.parametrize(
+    ("n_jobs", "return_as"), [(1, "list"), (2, "list"), (2, "generator"), (2, "generator_unordered")]
+)
+def test_delayed_holds_the_programs_callable_no_longer_than_its_call(n_jobs, return_as):
+    # delayed() reuses the function it made last; kept after the call, it held a bound
+    # method's object (a model, its arrays, a file it owns), a closure's values and, through a
+    # function of the script, __main__'s globals, whose __del__ then never ran at exit
+    model = _Model()
+    gone = weakref.ref(model)
+    out = Parallel(n_jobs=n_jobs, return_as=return_as)(delayed(model.predict)(i) for i in range(4))
+    assert sorted(out) == [1, 2, 3, 4]
+    del model, out
+    gc.collect()
+    assert gone() is None
 
 
 def test_effective_n_jobs_follows_parallel_config():

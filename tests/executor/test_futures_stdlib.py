@@ -662,6 +662,28 @@ def test_a_finished_call_frees_what_its_function_holds_with_no_later_submit(how)
             gc.enable()
 
 
+_NAMESPACE_CODE = """
+def scaled(x):
+    return x * len(data)
+"""
+
+
+def test_a_function_of_an_exec_namespace_does_not_keep_the_namespace_once_dropped():
+    # The executor's table of functions held, by a weakref.finalize on the function, the
+    # objects its key names, its globals among them: the namespace held the function by its
+    # name, so neither ever died, and the namespace's data lived as long as the process (a
+    # notebook's or a tool's exec namespace; __main__'s at the exit, its __del__ never run).
+    # (The standard library's pool cannot pickle such a function: the process stays as is.)
+    with Executor(1) as ex:
+        namespace = {"data": HeldList([1, 2])}
+        exec(_NAMESPACE_CODE, namespace)
+        ref = weakref.ref(namespace["data"])
+        assert ex.submit(namespace["scaled"], 3).result() == 6
+        del namespace
+        gc.collect()
+        assert ref() is None
+
+
 @pytest.mark.parametrize("cls", [ProcessPoolExecutor, Executor])
 @pytest.mark.parametrize("chunksize", [1, 3])
 def test_map_does_not_keep_a_result_it_yielded(cls, chunksize):

@@ -673,8 +673,13 @@ class FunctionTable:
             self._keep.append(referents)
             return
         # what the key's ids refer to besides the function: held with it (it holds them too,
-        # unless a cell or its defaults are rebound: then as here, their ids stay unique)
-        rest = referents[1:] if type(referents) is tuple else None
+        # unless a cell or its defaults are rebound: then as here, their ids stay unique).
+        # Not its globals: it holds them for its life (``__globals__`` cannot be rebound), and
+        # held here (``weakref.finalize`` keeps its arguments until the function dies) they
+        # held the function through its own name in them: a function of an ``exec``
+        # namespace kept that namespace and its data alive for good, and ``__main__``'s
+        # objects were never collected at the exit (their ``__del__`` never ran)
+        rest = (referents[1], *referents[3:]) if type(referents) is tuple else None
         weakref.finalize(func, _forget, weakref.ref(self), ident, spec, rest).atexit = False
 
     def _note_states(self, ident: Any, spec: FuncSpec) -> None:

@@ -186,6 +186,25 @@ def _exit_hook() -> None:
         return
     wait_at_exit()
     lokycompat.run_late_exit_hooks()
+    _forget_the_program()
+
+
+def _forget_the_program() -> None:
+    """At exit, no call running, the pools stopped (whichever the backend): drop what the
+    parent's caches hold of the program (the script's namespace, its modules, its functions'
+    bytes kept, the function ``delayed`` made last). Held by picklepool's modules, which the
+    interpreter clears last, they outlived the collection that follows the modules' removal
+    from ``sys.modules``: ``__main__``'s objects were never collected, their ``__del__``
+    never ran (a buffer not flushed, a temporary folder left behind)."""
+    from ..workers import moduleglobals
+    from . import reloaded, unchanged
+    from .delayed import forget as forget_delayed
+
+    for forget in (moduleglobals.forget, reloaded.forget, unchanged.forget, forget_delayed):
+        try:
+            forget()
+        except Exception:  # noqa: BLE001 - at exit: the pools are stopped anyway
+            pass
 
 
 def reading(token: int) -> None:

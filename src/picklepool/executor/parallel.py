@@ -21,6 +21,7 @@ from . import descriptors, limits, memory, ongoing
 from .backend import Backend
 from .backends import BACKENDS, make_backend, prepare
 from .batching import AutoBatcher, FixedBatcher
+from .delayed import forget as forget_delayed
 from .joblib_backends import from_joblib, warn_ignored, warn_maxtasksperchild
 from .progress import VerboseLines, make_reporter
 from .unapplied import warn_unapplied
@@ -494,6 +495,7 @@ class Parallel:
 
     def _done(self) -> None:
         keptmodules.note()  # what the call imported, put back should sys.modules lose it
+        forget_delayed()  # the items' function, held no longer than their call
         with self._lock:
             self._running = False
             self._call_now = None

@@ -114,6 +114,18 @@ def generations() -> tuple[tuple[str, int], ...]:
     return _out
 
 
+def forget() -> None:
+    """Drop the modules held (the interpreter's exit, once no call runs): a module held here
+    outlived its removal from ``sys.modules`` and the collection that follows, and the cycles
+    through its namespace (``__main__``'s: its objects, their ``__del__``) then were never
+    collected."""
+    global _count, _out
+    _seen.clear()
+    _scanned.clear()
+    _marks.clear()
+    _count, _out = -1, ()
+
+
 def _autoreload_marks() -> dict[str, Any] | None:
     """IPython's ``%autoreload``: module name -> the file's time when it last updated it."""
     try:

@@ -605,6 +605,22 @@ def _script_frame_namespace(main: dict[str, Any]) -> dict[str, Any] | None:
     return found
 
 
+def forget() -> None:
+    """Drop what the parent holds of the program (the interpreter's exit, once no call
+    runs): the script's namespace, the user's modules and the values watched in them.
+    Held on, they outlived the modules' removal from ``sys.modules`` and the collection that
+    follows, and the cycles through ``__main__``'s namespace (its objects, their ``__del__``:
+    a file flushed, a temporary folder removed) were never collected."""
+    global _script, _cells_read, _modules_read, _modules_seen, _mods, _read, _sources
+    _script, _cells_read = (None, NOTHING), 0
+    _modules_read, _modules_seen = {}, 0
+    _imported_names.clear()
+    for kept in (_views, _held, _long, _slotted, _opaque, _spaces, _heads, _ran):
+        kept.clear()
+    _too_large.clear()
+    _mods, _read, _sources = (), (None, None), (None, ())
+
+
 def pickled() -> bytes | None:
     """``{(module, name): value}`` of the attributes the script (and the code of the user's
     modules) sets on the user's modules (name: ``"Class.attribute"`` for a class's), pickled
