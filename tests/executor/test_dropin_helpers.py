@@ -47,6 +47,29 @@ def test_delayed_holds_the_programs_callable_no_longer_than_its_call(n_jobs, ret
     assert gone() is None
 
 
+class _Progress:
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, done, total):
+        self.seen.append(done)
+
+
+def test_parallels_settings_hold_the_programs_objects_no_longer_than_its_instance():
+    # the settings a Parallel resolved were kept for the next Parallel of the same arguments,
+    # with the progress callable (and its object): alive after the call and the instance,
+    # until 64 other settings had pushed them out. (An initializer's arguments stay while its
+    # warm pool does: its workers were started with them, as loky's executor keeps them.)
+    held = _Progress()
+    gone = weakref.ref(held)
+    parallel = Parallel(n_jobs=2, progress=held)
+    assert parallel(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+    assert held.seen and held.seen[-1] == 3
+    del held, parallel
+    gc.collect()
+    assert gone() is None
+
+
 def test_effective_n_jobs_follows_parallel_config():
     assert effective_n_jobs(2) == 2
     with parallel_config(backend="threading", n_jobs=3):

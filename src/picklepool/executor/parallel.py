@@ -41,6 +41,18 @@ _DISPATCH = f"{__package__}.dispatch"  # imported by the first call (Parallel._m
 _resolved: dict[Any, tuple[Any, Settings]] = {}
 
 
+def _plain(s: Settings) -> bool:
+    """*s* holds none of the program's objects (a progress callable, an initializer and its
+    arguments, a pickler instance), which kept in ``_resolved`` stayed alive after the call
+    (a bound method's object, a closure's data) until 64 other settings had pushed them out."""
+    return (
+        not callable(s.progress)
+        and s.initializer is None
+        and not s.initargs
+        and (s.pickler is None or type(s.pickler) is str)
+    )
+
+
 def effective_n_jobs(n_jobs: Any = -1) -> int:
     """How many workers ``Parallel(n_jobs=n_jobs)`` would use here (joblib's helper).
 
@@ -394,7 +406,7 @@ class Parallel:
             s = hit[1]
         else:
             s = resolve_settings(self._args, BACKENDS, *where)
-            if key is not None:
+            if key is not None and _plain(s):
                 if len(_resolved) >= 64:
                     _resolved.clear()
                 _resolved[key] = (block, s)
