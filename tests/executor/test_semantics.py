@@ -529,7 +529,11 @@ def test_items_with_list_or_namedtuple_args_and_mapping_kwargs_run_as_in_joblib(
 
 
 def test_delayed_refuses_what_is_not_callable_where_it_is_given():
-    for bad in (5, None, "square", square(3)):
+    import importlib
+
+    # emptied, as after a call: delayed(None) found the empty cache's None, and returned it
+    importlib.import_module("picklepool.executor.delayed").forget()
+    for bad in (None, 5, None, "square", square(3)):
         with pytest.raises(TypeError, match=r"delayed\(\) needs a callable, but .* is not callable") as info:
             delayed(bad)
         assert f"type builtins.{type(bad).__qualname__}" in str(info.value)

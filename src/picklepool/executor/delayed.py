@@ -20,8 +20,10 @@ from typing import Any
 
 Task = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
-# (function, its delayed version) made last; one pair, replaced as a whole (thread-safe)
-_last: tuple[Any, Any] = (None, None)
+# (function, its delayed version) made last; one pair, replaced as a whole (thread-safe).
+# Empty: a sentinel no argument is (None there made delayed(None) return None, not raise)
+_NOTHING: Any = object()
+_last: tuple[Any, Any] = (_NOTHING, None)
 
 
 def _make(function: Callable[..., Any]) -> Callable[..., Task]:
@@ -38,7 +40,7 @@ def forget() -> None:
     """Drop the function :func:`delayed` made last (a ``Parallel`` call's end): the cache
     is for the items of one loop, not a reference to the program's objects for good."""
     global _last
-    _last = (None, None)
+    _last = (_NOTHING, None)
 
 
 def delayed(function: Callable[..., Any]) -> Callable[..., Task]:
