@@ -695,15 +695,19 @@ class Call(Channel):
         batch = Pending(seq, first, calls)  # the columns, not the caller's triples (functions.Calls)
         fut = batch.future = self.send(calls, first, calls)
         stop = self.stop_flag
+        # The callbacks hold the queue and the batch, not this call: the pool's thread runs
+        # them, and may still be unwinding from one as the caller's call returns, when the
+        # call's functions (a bound method's model, kept in self.table) were to go with it
+        put = self._done.put
         if stop is None:
-            fut.add_done_callback(lambda _f: self._done.put(batch))
+            fut.add_done_callback(lambda _f: put(batch))
             return batch
 
         def done(f: Future[Any]) -> None:
             # In-process: a failed batch (a task's error, its timeout) stops the call's tasks
             # not started yet at once, before its thread can take the next batch. Queued
             # first, so that the batches the flag stops are read after the failure.
-            self._done.put(batch)
+            put(batch)
             if f.cancelled() or f.exception() is not None or type(f.result()) is not Results:
                 stop.set()
 
@@ -886,7 +890,10 @@ class Call(Channel):
                 except TaskExitError as exc:
                     self._asyncio_ctrl_c(exc)
                     raise
-                batch.items = None  # arguments (and their shared-memory files) can go now
+                # its arguments (and their shared-memory files) can go now, and its future
+                # (whose callback holds the batch: a cycle) with the reply, by reference
+                # counting, as the pool's thread lets go of it, not at the next GC
+                batch.items = batch.future = None
                 del inflight[batch.seq]
                 self.batcher.record(batch.n, seconds)
                 completed += batch.n
