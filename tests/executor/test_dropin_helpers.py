@@ -47,6 +47,35 @@ def test_delayed_holds_the_programs_callable_no_longer_than_its_call(n_jobs, ret
     assert gone() is None
 
 
+def _batches_alive() -> int:
+    from picklepool.executor.replies import Pending
+
+    return sum(type(o) is Pending for o in gc.get_objects())
+
+
+def test_a_calls_batches_go_by_reference_counting_not_at_the_next_collection():
+    # each batch's future held its completion callback, which held the batch, which held the
+    # future back (with the reply's bytes) and, through the callback's call, the call's
+    # functions: a cycle, kept until the GC ran. A warm one-task call reads its reply in the
+    # calling thread (executor.lanes), which runs the callbacks: nothing is left unwinding
+    model = _Model()
+    Parallel(n_jobs=2)(delayed(model.predict)(i) for i in range(2))  # (its lanes open after it)
+    Parallel(n_jobs=2)([delayed(model.predict)(0)])
+    gone = weakref.ref(model)
+    gc.collect()
+    before = _batches_alive()
+    gc.disable()
+    try:
+        out = Parallel(n_jobs=2)([delayed(model.predict)(1)])
+        del model
+        assert out == [2]
+        assert _batches_alive() == before
+    finally:
+        gc.enable()
+    gc.collect()
+    assert gone() is None
+
+
 class _Progress:
     def __init__(self):
         self.seen = []

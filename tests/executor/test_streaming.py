@@ -10,6 +10,7 @@ from the DEBUG record ``executor.streaming`` writes.
 
 from __future__ import annotations
 
+import gc
 import glob
 import logging
 import os
@@ -17,6 +18,7 @@ import pickle
 import sys
 import threading
 import types
+import weakref
 
 import pytest
 
@@ -392,6 +394,31 @@ def test_outbound_close_removes_the_socket_and_ignores_a_late_future(outbound):
     assert not os.path.exists(outbound.path)
     fut.set_result(None)  # its callback must not write to the closed pipe
     outbound.close()  # twice is fine
+
+
+class _Reply:
+    """A batch's reply, whose life a weak reference shows."""
+
+
+def test_a_closed_stream_lets_its_batchs_future_and_reply_go_by_reference_counting(outbound):
+    # the future's callback holds the stream and the stream held the future: a cycle that
+    # kept the future's reply (a streamed task's result) until the GC ran
+    from concurrent.futures import Future
+
+    fut: Future = Future()
+    outbound._fut = fut  # (as send() ties them)
+    fut.add_done_callback(outbound._wake)
+    reply = _Reply()
+    gone = weakref.ref(reply)
+    fut.set_result(reply)
+    del reply
+    gc.disable()
+    try:
+        outbound.close()
+        del fut
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 def test_a_batch_streams_only_to_an_idle_worker_with_a_core_to_spare():

@@ -386,6 +386,9 @@ class Outbound:
             self._closed = True
             os.close(self._wake_r)
             os.close(self._wake_w)
+        # the batch's future holds this stream (its callback, _wake): a cycle, which kept the
+        # future and its reply (the task's result) until the GC ran
+        self._fut = None
         if self.connection is not None:
             self.connection.close()
         self._listener.close()
