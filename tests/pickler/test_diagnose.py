@@ -227,6 +227,39 @@ def test_main_function_under_pickle_is_explained_from_the_worker():
     assert "sends functions and classes by reference" in msg and "pickler='hybrid'" in msg
 
 
+def test_a_main_class_called_as_the_task_under_pickle_is_named_a_class():
+    # delayed(Model)(x): the worker could not rebuild a class, which the message called "the
+    # function __main__.Model" (and the parent's pickling error: "cannot pickle function")
+    proc = run_python(
+        """
+        from picklepool import Parallel, delayed
+
+        class Model:
+            def __init__(self, x):
+                self.x = x
+
+        class Holder:
+            rows = (i for i in range(3))
+
+        try:
+            Parallel(n_jobs=2, pickler="pickle")([delayed(Model)(1)])
+        except Exception as exc:
+            print(exc)
+        try:
+            Parallel(n_jobs=2)([delayed(Holder)()])
+        except Exception as exc:
+            print(exc)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("a worker could not rebuild the class __main__.Model of task 0: Model(1)")
+    assert "'Model' is defined in __main__ (your script), which workers do not import" in lines[0]
+    # and the parent's pickling error for such a class's attribute
+    head = "task 0: Holder(): cannot pickle class __main__.Holder.rows (type builtins.generator)"
+    assert lines[1].startswith(head)
+
+
 def test_main_class_in_args_under_pickle():
     proc = run_python(
         """

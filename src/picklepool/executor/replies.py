@@ -167,6 +167,22 @@ class NotLoaded(Exception):
     succeed or fail on its own (as with the standard library's executor)."""
 
 
+def _callables_noun(items: Sequence[Any] | None, names: list[str]) -> str:
+    """``class``/``classes`` when the *names* (``module.qualname``, as ``functions.label``
+    gives them) a worker could not rebuild are the batch's classes (``delayed(Model)(x)``),
+    else ``function``/``functions``."""
+    if type(items) is functions.Calls:
+        funcs: Sequence[Any] = items.funcs
+    elif type(items) is functions.Column:
+        funcs = [items.fn]
+    else:
+        funcs = [item[0] for item in items] if items else []
+    classes = {label(f) for f in funcs if isinstance(f, type)}
+    if all(n in classes for n in names):
+        return "class" if len(names) == 1 else "classes"
+    return "function" if len(names) == 1 else "functions"
+
+
 class ReplyReader:
     """Decodes the replies of one call; raises the errors they report."""
 
@@ -356,7 +372,8 @@ class ReplyReader:
             subject = f"the pickler {name!r} itself (its class must be importable in the workers)"
         elif what == "function":
             names = [n for n in failure.label.split(", ") if not n.startswith("picklepool.workers.")]
-            subject = f"the function {', '.join(names) or failure.label} of {batch.tasks()}"
+            noun = _callables_noun(batch.items, names or [failure.label])
+            subject = f"the {noun} {', '.join(names) or failure.label} of {batch.tasks()}"
         elif what == "arguments" and (culprit := self._unloadable(batch)) is not None:
             subject = f"the arguments of {batch.describe(culprit)}"
         else:
