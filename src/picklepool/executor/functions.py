@@ -631,8 +631,8 @@ class FunctionTable:
             except Exception as exc:
                 if interrupts.from_signal_handler(exc):
                     raise  # the program's signal handler's (a SIGALRM deadline), not the function's
-                kind = "class" if isinstance(func, type) else "function"
-                msg = explain(self.pickler, func, exc, root=f"{kind} {label(func)}")
+                noun = "class" if isinstance(func, type) else "function"
+                msg = explain(self.pickler, func, exc, root=f"{noun} {label(func)}")
                 raise pickling_error(f"{where()}: {msg}", exc) from exc
             key = content_key(data, repr(refs).encode())
             if by_value:
