@@ -213,8 +213,9 @@ class ReplyReader:
             raise
         if type(reply) is Captured:  # what the tasks printed, for this process's redirected streams
             write_back(reply.stdout, reply.stderr)
-            warnback.show(call.pickler, reply.warned)  # and the warnings they gave, for its own handling
-            logback.show(call.pickler, reply.logged)  # and their log records, for its loggers
+            # and their log records, for its loggers, with the warnings they gave, for its own
+            # handling, between them where the tasks gave them
+            logback.show(call.pickler, reply.logged, warnback.placed(call.pickler, reply.warned))
             reply = reply.reply
         if call.bytes_path:
             failure = decode_failure(reply)

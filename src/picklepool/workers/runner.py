@@ -325,8 +325,8 @@ def run_batch(batch: Batch) -> Any:
         elif capture[0] or capture[1] or record or log_parent is not None:
             with (
                 output.captured(capture, batch.session) as printed,
-                warnback.recorded(record, batch.session) as warned,
                 logback.collected(log_parent, batch.session) as logged,
+                warnback.recorded(record, batch.session, None if log_parent is None else logged) as warned,
             ):
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
         elif timeout is None and not batch.isolate:  # (_execute's commonest case, without its call)

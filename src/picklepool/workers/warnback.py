@@ -22,6 +22,7 @@ dask (a cluster's workers are shared).
 from __future__ import annotations
 
 import contextlib
+import functools
 import pickle
 import sys
 import warnings
@@ -46,7 +47,7 @@ def redirected() -> bool:
 
 
 @contextlib.contextmanager
-def recorded(record: bool, folder: str | None = None) -> Iterator[list[Any]]:
+def recorded(record: bool, folder: str | None = None, rows: list[Any] | None = None) -> Iterator[list[Any]]:
     """Inside, with *record*, the warnings shown are kept in the list it yields (as
     ``warnings.WarningMessage`` objects), not printed. *folder*: the session folder, where
     each is also written as it is kept (its texts, :func:`_plain`: ``workers.journal``), for
@@ -59,6 +60,10 @@ def recorded(record: bool, folder: str | None = None) -> Iterator[list[Any]]:
     (:func:`show`): this worker's, kept from an earlier call, held it back from every later
     recording block (a second test's ``pytest.warns``: "DID NOT WARN"), where in a loop each
     ``catch_warnings`` block starts afresh.
+
+    *rows*: the batch's log records as ``workers.logback`` keeps them; each warning notes how
+    many it followed (``_after``), so that the parent shows both in the order the tasks gave
+    them (:func:`placed`).
     """
     if not record:
         yield []
@@ -67,14 +72,17 @@ def recorded(record: bool, folder: str | None = None) -> Iterator[list[Any]]:
     saved = warnings.showwarning, getattr(warnings, "_showwarnmsg_impl", None)
     warnings.showwarning = getattr(warnings, "_showwarning_orig", warnings.showwarning)
     journal.use(folder)
-    if journal.path is None:
+    if journal.path is None and rows is None:
         warnings._showwarnmsg_impl = log.append  # type: ignore[attr-defined]
     else:
 
         def keep(w: Any) -> None:
+            if rows is not None:
+                w._after = len(rows)  # (the log records given before it)
             log.append(w)
-            with contextlib.suppress(Exception):  # (it still goes with the reply)
-                journal.write(WARNING, pickle.dumps(_plain(w), 5))
+            if journal.path is not None:
+                with contextlib.suppress(Exception):  # (it still goes with the reply)
+                    journal.write(WARNING, pickle.dumps(_plain(w), 5))
 
         warnings._showwarnmsg_impl = keep  # type: ignore[attr-defined]
     _registries_out_of_date()
@@ -110,10 +118,11 @@ def dumps(pickler: Any, log: list[Any]) -> bytes | None:
         return None
     items = [(w.message, w.category) for w in log]
     plain = [_plain(w) for w in log]
+    after = [getattr(w, "_after", None) for w in log]  # (the log records before each: recorded)
     try:  # all at once: a round trip per warning took 28 µs (100,000 warnings: 2.8 s)
         rich = bytes(pickler.dumps(items))
         pickler.loads(rich)
-        return bytes(pickler.dumps((rich, plain)))
+        return bytes(pickler.dumps((rich, plain, after)))
     except Exception:  # noqa: BLE001 - one of them cannot make the trip: found one by one
         pass
     kept = []
@@ -124,7 +133,7 @@ def dumps(pickler: Any, log: list[Any]) -> bytes | None:
             item = (f"{w.category.__name__}: {w.message}", UserWarning)
         kept.append(item)
     try:
-        return bytes(pickler.dumps((bytes(pickler.dumps(kept)), plain)))
+        return bytes(pickler.dumps((bytes(pickler.dumps(kept)), plain, after)))
     except Exception:  # noqa: BLE001 - as above, whatever the pickler does
         return None
 
@@ -148,7 +157,7 @@ def loads(pickler: Any, data: bytes) -> list[tuple[Any, ...]]:
     line)``; when the messages or categories cannot be rebuilt here, each one's text, of its
     category when this process has it loaded (a built-in one, a module's it imported),
     else as a ``UserWarning`` whose text names it."""
-    rich, plain = pickler.loads(data)
+    rich, plain, *_ = pickler.loads(data)
     try:
         items = pickler.loads(rich)
     except Exception:  # noqa: BLE001 - a class this process cannot load: their texts instead
@@ -214,6 +223,25 @@ def show(pickler: Any, data: bytes | None) -> None:
     except Exception:  # noqa: BLE001 - an odd pickler's bytes that it cannot load: not shown
         return
     _warn(items)
+
+
+def placed(pickler: Any, data: bytes | None) -> list[tuple[int, Any]]:
+    """The warnings a batch sent back (:func:`dumps`), each as ``(after, show)``: *after* the
+    number of the batch's log records the task gave before it, *show* a callable that shows
+    it as :func:`show` does. ``workers.logback.show`` calls each between the records, so that
+    a log file that gets both (``logging.captureWarnings(True)``) has them in the loop's order
+    (the warnings came first, all of them)."""
+    if not data:
+        return []
+    try:
+        items = loads(pickler, data)
+        after = pickler.loads(data)[2]
+    except Exception:  # noqa: BLE001 - an odd pickler's bytes that it cannot load: not shown
+        return []
+    return [
+        (n if type(n) is int else 0, functools.partial(_warn, [item]))
+        for item, n in zip(items, after, strict=True)
+    ]
 
 
 def show_journaled(data: bytes) -> None:
