@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from .journal import WARNING, journal
+from .journal import WARNING, journal, mark
 from .reloads import file_of
 
 
@@ -47,7 +47,7 @@ def redirected() -> bool:
 
 
 @contextlib.contextmanager
-def recorded(record: bool, folder: str | None = None, rows: list[Any] | None = None) -> Iterator[list[Any]]:
+def recorded(record: bool, folder: str | None = None) -> Iterator[list[Any]]:
     """Inside, with *record*, the warnings shown are kept in the list it yields (as
     ``warnings.WarningMessage`` objects), not printed. *folder*: the session folder, where
     each is also written as it is kept (its texts, :func:`_plain`: ``workers.journal``), for
@@ -60,10 +60,8 @@ def recorded(record: bool, folder: str | None = None, rows: list[Any] | None = N
     (:func:`show`): this worker's, kept from an earlier call, held it back from every later
     recording block (a second test's ``pytest.warns``: "DID NOT WARN"), where in a loop each
     ``catch_warnings`` block starts afresh.
-
-    *rows*: the batch's log records as ``workers.logback`` keeps them; each warning notes how
-    many it followed (``_after``), so that the parent shows both in the order the tasks gave
-    them (:func:`placed`).
+    Each is marked in the batch's order (``journal.mark``), so that the parent shows it
+    between what the tasks printed and logged where they gave it.
     """
     if not record:
         yield []
@@ -72,19 +70,15 @@ def recorded(record: bool, folder: str | None = None, rows: list[Any] | None = N
     saved = warnings.showwarning, getattr(warnings, "_showwarnmsg_impl", None)
     warnings.showwarning = getattr(warnings, "_showwarning_orig", warnings.showwarning)
     journal.use(folder)
-    if journal.path is None and rows is None:
-        warnings._showwarnmsg_impl = log.append  # type: ignore[attr-defined]
-    else:
 
-        def keep(w: Any) -> None:
-            if rows is not None:
-                w._after = len(rows)  # (the log records given before it)
-            log.append(w)
-            if journal.path is not None:
-                with contextlib.suppress(Exception):  # (it still goes with the reply)
-                    journal.write(WARNING, pickle.dumps(_plain(w), 5))
+    def keep(w: Any) -> None:
+        log.append(w)
+        mark(WARNING, len(log))
+        if journal.path is not None:
+            with contextlib.suppress(Exception):  # (it still goes with the reply)
+                journal.write(WARNING, pickle.dumps(_plain(w), 5))
 
-        warnings._showwarnmsg_impl = keep  # type: ignore[attr-defined]
+    warnings._showwarnmsg_impl = keep  # type: ignore[attr-defined]
     _registries_out_of_date()
     try:
         yield log
@@ -118,11 +112,10 @@ def dumps(pickler: Any, log: list[Any]) -> bytes | None:
         return None
     items = [(w.message, w.category) for w in log]
     plain = [_plain(w) for w in log]
-    after = [getattr(w, "_after", None) for w in log]  # (the log records before each: recorded)
     try:  # all at once: a round trip per warning took 28 µs (100,000 warnings: 2.8 s)
         rich = bytes(pickler.dumps(items))
         pickler.loads(rich)
-        return bytes(pickler.dumps((rich, plain, after)))
+        return bytes(pickler.dumps((rich, plain)))
     except Exception:  # noqa: BLE001 - one of them cannot make the trip: found one by one
         pass
     kept = []
@@ -133,7 +126,7 @@ def dumps(pickler: Any, log: list[Any]) -> bytes | None:
             item = (f"{w.category.__name__}: {w.message}", UserWarning)
         kept.append(item)
     try:
-        return bytes(pickler.dumps((bytes(pickler.dumps(kept)), plain, after)))
+        return bytes(pickler.dumps((bytes(pickler.dumps(kept)), plain)))
     except Exception:  # noqa: BLE001 - as above, whatever the pickler does
         return None
 
@@ -157,7 +150,7 @@ def loads(pickler: Any, data: bytes) -> list[tuple[Any, ...]]:
     line)``; when the messages or categories cannot be rebuilt here, each one's text, of its
     category when this process has it loaded (a built-in one, a module's it imported),
     else as a ``UserWarning`` whose text names it."""
-    rich, plain, *_ = pickler.loads(data)
+    rich, plain = pickler.loads(data)
     try:
         items = pickler.loads(rich)
     except Exception:  # noqa: BLE001 - a class this process cannot load: their texts instead
@@ -225,23 +218,17 @@ def show(pickler: Any, data: bytes | None) -> None:
     _warn(items)
 
 
-def placed(pickler: Any, data: bytes | None) -> list[tuple[int, Any]]:
-    """The warnings a batch sent back (:func:`dumps`), each as ``(after, show)``: *after* the
-    number of the batch's log records the task gave before it, *show* a callable that shows
-    it as :func:`show` does. ``workers.logback.show`` calls each between the records, so that
-    a log file that gets both (``logging.captureWarnings(True)``) has them in the loop's order
-    (the warnings came first, all of them)."""
+def each(pickler: Any, data: bytes | None) -> list[Any]:
+    """The warnings a batch sent back (:func:`dumps`), each as a callable that shows it as
+    :func:`show` does (``executor.printed.show`` calls them in the order the tasks gave
+    them, between their printed text and log records)."""
     if not data:
         return []
     try:
         items = loads(pickler, data)
-        after = pickler.loads(data)[2]
     except Exception:  # noqa: BLE001 - an odd pickler's bytes that it cannot load: not shown
         return []
-    return [
-        (n if type(n) is int else 0, functools.partial(_warn, [item]))
-        for item, n in zip(items, after, strict=True)
-    ]
+    return [functools.partial(_warn, [item]) for item in items]
 
 
 def show_journaled(data: bytes) -> None:
