@@ -394,6 +394,8 @@ class Captured(NamedTuple):
     stderr: str
     warned: bytes | None = None  # the warnings the tasks gave, for the parent to show (workers.warnback)
     logged: bytes | None = None  # the tasks' log records, for the parent's loggers (workers.logback)
+    # the order the tasks gave those in: [kind, count] runs (workers.journal.ordered), or None
+    order: list[list[int]] | None = None
 
 
 class TaskFailed(NamedTuple):

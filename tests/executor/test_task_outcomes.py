@@ -164,6 +164,19 @@ def test_an_unpicklable_attribute_is_left_out_the_type_and_the_rest_travel():
     assert not hasattr(err, "rows")
 
 
+def test_an_attribute_left_out_of_a_tasks_exception_is_named_in_a_note():
+    # `except HoldsAGenerator as e: e.rows` was an AttributeError with no word of why
+    err = _one(raise_with_unpicklable_attribute)
+    assert not hasattr(err, "rows")
+    left = [note for note in err.__notes__ if "left out" in note]
+    assert left == [
+        "(picklepool: the attribute rows (builtins.generator) of this HoldsAGenerator could not "
+        "be pickled in the worker, so it was left out; keep in the exception what pickles (an "
+        "address rather than a connection, a path rather than a file), or catch it in the task "
+        "and return what you need)"
+    ]
+
+
 def test_a_class_that_cannot_travel_comes_back_as_a_stand_in_of_its_nearest_base():
     err = _one(raise_a_local_class, pickler="pickle")
     assert isinstance(err, KeyError) and type(err).__name__ == "OnlyHere"

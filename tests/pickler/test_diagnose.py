@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import socket
 import sqlite3
@@ -11,7 +12,7 @@ import types
 
 import pytest
 
-from picklepool import Parallel, PicklingError, delayed
+from picklepool import Executor, Parallel, PicklingError, delayed
 from picklepool.errors import UnpicklingError
 from picklepool.pickler import get_pickler, locks
 from picklepool.pickler.diagnose import class_rebuilding, explain, find_culprit
@@ -179,6 +180,28 @@ def test_an_async_def_task_says_to_run_its_coroutine():
     assert "cannot pickle result (type builtins.coroutine)" in msg
     assert "an `async def` function" in msg
     assert "asyncio.run(_an_async_task(*args))" in msg
+
+
+def test_an_async_def_task_of_an_executor_or_asyncio_is_told_how_to_submit_its_runner():
+    # the fix said "then delayed(run)(...)" to a user of Executor.submit and run_in_executor
+    with Executor(max_workers=2) as ex:
+        with pytest.raises(PicklingError) as info:
+            ex.submit(_an_async_task, 1).result()
+
+        async def main():
+            return await asyncio.get_running_loop().run_in_executor(ex, _an_async_task, 2)
+
+        with pytest.raises(PicklingError) as in_asyncio:
+            asyncio.run(main())
+    for msg in (str(info.value), str(in_asyncio.value)):
+        assert "an `async def` function" in msg
+        assert "def run(*args): return asyncio.run(_an_async_task(*args))" in msg
+        assert "executor.submit(run, ...)" in msg
+        assert "loop.run_in_executor(executor, run, ...)" in msg
+    with Executor(max_workers=2) as ex, pytest.raises(PicklingError) as info:
+        ex.submit(_a_generator_task, 2).result()
+    assert "def run(*args): return list(_a_generator_task(*args))" in str(info.value)
+    assert "executor.submit(run, ...)" in str(info.value)
 
 
 def _a_generator_task(n):

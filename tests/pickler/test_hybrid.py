@@ -23,7 +23,7 @@ from picklepool import Parallel, delayed
 from picklepool.pickler import get_pickler, sentinels
 from picklepool.pickler.hybrid import HybridPickler, Pickler
 
-from ..conftest import run_python
+from ..conftest import prints_ok, run_python
 
 PICKLERS = ["pickle", "cloudpickle", "hybrid"]
 
@@ -2201,4 +2201,30 @@ def test_subclasses_of_module_property_classmethod_and_staticmethod_travel_with_
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == (
         "[('[0]', 'Config:km', 'kmkm', 0, 'cp'), ('[1]', 'Config:km', 'kmkm', 2, 'cp')]"
+    )
+
+
+def test_a_typed_dict_made_by_a_call_in_main_travels_by_value():
+    # TD = TypedDict("TD", {...}) has dict as its only base and no __orig_bases__: cloudpickle's
+    # copy asked its metaclass for a TypedDict deriving from dict, which it refuses, so no
+    # function of __main__ naming it could be sent (joblib fails the same way)
+    prints_ok(
+        """
+        import typing
+        import typing_extensions
+        from picklepool import Parallel, delayed
+
+        Movie = typing.TypedDict("Movie", {"title": str, "year": int}, total=False)
+        Row = typing_extensions.TypedDict("Row", {"id": int})
+
+        def describe(i):
+            return (Movie(title="x", year=i), Movie.__name__, Movie.__total__,
+                    sorted(Movie.__optional_keys__), sorted(Movie.__annotations__),
+                    sorted(Row.__required_keys__), Row(id=i))
+
+        if __name__ == "__main__":
+            here = [describe(i) for i in range(3)]
+            assert Parallel(n_jobs=2)(delayed(describe)(i) for i in range(3)) == here
+            print("ok")
+        """
     )

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import pickle
+import warnings
 
 import pytest
 
@@ -710,3 +711,46 @@ def test_what_a_task_logged_before_its_worker_died_is_shown_once(death):
     assert lines.count("LOGGED app before 1") == 1, proc.stdout
     assert lines.count("LOGGED app before 0") == 3, proc.stdout
     assert lines.count("LOGGED app before 2") in (2, 3) and lines.count("LOGGED app before 3") <= 1
+
+
+def _log_and_warn(i):
+    named = logging.getLogger("picklepool.tests.logback")
+    named.info("first %d", i)
+    warnings.warn(f"then a warning {i}", UserWarning, stacklevel=1)
+    named.info("after the warning %d", i)
+    named.info("and another %d", i)
+    warnings.warn(f"last a warning {i}", UserWarning, stacklevel=1)
+    return i
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_tasks_warnings_reach_a_log_that_gets_both_in_the_order_they_were_given(n_jobs):
+    # with logging.captureWarnings(True), a task's warnings and its log records go to the same
+    # handlers: a worker's batch sent both back, and the parent showed all the warnings first
+    got: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            got.append(record.getMessage().splitlines()[0].rsplit(": ", 1)[-1])
+
+    handler = Keep()
+    root, named = logging.getLogger(), logging.getLogger("picklepool.tests.logback")
+    root.addHandler(handler)
+    old = named.level
+    named.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            assert Parallel(n_jobs=n_jobs)([delayed(_log_and_warn)(0)]) == [0]
+            with Executor(max_workers=2) as ex:
+                assert ex.submit(_log_and_warn, 1).result() == 1
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        named.setLevel(old)
+    assert got == [
+        f"{text} {i}"
+        for i in (0, 1)
+        for text in ("first", "then a warning", "after the warning", "and another", "last a warning")
+    ]

@@ -899,6 +899,32 @@ def test_a_call_leaves_the_parents_temp_folder_free_to_follow_tmpdir(tmp_path):
     assert out.stdout.splitlines() == ["[0, 1, 2, 3] None", str(tmp_path), str([str(tmp_path)])]
 
 
+def test_a_workers_temp_folder_follows_a_tmpdir_the_parent_set_after_the_worker_chose_its_own(tmp_path):
+    # a worker whose tempfile had chosen its folder (a task's temporary file, /tmp) kept it
+    # once the parent set TMPDIR: the loop's tasks wrote to the new folder, the workers' to /tmp
+    out = run_python(
+        f"""
+        import os, tempfile
+        from picklepool import Parallel, delayed
+
+        def where(_):
+            with tempfile.NamedTemporaryFile() as f:
+                return os.path.dirname(f.name)
+
+        first = set(Parallel(n_jobs=2, batch_size=1)(delayed(where)(i) for i in range(4)))
+        print(first == {{os.path.abspath(tempfile._candidate_tempdir_list()[0])}})
+        os.environ["TMPDIR"] = {str(tmp_path)!r}
+        print(where(0))
+        print(sorted(set(Parallel(n_jobs=2, batch_size=1)(delayed(where)(i) for i in range(4)))))
+        del os.environ["TMPDIR"]
+        again = set(Parallel(n_jobs=2, batch_size=1)(delayed(where)(i) for i in range(4)))
+        print(again == {{where(0)}})
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["True", str(tmp_path), str([str(tmp_path)]), "True"]
+
+
 _SETTINGS_SCRIPT = """
 import csv, decimal, os, socket, sys, warnings
 import picklepool

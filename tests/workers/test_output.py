@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import sys
+import warnings
 
 import pytest
 
@@ -309,3 +311,42 @@ def test_what_a_task_printed_before_its_worker_died_reaches_the_redirected_strea
     assert sorted(out[5:7]) == ["before 0", "before 2"] and out[7:] == ["[0, 2]"], proc.stdout
     assert err == ["about to die"], proc.stdout
     assert warned == [("RuntimeWarning", "warned 1")], proc.stdout
+
+
+def _print_log_and_warn(i):
+    print(f"print {i}")
+    logging.getLogger("picklepool.tests.output").warning("record %d", i)
+    print(f"to stderr {i}", file=sys.stderr)
+    warnings.warn(f"warning {i}", UserWarning, stacklevel=1)
+    print("é\udcff", i)  # (bytes that are no text keep their place too)
+    logging.getLogger("picklepool.tests.output").warning("last %d", i)
+    return i
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_notebooks_cell_gets_the_prints_records_and_warnings_in_the_order_given(n_jobs):
+    # one output area for both streams and the log handler (a notebook's cell): a worker's
+    # batch gave all it printed to stdout, then to stderr, then the warnings, then the records
+    cell = io.StringIO()
+    handler = logging.StreamHandler(cell)
+    handler.setFormatter(logging.Formatter("LOG %(message)s"))
+    named, warned = logging.getLogger("picklepool.tests.output"), logging.getLogger("py.warnings")
+    named.addHandler(handler)
+    warned.addHandler(handler)  # (pytest records the warnings shown: through logging here)
+    logging.captureWarnings(True)
+    try:
+        with contextlib.redirect_stdout(cell), contextlib.redirect_stderr(cell), warnings.catch_warnings():
+            warnings.simplefilter("always")
+            assert Parallel(n_jobs=n_jobs)([delayed(_print_log_and_warn)(0)]) == [0]
+            with Executor(max_workers=2) as ex:
+                assert ex.submit(_print_log_and_warn, 1).result() == 1
+    finally:
+        logging.captureWarnings(False)
+        named.removeHandler(handler)
+        warned.removeHandler(handler)
+    lines = [line for line in cell.getvalue().splitlines() if line.strip() and not line.startswith(" ")]
+    assert [line.rsplit(": ", 1)[-1] for line in lines] == [
+        text.format(i)
+        for i in (0, 1)
+        for text in ("print {}", "LOG record {}", "to stderr {}", "warning {}", "é\udcff {}", "LOG last {}")
+    ]

@@ -11,8 +11,46 @@ import contextlib
 import sys
 from typing import Any
 
-from ..workers.journal import STDERR, STDOUT
+from ..wire import Captured
+from ..workers import logback, warnback
+from ..workers.journal import LOG, STDERR, STDOUT, WARNING
 from ..workers.output import write_text
+
+
+def show_captured(pickler: Any, captured: Captured) -> None:
+    """What a batch's tasks printed (to this process's redirected streams), the warnings they
+    gave (shown as here, ``workers.warnback``) and their log records (for this process's
+    loggers, ``workers.logback``), in the order the tasks gave them (``captured.order``: a
+    notebook's cell showed all the prints, then all the warnings, then the records; a log
+    file that gets the warnings, ``logging.captureWarnings(True)``, all of them first)."""
+    order = captured.order
+    if not order:
+        write_back(captured.stdout, captured.stderr)
+        warnback.show(pickler, captured.warned)
+        logback.show(pickler, captured.logged)
+        return
+    raw = [
+        captured.stdout.encode("utf-8", "surrogateescape"),
+        captured.stderr.encode("utf-8", "surrogateescape"),
+    ]
+    shows = {LOG: logback.each(pickler, captured.logged), WARNING: warnback.each(pickler, captured.warned)}
+    done = dict.fromkeys((LOG, STDOUT, STDERR, WARNING), 0)
+    for kind, count in [*order, *([k, -1] for k in (STDOUT, STDERR, WARNING, LOG))]:  # (then what is left)
+        start = done[kind]
+        if kind in shows:
+            end = len(shows[kind]) if count < 0 else count
+            for show in shows[kind][start:end]:
+                show()
+        else:
+            data = raw[kind == STDERR]
+            end = len(data) if count < 0 else count
+            if end > start:
+                text = data[start:end].decode("utf-8", "surrogateescape")
+                if kind == STDOUT:
+                    write_back(text, "")
+                else:
+                    write_back("", text)
+        done[kind] = max(start, end)
 
 
 def write_back(stdout: str, stderr: str) -> None:

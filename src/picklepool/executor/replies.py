@@ -41,7 +41,7 @@ from ..pickler.diagnose import class_rebuilding
 from ..pickler.homes import import_advice
 from ..pickler.mainalias import main_by_another_name
 from ..wire import Cancelled, Captured, Failure, Results, TaskFailed, add_note, decode_failure, unpack_reply
-from ..workers import builtinnames, logback, mirror, warnback
+from ..workers import builtinnames, mirror
 from ..workers.control import DUMPING, LOADING
 from ..workers.prologue import INITIALIZER_FIX, initializer_failure
 from ..workers.runner import first_unloadable
@@ -49,7 +49,7 @@ from ..workers.tasks import TIMEOUT_ADVICE
 from . import clusteradvice, functions, leftovers, reaper
 from .exitcodes import crash_advice, pickling_fault
 from .functions import describe_task, label
-from .printed import write_back
+from .printed import show_captured
 
 _EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
 # what to do about a task's StopIteration (a Parallel call's, an Executor map's)
@@ -228,9 +228,9 @@ class ReplyReader:
                 raise self.crash_error(batch, exc) from exc
             raise
         if type(reply) is Captured:  # what the tasks printed, for this process's redirected streams
-            write_back(reply.stdout, reply.stderr)
-            warnback.show(call.pickler, reply.warned)  # and the warnings they gave, for its own handling
-            logback.show(call.pickler, reply.logged)  # and their log records, for its loggers
+            # with the warnings they gave, for its own handling, and their log records, for its
+            # loggers, in the order the tasks gave them
+            show_captured(call.pickler, reply)
             reply = reply.reply
         if call.bytes_path:
             failure = decode_failure(reply)

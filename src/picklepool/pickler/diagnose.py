@@ -447,6 +447,11 @@ def _by_name(pickler_name: str, culprit: Any) -> bool:
     return pickler_name not in ("hybrid", "cloudpickle") and _hybrid_takes(culprit)
 
 
+# how a task's function is replaced, for each way of making calls (the result's error does
+# not know which made it: "delayed(run)" alone misled an Executor's, or asyncio's, user)
+_IN_ITS_PLACE = "delayed(run)(...), executor.submit(run, ...), loop.run_in_executor(executor, run, ...)"
+
+
 def fix(
     pickler_name: str,
     culprit: Any,
@@ -504,7 +509,8 @@ def fix(
                 f"Fix: {made} is a generator function (it uses yield): calling it only made "
                 f"the generator {made}(), which nothing iterated; return list({made}(...)) "
                 f"instead. If it is the task's function itself, use a plain function that runs "
-                f"it: `def run(*args): return list({made}(*args))`, then delayed(run)(...)."
+                f"it: `def run(*args): return list({made}(*args))`, and call run in its place "
+                f"({_IN_ITS_PLACE})."
             )
         return (
             f"Fix: a generator cannot be pickled; {give} list(generator) instead, or "
@@ -516,7 +522,8 @@ def fix(
             return (
                 f"Fix: the task's function is an `async def` function: calling it only made the "
                 f"coroutine {made}(), which nothing awaited. Use a plain function that runs it: "
-                f"`def run(*args): return asyncio.run({made}(*args))`, then delayed(run)(...)."
+                f"`def run(*args): return asyncio.run({made}(*args))`, and call run in its place "
+                f"({_IN_ITS_PLACE})."
             )
         return (
             f"Fix: a coroutine ({made}(), never awaited) cannot be pickled; {give} its arguments "

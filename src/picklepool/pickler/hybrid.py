@@ -286,6 +286,19 @@ _MAKE_SKELETON_CLASS = getattr(cloudpickle.cloudpickle, "_make_skeleton_class", 
 _MAKE_SKELETON_ENUM = getattr(cloudpickle.cloudpickle, "_make_skeleton_enum", None)
 
 
+def _typed_dict_bases(cls: type, bases: Any) -> Any:
+    """*bases* of the skeleton of by-value class *cls*; ``(TypedDict,)`` for a ``TypedDict``
+    made by a call (``TD = TypedDict("TD", {"a": int})``), whose only base is ``dict`` and
+    which has no ``__orig_bases__`` for cloudpickle to take: its metaclass refused ``dict``
+    in the worker ("cannot inherit from both a TypedDict type and a non-TypedDict base
+    class"), so no function of ``__main__`` naming it could be sent (under joblib neither)."""
+    meta = type(cls)
+    if meta.__name__ != "_TypedDictMeta" or bases != (dict,) or "__orig_bases__" in cls.__dict__:
+        return bases
+    typed_dict = getattr(sys.modules.get(meta.__module__), "TypedDict", None)
+    return (typed_dict,) if typed_dict is not None else bases
+
+
 def _reduce_class(pickler: Pickler, obj: Any) -> Any:
     """cloudpickle's reduction, with a by-value class's ``__slots__`` made where it is rebuilt.
 
@@ -343,8 +356,9 @@ def _reduce_class(pickler: Pickler, obj: Any) -> Any:
                 rv = _with_fields_set_once(rv)
             type_kwargs.update(layout)
             rv = _without_ctypes_fields(rv, layout)
-        if type_kwargs != newargs[3]:
-            rv = (rv[0], (*newargs[:3], type_kwargs, *newargs[4:]), *rv[2:])
+        bases = _typed_dict_bases(obj, newargs[2])
+        if type_kwargs != newargs[3] or bases is not newargs[2]:
+            rv = (rv[0], (*newargs[:2], bases, type_kwargs, *newargs[4:]), *rv[2:])
     elif type(rv) is tuple and rv and rv[0] is _MAKE_SKELETON_ENUM and _MAKE_SKELETON_ENUM is not None:
         newargs = rv[1]  # (bases, name, qualname, members, module, class_tracker_id, extra)
         every = getattr(obj, "__members__", None)

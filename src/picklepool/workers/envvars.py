@@ -89,6 +89,11 @@ def rebase() -> None:
             _set(name, value)
 
 
+def differs(data: bytes | None) -> bool:
+    """Whether :func:`apply` of *data* may change this worker's variables."""
+    return data != _applied or (data is not None and any(os.environ.get(k) != v for k, v in _wanted.items()))
+
+
 def apply(data: bytes | None) -> None:
     """Make this worker's variables those pickled in *data* (None: the parent changed none),
     and put back the worker's own value of one set for an earlier batch that is not in it."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+from collections.abc import Iterator
 from multiprocessing.util import Finalize
 
 NAME = "j{pid}"
@@ -78,6 +79,37 @@ def _remove(path: str) -> None:
 
 
 journal = _Journal()  # this worker's
+
+
+# the running batch's order of what it gave (:func:`ordered`), while it collects more than one kind
+_order: list[list[int]] | None = None
+
+
+@contextlib.contextmanager
+def ordered() -> Iterator[list[list[int]]]:
+    """Inside, what the batch's tasks give the parent (printed text, log records, warnings:
+    :func:`mark`) is noted in the order they give it, in the list it yields: ``[kind,
+    count]`` runs, *count* the number of that kind (bytes of a stream, records, warnings)
+    given by the run's end, so that the parent gives them back in that order
+    (``executor.printed.show``), not each kind in turn."""
+    global _order
+    order: list[list[int]] = []
+    outer, _order = _order, order
+    try:
+        yield order
+    finally:
+        _order = outer  # (a batch run inside another's task: the outer one's again)
+
+
+def mark(kind: int, count: int) -> None:
+    """*count* of *kind* (:data:`LOG`, :data:`STDOUT`, :data:`STDERR`, :data:`WARNING`) were
+    given so far in the running batch (:func:`ordered`)."""
+    order = _order
+    if order is not None:
+        if order and order[-1][0] == kind:
+            order[-1][1] = count
+        else:
+            order.append([kind, count])
 
 
 def read(folder: str, pid: int) -> list[tuple[int, bytes]]:

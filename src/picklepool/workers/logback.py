@@ -44,7 +44,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import following
-from .journal import LOG, journal
+from .journal import LOG, journal, mark
 
 # a level no record reaches: a logger whose records the parent never shows
 NEVER = sys.maxsize
@@ -424,6 +424,7 @@ class _Collector(logging.Handler):
         if len(attrs) != len(_RECORD):  # (an extra= value, an attribute a filter set)
             extra = {k: v for k, v in attrs.items() if k not in _STANDARD} or None
         self.rows.append((message, *values, extra, shown or None))
+        mark(LOG, len(self.rows))  # (its place among what the batch prints and warns)
         if journal.path is not None:
             _journaled((message, *values, extra, shown or None))
 
@@ -567,6 +568,28 @@ def show(pickler: Any, data: bytes | None) -> None:
         except Exception:  # noqa: BLE001 - a class this process cannot load: their texts
             others = apart[1]
     _show_rows(keys, rows, others)
+
+
+def each(pickler: Any, data: bytes | None) -> list[Any]:
+    """The records a batch sent back (:func:`dumps`), each as a callable that hands it on as
+    :func:`show` does (``executor.printed.show`` calls them in the order the tasks gave them,
+    between their printed text and warnings)."""
+    if not data:
+        return []
+    try:
+        keys, rows, apart = pickler.loads(data)
+    except Exception:  # noqa: BLE001 - an odd pickler's bytes that it cannot load
+        return []
+    others: dict[int, Any] = {}
+    if apart is not None:
+        try:
+            others = pickler.loads(apart[0]) if apart[0] is not None else apart[1]
+        except Exception:  # noqa: BLE001 - a class this process cannot load: their texts
+            others = apart[1]
+    return [
+        functools.partial(_show_rows, keys, [row], {0: others[i]} if i in others else {})
+        for i, row in enumerate(rows)
+    ]
 
 
 def _show_rows(keys: Sequence[str], rows: list[Any], others: dict[int, Any]) -> None:

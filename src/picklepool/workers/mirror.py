@@ -167,7 +167,15 @@ def apply(state: ParentState) -> None:
         if following.generation == generation:
             _followed = (following._seen, generation, values)
     registrations.apply(state.reducers)
-    envvars.apply(state.environ)
+    if envvars.differs(state.environ):
+        chosen = _tempdir_chosen() if state.io_defaults[1] is None else None
+        envvars.apply(state.environ)
+        if chosen is not None and chosen != _first_tempdir():
+            # tempfile chose its folder from the worker's TMPDIR (TEMP, TMP) as it was: it
+            # chooses again from the parent's, as the parent's tempfile, which had not chosen
+            # yet, did (a task's temporary files went to /tmp after os.environ["TMPDIR"] = ...)
+            temp: Any = sys.modules["tempfile"]
+            temp.tempdir = None
     locales.apply(state.locale)
     argv = state.argv
     if tuple(sys.argv) != argv:
@@ -473,7 +481,26 @@ def io_defaults() -> tuple[float | None, Any, int | None]:
     )
 
 
-_default_tempdir: tuple[Any, Any] = (None, None)  # (tempfile.tempdir, whether tempfile chose it)
+# ((tempfile.tempdir, TMPDIR, TEMP, TMP), whether tempfile chose it)
+_default_tempdir: tuple[Any, Any] = (None, None)
+
+
+def _first_tempdir() -> str | None:
+    """The folder ``tempfile`` would choose first now (its first candidate: ``TMPDIR``,
+    ``TEMP``, ``TMP``, then the platform's), or None when it cannot say."""
+    temp: Any = sys.modules.get("tempfile")
+    try:
+        return os.path.abspath(temp._candidate_tempdir_list()[0])
+    except Exception:  # noqa: BLE001 - not imported, or a tempfile of another shape
+        return None
+
+
+def _tempdir_chosen() -> str | None:
+    """This process's ``tempfile.tempdir`` when ``tempfile`` chose it itself (it is its first
+    candidate), else None (unset, or set by the program: an initializer's scratch folder)."""
+    temp: Any = sys.modules.get("tempfile")
+    tempdir = getattr(temp, "tempdir", None)
+    return tempdir if isinstance(tempdir, str) and tempdir == _first_tempdir() else None
 
 
 def _set_by_program(tempdir: Any) -> Any:
@@ -485,14 +512,16 @@ def _set_by_program(tempdir: Any) -> Any:
     if not isinstance(tempdir, str):
         return _folder(tempdir)
     seen, chosen = _default_tempdir
-    if seen != tempdir:
+    environ = os.environ
+    seen_now = (tempdir, environ.get("TMPDIR"), environ.get("TEMP"), environ.get("TMP"))
+    if seen != seen_now:  # (tempfile's first candidate comes from those variables)
         temp: Any = sys.modules.get("tempfile")
         try:  # (the first candidate, as tempfile takes it when it can write there)
             first = os.path.abspath(temp._candidate_tempdir_list()[0])
         except Exception:  # noqa: BLE001 - a tempfile of another shape: the folder as it is
             first = None
         chosen = tempdir == first
-        _default_tempdir = (tempdir, chosen)
+        _default_tempdir = (seen_now, chosen)
     return None if chosen else tempdir
 
 

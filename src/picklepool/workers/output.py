@@ -33,7 +33,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from .journal import STDERR, STDOUT, journal
+from .journal import STDERR, STDOUT, journal, mark
 
 
 def write_text(stream: Any, text: str) -> None:
@@ -85,6 +85,7 @@ class _Sink(io.RawIOBase):
         if self._collecting():
             collected = self.collected
             collected += data  # type: ignore[operator]
+            mark(self.kind, len(collected))  # type: ignore[arg-type] # (its place among the batch's records and warnings)
             if journal.path is not None and b"\n" in data:
                 # for the parent, should this worker die before its reply: whole lines, one
                 # write each (print() writes its text and its end apart)

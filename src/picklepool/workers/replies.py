@@ -63,13 +63,32 @@ class _ExceptionParts:
     def __reduce__(self) -> Any:
         exc = self.exc
         state = {k: v for k, v in vars(exc).items() if k != "__notes__"}
-        if self.keep is not None:
-            state = {k: v for k, v in state.items() if self.keep(k, v)}
         notes = vars(exc).get("__notes__")  # (not getattr: a __getattr__ of its own may raise)
+        if self.keep is not None:
+            kept = {k: v for k, v in state.items() if self.keep(k, v)}
+            if len(kept) < len(state) and (notes is None or type(notes) is list):
+                # said in the parent: `e.conn` there was an AttributeError out of nowhere
+                notes = [
+                    *(notes or []),
+                    _left_out_note(exc, [(k, v) for k, v in state.items() if k not in kept]),
+                ]
+            state = kept
         native = native_parts(exc) if self.args is exc.args else None  # an OSError's filename...
         if self.context is not None:
             return rebuild_exception, (type(exc), self.args, state, notes, self.cause, native, self.context)
         return rebuild_exception, (type(exc), self.args, state, notes, self.cause, native)
+
+
+def _left_out_note(exc: BaseException, left: list[tuple[str, Any]]) -> str:
+    """The note of *exc* whose attributes *left* (name, value) could not make the trip."""
+    names = ", ".join(f"{k} ({type(v).__module__}.{type(v).__qualname__})" for k, v in left)
+    plural, were = ("s", "they were") if len(left) > 1 else ("", "it was")
+    return (
+        f"(picklepool: the attribute{plural} {names} of this {type(exc).__qualname__} could not "
+        f"be pickled in the worker, so {were} left out; keep in the exception what pickles (an "
+        "address rather than a connection, a path rather than a file), or catch it in the task "
+        "and return what you need)"
+    )
 
 
 def _group_args(pickler: Any, exc: BaseException, depth: int) -> Any:

@@ -46,6 +46,7 @@ from . import (
     contextvalues,
     control,
     joblibnest,
+    journal,
     logback,
     mainnames,
     mirror,
@@ -313,6 +314,7 @@ def run_batch(batch: Batch) -> Any:
     reducers = registrations.reducers()
     put = mainnames.enter(fns + reducers if reducers else fns)
     printed: list[str] = []
+    order: list[list[int]] = []  # (the order of what the tasks printed, warned, logged)
     warned: list[Any] = []
     logged: list[Any] = []
     try:
@@ -324,6 +326,7 @@ def run_batch(batch: Batch) -> Any:
                 outcome = _execute(batch, fns, fidx, args, kwargs, view, timeout)
         elif capture[0] or capture[1] or record or log_parent is not None:
             with (
+                journal.ordered() as order,
                 output.captured(capture, batch.session) as printed,
                 warnback.recorded(record, batch.session) as warned,
                 logback.collected(log_parent, batch.session) as logged,
@@ -357,7 +360,14 @@ def run_batch(batch: Batch) -> Any:
         # written to the parent's streams; the warnings shown there (workers.warnback), the
         # log records handed to its loggers (workers.logback)
         out, err = printed or ("", "")
-        reply = Captured(reply, out, err, warnback.dumps(pickler, warned), logback.dumps(pickler, logged))
+        reply = Captured(
+            reply,
+            out,
+            err,
+            warnback.dumps(pickler, warned),
+            logback.dumps(pickler, logged),
+            order if len(order) > 1 else None,
+        )
     status[1], status[3] = -1, control.RUNNING
     if limits is not None and limits.max_memory is not None:
         del args, kwargs, outcome

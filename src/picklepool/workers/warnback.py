@@ -22,13 +22,14 @@ dask (a cluster's workers are shared).
 from __future__ import annotations
 
 import contextlib
+import functools
 import pickle
 import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from .journal import WARNING, journal
+from .journal import WARNING, journal, mark
 from .reloads import file_of
 
 
@@ -59,6 +60,8 @@ def recorded(record: bool, folder: str | None = None) -> Iterator[list[Any]]:
     (:func:`show`): this worker's, kept from an earlier call, held it back from every later
     recording block (a second test's ``pytest.warns``: "DID NOT WARN"), where in a loop each
     ``catch_warnings`` block starts afresh.
+    Each is marked in the batch's order (``journal.mark``), so that the parent shows it
+    between what the tasks printed and logged where they gave it.
     """
     if not record:
         yield []
@@ -67,16 +70,15 @@ def recorded(record: bool, folder: str | None = None) -> Iterator[list[Any]]:
     saved = warnings.showwarning, getattr(warnings, "_showwarnmsg_impl", None)
     warnings.showwarning = getattr(warnings, "_showwarning_orig", warnings.showwarning)
     journal.use(folder)
-    if journal.path is None:
-        warnings._showwarnmsg_impl = log.append  # type: ignore[attr-defined]
-    else:
 
-        def keep(w: Any) -> None:
-            log.append(w)
+    def keep(w: Any) -> None:
+        log.append(w)
+        mark(WARNING, len(log))
+        if journal.path is not None:
             with contextlib.suppress(Exception):  # (it still goes with the reply)
                 journal.write(WARNING, pickle.dumps(_plain(w), 5))
 
-        warnings._showwarnmsg_impl = keep  # type: ignore[attr-defined]
+    warnings._showwarnmsg_impl = keep  # type: ignore[attr-defined]
     _registries_out_of_date()
     try:
         yield log
@@ -214,6 +216,19 @@ def show(pickler: Any, data: bytes | None) -> None:
     except Exception:  # noqa: BLE001 - an odd pickler's bytes that it cannot load: not shown
         return
     _warn(items)
+
+
+def each(pickler: Any, data: bytes | None) -> list[Any]:
+    """The warnings a batch sent back (:func:`dumps`), each as a callable that shows it as
+    :func:`show` does (``executor.printed.show`` calls them in the order the tasks gave
+    them, between their printed text and log records)."""
+    if not data:
+        return []
+    try:
+        items = loads(pickler, data)
+    except Exception:  # noqa: BLE001 - an odd pickler's bytes that it cannot load: not shown
+        return []
+    return [functools.partial(_warn, [item]) for item in items]
 
 
 def show_journaled(data: bytes) -> None:
