@@ -47,6 +47,37 @@ def test_delayed_holds_the_programs_callable_no_longer_than_its_call(n_jobs, ret
     assert gone() is None
 
 
+class _Held:
+    """An argument of the program's (a model, an array), watched through a weak reference."""
+
+
+def _fail_at_one(held, i):
+    if i == 1:
+        raise ValueError("task 1 failed")
+    return i
+
+
+@pytest.mark.parametrize("return_as", ["list", "generator", "generator_unordered"])
+def test_a_tasks_error_the_handler_keeps_holds_none_of_the_calls_arguments(return_as):
+    # The error's traceback held the call's loop (its frame): the batch whose task failed,
+    # the batches still in flight and the items pulled and not sent, with their arguments,
+    # alive as long as the program kept the error (joblib lets them go in generator mode)
+    watched = []
+
+    def held():
+        value = _Held()
+        watched.append(weakref.ref(value))
+        return value
+
+    tasks = (delayed(_fail_at_one)(held(), i) for i in range(6))
+    with pytest.raises(ValueError, match="task 1 failed") as caught:
+        list(Parallel(n_jobs=2, batch_size=1, return_as=return_as)(tasks))
+    del tasks
+    gc.collect()
+    assert caught.value.__traceback__ is not None  # still held, as a handler would
+    assert [ref() for ref in watched] == [None] * len(watched)
+
+
 class _Progress:
     def __init__(self):
         self.seen = []
