@@ -94,6 +94,34 @@ def test_a_timeout_the_task_swallows_is_still_a_timeout_in_a_thread():
         stop.set()
 
 
+def test_a_watched_batch_runs_none_of_its_tasks_after_one_failed():
+    # The path of a timeout in a thread (the threading backend, dask): the helper thread
+    # running the batch went on to its next task after one raised, until the watching
+    # thread had read that failure; the tasks after it ran (their side effects done,
+    # their results dropped), where a batch stops at its first failure. With the GIL kept
+    # by the helper (a long switch interval) it always went on.
+    ran = []
+
+    def fail():
+        ran.append(0)
+        raise ValueError("task 0 failed")
+
+    def record():
+        ran.append(len(ran))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(60)
+    try:
+        out = tasks.execute_watched([fail, record], (0, 1, 1), [(), (), ()], None, 970, None, 0, 60.0)
+    finally:
+        sys.setswitchinterval(interval)
+    for thread in threading.enumerate():
+        if thread.name == "picklepool-task-970":
+            thread.join()  # the helper is done: whatever it would run has run
+    assert type(out).__name__ == "TaskFailed" and isinstance(out.error, ValueError)
+    assert ran == [0]
+
+
 def hold_the_gil(i):
     if i == 1:  # a PyDLL call keeps the GIL: no other thread runs until it returns
         ctypes.PyDLL(None).usleep(1_000_000)

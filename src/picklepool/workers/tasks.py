@@ -514,6 +514,8 @@ def execute_watched(
                     funcs, one, (args[i],), kw, first + i, view, call_id, None, format_tb, mark, stop
                 )
                 outcomes.put((outcome, time.perf_counter() - began))
+                if type(outcome) is not Results:
+                    return  # the batch stops at its first failure, as execute's loop does
         except _Timeout:
             pass
         finally:
