@@ -419,7 +419,7 @@ def run_local(
         )
     nest = joblibnest.enter()  # on a pool thread: joblib code nests as in a joblib worker
     try:
-        outcome = execute(
+        return execute(
             funcs,
             fidx,
             args,
@@ -433,8 +433,9 @@ def run_local(
         )
     finally:
         joblibnest.leave(nest)
-    del funcs, args, kwargs  # a task's error holds this frame too (see execute)
-    return outcome
+        # a task's error holds this frame too (see execute); the outcome is no local of
+        # it (a cycle through the error's traceback: gone only at the next GC)
+        del funcs, args, kwargs
 
 
 def _alarm_is_free() -> bool:
