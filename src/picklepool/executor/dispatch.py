@@ -932,12 +932,16 @@ class Call(Channel):
                 self._cancel(inflight, hard=ctrl_c)
             # The error's traceback holds this frame (and the call): the tasks' arguments
             # it reaches (the batch read, those still in flight, those pulled and not sent)
+            # and results
             # would live as long as the error, which a handler keeps (`except E as e: log(e)`),
             # or the pool's work item of a batch still running after it; none is needed now
+            # (and the results read and not given yet: of the batches after one not read)
             for pending in inflight.values():
                 pending.items = None
             held.clear()
+            ready.clear()
             batch = items = head = None  # type: ignore[assignment]
+            results, out = [], []
             raise
         finally:
             if handoff is not None:
