@@ -76,6 +76,78 @@ def test_a_calls_batches_go_by_reference_counting_not_at_the_next_collection():
     assert gone() is None
 
 
+class _Held:
+    """An argument of the program's (a model, an array), watched through a weak reference."""
+
+
+def _fail_at_one(held, i):
+    if i == 1:
+        raise ValueError("task 1 failed")
+    return i
+
+
+@pytest.mark.parametrize("return_as", ["list", "generator", "generator_unordered"])
+def test_a_tasks_error_the_handler_keeps_holds_none_of_the_calls_arguments(return_as):
+    # The error's traceback held the call's loop (its frame): the batch whose task failed,
+    # the batches still in flight and the items pulled and not sent, with their arguments,
+    # alive as long as the program kept the error (joblib lets them go in generator mode)
+    watched = []
+
+    def held():
+        value = _Held()
+        watched.append(weakref.ref(value))
+        return value
+
+    tasks = (delayed(_fail_at_one)(held(), i) for i in range(6))
+    with pytest.raises(ValueError, match="task 1 failed") as caught:
+        list(Parallel(n_jobs=2, batch_size=1, return_as=return_as)(tasks))
+    del tasks
+    gc.collect()
+    assert caught.value.__traceback__ is not None  # still held, as a handler would
+    assert [ref() for ref in watched] == [None] * len(watched)
+
+
+_RESULTS: list[weakref.ref] = []  # the results made in this process (unpickled, or by a thread's task)
+
+
+class _Result:
+    """A task's result (an array, a fitted model), watched where it is made or unpickled."""
+
+    def __reduce__(self):
+        return (_result, ())
+
+
+def _result():
+    made = _Result()
+    _RESULTS.append(weakref.ref(made))
+    return made
+
+
+def _result_until_five(i):
+    if i == 5:
+        raise ValueError("task 5 failed")
+    return _result()
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading"])
+@pytest.mark.parametrize("return_as", ["list", "generator", "generator_unordered"])
+def test_a_tasks_error_the_handler_keeps_holds_none_of_the_results_before_it(backend, return_as):
+    # The error's traceback held the list of the results read before it (list), the batch
+    # of results given last (generators), and the results waiting for an earlier one: as
+    # many results (arrays, fitted models) alive as the call had read, for as long as the
+    # program kept the error. pre_dispatch=1: each batch is read before the next is sent,
+    # so tasks 0..4 are read before task 5 fails.
+    _RESULTS.clear()
+    parallel = Parallel(n_jobs=2, backend=backend, batch_size=1, pre_dispatch=1, return_as=return_as)
+    with pytest.raises(ValueError, match="task 5 failed") as caught:
+        for result in parallel(delayed(_result_until_five)(i) for i in range(8)):
+            del result  # (the loop's variable would hold the last one)
+    gc.collect()
+    assert caught.value.__traceback__ is not None  # still held, as a handler would
+    assert len(_RESULTS) == 5
+    assert [ref() for ref in _RESULTS] == [None] * 5
+
+
 class _Progress:
     def __init__(self):
         self.seen = []

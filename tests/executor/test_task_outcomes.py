@@ -10,10 +10,12 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
+import gc
 import os
 import sys
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -92,6 +94,69 @@ def test_a_timeout_the_task_swallows_is_still_a_timeout_in_a_thread():
         assert returned.wait(30)  # the task did swallow the interruption and return
     finally:
         stop.set()
+
+
+def test_a_watched_batch_runs_none_of_its_tasks_after_one_failed():
+    # The path of a timeout in a thread (the threading backend, dask): the helper thread
+    # running the batch went on to its next task after one raised, until the watching
+    # thread had read that failure; the tasks after it ran (their side effects done,
+    # their results dropped), where a batch stops at its first failure. With the GIL kept
+    # by the helper (a long switch interval) it always went on.
+    ran = []
+
+    def fail():
+        ran.append(0)
+        raise ValueError("task 0 failed")
+
+    def record():
+        ran.append(len(ran))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(60)
+    try:
+        out = tasks.execute_watched([fail, record], (0, 1, 1), [(), (), ()], None, 970, None, 0, 60.0)
+    finally:
+        sys.setswitchinterval(interval)
+    for thread in threading.enumerate():
+        if thread.name == "picklepool-task-970":
+            thread.join()  # the helper is done: whatever it would run has run
+    assert type(out).__name__ == "TaskFailed" and isinstance(out.error, ValueError)
+    assert ran == [0]
+
+
+class _Held:
+    """A task's argument (a model, an array), watched through a weak reference."""
+
+
+def _fail_at_one(held, i):
+    if i == 1:
+        raise ValueError("task 1 failed")
+    return held
+
+
+@pytest.mark.parametrize("runner", ["run_local", "execute_watched"])
+def test_a_tasks_error_in_this_process_holds_none_of_its_batchs_other_arguments(runner):
+    # In-process backends (threading, n_jobs=1 in a thread) keep the task's exception itself,
+    # whose traceback holds the batch's loop (workers.tasks.execute) and, through the
+    # task's frame, its callers': the other tasks' arguments and the results before it
+    # lived as long as the program kept the error. The failed task's own arguments stay
+    # with its frame, as in a loop.
+    watched = []
+
+    def batch():
+        values = [_Held() for _ in range(3)]
+        watched.extend(weakref.ref(v) for v in values)
+        return [(v, i) for i, v in enumerate(values)]
+
+    if runner == "run_local":
+        out = tasks.run_local([_fail_at_one], 0, batch(), None, 0, None)
+    else:
+        out = tasks.execute_watched(
+            [_fail_at_one], 0, batch(), None, 0, None, 0, 60.0, mark=False, format_tb=False
+        )
+    gc.collect()
+    assert isinstance(out.error, ValueError) and out.error.__traceback__ is not None
+    assert [ref() is not None for ref in watched] == [False, True, False]
 
 
 def hold_the_gil(i):

@@ -930,6 +930,17 @@ class Call(Channel):
             ctrl_c = isinstance(exc, KeyboardInterrupt) and not isinstance(exc, TaskExitError)
             if self.pid == forklocks.getpid():  # (a forked child's copy leaves the parent's call alone)
                 self._cancel(inflight, hard=ctrl_c)
+            # The error's traceback holds this frame (and the call): the tasks' arguments it
+            # reaches (the batch read, those still in flight, those pulled and not sent) and
+            # the results read and not given yet (of the batches after one not read) would
+            # live as long as the error, which a handler keeps (`except E as e: log(e)`), or
+            # the pool's work item of a batch still running after it; none is needed now
+            for pending in inflight.values():
+                pending.items = None
+            held.clear()
+            ready.clear()
+            batch = items = head = None  # type: ignore[assignment]
+            results, out = [], []
             raise
         finally:
             if handoff is not None:

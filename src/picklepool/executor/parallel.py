@@ -573,6 +573,9 @@ class Parallel:
                     out.extend(chunk)
                 failed = False
             finally:
+                if failed:  # the error's traceback holds this frame: not the results before it
+                    out.clear()
+                    chunk = []
                 self._call_now = None
                 if reporter is not None:
                     reporter.close()
@@ -749,6 +752,7 @@ def _flatten(
         ongoing.reading(token)
         for chunk in chunks:
             part, size = iter(chunk), len(chunk)
+            del chunk  # read: an error the next chunk raises, whose traceback holds this frame, not with it
             yield from part
             consumed, size = consumed + size, 0
             ongoing.reading(token)  # (before the next chunk is waited for)

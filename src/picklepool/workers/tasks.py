@@ -382,6 +382,11 @@ def execute(
             if _fired[0]:  # the interruption was turned into another exception
                 return _timed_out(i, timeout)
         tb = format_error(exc) if format_tb else ""
+        # The exception's traceback holds this frame, and the task's frame its caller's
+        # (run_local's, execute_watched's helper's): in the calling process, which keeps
+        # the exception itself, the other tasks' arguments and the results before it
+        # would live as long as the caller keeps the error
+        del args, kwargs, funcs, results, append
         return TaskFailed(i, exc, tb)
     finally:
         status[1] = -1
@@ -428,6 +433,9 @@ def run_local(
         )
     finally:
         joblibnest.leave(nest)
+        # a task's error holds this frame too (see execute); the outcome is no local of
+        # it (a cycle through the error's traceback: gone only at the next GC)
+        del funcs, args, kwargs
 
 
 def _alarm_is_free() -> bool:
@@ -514,6 +522,8 @@ def execute_watched(
                     funcs, one, (args[i],), kw, first + i, view, call_id, None, format_tb, mark, stop
                 )
                 outcomes.put((outcome, time.perf_counter() - began))
+                if type(outcome) is not Results:
+                    return  # the batch stops at its first failure, as execute's loop does
         except _Timeout:
             pass
         finally:
@@ -540,6 +550,9 @@ def execute_watched(
             return _timed_out(first + i, timeout, HELD_GIL)
         if type(outcome) is not Results:
             halt.set()
+            # the helper has stopped (its last task failed), and its frame, which a
+            # task's error holds (see execute), reaches the batch through this cell
+            del args
             return outcome
         results.extend(outcome.values)
     return Results(results, time.perf_counter() - start)
