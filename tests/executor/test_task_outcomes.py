@@ -242,6 +242,49 @@ def test_an_attribute_left_out_of_a_tasks_exception_is_named_in_a_note():
     ]
 
 
+class SlotsAConnection(ValueError):
+    __slots__ = ("code", "rows")
+
+    def __init__(self, code):
+        super().__init__(f"code {code}")
+        self.code = code
+        self.rows = (i for i in range(3))  # cannot be pickled
+
+
+def raise_with_unpicklable_slot():
+    raise SlotsAConnection(7)
+
+
+def raise_with_unpicklable_argument():
+    raise ValueError("bad rows", (i for i in range(3)))
+
+
+def test_a_value_left_out_of_a_tasks_exceptions_slots_or_args_is_named_in_a_note():
+    # A value in __slots__ that does not pickle made the whole exception a bare stand-in:
+    # its other slots lost too (`e.code` an AttributeError), with no word; an argument's
+    # repr took its place in args (`e.args[1]` a string, not the generator) with no word
+    err = _one(raise_with_unpicklable_slot)
+    assert type(err) is SlotsAConnection and str(err) == "code 7"
+    assert err.code == 7 and not hasattr(err, "rows")
+    left = [note for note in err.__notes__ if note.startswith("(picklepool:")]
+    assert left == [
+        "(picklepool: the attribute rows (builtins.generator) of this SlotsAConnection could not "
+        "be pickled in the worker, so it was left out; keep in the exception what pickles (an "
+        "address rather than a connection, a path rather than a file), or catch it in the task "
+        "and return what you need)"
+    ]
+    err = _one(raise_with_unpicklable_argument)
+    assert type(err) is ValueError and err.args[0] == "bad rows"
+    assert type(err.args[1]) is str and err.args[1].startswith("<generator object")
+    left = [note for note in err.__notes__ if note.startswith("(picklepool:")]
+    assert left == [
+        "(picklepool: the argument args[1] (builtins.generator) of this ValueError could not "
+        "be pickled in the worker, so its repr (a string) stands in its place; raise the "
+        "exception with what pickles (an address rather than a connection, a path rather than "
+        "a file), or catch it in the task and return what you need)"
+    ]
+
+
 def test_a_class_that_cannot_travel_comes_back_as_a_stand_in_of_its_nearest_base():
     err = _one(raise_a_local_class, pickler="pickle")
     assert isinstance(err, KeyError) and type(err).__name__ == "OnlyHere"

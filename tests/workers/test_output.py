@@ -350,3 +350,41 @@ def test_a_notebooks_cell_gets_the_prints_records_and_warnings_in_the_order_give
         for i in (0, 1)
         for text in ("print {}", "LOG record {}", "to stderr {}", "warning {}", "é\udcff {}", "LOG last {}")
     ]
+
+
+def test_an_unbuffered_workers_print_reaches_its_stream_as_one_whole_line():
+    # PYTHONUNBUFFERED=1 (python -u, as Docker images set): a worker's print() wrote its
+    # text and its end apart, straight to the descriptor the workers share, so two tasks'
+    # lines came cut and mixed in the log ("task 5 line 0task 6 line 0", then two ends)
+    proc = run_python(
+        """
+        import os, sys
+        from picklepool import Parallel, delayed
+
+        def part_then_end():
+            r, w = os.pipe()
+            saved = os.dup(1)
+            sys.stdout.flush()
+            os.dup2(w, 1)
+            try:
+                sys.stdout.write("part")
+                os.set_blocking(r, False)
+                try:
+                    early = os.read(r, 100)
+                except BlockingIOError:
+                    early = b""
+                sys.stdout.write(" end\\n")
+                late = os.read(r, 100)
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+                for fd in (saved, w, r):
+                    os.close(fd)
+            return early, late
+
+        print(Parallel(n_jobs=2)(delayed(part_then_end)() for _ in range(2)))
+        """,
+        env={"PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str([(b"", b"part end\n")] * 2)

@@ -215,6 +215,13 @@ def _standard_streams(opened: set[int]) -> None:
             stream = _new_stream(fd)
         elif fd == 1:
             stream.reconfigure(line_buffering=os.isatty(1))
+        if fd and getattr(stream, "write_through", False):
+            # unbuffered (python -u, PYTHONUNBUFFERED=1, as Docker images set): print() writes
+            # its text and its end apart, straight to the descriptor, and the workers share it:
+            # two tasks' lines came cut and mixed ("task 5 line 0task 6 line 0", then two ends).
+            # Line-buffered, each line goes out whole as soon as it ends, as the loop's lines
+            # reach the log; a partial line at the next line's end, a flush() or the batch's end
+            stream.reconfigure(write_through=False, line_buffering=True)
         setattr(sys, name, stream)
         setattr(sys, f"__{name}__", stream)
 

@@ -54,26 +54,47 @@ class _ExceptionParts:
     """Pickles an exception as its parts, rebuilt without calling ``__init__``."""
 
     def __init__(
-        self, exc: BaseException, cause: Any, keep: Any = None, args: Any = None, context: Any = None
+        self,
+        exc: BaseException,
+        cause: Any,
+        keep: Any = None,
+        args: Any = None,
+        context: Any = None,
+        stood_in: tuple[int, ...] = (),
     ) -> None:
         self.exc, self.cause, self.keep = exc, cause, keep  # keep: which attributes travel
         self.args = exc.args if args is None else args
         self.context = context  # the __context__: an implicit one, or the cause when it is that too
+        self.stood_in = stood_in  # the positions in args whose repr went in their place
 
     def __reduce__(self) -> Any:
         exc = self.exc
         state = {k: v for k, v in vars(exc).items() if k != "__notes__"}
         notes = vars(exc).get("__notes__")  # (not getattr: a __getattr__ of its own may raise)
+        native = native_parts(exc)  # an OSError's filename, the values of its __slots__...
+        if native is not None and self.args is not exc.args:
+            # args given in place of its own (reprs, a group's members): the built-in class is
+            # initialised from them, its other parts (slots, fields set apart) still travel
+            native = (None, native[1]) if native[1] else None
+        left: list[tuple[str, Any]] = []
         if self.keep is not None:
             kept = {k: v for k, v in state.items() if self.keep(k, v)}
-            if len(kept) < len(state) and (notes is None or type(notes) is list):
-                # said in the parent: `e.conn` there was an AttributeError out of nowhere
-                notes = [
-                    *(notes or []),
-                    _left_out_note(exc, [(k, v) for k, v in state.items() if k not in kept]),
-                ]
+            left = [(k, v) for k, v in state.items() if k not in kept]
             state = kept
-        native = native_parts(exc) if self.args is exc.args else None  # an OSError's filename...
+            if native is not None and native[1]:
+                # a value in __slots__ (which vars() does not show) is left out the same way,
+                # and said: the whole exception fell back to a bare stand-in of its message
+                extra = {k: v for k, v in native[1].items() if self.keep(k, v)}
+                left += [(k, v) for k, v in native[1].items() if k not in extra]
+                native = (native[0], extra or None) if native[0] is not None or extra else None
+        if (left or self.stood_in) and (notes is None or type(notes) is list):
+            # said in the parent: `e.conn` there was an AttributeError out of nowhere, and
+            # `e.args[1]` a string where the task gave a generator
+            notes = list(notes or [])
+            if left:
+                notes.append(_left_out_note(exc, left))
+            if self.stood_in:
+                notes.append(_stood_in_note(exc, [(i, exc.args[i]) for i in self.stood_in]))
         if self.context is not None:
             return rebuild_exception, (type(exc), self.args, state, notes, self.cause, native, self.context)
         return rebuild_exception, (type(exc), self.args, state, notes, self.cause, native)
@@ -88,6 +109,22 @@ def _left_out_note(exc: BaseException, left: list[tuple[str, Any]]) -> str:
         f"be pickled in the worker, so {were} left out; keep in the exception what pickles (an "
         "address rather than a connection, a path rather than a file), or catch it in the task "
         "and return what you need)"
+    )
+
+
+def _stood_in_note(exc: BaseException, replaced: list[tuple[int, Any]]) -> str:
+    """The note of *exc* whose ``args`` at *replaced* (position, value) went as their repr."""
+    names = ", ".join(f"args[{i}] ({type(v).__module__}.{type(v).__qualname__})" for i, v in replaced)
+    plural, instead = (
+        ("s", "their reprs (strings) stand in their place")
+        if len(replaced) > 1
+        else ("", "its repr (a string) stands in its place")
+    )
+    return (
+        f"(picklepool: the argument{plural} {names} of this {type(exc).__qualname__} could not "
+        f"be pickled in the worker, so {instead}; raise the exception with what "
+        "pickles (an address rather than a connection, a path rather than a file), or catch it "
+        "in the task and return what you need)"
     )
 
 
@@ -174,8 +211,9 @@ def _sendable(pickler: Any, exc: BaseException | None, depth: int = 0, chain: tu
         # An argument cannot (``ValueError("bad row", row_generator)``): its repr goes in its
         # place, so the type still travels (a stand-in of the nearest base that could be
         # imported, or an Executor's RuntimeError, was not caught by ``except ValueError``)
-        args = tuple(a if _round_trip(pickler, a) is not None else _repr(a) for a in exc.args)
-        parts = _ExceptionParts(exc, cause, keep, args, context)
+        stood_in = tuple(i for i, a in enumerate(exc.args) if _round_trip(pickler, a) is None)
+        args = tuple(_repr(a) if i in stood_in else a for i, a in enumerate(exc.args))
+        parts = _ExceptionParts(exc, cause, keep, args, context, stood_in)
         if _round_trip(pickler, parts) is not None:
             return parts
     return None
