@@ -365,6 +365,47 @@ def test_a_client_closed_during_a_call_is_named_not_taken_for_a_crash(dask_clien
     assert Parallel(backend="dask")(delayed(square)(i) for i in range(3)) == [0, 1, 4]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs")
+def test_a_client_that_lost_its_scheduler_during_a_call_is_named_not_taken_for_a_crash(dask_client, tmp_path):
+    # dask cancels a client's futures ("scheduler-connection-lost") when its connection to
+    # the scheduler drops: the error said "a worker process died ... usually a segfault".
+    distributed = pytest.importorskip("distributed")
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    os.mkfifo(started)
+    os.mkfifo(release)
+    client = distributed.Client(dask_client.scheduler.address, set_as_default=False)
+    outcome = {}
+
+    def call():
+        with client.as_current():
+            try:
+                outcome["value"] = Parallel(backend="dask", n_jobs=2, batch_size=1)(
+                    delayed(wait_in_task)(i, started, release) for i in range(4)
+                )
+            except BaseException as exc:  # noqa: BLE001 - the test looks at it
+                outcome["error"] = exc
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        with open(started) as f:  # task 0 runs on the cluster
+            f.read()
+        client.loop.add_callback(client.scheduler_comm.comm.abort)  # the connection drops
+        caller.join(60)
+        assert not caller.is_alive()
+    finally:
+        with open(release, "w"):  # task 0 ends (its worker thread is free again)
+            pass
+        client.close()
+    error = outcome.get("error")
+    assert isinstance(error, WorkerCrashedError), outcome
+    msg = str(error)
+    assert "lost its connection to the scheduler at " + dask_client.scheduler.address in msg, msg
+    assert re.search(r"task \d: wait_in_task\(\d", msg), msg
+    assert "no worker died" in msg and "run the call again" in msg, msg
+    assert "segfault" not in msg and "worker process died" not in msg, msg
+
+
 def test_a_with_block_whose_client_was_closed_runs_its_next_call_on_the_current_one(dask_client):
     distributed = pytest.importorskip("distributed")
     client = distributed.Client(dask_client.scheduler.address, set_as_default=False)

@@ -298,6 +298,30 @@ def _closed(client: Any) -> WorkerCrashedError:
     return error
 
 
+LOST_SCHEDULER_ADVICE = (
+    "dask cancels a client's batches when it loses its scheduler; no worker died. Check that "
+    "the scheduler is still running and reachable from this machine (its log says why it "
+    "stopped), then run the call again: the client reconnects by itself while "
+    "distributed.comm.timeouts.connect lasts, or make a new Client"
+)
+
+
+def _scheduler_lost(client: Any) -> WorkerCrashedError:
+    """The error of a batch dask dropped because its client lost the scheduler: no worker died."""
+    address = getattr(getattr(client, "scheduler", None), "address", None)
+    error = WorkerCrashedError(
+        f"the dask Client this call ran on lost its connection to the scheduler"
+        f"{f' at {address}' if address else ''}"
+    )
+    error.not_a_crash = LOST_SCHEDULER_ADVICE  # type: ignore[attr-defined]
+    return error
+
+
+def _lost_scheduler(error: BaseException | None) -> bool:
+    """Whether dask cancelled a batch because its client lost the scheduler."""
+    return getattr(error, "reason", None) == "scheduler-connection-lost"
+
+
 class _BatchFuture(Future):  # type: ignore[type-arg]
     """A ``concurrent.futures.Future`` that follows a batch on the cluster.
 
@@ -379,6 +403,8 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
                 error = _translate(dask_future.exception())
             elif status != "finished" and not _usable(self._backend.client):  # closed under the call
                 error = _closed(self._backend.client)
+            elif status != "finished" and _lost_scheduler(error or _cancel_reason(dask_future)):
+                error = _scheduler_lost(self._backend.client)  # resending would wait for it
             elif status != "finished":
                 if self._resend():
                     return
@@ -445,6 +471,11 @@ class _BatchFuture(Future):  # type: ignore[type-arg]
             return False
         self._kept.update(futures)
         return True
+
+
+def _cancel_reason(dask_future: Any) -> BaseException | None:
+    """The exception dask set on a cancelled future (its ``reason``), without a round trip."""
+    return getattr(getattr(dask_future, "_state", None), "exception", None)
 
 
 def _translate(exc: BaseException | None) -> BaseException:
