@@ -406,6 +406,23 @@ def test_a_client_that_lost_its_scheduler_during_a_call_is_named_not_taken_for_a
     assert "segfault" not in msg and "worker process died" not in msg, msg
 
 
+def test_a_call_on_a_client_whose_scheduler_is_gone_says_so_and_what_to_do():
+    # The client reconnects for a while; a call made meanwhile failed with dask's bare
+    # "CommClosedError: ConnectionPool closing" (or "Timed out trying to connect ...").
+    distributed = pytest.importorskip("distributed")
+    dask = pytest.importorskip("dask")
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+            with distributed.Client(cluster):
+                address = cluster.scheduler.address
+                cluster.sync(cluster.scheduler.close)
+                with pytest.raises(OSError) as info:
+                    Parallel(backend="dask", n_jobs=2)(delayed(square)(i) for i in range(2))
+    msg = str(info.value)
+    assert f"could not reach the dask scheduler at {address}" in msg, msg
+    assert "check that it is running and reachable" in msg and "make a new Client" in msg, msg
+
+
 def test_a_with_block_whose_client_was_closed_runs_its_next_call_on_the_current_one(dask_client):
     distributed = pytest.importorskip("distributed")
     client = distributed.Client(dask_client.scheduler.address, set_as_default=False)

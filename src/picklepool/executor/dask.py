@@ -117,6 +117,27 @@ def get_client(scheduler_address: str | None = None) -> Any:
     return client
 
 
+def cluster_threads(client: Any) -> dict[str, int]:
+    """The cluster's threads per worker; an error saying what to do if its scheduler is gone.
+
+    A client whose scheduler stopped (or whose connection dropped) tries to reconnect for
+    ``distributed.comm.timeouts.connect``; asking it anything meanwhile fails with dask's
+    bare ``OSError`` (``Timed out trying to connect to tcp://...``, ``ConnectionPool closing``).
+    """
+    try:
+        threads: dict[str, int] = client.nthreads()
+    except OSError as exc:
+        address = getattr(getattr(client, "scheduler", None), "address", None)
+        raise OSError(
+            f"backend='dask' could not reach the dask scheduler at {address} that the current "
+            f"Client is connected to (client status {client.status!r}): "
+            f"{type(exc).__name__}: {str(exc).rstrip('.')}. The scheduler stopped or the network "
+            "dropped: check that it is running and reachable from this machine (its log says "
+            "why it stopped), then run the call again, or make a new Client"
+        ) from exc
+    return threads
+
+
 def close_clients() -> None:
     """Close the clients picklepool opened (never the user's own client).
 
@@ -515,7 +536,7 @@ def cluster_workers(n_jobs: int, threads: dict[str, int]) -> int:
 def effective_workers(n_jobs: int, scheduler_address: str | None = None) -> int:
     """What :func:`cluster_workers` gives on the cluster a call would run on now
     (``effective_n_jobs``); :class:`NoClusterError` without one, as a call raises."""
-    return cluster_workers(n_jobs, get_client(scheduler_address).nthreads())
+    return cluster_workers(n_jobs, cluster_threads(get_client(scheduler_address)))
 
 
 class DaskBackend(ClusterBackend):
@@ -532,7 +553,7 @@ class DaskBackend(ClusterBackend):
         self._address = scheduler_address
         self.client = get_client(scheduler_address)
         kept.hook_exit()
-        threads = self.client.nthreads()  # {worker address: threads}
+        threads = cluster_threads(self.client)  # {worker address: threads}
         check_workers(self.client, threads)
         super().__init__(cluster_workers(n_workers, threads))
         self._inflight: weakref.WeakSet[_BatchFuture] = weakref.WeakSet()
@@ -554,7 +575,7 @@ class DaskBackend(ClusterBackend):
                 f"the dask Client this `with Parallel(backend='dask')` block began with was closed "
                 f"({closed.status}), and {exc}"
             ) from None
-        check_workers(self.client, self.client.nthreads())
+        check_workers(self.client, cluster_threads(self.client))
 
     def release(self, wait: bool = True) -> None:
         """The call (or ``with`` block) is over: a task's thread takes its place back."""
