@@ -423,6 +423,23 @@ def test_a_call_on_a_client_whose_scheduler_is_gone_says_so_and_what_to_do():
     assert "check that it is running and reachable" in msg and "make a new Client" in msg, msg
 
 
+def test_a_call_on_a_cluster_with_no_workers_says_it_waits_for_one_and_runs_when_one_joins():
+    # dask holds the batches until a worker joins: the call waited, silently, for ever.
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        with distributed.Client(cluster):
+            with pytest.warns(UserWarning, match="has no workers, so this call waits") as caught:
+                results = Parallel(backend="dask", n_jobs=2, return_as="generator")(
+                    delayed(square)(i) for i in range(3)
+                )
+            cluster.scale(1)
+            assert list(results) == [0, 1, 4]
+    [warning] = [w for w in caught if "has no workers" in str(w.message)]
+    assert warning.filename == __file__, warning.filename
+    msg = str(warning.message)
+    assert f"dask worker {cluster.scheduler_address}" in msg and "LocalCluster(n_workers=" in msg, msg
+
+
 def test_a_with_block_whose_client_was_closed_runs_its_next_call_on_the_current_one(dask_client):
     distributed = pytest.importorskip("distributed")
     client = distributed.Client(dask_client.scheduler.address, set_as_default=False)

@@ -138,6 +138,25 @@ def cluster_threads(client: Any) -> dict[str, int]:
     return threads
 
 
+def warn_if_no_workers(client: Any, threads: dict[str, int]) -> None:
+    """Say so when the cluster has no worker: dask holds the batches until one joins, silently."""
+    if threads:
+        return
+    import warnings
+
+    from ..pickler.locks import callers_level
+
+    address = getattr(getattr(client, "scheduler", None), "address", None) or "tcp://HOST:8786"
+    warnings.warn(
+        f"backend='dask': the dask cluster at {address} has no workers, so this call waits "
+        "until one joins (dask holds its tasks, silently, and timeout= counts only from a "
+        "task's start). An adaptive cluster starts them as work comes; otherwise start some: "
+        f"`dask worker {address}` on each machine, or LocalCluster(n_workers=...)",
+        UserWarning,
+        stacklevel=callers_level(),
+    )
+
+
 def close_clients() -> None:
     """Close the clients picklepool opened (never the user's own client).
 
@@ -554,6 +573,7 @@ class DaskBackend(ClusterBackend):
         self.client = get_client(scheduler_address)
         kept.hook_exit()
         threads = cluster_threads(self.client)  # {worker address: threads}
+        warn_if_no_workers(self.client, threads)
         check_workers(self.client, threads)
         super().__init__(cluster_workers(n_workers, threads))
         self._inflight: weakref.WeakSet[_BatchFuture] = weakref.WeakSet()
@@ -575,7 +595,9 @@ class DaskBackend(ClusterBackend):
                 f"the dask Client this `with Parallel(backend='dask')` block began with was closed "
                 f"({closed.status}), and {exc}"
             ) from None
-        check_workers(self.client, cluster_threads(self.client))
+        threads = cluster_threads(self.client)
+        warn_if_no_workers(self.client, threads)
+        check_workers(self.client, threads)
 
     def release(self, wait: bool = True) -> None:
         """The call (or ``with`` block) is over: a task's thread takes its place back."""
