@@ -129,8 +129,8 @@ def cluster_threads(client: Any) -> dict[str, int]:
     except OSError as exc:
         address = getattr(getattr(client, "scheduler", None), "address", None)
         raise OSError(
-            f"backend='dask' could not reach the dask scheduler at {address} that the current "
-            f"Client is connected to (client status {client.status!r}): "
+            f"backend='dask' could not reach the dask scheduler at {address} (the status of "
+            f"the dask Client connected to it: {client.status!r}): "
             f"{type(exc).__name__}: {str(exc).rstrip('.')}. The scheduler stopped or the network "
             "dropped: check that it is running and reachable from this machine (its log says "
             "why it stopped), then run the call again, or make a new Client"
