@@ -16,6 +16,8 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -327,13 +329,16 @@ def wait_in_task(i, started, release):
     return i
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs")
-def test_a_client_closed_during_a_call_is_named_not_taken_for_a_crash(dask_client, tmp_path):
+def _cut_under_a_call(
+    scheduler_address: str, tmp_path: Any, cut: Callable[[Any], None]
+) -> BaseException | None:
+    """What a call on a client of its own raises when *cut(client)* runs while its task 0
+    runs on the cluster (held there by a FIFO until the cut is done)."""
     distributed = pytest.importorskip("distributed")
     started, release = str(tmp_path / "started"), str(tmp_path / "release")
     os.mkfifo(started)
     os.mkfifo(release)
-    client = distributed.Client(dask_client.scheduler.address, set_as_default=False)
+    client = distributed.Client(scheduler_address, set_as_default=False)
     outcome = {}
 
     def call():
@@ -350,14 +355,21 @@ def test_a_client_closed_during_a_call_is_named_not_taken_for_a_crash(dask_clien
     try:
         with open(started) as f:  # task 0 runs on the cluster
             f.read()
-        client.close()
+        cut(client)
         caller.join(60)
         assert not caller.is_alive()
     finally:
         with open(release, "w"):  # task 0 ends (its worker thread is free again)
             pass
-    error = outcome.get("error")
-    assert isinstance(error, WorkerCrashedError), outcome
+        client.close()
+    assert "value" not in outcome, outcome
+    return outcome.get("error")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs")
+def test_a_client_closed_during_a_call_is_named_not_taken_for_a_crash(dask_client, tmp_path):
+    error = _cut_under_a_call(dask_client.scheduler.address, tmp_path, lambda client: client.close())
+    assert isinstance(error, WorkerCrashedError), error
     msg = str(error)
     assert "the dask Client this call ran on was closed" in msg, msg
     assert re.search(r"task \d: wait_in_task\(\d", msg), msg
@@ -369,36 +381,11 @@ def test_a_client_closed_during_a_call_is_named_not_taken_for_a_crash(dask_clien
 def test_a_client_that_lost_its_scheduler_during_a_call_is_named_not_taken_for_a_crash(dask_client, tmp_path):
     # dask cancels a client's futures ("scheduler-connection-lost") when its connection to
     # the scheduler drops: the error said "a worker process died ... usually a segfault".
-    distributed = pytest.importorskip("distributed")
-    started, release = str(tmp_path / "started"), str(tmp_path / "release")
-    os.mkfifo(started)
-    os.mkfifo(release)
-    client = distributed.Client(dask_client.scheduler.address, set_as_default=False)
-    outcome = {}
-
-    def call():
-        with client.as_current():
-            try:
-                outcome["value"] = Parallel(backend="dask", n_jobs=2, batch_size=1)(
-                    delayed(wait_in_task)(i, started, release) for i in range(4)
-                )
-            except BaseException as exc:  # noqa: BLE001 - the test looks at it
-                outcome["error"] = exc
-
-    caller = threading.Thread(target=call)
-    caller.start()
-    try:
-        with open(started) as f:  # task 0 runs on the cluster
-            f.read()
+    def drop(client: Any) -> None:
         client.loop.add_callback(client.scheduler_comm.comm.abort)  # the connection drops
-        caller.join(60)
-        assert not caller.is_alive()
-    finally:
-        with open(release, "w"):  # task 0 ends (its worker thread is free again)
-            pass
-        client.close()
-    error = outcome.get("error")
-    assert isinstance(error, WorkerCrashedError), outcome
+
+    error = _cut_under_a_call(dask_client.scheduler.address, tmp_path, drop)
+    assert isinstance(error, WorkerCrashedError), error
     msg = str(error)
     assert "lost its connection to the scheduler at " + dask_client.scheduler.address in msg, msg
     assert re.search(r"task \d: wait_in_task\(\d", msg), msg

@@ -555,41 +555,41 @@ def _text(value: Any) -> Any:
 def show(pickler: Any, data: bytes | None) -> None:
     """Hand the records a batch sent back (:func:`dumps`) to this process's loggers of their
     names, which decide as for their own: level, filters, handlers, propagation."""
-    if not data:
-        return
-    try:
-        keys, rows, apart = pickler.loads(data)
-    except Exception:  # noqa: BLE001 - an odd pickler's bytes that it cannot load
-        return
-    others: dict[int, Any] = {}
-    if apart is not None:
-        try:
-            others = pickler.loads(apart[0]) if apart[0] is not None else apart[1]
-        except Exception:  # noqa: BLE001 - a class this process cannot load: their texts
-            others = apart[1]
-    _show_rows(keys, rows, others)
+    loaded = _loaded(pickler, data)
+    if loaded is not None:
+        _show_rows(*loaded)
 
 
 def each(pickler: Any, data: bytes | None) -> list[Any]:
     """The records a batch sent back (:func:`dumps`), each as a callable that hands it on as
     :func:`show` does (``executor.printed.show`` calls them in the order the tasks gave them,
     between their printed text and warnings)."""
-    if not data:
+    loaded = _loaded(pickler, data)
+    if loaded is None:
         return []
+    keys, rows, others = loaded
+    return [
+        functools.partial(_show_rows, keys, [row], {0: others[i]} if i in others else {})
+        for i, row in enumerate(rows)
+    ]
+
+
+def _loaded(pickler: Any, data: bytes | None) -> tuple[Any, Any, dict[int, Any]] | None:
+    """``(keys, rows, others)`` of what :func:`dumps` made, or None (nothing, or bytes an odd
+    pickler cannot load)."""
+    if not data:
+        return None
     try:
         keys, rows, apart = pickler.loads(data)
     except Exception:  # noqa: BLE001 - an odd pickler's bytes that it cannot load
-        return []
+        return None
     others: dict[int, Any] = {}
     if apart is not None:
         try:
             others = pickler.loads(apart[0]) if apart[0] is not None else apart[1]
         except Exception:  # noqa: BLE001 - a class this process cannot load: their texts
             others = apart[1]
-    return [
-        functools.partial(_show_rows, keys, [row], {0: others[i]} if i in others else {})
-        for i, row in enumerate(rows)
-    ]
+    return keys, rows, others
 
 
 def _show_rows(keys: Sequence[str], rows: list[Any], others: dict[int, Any]) -> None:

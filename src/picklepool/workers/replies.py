@@ -100,15 +100,20 @@ class _ExceptionParts:
         return rebuild_exception, (type(exc), self.args, state, notes, self.cause, native)
 
 
+# what both notes below advise, after "keep in the exception" / "raise the exception with"
+_PICKLES = (
+    "what pickles (an address rather than a connection, a path rather than a file), or catch "
+    "it in the task and return what you need)"
+)
+
+
 def _left_out_note(exc: BaseException, left: list[tuple[str, Any]]) -> str:
     """The note of *exc* whose attributes *left* (name, value) could not make the trip."""
     names = ", ".join(f"{k} ({type(v).__module__}.{type(v).__qualname__})" for k, v in left)
     plural, were = ("s", "they were") if len(left) > 1 else ("", "it was")
     return (
         f"(picklepool: the attribute{plural} {names} of this {type(exc).__qualname__} could not "
-        f"be pickled in the worker, so {were} left out; keep in the exception what pickles (an "
-        "address rather than a connection, a path rather than a file), or catch it in the task "
-        "and return what you need)"
+        f"be pickled in the worker, so {were} left out; keep in the exception {_PICKLES}"
     )
 
 
@@ -122,9 +127,7 @@ def _stood_in_note(exc: BaseException, replaced: list[tuple[int, Any]]) -> str:
     )
     return (
         f"(picklepool: the argument{plural} {names} of this {type(exc).__qualname__} could not "
-        f"be pickled in the worker, so {instead}; raise the exception with what "
-        "pickles (an address rather than a connection, a path rather than a file), or catch it "
-        "in the task and return what you need)"
+        f"be pickled in the worker, so {instead}; raise the exception with {_PICKLES}"
     )
 
 
